@@ -1,0 +1,137 @@
+// Thin client for the Collapse Lab HTTP API (see shared/DESIGN.md and /openapi.json).
+// Every page goes through these helpers so auth, share mode and error shapes live in one place.
+
+const TOKEN_KEY = "collapse-lab.api-token";
+
+/** Share token when the page was opened from a read-only link `/s/{token}`, else null. */
+export function shareToken() {
+  const match = window.location.pathname.match(/^\/s\/([^/]+)\/?$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+/** True on a share page: every write control is hidden and no credential is ever sent. */
+export function isReadOnly() {
+  return shareToken() !== null;
+}
+
+export function getApiToken() {
+  return isReadOnly() ? "" : window.localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setApiToken(token) {
+  if (token) window.localStorage.setItem(TOKEN_KEY, token);
+  else window.localStorage.removeItem(TOKEN_KEY);
+}
+
+/** Error carrying the HTTP status and the parsed body (FastAPI's `detail`). */
+export class ApiError extends Error {
+  constructor(status, body, message) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+
+  /** Field errors as [{field: "epochs" | "options.stop_gradient" | "", message}]. */
+  fieldErrors() {
+    return fieldErrorsFromDetail(this.body && this.body.detail);
+  }
+}
+
+/** Normalise FastAPI/pydantic error bodies into field + message pairs. */
+export function fieldErrorsFromDetail(detail) {
+  if (!detail) return [];
+  if (typeof detail === "string") return [{ field: "", message: detail }];
+  const items = Array.isArray(detail) ? detail : [detail];
+  return items.map((item) => {
+    if (typeof item === "string") return { field: "", message: item };
+    let field = item.field || "";
+    if (!field && Array.isArray(item.loc)) {
+      field = item.loc
+        .filter((part, i) => !(i === 0 && (part === "body" || part === "query")))
+        .filter((part) => typeof part === "string")
+        .join(".");
+    }
+    const message = item.msg || item.message || JSON.stringify(item);
+    return { field, message };
+  });
+}
+
+function describeError(status, body) {
+  const errors = fieldErrorsFromDetail(body && body.detail);
+  if (errors.length) {
+    return errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ");
+  }
+  return `HTTP ${status}`;
+}
+
+/** Add the share token to an API URL so private deployments accept share-page reads. */
+export function withShare(url) {
+  const token = shareToken();
+  if (!token) return url;
+  return url + (url.includes("?") ? "&" : "?") + "share=" + encodeURIComponent(token);
+}
+
+/** fetch + JSON with auth header, share token and typed errors. */
+export async function request(method, url, body, { signal } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = getApiToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const share = shareToken();
+  if (share) headers["X-Share-Token"] = share;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
+  });
+  const text = await response.text();
+  let parsed = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = { detail: text.slice(0, 300) };
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, parsed, describeError(response.status, parsed));
+  return parsed;
+}
+
+export const api = {
+  health: () => request("GET", "/api/health"),
+  methods: () => request("GET", "/api/methods"),
+  listRuns: (params = {}) => {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null && value !== "") query.set(key, value);
+    }
+    const suffix = query.toString() ? `?${query}` : "";
+    return request("GET", withShare(`/api/runs${suffix}`));
+  },
+  getRun: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}`)),
+  epochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/epochs`)),
+  projection: (id, epoch) =>
+    request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections/${epoch}`)),
+  launch: (config) => request("POST", "/api/runs", config),
+  cancel: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
+  share: (token) => request("GET", `/api/shares/${encodeURIComponent(token)}`),
+  createShare: (runIds) => request("POST", "/api/shares", { run_ids: runIds }),
+  revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
+};
+
+/** Download/export links for one run. */
+export function runLinks(id) {
+  const base = `/api/runs/${encodeURIComponent(id)}`;
+  return {
+    report: withShare(`${base}/report.html`),
+    csv: withShare(`${base}/epochs.csv`),
+    json: withShare(`${base}/epochs`),
+  };
+}
+
+/** The list payload is `{"data": [...], "count": n}`; tolerate a bare list too. */
+export function listData(payload) {
+  if (Array.isArray(payload)) return payload;
+  return (payload && payload.data) || [];
+}

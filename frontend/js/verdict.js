@@ -1,0 +1,40 @@
+// Verdict kinds, their colours and their words: one place so every page agrees.
+
+export const VERDICT_COLORS = {
+  healthy: "#1a7f37",
+  dimensional_collapse: "#b7791f",
+  complete_collapse: "#c62828",
+  pending: "#6b7280",
+};
+
+export const VERDICT_LABELS = {
+  healthy: "healthy",
+  dimensional_collapse: "dimensional collapse",
+  complete_collapse: "complete collapse",
+  pending: "no verdict yet",
+};
+
+/** Verdict kind of a run or record, "pending" when there is none yet. */
+export function verdictKind(verdict) {
+  const kind = verdict && (verdict.kind || verdict);
+  return typeof kind === "string" && kind in VERDICT_LABELS ? kind : "pending";
+}
+
+/** A coloured badge element: <span class="badge verdict-complete_collapse">complete collapse</span>. */
+export function verdictBadge(verdict) {
+  const kind = verdictKind(verdict);
+  const badge = document.createElement("span");
+  badge.className = `badge verdict-${kind}`;
+  badge.textContent = VERDICT_LABELS[kind];
+  if (verdict && verdict.reason) badge.title = verdict.reason;
+  return badge;
+}
+
+/** One-line description: "complete collapse from epoch 3". */
+export function verdictHeadline(verdict) {
+  const kind = verdictKind(verdict);
+  if (kind === "pending") return VERDICT_LABELS.pending;
+  const onset = verdict.onset_epoch;
+  if (kind === "healthy" || onset === null || onset === undefined) return VERDICT_LABELS[kind];
+  return `${VERDICT_LABELS[kind]} from epoch ${onset}`;
+}

@@ -1,0 +1,221 @@
+"""``collapse-lab``: train a method or the whole preset zoo in this process, or start the service.
+
+    collapse-lab train --preset simsiam-no-stopgrad --epochs 10 --jsonl run.jsonl
+    collapse-lab train --method vicreg --set variance_weight=0 --set proj_dim=64
+    collapse-lab zoo --dataset digits
+    collapse-lab up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from workers.engine.config import ConfigError, RunConfig, resolve_config
+from workers.engine.data import DatasetError
+from workers.engine.presets import PRESETS
+from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
+
+
+class UsageError(Exception):
+    """A bad command-line argument; printed as one line, exit status 2."""
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'key=value' -> (key, value), the value read as JSON when it parses ('0.5', 'false')."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set expects key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if args.preset:
+        raw["preset"] = args.preset
+    if args.method:
+        raw["method"] = args.method
+    for name in ("dataset", "backbone", "epochs", "seed", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            raw[name] = value
+    options: dict[str, Any] = {}
+    for assignment in args.set or []:
+        key, value = parse_assignment(assignment)
+        if key.startswith("options."):
+            options[key.removeprefix("options.")] = value
+        elif key in RunConfig.model_fields:
+            raw[key] = value
+        else:
+            options[key] = value
+    if options:
+        raw["options"] = options
+    return raw
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def format_row(record: dict[str, Any]) -> str:
+    p, b = record["projector"], record["backbone"]
+    loss = "      -" if record["loss"] is None else f"{record['loss']:7.3f}"
+    return (
+        f"{record['epoch']:5d} {loss} {p['std_l2_sqrt_d']:9.3f} {p['effective_rank']:8.1f} "
+        f"{b['effective_rank']:8.1f} {b['knn_top1']:6.3f} {record['epoch_time_s']:6.1f}s  "
+        f"{record['verdict']['kind']}"
+    )
+
+
+TABLE_HEADER = "epoch    loss  std·√d(z)  rank(z)  rank(h)  kNN(h)   time  verdict"
+
+
+def run_with_progress(config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None,
+                      show_rows: bool = True) -> RunResult:
+    bar = tqdm(total=config.epochs, desc=config.preset or config.method, unit="epoch",
+               file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if show_rows:
+            tqdm.write(format_row(record), file=out)
+        if jsonl is not None:
+            jsonl.write(json.dumps(record) + "\n")
+            jsonl.flush()
+        if record["epoch"] > 0:
+            bar.update(1)
+
+    def on_progress(epoch: int, step: int, steps: int, images_per_s: float) -> None:
+        bar.set_postfix_str(f"step {step}/{steps}, {images_per_s:.0f} img/s")
+
+    try:
+        return train(config, data_root=data_dir,
+                     hooks=TrainHooks(on_epoch=on_epoch, on_progress=on_progress))
+    finally:
+        bar.close()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if not args.preset and not args.method:
+        raise UsageError("give --preset NAME or --method NAME")
+    config = resolve_config(build_raw_config(args))
+    jsonl = open(args.jsonl, "w") if args.jsonl else None  # noqa: SIM115 - closed below
+    try:
+        print(f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
+              f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}")
+        print(TABLE_HEADER)
+        result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
+        if jsonl is not None:
+            jsonl.write(json.dumps({"verdict": result.verdict}) + "\n")
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+    verdict = result.verdict
+    onset = "" if verdict["onset_epoch"] is None else f" (from epoch {verdict['onset_epoch']})"
+    print(f"verdict: {verdict['kind']}{onset}: {verdict['reason']}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    rows = []
+    names = args.presets.split(",") if args.presets else list(PRESETS)
+    for name in names:
+        if name not in PRESETS:
+            raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    for name in tqdm(names, desc="zoo", unit="run", file=sys.stderr):
+        raw: dict[str, Any] = {"preset": name, "dataset": args.dataset, "seed": args.seed}
+        if args.epochs is not None:
+            raw["epochs"] = args.epochs
+        config = resolve_config(raw)
+        started = time.perf_counter()
+        result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
+        last = result.history[-1]
+        rows.append((name, PRESETS[name].expected, result.verdict["kind"], config.epochs,
+                     last["projector"]["std_l2_sqrt_d"], last["projector"]["effective_rank"],
+                     last["backbone"]["knn_top1"], time.perf_counter() - started))
+    print(f"| preset | expected | verdict | epochs | std·√d (z) | eff. rank (z) | kNN (h) | time |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, expected, kind, epochs, std, rank, knn, seconds in rows:
+        mark = "" if kind == expected else " ✗"
+        print(f"| {name} | {expected} | {kind}{mark} | {epochs} | {std:.3f} | {rank:.1f} | "
+              f"{knn:.3f} | {seconds:.0f} s |")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from backend.up import main as up_main
+
+    return up_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collapse-lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("DATA_DIR", "data")),
+                        help="where datasets are stored (default: $DATA_DIR or ./data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train one run in this process")
+    tr.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
+    tr.add_argument("--method", help="a method name, e.g. simsiam")
+    tr.add_argument("--dataset")
+    tr.add_argument("--backbone")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int, dest="batch_size")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="any config field or method option, e.g. --set stop_gradient=false")
+    tr.add_argument("--jsonl", type=Path, help="write one JSON record per epoch here")
+    tr.set_defaults(func=cmd_train)
+
+    zoo = sub.add_parser("zoo", help="run every preset and print the methods x verdict table")
+    zoo.add_argument("--dataset", default="digits")
+    zoo.add_argument("--epochs", type=int, help="override every preset's epochs")
+    zoo.add_argument("--seed", type=int, default=0)
+    zoo.add_argument("--presets", help="comma-separated subset of presets")
+    zoo.set_defaults(func=cmd_zoo)
+
+    up = sub.add_parser("up", help="start Redis (if needed), a worker and the API")
+    up.add_argument("rest", nargs=argparse.REMAINDER)
+    up.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"collapse-lab: error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"collapse-lab: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"collapse-lab: error: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
+    except (DatasetError, TrainingError) as exc:
+        print(f"collapse-lab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("collapse-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

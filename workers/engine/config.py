@@ -1,0 +1,129 @@
+"""Run configuration: one pydantic model validated before anything trains.
+
+A run is described by a JSON object such as
+``{"method": "simsiam", "dataset": "digits", "epochs": 20, "options": {"stop_gradient": false}}``
+or ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``. :func:`resolve_config` merges, in
+order, the generic defaults, the method's own defaults, the preset and the user's fields,
+then validates the result. Unknown fields anywhere (including inside ``options``) are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
+BackboneName = Literal["small_cnn", "resnet18"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunConfig(StrictModel):
+    """Everything needed to reproduce one training run."""
+
+    method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
+    preset: str | None = Field(None, description="Preset this config was derived from, if any.")
+    dataset: DatasetName = "digits"
+    dataset_path: str | None = Field(
+        None, description="For 'imagefolder': a folder relative to the data root."
+    )
+    image_size: int = Field(32, ge=16, le=224, description="Side of the square training images.")
+    train_size: int | None = Field(
+        None, ge=64, le=1_000_000, description="Use at most this many training images."
+    )
+    probe_size: int = Field(
+        2048, ge=64, le=20_000, description="Held-out images the diagnostics are computed on."
+    )
+    backbone: BackboneName = "small_cnn"
+    width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
+    proj_hidden_dim: int = Field(512, ge=8, le=8192)
+    proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
+    pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")
+    epochs: int = Field(20, ge=1, le=1000)
+    batch_size: int = Field(256, ge=8, le=4096)
+    optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
+    lr: float = Field(0.06, gt=0, le=10, description="Base learning rate (scaled by batch/256).")
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0, le=100)
+    augment_strength: float = Field(
+        1.0, ge=0, le=2, description="Scales colour jitter and crop range (0 = no augmentation)."
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    knn_k: int = Field(20, ge=1, le=200)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
+
+    @model_validator(mode="after")
+    def _check_method_and_options(self) -> RunConfig:
+        from workers.engine.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}"
+            )
+        if self.dataset == "imagefolder" and not self.dataset_path:
+            raise ValueError("dataset 'imagefolder' needs dataset_path")
+        options_model = METHODS[self.method].Options
+        try:
+            self.options = options_model.model_validate(self.options).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"options.{where}: {first['msg']}") from None
+        return self
+
+    def method_options(self) -> BaseModel:
+        """The options as the method's own typed model."""
+        from workers.engine.methods import METHODS
+
+        return METHODS[self.method].Options.model_validate(self.options)
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be resolved; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def resolve_config(raw: dict[str, Any]) -> RunConfig:
+    """Merge method defaults, the preset (if any) and the user's fields, then validate.
+
+    Raises :class:`ConfigError` for an unknown preset or method, and pydantic's
+    ``ValidationError`` for bad fields.
+    """
+    from workers.engine.methods import METHODS
+    from workers.engine.presets import PRESETS
+
+    raw = dict(raw)
+    merged: dict[str, Any] = {}
+    preset_name = raw.get("preset")
+    if preset_name is not None:
+        if preset_name not in PRESETS:
+            raise ConfigError(
+                "preset", f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}"
+            )
+        merged = dict(PRESETS[preset_name].config)
+    method = raw.get("method", merged.get("method"))
+    if method is None:
+        raise ConfigError("method", "give a method or a preset")
+    if method not in METHODS:
+        raise ConfigError(
+            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
+        )
+    if preset_name is not None and raw.get("method", method) != merged["method"]:
+        raise ConfigError(
+            "method", f"preset {preset_name!r} is for method {merged['method']!r}, not {method!r}"
+        )
+    options = {**merged.get("options", {}), **(raw.pop("options", None) or {})}
+    result = {**METHODS[method].defaults, **merged, **raw, "method": method, "options": options}
+    return RunConfig.model_validate(result)

@@ -1,0 +1,112 @@
+"""The interface every SSL method implements, and the small types the trainer passes it.
+
+A method owns its heads (projector, predictor, prototypes, EMA target...) around a shared
+backbone. The trainer hands it augmented views and asks for a loss; it never needs to know
+which method it is training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+
+
+@dataclass
+class StepInfo:
+    """Where training is: used for schedules such as BYOL's cosine EMA momentum."""
+
+    epoch: int  # 1-based epoch being trained
+    step: int  # global optimiser step, 0-based
+    total_steps: int
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # scalar, differentiable
+    logs: dict[str, float] = field(default_factory=dict)  # extra scalars for the epoch record
+    # backbone representation h of the first view, detached, (B, rep_dim): the trainer's
+    # free kNN bank (no extra forward pass over the training set)
+    features: torch.Tensor | None = None
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set the class attributes and implement :meth:`training_loss`.
+
+    Class attributes:
+      name     -- registry key ("simsiam")
+      title    -- human name ("SimSiam")
+      paper    -- citation shown in the catalogue
+      family   -- "contrastive" | "clustering" | "asymmetry" | "redundancy"
+      Options  -- pydantic model of the method's options (the collapse toggles live here)
+      defaults -- RunConfig fields this method prefers (lr, optimizer, dims...)
+      n_views  -- number of global views per image (2 for all; SwAV may add local crops)
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    paper: ClassVar[str]
+    family: ClassVar[str]
+    Options: ClassVar[type[StrictModel]]
+    defaults: ClassVar[dict[str, object]] = {}
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.rep_dim = rep_dim
+        self.config = config
+        self.options: BaseModel = config.method_options()
+
+    # -- training -------------------------------------------------------------------------
+    def n_local_views(self) -> int:
+        """Extra small crops per image (SwAV multi-crop); 0 for everyone else."""
+        return 0
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        """views: [V x (B, C, H, W)] float, the two global views first; indices: (B,) dataset
+        indices of the images (DeepCluster looks up pseudo-labels with them)."""
+        raise NotImplementedError
+
+    def after_step(self, step: StepInfo) -> None:
+        """Called after each optimiser step (EMA update, prototype normalisation...)."""
+
+    def on_epoch_start(self, epoch: int, encode_train_set: Callable[[], torch.Tensor]) -> None:
+        """Called before each training epoch. ``encode_train_set()`` returns the projector
+        outputs (N_train, d) of the un-augmented training images (DeepCluster's k-means)."""
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        """Per-training-image sampling weights for the next epoch (DeepCluster's balanced
+        sampling), or None for a uniform shuffle."""
+        return None
+
+    def excluded_from_weight_decay(self) -> set[str]:
+        """Parameter names not decayed nor trained by the optimiser (e.g. EMA target)."""
+        return set()
+
+    # -- monitoring -----------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, H, W) -> (h, z): backbone representation (B, rep_dim) and projector
+        output (B, d) of the online network, used for the diagnostics."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z: (B, d) projector outputs -> (B,) hard cluster ids for the cluster-usage
+        entropy, or None for methods without clusters."""
+        return None
+
+    def num_clusters(self) -> int | None:
+        return None
+
+    def monitor(self) -> dict[str, float]:
+        """Scalars to log once per epoch (e.g. current EMA momentum)."""
+        return {}

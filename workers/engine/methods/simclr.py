@@ -1,0 +1,94 @@
+"""SimCLR: contrastive learning with the NT-Xent loss.
+
+Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of Visual
+Representations". ICML 2020.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import mlp
+
+
+class SimCLROptions(StrictModel):
+    temperature: float = Field(
+        0.5, gt=0, le=10, description="Softmax temperature of NT-Xent (0.5 for CIFAR in the paper)."
+    )
+    negatives: bool = Field(
+        True,
+        description="Contrast against the 2N-2 other views in the batch. Off: only the "
+        "positive-pair alignment term is left, and the embedding collapses.",
+    )
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (SimCLR, Chen et al. 2020, Eq. 1), averaged over all 2N anchors.
+
+    z1, z2: (N, d) projections of two views of the same N images. Each of the 2N views is an
+    anchor whose positive is the other view of its image and whose negatives are the other
+    2N - 2 views: l_i = -log exp(s_ip / T) / sum_{k != i} exp(s_ik / T), s = cosine similarity.
+    Returns a scalar.
+    """
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    logits = z @ z.t() / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, positives)
+
+
+def positive_alignment(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The positive term of NT-Xent alone: -mean_i cos(z1_i, z2_i) / T, from (N, d) x 2.
+    Minimised by any constant map, so it collapses (DESIGN.md, contrastive family)."""
+    return -F.cosine_similarity(z1, z2, dim=1).mean() / temperature
+
+
+class SimCLR(Method):
+    """Backbone -> 2-layer MLP projector -> NT-Xent between the two views."""
+
+    name = "simclr"
+    title = "SimCLR"
+    paper = (
+        "Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning of "
+        "Visual Representations. ICML 2020."
+    )
+    family = "contrastive"
+    Options = SimCLROptions
+    defaults = {
+        "optimizer": "sgd",
+        "lr": 0.3,
+        "weight_decay": 1e-4,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: SimCLROptions
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 2)
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        h = self.backbone(torch.cat(views[:2]))  # both views in one pass: (2B, rep_dim)
+        z1, z2 = self.projector(h).chunk(2)
+        h1 = h[: views[0].shape[0]]
+        temperature = self.options.temperature
+        if self.options.negatives:
+            loss = nt_xent(z1, z2, temperature)
+        else:
+            loss = positive_alignment(z1, z2, temperature)
+        with torch.no_grad():
+            cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
+        return LossOutput(loss, {"cos_pos": cos_pos}, features=h1.detach())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)

@@ -1,0 +1,36 @@
+"""MLP projector / predictor heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    num_layers: int,
+    *,
+    last_bn: bool = False,
+    last_bn_affine: bool = True,
+) -> nn.Sequential:
+    """A projector or predictor: ``num_layers`` linear layers, each hidden one followed by
+    BatchNorm and ReLU, as in SimCLR / BYOL / SimSiam / Barlow Twins / VICReg heads.
+
+    Maps (B, in_dim) -> (B, out_dim). ``last_bn`` appends a BatchNorm on the output (SimSiam's
+    projector; ``last_bn_affine=False`` as in its paper). Linear layers followed by BatchNorm
+    have no bias (the BatchNorm shift makes it redundant).
+    """
+    if num_layers < 1:
+        raise ValueError("an MLP head needs at least one layer")
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_layers - 1):
+        layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU()]
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
+    return nn.Sequential(*layers)
+

@@ -1,0 +1,74 @@
+"""Named configurations: the seven standard methods and the ablations that collapse.
+
+Each preset is a partial run config (method, options and any hyper-parameters that make the
+outcome show quickly on a 2-core CPU on ``digits``/``shapes``). ``expected`` is what the
+literature says should happen; the zoo prints it beside what actually happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Expected = Literal["healthy", "dimensional_collapse", "complete_collapse"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    description: str
+    config: dict[str, Any]
+    expected: Expected
+
+
+_PRESET_LIST: list[Preset] = [
+    Preset("simclr", "SimCLR", "Contrastive: NT-Xent with 2N-2 negatives.", {"method": "simclr"},
+           "healthy"),
+    Preset("byol", "BYOL", "Predictor + EMA target.", {"method": "byol"}, "healthy"),
+    Preset("simsiam", "SimSiam", "Predictor + stop-gradient.", {"method": "simsiam"}, "healthy"),
+    Preset("swav", "SwAV", "Online codes balanced by Sinkhorn-Knopp.", {"method": "swav"},
+           "healthy"),
+    Preset("deepcluster", "DeepCluster", "k-means pseudo-labels with empty-cluster reassignment.",
+           {"method": "deepcluster"}, "healthy"),
+    Preset("barlow-twins", "Barlow Twins", "Cross-correlation towards the identity.",
+           {"method": "barlow_twins"}, "healthy"),
+    Preset("vicreg", "VICReg", "Variance, invariance and covariance terms.",
+           {"method": "vicreg"}, "healthy"),
+    Preset("simsiam-no-stopgrad", "SimSiam without stop-gradient",
+           "Gradients flow through both branches: collapses to a constant.",
+           {"method": "simsiam", "options": {"stop_gradient": False}}, "complete_collapse"),
+    Preset("simsiam-no-predictor", "SimSiam without predictor",
+           "Symmetric siamese network with stop-gradient only.",
+           {"method": "simsiam", "options": {"predictor": False}}, "complete_collapse"),
+    Preset("byol-no-ema", "BYOL without EMA (tau = 0)",
+           "The target is the online network itself.",
+           {"method": "byol", "options": {"base_momentum": 0.0}}, "complete_collapse"),
+    Preset("byol-no-predictor", "BYOL without predictor",
+           "EMA target but no predictor on the online branch.",
+           {"method": "byol", "options": {"predictor": False}}, "complete_collapse"),
+    Preset("simclr-no-negatives", "SimCLR without negatives",
+           "Only the positive-pair alignment term is left.",
+           {"method": "simclr", "options": {"negatives": False}}, "complete_collapse"),
+    Preset("swav-no-sinkhorn", "SwAV without Sinkhorn",
+           "Plain softmax codes: every sample goes to one prototype.",
+           {"method": "swav", "options": {"sinkhorn": False}}, "complete_collapse"),
+    Preset("deepcluster-no-reassign", "DeepCluster without anti-degeneracy",
+           "No empty-cluster reassignment nor balanced sampling.",
+           {"method": "deepcluster",
+            "options": {"reassign_empty": False, "balanced_sampling": False}},
+           "complete_collapse"),
+    Preset("barlow-no-offdiag", "Barlow Twins without the off-diagonal term (lambda = 0)",
+           "Only the invariance term: dimensions become redundant.",
+           {"method": "barlow_twins", "options": {"lambda_offdiag": 0.0}},
+           "dimensional_collapse"),
+    Preset("vicreg-no-variance", "VICReg without the variance term",
+           "Nothing keeps the embedding spread out.",
+           {"method": "vicreg", "options": {"variance_weight": 0.0}}, "complete_collapse"),
+    Preset("vicreg-no-covariance", "VICReg without the covariance term",
+           "Variance kept, but dimensions become correlated.",
+           {"method": "vicreg", "options": {"covariance_weight": 0.0}},
+           "dimensional_collapse"),
+]
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}

@@ -1,0 +1,313 @@
+"""The training loop shared by every method, with per-epoch diagnostics and checkpoints.
+
+``train`` is all the service and the command line call: it loads the data, builds the
+backbone and the method from the registry, records the epoch-0 diagnostics (before any
+training, the baseline every verdict compares against), then trains epoch after epoch.
+After each epoch it measures the probe set, updates the verdict, writes a checkpoint and
+only then reports the epoch through ``hooks.on_epoch``: a reported epoch is never lost.
+Calling ``train`` again with the same ``run_dir`` resumes after the last checkpoint and
+reproduces exactly what an uninterrupted run would have done (every epoch reseeds its
+random streams from the run seed and the epoch number).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.engine.augment import BatchAugment, normalize
+from workers.engine.backbones import build_backbone
+from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from workers.engine.config import RunConfig
+from workers.engine.data import ImageData, load_splits
+from workers.engine.methods import METHODS, Method, StepInfo
+from workers.engine.metrics import embedding_diagnostics
+from workers.engine.optim import build_optimizer, lr_at
+from workers.engine.verdict import epoch_verdict, run_verdict
+
+# Positive pairs for alignment / positive cosine: two augmented views of this many probe
+# images (a fixed subset, fixed augmentations) keep the cost of monitoring small.
+POSITIVE_PAIRS = 512
+EVAL_BATCH = 512
+
+
+class RunCancelled(Exception):
+    """Raised by :func:`train` when ``hooks.should_stop()`` asked it to stop."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says why."""
+
+
+def _ignore(*_: Any) -> None:
+    return None
+
+
+@dataclass
+class TrainHooks:
+    """How the caller hears about progress. Every hook is optional."""
+
+    on_epoch: Callable[[dict[str, Any]], None] = _ignore
+    on_progress: Callable[[int, int, int, float], None] = _ignore  # epoch, step, steps, img/s
+    on_embeddings: Callable[[int, np.ndarray, np.ndarray], None] = _ignore  # epoch, z, labels
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class RunResult:
+    history: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def select_device(preference: str) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' was asked for but CUDA is not available here")
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed for every (run seed, epoch)."""
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+class _Probe:
+    """The fixed held-out images the diagnostics are measured on, prepared once."""
+
+    def __init__(
+        self,
+        probe: ImageData,
+        bank: ImageData,
+        augment: BatchAugment,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.labels = probe.labels
+        self.num_classes = probe.num_classes
+        self.clean = normalize(probe.images.to(device))
+        self.bank = normalize(bank.images.to(device))
+        self.bank_labels = bank.labels
+        n_pairs = min(POSITIVE_PAIRS, len(probe.images))
+        generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, -1))
+        pair_images = probe.images[:n_pairs].to(device)
+        self.view1 = augment(pair_images, generator)
+        self.view2 = augment(pair_images, generator)
+
+
+@torch.no_grad()
+def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.Tensor, ...]:
+    hs, zs = [], []
+    for start in range(0, len(images), EVAL_BATCH):
+        with autocast():
+            h, z = method.embed(images[start : start + EVAL_BATCH])
+        hs.append(h.float())
+        zs.append(z.float())
+    return torch.cat(hs), torch.cat(zs)
+
+
+def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
+    """Backbone and projector diagnostics on the probe; also returns the probe's z."""
+    was_training = method.training
+    method.eval()
+    h, z = _embed(method, probe.clean, autocast)
+    h1, z1 = _embed(method, probe.view1, autocast)
+    h2, z2 = _embed(method, probe.view2, autocast)
+    bank_h, bank_z = _embed(method, probe.bank, autocast)
+    assignments = method.cluster_assignments(z)
+    common = {"labels": probe.labels, "num_classes": probe.num_classes}
+    backbone = embedding_diagnostics(
+        h, h1, h2, bank=bank_h, bank_labels=probe.bank_labels, **common
+    )
+    projector = embedding_diagnostics(
+        z,
+        z1,
+        z2,
+        bank=bank_z,
+        bank_labels=probe.bank_labels,
+        assignments=assignments,
+        num_clusters=method.num_clusters(),
+        **common,
+    )
+    method.train(was_training)
+    return backbone, projector, z
+
+
+def _subset(data: ImageData, size: int, seed: int) -> ImageData:
+    if len(data.images) <= size:
+        return data
+    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
+    keep = order[:size]
+    return ImageData(data.images[keep], data.labels[keep], data.num_classes, data.class_names)
+
+
+def train(
+    config: RunConfig,
+    *,
+    data_root: Path,
+    run_dir: Path | None = None,
+    hooks: TrainHooks | None = None,
+    download: bool = True,
+) -> RunResult:
+    """Train ``config`` to the end (or until cancelled) and return the history and verdict.
+
+    With a ``run_dir`` a checkpoint is written after every epoch and an existing one is
+    resumed. Raises :class:`RunCancelled` when ``hooks.should_stop()`` turns true and
+    :class:`TrainingError` when training diverges.
+    """
+    hooks = hooks or TrainHooks()
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    train_data, probe_data = load_splits(config, Path(data_root), download=download)
+    channels = train_data.images.shape[1]
+
+    backbone, rep_dim = build_backbone(
+        config.backbone, channels, config.image_size, config.width
+    )
+    method = METHODS[config.method](backbone, rep_dim, config).to(device)
+    if device.type == "cuda":
+        method = method.to(memory_format=torch.channels_last)
+
+    def autocast() -> Any:
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    augment = BatchAugment(config.image_size, channels, config.augment_strength)
+    optimizer = build_optimizer(method, config, method.excluded_from_weight_decay())
+    batch_size = min(config.batch_size, len(train_data.images))
+    steps_per_epoch = len(train_data.images) // batch_size
+    total_steps = steps_per_epoch * config.epochs
+    bank = _subset(train_data, config.probe_size, config.seed)
+    probe = _Probe(probe_data, bank, augment, device, config.seed)
+    train_images = train_data.images.to(device)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    checkpoint = load_checkpoint(run_dir) if run_dir is not None else None
+    if checkpoint is not None:
+        method.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        history = list(checkpoint.history)
+        start_epoch = checkpoint.epoch + 1
+
+    def finish_epoch(epoch: int, record: dict[str, Any], z: torch.Tensor) -> None:
+        history.append(record)
+        record["verdict"] = epoch_verdict(history)
+        if run_dir is not None:
+            save_checkpoint(
+                run_dir,
+                Checkpoint(
+                    epoch=epoch,
+                    model=method.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    history=history,
+                    cpu_rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                ),
+            )
+        hooks.on_epoch(record)
+        hooks.on_embeddings(epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
+
+    if not history:
+        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
+        baseline = {
+            "epoch": 0,
+            "loss": None,
+            "lr": lr_at(config, 0, steps_per_epoch),
+            "ema_momentum": method.monitor().get("ema_momentum"),
+            "epoch_time_s": 0.0,
+            "images_per_s": None,
+            "logs": {},
+            "backbone": backbone_m,
+            "projector": projector_m,
+        }
+        finish_epoch(0, baseline, z)
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        torch.manual_seed(epoch_seed(config.seed, epoch))
+        generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
+
+        def encode_train_set() -> torch.Tensor:
+            was_training = method.training
+            method.eval()
+            _, z = _embed(method, normalize(train_images), autocast)
+            method.train(was_training)
+            return z
+
+        method.train()
+        method.on_epoch_start(epoch, encode_train_set)
+        weights = method.sampling_weights()
+        cpu_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+        if weights is None:
+            order = torch.randperm(len(train_images), generator=cpu_gen)
+        else:
+            order = torch.multinomial(weights.cpu(), len(train_images), True, generator=cpu_gen)
+        order = order.to(device)
+
+        started = time.perf_counter()
+        loss_sum, logs_sum = 0.0, {}
+        lr = 0.0
+        for step_in_epoch in range(steps_per_epoch):
+            if hooks.should_stop():
+                raise RunCancelled(f"cancelled during epoch {epoch}")
+            global_step = (epoch - 1) * steps_per_epoch + step_in_epoch
+            lr = lr_at(config, global_step, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]
+            images = train_images[indices]
+            views = [augment(images, generator) for _ in range(2)]
+            views += [
+                augment(images, generator, out_size=config.image_size // 2, scale=(0.05, 0.4))
+                for _ in range(method.n_local_views())
+            ]
+            if device.type == "cuda":
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            info = StepInfo(epoch=epoch, step=global_step, total_steps=total_steps)
+            with autocast():
+                out = method.training_loss(views, indices, info)
+            loss_value = float(out.loss.detach())
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"the loss became {loss_value} at epoch {epoch}, step {step_in_epoch + 1}; "
+                    "try a lower learning rate"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            method.after_step(info)
+            loss_sum += loss_value
+            for key, value in out.logs.items():
+                logs_sum[key] = logs_sum.get(key, 0.0) + float(value)
+            elapsed = time.perf_counter() - started
+            hooks.on_progress(
+                epoch, step_in_epoch + 1, steps_per_epoch, (step_in_epoch + 1) * batch_size / elapsed
+            )
+        train_time = time.perf_counter() - started
+
+        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
+        record = {
+            "epoch": epoch,
+            "loss": loss_sum / steps_per_epoch,
+            "lr": lr,
+            "ema_momentum": method.monitor().get("ema_momentum"),
+            "epoch_time_s": time.perf_counter() - started,
+            "images_per_s": steps_per_epoch * batch_size / train_time,
+            "logs": {k: v / steps_per_epoch for k, v in logs_sum.items()},
+            "backbone": backbone_m,
+            "projector": projector_m,
+        }
+        finish_epoch(epoch, record, z)
+
+    return RunResult(history=history, verdict=run_verdict(history), device=device.type)
