@@ -1,9 +1,9 @@
 """``collapse-lab``: train a method or the whole preset zoo in this process, or start the service.
 
-    collapse-lab train --preset simsiam-no-stopgrad --epochs 10 --jsonl run.jsonl
-    collapse-lab train --method vicreg --set variance_weight=0 --set proj_dim=64
-    collapse-lab zoo --dataset digits
-    collapse-lab up
+collapse-lab train --preset simsiam-no-stopgrad --epochs 10 --jsonl run.jsonl
+collapse-lab train --method vicreg --set variance_weight=0 --set proj_dim=64
+collapse-lab zoo --dataset digits
+collapse-lab up
 """
 
 from __future__ import annotations
@@ -85,10 +85,17 @@ def format_row(record: dict[str, Any]) -> str:
 TABLE_HEADER = "epoch    loss  std·√d(z)  rank(z)  rank(h)  kNN(h)   time  verdict"
 
 
-def run_with_progress(config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None,
-                      show_rows: bool = True) -> RunResult:
-    bar = tqdm(total=config.epochs, desc=config.preset or config.method, unit="epoch",
-               file=sys.stderr, leave=False, dynamic_ncols=True)
+def run_with_progress(
+    config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None, show_rows: bool = True
+) -> RunResult:
+    bar = tqdm(
+        total=config.epochs,
+        desc=config.preset or config.method,
+        unit="epoch",
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
 
     def on_epoch(record: dict[str, Any]) -> None:
         if show_rows:
@@ -103,8 +110,9 @@ def run_with_progress(config: RunConfig, data_dir: Path, out: TextIO, jsonl: Tex
         bar.set_postfix_str(f"step {step}/{steps}, {images_per_s:.0f} img/s")
 
     try:
-        return train(config, data_root=data_dir,
-                     hooks=TrainHooks(on_epoch=on_epoch, on_progress=on_progress))
+        return train(
+            config, data_root=data_dir, hooks=TrainHooks(on_epoch=on_epoch, on_progress=on_progress)
+        )
     finally:
         bar.close()
 
@@ -115,8 +123,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(build_raw_config(args))
     jsonl = open(args.jsonl, "w") if args.jsonl else None  # noqa: SIM115 - closed below
     try:
-        print(f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
-              f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}")
+        print(
+            f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
+            f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}"
+        )
         print(TABLE_HEADER)
         result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
         if jsonl is not None:
@@ -144,15 +154,26 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
         last = result.history[-1]
-        rows.append((name, PRESETS[name].expected, result.verdict["kind"], config.epochs,
-                     last["projector"]["std_l2_sqrt_d"], last["projector"]["effective_rank"],
-                     last["backbone"]["knn_top1"], time.perf_counter() - started))
-    print(f"| preset | expected | verdict | epochs | std·√d (z) | eff. rank (z) | kNN (h) | time |")
+        rows.append(
+            (
+                name,
+                PRESETS[name].expected,
+                result.verdict["kind"],
+                config.epochs,
+                last["projector"]["std_l2_sqrt_d"],
+                last["projector"]["effective_rank"],
+                last["backbone"]["knn_top1"],
+                time.perf_counter() - started,
+            )
+        )
+    print("| preset | expected | verdict | epochs | std·√d (z) | eff. rank (z) | kNN (h) | time |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, expected, kind, epochs, std, rank, knn, seconds in rows:
         mark = "" if kind == expected else " ✗"
-        print(f"| {name} | {expected} | {kind}{mark} | {epochs} | {std:.3f} | {rank:.1f} | "
-              f"{knn:.3f} | {seconds:.0f} s |")
+        print(
+            f"| {name} | {expected} | {kind}{mark} | {epochs} | {std:.3f} | {rank:.1f} | "
+            f"{knn:.3f} | {seconds:.0f} s |"
+        )
     return 0
 
 
@@ -163,11 +184,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="collapse-lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DATA_DIR", "data")),
-                        help="where datasets are stored (default: $DATA_DIR or ./data)")
+    parser = argparse.ArgumentParser(
+        prog="collapse-lab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR", "data")),
+        help="where datasets are stored (default: $DATA_DIR or ./data)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train one run in this process")
@@ -178,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--batch-size", type=int, dest="batch_size")
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="any config field or method option, e.g. --set stop_gradient=false")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any config field or method option, e.g. --set stop_gradient=false",
+    )
     tr.add_argument("--jsonl", type=Path, help="write one JSON record per epoch here")
     tr.set_defaults(func=cmd_train)
 

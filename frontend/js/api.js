@@ -18,9 +18,15 @@ export function getApiToken() {
   return isReadOnly() ? "" : window.localStorage.getItem(TOKEN_KEY) || "";
 }
 
+/** Keep the token in this browser; the cookie lets EventSource streams carry it too. */
 export function setApiToken(token) {
-  if (token) window.localStorage.setItem(TOKEN_KEY, token);
-  else window.localStorage.removeItem(TOKEN_KEY);
+  if (token) {
+    window.localStorage.setItem(TOKEN_KEY, token);
+    document.cookie = `collapse_lab_token=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+  } else {
+    window.localStorage.removeItem(TOKEN_KEY);
+    document.cookie = "collapse_lab_token=; path=/; max-age=0; SameSite=Strict";
+  }
 }
 
 /** Error carrying the HTTP status and the parsed body (FastAPI's `detail`). */
@@ -116,7 +122,9 @@ export const api = {
   launch: (config) => request("POST", "/api/runs", config),
   cancel: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
   share: (token) => request("GET", `/api/shares/${encodeURIComponent(token)}`),
-  createShare: (runIds) => request("POST", "/api/shares", { run_ids: runIds }),
+  createShare: (runIds) => request("POST", "/api/shares", { runs: runIds }),
+  zoo: (overrides) => request("POST", "/api/zoo", { overrides }),
+  projectionEpochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
 };
 
@@ -126,7 +134,17 @@ export function runLinks(id) {
   return {
     report: withShare(`${base}/report.html`),
     csv: withShare(`${base}/epochs.csv`),
-    json: withShare(`${base}/epochs`),
+    json: withShare(`${base}/epochs.json`),
+  };
+}
+
+/** Report and export links for a comparison of several runs. */
+export function compareLinks(ids) {
+  const runs = ids.map(encodeURIComponent).join(",");
+  return {
+    report: withShare(`/api/compare/report.html?runs=${runs}`),
+    csv: withShare(`/api/compare/epochs.csv?runs=${runs}`),
+    json: withShare(`/api/compare/epochs.json?runs=${runs}`),
   };
 }
 

@@ -1,5 +1,5 @@
 // Server-Sent Events with resume: the browser's EventSource sends Last-Event-ID on reconnect,
-// and we drop any event id we have already handled so nothing is applied twice.
+// and we drop any durable event id we have already handled so nothing is applied twice.
 
 import { withShare } from "./api.js";
 
@@ -18,7 +18,8 @@ export function subscribe(url, handlers) {
   const source = new EventSource(withShare(url));
 
   const dispatch = (type) => (event) => {
-    if (event.lastEventId) {
+    // Live-only events (progress) carry no id; EventSource then repeats the previous id.
+    if (event.lastEventId && type !== "progress") {
       const numeric = Number(event.lastEventId);
       if (Number.isFinite(numeric)) {
         if (numeric <= lastNumeric) return;

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18"]
@@ -60,23 +68,37 @@ class RunConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
 
-    @model_validator(mode="after")
-    def _check_method_and_options(self) -> RunConfig:
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
         from workers.engine.methods import METHODS
 
-        if self.method not in METHODS:
+        if method not in METHODS:
             raise ValueError(
-                f"unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}"
+                f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
             )
-        if self.dataset == "imagefolder" and not self.dataset_path:
-            raise ValueError("dataset 'imagefolder' needs dataset_path")
-        options_model = METHODS[self.method].Options
+        return method
+
+    @field_validator("options")
+    @classmethod
+    def _valid_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Validate against the method's own Options model; the message names the option."""
+        from workers.engine.methods import METHODS
+
+        method = info.data.get("method")
+        if method is None:  # the method itself was invalid and is reported on its own
+            return options
         try:
-            self.options = options_model.model_validate(self.options).model_dump()
+            return METHODS[method].Options.model_validate(options).model_dump()
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"options.{where}: {first['msg']}") from None
+
+    @model_validator(mode="after")
+    def _dataset_path_needed(self) -> RunConfig:
+        if self.dataset == "imagefolder" and not self.dataset_path:
+            raise ValueError("dataset 'imagefolder' needs dataset_path")
         return self
 
     def method_options(self) -> BaseModel:
@@ -124,6 +146,9 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(
             "method", f"preset {preset_name!r} is for method {merged['method']!r}, not {method!r}"
         )
-    options = {**merged.get("options", {}), **(raw.pop("options", None) or {})}
+    user_options = raw.pop("options", None) or {}
+    if not isinstance(user_options, dict):
+        raise ConfigError("options", "must be an object of method options")
+    options = {**merged.get("options", {}), **user_options}
     result = {**METHODS[method].defaults, **merged, **raw, "method": method, "options": options}
     return RunConfig.model_validate(result)

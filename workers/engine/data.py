@@ -10,8 +10,13 @@ S = ``config.image_size``, so augmentations and backbones see one layout everywh
   replicated to 3 channels (so colour jitter and the lightly recipe treat it as RGB, like the
   other datasets). The probe is a seeded, stratified held-out part of
   ``min(probe_size, 25% of N)`` images.
-- ``cifar10``, ``cifar100``, ``stl10``: torchvision datasets in ``data_root``; train from the
-  train split (STL-10: the 5,000 labelled images), probe from the test split.
+- ``cifar10``, ``cifar100``, ``stl10``: the official archives' layouts under ``data_root``
+  (as torchvision extracts them: ``cifar-10-batches-py/``, ``cifar-100-python/``,
+  ``stl10_binary/``), downloaded with torchvision only when missing and ``download`` is true;
+  train from the train split (STL-10: the 5,000 labelled images), probe from the test split
+  (a seeded, stratified ``probe_size`` subset). The files are read directly (no md5 check on
+  local files, so a hand-placed or trimmed copy loads too). CIFAR files are python pickles:
+  the data root must be trusted, as with torchvision.
 - ``imagefolder``: ``data_root / config.dataset_path`` with one subfolder per class; anything
   resolving outside ``data_root`` is refused. Probe: seeded stratified held-out part, as digits.
 
@@ -113,7 +118,7 @@ def load_splits(
     elif config.dataset == "digits":
         splits = _load_digits(config)
     elif config.dataset in ("cifar10", "cifar100", "stl10"):
-        splits = _load_torchvision(config, data_root, download)
+        splits = _load_archive(config, data_root, download)
     elif config.dataset == "imagefolder":
         splits = _load_imagefolder(config, data_root)
     else:
@@ -216,9 +221,10 @@ def render_shapes(
         # Distance in pixels -> anti-aliased coverage in [0, 1].
         distance_px = distance * (radius * pixels_per_unit_side).view(n, 1, 1)
         coverage = (0.5 - distance_px).clamp(0, 1).unsqueeze(1)
-        ramp = torch.cos(gradient_angle).view(n, 1, 1) * grid_x + torch.sin(gradient_angle).view(
-            n, 1, 1
-        ) * grid_y
+        ramp = (
+            torch.cos(gradient_angle).view(n, 1, 1) * grid_x
+            + torch.sin(gradient_angle).view(n, 1, 1) * grid_y
+        )
         shade = (1 + gradient_strength.view(n, 1, 1) * ramp).unsqueeze(1)
         back = background.view(n, 3, 1, 1) * shade
         picture = back + coverage * (foreground.view(n, 3, 1, 1) - back)
@@ -332,49 +338,102 @@ def resize_square(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
     return out
 
 
-# -- torchvision datasets ---------------------------------------------------------------------
+# -- CIFAR / STL ------------------------------------------------------------------------------
+
+# Folder torchvision extracts each archive to, and the files read from it.
+_ARCHIVE_FOLDERS = {
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "stl10": "stl10_binary",
+}
+_REQUIRED_FILES = {
+    "cifar10": [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
+    "cifar100": ["train", "test", "meta"],
+    "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"],
+}
 
 
-def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> ImageData:
-    import torchvision
+def _unpickle(path: Path) -> dict:
+    """One CIFAR batch file (the python-pickle layout of the official archives)."""
+    import pickle
 
-    split_name = "train" if train else "test"
-    try:
-        if name == "stl10":
-            dataset = torchvision.datasets.STL10(root, split=split_name, download=download)
-            images = torch.from_numpy(dataset.data)  # (N, 3, 96, 96)
-            labels = torch.from_numpy(dataset.labels.astype(np.int64))
-        else:
-            cls = (
-                torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-            )
-            dataset = cls(root, train=train, download=download)
-            images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # NHWC -> NCHW
-            labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    except (RuntimeError, OSError) as exc:  # URLError is an OSError
-        reason = str(getattr(exc, "reason", None) or exc).strip()
-        if download:
-            raise DatasetError(
-                f"could not download {name} into {root}: {reason}; "
-                "put the files there or allow network access"
-            ) from None
-        raise DatasetError(
-            f"{name} is not in {root} and downloading is disabled ({reason}); "
-            "put the files there or allow downloads"
-        ) from None
-    classes = list(dataset.classes)
+    with path.open("rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def _read_cifar(name: str, folder: Path, train: bool) -> ImageData:
+    """Read the official CIFAR python layout: pickled dicts with 'data' uint8 (N, 3072) and
+    'labels' / 'fine_labels'."""
+    if name == "cifar10":
+        files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        label_key, meta_file, names_key = "labels", "batches.meta", "label_names"
+    else:
+        files = ["train" if train else "test"]
+        label_key, meta_file, names_key = "fine_labels", "meta", "fine_label_names"
+    batches = [_unpickle(folder / file) for file in files]
+    data = np.concatenate([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
+    labels = np.concatenate([np.asarray(batch[label_key], dtype=np.int64) for batch in batches])
+    classes = list(_unpickle(folder / meta_file)[names_key])
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32))
     return ImageData(
-        images.contiguous(), labels, len(classes), classes, torch.arange(len(labels))
+        images, torch.from_numpy(labels), len(classes), classes, torch.arange(len(labels))
     )
 
 
-def _load_torchvision(
+def _read_stl10(folder: Path, train: bool) -> ImageData:
+    """Read STL-10's binary layout: uint8 images stored column-major (N, 3, 96, 96) and
+    1-based uint8 labels. Train = the 5,000 labelled images."""
+    split = "train" if train else "test"
+    data = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
+    labels = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+    classes = (folder / "class_names.txt").read_text().split()
+    images = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 1, 3, 2)))
+    return ImageData(
+        images, torch.from_numpy(labels), len(classes), classes, torch.arange(len(labels))
+    )
+
+
+def _fetch_with_torchvision(name: str, root: Path) -> None:
+    """Download and extract ``name`` into ``root`` (torchvision checks the archive's md5)."""
+    import torchvision
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if name == "stl10":
+            torchvision.datasets.STL10(root, split="train", download=True)
+        elif name == "cifar10":
+            torchvision.datasets.CIFAR10(root, train=True, download=True)
+        else:
+            torchvision.datasets.CIFAR100(root, train=True, download=True)
+    except (RuntimeError, OSError) as exc:  # URLError is an OSError
+        reason = str(getattr(exc, "reason", None) or exc).strip()
+        raise DatasetError(
+            f"could not download {name} into {root}: {reason}; "
+            "put the files there or allow network access"
+        ) from None
+
+
+def _load_archive(
     config: RunConfig, data_root: Path, download: bool
 ) -> tuple[ImageData, ImageData]:
-    if download:
-        data_root.mkdir(parents=True, exist_ok=True)
-    train = _torchvision_split(config.dataset, data_root, True, download)
-    test = _torchvision_split(config.dataset, data_root, False, download)
+    name = config.dataset
+    folder = data_root / _ARCHIVE_FOLDERS[name]
+    missing = [f for f in _REQUIRED_FILES[name] if not (folder / f).is_file()]
+    if missing and download:
+        _fetch_with_torchvision(name, data_root)
+        missing = [f for f in _REQUIRED_FILES[name] if not (folder / f).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{name} is not in {folder} (missing {', '.join(missing)}) and downloading is "
+            "disabled; put the files there or allow downloads"
+        )
+    try:
+        if name == "stl10":
+            train, test = _read_stl10(folder, True), _read_stl10(folder, False)
+        else:
+            train, test = _read_cifar(name, folder, True), _read_cifar(name, folder, False)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DatasetError(f"{name} files in {folder} are unreadable: {exc!r}") from None
     train = _random_subset(train, config.train_size, _stream_generator(config.seed, 0))
     probe_order = stratified_order(test.labels, _stream_generator(config.seed, 1))
     probe = test.subset(torch.sort(probe_order[: config.probe_size]).values)
@@ -402,7 +461,7 @@ def resolve_inside(data_root: Path, relative: str) -> Path:
 
 
 def _load_imagefolder(config: RunConfig, data_root: Path) -> tuple[ImageData, ImageData]:
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image, UnidentifiedImageError
 
     if not config.dataset_path:
         raise DatasetError("dataset 'imagefolder' needs dataset_path")
@@ -422,10 +481,12 @@ def _load_imagefolder(config: RunConfig, data_root: Path) -> tuple[ImageData, Im
             if not file.resolve().is_relative_to(root):
                 raise DatasetError(f"{file} is a link leading outside the data root {root}")
             try:
-                image = decode_image(str(file), mode=ImageReadMode.RGB)
-            except (RuntimeError, ValueError) as exc:
+                with Image.open(file) as opened:
+                    pixels = np.asarray(opened.convert("RGB"), dtype=np.uint8)
+            except (OSError, UnidentifiedImageError) as exc:
                 raise DatasetError(f"cannot read image {file}: {exc}") from None
-            images.append(resize_square(image.unsqueeze(0), config.image_size)[0])
+            image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0)
+            images.append(resize_square(image, config.image_size)[0])
             labels.append(label)
     if not images:
         raise DatasetError(

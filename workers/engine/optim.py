@@ -28,7 +28,7 @@ class LARS(torch.optim.Optimizer):
         self.eta = eta
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - torch's signature
+    def step(self, closure: None = None) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -31,6 +31,7 @@ from workers.engine.data import ImageData, load_splits
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.metrics import embedding_diagnostics
 from workers.engine.optim import build_optimizer, lr_at
+from workers.engine.parts import recompute_batchnorm_statistics
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe
@@ -116,9 +117,35 @@ def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.T
     return torch.cat(hs), torch.cat(zs)
 
 
+@torch.no_grad()
+def _calibrate_batchnorm(method: Method, images: torch.Tensor, autocast: Any) -> None:
+    """Set BatchNorm running statistics from ``images`` (normalised (N, C, H, W)).
+
+    At initialisation the running statistics are the identity (mean 0, variance 1), which
+    is not what the network computes in training; eval-mode diagnostics at epoch 0 would
+    then describe a different function (e.g. an un-centred projector output that looks
+    collapsed). One pass in training mode with a cumulative average fixes that without
+    touching any weight.
+    """
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    method.train()
+    for start in range(0, len(images), EVAL_BATCH):
+        batch = images[start : start + EVAL_BATCH]
+        if len(batch) > 1:
+            with autocast():
+                method.embed(batch)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+
+
 def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z."""
     was_training = method.training
+    recompute_batchnorm_statistics(method, method.embed, probe.bank)
     method.eval()
     h, z = _embed(method, probe.clean, autocast)
     h1, z1 = _embed(method, probe.view1, autocast)
@@ -143,12 +170,12 @@ def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict,
     return backbone, projector, z
 
 
-def _subset(data: ImageData, size: int, seed: int) -> ImageData:
-    if len(data.images) <= size:
+def _bank_subset(data: ImageData, size: int, seed: int) -> ImageData:
+    """A fixed random subset of the training images: the kNN monitor's labelled bank."""
+    if len(data) <= size:
         return data
-    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
-    keep = order[:size]
-    return ImageData(data.images[keep], data.labels[keep], data.num_classes, data.class_names)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(order[:size])
 
 
 def train(
@@ -171,9 +198,7 @@ def train(
     train_data, probe_data = load_splits(config, Path(data_root), download=download)
     channels = train_data.images.shape[1]
 
-    backbone, rep_dim = build_backbone(
-        config.backbone, channels, config.image_size, config.width
-    )
+    backbone, rep_dim = build_backbone(config.backbone, channels, config.image_size, config.width)
     method = METHODS[config.method](backbone, rep_dim, config).to(device)
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
@@ -188,7 +213,7 @@ def train(
     batch_size = min(config.batch_size, len(train_data.images))
     steps_per_epoch = len(train_data.images) // batch_size
     total_steps = steps_per_epoch * config.epochs
-    bank = _subset(train_data, config.probe_size, config.seed)
+    bank = _bank_subset(train_data, config.probe_size, config.seed)
     probe = _Probe(probe_data, bank, augment, device, config.seed)
     train_images = train_data.images.to(device)
 
@@ -220,6 +245,7 @@ def train(
         hooks.on_embeddings(epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
+        _calibrate_batchnorm(method, probe.bank, autocast)
         backbone_m, projector_m, z = _diagnose(method, probe, autocast)
         baseline = {
             "epoch": 0,
@@ -227,6 +253,8 @@ def train(
             "lr": lr_at(config, 0, steps_per_epoch),
             "ema_momentum": method.monitor().get("ema_momentum"),
             "epoch_time_s": 0.0,
+            "train_time_s": 0.0,
+            "diagnostics_time_s": 0.0,
             "images_per_s": None,
             "logs": {},
             "backbone": backbone_m,
@@ -240,8 +268,10 @@ def train(
 
         def encode_train_set() -> torch.Tensor:
             was_training = method.training
+            clean = normalize(train_images)
+            recompute_batchnorm_statistics(method, method.embed, clean)
             method.eval()
-            _, z = _embed(method, normalize(train_images), autocast)
+            _, z = _embed(method, clean, autocast)
             method.train(was_training)
             return z
 
@@ -292,17 +322,23 @@ def train(
                 logs_sum[key] = logs_sum.get(key, 0.0) + float(value)
             elapsed = time.perf_counter() - started
             hooks.on_progress(
-                epoch, step_in_epoch + 1, steps_per_epoch, (step_in_epoch + 1) * batch_size / elapsed
+                epoch,
+                step_in_epoch + 1,
+                steps_per_epoch,
+                (step_in_epoch + 1) * batch_size / elapsed,
             )
         train_time = time.perf_counter() - started
 
         backbone_m, projector_m, z = _diagnose(method, probe, autocast)
+        diagnostics_time = time.perf_counter() - started - train_time
         record = {
             "epoch": epoch,
             "loss": loss_sum / steps_per_epoch,
             "lr": lr,
             "ema_momentum": method.monitor().get("ema_momentum"),
             "epoch_time_s": time.perf_counter() - started,
+            "train_time_s": train_time,
+            "diagnostics_time_s": diagnostics_time,
             "images_per_s": steps_per_epoch * batch_size / train_time,
             "logs": {k: v / steps_per_epoch for k, v in logs_sum.items()},
             "backbone": backbone_m,

@@ -6,6 +6,8 @@ Representations". ICML 2020.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -60,7 +62,7 @@ class SimCLR(Method):
     )
     family = "contrastive"
     Options = SimCLROptions
-    defaults = {
+    defaults: ClassVar[dict[str, object]] = {
         "optimizer": "sgd",
         "lr": 0.3,
         "weight_decay": 1e-4,

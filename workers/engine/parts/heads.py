@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -11,16 +10,13 @@ def mlp(
     hidden_dim: int,
     out_dim: int,
     num_layers: int,
-    *,
-    last_bn: bool = False,
-    last_bn_affine: bool = True,
 ) -> nn.Sequential:
     """A projector or predictor: ``num_layers`` linear layers, each hidden one followed by
     BatchNorm and ReLU, as in SimCLR / BYOL / SimSiam / Barlow Twins / VICReg heads.
 
-    Maps (B, in_dim) -> (B, out_dim). ``last_bn`` appends a BatchNorm on the output (SimSiam's
-    projector; ``last_bn_affine=False`` as in its paper). Linear layers followed by BatchNorm
-    have no bias (the BatchNorm shift makes it redundant).
+    Maps (B, in_dim) -> (B, out_dim). Linear layers followed by BatchNorm have no bias (the
+    BatchNorm shift makes it redundant); the output layer keeps its bias and has no
+    BatchNorm, so a collapsed output is not rescaled into a spread-out one at evaluation.
     """
     if num_layers < 1:
         raise ValueError("an MLP head needs at least one layer")
@@ -29,8 +25,5 @@ def mlp(
     for _ in range(num_layers - 1):
         layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU()]
         dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
-    if last_bn:
-        layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
+    layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)
-

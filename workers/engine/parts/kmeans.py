@@ -21,8 +21,8 @@ def kmeans(
     DeepCluster-v2, Caron et al. 2020).
 
     x: (N, d) features (normalised here). k: number of clusters. iters: Lloyd iterations.
-    generator: seeds the initial centroids (k distinct samples) and the reassignment choices.
-    init: optional (k, d) starting centroids instead of random samples.
+    generator: seeds the k-means++ initialisation and the reassignment choices.
+    init: optional (k, d) starting centroids instead of k-means++ (Arthur & Vassilvitskii 2007).
     Returns centroids (k, d), unit norm, and assignments (N,) int64 in [0, k).
 
     ``reassign_empty`` applies DeepCluster's fix (Caron et al. 2018, Sec. 3.3): when a cluster
@@ -32,15 +32,8 @@ def kmeans(
     centroid and stays empty.
     """
     x = F.normalize(x.float(), dim=1)
-    n = x.shape[0]
-    if init is None:
-        pick = torch.randperm(n, generator=generator, device="cpu")[: min(k, n)].to(x.device)
-        centroids = x[pick]
-        if centroids.shape[0] < k:  # fewer samples than clusters: repeat some
-            extra = torch.randint(n, (k - n,), generator=generator, device="cpu").to(x.device)
-            centroids = torch.cat([centroids, x[extra]])
-    else:
-        centroids = F.normalize(init.float().to(x.device), dim=1)
+    centroids = _kmeans_plus_plus(x, k, generator) if init is None else init.float().to(x.device)
+    centroids = F.normalize(centroids, dim=1)
     assignments = _assign(x, centroids)
     for _ in range(iters):
         centroids = _update(x, assignments, centroids)
@@ -48,6 +41,24 @@ def kmeans(
         if reassign_empty:
             centroids, assignments = _reassign_empty(x, centroids, assignments, generator)
     return centroids, assignments
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding with the cosine distance: x (N, d) unit norm -> (k, d) samples, each
+    drawn with probability proportional to its squared distance to the nearest one so far
+    (uniformly when every sample coincides with a chosen one, e.g. a collapsed embedding)."""
+    n = x.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator))
+    chosen = [first]
+    nearest = (1 - x @ x[first]).clamp_min(0)  # (N,) cosine distance to the closest centroid
+    for _ in range(k - 1):
+        weights = nearest.pow(2).cpu().double()
+        if weights.sum() <= 0:
+            weights = torch.ones(n, dtype=torch.double)
+        pick = int(torch.multinomial(weights, 1, generator=generator))
+        chosen.append(pick)
+        nearest = torch.minimum(nearest, (1 - x @ x[pick]).clamp_min(0))
+    return x[chosen]
 
 
 def _assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:

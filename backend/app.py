@@ -1,0 +1,102 @@
+"""The FastAPI application: ``create_app(settings)``; run with
+``uvicorn --factory backend.app:create_app``.
+
+On start-up it migrates the database, subscribes to the Redis event channel and starts the
+reaper (a run whose worker stopped sending heartbeats is requeued, see
+:func:`backend.store.repository.reap`). The HTTP API is described at ``/docs`` and
+``/openapi.json``; the routers' module docstrings summarise each resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from backend.events import EventHub, Publisher
+from backend.execution import TRAIN_TASK, enqueue
+from backend.routers import events, health, methods, pages, reports, runs, shares
+from backend.settings import Settings, get_settings
+from backend.state import ServiceState
+from backend.store import repository as repo
+from backend.store.database import Database
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Launch self-supervised learning runs, watch their collapse diagnostics live
+(Server-Sent Events), compare them and share read-only links. Statuses: queued, running,
+succeeded, failed, cancelled."""
+
+
+def reap_once(state: ServiceState) -> None:
+    """One reaper pass from the API process (workers run the same pass)."""
+    settings = state.settings
+    result = repo.reap(
+        state.db,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        max_worker_losses=settings.max_worker_losses,
+        requeue_after_s=settings.requeue_queued_after_s,
+    )
+    state.publisher.publish(result.messages)
+    for run_id in result.to_enqueue:
+        sent = enqueue(state.celery.send_task, TRAIN_TASK, [run_id], "train")
+        repo.mark_enqueued(state.db, run_id, sent)
+
+
+async def _reaper_loop(state: ServiceState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.reaper_interval_s)
+        try:
+            await to_thread.run_sync(reap_once, state)
+        except Exception:
+            log.exception("reaper pass failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API with its routers, the dashboard's pages and static files."""
+    from workers.celery_app import make_celery
+
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        await to_thread.run_sync(db.migrate)
+        state = ServiceState(
+            settings=settings,
+            db=db,
+            publisher=Publisher(settings.redis_url),
+            hub=EventHub(settings.redis_url),
+            celery=make_celery(settings),
+        )
+        app.state.service = state
+        await state.hub.start()
+        reaper = asyncio.create_task(_reaper_loop(state), name="reaper")
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            await state.hub.stop()
+            state.publisher.close()
+            db.dispose()
+
+    app = FastAPI(
+        title="Collapse Lab",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for module in (health, methods, runs, events, shares, reports, pages):
+        app.include_router(module.router)
+    app.mount(
+        "/static", StaticFiles(directory=settings.frontend_dir, check_dir=False), name="static"
+    )
+    return app

@@ -1,0 +1,88 @@
+"""Write protection, private mode and read-only share links.
+
+- ``API_TOKEN`` set: launching, cancelling, deleting and managing shares need the token, as
+  ``Authorization: Bearer <token>`` or in the ``collapse_lab_token`` cookie (which lets an
+  ``EventSource`` carry it). Without ``API_TOKEN`` everything is open (local use).
+- ``PRIVATE=true``: reading needs the token too, or a share token for the shared runs.
+- A share token (``POST /api/shares``) grants reading of its runs only, never writing. It is
+  accepted from the ``collapse_lab_share`` cookie (set by the ``/s/{token}`` page), the
+  ``X-Share-Token`` header or the ``share`` query parameter.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request, status
+
+from backend.state import ServiceState, StateDep
+from backend.store import repository as repo
+
+TOKEN_COOKIE = "collapse_lab_token"
+SHARE_COOKIE = "collapse_lab_share"
+
+
+def presented_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+def presented_share(request: Request) -> str | None:
+    return (
+        request.headers.get("x-share-token")
+        or request.query_params.get("share")
+        or request.cookies.get(SHARE_COOKIE)
+    )
+
+
+def token_is_valid(state: ServiceState, token: str | None) -> bool:
+    expected = state.settings.api_token
+    return bool(expected and token and secrets.compare_digest(token, expected))
+
+
+def require_writer(request: Request, state: StateDep) -> None:
+    """Dependency of every write endpoint: 401 unless the API token is given (when set)."""
+    if not state.settings.api_token:
+        return
+    if not token_is_valid(state, presented_token(request)):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this server is write-protected: send Authorization: Bearer <API_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@dataclass(frozen=True)
+class ReadAccess:
+    """What the caller may read: everything, or only the runs of a share."""
+
+    all_runs: bool
+    run_ids: frozenset[str] = frozenset()
+
+    def can_read(self, run_id: str) -> bool:
+        return self.all_runs or run_id in self.run_ids
+
+
+def read_access(request: Request, state: StateDep) -> ReadAccess:
+    """Dependency of every read endpoint that exposes run data."""
+    if not state.settings.private or token_is_valid(state, presented_token(request)):
+        return ReadAccess(all_runs=True)
+    token = presented_share(request)
+    share = repo.get_share(state.db, token) if token else None
+    if share is not None:
+        return ReadAccess(all_runs=False, run_ids=frozenset(share["runs"]))
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "this server is private: send Authorization: Bearer <API_TOKEN> or open a share link",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def check_readable(access: ReadAccess, run_id: str) -> None:
+    """404 (not 403: do not reveal which ids exist) for a run outside the caller's share."""
+    if not access.can_read(run_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")

@@ -1,0 +1,329 @@
+"""Live events: a durable log in the database, fan-out over Redis pub/sub, Server-Sent Events.
+
+Protocol of ``GET /api/runs/{id}/events`` (``text/event-stream``)::
+
+    retry: 2000
+
+    id: 7
+    event: epoch
+    data: {"epoch": 3, "loss": -0.61, ..., "verdict": {...}}
+
+- Durable events carry ``id:`` = the run's event sequence number (1, 2, 3... gap-free,
+  assigned by the database, so they survive API restarts). Types:
+  ``status`` (data ``{"status", "error", "reason", "verdict", "last_epoch", "epochs",
+  "attempts", "worker_losses"}``), ``epoch`` (data = the epoch record, identical to the
+  matching element of ``GET /api/runs/{id}/epochs``), ``projection`` (data
+  ``{"epoch", "count", "url"}``: fetch the points from ``url``).
+- ``progress`` events are live only and carry no ``id:`` (so they never move the resume
+  point): data ``{"epoch", "step", "steps", "images_per_s", "fraction"}``.
+- A client that reconnects with ``Last-Event-ID: n`` (EventSource does this by itself; the
+  ``last_event_id`` query parameter does the same) gets every durable event after ``n``
+  exactly once, then the live ones. Comment lines (``: keep-alive``) arrive every
+  ``SSE_KEEPALIVE_S`` seconds when nothing else does.
+
+``GET /api/events`` streams every run's ``status``, ``epoch`` and ``progress`` events for the
+run list; data is ``{"run_id", "seq", "data"}`` and ids are global event ids (without
+``Last-Event-ID`` it starts with what happens next).
+
+How it stays gap-free: writers commit the event to the database, then publish it on one
+Redis channel. Each API process holds a single subscription (:class:`EventHub`) and hands
+messages to the local streams. A stream subscribes *before* reading the history, skips what it
+has already sent, and on a jump in sequence numbers, a Redis reconnect or a queue overflow it
+re-reads the log from the database. While Redis is unreachable the streams poll the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from anyio import to_thread
+
+from backend.store.database import Database
+from backend.store.repository import EventMessage, events_after, global_events_after
+
+log = logging.getLogger(__name__)
+
+LIST_EVENT_TYPES = ("status", "epoch")
+RESYNC = object()  # queued to a stream when it may have missed messages
+
+
+def redis_db_index(redis_url: str) -> int:
+    return int(redis.Redis.from_url(redis_url).connection_pool.connection_kwargs.get("db", 0))
+
+
+def channel_name(redis_url: str) -> str:
+    """Pub/sub channels ignore Redis database numbers, so the number goes into the name."""
+    return f"collapse-lab:{redis_db_index(redis_url)}:events"
+
+
+def key_prefix(redis_url: str) -> str:
+    return f"collapse-lab:{redis_db_index(redis_url)}"
+
+
+class Publisher:
+    """Publishes committed events on Redis from a background thread, so that training never
+    waits on Redis. While Redis is down messages are dropped (they are in the database; the
+    streams catch up from there) and a connection is retried at most once a second."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
+        )
+        self.channel = channel_name(redis_url)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
+        self._down_until = 0.0
+        self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, messages: list[EventMessage]) -> None:
+        for message in messages:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(message.to_json())
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            if payload is None:
+                return
+            if time.monotonic() < self._down_until:
+                continue
+            try:
+                self.client.publish(self.channel, json.dumps(payload))
+            except (redis.RedisError, OSError) as exc:
+                log.warning("Redis unreachable, live event dropped (it is stored): %s", exc)
+                self._down_until = time.monotonic() + 1.0
+
+    def close(self, timeout: float = 2.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+        self.client.close()
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One stream's inbox: EventMessages, or RESYNC when it must re-read the log."""
+
+    key: str  # a run id, or "*" for every run
+    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=2000))
+
+    def offer(self, item: Any) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._drain()
+            self.queue.put_nowait(RESYNC)
+
+    def _drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+class EventHub:
+    """One Redis subscription per API process, fanned out to the local SSE streams."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.channel = channel_name(redis_url)
+        self.connected = False
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="event-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, key: str) -> Subscription:
+        subscription = Subscription(key)
+        self._subscriptions.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        members = self._subscriptions.get(subscription.key)
+        if members is not None:
+            members.discard(subscription)
+            if not members:
+                del self._subscriptions[subscription.key]
+
+    def _broadcast_resync(self) -> None:
+        for members in self._subscriptions.values():
+            for subscription in members:
+                subscription.offer(RESYNC)
+
+    def _dispatch(self, raw: bytes | str) -> None:
+        try:
+            message = EventMessage.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed event message %r", raw[:200])
+            return
+        for key in (message.run_id, "*"):
+            for subscription in self._subscriptions.get(key, ()):
+                subscription.offer(message)
+
+    async def _listen(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                self.connected = True
+                self._broadcast_resync()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message is None:
+                        await client.ping()
+                        continue
+                    if message["type"] == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("lost the Redis event channel: %s", exc)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+            await asyncio.sleep(0.5)
+
+
+def format_event(kind: str, data: Any, event_id: int | None = None) -> str:
+    """One SSE frame; ``data`` is written as a single line of JSON."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def parse_last_event_id(header: str | None, query: int | None) -> int:
+    """The resume point: the ``Last-Event-ID`` header wins over the query parameter; junk
+    counts as 0 (start from the beginning)."""
+    if header:
+        try:
+            return max(0, int(header.strip()))
+        except ValueError:
+            return 0
+    return max(0, query or 0)
+
+
+async def run_event_stream(
+    db: Database,
+    hub: EventHub,
+    run_id: str,
+    after_seq: int,
+    keepalive_s: float,
+    poll_s: float = 1.0,
+) -> AsyncIterator[str]:
+    """The SSE body of one run: stored history after ``after_seq``, then live events."""
+    subscription = hub.subscribe(run_id)
+    last = after_seq
+
+    async def catch_up() -> list[str]:
+        nonlocal last
+        frames: list[str] = []
+        while True:
+            batch = await to_thread.run_sync(events_after, db, run_id, last, 500)
+            for message in batch:
+                frames.append(format_event(message.type, message.data, message.seq))
+                last = message.seq or last
+            if len(batch) < 500:
+                return frames
+
+    try:
+        yield "retry: 2000\n\n"
+        for frame in await catch_up():
+            yield frame
+        idle_since = time.monotonic()
+        while True:
+            timeout = keepalive_s if hub.connected else poll_s
+            try:
+                item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
+            except TimeoutError:
+                item = RESYNC
+            if item is RESYNC or (item.seq is not None and item.seq > last + 1):
+                frames = await catch_up()
+            elif item.seq is None:
+                frames = [format_event(item.type, item.data)]
+            elif item.seq == last + 1:
+                frames = [format_event(item.type, item.data, item.seq)]
+                last = item.seq
+            else:
+                continue  # already sent
+            for frame in frames:
+                yield frame
+            if frames:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= keepalive_s - 0.05:
+                yield ": keep-alive\n\n"
+                idle_since = time.monotonic()
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def list_event_stream(
+    db: Database,
+    hub: EventHub,
+    after_gid: int,
+    keepalive_s: float,
+    allowed: Callable[[str], bool],
+    poll_s: float = 1.0,
+) -> AsyncIterator[str]:
+    """The SSE body of the run list: every run's status/epoch events (id = global event id)
+    and live progress, limited to the runs ``allowed`` accepts."""
+    subscription = hub.subscribe("*")
+    last = after_gid
+    idle_since = time.monotonic()
+    try:
+        yield "retry: 2000\n\n"
+        while True:
+            timeout = keepalive_s if hub.connected else poll_s
+            try:
+                item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
+            except TimeoutError:
+                item = RESYNC
+            sent = False
+            if item is not RESYNC and item.gid is None:
+                if allowed(item.run_id):
+                    yield format_event(item.type, {"run_id": item.run_id, "data": item.data})
+                    sent = True
+            elif item is not RESYNC and (item.type not in LIST_EVENT_TYPES or item.gid <= last):
+                continue
+            else:
+                while True:
+                    batch = await to_thread.run_sync(
+                        global_events_after, db, last, LIST_EVENT_TYPES, 500
+                    )
+                    for message in batch:
+                        last = message.gid or last
+                        if allowed(message.run_id):
+                            payload = {
+                                "run_id": message.run_id,
+                                "seq": message.seq,
+                                "data": message.data,
+                            }
+                            yield format_event(message.type, payload, message.gid)
+                            sent = True
+                    if len(batch) < 500:
+                        break
+            if sent:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= keepalive_s - 0.05:
+                yield ": keep-alive\n\n"
+                idle_since = time.monotonic()
+    finally:
+        hub.unsubscribe(subscription)

@@ -1,0 +1,332 @@
+"""What a worker does with a run: claim it, train it with heartbeats, report, finish.
+
+Guarantees (the service tests check each):
+- **Never twice at once.** A run is claimed under its row lock and only when ``queued``; the
+  claim sets a lease token that every heartbeat and the final status must present. If the
+  reaper declared this worker dead (heartbeat older than ``HEARTBEAT_TIMEOUT_S``) and gave the
+  run to another worker, the next heartbeat finds the lease gone and this worker stops.
+- **Each epoch recorded exactly once.** The trainer writes the checkpoint before reporting an
+  epoch; the store ignores repeats. A worker that died between the checkpoint and the
+  database write is covered by :func:`reconcile_from_checkpoint` on resume.
+- **Resume, not restart.** The run directory (``DATA_DIR/runs/<id>``) holds the checkpoint;
+  ``train`` picks it up.
+- **Cooperative cancel.** The heartbeat thread reads the cancel flag; ``should_stop`` turns
+  true and the trainer stops between two steps.
+- **Readable failures.** Dataset errors, NaN losses, out-of-memory and anything else end the
+  run ``failed`` with a one-line reason.
+- **Clean shutdown.** A worker asked to stop (Ctrl-C, SIGTERM) stops its run between two
+  steps and puts it back in the queue for the next worker, without counting a loss.
+
+Embeddings for projections travel through Redis (float16, one key per epoch, 1 day TTL)
+so the projection worker may run on another machine; the task itself carries only JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+
+from backend.events import Publisher, key_prefix
+from backend.settings import Settings
+from backend.store import repository as repo
+from backend.store.database import Database
+
+log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = threading.Event()  # set by the Celery worker's shutdown signal
+EMBEDDING_TTL_S = 24 * 3600
+TRAIN_TASK = "collapse_lab.train_run"
+PROJECT_TASK = "collapse_lab.project_embeddings"
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class WorkerContext:
+    """The long-lived things a worker process shares between tasks."""
+
+    settings: Settings
+    db: Database
+    publisher: Publisher
+    redis: redis.Redis
+    send_task: Callable[..., Any]  # celery_app.send_task
+    worker_id: str
+
+    def enqueue_train(self, run_id: str) -> bool:
+        return enqueue(self.send_task, TRAIN_TASK, [run_id], "train")
+
+
+def enqueue(send_task: Callable[..., Any], name: str, args: list[Any], queue: str) -> bool:
+    """Send a task without blocking for long when Redis is down; False when it failed."""
+    try:
+        send_task(name, args=args, queue=queue, retry=False)
+    except Exception as exc:  # kombu raises assorted connection errors
+        log.warning("could not enqueue %s%s: %s", name, args, exc)
+        return False
+    return True
+
+
+def with_db_retry(action: Callable[[], Any], attempts: int = 6) -> Any:
+    """Run a database action, retrying for ~30 s while the database is unreachable."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(2**attempt * 0.5, 8))
+    return None
+
+
+class RunSupervisor:
+    """Background heartbeat for one claimed run; decides when the trainer must stop."""
+
+    def __init__(self, context: WorkerContext, claim: repo.Claim) -> None:
+        self.context = context
+        self.claim = claim
+        self.stop_reason: str | None = None  # "cancel" | "lease_lost" | "shutdown"
+        self.progress: dict[str, Any] | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="run-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.context.settings.heartbeat_interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            beat = repo.heartbeat(
+                self.context.db, self.claim.run_id, self.claim.lease_token, self.progress
+            )
+        except OperationalError as exc:
+            log.warning("heartbeat failed (database unreachable): %s", exc)
+            return
+        if not beat.owned:
+            self.stop_reason = self.stop_reason or "lease_lost"
+        elif beat.cancel_requested:
+            self.stop_reason = self.stop_reason or "cancel"
+
+    def should_stop(self) -> bool:
+        if SHUTTING_DOWN.is_set() and self.stop_reason is None:
+            self.stop_reason = "shutdown"
+        return self.stop_reason is not None
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+
+class ServiceHooks:
+    """The trainer's hooks, wired to the store, the event channel and the projection queue."""
+
+    def __init__(self, context: WorkerContext, supervisor: RunSupervisor) -> None:
+        self.context = context
+        self.supervisor = supervisor
+        self.run_id = supervisor.claim.run_id
+        self.epochs_total = int(supervisor.claim.config["epochs"])
+        self._last_progress = 0.0
+
+    def on_epoch(self, record: dict[str, Any]) -> None:
+        messages = with_db_retry(lambda: repo.record_epoch(self.context.db, self.run_id, record))
+        self.context.publisher.publish(messages)
+        epoch = int(record["epoch"])
+        self.supervisor.progress = self._progress(epoch + 1, 0, 1, record["images_per_s"])
+
+    def _progress(self, epoch: int, step: int, steps: int, images_per_s: Any) -> dict[str, Any]:
+        """``epoch`` is the epoch being trained (1-based), ``step`` of ``steps`` done."""
+        done = epoch - 1 + (step / steps if steps else 0.0)
+        return {
+            "epoch": epoch,
+            "step": step,
+            "steps": steps,
+            "images_per_s": images_per_s,
+            "fraction": min(1.0, done / max(self.epochs_total, 1)),
+        }
+
+    def on_progress(self, epoch: int, step: int, steps: int, images_per_s: float) -> None:
+        stamp = time.monotonic()
+        interval = self.context.settings.progress_interval_s
+        if step != steps and stamp - self._last_progress < interval:
+            return
+        self._last_progress = stamp
+        progress = self._progress(epoch, step, steps, round(float(images_per_s), 2))
+        self.supervisor.progress = progress
+        self.context.publisher.publish([repo.EventMessage(self.run_id, "progress", progress)])
+
+    def on_embeddings(self, epoch: int, z: np.ndarray, labels: np.ndarray) -> None:
+        """Hand z (N, d) and labels (N,) to the projection queue via Redis."""
+        key = f"{key_prefix(self.context.settings.redis_url)}:embeddings:{self.run_id}:{epoch}"
+        z16 = np.ascontiguousarray(z, dtype=np.float16)
+        try:
+            self.context.redis.hset(
+                key,
+                mapping={
+                    "z": z16.tobytes(),
+                    "labels": np.ascontiguousarray(labels, dtype=np.int32).tobytes(),
+                    "shape": f"{z16.shape[0]},{z16.shape[1]}",
+                },
+            )
+            self.context.redis.expire(key, EMBEDDING_TTL_S)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("no projection for epoch %d (Redis unreachable): %s", epoch, exc)
+            return
+        enqueue(self.context.send_task, PROJECT_TASK, [self.run_id, epoch, key], "projection")
+
+    def should_stop(self) -> bool:
+        return self.supervisor.should_stop()
+
+
+def reconcile_history(context: WorkerContext, run_id: str, history: list[dict[str, Any]]) -> None:
+    """Record any epoch of ``history`` the store does not have yet (idempotent)."""
+    stored = repo.stored_epoch_numbers(context.db, run_id)
+    for record in history:
+        if int(record["epoch"]) not in stored:
+            context.publisher.publish(repo.record_epoch(context.db, run_id, record))
+
+
+def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path) -> int | None:
+    """Before resuming: store the epochs the checkpoint has and the database lacks (a worker
+    killed between writing the checkpoint and recording the epoch). Returns the checkpoint's
+    epoch, or None without a checkpoint."""
+    from workers.engine.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is None:
+        return None
+    reconcile_history(context, run_id, list(checkpoint.history))
+    return checkpoint.epoch
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One readable line for the run's error field."""
+    import torch
+
+    from workers.engine.data import DatasetError
+
+    if isinstance(exc, DatasetError):
+        return f"dataset error: {exc}"
+    if isinstance(exc, torch.OutOfMemoryError):
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"out of GPU memory: lower batch_size, image_size or width ({first})"
+    if isinstance(exc, MemoryError):
+        return "out of memory on the worker: lower batch_size, train_size or probe_size"
+    message = str(exc).strip() or exc.__class__.__name__
+    from workers.engine.trainer import TrainingError
+
+    if isinstance(exc, TrainingError):
+        return message
+    return f"{exc.__class__.__name__}: {message}"
+
+
+def execute_run(context: WorkerContext, run_id: str) -> str:
+    """Claim and train one run to its end; returns a short outcome for the task result log."""
+    from workers.engine.config import RunConfig
+    from workers.engine.trainer import RunCancelled, TrainHooks, train
+
+    db, publisher = context.db, context.publisher
+    claim, why_not, messages = with_db_retry(lambda: repo.claim_run(db, run_id, context.worker_id))
+    publisher.publish(messages)
+    if claim is None:
+        log.info("run %s not started: %s", run_id, why_not)
+        return f"skipped: {why_not}"
+    try:
+        config = RunConfig.model_validate(claim.config)
+    except ValidationError as exc:
+        error = f"the stored config no longer validates: {exc.errors()[0]['msg']}"
+        publisher.publish(repo.finish_run(db, run_id, claim.lease_token, "failed", error=error))
+        return "failed"
+    run_dir = context.settings.run_dir(run_id)
+    supervisor = RunSupervisor(context, claim)
+    service_hooks = ServiceHooks(context, supervisor)
+    hooks = TrainHooks(
+        on_epoch=service_hooks.on_epoch,
+        on_progress=service_hooks.on_progress,
+        on_embeddings=service_hooks.on_embeddings,
+        should_stop=service_hooks.should_stop,
+    )
+    lease = claim.lease_token
+    try:
+        reconcile_from_checkpoint(context, run_id, run_dir)
+        result = train(
+            config, data_root=context.settings.resolved_data_dir, run_dir=run_dir, hooks=hooks
+        )
+    except RunCancelled:
+        reason = supervisor.stop_reason
+        if reason == "cancel":
+            publisher.publish(
+                repo.finish_run(db, run_id, lease, "cancelled", reason="cancelled on request")
+            )
+            return "cancelled"
+        if reason == "shutdown":
+            publisher.publish(
+                repo.release_run(db, run_id, lease, "its worker shut down; waiting for another")
+            )
+            if context.enqueue_train(run_id):
+                repo.mark_enqueued(db, run_id, True)
+            return "released"
+        log.warning("run %s was taken over by another worker; stopping here", run_id)
+        return "lease lost"
+    except Exception as exc:
+        error = describe_failure(exc)
+        log.exception("run %s failed: %s", run_id, error)
+        publisher.publish(
+            with_db_retry(lambda: repo.finish_run(db, run_id, lease, "failed", error=error))
+        )
+        return "failed"
+    finally:
+        supervisor.close()
+    reconcile_history(context, run_id, result.history)
+    publisher.publish(
+        with_db_retry(
+            lambda: repo.finish_run(
+                db, run_id, lease, "succeeded", verdict=result.verdict, reason="finished"
+            )
+        )
+    )
+    return "succeeded"
+
+
+def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str) -> str:
+    """Project one epoch's embeddings to 2-D, aligned with the previous epoch, and store it."""
+    from workers.engine.projection import project
+
+    try:
+        stored = context.redis.hgetall(key)
+    except (redis.RedisError, OSError) as exc:
+        raise RuntimeError(f"Redis unreachable: {exc}") from exc
+    if not stored:
+        return "embeddings expired"
+    rows, dims = (int(v) for v in stored[b"shape"].decode().split(","))
+    z = np.frombuffer(stored[b"z"], dtype=np.float16).reshape(rows, dims).astype(np.float32)
+    labels = np.frombuffer(stored[b"labels"], dtype=np.int32)
+    run = repo.get_run(context.db, run_id)
+    if run is None:
+        return "run deleted"
+    previous_points = repo.previous_projection(context.db, run_id, epoch)
+    previous = None
+    if previous_points is not None and len(previous_points) == rows:
+        previous = np.asarray(previous_points, dtype=np.float32)
+    points = project(z, previous, seed=int(run["config"].get("seed", 0)))
+    rounded = np.round(np.asarray(points, dtype=np.float64), 4).tolist()
+    context.publisher.publish(
+        repo.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
+    )
+    with contextlib.suppress(redis.RedisError, OSError):
+        context.redis.delete(key)
+    return "projected"

@@ -1,0 +1,1 @@
+"""HTTP routers, one per resource: health, methods, runs, events, shares, reports, pages."""

@@ -1,0 +1,82 @@
+"""``GET /api/methods``: the catalogue the launch form is generated from.
+
+Response::
+
+    {"methods": [{"name", "title", "paper", "family", "options_schema" (JSON Schema of the
+                  method's options, with descriptions), "options_defaults", "defaults"
+                  (RunConfig fields the method sets, e.g. lr)}],
+     "presets": [{"name", "title", "description", "method", "config", "expected"}],
+     "config_schema": JSON Schema of a run config (POST /api/runs body),
+     "config_defaults": the generic RunConfig defaults,
+     "datasets": [...], "limits": {"epochs", "batch_size", "probe_size", "train_size"}}
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, get_args
+
+from fastapi import APIRouter
+
+from backend.state import StateDep
+
+router = APIRouter(prefix="/api", tags=["methods"])
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, Any]:
+    """The engine's registry as JSON (computed once per process)."""
+    from workers.engine.config import DatasetName, RunConfig
+    from workers.engine.methods import METHODS
+    from workers.engine.presets import PRESETS
+
+    methods = [
+        {
+            "name": name,
+            "title": cls.title,
+            "paper": cls.paper,
+            "family": cls.family,
+            "options_schema": cls.Options.model_json_schema(),
+            "options_defaults": cls.Options().model_dump(),
+            "defaults": dict(cls.defaults),
+        }
+        for name, cls in METHODS.items()
+    ]
+    presets = [
+        {
+            "name": p.name,
+            "title": p.title,
+            "description": p.description,
+            "method": p.config["method"],
+            "config": p.config,
+            "expected": p.expected,
+        }
+        for p in PRESETS.values()
+    ]
+    defaults = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in RunConfig.model_fields.items()
+        if name not in ("method",)
+    }
+    return {
+        "methods": methods,
+        "presets": presets,
+        "config_schema": RunConfig.model_json_schema(),
+        "config_defaults": defaults,
+        "datasets": list(get_args(DatasetName)),
+    }
+
+
+@router.get("/methods")
+def methods(state: StateDep) -> dict[str, Any]:
+    """Methods with their options (JSON Schema), defaults, presets and this server's limits."""
+    settings = state.settings
+    return {
+        **catalogue(),
+        "limits": {
+            "epochs": settings.max_epochs,
+            "batch_size": settings.max_batch_size,
+            "probe_size": settings.max_probe_size,
+            "train_size": settings.max_train_size,
+        },
+    }

@@ -1,0 +1,78 @@
+"""Service settings, read once from the environment (or a ``.env`` file).
+
+Every process of the service (API, train worker, projection worker, ``collapse-lab up``)
+builds the same :class:`Settings`, so they agree on the database, Redis, the data directory
+and the limits. Variables (all optional):
+
+``DATABASE_URL``  SQLAlchemy URL; default ``sqlite:///$DATA_DIR/collapse_lab.db`` (WAL mode).
+                  PostgreSQL: ``postgresql+psycopg://user:pass@host:5432/db``.
+``REDIS_URL``     broker and live event channel; default ``redis://127.0.0.1:6379/0``.
+``DATA_DIR``      datasets, run directories (checkpoints) and the SQLite file; default ``./data``.
+``API_TOKEN``     when set, launching, cancelling, deleting and sharing need
+                  ``Authorization: Bearer <token>`` (or the ``collapse_lab_token`` cookie).
+``PRIVATE``       ``true``: reading needs the token too (or a share link for that run).
+``API_HOST`` / ``API_PORT``  where ``collapse-lab up`` serves the API (default 127.0.0.1:8000).
+``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``  launch limits.
+``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
+                  worker-death detection (a run whose heartbeat is older than the timeout is
+                  requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All configuration of the service; field names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite file by default.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("data")
+    frontend_dir: Path = REPO_ROOT / "frontend"
+    api_token: str | None = None
+    private: bool = False
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    max_epochs: int = Field(500, ge=1)
+    max_batch_size: int = Field(4096, ge=8)
+    max_probe_size: int = Field(10_000, ge=64)
+    max_train_size: int = Field(200_000, ge=64)
+    max_runs_per_page: int = 500
+
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_timeout_s: float = Field(45.0, gt=0)
+    reaper_interval_s: float = Field(10.0, gt=0)
+    max_worker_losses: int = Field(3, ge=1)
+    requeue_queued_after_s: float = Field(600.0, gt=0)
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    progress_interval_s: float = Field(0.25, ge=0)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'collapse_lab.db'}"
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where the run's checkpoint lives (shared storage when workers span machines)."""
+        return self.resolved_data_dir / "runs" / run_id
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read from the environment on first use)."""
+    return Settings()

@@ -1,0 +1,37 @@
+"""The API process's shared objects, and the FastAPI dependencies that hand them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+
+from backend.events import EventHub, Publisher
+from backend.execution import TRAIN_TASK, enqueue
+from backend.settings import Settings
+from backend.store import repository as repo
+from backend.store.database import Database
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    db: Database
+    publisher: Publisher
+    hub: EventHub
+    celery: Celery
+
+    def enqueue_run(self, run_id: str) -> bool:
+        """Send the run's train task; remember whether it went out (the reaper retries)."""
+        sent = enqueue(self.celery.send_task, TRAIN_TASK, [run_id], "train")
+        repo.mark_enqueued(self.db, run_id, sent)
+        return sent
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -1,0 +1,1 @@
+"""The durable store: SQLAlchemy models, the database wrapper and repository functions."""

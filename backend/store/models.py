@@ -1,0 +1,116 @@
+"""SQLAlchemy 2 models: runs, their per-epoch records, projections, the event log, shares.
+
+Times are UNIX seconds (float, UTC) so the API, workers and the reaper compare them without
+time-zone surprises; the API renders them as ISO 8601.
+
+Invariants the constraints enforce:
+- ``epochs``: one row per (run_id, epoch): an epoch is recorded exactly once, whichever
+  worker reports it and however often.
+- ``projections``: one row per (run_id, epoch).
+- ``events``: per-run sequence numbers ``seq`` (1, 2, 3... no gaps) are the SSE event ids;
+  ``id`` is a global, increasing id used by the run-list stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    updated_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    method: Mapped[str] = mapped_column(String(32), index=True)
+    preset: Mapped[str | None] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(32), index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)  # what the user sent
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the resolved RunConfig
+    epochs_total: Mapped[int] = mapped_column(Integer)
+    last_epoch: Mapped[int | None] = mapped_column(Integer)  # last recorded epoch (0 = baseline)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    verdict_kind: Mapped[str | None] = mapped_column(String(32), index=True)
+    rank_history: Mapped[list[float]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    enqueued_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EpochRecord(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    record: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Projection(Base):
+    __tablename__ = "projections"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_projections_run_epoch"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    points: Mapped[list[list[float]]] = mapped_column(JSONType)  # (N, 2)
+    labels: Mapped[list[int]] = mapped_column(JSONType)  # (N,)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Share(Base):
+    __tablename__ = "shares"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "run" | "compare"
+    run_ids: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)

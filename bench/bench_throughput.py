@@ -1,0 +1,253 @@
+"""Training throughput: this engine vs lightly's documented SimSiam recipe, same run, same model.
+
+Setting (issue 2): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 px, batch 256, CPU.
+
+(a) Recipe: lightly's SimSiam example (docs "Examples > SimSiam"), reimplemented here without
+    the lightly package: PIL images, a per-image torchvision pipeline (RandomResizedCrop(32,
+    scale=(0.2, 1.0)), RandomHorizontalFlip, ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8,
+    RandomGrayscale(p = 0.2), ToTensor, Normalize(ImageNet)), two views per image, a
+    ``torch.utils.data.DataLoader`` (shuffle, drop_last, ``--num-workers`` worker processes,
+    2 by default = the cores of the reference machine; persistent workers so that worker
+    start-up is not charged to the recipe), SimSiam projection head (rep_dim -> 512 -> 512 ->
+    128, BN on the output) and prediction head (128 -> 64 -> 128), negative cosine loss with
+    stop-gradient, SGD(lr 0.06, momentum 0.9, weight decay 5e-4). lightly's SimSiamTransform
+    also adds a PIL gaussian blur (p = 0.5); it is left out on both sides (the engine does not
+    blur at 32 px), which only makes the recipe faster.
+(b) Engine: the digits split as uint8 tensors, :class:`BatchAugment` on whole batches,
+    ``METHODS["simsiam"]`` around the same ``small_cnn``, channels_last, same optimiser.
+
+Each side trains ``--warmup`` untimed then ``--steps`` timed optimiser steps per round, in
+the order recipe, engine, engine, recipe (to share out the drift of a busy machine; the recipe's
+workers are shut down between its rounds so they never run during the engine's timing). The
+script prints image pairs per second for both and their ratio (target: engine >= 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from workers.engine.augment import BatchAugment
+from workers.engine.backbones import build_backbone
+from workers.engine.config import RunConfig, resolve_config
+from workers.engine.data import load_splits
+from workers.engine.methods import METHODS, StepInfo
+
+IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+# -- (a) the recipe -----------------------------------------------------------------------------
+
+
+class TwoViewDataset(Dataset):
+    """PIL images; an item is two independently transformed views (lightly's MultiViewTransform)."""
+
+    def __init__(self, images: torch.Tensor, transform: transforms.Compose) -> None:
+        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        return self.transform(image), self.transform(image)
+
+
+def recipe_transform(input_size: int) -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(input_size, scale=(0.2, 1.0)),
+            transforms.RandomHorizontalFlip(p=0.5),
+            transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            transforms.RandomGrayscale(p=0.2),
+            transforms.ToTensor(),
+            transforms.Normalize(**IMAGENET_NORMALIZE),
+        ]
+    )
+
+
+class RecipeSimSiam(nn.Module):
+    """lightly's SimSiam example model: backbone + SimSiamProjectionHead + SimSiamPredictionHead."""
+
+    def __init__(self, backbone: nn.Module, rep_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = nn.Sequential(
+            nn.Linear(rep_dim, 512, bias=False),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Linear(512, 512, bias=False),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Linear(512, 128, bias=False),
+            nn.BatchNorm1d(128, affine=False),
+        )
+        self.prediction_head = nn.Sequential(
+            nn.Linear(128, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 128)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, H, W) -> (z (B, 128) detached, p (B, 128))."""
+        z = self.projection_head(self.backbone(x))
+        return z.detach(), self.prediction_head(z)
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Chen & He 2021, Eq. 1: -mean cos(p, z); z already detached (stop-gradient)."""
+    return -F.cosine_similarity(p, z, dim=1).mean()
+
+
+def recipe_batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    while True:
+        yield from loader
+
+
+def recipe_step(model: RecipeSimSiam, optimizer: torch.optim.Optimizer, batch) -> float:
+    x0, x1 = batch
+    z0, p0 = model(x0)
+    z1, p1 = model(x1)
+    loss = 0.5 * (negative_cosine(p0, z1) + negative_cosine(p1, z0))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+# -- (b) the engine -----------------------------------------------------------------------------
+
+
+class EngineLoop:
+    """The engine's training step: uint8 batch -> BatchAugment x 2 -> SimSiam -> SGD."""
+
+    def __init__(self, config: RunConfig, images: torch.Tensor, batch_size: int) -> None:
+        backbone, rep_dim = build_backbone(
+            config.backbone, images.shape[1], config.image_size, config.width
+        )
+        self.method = METHODS["simsiam"](backbone, rep_dim, config).to(
+            memory_format=torch.channels_last
+        )
+        self.optimizer = torch.optim.SGD(
+            self.method.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4
+        )
+        self.augment = BatchAugment(config.image_size, images.shape[1], config.augment_strength)
+        self.images = images
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.step_index = 0
+
+    def next_indices(self) -> torch.Tensor:
+        if len(self.order) < self.batch_size:  # new epoch, drop_last
+            self.order = torch.randperm(len(self.images), generator=self.generator)
+        indices, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return indices
+
+    def step(self) -> float:
+        indices = self.next_indices()
+        batch = self.images[indices]
+        views = [
+            self.augment(batch, self.generator).contiguous(memory_format=torch.channels_last)
+            for _ in range(2)
+        ]
+        info = StepInfo(epoch=1, step=self.step_index, total_steps=10**6)
+        loss = self.method.training_loss(views, indices, info).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        return float(loss.detach())
+
+
+def time_recipe(
+    model: RecipeSimSiam,
+    optimizer: torch.optim.Optimizer,
+    dataset: TwoViewDataset,
+    args: argparse.Namespace,
+) -> float:
+    """Seconds for ``args.steps`` recipe steps after ``args.warmup`` untimed ones (which also
+    absorb the worker start-up). The workers are shut down afterwards, so they do not compete
+    with the engine's timing."""
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+    )
+    batches = recipe_batches(loader)
+    for _ in range(args.warmup):
+        recipe_step(model, optimizer, next(batches))
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        recipe_step(model, optimizer, next(batches))
+    seconds = time.perf_counter() - start
+    batches.close()
+    del loader
+    return seconds
+
+
+def time_engine(engine: EngineLoop, args: argparse.Namespace) -> float:
+    """Seconds for ``args.steps`` engine steps after ``args.warmup`` untimed ones."""
+    for _ in range(args.warmup):
+        engine.step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        engine.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per side and round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    config = resolve_config({"method": "simsiam", "dataset": "digits", "image_size": 32})
+    train, _ = load_splits(config, Path("data"))
+    print(
+        f"SimSiam, small_cnn, digits {len(train)} train images at 32 px, batch "
+        f"{args.batch_size}, {torch.get_num_threads()} torch threads, recipe DataLoader "
+        f"num_workers={args.num_workers} (persistent); {args.steps} timed steps per side and "
+        f"round after {args.warmup} warm-up steps, rounds in the order recipe, engine, engine, "
+        "recipe"
+    )
+    torch.manual_seed(0)
+    backbone, rep_dim = build_backbone("small_cnn", 3, 32, config.width)
+    recipe_model = RecipeSimSiam(backbone, rep_dim)
+    recipe_optimizer = torch.optim.SGD(
+        recipe_model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4
+    )
+    dataset = TwoViewDataset(train.images, recipe_transform(32))
+    torch.manual_seed(0)
+    engine = EngineLoop(config, train.images, args.batch_size)
+
+    recipe_seconds = time_recipe(recipe_model, recipe_optimizer, dataset, args)
+    engine_seconds = time_engine(engine, args)
+    engine_seconds += time_engine(engine, args)
+    recipe_seconds += time_recipe(recipe_model, recipe_optimizer, dataset, args)
+
+    pairs = 2 * args.steps * args.batch_size
+    recipe_rate, engine_rate = pairs / recipe_seconds, pairs / engine_seconds
+    print(f"recipe (PIL + DataLoader): {recipe_rate:8.1f} image pairs/s")
+    print(f"engine (BatchAugment):     {engine_rate:8.1f} image pairs/s")
+    print(f"ratio engine / recipe:     {engine_rate / recipe_rate:8.2f}x  (target >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+// Compare page (`/compare?runs=a,b,...`, or a shared comparison `/s/{token}`): the chosen runs
+// overlaid on the same diagnostics, their UMAPs side by side at one epoch, and the collapse
+// matrix (methods x ablations with verdicts). Without `runs`, it offers a picker and the matrix
+// of every run.
+
+import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
+import { keyOptions, normaliseCatalogue, numClasses, runConfig, runMethod, runPreset, runTitle, totalEpochs } from "../model.js";
+import { COLLAPSED, HEALTHY, LINE_METRICS, RUN_COLORS, alignUniformFigure, draw, lineFigure } from "../plots.js";
+import { shareBar } from "../share.js";
+import { subscribe } from "../sse.js";
+import { el, queryState, renderHeader, showState, toast } from "../ui.js";
+import { EpochSlider, UmapView } from "../umap.js";
+import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
+
+const MAX_UMAPS = 6;
+const root = document.getElementById("compare");
+
+const state = {
+  catalogue: { methods: [], presets: [], configSchema: null },
+  ids: [],
+  runs: new Map(), // id -> run
+  records: new Map(), // id -> [records]
+  which: queryState.get("rep", "projector") === "backbone" ? "backbone" : "projector",
+  umaps: [],
+  slider: null,
+  redrawScheduled: false,
+};
+
+function colorOf(id) {
+  return RUN_COLORS[state.ids.indexOf(id) % RUN_COLORS.length];
+}
+
+function seriesList() {
+  return state.ids
+    .filter((id) => state.runs.has(id))
+    .map((id) => {
+      const run = state.runs.get(id);
+      const records = state.records.get(id) || [];
+      const last = records[records.length - 1];
+      const config = runConfig(run);
+      return {
+        id,
+        name: `${runTitle(run, state.catalogue)} (${id.slice(0, 6)})`,
+        color: colorOf(id),
+        records,
+        ctx: { dim: last && last[state.which] ? last[state.which].dim : config.proj_dim, epochs: totalEpochs(run), numClasses: numClasses(run) },
+      };
+    });
+}
+
+// ---------------------------------------------------------------- collapse matrix
+
+/** Column label for a run inside its method's row: the ablation, or "standard". */
+function ablationLabel(run) {
+  const preset = runPreset(run);
+  const found = preset && state.catalogue.presets.find((p) => p.name === preset);
+  if (found && found.expected === "healthy") return "standard";
+  if (found) {
+    const at = found.title.toLowerCase().indexOf("without");
+    return at > 0 ? found.title.slice(at) : found.title;
+  }
+  const options = keyOptions(run, state.catalogue);
+  return options.length ? options.join(", ") : "standard";
+}
+
+function expectedOf(run) {
+  const preset = runPreset(run);
+  const found = preset && state.catalogue.presets.find((p) => p.name === preset);
+  return found ? found.expected : null;
+}
+
+function collapseMatrix(runs) {
+  const byMethod = new Map();
+  for (const run of runs) {
+    const method = runMethod(run);
+    if (!byMethod.has(method)) byMethod.set(method, new Map());
+    const cells = byMethod.get(method);
+    const label = ablationLabel(run);
+    if (!cells.has(label)) cells.set(label, run); // runs come newest first: keep the newest
+  }
+  if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
+  const methodTitle = (name) => (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
+  const cell = (label, run) => {
+    const kind = verdictKind(run.verdict);
+    const expected = expectedOf(run);
+    const agrees = expected && kind !== "pending" ? expected === kind : null;
+    return el(
+      "a",
+      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? run.verdict.reason : `${label}: ${VERDICT_LABELS[kind]}` },
+      el("span", { class: "matrix-label" }, label),
+      verdictBadge(run.verdict),
+      expected ? el("span", { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` }, agrees === null ? `expected ${VERDICT_LABELS[expected]}` : agrees ? "✓ as expected" : `✗ expected ${VERDICT_LABELS[expected]}`) : null,
+      run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
+    );
+  };
+  const rows = [...byMethod.entries()].map(([method, cells]) => {
+    const standard = cells.get("standard");
+    const ablations = [...cells.entries()].filter(([label]) => label !== "standard");
+    return el(
+      "tr",
+      {},
+      el("th", { scope: "row" }, methodTitle(method)),
+      el("td", {}, standard ? cell("standard", standard) : el("span", { class: "muted" }, "–")),
+      el("td", {}, el("div", { class: "matrix-ablations" }, ablations.length ? ablations.map(([label, run]) => cell(label, run)) : el("span", { class: "muted" }, "–"))),
+    );
+  });
+  return el(
+    "table",
+    { class: "collapse-matrix" },
+    el("caption", {}, "Collapse matrix: each method with its anti-collapse part in place (standard) and switched off (ablations)."),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Method"), el("th", { scope: "col" }, "Standard"), el("th", { scope: "col" }, "Ablations"))),
+    el("tbody", {}, rows),
+  );
+}
+
+// ---------------------------------------------------------------- picker (no runs chosen)
+
+async function renderPicker() {
+  showState(root, "loading", "Loading runs...");
+  const runs = listData(await api.listRuns({ limit: 500 }));
+  for (const run of runs) state.runs.set(String(run.id), run);
+  if (!runs.length) {
+    showState(root, "empty", "No runs to compare yet: launch some, or the collapse zoo, from the Launch page.");
+    return;
+  }
+  const form = el(
+    "form",
+    { class: "picker", "aria-label": "choose runs to compare" },
+    el("fieldset", {}, el("legend", {}, "Choose runs to compare"), el("div", { class: "picker-list" }, runs.slice(0, 100).map((run) =>
+      el("label", { class: "picker-item" }, el("input", { type: "checkbox", name: "run", value: run.id }), " ", runTitle(run, state.catalogue), " ", el("span", { class: "muted small" }, `${String(run.id).slice(0, 6)} · ${run.status}`), " ", verdictBadge(run.verdict)),
+    ))),
+    el("button", { type: "submit" }, "Compare"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = [...form.querySelectorAll("input[name=run]:checked")].map((input) => input.value);
+    if (!chosen.length) {
+      toast("Choose at least one run.", "error");
+      return;
+    }
+    window.location.href = `/compare?runs=${chosen.map(encodeURIComponent).join(",")}`;
+  });
+  root.replaceChildren(el("div", { class: "page-head" }, el("h1", {}, "Compare runs")), el("section", { class: "card" }, el("h2", {}, "Collapse matrix (latest run of each configuration)"), collapseMatrix(runs)), form);
+}
+
+// ---------------------------------------------------------------- comparison
+
+function renderLayout() {
+  const readOnly = isReadOnly();
+  const compareUrl = `/compare?runs=${state.ids.map(encodeURIComponent).join(",")}`;
+  const links = compareLinks(state.ids);
+  root.replaceChildren(
+    el("div", { class: "page-head" }, el("h1", {}, `Compare ${state.ids.length} runs`)),
+    el("div", { id: "legend", class: "run-legend" }),
+    shareBar({
+      runIds: state.ids,
+      what: "comparison",
+      links: [
+        { label: "Report (HTML)", href: links.report },
+        { label: "Epochs CSV", href: links.csv, download: true },
+        { label: "Epochs JSON", href: links.json, download: true },
+      ],
+    }),
+    el("p", { class: "muted small", hidden: readOnly }, "This page's address: ", el("code", {}, compareUrl)),
+    el("section", { class: "card" }, el("h2", {}, "Collapse matrix"), el("div", { id: "matrix" })),
+    el(
+      "div",
+      { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
+      el("span", { class: "muted" }, "Diagnostics of:"),
+      ["projector", "backbone"].map((which) =>
+        el("label", { class: "radio" }, el("input", { type: "radio", name: "rep", value: which, checked: state.which === which, onchange: () => { state.which = which; queryState.set({ rep: which === "projector" ? null : which }); redraw(); } }), which === "projector" ? " projector output z" : " backbone representation h"),
+      ),
+    ),
+    el("div", { id: "plots", class: "plot-grid" }),
+    el("section", { id: "umap-section", class: "card", "aria-labelledby": "umap-title" }, el("h2", { id: "umap-title" }, "UMAPs side by side at the same epoch"), el("div", { id: "umap-slider" }), el("div", { id: "umap-grid", class: "umap-grid" })),
+  );
+  const grid = document.getElementById("plots");
+  const ids = [...LINE_METRICS.map((m) => m.id), "spectrum", "plane"];
+  grid.append(...ids.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }))));
+  state.slider = new EpochSlider(document.getElementById("umap-slider"), {
+    initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
+    label: "Epoch (all runs)",
+    onChange: (epoch) => {
+      queryState.set({ epoch });
+      for (const view of state.umaps) view.show(epoch);
+    },
+  });
+  const umapGrid = document.getElementById("umap-grid");
+  state.umaps = state.ids.slice(0, MAX_UMAPS).map((id) => {
+    const run = state.runs.get(id);
+    const cell = el("div", { class: "umap-cell" });
+    umapGrid.append(cell);
+    return new UmapView(cell, id, { title: run ? runTitle(run, state.catalogue) : id });
+  });
+}
+
+function renderLegend() {
+  const legend = document.getElementById("legend");
+  legend.replaceChildren(
+    ...state.ids.map((id) => {
+      const run = state.runs.get(id);
+      if (!run) return el("span", { class: "legend-item muted" }, `${id}: not found`);
+      return el(
+        "span",
+        { class: "legend-item" },
+        el("span", { class: "swatch", style: `background:${colorOf(id)}` }),
+        isReadOnly() ? runTitle(run, state.catalogue) : el("a", { href: `/runs/${encodeURIComponent(id)}` }, runTitle(run, state.catalogue)),
+        " ",
+        el("span", { class: "muted small" }, `${id.slice(0, 6)} · ${run.status}`),
+        " ",
+        verdictBadge(run.verdict),
+      );
+    }),
+  );
+  document.getElementById("matrix").replaceChildren(collapseMatrix(state.ids.map((id) => state.runs.get(id)).filter(Boolean)));
+}
+
+/** Last-epoch spectra of every run on one line plot (heatmaps cannot be overlaid). */
+function spectrumOverlay(series) {
+  const data = series.map((s) => {
+    const last = [...s.records].reverse().find((r) => r[state.which] && Array.isArray(r[state.which].spectrum));
+    const spectrum = last ? last[state.which].spectrum : [];
+    return { type: "scatter", mode: "lines", name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`, x: spectrum.map((_, i) => i + 1), y: spectrum, line: { color: s.color, width: 2 } };
+  });
+  const dim = series.length ? series[0].ctx.dim : null;
+  const shapes = dim ? [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: dim, x1: dim, line: { color: HEALTHY, dash: "dash", width: 1.5 } }] : [];
+  return {
+    data,
+    layout: {
+      title: { text: "Singular-value spectrum at the last epoch", font: { size: 14 }, x: 0.02, xanchor: "left" },
+      margin: { l: 60, r: 20, t: 40, b: 45 },
+      xaxis: { title: { text: "singular value index (1 = largest)" } },
+      yaxis: { title: { text: "log σ" } },
+      shapes,
+      annotations: dim ? [{ x: dim, yref: "paper", y: 1, xanchor: "right", text: `healthy: flat up to d = ${dim} `, showarrow: false, font: { size: 10, color: HEALTHY } }, { xref: "paper", x: 0.02, yref: "paper", y: 0.02, text: "collapse: sharp drop after the first few", showarrow: false, font: { size: 10, color: COLLAPSED }, xanchor: "left" }] : [],
+      legend: { orientation: "h", y: -0.22 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "#fafafa",
+      uirevision: "keep",
+    },
+  };
+}
+
+function redraw() {
+  state.redrawScheduled = false;
+  const series = seriesList();
+  for (const metric of LINE_METRICS) {
+    const div = document.getElementById(`plot-${metric.id}`);
+    const show = !metric.onlyIf || series.some((s) => metric.onlyIf(s.records, state.which));
+    div.closest(".plot-card").hidden = !show;
+    if (show) draw(div, lineFigure(metric, series, state.which));
+  }
+  draw(document.getElementById("plot-spectrum"), spectrumOverlay(series));
+  draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
+}
+
+/** Put every epoch that has a projection (in any shown run) on the shared slider. */
+async function addProjectionEpochs(id) {
+  if (!state.umaps.some((view) => view.runId === id)) return;
+  try {
+    const payload = await api.projectionEpochs(id);
+    for (const epoch of payload.epochs || []) state.slider.add(epoch);
+  } catch {
+    // the slider just lacks this run's epochs; the plots above are unaffected
+  }
+}
+
+function scheduleRedraw() {
+  if (state.redrawScheduled) return;
+  state.redrawScheduled = true;
+  requestAnimationFrame(redraw);
+}
+
+/** Live updates from the run-list stream (`{"run_id", "seq", "data"}`): one connection for
+ * any number of compared runs. */
+function connectLive() {
+  const onEvent = (type) => (event) => {
+    const id = event && event.run_id !== undefined ? String(event.run_id) : "";
+    if (!state.ids.includes(id)) return;
+    const data = event.data || {};
+    if (type === "epoch" && data.epoch !== undefined) {
+      const records = state.records.get(id) || [];
+      if (!records.some((r) => r.epoch === data.epoch)) {
+        records.push(data);
+        records.sort((a, b) => a.epoch - b.epoch);
+        state.records.set(id, records);
+        scheduleRedraw();
+        setTimeout(() => addProjectionEpochs(id), 5000); // projections follow their epoch
+      }
+    } else if (type === "status") {
+      api.getRun(id).then((run) => {
+        state.runs.set(id, run);
+        renderLegend();
+      });
+    }
+  };
+  subscribe("/api/events", { epoch: onEvent("epoch"), status: onEvent("status") });
+}
+
+async function resolveIds() {
+  const token = shareToken();
+  if (token) {
+    const share = await api.share(token);
+    return share.runs || [];
+  }
+  return (queryState.get("runs", "") || "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+async function main() {
+  renderHeader("compare");
+  try {
+    const catalogue = await api.methods().catch(() => null);
+    if (catalogue) state.catalogue = normaliseCatalogue(catalogue);
+    state.ids = [...new Set(await resolveIds())];
+    if (!state.ids.length) {
+      await renderPicker();
+      return;
+    }
+    showState(root, "loading", `Loading ${state.ids.length} runs...`);
+    await Promise.all(
+      state.ids.map(async (id) => {
+        try {
+          state.runs.set(id, await api.getRun(id));
+          state.records.set(id, listData(await api.epochs(id)));
+        } catch (error) {
+          if (error.status !== 404) throw error;
+        }
+      }),
+    );
+  } catch (error) {
+    showState(root, "error", error.status === 404 || error.status === 410 ? "This share link is unknown or has been revoked." : `Could not load the comparison: ${error.message}`);
+    return;
+  }
+  renderLayout();
+  renderLegend();
+  redraw();
+  state.ids.forEach(addProjectionEpochs);
+  connectLive();
+}
+
+main();

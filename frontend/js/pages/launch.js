@@ -1,0 +1,332 @@
+// Launch page (`/launch`): a form generated from `/api/methods` (method options) and the run
+// config's JSON Schema (common fields), presets one click away, server-side 422 errors shown
+// next to the field, "launch again with changes" prefill (`?from=<run id>`) and the zoo.
+
+import { ApiError, api } from "../api.js";
+import { fieldFor, fieldValue, setFieldError, setFieldValue } from "../forms.js";
+import { normaliseCatalogue, runConfig, schemaDefaults } from "../model.js";
+import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
+import { verdictBadge } from "../verdict.js";
+
+// Common config fields, grouped; anything else in the schema lands in "More".
+const GROUPS = [
+  ["Data", ["dataset", "dataset_path", "train_size", "probe_size", "image_size"], true],
+  ["Training", ["epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs", "weight_decay", "momentum", "seed"], true],
+  ["Architecture", ["backbone", "width", "proj_hidden_dim", "proj_dim", "pred_hidden_dim"], false],
+  ["More", ["augment_strength", "knn_k", "device"], false],
+];
+// Labels clearer than the schema's auto-generated titles ("Lr", "Knn K").
+const LABELS = {
+  lr: "Base learning rate",
+  knn_k: "kNN neighbours k",
+  proj_dim: "Projector output dim d",
+  proj_hidden_dim: "Projector hidden dim",
+  pred_hidden_dim: "Predictor hidden dim",
+  image_size: "Image size (px)",
+  train_size: "Training images",
+  probe_size: "Probe images",
+  warmup_epochs: "Warm-up epochs",
+  augment_strength: "Augmentation strength",
+  dataset_path: "Dataset folder",
+  width: "Backbone width",
+};
+const NOT_FORM_FIELDS = new Set(["method", "preset", "options"]);
+// Fields the zoo copies from the form into every preset (the rest is each preset's own).
+const ZOO_FIELDS = ["dataset", "dataset_path", "train_size", "probe_size", "image_size", "epochs", "batch_size", "seed", "backbone", "device"];
+
+const state = {
+  catalogue: null,
+  configSchema: null,
+  definitions: {},
+  method: null,
+  preset: null,
+  prefill: null, // config of the run being relaunched
+};
+
+const root = document.getElementById("launch");
+const presetsBox = document.getElementById("presets");
+
+function methodInfo(name) {
+  return state.catalogue.methods.find((m) => m.name === name);
+}
+
+function presetInfo(name) {
+  return state.catalogue.presets.find((p) => p.name === name);
+}
+
+/** Value a field takes when the user changes nothing: schema default < method < preset < run. */
+function baseline() {
+  const method = methodInfo(state.method);
+  const preset = state.preset ? presetInfo(state.preset) : null;
+  const general = { ...schemaDefaults(state.configSchema), ...state.catalogue.configDefaults, ...(method ? method.defaults : {}), ...(preset ? preset.config : {}) };
+  const options = { ...(method ? method.optionDefaults : {}), ...(preset && preset.config.options ? preset.config.options : {}) };
+  delete general.options;
+  return { general, options };
+}
+
+function renderPresets() {
+  const presets = state.catalogue.presets;
+  const card = (preset) =>
+    el(
+      "button",
+      {
+        type: "button",
+        class: `preset-card${state.preset === preset.name ? " selected" : ""}`,
+        "data-preset": preset.name,
+        "aria-pressed": state.preset === preset.name ? "true" : "false",
+        onclick: () => selectPreset(preset.name),
+      },
+      el("span", { class: "preset-title" }, preset.title),
+      el("span", { class: "preset-desc" }, preset.description),
+      preset.expected ? el("span", { class: "preset-expected" }, "expected: ", verdictBadge({ kind: preset.expected })) : null,
+    );
+  const standard = presets.filter((p) => p.expected === "healthy" || !p.expected);
+  const ablations = presets.filter((p) => p.expected && p.expected !== "healthy");
+  presetsBox.replaceChildren(
+    el("h2", { id: "presets-title" }, "Presets"),
+    el("p", { class: "muted" }, "One click fills the form; change anything, then launch. Ablations switch off the part of a method that prevents collapse."),
+    el("h3", {}, "Standard methods"),
+    el("div", { class: "preset-grid" }, standard.map(card)),
+    el("h3", {}, "Ablations that collapse"),
+    el("div", { class: "preset-grid" }, ablations.map(card)),
+  );
+}
+
+function selectPreset(name) {
+  state.preset = name;
+  state.method = presetInfo(name).method;
+  state.prefill = null;
+  queryState.set({ preset: name, method: null, from: null });
+  renderPresets();
+  renderForm();
+  document.getElementById("field-method").focus();
+}
+
+function fieldsBySection() {
+  const properties = (state.configSchema && state.configSchema.properties) || {};
+  const names = Object.keys(properties).filter((name) => !NOT_FORM_FIELDS.has(name));
+  const placed = new Set(GROUPS.flatMap(([, fields]) => fields));
+  const sections = GROUPS.map(([title, fields, open]) => [title, fields.filter((f) => names.includes(f)), open]);
+  const extra = names.filter((n) => !placed.has(n));
+  if (extra.length) sections[sections.length - 1][1].push(...extra);
+  return sections.filter(([, fields]) => fields.length);
+}
+
+function renderForm() {
+  const method = methodInfo(state.method);
+  const { general, options } = baseline();
+  const prefill = state.prefill || {};
+  const methodSelect = el(
+    "select",
+    { id: "field-method", name: "method", "aria-describedby": "field-method-help field-method-error" },
+    state.catalogue.methods.map((m) => el("option", { value: m.name, selected: m.name === state.method }, m.title)),
+  );
+  methodSelect.addEventListener("change", () => {
+    state.method = methodSelect.value;
+    state.preset = null;
+    queryState.set({ method: state.method, preset: null });
+    renderPresets();
+    renderForm();
+    document.getElementById("field-method").focus();
+  });
+  const methodField = el(
+    "div",
+    { class: "field", "data-field": "method" },
+    el("label", { for: "field-method" }, "Method"),
+    methodSelect,
+    el("div", { id: "field-method-help", class: "help" }, method ? `${method.family ? `${method.family} · ` : ""}${method.paper}` : ""),
+    el("div", { id: "field-method-error", class: "error", role: "alert" }),
+  );
+  const presetNote = state.preset
+    ? el("div", { class: "preset-note", "data-field": "preset" }, "Preset: ", el("strong", {}, presetInfo(state.preset).title), " ", el("button", { type: "button", class: "link-button", onclick: () => { state.preset = null; queryState.set({ preset: null, method: state.method }); renderPresets(); renderForm(); } }, "clear"), el("div", { class: "error", role: "alert" }))
+    : null;
+  const optionProps = (method && method.schema.properties) || {};
+  const optionDefs = (method && method.schema.$defs) || {};
+  const optionFields = Object.entries(optionProps).map(([name, prop]) => {
+    const field = fieldFor(`options.${name}`, prop, options[name], optionDefs);
+    if (prefill.options && name in prefill.options) setFieldValue(field, prefill.options[name]);
+    return field;
+  });
+  const sections = fieldsBySection().map(([title, names, open]) =>
+    el(
+      "details",
+      { class: "form-section", open: open || names.some((n) => n in prefill && prefill[n] !== general[n]) },
+      el("summary", {}, title),
+      el(
+        "div",
+        { class: "field-grid" },
+        names.map((name) => {
+          const field = fieldFor(name, state.configSchema.properties[name], general[name], state.definitions, LABELS[name]);
+          if (name in prefill) setFieldValue(field, prefill[name]);
+          return field;
+        }),
+      ),
+    ),
+  );
+  const formError = el("div", { id: "form-error", class: "form-error", role: "alert", hidden: true });
+  const submit = el("button", { type: "submit", id: "launch-button" }, "Launch run");
+  const zoo = el("button", { type: "button", id: "zoo-button", class: "secondary", onclick: launchZoo }, "Launch the collapse zoo");
+  const form = el(
+    "form",
+    { id: "launch-form", novalidate: true, "aria-label": "Run configuration" },
+    state.prefill ? el("div", { class: "prefill-note" }, `Prefilled from run ${queryState.get("from")}: change what you want and launch.`) : null,
+    el("fieldset", {}, el("legend", {}, "Method"), methodField, presetNote),
+    el("fieldset", { id: "options-fieldset" }, el("legend", {}, method ? `${method.title} options` : "Options"), optionFields.length ? el("div", { class: "field-grid" }, optionFields) : el("p", { class: "muted" }, "This method has no options.")),
+    sections,
+    formError,
+    el(
+      "div",
+      { class: "actions" },
+      submit,
+      zoo,
+      el("span", { class: "muted small" }, "The zoo queues every preset with this form's data, epochs, sizes and seed."),
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    launch();
+  });
+  root.replaceChildren(form);
+}
+
+/** Config to POST: method/preset plus every field that differs from its baseline. */
+function collectConfig() {
+  const { general, options } = baseline();
+  const config = { method: state.method };
+  if (state.preset) config.preset = state.preset;
+  const chosenOptions = {};
+  for (const field of root.querySelectorAll(".field[data-field]")) {
+    const path = field.dataset.field;
+    if (path === "method" || path === "preset") continue;
+    const value = fieldValue(field);
+    if (value === undefined) continue;
+    if (path.startsWith("options.")) {
+      const name = path.slice("options.".length);
+      if (JSON.stringify(value) !== JSON.stringify(options[name])) chosenOptions[name] = value;
+    } else if (JSON.stringify(value) !== JSON.stringify(general[path] ?? null)) {
+      config[path] = value;
+    }
+  }
+  if (Object.keys(chosenOptions).length) config.options = chosenOptions;
+  return config;
+}
+
+function clearErrors() {
+  for (const field of root.querySelectorAll(".field[data-field]")) setFieldError(field, "");
+  const formError = document.getElementById("form-error");
+  formError.hidden = true;
+  formError.textContent = "";
+}
+
+/** Put each server error next to its field; unknown fields go to the form-level box. */
+function showErrors(errors) {
+  const leftovers = [];
+  let first = null;
+  for (const { field, message } of errors) {
+    let path = field;
+    let text = message;
+    const embedded = /^(options\.[A-Za-z0-9_]+|[a-z_]+):\s*(.*)$/.exec(message);
+    if ((!path || path === "options") && embedded) {
+      path = embedded[1];
+      text = embedded[2] || message;
+    }
+    const target = path && root.querySelector(`.field[data-field="${CSS.escape(path)}"]`);
+    if (target) {
+      setFieldError(target, text);
+      first = first || target;
+      const section = target.closest("details");
+      if (section) section.open = true;
+    } else {
+      leftovers.push(path ? `${path}: ${text}` : text);
+    }
+  }
+  const formError = document.getElementById("form-error");
+  if (leftovers.length) {
+    formError.hidden = false;
+    formError.textContent = leftovers.join(" · ");
+  }
+  if (first) first.querySelector("input, select").focus();
+}
+
+async function launch() {
+  clearErrors();
+  const button = document.getElementById("launch-button");
+  button.disabled = true;
+  button.textContent = "Launching...";
+  try {
+    const created = await api.launch(collectConfig());
+    window.location.href = created.url && created.url.startsWith("/") ? created.url : `/runs/${encodeURIComponent(created.id)}`;
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = "Launch run";
+    if (error instanceof ApiError && error.status === 422) {
+      showErrors(error.fieldErrors());
+      toast("The server refused this config: see the highlighted field.", "error");
+    } else {
+      reportWriteError(error, "Launch");
+    }
+  }
+}
+
+async function launchZoo() {
+  clearErrors();
+  const config = collectConfig();
+  const overrides = Object.fromEntries(ZOO_FIELDS.filter((k) => k in config).map((k) => [k, config[k]]));
+  const count = state.catalogue.presets.length;
+  const described = Object.keys(overrides).length ? ` with ${Object.entries(overrides).map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
+  if (!window.confirm(`Queue all ${count} presets${described}?`)) return;
+  const button = document.getElementById("zoo-button");
+  button.disabled = true;
+  button.textContent = `Queuing ${count} runs...`;
+  try {
+    const created = await api.zoo(overrides);
+    window.location.href = created.compare_url || `/compare?runs=${created.data.map((r) => encodeURIComponent(r.id)).join(",")}`;
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = "Launch the collapse zoo";
+    if (error instanceof ApiError && error.status === 422) {
+      showErrors(error.fieldErrors().map((e) => ({ ...e, field: e.field.replace(/^overrides\./, "") })));
+    } else {
+      reportWriteError(error, "Zoo launch");
+    }
+  }
+}
+
+async function main() {
+  renderHeader("launch");
+  showState(root, "loading", "Loading the method catalogue...");
+  try {
+    state.catalogue = normaliseCatalogue(await api.methods());
+    state.configSchema = state.catalogue.configSchema || { properties: {} };
+    state.definitions = state.configSchema.$defs || {};
+  } catch (error) {
+    showState(root, "error", `Could not load the method catalogue: ${error.message}.`);
+    return;
+  }
+  if (!state.catalogue.methods.length) {
+    showState(root, "error", "The server lists no methods.");
+    return;
+  }
+  const fromRun = queryState.get("from");
+  const presetName = queryState.get("preset");
+  if (fromRun) {
+    try {
+      const run = await api.getRun(fromRun);
+      state.prefill = runConfig(run);
+      state.method = state.prefill.method;
+      state.preset = state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
+    } catch (error) {
+      toast(`Could not load run ${fromRun}: ${error.message}`, "error");
+    }
+  } else if (presetName && presetInfo(presetName)) {
+    state.preset = presetName;
+    state.method = presetInfo(presetName).method;
+  }
+  const methodName = queryState.get("method");
+  if (!state.method) state.method = methodName && methodInfo(methodName) ? methodName : state.catalogue.methods[0].name;
+  renderPresets();
+  renderForm();
+  if (!Object.keys(state.configSchema.properties || {}).length) toast("The server did not describe the run config: only method options are shown.", "error");
+}
+
+main();

@@ -1,0 +1,361 @@
+// Run page (`/runs/{id}`, or `/s/{token}` read-only): verdict banner, progress, and the live
+// diagnostics. Everything arrives once through the run's event stream (history first, then
+// live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
+
+import { api, isReadOnly, runLinks, shareToken } from "../api.js";
+import { FINISHED, collapseLoss, isActive, normaliseCatalogue, numClasses, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
+import { LINE_METRICS, alignUniformFigure, draw, extend, lineFigure, spectrumFigure } from "../plots.js";
+import { shareBar } from "../share.js";
+import { subscribe } from "../sse.js";
+import { el, fmt, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import { UmapView, EpochSlider } from "../umap.js";
+import { verdictHeadline, verdictKind } from "../verdict.js";
+
+const root = document.getElementById("run");
+
+const state = {
+  runId: null,
+  run: null,
+  catalogue: null,
+  records: [], // epoch records, sorted by epoch, each once
+  which: queryState.get("rep", "projector") === "backbone" ? "backbone" : "projector",
+  drawn: new Set(), // plot ids drawn at least once with the current representation
+  cardIds: "", // the line metrics that have a card, joined
+  queue: [], // records received but not yet plotted
+  flushScheduled: false,
+  stream: null,
+  umap: null,
+  slider: null,
+};
+
+function ctx() {
+  const config = runConfig(state.run);
+  const last = state.records[state.records.length - 1];
+  const dim = last && last[state.which] ? last[state.which].dim : state.which === "projector" ? config.proj_dim : null;
+  const loss = collapseLoss(state.run);
+  const batch = config.batch_size || 256;
+  return {
+    dim,
+    epochs: totalEpochs(state.run),
+    numClasses: numClasses(state.run, state.umap && state.umap.frames.values().next().value),
+    collapseLoss: loss ? loss.value : undefined,
+    collapseLossLabel: loss ? loss.label : undefined,
+    baseLr: config.lr ? (config.lr * batch) / 256 : null,
+  };
+}
+
+// ---------------------------------------------------------------- layout
+
+function renderSkeleton() {
+  const run = state.run;
+  const readOnly = isReadOnly();
+  const links = runLinks(state.runId);
+  root.replaceChildren(
+    el(
+      "div",
+      { class: "page-head" },
+      el("div", {}, el("h1", { id: "run-title" }, runTitle(run, state.catalogue)), el("div", { class: "muted small", id: "run-subtitle" })),
+      el(
+        "div",
+        { class: "page-actions" },
+        readOnly ? null : el("button", { type: "button", id: "cancel-button", class: "danger", onclick: cancelRun }, "Cancel run"),
+        readOnly ? null : el("a", { class: "button secondary", id: "relaunch", href: `/launch?from=${encodeURIComponent(state.runId)}` }, "Launch again with changes"),
+      ),
+    ),
+    el("div", { id: "progress", class: "progress-box" }),
+    el("div", { id: "failure", class: "failure", role: "alert", hidden: true }),
+    el("section", { id: "verdict-banner", class: "verdict-banner verdict-pending", "aria-live": "polite" }),
+    shareBar({
+      runIds: [state.runId],
+      what: "run",
+      links: [
+        { label: "Report (HTML)", href: links.report },
+        { label: "Epochs CSV", href: links.csv, download: true },
+        { label: "Epochs JSON", href: links.json, download: true },
+      ],
+    }),
+    el(
+      "div",
+      { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
+      el("span", { class: "muted" }, "Diagnostics of:"),
+      ["projector", "backbone"].map((which) =>
+        el(
+          "label",
+          { class: "radio" },
+          el("input", { type: "radio", name: "rep", value: which, checked: state.which === which, onchange: () => switchRepresentation(which) }),
+          which === "projector" ? " projector output z" : " backbone representation h",
+        ),
+      ),
+    ),
+    el("div", { id: "plots", class: "plot-grid" }),
+    el("section", { id: "umap-section", class: "card umap-card", "aria-labelledby": "umap-title" }, el("h2", { id: "umap-title" }, "Embedding space (UMAP of the projector output, coloured by label)")),
+    el("details", { id: "config", class: "card" }, el("summary", {}, "Configuration"), el("div", { id: "config-body" })),
+  );
+  renderPlotCards();
+  const umapSection = document.getElementById("umap-section");
+  state.slider = new EpochSlider(umapSection, {
+    initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
+    onChange: (epoch) => {
+      queryState.set({ epoch });
+      state.umap.show(epoch);
+    },
+  });
+  state.umap = new UmapView(umapSection, state.runId);
+  renderRun();
+  renderConfig();
+}
+
+function visibleMetrics() {
+  return LINE_METRICS.filter((m) => !m.onlyIf || m.onlyIf(state.records, state.which));
+}
+
+function renderPlotCards() {
+  const grid = document.getElementById("plots");
+  const focused = queryState.get("metric");
+  const metricIds = visibleMetrics().map((m) => m.id);
+  state.cardIds = metricIds.join();
+  const ids = [...metricIds, "spectrum", "plane"];
+  const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
+  grid.replaceChildren(
+    ...order.map((id) =>
+      el(
+        "div",
+        { class: `card plot-card${id === focused ? " focused" : ""}`, id: `card-${id}` },
+        el("button", { type: "button", class: "link-button focus-toggle", "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`, onclick: () => focusMetric(id === focused ? null : id) }, id === focused ? "shrink" : "enlarge"),
+        el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
+      ),
+    ),
+  );
+  state.drawn.clear();
+}
+
+function focusMetric(id) {
+  queryState.set({ metric: id });
+  renderPlotCards();
+  redrawAll();
+  if (id) document.getElementById(`card-${id}`).scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function switchRepresentation(which) {
+  state.which = which;
+  queryState.set({ rep: which === "projector" ? null : which });
+  renderPlotCards();
+  redrawAll();
+}
+
+// ---------------------------------------------------------------- plots
+
+function redrawAll() {
+  const context = ctx();
+  const series = [{ name: "run", records: state.records, ctx: context }];
+  for (const metric of visibleMetrics()) {
+    const div = document.getElementById(`plot-${metric.id}`);
+    if (!div) continue;
+    draw(div, lineFigure(metric, series, state.which));
+    state.drawn.add(metric.id);
+  }
+  draw(document.getElementById("plot-spectrum"), spectrumFigure(state.records, state.which, context));
+  draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
+}
+
+function scheduleFlush() {
+  if (state.flushScheduled) return;
+  state.flushScheduled = true;
+  requestAnimationFrame(flush);
+}
+
+/** Plot the queued records: extend each trace by one point, or redraw after a burst. */
+function flush() {
+  state.flushScheduled = false;
+  const batch = state.queue.splice(0);
+  if (!batch.length) return;
+  if (visibleMetrics().map((m) => m.id).join() !== state.cardIds) renderPlotCards();
+  const appendOnly = batch.length === 1 && state.drawn.size > 0 && batch[0] === state.records[state.records.length - 1];
+  const context = ctx();
+  const extended = appendOnly && visibleMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
+  if (extended) {
+    const series = [{ name: "run", records: state.records, ctx: context }];
+    draw(document.getElementById("plot-spectrum"), spectrumFigure(state.records, state.which, context));
+    draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
+  } else {
+    redrawAll();
+  }
+  renderVerdict();
+  renderProgress();
+}
+
+function addRecord(record) {
+  if (!record || record.epoch === undefined) return;
+  if (state.records.some((r) => r.epoch === record.epoch)) return;
+  const last = state.records[state.records.length - 1];
+  state.records.push(record);
+  if (last && record.epoch < last.epoch) state.records.sort((a, b) => a.epoch - b.epoch);
+  state.queue.push(record);
+  scheduleFlush();
+}
+
+// ---------------------------------------------------------------- run state
+
+function renderRun() {
+  const run = state.run;
+  const config = runConfig(run);
+  document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
+  document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
+  document.getElementById("run-subtitle").textContent = `run ${state.runId} · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed} · created ${timeAgo(run.created_at)}`;
+  const cancel = document.getElementById("cancel-button");
+  if (cancel) cancel.hidden = !isActive(run);
+  const failure = document.getElementById("failure");
+  const reason = runReason(run);
+  failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
+  failure.replaceChildren(el("strong", {}, run.status === "failed" ? "This run failed: " : "Cancelled: "), reason || "no reason was recorded.");
+  renderProgress();
+  renderVerdict();
+}
+
+function renderProgress(live = null) {
+  const box = document.getElementById("progress");
+  if (!box) return;
+  const run = state.run;
+  const total = totalEpochs(run) || 0;
+  const done = state.records.length ? state.records[state.records.length - 1].epoch : run.last_epoch ?? 0;
+  const progress = live || run.progress || {};
+  const step = progress.step ?? null;
+  const steps = progress.steps ?? null;
+  const within = step !== null && steps ? Math.min(1, step / steps) : run.status === "succeeded" ? 1 : 0;
+  const status = el("span", { class: `status status-${run.status}`, id: "run-status" }, run.status);
+  const parts = [status, el("span", {}, ` epoch ${done} of ${total}`)];
+  if (progress.images_per_s) parts.push(el("span", { class: "muted" }, ` · ${Math.round(progress.images_per_s)} images/s`));
+  const overall = total ? Math.min(100, Math.round(((run.status === "succeeded" ? total : done) / total) * 100)) : 0;
+  box.replaceChildren(
+    el("div", { class: "progress-line" }, parts),
+    el("label", { class: "progress-label" }, "Run", el("progress", { id: "run-progress", max: 100, value: overall })),
+  );
+  if (isActive(run)) box.append(el("label", { class: "progress-label" }, `Current epoch${step !== null && steps ? ` (step ${step}/${steps})` : ""}`, el("progress", { id: "epoch-progress", max: 100, value: Math.round(within * 100) })));
+}
+
+function renderVerdict() {
+  const banner = document.getElementById("verdict-banner");
+  if (!banner) return;
+  const last = state.records[state.records.length - 1];
+  const final = state.run.verdict && state.run.verdict.kind ? state.run.verdict : null;
+  const verdict = final || (last && last.verdict) || null;
+  const kind = verdictKind(verdict);
+  banner.className = `verdict-banner verdict-${kind}`;
+  banner.dataset.kind = kind;
+  const provisional = !final && verdict && !FINISHED.has(state.run.status);
+  banner.replaceChildren(
+    el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
+    el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? "Queued: waiting for a worker." : "The verdict appears after the first epoch is measured."),
+  );
+}
+
+function renderConfig() {
+  const config = runConfig(state.run);
+  const rows = Object.entries(config).flatMap(([key, value]) => {
+    if (key === "options" && value && typeof value === "object") {
+      return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);
+    }
+    return [[key, value]];
+  });
+  document.getElementById("config-body").replaceChildren(
+    el("table", { class: "config-table" }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6)))))),
+  );
+}
+
+async function refreshRun() {
+  try {
+    state.run = await api.getRun(state.runId);
+    renderRun();
+  } catch (error) {
+    toast(`Could not refresh the run: ${error.message}`, "error");
+  }
+}
+
+async function cancelRun() {
+  const button = document.getElementById("cancel-button");
+  button.disabled = true;
+  try {
+    await api.cancel(state.runId);
+    toast("Cancel requested: the worker stops within a few seconds.");
+    await refreshRun();
+  } catch (error) {
+    reportWriteError(error, "Cancel");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- live stream
+
+function onStatus(data) {
+  if (data && typeof data === "object") {
+    const status = data.status || (data.run && data.run.status);
+    if (status) state.run = { ...state.run, status };
+    if (data.verdict) state.run = { ...state.run, verdict: data.verdict };
+    if (data.error || data.reason) state.run = { ...state.run, error: data.error || data.reason };
+  }
+  renderRun();
+  refreshRun();
+}
+
+function onProjection(data) {
+  const epoch = data && (data.epoch ?? (data.projection && data.projection.epoch));
+  if (epoch === undefined || epoch === null) return;
+  if (data.points || data.x || (data.projection && (data.projection.points || data.projection.x))) state.umap.addFrame(epoch, data);
+  state.slider.add(epoch);
+}
+
+function connect() {
+  state.stream = subscribe(`/api/runs/${encodeURIComponent(state.runId)}/events`, {
+    epoch: (data) => addRecord(data.record || data),
+    status: onStatus,
+    progress: (data) => {
+      if (data && typeof data === "object") {
+        state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
+        renderProgress(data);
+      }
+    },
+    projection: onProjection,
+    verdict: (data) => {
+      state.run = { ...state.run, verdict: data.verdict || data };
+      renderVerdict();
+    },
+    lost: (closed) => {
+      // The server ends the stream of a finished run: do not reconnect forever.
+      if (FINISHED.has(state.run.status) && state.stream && !closed) state.stream.close();
+    },
+  });
+}
+
+async function resolveRunId() {
+  const token = shareToken();
+  if (token) {
+    const share = await api.share(token);
+    const ids = share.runs || [];
+    return ids[0];
+  }
+  const match = window.location.pathname.match(/^\/runs\/([^/]+)\/?$/);
+  return match ? decodeURIComponent(match[1]) : queryState.get("id");
+}
+
+async function main() {
+  renderHeader(null);
+  showState(root, "loading", "Loading the run...");
+  try {
+    state.runId = await resolveRunId();
+    if (!state.runId) throw new Error("no run id in this address");
+    const [run, catalogue] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null)]);
+    state.run = run;
+    state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
+  } catch (error) {
+    const missing = error.status === 404 || error.status === 410;
+    showState(root, "error", missing ? (shareToken() ? "This share link is unknown or has been revoked." : "This run does not exist (it may have been deleted).") : `Could not load the run: ${error.message}`);
+    return;
+  }
+  renderSkeleton();
+  connect();
+  // Plotly is loaded with `defer`; draw empty axes (with reference levels) straight away.
+  if (!state.records.length) redrawAll();
+}
+
+main();

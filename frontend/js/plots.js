@@ -1,0 +1,372 @@
+// Plotly figures for the collapse diagnostics. Pure builders (data in, {data, layout} out) so
+// the run page (one run, live) and the compare page (several runs overlaid) share them.
+// Every plot carries the level a healthy embedding sits at, so collapse reads at a glance.
+
+import { VERDICT_COLORS } from "./verdict.js";
+
+const Plotly = window.Plotly;
+
+export const HEALTHY = VERDICT_COLORS.healthy;
+export const COLLAPSED = VERDICT_COLORS.complete_collapse;
+export const RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
+export const LABEL_COLORS = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+];
+
+export const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+const rep = (record, which) => (record && record[which]) || {};
+
+/**
+ * The line-chart diagnostics. `traces` pull values out of an epoch record for the chosen
+ * representation ("backbone" | "projector"); `refs` are horizontal reference lines.
+ */
+export const LINE_METRICS = [
+  {
+    id: "std",
+    title: "Spread: std of ℓ2-normalised output × √d",
+    yTitle: "std_l2 · √d (1 = healthy)",
+    traces: [{ name: "std_l2·√d", get: (r, w) => rep(r, w).std_l2_sqrt_d }],
+    refs: () => [
+      { y: 1, label: "healthy ≈ 1", color: HEALTHY },
+      { y: 0, label: "complete collapse 0", color: COLLAPSED },
+    ],
+    yRange: [-0.05, 1.2],
+  },
+  {
+    id: "rank",
+    title: "Effective rank (RankMe)",
+    yTitle: "effective rank (dimensions)",
+    traces: [{ name: "effective rank", get: (r, w) => rep(r, w).effective_rank }],
+    refs: (ctx) => [
+      ctx.dim ? { y: ctx.dim, label: `d = ${ctx.dim} (upper bound)`, color: HEALTHY } : null,
+      { y: 1, label: "complete collapse 1", color: COLLAPSED },
+    ],
+  },
+  {
+    id: "cosine",
+    title: "Cosine similarity: positive vs random pairs",
+    yTitle: "mean cosine (−1 … 1)",
+    traces: [
+      { name: "positive pairs", get: (r, w) => rep(r, w).cos_pos },
+      { name: "random pairs", get: (r, w) => rep(r, w).cos_rand, dash: "dot" },
+    ],
+    refs: () => [
+      { y: 0, label: "healthy random pairs ≈ 0", color: HEALTHY },
+      { y: 1, label: "collapsed: both → 1", color: COLLAPSED },
+    ],
+    yRange: [-0.25, 1.1],
+  },
+  {
+    id: "knn",
+    title: "kNN top-1 accuracy on the probe set (k = 20)",
+    yTitle: "top-1 accuracy",
+    yFormat: ".0%",
+    traces: [{ name: "kNN top-1", get: (r, w) => rep(r, w).knn_top1 }],
+    refs: (ctx) => [ctx.numClasses ? { y: 1 / ctx.numClasses, label: `chance 1/${ctx.numClasses}`, color: COLLAPSED } : null],
+    yRange: [0, 1.02],
+  },
+  {
+    id: "loss",
+    title: "Training loss",
+    yTitle: "loss (method's own units)",
+    traces: [{ name: "loss", get: (r) => r.loss }],
+    refs: (ctx) => [ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, label: ctx.collapseLossLabel, color: COLLAPSED } : null],
+  },
+  {
+    id: "schedule",
+    title: "Learning rate and EMA momentum",
+    yTitle: "learning rate",
+    y2Title: "EMA momentum τ",
+    traces: [
+      { name: "learning rate", get: (r) => r.lr },
+      { name: "EMA momentum τ", get: (r) => r.ema_momentum, axis: "y2", dash: "dash" },
+    ],
+    refs: (ctx) => [ctx.baseLr ? { y: ctx.baseLr, label: `configured lr ${ctx.baseLr.toPrecision(2)}`, color: HEALTHY } : null],
+  },
+  {
+    id: "clusters",
+    title: "Cluster usage: entropy of assignments",
+    yTitle: "entropy (nats)",
+    onlyIf: (records, w) => records.some((r) => rep(r, w).cluster_entropy !== null && rep(r, w).cluster_entropy !== undefined),
+    traces: [{ name: "cluster entropy", get: (r, w) => rep(r, w).cluster_entropy }],
+    refs: (ctx, records, w) => {
+      const max = records.map((r) => rep(r, w).cluster_entropy_max).find((v) => v !== null && v !== undefined);
+      return [
+        max ? { y: max, label: `log K = ${max.toFixed(2)} (balanced)`, color: HEALTHY } : null,
+        { y: 0, label: "one cluster 0", color: COLLAPSED },
+      ];
+    },
+  },
+];
+
+/** Reference lines as layout shapes + annotations spanning the full width. */
+function referenceLines(refs, axis = "y") {
+  const shapes = [];
+  const annotations = [];
+  for (const ref of refs.filter(Boolean)) {
+    if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
+    shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axis, y0: ref.y, y1: ref.y, line: { color: ref.color, width: 1.5, dash: "dash" } });
+    annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: axis, y: ref.y, yanchor: "bottom", text: ref.label, showarrow: false, font: { size: 10, color: ref.color } });
+  }
+  return { shapes, annotations };
+}
+
+function baseLayout(title, xTitle, yTitle) {
+  return {
+    title: { text: title, font: { size: 14 }, x: 0.02, xanchor: "left" },
+    margin: { l: 60, r: 20, t: 40, b: 45 },
+    xaxis: { title: { text: xTitle, standoff: 4 }, zeroline: false, rangemode: "tozero", automargin: true },
+    yaxis: { title: { text: yTitle }, zeroline: false, automargin: true },
+    legend: { orientation: "h", yanchor: "top", y: -0.2, x: 0, font: { size: 11 } },
+    hovermode: "x unified",
+    font: { family: "system-ui, sans-serif", size: 12 },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "#fafafa",
+    uirevision: "keep",
+  };
+}
+
+/**
+ * Line figure for one metric across one or more runs.
+ * @param metric  one of LINE_METRICS
+ * @param series  [{name, color, records, ctx}] one entry per run
+ * @param which   "backbone" | "projector"
+ */
+export function lineFigure(metric, series, which) {
+  const data = [];
+  const many = series.length > 1;
+  const used = (trace) => trace.axis !== "y2" || series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
+  series.forEach((run) => {
+    metric.traces.forEach((trace, traceIndex) => {
+      if (!used(trace)) return;
+      const color = many ? run.color : RUN_COLORS[traceIndex];
+      data.push({
+        type: "scatter",
+        mode: "lines+markers",
+        name: many ? (metric.traces.length > 1 ? `${run.name} · ${trace.name}` : run.name) : trace.name,
+        x: run.records.map((r) => r.epoch),
+        y: run.records.map((r) => nullable(trace.get(r, which))),
+        yaxis: trace.axis === "y2" ? "y2" : "y",
+        line: { color, width: 2, dash: trace.dash },
+        marker: { size: 5, color },
+        connectgaps: false,
+      });
+    });
+  });
+  const layout = baseLayout(metric.title, "epoch", metric.yTitle);
+  if (metric.yFormat) layout.yaxis.tickformat = metric.yFormat;
+  if (metric.yRange) layout.yaxis.range = metric.yRange;
+  const allRecords = series.flatMap((s) => s.records);
+  const secondAxisUsed = metric.traces.some((t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null));
+  if (metric.y2Title && secondAxisUsed) {
+    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", range: [0, 1.05], zeroline: false };
+    layout.margin.r = 60;
+  }
+  const refs = series.length ? metric.refs(series[0].ctx || {}, allRecords, which) : [];
+  Object.assign(layout, referenceLines(refs));
+  const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
+  layout.xaxis.range = [-0.3, maxEpoch + 0.3];
+  layout.xaxis.dtick = epochTick(maxEpoch);
+  return { data, layout };
+}
+
+/** Whole-epoch ticks, at most about ten of them. */
+function epochTick(maxEpoch) {
+  return Math.max(1, Math.ceil(maxEpoch / 10));
+}
+
+function nullable(value) {
+  return value === undefined || value === null || Number.isNaN(value) ? null : value;
+}
+
+/** The values one record adds to each trace of a single-run line figure (for extendTraces). */
+export function lineExtension(metric, record, which) {
+  return {
+    x: metric.traces.map(() => [record.epoch]),
+    y: metric.traces.map((trace) => [nullable(trace.get(record, which))]),
+  };
+}
+
+/** Heatmap epoch × index of log singular values, with the effective rank drawn over it. */
+export function spectrumFigure(records, which, ctx = {}) {
+  const withSpectrum = records.filter((r) => Array.isArray(rep(r, which).spectrum));
+  const length = Math.max(0, ...withSpectrum.map((r) => rep(r, which).spectrum.length));
+  const z = [];
+  for (let index = 0; index < length; index += 1) {
+    z.push(withSpectrum.map((r) => nullable(rep(r, which).spectrum[index])));
+  }
+  const epochs = withSpectrum.map((r) => r.epoch);
+  const data = [
+    {
+      type: "heatmap",
+      x: epochs,
+      y: Array.from({ length }, (_, i) => i + 1),
+      z,
+      colorscale: "Viridis",
+      colorbar: { title: { text: "log σ", side: "right" }, thickness: 12 },
+      hovertemplate: "epoch %{x}<br>index %{y}<br>log σ %{z:.2f}<extra></extra>",
+      name: "log singular value",
+    },
+    {
+      type: "scatter",
+      mode: "lines+markers",
+      x: epochs,
+      y: withSpectrum.map((r) => nullable(rep(r, which).effective_rank)),
+      name: "effective rank",
+      line: { color: "#ffffff", width: 2 },
+      marker: { size: 4, color: "#ffffff" },
+      hovertemplate: "epoch %{x}<br>effective rank %{y:.1f}<extra></extra>",
+    },
+  ];
+  const layout = baseLayout("Singular-value spectrum (log σ, descending) over epochs", "epoch", "singular value index (1 = largest)");
+  layout.hovermode = "closest";
+  layout.yaxis.autorange = true;
+  layout.xaxis.range = [Math.min(0, ...epochs) - 0.5, Math.max(1, ctx.epochs || 0, ...epochs) + 0.5];
+  layout.xaxis.dtick = epochTick(layout.xaxis.range[1]);
+  const dim = ctx.dim;
+  Object.assign(layout, referenceLines([dim ? { y: Math.min(dim, length), label: `healthy: spectrum stays flat up to index ${Math.min(dim, length)}`, color: HEALTHY } : null]));
+  return { data, layout };
+}
+
+/** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs. */
+export function alignUniformFigure(series, which) {
+  const data = series.map((run, i) => {
+    const points = run.records.filter((r) => rep(r, which).alignment !== undefined && rep(r, which).alignment !== null);
+    return {
+      type: "scatter",
+      mode: "lines+markers",
+      name: series.length > 1 ? run.name : "trajectory",
+      x: points.map((r) => rep(r, which).uniformity),
+      y: points.map((r) => rep(r, which).alignment),
+      text: points.map((r) => `epoch ${r.epoch}`),
+      hovertemplate: "%{text}<br>uniformity %{x:.3f}<br>alignment %{y:.3f}<extra></extra>",
+      line: { color: series.length > 1 ? run.color : "#9ca3af", width: 1.5 },
+      marker: {
+        size: points.map((_, k) => (k === points.length - 1 ? 12 : 7)),
+        color: series.length > 1 ? run.color : points.map((r) => r.epoch),
+        colorscale: "Viridis",
+        showscale: series.length === 1 && i === 0 && points.length > 1,
+        colorbar: { title: { text: "epoch" }, thickness: 10 },
+        line: { color: "#111827", width: 0.5 },
+      },
+    };
+  });
+  data.push({
+    type: "scatter",
+    mode: "markers+text",
+    name: "complete collapse (0, 0)",
+    x: [0],
+    y: [0],
+    text: ["collapse"],
+    textposition: "top left",
+    textfont: { color: COLLAPSED, size: 10 },
+    marker: { symbol: "x", size: 12, color: COLLAPSED },
+    hoverinfo: "name",
+  });
+  const layout = baseLayout("Alignment–uniformity plane (lower-left is better)", "uniformity  log E exp(−2‖f(x)−f(y)‖²)  (nats)", "alignment  E‖f(x)−f(x⁺)‖²");
+  layout.hovermode = "closest";
+  layout.xaxis.rangemode = "normal";
+  layout.yaxis.rangemode = "tozero";
+  const { shapes, annotations } = referenceLines([]);
+  shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, xref: "x", x0: -4, x1: -4, line: { color: HEALTHY, width: 1.5, dash: "dash" } });
+  annotations.push({ yref: "paper", y: 1, yanchor: "top", xref: "x", x: -4, xanchor: "left", text: " uniform on the sphere ≈ −4", showarrow: false, font: { size: 10, color: HEALTHY } });
+  layout.shapes = shapes;
+  layout.annotations = annotations;
+  const xs = data.flatMap((t) => t.x).filter((v) => typeof v === "number");
+  layout.xaxis.range = [Math.min(-4.2, ...xs) - 0.1, Math.max(0.2, ...xs) + 0.1];
+  return { data, layout };
+}
+
+/** Normalise the projection payload (several shapes tolerated) to columns. */
+export function normaliseProjection(payload) {
+  if (!payload) return null;
+  const body = payload.projection || payload;
+  let x = body.x;
+  let y = body.y;
+  const points = body.points || body.coords || body.xy || body.embedding;
+  if ((!x || !y) && Array.isArray(points)) {
+    if (points.length && Array.isArray(points[0])) {
+      x = points.map((p) => p[0]);
+      y = points.map((p) => p[1]);
+    } else {
+      x = points.map((p) => p.x);
+      y = points.map((p) => p.y);
+    }
+  }
+  if (!x || !y) return null;
+  let labels = body.labels || body.label;
+  if (!labels && Array.isArray(points) && points.length && !Array.isArray(points[0])) labels = points.map((p) => p.label);
+  labels = labels || x.map(() => 0);
+  let indices = body.indices || body.index;
+  if (!indices && Array.isArray(points) && points.length && !Array.isArray(points[0]) && points[0].index !== undefined) {
+    indices = points.map((p) => p.index);
+  }
+  indices = indices || x.map((_, i) => i);
+  return { epoch: payload.epoch ?? body.epoch, x, y, labels, indices, classNames: body.class_names || payload.class_names || null };
+}
+
+/** Axis range covering the points with a margin. */
+export function projectionRange(projection) {
+  const extent = (values) => {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of values) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const pad = (hi - lo) * 0.05 || 1;
+    return [lo - pad, hi + pad];
+  };
+  return { x: extent(projection.x), y: extent(projection.y) };
+}
+
+/** UMAP scatter (WebGL) coloured by label; one trace per label so the legend names classes. */
+export function umapFigure(projection, { title = "UMAP of the probe embeddings", range = null } = {}) {
+  const byLabel = new Map();
+  projection.labels.forEach((label, i) => {
+    if (!byLabel.has(label)) byLabel.set(label, []);
+    byLabel.get(label).push(i);
+  });
+  const labels = [...byLabel.keys()].sort((a, b) => a - b);
+  const name = (label) => (projection.classNames && projection.classNames[label] !== undefined ? String(projection.classNames[label]) : String(label));
+  const data = labels.map((label) => {
+    const members = byLabel.get(label);
+    return {
+      type: "scattergl",
+      mode: "markers",
+      name: name(label),
+      x: members.map((i) => projection.x[i]),
+      y: members.map((i) => projection.y[i]),
+      customdata: members.map((i) => projection.indices[i]),
+      hovertemplate: `index %{customdata}<br>label ${name(label)}<extra></extra>`,
+      marker: { size: 5, opacity: 0.8, color: LABEL_COLORS[Number(label) % LABEL_COLORS.length] },
+    };
+  });
+  const layout = baseLayout(title, "UMAP 1 (arbitrary units)", "UMAP 2 (arbitrary units)");
+  layout.hovermode = "closest";
+  layout.legend = { title: { text: "label" }, itemsizing: "constant" };
+  layout.xaxis.rangemode = "normal";
+  if (range) {
+    layout.xaxis.range = range.x;
+    layout.yaxis.range = range.y;
+  }
+  return { data, layout };
+}
+
+/** Render (or re-render in place) a figure into a div. */
+export function draw(div, figure) {
+  return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
+}
+
+/** Append one record to a single-run line plot without redrawing the history.
+ * Returns false when the plot's traces do not match (a trace just appeared): redraw then. */
+export function extend(div, metric, record, which, ctx) {
+  if (!div.data || div.data.length !== metric.traces.length) return false;
+  const ext = lineExtension(metric, record, which);
+  Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
+  const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
+  Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+  return true;
+}

@@ -1,0 +1,230 @@
+"""The dashboard in a real Chromium against the real stack: launch from the form and watch the
+run collapse live, server-side validation next to the field, read-only share links, the
+comparison page, and screenshots of every page (docs/screenshots/)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser.conftest import COLLAPSING_RUN, PHONE
+from tests.service.stack import ServiceStack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIVE_TIMEOUT_MS = 240_000
+# The collapsing run, typed into the form (a few more epochs so the page sees it train).
+FORM_VALUES = {
+    key: value
+    for key, value in COLLAPSING_RUN.items()
+    if key not in ("preset", "dataset", "schedule")
+} | {"epochs": 8}
+
+
+def plot_points(page: Page, metric: str) -> list[Any]:
+    """x values of the first trace of a run-page plot (its epochs)."""
+    return page.evaluate(
+        "(id) => { const d = document.getElementById(id); return d && d.data ? d.data[0].x : [] }",
+        f"plot-{metric}",
+    )
+
+
+def umap_state(page: Page) -> dict[str, Any]:
+    return page.evaluate(
+        """() => { const p = document.querySelector('.umap-plot');
+        return {epoch: p.dataset.epoch,
+                head: p.data.map((t) => [t.name, Array.from(t.x).slice(0, 5)])}; }"""
+    )
+
+
+def test_launch_from_form_then_watch_it_collapse_live(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, screenshots: Path
+) -> None:
+    base = dashboard_stack.base_url
+    runs_page = writer_context.new_page()
+    runs_page.goto(base + "/")
+    expect(runs_page.locator("#live-state")).to_have_text("live", timeout=30_000)
+
+    page = writer_context.new_page()
+    page.goto(base + "/launch")
+    page.click('[data-preset="simsiam-no-stopgrad"]')
+    expect(page.locator("#field-method")).to_have_value("simsiam")
+    expect(page.locator("#field-options-stop_gradient")).not_to_be_checked()
+    for summary in page.locator("details.form-section:not([open]) > summary").all():
+        summary.click()
+    for name, value in FORM_VALUES.items():
+        page.fill(f"#field-{name}", str(value))
+    page.select_option("#field-schedule", "constant")
+    page.screenshot(path=screenshots / "launch.png", full_page=True)
+    page.click("#launch-button")
+
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    page.evaluate("window.__sameDocument = true")  # a reload would drop this
+
+    # Epochs arrive one after another on the open page.
+    counts: set[int] = set()
+    page.wait_for_function("document.getElementById('plot-std').data !== undefined")
+    deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+    while (status := page.locator("#run-status").inner_text()) != "succeeded":
+        assert status in ("queued", "running"), f"the run ended {status}"
+        assert time.monotonic() < deadline, "the run did not finish in time"
+        counts.add(len(plot_points(page, "std")))
+        page.wait_for_timeout(150)
+    assert len({c for c in counts if c > 0}) >= 2, f"no live growth seen: {counts}"
+
+    banner = page.locator("#verdict-banner")
+    expect(banner).to_have_attribute("data-kind", "complete_collapse", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#verdict-title")).to_contain_text("complete collapse from epoch")
+    assert page.evaluate("window.__sameDocument") is True
+    for metric in ("std", "rank", "cosine", "knn", "loss", "schedule"):
+        assert plot_points(page, metric) == list(range(9)), metric  # each epoch exactly once
+
+    # The UMAP slider changes frames.
+    page.wait_for_function(
+        "Number(document.querySelector('.epoch-slider').max) >= 1", timeout=LIVE_TIMEOUT_MS
+    )
+    page.wait_for_function("document.querySelector('.umap-plot').dataset.epoch !== undefined")
+    before = umap_state(page)
+    slider = page.locator(".epoch-slider")
+    slider.focus()
+    page.keyboard.press("Home")
+    page.wait_for_function("document.querySelector('.umap-plot').dataset.epoch === '0'")
+    after = umap_state(page)
+    assert before["epoch"] != "0"
+    assert after["head"] != before["head"]
+    assert "epoch=0" in page.url
+    page.screenshot(path=screenshots / "run.png", full_page=True)
+
+    # The runs page, open all along, shows the run and its verdict without a reload.
+    row = runs_page.locator(f'tr[data-run-id="{run_id}"]')
+    expect(row.locator(".badge")).to_have_text("complete collapse", timeout=30_000)
+    expect(row.locator(".status")).to_have_text("succeeded")
+    runs_page.screenshot(path=screenshots / "runs.png", full_page=True)
+
+    phone = writer_context.new_page(viewport=PHONE)
+    phone.goto(f"{base}/runs/{run_id}")
+    expect(phone.locator("#verdict-banner")).to_have_attribute("data-kind", "complete_collapse")
+    phone.wait_for_function("document.querySelector('.umap-plot').dataset.epoch !== undefined")
+    phone.screenshot(path=screenshots / "run-phone.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "field", "value", "message"),
+    [
+        ("simsiam", "epochs", "100000", "less than or equal"),
+        ("byol", "options.base_momentum", "2", "less than or equal to 1"),
+    ],
+)
+def test_invalid_config_shows_the_field_error_and_queues_nothing(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    writer: httpx.Client,
+    screenshots: Path,
+    method: str,
+    field: str,
+    value: str,
+    message: str,
+) -> None:
+    before = writer.get("/api/runs").json()["count"]
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/launch?method={method}")
+    input_id = "#field-" + field.replace(".", "-")
+    page.fill(input_id, value)
+    page.click("#launch-button")
+
+    error = page.locator(f'.field[data-field="{field}"] .error')
+    expect(error).to_contain_text(message)
+    expect(page.locator(input_id)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(input_id)).to_be_focused()
+    assert page.url.endswith(f"/launch?method={method}")
+    assert writer.get("/api/runs").json()["count"] == before
+    if field == "epochs":
+        page.screenshot(path=screenshots / "launch-error.png")
+
+
+def test_share_link_shows_the_plots_read_only_and_can_be_revoked(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    visitor_context: BrowserContext,
+    finished_runs: list[dict[str, Any]],
+    screenshots: Path,
+) -> None:
+    base = dashboard_stack.base_url
+    run = finished_runs[0]
+    owner = writer_context.new_page()
+    owner.goto(f"{base}/runs/{run['id']}")
+    owner.click("#create-share")
+    share_input = owner.locator(".share-url")
+    expect(share_input).to_have_value(re.compile(r"/s/[\w-]+$"))
+    share_url = share_input.input_value()
+
+    page = visitor_context.new_page()
+    page.goto(share_url)
+    expect(page.locator("#verdict-banner")).to_have_attribute("data-kind", "complete_collapse")
+    epochs = list(range(run["epochs"] + 1))
+    page.wait_for_function("document.getElementById('plot-rank').data?.[0]?.x?.length > 0")
+    assert plot_points(page, "std") == epochs
+    assert plot_points(page, "rank") == epochs
+    page.wait_for_function("document.querySelector('.umap-plot')?.dataset.epoch !== undefined")
+    expect(page.locator(".readonly-tag")).to_be_visible()
+    for control in ("#cancel-button", "#relaunch", "#create-share", "#token-button"):
+        expect(page.locator(control)).to_have_count(0)
+    page.screenshot(path=screenshots / "share.png", full_page=True)
+
+    # Whatever the page hides, the server refuses writes from this browser.
+    statuses = page.evaluate(
+        """async (id) => {
+            const launch = await fetch('/api/runs', {method: 'POST',
+                headers: {'Content-Type': 'application/json'},
+                body: JSON.stringify({preset: 'simsiam'})});
+            const cancel = await fetch(`/api/runs/${id}/cancel`, {method: 'POST'});
+            return [launch.status, cancel.status]; }""",
+        run["id"],
+    )
+    assert statuses == [401, 401]
+
+    owner.click(".share-row button.danger")
+    expect(owner.locator(".share-row")).to_have_count(0)
+    response = page.goto(share_url)
+    assert response is not None and response.status == 404
+
+
+def test_compare_two_runs_on_the_same_plots(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    finished_runs: list[dict[str, Any]],
+    screenshots: Path,
+) -> None:
+    ids = [run["id"] for run in finished_runs]
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/compare?runs={','.join(ids)}")
+    page.wait_for_function("document.getElementById('plot-rank').data?.length === 2")
+    for metric in ("std", "rank", "knn", "loss", "plane", "spectrum"):
+        names = page.evaluate(
+            "(id) => document.getElementById(id).data.map((t) => t.name)", f"plot-{metric}"
+        )
+        for run_id in ids:
+            assert any(run_id[:6] in name for name in names), (metric, names)
+    rank_x = page.evaluate("document.getElementById('plot-rank').data.map((t) => t.x)")
+    assert rank_x == [list(range(run["epochs"] + 1)) for run in finished_runs]
+
+    matrix = page.locator(".collapse-matrix")
+    expect(matrix.locator(".matrix-cell")).to_have_count(2)
+    expect(matrix).to_contain_text("without stop-gradient")
+
+    page.wait_for_function(
+        "[...document.querySelectorAll('.umap-plot')].filter((p) => p.dataset.epoch).length === 2",
+        timeout=LIVE_TIMEOUT_MS,
+    )
+    shown = page.evaluate(
+        "[...document.querySelectorAll('.umap-plot')].map((p) => p.dataset.epoch)"
+    )
+    assert shown[0] == shown[1]
+    page.screenshot(path=screenshots / "compare.png", full_page=True)

@@ -1,0 +1,48 @@
+"""Fixtures: a private redis-server, and one service stack (uvicorn + a train worker + a
+projection worker on a temporary SQLite file) shared by the tests of a session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.stack import RedisServer, ServiceStack
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceStack]:
+    workdir: Path = tmp_path_factory.mktemp("stack")
+    service = ServiceStack(
+        workdir=workdir,
+        redis_url=redis_server.url,
+        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+    )
+    service.start_api()
+    service.start_worker("train1", "train")
+    service.start_worker("projection1", "projection")
+    service.wait_for_workers(train=1)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def api(stack: ServiceStack) -> Iterator[httpx.Client]:
+    """An HTTP client on the shared stack; makes sure a train worker is up first."""
+    if not any(name.startswith("train") for name in stack.workers):
+        stack.start_worker("train-replacement", "train")
+        stack.wait_for_workers(train=1)
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client

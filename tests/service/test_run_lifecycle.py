@@ -1,0 +1,211 @@
+"""End to end through real processes: launch over HTTP, stream, store, verdict, cancel, fail."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from tests.service.stack import (
+    TINY_RUN,
+    ServiceStack,
+    collect_until,
+    is_terminal_status,
+    iter_sse,
+    wait_until,
+)
+
+
+def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
+    api: httpx.Client,
+) -> None:
+    response = api.post("/api/runs", json=TINY_RUN)
+    assert response.status_code == 201, response.text
+    run = response.json()
+    assert run["status"] == "queued"
+    assert run["url"] == f"/runs/{run['id']}"
+    assert response.headers["location"] == f"/api/runs/{run['id']}"
+
+    events = collect_until(api, f"/api/runs/{run['id']}/events", stop=is_terminal_status)
+
+    ids = [e.id for e in events]
+    assert ids == list(range(1, len(ids) + 1)), "event ids are 1, 2, 3... without gaps"
+    statuses = [e.data["status"] for e in events if e.event == "status"]
+    assert statuses[0] == "queued" and "running" in statuses and statuses[-1] == "succeeded"
+    streamed = [e.data for e in events if e.event == "epoch"]
+    assert [r["epoch"] for r in streamed] == [0, 1, 2, 3]
+
+    stored = api.get(f"/api/runs/{run['id']}/epochs").json()
+    assert stored == streamed
+    assert api.get(f"/api/runs/{run['id']}/epochs", params={"since": 1}).json() == streamed[2:]
+
+    final = api.get(f"/api/runs/{run['id']}").json()
+    assert final["status"] == "succeeded"
+    assert final["verdict"]["kind"] in ("healthy", "dimensional_collapse", "complete_collapse")
+    assert final["verdict"]["reason"]
+    assert final["last_epoch"] == 3
+    assert len(final["effective_rank_history"]) == 4
+
+    listed = api.get("/api/runs", params={"status": "succeeded"}).json()
+    assert run["id"] in [r["id"] for r in listed["data"]]
+    assert listed["count"] >= 1
+
+    # Projections arrive from the projection queue, stored and announced.
+    def all_projected() -> bool:
+        return api.get(f"/api/runs/{run['id']}/projections").json()["epochs"] == [0, 1, 2, 3]
+
+    wait_until(all_projected, 240, interval=1, what="projections of epochs 0..3")
+    projection = api.get(f"/api/runs/{run['id']}/projections/3").json()
+    points = np.asarray(projection["points"])
+    assert points.shape == (TINY_RUN["probe_size"], 2)
+    assert np.isfinite(points).all()
+    assert len(projection["labels"]) == TINY_RUN["probe_size"]
+    tail = collect_until(
+        api,
+        f"/api/runs/{run['id']}/events",
+        last_event_id=events[-1].id,
+        stop=lambda e: e.event == "projection" and e.data["epoch"] == 3,
+        timeout=30,
+    )
+    assert {e.data["epoch"] for e in tail if e.event == "projection"} == {0, 1, 2, 3}
+
+
+def test_last_event_id_resumes_without_gap_or_duplicate(api: httpx.Client) -> None:
+    run = api.post("/api/runs", json={**TINY_RUN, "epochs": 4}).json()
+    url = f"/api/runs/{run['id']}/events"
+    first_part: list[int] = []
+    for item in iter_sse(api, url):
+        if isinstance(item, str) or item.id is None:
+            continue
+        first_part.append(item.id)
+        if item.event == "epoch" and item.data["epoch"] == 1:
+            break  # drop the connection mid-run
+    rest = collect_until(api, url, last_event_id=first_part[-1], stop=is_terminal_status)
+    seen = first_part + [e.id for e in rest]
+    assert seen == list(range(1, len(seen) + 1))
+    # the query parameter works too (for clients that cannot set headers)
+    again = collect_until(
+        api, f"{url}?last_event_id={first_part[-1]}", stop=is_terminal_status, timeout=30
+    )
+    assert [e.id for e in again] == [e.id for e in rest]
+
+
+def test_resume_across_an_api_restart(api: httpx.Client, stack: ServiceStack) -> None:
+    run = api.post("/api/runs", json={**TINY_RUN, "epochs": 4}).json()
+    url = f"/api/runs/{run['id']}/events"
+    before: list[int] = []
+    for item in iter_sse(api, url):
+        if not isinstance(item, str) and item.id is not None:
+            before.append(item.id)
+            if item.event == "epoch":
+                break
+    stack.stop_api()
+    time.sleep(1.0)  # the run goes on while no API is up
+    stack.start_api()
+    with httpx.Client(base_url=stack.base_url, timeout=30) as fresh:
+        after = collect_until(fresh, url, last_event_id=before[-1], stop=is_terminal_status)
+        stored = fresh.get(f"/api/runs/{run['id']}/epochs").json()
+    seen = before + [e.id for e in after]
+    assert seen == list(range(1, len(seen) + 1))
+    assert [r["epoch"] for r in stored] == [0, 1, 2, 3, 4]
+
+
+def _epoch_counts(stack: ServiceStack, run_id: str) -> dict[int, int]:
+    path = stack.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT epoch, COUNT(*) FROM epochs WHERE run_id = ? GROUP BY epoch", (run_id,)
+        ).fetchall()
+    return dict(rows)
+
+
+def test_killed_worker_is_replaced_and_the_run_resumes_each_epoch_once(
+    api: httpx.Client, stack: ServiceStack
+) -> None:
+    run = api.post("/api/runs", json={**TINY_RUN, "epochs": 6}).json()
+    url = f"/api/runs/{run['id']}/events"
+    collect_until(api, url, stop=lambda e: e.event == "epoch" and e.data["epoch"] == 2)
+    train_workers = [name for name in stack.workers if name.startswith("train")]
+    for name in train_workers:
+        stack.kill_worker(name)  # SIGKILL: no clean-up, no acknowledgement
+    stack.start_worker("train-after-kill", "train")
+
+    events = collect_until(api, url, stop=is_terminal_status, timeout=240)
+    assert events[-1].data["status"] == "succeeded", events[-1].data
+    statuses = [e.data for e in events if e.event == "status"]
+    assert any("stopped responding" in (s["reason"] or "") for s in statuses)
+    assert _epoch_counts(stack, run["id"]) == {epoch: 1 for epoch in range(7)}
+    streamed = [e.data["epoch"] for e in events if e.event == "epoch"]
+    assert streamed == sorted(set(streamed)), "each epoch streamed once"
+    final = api.get(f"/api/runs/{run['id']}").json()
+    assert final["attempts"] == 2 and final["worker_losses"] == 1
+
+
+def test_redis_restart_mid_run_loses_no_epoch(
+    api: httpx.Client, stack: ServiceStack, redis_server
+) -> None:
+    run = api.post("/api/runs", json={**TINY_RUN, "epochs": 5}).json()
+    url = f"/api/runs/{run['id']}/events"
+    seen = collect_until(api, url, stop=lambda e: e.event == "epoch" and e.data["epoch"] == 1)
+    redis_server.stop()
+    time.sleep(3)
+    redis_server.start()
+
+    def finished() -> bool:
+        return api.get(f"/api/runs/{run['id']}").json()["status"] == "succeeded"
+
+    wait_until(finished, 240, interval=1, what="the run to succeed after the Redis restart")
+    rest = collect_until(api, url, last_event_id=seen[-1].id, stop=is_terminal_status)
+    ids = [e.id for e in seen + rest]
+    assert ids == list(range(1, len(ids) + 1))
+    assert _epoch_counts(stack, run["id"]) == {epoch: 1 for epoch in range(6)}
+
+
+def test_cancel_mid_epoch_stops_within_seconds_and_keeps_the_epochs(api: httpx.Client) -> None:
+    slow = {**TINY_RUN, "epochs": 50, "train_size": 1024, "batch_size": 16}
+    run = api.post("/api/runs", json=slow).json()
+    url = f"/api/runs/{run['id']}/events"
+    for item in iter_sse(api, url):
+        if isinstance(item, str) or item.event != "progress":
+            continue
+        if item.data["epoch"] >= 1 and item.data["step"] >= 2:
+            break
+    requested = time.monotonic()
+    response = api.post(f"/api/runs/{run['id']}/cancel")
+    assert response.status_code == 202
+    events = collect_until(api, url, stop=is_terminal_status, timeout=60)
+    assert events[-1].data["status"] == "cancelled"
+    assert time.monotonic() - requested < 10
+    kept = api.get(f"/api/runs/{run['id']}/epochs").json()
+    assert kept and kept[0]["epoch"] == 0
+    assert api.post(f"/api/runs/{run['id']}/cancel").status_code == 409
+
+
+def test_a_dataset_folder_that_vanished_fails_the_run_with_its_reason(
+    api: httpx.Client, stack: ServiceStack
+) -> None:
+    folder = stack.data_dir / "vanishing"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for index in range(40):
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / label / f"{index}.png")
+    # Hold the run in the queue (no train worker) while the folder disappears.
+    for name in [n for n in stack.workers if n.startswith("train")]:
+        stack.kill_worker(name, sig=15)
+    request = {**TINY_RUN, "dataset": "imagefolder", "dataset_path": "vanishing"}
+    response = api.post("/api/runs", json=request)
+    assert response.status_code == 201, response.text
+    shutil.rmtree(folder)
+    stack.start_worker("train-after-vanish", "train")
+    run_id = response.json()["id"]
+    events = collect_until(api, f"/api/runs/{run_id}/events", stop=is_terminal_status)
+    assert events[-1].data["status"] == "failed"
+    error = events[-1].data["error"]
+    assert "vanishing" in error, error
+    assert api.get(f"/api/runs/{run_id}").json()["error"] == error

@@ -1,0 +1,70 @@
+"""The command line: clear one-line errors, a table per epoch and the JSONL records."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_SETS = [
+    "--set", "train_size=256", "--set", "probe_size=128", "--set", "batch_size=64",
+    "--set", "width=8", "--set", "proj_dim=32", "--set", "proj_hidden_dim=64",
+]  # fmt: skip
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATA_DIR": str(cwd / "data")}
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--method", "simsiam", "--epochs", "0"], "epochs"),
+        (["train", "--method", "simsiam", "--set", "bogus=1"], "options.bogus"),
+        (["train", "--method", "simsiam", "--set", "nonsense"], "--set expects key=value"),
+        (["train"], "give --preset NAME or --method NAME"),
+        (["zoo", "--presets", "simsiam,nope"], "unknown preset 'nope'"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    proc = run_cli(
+        "train", "--preset", "simsiam", "--epochs", "2", *TINY_SETS, "--jsonl", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict:" in proc.stdout
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["epoch"] for r in lines[:-1]] == [0, 1, 2]
+    assert set(lines[-1]) == {"verdict"}
+    assert lines[-1]["verdict"]["kind"] in {"healthy", "dimensional_collapse", "complete_collapse"}
+    assert {"backbone", "projector", "loss", "lr", "verdict"} <= set(lines[1])
+
+
+def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run_cli(
+        "train", "--method", "simsiam", "--dataset", "imagefolder",
+        "--set", "dataset_path=../../etc", "--epochs", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "collapse-lab: error:" in proc.stderr

@@ -1,0 +1,94 @@
+"""2-D projection: shapes, reproducibility, frame alignment and degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workers.engine import projection
+
+
+def _clusters(n: int = 400, d: int = 16, seed: int = 0, drift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(42).normal(size=(5, d)) * 3.0
+    labels = np.arange(n) % 5
+    return centres[labels] + rng.normal(size=(n, d)) + drift
+
+
+def test_exact_knn_lists_each_point_first_then_true_neighbours() -> None:
+    z = _clusters()
+    for metric in ("cosine", "euclidean"):
+        indices, distances = projection.exact_knn(z, 15, metric)
+        assert indices.shape == distances.shape == (400, 15)
+        assert (indices[:, 0] == np.arange(400)).all()
+        assert (distances[:, 0] == 0).all()
+        assert (np.diff(distances, axis=1) >= -1e-6).all()
+    brute = np.linalg.norm(z[:, None] - z[None], axis=2)
+    expected = np.sort(brute, axis=1)[:, :15]
+    np.testing.assert_allclose(distances, expected, atol=1e-3)
+
+
+def test_umap_layout_shape_and_determinism() -> None:
+    z = _clusters()
+    first = projection.project(z, seed=3)
+    assert first.shape == (400, 2)
+    assert first.dtype == np.float32
+    assert np.isfinite(first).all()
+    np.testing.assert_array_equal(first, projection.project(z, seed=3))
+    # a good layout keeps neighbourhoods
+    assert projection.trustworthiness(z, first) > 0.9
+
+
+def test_procrustes_aligned_frame_is_closer_to_the_previous_one() -> None:
+    previous = projection.project(_clusters(), seed=0)
+    # the same points a little later in training
+    drifted = _clusters() + 0.1 * np.random.default_rng(1).normal(size=(400, 16))
+    unaligned = projection.project(drifted, seed=1)  # from scratch, its own frame
+    aligned = projection.procrustes_align(unaligned, previous)
+    warm = projection.project(drifted, previous=previous, seed=1)
+    unaligned_gap = np.linalg.norm(unaligned - previous)
+    assert np.linalg.norm(aligned - previous) < unaligned_gap
+    # warm start + alignment: the frame barely moves
+    assert np.linalg.norm(warm - previous) < 0.5 * unaligned_gap
+
+
+def test_procrustes_undoes_rotation_scale_and_shift() -> None:
+    reference = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    angle = 1.1
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = 3.0 * reference @ rotation + np.array([5.0, -2.0])
+    np.testing.assert_allclose(projection.procrustes_align(moved, reference), reference, atol=1e-4)
+
+
+def test_projector_warm_starts_and_stays_trustworthy() -> None:
+    projector = projection.Projector(seed=0)
+    layouts = [projector.project(_clusters(seed=s, drift=0.05 * s)) for s in range(3)]
+    assert projector.fallback_reason is None
+    assert all(layout.shape == (400, 2) for layout in layouts)
+    assert projection.trustworthiness(_clusters(seed=2, drift=0.1), layouts[-1]) > 0.9
+
+
+def test_pca_fallback_is_exact_on_a_plane() -> None:
+    rng = np.random.default_rng(0)
+    plane = rng.normal(size=(200, 2)) * np.array([5.0, 1.0])
+    basis = np.linalg.qr(rng.normal(size=(8, 2)))[0].T  # (2, 8) orthonormal rows
+    layout = projection.pca_2d(plane @ basis)
+    # PCA recovers the plane up to sign: the same pairwise distances
+    original = np.linalg.norm(plane[:, None] - plane[None], axis=2)
+    recovered = np.linalg.norm(layout[:, None] - layout[None], axis=2)
+    np.testing.assert_allclose(recovered, original, rtol=1e-3, atol=1e-3)
+    assert projection.project(plane @ basis, method="pca").shape == (200, 2)
+
+
+@pytest.mark.parametrize("method", ["umap", "pca"])
+def test_collapsed_constant_input_does_not_crash(method: str) -> None:
+    z = np.ones((300, 32)) * np.random.default_rng(1).normal(size=(1, 32))
+    assert np.abs(projection.pca_2d(z)).max() < 1e-6
+    projector = projection.Projector(method=method)
+    layout = projector.project(z)
+    assert layout.shape == (300, 2)
+    assert np.isfinite(layout).all()
+    if method == "umap":
+        assert "collapsed" in projector.fallback_reason
+    # and the next, healthy epoch aligns to the collapsed frame without NaNs
+    assert np.isfinite(projector.project(_clusters(n=300, d=32))).all()

@@ -1,0 +1,90 @@
+"""The training loop: epoch-0 baseline, checkpoints, exact resume, cancel."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workers.engine.checkpoint import load_checkpoint
+from workers.engine.config import resolve_config
+from workers.engine.trainer import RunCancelled, TrainHooks, train
+
+TINY = {
+    "method": "simsiam",
+    "dataset": "digits",
+    "train_size": 256,
+    "probe_size": 128,
+    "batch_size": 64,
+    "epochs": 3,
+    "width": 8,
+    "proj_hidden_dim": 64,
+    "proj_dim": 32,
+    "pred_hidden_dim": 16,
+}
+
+
+def test_records_baseline_then_every_epoch(tmp_path: Path) -> None:
+    seen: list[int] = []
+    progress: list[tuple[int, int, int]] = []
+    hooks = TrainHooks(
+        on_epoch=lambda r: seen.append(r["epoch"]),
+        on_progress=lambda e, s, n, _ips: progress.append((e, s, n)),
+    )
+    result = train(resolve_config(TINY), data_root=tmp_path, run_dir=tmp_path / "run", hooks=hooks)
+    assert seen == [0, 1, 2, 3]
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3]
+    assert result.history[0]["loss"] is None
+    assert all(r["loss"] is not None for r in result.history[1:])
+    steps = 256 // 64
+    assert progress[-1] == (3, steps, steps)
+    for record in result.history:
+        for part in ("backbone", "projector"):
+            assert record[part]["effective_rank"] >= 1.0
+        assert record["verdict"]["kind"] in {"healthy", "dimensional_collapse", "complete_collapse"}
+    assert result.verdict["kind"] in {"healthy", "dimensional_collapse", "complete_collapse"}
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint is not None and checkpoint.epoch == 3
+
+
+def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
+    config = resolve_config(TINY)
+    full = train(config, data_root=tmp_path, run_dir=tmp_path / "full")
+
+    epochs_done: list[int] = []
+    stop_after_epoch_2 = TrainHooks(
+        on_epoch=lambda r: epochs_done.append(r["epoch"]),
+        should_stop=lambda: bool(epochs_done) and epochs_done[-1] >= 2,
+    )
+    with pytest.raises(RunCancelled):
+        train(config, data_root=tmp_path, run_dir=tmp_path / "split", hooks=stop_after_epoch_2)
+    assert load_checkpoint(tmp_path / "split").epoch == 2
+
+    resumed_epochs: list[int] = []
+    resumed = train(
+        config,
+        data_root=tmp_path,
+        run_dir=tmp_path / "split",
+        hooks=TrainHooks(on_epoch=lambda r: resumed_epochs.append(r["epoch"])),
+    )
+    assert resumed_epochs == [3]  # only the missing epoch is trained and reported
+    a, b = full.history[3], resumed.history[3]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for key in ("std_l2", "effective_rank", "alignment", "knn_top1"):
+        assert a["projector"][key] == pytest.approx(b["projector"][key], rel=1e-4, abs=1e-6)
+    full_weights = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    split_weights = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
+    for name, tensor in full_weights.items():
+        assert torch.allclose(tensor.float(), split_weights[name].float(), atol=1e-5), name
+
+
+def test_cancel_stops_within_the_epoch_and_keeps_finished_epochs(tmp_path: Path) -> None:
+    calls = {"steps": 0}
+
+    def on_progress(epoch: int, step: int, steps: int, ips: float) -> None:
+        calls["steps"] += 1
+
+    hooks = TrainHooks(on_progress=on_progress, should_stop=lambda: calls["steps"] >= 6)
+    with pytest.raises(RunCancelled):
+        train(resolve_config(TINY), data_root=tmp_path, run_dir=tmp_path / "run", hooks=hooks)
+    assert calls["steps"] == 6  # no step ran after the flag was seen
+    assert load_checkpoint(tmp_path / "run").epoch == 1

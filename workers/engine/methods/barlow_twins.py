@@ -1,0 +1,92 @@
+"""Barlow Twins: drive the cross-correlation matrix of the two views' embeddings to identity.
+
+Zbontar, Jing, Misra, LeCun, Deny. "Barlow Twins: Self-Supervised Learning via Redundancy
+Reduction". ICML 2021.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import mlp
+
+STANDARDIZE_EPS = 1e-5  # as BatchNorm1d(affine=False) in the reference implementation
+
+
+class BarlowTwinsOptions(StrictModel):
+    lambda_offdiag: float = Field(
+        5e-3,
+        ge=0,
+        le=10,
+        description="Weight of the redundancy-reduction (off-diagonal) term; 5e-3 in the paper. "
+        "0 leaves only the invariance term and the dimensions become redundant.",
+    )
+
+
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """C_ij = sum_b ẑ1_bi ẑ2_bj / B with each dimension standardised over the batch.
+    z1, z2: (B, d) -> (d, d)."""
+
+    def standardize(z: torch.Tensor) -> torch.Tensor:
+        return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + STANDARDIZE_EPS)
+
+    return standardize(z1).t() @ standardize(z2) / z1.shape[0]
+
+
+def barlow_twins_loss(
+    z1: torch.Tensor, z2: torch.Tensor, lambda_offdiag: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Barlow Twins (Zbontar et al. 2021, Eq. 1):
+    L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2. z1, z2: (B, d).
+    Returns (loss, invariance term, redundancy term), scalars."""
+    c = cross_correlation(z1, z2)
+    diagonal = torch.diagonal(c)
+    on_diag = (1 - diagonal).pow(2).sum()
+    off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
+    return on_diag + lambda_offdiag * off_diag, on_diag, off_diag
+
+
+class BarlowTwins(Method):
+    """Backbone -> 3-layer projector -> Barlow Twins loss between the two views."""
+
+    name = "barlow_twins"
+    title = "Barlow Twins"
+    paper = (
+        "Zbontar, Jing, Misra, LeCun, Deny. Barlow Twins: Self-Supervised Learning via "
+        "Redundancy Reduction. ICML 2021."
+    )
+    family = "redundancy"
+    Options = BarlowTwinsOptions
+    defaults: ClassVar[dict[str, object]] = {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "weight_decay": 1e-4,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: BarlowTwinsOptions
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 3)
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        batch = views[0].shape[0]
+        h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
+        z1, z2 = self.projector(h).chunk(2)
+        loss, on_diag, off_diag = barlow_twins_loss(z1, z2, self.options.lambda_offdiag)
+        logs = {"invariance": on_diag.item(), "redundancy": off_diag.item()}
+        return LossOutput(loss, logs, features=h[:batch].detach())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)

@@ -1,0 +1,113 @@
+"""BYOL: an online network with a predictor regresses an EMA target network's projection.
+
+Grill et al. "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning".
+NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import cosine_momentum, ema_update, mlp
+
+
+class BYOLOptions(StrictModel):
+    base_momentum: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="Base EMA momentum tau of the target network, raised to 1 by a cosine "
+        "schedule. 0 = no EMA: the target is the online network at every step (the schedule "
+        "is then not applied); 1 = the target stays frozen at its random initialisation.",
+    )
+    predictor: bool = Field(
+        True,
+        description="Predictor MLP on the online branch. Off: the online projection regresses "
+        "the target projection directly, and the embedding collapses.",
+    )
+
+
+def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's normalised MSE (Grill et al. 2020, Eq. 2): ||p/|p| - z/|z|||^2 = 2 - 2 cos(p, z),
+    averaged over the batch. p, z: (B, d). The caller detaches the target z."""
+    return (2 - 2 * F.cosine_similarity(p, z, dim=1)).mean()
+
+
+def momentum_at(base_momentum: float, step: int, total_steps: int) -> float:
+    """BYOL's cosine schedule from ``base_momentum`` to 1; the endpoints 0 (no EMA) and 1
+    (frozen target) are kept constant so those ablations mean what they say."""
+    if base_momentum in (0.0, 1.0):
+        return base_momentum
+    return cosine_momentum(base_momentum, step, total_steps)
+
+
+class BYOL(Method):
+    """Online: backbone -> projector -> predictor. Target: EMA copy of backbone + projector,
+    never trained by gradients. Symmetrised loss over the two views."""
+
+    name = "byol"
+    title = "BYOL"
+    paper = (
+        "Grill et al. Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning. "
+        "NeurIPS 2020."
+    )
+    family = "asymmetry"
+    Options = BYOLOptions
+    defaults: ClassVar[dict[str, object]] = {
+        "optimizer": "sgd",
+        "lr": 0.3,
+        "weight_decay": 1e-5,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+        "pred_hidden_dim": 512,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: BYOLOptions
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 2)
+        self.predictor = (
+            mlp(config.proj_dim, config.pred_hidden_dim, config.proj_dim, 2)
+            if self.options.predictor
+            else nn.Identity()
+        )
+        self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        self.current_momentum = momentum_at(self.options.base_momentum, 0, 1)
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        x = torch.cat(views[:2])
+        h = self.backbone(x)  # (2B, rep_dim)
+        p1, p2 = self.predictor(self.projector(h)).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_backbone(x)).chunk(2)
+        loss = (regression_loss(p1, t2) + regression_loss(p2, t1)) / 2
+        return LossOutput(loss, {}, features=h[: views[0].shape[0]].detach())
+
+    @torch.no_grad()
+    def after_step(self, step: StepInfo) -> None:
+        """EMA update of the target with tau for the step just taken."""
+        self.current_momentum = momentum_at(self.options.base_momentum, step.step, step.total_steps)
+        ema_update(self.target_backbone, self.backbone, self.current_momentum)
+        ema_update(self.target_projector, self.projector, self.current_momentum)
+
+    def excluded_from_weight_decay(self) -> set[str]:
+        return {n for n, _ in self.named_parameters() if n.startswith("target_")}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)
+
+    def monitor(self) -> dict[str, float]:
+        return {"ema_momentum": self.current_momentum}

@@ -1,0 +1,142 @@
+"""DeepCluster: classify each image into the k-means cluster its features fell in last epoch.
+
+Caron, Bojanowski, Joulin, Douze. "Deep Clustering for Unsupervised Learning of Visual
+Features". ECCV 2018 (pseudo-labels, empty-cluster reassignment, balanced sampling), in the
+DeepCluster-v2 form of Caron et al., NeurIPS 2020 (spherical k-means on projector outputs,
+the centroids serve as the classifier's prototypes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import kmeans, mlp
+
+KMEANS_ITERATIONS = 10
+
+
+class DeepClusterOptions(StrictModel):
+    num_clusters: int = Field(
+        100, ge=2, le=10_000, description="k of k-means (about 10x the number of classes)."
+    )
+    reassign_empty: bool = Field(
+        True,
+        description="When a k-means cluster empties, split a random non-empty one in two "
+        "(perturbed copy of its centroid). Off: empty clusters stay dead.",
+    )
+    balanced_sampling: bool = Field(
+        True,
+        description="Sample training images with weights inversely proportional to the size "
+        "of their cluster, so big clusters cannot dominate. Off: uniform shuffle.",
+    )
+    temperature: float = Field(
+        0.1, gt=0, le=10, description="Temperature of the softmax over the prototypes."
+    )
+
+
+def pseudo_label_loss(
+    z: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """DeepCluster-v2's classification loss: cross-entropy of softmax(ẑ C^T / T) against the
+    k-means pseudo-labels. z: (B, d) projector outputs (normalised here), centroids: (K, d)
+    unit norm, labels: (B,) int64. Returns a scalar."""
+    logits = F.normalize(z, dim=1) @ centroids.t() / temperature
+    return F.cross_entropy(logits, labels)
+
+
+class DeepCluster(Method):
+    """Backbone -> 2-layer projector; before each epoch, spherical k-means over the whole
+    training set's projector outputs gives pseudo-labels and the (frozen) prototypes."""
+
+    name = "deepcluster"
+    title = "DeepCluster"
+    paper = (
+        "Caron, Bojanowski, Joulin, Douze. Deep Clustering for Unsupervised Learning of Visual "
+        "Features. ECCV 2018; DeepCluster-v2 variant from Caron et al., NeurIPS 2020."
+    )
+    family = "clustering"
+    Options = DeepClusterOptions
+    defaults: ClassVar[dict[str, object]] = {
+        "optimizer": "sgd",
+        "lr": 0.3,
+        "weight_decay": 1e-5,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: DeepClusterOptions
+        k = self.options.num_clusters
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 2)
+        self.register_buffer("centroids", F.normalize(torch.randn(k, config.proj_dim), dim=1))
+        # recomputed before every epoch, so not part of the checkpoint
+        self.register_buffer("pseudo_labels", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.cluster_sizes = torch.zeros(k, dtype=torch.long)
+
+    def on_epoch_start(self, epoch: int, encode_train_set: Callable[[], torch.Tensor]) -> None:
+        """k-means over the projector outputs (N_train, d) of the clean training images."""
+        features = encode_train_set()
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        centroids, labels = kmeans(
+            features,
+            self.options.num_clusters,
+            KMEANS_ITERATIONS,
+            generator,
+            reassign_empty=self.options.reassign_empty,
+        )
+        self.centroids.copy_(centroids.to(self.centroids.device))
+        self.pseudo_labels = labels.to(self.centroids.device)
+        self.cluster_sizes = torch.bincount(labels.cpu(), minlength=self.options.num_clusters)
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        """(N_train,) weights 1 / |cluster of the image| (balanced sampling), or None."""
+        if not self.options.balanced_sampling or self.pseudo_labels.numel() == 0:
+            return None
+        return 1.0 / self.cluster_sizes[self.pseudo_labels.cpu()].double()
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        if self.pseudo_labels.numel() == 0:
+            raise RuntimeError("DeepCluster needs on_epoch_start() before training")
+        batch = views[0].shape[0]
+        h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
+        z = self.projector(h)
+        labels = self.pseudo_labels[indices.to(self.pseudo_labels.device)].repeat(2)
+        loss = pseudo_label_loss(z, self.centroids, labels, self.options.temperature)
+        return LossOutput(loss, self.monitor(), features=h[:batch].detach())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)
+
+    @torch.no_grad()
+    def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z: (B, d) -> (B,) index of the nearest centroid (cosine)."""
+        return (F.normalize(z, dim=1) @ self.centroids.t()).argmax(dim=1)
+
+    def num_clusters(self) -> int | None:
+        return self.options.num_clusters
+
+    def monitor(self) -> dict[str, float]:
+        """Cluster usage of the last k-means: non-empty clusters and size entropy (nats)."""
+        sizes = self.cluster_sizes.double()
+        if sizes.sum() == 0:
+            return {}
+        p = sizes[sizes > 0] / sizes.sum()
+        return {
+            "kmeans_nonempty_clusters": float((sizes > 0).sum()),
+            "kmeans_entropy": float(-(p * p.log()).sum()),
+            "kmeans_entropy_max": math.log(len(sizes)),
+        }

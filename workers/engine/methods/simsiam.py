@@ -1,0 +1,88 @@
+"""SimSiam: a siamese network kept from collapsing by a predictor and a stop-gradient.
+
+Chen, He. "Exploring Simple Siamese Representation Learning". CVPR 2021.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import mlp
+
+
+class SimSiamOptions(StrictModel):
+    stop_gradient: bool = Field(
+        True,
+        description="Treat the other branch's projection as a constant. Off: gradients flow "
+        "through both branches and the output collapses to a constant (loss -> -1).",
+    )
+    predictor: bool = Field(
+        True,
+        description="Bottleneck MLP predictor on top of the projector. Off: the projections "
+        "are compared directly, and the embedding collapses.",
+    )
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's D(p, z) = -mean_i cos(p_i, z_i) (Chen & He 2021, Eq. 1). p, z: (B, d).
+    The stop-gradient, when wanted, is applied by the caller (z.detach())."""
+    return -F.cosine_similarity(p, z, dim=1).mean()
+
+
+class SimSiam(Method):
+    """Backbone -> 3-layer projector -> bottleneck predictor;
+    L = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2.
+
+    One deviation from the paper: its projector ends with a BatchNorm, which at evaluation
+    rescales every output dimension to unit variance and so would hide a collapsed output
+    from the diagnostics this lab is about. The paper's own ablation (Chen & He 2021,
+    Table 4) credits that layer with 0.7 points of accuracy, not with preventing collapse.
+    """
+
+    name = "simsiam"
+    title = "SimSiam"
+    paper = "Chen, He. Exploring Simple Siamese Representation Learning. CVPR 2021."
+    family = "asymmetry"
+    Options = SimSiamOptions
+    defaults: ClassVar[dict[str, object]] = {
+        "optimizer": "sgd",
+        "lr": 0.06,
+        "weight_decay": 5e-4,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+        "pred_hidden_dim": 64,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: SimSiamOptions
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 3)
+        self.predictor = (
+            mlp(config.proj_dim, config.pred_hidden_dim, config.proj_dim, 2)
+            if self.options.predictor
+            else nn.Identity()
+        )
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
+        z = self.projector(h)
+        p1, p2 = self.predictor(z).chunk(2)
+        z1, z2 = z.chunk(2)
+        if self.options.stop_gradient:
+            z1, z2 = z1.detach(), z2.detach()
+        loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
+        return LossOutput(loss, {}, features=h[: views[0].shape[0]].detach())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)

@@ -1,0 +1,122 @@
+"""VICReg: variance, invariance and covariance regularisation of the two views' embeddings.
+
+Bardes, Ponce, LeCun. "VICReg: Variance-Invariance-Covariance Regularization for
+Self-Supervised Learning". ICLR 2022.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from workers.engine.config import RunConfig, StrictModel
+from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.parts import mlp
+
+VARIANCE_EPS = 1e-4  # epsilon inside the square root of the variance term (paper: 1e-4)
+TARGET_STD = 1.0  # gamma, the hinge's target standard deviation
+
+
+class VICRegOptions(StrictModel):
+    invariance_weight: float = Field(
+        25.0, ge=0, le=1000, description="lambda: weight of the mean-squared distance term."
+    )
+    variance_weight: float = Field(
+        25.0,
+        ge=0,
+        le=1000,
+        description="mu: weight of the hinge keeping each dimension's std above 1. "
+        "0: nothing stops the embedding collapsing to a point.",
+    )
+    covariance_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        description="nu: weight of the off-diagonal covariance penalty. "
+        "0: dimensions become correlated (dimensional collapse).",
+    )
+
+
+def variance_term(z: torch.Tensor) -> torch.Tensor:
+    """v(Z) = mean_j max(0, gamma - sqrt(Var(z_j) + eps)) (Bardes et al. 2022, Eq. 1).
+    z: (B, d), unbiased variance over the batch. Scalar."""
+    std = torch.sqrt(z.var(dim=0) + VARIANCE_EPS)
+    return F.relu(TARGET_STD - std).mean()
+
+
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
+    """c(Z) = sum_{i != j} C(Z)_ij^2 / d with C the (d, d) sample covariance (Eq. 3-4).
+    z: (B, d). Scalar."""
+    b, d = z.shape
+    centred = z - z.mean(dim=0)
+    cov = centred.t() @ centred / (b - 1)
+    return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+
+
+def vicreg_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    invariance_weight: float,
+    variance_weight: float,
+    covariance_weight: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """VICReg (Bardes et al. 2022, Eq. 6), weighted as in the authors' reference code:
+    lambda * MSE(z1, z2) + mu * (v(z1) + v(z2)) / 2 + nu * (c(z1) + c(z2)).
+    z1, z2: (B, d). Returns the loss and its three unweighted terms."""
+    invariance = F.mse_loss(z1, z2)
+    variance = (variance_term(z1) + variance_term(z2)) / 2
+    covariance = covariance_term(z1) + covariance_term(z2)
+    loss = invariance_weight * invariance + variance_weight * variance
+    loss = loss + covariance_weight * covariance
+    terms = {
+        "invariance": invariance.item(),
+        "variance": variance.item(),
+        "covariance": covariance.item(),
+    }
+    return loss, terms
+
+
+class VICReg(Method):
+    """Backbone -> 3-layer projector (expander) -> VICReg loss between the two views."""
+
+    name = "vicreg"
+    title = "VICReg"
+    paper = (
+        "Bardes, Ponce, LeCun. VICReg: Variance-Invariance-Covariance Regularization for "
+        "Self-Supervised Learning. ICLR 2022."
+    )
+    family = "redundancy"
+    Options = VICRegOptions
+    defaults: ClassVar[dict[str, object]] = {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "weight_decay": 1e-4,
+        "proj_hidden_dim": 512,
+        "proj_dim": 128,
+    }
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        super().__init__(backbone, rep_dim, config)
+        self.options: VICRegOptions
+        self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 3)
+
+    def training_loss(
+        self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
+    ) -> LossOutput:
+        batch = views[0].shape[0]
+        h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
+        z1, z2 = self.projector(h).chunk(2)
+        opts = self.options
+        loss, terms = vicreg_loss(
+            z1, z2, opts.invariance_weight, opts.variance_weight, opts.covariance_weight
+        )
+        return LossOutput(loss, terms, features=h[:batch].detach())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(x)
+        return h, self.projector(h)

@@ -1,0 +1,260 @@
+"""2-D pictures of the probe embeddings, one per epoch, stable from frame to frame.
+
+Runs on its own (the service calls it off the training path): give it the (N, d) probe
+embeddings of an epoch and the previous epoch's (N, 2) layout, get the new layout.
+
+UMAP (McInnes et al. 2018, umap-learn) with three savings over calling it from scratch:
+
+* the exact k-nearest-neighbour graph is computed with one torch matmul and handed to UMAP as
+  ``precomputed_knn`` (no NN-descent, no O(N^2) distance matrix in numba);
+* from the second epoch on, the layout is warm-started from the previous one
+  (``init=previous``) and optimised for far fewer epochs;
+* the result is aligned to the previous layout with a Procrustes similarity transform
+  (rotation/reflection, uniform scale, translation), so an animation over epochs does not
+  spin or flip.
+
+PCA is the instant fallback (``method="pca"``) and what degenerate input gets: a collapsed
+run has (nearly) identical embeddings, on which a neighbour graph means nothing and UMAP's
+optimisation can fail; the fallback is logged and reported in ``Projector.fallback_reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.linalg import orthogonal_procrustes
+from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+logger = logging.getLogger(__name__)
+
+ProjectionMethod = Literal["umap", "pca"]
+KnnMetric = Literal["cosine", "euclidean"]
+
+FIRST_EPOCHS = 200  # optimisation epochs without a previous layout (umap default: 500)
+WARM_EPOCHS = 60  # optimisation epochs when warm-started from the previous layout
+# initial SGD step size of a warm start (umap default 1.0): a smaller step keeps the previous
+# frame's arrangement (stable animation) and, on drifting mixtures, the same trustworthiness
+# as a from-scratch layout (bench/bench_projection.py)
+WARM_LEARNING_RATE = 0.25
+# below this total variance of the (normalised) embedding the points are one blob:
+# the neighbour graph is noise, UMAP is skipped
+DEGENERATE_VARIANCE = 1e-10
+_JITTER = 1e-3  # spread of the deterministic jitter that keeps a collapsed cloud visible
+
+
+def exact_knn(
+    z: np.ndarray, n_neighbors: int, metric: KnnMetric = "cosine"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of every row, the row itself first.
+
+    z: (N, d). Returns (indices (N, k) int64, distances (N, k) float32), k = n_neighbors,
+    ascending distance; cosine distance is 1 - cos. One (chunk, N) similarity block at a time.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    if metric == "cosine":
+        x = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+    squared_norms = x.pow(2).sum(dim=1)
+    indices, distances = [], []
+    for start in range(0, x.shape[0], 1024):
+        block = x[start : start + 1024]
+        similarity = block @ x.T  # (b, N)
+        if metric == "cosine":
+            distance = (1.0 - similarity).clamp_min(0.0)
+        else:
+            distance = (
+                squared_norms[start : start + 1024, None] + squared_norms[None, :] - 2 * similarity
+            ).clamp_min(0.0)
+        rows = torch.arange(block.shape[0])
+        distance[rows, rows + start] = -1.0  # the point itself comes first, even among ties
+        nearest, index = distance.topk(n_neighbors, dim=1, largest=False)
+        nearest = nearest.clamp_min(0.0)
+        indices.append(index)
+        distances.append(nearest if metric == "cosine" else nearest.sqrt())
+    return torch.cat(indices).numpy(), torch.cat(distances).numpy()
+
+
+def pca_2d(z: np.ndarray) -> np.ndarray:
+    """First two principal components. z: (N, d) -> (N, 2) float32; a constant input gives
+    all zeros (not NaN), an input with one varying direction a zero second column."""
+    x = np.asarray(z, dtype=np.float64)
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    coordinates = centred @ components[:2].T
+    if coordinates.shape[1] < 2:
+        coordinates = np.pad(coordinates, ((0, 0), (0, 2 - coordinates.shape[1])))
+    # fix the sign of each axis so reruns and near-identical inputs agree
+    signs = np.sign(coordinates[np.abs(coordinates).argmax(axis=0), [0, 1]])
+    signs[signs == 0] = 1.0
+    return (coordinates * signs).astype(np.float32)
+
+
+def procrustes_align(layout: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Best similarity transform (rotation/reflection, uniform scale, translation) of
+    ``layout`` onto ``reference``, both (N, 2) with row i the same sample. Returns (N, 2)."""
+    source = layout.astype(np.float64)
+    target = reference.astype(np.float64)
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    source_norm = np.linalg.norm(source_centred)
+    if source_norm == 0 or np.linalg.norm(target_centred) == 0:
+        return (source_centred + target_mean).astype(np.float32)
+    rotation, singular_sum = orthogonal_procrustes(source_centred, target_centred)
+    scale = singular_sum / source_norm**2
+    return (scale * source_centred @ rotation + target_mean).astype(np.float32)
+
+
+def trustworthiness(z: np.ndarray, layout: np.ndarray, n_neighbors: int = 5) -> float:
+    """scikit-learn's trustworthiness of a layout (N, 2) of z (N, d): 1 = every 2-D neighbour
+    is a true neighbour (Venna & Kaski 2001)."""
+    return float(sklearn_trustworthiness(z, layout, n_neighbors=n_neighbors))
+
+
+def _degenerate(z: np.ndarray, metric: KnnMetric, n_neighbors: int) -> str | None:
+    """Why z cannot be laid out by UMAP, or None."""
+    x = np.asarray(z, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)
+    if x.shape[0] <= n_neighbors + 1:
+        return f"only {x.shape[0]} points for {n_neighbors} neighbours"
+    total_variance = float(x.var(axis=0).sum())
+    if total_variance < DEGENERATE_VARIANCE:
+        return f"embeddings are identical (total variance {total_variance:.1e}): collapsed"
+    return None
+
+
+def _jitter(layout: np.ndarray, seed: int) -> np.ndarray:
+    spread = float(np.abs(layout).max()) or 1.0
+    noise = np.random.default_rng(seed).normal(scale=_JITTER * spread, size=layout.shape)
+    return (layout + noise).astype(np.float32)
+
+
+def _equal_extents(layout: np.ndarray) -> np.ndarray:
+    """The layout (N, 2) rotated so that its x and y ranges are equal.
+
+    UMAP rescales an init array to [0, 10] on each axis separately, which would stretch a
+    wide layout; with equal ranges that rescaling is uniform and keeps the arrangement.
+    Such a rotation exists: the range difference changes sign between angles t and t + 90°.
+    """
+    centred = layout.astype(np.float64) - layout.mean(axis=0)
+
+    def rotated(angle: float) -> np.ndarray:
+        cos, sin = np.cos(angle), np.sin(angle)
+        return centred @ np.array([[cos, -sin], [sin, cos]])
+
+    def range_difference(angle: float) -> float:
+        points = rotated(angle)
+        extent = points.max(axis=0) - points.min(axis=0)
+        return float(extent[0] - extent[1])
+
+    low, high = 0.0, np.pi / 2
+    low_sign = np.sign(range_difference(low))
+    for _ in range(40):
+        middle = (low + high) / 2
+        if np.sign(range_difference(middle)) == low_sign:
+            low = middle
+        else:
+            high = middle
+    return rotated((low + high) / 2).astype(np.float32)
+
+
+def _umap_layout(
+    z: np.ndarray,
+    previous: np.ndarray | None,
+    seed: int,
+    n_neighbors: int,
+    metric: KnnMetric,
+) -> np.ndarray:
+    import umap  # imported lazily: numba compilation is paid only when UMAP is used
+
+    knn_indices, knn_distances = exact_knn(z, n_neighbors, metric)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        n_components=2,
+        metric=metric,
+        precomputed_knn=(knn_indices, knn_distances, None),
+        init="spectral" if previous is None else _equal_extents(previous),
+        n_epochs=FIRST_EPOCHS if previous is None else WARM_EPOCHS,
+        learning_rate=1.0 if previous is None else WARM_LEARNING_RATE,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        # no NNDescent index is built, so umap cannot .transform() new points: not needed
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+        # random_state makes the layout reproducible, at the price of numba parallelism
+        warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
+        return reducer.fit_transform(np.asarray(z, dtype=np.float32)).astype(np.float32)
+
+
+def _project(
+    z: np.ndarray,
+    previous: np.ndarray | None,
+    seed: int,
+    method: ProjectionMethod,
+    n_neighbors: int,
+    metric: KnnMetric,
+) -> tuple[np.ndarray, str | None]:
+    """The layout and, when UMAP was asked for but PCA was used, the reason."""
+    if previous is not None and previous.shape != (z.shape[0], 2):
+        raise ValueError(f"previous layout has shape {previous.shape}, expected ({len(z)}, 2)")
+    fallback_reason = None
+    if method == "umap":
+        fallback_reason = _degenerate(z, metric, n_neighbors)
+    if method == "umap" and fallback_reason is None:
+        layout = _umap_layout(z, previous, seed, n_neighbors, metric)
+        if not np.isfinite(layout).all():
+            fallback_reason = "UMAP produced non-finite coordinates"
+    if method == "pca" or fallback_reason is not None:
+        layout = _jitter(pca_2d(z), seed)
+        if fallback_reason is not None:
+            logger.warning("projection: PCA instead of UMAP (%s)", fallback_reason)
+    if previous is not None:
+        layout = procrustes_align(layout, previous)
+    return layout, fallback_reason
+
+
+def project(
+    z: np.ndarray,
+    previous: np.ndarray | None = None,
+    seed: int = 0,
+    method: ProjectionMethod = "umap",
+    n_neighbors: int = 15,
+    metric: KnnMetric = "cosine",
+) -> np.ndarray:
+    """2-D layout of the embeddings z (N, d) -> (N, 2) float32.
+
+    ``previous`` (N, 2): last epoch's layout of the same N samples in the same order; UMAP is
+    warm-started from it and the result aligned to it (Procrustes). Same inputs and seed give
+    the same layout. ``method="pca"`` is instant; degenerate (collapsed) input falls back to
+    PCA with a logged warning (use :class:`Projector` to read the reason).
+    """
+    layout, _ = _project(z, previous, seed, method, n_neighbors, metric)
+    return layout
+
+
+@dataclass
+class Projector:
+    """Projects a run's epochs one after another, remembering the previous layout.
+
+    ``fallback_reason`` says why the last call used PCA although UMAP was asked for (None if
+    it did not)."""
+
+    method: ProjectionMethod = "umap"
+    seed: int = 0
+    n_neighbors: int = 15
+    metric: KnnMetric = "cosine"
+    previous: np.ndarray | None = field(default=None, repr=False)
+    fallback_reason: str | None = None
+
+    def project(self, z: np.ndarray) -> np.ndarray:
+        """z: (N, d) this epoch's probe embeddings -> (N, 2) layout aligned to the last."""
+        layout, self.fallback_reason = _project(
+            z, self.previous, self.seed, self.method, self.n_neighbors, self.metric
+        )
+        self.previous = layout
+        return layout

@@ -1,0 +1,130 @@
+"""Celery tasks: thin wrappers that load the run, call the engine and report.
+
+The work itself lives in :mod:`backend.execution` (claim, heartbeat, hooks, finish). This
+module also runs, in every worker process, a small background thread that advertises the
+worker in Redis (``GET /api/health`` counts them) and runs the reaper, so that runs orphaned
+by a dead worker are requeued even when no API process is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+import redis
+from celery import signals
+
+from backend.events import Publisher, key_prefix
+from backend.execution import (
+    SHUTTING_DOWN,
+    TRAIN_TASK,
+    WorkerContext,
+    enqueue,
+    execute_projection,
+    execute_run,
+    worker_identity,
+)
+from backend.settings import get_settings
+from backend.store import repository as repo
+from backend.store.database import Database
+from workers.celery_app import PROJECTION_QUEUE, TRAIN_QUEUE, app
+
+log = logging.getLogger(__name__)
+WORKER_TTL_S = 10
+
+
+@lru_cache(maxsize=1)
+def context() -> WorkerContext:
+    """This worker process's database, publisher and Redis client (built on first use)."""
+    settings = get_settings()
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return WorkerContext(
+        settings=settings,
+        db=db,
+        publisher=Publisher(settings.redis_url),
+        redis=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5),
+        send_task=app.send_task,
+        worker_id=worker_identity(),
+    )
+
+
+@app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
+def train_run(run_id: str) -> str:
+    """Train the run ``run_id`` (queue ``train``)."""
+    return execute_run(context(), run_id)
+
+
+@app.task(
+    name="collapse_lab.project_embeddings",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(RuntimeError,),
+    retry_backoff=2,
+    max_retries=5,
+)
+def project_embeddings(run_id: str, epoch: int, key: str) -> str:
+    """Project the embeddings stored at Redis ``key`` for ``epoch`` (queue ``projection``)."""
+    return execute_projection(context(), run_id, epoch, key)
+
+
+def run_reaper(ctx: WorkerContext) -> None:
+    """One reaper pass: requeue or fail runs whose worker died, re-send lost queued runs."""
+    settings = ctx.settings
+    result = repo.reap(
+        ctx.db,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        max_worker_losses=settings.max_worker_losses,
+        requeue_after_s=settings.requeue_queued_after_s,
+    )
+    ctx.publisher.publish(result.messages)
+    for run_id in result.to_enqueue:
+        repo.mark_enqueued(ctx.db, run_id, enqueue(ctx.send_task, TRAIN_TASK, [run_id], "train"))
+
+
+def _housekeeping(queues: list[str]) -> None:
+    ctx = context()
+    key = f"{key_prefix(ctx.settings.redis_url)}:worker:{ctx.worker_id}"
+    info = json.dumps(
+        {"id": ctx.worker_id, "queues": queues, "pid": os.getpid(), "started_at": time.time()}
+    )
+    next_reap = 0.0
+    while not SHUTTING_DOWN.is_set():
+        try:
+            ctx.redis.set(key, info, ex=WORKER_TTL_S)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("worker registration failed: %s", exc)
+        if time.monotonic() >= next_reap:
+            next_reap = time.monotonic() + ctx.settings.reaper_interval_s
+            try:
+                run_reaper(ctx)
+            except Exception:
+                log.exception("reaper pass failed")
+        SHUTTING_DOWN.wait(min(3.0, ctx.settings.reaper_interval_s))
+    with contextlib.suppress(redis.RedisError, OSError):
+        ctx.redis.delete(key)
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    try:
+        queues = sorted(q.name for q in sender.task_consumer.queues)
+    except AttributeError:
+        queues = [TRAIN_QUEUE, PROJECTION_QUEUE]
+    if PROJECTION_QUEUE in queues and TRAIN_QUEUE not in queues:
+        os.nice(10)  # UMAP yields the CPU to training on shared machines
+    context()
+    threading.Thread(
+        target=_housekeeping, args=(queues,), name="worker-housekeeping", daemon=True
+    ).start()
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutting_down(**_: Any) -> None:
+    SHUTTING_DOWN.set()
