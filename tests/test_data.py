@@ -157,6 +157,48 @@ def test_fake_cifar10_is_resized_to_the_image_size(tmp_path: Path) -> None:
     assert train.images.shape == (100, 3, 64, 64) and probe.images.shape == (30, 3, 64, 64)
 
 
+def test_fake_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, count in (("train", 40), ("test", 20)):
+        batch = {
+            "data": rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
+            "fine_labels": [i % 100 for i in range(count)],
+            "coarse_labels": [0] * count,
+        }
+        with (folder / name).open("wb") as handle:
+            pickle.dump(batch, handle)
+    with (folder / "meta").open("wb") as handle:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, handle)
+    train, probe = load_splits(
+        make_config(dataset="cifar100", probe_size=64), tmp_path, download=False
+    )
+    assert train.num_classes == 100 and len(train) == 40 and len(probe) == 20
+    assert sorted(train.labels.tolist()) == list(range(40))
+
+
+def test_fake_stl10_binary_layout_loads(tmp_path: Path) -> None:
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 12), ("test", 8)):
+        # Column-major images as in the official files: stored (N, 3, W, H).
+        pixels = rng.integers(0, 256, size=(count, 3, 96, 96), dtype=np.uint8)
+        pixels.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")
+        np.arange(1, count + 1, dtype=np.uint8).clip(max=10).tofile(folder / f"{split}_y.bin")
+        if split == "train":
+            first_image = pixels[0]
+    (folder / "class_names.txt").write_text("\n".join(f"k{i}" for i in range(10)) + "\n")
+    train, probe = load_splits(
+        make_config(dataset="stl10", image_size=96, probe_size=64), tmp_path, download=False
+    )
+    assert train.images.shape == (12, 3, 96, 96) and len(probe) == 8
+    assert train.labels.min() == 0 and train.labels.max() == 9  # 1-based on disk
+    assert train.class_names[0] == "k0" and train.num_classes == 10
+    assert torch.equal(train.images[0], torch.from_numpy(first_image))
+
+
 def test_missing_dataset_without_download_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"cifar100 is not in .*downloading is disabled"):
         load_splits(make_config(dataset="cifar100"), tmp_path, download=False)
@@ -312,6 +354,16 @@ def test_colour_jitter_and_grayscale_rates(shape_batch: torch.Tensor) -> None:
     geometric.jitter_probability = geometric.gray_probability = 0.0
     plain = geometric(batch, torch.Generator().manual_seed(0))
     assert (out.mean(dim=(2, 3)) - plain.mean(dim=(2, 3))).abs().mean() > 0.05
+
+
+def test_colour_jitter_keeps_gray_images_gray() -> None:
+    # Hue rotation and saturation act on chroma only: a gray picture stays gray.
+    gray = torch.randint(0, 256, (64, 1, 32, 32), dtype=torch.uint8).expand(-1, 3, -1, -1)
+    out = BatchAugment(32, 3, 1.0)(gray.contiguous(), torch.Generator().manual_seed(0))
+    unit = out * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(
+        1, 3, 1, 1
+    )
+    assert (unit.amax(dim=1) - unit.amin(dim=1)).max() < 1e-4
 
 
 def test_blur_smooths_images_and_is_off_at_32px(shape_batch: torch.Tensor) -> None:

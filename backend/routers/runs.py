@@ -171,16 +171,25 @@ def get_run(run_id: str, state: StateDep, access: Access) -> dict[str, Any]:
     return _with_links(readable_run(state, access, run_id))
 
 
-@router.get("/runs/{run_id}/epochs")
+EPOCHS_RESPONSE = {
+    200: {
+        "description": "the epoch records, in epoch order",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+    }
+}
+
+
+@router.get("/runs/{run_id}/epochs", response_class=Response, responses=EPOCHS_RESPONSE)
 def get_epochs(
     run_id: str,
     state: StateDep,
     access: Access,
     since: Annotated[int | None, Query(ge=-1, description="Only epochs after this one.")] = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry)."""
     readable_run(state, access, run_id)
-    return repo.epoch_records(state.db, run_id, since)
+    body = repo.epoch_records_json(state.db, run_id, since)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/runs/{run_id}/projections")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
@@ -549,6 +549,16 @@ def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[d
         query = query.where(EpochRecord.epoch > since)
     with db.read() as session:
         return list(session.scalars(query.order_by(EpochRecord.epoch)))
+
+
+def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> str:
+    """Like :func:`epoch_records` but as one JSON array built from the stored JSON text,
+    without decoding and re-encoding every record (the records of a long run weigh MBs)."""
+    query = select(cast(EpochRecord.record, Text)).where(EpochRecord.run_id == run_id)
+    if since is not None:
+        query = query.where(EpochRecord.epoch > since)
+    with db.read() as session:
+        return "[" + ",".join(session.scalars(query.order_by(EpochRecord.epoch))) + "]"
 
 
 def record_projection(

@@ -8,7 +8,8 @@ const Plotly = window.Plotly;
 
 export const HEALTHY = VERDICT_COLORS.healthy;
 export const COLLAPSED = VERDICT_COLORS.complete_collapse;
-export const RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
+// Run colours avoid the verdict green / amber / red so a run's colour never reads as a verdict.
+export const RUN_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#393b79", "#7f7f7f", "#bcbd22", "#637939", "#3182bd"];
 export const LABEL_COLORS = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
@@ -83,7 +84,8 @@ export const LINE_METRICS = [
       { name: "learning rate", get: (r) => r.lr },
       { name: "EMA momentum τ", get: (r) => r.ema_momentum, axis: "y2", dash: "dash" },
     ],
-    refs: (ctx) => [ctx.baseLr ? { y: ctx.baseLr, label: `configured lr ${ctx.baseLr.toPrecision(2)}`, color: HEALTHY } : null],
+    refs: (ctx) => [ctx.baseLr ? { y: ctx.baseLr, label: `configured lr ${ctx.baseLr.toPrecision(2)} (base × batch/256)`, color: HEALTHY } : null],
+    yRangeMode: "tozero",
   },
   {
     id: "clusters",
@@ -158,6 +160,7 @@ export function lineFigure(metric, series, which) {
   const layout = baseLayout(metric.title, "epoch", metric.yTitle);
   if (metric.yFormat) layout.yaxis.tickformat = metric.yFormat;
   if (metric.yRange) layout.yaxis.range = metric.yRange;
+  if (metric.yRangeMode) layout.yaxis.rangemode = metric.yRangeMode;
   const allRecords = series.flatMap((s) => s.records);
   const secondAxisUsed = metric.traces.some((t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null));
   if (metric.y2Title && secondAxisUsed) {

@@ -56,8 +56,8 @@ def test_launch_from_form_then_watch_it_collapse_live(
     page.click('[data-preset="simsiam-no-stopgrad"]')
     expect(page.locator("#field-method")).to_have_value("simsiam")
     expect(page.locator("#field-options-stop_gradient")).not_to_be_checked()
-    for summary in page.locator("details.form-section:not([open]) > summary").all():
-        summary.click()
+    while (closed := page.locator("details.form-section:not([open]) > summary")).count():
+        closed.first.click()
     for name, value in FORM_VALUES.items():
         page.fill(f"#field-{name}", str(value))
     page.select_option("#field-schedule", "constant")
@@ -87,10 +87,9 @@ def test_launch_from_form_then_watch_it_collapse_live(
         assert plot_points(page, metric) == list(range(9)), metric  # each epoch exactly once
 
     # The UMAP slider changes frames.
-    page.wait_for_function(
-        "Number(document.querySelector('.epoch-slider').max) >= 1", timeout=LIVE_TIMEOUT_MS
+    page.wait_for_function(  # the slider follows the newest projection while it arrives
+        "Number(document.querySelector('.umap-plot').dataset.epoch) >= 1", timeout=LIVE_TIMEOUT_MS
     )
-    page.wait_for_function("document.querySelector('.umap-plot').dataset.epoch !== undefined")
     before = umap_state(page)
     slider = page.locator(".epoch-slider")
     slider.focus()
@@ -107,8 +106,19 @@ def test_launch_from_form_then_watch_it_collapse_live(
     expect(row.locator(".badge")).to_have_text("complete collapse", timeout=30_000)
     expect(row.locator(".status")).to_have_text("succeeded")
     runs_page.screenshot(path=screenshots / "runs.png", full_page=True)
+    runs_page.select_option("#filter-status", "failed")
+    expect(row).to_have_count(0)
+    assert "status=failed" in runs_page.url
 
-    phone = writer_context.new_page(viewport=PHONE)
+    # "Launch again with changes" opens the form prefilled with this run's config.
+    page.click("#relaunch")
+    page.wait_for_url(re.compile(rf"/launch\?from={run_id}$"))
+    expect(page.locator("#field-epochs")).to_have_value("8")
+    expect(page.locator("#field-lr")).to_have_value("1")
+    expect(page.locator("#field-options-stop_gradient")).not_to_be_checked()
+
+    phone = writer_context.new_page()
+    phone.set_viewport_size(PHONE)
     phone.goto(f"{base}/runs/{run_id}")
     expect(phone.locator("#verdict-banner")).to_have_attribute("data-kind", "complete_collapse")
     phone.wait_for_function("document.querySelector('.umap-plot').dataset.epoch !== undefined")
@@ -205,7 +215,7 @@ def test_compare_two_runs_on_the_same_plots(
     ids = [run["id"] for run in finished_runs]
     page = writer_context.new_page()
     page.goto(f"{dashboard_stack.base_url}/compare?runs={','.join(ids)}")
-    page.wait_for_function("document.getElementById('plot-rank').data?.length === 2")
+    page.wait_for_function("document.getElementById('plot-rank')?.data?.length === 2")
     for metric in ("std", "rank", "knn", "loss", "plane", "spectrum"):
         names = page.evaluate(
             "(id) => document.getElementById(id).data.map((t) => t.name)", f"plot-{metric}"
@@ -228,3 +238,24 @@ def test_compare_two_runs_on_the_same_plots(
     )
     assert shown[0] == shown[1]
     page.screenshot(path=screenshots / "compare.png", full_page=True)
+
+
+def test_banner_says_which_part_of_the_service_is_down(
+    dashboard_stack: ServiceStack, visitor_context: BrowserContext
+) -> None:
+    page = visitor_context.new_page()
+    page.goto(dashboard_stack.base_url + "/")
+    banner = page.locator("#health-banner")
+    expect(banner).to_be_hidden()
+
+    dashboard_stack.kill_worker("browser-train")
+    try:
+        expect(banner).to_contain_text("No training worker is running", timeout=60_000)
+        dashboard_stack.stop_api()
+        expect(banner).to_contain_text("The API is unreachable", timeout=30_000)
+    finally:
+        if dashboard_stack.api is None:
+            dashboard_stack.start_api()
+        dashboard_stack.start_worker("browser-train", "train")
+        dashboard_stack.wait_for_workers(train=1)
+    expect(banner).to_be_hidden(timeout=30_000)

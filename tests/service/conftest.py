@@ -46,3 +46,38 @@ def api(stack: ServiceStack) -> Iterator[httpx.Client]:
         stack.wait_for_workers(train=1)
     with httpx.Client(base_url=stack.base_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def private_stack(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceStack]:
+    """An API alone (no workers: runs stay queued) with API_TOKEN and private mode, on its
+    own database and Redis database number."""
+    workdir: Path = tmp_path_factory.mktemp("private")
+    service = ServiceStack(
+        workdir=workdir,
+        redis_url=redis_server.url.replace("/0", "/1"),
+        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+        extra_env={"API_TOKEN": "s3cret-token", "PRIVATE": "true"},
+    )
+    service.start_api()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def idle_stack(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceStack]:
+    """An open API without workers on its own database (for request-level tests that must
+    not start training)."""
+    workdir: Path = tmp_path_factory.mktemp("idle")
+    service = ServiceStack(
+        workdir=workdir,
+        redis_url=redis_server.url.replace("/0", "/2"),
+        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+    )
+    service.start_api()
+    yield service
+    service.stop()

@@ -27,6 +27,7 @@ batch's device), so a run is reproducible and resumable from the generator state
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -47,7 +48,16 @@ _AREA, _RATIO, _CX, _CY, _FLIP, _JITTER, _BRIGHT, _CONTRAST, _SAT, _HUE, _GRAY, 
 _NUM_RANDOM = 13
 
 
+@functools.lru_cache(maxsize=16)
+def _colour_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gray weights (3,), RGB->YIQ (3, 3), YIQ->RGB (3, 3)) on ``device``; cached."""
+    gray = torch.tensor(GRAY_WEIGHTS, device=device)
+    return gray, _RGB_TO_YIQ.to(device), _YIQ_TO_RGB.to(device)
+
+
+@functools.lru_cache(maxsize=16)
 def _norm_constants(channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (1, C, 1, 1) on ``device``; cached (read-only)."""
     if channels == 3:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
@@ -200,12 +210,8 @@ class BatchAugment:
         brightness = factor(_BRIGHT, self.brightness)
         contrast = factor(_CONTRAST, self.contrast)
         channel_means = x.mean(dim=(2, 3))  # (B, C)
-        if channels == 3:
-            gray_weights = torch.tensor(GRAY_WEIGHTS, device=x.device)
-            mean_gray = channel_means @ gray_weights
-        else:
-            gray_weights = torch.ones(channels, device=x.device) / channels
-            mean_gray = channel_means.mean(dim=1)
+        gray_weights, rgb_to_yiq, yiq_to_rgb = _colour_constants(x.device)
+        mean_gray = channel_means @ gray_weights if channels == 3 else channel_means.mean(dim=1)
         offset = ((1 - contrast) * brightness * mean_gray).view(batch, 1, 1)
         matrix = (contrast * brightness).view(batch, 1, 1) * torch.eye(channels, device=x.device)
         if channels == 3:
@@ -222,7 +228,7 @@ class BatchAugment:
                 rotation[:, 1, 2] = -sin
                 rotation[:, 2, 1] = sin
                 rotation[:, 2, 2] = cos
-                hue = _YIQ_TO_RGB.to(x.device) @ rotation @ _RGB_TO_YIQ.to(x.device)
+                hue = yiq_to_rgb @ rotation @ rgb_to_yiq
                 matrix = hue @ matrix
             grayscale = (u[:, _GRAY] < self.gray_probability).view(batch, 1, 1)
             matrix = torch.where(grayscale, to_gray @ matrix, matrix)

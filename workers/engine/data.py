@@ -20,7 +20,8 @@ S = ``config.image_size``, so augmentations and backbones see one layout everywh
 - ``imagefolder``: ``data_root / config.dataset_path`` with one subfolder per class; anything
   resolving outside ``data_root`` is refused. Probe: seeded stratified held-out part, as digits.
 
-Loaded splits are cached per process; callers must treat the tensors as read-only.
+Loaded splits up to 512 MiB are cached per process (not image folders, whose files may change);
+callers must treat the tensors as read-only.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ImageData:
 
 _CACHE: dict[tuple, tuple[ImageData, ImageData]] = {}
 _CACHE_MAX_ENTRIES = 4
+_CACHE_MAX_BYTES = 512 * 2**20  # larger splits (e.g. CIFAR at 224 px) are not kept around
 
 
 def load_splits(
@@ -105,7 +107,7 @@ def load_splits(
     key = (
         config.dataset,
         config.dataset_path,
-        str(data_root.resolve()) if config.dataset == "imagefolder" else str(data_root),
+        str(data_root.resolve()),
         config.image_size,
         config.seed,
         config.train_size,
@@ -123,9 +125,11 @@ def load_splits(
         splits = _load_imagefolder(config, data_root)
     else:
         raise DatasetError(f"unknown dataset {config.dataset!r}")
-    if len(_CACHE) >= _CACHE_MAX_ENTRIES:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = splits
+    size_bytes = sum(part.images.numel() for part in splits)
+    if config.dataset != "imagefolder" and size_bytes <= _CACHE_MAX_BYTES:
+        if len(_CACHE) >= _CACHE_MAX_ENTRIES:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = splits
     return splits
 
 

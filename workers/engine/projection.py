@@ -37,9 +37,10 @@ KnnMetric = Literal["cosine", "euclidean"]
 
 FIRST_EPOCHS = 200  # optimisation epochs without a previous layout (umap default: 500)
 WARM_EPOCHS = 60  # optimisation epochs when warm-started from the previous layout
-# initial SGD step size of a warm start (umap default 1.0): a smaller step keeps the previous
-# frame's arrangement (stable animation) and, on drifting mixtures, the same trustworthiness
-# as a from-scratch layout (bench/bench_projection.py)
+# initial SGD step size of a warm start (umap default 1.0). Measured on 2,000 x 128 mixtures:
+# when 30% of the points change cluster between frames, trustworthiness 0.958 at 0.25 (60
+# epochs), 0.951 at 0.1, 0.960 from scratch; on slowly drifting frames points move 11% of the
+# layout's size per frame at 0.25 against 95% for from-scratch layouts (bench_projection.py)
 WARM_LEARNING_RATE = 0.25
 # below this total variance of the (normalised) embedding the points are one blob:
 # the neighbour graph is noise, UMAP is skipped

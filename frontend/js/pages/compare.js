@@ -4,7 +4,7 @@
 // of every run.
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
-import { keyOptions, normaliseCatalogue, numClasses, runConfig, runMethod, runPreset, runTitle, totalEpochs } from "../model.js";
+import { collapseLoss, keyOptions, normaliseCatalogue, numClasses, runConfig, runMethod, runPreset, runTitle, totalEpochs } from "../model.js";
 import { COLLAPSED, HEALTHY, LINE_METRICS, RUN_COLORS, alignUniformFigure, draw, lineFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
@@ -30,6 +30,14 @@ function colorOf(id) {
   return RUN_COLORS[state.ids.indexOf(id) % RUN_COLORS.length];
 }
 
+/** The loss's collapse level, drawn only when every compared run has the same one. */
+function sharedCollapseLoss() {
+  const levels = state.ids.filter((id) => state.runs.has(id)).map((id) => collapseLoss(state.runs.get(id)));
+  const first = levels[0];
+  if (!first || levels.some((level) => !level || level.value !== first.value)) return {};
+  return { collapseLoss: first.value, collapseLossLabel: first.label };
+}
+
 function seriesList() {
   return state.ids
     .filter((id) => state.runs.has(id))
@@ -43,7 +51,7 @@ function seriesList() {
         name: `${runTitle(run, state.catalogue)} (${id.slice(0, 6)})`,
         color: colorOf(id),
         records,
-        ctx: { dim: last && last[state.which] ? last[state.which].dim : config.proj_dim, epochs: totalEpochs(run), numClasses: numClasses(run) },
+        ctx: { dim: last && last[state.which] ? last[state.which].dim : config.proj_dim, epochs: totalEpochs(run), numClasses: numClasses(run), ...sharedCollapseLoss() },
       };
     });
 }

@@ -158,6 +158,8 @@ function renderForm() {
         names.map((name) => {
           const field = fieldFor(name, state.configSchema.properties[name], general[name], state.definitions, LABELS[name]);
           if (name in prefill) setFieldValue(field, prefill[name]);
+          const limit = state.catalogue.limits[name];
+          if (limit !== undefined) field.querySelector(".help").append(` · this server allows at most ${limit}`);
           return field;
         }),
       ),

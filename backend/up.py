@@ -1,0 +1,231 @@
+"""``collapse-lab up``: Redis, the workers and the API on this machine, stopped by Ctrl-C.
+
+1. Redis: uses ``REDIS_URL`` when it answers; otherwise, for a local URL, starts
+   ``redis-server`` on that port (data in ``DATA_DIR/redis``), installing Debian's package
+   first when it is missing and we are root; otherwise it says what to install.
+2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``).
+3. Starts the workers: ``--train-workers`` (default 1) for the ``train`` queue and one for the
+   ``projection`` queue, so UMAP never waits for, nor delays, training.
+4. Starts the API (uvicorn) on ``--host``/``--port`` (``API_HOST``/``API_PORT``, default
+   127.0.0.1:8000) and prints the dashboard URL.
+
+Ctrl-C (or SIGTERM) stops the API and the workers (a worker puts its unfinished run back in
+the queue, to resume from its checkpoint next time), then the Redis it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import redis
+
+from backend.settings import get_settings
+from backend.store.database import Database
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UpError(Exception):
+    """Something the user must fix; printed as one message."""
+
+
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def ensure_redis_server_binary() -> str:
+    """Path of redis-server, installing Debian's package when missing and root."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("redis-server is missing: installing Debian's package (apt-get install redis-server)")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+            check=True,
+            env=environment,
+        )
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    raise UpError(
+        "Redis is not running and redis-server is not installed. Install it with "
+        "`sudo apt-get install redis-server` (Debian/Ubuntu) or point REDIS_URL at a Redis."
+    )
+
+
+def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    parsed = urlparse(url)
+    if parsed.hostname not in LOCAL_HOSTS:
+        raise UpError(f"Redis at {url} does not answer; start it or fix REDIS_URL")
+    binary = ensure_redis_server_binary()
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = parsed.port or 6379
+    print(f"starting redis-server on 127.0.0.1:{port} (data in {folder})")
+    process = subprocess.Popen(
+        [
+            binary,
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
+            *("--appendonly", "yes", "--save", ""),
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while not redis_answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise UpError(f"redis-server did not start on port {port} (is the port taken?)")
+        time.sleep(0.2)
+    return process
+
+
+def worker_command(queue: str, name: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "backend.app:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGTERM everyone, wait, then SIGKILL whoever is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="collapse-lab up", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=settings.api_host, help="API address (API_HOST)")
+    parser.add_argument("--port", type=int, default=settings.api_port, help="API port (API_PORT)")
+    parser.add_argument("--train-workers", type=int, default=1, help="training worker processes")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until Ctrl-C; returns the exit status."""
+    args = parse_args(list(argv or []))
+    settings = get_settings()
+    data_dir = settings.resolved_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    redis_process: subprocess.Popen[bytes] | None = None
+    services: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        if redis_answers(settings.redis_url):
+            print(f"using Redis at {settings.redis_url}")
+        else:
+            redis_process = start_redis(settings.redis_url, data_dir)
+        database = Database(settings.resolved_database_url)
+        database.migrate()
+        database.dispose()
+        environment = {**os.environ, "DATA_DIR": str(data_dir)}
+        launch = {"cwd": REPO_ROOT, "env": environment, "start_new_session": True}
+        for index in range(args.train_workers):
+            services.append(
+                subprocess.Popen(worker_command("train", f"train{index + 1}"), **launch)
+            )
+        services.append(subprocess.Popen(worker_command("projection", "projection"), **launch))
+        services.append(subprocess.Popen(api_command(args.host, args.port), **launch))
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        url = f"http://{shown_host}:{args.port}/"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if any(p.poll() is not None for p in services) or time.monotonic() > deadline:
+                raise UpError("the API did not come up; see the messages above")
+            time.sleep(0.5)
+        print(f"\nCollapse Lab is up: {url}  (API docs: {url}docs). Press Ctrl-C to stop.\n")
+        sys.stdout.flush()
+        while True:
+            for process in services:
+                if process.poll() is not None:
+                    raise UpError(
+                        f"a service exited with status {process.returncode}: {process.args[2:5]}"
+                    )
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stopping = True
+        print("\nstopping Collapse Lab...")
+        return 0
+    except UpError as exc:
+        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(services)
+        if redis_process is not None:
+            stop_all([redis_process], timeout=10)
+        if stopping:
+            print("stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,280 @@
+"""Request handling without training: validation, limits, auth, shares, pages, reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.stack import TINY_RUN, ServiceStack, iter_sse
+
+
+@pytest.fixture
+def idle(idle_stack: ServiceStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=idle_stack.base_url, timeout=30) as client:
+        yield client
+
+
+MALFORMED: list[tuple[Any, list[Any], str]] = [
+    ({"method": "simsiam", "epochs": 0}, ["body", "epochs"], "greater than or equal to 1"),
+    ({"method": "simsiam", "epochs": 100000}, ["body", "epochs"], "less than or equal"),
+    ({"method": "simsiam", "epochs": 600}, ["body", "epochs"], "MAX_EPOCHS"),
+    ({"method": "simsiam", "batch_size": 3}, ["body", "batch_size"], "greater than"),
+    ({"method": "simsiam", "probe_size": 15000}, ["body", "probe_size"], "MAX_PROBE_SIZE"),
+    ({"method": "nope"}, ["body", "method"], "unknown method"),
+    ({"preset": "nope"}, ["body", "preset"], "unknown preset"),
+    ({"dataset": "digits"}, ["body", "method"], "give a method or a preset"),
+    ({"method": "simsiam", "bogus": 1}, ["body", "bogus"], "Extra inputs are not permitted"),
+    ({"method": "simsiam", "dataset": "mnist"}, ["body", "dataset"], "Input should be"),
+    ({"method": "simsiam", "lr": "fast"}, ["body", "lr"], "valid number"),
+    (
+        {"method": "simsiam", "options": {"stop_gradient": "maybe"}},
+        ["body", "options", "stop_gradient"],
+        "valid boolean",
+    ),
+    (
+        {"method": "simsiam", "options": {"temperature": 0.1}},
+        ["body", "options", "temperature"],
+        "Extra inputs",
+    ),
+    (
+        {"method": "simsiam", "dataset": "imagefolder"},
+        ["body", "dataset"],
+        "needs dataset_path",
+    ),
+    (
+        {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "../etc"},
+        ["body", "dataset_path"],
+        "..",
+    ),
+    (
+        {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "/etc"},
+        ["body", "dataset_path"],
+        "relative",
+    ),
+    (
+        {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "absent"},
+        ["body", "dataset_path"],
+        "no folder",
+    ),
+    ([1, 2, 3], ["body"], "valid dictionary"),
+    ("just a string", ["body"], "valid dictionary"),
+]
+
+
+@pytest.mark.parametrize(("body", "loc", "message"), MALFORMED)
+def test_malformed_run_requests_get_a_422_naming_the_field(
+    idle: httpx.Client, body: Any, loc: list[Any], message: str
+) -> None:
+    before = idle.get("/api/runs").json()["count"]
+    response = idle.post("/api/runs", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(d["loc"] == loc and message in d["msg"] for d in detail), detail
+    assert idle.get("/api/runs").json()["count"] == before, "nothing was queued"
+
+
+def test_invalid_json_is_a_422(idle: httpx.Client) -> None:
+    response = idle.post(
+        "/api/runs", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_a_preset_with_overrides_resolves_and_is_queued(idle: httpx.Client) -> None:
+    response = idle.post("/api/runs", json={"preset": "simsiam-no-stopgrad", "epochs": 2})
+    assert response.status_code == 201, response.text
+    run = response.json()
+    assert run["preset"] == "simsiam-no-stopgrad"
+    assert run["config"]["options"]["stop_gradient"] is False
+    assert run["config"]["epochs"] == 2
+    assert run["status"] == "queued"
+
+
+def test_zoo_launches_every_preset(idle: httpx.Client) -> None:
+    methods = idle.get("/api/methods").json()
+    response = idle.post("/api/zoo", json={"overrides": {"epochs": 1, "dataset": "shapes"}})
+    assert response.status_code == 201, response.text
+    zoo = response.json()
+    assert zoo["count"] == len(methods["presets"])
+    assert {r["preset"] for r in zoo["data"]} == {p["name"] for p in methods["presets"]}
+    assert zoo["compare_url"].startswith("/compare?runs=")
+    bad = idle.post("/api/zoo", json={"overrides": {"epochs": 0}})
+    assert bad.status_code == 422
+
+
+def test_methods_catalogue_lists_options_schemas_and_presets(idle: httpx.Client) -> None:
+    catalogue = idle.get("/api/methods").json()
+    names = {m["name"] for m in catalogue["methods"]}
+    assert {"simclr", "byol", "simsiam", "swav", "deepcluster", "barlow_twins", "vicreg"} <= names
+    simsiam = next(m for m in catalogue["methods"] if m["name"] == "simsiam")
+    assert "stop_gradient" in simsiam["options_schema"]["properties"]
+    assert simsiam["options_defaults"]["stop_gradient"] is True
+    preset = next(p for p in catalogue["presets"] if p["name"] == "simsiam-no-stopgrad")
+    assert preset["expected"] == "complete_collapse"
+    assert catalogue["limits"]["epochs"] == 500
+
+
+def test_health_reports_each_part(idle: httpx.Client) -> None:
+    health = idle.get("/api/health").json()
+    assert health["database"]["ok"] and health["redis"]["ok"]
+    assert health["workers"]["train"] == 0 and health["status"] == "degraded"
+
+
+def test_list_pagination_and_filters_are_validated(idle: httpx.Client) -> None:
+    assert idle.get("/api/runs", params={"limit": 0}).status_code == 422
+    assert idle.get("/api/runs", params={"status": "exploded"}).status_code == 422
+    assert idle.get("/api/runs/doesnotexist").status_code == 404
+    assert idle.get("/api/runs/doesnotexist/events").status_code == 404
+
+
+def test_queued_run_cancels_at_once_and_can_be_deleted(idle: httpx.Client) -> None:
+    run = idle.post("/api/runs", json=TINY_RUN).json()
+    assert idle.delete(f"/api/runs/{run['id']}").status_code == 409
+    cancelled = idle.post(f"/api/runs/{run['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert idle.delete(f"/api/runs/{run['id']}").status_code == 204
+    assert idle.get(f"/api/runs/{run['id']}").status_code == 404
+
+
+def test_run_list_stream_announces_new_runs(idle: httpx.Client) -> None:
+    stream = iter_sse(idle, "/api/events", timeout=30)
+    assert next(stream) == "keep-alive", "the stream is open (and idle) before the launch"
+    created = idle.post("/api/runs", json=TINY_RUN).json()
+    for item in stream:
+        if isinstance(item, str):
+            continue
+        if item.event == "status" and item.data["run_id"] == created["id"]:
+            assert item.data["data"]["status"] == "queued"
+            assert item.id is not None
+            break
+    stream.close()
+
+
+def test_keep_alives_arrive_on_an_idle_stream(idle: httpx.Client) -> None:
+    run = idle.post("/api/runs", json=TINY_RUN).json()
+    comments = []
+    for item in iter_sse(idle, f"/api/runs/{run['id']}/events", timeout=30):
+        if isinstance(item, str):
+            comments.append(item)
+            break
+    assert comments == ["keep-alive"]
+
+
+def test_pages_and_vendored_plotly_are_served(idle: httpx.Client) -> None:
+    plotly_js = idle.get("/static/vendor/plotly.min.js")
+    assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
+    for path in ("/", "/launch", "/runs/abc", "/compare"):
+        response = idle.get(path)
+        assert response.status_code in (200, 503), path
+        assert response.headers["content-type"].startswith("text/html")
+
+
+def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceStack) -> None:
+    from backend.store import repository as repo
+    from backend.store.database import Database
+
+    run = idle.post("/api/runs", json=TINY_RUN).json()
+    db = Database(idle_stack.database_url)
+    for epoch in range(3):
+        metrics = {
+            "dim": 32,
+            "std_l2_sqrt_d": 0.5,
+            "effective_rank": 5.0 + epoch,
+            "spectrum": [0.0, -1.0, -2.0],
+            "alignment": 0.1,
+            "uniformity": -2.0,
+            "cos_pos": 0.9,
+            "cos_rand": 0.1,
+            "knn_top1": 0.5,
+        }
+        record = {
+            "epoch": epoch,
+            "loss": None if epoch == 0 else 1.0 / epoch,
+            "lr": 0.05,
+            "ema_momentum": None,
+            "logs": {},
+            "backbone": metrics,
+            "projector": metrics,
+            "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "spread"},
+        }
+        repo.record_epoch(db, run["id"], record)
+    repo.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
+    db.dispose()
+
+    report = idle.get(f"/api/runs/{run['id']}/report.html")
+    assert report.status_code == 200
+    assert "<script src=" not in report.text, "self-contained: nothing fetched"
+    assert "plotly" in report.text.lower() and run["id"] in report.text
+    csv_text = idle.get(f"/api/runs/{run['id']}/epochs.csv").text
+    header, *rows = csv_text.strip().splitlines()
+    assert "projector.effective_rank" in header.split(",") and len(rows) == 3
+    exported = idle.get(f"/api/runs/{run['id']}/epochs.json").json()
+    assert [r["epoch"] for r in exported["epochs"]] == [0, 1, 2]
+    figures = idle.get(f"/api/runs/{run['id']}/figures").json()["figures"]
+    assert {"std_l2", "effective_rank", "spectrum", f"projection_{run['id']}"} <= set(figures)
+    other = idle.post("/api/runs", json=TINY_RUN).json()
+    compare = idle.get("/api/compare/report.html", params={"runs": f"{run['id']},{other['id']}"})
+    assert compare.status_code == 200 and other["id"] in compare.text
+    compare_csv = idle.get("/api/compare/epochs.csv", params={"runs": run["id"]}).text
+    assert compare_csv.splitlines()[0].startswith("run_id,")
+    assert idle.get("/api/compare/report.html", params={"runs": "nope"}).status_code == 404
+
+
+# -- write protection, private mode, share links ---------------------------------------------
+
+TOKEN = {"Authorization": "Bearer s3cret-token"}
+
+
+@pytest.fixture
+def private(private_stack: ServiceStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=private_stack.base_url, timeout=30) as client:
+        yield client
+
+
+def test_writes_need_the_token(private: httpx.Client) -> None:
+    assert private.post("/api/runs", json=TINY_RUN).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert private.post("/api/runs", json=TINY_RUN, headers=wrong).status_code == 401
+    created = private.post("/api/runs", json=TINY_RUN, headers=TOKEN)
+    assert created.status_code == 201
+    run_id = created.json()["id"]
+    assert private.post(f"/api/runs/{run_id}/cancel").status_code == 401
+    assert private.post(f"/api/runs/{run_id}/cancel", headers=TOKEN).status_code == 202
+    with httpx.Client(base_url=str(private.base_url), timeout=30) as browser:
+        browser.cookies.set("collapse_lab_token", "s3cret-token")
+        assert browser.get("/api/runs").status_code == 200
+
+
+def test_private_mode_hides_runs_without_the_token(private: httpx.Client) -> None:
+    assert private.get("/api/runs").status_code == 401
+    assert private.get("/api/runs", headers=TOKEN).status_code == 200
+    assert private.get("/api/health").status_code == 200
+
+
+def test_a_share_link_reads_its_run_only_and_can_be_revoked(private: httpx.Client) -> None:
+    shared = private.post("/api/runs", json=TINY_RUN, headers=TOKEN).json()["id"]
+    hidden = private.post("/api/runs", json=TINY_RUN, headers=TOKEN).json()["id"]
+    assert private.post("/api/shares", json={"runs": [shared]}).status_code == 401
+    share = private.post("/api/shares", json={"runs": [shared]}, headers=TOKEN).json()
+    assert share["kind"] == "run" and share["url"] == f"/s/{share['token']}"
+
+    with httpx.Client(base_url=str(private.base_url), timeout=30) as visitor:
+        page = visitor.get(share["url"])
+        assert page.status_code in (200, 503)
+        assert visitor.cookies.get("collapse_lab_share") == share["token"]
+        assert visitor.get(f"/api/shares/{share['token']}").json()["runs"] == [shared]
+        assert visitor.get(f"/api/runs/{shared}").status_code == 200
+        assert visitor.get(f"/api/runs/{shared}/epochs").status_code == 200
+        assert visitor.get(f"/api/runs/{hidden}").status_code == 404
+        listed = visitor.get("/api/runs").json()
+        assert [r["id"] for r in listed["data"]] == [shared]
+        assert visitor.post("/api/runs", json=TINY_RUN).status_code == 401
+        assert visitor.post(f"/api/runs/{shared}/cancel").status_code == 401
+        assert visitor.delete(f"/api/shares/{share['token']}").status_code == 401
+
+        assert private.delete(f"/api/shares/{share['token']}", headers=TOKEN).status_code == 204
+        assert visitor.get(f"/api/runs/{shared}").status_code == 401
+        assert visitor.get(share["url"]).status_code == 404

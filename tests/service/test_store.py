@@ -1,0 +1,223 @@
+"""The store's guarantees, on SQLite and on PostgreSQL (a fresh database per session)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from backend.store import repository as repo
+from backend.store.database import Database
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
+
+
+def _record(epoch: int) -> dict:
+    return {
+        "epoch": epoch,
+        "loss": None if epoch == 0 else -0.5 * epoch,
+        "projector": {"effective_rank": 10.0 + epoch, "spectrum": [1.0, 0.5], "dim": 32},
+        "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine"},
+    }
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"collapse_lab_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    database.migrate()
+    database.migrate()  # a second start-up finds the schema at head
+    yield database
+    if not database.is_sqlite:
+        with database.write() as session:
+            session.execute(text("TRUNCATE runs, epochs, projections, events, shares CASCADE"))
+    database.dispose()
+
+
+def _new_run(db: Database) -> str:
+    run, messages = repo.create_run(db, {"method": "simsiam"}, CONFIG)
+    assert [m.type for m in messages] == ["status"] and messages[0].seq == 1
+    return run["id"]
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'wal.db'}")
+    with database.read() as session:
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_an_epoch_is_recorded_once_and_events_are_gap_free(db: Database) -> None:
+    run_id = _new_run(db)
+    assert len(repo.record_epoch(db, run_id, _record(0))) == 1
+    assert repo.record_epoch(db, run_id, _record(0)) == []  # a repeat is ignored
+    assert len(repo.record_epoch(db, run_id, _record(1))) == 1
+    assert [r["epoch"] for r in repo.epoch_records(db, run_id)] == [0, 1]
+    events = repo.events_after(db, run_id, 0)
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert [e.type for e in events] == ["status", "epoch", "epoch"]
+    assert [e.seq for e in repo.events_after(db, run_id, 2)] == [3]
+    run = repo.get_run(db, run_id)
+    assert run["last_epoch"] == 1 and run["effective_rank_history"] == [10.0, 11.0]
+
+
+def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> None:
+    run_id = _new_run(db)
+    errors: list[BaseException] = []
+
+    def report() -> None:
+        try:
+            for epoch in range(5):
+                repo.record_epoch(db, run_id, _record(epoch))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=report) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert [r["epoch"] for r in repo.epoch_records(db, run_id)] == [0, 1, 2, 3, 4]
+    seqs = [e.seq for e in repo.events_after(db, run_id, 0)]
+    assert seqs == list(range(1, 7))
+
+
+def test_a_run_is_claimed_by_one_worker_only(db: Database) -> None:
+    run_id = _new_run(db)
+    claim, _, _ = repo.claim_run(db, run_id, "worker-a")
+    assert claim is not None
+    second, why, _ = repo.claim_run(db, run_id, "worker-b")
+    assert second is None and "running" in why
+    assert repo.heartbeat(db, run_id, claim.lease_token, {"epoch": 1}).owned
+    assert not repo.heartbeat(db, run_id, "not-the-lease", None).owned
+    assert repo.finish_run(db, run_id, "not-the-lease", "succeeded") == []
+    finished = repo.finish_run(
+        db, run_id, claim.lease_token, "succeeded", verdict={"kind": "healthy"}
+    )
+    assert finished[0].data["status"] == "succeeded"
+    assert repo.get_run(db, run_id)["verdict"] == {"kind": "healthy"}
+
+
+def _make_stale(db: Database, run_id: str) -> None:
+    with db.write() as session:
+        session.execute(
+            text("UPDATE runs SET heartbeat_at = heartbeat_at - 1000 WHERE id = :id"),
+            {"id": run_id},
+        )
+
+
+def test_reaper_requeues_a_silent_run_and_fails_it_after_repeated_losses(db: Database) -> None:
+    run_id = _new_run(db)
+    for loss in (1, 2, 3):
+        claim, _, _ = repo.claim_run(db, run_id, f"worker-{loss}")
+        assert claim is not None, f"claim {loss}"
+        _make_stale(db, run_id)
+        result = repo.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
+        assert [m.data["status"] for m in result.messages] == (
+            ["queued"] if loss < 3 else ["failed"]
+        )
+        assert (run_id in result.to_enqueue) == (loss < 3)
+        assert not repo.heartbeat(db, run_id, claim.lease_token, None).owned
+    run = repo.get_run(db, run_id)
+    assert run["status"] == "failed" and run["worker_losses"] == 3
+    assert "stopped responding 3 times" in run["error"]
+
+
+def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> None:
+    live = _new_run(db)
+    repo.claim_run(db, live, "worker")
+    unsent = _new_run(db)
+    repo.mark_enqueued(db, unsent, False)
+    sent = _new_run(db)
+    repo.mark_enqueued(db, sent, True)
+    result = repo.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
+    assert result.messages == []
+    assert unsent in result.to_enqueue and sent not in result.to_enqueue
+    assert live not in result.to_enqueue
+
+
+def test_cancel_ends_a_queued_run_and_flags_a_running_one(db: Database) -> None:
+    queued = _new_run(db)
+    run, messages = repo.request_cancel(db, queued)
+    assert run["status"] == "cancelled" and messages[0].data["status"] == "cancelled"
+    running = _new_run(db)
+    claim, _, _ = repo.claim_run(db, running, "worker")
+    run, messages = repo.request_cancel(db, running)
+    assert run["status"] == "running" and messages == []
+    assert repo.heartbeat(db, running, claim.lease_token, None).cancel_requested
+
+
+def test_list_filters_and_orders_newest_first(db: Database) -> None:
+    ids = [_new_run(db) for _ in range(3)]
+    repo.request_cancel(db, ids[1])
+    page, total = repo.list_runs(db, repo.RunFilter(), limit=2, offset=0)
+    assert total == 3 and [r["id"] for r in page] == [ids[2], ids[1]]
+    page, total = repo.list_runs(db, repo.RunFilter(status="cancelled"), 10, 0)
+    assert total == 1 and page[0]["id"] == ids[1]
+    page, total = repo.list_runs(db, repo.RunFilter(ids=[ids[0]]), 10, 0)
+    assert [r["id"] for r in page] == [ids[0]]
+
+
+def test_projections_and_shares(db: Database) -> None:
+    run_id = _new_run(db)
+    messages = repo.record_projection(db, run_id, 0, [[0.0, 1.0], [2.0, 3.0]], [1, 2])
+    assert messages[0].data == {
+        "epoch": 0,
+        "count": 2,
+        "url": f"/api/runs/{run_id}/projections/0",
+    }
+    assert repo.record_projection(db, run_id, 0, [[9.0, 9.0]], [0]) == []
+    assert repo.get_projection(db, run_id, 0)["points"] == [[0.0, 1.0], [2.0, 3.0]]
+    assert repo.previous_projection(db, run_id, 1) == [[0.0, 1.0], [2.0, 3.0]]
+    share = repo.create_share(db, [run_id])
+    assert share["kind"] == "run" and repo.get_share(db, share["token"])["runs"] == [run_id]
+    assert repo.revoke_share(db, share["token"])
+    assert repo.get_share(db, share["token"]) is None
+    assert repo.delete_run(db, run_id) == "active"
+    repo.request_cancel(db, run_id)
+    assert repo.delete_run(db, run_id) == "deleted"
+    assert repo.get_run(db, run_id) is None
+
+
+def test_non_finite_numbers_are_stored_as_null(db: Database) -> None:
+    run_id = _new_run(db)
+    record = {**_record(0), "loss": math.nan, "lr": math.inf}
+    repo.record_epoch(db, run_id, record)
+    stored = repo.epoch_records(db, run_id)[0]
+    assert stored["loss"] is None and stored["lr"] is None
+
+
+def test_epoch_records_as_json_text_match_the_decoded_records(db: Database) -> None:
+    import json
+
+    run_id = _new_run(db)
+    for epoch in range(3):
+        repo.record_epoch(db, run_id, _record(epoch))
+    assert json.loads(repo.epoch_records_json(db, run_id)) == repo.epoch_records(db, run_id)
+    assert json.loads(repo.epoch_records_json(db, run_id, since=1)) == [
+        repo.epoch_records(db, run_id)[2]
+    ]
+    assert repo.epoch_records_json(db, "missing") == "[]"

@@ -1,0 +1,82 @@
+"""``collapse-lab up`` starts its own Redis, the workers and the API, and Ctrl-C stops them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.stack import FAST_TIMEOUTS, REPO, free_port, wait_until
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc's parent ids)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (
+        Path(f"/proc/{pid}/stat").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    )
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    redis_port, api_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **FAST_TIMEOUTS,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "DATA_DIR": str(tmp_path / "data"),
+        "API_PORT": str(api_port),
+    }
+    env.pop("DATABASE_URL", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "backend.up"], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+
+        def workers_ready() -> bool:
+            health = httpx.get(f"{base}/api/health", timeout=2).json()
+            return health["status"] == "ok" and health["workers"]["projection"] == 1
+
+        wait_until(workers_ready, 120, what="collapse-lab up")
+        banner = f"Collapse Lab is up: {base}/"
+        wait_until(lambda: banner in (tmp_path / "up.log").read_text(), 10, what="the banner")
+        assert (tmp_path / "data" / "collapse_lab.db").exists(), "SQLite file in DATA_DIR"
+        children = descendants(up.pid)
+        assert len(children) >= 4  # redis-server, 2 workers, uvicorn
+
+        started = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+        assert time.monotonic() - started < 60
+        wait_until(lambda: not any(alive(p) for p in children), 10, what="children to exit")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/api/health", timeout=2)
+    finally:
+        if up.poll() is None:
+            up.kill()
