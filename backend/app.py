@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await to_thread.run_sync(db.migrate)
+        await to_thread.run_sync(methods.catalogue)  # imports the engine before the first launch
         state = ServiceState(
             settings=settings,
             db=db,

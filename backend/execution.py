@@ -214,24 +214,24 @@ def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One readable line for the run's error field."""
+    """One readable line (at most 1,000 characters) for the run's error field."""
     import torch
 
     from workers.engine.data import DatasetError
-
-    if isinstance(exc, DatasetError):
-        return f"dataset error: {exc}"
-    if isinstance(exc, torch.OutOfMemoryError):
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"out of GPU memory: lower batch_size, image_size or width ({first})"
-    if isinstance(exc, MemoryError):
-        return "out of memory on the worker: lower batch_size, train_size or probe_size"
-    message = str(exc).strip() or exc.__class__.__name__
     from workers.engine.trainer import TrainingError
 
-    if isinstance(exc, TrainingError):
-        return message
-    return f"{exc.__class__.__name__}: {message}"
+    message = " ".join(str(exc).split()) or exc.__class__.__name__
+    if isinstance(exc, DatasetError):
+        reason = f"dataset error: {message}"
+    elif isinstance(exc, torch.OutOfMemoryError):
+        reason = f"out of GPU memory: lower batch_size, image_size or width ({message})"
+    elif isinstance(exc, MemoryError):
+        reason = "out of memory on the worker: lower batch_size, train_size or probe_size"
+    elif isinstance(exc, TrainingError):
+        reason = message
+    else:
+        reason = f"{exc.__class__.__name__}: {message}"
+    return reason[:1000]
 
 
 def execute_run(context: WorkerContext, run_id: str) -> str:

@@ -258,3 +258,18 @@ def test_deepcluster_loss_uses_pseudo_labels_of_the_batch_indices() -> None:
     logits = F.normalize(z, dim=1) @ method.centroids.t() / 0.1
     expected = F.cross_entropy(logits, method.pseudo_labels[indices].repeat(2))
     assert out.loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("reassign", [False, True])
+def test_deepcluster_warm_start_and_dead_clusters(reassign: bool) -> None:
+    method = _build("deepcluster", num_clusters=4, reassign_empty=reassign)
+    blobs = torch.eye(4, 8).repeat_interleave(10, dim=0)
+    method.on_epoch_start(1, lambda: blobs + 0.01 * torch.randn(40, 8))
+    assert bool(method.centroids_fitted)
+    assert method.monitor()["kmeans_nonempty_clusters"] == 4
+    # the features drift: the last blob merges into the first, its centroid is left empty
+    moved = blobs.clone()
+    moved[30:] = torch.eye(4, 8)[0]
+    method.on_epoch_start(2, lambda: moved + 0.01 * torch.randn(40, 8))
+    nonempty = method.monitor()["kmeans_nonempty_clusters"]
+    assert nonempty == (4 if reassign else 3)

@@ -173,3 +173,16 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
     without = metrics.embedding_diagnostics(z, view1, view2, labels, bank, bank_labels, 10)
     assert without["cluster_entropy"] is None
     assert without["cluster_entropy_max"] is None
+
+
+def test_extreme_scales_and_non_finite_embeddings() -> None:
+    z = _random_subspace(1024, 4, 32)
+    for scale in (1e-30, 1e30):
+        assert metrics.effective_rank(z * scale) == pytest.approx(4.0, rel=0.05)
+    singular = metrics.singular_values(3.0 * torch.eye(5))
+    assert singular.tolist() == pytest.approx([3.0] * 5)
+    broken = z.clone()
+    broken[0, 0] = float("nan")
+    labels = torch.zeros(1024, dtype=torch.long)
+    with pytest.raises(metrics.NonFiniteEmbeddingError, match="NaN"):
+        metrics.embedding_diagnostics(broken, z, z, labels, z, labels, num_classes=2)

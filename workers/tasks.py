@@ -117,12 +117,25 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         queues = sorted(q.name for q in sender.task_consumer.queues)
     except AttributeError:
         queues = [TRAIN_QUEUE, PROJECTION_QUEUE]
-    if PROJECTION_QUEUE in queues and TRAIN_QUEUE not in queues:
-        os.nice(10)  # UMAP yields the CPU to training on shared machines
     context()
     threading.Thread(
         target=_housekeeping, args=(queues,), name="worker-housekeeping", daemon=True
     ).start()
+    if PROJECTION_QUEUE in queues and TRAIN_QUEUE not in queues:
+        os.nice(10)  # UMAP yields the CPU to training on shared machines
+        warm_up_projection()
+
+
+def warm_up_projection() -> None:
+    """Compile UMAP's numba kernels now rather than on the first run's first epoch."""
+    import numpy as np
+
+    from workers.engine.projection import project
+
+    started = time.monotonic()
+    sample = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    project(sample, None, seed=0)
+    log.info("projection warmed up in %.1f s", time.monotonic() - started)
 
 
 @signals.worker_shutting_down.connect

@@ -4,7 +4,17 @@
 
 import { VERDICT_COLORS } from "./verdict.js";
 
-const Plotly = window.Plotly;
+/** Resolves once Plotly.js (loaded `async` by the page, 4 MB) is ready: the rest of the page
+ * renders meanwhile, so first paint never waits for it. */
+export const plotlyReady = new Promise((resolve, reject) => {
+  if (window.Plotly) {
+    resolve(window.Plotly);
+    return;
+  }
+  const script = document.querySelector("script[data-plotly]");
+  script.addEventListener("load", () => resolve(window.Plotly));
+  script.addEventListener("error", () => reject(new Error("could not load Plotly.js")));
+});
 
 export const HEALTHY = VERDICT_COLORS.healthy;
 export const COLLAPSED = VERDICT_COLORS.complete_collapse;
@@ -360,16 +370,17 @@ export function umapFigure(projection, { title = "UMAP of the probe embeddings",
 
 /** Render (or re-render in place) a figure into a div. */
 export function draw(div, figure) {
-  return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
+  if (!window.Plotly) return Promise.resolve(); // the page draws everything once it arrives
+  return window.Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
 }
 
 /** Append one record to a single-run line plot without redrawing the history.
  * Returns false when the plot's traces do not match (a trace just appeared): redraw then. */
 export function extend(div, metric, record, which, ctx) {
-  if (!div.data || div.data.length !== metric.traces.length) return false;
+  if (!window.Plotly || !div.data || div.data.length !== metric.traces.length) return false;
   const ext = lineExtension(metric, record, which);
-  Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
+  window.Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
   const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
-  Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+  window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
 }

@@ -177,6 +177,10 @@ def test_share_link_shows_the_plots_read_only_and_can_be_revoked(
 
     page = visitor_context.new_page()
     page.goto(share_url)
+    first_paint_ms = page.evaluate(
+        "performance.getEntriesByName('first-contentful-paint')[0].startTime"
+    )
+    assert first_paint_ms < 1000  # the 4 MB Plotly.js loads async, after first paint
     expect(page.locator("#verdict-banner")).to_have_attribute("data-kind", "complete_collapse")
     epochs = list(range(run["epochs"] + 1))
     page.wait_for_function("document.getElementById('plot-rank').data?.[0]?.x?.length > 0")

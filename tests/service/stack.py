@@ -242,16 +242,18 @@ class ServiceStack:
 
     def stop(self) -> None:
         self.stop_api()
-        for name in list(self.workers):
-            process = self.workers.pop(name)
+        processes = list(self.workers.values())
+        self.workers.clear()
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + 20
-        for process in list(self.workers.values()):
+        for process in processes:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(5)
 
 
 @dataclass

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import math
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from backend.store import repository as repo
 from backend.store.database import Database
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
 
 
@@ -26,19 +23,6 @@ def _record(epoch: int) -> dict:
         "projector": {"effective_rank": 10.0 + epoch, "spectrum": [1.0, 0.5], "dim": 32},
         "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine"},
     }
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    name = f"collapse_lab_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

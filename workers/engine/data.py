@@ -182,7 +182,7 @@ def render_shapes(
     """Render ``count`` random shape images, vectorised in torch.
 
     Returns (images uint8 (count, 3, S, S), labels int64 (count,)), classes balanced (shuffled
-    ``arange % 10``). Nuisance factors per image: shape size (radius 18-34% of the side),
+    ``arange % 10``). Nuisance factors per image: shape size (radius 25-40% of the side),
     position (anywhere the shape stays mostly inside), rotation (uniform), foreground colour
     (uniform RGB), background colour (contrasting), a linear background gradient, pixel noise.
     """
@@ -200,8 +200,8 @@ def render_shapes(
         stop = min(start + chunk, count)
         p = params[start:stop]
         n = stop - start
-        radius = 0.36 + 0.32 * p[:, 0]  # in [-1, 1] coordinates: 18%-34% of the side
-        margin = 1 - radius * 0.8
+        radius = 0.5 + 0.3 * p[:, 0]  # in [-1, 1] coordinates: 25%-40% of the side
+        margin = 1 - radius * 0.9
         centre_x = (p[:, 1] * 2 - 1) * margin
         centre_y = (p[:, 2] * 2 - 1) * margin
         theta = p[:, 3] * 2 * math.pi

@@ -47,22 +47,43 @@ def std_l2(z: torch.Tensor) -> float:
     return float(_unit_rows(z).double().std(dim=0).mean())
 
 
-def _gram_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
-    """(N, d) float64 -> eigenvalues of the smaller Gram matrix, descending, clamped >= 0.
+class NonFiniteEmbeddingError(ValueError):
+    """The embeddings contain NaN or infinity: training diverged, nothing can be measured."""
 
-    The nonzero eigenvalues of X^T X (d, d) and X X^T (N, N) coincide; the smaller one is
-    cheaper. Their square roots are the singular values of X.
+
+def _check_finite(z: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(z).all()):
+        raise NonFiniteEmbeddingError(f"{name} embeddings contain NaN or infinity")
+
+
+def _symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of a symmetric PSD float64 matrix (k, k), descending, clamped >= 0.
+
+    Scaled to unit largest entry first (eigen-solvers fail on huge dynamic ranges); if the
+    solver still does not converge, the slower but sturdier SVD gives the same values.
     """
-    n, d = matrix.shape
-    gram = matrix.T @ matrix if d <= n else matrix @ matrix.T
-    eigenvalues = torch.linalg.eigvalsh(gram)
-    return eigenvalues.flip(0).clamp_min(0.0)
+    scale = matrix.abs().max()
+    if scale == 0:
+        return torch.zeros(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+    try:
+        eigenvalues = torch.linalg.eigvalsh(matrix / scale).flip(0)
+    except torch.linalg.LinAlgError:
+        eigenvalues = torch.linalg.svdvals(matrix / scale)
+    return eigenvalues.clamp_min(0.0) * scale
 
 
 def singular_values(z: torch.Tensor) -> torch.Tensor:
     """Singular values of the raw embedding matrix z: (N, d) -> (min(N, d),) float64,
-    descending."""
-    return _gram_eigenvalues(z.double()).sqrt()
+    descending.
+
+    Computed as square roots of the eigenvalues of the smaller Gram matrix (X^T X or X X^T,
+    whose nonzero eigenvalues coincide): cheaper than an SVD of X.
+    """
+    x = z.double()
+    scale = x.abs().max().clamp_min(1e-300)  # unit largest entry: the Gram cannot overflow
+    x = x / scale
+    gram = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T
+    return _symmetric_eigenvalues(gram).sqrt() * scale
 
 
 def effective_rank(z: torch.Tensor) -> float:
@@ -95,7 +116,7 @@ def singular_spectrum(z: torch.Tensor) -> list[float]:
     unit = _unit_rows(z).double()
     centred = unit - unit.mean(dim=0, keepdim=True)
     covariance = centred.T @ centred / max(n - 1, 1)
-    eigenvalues = torch.linalg.eigvalsh(covariance).flip(0)
+    eigenvalues = _symmetric_eigenvalues(covariance)
     return torch.log(eigenvalues.clamp_min(SPECTRUM_FLOOR)).tolist()
 
 
@@ -225,7 +246,10 @@ def embedding_diagnostics(
     Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum", "alignment",
     "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
     "cluster_entropy_max"}; the two cluster fields are None without assignments.
+    Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
+    for name, tensor in (("probe", z), ("view", z_view1), ("view", z_view2), ("bank", bank)):
+        _check_finite(tensor, name)
     with torch.no_grad():
         dim = int(z.shape[1])
         std = std_l2(z)

@@ -5,7 +5,7 @@
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { collapseLoss, keyOptions, normaliseCatalogue, numClasses, runConfig, runMethod, runPreset, runTitle, totalEpochs } from "../model.js";
-import { COLLAPSED, HEALTHY, LINE_METRICS, RUN_COLORS, alignUniformFigure, draw, lineFigure } from "../plots.js";
+import { COLLAPSED, HEALTHY, LINE_METRICS, RUN_COLORS, alignUniformFigure, draw, lineFigure, plotlyReady } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, toast } from "../ui.js";
@@ -341,6 +341,12 @@ async function main() {
   }
   renderLayout();
   renderLegend();
+  try {
+    await plotlyReady;
+  } catch (error) {
+    showState(document.getElementById("plots"), "error", `${error.message}: the plots cannot be drawn.`);
+    return;
+  }
   redraw();
   state.ids.forEach(addProjectionEpochs);
   connectLive();

@@ -4,7 +4,7 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, collapseLoss, isActive, normaliseCatalogue, numClasses, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
-import { LINE_METRICS, alignUniformFigure, draw, extend, lineFigure, spectrumFigure } from "../plots.js";
+import { LINE_METRICS, alignUniformFigure, draw, extend, lineFigure, plotlyReady, spectrumFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, fmt, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
@@ -353,9 +353,14 @@ async function main() {
     return;
   }
   renderSkeleton();
+  try {
+    await plotlyReady;
+  } catch (error) {
+    showState(document.getElementById("plots"), "error", `${error.message}: the plots cannot be drawn.`);
+    return;
+  }
+  redrawAll(); // empty axes with their reference levels until the history arrives
   connect();
-  // Plotly is loaded with `defer`; draw empty axes (with reference levels) straight away.
-  if (!state.records.length) redrawAll();
 }
 
 main();

@@ -79,12 +79,20 @@ class DeepCluster(Method):
         k = self.options.num_clusters
         self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 2)
         self.register_buffer("centroids", F.normalize(torch.randn(k, config.proj_dim), dim=1))
+        # False until the first k-means: later ones start from the previous centroids
+        self.register_buffer("centroids_fitted", torch.tensor(False))
         # recomputed before every epoch, so not part of the checkpoint
         self.register_buffer("pseudo_labels", torch.zeros(0, dtype=torch.long), persistent=False)
         self.cluster_sizes = torch.zeros(k, dtype=torch.long)
 
     def on_epoch_start(self, epoch: int, encode_train_set: Callable[[], torch.Tensor]) -> None:
-        """k-means over the projector outputs (N_train, d) of the clean training images."""
+        """k-means over the projector outputs (N_train, d) of the clean training images.
+
+        The first k-means starts from k-means++ seeds; each later one starts from the previous
+        epoch's centroids, so cluster ids stay stable from epoch to epoch. The features have
+        moved since those centroids were fitted, so some clusters can lose all their images:
+        that is where empty-cluster reassignment matters (Caron et al. 2018, Sec. 3.3).
+        """
         features = encode_train_set()
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         centroids, labels = kmeans(
@@ -93,8 +101,10 @@ class DeepCluster(Method):
             KMEANS_ITERATIONS,
             generator,
             reassign_empty=self.options.reassign_empty,
+            init=self.centroids if bool(self.centroids_fitted) else None,
         )
         self.centroids.copy_(centroids.to(self.centroids.device))
+        self.centroids_fitted.fill_(True)
         self.pseudo_labels = labels.to(self.centroids.device)
         self.cluster_sizes = torch.bincount(labels.cpu(), minlength=self.options.num_clusters)
 

@@ -1,0 +1,29 @@
+"""Training failures become one readable line on the run (and in its status event)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.execution import describe_failure
+from workers.engine.data import DatasetError
+from workers.engine.trainer import TrainingError
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (DatasetError("no folder 'cats' in the data root"), "dataset error: no folder 'cats'"),
+        (
+            TrainingError("the loss became nan at epoch 3, step 2; try a lower learning rate"),
+            "the loss became nan at epoch 3",
+        ),
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "out of GPU"),
+        (MemoryError(), "out of memory on the worker"),
+        (KeyError("projector"), "KeyError: 'projector'"),
+    ],
+)
+def test_failure_reasons_are_readable(error: BaseException, expected: str) -> None:
+    reason = describe_failure(error)
+    assert expected in reason
+    assert "\n" not in reason
