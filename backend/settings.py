@@ -47,7 +47,6 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(4096, ge=8)
     max_probe_size: int = Field(10_000, ge=64)
     max_train_size: int = Field(200_000, ge=64)
-    max_runs_per_page: int = 500
 
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_timeout_s: float = Field(45.0, gt=0)

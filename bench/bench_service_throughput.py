@@ -1,6 +1,7 @@
 """Training throughput through the service vs the engine's command line, same config.
 
-(a) CLI: ``collapse-lab train ... --jsonl`` in a subprocess (no server, no checkpoints).
+(a) CLI: ``collapse-lab train ... --jsonl`` in a subprocess (no server, no checkpoints),
+    with exactly the worker's environment (same thread settings).
 (b) Service: a real redis-server, API, train worker and projection worker (UMAP of every
     epoch, niced); the run is launched with ``POST /api/runs`` and trained by the worker,
     with heartbeats, per-epoch checkpoints, database writes and live events.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -45,7 +45,7 @@ def mean_throughput(records: list[dict[str, Any]]) -> float:
     return statistics.fmean(r["images_per_s"] for r in records if r["epoch"] >= 1)
 
 
-def cli_round(epochs: int, workdir: Path) -> float:
+def cli_round(epochs: int, workdir: Path, env: dict[str, str]) -> float:
     jsonl = workdir / "cli.jsonl"
     settings = config(epochs)
     command = [
@@ -70,7 +70,7 @@ def cli_round(epochs: int, workdir: Path) -> float:
         "--jsonl",
         str(jsonl),
     ]
-    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=os.environ)
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=env)
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     return mean_throughput([r for r in records if "epoch" in r])
 
@@ -111,7 +111,7 @@ def main() -> None:
             for order in ("cli", "service", "service", "cli"):
                 started = time.perf_counter()
                 if order == "cli":
-                    cli.append(cli_round(args.epochs, workdir))
+                    cli.append(cli_round(args.epochs, workdir, stack.env()))
                     value = cli[-1]
                 else:
                     service.append(service_round(stack, args.epochs))

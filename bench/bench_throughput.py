@@ -19,7 +19,9 @@ Setting (issue 2): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 px, batch 2
 Each side trains ``--warmup`` untimed then ``--steps`` timed optimiser steps per round, in
 the order recipe, engine, engine, recipe (to share out the drift of a busy machine; the recipe's
 workers are shut down between its rounds so they never run during the engine's timing). The
-script prints image pairs per second for both and their ratio (target: engine >= 1.5x).
+script prints image pairs per second for both and their ratio (target: engine >= 1.5x), then
+the CPU work per step of each side measured on one thread in this process (a load-independent
+figure: on a shared machine the wall-clock ratio moves with what else runs).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms
 
 from workers.engine.augment import BatchAugment
@@ -207,6 +209,42 @@ def time_engine(engine: EngineLoop, args: argparse.Namespace) -> float:
     return time.perf_counter() - start
 
 
+def cpu_work_per_step(
+    recipe_model: RecipeSimSiam,
+    recipe_optimizer: torch.optim.Optimizer,
+    dataset: TwoViewDataset,
+    engine: EngineLoop,
+    args: argparse.Namespace,
+) -> tuple[float, float]:
+    """CPU seconds of one training step on one thread, in this process, for (recipe, engine).
+
+    Recipe: transforming and collating ``batch_size`` two-view items (the DataLoader workers'
+    work) + the model step. Unlike wall time, this does not depend on how busy the machine
+    is nor on how the scheduler shares it between the recipe's worker processes and others.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    order = torch.randperm(len(dataset)).tolist()
+
+    def recipe_once(step: int) -> None:
+        start = (step * args.batch_size) % (len(dataset) - args.batch_size)
+        items = [dataset[i] for i in order[start : start + args.batch_size]]
+        recipe_step(recipe_model, recipe_optimizer, default_collate(items))
+
+    recipe_once(0)
+    engine.step()
+    start = time.process_time()
+    for step in range(args.cpu_steps):
+        recipe_once(step + 1)
+    recipe_cpu = (time.process_time() - start) / args.cpu_steps
+    start = time.process_time()
+    for _ in range(args.cpu_steps):
+        engine.step()
+    engine_cpu = (time.process_time() - start) / args.cpu_steps
+    torch.set_num_threads(threads)
+    return recipe_cpu, engine_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side and round")
@@ -214,6 +252,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--cpu-steps", type=int, default=3, help="steps for the CPU-work figure")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,6 +286,14 @@ def main() -> None:
     print(f"recipe (PIL + DataLoader): {recipe_rate:8.1f} image pairs/s")
     print(f"engine (BatchAugment):     {engine_rate:8.1f} image pairs/s")
     print(f"ratio engine / recipe:     {engine_rate / recipe_rate:8.2f}x  (target >= 1.5x)")
+
+    recipe_cpu, engine_cpu = cpu_work_per_step(
+        recipe_model, recipe_optimizer, dataset, engine, args
+    )
+    print("CPU work per step on one thread (independent of the machine's load):")
+    print(f"recipe: {recipe_cpu:6.3f} s = {args.batch_size / recipe_cpu:7.1f} image pairs/CPU-s")
+    print(f"engine: {engine_cpu:6.3f} s = {args.batch_size / engine_cpu:7.1f} image pairs/CPU-s")
+    print(f"ratio engine / recipe: {recipe_cpu / engine_cpu:5.2f}x")
 
 
 if __name__ == "__main__":

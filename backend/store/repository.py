@@ -451,16 +451,6 @@ def release_run(db: Database, run_id: str, lease_token: str, reason: str) -> lis
         return [_set_status(session, run, "queued", reason)]
 
 
-def fail_unstarted(db: Database, run_id: str, error: str) -> list[EventMessage]:
-    """End a queued run as failed before it trained (e.g. its config no longer resolves)."""
-    with db.write() as session:
-        run = _lock_run(session, run_id)
-        if run is None or run.status in TERMINAL_STATUSES:
-            return []
-        run.error = error
-        return [_set_status(session, run, "failed", error)]
-
-
 # ---------------------------------------------------------------------------------------------
 # the reaper
 

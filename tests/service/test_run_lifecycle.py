@@ -10,6 +10,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.service.stack import (
@@ -249,3 +250,54 @@ def test_a_dataset_folder_that_vanished_fails_the_run_with_its_reason(
     error = events[-1].data["error"]
     assert "vanishing" in error, error
     assert api.get(f"/api/runs/{run_id}").json()["error"] == error
+
+
+@pytest.mark.slow
+def test_a_run_that_keeps_killing_its_worker_ends_failed_not_in_a_loop(
+    api: httpx.Client, stack: ServiceStack
+) -> None:
+    run = api.post("/api/runs", json={**TINY_RUN, "epochs": 200}).json()
+    for death in range(1, 4):
+
+        def running_on_a_worker(attempt: int = death) -> bool:
+            detail = api.get(f"/api/runs/{run['id']}").json()
+            return detail["status"] == "running" and detail["attempts"] == attempt
+
+        wait_until(running_on_a_worker, 120, what=f"attempt {death}")
+        for name in [n for n in stack.workers if n.startswith("train")]:
+            stack.kill_worker(name)  # as if the run crashed its worker (e.g. the OOM killer)
+        stack.start_worker(f"train-death-{death}", "train")
+
+    def ended() -> bool:
+        return api.get(f"/api/runs/{run['id']}").json()["status"] == "failed"
+
+    wait_until(ended, 60, what="the run to fail")
+    final = api.get(f"/api/runs/{run['id']}").json()
+    assert final["worker_losses"] == 3 and final["attempts"] == 3
+    assert "stopped responding 3 times" in final["error"]
+    events = collect_until(
+        api, f"/api/runs/{run['id']}/events", stop=is_terminal_status, timeout=30
+    )
+    assert events[-1].data["error"] == final["error"]
+
+
+def test_a_second_api_process_serves_the_same_live_stream(
+    api: httpx.Client, stack: ServiceStack
+) -> None:
+    second = ServiceStack(
+        workdir=stack.workdir / "second-api",
+        redis_url=stack.redis_url,
+        database_url=stack.database_url,
+    )
+    second.start_api()
+    try:
+        run = api.post("/api/runs", json={**TINY_RUN, "epochs": 2}).json()
+        with httpx.Client(base_url=second.base_url, timeout=30) as other:
+            events = collect_until(other, f"/api/runs/{run['id']}/events", stop=is_terminal_status)
+        assert events[-1].data["status"] == "succeeded"
+        assert [e.id for e in events] == list(range(1, len(events) + 1))
+        assert [e.data for e in events if e.event == "epoch"] == api.get(
+            f"/api/runs/{run['id']}/epochs"
+        ).json()
+    finally:
+        second.stop()

@@ -92,9 +92,10 @@ class VICReg(Method):
     family = "redundancy"
     Options = VICRegOptions
     defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.1,
+        "optimizer": "lars",
+        "lr": 0.3,
         "weight_decay": 1e-4,
+        "batch_size": 128,
         "proj_hidden_dim": 512,
         "proj_dim": 128,
     }
