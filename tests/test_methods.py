@@ -219,8 +219,8 @@ def test_swav_local_crops_are_predicted() -> None:
 def test_swav_without_sinkhorn_uses_plain_softmax_codes() -> None:
     scores = torch.zeros(6, 3)
     scores[:, 0] = 1.0
-    balanced = _build("swav", num_prototypes=3).codes(scores)
-    plain = _build("swav", num_prototypes=3, sinkhorn=False).codes(scores)
+    balanced = _build("swav", num_prototypes=3, epsilon=0.05).codes(scores)
+    plain = _build("swav", num_prototypes=3, sinkhorn=False, epsilon=0.05).codes(scores)
     assert torch.allclose(plain, torch.softmax(scores / 0.05, dim=1))
     assert plain.sum(dim=0)[0] > 5.9 and balanced.sum(dim=0).max() < 2.5
 

@@ -83,6 +83,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class _Probe:
     """The fixed held-out images the diagnostics are measured on, prepared once."""
 
@@ -96,14 +100,14 @@ class _Probe:
     ) -> None:
         self.labels = probe.labels
         self.num_classes = probe.num_classes
-        self.clean = normalize(probe.images.to(device))
-        self.bank = normalize(bank.images.to(device))
+        self.clean = _channels_last(normalize(probe.images.to(device)))
+        self.bank = _channels_last(normalize(bank.images.to(device)))
         self.bank_labels = bank.labels
         n_pairs = min(POSITIVE_PAIRS, len(probe.images))
         generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, -1))
         pair_images = probe.images[:n_pairs].to(device)
-        self.view1 = augment(pair_images, generator)
-        self.view2 = augment(pair_images, generator)
+        self.view1 = _channels_last(augment(pair_images, generator))
+        self.view2 = _channels_last(augment(pair_images, generator))
 
 
 @torch.no_grad()
@@ -199,9 +203,9 @@ def train(
     channels = train_data.images.shape[1]
 
     backbone, rep_dim = build_backbone(config.backbone, channels, config.image_size, config.width)
+    # channels_last speeds convolutions up on CUDA and on the CPU alike.
     method = METHODS[config.method](backbone, rep_dim, config).to(device)
-    if device.type == "cuda":
-        method = method.to(memory_format=torch.channels_last)
+    method = method.to(memory_format=torch.channels_last)
 
     def autocast() -> Any:
         if device.type == "cuda":
@@ -302,8 +306,7 @@ def train(
                 augment(images, generator, out_size=config.image_size // 2, scale=(0.05, 0.4))
                 for _ in range(method.n_local_views())
             ]
-            if device.type == "cuda":
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            views = [_channels_last(v) for v in views]
             info = StepInfo(epoch=epoch, step=global_step, total_steps=total_steps)
             with autocast():
                 out = method.training_loss(views, indices, info)

@@ -21,7 +21,11 @@ from workers.engine.parts import mlp, sinkhorn_knopp
 
 class SwAVOptions(StrictModel):
     num_prototypes: int = Field(
-        100, ge=2, le=10_000, description="Number of learnable prototypes K (cluster centres)."
+        30,
+        ge=2,
+        le=10_000,
+        description="Number of learnable prototypes K (cluster centres); 3000 in the paper for "
+        "ImageNet, 30 here so a short CPU run leaves the uniform-prediction plateau (loss log K).",
     )
     sinkhorn: bool = Field(
         True,
@@ -29,7 +33,11 @@ class SwAVOptions(StrictModel):
         "plain softmax of the scores, and every sample drifts to one prototype.",
     )
     epsilon: float = Field(
-        0.05, gt=0, le=1, description="Entropy regularisation of the codes (softmax sharpness)."
+        0.03,
+        gt=0,
+        le=1,
+        description="Entropy regularisation of the codes (0.05 in the paper). Too large and the "
+        "codes are near uniform: all samples get every prototype equally and the run stalls.",
     )
     sinkhorn_iterations: int = Field(3, ge=1, le=100, description="Sinkhorn-Knopp iterations.")
     temperature: float = Field(0.1, gt=0, le=10, description="Temperature of the predictions.")
@@ -81,8 +89,9 @@ class SwAV(Method):
     Options = SwAVOptions
     defaults: ClassVar[dict[str, object]] = {
         "optimizer": "sgd",
-        "lr": 0.3,
+        "lr": 0.05,
         "weight_decay": 1e-5,
+        "batch_size": 128,
         "proj_hidden_dim": 512,
         "proj_dim": 128,
     }
