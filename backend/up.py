@@ -16,6 +16,8 @@ the queue, to resume from its checkpoint next time), then the Redis it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -88,6 +90,7 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
             *("--appendonly", "yes", "--save", ""),
         ],
         start_new_session=True,
+        preexec_fn=die_with_parent,
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
@@ -96,6 +99,13 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
             raise UpError(f"redis-server did not start on port {port} (is the port taken?)")
         time.sleep(0.2)
     return process
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: on Linux, get SIGTERM when ``collapse-lab up`` itself dies,
+    even by SIGKILL, so no worker or Redis outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def worker_command(queue: str, name: str) -> list[str]:
@@ -183,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         database.migrate()
         database.dispose()
         environment = {**os.environ, "DATA_DIR": str(data_dir)}
-        launch = {"cwd": REPO_ROOT, "env": environment, "start_new_session": True}
+        launch = {
+            "cwd": REPO_ROOT,
+            "env": environment,
+            "start_new_session": True,
+            "preexec_fn": die_with_parent,
+        }
         for index in range(args.train_workers):
             services.append(
                 subprocess.Popen(worker_command("train", f"train{index + 1}"), **launch)

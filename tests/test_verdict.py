@@ -59,7 +59,7 @@ def test_gaussian_history_is_healthy() -> None:
 
 
 def test_collapse_to_a_constant_is_complete_with_its_onset() -> None:
-    weights = [1.0, 0.6, 0.3, 0.01, 0.001, 0.0001]
+    weights = [1.0, 0.7, 0.45, 0.02, 0.001, 0.0001]
     history = [_record(e, _to_constant(128, w, seed=e), seed=e) for e, w in enumerate(weights)]
     verdict = run_verdict(history)
     assert verdict["kind"] == "complete_collapse"
@@ -75,7 +75,7 @@ def test_collapse_to_a_constant_is_complete_with_its_onset() -> None:
 
 def test_collapse_to_three_dimensions_is_dimensional_for_several_d() -> None:
     for d in (128, 512):
-        weights = [1.0, 0.5, 0.2, 0.001, 0.0, 0.0]
+        weights = [1.0, 0.5, 0.2, 0.0001, 0.0, 0.0]
         history = [
             _record(e, _subspace_mix(d, 3, w, seed=e), seed=e) for e, w in enumerate(weights)
         ]

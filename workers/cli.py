@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from backend.settings import get_settings
 from workers.engine.config import ConfigError, RunConfig, resolve_config
 from workers.engine.data import DatasetError
 from workers.engine.presets import PRESETS
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("DATA_DIR", "data")),
+        default=get_settings().resolved_data_dir,
         help="where datasets are stored (default: $DATA_DIR or ./data)",
     )
     sub = parser.add_subparsers(dest="command", required=True)

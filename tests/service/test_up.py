@@ -79,4 +79,24 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             httpx.get(f"{base}/api/health", timeout=2)
     finally:
         if up.poll() is None:
-            up.kill()
+            up.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+
+
+def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        **FAST_TIMEOUTS,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATA_DIR": str(tmp_path / "data"),
+        "API_PORT": str(free_port()),
+    }
+    env.pop("DATABASE_URL", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "backend.up"], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    wait_until(lambda: len(descendants(up.pid)) >= 4, 120, what="the services to start")
+    children = descendants(up.pid)
+    up.kill()
+    up.wait(10)
+    wait_until(lambda: not any(alive(p) for p in children), 30, what="orphans to exit")
