@@ -112,3 +112,19 @@ def test_baseline_only_history_and_thresholds_in_one_place() -> None:
     assert verdict["kind"] == "healthy"
     assert verdict["trend"]["effective_rank_change_per_epoch"] == 0.0
     assert 0 < THRESHOLDS.complete_spread < 1
+
+
+def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
+    # BT-without-off-diagonal-like: every dimension a copy of one feature, plus a small noise
+    # floor over all 512 dimensions. RankMe counts the noise (hundreds), the participation
+    # ratio of the spectrum does not (about 1.4).
+    d = 512
+    generator = torch.Generator().manual_seed(5)
+    feature = torch.randn(N_PROBE, 1, generator=generator)
+    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
+    z = feature * direction + 0.005 * _gaussian(d, seed=6)
+    history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
+    verdict = run_verdict(history)
+    assert history[1]["projector"]["effective_rank"] > 50
+    assert verdict["kind"] == "dimensional_collapse"
+    assert "directions" in verdict["reason"]

@@ -32,22 +32,32 @@ _SEVERITY: dict[str, int] = {"healthy": 0, "dimensional_collapse": 1, "complete_
 class Thresholds:
     """Every number the verdict uses, and the evidence that chose it.
 
-    Calibration runs (collapse-lab train, 12 epochs, small_cnn, CPU; tables in the metrics
-    helper's report): digits seed 0 d=128 for 15 presets, shapes seed 1, and digits seed 2
-    with proj_dim 32 and 512. Values at the last epoch, projector z:
+    Calibration (metrics helper, 2026-11-28): ``collapse-lab train``, 12 epochs, small_cnn,
+    CPU, preset defaults; digits seed 0 d=128 (15 presets), shapes seed 1 d=128, digits
+    seed 2 with proj_dim 32 and 512. Projector z, over all trained epochs:
 
-    * spread of runs that collapse to a point: simclr-no-negatives 0.024,
-      swav-no-sinkhorn 0.052, simsiam-no-stopgrad 0.125 (random-pair cosine 0.99, loss
-      -0.991); of every run that keeps its spread: >= 0.60 (deepcluster), 0.79-1.0 otherwise;
-      epoch-0 baselines 0.80-0.81. The threshold 0.3 (random-pair cosine > ~0.91) sits
-      between, with a factor 2 of margin on both sides.
-    * effective rank of the redundant-dimension ablations: barlow-no-offdiag 2.7,
-      vicreg-no-covariance 5.1; of runs that keep several dimensions: deepcluster 9.9, swav
-      8.6, simclr 21, byol 49, simsiam 59 (10-class data: a healthy embedding needs about as
-      many dimensions as there are classes). RankMe counts dimensions, so an absolute
-      threshold holds for any d; for small d it is capped at d/4.
-    * both also require a fall relative to epoch 0, so an unusual initialisation is never
+    * spread of runs collapsing to a point, last epoch: simclr-no-negatives 0.024,
+      simsiam-no-stopgrad 0.039 (shapes) / 0.125 (digits; random-pair cosine 0.99, loss
+      -0.991), swav-no-sinkhorn 0.052, swav as configured 0.23 (loss stuck at log K).
+      Runs that keep their spread: >= 0.33 in epoch 1 of deepcluster, >= 0.60 afterwards,
+      0.78-1.0 for all others; epoch 0 gives 0.80-0.83. Threshold 0.3 = random-pair cosine
+      above about 0.91.
+    * effective rank (RankMe) of the redundant-dimension ablations: barlow-no-offdiag
+      1.8-5.1 (d = 32..512, two datasets), vicreg-no-covariance 5.1 (d=128); of runs that
+      keep several dimensions: >= 8.7 (deepcluster, 10 clusters), simclr 20-66, byol 48,
+      simsiam 17 (d=32) / 59 / 165 (d=512). RankMe counts dimensions, so an absolute
+      threshold transfers across d; it is capped at d/4 for small d.
+    * RankMe's noise floor grows with d (barlow-no-offdiag: 2.7 at d=128, 5.1 at d=512;
+      vicreg-no-covariance at d=512: 22), so the participation ratio of the spectrum backs
+      it up: redundant-dimension ablations 1.0-2.0 (vicreg-no-covariance d=512: 1.7-2.0),
+      every other run >= 2.8 (byol-no-ema, deepcluster), simclr/simsiam >= 4.0. Threshold
+      2.2 is the geometric middle of 1.7 and 2.8.
+    * every rule also needs a fall from epoch 0, so an unusual initialisation is never
       called collapsed before training has done anything.
+    * warnings: the rank of every method falls sharply in the first epoch (simclr on
+      shapes 88 -> 24, deepcluster 93 -> 16) and settles, so a warning needs two epochs of
+      fall faster than 15%/epoch that would cross a threshold within 3 epochs. It fires 3
+      epochs before vicreg-no-covariance (d=128) turns dimensional.
     """
 
     # complete collapse: sqrt(total variance of z/||z||) below this...
@@ -58,8 +68,11 @@ class Thresholds:
     dimensional_rank: float = 7.0
     # ...(at most this fraction of d, for small d)...
     dimensional_rank_of_dim: float = 0.25
-    # ...and below this fraction of its epoch-0 value
+    # ...and below this fraction of its epoch-0 value;
     dimensional_rank_of_baseline: float = 0.5
+    # or (same fall from epoch 0) the variance concentrated in fewer than this many
+    # directions (participation ratio of the spectrum; RankMe's noise floor grows with d)
+    dimensional_participation: float = 2.2
     # trend: relative change per epoch measured over this many most recent epochs
     trend_window: int = 3
     # warn when rank or spread falls faster than this per epoch and would cross its
@@ -88,13 +101,29 @@ def spread(embedding_metrics: dict[str, Any]) -> float:
     return math.sqrt(sum(math.exp(value) for value in embedding_metrics["spectrum"]))
 
 
+def participation_ratio(embedding_metrics: dict[str, Any]) -> float:
+    """(sum lambda)^2 / sum lambda^2 over the covariance eigenvalues lambda of z/||z||: the
+    number of directions the variance is spread over (1 when one direction carries it all,
+    d when isotropic). Dominated by the large eigenvalues, so a noise floor spread over many
+    small ones barely moves it (it does move RankMe). 0 for a constant embedding."""
+    eigenvalues = [math.exp(value) for value in embedding_metrics["spectrum"]]
+    squares = sum(value * value for value in eigenvalues)
+    return sum(eigenvalues) ** 2 / squares if squares > 0 else 0.0
+
+
 def classify(
     current: dict[str, Any], baseline: dict[str, Any], thresholds: Thresholds = THRESHOLDS
 ) -> VerdictKind:
     """Kind of one embedding's diagnostics (an "M" dict) compared with its epoch-0 baseline."""
     if spread(current) < thresholds.spread_limit(baseline):
         return "complete_collapse"
-    if current["effective_rank"] < thresholds.rank_limit(baseline):
+    rank = current["effective_rank"]
+    if rank < thresholds.rank_limit(baseline):
+        return "dimensional_collapse"
+    if (
+        rank < thresholds.dimensional_rank_of_baseline * baseline["effective_rank"]
+        and participation_ratio(current) < thresholds.dimensional_participation
+    ):
         return "dimensional_collapse"
     return "healthy"
 
@@ -118,6 +147,23 @@ def _epochs_to_cross(value: float, limit: float, rate: float) -> float:
     return math.log(limit / value) / math.log1p(rate)
 
 
+def _falling(values: list[float], limit: float, thresholds: Thresholds) -> float | None:
+    """The per-epoch fall rate of `values` if it is steep and lasting enough to warn: faster
+    than ``warn_rate`` both over the trend window and over the last epoch, and heading below
+    `limit` within ``warn_horizon_epochs``. None otherwise. The first trained epoch alone
+    never warns: every method's rank drops sharply from the random initialisation (simclr
+    on shapes: 88 -> 24) and then settles."""
+    if len(values) < 3:
+        return None
+    rate = _rate_per_epoch(values, thresholds.trend_window)
+    last_step = _rate_per_epoch(values, 1)
+    if max(rate, last_step) > -thresholds.warn_rate:
+        return None
+    if _epochs_to_cross(values[-1], limit, rate) > thresholds.warn_horizon_epochs:
+        return None
+    return rate
+
+
 def _trend(history: list[dict[str, Any]], kind: str, thresholds: Thresholds) -> dict[str, Any]:
     projector = [record["projector"] for record in history]
     ranks = [m["effective_rank"] for m in projector]
@@ -125,25 +171,17 @@ def _trend(history: list[dict[str, Any]], kind: str, thresholds: Thresholds) -> 
     spreads = [spread(m) for m in projector]
     rank_rate = _rate_per_epoch(ranks, thresholds.trend_window)
     std_rate = _rate_per_epoch(stds, thresholds.trend_window)
-    spread_rate = _rate_per_epoch(spreads, thresholds.trend_window)
     warning = None
     if kind != "complete_collapse":
-        rank_limit = thresholds.rank_limit(projector[0])
-        spread_limit = thresholds.spread_limit(projector[0])
-        soon = thresholds.warn_horizon_epochs
-        if spread_rate <= -thresholds.warn_rate and (
-            _epochs_to_cross(spreads[-1], spread_limit, spread_rate) <= soon
-        ):
+        spread_fall = _falling(spreads, thresholds.spread_limit(projector[0]), thresholds)
+        rank_fall = _falling(ranks, thresholds.rank_limit(projector[0]), thresholds)
+        if spread_fall is not None:
             warning = (
                 f"std_l2·√d falling {-std_rate:.0%}/epoch (spread {spreads[-1]:.2f}): "
                 "heading for complete collapse"
             )
-        elif (
-            kind == "healthy"
-            and rank_rate <= -thresholds.warn_rate
-            and _epochs_to_cross(ranks[-1], rank_limit, rank_rate) <= soon
-        ):
-            warning = f"effective rank falling {-rank_rate:.0%}/epoch: collapsing"
+        elif kind == "healthy" and rank_fall is not None:
+            warning = f"effective rank falling {-rank_fall:.0%}/epoch: collapsing"
     return {
         "effective_rank_change_per_epoch": rank_rate,
         "std_change_per_epoch": std_rate,
@@ -169,7 +207,9 @@ def _reason(history: list[dict[str, Any]], kind: str, onset: int | None) -> str:
             f"projector effective rank fell from {z0['effective_rank']:.1f} to "
             f"{z['effective_rank']:.1f} of d={z['dim']} by epoch {epoch} (below threshold since "
             f"epoch {onset}) while std_l2·√d is {z['std_l2_sqrt_d']:.2f} (was "
-            f"{z0['std_l2_sqrt_d']:.2f}): the embedding uses few dimensions ({knn})."
+            f"{z0['std_l2_sqrt_d']:.2f}) and its variance spreads over "
+            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions "
+            f"({knn})."
         )
     return (
         f"at epoch {epoch} projector std_l2·√d is {z['std_l2_sqrt_d']:.2f} "

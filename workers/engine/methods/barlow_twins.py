@@ -21,11 +21,13 @@ STANDARDIZE_EPS = 1e-5  # as BatchNorm1d(affine=False) in the reference implemen
 
 class BarlowTwinsOptions(StrictModel):
     lambda_offdiag: float = Field(
-        5e-3,
+        0.05,
         ge=0,
         le=10,
-        description="Weight of the redundancy-reduction (off-diagonal) term; 5e-3 in the paper. "
-        "0 leaves only the invariance term and the dimensions become redundant.",
+        description="Weight of the redundancy-reduction (off-diagonal) term. The paper's 5e-3 is "
+        "for d = 8192; the default d = 128 has 4000x fewer off-diagonal terms and needs a larger "
+        "weight (with 5e-3 a short CPU run kept an effective rank of only 13 of 128, with 0.05 "
+        "35). 0 leaves only the invariance term and the dimensions become redundant.",
     )
 
 

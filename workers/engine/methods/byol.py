@@ -65,6 +65,7 @@ class BYOL(Method):
         "optimizer": "sgd",
         "lr": 0.3,
         "weight_decay": 1e-5,
+        "batch_size": 128,
         "proj_hidden_dim": 512,
         "proj_dim": 128,
         "pred_hidden_dim": 512,

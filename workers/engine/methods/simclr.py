@@ -66,6 +66,7 @@ class SimCLR(Method):
         "optimizer": "sgd",
         "lr": 0.3,
         "weight_decay": 1e-4,
+        "batch_size": 128,
         "proj_hidden_dim": 512,
         "proj_dim": 128,
     }

@@ -53,8 +53,9 @@ class SimSiam(Method):
     Options = SimSiamOptions
     defaults: ClassVar[dict[str, object]] = {
         "optimizer": "sgd",
-        "lr": 0.06,
+        "lr": 0.2,
         "weight_decay": 5e-4,
+        "batch_size": 128,
         "proj_hidden_dim": 512,
         "proj_dim": 128,
         "pred_hidden_dim": 64,
