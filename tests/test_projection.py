@@ -92,3 +92,14 @@ def test_collapsed_constant_input_does_not_crash(method: str) -> None:
         assert "collapsed" in projector.fallback_reason
     # and the next, healthy epoch aligns to the collapsed frame without NaNs
     assert np.isfinite(projector.project(_clusters(n=300, d=32))).all()
+
+
+def test_pca_frames_keep_their_scale_so_a_collapse_shows() -> None:
+    healthy = _clusters()
+    shrunk = 0.01 * healthy  # same structure, collapsing towards the origin
+    projector = projection.Projector(method="pca")
+    first = projector.project(healthy)
+    second = projector.project(shrunk)
+    first_size = np.linalg.norm(first - first.mean(axis=0))
+    second_size = np.linalg.norm(second - second.mean(axis=0))
+    assert second_size == pytest.approx(0.01 * first_size, rel=0.01)

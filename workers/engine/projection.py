@@ -94,9 +94,13 @@ def pca_2d(z: np.ndarray) -> np.ndarray:
     return (coordinates * signs).astype(np.float32)
 
 
-def procrustes_align(layout: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Best similarity transform (rotation/reflection, uniform scale, translation) of
-    ``layout`` onto ``reference``, both (N, 2) with row i the same sample. Returns (N, 2)."""
+def procrustes_align(
+    layout: np.ndarray, reference: np.ndarray, allow_scaling: bool = True
+) -> np.ndarray:
+    """Best similarity transform (rotation/reflection, translation and, if allowed, uniform
+    scale) of ``layout`` onto ``reference``, both (N, 2) with row i the same sample.
+    Returns (N, 2). UMAP's scale is arbitrary and may be matched; PCA's is the embedding's
+    own (a collapsing run shrinks) and is kept."""
     source = layout.astype(np.float64)
     target = reference.astype(np.float64)
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
@@ -105,7 +109,7 @@ def procrustes_align(layout: np.ndarray, reference: np.ndarray) -> np.ndarray:
     if source_norm == 0 or np.linalg.norm(target_centred) == 0:
         return (source_centred + target_mean).astype(np.float32)
     rotation, singular_sum = orthogonal_procrustes(source_centred, target_centred)
-    scale = singular_sum / source_norm**2
+    scale = singular_sum / source_norm**2 if allow_scaling else 1.0
     return (scale * source_centred @ rotation + target_mean).astype(np.float32)
 
 
@@ -215,7 +219,8 @@ def _project(
         if fallback_reason is not None:
             logger.warning("projection: PCA instead of UMAP (%s)", fallback_reason)
     if previous is not None:
-        layout = procrustes_align(layout, previous)
+        used_umap = method == "umap" and fallback_reason is None
+        layout = procrustes_align(layout, previous, allow_scaling=used_umap)
     return layout, fallback_reason
 
 
