@@ -18,7 +18,7 @@ from tests.service.stack import ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-LIVE_TIMEOUT_MS = 240_000
+LIVE_TIMEOUT_MS = 420_000  # generous: the CI machine may be busy
 # The collapsing run, typed into the form (a few more epochs so the page sees it train).
 FORM_VALUES = {
     key: value
@@ -192,6 +192,13 @@ def test_share_link_shows_the_plots_read_only_and_can_be_revoked(
         expect(page.locator(control)).to_have_count(0)
     page.screenshot(path=screenshots / "share.png", full_page=True)
 
+    # Backbone / projector toggle: same records, other representation, state in the URL.
+    projector_rank = page.evaluate("document.getElementById('plot-rank').data[0].y")
+    page.check('input[name="rep"][value="backbone"]')
+    assert "rep=backbone" in page.url
+    backbone_rank = page.evaluate("document.getElementById('plot-rank').data[0].y")
+    assert len(backbone_rank) == len(projector_rank) and backbone_rank != projector_rank
+
     # Whatever the page hides, the server refuses writes from this browser.
     statuses = page.evaluate(
         """async (id) => {
@@ -263,3 +270,18 @@ def test_banner_says_which_part_of_the_service_is_down(
         dashboard_stack.start_worker("browser-train", "train")
         dashboard_stack.wait_for_workers(train=1)
     expect(banner).to_be_hidden(timeout=30_000)
+
+
+def test_cancel_button_stops_a_running_run(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, writer: httpx.Client
+) -> None:
+    response = writer.post("/api/runs", json={**COLLAPSING_RUN, "epochs": 200})
+    assert response.status_code == 201, response.text
+    run_id = response.json()["id"]
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running", timeout=LIVE_TIMEOUT_MS)
+    page.click("#cancel-button")
+    expect(page.locator("#run-status")).to_have_text("cancelled", timeout=60_000)
+    expect(page.locator("#cancel-button")).to_be_hidden()
+    assert writer.get(f"/api/runs/{run_id}").json()["status"] == "cancelled"
