@@ -29,7 +29,7 @@ from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoi
 from workers.engine.config import RunConfig
 from workers.engine.data import ImageData, load_splits
 from workers.engine.methods import METHODS, Method, StepInfo
-from workers.engine.metrics import embedding_diagnostics
+from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
 from workers.engine.verdict import epoch_verdict, run_verdict
@@ -157,19 +157,22 @@ def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict,
     bank_h, bank_z = _embed(method, probe.bank, autocast)
     assignments = method.cluster_assignments(z)
     common = {"labels": probe.labels, "num_classes": probe.num_classes}
-    backbone = embedding_diagnostics(
-        h, h1, h2, bank=bank_h, bank_labels=probe.bank_labels, **common
-    )
-    projector = embedding_diagnostics(
-        z,
-        z1,
-        z2,
-        bank=bank_z,
-        bank_labels=probe.bank_labels,
-        assignments=assignments,
-        num_clusters=method.num_clusters(),
-        **common,
-    )
+    try:
+        backbone = embedding_diagnostics(
+            h, h1, h2, bank=bank_h, bank_labels=probe.bank_labels, **common
+        )
+        projector = embedding_diagnostics(
+            z,
+            z1,
+            z2,
+            bank=bank_z,
+            bank_labels=probe.bank_labels,
+            assignments=assignments,
+            num_clusters=method.num_clusters(),
+            **common,
+        )
+    except NonFiniteEmbeddingError as exc:
+        raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
     return backbone, projector, z
 
