@@ -16,6 +16,9 @@
 - ``GET /api/runs/{id}/epochs?since=E``: the epoch records (epochs > E when given).
 - ``GET /api/runs/{id}/projections`` -> ``{"epochs": [...]}``;
   ``GET /api/runs/{id}/projections/{epoch}`` -> ``{"epoch", "points": [[x, y]...], "labels"}``.
+- ``GET /api/runs/{id}/probe/{index}.png``: probe image ``index`` (the order of the projection
+  points) as a PNG, upscaled by nearest neighbour to at least 96 px; 404 past the probe's end,
+  409 when the run's dataset cannot be loaded on this server.
 - ``POST /api/runs/{id}/cancel`` -> 202 with the run (``cancelled`` at once when queued; a
   running run stops within a few seconds and then streams ``status: cancelled``).
 - ``DELETE /api/runs/{id}`` -> 204 (409 while queued or running: cancel it first).
@@ -23,8 +26,13 @@
 
 from __future__ import annotations
 
+import io
+import json
+import math
 import shutil
-from typing import Annotated, Any, Literal
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from pydantic import Field
@@ -34,6 +42,9 @@ from backend.state import ServiceState, StateDep
 from backend.store import repository as repo
 from backend.validation import resolve_request
 from workers.engine.config import StrictModel
+
+if TYPE_CHECKING:
+    import torch
 
 router = APIRouter(prefix="/api", tags=["runs"])
 Access = Annotated[ReadAccess, Depends(read_access)]
@@ -207,6 +218,64 @@ def get_projection(run_id: str, epoch: int, state: StateDep, access: Access) -> 
     if projection is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no projection for epoch {epoch}")
     return projection
+
+
+PROBE_THUMBNAIL_MIN_PX = 96
+PNG_RESPONSE = {200: {"description": "the probe image", "content": {"image/png": {}}}}
+
+
+@lru_cache(maxsize=8)
+def _probe_images(config_json: str, data_root: Path) -> torch.Tensor:
+    """The probe images of a stored run config: uint8 (N, C, S, S), in projection order.
+    Cached per config (image folders too, so clicking points does not re-read the folder)."""
+    from workers.engine.config import RunConfig
+    from workers.engine.data import load_splits
+
+    config = RunConfig.model_validate_json(config_json)
+    return load_splits(config, data_root=data_root, download=False)[1].images
+
+
+def probe_thumbnail_png(image: torch.Tensor) -> bytes:
+    """PNG of one probe image (uint8 (C, S, S)), each pixel repeated ``ceil(96 / S)`` times
+    per axis (nearest neighbour, so small images stay crisp)."""
+    from PIL import Image
+
+    factor = max(1, math.ceil(PROBE_THUMBNAIL_MIN_PX / image.shape[-1]))
+    pixels = image.permute(1, 2, 0).numpy()  # (S, S, C)
+    if pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    picture = Image.fromarray(pixels)
+    picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@router.get("/runs/{run_id}/probe/{index}.png", response_class=Response, responses=PNG_RESPONSE)
+def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) -> Response:
+    """Probe image ``index`` (the index of a UMAP point) as an upscaled PNG."""
+    from pydantic import ValidationError
+
+    from workers.engine.data import DatasetError
+
+    run = readable_run(state, access, run_id)
+    try:
+        images = _probe_images(
+            json.dumps(run["config"], sort_keys=True), state.settings.resolved_data_dir
+        )
+    except (DatasetError, ValidationError) as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the run's probe images cannot be loaded: {exc}"
+        ) from None
+    if not 0 <= index < images.shape[0]:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no probe image {index}: the probe has {images.shape[0]}"
+        )
+    return Response(
+        probe_thumbnail_png(images[index]),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
 
 
 @router.post(

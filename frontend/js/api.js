@@ -138,6 +138,12 @@ export function runLinks(id) {
   };
 }
 
+/** URL of probe image `index` (the index of a UMAP point) as an upscaled PNG; an <img> sends
+ * the token cookie itself, and the share token rides in the query on share pages. */
+export function probeImageUrl(id, index) {
+  return withShare(`/api/runs/${encodeURIComponent(id)}/probe/${index}.png`);
+}
+
 /** Report and export links for a comparison of several runs. */
 export function compareLinks(ids) {
   const runs = ids.map(encodeURIComponent).join(",");

@@ -1,7 +1,8 @@
 // UMAP views: a WebGL scatter per run that fetches each epoch's projection once and re-renders
 // with Plotly.react, and an epoch slider with play that can drive several views at once.
+// Optionally a probe panel: clicking a point (or typing its index) shows that probe image.
 
-import { api } from "./api.js";
+import { api, probeImageUrl } from "./api.js";
 import { draw, normaliseProjection, projectionRange, umapFigure } from "./plots.js";
 import { el } from "./ui.js";
 
@@ -9,7 +10,7 @@ const PLAY_INTERVAL_MS = 800;
 
 /** One run's UMAP scatter. Frames are cached; the axis range only ever grows so it stays put. */
 export class UmapView {
-  constructor(container, runId, { title = "UMAP of the probe embeddings" } = {}) {
+  constructor(container, runId, { title = "UMAP of the probe embeddings", probePanel = false } = {}) {
     this.runId = runId;
     this.title = title;
     this.frames = new Map(); // epoch -> normalised projection
@@ -20,6 +21,7 @@ export class UmapView {
     this.empty = el("div", { class: "state state-empty umap-empty" }, "No projection yet: the first one appears after epoch 0 has been embedded.");
     container.append(this.empty, this.plot);
     this.plot.hidden = true;
+    this.probe = probePanel ? new ProbePanel(container, runId) : null;
   }
 
   /** Store a frame pushed by the event stream (when the event carries the points). */
@@ -81,6 +83,73 @@ export class UmapView {
     this.plot.hidden = false;
     this.plot.dataset.epoch = String(epoch);
     await draw(this.plot, umapFigure(frame, { title: `${this.title} · epoch ${epoch}`, range: this.range }));
+    if (this.probe) {
+      this.probe.setFrame(frame);
+      if (!this.clickBound && this.plot.on) {
+        // customdata is the probe index (see umapFigure); the trace name is the label's name
+        this.plot.on("plotly_click", (event) => {
+          const point = event.points && event.points[0];
+          if (point && point.customdata !== undefined) this.probe.show(Number(point.customdata));
+        });
+        this.clickBound = true;
+      }
+    }
+  }
+}
+
+/** Thumbnail of one probe image, picked by clicking a UMAP point or by typing its index. */
+export class ProbePanel {
+  constructor(container, runId) {
+    this.runId = runId;
+    this.frame = null;
+    const id = `probe-index-${Math.random().toString(36).slice(2, 8)}`;
+    this.input = el("input", { type: "number", id, min: 0, step: 1, class: "probe-index-input", inputmode: "numeric" });
+    this.image = el("img", { class: "probe-thumb", alt: "" });
+    this.caption = el("figcaption", { class: "probe-caption" });
+    this.figure = el("figure", { class: "probe-figure", hidden: true }, this.image, this.caption);
+    this.image.addEventListener("error", () => {
+      this.caption.textContent = `Could not load probe image ${this.index} (the run's dataset may be unavailable here).`;
+    });
+    const picker = el(
+      "form",
+      { class: "probe-picker" },
+      el("label", { for: id }, "Probe image #"),
+      this.input,
+      el("button", { type: "submit", class: "secondary" }, "Show"),
+      el("span", { class: "muted small" }, "or click a point"),
+    );
+    picker.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (this.input.value !== "") this.show(Number(this.input.value));
+    });
+    container.append(el("div", { class: "probe-panel", "aria-live": "polite" }, picker, this.figure));
+  }
+
+  /** The frame on screen: it bounds the index input and names each point's label. */
+  setFrame(frame) {
+    this.frame = frame;
+    this.input.max = String(frame.x.length - 1);
+  }
+
+  labelName(index) {
+    const position = this.frame ? this.frame.indices.indexOf(index) : -1;
+    if (position < 0) return null;
+    const label = this.frame.labels[position];
+    const names = this.frame.classNames;
+    return names && names[label] !== undefined ? String(names[label]) : String(label);
+  }
+
+  show(index) {
+    if (!Number.isInteger(index) || index < 0) return;
+    this.index = index;
+    this.input.value = String(index);
+    const label = this.labelName(index);
+    const text = label === null ? `Probe image ${index}` : `Probe image ${index}, label ${label}`;
+    this.image.alt = text;
+    this.image.src = probeImageUrl(this.runId, index);
+    this.caption.textContent = text;
+    this.figure.dataset.index = String(index);
+    this.figure.hidden = false;
   }
 }
 

@@ -100,7 +100,7 @@ function renderSkeleton() {
       state.umap.show(epoch);
     },
   });
-  state.umap = new UmapView(umapSection, state.runId);
+  state.umap = new UmapView(umapSection, state.runId, { probePanel: true });
   renderRun();
   renderConfig();
 }
