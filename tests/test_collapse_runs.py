@@ -16,14 +16,15 @@ pytestmark = pytest.mark.slow
 _RESULTS: dict[str, RunResult] = {}
 
 
-def run_preset(name: str, data_root: Path) -> RunResult:
+def run_preset(name: str, data_root: Path, epochs: int | None = None) -> RunResult:
     if name not in _RESULTS:
-        _RESULTS[name] = train(resolve_config({"preset": name}), data_root=data_root)
+        raw = {"preset": name} if epochs is None else {"preset": name, "epochs": epochs}
+        _RESULTS[name] = train(resolve_config(raw), data_root=data_root)
     return _RESULTS[name]
 
 
 def test_simsiam_without_stop_gradient_collapses_completely(tmp_path: Path) -> None:
-    result = run_preset("simsiam-no-stopgrad", tmp_path)
+    result = run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
     assert result.verdict["kind"] == "complete_collapse", result.verdict
     assert result.verdict["onset_epoch"] is not None
     last = result.history[-1]["projector"]
@@ -32,8 +33,8 @@ def test_simsiam_without_stop_gradient_collapses_completely(tmp_path: Path) -> N
 
 
 def test_simsiam_stays_healthy_and_beats_the_collapsed_run_on_knn(tmp_path: Path) -> None:
-    healthy = run_preset("simsiam", tmp_path)
-    collapsed = run_preset("simsiam-no-stopgrad", tmp_path)
+    healthy = run_preset("simsiam", tmp_path, epochs=12)
+    collapsed = run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
     assert healthy.verdict["kind"] != "complete_collapse", healthy.verdict
     healthy_knn = healthy.history[-1]["backbone"]["knn_top1"]
     collapsed_knn = collapsed.history[-1]["backbone"]["knn_top1"]
