@@ -278,3 +278,27 @@ def test_a_share_link_reads_its_run_only_and_can_be_revoked(private: httpx.Clien
         assert private.delete(f"/api/shares/{share['token']}", headers=TOKEN).status_code == 204
         assert visitor.get(f"/api/runs/{shared}").status_code == 401
         assert visitor.get(share["url"]).status_code == 404
+
+
+def test_probe_thumbnail_is_the_runs_probe_image(idle: httpx.Client, tmp_path: Any) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from workers.engine.config import resolve_config
+    from workers.engine.data import load_splits
+
+    run_id = idle.post("/api/runs", json=TINY_RUN).json()["id"]
+    response = idle.get(f"/api/runs/{run_id}/probe/3.png")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    served = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+    _, probe = load_splits(resolve_config(TINY_RUN), data_root=tmp_path, download=False)
+    factor = served.shape[0] // probe.images.shape[-1]
+    expected = probe.images[3].permute(1, 2, 0).numpy()
+    expected = np.repeat(np.repeat(expected, factor, 0), factor, 1)
+    assert served.shape == expected.shape and served.shape[0] >= 96
+    assert np.array_equal(served, expected)
+    assert idle.get(f"/api/runs/{run_id}/probe/{len(probe)}.png").status_code == 404
+    assert idle.get("/api/runs/nope/probe/0.png").status_code == 404
