@@ -121,31 +121,6 @@ def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.T
     return torch.cat(hs), torch.cat(zs)
 
 
-@torch.no_grad()
-def _calibrate_batchnorm(method: Method, images: torch.Tensor, autocast: Any) -> None:
-    """Set BatchNorm running statistics from ``images`` (normalised (N, C, H, W)).
-
-    At initialisation the running statistics are the identity (mean 0, variance 1), which
-    is not what the network computes in training; eval-mode diagnostics at epoch 0 would
-    then describe a different function (e.g. an un-centred projector output that looks
-    collapsed). One pass in training mode with a cumulative average fixes that without
-    touching any weight.
-    """
-    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average over the calibration batches
-    method.train()
-    for start in range(0, len(images), EVAL_BATCH):
-        batch = images[start : start + EVAL_BATCH]
-        if len(batch) > 1:
-            with autocast():
-                method.embed(batch)
-    for m, momentum in zip(norms, saved, strict=True):
-        m.momentum = momentum
-
-
 def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z."""
     was_training = method.training
@@ -252,7 +227,6 @@ def train(
         hooks.on_embeddings(epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
-        _calibrate_batchnorm(method, probe.bank, autocast)
         backbone_m, projector_m, z = _diagnose(method, probe, autocast)
         baseline = {
             "epoch": 0,
