@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from backend.up import worker_command
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Tiny runs: a few seconds per epoch on one CPU thread.
@@ -199,27 +201,7 @@ class ServiceStack:
 
     def start_worker(self, name: str, queue: str = "train") -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "-Q",
-                queue,
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "-n",
-                f"{name}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_command(queue, name),
             cwd=REPO,
             env=self.env(),
             stdout=self._log(f"worker-{name}"),
