@@ -87,7 +87,7 @@ class BarlowTwins(Method):
         z1, z2 = self.projector(h).chunk(2)
         loss, on_diag, off_diag = barlow_twins_loss(z1, z2, self.options.lambda_offdiag)
         logs = {"invariance": on_diag.item(), "redundancy": off_diag.item()}
-        return LossOutput(loss, logs, features=h[:batch].detach())
+        return LossOutput(loss, logs, features=h[:batch].detach(), projections=z1.detach())
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

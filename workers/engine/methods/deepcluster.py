@@ -125,7 +125,9 @@ class DeepCluster(Method):
         z = self.projector(h)
         labels = self.pseudo_labels[indices.to(self.pseudo_labels.device)].repeat(2)
         loss = pseudo_label_loss(z, self.centroids, labels, self.options.temperature)
-        return LossOutput(loss, self.monitor(), features=h[:batch].detach())
+        return LossOutput(
+            loss, self.monitor(), features=h[:batch].detach(), projections=z[:batch].detach()
+        )
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

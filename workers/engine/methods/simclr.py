@@ -89,7 +89,7 @@ class SimCLR(Method):
             loss = positive_alignment(z1, z2, temperature)
         with torch.no_grad():
             cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
-        return LossOutput(loss, {"cos_pos": cos_pos}, features=h1.detach())
+        return LossOutput(loss, {"cos_pos": cos_pos}, features=h1.detach(), projections=z1.detach())
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

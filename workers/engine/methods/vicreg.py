@@ -115,7 +115,7 @@ class VICReg(Method):
         loss, terms = vicreg_loss(
             z1, z2, opts.invariance_weight, opts.variance_weight, opts.covariance_weight
         )
-        return LossOutput(loss, terms, features=h[:batch].detach())
+        return LossOutput(loss, terms, features=h[:batch].detach(), projections=z1.detach())
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

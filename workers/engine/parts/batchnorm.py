@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+Output = TypeVar("Output")
 
 
 @torch.no_grad()
 def recompute_batchnorm_statistics(
     module: nn.Module,
-    forward: Callable[[torch.Tensor], object],
+    forward: Callable[[torch.Tensor], Output],
     images: torch.Tensor,
     batch_size: int = 256,
-) -> None:
+) -> list[Output]:
     """Replace every BatchNorm's running mean / variance in ``module`` by the exact average
     of its batch statistics over ``images`` (N, C, H, W), passed through ``forward`` in
-    batches of ``batch_size`` in training mode, without gradients.
+    near-equal batches of at most ``batch_size`` in training mode, without gradients.
+
+    Returns what ``forward`` returned for each batch, in order: outputs normalised by their
+    own batch statistics, which callers may use instead of a second, eval-mode pass.
 
     Why: eval-mode BatchNorm uses running statistics updated with momentum 0.1 once per
     optimiser step. At initialisation they are (0, 1), and a short CPU run takes only a few
@@ -27,18 +33,16 @@ def recompute_batchnorm_statistics(
     them changes no training step. Momenta and the training flag are restored afterwards.
     """
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
     momenta = [m.momentum for m in norms]
     was_training = module.training
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over the batches below
     module.train()
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        if len(chunk) > 1:  # BatchNorm needs two samples in training mode
-            forward(chunk)
+    # Near-equal batches: never a last batch of one sample, which BatchNorm refuses.
+    n_batches = max(1, -(-len(images) // batch_size))
+    outputs = [forward(chunk) for chunk in torch.tensor_split(images, n_batches)]
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     module.train(was_training)
+    return outputs
