@@ -46,31 +46,12 @@ STEP = StepInfo(epoch=1, step=0, total_steps=10)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_training_features_are_what_embed_gives_for_the_first_view(name: str) -> None:
-    """The kNN bank is filled from the training steps' features: they must be the same
-    (h, z) that embed() measures on the probe. In eval mode rows are independent, so the
-    first view's rows must match exactly."""
-    method = _build(name)
-    _prepare(method)
-    method.eval()
-    views = _views()
-    with torch.no_grad():
-        out = method.training_loss(views, torch.arange(BATCH), STEP)
-        h, z = method.embed(views[0])
-    assert torch.allclose(out.features, h, atol=1e-5)
-    assert torch.allclose(out.projections, z, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_one_step(name: str) -> None:
     method = _build(name)
     method.train()
     _prepare(method)
     out = method.training_loss(_views(), torch.arange(BATCH), STEP)
     assert out.loss.ndim == 0 and math.isfinite(out.loss.item())
-    assert out.features.shape == (BATCH, REP_DIM)
-    assert out.projections.shape == (BATCH, TINY_DIMS["proj_dim"])
-    assert not out.features.requires_grad and not out.projections.requires_grad
     assert all(math.isfinite(v) for v in out.logs.values())
     out.loss.backward()
     backbone_grad = method.backbone[1].weight.grad

@@ -99,6 +99,25 @@ def test_launch_from_form_then_watch_it_collapse_live(
     assert before["epoch"] != "0"
     assert after["head"] != before["head"]
     assert "epoch=0" in page.url
+
+    # Clicking a UMAP point shows that probe image's thumbnail and label.
+    target = page.evaluate(
+        """() => { const p = document.querySelector('.umap-plot');
+        const t = p.data[0], full = p._fullLayout, box = p.getBoundingClientRect();
+        return {x: box.left + full._size.l + full.xaxis.l2p(t.x[0]),
+                y: box.top + full._size.t + full.yaxis.l2p(t.y[0])}; }"""
+    )
+    page.mouse.move(target["x"], target["y"])
+    page.mouse.click(target["x"], target["y"])
+    figure = page.locator(".probe-figure")
+    expect(figure).to_be_visible(timeout=10_000)
+    shown = int(figure.get_attribute("data-index") or -1)
+    page.wait_for_function(
+        "document.querySelector('.probe-thumb').complete"
+        " && document.querySelector('.probe-thumb').naturalWidth > 0"
+    )
+    assert shown >= 0
+    expect(page.locator(".probe-caption")).to_contain_text(f"Probe image {shown}, label ")
     page.screenshot(path=screenshots / "run.png", full_page=True)
 
     # The runs page, open all along, shows the run and its verdict without a reload.
@@ -285,3 +304,32 @@ def test_cancel_button_stops_a_running_run(
     expect(page.locator("#run-status")).to_have_text("cancelled", timeout=60_000)
     expect(page.locator("#cancel-button")).to_be_hidden()
     assert writer.get(f"/api/runs/{run_id}").json()["status"] == "cancelled"
+
+
+def test_zoo_button_queues_every_preset_and_opens_their_matrix(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, writer: httpx.Client
+) -> None:
+    presets = writer.get("/api/methods").json()["presets"]
+    page = writer_context.new_page()
+    page.goto(dashboard_stack.base_url + "/launch")
+    while (closed := page.locator("details.form-section:not([open]) > summary")).count():
+        closed.first.click()
+    page.fill("#field-epochs", "1")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#zoo-button")
+
+    page.wait_for_url(re.compile(r"/compare\?runs="))
+    ids = page.url.split("runs=", 1)[1].split(",")
+    try:
+        assert len(ids) == len(presets)
+        matrix = page.locator(".collapse-matrix")
+        expect(matrix.locator(".matrix-cell")).to_have_count(len(presets), timeout=30_000)
+        for run_id in ids:
+            run = writer.get(f"/api/runs/{run_id}").json()
+            assert run["config"]["epochs"] == 1  # the form's epochs reached every preset
+        assert {writer.get(f"/api/runs/{i}").json()["preset"] for i in ids} == {
+            p["name"] for p in presets
+        }
+    finally:  # keep the shared worker free for the other tests
+        for run_id in ids:
+            writer.post(f"/api/runs/{run_id}/cancel")

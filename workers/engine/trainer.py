@@ -89,43 +89,30 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Probe:
-    """The fixed held-out images the diagnostics are measured on, prepared once."""
+    """The fixed images the diagnostics are measured on, prepared once: the held-out probe,
+    two augmented views of its first images, and the kNN bank (a fixed subset of the clean
+    training images)."""
 
     def __init__(
-        self, probe: ImageData, augment: BatchAugment, device: torch.device, seed: int
+        self,
+        probe: ImageData,
+        bank: ImageData,
+        augment: BatchAugment,
+        device: torch.device,
+        seed: int,
     ) -> None:
         self.labels = probe.labels
         self.num_classes = probe.num_classes
-        self.clean = _channels_last(normalize(probe.images.to(device)))
+        self.bank_labels = bank.labels
+        # probe and bank in one tensor: one pass embeds both (see _diagnose)
+        self.probe_and_bank = _channels_last(
+            normalize(torch.cat([probe.images, bank.images]).to(device))
+        )
         n_pairs = min(POSITIVE_PAIRS, len(probe.images))
         generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, -1))
         pair_images = probe.images[:n_pairs].to(device)
         self.view1 = _channels_last(augment(pair_images, generator))
         self.view2 = _channels_last(augment(pair_images, generator))
-
-
-class _FeatureBank:
-    """The kNN monitor's labelled bank: (h, z) of the most recent ``size`` training images of
-    the current epoch, as the training steps computed them for the first view (solo-learn's
-    online kNN does the same). It costs no forward pass over the training set."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-
-    def clear(self) -> None:
-        self.chunks = []
-
-    def add(self, h: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> None:
-        """h: (B, rep_dim), z: (B, d), labels: (B,)."""
-        self.chunks.append((h.float(), z.float(), labels))
-        # drop the oldest batch while the newer ones alone fill the bank
-        while sum(len(c[2]) for c in self.chunks[1:]) >= self.size:
-            self.chunks.pop(0)
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> bank_h (M, rep_dim), bank_z (M, d), bank_labels (M,), M <= size."""
-        return tuple(torch.cat(parts)[-self.size :] for parts in zip(*self.chunks, strict=True))
 
 
 @torch.no_grad()
@@ -139,60 +126,37 @@ def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.T
     return torch.cat(hs), torch.cat(zs)
 
 
-@torch.no_grad()
-def _fill_initial_bank(
-    bank: _FeatureBank,
-    method: Method,
-    data: ImageData,
-    augment: BatchAugment,
-    autocast: Any,
-    seed: int,
-) -> None:
-    """Epoch 0 has no training steps: fill the bank the way training would, with augmented
-    first views of random training images embedded in training mode."""
-    device = next(method.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, -2))
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    was_training = method.training
-    method.train()
-    for indices in order[: bank.size].split(EVAL_BATCH):
-        if len(indices) < 2:  # BatchNorm needs two samples in training mode
-            continue
-        view = _channels_last(augment(data.images[indices].to(device), generator))
-        with autocast():
-            h, z = method.embed(view)
-        bank.add(h, z, data.labels[indices].to(device))
-    method.train(was_training)
-
-
-def _diagnose(
-    method: Method, probe: _Probe, bank: _FeatureBank, autocast: Any
-) -> tuple[dict, dict, torch.Tensor]:
+def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z."""
     was_training = method.training
-    # One training-mode pass over the probe both recomputes exact BatchNorm statistics (for
-    # the eval-mode passes below) and gives the probe's embeddings, each batch of 512
-    # normalised by its own statistics, within a few percent of the whole probe's.
+    # One training-mode pass over probe and bank both recomputes exact BatchNorm statistics
+    # (for the eval-mode pass over the augmented views below) and embeds them, each batch of
+    # 512 normalised by its own statistics, within a few percent of the whole set's: a
+    # second, eval-mode pass over the same images would cost as much again.
     with autocast():
         outputs = recompute_batchnorm_statistics(
-            method, method.embed, probe.clean, batch_size=EVAL_BATCH
+            method, method.embed, probe.probe_and_bank, batch_size=EVAL_BATCH
         )
-    h = torch.cat([h.float() for h, _ in outputs])
-    z = torch.cat([z.float() for _, z in outputs])
+    n_probe = len(probe.labels)
+    h_all = torch.cat([h.float() for h, _ in outputs])
+    z_all = torch.cat([z.float() for _, z in outputs])
+    h, bank_h = h_all[:n_probe], h_all[n_probe:]
+    z, bank_z = z_all[:n_probe], z_all[n_probe:]
     method.eval()
     h1, z1 = _embed(method, probe.view1, autocast)
     h2, z2 = _embed(method, probe.view2, autocast)
-    bank_h, bank_z, bank_labels = bank.tensors()
     assignments = method.cluster_assignments(z)
     common = {"labels": probe.labels, "num_classes": probe.num_classes}
     try:
-        backbone = embedding_diagnostics(h, h1, h2, bank=bank_h, bank_labels=bank_labels, **common)
+        backbone = embedding_diagnostics(
+            h, h1, h2, bank=bank_h, bank_labels=probe.bank_labels, **common
+        )
         projector = embedding_diagnostics(
             z,
             z1,
             z2,
             bank=bank_z,
-            bank_labels=bank_labels,
+            bank_labels=probe.bank_labels,
             assignments=assignments,
             num_clusters=method.num_clusters(),
             **common,
@@ -201,6 +165,14 @@ def _diagnose(
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
     return backbone, projector, z
+
+
+def _bank_subset(data: ImageData, size: int, seed: int) -> ImageData:
+    """A fixed random subset of the training images: the kNN monitor's labelled bank."""
+    if len(data) <= size:
+        return data
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(order[:size])
 
 
 def train(
@@ -238,10 +210,9 @@ def train(
     batch_size = min(config.batch_size, len(train_data.images))
     steps_per_epoch = len(train_data.images) // batch_size
     total_steps = steps_per_epoch * config.epochs
-    probe = _Probe(probe_data, augment, device, config.seed)
-    bank = _FeatureBank(min(config.probe_size, len(train_data)))
+    bank = _bank_subset(train_data, config.probe_size, config.seed)
+    probe = _Probe(probe_data, bank, augment, device, config.seed)
     train_images = train_data.images.to(device)
-    train_labels = train_data.labels.to(device)
 
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -271,8 +242,7 @@ def train(
         hooks.on_embeddings(epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
-        _fill_initial_bank(bank, method, train_data, augment, autocast, config.seed)
-        backbone_m, projector_m, z = _diagnose(method, probe, bank, autocast)
+        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
         baseline = {
             "epoch": 0,
             "loss": None,
@@ -303,7 +273,6 @@ def train(
 
         method.train()
         method.on_epoch_start(epoch, encode_train_set)
-        bank.clear()
         weights = method.sampling_weights()
         cpu_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         if weights is None:
@@ -343,7 +312,6 @@ def train(
             out.loss.backward()
             optimizer.step()
             method.after_step(info)
-            bank.add(out.features, out.projections, train_labels[indices])
             loss_sum += loss_value
             for key, value in out.logs.items():
                 logs_sum[key] = logs_sum.get(key, 0.0) + float(value)
@@ -356,7 +324,7 @@ def train(
             )
         train_time = time.perf_counter() - started
 
-        backbone_m, projector_m, z = _diagnose(method, probe, bank, autocast)
+        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
         diagnostics_time = time.perf_counter() - started - train_time
         record = {
             "epoch": epoch,

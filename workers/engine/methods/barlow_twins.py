@@ -82,12 +82,11 @@ class BarlowTwins(Method):
     def training_loss(
         self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
     ) -> LossOutput:
-        batch = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
         z1, z2 = self.projector(h).chunk(2)
         loss, on_diag, off_diag = barlow_twins_loss(z1, z2, self.options.lambda_offdiag)
         logs = {"invariance": on_diag.item(), "redundancy": off_diag.item()}
-        return LossOutput(loss, logs, features=h[:batch].detach(), projections=z1.detach())
+        return LossOutput(loss, logs)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

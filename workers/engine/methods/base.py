@@ -31,11 +31,6 @@ class StepInfo:
 class LossOutput:
     loss: torch.Tensor  # scalar, differentiable
     logs: dict[str, float] = field(default_factory=dict)  # extra scalars for the epoch record
-    # The first view's backbone representation h (B, rep_dim) and projector output z (B, d),
-    # as :meth:`Method.embed` defines them, detached: the trainer's kNN bank of training
-    # features comes from here, at no extra forward pass.
-    features: torch.Tensor = field(kw_only=True)
-    projections: torch.Tensor = field(kw_only=True)
 
 
 class Method(nn.Module):

@@ -89,13 +89,11 @@ class BYOL(Method):
     ) -> LossOutput:
         x = torch.cat(views[:2])
         h = self.backbone(x)  # (2B, rep_dim)
-        z = self.projector(h)
-        p1, p2 = self.predictor(z).chunk(2)
+        p1, p2 = self.predictor(self.projector(h)).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target_projector(self.target_backbone(x)).chunk(2)
         loss = (regression_loss(p1, t2) + regression_loss(p2, t1)) / 2
-        batch = views[0].shape[0]
-        return LossOutput(loss, {}, features=h[:batch].detach(), projections=z[:batch].detach())
+        return LossOutput(loss, {})
 
     @torch.no_grad()
     def after_step(self, step: StepInfo) -> None:

@@ -120,14 +120,11 @@ class DeepCluster(Method):
     ) -> LossOutput:
         if self.pseudo_labels.numel() == 0:
             raise RuntimeError("DeepCluster needs on_epoch_start() before training")
-        batch = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
         z = self.projector(h)
         labels = self.pseudo_labels[indices.to(self.pseudo_labels.device)].repeat(2)
         loss = pseudo_label_loss(z, self.centroids, labels, self.options.temperature)
-        return LossOutput(
-            loss, self.monitor(), features=h[:batch].detach(), projections=z[:batch].detach()
-        )
+        return LossOutput(loss, self.monitor())
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

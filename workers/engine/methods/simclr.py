@@ -81,7 +81,6 @@ class SimCLR(Method):
     ) -> LossOutput:
         h = self.backbone(torch.cat(views[:2]))  # both views in one pass: (2B, rep_dim)
         z1, z2 = self.projector(h).chunk(2)
-        h1 = h[: views[0].shape[0]]
         temperature = self.options.temperature
         if self.options.negatives:
             loss = nt_xent(z1, z2, temperature)
@@ -89,7 +88,7 @@ class SimCLR(Method):
             loss = positive_alignment(z1, z2, temperature)
         with torch.no_grad():
             cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
-        return LossOutput(loss, {"cos_pos": cos_pos}, features=h1.detach(), projections=z1.detach())
+        return LossOutput(loss, {"cos_pos": cos_pos})
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

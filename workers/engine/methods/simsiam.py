@@ -78,12 +78,10 @@ class SimSiam(Method):
         z = self.projector(h)
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = z.chunk(2)
-        first_view = (h[: z1.shape[0]].detach(), z1.detach())
         if self.options.stop_gradient:
             z1, z2 = z1.detach(), z2.detach()
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
-        features, projections = first_view
-        return LossOutput(loss, {}, features=features, projections=projections)
+        return LossOutput(loss, {})
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

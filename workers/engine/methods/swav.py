@@ -134,8 +134,7 @@ class SwAV(Method):
     ) -> LossOutput:
         batch = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
-        projected = self.projector(h)
-        z_all = [F.normalize(projected, dim=1)]
+        z_all = [F.normalize(self.projector(h), dim=1)]
         if len(views) > 2:  # local crops: a smaller resolution, encoded as a second group
             z_all.append(F.normalize(self.projector(self.backbone(torch.cat(views[2:]))), dim=1))
         z = torch.cat(z_all)  # (V B, d)
@@ -152,9 +151,7 @@ class SwAV(Method):
             p = usage.float() / usage.sum()
             entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
         logs = {"prototype_entropy": entropy, "prototype_entropy_max": math.log(len(p))}
-        return LossOutput(
-            loss, logs, features=h[:batch].detach(), projections=projected[:batch].detach()
-        )
+        return LossOutput(loss, logs)
 
     @torch.no_grad()
     def push_to_queue(self, fresh: torch.Tensor) -> None:

@@ -108,14 +108,13 @@ class VICReg(Method):
     def training_loss(
         self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
     ) -> LossOutput:
-        batch = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # (2B, rep_dim)
         z1, z2 = self.projector(h).chunk(2)
         opts = self.options
         loss, terms = vicreg_loss(
             z1, z2, opts.invariance_weight, opts.variance_weight, opts.covariance_weight
         )
-        return LossOutput(loss, terms, features=h[:batch].detach(), projections=z1.detach())
+        return LossOutput(loss, terms)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
