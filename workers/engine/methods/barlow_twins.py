@@ -87,8 +87,3 @@ class BarlowTwins(Method):
         loss, on_diag, off_diag = barlow_twins_loss(z1, z2, self.options.lambda_offdiag)
         logs = {"invariance": on_diag.item(), "redundancy": off_diag.item()}
         return LossOutput(loss, logs)
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)

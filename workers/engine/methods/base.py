@@ -34,7 +34,8 @@ class LossOutput:
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set the class attributes and implement :meth:`training_loss`.
+    """Base class. Subclasses set the class attributes, build ``self.projector`` (the head
+    whose output z the diagnostics measure) and implement :meth:`training_loss`.
 
     Class attributes:
       name     -- registry key ("simsiam")
@@ -52,6 +53,7 @@ class Method(nn.Module):
     family: ClassVar[str]
     Options: ClassVar[type[StrictModel]]
     defaults: ClassVar[dict[str, object]] = {}
+    projector: nn.Module
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__()
@@ -93,7 +95,8 @@ class Method(nn.Module):
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, H, W) -> (h, z): backbone representation (B, rep_dim) and projector
         output (B, d) of the online network, used for the diagnostics."""
-        raise NotImplementedError
+        h = self.backbone(x)
+        return h, self.projector(h)
 
     @torch.no_grad()
     def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:

@@ -105,10 +105,5 @@ class BYOL(Method):
     def excluded_from_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if n.startswith("target_")}
 
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)
-
     def monitor(self) -> dict[str, float]:
         return {"ema_momentum": self.current_momentum}

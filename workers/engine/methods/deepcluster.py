@@ -127,11 +127,6 @@ class DeepCluster(Method):
         return LossOutput(loss, self.monitor())
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)
-
-    @torch.no_grad()
     def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:
         """z: (B, d) -> (B,) index of the nearest centroid (cosine)."""
         return (F.normalize(z, dim=1) @ self.centroids.t()).argmax(dim=1)

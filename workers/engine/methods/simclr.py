@@ -89,8 +89,3 @@ class SimCLR(Method):
         with torch.no_grad():
             cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
         return LossOutput(loss, {"cos_pos": cos_pos})
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)

@@ -82,8 +82,3 @@ class SimSiam(Method):
             z1, z2 = z1.detach(), z2.detach()
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         return LossOutput(loss, {})
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)

@@ -164,11 +164,6 @@ class SwAV(Method):
         self.normalize_prototypes()
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)
-
-    @torch.no_grad()
     def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:
         """z: (B, d) projector outputs -> (B,) index of the most similar prototype."""
         return self.prototypes(F.normalize(z, dim=1)).argmax(dim=1)

@@ -115,8 +115,3 @@ class VICReg(Method):
             z1, z2, opts.invariance_weight, opts.variance_weight, opts.covariance_weight
         )
         return LossOutput(loss, terms)
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(x)
-        return h, self.projector(h)
