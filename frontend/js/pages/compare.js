@@ -62,10 +62,11 @@ function seriesList() {
 function ablationLabel(run) {
   const preset = runPreset(run);
   const found = preset && state.catalogue.presets.find((p) => p.name === preset);
-  if (found && found.expected === "healthy") return "standard";
   if (found) {
+    // Ablation presets say what they remove ("SimSiam without stop-gradient"); some of them
+    // are expected to stay healthy (BYOL without EMA), so the expected verdict cannot tell.
     const at = found.title.toLowerCase().indexOf("without");
-    return at > 0 ? found.title.slice(at) : found.title;
+    return at > 0 ? found.title.slice(at) : "standard";
   }
   const options = keyOptions(run, state.catalogue);
   return options.length ? options.join(", ") : "standard";
