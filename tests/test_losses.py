@@ -296,10 +296,20 @@ def test_recompute_batchnorm_statistics_gives_exact_dataset_statistics() -> None
     x = torch.randn(300, 3, generator=torch.Generator().manual_seed(0)) * 2 + 5
     with torch.no_grad():
         hidden = net[0](x)
-    recompute_batchnorm_statistics(net, net, x, batch_size=100)
+    outputs = recompute_batchnorm_statistics(net, net, x, batch_size=100)
     bn = net[1]
+    # the outputs are the training-mode ones: each batch normalised by its own statistics
+    assert [len(out) for out in outputs] == [100, 100, 100]
+    for out in outputs:
+        assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-5)
     assert torch.allclose(bn.running_mean, hidden.mean(0), atol=1e-5)
     batch_vars = torch.stack([hidden[i : i + 100].var(0) for i in range(0, 300, 100)])
     assert torch.allclose(bn.running_var, batch_vars.mean(0), atol=1e-5)
     assert bn.momentum == 0.1 and not net.training  # restored
     assert torch.allclose(net(x).mean(0), torch.zeros(3), atol=0.1)  # eval output centred
+
+
+def test_recompute_batchnorm_statistics_never_makes_a_one_sample_batch() -> None:
+    net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    outputs = recompute_batchnorm_statistics(net, net, torch.randn(257, 3), batch_size=256)
+    assert sorted(len(out) for out in outputs) == [128, 129]

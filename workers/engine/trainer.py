@@ -263,13 +263,12 @@ def train(
         generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
 
         def encode_train_set() -> torch.Tensor:
-            was_training = method.training
-            clean = normalize(train_images)
-            recompute_batchnorm_statistics(method, method.embed, clean)
-            method.eval()
-            _, z = _embed(method, clean, autocast)
-            method.train(was_training)
-            return z
+            # as in _diagnose: one training-mode pass, BatchNorm on each batch's statistics
+            with autocast():
+                outputs = recompute_batchnorm_statistics(
+                    method, method.embed, normalize(train_images), batch_size=EVAL_BATCH
+                )
+            return torch.cat([z.float() for _, z in outputs])
 
         method.train()
         method.on_epoch_start(epoch, encode_train_set)
