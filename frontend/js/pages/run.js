@@ -306,8 +306,10 @@ function onProjection(data) {
 }
 
 function connect() {
+  // The stream opens while Plotly.js is still loading; what needs it waits for it, in order.
+  const afterPlotly = (handler) => (data) => plotlyReady.then(() => handler(data));
   state.stream = subscribe(`/api/runs/${encodeURIComponent(state.runId)}/events`, {
-    epoch: (data) => addRecord(data.record || data),
+    epoch: afterPlotly((data) => addRecord(data.record || data)),
     status: onStatus,
     progress: (data) => {
       if (data && typeof data === "object") {
@@ -315,7 +317,7 @@ function connect() {
         renderProgress(data);
       }
     },
-    projection: onProjection,
+    projection: afterPlotly(onProjection),
     verdict: (data) => {
       state.run = { ...state.run, verdict: data.verdict || data };
       renderVerdict();
@@ -353,6 +355,7 @@ async function main() {
     return;
   }
   renderSkeleton();
+  connect();
   try {
     await plotlyReady;
   } catch (error) {
@@ -360,7 +363,6 @@ async function main() {
     return;
   }
   redrawAll(); // empty axes with their reference levels until the history arrives
-  connect();
 }
 
 main();
