@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
+from bench.local_stack import local_stack
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP
-from tests.service.stack import TINY_RUN, RedisServer, ServiceStack, wait_until
+from tests.service.stack import TINY_RUN, ServiceStack, wait_until
 
 # page -> (path, JavaScript predicate that holds once its data is drawn)
 PAGES = {
@@ -98,21 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        redis_server = RedisServer(workdir / "redis")
-        redis_server.start()
-        stack = ServiceStack(workdir, redis_server.url, f"sqlite:///{workdir / 'bench.db'}")
-        try:
-            stack.start_api()
-            stack.start_worker("bench-train", "train")
-            stack.start_worker("bench-projection", "projection")
-            stack.wait_for_workers(train=1)
-            ids = finished_runs(stack)
-            results = measure(stack.base_url, ids, args.repeat)
-        finally:
-            stack.stop()
-            redis_server.stop()
+    with local_stack(workers=True) as stack:
+        ids = finished_runs(stack)
+        results = measure(stack.base_url, ids, args.repeat)
     print(f"{args.repeat} loads per page and cache state, loopback; median (max) in ms")
     print(f"{'page':16s} {'first contentful paint':>24s} {'data drawn':>18s}")
     for (name, cache), loads in results.items():

@@ -19,14 +19,14 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.stack import REPO, RedisServer, ServiceStack, wait_until
+from bench.local_stack import local_stack
+from tests.service.stack import REPO, ServiceStack, wait_until
 
 
 def config(epochs: int) -> dict[str, Any]:
@@ -96,34 +96,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        redis_server = RedisServer(workdir / "redis")
-        redis_server.start()
-        stack = ServiceStack(workdir, redis_server.url, f"sqlite:///{workdir / 'bench.db'}")
-        stack.extra_env = {"HEARTBEAT_INTERVAL_S": "2", "PROGRESS_INTERVAL_S": "0.25"}
-        stack.start_api()
-        stack.start_worker("train", "train")
-        stack.start_worker("projection", "projection")
-        stack.wait_for_workers(train=1)
+    extra_env = {"HEARTBEAT_INTERVAL_S": "2", "PROGRESS_INTERVAL_S": "0.25"}
+    with local_stack(workers=True, extra_env=extra_env) as stack:
         cli, service = [], []
-        try:
-            for order in ("cli", "service", "service", "cli"):
-                started = time.perf_counter()
-                if order == "cli":
-                    cli.append(cli_round(args.epochs, workdir, stack.env()))
-                    value = cli[-1]
-                else:
-                    service.append(service_round(stack, args.epochs))
-                    value = service[-1]
-                print(f"{order:8s} {value:8.1f} images/s  ({time.perf_counter() - started:.0f} s)")
-        finally:
-            stack.stop()
-            redis_server.stop()
-        cli_mean, service_mean = statistics.fmean(cli), statistics.fmean(service)
-        print(f"CLI      {cli_mean:8.1f} images/s (mean of {len(cli)} rounds)")
-        print(f"service  {service_mean:8.1f} images/s (mean of {len(service)} rounds)")
-        print(f"ratio service / CLI: {service_mean / cli_mean:.3f}  (target >= 0.95)")
+        for order in ("cli", "service", "service", "cli"):
+            started = time.perf_counter()
+            if order == "cli":
+                cli.append(cli_round(args.epochs, stack.workdir, stack.env()))
+                value = cli[-1]
+            else:
+                service.append(service_round(stack, args.epochs))
+                value = service[-1]
+            print(f"{order:8s} {value:8.1f} images/s  ({time.perf_counter() - started:.0f} s)")
+    cli_mean, service_mean = statistics.fmean(cli), statistics.fmean(service)
+    print(f"CLI      {cli_mean:8.1f} images/s (mean of {len(cli)} rounds)")
+    print(f"service  {service_mean:8.1f} images/s (mean of {len(service)} rounds)")
+    print(f"ratio service / CLI: {service_mean / cli_mean:.3f}  (target >= 0.95)")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ import asyncio
 import json
 import multiprocessing
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.stack import RedisServer, ServiceStack
+from bench.local_stack import local_stack
+from tests.service.stack import ServiceStack
 
 
 def fake_record(epoch: int) -> dict[str, Any]:
@@ -149,25 +148,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between epochs")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        redis_server = RedisServer(workdir / "redis")
-        redis_server.start()
-        stack = ServiceStack(workdir, redis_server.url, f"sqlite:///{workdir / 'bench.db'}")
-        stack.start_api()
-        try:
-            print(f"{args.epochs} epochs, one every {args.interval} s; latency commit -> SSE")
-            for viewers in (1, 100):
-                latencies = measure(stack, viewers, args.epochs, args.interval)
-                print(
-                    f"{viewers:4d} viewer(s): p50 {percentile(latencies, 0.5):7.1f} ms  "
-                    f"p95 {percentile(latencies, 0.95):7.1f} ms  "
-                    f"max {max(latencies):7.1f} ms  (n = {len(latencies)}, "
-                    f"mean {statistics.fmean(latencies):.1f} ms)"
-                )
-        finally:
-            stack.stop()
-            redis_server.stop()
+    with local_stack(workers=False) as stack:
+        print(f"{args.epochs} epochs, one every {args.interval} s; latency commit -> SSE")
+        for viewers in (1, 100):
+            latencies = measure(stack, viewers, args.epochs, args.interval)
+            print(
+                f"{viewers:4d} viewer(s): p50 {percentile(latencies, 0.5):7.1f} ms  "
+                f"p95 {percentile(latencies, 0.95):7.1f} ms  "
+                f"max {max(latencies):7.1f} ms  (n = {len(latencies)}, "
+                f"mean {statistics.fmean(latencies):.1f} ms)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""A throwaway service stack for the benchmarks that need one."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.service.stack import RedisServer, ServiceStack
+
+
+@contextmanager
+def local_stack(
+    *, workers: bool, extra_env: dict[str, str] | None = None
+) -> Iterator[ServiceStack]:
+    """Its own redis-server and uvicorn API on a SQLite file in a temporary folder (the
+    stack's ``workdir``) and, with ``workers``, one train and one projection worker; all
+    stopped and removed on exit."""
+    with tempfile.TemporaryDirectory() as folder:
+        stack = None
+        redis_server = RedisServer(Path(folder) / "redis")
+        try:
+            redis_server.start()
+            stack = ServiceStack(
+                Path(folder),
+                redis_server.url,
+                f"sqlite:///{Path(folder) / 'bench.db'}",
+                extra_env=extra_env or {},
+            )
+            stack.start_api()
+            if workers:
+                stack.start_worker("bench-train", "train")
+                stack.start_worker("bench-projection", "projection")
+                stack.wait_for_workers(train=1)
+            yield stack
+        finally:
+            if stack is not None:
+                stack.stop()
+            redis_server.stop()
