@@ -42,7 +42,7 @@ zoo: $(STAMP)
 	$(VENV)/bin/collapse-lab zoo --dataset digits
 
 bench: $(STAMP)
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
