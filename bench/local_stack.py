@@ -18,16 +18,13 @@ def local_stack(
     stack's ``workdir``) and, with ``workers``, one train and one projection worker; all
     stopped and removed on exit."""
     with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
         stack = None
-        redis_server = RedisServer(Path(folder) / "redis")
+        redis_server = RedisServer(workdir / "redis")
         try:
             redis_server.start()
-            stack = ServiceStack(
-                Path(folder),
-                redis_server.url,
-                f"sqlite:///{Path(folder) / 'bench.db'}",
-                extra_env=extra_env or {},
-            )
+            database_url = f"sqlite:///{workdir / 'bench.db'}"
+            stack = ServiceStack(workdir, redis_server.url, database_url, extra_env=extra_env or {})
             stack.start_api()
             if workers:
                 stack.start_worker("bench-train", "train")

@@ -126,20 +126,25 @@ def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.T
     return torch.cat(hs), torch.cat(zs)
 
 
+def _embed_recomputing_batchnorm(
+    method: Method, images: torch.Tensor, autocast: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (N, C, H, W) -> (h, z) float, from one training-mode pass that also recomputes
+    exact BatchNorm statistics (for later eval-mode passes). Each batch of 512 is normalised
+    by its own statistics, within a few percent of the whole set's: a second, eval-mode pass
+    over the same images would cost as much again."""
+    with autocast():
+        outputs = recompute_batchnorm_statistics(
+            method, method.embed, images, batch_size=EVAL_BATCH
+        )
+    return torch.cat([h.float() for h, _ in outputs]), torch.cat([z.float() for _, z in outputs])
+
+
 def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z."""
     was_training = method.training
-    # One training-mode pass over probe and bank both recomputes exact BatchNorm statistics
-    # (for the eval-mode pass over the augmented views below) and embeds them, each batch of
-    # 512 normalised by its own statistics, within a few percent of the whole set's: a
-    # second, eval-mode pass over the same images would cost as much again.
-    with autocast():
-        outputs = recompute_batchnorm_statistics(
-            method, method.embed, probe.probe_and_bank, batch_size=EVAL_BATCH
-        )
+    h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
-    h_all = torch.cat([h.float() for h, _ in outputs])
-    z_all = torch.cat([z.float() for _, z in outputs])
     h, bank_h = h_all[:n_probe], h_all[n_probe:]
     z, bank_z = z_all[:n_probe], z_all[n_probe:]
     method.eval()
@@ -263,12 +268,7 @@ def train(
         generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
 
         def encode_train_set() -> torch.Tensor:
-            # as in _diagnose: one training-mode pass, BatchNorm on each batch's statistics
-            with autocast():
-                outputs = recompute_batchnorm_statistics(
-                    method, method.embed, normalize(train_images), batch_size=EVAL_BATCH
-                )
-            return torch.cat([z.float() for _, z in outputs])
+            return _embed_recomputing_batchnorm(method, normalize(train_images), autocast)[1]
 
         method.train()
         method.on_epoch_start(epoch, encode_train_set)
