@@ -236,7 +236,7 @@ def describe_failure(exc: BaseException) -> str:
 
 def execute_run(context: WorkerContext, run_id: str) -> str:
     """Claim and train one run to its end; returns a short outcome for the task result log."""
-    from workers.engine.config import RunConfig
+    from workers.engine.spec import RunConfig
     from workers.engine.trainer import RunCancelled, TrainHooks, train
 
     db, publisher = context.db, context.publisher

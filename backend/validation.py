@@ -91,7 +91,7 @@ def check_limits(config: Any, settings: Settings) -> list[dict[str, Any]]:
 
 def resolve_request(raw: dict[str, Any], settings: Settings) -> Any:
     """The validated ``RunConfig`` for a launch request; raises RequestValidationError."""
-    from workers.engine.config import ConfigError, RunConfig, resolve_config
+    from workers.engine.spec import ConfigError, RunConfig, resolve_config
 
     fields = set(RunConfig.model_fields)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from workers.engine.config import resolve_config
+from workers.engine.spec import resolve_config
 from workers.engine.trainer import train
 
 SETTINGS = {
@@ -36,8 +36,8 @@ def main() -> None:
         for label, raw in SETTINGS.items():
             config = resolve_config({**raw, "epochs": args.epochs, "device": "cpu"})
             history = train(config, data_root=Path(tmp)).history[1:]
-            train_s = sum(r["train_time_s"] for r in history) / len(history)
-            diag_s = sum(r["diagnostics_time_s"] for r in history) / len(history)
+            train_s = sum(r.train_time_s for r in history) / len(history)
+            diag_s = sum(r.diagnostics_time_s for r in history) / len(history)
             print(f"{label:38s} {train_s:14.2f} {diag_s:14.2f} {diag_s / (train_s + diag_s):9.1%}")
 
 

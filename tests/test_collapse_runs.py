@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.engine.config import resolve_config
+from workers.engine.spec import resolve_config
 from workers.engine.trainer import RunResult, train
 
 pytestmark = pytest.mark.slow
@@ -25,24 +25,24 @@ def run_preset(name: str, data_root: Path, epochs: int | None = None) -> RunResu
 
 def test_simsiam_without_stop_gradient_collapses_completely(tmp_path: Path) -> None:
     result = run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
-    assert result.verdict["kind"] == "complete_collapse", result.verdict
-    assert result.verdict["onset_epoch"] is not None
-    last = result.history[-1]["projector"]
-    assert last["std_l2_sqrt_d"] < 0.2
-    assert last["cos_rand"] > 0.9
+    assert result.verdict.kind == "complete_collapse", result.verdict
+    assert result.verdict.onset_epoch is not None
+    last = result.history[-1].projector
+    assert last.std_l2_sqrt_d < 0.2
+    assert last.cos_rand > 0.9
 
 
 def test_simsiam_stays_healthy_and_beats_the_collapsed_run_on_knn(tmp_path: Path) -> None:
     healthy = run_preset("simsiam", tmp_path, epochs=12)
     collapsed = run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
-    assert healthy.verdict["kind"] != "complete_collapse", healthy.verdict
-    healthy_knn = healthy.history[-1]["backbone"]["knn_top1"]
-    collapsed_knn = collapsed.history[-1]["backbone"]["knn_top1"]
+    assert healthy.verdict.kind != "complete_collapse", healthy.verdict
+    healthy_knn = healthy.history[-1].backbone.knn_top1
+    collapsed_knn = collapsed.history[-1].backbone.knn_top1
     assert healthy_knn > collapsed_knn + 0.05
 
 
 def test_vicreg_without_covariance_loses_dimensions(tmp_path: Path) -> None:
     result = run_preset("vicreg-no-covariance", tmp_path)
-    assert result.verdict["kind"] == "dimensional_collapse", result.verdict
-    last, first = result.history[-1]["projector"], result.history[0]["projector"]
-    assert last["effective_rank"] < first["effective_rank"]
+    assert result.verdict.kind == "dimensional_collapse", result.verdict
+    last, first = result.history[-1].projector, result.history[0].projector
+    assert last.effective_rank < first.effective_rank

@@ -3,9 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from workers.engine.config import ConfigError, resolve_config
-from workers.engine.methods import METHODS
-from workers.engine.presets import PRESETS
+from workers.engine.spec import METHOD_SPECS, PRESETS, ConfigError, resolve_config
 
 
 def test_preset_sets_method_and_options_and_user_overrides_win() -> None:
@@ -23,9 +21,9 @@ def test_user_options_merge_into_preset_options() -> None:
 
 
 def test_method_defaults_apply_unless_overridden() -> None:
-    for name, cls in METHODS.items():
+    for name, spec in METHOD_SPECS.items():
         config = resolve_config({"method": name})
-        for field, value in cls.defaults.items():
+        for field, value in spec.defaults.items():
             assert getattr(config, field) == value, (name, field)
     config = resolve_config({"method": "simclr", "lr": 0.123})
     assert config.lr == 0.123

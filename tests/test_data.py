@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from workers.engine.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, normalize
-from workers.engine.config import RunConfig, resolve_config
 from workers.engine.data import (
     DatasetError,
     ImageData,
@@ -21,6 +20,7 @@ from workers.engine.data import (
     resolve_inside,
     stratified_order,
 )
+from workers.engine.spec import RunConfig, resolve_config
 
 
 def make_config(**fields: object) -> RunConfig:

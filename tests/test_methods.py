@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.engine.config import RunConfig, resolve_config
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
 from workers.engine.methods.simsiam import SimSiam
 from workers.engine.methods.swav import SwAV
-from workers.engine.presets import PRESETS
+from workers.engine.spec import METHOD_SPECS, PRESETS, RunConfig, resolve_config
 
 BATCH, CHANNELS, SIZE, REP_DIM = 8, 3, 8, 16
 TINY_DIMS = {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 8}
@@ -70,13 +69,15 @@ def test_every_method_trains_one_step(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_catalogue_fields(name: str) -> None:
-    cls = METHODS[name]
-    assert cls.name == name
-    assert cls.family in {"contrastive", "clustering", "asymmetry", "redundancy"}
-    assert any(year in cls.paper for year in ("2018", "2020", "2021", "2022"))
-    schema = cls.Options.model_json_schema()
+    spec = METHODS[name].spec
+    assert spec.name == name
+    assert spec is METHOD_SPECS[name]
+    assert spec.implementation.endswith(":" + METHODS[name].__name__)
+    assert spec.family in {"contrastive", "clustering", "asymmetry", "redundancy"}
+    assert any(year in spec.paper for year in ("2018", "2020", "2021", "2022"))
+    schema = spec.options.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())
-    RunConfig.model_validate({"method": name, **cls.defaults})  # defaults are real fields
+    RunConfig.model_validate({"method": name, **spec.defaults})  # defaults are real fields
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

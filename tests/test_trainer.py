@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from workers.engine.checkpoint import load_checkpoint
-from workers.engine.config import resolve_config
+from workers.engine.spec import resolve_config
 from workers.engine.trainer import RunCancelled, TrainHooks, train
 
 TINY = {
@@ -27,21 +27,21 @@ def test_records_baseline_then_every_epoch(tmp_path: Path) -> None:
     seen: list[int] = []
     progress: list[tuple[int, int, int]] = []
     hooks = TrainHooks(
-        on_epoch=lambda r: seen.append(r["epoch"]),
+        on_epoch=lambda r: seen.append(r.epoch),
         on_progress=lambda e, s, n, _ips: progress.append((e, s, n)),
     )
     result = train(resolve_config(TINY), data_root=tmp_path, run_dir=tmp_path / "run", hooks=hooks)
     assert seen == [0, 1, 2, 3]
-    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3]
-    assert result.history[0]["loss"] is None
-    assert all(r["loss"] is not None for r in result.history[1:])
+    assert [r.epoch for r in result.history] == [0, 1, 2, 3]
+    assert result.history[0].loss is None
+    assert all(r.loss is not None for r in result.history[1:])
     steps = 256 // 64
     assert progress[-1] == (3, steps, steps)
     for record in result.history:
         for part in ("backbone", "projector"):
-            assert record[part]["effective_rank"] >= 1.0
-        assert record["verdict"]["kind"] in {"healthy", "dimensional_collapse", "complete_collapse"}
-    assert result.verdict["kind"] in {"healthy", "dimensional_collapse", "complete_collapse"}
+            assert getattr(record, part).effective_rank >= 1.0
+        assert record.verdict.kind in {"healthy", "dimensional_collapse", "complete_collapse"}
+    assert result.verdict.kind in {"healthy", "dimensional_collapse", "complete_collapse"}
     checkpoint = load_checkpoint(tmp_path / "run")
     assert checkpoint is not None and checkpoint.epoch == 3
 
@@ -52,7 +52,7 @@ def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
 
     epochs_done: list[int] = []
     stop_after_epoch_2 = TrainHooks(
-        on_epoch=lambda r: epochs_done.append(r["epoch"]),
+        on_epoch=lambda r: epochs_done.append(r.epoch),
         should_stop=lambda: bool(epochs_done) and epochs_done[-1] >= 2,
     )
     with pytest.raises(RunCancelled):
@@ -64,13 +64,15 @@ def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
         config,
         data_root=tmp_path,
         run_dir=tmp_path / "split",
-        hooks=TrainHooks(on_epoch=lambda r: resumed_epochs.append(r["epoch"])),
+        hooks=TrainHooks(on_epoch=lambda r: resumed_epochs.append(r.epoch)),
     )
     assert resumed_epochs == [3]  # only the missing epoch is trained and reported
     a, b = full.history[3], resumed.history[3]
-    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert a.loss == pytest.approx(b.loss, rel=1e-5)
     for key in ("std_l2", "effective_rank", "alignment", "knn_top1"):
-        assert a["projector"][key] == pytest.approx(b["projector"][key], rel=1e-4, abs=1e-6)
+        assert getattr(a.projector, key) == pytest.approx(
+            getattr(b.projector, key), rel=1e-4, abs=1e-6
+        )
     full_weights = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     split_weights = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
     for name, tensor in full_weights.items():

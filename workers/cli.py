@@ -19,9 +19,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from backend.settings import get_settings
-from workers.engine.config import ConfigError, RunConfig, resolve_config
 from workers.engine.data import DatasetError
-from workers.engine.presets import PRESETS
+from workers.engine.spec import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
 
 
@@ -72,13 +71,13 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{where}: {message}"
 
 
-def format_row(record: dict[str, Any]) -> str:
-    p, b = record["projector"], record["backbone"]
-    loss = "      -" if record["loss"] is None else f"{record['loss']:7.3f}"
+def format_row(record: EpochRecord) -> str:
+    p, b = record.projector, record.backbone
+    loss = "      -" if record.loss is None else f"{record.loss:7.3f}"
+    kind = record.verdict.kind if record.verdict else "-"
     return (
-        f"{record['epoch']:5d} {loss} {p['std_l2_sqrt_d']:9.3f} {p['effective_rank']:8.1f} "
-        f"{b['effective_rank']:8.1f} {b['knn_top1']:6.3f} {record['epoch_time_s']:6.1f}s  "
-        f"{record['verdict']['kind']}"
+        f"{record.epoch:5d} {loss} {p.std_l2_sqrt_d:9.3f} {p.effective_rank:8.1f} "
+        f"{b.effective_rank:8.1f} {b.knn_top1:6.3f} {record.epoch_time_s:6.1f}s  {kind}"
     )
 
 
@@ -97,13 +96,13 @@ def run_with_progress(
         dynamic_ncols=True,
     )
 
-    def on_epoch(record: dict[str, Any]) -> None:
+    def on_epoch(record: EpochRecord) -> None:
         if show_rows:
             tqdm.write(format_row(record), file=out)
         if jsonl is not None:
-            jsonl.write(json.dumps(record) + "\n")
+            jsonl.write(record.model_dump_json() + "\n")
             jsonl.flush()
-        if record["epoch"] > 0:
+        if record.epoch > 0:
             bar.update(1)
 
     def on_progress(epoch: int, step: int, steps: int, images_per_s: float) -> None:
@@ -130,13 +129,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(TABLE_HEADER)
         result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
         if jsonl is not None:
-            jsonl.write(json.dumps({"verdict": result.verdict}) + "\n")
+            jsonl.write(json.dumps({"verdict": result.verdict.model_dump(mode="json")}) + "\n")
     finally:
         if jsonl is not None:
             jsonl.close()
     verdict = result.verdict
-    onset = "" if verdict["onset_epoch"] is None else f" (from epoch {verdict['onset_epoch']})"
-    print(f"verdict: {verdict['kind']}{onset}: {verdict['reason']}")
+    onset = "" if verdict.onset_epoch is None else f" (from epoch {verdict.onset_epoch})"
+    print(f"verdict: {verdict.kind}{onset}: {verdict.reason}")
     return 0
 
 
@@ -158,11 +157,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             (
                 name,
                 PRESETS[name].expected,
-                result.verdict["kind"],
+                result.verdict.kind,
                 config.epochs,
-                last["projector"]["std_l2_sqrt_d"],
-                last["projector"]["effective_rank"],
-                last["backbone"]["knn_top1"],
+                last.projector.std_l2_sqrt_d,
+                last.projector.effective_rank,
+                last.backbone.knn_top1,
                 time.perf_counter() - started,
             )
         )

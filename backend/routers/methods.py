@@ -26,9 +26,8 @@ router = APIRouter(prefix="/api", tags=["methods"])
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, Any]:
     """The engine's registry as JSON (computed once per process)."""
-    from workers.engine.config import DatasetName, RunConfig
     from workers.engine.methods import METHODS
-    from workers.engine.presets import PRESETS
+    from workers.engine.spec import PRESETS, DatasetName, RunConfig
 
     methods = [
         {

@@ -41,7 +41,7 @@ from backend.auth import ReadAccess, check_readable, read_access, require_writer
 from backend.state import ServiceState, StateDep
 from backend.store import repository as repo
 from backend.validation import resolve_request
-from workers.engine.config import StrictModel
+from workers.engine.spec import StrictModel
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +53,7 @@ VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
 
 
 def _request_schema() -> dict[str, Any]:
-    from workers.engine.config import RunConfig
+    from workers.engine.spec import RunConfig
 
     schema = RunConfig.model_json_schema()
     schema["required"] = []
@@ -122,7 +122,7 @@ class ZooRequest(StrictModel):
 def launch_zoo(body: ZooRequest, state: StateDep) -> dict[str, Any]:
     """Launch every preset (or the listed ones) with the same overrides (dataset, epochs...).
     All configs are validated before any run is stored."""
-    from workers.engine.presets import PRESETS
+    from workers.engine.spec import PRESETS
 
     names = body.presets if body.presets is not None else list(PRESETS)
     if not names:
@@ -228,8 +228,8 @@ PNG_RESPONSE = {200: {"description": "the probe image", "content": {"image/png":
 def _probe_images(config_json: str, data_root: Path) -> torch.Tensor:
     """The probe images of a stored run config: uint8 (N, C, S, S), in projection order.
     Cached per config (image folders too, so clicking points does not re-read the folder)."""
-    from workers.engine.config import RunConfig
     from workers.engine.data import load_splits
+    from workers.engine.spec import RunConfig
 
     config = RunConfig.model_validate_json(config_json)
     return load_splits(config, data_root=data_root, download=False)[1].images

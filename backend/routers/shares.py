@@ -22,7 +22,7 @@ from pydantic import Field
 from backend.auth import require_writer
 from backend.state import StateDep
 from backend.store import repository as repo
-from workers.engine.config import StrictModel
+from workers.engine.spec import StrictModel
 
 router = APIRouter(prefix="/api", tags=["shares"])
 

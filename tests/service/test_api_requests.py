@@ -286,8 +286,8 @@ def test_probe_thumbnail_is_the_runs_probe_image(idle: httpx.Client, tmp_path: A
     import numpy as np
     from PIL import Image
 
-    from workers.engine.config import resolve_config
     from workers.engine.data import load_splits
+    from workers.engine.spec import resolve_config
 
     run_id = idle.post("/api/runs", json=TINY_RUN).json()["id"]
     response = idle.get(f"/api/runs/{run_id}/probe/3.png")

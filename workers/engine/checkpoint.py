@@ -1,7 +1,9 @@
 """Per-epoch checkpoints: everything needed to resume a run exactly where it stopped.
 
 A checkpoint holds the model (online network, heads, EMA target, prototypes), the
-optimiser, the RNG states, the epoch just finished and the epoch records so far. It is
+optimiser, the epoch just finished and the epoch records so far (as JSON-ready dicts). No
+RNG state: every epoch reseeds its random streams from the run seed and its number, so a
+resumed run replays exactly what an uninterrupted one would have done. It is
 written to a temporary file and renamed, so a worker killed mid-write never leaves a
 half-written checkpoint behind. Loading uses ``weights_only=True`` (no pickled code).
 """
@@ -24,8 +26,6 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     history: list[dict[str, Any]]
-    cpu_rng: torch.Tensor
-    cuda_rng: list[torch.Tensor]
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -42,8 +42,6 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
             "model": checkpoint.model,
             "optimizer": checkpoint.optimizer,
             "history": checkpoint.history,
-            "cpu_rng": checkpoint.cpu_rng,
-            "cuda_rng": checkpoint.cuda_rng,
         },
         tmp,
     )
@@ -58,4 +56,4 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     if not path.exists():
         return None
     data = torch.load(path, map_location="cpu", weights_only=True)
-    return Checkpoint(**data)
+    return Checkpoint(data["epoch"], data["model"], data["optimizer"], data["history"])

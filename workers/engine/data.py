@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.engine.config import RunConfig
+from workers.engine.spec import RunConfig
 
 SHAPES_TRAIN_SIZE = 8192
 SHAPE_NAMES = (

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from workers.engine.config import RunConfig
+from workers.engine.spec import RunConfig
 
 
 class LARS(torch.optim.Optimizer):

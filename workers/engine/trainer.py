@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ import torch
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.engine.config import RunConfig
 from workers.engine.data import ImageData, load_splits
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
+from workers.engine.spec import EpochRecord, RunConfig, Verdict
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe
@@ -57,7 +57,7 @@ def _ignore(*_: Any) -> None:
 class TrainHooks:
     """How the caller hears about progress. Every hook is optional."""
 
-    on_epoch: Callable[[dict[str, Any]], None] = _ignore
+    on_epoch: Callable[[EpochRecord], None] = _ignore
     on_progress: Callable[[int, int, int, float], None] = _ignore  # epoch, step, steps, img/s
     on_embeddings: Callable[[int, np.ndarray, np.ndarray], None] = _ignore  # epoch, z, labels
     should_stop: Callable[[], bool] = lambda: False
@@ -65,10 +65,9 @@ class TrainHooks:
 
 @dataclass
 class RunResult:
-    history: list[dict[str, Any]]
-    verdict: dict[str, Any]
+    history: list[EpochRecord]
+    verdict: Verdict
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def select_device(preference: str) -> torch.device:
@@ -219,6 +218,7 @@ def train(
     probe = _Probe(probe_data, bank, augment, device, config.seed)
     train_images = train_data.images.to(device)
 
+    # The records as JSON-ready dicts: what the checkpoint keeps and the verdict reads.
     history: list[dict[str, Any]] = []
     start_epoch = 1
     checkpoint = load_checkpoint(run_dir) if run_dir is not None else None
@@ -228,40 +228,33 @@ def train(
         history = list(checkpoint.history)
         start_epoch = checkpoint.epoch + 1
 
-    def finish_epoch(epoch: int, record: dict[str, Any], z: torch.Tensor) -> None:
-        history.append(record)
-        record["verdict"] = epoch_verdict(history)
+    def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
+        history.append(record.model_dump())
+        record.verdict = Verdict.model_validate(epoch_verdict(history))
+        history[-1]["verdict"] = record.verdict.model_dump()
         if run_dir is not None:
             save_checkpoint(
                 run_dir,
                 Checkpoint(
-                    epoch=epoch,
+                    epoch=record.epoch,
                     model=method.state_dict(),
                     optimizer=optimizer.state_dict(),
                     history=history,
-                    cpu_rng=torch.get_rng_state(),
-                    cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                 ),
             )
         hooks.on_epoch(record)
-        hooks.on_embeddings(epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
+        hooks.on_embeddings(record.epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
         backbone_m, projector_m, z = _diagnose(method, probe, autocast)
-        baseline = {
-            "epoch": 0,
-            "loss": None,
-            "lr": lr_at(config, 0, steps_per_epoch),
-            "ema_momentum": method.monitor().get("ema_momentum"),
-            "epoch_time_s": 0.0,
-            "train_time_s": 0.0,
-            "diagnostics_time_s": 0.0,
-            "images_per_s": None,
-            "logs": {},
-            "backbone": backbone_m,
-            "projector": projector_m,
-        }
-        finish_epoch(0, baseline, z)
+        baseline = EpochRecord(
+            epoch=0,
+            lr=lr_at(config, 0, steps_per_epoch),
+            ema_momentum=method.monitor().get("ema_momentum"),
+            backbone=backbone_m,
+            projector=projector_m,
+        )
+        finish_epoch(baseline, z)
 
     for epoch in range(start_epoch, config.epochs + 1):
         torch.manual_seed(epoch_seed(config.seed, epoch))
@@ -325,19 +318,23 @@ def train(
 
         backbone_m, projector_m, z = _diagnose(method, probe, autocast)
         diagnostics_time = time.perf_counter() - started - train_time
-        record = {
-            "epoch": epoch,
-            "loss": loss_sum / steps_per_epoch,
-            "lr": lr,
-            "ema_momentum": method.monitor().get("ema_momentum"),
-            "epoch_time_s": time.perf_counter() - started,
-            "train_time_s": train_time,
-            "diagnostics_time_s": diagnostics_time,
-            "images_per_s": steps_per_epoch * batch_size / train_time,
-            "logs": {k: v / steps_per_epoch for k, v in logs_sum.items()},
-            "backbone": backbone_m,
-            "projector": projector_m,
-        }
-        finish_epoch(epoch, record, z)
+        record = EpochRecord(
+            epoch=epoch,
+            loss=loss_sum / steps_per_epoch,
+            lr=lr,
+            ema_momentum=method.monitor().get("ema_momentum"),
+            epoch_time_s=time.perf_counter() - started,
+            train_time_s=train_time,
+            diagnostics_time_s=diagnostics_time,
+            images_per_s=steps_per_epoch * batch_size / train_time,
+            logs={k: v / steps_per_epoch for k, v in logs_sum.items()},
+            backbone=backbone_m,
+            projector=projector_m,
+        )
+        finish_epoch(record, z)
 
-    return RunResult(history=history, verdict=run_verdict(history), device=device.type)
+    return RunResult(
+        history=[EpochRecord.model_validate(r) for r in history],
+        verdict=Verdict.model_validate(run_verdict(history)),
+        device=device.type,
+    )

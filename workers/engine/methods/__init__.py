@@ -1,4 +1,6 @@
-"""The registry of SSL methods, keyed by name. Add a method by adding a module and a line here."""
+"""The training half of every method, keyed by name (the torch-free half, options and
+catalogue entry, is :mod:`workers.engine.spec.methods`). Add a method by adding a module here,
+its spec module there, and a line in each registry."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from workers.engine.methods.swav import SwAV
 from workers.engine.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (SimCLR, BYOL, SimSiam, SwAV, DeepCluster, BarlowTwins, VICReg)
+    cls.spec.name: cls for cls in (SimCLR, BYOL, SimSiam, SwAV, DeepCluster, BarlowTwins, VICReg)
 }
 
 __all__ = ["METHODS", "LossOutput", "Method", "StepInfo"]

@@ -6,29 +6,15 @@ Reduction". ICML 2021.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.barlow_twins import BARLOW_TWINS_SPEC, BarlowTwinsOptions
 
 STANDARDIZE_EPS = 1e-5  # as BatchNorm1d(affine=False) in the reference implementation
-
-
-class BarlowTwinsOptions(StrictModel):
-    lambda_offdiag: float = Field(
-        0.05,
-        ge=0,
-        le=10,
-        description="Weight of the redundancy-reduction (off-diagonal) term. The paper's 5e-3 is "
-        "for d = 8192; the default d = 128 has 4000x fewer off-diagonal terms and needs a larger "
-        "weight (with 5e-3 a short CPU run kept an effective rank of only 13 of 128, with 0.05 "
-        "35). 0 leaves only the invariance term and the dimensions become redundant.",
-    )
 
 
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -57,22 +43,7 @@ def barlow_twins_loss(
 class BarlowTwins(Method):
     """Backbone -> 3-layer projector -> Barlow Twins loss between the two views."""
 
-    name = "barlow_twins"
-    title = "Barlow Twins"
-    paper = (
-        "Zbontar, Jing, Misra, LeCun, Deny. Barlow Twins: Self-Supervised Learning via "
-        "Redundancy Reduction. ICML 2021."
-    )
-    family = "redundancy"
-    Options = BarlowTwinsOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "lars",
-        "lr": 0.3,
-        "weight_decay": 1e-4,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-    }
+    spec = BARLOW_TWINS_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
+from workers.engine.spec import MethodSpec, RunConfig
 
 
 @dataclass
@@ -34,25 +34,13 @@ class LossOutput:
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set the class attributes, build ``self.projector`` (the head
-    whose output z the diagnostics measure) and implement :meth:`training_loss`.
-
-    Class attributes:
-      name     -- registry key ("simsiam")
-      title    -- human name ("SimSiam")
-      paper    -- citation shown in the catalogue
-      family   -- "contrastive" | "clustering" | "asymmetry" | "redundancy"
-      Options  -- pydantic model of the method's options (the collapse toggles live here)
-      defaults -- RunConfig fields this method prefers (lr, optimizer, dims...)
-      n_views  -- number of global views per image (2 for all; SwAV may add local crops)
+    """Base class. Subclasses set ``spec`` (their torch-free catalogue entry: name, paper,
+    options model, preferred defaults; see :mod:`workers.engine.spec.methods`), build
+    ``self.projector`` (the head whose output z the diagnostics measure) and implement
+    :meth:`training_loss`. ``self.options`` is the run's options as the spec's model.
     """
 
-    name: ClassVar[str]
-    title: ClassVar[str]
-    paper: ClassVar[str]
-    family: ClassVar[str]
-    Options: ClassVar[type[StrictModel]]
-    defaults: ClassVar[dict[str, object]] = {}
+    spec: ClassVar[MethodSpec]
     projector: nn.Module
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
@@ -60,7 +48,7 @@ class Method(nn.Module):
         self.backbone = backbone
         self.rep_dim = rep_dim
         self.config = config
-        self.options: BaseModel = config.method_options()
+        self.options: BaseModel = self.spec.options.model_validate(config.options)
 
     # -- training -------------------------------------------------------------------------
     def n_local_views(self) -> int:

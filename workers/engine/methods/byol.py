@@ -7,32 +7,15 @@ NeurIPS 2020.
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import cosine_momentum, ema_update, mlp
-
-
-class BYOLOptions(StrictModel):
-    base_momentum: float = Field(
-        0.99,
-        ge=0,
-        le=1,
-        description="Base EMA momentum tau of the target network, raised to 1 by a cosine "
-        "schedule. 0 = no EMA: the target is the online network at every step (the schedule "
-        "is then not applied); 1 = the target stays frozen at its random initialisation.",
-    )
-    predictor: bool = Field(
-        True,
-        description="Predictor MLP on the online branch. Off: the online projection regresses "
-        "the target projection directly, and the embedding collapses.",
-    )
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.byol import BYOL_SPEC, BYOLOptions
 
 
 def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -53,23 +36,7 @@ class BYOL(Method):
     """Online: backbone -> projector -> predictor. Target: EMA copy of backbone + projector,
     never trained by gradients. Symmetrised loss over the two views."""
 
-    name = "byol"
-    title = "BYOL"
-    paper = (
-        "Grill et al. Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning. "
-        "NeurIPS 2020."
-    )
-    family = "asymmetry"
-    Options = BYOLOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.3,
-        "weight_decay": 1e-5,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-        "pred_hidden_dim": 512,
-    }
+    spec = BYOL_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

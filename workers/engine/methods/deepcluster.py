@@ -10,37 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import kmeans, mlp
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.deepcluster import DEEPCLUSTER_SPEC, DeepClusterOptions
 
 KMEANS_ITERATIONS = 10
-
-
-class DeepClusterOptions(StrictModel):
-    num_clusters: int = Field(
-        100, ge=2, le=10_000, description="k of k-means (about 10x the number of classes)."
-    )
-    reassign_empty: bool = Field(
-        True,
-        description="When a k-means cluster empties, split a random non-empty one in two "
-        "(perturbed copy of its centroid). Off: empty clusters stay dead.",
-    )
-    balanced_sampling: bool = Field(
-        True,
-        description="Sample training images with weights inversely proportional to the size "
-        "of their cluster, so big clusters cannot dominate. Off: uniform shuffle.",
-    )
-    temperature: float = Field(
-        0.1, gt=0, le=10, description="Temperature of the softmax over the prototypes."
-    )
 
 
 def pseudo_label_loss(
@@ -57,22 +37,7 @@ class DeepCluster(Method):
     """Backbone -> 2-layer projector; before each epoch, spherical k-means over the whole
     training set's projector outputs gives pseudo-labels and the (frozen) prototypes."""
 
-    name = "deepcluster"
-    title = "DeepCluster"
-    paper = (
-        "Caron, Bojanowski, Joulin, Douze. Deep Clustering for Unsupervised Learning of Visual "
-        "Features. ECCV 2018; DeepCluster-v2 variant from Caron et al., NeurIPS 2020."
-    )
-    family = "clustering"
-    Options = DeepClusterOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.3,
-        "weight_decay": 1e-5,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-    }
+    spec = DEEPCLUSTER_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

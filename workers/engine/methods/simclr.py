@@ -6,27 +6,14 @@ Representations". ICML 2020.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-
-
-class SimCLROptions(StrictModel):
-    temperature: float = Field(
-        0.5, gt=0, le=10, description="Softmax temperature of NT-Xent (0.5 for CIFAR in the paper)."
-    )
-    negatives: bool = Field(
-        True,
-        description="Contrast against the 2N-2 other views in the batch. Off: only the "
-        "positive-pair alignment term is left, and the embedding collapses.",
-    )
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.simclr import SIMCLR_SPEC, SimCLROptions
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -54,22 +41,7 @@ def positive_alignment(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -
 class SimCLR(Method):
     """Backbone -> 2-layer MLP projector -> NT-Xent between the two views."""
 
-    name = "simclr"
-    title = "SimCLR"
-    paper = (
-        "Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning of "
-        "Visual Representations. ICML 2020."
-    )
-    family = "contrastive"
-    Options = SimCLROptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.3,
-        "weight_decay": 1e-4,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-    }
+    spec = SIMCLR_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

@@ -5,29 +5,14 @@ Chen, He. "Exploring Simple Siamese Representation Learning". CVPR 2021.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-
-
-class SimSiamOptions(StrictModel):
-    stop_gradient: bool = Field(
-        True,
-        description="Treat the other branch's projection as a constant. Off: gradients flow "
-        "through both branches and the output collapses to a constant (loss -> -1).",
-    )
-    predictor: bool = Field(
-        True,
-        description="Bottleneck MLP predictor on top of the projector. Off: the projections "
-        "are compared directly, and the embedding collapses.",
-    )
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.simsiam import SIMSIAM_SPEC, SimSiamOptions
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -46,20 +31,7 @@ class SimSiam(Method):
     Table 4) credits that layer with 0.7 points of accuracy, not with preventing collapse.
     """
 
-    name = "simsiam"
-    title = "SimSiam"
-    paper = "Chen, He. Exploring Simple Siamese Representation Learning. CVPR 2021."
-    family = "asymmetry"
-    Options = SimSiamOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.2,
-        "weight_decay": 5e-4,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-        "pred_hidden_dim": 64,
-    }
+    spec = SIMSIAM_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

@@ -7,50 +7,15 @@ Contrasting Cluster Assignments". NeurIPS 2020.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp, sinkhorn_knopp
-
-
-class SwAVOptions(StrictModel):
-    num_prototypes: int = Field(
-        30,
-        ge=2,
-        le=10_000,
-        description="Number of learnable prototypes K (cluster centres); 3000 in the paper for "
-        "ImageNet, 30 here so a short CPU run leaves the uniform-prediction plateau (loss log K).",
-    )
-    sinkhorn: bool = Field(
-        True,
-        description="Compute the codes with Sinkhorn-Knopp equipartition. Off: codes are a "
-        "plain softmax of the scores, and every sample drifts to one prototype.",
-    )
-    epsilon: float = Field(
-        0.03,
-        gt=0,
-        le=1,
-        description="Entropy regularisation of the codes (0.05 in the paper). Too large and the "
-        "codes are near uniform: all samples get every prototype equally and the run stalls.",
-    )
-    sinkhorn_iterations: int = Field(3, ge=1, le=100, description="Sinkhorn-Knopp iterations.")
-    temperature: float = Field(0.1, gt=0, le=10, description="Temperature of the predictions.")
-    queue_length: int = Field(
-        0,
-        ge=0,
-        le=65_536,
-        description="Past embeddings kept to enlarge the Sinkhorn batch (0 = no queue; "
-        "helpful when the batch is much smaller than the number of prototypes).",
-    )
-    local_crops: int = Field(
-        0, ge=0, le=8, description="Extra small multi-crop views per image (0 = two views)."
-    )
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.swav import SWAV_SPEC, SwAVOptions
 
 
 def swapped_prediction_loss(
@@ -79,22 +44,7 @@ class SwAV(Method):
     prototypes C. Codes of each global view (Sinkhorn, no gradient) are predicted from the
     other views."""
 
-    name = "swav"
-    title = "SwAV"
-    paper = (
-        "Caron et al. Unsupervised Learning of Visual Features by Contrasting Cluster "
-        "Assignments. NeurIPS 2020."
-    )
-    family = "clustering"
-    Options = SwAVOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "sgd",
-        "lr": 0.05,
-        "weight_decay": 1e-5,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-    }
+    spec = SWAV_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

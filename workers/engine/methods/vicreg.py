@@ -6,39 +6,17 @@ Self-Supervised Learning". ICLR 2022.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from workers.engine.config import RunConfig, StrictModel
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
+from workers.engine.spec import RunConfig
+from workers.engine.spec.methods.vicreg import VICREG_SPEC, VICRegOptions
 
 VARIANCE_EPS = 1e-4  # epsilon inside the square root of the variance term (paper: 1e-4)
 TARGET_STD = 1.0  # gamma, the hinge's target standard deviation
-
-
-class VICRegOptions(StrictModel):
-    invariance_weight: float = Field(
-        25.0, ge=0, le=1000, description="lambda: weight of the mean-squared distance term."
-    )
-    variance_weight: float = Field(
-        25.0,
-        ge=0,
-        le=1000,
-        description="mu: weight of the hinge keeping each dimension's std above 1. "
-        "0: nothing stops the embedding collapsing to a point.",
-    )
-    covariance_weight: float = Field(
-        1.0,
-        ge=0,
-        le=1000,
-        description="nu: weight of the off-diagonal covariance penalty. "
-        "0: dimensions become correlated (dimensional collapse).",
-    )
 
 
 def variance_term(z: torch.Tensor) -> torch.Tensor:
@@ -83,22 +61,7 @@ def vicreg_loss(
 class VICReg(Method):
     """Backbone -> 3-layer projector (expander) -> VICReg loss between the two views."""
 
-    name = "vicreg"
-    title = "VICReg"
-    paper = (
-        "Bardes, Ponce, LeCun. VICReg: Variance-Invariance-Covariance Regularization for "
-        "Self-Supervised Learning. ICLR 2022."
-    )
-    family = "redundancy"
-    Options = VICRegOptions
-    defaults: ClassVar[dict[str, object]] = {
-        "optimizer": "lars",
-        "lr": 0.3,
-        "weight_decay": 1e-4,
-        "batch_size": 128,
-        "proj_hidden_dim": 512,
-        "proj_dim": 128,
-    }
+    spec = VICREG_SPEC
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

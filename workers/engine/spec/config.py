@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -21,14 +19,12 @@ from pydantic import (
     model_validator,
 )
 
+from workers.engine.spec.methods import METHOD_SPECS
+from workers.engine.spec.presets import PRESETS
+from workers.engine.spec.strict import StrictModel
+
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18"]
-
-
-class StrictModel(BaseModel):
-    """Base for every config model: unknown fields are errors, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class RunConfig(StrictModel):
@@ -71,11 +67,9 @@ class RunConfig(StrictModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str) -> str:
-        from workers.engine.methods import METHODS
-
-        if method not in METHODS:
+        if method not in METHOD_SPECS:
             raise ValueError(
-                f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
+                f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
             )
         return method
 
@@ -83,13 +77,11 @@ class RunConfig(StrictModel):
     @classmethod
     def _valid_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """Validate against the method's own Options model; the message names the option."""
-        from workers.engine.methods import METHODS
-
         method = info.data.get("method")
         if method is None:  # the method itself was invalid and is reported on its own
             return options
         try:
-            return METHODS[method].Options.model_validate(options).model_dump()
+            return METHOD_SPECS[method].options.model_validate(options).model_dump()
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -100,12 +92,6 @@ class RunConfig(StrictModel):
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise ValueError("dataset 'imagefolder' needs dataset_path")
         return self
-
-    def method_options(self) -> BaseModel:
-        """The options as the method's own typed model."""
-        from workers.engine.methods import METHODS
-
-        return METHODS[self.method].Options.model_validate(self.options)
 
 
 class ConfigError(ValueError):
@@ -123,9 +109,6 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     Raises :class:`ConfigError` for an unknown preset or method, and pydantic's
     ``ValidationError`` for bad fields.
     """
-    from workers.engine.methods import METHODS
-    from workers.engine.presets import PRESETS
-
     raw = dict(raw)
     merged: dict[str, Any] = {}
     preset_name = raw.get("preset")
@@ -138,9 +121,9 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     method = raw.get("method", merged.get("method"))
     if method is None:
         raise ConfigError("method", "give a method or a preset")
-    if method not in METHODS:
+    if method not in METHOD_SPECS:
         raise ConfigError(
-            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
+            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
         )
     if preset_name is not None and raw.get("method", method) != merged["method"]:
         raise ConfigError(
@@ -150,5 +133,11 @@ def resolve_config(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(user_options, dict):
         raise ConfigError("options", "must be an object of method options")
     options = {**merged.get("options", {}), **user_options}
-    result = {**METHODS[method].defaults, **merged, **raw, "method": method, "options": options}
+    result = {
+        **METHOD_SPECS[method].defaults,
+        **merged,
+        **raw,
+        "method": method,
+        "options": options,
+    }
     return RunConfig.model_validate(result)

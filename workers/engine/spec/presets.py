@@ -8,9 +8,9 @@ literature says should happen; the zoo prints it beside what actually happened.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Expected = Literal["healthy", "dimensional_collapse", "complete_collapse"]
+from workers.engine.spec.records import VerdictKind
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Preset:
     title: str
     description: str
     config: dict[str, Any]
-    expected: Expected
+    expected: VerdictKind
 
 
 _PRESET_LIST: list[Preset] = [

@@ -1,0 +1,53 @@
+"""The run spec: the engine's torch-free half, and the contract every layer shares.
+
+Run configs and how they resolve (:mod:`.config`), each method's options and catalogue entry
+(:mod:`.methods`), the presets (:mod:`.presets`) and the records (statuses, verdicts, the
+epoch record: :mod:`.records`). The API validates requests against these without importing
+torch; the engine trains from them.
+"""
+
+from workers.engine.spec.config import (
+    BackboneName,
+    ConfigError,
+    DatasetName,
+    RunConfig,
+    resolve_config,
+)
+from workers.engine.spec.methods import METHOD_SPECS, MethodSpec
+from workers.engine.spec.presets import PRESETS, Preset
+from workers.engine.spec.records import (
+    ACTIVE_STATUSES,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    VERDICT_KINDS,
+    EmbeddingMetrics,
+    EpochRecord,
+    RunStatus,
+    Trend,
+    Verdict,
+    VerdictKind,
+)
+from workers.engine.spec.strict import StrictModel
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "METHOD_SPECS",
+    "PRESETS",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "VERDICT_KINDS",
+    "BackboneName",
+    "ConfigError",
+    "DatasetName",
+    "EmbeddingMetrics",
+    "EpochRecord",
+    "MethodSpec",
+    "Preset",
+    "RunConfig",
+    "RunStatus",
+    "StrictModel",
+    "Trend",
+    "Verdict",
+    "VerdictKind",
+    "resolve_config",
+]

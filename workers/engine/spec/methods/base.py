@@ -1,0 +1,30 @@
+"""What the catalogue knows about a method without importing its training code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from workers.engine.spec.strict import StrictModel
+
+Family = Literal["contrastive", "clustering", "asymmetry", "redundancy", "other"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method's torch-free half: the API validates run configs and renders the Launch form
+    from it; workers import ``implementation`` (``"package.module:ClassName"``, a subclass of
+    :class:`workers.engine.methods.Method`) to train it.
+
+    ``options`` is the pydantic model of the method's options (defaults and help texts; the
+    switches that make it collapse live here); ``defaults`` are the run-config fields the
+    method prefers (lr, optimiser, dimensions...).
+    """
+
+    name: str
+    title: str
+    paper: str
+    family: Family
+    options: type[StrictModel]
+    implementation: str
+    defaults: dict[str, Any] = field(default_factory=dict)
