@@ -3,7 +3,7 @@
 
 On start-up it migrates the database, subscribes to the Redis event channel and starts the
 reaper (a run whose worker stopped sending heartbeats is requeued, see
-:func:`backend.store.repository.reap`). The HTTP API is described at ``/docs`` and
+:func:`backend.dispatch.reap_once`). The HTTP API is described at ``/docs`` and
 ``/openapi.json``; the routers' module docstrings summarise each resource.
 """
 
@@ -19,12 +19,12 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.broker import make_celery
+from backend.dispatch import reap_once
 from backend.events import EventHub, Publisher
-from backend.execution import TRAIN_TASK, enqueue
 from backend.routers import events, health, methods, pages, reports, runs, shares
 from backend.settings import Settings, get_settings
 from backend.state import ServiceState
-from backend.store import repository as repo
 from backend.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -34,41 +34,25 @@ DESCRIPTION = """Launch self-supervised learning runs, watch their collapse diag
 succeeded, failed, cancelled."""
 
 
-def reap_once(state: ServiceState) -> None:
-    """One reaper pass from the API process (workers run the same pass)."""
-    settings = state.settings
-    result = repo.reap(
-        state.db,
-        heartbeat_timeout_s=settings.heartbeat_timeout_s,
-        max_worker_losses=settings.max_worker_losses,
-        requeue_after_s=settings.requeue_queued_after_s,
-    )
-    state.publisher.publish(result.messages)
-    for run_id in result.to_enqueue:
-        sent = enqueue(state.celery.send_task, TRAIN_TASK, [run_id], "train")
-        repo.mark_enqueued(state.db, run_id, sent)
-
-
 async def _reaper_loop(state: ServiceState) -> None:
     while True:
         await asyncio.sleep(state.settings.reaper_interval_s)
         try:
-            await to_thread.run_sync(reap_once, state)
+            await to_thread.run_sync(
+                reap_once, state.db, state.publisher, state.celery, state.settings
+            )
         except Exception:
             log.exception("reaper pass failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API with its routers, the dashboard's pages and static files."""
-    from workers.celery_app import make_celery
-
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await to_thread.run_sync(db.migrate)
-        await to_thread.run_sync(methods.catalogue)  # imports the engine before the first launch
         state = ServiceState(
             settings=settings,
             db=db,

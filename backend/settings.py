@@ -75,3 +75,9 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read from the environment on first use)."""
     return Settings()
+
+
+def probe_images_path(run_dir: Path) -> Path:
+    """The run's probe images (uint8 (N, C, S, S), in projection order), written by the
+    worker that trains it and read by the API for the thumbnails."""
+    return run_dir / "probe_images.npy"

@@ -8,10 +8,9 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from backend.dispatch import enqueue_run
 from backend.events import EventHub, Publisher
-from backend.execution import TRAIN_TASK, enqueue
 from backend.settings import Settings
-from backend.store import repository as repo
 from backend.store.database import Database
 
 
@@ -25,9 +24,7 @@ class ServiceState:
 
     def enqueue_run(self, run_id: str) -> bool:
         """Send the run's train task; remember whether it went out (the reaper retries)."""
-        sent = enqueue(self.celery.send_task, TRAIN_TASK, [run_id], "train")
-        repo.mark_enqueued(self.db, run_id, sent)
-        return sent
+        return enqueue_run(self.db, self.celery, run_id)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from backend.settings import Settings
+from workers.engine.spec import ConfigError, RunConfig, resolve_config
+from workers.engine.spec.datasets import DatasetError, resolve_inside
 
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.*)$", re.S)
 
@@ -49,10 +51,8 @@ def validation_errors(exc: ValidationError, fields: set[str]) -> list[dict[str, 
     return errors
 
 
-def check_limits(config: Any, settings: Settings) -> list[dict[str, Any]]:
+def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
     """The deployment's limits, beyond what the engine accepts."""
-    from workers.engine.data import DatasetError, resolve_inside
-
     errors = []
     limits = (
         ("epochs", settings.max_epochs, "MAX_EPOCHS"),
@@ -89,10 +89,8 @@ def check_limits(config: Any, settings: Settings) -> list[dict[str, Any]]:
     return errors
 
 
-def resolve_request(raw: dict[str, Any], settings: Settings) -> Any:
+def resolve_request(raw: dict[str, Any], settings: Settings) -> RunConfig:
     """The validated ``RunConfig`` for a launch request; raises RequestValidationError."""
-    from workers.engine.spec import ConfigError, RunConfig, resolve_config
-
     fields = set(RunConfig.model_fields)
     try:
         config = resolve_config(raw)

@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers that load the run, call the engine and report.
 
-The work itself lives in :mod:`backend.execution` (claim, heartbeat, hooks, finish). This
+The work itself lives in :mod:`workers.lifecycle` (claim, heartbeat, hooks, finish). This
 module also runs, in every worker process, a small background thread that advertises the
 worker in Redis (``GET /api/health`` counts them) and runs the reaper, so that runs orphaned
 by a dead worker are requeued even when no API process is up.
@@ -17,23 +17,24 @@ import time
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import redis
 from celery import signals
 
+from backend.broker import PROJECT_TASK, PROJECTION_QUEUE, TRAIN_QUEUE, TRAIN_TASK
+from backend.dispatch import reap_once
 from backend.events import Publisher, key_prefix
-from backend.execution import (
+from backend.settings import get_settings
+from backend.store.database import Database
+from workers.celery_app import app
+from workers.engine.projection import project
+from workers.lifecycle import (
     SHUTTING_DOWN,
-    TRAIN_TASK,
     WorkerContext,
-    enqueue,
     execute_projection,
     execute_run,
     worker_identity,
 )
-from backend.settings import get_settings
-from backend.store import repository as repo
-from backend.store.database import Database
-from workers.celery_app import PROJECTION_QUEUE, TRAIN_QUEUE, app
 
 log = logging.getLogger(__name__)
 WORKER_TTL_S = 10
@@ -50,7 +51,7 @@ def context() -> WorkerContext:
         db=db,
         publisher=Publisher(settings.redis_url),
         redis=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5),
-        send_task=app.send_task,
+        celery=app,
         worker_id=worker_identity(),
     )
 
@@ -62,7 +63,7 @@ def train_run(run_id: str) -> str:
 
 
 @app.task(
-    name="collapse_lab.project_embeddings",
+    name=PROJECT_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(RuntimeError,),
@@ -72,20 +73,6 @@ def train_run(run_id: str) -> str:
 def project_embeddings(run_id: str, epoch: int, key: str) -> str:
     """Project the embeddings stored at Redis ``key`` for ``epoch`` (queue ``projection``)."""
     return execute_projection(context(), run_id, epoch, key)
-
-
-def run_reaper(ctx: WorkerContext) -> None:
-    """One reaper pass: requeue or fail runs whose worker died, re-send lost queued runs."""
-    settings = ctx.settings
-    result = repo.reap(
-        ctx.db,
-        heartbeat_timeout_s=settings.heartbeat_timeout_s,
-        max_worker_losses=settings.max_worker_losses,
-        requeue_after_s=settings.requeue_queued_after_s,
-    )
-    ctx.publisher.publish(result.messages)
-    for run_id in result.to_enqueue:
-        repo.mark_enqueued(ctx.db, run_id, enqueue(ctx.send_task, TRAIN_TASK, [run_id], "train"))
 
 
 def _housekeeping(queues: list[str]) -> None:
@@ -103,7 +90,7 @@ def _housekeeping(queues: list[str]) -> None:
         if time.monotonic() >= next_reap:
             next_reap = time.monotonic() + ctx.settings.reaper_interval_s
             try:
-                run_reaper(ctx)
+                reap_once(ctx.db, ctx.publisher, ctx.celery, ctx.settings)
             except Exception:
                 log.exception("reaper pass failed")
         SHUTTING_DOWN.wait(min(3.0, ctx.settings.reaper_interval_s))
@@ -128,10 +115,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 def warm_up_projection() -> None:
     """Compile UMAP's numba kernels now rather than on the first run's first epoch."""
-    import numpy as np
-
-    from workers.engine.projection import project
-
     started = time.monotonic()
     sample = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
     project(sample, None, seed=0)

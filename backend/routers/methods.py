@@ -19,27 +19,25 @@ from typing import Any, get_args
 from fastapi import APIRouter
 
 from backend.state import StateDep
+from workers.engine.spec import METHOD_SPECS, PRESETS, DatasetName, RunConfig
 
 router = APIRouter(prefix="/api", tags=["methods"])
 
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, Any]:
-    """The engine's registry as JSON (computed once per process)."""
-    from workers.engine.methods import METHODS
-    from workers.engine.spec import PRESETS, DatasetName, RunConfig
-
+    """The run spec's catalogue as JSON (computed once per process)."""
     methods = [
         {
             "name": name,
-            "title": cls.title,
-            "paper": cls.paper,
-            "family": cls.family,
-            "options_schema": cls.Options.model_json_schema(),
-            "options_defaults": cls.Options().model_dump(),
-            "defaults": dict(cls.defaults),
+            "title": spec.title,
+            "paper": spec.paper,
+            "family": spec.family,
+            "options_schema": spec.options.model_json_schema(),
+            "options_defaults": spec.options().model_dump(),
+            "defaults": dict(spec.defaults),
         }
-        for name, cls in METHODS.items()
+        for name, spec in METHOD_SPECS.items()
     ]
     presets = [
         {

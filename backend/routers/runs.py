@@ -18,7 +18,7 @@
   ``GET /api/runs/{id}/projections/{epoch}`` -> ``{"epoch", "points": [[x, y]...], "labels"}``.
 - ``GET /api/runs/{id}/probe/{index}.png``: probe image ``index`` (the order of the projection
   points) as a PNG, upscaled by nearest neighbour to at least 96 px; 404 past the probe's end,
-  409 when the run's dataset cannot be loaded on this server.
+  409 while the run's worker has not written its probe images (``DATA_DIR/runs/<id>``).
 - ``POST /api/runs/{id}/cancel`` -> 202 with the run (``cancelled`` at once when queued; a
   running run stops within a few seconds and then streams ``status: cancelled``).
 - ``DELETE /api/runs/{id}`` -> 204 (409 while queued or running: cancel it first).
@@ -27,24 +27,23 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from PIL import Image
 from pydantic import Field
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.settings import probe_images_path
 from backend.state import ServiceState, StateDep
 from backend.store import repository as repo
 from backend.validation import resolve_request
-from workers.engine.spec import StrictModel
-
-if TYPE_CHECKING:
-    import torch
+from workers.engine.spec import PRESETS, RunConfig, StrictModel
 
 router = APIRouter(prefix="/api", tags=["runs"])
 Access = Annotated[ReadAccess, Depends(read_access)]
@@ -53,8 +52,6 @@ VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
 
 
 def _request_schema() -> dict[str, Any]:
-    from workers.engine.spec import RunConfig
-
     schema = RunConfig.model_json_schema()
     schema["required"] = []
     schema["additionalProperties"] = False
@@ -122,8 +119,6 @@ class ZooRequest(StrictModel):
 def launch_zoo(body: ZooRequest, state: StateDep) -> dict[str, Any]:
     """Launch every preset (or the listed ones) with the same overrides (dataset, epochs...).
     All configs are validated before any run is stored."""
-    from workers.engine.spec import PRESETS
-
     names = body.presets if body.presets is not None else list(PRESETS)
     if not names:
         raise HTTPException(422, [{"loc": ["body", "presets"], "msg": "no presets given"}])
@@ -225,23 +220,17 @@ PNG_RESPONSE = {200: {"description": "the probe image", "content": {"image/png":
 
 
 @lru_cache(maxsize=8)
-def _probe_images(config_json: str, data_root: Path) -> torch.Tensor:
-    """The probe images of a stored run config: uint8 (N, C, S, S), in projection order.
-    Cached per config (image folders too, so clicking points does not re-read the folder)."""
-    from workers.engine.data import load_splits
-    from workers.engine.spec import RunConfig
-
-    config = RunConfig.model_validate_json(config_json)
-    return load_splits(config, data_root=data_root, download=False)[1].images
+def _probe_images(path: Path, modified_ns: int) -> np.ndarray:
+    """The run's probe images, uint8 (N, C, S, S), memory-mapped (cached per file version, so
+    clicking points does not re-read it)."""
+    return np.load(path, mmap_mode="r")
 
 
-def probe_thumbnail_png(image: torch.Tensor) -> bytes:
+def probe_thumbnail_png(image: np.ndarray) -> bytes:
     """PNG of one probe image (uint8 (C, S, S)), each pixel repeated ``ceil(96 / S)`` times
     per axis (nearest neighbour, so small images stay crisp)."""
-    from PIL import Image
-
     factor = max(1, math.ceil(PROBE_THUMBNAIL_MIN_PX / image.shape[-1]))
-    pixels = image.permute(1, 2, 0).numpy()  # (S, S, C)
+    pixels = np.ascontiguousarray(np.transpose(image, (1, 2, 0)))  # (S, S, C)
     if pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     picture = Image.fromarray(pixels)
@@ -254,18 +243,15 @@ def probe_thumbnail_png(image: torch.Tensor) -> bytes:
 @router.get("/runs/{run_id}/probe/{index}.png", response_class=Response, responses=PNG_RESPONSE)
 def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) -> Response:
     """Probe image ``index`` (the index of a UMAP point) as an upscaled PNG."""
-    from pydantic import ValidationError
-
-    from workers.engine.data import DatasetError
-
-    run = readable_run(state, access, run_id)
+    readable_run(state, access, run_id)
+    path = probe_images_path(state.settings.run_dir(run_id))
     try:
-        images = _probe_images(
-            json.dumps(run["config"], sort_keys=True), state.settings.resolved_data_dir
-        )
-    except (DatasetError, ValidationError) as exc:
+        images = _probe_images(path, path.stat().st_mtime_ns)
+    except (OSError, ValueError) as exc:
         raise HTTPException(
-            status.HTTP_409_CONFLICT, f"the run's probe images cannot be loaded: {exc}"
+            status.HTTP_409_CONFLICT,
+            "the run's probe images are not on this server yet (its worker writes them when "
+            f"training starts, into DATA_DIR): {exc}",
         ) from None
     if not 0 <= index < images.shape[0]:
         raise HTTPException(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.execution import describe_failure
-from workers.engine.data import DatasetError
+from workers.engine.spec.datasets import DatasetError
 from workers.engine.trainer import TrainingError
+from workers.lifecycle import describe_failure
 
 
 @pytest.mark.parametrize(

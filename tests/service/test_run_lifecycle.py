@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import signal
 import sqlite3
 import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -23,6 +25,8 @@ from tests.service.stack import (
     iter_sse,
     wait_until,
 )
+from workers.engine.data import load_splits
+from workers.engine.spec import resolve_config
 
 
 def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
@@ -301,3 +305,23 @@ def test_a_second_api_process_serves_the_same_live_stream(
         ).json()
     finally:
         second.stop()
+
+
+def test_probe_thumbnail_is_the_runs_probe_image(api: httpx.Client, tmp_path: Any) -> None:
+    run_id = api.post("/api/runs", json=TINY_RUN).json()["id"]
+    # the worker writes the probe images when it starts training the run
+    response = wait_until(
+        lambda: (r := api.get(f"/api/runs/{run_id}/probe/3.png")).status_code == 200 and r,
+        timeout=90,
+        what="the probe images",
+    )
+    assert response.headers["content-type"] == "image/png"
+    served = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+    _, probe = load_splits(resolve_config(TINY_RUN), data_root=tmp_path, download=False)
+    factor = served.shape[0] // probe.images.shape[-1]
+    expected = probe.images[3].permute(1, 2, 0).numpy()
+    expected = np.repeat(np.repeat(expected, factor, 0), factor, 1)
+    assert served.shape == expected.shape and served.shape[0] >= 96
+    assert np.array_equal(served, expected)
+    assert api.get(f"/api/runs/{run_id}/probe/{len(probe)}.png").status_code == 404
+    assert api.get("/api/runs/nope/probe/0.png").status_code == 404

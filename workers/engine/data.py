@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.engine.spec import RunConfig
+from workers.engine.spec.datasets import DatasetError, resolve_inside
 
 SHAPES_TRAIN_SIZE = 8192
 SHAPE_NAMES = (
@@ -51,10 +52,6 @@ SHAPE_NAMES = (
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 HELD_OUT_FRACTION = 0.25  # largest probe share of datasets without a test split
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded; the message says why and what to do."""
 
 
 @dataclass
@@ -447,21 +444,6 @@ def _load_archive(
 
 
 # -- image folder -----------------------------------------------------------------------------
-
-
-def resolve_inside(data_root: Path, relative: str) -> Path:
-    """``data_root / relative`` resolved, refusing absolute paths, ``..`` and symlinks that
-    lead outside ``data_root``. Raises :class:`DatasetError`."""
-    candidate = Path(relative)
-    if candidate.is_absolute() or candidate.drive:
-        raise DatasetError(f"dataset_path {relative!r} must be relative to the data root")
-    if ".." in candidate.parts:
-        raise DatasetError(f"dataset_path {relative!r} may not contain '..'")
-    root = data_root.resolve()
-    resolved = (root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise DatasetError(f"dataset_path {relative!r} leads outside the data root {root}")
-    return resolved
 
 
 def _load_imagefolder(config: RunConfig, data_root: Path) -> tuple[ImageData, ImageData]:

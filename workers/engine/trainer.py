@@ -60,6 +60,8 @@ class TrainHooks:
     on_epoch: Callable[[EpochRecord], None] = _ignore
     on_progress: Callable[[int, int, int, float], None] = _ignore  # epoch, step, steps, img/s
     on_embeddings: Callable[[int, np.ndarray, np.ndarray], None] = _ignore  # epoch, z, labels
+    # the probe images, uint8 (N, C, S, S) in the order of z's rows; once per call of train()
+    on_probe_images: Callable[[np.ndarray], None] = _ignore
     should_stop: Callable[[], bool] = lambda: False
 
 
@@ -216,6 +218,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     bank = _bank_subset(train_data, config.probe_size, config.seed)
     probe = _Probe(probe_data, bank, augment, device, config.seed)
+    hooks.on_probe_images(probe_data.images.cpu().numpy())
     train_images = train_data.images.to(device)
 
     # The records as JSON-ready dicts: what the checkpoint keeps and the verdict reads.

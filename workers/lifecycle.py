@@ -1,4 +1,5 @@
-"""What a worker does with a run: claim it, train it with heartbeats, report, finish.
+"""The worker side of a run's life (the glue where the store meets the engine): claim it,
+train it with heartbeats, report, finish. Also: project one epoch's embeddings.
 
 Guarantees (the service tests check each):
 - **Never twice at once.** A run is claimed under its row lock and only when ``queued``; the
@@ -36,20 +37,26 @@ from typing import Any
 
 import numpy as np
 import redis
+import torch
+from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from backend.broker import send_projection, send_train
 from backend.events import Publisher, key_prefix
-from backend.settings import Settings
+from backend.settings import Settings, probe_images_path
 from backend.store import repository as repo
 from backend.store.database import Database
+from workers.engine.checkpoint import load_checkpoint
+from workers.engine.projection import project
+from workers.engine.spec import EpochRecord, RunConfig
+from workers.engine.spec.datasets import DatasetError
+from workers.engine.trainer import RunCancelled, TrainHooks, TrainingError, train
 
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = threading.Event()  # set by the Celery worker's shutdown signal
 EMBEDDING_TTL_S = 24 * 3600
-TRAIN_TASK = "collapse_lab.train_run"
-PROJECT_TASK = "collapse_lab.project_embeddings"
 
 
 def worker_identity() -> str:
@@ -64,21 +71,8 @@ class WorkerContext:
     db: Database
     publisher: Publisher
     redis: redis.Redis
-    send_task: Callable[..., Any]  # celery_app.send_task
+    celery: Celery
     worker_id: str
-
-    def enqueue_train(self, run_id: str) -> bool:
-        return enqueue(self.send_task, TRAIN_TASK, [run_id], "train")
-
-
-def enqueue(send_task: Callable[..., Any], name: str, args: list[Any], queue: str) -> bool:
-    """Send a task without blocking for long when Redis is down; False when it failed."""
-    try:
-        send_task(name, args=args, queue=queue, retry=False)
-    except Exception as exc:  # kombu raises assorted connection errors
-        log.warning("could not enqueue %s%s: %s", name, args, exc)
-        return False
-    return True
 
 
 def with_db_retry(action: Callable[[], Any], attempts: int = 6) -> Any:
@@ -142,11 +136,11 @@ class ServiceHooks:
         self.epochs_total = int(supervisor.claim.config["epochs"])
         self._last_progress = 0.0
 
-    def on_epoch(self, record: dict[str, Any]) -> None:
-        messages = with_db_retry(lambda: repo.record_epoch(self.context.db, self.run_id, record))
+    def on_epoch(self, record: EpochRecord) -> None:
+        payload = record.model_dump(mode="json")
+        messages = with_db_retry(lambda: repo.record_epoch(self.context.db, self.run_id, payload))
         self.context.publisher.publish(messages)
-        epoch = int(record["epoch"])
-        self.supervisor.progress = self._progress(epoch + 1, 0, 1, record["images_per_s"])
+        self.supervisor.progress = self._progress(record.epoch + 1, 0, 1, record.images_per_s)
 
     def _progress(self, epoch: int, step: int, steps: int, images_per_s: Any) -> dict[str, Any]:
         """``epoch`` is the epoch being trained (1-based), ``step`` of ``steps`` done."""
@@ -186,40 +180,46 @@ class ServiceHooks:
         except (redis.RedisError, OSError) as exc:
             log.warning("no projection for epoch %d (Redis unreachable): %s", epoch, exc)
             return
-        enqueue(self.context.send_task, PROJECT_TASK, [self.run_id, epoch, key], "projection")
+        send_projection(self.context.celery, self.run_id, epoch, key)
+
+    def on_probe_images(self, images: np.ndarray) -> None:
+        """Keep the probe images (uint8 (N, C, S, S)) beside the checkpoint, where the API
+        finds the picture behind each projection point without loading the dataset."""
+        path = probe_images_path(self.context.settings.run_dir(self.run_id))
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp.npy")
+        np.save(partial, np.ascontiguousarray(images, dtype=np.uint8))
+        os.replace(partial, path)
 
     def should_stop(self) -> bool:
         return self.supervisor.should_stop()
 
 
-def reconcile_history(context: WorkerContext, run_id: str, history: list[dict[str, Any]]) -> None:
+def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRecord]) -> None:
     """Record any epoch of ``history`` the store does not have yet (idempotent)."""
     stored = repo.stored_epoch_numbers(context.db, run_id)
     for record in history:
-        if int(record["epoch"]) not in stored:
-            context.publisher.publish(repo.record_epoch(context.db, run_id, record))
+        if record.epoch not in stored:
+            payload = record.model_dump(mode="json")
+            context.publisher.publish(repo.record_epoch(context.db, run_id, payload))
 
 
 def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path) -> int | None:
     """Before resuming: store the epochs the checkpoint has and the database lacks (a worker
     killed between writing the checkpoint and recording the epoch). Returns the checkpoint's
     epoch, or None without a checkpoint."""
-    from workers.engine.checkpoint import load_checkpoint
-
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is None:
         return None
-    reconcile_history(context, run_id, list(checkpoint.history))
+    history = [EpochRecord.model_validate(record) for record in checkpoint.history]
+    reconcile_history(context, run_id, history)
     return checkpoint.epoch
 
 
 def describe_failure(exc: BaseException) -> str:
     """One readable line (at most 1,000 characters) for the run's error field."""
-    import torch
-
-    from workers.engine.data import DatasetError
-    from workers.engine.trainer import TrainingError
-
     message = " ".join(str(exc).split()) or exc.__class__.__name__
     if isinstance(exc, DatasetError):
         reason = f"dataset error: {message}"
@@ -236,9 +236,6 @@ def describe_failure(exc: BaseException) -> str:
 
 def execute_run(context: WorkerContext, run_id: str) -> str:
     """Claim and train one run to its end; returns a short outcome for the task result log."""
-    from workers.engine.spec import RunConfig
-    from workers.engine.trainer import RunCancelled, TrainHooks, train
-
     db, publisher = context.db, context.publisher
     claim, why_not, messages = with_db_retry(lambda: repo.claim_run(db, run_id, context.worker_id))
     publisher.publish(messages)
@@ -258,6 +255,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         on_epoch=service_hooks.on_epoch,
         on_progress=service_hooks.on_progress,
         on_embeddings=service_hooks.on_embeddings,
+        on_probe_images=service_hooks.on_probe_images,
         should_stop=service_hooks.should_stop,
     )
     lease = claim.lease_token
@@ -277,7 +275,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
             publisher.publish(
                 repo.release_run(db, run_id, lease, "its worker shut down; waiting for another")
             )
-            if context.enqueue_train(run_id):
+            if send_train(context.celery, run_id):
                 repo.mark_enqueued(db, run_id, True)
             return "released"
         log.warning("run %s was taken over by another worker; stopping here", run_id)
@@ -295,7 +293,12 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     publisher.publish(
         with_db_retry(
             lambda: repo.finish_run(
-                db, run_id, lease, "succeeded", verdict=result.verdict, reason="finished"
+                db,
+                run_id,
+                lease,
+                "succeeded",
+                verdict=result.verdict.model_dump(mode="json"),
+                reason="finished",
             )
         )
     )
@@ -304,8 +307,6 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
 
 def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str) -> str:
     """Project one epoch's embeddings to 2-D, aligned with the previous epoch, and store it."""
-    from workers.engine.projection import project
-
     try:
         stored = context.redis.hgetall(key)
     except (redis.RedisError, OSError) as exc:
