@@ -1,7 +1,10 @@
-# One image for every Collapse Lab service: the API (default command), the train workers and
-# the projection workers (docker-compose.yml picks the command). PyPI's Linux torch wheels
-# bundle CUDA, so the same image trains on a GPU when the container is given one.
-FROM python:3.11-slim
+# Two images from one file:
+#   api    -- the service alone (FastAPI, store, events): no PyTorch, a few hundred MB
+#   worker -- the training and projection workers: the service plus the `worker` extra
+#             (PyTorch; PyPI's Linux torch wheels bundle CUDA, so it trains on a GPU when the
+#             container is given one)
+# docker-compose.yml builds both (`target: api` / `target: worker`).
+FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,12 +17,19 @@ COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY workers ./workers
 COPY frontend ./frontend
-RUN pip install --upgrade pip && pip install . \
+RUN pip install --upgrade pip \
     && useradd --create-home --uid 1000 collapse \
     && mkdir -p /data && chown collapse /data
-
-USER collapse
 VOLUME ["/data"]
+
+FROM base AS worker
+RUN pip install '.[worker]'
+USER collapse
+CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "train", "--pool", "solo", "--concurrency", "1"]
+
+FROM base AS api
+RUN pip install . && python -c "import backend.app, sys; assert 'torch' not in sys.modules"
+USER collapse
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=3)"

@@ -57,3 +57,14 @@ def test_the_dockerfile_installs_the_package_and_serves_the_api() -> None:
     assert "pip install ." in dockerfile
     assert "COPY frontend ./frontend" in dockerfile and "FRONTEND_DIR=/app/frontend" in dockerfile
     assert '"backend.app:create_app"' in dockerfile and "EXPOSE 8000" in dockerfile
+
+
+def test_the_api_image_is_built_without_torch(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["api"]["build"]["target"] == "api"
+    for name in ("worker", "worker-cpu", "projector"):
+        assert services[name]["build"]["target"] == "worker", name
+    dockerfile = (REPO / "Dockerfile").read_text()
+    api_stage = dockerfile.split("AS api", 1)[1]
+    assert "pip install ." in api_stage and "[worker]" not in api_stage
+    assert "pip install '.[worker]'" in dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
