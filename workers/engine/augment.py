@@ -58,6 +58,8 @@ def _colour_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
 @functools.lru_cache(maxsize=16)
 def _norm_constants(channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std), each (1, C, 1, 1) on ``device``; cached (read-only)."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     if channels == 3:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:

@@ -54,7 +54,8 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) float -> (B, rep_dim)."""
-        return self.features(x)
+        features: torch.Tensor = self.features(x)
+        return features
 
 
 class ResNet18(nn.Module):
@@ -76,15 +77,17 @@ class ResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) float -> (B, 512)."""
-        return self.net(x)
+        features: torch.Tensor = self.net(x)
+        return features
 
 
 def build_backbone(
     name: str, in_channels: int, image_size: int, width: int
 ) -> tuple[nn.Module, int]:
     """Build backbone ``name`` ("small_cnn" | "resnet18"); returns (module, rep_dim)."""
+    module: SmallCNN | ResNet18
     if name == "small_cnn":
-        module: nn.Module = SmallCNN(in_channels, image_size, width)
+        module = SmallCNN(in_channels, image_size, width)
     elif name == "resnet18":
         module = ResNet18(in_channels, image_size)
     else:

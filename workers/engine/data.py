@@ -27,8 +27,10 @@ callers must treat the tensors as read-only.
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +89,7 @@ class ImageData:
         )
 
 
-_CACHE: dict[tuple, tuple[ImageData, ImageData]] = {}
+_CACHE: dict[tuple[object, ...], tuple[ImageData, ImageData]] = {}
 _CACHE_MAX_ENTRIES = 4
 _CACHE_MAX_BYTES = 512 * 2**20  # larger splits (e.g. CIFAR at 224 px) are not kept around
 
@@ -354,12 +356,11 @@ _REQUIRED_FILES = {
 }
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path) -> dict[str, Any]:
     """One CIFAR batch file (the python-pickle layout of the official archives)."""
-    import pickle
-
     with path.open("rb") as handle:
-        return pickle.load(handle, encoding="latin1")
+        batch: dict[str, Any] = pickle.load(handle, encoding="latin1")
+    return batch
 
 
 def _read_cifar(name: str, folder: Path, train: bool) -> ImageData:

@@ -28,7 +28,7 @@ class LARS(torch.optim.Optimizer):
         self.eta = eta
 
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:
+    def step(self, closure: None = None) -> None:  # type: ignore[override]  # no closure
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

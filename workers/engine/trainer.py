@@ -141,7 +141,9 @@ def _embed_recomputing_batchnorm(
     return torch.cat([h.float() for h, _ in outputs]), torch.cat([z.float() for _, z in outputs])
 
 
-def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict, torch.Tensor]:
+def _diagnose(
+    method: Method, probe: _Probe, autocast: Any
+) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
@@ -152,10 +154,15 @@ def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict,
     h1, z1 = _embed(method, probe.view1, autocast)
     h2, z2 = _embed(method, probe.view2, autocast)
     assignments = method.cluster_assignments(z)
-    common = {"labels": probe.labels, "num_classes": probe.num_classes}
     try:
         backbone = embedding_diagnostics(
-            h, h1, h2, bank=bank_h, bank_labels=probe.bank_labels, **common
+            h,
+            h1,
+            h2,
+            bank=bank_h,
+            bank_labels=probe.bank_labels,
+            labels=probe.labels,
+            num_classes=probe.num_classes,
         )
         projector = embedding_diagnostics(
             z,
@@ -165,7 +172,8 @@ def _diagnose(method: Method, probe: _Probe, autocast: Any) -> tuple[dict, dict,
             bank_labels=probe.bank_labels,
             assignments=assignments,
             num_clusters=method.num_clusters(),
-            **common,
+            labels=probe.labels,
+            num_classes=probe.num_classes,
         )
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
@@ -277,7 +285,7 @@ def train(
         order = order.to(device)
 
         started = time.perf_counter()
-        loss_sum, logs_sum = 0.0, {}
+        loss_sum, logs_sum = 0.0, dict[str, float]()
         lr = 0.0
         for step_in_epoch in range(steps_per_epoch):
             if hooks.should_stop():
@@ -304,7 +312,7 @@ def train(
                     "try a lower learning rate"
                 )
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out.loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             method.after_step(info)
             loss_sum += loss_value

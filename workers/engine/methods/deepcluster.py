@@ -38,6 +38,9 @@ class DeepCluster(Method):
     training set's projector outputs gives pseudo-labels and the (frozen) prototypes."""
 
     spec = DEEPCLUSTER_SPEC
+    centroids: torch.Tensor  # buffer (K, d)
+    centroids_fitted: torch.Tensor  # buffer, bool scalar
+    pseudo_labels: torch.Tensor  # buffer (N_train,)
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)

@@ -45,6 +45,8 @@ class SwAV(Method):
     other views."""
 
     spec = SWAV_SPEC
+    prototypes: nn.Linear
+    queue: torch.Tensor  # buffer (2, L, d)
 
     def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
         super().__init__(backbone, rep_dim, config)
@@ -116,7 +118,8 @@ class SwAV(Method):
     @torch.no_grad()
     def cluster_assignments(self, z: torch.Tensor) -> torch.Tensor | None:
         """z: (B, d) projector outputs -> (B,) index of the most similar prototype."""
-        return self.prototypes(F.normalize(z, dim=1)).argmax(dim=1)
+        scores: torch.Tensor = self.prototypes(F.normalize(z, dim=1))
+        return scores.argmax(dim=1)
 
     def num_clusters(self) -> int | None:
         return self.options.num_prototypes

@@ -90,7 +90,7 @@ def _reassign_empty(
         if splittable.numel() == 0:
             break
         choice = torch.randint(splittable.numel(), (1,), generator=generator, device="cpu")
-        donor = int(splittable[choice.item()])
+        donor = int(splittable[int(choice.item())])
         noise = torch.randn(d, generator=generator, device="cpu").to(x.device) * PERTURBATION
         base = centroids[donor]
         centroids[empty] = F.normalize(base + noise, dim=0)
