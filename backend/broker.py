@@ -1,8 +1,11 @@
 """The Celery app the service sends tasks with, the task and queue names, and one way to send.
 
-Tasks carry JSON only. Two queues: ``train`` (one training run per task) and ``projection``
-(UMAP of one epoch's embeddings). The workers register the task bodies on the same app
-(:mod:`workers.celery_app`); the API only ever sends by name, so it never imports them.
+Tasks carry JSON only. Training runs are routed by the device they ask for: ``train.gpu``
+(``device: "cuda"``, consumed only by GPU workers), ``train.cpu`` (``device: "cpu"``, CPU
+workers) and ``train`` (``device: "auto"``, every training worker: whichever is free first).
+``projection`` carries the UMAP of one epoch's embeddings. The workers register the task
+bodies on the same app (:mod:`workers.celery_app`); the API only ever sends by name, so it
+never imports them.
 
 Late acknowledgement (``acks_late`` + ``reject_on_worker_lost``) keeps a task in Redis until
 its worker finishes it; the run heartbeat and the reaper handle a worker that dies without
@@ -11,17 +14,45 @@ telling anyone.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+import redis
 from celery import Celery
 
+from backend.events import key_prefix
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "train"
+TRAIN_GPU_QUEUE = "train.gpu"
+TRAIN_CPU_QUEUE = "train.cpu"
 PROJECTION_QUEUE = "projection"
+WORKER_KEY_TTL_S = 10  # a worker's registry entry outlives it by at most this
+
+
+def train_queue_for(device: str) -> str:
+    """The queue of a run that asked for ``device`` ("auto" | "cpu" | "cuda")."""
+    return {"cuda": TRAIN_GPU_QUEUE, "cpu": TRAIN_CPU_QUEUE}.get(device, TRAIN_QUEUE)
+
+
+def training_queues(has_gpu: bool) -> list[str]:
+    """What a training worker consumes: its own device's queue, then the "either" queue."""
+    return [TRAIN_GPU_QUEUE if has_gpu else TRAIN_CPU_QUEUE, TRAIN_QUEUE]
+
+
+def worker_key(redis_url: str, worker_id: str) -> str:
+    return f"{key_prefix(redis_url)}:worker:{worker_id}"
+
+
+def registered_workers(client: redis.Redis, redis_url: str) -> list[dict[str, Any]]:
+    """The workers alive now, as they describe themselves (id, queues, pid, device...)."""
+    keys = list(client.scan_iter(match=worker_key(redis_url, "*"), count=200))
+    return [json.loads(value) for value in client.mget(keys) if value] if keys else []
+
+
 TRAIN_TASK = "collapse_lab.train_run"
 PROJECT_TASK = "collapse_lab.project_embeddings"
 
@@ -62,9 +93,9 @@ def send(celery: Celery, task: str, args: list[Any], queue: str) -> bool:
     return True
 
 
-def send_train(celery: Celery, run_id: str) -> bool:
-    """Queue the run's training task: the one place a run is sent to the workers."""
-    return send(celery, TRAIN_TASK, [run_id], TRAIN_QUEUE)
+def send_train(celery: Celery, run_id: str, device: str) -> bool:
+    """Queue the run's training task on its device's queue: the one place a run is sent."""
+    return send(celery, TRAIN_TASK, [run_id], train_queue_for(device))
 
 
 def send_projection(celery: Celery, run_id: str, epoch: int, key: str) -> bool:

@@ -4,8 +4,10 @@
    ``redis-server`` on that port (data in ``DATA_DIR/redis``), installing Debian's package
    first when it is missing and we are root; otherwise it says what to install.
 2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``).
-3. Starts the workers: ``--train-workers`` (default 1) for the ``train`` queue and one for the
-   ``projection`` queue, so UMAP never waits for, nor delays, training.
+3. Starts the workers: on a GPU host one training worker per GPU (``--gpus``, default all,
+   each pinned to its card by ``CUDA_VISIBLE_DEVICES``), otherwise ``--train-workers``
+   (default 1) CPU training workers; and one for the ``projection`` queue, so UMAP never
+   waits for, nor delays, training.
 4. Starts the API (uvicorn) on ``--host``/``--port`` (``API_HOST``/``API_PORT``, default
    127.0.0.1:8000) and prints the dashboard URL.
 
@@ -30,6 +32,7 @@ from urllib.parse import urlparse
 import httpx
 import redis
 
+from backend.broker import PROJECTION_QUEUE, training_queues
 from backend.settings import get_settings
 from backend.store.database import Database
 
@@ -108,7 +111,14 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def worker_command(queue: str, name: str) -> list[str]:
+def worker_command(role: str, name: str) -> list[str]:
+    """The Celery worker of ``role``: "train" (a CPU training worker), "train-gpu" (a
+    training worker on the one GPU its CUDA_VISIBLE_DEVICES shows) or "projection"."""
+    queues = {
+        "train": training_queues(has_gpu=False),
+        "train-gpu": training_queues(has_gpu=True),
+        "projection": [PROJECTION_QUEUE],
+    }[role]
     return [
         sys.executable,
         "-m",
@@ -117,7 +127,7 @@ def worker_command(queue: str, name: str) -> list[str]:
         "workers.celery_app",
         "worker",
         "-Q",
-        queue,
+        ",".join(queues),
         "--pool",
         "solo",
         "--concurrency",
@@ -147,6 +157,41 @@ def api_command(host: str, port: int) -> list[str]:
     ]
 
 
+def visible_gpus() -> list[str]:
+    """Indices of this host's NVIDIA GPUs, read by ``nvidia-smi`` so that this process never
+    initialises CUDA (its children are the ones that train); [] without a GPU."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [index for index in listed.split(",") if index.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in output.splitlines() if line.strip()]
+
+
+def training_workers(gpus: list[str], cpu_workers: int) -> list[tuple[list[str], dict[str, str]]]:
+    """(command, extra environment) of each training worker: one per GPU, pinned to it with
+    CUDA_VISIBLE_DEVICES, each taking one run at a time; or ``cpu_workers`` CPU workers."""
+    if gpus:
+        return [
+            (worker_command("train-gpu", f"gpu{index}"), {"CUDA_VISIBLE_DEVICES": index})
+            for index in gpus
+        ]
+    return [
+        (worker_command("train", f"train{n + 1}"), {"CUDA_VISIBLE_DEVICES": ""})
+        for n in range(cpu_workers)
+    ]
+
+
 def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
     """SIGTERM everyone, wait, then SIGKILL whoever is left."""
     for process in processes:
@@ -166,8 +211,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="collapse-lab up", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=settings.api_host, help="API address (API_HOST)")
     parser.add_argument("--port", type=int, default=settings.api_port, help="API port (API_PORT)")
-    parser.add_argument("--train-workers", type=int, default=1, help="training worker processes")
+    parser.add_argument(
+        "--train-workers",
+        type=int,
+        default=1,
+        help="CPU training worker processes on a host without a GPU",
+    )
+    parser.add_argument(
+        "--gpus",
+        default="all",
+        help="GPUs to start one training worker on each: all (default), none, or 0,1,...",
+    )
     return parser.parse_args(argv)
+
+
+def parse_gpus(value: str) -> list[str]:
+    """``--gpus``: "all" (every visible GPU), "none", or a comma-separated list of indices."""
+    if value == "all":
+        return visible_gpus()
+    if value == "none":
+        return []
+    indices = [index.strip() for index in value.split(",") if index.strip()]
+    if not indices or not all(index.isdigit() for index in indices):
+        raise UpError(f"--gpus {value!r}: give all, none or GPU indices such as 0,1")
+    return indices
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             "start_new_session": True,
             "preexec_fn": die_with_parent,
         }
-        for index in range(args.train_workers):
+        for command, extra_env in training_workers(parse_gpus(args.gpus), args.train_workers):
             services.append(
-                subprocess.Popen(worker_command("train", f"train{index + 1}"), **launch)
+                subprocess.Popen(command, **{**launch, "env": {**environment, **extra_env}})
             )
         services.append(subprocess.Popen(worker_command("projection", "projection"), **launch))
         services.append(subprocess.Popen(api_command(args.host, args.port), **launch))
@@ -244,3 +311,44 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """``collapse-lab worker``: this host's training workers (one per GPU, or CPU workers) and
+    optionally a projection worker, joined to REDIS_URL and DATABASE_URL; until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="collapse-lab worker", description=worker_main.__doc__)
+    parser.add_argument("--gpus", default="all", help="all (default), none, or indices 0,1,...")
+    parser.add_argument("--cpu-workers", type=int, default=1, help="CPU workers without a GPU")
+    parser.add_argument("--projection", action="store_true", help="also a projection worker")
+    args = parser.parse_args(list(argv or []))
+    environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
+    launch = {"cwd": REPO_ROOT, "start_new_session": True, "preexec_fn": die_with_parent}
+    services: list[subprocess.Popen[bytes]] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        workers = training_workers(parse_gpus(args.gpus), args.cpu_workers)
+        if args.projection:
+            workers.append((worker_command("projection", "projection"), {}))
+        for command, extra_env in workers:
+            services.append(subprocess.Popen(command, env={**environment, **extra_env}, **launch))
+            name = command[command.index("-n") + 1]
+            pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
+            print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")
+        sys.stdout.flush()
+        while True:
+            for process in services:
+                if process.poll() is not None:
+                    raise UpError(f"a worker exited with status {process.returncode}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    except UpError as exc:
+        print(f"collapse-lab worker: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(services)

@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from backend.settings import get_settings
+from backend.up import main as up_main
+from backend.up import worker_main
 from workers.engine.data import DatasetError
 from workers.engine.spec import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
@@ -176,9 +178,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from backend.up import main as up_main
+def cmd_worker(args: argparse.Namespace) -> int:
+    return worker_main(args.rest)
 
+
+def cmd_up(args: argparse.Namespace) -> int:
     return up_main(args.rest)
 
 
@@ -220,14 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--presets", help="comma-separated subset of presets")
     zoo.set_defaults(func=cmd_zoo)
 
+    worker = sub.add_parser(
+        "worker", help="start this host's training workers: one per GPU (--gpus), or CPU ones"
+    )
+    worker.set_defaults(func=cmd_worker, passes_options_on=True)
+
     up = sub.add_parser("up", help="start Redis (if needed), a worker and the API")
-    up.add_argument("rest", nargs=argparse.REMAINDER)
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=cmd_up, passes_options_on=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `up` and `worker` hand their own options (--gpus, --port...) on to backend.up
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passes_options_on", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         return args.func(args)
     except UsageError as exc:

@@ -25,6 +25,7 @@ so the projection worker may run on another machine; the task itself carries onl
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -48,6 +49,7 @@ from backend.settings import Settings, probe_images_path
 from backend.store import repository as repo
 from backend.store.database import Database
 from workers.engine.checkpoint import load_checkpoint
+from workers.engine.devices import describe_device
 from workers.engine.projection import project
 from workers.engine.spec import EpochRecord, RunConfig
 from workers.engine.spec.datasets import DatasetError
@@ -73,6 +75,7 @@ class WorkerContext:
     redis: redis.Redis
     celery: Celery
     worker_id: str
+    running: str | None = None  # the run this worker trains now (shown by /api/health)
 
 
 def with_db_retry(action: Callable[[], Any], attempts: int = 6) -> Any:
@@ -137,6 +140,8 @@ class ServiceHooks:
         self._last_progress = 0.0
 
     def on_epoch(self, record: EpochRecord) -> None:
+        if record.placement is not None:
+            record.placement.worker = self.context.worker_id
         payload = record.model_dump(mode="json")
         messages = with_db_retry(lambda: repo.record_epoch(self.context.db, self.run_id, payload))
         self.context.publisher.publish(messages)
@@ -218,13 +223,18 @@ def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path
     return checkpoint.epoch
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_failure(exc: BaseException, config: RunConfig | None = None) -> str:
     """One readable line (at most 1,000 characters) for the run's error field."""
     message = " ".join(str(exc).split()) or exc.__class__.__name__
     if isinstance(exc, DatasetError):
         reason = f"dataset error: {message}"
     elif isinstance(exc, torch.OutOfMemoryError):
-        reason = f"out of GPU memory: lower batch_size, image_size or width ({message})"
+        device = describe_device()
+        batch = f"batch_size {config.batch_size} " if config is not None else ""
+        reason = (
+            f"out of GPU memory: {batch}does not fit on {device['name']} "
+            f"({device['memory_gib']} GiB); lower batch_size, image_size or width ({message})"
+        )
     elif isinstance(exc, MemoryError):
         reason = "out of memory on the worker: lower batch_size, train_size or probe_size"
     elif isinstance(exc, TrainingError):
@@ -232,6 +242,14 @@ def describe_failure(exc: BaseException) -> str:
     else:
         reason = f"{exc.__class__.__name__}: {message}"
     return reason[:1000]
+
+
+def release_gpu_memory() -> None:
+    """Give the card's cached memory back after a run (finished, failed or out of memory), so
+    the next run on this worker starts from an empty card."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def execute_run(context: WorkerContext, run_id: str) -> str:
@@ -249,6 +267,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         publisher.publish(repo.finish_run(db, run_id, claim.lease_token, "failed", error=error))
         return "failed"
     run_dir = context.settings.run_dir(run_id)
+    context.running = run_id
     supervisor = RunSupervisor(context, claim)
     service_hooks = ServiceHooks(context, supervisor)
     hooks = TrainHooks(
@@ -275,13 +294,13 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
             publisher.publish(
                 repo.release_run(db, run_id, lease, "its worker shut down; waiting for another")
             )
-            if send_train(context.celery, run_id):
+            if send_train(context.celery, run_id, str(claim.config.get("device", "auto"))):
                 repo.mark_enqueued(db, run_id, True)
             return "released"
         log.warning("run %s was taken over by another worker; stopping here", run_id)
         return "lease lost"
     except Exception as exc:
-        error = describe_failure(exc)
+        error = describe_failure(exc, config)
         log.exception("run %s failed: %s", run_id, error)
         publisher.publish(
             with_db_retry(lambda: repo.finish_run(db, run_id, lease, "failed", error=error))
@@ -289,6 +308,8 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         return "failed"
     finally:
         supervisor.close()
+        context.running = None
+        release_gpu_memory()
     reconcile_history(context, run_id, result.history)
     publisher.publish(
         with_db_retry(

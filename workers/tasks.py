@@ -21,12 +21,20 @@ import numpy as np
 import redis
 from celery import signals
 
-from backend.broker import PROJECT_TASK, PROJECTION_QUEUE, TRAIN_QUEUE, TRAIN_TASK
+from backend.broker import (
+    PROJECT_TASK,
+    PROJECTION_QUEUE,
+    TRAIN_QUEUE,
+    TRAIN_TASK,
+    WORKER_KEY_TTL_S,
+    worker_key,
+)
 from backend.dispatch import reap_once
-from backend.events import Publisher, key_prefix
+from backend.events import Publisher
 from backend.settings import get_settings
 from backend.store.database import Database
 from workers.celery_app import app
+from workers.engine.devices import describe_device
 from workers.engine.projection import project
 from workers.lifecycle import (
     SHUTTING_DOWN,
@@ -37,7 +45,6 @@ from workers.lifecycle import (
 )
 
 log = logging.getLogger(__name__)
-WORKER_TTL_S = 10
 
 
 @lru_cache(maxsize=1)
@@ -77,14 +84,24 @@ def project_embeddings(run_id: str, epoch: int, key: str) -> str:
 
 def _housekeeping(queues: list[str]) -> None:
     ctx = context()
-    key = f"{key_prefix(ctx.settings.redis_url)}:worker:{ctx.worker_id}"
-    info = json.dumps(
-        {"id": ctx.worker_id, "queues": queues, "pid": os.getpid(), "started_at": time.time()}
-    )
+    key = worker_key(ctx.settings.redis_url, ctx.worker_id)
+    started_at = time.time()
+    # only training workers describe their device: reading it initialises CUDA
+    device = describe_device() if any(q.startswith(TRAIN_QUEUE) for q in queues) else None
+    if device is not None:
+        device["visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     next_reap = 0.0
     while not SHUTTING_DOWN.is_set():
+        info = {
+            "id": ctx.worker_id,
+            "queues": queues,
+            "pid": os.getpid(),
+            "started_at": started_at,
+            "device": device,
+            "running": ctx.running,
+        }
         try:
-            ctx.redis.set(key, info, ex=WORKER_TTL_S)
+            ctx.redis.set(key, json.dumps(info), ex=WORKER_KEY_TTL_S)
         except (redis.RedisError, OSError) as exc:
             log.debug("worker registration failed: %s", exc)
         if time.monotonic() >= next_reap:
@@ -108,7 +125,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     threading.Thread(
         target=_housekeeping, args=(queues,), name="worker-housekeeping", daemon=True
     ).start()
-    if PROJECTION_QUEUE in queues and TRAIN_QUEUE not in queues:
+    if queues == [PROJECTION_QUEUE]:
         os.nice(10)  # UMAP yields the CPU to training on shared machines
         warm_up_projection()
 

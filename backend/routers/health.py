@@ -9,7 +9,6 @@ The dashboard shows the failing part by name.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import redis
@@ -17,7 +16,7 @@ from anyio import to_thread
 from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.events import key_prefix
+from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
 from backend.state import ServiceState, StateDep
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -28,17 +27,17 @@ def _workers(state: ServiceState) -> dict[str, Any]:
         state.settings.redis_url, socket_connect_timeout=1, socket_timeout=1
     )
     try:
-        pattern = f"{key_prefix(state.settings.redis_url)}:worker:*"
-        keys = list(client.scan_iter(match=pattern, count=200))
-        items = [json.loads(v) for v in client.mget(keys) if v] if keys else []
+        items = registered_workers(client, state.settings.redis_url)
     finally:
         client.close()
-    train = sum(1 for w in items if "train" in w.get("queues", []))
+    train = sum(1 for w in items if TRAIN_QUEUE in w.get("queues", []))
+    gpu = sum(1 for w in items if TRAIN_GPU_QUEUE in w.get("queues", []))
     projection = sum(1 for w in items if "projection" in w.get("queues", []))
     return {
         "ok": train > 0,
         "count": len(items),
         "train": train,
+        "gpu": gpu,
         "projection": projection,
         "items": items,
     }

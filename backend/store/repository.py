@@ -234,6 +234,31 @@ def mark_enqueued(db: Database, run_id: str, enqueued: bool) -> None:
         )
 
 
+def run_device(db: Database, run_id: str) -> str | None:
+    """The device the run asked for ("auto" | "cpu" | "cuda"), None for an unknown run."""
+    with db.read() as session:
+        config = session.scalar(select(Run.config).where(Run.id == run_id))
+        return None if config is None else str(config.get("device", "auto"))
+
+
+def note_queued_reason(db: Database, run_id: str, reason: str) -> list[EventMessage]:
+    """Tell the run's viewers why a queued run is still waiting (a status event, once per
+    distinct reason)."""
+    with db.write() as session:
+        run = _lock_run(session, run_id)
+        if run is None or run.status != "queued":
+            return []
+        last = session.scalar(
+            select(Event.data)
+            .where(Event.run_id == run_id, Event.type == "status")
+            .order_by(Event.seq.desc())
+            .limit(1)
+        )
+        if last and last.get("reason") == reason:
+            return []
+        return [_append_event(session, run, "status", _status_data(run, reason))]
+
+
 def get_run(db: Database, run_id: str) -> dict[str, Any] | None:
     with db.read() as session:
         run = session.get(Run, run_id)

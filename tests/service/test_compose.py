@@ -27,8 +27,10 @@ def test_workers_reserve_the_gpu_and_consume_their_queues(compose: dict[str, Any
     worker = compose["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] and d["driver"] == "nvidia" for d in devices)
-    command = worker["command"]
-    assert command[command.index("-Q") + 1] == "train"
+    # one worker per GPU inside the container, each pinned to its card (not `--scale`)
+    assert worker["command"] == ["collapse-lab", "worker", "--gpus", "all"]
+    command = compose["services"]["worker-cpu"]["command"]
+    assert command[command.index("-Q") + 1] == "train.cpu,train"
     assert command[command.index("--pool") + 1] == "solo"
     projector = compose["services"]["projector"]["command"]
     assert projector[projector.index("-Q") + 1] == "projection"

@@ -13,6 +13,7 @@ random streams from the run seed and the epoch number).
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,11 +28,12 @@ from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.engine.data import ImageData, load_splits
+from workers.engine.devices import describe_device
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
-from workers.engine.spec import EpochRecord, RunConfig, Verdict
+from workers.engine.spec import EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe
@@ -239,7 +241,21 @@ def train(
         history = list(checkpoint.history)
         start_epoch = checkpoint.epoch + 1
 
+    device_info = describe_device()
+
     def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
+        peak = None
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
+        record.placement = Placement(
+            host=socket.gethostname(),
+            device=str(device_info["name"]) if device.type == "cuda" else "cpu",
+            device_memory_gib=device_info["memory_gib"],  # type: ignore[arg-type]
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            peak_memory_mib=peak,
+        )
         history.append(record.model_dump())
         record.verdict = Verdict.model_validate(epoch_verdict(history))
         history[-1]["verdict"] = record.verdict.model_dump()

@@ -64,6 +64,20 @@ class Verdict(StrictModel):
     trend: Trend = Field(default_factory=Trend)
 
 
+class Placement(StrictModel):
+    """Where an epoch was trained (a resumed run may move between workers and cards)."""
+
+    host: str
+    worker: str | None = Field(None, description="The Celery worker; None outside the service.")
+    device: str = Field(description="'cpu' or the card's name, e.g. 'NVIDIA H200'.")
+    device_memory_gib: float | None = None
+    torch: str
+    cuda: str | None = None
+    peak_memory_mib: float | None = Field(
+        None, description="Peak GPU memory allocated during the epoch (None on the CPU)."
+    )
+
+
 class EpochRecord(StrictModel):
     """Everything measured after one epoch (epoch 0 = the untrained network, the baseline)."""
 
@@ -81,3 +95,4 @@ class EpochRecord(StrictModel):
     backbone: EmbeddingMetrics
     projector: EmbeddingMetrics
     verdict: Verdict | None = Field(None, description="The verdict at this epoch.")
+    placement: Placement | None = None

@@ -1,0 +1,29 @@
+"""Which device this process trains on, described for the worker registry and the records.
+
+Reading it initialises CUDA, so only the process that trains may call it (never a parent
+that forks workers afterwards)."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+
+def describe_device() -> dict[str, object]:
+    """{"kind": "cuda" | "cpu", "name", "memory_gib", "torch", "cuda"} of this process."""
+    description: dict[str, object] = {
+        "kind": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "memory_gib": None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        description.update(
+            kind="cuda",
+            name=properties.name,
+            memory_gib=round(properties.total_memory / 2**30, 1),
+        )
+    return description
