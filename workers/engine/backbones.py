@@ -63,7 +63,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int, image_size: int) -> None:
         super().__init__()
-        from torchvision.models import resnet18
+        from torchvision.models import resnet18  # lazily: small_cnn runs need no torchvision
 
         net = resnet18(weights=None)
         if image_size <= CIFAR_STEM_MAX_SIZE:

@@ -254,7 +254,7 @@ def _load_shapes(config: RunConfig) -> tuple[ImageData, ImageData]:
 
 
 def _load_digits(config: RunConfig) -> tuple[ImageData, ImageData]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazily: scikit-learn is only needed for digits
 
     bunch = load_digits()
     pixels = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0))  # (N, 8, 8)
@@ -397,7 +397,7 @@ def _read_stl10(folder: Path, train: bool) -> ImageData:
 
 def _fetch_with_torchvision(name: str, root: Path) -> None:
     """Download and extract ``name`` into ``root`` (torchvision checks the archive's md5)."""
-    import torchvision
+    import torchvision  # lazily: only a download needs it
 
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -448,7 +448,7 @@ def _load_archive(
 
 
 def _load_imagefolder(config: RunConfig, data_root: Path) -> tuple[ImageData, ImageData]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazily: only image folders need PIL
 
     if not config.dataset_path:
         raise DatasetError("dataset 'imagefolder' needs dataset_path")
