@@ -1,0 +1,180 @@
+"""A stand-in for the server side of ``client/PROTOCOL.md``, for the client's unit tests and
+its benchmark: a threaded ``http.server`` that implements the three external-run calls and
+records what it receives.
+
+Its decoder is written from PROTOCOL.md, independently of ``collapse_lab.wire``, so the
+tests check the client against the written protocol rather than against itself. Knobs:
+``delay_s`` (sleep before each reply), ``token`` (write protection), ``lose_replies``
+(process the next n requests, then drop the connection without replying: a reply lost on
+the way back), ``stop()``/``start()`` (the API going away and coming back on the same port).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+CONTENT_TYPE = "application/x-collapse-lab-epoch"
+EPOCH_PATH = re.compile(r"^/api/external-runs/([0-9a-f]+)/epochs/(\d+)$")
+FINISH_PATH = re.compile(r"^/api/external-runs/([0-9a-f]+)/finish$")
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """PROTOCOL.md, "Epoch message": prefix, JSON header, arrays at their offsets."""
+    magic, length = struct.unpack_from("<8sI", body)
+    if magic != b"CLEPOCH\x01":
+        raise ValueError("bad magic")
+    header = json.loads(body[12 : 12 + length])
+    arrays = {}
+    for name, entry in header["arrays"].items():
+        count = int(np.prod(entry["shape"]))
+        data = np.frombuffer(body, dtype=entry["dtype"], count=count, offset=entry["offset"])
+        data = data.reshape(entry["shape"])
+        if entry["dtype"] != "<i4":
+            data = data.astype(np.float32) * entry.get("scale", 1.0) + np.asarray(
+                entry.get("shift", 0.0), dtype=np.float32
+            )
+        arrays[name] = data
+    return {**header, "arrays": arrays}
+
+
+@dataclass
+class Run:
+    id: str
+    registration: dict[str, Any]
+    headers: dict[str, str]
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    digests: dict[int, str] = field(default_factory=dict)
+    finish: dict[str, Any] | None = None
+    finished_after: list[int] | None = None  # the epochs stored when finish arrived
+
+
+class FakeCollapseLab:
+    def __init__(self, token: str | None = None, max_probe_size: int = 10_000) -> None:
+        self.token = token
+        self.max_probe_size = max_probe_size
+        self.delay_s = 0.0
+        self.lose_replies = 0
+        self.runs: dict[str, Run] = {}
+        self.by_key: dict[str, str] = {}
+        self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every reply
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+
+    def only_run(self) -> Run:
+        assert len(self.runs) == 1, f"expected one run, the server has {len(self.runs)}"
+        return next(iter(self.runs.values()))
+
+    # ------------------------------------------------------------------ the calls
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, Any]:
+        if self.token and headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"detail": "this server is write-protected"}
+        if method == "POST" and path == "/api/external-runs":
+            return self._register(json.loads(body), headers)
+        if method == "PUT" and (match := EPOCH_PATH.match(path)):
+            return self._epoch(match[1], int(match[2]), headers, body)
+        if method == "POST" and (match := FINISH_PATH.match(path)):
+            return self._finish(match[1], json.loads(body))
+        return 404, {"detail": "not found"}
+
+    def _register(self, payload: dict[str, Any], headers: Any) -> tuple[int, Any]:
+        key = headers.get("Idempotency-Key")
+        if key in self.by_key:
+            status, run = 200, self.runs[self.by_key[key]]
+        else:
+            status = 201
+            run = Run(uuid.uuid4().hex[:12], payload, dict(headers))
+            self.runs[run.id] = run
+            if key:
+                self.by_key[key] = run.id
+        limits = {"max_probe_size": self.max_probe_size, "max_epoch_bytes": 64 * 2**20}
+        return status, {"id": run.id, "url": f"/runs/{run.id}", "limits": limits}
+
+    def _epoch(self, run_id: str, epoch: int, headers: Any, body: bytes) -> tuple[int, Any]:
+        run = self.runs.get(run_id)
+        if run is None:
+            return 404, {"detail": f"no run {run_id!r}"}
+        if headers.get("Content-Type") != CONTENT_TYPE:
+            return 415, {"detail": f"Content-Type must be {CONTENT_TYPE}"}
+        digest = hashlib.sha256(body).hexdigest()
+        if epoch in run.digests:
+            if run.digests[epoch] == digest:
+                return 200, {"epoch": epoch, "status": "duplicate"}
+            return 409, {"detail": f"epoch {epoch} differs", "code": "epoch_conflict"}
+        if run.finish is not None:
+            return 409, {"detail": "the run is finished", "code": "run_closed"}
+        try:
+            message = decode(body)
+        except (ValueError, KeyError, TypeError, struct.error) as error:
+            return 422, {"detail": f"malformed epoch message: {error}"}
+        if message["epoch"] != epoch:
+            return 422, {"detail": "the header's epoch differs from the path's"}
+        run.epochs[epoch], run.digests[epoch] = message, digest
+        return 202, {"epoch": epoch, "status": "accepted"}
+
+    def _finish(self, run_id: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        run = self.runs.get(run_id)
+        if run is None:
+            return 404, {"detail": f"no run {run_id!r}"}
+        if run.finish is None:
+            run.finish, run.finished_after = payload, sorted(run.epochs)
+        return 202, {"id": run.id, "status": run.finish["status"]}
+
+
+def _handler(server: FakeCollapseLab) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if server.delay_s:
+                time.sleep(server.delay_s)
+            with server.lock:
+                status, payload = server.handle(self.command, self.path, self.headers, body)
+                lose = server.lose_replies > 0
+                server.lose_replies -= lose
+                server.log.append((self.command, self.path, -1 if lose else status))
+            if lose:  # processed, but the client never hears back
+                self.close_connection = True
+                return
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_PUT = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+    return Handler

@@ -1,0 +1,287 @@
+"""collapse_lab.Monitor against the stand-in server of PROTOCOL.md (tests/client/fake_server.py).
+
+Narrow unit tests of the client: what goes on the wire, latency, buffering through an
+outage, idempotent re-sends, authentication, finish. The end-to-end test against the real
+stack belongs with the server side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import collapse_lab
+import numpy as np
+import pytest
+from collapse_lab import AuthenticationError, CollapseLabWarning, Monitor
+
+from tests.client.fake_server import FakeCollapseLab
+
+RNG = np.random.default_rng(0)
+
+
+def probe(n: int = 256, d: int = 32) -> np.ndarray:
+    return RNG.standard_normal((n, d)).astype(np.float32)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_registers_and_delivers_every_field(server: FakeCollapseLab) -> None:
+    z, h, a, b = probe(), probe(d=64), probe(100), probe(100)
+    labels = np.arange(256) % 10
+    monitor = Monitor(server.url, name="unit", config={"lr": 0.05, "method": "mine"})
+    assert monitor.run_id is not None
+    assert monitor.url == f"{server.url}/runs/{monitor.run_id}"
+    for epoch in range(3):
+        monitor.log_epoch(epoch, z + epoch, h=h, labels=labels, views=(a, b), loss=1.5, lr=0.1)
+    assert monitor.finish(timeout=30)
+
+    run = server.only_run()
+    assert run.registration["name"] == "unit"
+    assert run.registration["config"] == {"lr": 0.05, "method": "mine"}
+    source = run.registration["source"]
+    assert source["client_version"] == collapse_lab.__version__
+    assert {"host", "script", "python"} <= set(source)
+    assert sorted(run.epochs) == [0, 1, 2]
+    message = run.epochs[2]
+    assert message["loss"] == 1.5 and message["scalars"] == {"lr": 0.1}
+    arrays = message["arrays"]
+    assert arrays["z"].dtype.kind == "f" and arrays["labels"].dtype == np.int32
+    np.testing.assert_allclose(arrays["z"], z + 2, atol=2e-3 * np.abs(z).max())
+    np.testing.assert_allclose(arrays["h"], h, atol=2e-3 * np.abs(h).max())
+    np.testing.assert_allclose(arrays["views_b"], b, atol=2e-3 * np.abs(b).max())
+    np.testing.assert_array_equal(arrays["labels"], labels)
+    assert run.finish == {
+        "status": "succeeded",
+        "error": None,
+        "epochs_dropped": [],
+        "epochs_skipped": [],
+    }
+    assert run.finished_after == [0, 1, 2]  # finish is sent after every epoch
+
+
+def test_log_epoch_returns_in_milliseconds_while_the_server_is_slow(
+    server: FakeCollapseLab,
+) -> None:
+    server.delay_s = 1.0
+    z = RNG.standard_normal((2048, 128)).astype(np.float32)
+    monitor = Monitor(server.url)  # registration answers after 1 s: before the timing
+    durations = []
+    for epoch in range(15):
+        start = time.perf_counter()
+        monitor.log_epoch(epoch, z, loss=0.5)
+        durations.append(time.perf_counter() - start)
+    assert statistics.median(durations) < 0.010, durations
+    assert monitor.stats.dropped == []
+    server.delay_s = 0.0
+    assert monitor.finish(timeout=30)
+    assert sorted(server.only_run().epochs) == list(range(15))
+
+
+def test_buffers_through_an_outage_and_loses_no_epoch(
+    server: FakeCollapseLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = Monitor(server.url)
+    monitor.log_epoch(0, probe())
+    wait_until(lambda: monitor.stats.delivered == [0])
+    server.stop()
+    with pytest.warns(CollapseLabWarning, match="cannot reach"):
+        for epoch in range(1, 6):
+            monitor.log_epoch(epoch, probe())
+        wait_until(lambda: "cannot reach" in caplog.text)
+    assert monitor.stats.pending == [1, 2, 3, 4, 5]
+    time.sleep(1.0)  # a few failed retries
+    server.start()
+    assert monitor.finish(timeout=30)
+    assert sorted(server.only_run().epochs) == [0, 1, 2, 3, 4, 5]
+    assert monitor.stats.dropped == []
+
+
+def test_server_down_at_start_registers_later(server: FakeCollapseLab) -> None:
+    server.stop()
+    with pytest.warns(CollapseLabWarning, match="cannot reach"):
+        monitor = Monitor(server.url, timeout=1.0)
+    assert monitor.run_id is None and monitor.url is None
+    monitor.log_epoch(0, probe())
+    monitor.log_epoch(1, probe())
+    server.start()
+    assert monitor.finish(timeout=30)
+    run = server.only_run()
+    assert monitor.run_id == run.id and sorted(run.epochs) == [0, 1]
+
+
+def test_full_buffer_drops_the_oldest_but_keeps_the_baseline(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url, max_buffer_epochs=3)
+    server.stop()
+    with pytest.warns(CollapseLabWarning, match="buffer full"):
+        for epoch in range(7):
+            monitor.log_epoch(epoch, probe())
+    assert monitor.stats.dropped == [1, 2, 3]
+    server.start()
+    assert monitor.finish(timeout=30)
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 4, 5, 6]
+    assert run.finish is not None and run.finish["epochs_dropped"] == [1, 2, 3]
+
+
+def test_a_lost_reply_is_resent_harmlessly(server: FakeCollapseLab) -> None:
+    server.lose_replies = 1  # the registration is stored, its reply lost
+    with pytest.warns(CollapseLabWarning, match="cannot reach"):
+        monitor = Monitor(server.url)
+    monitor.log_epoch(0, probe())
+    wait_until(lambda: monitor.stats.delivered == [0])
+    server.lose_replies = 1  # epoch 1 is stored, its reply lost
+    monitor.log_epoch(1, probe())
+    assert monitor.finish(timeout=30)
+    run = server.only_run()  # one run: the retried registration found the first one
+    assert sorted(run.epochs) == [0, 1] and monitor.stats.delivered == [0, 1]
+    puts = [status for method, path, status in server.log if path.endswith("/epochs/1")]
+    assert puts == [-1, 200]  # the reply lost, then "duplicate"
+
+
+def test_wrong_token_is_refused_and_nothing_is_stored(
+    server: FakeCollapseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.token = "secret"
+    with pytest.raises(AuthenticationError, match=r"refused the token.*COLLAPSE_LAB_TOKEN"):
+        Monitor(server.url, token="wrong")
+    with pytest.raises(AuthenticationError):
+        Monitor(server.url)
+    assert server.runs == {}
+    assert [status for _, _, status in server.log] == [401, 401]  # tried once each
+
+    monkeypatch.setenv("COLLAPSE_LAB_TOKEN", "secret")
+    monitor = Monitor(server.url)
+    assert server.only_run().headers["Authorization"] == "Bearer secret"
+    monitor.log_epoch(0, probe())
+    wait_until(lambda: monitor.stats.delivered == [0])
+
+    server.token = "rotated"  # the token stops working mid-run: one warning, no retry storm
+    with pytest.warns(CollapseLabWarning, match="refused the token"):
+        monitor.log_epoch(1, probe())
+        wait_until(lambda: monitor.stats.disabled is not None)
+    monitor.log_epoch(2, probe())  # training goes on
+    assert not monitor.finish(timeout=5)
+    assert sorted(server.only_run().epochs) == [0]
+    assert monitor.stats.dropped == [1, 2]
+    assert len(server.log) == 5  # 2 refused registrations, registration, epoch 0, epoch 1
+
+
+def test_finish_waits_for_the_buffer_then_closes(server: FakeCollapseLab) -> None:
+    server.delay_s = 0.2
+    monitor = Monitor(server.url)
+    for epoch in range(5):
+        monitor.log_epoch(epoch, probe())
+    assert monitor.stats.pending  # still uploading
+    assert monitor.finish(timeout=30)
+    run = server.only_run()
+    assert run.finished_after == [0, 1, 2, 3, 4]
+    assert monitor.finish() is True  # a second call returns the first one's result
+    with pytest.raises(RuntimeError, match="after finish"):
+        monitor.log_epoch(5, probe())
+
+
+def test_finish_gives_up_after_its_timeout(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url)
+    server.stop()
+    monitor.log_epoch(0, probe())
+    start = time.monotonic()
+    with pytest.warns(CollapseLabWarning, match=r"finish\(\) timed out.*\[0\]"):
+        assert not monitor.finish(timeout=1.0)
+    assert time.monotonic() - start < 5
+    assert monitor.stats.pending == [0]
+
+
+def test_context_manager_closes_a_crashed_run_as_failed(server: FakeCollapseLab) -> None:
+    with pytest.raises(ZeroDivisionError), Monitor(server.url) as monitor:
+        monitor.log_epoch(0, probe())
+        _ = 1 / 0
+    finish = server.only_run().finish
+    assert finish is not None and finish["status"] == "failed"
+    assert finish["error"] == "ZeroDivisionError: division by zero"
+
+
+def test_caller_bugs_raise_at_once(server: FakeCollapseLab) -> None:
+    server.max_probe_size = 300
+    monitor = Monitor(server.url, labels=np.zeros(256, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        monitor.log_epoch(0, np.zeros(256, dtype=np.float32))
+    with pytest.raises(ValueError, match="MAX_PROBE_SIZE 300"):
+        monitor.log_epoch(0, probe(n=400))
+    with pytest.raises(ValueError, match="h has 10 rows"):
+        monitor.log_epoch(0, probe(), h=probe(n=10))
+    with pytest.raises(ValueError, match="labels has 100 entries"):
+        monitor.log_epoch(0, probe(), labels=np.zeros(100, dtype=int))
+    with pytest.raises(ValueError, match="views must be two"):
+        monitor.log_epoch(0, probe(), views=(probe(50), probe(50, d=8)))
+    with pytest.raises(TypeError, match="loss must be a real number"):
+        monitor.log_epoch(0, probe(), loss="low")
+    monitor.log_epoch(0, probe(), h=probe(d=64))
+    with pytest.raises(ValueError, match="epochs must increase"):
+        monitor.log_epoch(0, probe())
+    with pytest.raises(ValueError, match="stay fixed"):
+        monitor.log_epoch(1, probe(), h=probe(d=16))
+    assert monitor.finish(timeout=10)
+    assert sorted(server.only_run().epochs) == [0]
+
+
+def test_diverged_epochs_and_a_late_baseline_warn_but_do_not_raise(
+    server: FakeCollapseLab,
+) -> None:
+    monitor = Monitor(server.url)
+    with pytest.warns(CollapseLabWarning, match="first logged epoch is 3, not 0"):
+        monitor.log_epoch(3, probe())
+    bad = probe()
+    bad[5, 1] = np.nan
+    with pytest.warns(CollapseLabWarning, match="NaN or infinity"):
+        monitor.log_epoch(4, bad, loss=float("nan"))
+    monitor.log_epoch(5, probe(), loss=float("inf"))
+    assert monitor.finish(timeout=10)
+    run = server.only_run()
+    assert sorted(run.epochs) == [3, 5] and monitor.stats.skipped == [4]
+    assert run.epochs[5]["loss"] is None  # JSON has no inf: null
+    assert run.finish is not None and run.finish["epochs_skipped"] == [4]
+
+
+def test_tensor_like_inputs_without_torch(server: FakeCollapseLab) -> None:
+    class Tensor:  # what log_epoch relies on: detach().cpu().numpy(), .float() for bfloat16
+        def __init__(self, data: np.ndarray, numpy_dtype: bool = True) -> None:
+            self.data, self.numpy_dtype = data, numpy_dtype
+
+        def detach(self) -> Tensor:
+            return self
+
+        def cpu(self) -> Tensor:
+            return self
+
+        def float(self) -> Tensor:
+            return Tensor(self.data)
+
+        def numpy(self) -> np.ndarray:
+            if not self.numpy_dtype:
+                raise TypeError("Got unsupported ScalarType BFloat16")
+            return self.data
+
+    z = probe()
+    monitor = Monitor(server.url)
+    monitor.log_epoch(0, Tensor(z, numpy_dtype=False), h=Tensor(z), labels=[1] * 256)
+    assert monitor.finish(timeout=10)
+    np.testing.assert_allclose(server.only_run().epochs[0]["arrays"]["z"], z, atol=2e-3 * 5)
+
+
+def test_torch_tensors_of_any_dtype(server: FakeCollapseLab) -> None:
+    torch = pytest.importorskip("torch")
+    z = torch.randn(256, 32)
+    monitor = Monitor(server.url)
+    monitor.log_epoch(0, z.to(torch.bfloat16).requires_grad_(), labels=torch.arange(256))
+    monitor.log_epoch(1, z.half(), loss=torch.tensor(0.25))
+    assert monitor.finish(timeout=10)
+    epochs = server.only_run().epochs
+    np.testing.assert_allclose(epochs[1]["arrays"]["z"], z.numpy(), atol=0.01)
+    assert epochs[1]["loss"] == 0.25
