@@ -1,0 +1,685 @@
+"""``Monitor``: send a training loop's probe embeddings to Collapse Lab, one epoch at a time.
+
+The training thread only validates and encodes (a few milliseconds for 2,048 x 128); a
+background thread uploads, in order, with retries. Nothing here raises because of the
+network: problems are reported once as a :class:`CollapseLabWarning` (and every event is
+logged on the ``collapse_lab`` logger). Exceptions are reserved for the caller's bugs
+(wrong shapes, a wrong URL or token found when the monitor is created).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import numbers
+import os
+import platform
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from . import wire
+
+logger = logging.getLogger("collapse_lab")
+
+DEFAULT_MAX_PROBE_SIZE = 10_000  # the server's MAX_PROBE_SIZE default, until it says otherwise
+DEFAULT_MAX_EPOCH_BYTES = 256 * 2**20  # likewise for one epoch message
+DEFAULT_BUFFER_EPOCHS = 100
+DEFAULT_BUFFER_BYTES = 512 * 2**20
+FIRST_BACKOFF_S = 0.5
+# Short enough that a server back from an outage is noticed within seconds (and finish()
+# is not left waiting long), long enough that a down server sees one request per client
+# every few seconds.
+MAX_BACKOFF_S = 10.0
+EXIT_FLUSH_TIMEOUT_S = 30.0  # what an interpreter exit without finish() waits for uploads
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class CollapseLabError(Exception):
+    """The server refused the monitor when it was created; the text says why."""
+
+
+class AuthenticationError(CollapseLabError):
+    """401/403: the server is write-protected and the token is missing or wrong."""
+
+
+class CollapseLabWarning(UserWarning):
+    """A problem that does not stop training: the server is unreachable, epochs were dropped,
+    the token was refused after the start, or the first logged epoch is not 0."""
+
+
+@dataclass(frozen=True)
+class MonitorStats:
+    """What happened to the logged epochs so far (a snapshot)."""
+
+    delivered: list[int]
+    pending: list[int]
+    dropped: list[int]  # the buffer was full, or the server refused the message
+    skipped: list[int]  # not sent: the arrays contained NaN or infinity
+    disabled: str | None  # why the monitor stopped sending, when it did
+    last_error: str | None
+
+
+@dataclass
+class _Item:
+    """One queued request: an epoch message, or the closing finish call (epoch None)."""
+
+    epoch: int | None
+    body: bytes = b""
+    finish: dict[str, Any] | None = None
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    """A numpy view of an array-like; torch tensors (any device, any dtype) without
+    importing torch."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        tensor = value.detach().cpu()
+        try:
+            return tensor.numpy()
+        except TypeError:  # bfloat16 and float8 have no numpy dtype
+            return tensor.float().numpy()
+    try:
+        return np.asarray(value)
+    except Exception as error:
+        raise TypeError(
+            f"{name} must be an array or a tensor, not {type(value).__name__}"
+        ) from error
+
+
+def _float_matrix(value: Any, name: str) -> np.ndarray:
+    array = _as_array(value, name)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, not {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be (N, d), got shape {array.shape}")
+    return array
+
+
+def _number(value: Any, name: str) -> float | None:
+    """A JSON-safe float (None for NaN/inf, which JSON cannot carry)."""
+    if hasattr(value, "item"):  # numpy scalar, 0-d tensor
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Researchers' configs hold Paths, enums, dtypes...: those travel as their str().
+    try:
+        return json.loads(json.dumps(dict(config or {}), default=str, allow_nan=False))
+    except ValueError as error:
+        raise ValueError(f"config must be JSON-serialisable without NaN: {error}") from error
+
+
+def _response_detail(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's error text and code (FastAPI ``{"detail": ...}``, or the raw text)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase, None
+    if isinstance(payload, dict):
+        return str(payload.get("detail", payload))[:300], payload.get("code")
+    return str(payload)[:300], None
+
+
+class Monitor:
+    """Streams one training run's probe embeddings to a Collapse Lab server.
+
+    ``url`` is the dashboard's address (or ``$COLLAPSE_LAB_URL``); ``token`` its
+    ``API_TOKEN`` (or ``$COLLAPSE_LAB_TOKEN``), sent as ``Authorization: Bearer``.
+    ``config`` is free-form JSON shown on the run page; ``labels`` the probe labels, (N,)
+    ints, used for every epoch that does not pass its own.
+
+    On creation the run is registered (one request, at most ``timeout`` seconds), so
+    ``run_id`` and ``url`` are known at once. A wrong URL or token raises here, before any
+    training. If the server cannot be reached, a warning says so and registration is retried
+    in the background with the epochs; ``run_id`` and ``url`` stay None until it succeeds.
+
+    Buffer: at most ``max_buffer_epochs`` epochs and ``max_buffer_bytes`` bytes wait for
+    upload (plus the one being sent). When full, the oldest waiting epoch is dropped (never
+    the first one logged, the verdict's baseline) with a warning; ``stats.dropped`` lists
+    them. A 2,048 x 128 probe is 0.5 MiB per epoch in float16, so the defaults keep 100
+    epochs of an outage.
+
+    ``precision="float32"`` sends exact float32 instead of float16 (twice the bytes); see
+    ``collapse_lab.wire`` for why the float16 encoding keeps nearly collapsed embeddings.
+
+    Use it as a context manager, or call :meth:`finish`; a script that exits without either
+    still gets ``EXIT_FLUSH_TIMEOUT_S`` to upload and the run is closed as failed.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        labels: Any = None,
+        precision: str = "float16",
+        max_buffer_epochs: int = DEFAULT_BUFFER_EPOCHS,
+        max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        timeout: float = 10.0,
+        source: Mapping[str, Any] | None = None,
+    ) -> None:
+        url = url or os.environ.get("COLLAPSE_LAB_URL")
+        if not url:
+            raise ValueError("pass url= (the Collapse Lab address) or set COLLAPSE_LAB_URL")
+        if precision not in ("float16", "float32"):
+            raise ValueError(f"precision must be 'float16' or 'float32', not {precision!r}")
+        if max_buffer_epochs < 1 or max_buffer_bytes < 1:
+            raise ValueError("max_buffer_epochs and max_buffer_bytes must be positive")
+        self.base_url = url.rstrip("/")
+        self.run_id: str | None = None
+        self.url: str | None = None
+        self.precision = precision
+        self.max_buffer_epochs = max_buffer_epochs
+        self.max_buffer_bytes = max_buffer_bytes
+        self.max_probe_size = DEFAULT_MAX_PROBE_SIZE
+        self.max_epoch_bytes = DEFAULT_MAX_EPOCH_BYTES
+        self._labels = None if labels is None else self._check_labels(labels, None)
+        script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "<interactive>"
+        self._registration = {
+            "name": name or Path(script).stem or "external run",
+            "config": _json_config(config),
+            "source": {
+                "host": socket.gethostname(),
+                "script": script,
+                "client_version": _client_version(),
+                "python": platform.python_version(),
+                "integration": "monitor",
+                **dict(source or {}),
+            },
+        }
+        token = token or os.environ.get("COLLAPSE_LAB_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # One key per Monitor: a registration retried after a lost reply finds the same run.
+        self._idempotency = {"Idempotency-Key": uuid.uuid4().hex}
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(60.0, connect=timeout)
+        )
+        self._cond = threading.Condition()
+        self._queue: deque[_Item] = deque()
+        self._queued_bytes = 0
+        self._in_flight: _Item | None = None
+        self._delivered: list[int] = []
+        self._dropped: list[int] = []
+        self._skipped: list[int] = []
+        self._disabled: str | None = None
+        self._last_error: str | None = None
+        self._warned: set[str] = set()
+        self._last_epoch: int | None = None
+        self._baseline: int | None = None  # the first epoch logged, kept until delivered
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._closed = False
+        self._finished = threading.Event()
+        self._finish_ok = False
+        self._abort = threading.Event()
+        self._outage_since: float | None = None
+
+        self._register_now(timeout)
+        self._thread = threading.Thread(target=self._run, name="collapse-lab-sender", daemon=True)
+        self._thread.start()
+        atexit.register(self._at_exit)
+
+    # ----------------------------------------------------------------- caller's side
+
+    def log_epoch(
+        self,
+        epoch: int,
+        z: Any,
+        h: Any = None,
+        labels: Any = None,
+        views: tuple[Any, Any] | None = None,
+        loss: Any = None,
+        **scalars: Any,
+    ) -> None:
+        """Queue one epoch for upload and return (milliseconds: validation and encoding).
+
+        ``z``: (N, d) probe embeddings (projector output), numpy array or torch tensor on any
+        device; ``h``: optional (N, d_h) backbone representation of the same N samples;
+        ``labels``: (N,) ints, default the monitor's; ``views``: optional pair of (M, d)
+        embeddings of two augmented views, row i of each a positive pair; ``loss`` and
+        ``scalars`` (lr=..., any real numbers) are shown beside the diagnostics. N is at most
+        the server's ``MAX_PROBE_SIZE`` (10,000 by default) and must stay the same: the
+        probe set is fixed.
+
+        Epoch 0 is the untrained network. The server's verdict compares every epoch with the
+        first one logged (onset, trend), so a first epoch other than 0 gets a warning: the
+        verdict then has no untrained baseline. Epochs must increase; gaps are fine.
+
+        Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
+        order, N over the limit, a message larger than the buffer) and ``RuntimeError``
+        after :meth:`finish`. Arrays with NaN or infinity (training diverged) are not sent:
+        a warning, and ``stats.skipped`` lists the epoch.
+        """
+        if self._closed:
+            raise RuntimeError("log_epoch() after finish(): create a new Monitor for a new run")
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        epoch = int(epoch)
+        if self._last_epoch is not None and epoch <= self._last_epoch:
+            raise ValueError(f"epochs must increase: {epoch} after {self._last_epoch}")
+        arrays = self._check_arrays(z, h, labels, views)
+        bad = [n for n, a in arrays.items() if n != "labels" and not np.isfinite(a).all()]
+        if not bad:
+            body = wire.encode_epoch(
+                epoch,
+                arrays,
+                loss=None if loss is None else _number(loss, "loss"),
+                scalars={k: _number(v, k) for k, v in scalars.items()},
+                logged_at=time.time(),
+                precision=self.precision,
+            )
+            limit = min(self.max_epoch_bytes, self.max_buffer_bytes)
+            if len(body) > limit:
+                raise ValueError(
+                    f"epoch {epoch} encodes to {len(body) / 2**20:.1f} MiB, over the "
+                    f"{limit / 2**20:.1f} MiB limit (the server's max_epoch_bytes or "
+                    "max_buffer_bytes): log fewer probe samples or a narrower h"
+                )
+        first = self._last_epoch is None
+        self._last_epoch = epoch
+        if first:
+            self._baseline = epoch
+            if epoch != 0:
+                self._warn(
+                    "baseline",
+                    f"the first logged epoch is {epoch}, not 0: the verdict compares every "
+                    f"epoch with the first one logged, so it has no untrained baseline and "
+                    f"its onset epoch counts from {epoch}. Log the untrained network as "
+                    "epoch 0 first.",
+                )
+        if bad:
+            self._skipped.append(epoch)
+            self._warn(
+                "nonfinite",
+                f"epoch {epoch}: {', '.join(bad)} contain NaN or infinity (training "
+                "diverged?); such epochs are not sent (stats.skipped lists them)",
+            )
+            return
+        with self._cond:
+            if self._disabled:
+                self._dropped.append(epoch)
+                return
+            self._queue.append(_Item(epoch, body))
+            self._queued_bytes += len(body)
+            self._shed_overflow()
+            self._cond.notify()
+
+    def finish(self, timeout: float = 60.0, error: str | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the buffered epochs, then close the run
+        (``failed`` with ``error`` when given, else ``succeeded``).
+
+        Returns True when every epoch that was not dropped or skipped arrived and the run
+        was closed; False (with a warning listing what is left) otherwise. A second call
+        returns the first one's result.
+        """
+        with self._cond:
+            if self._closed:
+                already = True
+            else:
+                already = False
+                self._closed = True
+                self._queue.append(
+                    _Item(
+                        None,
+                        finish={
+                            "status": "failed" if error else "succeeded",
+                            "error": error,
+                            "epochs_dropped": sorted(self._dropped),
+                            "epochs_skipped": sorted(self._skipped),
+                        },
+                    )
+                )
+                self._cond.notify()
+        if already:
+            self._finished.wait(timeout)
+            return self._finish_ok
+        atexit.unregister(self._at_exit)
+        if not self._finished.wait(timeout) and not self._disabled:
+            left = self.stats.pending
+            self._warn(
+                "finish-timeout",
+                f"finish() timed out after {timeout:g} s: "
+                + (f"epochs {left} were not delivered and " if left else "")
+                + f"the run was not closed (last error: {self._last_error})",
+            )
+        self._abort.set()
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(timeout=5.0)
+        self._http.close()
+        return self._finish_ok
+
+    @property
+    def stats(self) -> MonitorStats:
+        """Delivered, pending, dropped and skipped epochs, and why sending stopped."""
+        with self._cond:
+            queued = [*([self._in_flight] if self._in_flight else []), *self._queue]
+            return MonitorStats(
+                delivered=list(self._delivered),
+                pending=[i.epoch for i in queued if i.epoch is not None],
+                dropped=list(self._dropped),
+                skipped=list(self._skipped),
+                disabled=self._disabled,
+                last_error=self._last_error,
+            )
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.finish(error=None if exc is None else f"{exc_type.__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        return f"Monitor(run_id={self.run_id!r}, url={self.url!r})"
+
+    # ----------------------------------------------------------------- validation
+
+    def _check_labels(self, labels: Any, rows: int | None) -> np.ndarray:
+        array = _as_array(labels, "labels")
+        if array.ndim != 1:
+            raise ValueError(f"labels must be (N,), got shape {array.shape}")
+        if array.dtype.kind == "f" and np.array_equal(array, np.round(array)):
+            array = array.astype(np.int64)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"labels must be integers, not {array.dtype}")
+        if rows is not None and array.shape[0] != rows:
+            raise ValueError(f"labels has {array.shape[0]} entries, z has {rows} rows")
+        return array.astype(np.int32)
+
+    def _check_arrays(
+        self, z: Any, h: Any, labels: Any, views: tuple[Any, Any] | None
+    ) -> dict[str, np.ndarray]:
+        arrays = {"z": _float_matrix(z, "z")}
+        rows, width = arrays["z"].shape
+        if rows < 2:
+            raise ValueError("z needs at least 2 rows (probe samples)")
+        if rows > self.max_probe_size:
+            raise ValueError(
+                f"z has {rows} rows, over the server's MAX_PROBE_SIZE {self.max_probe_size}"
+            )
+        if rows < width:
+            self._warn(
+                "small-probe",
+                f"the probe has N={rows} samples for d={width} dimensions: the effective "
+                "rank cannot exceed N, and RankMe needs N much larger than d",
+            )
+        if h is not None:
+            arrays["h"] = _float_matrix(h, "h")
+            if arrays["h"].shape[0] != rows:
+                raise ValueError(f"h has {arrays['h'].shape[0]} rows, z has {rows}")
+        labels = self._labels if labels is None else labels
+        if labels is not None:
+            arrays["labels"] = self._check_labels(labels, rows)
+        if views is not None:
+            if not isinstance(views, tuple | list) or len(views) != 2:
+                raise ValueError("views must be a pair (views_a, views_b)")
+            a, b = _float_matrix(views[0], "views[0]"), _float_matrix(views[1], "views[1]")
+            if a.shape != b.shape or a.shape[1] != width:
+                raise ValueError(
+                    f"views must be two (M, {width}) arrays, got {a.shape} and {b.shape}"
+                )
+            if a.shape[0] > self.max_probe_size:
+                raise ValueError(f"views have {a.shape[0]} rows, over {self.max_probe_size}")
+            arrays["views_a"], arrays["views_b"] = a, b
+        for name in ("z", "h"):
+            if name in arrays:
+                shape, first = arrays[name].shape, self._shapes.setdefault(name, arrays[name].shape)
+                if shape != first:
+                    raise ValueError(
+                        f"{name} is {shape} but was {first} at the first epoch: the probe set "
+                        "and the model's widths stay fixed during a run"
+                    )
+        return arrays
+
+    # ----------------------------------------------------------------- reporting
+
+    def _warn(self, key: str, message: str) -> None:
+        """Log every time; show a warning once per kind of problem."""
+        logger.warning("%s", message)
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"Collapse Lab: {message}", CollapseLabWarning, stacklevel=3)
+
+    def _disable(self, reason: str) -> None:
+        with self._cond:
+            self._disabled = reason
+            for item in [*([self._in_flight] if self._in_flight else []), *self._queue]:
+                if item.epoch is not None:
+                    self._dropped.append(item.epoch)
+            self._queue.clear()
+            self._queued_bytes = 0
+        self._warn("disabled", f"{reason}; no further epochs are sent for this run")
+        self._finished.set()
+
+    def _shed_overflow(self) -> None:
+        """Drop the oldest waiting epochs beyond the buffer bounds (caller holds the lock),
+        keeping the first epoch logged: without it the verdict has no baseline."""
+        while len(self._queue) > self.max_buffer_epochs or (
+            self._queued_bytes > self.max_buffer_bytes
+        ):
+            victim = next(
+                (i for i in self._queue if i.epoch is not None and i.epoch != self._baseline),
+                None,
+            )
+            if victim is None:
+                return
+            self._queue.remove(victim)
+            self._queued_bytes -= len(victim.body)
+            self._dropped.append(victim.epoch)
+            self._warn(
+                "dropped",
+                f"upload buffer full ({self.max_buffer_epochs} epochs / "
+                f"{self.max_buffer_bytes / 2**20:.0f} MiB): dropped epoch {victim.epoch} "
+                f"(stats.dropped lists every dropped epoch)",
+            )
+
+    # ----------------------------------------------------------------- network side
+
+    def _register_now(self, timeout: float) -> None:
+        try:
+            response = self._http.post(
+                "/api/external-runs",
+                json=self._registration,
+                headers=self._idempotency,
+                timeout=timeout,
+            )
+        except httpx.HTTPError as error:
+            self._note_outage(f"{type(error).__name__}: {error}")
+            return
+        if response.status_code in RETRYABLE_STATUSES:
+            self._note_outage(f"HTTP {response.status_code}")
+            return
+        problem = self._registered(response)
+        if problem:
+            self._http.close()
+            error_type = (
+                AuthenticationError if response.status_code in (401, 403) else CollapseLabError
+            )
+            raise error_type(problem)
+
+    def _registered(self, response: httpx.Response) -> str | None:
+        """Take the run from a registration reply; the problem, if it is a refusal."""
+        if response.status_code in (401, 403):
+            detail, _ = _response_detail(response)
+            return (
+                f"{self.base_url} refused the token (HTTP {response.status_code}: {detail}); "
+                "pass token= or set COLLAPSE_LAB_TOKEN to the server's API_TOKEN"
+            )
+        if not response.is_success:
+            detail, _ = _response_detail(response)
+            return (
+                f"{self.base_url} refused to register the run (HTTP {response.status_code}: "
+                f"{detail}); is this the address of a Collapse Lab server with external runs?"
+            )
+        try:
+            payload = response.json()
+            run_id = str(payload["id"])
+        except (ValueError, KeyError, TypeError):
+            return (
+                f"{self.base_url} answered the registration without a run id: {response.text[:200]}"
+            )
+        self.run_id = run_id
+        page = str(payload.get("url") or f"/runs/{self.run_id}")
+        self.url = page if page.startswith(("http://", "https://")) else self.base_url + page
+        limits = payload.get("limits") or {}
+        self.max_probe_size = int(limits.get("max_probe_size", self.max_probe_size))
+        self.max_epoch_bytes = int(limits.get("max_epoch_bytes", self.max_epoch_bytes))
+        logger.info("Collapse Lab run %s: %s", self.run_id, self.url)
+        return None
+
+    def _note_outage(self, problem: str) -> None:
+        self._last_error = problem
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            self._warn(
+                "unreachable",
+                f"cannot reach {self.base_url} ({problem}); training goes on, epochs are "
+                f"buffered (up to {self.max_buffer_epochs} epochs / "
+                f"{self.max_buffer_bytes / 2**20:.0f} MiB) and sent when it is back",
+            )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+        """Send until the server answers with a non-retryable status; None when aborted.
+
+        A plain loop rather than a retry library: it must stop at once when finish() gives
+        up, honour Retry-After, and retry forever otherwise (the buffer bounds the cost).
+        """
+        delay = FIRST_BACKOFF_S
+        while not self._abort.is_set():
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as error:
+                problem, wait = f"{type(error).__name__}: {error}", None
+            else:
+                if response.status_code not in RETRYABLE_STATUSES:
+                    if self._outage_since is not None:
+                        logger.info(
+                            "Collapse Lab server reachable again after %.0f s",
+                            time.monotonic() - self._outage_since,
+                        )
+                        self._outage_since = None
+                    return response
+                problem = f"HTTP {response.status_code}"
+                wait = _retry_after(response)
+            self._note_outage(problem)
+            # Jitter: clients that lost the same server do not all come back at once.
+            if self._abort.wait(wait if wait is not None else delay * random.uniform(0.5, 1.0)):
+                break
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        return None
+
+    def _run(self) -> None:
+        """Sender thread: registration first, then the queue in order."""
+        try:
+            while self._send_next():
+                pass
+        except Exception as error:  # a bug here must not leave finish() waiting in silence
+            logger.exception("Collapse Lab sender thread failed")
+            self._disable(f"internal error in the upload thread: {error!r}")
+
+    def _send_next(self) -> bool:
+        """Send the queue's head; False when the thread should stop."""
+        with self._cond:
+            while not self._queue and not self._abort.is_set():
+                self._cond.wait()
+            if self._abort.is_set() or self._disabled:
+                return False
+            item = self._in_flight = self._queue.popleft()
+            self._queued_bytes -= len(item.body)
+        delivered = (self.run_id is not None or self._register_later()) and self._deliver(item)
+        with self._cond:
+            self._in_flight = None
+            if delivered or self._disabled:
+                return True
+            if self._abort.is_set():  # finish() gave up: the item stays listed as pending
+                self._queue.appendleft(item)
+                return False
+            if item.epoch is not None:  # refused by the server: warned about in _deliver
+                self._dropped.append(item.epoch)
+            return True
+
+    def _register_later(self) -> bool:
+        response = self._request(
+            "POST", "/api/external-runs", json=self._registration, headers=self._idempotency
+        )
+        if response is None:
+            return False
+        problem = self._registered(response)
+        if problem:
+            self._disable(problem)
+            return False
+        return True
+
+    def _deliver(self, item: _Item) -> bool:
+        """One request; True when the server took it."""
+        if item.epoch is None:
+            path = f"/api/external-runs/{self.run_id}/finish"
+            response = self._request("POST", path, json=item.finish)
+        else:
+            path = f"/api/external-runs/{self.run_id}/epochs/{item.epoch}"
+            response = self._request(
+                "PUT", path, content=item.body, headers={"Content-Type": wire.CONTENT_TYPE}
+            )
+        if response is None:
+            return False
+        if response.is_success:
+            if item.epoch is None:
+                self._finish_ok = True
+                self._finished.set()
+            else:
+                with self._cond:
+                    self._delivered.append(item.epoch)
+                    if item.epoch == self._baseline:
+                        self._baseline = None  # delivered: it may no longer block shedding
+            return True
+        detail, code = _response_detail(response)
+        status = response.status_code
+        if status in (401, 403):
+            self._disable(f"{self.base_url} refused the token (HTTP {status}: {detail})")
+        elif status == 404 or (status == 409 and code != "epoch_conflict"):
+            self._disable(f"run {self.run_id} no longer takes uploads (HTTP {status}: {detail})")
+        else:
+            what = "the finish call" if item.epoch is None else f"epoch {item.epoch}"
+            self._last_error = f"HTTP {status}: {detail}"
+            self._warn("refused", f"the server refused {what} (HTTP {status}: {detail})")
+            if item.epoch is None:
+                self._finished.set()
+        return False
+
+    def _at_exit(self) -> None:
+        if not self._closed:
+            self.finish(
+                timeout=EXIT_FLUSH_TIMEOUT_S,
+                error="the process exited without calling Monitor.finish()",
+            )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the delay form; the date form is not worth parsing here)."""
+    value = response.headers.get("retry-after", "")
+    return min(float(value), MAX_BACKOFF_S * 6) if value.isdigit() else None
+
+
+def _client_version() -> str:
+    from . import __version__
+
+    return __version__

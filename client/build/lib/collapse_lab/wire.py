@@ -1,0 +1,251 @@
+"""The binary epoch message of the Collapse Lab wire protocol (``PROTOCOL.md``), both ways.
+
+One message carries one epoch: a JSON header (epoch, loss, scalars, where each array lies)
+and the raw little-endian arrays after it::
+
+    bytes 0-7     MAGIC = b"CLEPOCH" + version byte 0x01
+    bytes 8-11    H, the header length, uint32 little-endian
+    bytes 12..    the header, H bytes of UTF-8 JSON
+    then          each array at its "offset" (a multiple of 64, so the reader gets aligned
+                  zero-copy views), in offset order, the body ending with the last array
+
+Float arrays travel as float16 *centred and scaled*: ``x = data * scale + shift`` with a
+float32 ``scale`` and a float32 per-column ``shift`` (the column means). Plain float16
+keeps 11 significant bits of each value; for an embedding that is nearly collapsed (every
+row the same vector plus a tiny spread), those bits go to the shared vector and the spread,
+which is exactly what the collapse diagnostics measure, drowns in rounding noise. Centred,
+the 11 bits describe the spread itself. The scale also keeps values beyond float16's range
+(65504) finite.
+
+The server may import :func:`decode_epoch` (it needs numpy only) so that both ends share
+one implementation of the format; it validates everything it reads and raises
+:class:`MessageError` on a malformed body.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"CLEPOCH\x01"
+CONTENT_TYPE = "application/x-collapse-lab-epoch"
+ALIGNMENT = 64
+# Little-endian dtypes a message may contain: float16 (the default), float32 (the
+# ``precision="float32"`` option) and int32 for labels.
+FLOAT_DTYPES = ("<f2", "<f4")
+LABEL_DTYPE = "<i4"
+ARRAY_NAMES = ("z", "h", "views_a", "views_b", "labels")
+_PREFIX = struct.Struct("<8sI")
+
+
+class MessageError(ValueError):
+    """A body that is not a valid epoch message; the text says what is wrong."""
+
+
+@dataclass(frozen=True)
+class EpochMessage:
+    """A decoded epoch: float32 arrays as the client logged them (up to float16 rounding)."""
+
+    epoch: int
+    z: np.ndarray
+    h: np.ndarray | None = None
+    views: tuple[np.ndarray, np.ndarray] | None = None
+    labels: np.ndarray | None = None
+    loss: float | None = None
+    scalars: dict[str, float | None] = field(default_factory=dict)
+    logged_at: float | None = None
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+def _encode_float(x: np.ndarray, precision: str) -> tuple[dict[str, Any], np.ndarray]:
+    """(N, d) float array -> (header entry, little-endian payload)."""
+    x = np.asarray(x, dtype=np.float32)
+    if precision == "float32":
+        return {"dtype": "<f4", "shape": list(x.shape)}, x.astype("<f4", copy=False)
+    shift = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    residual = x - shift
+    peak = float(np.abs(residual).max()) if residual.size else 0.0
+    scale = peak if peak > 0 else 1.0  # payload in [-1, 1]; an exactly constant array is 0s
+    payload = (residual / np.float32(scale)).astype("<f2")
+    entry = {
+        "dtype": "<f2",
+        "shape": list(x.shape),
+        "scale": scale,
+        "shift": [float(v) for v in shift],
+    }
+    return entry, payload
+
+
+def encode_epoch(
+    epoch: int,
+    arrays: dict[str, np.ndarray],
+    *,
+    loss: float | None = None,
+    scalars: dict[str, float | None] | None = None,
+    logged_at: float | None = None,
+    precision: str = "float16",
+) -> bytes:
+    """One epoch message. ``arrays`` maps names of :data:`ARRAY_NAMES` to finite numpy
+    arrays already checked by the caller (shapes, finiteness); ``labels`` is sent as int32,
+    the others as centred float16 (or float32 with ``precision="float32"``)."""
+    entries: dict[str, dict[str, Any]] = {}
+    payloads: list[np.ndarray] = []
+    for name, array in arrays.items():
+        if name == "labels":
+            entry = {"dtype": LABEL_DTYPE, "shape": list(array.shape)}
+            payload = np.ascontiguousarray(array, dtype=LABEL_DTYPE)
+        else:
+            entry, payload = _encode_float(array, precision)
+        entries[name] = entry
+        payloads.append(np.ascontiguousarray(payload))
+    header: dict[str, Any] = {
+        "epoch": epoch,
+        "loss": loss,
+        "scalars": scalars or {},
+        "logged_at": logged_at,
+        "arrays": entries,
+    }
+    # Offsets depend on the header's length and the header lists the offsets: lay the arrays
+    # out after a header with placeholder offsets, then pad the real header to that length
+    # (offsets only grow the header by a bounded number of digits, hence the spare room).
+    for entry in entries.values():
+        entry["offset"] = 0
+    draft = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+    start = _align(_PREFIX.size + len(draft) + 20 * len(entries))
+    offset = start
+    for entry, payload in zip(entries.values(), payloads, strict=True):
+        entry["offset"] = offset
+        offset = _align(offset + payload.nbytes)
+    text = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
+    text += b" " * (start - _PREFIX.size - len(text))  # JSON allows trailing whitespace
+    parts = [_PREFIX.pack(MAGIC, len(text)), text]
+    position = start
+    for entry, payload in zip(entries.values(), payloads, strict=True):
+        parts.append(b"\0" * (entry["offset"] - position))
+        parts.append(payload.tobytes())
+        position = entry["offset"] + payload.nbytes
+    return b"".join(parts)
+
+
+def _read_array(
+    body: bytes, name: str, entry: dict[str, Any], floor: int
+) -> tuple[np.ndarray, int]:
+    """The float32 (or int64 labels) array an entry describes, and where it ends."""
+    dtype, shape, offset = entry.get("dtype"), entry.get("shape"), entry["offset"]
+    allowed = (LABEL_DTYPE,) if name == "labels" else FLOAT_DTYPES
+    if dtype not in allowed:
+        raise MessageError(f"array {name!r}: dtype must be one of {allowed}, not {dtype!r}")
+    rank = 1 if name == "labels" else 2
+    if (
+        not isinstance(shape, list)
+        or len(shape) != rank
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise MessageError(f"array {name!r}: shape must be {rank} non-negative integers")
+    if offset < floor or offset % ALIGNMENT:
+        raise MessageError(
+            f"array {name!r}: offset must be a multiple of {ALIGNMENT}, after the header and "
+            "the previous array"
+        )
+    count = math.prod(shape)
+    end = offset + count * np.dtype(dtype).itemsize
+    if end > len(body):
+        raise MessageError(f"array {name!r} runs past the end of the body ({len(body)} bytes)")
+    data = np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
+    if name == "labels":
+        return data.astype(np.int64), end
+    scale, shift = entry.get("scale", 1.0), entry.get("shift")
+    if not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
+        raise MessageError(f"array {name!r}: scale must be a positive finite number")
+    values = data.astype(np.float32) * np.float32(scale)
+    if shift is not None:
+        if not isinstance(shift, list) or len(shift) != shape[1]:
+            raise MessageError(f"array {name!r}: shift must list {shape[1]} numbers")
+        try:
+            values += np.asarray(shift, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise MessageError(f"array {name!r}: shift must list numbers") from error
+    if not np.isfinite(values).all():
+        raise MessageError(f"array {name!r} contains NaN or infinity")
+    return values, end
+
+
+def decode_epoch(body: bytes) -> EpochMessage:
+    """Parse and validate one epoch message (see the module docstring and ``PROTOCOL.md``).
+
+    Checks: magic and version, header JSON, known array names only, dtypes, shapes, aligned
+    non-overlapping offsets inside the body, no trailing bytes, finite values, ``z``
+    present, ``h`` and ``labels`` with as many rows as ``z``, both views or none with equal
+    shapes and ``z``'s width. Raises :class:`MessageError` naming the first problem.
+    """
+    if len(body) < _PREFIX.size:
+        raise MessageError("body shorter than the 12-byte prefix")
+    magic, header_length = _PREFIX.unpack_from(body)
+    if magic[:7] != MAGIC[:7]:
+        raise MessageError("not a Collapse Lab epoch message (bad magic)")
+    if magic != MAGIC:
+        raise MessageError(f"unsupported message version {magic[7]} (this side reads 1)")
+    header_end = _PREFIX.size + header_length
+    if header_end > len(body):
+        raise MessageError("header length runs past the end of the body")
+    try:
+        header = json.loads(body[_PREFIX.size : header_end].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MessageError(f"header is not UTF-8 JSON: {error}") from error
+    if not isinstance(header, dict):
+        raise MessageError("header must be a JSON object")
+    epoch = header.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise MessageError("epoch must be a non-negative integer")
+    entries = header.get("arrays")
+    if not isinstance(entries, dict) or "z" not in entries:
+        raise MessageError("arrays must be an object that contains z")
+    unknown = set(entries) - set(ARRAY_NAMES)
+    if unknown:
+        raise MessageError(f"unknown arrays {sorted(unknown)}; known: {list(ARRAY_NAMES)}")
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("offset"), int):
+            raise MessageError(f"array {name!r}: entry must be an object with an integer offset")
+    arrays: dict[str, np.ndarray] = {}
+    floor = header_end
+    for name, entry in sorted(entries.items(), key=lambda item: item[1]["offset"]):
+        arrays[name], floor = _read_array(body, name, entry, floor)
+    if len(body) != floor:
+        raise MessageError(f"{len(body) - floor} bytes after the last array")
+    z = arrays["z"]
+    for name in ("h", "labels"):
+        if name in arrays and arrays[name].shape[0] != z.shape[0]:
+            raise MessageError(f"{name} has {arrays[name].shape[0]} rows, z has {z.shape[0]}")
+    if ("views_a" in arrays) != ("views_b" in arrays):
+        raise MessageError("views_a and views_b come together")
+    views = None
+    if "views_a" in arrays:
+        views = (arrays["views_a"], arrays["views_b"])
+        if views[0].shape != views[1].shape or views[0].shape[1] != z.shape[1]:
+            raise MessageError("views_a and views_b must have one shape, with z's width")
+    loss, scalars = header.get("loss"), header.get("scalars", {})
+    if loss is not None and not isinstance(loss, int | float):
+        raise MessageError("loss must be a number or null")
+    if not isinstance(scalars, dict) or not all(
+        v is None or isinstance(v, int | float) for v in scalars.values()
+    ):
+        raise MessageError("scalars must map names to numbers or null")
+    logged_at = header.get("logged_at")
+    return EpochMessage(
+        epoch=epoch,
+        z=z,
+        h=arrays.get("h"),
+        views=views,
+        labels=arrays.get("labels"),
+        loss=None if loss is None else float(loss),
+        scalars={k: None if v is None else float(v) for k, v in scalars.items()},
+        logged_at=float(logged_at) if isinstance(logged_at, int | float) else None,
+    )
