@@ -11,6 +11,7 @@ the way back), ``stop()``/``start()`` (the API going away and coming back on the
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -178,3 +179,18 @@ def _handler(server: FakeCollapseLab) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def main() -> None:
+    """Serve on a free port (for the benchmark: its own process, as a real server is)."""
+    parser = argparse.ArgumentParser(description="stand-in Collapse Lab external-run server")
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeCollapseLab()
+    server.delay_s = args.delay_s
+    print(server.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
