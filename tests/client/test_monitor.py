@@ -122,12 +122,13 @@ def test_full_buffer_drops_the_oldest_but_keeps_the_baseline(server: FakeCollaps
     with pytest.warns(CollapseLabWarning, match="buffer full"):
         for epoch in range(7):
             monitor.log_epoch(epoch, probe())
-    assert monitor.stats.dropped == [1, 2, 3]
+    assert monitor.stats.pending == [0, 5, 6]  # 3 epochs, the one being retried included
+    assert monitor.stats.dropped == [1, 2, 3, 4]
     server.start()
     assert monitor.finish(timeout=30)
     run = server.only_run()
-    assert sorted(run.epochs) == [0, 4, 5, 6]
-    assert run.finish is not None and run.finish["epochs_dropped"] == [1, 2, 3]
+    assert sorted(run.epochs) == [0, 5, 6]
+    assert run.finish is not None and run.finish["epochs_dropped"] == [1, 2, 3, 4]
 
 
 def test_a_lost_reply_is_resent_harmlessly(server: FakeCollapseLab) -> None:
