@@ -70,12 +70,13 @@ class CollapseLabCallback(Callback):
 
     Embedding runs under ``torch.no_grad`` in eval mode (each submodule's mode restored
     afterwards), in batches of ``batch_size``, on global rank 0 only; epoch k is the network
-    after k training epochs. ``loss_key`` names the logged metric sent as the loss; the
-    other scalar ``trainer.callback_metrics`` go along as scalars. ``config`` defaults to
-    the module's hyperparameters. Further keyword arguments go to :class:`Monitor`
-    (``token``, ``name``, ``precision``, buffer sizes); ``self.monitor`` is it, once fit
-    starts. With sharded strategies (FSDP, DeepSpeed stage 3) rank 0 cannot run the model
-    alone: pass an ``embed`` that gathers.
+    after k training epochs (a fit resumed from a checkpoint starts a new run at the
+    checkpoint's epoch, without an untrained baseline: the monitor warns). ``loss_key``
+    names the logged metric sent as the loss; the other scalar ``trainer.callback_metrics``
+    go along as scalars. ``config`` defaults to the module's hyperparameters. Further
+    keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
+    sizes); ``self.monitor`` is it, once fit starts. With sharded strategies (FSDP,
+    DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
     """
 
     def __init__(

@@ -403,8 +403,8 @@ class Monitor:
     ) -> dict[str, np.ndarray]:
         arrays = {"z": _float_matrix(z, "z")}
         rows, width = arrays["z"].shape
-        if rows < 2:
-            raise ValueError("z needs at least 2 rows (probe samples)")
+        if rows < 2 or width < 1:
+            raise ValueError(f"z needs at least 2 rows and 1 column, got shape {(rows, width)}")
         if rows > self.max_probe_size:
             raise ValueError(
                 f"z has {rows} rows, over the server's MAX_PROBE_SIZE {self.max_probe_size}"
@@ -426,9 +426,10 @@ class Monitor:
             if not isinstance(views, tuple | list) or len(views) != 2:
                 raise ValueError("views must be a pair (views_a, views_b)")
             a, b = _float_matrix(views[0], "views[0]"), _float_matrix(views[1], "views[1]")
-            if a.shape != b.shape or a.shape[1] != width:
+            if a.shape != b.shape or a.shape[1] != width or a.shape[0] < 2:
                 raise ValueError(
-                    f"views must be two (M, {width}) arrays, got {a.shape} and {b.shape}"
+                    f"views must be two (M, {width}) arrays with M >= 2, got {a.shape} and "
+                    f"{b.shape}"
                 )
             if a.shape[0] > self.max_probe_size:
                 raise ValueError(f"views have {a.shape[0]} rows, over {self.max_probe_size}")
