@@ -27,7 +27,11 @@ try:
     from lightning.pytorch import Callback, LightningModule, Trainer
 except ImportError:  # the older standalone package
     try:
-        from pytorch_lightning import Callback, LightningModule, Trainer
+        from pytorch_lightning import (  # type: ignore[assignment]
+            Callback,
+            LightningModule,
+            Trainer,
+        )
     except ImportError as error:
         raise ImportError(
             "collapse_lab.lightning needs PyTorch Lightning: "
@@ -82,7 +86,7 @@ class CollapseLabCallback(Callback):
     def __init__(
         self,
         url: str | None,
-        probe: Tensor | DataLoader,
+        probe: Tensor | DataLoader[Any],
         labels: Any = None,
         embed: EmbedFn = default_embed,
         every_n_epochs: int = 1,

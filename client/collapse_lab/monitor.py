@@ -89,9 +89,9 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         tensor = value.detach().cpu()
         try:
-            return tensor.numpy()
+            return np.asarray(tensor.numpy())
         except TypeError:  # bfloat16 and float8 have no numpy dtype
-            return tensor.float().numpy()
+            return np.asarray(tensor.float().numpy())
     try:
         return np.asarray(value)
     except Exception as error:
@@ -122,7 +122,9 @@ def _number(value: Any, name: str) -> float | None:
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     # Researchers' configs hold Paths, enums, dtypes...: those travel as their str().
     try:
-        return json.loads(json.dumps(dict(config or {}), default=str, allow_nan=False))
+        text = json.dumps(dict(config or {}), default=str, allow_nan=False)
+        plain: dict[str, Any] = json.loads(text)
+        return plain
     except ValueError as error:
         raise ValueError(f"config must be JSON-serialisable without NaN: {error}") from error
 
@@ -476,7 +478,7 @@ class Monitor:
                 (i for i in self._queue if i.epoch is not None and i.epoch != self._baseline),
                 None,
             )
-            if victim is None:
+            if victim is None or victim.epoch is None:
                 return
             self._queue.remove(victim)
             self._buffered_bytes -= len(victim.body)

@@ -99,6 +99,7 @@ def encode_epoch(
     entries: dict[str, dict[str, Any]] = {}
     payloads: list[np.ndarray] = []
     for name, array in arrays.items():
+        entry: dict[str, Any]
         if name == "labels":
             entry = {"dtype": LABEL_DTYPE, "shape": list(array.shape)}
             payload = np.ascontiguousarray(array, dtype=LABEL_DTYPE)
