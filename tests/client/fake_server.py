@@ -7,14 +7,18 @@ tests check the client against the written protocol rather than against itself. 
 ``delay_s`` (sleep before each reply), ``token`` (write protection), ``lose_replies``
 (process the next n requests, then drop the connection without replying: a reply lost on
 the way back), ``stop()``/``start()`` (the API going away and coming back on the same port).
+It speaks HTTP/1.1 with keep-alive, as uvicorn does, and ``stop()`` resets the open
+connections, so the client's pooled connections die with the server as they would.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import struct
 import threading
 import time
@@ -70,6 +74,7 @@ class FakeCollapseLab:
         self.by_key: dict[str, str] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every reply
         self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.start()
@@ -88,6 +93,10 @@ class FakeCollapseLab:
         if self._server is None:
             return
         self._server.shutdown()
+        with self.lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):  # already closed by the client
+                    connection.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
         self._server = None
 
@@ -154,6 +163,18 @@ class FakeCollapseLab:
 
 def _handler(server: FakeCollapseLab) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with server.lock:
+                server.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with server.lock:
+                server.connections.discard(self.connection)
+            super().finish()
+
         def _serve(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if server.delay_s:
