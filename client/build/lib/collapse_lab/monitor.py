@@ -89,9 +89,9 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         tensor = value.detach().cpu()
         try:
-            return tensor.numpy()
+            return np.asarray(tensor.numpy())
         except TypeError:  # bfloat16 and float8 have no numpy dtype
-            return tensor.float().numpy()
+            return np.asarray(tensor.float().numpy())
     try:
         return np.asarray(value)
     except Exception as error:
@@ -122,7 +122,9 @@ def _number(value: Any, name: str) -> float | None:
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     # Researchers' configs hold Paths, enums, dtypes...: those travel as their str().
     try:
-        return json.loads(json.dumps(dict(config or {}), default=str, allow_nan=False))
+        text = json.dumps(dict(config or {}), default=str, allow_nan=False)
+        plain: dict[str, Any] = json.loads(text)
+        return plain
     except ValueError as error:
         raise ValueError(f"config must be JSON-serialisable without NaN: {error}") from error
 
@@ -151,8 +153,8 @@ class Monitor:
     training. If the server cannot be reached, a warning says so and registration is retried
     in the background with the epochs; ``run_id`` and ``url`` stay None until it succeeds.
 
-    Buffer: at most ``max_buffer_epochs`` epochs and ``max_buffer_bytes`` bytes wait for
-    upload (plus the one being sent). When full, the oldest waiting epoch is dropped (never
+    Buffer: at most ``max_buffer_epochs`` epochs and ``max_buffer_bytes`` bytes are not yet
+    delivered (the one being sent included). When full, the oldest waiting epoch is dropped (never
     the first one logged, the verdict's baseline) with a warning; ``stats.dropped`` lists
     them. A 2,048 x 128 probe is 0.5 MiB per epoch in float16, so the defaults keep 100
     epochs of an outage.
@@ -181,6 +183,8 @@ class Monitor:
         url = url or os.environ.get("COLLAPSE_LAB_URL")
         if not url:
             raise ValueError("pass url= (the Collapse Lab address) or set COLLAPSE_LAB_URL")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', not {precision!r}")
         if max_buffer_epochs < 1 or max_buffer_bytes < 1:
@@ -216,7 +220,7 @@ class Monitor:
         )
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
-        self._queued_bytes = 0
+        self._buffered_bytes = 0  # of the epochs not yet delivered, the one in flight included
         self._in_flight: _Item | None = None
         self._delivered: list[int] = []
         self._dropped: list[int] = []
@@ -319,7 +323,7 @@ class Monitor:
                 self._dropped.append(epoch)
                 return
             self._queue.append(_Item(epoch, body))
-            self._queued_bytes += len(body)
+            self._buffered_bytes += len(body)
             self._shed_overflow()
             self._cond.notify()
 
@@ -337,17 +341,8 @@ class Monitor:
             else:
                 already = False
                 self._closed = True
-                self._queue.append(
-                    _Item(
-                        None,
-                        finish={
-                            "status": "failed" if error else "succeeded",
-                            "error": error,
-                            "epochs_dropped": sorted(self._dropped),
-                            "epochs_skipped": sorted(self._skipped),
-                        },
-                    )
-                )
+                status = "failed" if error else "succeeded"
+                self._queue.append(_Item(None, finish={"status": status, "error": error}))
                 self._cond.notify()
         if already:
             self._finished.wait(timeout)
@@ -410,8 +405,8 @@ class Monitor:
     ) -> dict[str, np.ndarray]:
         arrays = {"z": _float_matrix(z, "z")}
         rows, width = arrays["z"].shape
-        if rows < 2:
-            raise ValueError("z needs at least 2 rows (probe samples)")
+        if rows < 2 or width < 1:
+            raise ValueError(f"z needs at least 2 rows and 1 column, got shape {(rows, width)}")
         if rows > self.max_probe_size:
             raise ValueError(
                 f"z has {rows} rows, over the server's MAX_PROBE_SIZE {self.max_probe_size}"
@@ -433,9 +428,10 @@ class Monitor:
             if not isinstance(views, tuple | list) or len(views) != 2:
                 raise ValueError("views must be a pair (views_a, views_b)")
             a, b = _float_matrix(views[0], "views[0]"), _float_matrix(views[1], "views[1]")
-            if a.shape != b.shape or a.shape[1] != width:
+            if a.shape != b.shape or a.shape[1] != width or a.shape[0] < 2:
                 raise ValueError(
-                    f"views must be two (M, {width}) arrays, got {a.shape} and {b.shape}"
+                    f"views must be two (M, {width}) arrays with M >= 2, got {a.shape} and "
+                    f"{b.shape}"
                 )
             if a.shape[0] > self.max_probe_size:
                 raise ValueError(f"views have {a.shape[0]} rows, over {self.max_probe_size}")
@@ -466,24 +462,26 @@ class Monitor:
                 if item.epoch is not None:
                     self._dropped.append(item.epoch)
             self._queue.clear()
-            self._queued_bytes = 0
+            self._buffered_bytes = len(self._in_flight.body) if self._in_flight else 0
         self._warn("disabled", f"{reason}; no further epochs are sent for this run")
         self._finished.set()
 
     def _shed_overflow(self) -> None:
         """Drop the oldest waiting epochs beyond the buffer bounds (caller holds the lock),
-        keeping the first epoch logged: without it the verdict has no baseline."""
-        while len(self._queue) > self.max_buffer_epochs or (
-            self._queued_bytes > self.max_buffer_bytes
+        keeping the first epoch logged: without it the verdict has no baseline. The epoch
+        being sent counts too, so the bound does not depend on the sender's timing."""
+        while (
+            len(self._queue) + (self._in_flight is not None) > self.max_buffer_epochs
+            or self._buffered_bytes > self.max_buffer_bytes
         ):
             victim = next(
                 (i for i in self._queue if i.epoch is not None and i.epoch != self._baseline),
                 None,
             )
-            if victim is None:
+            if victim is None or victim.epoch is None:
                 return
             self._queue.remove(victim)
-            self._queued_bytes -= len(victim.body)
+            self._buffered_bytes -= len(victim.body)
             self._dropped.append(victim.epoch)
             self._warn(
                 "dropped",
@@ -593,6 +591,8 @@ class Monitor:
             while self._send_next():
                 pass
         except Exception as error:  # a bug here must not leave finish() waiting in silence
+            if self._abort.is_set():  # finish() gave up and closed the HTTP client under us
+                return
             logger.exception("Collapse Lab sender thread failed")
             self._disable(f"internal error in the upload thread: {error!r}")
 
@@ -604,15 +604,15 @@ class Monitor:
             if self._abort.is_set() or self._disabled:
                 return False
             item = self._in_flight = self._queue.popleft()
-            self._queued_bytes -= len(item.body)
         delivered = (self.run_id is not None or self._register_later()) and self._deliver(item)
         with self._cond:
             self._in_flight = None
-            if delivered or self._disabled:
-                return True
-            if self._abort.is_set():  # finish() gave up: the item stays listed as pending
+            if self._abort.is_set() and not delivered:  # finish() gave up: still pending
                 self._queue.appendleft(item)
                 return False
+            self._buffered_bytes -= len(item.body)
+            if delivered or self._disabled:
+                return True
             if item.epoch is not None:  # refused by the server: warned about in _deliver
                 self._dropped.append(item.epoch)
             return True
@@ -633,7 +633,11 @@ class Monitor:
         """One request; True when the server took it."""
         if item.epoch is None:
             path = f"/api/external-runs/{self.run_id}/finish"
-            response = self._request("POST", path, json=item.finish)
+            # Built now, not when finish() was called: epochs refused while draining count.
+            with self._cond:
+                dropped, skipped = sorted(self._dropped), sorted(self._skipped)
+            lists = {"epochs_dropped": dropped, "epochs_skipped": skipped}
+            response = self._request("POST", path, json={**(item.finish or {}), **lists})
         else:
             path = f"/api/external-runs/{self.run_id}/epochs/{item.epoch}"
             response = self._request(

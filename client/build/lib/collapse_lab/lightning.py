@@ -1,0 +1,218 @@
+"""PyTorch Lightning callback: embed a fixed probe set after every epoch and send it to
+Collapse Lab (``pip install 'collapse-lab-client[lightning]'``).
+
+::
+
+    from collapse_lab.lightning import CollapseLabCallback
+
+    callback = CollapseLabCallback("http://localhost:8000", probe=probe_images, labels=probe_labels)
+    trainer = Trainer(max_epochs=100, callbacks=[callback])
+    trainer.fit(model, train_loader)
+
+The default ``embed`` follows lightly's and solo-learn's naming: ``h = module.backbone(x)``
+and ``z = module.projection_head(h)`` (or ``module.projector(h)``). Anything else: pass
+``embed=lambda module, x: (h, z)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, RandomSampler
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError:  # the older standalone package
+    try:
+        from pytorch_lightning import (  # type: ignore[assignment]
+            Callback,
+            LightningModule,
+            Trainer,
+        )
+    except ImportError as error:
+        raise ImportError(
+            "collapse_lab.lightning needs PyTorch Lightning: "
+            "pip install 'collapse-lab-client[lightning]'"
+        ) from error
+
+from .monitor import Monitor
+
+EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
+# log_epoch's own parameters: a logged metric of one of these names is not forwarded.
+_RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
+
+
+def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(h, z)`` = ``(backbone(x) flattened, projection_head(h))``, lightly's and
+    solo-learn's attribute names (``projector`` for the latter)."""
+    backbone = getattr(module, "backbone", None)
+    head = getattr(module, "projection_head", None)
+    if head is None:
+        head = getattr(module, "projector", None)
+    if backbone is None or head is None:
+        raise AttributeError(
+            f"{type(module).__name__} has no backbone and projection_head (or projector): "
+            "pass embed=callable(module, x) -> (h, z) to CollapseLabCallback"
+        )
+    h = backbone(x).flatten(start_dim=1)
+    return h, head(h)
+
+
+class CollapseLabCallback(Callback):
+    """Logs epoch 0 (the untrained network) when fit starts, then every ``every_n_epochs``
+    train epochs, and the last epoch when fit ends; closes the run (failed on an exception).
+
+    ``probe``: a fixed (N, ...) tensor of probe inputs, or a DataLoader over them without
+    shuffling (``(x, y, ...)`` batches give the labels when ``labels`` is not passed); its
+    transforms must be deterministic, the probe being the same images every epoch.
+    ``view_transform``: optional batched augmentation applied twice to each probe batch on
+    the module's device; the two embeddings are sent as positive pairs (alignment, positive
+    cosine), at the cost of two more forward passes.
+
+    Embedding runs under ``torch.no_grad`` in eval mode (each submodule's mode restored
+    afterwards), in batches of ``batch_size``, on global rank 0 only; epoch k is the network
+    after k training epochs (a fit resumed from a checkpoint starts a new run at the
+    checkpoint's epoch, without an untrained baseline: the monitor warns). ``loss_key``
+    names the logged metric sent as the loss; the other scalar ``trainer.callback_metrics``
+    go along as scalars. ``config`` defaults to the module's hyperparameters. Further
+    keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
+    sizes); ``self.monitor`` is it, once fit starts. With sharded strategies (FSDP,
+    DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        probe: Tensor | DataLoader[Any],
+        labels: Any = None,
+        embed: EmbedFn = default_embed,
+        every_n_epochs: int = 1,
+        *,
+        view_transform: Callable[[Tensor], Tensor] | None = None,
+        batch_size: int = 512,
+        loss_key: str = "train_loss",
+        config: Mapping[str, Any] | None = None,
+        finish_timeout: float = 60.0,
+        **monitor_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError("every_n_epochs must be at least 1")
+        if isinstance(probe, DataLoader) and isinstance(probe.sampler, RandomSampler):
+            raise ValueError("the probe DataLoader shuffles: the probe must be the same each epoch")
+        if not isinstance(probe, Tensor | DataLoader):
+            raise TypeError(f"probe must be a Tensor or a DataLoader, not {type(probe).__name__}")
+        self.url = url
+        self.probe = probe
+        self.labels = labels
+        self.embed = embed
+        self.every_n_epochs = every_n_epochs
+        self.view_transform = view_transform
+        self.batch_size = batch_size
+        self.loss_key = loss_key
+        self.config = config
+        self.finish_timeout = finish_timeout
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: Monitor | None = None
+        self._last_logged: int | None = None
+
+    # ----------------------------------------------------------------- Lightning hooks
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        config = self.config if self.config is not None else dict(pl_module.hparams)
+        self.monitor = Monitor(
+            self.url,
+            config={**config, "max_epochs": trainer.max_epochs},
+            source={"integration": "lightning"},
+            **self.monitor_kwargs,
+        )
+        self._log(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        epoch = trainer.current_epoch + 1  # current_epoch still counts the one just trained
+        if self.monitor is not None and epoch % self.every_n_epochs == 0:
+            self._log(trainer, pl_module, epoch)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.monitor is None:
+            return
+        if self._last_logged is None or trainer.current_epoch > self._last_logged:
+            self._log(trainer, pl_module, trainer.current_epoch)
+        self.monitor.finish(timeout=self.finish_timeout)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if self.monitor is not None:
+            error = f"{type(exception).__name__}: {exception}"
+            self.monitor.finish(timeout=self.finish_timeout, error=error)
+
+    # ----------------------------------------------------------------- embedding
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
+        assert self.monitor is not None
+        h, z, labels, views = self._embed_probe(pl_module)
+        metrics = {
+            name: value
+            for name, value in trainer.callback_metrics.items()
+            if isinstance(value, Tensor) and value.numel() == 1 and name not in _RESERVED
+        }
+        loss = metrics.pop(self.loss_key, None)
+        self.monitor.log_epoch(
+            epoch,
+            z,
+            h=h,
+            labels=self.labels if self.labels is not None else labels,
+            views=views,
+            loss=loss,
+            **metrics,
+        )
+        self._last_logged = epoch
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        if isinstance(self.probe, Tensor):
+            for start in range(0, len(self.probe), self.batch_size):
+                yield self.probe[start : start + self.batch_size], None
+            return
+        for batch in self.probe:
+            if isinstance(batch, tuple | list):
+                labels = batch[1] if len(batch) > 1 and isinstance(batch[1], Tensor) else None
+                yield batch[0], labels
+            else:
+                yield batch, None
+
+    def _embed_probe(
+        self, module: LightningModule
+    ) -> tuple[Tensor | None, Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
+        """(h, z, labels from the loader, views) of the whole probe, on the CPU."""
+        # Restore each submodule's own mode: a frozen backbone kept in eval stays in eval.
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
+        hs, zs, ys, views_a, views_b = [], [], [], [], []
+        try:
+            with torch.no_grad():
+                for x, y in self._batches():
+                    x = x.to(module.device)
+                    h, z = self.embed(module, x)
+                    zs.append(z.float().cpu())
+                    if h is not None:
+                        hs.append(h.float().cpu())
+                    if y is not None:
+                        ys.append(y.cpu())
+                    if self.view_transform is not None:
+                        views_a.append(self.embed(module, self.view_transform(x))[1].float().cpu())
+                        views_b.append(self.embed(module, self.view_transform(x))[1].float().cpu())
+        finally:
+            for submodule, training in modes:
+                submodule.training = training
+        return (
+            torch.cat(hs) if len(hs) == len(zs) else None,
+            torch.cat(zs),
+            torch.cat(ys) if ys and len(ys) == len(zs) else None,
+            (torch.cat(views_a), torch.cat(views_b)) if views_a else None,
+        )
