@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models: runs, their per-epoch records, projections, the event log, shares.
 
 Times are UNIX seconds (float, UTC) so the API, workers and the reaper compare them without
-time-zone surprises; the API renders them as ISO 8601.
+time-zone surprises; the API renders them as ISO 8601. Status names are the run spec's
+(:data:`workers.engine.spec.RUN_STATUSES`).
 
 Invariants the constraints enforce:
 - ``epochs``: one row per (run_id, epoch): an epoch is recorded exactly once, whichever
@@ -13,6 +14,8 @@ Invariants the constraints enforce:
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from sqlalchemy import (
@@ -32,8 +35,26 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+def now() -> float:
+    """The store's clock: UNIX seconds."""
+    return time.time()
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON (and PostgreSQL's jsonb) accepts: NaN and
+    infinities become None, numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
 
 
 class Base(DeclarativeBase):
@@ -57,7 +78,6 @@ class Run(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict_kind: Mapped[str | None] = mapped_column(String(32), index=True)
-    rank_history: Mapped[list[float]] = mapped_column(JSONType, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     lease_token: Mapped[str | None] = mapped_column(String(64))

@@ -173,7 +173,7 @@ def test_pages_and_vendored_plotly_are_served(idle: httpx.Client) -> None:
 
 
 def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceStack) -> None:
-    from backend.store import repository as repo
+    from backend.store import epochs as epoch_store
     from backend.store.database import Database
 
     run = idle.post("/api/runs", json=TINY_RUN).json()
@@ -200,8 +200,8 @@ def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceSta
             "projector": metrics,
             "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "spread"},
         }
-        repo.record_epoch(db, run["id"], record)
-    repo.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
+        epoch_store.record_epoch(db, run["id"], record)
+    epoch_store.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
     db.dispose()
 
     report = idle.get(f"/api/runs/{run['id']}/report.html")
