@@ -48,14 +48,19 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What went wrong, in one sentence.")
 
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No such run (or share)."}
-}
+def _error_response(description: str) -> dict[str, Any]:
+    # The schema inline rather than as ``model``: FastAPI would document a model under the
+    # route's media type (text/html for a report), but errors are always JSON.
+    schema = ErrorResponse.model_json_schema()
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error_response("No such run (or share).")}
 CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorResponse, "description": "The run's state does not allow it."}
+    409: _error_response("The run's state does not allow it.")
 }
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Needs the API token (or a share link)."}
+    401: _error_response("Needs the API token (or, to read, a share link).")
 }
 
 

@@ -16,11 +16,11 @@ from sse_starlette import EventSourceResponse
 from backend.auth import ReadAccess, read_access
 from backend.events import event_response, list_event_stream, parse_last_event_id, run_event_stream
 from backend.routers.runs import readable_run_row
-from backend.schemas import NOT_FOUND
+from backend.schemas import NOT_FOUND, UNAUTHORIZED
 from backend.state import StateDep
 from backend.store.eventlog import last_global_event_id
 
-router = APIRouter(prefix="/api", tags=["events"])
+router = APIRouter(prefix="/api", tags=["events"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "The event stream."}

@@ -26,11 +26,11 @@ from plotly.offline import get_plotlyjs
 from backend.auth import ReadAccess, read_access
 from backend.figures import VERDICT_COLOURS, RunSeries, build_figures, figures_json
 from backend.routers.runs import readable_run as readable_run_detail
-from backend.schemas import projection_from_row
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, projection_from_row
 from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
 
-router = APIRouter(prefix="/api", tags=["reports"])
+router = APIRouter(prefix="/api", tags=["reports"], responses={**UNAUTHORIZED, **NOT_FOUND})
 Access = Annotated[ReadAccess, Depends(read_access)]
 Space = Literal["projector", "backbone"]
 RunIds = Annotated[str, Query(description="Comma-separated run ids.", min_length=1)]

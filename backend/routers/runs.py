@@ -46,8 +46,8 @@ from backend.auth import ReadAccess, check_readable, read_access, require_writer
 from backend.schemas import (
     CONFLICT,
     NOT_FOUND,
+    UNAUTHORIZED,
     EpochRecord,
-    ErrorResponse,
     ProjectionEpochs,
     ProjectionPoints,
     RunDetail,
@@ -66,7 +66,7 @@ from backend.store.models import Run
 from backend.validation import resolve_request
 from workers.engine.spec import PRESETS, RunStatus, StrictModel, VerdictKind
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
 _JSON_OBJECT = TypeAdapter(dict[str, Any])
 
@@ -240,7 +240,7 @@ PROBE_THUMBNAIL_MIN_PX = 96
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "The probe image.", "content": {"image/png": {}}},
     **NOT_FOUND,
-    409: {"model": ErrorResponse, "description": "The worker has not written the images yet."},
+    **CONFLICT,
 }
 
 

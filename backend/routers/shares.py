@@ -19,13 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from backend.auth import require_writer
-from backend.schemas import NOT_FOUND, ShareList, ShareOut, share_from_row
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareList, ShareOut, share_from_row
 from backend.state import StateDep
 from backend.store import runs as run_store
 from backend.store import shares as share_store
 from workers.engine.spec import StrictModel
 
-router = APIRouter(prefix="/api", tags=["shares"])
+router = APIRouter(prefix="/api", tags=["shares"], responses=UNAUTHORIZED)
 
 
 class ShareRequest(StrictModel):

@@ -163,6 +163,24 @@ def test_keep_alives_arrive_on_an_idle_stream(idle: httpx.Client) -> None:
     assert comments == ["keep-alive"]
 
 
+def test_api_docs_pages_load_only_local_assets(idle: httpx.Client) -> None:
+    """/docs and /redoc must work without network: every script, stylesheet and icon they
+    reference is served by this server."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = idle.get(page)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert any(a.endswith(".js") for a in assets), assets
+        for asset in assets:
+            assert asset.startswith("/") and not asset.startswith("//"), (page, asset)
+            served = idle.get(asset)
+            assert served.status_code == 200 and len(served.content) > 100, asset
+    assert "SwaggerUIBundle" in idle.get("/static-offline-docs/swagger-ui-bundle.js").text
+    assert idle.get("/openapi.json").json()["info"]["title"] == "Collapse Lab"
+
+
 def test_pages_and_vendored_plotly_are_served(idle: httpx.Client) -> None:
     plotly_js = idle.get("/static/vendor/plotly.min.js")
     assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
