@@ -39,6 +39,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
 
@@ -197,7 +198,7 @@ def get_run(run_id: str, state: StateDep, access: Access) -> RunDetail:
 
 @router.get(
     "/runs/{run_id}/epochs",
-    response_class=Response,
+    response_class=JSONResponse,  # documents the model as application/json
     response_model=list[EpochRecord],
     responses={
         200: {"description": "The epoch records, in epoch order."},
