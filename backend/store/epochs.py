@@ -27,7 +27,12 @@ def record_epoch(db: Database, run_id: str, record: dict[str, Any]) -> list[Even
         )
         if exists is not None:
             return []
-        session.add(EpochRecord(run_id=run_id, epoch=epoch, record=record, created_at=now()))
+        rank = (record.get("projector") or {}).get("effective_rank")
+        session.add(
+            EpochRecord(
+                run_id=run_id, epoch=epoch, record=record, effective_rank=rank, created_at=now()
+            )
+        )
         if run.last_epoch is None or epoch > run.last_epoch:
             run.last_epoch = epoch
             verdict = record.get("verdict")
@@ -63,9 +68,9 @@ def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> s
 
 def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | None]]:
     """The projector's effective rank per epoch (index = epoch, None where not recorded) of
-    each given run, for the run list's sparklines: one query for the whole page, reading
-    only that number out of each stored record."""
-    rank = EpochRecord.record[("projector", "effective_rank")].as_float()
+    each given run, for the run list's sparklines: one query for the whole page, answered
+    from an index."""
+    rank = EpochRecord.effective_rank
     histories: dict[str, list[float | None]] = defaultdict(list)
     if not run_ids:
         return histories

@@ -6,7 +6,8 @@ time-zone surprises; the API renders them as ISO 8601. Status names are the run 
 
 Invariants the constraints enforce:
 - ``epochs``: one row per (run_id, epoch): an epoch is recorded exactly once, whichever
-  worker reports it and however often.
+  worker reports it and however often. Its ``effective_rank`` is the record's projector
+  effective rank, the one number the run list reads (for its sparklines).
 - ``projections``: one row per (run_id, epoch).
 - ``events``: per-run sequence numbers ``seq`` (1, 2, 3... no gaps) are the SSE event ids;
   ``id`` is a global, increasing id used by the run-list stream.
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -93,12 +95,20 @@ class Run(Base):
 
 class EpochRecord(Base):
     __tablename__ = "epochs"
-    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),
+        # Covers the run list's sparkline query: it never reads the records themselves.
+        Index("ix_epochs_run_epoch_rank", "run_id", "epoch", "effective_rank"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(Integer)
     record: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # record["projector"]["effective_rank"], copied out when the record is stored: reading it
+    # from the JSON of every epoch of a page of runs costs ~50 ms for 50 runs x 100 epochs,
+    # reading this column from the index under a millisecond.
+    effective_rank: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
 
 

@@ -50,7 +50,7 @@ def _new_run(db: Database) -> str:
     return run.id
 
 
-def test_migration_0002_keeps_the_runs_and_drops_their_stored_rank_history(
+def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
     tmp_path: Path,
 ) -> None:
     from alembic import command
@@ -70,7 +70,13 @@ def test_migration_0002_keeps_the_runs_and_drops_their_stored_rank_history(
                 "INSERT INTO runs (id, created_at, updated_at, status, method, dataset, request, "
                 "config, epochs_total, rank_history, attempts, worker_losses, cancel_requested, "
                 "last_event_seq) VALUES ('old', 1, 1, 'succeeded', 'simsiam', 'digits', '{}', "
-                "'{}', 3, '[1.0]', 1, 0, 0, 0)"
+                "'{}', 3, '[10.0]', 1, 0, 0, 0)"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO epochs (run_id, epoch, record, created_at) VALUES ('old', 0, "
+                "'{\"epoch\": 0, \"projector\": {\"effective_rank\": 10.0}}', 1)"
             )
         )
     database.migrate()
@@ -79,6 +85,7 @@ def test_migration_0002_keeps_the_runs_and_drops_their_stored_rank_history(
     assert "rank_history" not in columns
     run = run_store.get_run(database, "old")
     assert run is not None and run.status == "succeeded"
+    assert epoch_store.rank_histories(database, ["old"])["old"] == [10.0]
     database.dispose()
 
 
