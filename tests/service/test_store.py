@@ -76,7 +76,7 @@ def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
         session.execute(
             text(
                 "INSERT INTO epochs (run_id, epoch, record, created_at) VALUES ('old', 0, "
-                "'{\"epoch\": 0, \"projector\": {\"effective_rank\": 10.0}}', 1)"
+                '\'{"epoch": 0, "projector": {"effective_rank": 10.0}}\', 1)'
             )
         )
     database.migrate()
