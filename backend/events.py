@@ -137,7 +137,11 @@ class Subscription:
 
 
 class EventHub:
-    """One Redis subscription per API process, fanned out to the local SSE streams."""
+    """One Redis subscription per API process, fanned out to the local SSE streams.
+
+    Hand-written rather than a pub/sub fan-out library (broadcaster and the like): what
+    keeps the streams gap-free is telling every stream to re-read the log after a Redis
+    reconnect or an overflowing inbox, which those do not offer."""
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
