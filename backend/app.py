@@ -4,7 +4,8 @@
 On start-up it migrates the database, subscribes to the Redis event channel and starts the
 reaper (a run whose worker stopped sending heartbeats is requeued, see
 :func:`backend.dispatch.reap_once`). The HTTP API is described at ``/docs`` and
-``/openapi.json``; the routers' module docstrings summarise each resource.
+``/openapi.json`` (every request and response model is in :mod:`backend.schemas`); the
+routers' module docstrings summarise each resource.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from backend.broker import make_celery
 from backend.dispatch import reap_once
@@ -73,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.publisher.close()
             db.dispose()
 
-    app = FastAPI(
+    # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from fastapi-offline's package
+    # folder (/static-offline-docs), never from a CDN, so they work without network.
+    app = FastAPIOffline(
         title="Collapse Lab",
         version="0.1.0",
         description=DESCRIPTION,

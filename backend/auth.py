@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request, status
 
 from backend.state import ServiceState, StateDep
-from backend.store import repository as repo
+from backend.store import shares as share_store
 
 TOKEN_COOKIE = "collapse_lab_token"
 SHARE_COOKIE = "collapse_lab_share"
@@ -72,9 +72,9 @@ def read_access(request: Request, state: StateDep) -> ReadAccess:
     if not state.settings.private or token_is_valid(state, presented_token(request)):
         return ReadAccess(all_runs=True)
     token = presented_share(request)
-    share = repo.get_share(state.db, token) if token else None
+    share = share_store.get_share(state.db, token) if token else None
     if share is not None:
-        return ReadAccess(all_runs=False, run_ids=frozenset(share["runs"]))
+        return ReadAccess(all_runs=False, run_ids=frozenset(share.run_ids))
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "this server is private: send Authorization: Bearer <API_TOKEN> or open a share link",

@@ -9,7 +9,8 @@ from celery import Celery
 from backend.broker import TRAIN_GPU_QUEUE, registered_workers, send_train
 from backend.events import Publisher
 from backend.settings import Settings
-from backend.store import repository as repo
+from backend.store import leases
+from backend.store import runs as run_store
 from backend.store.database import Database
 
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
@@ -32,13 +33,13 @@ def enqueue_run(db: Database, celery: Celery, settings: Settings, run_id: str) -
     """Send the run's train task to its device's queue; remember whether it went out (the
     reaper retries). A run that needs a GPU while no GPU worker is connected stays queued
     with that reason on its page; the first GPU worker to join takes it."""
-    device = repo.run_device(db, run_id) or "auto"
+    device = run_store.run_device(db, run_id) or "auto"
     sent = send_train(celery, run_id, device)
-    repo.mark_enqueued(db, run_id, sent)
+    run_store.mark_enqueued(db, run_id, sent)
     if sent and device == "cuda" and not gpu_worker_connected(settings):
         publisher = Publisher(settings.redis_url)
         try:
-            publisher.publish(repo.note_queued_reason(db, run_id, WAITING_FOR_GPU))
+            publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
         finally:
             publisher.close()
     return sent
@@ -46,7 +47,7 @@ def enqueue_run(db: Database, celery: Celery, settings: Settings, run_id: str) -
 
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
     """Requeue or fail runs whose worker died, re-send queued runs whose task got lost."""
-    result = repo.reap(
+    result = leases.reap(
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         max_worker_losses=settings.max_worker_losses,

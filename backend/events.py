@@ -19,7 +19,7 @@ Protocol of ``GET /api/runs/{id}/events`` (``text/event-stream``)::
 - A client that reconnects with ``Last-Event-ID: n`` (EventSource does this by itself; the
   ``last_event_id`` query parameter does the same) gets every durable event after ``n``
   exactly once, then the live ones. Comment lines (``: keep-alive``) arrive every
-  ``SSE_KEEPALIVE_S`` seconds when nothing else does.
+  ``SSE_KEEPALIVE_S`` seconds.
 
 ``GET /api/events`` streams every run's ``status``, ``epoch`` and ``progress`` events for the
 run list; data is ``{"run_id", "seq", "data"}`` and ids are global event ids (without
@@ -30,6 +30,11 @@ Redis channel. Each API process holds a single subscription (:class:`EventHub`) 
 messages to the local streams. A stream subscribes *before* reading the history, skips what it
 has already sent, and on a jump in sequence numbers, a Redis reconnect or a queue overflow it
 re-reads the log from the database. While Redis is unreachable the streams poll the database.
+
+The framing, the keep-alive comments, client disconnects and server shutdown are
+sse-starlette's (:func:`event_response`); what is ours is which events go out and in what
+order, which no library knows: the history from the log, then the live ones without gaps or
+repeats.
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from anyio import to_thread
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from backend.store.database import Database
-from backend.store.repository import EventMessage, events_after, global_events_after
+from backend.store.eventlog import EventMessage, events_after, global_events_after
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +137,11 @@ class Subscription:
 
 
 class EventHub:
-    """One Redis subscription per API process, fanned out to the local SSE streams."""
+    """One Redis subscription per API process, fanned out to the local SSE streams.
+
+    Hand-written rather than a pub/sub fan-out library (broadcaster and the like): what
+    keeps the streams gap-free is telling every stream to re-read the log after a Redis
+    reconnect or an overflowing inbox, which those do not offer."""
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
@@ -204,10 +214,29 @@ class EventHub:
             await asyncio.sleep(0.5)
 
 
-def format_event(kind: str, data: Any, event_id: int | None = None) -> str:
-    """One SSE frame; ``data`` is written as a single line of JSON."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+RECONNECT_MS = 2000  # how long EventSource waits before reconnecting (its "retry")
+
+
+def sse_event(kind: str, data: Any, event_id: int | None = None) -> ServerSentEvent:
+    """One SSE event; ``data`` is written as a single line of JSON."""
+    return ServerSentEvent(
+        json.dumps(data, separators=(",", ":")),
+        event=kind,
+        id=None if event_id is None else str(event_id),
+    )
+
+
+def event_response(
+    stream: AsyncIterator[ServerSentEvent], keepalive_s: float
+) -> EventSourceResponse:
+    """The ``text/event-stream`` response, with a ``: keep-alive`` comment every
+    ``keepalive_s`` seconds (proxies drop idle connections)."""
+    return EventSourceResponse(
+        stream,
+        ping=keepalive_s,
+        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 def parse_last_event_id(header: str | None, query: int | None) -> int:
@@ -228,27 +257,27 @@ async def run_event_stream(
     after_seq: int,
     keepalive_s: float,
     poll_s: float = 1.0,
-) -> AsyncIterator[str]:
-    """The SSE body of one run: stored history after ``after_seq``, then live events."""
+) -> AsyncIterator[ServerSentEvent]:
+    """The events of one run: stored history after ``after_seq``, then live events. Every
+    ``keepalive_s`` without news (``poll_s`` while Redis is down) it re-reads the log."""
     subscription = hub.subscribe(run_id)
     last = after_seq
 
-    async def catch_up() -> list[str]:
+    async def catch_up() -> list[ServerSentEvent]:
         nonlocal last
-        frames: list[str] = []
+        events: list[ServerSentEvent] = []
         while True:
             batch = await to_thread.run_sync(events_after, db, run_id, last, 500)
             for message in batch:
-                frames.append(format_event(message.type, message.data, message.seq))
+                events.append(sse_event(message.type, message.data, message.seq))
                 last = message.seq or last
             if len(batch) < 500:
-                return frames
+                return events
 
     try:
-        yield "retry: 2000\n\n"
-        for frame in await catch_up():
-            yield frame
-        idle_since = time.monotonic()
+        yield ServerSentEvent(retry=RECONNECT_MS)
+        for event in await catch_up():
+            yield event
         while True:
             timeout = keepalive_s if hub.connected else poll_s
             try:
@@ -256,21 +285,16 @@ async def run_event_stream(
             except TimeoutError:
                 item = RESYNC
             if item is RESYNC or (item.seq is not None and item.seq > last + 1):
-                frames = await catch_up()
+                events = await catch_up()
             elif item.seq is None:
-                frames = [format_event(item.type, item.data)]
+                events = [sse_event(item.type, item.data)]
             elif item.seq == last + 1:
-                frames = [format_event(item.type, item.data, item.seq)]
+                events = [sse_event(item.type, item.data, item.seq)]
                 last = item.seq
             else:
                 continue  # already sent
-            for frame in frames:
-                yield frame
-            if frames:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= keepalive_s - 0.05:
-                yield ": keep-alive\n\n"
-                idle_since = time.monotonic()
+            for event in events:
+                yield event
     finally:
         hub.unsubscribe(subscription)
 
@@ -282,48 +306,39 @@ async def list_event_stream(
     keepalive_s: float,
     allowed: Callable[[str], bool],
     poll_s: float = 1.0,
-) -> AsyncIterator[str]:
-    """The SSE body of the run list: every run's status/epoch events (id = global event id)
+) -> AsyncIterator[ServerSentEvent]:
+    """The events of the run list: every run's status/epoch events (id = global event id)
     and live progress, limited to the runs ``allowed`` accepts."""
     subscription = hub.subscribe("*")
     last = after_gid
-    idle_since = time.monotonic()
     try:
-        yield "retry: 2000\n\n"
+        yield ServerSentEvent(retry=RECONNECT_MS)
         while True:
             timeout = keepalive_s if hub.connected else poll_s
             try:
                 item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
             except TimeoutError:
                 item = RESYNC
-            sent = False
             if item is not RESYNC and item.gid is None:
                 if allowed(item.run_id):
-                    yield format_event(item.type, {"run_id": item.run_id, "data": item.data})
-                    sent = True
-            elif item is not RESYNC and (item.type not in LIST_EVENT_TYPES or item.gid <= last):
+                    yield sse_event(item.type, {"run_id": item.run_id, "data": item.data})
                 continue
-            else:
-                while True:
-                    batch = await to_thread.run_sync(
-                        global_events_after, db, last, LIST_EVENT_TYPES, 500
-                    )
-                    for message in batch:
-                        last = message.gid or last
-                        if allowed(message.run_id):
-                            payload = {
-                                "run_id": message.run_id,
-                                "seq": message.seq,
-                                "data": message.data,
-                            }
-                            yield format_event(message.type, payload, message.gid)
-                            sent = True
-                    if len(batch) < 500:
-                        break
-            if sent:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= keepalive_s - 0.05:
-                yield ": keep-alive\n\n"
-                idle_since = time.monotonic()
+            if item is not RESYNC and (item.type not in LIST_EVENT_TYPES or item.gid <= last):
+                continue
+            while True:
+                batch = await to_thread.run_sync(
+                    global_events_after, db, last, LIST_EVENT_TYPES, 500
+                )
+                for message in batch:
+                    last = message.gid or last
+                    if allowed(message.run_id):
+                        payload = {
+                            "run_id": message.run_id,
+                            "seq": message.seq,
+                            "data": message.data,
+                        }
+                        yield sse_event(message.type, payload, message.gid)
+                if len(batch) < 500:
+                    break
     finally:
         hub.unsubscribe(subscription)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from backend.store import repository as repo
+from backend.store import epochs as epoch_store
+from backend.store import runs as run_store
 from backend.store.database import Database
 from bench.bench_sse_latency import fake_record, percentile
 from tests.service.stack import RedisServer, ServiceStack
@@ -33,10 +34,10 @@ def fill(database_url: str, runs: int, epochs: int) -> str:
     db.migrate()
     run_id = ""
     for _ in range(runs):
-        run, _ = repo.create_run(db, {"method": "simsiam"}, CONFIG)
-        run_id = run["id"]
+        run, _ = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
+        run_id = run.id
     for epoch in range(epochs):
-        repo.record_epoch(db, run_id, fake_record(epoch))
+        epoch_store.record_epoch(db, run_id, fake_record(epoch))
     db.dispose()
     return run_id
 

@@ -61,14 +61,14 @@ def writer(
 ) -> None:
     """Runs in its own process, like a worker."""
     from backend.events import Publisher
-    from backend.store import repository as repo
+    from backend.store import epochs as epoch_store
     from backend.store.database import Database
 
     db = Database(database_url)
     publisher = Publisher(redis_url)
     times = {}
     for epoch in range(epochs):
-        messages = repo.record_epoch(db, run_id, fake_record(epoch))
+        messages = epoch_store.record_epoch(db, run_id, fake_record(epoch))
         times[epoch] = time.time()
         publisher.publish(messages)
         time.sleep(interval)
@@ -100,11 +100,11 @@ async def viewer(
 
 
 def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> list[float]:
-    from backend.store import repository as repo
+    from backend.store import runs as run_store
     from backend.store.database import Database
 
     db = Database(stack.database_url)
-    run, _ = repo.create_run(
+    run, _ = run_store.create_run(
         db, {"method": "simsiam"}, {"method": "simsiam", "dataset": "digits", "epochs": epochs}
     )
     db.dispose()
@@ -113,9 +113,7 @@ def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> 
     async def main() -> dict[int, float]:
         connected = [asyncio.Event() for _ in range(viewers)]
         tasks = [
-            asyncio.create_task(
-                viewer(stack.base_url, run["id"], epochs, received[i], connected[i])
-            )
+            asyncio.create_task(viewer(stack.base_url, run.id, epochs, received[i], connected[i]))
             for i in range(viewers)
         ]
         for event in connected:
@@ -124,7 +122,7 @@ def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> 
         commits: Any = multiprocessing.get_context("spawn").Queue()
         process = multiprocessing.get_context("spawn").Process(
             target=writer,
-            args=(stack.database_url, stack.redis_url, run["id"], epochs, interval, commits),
+            args=(stack.database_url, stack.redis_url, run.id, epochs, interval, commits),
         )
         process.start()
         await asyncio.gather(*tasks)

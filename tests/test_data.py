@@ -20,7 +20,7 @@ from workers.engine.data import (
     resolve_inside,
     stratified_order,
 )
-from workers.engine.spec import RunConfig, resolve_config
+from workers.engine.spec import DATASET_CLASSES, RunConfig, resolve_config
 
 
 def make_config(**fields: object) -> RunConfig:
@@ -143,6 +143,7 @@ def test_fake_cifar10_loads_without_download(tmp_path: Path) -> None:
     assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
     assert len(probe) == 30  # the whole (small) test split
     assert train.class_names == [f"class{i}" for i in range(10)]
+    assert DATASET_CLASSES["cifar10"] == train.num_classes
     # Pixel layout: row-major (3, 32, 32) as in the official archive.
     with (tmp_path / "cifar-10-batches-py" / "data_batch_1").open("rb") as handle:
         first = pickle.load(handle)["data"][0]
@@ -176,6 +177,13 @@ def test_fake_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     )
     assert train.num_classes == 100 and len(train) == 40 and len(probe) == 20
     assert sorted(train.labels.tolist()) == list(range(40))
+    assert DATASET_CLASSES["cifar100"] == train.num_classes
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "digits"])
+def test_the_api_class_counts_match_the_loaded_datasets(dataset: str) -> None:
+    train, _ = load_splits(make_config(dataset=dataset, train_size=200), Path("unused"))
+    assert DATASET_CLASSES[dataset] == train.num_classes
 
 
 def test_fake_stl10_binary_layout_loads(tmp_path: Path) -> None:

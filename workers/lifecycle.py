@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
@@ -42,12 +42,16 @@ import torch
 from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from backend.broker import send_projection, send_train
 from backend.events import Publisher, key_prefix
 from backend.settings import Settings, probe_images_path
-from backend.store import repository as repo
+from backend.store import epochs as epoch_store
+from backend.store import leases
+from backend.store import runs as run_store
 from backend.store.database import Database
+from backend.store.eventlog import EventMessage
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
@@ -78,22 +82,25 @@ class WorkerContext:
     running: str | None = None  # the run this worker trains now (shown by /api/health)
 
 
-def with_db_retry(action: Callable[[], Any], attempts: int = 6) -> Any:
-    """Run a database action, retrying for ~30 s while the database is unreachable."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(min(2**attempt * 0.5, 8))
-    return None
+T = TypeVar("T")
+
+
+def with_db_retry(action: Callable[[], T], attempts: int = 6) -> T:
+    """Run a database action, retrying for ~30 s (backing off 0.5, 1, 2, 4, 8 s) while the
+    database is unreachable; the last failure is raised."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        reraise=True,
+    )
+    return retrying(action)
 
 
 class RunSupervisor:
     """Background heartbeat for one claimed run; decides when the trainer must stop."""
 
-    def __init__(self, context: WorkerContext, claim: repo.Claim) -> None:
+    def __init__(self, context: WorkerContext, claim: leases.Claim) -> None:
         self.context = context
         self.claim = claim
         self.stop_reason: str | None = None  # "cancel" | "lease_lost" | "shutdown"
@@ -108,7 +115,7 @@ class RunSupervisor:
 
     def beat(self) -> None:
         try:
-            beat = repo.heartbeat(
+            beat = leases.heartbeat(
                 self.context.db, self.claim.run_id, self.claim.lease_token, self.progress
             )
         except OperationalError as exc:
@@ -143,7 +150,9 @@ class ServiceHooks:
         if record.placement is not None:
             record.placement.worker = self.context.worker_id
         payload = record.model_dump(mode="json")
-        messages = with_db_retry(lambda: repo.record_epoch(self.context.db, self.run_id, payload))
+        messages = with_db_retry(
+            lambda: epoch_store.record_epoch(self.context.db, self.run_id, payload)
+        )
         self.context.publisher.publish(messages)
         self.supervisor.progress = self._progress(record.epoch + 1, 0, 1, record.images_per_s)
 
@@ -166,7 +175,7 @@ class ServiceHooks:
         self._last_progress = stamp
         progress = self._progress(epoch, step, steps, round(float(images_per_s), 2))
         self.supervisor.progress = progress
-        self.context.publisher.publish([repo.EventMessage(self.run_id, "progress", progress)])
+        self.context.publisher.publish([EventMessage(self.run_id, "progress", progress)])
 
     def on_embeddings(self, epoch: int, z: np.ndarray, labels: np.ndarray) -> None:
         """Hand z (N, d) and labels (N,) to the projection queue via Redis."""
@@ -204,11 +213,11 @@ class ServiceHooks:
 
 def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRecord]) -> None:
     """Record any epoch of ``history`` the store does not have yet (idempotent)."""
-    stored = repo.stored_epoch_numbers(context.db, run_id)
+    stored = epoch_store.stored_epoch_numbers(context.db, run_id)
     for record in history:
         if record.epoch not in stored:
             payload = record.model_dump(mode="json")
-            context.publisher.publish(repo.record_epoch(context.db, run_id, payload))
+            context.publisher.publish(epoch_store.record_epoch(context.db, run_id, payload))
 
 
 def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path) -> int | None:
@@ -255,7 +264,9 @@ def release_gpu_memory() -> None:
 def execute_run(context: WorkerContext, run_id: str) -> str:
     """Claim and train one run to its end; returns a short outcome for the task result log."""
     db, publisher = context.db, context.publisher
-    claim, why_not, messages = with_db_retry(lambda: repo.claim_run(db, run_id, context.worker_id))
+    claim, why_not, messages = with_db_retry(
+        lambda: leases.claim_run(db, run_id, context.worker_id)
+    )
     publisher.publish(messages)
     if claim is None:
         log.info("run %s not started: %s", run_id, why_not)
@@ -264,7 +275,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         config = RunConfig.model_validate(claim.config)
     except ValidationError as exc:
         error = f"the stored config no longer validates: {exc.errors()[0]['msg']}"
-        publisher.publish(repo.finish_run(db, run_id, claim.lease_token, "failed", error=error))
+        publisher.publish(leases.finish_run(db, run_id, claim.lease_token, "failed", error=error))
         return "failed"
     run_dir = context.settings.run_dir(run_id)
     context.running = run_id
@@ -287,15 +298,15 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         reason = supervisor.stop_reason
         if reason == "cancel":
             publisher.publish(
-                repo.finish_run(db, run_id, lease, "cancelled", reason="cancelled on request")
+                leases.finish_run(db, run_id, lease, "cancelled", reason="cancelled on request")
             )
             return "cancelled"
         if reason == "shutdown":
             publisher.publish(
-                repo.release_run(db, run_id, lease, "its worker shut down; waiting for another")
+                leases.release_run(db, run_id, lease, "its worker shut down; waiting for another")
             )
             if send_train(context.celery, run_id, str(claim.config.get("device", "auto"))):
-                repo.mark_enqueued(db, run_id, True)
+                run_store.mark_enqueued(db, run_id, True)
             return "released"
         log.warning("run %s was taken over by another worker; stopping here", run_id)
         return "lease lost"
@@ -303,7 +314,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
         error = describe_failure(exc, config)
         log.exception("run %s failed: %s", run_id, error)
         publisher.publish(
-            with_db_retry(lambda: repo.finish_run(db, run_id, lease, "failed", error=error))
+            with_db_retry(lambda: leases.finish_run(db, run_id, lease, "failed", error=error))
         )
         return "failed"
     finally:
@@ -313,7 +324,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     reconcile_history(context, run_id, result.history)
     publisher.publish(
         with_db_retry(
-            lambda: repo.finish_run(
+            lambda: leases.finish_run(
                 db,
                 run_id,
                 lease,
@@ -337,17 +348,17 @@ def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str
     rows, dims = (int(v) for v in stored[b"shape"].decode().split(","))
     z = np.frombuffer(stored[b"z"], dtype=np.float16).reshape(rows, dims).astype(np.float32)
     labels = np.frombuffer(stored[b"labels"], dtype=np.int32)
-    run = repo.get_run(context.db, run_id)
+    run = run_store.get_run(context.db, run_id)
     if run is None:
         return "run deleted"
-    previous_points = repo.previous_projection(context.db, run_id, epoch)
+    previous_points = epoch_store.previous_projection(context.db, run_id, epoch)
     previous = None
     if previous_points is not None and len(previous_points) == rows:
         previous = np.asarray(previous_points, dtype=np.float32)
-    points = project(z, previous, seed=int(run["config"].get("seed", 0)))
+    points = project(z, previous, seed=int(run.config.get("seed", 0)))
     rounded = np.round(np.asarray(points, dtype=np.float64), 4).tolist()
     context.publisher.publish(
-        repo.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
+        epoch_store.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
     )
     with contextlib.suppress(redis.RedisError, OSError):
         context.redis.delete(key)

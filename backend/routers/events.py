@@ -7,54 +7,61 @@ reconnects) or a ``last_event_id`` query parameter.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from backend.auth import ReadAccess, read_access
-from backend.events import list_event_stream, parse_last_event_id, run_event_stream
-from backend.routers.runs import readable_run
+from backend.events import event_response, list_event_stream, parse_last_event_id, run_event_stream
+from backend.routers.runs import readable_run_row
+from backend.schemas import NOT_FOUND, UNAUTHORIZED
 from backend.state import StateDep
-from backend.store import repository as repo
+from backend.store.eventlog import last_global_event_id
 
-router = APIRouter(prefix="/api", tags=["events"])
+router = APIRouter(prefix="/api", tags=["events"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-SSE_RESPONSES = {200: {"content": {"text/event-stream": {}}, "description": "event stream"}}
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "The event stream."}
+}
 
 
-@router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses=SSE_RESPONSES)
+@router.get(
+    "/runs/{run_id}/events",
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSES, **NOT_FOUND},
+)
 async def run_events(
     run_id: str,
     state: StateDep,
     access: Access,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """History after the resume point, then live ``epoch``/``status``/``projection``/
     ``progress`` events of one run."""
-    await to_thread.run_sync(readable_run, state, access, run_id)
+    await to_thread.run_sync(readable_run_row, state, access, run_id)
     after = parse_last_event_id(last_event_id_header, last_event_id)
-    stream = run_event_stream(state.db, state.hub, run_id, after, state.settings.sse_keepalive_s)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    keepalive_s = state.settings.sse_keepalive_s
+    return event_response(
+        run_event_stream(state.db, state.hub, run_id, after, keepalive_s), keepalive_s
+    )
 
 
-@router.get("/events", response_class=StreamingResponse, responses=SSE_RESPONSES)
+@router.get("/events", response_class=EventSourceResponse, responses=SSE_RESPONSES)
 async def all_events(
     state: StateDep,
     access: Access,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """Every run's ``status`` and ``epoch`` events (and live ``progress``), for the run list.
     Without a resume point it starts with what happens next."""
     if last_event_id_header is None and last_event_id is None:
-        after = await to_thread.run_sync(repo.last_global_event_id, state.db)
+        after = await to_thread.run_sync(last_global_event_id, state.db)
     else:
         after = parse_last_event_id(last_event_id_header, last_event_id)
-    stream = list_event_stream(
-        state.db, state.hub, after, state.settings.sse_keepalive_s, access.can_read
-    )
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    keepalive_s = state.settings.sse_keepalive_s
+    stream = list_event_stream(state.db, state.hub, after, keepalive_s, access.can_read)
+    return event_response(stream, keepalive_s)

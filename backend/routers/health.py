@@ -2,9 +2,9 @@
 
 Response: ``{"status": "ok" | "degraded", "database": {"ok", "backend", "error"},
 "redis": {"ok", "error"}, "workers": {"ok", "count", "train", "projection", "items"},
-"auth": {"write_protected", "private"}, "version"}``. ``status`` is ``ok`` when the database
-and Redis answer and at least one train worker has announced itself in the last ~10 s.
-The dashboard shows the failing part by name.
+"auth": {"write_protected", "private"}, "version"}`` (:class:`backend.schemas.Health`).
+``status`` is ``ok`` when the database and Redis answer and at least one train worker has
+announced itself in the last ~10 s. The dashboard shows the failing part by name.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
+from backend.schemas import Health
 from backend.state import ServiceState, StateDep
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -53,7 +54,14 @@ def _health(state: ServiceState) -> dict[str, Any]:
     except SQLAlchemyError as exc:
         database.update(ok=False, error=str(exc).splitlines()[0])
     redis_status: dict[str, Any] = {"ok": True}
-    workers: dict[str, Any] = {"ok": False, "count": 0, "train": 0, "projection": 0, "items": []}
+    workers: dict[str, Any] = {
+        "ok": False,
+        "count": 0,
+        "train": 0,
+        "gpu": 0,
+        "projection": 0,
+        "items": [],
+    }
     try:
         workers = _workers(state)
     except (redis.RedisError, OSError) as exc:
@@ -73,7 +81,7 @@ def _health(state: ServiceState) -> dict[str, Any]:
     }
 
 
-@router.get("/health")
-async def health(state: StateDep) -> dict[str, Any]:
+@router.get("/health", response_model=Health)
+async def health(state: StateDep) -> Health:
     """Database, Redis and worker reachability."""
-    return await to_thread.run_sync(_health, state)
+    return Health.model_validate(await to_thread.run_sync(_health, state))

@@ -8,7 +8,10 @@ Response::
      "presets": [{"name", "title", "description", "method", "config", "expected"}],
      "config_schema": JSON Schema of a run config (POST /api/runs body),
      "config_defaults": the generic RunConfig defaults,
-     "datasets": [...], "limits": {"epochs", "batch_size", "probe_size", "train_size"}}
+     "datasets": [...], "dataset_classes": {dataset: classes or null},
+     "limits": {"epochs", "batch_size", "probe_size", "train_size"}}
+
+The model is :class:`backend.schemas.Catalogue`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any, get_args
 
 from fastapi import APIRouter
 
+from backend.schemas import Catalogue
 from backend.state import StateDep
-from workers.engine.spec import METHOD_SPECS, PRESETS, DatasetName, RunConfig
+from workers.engine.spec import DATASET_CLASSES, METHOD_SPECS, PRESETS, DatasetName, RunConfig
 
 router = APIRouter(prefix="/api", tags=["methods"])
 
@@ -61,19 +65,22 @@ def catalogue() -> dict[str, Any]:
         "config_schema": RunConfig.model_json_schema(),
         "config_defaults": defaults,
         "datasets": list(get_args(DatasetName)),
+        "dataset_classes": DATASET_CLASSES,
     }
 
 
-@router.get("/methods")
-def methods(state: StateDep) -> dict[str, Any]:
+@router.get("/methods", response_model=Catalogue)
+def methods(state: StateDep) -> Catalogue:
     """Methods with their options (JSON Schema), defaults, presets and this server's limits."""
     settings = state.settings
-    return {
-        **catalogue(),
-        "limits": {
-            "epochs": settings.max_epochs,
-            "batch_size": settings.max_batch_size,
-            "probe_size": settings.max_probe_size,
-            "train_size": settings.max_train_size,
-        },
-    }
+    return Catalogue.model_validate(
+        {
+            **catalogue(),
+            "limits": {
+                "epochs": settings.max_epochs,
+                "batch_size": settings.max_batch_size,
+                "probe_size": settings.max_probe_size,
+                "train_size": settings.max_train_size,
+            },
+        }
+    )

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from backend.auth import SHARE_COOKIE
 from backend.state import StateDep
-from backend.store import repository as repo
+from backend.store import shares as share_store
 
 router = APIRouter(include_in_schema=False)
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -66,9 +66,9 @@ def compare_page(state: StateDep) -> Response:
 
 @router.get("/s/{token}")
 def share_page(token: str, state: StateDep) -> Response:
-    share = repo.get_share(state.db, token)
+    share = share_store.get_share(state.db, token)
     if share is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such share link (or it was revoked)")
-    response = page(state, "run.html" if share["kind"] == "run" else "compare.html")
+    response = page(state, "run.html" if share.kind == "run" else "compare.html")
     response.set_cookie(SHARE_COOKIE, token, httponly=True, samesite="lax", path="/")
     return response

@@ -19,38 +19,48 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from plotly.offline import get_plotlyjs
 
 from backend.auth import ReadAccess, read_access
 from backend.figures import VERDICT_COLOURS, RunSeries, build_figures, figures_json
-from backend.routers.runs import readable_run
+from backend.routers.runs import readable_run as readable_run_detail
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, projection_from_row
 from backend.state import ServiceState, StateDep
-from backend.store import repository as repo
+from backend.store import epochs as epoch_store
 
-router = APIRouter(prefix="/api", tags=["reports"])
+router = APIRouter(prefix="/api", tags=["reports"], responses={**UNAUTHORIZED, **NOT_FOUND})
 Access = Annotated[ReadAccess, Depends(read_access)]
 Space = Literal["projector", "backbone"]
 RunIds = Annotated[str, Query(description="Comma-separated run ids.", min_length=1)]
 MAX_COMPARED = 20
 
 
+def readable_run(state: ServiceState, access: ReadAccess, run_id: str) -> dict[str, Any]:
+    """The run as GET /api/runs/{id} returns it, as JSON data."""
+    return readable_run_detail(state, access, run_id).model_dump(mode="json")
+
+
 def _series(state: ServiceState, run: dict[str, Any]) -> RunSeries:
-    records = repo.epoch_records(state.db, run["id"])
-    epochs = repo.projection_epochs(state.db, run["id"])
-    projection = repo.get_projection(state.db, run["id"], epochs[-1]) if epochs else None
+    records = epoch_store.epoch_records(state.db, run["id"])
+    epochs = epoch_store.projection_epochs(state.db, run["id"])
+    row = epoch_store.get_projection(state.db, run["id"], epochs[-1]) if epochs else None
+    projection = projection_from_row(row).model_dump() if row else None
     label = run["preset"] or run["method"]
     return RunSeries(run["id"], f"{label} · {run['id'][:6]}", records, projection)
+
+
+def _runs_error(msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ["query", "runs"], "msg": msg, "type": "value_error"}])
 
 
 def _compared_runs(state: ServiceState, access: ReadAccess, runs: str) -> list[dict[str, Any]]:
     ids = list(dict.fromkeys(i.strip() for i in runs.split(",") if i.strip()))
     if not ids:
-        raise HTTPException(422, [{"loc": ["query", "runs"], "msg": "give at least one run id"}])
+        raise _runs_error("give at least one run id")
     if len(ids) > MAX_COMPARED:
-        raise HTTPException(
-            422, [{"loc": ["query", "runs"], "msg": f"at most {MAX_COMPARED} runs"}]
-        )
+        raise _runs_error(f"at most {MAX_COMPARED} runs")
     return [readable_run(state, access, run_id) for run_id in ids]
 
 
@@ -89,14 +99,16 @@ def _download(body: str, media_type: str, filename: str) -> Response:
 def run_epochs_csv(run_id: str, state: StateDep, access: Access) -> Response:
     """The epoch records as CSV."""
     readable_run(state, access, run_id)
-    return _download(_csv(repo.epoch_records(state.db, run_id)), "text/csv", f"{run_id}-epochs.csv")
+    return _download(
+        _csv(epoch_store.epoch_records(state.db, run_id)), "text/csv", f"{run_id}-epochs.csv"
+    )
 
 
 @router.get("/runs/{run_id}/epochs.json", response_class=Response)
 def run_epochs_json(run_id: str, state: StateDep, access: Access) -> Response:
     """The epoch records as a JSON download (with the run's config and verdict)."""
     run = readable_run(state, access, run_id)
-    body = {"run": run, "epochs": repo.epoch_records(state.db, run_id)}
+    body = {"run": run, "epochs": epoch_store.epoch_records(state.db, run_id)}
     return _download(json.dumps(body), "application/json", f"{run_id}-epochs.json")
 
 
@@ -106,7 +118,7 @@ def compare_epochs_csv(runs: RunIds, state: StateDep, access: Access) -> Respons
     rows = [
         {"run_id": run["id"], **record}
         for run in _compared_runs(state, access, runs)
-        for record in repo.epoch_records(state.db, run["id"])
+        for record in epoch_store.epoch_records(state.db, run["id"])
     ]
     return _download(_csv(rows), "text/csv", "comparison-epochs.csv")
 
@@ -115,7 +127,7 @@ def compare_epochs_csv(runs: RunIds, state: StateDep, access: Access) -> Respons
 def compare_epochs_json(runs: RunIds, state: StateDep, access: Access) -> Response:
     """Epoch records of several runs as a JSON download."""
     body = [
-        {"run": run, "epochs": repo.epoch_records(state.db, run["id"])}
+        {"run": run, "epochs": epoch_store.epoch_records(state.db, run["id"])}
         for run in _compared_runs(state, access, runs)
     ]
     return _download(json.dumps(body), "application/json", "comparison-epochs.json")

@@ -1,16 +1,19 @@
-"""Runs: launch, list, read, cancel, delete; epochs and projections.
+"""Runs: launch, list, read, cancel, delete; epochs and projections. The response and
+request models are in :mod:`backend.schemas` (and ``/openapi.json``).
 
 - ``POST /api/runs`` body = run config (``{"method": "simsiam", "options": {...}}`` or
   ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``) -> 201 with the run (``id``,
   ``status: "queued"``, ``url: "/runs/<id>"``, ``events_url``...); 422
-  ``{"detail": [{"loc": ["body", field...], "msg"}]}`` for a bad config. Needs the API token
+  ``{"detail": [{"loc": ["body", field...], "msg", "type"}]}`` for a bad config. Needs the API token
   when ``API_TOKEN`` is set.
 - ``POST /api/zoo`` ``{"presets": [...] | null (all), "overrides": {"epochs": 5, ...}}`` ->
   201 ``{"data": [runs], "count", "compare_url"}``: launches every preset at once.
 - ``GET /api/runs?status=&method=&dataset=&preset=&verdict=&ids=a,b&limit=50&offset=0`` ->
-  ``{"data": [summaries], "count": total}``, newest first. A summary has ``id, url, status,
-  method, preset, dataset, backbone, options, epochs, last_epoch, progress, verdict, error,
-  effective_rank_history`` (projector effective rank per epoch, for sparklines) and times.
+  ``{"data": [summaries], "count": total}``, newest first. A summary has ``id``, its links
+  (``url``, ``api_url``, ``events_url``, ``epochs_url``), ``status, method, preset, dataset,
+  num_classes, backbone, options, epochs, last_epoch, progress, verdict, error,
+  effective_rank_history`` (projector effective rank per epoch, derived from the epoch
+  records, for sparklines) and times.
 - ``GET /api/runs/{id}``: the summary plus ``config`` (resolved), ``request`` (as sent),
   ``attempts``, ``worker_losses``, ``last_event_id``.
 - ``GET /api/runs/{id}/epochs?since=E``: the epoch records (epochs > E when given).
@@ -31,120 +34,129 @@ import math
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.schemas import (
+    CONFLICT,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    EpochRecord,
+    ProjectionEpochs,
+    ProjectionPoints,
+    RunDetail,
+    RunList,
+    RunRequest,
+    ZooResult,
+    detail_from_row,
+    projection_from_row,
+    summary_from_row,
+)
 from backend.settings import probe_images_path
 from backend.state import ServiceState, StateDep
-from backend.store import repository as repo
+from backend.store import epochs as epoch_store
+from backend.store import runs as run_store
+from backend.store.models import Run
 from backend.validation import resolve_request
-from workers.engine.spec import PRESETS, RunConfig, StrictModel
+from workers.engine.spec import PRESETS, RunStatus, StrictModel, VerdictKind
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
+_JSON_OBJECT = TypeAdapter(dict[str, Any])
 
 
-def _request_schema() -> dict[str, Any]:
-    schema = RunConfig.model_json_schema()
-    schema["required"] = []
-    schema["additionalProperties"] = False
-    schema["title"] = "RunRequest"
-    schema["description"] = (
-        "A run config: give a method or a preset (or both); every other field is optional "
-        "and overrides the method's and the preset's defaults. Unknown fields are errors."
-    )
-    return schema
-
-
-RUN_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _request_schema()}},
-    }
-}
-
-
-def _with_links(run: dict[str, Any]) -> dict[str, Any]:
-    run_id = run["id"]
-    return {
-        **run,
-        "api_url": f"/api/runs/{run_id}",
-        "events_url": f"/api/runs/{run_id}/events",
-        "epochs_url": f"/api/runs/{run_id}/epochs",
-    }
-
-
-def _launch(state: ServiceState, payload: dict[str, Any]) -> dict[str, Any]:
-    config = resolve_request(payload, state.settings)
-    return _store_and_enqueue(state, payload, config.model_dump())
+def run_detail(state: ServiceState, run: Run) -> RunDetail:
+    histories = epoch_store.rank_histories(state.db, [run.id])
+    return detail_from_row(run, histories.get(run.id, []))
 
 
 def _store_and_enqueue(
     state: ServiceState, payload: dict[str, Any], config: dict[str, Any]
-) -> dict[str, Any]:
-    run, messages = repo.create_run(state.db, payload, config)
+) -> RunDetail:
+    run, messages = run_store.create_run(state.db, payload, config)
     state.publisher.publish(messages)
-    state.enqueue_run(run["id"])
-    return _with_links(run)
+    state.enqueue_run(run.id)
+    return detail_from_row(run, [])
+
+
+# The body is documented as RunRequest (one model per method, or the preset form) but handed
+# over unvalidated: resolve_request merges preset and method defaults under the user's fields
+# and reports each error at its field (["body", "epochs"]), which a union's errors would not
+# (they are prefixed by the union member, and repeated for every member).
+RawRunRequest = Annotated[RunRequest, SkipValidation, Body()]
 
 
 @router.post(
     "/runs",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_writer)],
-    openapi_extra=RUN_REQUEST_BODY,
+    response_model=RunDetail,
 )
-def create_run(
-    payload: Annotated[dict[str, Any], Body()], state: StateDep, response: Response
-) -> dict[str, Any]:
+def create_run(payload: RawRunRequest, state: StateDep, response: Response) -> RunDetail:
     """Validate the config, store the run as queued and send it to the train queue."""
-    run = _launch(state, payload)
-    response.headers["Location"] = run["api_url"]
+    try:
+        raw = _JSON_OBJECT.validate_python(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
+        ) from None
+    config = resolve_request(raw, state.settings)
+    run = _store_and_enqueue(state, raw, config.model_dump())
+    response.headers["Location"] = run.api_url
     return run
 
 
 class ZooRequest(StrictModel):
-    presets: list[str] | None = None
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    presets: list[str] | None = Field(None, description="Preset names; null = every preset.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Run-config fields applied to every preset."
+    )
 
 
-@router.post("/zoo", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_writer)])
-def launch_zoo(body: ZooRequest, state: StateDep) -> dict[str, Any]:
+def _body_error(loc: list[str | int], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
+
+
+@router.post(
+    "/zoo",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_writer)],
+    response_model=ZooResult,
+)
+def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
     """Launch every preset (or the listed ones) with the same overrides (dataset, epochs...).
     All configs are validated before any run is stored."""
     names = body.presets if body.presets is not None else list(PRESETS)
     if not names:
-        raise HTTPException(422, [{"loc": ["body", "presets"], "msg": "no presets given"}])
+        raise _body_error(["presets"], "no presets given")
     payloads, configs = [], []
     for index, name in enumerate(names):
         if name not in PRESETS:
-            raise HTTPException(
-                422, [{"loc": ["body", "presets", index], "msg": f"unknown preset {name!r}"}]
-            )
+            raise _body_error(["presets", index], f"unknown preset {name!r}")
         payload = {**body.overrides, "preset": name}
         payload.pop("method", None)
         payloads.append(payload)
         configs.append(resolve_request(payload, state.settings).model_dump())
     runs = [_store_and_enqueue(state, p, c) for p, c in zip(payloads, configs, strict=True)]
-    return {
-        "data": runs,
-        "count": len(runs),
-        "compare_url": "/compare?runs=" + ",".join(r["id"] for r in runs),
-    }
+    return ZooResult(
+        data=runs,
+        count=len(runs),
+        compare_url="/compare?runs=" + ",".join(r.id for r in runs),
+    )
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=RunList)
 def list_runs(
     state: StateDep,
     access: Access,
-    status_filter: Annotated[Status | None, Query(alias="status")] = None,
+    status_filter: Annotated[RunStatus | None, Query(alias="status")] = None,
     method: str | None = None,
     dataset: str | None = None,
     preset: str | None = None,
@@ -152,71 +164,85 @@ def list_runs(
     ids: Annotated[str | None, Query(description="Comma-separated run ids.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
+) -> RunList:
     """Runs, newest first, filtered; ``count`` is the number matching the filters."""
     id_list = [i for i in ids.split(",") if i] if ids is not None else None
     if not access.all_runs:
         allowed = sorted(access.run_ids)
         id_list = [i for i in id_list if i in access.run_ids] if id_list is not None else allowed
-    filters = repo.RunFilter(status_filter, method, dataset, preset, verdict, id_list)
-    page, total = repo.list_runs(state.db, filters, limit, offset)
-    return {"data": page, "count": total}
+    filters = run_store.RunFilter(status_filter, method, dataset, preset, verdict, id_list)
+    page, total = run_store.list_runs(state.db, filters, limit, offset)
+    histories = epoch_store.rank_histories(state.db, [r.id for r in page])
+    return RunList(data=[summary_from_row(r, histories.get(r.id, [])) for r in page], count=total)
 
 
-def readable_run(state: ServiceState, access: ReadAccess, run_id: str) -> dict[str, Any]:
+def readable_run_row(state: ServiceState, access: ReadAccess, run_id: str) -> Run:
+    """The stored run, when this caller may read it; 404 (or 401 from auth) otherwise."""
     check_readable(access, run_id)
-    run = repo.get_run(state.db, run_id)
+    run = run_store.get_run(state.db, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     return run
 
 
-@router.get("/runs/{run_id}")
-def get_run(run_id: str, state: StateDep, access: Access) -> dict[str, Any]:
+def readable_run(state: ServiceState, access: ReadAccess, run_id: str) -> RunDetail:
+    """The run as GET /api/runs/{id} shows it, when this caller may read it."""
+    return run_detail(state, readable_run_row(state, access, run_id))
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
+def get_run(run_id: str, state: StateDep, access: Access) -> RunDetail:
     """The run: config, status, progress, verdict, error."""
-    return _with_links(readable_run(state, access, run_id))
+    return readable_run(state, access, run_id)
 
 
-EPOCHS_RESPONSE = {
-    200: {
-        "description": "the epoch records, in epoch order",
-        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
-    }
-}
-
-
-@router.get("/runs/{run_id}/epochs", response_class=Response, responses=EPOCHS_RESPONSE)
+@router.get(
+    "/runs/{run_id}/epochs",
+    response_class=JSONResponse,  # documents the model as application/json
+    response_model=list[EpochRecord],
+    responses={
+        200: {"description": "The epoch records, in epoch order."},
+        **NOT_FOUND,
+    },
+)
 def get_epochs(
     run_id: str,
     state: StateDep,
     access: Access,
     since: Annotated[int | None, Query(ge=-1, description="Only epochs after this one.")] = None,
 ) -> Response:
-    """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry)."""
-    readable_run(state, access, run_id)
-    body = repo.epoch_records_json(state.db, run_id, since)
+    """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry). Served
+    as stored, without decoding and re-encoding (a long run's records weigh MBs)."""
+    readable_run_row(state, access, run_id)
+    body = epoch_store.epoch_records_json(state.db, run_id, since)
     return Response(body, media_type="application/json")
 
 
-@router.get("/runs/{run_id}/projections")
-def list_projections(run_id: str, state: StateDep, access: Access) -> dict[str, Any]:
+@router.get("/runs/{run_id}/projections", response_model=ProjectionEpochs, responses=NOT_FOUND)
+def list_projections(run_id: str, state: StateDep, access: Access) -> ProjectionEpochs:
     """Epochs that have a 2-D projection."""
-    readable_run(state, access, run_id)
-    return {"epochs": repo.projection_epochs(state.db, run_id)}
+    readable_run_row(state, access, run_id)
+    return ProjectionEpochs(epochs=epoch_store.projection_epochs(state.db, run_id))
 
 
-@router.get("/runs/{run_id}/projections/{epoch}")
-def get_projection(run_id: str, epoch: int, state: StateDep, access: Access) -> dict[str, Any]:
+@router.get(
+    "/runs/{run_id}/projections/{epoch}", response_model=ProjectionPoints, responses=NOT_FOUND
+)
+def get_projection(run_id: str, epoch: int, state: StateDep, access: Access) -> ProjectionPoints:
     """2-D points (aligned with the previous epoch's) with their labels."""
-    readable_run(state, access, run_id)
-    projection = repo.get_projection(state.db, run_id, epoch)
+    readable_run_row(state, access, run_id)
+    projection = epoch_store.get_projection(state.db, run_id, epoch)
     if projection is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no projection for epoch {epoch}")
-    return projection
+    return projection_from_row(projection)
 
 
 PROBE_THUMBNAIL_MIN_PX = 96
-PNG_RESPONSE = {200: {"description": "the probe image", "content": {"image/png": {}}}}
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The probe image.", "content": {"image/png": {}}},
+    **NOT_FOUND,
+    **CONFLICT,
+}
 
 
 @lru_cache(maxsize=8)
@@ -243,7 +269,7 @@ def probe_thumbnail_png(image: np.ndarray) -> bytes:
 @router.get("/runs/{run_id}/probe/{index}.png", response_class=Response, responses=PNG_RESPONSE)
 def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) -> Response:
     """Probe image ``index`` (the index of a UMAP point) as an upscaled PNG."""
-    readable_run(state, access, run_id)
+    readable_run_row(state, access, run_id)
     path = probe_images_path(state.settings.run_dir(run_id))
     try:
         images = _probe_images(path, path.stat().st_mtime_ns)
@@ -268,26 +294,29 @@ def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) ->
     "/runs/{run_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Depends(require_writer)],
+    response_model=RunDetail,
+    responses={**NOT_FOUND, **CONFLICT},
 )
-def cancel_run(run_id: str, state: StateDep) -> dict[str, Any]:
+def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     """Cooperative cancel: a queued run ends at once, a running one within seconds."""
-    run, messages = repo.request_cancel(state.db, run_id)
+    run, messages = run_store.request_cancel(state.db, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.publisher.publish(messages)
-    if run["status"] not in ("queued", "running") and not messages:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run['status']}")
-    return _with_links(run)
+    if run.status not in ("queued", "running") and not messages:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
+    return run_detail(state, run)
 
 
 @router.delete(
     "/runs/{run_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(require_writer)],
+    responses={**NOT_FOUND, **CONFLICT},
 )
 def delete_run(run_id: str, state: StateDep) -> Response:
     """Delete a finished run with its records and checkpoint."""
-    outcome = repo.delete_run(state.db, run_id)
+    outcome = run_store.delete_run(state.db, run_id)
     if outcome == "missing":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     if outcome == "active":

@@ -14,59 +14,72 @@ runs (and nothing else) in private mode; a share never allows launching or cance
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from backend.auth import require_writer
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareList, ShareOut, share_from_row
 from backend.state import StateDep
-from backend.store import repository as repo
+from backend.store import runs as run_store
+from backend.store import shares as share_store
 from workers.engine.spec import StrictModel
 
-router = APIRouter(prefix="/api", tags=["shares"])
+router = APIRouter(prefix="/api", tags=["shares"], responses=UNAUTHORIZED)
 
 
 class ShareRequest(StrictModel):
     runs: list[str] = Field(min_length=1, max_length=50, description="Run ids to share.")
 
 
-@router.post("/shares", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_writer)])
-def create_share(body: ShareRequest, state: StateDep) -> dict[str, Any]:
+@router.post(
+    "/shares",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_writer)],
+    response_model=ShareOut,
+)
+def create_share(body: ShareRequest, state: StateDep) -> ShareOut:
     """A read-only link to one run or a comparison of several."""
     run_ids = list(dict.fromkeys(body.runs))
-    found = {r["id"] for r in repo.get_runs(state.db, run_ids)}
+    found = {r.id for r in run_store.get_runs(state.db, run_ids)}
     missing = [i for i in run_ids if i not in found]
     if missing:
         index = body.runs.index(missing[0])
-        raise HTTPException(
-            422, [{"loc": ["body", "runs", index], "msg": f"no run {missing[0]!r}"}]
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body", "runs", index],
+                    "msg": f"no run {missing[0]!r}",
+                    "type": "value_error",
+                }
+            ]
         )
-    return repo.create_share(state.db, run_ids)
+    return share_from_row(share_store.create_share(state.db, run_ids))
 
 
-@router.get("/shares", dependencies=[Depends(require_writer)])
-def list_shares(state: StateDep) -> dict[str, Any]:
+@router.get("/shares", dependencies=[Depends(require_writer)], response_model=ShareList)
+def list_shares(state: StateDep) -> ShareList:
     """Active share links."""
-    return {"data": repo.list_shares(state.db)}
+    return ShareList(data=[share_from_row(s) for s in share_store.list_shares(state.db)])
 
 
-@router.get("/shares/{token}")
-def get_share(token: str, state: StateDep) -> dict[str, Any]:
+@router.get("/shares/{token}", response_model=ShareOut, responses=NOT_FOUND)
+def get_share(token: str, state: StateDep) -> ShareOut:
     """What a share link shows."""
-    share = repo.get_share(state.db, token)
+    share = share_store.get_share(state.db, token)
     if share is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such share link (or it was revoked)")
-    return share
+    return share_from_row(share)
 
 
 @router.delete(
     "/shares/{token}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(require_writer)],
+    responses=NOT_FOUND,
 )
 def revoke_share(token: str, state: StateDep) -> Response:
     """Revoke a share link."""
-    if not repo.revoke_share(state.db, token):
+    if not share_store.revoke_share(state.db, token):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such share link")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

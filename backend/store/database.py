@@ -75,12 +75,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries; nothing it does is committed."""
+        """A session for queries; nothing it does is committed. Closing it (not rolling
+        back) ends the transaction without expiring the rows it loaded, so callers may
+        read them after the session is gone."""
         with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:

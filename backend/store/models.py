@@ -1,11 +1,13 @@
 """SQLAlchemy 2 models: runs, their per-epoch records, projections, the event log, shares.
 
 Times are UNIX seconds (float, UTC) so the API, workers and the reaper compare them without
-time-zone surprises; the API renders them as ISO 8601.
+time-zone surprises; the API renders them as ISO 8601. Status names are the run spec's
+(:data:`workers.engine.spec.RUN_STATUSES`).
 
 Invariants the constraints enforce:
 - ``epochs``: one row per (run_id, epoch): an epoch is recorded exactly once, whichever
-  worker reports it and however often.
+  worker reports it and however often. Its ``effective_rank`` is the record's projector
+  effective rank, the one number the run list reads (for its sparklines).
 - ``projections``: one row per (run_id, epoch).
 - ``events``: per-run sequence numbers ``seq`` (1, 2, 3... no gaps) are the SSE event ids;
   ``id`` is a global, increasing id used by the run-list stream.
@@ -13,6 +15,8 @@ Invariants the constraints enforce:
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -32,8 +37,26 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+def now() -> float:
+    """The store's clock: UNIX seconds."""
+    return time.time()
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON (and PostgreSQL's jsonb) accepts: NaN and
+    infinities become None, numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
 
 
 class Base(DeclarativeBase):
@@ -57,7 +80,6 @@ class Run(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict_kind: Mapped[str | None] = mapped_column(String(32), index=True)
-    rank_history: Mapped[list[float]] = mapped_column(JSONType, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     lease_token: Mapped[str | None] = mapped_column(String(64))
@@ -73,12 +95,20 @@ class Run(Base):
 
 class EpochRecord(Base):
     __tablename__ = "epochs"
-    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),
+        # Covers the run list's sparkline query: it never reads the records themselves.
+        Index("ix_epochs_run_epoch_rank", "run_id", "epoch", "effective_rank"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(Integer)
     record: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # record["projector"]["effective_rank"], copied out when the record is stored: reading it
+    # from the JSON of every epoch of a page of runs costs ~50 ms for 50 runs x 100 epochs,
+    # reading this column from the index under a millisecond.
+    effective_rank: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
 
 

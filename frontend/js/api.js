@@ -43,23 +43,18 @@ export class ApiError extends Error {
   }
 }
 
-/** Normalise FastAPI/pydantic error bodies into field + message pairs. */
+/** Error bodies as field + message pairs: `detail` is a sentence (ErrorResponse) or a
+ * list of {loc, msg, type} (HTTPValidationError, 422). */
 export function fieldErrorsFromDetail(detail) {
   if (!detail) return [];
   if (typeof detail === "string") return [{ field: "", message: detail }];
-  const items = Array.isArray(detail) ? detail : [detail];
-  return items.map((item) => {
-    if (typeof item === "string") return { field: "", message: item };
-    let field = item.field || "";
-    if (!field && Array.isArray(item.loc)) {
-      field = item.loc
-        .filter((part, i) => !(i === 0 && (part === "body" || part === "query")))
-        .filter((part) => typeof part === "string")
-        .join(".");
-    }
-    const message = item.msg || item.message || JSON.stringify(item);
-    return { field, message };
-  });
+  return detail.map((item) => ({
+    field: item.loc
+      .filter((part, i) => !(i === 0 && (part === "body" || part === "query")))
+      .filter((part) => typeof part === "string")
+      .join("."),
+    message: item.msg,
+  }));
 }
 
 function describeError(status, body) {

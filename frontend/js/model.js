@@ -1,37 +1,29 @@
-// Reading runs and the method catalogue: tolerant accessors over the API's JSON so pages
-// do not each re-implement "where is the config / progress / option default".
+// Reading runs and the method catalogue: accessors over the API's JSON (the models in
+// backend/schemas.py, published at /openapi.json) so pages do not each re-implement "where
+// is the config / progress / option default". They read only fields the contract declares.
 
-/** Normalise `/api/methods` into {methods, presets, configSchema, configDefaults, limits}. */
+/** `/api/methods` (Catalogue) as {methods, presets, configSchema, configDefaults, limits}. */
 export function normaliseCatalogue(payload) {
-  const asList = (value) => {
-    if (!value) return [];
-    if (Array.isArray(value)) return value;
-    return Object.entries(value).map(([name, item]) => ({ name, ...item }));
-  };
-  const methods = asList(payload.methods || (payload.presets ? null : payload)).map((m) => {
-    const schema = m.options_schema || m.schema || m.options || { type: "object", properties: {} };
-    return {
-      name: m.name,
-      title: m.title || m.name,
-      paper: m.paper || "",
-      family: m.family || "",
-      description: m.description || "",
-      schema,
-      defaults: m.defaults || {},
-      optionDefaults: { ...schemaDefaults(schema), ...(m.option_defaults || m.options_defaults || {}) },
-    };
-  });
-  const presets = asList(payload.presets).map((p) => ({
-    name: p.name,
-    title: p.title || p.name,
-    description: p.description || "",
-    config: p.config || {},
-    expected: p.expected || null,
-    method: (p.config && p.config.method) || p.method,
+  const methods = payload.methods.map((m) => ({
+    name: m.name,
+    title: m.title,
+    paper: m.paper,
+    family: m.family,
+    schema: m.options_schema,
+    defaults: m.defaults,
+    optionDefaults: { ...schemaDefaults(m.options_schema), ...m.options_defaults },
   }));
-  const configSchema = payload.config_schema || null;
-  const configDefaults = { ...schemaDefaults(configSchema), ...(payload.config_defaults || {}) };
-  return { methods, presets, configSchema, configDefaults, limits: payload.limits || {} };
+  const presets = payload.presets.map((p) => ({
+    name: p.name,
+    title: p.title,
+    description: p.description,
+    config: p.config,
+    expected: p.expected,
+    method: p.method,
+  }));
+  const configSchema = payload.config_schema;
+  const configDefaults = { ...schemaDefaults(configSchema), ...payload.config_defaults };
+  return { methods, presets, configSchema, configDefaults, limits: payload.limits };
 }
 
 /** Defaults declared in a JSON Schema's properties. */
@@ -43,25 +35,23 @@ export function schemaDefaults(schema) {
   return out;
 }
 
-/** The run's resolved config; a list summary carries the key fields at the top level. */
+/** The run's resolved config (RunDetail.config); a list summary (RunSummary) carries the
+ * key fields (method, dataset, backbone, proj_dim, seed, options) at the top level. */
 export function runConfig(run) {
   return (run && (run.config || run)) || {};
 }
 
 /** Number of epochs the run will train. */
 export function totalEpochs(run) {
-  if (!run) return null;
-  if (typeof run.epochs_total === "number") return run.epochs_total;
-  if (typeof run.epochs === "number") return run.epochs;
-  return runConfig(run).epochs ?? null;
+  return run ? run.epochs : null;
 }
 
 export function runMethod(run) {
-  return run.method || runConfig(run).method || "?";
+  return run.method;
 }
 
 export function runPreset(run) {
-  return run.preset || runConfig(run).preset || null;
+  return run.preset;
 }
 
 /** A readable name: preset title when known, else the method. */
@@ -111,15 +101,15 @@ export function isActive(run) {
 
 /** Failure / cancel reason, if the run has one. */
 export function runReason(run) {
-  return run.error || run.reason || run.failure_reason || run.status_reason || run.message || null;
+  return run.error || null;
 }
 
-/** Number of classes for the kNN chance level. */
+/** Number of classes for the kNN chance level: the API's, else (an image folder) the
+ * number of classes among the projection's labels. */
 export function numClasses(run, projection) {
-  if (run && (run.num_classes || run.n_classes)) return run.num_classes || run.n_classes;
-  if (projection && projection.classNames) return projection.classNames.length;
-  const dataset = runConfig(run).dataset;
-  return { digits: 10, cifar10: 10, stl10: 10, cifar100: 100 }[dataset] || null;
+  if (run && run.num_classes) return run.num_classes;
+  if (projection && projection.labels) return new Set(projection.labels).size || null;
+  return null;
 }
 
 /** Level of the trivial (collapsed) solution of a method's loss where it is known. */
@@ -131,8 +121,7 @@ export function collapseLoss(run) {
 
 /** Effective-rank history for sparklines, from the run summary or its records. */
 export function rankHistory(run, records) {
-  const fromRun = run.effective_rank_history || run.rank_history || (run.sparkline && run.sparkline.effective_rank) || run.sparkline;
-  if (Array.isArray(fromRun)) return fromRun.filter((v) => typeof v === "number");
-  if (records) return records.map((r) => r.projector && r.projector.effective_rank).filter((v) => typeof v === "number");
+  if (Array.isArray(run.effective_rank_history)) return run.effective_rank_history.filter((v) => typeof v === "number");
+  if (records) return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
   return [];
 }

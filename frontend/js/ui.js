@@ -119,35 +119,13 @@ export function reportWriteError(error, action) {
   toast(`${action} failed: ${error.message || error}`, "error");
 }
 
-function componentState(value) {
-  if (value === undefined || value === null) return null;
-  if (typeof value === "boolean") return value;
-  if (typeof value === "string") return ["ok", "up", "true", "reachable", "healthy"].includes(value.toLowerCase());
-  if (typeof value === "object") {
-    if ("ok" in value) return Boolean(value.ok);
-    if ("status" in value) return componentState(value.status);
-    if ("reachable" in value) return Boolean(value.reachable);
-    if ("alive" in value) return Boolean(value.alive);
-    if ("count" in value) return value.count > 0;
-  }
-  if (typeof value === "number") return value > 0;
-  return null;
-}
-
-/** Human sentences for the components /api/health reports as down. */
+/** Human sentences for the parts /api/health (backend/schemas.py Health) reports as down. */
 export function healthProblems(health) {
   const problems = [];
-  const names = { database: "The database", redis: "Redis (queue and live events)", worker: "No training worker", workers: "No training worker" };
-  const parts = { ...(health.checks || {}), ...(health.components || {}), ...health };
-  for (const [key, label] of Object.entries(names)) {
-    if (!(key in parts)) continue;
-    if (key === "workers" && "worker" in parts) continue;
-    const state = componentState(parts[key]);
-    if (state === false) {
-      problems.push(key.startsWith("worker") ? `${label} is running: queued runs will wait until one starts.` : `${label} is unreachable.`);
-    }
-  }
-  if (!problems.length && health.status && health.status !== "ok") problems.push(`The service reports status "${health.status}".`);
+  if (!health.database.ok) problems.push("The database is unreachable.");
+  if (!health.redis.ok) problems.push("Redis (queue and live events) is unreachable.");
+  if (!health.workers.ok) problems.push("No training worker is running: queued runs will wait until one starts.");
+  if (!problems.length && health.status !== "ok") problems.push(`The service reports status "${health.status}".`);
   return problems;
 }
 
@@ -157,9 +135,8 @@ async function pollHealth() {
   let problems;
   try {
     problems = healthProblems(await api.health());
-  } catch (error) {
-    problems = error.status === 503 && error.body ? healthProblems(error.body) : [];
-    if (!problems.length) problems = ["The API is unreachable: data on this page may be stale. Retrying..."];
+  } catch {
+    problems = ["The API is unreachable: data on this page may be stale. Retrying..."];
   }
   if (banner) {
     banner.hidden = problems.length === 0;

@@ -163,6 +163,24 @@ def test_keep_alives_arrive_on_an_idle_stream(idle: httpx.Client) -> None:
     assert comments == ["keep-alive"]
 
 
+def test_api_docs_pages_load_only_local_assets(idle: httpx.Client) -> None:
+    """/docs and /redoc must work without network: every script, stylesheet and icon they
+    reference is served by this server."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = idle.get(page)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert any(a.endswith(".js") for a in assets), assets
+        for asset in assets:
+            assert asset.startswith("/") and not asset.startswith("//"), (page, asset)
+            served = idle.get(asset)
+            assert served.status_code == 200 and len(served.content) > 100, asset
+    assert "SwaggerUIBundle" in idle.get("/static-offline-docs/swagger-ui-bundle.js").text
+    assert idle.get("/openapi.json").json()["info"]["title"] == "Collapse Lab"
+
+
 def test_pages_and_vendored_plotly_are_served(idle: httpx.Client) -> None:
     plotly_js = idle.get("/static/vendor/plotly.min.js")
     assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
@@ -173,7 +191,7 @@ def test_pages_and_vendored_plotly_are_served(idle: httpx.Client) -> None:
 
 
 def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceStack) -> None:
-    from backend.store import repository as repo
+    from backend.store import epochs as epoch_store
     from backend.store.database import Database
 
     run = idle.post("/api/runs", json=TINY_RUN).json()
@@ -200,8 +218,8 @@ def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceSta
             "projector": metrics,
             "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "spread"},
         }
-        repo.record_epoch(db, run["id"], record)
-    repo.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
+        epoch_store.record_epoch(db, run["id"], record)
+    epoch_store.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
     db.dispose()
 
     report = idle.get(f"/api/runs/{run['id']}/report.html")

@@ -26,7 +26,7 @@ from tests.service.stack import (
     wait_until,
 )
 from workers.engine.data import load_splits
-from workers.engine.spec import resolve_config
+from workers.engine.spec import EpochRecord, resolve_config
 
 
 def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
@@ -50,6 +50,7 @@ def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
 
     stored = api.get(f"/api/runs/{run['id']}/epochs").json()
     assert stored == streamed
+    assert [EpochRecord.model_validate(r).model_dump(mode="json") for r in stored] == stored
     assert api.get(f"/api/runs/{run['id']}/epochs", params={"since": 1}).json() == streamed[2:]
 
     final = api.get(f"/api/runs/{run['id']}").json()
@@ -58,6 +59,7 @@ def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
     assert final["verdict"]["reason"]
     assert final["last_epoch"] == 3
     assert len(final["effective_rank_history"]) == 4
+    assert final["effective_rank_history"] == [r["projector"]["effective_rank"] for r in stored]
 
     listed = api.get("/api/runs", params={"status": "succeeded"}).json()
     assert run["id"] in [r["id"] for r in listed["data"]]

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from backend.store import repository as repo
+from backend.store import epochs as epoch_store
+from backend.store import eventlog, leases
+from backend.store import runs as run_store
+from backend.store import shares as share_store
 from backend.store.database import Database
 
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
@@ -42,9 +45,48 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 def _new_run(db: Database) -> str:
-    run, messages = repo.create_run(db, {"method": "simsiam"}, CONFIG)
+    run, messages = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
     assert [m.type for m in messages] == ["status"] and messages[0].seq == 1
-    return run["id"]
+    return run.id
+
+
+def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from backend.store.database import BACKEND_DIR
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config(str(BACKEND_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(BACKEND_DIR / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0001")
+    database = Database(url)
+    with database.write() as session:
+        session.execute(
+            text(
+                "INSERT INTO runs (id, created_at, updated_at, status, method, dataset, request, "
+                "config, epochs_total, rank_history, attempts, worker_losses, cancel_requested, "
+                "last_event_seq) VALUES ('old', 1, 1, 'succeeded', 'simsiam', 'digits', '{}', "
+                "'{}', 3, '[10.0]', 1, 0, 0, 0)"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO epochs (run_id, epoch, record, created_at) VALUES ('old', 0, "
+                '\'{"epoch": 0, "projector": {"effective_rank": 10.0}}\', 1)'
+            )
+        )
+    database.migrate()
+    with database.read() as session:
+        columns = {row[1] for row in session.execute(text("PRAGMA table_info(runs)"))}
+    assert "rank_history" not in columns
+    run = run_store.get_run(database, "old")
+    assert run is not None and run.status == "succeeded"
+    assert epoch_store.rank_histories(database, ["old"])["old"] == [10.0]
+    database.dispose()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -55,16 +97,28 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_an_epoch_is_recorded_once_and_events_are_gap_free(db: Database) -> None:
     run_id = _new_run(db)
-    assert len(repo.record_epoch(db, run_id, _record(0))) == 1
-    assert repo.record_epoch(db, run_id, _record(0)) == []  # a repeat is ignored
-    assert len(repo.record_epoch(db, run_id, _record(1))) == 1
-    assert [r["epoch"] for r in repo.epoch_records(db, run_id)] == [0, 1]
-    events = repo.events_after(db, run_id, 0)
+    assert len(epoch_store.record_epoch(db, run_id, _record(0))) == 1
+    assert epoch_store.record_epoch(db, run_id, _record(0)) == []  # a repeat is ignored
+    assert len(epoch_store.record_epoch(db, run_id, _record(1))) == 1
+    assert [r["epoch"] for r in epoch_store.epoch_records(db, run_id)] == [0, 1]
+    events = eventlog.events_after(db, run_id, 0)
     assert [e.seq for e in events] == [1, 2, 3]
     assert [e.type for e in events] == ["status", "epoch", "epoch"]
-    assert [e.seq for e in repo.events_after(db, run_id, 2)] == [3]
-    run = repo.get_run(db, run_id)
-    assert run["last_epoch"] == 1 and run["effective_rank_history"] == [10.0, 11.0]
+    assert [e.seq for e in eventlog.events_after(db, run_id, 2)] == [3]
+    run = run_store.get_run(db, run_id)
+    assert run is not None and run.last_epoch == 1
+    assert epoch_store.rank_histories(db, [run_id])[run_id] == [10.0, 11.0]
+
+
+def test_rank_histories_come_from_the_epoch_records_of_each_run(db: Database) -> None:
+    first, second, empty = _new_run(db), _new_run(db), _new_run(db)
+    for epoch in (0, 2):  # epoch 1 missing: a gap, not a shift
+        epoch_store.record_epoch(db, first, _record(epoch))
+    epoch_store.record_epoch(db, second, {**_record(0), "projector": {}})
+    histories = epoch_store.rank_histories(db, [first, second, empty])
+    assert histories[first] == [10.0, None, 12.0]
+    assert histories[second] == [None]
+    assert histories.get(empty, []) == []
 
 
 def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> None:
@@ -74,7 +128,7 @@ def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> 
     def report() -> None:
         try:
             for epoch in range(5):
-                repo.record_epoch(db, run_id, _record(epoch))
+                epoch_store.record_epoch(db, run_id, _record(epoch))
         except BaseException as exc:
             errors.append(exc)
 
@@ -84,25 +138,25 @@ def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> 
     for thread in threads:
         thread.join()
     assert not errors
-    assert [r["epoch"] for r in repo.epoch_records(db, run_id)] == [0, 1, 2, 3, 4]
-    seqs = [e.seq for e in repo.events_after(db, run_id, 0)]
+    assert [r["epoch"] for r in epoch_store.epoch_records(db, run_id)] == [0, 1, 2, 3, 4]
+    seqs = [e.seq for e in eventlog.events_after(db, run_id, 0)]
     assert seqs == list(range(1, 7))
 
 
 def test_a_run_is_claimed_by_one_worker_only(db: Database) -> None:
     run_id = _new_run(db)
-    claim, _, _ = repo.claim_run(db, run_id, "worker-a")
+    claim, _, _ = leases.claim_run(db, run_id, "worker-a")
     assert claim is not None
-    second, why, _ = repo.claim_run(db, run_id, "worker-b")
+    second, why, _ = leases.claim_run(db, run_id, "worker-b")
     assert second is None and "running" in why
-    assert repo.heartbeat(db, run_id, claim.lease_token, {"epoch": 1}).owned
-    assert not repo.heartbeat(db, run_id, "not-the-lease", None).owned
-    assert repo.finish_run(db, run_id, "not-the-lease", "succeeded") == []
-    finished = repo.finish_run(
+    assert leases.heartbeat(db, run_id, claim.lease_token, {"epoch": 1}).owned
+    assert not leases.heartbeat(db, run_id, "not-the-lease", None).owned
+    assert leases.finish_run(db, run_id, "not-the-lease", "succeeded") == []
+    finished = leases.finish_run(
         db, run_id, claim.lease_token, "succeeded", verdict={"kind": "healthy"}
     )
     assert finished[0].data["status"] == "succeeded"
-    assert repo.get_run(db, run_id)["verdict"] == {"kind": "healthy"}
+    assert run_store.get_run(db, run_id).verdict == {"kind": "healthy"}
 
 
 def _make_stale(db: Database, run_id: str) -> None:
@@ -116,28 +170,28 @@ def _make_stale(db: Database, run_id: str) -> None:
 def test_reaper_requeues_a_silent_run_and_fails_it_after_repeated_losses(db: Database) -> None:
     run_id = _new_run(db)
     for loss in (1, 2, 3):
-        claim, _, _ = repo.claim_run(db, run_id, f"worker-{loss}")
+        claim, _, _ = leases.claim_run(db, run_id, f"worker-{loss}")
         assert claim is not None, f"claim {loss}"
         _make_stale(db, run_id)
-        result = repo.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
+        result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
         assert [m.data["status"] for m in result.messages] == (
             ["queued"] if loss < 3 else ["failed"]
         )
         assert (run_id in result.to_enqueue) == (loss < 3)
-        assert not repo.heartbeat(db, run_id, claim.lease_token, None).owned
-    run = repo.get_run(db, run_id)
-    assert run["status"] == "failed" and run["worker_losses"] == 3
-    assert "stopped responding 3 times" in run["error"]
+        assert not leases.heartbeat(db, run_id, claim.lease_token, None).owned
+    run = run_store.get_run(db, run_id)
+    assert run is not None and run.status == "failed" and run.worker_losses == 3
+    assert "stopped responding 3 times" in (run.error or "")
 
 
 def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> None:
     live = _new_run(db)
-    repo.claim_run(db, live, "worker")
+    leases.claim_run(db, live, "worker")
     unsent = _new_run(db)
-    repo.mark_enqueued(db, unsent, False)
+    run_store.mark_enqueued(db, unsent, False)
     sent = _new_run(db)
-    repo.mark_enqueued(db, sent, True)
-    result = repo.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
+    run_store.mark_enqueued(db, sent, True)
+    result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
     assert result.messages == []
     assert unsent in result.to_enqueue and sent not in result.to_enqueue
     assert live not in result.to_enqueue
@@ -145,52 +199,54 @@ def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> 
 
 def test_cancel_ends_a_queued_run_and_flags_a_running_one(db: Database) -> None:
     queued = _new_run(db)
-    run, messages = repo.request_cancel(db, queued)
-    assert run["status"] == "cancelled" and messages[0].data["status"] == "cancelled"
+    run, messages = run_store.request_cancel(db, queued)
+    assert (
+        run is not None and run.status == "cancelled" and messages[0].data["status"] == "cancelled"
+    )
     running = _new_run(db)
-    claim, _, _ = repo.claim_run(db, running, "worker")
-    run, messages = repo.request_cancel(db, running)
-    assert run["status"] == "running" and messages == []
-    assert repo.heartbeat(db, running, claim.lease_token, None).cancel_requested
+    claim, _, _ = leases.claim_run(db, running, "worker")
+    run, messages = run_store.request_cancel(db, running)
+    assert run is not None and run.status == "running" and messages == []
+    assert leases.heartbeat(db, running, claim.lease_token, None).cancel_requested
 
 
 def test_list_filters_and_orders_newest_first(db: Database) -> None:
     ids = [_new_run(db) for _ in range(3)]
-    repo.request_cancel(db, ids[1])
-    page, total = repo.list_runs(db, repo.RunFilter(), limit=2, offset=0)
-    assert total == 3 and [r["id"] for r in page] == [ids[2], ids[1]]
-    page, total = repo.list_runs(db, repo.RunFilter(status="cancelled"), 10, 0)
-    assert total == 1 and page[0]["id"] == ids[1]
-    page, total = repo.list_runs(db, repo.RunFilter(ids=[ids[0]]), 10, 0)
-    assert [r["id"] for r in page] == [ids[0]]
+    run_store.request_cancel(db, ids[1])
+    page, total = run_store.list_runs(db, run_store.RunFilter(), limit=2, offset=0)
+    assert total == 3 and [r.id for r in page] == [ids[2], ids[1]]
+    page, total = run_store.list_runs(db, run_store.RunFilter(status="cancelled"), 10, 0)
+    assert total == 1 and page[0].id == ids[1]
+    page, total = run_store.list_runs(db, run_store.RunFilter(ids=[ids[0]]), 10, 0)
+    assert [r.id for r in page] == [ids[0]]
 
 
 def test_projections_and_shares(db: Database) -> None:
     run_id = _new_run(db)
-    messages = repo.record_projection(db, run_id, 0, [[0.0, 1.0], [2.0, 3.0]], [1, 2])
+    messages = epoch_store.record_projection(db, run_id, 0, [[0.0, 1.0], [2.0, 3.0]], [1, 2])
     assert messages[0].data == {
         "epoch": 0,
         "count": 2,
         "url": f"/api/runs/{run_id}/projections/0",
     }
-    assert repo.record_projection(db, run_id, 0, [[9.0, 9.0]], [0]) == []
-    assert repo.get_projection(db, run_id, 0)["points"] == [[0.0, 1.0], [2.0, 3.0]]
-    assert repo.previous_projection(db, run_id, 1) == [[0.0, 1.0], [2.0, 3.0]]
-    share = repo.create_share(db, [run_id])
-    assert share["kind"] == "run" and repo.get_share(db, share["token"])["runs"] == [run_id]
-    assert repo.revoke_share(db, share["token"])
-    assert repo.get_share(db, share["token"]) is None
-    assert repo.delete_run(db, run_id) == "active"
-    repo.request_cancel(db, run_id)
-    assert repo.delete_run(db, run_id) == "deleted"
-    assert repo.get_run(db, run_id) is None
+    assert epoch_store.record_projection(db, run_id, 0, [[9.0, 9.0]], [0]) == []
+    assert epoch_store.get_projection(db, run_id, 0).points == [[0.0, 1.0], [2.0, 3.0]]
+    assert epoch_store.previous_projection(db, run_id, 1) == [[0.0, 1.0], [2.0, 3.0]]
+    share = share_store.create_share(db, [run_id])
+    assert share.kind == "run" and share_store.get_share(db, share.token).run_ids == [run_id]
+    assert share_store.revoke_share(db, share.token)
+    assert share_store.get_share(db, share.token) is None
+    assert run_store.delete_run(db, run_id) == "active"
+    run_store.request_cancel(db, run_id)
+    assert run_store.delete_run(db, run_id) == "deleted"
+    assert run_store.get_run(db, run_id) is None
 
 
 def test_non_finite_numbers_are_stored_as_null(db: Database) -> None:
     run_id = _new_run(db)
     record = {**_record(0), "loss": math.nan, "lr": math.inf}
-    repo.record_epoch(db, run_id, record)
-    stored = repo.epoch_records(db, run_id)[0]
+    epoch_store.record_epoch(db, run_id, record)
+    stored = epoch_store.epoch_records(db, run_id)[0]
     assert stored["loss"] is None and stored["lr"] is None
 
 
@@ -199,9 +255,11 @@ def test_epoch_records_as_json_text_match_the_decoded_records(db: Database) -> N
 
     run_id = _new_run(db)
     for epoch in range(3):
-        repo.record_epoch(db, run_id, _record(epoch))
-    assert json.loads(repo.epoch_records_json(db, run_id)) == repo.epoch_records(db, run_id)
-    assert json.loads(repo.epoch_records_json(db, run_id, since=1)) == [
-        repo.epoch_records(db, run_id)[2]
+        epoch_store.record_epoch(db, run_id, _record(epoch))
+    assert json.loads(epoch_store.epoch_records_json(db, run_id)) == epoch_store.epoch_records(
+        db, run_id
+    )
+    assert json.loads(epoch_store.epoch_records_json(db, run_id, since=1)) == [
+        epoch_store.epoch_records(db, run_id)[2]
     ]
-    assert repo.epoch_records_json(db, "missing") == "[]"
+    assert epoch_store.epoch_records_json(db, "missing") == "[]"

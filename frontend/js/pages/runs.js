@@ -83,7 +83,7 @@ function matches(run, f) {
 }
 
 function sortedRuns() {
-  const time = (run) => new Date(run.created_at || run.created || 0).getTime() || 0;
+  const time = (run) => new Date(run.created_at).getTime() || 0;
   return [...state.runs.values()].sort((a, b) => time(b) - time(a) || String(b.id).localeCompare(String(a.id)));
 }
 

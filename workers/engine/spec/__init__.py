@@ -7,6 +7,7 @@ torch; the engine trains from them.
 """
 
 from workers.engine.spec.config import (
+    DATASET_CLASSES,
     BackboneName,
     ConfigError,
     DatasetName,
@@ -32,6 +33,7 @@ from workers.engine.spec.strict import StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "DATASET_CLASSES",
     "METHOD_SPECS",
     "PRESETS",
     "RUN_STATUSES",

@@ -25,6 +25,16 @@ from workers.engine.spec.strict import StrictModel
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18"]
+# Classes per dataset (the kNN chance level is 1 / classes); an image folder has one per
+# sub-folder, known only once a worker reads it.
+DATASET_CLASSES: dict[str, int | None] = {
+    "shapes": 10,
+    "digits": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+    "stl10": 10,
+    "imagefolder": None,
+}
 
 
 class RunConfig(StrictModel):

@@ -1,0 +1,434 @@
+"""The HTTP contract: every JSON body the API accepts or returns, as pydantic models.
+
+The routers declare these as ``response_model`` (so ``/openapi.json`` documents every
+response and FastAPI checks what goes out) and build them from the store's rows with the
+``*_from_row`` functions below, the one place where stored columns become public fields and
+links are built. The run request is a union: one model per method (discriminated by
+``method``, each documenting that method's options and defaults) or the preset form.
+Epoch records, verdicts and statuses are the run spec's own types.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
+
+from backend.store.models import Projection, Run, Share
+from workers.engine.spec import (
+    DATASET_CLASSES,
+    METHOD_SPECS,
+    PRESETS,
+    EpochRecord,
+    RunConfig,
+    RunStatus,
+    StrictModel,
+    Verdict,
+    VerdictKind,
+)
+
+__all__ = ["EpochRecord"]  # re-exported: GET /api/runs/{id}/epochs is a list of them
+
+
+def _time(timestamp: float | None) -> datetime | None:
+    """The store's UNIX seconds as an aware UTC datetime (ISO 8601 on the wire)."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+class ErrorResponse(BaseModel):
+    """Any error but a validation error: 401, 404, 409..."""
+
+    detail: str = Field(description="What went wrong, in one sentence.")
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    # The schema inline rather than as ``model``: FastAPI would document a model under the
+    # route's media type (text/html for a report), but errors are always JSON.
+    schema = ErrorResponse.model_json_schema()
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error_response("No such run (or share).")}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: _error_response("The run's state does not allow it.")
+}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: _error_response("Needs the API token (or, to read, a share link).")
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+class Progress(BaseModel):
+    """Where a running run is within its current epoch."""
+
+    epoch: int = Field(description="The epoch being trained (1-based).")
+    step: int = Field(description="Steps done in this epoch.")
+    steps: int = Field(description="Steps per epoch.")
+    images_per_s: float | None = Field(None, description="Training throughput.")
+    fraction: float = Field(description="Fraction of the whole run done, 0..1.")
+
+
+class RunSummary(BaseModel):
+    """A run as the run list shows it."""
+
+    id: str
+    url: str = Field(description="The run's page, e.g. /runs/<id>.")
+    api_url: str = Field(description="This resource: /api/runs/<id>.")
+    events_url: str = Field(description="Its Server-Sent Events stream.")
+    epochs_url: str = Field(description="Its epoch records.")
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = Field(description="When a worker first claimed it.")
+    finished_at: datetime | None = Field(description="When it reached a final status.")
+    method: str
+    preset: str | None
+    dataset: str
+    num_classes: int | None = Field(
+        description="Classes of the dataset (kNN chance = 1 / num_classes); null for an "
+        "image folder, whose classes are its sub-folders."
+    )
+    backbone: str | None
+    proj_dim: int | None
+    seed: int | None
+    options: dict[str, Any] = Field(description="The method's resolved options.")
+    epochs: int = Field(description="Epochs the run trains.")
+    last_epoch: int | None = Field(description="Last recorded epoch (0 = the untrained net).")
+    progress: Progress | None = Field(description="Within the current epoch, while running.")
+    verdict: Verdict | None = Field(description="The latest verdict (the run's, once done).")
+    error: str | None = Field(description="Why it failed, in one line.")
+    effective_rank_history: list[float | None] = Field(
+        description="The projector's effective rank per epoch (index = epoch), for sparklines."
+    )
+
+
+class RunDetail(RunSummary):
+    """A run with its full config and the worker bookkeeping."""
+
+    config: RunConfig = Field(description="The resolved config the run trains with.")
+    request: dict[str, Any] = Field(description="The launch request as it was sent.")
+    attempts: int = Field(description="How many times a worker claimed it.")
+    worker_losses: int = Field(description="Workers that went silent while running it.")
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    last_event_id: int = Field(description="Sequence number of its latest stored event.")
+
+
+class RunList(BaseModel):
+    data: list[RunSummary] = Field(description="The page, newest first.")
+    count: int = Field(description="Runs matching the filters (all pages).")
+
+
+class ZooResult(BaseModel):
+    data: list[RunDetail] = Field(description="The launched runs, one per preset.")
+    count: int
+    compare_url: str = Field(description="The comparison page of all of them.")
+
+
+def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any]:
+    config = run.config
+    return {
+        "id": run.id,
+        "url": f"/runs/{run.id}",
+        "api_url": f"/api/runs/{run.id}",
+        "events_url": f"/api/runs/{run.id}/events",
+        "epochs_url": f"/api/runs/{run.id}/epochs",
+        "status": run.status,
+        "created_at": _time(run.created_at),
+        "updated_at": _time(run.updated_at),
+        "started_at": _time(run.started_at),
+        "finished_at": _time(run.finished_at),
+        "method": run.method,
+        "preset": run.preset,
+        "dataset": run.dataset,
+        "num_classes": DATASET_CLASSES.get(run.dataset),
+        "backbone": config.get("backbone"),
+        "proj_dim": config.get("proj_dim"),
+        "seed": config.get("seed"),
+        "options": config.get("options", {}),
+        "epochs": run.epochs_total,
+        "last_epoch": run.last_epoch,
+        "progress": run.progress,
+        "verdict": run.verdict,
+        "error": run.error,
+        "effective_rank_history": rank_history,
+    }
+
+
+def summary_from_row(run: Run, rank_history: list[float | None]) -> RunSummary:
+    return RunSummary.model_validate(_summary_fields(run, rank_history))
+
+
+def detail_from_row(run: Run, rank_history: list[float | None]) -> RunDetail:
+    return RunDetail.model_validate(
+        {
+            **_summary_fields(run, rank_history),
+            "config": run.config,
+            "request": run.request,
+            "attempts": run.attempts,
+            "worker_losses": run.worker_losses,
+            "worker_id": run.worker_id,
+            "heartbeat_at": _time(run.heartbeat_at),
+            "cancel_requested": run.cancel_requested,
+            "last_event_id": run.last_event_seq,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the run request
+
+
+def _config_field(name: str, default: Any) -> FieldInfo:
+    """RunConfig's field ``name`` (type, bounds, description) with another default."""
+    info = copy.copy(RunConfig.model_fields[name])
+    info.default = default
+    return info
+
+
+def _preset_field(name: str) -> FieldInfo:
+    """RunConfig's field ``name``, optional, without a default in the schema: the value
+    comes from the preset, else from its method, else from RunConfig."""
+    info = copy.copy(RunConfig.model_fields[name])
+    info.default = None
+    info.json_schema_extra = _drop_default
+    return info
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+_OVERRIDABLE = [f for f in RunConfig.model_fields if f not in ("method", "preset", "options")]
+
+
+def _method_request(name: str) -> type[StrictModel]:
+    spec = METHOD_SPECS[name]
+    fields: dict[str, Any] = {
+        field: (
+            RunConfig.model_fields[field].annotation,
+            _config_field(field, spec.defaults.get(field, RunConfig.model_fields[field].default)),
+        )
+        for field in _OVERRIDABLE
+    }
+    fields["method"] = (Literal[name], Field(description=spec.title))
+    fields["options"] = (
+        spec.options,
+        Field(default_factory=dict, description=f"{spec.title}'s options; unset ones default."),
+    )
+    return create_model(
+        spec.options.__name__.removesuffix("Options") + "RunRequest",
+        __base__=StrictModel,
+        __doc__=f"A {spec.title} run ({spec.paper}). Defaults shown are this method's.",
+        **fields,
+    )
+
+
+def _nullable(annotation: Any) -> Any:
+    return annotation | None
+
+
+def _preset_request() -> type[StrictModel]:
+    fields: dict[str, Any] = {
+        field: (_nullable(RunConfig.model_fields[field].annotation), _preset_field(field))
+        for field in _OVERRIDABLE
+    }
+    fields["preset"] = (
+        Literal[tuple(PRESETS)],
+        Field(description="A named configuration (GET /api/methods lists them)."),
+    )
+    fields["method"] = (
+        Literal[tuple(METHOD_SPECS)] | None,
+        Field(None, description="Must be the preset's method when given."),
+    )
+    fields["options"] = (
+        dict[str, Any],
+        Field(
+            default_factory=dict,
+            description="Options of the preset's method (see its method's request), merged "
+            "over the preset's.",
+        ),
+    )
+    return create_model(
+        "PresetRunRequest",
+        __base__=StrictModel,
+        __doc__="A preset with overrides: every field but preset is optional and replaces "
+        "the preset's (then the method's) value.",
+        **fields,
+    )
+
+
+# Built from the catalogue at import, so they are values to the type checker (Any), types to
+# pydantic and FastAPI.
+MethodRunRequest: Any = Annotated[
+    Union[tuple(_method_request(name) for name in METHOD_SPECS)],  # noqa: UP007
+    Field(discriminator="method"),
+]
+PresetRunRequest = _preset_request()
+RunRequest: Any = Annotated[
+    Union[MethodRunRequest, PresetRunRequest],  # noqa: UP007
+    Field(
+        description="A run config: a method with any fields to override its defaults, or a "
+        "preset with overrides. Unknown fields are errors."
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# projections, shares
+
+
+class ProjectionEpochs(BaseModel):
+    epochs: list[int] = Field(description="Epochs that have a 2-D projection, ascending.")
+
+
+class ProjectionPoints(BaseModel):
+    """An epoch's 2-D picture of the probe set, on one scale for the whole run."""
+
+    epoch: int
+    points: list[list[float]] = Field(description="[x, y] per probe image.")
+    labels: list[int] = Field(description="The class of each point (monitoring only).")
+
+
+def projection_from_row(row: Projection) -> ProjectionPoints:
+    return ProjectionPoints(epoch=row.epoch, points=row.points, labels=row.labels)
+
+
+class ShareOut(BaseModel):
+    """A read-only link to one run or a comparison."""
+
+    token: str = Field(description="The secret in the link.")
+    kind: Literal["run", "compare"]
+    runs: list[str] = Field(description="The shared run ids.")
+    url: str = Field(description="The page to send: /s/<token>.")
+    created_at: datetime
+    revoked: bool
+
+
+class ShareList(BaseModel):
+    data: list[ShareOut] = Field(description="Active share links, newest first.")
+
+
+def share_from_row(share: Share) -> ShareOut:
+    return ShareOut(
+        token=share.token,
+        kind=share.kind,
+        runs=share.run_ids,
+        url=f"/s/{share.token}",
+        created_at=datetime.fromtimestamp(share.created_at, UTC),
+        revoked=share.revoked_at is not None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the methods catalogue
+
+
+class MethodEntry(BaseModel):
+    name: str
+    title: str
+    paper: str
+    family: str
+    options_schema: dict[str, Any] = Field(description="JSON Schema of the method's options.")
+    options_defaults: dict[str, Any]
+    defaults: dict[str, Any] = Field(description="RunConfig fields the method sets (lr...).")
+
+
+class PresetEntry(BaseModel):
+    name: str
+    title: str
+    description: str
+    method: str
+    config: dict[str, Any] = Field(description="The partial run config the preset stands for.")
+    expected: VerdictKind = Field(description="What the literature says should happen.")
+
+
+class Limits(BaseModel):
+    """This server's limits (MAX_EPOCHS...), beyond what the run config allows."""
+
+    epochs: int
+    batch_size: int
+    probe_size: int
+    train_size: int
+
+
+class Catalogue(BaseModel):
+    methods: list[MethodEntry]
+    presets: list[PresetEntry]
+    config_schema: dict[str, Any] = Field(description="JSON Schema of a resolved run config.")
+    config_defaults: dict[str, Any] = Field(description="The generic RunConfig defaults.")
+    datasets: list[str]
+    dataset_classes: dict[str, int | None] = Field(description="Classes per dataset.")
+    limits: Limits
+
+
+# ---------------------------------------------------------------------------------------------
+# health
+
+
+class DatabaseHealth(BaseModel):
+    ok: bool
+    backend: Literal["sqlite", "postgresql"]
+    error: str | None = None
+
+
+class RedisHealth(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class WorkerDevice(BaseModel):
+    """What a training worker trains on."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str = Field(description="The card's name, or the CPU's.")
+    memory_gib: float | None = Field(description="The card's memory; None on the CPU.")
+    torch: str
+    cuda: str | None
+    visible_devices: str | None = Field(None, description="Its CUDA_VISIBLE_DEVICES.")
+
+
+class WorkerInfo(BaseModel):
+    """What a worker announces in Redis every few seconds."""
+
+    id: str = Field(description="host:pid")
+    queues: list[str]
+    pid: int
+    started_at: float = Field(description="UNIX seconds.")
+    device: WorkerDevice | None = Field(None, description="None for a projection worker.")
+    running: str | None = Field(None, description="The run it trains now.")
+
+
+class WorkersHealth(BaseModel):
+    ok: bool = Field(description="At least one train worker announced itself recently.")
+    count: int
+    train: int
+    gpu: int = Field(description="Workers that take GPU runs (queue train.gpu).")
+    projection: int
+    items: list[WorkerInfo]
+    error: str | None = None
+
+
+class AuthInfo(BaseModel):
+    write_protected: bool = Field(description="Launching and cancelling need the API token.")
+    private: bool = Field(description="Reading needs the token or a share link.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: DatabaseHealth
+    redis: RedisHealth
+    workers: WorkersHealth
+    auth: AuthInfo
+    version: str

@@ -1,0 +1,147 @@
+"""Per-epoch records and 2-D projections: each stored exactly once per (run, epoch), each
+announced by an event in the run's log."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Text, cast, select
+
+from backend.store.database import Database
+from backend.store.eventlog import EventMessage, append_event, lock_run
+from backend.store.models import EpochRecord, Projection, json_safe, now
+
+
+def record_epoch(db: Database, run_id: str, record: dict[str, Any]) -> list[EventMessage]:
+    """Store one epoch record exactly once (a repeat of a stored epoch is ignored) and
+    append its ``epoch`` event. Returns the new events (none for a repeat)."""
+    record = json_safe(record)
+    epoch = int(record["epoch"])
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return []
+        exists = session.scalar(
+            select(EpochRecord.id).where(EpochRecord.run_id == run_id, EpochRecord.epoch == epoch)
+        )
+        if exists is not None:
+            return []
+        rank = (record.get("projector") or {}).get("effective_rank")
+        session.add(
+            EpochRecord(
+                run_id=run_id, epoch=epoch, record=record, effective_rank=rank, created_at=now()
+            )
+        )
+        if run.last_epoch is None or epoch > run.last_epoch:
+            run.last_epoch = epoch
+            verdict = record.get("verdict")
+            if verdict:
+                run.verdict = verdict
+                run.verdict_kind = verdict.get("kind")
+        return [append_event(session, run, "epoch", record)]
+
+
+def stored_epoch_numbers(db: Database, run_id: str) -> set[int]:
+    with db.read() as session:
+        return set(session.scalars(select(EpochRecord.epoch).where(EpochRecord.run_id == run_id)))
+
+
+def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[dict[str, Any]]:
+    """The run's epoch records in epoch order; only epochs > ``since`` when given."""
+    query = select(EpochRecord.record).where(EpochRecord.run_id == run_id)
+    if since is not None:
+        query = query.where(EpochRecord.epoch > since)
+    with db.read() as session:
+        return list(session.scalars(query.order_by(EpochRecord.epoch)))
+
+
+def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> str:
+    """Like :func:`epoch_records` but as one JSON array built from the stored JSON text,
+    without decoding and re-encoding every record (the records of a long run weigh MBs)."""
+    query = select(cast(EpochRecord.record, Text)).where(EpochRecord.run_id == run_id)
+    if since is not None:
+        query = query.where(EpochRecord.epoch > since)
+    with db.read() as session:
+        return "[" + ",".join(session.scalars(query.order_by(EpochRecord.epoch))) + "]"
+
+
+def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | None]]:
+    """The projector's effective rank per epoch (index = epoch, None where not recorded) of
+    each given run, for the run list's sparklines: one query for the whole page, answered
+    from an index."""
+    rank = EpochRecord.effective_rank
+    histories: dict[str, list[float | None]] = defaultdict(list)
+    if not run_ids:
+        return histories
+    with db.read() as session:
+        rows = session.execute(
+            select(EpochRecord.run_id, EpochRecord.epoch, rank)
+            .where(EpochRecord.run_id.in_(run_ids))
+            .order_by(EpochRecord.run_id, EpochRecord.epoch)
+        )
+        for run_id, epoch, value in rows:
+            values = histories[run_id]
+            values.extend([None] * (epoch + 1 - len(values)))
+            values[epoch] = value
+    return histories
+
+
+def record_projection(
+    db: Database, run_id: str, epoch: int, points: list[list[float]], labels: list[int]
+) -> list[EventMessage]:
+    """Store an epoch's 2-D projection once and append its ``projection`` event, whose data
+    is a pointer: ``{"epoch", "count", "url"}``."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return []
+        exists = session.scalar(
+            select(Projection.id).where(Projection.run_id == run_id, Projection.epoch == epoch)
+        )
+        if exists is not None:
+            return []
+        session.add(
+            Projection(
+                run_id=run_id,
+                epoch=epoch,
+                points=json_safe(points),
+                labels=json_safe(labels),
+                created_at=now(),
+            )
+        )
+        data = {
+            "epoch": epoch,
+            "count": len(points),
+            "url": f"/api/runs/{run_id}/projections/{epoch}",
+        }
+        return [append_event(session, run, "projection", data)]
+
+
+def projection_epochs(db: Database, run_id: str) -> list[int]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Projection.epoch)
+                .where(Projection.run_id == run_id)
+                .order_by(Projection.epoch)
+            )
+        )
+
+
+def get_projection(db: Database, run_id: str, epoch: int) -> Projection | None:
+    with db.read() as session:
+        return session.scalar(
+            select(Projection).where(Projection.run_id == run_id, Projection.epoch == epoch)
+        )
+
+
+def previous_projection(db: Database, run_id: str, before_epoch: int) -> list[list[float]] | None:
+    """Points of the latest stored projection before ``before_epoch`` (for alignment)."""
+    with db.read() as session:
+        return session.scalar(
+            select(Projection.points)
+            .where(Projection.run_id == run_id, Projection.epoch < before_epoch)
+            .order_by(Projection.epoch.desc())
+            .limit(1)
+        )

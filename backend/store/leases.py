@@ -1,0 +1,182 @@
+"""Leases: how a worker takes a run (claim), keeps it (heartbeat), ends it (finish) or gives
+it back (release), and how the reaper takes it away from a worker that went silent.
+
+A claim sets a lease token that every heartbeat and the final status must present; the
+reaper clears it, so a worker declared dead finds out at its next heartbeat and stops.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from backend.store.database import Database
+from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.models import Run, json_safe, now
+from workers.engine.spec import RunStatus
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str
+    lease_token: str
+    config: dict[str, Any]
+    attempt: int
+
+
+def claim_run(
+    db: Database, run_id: str, worker_id: str
+) -> tuple[Claim | None, str, list[EventMessage]]:
+    """Take the run for this worker when it is ``queued``. Returns (claim or None, why not,
+    events). A run that is running elsewhere, finished or gone is left alone: the message
+    that brought the task here was a duplicate."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return None, "the run no longer exists", []
+        if run.status != "queued":
+            return None, f"the run is {run.status}", []
+        if run.cancel_requested:
+            return None, "cancelled", [set_status(session, run, "cancelled", "cancelled")]
+        run.status = "running"
+        run.worker_id = worker_id
+        run.lease_token = secrets.token_hex(16)
+        run.heartbeat_at = now()
+        run.started_at = run.started_at or now()
+        run.attempts += 1
+        run.error = None
+        message = append_event(session, run, "status", status_data(run, f"started on {worker_id}"))
+        return Claim(run.id, run.lease_token, dict(run.config), run.attempts), "", [message]
+
+
+@dataclass(frozen=True)
+class Beat:
+    owned: bool  # False: the lease was taken away (the reaper declared this worker dead)
+    cancel_requested: bool
+
+
+def heartbeat(db: Database, run_id: str, lease_token: str, progress: dict[str, Any] | None) -> Beat:
+    """Refresh the run's heartbeat and progress if this worker still holds the lease."""
+    values: dict[str, Any] = {"heartbeat_at": now()}
+    if progress is not None:
+        values["progress"] = json_safe(progress)
+    with db.write() as session:
+        cancel = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.lease_token == lease_token, Run.status == "running")
+            .values(**values)
+            .returning(Run.cancel_requested)
+        ).scalar_one_or_none()
+    return Beat(owned=cancel is not None, cancel_requested=bool(cancel))
+
+
+def finish_run(
+    db: Database,
+    run_id: str,
+    lease_token: str,
+    status: RunStatus,
+    *,
+    verdict: dict[str, Any] | None = None,
+    error: str | None = None,
+    reason: str | None = None,
+) -> list[EventMessage]:
+    """End the run with a terminal status, if this worker still holds it."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.lease_token != lease_token or run.status != "running":
+            return []
+        if verdict is not None:
+            run.verdict = json_safe(verdict)
+            run.verdict_kind = verdict.get("kind")
+        run.error = error
+        run.progress = None
+        return [set_status(session, run, status, reason)]
+
+
+def release_run(db: Database, run_id: str, lease_token: str, reason: str) -> list[EventMessage]:
+    """Give a running run back to the queue (its worker is shutting down cleanly)."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.lease_token != lease_token or run.status != "running":
+            return []
+        run.lease_token = None
+        run.worker_id = None
+        run.heartbeat_at = None
+        run.enqueued_at = None
+        run.progress = None
+        return [set_status(session, run, "queued", reason)]
+
+
+@dataclass
+class ReapResult:
+    messages: list[EventMessage]
+    to_enqueue: list[str]
+
+
+def _where(run: Run) -> str:
+    return "before the first epoch" if run.last_epoch is None else f"after epoch {run.last_epoch}"
+
+
+def reap(
+    db: Database, *, heartbeat_timeout_s: float, max_worker_losses: int, requeue_after_s: float
+) -> ReapResult:
+    """Requeue runs whose worker stopped sending heartbeats; fail the ones that have lost
+    ``max_worker_losses`` workers; re-send queued runs whose task never went out or got lost.
+    Safe to run from any number of processes at once (each run is handled under its lock)."""
+    result = ReapResult([], [])
+    stamp = now()
+    with db.read() as session:
+        stale = list(
+            session.scalars(
+                select(Run.id).where(
+                    Run.status == "running", Run.heartbeat_at < stamp - heartbeat_timeout_s
+                )
+            )
+        )
+        unsent = list(
+            session.scalars(
+                select(Run.id).where(
+                    Run.status == "queued",
+                    (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stamp - requeue_after_s),
+                )
+            )
+        )
+    for run_id in stale:
+        with db.write() as session:
+            run = lock_run(session, run_id)
+            if run is None or run.status != "running" or run.heartbeat_at is None:
+                continue
+            silent_for = now() - run.heartbeat_at
+            if silent_for < heartbeat_timeout_s:
+                continue
+            run.worker_losses += 1
+            run.lease_token = None
+            run.heartbeat_at = None
+            run.progress = None
+            if run.cancel_requested:
+                result.messages.append(set_status(session, run, "cancelled", "cancelled"))
+            elif run.worker_losses >= max_worker_losses:
+                run.error = (
+                    f"the worker running this run stopped responding {run.worker_losses} times "
+                    f"(no heartbeat for {silent_for:.0f} s, last {_where(run)}); giving up "
+                    "instead of retrying in a loop: the run probably exhausts the worker's memory"
+                )
+                result.messages.append(set_status(session, run, "failed", run.error))
+            else:
+                run.worker_id = None
+                run.enqueued_at = None
+                result.messages.append(
+                    set_status(
+                        session,
+                        run,
+                        "queued",
+                        f"its worker stopped responding ({silent_for:.0f} s without heartbeat, "
+                        f"{_where(run)}); requeued to resume from the last checkpoint",
+                    )
+                )
+                result.to_enqueue.append(run_id)
+    result.to_enqueue.extend(r for r in unsent if r not in result.to_enqueue)
+    return result

@@ -1,0 +1,159 @@
+"""Runs: create, find, list, cancel, delete. Functions return ORM rows (detached, fully
+loaded); the routers shape them into the response models of :mod:`backend.schemas`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select, update
+
+from backend.store.database import Database
+from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.models import EpochRecord, Event, Projection, Run, json_safe, now
+from workers.engine.spec import TERMINAL_STATUSES
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def create_run(
+    db: Database, request: dict[str, Any], config: dict[str, Any]
+) -> tuple[Run, list[EventMessage]]:
+    """Store a new ``queued`` run; returns it and its first status event."""
+    stamp = now()
+    run = Run(
+        id=new_run_id(),
+        created_at=stamp,
+        updated_at=stamp,
+        status="queued",
+        method=config["method"],
+        preset=config.get("preset"),
+        dataset=config["dataset"],
+        request=json_safe(request),
+        config=json_safe(config),
+        epochs_total=config["epochs"],
+        last_epoch=None,
+        attempts=0,
+        worker_losses=0,
+        cancel_requested=False,
+        last_event_seq=0,
+    )
+    with db.write() as session:
+        session.add(run)
+        session.flush()
+        message = append_event(session, run, "status", status_data(run, "queued"))
+        return run, [message]
+
+
+def mark_enqueued(db: Database, run_id: str, enqueued: bool) -> None:
+    """Remember whether the train task went out (the reaper retries when it did not)."""
+    with db.write() as session:
+        session.execute(
+            update(Run).where(Run.id == run_id).values(enqueued_at=now() if enqueued else None)
+        )
+
+
+def run_device(db: Database, run_id: str) -> str | None:
+    """The device the run asked for ("auto" | "cpu" | "cuda"), None for an unknown run."""
+    with db.read() as session:
+        config = session.scalar(select(Run.config).where(Run.id == run_id))
+        return None if config is None else str(config.get("device", "auto"))
+
+
+def note_queued_reason(db: Database, run_id: str, reason: str) -> list[EventMessage]:
+    """Tell the run's viewers why a queued run is still waiting (a status event, once per
+    distinct reason)."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.status != "queued":
+            return []
+        last = session.scalar(
+            select(Event.data)
+            .where(Event.run_id == run_id, Event.type == "status")
+            .order_by(Event.seq.desc())
+            .limit(1)
+        )
+        if last and last.get("reason") == reason:
+            return []
+        return [append_event(session, run, "status", status_data(run, reason))]
+
+
+def get_run(db: Database, run_id: str) -> Run | None:
+    with db.read() as session:
+        return session.get(Run, run_id)
+
+
+def get_runs(db: Database, run_ids: list[str]) -> list[Run]:
+    """The given runs in the given order (unknown ids are skipped)."""
+    with db.read() as session:
+        rows = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(run_ids)))}
+        return [rows[i] for i in run_ids if i in rows]
+
+
+@dataclass
+class RunFilter:
+    status: str | None = None
+    method: str | None = None
+    dataset: str | None = None
+    preset: str | None = None
+    verdict: str | None = None
+    ids: list[str] | None = None
+
+
+def list_runs(db: Database, filters: RunFilter, limit: int, offset: int) -> tuple[list[Run], int]:
+    """Newest first; returns (page, total number matching the filters)."""
+    conditions = []
+    if filters.status:
+        conditions.append(Run.status == filters.status)
+    if filters.method:
+        conditions.append(Run.method == filters.method)
+    if filters.dataset:
+        conditions.append(Run.dataset == filters.dataset)
+    if filters.preset:
+        conditions.append(Run.preset == filters.preset)
+    if filters.verdict:
+        conditions.append(Run.verdict_kind == filters.verdict)
+    if filters.ids is not None:
+        conditions.append(Run.id.in_(filters.ids))
+    with db.read() as session:
+        total = session.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
+        rows = session.scalars(
+            select(Run)
+            .where(*conditions)
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return list(rows), total
+
+
+def delete_run(db: Database, run_id: str) -> Literal["deleted", "missing", "active"]:
+    """'deleted', 'missing' or 'active' (a queued or running run must be cancelled first)."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return "missing"
+        if run.status not in TERMINAL_STATUSES:
+            return "active"
+        for model in (Event, EpochRecord, Projection):
+            session.execute(delete(model).where(model.run_id == run_id))
+        session.delete(run)
+        return "deleted"
+
+
+def request_cancel(db: Database, run_id: str) -> tuple[Run | None, list[EventMessage]]:
+    """Cancel a queued run at once; flag a running one (its worker stops within seconds)."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return None, []
+        messages: list[EventMessage] = []
+        if run.status == "queued":
+            messages.append(set_status(session, run, "cancelled", "cancelled before it started"))
+        elif run.status == "running":
+            run.cancel_requested = True
+            run.updated_at = now()
+        return run, messages
