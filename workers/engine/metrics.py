@@ -191,7 +191,8 @@ def w2_uniformity(z: torch.Tensor, eigenvalues: torch.Tensor | None = None) -> f
     z: (N, d). 0 for an isotropic embedding, sqrt(2) for a constant one, and
     sqrt(2 - 2 sqrt(k / d)) for an isotropic embedding confined to k of d dimensions: it sees
     dimensional collapse, which Wang & Isola's uniformity hardly does (k = 8 of d = 128:
-    W2 0.09 -> 1.22 of its range [0, 1.41], uniformity only -3.9 -> -3.1 of [-4, 0]). ``eigenvalues``: :func:`covariance_eigenvalues` of z, if already computed.
+    W2 0.09 -> 1.22 of its range [0, 1.41], uniformity only -3.9 -> -3.1 of [-4, 0]).
+    ``eigenvalues``: :func:`covariance_eigenvalues` of z, if already computed.
     """
     unit = _unit_rows(z).double()
     if eigenvalues is None:
