@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.cli import parse_assignment
-from workers.engine.config import resolve_config
-from workers.engine.presets import PRESETS
+from workers.engine.spec import PRESETS, resolve_config
 from workers.engine.trainer import train
 from workers.engine.verdict import run_verdict, spread
 
@@ -78,7 +77,8 @@ def main() -> None:
                 raw = {"preset": name, "dataset": args.dataset, "seed": seed}
                 config = resolve_config({**raw, "epochs": args.epochs, **overrides})
                 started = time.perf_counter()
-                history = train(config, data_root=args.data_root).history
+                result = train(config, data_root=args.data_root)
+                history = [record.model_dump() for record in result.history]
                 path.write_text(json.dumps(history))
                 print(f"<!-- {name} s{seed}: {time.perf_counter() - started:.0f} s -->")
             print(summary_line(name, seed, PRESETS[name].expected, history), flush=True)

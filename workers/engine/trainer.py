@@ -199,7 +199,7 @@ def _diagnose(
             n = probe.lidar_images
             backbone["lidar"] = lidar(_lidar_views(h1, h2, h_extra, n))
             projector["lidar"] = lidar(_lidar_views(z1, z2, z_extra, n))
-        lidar_time = time.perf_counter() - lidar_started
+        lidar_time = time.perf_counter() - lidar_started if with_lidar else 0.0
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
