@@ -6,21 +6,44 @@ removed and the verdict must say so; with the defence in place it must not.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from workers.engine.projection import Projector, rms_radius
 from workers.engine.spec import resolve_config
-from workers.engine.trainer import RunResult, train
+from workers.engine.trainer import RunResult, TrainHooks, train
 
 pytestmark = pytest.mark.slow
 
 _RESULTS: dict[str, RunResult] = {}
+_EMBEDDINGS: dict[str, dict[int, np.ndarray]] = {}  # preset -> epoch -> probe z (N, d)
 
 
 def run_preset(name: str, data_root: Path, epochs: int | None = None) -> RunResult:
     if name not in _RESULTS:
         raw = {"preset": name} if epochs is None else {"preset": name, "epochs": epochs}
-        _RESULTS[name] = train(resolve_config(raw), data_root=data_root)
+        embeddings: dict[int, np.ndarray] = {}
+        hooks = TrainHooks(on_embeddings=lambda epoch, z, _labels: embeddings.update({epoch: z}))
+        _RESULTS[name] = train(resolve_config(raw), data_root=data_root, hooks=hooks)
+        _EMBEDDINGS[name] = embeddings
     return _RESULTS[name]
+
+
+def _radius_ratio(name: str) -> float:
+    """RMS radius of the served UMAP picture at the last epoch over epoch 0's, each frame
+    warm-started from the one before, as the projection worker does."""
+    projector = Projector(seed=0)
+    frames = _EMBEDDINGS[name]
+    radii = [rms_radius(projector.project(frames[epoch])) for epoch in sorted(frames)]
+    return radii[-1] / radii[0]
+
+
+def test_the_picture_shrinks_when_the_run_collapses_and_only_then(tmp_path: Path) -> None:
+    # issue 10: the cloud's RMS radius follows the spread of z/||z||
+    run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
+    run_preset("simsiam", tmp_path, epochs=12)
+    assert _radius_ratio("simsiam-no-stopgrad") < 0.3
+    assert _radius_ratio("simsiam") > 0.6
 
 
 def test_simsiam_without_stop_gradient_collapses_completely(tmp_path: Path) -> None:

@@ -163,6 +163,14 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         "knn_top1",
         "cluster_entropy",
         "cluster_entropy_max",
+        "participation_ratio",
+        "nesum",
+        "w2_uniformity",
+        "variance_shares",
+        "cluster_perplexity",
+        "distinct_prototypes",
+        "num_prototypes",
+        "lidar",
     }
     assert json.loads(json.dumps(result)) == result
     assert result["dim"] == 64
@@ -173,6 +181,26 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
     without = metrics.embedding_diagnostics(z, view1, view2, labels, bank, bank_labels, 10)
     assert without["cluster_entropy"] is None
     assert without["cluster_entropy_max"] is None
+    for key in ("cluster_perplexity", "distinct_prototypes", "num_prototypes", "lidar"):
+        assert without[key] is None
+    views = torch.stack([view1, view2, z])
+    with_all = metrics.embedding_diagnostics(
+        z,
+        view1,
+        view2,
+        labels,
+        bank,
+        bank_labels,
+        num_classes=10,
+        cluster_probabilities=torch.full((512, 10), 0.1),
+        prototypes=torch.eye(10, 64),
+        lidar_views=views,
+    )
+    assert json.loads(json.dumps(with_all)) == with_all
+    assert with_all["cluster_perplexity"] == pytest.approx(10.0)
+    assert with_all["distinct_prototypes"] == with_all["num_prototypes"] == 10
+    assert with_all["lidar"] == pytest.approx(metrics.lidar(views))
+    assert len(with_all["variance_shares"]) == metrics.TOP_DIRECTIONS
 
 
 def test_extreme_scales_and_non_finite_embeddings() -> None:
@@ -186,3 +214,179 @@ def test_extreme_scales_and_non_finite_embeddings() -> None:
     labels = torch.zeros(1024, dtype=torch.long)
     with pytest.raises(metrics.NonFiniteEmbeddingError, match="NaN"):
         metrics.embedding_diagnostics(broken, z, z, labels, z, labels, num_classes=2)
+
+
+# -- spectral measures beyond RankMe: participation ratio, NESum, W2-uniformity ---------------
+
+
+def _power_law(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """(n, d) Gaussian whose covariance eigenvalues fall as 1/k (singular values 1/sqrt(k))."""
+    scales = torch.arange(1, d + 1, dtype=torch.float32).pow(-0.5)
+    return _gaussian(n, d, seed) * scales
+
+
+def _spectral(z: torch.Tensor) -> dict[str, float]:
+    eigenvalues = metrics.covariance_eigenvalues(z)
+    return {
+        "pr": metrics.participation_ratio(eigenvalues),
+        "nesum": metrics.nesum(eigenvalues),
+        "w2": metrics.w2_uniformity(z),
+        "rankme": metrics.effective_rank(z),
+    }
+
+
+def test_spectral_measures_of_a_constant_embedding() -> None:
+    z = _constant(512, 64)
+    eigenvalues = metrics.covariance_eigenvalues(z)
+    assert metrics.participation_ratio(eigenvalues) == 0.0
+    assert metrics.nesum(eigenvalues) == 0.0
+    assert metrics.variance_shares(eigenvalues) == []
+    # all mass at one point of the sphere, as far from N(0, I/d) as a unit vector can be
+    assert metrics.w2_uniformity(z) == pytest.approx(math.sqrt(2.0), abs=1e-6)
+
+
+def test_spectral_measures_of_an_isotropic_embedding() -> None:
+    d = 128
+    z = _gaussian(8192, d)
+    values = _spectral(z)
+    # sampling noise (Marchenko-Pastur, d/N = 1/64) keeps them a little under d
+    assert 0.9 * d < values["pr"] <= d
+    assert 0.6 * d < values["nesum"] <= d
+    assert values["w2"] < 0.1
+    shares = metrics.variance_shares(metrics.covariance_eigenvalues(z))
+    assert len(shares) == metrics.TOP_DIRECTIONS
+    assert shares == sorted(shares, reverse=True)
+    assert all(share == pytest.approx(1 / d, rel=0.3) for share in shares)
+
+
+@pytest.mark.parametrize(("k", "d"), [(1, 32), (4, 64), (8, 128), (16, 512)])
+def test_spectral_measures_count_the_dimensions_of_a_subspace(k: int, d: int) -> None:
+    z = _random_subspace(8192, k, d)
+    values = _spectral(z)
+    assert values["pr"] == pytest.approx(k, rel=0.05)
+    assert values["nesum"] == pytest.approx(k, rel=0.15)
+    # Fang et al. 2024: W2 of an isotropic k-dim subspace is sqrt(2 - 2 sqrt(k / d))
+    assert values["w2"] == pytest.approx(math.sqrt(2 - 2 * math.sqrt(k / d)), abs=0.01)
+    shares = metrics.variance_shares(metrics.covariance_eigenvalues(z))
+    assert shares[0] == pytest.approx(1 / k, rel=0.1)
+    if k < len(shares):
+        assert sum(shares[:k]) == pytest.approx(1.0, abs=1e-6)
+        assert shares[k] < 1e-6
+
+
+def test_power_law_spectrum_fools_rankme_but_not_nesum() -> None:
+    # issue 10: at d = 128 a 1/k eigenvalue spectrum gives RankMe about 106, NESum about 6
+    values = _spectral(_power_law(8192, 128))
+    assert values["rankme"] == pytest.approx(106, abs=5)
+    assert values["nesum"] == pytest.approx(6, abs=1.5)
+    assert values["pr"] < values["rankme"] / 3
+    # W2 sees the same steepness: between isotropic (about 0.1) and 8-of-128 dims (1.22)
+    assert 0.3 < values["w2"] < 1.0
+
+
+def test_w2_sees_dimensional_collapse_that_wang_isola_uniformity_hardly_does() -> None:
+    isotropic, collapsed = _gaussian(4096, 128), _random_subspace(4096, 8, 128)
+    w2_gap = metrics.w2_uniformity(collapsed) - metrics.w2_uniformity(isotropic)
+    uniformity_gap = metrics.uniformity(collapsed) - metrics.uniformity(isotropic)
+    # as fractions of each metric's range: W2 in [0, sqrt 2], uniformity in [-4, 0]
+    assert w2_gap / math.sqrt(2) > 0.7
+    assert uniformity_gap / 4 < 0.25
+
+
+def test_w2_of_a_shifted_cloud_counts_its_mean() -> None:
+    # all samples near one direction: large mean, small covariance -> close to sqrt(2)
+    near_constant = _constant(2048, 64) + 0.01 * _gaussian(2048, 64, seed=1)
+    assert metrics.w2_uniformity(near_constant) > 1.3
+    assert metrics.w2_uniformity(near_constant) <= math.sqrt(2) + 1e-9
+
+
+# -- invariance lost: views that share nothing with their image ----------------------------
+
+
+def test_independent_noise_per_view_loses_alignment_and_positive_cosine() -> None:
+    z1, z2 = _gaussian(1024, 64, seed=1), _gaussian(1024, 64, seed=2)
+    # two unrelated unit vectors: ||u - v||^2 = 2 on average, positives like random pairs
+    assert metrics.alignment(z1, z2) == pytest.approx(2.0, abs=0.05)
+    cos_pos, cos_rand = metrics.cosine_stats(z1, z2)
+    assert cos_pos == pytest.approx(cos_rand, abs=0.02)
+    # the spectrum of either view looks healthy: only the pair statistics show the loss
+    assert metrics.effective_rank(z1) > 50
+
+
+# -- LiDAR ------------------------------------------------------------------------------------
+
+
+def _views(images: torch.Tensor, q: int, noise: float, seed: int) -> torch.Tensor:
+    """(q, n, d): q noisy views of each of the n image embeddings."""
+    generator = torch.Generator().manual_seed(seed)
+    return images[None] + noise * torch.randn((q, *images.shape), generator=generator)
+
+
+def test_lidar_of_invariant_views_counts_the_image_dimensions() -> None:
+    n, q, d = 256, 8, 32
+    images = _gaussian(n, d, seed=1)
+    healthy = metrics.lidar(_views(images, q, noise=0.1, seed=2))
+    assert healthy > 0.6 * d
+    assert healthy <= d
+    subspace = metrics.lidar(_views(_random_subspace(n, 4, d, seed=3), q, noise=0.05, seed=4))
+    assert subspace == pytest.approx(4.0, rel=0.15)
+
+
+def test_lidar_ignores_view_noise_that_rankme_counts() -> None:
+    # invariance half lost: the images differ in 4 directions, their views are noisy in all 64
+    n, q, d, k = 256, 8, 64, 4
+    views = _views(3.0 * _random_subspace(n, k, d, seed=5), q, noise=0.5, seed=6)
+    # the noise directions still add a little entropy (each LDA eigenvalue about 1/q)
+    assert k <= metrics.lidar(views) < 2 * k
+    assert metrics.effective_rank(views.reshape(-1, d)) > 8 * k
+
+
+def test_lidar_of_constant_views_and_bad_shapes() -> None:
+    constant = _constant(64, 16).expand(4, 64, 16).clone()
+    assert metrics.lidar(constant) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="2 views"):
+        metrics.lidar(torch.zeros(1, 10, 4))
+
+
+def test_lidar_is_scale_free_and_follows_the_paper_formula() -> None:
+    views = _views(_gaussian(64, 8, seed=7), 4, noise=0.3, seed=8)
+    assert metrics.lidar(views * 1e3) == pytest.approx(metrics.lidar(views), rel=1e-6)
+    # direct transcription of Thilak et al. (2024) on the normalised views
+    e = torch.nn.functional.normalize(views.double(), dim=2)
+    q, n, d = e.shape
+    means = e.mean(dim=0)
+    sigma_b = torch.cov(means.T, correction=1)
+    centred = (e - means).reshape(-1, d)
+    sigma_w = centred.T @ centred / (n * (q - 1)) + 1e-4 * torch.eye(d, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(sigma_w)
+    root = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+    lam = torch.linalg.eigvalsh(root @ sigma_b @ root).clamp_min(0)
+    p = lam / lam.sum() + 1e-7
+    assert metrics.lidar(views) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-6)
+
+
+# -- cluster and prototype health ------------------------------------------------------------
+
+
+def test_cluster_perplexity_counts_the_clusters_used() -> None:
+    k = 30
+    uniform = torch.full((100, k), 1.0 / k)
+    assert metrics.cluster_perplexity(uniform) == pytest.approx(k)
+    one = torch.nn.functional.one_hot(torch.zeros(100, dtype=torch.long), k).double()
+    assert metrics.cluster_perplexity(one) == pytest.approx(1.0)
+    # confident assignments spread over 10 of the 30 clusters
+    ten = torch.nn.functional.one_hot(torch.arange(1000) % 10, k).double()
+    assert metrics.cluster_perplexity(ten) == pytest.approx(10.0)
+
+
+def test_distinct_prototypes_groups_near_duplicates() -> None:
+    d = 128
+    random = _gaussian(30, d, seed=9)
+    assert metrics.distinct_prototypes(random) == 30
+    # partial prototype collapse: 30 prototypes that are noisy copies of 5
+    copies = torch.cat([random[:5]] * 6) + 0.01 * _gaussian(30, d, seed=10)
+    assert metrics.distinct_prototypes(copies) == 5
+    # the threshold: cosine 0.95 is one group, cosine 0.85 two
+    for cosine, groups in ((0.95, 1), (0.85, 2)):
+        pair = torch.tensor([[1.0, 0.0], [cosine, math.sqrt(1 - cosine**2)]])
+        assert metrics.distinct_prototypes(pair) == groups

@@ -94,12 +94,54 @@ def test_collapsed_constant_input_does_not_crash(method: str) -> None:
     assert np.isfinite(projector.project(_clusters(n=300, d=32))).all()
 
 
-def test_pca_frames_keep_their_scale_so_a_collapse_shows() -> None:
-    healthy = _clusters()
-    shrunk = 0.01 * healthy  # same structure, collapsing towards the origin
-    projector = projection.Projector(method="pca")
-    first = projector.project(healthy)
-    second = projector.project(shrunk)
-    first_size = np.linalg.norm(first - first.mean(axis=0))
-    second_size = np.linalg.norm(second - second.mean(axis=0))
-    assert second_size == pytest.approx(0.01 * first_size, rel=0.01)
+def _collapsing(weight: float, n: int = 400, d: int = 16, seed: int = 0) -> np.ndarray:
+    """The cluster embedding pulled towards one fixed point: weight 1 = healthy, 0 = a point."""
+    centre = 5.0 * np.random.default_rng(7).normal(size=(1, d))
+    return centre + weight * _clusters(n=n, d=d, seed=seed)
+
+
+@pytest.mark.parametrize("method", ["umap", "pca"])
+def test_cloud_radius_follows_the_spread_so_collapse_shows(method: str) -> None:
+    # issue 10: RMS radius proportional to spread(z/||z||), one scale for the whole run
+    projector = projection.Projector(method=method, seed=0)
+    radii, spreads = [], []
+    for epoch, weight in enumerate([1.0, 0.5, 0.1, 0.02]):
+        z = _collapsing(weight, seed=epoch)
+        layout = projector.project(z)
+        assert np.abs(layout.mean(axis=0)).max() < 1e-4  # centred on the origin
+        radii.append(projection.rms_radius(layout))
+        spreads.append(projection.normalised_spread(z))
+    ratios = np.array(radii) / radii[0]
+    np.testing.assert_allclose(ratios, np.array(spreads) / spreads[0], rtol=1e-4)
+    assert ratios[-1] < 0.3  # the collapsed frame is a small dot
+    assert radii[0] == pytest.approx(projection.RADIUS_PER_SPREAD * spreads[0], rel=1e-4)
+
+
+def test_a_healthy_run_keeps_its_cloud_size() -> None:
+    projector = projection.Projector(seed=0)
+    first = projector.project(_clusters(seed=0))
+    later = [projector.project(_clusters(seed=s, drift=0.05 * s)) for s in range(1, 4)]
+    for layout in later:
+        assert projection.rms_radius(layout) > 0.6 * projection.rms_radius(first)
+
+
+def test_scale_needs_no_state_and_ignores_the_raw_norm() -> None:
+    z = _collapsing(0.3)
+    alone = projection.project(z, method="pca")
+    after = projection.project(z, previous=projection.project(_clusters(), method="pca"))
+    assert projection.rms_radius(alone) == pytest.approx(projection.rms_radius(after), rel=1e-4)
+    # spread is measured on z/||z||: scaling every vector changes nothing
+    scaled = projection.project(100.0 * z, method="pca")
+    assert projection.rms_radius(scaled) == pytest.approx(projection.rms_radius(alone), rel=1e-4)
+
+
+def test_normalised_spread_matches_the_verdict_spread() -> None:
+    import torch
+
+    from workers.engine.metrics import singular_spectrum
+    from workers.engine.verdict import spread
+
+    z = _collapsing(0.4)
+    record = {"spectrum": singular_spectrum(torch.from_numpy(z))}
+    assert projection.normalised_spread(z) == pytest.approx(spread(record), rel=1e-4)
+    assert projection.normalised_spread(np.ones((10, 4))) == 0.0

@@ -90,3 +90,25 @@ def test_cancel_stops_within_the_epoch_and_keeps_finished_epochs(tmp_path: Path)
         train(resolve_config(TINY), data_root=tmp_path, run_dir=tmp_path / "run", hooks=hooks)
     assert calls["steps"] == 6  # no step ran after the flag was seen
     assert load_checkpoint(tmp_path / "run").epoch == 1
+
+
+def test_new_diagnostics_are_recorded_and_lidar_only_when_due(tmp_path: Path) -> None:
+    raw = {**TINY, "method": "swav", "epochs": 3, "lidar_every": 2}
+    raw["options"] = {"num_prototypes": 12}
+    result = train(resolve_config(raw), data_root=tmp_path)
+    due = [record.epoch for record in result.history if record.projector.lidar is not None]
+    assert due == [0, 2, 3]  # epoch 0, every 2nd, the last
+    for record in result.history:
+        measured = record.epoch in due
+        assert (record.backbone.lidar is not None) == measured
+        assert (record.lidar_time_s > 0) == measured
+        z = record.projector
+        assert z.nesum is not None and 1.0 <= z.nesum <= z.dim
+        assert z.participation_ratio is not None and z.w2_uniformity is not None
+        assert z.num_prototypes == 12
+        assert 1 <= z.distinct_prototypes <= 12
+        assert 1.0 <= z.cluster_perplexity <= 12.0 + 1e-6
+        assert record.backbone.num_prototypes is None  # prototypes live in z's space
+    assert isinstance(result.verdict.findings, list)
+    off = train(resolve_config({**TINY, "epochs": 1, "lidar_every": 0}), data_root=tmp_path)
+    assert all(record.projector.lidar is None for record in off.history)

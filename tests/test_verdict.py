@@ -49,7 +49,8 @@ def test_gaussian_history_is_healthy() -> None:
     assert verdict["kind"] == "healthy"
     assert verdict["onset_epoch"] is None
     assert verdict["trend"]["warning"] is None
-    assert set(verdict) == {"kind", "onset_epoch", "reason", "trend"}
+    assert set(verdict) == {"kind", "onset_epoch", "reason", "trend", "findings"}
+    assert verdict["findings"] == []
     assert set(verdict["trend"]) == {
         "effective_rank_change_per_epoch",
         "std_change_per_epoch",
@@ -71,6 +72,7 @@ def test_collapse_to_a_constant_is_complete_with_its_onset() -> None:
     assert early["kind"] == "healthy"
     assert early["trend"]["std_change_per_epoch"] < -0.15
     assert early["trend"]["warning"] is not None
+    assert any(f.startswith("collapse coming: ") for f in early["findings"])
 
 
 def test_collapse_to_three_dimensions_is_dimensional_for_several_d() -> None:
@@ -128,3 +130,84 @@ def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
     assert history[1]["projector"]["effective_rank"] > 50
     assert verdict["kind"] == "dimensional_collapse"
     assert "directions" in verdict["reason"]
+
+
+# -- findings ----------------------------------------------------------------------------------
+
+
+def _diagnostics(z: torch.Tensor, seed: int, **extra: object) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(z.shape[0]) % NUM_CLASSES
+    view1 = z + 0.05 * z.std() * torch.randn(z.shape, generator=generator)
+    view2 = z + 0.05 * z.std() * torch.randn(z.shape, generator=generator)
+    bank_labels = extra.pop("bank_labels", labels)
+    return embedding_diagnostics(z, view1, view2, labels, z, bank_labels, NUM_CLASSES, **extra)
+
+
+def _split_record(epoch: int, projector: dict, backbone: dict) -> dict:
+    return {"epoch": epoch, "loss": None, "projector": projector, "backbone": backbone}
+
+
+def _labelled_clusters(d: int, seed: int) -> torch.Tensor:
+    """Probe embeddings that carry their labels (class centres + noise): kNN near 1."""
+    centres = 4.0 * torch.randn(NUM_CLASSES, d, generator=torch.Generator().manual_seed(3))
+    return centres[torch.arange(N_PROBE) % NUM_CLASSES] + _gaussian(d, seed)
+
+
+def test_projector_collapse_with_a_healthy_backbone_is_a_finding() -> None:
+    healthy = _diagnostics(_gaussian(128, seed=0), seed=0)
+    history = [
+        _split_record(0, healthy, healthy),
+        _split_record(1, _diagnostics(_to_constant(128, 0.001, seed=1), 1), healthy),
+    ]
+    verdict = run_verdict(history)
+    assert verdict["kind"] == "complete_collapse"
+    confined = [f for f in verdict["findings"] if "confined to the projection head" in f]
+    assert len(confined) == 1
+    assert "spread 0.00" in confined[0]  # the numbers are cited
+
+
+def test_backbone_collapse_under_a_healthy_projector_is_a_finding() -> None:
+    healthy = _diagnostics(_gaussian(128, seed=0), seed=0)
+    collapsed = _diagnostics(_subspace_mix(128, 2, 0.0, seed=2), seed=2)
+    history = [_split_record(0, healthy, healthy), _split_record(1, healthy, collapsed)]
+    verdict = run_verdict(history)
+    assert verdict["kind"] == "healthy"
+    assert any("backbone h is in dimensional collapse" in f for f in verdict["findings"])
+    both = [_split_record(0, healthy, healthy), _split_record(1, collapsed, collapsed)]
+    assert any("has collapsed too" in f for f in run_verdict(both)["findings"])
+
+
+def test_backbone_knn_below_its_epoch_0_value_is_a_finding() -> None:
+    z = _labelled_clusters(64, seed=0)
+    good = _diagnostics(z, seed=0)
+    shuffled = torch.randperm(N_PROBE, generator=torch.Generator().manual_seed(1))
+    bad_labels = (torch.arange(N_PROBE) % NUM_CLASSES)[shuffled]
+    worse = _diagnostics(z, seed=1, bank_labels=bad_labels)
+    assert worse["knn_top1"] < good["knn_top1"] - 0.5
+    verdict = run_verdict([_split_record(0, good, good), _split_record(1, good, worse)])
+    knn = [f for f in verdict["findings"] if f.startswith("backbone kNN")]
+    assert len(knn) == 1
+    assert f"{worse['knn_top1']:.2f}" in knn[0] and f"{good['knn_top1']:.2f}" in knn[0]
+    # the same kNN as at epoch 0 says nothing
+    same = run_verdict([_split_record(0, good, good), _split_record(1, good, good)])
+    assert not any(f.startswith("backbone kNN") for f in same["findings"])
+
+
+def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
+    z = _gaussian(128, seed=0)
+    k = 30
+    prototypes = torch.randn(k, 128, generator=torch.Generator().manual_seed(4))
+    uniform = torch.full((N_PROBE, k), 1.0 / k)
+    before = _diagnostics(z, 0, cluster_probabilities=uniform, prototypes=prototypes)
+    # 30 prototypes that are noisy copies of 3, and samples sent to 3 clusters
+    copies = torch.cat([prototypes[:3]] * 10) + 0.01 * torch.randn(k, 128)
+    few = torch.nn.functional.one_hot(torch.arange(N_PROBE) % 3, k).float()
+    after = _diagnostics(z, 1, cluster_probabilities=few, prototypes=copies)
+    healthy = _diagnostics(z, seed=2)
+    verdict = run_verdict([_split_record(0, before, healthy), _split_record(1, after, healthy)])
+    assert verdict["kind"] == "healthy"
+    assert any("only 3 of 30 prototypes are distinct" in f for f in verdict["findings"])
+    assert any("effective 3.0 of 30 clusters" in f for f in verdict["findings"])
+    fine = run_verdict([_split_record(0, before, healthy), _split_record(1, before, healthy)])
+    assert fine["findings"] == []

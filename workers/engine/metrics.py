@@ -22,6 +22,12 @@ SPECTRUM_FLOOR = 1e-20  # eigenvalues below this are clamped before the log (exa
 UNIFORMITY_MAX_SAMPLES = 1024  # pairwise distances on a fixed subsample: O(n^2) stays cheap
 KNN_TEMPERATURE = 0.07  # InstDisc / solo-learn weighted kNN temperature
 KNN_QUERY_CHUNK = 512  # queries per similarity matmul, bounds memory to chunk x M floats
+TOP_DIRECTIONS = 10  # principal directions whose variance shares the record keeps
+LIDAR_DELTA = 1e-4  # ridge on the within-class scatter (Thilak et al. 2024, Sec. 3)
+LIDAR_EPS = 1e-7  # added to p_k inside the log, as in RankMe
+# Two prototypes whose cosine is at least this are one "distinct prototype" (see
+# distinct_prototypes for the evidence behind the value).
+PROTOTYPE_DUPLICATE_COSINE = 0.9
 _FIXED_SEED = 0  # the random-pair permutation and the uniformity subsample never change
 
 
@@ -102,6 +108,22 @@ def effective_rank(z: torch.Tensor) -> float:
     return float(torch.exp(-(p * torch.log(p)).sum()))
 
 
+def covariance_eigenvalues(z: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the covariance of the l2-normalised embeddings z/||z||: (N, d) -> (d,)
+    float64, descending, >= 0 (unbiased covariance, divided by N - 1).
+
+    Every spectral diagnostic below (spectrum, participation ratio, NESum, W2-uniformity,
+    variance shares) is a function of these d numbers; the trainer computes them once per
+    embedding. They sum to the total variance of z/||z||, which is 1 - ||mean||^2 (up to
+    the N/(N-1) factor): 0 for complete collapse.
+    """
+    n = z.shape[0]
+    unit = _unit_rows(z).double()
+    centred = unit - unit.mean(dim=0, keepdim=True)
+    covariance = centred.T @ centred / max(n - 1, 1)
+    return _symmetric_eigenvalues(covariance)
+
+
 def singular_spectrum(z: torch.Tensor) -> list[float]:
     """Log singular values of the covariance of the l2-normalised embeddings, descending
     (Jing et al., "Understanding Dimensional Collapse in Contrastive SSL", ICLR 2022).
@@ -112,12 +134,85 @@ def singular_spectrum(z: torch.Tensor) -> list[float]:
     across methods whose raw output scales differ; exp(spectrum) sums to the total variance
     of z/||z||, which is 0 for complete collapse and 1 - ||mean||^2 in general.
     """
-    n = z.shape[0]
-    unit = _unit_rows(z).double()
-    centred = unit - unit.mean(dim=0, keepdim=True)
-    covariance = centred.T @ centred / max(n - 1, 1)
-    eigenvalues = _symmetric_eigenvalues(covariance)
+    return _log_spectrum(covariance_eigenvalues(z))
+
+
+def _log_spectrum(eigenvalues: torch.Tensor) -> list[float]:
     return torch.log(eigenvalues.clamp_min(SPECTRUM_FLOOR)).tolist()
+
+
+def _has_variance(eigenvalues: torch.Tensor) -> bool:
+    """False for a constant embedding (every eigenvalue at the clamping floor or below)."""
+    return bool(eigenvalues.numel()) and float(eigenvalues[0]) > SPECTRUM_FLOOR
+
+
+def participation_ratio(eigenvalues: torch.Tensor) -> float:
+    """Participation ratio (sum lambda)^2 / sum lambda^2 of covariance eigenvalues lambda
+    (e.g. :func:`covariance_eigenvalues`); a standard count of the dimensions a
+    representation occupies (Gao, Trautmann, Yu et al., "A theory of multineuronal
+    dimensionality, dynamics and measurement", bioRxiv 2017).
+
+    1 when one direction carries all the variance, k when k directions carry equal shares
+    (d for an isotropic embedding), 0 for a constant embedding. Dominated by the large
+    eigenvalues: a noise floor spread thinly over many small ones barely moves it (it does
+    move RankMe), which is why the verdict uses it for redundant-dimension collapse.
+    """
+    if not _has_variance(eigenvalues):
+        return 0.0
+    return float(eigenvalues.sum() ** 2 / eigenvalues.pow(2).sum())
+
+
+def nesum(eigenvalues: torch.Tensor) -> float:
+    """NESum, sum_k lambda_k / lambda_1 over the covariance eigenvalues (He & Ozay,
+    "Exploring the Gap between Collapsed and Whitened Features in Self-Supervised Learning",
+    ICML 2022, Sec. 4: the "normalised eigenvalue sum").
+
+    1 when one direction carries all the variance, d for an isotropic (whitened) embedding,
+    0 for a constant one. Unlike RankMe, which takes the entropy of the singular values and so
+    counts many small directions, NESum is governed by how much the largest eigenvalue
+    dominates: a power-law spectrum lambda_k ~ 1/k at d = 128 has RankMe about 107 but NESum
+    about 5.4 (H_128, the harmonic number).
+    """
+    if not _has_variance(eigenvalues):
+        return 0.0
+    return float(eigenvalues.sum() / eigenvalues[0])
+
+
+def w2_uniformity(z: torch.Tensor, eigenvalues: torch.Tensor | None = None) -> float:
+    """Wasserstein-2 distance between the l2-normalised embeddings, approximated as a
+    Gaussian N(mu, Sigma), and the uniform-on-the-sphere proxy N(0, I/d) (Fang, Zhang, Li,
+    Zhu, Wang and Yan, "Rethinking the Uniformity Metric in Self-Supervised Learning",
+    ICLR 2024, Eq. 8; their uniformity metric is the negative of this distance).
+
+    Closed form for Gaussians: W2^2 = ||mu||^2 + tr(Sigma) + tr(I/d)
+    - 2 tr((Sigma^{1/2} (I/d) Sigma^{1/2})^{1/2}) = ||mu||^2 + tr(Sigma) + 1
+    - (2 / sqrt(d)) sum_k sqrt(lambda_k), lambda_k the eigenvalues of Sigma.
+
+    z: (N, d). 0 for an isotropic embedding, sqrt(2) for a constant one, and
+    sqrt(2 - 2 sqrt(k / d)) for an isotropic embedding confined to k of d dimensions: it sees
+    dimensional collapse, which Wang & Isola's uniformity hardly does (k = 8 of d = 128:
+    W2 0.09 -> 1.22 of its range [0, 1.41], uniformity only -3.9 -> -3.1 of [-4, 0]).
+    ``eigenvalues``: :func:`covariance_eigenvalues` of z, if already computed.
+    """
+    unit = _unit_rows(z).double()
+    if eigenvalues is None:
+        eigenvalues = covariance_eigenvalues(z)
+    d = unit.shape[1]
+    mean_sq = float(unit.mean(dim=0).pow(2).sum())
+    squared = mean_sq + float(eigenvalues.sum()) + 1.0
+    squared -= 2.0 / math.sqrt(d) * float(eigenvalues.clamp_min(0.0).sqrt().sum())
+    return math.sqrt(max(squared, 0.0))
+
+
+def variance_shares(eigenvalues: torch.Tensor, top: int = TOP_DIRECTIONS) -> list[float]:
+    """Share of the total variance of z/||z|| carried by each of its ``top`` principal
+    directions, descending (the picture of dimensional collapse the page draws: one bar per
+    direction; isotropic: each about 1/d, k-dim collapse: k bars of about 1/k). Empty for a
+    constant embedding."""
+    total = float(eigenvalues.sum())
+    if not _has_variance(eigenvalues) or total <= 0:
+        return []
+    return (eigenvalues[:top] / total).tolist()
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor) -> float:
@@ -229,6 +324,88 @@ def cluster_entropy(assignments: torch.Tensor, num_clusters: int) -> float:
     return float(-(p * p.log()).sum())
 
 
+def cluster_perplexity(probabilities: torch.Tensor) -> float:
+    """Effective number of clusters used: exp of the entropy of the mean soft assignment,
+    p_bar = mean_i p(k | x_i) (the perplexity of p_bar). As used by Govindarajan, Sidén, Roll
+    and Lindsten ("On Partial Prototype Collapse in the DINO Family of Self-Supervised
+    Methods", arXiv 2410.14060, 2024) to show that clustering methods use far fewer
+    prototypes than they have.
+
+    probabilities: (N, K) rows summing to 1. K when every cluster gets the same total mass,
+    1 when all samples go to one cluster. Unlike the entropy of hard assignments it also
+    counts clusters that get mass but are never any sample's top choice.
+    """
+    mean = probabilities.double().mean(dim=0)
+    mean = mean / mean.sum().clamp_min(1e-300)
+    positive = mean[mean > 0]
+    return float(torch.exp(-(positive * positive.log()).sum()))
+
+
+def distinct_prototypes(
+    prototypes: torch.Tensor, threshold: float = PROTOTYPE_DUPLICATE_COSINE
+) -> int:
+    """Number of distinct prototypes: the groups (connected components) of the graph that
+    joins two prototypes when their cosine similarity is >= ``threshold``. Partial prototype
+    collapse (Govindarajan et al., arXiv 2410.14060, 2024) is many prototypes converging to
+    near-identical vectors; it shows neither in the loss nor in std or RankMe.
+
+    prototypes: (K, d) (SwAV's learnt prototypes, DeepCluster's k-means centroids); all-zero
+    rows count as one group together. K when no two are near-duplicates, 1 when all are.
+    Threshold 0.9 (an angle of 26 degrees): independent random directions in d >= 16 stay
+    below 0.9 with overwhelming probability (cosine std 1/sqrt(d) <= 0.25), while the
+    prototypes of a collapsed SwAV or the duplicated centroids of DeepCluster have cosine
+    above 0.99; between the two the count does not depend much on the value.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    unit = _unit_rows(prototypes.detach()).double().cpu()
+    adjacency = (unit @ unit.T) >= threshold
+    zero = unit.abs().sum(dim=1) == 0
+    adjacency |= zero[:, None] & zero[None, :]
+    count, _ = connected_components(csr_matrix(adjacency.numpy()), directed=False)
+    return int(count)
+
+
+def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:
+    """LiDAR (Thilak, Huang, Saremi, Dinh, Goh, Susskind, Littwin and Littwin, "LiDAR: Sensing
+    Linear Probing Performance in Joint Embedding SSL Architectures", ICLR 2024): the effective
+    rank of the linear discriminant analysis matrix of a surrogate classification task in
+    which each image is a class and its augmented views are the class's samples.
+
+    views: (q, n, d), q >= 2 augmented views of each of n images. With class means mu_i,
+    grand mean mu:
+      Sigma_b = 1/(n-1) sum_i (mu_i - mu)(mu_i - mu)^T,
+      Sigma_w = 1/(n(q-1)) sum_ij (e_ij - mu_i)(e_ij - mu_i)^T + delta I,
+      Sigma_lidar = Sigma_w^{-1/2} Sigma_b Sigma_w^{-1/2},
+    and LiDAR = exp(-sum_k p_k log p_k), p_k = lambda_k / sum(lambda) + eps over the
+    eigenvalues of Sigma_lidar (delta = 1e-4, eps = 1e-7 as in the paper). It counts the
+    directions along which images differ more than their views do: directions of pure
+    view noise (which RankMe counts) do not count. Between 1 and min(n - 1, d).
+
+    The embeddings are l2-normalised first, so delta means the same for every method (raw
+    output scales differ by orders of magnitude between methods); the paper uses raw outputs.
+    """
+    q, n, d = views.shape
+    if q < 2 or n < 2:
+        raise ValueError(f"LiDAR needs at least 2 views of 2 images, got {q} of {n}")
+    e = _unit_rows(views.reshape(q * n, d)).double().reshape(q, n, d)
+    class_means = e.mean(dim=0)  # (n, d)
+    between = class_means - class_means.mean(dim=0, keepdim=True)
+    sigma_b = between.T @ between / (n - 1)
+    within = (e - class_means[None]).reshape(q * n, d)
+    sigma_w = within.T @ within / (n * (q - 1))
+    sigma_w = sigma_w + delta * torch.eye(d, dtype=sigma_w.dtype, device=sigma_w.device)
+    w_values, w_vectors = torch.linalg.eigh(sigma_w)
+    inverse_sqrt = (w_vectors * w_values.clamp_min(delta).rsqrt()) @ w_vectors.T
+    eigenvalues = _symmetric_eigenvalues(inverse_sqrt @ sigma_b @ inverse_sqrt)
+    total = eigenvalues.sum()
+    if total <= 0:
+        return 1.0
+    p = eigenvalues / total + eps
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
 def embedding_diagnostics(
     z: torch.Tensor,
     z_view1: torch.Tensor,
@@ -240,6 +417,9 @@ def embedding_diagnostics(
     k: int = 20,
     assignments: torch.Tensor | None = None,
     num_clusters: int | None = None,
+    cluster_probabilities: torch.Tensor | None = None,
+    prototypes: torch.Tensor | None = None,
+    lidar_views: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """All diagnostics of one embedding (backbone h or projector z) as a JSON-ready dict.
 
@@ -247,19 +427,27 @@ def embedding_diagnostics(
     views of (a subset of) the probe images, row i of each a positive pair; labels: (N,)
     probe labels; bank: (M, d) training-set embeddings with bank_labels (M,) for the kNN
     classifier; assignments: optional (N,) cluster / prototype index per probe sample
-    (SwAV, DeepCluster) with num_clusters clusters.
+    (SwAV, DeepCluster) with num_clusters clusters; cluster_probabilities: optional (N, K)
+    soft assignments and prototypes (K, d) for the cluster-health fields; lidar_views:
+    optional (q, n, d) embeddings of q augmented views of n probe images for LiDAR.
 
-    Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum", "alignment",
+    Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum",
+    "participation_ratio", "nesum", "w2_uniformity", "variance_shares", "alignment",
     "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
-    "cluster_entropy_max"}; the two cluster fields are None without assignments.
+    "cluster_entropy_max", "cluster_perplexity", "distinct_prototypes", "num_prototypes",
+    "lidar"}; the cluster fields are None without assignments / prototypes, "lidar" is None
+    without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
     for name, tensor in (("probe", z), ("view", z_view1), ("view", z_view2), ("bank", bank)):
         _check_finite(tensor, name)
+    if lidar_views is not None:
+        _check_finite(lidar_views, "LiDAR view")
     with torch.no_grad():
         dim = int(z.shape[1])
         std = std_l2(z)
         cos_pos, cos_rand = cosine_stats(z_view1, z_view2)
+        eigenvalues = covariance_eigenvalues(z)
         entropy: float | None = None
         entropy_max: float | None = None
         if assignments is not None:
@@ -272,7 +460,11 @@ def embedding_diagnostics(
             "std_l2": std,
             "std_l2_sqrt_d": std * math.sqrt(dim),
             "effective_rank": effective_rank(z),
-            "spectrum": singular_spectrum(z),
+            "spectrum": _log_spectrum(eigenvalues),
+            "participation_ratio": participation_ratio(eigenvalues),
+            "nesum": nesum(eigenvalues),
+            "w2_uniformity": w2_uniformity(z, eigenvalues),
+            "variance_shares": variance_shares(eigenvalues),
             "alignment": alignment(z_view1, z_view2),
             "uniformity": uniformity(z),
             "cos_pos": cos_pos,
@@ -280,4 +472,10 @@ def embedding_diagnostics(
             "knn_top1": knn_top1(bank, bank_labels, z, labels, num_classes, k=k),
             "cluster_entropy": entropy,
             "cluster_entropy_max": entropy_max,
+            "cluster_perplexity": (
+                None if cluster_probabilities is None else cluster_perplexity(cluster_probabilities)
+            ),
+            "distinct_prototypes": None if prototypes is None else distinct_prototypes(prototypes),
+            "num_prototypes": None if prototypes is None else int(prototypes.shape[0]),
+            "lidar": None if lidar_views is None else lidar(lidar_views),
         }

@@ -13,6 +13,16 @@ UMAP (McInnes et al. 2018, umap-learn) with three savings over calling it from s
   (rotation/reflection, uniform scale, translation), so an animation over epochs does not
   spin or flip.
 
+One scale for the whole run (issue 10): UMAP keeps neighbourhoods, not scale, so the tiny
+differences left in a collapsed embedding would still fill the picture. Every layout is
+therefore centred on the origin and scaled so that its RMS radius is
+``RADIUS_PER_SPREAD x spread(z)``, spread = sqrt of the total variance of z/||z|| (as in
+``verdict.spread``): size = spread, shape = neighbourhoods. The factor is an absolute
+constant, so no state is needed to keep it (a frame projected again, out of order or on
+another worker, gets the same scale), and pictures of different runs compare directly: a
+run whose spread falls to a tenth shows a cloud a tenth of its epoch-0 size. Spread is at
+most 1 (unit vectors), so the RMS radius never exceeds ``RADIUS_PER_SPREAD``.
+
 PCA is the instant fallback (``method="pca"``) and what degenerate input gets: a collapsed
 run has (nearly) identical embeddings, on which a neighbour graph means nothing and UMAP's
 optimisation can fail; the fallback is logged and reported in ``Projector.fallback_reason``.
@@ -46,6 +56,9 @@ WARM_LEARNING_RATE = 0.25
 # the neighbour graph is noise, UMAP is skipped
 DEGENERATE_VARIANCE = 1e-10
 _JITTER = 1e-3  # spread of the deterministic jitter that keeps a collapsed cloud visible
+# RMS radius of the served layout per unit of spread(z): an isotropic embedding (spread
+# about 1) fills a disc of RMS radius about 10, UMAP's own order of magnitude
+RADIUS_PER_SPREAD = 10.0
 
 
 def exact_knn(
@@ -99,8 +112,7 @@ def procrustes_align(
 ) -> np.ndarray:
     """Best similarity transform (rotation/reflection, translation and, if allowed, uniform
     scale) of ``layout`` onto ``reference``, both (N, 2) with row i the same sample.
-    Returns (N, 2). UMAP's scale is arbitrary and may be matched; PCA's is the embedding's
-    own (a collapsing run shrinks) and is kept."""
+    Returns (N, 2). :func:`project` aligns rotation only and sets the scale itself."""
     source = layout.astype(np.float64)
     target = reference.astype(np.float64)
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
@@ -111,6 +123,35 @@ def procrustes_align(
     rotation, singular_sum = orthogonal_procrustes(source_centred, target_centred)
     scale = singular_sum / source_norm**2 if allow_scaling else 1.0
     return (scale * source_centred @ rotation + target_mean).astype(np.float32)
+
+
+def normalised_spread(z: np.ndarray) -> float:
+    """sqrt of the total variance of the l2-normalised rows of z (N, d): 0 when every sample
+    points the same way, about 1 when isotropic; ``verdict.spread`` of the same z (which
+    sums the covariance eigenvalues, i.e. the per-dimension variances, ddof 1)."""
+    x = np.asarray(z, dtype=np.float64)
+    if x.shape[0] < 2:
+        return 0.0
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = x / np.where(norms > 0, norms, 1.0)
+    return float(np.sqrt(unit.var(axis=0, ddof=1).sum()))
+
+
+def rms_radius(points: np.ndarray) -> float:
+    """RMS distance of 2-D points (N, 2) from their centroid."""
+    x = np.asarray(points, dtype=np.float64)
+    return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def to_run_scale(layout: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The layout (N, 2) centred on the origin and scaled to RMS radius
+    ``RADIUS_PER_SPREAD * normalised_spread(z)`` (its shape unchanged)."""
+    centred = np.asarray(layout, dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    radius = rms_radius(centred)
+    if radius == 0:
+        return centred.astype(np.float32)
+    return (centred * (RADIUS_PER_SPREAD * normalised_spread(z) / radius)).astype(np.float32)
 
 
 def trustworthiness(z: np.ndarray, layout: np.ndarray, n_neighbors: int = 5) -> float:
@@ -219,9 +260,9 @@ def _project(
         if fallback_reason is not None:
             logger.warning("projection: PCA instead of UMAP (%s)", fallback_reason)
     if previous is not None:
-        used_umap = method == "umap" and fallback_reason is None
-        layout = procrustes_align(layout, previous, allow_scaling=used_umap)
-    return layout, fallback_reason
+        # rotation/reflection only: the scale comes from the embedding's spread below
+        layout = procrustes_align(layout, previous, allow_scaling=False)
+    return to_run_scale(layout, z), fallback_reason
 
 
 def project(
@@ -232,7 +273,8 @@ def project(
     n_neighbors: int = 15,
     metric: KnnMetric = "cosine",
 ) -> np.ndarray:
-    """2-D layout of the embeddings z (N, d) -> (N, 2) float32.
+    """2-D layout of the embeddings z (N, d) -> (N, 2) float32, centred on the origin with
+    RMS radius ``RADIUS_PER_SPREAD * normalised_spread(z)`` (one scale for every run).
 
     ``previous`` (N, 2): last epoch's layout of the same N samples in the same order; UMAP is
     warm-started from it and the result aligned to it (Procrustes). Same inputs and seed give

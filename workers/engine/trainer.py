@@ -30,7 +30,7 @@ from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoi
 from workers.engine.data import ImageData, load_splits
 from workers.engine.devices import describe_device
 from workers.engine.methods import METHODS, Method, StepInfo
-from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
+from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
 from workers.engine.spec import EpochRecord, Placement, RunConfig, Verdict
@@ -41,6 +41,13 @@ from workers.engine.verdict import epoch_verdict, run_verdict
 # 0.01 and keep the cost of monitoring small.
 POSITIVE_PAIRS = 256
 EVAL_BATCH = 512
+# LiDAR (Thilak et al. 2024) on q augmented views of n probe images; the first two views are
+# the positive pairs above, so it costs n (q - 2) = 768 extra forward passes on the epochs it
+# runs (``lidar_every``): the paper's 1,000 x 50 on ImageNet would cost more than an epoch
+# here, and with n (q - 1) = 896 within-class samples the scatter of d <= 512 stays well
+# conditioned.
+LIDAR_IMAGES = 128
+LIDAR_VIEWS = 8
 
 
 class RunCancelled(Exception):
@@ -116,6 +123,13 @@ class _Probe:
         pair_images = probe.images[:n_pairs].to(device)
         self.view1 = _channels_last(augment(pair_images, generator))
         self.view2 = _channels_last(augment(pair_images, generator))
+        # views 3..q of the first LIDAR_IMAGES pair images, (q - 2) x n stacked; views 1-2
+        # are view1/view2. Drawn after the pairs, so the pairs do not depend on LiDAR.
+        self.lidar_images = min(LIDAR_IMAGES, n_pairs)
+        lidar_images = pair_images[: self.lidar_images]
+        self.lidar_extra_views = _channels_last(
+            torch.cat([augment(lidar_images, generator) for _ in range(LIDAR_VIEWS - 2)])
+        )
 
 
 @torch.no_grad()
@@ -143,10 +157,18 @@ def _embed_recomputing_batchnorm(
     return torch.cat([h.float() for h, _ in outputs]), torch.cat([z.float() for _, z in outputs])
 
 
+def _lidar_views(
+    first: torch.Tensor, second: torch.Tensor, extra: torch.Tensor, n: int
+) -> torch.Tensor:
+    """(q, n, d) LiDAR views: the first n rows of the two pair views, then the extra views."""
+    return torch.cat([first[None, :n], second[None, :n], extra.reshape(-1, n, extra.shape[1])])
+
+
 def _diagnose(
-    method: Method, probe: _Probe, autocast: Any
-) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
-    """Backbone and projector diagnostics on the probe; also returns the probe's z."""
+    method: Method, probe: _Probe, autocast: Any, with_lidar: bool = False
+) -> tuple[dict, dict, torch.Tensor, float]:
+    """Backbone and projector diagnostics on the probe; also returns the probe's z and the
+    seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without)."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
@@ -176,11 +198,26 @@ def _diagnose(
             num_clusters=method.num_clusters(),
             labels=probe.labels,
             num_classes=probe.num_classes,
+            cluster_probabilities=method.cluster_probabilities(z),
+            prototypes=method.prototype_vectors(),
         )
+        lidar_started = time.perf_counter()
+        if with_lidar:
+            h_extra, z_extra = _embed(method, probe.lidar_extra_views, autocast)
+            n = probe.lidar_images
+            backbone["lidar"] = lidar(_lidar_views(h1, h2, h_extra, n))
+            projector["lidar"] = lidar(_lidar_views(z1, z2, z_extra, n))
+        lidar_time = time.perf_counter() - lidar_started if with_lidar else 0.0
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
-    return backbone, projector, z
+    return backbone, projector, z, lidar_time
+
+
+def lidar_due(config: RunConfig, epoch: int) -> bool:
+    """Whether LiDAR is measured at ``epoch``: epoch 0, every ``lidar_every``, the last."""
+    every = config.lidar_every
+    return every > 0 and (epoch % every == 0 or epoch == config.epochs)
 
 
 def _bank_subset(data: ImageData, size: int, seed: int) -> ImageData:
@@ -273,11 +310,14 @@ def train(
         hooks.on_embeddings(record.epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
-        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
+        backbone_m, projector_m, z, lidar_time = _diagnose(
+            method, probe, autocast, lidar_due(config, 0)
+        )
         baseline = EpochRecord(
             epoch=0,
             lr=lr_at(config, 0, steps_per_epoch),
             ema_momentum=method.monitor().get("ema_momentum"),
+            lidar_time_s=lidar_time,
             backbone=backbone_m,
             projector=projector_m,
         )
@@ -343,7 +383,9 @@ def train(
             )
         train_time = time.perf_counter() - started
 
-        backbone_m, projector_m, z = _diagnose(method, probe, autocast)
+        backbone_m, projector_m, z, lidar_time = _diagnose(
+            method, probe, autocast, lidar_due(config, epoch)
+        )
         diagnostics_time = time.perf_counter() - started - train_time
         record = EpochRecord(
             epoch=epoch,
@@ -353,6 +395,7 @@ def train(
             epoch_time_s=time.perf_counter() - started,
             train_time_s=train_time,
             diagnostics_time_s=diagnostics_time,
+            lidar_time_s=lidar_time,
             images_per_s=steps_per_epoch * batch_size / train_time,
             logs={k: v / steps_per_epoch for k, v in logs_sum.items()},
             backbone=backbone_m,

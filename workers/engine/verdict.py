@@ -86,6 +86,14 @@ class Thresholds:
     # collapse threshold within `warn_horizon_epochs` epochs at that rate
     warn_rate: float = 0.15
     warn_horizon_epochs: int = 3
+    # findings (sentences beside the kind, never changing it):
+    # backbone kNN this far below its epoch-0 (random network) value; about two standard
+    # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
+    knn_drop: float = 0.03
+    # partial prototype collapse: fewer than this share of the K prototypes distinct...
+    prototypes_distinct_share: float = 0.5
+    # ...or the samples' mean assignment using an effective number below this share of K
+    clusters_used_share: float = 0.25
 
     def spread_limit(self, baseline: dict[str, Any]) -> float:
         """Spread below which z counts as completely collapsed, given epoch 0."""
@@ -109,13 +117,17 @@ def spread(embedding_metrics: dict[str, Any]) -> float:
 
 
 def participation_ratio(embedding_metrics: dict[str, Any]) -> float:
-    """(sum lambda)^2 / sum lambda^2 over the covariance eigenvalues lambda of z/||z||: the
-    number of directions the variance is spread over (1 when one direction carries it all,
-    d when isotropic). Dominated by the large eigenvalues, so a noise floor spread over many
-    small ones barely moves it (it does move RankMe). 0 for a constant embedding."""
+    """The participation ratio of z/||z|| (``metrics.participation_ratio``): recorded since
+    issue 10; records written before it carry only the spectrum, from which it is derived
+    the same way ((sum lambda)^2 / sum lambda^2, 0 for a constant embedding)."""
+    recorded = embedding_metrics.get("participation_ratio")
+    if recorded is not None:
+        return float(recorded)
     eigenvalues = [math.exp(value) for value in embedding_metrics["spectrum"]]
+    if not eigenvalues or max(eigenvalues) <= 2e-20:  # the spectrum's floor: no variance
+        return 0.0
     squares = sum(value * value for value in eigenvalues)
-    return sum(eigenvalues) ** 2 / squares if squares > 0 else 0.0
+    return sum(eigenvalues) ** 2 / squares
 
 
 def classify(
@@ -226,6 +238,77 @@ def _reason(history: list[dict[str, Any]], kind: str, onset: int | None) -> str:
     )
 
 
+def _cluster_findings(history: list[dict[str, Any]], thresholds: Thresholds) -> list[str]:
+    """Partial prototype collapse (Govindarajan et al., arXiv 2410.14060): duplicated
+    prototypes, or samples spread over few of them; invisible in loss, std and RankMe."""
+    z0, z = history[0]["projector"], history[-1]["projector"]
+    total = z.get("num_prototypes")
+    if not total:
+        return []
+    findings = []
+    distinct = z.get("distinct_prototypes")
+    if distinct is not None and distinct < thresholds.prototypes_distinct_share * total:
+        findings.append(
+            f"partial prototype collapse: only {distinct} of {total} prototypes are distinct "
+            f"(cosine < 0.9; epoch 0: {z0.get('distinct_prototypes')})."
+        )
+    used = z.get("cluster_perplexity")
+    if used is not None and used < thresholds.clusters_used_share * total:
+        before = z0.get("cluster_perplexity")
+        was = f"; epoch 0: {before:.1f}" if before is not None else ""
+        findings.append(
+            f"the samples use an effective {used:.1f} of {total} clusters (perplexity of "
+            f"the mean assignment{was}): most prototypes are idle."
+        )
+    return findings
+
+
+def _space_summary(m: dict[str, Any]) -> str:
+    return f"spread {spread(m):.2f}, effective rank {m['effective_rank']:.1f} of d={m['dim']}"
+
+
+def findings(
+    history: list[dict[str, Any]],
+    kind: VerdictKind,
+    trend: dict[str, Any],
+    thresholds: Thresholds = THRESHOLDS,
+) -> list[str]:
+    """What the three kinds do not say, one sentence with its numbers each: partial
+    prototype collapse, the backbone's kNN below its epoch-0 value, a collapse coming (the
+    trend's warning), backbone and projector disagreeing (one collapsed, the other not).
+    The backbone is judged by the same rules against its own epoch 0."""
+    first, last = history[0], history[-1]
+    result = _cluster_findings(history, thresholds)
+    h0, h = first["backbone"], last["backbone"]
+    if h["knn_top1"] < h0["knn_top1"] - thresholds.knn_drop:
+        result.append(
+            f"backbone kNN {h['knn_top1']:.2f} is below the untrained network's "
+            f"{h0['knn_top1']:.2f} at epoch 0: training has made h worse for classification."
+        )
+    if trend.get("warning"):
+        result.append(f"collapse coming: {trend['warning']}.")
+    backbone_kind = classify(h, h0, thresholds)
+    z = last["projector"]
+    if kind != "healthy" and backbone_kind == "healthy":
+        result.append(
+            f"the projector output z is in {kind.replace('_', ' ')} ({_space_summary(z)}) but "
+            f"the backbone h is healthy ({_space_summary(h)}; epoch 0: {_space_summary(h0)}): "
+            "the collapse is confined to the projection head."
+        )
+    elif kind == "healthy" and backbone_kind != "healthy":
+        result.append(
+            f"the backbone h is in {backbone_kind.replace('_', ' ')} ({_space_summary(h)}; "
+            f"epoch 0: {_space_summary(h0)}) while the projector output z looks healthy "
+            f"({_space_summary(z)})."
+        )
+    elif kind != "healthy" and backbone_kind != "healthy":
+        result.append(
+            f"the backbone h has collapsed too ({backbone_kind.replace('_', ' ')}: "
+            f"{_space_summary(h)}; epoch 0: {_space_summary(h0)})."
+        )
+    return result
+
+
 def epoch_kinds(
     history: list[dict[str, Any]], thresholds: Thresholds = THRESHOLDS
 ) -> list[VerdictKind]:
@@ -254,7 +337,8 @@ def epoch_verdict(
     """Verdict at the last epoch of ``history`` (epoch records, history[0] = epoch 0).
 
     Returns {"kind", "onset_epoch", "reason", "trend": {"effective_rank_change_per_epoch",
-    "std_change_per_epoch", "warning"}}. The two trend rates are relative changes per epoch
+    "std_change_per_epoch", "warning"}, "findings": [sentences]} (see :func:`findings`).
+    The two trend rates are relative changes per epoch
     over the last ``trend_window`` epochs (-0.3 = falling 30% per epoch) of the projector's
     effective rank and std_l2·√d; the warning announces a collapse before it happens.
     """
@@ -263,11 +347,13 @@ def epoch_verdict(
     kinds = epoch_kinds(history, thresholds)
     kind = kinds[-1]
     onset = _onset(history, kinds)
+    trend = _trend(history, kind, thresholds)
     return {
         "kind": kind,
         "onset_epoch": onset,
         "reason": _reason(history, kind, onset),
-        "trend": _trend(history, kind, thresholds),
+        "trend": trend,
+        "findings": findings(history, kind, trend, thresholds),
     }
 
 

@@ -95,6 +95,17 @@ class Method(nn.Module):
     def num_clusters(self) -> int | None:
         return None
 
+    @torch.no_grad()
+    def cluster_probabilities(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z: (B, d) projector outputs -> (B, K) soft assignments to the clusters (rows sum
+        to 1), for the effective number of clusters used; None without clusters."""
+        return None
+
+    def prototype_vectors(self) -> torch.Tensor | None:
+        """(K, d) the prototypes / centroids the clusters are defined by (for the count of
+        distinct prototypes); None without clusters."""
+        return None
+
     def monitor(self) -> dict[str, float]:
         """Scalars to log once per epoch (e.g. current EMA momentum)."""
         return {}

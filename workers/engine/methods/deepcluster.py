@@ -102,6 +102,15 @@ class DeepCluster(Method):
     def num_clusters(self) -> int | None:
         return self.options.num_clusters
 
+    @torch.no_grad()
+    def cluster_probabilities(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z: (B, d) -> (B, K) the classifier's softmax(ẑ C^T / temperature)."""
+        logits = F.normalize(z, dim=1) @ self.centroids.t() / self.options.temperature
+        return F.softmax(logits.float(), dim=1)
+
+    def prototype_vectors(self) -> torch.Tensor | None:
+        return self.centroids.detach()
+
     def monitor(self) -> dict[str, float]:
         """Cluster usage of the last k-means: non-empty clusters and size entropy (nats)."""
         sizes = self.cluster_sizes.double()

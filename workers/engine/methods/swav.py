@@ -123,3 +123,12 @@ class SwAV(Method):
 
     def num_clusters(self) -> int | None:
         return self.options.num_prototypes
+
+    @torch.no_grad()
+    def cluster_probabilities(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z: (B, d) -> (B, K) the predicted assignment softmax(z C^T / temperature)."""
+        scores = self.prototypes(F.normalize(z, dim=1))
+        return F.softmax(scores.float() / self.options.temperature, dim=1)
+
+    def prototype_vectors(self) -> torch.Tensor | None:
+        return self.prototypes.weight.detach()

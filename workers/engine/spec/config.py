@@ -71,6 +71,13 @@ class RunConfig(StrictModel):
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     knn_k: int = Field(20, ge=1, le=200)
+    lidar_every: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this "
+        "many epochs and at the last one; 0 = never.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
 

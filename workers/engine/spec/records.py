@@ -42,6 +42,32 @@ class EmbeddingMetrics(StrictModel):
         None, description="Entropy (nats) of cluster / prototype usage (SwAV, DeepCluster)."
     )
     cluster_entropy_max: float | None = Field(None, description="log K: the entropy's maximum.")
+    # issue 10; None in records written before (and where a metric does not apply)
+    participation_ratio: float | None = Field(
+        None, description="(sum λ)^2 / sum λ^2 of the covariance of z/||z||: directions used."
+    )
+    nesum: float | None = Field(
+        None, description="NESum, sum λ / λ_1 (He & Ozay 2022): 1 one direction, d isotropic."
+    )
+    w2_uniformity: float | None = Field(
+        None,
+        description="W2 distance of z/||z|| to N(0, I/d) (Fang et al. 2024): 0 isotropic, "
+        "sqrt(2) constant.",
+    )
+    variance_shares: list[float] | None = Field(
+        None, description="Share of the variance of z/||z|| on each top principal direction."
+    )
+    cluster_perplexity: float | None = Field(
+        None, description="Effective number of clusters used (SwAV, DeepCluster): 1 .. K."
+    )
+    distinct_prototypes: int | None = Field(
+        None, description="Prototype groups with cosine < 0.9 to each other: 1 .. K."
+    )
+    num_prototypes: int | None = Field(None, description="K, the number of prototypes.")
+    lidar: float | None = Field(
+        None,
+        description="LiDAR (Thilak et al. 2024), every lidar_every epochs: 1 .. min(n-1, d).",
+    )
 
 
 class Trend(StrictModel):
@@ -62,6 +88,11 @@ class Verdict(StrictModel):
     )
     reason: str = Field(description="One sentence citing the numbers behind the kind.")
     trend: Trend = Field(default_factory=Trend)
+    findings: list[str] = Field(
+        default_factory=list,
+        description="What the kind does not say, one sentence with its numbers each: partial "
+        "prototype collapse, backbone kNN below epoch 0, collapse coming, backbone vs projector.",
+    )
 
 
 class Placement(StrictModel):
@@ -88,6 +119,7 @@ class EpochRecord(StrictModel):
     epoch_time_s: float = 0.0
     train_time_s: float = 0.0
     diagnostics_time_s: float = 0.0
+    lidar_time_s: float = Field(0.0, description="Part of diagnostics_time_s spent on LiDAR.")
     images_per_s: float | None = None
     logs: dict[str, float] = Field(
         default_factory=dict, description="Method-specific scalars (loss terms...)."
