@@ -43,7 +43,7 @@ def module_url(path: Path, cache: dict[Path, str] | None = None) -> str:
         raise ReportAssetsMissing(f"{path} is missing: the report is built from the frontend")
     source = path.read_text(encoding="utf-8")
     if _DYNAMIC_IMPORT.search(source):
-        raise ReportAssetsMissing(f"{path} uses import(): the report can only inline static imports")
+        raise ReportAssetsMissing(f"{path} uses import(): the report inlines static imports only")
 
     def inline(match: re.Match[str]) -> str:
         keyword, quote, specifier = match.groups()

@@ -20,8 +20,8 @@ from tests.service.stack import ServiceStack
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Each plot's traces as the test compares them: what a reader sees drawn.
-TRACES_JS = """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map((p) => [p.dataset.metric,
-    p.data.map((t) => ({name: t.name, type: t.type || "scatter",
+TRACES_JS = """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map((p) =>
+    [p.dataset.metric, p.data.map((t) => ({name: t.name, type: t.type || "scatter",
         x: t.x ? Array.from(t.x) : null, y: t.y ? Array.from(t.y) : null,
         z: t.z ? Array.from(t.z, (row) => Array.from(row)) : null}))]))"""
 
@@ -30,7 +30,8 @@ DRAWN_RADIUS_JS = """(p) => { const xa = p._fullLayout.xaxis, ya = p._fullLayout
     const points = p.data.flatMap((t) => Array.from(t.x, (x, i) => [xa.l2p(x), ya.l2p(t.y[i])]));
     const mean = (k) => points.reduce((s, q) => s + q[k], 0) / points.length;
     const [cx, cy] = [mean(0), mean(1)];
-    return Math.sqrt(points.reduce((s, [x, y]) => s + (x - cx) ** 2 + (y - cy) ** 2, 0) / points.length); }"""
+    const squares = points.reduce((s, [x, y]) => s + (x - cx) ** 2 + (y - cy) ** 2, 0);
+    return Math.sqrt(squares / points.length); }"""
 
 
 def test_report_draws_the_same_traces_as_the_run_page_offline(
@@ -114,7 +115,8 @@ def _constructed_run(db: Database, radii: list[float], seed: int) -> str:
 @pytest.fixture(scope="module")
 def constructed_runs(dashboard_stack: ServiceStack) -> Iterator[dict[str, str]]:
     db = Database(dashboard_stack.database_url)
-    yield {kind: _constructed_run(db, radii, seed) for seed, (kind, radii) in enumerate(RADII.items())}
+    runs = {kind: _constructed_run(db, RADII[kind], seed) for seed, kind in enumerate(RADII)}
+    yield runs
     db.dispose()
 
 
