@@ -59,14 +59,17 @@ def _json_script(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def render_report(frontend_dir: Path, title: str, runs: list[dict[str, Any]]) -> str:
+def render_report(
+    frontend_dir: Path, title: str, runs: list[dict[str, Any]], catalogue: dict[str, Any]
+) -> str:
     """The report page. ``runs``: ``[{"run", "records", "projections"}]`` as report.js reads
-    them (the run's detail, its epoch records, its first and last epochs' projections)."""
+    them (the run's detail, its epoch records, its first and last epochs' projections);
+    ``catalogue``: ``GET /api/methods``'s, for the runs' titles."""
     stylesheet = frontend_dir / STYLESHEET
     if not stylesheet.is_file():
         raise ReportAssetsMissing(f"{stylesheet} is missing: the report is built from the frontend")
     entry = module_url(frontend_dir / ENTRY)
-    data = {"title": title, "runs": runs}
+    data = {"title": title, "runs": runs, "catalogue": catalogue}
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

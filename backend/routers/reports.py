@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from backend.auth import ReadAccess, read_access
 from backend.report_page import ReportAssetsMissing, render_report
+from backend.routers.methods import catalogue
 from backend.routers.runs import readable_run
 from backend.state import ServiceState, StateDep
 from backend.store import repository as repo
@@ -44,7 +45,10 @@ def _report_run(state: ServiceState, run: dict[str, Any]) -> dict[str, Any]:
 def _report(state: ServiceState, title: str, runs: list[dict[str, Any]]) -> str:
     try:
         return render_report(
-            state.settings.frontend_dir, title, [_report_run(state, run) for run in runs]
+            state.settings.frontend_dir,
+            title,
+            [_report_run(state, run) for run in runs],
+            catalogue(),
         )
     except ReportAssetsMissing as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error

@@ -126,6 +126,14 @@ export const LINE_METRICS = [
   },
 ];
 
+/** The context values every overlaid run shares: a reference level (the configured lr, the
+ * loss's collapse level, d, chance) is drawn only when it holds for all of them. */
+function commonContext(series) {
+  const [first, ...rest] = series.map((s) => s.ctx || {});
+  if (!first) return {};
+  return Object.fromEntries(Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)));
+}
+
 /** Reference lines as layout shapes + annotations spanning the full width. */
 function referenceLines(refs, axis = "y") {
   const shapes = [];
@@ -190,7 +198,7 @@ export function lineFigure(metric, series, which) {
     layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", range: [0, 1.05], zeroline: false };
     layout.margin.r = 60;
   }
-  const refs = series.length ? metric.refs(series[0].ctx || {}, allRecords, which) : [];
+  const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
   Object.assign(layout, referenceLines(refs));
   const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
@@ -312,7 +320,7 @@ export function spectrumOverlayFigure(series, which) {
     const spectrum = last ? rep(last, which).spectrum : [];
     return { type: "scatter", mode: "lines", name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`, x: spectrum.map((_, i) => i + 1), y: spectrum, line: { color: s.color, width: 2 } };
   });
-  const dim = series.length ? series[0].ctx.dim : null;
+  const dim = commonContext(series).dim;
   const layout = baseLayout("Singular-value spectrum at the last epoch", "singular value index (1 = largest)", "log σ");
   layout.hovermode = "closest";
   layout.xaxis.rangemode = "normal";

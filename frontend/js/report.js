@@ -3,7 +3,7 @@
 // what it imports, plotly.js and the stylesheet, so the report opens without network).
 
 import { RUN_COLORS } from "./colours.js";
-import { runConfig, runTitle, totalEpochs } from "./model.js";
+import { normaliseCatalogue, runConfig, runTitle, totalEpochs } from "./model.js";
 import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
 import { el } from "./ui.js";
 import { verdictHeadline, verdictKind } from "./verdict.js";
@@ -13,18 +13,14 @@ const SPACES = [
   { which: "backbone", title: "Backbone representation h" },
 ];
 
-function runName(run) {
-  return `${runTitle(run, null)} (${run.id.slice(0, 6)})`;
-}
-
-function runBlock(run) {
+function runBlock(run, catalogue) {
   const verdict = run.verdict && run.verdict.kind ? run.verdict : null;
   const kind = verdictKind(verdict);
   const config = runConfig(run);
   return el(
     "section",
     { class: "card report-run", "data-run-id": run.id },
-    el("h2", {}, runName(run), " ", el("span", { class: "muted small" }, run.id)),
+    el("h2", {}, runTitle(run, catalogue), " ", el("span", { class: "muted small" }, run.id)),
     el(
       "div",
       { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
@@ -40,11 +36,14 @@ function plotCard(id, which) {
   return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }));
 }
 
-/** Draw the report into the page. `data`: {title, runs: [{run, records, projections}]} with
- * projections [{"epoch", "points", "labels"}] (the run's first and last). */
+/** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
+ * catalogue} with projections [{"epoch", "points", "labels"}] (the run's first and last) and
+ * the catalogue of GET /api/methods. */
 export function renderReport(data) {
   const root = document.getElementById("report");
   const runs = data.runs;
+  const catalogue = normaliseCatalogue(data.catalogue);
+  const runName = (run) => `${runTitle(run, catalogue)} (${run.id.slice(0, 6)})`;
   const drawing = [];
   const sections = SPACES.map(({ which, title }) => {
     const series = runs.map(({ run, records }, index) => ({ name: runName(run), color: RUN_COLORS[index % RUN_COLORS.length], records, ctx: chartContext(run, records, which) }));
@@ -63,7 +62,7 @@ export function renderReport(data) {
   });
   root.replaceChildren(
     el("div", { class: "page-head" }, el("h1", {}, data.title)),
-    ...runs.map(({ run }) => runBlock(run)),
+    ...runs.map(({ run }) => runBlock(run, catalogue)),
     ...sections,
     el(
       "section",

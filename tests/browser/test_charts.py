@@ -34,6 +34,64 @@ DRAWN_RADIUS_JS = """(p) => { const xa = p._fullLayout.xaxis, ya = p._fullLayout
     return Math.sqrt(squares / points.length); }"""
 
 
+SHOWN_PLOTS = "#plots .plot-card:not([hidden]) .plot"
+
+
+def _page_traces(page: Page, url: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The traces a dashboard page draws once every epoch of these runs is on its plots."""
+    page.goto(url)
+    page.wait_for_function(
+        """([sel, lengths]) => { const plots = [...document.querySelectorAll(sel)];
+            const rank = document.getElementById("plot-rank").data || [];
+            return plots.every((p) => p.data && p.data.length > 0)
+              && JSON.stringify(rank.map((t) => t.x.length)) === JSON.stringify(lengths); }""",
+        arg=[SHOWN_PLOTS, [run["epochs"] + 1 for run in runs]],
+    )
+    return page.evaluate(TRACES_JS, SHOWN_PLOTS)
+
+
+def _offline_report(browser: Browser, text: str, path: Path) -> dict[str, Any]:
+    """Open a downloaded report from a file with the network off: what it draws, what it asked
+    for and what went wrong."""
+    path.write_text(text, encoding="utf-8")
+    context = browser.new_context(viewport=DESKTOP, offline=True)
+    requests: list[str] = []
+    errors: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if not request.url.startswith("data:"):
+            requests.append(request.url)
+
+    context.on("request", on_request)
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(path.as_uri())
+        page.wait_for_function(
+            "document.querySelectorAll('.umap-plot').length > 0"
+            " && [...document.querySelectorAll('.plot')].every((p) => p.data)"
+        )
+        return {
+            space: page.evaluate(TRACES_JS, f'.plot[data-space="{space}"]')
+            for space in ("projector", "backbone")
+        } | {
+            "pictures": page.eval_on_selector_all(
+                ".umap-plot", "(ps) => ps.map((p) => [p.dataset.runId, p.dataset.epoch])"
+            ),
+            "requests": [url for url in requests if url != path.as_uri()],
+            "errors": errors,
+        }
+    finally:
+        context.close()
+
+
+def _assert_same_traces(on_page: dict[str, Any], in_report: dict[str, Any]) -> None:
+    assert {"std", "rank", "spectrum", "plane"} <= set(in_report)
+    assert set(in_report) == set(on_page)
+    for metric, traces in on_page.items():
+        assert in_report[metric] == traces, metric
+
+
 def test_report_draws_the_same_traces_as_the_run_page_offline(
     dashboard_stack: ServiceStack,
     writer: httpx.Client,
@@ -44,49 +102,36 @@ def test_report_draws_the_same_traces_as_the_run_page_offline(
 ) -> None:
     run = finished_runs[0]
     page = writer_context.new_page()
-    page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
-    page.wait_for_function(
-        "(n) => document.getElementById('plot-rank')?.data?.[0]?.x?.length === n",
-        arg=run["epochs"] + 1,
-    )
-    page.wait_for_function("document.getElementById('plot-plane')?.data?.length > 0")
-    on_page = page.evaluate(TRACES_JS, "#plots .plot")
-
+    url = f"{dashboard_stack.base_url}/runs/{run['id']}"
+    projector = _page_traces(page, url, [run])
+    backbone = _page_traces(page, url + "?rep=backbone", [run])
     report = writer.get(f"/api/runs/{run['id']}/report.html")
     assert report.status_code == 200
-    path = tmp_path / "report.html"
-    path.write_text(report.text, encoding="utf-8")
-    offline = browser.new_context(viewport=DESKTOP, offline=True)
-    requests: list[str] = []
-    errors: list[str] = []
+    drawn = _offline_report(browser, report.text, tmp_path / "report.html")
 
-    def on_request(request: Request) -> None:
-        if not request.url.startswith("data:"):
-            requests.append(request.url)
+    assert drawn["errors"] == [] and drawn["requests"] == [], "it opens offline, alone"
+    _assert_same_traces(projector, drawn["projector"])
+    _assert_same_traces(backbone, drawn["backbone"])
+    assert drawn["pictures"] == [[run["id"], "0"], [run["id"], str(run["epochs"])]]
 
-    offline.on("request", on_request)
-    try:
-        opened = offline.new_page()
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.goto(path.as_uri())
-        opened.wait_for_function(
-            "document.querySelectorAll('.umap-plot').length > 0"
-            " && [...document.querySelectorAll('.plot')].every((p) => p.data)"
-        )
-        in_report = opened.evaluate(TRACES_JS, '.plot[data-space="projector"]')
-        pictures = opened.eval_on_selector_all(
-            ".umap-plot", "(ps) => ps.map((p) => [p.dataset.runId, p.dataset.epoch])"
-        )
-    finally:
-        offline.close()
 
-    assert errors == []
-    assert [url for url in requests if url != path.as_uri()] == [], "it loads nothing else"
-    assert {"std", "rank", "spectrum"} <= set(in_report)
-    assert set(in_report) == set(on_page)
-    for metric, traces in on_page.items():
-        assert in_report[metric] == traces, metric
-    assert pictures == [[run["id"], "0"], [run["id"], str(run["epochs"])]]
+def test_comparison_report_draws_the_same_traces_as_the_compare_page(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    writer_context: BrowserContext,
+    browser: Browser,
+    finished_runs: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    ids = ",".join(run["id"] for run in finished_runs)
+    page = writer_context.new_page()
+    on_page = _page_traces(page, f"{dashboard_stack.base_url}/compare?runs={ids}", finished_runs)
+    report = writer.get("/api/compare/report.html", params={"runs": ids})
+    drawn = _offline_report(browser, report.text, tmp_path / "comparison.html")
+
+    assert drawn["errors"] == [] and drawn["requests"] == []
+    _assert_same_traces(on_page, drawn["projector"])
+    assert len(drawn["pictures"]) == 4  # first and last epoch of each run
 
 
 # -- embedding pictures on one scale -----------------------------------------------------------

@@ -5,7 +5,7 @@
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
-import { collapseLoss, keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
+import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
 import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
@@ -31,14 +31,6 @@ function colorOf(id) {
   return RUN_COLORS[state.ids.indexOf(id) % RUN_COLORS.length];
 }
 
-/** The loss's collapse level, drawn only when every compared run has the same one. */
-function sharedCollapseLoss() {
-  const levels = state.ids.filter((id) => state.runs.has(id)).map((id) => collapseLoss(state.runs.get(id)));
-  const first = levels[0];
-  if (!first || levels.some((level) => !level || level.value !== first.value)) return {};
-  return { collapseLoss: first.value, collapseLossLabel: first.label };
-}
-
 function seriesList() {
   return state.ids
     .filter((id) => state.runs.has(id))
@@ -50,9 +42,7 @@ function seriesList() {
         name: `${runTitle(run, state.catalogue)} (${id.slice(0, 6)})`,
         color: colorOf(id),
         records,
-        // Levels that differ between runs (configured lr, the loss's collapse level) are drawn
-        // only when every run shares them.
-        ctx: { ...chartContext(run, records, state.which), baseLr: null, collapseLoss: undefined, collapseLossLabel: undefined, ...sharedCollapseLoss() },
+        ctx: chartContext(run, records, state.which),
       };
     });
 }
