@@ -439,6 +439,7 @@ export function extend(div, metric, record, which, ctx) {
   const ext = lineExtension(metric, record, which);
   window.Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
   const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
-  window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+  // The axis spans the planned epochs, so it only moves past them: relayout (a second redraw) then.
+  if (div.layout.xaxis.range[1] !== maxEpoch + 0.3) window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
 }

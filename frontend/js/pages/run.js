@@ -279,13 +279,10 @@ async function cancelRun() {
 
 // ---------------------------------------------------------------- live stream
 
+/** A `status` event: `{"status", "error", "reason", "verdict", ...}` (reason: why, e.g.
+ * "cancelled before it started"); the run is then read again for the rest. */
 function onStatus(data) {
-  if (data && typeof data === "object") {
-    const status = data.status || (data.run && data.run.status);
-    if (status) state.run = { ...state.run, status };
-    if (data.verdict) state.run = { ...state.run, verdict: data.verdict };
-    if (data.error || data.reason) state.run = { ...state.run, error: data.error || data.reason };
-  }
+  state.run = { ...state.run, status: data.status, verdict: data.verdict, error: data.error || data.reason || state.run.error };
   renderRun();
   refreshRun();
 }
@@ -300,19 +297,13 @@ function connect() {
   // The stream opens while Plotly.js is still loading; what needs it waits for it, in order.
   const afterPlotly = (handler) => (data) => plotlyReady.then(() => handler(data));
   state.stream = subscribe(`/api/runs/${encodeURIComponent(state.runId)}/events`, {
-    epoch: afterPlotly((data) => addRecord(data.record || data)),
+    epoch: afterPlotly(addRecord), // the event's data is the epoch record
     status: onStatus,
     progress: (data) => {
-      if (data && typeof data === "object") {
-        state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
-        renderProgress(data);
-      }
+      state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
+      renderProgress(data);
     },
     projection: afterPlotly(onProjection),
-    verdict: (data) => {
-      state.run = { ...state.run, verdict: data.verdict || data };
-      renderVerdict();
-    },
     lost: (closed) => {
       // The server ends the stream of a finished run: do not reconnect forever.
       if (FINISHED.has(state.run.status) && state.stream && !closed) state.stream.close();
