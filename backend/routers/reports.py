@@ -1,30 +1,27 @@
 """Reports and exports of a run or a comparison.
 
-- ``GET /api/runs/{id}/report.html``: self-contained HTML (figures, data and plotly.js
-  inline; opens offline). ``GET /api/compare/report.html?runs=a,b`` the same for several.
+- ``GET /api/runs/{id}/report.html``: self-contained HTML drawn by the pages' own chart code
+  (data, chart modules and plotly.js inline; opens offline; see ``backend.report_page``).
+  ``GET /api/compare/report.html?runs=a,b`` the same for several.
 - ``GET /api/runs/{id}/epochs.csv`` / ``.json``: the epoch records as a download (CSV has
   one column per scalar, ``backbone.*``/``projector.*``/``logs.*``/``verdict.*``; spectra are
   in the JSON). ``GET /api/compare/epochs.csv?runs=a,b`` / ``.json`` with a ``run_id`` column.
-- ``GET /api/runs/{id}/figures?space=projector|backbone`` and
-  ``GET /api/compare/figures?runs=a,b&space=...``: ``{"figures": {name: {"data", "layout"}}}``
-  (the same Plotly figures as the reports, for ``Plotly.react``).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from plotly.offline import get_plotlyjs
 
 from backend.auth import ReadAccess, read_access
-from backend.figures import VERDICT_COLOURS, RunSeries, build_figures, figures_json
+from backend.report_page import ReportAssetsMissing, render_report
+from backend.routers.methods import catalogue
 from backend.routers.runs import readable_run as readable_run_detail
 from backend.schemas import NOT_FOUND, UNAUTHORIZED, projection_from_row
 from backend.state import ServiceState, StateDep
@@ -32,7 +29,6 @@ from backend.store import epochs as epoch_store
 
 router = APIRouter(prefix="/api", tags=["reports"], responses={**UNAUTHORIZED, **NOT_FOUND})
 Access = Annotated[ReadAccess, Depends(read_access)]
-Space = Literal["projector", "backbone"]
 RunIds = Annotated[str, Query(description="Comma-separated run ids.", min_length=1)]
 MAX_COMPARED = 20
 
@@ -42,13 +38,28 @@ def readable_run(state: ServiceState, access: ReadAccess, run_id: str) -> dict[s
     return readable_run_detail(state, access, run_id).model_dump(mode="json")
 
 
-def _series(state: ServiceState, run: dict[str, Any]) -> RunSeries:
-    records = epoch_store.epoch_records(state.db, run["id"])
+def _report_run(state: ServiceState, run: dict[str, Any]) -> dict[str, Any]:
+    """What the report draws of one run: its detail, epochs, first and last projections."""
     epochs = epoch_store.projection_epochs(state.db, run["id"])
-    row = epoch_store.get_projection(state.db, run["id"], epochs[-1]) if epochs else None
-    projection = projection_from_row(row).model_dump() if row else None
-    label = run["preset"] or run["method"]
-    return RunSeries(run["id"], f"{label} · {run['id'][:6]}", records, projection)
+    shown = sorted({epochs[0], epochs[-1]}) if epochs else []
+    rows = [epoch_store.get_projection(state.db, run["id"], epoch) for epoch in shown]
+    return {
+        "run": run,
+        "records": epoch_store.epoch_records(state.db, run["id"]),
+        "projections": [projection_from_row(row).model_dump() for row in rows if row],
+    }
+
+
+def _report(state: ServiceState, title: str, runs: list[dict[str, Any]]) -> str:
+    try:
+        return render_report(
+            state.settings.frontend_dir,
+            title,
+            [_report_run(state, run) for run in runs],
+            catalogue(),
+        )
+    except ReportAssetsMissing as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
 
 
 def _runs_error(msg: str) -> RequestValidationError:
@@ -133,79 +144,11 @@ def compare_epochs_json(runs: RunIds, state: StateDep, access: Access) -> Respon
     return _download(json.dumps(body), "application/json", "comparison-epochs.json")
 
 
-@router.get("/runs/{run_id}/figures")
-def run_figures(
-    run_id: str, state: StateDep, access: Access, space: Space = "projector"
-) -> dict[str, Any]:
-    """The run's diagnostic figures as Plotly JSON."""
-    run = readable_run(state, access, run_id)
-    return {"figures": figures_json(build_figures([_series(state, run)], space))}
-
-
-@router.get("/compare/figures")
-def compare_figures(
-    runs: RunIds, state: StateDep, access: Access, space: Space = "projector"
-) -> dict[str, Any]:
-    """The runs' diagnostics overlaid, as Plotly JSON."""
-    series = [_series(state, run) for run in _compared_runs(state, access, runs)]
-    return {"figures": figures_json(build_figures(series, space))}
-
-
-def _verdict_block(run: dict[str, Any]) -> str:
-    verdict = run.get("verdict") or {}
-    kind = verdict.get("kind") or "no verdict yet"
-    colour = VERDICT_COLOURS.get(kind, "#555")
-    onset = verdict.get("onset_epoch")
-    onset_text = f" from epoch {onset}" if onset is not None else ""
-    reason = html.escape(verdict.get("reason") or run.get("error") or "")
-    return (
-        f'<div class="run"><h2>{html.escape(run["preset"] or run["method"])} '
-        f"<small>{html.escape(run['id'])}</small></h2>"
-        f'<p class="verdict" style="background:{colour}">{html.escape(kind.replace("_", " "))}'
-        f"{onset_text}</p><p>{reason}</p>"
-        f"<p>status {html.escape(run['status'])}, {run['last_epoch'] or 0} of "
-        f"{run['epochs']} epochs, dataset {html.escape(run['dataset'])}</p>"
-        f"<details><summary>config</summary><pre>"
-        f"{html.escape(json.dumps(run['config'], indent=2))}</pre></details></div>"
-    )
-
-
-def render_report(title: str, runs: list[dict[str, Any]], series: list[RunSeries]) -> str:
-    """A self-contained HTML page: plotly.js, the figures and their data inline."""
-    figures = build_figures(series, "projector")
-    backbone = build_figures(series, "backbone")
-    parts = []
-    for name, figure in figures.items():
-        parts.append(figure.to_html(full_html=False, include_plotlyjs=False, div_id=name))
-    for name in ("std_l2", "effective_rank", "knn_top1"):
-        parts.append(
-            backbone[name].to_html(
-                full_html=False, include_plotlyjs=False, div_id=f"backbone_{name}"
-            )
-        )
-    cells = "".join(f'<div class="cell">{p}</div>' for p in parts)
-    blocks = "".join(_verdict_block(run) for run in runs)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
-.verdict {{ display: inline-block; color: white; padding: .2rem .6rem; border-radius: .3rem; }}
-.grid {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1rem; }}
-.run {{ border-bottom: 1px solid #ddd; margin-bottom: 1rem; }}
-small {{ color: #777; font-weight: normal; }}
-</style>
-<script type="text/javascript">{get_plotlyjs()}</script></head>
-<body><h1>{html.escape(title)}</h1>{blocks}<div class="grid">{cells}</div>
-<p><small>Collapse Lab report: projector (z) diagnostics, then backbone (h) ones.</small></p>
-</body></html>"""
-
-
 @router.get("/runs/{run_id}/report.html", response_class=HTMLResponse)
 def run_report(run_id: str, state: StateDep, access: Access) -> HTMLResponse:
     """Self-contained HTML report of one run (opens offline)."""
     run = readable_run(state, access, run_id)
-    body = render_report(f"Collapse Lab: run {run_id}", [run], [_series(state, run)])
+    body = _report(state, f"Collapse Lab: run {run_id}", [run])
     return HTMLResponse(
         body, headers={"Content-Disposition": f'inline; filename="{run_id}-report.html"'}
     )
@@ -217,5 +160,4 @@ def compare_report(runs: RunIds, state: StateDep, access: Access) -> HTMLRespons
     chosen = _compared_runs(state, access, runs)
     if not chosen:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such runs")
-    series = [_series(state, run) for run in chosen]
-    return HTMLResponse(render_report("Collapse Lab: comparison", chosen, series))
+    return HTMLResponse(_report(state, "Collapse Lab: comparison", chosen))

@@ -1,8 +1,10 @@
-// Plotly figures for the collapse diagnostics. Pure builders (data in, {data, layout} out) so
-// the run page (one run, live) and the compare page (several runs overlaid) share them.
+// Plotly figures for the collapse diagnostics: the one chart builder of Collapse Lab. Pure
+// builders (data in, {data, layout} out) shared by the run page (one run, live), the compare
+// page (several runs overlaid) and the offline HTML report (report.js, inlined by the API).
 // Every plot carries the level a healthy embedding sits at, so collapse reads at a glance.
 
-import { VERDICT_COLORS } from "./verdict.js";
+import { LABEL_COLORS, RUN_COLORS, VERDICT_COLORS } from "./colours.js";
+import { collapseLoss, numClasses, runConfig, totalEpochs } from "./model.js";
 
 /** Resolves once Plotly.js (loaded `async` by the page, 4 MB) is ready: the rest of the page
  * renders meanwhile, so first paint never waits for it. */
@@ -16,18 +18,29 @@ export const plotlyReady = new Promise((resolve, reject) => {
   script.addEventListener("error", () => reject(new Error("could not load Plotly.js")));
 });
 
-export const HEALTHY = VERDICT_COLORS.healthy;
-export const COLLAPSED = VERDICT_COLORS.complete_collapse;
-// Run colours avoid the verdict green / amber / red so a run's colour never reads as a verdict.
-export const RUN_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#393b79", "#7f7f7f", "#bcbd22", "#637939", "#3182bd"];
-export const LABEL_COLORS = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
-];
+const HEALTHY = VERDICT_COLORS.healthy;
+const COLLAPSED = VERDICT_COLORS.complete_collapse;
 
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
 const rep = (record, which) => (record && record[which]) || {};
+
+/** What the reference lines of one run's figures need: embedding size, planned epochs, chance
+ * level, the loss's collapse level and the configured learning rate. */
+export function chartContext(run, records, which) {
+  const config = runConfig(run);
+  const last = records[records.length - 1];
+  const loss = collapseLoss(run);
+  const batch = config.batch_size || 256;
+  return {
+    dim: last && last[which] ? last[which].dim : which === "projector" ? config.proj_dim : null,
+    epochs: totalEpochs(run),
+    numClasses: numClasses(run),
+    collapseLoss: loss ? loss.value : undefined,
+    collapseLossLabel: loss ? loss.label : undefined,
+    baseLr: config.lr ? (config.lr * batch) / 256 : null,
+  };
+}
 
 /**
  * The line-chart diagnostics. `traces` pull values out of an epoch record for the chosen
@@ -113,6 +126,14 @@ export const LINE_METRICS = [
   },
 ];
 
+/** The context values every overlaid run shares: a reference level (the configured lr, the
+ * loss's collapse level, d, chance) is drawn only when it holds for all of them. */
+function commonContext(series) {
+  const [first, ...rest] = series.map((s) => s.ctx || {});
+  if (!first) return {};
+  return Object.fromEntries(Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)));
+}
+
 /** Reference lines as layout shapes + annotations spanning the full width. */
 function referenceLines(refs, axis = "y") {
   const shapes = [];
@@ -177,7 +198,7 @@ export function lineFigure(metric, series, which) {
     layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", range: [0, 1.05], zeroline: false };
     layout.margin.r = 60;
   }
-  const refs = series.length ? metric.refs(series[0].ctx || {}, allRecords, which) : [];
+  const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
   Object.assign(layout, referenceLines(refs));
   const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
@@ -292,36 +313,59 @@ export function alignUniformFigure(series, which) {
   return { data, layout };
 }
 
-/** Normalise the projection payload (several shapes tolerated) to columns. */
-export function normaliseProjection(payload) {
-  if (!payload) return null;
-  const body = payload.projection || payload;
-  let x = body.x;
-  let y = body.y;
-  const points = body.points || body.coords || body.xy || body.embedding;
-  if ((!x || !y) && Array.isArray(points)) {
-    if (points.length && Array.isArray(points[0])) {
-      x = points.map((p) => p[0]);
-      y = points.map((p) => p[1]);
-    } else {
-      x = points.map((p) => p.x);
-      y = points.map((p) => p.y);
-    }
+/** Last-epoch spectra of several runs on one line plot (heatmaps cannot be overlaid). */
+export function spectrumOverlayFigure(series, which) {
+  const data = series.map((s) => {
+    const last = [...s.records].reverse().find((r) => Array.isArray(rep(r, which).spectrum));
+    const spectrum = last ? rep(last, which).spectrum : [];
+    return { type: "scatter", mode: "lines", name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`, x: spectrum.map((_, i) => i + 1), y: spectrum, line: { color: s.color, width: 2 } };
+  });
+  const dim = commonContext(series).dim;
+  const layout = baseLayout("Singular-value spectrum at the last epoch", "singular value index (1 = largest)", "log σ");
+  layout.hovermode = "closest";
+  layout.xaxis.rangemode = "normal";
+  layout.legend.y = -0.22;
+  if (dim) {
+    layout.shapes = [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: dim, x1: dim, line: { color: HEALTHY, dash: "dash", width: 1.5 } }];
+    layout.annotations = [
+      { x: dim, yref: "paper", y: 1, xanchor: "right", text: `healthy: flat up to d = ${dim} `, showarrow: false, font: { size: 10, color: HEALTHY } },
+      { xref: "paper", x: 0.02, yref: "paper", y: 0.02, text: "collapse: sharp drop after the first few", showarrow: false, font: { size: 10, color: COLLAPSED }, xanchor: "left" },
+    ];
   }
-  if (!x || !y) return null;
-  let labels = body.labels || body.label;
-  if (!labels && Array.isArray(points) && points.length && !Array.isArray(points[0])) labels = points.map((p) => p.label);
-  labels = labels || x.map(() => 0);
-  let indices = body.indices || body.index;
-  if (!indices && Array.isArray(points) && points.length && !Array.isArray(points[0]) && points[0].index !== undefined) {
-    indices = points.map((p) => p.index);
-  }
-  indices = indices || x.map((_, i) => i);
-  return { epoch: payload.epoch ?? body.epoch, x, y, labels, indices, classNames: body.class_names || payload.class_names || null };
+  return { data, layout };
 }
 
-/** Axis range covering the points with a margin. */
-export function projectionRange(projection) {
+/** The line metrics that apply to these runs (cluster usage only for clustering methods). */
+export function visibleMetrics(series, which) {
+  return LINE_METRICS.filter((m) => !m.onlyIf || series.some((s) => m.onlyIf(s.records, which)));
+}
+
+/**
+ * Every diagnostic figure of one run (series of length 1) or of several overlaid, in page
+ * order, as [{id, figure}]: the run page, the compare page and the report all draw these.
+ * @param series  [{name, color, records, ctx}] one entry per run (see chartContext)
+ * @param which   "backbone" | "projector"
+ */
+export function diagnosticFigures(series, which) {
+  const figures = visibleMetrics(series, which).map((metric) => ({ id: metric.id, figure: lineFigure(metric, series, which) }));
+  const spectrum = series.length === 1 ? spectrumFigure(series[0].records, which, series[0].ctx) : spectrumOverlayFigure(series, which);
+  figures.push({ id: "spectrum", figure: spectrum }, { id: "plane", figure: alignUniformFigure(series, which) });
+  return figures;
+}
+
+/** The projection payload (`{"epoch", "points": [[x, y]...], "labels"}`) as columns; a point's
+ * position is its probe index. */
+export function projectionFrame(payload) {
+  return {
+    epoch: payload.epoch,
+    x: payload.points.map((p) => p[0]),
+    y: payload.points.map((p) => p[1]),
+    labels: payload.labels,
+  };
+}
+
+/** Axis ranges covering the points with a 5 % margin. */
+export function projectionRange(frame) {
   const extent = (values) => {
     let lo = Infinity;
     let hi = -Infinity;
@@ -329,38 +373,52 @@ export function projectionRange(projection) {
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
+    if (lo > hi) return [-1, 1];
     const pad = (hi - lo) * 0.05 || 1;
     return [lo - pad, hi + pad];
   };
-  return { x: extent(projection.x), y: extent(projection.y) };
+  return { x: extent(frame.x), y: extent(frame.y) };
 }
 
-/** UMAP scatter (WebGL) coloured by label; one trace per label so the legend names classes. */
-export function umapFigure(projection, { title = "UMAP of the probe embeddings", range = null } = {}) {
+/** The smallest ranges holding both (either may be null). */
+export function unionRange(a, b) {
+  if (!a || !b) return a || b;
+  const span = (p, q) => [Math.min(p[0], q[0]), Math.max(p[1], q[1])];
+  return { x: span(a.x, b.x), y: span(a.y, b.y) };
+}
+
+/**
+ * Embedding picture (WebGL scatter) coloured by label, one trace per label so the legend names
+ * classes. `range` is the run's (or the comparison's) fixed scale: never autoscaled per epoch,
+ * so a collapsing run's cloud visibly shrinks (size = spread; shape = neighbourhoods).
+ */
+export function umapFigure(frame, { title = "UMAP of the probe embeddings", range = null } = {}) {
   const byLabel = new Map();
-  projection.labels.forEach((label, i) => {
+  frame.labels.forEach((label, i) => {
     if (!byLabel.has(label)) byLabel.set(label, []);
     byLabel.get(label).push(i);
   });
   const labels = [...byLabel.keys()].sort((a, b) => a - b);
-  const name = (label) => (projection.classNames && projection.classNames[label] !== undefined ? String(projection.classNames[label]) : String(label));
   const data = labels.map((label) => {
     const members = byLabel.get(label);
     return {
       type: "scattergl",
       mode: "markers",
-      name: name(label),
-      x: members.map((i) => projection.x[i]),
-      y: members.map((i) => projection.y[i]),
-      customdata: members.map((i) => projection.indices[i]),
-      hovertemplate: `index %{customdata}<br>label ${name(label)}<extra></extra>`,
+      name: String(label),
+      x: members.map((i) => frame.x[i]),
+      y: members.map((i) => frame.y[i]),
+      customdata: members,
+      hovertemplate: `index %{customdata}<br>label ${label}<extra></extra>`,
       marker: { size: 5, opacity: 0.8, color: LABEL_COLORS[Number(label) % LABEL_COLORS.length] },
     };
   });
-  const layout = baseLayout(title, "UMAP 1 (arbitrary units)", "UMAP 2 (arbitrary units)");
+  const layout = baseLayout(title, "UMAP 1 (scaled by spread)", "UMAP 2 (scaled by spread)");
   layout.hovermode = "closest";
   layout.legend = { title: { text: "label" }, itemsizing: "constant" };
   layout.xaxis.rangemode = "normal";
+  // One unit is as long on both axes, so a round cloud is drawn round.
+  layout.yaxis.scaleanchor = "x";
+  layout.yaxis.scaleratio = 1;
   if (range) {
     layout.xaxis.range = range.x;
     layout.yaxis.range = range.y;
@@ -381,6 +439,7 @@ export function extend(div, metric, record, which, ctx) {
   const ext = lineExtension(metric, record, which);
   window.Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
   const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
-  window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+  // The axis spans the planned epochs, so it only moves past them: relayout (a second redraw) then.
+  if (div.layout.xaxis.range[1] !== maxEpoch + 0.3) window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
 }

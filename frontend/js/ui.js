@@ -1,6 +1,7 @@
 // Shared page chrome: navigation, health banner, API-token dialog, toasts, small helpers.
 
 import { api, getApiToken, isReadOnly, setApiToken } from "./api.js";
+import "./colours.js"; // sets the verdict colours the header's health dot and badges use
 
 const HEALTH_POLL_MS = 10000;
 

@@ -1,21 +1,45 @@
-// UMAP views: a WebGL scatter per run that fetches each epoch's projection once and re-renders
-// with Plotly.react, and an epoch slider with play that can drive several views at once.
-// Optionally a probe panel: clicking a point (or typing its index) shows that probe image.
+// Embedding pictures: a WebGL scatter per run that fetches each epoch's projection once and
+// re-renders with Plotly.react, and an epoch slider with play that can drive several views at
+// once. The axes never follow one epoch's points: every view draws at the scale of all the
+// frames it (and the views sharing its ProjectionScale) has loaded, so a collapsing run's cloud
+// shrinks on screen. Optionally a probe panel: clicking a point (or typing its index) shows
+// that probe image.
 
 import { api, probeImageUrl } from "./api.js";
-import { draw, normaliseProjection, projectionRange, umapFigure } from "./plots.js";
+import { draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
 import { el } from "./ui.js";
 
 const PLAY_INTERVAL_MS = 800;
+const BACKGROUND_LOADS = 2; // frames fetched at once for the scale, so the shown one is not queued
 
-/** One run's UMAP scatter. Frames are cached; the axis range only ever grows so it stays put. */
+/** The axis ranges shared by one run's frames, or by several runs' pictures side by side:
+ * they only grow, and every view using them redraws when they do. */
+export class ProjectionScale {
+  constructor() {
+    this.range = null;
+    this.views = new Set();
+  }
+
+  include(frame) {
+    const next = unionRange(this.range, projectionRange(frame));
+    const grew = !this.range || ["x", "y"].some((axis) => next[axis][0] !== this.range[axis][0] || next[axis][1] !== this.range[axis][1]);
+    this.range = next;
+    if (grew) for (const view of this.views) view.redraw();
+  }
+}
+
+/** One run's embedding picture. Frames are cached; every frame the slider knows is fetched in
+ * the background (the first epoch first: it is usually the widest) to fix the scale. */
 export class UmapView {
-  constructor(container, runId, { title = "UMAP of the probe embeddings", probePanel = false } = {}) {
+  constructor(container, runId, { title = "UMAP of the probe embeddings", probePanel = false, scale = new ProjectionScale() } = {}) {
     this.runId = runId;
     this.title = title;
-    this.frames = new Map(); // epoch -> normalised projection
+    this.frames = new Map(); // epoch -> frame
     this.pending = new Map(); // epoch -> Promise
-    this.range = null;
+    this.backlog = []; // epochs to fetch for the scale
+    this.loading = 0;
+    this.scale = scale;
+    scale.views.add(this);
     this.shown = null;
     this.plot = el("div", { class: "plot umap-plot", "data-run-id": runId });
     this.empty = el("div", { class: "state state-empty umap-empty" }, "No projection yet: the first one appears after epoch 0 has been embedded.");
@@ -24,22 +48,44 @@ export class UmapView {
     this.probe = probePanel ? new ProbePanel(container, runId) : null;
   }
 
-  /** Store a frame pushed by the event stream (when the event carries the points). */
-  addFrame(epoch, payload) {
-    const frame = normaliseProjection(payload);
-    if (frame) this.frames.set(epoch, frame);
+  /** An epoch now has a projection: fetch it in the background so it counts in the scale. */
+  add(epoch) {
+    if (this.frames.has(epoch) || this.pending.has(epoch) || this.backlog.includes(epoch)) return;
+    this.backlog.push(epoch);
+    this.backlog.sort((a, b) => a - b);
+    this.pump();
+  }
+
+  pump() {
+    while (this.loading < BACKGROUND_LOADS && this.backlog.length) {
+      this.loading += 1;
+      this.load(this.backlog.shift())
+        .catch(() => {}) // not there (yet): show() reports it when that epoch is asked for
+        .finally(() => {
+          this.loading -= 1;
+          this.pump();
+        });
+    }
+  }
+
+  /** Resolves once every added epoch has been fetched, so the scale is final (before play). */
+  async ready() {
+    const epochs = [...this.backlog, ...this.pending.keys()];
+    await Promise.allSettled(epochs.map((epoch) => this.load(epoch)));
   }
 
   async load(epoch) {
     if (this.frames.has(epoch)) return this.frames.get(epoch);
     if (!this.pending.has(epoch)) {
+      this.backlog = this.backlog.filter((e) => e !== epoch);
       this.pending.set(
         epoch,
         api.projection(this.runId, epoch).then(
           (payload) => {
-            const frame = normaliseProjection(payload);
+            const frame = projectionFrame(payload);
             this.frames.set(epoch, frame);
             this.pending.delete(epoch);
+            this.scale.include(frame);
             return frame;
           },
           (error) => {
@@ -52,15 +98,11 @@ export class UmapView {
     return this.pending.get(epoch);
   }
 
-  growRange(frame) {
-    const range = projectionRange(frame);
-    if (!this.range) this.range = range;
-    else {
-      this.range = {
-        x: [Math.min(this.range.x[0], range.x[0]), Math.max(this.range.x[1], range.x[1])],
-        y: [Math.min(this.range.y[0], range.y[0]), Math.max(this.range.y[1], range.y[1])],
-      };
-    }
+  /** Redraw the frame on screen at the current scale. */
+  redraw() {
+    const frame = this.frames.get(this.shown);
+    if (!frame || this.plot.hidden) return Promise.resolve();
+    return draw(this.plot, umapFigure(frame, { title: `${this.title} · epoch ${this.shown}`, range: this.scale.range }));
   }
 
   async show(epoch) {
@@ -76,17 +118,16 @@ export class UmapView {
       this.plot.hidden = true;
       return;
     }
-    if (!frame || this.requested !== epoch) return; // a later request superseded this one
-    this.growRange(frame);
+    if (this.requested !== epoch) return; // a later request superseded this one
     this.shown = epoch;
     this.empty.hidden = true;
     this.plot.hidden = false;
     this.plot.dataset.epoch = String(epoch);
-    await draw(this.plot, umapFigure(frame, { title: `${this.title} · epoch ${epoch}`, range: this.range }));
+    await this.redraw();
     if (this.probe) {
       this.probe.setFrame(frame);
       if (!this.clickBound && this.plot.on) {
-        // customdata is the probe index (see umapFigure); the trace name is the label's name
+        // customdata is the probe index (see umapFigure)
         this.plot.on("plotly_click", (event) => {
           const point = event.points && event.points[0];
           if (point && point.customdata !== undefined) this.probe.show(Number(point.customdata));
@@ -132,11 +173,8 @@ export class ProbePanel {
   }
 
   labelName(index) {
-    const position = this.frame ? this.frame.indices.indexOf(index) : -1;
-    if (position < 0) return null;
-    const label = this.frame.labels[position];
-    const names = this.frame.classNames;
-    return names && names[label] !== undefined ? String(names[label]) : String(label);
+    const label = this.frame ? this.frame.labels[index] : undefined;
+    return label === undefined ? null : String(label);
   }
 
   show(index) {
@@ -155,12 +193,14 @@ export class ProbePanel {
 
 /**
  * Slider over the epochs that have a projection, with a play button.
- * `onChange(epoch)` is called whenever the user (or play) moves it.
+ * `onChange(epoch)` is called whenever the user (or play) moves it; play first awaits
+ * `beforePlay()` (the views' frames, so the scale does not change during the animation).
  */
 export class EpochSlider {
-  constructor(container, { onChange, initialEpoch = null, label = "Projection epoch" }) {
+  constructor(container, { onChange, beforePlay = async () => {}, initialEpoch = null, label = "Projection epoch" }) {
     this.epochs = [];
     this.onChange = onChange;
+    this.beforePlay = beforePlay;
     this.wanted = initialEpoch;
     this.follow = initialEpoch === null; // follow the newest epoch until the user moves it
     this.timer = null;
@@ -205,8 +245,11 @@ export class EpochSlider {
     this.onChange(epoch);
   }
 
-  start() {
-    if (this.epochs.length < 2) return;
+  async start() {
+    if (this.epochs.length < 2 || this.timer) return;
+    this.play.disabled = true;
+    await this.beforePlay();
+    this.play.disabled = false;
     this.play.textContent = "⏸ Pause";
     let index = this.epochs.indexOf(this.current);
     if (index < 0 || index >= this.epochs.length - 1) index = -1;

@@ -1,11 +1,6 @@
-// Verdict kinds, their colours and their words: one place so every page agrees.
+// Verdict kinds and their words (their colours are in colours.js): one place so every page agrees.
 
-export const VERDICT_COLORS = {
-  healthy: "#1a7f37",
-  dimensional_collapse: "#b7791f",
-  complete_collapse: "#c62828",
-  pending: "#6b7280",
-};
+export { VERDICT_COLORS } from "./colours.js";
 
 export const VERDICT_LABELS = {
   healthy: "healthy",

@@ -4,12 +4,13 @@
 // of every run.
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
-import { collapseLoss, keyOptions, normaliseCatalogue, numClasses, runConfig, runMethod, runPreset, runTitle, totalEpochs } from "../model.js";
-import { COLLAPSED, HEALTHY, LINE_METRICS, RUN_COLORS, alignUniformFigure, draw, lineFigure, plotlyReady } from "../plots.js";
+import { RUN_COLORS } from "../colours.js";
+import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
+import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, toast } from "../ui.js";
-import { EpochSlider, UmapView } from "../umap.js";
+import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
 import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
 
 const MAX_UMAPS = 6;
@@ -30,28 +31,18 @@ function colorOf(id) {
   return RUN_COLORS[state.ids.indexOf(id) % RUN_COLORS.length];
 }
 
-/** The loss's collapse level, drawn only when every compared run has the same one. */
-function sharedCollapseLoss() {
-  const levels = state.ids.filter((id) => state.runs.has(id)).map((id) => collapseLoss(state.runs.get(id)));
-  const first = levels[0];
-  if (!first || levels.some((level) => !level || level.value !== first.value)) return {};
-  return { collapseLoss: first.value, collapseLossLabel: first.label };
-}
-
 function seriesList() {
   return state.ids
     .filter((id) => state.runs.has(id))
     .map((id) => {
       const run = state.runs.get(id);
       const records = state.records.get(id) || [];
-      const last = records[records.length - 1];
-      const config = runConfig(run);
       return {
         id,
         name: `${runTitle(run, state.catalogue)} (${id.slice(0, 6)})`,
         color: colorOf(id),
         records,
-        ctx: { dim: last && last[state.which] ? last[state.which].dim : config.proj_dim, epochs: totalEpochs(run), numClasses: numClasses(run), ...sharedCollapseLoss() },
+        ctx: chartContext(run, records, state.which),
       };
     });
 }
@@ -181,7 +172,14 @@ function renderLayout() {
       ),
     ),
     el("div", { id: "plots", class: "plot-grid" }),
-    el("section", { id: "umap-section", class: "card", "aria-labelledby": "umap-title" }, el("h2", { id: "umap-title" }, "UMAPs side by side at the same epoch"), el("div", { id: "umap-slider" }), el("div", { id: "umap-grid", class: "umap-grid" })),
+    el(
+      "section",
+      { id: "umap-section", class: "card", "aria-labelledby": "umap-title" },
+      el("h2", { id: "umap-title" }, "Embedding pictures side by side at the same epoch, on the same scale"),
+      el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods. Every picture shares one pair of axes, so a collapsed run's cloud is small beside a healthy one."),
+      el("div", { id: "umap-slider" }),
+      el("div", { id: "umap-grid", class: "umap-grid" }),
+    ),
   );
   const grid = document.getElementById("plots");
   const ids = [...LINE_METRICS.map((m) => m.id), "spectrum", "plane"];
@@ -193,13 +191,15 @@ function renderLayout() {
       queryState.set({ epoch });
       for (const view of state.umaps) view.show(epoch);
     },
+    beforePlay: () => Promise.all(state.umaps.map((view) => view.ready())),
   });
   const umapGrid = document.getElementById("umap-grid");
+  const scale = new ProjectionScale(); // one pair of axes for every run's picture
   state.umaps = state.ids.slice(0, MAX_UMAPS).map((id) => {
     const run = state.runs.get(id);
     const cell = el("div", { class: "umap-cell" });
     umapGrid.append(cell);
-    return new UmapView(cell, id, { title: run ? runTitle(run, state.catalogue) : id });
+    return new UmapView(cell, id, { title: run ? runTitle(run, state.catalogue) : id, scale });
   });
 }
 
@@ -224,51 +224,26 @@ function renderLegend() {
   document.getElementById("matrix").replaceChildren(collapseMatrix(state.ids.map((id) => state.runs.get(id)).filter(Boolean)));
 }
 
-/** Last-epoch spectra of every run on one line plot (heatmaps cannot be overlaid). */
-function spectrumOverlay(series) {
-  const data = series.map((s) => {
-    const last = [...s.records].reverse().find((r) => r[state.which] && Array.isArray(r[state.which].spectrum));
-    const spectrum = last ? last[state.which].spectrum : [];
-    return { type: "scatter", mode: "lines", name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`, x: spectrum.map((_, i) => i + 1), y: spectrum, line: { color: s.color, width: 2 } };
-  });
-  const dim = series.length ? series[0].ctx.dim : null;
-  const shapes = dim ? [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: dim, x1: dim, line: { color: HEALTHY, dash: "dash", width: 1.5 } }] : [];
-  return {
-    data,
-    layout: {
-      title: { text: "Singular-value spectrum at the last epoch", font: { size: 14 }, x: 0.02, xanchor: "left" },
-      margin: { l: 60, r: 20, t: 40, b: 45 },
-      xaxis: { title: { text: "singular value index (1 = largest)" } },
-      yaxis: { title: { text: "log σ" } },
-      shapes,
-      annotations: dim ? [{ x: dim, yref: "paper", y: 1, xanchor: "right", text: `healthy: flat up to d = ${dim} `, showarrow: false, font: { size: 10, color: HEALTHY } }, { xref: "paper", x: 0.02, yref: "paper", y: 0.02, text: "collapse: sharp drop after the first few", showarrow: false, font: { size: 10, color: COLLAPSED }, xanchor: "left" }] : [],
-      legend: { orientation: "h", y: -0.22 },
-      paper_bgcolor: "rgba(0,0,0,0)",
-      plot_bgcolor: "#fafafa",
-      uirevision: "keep",
-    },
-  };
-}
-
 function redraw() {
   state.redrawScheduled = false;
-  const series = seriesList();
-  for (const metric of LINE_METRICS) {
-    const div = document.getElementById(`plot-${metric.id}`);
-    const show = !metric.onlyIf || series.some((s) => metric.onlyIf(s.records, state.which));
-    div.closest(".plot-card").hidden = !show;
-    if (show) draw(div, lineFigure(metric, series, state.which));
+  const figures = new Map(diagnosticFigures(seriesList(), state.which).map(({ id, figure }) => [id, figure]));
+  for (const id of [...LINE_METRICS.map((m) => m.id), "spectrum", "plane"]) {
+    const div = document.getElementById(`plot-${id}`);
+    div.closest(".plot-card").hidden = !figures.has(id);
+    if (figures.has(id)) draw(div, figures.get(id));
   }
-  draw(document.getElementById("plot-spectrum"), spectrumOverlay(series));
-  draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
 }
 
 /** Put every epoch that has a projection (in any shown run) on the shared slider. */
 async function addProjectionEpochs(id) {
-  if (!state.umaps.some((view) => view.runId === id)) return;
+  const view = state.umaps.find((v) => v.runId === id);
+  if (!view) return;
   try {
     const payload = await api.projectionEpochs(id);
-    for (const epoch of payload.epochs || []) state.slider.add(epoch);
+    for (const epoch of payload.epochs) {
+      view.add(epoch);
+      state.slider.add(epoch);
+    }
   } catch {
     // the slider just lacks this run's epochs; the plots above are unaffected
   }

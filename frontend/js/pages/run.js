@@ -3,8 +3,8 @@
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
-import { FINISHED, collapseLoss, isActive, normaliseCatalogue, numClasses, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
-import { LINE_METRICS, alignUniformFigure, draw, extend, lineFigure, plotlyReady, spectrumFigure } from "../plots.js";
+import { FINISHED, isActive, normaliseCatalogue, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
+import { chartContext, diagnosticFigures, draw, extend, plotlyReady, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, fmt, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
@@ -28,20 +28,9 @@ const state = {
   slider: null,
 };
 
-function ctx() {
-  const config = runConfig(state.run);
-  const last = state.records[state.records.length - 1];
-  const dim = last && last[state.which] ? last[state.which].dim : state.which === "projector" ? config.proj_dim : null;
-  const loss = collapseLoss(state.run);
-  const batch = config.batch_size || 256;
-  return {
-    dim,
-    epochs: totalEpochs(state.run),
-    numClasses: numClasses(state.run, state.umap && state.umap.frames.values().next().value),
-    collapseLoss: loss ? loss.value : undefined,
-    collapseLossLabel: loss ? loss.label : undefined,
-    baseLr: config.lr ? (config.lr * batch) / 256 : null,
-  };
+/** The run as the chart builder takes it (one series). */
+function series() {
+  return [{ name: "run", records: state.records, ctx: chartContext(state.run, state.records, state.which) }];
 }
 
 // ---------------------------------------------------------------- layout
@@ -88,7 +77,12 @@ function renderSkeleton() {
       ),
     ),
     el("div", { id: "plots", class: "plot-grid" }),
-    el("section", { id: "umap-section", class: "card umap-card", "aria-labelledby": "umap-title" }, el("h2", { id: "umap-title" }, "Embedding space (UMAP of the projector output, coloured by label)")),
+    el(
+      "section",
+      { id: "umap-section", class: "card umap-card", "aria-labelledby": "umap-title" },
+      el("h2", { id: "umap-title" }, "Embedding space (UMAP of the projector output, coloured by label)"),
+      el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods. One scale for the whole run: a collapsing run's cloud shrinks as you play the epochs."),
+    ),
     el("details", { id: "config", class: "card" }, el("summary", {}, "Configuration"), el("div", { id: "config-body" })),
   );
   renderPlotCards();
@@ -99,20 +93,21 @@ function renderSkeleton() {
       queryState.set({ epoch });
       state.umap.show(epoch);
     },
+    beforePlay: () => state.umap.ready(),
   });
   state.umap = new UmapView(umapSection, state.runId, { probePanel: true });
   renderRun();
   renderConfig();
 }
 
-function visibleMetrics() {
-  return LINE_METRICS.filter((m) => !m.onlyIf || m.onlyIf(state.records, state.which));
+function shownMetrics() {
+  return visibleMetrics([{ records: state.records }], state.which);
 }
 
 function renderPlotCards() {
   const grid = document.getElementById("plots");
   const focused = queryState.get("metric");
-  const metricIds = visibleMetrics().map((m) => m.id);
+  const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
   const ids = [...metricIds, "spectrum", "plane"];
   const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
@@ -146,16 +141,12 @@ function switchRepresentation(which) {
 // ---------------------------------------------------------------- plots
 
 function redrawAll() {
-  const context = ctx();
-  const series = [{ name: "run", records: state.records, ctx: context }];
-  for (const metric of visibleMetrics()) {
-    const div = document.getElementById(`plot-${metric.id}`);
+  for (const { id, figure } of diagnosticFigures(series(), state.which)) {
+    const div = document.getElementById(`plot-${id}`);
     if (!div) continue;
-    draw(div, lineFigure(metric, series, state.which));
-    state.drawn.add(metric.id);
+    draw(div, figure);
+    state.drawn.add(id);
   }
-  draw(document.getElementById("plot-spectrum"), spectrumFigure(state.records, state.which, context));
-  draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
 }
 
 function scheduleFlush() {
@@ -169,14 +160,15 @@ function flush() {
   state.flushScheduled = false;
   const batch = state.queue.splice(0);
   if (!batch.length) return;
-  if (visibleMetrics().map((m) => m.id).join() !== state.cardIds) renderPlotCards();
+  if (shownMetrics().map((m) => m.id).join() !== state.cardIds) renderPlotCards();
   const appendOnly = batch.length === 1 && state.drawn.size > 0 && batch[0] === state.records[state.records.length - 1];
-  const context = ctx();
-  const extended = appendOnly && visibleMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
+  const context = chartContext(state.run, state.records, state.which);
+  const extended = appendOnly && shownMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
   if (extended) {
-    const series = [{ name: "run", records: state.records, ctx: context }];
-    draw(document.getElementById("plot-spectrum"), spectrumFigure(state.records, state.which, context));
-    draw(document.getElementById("plot-plane"), alignUniformFigure(series, state.which));
+    // The line plots grew by one point each; the spectrum and the plane are redrawn whole.
+    for (const { id, figure } of diagnosticFigures(series(), state.which)) {
+      if (id === "spectrum" || id === "plane") draw(document.getElementById(`plot-${id}`), figure);
+    }
   } else {
     redrawAll();
   }
@@ -287,41 +279,31 @@ async function cancelRun() {
 
 // ---------------------------------------------------------------- live stream
 
+/** A `status` event: `{"status", "error", "reason", "verdict", ...}` (reason: why, e.g.
+ * "cancelled before it started"); the run is then read again for the rest. */
 function onStatus(data) {
-  if (data && typeof data === "object") {
-    const status = data.status || (data.run && data.run.status);
-    if (status) state.run = { ...state.run, status };
-    if (data.verdict) state.run = { ...state.run, verdict: data.verdict };
-    if (data.error || data.reason) state.run = { ...state.run, error: data.error || data.reason };
-  }
+  state.run = { ...state.run, status: data.status, verdict: data.verdict, error: data.error || data.reason || state.run.error };
   renderRun();
   refreshRun();
 }
 
+/** A `projection` event points at a stored frame: `{"epoch", "count", "url"}`. */
 function onProjection(data) {
-  const epoch = data && (data.epoch ?? (data.projection && data.projection.epoch));
-  if (epoch === undefined || epoch === null) return;
-  if (data.points || data.x || (data.projection && (data.projection.points || data.projection.x))) state.umap.addFrame(epoch, data);
-  state.slider.add(epoch);
+  state.umap.add(data.epoch);
+  state.slider.add(data.epoch);
 }
 
 function connect() {
   // The stream opens while Plotly.js is still loading; what needs it waits for it, in order.
   const afterPlotly = (handler) => (data) => plotlyReady.then(() => handler(data));
   state.stream = subscribe(`/api/runs/${encodeURIComponent(state.runId)}/events`, {
-    epoch: afterPlotly((data) => addRecord(data.record || data)),
+    epoch: afterPlotly(addRecord), // the event's data is the epoch record
     status: onStatus,
     progress: (data) => {
-      if (data && typeof data === "object") {
-        state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
-        renderProgress(data);
-      }
+      state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
+      renderProgress(data);
     },
     projection: afterPlotly(onProjection),
-    verdict: (data) => {
-      state.run = { ...state.run, verdict: data.verdict || data };
-      renderVerdict();
-    },
     lost: (closed) => {
       // The server ends the stream of a finished run: do not reconnect forever.
       if (FINISHED.has(state.run.status) && state.stream && !closed) state.stream.close();

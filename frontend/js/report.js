@@ -1,0 +1,77 @@
+// The offline HTML report of a run or a comparison, drawn by the same chart builder as the
+// pages (plots.js) from the data the API inlines (backend/report_page.py inlines this module,
+// what it imports, plotly.js and the stylesheet, so the report opens without network).
+
+import { RUN_COLORS } from "./colours.js";
+import { normaliseCatalogue, runConfig, runTitle, totalEpochs } from "./model.js";
+import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
+import { el } from "./ui.js";
+import { verdictHeadline, verdictKind } from "./verdict.js";
+
+const SPACES = [
+  { which: "projector", title: "Projector output z" },
+  { which: "backbone", title: "Backbone representation h" },
+];
+
+function runBlock(run, catalogue) {
+  const verdict = run.verdict && run.verdict.kind ? run.verdict : null;
+  const kind = verdictKind(verdict);
+  const config = runConfig(run);
+  return el(
+    "section",
+    { class: "card report-run", "data-run-id": run.id },
+    el("h2", {}, runTitle(run, catalogue), " ", el("span", { class: "muted small" }, run.id)),
+    el(
+      "div",
+      { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
+      el("div", { class: "verdict-head" }, el("span", { class: "verdict-title" }, verdictHeadline(verdict))),
+      el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
+    ),
+    el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed}`),
+    el("details", {}, el("summary", {}, "Configuration"), el("pre", {}, JSON.stringify(config, null, 2))),
+  );
+}
+
+function plotCard(id, which) {
+  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }));
+}
+
+/** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
+ * catalogue} with projections [{"epoch", "points", "labels"}] (the run's first and last) and
+ * the catalogue of GET /api/methods. */
+export function renderReport(data) {
+  const root = document.getElementById("report");
+  const runs = data.runs;
+  const catalogue = normaliseCatalogue(data.catalogue);
+  const runName = (run) => `${runTitle(run, catalogue)} (${run.id.slice(0, 6)})`;
+  const drawing = [];
+  const sections = SPACES.map(({ which, title }) => {
+    const series = runs.map(({ run, records }, index) => ({ name: runName(run), color: RUN_COLORS[index % RUN_COLORS.length], records, ctx: chartContext(run, records, which) }));
+    const figures = diagnosticFigures(series, which);
+    const grid = el("div", { class: "plot-grid" }, figures.map(({ id }) => plotCard(id, which)));
+    drawing.push(() => figures.forEach(({ id, figure }) => draw(document.getElementById(`plot-${which}-${id}`), figure)));
+    return el("section", {}, el("h2", {}, title), grid);
+  });
+  // Every picture on one scale: the first epoch beside the last shows how far the cloud shrank.
+  const pictures = runs.flatMap(({ run, projections }) => projections.map((payload) => ({ run, frame: projectionFrame(payload) })));
+  const range = pictures.reduce((acc, { frame }) => unionRange(acc, projectionRange(frame)), null);
+  const cells = pictures.map(({ run, frame }) => {
+    const plot = el("div", { class: "plot umap-plot", "data-run-id": run.id, "data-epoch": String(frame.epoch) });
+    drawing.push(() => draw(plot, umapFigure(frame, { title: `${runName(run)} · epoch ${frame.epoch}`, range })));
+    return el("div", { class: "umap-cell" }, plot);
+  });
+  root.replaceChildren(
+    el("div", { class: "page-head" }, el("h1", {}, data.title)),
+    ...runs.map(({ run }) => runBlock(run, catalogue)),
+    ...sections,
+    el(
+      "section",
+      { class: "card" },
+      el("h2", {}, "Embedding pictures: first and last epoch, on one scale"),
+      el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods."),
+      cells.length ? el("div", { class: "umap-grid" }, cells) : el("p", { class: "muted" }, "No projection was stored."),
+    ),
+    el("p", { class: "muted small" }, `Collapse Lab report, ${runs.length} run${runs.length === 1 ? "" : "s"}, ${runs.reduce((n, r) => n + r.records.length, 0)} epoch records; opens offline.`),
+  );
+  for (const paint of drawing) paint();
+}
