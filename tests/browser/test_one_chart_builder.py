@@ -1,5 +1,8 @@
 """One chart builder for the pages and the offline report, and embedding pictures that keep one
-scale, in a real Chromium against the real stack."""
+scale, in a real Chromium against the real stack.
+
+Named to run after test_dashboard.py: its live test needs a run slower than the page load, and
+this file warms the shared worker up."""
 
 from __future__ import annotations
 
