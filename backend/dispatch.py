@@ -29,7 +29,9 @@ def gpu_worker_connected(settings: Settings) -> bool:
     return any(TRAIN_GPU_QUEUE in worker.get("queues", []) for worker in workers)
 
 
-def enqueue_run(db: Database, celery: Celery, settings: Settings, run_id: str) -> bool:
+def enqueue_run(
+    db: Database, publisher: Publisher, celery: Celery, settings: Settings, run_id: str
+) -> bool:
     """Send the run's train task to its device's queue; remember whether it went out (the
     reaper retries). A run that needs a GPU while no GPU worker is connected stays queued
     with that reason on its page; the first GPU worker to join takes it."""
@@ -37,11 +39,7 @@ def enqueue_run(db: Database, celery: Celery, settings: Settings, run_id: str) -
     sent = send_train(celery, run_id, device)
     run_store.mark_enqueued(db, run_id, sent)
     if sent and device == "cuda" and not gpu_worker_connected(settings):
-        publisher = Publisher(settings.redis_url)
-        try:
-            publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
-        finally:
-            publisher.close()
+        publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
     return sent
 
 
@@ -55,4 +53,4 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
     )
     publisher.publish(result.messages)
     for run_id in result.to_enqueue:
-        enqueue_run(db, celery, settings, run_id)
+        enqueue_run(db, publisher, celery, settings, run_id)

@@ -24,7 +24,7 @@ class ServiceState:
 
     def enqueue_run(self, run_id: str) -> bool:
         """Send the run's train task; remember whether it went out (the reaper retries)."""
-        return enqueue_run(self.db, self.celery, self.settings, run_id)
+        return enqueue_run(self.db, self.publisher, self.celery, self.settings, run_id)
 
 
 def get_state(request: Request) -> ServiceState:

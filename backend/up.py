@@ -206,6 +206,26 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> N
             process.wait(5)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM stops this launcher as Ctrl-C does (its ``finally`` stops the children)."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+
+
+def watch(services: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until one of ``services`` exits (raises UpError) or Ctrl-C."""
+    while True:
+        for process in services:
+            if process.poll() is not None:
+                raise UpError(
+                    f"a service exited with status {process.returncode}: {process.args[2:5]}"
+                )
+        time.sleep(1)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="collapse-lab up", description=__doc__.splitlines()[0])
@@ -246,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_process: subprocess.Popen[bytes] | None = None
     services: list[subprocess.Popen[bytes]] = []
     stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, request_stop)
+    stop_on_sigterm()
     try:
         if redis_answers(settings.redis_url):
             print(f"using Redis at {settings.redis_url}")
@@ -286,13 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         print(f"\nCollapse Lab is up: {url}  (API docs: {url}docs). Press Ctrl-C to stop.\n")
         sys.stdout.flush()
-        while True:
-            for process in services:
-                if process.poll() is not None:
-                    raise UpError(
-                        f"a service exited with status {process.returncode}: {process.args[2:5]}"
-                    )
-            time.sleep(1)
+        watch(services)
     except KeyboardInterrupt:
         stopping = True
         print("\nstopping Collapse Lab...")
@@ -309,10 +319,6 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped.")
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
 def worker_main(argv: list[str] | None = None) -> int:
     """``collapse-lab worker``: this host's training workers (one per GPU, or CPU workers) and
     optionally a projection worker, joined to REDIS_URL and DATABASE_URL; until Ctrl-C."""
@@ -324,11 +330,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
     launch = {"cwd": REPO_ROOT, "start_new_session": True, "preexec_fn": die_with_parent}
     services: list[subprocess.Popen[bytes]] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, request_stop)
+    stop_on_sigterm()
     try:
         workers = training_workers(parse_gpus(args.gpus), args.cpu_workers)
         if args.projection:
@@ -339,11 +341,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
             print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")
         sys.stdout.flush()
-        while True:
-            for process in services:
-                if process.poll() is not None:
-                    raise UpError(f"a worker exited with status {process.returncode}")
-            time.sleep(1)
+        watch(services)
     except KeyboardInterrupt:
         return 0
     except UpError as exc:
@@ -352,3 +350,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_all(services)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -87,9 +87,9 @@ def _housekeeping(queues: list[str]) -> None:
     key = worker_key(ctx.settings.redis_url, ctx.worker_id)
     started_at = time.time()
     # only training workers describe their device: reading it initialises CUDA
-    device = describe_device() if any(q.startswith(TRAIN_QUEUE) for q in queues) else None
-    if device is not None:
-        device["visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    device = None
+    if any(q.startswith(TRAIN_QUEUE) for q in queues):
+        device = {**describe_device(), "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     next_reap = 0.0
     while not SHUTTING_DOWN.is_set():
         info = {

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.service.stack import RedisServer, ServiceStack
+from tests.service.stack import RedisServer, ServiceStack, api_only_stack
 
 
 @pytest.fixture(scope="session")
@@ -74,15 +74,8 @@ def idle_stack(
 ) -> Iterator[ServiceStack]:
     """An open API without workers on its own database (for request-level tests that must
     not start training)."""
-    workdir: Path = tmp_path_factory.mktemp("idle")
-    service = ServiceStack(
-        workdir=workdir,
-        redis_url=redis_server.url.replace("/0", "/2"),
-        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
-    )
-    service.start_api()
-    yield service
-    service.stop()
+    with api_only_stack(redis_server.url.replace("/0", "/2"), tmp_path_factory.mktemp("idle")) as s:
+        yield s
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,34 @@ def is_terminal_status(event: SseEvent) -> bool:
         "failed",
         "cancelled",
     )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc's parent ids)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+@contextmanager
+def api_only_stack(redis_url: str, workdir: Path) -> Iterator[ServiceStack]:
+    """An open API without workers on its own SQLite file (tests add workers themselves)."""
+    service = ServiceStack(
+        workdir=workdir,
+        redis_url=redis_url,
+        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+    )
+    service.start_api()
+    try:
+        yield service
+    finally:
+        service.stop()

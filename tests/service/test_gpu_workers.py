@@ -21,7 +21,9 @@ from tests.service.stack import (
     TINY_RUN,
     RedisServer,
     ServiceStack,
+    api_only_stack,
     collect_until,
+    descendants,
     wait_until,
 )
 
@@ -30,23 +32,8 @@ from tests.service.stack import (
 def gpu_stack(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceStack]:
-    workdir: Path = tmp_path_factory.mktemp("gpu")
-    service = ServiceStack(
-        workdir=workdir,
-        redis_url=redis_server.url.replace("/0", "/3"),
-        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
-    )
-    service.start_api()
-    yield service
-    service.stop()
-
-
-def children_of(pid: int) -> list[int]:
-    return [
-        int(stat.parent.name)
-        for stat in Path("/proc").glob("[0-9]*/stat")
-        if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid)
-    ]
+    with api_only_stack(redis_server.url.replace("/0", "/3"), tmp_path_factory.mktemp("gpu")) as s:
+        yield s
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -86,7 +73,7 @@ def test_a_cuda_run_waits_for_a_gpu_worker_and_each_worker_is_pinned_to_its_card
             assert all("train.cpu" not in w["queues"] for w in workers)
             pinned = sorted(
                 environment_of(child).get("CUDA_VISIBLE_DEVICES", "-")
-                for child in children_of(launcher.pid)
+                for child in descendants(launcher.pid)
             )
             assert pinned == ["0", "1"]
             # taken by a GPU worker; without CUDA on this machine it then fails and says so

@@ -12,23 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.stack import FAST_TIMEOUTS, REPO, free_port, wait_until
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc's parent ids)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found |= frontier
-    return found
+from tests.service.stack import FAST_TIMEOUTS, REPO, descendants, free_port, wait_until
 
 
 def alive(pid: int) -> bool:

@@ -6,13 +6,22 @@ that forks workers afterwards)."""
 from __future__ import annotations
 
 import platform
+from typing import TypedDict
 
 import torch
 
 
-def describe_device() -> dict[str, object]:
-    """{"kind": "cuda" | "cpu", "name", "memory_gib", "torch", "cuda"} of this process."""
-    description: dict[str, object] = {
+class DeviceInfo(TypedDict):
+    kind: str  # "cuda" | "cpu"
+    name: str
+    memory_gib: float | None
+    torch: str
+    cuda: str | None
+
+
+def describe_device() -> DeviceInfo:
+    """The device this process trains on: kind, name, memory, torch and CUDA versions."""
+    description: DeviceInfo = {
         "kind": "cpu",
         "name": platform.processor() or platform.machine(),
         "memory_gib": None,

@@ -279,20 +279,20 @@ def train(
         start_epoch = checkpoint.epoch + 1
 
     device_info = describe_device()
+    placement = Placement(
+        host=socket.gethostname(),
+        device=device_info["name"] if device.type == "cuda" else "cpu",
+        device_memory_gib=device_info["memory_gib"] if device.type == "cuda" else None,
+        torch=device_info["torch"],
+        cuda=device_info["cuda"],
+    )
 
     def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
         peak = None
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**20
             torch.cuda.reset_peak_memory_stats()
-        record.placement = Placement(
-            host=socket.gethostname(),
-            device=str(device_info["name"]) if device.type == "cuda" else "cpu",
-            device_memory_gib=device_info["memory_gib"],  # type: ignore[arg-type]
-            torch=torch.__version__,
-            cuda=torch.version.cuda,
-            peak_memory_mib=peak,
-        )
+        record.placement = placement.model_copy(update={"peak_memory_mib": peak})
         history.append(record.model_dump())
         record.verdict = Verdict.model_validate(epoch_verdict(history))
         history[-1]["verdict"] = record.verdict.model_dump()
