@@ -28,7 +28,8 @@ class ServiceState:
 
 
 def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
+    service: ServiceState = request.app.state.service
+    return service
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import httpx
@@ -215,14 +216,20 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, request_stop)
 
 
-def watch(services: list[subprocess.Popen[bytes]]) -> None:
+def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start one service in its own session (Ctrl-C reaches only us) that dies with us."""
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
+
+
+def watch(services: list[subprocess.Popen[bytes]]) -> NoReturn:
     """Wait until one of ``services`` exits (raises UpError) or Ctrl-C."""
     while True:
         for process in services:
             if process.poll() is not None:
-                raise UpError(
-                    f"a service exited with status {process.returncode}: {process.args[2:5]}"
-                )
+                command = [str(part) for part in process.args]  # type: ignore[union-attr]
+                raise UpError(f"a service exited with status {process.returncode}: {command[2:5]}")
         time.sleep(1)
 
 
@@ -276,18 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         database.migrate()
         database.dispose()
         environment = {**os.environ, "DATA_DIR": str(data_dir)}
-        launch = {
-            "cwd": REPO_ROOT,
-            "env": environment,
-            "start_new_session": True,
-            "preexec_fn": die_with_parent,
-        }
         for command, extra_env in training_workers(parse_gpus(args.gpus), args.train_workers):
-            services.append(
-                subprocess.Popen(command, **{**launch, "env": {**environment, **extra_env}})
-            )
-        services.append(subprocess.Popen(worker_command("projection", "projection"), **launch))
-        services.append(subprocess.Popen(api_command(args.host, args.port), **launch))
+            services.append(spawn(command, {**environment, **extra_env}))
+        services.append(spawn(worker_command("projection", "projection"), environment))
+        services.append(spawn(api_command(args.host, args.port), environment))
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"http://{shown_host}:{args.port}/"
         deadline = time.monotonic() + 120
@@ -328,7 +327,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projection", action="store_true", help="also a projection worker")
     args = parser.parse_args(list(argv or []))
     environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
-    launch = {"cwd": REPO_ROOT, "start_new_session": True, "preexec_fn": die_with_parent}
     services: list[subprocess.Popen[bytes]] = []
     stop_on_sigterm()
     try:
@@ -336,7 +334,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         if args.projection:
             workers.append((worker_command("projection", "projection"), {}))
         for command, extra_env in workers:
-            services.append(subprocess.Popen(command, env={**environment, **extra_env}, **launch))
+            services.append(spawn(command, {**environment, **extra_env}))
             name = command[command.index("-n") + 1]
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
             print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from backend.settings import get_settings
 from backend.up import main as up_main
 from backend.up import worker_main
-from workers.engine.data import DatasetError
 from workers.engine.spec import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
+from workers.engine.spec.datasets import DatasetError
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
 
 
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except UsageError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import redis
@@ -340,7 +340,8 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
 def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str) -> str:
     """Project one epoch's embeddings to 2-D, aligned with the previous epoch, and store it."""
     try:
-        stored = context.redis.hgetall(key)
+        # a client without decode_responses: keys and values are bytes
+        stored = cast(dict[bytes, bytes], context.redis.hgetall(key))
     except (redis.RedisError, OSError) as exc:
         raise RuntimeError(f"Redis unreachable: {exc}") from exc
     if not stored:

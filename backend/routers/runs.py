@@ -249,7 +249,8 @@ PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
 def _probe_images(path: Path, modified_ns: int) -> np.ndarray:
     """The run's probe images, uint8 (N, C, S, S), memory-mapped (cached per file version, so
     clicking points does not re-read it)."""
-    return np.load(path, mmap_mode="r")
+    images: np.ndarray = np.load(path, mmap_mode="r")
+    return images
 
 
 def probe_thumbnail_png(image: np.ndarray) -> bytes:
@@ -260,7 +261,9 @@ def probe_thumbnail_png(image: np.ndarray) -> bytes:
     if pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     picture = Image.fromarray(pixels)
-    picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+    picture = picture.resize(
+        (picture.width * factor, picture.height * factor), Image.Resampling.NEAREST
+    )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

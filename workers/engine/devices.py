@@ -30,9 +30,7 @@ def describe_device() -> DeviceInfo:
     }
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
-        description.update(
-            kind="cuda",
-            name=properties.name,
-            memory_gib=round(properties.total_memory / 2**30, 1),
-        )
+        description["kind"] = "cuda"
+        description["name"] = properties.name
+        description["memory_gib"] = round(properties.total_memory / 2**30, 1)
     return description

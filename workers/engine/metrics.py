@@ -73,9 +73,10 @@ def _symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
         return torch.zeros(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
     try:
         eigenvalues = torch.linalg.eigvalsh(matrix / scale).flip(0)
-    except torch.linalg.LinAlgError:
+    except torch.linalg.LinAlgError:  # type: ignore[attr-defined]  # exported at runtime
         eigenvalues = torch.linalg.svdvals(matrix / scale)
-    return eigenvalues.clamp_min(0.0) * scale
+    clamped: torch.Tensor = eigenvalues.clamp_min(0.0) * scale
+    return clamped
 
 
 def singular_values(z: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,7 @@ def pca_2d(z: np.ndarray) -> np.ndarray:
     # fix the sign of each axis so reruns and near-identical inputs agree
     signs = np.sign(coordinates[np.abs(coordinates).argmax(axis=0), [0, 1]])
     signs[signs == 0] = 1.0
-    return (coordinates * signs).astype(np.float32)
+    return np.asarray(coordinates * signs, dtype=np.float32)
 
 
 def procrustes_align(
@@ -119,10 +119,10 @@ def procrustes_align(
     source_centred, target_centred = source - source_mean, target - target_mean
     source_norm = np.linalg.norm(source_centred)
     if source_norm == 0 or np.linalg.norm(target_centred) == 0:
-        return (source_centred + target_mean).astype(np.float32)
+        return np.asarray(source_centred + target_mean, dtype=np.float32)
     rotation, singular_sum = orthogonal_procrustes(source_centred, target_centred)
     scale = singular_sum / source_norm**2 if allow_scaling else 1.0
-    return (scale * source_centred @ rotation + target_mean).astype(np.float32)
+    return np.asarray(scale * source_centred @ rotation + target_mean, dtype=np.float32)
 
 
 def normalised_spread(z: np.ndarray) -> float:
@@ -150,8 +150,10 @@ def to_run_scale(layout: np.ndarray, z: np.ndarray) -> np.ndarray:
     centred = centred - centred.mean(axis=0)
     radius = rms_radius(centred)
     if radius == 0:
-        return centred.astype(np.float32)
-    return (centred * (RADIUS_PER_SPREAD * normalised_spread(z) / radius)).astype(np.float32)
+        return np.asarray(centred, dtype=np.float32)
+    return np.asarray(
+        centred * (RADIUS_PER_SPREAD * normalised_spread(z) / radius), dtype=np.float32
+    )
 
 
 def trustworthiness(z: np.ndarray, layout: np.ndarray, n_neighbors: int = 5) -> float:
@@ -191,7 +193,7 @@ def _equal_extents(layout: np.ndarray) -> np.ndarray:
 
     def rotated(angle: float) -> np.ndarray:
         cos, sin = np.cos(angle), np.sin(angle)
-        return centred @ np.array([[cos, -sin], [sin, cos]])
+        return np.asarray(centred @ np.array([[cos, -sin], [sin, cos]]))
 
     def range_difference(angle: float) -> float:
         points = rotated(angle)
@@ -234,7 +236,7 @@ def _umap_layout(
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         # random_state makes the layout reproducible, at the price of numba parallelism
         warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
-        return reducer.fit_transform(np.asarray(z, dtype=np.float32)).astype(np.float32)
+        return np.asarray(reducer.fit_transform(np.asarray(z, dtype=np.float32)), dtype=np.float32)
 
 
 def _project(

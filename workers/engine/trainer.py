@@ -166,7 +166,7 @@ def _lidar_views(
 
 def _diagnose(
     method: Method, probe: _Probe, autocast: Any, with_lidar: bool = False
-) -> tuple[dict, dict, torch.Tensor, float]:
+) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor, float]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z and the
     seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without)."""
     was_training = method.training

@@ -101,10 +101,12 @@ class Thresholds:
 
     def rank_limit(self, baseline: dict[str, Any]) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
-        return min(
-            self.dimensional_rank,
-            self.dimensional_rank_of_dim * baseline["dim"],
-            self.dimensional_rank_of_baseline * baseline["effective_rank"],
+        return float(
+            min(
+                self.dimensional_rank,
+                self.dimensional_rank_of_dim * baseline["dim"],
+                self.dimensional_rank_of_baseline * baseline["effective_rank"],
+            )
         )
 
 
@@ -154,7 +156,7 @@ def _rate_per_epoch(values: list[float], window: int) -> float:
     steps = len(recent) - 1
     if steps < 1 or recent[0] <= 0:
         return 0.0
-    return (max(recent[-1], 1e-12) / recent[0]) ** (1.0 / steps) - 1.0
+    return float((max(recent[-1], 1e-12) / recent[0]) ** (1.0 / steps) - 1.0)
 
 
 def _epochs_to_cross(value: float, limit: float, rate: float) -> float:

@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -17,11 +19,11 @@ branch_labels = None
 depends_on = None
 
 
-def _json() -> sa.types.TypeEngine:
+def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
-def _big_id() -> sa.Column:
+def _big_id() -> sa.Column[int]:
     return sa.Column(
         "id",
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
