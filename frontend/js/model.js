@@ -125,3 +125,23 @@ export function rankHistory(run, records) {
   if (records) return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
   return [];
 }
+
+/** Where a run trained, from its epochs' placements: [label, value] rows (host, worker,
+ * device, memory, versions, peak GPU memory, speed). A value lists every distinct one when
+ * the run moved (a resumed run may change worker or card). Empty before the first epoch. */
+export function placementRows(records) {
+  const placed = records.map((r) => r.placement).filter(Boolean);
+  if (!placed.length) return [];
+  const distinct = (get) => [...new Set(placed.map(get).filter((v) => v !== null && v !== undefined))].join(", ") || "–";
+  const peaks = placed.map((p) => p.peak_memory_mib).filter((v) => typeof v === "number");
+  const speeds = records.map((r) => r.images_per_s).filter((v) => typeof v === "number");
+  return [
+    ["host", distinct((p) => p.host)],
+    ["worker", distinct((p) => p.worker)],
+    ["device", distinct((p) => (p.device_memory_gib ? `${p.device} (${p.device_memory_gib} GiB)` : p.device))],
+    ["torch", distinct((p) => p.torch)],
+    ["CUDA (of the torch build)", distinct((p) => p.cuda)],
+    ["peak GPU memory", peaks.length ? `${Math.round(Math.max(...peaks))} MiB` : "– (CPU)"],
+    ["training speed", speeds.length ? `${Math.round(speeds[speeds.length - 1])} images/s (last epoch)` : "–"],
+  ];
+}

@@ -69,6 +69,34 @@ export const LINE_METRICS = [
     ],
   },
   {
+    id: "directions",
+    title: "Directions used: participation ratio, NESum, LiDAR",
+    yTitle: "directions (1 … d)",
+    // PR and NESum see a steep spectrum that RankMe misses; LiDAR is measured every few epochs
+    traces: [
+      { name: "participation ratio", get: (r, w) => rep(r, w).participation_ratio },
+      { name: "NESum", get: (r, w) => rep(r, w).nesum, dash: "dash" },
+      { name: "LiDAR", get: (r, w) => rep(r, w).lidar, dash: "dot" },
+    ],
+    onlyIf: (records, w) => records.some((r) => rep(r, w).participation_ratio != null),
+    refs: (ctx) => [
+      ctx.dim ? { y: ctx.dim, label: `isotropic: d = ${ctx.dim}`, color: HEALTHY } : null,
+      { y: 1, label: "one direction 1", color: COLLAPSED },
+    ],
+  },
+  {
+    id: "w2",
+    title: "Wasserstein-2 uniformity: distance to N(0, I/d)",
+    yTitle: "W2 distance (0 = isotropic)",
+    traces: [{ name: "W2 uniformity", get: (r, w) => rep(r, w).w2_uniformity }],
+    onlyIf: (records, w) => records.some((r) => rep(r, w).w2_uniformity != null),
+    refs: () => [
+      { y: 0, label: "isotropic 0", color: HEALTHY },
+      { y: Math.SQRT2, label: "one point √2", color: COLLAPSED },
+    ],
+    yRange: [-0.05, 1.5],
+  },
+  {
     id: "cosine",
     title: "Cosine similarity: positive vs random pairs",
     yTitle: "mean cosine (−1 … 1)",
@@ -122,6 +150,21 @@ export const LINE_METRICS = [
         max ? { y: max, label: `log K = ${max.toFixed(2)} (balanced)`, color: HEALTHY } : null,
         { y: 0, label: "one cluster 0", color: COLLAPSED },
       ];
+    },
+  },
+  {
+    id: "prototypes",
+    title: "Prototype health: clusters used and distinct prototypes",
+    yTitle: "count (1 … K)",
+    // partial prototype collapse (Govindarajan et al. 2024) shows here, not in loss, std or rank
+    onlyIf: (records, w) => records.some((r) => rep(r, w).cluster_perplexity != null),
+    traces: [
+      { name: "clusters used (perplexity)", get: (r, w) => rep(r, w).cluster_perplexity },
+      { name: "distinct prototypes", get: (r, w) => rep(r, w).distinct_prototypes, dash: "dash" },
+    ],
+    refs: (ctx, records, w) => {
+      const k = records.map((r) => rep(r, w).num_prototypes).find((v) => v !== null && v !== undefined);
+      return [k ? { y: k, label: `K = ${k} prototypes`, color: HEALTHY } : null, { y: 1, label: "one prototype 1", color: COLLAPSED }];
     },
   },
 ];

@@ -3,17 +3,17 @@
 // what it imports, plotly.js and the stylesheet, so the report opens without network).
 
 import { RUN_COLORS } from "./colours.js";
-import { normaliseCatalogue, runConfig, runTitle, totalEpochs } from "./model.js";
+import { normaliseCatalogue, placementRows, runConfig, runTitle, totalEpochs } from "./model.js";
 import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
-import { el } from "./ui.js";
-import { verdictHeadline, verdictKind } from "./verdict.js";
+import { el, keyValueTable } from "./ui.js";
+import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
 const SPACES = [
   { which: "projector", title: "Projector output z" },
   { which: "backbone", title: "Backbone representation h" },
 ];
 
-function runBlock(run, catalogue) {
+function runBlock(run, records, catalogue) {
   const verdict = run.verdict && run.verdict.kind ? run.verdict : null;
   const kind = verdictKind(verdict);
   const config = runConfig(run);
@@ -26,9 +26,11 @@ function runBlock(run, catalogue) {
       { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title" }, verdictHeadline(verdict))),
       el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
+      findingsList(verdict),
     ),
     el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed}`),
     el("details", {}, el("summary", {}, "Configuration"), el("pre", {}, JSON.stringify(config, null, 2))),
+    records.length ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records))) : null,
   );
 }
 
@@ -62,7 +64,7 @@ export function renderReport(data) {
   });
   root.replaceChildren(
     el("div", { class: "page-head" }, el("h1", {}, data.title)),
-    ...runs.map(({ run }) => runBlock(run, catalogue)),
+    ...runs.map(({ run, records }) => runBlock(run, records, catalogue)),
     ...sections,
     el(
       "section",

@@ -190,3 +190,8 @@ export function fmt(value, digits = 3) {
   if (Number.isInteger(value)) return String(value);
   return Number(value.toPrecision(digits)).toString();
 }
+
+/** A two-column table of [label, value] rows (values formatted with fmt). */
+export function keyValueTable(rows, attributes = {}) {
+  return el("table", { class: "config-table", ...attributes }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6))))));
+}

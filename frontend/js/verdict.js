@@ -33,3 +33,18 @@ export function verdictHeadline(verdict) {
   if (kind === "healthy" || onset === null || onset === undefined) return VERDICT_LABELS[kind];
   return `${VERDICT_LABELS[kind]} from epoch ${onset}`;
 }
+
+/** The verdict's findings (what the kind does not say), one sentence each, as a list element;
+ * null when there are none. */
+export function findingsList(verdict) {
+  const findings = (verdict && verdict.findings) || [];
+  if (!findings.length) return null;
+  const list = document.createElement("ul");
+  list.className = "verdict-findings";
+  for (const finding of findings) {
+    const item = document.createElement("li");
+    item.textContent = finding;
+    list.append(item);
+  }
+  return list;
+}

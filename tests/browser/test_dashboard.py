@@ -4,7 +4,9 @@ comparison page, and screenshots of every page (docs/screenshots/)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,15 @@ def test_share_link_shows_the_plots_read_only_and_can_be_revoked(
     page.wait_for_function("document.getElementById('plot-rank').data?.[0]?.x?.length > 0")
     assert plot_points(page, "std") == epochs
     assert plot_points(page, "rank") == epochs
+    # the newer diagnostics have their own plots, the verdict its findings, the run its place
+    assert plot_points(page, "directions") == epochs
+    assert plot_points(page, "w2") == epochs
+    findings = (run["verdict"] or {}).get("findings", [])
+    expect(page.locator("#verdict-banner .verdict-findings li")).to_have_count(len(findings))
+    placement = page.locator("#placement-table")
+    expect(placement).to_contain_text(socket.gethostname())
+    expect(placement).to_contain_text(importlib.metadata.version("torch"))
+    expect(placement).to_contain_text("peak GPU memory– (CPU)")
     page.wait_for_function("document.querySelector('.umap-plot')?.dataset.epoch !== undefined")
     expect(page.locator(".readonly-tag")).to_be_visible()
     for control in ("#cancel-button", "#relaunch", "#create-share", "#token-button"):

@@ -3,13 +3,13 @@
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
-import { FINISHED, isActive, normaliseCatalogue, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
+import { FINISHED, isActive, normaliseCatalogue, placementRows, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
 import { chartContext, diagnosticFigures, draw, extend, plotlyReady, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, fmt, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
-import { verdictHeadline, verdictKind } from "../verdict.js";
+import { findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
 const root = document.getElementById("run");
 
@@ -84,6 +84,7 @@ function renderSkeleton() {
       el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods. One scale for the whole run: a collapsing run's cloud shrinks as you play the epochs."),
     ),
     el("details", { id: "config", class: "card" }, el("summary", {}, "Configuration"), el("div", { id: "config-body" })),
+    el("details", { id: "placement", class: "card", open: true }, el("summary", {}, "Where it ran"), el("div", { id: "placement-body" }, el("p", { class: "muted" }, "Shown after the first epoch."))),
   );
   renderPlotCards();
   const umapSection = document.getElementById("umap-section");
@@ -174,6 +175,7 @@ function flush() {
   }
   renderVerdict();
   renderProgress();
+  renderPlacement();
 }
 
 function addRecord(record) {
@@ -238,6 +240,7 @@ function renderVerdict() {
   banner.replaceChildren(
     el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
     el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? "Queued: waiting for a worker." : "The verdict appears after the first epoch is measured."),
+    findingsList(verdict),
   );
 }
 
@@ -249,9 +252,12 @@ function renderConfig() {
     }
     return [[key, value]];
   });
-  document.getElementById("config-body").replaceChildren(
-    el("table", { class: "config-table" }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6)))))),
-  );
+  document.getElementById("config-body").replaceChildren(keyValueTable(rows));
+}
+
+function renderPlacement() {
+  const rows = placementRows(state.records);
+  if (rows.length) document.getElementById("placement-body").replaceChildren(keyValueTable(rows, { id: "placement-table" }));
 }
 
 async function refreshRun() {
