@@ -18,9 +18,11 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
+from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
 from backend.dispatch import reap_once
 from backend.events import EventHub, Publisher
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     for module in (health, methods, runs, events, shares, reports, pages):
         app.include_router(module.router)
     app.mount(

@@ -1,8 +1,10 @@
 """Write protection, private mode and read-only share links.
 
 - ``API_TOKEN`` set: launching, cancelling, deleting and managing shares need the token, as
-  ``Authorization: Bearer <token>`` or in the ``collapse_lab_token`` cookie (which lets an
-  ``EventSource`` carry it). Without ``API_TOKEN`` everything is open (local use).
+  ``Authorization: Bearer <token>`` or in the ``collapse_lab_token_<port>`` cookie (which lets
+  an ``EventSource`` carry it; the port is in the name because browsers send a cookie to every
+  port of a host, so another app on localhost never receives this one). Without ``API_TOKEN``
+  everything is open (local use).
 - ``PRIVATE=true``: reading needs the token too, or a share token for the shared runs.
 - A share token (``POST /api/shares``) grants reading of its runs only, never writing. It is
   accepted from the ``collapse_lab_share`` cookie (set by the ``/s/{token}`` page), the
@@ -19,7 +21,7 @@ from fastapi import HTTPException, Request, status
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
 
-TOKEN_COOKIE = "collapse_lab_token"
+TOKEN_COOKIE_PREFIX = "collapse_lab_token_"
 SHARE_COOKIE = "collapse_lab_share"
 
 
@@ -28,7 +30,13 @@ def presented_token(request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(TOKEN_COOKIE)
+    return request.cookies.get(token_cookie_name(request))
+
+
+def token_cookie_name(request: Request) -> str:
+    """The token cookie of the port the browser talks to (``location.port`` in the page)."""
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return f"{TOKEN_COOKIE_PREFIX}{port}"
 
 
 def presented_share(request: Request) -> str | None:

@@ -25,7 +25,7 @@ from workers.engine.spec import (
     EpochRecord,
     RunConfig,
     RunStatus,
-    StrictModel,
+    StrictInput,
     Verdict,
     VerdictKind,
 )
@@ -213,7 +213,7 @@ def _drop_default(schema: dict[str, Any]) -> None:
 _OVERRIDABLE = [f for f in RunConfig.model_fields if f not in ("method", "preset", "options")]
 
 
-def _method_request(name: str) -> type[StrictModel]:
+def _method_request(name: str) -> type[StrictInput]:
     spec = METHOD_SPECS[name]
     fields: dict[str, Any] = {
         field: (
@@ -229,7 +229,7 @@ def _method_request(name: str) -> type[StrictModel]:
     )
     return create_model(
         spec.options.__name__.removesuffix("Options") + "RunRequest",
-        __base__=StrictModel,
+        __base__=StrictInput,
         __doc__=f"A {spec.title} run ({spec.paper}). Defaults shown are this method's.",
         **fields,
     )
@@ -239,7 +239,7 @@ def _nullable(annotation: Any) -> Any:
     return annotation | None
 
 
-def _preset_request() -> type[StrictModel]:
+def _preset_request() -> type[StrictInput]:
     fields: dict[str, Any] = {
         field: (_nullable(RunConfig.model_fields[field].annotation), _preset_field(field))
         for field in _OVERRIDABLE
@@ -262,7 +262,7 @@ def _preset_request() -> type[StrictModel]:
     )
     return create_model(
         "PresetRunRequest",
-        __base__=StrictModel,
+        __base__=StrictInput,
         __doc__="A preset with overrides: every field but preset is optional and replaces "
         "the preset's (then the method's) value.",
         **fields,

@@ -9,13 +9,14 @@ and the limits. Variables (all optional):
 ``REDIS_URL``     broker and live event channel; default ``redis://127.0.0.1:6379/0``.
 ``DATA_DIR``      datasets, run directories (checkpoints) and the SQLite file; default ``./data``.
 ``API_TOKEN``     when set, launching, cancelling, deleting and sharing need
-                  ``Authorization: Bearer <token>`` (or the ``collapse_lab_token`` cookie).
+                  ``Authorization: Bearer <token>`` (or the ``collapse_lab_token_<port>`` cookie).
 ``PRIVATE``       ``true``: reading needs the token too (or a share link for that run).
 ``API_HOST`` / ``API_PORT``  where ``collapse-lab up`` serves the API (default 127.0.0.1:8000).
 ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``  launch limits.
 ``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
                   worker-death detection (a run whose heartbeat is older than the timeout is
                   requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
+``MAX_BODY_BYTES`` largest request body (default 1 MiB); a larger one gets 413 before parsing.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     max_worker_losses: int = Field(3, ge=1)
     requeue_queued_after_s: float = Field(600.0, gt=0)
     sse_keepalive_s: float = Field(15.0, gt=0)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
     progress_interval_s: float = Field(0.25, ge=0)
 
     @property

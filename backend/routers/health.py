@@ -4,7 +4,8 @@ Response: ``{"status": "ok" | "degraded", "database": {"ok", "backend", "error"}
 "redis": {"ok", "error"}, "workers": {"ok", "count", "train", "projection", "items"},
 "auth": {"write_protected", "private"}, "version"}`` (:class:`backend.schemas.Health`).
 ``status`` is ``ok`` when the database and Redis answer and at least one train worker has
-announced itself in the last ~10 s. The dashboard shows the failing part by name.
+announced itself in the last ~10 s. The dashboard shows the failing part by name. In private
+mode the workers' ``items`` (host names, pids, devices) are listed only for the token.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import redis
 from anyio import to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.auth import presented_token, token_is_valid
 from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
 from backend.schemas import Health
 from backend.state import ServiceState, StateDep
@@ -82,6 +84,9 @@ def _health(state: ServiceState) -> dict[str, Any]:
 
 
 @router.get("/health", response_model=Health)
-async def health(state: StateDep) -> Health:
+async def health(state: StateDep, request: Request) -> Health:
     """Database, Redis and worker reachability."""
-    return Health.model_validate(await to_thread.run_sync(_health, state))
+    report = await to_thread.run_sync(_health, state)
+    if state.settings.private and not token_is_valid(state, presented_token(request)):
+        report["workers"]["items"] = []
+    return Health.model_validate(report)

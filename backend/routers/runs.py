@@ -7,7 +7,8 @@ request models are in :mod:`backend.schemas` (and ``/openapi.json``).
   ``{"detail": [{"loc": ["body", field...], "msg", "type"}]}`` for a bad config. Needs the API token
   when ``API_TOKEN`` is set.
 - ``POST /api/zoo`` ``{"presets": [...] | null (all), "overrides": {"epochs": 5, ...}}`` ->
-  201 ``{"data": [runs], "count", "compare_url"}``: launches every preset at once.
+  201 ``{"data": [runs], "count", "compare_url"}``: launches every preset at once (at most
+  ``MAX_ZOO_PRESETS`` = twice the number of presets).
 - ``GET /api/runs?status=&method=&dataset=&preset=&verdict=&ids=a,b&limit=50&offset=0`` ->
   ``{"data": [summaries], "count": total}``, newest first. A summary has ``id``, its links
   (``url``, ``api_url``, ``events_url``, ``epochs_url``), ``status, method, preset, dataset,
@@ -65,7 +66,7 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import resolve_request
-from workers.engine.spec import PRESETS, RunStatus, StrictModel, VerdictKind
+from workers.engine.spec import PRESETS, RunStatus, StrictInput, VerdictKind
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
@@ -113,8 +114,16 @@ def create_run(payload: RawRunRequest, state: StateDep, response: Response) -> R
     return run
 
 
-class ZooRequest(StrictModel):
-    presets: list[str] | None = Field(None, description="Preset names; null = every preset.")
+# One zoo request launches at most this many runs (a preset may be listed more than once).
+MAX_ZOO_PRESETS = 2 * len(PRESETS)
+
+
+class ZooRequest(StrictInput):
+    presets: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        None,
+        max_length=MAX_ZOO_PRESETS,
+        description=f"Preset names (at most {MAX_ZOO_PRESETS}); null = every preset.",
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Run-config fields applied to every preset."
     )

@@ -23,12 +23,12 @@ from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareList, ShareOut, share_
 from backend.state import StateDep
 from backend.store import runs as run_store
 from backend.store import shares as share_store
-from workers.engine.spec import StrictModel
+from workers.engine.spec import StrictInput
 
 router = APIRouter(prefix="/api", tags=["shares"], responses=UNAUTHORIZED)
 
 
-class ShareRequest(StrictModel):
+class ShareRequest(StrictInput):
     runs: list[str] = Field(min_length=1, max_length=50, description="Run ids to share.")
 
 

@@ -18,14 +18,21 @@ export function getApiToken() {
   return isReadOnly() ? "" : window.localStorage.getItem(TOKEN_KEY) || "";
 }
 
+/** The token cookie's name: cookies ignore ports, so the port is part of the name (another
+ * app on this host never receives it). The server reads the same name (backend/auth.py). */
+function tokenCookie() {
+  const port = window.location.port || (window.location.protocol === "https:" ? "443" : "80");
+  return `collapse_lab_token_${port}`;
+}
+
 /** Keep the token in this browser; the cookie lets EventSource streams carry it too. */
 export function setApiToken(token) {
   if (token) {
     window.localStorage.setItem(TOKEN_KEY, token);
-    document.cookie = `collapse_lab_token=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+    document.cookie = `${tokenCookie()}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
   } else {
     window.localStorage.removeItem(TOKEN_KEY);
-    document.cookie = "collapse_lab_token=; path=/; max-age=0; SameSite=Strict";
+    document.cookie = `${tokenCookie()}=; path=/; max-age=0; SameSite=Strict`;
   }
 }
 

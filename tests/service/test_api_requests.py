@@ -290,8 +290,11 @@ def test_writes_need_the_token(private: httpx.Client) -> None:
     run_id = created.json()["id"]
     assert private.post(f"/api/runs/{run_id}/cancel").status_code == 401
     assert private.post(f"/api/runs/{run_id}/cancel", headers=TOKEN).status_code == 202
+    port = private.base_url.port
     with httpx.Client(base_url=str(private.base_url), timeout=30) as browser:
-        browser.cookies.set("collapse_lab_token", "s3cret-token")
+        browser.cookies.set("collapse_lab_token", "s3cret-token")  # another port's, or none
+        assert browser.get("/api/runs").status_code == 401
+        browser.cookies.set(f"collapse_lab_token_{port}", "s3cret-token")
         assert browser.get("/api/runs").status_code == 200
 
 

@@ -29,7 +29,7 @@ from workers.engine.spec.records import (
     Verdict,
     VerdictKind,
 )
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput, StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -49,6 +49,7 @@ __all__ = [
     "Preset",
     "RunConfig",
     "RunStatus",
+    "StrictInput",
     "StrictModel",
     "Trend",
     "Verdict",

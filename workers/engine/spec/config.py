@@ -21,7 +21,7 @@ from pydantic import (
 
 from workers.engine.spec.methods import METHOD_SPECS
 from workers.engine.spec.presets import PRESETS
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18"]
@@ -37,7 +37,7 @@ DATASET_CLASSES: dict[str, int | None] = {
 }
 
 
-class RunConfig(StrictModel):
+class RunConfig(StrictInput):
     """Everything needed to reproduce one training run."""
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")

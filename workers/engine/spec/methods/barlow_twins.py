@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class BarlowTwinsOptions(StrictModel):
+class BarlowTwinsOptions(StrictInput):
     lambda_offdiag: float = Field(
         0.05,
         ge=0,

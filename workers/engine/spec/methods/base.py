@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 Family = Literal["contrastive", "clustering", "asymmetry", "redundancy", "other"]
 
@@ -25,6 +25,6 @@ class MethodSpec:
     title: str
     paper: str
     family: Family
-    options: type[StrictModel]
+    options: type[StrictInput]
     implementation: str
     defaults: dict[str, Any] = field(default_factory=dict)

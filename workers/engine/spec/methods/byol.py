@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class BYOLOptions(StrictModel):
+class BYOLOptions(StrictInput):
     base_momentum: float = Field(
         0.99,
         ge=0,

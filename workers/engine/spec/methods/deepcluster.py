@@ -12,10 +12,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class DeepClusterOptions(StrictModel):
+class DeepClusterOptions(StrictInput):
     num_clusters: int = Field(
         100, ge=2, le=10_000, description="k of k-means (about 10x the number of classes)."
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class SimCLROptions(StrictModel):
+class SimCLROptions(StrictInput):
     temperature: float = Field(
         0.5, gt=0, le=10, description="Softmax temperature of NT-Xent (0.5 for CIFAR in the paper)."
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class SimSiamOptions(StrictModel):
+class SimSiamOptions(StrictInput):
     stop_gradient: bool = Field(
         True,
         description="Treat the other branch's projection as a constant. Off: gradients flow "

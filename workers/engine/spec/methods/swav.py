@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class SwAVOptions(StrictModel):
+class SwAVOptions(StrictInput):
     num_prototypes: int = Field(
         30,
         ge=2,

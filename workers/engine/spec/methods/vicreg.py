@@ -10,10 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictModel
+from workers.engine.spec.strict import StrictInput
 
 
-class VICRegOptions(StrictModel):
+class VICRegOptions(StrictInput):
     invariance_weight: float = Field(
         25.0, ge=0, le=1000, description="lambda: weight of the mean-squared distance term."
     )

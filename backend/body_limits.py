@@ -1,0 +1,125 @@
+"""Request bodies: a size bound enforced before anything parses them, a JSON media type, and
+422s that never echo what was sent.
+
+:class:`BodyLimits` is plain ASGI, so it runs before FastAPI reads the body: a request whose
+``Content-Length`` is above ``MAX_BODY_BYTES`` is answered 413 at once, without reading it; a
+chunked body is read up to the bound and answered 413 as soon as it passes it. A non-empty
+body must say ``Content-Type: application/json`` (or ``+json``), else 415: nothing is taken
+as JSON by guesswork, and a cross-site HTML form (which cannot send that type) cannot launch
+runs. Routes that take another media type list it in ``other_media_types``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The longest string a 422 shows back as the ``input`` it refused.
+MAX_ECHOED_INPUT_CHARS = 100
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class BodyLimits:
+    """413 above ``max_bytes``, 415 for a body that is not JSON (nor another listed type)."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, other_media_types: Iterable[str] = ()
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.other_media_types = frozenset(other_media_types)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(send, 413, self._too_large())
+            return
+        body, more = b"", True
+        while more:  # read it all here (bounded), so nothing downstream waits on a slow client
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await self._refuse(send, 413, self._too_large())
+                return
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and not (_is_json(media_type) or media_type in self.other_media_types):
+            shown = media_type or "none"
+            await self._refuse(
+                send, 415, f"the body must be JSON (Content-Type: application/json), not {shown}"
+            )
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> str:
+        return (
+            f"the request body is larger than this server's limit of {self.max_bytes} bytes "
+            "(MAX_BODY_BYTES)"
+        )
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        payload = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _short_input(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_ECHOED_INPUT_CHARS
+    return value is None or isinstance(value, bool | int | float)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, but ``input`` is kept only when it is a short scalar: a 422 for a
+    megabyte array does not send the megabyte back."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        error = {k: v for k, v in error.items() if k != "url"}
+        if "input" in error and not _short_input(error["input"]):
+            del error["input"]
+        errors.append(error)
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})

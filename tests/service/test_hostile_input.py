@@ -1,0 +1,170 @@
+"""Hostile requests against the real API: odd paths, lax types, unbounded lists, huge bodies,
+bodies that are not JSON; and what private mode shows to strangers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from backend.broker import worker_key
+from backend.routers.runs import MAX_ZOO_PRESETS
+from tests.service.stack import TINY_RUN, ServiceStack
+
+
+@pytest.fixture
+def idle(idle_stack: ServiceStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=idle_stack.base_url, timeout=30) as client:
+        yield client
+
+
+def _count(client: httpx.Client) -> int:
+    return client.get("/api/runs").json()["count"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("imgs\u0000x", "NUL"),
+        ("a" * 5000, "characters long"),
+        (".", "root"),
+        ("runs", "runs"),
+        ("runs/../runs", ".."),
+    ],
+)
+def test_dataset_paths_that_are_no_image_folder_get_a_422(
+    idle: httpx.Client, path: str, message: str
+) -> None:
+    before = _count(idle)
+    body = {"method": "simsiam", "dataset": "imagefolder", "dataset_path": path}
+    response = idle.post("/api/runs", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(d["loc"] == ["body", "dataset_path"] and message in d["msg"] for d in detail)
+    assert all("type" in d for d in detail), detail
+    assert _count(idle) == before
+
+
+STRICT: list[tuple[dict[str, Any], list[Any], str]] = [
+    ({"epochs": True}, ["body", "epochs"], "valid integer"),
+    ({"epochs": "3"}, ["body", "epochs"], "valid integer"),
+    ({"options": {"stop_gradient": "yes"}}, ["body", "options", "stop_gradient"], "boolean"),
+    ({"options": {"stop_gradient": 1}}, ["body", "options", "stop_gradient"], "boolean"),
+    ({"lr": float("nan")}, ["body", "lr"], "finite number"),
+    ({"lr": float("inf")}, ["body", "lr"], "finite number"),
+]
+
+
+@pytest.mark.parametrize(("fields", "loc", "message"), STRICT)
+def test_values_of_the_wrong_type_are_not_coerced(
+    idle: httpx.Client, fields: dict[str, Any], loc: list[Any], message: str
+) -> None:
+    body = json.dumps({**TINY_RUN, **fields})  # Python's json writes NaN and Infinity
+    response = idle.post("/api/runs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(d["loc"] == loc and message in d["msg"] for d in detail), detail
+
+
+def test_an_int_is_still_a_float(idle: httpx.Client) -> None:
+    response = idle.post("/api/runs", json={**TINY_RUN, "lr": 1})
+    assert response.status_code == 201, response.text
+    assert response.json()["config"]["lr"] == 1.0
+
+
+def test_the_zoo_takes_a_bounded_list(idle: httpx.Client) -> None:
+    before = _count(idle)
+    response = idle.post("/api/zoo", json={"presets": ["simclr"] * (MAX_ZOO_PRESETS + 1)})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "presets"]
+    assert _count(idle) == before
+
+
+def test_a_huge_body_is_refused_before_parsing_and_stalls_nobody(idle: httpx.Client) -> None:
+    body = b"[" + b"1," * 5_000_000 + b"1]"  # 10 MB
+    health_times: list[float] = []
+
+    def poll_health() -> None:
+        with httpx.Client(base_url=str(idle.base_url), timeout=30) as other:
+            for _ in range(5):
+                started = time.monotonic()
+                other.get("/api/health")
+                health_times.append(time.monotonic() - started)
+
+    poller = threading.Thread(target=poll_health)
+    started = time.monotonic()
+    poller.start()
+    try:
+        response = idle.post(
+            "/api/runs", content=body, headers={"content-type": "application/json"}
+        )
+    except httpx.HTTPError:  # the server may close before the upload ends: also a refusal
+        response = None
+    elapsed = time.monotonic() - started
+    poller.join()
+    if response is not None:
+        assert response.status_code == 413, response.text[:200]
+        assert "MAX_BODY_BYTES" in response.json()["detail"]
+        assert len(response.content) < 1000
+    assert elapsed < 5, f"refusing 10 MB took {elapsed:.1f} s"
+    assert max(health_times) < 2, health_times
+
+
+def test_a_chunked_body_over_the_limit_gets_413(idle: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(2000):
+            yield b"1," * 1000
+        yield b"1]"
+
+    response = idle.post(
+        "/api/runs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_a_422_does_not_echo_a_large_input(idle: httpx.Client) -> None:
+    big = {"runs": ["x" * 100] * 5000}  # 0.5 MB, under the body limit, over the list bound
+    response = idle.post("/api/shares", json=big)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "runs"]
+    assert len(response.content) < 2000, len(response.content)
+    small = idle.post("/api/shares", json={"runs": "abc"})
+    assert small.json()["detail"][0]["input"] == "abc"  # short ones still help
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_declared_json_gets_415(
+    idle: httpx.Client, content_type: str | None
+) -> None:
+    before = _count(idle)
+    headers = {"content-type": content_type} if content_type else {}
+    request = idle.build_request("POST", "/api/runs", content=json.dumps(TINY_RUN).encode())
+    request.headers.pop("content-type", None)
+    request.headers.update(headers)
+    response = idle.send(request)
+    assert response.status_code == 415, response.text
+    assert _count(idle) == before
+
+
+def test_private_health_shows_workers_to_the_token_only(private_stack: ServiceStack) -> None:
+    client = redis.Redis.from_url(private_stack.redis_url)
+    key = worker_key(private_stack.redis_url, "secret-host:4242")
+    info = {"id": "secret-host:4242", "queues": ["train"], "pid": 4242, "started_at": 0}
+    client.set(key, json.dumps(info), ex=30)
+    try:
+        with httpx.Client(base_url=private_stack.base_url, timeout=30) as http:
+            stranger = http.get("/api/health").json()
+            owner = http.get("/api/health", headers={"Authorization": "Bearer s3cret-token"})
+    finally:
+        client.delete(key)
+        client.close()
+    assert stranger["workers"]["items"] == []
+    assert "secret-host" not in json.dumps(stranger)
+    assert [w["id"] for w in owner.json()["workers"]["items"]] == ["secret-host:4242"]
