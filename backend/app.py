@@ -3,9 +3,10 @@
 
 On start-up it migrates the database, subscribes to the Redis event channel and starts the
 reaper (a run whose worker stopped sending heartbeats is requeued, see
-:func:`backend.dispatch.reap_once`). The HTTP API is described at ``/docs`` and
-``/openapi.json`` (every request and response model is in :mod:`backend.schemas`); the
-routers' module docstrings summarise each resource.
+:func:`backend.dispatch.reap_once`) and the broker check (queued runs whose task is not in
+Redis are sent again, see :class:`backend.dispatch.BrokerWatch`). The HTTP API is described
+at ``/docs`` and ``/openapi.json`` (every request and response model is in
+:mod:`backend.schemas`); the routers' module docstrings summarise each resource.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 
 from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
-from backend.dispatch import reap_once
+from backend.dispatch import BrokerWatch, reap_once
 from backend.events import EventHub, Publisher
 from backend.routers import events, health, methods, pages, reports, runs, shares
 from backend.settings import Settings, get_settings
@@ -49,6 +50,18 @@ async def _reaper_loop(state: ServiceState) -> None:
             log.exception("reaper pass failed")
 
 
+BROKER_POLL_S = 2.0  # how soon a Redis that came back is noticed (one INFO per poll)
+
+
+async def _broker_watch_loop(watch: BrokerWatch) -> None:
+    while True:
+        await asyncio.sleep(BROKER_POLL_S)
+        try:
+            await to_thread.run_sync(watch.poll)
+        except Exception:
+            log.exception("broker check failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API with its routers, the dashboard's pages and static files."""
     settings = settings or get_settings()
@@ -66,13 +79,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.service = state
         await state.hub.start()
-        reaper = asyncio.create_task(_reaper_loop(state), name="reaper")
+        watch = BrokerWatch(db, state.celery, settings)
+        timers = [
+            asyncio.create_task(_reaper_loop(state), name="reaper"),
+            asyncio.create_task(_broker_watch_loop(watch), name="broker-watch"),
+        ]
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for timer in timers:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+            watch.close()
             await state.hub.stop()
             state.publisher.close()
             db.dispose()

@@ -1,17 +1,46 @@
 """Getting runs to the workers: send a run's train task (and remember whether it went out),
-and the reaper pass that the API and every worker process run on a timer."""
+the reaper pass, and the broker check, which the API and every worker process run on timers.
+
+Each queued run's task is sent by one process only, whatever the number of processes: a
+sender first claims the run (:func:`backend.store.leases.claim_unsent` marks it sent in the
+transaction that selects it), then sends. A duplicate that still reaches the queue (a
+process that died between claiming and sending is covered by the broker check, which may
+race a worker taking the message) is harmless: a run is claimed by one worker only
+(:func:`backend.store.leases.claim_run`), the others skip it.
+"""
 
 from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from celery import Celery
 
-from backend.broker import TRAIN_GPU_QUEUE, registered_workers, send_train
+from backend.broker import (
+    PROJECT_TASK,
+    PROJECTION_QUEUE,
+    TRAIN_CPU_QUEUE,
+    TRAIN_GPU_QUEUE,
+    TRAIN_QUEUE,
+    TRAIN_TASK,
+    registered_workers,
+    send_train,
+)
 from backend.events import Publisher
+from backend.projections import resend_projections
 from backend.settings import Settings
 from backend.store import leases
 from backend.store import runs as run_store
 from backend.store.database import Database
+from backend.store.models import now
+
+log = logging.getLogger(__name__)
 
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
@@ -32,25 +61,156 @@ def gpu_worker_connected(settings: Settings) -> bool:
 def enqueue_run(
     db: Database, publisher: Publisher, celery: Celery, settings: Settings, run_id: str
 ) -> bool:
-    """Send the run's train task to its device's queue; remember whether it went out (the
-    reaper retries). A run that needs a GPU while no GPU worker is connected stays queued
-    with that reason on its page; the first GPU worker to join takes it."""
-    device = run_store.run_device(db, run_id) or "auto"
-    sent = send_train(celery, run_id, device)
-    run_store.mark_enqueued(db, run_id, sent)
-    if sent and device == "cuda" and not gpu_worker_connected(settings):
+    """Send the train task of a run not sent yet (new, or given back by its worker) to its
+    device's queue, claimed first so that a reaper pass running meanwhile does not send it
+    too; False when it did not go out (the reaper retries). A run that needs a GPU while no
+    GPU worker is connected stays queued with that reason on its page; the first GPU worker
+    to join takes it."""
+    claimed = leases.claim_unsent(db, sent_before=0.0, only=[run_id])
+    if not claimed:
+        return False  # another process claimed it first, and sends it
+    device = claimed[0].device
+    if not send_train(celery, run_id, device):
+        leases.mark_unsent(db, [run_id])
+        return False
+    if device == "cuda" and not gpu_worker_connected(settings):
         publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
-    return sent
+    return True
+
+
+SEND_BATCH = 1000  # runs claimed per transaction when sending a backlog
+
+
+def send_unsent(
+    db: Database, celery: Celery, *, sent_before: float, only: list[str] | None = None
+) -> int:
+    """Send the train task of every queued run not sent since ``sent_before`` (``only``:
+    among these ids), each claimed first so no other process sends it too. Stops at the
+    first failure (Redis down) and leaves the rest for the next pass. Returns how many went
+    out."""
+    sent = 0
+    while True:
+        batch = leases.claim_unsent(db, sent_before=sent_before, only=only, limit=SEND_BATCH)
+        for index, item in enumerate(batch):
+            if not send_train(celery, item.run_id, item.device):
+                leases.mark_unsent(db, [b.run_id for b in batch[index:]])
+                return sent
+            sent += 1
+        if len(batch) < SEND_BATCH:
+            return sent
 
 
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
-    """Requeue or fail runs whose worker died, re-send queued runs whose task got lost."""
+    """Requeue or fail runs whose worker died; send the queued runs whose task never went
+    out (or went out ``REQUEUE_QUEUED_AFTER_S`` ago and is still not taken)."""
     result = leases.reap(
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         max_worker_losses=settings.max_worker_losses,
-        requeue_after_s=settings.requeue_queued_after_s,
     )
     publisher.publish(result.messages)
-    for run_id in result.to_enqueue:
-        enqueue_run(db, publisher, celery, settings, run_id)
+    send_unsent(db, celery, sent_before=now() - settings.requeue_queued_after_s)
+
+
+# The Redis lists of the queues (kombu adds one per priority step; unprioritised messages
+# use the plain name) and the hash of messages delivered but not acknowledged.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_QUEUE_LISTS = [
+    name
+    for queue in (TRAIN_QUEUE, TRAIN_GPU_QUEUE, TRAIN_CPU_QUEUE, PROJECTION_QUEUE)
+    for name in (queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in (3, 6, 9)))
+]
+_UNACKED = "unacked"
+# A task sent less than this long before the broker was read may not be visible in it yet.
+SEND_GRACE_S = 2.0
+
+
+@dataclass
+class BrokerTasks:
+    """What Redis holds now (waiting in a queue, or delivered and not yet acknowledged)."""
+
+    train: set[str] = field(default_factory=set)  # run ids
+    projection: set[tuple[str, int]] = field(default_factory=set)  # (run id, epoch)
+
+
+def _task_args(message: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """A Celery message's task name and positional arguments."""
+    try:
+        args = json.loads(base64.b64decode(message["body"]))[0]
+    except (KeyError, IndexError, TypeError, ValueError, binascii.Error):
+        return None, []
+    return message.get("headers", {}).get("task"), list(args)
+
+
+def broker_tasks(client: redis.Redis) -> BrokerTasks:
+    """The train and projection tasks in Redis now."""
+    with client.pipeline(transaction=False) as pipe:
+        for name in _QUEUE_LISTS:
+            pipe.lrange(name, 0, -1)
+        pipe.hvals(_UNACKED)
+        *lists, unacked = pipe.execute()
+    messages = [json.loads(raw) for items in lists for raw in items]
+    messages += [json.loads(raw)[0] for raw in unacked]
+    found = BrokerTasks()
+    for message in messages:
+        task, args = _task_args(message)
+        if task == TRAIN_TASK and args:
+            found.train.add(str(args[0]))
+        elif task == PROJECT_TASK and len(args) >= 2:
+            found.projection.add((str(args[0]), int(args[1])))
+    return found
+
+
+def resend_lost(db: Database, celery: Celery, settings: Settings, client: redis.Redis) -> int:
+    """Queued runs that the store says were sent but whose task is not in Redis (a Redis
+    restarted without persistence, a flushed database) are sent again, and so are the
+    projections that were never sent or whose task is gone. Returns how many."""
+    snapshot = now()
+    in_broker = broker_tasks(client)
+    queued = run_store.queued_sent_before(db, snapshot - SEND_GRACE_S)
+    lost = [r for r in queued if r not in in_broker.train]
+    sent = 0
+    if lost:
+        sent = send_unsent(db, celery, sent_before=snapshot - SEND_GRACE_S, only=lost)
+        log.warning("re-sent %d of %d queued runs whose task was not in Redis", sent, len(lost))
+    return sent + resend_projections(
+        db, celery, settings, in_broker.projection, sent_before=snapshot - SEND_GRACE_S
+    )
+
+
+class BrokerWatch:
+    """Runs :func:`resend_lost` every ``BROKER_CHECK_INTERVAL_S``, and at once when Redis
+    comes back (reachable again, or another server: its ``run_id`` changed after a restart).
+    Call :meth:`poll` every couple of seconds; it costs one ``INFO`` between checks."""
+
+    def __init__(self, db: Database, celery: Celery, settings: Settings) -> None:
+        self.db = db
+        self.celery = celery
+        self.settings = settings
+        self.interval_s = settings.broker_check_interval_s
+        self.client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1, socket_timeout=5
+        )
+        self._server: str | None = None
+        self._next_check = 0.0
+
+    def poll(self) -> int:
+        try:
+            server = str(self.client.info("server")["run_id"])
+        except (redis.RedisError, OSError):
+            self._server = None
+            return 0
+        came_back = server != self._server
+        self._server = server
+        if not came_back and time.monotonic() < self._next_check:
+            return 0
+        # after an outage, once more soon: a task sent just before it was within the grace
+        self._next_check = time.monotonic() + (SEND_GRACE_S if came_back else self.interval_s)
+        try:
+            return resend_lost(self.db, self.celery, self.settings, self.client)
+        except (redis.RedisError, OSError):
+            self._server = None  # check again at the next poll
+            return 0
+
+    def close(self) -> None:
+        self.client.close()

@@ -29,7 +29,8 @@ How it stays gap-free: writers commit the event to the database, then publish it
 Redis channel. Each API process holds a single subscription (:class:`EventHub`) and hands
 messages to the local streams. A stream subscribes *before* reading the history, skips what it
 has already sent, and on a jump in sequence numbers, a Redis reconnect or a queue overflow it
-re-reads the log from the database. While Redis is unreachable the streams poll the database.
+re-reads the log from the database. When the subscription drops, every stream is woken at once
+and polls the database every second until it is back (then they go back to push).
 
 The framing, the keep-alive comments, client disconnects and server shutdown are
 sse-starlette's (:func:`event_response`); what is ours is which events go out and in what
@@ -207,7 +208,11 @@ class EventHub:
                 if self.connected:
                     log.warning("lost the Redis event channel: %s", exc)
             finally:
-                self.connected = False
+                was_connected, self.connected = self.connected, False
+                if was_connected:
+                    # wake every stream now: each re-reads the log and, until the channel is
+                    # back, polls the database every second instead of waiting for news
+                    self._broadcast_resync()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()

@@ -16,6 +16,10 @@ and the limits. Variables (all optional):
 ``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
                   worker-death detection (a run whose heartbeat is older than the timeout is
                   requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
+``REQUEUE_QUEUED_AFTER_S`` a queued run whose task went out this long ago (600) is sent again.
+``BROKER_CHECK_INTERVAL_S`` how often (30) every process compares the train queues in Redis
+                  with the store's queued runs and re-sends the missing ones (at once, too,
+                  when Redis comes back after an outage or a restart).
 ``MAX_BODY_BYTES`` largest request body (default 1 MiB); a larger one gets 413 before parsing.
 """
 
@@ -54,6 +58,7 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(10.0, gt=0)
     max_worker_losses: int = Field(3, ge=1)
     requeue_queued_after_s: float = Field(600.0, gt=0)
+    broker_check_interval_s: float = Field(30.0, gt=0)
     sse_keepalive_s: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     progress_interval_s: float = Field(0.25, ge=0)

@@ -19,7 +19,9 @@ Guarantees (the service tests check each):
   steps and puts it back in the queue for the next worker, without counting a loss.
 
 Embeddings for projections travel through Redis (float16, one key per epoch, 1 day TTL)
-so the projection worker may run on another machine; the task itself carries only JSON.
+so the projection worker may run on another machine; the task itself carries only JSON. They
+are also kept in the run directory until the projection is stored, so a projection that
+could not be sent, or whose task Redis lost, is sent again (:mod:`backend.projections`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from backend.broker import send_projection, send_train
-from backend.events import Publisher, key_prefix
+from backend.dispatch import enqueue_run
+from backend.events import Publisher
+from backend.projections import (
+    EMBEDDING_TTL_S,
+    embeddings_key,
+    forget_embeddings,
+    keep_embeddings,
+    load_embeddings,
+    send_kept,
+)
 from backend.settings import Settings, probe_images_path
 from backend.store import epochs as epoch_store
 from backend.store import leases
@@ -62,7 +72,6 @@ from workers.engine.trainer import RunCancelled, TrainHooks, TrainingError, trai
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = threading.Event()  # set by the Celery worker's shutdown signal
-EMBEDDING_TTL_S = 24 * 3600
 
 
 def worker_identity() -> str:
@@ -178,23 +187,27 @@ class ServiceHooks:
         self.context.publisher.publish([EventMessage(self.run_id, "progress", progress)])
 
     def on_embeddings(self, epoch: int, z: np.ndarray, labels: np.ndarray) -> None:
-        """Hand z (N, d) and labels (N,) to the projection queue via Redis."""
-        key = f"{key_prefix(self.context.settings.redis_url)}:embeddings:{self.run_id}:{epoch}"
+        """Hand z (N, d) and labels (N,) to the projection queue via Redis, keeping them in
+        the run directory until the projection is stored (re-sent if this send fails)."""
+        settings = self.context.settings
         z16 = np.ascontiguousarray(z, dtype=np.float16)
+        labels32 = np.ascontiguousarray(labels, dtype=np.int32)
+        keep_embeddings(settings.run_dir(self.run_id), epoch, z16, labels32)
+        key = embeddings_key(settings.redis_url, self.run_id, epoch)
         try:
             self.context.redis.hset(
                 key,
                 mapping={
                     "z": z16.tobytes(),
-                    "labels": np.ascontiguousarray(labels, dtype=np.int32).tobytes(),
+                    "labels": labels32.tobytes(),
                     "shape": f"{z16.shape[0]},{z16.shape[1]}",
                 },
             )
             self.context.redis.expire(key, EMBEDDING_TTL_S)
         except (redis.RedisError, OSError) as exc:
-            log.warning("no projection for epoch %d (Redis unreachable): %s", epoch, exc)
+            log.warning("projection of epoch %d waits for Redis: %s", epoch, exc)
             return
-        send_projection(self.context.celery, self.run_id, epoch, key)
+        send_kept(self.context.celery, settings, self.run_id, epoch)
 
     def on_probe_images(self, images: np.ndarray) -> None:
         """Keep the probe images (uint8 (N, C, S, S)) beside the checkpoint, where the API
@@ -305,8 +318,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
             publisher.publish(
                 leases.release_run(db, run_id, lease, "its worker shut down; waiting for another")
             )
-            if send_train(context.celery, run_id, str(claim.config.get("device", "auto"))):
-                run_store.mark_enqueued(db, run_id, True)
+            enqueue_run(db, publisher, context.celery, context.settings, run_id)
             return "released"
         log.warning("run %s was taken over by another worker; stopping here", run_id)
         return "lease lost"
@@ -337,18 +349,30 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     return "succeeded"
 
 
-def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str) -> str:
-    """Project one epoch's embeddings to 2-D, aligned with the previous epoch, and store it."""
+def _stored_embeddings(
+    context: WorkerContext, run_id: str, epoch: int, key: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The epoch's (z float32, labels) from Redis, else from the run directory."""
     try:
         # a client without decode_responses: keys and values are bytes
         stored = cast(dict[bytes, bytes], context.redis.hgetall(key))
     except (redis.RedisError, OSError) as exc:
-        raise RuntimeError(f"Redis unreachable: {exc}") from exc
-    if not stored:
+        stored = {}
+        log.warning("embeddings of epoch %d read from the run directory: %s", epoch, exc)
+    if stored:
+        rows, dims = (int(v) for v in stored[b"shape"].decode().split(","))
+        z = np.frombuffer(stored[b"z"], dtype=np.float16).reshape(rows, dims)
+        return z.astype(np.float32), np.frombuffer(stored[b"labels"], dtype=np.int32)
+    return load_embeddings(context.settings.run_dir(run_id), epoch)
+
+
+def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str) -> str:
+    """Project one epoch's embeddings to 2-D, aligned with the previous epoch, and store it."""
+    embeddings = _stored_embeddings(context, run_id, epoch, key)
+    if embeddings is None:
         return "embeddings expired"
-    rows, dims = (int(v) for v in stored[b"shape"].decode().split(","))
-    z = np.frombuffer(stored[b"z"], dtype=np.float16).reshape(rows, dims).astype(np.float32)
-    labels = np.frombuffer(stored[b"labels"], dtype=np.int32)
+    z, labels = embeddings
+    rows = z.shape[0]
     run = run_store.get_run(context.db, run_id)
     if run is None:
         return "run deleted"
@@ -361,6 +385,7 @@ def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str
     context.publisher.publish(
         epoch_store.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
     )
+    forget_embeddings(context.settings.run_dir(run_id), epoch)
     with contextlib.suppress(redis.RedisError, OSError):
         context.redis.delete(key)
     return "projected"

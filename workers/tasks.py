@@ -2,8 +2,9 @@
 
 The work itself lives in :mod:`workers.lifecycle` (claim, heartbeat, hooks, finish). This
 module also runs, in every worker process, a small background thread that advertises the
-worker in Redis (``GET /api/health`` counts them) and runs the reaper, so that runs orphaned
-by a dead worker are requeued even when no API process is up.
+worker in Redis (``GET /api/health`` counts them) and runs the reaper and the broker check,
+so that runs orphaned by a dead worker, or whose task Redis lost, are requeued even when no
+API process is up.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from backend.broker import (
     WORKER_KEY_TTL_S,
     worker_key,
 )
-from backend.dispatch import reap_once
+from backend.dispatch import BrokerWatch, reap_once
 from backend.events import Publisher
 from backend.settings import get_settings
 from backend.store.database import Database
@@ -91,6 +92,7 @@ def _housekeeping(queues: list[str]) -> None:
     if any(q.startswith(TRAIN_QUEUE) for q in queues):
         device = {**describe_device(), "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     next_reap = 0.0
+    watch = BrokerWatch(ctx.db, ctx.celery, ctx.settings)
     while not SHUTTING_DOWN.is_set():
         info = {
             "id": ctx.worker_id,
@@ -110,7 +112,12 @@ def _housekeeping(queues: list[str]) -> None:
                 reap_once(ctx.db, ctx.publisher, ctx.celery, ctx.settings)
             except Exception:
                 log.exception("reaper pass failed")
-        SHUTTING_DOWN.wait(min(3.0, ctx.settings.reaper_interval_s))
+        try:
+            watch.poll()
+        except Exception:
+            log.exception("broker check failed")
+        SHUTTING_DOWN.wait(min(2.0, ctx.settings.reaper_interval_s))
+    watch.close()
     with contextlib.suppress(redis.RedisError, OSError):
         ctx.redis.delete(key)
 

@@ -113,18 +113,16 @@ def release_run(db: Database, run_id: str, lease_token: str, reason: str) -> lis
 @dataclass
 class ReapResult:
     messages: list[EventMessage]
-    to_enqueue: list[str]
+    requeued: list[str]  # runs given back to the queue (their task is sent by send_unsent)
 
 
 def _where(run: Run) -> str:
     return "before the first epoch" if run.last_epoch is None else f"after epoch {run.last_epoch}"
 
 
-def reap(
-    db: Database, *, heartbeat_timeout_s: float, max_worker_losses: int, requeue_after_s: float
-) -> ReapResult:
+def reap(db: Database, *, heartbeat_timeout_s: float, max_worker_losses: int) -> ReapResult:
     """Requeue runs whose worker stopped sending heartbeats; fail the ones that have lost
-    ``max_worker_losses`` workers; re-send queued runs whose task never went out or got lost.
+    ``max_worker_losses`` workers; end ``cancelled`` the ones a user cancelled meanwhile.
     Safe to run from any number of processes at once (each run is handled under its lock)."""
     result = ReapResult([], [])
     stamp = now()
@@ -133,14 +131,6 @@ def reap(
             session.scalars(
                 select(Run.id).where(
                     Run.status == "running", Run.heartbeat_at < stamp - heartbeat_timeout_s
-                )
-            )
-        )
-        unsent = list(
-            session.scalars(
-                select(Run.id).where(
-                    Run.status == "queued",
-                    (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stamp - requeue_after_s),
                 )
             )
         )
@@ -177,6 +167,42 @@ def reap(
                         f"{_where(run)}); requeued to resume from the last checkpoint",
                     )
                 )
-                result.to_enqueue.append(run_id)
-    result.to_enqueue.extend(r for r in unsent if r not in result.to_enqueue)
+                result.requeued.append(run_id)
     return result
+
+
+@dataclass(frozen=True)
+class ToSend:
+    run_id: str
+    device: str  # "auto" | "cpu" | "cuda": picks the train queue
+
+
+def claim_unsent(
+    db: Database, *, sent_before: float, only: list[str] | None = None, limit: int = 1000
+) -> list[ToSend]:
+    """Queued runs whose train task never went out, or went out before ``sent_before``
+    (``only``: among these ids), marked sent now in the same transaction, so the caller is
+    the one process that sends them. The rows are locked with ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL (concurrent reapers split the backlog instead of queueing behind each other);
+    SQLite's ``BEGIN IMMEDIATE`` serialises the transactions. At most ``limit`` per call."""
+    query = select(Run.id, Run.config).where(
+        Run.status == "queued",
+        (Run.enqueued_at.is_(None)) | (Run.enqueued_at < sent_before),
+    )
+    if only is not None:
+        query = query.where(Run.id.in_(only))
+    with db.write() as session:
+        rows = session.execute(
+            query.order_by(Run.created_at).limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if rows:
+            session.execute(
+                update(Run).where(Run.id.in_([r.id for r in rows])).values(enqueued_at=now())
+            )
+    return [ToSend(r.id, str((r.config or {}).get("device", "auto"))) for r in rows]
+
+
+def mark_unsent(db: Database, run_ids: list[str]) -> None:
+    """The claimed runs' tasks did not go out (Redis down): the next pass sends them."""
+    with db.write() as session:
+        session.execute(update(Run).where(Run.id.in_(run_ids)).values(enqueued_at=None))

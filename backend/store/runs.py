@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
@@ -48,11 +48,21 @@ def create_run(
         return run, [message]
 
 
-def mark_enqueued(db: Database, run_id: str, enqueued: bool) -> None:
-    """Remember whether the train task went out (the reaper retries when it did not)."""
-    with db.write() as session:
-        session.execute(
-            update(Run).where(Run.id == run_id).values(enqueued_at=now() if enqueued else None)
+def queued_sent_before(db: Database, stamp: float) -> list[str]:
+    """Queued runs whose train task was sent before ``stamp``."""
+    with db.read() as session:
+        return list(
+            session.scalars(select(Run.id).where(Run.status == "queued", Run.enqueued_at < stamp))
+        )
+
+
+def recently_active(db: Database, since: float) -> list[str]:
+    """Runs running now or changed since ``since`` (UNIX seconds)."""
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Run.id).where((Run.status == "running") | (Run.updated_at >= since))
+            )
         )
 
 

@@ -76,11 +76,13 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2, what: str 
 
 
 class RedisServer:
-    """A private redis-server on a free port, restartable on the same port."""
+    """A private redis-server on a free port, restartable on the same port; with
+    ``persistent=False`` a restart loses everything (no append-only file)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistent: bool = True) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,7 +101,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persistent else "no",
                 "--dir",
                 str(self.workdir),
             ],

@@ -15,6 +15,7 @@ from backend.store import eventlog, leases
 from backend.store import runs as run_store
 from backend.store import shares as share_store
 from backend.store.database import Database
+from backend.store.models import now
 
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
 
@@ -173,11 +174,13 @@ def test_reaper_requeues_a_silent_run_and_fails_it_after_repeated_losses(db: Dat
         claim, _, _ = leases.claim_run(db, run_id, f"worker-{loss}")
         assert claim is not None, f"claim {loss}"
         _make_stale(db, run_id)
-        result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
+        result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3)
         assert [m.data["status"] for m in result.messages] == (
             ["queued"] if loss < 3 else ["failed"]
         )
-        assert (run_id in result.to_enqueue) == (loss < 3)
+        assert (run_id in result.requeued) == (loss < 3)
+        claimed = [c.run_id for c in leases.claim_unsent(db, sent_before=0.0)]
+        assert claimed == ([run_id] if loss < 3 else [])
         assert not leases.heartbeat(db, run_id, claim.lease_token, None).owned
     run = run_store.get_run(db, run_id)
     assert run is not None and run.status == "failed" and run.worker_losses == 3
@@ -187,14 +190,18 @@ def test_reaper_requeues_a_silent_run_and_fails_it_after_repeated_losses(db: Dat
 def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> None:
     live = _new_run(db)
     leases.claim_run(db, live, "worker")
-    unsent = _new_run(db)
-    run_store.mark_enqueued(db, unsent, False)
     sent = _new_run(db)
-    run_store.mark_enqueued(db, sent, True)
-    result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3, requeue_after_s=600)
-    assert result.messages == []
-    assert unsent in result.to_enqueue and sent not in result.to_enqueue
-    assert live not in result.to_enqueue
+    assert [c.run_id for c in leases.claim_unsent(db, sent_before=0.0, only=[sent])] == [sent]
+    unsent = _new_run(db)
+    result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3)
+    assert result.messages == [] and result.requeued == []
+    assert [c.run_id for c in leases.claim_unsent(db, sent_before=now() - 600)] == [unsent]
+    # each is claimed once: a second sender finds nothing left to send
+    assert leases.claim_unsent(db, sent_before=now() - 600) == []
+    leases.mark_unsent(db, [unsent])  # its send failed: the next pass takes it again
+    assert [c.run_id for c in leases.claim_unsent(db, sent_before=0.0)] == [unsent]
+    # a task sent long ago and never taken is sent again
+    assert [c.run_id for c in leases.claim_unsent(db, sent_before=now() + 1)] == [sent, unsent]
 
 
 def test_cancel_ends_a_queued_run_and_flags_a_running_one(db: Database) -> None:
