@@ -78,6 +78,8 @@ def enqueue_run(
     return True
 
 
+# A cancelled run whose worker missed this many heartbeats ends cancelled (its worker is gone).
+CANCEL_AFTER_BEATS = 3
 SEND_BATCH = 1000  # runs claimed per transaction when sending a backlog
 
 
@@ -107,6 +109,7 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         max_worker_losses=settings.max_worker_losses,
+        cancel_timeout_s=CANCEL_AFTER_BEATS * settings.heartbeat_interval_s,
     )
     publisher.publish(result.messages)
     send_unsent(db, celery, sent_before=now() - settings.requeue_queued_after_s)

@@ -104,8 +104,9 @@ def resend_projections(
     sent before ``sent_before`` whose task is not ``in_broker`` (Redis lost it); embeddings
     whose projection is stored already are deleted. Returns how many were sent."""
     sent = 0
-    for run_id in run_store.recently_active(db, time.time() - EMBEDDING_TTL_S):
-        run_dir = settings.run_dir(run_id)
+    runs_root = settings.run_dir("_").parent  # resolved once, not per run
+    for run_id in run_store.recently_trained(db, time.time() - EMBEDDING_TTL_S):
+        run_dir = runs_root / run_id
         try:
             names = [p.name for p in _folder(run_dir).iterdir()]
         except FileNotFoundError:

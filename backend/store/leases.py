@@ -120,17 +120,28 @@ def _where(run: Run) -> str:
     return "before the first epoch" if run.last_epoch is None else f"after epoch {run.last_epoch}"
 
 
-def reap(db: Database, *, heartbeat_timeout_s: float, max_worker_losses: int) -> ReapResult:
+def reap(
+    db: Database,
+    *,
+    heartbeat_timeout_s: float,
+    max_worker_losses: int,
+    cancel_timeout_s: float | None = None,
+) -> ReapResult:
     """Requeue runs whose worker stopped sending heartbeats; fail the ones that have lost
-    ``max_worker_losses`` workers; end ``cancelled`` the ones a user cancelled meanwhile.
+    ``max_worker_losses`` workers. A run cancelled while running ends ``cancelled`` once its
+    worker has been silent for ``cancel_timeout_s`` (a few heartbeat intervals: a live worker
+    sees the flag at its next beat and stops by itself), without waiting for the timeout.
     Safe to run from any number of processes at once (each run is handled under its lock)."""
     result = ReapResult([], [])
     stamp = now()
+    cancel_timeout_s = min(cancel_timeout_s or heartbeat_timeout_s, heartbeat_timeout_s)
     with db.read() as session:
         stale = list(
             session.scalars(
                 select(Run.id).where(
-                    Run.status == "running", Run.heartbeat_at < stamp - heartbeat_timeout_s
+                    Run.status == "running",
+                    (Run.heartbeat_at < stamp - heartbeat_timeout_s)
+                    | (Run.cancel_requested & (Run.heartbeat_at < stamp - cancel_timeout_s)),
                 )
             )
         )
@@ -140,7 +151,8 @@ def reap(db: Database, *, heartbeat_timeout_s: float, max_worker_losses: int) ->
             if run is None or run.status != "running" or run.heartbeat_at is None:
                 continue
             silent_for = now() - run.heartbeat_at
-            if silent_for < heartbeat_timeout_s:
+            timeout = cancel_timeout_s if run.cancel_requested else heartbeat_timeout_s
+            if silent_for < timeout:
                 continue
             run.worker_losses += 1
             run.lease_token = None

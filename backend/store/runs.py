@@ -56,12 +56,15 @@ def queued_sent_before(db: Database, stamp: float) -> list[str]:
         )
 
 
-def recently_active(db: Database, since: float) -> list[str]:
-    """Runs running now or changed since ``since`` (UNIX seconds)."""
+def recently_trained(db: Database, since: float) -> list[str]:
+    """Runs training now, or that were trained and ended since ``since`` (UNIX seconds)."""
     with db.read() as session:
         return list(
             session.scalars(
-                select(Run.id).where((Run.status == "running") | (Run.updated_at >= since))
+                select(Run.id).where(
+                    (Run.status == "running")
+                    | ((Run.finished_at >= since) & Run.started_at.is_not(None))
+                )
             )
         )
 
