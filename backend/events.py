@@ -148,6 +148,8 @@ class EventHub:
         self.redis_url = redis_url
         self.channel = channel_name(redis_url)
         self.connected = False
+        # called with each message, and with None when the channel is lost or comes back
+        self.listeners: list[Callable[[EventMessage | None], None]] = []
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -173,6 +175,8 @@ class EventHub:
                 del self._subscriptions[subscription.key]
 
     def _broadcast_resync(self) -> None:
+        for listener in self.listeners:
+            listener(None)
         for members in self._subscriptions.values():
             for subscription in members:
                 subscription.offer(RESYNC)
@@ -183,6 +187,8 @@ class EventHub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed event message %r", raw[:200])
             return
+        for listener in self.listeners:
+            listener(message)
         for key in (message.run_id, "*"):
             for subscription in self._subscriptions.get(key, ()):
                 subscription.offer(message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from celery import Celery
@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from backend.dispatch import enqueue_run
 from backend.events import EventHub, Publisher
+from backend.read_cache import ReadCache
 from backend.settings import Settings
 from backend.store.database import Database
 
@@ -21,6 +22,11 @@ class ServiceState:
     publisher: Publisher
     hub: EventHub
     celery: Celery
+    cache: ReadCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = ReadCache(live=lambda: self.hub.connected)
+        self.hub.listeners.append(self.cache.on_event)
 
     def enqueue_run(self, run_id: str) -> bool:
         """Send the run's train task; remember whether it went out (the reaper retries)."""

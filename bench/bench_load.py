@@ -38,7 +38,6 @@ from bench.local_stack import local_stack
 from tests.service.stack import ServiceStack, descendants
 
 RATES = (50, 100, 150, 200, 250, 300, 400)
-VIEWERS = 100
 P95_TARGET_MS = 100.0
 
 
@@ -81,11 +80,11 @@ async def _viewer(base_url: str, run_id: str, counts: list[int], index: int) -> 
                 counts[index] += 1
 
 
-def viewers(base_url: str, run_id: str, ready: Any, stop: Any) -> None:
+def viewers(base_url: str, run_id: str, count: int, ready: Any, stop: Any) -> None:
     async def main() -> None:
-        counts = [0] * VIEWERS
-        tasks = [asyncio.create_task(_viewer(base_url, run_id, counts, i)) for i in range(VIEWERS)]
-        while sum(1 for c in counts if c) < VIEWERS:
+        counts = [0] * count
+        tasks = [asyncio.create_task(_viewer(base_url, run_id, counts, i)) for i in range(count)]
+        while sum(1 for c in counts if c) < count:
             await asyncio.sleep(0.2)
         ready.set()
         while not stop.is_set():
@@ -140,6 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per rate")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn --workers")
+    parser.add_argument("--viewers", type=int, default=100)
+    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="requests/s, rising")
     args = parser.parse_args()
     extra = {"SSE_KEEPALIVE_S": "15", "PROGRESS_INTERVAL_S": "0.25"}
     if args.workers > 1:
@@ -151,15 +152,17 @@ def main() -> None:
         feeder = spawn.Process(
             target=writer, args=(stack.database_url, stack.redis_url, run_id, 30, stop)
         )
-        watchers = spawn.Process(target=viewers, args=(stack.base_url, run_id, ready, stop))
+        watchers = spawn.Process(
+            target=viewers, args=(stack.base_url, run_id, args.viewers, ready, stop)
+        )
         feeder.start()
         watchers.start()
         try:
             if not ready.wait(60):
                 raise SystemExit("the viewers did not connect within 60 s")
-            print(f"{VIEWERS} viewers on a training run; API uvicorn --workers {args.workers}")
+            print(f"{args.viewers} viewers on a training run; uvicorn --workers {args.workers}")
             held = 0
-            for rate in RATES:
+            for rate in [int(r) for r in args.rates.split(",")]:
                 failures, latencies = asyncio.run(_load(stack.base_url, run_id, rate, args.seconds))
                 p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
                 print(

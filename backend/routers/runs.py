@@ -45,6 +45,7 @@ from PIL import Image
 from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.read_cache import LIST
 from backend.schemas import (
     CONFLICT,
     NOT_FOUND,
@@ -161,7 +162,11 @@ def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
     )
 
 
-@router.get("/runs", response_model=RunList)
+@router.get(
+    "/runs",
+    response_class=JSONResponse,  # documents the model as application/json
+    response_model=RunList,
+)
 def list_runs(
     state: StateDep,
     access: Access,
@@ -173,8 +178,15 @@ def list_runs(
     ids: Annotated[str | None, Query(description="Comma-separated run ids.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> RunList:
-    """Runs, newest first, filtered; ``count`` is the number matching the filters."""
+) -> Response:
+    """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
+    once and served from a cache for up to a second, dropped at the next change."""
+    key = ("runs", str(status_filter), str(method), str(dataset), str(preset), str(verdict))
+    key += (str(ids), str(limit), str(offset))
+    cached = state.cache.get(key) if access.all_runs else None
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    generation = state.cache.generation()
     id_list = [i for i in ids.split(",") if i] if ids is not None else None
     if not access.all_runs:
         allowed = sorted(access.run_ids)
@@ -182,7 +194,13 @@ def list_runs(
     filters = run_store.RunFilter(status_filter, method, dataset, preset, verdict, id_list)
     page, total = run_store.list_runs(state.db, filters, limit, offset)
     histories = epoch_store.rank_histories(state.db, [r.id for r in page])
-    return RunList(data=[summary_from_row(r, histories.get(r.id, [])) for r in page], count=total)
+    listing = RunList(
+        data=[summary_from_row(r, histories.get(r.id, [])) for r in page], count=total
+    )
+    body = listing.model_dump_json().encode()
+    if access.all_runs:
+        state.cache.put(key, LIST, body, generation)
+    return Response(body, media_type="application/json")
 
 
 def readable_run_row(state: ServiceState, access: ReadAccess, run_id: str) -> Run:
@@ -222,8 +240,14 @@ def get_epochs(
 ) -> Response:
     """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry). Served
     as stored, without decoding and re-encoding (a long run's records weigh MBs)."""
-    readable_run_row(state, access, run_id)
-    body = epoch_store.epoch_records_json(state.db, run_id, since)
+    check_readable(access, run_id)
+    key = ("epochs", run_id, str(since))
+    body = state.cache.get(key)
+    if body is None:
+        generation = state.cache.generation()
+        readable_run_row(state, access, run_id)
+        body = epoch_store.epoch_records_json(state.db, run_id, since).encode()
+        state.cache.put(key, run_id, body, generation)
     return Response(body, media_type="application/json")
 
 
@@ -333,5 +357,6 @@ def delete_run(run_id: str, state: StateDep) -> Response:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     if outcome == "active":
         raise HTTPException(status.HTTP_409_CONFLICT, "the run is queued or running: cancel it")
+    state.cache.invalidate(run_id)
     shutil.rmtree(state.settings.run_dir(run_id), ignore_errors=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
