@@ -1,5 +1,6 @@
 """Hostile requests against the real API: odd paths, lax types, unbounded lists, huge bodies,
-bodies that are not JSON; and what private mode shows to strangers."""
+bodies that are not JSON; what private mode shows to strangers; and that the cached run list
+never hides a change made through this API."""
 
 from __future__ import annotations
 
@@ -168,3 +169,14 @@ def test_private_health_shows_workers_to_the_token_only(private_stack: ServiceSt
     assert stranger["workers"]["items"] == []
     assert "secret-host" not in json.dumps(stranger)
     assert [w["id"] for w in owner.json()["workers"]["items"]] == ["secret-host:4242"]
+
+
+def test_the_cached_run_list_shows_a_change_at_once(idle: httpx.Client) -> None:
+    for _ in range(3):  # warm the cache
+        idle.get("/api/runs")
+    run_id = idle.post("/api/runs", json=TINY_RUN).json()["id"]
+    assert idle.get("/api/runs").json()["data"][0]["id"] == run_id
+    idle.post(f"/api/runs/{run_id}/cancel")
+    assert idle.get("/api/runs").json()["data"][0]["status"] == "cancelled"
+    assert idle.delete(f"/api/runs/{run_id}").status_code == 204
+    assert all(r["id"] != run_id for r in idle.get("/api/runs").json()["data"])
