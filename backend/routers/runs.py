@@ -182,8 +182,8 @@ def list_runs(
 ) -> Response:
     """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
     once and served from a cache for up to a second, dropped at the next change."""
-    key = ("runs", str(status_filter), str(method), str(dataset), str(preset), str(verdict))
-    key += (str(ids), str(limit), str(offset))
+    query = (status_filter, method, dataset, preset, verdict, ids, limit, offset)
+    key = ("runs", *map(str, query))
     cached = state.cache.get(key) if access.all_runs else None
     if cached is not None:
         return Response(cached, media_type="application/json")
