@@ -6,13 +6,15 @@
 chunked body is read up to the bound and answered 413 as soon as it passes it. A non-empty
 body must say ``Content-Type: application/json`` (or ``+json``), else 415: nothing is taken
 as JSON by guesswork, and a cross-site HTML form (which cannot send that type) cannot launch
-runs. Routes that take another media type list it in ``other_media_types``.
+runs. A route that takes large bodies of another media type (an upload) registers it in
+``streamed`` with its own bound: such a body is checked against that bound (``Content-Length``
+first, then as it streams) but not read here, so it never sits in memory twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from fastapi import Request
@@ -39,20 +41,25 @@ class BodyLimits:
     """413 above ``max_bytes``, 415 for a body that is not JSON (nor another listed type)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, other_media_types: Iterable[str] = ()
+        self, app: ASGIApp, *, max_bytes: int, streamed: Mapping[str, int] | None = None
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.other_media_types = frozenset(other_media_types)
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = self.streamed.get(media_type, self.max_bytes)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(send, 413, self._too_large())
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._refuse(send, 413, self._too_large(limit, media_type in self.streamed))
+            return
+        if media_type in self.streamed:
+            await self.app(scope, self._bounded(receive, limit), send)
             return
         body, more = b"", True
         while more:  # read it all here (bounded), so nothing downstream waits on a slow client
@@ -62,10 +69,9 @@ class BodyLimits:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
-                await self._refuse(send, 413, self._too_large())
+                await self._refuse(send, 413, self._too_large(self.max_bytes, False))
                 return
-        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if body and not (_is_json(media_type) or media_type in self.other_media_types):
+        if body and not _is_json(media_type):
             shown = media_type or "none"
             await self._refuse(
                 send, 415, f"the body must be JSON (Content-Type: application/json), not {shown}"
@@ -83,11 +89,26 @@ class BodyLimits:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return (
-            f"the request body is larger than this server's limit of {self.max_bytes} bytes "
-            "(MAX_BODY_BYTES)"
-        )
+    @staticmethod
+    def _bounded(receive: Receive, limit: int) -> Receive:
+        """``receive`` that ends the request as a disconnect once more than ``limit`` bytes
+        came (a chunked upload without Content-Length)."""
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                return {"type": "http.disconnect"}
+            return message
+
+        return bounded
+
+    @staticmethod
+    def _too_large(limit: int, streamed: bool) -> str:
+        variable = "" if streamed else " (MAX_BODY_BYTES)"
+        return f"the request body is larger than this server's limit of {limit} bytes{variable}"
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:

@@ -204,6 +204,23 @@ def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> 
     assert [c.run_id for c in leases.claim_unsent(db, sent_before=now() + 1)] == [sent, unsent]
 
 
+def test_concurrent_senders_claim_each_unsent_run_once(db: Database) -> None:
+    runs = {_new_run(db) for _ in range(60)}
+    claimed: list[list[str]] = [[] for _ in range(4)]
+
+    def sender(index: int) -> None:
+        while batch := leases.claim_unsent(db, sent_before=now() - 600, limit=7):
+            claimed[index].extend(c.run_id for c in batch)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [run_id for part in claimed for run_id in part]
+    assert sorted(every) == sorted(runs), "each run claimed exactly once"
+
+
 def test_cancel_ends_a_queued_run_and_flags_a_running_one(db: Database) -> None:
     queued = _new_run(db)
     run, messages = run_store.request_cancel(db, queued)
