@@ -3,10 +3,10 @@ the reaper pass, and the broker check, which the API and every worker process ru
 
 Each queued run's task is sent by one process only, whatever the number of processes: a
 sender first claims the run (:func:`backend.store.leases.claim_unsent` marks it sent in the
-transaction that selects it), then sends. A duplicate that still reaches the queue (a
-process that died between claiming and sending is covered by the broker check, which may
-race a worker taking the message) is harmless: a run is claimed by one worker only
-(:func:`backend.store.leases.claim_run`), the others skip it.
+transaction that selects it), then sends. If the sender dies between the two, the broker
+check finds the task missing from Redis and sends it. The one way left to a duplicate (the
+check reads the queue in the instant a worker moves the message to ``unacked``) is harmless:
+a run is claimed by one worker only (:func:`backend.store.leases.claim_run`), others skip it.
 """
 
 from __future__ import annotations
