@@ -27,7 +27,16 @@ from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
 from backend.dispatch import BrokerWatch, reap_once
 from backend.events import EventHub, Publisher
-from backend.routers import events, health, methods, pages, reports, runs, shares
+from backend.routers import (
+    events,
+    external_runs,
+    health,
+    methods,
+    pages,
+    reports,
+    runs,
+    shares,
+)
 from backend.settings import Settings, get_settings
 from backend.state import ServiceState
 from backend.store.database import Database
@@ -106,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    for module in (health, methods, runs, events, shares, reports, pages):
+    for module in (health, methods, runs, external_runs, events, shares, reports, pages):
         app.include_router(module.router)
     app.mount(
         "/static", StaticFiles(directory=settings.frontend_dir, check_dir=False), name="static"

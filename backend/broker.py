@@ -3,9 +3,10 @@
 Tasks carry JSON only. Training runs are routed by the device they ask for: ``train.gpu``
 (``device: "cuda"``, consumed only by GPU workers), ``train.cpu`` (``device: "cpu"``, CPU
 workers) and ``train`` (``device: "auto"``, every training worker: whichever is free first).
-``projection`` carries the UMAP of one epoch's embeddings. The workers register the task
-bodies on the same app (:mod:`workers.celery_app`); the API only ever sends by name, so it
-never imports them.
+``projection`` carries the UMAP of one epoch's embeddings, ``ingest`` the diagnostics of
+an external run's uploaded epochs (both consumed by the projection workers). The workers
+register the task bodies on the same app (:mod:`workers.celery_app`); the API only ever
+sends by name, so it never imports them.
 
 Late acknowledgement (``acks_late`` + ``reject_on_worker_lost``) keeps a task in Redis until
 its worker finishes it; the run heartbeat and the reaper handle a worker that dies without
@@ -30,6 +31,7 @@ TRAIN_QUEUE = "train"
 TRAIN_GPU_QUEUE = "train.gpu"
 TRAIN_CPU_QUEUE = "train.cpu"
 PROJECTION_QUEUE = "projection"
+INGEST_QUEUE = "ingest"  # external runs' uploaded epochs -> diagnostics (projection workers)
 WORKER_KEY_TTL_S = 10  # a worker's registry entry outlives it by at most this
 
 
@@ -55,6 +57,7 @@ def registered_workers(client: redis.Redis, redis_url: str) -> list[dict[str, An
 
 TRAIN_TASK = "collapse_lab.train_run"
 PROJECT_TASK = "collapse_lab.project_embeddings"
+INGEST_TASK = "collapse_lab.ingest_external"
 
 
 def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
@@ -72,6 +75,7 @@ def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
         task_routes={
             TRAIN_TASK: {"queue": TRAIN_QUEUE},
             PROJECT_TASK: {"queue": PROJECTION_QUEUE},
+            INGEST_TASK: {"queue": INGEST_QUEUE},
         },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
@@ -100,3 +104,8 @@ def send_train(celery: Celery, run_id: str, device: str) -> bool:
 
 def send_projection(celery: Celery, run_id: str, epoch: int, key: str) -> bool:
     return send(celery, PROJECT_TASK, [run_id, epoch, key], PROJECTION_QUEUE)
+
+
+def send_ingest(celery: Celery, run_id: str) -> bool:
+    """Have a worker measure the external run's pending uploads (and close it once finished)."""
+    return send(celery, INGEST_TASK, [run_id], INGEST_QUEUE)

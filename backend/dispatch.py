@@ -30,18 +30,21 @@ from backend.broker import (
     TRAIN_QUEUE,
     TRAIN_TASK,
     registered_workers,
+    send_ingest,
     send_train,
 )
 from backend.events import Publisher
 from backend.projections import resend_projections
 from backend.settings import Settings
-from backend.store import leases
+from backend.store import external, leases
 from backend.store import runs as run_store
 from backend.store.database import Database
 from backend.store.models import now
 
 log = logging.getLogger(__name__)
 
+# An external run's upload (or finish) this old without its ingest pass: the task was lost.
+INGEST_RESEND_AFTER_S = 30.0
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
 
@@ -104,7 +107,8 @@ def send_unsent(
 
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
     """Requeue or fail runs whose worker died; send the queued runs whose task never went
-    out (or went out ``REQUEUE_QUEUED_AFTER_S`` ago and is still not taken)."""
+    out (or went out ``REQUEUE_QUEUED_AFTER_S`` ago and is still not taken), and the ingest
+    pass of external runs whose uploads wait too long."""
     result = leases.reap(
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
@@ -113,6 +117,10 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
     )
     publisher.publish(result.messages)
     send_unsent(db, celery, sent_before=now() - settings.requeue_queued_after_s)
+    stale = external.runs_with_stale_uploads(db, INGEST_RESEND_AFTER_S)
+    stale += external.finished_unclosed_runs(db, INGEST_RESEND_AFTER_S)
+    for run_id in dict.fromkeys(stale):
+        send_ingest(celery, run_id)
 
 
 # The Redis lists of the queues (kombu adds one per priority step; unprioritised messages

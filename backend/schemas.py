@@ -110,12 +110,30 @@ class RunSummary(BaseModel):
     effective_rank_history: list[float | None] = Field(
         description="The projector's effective rank per epoch (index = epoch), for sparklines."
     )
+    name: str | None = Field(None, description="An external run's name; null for the others.")
+    source: dict[str, Any] | None = Field(
+        None,
+        description="Where an external run comes from (host, script, integration...); null "
+        "for a run trained here.",
+    )
+
+
+class ExternalRunInfo(BaseModel):
+    """What an external run (logged by collapse_lab.Monitor) brought along."""
+
+    config: dict[str, Any] = Field(description="The researcher's own free-form config.")
+    finish: dict[str, Any] | None = Field(
+        description="The client's finish call (status, error, epochs_dropped, epochs_skipped); "
+        "null while it still uploads."
+    )
 
 
 class RunDetail(RunSummary):
     """A run with its full config and the worker bookkeeping."""
 
-    config: RunConfig = Field(description="The resolved config the run trains with.")
+    config: RunConfig | None = Field(
+        description="The resolved config the run trains with; null for an external run."
+    )
     request: dict[str, Any] = Field(description="The launch request as it was sent.")
     attempts: int = Field(description="How many times a worker claimed it.")
     worker_losses: int = Field(description="Workers that went silent while running it.")
@@ -123,6 +141,9 @@ class RunDetail(RunSummary):
     heartbeat_at: datetime | None
     cancel_requested: bool
     last_event_id: int = Field(description="Sequence number of its latest stored event.")
+    external: ExternalRunInfo | None = Field(
+        None, description="An external run's own config and finish call; null for the others."
+    )
 
 
 class RunList(BaseModel):
@@ -138,7 +159,7 @@ class ZooResult(BaseModel):
 
 def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any]:
     config = run.config
-    return {
+    fields: dict[str, Any] = {
         "id": run.id,
         "url": f"/runs/{run.id}",
         "api_url": f"/api/runs/{run.id}",
@@ -163,7 +184,12 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "verdict": run.verdict,
         "error": run.error,
         "effective_rank_history": rank_history,
+        "name": run.request.get("name") if run.source is not None else None,
+        "source": run.source,
     }
+    if run.source is not None:  # an external run plans no number of epochs
+        fields["epochs"] = run.last_epoch or 0
+    return fields
 
 
 def summary_from_row(run: Run, rank_history: list[float | None]) -> RunSummary:
@@ -174,7 +200,7 @@ def detail_from_row(run: Run, rank_history: list[float | None]) -> RunDetail:
     return RunDetail.model_validate(
         {
             **_summary_fields(run, rank_history),
-            "config": run.config,
+            "config": None if run.source is not None else run.config,
             "request": run.request,
             "attempts": run.attempts,
             "worker_losses": run.worker_losses,
@@ -182,6 +208,9 @@ def detail_from_row(run: Run, rank_history: list[float | None]) -> RunDetail:
             "heartbeat_at": _time(run.heartbeat_at),
             "cancel_requested": run.cancel_requested,
             "last_event_id": run.last_event_seq,
+            "external": None
+            if run.source is None
+            else {"config": run.request.get("config") or {}, "finish": run.external_finish},
         }
     )
 
@@ -432,3 +461,59 @@ class Health(BaseModel):
     workers: WorkersHealth
     auth: AuthInfo
     version: str
+
+
+# ---------------------------------------------------------------------------------------------
+# external runs (client/PROTOCOL.md)
+
+
+class ExternalRunCreate(StrictInput):
+    """Registration of a run logged from the researcher's own training loop."""
+
+    name: str = Field(min_length=1, max_length=200, description="Shown as the run's name.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The researcher's hyperparameters, free-form JSON."
+    )
+    source: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Where the run comes from: host, script, client_version, python, "
+        "integration ('monitor' | 'lightning'); unknown keys are kept.",
+    )
+
+
+class ExternalLimits(BaseModel):
+    max_probe_size: int = Field(description="MAX_PROBE_SIZE: the most probe rows N (and M).")
+    max_epoch_bytes: int = Field(description="MAX_EPOCH_BYTES: the largest epoch upload.")
+
+
+class ExternalRunCreated(BaseModel):
+    id: str
+    url: str = Field(description="The run's page, /runs/<id>.")
+    status: RunStatus
+    limits: ExternalLimits
+
+
+class ExternalEpochReply(BaseModel):
+    epoch: int
+    status: Literal["accepted", "duplicate"] = Field(
+        description="accepted (202): stored, its diagnostics queued; duplicate (200): this "
+        "epoch was already stored with the same bytes."
+    )
+
+
+class ExternalRunFinish(StrictInput):
+    """The client's last call: how the training ended and what it did not deliver."""
+
+    status: Literal["succeeded", "failed"]
+    error: str | None = Field(None, max_length=2000, description="ExceptionType: message.")
+    epochs_dropped: list[int] = Field(
+        default_factory=list, description="Logged but not delivered (buffer full, refused)."
+    )
+    epochs_skipped: list[int] = Field(
+        default_factory=list, description="Not sent: the arrays held NaN or infinity."
+    )
+
+
+class ExternalFinishReply(BaseModel):
+    id: str
+    status: Literal["succeeded", "failed"]

@@ -13,6 +13,7 @@ and the limits. Variables (all optional):
 ``PRIVATE``       ``true``: reading needs the token too (or a share link for that run).
 ``API_HOST`` / ``API_PORT``  where ``collapse-lab up`` serves the API (default 127.0.0.1:8000).
 ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``  launch limits.
+``MAX_EPOCH_BYTES``  the largest epoch upload of an external run (default 256 MiB).
 ``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
                   worker-death detection (a run whose heartbeat is older than the timeout is
                   requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(4096, ge=8)
     max_probe_size: int = Field(10_000, ge=64)
     max_train_size: int = Field(200_000, ge=64)
+    max_epoch_bytes: int = Field(256 * 2**20, ge=2**16)  # one external run's epoch upload
 
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_timeout_s: float = Field(45.0, gt=0)

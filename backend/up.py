@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 import httpx
 import redis
 
-from backend.broker import PROJECTION_QUEUE, training_queues
+from backend.broker import INGEST_QUEUE, PROJECTION_QUEUE, training_queues
 from backend.settings import get_settings
 from backend.store.database import Database
 
@@ -118,7 +118,7 @@ def worker_command(role: str, name: str) -> list[str]:
     queues = {
         "train": training_queues(has_gpu=False),
         "train-gpu": training_queues(has_gpu=True),
-        "projection": [PROJECTION_QUEUE],
+        "projection": [PROJECTION_QUEUE, INGEST_QUEUE],
     }[role]
     return [
         sys.executable,

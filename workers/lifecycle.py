@@ -187,27 +187,7 @@ class ServiceHooks:
         self.context.publisher.publish([EventMessage(self.run_id, "progress", progress)])
 
     def on_embeddings(self, epoch: int, z: np.ndarray, labels: np.ndarray) -> None:
-        """Hand z (N, d) and labels (N,) to the projection queue via Redis, keeping them in
-        the run directory until the projection is stored (re-sent if this send fails)."""
-        settings = self.context.settings
-        z16 = np.ascontiguousarray(z, dtype=np.float16)
-        labels32 = np.ascontiguousarray(labels, dtype=np.int32)
-        keep_embeddings(settings.run_dir(self.run_id), epoch, z16, labels32)
-        key = embeddings_key(settings.redis_url, self.run_id, epoch)
-        try:
-            self.context.redis.hset(
-                key,
-                mapping={
-                    "z": z16.tobytes(),
-                    "labels": labels32.tobytes(),
-                    "shape": f"{z16.shape[0]},{z16.shape[1]}",
-                },
-            )
-            self.context.redis.expire(key, EMBEDDING_TTL_S)
-        except (redis.RedisError, OSError) as exc:
-            log.warning("projection of epoch %d waits for Redis: %s", epoch, exc)
-            return
-        send_kept(self.context.celery, settings, self.run_id, epoch)
+        queue_projection(self.context, self.run_id, epoch, z, labels)
 
     def on_probe_images(self, images: np.ndarray) -> None:
         """Keep the probe images (uint8 (N, C, S, S)) beside the checkpoint, where the API
@@ -222,6 +202,32 @@ class ServiceHooks:
 
     def should_stop(self) -> bool:
         return self.supervisor.should_stop()
+
+
+def queue_projection(
+    context: WorkerContext, run_id: str, epoch: int, z: np.ndarray, labels: np.ndarray
+) -> None:
+    """Hand z (N, d) and labels (N,) to the projection queue via Redis, keeping them in the
+    run directory until the projection is stored (re-sent if this send fails)."""
+    settings = context.settings
+    z16 = np.ascontiguousarray(z, dtype=np.float16)
+    labels32 = np.ascontiguousarray(labels, dtype=np.int32)
+    keep_embeddings(settings.run_dir(run_id), epoch, z16, labels32)
+    key = embeddings_key(settings.redis_url, run_id, epoch)
+    try:
+        context.redis.hset(
+            key,
+            mapping={
+                "z": z16.tobytes(),
+                "labels": labels32.tobytes(),
+                "shape": f"{z16.shape[0]},{z16.shape[1]}",
+            },
+        )
+        context.redis.expire(key, EMBEDDING_TTL_S)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("projection of epoch %d waits for Redis: %s", epoch, exc)
+        return
+    send_kept(context.celery, settings, run_id, epoch)
 
 
 def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRecord]) -> None:

@@ -23,6 +23,7 @@ import redis
 from celery import signals
 
 from backend.broker import (
+    INGEST_TASK,
     PROJECT_TASK,
     PROJECTION_QUEUE,
     TRAIN_QUEUE,
@@ -37,6 +38,7 @@ from backend.store.database import Database
 from workers.celery_app import app
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
+from workers.ingest import execute_ingest
 from workers.lifecycle import (
     SHUTTING_DOWN,
     WorkerContext,
@@ -81,6 +83,12 @@ def train_run(run_id: str) -> str:
 def project_embeddings(run_id: str, epoch: int, key: str) -> str:
     """Project the embeddings stored at Redis ``key`` for ``epoch`` (queue ``projection``)."""
     return execute_projection(context(), run_id, epoch, key)
+
+
+@app.task(name=INGEST_TASK, acks_late=True, reject_on_worker_lost=True)
+def ingest_external(run_id: str) -> str:
+    """Measure an external run's pending uploads; close it once finished (queue ``ingest``)."""
+    return execute_ingest(context(), run_id)
 
 
 def _housekeeping(queues: list[str]) -> None:
@@ -132,7 +140,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     threading.Thread(
         target=_housekeeping, args=(queues,), name="worker-housekeeping", daemon=True
     ).start()
-    if queues == [PROJECTION_QUEUE]:
+    if PROJECTION_QUEUE in queues and not any(q.startswith(TRAIN_QUEUE) for q in queues):
         os.nice(10)  # UMAP yields the CPU to training on shared machines
         warm_up_projection()
 

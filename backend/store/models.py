@@ -9,6 +9,7 @@ Invariants the constraints enforce:
   worker reports it and however often. Its ``effective_rank`` is the record's projector
   effective rank, the one number the run list reads (for its sparklines).
 - ``projections``: one row per (run_id, epoch).
+- ``external_uploads``: one row per (run_id, epoch) of an external run.
 - ``events``: per-run sequence numbers ``seq`` (1, 2, 3... no gaps) are the SSE event ids;
   ``id`` is a global, increasing id used by the run-list stream.
 """
@@ -27,6 +28,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -65,6 +67,7 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("uq_runs_idempotency_key", "idempotency_key", unique=True),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
@@ -91,6 +94,12 @@ class Run(Base):
     worker_losses: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # External runs (logged by collapse_lab.Monitor, backend/store/external.py): where they
+    # come from (host, script, integration...), None for a run trained here; the
+    # registration's Idempotency-Key; the finish call's body once the client closed it.
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class EpochRecord(Base):
@@ -134,6 +143,24 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class ExternalUpload(Base):
+    """One uploaded epoch message of an external run, kept as sent (its SHA-256 answers a
+    retried upload); ``processed_at`` is set once a worker turned it into an epoch record."""
+
+    __tablename__ = "external_uploads"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_external_uploads_run_epoch"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    shapes: Mapped[dict[str, list[int]]] = mapped_column(JSONType)  # array name -> shape
+    created_at: Mapped[float] = mapped_column(Float)
+    processed_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Share(Base):

@@ -33,7 +33,7 @@ def test_workers_reserve_the_gpu_and_consume_their_queues(compose: dict[str, Any
     assert command[command.index("-Q") + 1] == "train.cpu,train"
     assert command[command.index("--pool") + 1] == "solo"
     projector = compose["services"]["projector"]["command"]
-    assert projector[projector.index("-Q") + 1] == "projection"
+    assert projector[projector.index("-Q") + 1] == "projection,ingest"
     assert "deploy" not in compose["services"]["worker-cpu"]
 
 

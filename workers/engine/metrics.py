@@ -285,6 +285,7 @@ def knn_top1(
     num_classes: int,
     k: int = 20,
     temperature: float = KNN_TEMPERATURE,
+    exclude_self: bool = False,
 ) -> float:
     """Top-1 accuracy of a weighted cosine k-nearest-neighbour classifier.
 
@@ -295,14 +296,23 @@ def knn_top1(
     knn_predict, temperature 0.07). Labels are used for monitoring only. Returns the
     fraction of queries whose top-voted class equals their label; chance is about
     1/num_classes, and a collapsed embedding scores about chance (or the majority class).
+
+    ``exclude_self``: the bank *is* the query set (same rows, same order) and each query
+    ignores itself: leave-one-out kNN, for runs that have no separate training bank
+    (external runs send only their probe).
     """
     bank_unit = _unit_rows(bank)
     bank_labels = bank_labels.to(bank_unit.device).long()
-    k = min(k, bank_unit.shape[0])
+    k = min(k, bank_unit.shape[0] - int(exclude_self))
+    if k < 1:
+        return 0.0
     correct = 0
     for start in range(0, query.shape[0], KNN_QUERY_CHUNK):
         chunk = _unit_rows(query[start : start + KNN_QUERY_CHUNK].to(bank_unit.device))
         similarity = chunk @ bank_unit.T  # (n, M)
+        if exclude_self:
+            rows = torch.arange(chunk.shape[0], device=chunk.device)
+            similarity[rows, rows + start] = -math.inf
         top_similarity, top_index = similarity.topk(k, dim=1)
         weights = torch.exp(top_similarity / temperature)  # (n, k)
         votes = torch.zeros(chunk.shape[0], num_classes, device=chunk.device)
@@ -409,12 +419,12 @@ def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EP
 
 def embedding_diagnostics(
     z: torch.Tensor,
-    z_view1: torch.Tensor,
-    z_view2: torch.Tensor,
-    labels: torch.Tensor,
-    bank: torch.Tensor,
-    bank_labels: torch.Tensor,
-    num_classes: int,
+    z_view1: torch.Tensor | None,
+    z_view2: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    bank: torch.Tensor | None,
+    bank_labels: torch.Tensor | None,
+    num_classes: int | None,
     k: int = 20,
     assignments: torch.Tensor | None = None,
     num_clusters: int | None = None,
@@ -432,6 +442,10 @@ def embedding_diagnostics(
     soft assignments and prototypes (K, d) for the cluster-health fields; lidar_views:
     optional (q, n, d) embeddings of q augmented views of n probe images for LiDAR.
 
+    Without views (None), "alignment" and "cos_pos" are None and "cos_rand" pairs probe
+    rows with each other; without a bank, kNN is leave-one-out over the probe itself; without
+    labels, "knn_top1" is None (external runs may send neither).
+
     Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum",
     "participation_ratio", "nesum", "w2_uniformity", "variance_shares", "alignment",
     "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
@@ -441,13 +455,25 @@ def embedding_diagnostics(
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
     for name, tensor in (("probe", z), ("view", z_view1), ("view", z_view2), ("bank", bank)):
-        _check_finite(tensor, name)
+        if tensor is not None:
+            _check_finite(tensor, name)
     if lidar_views is not None:
         _check_finite(lidar_views, "LiDAR view")
     with torch.no_grad():
         dim = int(z.shape[1])
         std = std_l2(z)
-        cos_pos, cos_rand = cosine_stats(z_view1, z_view2)
+        if z_view1 is not None and z_view2 is not None:
+            cos_pos, cos_rand = cosine_stats(z_view1, z_view2)
+            align: float | None = alignment(z_view1, z_view2)
+        else:
+            cos_rand = cosine_stats(z, z)[1]
+            cos_pos, align = None, None
+        knn: float | None = None
+        if labels is not None and num_classes:
+            if bank is None or bank_labels is None:
+                knn = knn_top1(z, labels, z, labels, num_classes, k=k, exclude_self=True)
+            else:
+                knn = knn_top1(bank, bank_labels, z, labels, num_classes, k=k)
         eigenvalues = covariance_eigenvalues(z)
         entropy: float | None = None
         entropy_max: float | None = None
@@ -466,11 +492,11 @@ def embedding_diagnostics(
             "nesum": nesum(eigenvalues),
             "w2_uniformity": w2_uniformity(z, eigenvalues),
             "variance_shares": variance_shares(eigenvalues),
-            "alignment": alignment(z_view1, z_view2),
+            "alignment": align,
             "uniformity": uniformity(z),
             "cos_pos": cos_pos,
             "cos_rand": cos_rand,
-            "knn_top1": knn_top1(bank, bank_labels, z, labels, num_classes, k=k),
+            "knn_top1": knn,
             "cluster_entropy": entropy,
             "cluster_entropy_max": entropy_max,
             "cluster_perplexity": (

@@ -213,15 +213,15 @@ def _trend(history: list[dict[str, Any]], kind: str, thresholds: Thresholds) -> 
 def _reason(history: list[dict[str, Any]], kind: str, onset: int | None) -> str:
     first, last = history[0], history[-1]
     z0, z = first["projector"], last["projector"]
-    h0, h = first["backbone"], last["backbone"]
+    h0, h = first.get("backbone"), last.get("backbone")
     epoch = last["epoch"]
-    knn = f"backbone kNN {h0['knn_top1']:.2f} → {h['knn_top1']:.2f}"
+    knn = _knn_clause(h0, h)
     if kind == "complete_collapse":
         return (
             f"projector std_l2·√d fell from {z0['std_l2_sqrt_d']:.2f} to "
             f"{z['std_l2_sqrt_d']:.3f} and effective rank from {z0['effective_rank']:.1f} to "
             f"{z['effective_rank']:.1f} by epoch {epoch}, collapsed since epoch {onset} "
-            f"(random-pair cosine {z['cos_rand']:.3f}; {knn})."
+            f"(random-pair cosine {z['cos_rand']:.3f}{knn})."
         )
     if kind == "dimensional_collapse":
         return (
@@ -229,15 +229,23 @@ def _reason(history: list[dict[str, Any]], kind: str, onset: int | None) -> str:
             f"{z['effective_rank']:.1f} of d={z['dim']} by epoch {epoch} (below threshold since "
             f"epoch {onset}) while std_l2·√d is {z['std_l2_sqrt_d']:.2f} (was "
             f"{z0['std_l2_sqrt_d']:.2f}) and its variance spreads over "
-            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions "
-            f"({knn})."
+            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions"
+            f"{knn.replace('; ', ' (', 1) + ')' if knn else ''}."
         )
+    backbone = f"; backbone effective rank {h['effective_rank']:.1f}" if h else ""
     return (
         f"at epoch {epoch} projector std_l2·√d is {z['std_l2_sqrt_d']:.2f} "
         f"(epoch 0: {z0['std_l2_sqrt_d']:.2f}) and effective rank {z['effective_rank']:.1f} of "
-        f"d={z['dim']} (epoch 0: {z0['effective_rank']:.1f}); backbone effective rank "
-        f"{h['effective_rank']:.1f}, {knn}."
+        f"d={z['dim']} (epoch 0: {z0['effective_rank']:.1f}){backbone}{knn}."
     )
+
+
+def _knn_clause(h0: dict[str, Any] | None, h: dict[str, Any] | None) -> str:
+    """ "; backbone kNN a → b", or "" when the run records no backbone or no labels (an
+    external run may log only z)."""
+    if not h0 or not h or h0.get("knn_top1") is None or h.get("knn_top1") is None:
+        return ""
+    return f"; backbone kNN {h0['knn_top1']:.2f} → {h['knn_top1']:.2f}"
 
 
 def _cluster_findings(history: list[dict[str, Any]], thresholds: Thresholds) -> list[str]:
@@ -281,14 +289,20 @@ def findings(
     The backbone is judged by the same rules against its own epoch 0."""
     first, last = history[0], history[-1]
     result = _cluster_findings(history, thresholds)
-    h0, h = first["backbone"], last["backbone"]
-    if h["knn_top1"] < h0["knn_top1"] - thresholds.knn_drop:
+    h0, h = first.get("backbone"), last.get("backbone")
+    if trend.get("warning"):
+        result.append(f"collapse coming: {trend['warning']}.")
+    if not h0 or not h:  # an external run that logs only z
+        return result
+    if (
+        h["knn_top1"] is not None
+        and h0["knn_top1"] is not None
+        and h["knn_top1"] < h0["knn_top1"] - thresholds.knn_drop
+    ):
         result.append(
             f"backbone kNN {h['knn_top1']:.2f} is below the untrained network's "
             f"{h0['knn_top1']:.2f} at epoch 0: training has made h worse for classification."
         )
-    if trend.get("warning"):
-        result.append(f"collapse coming: {trend['warning']}.")
     backbone_kind = classify(h, h0, thresholds)
     z = last["projector"]
     if kind != "healthy" and backbone_kind == "healthy":

@@ -33,11 +33,13 @@ class EmbeddingMetrics(StrictModel):
     spectrum: list[float] = Field(
         description="Sorted log eigenvalues of the covariance of z/||z|| (Jing et al. 2022)."
     )
-    alignment: float = Field(description="E||f(x)-f(x+)||^2 of l2-normalised positive pairs.")
+    alignment: float | None = Field(
+        description="E||f(x)-f(x+)||^2 of l2-normalised positive pairs."
+    )
     uniformity: float = Field(description="log E exp(-2||f(x)-f(y)||^2) (Wang & Isola 2020).")
-    cos_pos: float = Field(description="Mean cosine of positive pairs.")
+    cos_pos: float | None = Field(description="Mean cosine of positive pairs.")
     cos_rand: float = Field(description="Mean cosine of random pairs.")
-    knn_top1: float = Field(description="k-NN top-1 accuracy of the probe against the bank.")
+    knn_top1: float | None = Field(description="k-NN top-1 accuracy of the probe against the bank.")
     cluster_entropy: float | None = Field(
         None, description="Entropy (nats) of cluster / prototype usage (SwAV, DeepCluster)."
     )
@@ -124,7 +126,8 @@ class EpochRecord(StrictModel):
     logs: dict[str, float] = Field(
         default_factory=dict, description="Method-specific scalars (loss terms...)."
     )
-    backbone: EmbeddingMetrics
+    # None for an external run that logs only z (no backbone representation h)
+    backbone: EmbeddingMetrics | None
     projector: EmbeddingMetrics
     verdict: Verdict | None = Field(None, description="The verdict at this epoch.")
     placement: Placement | None = None

@@ -1,0 +1,245 @@
+"""External runs: the server side of ``client/PROTOCOL.md``, for training loops that log
+their probe embeddings with ``collapse_lab.Monitor``. Every call needs the API token when
+``API_TOKEN`` is set.
+
+- ``POST /api/external-runs`` (``Idempotency-Key`` header) ``{"name", "config", "source"}``
+  -> 201 ``{"id", "url", "status": "running", "limits"}`` (200 with the same reply for a
+  known key); 413 over 1 MiB.
+- ``PUT /api/external-runs/{id}/epochs/{epoch}`` body one binary epoch message
+  (``application/x-collapse-lab-epoch``) -> 202 ``{"epoch", "status": "accepted"}`` (200
+  ``duplicate`` for the same bytes again; 409 ``epoch_conflict`` for other bytes, 409
+  ``run_closed`` after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for a malformed
+  message or a probe whose shape changed). The request only stores: a worker on the
+  ``ingest`` queue computes the diagnostics, the verdict and the projection.
+- ``POST /api/external-runs/{id}/finish`` ``{"status", "error", "epochs_dropped",
+  "epochs_skipped"}`` -> 202; the run takes that status once its uploads are processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from anyio import to_thread
+from collapse_lab import wire  # the client package's decoder: one implementation of the format
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from backend.auth import require_writer
+from backend.broker import send_ingest
+from backend.schemas import (
+    NOT_FOUND,
+    UNAUTHORIZED,
+    ExternalEpochReply,
+    ExternalFinishReply,
+    ExternalLimits,
+    ExternalRunCreate,
+    ExternalRunCreated,
+    ExternalRunFinish,
+)
+from backend.state import ServiceState, StateDep
+from backend.store import external as external_store
+from backend.store import runs as run_store
+from backend.store.models import Run
+
+router = APIRouter(
+    prefix="/api/external-runs",
+    tags=["external runs"],
+    dependencies=[Depends(require_writer)],
+    responses=UNAUTHORIZED,
+)
+
+MAX_REGISTRATION_BYTES = 2**20
+
+
+def _problem(code: int, detail: str, error_code: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if error_code:
+        body["code"] = error_code
+    return JSONResponse(body, status_code=code)
+
+
+def _check_length(request: Request, limit: int) -> None:
+    """413 before the body is read when Content-Length announces more than ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the body is {int(declared)} bytes, over this server's limit of {limit}",
+        )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) one that grows past ``limit`` (chunked uploads included)."""
+    _check_length(request, limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over this server's {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _registration_size(request: Request) -> None:
+    _check_length(request, MAX_REGISTRATION_BYTES)
+
+
+def _limits(state: ServiceState) -> ExternalLimits:
+    return ExternalLimits(
+        max_probe_size=state.settings.max_probe_size,
+        max_epoch_bytes=state.settings.max_epoch_bytes,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExternalRunCreated,
+    dependencies=[Depends(_registration_size)],
+    responses={200: {"description": "Known Idempotency-Key: the run registered before."}},
+)
+def register_external_run(
+    body: ExternalRunCreate,
+    state: StateDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
+) -> ExternalRunCreated:
+    """Register a run logged from an external training loop; it is ``running`` at once."""
+    run, created, messages = external_store.register_run(
+        state.db, idempotency_key, body.model_dump(mode="json")
+    )
+    state.publisher.publish(messages)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return ExternalRunCreated(
+        id=run.id, url=f"/runs/{run.id}", status=run.status, limits=_limits(state)
+    )
+
+
+def _external_run(state: ServiceState, run_id: str) -> Run:
+    run = run_store.get_run(state.db, run_id)
+    if run is None or run.source is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no external run {run_id!r}")
+    return run
+
+
+CLOSED = "the run is finished and takes no more epochs: create a new Monitor for a new run"
+
+
+def _shape_problem(
+    message: wire.EpochMessage, baseline: dict[str, list[int]] | None, max_probe: int
+) -> str | None:
+    rows = message.z.shape[0]
+    views = 0 if message.views is None else message.views[0].shape[0]
+    if rows > max_probe or views > max_probe:
+        return (
+            f"the probe has {max(rows, views)} rows, over this server's MAX_PROBE_SIZE {max_probe}"
+        )
+    if rows < 2:
+        return "z needs at least 2 rows (probe samples)"
+    if baseline is None:
+        return None
+    for name, array in (("z", message.z), ("h", message.h)):
+        expected = baseline.get(name)
+        shape = None if array is None else list(array.shape)
+        if expected is not None and shape is not None and shape != expected:
+            return (
+                f"{name} has shape {shape}, the run's first epoch had {expected}: the probe set "
+                "is fixed for a run"
+            )
+    return None
+
+
+@router.put(
+    "/{run_id}/epochs/{epoch}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExternalEpochReply,
+    responses={
+        200: {"description": "The same epoch again, byte for byte: nothing changes."},
+        **NOT_FOUND,
+        409: {"description": "run_closed (after finish) or epoch_conflict (other bytes)."},
+        413: {"description": "Over MAX_EPOCH_BYTES."},
+        415: {"description": "Not application/x-collapse-lab-epoch."},
+        422: {"description": "A malformed epoch message, or the probe's shape changed."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {wire.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_epoch(
+    run_id: str,
+    epoch: Annotated[int, Path(ge=0)],
+    request: Request,
+    state: StateDep,
+    response: Response,
+) -> Any:
+    """Store one epoch message and queue its diagnostics (the request never measures)."""
+    run = await to_thread.run_sync(_external_run, state, run_id)
+    if external_store.is_closed(run):
+        return _problem(409, CLOSED, "run_closed")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if media_type != wire.CONTENT_TYPE:
+        return _problem(415, f"Content-Type must be {wire.CONTENT_TYPE}, not {media_type!r}")
+    body = await _read_capped(request, state.settings.max_epoch_bytes)
+    return await to_thread.run_sync(_store_epoch, state, run_id, epoch, body, response)
+
+
+def _store_epoch(
+    state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response
+) -> Any:
+    digest = hashlib.sha256(body).hexdigest()
+    conflict = f"epoch {epoch} is already stored with other content"
+    known = external_store.upload_digest(state.db, run_id, epoch)
+    if known is not None:
+        if known != digest:
+            return _problem(409, conflict, "epoch_conflict")
+        response.status_code = status.HTTP_200_OK
+        return ExternalEpochReply(epoch=epoch, status="duplicate")
+    try:
+        message = wire.decode_epoch(body)
+    except wire.MessageError as exc:
+        return _problem(422, f"malformed epoch message: {exc}")
+    if message.epoch != epoch:
+        return _problem(422, f"the message is epoch {message.epoch}, the path says {epoch}")
+    baseline = external_store.baseline_shapes(state.db, run_id)
+    problem = _shape_problem(message, baseline, state.settings.max_probe_size)
+    if problem:
+        return _problem(422, problem)
+    shapes = {"z": list(message.z.shape)}
+    if message.h is not None:
+        shapes["h"] = list(message.h.shape)
+    outcome = external_store.store_upload(state.db, run_id, epoch, digest, body, shapes)
+    if outcome == "closed":
+        return _problem(409, CLOSED, "run_closed")
+    if outcome == "conflict":
+        return _problem(409, conflict, "epoch_conflict")
+    if outcome == "missing":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no external run {run_id!r}")
+    if outcome == "duplicate":
+        response.status_code = status.HTTP_200_OK
+        return ExternalEpochReply(epoch=epoch, status="duplicate")
+    send_ingest(state.celery, run_id)  # when Redis is down the reaper sends it later
+    return ExternalEpochReply(epoch=epoch, status="accepted")
+
+
+@router.post(
+    "/{run_id}/finish",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExternalFinishReply,
+    responses=NOT_FOUND,
+)
+def finish_external_run(
+    run_id: str, body: ExternalRunFinish, state: StateDep
+) -> ExternalFinishReply:
+    """Close the run to uploads; it takes ``status`` once its uploads are processed."""
+    outcome = external_store.request_finish(state.db, run_id, body.model_dump(mode="json"))
+    if outcome.run is None or outcome.finish is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no external run {run_id!r}")
+    send_ingest(state.celery, run_id)
+    return ExternalFinishReply(id=run_id, status=outcome.finish["status"])

@@ -1,0 +1,261 @@
+"""External runs: runs logged from a researcher's own training loop by
+``collapse_lab.Monitor`` (``client/PROTOCOL.md``). Register (idempotent by key), keep each
+uploaded epoch message as sent (idempotent by digest), hand the pending ones to the ingest
+worker, and close the run once the client finished and every upload is processed.
+
+An external run is a ``runs`` row like any other (so lists, compare, shares and the event
+stream treat it alike) with ``source`` set, ``method``/``dataset`` "external", an empty
+``config`` and the registration (name, the researcher's free-form config, source) as
+``request``. It is ``running`` from registration to finish; no lease, no heartbeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from backend.store.database import Database
+from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.models import ExternalUpload, Run, json_safe, now
+from backend.store.runs import new_run_id
+
+EXTERNAL = "external"  # the method and dataset column of an external run
+
+UploadOutcome = Literal["accepted", "duplicate", "conflict", "closed", "missing"]
+
+
+def _find_by_key(db: Database, key: str) -> Run | None:
+    with db.read() as session:
+        return session.scalar(select(Run).where(Run.idempotency_key == key))
+
+
+def register_run(
+    db: Database, key: str | None, registration: dict[str, Any]
+) -> tuple[Run, bool, list[EventMessage]]:
+    """Store a new ``running`` external run, or find the one registered with ``key``.
+    Returns (run, created, events)."""
+    if key and (known := _find_by_key(db, key)) is not None:
+        return known, False, []
+    stamp = now()
+    source = json_safe(dict(registration.get("source") or {}))
+    run = Run(
+        id=new_run_id(),
+        created_at=stamp,
+        updated_at=stamp,
+        started_at=stamp,
+        status="running",
+        method=EXTERNAL,
+        preset=None,
+        dataset=EXTERNAL,
+        request=json_safe(registration),
+        config={},
+        epochs_total=0,
+        last_epoch=None,
+        attempts=1,
+        worker_losses=0,
+        cancel_requested=False,
+        last_event_seq=0,
+        source=source,
+        idempotency_key=key,
+    )
+    where = " on ".join(str(source[k]) for k in ("script", "host") if source.get(k))
+    try:
+        with db.write() as session:
+            session.add(run)
+            session.flush()
+            reason = f"external run registered{f' from {where}' if where else ''}"
+            message = append_event(session, run, "status", status_data(run, reason))
+    except IntegrityError:  # the same key registered concurrently: that run wins
+        known = _find_by_key(db, key) if key else None
+        if known is None:
+            raise
+        return known, False, []
+    return run, True, [message]
+
+
+def is_closed(run: Run) -> bool:
+    """Whether the run takes no more uploads (finished by the client, or ended)."""
+    return run.external_finish is not None or run.status != "running"
+
+
+def upload_digest(db: Database, run_id: str, epoch: int) -> str | None:
+    with db.read() as session:
+        return session.scalar(
+            select(ExternalUpload.digest).where(
+                ExternalUpload.run_id == run_id, ExternalUpload.epoch == epoch
+            )
+        )
+
+
+def baseline_shapes(db: Database, run_id: str) -> dict[str, list[int]] | None:
+    """The array shapes of the run's lowest uploaded epoch (the probe set is fixed)."""
+    with db.read() as session:
+        return session.scalar(
+            select(ExternalUpload.shapes)
+            .where(ExternalUpload.run_id == run_id)
+            .order_by(ExternalUpload.epoch)
+            .limit(1)
+        )
+
+
+def store_upload(
+    db: Database, run_id: str, epoch: int, digest: str, body: bytes, shapes: dict[str, list[int]]
+) -> UploadOutcome:
+    """Keep one epoch message, once: a repeat with the same digest is a duplicate, with
+    another digest a conflict; nothing is stored for a closed or missing run."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.source is None:
+            return "missing"
+        stored = session.scalar(
+            select(ExternalUpload.digest).where(
+                ExternalUpload.run_id == run_id, ExternalUpload.epoch == epoch
+            )
+        )
+        if stored is not None:
+            return "duplicate" if stored == digest else "conflict"
+        if is_closed(run):
+            return "closed"
+        session.add(
+            ExternalUpload(
+                run_id=run_id,
+                epoch=epoch,
+                digest=digest,
+                body=body,
+                shapes=shapes,
+                created_at=now(),
+            )
+        )
+        run.updated_at = now()
+        return "accepted"
+
+
+def pending_epochs(db: Database, run_id: str) -> list[int]:
+    """Uploaded epochs not yet processed, in epoch order."""
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(ExternalUpload.epoch)
+                .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
+                .order_by(ExternalUpload.epoch)
+            )
+        )
+
+
+def upload_body(db: Database, run_id: str, epoch: int) -> bytes | None:
+    with db.read() as session:
+        return session.scalar(
+            select(ExternalUpload.body).where(
+                ExternalUpload.run_id == run_id, ExternalUpload.epoch == epoch
+            )
+        )
+
+
+def mark_processed(db: Database, run_id: str, epoch: int, error: str | None = None) -> None:
+    """The worker is done with this upload (``error``: why it could not be measured)."""
+    with db.write() as session:
+        session.execute(
+            update(ExternalUpload)
+            .where(ExternalUpload.run_id == run_id, ExternalUpload.epoch == epoch)
+            .values(processed_at=now(), error=error)
+        )
+
+
+def upload_errors(db: Database, run_id: str) -> dict[int, str]:
+    """Uploads the worker could not measure, with why."""
+    with db.read() as session:
+        rows = session.execute(
+            select(ExternalUpload.epoch, ExternalUpload.error).where(
+                ExternalUpload.run_id == run_id, ExternalUpload.error.is_not(None)
+            )
+        )
+        return {int(epoch): str(error) for epoch, error in rows}
+
+
+@dataclass(frozen=True)
+class FinishOutcome:
+    run: Run | None
+    finish: dict[str, Any] | None  # what the run was closed with (the first finish call)
+
+
+def request_finish(db: Database, run_id: str, finish: dict[str, Any]) -> FinishOutcome:
+    """Close the run to uploads with the client's final status (the first call wins; a run
+    that already ended keeps its status)."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.source is None:
+            return FinishOutcome(None, None)
+        if run.external_finish is None:
+            run.external_finish = json_safe(finish)
+            run.updated_at = now()
+        return FinishOutcome(run, dict(run.external_finish))
+
+
+def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
+    notes = []
+    if finish.get("epochs_dropped"):
+        notes.append(f"epochs not delivered by the client: {finish['epochs_dropped']}")
+    if finish.get("epochs_skipped"):
+        notes.append(f"epochs not sent because they held NaN/inf: {finish['epochs_skipped']}")
+    if errors:
+        notes.append(f"epochs the server could not measure: {sorted(errors)}")
+    return "finished by the client" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list[EventMessage]:
+    """Give a finished external run whose uploads are all processed its final status (the
+    client's) and verdict. Does nothing while uploads are pending or before finish."""
+    errors = upload_errors(db, run_id)
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None or run.status != "running" or run.external_finish is None:
+            return []
+        pending = session.scalar(
+            select(func.count())
+            .select_from(ExternalUpload)
+            .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
+        )
+        if pending:
+            return []
+        finish = run.external_finish
+        if verdict is not None:
+            run.verdict = json_safe(verdict)
+            run.verdict_kind = verdict.get("kind")
+        run.error = finish.get("error")
+        status = "failed" if finish.get("status") == "failed" else "succeeded"
+        return [set_status(session, run, status, _closing_reason(finish, errors))]
+
+
+def runs_with_stale_uploads(db: Database, older_than_s: float) -> list[str]:
+    """Runs with an upload still unprocessed ``older_than_s`` after it arrived (its ingest
+    task was lost, e.g. Redis was down): the reaper sends it again."""
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(ExternalUpload.run_id)
+                .where(
+                    ExternalUpload.processed_at.is_(None),
+                    ExternalUpload.created_at < now() - older_than_s,
+                )
+                .distinct()
+            )
+        )
+
+
+def finished_unclosed_runs(db: Database, older_than_s: float) -> list[str]:
+    """Runs the client finished ``older_than_s`` ago that are still ``running``: each needs
+    one more ingest pass (the one that closes it may have been lost)."""
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Run.id).where(
+                    Run.status == "running",
+                    Run.source.is_not(None),
+                    Run.external_finish.is_not(None),
+                    Run.updated_at < now() - older_than_s,
+                )
+            )
+        )

@@ -1,0 +1,68 @@
+"""External runs on a worker (queue ``ingest``): turn each uploaded epoch message into an
+epoch record with the engine's own diagnostics and verdict, publish it like a built-in
+run's epoch, queue its projection, and close the run once the client finished.
+
+One pass handles every pending upload of the run in epoch order, so a lost or duplicated
+task costs nothing: the next pass (the next upload's, the finish call's, or the reaper's)
+picks up what is left, and the store records each epoch once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from collapse_lab import wire  # the client package's decoder: one implementation of the format
+
+from backend.store import epochs as epoch_store
+from backend.store import external as external_store
+from workers.engine.probe import ProbeError, probe_epoch_record
+from workers.engine.verdict import run_verdict
+from workers.lifecycle import WorkerContext, queue_projection, with_db_retry
+
+log = logging.getLogger(__name__)
+
+
+def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None:
+    """Measure one upload and record it; returns why it could not be measured, or None."""
+    db = context.db
+    body = external_store.upload_body(db, run_id, epoch)
+    if body is None:
+        return "the upload is gone"
+    try:
+        message = wire.decode_epoch(body)
+        history = epoch_store.epoch_records(db, run_id)
+        record = probe_epoch_record(
+            epoch,
+            message.z,
+            history=history,
+            h=message.h,
+            views=message.views,
+            labels=message.labels,
+            loss=message.loss,
+            scalars=message.scalars,
+        )
+    except (wire.MessageError, ProbeError) as exc:
+        return str(exc)
+    payload = record.model_dump(mode="json")
+    context.publisher.publish(with_db_retry(lambda: epoch_store.record_epoch(db, run_id, payload)))
+    labels = message.labels if message.labels is not None else np.zeros(len(message.z))
+    queue_projection(context, run_id, epoch, message.z, labels)
+    return None
+
+
+def execute_ingest(context: WorkerContext, run_id: str) -> str:
+    """Process the run's pending uploads, then close it if the client finished."""
+    db = context.db
+    done = 0
+    for epoch in external_store.pending_epochs(db, run_id):
+        error = _ingest_epoch(context, run_id, epoch)
+        if error:
+            log.warning("external run %s, epoch %d not measured: %s", run_id, epoch, error)
+        with_db_retry(lambda e=epoch, err=error: external_store.mark_processed(db, run_id, e, err))
+        done += 1
+    history = epoch_store.epoch_records(db, run_id)
+    verdict = run_verdict(history) if history else None
+    closed = with_db_retry(lambda: external_store.close_run(db, run_id, verdict))
+    context.publisher.publish(closed)
+    return f"{done} epochs" + (", closed" if closed else "")
