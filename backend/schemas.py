@@ -372,6 +372,7 @@ class MethodEntry(BaseModel):
     options_schema: dict[str, Any] = Field(description="JSON Schema of the method's options.")
     options_defaults: dict[str, Any]
     defaults: dict[str, Any] = Field(description="RunConfig fields the method sets (lr...).")
+    plugin: str | None = Field(None, description="The plugin that brings it; null: built in.")
 
 
 class PresetEntry(BaseModel):
@@ -392,6 +393,11 @@ class Limits(BaseModel):
     train_size: int
 
 
+class PluginProblem(BaseModel):
+    plugin: str = Field(description="The entry point or METHOD_PLUGINS module.")
+    error: str = Field(description="Why it was left out.")
+
+
 class Catalogue(BaseModel):
     methods: list[MethodEntry]
     presets: list[PresetEntry]
@@ -400,6 +406,9 @@ class Catalogue(BaseModel):
     datasets: list[str]
     dataset_classes: dict[str, int | None] = Field(description="Classes per dataset.")
     limits: Limits
+    plugin_errors: list[PluginProblem] = Field(
+        default_factory=list, description="Method plugins that failed to load, and why."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,6 +446,9 @@ class WorkerInfo(BaseModel):
     started_at: float = Field(description="UNIX seconds.")
     device: WorkerDevice | None = Field(None, description="None for a projection worker.")
     running: str | None = Field(None, description="The run it trains now.")
+    methods: list[str] | None = Field(
+        None, description="The methods it can train, plugins included."
+    )
 
 
 class WorkersHealth(BaseModel):

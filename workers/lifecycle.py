@@ -65,7 +65,7 @@ from backend.store.eventlog import EventMessage
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
-from workers.engine.spec import EpochRecord, RunConfig
+from workers.engine.spec import METHOD_SPECS, PLUGIN_ERRORS, EpochRecord, RunConfig
 from workers.engine.spec.datasets import DatasetError
 from workers.engine.trainer import RunCancelled, TrainHooks, TrainingError, train
 
@@ -272,6 +272,10 @@ def describe_failure(exc: BaseException, config: RunConfig | None = None) -> str
     return reason[:1000]
 
 
+def _plugin_failures() -> str:
+    return "; ".join(f"{e.plugin}: {e.error}" for e in PLUGIN_ERRORS)
+
+
 def release_gpu_memory() -> None:
     """Give the card's cached memory back after a run (finished, failed or out of memory), so
     the next run on this worker starts from an empty card."""
@@ -290,8 +294,24 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     if claim is None:
         log.info("run %s not started: %s", run_id, why_not)
         return f"skipped: {why_not}"
+    method = str(claim.config.get("method"))
     try:
+        if method not in METHOD_SPECS:
+            raise LookupError(
+                f"method {method!r} is not installed on worker {context.worker_id} (a method "
+                "plugin: install its package there, or list its module in METHOD_PLUGINS"
+                + (
+                    f"; plugins that failed to load: {failed}"
+                    if (failed := _plugin_failures())
+                    else ""
+                )
+                + ")"
+            )
         config = RunConfig.model_validate(claim.config)
+    except LookupError as exc:
+        error = str(exc)
+        publisher.publish(leases.finish_run(db, run_id, claim.lease_token, "failed", error=error))
+        return "failed"
     except ValidationError as exc:
         error = f"the stored config no longer validates: {exc.errors()[0]['msg']}"
         publisher.publish(leases.finish_run(db, run_id, claim.lease_token, "failed", error=error))

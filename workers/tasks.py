@@ -38,6 +38,7 @@ from backend.store.database import Database
 from workers.celery_app import app
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
+from workers.engine.spec import METHOD_SPECS
 from workers.ingest import execute_ingest
 from workers.lifecycle import (
     SHUTTING_DOWN,
@@ -109,6 +110,7 @@ def _housekeeping(queues: list[str]) -> None:
             "started_at": started_at,
             "device": device,
             "running": ctx.running,
+            "methods": sorted(METHOD_SPECS),  # plugins included: what this worker can train
         }
         try:
             ctx.redis.set(key, json.dumps(info), ex=WORKER_KEY_TTL_S)

@@ -9,7 +9,10 @@ Response::
      "config_schema": JSON Schema of a run config (POST /api/runs body),
      "config_defaults": the generic RunConfig defaults,
      "datasets": [...], "dataset_classes": {dataset: classes or null},
-     "limits": {"epochs", "batch_size", "probe_size", "train_size"}}
+     "limits": {"epochs", "batch_size", "probe_size", "train_size"},
+     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why)}
+
+Methods from plugins (``workers.engine.spec.plugins``) carry ``"plugin"``: its name.
 
 The model is :class:`backend.schemas.Catalogue`.
 """
@@ -23,7 +26,15 @@ from fastapi import APIRouter
 
 from backend.schemas import Catalogue
 from backend.state import StateDep
-from workers.engine.spec import DATASET_CLASSES, METHOD_SPECS, PRESETS, DatasetName, RunConfig
+from workers.engine.spec import (
+    DATASET_CLASSES,
+    METHOD_SPECS,
+    PLUGIN_ERRORS,
+    PLUGIN_METHODS,
+    PRESETS,
+    DatasetName,
+    RunConfig,
+)
 
 router = APIRouter(prefix="/api", tags=["methods"])
 
@@ -40,6 +51,7 @@ def catalogue() -> dict[str, Any]:
             "options_schema": spec.options.model_json_schema(),
             "options_defaults": spec.options().model_dump(),
             "defaults": dict(spec.defaults),
+            "plugin": PLUGIN_METHODS.get(name),
         }
         for name, spec in METHOD_SPECS.items()
     ]
@@ -66,6 +78,7 @@ def catalogue() -> dict[str, Any]:
         "config_defaults": defaults,
         "datasets": list(get_args(DatasetName)),
         "dataset_classes": DATASET_CLASSES,
+        "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
     }
 
 

@@ -54,8 +54,14 @@ export function runPreset(run) {
   return run.preset;
 }
 
-/** A readable name: preset title when known, else the method. */
+/** Whether the run was logged from an external training loop (collapse_lab.Monitor). */
+export function isExternal(run) {
+  return Boolean(run && run.source);
+}
+
+/** A readable name: an external run's own name, the preset title when known, else the method. */
 export function runTitle(run, catalogue) {
+  if (isExternal(run) && run.name) return run.name;
   const preset = runPreset(run);
   if (preset && catalogue) {
     const found = catalogue.presets.find((p) => p.name === preset);

@@ -29,7 +29,7 @@ from workers.engine.backbones import build_backbone
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.engine.data import ImageData, load_splits
 from workers.engine.devices import describe_device
-from workers.engine.methods import METHODS, Method, StepInfo
+from workers.engine.methods import Method, MethodUnavailableError, StepInfo, method_class
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
@@ -250,7 +250,11 @@ def train(
 
     backbone, rep_dim = build_backbone(config.backbone, channels, config.image_size, config.width)
     # channels_last speeds convolutions up on CUDA and on the CPU alike.
-    method = METHODS[config.method](backbone, rep_dim, config).to(device)
+    try:
+        method_type = method_class(config.method)
+    except MethodUnavailableError as exc:
+        raise TrainingError(str(exc)) from exc
+    method = method_type(backbone, rep_dim, config).to(device)
     method = method.to(memory_format=torch.channels_last)
 
     def autocast() -> Any:

@@ -3,7 +3,7 @@
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
-import { FINISHED, isActive, normaliseCatalogue, placementRows, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
+import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
 import { chartContext, diagnosticFigures, draw, extend, plotlyReady, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
@@ -48,7 +48,7 @@ function renderSkeleton() {
         "div",
         { class: "page-actions" },
         readOnly ? null : el("button", { type: "button", id: "cancel-button", class: "danger", onclick: cancelRun }, "Cancel run"),
-        readOnly ? null : el("a", { class: "button secondary", id: "relaunch", href: `/launch?from=${encodeURIComponent(state.runId)}` }, "Launch again with changes"),
+        readOnly || isExternal(run) ? null : el("a", { class: "button secondary", id: "relaunch", href: `/launch?from=${encodeURIComponent(state.runId)}` }, "Launch again with changes"),
       ),
     ),
     el("div", { id: "progress", class: "progress-box" }),
@@ -195,9 +195,11 @@ function renderRun() {
   const config = runConfig(run);
   document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
-  document.getElementById("run-subtitle").textContent = `run ${state.runId} · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed} · created ${timeAgo(run.created_at)}`;
+  document.getElementById("run-subtitle").textContent = isExternal(run)
+    ? `run ${state.runId} · external: ${externalOrigin(run)} · created ${timeAgo(run.created_at)}`
+    : `run ${state.runId} · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed} · created ${timeAgo(run.created_at)}`;
   const cancel = document.getElementById("cancel-button");
-  if (cancel) cancel.hidden = !isActive(run);
+  if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
   const failure = document.getElementById("failure");
   const reason = runReason(run);
   failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
@@ -244,8 +246,16 @@ function renderVerdict() {
   );
 }
 
+/** "train.py on gpu-box-3 (monitor)": where an external run comes from. */
+function externalOrigin(run) {
+  const source = run.source || {};
+  const where = [source.script, source.host].filter(Boolean).join(" on ");
+  return `${where || "unknown script"}${source.integration ? ` (${source.integration})` : ""}`;
+}
+
 function renderConfig() {
-  const config = runConfig(state.run);
+  // an external run shows the researcher's own config and where it comes from
+  const config = isExternal(state.run) ? { ...((state.run.external || {}).config || {}), source: state.run.source } : runConfig(state.run);
   const rows = Object.entries(config).flatMap(([key, value]) => {
     if (key === "options" && value && typeof value === "object") {
       return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);

@@ -35,6 +35,8 @@ __all__ = [
     "ACTIVE_STATUSES",
     "DATASET_CLASSES",
     "METHOD_SPECS",
+    "PLUGIN_ERRORS",
+    "PLUGIN_METHODS",
     "PRESETS",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
@@ -46,6 +48,7 @@ __all__ = [
     "EpochRecord",
     "MethodSpec",
     "Placement",
+    "PluginError",
     "Preset",
     "RunConfig",
     "RunStatus",
@@ -56,3 +59,13 @@ __all__ = [
     "VerdictKind",
     "resolve_config",
 ]
+
+# Last: plugins extend the catalogue above, and may import these names while they load.
+from workers.engine.spec.plugins import (
+    PLUGIN_ERRORS,
+    PLUGIN_METHODS,
+    PluginError,
+    install_plugins,
+)
+
+install_plugins()

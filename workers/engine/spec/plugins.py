@@ -1,0 +1,185 @@
+"""Method plugins: methods that Collapse Lab does not ship, found at start-up.
+
+Two ways to make a method known, read by every process (API, workers, command line):
+
+- an installed package with an entry point in the group ``collapse_lab.methods``, e.g. in
+  its ``pyproject.toml``::
+
+      [project.entry-points."collapse_lab.methods"]
+      dino = "dino_plugin.spec"
+
+- the ``METHOD_PLUGINS`` environment variable: comma-separated importable modules
+  (``METHOD_PLUGINS=my_pkg.my_method,other.module``).
+
+The object an entry point names (or each listed module) is a module with ``METHOD_SPEC`` (one
+:class:`MethodSpec`) or ``METHOD_SPECS`` (a list), and optionally ``PRESETS`` (a list of
+:class:`Preset`), or a :class:`MethodSpec` itself. That module is the plugin's torch-free
+half: the API imports it, so it must not import torch; the training class its spec names in
+``implementation`` (``"pkg.module:Class"``, a subclass of
+``workers.engine.methods.base.Method``) is imported only by the workers.
+
+A broken plugin (import error, not a spec, a name that clashes, options without defaults or
+whose JSON Schema fails) never stops a process: it is left out and reported, naming the
+plugin, in :data:`PLUGIN_ERRORS` (``GET /api/methods`` lists them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any, get_args
+
+from workers.engine.spec.methods import METHOD_SPECS
+from workers.engine.spec.methods.base import Family, MethodSpec
+from workers.engine.spec.presets import PRESETS, Preset
+from workers.engine.spec.records import VERDICT_KINDS
+from workers.engine.spec.strict import StrictModel
+
+ENTRY_POINT_GROUP = "collapse_lab.methods"
+PLUGINS_VARIABLE = "METHOD_PLUGINS"
+# The runs table keeps method names in 32 characters; lower case keeps URLs and CLI simple.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+PRESET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+IMPLEMENTATION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class PluginError:
+    """A plugin that could not be loaded, and why (one sentence)."""
+
+    plugin: str
+    error: str
+
+
+@dataclass
+class Plugins:
+    """What the plugins brought: method specs (name -> plugin that defines it), presets, and
+    the ones that failed."""
+
+    specs: list[tuple[str, MethodSpec]] = field(default_factory=list)
+    presets: list[tuple[str, Preset]] = field(default_factory=list)
+    errors: list[PluginError] = field(default_factory=list)
+
+
+def _check_spec(spec: Any, taken: set[str]) -> str | None:
+    """Why ``spec`` cannot be a method, or None."""
+    if not isinstance(spec, MethodSpec):
+        return f"expected a MethodSpec, got {type(spec).__name__}"
+    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+        return f"method name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
+    if spec.name in taken:
+        return f"method name {spec.name!r} is already taken"
+    if spec.family not in get_args(Family):
+        return f"family {spec.family!r} is not one of {list(get_args(Family))}"
+    if not isinstance(spec.implementation, str) or not IMPLEMENTATION_PATTERN.match(
+        spec.implementation
+    ):
+        return f"implementation {spec.implementation!r} must be 'package.module:ClassName'"
+    if not (isinstance(spec.options, type) and issubclass(spec.options, StrictModel)):
+        return "options must be a StrictModel subclass (workers.engine.spec.strict)"
+    try:
+        spec.options()
+    except Exception as exc:
+        return f"options need a default for every field ({exc.__class__.__name__}: {exc})"
+    try:
+        spec.options.model_json_schema()
+    except Exception as exc:
+        return f"the options' JSON Schema fails ({exc.__class__.__name__}: {exc})"
+    if not isinstance(spec.defaults, dict):
+        return "defaults must be a dict of run-config fields"
+    return None
+
+
+def _check_preset(preset: Any, methods: set[str], taken: set[str]) -> str | None:
+    if not isinstance(preset, Preset):
+        return f"expected a Preset, got {type(preset).__name__}"
+    if not isinstance(preset.name, str) or not PRESET_NAME_PATTERN.match(preset.name):
+        return f"preset name {preset.name!r} must be lower case letters, digits, - or _"
+    if preset.name in taken:
+        return f"preset name {preset.name!r} is already taken"
+    if preset.config.get("method") not in methods:
+        method = preset.config.get("method")
+        return f"preset {preset.name!r} names method {method!r}, not one of this plugin's"
+    if preset.expected not in VERDICT_KINDS:
+        return f"preset {preset.name!r}: expected must be one of {list(VERDICT_KINDS)}"
+    return None
+
+
+def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
+    """(specs, presets) of what a plugin entry names: a module or a spec."""
+    if isinstance(loaded, MethodSpec):
+        return [loaded], []
+    if not isinstance(loaded, ModuleType):
+        return [loaded], []
+    specs = list(getattr(loaded, "METHOD_SPECS", []) or [])
+    if hasattr(loaded, "METHOD_SPEC"):
+        specs.insert(0, loaded.METHOD_SPEC)
+    if not specs:
+        raise LookupError(f"{loaded.__name__} defines neither METHOD_SPEC nor METHOD_SPECS")
+    return specs, list(getattr(loaded, "PRESETS", []) or [])
+
+
+def _sources(modules: str | None) -> list[tuple[str, Any]]:
+    """(plugin name, a loader) for every entry point and every listed module."""
+    found: list[tuple[str, Any]] = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        found.append((f"{point.name} (entry point {point.value})", point.load))
+    for module in (m.strip() for m in (modules or "").split(",")):
+        if module:
+            # A plugin is an optional import by nature: only its name is known, at run time.
+            found.append((module, lambda m=module: importlib.import_module(m)))
+    return found
+
+
+def load_plugins(
+    builtin_methods: set[str], builtin_presets: set[str], modules: str | None = None
+) -> Plugins:
+    """Load every plugin; ``modules`` defaults to ``$METHOD_PLUGINS``. Never raises."""
+    if modules is None:
+        modules = os.environ.get(PLUGINS_VARIABLE, "")
+    result = Plugins()
+    methods, presets = set(builtin_methods), set(builtin_presets)
+    for plugin, load in _sources(modules):
+        try:
+            specs, plugin_presets = _contents(load())
+        except Exception as exc:  # a plugin's import may raise anything
+            result.errors.append(PluginError(plugin, f"{exc.__class__.__name__}: {exc}"))
+            continue
+        for spec in specs:
+            problem = _check_spec(spec, methods)
+            if problem:
+                result.errors.append(PluginError(plugin, problem))
+                continue
+            methods.add(spec.name)
+            result.specs.append((plugin, spec))
+        for preset in plugin_presets:
+            own = {spec.name for source, spec in result.specs if source == plugin}
+            problem = _check_preset(preset, own, presets)
+            if problem:
+                result.errors.append(PluginError(plugin, problem))
+                continue
+            presets.add(preset.name)
+            result.presets.append((plugin, preset))
+    return result
+
+
+# name -> the plugin that defines it, for the methods that came from plugins
+PLUGIN_METHODS: dict[str, str] = {}
+PLUGIN_ERRORS: list[PluginError] = []
+
+
+def install_plugins(modules: str | None = None) -> None:
+    """Load the plugins into the catalogue (:data:`METHOD_SPECS`, :data:`PRESETS`); called
+    once when the run spec is imported, after the built-ins are defined, so that a plugin
+    may ``from workers.engine.spec import MethodSpec, Preset, StrictModel``."""
+    plugins = load_plugins(set(METHOD_SPECS), set(PRESETS), modules)
+    for plugin, spec in plugins.specs:
+        METHOD_SPECS[spec.name] = spec
+        PLUGIN_METHODS[spec.name] = plugin
+    for _, preset in plugins.presets:
+        PRESETS[preset.name] = preset
+    PLUGIN_ERRORS.extend(plugins.errors)
