@@ -1,0 +1,113 @@
+"""Method plugins end to end: ``examples/dino_plugin`` installed with ``pip install
+--no-deps --target`` (the shared environment stays as it is) is found by its entry point;
+through the real stack it appears in ``GET /api/methods`` and its collapsing preset trains on
+a worker to its verdict; a broken plugin is reported by name and takes nothing down; a run
+of a method the worker lacks fails with that reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.stack import REPO, TINY_RUN, RedisServer, ServiceStack, wait_until
+
+EXAMPLE = REPO / "examples" / "dino_plugin"
+BROKEN = "def broken(:\n"  # a plugin module that does not even parse
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("plugins")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+        timeout=300,
+        cwd=target,
+    )
+    (target / "broken_plugin.py").write_text(BROKEN)
+    return target
+
+
+def _finished(client: httpx.Client, run_id: str) -> dict | None:
+    run = client.get(f"/api/runs/{run_id}").json()
+    return run if run["status"] in ("succeeded", "failed") else None
+
+
+@pytest.mark.slow
+def test_the_dino_plugin_trains_through_the_stack(
+    plugin_path: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"PYTHONPATH": f"{REPO}:{plugin_path}", "METHOD_PLUGINS": "broken_plugin"}
+    service = ServiceStack(
+        workdir=tmp_path,
+        redis_url=redis_server.url.replace("/0", "/4"),
+        database_url=f"sqlite:///{tmp_path / 'collapse_lab.db'}",
+        extra_env=env,
+    )
+    try:
+        service.start_api()
+        catalogue = httpx.get(f"{service.base_url}/api/methods", timeout=10).json()
+        dino = next(m for m in catalogue["methods"] if m["name"] == "dino")
+        assert dino["plugin"].startswith("dino (entry point dino_plugin.spec")
+        assert "centering" in dino["options_schema"]["properties"]
+        assert {"dino", "dino-no-centering"} <= {p["name"] for p in catalogue["presets"]}
+        [problem] = catalogue["plugin_errors"]
+        assert problem["plugin"] == "broken_plugin" and "SyntaxError" in problem["error"]
+
+        service.start_worker("train-plugins", "train")
+        service.wait_for_workers(train=1)
+        with httpx.Client(base_url=service.base_url, timeout=30) as client:
+            # the plugin's own defaults (batch 128, heads 512/128), a small probe and images
+            small = {"train_size": 512, "probe_size": 256, "image_size": 16, "width": 8}
+            run = client.post(
+                "/api/runs", json={**small, "preset": "dino-no-centering", "epochs": 4}
+            ).json()
+            done = wait_until(lambda: _finished(client, run["id"]), 240, what="the DINO run")
+            assert done["status"] == "succeeded", done["error"]
+            epochs = client.get(f"/api/runs/{run['id']}/epochs").json()
+            assert [r["epoch"] for r in epochs] == [0, 1, 2, 3, 4]
+            assert epochs[-1]["logs"]["teacher_entropy"] >= 0
+            assert done["verdict"]["kind"] == "complete_collapse", done["verdict"]
+            workers = client.get("/api/health").json()["workers"]["items"]
+            assert any("dino" in (w.get("methods") or []) for w in workers)
+    finally:
+        service.stop()
+
+
+def test_a_worker_without_the_plugin_fails_the_run_with_that_reason(
+    plugin_path: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The API knows the plugin, the worker does not (it runs without the package)."""
+    service = ServiceStack(
+        workdir=tmp_path,
+        redis_url=redis_server.url.replace("/0", "/5"),
+        database_url=f"sqlite:///{tmp_path / 'collapse_lab.db'}",
+        extra_env={"PYTHONPATH": f"{REPO}:{plugin_path}"},
+    )
+    try:
+        service.start_api()
+        service.extra_env["PYTHONPATH"] = str(REPO)
+        service.start_worker("train-bare", "train")
+        service.wait_for_workers(train=1)
+        with httpx.Client(base_url=service.base_url, timeout=30) as client:
+            tiny = {k: v for k, v in TINY_RUN.items() if k not in ("method", "pred_hidden_dim")}
+            run = client.post("/api/runs", json={**tiny, "method": "dino"}).json()
+            done = wait_until(lambda: _finished(client, run["id"]), 120, what="the failure")
+        assert done["status"] == "failed"
+        assert "method 'dino' is not installed on worker" in done["error"]
+    finally:
+        service.stop()
