@@ -14,6 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# the client package: the API decodes uploaded epochs with its collapse_lab.wire
+COPY client ./client
 COPY backend ./backend
 COPY workers ./workers
 COPY frontend ./frontend
@@ -23,12 +25,12 @@ RUN pip install --upgrade pip \
 VOLUME ["/data"]
 
 FROM base AS worker
-RUN pip install '.[worker]'
+RUN pip install ./client '.[worker]'
 USER collapse
 CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "train", "--pool", "solo", "--concurrency", "1"]
 
 FROM base AS api
-RUN pip install . && python -c "import backend.app, sys; assert 'torch' not in sys.modules"
+RUN pip install ./client . && python -c "import backend.app, sys; assert 'torch' not in sys.modules"
 USER collapse
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

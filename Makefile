@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 
 .PHONY: up test lint format system-deps bench zoo clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PACKAGES)
-	$(PY) -m pip install -q -e '.[worker,dev]'
+	$(PY) -m pip install -q -e ./client -e '.[worker,dev]'
 	touch $(STAMP)
 
 system-deps:
