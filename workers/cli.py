@@ -75,6 +75,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def format_row(record: EpochRecord) -> str:
     p, b = record.projector, record.backbone
+    assert b is not None  # the trainer always measures h (only external runs lack it)
     loss = "      -" if record.loss is None else f"{record.loss:7.3f}"
     kind = record.verdict.kind if record.verdict else "-"
     return (
@@ -155,6 +156,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
         last = result.history[-1]
+        assert last.backbone is not None  # the trainer always measures h
         rows.append(
             (
                 name,

@@ -10,6 +10,7 @@ picks up what is left, and the store records each epoch once.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import numpy as np
 from collapse_lab import wire  # the client package's decoder: one implementation of the format
@@ -59,7 +60,7 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
         error = _ingest_epoch(context, run_id, epoch)
         if error:
             log.warning("external run %s, epoch %d not measured: %s", run_id, epoch, error)
-        with_db_retry(lambda e=epoch, err=error: external_store.mark_processed(db, run_id, e, err))
+        with_db_retry(partial(external_store.mark_processed, db, run_id, epoch, error))
         done += 1
     history = epoch_store.epoch_records(db, run_id)
     verdict = run_verdict(history) if history else None

@@ -21,6 +21,7 @@ from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import ExternalUpload, Run, json_safe, now
 from backend.store.runs import new_run_id
+from workers.engine.spec import RunStatus
 
 EXTERNAL = "external"  # the method and dataset column of an external run
 
@@ -225,7 +226,7 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list
             run.verdict = json_safe(verdict)
             run.verdict_kind = verdict.get("kind")
         run.error = finish.get("error")
-        status = "failed" if finish.get("status") == "failed" else "succeeded"
+        status: RunStatus = "failed" if finish.get("status") == "failed" else "succeeded"
         return [set_status(session, run, status, _closing_reason(finish, errors))]
 
 

@@ -1,0 +1,104 @@
+"""Bring your own method, bring your own loop, in a real Chromium: the DINO example plugin is
+launched from the Launch page (its preset, its options rendered from its schema) and its run
+page draws its plots and verdict; an external run's page shows its epochs, where it comes
+from, and no launch-again button."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from collapse_lab import Monitor
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import DESKTOP
+from tests.service.stack import REPO, RedisServer, ServiceStack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TIMEOUT_MS = 240_000
+FORM_VALUES = {"train_size": 512, "probe_size": 256, "image_size": 16, "width": 8, "epochs": 4}
+
+
+@pytest.fixture(scope="module")
+def plugin_stack(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceStack]:
+    """An open stack (API, train and projection workers) with the plugin on METHOD_PLUGINS."""
+    workdir: Path = tmp_path_factory.mktemp("byo-stack")
+    stack = ServiceStack(
+        workdir=workdir,
+        redis_url=redis_server.url.rsplit("/", 1)[0] + "/6",
+        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+        extra_env={
+            "PYTHONPATH": f"{REPO}:{REPO / 'examples' / 'dino_plugin'}",
+            "METHOD_PLUGINS": "dino_plugin.spec",
+        },
+    )
+    stack.start_api()
+    stack.start_worker("byo-train", "train")
+    stack.start_worker("byo-projection", "projection")
+    stack.wait_for_workers(train=1)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)
+    yield context.new_page()
+    context.close()
+
+
+def plot_epochs(page: Page, metric: str) -> list[int]:
+    return page.evaluate(
+        "(id) => { const d = document.getElementById(id); return d && d.data ? d.data[0].x : [] }",
+        f"plot-{metric}",
+    )
+
+
+def test_the_plugin_launches_from_the_form_and_shows_its_plots(
+    plugin_stack: ServiceStack, page: Page
+) -> None:
+    page.goto(plugin_stack.base_url + "/launch")
+    page.click('[data-preset="dino-no-centering"]')
+    expect(page.locator("#field-method")).to_have_value("dino")
+    expect(page.locator("#field-options-centering")).not_to_be_checked()
+    while (closed := page.locator("details.form-section:not([open]) > summary")).count():
+        closed.first.click()
+    expect(page.locator("#field-options-teacher_temperature")).to_have_value("0.04")
+    for name, value in FORM_VALUES.items():
+        page.fill(f"#field-{name}", str(value))
+    page.click("#launch-button")
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+$"))
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+    expect(page.locator("#verdict-banner")).to_have_attribute(
+        "data-kind", "complete_collapse", timeout=30_000
+    )
+    page.wait_for_function("document.getElementById('plot-std')?.data !== undefined")
+    assert plot_epochs(page, "std") == list(range(FORM_VALUES["epochs"] + 1))
+    expect(page.locator("#run-title")).to_have_text("DINO without centering")
+
+
+def test_an_external_run_page_shows_its_epochs_and_origin(
+    plugin_stack: ServiceStack, page: Page
+) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((128, 16))
+    with Monitor(plugin_stack.base_url, name="my-own-loop", config={"lr": 0.3}) as monitor:
+        for epoch in range(3):
+            monitor.log_epoch(epoch, base * 0.1**epoch + 1.0, labels=np.arange(128) % 4)
+    page.goto(f"{plugin_stack.base_url}/runs/{monitor.run_id}")
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#run-title")).to_have_text("my-own-loop")
+    expect(page.locator("#run-subtitle")).to_contain_text("external:")
+    expect(page.locator("#relaunch")).to_have_count(0)
+    expect(page.locator("#verdict-banner")).to_have_attribute(
+        "data-kind", "complete_collapse", timeout=30_000
+    )
+    page.wait_for_function("document.getElementById('plot-std')?.data !== undefined")
+    assert plot_epochs(page, "std") == [0, 1, 2]
+    expect(page.locator("#config-body")).to_contain_text("lr")
