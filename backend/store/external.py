@@ -38,6 +38,7 @@ def register_run(
 ) -> tuple[Run, bool, list[EventMessage]]:
     """Store a new ``running`` external run, or find the one registered with ``key``.
     Returns (run, created, events)."""
+    key = key or None  # an empty header is no key
     if key and (known := _find_by_key(db, key)) is not None:
         return known, False, []
     stamp = now()
