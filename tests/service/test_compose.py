@@ -69,4 +69,7 @@ def test_the_api_image_is_built_without_torch(compose: dict[str, Any]) -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     api_stage = dockerfile.split("AS api", 1)[1]
     assert "pip install ." in api_stage and "[worker]" not in api_stage
-    assert "pip install '.[worker]'" in dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
+    # both install the client package too: the server decodes uploads with collapse_lab.wire
+    assert "pip install ./client ." in api_stage
+    worker_stage = dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
+    assert "pip install ./client '.[worker]'" in worker_stage
