@@ -111,3 +111,28 @@ def test_a_worker_without_the_plugin_fails_the_run_with_that_reason(
         assert "method 'dino' is not installed on worker" in done["error"]
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+def test_collapse_lab_train_finds_the_plugin_by_its_entry_point(
+    plugin_path: Path, tmp_path: Path
+) -> None:
+    """No METHOD_PLUGINS: the installed package's entry point is enough for the CLI."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{REPO}:{plugin_path}",
+        "OMP_NUM_THREADS": "1",
+        "DATA_DIR": str(tmp_path),
+    }
+    jsonl = tmp_path / "run.jsonl"
+    command = [sys.executable, "-m", "workers.cli", "train", "--method", "dino"]
+    command += ["--epochs", "1", "--set", "train_size=256", "--set", "probe_size=128"]
+    command += ["--set", "image_size=16", "--set", "width=8", "--set", "centering=false"]
+    command += ["--jsonl", str(jsonl)]
+    result = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "dino on digits" in result.stdout and "verdict:" in result.stdout
+    records = [line for line in jsonl.read_text().splitlines() if line.strip()]
+    assert len(records) == 3  # epochs 0 and 1, then the verdict

@@ -115,7 +115,12 @@ def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
         return [loaded], []
     if not isinstance(loaded, ModuleType):
         return [loaded], []
-    specs = list(getattr(loaded, "METHOD_SPECS", []) or [])
+    listed = getattr(loaded, "METHOD_SPECS", None)
+    if listed is METHOD_SPECS:  # the module imported the catalogue itself: not its own list
+        listed = None
+    if listed is not None and not isinstance(listed, list | tuple):
+        raise TypeError(f"{loaded.__name__}.METHOD_SPECS must be a list of MethodSpec")
+    specs = list(listed or [])
     if hasattr(loaded, "METHOD_SPEC"):
         specs.insert(0, loaded.METHOD_SPEC)
     if not specs:
