@@ -79,8 +79,9 @@ def register_run(
 
 
 def is_closed(run: Run) -> bool:
-    """Whether the run takes no more uploads (finished by the client, or ended)."""
-    return run.external_finish is not None or run.status != "running"
+    """Whether the run takes no more uploads (finished by the client, cancelled, or ended).
+    A cancelled external run ends ``cancelled`` when the client, refused, calls finish."""
+    return run.external_finish is not None or run.cancel_requested or run.status != "running"
 
 
 def upload_digest(db: Database, run_id: str, epoch: int) -> str | None:
@@ -228,7 +229,10 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list
             run.verdict_kind = verdict.get("kind")
         run.error = finish.get("error")
         status: RunStatus = "failed" if finish.get("status") == "failed" else "succeeded"
-        return [set_status(session, run, status, _closing_reason(finish, errors))]
+        reason = _closing_reason(finish, errors)
+        if run.cancel_requested:
+            status, reason = "cancelled", f"cancelled on request; {reason}"
+        return [set_status(session, run, status, reason)]
 
 
 def runs_with_stale_uploads(db: Database, older_than_s: float) -> list[str]:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from collapse_lab import Monitor
@@ -102,3 +103,13 @@ def test_an_external_run_page_shows_its_epochs_and_origin(
     page.wait_for_function("document.getElementById('plot-std')?.data !== undefined")
     assert plot_epochs(page, "std") == [0, 1, 2]
     expect(page.locator("#config-body")).to_contain_text("lr")
+
+
+def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, page: Page) -> None:
+    """Runs the two tests above left: the DINO run and the external one, on one set of plots."""
+    runs = httpx.get(f"{plugin_stack.base_url}/api/runs", timeout=10).json()["data"]
+    ids = [next(r["id"] for r in runs if r["method"] == m) for m in ("dino", "external")]
+    page.goto(f"{plugin_stack.base_url}/compare?runs={','.join(ids)}")
+    page.wait_for_function("document.getElementById('plot-rank')?.data?.length === 2")
+    names = page.evaluate("document.getElementById('plot-std').data.map((t) => t.name)")
+    assert all(any(run_id[:6] in name for name in names) for run_id in ids), names

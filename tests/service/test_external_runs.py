@@ -168,4 +168,9 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     assert run["name"] == "raw" and run["source"] == registration["source"]
     assert run["external"]["finish"]["status"] == "succeeded"
     assert client.put("/api/external-runs/nope/epochs/0", content=body).status_code == 404
+
+    cancelled = client.post("/api/external-runs", json=registration).json()["id"]
+    assert client.post(f"/api/runs/{cancelled}/cancel").status_code == 202
+    refused = client.put(f"/api/external-runs/{cancelled}/epochs/0", content=body, headers=binary)
+    assert refused.status_code == 409 and refused.json()["code"] == "run_closed"
     client.close()
