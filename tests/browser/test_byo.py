@@ -42,7 +42,7 @@ def plugin_stack(
     stack.start_api()
     stack.start_worker("byo-train", "train")
     stack.start_worker("byo-projection", "projection")
-    stack.wait_for_workers(train=1)
+    stack.wait_for_workers(train=1, timeout=180)  # a loaded machine starts workers slowly
     yield stack
     stack.stop()
 

@@ -69,7 +69,7 @@ def test_the_dino_plugin_trains_through_the_stack(
         assert problem["plugin"] == "broken_plugin" and "SyntaxError" in problem["error"]
 
         service.start_worker("train-plugins", "train")
-        service.wait_for_workers(train=1)
+        service.wait_for_workers(train=1, timeout=180)
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
             # the plugin's own defaults (batch 128, heads 512/128), a small probe and images
             small = {"train_size": 512, "probe_size": 256, "image_size": 16, "width": 8}
@@ -102,7 +102,7 @@ def test_a_worker_without_the_plugin_fails_the_run_with_that_reason(
         service.start_api()
         service.extra_env["PYTHONPATH"] = str(REPO)
         service.start_worker("train-bare", "train")
-        service.wait_for_workers(train=1)
+        service.wait_for_workers(train=1, timeout=180)
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
             tiny = {k: v for k, v in TINY_RUN.items() if k not in ("method", "pred_hidden_dim")}
             run = client.post("/api/runs", json={**tiny, "method": "dino"}).json()
