@@ -37,6 +37,7 @@ from backend.routers import (
     runs,
     shares,
 )
+from backend.routers.external_runs import EPOCH_MEDIA_TYPE
 from backend.settings import Settings, get_settings
 from backend.state import ServiceState
 from backend.store.database import Database
@@ -113,7 +114,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        # external runs' epoch uploads: binary, up to MAX_EPOCH_BYTES, read by their route
+        streamed={EPOCH_MEDIA_TYPE: settings.max_epoch_bytes},
+    )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for module in (health, methods, runs, external_runs, events, shares, reports, pages):
         app.include_router(module.router)

@@ -15,9 +15,9 @@ from workers.engine.spec.plugins import load_plugins
 
 GOOD = """
 from pydantic import Field
-from workers.engine.spec import MethodSpec, Preset, StrictModel
+from workers.engine.spec import MethodSpec, Preset, StrictInput
 
-class Options(StrictModel):
+class Options(StrictInput):
     strength: float = Field(1.0, description="How hard.")
 
 METHOD_SPEC = MethodSpec(name="toy", title="Toy", paper="Nobody 2026.", family="other",
@@ -27,9 +27,9 @@ PRESETS = [Preset("toy-off", "Toy off", "Off.", {"method": "toy", "options": {"s
            Preset("simsiam", "Clash", "Taken.", {"method": "toy"}, "healthy")]
 """
 NO_DEFAULT = """
-from workers.engine.spec import MethodSpec, StrictModel
+from workers.engine.spec import MethodSpec, StrictInput
 
-class Options(StrictModel):
+class Options(StrictInput):
     required: int
 
 METHOD_SPEC = MethodSpec(name="nodefault", title="N", paper="P", family="other",

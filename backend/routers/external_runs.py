@@ -4,7 +4,7 @@ their probe embeddings with ``collapse_lab.Monitor``. Every call needs the API t
 
 - ``POST /api/external-runs`` (``Idempotency-Key`` header) ``{"name", "config", "source"}``
   -> 201 ``{"id", "url", "status": "running", "limits"}`` (200 with the same reply for a
-  known key); 413 over 1 MiB.
+  known key); 413 over ``MAX_BODY_BYTES`` (1 MiB).
 - ``PUT /api/external-runs/{id}/epochs/{epoch}`` body one binary epoch message
   (``application/x-collapse-lab-epoch``) -> 202 ``{"epoch", "status": "accepted"}`` (200
   ``duplicate`` for the same bytes again; 409 ``epoch_conflict`` for other bytes, 409
@@ -49,7 +49,7 @@ router = APIRouter(
     responses=UNAUTHORIZED,
 )
 
-MAX_REGISTRATION_BYTES = 2**20
+EPOCH_MEDIA_TYPE = wire.CONTENT_TYPE  # BodyLimits lets these bodies through to the route
 
 
 def _problem(code: int, detail: str, error_code: str | None = None) -> JSONResponse:
@@ -57,34 +57,6 @@ def _problem(code: int, detail: str, error_code: str | None = None) -> JSONRespo
     if error_code:
         body["code"] = error_code
     return JSONResponse(body, status_code=code)
-
-
-def _check_length(request: Request, limit: int) -> None:
-    """413 before the body is read when Content-Length announces more than ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"the body is {int(declared)} bytes, over this server's limit of {limit}",
-        )
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) one that grows past ``limit`` (chunked uploads included)."""
-    _check_length(request, limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over this server's {limit} bytes"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _registration_size(request: Request) -> None:
-    _check_length(request, MAX_REGISTRATION_BYTES)
 
 
 def _limits(state: ServiceState) -> ExternalLimits:
@@ -98,7 +70,6 @@ def _limits(state: ServiceState) -> ExternalLimits:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ExternalRunCreated,
-    dependencies=[Depends(_registration_size)],
     responses={200: {"description": "Known Idempotency-Key: the run registered before."}},
 )
 def register_external_run(
@@ -186,7 +157,7 @@ async def upload_epoch(
     media_type = request.headers.get("content-type", "").split(";")[0].strip()
     if media_type != wire.CONTENT_TYPE:
         return _problem(415, f"Content-Type must be {wire.CONTENT_TYPE}, not {media_type!r}")
-    body = await _read_capped(request, state.settings.max_epoch_bytes)
+    body = await request.body()  # bounded by MAX_EPOCH_BYTES in BodyLimits (backend/app.py)
     return await to_thread.run_sync(_store_epoch, state, run_id, epoch, body, response)
 
 

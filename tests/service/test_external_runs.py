@@ -162,12 +162,14 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     finish = {"status": "succeeded", "error": None, "epochs_dropped": [], "epochs_skipped": []}
     closed = client.post(f"/api/external-runs/{run_id}/finish", json=finish)
     assert closed.status_code == 202 and closed.json() == {"id": run_id, "status": "succeeded"}
-    late = client.put(f"{url}/1", content=wire.encode_epoch(1, {"z": np.ones((16, 4))}))
+    late_body = wire.encode_epoch(1, {"z": np.ones((16, 4))})
+    late = client.put(f"{url}/1", content=late_body, headers=binary)
     assert late.status_code == 409 and late.json()["code"] == "run_closed"
     run = client.get(f"/api/runs/{run_id}").json()
     assert run["name"] == "raw" and run["source"] == registration["source"]
     assert run["external"]["finish"]["status"] == "succeeded"
-    assert client.put("/api/external-runs/nope/epochs/0", content=body).status_code == 404
+    missing = client.put("/api/external-runs/nope/epochs/0", content=body, headers=binary)
+    assert missing.status_code == 404
 
     cancelled = client.post("/api/external-runs", json=registration).json()["id"]
     assert client.post(f"/api/runs/{cancelled}/cancel").status_code == 202

@@ -6,6 +6,7 @@ of a method the worker lacks fails with that reason."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ BROKEN = "def broken(:\n"  # a plugin module that does not even parse
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("plugins")
+    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("source") / "dino_plugin")
     subprocess.run(
         [
             sys.executable,
@@ -32,7 +34,7 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),  # a copy: the build leaves build/ beside the sources
         ],
         check=True,
         timeout=300,

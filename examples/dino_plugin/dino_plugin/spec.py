@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from workers.engine.spec import MethodSpec, Preset, StrictModel
+from workers.engine.spec import MethodSpec, Preset, StrictInput
 
 
-class DINOOptions(StrictModel):
+class DINOOptions(StrictInput):
     centering: bool = Field(
         True,
         description="Subtract a running mean of the teacher's logits before its softmax. Off: "
