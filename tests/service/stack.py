@@ -213,7 +213,7 @@ class ServiceStack:
         self.workers[name] = process
         return process
 
-    def wait_for_workers(self, train: int = 1, timeout: float = 60) -> None:
+    def wait_for_workers(self, train: int = 1, timeout: float = 180) -> None:
         def ready() -> bool:
             workers = httpx.get(f"{self.base_url}/api/health", timeout=5).json()["workers"]
             return workers["train"] >= train
