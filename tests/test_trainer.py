@@ -112,3 +112,33 @@ def test_new_diagnostics_are_recorded_and_lidar_only_when_due(tmp_path: Path) ->
     assert isinstance(result.verdict.findings, list)
     off = train(resolve_config({**TINY, "epochs": 1, "lidar_every": 0}), data_root=tmp_path)
     assert all(record.projector.lidar is None for record in off.history)
+
+
+def test_a_settled_complete_collapse_stops_the_run_early_and_says_why(tmp_path: Path) -> None:
+    # SimSiam without stop-gradient at a large constant learning rate collapses in a few
+    # epochs (the browser tests' COLLAPSING_RUN); it would train 15.
+    config = resolve_config(
+        {
+            **TINY,
+            "preset": "simsiam-no-stopgrad",
+            "batch_size": 32,
+            "image_size": 16,
+            "epochs": 15,
+            "lr": 1.0,
+            "schedule": "constant",
+            "stop_after_settled_epochs": 2,
+        }
+    )
+    result = train(config, data_root=tmp_path, run_dir=tmp_path / "run")
+    last = result.history[-1]
+    assert last.epoch < 15
+    assert result.verdict.kind == "complete_collapse"
+    onset = result.verdict.onset_epoch
+    assert onset is not None and last.epoch - onset + 1 == 2, "stops as soon as it has held"
+    assert result.verdict.stopped_early is not None
+    assert f"after epoch {last.epoch} of 15" in result.verdict.stopped_early
+    assert "stop_after_settled_epochs = 2" in result.verdict.stopped_early
+    # Resuming from the stopped run's checkpoint trains nothing more.
+    again = train(config, data_root=tmp_path, run_dir=tmp_path / "run")
+    assert again.history[-1].epoch == last.epoch
+    assert again.verdict.stopped_early == result.verdict.stopped_early

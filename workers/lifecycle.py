@@ -368,7 +368,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
                 lease,
                 "succeeded",
                 verdict=result.verdict.model_dump(mode="json"),
-                reason="finished",
+                reason=result.verdict.stopped_early or "finished",
             )
         )
     )

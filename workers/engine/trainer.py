@@ -220,6 +220,27 @@ def lidar_due(config: RunConfig, epoch: int) -> bool:
     return every > 0 and (epoch % every == 0 or epoch == config.epochs)
 
 
+def settled_collapse(history: list[dict[str, Any]], config: RunConfig) -> str | None:
+    """Why training may stop now (one sentence), or None: the last epoch's verdict has been
+    complete collapse for ``config.stop_after_settled_epochs`` epochs. Checked before each
+    epoch, so a resumed run whose checkpoint already satisfies it stops at once."""
+    needed = config.stop_after_settled_epochs
+    if needed is None or not history or history[-1]["epoch"] >= config.epochs:
+        return None
+    verdict = history[-1].get("verdict") or {}
+    onset = verdict.get("onset_epoch")
+    if verdict.get("kind") != "complete_collapse" or onset is None:
+        return None
+    epoch = int(history[-1]["epoch"])
+    held = epoch - int(onset) + 1
+    if held < needed:
+        return None
+    return (
+        f"stopped early after epoch {epoch} of {config.epochs}: complete collapse had held "
+        f"for {held} epochs since epoch {onset} (stop_after_settled_epochs = {needed})"
+    )
+
+
 def _bank_subset(data: ImageData, size: int, seed: int) -> ImageData:
     """A fixed random subset of the training images: the kNN monitor's labelled bank."""
     if len(data) <= size:
@@ -327,7 +348,11 @@ def train(
         )
         finish_epoch(baseline, z)
 
+    stopped_early: str | None = None
     for epoch in range(start_epoch, config.epochs + 1):
+        stopped_early = settled_collapse(history, config)
+        if stopped_early is not None:
+            break
         torch.manual_seed(epoch_seed(config.seed, epoch))
         generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
 
@@ -407,8 +432,10 @@ def train(
         )
         finish_epoch(record, z)
 
+    verdict = Verdict.model_validate(run_verdict(history))
+    verdict.stopped_early = stopped_early
     return RunResult(
         history=[EpochRecord.model_validate(r) for r in history],
-        verdict=Verdict.model_validate(run_verdict(history)),
+        verdict=verdict,
         device=device.type,
     )

@@ -79,6 +79,13 @@ class RunConfig(StrictInput):
         "many epochs and at the last one; 0 = never.",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    stop_after_settled_epochs: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Stop early once the verdict has been complete_collapse for this many "
+        "epochs (the run ends succeeded, saying so); null = train every epoch.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
 
     @field_validator("method")

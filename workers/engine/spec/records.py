@@ -95,6 +95,11 @@ class Verdict(StrictModel):
         description="What the kind does not say, one sentence with its numbers each: partial "
         "prototype collapse, backbone kNN below epoch 0, collapse coming, backbone vs projector.",
     )
+    stopped_early: str | None = Field(
+        None,
+        description="Why the run stopped before its last epoch (stop_after_settled_epochs), "
+        "one sentence; None when it trained every epoch.",
+    )
 
 
 class Placement(StrictModel):

@@ -1,0 +1,238 @@
+"""Sweeps: a base run config x a grid over one or two of its fields or options x seeds.
+
+``{"base": {"preset": "vicreg", "epochs": 10}, "grid": {"variance_weight": [0, 25]},
+"seeds": [0, 1]}`` stands for 2 grid points x 2 seeds = 4 ordinary runs. A grid key is a
+run-config field (``lr``, ``batch_size``...) or an option of the base's method
+(``variance_weight``, or spelt ``options.variance_weight``); its values are a list or a range
+``{"start", "stop", "steps", "scale": "linear" | "log"}``. :func:`expand_sweep` turns the
+request into one (merged, unvalidated) run request per grid point and seed, in grid order
+(the first key varies slowest); each goes through :func:`~workers.engine.spec.resolve_config`
+like any launch, and :class:`SweepError` names the grid key at fault.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from workers.engine.spec.config import ConfigError, RunConfig
+from workers.engine.spec.methods import METHOD_SPECS
+from workers.engine.spec.presets import PRESETS
+from workers.engine.spec.strict import StrictModel
+
+MAX_GRID_KEYS = 2
+MAX_VALUES_PER_KEY = 50
+# How many epochs a complete collapse must hold before a sweep's run stops (see
+# RunConfig.stop_after_settled_epochs): the verdict's onset needs two epochs to be trusted
+# (its warnings use two), a third makes a relapse to healthy unlikely on every preset.
+SWEEP_SETTLED_EPOCHS = 3
+
+GridValue = bool | int | float | str | None
+_NOT_SWEEPABLE = ("method", "preset", "options")
+
+
+class GridRange(StrictModel):
+    """``steps`` values from ``start`` to ``stop`` (both included), evenly spaced or, with
+    ``scale: "log"``, geometrically (start and stop must then be positive)."""
+
+    start: float
+    stop: float
+    steps: int = Field(ge=2, le=MAX_VALUES_PER_KEY)
+    scale: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _positive_for_log(self) -> GridRange:
+        if self.scale == "log" and (self.start <= 0 or self.stop <= 0):
+            raise ValueError("a log range needs start and stop above 0")
+        return self
+
+    def values(self) -> list[float]:
+        if self.scale == "log":
+            low, high = math.log(self.start), math.log(self.stop)
+            points = [math.exp(low + (high - low) * i / (self.steps - 1)) for i in range(self.steps)]
+        else:
+            span = self.stop - self.start
+            points = [self.start + span * i / (self.steps - 1) for i in range(self.steps)]
+        return [float(f"{p:.6g}") for p in points]  # 0.1 rather than 0.10000000000000002
+
+
+class SweepRequest(StrictModel):
+    """The body of ``POST /api/sweeps``."""
+
+    name: str | None = Field(None, max_length=200, description="A label for the sweep's page.")
+    base: dict[str, Any] = Field(
+        description="A run config (method or preset, with overrides), as for POST /api/runs."
+    )
+    grid: dict[str, list[GridValue] | GridRange] = Field(
+        description="One or two run-config fields or method options, each with a list of "
+        "values or a range {start, stop, steps, scale: linear|log}."
+    )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=10,
+        description="Seeds of every grid point; default: the base's seed (0).",
+    )
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="At most this many of the sweep's runs are sent to the workers at once; "
+        "default: the server's SWEEP_CONCURRENCY.",
+    )
+    stop_when_settled: bool = Field(
+        True,
+        description="Stop a run once complete collapse has held for "
+        f"{SWEEP_SETTLED_EPOCHS} epochs (unless the base sets stop_after_settled_epochs).",
+    )
+
+
+class SweepError(ValueError):
+    """A sweep request that cannot be expanded; ``loc`` is the path of the culprit in the
+    request body, e.g. ``("grid", "variance_weight")``."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(str(p) for p in loc)}: {message}")
+        self.loc = loc
+        self.message = message
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One grid key: where it lives in a run config and its values."""
+
+    key: str  # as the request named it
+    field: str  # the run-config field or option name
+    is_option: bool
+    values: list[GridValue]
+
+    def apply(self, raw: dict[str, Any], value: GridValue) -> None:
+        if self.is_option:
+            raw["options"] = {**(raw.get("options") or {}), self.field: value}
+        else:
+            raw[self.field] = value
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its grid point, seed and run request."""
+
+    cell: int  # index of the grid point
+    point: dict[str, GridValue]  # grid key -> value
+    seed: int
+    request: dict[str, Any]
+
+
+def base_method(base: dict[str, Any]) -> str:
+    """The method of a base config (given or from its preset); ConfigError otherwise."""
+    preset = base.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError("preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        return str(PRESETS[preset].config["method"])
+    method = base.get("method")
+    if method is None:
+        raise ConfigError("method", "give a method or a preset")
+    if method not in METHOD_SPECS:
+        raise ConfigError(
+            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
+        )
+    return str(method)
+
+
+def _is_int_field(annotation: Any) -> bool:
+    return annotation is int or annotation == (int | None)
+
+
+def _axis(method: str, key: str, spec: list[GridValue] | GridRange) -> GridAxis:
+    options = METHOD_SPECS[method].options.model_fields
+    name = key.removeprefix("options.")
+    if key.startswith("options.") or (name not in RunConfig.model_fields and name in options):
+        if name not in options:
+            raise SweepError(
+                ("grid", key),
+                f"{method} has no option {name!r}; its options: {', '.join(options) or 'none'}",
+            )
+        is_option, annotation = True, options[name].annotation
+    elif name in RunConfig.model_fields and name not in _NOT_SWEEPABLE:
+        is_option, annotation = False, RunConfig.model_fields[name].annotation
+    else:
+        raise SweepError(
+            ("grid", key),
+            f"not a run-config field nor an option of {method}; options: {', '.join(options)}",
+        )
+    if isinstance(spec, GridRange):
+        values: list[GridValue] = list(spec.values())
+        if _is_int_field(annotation):
+            values = list(dict.fromkeys(round(float(v)) for v in values if v is not None))
+    else:
+        values = list(spec)
+    if not values:
+        raise SweepError(("grid", key), "give at least one value")
+    if len(values) > MAX_VALUES_PER_KEY:
+        raise SweepError(("grid", key), f"at most {MAX_VALUES_PER_KEY} values per key")
+    if len(set(map(repr, values))) != len(values):
+        raise SweepError(("grid", key), "values repeat")
+    return GridAxis(key, name, is_option, values)
+
+
+def grid_axes(request: SweepRequest) -> list[GridAxis]:
+    """The grid's keys, checked (known field or option, at most two, distinct targets)."""
+    if not request.grid:
+        raise SweepError(("grid",), "give one or two fields or options to sweep")
+    if len(request.grid) > MAX_GRID_KEYS:
+        raise SweepError(("grid",), f"at most {MAX_GRID_KEYS} keys (a map has two axes)")
+    try:
+        method = base_method(request.base)
+    except ConfigError as exc:
+        raise SweepError(("base", *exc.field.split(".")), exc.message) from None
+    axes = [_axis(method, key, spec) for key, spec in request.grid.items()]
+    if len({(a.is_option, a.field) for a in axes}) != len(axes):
+        raise SweepError(("grid",), "two keys name the same field")
+    if request.seeds is not None and any(a.field == "seed" and not a.is_option for a in axes):
+        raise SweepError(("seeds",), "sweep the seed either in grid or in seeds, not both")
+    return axes
+
+
+def expand_sweep(request: SweepRequest, max_runs: int | None = None) -> tuple[list[GridAxis], list[SweepRun]]:
+    """The grid axes and every run of the sweep (grid points in order, seeds within)."""
+    axes = grid_axes(request)
+    seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)
+    seeds = [None] if seeds_in_grid else (request.seeds or [int(request.base.get("seed", 0))])
+    points = list(itertools.product(*(a.values for a in axes)))
+    total = len(points) * len(seeds)
+    if max_runs is not None and total > max_runs:
+        raise SweepError(
+            ("grid",),
+            f"{len(points)} grid points x {len(seeds)} seeds = {total} runs, above this "
+            f"server's limit of {max_runs} (MAX_SWEEP_RUNS)",
+        )
+    runs = []
+    for cell, values in enumerate(points):
+        for seed in seeds:
+            raw = {**request.base}
+            if request.base.get("options") is not None:
+                raw["options"] = dict(request.base["options"])
+            for axis, value in zip(axes, values, strict=True):
+                axis.apply(raw, value)
+            if seed is not None:
+                raw["seed"] = seed
+            if request.stop_when_settled and "stop_after_settled_epochs" not in raw:
+                raw["stop_after_settled_epochs"] = SWEEP_SETTLED_EPOCHS
+            point = {a.key: v for a, v in zip(axes, values, strict=True)}
+            runs.append(SweepRun(cell, point, int(raw.get("seed", 0)), raw))
+    return axes, runs
+
+
+def axis_of_field(axes: list[GridAxis], loc: list[Any]) -> GridAxis | None:
+    """The grid axis a run-config error location (``["options", "x"]``, ``["lr"]``) is in."""
+    for axis in axes:
+        if axis.is_option and loc[:2] == ["options", axis.field]:
+            return axis
+        if not axis.is_option and loc[:1] == [axis.field]:
+            return axis
+    return None
