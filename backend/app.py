@@ -36,6 +36,7 @@ from backend.routers import (
     reports,
     runs,
     shares,
+    sweeps,
 )
 from backend.routers.external_runs import EPOCH_MEDIA_TYPE
 from backend.settings import Settings, get_settings
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed={EPOCH_MEDIA_TYPE: settings.max_epoch_bytes},
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    for module in (health, methods, runs, external_runs, events, shares, reports, pages):
+    for module in (health, methods, runs, external_runs, sweeps, events, shares, reports, pages):
         app.include_router(module.router)
     app.mount(
         "/static", StaticFiles(directory=settings.frontend_dir, check_dir=False), name="static"

@@ -70,9 +70,13 @@ class ReadAccess:
 
     all_runs: bool
     run_ids: frozenset[str] = frozenset()
+    sweep_ids: frozenset[str] = frozenset()
 
     def can_read(self, run_id: str) -> bool:
         return self.all_runs or run_id in self.run_ids
+
+    def can_read_sweep(self, sweep_id: str) -> bool:
+        return self.all_runs or sweep_id in self.sweep_ids
 
 
 def read_access(request: Request, state: StateDep) -> ReadAccess:
@@ -82,7 +86,8 @@ def read_access(request: Request, state: StateDep) -> ReadAccess:
     token = presented_share(request)
     share = share_store.get_share(state.db, token) if token else None
     if share is not None:
-        return ReadAccess(all_runs=False, run_ids=frozenset(share.run_ids))
+        sweeps = frozenset([share.sweep_id] if share.sweep_id else [])
+        return ReadAccess(all_runs=False, run_ids=frozenset(share.run_ids), sweep_ids=sweeps)
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "this server is private: send Authorization: Bearer <API_TOKEN> or open a share link",

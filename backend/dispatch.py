@@ -7,6 +7,14 @@ transaction that selects it), then sends. If the sender dies between the two, th
 check finds the task missing from Redis and sends it. The one way left to a duplicate (the
 check reads the queue in the instant a worker moves the message to ``unacked``) is harmless:
 a run is claimed by one worker only (:func:`backend.store.leases.claim_run`), others skip it.
+
+Sweep policy: a sweep sends at most ``concurrency`` of its runs to the broker at a time
+(``SWEEP_CONCURRENCY`` by default); the rest wait in the database, ``queued`` and unsent
+(*held*: the reaper's sending pass leaves them alone). When one of them ends, the worker that
+ran it releases the next (:func:`advance_sweep`, which claims it under the sweep's lock), and
+every reaper pass tops up any sweep that is short, so a lost release costs at most
+``REAPER_INTERVAL_S``. A single run launched meanwhile therefore waits behind at most
+``concurrency`` runs of each sweep in the queue, never behind a whole sweep.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from backend.projections import resend_projections
 from backend.settings import Settings
 from backend.store import external, leases
 from backend.store import runs as run_store
+from backend.store import sweeps as sweep_store
 from backend.store.database import Database
 from backend.store.models import now
 
@@ -105,6 +114,23 @@ def send_unsent(
             return sent
 
 
+def advance_sweep(
+    db: Database, publisher: Publisher, celery: Celery, settings: Settings, sweep_id: str
+) -> list[str]:
+    """Send the sweep's next held runs, up to its concurrency limit (claimed and marked sent
+    by :func:`backend.store.sweeps.take_runs_to_send`); returns the ids that went out. A run
+    whose send fails is held again (the next pass retries it)."""
+    sent = []
+    for item in sweep_store.take_runs_to_send(db, sweep_id):
+        if not send_train(celery, item.run_id, item.device):
+            leases.mark_unsent(db, [item.run_id])
+            continue
+        if item.device == "cuda" and not gpu_worker_connected(settings):
+            publisher.publish(run_store.note_queued_reason(db, item.run_id, WAITING_FOR_GPU))
+        sent.append(item.run_id)
+    return sent
+
+
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
     """Requeue or fail runs whose worker died; send the queued runs whose task never went
     out (or went out ``REQUEUE_QUEUED_AFTER_S`` ago and is still not taken), and the ingest
@@ -121,6 +147,8 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
     stale += external.finished_unclosed_runs(db, INGEST_RESEND_AFTER_S)
     for run_id in dict.fromkeys(stale):
         send_ingest(celery, run_id)
+    for sweep_id in sweep_store.sweeps_with_held_runs(db):
+        advance_sweep(db, publisher, celery, settings, sweep_id)
 
 
 # The Redis lists of the queues (kombu adds one per priority step; unprioritised messages

@@ -338,8 +338,9 @@ class ShareOut(BaseModel):
     """A read-only link to one run or a comparison."""
 
     token: str = Field(description="The secret in the link.")
-    kind: Literal["run", "compare"]
+    kind: Literal["run", "compare", "sweep"]
     runs: list[str] = Field(description="The shared run ids.")
+    sweep: str | None = Field(None, description="The shared sweep (kind 'sweep').")
     url: str = Field(description="The page to send: /s/<token>.")
     created_at: datetime
     revoked: bool
@@ -354,6 +355,7 @@ def share_from_row(share: Share) -> ShareOut:
         token=share.token,
         kind=share.kind,
         runs=share.run_ids,
+        sweep=share.sweep_id,
         url=f"/s/{share.token}",
         created_at=datetime.fromtimestamp(share.created_at, UTC),
         revoked=share.revoked_at is not None,

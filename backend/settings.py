@@ -14,6 +14,9 @@ and the limits. Variables (all optional):
 ``API_HOST`` / ``API_PORT``  where ``collapse-lab up`` serves the API (default 127.0.0.1:8000).
 ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``  launch limits.
 ``MAX_EPOCH_BYTES``  the largest epoch upload of an external run (default 256 MiB).
+``MAX_SWEEP_RUNS``  most runs one sweep may have (grid points x seeds; default 100).
+``SWEEP_CONCURRENCY``  default for how many of a sweep's runs are sent to the workers at once
+                  (2; see :mod:`backend.dispatch`).
 ``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
                   worker-death detection (a run whose heartbeat is older than the timeout is
                   requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
@@ -54,6 +57,8 @@ class Settings(BaseSettings):
     max_probe_size: int = Field(10_000, ge=64)
     max_train_size: int = Field(200_000, ge=64)
     max_epoch_bytes: int = Field(256 * 2**20, ge=2**16)  # one external run's epoch upload
+    max_sweep_runs: int = Field(100, ge=1)
+    sweep_concurrency: int = Field(2, ge=1)
 
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_timeout_s: float = Field(45.0, gt=0)

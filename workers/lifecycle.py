@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from backend.dispatch import enqueue_run
+from backend.dispatch import advance_sweep, enqueue_run
 from backend.events import Publisher
 from backend.projections import (
     EMBEDDING_TTL_S,
@@ -285,7 +285,20 @@ def release_gpu_memory() -> None:
 
 
 def execute_run(context: WorkerContext, run_id: str) -> str:
-    """Claim and train one run to its end; returns a short outcome for the task result log."""
+    """Claim and train one run to its end; returns a short outcome for the task result log.
+    When it ended and belongs to a sweep, the sweep's next held run is sent."""
+    outcome = _execute_claimed_run(context, run_id)
+    if outcome in ("succeeded", "failed", "cancelled"):
+        run = run_store.get_run(context.db, run_id)
+        if run is not None and run.sweep_id is not None:
+            advance_sweep(
+                context.db, context.publisher, context.celery, context.settings, run.sweep_id
+            )
+    return outcome
+
+
+def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
+    """Claim the run and train it (the outcome names how it ended)."""
     db, publisher = context.db, context.publisher
     claim, why_not, messages = with_db_retry(
         lambda: leases.claim_run(db, run_id, context.worker_id)

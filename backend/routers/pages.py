@@ -1,10 +1,11 @@
 """The dashboard's pages and static files (written in ``frontend/``).
 
 ``/`` -> ``index.html``, ``/launch`` -> ``launch.html``, ``/runs/{id}`` -> ``run.html``,
-``/compare`` -> ``compare.html``, ``/s/{token}`` -> ``run.html`` or ``compare.html`` (by the
-share's kind; sets the ``collapse_lab_share`` cookie; the page reads
-``GET /api/shares/{token}`` to learn which runs), ``/static/...`` -> ``frontend/...``, and
-``/static/vendor/plotly.min.js`` from the installed plotly package (no CDN).
+``/compare`` -> ``compare.html``, ``/sweeps/{id}`` -> ``sweep.html``, ``/s/{token}`` ->
+``run.html``, ``compare.html`` or ``sweep.html`` (by the share's kind; sets the
+``collapse_lab_share`` cookie; the page reads ``GET /api/shares/{token}`` to learn which runs),
+``/static/...`` -> ``frontend/...``, and ``/static/vendor/plotly.min.js`` from the installed
+plotly package (no CDN).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def run_page(run_id: str, state: StateDep) -> Response:
     return page(state, "run.html")
 
 
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(sweep_id: str, state: StateDep) -> Response:
+    return page(state, "sweep.html")
+
+
 @router.get("/compare")
 def compare_page(state: StateDep) -> Response:
     return page(state, "compare.html")
@@ -69,6 +75,7 @@ def share_page(token: str, state: StateDep) -> Response:
     share = share_store.get_share(state.db, token)
     if share is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such share link (or it was revoked)")
-    response = page(state, "run.html" if share.kind == "run" else "compare.html")
+    pages = {"run": "run.html", "compare": "compare.html", "sweep": "sweep.html"}
+    response = page(state, pages[share.kind])
     response.set_cookie(SHARE_COOKIE, token, httponly=True, samesite="lax", path="/")
     return response

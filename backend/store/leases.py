@@ -199,7 +199,8 @@ def claim_unsent(
     SQLite's ``BEGIN IMMEDIATE`` serialises the transactions. At most ``limit`` per call."""
     query = select(Run.id, Run.config).where(
         Run.status == "queued",
-        (Run.enqueued_at.is_(None)) | (Run.enqueued_at < sent_before),
+        # a sweep's unsent runs are held by it: backend.store.sweeps releases them
+        (Run.enqueued_at.is_(None) & Run.sweep_id.is_(None)) | (Run.enqueued_at < sent_before),
     )
     if only is not None:
         query = query.where(Run.id.in_(only))

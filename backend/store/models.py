@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: runs, their per-epoch records, projections, the event log, shares.
+"""SQLAlchemy 2 models: runs, their per-epoch records, projections, the event log, shares,
+sweeps.
 
 Times are UNIX seconds (float, UTC) so the API, workers and the reaper compare them without
 time-zone surprises; the API renders them as ISO 8601. Status names are the run spec's
@@ -100,6 +101,8 @@ class Run(Base):
     source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
     external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # the sweep this run belongs to (None for a single run); see backend.store.sweeps
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
 
 class EpochRecord(Base):
@@ -167,7 +170,26 @@ class Share(Base):
     __tablename__ = "shares"
 
     token: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "run" | "compare"
+    kind: Mapped[str] = mapped_column(String(16))  # "run" | "compare" | "sweep"
     run_ids: Mapped[list[str]] = mapped_column(JSONType)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), default=None)  # kind "sweep"
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Sweep(Base):
+    """A base config x a grid x seeds; its runs are ordinary runs tagged with its id.
+
+    ``axes``: [{"key", "field", "is_option", "values"}] in grid order; ``cells``: one per grid
+    point, [{"point": {key: value}, "runs": [run ids, one per seed]}]."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)  # what the user sent
+    axes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    seeds: Mapped[list[int]] = mapped_column(JSONType)
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    concurrency: Mapped[int] = mapped_column(Integer)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
@@ -23,6 +24,15 @@ def create_run(
     db: Database, request: dict[str, Any], config: dict[str, Any]
 ) -> tuple[Run, list[EventMessage]]:
     """Store a new ``queued`` run; returns it and its first status event."""
+    with db.write() as session:
+        run, message = add_run(session, request, config)
+        return run, [message]
+
+
+def add_run(
+    session: Session, request: dict[str, Any], config: dict[str, Any], sweep_id: str | None = None
+) -> tuple[Run, EventMessage]:
+    """A new ``queued`` run in this transaction, with its first status event."""
     stamp = now()
     run = Run(
         id=new_run_id(),
@@ -40,12 +50,11 @@ def create_run(
         worker_losses=0,
         cancel_requested=False,
         last_event_seq=0,
+        sweep_id=sweep_id,
     )
-    with db.write() as session:
-        session.add(run)
-        session.flush()
-        message = append_event(session, run, "status", status_data(run, "queued"))
-        return run, [message]
+    session.add(run)
+    session.flush()
+    return run, append_event(session, run, "status", status_data(run, "queued"))
 
 
 def queued_sent_before(db: Database, stamp: float) -> list[str]:

@@ -1,4 +1,4 @@
-"""Read-only share links: a random token that names one run or a comparison."""
+"""Read-only share links: a random token that names one run, a comparison or a sweep."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from backend.store.database import Database
 from backend.store.models import Share, now
 
 
-def create_share(db: Database, run_ids: list[str]) -> Share:
+def create_share(db: Database, run_ids: list[str], sweep_id: str | None = None) -> Share:
+    """A link to one run, a comparison, or (with ``sweep_id``) a sweep's map and its runs."""
+    kind = "sweep" if sweep_id is not None else "run" if len(run_ids) == 1 else "compare"
     share = Share(
         token=secrets.token_urlsafe(18),
-        kind="run" if len(run_ids) == 1 else "compare",
+        kind=kind,
         run_ids=list(run_ids),
+        sweep_id=sweep_id,
         created_at=now(),
         revoked_at=None,
     )

@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from workers.engine.spec.config import ConfigError, RunConfig
 from workers.engine.spec.methods import METHOD_SPECS
@@ -53,11 +53,24 @@ class GridRange(StrictModel):
     def values(self) -> list[float]:
         if self.scale == "log":
             low, high = math.log(self.start), math.log(self.stop)
-            points = [math.exp(low + (high - low) * i / (self.steps - 1)) for i in range(self.steps)]
+            points = [
+                math.exp(low + (high - low) * i / (self.steps - 1)) for i in range(self.steps)
+            ]
         else:
             span = self.stop - self.start
             points = [self.start + span * i / (self.steps - 1) for i in range(self.steps)]
         return [float(f"{p:.6g}") for p in points]  # 0.1 rather than 0.10000000000000002
+
+
+def _list_or_range(value: Any) -> str:
+    return "range" if isinstance(value, dict) else "list"
+
+
+# A list of values or a range object; told apart by shape, so an error names one of them.
+GridSpec = Annotated[
+    Annotated[list[GridValue], Tag("list")] | Annotated[GridRange, Tag("range")],
+    Discriminator(_list_or_range),
+]
 
 
 class SweepRequest(StrictModel):
@@ -67,7 +80,7 @@ class SweepRequest(StrictModel):
     base: dict[str, Any] = Field(
         description="A run config (method or preset, with overrides), as for POST /api/runs."
     )
-    grid: dict[str, list[GridValue] | GridRange] = Field(
+    grid: dict[str, GridSpec] = Field(
         description="One or two run-config fields or method options, each with a list of "
         "values or a range {start, stop, steps, scale: linear|log}."
     )
@@ -132,7 +145,9 @@ def base_method(base: dict[str, Any]) -> str:
     preset = base.get("preset")
     if preset is not None:
         if preset not in PRESETS:
-            raise ConfigError("preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+            raise ConfigError(
+                "preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+            )
         return str(PRESETS[preset].config["method"])
     method = base.get("method")
     if method is None:
@@ -198,7 +213,9 @@ def grid_axes(request: SweepRequest) -> list[GridAxis]:
     return axes
 
 
-def expand_sweep(request: SweepRequest, max_runs: int | None = None) -> tuple[list[GridAxis], list[SweepRun]]:
+def expand_sweep(
+    request: SweepRequest, max_runs: int | None = None
+) -> tuple[list[GridAxis], list[SweepRun]]:
     """The grid axes and every run of the sweep (grid points in order, seeds within)."""
     axes = grid_axes(request)
     seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)

@@ -1,0 +1,216 @@
+"""Sweeps: a base run config x a grid over one or two fields or options x seeds.
+
+- ``POST /api/sweeps`` ``{"base": {run config}, "grid": {"variance_weight": [0, 25]},
+  "seeds": [0, 1], "concurrency": 2, "stop_when_settled": true}`` -> 201 ``{"id", "url",
+  "api_url", "runs": [run ids], "count"}``. Every run is validated before any is stored; a
+  bad grid gets 422 at ``["body", "grid", key]`` (unknown field or option, a value out of
+  range), a bad base at ``["body", "base", field]``, too many runs (``MAX_SWEEP_RUNS``) at
+  ``["body", "grid"]``. Needs the API token when one is set. The runs are ordinary runs
+  tagged with the sweep; at most ``concurrency`` of them are sent to the workers at a time
+  (policy: :mod:`backend.dispatch`).
+- ``GET /api/sweeps?limit=&offset=`` -> ``{"data": [summaries], "count"}``, newest first.
+- ``GET /api/sweeps/{id}``: the sweep with one cell per grid point (values, runs with their
+  status, verdict, onset and final metrics; the seeds aggregated, see
+  :mod:`backend.sweep_schemas`).
+- ``GET /api/sweeps/{id}/cells.csv`` / ``cells.json``: one row per run, for download.
+- ``POST /api/sweeps/{id}/cancel`` -> 202 with the sweep: its unfinished runs are cancelled.
+- ``POST /api/sweeps/{id}/share`` -> 201 a read-only share link (``/s/<token>``) to the map
+  and its runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from backend.auth import ReadAccess, read_access, require_writer
+from backend.dispatch import advance_sweep
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareOut, share_from_row
+from backend.state import ServiceState, StateDep
+from backend.store import shares as share_store
+from backend.store import sweeps as sweep_store
+from backend.store.models import Sweep
+from backend.sweep_schemas import (
+    SweepCreated,
+    SweepDetail,
+    SweepList,
+    cell_rows,
+    sweep_detail,
+    sweep_summary,
+)
+from backend.validation import resolve_request
+from workers.engine.spec.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
+
+router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
+Access = Annotated[ReadAccess, Depends(read_access)]
+
+
+def _body_error(loc: list[Any], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
+
+
+def _validated_runs(
+    body: SweepRequest, state: ServiceState
+) -> tuple[list[dict[str, Any]], list[sweep_store.NewSweepRun], list[dict[str, Any]]]:
+    """(axes, runs, grid points), every run resolved like a launch; the first bad run's
+    errors are reported at the grid key (or base field) that caused them."""
+    try:
+        axes, runs = expand_sweep(body, state.settings.max_sweep_runs)
+    except SweepError as exc:
+        raise _body_error(list(exc.loc), exc.message) from None
+    new_runs = []
+    for run in runs:
+        try:
+            config = resolve_request(run.request, state.settings)
+        except RequestValidationError as exc:
+            errors = []
+            for error in exc.errors():
+                loc = list(error["loc"])[1:]
+                axis = axis_of_field(axes, loc)
+                if axis is not None:
+                    value = run.point[axis.key]
+                    where, msg = ["grid", axis.key], f"value {value!r}: {error['msg']}"
+                else:
+                    where, msg = ["base", *loc], error["msg"]
+                errors.append({**error, "loc": ["body", *where], "msg": msg})
+            raise RequestValidationError(errors) from None
+        new_runs.append(sweep_store.NewSweepRun(run.cell, run.request, config.model_dump()))
+    points = {run.cell: dict(run.point) for run in runs}
+    axes_out = [
+        {"key": a.key, "field": a.field, "is_option": a.is_option, "values": a.values} for a in axes
+    ]
+    return axes_out, new_runs, [points[cell] for cell in sorted(points)]
+
+
+@router.post(
+    "/sweeps",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_writer)],
+    response_model=SweepCreated,
+)
+def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> SweepCreated:
+    """Validate every run of the sweep, store them queued and send the first ones."""
+    axes, runs, points = _validated_runs(body, state)
+    seeds = sorted({int(r.config["seed"]) for r in runs})
+    sweep, run_ids, messages = sweep_store.create_sweep(
+        state.db,
+        request=body.model_dump(mode="json"),
+        name=body.name,
+        axes=axes,
+        seeds=seeds,
+        points=points,
+        runs=runs,
+        concurrency=body.concurrency or state.settings.sweep_concurrency,
+    )
+    state.publisher.publish(messages)
+    advance_sweep(state.db, state.publisher, state.celery, state.settings, sweep.id)
+    response.headers["Location"] = f"/api/sweeps/{sweep.id}"
+    return SweepCreated(
+        id=sweep.id,
+        url=f"/sweeps/{sweep.id}",
+        api_url=f"/api/sweeps/{sweep.id}",
+        runs=run_ids,
+        count=len(run_ids),
+    )
+
+
+@router.get("/sweeps", response_model=SweepList)
+def list_sweeps(
+    state: StateDep,
+    access: Access,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SweepList:
+    """Sweeps, newest first (on a share link: the shared sweep only)."""
+    page, total = sweep_store.list_sweeps(state.db, limit, offset)
+    if not access.all_runs:
+        page = [s for s in page if access.can_read_sweep(s.id)]
+        total = len(page)
+    runs = sweep_store.sweep_runs(state.db, [s.id for s in page])
+    by_sweep: dict[str, list[Any]] = {}
+    for run in runs.values():
+        by_sweep.setdefault(run.sweep_id or "", []).append(run)
+    return SweepList(data=[sweep_summary(s, by_sweep.get(s.id, [])) for s in page], count=total)
+
+
+def _readable_sweep(state: ServiceState, access: ReadAccess, sweep_id: str) -> Sweep:
+    sweep = sweep_store.get_sweep(state.db, sweep_id) if access.can_read_sweep(sweep_id) else None
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    return sweep
+
+
+def _detail(state: ServiceState, sweep: Sweep) -> SweepDetail:
+    runs = sweep_store.sweep_runs(state.db, [sweep.id])
+    return sweep_detail(sweep, runs, sweep_store.final_records(state.db, sweep.id))
+
+
+@router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)
+def get_sweep(sweep_id: str, state: StateDep, access: Access) -> SweepDetail:
+    """The sweep with one cell per grid point."""
+    return _detail(state, _readable_sweep(state, access, sweep_id))
+
+
+@router.get("/sweeps/{sweep_id}/cells.json", response_class=Response, responses=NOT_FOUND)
+def export_cells_json(sweep_id: str, state: StateDep, access: Access) -> Response:
+    """One record per run: grid values, seed, outcome, final metrics."""
+    rows = cell_rows(_detail(state, _readable_sweep(state, access, sweep_id)))
+    return Response(
+        json.dumps(rows, indent=1),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}.json"'},
+    )
+
+
+@router.get("/sweeps/{sweep_id}/cells.csv", response_class=Response, responses=NOT_FOUND)
+def export_cells_csv(sweep_id: str, state: StateDep, access: Access) -> Response:
+    """The same rows as cells.json, as CSV."""
+    rows = cell_rows(_detail(state, _readable_sweep(state, access, sweep_id)))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}.csv"'},
+    )
+
+
+@router.post(
+    "/sweeps/{sweep_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(require_writer)],
+    response_model=SweepDetail,
+    responses=NOT_FOUND,
+)
+def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
+    """Cancel every unfinished run: queued ones at once, running ones within seconds."""
+    sweep = sweep_store.get_sweep(state.db, sweep_id)
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    _count, messages = sweep_store.cancel_sweep(state.db, sweep_id)
+    state.publisher.publish(messages)
+    return _detail(state, sweep)
+
+
+@router.post(
+    "/sweeps/{sweep_id}/share",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_writer)],
+    response_model=ShareOut,
+    responses=NOT_FOUND,
+)
+def share_sweep(sweep_id: str, state: StateDep) -> ShareOut:
+    """A read-only link to the sweep's map and its runs (``/s/<token>``)."""
+    sweep = sweep_store.get_sweep(state.db, sweep_id)
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    run_ids = [run_id for cell in sweep.cells for run_id in cell["runs"]]
+    return share_from_row(share_store.create_share(state.db, run_ids, sweep_id=sweep.id))

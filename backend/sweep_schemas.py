@@ -1,0 +1,252 @@
+"""The HTTP contract of sweeps (``/api/sweeps``): response models and how a stored sweep and
+its runs become one cell per grid point.
+
+A cell aggregates its seeds: ``verdict_kind`` is the kind most of them reached (a tie goes to
+the more severe kind), ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower
+median onset of the runs of that kind, and the final spread / effective rank are the means of
+the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
+measure; rank = RankMe of the projector output z).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from backend.store.models import Run, Sweep
+from backend.store.sweeps import spread
+from workers.engine.spec import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
+
+_SEVERITY = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
+SweepStatus = Literal["queued", "running", "finished", "cancelled"]
+
+
+class SweepCreated(BaseModel):
+    id: str
+    url: str = Field(description="The sweep's page: /sweeps/<id>.")
+    api_url: str
+    runs: list[str] = Field(description="The sweep's run ids, grid point by grid point.")
+    count: int
+
+
+class GridAxisOut(BaseModel):
+    key: str = Field(description="The grid key as sent.")
+    field: str = Field(description="The run-config field or method option it sets.")
+    is_option: bool
+    values: list[bool | int | float | str | None]
+
+
+class FinalMetrics(BaseModel):
+    """The last recorded epoch of a run (its projector output z, and the backbone's kNN)."""
+
+    epoch: int
+    spread: float | None = Field(description="sqrt(total variance of z/||z||): 1 .. 0.")
+    effective_rank: float | None
+    std_l2_sqrt_d: float | None
+    participation_ratio: float | None
+    knn_top1: float | None = Field(description="kNN top-1 of the backbone representation h.")
+
+
+class SweepRunOut(BaseModel):
+    id: str
+    url: str
+    seed: int
+    status: RunStatus
+    progress: float = Field(description="Fraction done, 0..1 (1 once finished).")
+    last_epoch: int | None
+    epochs: int
+    verdict_kind: VerdictKind | None
+    onset_epoch: int | None
+    stopped_early: str | None = Field(description="Why it stopped before its last epoch.")
+    error: str | None
+    final: FinalMetrics | None
+
+
+class SweepCell(BaseModel):
+    index: int
+    point: dict[str, bool | int | float | str | None] = Field(description="Grid key -> value.")
+    status: RunStatus = Field(
+        description="running/queued while any seed is; else succeeded when any did."
+    )
+    progress: float = Field(description="Mean fraction done of its runs.")
+    verdict_kind: VerdictKind | None = Field(description="What most seeds reached so far.")
+    seeds_agree: bool = Field(description="False when its seeds reached different verdicts.")
+    kinds: dict[str, int] = Field(description="Verdict kind -> number of seeds.")
+    onset_epoch: int | None
+    final_spread: float | None
+    final_effective_rank: float | None
+    runs: list[SweepRunOut]
+
+
+class SweepSummary(BaseModel):
+    id: str
+    url: str
+    api_url: str
+    name: str | None
+    created_at: datetime
+    method: str
+    preset: str | None
+    base: dict[str, Any] = Field(description="The base run config as sent.")
+    axes: list[GridAxisOut]
+    seeds: list[int]
+    concurrency: int = Field(description="At most this many of its runs go to workers at once.")
+    status: SweepStatus
+    counts: dict[str, int] = Field(description="Runs per status.")
+    runs_total: int
+    progress: float
+
+
+class SweepDetail(SweepSummary):
+    cells: list[SweepCell]
+
+
+class SweepList(BaseModel):
+    data: list[SweepSummary]
+    count: int
+
+
+def _final(record: dict[str, Any] | None) -> FinalMetrics | None:
+    if record is None:
+        return None
+    z, h = record.get("projector") or {}, record.get("backbone") or {}
+    return FinalMetrics(
+        epoch=record["epoch"],
+        spread=spread(z),
+        effective_rank=z.get("effective_rank"),
+        std_l2_sqrt_d=z.get("std_l2_sqrt_d"),
+        participation_ratio=z.get("participation_ratio"),
+        knn_top1=h.get("knn_top1"),
+    )
+
+
+def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
+    verdict = run.verdict or {}
+    progress = 1.0 if run.status in TERMINAL_STATUSES else (run.progress or {}).get("fraction", 0)
+    return SweepRunOut(
+        id=run.id,
+        url=f"/runs/{run.id}",
+        seed=int(run.config.get("seed", 0)),
+        status=run.status,
+        progress=float(progress or 0.0),
+        last_epoch=run.last_epoch,
+        epochs=run.epochs_total,
+        verdict_kind=verdict.get("kind"),
+        onset_epoch=verdict.get("onset_epoch"),
+        stopped_early=verdict.get("stopped_early"),
+        error=run.error,
+        final=_final(record),
+    )
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def _cell_status(statuses: list[str]) -> RunStatus:
+    for status in ("running", "queued", "succeeded", "failed"):
+        if status in statuses:
+            return status  # type: ignore[return-value]
+    return "cancelled"
+
+
+def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepCell:
+    kinds = Counter(r.verdict_kind for r in runs if r.verdict_kind is not None)
+    kind = None
+    if kinds:
+        kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
+    onsets = [r.onset_epoch for r in runs if r.verdict_kind == kind and r.onset_epoch is not None]
+    return SweepCell(
+        index=index,
+        point=stored["point"],
+        status=_cell_status([r.status for r in runs]) if runs else "cancelled",
+        progress=_mean([r.progress for r in runs]) or 0.0,
+        verdict_kind=kind,
+        seeds_agree=len(kinds) <= 1,
+        kinds=dict(kinds),
+        onset_epoch=statistics.median_low(onsets) if onsets else None,
+        final_spread=_mean([r.final.spread for r in runs if r.final]),
+        final_effective_rank=_mean([r.final.effective_rank for r in runs if r.final]),
+        runs=runs,
+    )
+
+
+def _summary_fields(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
+    counts = Counter(run.status for run in runs)
+    if counts["running"]:
+        status: SweepStatus = "running"
+    elif counts["queued"]:
+        status = "running" if len(counts) > 1 else "queued"
+    elif counts["cancelled"] and not counts["succeeded"] and not counts["failed"]:
+        status = "cancelled"
+    else:
+        status = "finished"
+    done = [
+        1.0 if r.status in TERMINAL_STATUSES else (r.progress or {}).get("fraction", 0.0)
+        for r in runs
+    ]
+    base = sweep.request.get("base", {})
+    return {
+        "id": sweep.id,
+        "url": f"/sweeps/{sweep.id}",
+        "api_url": f"/api/sweeps/{sweep.id}",
+        "name": sweep.name,
+        "created_at": datetime.fromtimestamp(sweep.created_at, UTC),
+        "method": runs[0].method if runs else str(base.get("method", "")),
+        "preset": base.get("preset"),
+        "base": base,
+        "axes": sweep.axes,
+        "seeds": sweep.seeds,
+        "concurrency": sweep.concurrency,
+        "status": status,
+        "counts": {s: counts.get(s, 0) for s in RUN_STATUSES},
+        "runs_total": sum(len(c["runs"]) for c in sweep.cells),
+        "progress": _mean(done) or 0.0,
+    }
+
+
+def sweep_summary(sweep: Sweep, runs: list[Run]) -> SweepSummary:
+    return SweepSummary.model_validate(_summary_fields(sweep, runs))
+
+
+def sweep_detail(
+    sweep: Sweep, runs: dict[str, Run], records: dict[str, dict[str, Any]]
+) -> SweepDetail:
+    """The sweep with its cells; runs deleted since are left out of their cell."""
+    cells = []
+    for index, stored in enumerate(sweep.cells):
+        members = [runs[i] for i in stored["runs"] if i in runs]
+        cells.append(_cell(index, stored, [_run_out(r, records.get(r.id)) for r in members]))
+    return SweepDetail.model_validate(
+        {**_summary_fields(sweep, list(runs.values())), "cells": cells}
+    )
+
+
+def cell_rows(detail: SweepDetail) -> list[dict[str, Any]]:
+    """One flat row per run (grid values, seed, outcome, final metrics): the CSV/JSON export."""
+    rows = []
+    for cell in detail.cells:
+        for run in cell.runs:
+            final = run.final.model_dump() if run.final else {}
+            rows.append(
+                {
+                    "cell": cell.index,
+                    **cell.point,
+                    "seed": run.seed,
+                    "run_id": run.id,
+                    "status": run.status,
+                    "verdict": run.verdict_kind,
+                    "onset_epoch": run.onset_epoch,
+                    "last_epoch": run.last_epoch,
+                    "epochs": run.epochs,
+                    "stopped_early": run.stopped_early is not None,
+                    "cell_verdict": cell.verdict_kind,
+                    "seeds_agree": cell.seeds_agree,
+                    **{f"final_{k}": v for k, v in final.items() if k != "epoch"},
+                }
+            )
+    return rows
