@@ -150,7 +150,7 @@ def _mean(values: list[float | None]) -> float | None:
 def _cell_status(statuses: list[str]) -> RunStatus:
     for status in ("running", "queued", "succeeded", "failed"):
         if status in statuses:
-            return status  # type: ignore[return-value]
+            return status
     return "cancelled"
 
 
