@@ -128,7 +128,17 @@ export const api = {
   zoo: (overrides) => request("POST", "/api/zoo", { overrides }),
   projectionEpochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
+  getSweep: (id) => request("GET", withShare(`/api/sweeps/${encodeURIComponent(id)}`)),
+  launchSweep: (body) => request("POST", "/api/sweeps", body),
+  cancelSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/cancel`),
+  shareSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/share`),
 };
+
+/** Export links of a sweep's cells (one row per run). */
+export function sweepLinks(id) {
+  const base = `/api/sweeps/${encodeURIComponent(id)}`;
+  return { csv: withShare(`${base}/cells.csv`), json: withShare(`${base}/cells.json`) };
+}
 
 /** Download/export links for one run. */
 export function runLinks(id) {

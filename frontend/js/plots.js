@@ -3,7 +3,7 @@
 // page (several runs overlaid) and the offline HTML report (report.js, inlined by the API).
 // Every plot carries the level a healthy embedding sits at, so collapse reads at a glance.
 
-import { LABEL_COLORS, RUN_COLORS, VERDICT_COLORS } from "./colours.js";
+import { LABEL_COLORS, RUN_COLORS, VERDICT_COLORS, VERDICT_TINTS } from "./colours.js";
 import { collapseLoss, numClasses, runConfig, totalEpochs } from "./model.js";
 
 /** Resolves once Plotly.js (loaded `async` by the page, 4 MB) is ready: the rest of the page
@@ -485,4 +485,144 @@ export function extend(div, metric, record, which, ctx) {
   // The axis spans the planned epochs, so it only moves past them: relayout (a second redraw) then.
   if (div.layout.xaxis.range[1] !== maxEpoch + 0.3) window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
+}
+
+// ---------------------------------------------------------------- sweeps (collapse maps)
+
+/** What a sweep map can be shaded by, and the line plot can show, per run (its last epoch). */
+export const SWEEP_METRICS = [
+  { id: "spread", label: "final spread √(total variance of z/‖z‖)", get: (f) => f.spread, max: () => 1 },
+  { id: "rank", label: "final effective rank of z", get: (f) => f.effective_rank, max: (sweep) => sweepMaxRank(sweep) },
+  { id: "std", label: "final std_l2·√d of z", get: (f) => f.std_l2_sqrt_d, max: () => 1 },
+  { id: "knn", label: "final kNN top-1 of h", get: (f) => f.knn_top1, max: () => 1 },
+];
+
+const MAP_KINDS = ["pending", "healthy", "dimensional_collapse", "complete_collapse"];
+
+function sweepMaxRank(sweep) {
+  const ranks = sweep.cells.flatMap((c) => c.runs.map((r) => (r.final ? r.final.effective_rank : null))).filter((v) => v !== null);
+  return Math.max(1, ...ranks);
+}
+
+/** A cell's value of a metric: the mean over its seeds' last epochs. */
+export function cellMetric(cell, metric) {
+  const values = cell.runs.map((r) => (r.final ? nullable(metric.get(r.final)) : null)).filter((v) => v !== null);
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+}
+
+/** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress while running. */
+export function cellLabel(cell) {
+  const parts = [];
+  if (cell.verdict_kind && cell.verdict_kind !== "healthy" && cell.onset_epoch !== null) parts.push(`onset ${cell.onset_epoch}`);
+  else if (cell.verdict_kind === "healthy") parts.push("healthy");
+  if (cell.status === "running" || cell.status === "queued") parts.push(`${Math.round(100 * cell.progress)}%`);
+  if (!cell.seeds_agree) parts.push("seeds disagree");
+  return parts.join("<br>") || cell.status;
+}
+
+function axisLabels(axis) {
+  return axis.values.map((v) => String(v));
+}
+
+/**
+ * The collapse map: one heatmap cell per grid point, its hue the verdict its seeds reached
+ * (green healthy, amber dimensional, red complete collapse, grey none yet), its shade the
+ * chosen metric (light = low), the onset epoch written in it. One-key sweeps are one row.
+ * Each cell's customdata is its index in sweep.cells (for clicks).
+ */
+export function sweepMapFigure(sweep, metric) {
+  const [first, second] = sweep.axes;
+  const rows = second ? first.values.length : 1;
+  const cols = second ? second.values.length : first.values.length;
+  const z = [], text = [], hover = [], index = [];
+  const max = metric.max(sweep) || 1;
+  for (let row = 0; row < rows; row += 1) {
+    z.push([]); text.push([]); hover.push([]); index.push([]);
+    for (let col = 0; col < cols; col += 1) {
+      const at = second ? row * cols + col : col;
+      const cell = sweep.cells[at];
+      const kind = cell.verdict_kind || "pending";
+      const value = cellMetric(cell, metric);
+      // hue band of the kind, shade within it: 0.15 (lightest) .. 0.95 of the band
+      const shade = value === null ? 0.5 : 0.15 + 0.8 * Math.min(1, Math.max(0, value / max));
+      z[row].push(MAP_KINDS.indexOf(kind) + shade);
+      text[row].push(cellLabel(cell));
+      index[row].push(at);
+      const point = Object.entries(cell.point).map(([k, v]) => `${k} = ${v}`).join(", ");
+      const seeds = cell.runs.map((r) => `seed ${r.seed}: ${r.status}, ${r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict"}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`);
+      hover[row].push([
+        `<b>${point}</b>`,
+        `${cell.verdict_kind ? cell.verdict_kind.replace("_", " ") : "no verdict yet"}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
+        `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
+        ...seeds,
+      ].join("<br>"));
+    }
+  }
+  const colorscale = [];
+  MAP_KINDS.forEach((kind, i) => {
+    colorscale.push([i / 4, VERDICT_TINTS[kind]]);
+    colorscale.push([i === MAP_KINDS.length - 1 ? 1 : (i + 1) / 4 - 1e-6, VERDICT_COLORS[kind]]); // a scale must end at 1
+  });
+  const data = [
+    {
+      type: "heatmap",
+      x: second ? axisLabels(second) : axisLabels(first),
+      y: second ? axisLabels(first) : [""],
+      z,
+      zmin: 0,
+      zmax: 4,
+      colorscale,
+      showscale: false,
+      text,
+      texttemplate: "%{text}",
+      textfont: { size: 12 },
+      hovertext: hover,
+      hoverinfo: "text",
+      customdata: index,
+      xgap: 3,
+      ygap: 3,
+    },
+  ];
+  const layout = baseLayout(`Collapse map (shade: ${metric.label})`, second ? second.key : first.key, second ? first.key : "");
+  layout.xaxis = { ...layout.xaxis, type: "category", rangemode: undefined };
+  layout.yaxis = { ...layout.yaxis, type: "category" };
+  layout.hovermode = "closest";
+  layout.plot_bgcolor = "rgba(0,0,0,0)";
+  layout.height = Math.max(220, 90 + 70 * rows);
+  return { data, layout };
+}
+
+function fmtNumber(value) {
+  return value === null || value === undefined ? "–" : Number(value.toPrecision(3)).toString();
+}
+
+/** One-key sweeps: the chosen final diagnostic against the swept value, one line per seed,
+ * each marker coloured by that run's verdict. */
+export function sweepLineFigure(sweep, metric) {
+  const axis = sweep.axes[0];
+  const numeric = axis.values.every((v) => typeof v === "number");
+  const seeds = [...new Set(sweep.cells.flatMap((c) => c.runs.map((r) => r.seed)))].sort((a, b) => a - b);
+  const data = seeds.map((seed, i) => {
+    const runs = sweep.cells.map((cell) => cell.runs.find((r) => r.seed === seed) || null);
+    return {
+      type: "scatter",
+      mode: "lines+markers",
+      name: `seed ${seed}`,
+      x: numeric ? axis.values : axisLabels(axis),
+      y: runs.map((r) => (r && r.final ? nullable(metric.get(r.final)) : null)),
+      line: { color: RUN_COLORS[i % RUN_COLORS.length], width: 2 },
+      marker: { size: 10, color: runs.map((r) => VERDICT_COLORS[(r && r.verdict_kind) || "pending"]), line: { width: 1, color: "#fff" } },
+      text: runs.map((r) => (r && r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict yet")),
+      hovertemplate: `${axis.key} = %{x}<br>%{y:.3g} (%{text})<extra>seed ${seed}</extra>`,
+      connectgaps: false,
+    };
+  });
+  const layout = baseLayout(`${metric.label} against ${axis.key}`, axis.key, metric.label);
+  layout.hovermode = "closest";
+  if (!numeric) layout.xaxis.type = "category";
+  else if (axis.values.length > 2 && axis.values.every((v) => v > 0)) {
+    const [lo, hi] = [Math.min(...axis.values), Math.max(...axis.values)];
+    if (hi / lo > 50) layout.xaxis.type = "log";
+  }
+  return { data, layout };
 }

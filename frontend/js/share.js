@@ -10,17 +10,18 @@ function shareUrl(share) {
 }
 
 /**
- * @param {{runIds: string[], what: string, links: {label: string, href: string, download?: boolean}[]}} options
- *        what: "run" | "comparison" (for the button labels)
+ * @param {{runIds: string[], what: string, links: {label: string, href: string, download?: boolean}[], create?: () => Promise<any>}} options
+ *        what: "run" | "comparison" | "sweep" (for the button labels); create: how a share
+ *        link is made (default: a link to runIds)
  */
-export function shareBar({ runIds, what, links }) {
+export function shareBar({ runIds, what, links, create = () => api.createShare(runIds) }) {
   const readOnly = isReadOnly();
   const list = el("div", { class: "share-list", "aria-live": "polite" });
   const bar = el(
     "div",
     { class: "share-bar", role: "group", "aria-label": `share this ${what}` },
     el("button", { type: "button", class: "secondary", id: "copy-link", onclick: () => copyText(window.location.href, "Link") }, `Copy link`),
-    readOnly ? null : el("button", { type: "button", class: "secondary", id: "create-share", onclick: () => createShare(runIds, list) }, "Read-only share link"),
+    readOnly ? null : el("button", { type: "button", class: "secondary", id: "create-share", onclick: () => createShare(create, list) }, "Read-only share link"),
     links.map((link) => el("a", { class: "button secondary", href: link.href, download: link.download ? "" : null, target: link.download ? null : "_blank", rel: "noopener" }, link.label)),
   );
   return el("div", { class: "share-box" }, bar, list);
@@ -56,9 +57,9 @@ function shareRow(share, list) {
   input.select();
 }
 
-async function createShare(runIds, list) {
+async function createShare(create, list) {
   try {
-    const share = await api.createShare(runIds);
+    const share = await create();
     shareRow(share, list);
     await copyText(shareUrl(share), "Read-only share link");
   } catch (error) {

@@ -1,0 +1,70 @@
+"""The sweep page in a real Chromium against the real stack: a 2 x 1 VICReg map fills in live
+with one collapsed and one healthy cell, clicking a cell opens its run, and a read-only share
+link shows the map and offers no writes. Writes docs/screenshots/sweep.png."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, expect
+
+from tests.service.stack import ServiceStack
+from tests.service.test_sweeps import VICREG_SWEEP
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIVE_TIMEOUT_MS = 420_000
+
+
+def test_the_sweep_map_fills_in_live_and_shares_read_only(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    writer_context: BrowserContext,
+    visitor_context: BrowserContext,
+    screenshots: Path,
+) -> None:
+    created = writer.post("/api/sweeps", json=VICREG_SWEEP).json()
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}{created['url']}")
+    expect(page.locator("#sweep-title")).to_contain_text("variance_weight")
+    rows = page.locator("#cells-table tbody tr")
+    expect(rows).to_have_count(2)
+    # The cells fill in over the event stream, without reloading the page.
+    expect(rows.nth(0).locator(".badge")).to_have_text("complete collapse", timeout=LIVE_TIMEOUT_MS)
+    expect(rows.nth(1).locator(".badge")).to_have_text("healthy", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#sweep-summary")).to_contain_text("100% done", timeout=LIVE_TIMEOUT_MS)
+    expect(rows.nth(0)).to_contain_text("stopped early")
+    expect(page.locator("#cancel-sweep")).to_be_hidden()
+    page.wait_for_function(
+        "document.getElementById('sweep-map')?.data?.[0]?.text?.[0]?.length === 2"
+    )
+    labels = page.evaluate("document.getElementById('sweep-map').data[0].text[0]")
+    assert labels[0].startswith("onset ") and labels[1] == "healthy"
+    line_x = page.evaluate("document.getElementById('sweep-line').data[0].x")
+    assert line_x == [0, 25]
+    page.select_option("#shade-select", "rank")
+    expect(page).to_have_url(re.compile(r"shade=rank"))
+    page.screenshot(path=str(screenshots / "sweep.png"), full_page=True)
+
+    # Clicking a cell of the map opens its run.
+    page.locator("#sweep-map .nsewdrag").first.click(position={"x": 60, "y": 40})
+    page.wait_for_url(re.compile(rf"/runs/{created['runs'][0]}$"))
+    expect(page.locator("#stopped-early")).to_contain_text("complete collapse had held")
+
+    share = writer.post(f"/api/sweeps/{created['id']}/share").json()
+    visitor = visitor_context.new_page()
+    visitor.goto(f"{dashboard_stack.base_url}{share['url']}")
+    visitor_rows = visitor.locator("#cells-table tbody tr")
+    expect(visitor_rows).to_have_count(2)
+    expect(visitor_rows.nth(0).locator(".badge")).to_have_text("complete collapse")
+    expect(visitor.locator("#cancel-sweep")).to_have_count(0)
+    expect(visitor.locator("#create-share")).to_have_count(0)
+    visitor.wait_for_function("document.getElementById('sweep-map')?.data !== undefined")
+    refused = visitor.evaluate(
+        "(id) => fetch(`/api/sweeps/${id}/cancel`, {method: 'POST'}).then((r) => r.status)",
+        created["id"],
+    )
+    assert refused == 401
