@@ -68,3 +68,42 @@ def test_the_sweep_map_fills_in_live_and_shares_read_only(
         created["id"],
     )
     assert refused == 401
+
+
+def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/launch?preset=vicreg")
+    page.click("[data-sweep-toggle='options.variance_weight']")
+    values = page.locator("#sweep-options-variance_weight")
+    expect(values).to_be_focused()
+    values.fill("0, 5, 25")
+    page.locator("#sweep-seeds").fill("0, 1")
+    expect(page.locator("#sweep-preview")).to_contain_text("3 variance_weight × 2 seeds = 6 runs")
+    page.click("[data-sweep-toggle='lr']")
+    page.locator("#sweep-lr").fill("0.01..1 x3 log")
+    expect(page.locator("#sweep-preview")).to_contain_text("= 18 runs")
+    expect(page.locator("#launch-button")).to_have_text("Launch sweep (18 runs)")
+    page.click("[data-sweep-toggle='lr']")  # back to a single value
+
+    before = writer.get("/api/sweeps").json()["count"]
+    values.fill("0, -1")
+    page.click("#launch-button")
+    error = page.locator(".field[data-field='options.variance_weight'] .error")
+    expect(error).to_contain_text("value -1")
+    assert writer.get("/api/sweeps").json()["count"] == before
+
+    values.fill("0, 25")
+    page.locator("#sweep-seeds").fill("0")
+    page.locator("#field-epochs").fill("2")
+    page.click("#launch-button")
+    page.wait_for_url(re.compile(r"/sweeps/[0-9a-f]+$"))
+    sweep_id = page.url.rsplit("/", 1)[1]
+    sweep = writer.post(f"/api/sweeps/{sweep_id}/cancel").json()  # nothing of it need train
+    assert [cell["point"] for cell in sweep["cells"]] == [
+        {"variance_weight": 0},
+        {"variance_weight": 25},
+    ]
+    assert sweep["base"]["preset"] == "vicreg" and sweep["base"]["epochs"] == 2
+    expect(page.locator("#cells-table tbody tr")).to_have_count(2)

@@ -1,10 +1,12 @@
 // Launch page (`/launch`): a form generated from `/api/methods` (method options) and the run
 // config's JSON Schema (common fields), presets one click away, server-side 422 errors shown
-// next to the field, "launch again with changes" prefill (`?from=<run id>`) and the zoo.
+// next to the field, "launch again with changes" prefill (`?from=<run id>`), the zoo, and
+// sweeps ("sweep" next to a field turns it into a list or range: sweep-form.js).
 
 import { ApiError, api } from "../api.js";
 import { fieldFor, fieldValue, setFieldError, setFieldValue } from "../forms.js";
 import { normaliseCatalogue, runConfig, schemaDefaults } from "../model.js";
+import { attachSweepToggles, sweepErrorField, sweepGrid, sweepSeeds, sweptPaths } from "../sweep-form.js";
 import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 import { verdictBadge } from "../verdict.js";
 
@@ -41,6 +43,7 @@ const state = {
   method: null,
   preset: null,
   prefill: null, // config of the run being relaunched
+  sweepRuns: null, // runs the sweep in the form would queue; null = no field is swept
 };
 
 const root = document.getElementById("launch");
@@ -189,6 +192,11 @@ function renderForm() {
     launch();
   });
   root.replaceChildren(form);
+  state.sweepRuns = null;
+  attachSweepToggles(root, formError, (runs) => {
+    state.sweepRuns = runs;
+    submit.textContent = runs === null ? "Launch run" : `Launch sweep (${runs} run${runs === 1 ? "" : "s"})`;
+  });
 }
 
 /** Config to POST: method/preset plus every field that differs from its baseline. */
@@ -197,9 +205,10 @@ function collectConfig() {
   const config = { method: state.method };
   if (state.preset) config.preset = state.preset;
   const chosenOptions = {};
+  const swept = sweptPaths(root);
   for (const field of root.querySelectorAll(".field[data-field]")) {
     const path = field.dataset.field;
-    if (path === "method" || path === "preset") continue;
+    if (path === "method" || path === "preset" || swept.has(path)) continue;
     const value = fieldValue(field);
     if (value === undefined) continue;
     if (path.startsWith("options.")) {
@@ -255,14 +264,23 @@ async function launch() {
   const button = document.getElementById("launch-button");
   button.disabled = true;
   button.textContent = "Launching...";
+  const sweeping = state.sweepRuns !== null;
+  const label = button.textContent;
   try {
-    const created = await api.launch(collectConfig());
+    let created;
+    if (sweeping) {
+      const grid = sweepGrid(root);
+      created = await api.launchSweep({ base: collectConfig(), grid, seeds: "seed" in grid ? null : sweepSeeds(root) });
+    } else {
+      created = await api.launch(collectConfig());
+    }
     window.location.href = created.url && created.url.startsWith("/") ? created.url : `/runs/${encodeURIComponent(created.id)}`;
   } catch (error) {
     button.disabled = false;
-    button.textContent = "Launch run";
+    button.textContent = label;
     if (error instanceof ApiError && error.status === 422) {
-      showErrors(error.fieldErrors());
+      const errors = error.fieldErrors();
+      showErrors(sweeping ? errors.map((e) => ({ ...e, field: sweepErrorField(root, e.field) })) : errors);
       toast("The server refused this config: see the highlighted field.", "error");
     } else {
       reportWriteError(error, "Launch");
