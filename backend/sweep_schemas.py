@@ -1,9 +1,10 @@
 """The HTTP contract of sweeps (``/api/sweeps``): response models and how a stored sweep and
 its runs become one cell per grid point.
 
-A cell aggregates its seeds: ``verdict_kind`` is the kind most of them reached (a tie goes to
-the more severe kind), ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower
-median onset of the runs of that kind, and the final spread / effective rank are the means of
+A cell aggregates its seeds (:func:`workers.engine.spec.sweeps.aggregate_verdicts`):
+``verdict_kind`` is the kind most of them reached (a tie goes to the more severe kind),
+``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower median onset of the
+runs of that kind, and the final spread / effective rank are the means of
 the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
 measure; rank = RankMe of the projector output z).
 """
@@ -20,8 +21,8 @@ from pydantic import BaseModel, Field
 from backend.store.models import Run, Sweep
 from backend.store.sweeps import spread
 from workers.engine.spec import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
+from workers.engine.spec.sweeps import aggregate_verdicts
 
-_SEVERITY = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
 SweepStatus = Literal["queued", "running", "finished", "cancelled"]
 
 
@@ -155,20 +156,18 @@ def _cell_status(statuses: list[str]) -> RunStatus:
 
 
 def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepCell:
-    kinds = Counter(r.verdict_kind for r in runs if r.verdict_kind is not None)
-    kind = None
-    if kinds:
-        kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
-    onsets = [r.onset_epoch for r in runs if r.verdict_kind == kind and r.onset_epoch is not None]
+    verdict = aggregate_verdicts(
+        [(r.verdict_kind, r.onset_epoch) for r in runs if r.verdict_kind is not None]
+    )
     return SweepCell(
         index=index,
         point=stored["point"],
         status=_cell_status([r.status for r in runs]) if runs else "cancelled",
         progress=_mean([r.progress for r in runs]) or 0.0,
-        verdict_kind=kind,
-        seeds_agree=len(kinds) <= 1,
-        kinds=dict(kinds),
-        onset_epoch=statistics.median_low(onsets) if onsets else None,
+        verdict_kind=verdict.kind,
+        seeds_agree=verdict.seeds_agree,
+        kinds=verdict.kinds,
+        onset_epoch=verdict.onset_epoch,
         final_spread=_mean([r.final.spread for r in runs if r.final]),
         final_effective_rank=_mean([r.final.effective_rank for r in runs if r.final]),
         runs=runs,

@@ -35,6 +35,10 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["train", "--method", "simsiam", "--set", "nonsense"], "--set expects key=value"),
         (["train"], "give --preset NAME or --method NAME"),
         (["zoo", "--presets", "simsiam,nope"], "unknown preset 'nope'"),
+        (["sweep", "--preset", "vicreg", "--grid", "bogus=1,2"], "grid.bogus"),
+        (["sweep", "--preset", "vicreg", "--grid", "variance_weight=0,-1"], "variance_weight=-1"),
+        (["sweep", "--preset", "vicreg", "--grid", "novalues"], "--grid expects key="),
+        (["sweep", "--preset", "vicreg"], "grid: give one or two"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -68,3 +72,19 @@ def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "collapse-lab: error:" in proc.stderr
+
+
+def test_sweep_runs_each_grid_point_and_prints_the_map(tmp_path: Path) -> None:
+    # VICReg on tiny digits at a large learning rate: no variance term collapses by epoch 3
+    proc = run_cli(
+        "sweep", "--preset", "vicreg", "--epochs", "6", *TINY_SETS, "--set", "batch_size=32",
+        "--set", "image_size=16", "--set", "lr=3.0", "--grid", "variance_weight=0,25",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "2 runs: variance_weight in [0, 25], seeds [0]"
+    rows = [line for line in lines if line.startswith("| 0 |") or line.startswith("| 25 |")]
+    assert "complete_collapse (stopped early)" in rows[0] and "| healthy |" in rows[1]
+    map_row = lines[-1]
+    assert map_row.startswith("| verdict | complete@") and map_row.endswith("| healthy |")

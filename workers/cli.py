@@ -3,6 +3,7 @@
 collapse-lab train --preset simsiam-no-stopgrad --epochs 10 --jsonl run.jsonl
 collapse-lab train --method vicreg --set variance_weight=0 --set proj_dim=64
 collapse-lab zoo --dataset digits
+collapse-lab sweep --preset vicreg --grid variance_weight=0,5,25 --grid covariance_weight=0,1
 collapse-lab up
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,13 @@ from backend.up import main as up_main
 from backend.up import worker_main
 from workers.engine.spec import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
 from workers.engine.spec.datasets import DatasetError
+from workers.engine.spec.sweeps import (
+    SweepError,
+    SweepRequest,
+    aggregate_verdicts,
+    expand_sweep,
+    parse_grid_values,
+)
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
 
 
@@ -70,7 +79,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
     message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}"
+    return message if message.startswith(f"{where}.") else f"{where}: {message}"
 
 
 def format_row(record: EpochRecord) -> str:
@@ -180,6 +189,111 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+SHORT_KINDS = {
+    "healthy": "healthy",
+    "dimensional_collapse": "dimensional",
+    "complete_collapse": "complete",
+}
+
+
+def _cell_text(results: list[RunResult]) -> str:
+    """'complete@3' (the kind its seeds reached, from that epoch), '*' when seeds disagree."""
+    verdict = aggregate_verdicts([(r.verdict.kind, r.verdict.onset_epoch) for r in results])
+    if verdict.kind is None:
+        return "-"
+    text = SHORT_KINDS[verdict.kind]
+    if verdict.kind != "healthy" and verdict.onset_epoch is not None:
+        text += f"@{verdict.onset_epoch}"
+    return text if verdict.seeds_agree else f"{text}*"
+
+
+def _final_spread(result: RunResult) -> float:
+    """sqrt(total variance of z/||z||) of the last epoch: the verdict's spread."""
+    return sum(math.exp(v) for v in result.history[-1].projector.spectrum) ** 0.5
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.preset and not args.method:
+        raise UsageError("give --preset NAME or --method NAME")
+    grid: dict[str, Any] = {}
+    for assignment in args.grid or []:
+        key, sep, values = assignment.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"--grid expects key=v1,v2,... or key=start..stopxN[log], got {assignment!r}"
+            )
+        grid[key.strip()] = parse_grid_values(values)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    request = SweepRequest.model_validate(
+        {
+            "base": build_raw_config(args),
+            "grid": grid,
+            "seeds": seeds,
+            "stop_when_settled": not args.full,
+        }
+    )
+    axes, runs = expand_sweep(request)
+    configs = []
+    for run in runs:  # every run is checked before any trains
+        try:
+            configs.append(resolve_config(run.request))
+        except ValidationError as exc:
+            point = ", ".join(f"{k}={v}" for k, v in run.point.items())
+            raise UsageError(f"at {point}: {describe_validation_error(exc)}") from None
+    print(
+        f"{len(runs)} runs: "
+        + " x ".join(f"{a.key} in {a.values}" for a in axes)
+        + f", seeds {sorted({c.seed for c in configs})}"
+    )
+    results: dict[int, list[RunResult]] = {}
+    print(
+        "| "
+        + " | ".join(a.key for a in axes)
+        + " | seed | verdict | onset | epochs | spread (z) | eff. rank (z) | kNN (h) | time |"
+    )
+    print(
+        "| "
+        + " | ".join("---" for _ in axes)
+        + " | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    for run, config in tqdm(
+        list(zip(runs, configs, strict=True)), desc="sweep", unit="run", file=sys.stderr
+    ):
+        started = time.perf_counter()
+        result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
+        results.setdefault(run.cell, []).append(result)
+        last = result.history[-1]
+        values = " | ".join(str(v) for v in run.point.values())
+        onset = "-" if result.verdict.onset_epoch is None else str(result.verdict.onset_epoch)
+        stopped = " (stopped early)" if result.verdict.stopped_early else ""
+        tqdm.write(
+            f"| {values} | {config.seed} | {result.verdict.kind}{stopped} | {onset} | "
+            f"{last.epoch}/{config.epochs} | {_final_spread(result):.3f} | "
+            f"{last.projector.effective_rank:.1f} | {last.backbone.knn_top1:.3f} | "
+            f"{time.perf_counter() - started:.0f} s |",
+            file=sys.stdout,
+        )
+    print()
+    print("collapse map (verdict@onset epoch; * = seeds disagree):")
+    first = axes[0]
+    if len(axes) == 1:
+        print(f"| {first.key} | " + " | ".join(str(v) for v in first.values) + " |")
+        print("| --- | " + " | ".join("---" for _ in first.values) + " |")
+        cells = [_cell_text(results.get(i, [])) for i in range(len(first.values))]
+        print("| verdict | " + " | ".join(cells) + " |")
+    else:
+        second = axes[1]
+        print(
+            f"| {first.key} \\ {second.key} | " + " | ".join(str(v) for v in second.values) + " |"
+        )
+        print("| --- | " + " | ".join("---" for _ in second.values) + " |")
+        for row, value in enumerate(first.values):
+            start = row * len(second.values)
+            cells = [_cell_text(results.get(start + col, [])) for col in range(len(second.values))]
+            print(f"| {value} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     return worker_main(args.rest)
 
@@ -226,6 +340,29 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--presets", help="comma-separated subset of presets")
     zoo.set_defaults(func=cmd_zoo)
 
+    sw = sub.add_parser(
+        "sweep", help="a grid of one or two fields or options, one run after another, as a map"
+    )
+    sw.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
+    sw.add_argument("--method", help="a method name, e.g. vicreg")
+    sw.add_argument("--dataset")
+    sw.add_argument("--backbone")
+    sw.add_argument("--epochs", type=int)
+    sw.add_argument("--batch-size", type=int, dest="batch_size")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for train")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=VALUES",
+        help="a field or option and its values: variance_weight=0,5,25 or lr=0.01..1x5log "
+        "(at most two --grid)",
+    )
+    sw.add_argument("--seeds", help="comma-separated seeds of every grid point (default 0)")
+    sw.add_argument(
+        "--full", action="store_true", help="train every epoch (no early stop once collapsed)"
+    )
+    sw.set_defaults(func=cmd_sweep)
+
     worker = sub.add_parser(
         "worker", help="start this host's training workers: one per GPU (--gpus), or CPU ones"
     )
@@ -249,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
+    except (ConfigError, SweepError) as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

@@ -13,7 +13,11 @@ like any launch, and :class:`SweepError` names the grid key at fault.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import re
+import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -22,6 +26,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from workers.engine.spec.config import ConfigError, RunConfig
 from workers.engine.spec.methods import METHOD_SPECS
 from workers.engine.spec.presets import PRESETS
+from workers.engine.spec.records import VerdictKind
 from workers.engine.spec.strict import StrictModel
 
 MAX_GRID_KEYS = 2
@@ -253,3 +258,52 @@ def axis_of_field(axes: list[GridAxis], loc: list[Any]) -> GridAxis | None:
         if not axis.is_option and loc[:1] == [axis.field]:
             return axis
     return None
+
+
+_SEVERITY = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
+
+
+@dataclass(frozen=True)
+class CellVerdict:
+    """What a grid point's seeds reached: the kind most of them did (a tie goes to the more
+    severe kind), whether they all agree, the lower median onset of the runs of that kind."""
+
+    kind: VerdictKind | None
+    seeds_agree: bool
+    onset_epoch: int | None
+    kinds: dict[str, int]
+
+
+def aggregate_verdicts(verdicts: list[tuple[VerdictKind, int | None]]) -> CellVerdict:
+    """``verdicts``: (kind, onset epoch) of each seed that has a verdict."""
+    kinds = Counter(kind for kind, _ in verdicts)
+    if not kinds:
+        return CellVerdict(None, True, None, {})
+    kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
+    onsets = [onset for k, onset in verdicts if k == kind and onset is not None]
+    onset = statistics.median_low(onsets) if onsets else None
+    return CellVerdict(kind, len(kinds) == 1, onset, dict(kinds))
+
+
+_RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*\.\.\s*(-?[\d.eE+-]+)\s*x\s*(\d+)\s*(log|linear)?\s*$")
+
+
+def parse_grid_values(text: str) -> list[GridValue] | GridRange:
+    """The command line's (and the Launch form's) spelling of a grid key's values:
+    ``0,5,25`` (each read as JSON when it parses: ``true``, ``0.5``) or a range
+    ``0.01..1x5log`` / ``0..25x6`` (start..stop x steps [log|linear])."""
+    match = _RANGE.match(text)
+    if match:
+        start, stop, steps, scale = match.groups()
+        return GridRange(
+            start=float(start), stop=float(stop), steps=int(steps), scale=scale or "linear"
+        )
+    values: list[GridValue] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(json.loads(part))
+        except json.JSONDecodeError:
+            values.append(part)
+    return values
