@@ -209,7 +209,7 @@ def _cell_text(results: list[RunResult]) -> str:
 
 def _final_spread(result: RunResult) -> float:
     """sqrt(total variance of z/||z||) of the last epoch: the verdict's spread."""
-    return sum(math.exp(v) for v in result.history[-1].projector.spectrum) ** 0.5
+    return math.sqrt(sum(math.exp(v) for v in result.history[-1].projector.spectrum))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

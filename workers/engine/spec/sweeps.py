@@ -282,7 +282,7 @@ def aggregate_verdicts(verdicts: list[tuple[VerdictKind, int | None]]) -> CellVe
     kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
     onsets = [onset for k, onset in verdicts if k == kind and onset is not None]
     onset = statistics.median_low(onsets) if onsets else None
-    return CellVerdict(kind, len(kinds) == 1, onset, dict(kinds))
+    return CellVerdict(kind, len(kinds) == 1, onset, {str(k): n for k, n in kinds.items()})
 
 
 _RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*\.\.\s*(-?[\d.eE+-]+)\s*x\s*(\d+)\s*(log|linear)?\s*$")
