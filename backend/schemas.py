@@ -117,6 +117,8 @@ class RunSummary(BaseModel):
         "for a run trained here.",
     )
 
+    sweep_id: str | None = Field(None, description="The sweep this run belongs to, if any.")
+
 
 class ExternalRunInfo(BaseModel):
     """What an external run (logged by collapse_lab.Monitor) brought along."""
@@ -186,6 +188,7 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "effective_rank_history": rank_history,
         "name": run.request.get("name") if run.source is not None else None,
         "source": run.source,
+        "sweep_id": run.sweep_id,
     }
     if run.source is not None:  # an external run plans no number of epochs
         fields["epochs"] = run.last_epoch or 0

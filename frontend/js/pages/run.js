@@ -43,7 +43,7 @@ function renderSkeleton() {
     el(
       "div",
       { class: "page-head" },
-      el("div", {}, el("h1", { id: "run-title" }, runTitle(run, state.catalogue)), el("div", { class: "muted small", id: "run-subtitle" })),
+      el("div", {}, el("h1", { id: "run-title" }, runTitle(run, state.catalogue)), el("div", { class: "muted small", id: "run-subtitle" }), run.sweep_id && !readOnly ? el("a", { class: "small", id: "sweep-link", href: `/sweeps/${encodeURIComponent(run.sweep_id)}` }, "part of a sweep: its map") : null),
       el(
         "div",
         { class: "page-actions" },

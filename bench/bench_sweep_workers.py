@@ -1,0 +1,56 @@
+"""Wall time of a 4-run sweep with one training worker and with two, on this machine.
+
+A real stack (redis-server, API, a projection worker) and 1 or 2 train workers, each on one
+CPU thread (the service's worker setting). The sweep: VICReg on digits, variance_weight
+0, 5, 25, 50, 8 epochs on 1,024 training images, every epoch trained (no early stop), its
+concurrency 4 so that only the workers limit it. Time from ``POST /api/sweeps`` until every
+run has succeeded. Prints both figures and the speed-up (ideal 2x on 2 free cores).
+
+Run from the repository root: ``python -m bench.bench_sweep_workers`` (a few minutes).
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from bench.local_stack import local_stack
+from tests.service.stack import wait_until
+
+SWEEP = {
+    "base": {"preset": "vicreg", "dataset": "digits", "epochs": 8, "train_size": 1024},
+    "grid": {"variance_weight": [0, 5, 25, 50]},
+    "concurrency": 4,
+    "stop_when_settled": False,
+}
+
+
+def sweep_wall_time(train_workers: int) -> float:
+    with local_stack(workers=True) as stack:
+        for index in range(1, train_workers):
+            stack.start_worker(f"bench-train-{index + 1}", "train")
+        stack.wait_for_workers(train=train_workers)
+        with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+            started = time.perf_counter()
+            sweep_id = client.post("/api/sweeps", json=SWEEP).raise_for_status().json()["id"]
+
+            def finished() -> bool:
+                sweep = client.get(f"/api/sweeps/{sweep_id}").json()
+                assert not sweep["counts"]["failed"], sweep
+                return sweep["counts"]["succeeded"] == 4
+
+            wait_until(finished, 3600, interval=0.5, what="the sweep")
+            return time.perf_counter() - started
+
+
+def main() -> None:
+    one = sweep_wall_time(1)
+    print(f"4-run sweep, 1 train worker:  {one:.1f} s")
+    two = sweep_wall_time(2)
+    print(f"4-run sweep, 2 train workers: {two:.1f} s")
+    print(f"speed-up: {one / two:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
