@@ -65,11 +65,20 @@ def render_report(
     """The report page. ``runs``: ``[{"run", "records", "projections"}]`` as report.js reads
     them (the run's detail, its epoch records, its first and last epochs' projections);
     ``catalogue``: ``GET /api/methods``'s, for the runs' titles."""
+    data = {"title": title, "runs": runs, "catalogue": catalogue}
+    return render_module_page(frontend_dir, title, ENTRY, "renderReport", data)
+
+
+def render_module_page(
+    frontend_dir: Path, title: str, entry_path: str, function: str, data: dict[str, Any]
+) -> str:
+    """A self-contained page that calls ``function(data)`` of the module ``entry_path``
+    (relative to the frontend folder), everything inlined: the run report and the sweep
+    report are two of these."""
     stylesheet = frontend_dir / STYLESHEET
     if not stylesheet.is_file():
         raise ReportAssetsMissing(f"{stylesheet} is missing: the report is built from the frontend")
-    entry = module_url(frontend_dir / ENTRY)
-    data = {"title": title, "runs": runs, "catalogue": catalogue}
+    entry = module_url(frontend_dir / entry_path)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -77,8 +86,8 @@ def render_report(
 <script>{get_plotlyjs()}</script>
 <script type="application/json" id="report-data">{_json_script(data)}</script>
 <script type="module">
-import {{ renderReport }} from "{entry}";
-renderReport(JSON.parse(document.getElementById("report-data").textContent));
+import {{ {function} }} from "{entry}";
+{function}(JSON.parse(document.getElementById("report-data").textContent));
 </script></head>
 <body><main><div id="report"><noscript>The report draws its charts with JavaScript.</noscript>
 </div></main></body></html>"""

@@ -13,6 +13,8 @@
   status, verdict, onset and final metrics; the seeds aggregated, see
   :mod:`backend.sweep_schemas`).
 - ``GET /api/sweeps/{id}/cells.csv`` / ``cells.json``: one row per run, for download.
+- ``GET /api/sweeps/{id}/report.html``: the map, its line plot and cells as one
+  self-contained page (the pages' own chart code inlined; opens offline).
 - ``POST /api/sweeps/{id}/cancel`` -> 202 with the sweep: its unfinished runs are cancelled.
 - ``POST /api/sweeps/{id}/share`` -> 201 a read-only share link (``/s/<token>``) to the map
   and its runs.
@@ -27,9 +29,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 
 from backend.auth import ReadAccess, read_access, require_writer
 from backend.dispatch import advance_sweep
+from backend.report_page import ReportAssetsMissing, render_module_page
 from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareOut, share_from_row
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
@@ -180,6 +184,23 @@ def export_cells_csv(sweep_id: str, state: StateDep, access: Access) -> Response
         buffer.getvalue(),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}.csv"'},
+    )
+
+
+@router.get("/sweeps/{sweep_id}/report.html", response_class=HTMLResponse, responses=NOT_FOUND)
+def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse:
+    """Self-contained HTML report of the sweep's map (opens offline)."""
+    detail = _detail(state, _readable_sweep(state, access, sweep_id))
+    title = f"Collapse Lab: sweep {sweep_id}"
+    data = {"title": title, "sweep": detail.model_dump(mode="json")}
+    try:
+        body = render_module_page(
+            state.settings.frontend_dir, title, "js/sweep-report.js", "renderSweepReport", data
+        )
+    except ReportAssetsMissing as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+    return HTMLResponse(
+        body, headers={"Content-Disposition": f'inline; filename="sweep-{sweep_id}-report.html"'}
     )
 
 

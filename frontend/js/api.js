@@ -137,7 +137,7 @@ export const api = {
 /** Export links of a sweep's cells (one row per run). */
 export function sweepLinks(id) {
   const base = `/api/sweeps/${encodeURIComponent(id)}`;
-  return { csv: withShare(`${base}/cells.csv`), json: withShare(`${base}/cells.json`) };
+  return { report: withShare(`${base}/report.html`), csv: withShare(`${base}/cells.csv`), json: withShare(`${base}/cells.json`) };
 }
 
 /** Download/export links for one run. */

@@ -25,6 +25,7 @@ def test_the_sweep_map_fills_in_live_and_shares_read_only(
     writer_context: BrowserContext,
     visitor_context: BrowserContext,
     screenshots: Path,
+    tmp_path: Path,
 ) -> None:
     created = writer.post("/api/sweeps", json=VICREG_SWEEP).json()
     page = writer_context.new_page()
@@ -48,6 +49,17 @@ def test_the_sweep_map_fills_in_live_and_shares_read_only(
     page.select_option("#shade-select", "rank")
     expect(page).to_have_url(re.compile(r"shade=rank"))
     page.screenshot(path=str(screenshots / "sweep.png"), full_page=True)
+
+    # The offline report draws the same map from a file, with the network off.
+    report = tmp_path / "sweep-report.html"
+    report.write_text(writer.get(f"/api/sweeps/{created['id']}/report.html").text)
+    offline = writer_context.browser.new_context(offline=True)
+    report_page = offline.new_page()
+    report_page.goto(report.as_uri())
+    report_page.wait_for_function("document.getElementById('sweep-map')?.data !== undefined")
+    assert report_page.evaluate("document.getElementById('sweep-map').data[0].text[0]") == labels
+    expect(report_page.locator("#cells-table tbody tr")).to_have_count(2)
+    offline.close()
 
     # Clicking a cell of the map opens its run.
     page.locator("#sweep-map .nsewdrag").first.click(position={"x": 60, "y": 40})

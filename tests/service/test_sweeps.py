@@ -72,6 +72,9 @@ def test_a_vicreg_variance_sweep_maps_collapse_and_health(api: httpx.Client) -> 
     ]
     exported = api.get(f"/api/sweeps/{created['id']}/cells.json").json()
     assert [r["run_id"] for r in exported] == created["runs"]
+    report = api.get(f"/api/sweeps/{created['id']}/report.html")
+    assert report.status_code == 200 and "renderSweepReport" in report.text
+    assert created["runs"][0] in report.text  # the sweep's data is inlined
 
 
 @pytest.mark.parametrize(

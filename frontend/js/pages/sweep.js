@@ -6,11 +6,11 @@
 // (from the run-list stream) re-reads the sweep, at most once a second.
 
 import { api, isReadOnly, shareToken, sweepLinks } from "../api.js";
-import { SWEEP_METRICS, cellLabel, draw, plotlyReady, sweepLineFigure, sweepMapFigure } from "../plots.js";
+import { SWEEP_METRICS, draw, plotlyReady, sweepLineFigure, sweepMapFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, fmt, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
-import { verdictBadge } from "../verdict.js";
+import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
+import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 
 const REFRESH_MS = 1000;
 const root = document.getElementById("sweep");
@@ -31,11 +31,6 @@ function metricById(id) {
   return SWEEP_METRICS.find((m) => m.id === id) || SWEEP_METRICS[0];
 }
 
-function title(sweep) {
-  const keys = sweep.axes.map((a) => a.key).join(" × ");
-  return sweep.name || `${sweep.preset || sweep.method}: ${keys}`;
-}
-
 function metricSelect(id, chosen, onchange) {
   return el(
     "select",
@@ -53,7 +48,7 @@ function renderSkeleton() {
     el(
       "div",
       { class: "page-head" },
-      el("h1", { id: "sweep-title" }, title(sweep)),
+      el("h1", { id: "sweep-title" }, sweepTitle(sweep)),
       el(
         "div",
         { class: "page-actions" },
@@ -65,6 +60,7 @@ function renderSkeleton() {
       runIds: [...state.runIds],
       what: "sweep",
       links: [
+        { label: "Report (HTML)", href: links.report },
         { label: "Cells CSV", href: links.csv, download: true },
         { label: "Cells JSON", href: links.json, download: true },
       ],
@@ -100,50 +96,13 @@ function renderSkeleton() {
 
 function renderSummary() {
   const sweep = state.sweep;
-  const counts = Object.entries(sweep.counts).filter(([, n]) => n).map(([status, n]) => `${n} ${status}`);
-  const axes = sweep.axes.map((a) => `${a.key} ∈ {${a.values.join(", ")}}`).join(" × ");
-  const seeds = `seeds ${sweep.seeds.join(", ")}`;
-  document.getElementById("sweep-summary").textContent =
-    `${axes}; ${seeds}; ${sweep.runs_total} runs (${counts.join(", ")}), ${Math.round(100 * sweep.progress)}% done; ` +
-    `at most ${sweep.concurrency} at a time.`;
+  document.getElementById("sweep-summary").textContent = sweepSummary(sweep);
   const cancel = document.getElementById("cancel-sweep");
   if (cancel) cancel.style.display = sweep.counts.queued || sweep.counts.running ? "" : "none";
 }
 
 function renderCells() {
-  const sweep = state.sweep;
-  const keys = sweep.axes.map((a) => a.key);
-  const rows = sweep.cells.map((cell) =>
-    el(
-      "tr",
-      { class: `verdict-row-${cell.verdict_kind || "pending"}`, "data-cell": String(cell.index) },
-      keys.map((key) => el("td", {}, String(cell.point[key]))),
-      el("td", { class: "cell-verdict" }, verdictBadge(cell.verdict_kind), cell.seeds_agree ? null : el("span", { class: "chip" }, "seeds disagree")),
-      el("td", {}, fmt(cell.onset_epoch)),
-      el("td", {}, fmt(cell.final_spread)),
-      el("td", {}, fmt(cell.final_effective_rank)),
-      el("td", { class: "status-cell" }, cellLabel(cell).replaceAll("<br>", " · ")),
-      el(
-        "td",
-        {},
-        cell.runs.map((run) =>
-          el(
-            "a",
-            { class: "run-link", href: run.url, title: run.stopped_early || run.error || "" },
-            `seed ${run.seed}: ${run.status}${run.stopped_early ? " (stopped early)" : ""}`,
-          ),
-        ),
-      ),
-    ),
-  );
-  document.getElementById("sweep-cells").replaceChildren(
-    el(
-      "table",
-      { class: "runs-table", id: "cells-table" },
-      el("thead", {}, el("tr", {}, keys.map((k) => el("th", {}, k)), ["verdict", "onset epoch", "final spread", "final eff. rank", "progress", "runs"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, rows),
-    ),
-  );
+  document.getElementById("sweep-cells").replaceChildren(cellsTable(state.sweep));
 }
 
 async function drawPlots() {
@@ -229,7 +188,7 @@ async function main() {
     return;
   }
   state.runIds = new Set(state.sweep.cells.flatMap((c) => c.runs.map((r) => r.id)));
-  document.title = `${title(state.sweep)} · Collapse Lab`;
+  document.title = `${sweepTitle(state.sweep)} · Collapse Lab`;
   renderSkeleton();
   renderSummary();
   renderCells();

@@ -1,0 +1,27 @@
+// The offline HTML report of a sweep (GET /api/sweeps/{id}/report.html): the map, the line
+// plot of a one-key sweep and the cells table, drawn by the pages' own chart builder from the
+// data the API inlines (backend/report_page.py), so it opens without network.
+
+import { SWEEP_METRICS, draw, sweepLineFigure, sweepMapFigure } from "./plots.js";
+import { cellsTable, sweepSummary, sweepTitle } from "./sweep-view.js";
+import { el } from "./ui.js";
+
+/** `data`: {title, sweep} with the sweep as GET /api/sweeps/{id} returns it. */
+export function renderSweepReport(data) {
+  const sweep = data.sweep;
+  const [spread, rank] = [SWEEP_METRICS[0], SWEEP_METRICS[1]];
+  const map = el("div", { id: "sweep-map", class: "plot" });
+  const rankMap = el("div", { id: "sweep-map-rank", class: "plot" });
+  const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
+  document.getElementById("report").replaceChildren(
+    el("h1", {}, sweepTitle(sweep)),
+    el("p", { class: "muted" }, sweepSummary(sweep), ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`),
+    el("div", { class: "card" }, map),
+    el("div", { class: "card" }, rankMap),
+    line ? el("div", { class: "card" }, line) : null,
+    cellsTable(sweep, null),
+  );
+  draw(map, sweepMapFigure(sweep, spread));
+  draw(rankMap, sweepMapFigure(sweep, rank));
+  if (line) draw(line, sweepLineFigure(sweep, spread));
+}

@@ -1,0 +1,51 @@
+// What the sweep page and the sweep's offline report both show besides the charts: the
+// one-line summary and the table of cells (grid values, verdict, onset, final numbers, runs).
+
+import { cellLabel } from "./plots.js";
+import { el, fmt } from "./ui.js";
+import { verdictBadge } from "./verdict.js";
+
+export function sweepTitle(sweep) {
+  return sweep.name || `${sweep.preset || sweep.method}: ${sweep.axes.map((a) => a.key).join(" × ")}`;
+}
+
+export function sweepSummary(sweep) {
+  const counts = Object.entries(sweep.counts).filter(([, n]) => n).map(([status, n]) => `${n} ${status}`);
+  const axes = sweep.axes.map((a) => `${a.key} ∈ {${a.values.join(", ")}}`).join(" × ");
+  return (
+    `${axes}; seeds ${sweep.seeds.join(", ")}; ${sweep.runs_total} runs (${counts.join(", ")}), ` +
+    `${Math.round(100 * sweep.progress)}% done; at most ${sweep.concurrency} at a time.`
+  );
+}
+
+/** The cells as a table; `runHref(run)` links each run (null: no links, e.g. offline). */
+export function cellsTable(sweep, runHref = (run) => run.url) {
+  const keys = sweep.axes.map((a) => a.key);
+  const rows = sweep.cells.map((cell) =>
+    el(
+      "tr",
+      { class: `verdict-row-${cell.verdict_kind || "pending"}`, "data-cell": String(cell.index) },
+      keys.map((key) => el("td", {}, String(cell.point[key]))),
+      el("td", { class: "cell-verdict" }, verdictBadge(cell.verdict_kind), cell.seeds_agree ? null : el("span", { class: "chip" }, "seeds disagree")),
+      el("td", {}, fmt(cell.onset_epoch)),
+      el("td", {}, fmt(cell.final_spread)),
+      el("td", {}, fmt(cell.final_effective_rank)),
+      el("td", { class: "status-cell" }, cellLabel(cell).replaceAll("<br>", " · ")),
+      el(
+        "td",
+        {},
+        cell.runs.map((run) => {
+          const text = `seed ${run.seed}: ${run.status}${run.stopped_early ? " (stopped early)" : ""}`;
+          const href = runHref ? runHref(run) : null;
+          return el(href ? "a" : "span", { class: "run-link", href, title: run.stopped_early || run.error || "" }, text);
+        }),
+      ),
+    ),
+  );
+  return el(
+    "table",
+    { class: "runs-table", id: "cells-table" },
+    el("thead", {}, el("tr", {}, keys.map((k) => el("th", {}, k)), ["verdict", "onset epoch", "final spread", "final eff. rank", "progress", "runs"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows),
+  );
+}
