@@ -79,6 +79,8 @@ def _validated_runs(
                 if axis is not None:
                     value = run.point[axis.key]
                     where, msg = ["grid", axis.key], f"value {value!r}: {error['msg']}"
+                elif loc[:1] == ["seed"] and body.seeds is not None:
+                    where, msg = ["seeds"], f"seed {run.seed}: {error['msg']}"
                 else:
                     where, msg = ["base", *loc], error["msg"]
                 errors.append({**error, "loc": ["body", *where], "msg": msg})

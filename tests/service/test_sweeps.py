@@ -103,6 +103,8 @@ def test_a_vicreg_variance_sweep_maps_collapse_and_health(api: httpx.Client) -> 
         ({"base": {"preset": "nope"}}, ["body", "base", "preset"], "unknown preset"),
         ({"base": {"preset": "vicreg", "bogus": 1}}, ["body", "base", "bogus"], "Extra inputs"),
         ({"grid": {"variance_weight": [1]}, "seeds": []}, ["body", "seeds"], "at least 1"),
+        ({"seeds": [0, 0]}, ["body", "seeds"], "seeds repeat"),
+        ({"seeds": [-1]}, ["body", "seeds"], "seed -1"),
     ],
 )
 def test_bad_sweeps_get_422_naming_the_field_and_store_nothing(

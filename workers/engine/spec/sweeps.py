@@ -225,6 +225,8 @@ def expand_sweep(
     axes = grid_axes(request)
     seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)
     seeds = [None] if seeds_in_grid else (request.seeds or [int(request.base.get("seed", 0))])
+    if len(set(seeds)) != len(seeds):
+        raise SweepError(("seeds",), "seeds repeat")
     points = list(itertools.product(*(a.values for a in axes)))
     total = len(points) * len(seeds)
     if max_runs is not None and total > max_runs:
