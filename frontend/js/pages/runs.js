@@ -123,7 +123,7 @@ function row(run) {
       "td",
       { "data-label": "Run" },
       el("a", { href: `/runs/${encodeURIComponent(id)}`, class: "run-link" }, runTitle(run, state.catalogue)),
-      el("div", { class: "muted small" }, `${id.slice(0, 8)} · ${runMethod(run)} · ${timeAgo(run.created_at)}`),
+      el("div", { class: "muted small" }, `${id.slice(0, 8)} · ${runMethod(run)} · ${timeAgo(run.created_at)}`, run.sweep_id ? [" · ", el("a", { href: `/sweeps/${encodeURIComponent(run.sweep_id)}`, class: "sweep-tag" }, "sweep")] : null),
     ),
     el("td", { "data-label": "Options" }, options.length ? options.map((o) => el("code", { class: "chip" }, o)) : el("span", { class: "muted" }, "defaults")),
     el("td", { "data-label": "Dataset" }, `${config.dataset || "?"} · ${totalEpochs(run) ?? "?"} ep`),
