@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from tests.service.stack import (
     ServiceStack,
     collect_until,
     is_terminal_status,
+    wait_until,
 )
 
 pytestmark = pytest.mark.postgres
@@ -47,3 +49,25 @@ def test_a_run_on_postgresql_streams_and_stores_every_epoch(pg_stack: ServiceSta
         assert [r["epoch"] for r in streamed] == [0, 1, 2]
         resumed = collect_until(client, url, last_event_id=2, stop=is_terminal_status)
         assert [e.id for e in resumed] == [e.id for e in events[2:]]
+
+
+def test_a_sweep_on_postgresql_runs_one_at_a_time_and_maps_its_cells(
+    pg_stack: ServiceStack,
+) -> None:
+    body = {
+        "base": {**TINY_RUN, "epochs": 1},
+        "grid": {"proj_dim": [16, 32]},
+        "concurrency": 1,
+    }
+    with httpx.Client(base_url=pg_stack.base_url, timeout=30) as client:
+        created = client.post("/api/sweeps", json=body).json()
+
+        def finished() -> dict[str, Any] | None:
+            sweep = client.get(f"/api/sweeps/{created['id']}").json()
+            assert sweep["counts"]["running"] <= 1, "concurrency 1: one run at a time"
+            return sweep if sweep["status"] == "finished" else None
+
+        sweep = wait_until(finished, 300, interval=0.3, what="the sweep on PostgreSQL")
+        assert [c["point"] for c in sweep["cells"]] == [{"proj_dim": 16}, {"proj_dim": 32}]
+        assert all(c["runs"][0]["final"]["epoch"] == 1 for c in sweep["cells"])
+        assert all(c["verdict_kind"] is not None for c in sweep["cells"])
