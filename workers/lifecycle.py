@@ -15,6 +15,8 @@ Guarantees (the service tests check each):
   true and the trainer stops between two steps.
 - **Readable failures.** Dataset errors, NaN losses, out-of-memory and anything else end the
   run ``failed`` with a one-line reason.
+- **Sweeps move on.** When a run of a sweep ends, its worker sends the sweep's next held run
+  (within the sweep's concurrency limit, :func:`backend.dispatch.advance_sweep`).
 - **Clean shutdown.** A worker asked to stop (Ctrl-C, SIGTERM) stops its run between two
   steps and puts it back in the queue for the next worker, without counting a loss.
 
