@@ -19,6 +19,10 @@ import httpx
 from bench.local_stack import local_stack
 from tests.service.stack import wait_until
 
+# The stack's test timeouts (5 s without a heartbeat = a dead worker) are for an idle
+# machine; on a shared one a busy worker misses them and its run is requeued.
+PATIENT_HEARTBEATS = {"HEARTBEAT_TIMEOUT_S": "120"}
+
 SWEEP = {
     "base": {"preset": "vicreg", "dataset": "digits", "epochs": 4, "train_size": 512},
     "grid": {"variance_weight": [0, 5, 25, 50]},
@@ -28,7 +32,7 @@ SWEEP = {
 
 
 def sweep_wall_time(train_workers: int) -> float:
-    with local_stack(workers=True) as stack:
+    with local_stack(workers=True, extra_env=PATIENT_HEARTBEATS) as stack:
         for index in range(1, train_workers):
             stack.start_worker(f"bench-train-{index + 1}", "train")
         stack.wait_for_workers(train=train_workers)

@@ -25,6 +25,10 @@ from playwright.sync_api import sync_playwright
 from bench.local_stack import local_stack
 from tests.service.stack import REPO, wait_until
 
+# The stack's test timeouts (5 s without a heartbeat = a dead worker) are for an idle
+# machine; on a shared one a busy worker misses them and its run is requeued.
+PATIENT_HEARTBEATS = {"HEARTBEAT_TIMEOUT_S": "120"}
+
 SWEEPS: dict[str, dict[str, Any]] = {
     "vicreg": {
         "name": "VICReg: variance weight x covariance weight (digits)",
@@ -68,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     args = parser.parse_args()
     names = args.only or list(SWEEPS)
-    with local_stack(workers=True) as stack:
+    with local_stack(workers=True, extra_env=PATIENT_HEARTBEATS) as stack:
         stack.start_worker("bench-train-2", "train")
         stack.wait_for_workers(train=2)
         with httpx.Client(base_url=stack.base_url, timeout=30) as client:
