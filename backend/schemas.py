@@ -116,7 +116,6 @@ class RunSummary(BaseModel):
         description="Where an external run comes from (host, script, integration...); null "
         "for a run trained here.",
     )
-
     sweep_id: str | None = Field(None, description="The sweep this run belongs to, if any.")
 
 

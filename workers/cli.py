@@ -266,10 +266,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         values = " | ".join(str(v) for v in run.point.values())
         onset = "-" if result.verdict.onset_epoch is None else str(result.verdict.onset_epoch)
         stopped = " (stopped early)" if result.verdict.stopped_early else ""
+        knn = last.backbone.knn_top1 if last.backbone is not None else math.nan
         tqdm.write(
             f"| {values} | {config.seed} | {result.verdict.kind}{stopped} | {onset} | "
             f"{last.epoch}/{config.epochs} | {_final_spread(result):.3f} | "
-            f"{last.projector.effective_rank:.1f} | {last.backbone.knn_top1:.3f} | "
+            f"{last.projector.effective_rank:.1f} | {knn:.3f} | "
             f"{time.perf_counter() - started:.0f} s |",
             file=sys.stdout,
         )

@@ -1,8 +1,8 @@
 """sweeps: the sweeps table, runs.sweep_id (a sweep's runs are ordinary runs, tagged) and
 shares.sweep_id (a share link to a sweep's map)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
