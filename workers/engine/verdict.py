@@ -65,6 +65,15 @@ class Thresholds:
     (2026-11-28): digits zoo 17/17 as expected; shapes seed 1 (6 presets) and digits seed 2
     d=512 (4 presets) too (e.g. barlow-no-offdiag rank 1.7 / 6.4, vicreg-no-covariance
     2.9 / 14.0, simsiam-no-stopgrad spread collapse with std_l2 x sqrt(d) 0.014).
+
+    Checked where not calibrated (2026-12-02): real photographs (bench/make_photo_folder.py),
+    all 17 presets x seeds 0, 1, unchanged thresholds (docs/verdicts-photos.md). No
+    collapsing run called healthy. Healthy runs there use fewer directions than on digits
+    (participation ratio 2.3-14.6, simsiam 2.3-2.4) but keep their spread (>= 0.58); the
+    dimensional ablations read 1.1-1.3. byol-no-ema (tau = 0, disputed by the BYOL and
+    SimSiam papers) reads 1.9 / 2.2 and is called dimensional with seed 0. byol-no-predictor
+    and swav-no-sinkhorn keep a spread of 0.33-0.59 there with 1.2-1.9 directions, so they
+    are dimensional collapse, not complete, within 12 epochs.
     """
 
     # complete collapse: sqrt(total variance of z/||z||) below this...
