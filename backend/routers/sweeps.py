@@ -144,11 +144,19 @@ def list_sweeps(
     return SweepList(data=[sweep_summary(s, by_sweep.get(s.id, [])) for s in page], count=total)
 
 
-def _readable_sweep(state: ServiceState, access: ReadAccess, sweep_id: str) -> Sweep:
-    sweep = sweep_store.get_sweep(state.db, sweep_id) if access.can_read_sweep(sweep_id) else None
+def _existing_sweep(state: ServiceState, sweep_id: str) -> Sweep:
+    """The sweep, for a writer (who may act on any sweep); 404 when there is none."""
+    sweep = sweep_store.get_sweep(state.db, sweep_id)
     if sweep is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
     return sweep
+
+
+def _readable_sweep(state: ServiceState, access: ReadAccess, sweep_id: str) -> Sweep:
+    """The sweep if this caller may read it (a share link covers one sweep); else 404."""
+    if not access.can_read_sweep(sweep_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    return _existing_sweep(state, sweep_id)
 
 
 def _detail(state: ServiceState, sweep: Sweep) -> SweepDetail:
@@ -215,9 +223,7 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
 )
 def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
     """Cancel every unfinished run: queued ones at once, running ones within seconds."""
-    sweep = sweep_store.get_sweep(state.db, sweep_id)
-    if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    sweep = _existing_sweep(state, sweep_id)
     _count, messages = sweep_store.cancel_sweep(state.db, sweep_id)
     state.publisher.publish(messages)
     return _detail(state, sweep)
@@ -232,8 +238,6 @@ def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
 )
 def share_sweep(sweep_id: str, state: StateDep) -> ShareOut:
     """A read-only link to the sweep's map and its runs (``/s/<token>``)."""
-    sweep = sweep_store.get_sweep(state.db, sweep_id)
-    if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+    sweep = _existing_sweep(state, sweep_id)
     run_ids = [run_id for cell in sweep.cells for run_id in cell["runs"]]
     return share_from_row(share_store.create_share(state.db, run_ids, sweep_id=sweep.id))
