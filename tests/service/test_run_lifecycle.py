@@ -75,14 +75,19 @@ def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(
     assert points.shape == (TINY_RUN["probe_size"], 2)
     assert np.isfinite(points).all()
     assert len(projection["labels"]) == TINY_RUN["probe_size"]
-    tail = collect_until(
-        api,
-        f"/api/runs/{run['id']}/events",
-        last_event_id=events[-1].id,
-        stop=lambda e: e.event == "projection" and e.data["epoch"] == 3,
-        timeout=30,
-    )
-    assert {e.data["epoch"] for e in tail if e.event == "projection"} == {0, 1, 2, 3}
+    # A warm projection worker may announce some (or all) projections before the run's
+    # final status; the rest follow it on the resumed stream.
+    announced = {e.data["epoch"] for e in events if e.event == "projection"}
+    if 3 not in announced:
+        tail = collect_until(
+            api,
+            f"/api/runs/{run['id']}/events",
+            last_event_id=events[-1].id,
+            stop=lambda e: e.event == "projection" and e.data["epoch"] == 3,
+            timeout=30,
+        )
+        announced |= {e.data["epoch"] for e in tail if e.event == "projection"}
+    assert announced == {0, 1, 2, 3}
 
 
 def test_last_event_id_resumes_without_gap_or_duplicate(api: httpx.Client) -> None:
