@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,6 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.service = state
         await state.hub.start()
+        # Everything loaded so far lives as long as the process: moved out of the collector's
+        # reach, a full collection no longer walks it and stalls every request for ~100 ms.
+        gc.collect()
+        gc.freeze()
         watch = BrokerWatch(db, state.celery, settings)
         timers = [
             asyncio.create_task(_reaper_loop(state), name="reaper"),

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
@@ -52,7 +53,7 @@ def token_is_valid(state: ServiceState, token: str | None) -> bool:
     return bool(expected and token and secrets.compare_digest(token, expected))
 
 
-def require_writer(request: Request, state: StateDep) -> None:
+async def require_writer(request: Request, state: StateDep) -> None:
     """Dependency of every write endpoint: 401 unless the API token is given (when set)."""
     if not state.settings.api_token:
         return
@@ -79,12 +80,13 @@ class ReadAccess:
         return self.all_runs or sweep_id in self.sweep_ids
 
 
-def read_access(request: Request, state: StateDep) -> ReadAccess:
-    """Dependency of every read endpoint that exposes run data."""
+async def read_access(request: Request, state: StateDep) -> ReadAccess:
+    """Dependency of every read endpoint that exposes run data. Async, so that the common
+    case (an open server, or the token) costs no worker thread; a share is looked up in one."""
     if not state.settings.private or token_is_valid(state, presented_token(request)):
         return ReadAccess(all_runs=True)
     token = presented_share(request)
-    share = share_store.get_share(state.db, token) if token else None
+    share = await run_in_threadpool(share_store.get_share, state.db, token) if token else None
     if share is not None:
         sweeps = frozenset([share.sweep_id] if share.sweep_id else [])
         return ReadAccess(all_runs=False, run_ids=frozenset(share.run_ids), sweep_ids=sweeps)

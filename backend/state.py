@@ -33,7 +33,9 @@ class ServiceState:
         return enqueue_run(self.db, self.publisher, self.celery, self.settings, run_id)
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """Async because it never blocks: FastAPI runs a plain ``def`` dependency in a worker
+    thread, and this one is on every request."""
     service: ServiceState = request.app.state.service
     return service
 

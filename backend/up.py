@@ -203,6 +203,8 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> N
         try:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            command = [str(part) for part in process.args]  # type: ignore[union-attr]
+            print(f"{command[2:5]} did not stop within {timeout:.0f} s: killed", file=sys.stderr)
             process.kill()
             process.wait(5)
 

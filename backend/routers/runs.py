@@ -39,6 +39,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
@@ -168,7 +169,7 @@ def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
     response_class=JSONResponse,  # documents the model as application/json
     response_model=RunList,
 )
-def list_runs(
+async def list_runs(
     state: StateDep,
     access: Access,
     status_filter: Annotated[RunStatus | None, Query(alias="status")] = None,
@@ -181,7 +182,8 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
-    once and served from a cache for up to a second, dropped at the next change."""
+    once and served from a cache for up to a second, dropped at the next change (a cache hit
+    is answered on the event loop; the query and encoding run in a worker thread)."""
     query = (status_filter, method, dataset, preset, verdict, ids, limit, offset)
     key = ("runs", *map(str, query))
     cached = state.cache.get(key) if access.all_runs else None
@@ -193,15 +195,21 @@ def list_runs(
         allowed = sorted(access.run_ids)
         id_list = [i for i in id_list if i in access.run_ids] if id_list is not None else allowed
     filters = run_store.RunFilter(status_filter, method, dataset, preset, verdict, id_list)
+    body = await run_in_threadpool(_run_list_json, state, filters, limit, offset)
+    if access.all_runs:
+        state.cache.put(key, LIST, body, generation)
+    return Response(body, media_type="application/json")
+
+
+def _run_list_json(
+    state: ServiceState, filters: run_store.RunFilter, limit: int, offset: int
+) -> bytes:
     page, total = run_store.list_runs(state.db, filters, limit, offset)
     histories = epoch_store.rank_histories(state.db, [r.id for r in page])
     listing = RunList(
         data=[summary_from_row(r, histories.get(r.id, [])) for r in page], count=total
     )
-    body = listing.model_dump_json().encode()
-    if access.all_runs:
-        state.cache.put(key, LIST, body, generation)
-    return Response(body, media_type="application/json")
+    return listing.model_dump_json().encode()
 
 
 def readable_run_row(state: ServiceState, access: ReadAccess, run_id: str) -> Run:
@@ -233,23 +241,28 @@ def get_run(run_id: str, state: StateDep, access: Access) -> RunDetail:
         **NOT_FOUND,
     },
 )
-def get_epochs(
+async def get_epochs(
     run_id: str,
     state: StateDep,
     access: Access,
     since: Annotated[int | None, Query(ge=-1, description="Only epochs after this one.")] = None,
 ) -> Response:
     """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry). Served
-    as stored, without decoding and re-encoding (a long run's records weigh MBs)."""
+    as stored, without decoding and re-encoding (a long run's records weigh MBs); a cache
+    hit on the event loop, the query in a worker thread."""
     check_readable(access, run_id)
     key = ("epochs", run_id, str(since))
     body = state.cache.get(key)
     if body is None:
         generation = state.cache.generation()
-        readable_run_row(state, access, run_id)
-        body = epoch_store.epoch_records_json(state.db, run_id, since).encode()
+        body = await run_in_threadpool(_epochs_json, state, access, run_id, since)
         state.cache.put(key, run_id, body, generation)
     return Response(body, media_type="application/json")
+
+
+def _epochs_json(state: ServiceState, access: ReadAccess, run_id: str, since: int | None) -> bytes:
+    readable_run_row(state, access, run_id)  # 404 for a run that does not exist
+    return epoch_store.epoch_records_json(state.db, run_id, since).encode()
 
 
 @router.get("/runs/{run_id}/projections", response_model=ProjectionEpochs, responses=NOT_FOUND)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import ExternalUpload, Run, json_safe, now
-from backend.store.runs import new_run_id
+from backend.store.runs import new_run_row
 from workers.engine.spec import RunStatus
 
 EXTERNAL = "external"  # the method and dataset column of an external run
@@ -41,28 +41,19 @@ def register_run(
     key = key or None  # an empty header is no key
     if key and (known := _find_by_key(db, key)) is not None:
         return known, False, []
-    stamp = now()
     source = json_safe(dict(registration.get("source") or {}))
-    run = Run(
-        id=new_run_id(),
-        created_at=stamp,
-        updated_at=stamp,
-        started_at=stamp,
-        status="running",
+    run = new_run_row(
+        "running",
         method=EXTERNAL,
         preset=None,
         dataset=EXTERNAL,
         request=json_safe(registration),
         config={},
-        epochs_total=0,
-        last_epoch=None,
         attempts=1,
-        worker_losses=0,
-        cancel_requested=False,
-        last_event_seq=0,
         source=source,
         idempotency_key=key,
     )
+    run.started_at = run.created_at  # running from its registration
     where = " on ".join(str(source[k]) for k in ("script", "host") if source.get(k))
     try:
         with db.write() as session:

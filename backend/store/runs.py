@@ -20,6 +20,23 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def new_run_row(status: str, **fields: Any) -> Run:
+    """A fresh ``runs`` row in ``status``: a new id, created and updated now, no attempts,
+    losses or events yet; ``fields`` sets the rest (method, dataset, request, config...)."""
+    stamp = now()
+    defaults: dict[str, Any] = {
+        "epochs_total": 0,
+        "last_epoch": None,
+        "attempts": 0,
+        "worker_losses": 0,
+        "cancel_requested": False,
+        "last_event_seq": 0,
+    }
+    return Run(
+        id=new_run_id(), created_at=stamp, updated_at=stamp, status=status, **(defaults | fields)
+    )
+
+
 def create_run(
     db: Database, request: dict[str, Any], config: dict[str, Any]
 ) -> tuple[Run, list[EventMessage]]:
@@ -33,23 +50,14 @@ def add_run(
     session: Session, request: dict[str, Any], config: dict[str, Any], sweep_id: str | None = None
 ) -> tuple[Run, EventMessage]:
     """A new ``queued`` run in this transaction, with its first status event."""
-    stamp = now()
-    run = Run(
-        id=new_run_id(),
-        created_at=stamp,
-        updated_at=stamp,
-        status="queued",
+    run = new_run_row(
+        "queued",
         method=config["method"],
         preset=config.get("preset"),
         dataset=config["dataset"],
         request=json_safe(request),
         config=json_safe(config),
         epochs_total=config["epochs"],
-        last_epoch=None,
-        attempts=0,
-        worker_losses=0,
-        cancel_requested=False,
-        last_event_seq=0,
         sweep_id=sweep_id,
     )
     session.add(run)

@@ -225,6 +225,12 @@ class ServiceStack:
         process.send_signal(sig)
         process.wait(30)
 
+    def kill_training_workers(self, sig: int = signal.SIGKILL) -> None:
+        """Every training worker: SIGKILL (no clean-up, no acknowledgement, as the OOM killer
+        does) or SIGTERM (a warm shutdown, as on Ctrl-C)."""
+        for name in [n for n in self.workers if n.startswith("train")]:
+            self.kill_worker(name, sig)
+
     def stop(self) -> None:
         self.stop_api()
         processes = list(self.workers.values())

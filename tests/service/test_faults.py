@@ -17,8 +17,7 @@ def test_cancelling_a_run_whose_worker_died_ends_it_within_seconds(
     run = api.post("/api/runs", json={**TINY_RUN, "epochs": 40}).json()
     url = f"/api/runs/{run['id']}/events"
     collect_until(api, url, stop=lambda e: e.event == "epoch" and e.data["epoch"] == 1)
-    for name in [n for n in stack.workers if n.startswith("train")]:
-        stack.kill_worker(name)  # SIGKILL: nobody will read the cancel flag
+    stack.kill_training_workers()  # SIGKILL: nobody will read the cancel flag
     requested = time.monotonic()
     assert api.post(f"/api/runs/{run['id']}/cancel").status_code == 202
 

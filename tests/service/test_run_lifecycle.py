@@ -145,9 +145,7 @@ def test_killed_worker_is_replaced_and_the_run_resumes_each_epoch_once(
     run = api.post("/api/runs", json={**TINY_RUN, "epochs": 6}).json()
     url = f"/api/runs/{run['id']}/events"
     collect_until(api, url, stop=lambda e: e.event == "epoch" and e.data["epoch"] == 2)
-    train_workers = [name for name in stack.workers if name.startswith("train")]
-    for name in train_workers:
-        stack.kill_worker(name)  # SIGKILL: no clean-up, no acknowledgement
+    stack.kill_training_workers()
     stack.start_worker("train-after-kill", "train")
 
     events = collect_until(api, url, stop=is_terminal_status, timeout=240)
@@ -205,8 +203,7 @@ def test_a_worker_stopped_cleanly_hands_its_run_back(
     run = api.post("/api/runs", json={**TINY_RUN, "epochs": 6}).json()
     url = f"/api/runs/{run['id']}/events"
     collect_until(api, url, stop=lambda e: e.event == "epoch" and e.data["epoch"] == 1)
-    for name in [n for n in stack.workers if n.startswith("train")]:
-        stack.kill_worker(name, sig=signal.SIGTERM)  # warm shutdown, as on Ctrl-C
+    stack.kill_training_workers(signal.SIGTERM)  # warm shutdown, as on Ctrl-C
     requeued = api.get(f"/api/runs/{run['id']}").json()
     assert requeued["status"] == "queued", requeued
     stack.start_worker("train-after-stop", "train")
@@ -248,8 +245,7 @@ def test_a_dataset_folder_that_vanished_fails_the_run_with_its_reason(
             pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / label / f"{index}.png")
     # Hold the run in the queue (no train worker) while the folder disappears.
-    for name in [n for n in stack.workers if n.startswith("train")]:
-        stack.kill_worker(name, sig=15)
+    stack.kill_training_workers(signal.SIGTERM)
     request = {**TINY_RUN, "dataset": "imagefolder", "dataset_path": "vanishing"}
     response = api.post("/api/runs", json=request)
     assert response.status_code == 201, response.text
@@ -275,8 +271,7 @@ def test_a_run_that_keeps_killing_its_worker_ends_failed_not_in_a_loop(
             return detail["status"] == "running" and detail["attempts"] == attempt
 
         wait_until(running_on_a_worker, 120, what=f"attempt {death}")
-        for name in [n for n in stack.workers if n.startswith("train")]:
-            stack.kill_worker(name)  # as if the run crashed its worker (e.g. the OOM killer)
+        stack.kill_training_workers()  # as if the run crashed its worker (the OOM killer)
         stack.start_worker(f"train-death-{death}", "train")
 
     def ended() -> bool:

@@ -56,7 +56,12 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 
         started = time.monotonic()
         up.send_signal(signal.SIGINT)
-        assert up.wait(60) == 0
+        try:
+            assert up.wait(60) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                "up still running 60 s after Ctrl-C:\n" + (tmp_path / "up.log").read_text()[-3000:]
+            )
         assert time.monotonic() - started < 60
         wait_until(lambda: not any(alive(p) for p in children), 10, what="children to exit")
         with pytest.raises(httpx.ConnectError):
