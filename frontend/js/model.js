@@ -59,6 +59,21 @@ export function isExternal(run) {
   return Boolean(run && run.source);
 }
 
+/** "train.py on gpu-box-3 (monitor)": where an external run comes from. */
+function externalOrigin(run) {
+  const source = run.source || {};
+  const where = [source.script, source.host].filter(Boolean).join(" on ");
+  return `${where || "unknown script"}${source.integration ? ` (${source.integration})` : ""}`;
+}
+
+/** One line of what the run trains: "simsiam on digits · resnet18 · seed 0", or for an
+ *  external run where it comes from (it has no config of ours). */
+export function runSetup(run) {
+  if (isExternal(run)) return `external: ${externalOrigin(run)}`;
+  const config = runConfig(run);
+  return `${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed}`;
+}
+
 /** A readable name: an external run's own name, the preset title when known, else the method. */
 export function runTitle(run, catalogue) {
   if (isExternal(run) && run.name) return run.name;

@@ -3,7 +3,7 @@
 // what it imports, plotly.js and the stylesheet, so the report opens without network).
 
 import { RUN_COLORS } from "./colours.js";
-import { normaliseCatalogue, placementRows, runConfig, runTitle, totalEpochs } from "./model.js";
+import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
 import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
 import { el, keyValueTable } from "./ui.js";
 import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
@@ -28,7 +28,7 @@ function runBlock(run, records, catalogue) {
       el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
       findingsList(verdict),
     ),
-    el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed}`),
+    el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`),
     el("details", {}, el("summary", {}, "Configuration"), el("pre", {}, JSON.stringify(config, null, 2))),
     records.length ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records))) : null,
   );

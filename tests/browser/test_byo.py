@@ -103,6 +103,10 @@ def test_an_external_run_page_shows_its_epochs_and_origin(
     page.wait_for_function("document.getElementById('plot-std')?.data !== undefined")
     assert plot_epochs(page, "std") == [0, 1, 2]
     expect(page.locator("#config-body")).to_contain_text("lr")
+    # its report (rendered by the same page code) says where it came from, not a method
+    page.goto(f"{plugin_stack.base_url}/api/runs/{monitor.run_id}/report.html")
+    expect(page.locator(".report-run")).to_contain_text("external:")
+    expect(page.locator(".report-run")).not_to_contain_text("external on external")
 
 
 def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, page: Page) -> None:

@@ -3,7 +3,7 @@
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
-import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runTitle, totalEpochs } from "../model.js";
+import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
 import { chartContext, diagnosticFigures, draw, extend, plotlyReady, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
@@ -192,12 +192,9 @@ function addRecord(record) {
 
 function renderRun() {
   const run = state.run;
-  const config = runConfig(run);
   document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
-  document.getElementById("run-subtitle").textContent = isExternal(run)
-    ? `run ${state.runId} · external: ${externalOrigin(run)} · created ${timeAgo(run.created_at)}`
-    : `run ${state.runId} · ${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed} · created ${timeAgo(run.created_at)}`;
+  document.getElementById("run-subtitle").textContent = `run ${state.runId} · ${runSetup(run)} · created ${timeAgo(run.created_at)}`;
   const cancel = document.getElementById("cancel-button");
   if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
   const failure = document.getElementById("failure");
@@ -245,13 +242,6 @@ function renderVerdict() {
     final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
     findingsList(verdict),
   );
-}
-
-/** "train.py on gpu-box-3 (monitor)": where an external run comes from. */
-function externalOrigin(run) {
-  const source = run.source || {};
-  const where = [source.script, source.host].filter(Boolean).join(" on ");
-  return `${where || "unknown script"}${source.integration ? ` (${source.integration})` : ""}`;
 }
 
 function renderConfig() {
