@@ -390,3 +390,11 @@ def test_distinct_prototypes_groups_near_duplicates() -> None:
     for cosine, groups in ((0.95, 1), (0.85, 2)):
         pair = torch.tensor([[1.0, 0.0], [cosine, math.sqrt(1 - cosine**2)]])
         assert metrics.distinct_prototypes(pair) == groups
+    # no chaining: 90 prototypes 2 degrees apart along a 180-degree arc are neighbours of
+    # their neighbours (cosine 0.9994) but span far more than one 26-degree group
+    angles = torch.arange(90, dtype=torch.float64) * math.radians(2.0)
+    arc = torch.stack([angles.cos(), angles.sin()], dim=1)
+    # at least ceil(178 / 25.8) = 7 groups; the greedy merging may leave a few more
+    assert 7 <= metrics.distinct_prototypes(arc) <= 10
+    # all-zero rows are one group of their own
+    assert metrics.distinct_prototypes(torch.cat([torch.zeros(3, d), random[:4]])) == 5

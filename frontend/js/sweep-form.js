@@ -23,14 +23,34 @@ export function parseSweepValues(text) {
   return text.split(",").map((part) => part.trim()).filter(Boolean).map(parseScalar);
 }
 
-function valueCount(spec) {
+/** A range's values, as the server computes them (workers/engine/spec/sweeps.py). */
+function rangeValues({ start, stop, steps, scale }) {
+  const at = (i) => (scale === "log" ? Math.exp(Math.log(start) + ((Math.log(stop) - Math.log(start)) * i) / (steps - 1)) : start + ((stop - start) * i) / (steps - 1));
+  return Array.from({ length: steps }, (_, i) => Number(at(i).toPrecision(6)));
+}
+
+/** Python's round(): halves go to the even neighbour. */
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** How many runs one axis makes: an integer field's range is rounded and deduplicated. */
+function valueCount(spec, integer) {
   if (spec === null) return 0;
-  return Array.isArray(spec) ? spec.length : spec.steps;
+  if (Array.isArray(spec)) return spec.length;
+  if (!(spec.steps >= 2)) return spec.steps;
+  const values = rangeValues(spec);
+  return integer ? new Set(values.map(roundHalfEven)).size : values.length;
 }
 
 /** The grid key of a form field: an option's bare name, a config field's name. */
 function gridKey(path) {
   return path.startsWith("options.") ? path.slice("options.".length) : path;
+}
+
+function isIntegerField(field) {
+  return field.querySelector("[data-type]")?.dataset.type === "integer";
 }
 
 function sweptFields(root) {
@@ -74,7 +94,7 @@ function updatePreview(root, onChange) {
   const fields = sweptFields(root);
   if (!preview) return;
   preview.hidden = fields.length === 0;
-  const counts = fields.map((f) => [gridKey(f.dataset.field), valueCount(parseSweepValues(f.querySelector(".sweep-values").value))]);
+  const counts = fields.map((f) => [gridKey(f.dataset.field), valueCount(parseSweepValues(f.querySelector(".sweep-values").value), isIntegerField(f))]);
   const seeds = sweepSeeds(root) || [0];
   const total = counts.reduce((n, [, c]) => n * c, 1) * seeds.length;
   const described = counts.map(([key, c]) => `${c} ${key}`).join(" × ");

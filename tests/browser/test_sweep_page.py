@@ -98,6 +98,12 @@ def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
     expect(page.locator("#sweep-preview")).to_contain_text("= 18 runs")
     expect(page.locator("#launch-button")).to_have_text("Launch sweep (18 runs)")
     page.click("[data-sweep-toggle='lr']")  # back to a single value
+    # an integer field's range is rounded and deduplicated, as the server does: 1, 1.5, 2,
+    # 2.5, 3 -> 1, 2, 3 (halves to even)
+    page.click("[data-sweep-toggle='epochs']")
+    page.locator("#sweep-epochs").fill("1..3 x5")
+    expect(page.locator("#sweep-preview")).to_contain_text("3 variance_weight × 3 epochs")
+    page.click("[data-sweep-toggle='epochs']")
 
     before = writer.get("/api/sweeps").json()["count"]
     values.fill("0, -1")

@@ -355,10 +355,14 @@ def cluster_perplexity(probabilities: torch.Tensor) -> float:
 def distinct_prototypes(
     prototypes: torch.Tensor, threshold: float = PROTOTYPE_DUPLICATE_COSINE
 ) -> int:
-    """Number of distinct prototypes: the groups (connected components) of the graph that
-    joins two prototypes when their cosine similarity is >= ``threshold``. Partial prototype
-    collapse (Govindarajan et al., arXiv 2410.14060, 2024) is many prototypes converging to
-    near-identical vectors; it shows neither in the loss nor in std or RankMe.
+    """Number of distinct prototypes: the fewest groups found by complete-linkage clustering
+    in which every two prototypes of a group have cosine similarity >= ``threshold``. Partial
+    prototype collapse (Govindarajan et al., arXiv 2410.14060, 2024) is many prototypes
+    converging to near-identical vectors; it shows neither in the loss nor in std or RankMe.
+
+    Complete, not single linkage: joining any two prototypes closer than the threshold
+    (connected components) chains a dense cover of a wide cone into one group, which called
+    healthy DeepCluster centroids on photographs "1 of 100 distinct".
 
     prototypes: (K, d) (SwAV's learnt prototypes, DeepCluster's k-means centroids); all-zero
     rows count as one group together. K when no two are near-duplicates, 1 when all are.
@@ -367,15 +371,20 @@ def distinct_prototypes(
     prototypes of a collapsed SwAV or the duplicated centroids of DeepCluster have cosine
     above 0.99; between the two the count does not depend much on the value.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
+    # scipy is imported here, not at the top: only the cluster methods need it
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
 
     unit = _unit_rows(prototypes.detach()).double().cpu()
-    adjacency = (unit @ unit.T) >= threshold
     zero = unit.abs().sum(dim=1) == 0
-    adjacency |= zero[:, None] & zero[None, :]
-    count, _ = connected_components(csr_matrix(adjacency.numpy()), directed=False)
-    return int(count)
+    nonzero = unit[~zero]
+    groups = int(zero.any())
+    if len(nonzero) <= 1:
+        return groups + len(nonzero)
+    distance = (1.0 - nonzero @ nonzero.T).clamp_(min=0.0).numpy()
+    tree = linkage(squareform(distance, checks=False), method="complete")
+    labels = fcluster(tree, t=1.0 - threshold, criterion="distance")
+    return groups + int(labels.max())
 
 
 def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:
