@@ -169,6 +169,7 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         "variance_shares",
         "cluster_perplexity",
         "distinct_prototypes",
+        "distinct_samples",
         "num_prototypes",
         "lidar",
     }
@@ -181,7 +182,7 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
     without = metrics.embedding_diagnostics(z, view1, view2, labels, bank, bank_labels, 10)
     assert without["cluster_entropy"] is None
     assert without["cluster_entropy_max"] is None
-    for key in ("cluster_perplexity", "distinct_prototypes", "num_prototypes", "lidar"):
+    for key in ("cluster_perplexity", "distinct_prototypes", "distinct_samples", "lidar"):
         assert without[key] is None
     views = torch.stack([view1, view2, z])
     with_all = metrics.embedding_diagnostics(
@@ -199,6 +200,7 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
     assert json.loads(json.dumps(with_all)) == with_all
     assert with_all["cluster_perplexity"] == pytest.approx(10.0)
     assert with_all["distinct_prototypes"] == with_all["num_prototypes"] == 10
+    assert 1 <= with_all["distinct_samples"] <= 10  # K = 10 samples of the probe
     assert with_all["lidar"] == pytest.approx(metrics.lidar(views))
     assert len(with_all["variance_shares"]) == metrics.TOP_DIRECTIONS
 
@@ -396,5 +398,12 @@ def test_distinct_prototypes_groups_near_duplicates() -> None:
     arc = torch.stack([angles.cos(), angles.sin()], dim=1)
     # at least ceil(178 / 25.8) = 7 groups; the greedy merging may leave a few more
     assert 7 <= metrics.distinct_prototypes(arc) <= 10
+    # the data's reference: 100 samples of a 2-D subspace of R^128 form few groups, of an
+    # isotropic Gaussian all 100
+    flat = _gaussian(500, 2, seed=11) @ _gaussian(2, d, seed=12)
+    # (the circle needs 360 / 25.8 = 14 groups; the greedy merging may leave a few more)
+    assert 14 <= metrics.distinct_samples(flat, 100) <= 20
+    assert metrics.distinct_samples(_gaussian(500, d, seed=13), 100) == 100
+    assert metrics.distinct_samples(flat, 10_000) == metrics.distinct_prototypes(flat)
     # all-zero rows are one group of their own
     assert metrics.distinct_prototypes(torch.cat([torch.zeros(3, d), random[:4]])) == 5

@@ -211,3 +211,10 @@ def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
     assert any("effective 3.0 of 30 clusters" in f for f in verdict["findings"])
     fine = run_verdict([_split_record(0, before, healthy), _split_record(1, before, healthy)])
     assert fine["findings"] == []
+    # prototypes as crowded as the samples of a low-dimensional embedding are no collapse
+    flat = z[:, :2] @ torch.randn(2, 128, generator=torch.Generator().manual_seed(5))
+    centroids = flat[torch.randperm(len(flat), generator=torch.Generator().manual_seed(6))[:k]]
+    crowded = _diagnostics(flat, 1, cluster_probabilities=uniform, prototypes=centroids)
+    assert crowded["distinct_prototypes"] < 0.5 * k  # what the old rule called a collapse
+    low = run_verdict([_split_record(0, before, healthy), _split_record(1, crowded, healthy)])
+    assert not any("prototypes are distinct" in f for f in low["findings"]), low["findings"]

@@ -387,6 +387,19 @@ def distinct_prototypes(
     return groups + int(labels.max())
 
 
+def distinct_samples(z: torch.Tensor, count: int) -> int:
+    """The reference for :func:`distinct_prototypes`: how many distinct groups ``count``
+    embeddings of the data itself form (evenly spaced probe rows, at most all of them).
+
+    z: (N, d). K prototypes cannot be more distinct than the directions the embeddings offer:
+    in a low-dimensional embedding (photographs of few objects, participation ratio 3) even
+    healthy DeepCluster's 100 k-means centroids form only ~25 groups, and so do 100 of its
+    samples; prototype collapse is prototypes much less distinct than the samples."""
+    count = min(count, len(z))
+    rows = torch.linspace(0, len(z) - 1, count).round().long()
+    return distinct_prototypes(z[rows])
+
+
 def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:
     """LiDAR (Thilak, Huang, Saremi, Dinh, Goh, Susskind, Littwin and Littwin, "LiDAR: Sensing
     Linear Probing Performance in Joint Embedding SSL Architectures", ICLR 2024): the effective
@@ -458,8 +471,9 @@ def embedding_diagnostics(
     Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum",
     "participation_ratio", "nesum", "w2_uniformity", "variance_shares", "alignment",
     "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
-    "cluster_entropy_max", "cluster_perplexity", "distinct_prototypes", "num_prototypes",
-    "lidar"}; the cluster fields are None without assignments / prototypes, "lidar" is None
+    "cluster_entropy_max", "cluster_perplexity", "distinct_prototypes", "distinct_samples",
+    "num_prototypes", "lidar"}; the cluster fields are None without assignments / prototypes,
+    "lidar" is None
     without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
@@ -512,6 +526,7 @@ def embedding_diagnostics(
                 None if cluster_probabilities is None else cluster_perplexity(cluster_probabilities)
             ),
             "distinct_prototypes": None if prototypes is None else distinct_prototypes(prototypes),
+            "distinct_samples": None if prototypes is None else distinct_samples(z, len(prototypes)),
             "num_prototypes": None if prototypes is None else int(prototypes.shape[0]),
             "lidar": None if lidar_views is None else lidar(lidar_views),
         }

@@ -266,10 +266,13 @@ def _cluster_findings(history: list[dict[str, Any]], thresholds: Thresholds) -> 
         return []
     findings = []
     distinct = z.get("distinct_prototypes")
-    if distinct is not None and distinct < thresholds.prototypes_distinct_share * total:
+    # as distinct as the data allows: K samples' own count (all K in older records)
+    allowed = min(total, z.get("distinct_samples") or total)
+    if distinct is not None and distinct < thresholds.prototypes_distinct_share * allowed:
         findings.append(
             f"partial prototype collapse: only {distinct} of {total} prototypes are distinct "
-            f"(cosine < 0.9; epoch 0: {z0.get('distinct_prototypes')})."
+            f"(cosine < 0.9), where {allowed} samples of the embedding are; epoch 0: "
+            f"{z0.get('distinct_prototypes')}."
         )
     used = z.get("cluster_perplexity")
     if used is not None and used < thresholds.clusters_used_share * total:

@@ -65,6 +65,11 @@ class EmbeddingMetrics(StrictModel):
     distinct_prototypes: int | None = Field(
         None, description="Prototype groups with cosine < 0.9 to each other: 1 .. K."
     )
+    distinct_samples: int | None = Field(
+        None,
+        description="The same count for K probe embeddings: how distinct the data lets K "
+        "prototypes be.",
+    )
     num_prototypes: int | None = Field(None, description="K, the number of prototypes.")
     lidar: float | None = Field(
         None,
