@@ -307,6 +307,59 @@ export function spectrumFigure(records, which, ctx = {}) {
   return { data, layout };
 }
 
+/** The record a per-epoch picture shows: the one at `epoch` (the slider's), else the latest
+ * before it, else (no epoch chosen yet, or none that early) the run's last. */
+export function recordAt(records, epoch = null) {
+  if (!records.length) return null;
+  if (epoch === null || epoch === undefined) return records[records.length - 1];
+  const before = records.filter((r) => r.epoch <= epoch);
+  return before.length ? before[before.length - 1] : records[records.length - 1];
+}
+
+/** The panel's help line (the subtitle: it travels with the figure to every page and the report). */
+export const SHARES_HELP = "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
+
+/**
+ * Dimensional collapse at one epoch: the top principal directions' share of the variance of
+ * z/‖z‖ (the record's variance_shares), one bar per direction, one trace per run, with the
+ * isotropic share 1/d as the reference line.
+ * @param epoch  the epoch shown (the slider's); null: each run's last
+ */
+export function varianceSharesFigure(series, which, epoch = null) {
+  const shown = series.map((s) => ({ run: s, record: recordAt(s.records, epoch) }));
+  const data = shown.map(({ run, record }, i) => {
+    const shares = (record && rep(record, which).variance_shares) || [];
+    const color = series.length > 1 ? run.color : RUN_COLORS[0];
+    return {
+      type: "bar",
+      name: series.length > 1 ? `${run.name}${record ? ` · epoch ${record.epoch}` : ""}` : "share of variance",
+      x: shares.map((_, k) => k + 1),
+      y: shares,
+      marker: { color },
+      hovertemplate: `direction %{x}: %{y:.1%} of the variance<extra>${series.length > 1 ? run.name : ""}</extra>`,
+      offsetgroup: String(i),
+    };
+  });
+  const epochs = [...new Set(shown.filter((s) => s.record).map((s) => s.record.epoch))];
+  const title = `Variance per principal direction${epochs.length === 1 ? ` · epoch ${epochs[0]}` : ""}`;
+  const layout = baseLayout(title, "principal direction (1 = largest)", "share of the variance");
+  layout.title.subtitle = { text: SHARES_HELP, font: { size: 10 } };
+  layout.margin.t = 72;
+  layout.hovermode = "closest";
+  layout.barmode = "group";
+  layout.xaxis.dtick = 1;
+  layout.xaxis.rangemode = "normal";
+  layout.yaxis.tickformat = ".0%";
+  layout.yaxis.rangemode = "tozero";
+  const dim = commonContext(series).dim;
+  Object.assign(layout, referenceLines([dim ? { y: 1 / dim, label: `isotropic 1/d = 1/${dim}`, color: HEALTHY } : null]));
+  if (data.every((trace) => !trace.y.length)) {
+    // variance_shares is empty for a constant embedding (and absent in older records)
+    layout.annotations.push({ xref: "paper", x: 0.5, yref: "paper", y: 0.5, text: shown.some((s) => s.record && Array.isArray(rep(s.record, which).variance_shares)) ? "no variance left: complete collapse" : "no variance shares recorded", showarrow: false, font: { size: 12, color: COLLAPSED } });
+  }
+  return { data, layout };
+}
+
 /** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs. */
 export function alignUniformFigure(series, which) {
   const data = series.map((run, i) => {
@@ -388,11 +441,12 @@ export function visibleMetrics(series, which) {
  * order, as [{id, figure}]: the run page, the compare page and the report all draw these.
  * @param series  [{name, color, records, ctx}] one entry per run (see chartContext)
  * @param which   "backbone" | "projector"
+ * @param epoch   the epoch the per-epoch pictures show (the slider's); null: each run's last
  */
-export function diagnosticFigures(series, which) {
+export function diagnosticFigures(series, which, { epoch = null } = {}) {
   const figures = visibleMetrics(series, which).map((metric) => ({ id: metric.id, figure: lineFigure(metric, series, which) }));
   const spectrum = series.length === 1 ? spectrumFigure(series[0].records, which, series[0].ctx) : spectrumOverlayFigure(series, which);
-  figures.push({ id: "spectrum", figure: spectrum }, { id: "plane", figure: alignUniformFigure(series, which) });
+  figures.push({ id: "spectrum", figure: spectrum }, { id: "shares", figure: varianceSharesFigure(series, which, epoch) }, { id: "plane", figure: alignUniformFigure(series, which) });
   return figures;
 }
 

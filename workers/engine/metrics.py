@@ -207,9 +207,10 @@ def w2_uniformity(z: torch.Tensor, eigenvalues: torch.Tensor | None = None) -> f
 
 def variance_shares(eigenvalues: torch.Tensor, top: int = TOP_DIRECTIONS) -> list[float]:
     """Share of the total variance of z/||z|| carried by each of its ``top`` principal
-    directions, descending (the picture of dimensional collapse the page draws: one bar per
-    direction; isotropic: each about 1/d, k-dim collapse: k bars of about 1/k). Empty for a
-    constant embedding."""
+    directions, descending: the picture of dimensional collapse that the run page, the compare
+    page and the report draw (``varianceSharesFigure`` in frontend/js/plots.js: one bar per
+    direction at the epoch shown; isotropic: each about 1/d, k-dim collapse: k bars of about
+    1/k). Empty for a constant embedding."""
     total = float(eigenvalues.sum())
     if not _has_variance(eigenvalues) or total <= 0:
         return []

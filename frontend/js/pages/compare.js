@@ -6,7 +6,7 @@
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
 import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
-import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady } from "../plots.js";
+import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady, varianceSharesFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, toast } from "../ui.js";
@@ -14,6 +14,7 @@ import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
 import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
 
 const MAX_UMAPS = 6;
+const PLOT_IDS = [...LINE_METRICS.map((m) => m.id), "spectrum", "shares", "plane"]; // page order
 const root = document.getElementById("compare");
 
 const state = {
@@ -24,6 +25,7 @@ const state = {
   which: queryState.get("rep", "projector") === "backbone" ? "backbone" : "projector",
   umaps: [],
   slider: null,
+  epoch: null, // the shared slider's epoch: the variance shares show it, as the pictures do
   redrawScheduled: false,
 };
 
@@ -182,14 +184,15 @@ function renderLayout() {
     ),
   );
   const grid = document.getElementById("plots");
-  const ids = [...LINE_METRICS.map((m) => m.id), "spectrum", "plane"];
-  grid.append(...ids.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }))));
+  grid.append(...PLOT_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }))));
   state.slider = new EpochSlider(document.getElementById("umap-slider"), {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     label: "Epoch (all runs)",
     onChange: (epoch) => {
       queryState.set({ epoch });
+      state.epoch = epoch;
       for (const view of state.umaps) view.show(epoch);
+      draw(document.getElementById("plot-shares"), varianceSharesFigure(seriesList(), state.which, epoch));
     },
     beforePlay: () => Promise.all(state.umaps.map((view) => view.ready())),
   });
@@ -226,8 +229,8 @@ function renderLegend() {
 
 function redraw() {
   state.redrawScheduled = false;
-  const figures = new Map(diagnosticFigures(seriesList(), state.which).map(({ id, figure }) => [id, figure]));
-  for (const id of [...LINE_METRICS.map((m) => m.id), "spectrum", "plane"]) {
+  const figures = new Map(diagnosticFigures(seriesList(), state.which, { epoch: state.epoch }).map(({ id, figure }) => [id, figure]));
+  for (const id of PLOT_IDS) {
     const div = document.getElementById(`plot-${id}`);
     div.closest(".plot-card").hidden = !figures.has(id);
     if (figures.has(id)) draw(div, figures.get(id));

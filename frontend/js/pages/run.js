@@ -4,7 +4,7 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, diagnosticFigures, draw, extend, plotlyReady, visibleMetrics } from "../plots.js";
+import { chartContext, diagnosticFigures, draw, extend, plotlyReady, varianceSharesFigure, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
@@ -26,6 +26,7 @@ const state = {
   stream: null,
   umap: null,
   slider: null,
+  epoch: null, // the slider's epoch: the per-epoch pictures (cloud, variance shares) show it
 };
 
 /** The run as the chart builder takes it (one series). */
@@ -92,7 +93,9 @@ function renderSkeleton() {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     onChange: (epoch) => {
       queryState.set({ epoch });
+      state.epoch = epoch;
       state.umap.show(epoch);
+      drawShares();
     },
     beforePlay: () => state.umap.ready(),
   });
@@ -110,7 +113,7 @@ function renderPlotCards() {
   const focused = queryState.get("metric");
   const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
-  const ids = [...metricIds, "spectrum", "plane"];
+  const ids = [...metricIds, "spectrum", "shares", "plane"];
   const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
   grid.replaceChildren(
     ...order.map((id) =>
@@ -141,8 +144,18 @@ function switchRepresentation(which) {
 
 // ---------------------------------------------------------------- plots
 
+function figures() {
+  return diagnosticFigures(series(), state.which, { epoch: state.epoch });
+}
+
+/** The variance-shares bars follow the slider, as the cloud does. */
+function drawShares() {
+  const div = document.getElementById("plot-shares");
+  if (div) draw(div, varianceSharesFigure(series(), state.which, state.epoch));
+}
+
 function redrawAll() {
-  for (const { id, figure } of diagnosticFigures(series(), state.which)) {
+  for (const { id, figure } of figures()) {
     const div = document.getElementById(`plot-${id}`);
     if (!div) continue;
     draw(div, figure);
@@ -166,9 +179,9 @@ function flush() {
   const context = chartContext(state.run, state.records, state.which);
   const extended = appendOnly && shownMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
   if (extended) {
-    // The line plots grew by one point each; the spectrum and the plane are redrawn whole.
-    for (const { id, figure } of diagnosticFigures(series(), state.which)) {
-      if (id === "spectrum" || id === "plane") draw(document.getElementById(`plot-${id}`), figure);
+    // The line plots grew by one point each; the spectrum, the shares and the plane are redrawn whole.
+    for (const { id, figure } of figures()) {
+      if (id === "spectrum" || id === "shares" || id === "plane") draw(document.getElementById(`plot-${id}`), figure);
     }
   } else {
     redrawAll();
