@@ -31,6 +31,8 @@ import redis
 from celery import Celery
 
 from backend.broker import (
+    INGEST_QUEUE,
+    INGEST_TASK,
     PROJECT_TASK,
     PROJECTION_QUEUE,
     TRAIN_CPU_QUEUE,
@@ -52,8 +54,6 @@ from backend.store.models import now
 
 log = logging.getLogger(__name__)
 
-# An external run's upload (or finish) this old without its ingest pass: the task was lost.
-INGEST_RESEND_AFTER_S = 30.0
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
 
@@ -133,8 +133,13 @@ def advance_sweep(
 
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
     """Requeue or fail runs whose worker died; send the queued runs whose task never went
-    out (or went out ``REQUEUE_QUEUED_AFTER_S`` ago and is still not taken), and the ingest
-    pass of external runs whose uploads wait too long."""
+    out, and top up the sweeps.
+
+    A run whose task did go out is never sent again here, however long it has waited: behind
+    a long backlog that is normal, and a re-send per pass would add the whole backlog to the
+    queue again every interval. Whether a sent task is really gone (Redis lost it, or its
+    worker died before taking it) only the broker can tell: :class:`BrokerWatch` compares the
+    two and re-sends what is missing (:func:`resend_lost`), ingest tasks included."""
     result = leases.reap(
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
@@ -142,11 +147,7 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
         cancel_timeout_s=CANCEL_AFTER_BEATS * settings.heartbeat_interval_s,
     )
     publisher.publish(result.messages)
-    send_unsent(db, celery, sent_before=now() - settings.requeue_queued_after_s)
-    stale = external.runs_with_stale_uploads(db, INGEST_RESEND_AFTER_S)
-    stale += external.finished_unclosed_runs(db, INGEST_RESEND_AFTER_S)
-    for run_id in dict.fromkeys(stale):
-        send_ingest(celery, run_id)
+    send_unsent(db, celery, sent_before=0.0)  # never sent (new, requeued, or Redis was down)
     for sweep_id in sweep_store.sweeps_with_held_runs(db):
         advance_sweep(db, publisher, celery, settings, sweep_id)
 
@@ -156,10 +157,11 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
 _PRIORITY_SEPARATOR = "\x06\x16"
 _QUEUE_LISTS = [
     name
-    for queue in (TRAIN_QUEUE, TRAIN_GPU_QUEUE, TRAIN_CPU_QUEUE, PROJECTION_QUEUE)
+    for queue in (TRAIN_QUEUE, TRAIN_GPU_QUEUE, TRAIN_CPU_QUEUE, PROJECTION_QUEUE, INGEST_QUEUE)
     for name in (queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in (3, 6, 9)))
 ]
 _UNACKED = "unacked"
+_UNACKED_INDEX = "unacked_index"  # delivery tag -> when it was delivered (kombu's Redis QoS)
 # A task sent less than this long before the broker was read may not be visible in it yet.
 SEND_GRACE_S = 2.0
 
@@ -170,6 +172,7 @@ class BrokerTasks:
 
     train: set[str] = field(default_factory=set)  # run ids
     projection: set[tuple[str, int]] = field(default_factory=set)  # (run id, epoch)
+    ingest: set[str] = field(default_factory=set)  # external run ids
 
 
 def _task_args(message: dict[str, Any]) -> tuple[str | None, list[Any]]:
@@ -181,15 +184,21 @@ def _task_args(message: dict[str, Any]) -> tuple[str | None, list[Any]]:
     return message.get("headers", {}).get("task"), list(args)
 
 
-def broker_tasks(client: redis.Redis) -> BrokerTasks:
-    """The train and projection tasks in Redis now."""
+def broker_tasks(client: redis.Redis, delivered_after: float = 0.0) -> BrokerTasks:
+    """The train, projection and ingest tasks in Redis now. A message delivered to a worker
+    before ``delivered_after`` (UNIX seconds) and still unacknowledged does not count: its
+    worker died before it took the run (a worker that took it acknowledges it when done, and
+    the run is no longer queued meanwhile), and kombu would give it back only after the
+    visibility timeout (hours)."""
     with client.pipeline(transaction=False) as pipe:
         for name in _QUEUE_LISTS:
             pipe.lrange(name, 0, -1)
-        pipe.hvals(_UNACKED)
-        *lists, unacked = pipe.execute()
+        pipe.hgetall(_UNACKED)
+        pipe.zrangebyscore(_UNACKED_INDEX, delivered_after, "+inf")
+        *lists, unacked, recent = pipe.execute()
     messages = [json.loads(raw) for items in lists for raw in items]
-    messages += [json.loads(raw)[0] for raw in unacked]
+    live = set(recent)
+    messages += [json.loads(raw)[0] for tag, raw in unacked.items() if tag in live]
     found = BrokerTasks()
     for message in messages:
         task, args = _task_args(message)
@@ -197,21 +206,33 @@ def broker_tasks(client: redis.Redis) -> BrokerTasks:
             found.train.add(str(args[0]))
         elif task == PROJECT_TASK and len(args) >= 2:
             found.projection.add((str(args[0]), int(args[1])))
+        elif task == INGEST_TASK and args:
+            found.ingest.add(str(args[0]))
     return found
 
 
 def resend_lost(db: Database, celery: Celery, settings: Settings, client: redis.Redis) -> int:
     """Queued runs that the store says were sent but whose task is not in Redis (a Redis
-    restarted without persistence, a flushed database) are sent again, and so are the
-    projections that were never sent or whose task is gone. Returns how many."""
+    restarted without persistence, a flushed database, a worker that died holding it for
+    ``REQUEUE_QUEUED_AFTER_S`` without taking the run) are sent again, and so are the ingest
+    passes of external runs whose uploads wait with no ingest task in Redis, and the
+    projections that were never sent or whose task is gone. Each is claimed first (one
+    process sends it). Returns how many."""
     snapshot = now()
-    in_broker = broker_tasks(client)
+    in_broker = broker_tasks(client, delivered_after=snapshot - settings.requeue_queued_after_s)
     queued = run_store.queued_sent_before(db, snapshot - SEND_GRACE_S)
     lost = [r for r in queued if r not in in_broker.train]
     sent = 0
     if lost:
         sent = send_unsent(db, celery, sent_before=snapshot - SEND_GRACE_S, only=lost)
         log.warning("re-sent %d of %d queued runs whose task was not in Redis", sent, len(lost))
+    waiting = external.runs_needing_ingest(db, snapshot - SEND_GRACE_S)
+    ingest_lost = [r for r in waiting if r not in in_broker.ingest]
+    for run_id in external.claim_ingest_resend(db, ingest_lost, snapshot - SEND_GRACE_S):
+        if not send_ingest(celery, run_id):
+            break  # Redis is down: the check after it comes back sends the rest
+        sent += 1
+        log.warning("re-sent the ingest pass of external run %s (not in Redis)", run_id)
     return sent + resend_projections(
         db, celery, settings, in_broker.projection, sent_before=snapshot - SEND_GRACE_S
     )

@@ -8,6 +8,11 @@ the other is atomic, so of several processes re-sending, one only sends each. Th
 task reads the embeddings from Redis and, when the key is gone, from the file; it deletes
 both once the projection is stored. The broker check (:class:`backend.dispatch.BrokerWatch`)
 sends the unsent ones, and the sent ones whose task is no longer in Redis.
+
+A projection that fails (``project`` raises on these embeddings) would otherwise be re-sent
+by every process at every check for a day: each failure is counted in ``<epoch>.failures``,
+and after ``MAX_PROJECTION_ATTEMPTS`` the embeddings become ``<epoch>.failed.npz``, which
+nothing sends again (kept for a look at what failed).
 """
 
 from __future__ import annotations
@@ -49,6 +54,37 @@ def sent_path(run_dir: Path, epoch: int) -> Path:
     return _folder(run_dir) / f"{epoch}.sent.npz"
 
 
+def failed_path(run_dir: Path, epoch: int) -> Path:
+    return _folder(run_dir) / f"{epoch}.failed.npz"
+
+
+def _failures_path(run_dir: Path, epoch: int) -> Path:
+    return _folder(run_dir) / f"{epoch}.failures"
+
+
+MAX_PROJECTION_ATTEMPTS = 3  # a failure may be passing (memory); the same one thrice is not
+
+
+def note_projection_failure(run_dir: Path, epoch: int) -> bool:
+    """Count one failed projection of the epoch; at the last allowed attempt set its
+    embeddings aside so they are never sent again. Returns True when it gave up."""
+    counter = _failures_path(run_dir, epoch)
+    try:
+        failures = int(counter.read_text()) + 1
+    except (FileNotFoundError, ValueError):
+        failures = 1
+    if failures < MAX_PROJECTION_ATTEMPTS:
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        counter.write_text(str(failures))
+        return False
+    for path in (sent_path(run_dir, epoch), pending_path(run_dir, epoch)):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, failed_path(run_dir, epoch))
+    with contextlib.suppress(FileNotFoundError):
+        counter.unlink()
+    return True
+
+
 def keep_embeddings(run_dir: Path, epoch: int, z16: np.ndarray, labels: np.ndarray) -> None:
     """Write the epoch's embeddings as not sent yet (atomically: a reader never sees half)."""
     path = pending_path(run_dir, epoch)
@@ -70,7 +106,8 @@ def load_embeddings(run_dir: Path, epoch: int) -> tuple[np.ndarray, np.ndarray] 
 
 
 def forget_embeddings(run_dir: Path, epoch: int) -> None:
-    for path in (sent_path(run_dir, epoch), pending_path(run_dir, epoch)):
+    paths = (sent_path, pending_path, failed_path, _failures_path)
+    for path in (p(run_dir, epoch) for p in paths):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 

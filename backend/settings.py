@@ -20,9 +20,11 @@ and the limits. Variables (all optional):
 ``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
                   worker-death detection (a run whose heartbeat is older than the timeout is
                   requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
-``REQUEUE_QUEUED_AFTER_S`` a queued run whose task went out this long ago (600) is sent again.
-``BROKER_CHECK_INTERVAL_S`` how often (30) every process compares the train queues in Redis
-                  with the store's queued runs and re-sends the missing ones (at once, too,
+``REQUEUE_QUEUED_AFTER_S`` a queued run whose task a worker received this long ago (600)
+                  without taking the run (it died first) is sent again by the broker
+                  check; a task still waiting in its queue is never sent twice.
+``BROKER_CHECK_INTERVAL_S`` how often (30) every process compares the tasks in Redis (train,
+                  ingest, projection) with the store and re-sends the missing ones (at once, too,
                   when Redis comes back after an outage or a restart).
 ``MAX_BODY_BYTES`` largest request body (default 1 MiB); a larger one gets 413 before parsing.
 """

@@ -2,9 +2,11 @@
 epoch record with the engine's own diagnostics and verdict, publish it like a built-in
 run's epoch, queue its projection, and close the run once the client finished.
 
-One pass handles every pending upload of the run in epoch order, so a lost or duplicated
-task costs nothing: the next pass (the next upload's, the finish call's, or the reaper's)
-picks up what is left, and the store records each epoch once.
+One pass handles every pending upload of the run in epoch order, claiming one at a time
+(:func:`backend.store.external.claim_next_upload`), so a lost or duplicated task costs
+nothing: a second pass running at the same time stops at the epoch the first one holds, the
+next pass (the next upload's, the finish call's, or the broker check's) picks up what is
+left, and the store records each epoch once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import partial
 
 import numpy as np
 from collapse_lab import wire  # the client package's decoder: one implementation of the format
+from sqlalchemy.exc import OperationalError
 
 from backend.store import epochs as epoch_store
 from backend.store import external as external_store
@@ -45,6 +48,11 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
         )
     except (wire.MessageError, ProbeError) as exc:
         return str(exc)
+    except OperationalError:
+        raise  # the database is away: the upload stays pending for the next pass
+    except Exception as exc:  # anything else would fail the task, and the next pass, forever
+        log.exception("external run %s, epoch %d could not be measured", run_id, epoch)
+        return f"{exc.__class__.__name__}: {exc}"[:1000]
     payload = record.model_dump(mode="json")
     context.publisher.publish(with_db_retry(lambda: epoch_store.record_epoch(db, run_id, payload)))
     labels = message.labels if message.labels is not None else np.zeros(len(message.z))
@@ -56,7 +64,9 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
     """Process the run's pending uploads, then close it if the client finished."""
     db = context.db
     done = 0
-    for epoch in external_store.pending_epochs(db, run_id):
+    while (
+        epoch := with_db_retry(partial(external_store.claim_next_upload, db, run_id))
+    ) is not None:
         error = _ingest_epoch(context, run_id, epoch)
         if error:
             log.warning("external run %s, epoch %d not measured: %s", run_id, epoch, error)

@@ -14,7 +14,9 @@ Guarantees (the service tests check each):
 - **Cooperative cancel.** The heartbeat thread reads the cancel flag; ``should_stop`` turns
   true and the trainer stops between two steps.
 - **Readable failures.** Dataset errors, NaN losses, out-of-memory and anything else end the
-  run ``failed`` with a one-line reason.
+  run ``failed`` with a one-line reason. A run of a method this worker lacks (a plugin not
+  installed here) goes back to the queue when another connected worker has it, and fails
+  with that reason only when none has.
 - **Sweeps move on.** When a run of a sweep ends, its worker sends the sweep's next held run
   (within the sweep's concurrency limit, :func:`backend.dispatch.advance_sweep`).
 - **Clean shutdown.** A worker asked to stop (Ctrl-C, SIGTERM) stops its run between two
@@ -48,6 +50,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from backend.broker import registered_workers, send_train, train_queue_for
 from backend.dispatch import advance_sweep, enqueue_run
 from backend.events import Publisher
 from backend.projections import (
@@ -56,6 +59,7 @@ from backend.projections import (
     forget_embeddings,
     keep_embeddings,
     load_embeddings,
+    note_projection_failure,
     send_kept,
 )
 from backend.settings import Settings, probe_images_path
@@ -299,9 +303,61 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     return outcome
 
 
+# How long a worker that lacks a run's method waits before handing the run back to the queue:
+# a worker that has the method and is free takes it meanwhile; one that is busy leaves this
+# worker to receive it again, at this pace (one read and one send, no status change).
+HAND_BACK_DELAY_S = 2.0
+
+
+def _workers_with_method(context: WorkerContext, method: str, device: str) -> list[str]:
+    """The other connected workers that list ``method`` (plugins included) and consume the
+    queue of a run on ``device``; none when Redis cannot tell."""
+    queue = train_queue_for(device)
+    try:
+        workers = registered_workers(context.redis, context.settings.redis_url)
+    except (redis.RedisError, OSError):
+        return []
+    return [
+        str(w.get("id"))
+        for w in workers
+        if w.get("id") != context.worker_id
+        and method in (w.get("methods") or [])
+        and queue in (w.get("queues") or [])
+    ]
+
+
+def _hand_back(context: WorkerContext, run_id: str) -> str | None:
+    """When this worker lacks the queued run's method and another connected worker has it,
+    send the run's task again (for that worker) without claiming it: no attempt, no worker
+    loss, no status change. Returns the outcome, or None to go on with the claim (which
+    fails the run with the reason when no connected worker has the method)."""
+    run = run_store.get_run(context.db, run_id)
+    if run is None or run.status != "queued" or run.cancel_requested:
+        return None
+    method = str(run.config.get("method"))
+    device = str(run.config.get("device", "auto"))
+    if method in METHOD_SPECS or not (others := _workers_with_method(context, method, device)):
+        return None
+    context.publisher.publish(
+        run_store.note_queued_reason(
+            context.db,
+            run_id,
+            f"waiting for a worker with method {method!r} ({', '.join(sorted(others))}); "
+            f"{context.worker_id} does not have it",
+        )
+    )
+    SHUTTING_DOWN.wait(HAND_BACK_DELAY_S)
+    if not send_train(context.celery, run_id, device):
+        leases.mark_unsent(context.db, [run_id])  # the reaper sends it once Redis is back
+    log.info("run %s handed back: method %r is on %s, not here", run_id, method, others)
+    return "handed back"
+
+
 def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
     """Claim the run and train it (the outcome names how it ended)."""
     db, publisher = context.db, context.publisher
+    if (handed_back := _hand_back(context, run_id)) is not None:
+        return handed_back
     claim, why_not, messages = with_db_retry(
         lambda: leases.claim_run(db, run_id, context.worker_id)
     )
@@ -421,7 +477,17 @@ def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str
     previous = None
     if previous_points is not None and len(previous_points) == rows:
         previous = np.asarray(previous_points, dtype=np.float32)
-    points = project(z, previous, seed=int(run.config.get("seed", 0)))
+    try:
+        points = project(z, previous, seed=int(run.config.get("seed", 0)))
+    except Exception as exc:  # a failure here is the input's: retrying at once would repeat it
+        run_dir = context.settings.run_dir(run_id)
+        if note_projection_failure(run_dir, epoch):
+            log.error("run %s, epoch %d: projection failed, not retried: %r", run_id, epoch, exc)
+            with contextlib.suppress(redis.RedisError, OSError):
+                context.redis.delete(key)
+            return "projection failed"
+        log.warning("run %s, epoch %d: projection failed, retried later: %r", run_id, epoch, exc)
+        return "projection failed, retried later"
     rounded = np.round(np.asarray(points, dtype=np.float64), 4).tolist()
     context.publisher.publish(
         epoch_store.record_projection(context.db, run_id, epoch, rounded, labels.tolist())

@@ -1,7 +1,8 @@
 """External runs: runs logged from a researcher's own training loop by
 ``collapse_lab.Monitor`` (``client/PROTOCOL.md``). Register (idempotent by key), keep each
 uploaded epoch message as sent (idempotent by digest), hand the pending ones to the ingest
-worker, and close the run once the client finished and every upload is processed.
+worker one at a time (:func:`claim_next_upload`), and close the run once the client finished
+and every upload is processed.
 
 An external run is a ``runs`` row like any other (so lists, compare, shares and the event
 stream treat it alike) with ``source`` set, ``method``/``dataset`` "external", an empty
@@ -127,16 +128,36 @@ def store_upload(
         return "accepted"
 
 
-def pending_epochs(db: Database, run_id: str) -> list[int]:
-    """Uploaded epochs not yet processed, in epoch order."""
-    with db.read() as session:
-        return list(
-            session.scalars(
-                select(ExternalUpload.epoch)
-                .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
-                .order_by(ExternalUpload.epoch)
-            )
+# An upload claimed this long ago and still not processed: the pass measuring it died.
+CLAIM_STALE_S = 300.0
+
+
+def claim_next_upload(
+    db: Database, run_id: str, stale_after_s: float = CLAIM_STALE_S
+) -> int | None:
+    """The run's lowest unprocessed epoch, claimed for this ingest pass; None when there is
+    none, or when another pass holds it (claimed less than ``stale_after_s`` ago). Only the
+    lowest is ever claimed, under the run's lock, so two passes of one run (duplicate tasks
+    on two workers) never measure the same epoch at once, and an epoch is measured only
+    after every earlier one was recorded (its diagnostics read that history): the pass that
+    finds the next epoch taken stops and leaves the run to the pass that took it."""
+    with db.write() as session:
+        if lock_run(session, run_id) is None:
+            return None
+        upload = session.execute(
+            select(ExternalUpload.id, ExternalUpload.epoch, ExternalUpload.claimed_at)
+            .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
+            .order_by(ExternalUpload.epoch)
+            .limit(1)
+        ).first()
+        if upload is None:
+            return None
+        if upload.claimed_at is not None and upload.claimed_at > now() - stale_after_s:
+            return None
+        session.execute(
+            update(ExternalUpload).where(ExternalUpload.id == upload.id).values(claimed_at=now())
         )
+        return int(upload.epoch)
 
 
 def upload_body(db: Database, run_id: str, epoch: int) -> bytes | None:
@@ -226,33 +247,45 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list
         return [set_status(session, run, status, reason)]
 
 
-def runs_with_stale_uploads(db: Database, older_than_s: float) -> list[str]:
-    """Runs with an upload still unprocessed ``older_than_s`` after it arrived (its ingest
-    task was lost, e.g. Redis was down): the reaper sends it again."""
+def runs_needing_ingest(db: Database, before: float) -> list[str]:
+    """Runs with an upload that arrived before ``before`` and is still unprocessed, or that
+    the client finished before ``before`` and are still ``running`` (the pass that closes
+    them may have been lost): the broker check re-sends their ingest task when it is not in
+    Redis (:func:`backend.dispatch.resend_lost`)."""
     with db.read() as session:
-        return list(
+        waiting = session.scalars(
+            select(ExternalUpload.run_id)
+            .where(ExternalUpload.processed_at.is_(None), ExternalUpload.created_at < before)
+            .distinct()
+        )
+        finished = session.scalars(
+            select(Run.id).where(
+                Run.status == "running",
+                Run.source.is_not(None),
+                Run.external_finish.is_not(None),
+                Run.updated_at < before,
+            )
+        )
+        return list(dict.fromkeys([*waiting, *finished]))
+
+
+def claim_ingest_resend(db: Database, run_ids: list[str], sent_before: float) -> list[str]:
+    """Of ``run_ids``, the runs whose ingest task was not re-sent since ``sent_before``,
+    marked re-sent now in the same transaction: the caller is the one process that sends
+    them (as :func:`backend.store.leases.claim_unsent` does for train tasks)."""
+    if not run_ids:
+        return []
+    with db.write() as session:
+        claimed = list(
             session.scalars(
-                select(ExternalUpload.run_id)
+                select(Run.id)
                 .where(
-                    ExternalUpload.processed_at.is_(None),
-                    ExternalUpload.created_at < now() - older_than_s,
+                    Run.id.in_(run_ids),
+                    Run.ingest_sent_at.is_(None) | (Run.ingest_sent_at < sent_before),
                 )
-                .distinct()
+                .with_for_update(skip_locked=True)
             )
         )
-
-
-def finished_unclosed_runs(db: Database, older_than_s: float) -> list[str]:
-    """Runs the client finished ``older_than_s`` ago that are still ``running``: each needs
-    one more ingest pass (the one that closes it may have been lost)."""
-    with db.read() as session:
-        return list(
-            session.scalars(
-                select(Run.id).where(
-                    Run.status == "running",
-                    Run.source.is_not(None),
-                    Run.external_finish.is_not(None),
-                    Run.updated_at < now() - older_than_s,
-                )
-            )
-        )
+        if claimed:
+            session.execute(update(Run).where(Run.id.in_(claimed)).values(ingest_sent_at=now()))
+        return claimed

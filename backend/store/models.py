@@ -101,6 +101,7 @@ class Run(Base):
     source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
     external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
     # the sweep this run belongs to (None for a single run); see backend.store.sweeps
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
@@ -164,6 +165,7 @@ class ExternalUpload(Base):
     created_at: Mapped[float] = mapped_column(Float)
     processed_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[float | None] = mapped_column(Float)  # an ingest pass measures it now
 
 
 class Share(Base):

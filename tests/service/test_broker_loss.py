@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis
+from collapse_lab import wire
 
 from backend.dispatch import broker_tasks
 from tests.service.stack import (
@@ -34,7 +36,8 @@ def lossy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceSta
         workdir=workdir,
         redis_url=server.url,
         database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
-        extra_env={"SSE_KEEPALIVE_S": "15"},
+        # a short REQUEUE_QUEUED_AFTER_S: a run that merely waits is still not sent twice
+        extra_env={"SSE_KEEPALIVE_S": "15", "REQUEUE_QUEUED_AFTER_S": "2"},
     )
     service.start_api()
     service.start_worker("projection", "projection")
@@ -51,6 +54,20 @@ def _train_tasks(url: str) -> list[str]:
         return [r.decode() for r in client.lrange("train", 0, -1)]
     finally:
         client.close()
+
+
+def test_a_run_waiting_in_the_queue_is_not_sent_again(
+    lossy: tuple[ServiceStack, RedisServer],
+) -> None:
+    """No train worker: the run waits past REQUEUE_QUEUED_AFTER_S (2 s) through several
+    reaper passes (1 s) of the API and the projection worker; its one message stays one."""
+    service, server = lossy
+    with httpx.Client(base_url=service.base_url, timeout=30) as api:
+        run_id = api.post("/api/runs", json={**TINY_RUN, "epochs": 2}).json()["id"]
+        time.sleep(6)
+        assert _train_tasks(server.url) and len(_train_tasks(server.url)) == 1
+        assert api.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    redis.Redis.from_url(server.url).delete("train")  # the cancelled run's message
 
 
 def test_a_queued_run_whose_task_redis_lost_is_sent_again_within_seconds_and_once(
@@ -127,3 +144,27 @@ def test_streams_keep_their_latency_and_projections_arrive_through_an_outage(
 
         wait_until(all_projected, 120, interval=1, what="every epoch's projection")
         assert api.get("/api/health").json()["redis"]["ok"]
+
+
+def test_an_ingest_task_redis_lost_is_sent_again_within_seconds_and_once(
+    lossy: tuple[ServiceStack, RedisServer],
+) -> None:
+    """An external run's upload whose ingest task went with a Redis restart: the broker
+    check of one of the processes (API, train worker) sends it again, once. The projection
+    worker (which consumes ``ingest``) is stopped first, so the copies would stay visible."""
+    service, server = lossy
+    service.kill_worker("projection")
+    with httpx.Client(base_url=service.base_url, timeout=30) as api:
+        run_id = api.post("/api/external-runs", json={"name": "lost ingest"}).json()["id"]
+        body = wire.encode_epoch(0, {"z": np.random.default_rng(0).standard_normal((16, 4))})
+        headers = {"Content-Type": wire.CONTENT_TYPE}
+        put = api.put(f"/api/external-runs/{run_id}/epochs/0", content=body, headers=headers)
+        assert put.status_code == 202
+        client = redis.Redis.from_url(server.url)
+        assert broker_tasks(client).ingest == {run_id}
+        server.stop()
+        server.start()
+        wait_until(lambda: broker_tasks(client).ingest, 10, what="the ingest re-send")
+        time.sleep(4)  # more checks and reaper passes: none sends it again
+        assert client.llen("ingest") == 1
+        client.close()

@@ -15,8 +15,11 @@ from workers.lifecycle import describe_failure
     [
         (DatasetError("no folder 'cats' in the data root"), "dataset error: no folder 'cats'"),
         (
-            TrainingError("the loss became nan at epoch 3, step 2; try a lower learning rate"),
-            "the loss became nan at epoch 3",
+            TrainingError(
+                "the loss of method 'dino' (plugin dino) became nan at epoch 3, step 2; "
+                "try a lower learning rate"
+            ),
+            "the loss of method 'dino' (plugin dino) became nan at epoch 3",
         ),
         (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "out of GPU"),
         (MemoryError(), "out of memory on the worker"),

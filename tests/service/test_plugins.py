@@ -2,7 +2,8 @@
 --no-deps --target`` (the shared environment stays as it is) is found by its entry point;
 through the real stack it appears in ``GET /api/methods`` and its collapsing preset trains on
 a worker to its verdict; a broken plugin is reported by name and takes nothing down; a run
-of a method the worker lacks fails with that reason."""
+of a method no connected worker has fails with that reason, and goes to the worker that has
+it when there is one."""
 
 from __future__ import annotations
 
@@ -90,10 +91,12 @@ def test_the_dino_plugin_trains_through_the_stack(
         service.stop()
 
 
-def test_a_worker_without_the_plugin_fails_the_run_with_that_reason(
+def test_a_run_goes_to_the_worker_that_has_its_plugin(
     plugin_path: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """The API knows the plugin, the worker does not (it runs without the package)."""
+    """The API knows the plugin, the worker does not (it runs without the package): with no
+    other worker the run fails with that reason; once a worker with the plugin is connected,
+    the bare worker hands it back and the run trains there."""
     service = ServiceStack(
         workdir=tmp_path,
         redis_url=redis_server.url.replace("/0", "/5"),
@@ -111,6 +114,17 @@ def test_a_worker_without_the_plugin_fails_the_run_with_that_reason(
             done = wait_until(lambda: _finished(client, run["id"]), 120, what="the failure")
         assert done["status"] == "failed"
         assert "method 'dino' is not installed on worker" in done["error"]
+
+        # a second worker with the plugin joins: the bare one, first in line for the
+        # message, hands the run back instead of failing it, and the other one trains it
+        service.extra_env["PYTHONPATH"] = f"{REPO}:{plugin_path}"
+        service.start_worker("train-plugins", "train")
+        service.wait_for_workers(train=2, timeout=180)
+        with httpx.Client(base_url=service.base_url, timeout=30) as client:
+            run = client.post("/api/runs", json={**tiny, "method": "dino", "epochs": 1}).json()
+            done = wait_until(lambda: _finished(client, run["id"]), 180, what="the DINO run")
+        assert done["status"] == "succeeded", done["error"]
+        assert done["worker_losses"] == 0
     finally:
         service.stop()
 

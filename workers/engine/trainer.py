@@ -33,7 +33,7 @@ from workers.engine.methods import Method, MethodUnavailableError, StepInfo, met
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
-from workers.engine.spec import EpochRecord, Placement, RunConfig, Verdict
+from workers.engine.spec import PLUGIN_METHODS, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe
@@ -276,6 +276,8 @@ def train(
     except MethodUnavailableError as exc:
         raise TrainingError(str(exc)) from exc
     method = method_type(backbone, rep_dim, config).to(device)
+    plugin = PLUGIN_METHODS.get(config.method)  # a NaN names the plugin that computed it
+    plugin_note = f" (plugin {plugin})" if plugin else ""
     method = method.to(memory_format=torch.channels_last)
 
     def autocast() -> Any:
@@ -393,8 +395,8 @@ def train(
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainingError(
-                    f"the loss became {loss_value} at epoch {epoch}, step {step_in_epoch + 1}; "
-                    "try a lower learning rate"
+                    f"the loss of method {config.method!r}{plugin_note} became {loss_value} "
+                    f"at epoch {epoch}, step {step_in_epoch + 1}; try a lower learning rate"
                 )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()  # type: ignore[no-untyped-call]
