@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PACKAGES)
-	$(PY) -m pip install -q -e ./client -e '.[worker,dev]'
+	$(PY) -m pip install -q -e './client[lightning]' -e '.[worker,dev]'
 	touch $(STAMP)
 
 system-deps:
