@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import OperationalError
 
 from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
@@ -72,6 +74,21 @@ async def _broker_watch_loop(watch: BrokerWatch) -> None:
             await to_thread.run_sync(watch.poll)
         except Exception:
             log.exception("broker check failed")
+
+
+DATABASE_RETRY_AFTER_S = 2
+
+
+async def database_unreachable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` for a request that could not reach the database (a PostgreSQL
+    restart, SQLite still locked after its busy timeout), instead of a 500 and a traceback in
+    the log for each: the service is fine and answers again once the database is back."""
+    log.warning("request failed, database unreachable: %s", str(exc).splitlines()[0])
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unreachable; retry in a few seconds"},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -127,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed={EPOCH_MEDIA_TYPE: settings.max_epoch_bytes},
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(OperationalError, database_unreachable_handler)
     for module in (health, methods, runs, external_runs, sweeps, events, shares, reports, pages):
         app.include_router(module.router)
     app.mount(

@@ -30,7 +30,9 @@ Redis channel. Each API process holds a single subscription (:class:`EventHub`) 
 messages to the local streams. A stream subscribes *before* reading the history, skips what it
 has already sent, and on a jump in sequence numbers, a Redis reconnect or a queue overflow it
 re-reads the log from the database. When the subscription drops, every stream is woken at once
-and polls the database every second until it is back (then they go back to push).
+and polls the database every second until it is back (then they go back to push). A stream
+also outlives a database restart: it keeps its connection and polls the log every second until
+the database answers again (:class:`LogReader`).
 
 The framing, the keep-alive comments, client disconnects and server shutdown are
 sse-starlette's (:func:`event_response`); what is ours is which events go out and in what
@@ -54,6 +56,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from anyio import to_thread
+from sqlalchemy.exc import OperationalError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from backend.store.database import Database
@@ -228,6 +231,30 @@ class EventHub:
 RECONNECT_MS = 2000  # how long EventSource waits before reconnecting (its "retry")
 
 
+class LogReader:
+    """A stream's reads of the event log, surviving a database restart: a read that finds the
+    database unreachable returns None and the stream polls every ``poll_s`` until it answers.
+    Ending the stream instead would not do: the viewer's EventSource reconnects, gets the 500
+    of a request that cannot reach the database, and gives up for good (as it does on any
+    error status), so a page stopped updating after a PostgreSQL restart."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    async def read(
+        self, query: Callable[..., list[EventMessage]], *args: Any
+    ) -> list[EventMessage] | None:
+        try:
+            batch = await to_thread.run_sync(query, *args)
+        except OperationalError as exc:
+            if not self.down:
+                log.warning("event stream waits for the database: %s", str(exc).splitlines()[0])
+            self.down = True
+            return None
+        self.down = False
+        return batch
+
+
 def sse_event(kind: str, data: Any, event_id: int | None = None) -> ServerSentEvent:
     """One SSE event; ``data`` is written as a single line of JSON."""
     return ServerSentEvent(
@@ -270,15 +297,19 @@ async def run_event_stream(
     poll_s: float = 1.0,
 ) -> AsyncIterator[ServerSentEvent]:
     """The events of one run: stored history after ``after_seq``, then live events. Every
-    ``keepalive_s`` without news (``poll_s`` while Redis is down) it re-reads the log."""
+    ``keepalive_s`` without news (``poll_s`` while Redis or the database is down) it re-reads
+    the log."""
     subscription = hub.subscribe(run_id)
     last = after_seq
+    reader = LogReader()
 
     async def catch_up() -> list[ServerSentEvent]:
         nonlocal last
         events: list[ServerSentEvent] = []
         while True:
-            batch = await to_thread.run_sync(events_after, db, run_id, last, 500)
+            batch = await reader.read(events_after, db, run_id, last, 500)
+            if batch is None:
+                return events  # what was read so far; the rest at the next poll
             for message in batch:
                 events.append(sse_event(message.type, message.data, message.seq))
                 last = message.seq or last
@@ -290,7 +321,7 @@ async def run_event_stream(
         for event in await catch_up():
             yield event
         while True:
-            timeout = keepalive_s if hub.connected else poll_s
+            timeout = keepalive_s if hub.connected and not reader.down else poll_s
             try:
                 item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
             except TimeoutError:
@@ -322,10 +353,11 @@ async def list_event_stream(
     and live progress, limited to the runs ``allowed`` accepts."""
     subscription = hub.subscribe("*")
     last = after_gid
+    reader = LogReader()
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         while True:
-            timeout = keepalive_s if hub.connected else poll_s
+            timeout = keepalive_s if hub.connected and not reader.down else poll_s
             try:
                 item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
             except TimeoutError:
@@ -337,9 +369,9 @@ async def list_event_stream(
             if item is not RESYNC and (item.type not in LIST_EVENT_TYPES or item.gid <= last):
                 continue
             while True:
-                batch = await to_thread.run_sync(
-                    global_events_after, db, last, LIST_EVENT_TYPES, 500
-                )
+                batch = await reader.read(global_events_after, db, last, LIST_EVENT_TYPES, 500)
+                if batch is None:
+                    break  # the rest at the next poll
                 for message in batch:
                     last = message.gid or last
                     if allowed(message.run_id):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,6 +125,61 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb, trust auth) on a free port, restartable on the same
+    port, for tests that stop the database (the shared server on 5432 must stay up).
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user, in a folder
+    of its own under the system temp dir (pytest's folders are private to root)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="collapse-lab-pg-"))
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=60)
+
+    def _pg_ctl(self, *args: str) -> None:
+        data, log = str(self.workdir / "data"), str(self.workdir / "postgres.log")
+        self._run("pg_ctl", "-D", data, "-l", log, "-w", *args)
+
+    def init(self) -> None:
+        self._run(
+            "initdb",
+            "-D",
+            str(self.workdir / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        # fsync off: nothing here outlives the test, and a fast shutdown writes everything anyway
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} -c fsync=off"
+        self._pg_ctl("-o", options, "start")
+        self.running = True
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are cut off, as when an operator restarts it."""
+        if self.running:
+            self._pg_ctl("-m", "fast", "stop")
+        self.running = False
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass
