@@ -60,6 +60,8 @@ async def _reaper_loop(state: ServiceState) -> None:
             await to_thread.run_sync(
                 reap_once, state.db, state.publisher, state.celery, state.settings
             )
+        except OperationalError as exc:  # the database is down: one line, not a traceback
+            log.warning("reaper pass skipped: database unreachable (%s)", exc.orig)
         except Exception:
             log.exception("reaper pass failed")
 
@@ -72,6 +74,8 @@ async def _broker_watch_loop(watch: BrokerWatch) -> None:
         await asyncio.sleep(BROKER_POLL_S)
         try:
             await to_thread.run_sync(watch.poll)
+        except OperationalError as exc:
+            log.warning("broker check skipped: database unreachable (%s)", exc.orig)
         except Exception:
             log.exception("broker check failed")
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import redis
 from celery import signals
+from sqlalchemy.exc import OperationalError
 
 from backend.broker import (
     INGEST_TASK,
@@ -120,10 +121,14 @@ def _housekeeping(queues: list[str]) -> None:
             next_reap = time.monotonic() + ctx.settings.reaper_interval_s
             try:
                 reap_once(ctx.db, ctx.publisher, ctx.celery, ctx.settings)
+            except OperationalError as exc:  # the database is down: one line, not a traceback
+                log.warning("reaper pass skipped: database unreachable (%s)", exc.orig)
             except Exception:
                 log.exception("reaper pass failed")
         try:
             watch.poll()
+        except OperationalError as exc:
+            log.warning("broker check skipped: database unreachable (%s)", exc.orig)
         except Exception:
             log.exception("broker check failed")
         SHUTTING_DOWN.wait(min(2.0, ctx.settings.reaper_interval_s))

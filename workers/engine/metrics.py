@@ -527,7 +527,9 @@ def embedding_diagnostics(
                 None if cluster_probabilities is None else cluster_perplexity(cluster_probabilities)
             ),
             "distinct_prototypes": None if prototypes is None else distinct_prototypes(prototypes),
-            "distinct_samples": None if prototypes is None else distinct_samples(z, len(prototypes)),
+            "distinct_samples": None
+            if prototypes is None
+            else distinct_samples(z, len(prototypes)),
             "num_prototypes": None if prototypes is None else int(prototypes.shape[0]),
             "lidar": None if lidar_views is None else lidar(lidar_views),
         }
