@@ -14,7 +14,14 @@ import copy
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    create_model,
+    model_serializer,
+)
 from pydantic.fields import FieldInfo
 
 from backend.store.models import Projection, Run, Share
@@ -78,6 +85,26 @@ class Progress(BaseModel):
     fraction: float = Field(description="Fraction of the whole run done, 0..1.")
 
 
+class ExternalSource(BaseModel):
+    """Where an external run comes from (client/PROTOCOL.md): the keys the client sends
+    today, each optional; keys a later client adds are kept and shown as they came."""
+
+    model_config = ConfigDict(extra="allow")
+
+    host: str | None = Field(None, description="The machine the training loop runs on.")
+    script: str | None = Field(None, description="The script's file name.")
+    client_version: str | None = Field(None, description="collapse_lab's version.")
+    python: str | None = Field(None, description="The Python version.")
+    integration: str | None = Field(None, description="'monitor' or 'lightning'.")
+
+    # No return annotation on purpose: pydantic then documents the fields above as the
+    # response schema (an annotated dict would document a bare object).
+    @model_serializer(mode="wrap")
+    def _as_sent(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """The keys the client sent, no more: an absent key is not shown as null."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class RunSummary(BaseModel):
     """A run as the run list shows it."""
 
@@ -111,10 +138,8 @@ class RunSummary(BaseModel):
         description="The projector's effective rank per epoch (index = epoch), for sparklines."
     )
     name: str | None = Field(None, description="An external run's name; null for the others.")
-    source: dict[str, Any] | None = Field(
-        None,
-        description="Where an external run comes from (host, script, integration...); null "
-        "for a run trained here.",
+    source: ExternalSource | None = Field(
+        None, description="Where an external run comes from; null for a run trained here."
     )
     sweep_id: str | None = Field(None, description="The sweep this run belongs to, if any.")
 
@@ -158,6 +183,15 @@ class ZooResult(BaseModel):
     compare_url: str = Field(description="The comparison page of all of them.")
 
 
+def _shown_source(source: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored source as ExternalSource shows it: the known keys as text (a row stored
+    before they were typed may hold a number), the others as they came."""
+    if source is None:
+        return None
+    known = ExternalSource.model_fields
+    return {k: str(v) if k in known and v is not None else v for k, v in source.items()}
+
+
 def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any]:
     config = run.config
     fields: dict[str, Any] = {
@@ -186,7 +220,7 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "error": run.error,
         "effective_rank_history": rank_history,
         "name": run.request.get("name") if run.source is not None else None,
-        "source": run.source,
+        "source": _shown_source(run.source),
         "sweep_id": run.sweep_id,
     }
     if run.source is not None:  # an external run plans no number of epochs
@@ -490,10 +524,8 @@ class ExternalRunCreate(StrictInput):
     config: dict[str, Any] = Field(
         default_factory=dict, description="The researcher's hyperparameters, free-form JSON."
     )
-    source: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Where the run comes from: host, script, client_version, python, "
-        "integration ('monitor' | 'lightning'); unknown keys are kept.",
+    source: ExternalSource = Field(
+        default_factory=ExternalSource, description="Where the run comes from."
     )
 
 
