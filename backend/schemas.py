@@ -172,6 +172,13 @@ class RunDetail(RunSummary):
     )
 
 
+class RunEpochsExport(BaseModel):
+    """A run's epochs as downloaded (``epochs.json``): the run beside its records."""
+
+    run: RunDetail
+    epochs: list[EpochRecord] = Field(description="The epoch records, in epoch order.")
+
+
 class RunList(BaseModel):
     data: list[RunSummary] = Field(description="The page, newest first.")
     count: int = Field(description="Runs matching the filters (all pages).")

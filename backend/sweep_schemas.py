@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.store.models import Run, Sweep
 from backend.store.sweeps import spread
@@ -223,6 +223,25 @@ def sweep_detail(
     return SweepDetail.model_validate(
         {**_summary_fields(sweep, list(runs.values())), "cells": cells}
     )
+
+
+class SweepCellRow(BaseModel):
+    """One run of a sweep as exported (``cells.json``, ``cells.csv``); besides these fields
+    each row has the run's grid values under their keys and ``final_<metric>`` columns."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cell: int = Field(description="The grid point's index.")
+    seed: int
+    run_id: str
+    status: RunStatus
+    verdict: VerdictKind | None
+    onset_epoch: int | None
+    last_epoch: int | None
+    epochs: int
+    stopped_early: bool
+    cell_verdict: VerdictKind | None = Field(description="The verdict the cell's seeds reached.")
+    seeds_agree: bool
 
 
 def cell_rows(detail: SweepDetail) -> list[dict[str, Any]]:

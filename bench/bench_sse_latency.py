@@ -25,9 +25,10 @@ import httpx
 
 from bench.local_stack import local_stack
 from tests.service.stack import ServiceStack
+from workers.engine.spec import EpochRecord
 
 
-def fake_record(epoch: int) -> dict[str, Any]:
+def fake_record(epoch: int) -> EpochRecord:
     metrics = {
         "dim": 128,
         "std_l2": 0.08,
@@ -42,18 +43,20 @@ def fake_record(epoch: int) -> dict[str, Any]:
         "cluster_entropy": None,
         "cluster_entropy_max": None,
     }
-    return {
-        "epoch": epoch,
-        "loss": -0.9,
-        "lr": 0.05,
-        "ema_momentum": None,
-        "epoch_time_s": 2.0,
-        "images_per_s": 500.0,
-        "logs": {},
-        "backbone": metrics,
-        "projector": metrics,
-        "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine", "trend": {}},
-    }
+    return EpochRecord.model_validate(
+        {
+            "epoch": epoch,
+            "loss": -0.9,
+            "lr": 0.05,
+            "ema_momentum": None,
+            "epoch_time_s": 2.0,
+            "images_per_s": 500.0,
+            "logs": {},
+            "backbone": metrics,
+            "projector": metrics,
+            "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine", "trend": {}},
+        }
+    )
 
 
 def writer(

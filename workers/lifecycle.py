@@ -166,9 +166,8 @@ class ServiceHooks:
     def on_epoch(self, record: EpochRecord) -> None:
         if record.placement is not None:
             record.placement.worker = self.context.worker_id
-        payload = record.model_dump(mode="json")
         messages = with_db_retry(
-            lambda: epoch_store.record_epoch(self.context.db, self.run_id, payload)
+            lambda: epoch_store.record_epoch(self.context.db, self.run_id, record)
         )
         self.context.publisher.publish(messages)
         self.supervisor.progress = self._progress(record.epoch + 1, 0, 1, record.images_per_s)
@@ -243,8 +242,7 @@ def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRe
     stored = epoch_store.stored_epoch_numbers(context.db, run_id)
     for record in history:
         if record.epoch not in stored:
-            payload = record.model_dump(mode="json")
-            context.publisher.publish(epoch_store.record_epoch(context.db, run_id, payload))
+            context.publisher.publish(epoch_store.record_epoch(context.db, run_id, record))
 
 
 def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path) -> int | None:

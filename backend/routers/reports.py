@@ -17,13 +17,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from backend.auth import ReadAccess, read_access
 from backend.report_page import ReportAssetsMissing, render_report
 from backend.routers.methods import catalogue
 from backend.routers.runs import readable_run as readable_run_detail
-from backend.schemas import NOT_FOUND, UNAUTHORIZED, projection_from_row
+from backend.schemas import NOT_FOUND, UNAUTHORIZED, RunEpochsExport, projection_from_row
 from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
 
@@ -115,7 +115,11 @@ def run_epochs_csv(run_id: str, state: StateDep, access: Access) -> Response:
     )
 
 
-@router.get("/runs/{run_id}/epochs.json", response_class=Response)
+@router.get(
+    "/runs/{run_id}/epochs.json",
+    response_class=JSONResponse,  # documents the model (returned as an attachment)
+    response_model=RunEpochsExport,
+)
 def run_epochs_json(run_id: str, state: StateDep, access: Access) -> Response:
     """The epoch records as a JSON download (with the run's config and verdict)."""
     run = readable_run(state, access, run_id)
@@ -134,7 +138,9 @@ def compare_epochs_csv(runs: RunIds, state: StateDep, access: Access) -> Respons
     return _download(_csv(rows), "text/csv", "comparison-epochs.csv")
 
 
-@router.get("/compare/epochs.json", response_class=Response)
+@router.get(
+    "/compare/epochs.json", response_class=JSONResponse, response_model=list[RunEpochsExport]
+)
 def compare_epochs_json(runs: RunIds, state: StateDep, access: Access) -> Response:
     """Epoch records of several runs as a JSON download."""
     body = [

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from backend.auth import ReadAccess, read_access, require_writer
 from backend.dispatch import advance_sweep
@@ -40,6 +40,7 @@ from backend.store import shares as share_store
 from backend.store import sweeps as sweep_store
 from backend.store.models import Sweep
 from backend.sweep_schemas import (
+    SweepCellRow,
     SweepCreated,
     SweepDetail,
     SweepList,
@@ -170,7 +171,12 @@ def get_sweep(sweep_id: str, state: StateDep, access: Access) -> SweepDetail:
     return _detail(state, _readable_sweep(state, access, sweep_id))
 
 
-@router.get("/sweeps/{sweep_id}/cells.json", response_class=Response, responses=NOT_FOUND)
+@router.get(
+    "/sweeps/{sweep_id}/cells.json",
+    response_class=JSONResponse,  # documents the rows (returned as an attachment)
+    response_model=list[SweepCellRow],
+    responses=NOT_FOUND,
+)
 def export_cells_json(sweep_id: str, state: StateDep, access: Access) -> Response:
     """One record per run: grid values, seed, outcome, final metrics."""
     rows = cell_rows(_detail(state, _readable_sweep(state, access, sweep_id)))

@@ -10,26 +10,27 @@ from sqlalchemy import Text, cast, select
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run
-from backend.store.models import EpochRecord, Projection, json_safe, now
+from backend.store.models import EpochRow, Projection, json_safe, now
+from workers.engine.spec import EpochRecord
 
 
-def record_epoch(db: Database, run_id: str, record: dict[str, Any]) -> list[EventMessage]:
+def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> list[EventMessage]:
     """Store one epoch record exactly once (a repeat of a stored epoch is ignored) and
     append its ``epoch`` event. Returns the new events (none for a repeat)."""
-    record = json_safe(record)
-    epoch = int(record["epoch"])
+    record = json_safe(epoch_record.model_dump(mode="json"))
+    epoch = epoch_record.epoch
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
             return []
         exists = session.scalar(
-            select(EpochRecord.id).where(EpochRecord.run_id == run_id, EpochRecord.epoch == epoch)
+            select(EpochRow.id).where(EpochRow.run_id == run_id, EpochRow.epoch == epoch)
         )
         if exists is not None:
             return []
         rank = (record.get("projector") or {}).get("effective_rank")
         session.add(
-            EpochRecord(
+            EpochRow(
                 run_id=run_id, epoch=epoch, record=record, effective_rank=rank, created_at=now()
             )
         )
@@ -44,41 +45,41 @@ def record_epoch(db: Database, run_id: str, record: dict[str, Any]) -> list[Even
 
 def stored_epoch_numbers(db: Database, run_id: str) -> set[int]:
     with db.read() as session:
-        return set(session.scalars(select(EpochRecord.epoch).where(EpochRecord.run_id == run_id)))
+        return set(session.scalars(select(EpochRow.epoch).where(EpochRow.run_id == run_id)))
 
 
 def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[dict[str, Any]]:
     """The run's epoch records in epoch order; only epochs > ``since`` when given."""
-    query = select(EpochRecord.record).where(EpochRecord.run_id == run_id)
+    query = select(EpochRow.record).where(EpochRow.run_id == run_id)
     if since is not None:
-        query = query.where(EpochRecord.epoch > since)
+        query = query.where(EpochRow.epoch > since)
     with db.read() as session:
-        return list(session.scalars(query.order_by(EpochRecord.epoch)))
+        return list(session.scalars(query.order_by(EpochRow.epoch)))
 
 
 def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> str:
     """Like :func:`epoch_records` but as one JSON array built from the stored JSON text,
     without decoding and re-encoding every record (the records of a long run weigh MBs)."""
-    query = select(cast(EpochRecord.record, Text)).where(EpochRecord.run_id == run_id)
+    query = select(cast(EpochRow.record, Text)).where(EpochRow.run_id == run_id)
     if since is not None:
-        query = query.where(EpochRecord.epoch > since)
+        query = query.where(EpochRow.epoch > since)
     with db.read() as session:
-        return "[" + ",".join(session.scalars(query.order_by(EpochRecord.epoch))) + "]"
+        return "[" + ",".join(session.scalars(query.order_by(EpochRow.epoch))) + "]"
 
 
 def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | None]]:
     """The projector's effective rank per epoch (index = epoch, None where not recorded) of
     each given run, for the run list's sparklines: one query for the whole page, answered
     from an index."""
-    rank = EpochRecord.effective_rank
+    rank = EpochRow.effective_rank
     histories: dict[str, list[float | None]] = defaultdict(list)
     if not run_ids:
         return histories
     with db.read() as session:
         rows = session.execute(
-            select(EpochRecord.run_id, EpochRecord.epoch, rank)
-            .where(EpochRecord.run_id.in_(run_ids))
-            .order_by(EpochRecord.run_id, EpochRecord.epoch)
+            select(EpochRow.run_id, EpochRow.epoch, rank)
+            .where(EpochRow.run_id.in_(run_ids))
+            .order_by(EpochRow.run_id, EpochRow.epoch)
         )
         for run_id, epoch, value in rows:
             values = histories[run_id]

@@ -106,7 +106,9 @@ class Run(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
 
-class EpochRecord(Base):
+class EpochRow(Base):
+    """One stored epoch record (the JSON of workers.engine.spec.EpochRecord) of a run."""
+
     __tablename__ = "epochs"
     __table_args__ = (
         UniqueConstraint("run_id", "epoch", name="uq_epochs_run_epoch"),

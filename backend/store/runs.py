@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
-from backend.store.models import EpochRecord, Event, Projection, Run, json_safe, now
+from backend.store.models import EpochRow, Event, Projection, Run, json_safe, now
 from workers.engine.spec import TERMINAL_STATUSES
 
 
@@ -168,7 +168,7 @@ def delete_run(db: Database, run_id: str) -> Literal["deleted", "missing", "acti
             return "missing"
         if run.status not in TERMINAL_STATUSES:
             return "active"
-        for model in (Event, EpochRecord, Projection):
+        for model in (Event, EpochRow, Projection):
             session.execute(delete(model).where(model.run_id == run_id))
         session.delete(run)
         return "deleted"

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage
 from backend.store.leases import ToSend
-from backend.store.models import EpochRecord, Run, Sweep, json_safe, now
+from backend.store.models import EpochRow, Run, Sweep, json_safe, now
 from backend.store.runs import add_run, request_cancel
 
 
@@ -96,8 +96,8 @@ def final_records(db: Database, sweep_id: str) -> dict[str, dict[str, Any]]:
     """The last recorded epoch of each of the sweep's runs, by run id."""
     with db.read() as session:
         rows = session.execute(
-            select(EpochRecord.run_id, EpochRecord.record)
-            .join(Run, and_(Run.id == EpochRecord.run_id, Run.last_epoch == EpochRecord.epoch))
+            select(EpochRow.run_id, EpochRow.record)
+            .join(Run, and_(Run.id == EpochRow.run_id, Run.last_epoch == EpochRow.epoch))
             .where(Run.sweep_id == sweep_id)
         )
         return {run_id: record for run_id, record in rows}

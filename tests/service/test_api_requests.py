@@ -11,7 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.schemas import RunEpochsExport
+from backend.store import epochs as epoch_store
+from backend.store.database import Database
 from tests.service.stack import TINY_RUN, ServiceStack, iter_sse
+from workers.engine.spec import EpochRecord
 
 
 @pytest.fixture
@@ -216,14 +220,12 @@ def external_references(page: str) -> list[str]:
 
 
 def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceStack) -> None:
-    from backend.store import epochs as epoch_store
-    from backend.store.database import Database
-
     run = idle.post("/api/runs", json=TINY_RUN).json()
     db = Database(idle_stack.database_url)
     for epoch in range(3):
         metrics = {
             "dim": 32,
+            "std_l2": 0.09,
             "std_l2_sqrt_d": 0.5,
             "effective_rank": 5.0 + epoch,
             "spectrum": [0.0, -1.0, -2.0],
@@ -233,16 +235,18 @@ def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceSta
             "cos_rand": 0.1,
             "knn_top1": 0.5,
         }
-        record = {
-            "epoch": epoch,
-            "loss": None if epoch == 0 else 1.0 / epoch,
-            "lr": 0.05,
-            "ema_momentum": None,
-            "logs": {},
-            "backbone": metrics,
-            "projector": metrics,
-            "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "spread"},
-        }
+        record = EpochRecord.model_validate(
+            {
+                "epoch": epoch,
+                "loss": None if epoch == 0 else 1.0 / epoch,
+                "lr": 0.05,
+                "ema_momentum": None,
+                "logs": {},
+                "backbone": metrics,
+                "projector": metrics,
+                "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "spread"},
+            }
+        )
         epoch_store.record_epoch(db, run["id"], record)
     epoch_store.record_projection(db, run["id"], 2, [[0.0, 0.0], [1.0, 1.0]], [0, 1])
     db.dispose()
@@ -256,6 +260,7 @@ def test_reports_and_exports_of_a_run(idle: httpx.Client, idle_stack: ServiceSta
     assert "projector.effective_rank" in header.split(",") and len(rows) == 3
     exported = idle.get(f"/api/runs/{run['id']}/epochs.json").json()
     assert [r["epoch"] for r in exported["epochs"]] == [0, 1, 2]
+    assert RunEpochsExport.model_validate(exported).run.id == run["id"]  # as documented
     # The report's charts are drawn in the browser by the pages' chart code (see
     # tests/browser): here, that the data they draw from is inline and nothing is fetched.
     inline = report_data(report.text)

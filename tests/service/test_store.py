@@ -16,17 +16,36 @@ from backend.store import runs as run_store
 from backend.store import shares as share_store
 from backend.store.database import Database
 from backend.store.models import now
+from workers.engine.spec import EpochRecord
 
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
 
 
-def _record(epoch: int) -> dict:
-    return {
-        "epoch": epoch,
-        "loss": None if epoch == 0 else -0.5 * epoch,
-        "projector": {"effective_rank": 10.0 + epoch, "spectrum": [1.0, 0.5], "dim": 32},
-        "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine"},
+def _record(epoch: int, **fields: object) -> EpochRecord:
+    """A valid epoch record whose projector's effective rank is 10 + epoch."""
+    metrics = {
+        "dim": 32,
+        "std_l2": 0.17,
+        "std_l2_sqrt_d": 0.96,
+        "effective_rank": 10.0 + epoch,
+        "spectrum": [1.0, 0.5],
+        "alignment": 0.4,
+        "uniformity": -3.0,
+        "cos_pos": 0.8,
+        "cos_rand": 0.05,
+        "knn_top1": 0.7,
+        "cluster_entropy": None,
     }
+    return EpochRecord.model_validate(
+        {
+            "epoch": epoch,
+            "loss": None if epoch == 0 else -0.5 * epoch,
+            "backbone": metrics,
+            "projector": metrics,
+            "verdict": {"kind": "healthy", "onset_epoch": None, "reason": "fine"},
+        }
+        | fields
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -115,10 +134,10 @@ def test_rank_histories_come_from_the_epoch_records_of_each_run(db: Database) ->
     first, second, empty = _new_run(db), _new_run(db), _new_run(db)
     for epoch in (0, 2):  # epoch 1 missing: a gap, not a shift
         epoch_store.record_epoch(db, first, _record(epoch))
-    epoch_store.record_epoch(db, second, {**_record(0), "projector": {}})
+    epoch_store.record_epoch(db, second, _record(3))
     histories = epoch_store.rank_histories(db, [first, second, empty])
     assert histories[first] == [10.0, None, 12.0]
-    assert histories[second] == [None]
+    assert histories[second] == [None, None, None, 13.0]
     assert histories.get(empty, []) == []
 
 
@@ -268,8 +287,7 @@ def test_projections_and_shares(db: Database) -> None:
 
 def test_non_finite_numbers_are_stored_as_null(db: Database) -> None:
     run_id = _new_run(db)
-    record = {**_record(0), "loss": math.nan, "lr": math.inf}
-    epoch_store.record_epoch(db, run_id, record)
+    epoch_store.record_epoch(db, run_id, _record(0, loss=math.nan, lr=math.inf))
     stored = epoch_store.epoch_records(db, run_id)[0]
     assert stored["loss"] is None and stored["lr"] is None
 
