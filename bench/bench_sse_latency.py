@@ -23,6 +23,10 @@ from typing import Any
 
 import httpx
 
+from backend.events import Publisher
+from backend.store import epochs as epoch_store
+from backend.store import runs as run_store
+from backend.store.database import Database
 from bench.local_stack import local_stack
 from tests.service.stack import ServiceStack
 from workers.engine.spec import EpochRecord
@@ -63,10 +67,6 @@ def writer(
     database_url: str, redis_url: str, run_id: str, epochs: int, interval: float, commits: Any
 ) -> None:
     """Runs in its own process, like a worker."""
-    from backend.events import Publisher
-    from backend.store import epochs as epoch_store
-    from backend.store.database import Database
-
     db = Database(database_url)
     publisher = Publisher(redis_url)
     times = {}
@@ -103,9 +103,6 @@ async def viewer(
 
 
 def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> list[float]:
-    from backend.store import runs as run_store
-    from backend.store.database import Database
-
     db = Database(stack.database_url)
     run, _ = run_store.create_run(
         db, {"method": "simsiam"}, {"method": "simsiam", "dataset": "digits", "epochs": epochs}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from workers.engine import projection
+from workers.engine.metrics import singular_spectrum
+from workers.engine.verdict import spread
 
 
 def _clusters(n: int = 400, d: int = 16, seed: int = 0, drift: float = 0.0) -> np.ndarray:
@@ -136,11 +139,6 @@ def test_scale_needs_no_state_and_ignores_the_raw_norm() -> None:
 
 
 def test_normalised_spread_matches_the_verdict_spread() -> None:
-    import torch
-
-    from workers.engine.metrics import singular_spectrum
-    from workers.engine.verdict import spread
-
     z = _collapsing(0.4)
     record = {"spectrum": singular_spectrum(torch.from_numpy(z))}
     assert projection.normalised_spread(z) == pytest.approx(spread(record), rel=1e-4)

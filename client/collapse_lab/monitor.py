@@ -684,6 +684,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _client_version() -> str:
+    # imported here, not at the top: the package's __init__ imports this module first
     from . import __version__
 
     return __version__

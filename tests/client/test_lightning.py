@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 lightning = pytest.importorskip("lightning", reason="Lightning is not installed (optional extra)")
 
-from collapse_lab.lightning import CollapseLabCallback  # noqa: E402
+from collapse_lab.lightning import CollapseLabCallback, default_embed  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -123,6 +123,4 @@ def test_refuses_a_shuffling_probe_and_a_module_without_heads() -> None:
     with pytest.raises(ValueError, match="shuffles"):
         CollapseLabCallback("http://x", DataLoader(data, shuffle=True))
     with pytest.raises(AttributeError, match="pass embed="):
-        from collapse_lab.lightning import default_embed
-
         default_embed(nn.Linear(2, 2), torch.randn(1, 2))

@@ -173,8 +173,6 @@ def test_keep_alives_arrive_on_an_idle_stream(idle: httpx.Client) -> None:
 def test_api_docs_pages_load_only_local_assets(idle: httpx.Client) -> None:
     """/docs and /redoc must work without network: every script, stylesheet and icon they
     reference is served by this server."""
-    import re
-
     for page in ("/docs", "/redoc"):
         html = idle.get(page)
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 
 from backend.store import epochs as epoch_store
 from backend.store import eventlog, leases
 from backend.store import runs as run_store
 from backend.store import shares as share_store
-from backend.store.database import Database
+from backend.store.database import BACKEND_DIR, Database
 from backend.store.models import now
 from workers.engine.spec import EpochRecord
 
@@ -73,11 +76,6 @@ def _new_run(db: Database) -> str:
 def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
     tmp_path: Path,
 ) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from backend.store.database import BACKEND_DIR
-
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = Config(str(BACKEND_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(BACKEND_DIR / "migrations"))
@@ -293,8 +291,6 @@ def test_non_finite_numbers_are_stored_as_null(db: Database) -> None:
 
 
 def test_epoch_records_as_json_text_match_the_decoded_records(db: Database) -> None:
-    import json
-
     run_id = _new_run(db)
     for epoch in range(3):
         epoch_store.record_epoch(db, run_id, _record(epoch))
