@@ -209,12 +209,17 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> N
             process.wait(5)
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM stops this launcher as Ctrl-C does (its ``finally`` stops the children)."""
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop this launcher (its ``finally`` stops the children).
+
+    SIGINT gets Python's handler even when it was inherited as ignored: a shell without job
+    control starts background commands with SIGINT ignored, and Python then installs no
+    handler, so `collapse-lab up` started from a script or CI never heard its Ctrl-C."""
 
     def request_stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, request_stop)
 
 
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_process: subprocess.Popen[bytes] | None = None
     services: list[subprocess.Popen[bytes]] = []
     stopping = False
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         if redis_answers(settings.redis_url):
             print(f"using Redis at {settings.redis_url}")
@@ -330,7 +335,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(list(argv or []))
     environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
     services: list[subprocess.Popen[bytes]] = []
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         workers = training_workers(parse_gpus(args.gpus), args.cpu_workers)
         if args.projection:
