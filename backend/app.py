@@ -17,6 +17,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -28,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
-from backend.dispatch import BrokerWatch, reap_once
+from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import EventHub, Publisher
 from backend.routers import (
     events,
@@ -56,14 +57,8 @@ succeeded, failed, cancelled."""
 async def _reaper_loop(state: ServiceState) -> None:
     while True:
         await asyncio.sleep(state.settings.reaper_interval_s)
-        try:
-            await to_thread.run_sync(
-                reap_once, state.db, state.publisher, state.celery, state.settings
-            )
-        except OperationalError as exc:  # the database is down: one line, not a traceback
-            log.warning("reaper pass skipped: database unreachable (%s)", exc.orig)
-        except Exception:
-            log.exception("reaper pass failed")
+        reap = partial(reap_once, state.db, state.publisher, state.celery, state.settings)
+        await to_thread.run_sync(housekeeping, "reaper pass", reap)
 
 
 BROKER_POLL_S = 2.0  # how soon a Redis that came back is noticed (one INFO per poll)
@@ -72,12 +67,7 @@ BROKER_POLL_S = 2.0  # how soon a Redis that came back is noticed (one INFO per 
 async def _broker_watch_loop(watch: BrokerWatch) -> None:
     while True:
         await asyncio.sleep(BROKER_POLL_S)
-        try:
-            await to_thread.run_sync(watch.poll)
-        except OperationalError as exc:
-            log.warning("broker check skipped: database unreachable (%s)", exc.orig)
-        except Exception:
-            log.exception("broker check failed")
+        await to_thread.run_sync(housekeeping, "broker check", watch.poll)
 
 
 DATABASE_RETRY_AFTER_S = 2

@@ -24,11 +24,13 @@ import binascii
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from celery import Celery
+from sqlalchemy.exc import OperationalError
 
 from backend.broker import (
     INGEST_QUEUE,
@@ -129,6 +131,18 @@ def advance_sweep(
             publisher.publish(run_store.note_queued_reason(db, item.run_id, WAITING_FOR_GPU))
         sent.append(item.run_id)
     return sent
+
+
+def housekeeping(what: str, action: Callable[[], object]) -> None:
+    """Run one housekeeping pass (the reaper, the broker check) for a loop that must go on
+    whatever happens: a database that is down is one warning line, not a traceback each time;
+    any other failure is logged with its traceback."""
+    try:
+        action()
+    except OperationalError as exc:
+        log.warning("%s skipped: database unreachable (%s)", what, exc.orig)
+    except Exception:
+        log.exception("%s failed", what)
 
 
 def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:

@@ -15,13 +15,12 @@ import logging
 import os
 import threading
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 import redis
 from celery import signals
-from sqlalchemy.exc import OperationalError
 
 from backend.broker import (
     INGEST_TASK,
@@ -32,7 +31,7 @@ from backend.broker import (
     WORKER_KEY_TTL_S,
     worker_key,
 )
-from backend.dispatch import BrokerWatch, reap_once
+from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import Publisher
 from backend.settings import get_settings
 from backend.store.database import Database
@@ -119,18 +118,9 @@ def _housekeeping(queues: list[str]) -> None:
             log.debug("worker registration failed: %s", exc)
         if time.monotonic() >= next_reap:
             next_reap = time.monotonic() + ctx.settings.reaper_interval_s
-            try:
-                reap_once(ctx.db, ctx.publisher, ctx.celery, ctx.settings)
-            except OperationalError as exc:  # the database is down: one line, not a traceback
-                log.warning("reaper pass skipped: database unreachable (%s)", exc.orig)
-            except Exception:
-                log.exception("reaper pass failed")
-        try:
-            watch.poll()
-        except OperationalError as exc:
-            log.warning("broker check skipped: database unreachable (%s)", exc.orig)
-        except Exception:
-            log.exception("broker check failed")
+            reap = partial(reap_once, ctx.db, ctx.publisher, ctx.celery, ctx.settings)
+            housekeeping("reaper pass", reap)
+        housekeeping("broker check", watch.poll)
         SHUTTING_DOWN.wait(min(2.0, ctx.settings.reaper_interval_s))
     watch.close()
     with contextlib.suppress(redis.RedisError, OSError):

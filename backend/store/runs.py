@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import EpochRow, Event, Projection, Run, json_safe, now
-from workers.engine.spec import TERMINAL_STATUSES
+from workers.engine.spec import TERMINAL_STATUSES, RunStatus
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def new_run_row(status: str, **fields: Any) -> Run:
+def new_run_row(status: RunStatus, **fields: Any) -> Run:
     """A fresh ``runs`` row in ``status``: a new id, created and updated now, no attempts,
     losses or events yet; ``fields`` sets the rest (method, dataset, request, config...)."""
     stamp = now()

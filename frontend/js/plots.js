@@ -317,7 +317,7 @@ export function recordAt(records, epoch = null) {
 }
 
 /** The panel's help line (the subtitle: it travels with the figure to every page and the report). */
-export const SHARES_HELP = "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
+const SHARES_HELP = "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
 
 /**
  * Dimensional collapse at one epoch: the top principal directions' share of the variance of
