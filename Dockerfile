@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 COPY client ./client
 COPY backend ./backend
 COPY workers ./workers
+COPY contract ./contract
 COPY frontend ./frontend
 RUN pip install --upgrade pip \
     && useradd --create-home --uid 1000 collapse \

@@ -223,7 +223,7 @@ class EventHub:
                     # back, polls the database every second instead of waiting for news
                     self._broadcast_resync()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                     await client.aclose()
             await asyncio.sleep(0.5)
 

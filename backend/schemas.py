@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from backend.store.models import Projection, Run, Share
-from workers.engine.spec import (
+from contract import (
     DATASET_CLASSES,
     METHOD_SPECS,
     PRESETS,

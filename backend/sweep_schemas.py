@@ -1,7 +1,7 @@
 """The HTTP contract of sweeps (``/api/sweeps``): response models and how a stored sweep and
 its runs become one cell per grid point.
 
-A cell aggregates its seeds (:func:`workers.engine.spec.sweeps.aggregate_verdicts`):
+A cell aggregates its seeds (:func:`contract.sweeps.aggregate_verdicts`):
 ``verdict_kind`` is the kind most of them reached (a tie goes to the more severe kind),
 ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower median onset of the
 runs of that kind, and the final spread / effective rank are the means of
@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.store.models import Run, Sweep
 from backend.store.sweeps import spread
-from workers.engine.spec import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
-from workers.engine.spec.sweeps import aggregate_verdicts
+from contract import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
+from contract.sweeps import aggregate_verdicts
 
 SweepStatus = Literal["queued", "running", "finished", "cancelled"]
 

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from backend.settings import Settings
-from workers.engine.spec import ConfigError, RunConfig, resolve_config
-from workers.engine.spec.datasets import DatasetError, resolve_inside
+from contract import ConfigError, RunConfig, resolve_config
+from contract.datasets import DatasetError, resolve_inside
 
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.*)$", re.S)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract import resolve_config
 from workers.engine.projection import project
-from workers.engine.spec import resolve_config
 from workers.engine.trainer import train
 
 TRAIN_IMAGES = 50_000

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from workers.engine.spec import resolve_config
+from contract import resolve_config
 from workers.engine.trainer import train
 
 LIDAR_EVERY = 5  # the run config's default cadence, for the amortised figure

@@ -28,8 +28,8 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.database import Database
 from bench.local_stack import local_stack
+from contract import EpochRecord
 from tests.service.stack import ServiceStack
-from workers.engine.spec import EpochRecord
 
 
 def fake_record(epoch: int) -> EpochRecord:

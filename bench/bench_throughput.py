@@ -38,11 +38,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms
 
+from contract import RunConfig, resolve_config
 from workers.engine.augment import BatchAugment
 from workers.engine.backbones import build_backbone
 from workers.engine.data import load_splits
 from workers.engine.methods import METHODS, StepInfo
-from workers.engine.spec import RunConfig, resolve_config
 
 IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract import PRESETS, resolve_config
 from workers.cli import parse_assignment
-from workers.engine.spec import PRESETS, resolve_config
 from workers.engine.trainer import train
 from workers.engine.verdict import run_verdict, spread
 

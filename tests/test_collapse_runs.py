@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import resolve_config
 from workers.engine.projection import Projector, rms_radius
-from workers.engine.spec import resolve_config
 from workers.engine.trainer import RunResult, TrainHooks, train
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from workers.engine.spec import METHOD_SPECS, PRESETS, ConfigError, resolve_config
+from contract import METHOD_SPECS, PRESETS, ConfigError, resolve_config
 
 
 def test_preset_sets_method_and_options_and_user_overrides_win() -> None:

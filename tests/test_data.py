@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from contract import DATASET_CLASSES, RunConfig, resolve_config
 from workers.engine.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, normalize
 from workers.engine.data import (
     DatasetError,
@@ -20,7 +21,6 @@ from workers.engine.data import (
     resolve_inside,
     stratified_order,
 )
-from workers.engine.spec import DATASET_CLASSES, RunConfig, resolve_config
 
 
 def make_config(**fields: object) -> RunConfig:

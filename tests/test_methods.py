@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import METHOD_SPECS, PRESETS, RunConfig, resolve_config
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
 from workers.engine.methods.simsiam import SimSiam
 from workers.engine.methods.swav import SwAV
-from workers.engine.spec import METHOD_SPECS, PRESETS, RunConfig, resolve_config
 
 BATCH, CHANNELS, SIZE, REP_DIM = 8, 3, 8, 16
 TINY_DIMS = {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 8}

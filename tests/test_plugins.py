@@ -1,4 +1,4 @@
-"""Method plugin loading (workers/engine/spec/plugins.py): good specs and presets join the
+"""Method plugin loading (contract/plugins.py): good specs and presets join the
 catalogue, each broken plugin is left out with a message naming it, and nothing raises."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from workers.engine.spec import METHOD_SPECS, PRESETS
-from workers.engine.spec.plugins import load_plugins
+from contract import METHOD_SPECS, PRESETS
+from contract.plugins import load_plugins
 
 GOOD = """
 from pydantic import Field
-from workers.engine.spec import MethodSpec, Preset, StrictInput
+from contract import MethodSpec, Preset, StrictInput
 
 class Options(StrictInput):
     strength: float = Field(1.0, description="How hard.")
@@ -27,7 +27,7 @@ PRESETS = [Preset("toy-off", "Toy off", "Off.", {"method": "toy", "options": {"s
            Preset("simsiam", "Clash", "Taken.", {"method": "toy"}, "healthy")]
 """
 NO_DEFAULT = """
-from workers.engine.spec import MethodSpec, StrictInput
+from contract import MethodSpec, StrictInput
 
 class Options(StrictInput):
     required: int
@@ -36,8 +36,8 @@ METHOD_SPEC = MethodSpec(name="nodefault", title="N", paper="P", family="other",
                          options=Options, implementation="x:Y")
 """
 CLASH = """
-from workers.engine.spec import METHOD_SPECS  # the catalogue itself, not a plugin's list
-from workers.engine.spec.methods.simsiam import SIMSIAM_SPEC as METHOD_SPEC
+from contract import METHOD_SPECS  # the catalogue itself, not a plugin's list
+from contract.methods.simsiam import SIMSIAM_SPEC as METHOD_SPEC
 """
 
 

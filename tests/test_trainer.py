@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract import resolve_config
 from workers.engine.checkpoint import load_checkpoint
-from workers.engine.spec import resolve_config
 from workers.engine.trainer import RunCancelled, TrainHooks, train
 
 TINY = {

@@ -23,9 +23,9 @@ from tqdm import tqdm
 from backend.settings import get_settings
 from backend.up import main as up_main
 from backend.up import worker_main
-from workers.engine.spec import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
-from workers.engine.spec.datasets import DatasetError
-from workers.engine.spec.sweeps import (
+from contract import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
+from contract.datasets import DatasetError
+from contract.sweeps import (
     SweepError,
     SweepRequest,
     aggregate_verdicts,

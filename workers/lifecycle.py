@@ -68,11 +68,11 @@ from backend.store import leases
 from backend.store import runs as run_store
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage
+from contract import METHOD_SPECS, PLUGIN_ERRORS, EpochRecord, RunConfig
+from contract.datasets import DatasetError
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
-from workers.engine.spec import METHOD_SPECS, PLUGIN_ERRORS, EpochRecord, RunConfig
-from workers.engine.spec.datasets import DatasetError
 from workers.engine.trainer import RunCancelled, TrainHooks, TrainingError, train
 
 log = logging.getLogger(__name__)

@@ -35,10 +35,10 @@ from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import Publisher
 from backend.settings import get_settings
 from backend.store.database import Database
+from contract import METHOD_SPECS
 from workers.celery_app import app
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
-from workers.engine.spec import METHOD_SPECS
 from workers.ingest import execute_ingest
 from workers.lifecycle import (
     SHUTTING_DOWN,

@@ -12,7 +12,7 @@ Response::
      "limits": {"epochs", "batch_size", "probe_size", "train_size"},
      "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why)}
 
-Methods from plugins (``workers.engine.spec.plugins``) carry ``"plugin"``: its name.
+Methods from plugins (``contract.plugins``) carry ``"plugin"``: its name.
 
 The model is :class:`backend.schemas.Catalogue`.
 """
@@ -26,7 +26,7 @@ from fastapi import APIRouter
 
 from backend.schemas import Catalogue
 from backend.state import StateDep
-from workers.engine.spec import (
+from contract import (
     DATASET_CLASSES,
     METHOD_SPECS,
     PLUGIN_ERRORS,

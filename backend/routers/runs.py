@@ -68,7 +68,7 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import resolve_request
-from workers.engine.spec import PRESETS, RunStatus, StrictInput, VerdictKind
+from contract import PRESETS, RunStatus, StrictInput, VerdictKind
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]

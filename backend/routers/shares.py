@@ -23,7 +23,7 @@ from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareList, ShareOut, share_
 from backend.state import StateDep
 from backend.store import runs as run_store
 from backend.store import shares as share_store
-from workers.engine.spec import StrictInput
+from contract import StrictInput
 
 router = APIRouter(prefix="/api", tags=["shares"], responses=UNAUTHORIZED)
 

@@ -49,7 +49,7 @@ from backend.sweep_schemas import (
     sweep_summary,
 )
 from backend.validation import resolve_request
-from workers.engine.spec.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
+from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]

@@ -11,7 +11,7 @@ from sqlalchemy import Text, cast, select
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run
 from backend.store.models import EpochRow, Projection, json_safe, now
-from workers.engine.spec import EpochRecord
+from contract import EpochRecord
 
 
 def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> list[EventMessage]:

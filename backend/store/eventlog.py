@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.models import Event, Run, json_safe, now
-from workers.engine.spec import TERMINAL_STATUSES, RunStatus
+from contract import TERMINAL_STATUSES, RunStatus
 
 
 @dataclass(frozen=True)

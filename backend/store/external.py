@@ -22,7 +22,7 @@ from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import ExternalUpload, Run, json_safe, now
 from backend.store.runs import new_run_row
-from workers.engine.spec import RunStatus
+from contract import RunStatus
 
 EXTERNAL = "external"  # the method and dataset column of an external run
 

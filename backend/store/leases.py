@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import Run, json_safe, now
-from workers.engine.spec import RunStatus
+from contract import RunStatus
 
 
 @dataclass(frozen=True)

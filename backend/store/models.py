@@ -3,7 +3,7 @@ sweeps.
 
 Times are UNIX seconds (float, UTC) so the API, workers and the reaper compare them without
 time-zone surprises; the API renders them as ISO 8601. Status names are the run spec's
-(:data:`workers.engine.spec.RUN_STATUSES`).
+(:data:`contract.RUN_STATUSES`).
 
 Invariants the constraints enforce:
 - ``epochs``: one row per (run_id, epoch): an epoch is recorded exactly once, whichever
@@ -107,7 +107,7 @@ class Run(Base):
 
 
 class EpochRow(Base):
-    """One stored epoch record (the JSON of workers.engine.spec.EpochRecord) of a run."""
+    """One stored epoch record (the JSON of contract.EpochRecord) of a run."""
 
     __tablename__ = "epochs"
     __table_args__ = (

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import EpochRow, Event, Projection, Run, json_safe, now
-from workers.engine.spec import TERMINAL_STATUSES, RunStatus
+from contract import TERMINAL_STATUSES, RunStatus
 
 
 def new_run_id() -> str:

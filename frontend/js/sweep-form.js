@@ -23,7 +23,7 @@ export function parseSweepValues(text) {
   return text.split(",").map((part) => part.trim()).filter(Boolean).map(parseScalar);
 }
 
-/** A range's values, as the server computes them (workers/engine/spec/sweeps.py). */
+/** A range's values, as the server computes them (contract/sweeps.py). */
 function rangeValues({ start, stop, steps, scale }) {
   const at = (i) => (scale === "log" ? Math.exp(Math.log(start) + ((Math.log(stop) - Math.log(start)) * i) / (steps - 1)) : start + ((stop - start) * i) / (steps - 1));
   return Array.from({ length: steps }, (_, i) => Number(at(i).toPrecision(6)));

@@ -14,8 +14,8 @@ import pytest
 from backend.schemas import RunEpochsExport
 from backend.store import epochs as epoch_store
 from backend.store.database import Database
+from contract import EpochRecord
 from tests.service.stack import TINY_RUN, ServiceStack, iter_sse
-from workers.engine.spec import EpochRecord
 
 
 @pytest.fixture

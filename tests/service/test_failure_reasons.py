@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workers.engine.spec.datasets import DatasetError
+from contract.datasets import DatasetError
 from workers.engine.trainer import TrainingError
 from workers.lifecycle import describe_failure
 

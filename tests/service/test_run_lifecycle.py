@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract import EpochRecord, resolve_config
 from tests.service.stack import (
     TINY_RUN,
     RedisServer,
@@ -26,7 +27,6 @@ from tests.service.stack import (
     wait_until,
 )
 from workers.engine.data import load_splits
-from workers.engine.spec import EpochRecord, resolve_config
 
 
 def test_launch_streams_epochs_that_match_the_store_and_ends_with_a_verdict(

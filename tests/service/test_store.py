@@ -19,7 +19,7 @@ from backend.store import runs as run_store
 from backend.store import shares as share_store
 from backend.store.database import BACKEND_DIR, Database
 from backend.store.models import now
-from workers.engine.spec import EpochRecord
+from contract import EpochRecord
 
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
 

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.engine.spec import RunConfig
-from workers.engine.spec.datasets import DatasetError, resolve_inside
+from contract import RunConfig
+from contract.datasets import DatasetError, resolve_inside
 
 SHAPES_TRAIN_SIZE = 8192
 SHAPE_NAMES = (

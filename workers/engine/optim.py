@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from workers.engine.spec import RunConfig
+from contract import RunConfig
 
 
 class LARS(torch.optim.Optimizer):

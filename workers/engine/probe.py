@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract import EpochRecord, Verdict
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
-from workers.engine.spec import EpochRecord, Verdict
 from workers.engine.verdict import epoch_verdict
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract import PLUGIN_METHODS, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -33,7 +34,6 @@ from workers.engine.methods import Method, MethodUnavailableError, StepInfo, met
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
 from workers.engine.parts import recompute_batchnorm_statistics
-from workers.engine.spec import PLUGIN_METHODS, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe

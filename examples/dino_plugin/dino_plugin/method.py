@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
 from dino_plugin.spec import METHOD_SPEC, DINOOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import cosine_momentum, ema_update, mlp
-from workers.engine.spec import RunConfig
 
 
 class _Normalise(nn.Module):

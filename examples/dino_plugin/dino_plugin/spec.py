@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from workers.engine.spec import MethodSpec, Preset, StrictInput
+from contract import MethodSpec, Preset, StrictInput
 
 
 class DINOOptions(StrictInput):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.barlow_twins import BARLOW_TWINS_SPEC, BarlowTwinsOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.barlow_twins import BARLOW_TWINS_SPEC, BarlowTwinsOptions
 
 STANDARDIZE_EPS = 1e-5  # as BatchNorm1d(affine=False) in the reference implementation
 

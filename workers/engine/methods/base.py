@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from workers.engine.spec import MethodSpec, RunConfig
+from contract import MethodSpec, RunConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ class LossOutput:
 
 class Method(nn.Module):
     """Base class. Subclasses set ``spec`` (their torch-free catalogue entry: name, paper,
-    options model, preferred defaults; see :mod:`workers.engine.spec.methods`), build
+    options model, preferred defaults; see :mod:`contract.methods`), build
     ``self.projector`` (the head whose output z the diagnostics measure) and implement
     :meth:`training_loss`. ``self.options`` is the run's options as the spec's model.
     """

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.byol import BYOL_SPEC, BYOLOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import cosine_momentum, ema_update, mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.byol import BYOL_SPEC, BYOLOptions
 
 
 def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.deepcluster import DEEPCLUSTER_SPEC, DeepClusterOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import kmeans, mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.deepcluster import DEEPCLUSTER_SPEC, DeepClusterOptions
 
 KMEANS_ITERATIONS = 10
 

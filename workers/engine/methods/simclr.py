@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.simclr import SIMCLR_SPEC, SimCLROptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.simclr import SIMCLR_SPEC, SimCLROptions
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

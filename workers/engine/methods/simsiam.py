@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.simsiam import SIMSIAM_SPEC, SimSiamOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.simsiam import SIMSIAM_SPEC, SimSiamOptions
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

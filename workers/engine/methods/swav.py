@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.swav import SWAV_SPEC, SwAVOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp, sinkhorn_knopp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.swav import SWAV_SPEC, SwAVOptions
 
 
 def swapped_prediction_loss(

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import RunConfig
+from contract.methods.vicreg import VICREG_SPEC, VICRegOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-from workers.engine.spec import RunConfig
-from workers.engine.spec.methods.vicreg import VICREG_SPEC, VICRegOptions
 
 VARIANCE_EPS = 1e-4  # epsilon inside the square root of the variance term (paper: 1e-4)
 TARGET_STD = 1.0  # gamma, the hinge's target standard deviation

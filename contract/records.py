@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from workers.engine.spec.strict import StrictModel
+from contract.strict import StrictModel
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed", "cancelled")

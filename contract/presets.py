@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers.engine.spec.records import VerdictKind
+from contract.records import VerdictKind
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from workers.engine.spec.methods.base import MethodSpec
-from workers.engine.spec.strict import StrictInput
+from contract.methods.base import MethodSpec
+from contract.strict import StrictInput
 
 
 class VICRegOptions(StrictInput):

@@ -33,11 +33,11 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, get_args
 
-from workers.engine.spec.methods import METHOD_SPECS
-from workers.engine.spec.methods.base import Family, MethodSpec
-from workers.engine.spec.presets import PRESETS, Preset
-from workers.engine.spec.records import VERDICT_KINDS
-from workers.engine.spec.strict import StrictInput
+from contract.methods import METHOD_SPECS
+from contract.methods.base import Family, MethodSpec
+from contract.presets import PRESETS, Preset
+from contract.records import VERDICT_KINDS
+from contract.strict import StrictInput
 
 ENTRY_POINT_GROUP = "collapse_lab.methods"
 PLUGINS_VARIABLE = "METHOD_PLUGINS"
@@ -80,7 +80,7 @@ def _check_spec(spec: Any, taken: set[str]) -> str | None:
     ):
         return f"implementation {spec.implementation!r} must be 'package.module:ClassName'"
     if not (isinstance(spec.options, type) and issubclass(spec.options, StrictInput)):
-        return "options must be a StrictInput subclass (workers.engine.spec)"
+        return "options must be a StrictInput subclass (contract)"
     try:
         spec.options()
     except Exception as exc:
@@ -180,7 +180,7 @@ PLUGIN_ERRORS: list[PluginError] = []
 def install_plugins(modules: str | None = None) -> None:
     """Load the plugins into the catalogue (:data:`METHOD_SPECS`, :data:`PRESETS`); called
     once when the run spec is imported, after the built-ins are defined, so that a plugin
-    may ``from workers.engine.spec import MethodSpec, Preset, StrictInput``."""
+    may ``from contract import MethodSpec, Preset, StrictInput``."""
     plugins = load_plugins(set(METHOD_SPECS), set(PRESETS), modules)
     for plugin, spec in plugins.specs:
         METHOD_SPECS[spec.name] = spec

@@ -19,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from workers.engine.spec.methods import METHOD_SPECS
-from workers.engine.spec.presets import PRESETS
-from workers.engine.spec.strict import StrictInput
+from contract.methods import METHOD_SPECS
+from contract.presets import PRESETS
+from contract.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18"]

@@ -6,7 +6,7 @@ run-config field (``lr``, ``batch_size``...) or an option of the base's method
 (``variance_weight``, or spelt ``options.variance_weight``); its values are a list or a range
 ``{"start", "stop", "steps", "scale": "linear" | "log"}``. :func:`expand_sweep` turns the
 request into one (merged, unvalidated) run request per grid point and seed, in grid order
-(the first key varies slowest); each goes through :func:`~workers.engine.spec.resolve_config`
+(the first key varies slowest); each goes through :func:`~contract.resolve_config`
 like any launch, and :class:`SweepError` names the grid key at fault.
 """
 
@@ -23,11 +23,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from workers.engine.spec.config import ConfigError, RunConfig
-from workers.engine.spec.methods import METHOD_SPECS
-from workers.engine.spec.presets import PRESETS
-from workers.engine.spec.records import VerdictKind
-from workers.engine.spec.strict import StrictModel
+from contract.config import ConfigError, RunConfig
+from contract.methods import METHOD_SPECS
+from contract.presets import PRESETS
+from contract.records import VerdictKind
+from contract.strict import StrictModel
 
 MAX_GRID_KEYS = 2
 MAX_VALUES_PER_KEY = 50

@@ -6,7 +6,7 @@ epoch record: :mod:`.records`). The API validates requests against these without
 torch; the engine trains from them.
 """
 
-from workers.engine.spec.config import (
+from contract.config import (
     DATASET_CLASSES,
     BackboneName,
     ConfigError,
@@ -14,9 +14,9 @@ from workers.engine.spec.config import (
     RunConfig,
     resolve_config,
 )
-from workers.engine.spec.methods import METHOD_SPECS, MethodSpec
-from workers.engine.spec.presets import PRESETS, Preset
-from workers.engine.spec.records import (
+from contract.methods import METHOD_SPECS, MethodSpec
+from contract.presets import PRESETS, Preset
+from contract.records import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -29,7 +29,7 @@ from workers.engine.spec.records import (
     Verdict,
     VerdictKind,
 )
-from workers.engine.spec.strict import StrictInput, StrictModel
+from contract.strict import StrictInput, StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 # Last: plugins extend the catalogue above, and may import these names while they load.
-from workers.engine.spec.plugins import (
+from contract.plugins import (
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PluginError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.engine.spec.strict import StrictInput
+from contract.strict import StrictInput
 
 Family = Literal["contrastive", "clustering", "asymmetry", "redundancy", "other"]
 
