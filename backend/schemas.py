@@ -511,12 +511,25 @@ class AuthInfo(BaseModel):
     private: bool = Field(description="Reading needs the token or a share link.")
 
 
+class AlertsHealth(BaseModel):
+    """Webhook deliveries (backend/alerts.py); a receiver's failures do not degrade status."""
+
+    receivers: int = Field(description="Server-wide receivers (ALERT_WEBHOOKS).")
+    pending: int = Field(description="Alerts not delivered yet (new or retrying).")
+    retrying: int = Field(description="Pending alerts whose receiver failed at least once.")
+    delivered: int
+    failed: int = Field(description="Alerts given up after ALERT_RETRY_FOR_S.")
+    last_error: str | None = Field(None, description="The latest failure, e.g. 'HTTP 500: ...'.")
+    last_error_url: str | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: DatabaseHealth
     redis: RedisHealth
     workers: WorkersHealth
     auth: AuthInfo
+    alerts: AlertsHealth | None = Field(None, description="None while the database is down.")
     version: str
 
 

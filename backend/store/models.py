@@ -197,3 +197,49 @@ class Sweep(Base):
     seeds: Mapped[list[int]] = mapped_column(JSONType)
     cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     concurrency: Mapped[int] = mapped_column(Integer)
+
+
+class AlertDelivery(Base):
+    """One alert for one receiver (backend/alerts.py): sent until the receiver answers 2xx or
+    its retry time runs out. ``(key, url)`` is unique, so an alert is queued at most once per
+    receiver however many processes scan the event log; ``claimed_at`` marks the process
+    sending it now."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("key", "url", name="uq_alert_deliveries_key_url"),
+        Index("ix_alert_deliveries_due", "delivered_at", "failed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128))  # the idempotency key, also in the body
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)  # gave up: retry time ran out
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertRunState(Base):
+    """How far the alert scanner has read a run's event log, and what it last announced."""
+
+    __tablename__ = "alert_run_state"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    verdict_kind: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str | None] = mapped_column(String(32))
+
+
+class AlertScanner(Base):
+    """One row: when alerts started on this database. Runs created before are read without
+    alerting, so turning alerts on never announces a store's whole history."""
+
+    __tablename__ = "alert_scanner"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[float] = mapped_column(Float)
