@@ -62,6 +62,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def verdict_cause_guard(verdict: dict[str, Any]) -> str | None:
+    """The guard a stored verdict names as the cause of its collapse, if any."""
+    cause = verdict.get("cause")
+    return str(cause["guard"]) if isinstance(cause, dict) and cause.get("guard") else None
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -104,6 +110,22 @@ class Run(Base):
     ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
     # the sweep this run belongs to (None for a single run); see backend.store.sweeps
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    # labels (contract/labels.py): its name as listed and searched, project, tags (also one
+    # RunTag row each, for the filter), a note; the verdict's cause guard, for the filter
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    project: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
+    tags: Mapped[list[str] | None] = mapped_column(JSONType, default=list)
+    note: Mapped[str | None] = mapped_column(Text, default="")
+    cause: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+
+
+class RunTag(Base):
+    """One tag of one run: ``GET /api/runs?tag=`` finds runs through this table's index."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
 
 
 class EpochRow(Base):
