@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
 
+from backend.alerts import AlertLoop
 from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         watch = BrokerWatch(db, state.celery, settings)
+        alerts = AlertLoop(db, settings)
+        alerts.start()
         timers = [
             asyncio.create_task(_reaper_loop(state), name="reaper"),
             asyncio.create_task(_broker_watch_loop(watch), name="broker-watch"),
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer
             watch.close()
+            await to_thread.run_sync(alerts.stop)
             await state.hub.stop()
             state.publisher.close()
             db.dispose()

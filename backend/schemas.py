@@ -36,6 +36,7 @@ from contract import (
     Verdict,
     VerdictKind,
 )
+from contract.labels import RunLabels
 
 __all__ = ["EpochRecord"]  # re-exported: GET /api/runs/{id}/epochs is a list of them
 
@@ -137,7 +138,12 @@ class RunSummary(BaseModel):
     effective_rank_history: list[float | None] = Field(
         description="The projector's effective rank per epoch (index = epoch), for sparklines."
     )
-    name: str | None = Field(None, description="An external run's name; null for the others.")
+    name: str | None = Field(
+        None, description="Its name: an external run's as registered, else the preset or method."
+    )
+    project: str | None = Field(None, description="The project it belongs to.")
+    tags: list[str] = Field(default_factory=list, description="Tags to find it by.")
+    note: str = Field("", description="Free text a person wrote about it.")
     source: ExternalSource | None = Field(
         None, description="Where an external run comes from; null for a run trained here."
     )
@@ -226,7 +232,10 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "verdict": run.verdict,
         "error": run.error,
         "effective_rank_history": rank_history,
-        "name": run.request.get("name") if run.source is not None else None,
+        "name": run.name or (run.request.get("name") if run.source is not None else None),
+        "project": run.project,
+        "tags": run.tags or [],
+        "note": run.note or "",
         "source": _shown_source(run.source),
         "sweep_id": run.sweep_id,
     }
@@ -511,12 +520,25 @@ class AuthInfo(BaseModel):
     private: bool = Field(description="Reading needs the token or a share link.")
 
 
+class AlertsHealth(BaseModel):
+    """Webhook deliveries (backend/alerts.py); a receiver's failures do not degrade status."""
+
+    receivers: int = Field(description="Server-wide receivers (ALERT_WEBHOOKS).")
+    pending: int = Field(description="Alerts not delivered yet (new or retrying).")
+    retrying: int = Field(description="Pending alerts whose receiver failed at least once.")
+    delivered: int
+    failed: int = Field(description="Alerts given up after ALERT_RETRY_FOR_S.")
+    last_error: str | None = Field(None, description="The latest failure, e.g. 'HTTP 500: ...'.")
+    last_error_url: str | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: DatabaseHealth
     redis: RedisHealth
     workers: WorkersHealth
     auth: AuthInfo
+    alerts: AlertsHealth | None = Field(None, description="None while the database is down.")
     version: str
 
 
@@ -524,8 +546,9 @@ class Health(BaseModel):
 # external runs (client/PROTOCOL.md)
 
 
-class ExternalRunCreate(StrictInput):
-    """Registration of a run logged from the researcher's own training loop."""
+class ExternalRunCreate(RunLabels):
+    """Registration of a run logged from the researcher's own training loop, with its labels
+    (project, tags, note, alerts)."""
 
     name: str = Field(min_length=1, max_length=200, description="Shown as the run's name.")
     config: dict[str, Any] = Field(

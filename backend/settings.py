@@ -27,10 +27,18 @@ and the limits. Variables (all optional):
                   ingest, projection) with the store and re-sends the missing ones (at once, too,
                   when Redis comes back after an outage or a restart).
 ``MAX_BODY_BYTES`` largest request body (default 1 MiB); a larger one gets 413 before parsing.
+``ALERT_WEBHOOKS`` comma-separated URLs told of every run's collapse, recovery, cause, failure
+                  and end, and of every sweep's end (backend/alerts.py); runs and sweeps add
+                  their own with ``alerts`` in their request.
+``ALERT_RETRY_FOR_S`` how long an alert is retried before it is given up (3600).
+``ALERT_TIMEOUT_S`` how long one post to a receiver may take (5).
+``PUBLIC_URL``    the dashboard's address as people reach it, for links in alerts; default
+                  ``http://API_HOST:API_PORT`` (the host name when API_HOST is 0.0.0.0).
 """
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +79,22 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     progress_interval_s: float = Field(0.25, ge=0)
+
+    alert_webhooks: str = Field("", description="Comma-separated webhook URLs (server-wide).")
+    alert_retry_for_s: float = Field(3600.0, gt=0)
+    alert_timeout_s: float = Field(5.0, gt=0)
+    public_url: str | None = None
+
+    @property
+    def alert_webhook_urls(self) -> list[str]:
+        return [url.strip() for url in self.alert_webhooks.split(",") if url.strip()]
+
+    @property
+    def public_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return f"http://{host}:{self.api_port}"
 
     @property
     def resolved_data_dir(self) -> Path:

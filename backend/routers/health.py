@@ -2,7 +2,8 @@
 
 Response: ``{"status": "ok" | "degraded", "database": {"ok", "backend", "error"},
 "redis": {"ok", "error"}, "workers": {"ok", "count", "train", "projection", "items"},
-"auth": {"write_protected", "private"}, "version"}`` (:class:`backend.schemas.Health`).
+"auth": {"write_protected", "private"}, "alerts": {"pending", "failed", "last_error"...},
+"version"}`` (:class:`backend.schemas.Health`).
 ``status`` is ``ok`` when the database and Redis answer and at least one train worker has
 announced itself in the last ~10 s. The dashboard shows the failing part by name. In private
 mode the workers' ``items`` (host names, pids, devices) are listed only for the token.
@@ -21,6 +22,7 @@ from backend.auth import presented_token, token_is_valid
 from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
 from backend.schemas import Health
 from backend.state import ServiceState, StateDep
+from backend.store.alerts import delivery_summary
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -51,8 +53,19 @@ def _health(state: ServiceState) -> dict[str, Any]:
         "ok": True,
         "backend": "sqlite" if state.db.is_sqlite else "postgresql",
     }
+    alerts: dict[str, Any] | None = None
     try:
         state.db.ping()
+        summary = delivery_summary(state.db)
+        alerts = {
+            "receivers": len(state.settings.alert_webhook_urls),
+            "pending": summary.pending,
+            "retrying": summary.retrying,
+            "delivered": summary.delivered,
+            "failed": summary.failed,
+            "last_error": summary.last_error,
+            "last_error_url": summary.last_error_url,
+        }
     except SQLAlchemyError as exc:
         database.update(ok=False, error=str(exc).splitlines()[0])
     redis_status: dict[str, Any] = {"ok": True}
@@ -79,6 +92,7 @@ def _health(state: ServiceState) -> dict[str, Any]:
             "write_protected": bool(state.settings.api_token),
             "private": state.settings.private,
         },
+        "alerts": alerts,
         "version": "0.1.0",
     }
 

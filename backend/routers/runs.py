@@ -9,7 +9,8 @@ request models are in :mod:`backend.schemas` (and ``/openapi.json``).
 - ``POST /api/zoo`` ``{"presets": [...] | null (all), "overrides": {"epochs": 5, ...}}`` ->
   201 ``{"data": [runs], "count", "compare_url"}``: launches every preset at once (at most
   ``MAX_ZOO_PRESETS`` = twice the number of presets).
-- ``GET /api/runs?status=&method=&dataset=&preset=&verdict=&ids=a,b&limit=50&offset=0`` ->
+- ``GET /api/runs?status=&method=&dataset=&preset=&verdict=&ids=a,b&project=&tag=&tag=&cause=
+  &q=&limit=50&offset=0`` (``tag`` repeated: every one; ``q``: text in name, note, id, preset) ->
   ``{"data": [summaries], "count": total}``, newest first. A summary has ``id``, its links
   (``url``, ``api_url``, ``events_url``, ``epochs_url``), ``status, method, preset, dataset,
   num_classes, backbone, options, epochs, last_epoch, progress, verdict, error,
@@ -25,6 +26,8 @@ request models are in :mod:`backend.schemas` (and ``/openapi.json``).
   409 while the run's worker has not written its probe images (``DATA_DIR/runs/<id>``).
 - ``POST /api/runs/{id}/cancel`` -> 202 with the run (``cancelled`` at once when queued; a
   running run stops within a few seconds and then streams ``status: cancelled``).
+- ``PATCH /api/runs/{id}/labels`` ``{"project", "clear_project", "tags", "note"}`` (the fields
+  given replace the run's) -> the run. Needs the API token when ``API_TOKEN`` is set.
 - ``DELETE /api/runs/{id}`` -> 204 (409 while queued or running: cancel it first).
 """
 
@@ -69,6 +72,7 @@ from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import resolve_request
 from contract import PRESETS, RunStatus, StrictInput, VerdictKind
+from contract.labels import LabelsEdit
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
@@ -178,13 +182,25 @@ async def list_runs(
     preset: str | None = None,
     verdict: VerdictKind | None = None,
     ids: Annotated[str | None, Query(description="Comma-separated run ids.")] = None,
+    project: Annotated[str | None, Query(max_length=100)] = None,
+    tag: Annotated[
+        list[str] | None, Query(max_length=50, description="Runs with every tag given.")
+    ] = None,
+    cause: Annotated[
+        str | None, Query(max_length=32, description="The guard the verdict names as cause.")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the name, note, id or preset.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
     once and served from a cache for up to a second, dropped at the next change (a cache hit
     is answered on the event loop; the query and encoding run in a worker thread)."""
-    query = (status_filter, method, dataset, preset, verdict, ids, limit, offset)
+    tags = tuple(sorted(set(tag or [])))
+    query: tuple[object, ...] = (status_filter, method, dataset, preset, verdict, ids, project)
+    query += (tags, cause, q, limit, offset)
     key = ("runs", *map(str, query))
     cached = state.cache.get(key) if access.all_runs else None
     if cached is not None:
@@ -194,7 +210,18 @@ async def list_runs(
     if not access.all_runs:
         allowed = sorted(access.run_ids)
         id_list = [i for i in id_list if i in access.run_ids] if id_list is not None else allowed
-    filters = run_store.RunFilter(status_filter, method, dataset, preset, verdict, id_list)
+    filters = run_store.RunFilter(
+        status_filter,
+        method,
+        dataset,
+        preset,
+        verdict,
+        id_list,
+        project=project,
+        tags=tags,
+        cause=cause,
+        search=q.strip() if q else None,
+    )
     body = await run_in_threadpool(_run_list_json, state, filters, limit, offset)
     if access.all_runs:
         state.cache.put(key, LIST, body, generation)
@@ -356,6 +383,21 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     state.publisher.publish(messages)
     if run.status not in ("queued", "running") and not messages:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
+    return run_detail(state, run)
+
+
+@router.patch(
+    "/runs/{run_id}/labels",
+    dependencies=[Depends(require_writer)],
+    response_model=RunDetail,
+    responses=NOT_FOUND,
+)
+def edit_labels(run_id: str, edit: LabelsEdit, state: StateDep) -> RunDetail:
+    """Change a run's project, tags or note (the fields given; the others stay)."""
+    run = run_store.edit_labels(state.db, run_id, edit)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+    state.cache.invalidate(run_id)
     return run_detail(state, run)
 
 

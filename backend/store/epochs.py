@@ -10,7 +10,7 @@ from sqlalchemy import Text, cast, select
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run
-from backend.store.models import EpochRow, Projection, json_safe, now
+from backend.store.models import EpochRow, Projection, json_safe, now, verdict_cause_guard
 from contract import EpochRecord
 
 
@@ -40,6 +40,7 @@ def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> list[E
             if verdict:
                 run.verdict = verdict
                 run.verdict_kind = verdict.get("kind")
+                run.cause = verdict_cause_guard(verdict)
         return [append_event(session, run, "epoch", record)]
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
 from backend.store.models import ExternalUpload, Run, json_safe, now
-from backend.store.runs import new_run_row
+from backend.store.runs import labels_from_request, new_run_row
 from contract import RunStatus
 
 EXTERNAL = "external"  # the method and dataset column of an external run
@@ -59,7 +59,7 @@ def register_run(
     try:
         with db.write() as session:
             session.add(run)
-            session.flush()
+            labels_from_request(session, run, registration)
             reason = f"external run registered{f' from {where}' if where else ''}"
             message = append_event(session, run, "status", status_data(run, reason))
     except IntegrityError:  # the same key registered concurrently: that run wins

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
-from backend.store.models import Run, json_safe, now
+from backend.store.models import Run, json_safe, now, verdict_cause_guard
 from contract import RunStatus
 
 
@@ -91,6 +91,7 @@ def finish_run(
         if verdict is not None:
             run.verdict = json_safe(verdict)
             run.verdict_kind = verdict.get("kind")
+            run.cause = verdict_cause_guard(verdict)
         run.error = error
         run.progress = None
         return [set_status(session, run, status, reason)]

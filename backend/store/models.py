@@ -62,6 +62,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def verdict_cause_guard(verdict: dict[str, Any]) -> str | None:
+    """The guard a stored verdict names as the cause of its collapse, if any."""
+    cause = verdict.get("cause")
+    return str(cause["guard"]) if isinstance(cause, dict) and cause.get("guard") else None
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -104,6 +110,22 @@ class Run(Base):
     ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
     # the sweep this run belongs to (None for a single run); see backend.store.sweeps
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    # labels (contract/labels.py): its name as listed and searched, project, tags (also one
+    # RunTag row each, for the filter), a note; the verdict's cause guard, for the filter
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    project: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
+    tags: Mapped[list[str] | None] = mapped_column(JSONType, default=list)
+    note: Mapped[str | None] = mapped_column(Text, default="")
+    cause: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+
+
+class RunTag(Base):
+    """One tag of one run: ``GET /api/runs?tag=`` finds runs through this table's index."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
 
 
 class EpochRow(Base):
@@ -197,3 +219,49 @@ class Sweep(Base):
     seeds: Mapped[list[int]] = mapped_column(JSONType)
     cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     concurrency: Mapped[int] = mapped_column(Integer)
+
+
+class AlertDelivery(Base):
+    """One alert for one receiver (backend/alerts.py): sent until the receiver answers 2xx or
+    its retry time runs out. ``(key, url)`` is unique, so an alert is queued at most once per
+    receiver however many processes scan the event log; ``claimed_at`` marks the process
+    sending it now."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("key", "url", name="uq_alert_deliveries_key_url"),
+        Index("ix_alert_deliveries_due", "delivered_at", "failed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128))  # the idempotency key, also in the body
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)  # gave up: retry time ran out
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertRunState(Base):
+    """How far the alert scanner has read a run's event log, and what it last announced."""
+
+    __tablename__ = "alert_run_state"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    verdict_kind: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str | None] = mapped_column(String(32))
+
+
+class AlertScanner(Base):
+    """One row: when alerts started on this database. Runs created before are read without
+    alerting, so turning alerts on never announces a store's whole history."""
+
+    __tablename__ = "alert_scanner"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[float] = mapped_column(Float)

@@ -7,13 +7,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
-from backend.store.models import EpochRow, Event, Projection, Run, json_safe, now
+from backend.store.models import EpochRow, Event, Projection, Run, RunTag, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
+from contract.labels import LabelsEdit, unique_tags
 
 
 def new_run_id() -> str:
@@ -34,6 +35,34 @@ def new_run_row(status: RunStatus, **fields: Any) -> Run:
     }
     return Run(
         id=new_run_id(), created_at=stamp, updated_at=stamp, status=status, **(defaults | fields)
+    )
+
+
+def apply_labels(
+    session: Session,
+    run: Run,
+    project: str | None,
+    tags: list[str],
+    note: str,
+) -> None:
+    """Set the run's labels (contract/labels.py), its tag rows included."""
+    run.project = project
+    run.tags = unique_tags(tags)
+    run.note = note
+    session.execute(delete(RunTag).where(RunTag.run_id == run.id))
+    session.add_all(RunTag(run_id=run.id, tag=tag) for tag in run.tags)
+
+
+def labels_from_request(session: Session, run: Run, request: dict[str, Any]) -> None:
+    """A new run's name and labels, as its request gave them."""
+    run.name = str(request.get("name") or run.preset or run.method)[:200]
+    session.flush()  # the run row exists before its tag rows
+    apply_labels(
+        session,
+        run,
+        request.get("project"),
+        list(request.get("tags") or []),
+        str(request.get("note") or ""),
     )
 
 
@@ -61,7 +90,7 @@ def add_run(
         sweep_id=sweep_id,
     )
     session.add(run)
-    session.flush()
+    labels_from_request(session, run, request)
     return run, append_event(session, run, "status", status_data(run, "queued"))
 
 
@@ -131,6 +160,15 @@ class RunFilter:
     preset: str | None = None
     verdict: str | None = None
     ids: list[str] | None = None
+    project: str | None = None
+    tags: tuple[str, ...] = ()  # every one of them
+    cause: str | None = None
+    search: str | None = None  # in the name, note, id and preset
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def list_runs(db: Database, filters: RunFilter, limit: int, offset: int) -> tuple[list[Run], int]:
@@ -148,6 +186,22 @@ def list_runs(db: Database, filters: RunFilter, limit: int, offset: int) -> tupl
         conditions.append(Run.verdict_kind == filters.verdict)
     if filters.ids is not None:
         conditions.append(Run.id.in_(filters.ids))
+    if filters.project:
+        conditions.append(Run.project == filters.project)
+    for tag in filters.tags:
+        conditions.append(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+    if filters.cause:
+        conditions.append(Run.cause == filters.cause)
+    if filters.search:
+        pattern = _like(filters.search)
+        conditions.append(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (Run.name, Run.note, Run.id, Run.preset)
+                )
+            )
+        )
     with db.read() as session:
         total = session.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
         rows = session.scalars(
@@ -187,3 +241,17 @@ def request_cancel(db: Database, run_id: str) -> tuple[Run | None, list[EventMes
             run.cancel_requested = True
             run.updated_at = now()
         return run, messages
+
+
+def edit_labels(db: Database, run_id: str, edit: LabelsEdit) -> Run | None:
+    """Apply a labels edit (the fields it gives); None when the run does not exist."""
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return None
+        project = None if edit.clear_project else (edit.project or run.project)
+        tags = edit.tags if edit.tags is not None else list(run.tags or [])
+        note = edit.note if edit.note is not None else (run.note or "")
+        apply_labels(session, run, project, tags, note)
+        run.updated_at = now()
+        return run

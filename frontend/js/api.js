@@ -112,7 +112,8 @@ export const api = {
   listRuns: (params = {}) => {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {
-      if (value !== undefined && value !== null && value !== "") query.set(key, value);
+      if (Array.isArray(value)) for (const item of value) query.append(key, item);
+      else if (value !== undefined && value !== null && value !== "") query.set(key, value);
     }
     const suffix = query.toString() ? `?${query}` : "";
     return request("GET", withShare(`/api/runs${suffix}`));

@@ -13,16 +13,23 @@ const VERDICTS = [
   ["healthy", "healthy"],
   ["dimensional_collapse", "dimensional collapse"],
   ["complete_collapse", "complete collapse"],
-  ["pending", "no verdict yet"],
 ];
+// The cause vocabulary of a collapsed run's verdict (docs/design.md, "Why a run collapses").
+const CAUSES = ["negatives", "stop_gradient", "predictor", "target_network", "balancing", "variance_term", "decorrelation", "centering", "sharpening", "weight_decay", "learning_rate", "undetermined"];
+const PAGE_SIZE = 50;
 const SPARKLINE_FETCH_LIMIT = 60;
+// Every filter is a query parameter of the page and of GET /api/runs: a filtered list is a link.
+const FILTER_KEYS = ["project", "tag", "method", "dataset", "status", "verdict", "cause", "q"];
 
 const state = {
   catalogue: { methods: [], presets: [], configSchema: null },
-  runs: new Map(), // id -> run
+  runs: new Map(), // id -> run, the current page in server order
+  count: 0, // runs matching the filters, all pages
   ranks: new Map(), // id -> [effective rank per epoch]
   selected: new Set(),
   refetching: new Map(),
+  loading: 0, // sequence number of the latest page request (older answers are dropped)
+  reloadTimer: null,
 };
 
 const container = document.getElementById("runs");
@@ -30,12 +37,17 @@ const filtersForm = document.getElementById("filters");
 const compareButton = document.getElementById("compare-selected");
 
 function filters() {
-  return {
-    method: queryState.get("method", ""),
-    status: queryState.get("status", ""),
-    verdict: queryState.get("verdict", ""),
-    q: queryState.get("q", ""),
-  };
+  return Object.fromEntries(FILTER_KEYS.map((key) => [key, queryState.get(key, "")]));
+}
+
+function page() {
+  return Math.max(0, Number.parseInt(queryState.get("page", "0"), 10) || 0);
+}
+
+function datasetNames() {
+  const schema = state.catalogue.configSchema;
+  const dataset = schema && schema.properties && schema.properties.dataset;
+  return (dataset && dataset.enum) || [];
 }
 
 function renderFilters() {
@@ -50,41 +62,61 @@ function renderFilters() {
     );
     return el("div", { class: "field inline" }, el("label", { for: id }, label), control);
   };
-  filtersForm.replaceChildren(
-    select("method", "Method", state.catalogue.methods.map((m) => [m.name, m.title])),
-    select("status", "Status", STATUSES.map((s) => [s, s])),
-    select("verdict", "Verdict", VERDICTS),
+  const text = (name, label, placeholder, grow = false) =>
     el(
       "div",
-      { class: "field inline grow" },
-      el("label", { for: "filter-q" }, "Search"),
-      el("input", { id: "filter-q", name: "q", type: "search", value: current.q, placeholder: "preset, option, id..." }),
-    ),
+      { class: `field inline${grow ? " grow" : ""}` },
+      el("label", { for: `filter-${name}` }, label),
+      el("input", { id: `filter-${name}`, name, type: "search", value: current[name], placeholder }),
+    );
+  filtersForm.replaceChildren(
+    text("project", "Project", "any"),
+    text("tag", "Tags", "tag, tag..."),
+    select("method", "Method", state.catalogue.methods.map((m) => [m.name, m.title])),
+    datasetNames().length ? select("dataset", "Dataset", datasetNames().map((d) => [d, d])) : text("dataset", "Dataset", "any"),
+    select("status", "Status", STATUSES.map((s) => [s, s])),
+    select("verdict", "Verdict", VERDICTS),
+    select("cause", "Cause", CAUSES.map((c) => [c, c.replace(/_/g, " ")])),
+    text("q", "Search", "name, note, id, preset...", true),
   );
-  filtersForm.oninput = () => {
-    const data = new FormData(filtersForm);
-    queryState.set(Object.fromEntries(data.entries()));
-    renderTable();
+  filtersForm.oninput = (event) => {
+    const data = Object.fromEntries(new FormData(filtersForm).entries());
+    queryState.set({ ...data, page: null });
+    // typing waits for a pause; a choice in a list applies at once
+    scheduleLoad(event && event.target && event.target.type === "search" ? 250 : 0);
   };
   filtersForm.onsubmit = (event) => event.preventDefault();
 }
 
-function matches(run, f) {
-  if (f.method && runMethod(run) !== f.method) return false;
-  if (f.status && run.status !== f.status) return false;
-  if (f.verdict && verdictKind(run.verdict) !== f.verdict) return false;
-  if (f.q) {
-    const haystack = [run.id, runTitle(run, state.catalogue), runPreset(run), runMethod(run), JSON.stringify(runConfig(run).options || {}), runConfig(run).dataset]
-      .join(" ")
-      .toLowerCase();
-    if (!haystack.includes(f.q.toLowerCase())) return false;
+function listQuery() {
+  const f = filters();
+  const tags = f.tag.split(",").map((t) => t.trim()).filter(Boolean);
+  return { ...f, tag: tags, limit: PAGE_SIZE, offset: page() * PAGE_SIZE };
+}
+
+function scheduleLoad(delay) {
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(loadPage, delay);
+}
+
+async function loadPage() {
+  const ticket = ++state.loading;
+  let listing;
+  try {
+    listing = await api.listRuns(listQuery());
+  } catch (error) {
+    if (ticket === state.loading) showState(container, "error", `Could not load the runs: ${error.message}. Is the API running?`);
+    return;
   }
-  return true;
+  if (ticket !== state.loading) return; // a newer filter's answer is on its way
+  state.runs = new Map(listData(listing).map((run) => [String(run.id), run]));
+  state.count = listing.count ?? state.runs.size;
+  renderTable();
+  fetchRanks(sortedRuns());
 }
 
 function sortedRuns() {
-  const time = (run) => new Date(run.created_at).getTime() || 0;
-  return [...state.runs.values()].sort((a, b) => time(b) - time(a) || String(b.id).localeCompare(String(a.id)));
+  return [...state.runs.values()]; // newest first, as the server pages them
 }
 
 function progressCell(run) {
@@ -97,6 +129,31 @@ function progressCell(run) {
     el("span", { class: `status status-${run.status}` }, label),
     el("progress", { max: 100, value: pct, "aria-label": `progress ${pct}%` }),
   );
+}
+
+/** Project and tags as links that filter the list by them; the note's first line. */
+function labels(run) {
+  const filterLink = (key, value, text, cls) =>
+    el(
+      "a",
+      {
+        href: `/?${new URLSearchParams({ [key]: value })}`,
+        class: cls,
+        onclick: (event) => {
+          event.preventDefault();
+          queryState.set({ [key]: value, page: null });
+          renderFilters();
+          loadPage();
+        },
+      },
+      text,
+    );
+  const parts = [];
+  if (run.project) parts.push(filterLink("project", run.project, run.project, "chip project-chip"));
+  for (const tag of run.tags || []) parts.push(filterLink("tag", tag, `#${tag}`, "chip tag-chip"));
+  const note = (run.note || "").split("\n")[0];
+  if (note) parts.push(el("span", { class: "muted small run-note", title: run.note }, note.length > 80 ? `${note.slice(0, 80)}…` : note));
+  return parts.length ? el("div", { class: "run-labels" }, parts) : null;
 }
 
 function row(run) {
@@ -124,6 +181,7 @@ function row(run) {
       { "data-label": "Run" },
       el("a", { href: `/runs/${encodeURIComponent(id)}`, class: "run-link" }, runTitle(run, state.catalogue)),
       el("div", { class: "muted small" }, `${id.slice(0, 8)} · ${runMethod(run)} · ${timeAgo(run.created_at)}`, run.sweep_id ? [" · ", el("a", { href: `/sweeps/${encodeURIComponent(run.sweep_id)}`, class: "sweep-tag" }, "sweep")] : null),
+      labels(run),
     ),
     el("td", { "data-label": "Options" }, options.length ? options.map((o) => el("code", { class: "chip" }, o)) : el("span", { class: "muted" }, "defaults")),
     el("td", { "data-label": "Dataset" }, `${config.dataset || "?"} · ${totalEpochs(run) ?? "?"} ep`),
@@ -133,10 +191,25 @@ function row(run) {
   );
 }
 
+function pager() {
+  const first = page() * PAGE_SIZE;
+  const go = (to) => () => {
+    queryState.set({ page: to || null });
+    loadPage();
+  };
+  return el(
+    "nav",
+    { class: "pager", "aria-label": "Pages of runs" },
+    el("button", { type: "button", disabled: first === 0, onclick: go(page() - 1) }, "← Newer"),
+    el("span", { class: "muted", "data-testid": "run-count" }, `${first + 1}–${first + state.runs.size} of ${state.count.toLocaleString("en")}`),
+    el("button", { type: "button", disabled: first + state.runs.size >= state.count, onclick: go(page() + 1) }, "Older →"),
+  );
+}
+
 function renderTable() {
-  const f = filters();
-  const runs = sortedRuns().filter((run) => matches(run, f));
-  if (!state.runs.size) {
+  const runs = sortedRuns();
+  const filtered = FILTER_KEYS.some((key) => filters()[key]);
+  if (!runs.length && !filtered && page() === 0) {
     container.replaceChildren(
       el("div", { class: "state state-empty" }, el("p", {}, "No runs yet."), el("p", {}, el("a", { href: "/launch" }, "Launch a run"), " or queue the whole collapse zoo from the launch page.")),
     );
@@ -156,13 +229,13 @@ function renderTable() {
     ),
     el("tbody", {}, runs.map(row)),
   );
-  container.replaceChildren(table);
+  container.replaceChildren(table, pager());
 }
 
 function updateRow(id) {
   const run = state.runs.get(id);
   const existing = container.querySelector(`tr[data-run-id="${CSS.escape(id)}"]`);
-  if (!run || !existing || !matches(run, filters())) {
+  if (!run || !existing) {
     renderTable();
     return;
   }
@@ -224,7 +297,8 @@ function onEvent(type) {
     const run = state.runs.get(id);
     const data = (event && event.data) || {};
     if (!run) {
-      refetchRun(id);
+      // a new run shows on the first page; changes of runs on other pages wait for a visit
+      if (type === "status" && data.status === "queued" && page() === 0) scheduleLoad(500);
       return;
     }
     if (type === "epoch" && data.epoch !== undefined) {
@@ -236,6 +310,8 @@ function onEvent(type) {
     } else if (type === "progress") {
       state.runs.set(id, { ...run, status: run.status === "queued" ? "running" : run.status, progress: data });
       updateRow(id);
+    } else if (FILTER_KEYS.some((key) => filters()[key])) {
+      scheduleLoad(500); // its status may take it in or out of the filtered list
     } else {
       refetchRun(id);
     }
@@ -263,17 +339,9 @@ async function main() {
   renderHeader("runs");
   showState(container, "loading", "Loading runs...");
   const catalogue = api.methods().catch(() => null); // titles and option defaults: not blocking
-  try {
-    for (const run of listData(await api.listRuns({ limit: 500 }))) state.runs.set(String(run.id), run);
-  } catch (error) {
-    showState(container, "error", `Could not load the runs: ${error.message}. Is the API running?`);
-    renderFilters();
-    return;
-  }
   renderFilters();
-  renderTable();
+  await loadPage();
   connectLive();
-  fetchRanks(sortedRuns());
   const loaded = await catalogue;
   if (loaded) {
     state.catalogue = normaliseCatalogue(loaded);

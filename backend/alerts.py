@@ -1,0 +1,318 @@
+"""Alerts: webhooks told when a run collapses, recovers, gets a cause, fails or finishes, and
+when a sweep finishes.
+
+Receivers: every URL in ``ALERT_WEBHOOKS`` (server-wide), plus the ``alerts`` URLs of a run's
+launch request and of its sweep's request. One background thread per API process scans the
+event log (the same log the live pages read, :mod:`backend.store.eventlog`), queues one
+delivery per alert and receiver (:mod:`backend.store.alerts`) and posts them: JSON
+(:class:`AlertBody`) whose ``text`` Slack's and Mattermost's incoming webhooks show as it is.
+A receiver that is down, slow or answers an error is retried with exponential backoff
+(2, 4, 8 ... 60 s) for ``ALERT_RETRY_FOR_S`` seconds, then given up; failures show in
+``GET /api/health``. Training and the API never wait for a receiver. Each alert carries an
+idempotency key (body ``key`` and header ``Idempotency-Key``): it is queued once per
+receiver, and a receiver sees it twice only if a sender died between posting it and
+recording the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from backend.dispatch import housekeeping
+from backend.settings import Settings
+from backend.store import alerts as alert_store
+from backend.store.alerts import QueuedAlert, RunReading, ScanPass
+from backend.store.database import Database
+from backend.store.models import AlertDelivery, Run
+from contract import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+AlertEvent = Literal[
+    "collapse_onset", "recovery", "cause", "failed", "succeeded", "cancelled", "sweep_finished"
+]
+ALERT_INTERVAL_S = 1.0
+MAX_BACKOFF_S = 60.0
+SENDERS = 4  # receivers posted to at once: a slow one does not hold the others up
+
+
+class AlertRun(BaseModel):
+    id: str
+    url: str
+    name: str
+    method: str
+    dataset: str
+    status: str
+    sweep_id: str | None
+
+
+class AlertSweep(BaseModel):
+    id: str
+    url: str
+    name: str | None
+    runs: int
+    verdicts: dict[str, int] = Field(description="How many of its runs ended in each kind.")
+
+
+class AlertBody(BaseModel):
+    """What a webhook receives."""
+
+    key: str = Field(description="Idempotency key: the same alert always has the same key.")
+    event: AlertEvent
+    text: str = Field(description="One line for a chat channel (Slack, Mattermost).")
+    run: AlertRun | None = None
+    sweep: AlertSweep | None = None
+    epoch: int | None = Field(None, description="The epoch whose record raised the alert.")
+    verdict: dict[str, Any] | None = None
+    cause: dict[str, Any] | None = None
+    numbers: dict[str, float | None] = Field(
+        default_factory=dict, description="The projector's numbers at that epoch."
+    )
+    error: str | None = None
+
+
+def _run_name(run: Run) -> str:
+    request = run.request or {}
+    return str(request.get("name") or run.preset or run.method)
+
+
+def _alert_run(run: Run, settings: Settings) -> AlertRun:
+    return AlertRun(
+        id=run.id,
+        url=f"{settings.public_base_url}/runs/{run.id}",
+        name=_run_name(run),
+        method=run.method,
+        dataset=run.dataset,
+        status=run.status,
+        sweep_id=run.sweep_id,
+    )
+
+
+def _numbers(record: dict[str, Any]) -> dict[str, float | None]:
+    projector = record.get("projector") or {}
+    return {
+        "effective_rank": projector.get("effective_rank"),
+        "std_l2_sqrt_d": projector.get("std_l2_sqrt_d"),
+        "knn_top1": projector.get("knn_top1"),
+        "loss": record.get("loss"),
+    }
+
+
+def _receivers(request: dict[str, Any] | None) -> list[str]:
+    return [str(url) for url in (request or {}).get("alerts") or []]
+
+
+class _RunAlerts:
+    """Walks one run's unread events and collects what to announce."""
+
+    def __init__(self, reading: RunReading, settings: Settings) -> None:
+        self.reading = reading
+        self.run = _alert_run(reading.run, settings)
+        own = _receivers(reading.run.request)
+        from_sweep = _receivers(reading.sweep.request) if reading.sweep else []
+        self.receivers = list(dict.fromkeys([*settings.alert_webhook_urls, *own, *from_sweep]))
+        # the sweep's receivers hear of its runs' troubles, and of the sweep's end
+        self.quiet_receivers = list(dict.fromkeys([*settings.alert_webhook_urls, *own]))
+        self.verdict_kind = reading.verdict_kind
+        self.cause = reading.cause
+        self.alerts: list[QueuedAlert] = []
+
+    def _queue(self, body: AlertBody, receivers: list[str]) -> None:
+        self.alerts += [
+            QueuedAlert(body.key, url, body.model_dump(mode="json")) for url in receivers
+        ]
+
+    def on_verdict(self, seq: int, verdict: dict[str, Any], record: dict[str, Any]) -> None:
+        kind = str(verdict.get("kind"))
+        epoch = record.get("epoch")
+        name = self.run.name
+        if kind != self.verdict_kind:
+            collapsed = kind != "healthy"
+            event: AlertEvent = "collapse_onset" if collapsed else "recovery"
+            words = kind.replace("_", " ")
+            text = (
+                f"Run {name} ({self.run.method} on {self.run.dataset}): {words} from epoch "
+                f"{verdict.get('onset_epoch')}. {verdict.get('reason', '')} {self.run.url}"
+                if collapsed
+                else f"Run {name} ({self.run.method} on {self.run.dataset}) is healthy again "
+                f"at epoch {epoch}. {verdict.get('reason', '')} {self.run.url}"
+            )
+            self._queue(
+                AlertBody(
+                    key=f"run:{self.run.id}:{seq}:{event}",
+                    event=event,
+                    text=text,
+                    run=self.run,
+                    epoch=epoch,
+                    verdict=verdict,
+                    cause=verdict.get("cause"),
+                    numbers=_numbers(record),
+                ),
+                self.receivers,
+            )
+            self.verdict_kind = kind
+        cause = verdict.get("cause")
+        guard = cause.get("guard") if isinstance(cause, dict) else None
+        if isinstance(cause, dict) and guard and guard != self.cause:
+            self._queue(
+                AlertBody(
+                    key=f"run:{self.run.id}:{seq}:cause",
+                    event="cause",
+                    text=f"Run {name} collapsed because of its {guard.replace('_', ' ')}: "
+                    f"{cause.get('reason', '')} {cause.get('advice') or ''} {self.run.url}",
+                    run=self.run,
+                    epoch=epoch,
+                    verdict=verdict,
+                    cause=cause,
+                    numbers=_numbers(record),
+                ),
+                self.receivers,
+            )
+        self.cause = guard
+
+    def on_status(self, seq: int, data: dict[str, Any]) -> None:
+        status = data.get("status")
+        if status not in TERMINAL_STATUSES:
+            return
+        verdict = data.get("verdict") or None
+        if verdict:  # the run's final verdict may differ from its last epoch's
+            self.on_verdict(seq, verdict, {"epoch": data.get("last_epoch")})
+        kind = (verdict or {}).get("kind")
+        if status == "failed":
+            text = f"Run {self.run.name} failed: {data.get('error')} {self.run.url}"
+        elif status == "cancelled":
+            text = f"Run {self.run.name} was cancelled. {self.run.url}"
+        else:
+            text = (
+                f"Run {self.run.name} ({self.run.method} on {self.run.dataset}) finished: "
+                f"{str(kind).replace('_', ' ')}. {(verdict or {}).get('reason', '')} "
+                f"{self.run.url}"
+            )
+        body = AlertBody(
+            key=f"run:{self.run.id}:{status}",
+            event=status,
+            text=text,
+            run=self.run.model_copy(update={"status": status}),
+            epoch=data.get("last_epoch"),
+            verdict=verdict,
+            cause=(verdict or {}).get("cause"),
+            error=data.get("error"),
+        )
+        # a sweep's receivers hear of a failure; its successes come as the sweep's summary
+        self._queue(body, self.receivers if status == "failed" else self.quiet_receivers)
+
+
+def _sweep_finished(scan: ScanPass, reading: RunReading, settings: Settings) -> list[QueuedAlert]:
+    sweep = reading.sweep
+    if sweep is None:
+        return []
+    statuses = scan.sweep_statuses(sweep.id)
+    if any(status not in TERMINAL_STATUSES for status, _ in statuses):
+        return []
+    kinds = Counter(kind or status for status, kind in statuses)
+    url = f"{settings.public_base_url}/sweeps/{sweep.id}"
+    summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
+    body = AlertBody(
+        key=f"sweep:{sweep.id}:finished",
+        event="sweep_finished",
+        text=f"Sweep {sweep.name or sweep.id} finished: {len(statuses)} runs ({summary}). {url}",
+        sweep=AlertSweep(
+            id=sweep.id, url=url, name=sweep.name, runs=len(statuses), verdicts=dict(kinds)
+        ),
+    )
+    receivers = dict.fromkeys([*settings.alert_webhook_urls, *_receivers(sweep.request)])
+    return [QueuedAlert(body.key, url_, body.model_dump(mode="json")) for url_ in receivers]
+
+
+def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
+    """Read the runs' new events and queue their alerts; returns how many were queued."""
+    queued = 0
+    with alert_store.scan_pass(db) as scan:
+        started_at = scan.started_at()
+        for reading in scan.unread(limit):
+            run = reading.run
+            last_seq = reading.events[-1].seq if reading.events else run.last_event_seq
+            if reading.last_seq is None and run.created_at < started_at:
+                # history from before alerts were on: read silently
+                scan.advance(reading, run.last_event_seq, run.verdict_kind or "healthy", None, [])
+                continue
+            walk = _RunAlerts(reading, settings)
+            finished = False
+            for event in reading.events:
+                if event.type == "epoch" and event.data.get("verdict"):
+                    walk.on_verdict(event.seq, event.data["verdict"], event.data)
+                elif event.type == "status":
+                    walk.on_status(event.seq, event.data)
+                    finished = finished or event.data.get("status") in TERMINAL_STATUSES
+            alerts = walk.alerts
+            if finished:
+                alerts += _sweep_finished(scan, reading, settings)
+            if scan.advance(reading, last_seq, walk.verdict_kind, walk.cause, alerts):
+                queued += len(alerts)
+    return queued
+
+
+def _post(client: httpx.Client, delivery: AlertDelivery) -> str | None:
+    """Post one delivery; None when the receiver took it, else what went wrong."""
+    try:
+        response = client.post(
+            delivery.url,
+            json=delivery.body,
+            headers={"Idempotency-Key": delivery.key, "User-Agent": "collapse-lab-alerts"},
+        )
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if response.is_success:
+        return None
+    return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def deliver_once(db: Database, settings: Settings, client: httpx.Client, pool: Any) -> int:
+    """Post the due deliveries (several receivers at once); returns how many were sent."""
+    due = alert_store.claim_due(db)
+    errors = list(pool.map(lambda d: _post(client, d), due))
+    for delivery, error in zip(due, errors, strict=True):
+        if error is None:
+            alert_store.mark_delivered(db, delivery.id)
+            continue
+        backoff = min(MAX_BACKOFF_S, 2.0 ** (delivery.attempts + 1))
+        retry_at = time.time() + backoff
+        give_up = retry_at > delivery.created_at + settings.alert_retry_for_s
+        log.warning("alert %s to %s failed: %s", delivery.key, delivery.url, error)
+        alert_store.mark_attempt_failed(db, delivery.id, error, None if give_up else retry_at)
+    return len(due)
+
+
+class AlertLoop:
+    """The background thread of one API process: scan, post, sleep a second."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        timeout = httpx.Timeout(self._settings.alert_timeout_s)
+        with httpx.Client(timeout=timeout) as client, ThreadPoolExecutor(SENDERS) as pool:
+            while not self._stop.wait(ALERT_INTERVAL_S):
+                housekeeping("alert scan", lambda: scan_once(self._db, self._settings))
+                housekeeping(
+                    "alert delivery",
+                    lambda: deliver_once(self._db, self._settings, client, pool),
+                )

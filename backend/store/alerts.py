@@ -1,0 +1,259 @@
+"""The alerts' tables (backend/alerts.py decides what to announce, this module keeps it).
+
+The scanner reads each run's event log in order from where it stopped (``AlertRunState``);
+what it decides to announce is queued in ``alert_deliveries`` in the same transaction that
+moves its position forward, so a crash never loses an alert nor queues one twice. Two
+processes scanning at once cannot both move a run forward (compare-and-set on
+``last_seq``), and ``(key, url)`` is unique. Deliveries are claimed before sending so two
+senders never post the same one at the same time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from backend.store.database import Database
+from backend.store.models import (
+    AlertDelivery,
+    AlertRunState,
+    AlertScanner,
+    Event,
+    Run,
+    Sweep,
+    json_safe,
+    now,
+)
+
+# A claim older than this is taken to belong to a sender that died mid-post.
+CLAIM_STALE_S = 60.0
+
+
+@dataclass(frozen=True)
+class QueuedAlert:
+    key: str
+    url: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunReading:
+    """A run with events the scanner has not read: where it stopped and what it had said."""
+
+    run: Run
+    sweep: Sweep | None
+    last_seq: int | None  # None: never read
+    verdict_kind: str
+    cause: str | None
+    events: list[Event]
+
+
+class ScanPass:
+    """One scanning pass inside one write transaction (see :func:`scan_pass`)."""
+
+    def __init__(self, db: Database, session: Session) -> None:
+        self._db = db
+        self._session = session
+
+    def started_at(self) -> float:
+        """When alerts started on this database (recorded by the first pass)."""
+        row = self._session.get(AlertScanner, 1)
+        if row is None:
+            row = AlertScanner(id=1, started_at=now())
+            self._session.add(row)
+            self._session.flush()
+        return row.started_at
+
+    def unread(self, limit: int, event_limit: int = 500) -> Iterator[RunReading]:
+        """Runs whose log has events the scanner has not read, oldest activity first."""
+        rows = self._session.execute(
+            select(Run, AlertRunState)
+            .outerjoin(AlertRunState, AlertRunState.run_id == Run.id)
+            .where(Run.last_event_seq > func.coalesce(AlertRunState.last_seq, 0))
+            .order_by(Run.updated_at)
+            .limit(limit)
+        ).all()
+        for run, state in rows:
+            last_seq = state.last_seq if state is not None else None
+            events = list(
+                self._session.scalars(
+                    select(Event)
+                    .where(Event.run_id == run.id, Event.seq > (last_seq or 0))
+                    .order_by(Event.seq)
+                    .limit(event_limit)
+                )
+            )
+            sweep = self._session.get(Sweep, run.sweep_id) if run.sweep_id else None
+            yield RunReading(
+                run=run,
+                sweep=sweep,
+                last_seq=last_seq,
+                verdict_kind=state.verdict_kind if state is not None else "healthy",
+                cause=state.cause if state is not None else None,
+                events=events,
+            )
+
+    def sweep_statuses(self, sweep_id: str) -> list[tuple[str, str | None]]:
+        """(status, verdict kind) of each run of the sweep."""
+        rows = self._session.execute(
+            select(Run.status, Run.verdict_kind).where(Run.sweep_id == sweep_id)
+        ).all()
+        return [(row.status, row.verdict_kind) for row in rows]
+
+    def advance(
+        self,
+        reading: RunReading,
+        last_seq: int,
+        verdict_kind: str,
+        cause: str | None,
+        alerts: list[QueuedAlert],
+    ) -> bool:
+        """Move the run's position to ``last_seq`` and queue ``alerts``, unless another
+        process moved it first (then nothing is queued: that process queued them)."""
+        values = {"last_seq": last_seq, "verdict_kind": verdict_kind, "cause": cause}
+        if reading.last_seq is None:
+            won = self._insert_ignoring_conflict(
+                AlertRunState, [{"run_id": reading.run.id, **values}]
+            )
+        else:
+            result = self._session.execute(
+                update(AlertRunState)
+                .where(
+                    AlertRunState.run_id == reading.run.id,
+                    AlertRunState.last_seq == reading.last_seq,
+                )
+                .values(**values)
+            )
+            won = cast(CursorResult[Any], result).rowcount == 1
+        if won and alerts:
+            stamp = now()
+            self._insert_ignoring_conflict(
+                AlertDelivery,
+                [
+                    {
+                        "key": alert.key,
+                        "url": alert.url,
+                        "body": json_safe(alert.body),
+                        "created_at": stamp,
+                        "attempts": 0,
+                        "next_attempt_at": stamp,
+                    }
+                    for alert in alerts
+                ],
+            )
+        return won
+
+    def _insert_ignoring_conflict(self, model: Any, rows: list[dict[str, Any]]) -> bool:
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        result = self._session.execute(dialect.insert(model).values(rows).on_conflict_do_nothing())
+        return bool(cast(CursorResult[Any], result).rowcount)
+
+
+@contextmanager
+def scan_pass(db: Database) -> Iterator[ScanPass]:
+    with db.write() as session:
+        yield ScanPass(db, session)
+
+
+def claim_due(db: Database, limit: int = 16) -> list[AlertDelivery]:
+    """Deliveries due now, claimed by this process (none is handed out twice at once)."""
+    stamp = now()
+    with db.write() as session:
+        due = list(
+            session.scalars(
+                select(AlertDelivery)
+                .where(
+                    AlertDelivery.delivered_at.is_(None),
+                    AlertDelivery.failed_at.is_(None),
+                    AlertDelivery.next_attempt_at <= stamp,
+                    or_(
+                        AlertDelivery.claimed_at.is_(None),
+                        AlertDelivery.claimed_at < stamp - CLAIM_STALE_S,
+                    ),
+                )
+                .order_by(AlertDelivery.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for delivery in due:
+            delivery.claimed_at = stamp
+        return due
+
+
+def mark_delivered(db: Database, delivery_id: int) -> None:
+    with db.write() as session:
+        session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id)
+            .values(delivered_at=now(), claimed_at=None, attempts=AlertDelivery.attempts + 1)
+        )
+
+
+def mark_attempt_failed(
+    db: Database, delivery_id: int, error: str, next_attempt_at: float | None
+) -> None:
+    """Record a failed attempt: try again at ``next_attempt_at``, or give up when None."""
+    values: dict[str, Any] = {
+        "claimed_at": None,
+        "attempts": AlertDelivery.attempts + 1,
+        "last_error": error[:500],
+    }
+    if next_attempt_at is None:
+        values["failed_at"] = now()
+    else:
+        values["next_attempt_at"] = next_attempt_at
+    with db.write() as session:
+        session.execute(update(AlertDelivery).where(AlertDelivery.id == delivery_id).values(values))
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    pending: int
+    delivered: int
+    failed: int
+    retrying: int  # pending after at least one failed attempt
+    last_error: str | None
+    last_error_url: str | None
+    last_error_at: float | None
+
+
+def delivery_summary(db: Database) -> DeliverySummary:
+    with db.read() as session:
+        pending = session.scalar(
+            select(func.count()).where(
+                AlertDelivery.delivered_at.is_(None), AlertDelivery.failed_at.is_(None)
+            )
+        )
+        retrying = session.scalar(
+            select(func.count()).where(
+                AlertDelivery.delivered_at.is_(None),
+                AlertDelivery.failed_at.is_(None),
+                AlertDelivery.attempts > 0,
+            )
+        )
+        delivered = session.scalar(
+            select(func.count()).where(AlertDelivery.delivered_at.is_not(None))
+        )
+        failed = session.scalar(select(func.count()).where(AlertDelivery.failed_at.is_not(None)))
+        last = session.execute(
+            select(AlertDelivery.last_error, AlertDelivery.url, AlertDelivery.failed_at)
+            .where(AlertDelivery.last_error.is_not(None), AlertDelivery.delivered_at.is_(None))
+            .order_by(AlertDelivery.id.desc())
+            .limit(1)
+        ).first()
+    return DeliverySummary(
+        pending=pending or 0,
+        delivered=delivered or 0,
+        failed=failed or 0,
+        retrying=retrying or 0,
+        last_error=last.last_error if last else None,
+        last_error_url=last.url if last else None,
+        last_error_at=last.failed_at if last else None,
+    )
