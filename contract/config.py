@@ -24,7 +24,7 @@ from contract.presets import PRESETS
 from contract.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
-BackboneName = Literal["small_cnn", "resnet18"]
+BackboneName = Literal["small_cnn", "resnet18", "vit_tiny"]
 # Classes per dataset (the kNN chance level is 1 / classes); an image folder has one per
 # sub-folder, known only once a worker reads it.
 DATASET_CLASSES: dict[str, int | None] = {
@@ -55,6 +55,12 @@ class RunConfig(StrictInput):
     )
     backbone: BackboneName = "small_cnn"
     width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
+    patch_size: int = Field(
+        4, ge=2, le=32, description="vit_tiny: side of the square patches (4: 8x8 at 32 px)."
+    )
+    vit_dim: int = Field(192, ge=16, le=1024, description="vit_tiny: token width (rep_dim).")
+    vit_depth: int = Field(6, ge=1, le=24, description="vit_tiny: transformer blocks.")
+    vit_heads: int = Field(3, ge=1, le=16, description="vit_tiny: attention heads.")
     proj_hidden_dim: int = Field(512, ge=8, le=8192)
     proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
     pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")
@@ -115,6 +121,21 @@ class RunConfig(StrictInput):
     def _dataset_path_needed(self) -> RunConfig:
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise ValueError("dataset 'imagefolder' needs dataset_path")
+        return self
+
+    @model_validator(mode="after")
+    def _vit_shape(self) -> RunConfig:
+        if self.backbone == "vit_tiny":
+            if self.vit_dim % self.vit_heads:
+                raise ValueError(
+                    f"vit_dim {self.vit_dim} must be a multiple of vit_heads {self.vit_heads}"
+                )
+            # multi-crop's local views are half the side and still need one patch
+            if self.image_size // 2 < self.patch_size:
+                raise ValueError(
+                    f"patch_size {self.patch_size} is larger than half the image_size "
+                    f"{self.image_size}"
+                )
         return self
 
 

@@ -129,6 +129,41 @@ _PRESET_LIST: list[Preset] = [
         {"method": "vicreg", "options": {"covariance_weight": 0.0}},
         "dimensional_collapse",
     ),
+    Preset(
+        "dino",
+        "DINO",
+        "Self-distillation from a momentum teacher, with centering, sharpening and multi-crop "
+        "(2 global + 2 local views), on a small ViT.",
+        {"method": "dino"},
+        "healthy",
+    ),
+    Preset(
+        "dino-no-centering",
+        "DINO without centering",
+        "Sharpening alone: one prototype dominates every output, the teacher's entropy falls "
+        "to 0 (DINO Sec. 5.3, Fig. 7).",
+        {"method": "dino", "options": {"centering": False}},
+        "complete_collapse",
+    ),
+    Preset(
+        "dino-no-sharpening",
+        "DINO without sharpening",
+        "Teacher temperature equal to the student's (0.1), centering kept: the teacher's "
+        "output drifts to uniform, its entropy to ln K (DINO Sec. 5.3, Fig. 7).",
+        {
+            "method": "dino",
+            "options": {"teacher_temperature": 0.1, "warmup_teacher_temperature": 0.1},
+        },
+        "complete_collapse",
+    ),
+    Preset(
+        "dino-no-momentum",
+        "DINO without momentum teacher",
+        "Teacher momentum 0: the teacher is a copy of the student, which collapses in the "
+        "paper (Sec. 5.2, Fig. 6, 'student copy': 0.1% k-NN on ImageNet).",
+        {"method": "dino", "options": {"teacher_momentum": 0.0}},
+        "complete_collapse",
+    ),
 ]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}

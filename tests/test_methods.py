@@ -73,7 +73,7 @@ def test_method_catalogue_fields(name: str) -> None:
     assert spec.name == name
     assert spec is METHOD_SPECS[name]
     assert spec.implementation.endswith(":" + METHODS[name].__name__)
-    assert spec.family in {"contrastive", "clustering", "asymmetry", "redundancy"}
+    assert spec.family in {"contrastive", "clustering", "asymmetry", "redundancy", "distillation"}
     assert any(year in spec.paper for year in ("2018", "2020", "2021", "2022"))
     schema = spec.options.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())

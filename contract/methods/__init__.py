@@ -6,6 +6,7 @@ from contract.methods.barlow_twins import BARLOW_TWINS_SPEC
 from contract.methods.base import Family, MethodSpec
 from contract.methods.byol import BYOL_SPEC
 from contract.methods.deepcluster import DEEPCLUSTER_SPEC
+from contract.methods.dino import DINO_SPEC
 from contract.methods.simclr import SIMCLR_SPEC
 from contract.methods.simsiam import SIMSIAM_SPEC
 from contract.methods.swav import SWAV_SPEC
@@ -21,6 +22,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         DEEPCLUSTER_SPEC,
         BARLOW_TWINS_SPEC,
         VICREG_SPEC,
+        DINO_SPEC,
     )
 }
 

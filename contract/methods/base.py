@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from contract.strict import StrictInput
 
-Family = Literal["contrastive", "clustering", "asymmetry", "redundancy", "other"]
+Family = Literal["contrastive", "clustering", "asymmetry", "redundancy", "distillation", "other"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,15 @@
   uses the CIFAR stem of the SSL literature (SimCLR appendix B.9, solo-learn, lightly): a
   3x3 stride-1 first convolution and no max-pool; above 64 px the ImageNet stem (7x7 stride 2
   + max-pool).
+- ``vit_tiny``: a small Vision Transformer (:mod:`workers.engine.vit`) sized for 32-96 px
+  images: 4x4 patches (an 8x8 grid at 32 px), 6 pre-norm blocks of width 192 with 3 heads, a
+  CLS token and learned position embeddings, interpolated when the image size differs (DINO's
+  local crops); rep_dim = the width, h = the CLS token after the final LayerNorm. Patch size,
+  width, depth and heads are run-config fields (``patch_size``, ``vit_dim``, ``vit_depth``,
+  ``vit_heads``). Methods that work on patches (I-JEPA) call
+  :meth:`VisionTransformer.forward_tokens`.
 
-Both work with ``channels_last`` inputs and modules.
+All work with ``channels_last`` inputs and modules.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from workers.engine.vit import VisionTransformer
+
 CIFAR_STEM_MAX_SIZE = 64
+BACKBONE_NAMES = ("small_cnn", "resnet18", "vit_tiny")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -82,14 +92,27 @@ class ResNet18(nn.Module):
 
 
 def build_backbone(
-    name: str, in_channels: int, image_size: int, width: int
+    name: str,
+    in_channels: int,
+    image_size: int,
+    width: int,
+    *,
+    patch_size: int = 4,
+    vit_dim: int = 192,
+    vit_depth: int = 6,
+    vit_heads: int = 3,
 ) -> tuple[nn.Module, int]:
-    """Build backbone ``name`` ("small_cnn" | "resnet18"); returns (module, rep_dim)."""
-    module: SmallCNN | ResNet18
+    """Build backbone ``name`` (one of :data:`BACKBONE_NAMES`); returns (module, rep_dim).
+    ``width`` sizes small_cnn; the keyword arguments size vit_tiny."""
+    module: SmallCNN | ResNet18 | VisionTransformer
     if name == "small_cnn":
         module = SmallCNN(in_channels, image_size, width)
     elif name == "resnet18":
         module = ResNet18(in_channels, image_size)
+    elif name == "vit_tiny":
+        module = VisionTransformer(
+            in_channels, image_size, patch_size, vit_dim, vit_depth, vit_heads
+        )
     else:
-        raise ValueError(f"unknown backbone {name!r}; choose small_cnn or resnet18")
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}")
     return module, module.rep_dim

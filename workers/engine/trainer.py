@@ -166,9 +166,10 @@ def _lidar_views(
 
 def _diagnose(
     method: Method, probe: _Probe, autocast: Any, with_lidar: bool = False
-) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor, float]:
-    """Backbone and projector diagnostics on the probe; also returns the probe's z and the
-    seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without)."""
+) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor, float, dict[str, float]]:
+    """Backbone and projector diagnostics on the probe; also returns the probe's z, the
+    seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without) and
+    the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
@@ -177,6 +178,8 @@ def _diagnose(
     method.eval()
     h1, z1 = _embed(method, probe.view1, autocast)
     h2, z2 = _embed(method, probe.view2, autocast)
+    with autocast():
+        signals = method.probe_logs([probe.view1, probe.view2])
     assignments = method.cluster_assignments(z)
     try:
         backbone = embedding_diagnostics(
@@ -211,7 +214,7 @@ def _diagnose(
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
-    return backbone, projector, z, lidar_time
+    return backbone, projector, z, lidar_time, signals
 
 
 def lidar_due(config: RunConfig, epoch: int) -> bool:
@@ -269,7 +272,16 @@ def train(
     train_data, probe_data = load_splits(config, Path(data_root), download=download)
     channels = train_data.images.shape[1]
 
-    backbone, rep_dim = build_backbone(config.backbone, channels, config.image_size, config.width)
+    backbone, rep_dim = build_backbone(
+        config.backbone,
+        channels,
+        config.image_size,
+        config.width,
+        patch_size=config.patch_size,
+        vit_dim=config.vit_dim,
+        vit_depth=config.vit_depth,
+        vit_heads=config.vit_heads,
+    )
     # channels_last speeds convolutions up on CUDA and on the CPU alike.
     try:
         method_type = method_class(config.method)
@@ -337,7 +349,7 @@ def train(
         hooks.on_embeddings(record.epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
-        backbone_m, projector_m, z, lidar_time = _diagnose(
+        backbone_m, projector_m, z, lidar_time, signals = _diagnose(
             method, probe, autocast, lidar_due(config, 0)
         )
         baseline = EpochRecord(
@@ -345,6 +357,7 @@ def train(
             lr=lr_at(config, 0, steps_per_epoch),
             ema_momentum=method.monitor().get("ema_momentum"),
             lidar_time_s=lidar_time,
+            logs=signals,
             backbone=backbone_m,
             projector=projector_m,
         )
@@ -414,7 +427,7 @@ def train(
             )
         train_time = time.perf_counter() - started
 
-        backbone_m, projector_m, z, lidar_time = _diagnose(
+        backbone_m, projector_m, z, lidar_time, signals = _diagnose(
             method, probe, autocast, lidar_due(config, epoch)
         )
         diagnostics_time = time.perf_counter() - started - train_time
@@ -428,7 +441,7 @@ def train(
             diagnostics_time_s=diagnostics_time,
             lidar_time_s=lidar_time,
             images_per_s=steps_per_epoch * batch_size / train_time,
-            logs={k: v / steps_per_epoch for k, v in logs_sum.items()},
+            logs={**{k: v / steps_per_epoch for k, v in logs_sum.items()}, **signals},
             backbone=backbone_m,
             projector=projector_m,
         )

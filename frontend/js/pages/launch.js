@@ -14,7 +14,7 @@ import { verdictBadge } from "../verdict.js";
 const GROUPS = [
   ["Data", ["dataset", "dataset_path", "train_size", "probe_size", "image_size"], true],
   ["Training", ["epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs", "weight_decay", "momentum", "seed"], true],
-  ["Architecture", ["backbone", "width", "proj_hidden_dim", "proj_dim", "pred_hidden_dim"], false],
+  ["Architecture", ["backbone", "width", "patch_size", "vit_dim", "vit_depth", "vit_heads", "proj_hidden_dim", "proj_dim", "pred_hidden_dim"], false],
   ["More", ["augment_strength", "knn_k", "device"], false],
 ];
 // Labels clearer than the schema's auto-generated titles ("Lr", "Knn K").
@@ -31,6 +31,10 @@ const LABELS = {
   augment_strength: "Augmentation strength",
   dataset_path: "Dataset folder",
   width: "Backbone width",
+  patch_size: "ViT patch size (px)",
+  vit_dim: "ViT width",
+  vit_depth: "ViT blocks",
+  vit_heads: "ViT heads",
 };
 const NOT_FORM_FIELDS = new Set(["method", "preset", "options"]);
 // Fields the zoo copies from the form into every preset (the rest is each preset's own).

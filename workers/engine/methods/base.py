@@ -109,3 +109,11 @@ class Method(nn.Module):
     def monitor(self) -> dict[str, float]:
         """Scalars to log once per epoch (e.g. current EMA momentum)."""
         return {}
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """views: two augmented views [2 x (B, C, H, W)] of the same probe images, the
+        module in eval mode -> the method's mechanism signals measured on them (DINO's teacher
+        entropy and teacher-student KL), stored in the epoch record's ``logs``; {} by
+        default."""
+        return {}
