@@ -45,6 +45,7 @@ from backend.broker import (
     send_ingest,
     send_train,
 )
+from backend.deployment import RedisNames
 from backend.events import Publisher
 from backend.projections import resend_projections
 from backend.settings import Settings
@@ -59,12 +60,12 @@ log = logging.getLogger(__name__)
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
 
-def gpu_worker_connected(settings: Settings) -> bool:
+def gpu_worker_connected(settings: Settings, names: RedisNames) -> bool:
     """Whether a worker that consumes the GPU queue is alive (True when Redis cannot tell:
     the message waits in its queue either way)."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        workers = registered_workers(client, settings.redis_url)
+        workers = registered_workers(client, names)
     except (redis.RedisError, OSError):
         return True
     finally:
@@ -87,7 +88,7 @@ def enqueue_run(
     if not send_train(celery, run_id, device):
         leases.mark_unsent(db, [run_id])
         return False
-    if device == "cuda" and not gpu_worker_connected(settings):
+    if device == "cuda" and not gpu_worker_connected(settings, RedisNames.of(db)):
         publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
     return True
 
@@ -127,7 +128,7 @@ def advance_sweep(
         if not send_train(celery, item.run_id, item.device):
             leases.mark_unsent(db, [item.run_id])
             continue
-        if item.device == "cuda" and not gpu_worker_connected(settings):
+        if item.device == "cuda" and not gpu_worker_connected(settings, RedisNames.of(db)):
             publisher.publish(run_store.note_queued_reason(db, item.run_id, WAITING_FOR_GPU))
         sent.append(item.run_id)
     return sent
@@ -167,7 +168,8 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
 
 
 # The Redis lists of the queues (kombu adds one per priority step; unprioritised messages
-# use the plain name) and the hash of messages delivered but not acknowledged.
+# use the plain name) and the hash of messages delivered but not acknowledged, each under the
+# deployment's broker prefix.
 _PRIORITY_SEPARATOR = "\x06\x16"
 _QUEUE_LISTS = [
     name
@@ -198,17 +200,19 @@ def _task_args(message: dict[str, Any]) -> tuple[str | None, list[Any]]:
     return message.get("headers", {}).get("task"), list(args)
 
 
-def broker_tasks(client: redis.Redis, delivered_after: float = 0.0) -> BrokerTasks:
-    """The train, projection and ingest tasks in Redis now. A message delivered to a worker
-    before ``delivered_after`` (UNIX seconds) and still unacknowledged does not count: its
-    worker died before it took the run (a worker that took it acknowledges it when done, and
-    the run is no longer queued meanwhile), and kombu would give it back only after the
-    visibility timeout (hours)."""
+def broker_tasks(
+    client: redis.Redis, names: RedisNames, delivered_after: float = 0.0
+) -> BrokerTasks:
+    """The deployment's train, projection and ingest tasks in Redis now. A message delivered
+    to a worker before ``delivered_after`` (UNIX seconds) and still unacknowledged does not
+    count: its worker died before it took the run (a worker that took it acknowledges it when
+    done, and the run is no longer queued meanwhile), and kombu would give it back only after
+    the visibility timeout (hours)."""
     with client.pipeline(transaction=False) as pipe:
         for name in _QUEUE_LISTS:
-            pipe.lrange(name, 0, -1)
-        pipe.hgetall(_UNACKED)
-        pipe.zrangebyscore(_UNACKED_INDEX, delivered_after, "+inf")
+            pipe.lrange(names.broker_key(name), 0, -1)
+        pipe.hgetall(names.broker_key(_UNACKED))
+        pipe.zrangebyscore(names.broker_key(_UNACKED_INDEX), delivered_after, "+inf")
         *lists, unacked, recent = pipe.execute()
     messages = [json.loads(raw) for items in lists for raw in items]
     live = set(recent)
@@ -233,7 +237,9 @@ def resend_lost(db: Database, celery: Celery, settings: Settings, client: redis.
     projections that were never sent or whose task is gone. Each is claimed first (one
     process sends it). Returns how many."""
     snapshot = now()
-    in_broker = broker_tasks(client, delivered_after=snapshot - settings.requeue_queued_after_s)
+    in_broker = broker_tasks(
+        client, RedisNames.of(db), delivered_after=snapshot - settings.requeue_queued_after_s
+    )
     queued = run_store.queued_sent_before(db, snapshot - SEND_GRACE_S)
     lost = [r for r in queued if r not in in_broker.train]
     sent = 0

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from backend.deployment import RedisNames
 from backend.events import Publisher
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
@@ -68,7 +69,7 @@ def writer(
 ) -> None:
     """Runs in its own process, like a worker."""
     db = Database(database_url)
-    publisher = Publisher(redis_url)
+    publisher = Publisher(redis_url, RedisNames.of(db).channel)
     times = {}
     for epoch in range(epochs):
         messages = epoch_store.record_epoch(db, run_id, fake_record(epoch))

@@ -18,7 +18,6 @@ import httpx
 import pytest
 import redis
 
-from backend.broker import worker_key
 from backend.routers.runs import MAX_ZOO_PRESETS
 from tests.service.stack import TINY_RUN, ServiceStack
 
@@ -160,7 +159,7 @@ def test_a_body_that_is_not_declared_json_gets_415(
 
 def test_private_health_shows_workers_to_the_token_only(private_stack: ServiceStack) -> None:
     client = redis.Redis.from_url(private_stack.redis_url)
-    key = worker_key(private_stack.redis_url, "secret-host:4242")
+    key = private_stack.redis_names().worker_key("secret-host:4242")
     info = {"id": "secret-host:4242", "queues": ["train"], "pid": 4242, "started_at": 0}
     client.set(key, json.dumps(info), ex=30)
     try:
@@ -221,7 +220,7 @@ def test_every_common_client_reads_the_413_of_an_oversized_body(
     assert _urllib_status(url, body, json_type) == 413
     with httpx.Client(timeout=30) as client:
         assert client.post(url, content=body, headers=json_type).status_code == 413
-        chunked = client.post(url, content=iter([body[:2**20]] * 20), headers=json_type)
+        chunked = client.post(url, content=iter([body[: 2**20]] * 20), headers=json_type)
         assert chunked.status_code == 413
     body_file = tmp_path / "body.json"
     body_file.write_bytes(body)
