@@ -58,7 +58,7 @@ def test_two_deployments_sharing_a_redis_never_take_each_others_tasks(
 
     run = {**TINY_RUN, "epochs": 1}
     launched: dict[str, list[str]] = {}
-    for index in range(RUNS_EACH):  # interleaved, so both queues fill at once
+    for _ in range(RUNS_EACH):  # interleaved, so both queues fill at once
         for stack in two_deployments:
             response = httpx.post(f"{stack.base_url}/api/runs", json=run, timeout=30)
             assert response.status_code == 201, response.text
