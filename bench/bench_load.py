@@ -14,7 +14,7 @@ and the API process's resident memory. ``--workers N`` serves the API with
 ``uvicorn --workers N`` instead of one process.
 
 Run from the repository root: ``python -m bench.bench_load [--seconds 4] [--workers 1]``.
-Target (issue 9): >= 200 requests/s at p95 <= 100 ms with the 100 viewers.
+Target (README, Benchmarks): >= 200 requests/s at p95 <= 100 ms with the 100 viewers.
 """
 
 from __future__ import annotations

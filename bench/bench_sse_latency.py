@@ -8,7 +8,7 @@ Latency = receive time (viewer) - commit time (writer, after the transaction com
 use ``time.time()`` on the same machine. Reported for 1 viewer and for 100 concurrent viewers.
 
 Run from the repository root: ``python -m bench.bench_sse_latency [--epochs 60]``.
-Targets (issue 3): p95 <= 250 ms with 1 viewer, <= 1 s with 100.
+Targets (README, Benchmarks): p95 <= 250 ms with 1 viewer, <= 1 s with 100.
 """
 
 from __future__ import annotations
