@@ -8,7 +8,7 @@ which must send each run exactly once; then a pass with nothing to do; then a br
 broker check after Redis lost everything, which sends them all again, once.
 
 Run from the repository root: ``python -m bench.bench_reaper [--runs 10000]``.
-Target (README, What survives what): a pass well under the reaper interval (10 s), nothing sent twice.
+Target (README): a pass well under the reaper interval (10 s), nothing sent twice.
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def test_spectral_measures_count_the_dimensions_of_a_subspace(k: int, d: int) ->
 
 
 def test_power_law_spectrum_fools_rankme_but_not_nesum() -> None:
-    # spectrum-shape metrics: at d = 128 a 1/k eigenvalue spectrum gives RankMe about 106, NESum about 6
+    # spectrum shape: at d = 128 a 1/k eigenvalue spectrum gives RankMe about 106, NESum about 6
     values = _spectral(_power_law(8192, 128))
     assert values["rankme"] == pytest.approx(106, abs=5)
     assert values["nesum"] == pytest.approx(6, abs=1.5)
