@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from backend.alerts import AlertLoop
 from backend.body_limits import BodyLimits, validation_error_handler
 from backend.broker import make_celery
+from backend.deployment import RedisNames
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import EventHub, Publisher
 from backend.routers import (
@@ -94,12 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         await to_thread.run_sync(db.migrate)
+        names = await to_thread.run_sync(RedisNames.of, db)
         state = ServiceState(
             settings=settings,
             db=db,
-            publisher=Publisher(settings.redis_url),
-            hub=EventHub(settings.redis_url),
-            celery=make_celery(settings),
+            publisher=Publisher(settings.redis_url, names.channel),
+            hub=EventHub(settings.redis_url, names.channel),
+            celery=make_celery(settings, names),
+            names=names,
         )
         app.state.service = state
         await state.hub.start()

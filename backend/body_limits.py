@@ -2,8 +2,12 @@
 422s that never echo what was sent.
 
 :class:`BodyLimits` is plain ASGI, so it runs before FastAPI reads the body: a request whose
-``Content-Length`` is above ``MAX_BODY_BYTES`` is answered 413 at once, without reading it; a
-chunked body is read up to the bound and answered 413 as soon as it passes it. A non-empty
+``Content-Length`` is above ``MAX_BODY_BYTES`` is answered 413 without parsing it; a
+chunked body is read up to the bound and answered 413 as soon as it passes it. Before the 413
+goes out, the rest of the body is read and thrown away (up to ``DISCARD_MAX_BYTES`` and
+``DISCARD_MAX_S``, as nginx's lingering close does): a client that sends its whole body before
+it reads the answer (Python's urllib) would otherwise find the connection closed under it
+(connection reset, broken pipe) and never see the 413. Nothing of it is kept in memory. A non-empty
 body must say ``Content-Type: application/json`` (or ``+json``), else 415: nothing is taken
 as JSON by guesswork, and a cross-site HTML form (which cannot send that type) cannot launch
 runs. A route that takes large bodies of another media type (an upload) registers it in
@@ -13,7 +17,9 @@ first, then as it streams) but not read here, so it never sits in memory twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -31,6 +37,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # The longest string a 422 shows back as the ``input`` it refused.
 MAX_ECHOED_INPUT_CHARS = 100
+# How much of a refused body is read and discarded before the 413, so that the client reads it.
+DISCARD_MAX_BYTES = 64 * 2**20
+DISCARD_MAX_S = 10.0
 
 
 def _is_json(media_type: str) -> bool:
@@ -56,6 +65,8 @@ class BodyLimits:
         limit = self.streamed.get(media_type, self.max_bytes)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
+            if headers.get("expect", "").lower() != "100-continue":  # else nothing was sent
+                await _discard(receive)
             await self._refuse(send, 413, self._too_large(limit, media_type in self.streamed))
             return
         if media_type in self.streamed:
@@ -69,6 +80,8 @@ class BodyLimits:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
+                if more:
+                    await _discard(receive)
                 await self._refuse(send, 413, self._too_large(self.max_bytes, False))
                 return
         if body and not _is_json(media_type):
@@ -125,6 +138,23 @@ class BodyLimits:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+async def _discard(receive: Receive) -> None:
+    """Read what is left of the request body and drop it, up to ``DISCARD_MAX_BYTES`` and
+    ``DISCARD_MAX_S`` (beyond them the connection is closed with the body still coming)."""
+    discarded = 0
+    deadline = time.monotonic() + DISCARD_MAX_S
+    while discarded <= DISCARD_MAX_BYTES and (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _short_input(value: Any) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from backend.events import key_prefix
+from backend.deployment import RedisNames
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,10 @@ def training_queues(has_gpu: bool) -> list[str]:
     return [TRAIN_GPU_QUEUE if has_gpu else TRAIN_CPU_QUEUE, TRAIN_QUEUE]
 
 
-def worker_key(redis_url: str, worker_id: str) -> str:
-    return f"{key_prefix(redis_url)}:worker:{worker_id}"
-
-
-def registered_workers(client: redis.Redis, redis_url: str) -> list[dict[str, Any]]:
-    """The workers alive now, as they describe themselves (id, queues, pid, device...)."""
-    keys = list(client.scan_iter(match=worker_key(redis_url, "*"), count=200))
+def registered_workers(client: redis.Redis, names: RedisNames) -> list[dict[str, Any]]:
+    """The deployment's workers alive now, as they describe themselves (id, queues, pid,
+    device...)."""
+    keys = list(client.scan_iter(match=names.worker_key("*"), count=200))
     return [json.loads(value) for value in client.mget(keys) if value] if keys else []
 
 
@@ -60,8 +57,9 @@ PROJECT_TASK = "collapse_lab.project_embeddings"
 INGEST_TASK = "collapse_lab.ingest_external"
 
 
-def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
-    """A Celery app bound to the settings' Redis; workers pass the modules of their tasks."""
+def make_celery(settings: Settings, names: RedisNames, include: tuple[str, ...] = ()) -> Celery:
+    """A Celery app bound to the settings' Redis, every key of it under the deployment's
+    prefix (backend/deployment.py); workers pass the modules of their tasks."""
     celery = Celery("collapse_lab", broker=settings.redis_url, include=list(include))
     celery.conf.update(
         task_serializer="json",
@@ -79,7 +77,10 @@ def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
         },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
-        broker_transport_options={"visibility_timeout": 6 * 3600},
+        broker_transport_options={
+            "visibility_timeout": 6 * 3600,
+            "global_keyprefix": names.broker_prefix,
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )

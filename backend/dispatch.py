@@ -44,32 +44,86 @@ from backend.broker import (
     registered_workers,
     send_ingest,
     send_train,
+    train_queue_for,
 )
+from backend.deployment import RedisNames
 from backend.events import Publisher
 from backend.projections import resend_projections
+from backend.schemas import Waiting
 from backend.settings import Settings
 from backend.store import external, leases
 from backend.store import runs as run_store
 from backend.store import sweeps as sweep_store
 from backend.store.database import Database
-from backend.store.models import now
+from backend.store.models import Run, now
+from backend.store.runs import QueuePosition
 
 log = logging.getLogger(__name__)
 
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
 
-def gpu_worker_connected(settings: Settings) -> bool:
-    """Whether a worker that consumes the GPU queue is alive (True when Redis cannot tell:
-    the message waits in its queue either way)."""
+def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]) -> Waiting | None:
+    """Why the queued ``run`` has not started, given where it stands in the queue and the
+    deployment's connected ``workers`` (as they describe themselves in Redis); None when a
+    free worker that can train it is about to take it. The one definition of the reasons:
+    ``GET /api/runs/{id}`` shows it and the run's status events say it."""
+    ahead = position.ahead
+    if run.sweep_id is not None and run.enqueued_at is None and position.sweep_concurrency:
+        detail = (
+            f"held by its sweep, which sends {position.sweep_concurrency} of its runs to the "
+            f"workers at a time; {position.sweep_out} of them are queued or running"
+        )
+        return Waiting(reason="sweep_concurrency", detail=detail, ahead=ahead)
+    device = str((run.config or {}).get("device", "auto"))
+    queue = train_queue_for(device)
+    takers = [w for w in workers if queue in (w.get("queues") or [])]
+    if not takers and device == "cuda":
+        return Waiting(reason="no_gpu_worker", detail=WAITING_FOR_GPU, ahead=ahead)
+    if not takers:
+        kind = "CPU training worker" if device == "cpu" else "training worker"
+        detail = f"waiting for a {kind}: none is connected"
+        return Waiting(reason="no_worker", detail=detail, ahead=ahead)
+    able = [w for w in takers if run.method in (w.get("methods") or [run.method])]
+    if not able:
+        detail = (
+            f"waiting for a worker with method {run.method!r}: none of the {len(takers)} "
+            "connected training workers has it (install its plugin on one)"
+        )
+        return Waiting(reason="no_worker_with_plugin", detail=detail, ahead=ahead)
+    busy = sum(1 for w in able if w.get("running"))
+    if ahead == 0 and busy < len(able):
+        return None
+    detail = (
+        f"behind {ahead} queued run{'' if ahead == 1 else 's'}; "
+        f"{busy} of the {len(able)} workers that can train it {'is' if busy == 1 else 'are'} busy"
+    )
+    return Waiting(reason="behind_queue", detail=detail, ahead=ahead)
+
+
+def waiting_of(db: Database, settings: Settings, run: Run) -> Waiting | None:
+    """:func:`why_waiting` for a stored run, reading the workers from Redis; None when the run
+    is not queued or Redis cannot tell."""
+    if run.status != "queued" or run.source is not None:
+        return None
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        workers = registered_workers(client, settings.redis_url)
+        workers = registered_workers(client, RedisNames.of(db))
     except (redis.RedisError, OSError):
-        return True
+        return None
     finally:
         client.close()
-    return any(TRAIN_GPU_QUEUE in worker.get("queues", []) for worker in workers)
+    return why_waiting(run, run_store.queue_position(db, run), workers)
+
+
+def _note_waiting_for_gpu(
+    db: Database, publisher: Publisher, settings: Settings, run_id: str
+) -> None:
+    """Tell a sent run's viewers when it waits for a GPU worker: the first to join takes it."""
+    run = run_store.get_run(db, run_id)
+    waiting = waiting_of(db, settings, run) if run is not None else None
+    if waiting is not None and waiting.reason == "no_gpu_worker":
+        publisher.publish(run_store.note_queued_reason(db, run_id, waiting.detail))
 
 
 def enqueue_run(
@@ -87,8 +141,8 @@ def enqueue_run(
     if not send_train(celery, run_id, device):
         leases.mark_unsent(db, [run_id])
         return False
-    if device == "cuda" and not gpu_worker_connected(settings):
-        publisher.publish(run_store.note_queued_reason(db, run_id, WAITING_FOR_GPU))
+    if device == "cuda":
+        _note_waiting_for_gpu(db, publisher, settings, run_id)
     return True
 
 
@@ -127,8 +181,8 @@ def advance_sweep(
         if not send_train(celery, item.run_id, item.device):
             leases.mark_unsent(db, [item.run_id])
             continue
-        if item.device == "cuda" and not gpu_worker_connected(settings):
-            publisher.publish(run_store.note_queued_reason(db, item.run_id, WAITING_FOR_GPU))
+        if item.device == "cuda":
+            _note_waiting_for_gpu(db, publisher, settings, item.run_id)
         sent.append(item.run_id)
     return sent
 
@@ -167,7 +221,8 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
 
 
 # The Redis lists of the queues (kombu adds one per priority step; unprioritised messages
-# use the plain name) and the hash of messages delivered but not acknowledged.
+# use the plain name) and the hash of messages delivered but not acknowledged, each under the
+# deployment's broker prefix.
 _PRIORITY_SEPARATOR = "\x06\x16"
 _QUEUE_LISTS = [
     name
@@ -198,17 +253,19 @@ def _task_args(message: dict[str, Any]) -> tuple[str | None, list[Any]]:
     return message.get("headers", {}).get("task"), list(args)
 
 
-def broker_tasks(client: redis.Redis, delivered_after: float = 0.0) -> BrokerTasks:
-    """The train, projection and ingest tasks in Redis now. A message delivered to a worker
-    before ``delivered_after`` (UNIX seconds) and still unacknowledged does not count: its
-    worker died before it took the run (a worker that took it acknowledges it when done, and
-    the run is no longer queued meanwhile), and kombu would give it back only after the
-    visibility timeout (hours)."""
+def broker_tasks(
+    client: redis.Redis, names: RedisNames, delivered_after: float = 0.0
+) -> BrokerTasks:
+    """The deployment's train, projection and ingest tasks in Redis now. A message delivered
+    to a worker before ``delivered_after`` (UNIX seconds) and still unacknowledged does not
+    count: its worker died before it took the run (a worker that took it acknowledges it when
+    done, and the run is no longer queued meanwhile), and kombu would give it back only after
+    the visibility timeout (hours)."""
     with client.pipeline(transaction=False) as pipe:
         for name in _QUEUE_LISTS:
-            pipe.lrange(name, 0, -1)
-        pipe.hgetall(_UNACKED)
-        pipe.zrangebyscore(_UNACKED_INDEX, delivered_after, "+inf")
+            pipe.lrange(names.broker_key(name), 0, -1)
+        pipe.hgetall(names.broker_key(_UNACKED))
+        pipe.zrangebyscore(names.broker_key(_UNACKED_INDEX), delivered_after, "+inf")
         *lists, unacked, recent = pipe.execute()
     messages = [json.loads(raw) for items in lists for raw in items]
     live = set(recent)
@@ -233,7 +290,9 @@ def resend_lost(db: Database, celery: Celery, settings: Settings, client: redis.
     projections that were never sent or whose task is gone. Each is claimed first (one
     process sends it). Returns how many."""
     snapshot = now()
-    in_broker = broker_tasks(client, delivered_after=snapshot - settings.requeue_queued_after_s)
+    in_broker = broker_tasks(
+        client, RedisNames.of(db), delivered_after=snapshot - settings.requeue_queued_after_s
+    )
     queued = run_store.queued_sent_before(db, snapshot - SEND_GRACE_S)
     lost = [r for r in queued if r not in in_broker.train]
     sent = 0

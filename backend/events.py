@@ -68,29 +68,16 @@ LIST_EVENT_TYPES = ("status", "epoch")
 RESYNC = object()  # queued to a stream when it may have missed messages
 
 
-def redis_db_index(redis_url: str) -> int:
-    return int(redis.Redis.from_url(redis_url).connection_pool.connection_kwargs.get("db", 0))
-
-
-def channel_name(redis_url: str) -> str:
-    """Pub/sub channels ignore Redis database numbers, so the number goes into the name."""
-    return f"collapse-lab:{redis_db_index(redis_url)}:events"
-
-
-def key_prefix(redis_url: str) -> str:
-    return f"collapse-lab:{redis_db_index(redis_url)}"
-
-
 class Publisher:
     """Publishes committed events on Redis from a background thread, so that training never
     waits on Redis. While Redis is down messages are dropped (they are in the database; the
     streams catch up from there) and a connection is retried at most once a second."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, channel: str) -> None:
         self.client = redis.Redis.from_url(
             redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
         )
-        self.channel = channel_name(redis_url)
+        self.channel = channel
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
         self._down_until = 0.0
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
@@ -147,9 +134,9 @@ class EventHub:
     keeps the streams gap-free is telling every stream to re-read the log after a Redis
     reconnect or an overflowing inbox, which those do not offer."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, channel: str) -> None:
         self.redis_url = redis_url
-        self.channel = channel_name(redis_url)
+        self.channel = channel
         self.connected = False
         # called with each message, and with None when the channel is lost or comes back
         self.listeners: list[Callable[[EventMessage | None], None]] = []

@@ -27,7 +27,7 @@ import numpy as np
 from celery import Celery
 
 from backend.broker import send_projection
-from backend.events import key_prefix
+from backend.deployment import RedisNames
 from backend.settings import Settings
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
@@ -36,10 +36,6 @@ from backend.store.database import Database
 log = logging.getLogger(__name__)
 
 EMBEDDING_TTL_S = 24 * 3600  # how long embeddings wait in Redis, and how far back re-sends look
-
-
-def embeddings_key(redis_url: str, run_id: str, epoch: int) -> str:
-    return f"{key_prefix(redis_url)}:embeddings:{run_id}:{epoch}"
 
 
 def _folder(run_dir: Path) -> Path:
@@ -112,7 +108,9 @@ def forget_embeddings(run_dir: Path, epoch: int) -> None:
             path.unlink()
 
 
-def send_kept(celery: Celery, settings: Settings, run_id: str, epoch: int) -> bool:
+def send_kept(
+    celery: Celery, settings: Settings, names: RedisNames, run_id: str, epoch: int
+) -> bool:
     """Claim the epoch's unsent embeddings (rename to sent) and send its projection task;
     put the claim back when the send fails. False when not sent (or claimed elsewhere)."""
     run_dir = settings.run_dir(run_id)
@@ -121,8 +119,7 @@ def send_kept(celery: Celery, settings: Settings, run_id: str, epoch: int) -> bo
     except FileNotFoundError:
         return False
     os.utime(sent_path(run_dir, epoch))  # the send time: a newer one may not be in Redis yet
-    key = embeddings_key(settings.redis_url, run_id, epoch)
-    if send_projection(celery, run_id, epoch, key):
+    if send_projection(celery, run_id, epoch, names.embeddings_key(run_id, epoch)):
         return True
     with contextlib.suppress(FileNotFoundError):
         os.replace(sent_path(run_dir, epoch), pending_path(run_dir, epoch))
@@ -142,16 +139,17 @@ def resend_projections(
     whose projection is stored already are deleted. Returns how many were sent."""
     sent = 0
     runs_root = settings.run_dir("_").parent  # resolved once, not per run
+    redis_names = RedisNames.of(db)
     for run_id in run_store.recently_trained(db, time.time() - EMBEDDING_TTL_S):
         run_dir = runs_root / run_id
         try:
-            names = [p.name for p in _folder(run_dir).iterdir()]
+            files = [p.name for p in _folder(run_dir).iterdir()]
         except FileNotFoundError:
             continue
-        if not names:
+        if not files:
             continue
         stored = set(epoch_store.projection_epochs(db, run_id))
-        for name in names:
+        for name in files:
             stem, _, suffix = name.partition(".")
             if not stem.isdigit() or suffix not in ("npz", "sent.npz"):
                 continue
@@ -166,7 +164,7 @@ def resend_projections(
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < sent_before:
                         os.replace(path, pending_path(run_dir, epoch))
-            if send_kept(celery, settings, run_id, epoch):
+            if send_kept(celery, settings, redis_names, run_id, epoch):
                 sent += 1
             elif pending_path(run_dir, epoch).exists():
                 return sent  # Redis is down: the next pass goes on

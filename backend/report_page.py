@@ -82,6 +82,7 @@ def render_module_page(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>{stylesheet.read_text(encoding="utf-8")}</style>
 <script>{get_plotlyjs()}</script>
 <script type="application/json" id="report-data">{_json_script(data)}</script>

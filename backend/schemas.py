@@ -160,6 +160,22 @@ class ExternalRunInfo(BaseModel):
     )
 
 
+class Waiting(BaseModel):
+    """Why a queued run has not started (computed when the run is read)."""
+
+    reason: Literal[
+        "no_gpu_worker", "no_worker", "no_worker_with_plugin", "sweep_concurrency", "behind_queue"
+    ] = Field(
+        description="no_gpu_worker: it asks for 'cuda' and no GPU worker is connected; "
+        "no_worker: no training worker that takes its device is connected; "
+        "no_worker_with_plugin: no connected worker has its (plugin) method; "
+        "sweep_concurrency: its sweep holds it until one of its runs ends; "
+        "behind_queue: the workers that can take it are busy with runs sent before it."
+    )
+    detail: str = Field(description="The same in one sentence, with the numbers.")
+    ahead: int = Field(description="Queued runs sent to the workers before it.")
+
+
 class RunDetail(RunSummary):
     """A run with its full config and the worker bookkeeping."""
 
@@ -175,6 +191,11 @@ class RunDetail(RunSummary):
     last_event_id: int = Field(description="Sequence number of its latest stored event.")
     external: ExternalRunInfo | None = Field(
         None, description="An external run's own config and finish call; null for the others."
+    )
+    waiting: Waiting | None = Field(
+        None,
+        description="Why a queued run waits (GET /api/runs/{id}); null when it is not queued, "
+        "when a free worker is about to take it, or when Redis cannot tell.",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from backend.deployment import RedisNames
 from backend.dispatch import enqueue_run
 from backend.events import EventHub, Publisher
 from backend.read_cache import ReadCache
@@ -22,6 +23,7 @@ class ServiceState:
     publisher: Publisher
     hub: EventHub
     celery: Celery
+    names: RedisNames  # the deployment's keys and channel in Redis
     cache: ReadCache = field(init=False)
 
     def __post_init__(self) -> None:

@@ -7,7 +7,7 @@ Measures, sequentially on loopback with one keep-alive connection:
 ``GET /api/runs/{id}`` and ``GET /api/runs/{id}/epochs`` (all 200 records).
 
 Run from the repository root: ``python -m bench.bench_api [--requests 200]``.
-Targets (issue 3): p95 <= 50 ms for the run list and for the 200 epochs.
+Targets (README, Benchmarks): p95 <= 50 ms for the run list and for the 200 epochs.
 """
 
 from __future__ import annotations

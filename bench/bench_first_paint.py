@@ -11,7 +11,7 @@ dashboard open); reported per page and cache state:
   and UMAP, both runs on the comparison plots).
 
 Run from the repository root: ``python -m bench.bench_first_paint [--repeat 5]``.
-Target (issue 4): first paint under 1 s on loopback.
+Target (README, Benchmarks): first paint under 1 s on loopback.
 """
 
 from __future__ import annotations

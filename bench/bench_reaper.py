@@ -8,7 +8,7 @@ which must send each run exactly once; then a pass with nothing to do; then a br
 broker check after Redis lost everything, which sends them all again, once.
 
 Run from the repository root: ``python -m bench.bench_reaper [--runs 10000]``.
-Target (issue 9): a pass well under the reaper interval (10 s), nothing sent twice.
+Target (README): a pass well under the reaper interval (10 s), nothing sent twice.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 
 from backend.broker import make_celery
+from backend.deployment import RedisNames
 from backend.dispatch import reap_once, resend_lost
 from backend.events import Publisher
 from backend.settings import Settings
@@ -73,11 +74,12 @@ def main() -> None:
             fill(db, args.runs)
             client = redis.Redis.from_url(server.url)
 
+            names = RedisNames.of(db)
             reapers = [
-                (Database(settings.resolved_database_url), make_celery(settings))
+                (Database(settings.resolved_database_url), make_celery(settings, names))
                 for _ in range(PROCESSES)
             ]
-            publisher = Publisher(server.url)
+            publisher = Publisher(server.url, names.channel)
             threads = [
                 threading.Thread(target=reap_once, args=(d, publisher, c, settings))
                 for d, c in reapers
@@ -88,7 +90,8 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             first = time.perf_counter() - started
-            queued = client.llen("train")
+            train_queue = names.broker_key("train")
+            queued = client.llen(train_queue)
             print(
                 f"first pass, {PROCESSES} reapers at once over {args.runs} unsent runs: "
                 f"{first:.2f} s, {queued} messages in the train queue (runs: {args.runs})"
@@ -111,7 +114,7 @@ def main() -> None:
             lost = time.perf_counter() - started
             print(
                 f"broker check after Redis lost everything: {lost:.2f} s, re-sent {resent}, "
-                f"{client.llen('train')} messages in the train queue"
+                f"{client.llen(train_queue)} messages in the train queue"
             )
             publisher.close()
         finally:

@@ -8,7 +8,7 @@ Latency = receive time (viewer) - commit time (writer, after the transaction com
 use ``time.time()`` on the same machine. Reported for 1 viewer and for 100 concurrent viewers.
 
 Run from the repository root: ``python -m bench.bench_sse_latency [--epochs 60]``.
-Targets (issue 3): p95 <= 250 ms with 1 viewer, <= 1 s with 100.
+Targets (README, Benchmarks): p95 <= 250 ms with 1 viewer, <= 1 s with 100.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from backend.deployment import RedisNames
 from backend.events import Publisher
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
@@ -68,7 +69,7 @@ def writer(
 ) -> None:
     """Runs in its own process, like a worker."""
     db = Database(database_url)
-    publisher = Publisher(redis_url)
+    publisher = Publisher(redis_url, RedisNames.of(db).channel)
     times = {}
     for epoch in range(epochs):
         messages = epoch_store.record_epoch(db, run_id, fake_record(epoch))

@@ -1,6 +1,6 @@
 """Training throughput: this engine vs lightly's documented SimSiam recipe, same run, same model.
 
-Setting (issue 2): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 px, batch 256, CPU.
+Setting (README, Benchmarks): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 px, batch 256, CPU.
 
 (a) Recipe: lightly's SimSiam example (docs "Examples > SimSiam"), reimplemented here without
     the lightly package: PIL images, a per-image torchvision pipeline (RandomResizedCrop(32,

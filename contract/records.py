@@ -44,7 +44,8 @@ class EmbeddingMetrics(StrictModel):
         None, description="Entropy (nats) of cluster / prototype usage (SwAV, DeepCluster)."
     )
     cluster_entropy_max: float | None = Field(None, description="log K: the entropy's maximum.")
-    # issue 10; None in records written before (and where a metric does not apply)
+    # the spectrum-shape metrics (participation ratio, NESum, W2 uniformity, variance shares,
+    # LiDAR): None in records written before they existed (and where a metric does not apply)
     participation_ratio: float | None = Field(
         None, description="(sum λ)^2 / sum λ^2 of the covariance of z/||z||: directions used."
     )

@@ -39,7 +39,7 @@ def _radius_ratio(name: str) -> float:
 
 
 def test_the_picture_shrinks_when_the_run_collapses_and_only_then(tmp_path: Path) -> None:
-    # issue 10: the cloud's RMS radius follows the spread of z/||z||
+    # one scale per run: the cloud's RMS radius follows the spread of z/||z||
     run_preset("simsiam-no-stopgrad", tmp_path, epochs=12)
     run_preset("simsiam", tmp_path, epochs=12)
     assert _radius_ratio("simsiam-no-stopgrad") < 0.3

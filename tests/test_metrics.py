@@ -67,7 +67,7 @@ def test_subspace_rank_equals_its_dimension(k: int, d: int) -> None:
 
 
 def test_design_example_8_of_128_dims_keeps_std_but_loses_rank() -> None:
-    # DESIGN.md: std_l2 alone misses dimensional collapse
+    # docs/design.md: std_l2 alone misses dimensional collapse
     z = _random_subspace(2048, 8, 128)
     assert metrics.std_l2(z) == pytest.approx(0.086, abs=0.004)
     assert metrics.effective_rank(z) == pytest.approx(8.0, abs=0.2)
@@ -277,7 +277,7 @@ def test_spectral_measures_count_the_dimensions_of_a_subspace(k: int, d: int) ->
 
 
 def test_power_law_spectrum_fools_rankme_but_not_nesum() -> None:
-    # issue 10: at d = 128 a 1/k eigenvalue spectrum gives RankMe about 106, NESum about 6
+    # spectrum shape: at d = 128 a 1/k eigenvalue spectrum gives RankMe about 106, NESum about 6
     values = _spectral(_power_law(8192, 128))
     assert values["rankme"] == pytest.approx(106, abs=5)
     assert values["nesum"] == pytest.approx(6, abs=1.5)

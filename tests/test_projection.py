@@ -105,7 +105,7 @@ def _collapsing(weight: float, n: int = 400, d: int = 16, seed: int = 0) -> np.n
 
 @pytest.mark.parametrize("method", ["umap", "pca"])
 def test_cloud_radius_follows_the_spread_so_collapse_shows(method: str) -> None:
-    # issue 10: RMS radius proportional to spread(z/||z||), one scale for the whole run
+    # size = spread: RMS radius proportional to spread(z/||z||), one scale for the whole run
     projector = projection.Projector(method=method, seed=0)
     radii, spreads = [], []
     for epoch, weight in enumerate([1.0, 0.5, 0.1, 0.02]):

@@ -11,11 +11,21 @@ Start a worker::
 
     celery -A workers.celery_app worker -Q train --pool solo --concurrency 1
     celery -A workers.celery_app worker -Q projection --pool solo --concurrency 1
+
+The app's Redis keys carry the deployment's id (backend/deployment.py), read here from the
+database the worker is configured with (migrated first), so a worker never takes the tasks of
+another deployment that shares its Redis.
 """
 
 from __future__ import annotations
 
 from backend.broker import make_celery
+from backend.deployment import RedisNames
 from backend.settings import get_settings
+from backend.store.database import Database
 
-app = make_celery(get_settings(), include=("workers.tasks",))
+settings = get_settings()
+database = Database(settings.resolved_database_url)
+database.migrate()
+names = RedisNames.of(database)
+app = make_celery(settings, names, include=("workers.tasks",))

@@ -51,11 +51,11 @@ from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from backend.broker import registered_workers, send_train, train_queue_for
+from backend.deployment import RedisNames
 from backend.dispatch import advance_sweep, enqueue_run
 from backend.events import Publisher
 from backend.projections import (
     EMBEDDING_TTL_S,
-    embeddings_key,
     forget_embeddings,
     keep_embeddings,
     load_embeddings,
@@ -93,6 +93,7 @@ class WorkerContext:
     publisher: Publisher
     redis: redis.Redis
     celery: Celery
+    names: RedisNames  # the deployment's keys in Redis
     worker_id: str
     running: str | None = None  # the run this worker trains now (shown by /api/health)
 
@@ -220,7 +221,7 @@ def queue_projection(
     z16 = np.ascontiguousarray(z, dtype=np.float16)
     labels32 = np.ascontiguousarray(labels, dtype=np.int32)
     keep_embeddings(settings.run_dir(run_id), epoch, z16, labels32)
-    key = embeddings_key(settings.redis_url, run_id, epoch)
+    key = context.names.embeddings_key(run_id, epoch)
     try:
         context.redis.hset(
             key,
@@ -234,7 +235,7 @@ def queue_projection(
     except (redis.RedisError, OSError) as exc:
         log.warning("projection of epoch %d waits for Redis: %s", epoch, exc)
         return
-    send_kept(context.celery, settings, run_id, epoch)
+    send_kept(context.celery, settings, context.names, run_id, epoch)
 
 
 def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRecord]) -> None:
@@ -314,7 +315,7 @@ def _workers_with_method(context: WorkerContext, method: str, device: str) -> li
     queue of a run on ``device``; none when Redis cannot tell."""
     queue = train_queue_for(device)
     try:
-        workers = registered_workers(context.redis, context.settings.redis_url)
+        workers = registered_workers(context.redis, context.names)
     except (redis.RedisError, OSError):
         return []
     return [

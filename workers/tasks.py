@@ -29,14 +29,11 @@ from backend.broker import (
     TRAIN_QUEUE,
     TRAIN_TASK,
     WORKER_KEY_TTL_S,
-    worker_key,
 )
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import Publisher
-from backend.settings import get_settings
-from backend.store.database import Database
 from contract import METHOD_SPECS
-from workers.celery_app import app
+from workers.celery_app import app, database, names, settings
 from workers.engine.devices import describe_device
 from workers.engine.projection import project
 from workers.ingest import execute_ingest
@@ -54,15 +51,13 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def context() -> WorkerContext:
     """This worker process's database, publisher and Redis client (built on first use)."""
-    settings = get_settings()
-    db = Database(settings.resolved_database_url)
-    db.migrate()
     return WorkerContext(
         settings=settings,
-        db=db,
-        publisher=Publisher(settings.redis_url),
+        db=database,  # migrated by workers.celery_app, which read the deployment id from it
+        publisher=Publisher(settings.redis_url, names.channel),
         redis=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5),
         celery=app,
+        names=names,
         worker_id=worker_identity(),
     )
 
@@ -94,7 +89,7 @@ def ingest_external(run_id: str) -> str:
 
 def _housekeeping(queues: list[str]) -> None:
     ctx = context()
-    key = worker_key(ctx.settings.redis_url, ctx.worker_id)
+    key = ctx.names.worker_key(ctx.worker_id)
     started_at = time.time()
     # only training workers describe their device: reading it initialises CUDA
     device = None

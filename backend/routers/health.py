@@ -32,7 +32,7 @@ def _workers(state: ServiceState) -> dict[str, Any]:
         state.settings.redis_url, socket_connect_timeout=1, socket_timeout=1
     )
     try:
-        items = registered_workers(client, state.settings.redis_url)
+        items = registered_workers(client, state.names)
     finally:
         client.close()
     train = sum(1 for w in items if TRAIN_QUEUE in w.get("queues", []))

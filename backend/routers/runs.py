@@ -17,7 +17,8 @@ request models are in :mod:`backend.schemas` (and ``/openapi.json``).
   effective_rank_history`` (projector effective rank per epoch, derived from the epoch
   records, for sparklines) and times.
 - ``GET /api/runs/{id}``: the summary plus ``config`` (resolved), ``request`` (as sent),
-  ``attempts``, ``worker_losses``, ``last_event_id``.
+  ``attempts``, ``worker_losses``, ``last_event_id`` and, for a queued run, ``waiting``:
+  ``{"reason", "detail", "ahead"}``, why it has not started (``backend.dispatch.why_waiting``).
 - ``GET /api/runs/{id}/epochs?since=E``: the epoch records (epochs > E when given).
 - ``GET /api/runs/{id}/projections`` -> ``{"epochs": [...]}``;
   ``GET /api/runs/{id}/projections/{epoch}`` -> ``{"epoch", "points": [[x, y]...], "labels"}``.
@@ -49,6 +50,7 @@ from PIL import Image
 from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.dispatch import waiting_of
 from backend.read_cache import LIST
 from backend.schemas import (
     CONFLICT,
@@ -81,7 +83,9 @@ _JSON_OBJECT = TypeAdapter(dict[str, Any])
 
 def run_detail(state: ServiceState, run: Run) -> RunDetail:
     histories = epoch_store.rank_histories(state.db, [run.id])
-    return detail_from_row(run, histories.get(run.id, []))
+    detail = detail_from_row(run, histories.get(run.id, []))
+    detail.waiting = waiting_of(state.db, state.settings, run)
+    return detail
 
 
 def _store_and_enqueue(

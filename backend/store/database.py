@@ -72,6 +72,19 @@ class Database:
             self.write_engine = self.read_engine
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._deployment_id: str | None = None
+
+    @property
+    def deployment_id(self) -> str:
+        """The id of the deployment this database belongs to (created by migration 0007;
+        see backend/deployment.py), read once."""
+        if self._deployment_id is None:
+            with self.read_engine.connect() as connection:
+                found = connection.execute(text("SELECT id FROM deployment")).scalar()
+            if found is None:
+                raise RuntimeError("the database has no deployment id: migrate it first")
+            self._deployment_id = str(found)
+        return self._deployment_id
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
-from backend.store.models import EpochRow, Event, Projection, Run, RunTag, json_safe, now
+from backend.store.models import EpochRow, Event, Projection, Run, RunTag, Sweep, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
 from contract.labels import LabelsEdit, unique_tags
 
@@ -100,6 +100,45 @@ def queued_sent_before(db: Database, stamp: float) -> list[str]:
         return list(
             session.scalars(select(Run.id).where(Run.status == "queued", Run.enqueued_at < stamp))
         )
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """Where a queued run stands: the runs sent to the workers before it and still queued,
+    and, for a run of a sweep, how many of the sweep's runs are out (queued sent, or running)
+    against its concurrency."""
+
+    ahead: int
+    sweep_out: int | None = None
+    sweep_concurrency: int | None = None
+
+
+def queue_position(db: Database, run: Run) -> QueuePosition:
+    with db.read() as session:
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(
+                Run.status == "queued",
+                Run.enqueued_at.is_not(None),
+                Run.id != run.id,
+                Run.enqueued_at <= (run.enqueued_at if run.enqueued_at is not None else now()),
+            )
+        )
+        if run.sweep_id is None:
+            return QueuePosition(int(ahead or 0))
+        sweep = session.get(Sweep, run.sweep_id)
+        out = session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(
+                Run.sweep_id == run.sweep_id,
+                (Run.status == "running")
+                | ((Run.status == "queued") & Run.enqueued_at.is_not(None)),
+            )
+        )
+        concurrency = sweep.concurrency if sweep is not None else None
+        return QueuePosition(int(ahead or 0), int(out or 0), concurrency)
 
 
 def recently_trained(db: Database, since: float) -> list[str]:

@@ -1,4 +1,4 @@
-// Thin client for the Collapse Lab HTTP API (see shared/DESIGN.md and /openapi.json).
+// Thin client for the Collapse Lab HTTP API (see docs/design.md and /openapi.json).
 // Every page goes through these helpers so auth, share mode and error shapes live in one place.
 
 const TOKEN_KEY = "collapse-lab.api-token";

@@ -37,6 +37,7 @@ export class UmapView {
     this.frames = new Map(); // epoch -> frame
     this.pending = new Map(); // epoch -> Promise
     this.backlog = []; // epochs to fetch for the scale
+    this.final = null; // a finished run's epochs with a projection: no other is fetched
     this.loading = 0;
     this.scale = scale;
     scale.views.add(this);
@@ -110,6 +111,7 @@ export class UmapView {
     this.requested = epoch;
     let frame;
     try {
+      if (this.final && !this.final.has(epoch)) throw Object.assign(new Error("no projection"), { status: 404 });
       frame = await this.load(epoch);
     } catch (error) {
       if (this.requested !== epoch) return;

@@ -16,7 +16,7 @@ RNG = np.random.default_rng(1)
 
 
 def std_l2(z: np.ndarray) -> float:
-    """DESIGN.md's std_l2: mean over dims of the std over samples of z/||z||."""
+    """docs/design.md's std_l2: mean over dims of the std over samples of z/||z||."""
     unit = z / np.linalg.norm(z, axis=1, keepdims=True)
     return float(unit.std(axis=0).mean())
 

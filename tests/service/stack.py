@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from backend.deployment import RedisNames
+from backend.store.database import Database
 from backend.up import worker_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,6 +203,14 @@ class ServiceStack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    def redis_names(self) -> RedisNames:
+        """The deployment's keys in Redis (its id is in its database, once the API started)."""
+        database = Database(self.database_url)
+        try:
+            return RedisNames.of(database)
+        finally:
+            database.dispose()
 
     def env(self) -> dict[str, str]:
         env = {

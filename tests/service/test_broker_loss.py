@@ -48,10 +48,10 @@ def lossy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceSta
         server.stop()
 
 
-def _train_tasks(url: str) -> list[str]:
-    client = redis.Redis.from_url(url)
+def _train_tasks(service: ServiceStack) -> list[str]:
+    client = redis.Redis.from_url(service.redis_url)
     try:
-        return [r.decode() for r in client.lrange("train", 0, -1)]
+        return [r.decode() for r in client.lrange(service.redis_names().broker_key("train"), 0, -1)]
     finally:
         client.close()
 
@@ -65,9 +65,10 @@ def test_a_run_waiting_in_the_queue_is_not_sent_again(
     with httpx.Client(base_url=service.base_url, timeout=30) as api:
         run_id = api.post("/api/runs", json={**TINY_RUN, "epochs": 2}).json()["id"]
         time.sleep(6)
-        assert _train_tasks(server.url) and len(_train_tasks(server.url)) == 1
+        assert _train_tasks(service) and len(_train_tasks(service)) == 1
         assert api.post(f"/api/runs/{run_id}/cancel").status_code == 202
-    redis.Redis.from_url(server.url).delete("train")  # the cancelled run's message
+    train_queue = service.redis_names().broker_key("train")
+    redis.Redis.from_url(server.url).delete(train_queue)  # the cancelled run's message
 
 
 def test_a_queued_run_whose_task_redis_lost_is_sent_again_within_seconds_and_once(
@@ -77,14 +78,15 @@ def test_a_queued_run_whose_task_redis_lost_is_sent_again_within_seconds_and_onc
     with httpx.Client(base_url=service.base_url, timeout=30) as api:
         run_id = api.post("/api/runs", json={**TINY_RUN, "epochs": 2}).json()["id"]
         client = redis.Redis.from_url(server.url)
-        assert broker_tasks(client).train == {run_id}
+        names = service.redis_names()
+        assert broker_tasks(client, names).train == {run_id}
         server.stop()
         server.start()  # empty: the queued run's message is gone
         restarted = time.monotonic()
-        wait_until(lambda: run_id in broker_tasks(client).train, 15, what="the re-send")
+        wait_until(lambda: run_id in broker_tasks(client, names).train, 15, what="the re-send")
         resent_after = time.monotonic() - restarted
         time.sleep(3)  # more checks and reaper passes: none sends it again
-        assert len(_train_tasks(server.url)) == 1
+        assert len(_train_tasks(service)) == 1
         client.close()
         print(f"re-sent {resent_after:.1f} s after the restart")
         assert resent_after < 10
@@ -161,10 +163,11 @@ def test_an_ingest_task_redis_lost_is_sent_again_within_seconds_and_once(
         put = api.put(f"/api/external-runs/{run_id}/epochs/0", content=body, headers=headers)
         assert put.status_code == 202
         client = redis.Redis.from_url(server.url)
-        assert broker_tasks(client).ingest == {run_id}
+        names = service.redis_names()
+        assert broker_tasks(client, names).ingest == {run_id}
         server.stop()
         server.start()
-        wait_until(lambda: broker_tasks(client).ingest, 10, what="the ingest re-send")
+        wait_until(lambda: broker_tasks(client, names).ingest, 10, what="the ingest re-send")
         time.sleep(4)  # more checks and reaper passes: none sends it again
-        assert client.llen("ingest") == 1
+        assert client.llen(names.broker_key("ingest")) == 1
         client.close()

@@ -5,16 +5,19 @@ never hides a change made through this API."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from backend.broker import worker_key
 from backend.routers.runs import MAX_ZOO_PRESETS
 from tests.service.stack import TINY_RUN, ServiceStack
 
@@ -156,7 +159,7 @@ def test_a_body_that_is_not_declared_json_gets_415(
 
 def test_private_health_shows_workers_to_the_token_only(private_stack: ServiceStack) -> None:
     client = redis.Redis.from_url(private_stack.redis_url)
-    key = worker_key(private_stack.redis_url, "secret-host:4242")
+    key = private_stack.redis_names().worker_key("secret-host:4242")
     info = {"id": "secret-host:4242", "queues": ["train"], "pid": 4242, "started_at": 0}
     client.set(key, json.dumps(info), ex=30)
     try:
@@ -180,3 +183,53 @@ def test_the_cached_run_list_shows_a_change_at_once(idle: httpx.Client) -> None:
     assert idle.get("/api/runs").json()["data"][0]["status"] == "cancelled"
     assert idle.delete(f"/api/runs/{run_id}").status_code == 204
     assert all(r["id"] != run_id for r in idle.get("/api/runs").json()["data"])
+
+
+OVERSIZED = 20 * 2**20  # far more than the kernel's socket buffers take without being read
+
+
+def _urllib_status(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def _curl_status(url: str, body_file: Path, *headers: str) -> str:
+    arguments = [arg for header in headers for arg in ("-H", header)]
+    command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30"]
+    result = subprocess.run(
+        [*command, *arguments, "--data-binary", f"@{body_file}", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+def test_every_common_client_reads_the_413_of_an_oversized_body(
+    idle_stack: ServiceStack, tmp_path: Path
+) -> None:
+    """The server reads and throws away the rest of a refused body before it closes, so a
+    client that sends it all before reading (urllib) sees the 413, not a broken pipe."""
+    url = f"{idle_stack.base_url}/api/runs"
+    body = b"[" + b"1," * (OVERSIZED // 2) + b"1]"
+    json_type = {"Content-Type": "application/json"}
+    assert _urllib_status(url, body, json_type) == 413
+    with httpx.Client(timeout=30) as client:
+        assert client.post(url, content=body, headers=json_type).status_code == 413
+        chunked = client.post(url, content=iter([body[: 2**20]] * 20), headers=json_type)
+        assert chunked.status_code == 413
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(body)
+    assert _curl_status(url, body_file, "Content-Type: application/json") == "413"
+    # without "Expect: 100-continue" curl sends the whole body before it reads the answer
+    no_expect = _curl_status(url, body_file, "Content-Type: application/json", "Expect:")
+    assert no_expect == "413"
+    chunked_curl = _curl_status(
+        url, body_file, "Content-Type: application/json", "Transfer-Encoding: chunked", "Expect:"
+    )
+    assert chunked_curl == "413"
+    assert httpx.get(f"{idle_stack.base_url}/api/health", timeout=10).status_code == 200

@@ -10,10 +10,10 @@ import numpy as np
 import redis
 
 from backend.broker import make_celery
+from backend.deployment import RedisNames
 from backend.events import Publisher
 from backend.projections import (
     MAX_PROJECTION_ATTEMPTS,
-    embeddings_key,
     failed_path,
     keep_embeddings,
     resend_projections,
@@ -44,16 +44,18 @@ def test_a_failing_projection_is_given_up_after_a_few_attempts(
     run_dir = settings.run_dir(run.id)
     nan = np.full((64, 8), np.nan, dtype=np.float16)  # UMAP raises "Input contains NaN"
     keep_embeddings(run_dir, 1, nan, np.zeros(64, dtype=np.int32))
-    celery = make_celery(settings)
+    names = RedisNames.of(db)
+    celery = make_celery(settings, names)
     context = WorkerContext(
         settings=settings,
         db=db,
-        publisher=Publisher(settings.redis_url),
+        publisher=Publisher(settings.redis_url, names.channel),
         redis=redis.Redis.from_url(settings.redis_url),
         celery=celery,
+        names=names,
         worker_id="test",
     )
-    key = embeddings_key(settings.redis_url, run.id, 1)
+    key = names.embeddings_key(run.id, 1)
     outcomes = []
     for _ in range(MAX_PROJECTION_ATTEMPTS):
         # the broker check finds the task gone (it ran and failed) and sends it again

@@ -125,7 +125,8 @@ def test_a_sweep_sends_only_its_concurrency_and_cancel_ends_every_run(
     idle: httpx.Client, idle_stack: ServiceStack
 ) -> None:
     broker = redis.Redis.from_url(idle_stack.redis_url)
-    sent_before = broker.llen("train")
+    train_queue = idle_stack.redis_names().broker_key("train")
+    sent_before = broker.llen(train_queue)
     body = {
         **VICREG_SWEEP,
         "grid": {"variance_weight": [0, 25], "covariance_weight": [0, 1]},
@@ -143,9 +144,9 @@ def test_a_sweep_sends_only_its_concurrency_and_cancel_ends_every_run(
     assert sweep["status"] == "queued" and sweep["concurrency"] == 2
     # No worker takes them here: two went to the broker, two are held by the sweep (and
     # stay held through reaper passes, REAPER_INTERVAL_S = 1 s).
-    assert broker.llen("train") - sent_before == 2
+    assert broker.llen(train_queue) - sent_before == 2
     time.sleep(2.5)
-    assert broker.llen("train") - sent_before == 2
+    assert broker.llen(train_queue) - sent_before == 2
 
     cancelled = idle.post(f"/api/sweeps/{created['id']}/cancel")
     assert cancelled.status_code == 202
@@ -154,7 +155,7 @@ def test_a_sweep_sends_only_its_concurrency_and_cancel_ends_every_run(
     for run_id in created["runs"]:
         assert idle.get(f"/api/runs/{run_id}").json()["status"] == "cancelled"
     time.sleep(1.5)
-    assert broker.llen("train") - sent_before == 2, "nothing more is sent once cancelled"
+    assert broker.llen(train_queue) - sent_before == 2, "nothing more is sent once cancelled"
     assert idle.post("/api/sweeps/nope/cancel").status_code == 404
     broker.close()
 

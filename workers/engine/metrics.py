@@ -6,7 +6,8 @@ record. Spectral quantities are computed in float64 (float32 eigen-solvers lose 
 singular values that tell a collapsed embedding from a healthy one).
 
 Shapes: ``N`` probe samples, ``d`` embedding dimensions, ``M`` bank (training) samples.
-Definitions follow ``DESIGN.md``; none of them loops over samples in Python.
+Definitions follow ``docs/design.md`` (Collapse diagnostics); none of them loops over samples
+in Python.
 """
 
 from __future__ import annotations

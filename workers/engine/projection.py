@@ -13,9 +13,9 @@ UMAP (McInnes et al. 2018, umap-learn) with three savings over calling it from s
   (rotation/reflection, uniform scale, translation), so an animation over epochs does not
   spin or flip.
 
-One scale for the whole run (issue 10): UMAP keeps neighbourhoods, not scale, so the tiny
-differences left in a collapsed embedding would still fill the picture. Every layout is
-therefore centred on the origin and scaled so that its RMS radius is
+One scale for the whole run (size = spread, see docs/design.md): UMAP keeps neighbourhoods,
+not scale, so the tiny differences left in a collapsed embedding would still fill the
+picture. Every layout is therefore centred on the origin and scaled so that its RMS radius is
 ``RADIUS_PER_SPREAD x spread(z)``, spread = sqrt of the total variance of z/||z|| (as in
 ``verdict.spread``): size = spread, shape = neighbourhoods. The factor is an absolute
 constant, so no state is needed to keep it (a frame projected again, out of order or on

@@ -128,8 +128,8 @@ def spread(embedding_metrics: dict[str, Any]) -> float:
 
 
 def participation_ratio(embedding_metrics: dict[str, Any]) -> float:
-    """The participation ratio of z/||z|| (``metrics.participation_ratio``): recorded since
-    issue 10; records written before it carry only the spectrum, from which it is derived
+    """The participation ratio of z/||z|| (``metrics.participation_ratio``): recorded with
+    the spectrum-shape metrics; records written before them carry only the spectrum, derived
     the same way ((sum lambda)^2 / sum lambda^2, 0 for a constant embedding)."""
     recorded = embedding_metrics.get("participation_ratio")
     if recorded is not None:

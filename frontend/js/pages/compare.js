@@ -5,7 +5,7 @@
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
-import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
+import { isActive, keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
 import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady, varianceSharesFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
@@ -237,19 +237,22 @@ function redraw() {
   }
 }
 
-/** Put every epoch that has a projection (in any shown run) on the shared slider. */
-async function addProjectionEpochs(id) {
-  const view = state.umaps.find((v) => v.runId === id);
-  if (!view) return;
-  try {
-    const payload = await api.projectionEpochs(id);
-    for (const epoch of payload.epochs) {
+/** Put every epoch that has a projection (in any shown run) on the shared slider. The lists
+ * are read before any goes on the slider: a finished run's list is final, and its view then
+ * asks for no epoch outside it (the slider also shows the longer runs' epochs). */
+async function addProjectionEpochs(ids) {
+  const views = ids.map((id) => state.umaps.find((v) => v.runId === id)).filter(Boolean);
+  // a run whose list cannot be read just lacks its epochs on the slider; the plots are unaffected
+  const lists = await Promise.all(views.map((view) => api.projectionEpochs(view.runId).then((payload) => payload.epochs, () => [])));
+  views.forEach((view, index) => {
+    if (!isActive(state.runs.get(view.runId) || {})) view.final = new Set(lists[index]);
+  });
+  views.forEach((view, index) => {
+    for (const epoch of lists[index]) {
       view.add(epoch);
       state.slider.add(epoch);
     }
-  } catch {
-    // the slider just lacks this run's epochs; the plots above are unaffected
-  }
+  });
 }
 
 function scheduleRedraw() {
@@ -272,7 +275,7 @@ function connectLive() {
         records.sort((a, b) => a.epoch - b.epoch);
         state.records.set(id, records);
         scheduleRedraw();
-        setTimeout(() => addProjectionEpochs(id), 5000); // projections follow their epoch
+        setTimeout(() => addProjectionEpochs([id]), 5000); // projections follow their epoch
       }
     } else if (type === "status") {
       api.getRun(id).then((run) => {
@@ -327,7 +330,7 @@ async function main() {
     return;
   }
   redraw();
-  state.ids.forEach(addProjectionEpochs);
+  addProjectionEpochs(state.ids);
   connectLive();
 }
 

@@ -34,7 +34,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 def positive_alignment(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """The positive term of NT-Xent alone: -mean_i cos(z1_i, z2_i) / T, from (N, d) x 2.
-    Minimised by any constant map, so it collapses (DESIGN.md, contrastive family)."""
+    Minimised by any constant map, so it collapses (docs/design.md, contrastive family)."""
     return -F.cosine_similarity(z1, z2, dim=1).mean() / temperature
 
 

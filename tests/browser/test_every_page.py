@@ -1,0 +1,185 @@
+"""Every page of the dashboard, opened for every kind of run a first hour produces: a finished
+healthy run, a collapsed run, an external run (logged through the collapse_lab client) and a
+failed run, with the runs list, the launch form, the run pages, the comparison, a sweep, the
+share views and the three offline reports. A page fails when it shows a value the code never
+meant to show (``null``, ``undefined``, ``NaN``, ``[object Object]``) or when the browser
+reports an error (an uncaught exception, a console error, a failed request).
+
+The healthy and collapsed runs are the session's trained ones (``finished_runs``)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from collapse_lab import Monitor
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page
+
+from tests.browser.conftest import API_TOKEN, COLLAPSING_RUN
+from tests.service.stack import ServiceStack, wait_until
+from tests.service.test_sweeps import VICREG_SWEEP
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Words that only reach the screen when code prints a missing or unformatted value.
+LEAKED_VALUE = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")
+SETTLE_S = 1.0  # a page is drawn when its text and its plots stopped changing for this long
+PAGE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class PageProblems:
+    """What the browser reported while a page was open."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("console", self._console)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console error: {message.text} ({message.location})")
+
+
+def settled_text(page: Page) -> str:
+    """The page's visible text once it and its plots stopped changing."""
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    last, stable_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        state = page.evaluate(
+            """() => [document.body.innerText,
+                      document.querySelectorAll('.js-plotly-plot').length,
+                      document.querySelectorAll('.state-loading').length]"""
+        )
+        if state != last:
+            last, stable_since = state, time.monotonic()
+        elif time.monotonic() - stable_since >= SETTLE_S and not state[2]:
+            return str(state[0])
+        time.sleep(0.2)
+    raise AssertionError(f"{page.url} never settled")
+
+
+def leaked_values(text: str) -> list[str]:
+    """Each line of ``text`` that shows a leaked value."""
+    return [line.strip() for line in text.splitlines() if LEAKED_VALUE.search(line)]
+
+
+@pytest.fixture(scope="module")
+def external_run(dashboard_stack: ServiceStack) -> dict[str, Any]:
+    """A run logged from a researcher's own loop, finished, with its verdict stored."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((128, 16))
+    with Monitor(
+        dashboard_stack.base_url, token=API_TOKEN, name="first-hour-loop", config={"lr": 0.3}
+    ) as monitor:
+        for epoch in range(3):
+            monitor.log_epoch(epoch, base * 0.1**epoch + 1.0, labels=np.arange(128) % 4)
+
+    def finished() -> dict[str, Any] | None:
+        run = httpx.get(f"{dashboard_stack.base_url}/api/runs/{monitor.run_id}").json()
+        return run if run["status"] == "succeeded" and run["verdict"] else None
+
+    run: dict[str, Any] = wait_until(finished, 120, interval=0.5, what="its verdict")
+    return run
+
+
+@pytest.fixture(scope="module")
+def failed_run(dashboard_stack: ServiceStack, writer: httpx.Client) -> dict[str, Any]:
+    """A run whose image folder holds no readable image: it fails on its worker."""
+    for label in ("a", "b"):
+        folder = dashboard_stack.data_dir / "unreadable" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(4):
+            (folder / f"{index}.png").write_bytes(b"not a png")
+    request = {**COLLAPSING_RUN, "dataset": "imagefolder", "dataset_path": "unreadable"}
+    response = writer.post("/api/runs", json=request)
+    assert response.status_code == 201, response.text
+    run_id = response.json()["id"]
+
+    def failed() -> dict[str, Any] | None:
+        run = writer.get(f"/api/runs/{run_id}").json()
+        assert run["status"] not in ("succeeded", "cancelled"), run
+        return run if run["status"] == "failed" else None
+
+    run: dict[str, Any] = wait_until(failed, 300, interval=0.5, what="the run to fail")
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(writer: httpx.Client) -> dict[str, Any]:
+    """A 2-run VICReg sweep (one cell collapses and stops early, one stays healthy)."""
+    created = writer.post("/api/sweeps", json=VICREG_SWEEP).json()
+
+    def finished() -> dict[str, Any] | None:
+        sweep = writer.get(f"/api/sweeps/{created['id']}").json()
+        return sweep if sweep["status"] == "finished" else None
+
+    sweep: dict[str, Any] = wait_until(finished, 300, interval=1, what="the sweep to finish")
+    return sweep
+
+
+@pytest.fixture
+def visit(writer_context: BrowserContext, visitor_context: BrowserContext) -> Iterator[Any]:
+    """``visit(url, visitor=False)``: open the page, wait until it is drawn, and collect what
+    it shows wrong; the test fails at the end with every problem of every page."""
+    problems: dict[str, list[str]] = {}
+
+    def open_page(url: str, visitor: bool = False) -> None:
+        page = (visitor_context if visitor else writer_context).new_page()
+        seen = PageProblems()
+        seen.watch(page)
+        response = page.goto(url)
+        found = []
+        if response is None or response.status != 200:
+            found.append(f"HTTP {response.status if response else 'no response'}")
+        else:
+            found += [f"shows {line!r}" for line in leaked_values(settled_text(page))]
+        found += seen.errors
+        if found:
+            problems[url] = found
+        page.close()
+
+    yield open_page
+    report = "\n".join(f"{url}:\n  " + "\n  ".join(found) for url, found in problems.items())
+    assert not problems, f"pages that show what they should not:\n{report}"
+
+
+def test_every_page_of_every_kind_of_run_shows_no_leaked_value_and_no_error(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    finished_runs: list[dict[str, Any]],
+    external_run: dict[str, Any],
+    failed_run: dict[str, Any],
+    finished_sweep: dict[str, Any],
+    visit: Any,
+) -> None:
+    base = dashboard_stack.base_url
+    collapsed, healthy = finished_runs
+    runs = [healthy, collapsed, external_run, failed_run]
+    assert collapsed["verdict"]["kind"] == "complete_collapse"
+    assert healthy["verdict"]["kind"] == "healthy" and not healthy["verdict"].get("stopped_early")
+    ids = [run["id"] for run in runs]
+    run_share = writer.post("/api/shares", json={"runs": [healthy["id"]]}).json()
+    compare_share = writer.post("/api/shares", json={"runs": ids}).json()
+    sweep_share = writer.post(f"/api/sweeps/{finished_sweep['id']}/share").json()
+
+    visit(f"{base}/")
+    visit(f"{base}/launch")
+    for run in runs:
+        visit(f"{base}/runs/{run['id']}")
+        visit(f"{base}/api/runs/{run['id']}/report.html")
+    visit(f"{base}/launch?from={healthy['id']}")
+    visit(f"{base}/compare")
+    visit(f"{base}/compare?runs={','.join(ids)}")
+    visit(f"{base}/api/compare/report.html?runs={','.join(ids)}")
+    visit(f"{base}{finished_sweep['url']}")
+    visit(f"{base}/api/sweeps/{finished_sweep['id']}/report.html")
+    for share in (run_share, compare_share, sweep_share):
+        visit(f"{base}{share['url']}", visitor=True)
