@@ -42,7 +42,7 @@ class RunConfig(StrictInput):
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
     preset: str | None = Field(None, description="Preset this config was derived from, if any.")
-    dataset: DatasetName = "digits"
+    dataset: DatasetName = Field("digits", description="The images to train on.")
     dataset_path: str | None = Field(
         None, description="For 'imagefolder': a folder relative to the data root."
     )
@@ -53,24 +53,26 @@ class RunConfig(StrictInput):
     probe_size: int = Field(
         2048, ge=64, le=20_000, description="Held-out images the diagnostics are computed on."
     )
-    backbone: BackboneName = "small_cnn"
+    backbone: BackboneName = Field("small_cnn", description="The encoder whose output is h.")
     width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
-    proj_hidden_dim: int = Field(512, ge=8, le=8192)
+    proj_hidden_dim: int = Field(512, ge=8, le=8192, description="Projector hidden width.")
     proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
     pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")
-    epochs: int = Field(20, ge=1, le=1000)
-    batch_size: int = Field(256, ge=8, le=4096)
-    optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
+    epochs: int = Field(20, ge=1, le=1000, description="Training epochs after epoch 0.")
+    batch_size: int = Field(256, ge=8, le=4096, description="Images per step (two views each).")
+    optimizer: Literal["sgd", "adamw", "lars"] = Field("sgd", description="The optimiser.")
     lr: float = Field(0.06, gt=0, le=10, description="Base learning rate (scaled by batch/256).")
-    weight_decay: float = Field(5e-4, ge=0, le=1)
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0, le=100)
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="Learning-rate schedule after the warm-up."
+    )
+    warmup_epochs: int = Field(0, ge=0, le=100, description="Epochs of linear lr warm-up.")
     augment_strength: float = Field(
         1.0, ge=0, le=2, description="Scales colour jitter and crop range (0 = no augmentation)."
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    knn_k: int = Field(20, ge=1, le=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed: weights, data order, views.")
+    knn_k: int = Field(20, ge=1, le=200, description="Neighbours of the kNN accuracy probe.")
     lidar_every: int = Field(
         5,
         ge=0,
@@ -78,7 +80,9 @@ class RunConfig(StrictInput):
         description="Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this "
         "many epochs and at the last one; 0 = never.",
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; auto = the GPU when there is one."
+    )
     stop_after_settled_epochs: int | None = Field(
         None,
         ge=1,

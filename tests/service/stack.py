@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from backend.up import worker_command
+from workers.launcher import worker_command
 
 REPO = Path(__file__).resolve().parents[2]
 
