@@ -57,7 +57,7 @@ succeeded, failed, cancelled."""
 async def _reaper_loop(state: ServiceState) -> None:
     while True:
         await asyncio.sleep(state.settings.reaper_interval_s)
-        reap = partial(reap_once, state.db, state.publisher, state.celery, state.settings)
+        reap = partial(reap_once, state.db, state.celery, state.settings)
         await to_thread.run_sync(housekeeping, "reaper pass", reap)
 
 
@@ -91,12 +91,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url)
+        publisher = Publisher(settings.redis_url)
+        db = Database(settings.resolved_database_url, on_commit=publisher.publish)
         await to_thread.run_sync(db.migrate)
         state = ServiceState(
             settings=settings,
             db=db,
-            publisher=Publisher(settings.redis_url),
             hub=EventHub(settings.redis_url),
             celery=make_celery(settings),
         )
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await timer
             watch.close()
             await state.hub.stop()
-            state.publisher.close()
+            publisher.close()
             db.dispose()
 
     # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from fastapi-offline's package

@@ -9,7 +9,7 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from backend.dispatch import enqueue_run
-from backend.events import EventHub, Publisher
+from backend.events import EventHub
 from backend.read_cache import ReadCache
 from backend.settings import Settings
 from backend.store.database import Database
@@ -19,7 +19,6 @@ from backend.store.database import Database
 class ServiceState:
     settings: Settings
     db: Database
-    publisher: Publisher
     hub: EventHub
     celery: Celery
     cache: ReadCache = field(init=False)
@@ -30,7 +29,7 @@ class ServiceState:
 
     def enqueue_run(self, run_id: str) -> bool:
         """Send the run's train task; remember whether it went out (the reaper retries)."""
-        return enqueue_run(self.db, self.publisher, self.celery, self.settings, run_id)
+        return enqueue_run(self.db, self.celery, self.settings, run_id)
 
 
 async def get_state(request: Request) -> ServiceState:

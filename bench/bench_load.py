@@ -61,15 +61,15 @@ def fill(database_url: str, runs: int, epochs: int) -> str:
 
 def writer(database_url: str, redis_url: str, run_id: str, first: int, stop: Any) -> None:
     """Like a train worker: an epoch a second, progress four times a second."""
-    db = Database(database_url)
     publisher = Publisher(redis_url)
+    db = Database(database_url, on_commit=publisher.publish)
     epoch = first
     while not stop.is_set():
         for step in range(4):
             progress = {"epoch": epoch, "step": step, "steps": 4, "fraction": 0.1}
             publisher.publish([EventMessage(run_id, "progress", progress)])
             time.sleep(0.25)
-        publisher.publish(epoch_store.record_epoch(db, run_id, fake_record(epoch)))
+        epoch_store.record_epoch(db, run_id, fake_record(epoch))  # published on commit
         epoch += 1
     publisher.close()
 

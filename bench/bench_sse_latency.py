@@ -67,13 +67,12 @@ def writer(
     database_url: str, redis_url: str, run_id: str, epochs: int, interval: float, commits: Any
 ) -> None:
     """Runs in its own process, like a worker."""
-    db = Database(database_url)
     publisher = Publisher(redis_url)
+    db = Database(database_url, on_commit=publisher.publish)
     times = {}
     for epoch in range(epochs):
-        messages = epoch_store.record_epoch(db, run_id, fake_record(epoch))
+        epoch_store.record_epoch(db, run_id, fake_record(epoch))  # published on commit
         times[epoch] = time.time()
-        publisher.publish(messages)
         time.sleep(interval)
     publisher.close()
     commits.put(times)

@@ -55,12 +55,13 @@ log = logging.getLogger(__name__)
 def context() -> WorkerContext:
     """This worker process's database, publisher and Redis client (built on first use)."""
     settings = get_settings()
-    db = Database(settings.resolved_database_url)
+    publisher = Publisher(settings.redis_url)
+    db = Database(settings.resolved_database_url, on_commit=publisher.publish)
     db.migrate()
     return WorkerContext(
         settings=settings,
         db=db,
-        publisher=Publisher(settings.redis_url),
+        publisher=publisher,
         redis=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5),
         celery=app,
         worker_id=worker_identity(),
@@ -118,7 +119,7 @@ def _housekeeping(queues: list[str]) -> None:
             log.debug("worker registration failed: %s", exc)
         if time.monotonic() >= next_reap:
             next_reap = time.monotonic() + ctx.settings.reaper_interval_s
-            reap = partial(reap_once, ctx.db, ctx.publisher, ctx.celery, ctx.settings)
+            reap = partial(reap_once, ctx.db, ctx.celery, ctx.settings)
             housekeeping("reaper pass", reap)
         housekeeping("broker check", watch.poll)
         SHUTTING_DOWN.wait(min(2.0, ctx.settings.reaper_interval_s))

@@ -83,9 +83,8 @@ def run_detail(state: ServiceState, run: Run) -> RunDetail:
 def _store_and_enqueue(
     state: ServiceState, payload: dict[str, Any], config: dict[str, Any]
 ) -> RunDetail:
-    run, messages = run_store.create_run(state.db, payload, config)
+    run, _events = run_store.create_run(state.db, payload, config)
     state.cache.invalidate(run.id)  # at once: the hub hears of it a moment later
-    state.publisher.publish(messages)
     state.enqueue_run(run.id)
     return detail_from_row(run, [])
 
@@ -353,7 +352,6 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.cache.invalidate(run_id)
-    state.publisher.publish(messages)
     if run.status not in ("queued", "running") and not messages:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
     return run_detail(state, run)

@@ -104,7 +104,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
     """Validate every run of the sweep, store them queued and send the first ones."""
     axes, runs, points = _validated_runs(body, state)
     seeds = sorted({int(r.config["seed"]) for r in runs})
-    sweep, run_ids, messages = sweep_store.create_sweep(
+    sweep, run_ids, _events = sweep_store.create_sweep(
         state.db,
         request=body.model_dump(mode="json"),
         name=body.name,
@@ -114,8 +114,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
         runs=runs,
         concurrency=body.concurrency or state.settings.sweep_concurrency,
     )
-    state.publisher.publish(messages)
-    advance_sweep(state.db, state.publisher, state.celery, state.settings, sweep.id)
+    advance_sweep(state.db, state.celery, state.settings, sweep.id)
     response.headers["Location"] = f"/api/sweeps/{sweep.id}"
     return SweepCreated(
         id=sweep.id,
@@ -230,8 +229,7 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
 def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
     """Cancel every unfinished run: queued ones at once, running ones within seconds."""
     sweep = _existing_sweep(state, sweep_id)
-    _count, messages = sweep_store.cancel_sweep(state.db, sweep_id)
-    state.publisher.publish(messages)
+    sweep_store.cancel_sweep(state.db, sweep_id)
     return _detail(state, sweep)
 
 
