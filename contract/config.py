@@ -2,9 +2,11 @@
 
 A run is described by a JSON object such as
 ``{"method": "simsiam", "dataset": "digits", "epochs": 20, "options": {"stop_gradient": false}}``
-or ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``. :func:`resolve_config` merges, in
-order, the generic defaults, the method's own defaults, the preset and the user's fields,
-then validates the result. Unknown fields anywhere (including inside ``options``) are errors.
+or ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``: a run request
+(:mod:`contract.requests`), whose :func:`~contract.requests.resolve_config` merges, in order,
+the generic defaults, the method's own defaults, the preset and the user's fields, and
+validates the result into a RunConfig. Unknown fields anywhere (including inside ``options``)
+are errors.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pydantic import (
 )
 
 from contract.methods import METHOD_SPECS
-from contract.presets import PRESETS
 from contract.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
@@ -120,52 +121,3 @@ class RunConfig(StrictInput):
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise ValueError("dataset 'imagefolder' needs dataset_path")
         return self
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be resolved; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def resolve_config(raw: dict[str, Any]) -> RunConfig:
-    """Merge method defaults, the preset (if any) and the user's fields, then validate.
-
-    Raises :class:`ConfigError` for an unknown preset or method, and pydantic's
-    ``ValidationError`` for bad fields.
-    """
-    raw = dict(raw)
-    merged: dict[str, Any] = {}
-    preset_name = raw.get("preset")
-    if preset_name is not None:
-        if preset_name not in PRESETS:
-            raise ConfigError(
-                "preset", f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}"
-            )
-        merged = dict(PRESETS[preset_name].config)
-    method = raw.get("method", merged.get("method"))
-    if method is None:
-        raise ConfigError("method", "give a method or a preset")
-    if method not in METHOD_SPECS:
-        raise ConfigError(
-            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
-        )
-    if preset_name is not None and raw.get("method", method) != merged["method"]:
-        raise ConfigError(
-            "method", f"preset {preset_name!r} is for method {merged['method']!r}, not {method!r}"
-        )
-    user_options = raw.pop("options", None) or {}
-    if not isinstance(user_options, dict):
-        raise ConfigError("options", "must be an object of method options")
-    options = {**merged.get("options", {}), **user_options}
-    result = {
-        **METHOD_SPECS[method].defaults,
-        **merged,
-        **raw,
-        "method": method,
-        "options": options,
-    }
-    return RunConfig.model_validate(result)

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from contract import RunConfig
+from contract.requests import RUN_REQUEST
 from workers.cli import build_parser, parse_flag_value
 from workers.cli import main as cli_main
 
@@ -35,7 +36,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--preset", "nope"], "or a preset (simclr, byol"),
         (["train", "--method", "simsiam", "--epochs", "0"], "epochs"),
         (["train", "--method", "simsiam", "--set", "bogus=1"], "options.bogus"),
         (["train", "--method", "simsiam", "--set", "nonsense"], "--set expects key=value"),
@@ -172,12 +173,12 @@ def test_every_run_config_field_is_a_train_flag_with_its_description_and_default
 def test_a_bad_flag_value_gets_the_message_run_config_gives(
     flag: str, value: str, field: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The message pydantic gives the same value in a JSON body (the API's 422 `msg`; the
-    service tests compare with the running API)."""
+    """The message the run request gives the same value in a JSON body (the API's 422 `msg`;
+    tests/service/test_api_requests.py compares with the running API)."""
     assert cli_main(["train", "--method", "simsiam", flag, value]) == 2
     stderr = capsys.readouterr().err.strip()
     body = {"method": "simsiam", field: parse_flag_value(RunConfig.model_fields[field], value)}
     with pytest.raises(ValidationError) as refused:
-        RunConfig.model_validate(body)
+        RUN_REQUEST.validate_python(body)
     expected = refused.value.errors()[0]["msg"]
-    assert stderr == f"collapse-lab: error: {field}: {expected}"
+    assert stderr == f"collapse-lab: error: simsiam.{field}: {expected}"

@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from tqdm import tqdm
 
 from backend.settings import get_settings
-from contract import METHOD_SPECS, PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
+from contract import METHOD_SPECS, PRESETS, EpochRecord, RunConfig, resolve_config
 from contract.datasets import DatasetError
 from contract.sweeps import (
     SweepError,
@@ -152,10 +152,11 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as the API's 422 gives it: its location (after ``body``; a run
+    request's starts with its method) and pydantic's message."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
-    message = first["msg"].removeprefix("Value error, ")
-    return message if message.startswith(f"{where}.") else f"{where}: {message}"
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def format_row(record: EpochRecord) -> str:
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
-    except (ConfigError, SweepError) as exc:
+    except SweepError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

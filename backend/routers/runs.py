@@ -43,7 +43,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
+from pydantic import Field
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
 from backend.read_cache import LIST
@@ -56,7 +56,6 @@ from backend.schemas import (
     ProjectionPoints,
     RunDetail,
     RunList,
-    RunRequest,
     ZooResult,
     detail_from_row,
     projection_from_row,
@@ -67,12 +66,12 @@ from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
-from backend.validation import resolve_request
+from backend.validation import accepted_config, as_sent, validate_request
 from contract import PRESETS, RunStatus, StrictInput, VerdictKind
+from contract.requests import RunRequest
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
-_JSON_OBJECT = TypeAdapter(dict[str, Any])
 
 
 def run_detail(state: ServiceState, run: Run) -> RunDetail:
@@ -89,29 +88,18 @@ def _store_and_enqueue(
     return detail_from_row(run, [])
 
 
-# The body is documented as RunRequest (one model per method, or the preset form) but handed
-# over unvalidated: resolve_request merges preset and method defaults under the user's fields
-# and reports each error at its field (["body", "epochs"]), which a union's errors would not
-# (they are prefixed by the union member, and repeated for every member).
-RawRunRequest = Annotated[RunRequest, SkipValidation, Body()]
-
-
 @router.post(
     "/runs",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_writer)],
     response_model=RunDetail,
 )
-def create_run(payload: RawRunRequest, state: StateDep, response: Response) -> RunDetail:
+def create_run(
+    request: Annotated[RunRequest, Body()], state: StateDep, response: Response
+) -> RunDetail:
     """Validate the config, store the run as queued and send it to the train queue."""
-    try:
-        raw = _JSON_OBJECT.validate_python(payload)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
-        ) from None
-    config = resolve_request(raw, state.settings)
-    run = _store_and_enqueue(state, raw, config.model_dump())
+    config = accepted_config(request, state.settings)
+    run = _store_and_enqueue(state, as_sent(request), config.model_dump())
     response.headers["Location"] = run.api_url
     return run
 
@@ -153,8 +141,9 @@ def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
             raise _body_error(["presets", index], f"unknown preset {name!r}")
         payload = {**body.overrides, "preset": name}
         payload.pop("method", None)
-        payloads.append(payload)
-        configs.append(resolve_request(payload, state.settings).model_dump())
+        request, config = validate_request(payload, state.settings, where=("body", "overrides"))
+        payloads.append(as_sent(request))
+        configs.append(config.model_dump())
     runs = [_store_and_enqueue(state, p, c) for p, c in zip(payloads, configs, strict=True)]
     return ZooResult(
         data=runs,

@@ -48,7 +48,7 @@ from backend.sweep_schemas import (
     sweep_detail,
     sweep_summary,
 )
-from backend.validation import resolve_request
+from backend.validation import as_sent, validate_request
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
@@ -71,11 +71,11 @@ def _validated_runs(
     new_runs = []
     for run in runs:
         try:
-            config = resolve_request(run.request, state.settings)
+            _, config = validate_request(run.request, state.settings, where=())
         except RequestValidationError as exc:
             errors = []
             for error in exc.errors():
-                loc = list(error["loc"])[1:]
+                loc = list(error["loc"])[1:]  # after the union member (the method)
                 axis = axis_of_field(axes, loc)
                 if axis is not None:
                     value = run.point[axis.key]
@@ -83,7 +83,7 @@ def _validated_runs(
                 elif loc[:1] == ["seed"] and body.seeds is not None:
                     where, msg = ["seeds"], f"seed {run.seed}: {error['msg']}"
                 else:
-                    where, msg = ["base", *loc], error["msg"]
+                    where, msg = ["base", *error["loc"]], error["msg"]
                 errors.append({**error, "loc": ["body", *where], "msg": msg})
             raise RequestValidationError(errors) from None
         new_runs.append(sweep_store.NewSweepRun(run.cell, run.request, config.model_dump()))
@@ -106,7 +106,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
     seeds = sorted({int(r.config["seed"]) for r in runs})
     sweep, run_ids, _events = sweep_store.create_sweep(
         state.db,
-        request=body.model_dump(mode="json"),
+        request={**body.model_dump(mode="json"), "base": as_sent(body.base)},
         name=body.name,
         axes=axes,
         seeds=seeds,
