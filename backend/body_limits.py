@@ -14,6 +14,7 @@ first, then as it streams) but not read here, so it never sits in memory twice.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -130,7 +131,9 @@ class BodyLimits:
 def _short_input(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= MAX_ECHOED_INPUT_CHARS
-    return value is None or isinstance(value, bool | int | float)
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and infinity have no JSON spelling
+    return value is None or isinstance(value, bool | int)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
