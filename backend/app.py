@@ -59,7 +59,7 @@ succeeded, failed, cancelled."""
 async def _reaper_loop(state: ServiceState) -> None:
     while True:
         await asyncio.sleep(state.settings.reaper_interval_s)
-        reap = partial(reap_once, state.db, state.publisher, state.celery, state.settings)
+        reap = partial(reap_once, state.db, state.celery, state.settings)
         await to_thread.run_sync(housekeeping, "reaper pass", reap)
 
 
@@ -96,10 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.resolved_database_url)
         await to_thread.run_sync(db.migrate)
         names = await to_thread.run_sync(RedisNames.of, db)
+        # the channel carries the deployment id, which the migrated database holds
+        publisher = Publisher(settings.redis_url, names.channel)
+        db.on_commit = publisher.publish
         state = ServiceState(
             settings=settings,
             db=db,
-            publisher=Publisher(settings.redis_url, names.channel),
             hub=EventHub(settings.redis_url, names.channel),
             celery=make_celery(settings, names),
             names=names,
@@ -127,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watch.close()
             await to_thread.run_sync(alerts.stop)
             await state.hub.stop()
-            state.publisher.close()
+            publisher.close()
             db.dispose()
 
     # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from fastapi-offline's package

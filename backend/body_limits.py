@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -160,7 +161,9 @@ async def _discard(receive: Receive) -> None:
 def _short_input(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= MAX_ECHOED_INPUT_CHARS
-    return value is None or isinstance(value, bool | int | float)
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and infinity have no JSON spelling
+    return value is None or isinstance(value, bool | int)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,7 @@
 Two ``make up`` on one host (two ports, two ``DATA_DIR``s), or a test stack beside a
 production one, may use the same Redis. Each deployment has an id, created once by a
 migration and kept in its database (the table ``deployment``, see
-``backend/migrations/versions/0007_deployment_id.py``); every process (API, workers,
+``backend/migrations/versions/0009_deployment_id.py``); every process (API, workers,
 ``celery inspect``) reads it from the database it is configured with, and every name the
 deployment uses in Redis starts with ``collapse-lab:<id>:``: Celery's queues and their
 bookkeeping (kombu's ``global_keyprefix``), the event channel, the worker registry and the

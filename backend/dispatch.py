@@ -47,7 +47,6 @@ from backend.broker import (
     train_queue_for,
 )
 from backend.deployment import RedisNames
-from backend.events import Publisher
 from backend.projections import resend_projections
 from backend.schemas import Waiting
 from backend.settings import Settings
@@ -116,19 +115,15 @@ def waiting_of(db: Database, settings: Settings, run: Run) -> Waiting | None:
     return why_waiting(run, run_store.queue_position(db, run), workers)
 
 
-def _note_waiting_for_gpu(
-    db: Database, publisher: Publisher, settings: Settings, run_id: str
-) -> None:
+def _note_waiting_for_gpu(db: Database, settings: Settings, run_id: str) -> None:
     """Tell a sent run's viewers when it waits for a GPU worker: the first to join takes it."""
     run = run_store.get_run(db, run_id)
     waiting = waiting_of(db, settings, run) if run is not None else None
     if waiting is not None and waiting.reason == "no_gpu_worker":
-        publisher.publish(run_store.note_queued_reason(db, run_id, waiting.detail))
+        run_store.note_queued_reason(db, run_id, waiting.detail)
 
 
-def enqueue_run(
-    db: Database, publisher: Publisher, celery: Celery, settings: Settings, run_id: str
-) -> bool:
+def enqueue_run(db: Database, celery: Celery, settings: Settings, run_id: str) -> bool:
     """Send the train task of a run not sent yet (new, or given back by its worker) to its
     device's queue, claimed first so that a reaper pass running meanwhile does not send it
     too; False when it did not go out (the reaper retries). A run that needs a GPU while no
@@ -142,7 +137,7 @@ def enqueue_run(
         leases.mark_unsent(db, [run_id])
         return False
     if device == "cuda":
-        _note_waiting_for_gpu(db, publisher, settings, run_id)
+        _note_waiting_for_gpu(db, settings, run_id)
     return True
 
 
@@ -170,9 +165,7 @@ def send_unsent(
             return sent
 
 
-def advance_sweep(
-    db: Database, publisher: Publisher, celery: Celery, settings: Settings, sweep_id: str
-) -> list[str]:
+def advance_sweep(db: Database, celery: Celery, settings: Settings, sweep_id: str) -> list[str]:
     """Send the sweep's next held runs, up to its concurrency limit (claimed and marked sent
     by :func:`backend.store.sweeps.take_runs_to_send`); returns the ids that went out. A run
     whose send fails is held again (the next pass retries it)."""
@@ -182,7 +175,7 @@ def advance_sweep(
             leases.mark_unsent(db, [item.run_id])
             continue
         if item.device == "cuda":
-            _note_waiting_for_gpu(db, publisher, settings, item.run_id)
+            _note_waiting_for_gpu(db, settings, item.run_id)
         sent.append(item.run_id)
     return sent
 
@@ -199,7 +192,7 @@ def housekeeping(what: str, action: Callable[[], object]) -> None:
         log.exception("%s failed", what)
 
 
-def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Settings) -> None:
+def reap_once(db: Database, celery: Celery, settings: Settings) -> None:
     """Requeue or fail runs whose worker died; send the queued runs whose task never went
     out, and top up the sweeps.
 
@@ -208,16 +201,15 @@ def reap_once(db: Database, publisher: Publisher, celery: Celery, settings: Sett
     queue again every interval. Whether a sent task is really gone (Redis lost it, or its
     worker died before taking it) only the broker can tell: :class:`BrokerWatch` compares the
     two and re-sends what is missing (:func:`resend_lost`), ingest tasks included."""
-    result = leases.reap(
+    leases.reap(
         db,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         max_worker_losses=settings.max_worker_losses,
         cancel_timeout_s=CANCEL_AFTER_BEATS * settings.heartbeat_interval_s,
     )
-    publisher.publish(result.messages)
     send_unsent(db, celery, sent_before=0.0)  # never sent (new, requeued, or Redis was down)
     for sweep_id in sweep_store.sweeps_with_held_runs(db):
-        advance_sweep(db, publisher, celery, settings, sweep_id)
+        advance_sweep(db, celery, settings, sweep_id)
 
 
 # The Redis lists of the queues (kombu adds one per priority step; unprioritised messages

@@ -3,32 +3,27 @@
 The routers declare these as ``response_model`` (so ``/openapi.json`` documents every
 response and FastAPI checks what goes out) and build them from the store's rows with the
 ``*_from_row`` functions below, the one place where stored columns become public fields and
-links are built. The run request is a union: one model per method (discriminated by
-``method``, each documenting that method's options and defaults) or the preset form.
-Epoch records, verdicts and statuses are the run spec's own types.
+links are built. The run request (a union of one model per method, each documenting that
+method's options and defaults) is the contract's (:mod:`contract.requests`), as are epoch
+records, verdicts and statuses.
 """
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    create_model,
     model_serializer,
 )
-from pydantic.fields import FieldInfo
 
 from backend.store.models import Projection, Run, Share
 from contract import (
     DATASET_CLASSES,
-    METHOD_SPECS,
-    PRESETS,
     EpochRecord,
     RunConfig,
     RunStatus,
@@ -286,105 +281,6 @@ def detail_from_row(run: Run, rank_history: list[float | None]) -> RunDetail:
             else {"config": run.request.get("config") or {}, "finish": run.external_finish},
         }
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# the run request
-
-
-def _config_field(name: str, default: Any) -> FieldInfo:
-    """RunConfig's field ``name`` (type, bounds, description) with another default."""
-    info = copy.copy(RunConfig.model_fields[name])
-    info.default = default
-    return info
-
-
-def _preset_field(name: str) -> FieldInfo:
-    """RunConfig's field ``name``, optional, without a default in the schema: the value
-    comes from the preset, else from its method, else from RunConfig."""
-    info = copy.copy(RunConfig.model_fields[name])
-    info.default = None
-    info.json_schema_extra = _drop_default
-    return info
-
-
-def _drop_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-_OVERRIDABLE = [f for f in RunConfig.model_fields if f not in ("method", "preset", "options")]
-
-
-def _method_request(name: str) -> type[StrictInput]:
-    spec = METHOD_SPECS[name]
-    fields: dict[str, Any] = {
-        field: (
-            RunConfig.model_fields[field].annotation,
-            _config_field(field, spec.defaults.get(field, RunConfig.model_fields[field].default)),
-        )
-        for field in _OVERRIDABLE
-    }
-    fields["method"] = (Literal[name], Field(description=spec.title))
-    fields["options"] = (
-        spec.options,
-        Field(default_factory=dict, description=f"{spec.title}'s options; unset ones default."),
-    )
-    return create_model(
-        spec.options.__name__.removesuffix("Options") + "RunRequest",
-        __base__=StrictInput,
-        __doc__=f"A {spec.title} run ({spec.paper}). Defaults shown are this method's.",
-        **fields,
-    )
-
-
-def _nullable(annotation: Any) -> Any:
-    return annotation | None
-
-
-def _preset_request() -> type[StrictInput]:
-    fields: dict[str, Any] = {
-        field: (_nullable(RunConfig.model_fields[field].annotation), _preset_field(field))
-        for field in _OVERRIDABLE
-    }
-    fields["preset"] = (
-        Literal[tuple(PRESETS)],
-        Field(description="A named configuration (GET /api/methods lists them)."),
-    )
-    fields["method"] = (
-        Literal[tuple(METHOD_SPECS)] | None,
-        Field(None, description="Must be the preset's method when given."),
-    )
-    fields["options"] = (
-        dict[str, Any],
-        Field(
-            default_factory=dict,
-            description="Options of the preset's method (see its method's request), merged "
-            "over the preset's.",
-        ),
-    )
-    return create_model(
-        "PresetRunRequest",
-        __base__=StrictInput,
-        __doc__="A preset with overrides: every field but preset is optional and replaces "
-        "the preset's (then the method's) value.",
-        **fields,
-    )
-
-
-# Built from the catalogue at import, so they are values to the type checker (Any), types to
-# pydantic and FastAPI.
-MethodRunRequest: Any = Annotated[
-    Union[tuple(_method_request(name) for name in METHOD_SPECS)],  # noqa: UP007
-    Field(discriminator="method"),
-]
-PresetRunRequest = _preset_request()
-RunRequest: Any = Annotated[
-    Union[MethodRunRequest, PresetRunRequest],  # noqa: UP007
-    Field(
-        description="A run config: a method with any fields to override its defaults, or a "
-        "preset with overrides. Unknown fields are errors."
-    ),
-]
 
 
 # ---------------------------------------------------------------------------------------------

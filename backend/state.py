@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from backend.deployment import RedisNames
 from backend.dispatch import enqueue_run
-from backend.events import EventHub, Publisher
+from backend.events import EventHub
 from backend.read_cache import ReadCache
 from backend.settings import Settings
 from backend.store.database import Database
@@ -20,7 +20,6 @@ from backend.store.database import Database
 class ServiceState:
     settings: Settings
     db: Database
-    publisher: Publisher
     hub: EventHub
     celery: Celery
     names: RedisNames  # the deployment's keys and channel in Redis
@@ -32,7 +31,7 @@ class ServiceState:
 
     def enqueue_run(self, run_id: str) -> bool:
         """Send the run's train task; remember whether it went out (the reaper retries)."""
-        return enqueue_run(self.db, self.publisher, self.celery, self.settings, run_id)
+        return enqueue_run(self.db, self.celery, self.settings, run_id)
 
 
 async def get_state(request: Request) -> ServiceState:

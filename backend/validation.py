@@ -1,58 +1,33 @@
-"""Turning a launch request into a RunConfig, or into a 422 that names the field.
+"""The server's checks of a run request, beyond the contract's own validation.
 
-Errors are FastAPI-shaped: ``{"detail": [{"loc": ["body", "options", "stop_gradient"],
-"msg": "Input should be a valid boolean", "type": "bool_parsing"}]}`` so the launch form
-can put each message next to its field. Beyond the engine's own validation, the server's
-limits apply (``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``) and
-an ``imagefolder`` path must be an existing folder inside ``DATA_DIR``.
+Pydantic validates the request (:data:`contract.requests.RunRequest`) and places every error
+at its field: FastAPI answers ``{"detail": [{"loc": ["body", "simsiam", "epochs"], "msg":
+"Input should be greater than or equal to 1", "type": "greater_than_equal"}]}`` (after
+``body`` comes the union member, the request's method). Then this deployment's limits apply
+(``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``) and an
+``imagefolder`` path must be an existing folder inside ``DATA_DIR``; their errors take the
+same shape.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from backend.settings import Settings
-from contract import ConfigError, RunConfig, resolve_config
+from contract import RunConfig
 from contract.datasets import DatasetError, resolve_inside
-
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.*)$", re.S)
+from contract.requests import RUN_REQUEST, RunRequestBase, run_config
 
 
 def _error(loc: list[Any], msg: str, kind: str = "value_error") -> dict[str, Any]:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
-
-
-def _model_level_error(message: str, fields: set[str]) -> dict[str, Any]:
-    """A model validator's message ('options.x: ...', 'unknown method ...') -> its field."""
-    message = message.removeprefix("Value error, ")
-    match = _FIELD_PREFIX.match(message)
-    if match and match.group(1).split(".")[0] in fields:
-        return _error(match.group(1).split("."), match.group(2))
-    mentioned = [f for f in fields if re.search(rf"\b{re.escape(f)}\b", message)]
-    mentioned.sort(key=message.index)
-    return _error(mentioned[:1], message)
-
-
-def validation_errors(exc: ValidationError, fields: set[str]) -> list[dict[str, Any]]:
-    errors = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        match = _FIELD_PREFIX.match(message)
-        if match and match.group(1).split(".")[0] in fields:
-            errors.append(_error(match.group(1).split("."), match.group(2), error["type"]))
-        elif error["loc"]:
-            errors.append(_error(list(error["loc"]), message, error["type"]))
-        else:
-            errors.append(_model_level_error(error["msg"], fields))
-    return errors
+    return {"loc": loc, "msg": msg, "type": kind}
 
 
 def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
-    """The deployment's limits, beyond what the engine accepts."""
+    """The deployment's limits, beyond what the engine accepts (``loc``: the field)."""
     errors = []
     limits = (
         ("epochs", settings.max_epochs, "MAX_EPOCHS"),
@@ -89,18 +64,32 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
     return errors
 
 
-def resolve_request(raw: dict[str, Any], settings: Settings) -> RunConfig:
-    """The validated ``RunConfig`` for a launch request; raises RequestValidationError."""
-    fields = set(RunConfig.model_fields)
-    try:
-        config = resolve_config(raw)
-    except ConfigError as exc:
-        raise RequestValidationError([_error(exc.field.split("."), exc.message)]) from None
-    except ValidationError as exc:
-        raise RequestValidationError(validation_errors(exc, fields)) from None
-    except (TypeError, ValueError) as exc:
-        raise RequestValidationError([_model_level_error(str(exc), fields)]) from None
+def accepted_config(
+    request: RunRequestBase, settings: Settings, where: tuple[Any, ...] = ("body",)
+) -> RunConfig:
+    """The RunConfig of a valid request, if this server accepts it; otherwise raises
+    RequestValidationError at ``where`` + the method + the field."""
+    config = run_config(request)
     errors = check_limits(config, settings)
     if errors:
-        raise RequestValidationError(errors)
+        located = [{**e, "loc": [*where, request.method_name, *e["loc"]]} for e in errors]
+        raise RequestValidationError(located)
     return config
+
+
+def validate_request(
+    raw: Any, settings: Settings, where: tuple[Any, ...] = ("body",)
+) -> tuple[RunRequestBase, RunConfig]:
+    """A run request that FastAPI did not validate itself (each of a zoo's presets, each run
+    of a sweep): validated by the contract, then checked by :func:`accepted_config`."""
+    try:
+        request = RUN_REQUEST.validate_python(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": [*where, *e["loc"]]} for e in errors]) from None
+    return request, accepted_config(request, settings, where)
+
+
+def as_sent(request: RunRequestBase) -> dict[str, Any]:
+    """The request's fields as the client sent them (stored with the run, shown on its page)."""
+    return request.model_dump(mode="json", exclude_unset=True)

@@ -64,13 +64,14 @@ def writer(database_url: str, redis_url: str, run_id: str, first: int, stop: Any
     """Like a train worker: an epoch a second, progress four times a second."""
     db = Database(database_url)
     publisher = Publisher(redis_url, RedisNames.of(db).channel)
+    db.on_commit = publisher.publish
     epoch = first
     while not stop.is_set():
         for step in range(4):
             progress = {"epoch": epoch, "step": step, "steps": 4, "fraction": 0.1}
             publisher.publish([EventMessage(run_id, "progress", progress)])
             time.sleep(0.25)
-        publisher.publish(epoch_store.record_epoch(db, run_id, fake_record(epoch)))
+        epoch_store.record_epoch(db, run_id, fake_record(epoch))  # published on commit
         epoch += 1
     publisher.close()
 

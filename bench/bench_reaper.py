@@ -75,14 +75,16 @@ def main() -> None:
             client = redis.Redis.from_url(server.url)
 
             names = RedisNames.of(db)
+            publisher = Publisher(server.url, names.channel)
             reapers = [
-                (Database(settings.resolved_database_url), make_celery(settings, names))
+                (
+                    Database(settings.resolved_database_url, on_commit=publisher.publish),
+                    make_celery(settings, names),
+                )
                 for _ in range(PROCESSES)
             ]
-            publisher = Publisher(server.url, names.channel)
             threads = [
-                threading.Thread(target=reap_once, args=(d, publisher, c, settings))
-                for d, c in reapers
+                threading.Thread(target=reap_once, args=(d, c, settings)) for d, c in reapers
             ]
             started = time.perf_counter()
             for thread in threads:
@@ -98,7 +100,7 @@ def main() -> None:
             )
 
             started = time.perf_counter()
-            reap_once(db, publisher, reapers[0][1], settings)
+            reap_once(db, reapers[0][1], settings)
             idle = time.perf_counter() - started
             print(f"a pass with nothing to send: {idle * 1000:.1f} ms")
 

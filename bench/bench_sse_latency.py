@@ -70,11 +70,11 @@ def writer(
     """Runs in its own process, like a worker."""
     db = Database(database_url)
     publisher = Publisher(redis_url, RedisNames.of(db).channel)
+    db.on_commit = publisher.publish
     times = {}
     for epoch in range(epochs):
-        messages = epoch_store.record_epoch(db, run_id, fake_record(epoch))
+        epoch_store.record_epoch(db, run_id, fake_record(epoch))  # published on commit
         times[epoch] = time.time()
-        publisher.publish(messages)
         time.sleep(interval)
     publisher.close()
     commits.put(times)

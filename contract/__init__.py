@@ -6,14 +6,7 @@ epoch record: :mod:`.records`). The API validates requests against these without
 torch; the engine trains from them.
 """
 
-from contract.config import (
-    DATASET_CLASSES,
-    BackboneName,
-    ConfigError,
-    DatasetName,
-    RunConfig,
-    resolve_config,
-)
+from contract.config import DATASET_CLASSES, BackboneName, DatasetName, RunConfig
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS, Preset
 from contract.records import (
@@ -42,7 +35,6 @@ __all__ = [
     "TERMINAL_STATUSES",
     "VERDICT_KINDS",
     "BackboneName",
-    "ConfigError",
     "DatasetName",
     "EmbeddingMetrics",
     "EpochRecord",
@@ -69,3 +61,6 @@ from contract.plugins import (
 )
 
 install_plugins()
+
+# The run request is built from the catalogue, plugins included.
+from contract.requests import resolve_config  # noqa: E402

@@ -2,9 +2,11 @@
 
 A run is described by a JSON object such as
 ``{"method": "simsiam", "dataset": "digits", "epochs": 20, "options": {"stop_gradient": false}}``
-or ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``. :func:`resolve_config` merges, in
-order, the generic defaults, the method's own defaults, the preset and the user's fields,
-then validates the result. Unknown fields anywhere (including inside ``options``) are errors.
+or ``{"preset": "simsiam-no-stopgrad", "epochs": 30}``: a run request
+(:mod:`contract.requests`), whose :func:`~contract.requests.resolve_config` merges, in order,
+the generic defaults, the method's own defaults, the preset and the user's fields, and
+validates the result into a RunConfig. Unknown fields anywhere (including inside ``options``)
+are errors.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pydantic import (
 )
 
 from contract.methods import METHOD_SPECS
-from contract.presets import PRESETS
 from contract.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
@@ -42,7 +43,7 @@ class RunConfig(StrictInput):
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
     preset: str | None = Field(None, description="Preset this config was derived from, if any.")
-    dataset: DatasetName = "digits"
+    dataset: DatasetName = Field("digits", description="The images to train on.")
     dataset_path: str | None = Field(
         None, description="For 'imagefolder': a folder relative to the data root."
     )
@@ -53,7 +54,7 @@ class RunConfig(StrictInput):
     probe_size: int = Field(
         2048, ge=64, le=20_000, description="Held-out images the diagnostics are computed on."
     )
-    backbone: BackboneName = "small_cnn"
+    backbone: BackboneName = Field("small_cnn", description="The encoder whose output is h.")
     width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
     patch_size: int = Field(
         4, ge=2, le=32, description="vit_tiny: side of the square patches (4: 8x8 at 32 px)."
@@ -61,22 +62,24 @@ class RunConfig(StrictInput):
     vit_dim: int = Field(192, ge=16, le=1024, description="vit_tiny: token width (rep_dim).")
     vit_depth: int = Field(6, ge=1, le=24, description="vit_tiny: transformer blocks.")
     vit_heads: int = Field(3, ge=1, le=16, description="vit_tiny: attention heads.")
-    proj_hidden_dim: int = Field(512, ge=8, le=8192)
+    proj_hidden_dim: int = Field(512, ge=8, le=8192, description="Projector hidden width.")
     proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
     pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")
-    epochs: int = Field(20, ge=1, le=1000)
-    batch_size: int = Field(256, ge=8, le=4096)
-    optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
+    epochs: int = Field(20, ge=1, le=1000, description="Training epochs after epoch 0.")
+    batch_size: int = Field(256, ge=8, le=4096, description="Images per step (two views each).")
+    optimizer: Literal["sgd", "adamw", "lars"] = Field("sgd", description="The optimiser.")
     lr: float = Field(0.06, gt=0, le=10, description="Base learning rate (scaled by batch/256).")
-    weight_decay: float = Field(5e-4, ge=0, le=1)
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0, le=100)
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="Learning-rate schedule after the warm-up."
+    )
+    warmup_epochs: int = Field(0, ge=0, le=100, description="Epochs of linear lr warm-up.")
     augment_strength: float = Field(
         1.0, ge=0, le=2, description="Scales colour jitter and crop range (0 = no augmentation)."
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    knn_k: int = Field(20, ge=1, le=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed: weights, data order, views.")
+    knn_k: int = Field(20, ge=1, le=200, description="Neighbours of the kNN accuracy probe.")
     lidar_every: int = Field(
         5,
         ge=0,
@@ -84,7 +87,9 @@ class RunConfig(StrictInput):
         description="Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this "
         "many epochs and at the last one; 0 = never.",
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; auto = the GPU when there is one."
+    )
     stop_after_settled_epochs: int | None = Field(
         None,
         ge=1,
@@ -137,52 +142,3 @@ class RunConfig(StrictInput):
                     f"{self.image_size}"
                 )
         return self
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be resolved; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def resolve_config(raw: dict[str, Any]) -> RunConfig:
-    """Merge method defaults, the preset (if any) and the user's fields, then validate.
-
-    Raises :class:`ConfigError` for an unknown preset or method, and pydantic's
-    ``ValidationError`` for bad fields.
-    """
-    raw = dict(raw)
-    merged: dict[str, Any] = {}
-    preset_name = raw.get("preset")
-    if preset_name is not None:
-        if preset_name not in PRESETS:
-            raise ConfigError(
-                "preset", f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}"
-            )
-        merged = dict(PRESETS[preset_name].config)
-    method = raw.get("method", merged.get("method"))
-    if method is None:
-        raise ConfigError("method", "give a method or a preset")
-    if method not in METHOD_SPECS:
-        raise ConfigError(
-            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
-        )
-    if preset_name is not None and raw.get("method", method) != merged["method"]:
-        raise ConfigError(
-            "method", f"preset {preset_name!r} is for method {merged['method']!r}, not {method!r}"
-        )
-    user_options = raw.pop("options", None) or {}
-    if not isinstance(user_options, dict):
-        raise ConfigError("options", "must be an object of method options")
-    options = {**merged.get("options", {}), **user_options}
-    result = {
-        **METHOD_SPECS[method].defaults,
-        **merged,
-        **raw,
-        "method": method,
-        "options": options,
-    }
-    return RunConfig.model_validate(result)

@@ -5,9 +5,9 @@
 run-config field (``lr``, ``batch_size``...) or an option of the base's method
 (``variance_weight``, or spelt ``options.variance_weight``); its values are a list or a range
 ``{"start", "stop", "steps", "scale": "linear" | "log"}``. :func:`expand_sweep` turns the
-request into one (merged, unvalidated) run request per grid point and seed, in grid order
-(the first key varies slowest); each goes through :func:`~contract.resolve_config`
-like any launch, and :class:`SweepError` names the grid key at fault.
+request into one run request per grid point and seed, in grid order (the first key varies
+slowest); each is validated like any launch (:data:`contract.requests.RunRequest`, as the
+base is), and :class:`SweepError` names the grid key at fault.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from contract.config import ConfigError, RunConfig
+from contract.config import RunConfig
+from contract.labels import MAX_ALERT_RECEIVERS, WebhookUrl
 from contract.methods import METHOD_SPECS
-from contract.presets import PRESETS
 from contract.records import VerdictKind
+from contract.requests import RunRequest, RunRequestBase, run_config
 from contract.strict import StrictModel
 
 MAX_GRID_KEYS = 2
@@ -82,7 +83,7 @@ class SweepRequest(StrictModel):
     """The body of ``POST /api/sweeps``."""
 
     name: str | None = Field(None, max_length=200, description="A label for the sweep's page.")
-    base: dict[str, Any] = Field(
+    base: RunRequest = Field(
         description="A run config (method or preset, with overrides), as for POST /api/runs."
     )
     grid: dict[str, GridSpec] = Field(
@@ -101,6 +102,12 @@ class SweepRequest(StrictModel):
         le=64,
         description="At most this many of the sweep's runs are sent to the workers at once; "
         "default: the server's SWEEP_CONCURRENCY.",
+    )
+    alerts: list[WebhookUrl] = Field(
+        default_factory=list,
+        max_length=MAX_ALERT_RECEIVERS,
+        description="Webhook URLs told of the sweep's runs' collapses and failures and of its "
+        "end (the base's labels, alerts included, go to each of its runs).",
     )
     stop_when_settled: bool = Field(
         True,
@@ -145,25 +152,6 @@ class SweepRun:
     request: dict[str, Any]
 
 
-def base_method(base: dict[str, Any]) -> str:
-    """The method of a base config (given or from its preset); ConfigError otherwise."""
-    preset = base.get("preset")
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(
-                "preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
-            )
-        return str(PRESETS[preset].config["method"])
-    method = base.get("method")
-    if method is None:
-        raise ConfigError("method", "give a method or a preset")
-    if method not in METHOD_SPECS:
-        raise ConfigError(
-            "method", f"unknown method {method!r}; choose one of {', '.join(sorted(METHOD_SPECS))}"
-        )
-    return str(method)
-
-
 def _is_int_field(annotation: Any) -> bool:
     return annotation is int or annotation == (int | None)
 
@@ -206,11 +194,8 @@ def grid_axes(request: SweepRequest) -> list[GridAxis]:
         raise SweepError(("grid",), "give one or two fields or options to sweep")
     if len(request.grid) > MAX_GRID_KEYS:
         raise SweepError(("grid",), f"at most {MAX_GRID_KEYS} keys (a map has two axes)")
-    try:
-        method = base_method(request.base)
-    except ConfigError as exc:
-        raise SweepError(("base", *exc.field.split(".")), exc.message) from None
-    axes = [_axis(method, key, spec) for key, spec in request.grid.items()]
+    base: RunRequestBase = request.base
+    axes = [_axis(base.method_name, key, spec) for key, spec in request.grid.items()]
     if len({(a.is_option, a.field) for a in axes}) != len(axes):
         raise SweepError(("grid",), "two keys name the same field")
     if request.seeds is not None and any(a.field == "seed" and not a.is_option for a in axes):
@@ -224,7 +209,8 @@ def expand_sweep(
     """The grid axes and every run of the sweep (grid points in order, seeds within)."""
     axes = grid_axes(request)
     seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)
-    seeds = [None] if seeds_in_grid else (request.seeds or [int(request.base.get("seed", 0))])
+    base: RunRequestBase = request.base
+    seeds = [None] if seeds_in_grid else (request.seeds or [run_config(base).seed])
     if len(set(seeds)) != len(seeds):
         raise SweepError(("seeds",), "seeds repeat")
     points = list(itertools.product(*(a.values for a in axes)))
@@ -238,9 +224,7 @@ def expand_sweep(
     runs = []
     for cell, values in enumerate(points):
         for seed in seeds:
-            raw = {**request.base}
-            if request.base.get("options") is not None:
-                raw["options"] = dict(request.base["options"])
+            raw = base.model_dump(mode="json", exclude_unset=True)  # the base as sent
             for axis, value in zip(axes, values, strict=True):
                 axis.apply(raw, value)
             if seed is not None:

@@ -1,5 +1,6 @@
 """The command line: clear one-line errors, a table per epoch and the JSONL records."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -7,7 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from contract import RunConfig
+from contract.requests import RUN_REQUEST
+from workers.cli import build_parser, parse_flag_value
 from workers.cli import main as cli_main
 
 TINY_SETS = [
@@ -31,7 +36,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--preset", "nope"], "or a preset (simclr, byol"),
         (["train", "--method", "simsiam", "--epochs", "0"], "epochs"),
         (["train", "--method", "simsiam", "--set", "bogus=1"], "options.bogus"),
         (["train", "--method", "simsiam", "--set", "nonsense"], "--set expects key=value"),
@@ -103,3 +108,77 @@ def test_sweep_runs_each_grid_point_and_prints_the_map(tmp_path: Path) -> None:
     assert "complete_collapse (stopped early)" in rows[0] and "| healthy |" in rows[1]
     map_row = lines[-1]
     assert map_row.startswith("| verdict | complete@") and map_row.endswith("| healthy |")
+
+
+def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit:
+        cli_main([command, "--help"])
+    assert exit.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    subcommands = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert set(subcommands.choices) == {"train", "zoo", "sweep", "worker", "up"}
+    for name, parser in subcommands.choices.items():
+        shown = help_of(name, capsys)
+        flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+        assert flags, name
+        for action in flags:
+            assert action.option_strings[0] in shown, (name, action.option_strings)
+            if action.default not in (None, False):
+                assert f"default: {action.default}" in shown.replace("Default:", "default:"), (
+                    name,
+                    action.dest,
+                )
+    assert "--gpus" in help_of("worker", capsys) and "--cpu-workers" in help_of("worker", capsys)
+    up_help = help_of("up", capsys)
+    assert "--port" in up_help and "(default: all)" in up_help
+
+
+def test_every_run_config_field_is_a_train_flag_with_its_description_and_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shown = help_of("train", capsys)
+    for name, field in RunConfig.model_fields.items():
+        if name == "options":
+            assert "--set KEY=VALUE" in shown
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        assert flag in shown, flag
+        assert field.description, f"RunConfig.{name} needs a description (it is its --help)"
+        text = shown[shown.index(f"{flag} {name.upper()} ") :]
+        assert " ".join(field.description.split())[:30] in text, name
+        if not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            assert f"Default: {'null' if default is None else default}." in text, name
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [
+        ("--epochs", "0", "epochs"),
+        ("--lr", "fast", "lr"),
+        ("--dataset", "mnist", "dataset"),
+        ("--image-size", "12.5", "image_size"),
+        ("--optimizer", "adam", "optimizer"),
+    ],
+)
+def test_a_bad_flag_value_gets_the_message_run_config_gives(
+    flag: str, value: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message the run request gives the same value in a JSON body (the API's 422 `msg`;
+    tests/service/test_api_requests.py compares with the running API)."""
+    assert cli_main(["train", "--method", "simsiam", flag, value]) == 2
+    stderr = capsys.readouterr().err.strip()
+    body = {"method": "simsiam", field: parse_flag_value(RunConfig.model_fields[field], value)}
+    with pytest.raises(ValidationError) as refused:
+        RUN_REQUEST.validate_python(body)
+    expected = refused.value.errors()[0]["msg"]
+    assert stderr == f"collapse-lab: error: simsiam.{field}: {expected}"

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from contract import METHOD_SPECS, PRESETS, ConfigError, resolve_config
+from contract import METHOD_SPECS, PRESETS, resolve_config
+from contract.requests import RUN_REQUEST, run_config
 
 
 def test_preset_sets_method_and_options_and_user_overrides_win() -> None:
@@ -53,16 +54,43 @@ def test_invalid_fields_are_named(raw: dict, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "field"),
+    ("raw", "loc", "message"),
     [
-        ({"preset": "nope"}, "preset"),
-        ({"method": "nope"}, "method"),
-        ({}, "method"),
-        ({"preset": "simsiam", "method": "byol"}, "method"),
-        ({"method": "simsiam", "options": [1, 2]}, "options"),
+        ({"preset": "nope"}, (), "or a preset (simclr, byol"),
+        ({"method": "nope"}, (), "with a method (barlow_twins, byol"),
+        ({}, (), "give a JSON object with a method"),
+        ({"preset": "simsiam", "method": "byol"}, ("byol", "preset"), "'byol-no-ema'"),
+        ({"method": "simsiam", "options": [1, 2]}, ("simsiam", "options"), "valid dictionary"),
+        ({"method": "simsiam", "epochs": 0}, ("simsiam", "epochs"), "greater than or equal"),
+        (
+            {"preset": "simsiam-no-stopgrad", "options": {"stop_gradient": 1}},
+            ("simsiam", "options", "stop_gradient"),
+            "valid boolean",
+        ),
+        (
+            {"method": "vicreg", "dataset": "imagefolder"},
+            ("vicreg", "dataset_path"),
+            "dataset 'imagefolder' needs dataset_path",
+        ),
     ],
 )
-def test_config_errors_name_the_field(raw: dict, field: str) -> None:
-    with pytest.raises(ConfigError) as info:
+def test_errors_are_located_by_pydantic(raw: dict, loc: tuple, message: str) -> None:
+    """One error, at its place in the request: the union member (the method) then the field."""
+    with pytest.raises(ValidationError) as info:
         resolve_config(raw)
-    assert info.value.field == field
+    [error] = info.value.errors()
+    assert error["loc"] == loc and message in error["msg"], error
+
+
+def test_a_preset_request_keeps_what_was_sent_apart_from_what_the_preset_set() -> None:
+    request = RUN_REQUEST.validate_python(
+        {"preset": "simsiam-no-stopgrad", "epochs": 3, "options": {"predictor": False}}
+    )
+    assert request.model_dump(exclude_unset=True) == {
+        "preset": "simsiam-no-stopgrad",
+        "epochs": 3,
+        "options": {"predictor": False},
+    }
+    config = run_config(request)
+    assert config.options == {"stop_gradient": False, "predictor": False}
+    assert config.lr == METHOD_SPECS["simsiam"].defaults["lr"]

@@ -10,20 +10,20 @@ collapse-lab up
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args, get_origin
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 from tqdm import tqdm
 
 from backend.settings import get_settings
-from backend.up import main as up_main
-from backend.up import worker_main
-from contract import PRESETS, ConfigError, EpochRecord, RunConfig, resolve_config
+from contract import METHOD_SPECS, PRESETS, EpochRecord, RunConfig, resolve_config
 from contract.datasets import DatasetError
 from contract.sweeps import (
     SweepError,
@@ -32,6 +32,7 @@ from contract.sweeps import (
     expand_sweep,
     parse_grid_values,
 )
+from workers import launcher
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
 
 
@@ -51,16 +52,91 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _is_text(field: FieldInfo) -> bool:
+    """Whether a RunConfig field holds text (a name, a path): its flag's value is kept as
+    typed, not read as JSON ('--dataset-path 2024' is a folder, not a number)."""
+    kinds = [a for a in get_args(field.annotation) or [field.annotation] if a is not type(None)]
+    if get_origin(field.annotation) is Literal:
+        kinds = [field.annotation]
+    return all(
+        kind is str
+        or (get_origin(kind) is Literal and all(isinstance(v, str) for v in get_args(kind)))
+        for kind in kinds
+    )
+
+
+def parse_flag_value(field: FieldInfo, text: str) -> Any:
+    """A run-config flag's value as the API would receive it: JSON when it parses ('0.5',
+    '5', 'null'), else the text; RunConfig then validates it, with the API's messages."""
+    if text == "null" or not _is_text(field):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def _flag_help(name: str, field: FieldInfo) -> str:
+    """A field's description, its choices or bounds, and its default (all from RunConfig)."""
+    parts = [field.description.rstrip(".") + "." if field.description else ""]
+    literals = [a for a in get_args(field.annotation) if get_origin(a) is Literal]
+    if get_origin(field.annotation) is Literal:
+        literals = [field.annotation]
+    if name == "method":
+        parts.append(f"One of: {', '.join(sorted(METHOD_SPECS))}.")
+    elif name == "preset":
+        parts.append(f"One of: {', '.join(PRESETS)}.")
+    elif literals:
+        parts.append(f"One of: {', '.join(str(v) for v in get_args(literals[0]))}.")
+    bounds = [
+        f"{symbol} {getattr(rule, attribute)}"
+        for rule in field.metadata
+        for attribute, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if getattr(rule, attribute, None) is not None
+    ]
+    if bounds:
+        parts.append(f"Allowed: {', '.join(bounds)}.")
+    if not field.is_required():
+        default = field.get_default(call_default_factory=True)
+        parts.append(f"Default: {'null' if default is None else default}.")
+    return " ".join(p for p in parts if p).replace("%", "%%")
+
+
+def add_run_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (``image_size`` -> ``--image-size``) with its description,
+    choices, bounds and default, so a new field appears here by itself; method options go
+    through ``--set``."""
+    group = parser.add_argument_group(
+        "run config (RunConfig)",
+        "A flag left out takes the preset's value, else the method's, else the default shown. "
+        "Values are validated as POST /api/runs validates them.",
+    )
+    for name, field in RunConfig.model_fields.items():
+        if name == "options":
+            continue
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar=name.upper(),
+            type=functools.partial(parse_flag_value, field),
+            help=_flag_help(name, field),
+        )
+    group.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a method option (or any config field), e.g. --set stop_gradient=false; the "
+        "value is read as JSON when it parses",
+    )
+
+
 def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
-    if args.preset:
-        raw["preset"] = args.preset
-    if args.method:
-        raw["method"] = args.method
-    for name in ("dataset", "backbone", "epochs", "seed", "batch_size"):
-        value = getattr(args, name, None)
-        if value is not None:
-            raw[name] = value
+    """The run request the flags describe, as a JSON body would give it to the API."""
+    raw: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in RunConfig.model_fields
+        if getattr(args, name, None) is not None
+    }
     options: dict[str, Any] = {}
     for assignment in args.set or []:
         key, value = parse_assignment(assignment)
@@ -76,10 +152,11 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as the API's 422 gives it: its location (after ``body``; a run
+    request's starts with its method) and pydantic's message."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
-    message = first["msg"].removeprefix("Value error, ")
-    return message if message.startswith(f"{where}.") else f"{where}: {message}"
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def format_row(record: EpochRecord) -> str:
@@ -295,15 +372,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    return worker_main(args.rest)
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to the flags that have one (not to unset flags or switches)."""
 
-
-def cmd_up(args: argparse.Namespace) -> int:
-    return up_main(args.rest)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command and its subcommands; each subcommand's --help lists its flags, defaults
+    included."""
     parser = argparse.ArgumentParser(
         prog="collapse-lab",
         description=__doc__,
@@ -317,40 +397,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train one run in this process")
-    tr.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
-    tr.add_argument("--method", help="a method name, e.g. simsiam")
-    tr.add_argument("--dataset")
-    tr.add_argument("--backbone")
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--batch-size", type=int, dest="batch_size")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="any config field or method option, e.g. --set stop_gradient=false",
-    )
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            formatter_class=DefaultsShown,
+        )
+
+    tr = command("train", "train one run in this process")
+    add_run_config_arguments(tr)
     tr.add_argument("--jsonl", type=Path, help="write one JSON record per epoch here")
     tr.set_defaults(func=cmd_train)
 
-    zoo = sub.add_parser("zoo", help="run every preset and print the methods x verdict table")
-    zoo.add_argument("--dataset", default="digits")
+    zoo = command("zoo", "run every preset and print the methods x verdict table")
+    zoo.add_argument("--dataset", default="digits", help="the dataset of every run")
     zoo.add_argument("--epochs", type=int, help="override every preset's epochs")
-    zoo.add_argument("--seed", type=int, default=0)
-    zoo.add_argument("--presets", help="comma-separated subset of presets")
+    zoo.add_argument("--seed", type=int, default=0, help="the seed of every run")
+    zoo.add_argument("--presets", help="comma-separated subset of presets (default: all)")
     zoo.set_defaults(func=cmd_zoo)
 
-    sw = sub.add_parser(
-        "sweep", help="a grid of one or two fields or options, one run after another, as a map"
-    )
-    sw.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
-    sw.add_argument("--method", help="a method name, e.g. vicreg")
-    sw.add_argument("--dataset")
-    sw.add_argument("--backbone")
-    sw.add_argument("--epochs", type=int)
-    sw.add_argument("--batch-size", type=int, dest="batch_size")
-    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for train")
+    sw = command("sweep", "a grid of one or two fields or options, one run after another, as a map")
+    add_run_config_arguments(sw)
     sw.add_argument(
         "--grid",
         action="append",
@@ -358,36 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="a field or option and its values: variance_weight=0,5,25 or lr=0.01..1x5log "
         "(at most two --grid)",
     )
-    sw.add_argument("--seeds", help="comma-separated seeds of every grid point (default 0)")
+    sw.add_argument("--seeds", help="comma-separated seeds of every grid point (default: 0)")
     sw.add_argument(
         "--full", action="store_true", help="train every epoch (no early stop once collapsed)"
     )
     sw.set_defaults(func=cmd_sweep)
 
-    worker = sub.add_parser(
-        "worker", help="start this host's training workers: one per GPU (--gpus), or CPU ones"
+    worker = command(
+        "worker", "start this host's training workers: one per GPU (--gpus), or CPU ones"
     )
-    worker.set_defaults(func=cmd_worker, passes_options_on=True)
+    launcher.add_worker_arguments(worker)
+    worker.set_defaults(func=launcher.worker)
 
-    up = sub.add_parser("up", help="start Redis (if needed), a worker and the API")
-    up.set_defaults(func=cmd_up, passes_options_on=True)
+    up = command("up", "start Redis (if needed), the workers and the API")
+    launcher.add_up_arguments(up)
+    up.set_defaults(func=launcher.up)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # `up` and `worker` hand their own options (--gpus, --port...) on to backend.up
-    args, rest = parser.parse_known_args(argv)
-    if rest and not getattr(args, "passes_options_on", False):
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    args.rest = rest
+    args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)
         return status
     except UsageError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
-    except (ConfigError, SweepError) as exc:
+    except SweepError as exc:
         print(f"collapse-lab: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

@@ -53,7 +53,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
     except Exception as exc:  # anything else would fail the task, and the next pass, forever
         log.exception("external run %s, epoch %d could not be measured", run_id, epoch)
         return f"{exc.__class__.__name__}: {exc}"[:1000]
-    context.publisher.publish(with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record)))
+    with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record))
     labels = message.labels if message.labels is not None else np.zeros(len(message.z))
     queue_projection(context, run_id, epoch, message.z, labels)
     return None
@@ -74,5 +74,4 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
     history = epoch_store.epoch_records(db, run_id)
     verdict = run_verdict(history) if history else None
     closed = with_db_retry(lambda: external_store.close_run(db, run_id, verdict))
-    context.publisher.publish(closed)
     return f"{done} epochs" + (", closed" if closed else "")

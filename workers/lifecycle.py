@@ -167,10 +167,7 @@ class ServiceHooks:
     def on_epoch(self, record: EpochRecord) -> None:
         if record.placement is not None:
             record.placement.worker = self.context.worker_id
-        messages = with_db_retry(
-            lambda: epoch_store.record_epoch(self.context.db, self.run_id, record)
-        )
-        self.context.publisher.publish(messages)
+        with_db_retry(lambda: epoch_store.record_epoch(self.context.db, self.run_id, record))
         self.supervisor.progress = self._progress(record.epoch + 1, 0, 1, record.images_per_s)
 
     def _progress(self, epoch: int, step: int, steps: int, images_per_s: Any) -> dict[str, Any]:
@@ -243,7 +240,7 @@ def reconcile_history(context: WorkerContext, run_id: str, history: list[EpochRe
     stored = epoch_store.stored_epoch_numbers(context.db, run_id)
     for record in history:
         if record.epoch not in stored:
-            context.publisher.publish(epoch_store.record_epoch(context.db, run_id, record))
+            epoch_store.record_epoch(context.db, run_id, record)
 
 
 def reconcile_from_checkpoint(context: WorkerContext, run_id: str, run_dir: Path) -> int | None:
@@ -298,9 +295,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     if outcome in ("succeeded", "failed", "cancelled"):
         run = run_store.get_run(context.db, run_id)
         if run is not None and run.sweep_id is not None:
-            advance_sweep(
-                context.db, context.publisher, context.celery, context.settings, run.sweep_id
-            )
+            advance_sweep(context.db, context.celery, context.settings, run.sweep_id)
     return outcome
 
 
@@ -339,13 +334,11 @@ def _hand_back(context: WorkerContext, run_id: str) -> str | None:
     device = str(run.config.get("device", "auto"))
     if method in METHOD_SPECS or not (others := _workers_with_method(context, method, device)):
         return None
-    context.publisher.publish(
-        run_store.note_queued_reason(
-            context.db,
-            run_id,
-            f"waiting for a worker with method {method!r} ({', '.join(sorted(others))}); "
-            f"{context.worker_id} does not have it",
-        )
+    run_store.note_queued_reason(
+        context.db,
+        run_id,
+        f"waiting for a worker with method {method!r} ({', '.join(sorted(others))}); "
+        f"{context.worker_id} does not have it",
     )
     SHUTTING_DOWN.wait(HAND_BACK_DELAY_S)
     if not send_train(context.celery, run_id, device):
@@ -356,13 +349,10 @@ def _hand_back(context: WorkerContext, run_id: str) -> str | None:
 
 def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
     """Claim the run and train it (the outcome names how it ended)."""
-    db, publisher = context.db, context.publisher
+    db = context.db
     if (handed_back := _hand_back(context, run_id)) is not None:
         return handed_back
-    claim, why_not, messages = with_db_retry(
-        lambda: leases.claim_run(db, run_id, context.worker_id)
-    )
-    publisher.publish(messages)
+    claim, why_not, _events = with_db_retry(lambda: leases.claim_run(db, run_id, context.worker_id))
     if claim is None:
         log.info("run %s not started: %s", run_id, why_not)
         return f"skipped: {why_not}"
@@ -381,12 +371,11 @@ def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
             )
         config = RunConfig.model_validate(claim.config)
     except LookupError as exc:
-        error = str(exc)
-        publisher.publish(leases.finish_run(db, run_id, claim.lease_token, "failed", error=error))
+        leases.finish_run(db, run_id, claim.lease_token, "failed", error=str(exc))
         return "failed"
     except ValidationError as exc:
         error = f"the stored config no longer validates: {exc.errors()[0]['msg']}"
-        publisher.publish(leases.finish_run(db, run_id, claim.lease_token, "failed", error=error))
+        leases.finish_run(db, run_id, claim.lease_token, "failed", error=error)
         return "failed"
     run_dir = context.settings.run_dir(run_id)
     context.running = run_id
@@ -408,40 +397,32 @@ def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
     except RunCancelled:
         reason = supervisor.stop_reason
         if reason == "cancel":
-            publisher.publish(
-                leases.finish_run(db, run_id, lease, "cancelled", reason="cancelled on request")
-            )
+            leases.finish_run(db, run_id, lease, "cancelled", reason="cancelled on request")
             return "cancelled"
         if reason == "shutdown":
-            publisher.publish(
-                leases.release_run(db, run_id, lease, "its worker shut down; waiting for another")
-            )
-            enqueue_run(db, publisher, context.celery, context.settings, run_id)
+            leases.release_run(db, run_id, lease, "its worker shut down; waiting for another")
+            enqueue_run(db, context.celery, context.settings, run_id)
             return "released"
         log.warning("run %s was taken over by another worker; stopping here", run_id)
         return "lease lost"
     except Exception as exc:
         error = describe_failure(exc, config)
         log.exception("run %s failed: %s", run_id, error)
-        publisher.publish(
-            with_db_retry(lambda: leases.finish_run(db, run_id, lease, "failed", error=error))
-        )
+        with_db_retry(lambda: leases.finish_run(db, run_id, lease, "failed", error=error))
         return "failed"
     finally:
         supervisor.close()
         context.running = None
         release_gpu_memory()
     reconcile_history(context, run_id, result.history)
-    publisher.publish(
-        with_db_retry(
-            lambda: leases.finish_run(
-                db,
-                run_id,
-                lease,
-                "succeeded",
-                verdict=result.verdict.model_dump(mode="json"),
-                reason=result.verdict.stopped_early or "finished",
-            )
+    with_db_retry(
+        lambda: leases.finish_run(
+            db,
+            run_id,
+            lease,
+            "succeeded",
+            verdict=result.verdict.model_dump(mode="json"),
+            reason=result.verdict.stopped_early or "finished",
         )
     )
     return "succeeded"
@@ -490,9 +471,7 @@ def execute_projection(context: WorkerContext, run_id: str, epoch: int, key: str
         log.warning("run %s, epoch %d: projection failed, retried later: %r", run_id, epoch, exc)
         return "projection failed, retried later"
     rounded = np.round(np.asarray(points, dtype=np.float64), 4).tolist()
-    context.publisher.publish(
-        epoch_store.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
-    )
+    epoch_store.record_projection(context.db, run_id, epoch, rounded, labels.tolist())
     forget_embeddings(context.settings.run_dir(run_id), epoch)
     with contextlib.suppress(redis.RedisError, OSError):
         context.redis.delete(key)

@@ -51,10 +51,12 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def context() -> WorkerContext:
     """This worker process's database, publisher and Redis client (built on first use)."""
+    publisher = Publisher(settings.redis_url, names.channel)
+    database.on_commit = publisher.publish  # the store's events go out as each write commits
     return WorkerContext(
         settings=settings,
         db=database,  # migrated by workers.celery_app, which read the deployment id from it
-        publisher=Publisher(settings.redis_url, names.channel),
+        publisher=publisher,
         redis=redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5),
         celery=app,
         names=names,
@@ -113,7 +115,7 @@ def _housekeeping(queues: list[str]) -> None:
             log.debug("worker registration failed: %s", exc)
         if time.monotonic() >= next_reap:
             next_reap = time.monotonic() + ctx.settings.reaper_interval_s
-            reap = partial(reap_once, ctx.db, ctx.publisher, ctx.celery, ctx.settings)
+            reap = partial(reap_once, ctx.db, ctx.celery, ctx.settings)
             housekeeping("reaper pass", reap)
         housekeeping("broker check", watch.poll)
         SHUTTING_DOWN.wait(min(2.0, ctx.settings.reaper_interval_s))

@@ -79,10 +79,9 @@ def register_external_run(
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
 ) -> ExternalRunCreated:
     """Register a run logged from an external training loop; it is ``running`` at once."""
-    run, created, messages = external_store.register_run(
+    run, created, _events = external_store.register_run(
         state.db, idempotency_key, body.model_dump(mode="json")
     )
-    state.publisher.publish(messages)
     if not created:
         response.status_code = status.HTTP_200_OK
     return ExternalRunCreated(

@@ -47,7 +47,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import Field, SkipValidation, TypeAdapter, ValidationError
+from pydantic import Field
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
 from backend.dispatch import waiting_of
@@ -61,7 +61,6 @@ from backend.schemas import (
     ProjectionPoints,
     RunDetail,
     RunList,
-    RunRequest,
     ZooResult,
     detail_from_row,
     projection_from_row,
@@ -72,13 +71,13 @@ from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
-from backend.validation import resolve_request
+from backend.validation import accepted_config, as_sent, validate_request
 from contract import PRESETS, RunStatus, StrictInput, VerdictKind
 from contract.labels import LabelsEdit
+from contract.requests import RunRequest
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
 Access = Annotated[ReadAccess, Depends(read_access)]
-_JSON_OBJECT = TypeAdapter(dict[str, Any])
 
 
 def run_detail(state: ServiceState, run: Run) -> RunDetail:
@@ -91,18 +90,10 @@ def run_detail(state: ServiceState, run: Run) -> RunDetail:
 def _store_and_enqueue(
     state: ServiceState, payload: dict[str, Any], config: dict[str, Any]
 ) -> RunDetail:
-    run, messages = run_store.create_run(state.db, payload, config)
+    run, _events = run_store.create_run(state.db, payload, config)
     state.cache.invalidate(run.id)  # at once: the hub hears of it a moment later
-    state.publisher.publish(messages)
     state.enqueue_run(run.id)
     return detail_from_row(run, [])
-
-
-# The body is documented as RunRequest (one model per method, or the preset form) but handed
-# over unvalidated: resolve_request merges preset and method defaults under the user's fields
-# and reports each error at its field (["body", "epochs"]), which a union's errors would not
-# (they are prefixed by the union member, and repeated for every member).
-RawRunRequest = Annotated[RunRequest, SkipValidation, Body()]
 
 
 @router.post(
@@ -111,16 +102,12 @@ RawRunRequest = Annotated[RunRequest, SkipValidation, Body()]
     dependencies=[Depends(require_writer)],
     response_model=RunDetail,
 )
-def create_run(payload: RawRunRequest, state: StateDep, response: Response) -> RunDetail:
+def create_run(
+    request: Annotated[RunRequest, Body()], state: StateDep, response: Response
+) -> RunDetail:
     """Validate the config, store the run as queued and send it to the train queue."""
-    try:
-        raw = _JSON_OBJECT.validate_python(payload)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
-        ) from None
-    config = resolve_request(raw, state.settings)
-    run = _store_and_enqueue(state, raw, config.model_dump())
+    config = accepted_config(request, state.settings)
+    run = _store_and_enqueue(state, as_sent(request), config.model_dump())
     response.headers["Location"] = run.api_url
     return run
 
@@ -162,8 +149,9 @@ def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
             raise _body_error(["presets", index], f"unknown preset {name!r}")
         payload = {**body.overrides, "preset": name}
         payload.pop("method", None)
-        payloads.append(payload)
-        configs.append(resolve_request(payload, state.settings).model_dump())
+        request, config = validate_request(payload, state.settings, where=("body", "overrides"))
+        payloads.append(as_sent(request))
+        configs.append(config.model_dump())
     runs = [_store_and_enqueue(state, p, c) for p, c in zip(payloads, configs, strict=True)]
     return ZooResult(
         data=runs,
@@ -384,7 +372,6 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.cache.invalidate(run_id)
-    state.publisher.publish(messages)
     if run.status not in ("queued", "running") and not messages:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
     return run_detail(state, run)

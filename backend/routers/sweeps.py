@@ -48,7 +48,7 @@ from backend.sweep_schemas import (
     sweep_detail,
     sweep_summary,
 )
-from backend.validation import resolve_request
+from backend.validation import as_sent, validate_request
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
@@ -71,11 +71,11 @@ def _validated_runs(
     new_runs = []
     for run in runs:
         try:
-            config = resolve_request(run.request, state.settings)
+            _, config = validate_request(run.request, state.settings, where=())
         except RequestValidationError as exc:
             errors = []
             for error in exc.errors():
-                loc = list(error["loc"])[1:]
+                loc = list(error["loc"])[1:]  # after the union member (the method)
                 axis = axis_of_field(axes, loc)
                 if axis is not None:
                     value = run.point[axis.key]
@@ -83,7 +83,7 @@ def _validated_runs(
                 elif loc[:1] == ["seed"] and body.seeds is not None:
                     where, msg = ["seeds"], f"seed {run.seed}: {error['msg']}"
                 else:
-                    where, msg = ["base", *loc], error["msg"]
+                    where, msg = ["base", *error["loc"]], error["msg"]
                 errors.append({**error, "loc": ["body", *where], "msg": msg})
             raise RequestValidationError(errors) from None
         new_runs.append(sweep_store.NewSweepRun(run.cell, run.request, config.model_dump()))
@@ -104,9 +104,9 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
     """Validate every run of the sweep, store them queued and send the first ones."""
     axes, runs, points = _validated_runs(body, state)
     seeds = sorted({int(r.config["seed"]) for r in runs})
-    sweep, run_ids, messages = sweep_store.create_sweep(
+    sweep, run_ids, _events = sweep_store.create_sweep(
         state.db,
-        request=body.model_dump(mode="json"),
+        request={**body.model_dump(mode="json"), "base": as_sent(body.base)},
         name=body.name,
         axes=axes,
         seeds=seeds,
@@ -114,8 +114,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
         runs=runs,
         concurrency=body.concurrency or state.settings.sweep_concurrency,
     )
-    state.publisher.publish(messages)
-    advance_sweep(state.db, state.publisher, state.celery, state.settings, sweep.id)
+    advance_sweep(state.db, state.celery, state.settings, sweep.id)
     response.headers["Location"] = f"/api/sweeps/{sweep.id}"
     return SweepCreated(
         id=sweep.id,
@@ -230,8 +229,7 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
 def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
     """Cancel every unfinished run: queued ones at once, running ones within seconds."""
     sweep = _existing_sweep(state, sweep_id)
-    _count, messages = sweep_store.cancel_sweep(state.db, sweep_id)
-    state.publisher.publish(messages)
+    sweep_store.cancel_sweep(state.db, sweep_id)
     return _detail(state, sweep)
 
 

@@ -7,6 +7,12 @@ several worker processes safe on one file. On PostgreSQL, writers that append to
 event log lock the run row (``SELECT ... FOR UPDATE``), which serialises the per-run
 sequence numbers.
 
+Events are published on commit: a write that logs an event queues it on its session
+(:func:`queue_event`, called by :func:`backend.store.eventlog.append_event`) and the write
+sessions hand the queue to ``on_commit`` (the Redis publisher) once the transaction has
+committed, never before; a rollback drops it. So a live event always refers to committed
+data, and no caller has to remember to publish.
+
 Migrations (Alembic, ``backend/migrations``) run programmatically from every process at
 start-up; concurrent starters are serialised by the SQLite write lock or by a PostgreSQL
 advisory lock, so the second one finds the schema at head and does nothing.
@@ -14,7 +20,7 @@ advisory lock, so the second one finds the schema at head and does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 MIGRATION_LOCK_KEY = 7_351_204_117  # arbitrary constant for pg_advisory_xact_lock
+PENDING_EVENTS = "collapse_lab.pending_events"  # the session.info key of uncommitted events
+
+
+def queue_event(session: Session, message: Any) -> None:
+    """Publish ``message`` once ``session``'s transaction commits (dropped if it rolls back)."""
+    session.info.setdefault(PENDING_EVENTS, []).append(message)
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -56,10 +68,12 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
 class Database:
     """A read engine and a write engine on the same database (they are one engine except
-    on SQLite), with session helpers."""
+    on SQLite), with session helpers. ``on_commit`` receives the events each committed write
+    transaction logged, in order (none without it: a process that only reads, or a test)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, on_commit: Callable[[list[Any]], None] | None = None) -> None:
         self.url = url
+        self.on_commit = on_commit
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -72,11 +86,22 @@ class Database:
             self.write_engine = self.read_engine
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        event.listen(self._write_sessions, "after_commit", self._publish_committed)
+        event.listen(self._write_sessions, "after_soft_rollback", self._drop_uncommitted)
         self._deployment_id: str | None = None
+
+    def _publish_committed(self, session: Session) -> None:
+        messages = session.info.pop(PENDING_EVENTS, None)
+        if messages and self.on_commit is not None:
+            self.on_commit(messages)
+
+    @staticmethod
+    def _drop_uncommitted(session: Session, _previous_transaction: Any) -> None:
+        session.info.pop(PENDING_EVENTS, None)
 
     @property
     def deployment_id(self) -> str:
-        """The id of the deployment this database belongs to (created by migration 0007;
+        """The id of the deployment this database belongs to (created by migration 0009;
         see backend/deployment.py), read once."""
         if self._deployment_id is None:
             with self.read_engine.connect() as connection:

@@ -1,7 +1,8 @@
 """The event log: every change a viewer sees is appended to its run's log in the same
-transaction as the change, and returned as :class:`EventMessage` s; the caller publishes
-them on Redis *after* the commit, so a live event always refers to committed data and a
-viewer who misses it (Redis down, reconnect) finds it in the log by its sequence number.
+transaction as the change, as an :class:`EventMessage`, which the session publishes on Redis
+once the transaction has committed (:mod:`backend.store.database`), so a live event always
+refers to committed data and a viewer who misses it (Redis down, reconnect) finds it in the
+log by its sequence number. Store functions also return the events they logged.
 
 Per-run event sequence numbers are assigned under the run's row lock (``FOR UPDATE`` on
 PostgreSQL, the single writer lock on SQLite), so they are gap-free and commit in order.
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.store.database import Database
+from backend.store.database import Database, queue_event
 from backend.store.models import Event, Run, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
 
@@ -63,7 +64,8 @@ def lock_run(session: Session, run_id: str) -> Run | None:
 
 
 def append_event(session: Session, run: Run, kind: str, data: dict[str, Any]) -> EventMessage:
-    """Append one event to the (locked) run's log."""
+    """Append one event to the (locked) run's log; it is published once the session
+    commits."""
     run.last_event_seq += 1
     run.updated_at = now()
     event = Event(
@@ -71,7 +73,9 @@ def append_event(session: Session, run: Run, kind: str, data: dict[str, Any]) ->
     )
     session.add(event)
     session.flush()
-    return _message(event)
+    message = _message(event)
+    queue_event(session, message)
+    return message
 
 
 def status_data(run: Run, reason: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import httpx
 
 from backend.deployment import RedisNames
 from backend.store.database import Database
-from backend.up import worker_command
+from workers.launcher import worker_command
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,10 @@ import pytest
 from backend.schemas import RunEpochsExport
 from backend.store import epochs as epoch_store
 from backend.store.database import Database
-from contract import EpochRecord
+from contract import EpochRecord, RunConfig
 from tests.service.stack import TINY_RUN, ServiceStack, iter_sse
+from workers.cli import main as cli_main
+from workers.cli import parse_flag_value
 
 
 @pytest.fixture
@@ -25,49 +27,62 @@ def idle(idle_stack: ServiceStack) -> Iterator[httpx.Client]:
 
 
 MALFORMED: list[tuple[Any, list[Any], str]] = [
-    ({"method": "simsiam", "epochs": 0}, ["body", "epochs"], "greater than or equal to 1"),
-    ({"method": "simsiam", "epochs": 100000}, ["body", "epochs"], "less than or equal"),
-    ({"method": "simsiam", "epochs": 600}, ["body", "epochs"], "MAX_EPOCHS"),
-    ({"method": "simsiam", "batch_size": 3}, ["body", "batch_size"], "greater than"),
-    ({"method": "simsiam", "probe_size": 15000}, ["body", "probe_size"], "MAX_PROBE_SIZE"),
-    ({"method": "nope"}, ["body", "method"], "unknown method"),
-    ({"preset": "nope"}, ["body", "preset"], "unknown preset"),
-    ({"dataset": "digits"}, ["body", "method"], "give a method or a preset"),
-    ({"method": "simsiam", "bogus": 1}, ["body", "bogus"], "Extra inputs are not permitted"),
-    ({"method": "simsiam", "dataset": "mnist"}, ["body", "dataset"], "Input should be"),
-    ({"method": "simsiam", "lr": "fast"}, ["body", "lr"], "valid number"),
+    (
+        {"method": "simsiam", "epochs": 0},
+        ["body", "simsiam", "epochs"],
+        "greater than or equal to 1",
+    ),
+    ({"method": "simsiam", "epochs": 100000}, ["body", "simsiam", "epochs"], "less than or equal"),
+    ({"method": "simsiam", "epochs": 600}, ["body", "simsiam", "epochs"], "MAX_EPOCHS"),
+    ({"method": "simsiam", "batch_size": 3}, ["body", "simsiam", "batch_size"], "greater than"),
+    (
+        {"method": "simsiam", "probe_size": 15000},
+        ["body", "simsiam", "probe_size"],
+        "MAX_PROBE_SIZE",
+    ),
+    ({"method": "nope"}, ["body"], "with a method (barlow_twins, byol"),
+    ({"preset": "nope"}, ["body"], "or a preset (simclr, byol"),
+    ({"dataset": "digits"}, ["body"], "give a JSON object with a method"),
+    ({"preset": "simsiam", "method": "byol"}, ["body", "byol", "preset"], "'byol-no-ema'"),
+    (
+        {"method": "simsiam", "bogus": 1},
+        ["body", "simsiam", "bogus"],
+        "Extra inputs are not permitted",
+    ),
+    ({"method": "simsiam", "dataset": "mnist"}, ["body", "simsiam", "dataset"], "Input should be"),
+    ({"method": "simsiam", "lr": "fast"}, ["body", "simsiam", "lr"], "valid number"),
     (
         {"method": "simsiam", "options": {"stop_gradient": "maybe"}},
-        ["body", "options", "stop_gradient"],
+        ["body", "simsiam", "options", "stop_gradient"],
         "valid boolean",
     ),
     (
         {"method": "simsiam", "options": {"temperature": 0.1}},
-        ["body", "options", "temperature"],
+        ["body", "simsiam", "options", "temperature"],
         "Extra inputs",
     ),
     (
         {"method": "simsiam", "dataset": "imagefolder"},
-        ["body", "dataset"],
+        ["body", "simsiam", "dataset_path"],
         "needs dataset_path",
     ),
     (
         {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "../etc"},
-        ["body", "dataset_path"],
+        ["body", "simsiam", "dataset_path"],
         "..",
     ),
     (
         {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "/etc"},
-        ["body", "dataset_path"],
+        ["body", "simsiam", "dataset_path"],
         "relative",
     ),
     (
         {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "absent"},
-        ["body", "dataset_path"],
+        ["body", "simsiam", "dataset_path"],
         "no folder",
     ),
-    ([1, 2, 3], ["body"], "valid dictionary"),
-    ("just a string", ["body"], "valid dictionary"),
+    ([1, 2, 3], ["body"], "give a JSON object"),
+    ("just a string", ["body"], "give a JSON object"),
 ]
 
 
@@ -81,6 +96,24 @@ def test_malformed_run_requests_get_a_422_naming_the_field(
     detail = response.json()["detail"]
     assert any(d["loc"] == loc and message in d["msg"] for d in detail), detail
     assert idle.get("/api/runs").json()["count"] == before, "nothing was queued"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--epochs", "0"), ("--lr", "fast"), ("--dataset", "mnist"), ("--image-size", "12.5")],
+)
+def test_the_command_line_refuses_a_bad_value_with_the_api_message(
+    idle: httpx.Client, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    field = flag.removeprefix("--").replace("-", "_")
+    assert cli_main(["train", "--method", "simsiam", flag, value]) == 2
+    refused_by_cli = capsys.readouterr().err.strip()
+    body = {"method": "simsiam", field: parse_flag_value(RunConfig.model_fields[field], value)}
+    response = idle.post("/api/runs", json=body)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "simsiam", field]
+    assert refused_by_cli == f"collapse-lab: error: simsiam.{field}: {error['msg']}"
 
 
 def test_invalid_json_is_a_422(idle: httpx.Client) -> None:

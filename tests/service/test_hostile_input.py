@@ -50,18 +50,24 @@ def test_dataset_paths_that_are_no_image_folder_get_a_422(
     response = idle.post("/api/runs", json=body)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert any(d["loc"] == ["body", "dataset_path"] and message in d["msg"] for d in detail)
+    assert any(
+        d["loc"] == ["body", "simsiam", "dataset_path"] and message in d["msg"] for d in detail
+    )
     assert all("type" in d for d in detail), detail
     assert _count(idle) == before
 
 
 STRICT: list[tuple[dict[str, Any], list[Any], str]] = [
-    ({"epochs": True}, ["body", "epochs"], "valid integer"),
-    ({"epochs": "3"}, ["body", "epochs"], "valid integer"),
-    ({"options": {"stop_gradient": "yes"}}, ["body", "options", "stop_gradient"], "boolean"),
-    ({"options": {"stop_gradient": 1}}, ["body", "options", "stop_gradient"], "boolean"),
-    ({"lr": float("nan")}, ["body", "lr"], "finite number"),
-    ({"lr": float("inf")}, ["body", "lr"], "finite number"),
+    ({"epochs": True}, ["body", "simsiam", "epochs"], "valid integer"),
+    ({"epochs": "3"}, ["body", "simsiam", "epochs"], "valid integer"),
+    (
+        {"options": {"stop_gradient": "yes"}},
+        ["body", "simsiam", "options", "stop_gradient"],
+        "boolean",
+    ),
+    ({"options": {"stop_gradient": 1}}, ["body", "simsiam", "options", "stop_gradient"], "boolean"),
+    ({"lr": float("nan")}, ["body", "simsiam", "lr"], "finite number"),
+    ({"lr": float("inf")}, ["body", "simsiam", "lr"], "finite number"),
 ]
 
 

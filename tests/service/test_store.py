@@ -301,3 +301,31 @@ def test_epoch_records_as_json_text_match_the_decoded_records(db: Database) -> N
         epoch_store.epoch_records(db, run_id)[2]
     ]
     assert epoch_store.epoch_records_json(db, "missing") == "[]"
+
+
+def test_events_are_published_once_their_transaction_commits_and_dropped_on_rollback(
+    db: Database,
+) -> None:
+    published: list[eventlog.EventMessage] = []
+    db.on_commit = published.extend
+    run, returned = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
+    assert published == returned and [m.seq for m in published] == [1]
+
+    with db.write() as session:
+        locked = eventlog.lock_run(session, run.id)
+        assert locked is not None
+        message = eventlog.append_event(session, locked, "status", {"status": "queued"})
+        assert published == returned, "nothing goes out before the commit"
+    assert published == [*returned, message]
+
+    with pytest.raises(RuntimeError), db.write() as session:
+        locked = eventlog.lock_run(session, run.id)
+        assert locked is not None
+        eventlog.append_event(session, locked, "status", {"status": "queued"})
+        raise RuntimeError("the transaction fails after logging an event")
+    assert published == [*returned, message], "a rolled-back event is never published"
+
+    claim, _, claimed = leases.claim_run(db, run.id, "worker")
+    assert claim is not None
+    assert published[-1] == claimed[0] and published[-1].seq == 3  # the rolled-back seq reused
+    assert [m.seq for m in eventlog.events_after(db, run.id, 0)] == [1, 2, 3]

@@ -38,7 +38,7 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env.pop("DATABASE_URL", None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "backend.up"], cwd=REPO, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "workers.launcher"], cwd=REPO, env=env, stdout=log, stderr=log
     )
     try:
         base = f"http://127.0.0.1:{api_port}"
@@ -82,7 +82,7 @@ def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
     env.pop("DATABASE_URL", None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "backend.up"], cwd=REPO, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "workers.launcher"], cwd=REPO, env=env, stdout=log, stderr=log
     )
     wait_until(lambda: len(descendants(up.pid)) >= 4, 120, what="the services to start")
     children = descendants(up.pid)

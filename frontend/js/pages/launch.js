@@ -233,18 +233,16 @@ function clearErrors() {
   formError.textContent = "";
 }
 
-/** Put each server error next to its field; unknown fields go to the form-level box. */
+/** Put each server error next to its field; unknown fields go to the form-level box. A run
+ * request's error is located under its method (the union member): "simsiam.options.x". */
 function showErrors(errors) {
   const leftovers = [];
   let first = null;
+  const methods = new Set(state.catalogue.methods.map((m) => m.name));
   for (const { field, message } of errors) {
-    let path = field;
-    let text = message;
-    const embedded = /^(options\.[A-Za-z0-9_]+|[a-z_]+):\s*(.*)$/.exec(message);
-    if ((!path || path === "options") && embedded) {
-      path = embedded[1];
-      text = embedded[2] || message;
-    }
+    const [member, ...rest] = field.split(".");
+    const path = methods.has(member) ? rest.join(".") : field;
+    const text = message;
     const target = path && root.querySelector(`.field[data-field="${CSS.escape(path)}"]`);
     if (target) {
       setFieldError(target, text);

@@ -240,9 +240,12 @@ def watch(services: list[subprocess.Popen[bytes]]) -> NoReturn:
         time.sleep(1)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+GPUS_HELP = "GPUs to start one training worker on each: all (every visible one), none, or 0,1,..."
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    """``collapse-lab up``'s options (the command line lists them in its --help)."""
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="collapse-lab up", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=settings.api_host, help="API address (API_HOST)")
     parser.add_argument("--port", type=int, default=settings.api_port, help="API port (API_PORT)")
     parser.add_argument(
@@ -251,12 +254,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=1,
         help="CPU training worker processes on a host without a GPU",
     )
+    parser.add_argument("--gpus", default="all", help=GPUS_HELP)
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``collapse-lab worker``'s options."""
+    parser.add_argument("--gpus", default="all", help=GPUS_HELP)
     parser.add_argument(
-        "--gpus",
-        default="all",
-        help="GPUs to start one training worker on each: all (default), none, or 0,1,...",
+        "--cpu-workers", type=int, default=1, help="CPU training workers on a host without a GPU"
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--projection", action="store_true", help="also a projection worker")
 
 
 def parse_gpus(value: str) -> list[str]:
@@ -271,9 +278,8 @@ def parse_gpus(value: str) -> list[str]:
     return indices
 
 
-def main(argv: list[str] | None = None) -> int:
+def up(args: argparse.Namespace) -> int:
     """Run the stack until Ctrl-C; returns the exit status."""
-    args = parse_args(list(argv or []))
     settings = get_settings()
     data_dir = settings.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -325,14 +331,9 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped.")
 
 
-def worker_main(argv: list[str] | None = None) -> int:
+def worker(args: argparse.Namespace) -> int:
     """``collapse-lab worker``: this host's training workers (one per GPU, or CPU workers) and
     optionally a projection worker, joined to REDIS_URL and DATABASE_URL; until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="collapse-lab worker", description=worker_main.__doc__)
-    parser.add_argument("--gpus", default="all", help="all (default), none, or indices 0,1,...")
-    parser.add_argument("--cpu-workers", type=int, default=1, help="CPU workers without a GPU")
-    parser.add_argument("--projection", action="store_true", help="also a projection worker")
-    args = parser.parse_args(list(argv or []))
     environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
     services: list[subprocess.Popen[bytes]] = []
     stop_on_signals()
@@ -355,6 +356,17 @@ def worker_main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_all(services)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workers.launcher [options]``: ``collapse-lab up`` without the command line."""
+    parser = argparse.ArgumentParser(
+        prog="collapse-lab up",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_up_arguments(parser)
+    return up(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
