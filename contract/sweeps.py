@@ -26,7 +26,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from contract.config import ConfigError, RunConfig
 from contract.methods import METHOD_SPECS
 from contract.presets import PRESETS
-from contract.records import VerdictKind
+from contract.records import VERDICT_SEVERITY, VerdictKind
 from contract.strict import StrictModel
 
 MAX_GRID_KEYS = 2
@@ -262,9 +262,6 @@ def axis_of_field(axes: list[GridAxis], loc: list[Any]) -> GridAxis | None:
     return None
 
 
-_SEVERITY = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
-
-
 @dataclass(frozen=True)
 class CellVerdict:
     """What a grid point's seeds reached: the kind most of them did (a tie goes to the more
@@ -281,7 +278,7 @@ def aggregate_verdicts(verdicts: list[tuple[VerdictKind, int | None]]) -> CellVe
     kinds = Counter(kind for kind, _ in verdicts)
     if not kinds:
         return CellVerdict(None, True, None, {})
-    kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
+    kind = max(kinds, key=lambda k: (kinds[k], VERDICT_SEVERITY[k]))
     onsets = [onset for k, onset in verdicts if k == kind and onset is not None]
     onset = statistics.median_low(onsets) if onsets else None
     return CellVerdict(kind, len(kinds) == 1, onset, {str(k): n for k, n in kinds.items()})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
+from contract import EmbeddingMetrics
 from workers.engine import metrics
 
 
@@ -134,7 +134,7 @@ def test_cluster_entropy_extremes() -> None:
     assert metrics.cluster_entropy(uniform, 16) == pytest.approx(math.log(16))
 
 
-def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
+def test_embedding_diagnostics_fills_every_declared_field() -> None:
     z, labels = _clusters(512, 10, 64, seed=2)
     bank, bank_labels = _clusters(1024, 10, 64, seed=3)
     view1 = z + 0.1 * _gaussian(512, 64, seed=4)
@@ -150,40 +150,18 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         assignments=labels,
         num_clusters=10,
     )
-    assert set(result) == {
-        "dim",
-        "std_l2",
-        "std_l2_sqrt_d",
-        "effective_rank",
-        "spectrum",
-        "alignment",
-        "uniformity",
-        "cos_pos",
-        "cos_rand",
-        "knn_top1",
-        "cluster_entropy",
-        "cluster_entropy_max",
-        "participation_ratio",
-        "nesum",
-        "w2_uniformity",
-        "variance_shares",
-        "cluster_perplexity",
-        "distinct_prototypes",
-        "distinct_samples",
-        "num_prototypes",
-        "lidar",
-    }
-    assert json.loads(json.dumps(result)) == result
-    assert result["dim"] == 64
-    assert result["std_l2_sqrt_d"] == pytest.approx(result["std_l2"] * 8)
-    assert result["knn_top1"] == 1.0
-    assert result["cluster_entropy_max"] == pytest.approx(math.log(10))
-    assert result["cos_pos"] > result["cos_rand"]
+    # the typed record: what a JSON round trip gives back is the same record
+    assert EmbeddingMetrics.model_validate_json(result.model_dump_json()) == result
+    assert result.dim == 64
+    assert result.std_l2_sqrt_d == pytest.approx(result.std_l2 * 8)
+    assert result.knn_top1 == 1.0
+    assert result.cluster_entropy_max == pytest.approx(math.log(10))
+    assert result.cos_pos is not None and result.cos_pos > result.cos_rand
     without = metrics.embedding_diagnostics(z, view1, view2, labels, bank, bank_labels, 10)
-    assert without["cluster_entropy"] is None
-    assert without["cluster_entropy_max"] is None
+    assert without.cluster_entropy is None
+    assert without.cluster_entropy_max is None
     for key in ("cluster_perplexity", "distinct_prototypes", "distinct_samples", "lidar"):
-        assert without[key] is None
+        assert getattr(without, key) is None
     views = torch.stack([view1, view2, z])
     with_all = metrics.embedding_diagnostics(
         z,
@@ -193,16 +171,21 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         bank,
         bank_labels,
         num_classes=10,
+        assignments=labels,
+        num_clusters=10,
         cluster_probabilities=torch.full((512, 10), 0.1),
         prototypes=torch.eye(10, 64),
         lidar_views=views,
     )
-    assert json.loads(json.dumps(with_all)) == with_all
-    assert with_all["cluster_perplexity"] == pytest.approx(10.0)
-    assert with_all["distinct_prototypes"] == with_all["num_prototypes"] == 10
-    assert 1 <= with_all["distinct_samples"] <= 10  # K = 10 samples of the probe
-    assert with_all["lidar"] == pytest.approx(metrics.lidar(views))
-    assert len(with_all["variance_shares"]) == metrics.TOP_DIRECTIONS
+    assert EmbeddingMetrics.model_validate(with_all.model_dump()) == with_all
+    # every declared (stored) field is measured when everything is given
+    assert all(value is not None for value in with_all.model_dump().values())
+    assert with_all.cluster_perplexity == pytest.approx(10.0)
+    assert with_all.distinct_prototypes == with_all.num_prototypes == 10
+    assert with_all.distinct_samples is not None and 1 <= with_all.distinct_samples <= 10
+    assert with_all.lidar == pytest.approx(metrics.lidar(views))
+    assert with_all.variance_shares is not None
+    assert len(with_all.variance_shares) == metrics.TOP_DIRECTIONS
 
 
 def test_extreme_scales_and_non_finite_embeddings() -> None:

@@ -49,6 +49,7 @@ from backend.sweep_schemas import (
     sweep_summary,
 )
 from backend.validation import resolve_request
+from contract import metric_catalogue
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
@@ -208,7 +209,11 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
     """Self-contained HTML report of the sweep's map (opens offline)."""
     detail = _detail(state, _readable_sweep(state, access, sweep_id))
     title = f"Collapse Lab: sweep {sweep_id}"
-    data = {"title": title, "sweep": detail.model_dump(mode="json")}
+    data = {
+        "title": title,
+        "sweep": detail.model_dump(mode="json"),
+        "metrics": metric_catalogue().model_dump(mode="json"),
+    }
     try:
         body = render_module_page(
             state.settings.frontend_dir, title, "js/sweep-report.js", "renderSweepReport", data

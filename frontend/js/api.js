@@ -109,6 +109,7 @@ export async function request(method, url, body, { signal } = {}) {
 export const api = {
   health: () => request("GET", "/api/health"),
   methods: () => request("GET", "/api/methods"),
+  metrics: () => request("GET", "/api/metrics"),
   listRuns: (params = {}) => {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {

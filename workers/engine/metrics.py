@@ -1,8 +1,9 @@
 """Collapse diagnostics computed on a fixed held-out probe set, once per epoch.
 
 Every function takes torch tensors on any device (CPU or CUDA) and returns plain Python
-numbers, so the result of :func:`embedding_diagnostics` can go straight into the JSON epoch
-record. Spectral quantities are computed in float64 (float32 eigen-solvers lose the small
+numbers; :func:`embedding_diagnostics` gathers them into the typed record
+(:class:`contract.EmbeddingMetrics`; each metric is declared in contract/metrics.py).
+Spectral quantities are computed in float64 (float32 eigen-solvers lose the small
 singular values that tell a collapsed embedding from a healthy one).
 
 Shapes: ``N`` probe samples, ``d`` embedding dimensions, ``M`` bank (training) samples.
@@ -12,10 +13,11 @@ Definitions follow ``DESIGN.md``; none of them loops over samples in Python.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from contract import EmbeddingMetrics
 
 RANKME_EPS = 1e-7  # added to p_k inside the log, as in Garrido et al. (2023)
 SPECTRUM_FLOOR = 1e-20  # eigenvalues below this are clamped before the log (exact zeros)
@@ -454,8 +456,8 @@ def embedding_diagnostics(
     cluster_probabilities: torch.Tensor | None = None,
     prototypes: torch.Tensor | None = None,
     lidar_views: torch.Tensor | None = None,
-) -> dict[str, Any]:
-    """All diagnostics of one embedding (backbone h or projector z) as a JSON-ready dict.
+) -> EmbeddingMetrics:
+    """All diagnostics of one embedding (backbone h or projector z), as its typed record.
 
     z: (N, d) clean probe embeddings; z_view1, z_view2: (P, d) embeddings of two augmented
     views of (a subset of) the probe images, row i of each a positive pair; labels: (N,)
@@ -465,17 +467,10 @@ def embedding_diagnostics(
     soft assignments and prototypes (K, d) for the cluster-health fields; lidar_views:
     optional (q, n, d) embeddings of q augmented views of n probe images for LiDAR.
 
-    Without views (None), "alignment" and "cos_pos" are None and "cos_rand" pairs probe
-    rows with each other; without a bank, kNN is leave-one-out over the probe itself; without
-    labels, "knn_top1" is None (external runs may send neither).
-
-    Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum",
-    "participation_ratio", "nesum", "w2_uniformity", "variance_shares", "alignment",
-    "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
-    "cluster_entropy_max", "cluster_perplexity", "distinct_prototypes", "distinct_samples",
-    "num_prototypes", "lidar"}; the cluster fields are None without assignments / prototypes,
-    "lidar" is None
-    without lidar_views.
+    Without views (None), alignment and cos_pos are None and
+    cos_rand pairs probe rows with each other; without a bank, kNN is leave-one-out over the
+    probe itself; without labels, knn_top1 is None (external runs may send neither). The
+    cluster fields are None without assignments / prototypes, lidar without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
     for name, tensor in (("probe", z), ("view", z_view1), ("view", z_view2), ("bank", bank)):
@@ -506,30 +501,28 @@ def embedding_diagnostics(
                 raise ValueError("num_clusters is required with assignments")
             entropy = cluster_entropy(assignments, num_clusters)
             entropy_max = math.log(num_clusters)
-        return {
-            "dim": dim,
-            "std_l2": std,
-            "std_l2_sqrt_d": std * math.sqrt(dim),
-            "effective_rank": effective_rank(z),
-            "spectrum": _log_spectrum(eigenvalues),
-            "participation_ratio": participation_ratio(eigenvalues),
-            "nesum": nesum(eigenvalues),
-            "w2_uniformity": w2_uniformity(z, eigenvalues),
-            "variance_shares": variance_shares(eigenvalues),
-            "alignment": align,
-            "uniformity": uniformity(z),
-            "cos_pos": cos_pos,
-            "cos_rand": cos_rand,
-            "knn_top1": knn,
-            "cluster_entropy": entropy,
-            "cluster_entropy_max": entropy_max,
-            "cluster_perplexity": (
+        return EmbeddingMetrics(
+            dim=dim,
+            std_l2=std,
+            std_l2_sqrt_d=std * math.sqrt(dim),
+            effective_rank=effective_rank(z),
+            spectrum=_log_spectrum(eigenvalues),
+            participation_ratio=participation_ratio(eigenvalues),
+            nesum=nesum(eigenvalues),
+            w2_uniformity=w2_uniformity(z, eigenvalues),
+            variance_shares=variance_shares(eigenvalues),
+            alignment=align,
+            uniformity=uniformity(z),
+            cos_pos=cos_pos,
+            cos_rand=cos_rand,
+            knn_top1=knn,
+            cluster_entropy=entropy,
+            cluster_entropy_max=entropy_max,
+            cluster_perplexity=(
                 None if cluster_probabilities is None else cluster_perplexity(cluster_probabilities)
             ),
-            "distinct_prototypes": None if prototypes is None else distinct_prototypes(prototypes),
-            "distinct_samples": None
-            if prototypes is None
-            else distinct_samples(z, len(prototypes)),
-            "num_prototypes": None if prototypes is None else int(prototypes.shape[0]),
-            "lidar": None if lidar_views is None else lidar(lidar_views),
-        }
+            distinct_prototypes=None if prototypes is None else distinct_prototypes(prototypes),
+            distinct_samples=None if prototypes is None else distinct_samples(z, len(prototypes)),
+            num_prototypes=None if prototypes is None else int(prototypes.shape[0]),
+            lidar=None if lidar_views is None else lidar(lidar_views),
+        )
