@@ -74,7 +74,7 @@ class Metric(StrictModel):
     title: str = Field(description="Short name: the chart's legend entry, the table's row.")
     unit: str
     formula: str
-    paper: str
+    paper: str = ""
     healthy: Level | None = None
     collapsed: Level | None = None
     cost: CostTier = "every_epoch"
