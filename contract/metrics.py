@@ -407,6 +407,29 @@ class EmbeddingMetrics(StrictModel):
             chart="directions",
         ),
     ] = None
+    augmentation_variance_ratio: Annotated[
+        float | None,
+        measured(
+            title="augmentation / data variance",
+            unit="ratio",
+            formula="Views' within-image variance over the data's variance along the top "
+            "principal directions of the probe embedding (variance-weighted mean): 0 views "
+            "agree, 1 views vary as much as the images",
+            paper="Jing et al., ICLR 2022, mechanism 1",
+            healthy=Level(value=0, label="views of an image agree: 0"),
+            collapsed=Level(value=1, label="views vary as much as the images: 1"),
+            chart="augmentation",
+        ),
+    ] = None
+    augmentation_variance_ratios: Annotated[
+        list[float] | None,
+        measured(
+            title="augmentation / data variance per direction",
+            unit="ratio",
+            formula="The same ratio along each of the top principal directions, largest first",
+            paper="Jing et al., ICLR 2022, mechanism 1",
+        ),
+    ] = None
 
     @property
     @derived(
@@ -505,6 +528,13 @@ CHARTS: tuple[Chart, ...] = (
         id="prototypes",
         title="Prototype health: clusters used and distinct prototypes",
         y_title="count (1 … K)",
+        hide_when_empty=True,
+    ),
+    Chart(
+        id="augmentation",
+        title="Augmentation-to-data variance along the top principal directions",
+        y_title="views' variance / images' variance",
+        y_range_mode="tozero",
         hide_when_empty=True,
     ),
     Chart(
