@@ -50,6 +50,14 @@ class GridAxisOut(BaseModel):
     values: list[bool | int | float | str | None]
 
 
+class SweepPreview(BaseModel):
+    """``POST /api/sweeps/preview``: the grid as the sweep would expand it."""
+
+    axes: list[GridAxisOut]
+    seeds: list[int]
+    runs: int = Field(description="Grid points x seeds.")
+
+
 SWEEP_METRICS = sweep_metrics(METRICS)
 
 # The last recorded epoch of a run: one field per sweep-eligible metric (of z, or of h where

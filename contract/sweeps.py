@@ -4,7 +4,9 @@
 "seeds": [0, 1]}`` stands for 2 grid points x 2 seeds = 4 ordinary runs. A grid key is a
 run-config field (``lr``, ``batch_size``...) or an option of the base's method
 (``variance_weight``, or spelt ``options.variance_weight``); its values are a list or a range
-``{"start", "stop", "steps", "scale": "linear" | "log"}``. :func:`expand_sweep` turns the
+``{"start", "stop", "steps", "scale": "linear" | "log"}`` or text in the command line's grammar
+(``"0, 5, 25"``, ``"0.01..1 x5 log"``: :func:`parse_grid_values`, the grammar's one
+definition; the Launch form sends its text as typed). :func:`expand_sweep` turns the
 request into one (merged, unvalidated) run request per grid point and seed, in grid order
 (the first key varies slowest); each goes through :func:`~contract.resolve_config`
 like any launch, and :class:`SweepError` names the grid key at fault.
@@ -21,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from contract.config import ConfigError, RunConfig
 from contract.methods import METHOD_SPECS
@@ -67,14 +69,18 @@ class GridRange(StrictModel):
         return [float(f"{p:.6g}") for p in points]  # 0.1 rather than 0.10000000000000002
 
 
-def _list_or_range(value: Any) -> str:
+def _list_range_or_text(value: Any) -> str:
+    if isinstance(value, str):
+        return "text"
     return "range" if isinstance(value, dict) else "list"
 
 
-# A list of values or a range object; told apart by shape, so an error names one of them.
+# A list of values, a range object or their text; told apart by shape, so an error names one.
 GridSpec = Annotated[
-    Annotated[list[GridValue], Tag("list")] | Annotated[GridRange, Tag("range")],
-    Discriminator(_list_or_range),
+    Annotated[list[GridValue], Tag("list")]
+    | Annotated[GridRange, Tag("range")]
+    | Annotated[str, Tag("text")],
+    Discriminator(_list_range_or_text),
 ]
 
 
@@ -87,7 +93,8 @@ class SweepRequest(StrictModel):
     )
     grid: dict[str, GridSpec] = Field(
         description="One or two run-config fields or method options, each with a list of "
-        "values or a range {start, stop, steps, scale: linear|log}."
+        "values, a range {start, stop, steps, scale: linear|log}, or their text: "
+        "'0, 5, 25' or '0.01..1 x5 log'."
     )
     seeds: list[int] | None = Field(
         None,
@@ -168,7 +175,12 @@ def _is_int_field(annotation: Any) -> bool:
     return annotation is int or annotation == (int | None)
 
 
-def _axis(method: str, key: str, spec: list[GridValue] | GridRange) -> GridAxis:
+def _axis(method: str, key: str, spec: list[GridValue] | GridRange | str) -> GridAxis:
+    if isinstance(spec, str):
+        try:
+            spec = parse_grid_values(spec)
+        except ValidationError as exc:
+            raise SweepError(("grid", key), exc.errors()[0]["msg"]) from None
     options = METHOD_SPECS[method].options.model_fields
     name = key.removeprefix("options.")
     if key.startswith("options.") or (name not in RunConfig.model_fields and name in options):

@@ -8,6 +8,10 @@
   ``["body", "grid"]``. Needs the API token when one is set. The runs are ordinary runs
   tagged with the sweep; at most ``concurrency`` of them are sent to the workers at a time
   (policy: :mod:`backend.dispatch`).
+- ``POST /api/sweeps/preview`` (the same body) -> ``{"axes": [{key, field, is_option,
+  values}], "seeds", "runs"}``: the grid expanded as ``POST /api/sweeps`` would (a grid
+  key's text parsed, an integer field's range rounded), nothing stored; the Launch form's
+  live run count. Errors as for ``POST /api/sweeps`` (the runs' configs are not checked).
 - ``GET /api/sweeps?limit=&offset=`` -> ``{"data": [summaries], "count"}``, newest first.
 - ``GET /api/sweeps/{id}``: the sweep with one cell per grid point (values, runs with their
   status, verdict, onset and final metrics; the seeds aggregated, see
@@ -40,10 +44,12 @@ from backend.store import shares as share_store
 from backend.store import sweeps as sweep_store
 from backend.store.models import Sweep
 from backend.sweep_schemas import (
+    GridAxisOut,
     SweepCellRow,
     SweepCreated,
     SweepDetail,
     SweepList,
+    SweepPreview,
     cell_rows,
     sweep_detail,
     sweep_summary,
@@ -124,6 +130,23 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
         api_url=f"/api/sweeps/{sweep.id}",
         runs=run_ids,
         count=len(run_ids),
+    )
+
+
+@router.post("/sweeps/preview", response_model=SweepPreview)
+def preview_sweep(body: SweepRequest, state: StateDep) -> SweepPreview:
+    """The grid's axes and run count, as creating the sweep would expand them."""
+    try:
+        axes, runs = expand_sweep(body, state.settings.max_sweep_runs)
+    except SweepError as exc:
+        raise _body_error(list(exc.loc), exc.message) from None
+    return SweepPreview(
+        axes=[
+            GridAxisOut(key=a.key, field=a.field, is_option=a.is_option, values=a.values)
+            for a in axes
+        ],
+        seeds=sorted({run.seed for run in runs}),
+        runs=len(runs),
     )
 
 

@@ -131,6 +131,7 @@ export const api = {
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
   getSweep: (id) => request("GET", withShare(`/api/sweeps/${encodeURIComponent(id)}`)),
   launchSweep: (body) => request("POST", "/api/sweeps", body),
+  previewSweep: (body) => request("POST", "/api/sweeps/preview", body),
   cancelSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/cancel`),
   shareSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/share`),
 };
