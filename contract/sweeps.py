@@ -181,6 +181,8 @@ def _axis(method: str, key: str, spec: list[GridValue] | GridRange | str) -> Gri
             spec = parse_grid_values(spec)
         except ValidationError as exc:
             raise SweepError(("grid", key), exc.errors()[0]["msg"]) from None
+        except ValueError as exc:  # a range bound that is no number: "-..1 x3"
+            raise SweepError(("grid", key), f"{spec!r}: {exc}") from None
     options = METHOD_SPECS[method].options.model_fields
     name = key.removeprefix("options.")
     if key.startswith("options.") or (name not in RunConfig.model_fields and name in options):
