@@ -56,8 +56,6 @@ def test_old_runs_pages_draw_every_chart_without_nulls(
         assert {"std", "rank", "cosine", "knn", "loss", "spectrum", "plane"} <= set(drawn)
         assert "directions" not in drawn and "w2" not in drawn
     page.goto(f"{old_stack.base_url}/compare?runs={','.join(ids)}")
-    page.wait_for_function(
-        "() => (document.getElementById('plot-rank')?.data || []).length === 2"
-    )
+    page.wait_for_function("() => (document.getElementById('plot-rank')?.data || []).length === 2")
     assert "undefined" not in page.locator("main").inner_text()
     context.close()
