@@ -15,14 +15,15 @@ export function renderSweepReport(data) {
   const map = el("div", { id: "sweep-map", class: "plot" });
   const rankMap = el("div", { id: "sweep-map-rank", class: "plot" });
   const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
-  document.getElementById("report").replaceChildren(
+  const parts = [
     el("h1", {}, sweepTitle(sweep)),
     el("p", { class: "muted" }, sweepSummary(sweep), ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`),
     el("div", { class: "card" }, map),
     el("div", { class: "card" }, rankMap),
     line ? el("div", { class: "card" }, line) : null,
     cellsTable(sweep, null),
-  );
+  ];
+  document.getElementById("report").replaceChildren(...parts.filter(Boolean)); // a null would read "null"
   draw(map, sweepMapFigure(sweep, spread));
   draw(rankMap, sweepMapFigure(sweep, rank));
   if (line) draw(line, sweepLineFigure(sweep, spread));

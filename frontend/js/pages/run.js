@@ -250,12 +250,14 @@ function renderVerdict() {
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
   const provisional = !final && verdict && !FINISHED.has(state.run.status);
-  banner.replaceChildren(
+  // replaceChildren writes a null as the text "null": leave the absent parts out
+  const parts = [
     el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
     el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? "Queued: waiting for a worker." : "The verdict appears after the first epoch is measured."),
     final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
     findingsList(verdict),
-  );
+  ];
+  banner.replaceChildren(...parts.filter(Boolean));
 }
 
 function renderConfig() {
