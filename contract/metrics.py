@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -578,10 +579,12 @@ class MetricCatalogue(StrictModel):
 
 
 def _value_type(annotation: Any) -> Literal["number", "integer", "list"]:
-    text = str(annotation)
-    if "list" in text:
+    """What a field holds, its None aside: ``list[float] | None`` -> "list"."""
+    union = get_origin(annotation) is UnionType
+    kinds = {get_origin(arg) or arg for arg in (get_args(annotation) if union else (annotation,))}
+    if list in kinds:
         return "list"
-    return "integer" if "int" in text else "number"
+    return "integer" if int in kinds else "number"
 
 
 def _columns(name: str, metric: Metric, value_type: str, stored: bool) -> list[str]:

@@ -31,6 +31,13 @@ def test_every_record_field_is_a_declared_metric() -> None:
     for metric in METRICS:
         assert metric.title and metric.unit is not None and metric.formula
         # the OpenAPI document describes each field with its formula (and paper)
+    kinds = {m.name: m.value_type for m in METRICS}
+    assert (kinds["spectrum"], kinds["dim"], kinds["effective_rank"]) == (
+        "list",
+        "integer",
+        "number",
+    )
+    assert kinds["variance_shares"] == "list" and not registry.all_metrics(EpochRecord)[4].columns
     schema = EmbeddingMetrics.model_json_schema()["properties"]
     assert schema["effective_rank"]["description"].endswith("(Garrido et al., ICML 2023)")
 
