@@ -4,7 +4,7 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, diagnosticFigures, draw, extend, plotlyReady, varianceSharesFigure, visibleMetrics } from "../plots.js";
+import { chartContext, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
@@ -113,7 +113,7 @@ function renderPlotCards() {
   const focused = queryState.get("metric");
   const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
-  const ids = [...metricIds, "spectrum", "shares", "plane"];
+  const ids = shownChartIds([{ records: state.records }], state.which);
   const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
   grid.replaceChildren(
     ...order.map((id) =>
@@ -180,8 +180,9 @@ function flush() {
   const extended = appendOnly && shownMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
   if (extended) {
     // The line plots grew by one point each; the spectrum, the shares and the plane are redrawn whole.
+    const lines = new Set(state.cardIds.split(","));
     for (const { id, figure } of figures()) {
-      if (id === "spectrum" || id === "shares" || id === "plane") draw(document.getElementById(`plot-${id}`), figure);
+      if (!lines.has(id)) draw(document.getElementById(`plot-${id}`), figure);
     }
   } else {
     redrawAll();
@@ -351,7 +352,8 @@ async function main() {
   try {
     state.runId = await resolveRunId();
     if (!state.runId) throw new Error("no run id in this address");
-    const [run, catalogue] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null)]);
+    const [run, catalogue, metrics] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null), api.metrics()]);
+    useMetricCatalogue(metrics);
     state.run = run;
     state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
   } catch (error) {
