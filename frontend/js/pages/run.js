@@ -4,10 +4,10 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
+import { chartContext, chartHelp, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import { chartHelpBlock, el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
 import { findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
@@ -122,6 +122,7 @@ function renderPlotCards() {
         { class: `card plot-card${id === focused ? " focused" : ""}`, id: `card-${id}` },
         el("button", { type: "button", class: "link-button focus-toggle", "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`, onclick: () => focusMetric(id === focused ? null : id) }, id === focused ? "shrink" : "enlarge"),
         el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
+        chartHelpBlock(chartHelp(id)),
       ),
     ),
   );
