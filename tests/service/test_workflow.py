@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import lightning
 import numpy as np
+import torch
+import torch.nn.functional as F
 from collapse_lab import Monitor, local, wire
+from collapse_lab.lightning import CollapseLabCallback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from tests.service.stack import (
     REPO,
     ServiceStack,
-    SseEvent,
     collect_until,
-    is_terminal_status,
     wait_until,
 )
 
@@ -260,12 +264,10 @@ def test_a_requeued_slurm_job_continues_its_run(stack: ServiceStack, api: httpx.
 
 
 def _status_reasons(api: httpx.Client, run_id: str) -> list[str]:
-    """The reasons of the run's status events, up to its success."""
-
-    def succeeded(event: SseEvent) -> bool:
-        return is_terminal_status(event) and event.data["status"] == "succeeded"
-
-    events = collect_until(api, f"/api/runs/{run_id}/events", stop=succeeded, timeout=30)
+    """The reasons of every status event the run has logged so far."""
+    last = _run(api, run_id)["last_event_id"]
+    url = f"/api/runs/{run_id}/events"
+    events = collect_until(api, url, stop=lambda e: e.id == last, timeout=30)
     return [str(e.data.get("reason")) for e in events if e.event == "status"]
 
 
@@ -282,3 +284,81 @@ def test_a_cancelled_run_is_not_continued(idle_stack: ServiceStack) -> None:
     assert refused.status_code == 409 and refused.json()["code"] == "run_cancelled"
     assert "another resume key" in refused.json()["detail"]
     client.close()
+
+
+class _PositivesOnly(lightning.pytorch.LightningModule):
+    """Clusters of noisy 32-d points, an MLP trained on positive pairs only (no negatives,
+    high lr): it collapses within a few epochs (as in test_external_runs.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.save_hyperparameters({"lr": 0.5})
+        self.backbone = nn.Sequential(nn.Linear(32, 128), nn.ReLU())
+        self.projection_head = nn.Linear(128, 32)
+
+    def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+        x = batch[0]
+        a = F.normalize(self.projection_head(self.backbone(x + torch.randn_like(x))), dim=1)
+        b = F.normalize(self.projection_head(self.backbone(x + torch.randn_like(x))), dim=1)
+        loss = -(a * b).sum(dim=1).mean()
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.5, momentum=0.9)
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor, DataLoader[Any]]:
+    torch.manual_seed(0)
+    labels = torch.arange(1024) % 4
+    x = torch.randn(4, 32)[labels] * 2 + torch.randn(1024, 32)
+    return x[:256], labels[:256], DataLoader(TensorDataset(x), batch_size=128, shuffle=True)
+
+
+def _trainer(tmp_path: Path, epochs: int, *callbacks: Any) -> lightning.pytorch.Trainer:
+    return lightning.pytorch.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
+
+
+def test_lightning_continues_its_run_from_a_checkpoint_and_stops_on_collapse(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path, monkeypatch: Any
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("SLURM_", "TORCHELASTIC_"))]:
+        monkeypatch.delenv(name)
+    probe, labels, loader = _data()
+    checkpoints = lightning.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", save_last=True, every_n_epochs=1
+    )
+    first = CollapseLabCallback(stack.base_url, probe, labels=labels, name="lightning-resume")
+    _trainer(tmp_path, 2, first, checkpoints).fit(_PositivesOnly(), loader)
+    assert first.run_id is not None
+    ended = wait_until(lambda: _ended(api, first.run_id), 60, what="the first fit's run")
+    assert sorted(_records(api, first.run_id)) == [0, 1, 2]
+
+    # A new process would build everything again: a new callback, model and trainer.
+    second = CollapseLabCallback(
+        stack.base_url, probe, labels=labels, name="lightning-resume", stop_on_collapse=2
+    )
+    trainer = _trainer(tmp_path, 40, second)
+    trainer.fit(_PositivesOnly(), loader, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert second.run_id == first.run_id and second.monitor is not None
+    assert second.monitor.resumed and second.monitor.last_stored_epoch == 2
+    assert trainer.current_epoch < 40, "stop_on_collapse did not stop the fit"
+    assert second.monitor.collapsed and second.monitor.collapse_streak >= 2
+    run = wait_until(lambda: _ended(api, first.run_id), 60, what="the continued run to end")
+    assert run["status"] == "succeeded" and ended["id"] == run["id"]
+    records = _records(api, first.run_id)
+    assert sorted(records) == list(range(trainer.current_epoch + 1))  # one run, each once
+    finish = run["external"]["finish"]
+    assert finish["stopped_at_epoch"] == trainer.current_epoch
+    assert "complete collapse held" in finish["stop_reason"]
+    assert records[finish["stopped_at_epoch"]]["verdict"]["kind"] == "complete_collapse"
+    reasons = _status_reasons(api, first.run_id)
+    assert any(f"stopped training after epoch {trainer.current_epoch}" in r for r in reasons)
