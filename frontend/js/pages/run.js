@@ -299,12 +299,16 @@ function renderVerdict() {
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
   const provisional = !final && verdict && !FINISHED.has(state.run.status);
+  // an external run whose training loop stopped itself (stop on collapse): say when and why
+  const finish = (state.run.external || {}).finish;
+  const clientStop = finish && finish.stopped_at_epoch != null ? finish : null;
   // replaceChildren writes null as the text "null": the optional parts are filtered out
   banner.replaceChildren(
     ...[
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
       el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
       final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
+      clientStop ? el("p", { class: "verdict-reason", id: "client-stopped" }, `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`) : null,
       findingsList(verdict),
     ].filter(Boolean),
   );
