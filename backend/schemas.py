@@ -500,6 +500,11 @@ class ExternalRunCreated(BaseModel):
     last_epoch: int | None = Field(
         None, description="The highest epoch the run already holds (uploaded); null for none."
     )
+    accepts: list[str] = Field(
+        description="The arrays this server reads in an epoch message (client/PROTOCOL.md): "
+        "a client sends the method internals (target, p, teacher...) only when listed; a "
+        "server that predates them answers without this field."
+    )
 
 
 class ExternalEpochReply(BaseModel):

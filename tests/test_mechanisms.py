@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -302,3 +303,47 @@ def test_every_declared_mechanism_signal_has_a_chart_and_a_help_sentence() -> No
     for name, metric in METHOD_INTERNALS.items():
         assert metric.chart is not None, name
         assert metric.help.endswith("."), name
+
+
+# ---------------------------------------------------------------- external runs' internals
+
+
+def test_external_internals_give_the_engines_signals() -> None:
+    from workers.engine.probe import mechanism_signals, probe_epoch_record
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((256, 8))
+    weight = rng.standard_normal((8, 8))
+    p, target = z @ weight.T, z + 0.1 * rng.standard_normal((256, 8))
+    logits = rng.standard_normal((256, 16)) * 2
+    teacher = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    student = np.full((256, 16), 1 / 16)
+    internals = {"target": target, "p": p, "teacher": teacher, "student": student}
+    signals = mechanism_signals(z, internals, {"loss_variance": 0.5})
+    expected = mech.asymmetric_signals(
+        torch.from_numpy(z), torch.from_numpy(p), torch.from_numpy(target)
+    )
+    for name, value in expected.items():
+        assert signals[name] == pytest.approx(value), name
+    weight_t = torch.from_numpy(weight)
+    least_squares = mech.least_squares_predictor(torch.from_numpy(z), torch.from_numpy(p))
+    assert torch.allclose(least_squares, weight_t)  # p is linear in z: the fit is W itself
+    assert signals["predictor_symmetry"] == pytest.approx(mech.predictor_symmetry(weight_t))
+    teacher_t = torch.from_numpy(teacher)
+    assert signals["teacher_entropy"] == pytest.approx(float(mech.mean_entropy(teacher_t)))
+    assert signals["teacher_student_kl"] == pytest.approx(
+        float(mech.mean_kl(teacher_t, torch.from_numpy(student)))
+    )
+    assert signals["log_k"] == pytest.approx(math.log(16))
+    assert signals["dims_under_variance_hinge"] == mech.dims_under_variance_hinge(
+        torch.from_numpy(z)
+    )
+    # a linear predictor's matrix given: its own signals, not the least-squares fit's
+    given = mechanism_signals(z, {"target": target, "p": p, "predictor_weight": weight.T}, {})
+    assert given["predictor_symmetry"] == pytest.approx(mech.predictor_symmetry(weight_t.T))
+    record = probe_epoch_record(
+        0, z.astype(np.float32), history=[], scalars={"ema_momentum": 0.99}, internals=internals
+    )
+    assert record.ema_momentum == 0.99
+    assert set(record.logs) == set(mechanism_signals(z, internals, {})) | {"ema_momentum"}
+    assert set(record.logs) <= set(METHOD_INTERNALS) | {"ema_momentum"}

@@ -45,6 +45,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
             labels=message.labels,
             loss=message.loss,
             scalars=message.scalars,
+            internals=message.internals,
         )
     except (wire.MessageError, ProbeError) as exc:
         return str(exc)
