@@ -24,7 +24,7 @@ from contract.presets import PRESETS
 from contract.strict import StrictInput
 
 DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
-BackboneName = Literal["small_cnn", "resnet18"]
+BackboneName = Literal["small_cnn", "resnet18", "vit"]
 # Classes per dataset (the kNN chance level is 1 / classes); an image folder has one per
 # sub-folder, known only once a worker reads it.
 DATASET_CLASSES: dict[str, int | None] = {

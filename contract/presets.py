@@ -1,4 +1,4 @@
-"""Named configurations: the seven standard methods and the ablations that collapse.
+"""Named configurations: the built-in methods and the ablations that collapse.
 
 Each preset is a partial run config (method, options and any hyper-parameters that make the
 outcome show quickly on a 2-core CPU on ``digits``/``shapes``). ``expected`` is what the
@@ -54,6 +54,21 @@ _PRESET_LIST: list[Preset] = [
         "VICReg",
         "Variance, invariance and covariance terms.",
         {"method": "vicreg"},
+        "healthy",
+    ),
+    Preset(
+        "ijepa",
+        "I-JEPA",
+        "Predicts an EMA target encoder's patch features of four target blocks from one "
+        "context block (ViT backbone).",
+        {"method": "ijepa"},
+        "healthy",
+    ),
+    Preset(
+        "lejepa",
+        "LeJEPA",
+        "Views pulled to the global views' mean; SIGReg keeps the embedding an isotropic Gaussian.",
+        {"method": "lejepa"},
         "healthy",
     ),
     Preset(
@@ -128,6 +143,23 @@ _PRESET_LIST: list[Preset] = [
         "Variance kept, but dimensions become correlated.",
         {"method": "vicreg", "options": {"covariance_weight": 0.0}},
         "dimensional_collapse",
+    ),
+]
+
+_PRESET_LIST += [
+    Preset(
+        "ijepa-no-ema",
+        "I-JEPA without EMA (momentum 0)",
+        "The target encoder is the context encoder itself at every step, behind a stop-gradient.",
+        {"method": "ijepa", "options": {"target_momentum": 0.0}},
+        "complete_collapse",
+    ),
+    Preset(
+        "lejepa-no-sigreg",
+        "LeJEPA without SIGReg (lambda = 0)",
+        "Only the prediction term is left: every view is pulled to the same point.",
+        {"method": "lejepa", "options": {"sigreg_weight": 0.0}},
+        "complete_collapse",
     ),
 ]
 

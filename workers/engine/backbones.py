@@ -13,13 +13,19 @@
   3x3 stride-1 first convolution and no max-pool; above 64 px the ImageNet stem (7x7 stride 2
   + max-pool).
 
-Both work with ``channels_last`` inputs and modules.
+- ``vit``: a small Vision Transformer (:mod:`workers.engine.vit`: 4 px patches up to 48 px,
+  6 blocks of width 192), rep_dim 192, with ``forward_tokens`` for the methods that work on
+  patch tokens (I-JEPA).
+
+All work with ``channels_last`` inputs and modules.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from workers.engine.vit import VisionTransformer
 
 CIFAR_STEM_MAX_SIZE = 64
 
@@ -84,12 +90,14 @@ class ResNet18(nn.Module):
 def build_backbone(
     name: str, in_channels: int, image_size: int, width: int
 ) -> tuple[nn.Module, int]:
-    """Build backbone ``name`` ("small_cnn" | "resnet18"); returns (module, rep_dim)."""
-    module: SmallCNN | ResNet18
+    """Build backbone ``name`` ("small_cnn" | "resnet18" | "vit"); returns (module, rep_dim)."""
+    module: SmallCNN | ResNet18 | VisionTransformer
     if name == "small_cnn":
         module = SmallCNN(in_channels, image_size, width)
     elif name == "resnet18":
         module = ResNet18(in_channels, image_size)
+    elif name == "vit":
+        module = VisionTransformer(in_channels, image_size)
     else:
-        raise ValueError(f"unknown backbone {name!r}; choose small_cnn or resnet18")
+        raise ValueError(f"unknown backbone {name!r}; choose small_cnn, resnet18 or vit")
     return module, module.rep_dim
