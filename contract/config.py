@@ -54,7 +54,9 @@ class RunConfig(StrictInput):
         2048, ge=64, le=20_000, description="Held-out images the diagnostics are computed on."
     )
     backbone: BackboneName = "small_cnn"
-    width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
+    width: int = Field(
+        32, ge=8, le=256, description="Base channel count of small_cnn; vit: 6 x this is its width."
+    )
     proj_hidden_dim: int = Field(512, ge=8, le=8192)
     proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
     pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")

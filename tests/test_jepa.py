@@ -23,7 +23,8 @@ from workers.engine.methods.lejepa import (
     sigreg,
 )
 from workers.engine.parts.multiblock import multiblock_masks
-from workers.engine.vit import VisionTransformer
+from workers.engine.backbones import build_backbone
+from workers.engine.vit import VisionTransformer, vit_width
 
 TOLERANCE = 1e-5
 
@@ -273,3 +274,12 @@ def test_ijepa_needs_a_token_backbone() -> None:
     config = resolve_config({"method": "ijepa", "backbone": "small_cnn"})
     with pytest.raises(ValueError, match="needs the 'vit' backbone"):
         METHODS["ijepa"](torch.nn.Flatten(), 8, config)
+
+
+@pytest.mark.parametrize("width", [8, 9, 16, 27, 32, 64, 256])
+def test_vit_backbone_width_follows_the_config(width: int) -> None:
+    model, rep_dim = build_backbone("vit", 3, 32, width)
+    assert rep_dim == vit_width(width) and rep_dim % 12 == 0
+    assert vit_width(32) == 192 and vit_width(64) == 384
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, rep_dim)

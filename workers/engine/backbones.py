@@ -14,7 +14,7 @@
   + max-pool).
 
 - ``vit``: a small Vision Transformer (:mod:`workers.engine.vit`: 4 px patches up to 48 px,
-  6 blocks of width 192), rep_dim 192, with ``forward_tokens`` for the methods that work on
+  6 blocks of width 6 x ``width``, 192 by default), rep_dim that width, with ``forward_tokens`` for the methods that work on
   patch tokens (I-JEPA).
 
 All work with ``channels_last`` inputs and modules.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.engine.vit import VisionTransformer
+from workers.engine.vit import VisionTransformer, vit_width
 
 CIFAR_STEM_MAX_SIZE = 64
 
@@ -97,7 +97,7 @@ def build_backbone(
     elif name == "resnet18":
         module = ResNet18(in_channels, image_size)
     elif name == "vit":
-        module = VisionTransformer(in_channels, image_size)
+        module = VisionTransformer(in_channels, image_size, vit_width(width))
     else:
         raise ValueError(f"unknown backbone {name!r}; choose small_cnn, resnet18 or vit")
     return module, module.rep_dim

@@ -13,10 +13,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VIT_DIM = 192  # ViT-Tiny's width and heads (Touvron et al. 2021), 6 of its 12 blocks
-VIT_DEPTH = 6
-VIT_HEADS = 3
+VIT_DEPTH = 6  # half of ViT-Tiny's 12 blocks (Touvron et al. 2021)
+HEAD_DIM_ENCODER = 64  # ViT-Tiny's heads: 192 = 3 x 64
 HEAD_DIM = 32  # the narrow I-JEPA predictor's heads have this width
+
+
+def vit_width(width: int) -> int:
+    """The run config's ``width`` (32 by default) -> the ViT's: 6 x width (rounded to a
+    multiple of 12, for the sine-cosine positions), so the default is ViT-Tiny's 192 and
+    width 64 ViT-Small's 384; width 16 (96) keeps CPU runs small."""
+    return 12 * (width // 2)
+
+
+def encoder_heads(dim: int) -> int:
+    """About one head per 64 channels (ViT-Tiny: 3 for 192), a divisor of ``dim``."""
+    heads = max(dim // HEAD_DIM_ENCODER, 1)
+    while dim % heads:
+        heads -= 1
+    return heads
 
 
 def vit_patch_size(image_size: int) -> int:
@@ -86,19 +100,21 @@ def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 class VisionTransformer(nn.Module):
     """(B, C, H, W) -> patch tokens (B, N, dim) with ``forward_tokens``, or their mean
-    (B, dim) with ``forward``. N = (H / patch) * (W / patch)."""
+    (B, dim) with ``forward``. N = (H / patch) * (W / patch); about 64 channels per head
+    unless ``heads`` is given."""
 
     def __init__(
         self,
         in_channels: int,
         image_size: int,
-        dim: int = VIT_DIM,
+        dim: int = 192,
         depth: int = VIT_DEPTH,
-        heads: int = VIT_HEADS,
+        heads: int | None = None,
     ) -> None:
         super().__init__()
         self.patch_size = vit_patch_size(image_size)
         self.patch_embed = nn.Conv2d(in_channels, dim, self.patch_size, stride=self.patch_size)
+        heads = heads or encoder_heads(dim)
         self.blocks = nn.Sequential(*(Block(dim, heads) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.rep_dim = dim
