@@ -137,17 +137,34 @@ class IJEPA(Method):
         self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
     ) -> LossOutput:
         images = views[0]  # one view: I-JEPA's only augmentation is its crop
-        with torch.set_grad_enabled(not self.options.stop_gradient):
-            target_tokens = encode_tokens(self.target_encoder(), images)  # (B, N, D)
+        target_tokens = self.target_tokens(images)
         side = math.isqrt(target_tokens.shape[1])  # square images: a side x side grid
-        grid = (side, side)
         masks = multiblock_masks(
-            images.shape[0], grid, step.step, num_targets=self.options.num_targets
+            images.shape[0], (side, side), step.step, num_targets=self.options.num_targets
         )
-        context_indices = masks.context.to(images.device)
-        targets = [t.to(images.device) for t in masks.targets]
+        return self.predict_targets(images, target_tokens, masks.context, masks.targets)
+
+    def target_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, C, H, W) -> (B, N, D) the target encoder's patch tokens (detached
+        unless ``stop_gradient`` is off)."""
+        with torch.set_grad_enabled(not self.options.stop_gradient):
+            return encode_tokens(self.target_encoder(), images)
+
+    def predict_targets(
+        self,
+        images: torch.Tensor,
+        target_tokens: torch.Tensor,
+        context_indices: torch.Tensor,
+        targets: list[torch.Tensor],
+    ) -> LossOutput:
+        """images (B, C, H, W), their target tokens (B, N, D), context_indices (B, K_c) and
+        targets M x (B, K_t) row-major patch indices -> the loss of predicting the target
+        blocks' tokens from the context block."""
+        context_indices = context_indices.to(images.device)
+        targets = [t.to(images.device) for t in targets]
+        side = math.isqrt(target_tokens.shape[1])
         context = encode_tokens(self.backbone, images, context_indices)  # (B, K_c, D)
-        predicted = self.predictor(context, context_indices, targets, grid)
+        predicted = self.predictor(context, context_indices, targets, (side, side))
         loss = ijepa_loss(predicted.float(), target_tokens.float(), targets, self.options.loss)
         with torch.no_grad():
             # spread of the targets across images: near 0 when the target encoder collapsed
