@@ -14,6 +14,7 @@ from lightly.loss.lejepa_loss import SIGReg, lejepa_invariance_loss
 from lightly.models.utils import apply_masks, repeat_interleave_batch
 
 from contract import resolve_config
+from workers.engine.backbones import build_backbone
 from workers.engine.methods import METHODS, StepInfo
 from workers.engine.methods.ijepa import IJEPA, Predictor, ijepa_loss, linear_momentum
 from workers.engine.methods.lejepa import (
@@ -23,7 +24,6 @@ from workers.engine.methods.lejepa import (
     sigreg,
 )
 from workers.engine.parts.multiblock import multiblock_masks
-from workers.engine.backbones import build_backbone
 from workers.engine.vit import VisionTransformer, vit_width
 
 TOLERANCE = 1e-5

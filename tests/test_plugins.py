@@ -105,9 +105,9 @@ def test_the_example_whitens_and_its_loss_needs_the_whitening(
     example_on_path: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
+    from wmse_plugin.method import WMSE, normalised_mse, whiten, wmse_loss
 
     from contract import resolve_config
-    from wmse_plugin.method import WMSE, normalised_mse, whiten, wmse_loss
     from workers.engine.methods import StepInfo
 
     monkeypatch.setitem(METHOD_SPECS, "wmse", WMSE.spec)  # as the plugin loader registers it

@@ -14,8 +14,8 @@
   + max-pool).
 
 - ``vit``: a small Vision Transformer (:mod:`workers.engine.vit`: 4 px patches up to 48 px,
-  6 blocks of width 6 x ``width``, 192 by default), rep_dim that width, with ``forward_tokens`` for the methods that work on
-  patch tokens (I-JEPA).
+  6 blocks of width 6 x ``width``, 192 by default), rep_dim that width, with
+  ``forward_tokens`` for the methods that work on patch tokens (I-JEPA).
 
 All work with ``channels_last`` inputs and modules.
 """

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from contract import RunConfig
+from wmse_plugin.spec import METHOD_SPEC, WMSEOptions
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
-from wmse_plugin.spec import METHOD_SPEC, WMSEOptions
 
 # Shrinkage of the covariance towards the identity before its Cholesky factorisation: keeps
 # a nearly singular sub-batch (a collapsing run) factorisable; the authors' default is 0.
