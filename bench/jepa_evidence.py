@@ -45,6 +45,7 @@ def main() -> None:
     )
     print("| --- | --- | ---: | ---: | --- | --- |")
     losses, knn_h, knn_z = [], [], []
+    per_run: list[str] = []
     for path in sorted(folder.glob("*.jsonl")):
         records, verdict = read_run(path)
         if not verdict:
@@ -58,17 +59,19 @@ def main() -> None:
             f"{last['backbone']['knn_top1']:.3f} | {terms} |"
         )
         if path.stem.startswith("lejepa-") and not path.stem.startswith("lejepa-no-sigreg"):
-            for record in records[1:]:
-                losses.append(record["loss"])
-                knn_h.append(record["backbone"]["knn_top1"])
-                knn_z.append(record["projector"]["knn_top1"])
+            run_losses = [record["loss"] for record in records[1:]]
+            run_knn = [record["backbone"]["knn_top1"] for record in records[1:]]
+            per_run.append(f"{path.stem} {spearmanr(run_losses, run_knn).statistic:.2f}")
+            losses += run_losses
+            knn_h += run_knn
+            knn_z += [record["projector"]["knn_top1"] for record in records[1:]]
     if losses:
         rho_h = spearmanr(losses, knn_h).statistic
         rho_z = spearmanr(losses, knn_z).statistic
         print(
             f"\nLeJEPA, {len(losses)} epochs: Spearman rho(loss, kNN of h) = {rho_h:.2f}, "
             f"rho(loss, kNN of z) = {rho_z:.2f} (a loss that tracks accuracy gives rho near -1: "
-            "lower loss, higher kNN)"
+            "lower loss, higher kNN); per run, rho(loss, kNN of h): " + ", ".join(per_run)
         )
 
 
