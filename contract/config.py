@@ -130,15 +130,22 @@ class RunConfig(StrictInput):
 
     @model_validator(mode="after")
     def _vit_shape(self) -> RunConfig:
-        if self.backbone == "vit_tiny":
-            if self.vit_dim % self.vit_heads:
-                raise ValueError(
-                    f"vit_dim {self.vit_dim} must be a multiple of vit_heads {self.vit_heads}"
-                )
-            # multi-crop's local views are half the side and still need one patch
-            if self.image_size // 2 < self.patch_size:
-                raise ValueError(
-                    f"patch_size {self.patch_size} is larger than half the image_size "
-                    f"{self.image_size}"
-                )
+        problem = vit_shape_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def vit_shape_problem(config: RunConfig | Any) -> str | None:
+    """Why a vit_tiny config cannot be built (None when it can): checked by RunConfig and by
+    every method's run request (contract/requests.py)."""
+    if config.backbone != "vit_tiny":
+        return None
+    if config.vit_dim % config.vit_heads:
+        return f"vit_dim {config.vit_dim} must be a multiple of vit_heads {config.vit_heads}"
+    # multi-crop's local views are half the side and still need one patch
+    if config.image_size // 2 < config.patch_size:
+        return (
+            f"patch_size {config.patch_size} is larger than half the image_size {config.image_size}"
+        )
+    return None

@@ -6,7 +6,7 @@ Two ways to make a method known, read by every process (API, workers, command li
   its ``pyproject.toml``::
 
       [project.entry-points."collapse_lab.methods"]
-      dino = "dino_plugin.spec"
+      wmse = "wmse_plugin.spec"
 
 - the ``METHOD_PLUGINS`` environment variable: comma-separated importable modules
   (``METHOD_PLUGINS=my_pkg.my_method,other.module``).

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from contract.config import RunConfig
+from contract.config import RunConfig, vit_shape_problem
 from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS
@@ -63,6 +63,13 @@ class RunRequestBase(RunLabels):
         if isinstance(sent_options, dict):
             request.options.__pydantic_fields_set__ = set(sent_options)  # type: ignore[attr-defined]
         return request
+
+    @model_validator(mode="after")
+    def _vit_shape(self) -> RunRequestBase:
+        problem = vit_shape_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("dataset_path", check_fields=False)
     @classmethod
