@@ -1,3 +1,4 @@
+// @ts-check
 // Thin client for the Collapse Lab HTTP API (see docs/design.md and /openapi.json).
 // Every page goes through these helpers so auth, share mode and error shapes live in one place.
 

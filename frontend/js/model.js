@@ -1,3 +1,4 @@
+// @ts-check
 // Reading runs and the method catalogue: accessors over the API's JSON (the models in
 // backend/schemas.py, published at /openapi.json) so pages do not each re-implement "where
 // is the config / progress / option default". They read only fields the contract declares.
@@ -95,7 +96,7 @@ export function keyOptions(run, catalogue) {
   const defaults = method ? method.optionDefaults : {};
   return Object.entries(options)
     .filter(([key, value]) => !(key in defaults) || JSON.stringify(defaults[key]) !== JSON.stringify(value))
-    .filter(([key, value]) => method || value === false || value === 0)
+    .filter(([, value]) => method || value === false || value === 0)
     .map(([key, value]) => `${key}=${JSON.stringify(value)}`);
 }
 
