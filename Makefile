@@ -77,10 +77,11 @@ js-check: $(NPM_STAMP)
 js-format: $(NPM_STAMP)
 	$(NPM_BIN)/prettier --write $(JS_FILES)
 
-# The API's types from its OpenAPI document (tests/test_js_types.py fails when they are stale)
+# The API's types from its OpenAPI document (tests/test_js_types.py fails when they are stale):
+# one type per schema under its own name; a field is optional where the document says so.
 js-types: $(STAMP) $(NPM_STAMP)
 	mkdir -p $(dir $(OPENAPI_JSON)) $(dir $(JS_TYPES))
 	$(PY) -m backend.openapi_document $(OPENAPI_JSON) > $(OPENAPI_JSON).d.ts
 	$(NPM_BIN)/openapi-typescript $(OPENAPI_JSON) --root-types --root-types-no-schema-prefix \
-		--root-types-keep-casing >> $(OPENAPI_JSON).d.ts
+		--root-types-keep-casing --default-non-nullable false >> $(OPENAPI_JSON).d.ts
 	mv $(OPENAPI_JSON).d.ts $(JS_TYPES)

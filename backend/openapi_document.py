@@ -2,11 +2,13 @@
 
 ``make js-types`` writes the document with ``python -m backend.openapi_document PATH`` (which
 prints the document's digest line), and ``frontend/js/types/api.d.ts`` is that line followed by
-what openapi-typescript generates from the document. tests/test_js_types.py compares that line with the digest of the document the code publishes
-today, so a changed request or response model without ``make js-types`` fails a test.
+what openapi-typescript generates from the document. tests/test_js_types.py compares that line
+with the digest of the document the code publishes today, so a changed request or response
+model without ``make js-types`` fails a test.
 
-The document is the one ``/openapi.json`` serves; it does not depend on the settings, but
-method plugins add their options, so it is written without any plugin installed.
+The document is the one ``/openapi.json`` serves. It does not depend on the settings, but a
+method plugin adds its request model to it: the committed types are those of the built-in
+methods, generated (and tested) where no plugin is installed and ``METHOD_PLUGINS`` is unset.
 """
 
 from __future__ import annotations

@@ -711,13 +711,13 @@ export interface components {
              * @description Base EMA momentum tau of the target network, raised to 1 by a cosine schedule. 0 = no EMA: the target is the online network at every step (the schedule is then not applied); 1 = the target stays frozen at its random initialisation.
              * @default 0.99
              */
-            base_momentum: number;
+            base_momentum?: number;
             /**
              * Predictor
              * @description Predictor MLP on the online branch. Off: the online projection regresses the target projection directly, and the embedding collapses.
              * @default true
              */
-            predictor: boolean;
+            predictor?: boolean;
         };
         /**
          * BYOLRunRequest
@@ -734,27 +734,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -766,37 +766,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.3
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description BYOL
@@ -808,20 +808,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description BYOL's options; unset ones default. */
             options?: components["schemas"]["BYOLOptions"];
             /**
@@ -829,13 +829,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 512
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -846,19 +846,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -870,13 +870,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -897,37 +897,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.00001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** BarlowTwinsOptions */
         BarlowTwinsOptions: {
@@ -936,7 +936,7 @@ export interface components {
              * @description Weight of the redundancy-reduction (off-diagonal) term. The paper's 5e-3 is for d = 8192; the default d = 128 has 4000x fewer off-diagonal terms and needs a larger weight (with 5e-3 a short CPU run kept an effective rank of only 13 of 128, with 0.05 35). 0 leaves only the invariance term and the dimensions become redundant.
              * @default 0.05
              */
-            lambda_offdiag: number;
+            lambda_offdiag?: number;
         };
         /**
          * BarlowTwinsRunRequest
@@ -953,27 +953,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -985,37 +985,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.3
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description Barlow Twins
@@ -1027,20 +1027,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default lars
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description Barlow Twins's options; unset ones default. */
             options?: components["schemas"]["BarlowTwinsOptions"];
             /**
@@ -1048,13 +1048,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -1065,19 +1065,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -1089,13 +1089,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -1116,37 +1116,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.0001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** Catalogue */
         Catalogue: {
@@ -1191,67 +1191,67 @@ export interface components {
              * @description EMA rate m of the centre: c <- m c + (1 - m) mean(teacher logits).
              * @default 0.9
              */
-            center_momentum: number;
+            center_momentum?: number;
             /**
              * Centering
              * @description Subtract the centre (a running mean of the teacher's logits) before the teacher's softmax. Off: sharpening alone makes one prototype dominate (teacher entropy -> 0) and the embedding collapses.
              * @default true
              */
-            centering: boolean;
+            centering?: boolean;
             /**
              * Freeze Last Layer Epochs
              * @description Epochs during which the head's last (weight-normalised) layer is not trained, which the paper does to stabilise the start.
              * @default 1
              */
-            freeze_last_layer_epochs: number;
+            freeze_last_layer_epochs?: number;
             /**
              * Local Views
              * @description Multi-crop: small local views per image (half the side, 5-40% of the area), seen by the student only; the two global views go through both networks.
              * @default 2
              */
-            local_views: number;
+            local_views?: number;
             /**
              * Norm Last Layer
              * @description Fix the norm of each prototype of the last layer to 1 (the paper's default); off, the norms are trained too.
              * @default true
              */
-            norm_last_layer: boolean;
+            norm_last_layer?: boolean;
             /**
              * Num Prototypes
              * @description K, the output dimensions of the DINO head (prototypes); 65536 in the paper. A collapsed run's loss sits at ln K.
              * @default 1024
              */
-            num_prototypes: number;
+            num_prototypes?: number;
             /**
              * Student Temperature
              * @description The student's softmax temperature.
              * @default 0.1
              */
-            student_temperature: number;
+            student_temperature?: number;
             /**
              * Teacher Momentum
              * @description Base EMA rate of the teacher's weights, raised to 1 by a cosine schedule (0.996 in the paper, for 100 epochs of ImageNet: a short run needs a faster teacher). 0 = the teacher is a copy of the student (no schedule; the paper's 'student copy', which collapses); 1 = the teacher stays at its initialisation.
              * @default 0.99
              */
-            teacher_momentum: number;
+            teacher_momentum?: number;
             /**
              * Teacher Temperature
              * @description Sharpening: the teacher's softmax temperature after the warm-up (0.04 to 0.07 in the paper). Equal to the student's (0.1): no sharpening, the teacher's output drifts to uniform (entropy -> ln K).
              * @default 0.04
              */
-            teacher_temperature: number;
+            teacher_temperature?: number;
             /**
              * Warmup Teacher Temperature
              * @description The teacher's temperature at epoch 1, raised linearly to teacher_temperature over warmup_teacher_temperature_epochs (unused without a warm-up).
              * @default 0.04
              */
-            warmup_teacher_temperature: number;
+            warmup_teacher_temperature?: number;
             /**
              * Warmup Teacher Temperature Epochs
              * @description Epochs of the teacher temperature's linear warm-up.
              * @default 0
              */
-            warmup_teacher_temperature_epochs: number;
+            warmup_teacher_temperature_epochs?: number;
         };
         /**
          * DINORunRequest
@@ -1268,27 +1268,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default vit_tiny
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -1300,37 +1300,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.0005
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description DINO
@@ -1342,20 +1342,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default adamw
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description DINO's options; unset ones default. */
             options?: components["schemas"]["DINOOptions"];
             /**
@@ -1363,13 +1363,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -1380,19 +1380,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -1404,13 +1404,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -1431,37 +1431,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 1
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.04
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** DatabaseHealth */
         DatabaseHealth: {
@@ -1482,25 +1482,25 @@ export interface components {
              * @description Sample training images with weights inversely proportional to the size of their cluster, so big clusters cannot dominate. Off: uniform shuffle.
              * @default true
              */
-            balanced_sampling: boolean;
+            balanced_sampling?: boolean;
             /**
              * Num Clusters
              * @description k of k-means (about 10x the number of classes).
              * @default 100
              */
-            num_clusters: number;
+            num_clusters?: number;
             /**
              * Reassign Empty
              * @description When a k-means cluster empties, split a random non-empty one in two (perturbed copy of its centroid). Off: empty clusters stay dead.
              * @default true
              */
-            reassign_empty: boolean;
+            reassign_empty?: boolean;
             /**
              * Temperature
              * @description Temperature of the softmax over the prototypes.
              * @default 0.1
              */
-            temperature: number;
+            temperature?: number;
         };
         /**
          * DeepClusterRunRequest
@@ -1517,27 +1517,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -1549,37 +1549,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.3
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description DeepCluster
@@ -1591,20 +1591,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description DeepCluster's options; unset ones default. */
             options?: components["schemas"]["DeepClusterOptions"];
             /**
@@ -1612,13 +1612,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -1629,19 +1629,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -1653,13 +1653,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -1680,37 +1680,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.00001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /**
          * EmbeddingMetrics
@@ -1834,7 +1834,7 @@ export interface components {
              * Diagnostics Time S
              * @default 0
              */
-            diagnostics_time_s: number;
+            diagnostics_time_s?: number;
             /**
              * Ema Momentum
              * @description BYOL's current EMA momentum.
@@ -1846,7 +1846,7 @@ export interface components {
              * Epoch Time S
              * @default 0
              */
-            epoch_time_s: number;
+            epoch_time_s?: number;
             /** Images Per S */
             images_per_s?: number | null;
             /**
@@ -1854,7 +1854,7 @@ export interface components {
              * @description Part of diagnostics_time_s spent on LiDAR.
              * @default 0
              */
-            lidar_time_s: number;
+            lidar_time_s?: number;
             /**
              * Logs
              * @description Method-specific scalars (loss terms...).
@@ -1875,7 +1875,7 @@ export interface components {
              * Train Time S
              * @default 0
              */
-            train_time_s: number;
+            train_time_s?: number;
             /** @description The verdict at this epoch. */
             verdict?: components["schemas"]["Verdict"] | null;
         };
@@ -1941,7 +1941,7 @@ export interface components {
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -2103,7 +2103,7 @@ export interface components {
              * @default linear
              * @enum {string}
              */
-            scale: "linear" | "log";
+            scale?: "linear" | "log";
             /** Start */
             start: number;
             /** Steps */
@@ -2142,7 +2142,7 @@ export interface components {
              * @description Remove the run from its project.
              * @default false
              */
-            clear_project: boolean;
+            clear_project?: boolean;
             /** Note */
             note?: string | null;
             /**
@@ -2341,27 +2341,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 256
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -2373,37 +2373,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.06
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description Method name from the registry, e.g. 'simsiam'.
@@ -2414,14 +2414,14 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /**
              * Options
              * @description Method-specific options.
@@ -2434,13 +2434,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description Preset this config was derived from, if any.
@@ -2451,32 +2451,32 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Schedule
              * @description Learning-rate schedule after the warm-up.
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -2492,37 +2492,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.0005
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /**
          * RunDetail
@@ -2610,7 +2610,7 @@ export interface components {
              * @description Free text a person wrote about it.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Num Classes
              * @description Classes of the dataset (kNN chance = 1 / num_classes); null for an image folder, whose classes are its sub-folders.
@@ -2780,7 +2780,7 @@ export interface components {
              * @description Free text a person wrote about it.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Num Classes
              * @description Classes of the dataset (kNN chance = 1 / num_classes); null for an image folder, whose classes are its sub-folders.
@@ -2902,13 +2902,13 @@ export interface components {
              * @description Contrast against the 2N-2 other views in the batch. Off: only the positive-pair alignment term is left, and the embedding collapses.
              * @default true
              */
-            negatives: boolean;
+            negatives?: boolean;
             /**
              * Temperature
              * @description Softmax temperature of NT-Xent (0.5 for CIFAR in the paper).
              * @default 0.5
              */
-            temperature: number;
+            temperature?: number;
         };
         /**
          * SimCLRRunRequest
@@ -2925,27 +2925,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -2957,37 +2957,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.3
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description SimCLR
@@ -2999,20 +2999,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description SimCLR's options; unset ones default. */
             options?: components["schemas"]["SimCLROptions"];
             /**
@@ -3020,13 +3020,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -3037,19 +3037,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -3061,13 +3061,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -3088,37 +3088,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.0001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** SimSiamOptions */
         SimSiamOptions: {
@@ -3127,13 +3127,13 @@ export interface components {
              * @description Bottleneck MLP predictor on top of the projector. Off: the projections are compared directly, and the embedding collapses.
              * @default true
              */
-            predictor: boolean;
+            predictor?: boolean;
             /**
              * Stop Gradient
              * @description Treat the other branch's projection as a constant. Off: gradients flow through both branches and the output collapses to a constant (loss -> -1).
              * @default true
              */
-            stop_gradient: boolean;
+            stop_gradient?: boolean;
         };
         /**
          * SimSiamRunRequest
@@ -3150,27 +3150,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -3182,37 +3182,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.2
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description SimSiam
@@ -3224,20 +3224,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description SimSiam's options; unset ones default. */
             options?: components["schemas"]["SimSiamOptions"];
             /**
@@ -3245,13 +3245,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 64
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -3262,19 +3262,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -3286,13 +3286,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -3313,37 +3313,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.0005
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** SwAVOptions */
         SwAVOptions: {
@@ -3352,43 +3352,43 @@ export interface components {
              * @description Entropy regularisation of the codes (0.05 in the paper). Too large and the codes are near uniform: all samples get every prototype equally and the run stalls.
              * @default 0.03
              */
-            epsilon: number;
+            epsilon?: number;
             /**
              * Local Crops
              * @description Extra small multi-crop views per image (0 = two views).
              * @default 0
              */
-            local_crops: number;
+            local_crops?: number;
             /**
              * Num Prototypes
              * @description Number of learnable prototypes K (cluster centres); 3000 in the paper for ImageNet, 30 here so a short CPU run leaves the uniform-prediction plateau (loss log K).
              * @default 30
              */
-            num_prototypes: number;
+            num_prototypes?: number;
             /**
              * Queue Length
              * @description Past embeddings kept to enlarge the Sinkhorn batch (0 = no queue; helpful when the batch is much smaller than the number of prototypes).
              * @default 0
              */
-            queue_length: number;
+            queue_length?: number;
             /**
              * Sinkhorn
              * @description Compute the codes with Sinkhorn-Knopp equipartition. Off: codes are a plain softmax of the scores, and every sample drifts to one prototype.
              * @default true
              */
-            sinkhorn: boolean;
+            sinkhorn?: boolean;
             /**
              * Sinkhorn Iterations
              * @description Sinkhorn-Knopp iterations.
              * @default 3
              */
-            sinkhorn_iterations: number;
+            sinkhorn_iterations?: number;
             /**
              * Temperature
              * @description Temperature of the predictions.
              * @default 0.1
              */
-            temperature: number;
+            temperature?: number;
         };
         /**
          * SwAVRunRequest
@@ -3405,27 +3405,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -3437,37 +3437,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.05
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description SwAV
@@ -3479,20 +3479,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default sgd
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description SwAV's options; unset ones default. */
             options?: components["schemas"]["SwAVOptions"];
             /**
@@ -3500,13 +3500,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -3517,19 +3517,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -3541,13 +3541,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -3568,37 +3568,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.00001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** SweepCell */
         SweepCell: {
@@ -3810,7 +3810,7 @@ export interface components {
              * @description Stop a run once complete collapse has held for 3 epochs (unless the base sets stop_after_settled_epochs).
              * @default true
              */
-            stop_when_settled: boolean;
+            stop_when_settled?: boolean;
         };
         /** SweepRunOut */
         SweepRunOut: {
@@ -3919,19 +3919,19 @@ export interface components {
              * @description nu: weight of the off-diagonal covariance penalty. 0: dimensions become correlated (dimensional collapse).
              * @default 1
              */
-            covariance_weight: number;
+            covariance_weight?: number;
             /**
              * Invariance Weight
              * @description lambda: weight of the mean-squared distance term.
              * @default 25
              */
-            invariance_weight: number;
+            invariance_weight?: number;
             /**
              * Variance Weight
              * @description mu: weight of the hinge keeping each dimension's std above 1. 0: nothing stops the embedding collapsing to a point.
              * @default 25
              */
-            variance_weight: number;
+            variance_weight?: number;
         };
         /**
          * VICRegRunRequest
@@ -3948,27 +3948,27 @@ export interface components {
              * @description Scales colour jitter and crop range (0 = no augmentation).
              * @default 1
              */
-            augment_strength: number;
+            augment_strength?: number;
             /**
              * Backbone
              * @description The encoder whose output is h.
              * @default small_cnn
              * @enum {string}
              */
-            backbone: "small_cnn" | "resnet18" | "vit_tiny";
+            backbone?: "small_cnn" | "resnet18" | "vit_tiny";
             /**
              * Batch Size
              * @description Images per step (two views each).
              * @default 128
              */
-            batch_size: number;
+            batch_size?: number;
             /**
              * Dataset
              * @description The images to train on.
              * @default digits
              * @enum {string}
              */
-            dataset: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
+            dataset?: "shapes" | "digits" | "cifar10" | "cifar100" | "stl10" | "imagefolder";
             /**
              * Dataset Path
              * @description For 'imagefolder': a folder relative to the data root.
@@ -3980,37 +3980,37 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            device: "auto" | "cpu" | "cuda";
+            device?: "auto" | "cpu" | "cuda";
             /**
              * Epochs
              * @description Training epochs after epoch 0.
              * @default 20
              */
-            epochs: number;
+            epochs?: number;
             /**
              * Image Size
              * @description Side of the square training images.
              * @default 32
              */
-            image_size: number;
+            image_size?: number;
             /**
              * Knn K
              * @description Neighbours of the kNN accuracy probe.
              * @default 20
              */
-            knn_k: number;
+            knn_k?: number;
             /**
              * Lidar Every
              * @description Measure LiDAR (q = 8 views of 128 probe images) at epoch 0, every this many epochs and at the last one; 0 = never.
              * @default 5
              */
-            lidar_every: number;
+            lidar_every?: number;
             /**
              * Lr
              * @description Base learning rate (scaled by batch/256).
              * @default 0.3
              */
-            lr: number;
+            lr?: number;
             /**
              * Method
              * @description VICReg
@@ -4022,20 +4022,20 @@ export interface components {
              * @description SGD momentum.
              * @default 0.9
              */
-            momentum: number;
+            momentum?: number;
             /**
              * Note
              * @description Free text about the run.
              * @default
              */
-            note: string;
+            note?: string;
             /**
              * Optimizer
              * @description The optimiser.
              * @default lars
              * @enum {string}
              */
-            optimizer: "sgd" | "adamw" | "lars";
+            optimizer?: "sgd" | "adamw" | "lars";
             /** @description VICReg's options; unset ones default. */
             options?: components["schemas"]["VICRegOptions"];
             /**
@@ -4043,13 +4043,13 @@ export interface components {
              * @description vit_tiny: side of the square patches (4: 8x8 at 32 px).
              * @default 4
              */
-            patch_size: number;
+            patch_size?: number;
             /**
              * Pred Hidden Dim
              * @description Predictor bottleneck width.
              * @default 128
              */
-            pred_hidden_dim: number;
+            pred_hidden_dim?: number;
             /**
              * Preset
              * @description A preset of this method (GET /api/methods lists them): its config is merged under the fields sent, which need no method then.
@@ -4060,19 +4060,19 @@ export interface components {
              * @description Held-out images the diagnostics are computed on.
              * @default 2048
              */
-            probe_size: number;
+            probe_size?: number;
             /**
              * Proj Dim
              * @description Projector output dimension d.
              * @default 128
              */
-            proj_dim: number;
+            proj_dim?: number;
             /**
              * Proj Hidden Dim
              * @description Projector hidden width.
              * @default 512
              */
-            proj_hidden_dim: number;
+            proj_hidden_dim?: number;
             /**
              * Project
              * @description The project the run belongs to (letters, digits, space, . - _ /).
@@ -4084,13 +4084,13 @@ export interface components {
              * @default cosine
              * @enum {string}
              */
-            schedule: "cosine" | "constant";
+            schedule?: "cosine" | "constant";
             /**
              * Seed
              * @description Random seed: weights, data order, views.
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Stop After Settled Epochs
              * @description Stop early once the verdict has been complete_collapse for this many epochs (the run ends succeeded, saying so); null = train every epoch.
@@ -4111,37 +4111,37 @@ export interface components {
              * @description vit_tiny: transformer blocks.
              * @default 6
              */
-            vit_depth: number;
+            vit_depth?: number;
             /**
              * Vit Dim
              * @description vit_tiny: token width (rep_dim).
              * @default 192
              */
-            vit_dim: number;
+            vit_dim?: number;
             /**
              * Vit Heads
              * @description vit_tiny: attention heads.
              * @default 3
              */
-            vit_heads: number;
+            vit_heads?: number;
             /**
              * Warmup Epochs
              * @description Epochs of linear lr warm-up.
              * @default 0
              */
-            warmup_epochs: number;
+            warmup_epochs?: number;
             /**
              * Weight Decay
              * @description L2 weight decay.
              * @default 0.0001
              */
-            weight_decay: number;
+            weight_decay?: number;
             /**
              * Width
              * @description Base channel count of small_cnn.
              * @default 32
              */
-            width: number;
+            width?: number;
         };
         /** ValidationError */
         ValidationError: {
