@@ -42,15 +42,6 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-zoo: $(STAMP)
-	$(VENV)/bin/collapse-lab zoo --dataset digits
-
-bench: $(STAMP)
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
-
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
-
 # The dashboard's JavaScript, checked like the Python: ESLint (eslint.config.js), Prettier
 # (.prettierrc.json, 100 columns) and tsc over the files with `// @ts-check` (tsconfig.json),
 # whose API types frontend/js/types/api.d.ts are generated from the OpenAPI document. The
@@ -85,3 +76,12 @@ js-types: $(STAMP) $(NPM_STAMP)
 	$(NPM_BIN)/openapi-typescript $(OPENAPI_JSON) --root-types --root-types-no-schema-prefix \
 		--root-types-keep-casing --default-non-nullable false >> $(OPENAPI_JSON).d.ts
 	mv $(OPENAPI_JSON).d.ts $(JS_TYPES)
+
+zoo: $(STAMP)
+	$(VENV)/bin/collapse-lab zoo --dataset digits
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
