@@ -16,6 +16,8 @@ and ``z = module.projection_head(h)`` (or ``module.projector(h)``). Anything els
 
 from __future__ import annotations
 
+import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -38,7 +40,7 @@ except ImportError:  # the older standalone package
             "pip install 'collapse-lab-client[lightning]'"
         ) from error
 
-from .monitor import Monitor
+from .monitor import CollapseLabWarning, Monitor, default_resume_key
 
 EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
 # log_epoch's own parameters: a logged metric of one of these names is not forwarded.
@@ -62,8 +64,9 @@ def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class CollapseLabCallback(Callback):
-    """Logs epoch 0 (the untrained network) when fit starts, then every ``every_n_epochs``
-    train epochs, and the last epoch when fit ends; closes the run (failed on an exception).
+    """Logs epoch 0 (the untrained network) when training starts, then every
+    ``every_n_epochs`` train epochs, and the last epoch when fit ends; closes the run (failed
+    on an exception).
 
     ``probe``: a fixed (N, ...) tensor of probe inputs, or a DataLoader over them without
     shuffling (``(x, y, ...)`` batches give the labels when ``labels`` is not passed); its
@@ -74,8 +77,18 @@ class CollapseLabCallback(Callback):
 
     Embedding runs under ``torch.no_grad`` in eval mode (each submodule's mode restored
     afterwards), in batches of ``batch_size``, on global rank 0 only; epoch k is the network
-    after k training epochs (a fit resumed from a checkpoint starts a new run at the
-    checkpoint's epoch, without an untrained baseline: the monitor warns). ``loss_key``
+    after k training epochs.
+
+    **Resume**: the run's resume key and id are saved in the checkpoint (the callback's
+    state), so ``trainer.fit(model, ckpt_path=...)`` continues the same run (same page, the
+    epoch-0 baseline kept) instead of starting one; the key is ``resume=`` when given, else
+    the scheduler's (a requeued SLURM job), else a new one per callback.
+
+    **Stop on collapse**: with ``stop_on_collapse=N``, once the server's verdict has been
+    complete collapse for N logged epochs, ``trainer.should_stop`` is set (on every rank)
+    and the run page says the client stopped the run at that epoch. The verdict comes from
+    the server a little after each upload (``bench/bench_stop_delay.py``), so the stop
+    lands at the first epoch end after it. ``loss_key``
     names the logged metric sent as the loss; the other scalar ``trainer.callback_metrics``
     go along as scalars. ``config`` defaults to the module's hyperparameters. Further
     keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
@@ -96,11 +109,15 @@ class CollapseLabCallback(Callback):
         loss_key: str = "train_loss",
         config: Mapping[str, Any] | None = None,
         finish_timeout: float = 60.0,
+        stop_on_collapse: int | None = None,
+        resume: str | None = None,
         **monitor_kwargs: Any,
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError("every_n_epochs must be at least 1")
+        if stop_on_collapse is not None and stop_on_collapse < 1:
+            raise ValueError("stop_on_collapse must be at least 1 (logged epochs)")
         if isinstance(probe, DataLoader) and isinstance(probe.sampler, RandomSampler):
             raise ValueError("the probe DataLoader shuffles: the probe must be the same each epoch")
         if not isinstance(probe, Tensor | DataLoader):
@@ -116,32 +133,81 @@ class CollapseLabCallback(Callback):
         self.config = config
         self.finish_timeout = finish_timeout
         self.monitor_kwargs = monitor_kwargs
+        self.stop_on_collapse = stop_on_collapse
+        self.resume_key = resume
+        self.run_id: str | None = None  # of the run this fit logs to (saved in checkpoints)
         self.monitor: Monitor | None = None
         self._last_logged: int | None = None
 
+    # ----------------------------------------------------------------- checkpoint state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"resume_key": self.resume_key, "run_id": self.run_id}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A fit resumed from a checkpoint continues the checkpointed run."""
+        self.resume_key = state_dict.get("resume_key") or self.resume_key
+        self.run_id = state_dict.get("run_id")
+
     # ----------------------------------------------------------------- Lightning hooks
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_fit_start: a resumed fit restores the epoch counter (and, with some
+        # strategies, the callback state) after it.
+        if not trainer.is_global_zero or self.monitor is not None:
             return
         config = self.config if self.config is not None else dict(pl_module.hparams)
+        if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
+            self.resume_key = default_resume_key(self.monitor_kwargs.get("name") or "lightning")
+            self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
         self.monitor = Monitor(
             self.url,
             config={**config, "max_epochs": trainer.max_epochs},
             source={"integration": "lightning"},
+            resume=self.resume_key,
             **self.monitor_kwargs,
         )
-        self._log(trainer, pl_module, trainer.current_epoch)
+        if self.run_id is not None and self.monitor.run_id not in (None, self.run_id):
+            warnings.warn(
+                f"Collapse Lab: the checkpoint's run {self.run_id} was not found again; "
+                f"logging to run {self.monitor.run_id}",
+                CollapseLabWarning,
+                stacklevel=2,
+            )
+        self.run_id = self.monitor.run_id or self.run_id
+        stored = self.monitor.last_stored_epoch
+        if stored is None or trainer.current_epoch > stored:  # resumed: the run has it
+            self._log(trainer, pl_module, trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch + 1  # current_epoch still counts the one just trained
         if self.monitor is not None and epoch % self.every_n_epochs == 0:
             self._log(trainer, pl_module, epoch)
+        if self.stop_on_collapse is not None:
+            self._stop_if_collapsed(trainer, epoch)
+
+    def _stop_if_collapsed(self, trainer: Trainer, epoch: int) -> None:
+        """Rank 0 decides from the server's verdict; every rank stops together."""
+        streak = self.monitor.collapse_streak if self.monitor is not None else 0
+        assert self.stop_on_collapse is not None
+        decision = trainer.strategy.broadcast(streak >= self.stop_on_collapse, src=0)
+        if not decision or trainer.should_stop:
+            return
+        trainer.should_stop = True
+        if self.monitor is not None:
+            verdict = self.monitor.verdict
+            onset = verdict.onset_epoch if verdict is not None else None
+            reason = (
+                f"complete collapse held {streak} logged epochs (since epoch {onset}); "
+                f"stop_on_collapse={self.stop_on_collapse}"
+            )
+            self.monitor.record_stop(epoch, reason)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.monitor is None:
             return
-        if self._last_logged is None or trainer.current_epoch > self._last_logged:
+        last = max(self._last_logged or -1, self.monitor.last_stored_epoch or -1)
+        if trainer.current_epoch > last:
             self._log(trainer, pl_module, trainer.current_epoch)
         self.monitor.finish(timeout=self.finish_timeout)
 

@@ -252,3 +252,34 @@ def decode_epoch(body: bytes) -> EpochMessage:
         scalars={k: None if v is None else float(v) for k, v in scalars.items()},
         logged_at=float(logged_at) if isinstance(logged_at, int | float) else None,
     )
+
+
+def same_data(first: bytes, second: bytes) -> bool:
+    """Whether two valid messages carry the same epoch: epoch, loss, scalars and every array
+    equal; only ``logged_at`` and the layout may differ. A job restarted from a checkpoint
+    that logs an epoch again from the same weights sends the same data at another time."""
+    if first == second:
+        return True
+    try:
+        a, b = decode_epoch(first), decode_epoch(second)
+    except MessageError:
+        return False
+
+    def equal(x: np.ndarray | None, y: np.ndarray | None) -> bool:
+        return (x is None and y is None) or (
+            x is not None and y is not None and x.shape == y.shape and np.array_equal(x, y)
+        )
+
+    views_equal = (a.views is None and b.views is None) or (
+        a.views is not None
+        and b.views is not None
+        and equal(a.views[0], b.views[0])
+        and equal(a.views[1], b.views[1])
+    )
+    return (
+        (a.epoch, a.loss, a.scalars) == (b.epoch, b.loss, b.scalars)
+        and equal(a.z, b.z)
+        and equal(a.h, b.h)
+        and equal(a.labels, b.labels)
+        and views_equal
+    )

@@ -147,6 +147,8 @@ export const api = {
   launch: (config) => request("POST", "/api/runs", config),
   /** @param {string} id @returns {Promise<Api.RunDetail>} */
   cancel: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
+  /** @param {string} id @param {Api.LabelsEdit} edit @returns {Promise<Api.RunDetail>} */
+  editLabels: (id, edit) => request("PATCH", `/api/runs/${encodeURIComponent(id)}/labels`, edit),
   /** @param {string} token @returns {Promise<Api.ShareOut>} */
   share: (token) => request("GET", `/api/shares/${encodeURIComponent(token)}`),
   /** @param {string[]} runIds @returns {Promise<Api.ShareOut>} */
