@@ -2,7 +2,7 @@
 // kept live by the run-list event stream `/api/events` (no reload, no polling).
 
 import { api, listData } from "../api.js";
-import { keyOptions, normaliseCatalogue, rankHistory, runConfig, runMethod, runPreset, runProgress, runTitle, totalEpochs } from "../model.js";
+import { keyOptions, normaliseCatalogue, rankHistory, runConfig, runMethod, runProgress, runTitle, totalEpochs } from "../model.js";
 import { sparkline } from "../sparkline.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, timeAgo } from "../ui.js";
