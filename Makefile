@@ -16,6 +16,9 @@ LOCAL_PACKAGES := -e './client[lightning]' -e '.[worker,dev]'
 LOWEST_VENV := .venv-client-lowest
 LOWEST_LOCK := requirements/client-lowest.txt
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
+# The lock is resolved for CPython 3.11 on Linux x86_64.
+PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and \
+	"requirements/ is locked for Python 3.11: run make with PYTHON=python3.11")'
 # `make check`: what needs no service, no browser, no database and no long training.
 CHECK_MARKERS := not slow and not browser and not postgres and not service
 # `make test-latest`: the newest versions pyproject allows, in a venv of their own.
@@ -26,6 +29,7 @@ LATEST_PYTEST_ARGS ?= -m "$(CHECK_MARKERS)"
 	system-deps bench zoo clean
 
 $(STAMP): $(LOCK) pyproject.toml client/pyproject.toml
+	@$(PYTHON_311)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(LOCAL_PACKAGES)
@@ -33,6 +37,7 @@ $(STAMP): $(LOCK) pyproject.toml client/pyproject.toml
 	touch $(STAMP)
 
 $(LOWEST_STAMP): $(LOWEST_LOCK)
+	@$(PYTHON_311)
 	rm -rf $(LOWEST_VENV)
 	$(PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install -q --require-hashes -r $(LOWEST_LOCK)
@@ -63,6 +68,7 @@ check: $(STAMP)
 	status=$$?; echo "make check: $$(( $$(date +%s) - start )) s"; exit $$status
 
 lock:
+	@$(PYTHON_311)
 	PYTHON=$(PYTHON) scripts/lock.sh
 
 # The newest releases pyproject's ranges allow (no lock), then lint, types and `make check`'s

@@ -24,8 +24,8 @@ compile() {  # compile OUTPUT [pip-compile arguments and sources...]
   local output=$1
   shift
   echo "resolving $output"
-  CUSTOM_COMPILE_COMMAND="make lock" "$work/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
-    --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+  CUSTOM_COMPILE_COMMAND="make lock" "$work/venv/bin/pip-compile" --quiet --generate-hashes \
+    --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
     --output-file "$output" "$@"
 }
 
