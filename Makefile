@@ -1,23 +1,47 @@
 # The two commands of the README: `make up` runs the product, `make test` runs every test.
 # Both set up what they need: the virtual environment, Python packages and Debian packages.
+# Python packages come from the committed lock (requirements/lock.txt, exact versions and
+# hashes, written by `make lock`), so a new release of anything cannot change what is installed.
 
 VENV ?= .venv
 PYTHON ?= python3
-# PyTorch is installed first and on its own: the pinned pair is the one this project is
-# tested with (pip takes it from a local wheel cache when there is one). Any torch >= 2.4 works.
-TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
+LOCK := requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The project's own packages go on top of the lock without their dependencies: the lock alone
+# decides every other package (tests/test_lock.py checks it satisfies the pyproject files).
+LOCAL_PACKAGES := -e './client[lightning]' -e '.[worker,dev]'
+# The client's tests also run against the lowest versions client/pyproject.toml allows.
+LOWEST_VENV := .venv-client-lowest
+LOWEST_LOCK := requirements/client-lowest.txt
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+# The lock is resolved for CPython 3.11 on Linux x86_64.
+PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and \
+	"requirements/ is locked for Python 3.11: run make with PYTHON=python3.11")'
+# `make check`: what needs no service, no browser, no database and no long training.
+CHECK_MARKERS := not slow and not browser and not postgres and not service
+# `make test-latest`: the newest versions pyproject allows, in a venv of their own.
+LATEST_VENV ?= .venv-latest
+LATEST_PYTEST_ARGS ?= -m "$(CHECK_MARKERS)"
 
-.PHONY: up test lint format system-deps bench zoo clean
+.PHONY: up test check test-client-lowest test-latest lock screenshots lint format \
+	system-deps bench zoo clean
 
-$(STAMP): pyproject.toml client/pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml client/pyproject.toml
+	@$(PYTHON_311)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PACKAGES)
-	$(PY) -m pip install -q -e './client[lightning]' -e '.[worker,dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation $(LOCAL_PACKAGES)
+	$(PY) -m pip check
 	touch $(STAMP)
+
+$(LOWEST_STAMP): $(LOWEST_LOCK)
+	@$(PYTHON_311)
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --require-hashes -r $(LOWEST_LOCK)
+	touch $(LOWEST_STAMP)
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -25,12 +49,46 @@ system-deps:
 up: $(STAMP) system-deps
 	$(VENV)/bin/collapse-lab up
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(LOWEST_STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-client-lowest
+
+# tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
+test-client-lowest: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/client
+
+check: $(STAMP)
+	@start=$$(date +%s); \
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports \
+	&& $(VENV)/bin/mypy && $(VENV)/bin/pytest -q -m "$(CHECK_MARKERS)" $(PYTEST_ARGS); \
+	status=$$?; echo "make check: $$(( $$(date +%s) - start )) s"; exit $$status
+
+lock:
+	@$(PYTHON_311)
+	PYTHON=$(PYTHON) scripts/lock.sh
+
+# The newest releases pyproject's ranges allow (no lock), then lint, types and `make check`'s
+# tests with them (LATEST_PYTEST_ARGS= runs the whole suite). Prints what differs from the lock.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade $(LOCAL_PACKAGES)
+	$(LATEST_VENV)/bin/python scripts/lock_diff.py
+	$(LATEST_VENV)/bin/ruff check .
+	$(LATEST_VENV)/bin/ruff format --check .
+	$(LATEST_VENV)/bin/lint-imports
+	$(LATEST_VENV)/bin/mypy
+	$(LATEST_VENV)/bin/pytest -q -p no:cacheprovider $(LATEST_PYTEST_ARGS)
+
+# Refreshes the page screenshots of docs/screenshots/ (test runs write theirs to a temporary
+# folder)
+screenshots: $(STAMP) system-deps
+	SCREENSHOT_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -84,4 +142,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) $(LATEST_VENV) .pytest_cache .ruff_cache
