@@ -6,7 +6,8 @@ A cell aggregates its seeds (:func:`contract.sweeps.aggregate_verdicts`):
 ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower median onset of the
 runs of that kind, and the final spread / effective rank are the means of
 the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
-measure; rank = RankMe of the projector output z).
+measure; rank = RankMe of the projector output z). A run's final metrics are the metrics
+declared sweep-eligible in contract/metrics.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from backend.store.models import Run, Sweep
-from backend.store.sweeps import spread
-from contract import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
+from contract import (
+    METRICS,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    EmbeddingMetrics,
+    EpochRecord,
+    RunStatus,
+    VerdictKind,
+)
+from contract.metrics import sweep_metrics
 from contract.sweeps import aggregate_verdicts
 
 SweepStatus = Literal["queued", "running", "finished", "cancelled"]
@@ -41,15 +50,29 @@ class GridAxisOut(BaseModel):
     values: list[bool | int | float | str | None]
 
 
-class FinalMetrics(BaseModel):
-    """The last recorded epoch of a run (its projector output z, and the backbone's kNN)."""
+class SweepPreview(BaseModel):
+    """``POST /api/sweeps/preview``: the grid as the sweep would expand it."""
 
-    epoch: int
-    spread: float | None = Field(description="sqrt(total variance of z/||z||): 1 .. 0.")
-    effective_rank: float | None
-    std_l2_sqrt_d: float | None
-    participation_ratio: float | None
-    knn_top1: float | None = Field(description="kNN top-1 of the backbone representation h.")
+    axes: list[GridAxisOut]
+    seeds: list[int]
+    runs: int = Field(description="Grid points x seeds.")
+
+
+SWEEP_METRICS = sweep_metrics(METRICS)
+
+# The last recorded epoch of a run: one field per sweep-eligible metric (of z, or of h where
+# the metric's declaration says so), generated from the registry.
+_FINAL_FIELDS: dict[str, Any] = {
+    m.name: (float | None, Field(description=f"{m.title} of the {m.sweep.space}: {m.formula}."))
+    for m in SWEEP_METRICS
+    if m.sweep is not None
+}
+FinalMetrics = create_model(
+    "FinalMetrics",
+    __doc__="The last recorded epoch of a run: its sweep-eligible metrics (contract/metrics.py).",
+    epoch=(int, ...),
+    **_FINAL_FIELDS,
+)
 
 
 class SweepRunOut(BaseModel):
@@ -110,18 +133,20 @@ class SweepList(BaseModel):
     count: int
 
 
-def _final(record: dict[str, Any] | None) -> FinalMetrics | None:
-    if record is None:
+def _final(stored: dict[str, Any] | None) -> Any:
+    """The run's FinalMetrics from its last stored epoch record (None without one)."""
+    if stored is None:
         return None
-    z, h = record.get("projector") or {}, record.get("backbone") or {}
-    return FinalMetrics(
-        epoch=record["epoch"],
-        spread=spread(z),
-        effective_rank=z.get("effective_rank"),
-        std_l2_sqrt_d=z.get("std_l2_sqrt_d"),
-        participation_ratio=z.get("participation_ratio"),
-        knn_top1=h.get("knn_top1"),
-    )
+    record = EpochRecord.model_validate(stored)
+    spaces: dict[str, EmbeddingMetrics | None] = {
+        "projector": record.projector,
+        "backbone": record.backbone,
+    }
+    values = {}
+    for metric in SWEEP_METRICS:
+        space = spaces[metric.sweep.space if metric.sweep else "projector"]
+        values[metric.name] = None if space is None else getattr(space, metric.name)
+    return FinalMetrics(epoch=record.epoch, **values)
 
 
 def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
@@ -141,6 +166,12 @@ def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
         error=run.error,
         final=_final(record),
     )
+
+
+def _final_value(run: SweepRunOut, name: str) -> float | None:
+    """One of the run's final metrics (FinalMetrics is generated: no typed attributes)."""
+    value: float | None = getattr(run.final, name, None)
+    return value
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -168,8 +199,8 @@ def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepC
         seeds_agree=verdict.seeds_agree,
         kinds=verdict.kinds,
         onset_epoch=verdict.onset_epoch,
-        final_spread=_mean([r.final.spread for r in runs if r.final]),
-        final_effective_rank=_mean([r.final.effective_rank for r in runs if r.final]),
+        final_spread=_mean([_final_value(r, "spread") for r in runs]),
+        final_effective_rank=_mean([_final_value(r, "effective_rank") for r in runs]),
         runs=runs,
     )
 

@@ -35,7 +35,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
         return "the upload is gone"
     try:
         message = wire.decode_epoch(body)
-        history = epoch_store.epoch_records(db, run_id)
+        history = epoch_store.typed_epoch_records(db, run_id)
         record = probe_epoch_record(
             epoch,
             message.z,
@@ -71,7 +71,7 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
             log.warning("external run %s, epoch %d not measured: %s", run_id, epoch, error)
         with_db_retry(partial(external_store.mark_processed, db, run_id, epoch, error))
         done += 1
-    history = epoch_store.epoch_records(db, run_id)
-    verdict = run_verdict(history) if history else None
+    history = epoch_store.typed_epoch_records(db, run_id)
+    verdict = run_verdict(history).model_dump(mode="json") if history else None
     closed = with_db_retry(lambda: external_store.close_run(db, run_id, verdict))
     return f"{done} epochs" + (", closed" if closed else "")

@@ -1,4 +1,7 @@
-"""``GET /api/methods``: the catalogue the launch form is generated from.
+"""``GET /api/methods``: the catalogue the launch form is generated from; ``GET /api/metrics``:
+the metric catalogue the charts are drawn from (:func:`contract.metric_catalogue`: every
+diagnostic with its formula, paper, reference levels, chart and sweep use; the charts in page
+order).
 
 Response::
 
@@ -33,7 +36,9 @@ from contract import (
     PLUGIN_METHODS,
     PRESETS,
     DatasetName,
+    MetricCatalogue,
     RunConfig,
+    metric_catalogue,
 )
 
 router = APIRouter(prefix="/api", tags=["methods"])
@@ -97,3 +102,9 @@ def methods(state: StateDep) -> Catalogue:
             },
         }
     )
+
+
+@router.get("/metrics", response_model=MetricCatalogue)
+def metrics() -> MetricCatalogue:
+    """Every diagnostic (declared once, in contract/metrics.py) and every chart, in page order."""
+    return metric_catalogue()

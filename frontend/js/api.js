@@ -109,6 +109,7 @@ export async function request(method, url, body, { signal } = {}) {
 export const api = {
   health: () => request("GET", "/api/health"),
   methods: () => request("GET", "/api/methods"),
+  metrics: () => request("GET", "/api/metrics"),
   listRuns: (params = {}) => {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {
@@ -131,6 +132,7 @@ export const api = {
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
   getSweep: (id) => request("GET", withShare(`/api/sweeps/${encodeURIComponent(id)}`)),
   launchSweep: (body) => request("POST", "/api/sweeps", body),
+  previewSweep: (body) => request("POST", "/api/sweeps/preview", body),
   cancelSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/cancel`),
   shareSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/share`),
 };

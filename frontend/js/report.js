@@ -4,7 +4,7 @@
 
 import { RUN_COLORS } from "./colours.js";
 import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
-import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
+import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
 import { el, keyValueTable } from "./ui.js";
 import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
@@ -39,9 +39,10 @@ function plotCard(id, which) {
 }
 
 /** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
- * catalogue} with projections [{"epoch", "points", "labels"}] (the run's first and last) and
- * the catalogue of GET /api/methods. */
+ * catalogue, metrics} with projections [{"epoch", "points", "labels"}] (the run's first and
+ * last), the catalogue of GET /api/methods and the metric catalogue of GET /api/metrics. */
 export function renderReport(data) {
+  useMetricCatalogue(data.metrics);
   const root = document.getElementById("report");
   const runs = data.runs;
   const catalogue = normaliseCatalogue(data.catalogue);

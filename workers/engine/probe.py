@@ -15,12 +15,11 @@ What differs from a built-in run, because an external run sends only its probe:
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
-from contract import EpochRecord, Verdict
+from contract import EmbeddingMetrics, EpochRecord
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
 from workers.engine.verdict import epoch_verdict
 
@@ -42,7 +41,7 @@ def probe_diagnostics(
     h: np.ndarray | None = None,
     views: tuple[np.ndarray, np.ndarray] | None = None,
     labels: np.ndarray | None = None,
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[EmbeddingMetrics | None, EmbeddingMetrics]:
     """(backbone metrics or None without h, projector metrics) of one epoch's probe.
 
     z: (N, d) float; h: (N, d_h); views: two (M, d) arrays, row i of each a positive pair;
@@ -73,7 +72,7 @@ def probe_epoch_record(
     epoch: int,
     z: np.ndarray,
     *,
-    history: list[dict[str, Any]],
+    history: list[EpochRecord],
     h: np.ndarray | None = None,
     views: tuple[np.ndarray, np.ndarray] | None = None,
     labels: np.ndarray | None = None,
@@ -85,17 +84,15 @@ def probe_epoch_record(
     started = time.perf_counter()
     backbone, projector = probe_diagnostics(z, h, views, labels)
     logs = {name: value for name, value in (scalars or {}).items() if value is not None}
-    record = EpochRecord.model_validate(
-        {
-            "epoch": epoch,
-            "loss": loss,
-            "lr": logs.get("lr"),
-            "diagnostics_time_s": time.perf_counter() - started,
-            "logs": logs,
-            "backbone": backbone,
-            "projector": projector,
-        }
+    record = EpochRecord(
+        epoch=epoch,
+        loss=loss,
+        lr=logs.get("lr"),
+        diagnostics_time_s=time.perf_counter() - started,
+        logs=logs,
+        backbone=backbone,
+        projector=projector,
     )
-    before = [r for r in history if r["epoch"] < epoch]
-    record.verdict = Verdict.model_validate(epoch_verdict([*before, record.model_dump()]))
+    before = [r for r in history if r.epoch < epoch]
+    record.verdict = epoch_verdict([*before, record])
     return record
