@@ -12,11 +12,14 @@ from contract.metrics import EmbeddingMetrics, MetricCatalogue, MetricEntry
 from contract.presets import PRESETS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
+    CAUSE_GUARDS,
     METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     VERDICT_KINDS,
     VERDICT_SEVERITY,
+    Cause,
+    CauseGuard,
     EpochRecord,
     Placement,
     RunStatus,
@@ -29,6 +32,7 @@ from contract.strict import StrictInput, StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CAUSE_GUARDS",
     "DATASET_CLASSES",
     "METHOD_SPECS",
     "METRICS",
@@ -40,6 +44,8 @@ __all__ = [
     "VERDICT_KINDS",
     "VERDICT_SEVERITY",
     "BackboneName",
+    "Cause",
+    "CauseGuard",
     "DatasetName",
     "EmbeddingMetrics",
     "EpochRecord",

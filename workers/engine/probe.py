@@ -15,6 +15,8 @@ What differs from a built-in run, because an external run sends only its probe:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,9 +80,11 @@ def probe_epoch_record(
     labels: np.ndarray | None = None,
     loss: float | None = None,
     scalars: dict[str, float | None] | None = None,
+    configuration: Mapping[str, Any] | None = None,
 ) -> EpochRecord:
     """The epoch record of one external epoch, its verdict computed over ``history`` (the
-    run's earlier records, in epoch order; its first one is the baseline) plus this one."""
+    run's earlier records, in epoch order; its first one is the baseline) plus this one;
+    ``configuration``: the researcher's config, for the cause (see ``verdict.epoch_verdict``)."""
     started = time.perf_counter()
     backbone, projector = probe_diagnostics(z, h, views, labels)
     logs = {name: value for name, value in (scalars or {}).items() if value is not None}
@@ -94,5 +98,5 @@ def probe_epoch_record(
         projector=projector,
     )
     before = [r for r in history if r.epoch < epoch]
-    record.verdict = epoch_verdict([*before, record])
+    record.verdict = epoch_verdict([*before, record], configuration=configuration)
     return record

@@ -27,6 +27,7 @@ import torch
 from contract import PLUGIN_METHODS, EmbeddingMetrics, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
+from workers.engine.cause import configuration_of
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.engine.data import ImageData, load_splits
 from workers.engine.devices import describe_device
@@ -323,6 +324,8 @@ def train(
         torch=device_info["torch"],
         cuda=device_info["cuda"],
     )
+    # read by the cause diagnosis only for the guards no probe can see (stop-gradient)
+    configuration = configuration_of(config.model_dump())
 
     def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
         peak = None
@@ -331,7 +334,7 @@ def train(
             torch.cuda.reset_peak_memory_stats()
         record.placement = placement.model_copy(update={"peak_memory_mib": peak})
         history.append(record)
-        record.verdict = epoch_verdict(history)
+        record.verdict = epoch_verdict(history, configuration=configuration)
         if run_dir is not None:
             save_checkpoint(
                 run_dir,
@@ -444,7 +447,7 @@ def train(
         )
         finish_epoch(record, z)
 
-    verdict = run_verdict(history)
+    verdict = run_verdict(history, configuration=configuration)
     verdict.stopped_early = stopped_early
     return RunResult(
         history=history,
