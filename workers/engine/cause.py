@@ -63,9 +63,9 @@ class CauseThresholds:
     * the target is the online network when the logged EMA momentum is 0 or the parameter
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).
-    * negatives: the repulsion part of InfoNCE is 0 or the softmax mass rests on fewer than
-      1.5 negatives (the perplexity of the negatives' weights; N-1 when the embedding is
-      collapsed with negatives present, since all weigh the same).
+    * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the
+      negatives' weights; N-1 when the embedding is collapsed with negatives present, since
+      all weigh the same); negatives left out of the loss are read from the configuration.
     * balancing: after balancing the codes use fewer than e^(0.5 ln K) = sqrt(K) prototypes
       (usage entropy share below 0.5), or each code is uniform over the K prototypes
       (assignment entropy share above 0.97: the codes carry nothing to predict).
@@ -301,29 +301,44 @@ def _predictor(
     )
 
 
-def _negatives(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    repulsion = reader.last(INFONCE_REPULSION)
+def _negatives(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
+    """Negatives that carry no softmax mass (measured), or none in the loss at all: the
+    probe's InfoNCE split still measures the repulsion the loss leaves out, so their absence
+    is read from the configuration and confirmed by the collapse."""
     negatives = reader.last(EFFECTIVE_NEGATIVES)
-    if repulsion is not None and repulsion == 0:
-        measured = "the repulsion part of the InfoNCE loss is 0"
-    elif negatives is not None and negatives < t.effective_negatives_none:
-        measured = f"the softmax mass rests on {negatives:.2f} negatives"
-    else:
+    repulsion = reader.last(INFONCE_REPULSION)
+    advice = (
+        "Keep the negatives in the loss, 2N-2 per positive with a large batch (Chen et al., "
+        "ICML 2020; Wang & Isola, ICML 2020: uniformity is what the negatives give)."
+    )
+    if _configured_off(reader, configuration, "negatives"):
+        left_out = (
+            f"; the repulsion the loss leaves out measures {repulsion:.3f}"
+            if repulsion is not None
+            else ""
+        )
+        return Finding(
+            "negatives",
+            "from the configuration (negatives false: the loss only aligns the views), "
+            f"confirmed by the collapse it causes: {_confirmation(reader)}{left_out}.",
+            advice,
+            None,
+        )
+    if negatives is None or negatives >= t.effective_negatives_none:
         return None
 
     def none(r: EpochRecord) -> bool:
-        rep = reader.value(r, INFONCE_REPULSION)
         neg = reader.value(r, EFFECTIVE_NEGATIVES)
-        return (rep is not None and rep == 0) or (
-            neg is not None and neg < t.effective_negatives_none
-        )
+        return neg is not None and neg < t.effective_negatives_none
 
     return Finding(
         "negatives",
-        f"{measured}: nothing pushes different images apart, so aligning the views pulls "
-        f"everything together ({_confirmation(reader)}).",
-        "Keep the negatives in the loss, 2N-2 per positive with a large batch (Chen et al., "
-        "ICML 2020; Wang & Isola, ICML 2020: uniformity is what the negatives give).",
+        f"the softmax mass rests on {negatives:.2f} negatives: nothing pushes different "
+        f"images apart, so aligning the views pulls everything together "
+        f"({_confirmation(reader)}).",
+        advice,
         reader.since(none),
     )
 
@@ -452,7 +467,7 @@ def guard_findings(
         _target_network(reader, thresholds),
         _stop_gradient(reader, thresholds, configuration),
         _predictor(reader, thresholds, configuration),
-        _negatives(reader, thresholds),
+        _negatives(reader, thresholds, configuration),
         _balancing(reader, thresholds),
         _variance_term(reader, thresholds),
         _decorrelation(reader, thresholds, kind),
