@@ -83,6 +83,9 @@ class Metric(StrictModel):
     axis: Literal["y", "y2"] = "y"
     sweep: SweepUse | None = Field(None, description="None: not offered by sweeps.")
     export: bool = Field(True, description="A column of the epoch CSV export (scalars only).")
+    help: str = Field(
+        "", description="One sentence for the chart's reader: what a change of it means."
+    )
 
     @property
     def description(self) -> str:
@@ -119,6 +122,7 @@ def measured(
     axis: Literal["y", "y2"] = "y",
     sweep: SweepUse | None = None,
     export: bool = True,
+    help: str = "",
 ) -> Declares:
     """The declaration of the field it annotates: ``x: Annotated[float, measured(...)]``."""
     return Declares(
@@ -135,6 +139,7 @@ def measured(
             axis=axis,
             sweep=sweep,
             export=export,
+            help=help,
         )
     )
 
@@ -455,7 +460,351 @@ class EmbeddingMetrics(StrictModel):
 
 # Method-specific scalars in EpochRecord.logs, declared like the rest (docs/metrics.md):
 # measured_on="method_internals", null (absent from logs) for the methods they do not fit.
-METHOD_INTERNALS: dict[str, Metric] = {}
+# The mechanism signals (docs/mechanisms.md) are computed on the fixed probe by each method's
+# probe_logs hook with the functions of workers/engine/mechanisms.py, or by the ingest from an
+# external loop's internals; each family's signals share its charts (Chart.group).
+def _internal(**declaration: Any) -> Metric:
+    return Metric(measured_on="method_internals", **declaration)
+
+
+_PAPER_DIRECTPRED = "Tian, Chen & Ganguli, ICML 2021 (arXiv 2102.06810)"
+_LEAST_SQUARES = (
+    "; for a non-linear predictor W_p is the least-squares linear map from z to p on the probe"
+)
+_LN_K = Level(field="cluster_entropy_max", label="ln K = {value}: balanced", digits=2)
+_ONE_CLUSTER = Level(value=0, label="one cluster takes all: 0")
+
+METHOD_INTERNALS: dict[str, Metric] = {
+    # -- asymmetric branch: BYOL, SimSiam (I-JEPA once built in)
+    "online_target_cosine": _internal(
+        title="online–target cosine",
+        unit="cosine",
+        formula="Mean cosine between the online branch's output (predictor p, or z without "
+        "one) and the target branch's projection of the other view, on the probe",
+        paper="Grill et al., NeurIPS 2020; Chen & He, CVPR 2021",
+        healthy=Level(label="below 1 while the online branch learns"),
+        collapsed=Level(value=1, label="online copies target: 1"),
+        chart="asymmetric",
+        help="How closely the online branch predicts the target; pinned at 1 together with a "
+        "falling spread, the two branches agree on a constant.",
+    ),
+    "target_param_distance": _internal(
+        title="‖θ_target − θ_online‖ / ‖θ_online‖",
+        unit="relative distance",
+        formula="Relative distance of the momentum target's parameters to the online "
+        "network's; absent where the target is the online network by construction "
+        "(SimSiam: a stop-gradient, no separate target)",
+        paper="Grill et al., NeurIPS 2020, Table 5; Caron et al., ICCV 2021, Fig. 6",
+        collapsed=Level(value=0, label="target = online network: 0"),
+        chart="asymmetric",
+        help="How far the momentum target lags the online network; 0 means the EMA does "
+        "nothing (momentum 0), where BYOL and DINO collapse.",
+    ),
+    "rank_differential": _internal(
+        title="rank differential",
+        unit="dimensions",
+        formula="erank(target) − erank(prediction), RankMe of each on the probe",
+        paper="Zhuo et al., ICLR 2023",
+        healthy=Level(label="> 0: the target keeps more directions"),
+        collapsed=Level(value=0, label="no differential: 0"),
+        chart="asymmetric",
+        axis="y2",
+        help="The asymmetric branch learns while the target's effective rank stays above the "
+        "prediction's; at 0 it no longer pulls the embedding towards more directions.",
+    ),
+    "predictor_commutator": _internal(
+        title="‖[F, W_p]‖ / ‖F‖‖W_p‖",
+        unit="",
+        formula="Normalised commutator of the predictor W_p with F = E[z z^T], the "
+        "correlation of its inputs on the probe" + _LEAST_SQUARES,
+        paper=_PAPER_DIRECTPRED,
+        healthy=Level(value=0, label="commutes with F: 0"),
+        collapsed=Level(label="large: W_p ignores F's eigenbasis"),
+        chart="predictor",
+        help="A working predictor shares the eigenbasis of its inputs' correlation "
+        "(DirectPred); a commutator that stays large means it does not.",
+    ),
+    "predictor_eigen_alignment": _internal(
+        title="cos(W_p u_j, u_j)",
+        unit="cosine",
+        formula="Mean over the top 8 eigenvectors u_j of F of cos(W_p u_j, u_j)" + _LEAST_SQUARES,
+        paper=_PAPER_DIRECTPRED,
+        healthy=Level(value=1, label="eigenvectors kept: 1"),
+        collapsed=Level(label="≈ 0 random, < 0 reversed"),
+        chart="predictor",
+        help="1 when the predictor maps each leading direction of its inputs onto itself, as "
+        "Tian et al.'s analysis predicts for a non-collapsing BYOL or SimSiam.",
+    ),
+    "predictor_symmetry": _internal(
+        title="‖sym(W_p)‖ / ‖W_p‖",
+        unit="",
+        formula="||(W_p + W_p^T) / 2||_F / ||W_p||_F" + _LEAST_SQUARES,
+        paper=_PAPER_DIRECTPRED,
+        healthy=Level(value=1, label="symmetric: 1"),
+        collapsed=Level(value=0.7071, label="random: 1/√2"),
+        chart="predictor",
+        help="Tian et al. find the predictor grows symmetric in training; a symmetric "
+        "predictor with a too-fast EMA is one of DirectPred's collapse settings (Table 3).",
+    ),
+    # -- contrastive: SimCLR and any InfoNCE
+    "infonce_alignment": _internal(
+        title="InfoNCE alignment −s_pos/τ",
+        unit="nats",
+        formula="Mean over the 2N anchors of −s_ip/τ, the positive part of NT-Xent on the "
+        "probe's two views (s the cosine)",
+        paper="Wang & Isola, ICML 2020; Chen et al., ICML 2020",
+        healthy=Level(label="falls towards −1/τ"),
+        collapsed=Level(label="−1/τ with the repulsion at ln(2N−1) + 1/τ: all views equal"),
+        chart="infonce",
+        help="The part of the loss that pulls two views of an image together; alone "
+        "(without the repulsion) it is minimised by a constant embedding.",
+    ),
+    "infonce_repulsion": _internal(
+        title="InfoNCE repulsion log Σ exp(s/τ)",
+        unit="nats",
+        formula="Mean over anchors of log Σ_{k≠i} exp(s_ik/τ); alignment + repulsion = "
+        "the NT-Xent loss",
+        paper="Wang & Isola, ICML 2020; Chen et al., ICML 2020",
+        healthy=Level(label="falls as the embedding spreads"),
+        collapsed=Level(label="rises to ln(2N−1) + 1/τ"),
+        chart="infonce",
+        help="The negatives' part of the loss, the guard of the contrastive family; "
+        "rising while the alignment falls, the negatives are losing.",
+    ),
+    "effective_negatives": _internal(
+        title="effective negatives",
+        unit="negatives",
+        formula="exp(entropy) of the softmax weights over the 2N − 2 negatives of each "
+        "anchor, averaged (perplexity)",
+        paper="Wang & Isola, ICML 2020 (uniformity); Chen et al., ICML 2020",
+        healthy=Level(label="a large share of the 2N − 2"),
+        collapsed=Level(label="a few: a handful of hard negatives carry the repulsion"),
+        chart="negatives",
+        help="How many negatives actually push each anchor; all 2N − 2 weigh the same in a "
+        "random (or a point-collapsed) embedding, a few dominate in a low-dimensional one.",
+    ),
+    "projector_layer_alignment": _internal(
+        title="projector layer alignment |⟨u_a, v_b⟩|",
+        unit="cosine",
+        formula="Mean over the top 8 singular pairs of |<u_i(W_a), v_i(W_b)>| for adjacent "
+        "projector layers W_a, W_b (left singular vectors of one, right of the next)",
+        paper="Jing et al., ICLR 2022, mechanism 2",
+        healthy=Level(label="≈ √(2/πh) at initialisation"),
+        collapsed=Level(value=1, label="aligned: 1"),
+        chart="negatives",
+        axis="y2",
+        help="Jing et al.'s second mechanism: adjacent layers align their singular vectors "
+        "and the weak directions die, a dimensional collapse driven by the projector.",
+    ),
+    # -- clustering: SwAV, DeepCluster, DINO's prototypes
+    "assignment_entropy": _internal(
+        title="assignment entropy",
+        unit="nats",
+        formula="Mean per-sample entropy of the assignments the loss uses (SwAV's Sinkhorn "
+        "codes, DINO's centred teacher, DeepCluster's one-hot pseudo-labels: 0) on the probe",
+        paper="Caron et al., NeurIPS 2020; Caron et al., ICCV 2021, Sec. 5.3",
+        healthy=Level(label="between 0 and ln K"),
+        collapsed=_LN_K.model_copy(update={"label": "ln K = {value}: uniform, no sharpening"}),
+        chart="assignments",
+        help="How sharp each image's assignment is: at ln K the targets are uniform (nothing "
+        "to learn), at 0 with a low usage entropy every image goes to one cluster.",
+    ),
+    "usage_entropy_before_balancing": _internal(
+        title="usage entropy before balancing",
+        unit="nats",
+        formula="Entropy of the mean assignment without the balancing step (SwAV: "
+        "softmax(scores/ε) without Sinkhorn; DINO: the teacher without centering; "
+        "DeepCluster: the clusters of the training set at the previous centroids)",
+        paper="Caron et al., NeurIPS 2020, Sec. 3.1; Caron et al., ECCV 2018, Sec. 3.3",
+        healthy=_LN_K,
+        collapsed=_ONE_CLUSTER,
+        chart="assignments",
+        help="What the network alone would do with the clusters; far below the balanced "
+        "usage, balancing is doing all the work of keeping clusters alive.",
+    ),
+    "usage_entropy_after_balancing": _internal(
+        title="usage entropy after balancing",
+        unit="nats",
+        formula="Entropy of the mean assignment the loss uses (Sinkhorn's codes, the centred "
+        "teacher, k-means after empty-cluster reassignment)",
+        paper="Caron et al., NeurIPS 2020, Sec. 3.1; Caron et al., ECCV 2018, Sec. 3.3",
+        healthy=_LN_K,
+        collapsed=_ONE_CLUSTER,
+        chart="assignments",
+        help="The usage the balancing step achieves; falling to 0 means it no longer "
+        "spreads images over the clusters (weak Sinkhorn, no centering).",
+    ),
+    "clusters_reassigned": _internal(
+        title="clusters reassigned",
+        unit="clusters",
+        formula="Empty clusters split off a non-empty one during this epoch's k-means "
+        "(DeepCluster's empty-cluster reassignment)",
+        paper="Caron et al., ECCV 2018, Sec. 3.3",
+        healthy=Level(label="a few, falling"),
+        collapsed=Level(label="many every epoch: the features pile into few clusters"),
+        chart="assignments",
+        axis="y2",
+        help="How many clusters emptied this epoch and had to be refilled; a steady stream "
+        "means the features keep collapsing into fewer clusters.",
+    ),
+    # -- redundancy reduction: Barlow Twins, VICReg (LeJEPA once built in)
+    "loss_invariance": _internal(
+        title="VICReg invariance",
+        unit="MSE",
+        formula="MSE(z1, z2) of the probe's two views, unweighted",
+        paper="Bardes et al., ICLR 2022, Eq. 5",
+        healthy=Level(label="low, with the variance term near 0"),
+        collapsed=Level(value=0, label="0 with the variance term at 1: collapsed"),
+        chart="redundancy_terms",
+        help="The pull between views; reaching 0 while the variance term rises is collapse.",
+    ),
+    "loss_variance": _internal(
+        title="VICReg variance hinge",
+        unit="",
+        formula="mean_j max(0, 1 − sqrt(Var(z_j) + ε)) over both views, unweighted",
+        paper="Bardes et al., ICLR 2022, Eq. 1",
+        healthy=Level(value=0, label="every dimension spread: 0"),
+        collapsed=Level(value=1, label="no variance left: 1"),
+        chart="redundancy_terms",
+        help="VICReg's guard against collapse; at 1 no dimension varies any more.",
+    ),
+    "loss_covariance": _internal(
+        title="VICReg covariance",
+        unit="",
+        formula="Σ_{i≠j} Cov(z)_ij² / d summed over both views, unweighted",
+        paper="Bardes et al., ICLR 2022, Eq. 3-4",
+        healthy=Level(label="small"),
+        collapsed=Level(label="rises when dimensions become copies"),
+        chart="redundancy_terms",
+        help="The decorrelation guard; high when dimensions carry the same information.",
+    ),
+    "loss_on_diagonal": _internal(
+        title="Barlow Twins on-diagonal",
+        unit="",
+        formula="Σ_i (1 − C_ii)² of the probe's cross-correlation matrix C",
+        paper="Zbontar et al., ICML 2021, Eq. 1",
+        healthy=Level(value=0, label="views agree: 0"),
+        collapsed=Level(context="dim", label="d = {value}: no agreement"),
+        chart="redundancy_terms",
+        help="The invariance part of Barlow Twins: 0 when each dimension agrees between views.",
+    ),
+    "loss_off_diagonal": _internal(
+        title="Barlow Twins off-diagonal",
+        unit="",
+        formula="Σ_{i≠j} C_ij² of the probe's cross-correlation matrix C, unweighted",
+        paper="Zbontar et al., ICML 2021, Eq. 1",
+        healthy=Level(value=0, label="decorrelated: 0"),
+        collapsed=Level(label="up to d(d−1): all dimensions one variable"),
+        chart="redundancy_terms",
+        help="The redundancy-reduction guard; it grows as dimensions become copies of each other.",
+    ),
+    "sigreg_statistic": _internal(
+        title="SIGReg statistic",
+        unit="",
+        formula="LeJEPA's sketched isotropic-Gaussian test statistic of the embedding",
+        paper="Balestriero & LeCun, arXiv 2511.08544, 2025",
+        healthy=Level(label="low: the embedding is isotropic Gaussian"),
+        collapsed=Level(label="high: far from isotropic"),
+        chart="redundancy_terms",
+        help="LeJEPA's only guard: how far the embedding is from an isotropic Gaussian.",
+    ),
+    "dims_under_variance_hinge": _internal(
+        title="dimensions under the variance hinge",
+        unit="fraction",
+        formula="Fraction of dimensions with std over the probe sqrt(Var(z_j) + ε) < γ = 1",
+        paper="Bardes et al., ICLR 2022, Eq. 1",
+        healthy=Level(value=0, label="none under the hinge: 0"),
+        collapsed=Level(value=1, label="all shrunk: 1"),
+        chart="redundancy_geometry",
+        help="How many dimensions the variance term is still pushing out; near 1 with a small "
+        "variance weight, the invariance term has won.",
+    ),
+    "off_diagonal_energy": _internal(
+        title="off-diagonal correlation energy",
+        unit="",
+        formula="Σ_{i≠j} C_ij² / d, C the correlation matrix of z over the probe",
+        paper="Zbontar et al., ICML 2021; Bardes et al., ICLR 2022",
+        healthy=Level(value=0, label="decorrelated: 0"),
+        collapsed=Level(label="d − 1: every dimension the same variable"),
+        chart="redundancy_geometry",
+        axis="y2",
+        help="How redundant the dimensions are; rising towards d − 1 is dimensional collapse "
+        "onto a few directions.",
+    ),
+    # -- DINO (Caron et al., ICCV 2021, Sec. 5.3): H(P_t, P_s) = h(P_t) + KL(P_t || P_s)
+    "teacher_entropy": _internal(
+        title="teacher entropy h(P_t)",
+        unit="nats",
+        formula="Mean entropy of the teacher's centred, sharpened softmax over the K "
+        "prototypes, on the probe",
+        paper="Caron et al., ICCV 2021, Sec. 5.3",
+        healthy=Level(label="between 0 and ln K"),
+        collapsed=Level(value=0, label="no centering: 0"),
+        chart="dino",
+        help="0: one prototype takes every image (centering failed); at ln K (the line "
+        "below) the teacher is uniform (sharpening failed).",
+    ),
+    "teacher_student_kl": _internal(
+        title="KL(P_t ‖ P_s)",
+        unit="nats",
+        formula="Mean KL divergence from the teacher's to the student's softmax on the probe",
+        paper="Caron et al., ICCV 2021, Sec. 5.3",
+        healthy=Level(label="above 0: the student still learns"),
+        collapsed=Level(value=0, label="student = teacher: 0"),
+        chart="dino",
+        help="What the student still has to learn from the teacher; 0 in both kinds of "
+        "DINO collapse.",
+    ),
+    "log_k": _internal(
+        title="ln K (no sharpening)",
+        unit="nats",
+        formula="ln K, the entropy of a uniform teacher over the K prototypes",
+        paper="Caron et al., ICCV 2021, Sec. 5.3",
+        chart="dino",
+        help="The ceiling of the teacher's entropy: a teacher at ln K has stopped sharpening.",
+    ),
+    "center_norm": _internal(
+        title="centre norm ‖c‖",
+        unit="logit units",
+        formula="ℓ2 norm of the teacher's centre c (an EMA of its mean logits)",
+        paper="Caron et al., ICCV 2021, Eq. 4",
+        healthy=Level(label="settles after a few epochs"),
+        collapsed=Level(value=0, label="no centering: 0"),
+        chart="dino_center",
+        help="The offset centering removes from the teacher's logits; 0 means no centering.",
+    ),
+    # -- the schedules that move the collapse boundary, drawn beside what they explain
+    "teacher_temperature": _internal(
+        title="teacher temperature τ_t",
+        unit="",
+        formula="The teacher's softmax temperature (its warm-up schedule) at the epoch",
+        paper="Caron et al., ICCV 2021, Sec. 3.1",
+        healthy=Level(label="below the student's: sharpening"),
+        chart="dino",
+        axis="y2",
+        help="Sharpening is a teacher temperature below the student's; raised to it, the "
+        "teacher's entropy climbs to ln K.",
+    ),
+    "student_temperature": _internal(
+        title="student temperature τ_s",
+        unit="",
+        formula="The student's softmax temperature",
+        paper="Caron et al., ICCV 2021, Sec. 3.1",
+        chart="dino",
+        axis="y2",
+        help="The reference the teacher's temperature is compared with.",
+    ),
+    "weight_decay": _internal(
+        title="weight decay",
+        unit="",
+        formula="The optimiser's weight decay at the epoch",
+        paper=_PAPER_DIRECTPRED + ", Sec. 5 (the weight decay the predictor survives)",
+        chart="predictor",
+        axis="y2",
+        help="Tian et al. show the predictor's eigen-alignment survives only below a weight "
+        "decay threshold; drawn here beside it.",
+    ),
+}
 
 
 class Chart(StrictModel):
@@ -470,10 +819,20 @@ class Chart(StrictModel):
     y_title: str
     y2_title: str | None = None
     y_range: tuple[float, float] | None = None
+    y2_range: tuple[float, float] | None = Field(
+        None, description="The secondary axis's range; None: fitted to its values."
+    )
     y_range_mode: Literal["tozero"] | None = None
     y_format: str | None = Field(None, description="A d3 tick format, e.g. '.0%'.")
     hide_when_empty: bool = Field(
-        False, description="Left out when none of its metrics has a value (cluster charts)."
+        False,
+        description="Left out when none of its metrics on the primary axis has a value "
+        "(cluster charts, a family's mechanism panel).",
+    )
+    group: str | None = Field(
+        None,
+        description="The mechanism family whose panel it belongs to (asymmetric branch, "
+        "contrastive, clustering, redundancy reduction, DINO): docs/mechanisms.md.",
     )
 
 
@@ -518,6 +877,7 @@ CHARTS: tuple[Chart, ...] = (
         y_title="learning rate",
         y2_title="EMA momentum τ",
         y_range_mode="tozero",
+        y2_range=(0, 1.05),
     ),
     Chart(
         id="clusters",
@@ -537,6 +897,82 @@ CHARTS: tuple[Chart, ...] = (
         y_title="views' variance / images' variance",
         y_range_mode="tozero",
         hide_when_empty=True,
+    ),
+    Chart(
+        id="asymmetric",
+        title="Asymmetric branch: online–target agreement, target lag, rank differential",
+        y_title="cosine · relative distance",
+        y2_title="erank(target) − erank(p)",
+        hide_when_empty=True,
+        group="asymmetric branch",
+    ),
+    Chart(
+        id="predictor",
+        title="Predictor against its inputs' correlation F (Tian et al.)",
+        y_title="commutator · cosine · symmetry",
+        y2_title="weight decay",
+        hide_when_empty=True,
+        group="asymmetric branch",
+    ),
+    Chart(
+        id="infonce",
+        title="InfoNCE split: alignment and repulsion",
+        y_title="nats",
+        hide_when_empty=True,
+        group="contrastive",
+    ),
+    Chart(
+        id="negatives",
+        title="Effective negatives and projector layer alignment",
+        y_title="negatives carrying the softmax mass",
+        y2_title="layer alignment |⟨u, v⟩|",
+        y_range_mode="tozero",
+        y2_range=(0, 1.05),
+        hide_when_empty=True,
+        group="contrastive",
+    ),
+    Chart(
+        id="assignments",
+        title="Assignments: sharpness, and usage before and after balancing",
+        y_title="entropy (nats)",
+        y2_title="clusters reassigned",
+        y_range_mode="tozero",
+        hide_when_empty=True,
+        group="clustering",
+    ),
+    Chart(
+        id="redundancy_terms",
+        title="Loss terms, unweighted",
+        y_title="term (method's units)",
+        y_range_mode="tozero",
+        hide_when_empty=True,
+        group="redundancy reduction",
+    ),
+    Chart(
+        id="redundancy_geometry",
+        title="Dimensions under the variance hinge, off-diagonal correlation",
+        y_title="fraction of dimensions",
+        y_range=(-0.05, 1.05),
+        y2_title="Σ_{i≠j} C_ij² / d",
+        hide_when_empty=True,
+        group="redundancy reduction",
+    ),
+    Chart(
+        id="dino",
+        title="DINO: teacher entropy and teacher–student KL against ln K",
+        y_title="nats",
+        y2_title="temperature",
+        y_range_mode="tozero",
+        hide_when_empty=True,
+        group="DINO",
+    ),
+    Chart(
+        id="dino_center",
+        title="DINO: the centre's norm",
+        y_title="‖c‖",
+        y_range_mode="tozero",
+        hide_when_empty=True,
+        group="DINO",
     ),
     Chart(
         id="spectrum",

@@ -170,7 +170,9 @@ def _diagnose(
 ) -> tuple[EmbeddingMetrics, EmbeddingMetrics, torch.Tensor, float, dict[str, float]]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z, the
     seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without) and
-    the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)."""
+    the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)
+    with the schedules that move the collapse boundary (:meth:`Method.schedules`, the weight
+    decay), all for the record's ``logs``."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
@@ -181,6 +183,7 @@ def _diagnose(
     h2, z2 = _embed(method, probe.view2, autocast)
     with autocast():
         signals = method.probe_logs([probe.view1, probe.view2])
+    signals |= {**method.schedules(), "weight_decay": method.config.weight_decay}
     assignments = method.cluster_assignments(z)
     try:
         backbone = embedding_diagnostics(

@@ -250,14 +250,15 @@ function renderVerdict() {
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
   const provisional = !final && verdict && !FINISHED.has(state.run.status);
-  // replaceChildren writes a null as the text "null": leave the absent parts out
-  const parts = [
-    el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
-    el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
-    final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
-    findingsList(verdict),
-  ];
-  banner.replaceChildren(...parts.filter(Boolean));
+  // replaceChildren writes null as the text "null": the optional parts are filtered out
+  banner.replaceChildren(
+    ...[
+      el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
+      el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
+      final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
+      findingsList(verdict),
+    ].filter(Boolean),
+  );
 }
 
 function renderConfig() {
