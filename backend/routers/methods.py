@@ -13,7 +13,8 @@ Response::
      "config_defaults": the generic RunConfig defaults,
      "datasets": [...], "dataset_classes": {dataset: classes or null},
      "limits": {"epochs", "batch_size", "probe_size", "train_size"},
-     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why)}
+     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why),
+     "cause_guards": the vocabulary of a verdict's cause (contract.CAUSE_GUARDS)}
 
 Methods from plugins (``contract.plugins``) carry ``"plugin"``: its name.
 
@@ -30,6 +31,7 @@ from fastapi import APIRouter
 from backend.schemas import Catalogue
 from backend.state import StateDep
 from contract import (
+    CAUSE_GUARDS,
     DATASET_CLASSES,
     METHOD_SPECS,
     PLUGIN_ERRORS,
@@ -84,6 +86,7 @@ def catalogue() -> dict[str, Any]:
         "datasets": list(get_args(DatasetName)),
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
+        "cause_guards": list(CAUSE_GUARDS),
     }
 
 

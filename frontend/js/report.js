@@ -6,7 +6,7 @@ import { RUN_COLORS } from "./colours.js";
 import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
 import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
 import { el, keyValueTable } from "./ui.js";
-import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
 const SPACES = [
   { which: "projector", title: "Projector output z" },
@@ -26,6 +26,7 @@ function runBlock(run, records, catalogue) {
       { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title" }, verdictHeadline(verdict))),
       el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
+      causeBlock(verdict && verdict.cause),
       findingsList(verdict),
     ),
     el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`),

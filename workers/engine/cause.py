@@ -344,6 +344,11 @@ def _negatives(
 
 
 def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """Clustering's balancing (Sinkhorn, empty-cluster reassignment). DINO's balancing is
+    its centering, and the sharpness of its centred teacher is h(P_t): with DINO's signals
+    present, :func:`_dino` reads them and this check stays silent (one guard, one check)."""
+    if reader.last(TEACHER_ENTROPY) is not None:
+        return None
     log_k = reader.last(LOG_K)
     prototypes = reader.history[-1].projector.num_prototypes
     if not log_k and prototypes and prototypes > 1:

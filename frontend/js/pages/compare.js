@@ -11,7 +11,7 @@ import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, toast } from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
-import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
+import { VERDICT_LABELS, causeSentence, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
 
 const MAX_UMAPS = 6;
 const root = document.getElementById("compare");
@@ -87,9 +87,10 @@ function collapseMatrix(runs) {
     const agrees = expected && kind !== "pending" ? expected === kind : null;
     return el(
       "a",
-      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? run.verdict.reason : `${label}: ${VERDICT_LABELS[kind]}` },
+      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? [run.verdict.reason, causeSentence(run.verdict.cause)].filter(Boolean).join("\n") : `${label}: ${VERDICT_LABELS[kind]}` },
       el("span", { class: "matrix-label" }, label),
       verdictBadge(run.verdict),
+      run.verdict && run.verdict.cause ? el("span", { class: "matrix-cause", "data-guard": run.verdict.cause.guard }, `cause: ${guardLabel(run.verdict.cause.guard)}`) : null,
       expected ? el("span", { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` }, agrees === null ? `expected ${VERDICT_LABELS[expected]}` : agrees ? "✓ as expected" : `✗ expected ${VERDICT_LABELS[expected]}`) : null,
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
     );

@@ -9,7 +9,7 @@ import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
-import { findingsList, verdictHeadline, verdictKind } from "../verdict.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
 const root = document.getElementById("run");
 
@@ -255,6 +255,7 @@ function renderVerdict() {
     ...[
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
       el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
+      causeBlock(verdict && verdict.cause),
       final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
       findingsList(verdict),
     ].filter(Boolean),
