@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,10 +196,65 @@ def _name(run: Judged) -> str:
     return f"{run.scenario.name}/{run.dataset}/s{run.seed}"
 
 
-def _lead(onset: int | None, fired: int | None) -> str:
+def _lead(onset: int | None, fired: int | None) -> int | None:
+    """Epochs from a signal's first firing to the onset; None if it fired after (or never)."""
     if onset is None or fired is None or fired > onset:
-        return "—"
-    return f"{onset - fired}"
+        return None
+    return onset - fired
+
+
+def _text(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+# The signals each guard's check reads, in the calibration table (last epoch of each run).
+CALIBRATION: list[tuple[str, Callable[[EpochRecord], float | None] | None]] = [
+    ("h/lnK", lambda r: _share(r, "teacher_entropy")),
+    ("KL/lnK", lambda r: _share(r, "teacher_student_kl")),
+    ("τ EMA", lambda r: r.ema_momentum),
+    ("target dist", lambda r: r.logs.get("target_param_distance")),
+    ("online-target cos", lambda r: r.logs.get("online_target_cosine")),
+    ("eff. negatives", lambda r: r.logs.get("effective_negatives")),
+    ("usage after/lnK", lambda r: _share(r, "usage_entropy_after_balancing")),
+    ("assignment/lnK", lambda r: _share(r, "assignment_entropy")),
+    ("under hinge", lambda r: r.logs.get("dims_under_variance_hinge")),
+    ("off-diag energy", lambda r: r.logs.get("off_diagonal_energy")),
+    ("peak lr×wd", None),  # over the run: _peak_shrink
+]
+
+
+def _share(record: EpochRecord, name: str) -> float | None:
+    value = record.logs.get(name)
+    log_k = record.logs.get("log_k")
+    if log_k is None and record.projector.num_prototypes:
+        log_k = math.log(record.projector.num_prototypes)
+    return None if value is None or not log_k else value / log_k
+
+
+def _peak_shrink(run: Judged) -> float | None:
+    shrinks = [
+        r.lr * r.logs["weight_decay"]
+        for r in run.history[1:]
+        if r.lr is not None and "weight_decay" in r.logs
+    ]
+    return max(shrinks) if shrinks else None
+
+
+def signals_table(runs: list[Judged]) -> str:
+    """The signals each check reads, at the last epoch of every run (calibration)."""
+    lines = [
+        "| run | dataset | seed | verdict | " + " | ".join(n for n, _ in CALIBRATION) + " |",
+        "|---|---|---|---|" + "---|" * len(CALIBRATION),
+    ]
+    for run in runs:
+        last = run.history[-1]
+        values = [_peak_shrink(run) if read is None else read(last) for _, read in CALIBRATION]
+        cells = " | ".join("" if v is None else f"{v:.3g}" for v in values)
+        lines.append(
+            f"| {run.scenario.name} | {run.dataset} | {run.seed} | "
+            f"{run.verdict.kind.replace('_collapse', '')} | {cells} |"
+        )
+    return "\n".join(lines)
 
 
 def report(runs: list[Judged]) -> str:
@@ -221,33 +278,30 @@ def report(runs: list[Judged]) -> str:
         "signal at | guard | lead (epochs) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    warning_leads, signal_leads = [], []
+    warning_leads: list[int | None] = []
+    signal_leads: list[int | None] = []
     for run in collapsed:
         onset = run.verdict.onset_epoch
         warning = run.first_warning()
         signal = run.first_signal()
         fired = signal[0] if signal else None
-        for lead, store in (
-            (_lead(onset, warning), warning_leads),
-            (_lead(onset, fired), signal_leads),
-        ):
-            store.append(int(lead) if lead != "—" else None)
+        warning_leads.append(_lead(onset, warning))
+        signal_leads.append(_lead(onset, fired))
         lines.append(
             f"| {run.scenario.name} | {run.dataset} | {run.seed} | {onset} | "
-            f"{warning if warning is not None else '—'} | {_lead(onset, warning)} | "
-            f"{fired if fired is not None else '—'} | {signal[1] if signal else '—'} | "
-            f"{_lead(onset, fired)} |"
+            f"{_text(warning)} | {_text(warning_leads[-1])} | "
+            f"{_text(fired)} | {signal[1] if signal else '—'} | {_text(signal_leads[-1])} |"
         )
     lines.append("")
     for name, leads in (
         ("collapse coming (Trend.warning)", warning_leads),
         ("guard signal", signal_leads),
     ):
-        fired = [lead for lead in leads if lead is not None]
-        ahead = [lead for lead in fired if lead > 0]
+        by_onset = [lead for lead in leads if lead is not None]
+        ahead = [lead for lead in by_onset if lead > 0]
         median = statistics.median(ahead) if ahead else 0
         lines.append(
-            f"- {name}: fired by the onset in {len(fired)} of {len(leads)} collapsing runs, "
+            f"- {name}: fired by the onset in {len(by_onset)} of {len(leads)} collapsing runs, "
             f"before it in {len(ahead)} (median lead {median} epochs, max "
             f"{max(ahead, default=0)})."
         )
@@ -292,6 +346,8 @@ def main() -> None:
                 print(_cause_row(run), flush=True)
     print()
     print(report(runs))
+    print()
+    print(signals_table(runs))
 
 
 if __name__ == "__main__":

@@ -182,16 +182,42 @@ def test_unbalanced_codes_and_uniform_codes_both_name_balancing() -> None:
     assert "uniform over the 30 prototypes" in cause.reason
 
 
-def test_dimensions_under_the_variance_hinge_name_the_variance_term() -> None:
-    logs = [{"dims_under_variance_hinge": s} for s in [1.0, 0.2, 0.6, 0.9, 1.0, 1.0]]
+def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
+    logs = [
+        {"loss_variance": v, "dims_under_variance_hinge": 1.0}
+        for v in [0.6, 0.62, 0.85, 0.95, 0.99, 1.0]
+    ]
     cause = run_verdict(_history(COLLAPSING, logs)).cause
     assert cause is not None and cause.guard == "variance_term"
-    assert "100% of the dimensions" in cause.reason
+    assert "hinge term is 1.00 of its ceiling" in cause.reason
+    assert "100% of the dimensions under the hinge" in cause.reason
     assert cause.onset_epoch == 2
+    # every dimension under the hinge is no evidence by itself: healthy VICReg has it too
+    healthy_hinge = [{"loss_variance": 0.62, "dims_under_variance_hinge": 1.0}] * 6
+    other = run_verdict(_history(COLLAPSING, healthy_hinge)).cause
+    assert other is not None and other.guard == "undetermined"
+
+
+def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collapse() -> None:
+    spread_over_three = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    history = _history(spread_over_three, [{"off_diagonal_energy": 60.0}] * 6)
+    # the same embedding squeezed into 2 directions at the last two epochs
+    squeezed = _metrics(1.0, 0).model_copy(
+        update={"effective_rank": 2.0, "participation_ratio": 1.5, "dim": D}
+    )
+    for record in history[4:]:
+        record.projector = squeezed
+    verdict = run_verdict(history)
+    assert verdict.kind == "dimensional_collapse"
+    assert verdict.cause is not None and verdict.cause.guard == "decorrelation"
+    assert f"95% of its ceiling d - 1 = {D - 1}" in verdict.cause.reason
+    # complete collapse with the same energy: not a decorrelation failure
+    complete = run_verdict(_history(COLLAPSING, [{"off_diagonal_energy": 60.0}] * 6)).cause
+    assert complete is not None and complete.guard == "undetermined"
 
 
 def test_two_guards_firing_give_undetermined_naming_both() -> None:
-    logs = [{"dims_under_variance_hinge": 1.0, "weight_decay": 0.5}] * 6
+    logs = [{"loss_variance": 1.0, "weight_decay": 0.5}] * 6
     cause = run_verdict(_history(COLLAPSING, logs, lr=0.05)).cause
     assert cause is not None and cause.guard == "undetermined"
     assert "variance_term and weight_decay" in cause.reason

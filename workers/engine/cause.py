@@ -41,6 +41,7 @@ INFONCE_REPULSION = "infonce_repulsion"
 ASSIGNMENT_ENTROPY = "assignment_entropy"
 USAGE_AFTER_BALANCING = "usage_entropy_after_balancing"
 DIMS_UNDER_HINGE = "dims_under_variance_hinge"
+LOSS_VARIANCE = "loss_variance"
 OFF_DIAGONAL_ENERGY = "off_diagonal_energy"
 WEIGHT_DECAY = "weight_decay"
 LR = "lr"
@@ -67,14 +68,28 @@ class CauseThresholds:
       negatives' weights; N-1 when the embedding is collapsed with negatives present, since
       all weigh the same); negatives left out of the loss are read from the configuration.
     * balancing: after balancing the codes use fewer than e^(0.5 ln K) = sqrt(K) prototypes
-      (usage entropy share below 0.5), or each code is uniform over the K prototypes
-      (assignment entropy share above 0.97: the codes carry nothing to predict).
-    * variance term: more than half of the dimensions under the variance hinge at the end.
-    * decorrelation: a dimensional collapse whose off-diagonal correlation energy (mean
-      squared correlation of distinct dimensions) exceeds 0.3.
-    * weight decay: the per-step shrink factor lr x wd of the logged schedules above 2e-4
-      (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode of the
-      online network to 0 once it outweighs the predictor's alignment).
+      (usage entropy share below 0.5; swav-no-sinkhorn: 0.000, healthy swav 0.999,
+      deepcluster 0.955, deepcluster-no-reassign 0.71), or each code is uniform over the K
+      prototypes (assignment entropy share above 0.97: Sinkhorn with epsilon 1, 1.000;
+      healthy swav 0.72, deepcluster 0.80). DINO's balancing is its centering: with DINO's
+      signals present this check is left to the DINO check.
+    * variance term: the unweighted hinge mean_j max(0, 1 - std_j) at or above 0.8 (every
+      dimension's std below about 0.2). Healthy vicreg 0.62, vicreg with variance weight 0
+      or 0.1 0.88 (digits, 10 epochs, while their spread fell 0.80 -> 0.56). The fraction of
+      dimensions under the hinge is 1.0 in every VICReg run at this scale, healthy ones too,
+      so it is cited, never used.
+    * decorrelation: a dimensional collapse whose off-diagonal correlation energy
+      sum_(i!=j) C_ij^2 / d exceeds half its ceiling d - 1: barlow-no-offdiag 0.97,
+      vicreg-no-covariance 0.86, against 0.12-0.24 for the healthy Barlow Twins and VICReg
+      runs (d = 128).
+    * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
+      1.5e-2 (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode
+      of the online network to 0 once it outweighs the predictor's alignment). SimSiam and
+      BYOL with weight decay 1.0 (peak 4.9e-2, 7.4e-2) collapsed; SimSiam with 0.1 (5e-3)
+      survived 8 epochs; the presets peak at 2.5e-5.
+
+    Calibration runs: ``python -m bench.causes`` (digits and shapes, seeds 0 and 1, small_cnn,
+    10 epochs, 512 training images at 16 px); their table is docs/causes.md.
     """
 
     kl_share_collapsed: float = 0.08
@@ -84,9 +99,9 @@ class CauseThresholds:
     effective_negatives_none: float = 1.5
     usage_share_unbalanced: float = 0.5
     assignment_share_uniform: float = 0.97
-    hinge_share: float = 0.5
-    off_diagonal_energy: float = 0.3
-    shrink_per_step: float = 2e-4
+    variance_hinge: float = 0.8
+    off_diagonal_share: float = 0.5
+    shrink_per_step: float = 1.5e-2
 
 
 CAUSE_THRESHOLDS = CauseThresholds()
@@ -250,14 +265,14 @@ def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
 
 
 def _confirmation(reader: _Reader) -> str:
-    """The measurement that confirms an asymmetric branch's collapse: the online-target
-    cosine, else the random-pair cosine of the projector output (a constant output: 1)."""
+    """The measured collapse that confirms a guard read from the configuration: the
+    projector's random-pair cosine and effective rank, and the online-target cosine."""
+    z = reader.history[-1].projector
     cosine = reader.last(ONLINE_TARGET_COSINE)
-    if cosine is not None:
-        return f"the online and target outputs agree (cosine {cosine:.3f})"
+    target = f"; online-target cosine {cosine:.3f}" if cosine is not None else ""
     return (
-        f"every probe output points the same way (random-pair cosine "
-        f"{reader.history[-1].projector.cos_rand:.3f})"
+        f"random-pair cosine {z.cos_rand:.3f}, effective rank {z.effective_rank:.1f} of "
+        f"d={z.dim}{target}"
     )
 
 
@@ -277,8 +292,8 @@ def _stop_gradient(
     return Finding(
         "stop_gradient",
         "from the configuration (stop_gradient false; removing it changes the gradient, not "
-        f"the embeddings, so no probe can see it), confirmed by the collapse it causes: "
-        f"{_confirmation(reader)}.",
+        f"the embeddings, so no probe can see it), confirmed by the collapse it causes "
+        f"({_confirmation(reader)}).",
         "Put the stop-gradient back on the target branch (Chen & He, CVPR 2021, Sec. 4.1 and "
         "Fig. 2: without it SimSiam collapses at once).",
         None,
@@ -293,8 +308,8 @@ def _predictor(
     return Finding(
         "predictor",
         "from the configuration (predictor false: the two branches are the same function, "
-        f"so nothing breaks their symmetry), confirmed by the collapse it causes: "
-        f"{_confirmation(reader)}.",
+        f"so nothing breaks their symmetry), confirmed by the collapse it causes "
+        f"({_confirmation(reader)}).",
         "Add a predictor on the online branch (Chen & He, CVPR 2021, Table 1; Tian, Chen & "
         "Ganguli, ICML 2021: DirectPred shows it must align with the input correlation).",
         None,
@@ -322,7 +337,7 @@ def _negatives(
         return Finding(
             "negatives",
             "from the configuration (negatives false: the loss only aligns the views), "
-            f"confirmed by the collapse it causes: {_confirmation(reader)}{left_out}.",
+            f"confirmed by the collapse it causes ({_confirmation(reader)}){left_out}.",
             advice,
             None,
         )
@@ -394,39 +409,51 @@ def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
 
 
 def _variance_term(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    share = reader.last(DIMS_UNDER_HINGE)
-    if share is None or share <= t.hinge_share:
+    """The variance hinge at its ceiling: the unweighted hinge term mean_j max(0, γ - std_j)
+    near γ = 1 means every dimension's std has shrunk towards 0 (VICReg Eq. 1)."""
+    hinge = reader.last(LOSS_VARIANCE)
+    under = reader.last(DIMS_UNDER_HINGE)
+    if hinge is None or hinge < t.variance_hinge:
         return None
-    limit = t.hinge_share
+    limit = t.variance_hinge
 
-    def under(r: EpochRecord) -> bool:
-        s = reader.value(r, DIMS_UNDER_HINGE)
-        return s is not None and s > limit
+    def shrunk(r: EpochRecord) -> bool:
+        h = reader.value(r, LOSS_VARIANCE)
+        return h is not None and h >= limit
 
+    share = f" ({under:.0%} of the dimensions under the hinge)" if under is not None else ""
     return Finding(
         "variance_term",
-        f"{share:.0%} of the dimensions have a standard deviation under the variance "
-        "hinge: the variance term no longer holds the embedding apart.",
+        f"the variance hinge term is {hinge:.2f} of its ceiling 1: the dimensions' standard "
+        f"deviations have shrunk to about {1 - hinge:.2f} of the target 1{share}, and the "
+        "variance term no longer holds the embedding apart.",
         "Strengthen the variance term (VICReg's mu = 25 with lambda = 25, nu = 1; Bardes, "
         "Ponce & LeCun, ICLR 2022, Sec. 4.3 and Table 7).",
-        reader.since(under),
+        reader.since(shrunk),
     )
 
 
 def _decorrelation(reader: _Reader, t: CauseThresholds, kind: VerdictKind) -> Finding | None:
+    """A dimensional collapse whose dimensions are correlated: the off-diagonal energy
+    sum_(i!=j) C_ij^2 / d as a share of its ceiling d - 1 (every pair fully correlated)."""
     energy = reader.last(OFF_DIAGONAL_ENERGY)
-    if kind != "dimensional_collapse" or energy is None or energy <= t.off_diagonal_energy:
+    d = reader.history[-1].projector.dim
+    if kind != "dimensional_collapse" or energy is None or d < 2:
         return None
-    limit = t.off_diagonal_energy
+    share = energy / (d - 1)
+    if share <= t.off_diagonal_share:
+        return None
+    limit = t.off_diagonal_share
 
     def correlated(r: EpochRecord) -> bool:
         e = reader.value(r, OFF_DIAGONAL_ENERGY)
-        return e is not None and e > limit
+        return e is not None and e / (d - 1) > limit
 
     return Finding(
         "decorrelation",
-        f"the off-diagonal correlation energy is {energy:.2f} (mean squared correlation of "
-        "distinct dimensions): the dimensions carry the same information.",
+        f"the off-diagonal correlation energy of z is {energy:.1f}, {share:.0%} of its "
+        f"ceiling d - 1 = {d - 1} (every pair of dimensions fully correlated): the "
+        "dimensions carry the same information.",
         "Weigh the decorrelation term back in (Barlow Twins lambda = 5e-3 per off-diagonal "
         "entry, Zbontar et al., ICML 2021; VICReg nu = 1, Bardes et al., ICLR 2022).",
         reader.since(correlated),
@@ -451,7 +478,8 @@ def _weight_decay(reader: _Reader, t: CauseThresholds) -> Finding | None:
     return Finding(
         "weight_decay",
         f"weight decay {wd:.3g} at learning rate {lr:.3g} shrinks every weight by "
-        f"{peak:.1e} per step, {peak / limit:.0f}x the {limit:.0e} below which runs survived.",
+        f"{peak:.1e} per step, above the {limit:.1e} past which the calibration runs "
+        "collapsed (docs/causes.md).",
         "Lower the weight decay (1e-4 to 5e-4 for SGD; Tian, Chen & Ganguli, ICML 2021, "
         "Sec. 4: a large weight decay makes the trivial solution the only stable one).",
         first,
