@@ -2,7 +2,8 @@
 
 Trains each scenario (a preset, or a preset with one hyperparameter pushed past what its guard
 withstands) on each dataset and seed, stores each run's history and config under ``--out``
-(``--reuse`` re-judges the stored histories without training: after a threshold changes) and
+(a stored run is judged again, not retrained: after a threshold changes; ``--stored``
+judges only those, ``--retrain`` trains everything again) and
 prints the markdown tables of docs/causes.md:
 
 1. one row per run: verdict and onset, the cause's guard (✗ when it is not the one the
@@ -14,7 +15,7 @@ prints the markdown tables of docs/causes.md:
    fired; for every healthy run, whether either fired at any epoch (a false alarm).
 
     python -m bench.causes --datasets digits,shapes --seeds 0,1          # trains, ~1 h on 2 CPUs
-    python -m bench.causes --reuse                                       # re-judges
+    python -m bench.causes --stored                                      # re-judges
 """
 
 from __future__ import annotations
@@ -152,9 +153,9 @@ class Judged:
         return None
 
 
-def _run(scenario: Scenario, dataset: str, seed: int, out: Path, reuse: bool) -> Judged:
+def _run(scenario: Scenario, dataset: str, seed: int, out: Path, retrain: bool) -> Judged:
     path = out / f"{dataset}-{scenario.name}-s{seed}.json"
-    if reuse and path.exists():
+    if path.exists() and not retrain:
         stored = json.loads(path.read_text())
     else:
         raw = {**SMALL, **scenario.request, "dataset": dataset, "seed": seed}
@@ -325,7 +326,10 @@ def main() -> None:
         help="comma-separated scenario names (hyperparameter ones and presets); all = every one",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/causes"))
-    parser.add_argument("--reuse", action="store_true", help="re-judge stored histories only")
+    parser.add_argument(
+        "--stored", action="store_true", help="re-judge the stored histories, train none"
+    )
+    parser.add_argument("--retrain", action="store_true", help="train even where stored")
     args = parser.parse_args()
     scenarios = [*HYPERPARAMETERS, *PRESET_SCENARIOS]
     if args.scenarios != "all":
@@ -336,12 +340,10 @@ def main() -> None:
     for scenario in scenarios:
         for dataset in args.datasets.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                if (
-                    args.reuse
-                    and not (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
-                ):
+                stored = (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
+                if args.stored and not stored:
                     continue
-                run = _run(scenario, dataset, seed, args.out, args.reuse)
+                run = _run(scenario, dataset, seed, args.out, args.retrain)
                 runs.append(run)
                 print(_cause_row(run), flush=True)
     print()

@@ -261,3 +261,18 @@ def test_records_written_before_causes_keep_opening() -> None:
 def test_diagnose_cause_is_none_for_healthy_whatever_the_signals(share: float) -> None:
     history = _history(HEALTHY, _dino_logs([0.0] * 6, [share * LOG_K] * 6))
     assert diagnose_cause(history, "healthy", None) is None
+
+
+def test_a_logged_schedule_that_contradicts_the_dino_signature_leaves_it_undetermined() -> None:
+    """The CPU dino preset: h/ln K near 1 and KL near 0, but the teacher is sharper than the
+    student and the centre moves: neither guard is off, so neither is named."""
+    entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
+    kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
+    logs = _dino_logs(entropy, kl, teacher_temperature=0.04, student_temperature=0.1)
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "teacher_temperature 0.04" in cause.reason
+    low = _dino_logs([1.3, 1.0, 0.4, 0.1, 0.05, 0.05], [1.6, 1.2, 0.3, 0.03, 0.02, 0.02])
+    moving_centre = [{**record, "center_norm": 1.7} for record in low]
+    cause = run_verdict(_history(COLLAPSING, moving_centre)).cause
+    assert cause is not None and cause.guard == "undetermined"
