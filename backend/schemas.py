@@ -479,6 +479,14 @@ class ExternalRunCreate(RunLabels):
     source: ExternalSource = Field(
         default_factory=ExternalSource, description="Where the run comes from."
     )
+    resume_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Continue the run registered with this key, if any (a restarted job: its "
+        "SLURM job id, torchrun run id, or the key a Lightning checkpoint kept); a run the "
+        "client had finished is reopened, a cancelled one refused (409 run_cancelled).",
+    )
 
 
 class ExternalLimits(BaseModel):
@@ -491,6 +499,17 @@ class ExternalRunCreated(BaseModel):
     url: str = Field(description="The run's page, /runs/<id>.")
     status: RunStatus
     limits: ExternalLimits
+    resumed: bool = Field(
+        False, description="True when resume_key found an existing run: this reply continues it."
+    )
+    last_epoch: int | None = Field(
+        None, description="The highest epoch the run already holds (uploaded); null for none."
+    )
+    accepts: list[str] = Field(
+        description="The arrays this server reads in an epoch message (client/PROTOCOL.md): "
+        "a client sends the method internals (target, p, teacher...) only when listed; a "
+        "server that predates them answers without this field."
+    )
 
 
 class ExternalEpochReply(BaseModel):
@@ -511,6 +530,12 @@ class ExternalRunFinish(StrictInput):
     )
     epochs_skipped: list[int] = Field(
         default_factory=list, description="Not sent: the arrays held NaN or infinity."
+    )
+    stopped_at_epoch: int | None = Field(
+        None, ge=0, description="The client stopped training after this epoch (stop on collapse)."
+    )
+    stop_reason: str | None = Field(
+        None, max_length=500, description="Why the client stopped, shown on the run page."
     )
 
 

@@ -217,6 +217,14 @@ def grid_axes(request: SweepRequest) -> list[GridAxis]:
     return axes
 
 
+def _seed(raw: dict[str, Any], loc: tuple[str, ...]) -> int:
+    """A run request's seed (0 when unset); SweepError at ``loc`` when it is no integer."""
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepError(loc, f"a seed is an integer, got {seed!r}")
+    return seed
+
+
 def expand_sweep(
     request: SweepRequest, max_runs: int | None = None
 ) -> tuple[list[GridAxis], list[SweepRun]]:
@@ -225,6 +233,7 @@ def expand_sweep(
     seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)
     base: RunRequestBase = request.base
     seeds = [None] if seeds_in_grid else (request.seeds or [run_config(base).seed])
+    base_seed = ("base", "seed")
     if len(set(seeds)) != len(seeds):
         raise SweepError(("seeds",), "seeds repeat")
     points = list(itertools.product(*(a.values for a in axes)))
@@ -246,7 +255,8 @@ def expand_sweep(
             if request.stop_when_settled and "stop_after_settled_epochs" not in raw:
                 raw["stop_after_settled_epochs"] = SWEEP_SETTLED_EPOCHS
             point = {a.key: v for a, v in zip(axes, values, strict=True)}
-            runs.append(SweepRun(cell, point, int(raw.get("seed", 0)), raw))
+            seed_at = ("grid", "seed") if seeds_in_grid else base_seed
+            runs.append(SweepRun(cell, point, _seed(raw, seed_at), raw))
     return axes, runs
 
 

@@ -56,6 +56,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
             labels=message.labels,
             loss=message.loss,
             scalars=message.scalars,
+            internals=message.internals,
             configuration=_configuration(context, run_id),
         )
     except (wire.MessageError, ProbeError) as exc:

@@ -2,12 +2,15 @@
 their probe embeddings with ``collapse_lab.Monitor``. Every call needs the API token when
 ``API_TOKEN`` is set.
 
-- ``POST /api/external-runs`` (``Idempotency-Key`` header) ``{"name", "config", "source"}``
-  -> 201 ``{"id", "url", "status": "running", "limits"}`` (200 with the same reply for a
-  known key); 413 over ``MAX_BODY_BYTES`` (1 MiB).
+- ``POST /api/external-runs`` (``Idempotency-Key`` header) ``{"name", "config", "source",
+  "resume_key"}`` -> 201 ``{"id", "url", "status": "running", "limits", "resumed",
+  "last_epoch"}`` (200 with the same run for a known key, or a known ``resume_key``: the run
+  continues, reopened if it was finished; 409 ``run_cancelled`` if it was cancelled); 413
+  over ``MAX_BODY_BYTES`` (1 MiB).
 - ``PUT /api/external-runs/{id}/epochs/{epoch}`` body one binary epoch message
   (``application/x-collapse-lab-epoch``) -> 202 ``{"epoch", "status": "accepted"}`` (200
-  ``duplicate`` for the same bytes again; 409 ``epoch_conflict`` for other bytes, 409
+  ``duplicate`` for the same data again, even logged at another time; 409
+  ``epoch_conflict`` for other data, the stored epoch kept; 409
   ``run_closed`` after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for a malformed
   message or a probe whose shape changed). The request only stores: a worker on the
   ``ingest`` queue computes the diagnostics, the verdict and the projection.
@@ -70,22 +73,39 @@ def _limits(state: ServiceState) -> ExternalLimits:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ExternalRunCreated,
-    responses={200: {"description": "Known Idempotency-Key: the run registered before."}},
+    responses={
+        200: {
+            "description": "Known Idempotency-Key (the run registered before) or resume_key "
+            "(the run continues: resumed, last_epoch)."
+        },
+        409: {"description": "run_cancelled: the resume key's run was cancelled."},
+    },
 )
 def register_external_run(
     body: ExternalRunCreate,
     state: StateDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
-) -> ExternalRunCreated:
-    """Register a run logged from an external training loop; it is ``running`` at once."""
-    run, created, _events = external_store.register_run(
-        state.db, idempotency_key, body.model_dump(mode="json")
-    )
-    if not created:
+) -> Any:
+    """Register a run logged from an external training loop; it is ``running`` at once. With
+    a ``resume_key`` already known, continue that run instead (reopened if finished)."""
+    registration = body.model_dump(mode="json")
+    if registration["resume_key"] is None:  # stored as the request: as before resume keys
+        del registration["resume_key"]
+    found = external_store.register_run(state.db, idempotency_key, registration)
+    if found.refused:
+        return _problem(409, found.refused, "run_cancelled")
+    if not found.created:
         response.status_code = status.HTTP_200_OK
+    run = found.run
     return ExternalRunCreated(
-        id=run.id, url=f"/runs/{run.id}", status=run.status, limits=_limits(state)
+        id=run.id,
+        url=f"/runs/{run.id}",
+        status=run.status,
+        limits=_limits(state),
+        resumed=found.resumed,
+        last_epoch=found.last_epoch,
+        accepts=list(wire.ARRAY_NAMES),
     )
 
 
@@ -164,10 +184,14 @@ def _store_epoch(
     state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response
 ) -> Any:
     digest = hashlib.sha256(body).hexdigest()
-    conflict = f"epoch {epoch} is already stored with other content"
+    conflict = (
+        f"epoch {epoch} is already stored with other data (a job restarted from an older "
+        "checkpoint logs it again?): the stored epoch is kept and this one refused; epochs "
+        "after the last stored one are taken"
+    )
     known = external_store.upload_digest(state.db, run_id, epoch)
     if known is not None:
-        if known != digest:
+        if known != digest and not _same_data(state, run_id, epoch, body):
             return _problem(409, conflict, "epoch_conflict")
         response.status_code = status.HTTP_200_OK
         return ExternalEpochReply(epoch=epoch, status="duplicate")
@@ -187,15 +211,22 @@ def _store_epoch(
     outcome = external_store.store_upload(state.db, run_id, epoch, digest, body, shapes)
     if outcome == "closed":
         return _problem(409, CLOSED, "run_closed")
-    if outcome == "conflict":
+    if outcome == "conflict" and not _same_data(state, run_id, epoch, body):
         return _problem(409, conflict, "epoch_conflict")
     if outcome == "missing":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no external run {run_id!r}")
-    if outcome == "duplicate":
+    if outcome in ("duplicate", "conflict"):
         response.status_code = status.HTTP_200_OK
         return ExternalEpochReply(epoch=epoch, status="duplicate")
     send_ingest(state.celery, run_id)  # when Redis is down the reaper sends it later
     return ExternalEpochReply(epoch=epoch, status="accepted")
+
+
+def _same_data(state: ServiceState, run_id: str, epoch: int, body: bytes) -> bool:
+    """Whether ``body`` holds the stored epoch's data (other bytes: another ``logged_at``,
+    as when a restarted job logs an epoch again from the same checkpoint)."""
+    stored = external_store.upload_body(state.db, run_id, epoch)
+    return stored is not None and wire.same_data(stored, body)
 
 
 @router.post(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
@@ -34,15 +35,70 @@ def _find_by_key(db: Database, key: str) -> Run | None:
         return session.scalar(select(Run).where(Run.idempotency_key == key))
 
 
-def register_run(
-    db: Database, key: str | None, registration: dict[str, Any]
-) -> tuple[Run, bool, list[EventMessage]]:
-    """Store a new ``running`` external run, or find the one registered with ``key``.
-    Returns (run, created, events)."""
+@dataclass(frozen=True)
+class Registration:
+    """What a registration found or made. ``refused``: why the run cannot be continued
+    (then ``run`` is the run it found)."""
+
+    run: Run
+    created: bool
+    resumed: bool  # found by resume key, registered by another registration than this one
+    last_epoch: int | None  # the highest uploaded epoch
+    messages: list[EventMessage]
+    refused: str | None = None
+
+
+def _last_upload(session: Session, run_id: str) -> int | None:
+    return session.scalar(
+        select(func.max(ExternalUpload.epoch)).where(ExternalUpload.run_id == run_id)
+    )
+
+
+def _continue_run(
+    db: Database, resume_key: str, key: str | None, where: str
+) -> Registration | None:
+    """The run registered with ``resume_key``, reopened if the client had finished it (a
+    job that exited through ``finish()`` before its requeue); None when there is none."""
+    with db.write() as session:
+        run = session.scalar(select(Run).where(Run.resume_key == resume_key).with_for_update())
+        if run is None:
+            return None
+        last_epoch = _last_upload(session, run.id)
+        resumed = not key or key != run.idempotency_key
+        if run.cancel_requested or run.status == "cancelled":
+            refused = (
+                f"the run {run.id} of resume key {resume_key!r} was cancelled: pass another "
+                "resume key (or resume=False) to start a new run"
+            )
+            return Registration(run, False, resumed, last_epoch, [], refused)
+        messages = []
+        if run.external_finish is not None or run.status != "running":
+            run.external_finish = None
+            run.error = None
+            run.finished_at = None
+            run.updated_at = now()
+            reason = f"reopened: continued{where} with its resume key"
+            messages.append(set_status(session, run, "running", reason))
+        elif resumed:
+            run.updated_at = now()
+            reason = f"continued{where} with its resume key"
+            messages.append(append_event(session, run, "status", status_data(run, reason)))
+        return Registration(run, False, resumed, last_epoch, messages)
+
+
+def register_run(db: Database, key: str | None, registration: dict[str, Any]) -> Registration:
+    """Store a new ``running`` external run, or find the one registered with ``key`` (the
+    Idempotency-Key of a retried registration) or with ``registration["resume_key"]`` (a
+    restarted job continuing its run, reopened if it was finished)."""
     key = key or None  # an empty header is no key
-    if key and (known := _find_by_key(db, key)) is not None:
-        return known, False, []
+    resume_key = registration.get("resume_key") or None
     source = json_safe(dict(registration.get("source") or {}))
+    where = " on ".join(str(source[k]) for k in ("script", "host") if source.get(k))
+    where = f" from {where}" if where else ""
+    if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
+        return known
+    if key and (run := _find_by_key(db, key)) is not None:
+        return Registration(run, False, False, upload_last_epoch(db, run.id), [])
     run = new_run_row(
         "running",
         method=EXTERNAL,
@@ -53,21 +109,29 @@ def register_run(
         attempts=1,
         source=source,
         idempotency_key=key,
+        resume_key=resume_key,
     )
     run.started_at = run.created_at  # running from its registration
-    where = " on ".join(str(source[k]) for k in ("script", "host") if source.get(k))
     try:
         with db.write() as session:
             session.add(run)
             labels_from_request(session, run, registration)
-            reason = f"external run registered{f' from {where}' if where else ''}"
+            reason = f"external run registered{where}"
             message = append_event(session, run, "status", status_data(run, reason))
     except IntegrityError:  # the same key registered concurrently: that run wins
-        known = _find_by_key(db, key) if key else None
-        if known is None:
+        if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
+            return known
+        found = _find_by_key(db, key) if key else None
+        if found is None:
             raise
-        return known, False, []
-    return run, True, [message]
+        return Registration(found, False, False, upload_last_epoch(db, found.id), [])
+    return Registration(run, True, False, None, [message])
+
+
+def upload_last_epoch(db: Database, run_id: str) -> int | None:
+    """The highest epoch uploaded to the run; None before the first."""
+    with db.read() as session:
+        return _last_upload(session, run_id)
 
 
 def is_closed(run: Run) -> bool:
@@ -217,6 +281,10 @@ def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
         notes.append(f"epochs not sent because they held NaN/inf: {finish['epochs_skipped']}")
     if errors:
         notes.append(f"epochs the server could not measure: {sorted(errors)}")
+    if finish.get("stopped_at_epoch") is not None:
+        why = f": {finish['stop_reason']}" if finish.get("stop_reason") else ""
+        epoch = finish["stopped_at_epoch"]
+        notes.insert(0, f"the client stopped training after epoch {epoch}{why}")
     return "finished by the client" + (f" ({'; '.join(notes)})" if notes else "")
 
 

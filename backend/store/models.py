@@ -74,7 +74,10 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("uq_runs_idempotency_key", "idempotency_key", unique=True),)
+    __table_args__ = (
+        Index("uq_runs_idempotency_key", "idempotency_key", unique=True),
+        Index("uq_runs_resume_key", "resume_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
@@ -103,9 +106,11 @@ class Run(Base):
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # External runs (logged by collapse_lab.Monitor, backend/store/external.py): where they
     # come from (host, script, integration...), None for a run trained here; the
-    # registration's Idempotency-Key; the finish call's body once the client closed it.
+    # registration's Idempotency-Key; the finish call's body once the client closed it; the
+    # key a restarted job continues the run with (its SLURM job id...).
     source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    resume_key: Mapped[str | None] = mapped_column(String(200))
     external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
     # the sweep this run belongs to (None for a single run); see backend.store.sweeps

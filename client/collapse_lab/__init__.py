@@ -12,7 +12,8 @@
 
 Needs numpy and httpx only (no torch); ``collapse_lab.lightning`` holds the PyTorch
 Lightning callback (``pip install 'collapse-lab-client[lightning]'``). The wire protocol is
-in ``PROTOCOL.md`` and ``collapse_lab.wire``.
+in ``PROTOCOL.md`` and ``collapse_lab.wire``. Offline runs (``Monitor(offline=True)``) are
+uploaded later with ``python -m collapse_lab sync DIR URL`` (``collapse_lab.sync``).
 """
 
 __version__ = "0.1.0"
@@ -23,6 +24,8 @@ from .monitor import (
     CollapseLabWarning,
     Monitor,
     MonitorStats,
+    Verdict,
+    default_resume_key,
 )
 
 __all__ = [
@@ -31,5 +34,7 @@ __all__ = [
     "CollapseLabWarning",
     "Monitor",
     "MonitorStats",
+    "Verdict",
     "__version__",
+    "default_resume_key",
 ]

@@ -12,10 +12,21 @@ Collapse Lab (``pip install 'collapse-lab-client[lightning]'``).
 The default ``embed`` follows lightly's and solo-learn's naming: ``h = module.backbone(x)``
 and ``z = module.projection_head(h)`` (or ``module.projector(h)``). Anything else: pass
 ``embed=lambda module, x: (h, z)``.
+
+The method internals (the mechanism panels and the cause of a collapse) are picked up by the
+same names where they exist (:func:`default_internals`): a target branch
+(``teacher_backbone``/``teacher_head``, lightly's ``backbone_momentum``/
+``projection_head_momentum``, solo-learn's ``momentum_backbone``/``momentum_projector``), a
+predictor (``prediction_head`` or ``predictor``: its outputs, and its matrix when linear), a
+``momentum`` attribute (or solo-learn's ``momentum_updater.cur_tau``), the optimiser's
+learning rate and weight decay. Anything else (DINO's teacher and student probabilities):
+pass ``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
 """
 
 from __future__ import annotations
 
+import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -38,9 +49,22 @@ except ImportError:  # the older standalone package
             "pip install 'collapse-lab-client[lightning]'"
         ) from error
 
-from .monitor import Monitor
+from .monitor import CollapseLabWarning, Monitor, default_resume_key
 
 EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
+# (module, x, z) -> per-sample internals of the batch: "target", "p", "teacher", "student"
+InternalsFn = Callable[[nn.Module, Tensor, Tensor], Mapping[str, Tensor]]
+# (target backbone, target head) attribute names: DINO-style, lightly's BYOL, solo-learn's
+_TARGET_BRANCHES = (
+    ("teacher_backbone", "teacher_head"),
+    ("backbone_momentum", "projection_head_momentum"),
+    ("momentum_backbone", "momentum_projector"),
+)
+_ONLINE_BRANCHES = (
+    ("student_backbone", "student_head"),
+    ("backbone", "projection_head"),
+    ("backbone", "projector"),
+)
 # log_epoch's own parameters: a logged metric of one of these names is not forwarded.
 _RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
 
@@ -61,9 +85,84 @@ def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return h, head(h)
 
 
+def _target_branch(module: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    for backbone, head in _TARGET_BRANCHES:
+        pair = getattr(module, backbone, None), getattr(module, head, None)
+        if isinstance(pair[0], nn.Module) and isinstance(pair[1], nn.Module):
+            return pair[0], pair[1]
+    return None
+
+
+def _predictor(module: nn.Module) -> nn.Module | None:
+    for name in ("prediction_head", "predictor"):
+        found = getattr(module, name, None)
+        if isinstance(found, nn.Module):
+            return found
+    return None
+
+
+def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+    """The per-sample internals lightly's and solo-learn's names give: ``target`` the target
+    branch's projection of x, ``p`` the predictor's output for z (the target's width)."""
+    found: dict[str, Tensor] = {}
+    branch = _target_branch(module)
+    if branch is not None:
+        backbone, head = branch
+        found["target"] = head(backbone(x).flatten(start_dim=1))
+    predictor = _predictor(module)
+    if predictor is not None:
+        found["p"] = predictor(z)
+    return found
+
+
+def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None, dict[str, float]]:
+    """The internals of the model rather than of the probe: a linear predictor's matrix,
+    and the scalars ``target_param_distance`` (||θ_target − θ_online|| / ||θ_online|| over
+    the target branch and its online counterpart, when the names pair them),
+    ``ema_momentum``, ``lr`` and ``weight_decay``."""
+    scalars: dict[str, float] = {}
+    predictor = _predictor(module)
+    weight = predictor.weight.detach() if isinstance(predictor, nn.Linear) else None
+    branch = _target_branch(module)
+    online = next(
+        (
+            (getattr(module, b), getattr(module, h))
+            for b, h in _ONLINE_BRANCHES
+            if isinstance(getattr(module, b, None), nn.Module)
+            and isinstance(getattr(module, h, None), nn.Module)
+        ),
+        None,
+    )
+    if branch is not None and online is not None:
+        target_params = [p for m in branch for p in m.parameters()]
+        online_params = [p for m in online for p in m.parameters()]
+        if [p.shape for p in target_params] == [p.shape for p in online_params]:
+            difference = sum(
+                float((t - o).double().pow(2).sum())
+                for t, o in zip(target_params, online_params, strict=True)
+            )
+            norm = sum(float(o.double().pow(2).sum()) for o in online_params)
+            if norm > 0:
+                scalars["target_param_distance"] = (difference / norm) ** 0.5
+    momentum = getattr(module, "momentum", None)
+    updater = getattr(module, "momentum_updater", None)
+    if momentum is None and updater is not None:
+        momentum = getattr(updater, "cur_tau", None)
+    if isinstance(momentum, int | float) and not isinstance(momentum, bool):
+        scalars["ema_momentum"] = float(momentum)
+    optimizers = getattr(trainer, "optimizers", None) or []
+    if optimizers:
+        group = optimizers[0].param_groups[0]
+        for name in ("lr", "weight_decay"):
+            if isinstance(group.get(name), int | float):
+                scalars[name] = float(group[name])
+    return weight, scalars
+
+
 class CollapseLabCallback(Callback):
-    """Logs epoch 0 (the untrained network) when fit starts, then every ``every_n_epochs``
-    train epochs, and the last epoch when fit ends; closes the run (failed on an exception).
+    """Logs epoch 0 (the untrained network) when training starts, then every
+    ``every_n_epochs`` train epochs, and the last epoch when fit ends; closes the run (failed
+    on an exception).
 
     ``probe``: a fixed (N, ...) tensor of probe inputs, or a DataLoader over them without
     shuffling (``(x, y, ...)`` batches give the labels when ``labels`` is not passed); its
@@ -74,13 +173,30 @@ class CollapseLabCallback(Callback):
 
     Embedding runs under ``torch.no_grad`` in eval mode (each submodule's mode restored
     afterwards), in batches of ``batch_size``, on global rank 0 only; epoch k is the network
-    after k training epochs (a fit resumed from a checkpoint starts a new run at the
-    checkpoint's epoch, without an untrained baseline: the monitor warns). ``loss_key``
+    after k training epochs.
+
+    **Resume**: the run's resume key and id are saved in the checkpoint (the callback's
+    state), so ``trainer.fit(model, ckpt_path=...)`` continues the same run (same page, the
+    epoch-0 baseline kept) instead of starting one; the key is ``resume=`` when given, else
+    the scheduler's (a requeued SLURM job), else a new one per callback.
+
+    **Stop on collapse**: with ``stop_on_collapse=N``, once the server's verdict has been
+    complete collapse for N logged epochs, ``trainer.should_stop`` is set (on every rank)
+    and the run page says the client stopped the run at that epoch. The verdict comes from
+    the server a little after each upload (``bench/bench_stop_delay.py``), so the stop
+    lands at the first epoch end after it. ``loss_key``
     names the logged metric sent as the loss; the other scalar ``trainer.callback_metrics``
     go along as scalars. ``config`` defaults to the module's hyperparameters. Further
     keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
     sizes); ``self.monitor`` is it, once fit starts. With sharded strategies (FSDP,
     DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
+
+    **Method internals**: ``internals(module, x, z)`` returns the batch's per-sample
+    internals (``target``, ``p``, ``teacher``, ``student``; :meth:`Monitor.log_epoch`);
+    :func:`default_internals` finds the target branch and the predictor by lightly's and
+    solo-learn's names; ``internals=None`` sends none. :func:`model_internals` adds the
+    linear predictor's matrix, the target's parameter distance, the EMA momentum, the
+    learning rate and the weight decay.
     """
 
     def __init__(
@@ -96,11 +212,16 @@ class CollapseLabCallback(Callback):
         loss_key: str = "train_loss",
         config: Mapping[str, Any] | None = None,
         finish_timeout: float = 60.0,
+        stop_on_collapse: int | None = None,
+        resume: str | None = None,
+        internals: InternalsFn | None = default_internals,
         **monitor_kwargs: Any,
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError("every_n_epochs must be at least 1")
+        if stop_on_collapse is not None and stop_on_collapse < 1:
+            raise ValueError("stop_on_collapse must be at least 1 (logged epochs)")
         if isinstance(probe, DataLoader) and isinstance(probe.sampler, RandomSampler):
             raise ValueError("the probe DataLoader shuffles: the probe must be the same each epoch")
         if not isinstance(probe, Tensor | DataLoader):
@@ -109,6 +230,7 @@ class CollapseLabCallback(Callback):
         self.probe = probe
         self.labels = labels
         self.embed = embed
+        self.internals = internals
         self.every_n_epochs = every_n_epochs
         self.view_transform = view_transform
         self.batch_size = batch_size
@@ -116,32 +238,81 @@ class CollapseLabCallback(Callback):
         self.config = config
         self.finish_timeout = finish_timeout
         self.monitor_kwargs = monitor_kwargs
+        self.stop_on_collapse = stop_on_collapse
+        self.resume_key = resume
+        self.run_id: str | None = None  # of the run this fit logs to (saved in checkpoints)
         self.monitor: Monitor | None = None
         self._last_logged: int | None = None
 
+    # ----------------------------------------------------------------- checkpoint state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"resume_key": self.resume_key, "run_id": self.run_id}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A fit resumed from a checkpoint continues the checkpointed run."""
+        self.resume_key = state_dict.get("resume_key") or self.resume_key
+        self.run_id = state_dict.get("run_id")
+
     # ----------------------------------------------------------------- Lightning hooks
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_fit_start: a resumed fit restores the epoch counter (and, with some
+        # strategies, the callback state) after it.
+        if not trainer.is_global_zero or self.monitor is not None:
             return
         config = self.config if self.config is not None else dict(pl_module.hparams)
+        if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
+            self.resume_key = default_resume_key(self.monitor_kwargs.get("name") or "lightning")
+            self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
         self.monitor = Monitor(
             self.url,
             config={**config, "max_epochs": trainer.max_epochs},
             source={"integration": "lightning"},
+            resume=self.resume_key,
             **self.monitor_kwargs,
         )
-        self._log(trainer, pl_module, trainer.current_epoch)
+        if self.run_id is not None and self.monitor.run_id not in (None, self.run_id):
+            warnings.warn(
+                f"Collapse Lab: the checkpoint's run {self.run_id} was not found again; "
+                f"logging to run {self.monitor.run_id}",
+                CollapseLabWarning,
+                stacklevel=2,
+            )
+        self.run_id = self.monitor.run_id or self.run_id
+        stored = self.monitor.last_stored_epoch
+        if stored is None or trainer.current_epoch > stored:  # resumed: the run has it
+            self._log(trainer, pl_module, trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch + 1  # current_epoch still counts the one just trained
         if self.monitor is not None and epoch % self.every_n_epochs == 0:
             self._log(trainer, pl_module, epoch)
+        if self.stop_on_collapse is not None:
+            self._stop_if_collapsed(trainer, epoch)
+
+    def _stop_if_collapsed(self, trainer: Trainer, epoch: int) -> None:
+        """Rank 0 decides from the server's verdict; every rank stops together."""
+        streak = self.monitor.collapse_streak if self.monitor is not None else 0
+        assert self.stop_on_collapse is not None
+        decision = trainer.strategy.broadcast(streak >= self.stop_on_collapse, src=0)
+        if not decision or trainer.should_stop:
+            return
+        trainer.should_stop = True
+        if self.monitor is not None:
+            verdict = self.monitor.verdict
+            onset = verdict.onset_epoch if verdict is not None else None
+            reason = (
+                f"complete collapse held {streak} logged epochs (since epoch {onset}); "
+                f"stop_on_collapse={self.stop_on_collapse}"
+            )
+            self.monitor.record_stop(epoch, reason)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.monitor is None:
             return
-        if self._last_logged is None or trainer.current_epoch > self._last_logged:
+        last = max(self._last_logged or -1, self.monitor.last_stored_epoch or -1)
+        if trainer.current_epoch > last:
             self._log(trainer, pl_module, trainer.current_epoch)
         self.monitor.finish(timeout=self.finish_timeout)
 
@@ -156,11 +327,15 @@ class CollapseLabCallback(Callback):
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
         assert self.monitor is not None
-        h, z, labels, views = self._embed_probe(pl_module)
+        h, z, labels, views, internals = self._embed_probe(pl_module)
+        weight, schedules = model_internals(pl_module, trainer)
         metrics = {
             name: value
             for name, value in trainer.callback_metrics.items()
-            if isinstance(value, Tensor) and value.numel() == 1 and name not in _RESERVED
+            if isinstance(value, Tensor)
+            and value.numel() == 1
+            and name not in _RESERVED
+            and name not in schedules
         }
         loss = metrics.pop(self.loss_key, None)
         self.monitor.log_epoch(
@@ -170,6 +345,9 @@ class CollapseLabCallback(Callback):
             labels=self.labels if self.labels is not None else labels,
             views=views,
             loss=loss,
+            predictor_weight=weight,
+            schedules=schedules,
+            **internals,
             **metrics,
         )
         self._last_logged = epoch
@@ -188,18 +366,24 @@ class CollapseLabCallback(Callback):
 
     def _embed_probe(
         self, module: LightningModule
-    ) -> tuple[Tensor | None, Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
-        """(h, z, labels from the loader, views) of the whole probe, on the CPU."""
+    ) -> tuple[
+        Tensor | None, Tensor, Tensor | None, tuple[Tensor, Tensor] | None, dict[str, Tensor]
+    ]:
+        """(h, z, labels from the loader, views, internals) of the whole probe, on the CPU."""
         # Restore each submodule's own mode: a frozen backbone kept in eval stays in eval.
         modes = [(m, m.training) for m in module.modules()]
         module.eval()
         hs, zs, ys, views_a, views_b = [], [], [], [], []
+        parts: dict[str, list[Tensor]] = {}
         try:
             with torch.no_grad():
                 for x, y in self._batches():
                     x = x.to(module.device)
                     h, z = self.embed(module, x)
                     zs.append(z.float().cpu())
+                    if self.internals is not None:
+                        for name, value in self.internals(module, x, z).items():
+                            parts.setdefault(name, []).append(value.float().cpu())
                     if h is not None:
                         hs.append(h.float().cpu())
                     if y is not None:
@@ -215,4 +399,5 @@ class CollapseLabCallback(Callback):
             torch.cat(zs),
             torch.cat(ys) if ys and len(ys) == len(zs) else None,
             (torch.cat(views_a), torch.cat(views_b)) if views_a else None,
+            {name: torch.cat(values) for name, values in parts.items() if len(values) == len(zs)},
         )

@@ -24,7 +24,7 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from . import wire
+from . import local, wire
 
 logger = logging.getLogger("collapse_lab")
 
@@ -47,6 +47,12 @@ FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 10.0
 EXIT_FLUSH_TIMEOUT_S = 30.0  # what an interpreter exit without finish() waits for uploads
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The sender asks the server for the verdict of the epochs it delivered (GET /api/runs/{id})
+# this soon after each, backing off to the maximum while the worker has not measured them.
+FIRST_VERDICT_POLL_S = 0.05
+MAX_VERDICT_POLL_S = 2.0
+COMPLETE_COLLAPSE = "complete_collapse"
+MODES = ("online", "offline", "auto")
 
 
 class CollapseLabError(Exception):
@@ -72,6 +78,50 @@ class MonitorStats:
     skipped: list[int]  # not sent: the arrays contained NaN or infinity
     disabled: str | None  # why the monitor stopped sending, when it did
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The server's latest verdict on the run: ``kind`` (``healthy``,
+    ``dimensional_collapse``, ``complete_collapse``) at ``epoch``, the first epoch of its
+    current streak (``onset_epoch``), the one-sentence ``reason`` and the whole verdict as
+    the server sent it (``details``)."""
+
+    epoch: int
+    kind: str
+    onset_epoch: int | None
+    reason: str
+    details: dict[str, Any]
+
+
+# Registration fields a server may not know yet (older releases refuse them with a 422).
+OPTIONAL_REGISTRATION_FIELDS = ("resume_key", "project", "tags", "note", "alerts")
+
+
+def default_resume_key(name: str) -> str | None:
+    """The key a restarted job continues its run with, from its scheduler's environment:
+    under SLURM the job id (with the array task id), under torchrun the rendezvous run id;
+    scoped by the SLURM cluster and by the run's name, so two monitors of one job (or two
+    clusters sharing a server) never continue each other's run."""
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        job = env["SLURM_JOB_ID"]
+        if env.get("SLURM_ARRAY_TASK_ID"):
+            job += f"_{env['SLURM_ARRAY_TASK_ID']}"
+        return f"slurm:{env.get('SLURM_CLUSTER_NAME', '')}:{job}:{name}"
+    run_id = env.get("TORCHELASTIC_RUN_ID")
+    if run_id and run_id != "none":
+        return f"torchrun:{run_id}:{name}"
+    return None
+
+
+def _mode(offline: bool | str | None) -> str:
+    if offline is None:
+        offline = os.environ.get("COLLAPSE_LAB_MODE") or "online"
+    mode = ("offline" if offline else "online") if isinstance(offline, bool) else offline
+    if mode not in MODES:
+        raise ValueError(f"offline must be True, False or 'auto' (COLLAPSE_LAB_MODE: {MODES})")
+    return str(mode)
 
 
 @dataclass
@@ -164,6 +214,29 @@ class Monitor:
 
     Use it as a context manager, or call :meth:`finish`; a script that exits without either
     still gets ``EXIT_FLUSH_TIMEOUT_S`` to upload and the run is closed as failed.
+
+    **Labels**: ``project``, ``tags`` and ``note`` file the run on the dashboard (the runs
+    list filters by them); ``alerts`` are webhook URLs the server tells when the run
+    collapses, gets a cause, fails or finishes.
+
+    **Resume** (``resume``): a monitor created with the key of an earlier one continues its
+    run (same id and page, its epochs and baseline kept), reopened if it was finished.
+    ``resume=None`` (the default) takes the key from the scheduler (:func:`default_resume_key`:
+    a requeued SLURM job, a torchrun restart); ``resume=False`` always starts a new run.
+    Epochs the run already holds are accepted again only with the same data (a restart from
+    the checkpoint that logged them); other data is refused with a warning and the stored
+    epoch kept. ``resumed`` and ``last_stored_epoch`` say what the server had.
+
+    **Offline** (``offline=True``, or ``$COLLAPSE_LAB_MODE=offline``): no network; each
+    epoch is written, atomically, to ``run_dir`` (``$COLLAPSE_LAB_DIR``, default
+    ``./collapse-lab-runs``)/<run> in the wire format, for ``python -m collapse_lab sync``
+    later. ``offline="auto"``: online, or offline when the server cannot be reached at
+    creation. With a resume key the directory is named after it, so a requeued offline job
+    writes on into the same one.
+
+    **Verdict**: online, the sender thread keeps ``verdict`` (the server's latest
+    :class:`Verdict`), ``collapsed`` and ``collapse_streak`` fresh, polling the run after each
+    delivered epoch until the worker has measured it; the training thread only reads them.
     """
 
     def __init__(
@@ -179,28 +252,51 @@ class Monitor:
         max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         timeout: float = 10.0,
         source: Mapping[str, Any] | None = None,
+        resume: str | bool | None = None,
+        offline: bool | str | None = None,
+        run_dir: str | Path | None = None,
+        project: str | None = None,
+        tags: Sequence[str] = (),
+        note: str = "",
+        alerts: Sequence[str] = (),
     ) -> None:
+        self.mode = _mode(offline)
         url = url or os.environ.get("COLLAPSE_LAB_URL")
-        if not url:
-            raise ValueError("pass url= (the Collapse Lab address) or set COLLAPSE_LAB_URL")
-        if not url.startswith(("http://", "https://")):
+        if not url and self.mode != "offline":
+            raise ValueError(
+                "pass url= (the Collapse Lab address) or set COLLAPSE_LAB_URL, or offline=True"
+            )
+        if url and not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', not {precision!r}")
         if max_buffer_epochs < 1 or max_buffer_bytes < 1:
             raise ValueError("max_buffer_epochs and max_buffer_bytes must be positive")
-        self.base_url = url.rstrip("/")
+        self.base_url = (url or "").rstrip("/")
         self.run_id: str | None = None
         self.url: str | None = None
+        self.run_dir: Path | None = None  # offline: where the run is written
+        self.resumed = False  # the resume key found an earlier run (server or directory)
+        self.last_stored_epoch: int | None = None  # its highest epoch when this one started
+        self._local_root = Path(run_dir) if run_dir is not None else local.default_root()
         self.precision = precision
         self.max_buffer_epochs = max_buffer_epochs
         self.max_buffer_bytes = max_buffer_bytes
         self.max_probe_size = DEFAULT_MAX_PROBE_SIZE
         self.max_epoch_bytes = DEFAULT_MAX_EPOCH_BYTES
+        # the arrays the server reads (its registration reply's "accepts"); a server that
+        # predates the method internals lists none and reads the first protocol's arrays
+        self.accepted_arrays: frozenset[str] = frozenset(wire.ARRAY_NAMES)
         self._labels = None if labels is None else self._check_labels(labels, None)
         script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "<interactive>"
-        self._registration = {
-            "name": name or Path(script).stem or "external run",
+        name = name or Path(script).stem or "external run"
+        if resume is True or (resume is not None and not isinstance(resume, str | bool)):
+            raise ValueError("resume must be a key (a string), None (the scheduler's) or False")
+        if isinstance(resume, str) and not 0 < len(resume) <= 200:
+            raise ValueError("resume must be 1 to 200 characters")
+        self.resume_key = default_resume_key(name) if resume is None else resume or None
+        self._registration: dict[str, Any] = {
+            "name": name,
             "config": _json_config(config),
             "source": {
                 "host": socket.gethostname(),
@@ -211,12 +307,19 @@ class Monitor:
                 **dict(source or {}),
             },
         }
+        if self.resume_key:  # only when set: servers before resume keys refuse the field
+            self._registration["resume_key"] = self.resume_key
+        # the run's labels, only those set (servers before labels refuse the fields)
+        given = {"project": project, "tags": list(tags), "note": note, "alerts": list(alerts)}
+        self._registration.update({key: value for key, value in given.items() if value})
         token = token or os.environ.get("COLLAPSE_LAB_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # One key per Monitor: a registration retried after a lost reply finds the same run.
         self._idempotency = {"Idempotency-Key": uuid.uuid4().hex}
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(60.0, connect=timeout)
+            base_url=self.base_url or "http://offline.invalid",
+            headers=headers,
+            timeout=httpx.Timeout(60.0, connect=timeout),
         )
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
@@ -236,8 +339,17 @@ class Monitor:
         self._finish_ok = False
         self._abort = threading.Event()
         self._outage_since: float | None = None
+        self._verdict: Verdict | None = None
+        self._collapse_streak = 0
+        self._poll_at: float | None = None  # when the sender next asks for the verdict
+        self._poll_delay = FIRST_VERDICT_POLL_S
+        self._poll_verdicts = True  # False once the server showed it has no run endpoint
+        self._stop: dict[str, Any] = {}  # record_stop(): sent with the finish call
 
-        self._register_now(timeout)
+        if self.mode == "offline":
+            self._open_local()
+        else:
+            self._register_now(timeout)
         self._thread = threading.Thread(target=self._run, name="collapse-lab-sender", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
@@ -252,6 +364,14 @@ class Monitor:
         labels: Any = None,
         views: tuple[Any, Any] | None = None,
         loss: Any = None,
+        *,
+        target: Any = None,
+        p: Any = None,
+        predictor_weight: Any = None,
+        teacher: Any = None,
+        student: Any = None,
+        loss_terms: Mapping[str, Any] | None = None,
+        schedules: Mapping[str, Any] | None = None,
         **scalars: Any,
     ) -> None:
         """Queue one epoch for upload and return (milliseconds: validation and encoding).
@@ -268,6 +388,16 @@ class Monitor:
         first one logged (onset, trend), so a first epoch other than 0 gets a warning: the
         verdict then has no untrained baseline. Epochs must increase; gaps are fine.
 
+        Method internals on the same N probe rows give the run its mechanism panels and the
+        cause of a collapse (docs/mechanisms.md on the server): ``target`` (N, d_t) the target
+        branch's output (BYOL's EMA projection, SimSiam's other-view projection), ``p``
+        (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
+        predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) probabilities over
+        K prototypes (after centering and sharpening: rows summing to 1),
+        ``loss_terms={"loss_variance": ...}`` and ``schedules={"weight_decay": ...,
+        "ema_momentum": ..., "teacher_temperature": ...}`` (scalars under those names). A
+        server that predates the internals is sent the rest (a warning says so).
+
         Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
         order, N over the limit, a message larger than the buffer) and ``RuntimeError``
         after :meth:`finish`. Arrays with NaN or infinity (training diverged) are not sent:
@@ -281,6 +411,16 @@ class Monitor:
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ValueError(f"epochs must increase: {epoch} after {self._last_epoch}")
         arrays = self._check_arrays(z, h, labels, views)
+        arrays |= self._check_internals(
+            arrays["z"].shape[0],
+            {"target": target, "p": p, "predictor_weight": predictor_weight},
+            {"teacher": teacher, "student": student},
+        )
+        for group, values in (("loss_terms", loss_terms), ("schedules", schedules)):
+            for name, value in (values or {}).items():
+                if not isinstance(name, str) or name in scalars:
+                    raise ValueError(f"{group}: {name!r} is not a name, or given twice")
+                scalars[name] = value
         bad = [n for n, a in arrays.items() if n != "labels" and not np.isfinite(a).all()]
         if not bad:
             body = wire.encode_epoch(
@@ -302,7 +442,7 @@ class Monitor:
         self._last_epoch = epoch
         if first:
             self._baseline = epoch
-            if epoch != 0:
+            if epoch != 0 and self.last_stored_epoch is None:
                 self._warn(
                     "baseline",
                     f"the first logged epoch is {epoch}, not 0: the verdict compares every "
@@ -342,7 +482,8 @@ class Monitor:
                 already = False
                 self._closed = True
                 status = "failed" if error else "succeeded"
-                self._queue.append(_Item(None, finish={"status": status, "error": error}))
+                finish = {"status": status, "error": error, **self._stop}
+                self._queue.append(_Item(None, finish=finish))
                 self._cond.notify()
         if already:
             self._finished.wait(timeout)
@@ -377,6 +518,33 @@ class Monitor:
                 last_error=self._last_error,
             )
 
+    @property
+    def offline(self) -> bool:
+        """Whether the run is written to ``run_dir`` rather than sent."""
+        return self.run_dir is not None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The server's latest verdict on this run (None offline, or before the first)."""
+        return self._verdict
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the server's latest verdict is complete collapse."""
+        verdict = self._verdict
+        return verdict is not None and verdict.kind == COMPLETE_COLLAPSE
+
+    @property
+    def collapse_streak(self) -> int:
+        """How many of the epochs this monitor delivered lie in the current complete
+        collapse (from its onset to the latest verdict); 0 when not collapsed."""
+        return self._collapse_streak
+
+    def record_stop(self, epoch: int, reason: str | None = None) -> None:
+        """Note that the training stopped after ``epoch`` because of ``reason`` (stop on
+        collapse): the finish call tells the server, and the run page shows it."""
+        self._stop = {"stopped_at_epoch": int(epoch), "stop_reason": reason}
+
     def __enter__(self) -> Monitor:
         return self
 
@@ -384,6 +552,8 @@ class Monitor:
         self.finish(error=None if exc is None else f"{exc_type.__name__}: {exc}")
 
     def __repr__(self) -> str:
+        if self.run_dir is not None:
+            return f"Monitor(run_dir={str(self.run_dir)!r})"
         return f"Monitor(run_id={self.run_id!r}, url={self.url!r})"
 
     # ----------------------------------------------------------------- validation
@@ -446,6 +616,37 @@ class Monitor:
                     )
         return arrays
 
+    def _check_internals(
+        self, rows: int, matrices: dict[str, Any], probabilities: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """The method internals given, checked: per-sample rows as z's, p shaped as target,
+        the predictor a matrix, teacher and student probabilities of one shape."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in {**matrices, **probabilities}.items():
+            if value is None:
+                continue
+            arrays[name] = _float_matrix(value, name)
+            if name != "predictor_weight" and arrays[name].shape[0] != rows:
+                raise ValueError(f"{name} has {arrays[name].shape[0]} rows, z has {rows}")
+        if "p" in arrays and "target" in arrays and arrays["p"].shape != arrays["target"].shape:
+            raise ValueError(
+                f"p {arrays['p'].shape} and target {arrays['target'].shape} must have one "
+                "shape: p predicts the target"
+            )
+        teacher, student = arrays.get("teacher"), arrays.get("student")
+        if teacher is not None and student is not None and teacher.shape != student.shape:
+            raise ValueError("teacher and student must have one shape (N, K)")
+        for name in probabilities:
+            probs = arrays.get(name)
+            if probs is None or not np.isfinite(probs).all():
+                continue  # a diverged epoch is skipped with a warning, as for z
+            if probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+                raise ValueError(
+                    f"{name} must hold probabilities (rows of non-negative numbers summing "
+                    "to 1): apply the softmax, with its temperature and centre, first"
+                )
+        return arrays
+
     # ----------------------------------------------------------------- reporting
 
     def _warn(self, key: str, message: str) -> None:
@@ -493,18 +694,20 @@ class Monitor:
     # ----------------------------------------------------------------- network side
 
     def _register_now(self, timeout: float) -> None:
-        try:
-            response = self._http.post(
-                "/api/external-runs",
-                json=self._registration,
-                headers=self._idempotency,
-                timeout=timeout,
-            )
-        except httpx.HTTPError as error:
-            self._note_outage(f"{type(error).__name__}: {error}")
-            return
+        response = None
+        while response is None or self._drop_unknown_fields(response):
+            try:
+                response = self._http.post(
+                    "/api/external-runs",
+                    json=self._registration,
+                    headers=self._idempotency,
+                    timeout=timeout,
+                )
+            except httpx.HTTPError as error:
+                self._unreachable_at_start(f"{type(error).__name__}: {error}")
+                return
         if response.status_code in RETRYABLE_STATUSES:
-            self._note_outage(f"HTTP {response.status_code}")
+            self._unreachable_at_start(f"HTTP {response.status_code}")
             return
         problem = self._registered(response)
         if problem:
@@ -513,6 +716,57 @@ class Monitor:
                 AuthenticationError if response.status_code in (401, 403) else CollapseLabError
             )
             raise error_type(problem)
+
+    def _unreachable_at_start(self, problem: str) -> None:
+        if self.mode != "auto":
+            self._note_outage(problem)
+            return
+        self._open_local()
+        self._warn(
+            "offline",
+            f"cannot reach {self.base_url} ({problem}): the run is written to {self.run_dir}; "
+            f"upload it later with: python -m collapse_lab sync {self.run_dir} {self.base_url}",
+        )
+
+    def _open_local(self) -> None:
+        """Write this run to a local directory (offline mode); a resume key's directory
+        that exists already is continued, with the Idempotency-Key it was created with."""
+        name = str(self._registration["name"])
+        self.run_dir = self._local_root / local.directory_name(name, self.resume_key)
+        existed = (self.run_dir / local.RUN_FILE).exists()
+        meta = local.create(self.run_dir, self._registration, self._idempotency["Idempotency-Key"])
+        if existed:
+            self._idempotency = {"Idempotency-Key": str(meta["idempotency_key"])}
+            stored = local.stored_epochs(self.run_dir)
+            self.resumed = True
+            self.last_stored_epoch = max(stored) if stored else None
+        logger.info("Collapse Lab run written to %s", self.run_dir)
+
+    def _drop_unknown_fields(self, response: httpx.Response) -> bool:
+        """A server older than resume keys or run labels refuses those fields (422 naming
+        them): register without them. True when the registration should be sent again."""
+        if response.status_code != 422:
+            return False
+        refused = [
+            field
+            for field in OPTIONAL_REGISTRATION_FIELDS
+            if field in self._registration and f'"{field}"' in response.text
+        ]
+        for field in refused:
+            del self._registration[field]
+        if "resume_key" in refused:
+            self._warn(
+                "no-resume",
+                f"{self.base_url} does not know resume keys (an older server): this job starts "
+                "a new run instead of continuing the run of its resume key",
+            )
+        if dropped := [field for field in refused if field != "resume_key"]:
+            self._warn(
+                "no-labels",
+                f"{self.base_url} refuses the run labels {', '.join(dropped)} (an older server, "
+                "or a value it does not take): the run is registered without them",
+            )
+        return bool(refused)
 
     def _registered(self, response: httpx.Response) -> str | None:
         """Take the run from a registration reply; the problem, if it is a refusal."""
@@ -538,10 +792,23 @@ class Monitor:
         self.run_id = run_id
         page = str(payload.get("url") or f"/runs/{self.run_id}")
         self.url = page if page.startswith(("http://", "https://")) else self.base_url + page
+        accepts = payload.get("accepts")
+        self.accepted_arrays = frozenset(accepts if isinstance(accepts, list) else wire.BASE_ARRAYS)
         limits = payload.get("limits") or {}
         self.max_probe_size = int(limits.get("max_probe_size", self.max_probe_size))
         self.max_epoch_bytes = int(limits.get("max_epoch_bytes", self.max_epoch_bytes))
-        logger.info("Collapse Lab run %s: %s", self.run_id, self.url)
+        self.resumed = bool(payload.get("resumed"))
+        last = payload.get("last_epoch")
+        self.last_stored_epoch = last if isinstance(last, int) else None
+        if self.resumed:
+            logger.info(
+                "Collapse Lab run %s continues (last stored epoch %s): %s",
+                self.run_id,
+                self.last_stored_epoch,
+                self.url,
+            )
+        else:
+            logger.info("Collapse Lab run %s: %s", self.run_id, self.url)
         return None
 
     def _note_outage(self, problem: str) -> None:
@@ -597,14 +864,28 @@ class Monitor:
             self._disable(f"internal error in the upload thread: {error!r}")
 
     def _send_next(self) -> bool:
-        """Send the queue's head; False when the thread should stop."""
+        """Send the queue's head; False when the thread should stop. While the queue is
+        empty, ask for the verdict of the epochs delivered and not yet judged."""
         with self._cond:
             while not self._queue and not self._abort.is_set():
-                self._cond.wait()
+                if self._poll_at is None:
+                    self._cond.wait()
+                elif (wait := self._poll_at - time.monotonic()) > 0:
+                    self._cond.wait(wait)
+                else:
+                    self._cond.release()
+                    try:
+                        self._poll_verdict()
+                    finally:
+                        self._cond.acquire()
             if self._abort.is_set() or self._disabled:
                 return False
             item = self._in_flight = self._queue.popleft()
-        delivered = (self.run_id is not None or self._register_later()) and self._deliver(item)
+        if self.run_dir is not None:
+            delivered = self._write_local(item)
+        else:
+            registered = self.run_id is not None or self._register_later()
+            delivered = registered and self._deliver(item)
         with self._cond:
             self._in_flight = None
             if self._abort.is_set() and not delivered:  # finish() gave up: still pending
@@ -618,11 +899,13 @@ class Monitor:
             return True
 
     def _register_later(self) -> bool:
-        response = self._request(
-            "POST", "/api/external-runs", json=self._registration, headers=self._idempotency
-        )
-        if response is None:
-            return False
+        response = None
+        while response is None or self._drop_unknown_fields(response):
+            response = self._request(
+                "POST", "/api/external-runs", json=self._registration, headers=self._idempotency
+            )
+            if response is None:
+                return False
         problem = self._registered(response)
         if problem:
             self._disable(problem)
@@ -637,11 +920,17 @@ class Monitor:
             with self._cond:
                 dropped, skipped = sorted(self._dropped), sorted(self._skipped)
             lists = {"epochs_dropped": dropped, "epochs_skipped": skipped}
-            response = self._request("POST", path, json={**(item.finish or {}), **lists})
+            body = {**(item.finish or {}), **lists}
+            response = self._request("POST", path, json=body)
+            if response is not None and response.status_code == 422 and "stop_reason" in body:
+                # a server older than stop on collapse: close the run without saying why
+                del body["stopped_at_epoch"], body["stop_reason"]
+                response = self._request("POST", path, json=body)
         else:
             path = f"/api/external-runs/{self.run_id}/epochs/{item.epoch}"
+            body = self._for_server(item.body)
             response = self._request(
-                "PUT", path, content=item.body, headers={"Content-Type": wire.CONTENT_TYPE}
+                "PUT", path, content=body, headers={"Content-Type": wire.CONTENT_TYPE}
             )
         if response is None:
             return False
@@ -650,10 +939,7 @@ class Monitor:
                 self._finish_ok = True
                 self._finished.set()
             else:
-                with self._cond:
-                    self._delivered.append(item.epoch)
-                    if item.epoch == self._baseline:
-                        self._baseline = None  # delivered: it may no longer block shedding
+                self._note_delivered(item.epoch)
             return True
         detail, code = _response_detail(response)
         status = response.status_code
@@ -668,6 +954,103 @@ class Monitor:
             if item.epoch is None:
                 self._finished.set()
         return False
+
+    def _for_server(self, body: bytes) -> bytes:
+        """The message less the arrays this server does not read (a server older than the
+        method internals refuses unknown arrays)."""
+        unread = set(wire.array_names(body)) - self.accepted_arrays
+        if not unread:
+            return body
+        self._warn(
+            "no-internals",
+            f"{self.base_url} predates the method internals ({', '.join(sorted(unread))}): "
+            "they are not sent, the embeddings are",
+        )
+        return wire.without_arrays(body, unread)
+
+    def _note_delivered(self, epoch: int) -> None:
+        with self._cond:
+            self._delivered.append(epoch)
+            if epoch == self._baseline:
+                self._baseline = None  # delivered: it may no longer block shedding
+            if self.run_dir is None and self._poll_verdicts:
+                self._poll_delay = FIRST_VERDICT_POLL_S
+                self._poll_at = time.monotonic() + self._poll_delay
+
+    def _poll_verdict(self) -> None:
+        """One GET of the run (any server version has it): take its latest verdict, and
+        ask again later while the last delivered epoch is not judged yet."""
+        try:
+            response = self._http.get(f"/api/runs/{self.run_id}", timeout=10.0)
+            run = response.json() if response.is_success else None
+        except (httpx.HTTPError, ValueError) as error:
+            run, response = None, None
+            logger.debug("verdict poll failed: %s", error)
+        if response is not None and response.status_code in (401, 403, 404, 405):
+            logger.info("no verdict from %s (HTTP %d)", self.base_url, response.status_code)
+            with self._cond:
+                self._poll_at, self._poll_verdicts = None, False
+            return
+        judged = run.get("last_epoch") if isinstance(run, dict) else None
+        verdict = run.get("verdict") if isinstance(run, dict) else None
+        if isinstance(judged, int) and isinstance(verdict, dict) and verdict.get("kind"):
+            self._take_verdict(judged, verdict)
+        with self._cond:
+            if self._delivered and (judged is None or judged < max(self._delivered)):
+                self._poll_delay = min(self._poll_delay * 2, MAX_VERDICT_POLL_S)
+                self._poll_at = time.monotonic() + self._poll_delay
+            else:
+                self._poll_at = None
+
+    def _take_verdict(self, epoch: int, details: dict[str, Any]) -> None:
+        onset = details.get("onset_epoch")
+        verdict = Verdict(
+            epoch=epoch,
+            kind=str(details["kind"]),
+            onset_epoch=onset if isinstance(onset, int) else None,
+            reason=str(details.get("reason") or ""),
+            details=details,
+        )
+        streak = 0
+        if verdict.kind == COMPLETE_COLLAPSE:
+            start = epoch if verdict.onset_epoch is None else verdict.onset_epoch
+            with self._cond:
+                streak = sum(start <= e <= epoch for e in self._delivered)
+        self._verdict, self._collapse_streak = verdict, streak
+
+    def _write_local(self, item: _Item) -> bool:
+        """Offline: the epoch (or the finish call) into the run directory, atomically."""
+        assert self.run_dir is not None
+        try:
+            if item.epoch is None:
+                with self._cond:
+                    lists = {"epochs_dropped": sorted(self._dropped)}
+                    lists["epochs_skipped"] = sorted(self._skipped)
+                finish = {**(item.finish or {}), **lists}
+                local.write_json(self.run_dir / local.FINISH_FILE, finish)
+                self._finish_ok = True
+                self._finished.set()
+                return True
+            path = local.epoch_path(self.run_dir, item.epoch)
+            if path.exists() and not wire.same_data(path.read_bytes(), item.body):
+                self._last_error = f"epoch {item.epoch} is already in {path} with other data"
+                self._warn(
+                    "refused",
+                    f"epoch {item.epoch} is already in {path} with other data (a job restarted "
+                    "from an older checkpoint logs it again?): the stored epoch is kept",
+                )
+                return False
+            if not path.exists():
+                local.write_atomic(path, item.body)
+        except OSError as error:
+            what = "the finish call" if item.epoch is None else f"epoch {item.epoch}"
+            self._last_error = f"{type(error).__name__}: {error}"
+            self._warn("local-write", f"could not write {what} to {self.run_dir}: {error}")
+            if item.epoch is None:
+                self._finished.set()
+            return False
+        self._note_delivered(item.epoch)
+        return True
 
     def _at_exit(self) -> None:
         if not self._closed:

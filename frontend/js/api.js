@@ -125,6 +125,7 @@ export const api = {
     request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections/${epoch}`)),
   launch: (config) => request("POST", "/api/runs", config),
   cancel: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
+  editLabels: (id, edit) => request("PATCH", `/api/runs/${encodeURIComponent(id)}/labels`, edit),
   share: (token) => request("GET", `/api/shares/${encodeURIComponent(token)}`),
   createShare: (runIds) => request("POST", "/api/shares", { runs: runIds }),
   zoo: (overrides) => request("POST", "/api/zoo", { overrides }),

@@ -82,8 +82,17 @@ function resolveLevel(level, color, ctx, records, which) {
   return found ? { y: found.y, label: level.label.replace("{value}", found.text), color } : null;
 }
 
-function levelKey(level) {
-  return JSON.stringify([level.value, level.context, level.field]);
+/** One line per metric of a chart: its title and what a change of it means (Metric.help). */
+function helpLines(metrics) {
+  return metrics.filter((m) => m.help).map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
+}
+
+function withAxis(ref, axis) {
+  return ref ? { ...ref, axis: axis === "y2" ? "y2" : "y" } : null;
+}
+
+function levelKey([axis, level]) {
+  return JSON.stringify([axis, level.value, level.context, level.field]);
 }
 
 /** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws. */
@@ -91,21 +100,29 @@ function lineChart(chart, metrics) {
   const traces = metrics.map((metric, i) => ({ name: metric.title, get: valueGetter(metric), dash: DASHES[i % DASHES.length], axis: metric.axis }));
   const levels = (kind) => {
     const seen = new Map();
-    for (const metric of metrics) if (metric[kind] && !seen.has(levelKey(metric[kind]))) seen.set(levelKey(metric[kind]), metric[kind]);
+    for (const metric of metrics) if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]]))) seen.set(levelKey([metric.axis, metric[kind]]), { level: metric[kind], axis: metric.axis });
     return [...seen.values()];
   };
+  // a family's panel is shown when its own signals have values, not for a schedule on its second axis
+  const primary = traces.filter((t) => t.axis !== "y2");
   const [healthy, collapsed] = [levels("healthy"), levels("collapsed")];
   return {
     id: chart.id,
     title: chart.title,
     yTitle: chart.y_title,
     y2Title: chart.y2_title,
+    y2Range: chart.y2_range,
+    group: chart.group,
+    help: helpLines(metrics),
     yRange: chart.y_range,
     yRangeMode: chart.y_range_mode,
     yFormat: chart.y_format,
     traces,
-    refs: (ctx, records, which) => [...healthy.map((l) => resolveLevel(l, HEALTHY, ctx, records, which)), ...collapsed.map((l) => resolveLevel(l, COLLAPSED, ctx, records, which))],
-    onlyIf: chart.hide_when_empty ? (records, w) => records.some((r) => traces.some((t) => nullable(t.get(r, w)) !== null)) : null,
+    refs: (ctx, records, which) => [
+      ...healthy.map(({ level, axis }) => withAxis(resolveLevel(level, HEALTHY, ctx, records, which), axis)),
+      ...collapsed.map(({ level, axis }) => withAxis(resolveLevel(level, COLLAPSED, ctx, records, which), axis)),
+    ],
+    onlyIf: chart.hide_when_empty ? (records, w) => records.some((r) => primary.some((t) => nullable(t.get(r, w)) !== null)) : null,
   };
 }
 
@@ -136,11 +153,13 @@ function commonContext(series) {
 }
 
 /** Reference lines as layout shapes + annotations spanning the full width. */
-function referenceLines(refs, axis = "y") {
+function referenceLines(refs, hasY2 = false) {
   const shapes = [];
   const annotations = [];
   for (const ref of refs.filter(Boolean)) {
     if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
+    if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
+    const axis = ref.axis || "y";
     shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axis, y0: ref.y, y1: ref.y, line: { color: ref.color, width: 1.5, dash: "dash" } });
     annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: axis, y: ref.y, yanchor: "bottom", text: ref.label, showarrow: false, font: { size: 10, color: ref.color } });
   }
@@ -183,7 +202,7 @@ export function lineFigure(metric, series, which) {
         x: run.records.map((r) => r.epoch),
         y: run.records.map((r) => nullable(trace.get(r, which))),
         yaxis: trace.axis === "y2" ? "y2" : "y",
-        line: { color, width: 2, dash: trace.dash },
+        line: { color, width: trace.axis === "y2" ? 1 : 2, dash: trace.dash },
         marker: { size: 5, color },
         connectgaps: false,
       });
@@ -196,11 +215,12 @@ export function lineFigure(metric, series, which) {
   const allRecords = series.flatMap((s) => s.records);
   const secondAxisUsed = metric.traces.some((t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null));
   if (metric.y2Title && secondAxisUsed) {
-    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", range: [0, 1.05], zeroline: false };
+    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", zeroline: false, showgrid: false };
+    if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
     layout.margin.r = 60;
   }
   const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
-  Object.assign(layout, referenceLines(refs));
+  Object.assign(layout, referenceLines(refs, Boolean(layout.yaxis2)));
   const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
   layout.xaxis.dtick = epochTick(maxEpoch);
@@ -409,6 +429,13 @@ export function diagnosticFigures(series, which, { epoch = null } = {}) {
   };
   const lines = new Map(visibleMetrics(series, which).map((metric) => [metric.id, metric]));
   return CHART_IDS.filter((id) => lines.has(id) || special[id]).map((id) => ({ id, figure: lines.has(id) ? lineFigure(lines.get(id), series, which) : special[id]() }));
+}
+
+/** What a line chart's metrics mean (their Metric.help) and the mechanism family whose panel
+ * it belongs to (Chart.group), or null for a chart without help. */
+export function chartHelp(id) {
+  const chart = LINE_METRICS.find((m) => m.id === id);
+  return chart && chart.help.length ? { group: chart.group, lines: chart.help } : null;
 }
 
 /** Ids of the charts shown for these runs, in page order. */

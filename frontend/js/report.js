@@ -4,8 +4,8 @@
 
 import { RUN_COLORS } from "./colours.js";
 import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
-import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
-import { el, keyValueTable } from "./ui.js";
+import { chartContext, chartHelp, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
+import { chartHelpBlock, el, keyValueTable } from "./ui.js";
 import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
 const SPACES = [
@@ -36,7 +36,7 @@ function runBlock(run, records, catalogue) {
 }
 
 function plotCard(id, which) {
-  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }));
+  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }), chartHelpBlock(chartHelp(id)));
 }
 
 /** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],

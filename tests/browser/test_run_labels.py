@@ -73,4 +73,16 @@ def test_runs_page_filters_by_project_tag_and_search(
 
     page.goto(f"{dashboard_stack.base_url}/?q=nothing-matches-this")
     expect(page.get_by_text("No run matches these filters.")).to_be_visible()
+
+    # the run page shows the labels and edits them with the token
+    page.goto(f"{dashboard_stack.base_url}/runs/{ids['vision-a']}")
+    expect(page.locator("#labels .project-chip")).to_have_text("labels-vision")
+    page.click("#edit-labels")
+    page.fill("#labels-tags", "resnet, best")
+    page.fill("#labels-note", "keep this one")
+    page.click("#save-labels")
+    expect(page.locator("#labels .tag-chip")).to_have_text(["#resnet", "#best"])
+    expect(page.locator("#run-note")).to_have_text("keep this one")
+    stored = writer.get(f"/api/runs/{ids['vision-a']}").json()
+    assert stored["tags"] == ["resnet", "best"] and stored["project"] == "labels-vision"
     assert errors == []

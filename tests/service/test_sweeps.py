@@ -224,6 +224,15 @@ def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Clien
     bad = idle.post("/api/sweeps/preview", json={**body, "grid": {"lr": "0.01..1 x1"}})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "grid", "lr"]
+    for text in ("-..1 x3", "1e..2 x3"):  # the range's shape, its bounds no numbers
+        broken = idle.post("/api/sweeps/preview", json={**body, "grid": {"lr": text}})
+        assert broken.status_code == 422 and broken.json()["detail"][0]["loc"][-1] == "lr"
+    no_seed = idle.post(
+        "/api/sweeps/preview",
+        json={**body, "base": {"preset": "vicreg", "seed": "x"}, "seeds": None},
+    )
+    assert no_seed.status_code == 422
+    assert no_seed.json()["detail"][0]["loc"] == ["body", "base", "seed"]
     before = idle.get("/api/sweeps").json()["count"]
     assert (
         idle.post("/api/sweeps", json={**body, "grid": {"variance_weight": "0, -1"}}).status_code

@@ -126,6 +126,20 @@ def rank_differential(target: torch.Tensor, prediction: torch.Tensor) -> float:
     return effective_rank(target) - effective_rank(prediction)
 
 
+def predictor_signals(z: torch.Tensor, weight: torch.Tensor) -> dict[str, float]:
+    """The predictor's commutator, eigen-alignment and symmetry against F, the correlation
+    of its inputs z (N, d); weight (d, d) the predictor (or its least-squares map). {} for a
+    map that is not square on z's space (the commutator needs one)."""
+    if not weight.shape[0] == weight.shape[1] == z.shape[1]:
+        return {}
+    correlation = input_correlation(z)
+    return {
+        "predictor_commutator": predictor_commutator(correlation, weight),
+        "predictor_eigen_alignment": predictor_eigen_alignment(correlation, weight),
+        "predictor_symmetry": predictor_symmetry(weight),
+    }
+
+
 def asymmetric_signals(
     z: torch.Tensor,
     p: torch.Tensor,
@@ -138,16 +152,11 @@ def asymmetric_signals(
     the least-squares map from z to p. With no predictor pass p = z: the predictor signals
     are then those of the identity."""
     w = least_squares_predictor(z, p) if weight is None else weight.double()
-    signals = {
+    return {
         "online_target_cosine": online_target_cosine(p, target),
         "rank_differential": rank_differential(target, p),
+        **predictor_signals(z, w),
     }
-    if w.shape[0] == w.shape[1] == z.shape[1]:  # the commutator needs a square map on z's space
-        correlation = input_correlation(z)
-        signals["predictor_commutator"] = predictor_commutator(correlation, w)
-        signals["predictor_eigen_alignment"] = predictor_eigen_alignment(correlation, w)
-        signals["predictor_symmetry"] = predictor_symmetry(w)
-    return signals
 
 
 # ---------------------------------------------------------------- contrastive

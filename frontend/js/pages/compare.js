@@ -6,10 +6,10 @@
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
 import { isActive, keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
-import { CHART_IDS, chartContext, diagnosticFigures, draw, plotlyReady, useMetricCatalogue, varianceSharesFigure } from "../plots.js";
+import { CHART_IDS, chartContext, chartHelp, diagnosticFigures, draw, plotlyReady, useMetricCatalogue, varianceSharesFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, queryState, renderHeader, showState, toast } from "../ui.js";
+import { chartHelpBlock, el, queryState, renderHeader, showState, toast } from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
 import { VERDICT_LABELS, causeSentence, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
 
@@ -184,7 +184,7 @@ function renderLayout() {
     ),
   );
   const grid = document.getElementById("plots");
-  grid.append(...CHART_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }))));
+  grid.append(...CHART_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }), chartHelpBlock(chartHelp(id)))));
   state.slider = new EpochSlider(document.getElementById("umap-slider"), {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     label: "Epoch (all runs)",

@@ -4,10 +4,10 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
+import { chartContext, chartHelp, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import { chartHelpBlock, el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
 import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
@@ -52,6 +52,7 @@ function renderSkeleton() {
         readOnly || isExternal(run) ? null : el("a", { class: "button secondary", id: "relaunch", href: `/launch?from=${encodeURIComponent(state.runId)}` }, "Launch again with changes"),
       ),
     ),
+    el("section", { id: "labels", class: "run-labels-bar", "aria-label": "project, tags and note" }),
     el("div", { id: "progress", class: "progress-box" }),
     el("div", { id: "failure", class: "failure", role: "alert", hidden: true }),
     el("section", { id: "verdict-banner", class: "verdict-banner verdict-pending", "aria-live": "polite" }),
@@ -122,6 +123,7 @@ function renderPlotCards() {
         { class: `card plot-card${id === focused ? " focused" : ""}`, id: `card-${id}` },
         el("button", { type: "button", class: "link-button focus-toggle", "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`, onclick: () => focusMetric(id === focused ? null : id) }, id === focused ? "shrink" : "enlarge"),
         el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
+        chartHelpBlock(chartHelp(id)),
       ),
     ),
   );
@@ -204,6 +206,54 @@ function addRecord(record) {
 
 // ---------------------------------------------------------------- run state
 
+/** Project, tags (links to the runs list filtered by them) and note; an editor with the token. */
+function renderLabels(editing = false) {
+  const run = state.run;
+  const box = document.getElementById("labels");
+  const filterLink = (key, value, text, cls) => el("a", { href: `/?${new URLSearchParams({ [key]: value })}`, class: `chip ${cls}` }, text);
+  if (!editing) {
+    const tags = (run.tags || []).map((tag) => filterLink("tag", tag, `#${tag}`, "tag-chip"));
+    box.replaceChildren(
+      run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
+      ...tags,
+      run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
+      isReadOnly() ? null : el("button", { type: "button", class: "link-button small", id: "edit-labels", onclick: () => renderLabels(true) }, run.project || run.tags?.length || run.note ? "edit labels" : "add a project, tags or a note"),
+    );
+    return;
+  }
+  const project = el("input", { id: "labels-project", value: run.project || "", placeholder: "project" });
+  const tags = el("input", { id: "labels-tags", value: (run.tags || []).join(", "), placeholder: "tag, tag..." });
+  const note = el("textarea", { id: "labels-note", rows: 3, placeholder: "a note about this run" }, run.note || "");
+  const save = async (event) => {
+    event.preventDefault();
+    const edit = {
+      tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+      note: note.value,
+      ...(project.value.trim() ? { project: project.value.trim() } : { clear_project: true }),
+    };
+    try {
+      state.run = await api.editLabels(state.runId, edit);
+      renderLabels();
+      toast("Labels saved.");
+    } catch (error) {
+      reportWriteError(error, "Saving the labels");
+    }
+  };
+  box.replaceChildren(
+    el(
+      "form",
+      { class: "labels-form", onsubmit: save },
+      el("label", { for: "labels-project" }, "Project"),
+      project,
+      el("label", { for: "labels-tags" }, "Tags"),
+      tags,
+      el("label", { for: "labels-note" }, "Note"),
+      note,
+      el("div", {}, el("button", { type: "submit", id: "save-labels" }, "Save"), " ", el("button", { type: "button", class: "secondary", onclick: () => renderLabels() }, "Cancel")),
+    ),
+  );
+}
+
 function renderRun() {
   const run = state.run;
   document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
@@ -215,6 +265,7 @@ function renderRun() {
   const reason = runReason(run);
   failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
   failure.replaceChildren(el("strong", {}, run.status === "failed" ? "This run failed: " : "Cancelled: "), reason || "no reason was recorded.");
+  if (!document.querySelector("#labels form")) renderLabels(); // never under an open editor
   renderProgress();
   renderVerdict();
 }
@@ -250,6 +301,9 @@ function renderVerdict() {
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
   const provisional = !final && verdict && !FINISHED.has(state.run.status);
+  // an external run whose training loop stopped itself (stop on collapse): say when and why
+  const finish = (state.run.external || {}).finish;
+  const clientStop = finish && finish.stopped_at_epoch != null ? finish : null;
   // replaceChildren writes null as the text "null": the optional parts are filtered out
   banner.replaceChildren(
     ...[
@@ -257,6 +311,7 @@ function renderVerdict() {
       el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
       causeBlock(verdict && verdict.cause),
       final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
+      clientStop ? el("p", { class: "verdict-reason", id: "client-stopped" }, `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`) : null,
       findingsList(verdict),
     ].filter(Boolean),
   );

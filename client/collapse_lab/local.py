@@ -1,0 +1,141 @@
+"""Offline runs: a run written to a local directory instead of a server, synced later
+(``python -m collapse_lab sync DIR URL``, :mod:`collapse_lab.sync`).
+
+A run directory holds::
+
+    run.json                  what registration would send (name, config, source, resume
+                              key) and the Idempotency-Key the sync registers with
+    epochs/000003.clepoch     one epoch message each, in the wire format (``wire.py``),
+                              exactly the bytes an online monitor would have uploaded
+    finish.json               the finish call's body, once the run ended
+    sync.json                 written by the sync: per server, the run id and the epochs
+                              it already took
+
+Every file is written to a temporary name and renamed into place (``os.replace``, atomic
+on POSIX file systems, NFS included), so a reader (``sync --follow`` on a login node)
+never sees half a file and a job killed mid-write leaves no truncated epoch behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.json"
+FINISH_FILE = "finish.json"
+SYNC_FILE = "sync.json"
+EPOCHS_DIR = "epochs"
+EPOCH_SUFFIX = ".clepoch"
+FORMAT = "collapse-lab-run"
+FORMAT_VERSION = 1
+DEFAULT_ROOT = "collapse-lab-runs"
+
+
+class NotARunError(ValueError):
+    """A directory that is not a readable run directory; the text says why."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(value, indent=1, allow_nan=False).encode())
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("COLLAPSE_LAB_DIR") or DEFAULT_ROOT)
+
+
+def directory_name(name: str, resume_key: str | None) -> str:
+    """A run's directory: its resume key when it has one (a requeued job writes on into
+    the same directory), else the name, the time and a random suffix."""
+    base = resume_key or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "run"
+
+
+def epoch_path(run_dir: Path, epoch: int) -> Path:
+    return run_dir / EPOCHS_DIR / f"{epoch:06d}{EPOCH_SUFFIX}"
+
+
+def create(run_dir: Path, registration: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """A new run directory, or the one a resumed run left (its run.json kept, its
+    finish.json removed: the run goes on). Returns the run.json content."""
+    (run_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
+    if (run_dir / RUN_FILE).exists():
+        meta = read_meta(run_dir)
+        (run_dir / FINISH_FILE).unlink(missing_ok=True)
+        return meta
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_at": time.time(),
+        "idempotency_key": idempotency_key,
+        "registration": registration,
+    }
+    write_json(run_dir / RUN_FILE, meta)
+    return meta
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """run.json, checked; :class:`NotARunError` naming the problem otherwise."""
+    path = run_dir / RUN_FILE
+    if not run_dir.is_dir():
+        raise NotARunError(f"{run_dir}: not a directory")
+    if not path.is_file():
+        raise NotARunError(f"{run_dir}: not a Collapse Lab run directory (no {RUN_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise NotARunError(f"{path}: unreadable ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise NotARunError(f"{path}: not a Collapse Lab run file")
+    if meta.get("version") != FORMAT_VERSION:
+        raise NotARunError(
+            f"{path}: run format version {meta.get('version')}, this client reads "
+            f"{FORMAT_VERSION}: upgrade collapse-lab-client"
+        )
+    if not isinstance(meta.get("registration"), dict) or not meta.get("idempotency_key"):
+        raise NotARunError(f"{path}: no registration or idempotency_key")
+    return meta
+
+
+def stored_epochs(run_dir: Path) -> dict[int, Path]:
+    """The epoch files of a run, by epoch (temporary files of a write in progress left out)."""
+    epochs = {}
+    for path in (run_dir / EPOCHS_DIR).glob(f"*{EPOCH_SUFFIX}"):
+        if path.stem.isdigit():
+            epochs[int(path.stem)] = path
+    return dict(sorted(epochs.items()))
+
+
+def read_finish(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / FINISH_FILE
+    try:
+        finish = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise NotARunError(f"{path}: unreadable ({error})") from error
+    return finish if isinstance(finish, dict) else None
+
+
+def find_runs(path: Path) -> list[Path]:
+    """``path`` itself when it is a run directory, else the run directories right below it
+    (``COLLAPSE_LAB_DIR`` holds one per run); empty when there are none."""
+    if (path / RUN_FILE).exists():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if (p / RUN_FILE).exists())
