@@ -276,3 +276,19 @@ def test_a_logged_schedule_that_contradicts_the_dino_signature_leaves_it_undeter
     moving_centre = [{**record, "center_norm": 1.7} for record in low]
     cause = run_verdict(_history(COLLAPSING, moving_centre)).cause
     assert cause is not None and cause.guard == "undetermined"
+
+
+def test_an_infinite_signal_is_not_stored_and_the_next_epoch_still_opens() -> None:
+    """A student that gives 0 to the teacher's prototype makes KL(P_t‖P_s) infinite; the
+    store keeps finite numbers only, so the record leaves it out instead of storing null."""
+    z = _embedding(1.0, 0).numpy().astype(np.float32)
+    teacher = np.zeros((N_PROBE, 4), np.float32)
+    teacher[:, 0] = 1
+    student = np.zeros((N_PROBE, 4), np.float32)
+    student[:, 1] = 1
+    record = probe_epoch_record(
+        0, z, history=[], internals={"teacher": teacher, "student": student}
+    )
+    assert "teacher_student_kl" not in record.logs
+    assert record.logs["teacher_entropy"] == 0
+    assert EpochRecord.model_validate(record.model_dump(mode="json")).logs == record.logs

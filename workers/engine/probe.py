@@ -19,6 +19,7 @@ same mechanism signals as a built-in run's, from the same functions
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -169,6 +170,9 @@ def probe_epoch_record(
         logs |= mechanism_signals(z, internals or {}, logs)
     except (RuntimeError, ValueError) as exc:  # e.g. an eigen-solver that does not converge
         raise ProbeError(f"the method internals cannot be measured: {exc}") from exc
+    # the store keeps finite numbers only (json_safe); an infinite KL (a student giving 0 to
+    # the teacher's prototype) would come back as null and stop the run's later epochs
+    logs = {name: value for name, value in logs.items() if math.isfinite(value)}
     record = EpochRecord(
         epoch=epoch,
         loss=loss,
