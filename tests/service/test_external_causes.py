@@ -1,6 +1,7 @@
 """The cause of an external run's collapse, from the internals its loop logs: a plain PyTorch
 DINO-style loop (written here, not the engine's DINO) logs its probe through
-``collapse_lab.Monitor`` with ``teacher=``/``student=`` probabilities and its schedules;
+``collapse_lab.Monitor`` with ``teacher=``/``student=`` probabilities, its schedules and its
+centre's norm;
 the ingest worker measures them with the engine's code. With centering switched off the
 cause is ``centering``, with sharpening switched off ``sharpening``, with the teacher being
 the student (momentum 0, DINO Fig. 6) ``target_network``, and with every guard on the run
@@ -84,6 +85,9 @@ def _dino_loop(
                     "teacher_temperature": teacher_temperature,
                     "student_temperature": STUDENT_TEMPERATURE,
                 },
+                # the centre is the loop's own: without it a student-copy teacher, whose
+                # entropy also falls to 0, reads as a missing centering too (undetermined)
+                center_norm=float(center.norm()),
             )
         student.train()
 

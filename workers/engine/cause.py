@@ -197,9 +197,10 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
         )
         return Finding(
             "centering",
-            f"the teacher's entropy h(P_t) fell to {h:.2f} nats of ln K = {log_k:.2f} and "
-            f"KL(P_t‖P_s) to {kl:.3f}: one prototype takes every sample, the signature of "
-            f"missing centering{center_clause}.",
+            f"the teacher's entropy h(P_t) fell to {h:.2f} nats of ln K = {log_k:.2f} (an "
+            f"effective {math.exp(h):.1f} of {math.exp(log_k):.0f} prototypes per sample) and "
+            f"KL(P_t‖P_s) to {kl:.3f}: the teacher piles onto a few prototypes, the signature "
+            f"of missing centering{center_clause}.",
             "Centre the teacher's output (subtract an EMA of its batch mean, momentum 0.9) or "
             "soften the sharpening (Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
             reader.since(no_centering),
@@ -224,8 +225,9 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
         return Finding(
             "sharpening",
             f"the teacher's entropy h(P_t) rose to {h:.2f} nats of ln K = {log_k:.2f} while "
-            f"KL(P_t‖P_s) fell to {kl:.3f}: the teacher's output is uniform, the signature "
-            f"of missing sharpening{temperatures}.",
+            f"KL(P_t‖P_s) fell to {kl:.3f}: the teacher's output is nearly uniform over the "
+            f"{math.exp(log_k):.0f} prototypes, the signature of missing sharpening"
+            f"{temperatures}.",
             "Sharpen the teacher: a teacher temperature well below the student's (0.04 warmed "
             "up to 0.07 against 0.1; Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
             reader.since(no_sharpening),
