@@ -22,6 +22,8 @@ from typing import Any
 
 from plotly.offline import get_plotlyjs
 
+from contract import metric_catalogue
+
 ENTRY = "js/report.js"
 STYLESHEET = "css/app.css"
 # `from "./x.js"`, `import "./x.js"` and `export ... from "../x.js"`: the relative specifiers.
@@ -64,8 +66,10 @@ def render_report(
 ) -> str:
     """The report page. ``runs``: ``[{"run", "records", "projections"}]`` as report.js reads
     them (the run's detail, its epoch records, its first and last epochs' projections);
-    ``catalogue``: ``GET /api/methods``'s, for the runs' titles."""
-    data = {"title": title, "runs": runs, "catalogue": catalogue}
+    ``catalogue``: ``GET /api/methods``'s, for the runs' titles. The metric catalogue (``GET
+    /api/metrics``), from which the charts are built, is embedded too."""
+    metrics = metric_catalogue().model_dump(mode="json")
+    data = {"title": title, "runs": runs, "catalogue": catalogue, "metrics": metrics}
     return render_module_page(frontend_dir, title, ENTRY, "renderReport", data)
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 from backend.store.models import Projection, Run, Share
 from contract import (
     DATASET_CLASSES,
+    CauseGuard,
     EpochRecord,
     RunConfig,
     RunStatus,
@@ -380,6 +381,10 @@ class Catalogue(BaseModel):
     plugin_errors: list[PluginProblem] = Field(
         default_factory=list, description="Method plugins that failed to load, and why."
     )
+    cause_guards: list[CauseGuard] = Field(
+        default_factory=list,
+        description="The guards a verdict's cause may name (docs/causes.md), in order.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +504,11 @@ class ExternalRunCreated(BaseModel):
     )
     last_epoch: int | None = Field(
         None, description="The highest epoch the run already holds (uploaded); null for none."
+    )
+    accepts: list[str] = Field(
+        description="The arrays this server reads in an epoch message (client/PROTOCOL.md): "
+        "a client sends the method internals (target, p, teacher...) only when listed; a "
+        "server that predates them answers without this field."
     )
 
 

@@ -6,7 +6,9 @@ A cell aggregates its seeds (:func:`contract.sweeps.aggregate_verdicts`):
 ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower median onset of the
 runs of that kind, and the final spread / effective rank are the means of
 the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
-measure; rank = RankMe of the projector output z).
+measure; rank = RankMe of the projector output z). A run's final metrics are the metrics
+declared sweep-eligible in contract/metrics.py. A cell's ``cause`` is the guard its collapsed
+seeds of the cell's kind name (``undetermined`` when they name different ones).
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from backend.store.models import Run, Sweep
-from backend.store.sweeps import spread
-from contract import RUN_STATUSES, TERMINAL_STATUSES, RunStatus, VerdictKind
+from contract import (
+    METRICS,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    Cause,
+    CauseGuard,
+    EmbeddingMetrics,
+    EpochRecord,
+    RunStatus,
+    VerdictKind,
+)
+from contract.metrics import sweep_metrics
 from contract.sweeps import aggregate_verdicts
 
 SweepStatus = Literal["queued", "running", "finished", "cancelled"]
@@ -41,15 +53,29 @@ class GridAxisOut(BaseModel):
     values: list[bool | int | float | str | None]
 
 
-class FinalMetrics(BaseModel):
-    """The last recorded epoch of a run (its projector output z, and the backbone's kNN)."""
+class SweepPreview(BaseModel):
+    """``POST /api/sweeps/preview``: the grid as the sweep would expand it."""
 
-    epoch: int
-    spread: float | None = Field(description="sqrt(total variance of z/||z||): 1 .. 0.")
-    effective_rank: float | None
-    std_l2_sqrt_d: float | None
-    participation_ratio: float | None
-    knn_top1: float | None = Field(description="kNN top-1 of the backbone representation h.")
+    axes: list[GridAxisOut]
+    seeds: list[int]
+    runs: int = Field(description="Grid points x seeds.")
+
+
+SWEEP_METRICS = sweep_metrics(METRICS)
+
+# The last recorded epoch of a run: one field per sweep-eligible metric (of z, or of h where
+# the metric's declaration says so), generated from the registry.
+_FINAL_FIELDS: dict[str, Any] = {
+    m.name: (float | None, Field(description=f"{m.title} of the {m.sweep.space}: {m.formula}."))
+    for m in SWEEP_METRICS
+    if m.sweep is not None
+}
+FinalMetrics = create_model(
+    "FinalMetrics",
+    __doc__="The last recorded epoch of a run: its sweep-eligible metrics (contract/metrics.py).",
+    epoch=(int, ...),
+    **_FINAL_FIELDS,
+)
 
 
 class SweepRunOut(BaseModel):
@@ -62,6 +88,7 @@ class SweepRunOut(BaseModel):
     epochs: int
     verdict_kind: VerdictKind | None
     onset_epoch: int | None
+    cause: Cause | None = Field(None, description="The verdict's cause: the guard that failed.")
     stopped_early: str | None = Field(description="Why it stopped before its last epoch.")
     error: str | None
     final: FinalMetrics | None
@@ -78,6 +105,11 @@ class SweepCell(BaseModel):
     seeds_agree: bool = Field(description="False when its seeds reached different verdicts.")
     kinds: dict[str, int] = Field(description="Verdict kind -> number of seeds.")
     onset_epoch: int | None
+    cause: CauseGuard | None = Field(
+        None,
+        description="The guard the seeds of the cell's kind name as cause (undetermined when "
+        "they differ); None when healthy.",
+    )
     final_spread: float | None
     final_effective_rank: float | None
     runs: list[SweepRunOut]
@@ -110,18 +142,20 @@ class SweepList(BaseModel):
     count: int
 
 
-def _final(record: dict[str, Any] | None) -> FinalMetrics | None:
-    if record is None:
+def _final(stored: dict[str, Any] | None) -> Any:
+    """The run's FinalMetrics from its last stored epoch record (None without one)."""
+    if stored is None:
         return None
-    z, h = record.get("projector") or {}, record.get("backbone") or {}
-    return FinalMetrics(
-        epoch=record["epoch"],
-        spread=spread(z),
-        effective_rank=z.get("effective_rank"),
-        std_l2_sqrt_d=z.get("std_l2_sqrt_d"),
-        participation_ratio=z.get("participation_ratio"),
-        knn_top1=h.get("knn_top1"),
-    )
+    record = EpochRecord.model_validate(stored)
+    spaces: dict[str, EmbeddingMetrics | None] = {
+        "projector": record.projector,
+        "backbone": record.backbone,
+    }
+    values = {}
+    for metric in SWEEP_METRICS:
+        space = spaces[metric.sweep.space if metric.sweep else "projector"]
+        values[metric.name] = None if space is None else getattr(space, metric.name)
+    return FinalMetrics(epoch=record.epoch, **values)
 
 
 def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
@@ -137,10 +171,17 @@ def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
         epochs=run.epochs_total,
         verdict_kind=verdict.get("kind"),
         onset_epoch=verdict.get("onset_epoch"),
+        cause=verdict.get("cause"),
         stopped_early=verdict.get("stopped_early"),
         error=run.error,
         final=_final(record),
     )
+
+
+def _final_value(run: SweepRunOut, name: str) -> float | None:
+    """One of the run's final metrics (FinalMetrics is generated: no typed attributes)."""
+    value: float | None = getattr(run.final, name, None)
+    return value
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -153,6 +194,14 @@ def _cell_status(statuses: list[str]) -> RunStatus:
         if status in statuses:
             return status
     return "cancelled"
+
+
+def _cell_cause(kind: VerdictKind | None, runs: list[SweepRunOut]) -> CauseGuard | None:
+    """The guard the runs of the cell's kind agree on; undetermined when they do not."""
+    guards = {r.cause.guard for r in runs if r.verdict_kind == kind and r.cause is not None}
+    if not guards:
+        return None
+    return guards.pop() if len(guards) == 1 else "undetermined"
 
 
 def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepCell:
@@ -168,8 +217,9 @@ def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepC
         seeds_agree=verdict.seeds_agree,
         kinds=verdict.kinds,
         onset_epoch=verdict.onset_epoch,
-        final_spread=_mean([r.final.spread for r in runs if r.final]),
-        final_effective_rank=_mean([r.final.effective_rank for r in runs if r.final]),
+        cause=_cell_cause(verdict.kind, runs),
+        final_spread=_mean([_final_value(r, "spread") for r in runs]),
+        final_effective_rank=_mean([_final_value(r, "effective_rank") for r in runs]),
         runs=runs,
     )
 
@@ -237,10 +287,12 @@ class SweepCellRow(BaseModel):
     status: RunStatus
     verdict: VerdictKind | None
     onset_epoch: int | None
+    cause: CauseGuard | None = Field(None, description="The guard the run's verdict names.")
     last_epoch: int | None
     epochs: int
     stopped_early: bool
     cell_verdict: VerdictKind | None = Field(description="The verdict the cell's seeds reached.")
+    cell_cause: CauseGuard | None = Field(None, description="The cell's cause (SweepCell).")
     seeds_agree: bool
 
 
@@ -259,10 +311,12 @@ def cell_rows(detail: SweepDetail) -> list[dict[str, Any]]:
                     "status": run.status,
                     "verdict": run.verdict_kind,
                     "onset_epoch": run.onset_epoch,
+                    "cause": run.cause.guard if run.cause else None,
                     "last_epoch": run.last_epoch,
                     "epochs": run.epochs,
                     "stopped_early": run.stopped_early is not None,
                     "cell_verdict": cell.verdict_kind,
+                    "cell_cause": cell.cause,
                     "seeds_agree": cell.seeds_agree,
                     **{f"final_{k}": v for k, v in final.items() if k != "epoch"},
                 }

@@ -20,31 +20,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contract import PRESETS, resolve_config
+from contract import PRESETS, EpochRecord, resolve_config
 from workers.cli import parse_assignment
 from workers.engine.trainer import train
-from workers.engine.verdict import run_verdict, spread
+from workers.engine.verdict import run_verdict
 
 
-def summary_line(name: str, seed: int, expected: str, history: list[dict[str, Any]]) -> str:
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_line(name: str, seed: int, expected: str, stored: list[dict[str, Any]]) -> str:
     """One markdown table row of a finished run (verdict recomputed from its history)."""
+    history = [EpochRecord.model_validate(record) for record in stored]
     verdict = run_verdict(history)
     z0, z, h0, h = (
-        history[0]["projector"],
-        history[-1]["projector"],
-        history[0]["backbone"],
-        history[-1]["backbone"],
+        history[0].projector,
+        history[-1].projector,
+        history[0].backbone,
+        history[-1].backbone,
     )
-    kind = verdict["kind"]
+    kind = verdict.kind
     collapsing = expected != "healthy"
     wrong = (kind == "healthy") == collapsing or (collapsing and kind != expected)
     mark = " ✗" if wrong else ""
-    findings = " / ".join(verdict.get("findings", [])) or "-"
+    findings = " / ".join(verdict.findings) or "-"
+    knn = f"{_number(h0.knn_top1, 2)}→{_number(h.knn_top1, 2)}" if h0 and h else "-"
     return (
-        f"| {name} | {seed} | {expected} | {kind}{mark} | {verdict['onset_epoch']} | "
-        f"{spread(z0):.2f}→{spread(z):.3f} | {z0['effective_rank']:.1f}→{z['effective_rank']:.1f} "
-        f"| {z['participation_ratio']:.1f} | {z['nesum']:.1f} | {z['w2_uniformity']:.2f} | "
-        f"{h0['knn_top1']:.2f}→{h['knn_top1']:.2f} | {findings} |"
+        f"| {name} | {seed} | {expected} | {kind}{mark} | {verdict.onset_epoch} | "
+        f"{z0.spread:.2f}→{z.spread:.3f} | {z0.effective_rank:.1f}→{z.effective_rank:.1f} "
+        f"| {_number(z.participation_ratio, 1)} | {_number(z.nesum, 1)} | "
+        f"{_number(z.w2_uniformity, 2)} | {knn} | {findings} |"
     )
 
 

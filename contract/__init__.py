@@ -8,37 +8,50 @@ torch; the engine trains from them.
 
 from contract.config import DATASET_CLASSES, BackboneName, DatasetName, RunConfig
 from contract.methods import METHOD_SPECS, MethodSpec
+from contract.metrics import EmbeddingMetrics, MetricCatalogue, MetricEntry
 from contract.presets import PRESETS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
+    CAUSE_GUARDS,
+    METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     VERDICT_KINDS,
-    EmbeddingMetrics,
+    VERDICT_SEVERITY,
+    Cause,
+    CauseGuard,
     EpochRecord,
     Placement,
     RunStatus,
     Trend,
     Verdict,
     VerdictKind,
+    metric_catalogue,
 )
 from contract.strict import StrictInput, StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CAUSE_GUARDS",
     "DATASET_CLASSES",
     "METHOD_SPECS",
+    "METRICS",
     "PLUGIN_ERRORS",
     "PLUGIN_METHODS",
     "PRESETS",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
     "VERDICT_KINDS",
+    "VERDICT_SEVERITY",
     "BackboneName",
+    "Cause",
+    "CauseGuard",
     "DatasetName",
     "EmbeddingMetrics",
     "EpochRecord",
     "MethodSpec",
+    "MetricCatalogue",
+    "MetricEntry",
     "Placement",
     "PluginError",
     "Preset",
@@ -49,6 +62,7 @@ __all__ = [
     "Trend",
     "Verdict",
     "VerdictKind",
+    "metric_catalogue",
     "resolve_config",
 ]
 

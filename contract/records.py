@@ -7,10 +7,20 @@ API serves it (``GET /api/runs/{id}/epochs`` and the ``epoch`` events), ``collap
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from contract.metrics import (
+    CHARTS,
+    EmbeddingMetrics,
+    Level,
+    MetricCatalogue,
+    MetricEntry,
+    all_metrics,
+    check_registry,
+    measured,
+)
 from contract.strict import StrictModel
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -20,61 +30,44 @@ ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 
 VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
 VERDICT_KINDS: tuple[VerdictKind, ...] = ("healthy", "dimensional_collapse", "complete_collapse")
+# How bad each kind is (its place in VERDICT_KINDS): a tie between seeds goes to the worse one,
+# a collapse's onset is the start of the final streak at least this bad.
+VERDICT_SEVERITY: dict[VerdictKind, int] = {kind: rank for rank, kind in enumerate(VERDICT_KINDS)}
 
 
-class EmbeddingMetrics(StrictModel):
-    """The diagnostics of one embedding (backbone h or projector z) on the probe set; see
-    :func:`workers.engine.metrics.embedding_diagnostics` for each formula and its paper."""
+# The guards whose failure a verdict's cause names (docs/causes.md, "The vocabulary"):
+# every family's anti-collapse mechanism, the two hyperparameters that overpower them, and
+# "undetermined" when the measured signals do not single one out.
+CauseGuard = Literal[
+    "negatives",
+    "stop_gradient",
+    "predictor",
+    "target_network",
+    "balancing",
+    "variance_term",
+    "decorrelation",
+    "centering",
+    "sharpening",
+    "weight_decay",
+    "learning_rate",
+    "undetermined",
+]
+CAUSE_GUARDS: tuple[CauseGuard, ...] = get_args(CauseGuard)
 
-    dim: int = Field(description="Embedding dimension d.")
-    std_l2: float = Field(description="Mean over dims of the std of z/||z|| (SimSiam paper).")
-    std_l2_sqrt_d: float = Field(description="std_l2 * sqrt(d): about 1 when healthy, 0 collapsed.")
-    effective_rank: float = Field(description="RankMe (Garrido et al. 2023): 1 .. min(N, d).")
-    spectrum: list[float] = Field(
-        description="Sorted log eigenvalues of the covariance of z/||z|| (Jing et al. 2022)."
+
+class Cause(StrictModel):
+    """Why a collapsed run collapsed: the guard that failed, read from the measured signals
+    (workers/engine/cause.py); ``undetermined`` when they do not single one out."""
+
+    guard: CauseGuard = Field(description="The guard that failed (docs/causes.md).")
+    reason: str = Field(description="One sentence citing the numbers that name the guard.")
+    onset_epoch: int | None = Field(
+        None, description="First epoch from which the guard's signal stayed past its threshold."
     )
-    alignment: float | None = Field(
-        description="E||f(x)-f(x+)||^2 of l2-normalised positive pairs."
-    )
-    uniformity: float = Field(description="log E exp(-2||f(x)-f(y)||^2) (Wang & Isola 2020).")
-    cos_pos: float | None = Field(description="Mean cosine of positive pairs.")
-    cos_rand: float = Field(description="Mean cosine of random pairs.")
-    knn_top1: float | None = Field(description="k-NN top-1 accuracy of the probe against the bank.")
-    cluster_entropy: float | None = Field(
-        None, description="Entropy (nats) of cluster / prototype usage (SwAV, DeepCluster)."
-    )
-    cluster_entropy_max: float | None = Field(None, description="log K: the entropy's maximum.")
-    # the spectrum-shape metrics (participation ratio, NESum, W2 uniformity, variance shares,
-    # LiDAR): None in records written before they existed (and where a metric does not apply)
-    participation_ratio: float | None = Field(
-        None, description="(sum λ)^2 / sum λ^2 of the covariance of z/||z||: directions used."
-    )
-    nesum: float | None = Field(
-        None, description="NESum, sum λ / λ_1 (He & Ozay 2022): 1 one direction, d isotropic."
-    )
-    w2_uniformity: float | None = Field(
-        None,
-        description="W2 distance of z/||z|| to N(0, I/d) (Fang et al. 2024): 0 isotropic, "
-        "sqrt(2) constant.",
-    )
-    variance_shares: list[float] | None = Field(
-        None, description="Share of the variance of z/||z|| on each top principal direction."
-    )
-    cluster_perplexity: float | None = Field(
-        None, description="Effective number of clusters used (SwAV, DeepCluster): 1 .. K."
-    )
-    distinct_prototypes: int | None = Field(
-        None, description="Prototype groups with cosine < 0.9 to each other: 1 .. K."
-    )
-    distinct_samples: int | None = Field(
-        None,
-        description="The same count for K probe embeddings: how distinct the data lets K "
-        "prototypes be.",
-    )
-    num_prototypes: int | None = Field(None, description="K, the number of prototypes.")
-    lidar: float | None = Field(
-        None,
-        description="LiDAR (Thilak et al. 2024), every lidar_every epochs: 1 .. min(n-1, d).",
+    advice: str = Field(description="What to try, citing the paper.")
+    signals_checked: list[str] = Field(
+        default_factory=list,
+        description="The signals the diagnosis read (names of EpochRecord fields or logs).",
     )
 
 
@@ -101,6 +94,11 @@ class Verdict(StrictModel):
         description="What the kind does not say, one sentence with its numbers each: partial "
         "prototype collapse, backbone kNN below epoch 0, collapse coming, backbone vs projector.",
     )
+    cause: Cause | None = Field(
+        None,
+        description="Why it collapsed (the guard that failed); None when healthy and in "
+        "records written before causes were diagnosed.",
+    )
     stopped_early: str | None = Field(
         None,
         description="Why the run stopped before its last epoch (stop_after_settled_epochs), "
@@ -126,9 +124,40 @@ class EpochRecord(StrictModel):
     """Everything measured after one epoch (epoch 0 = the untrained network, the baseline)."""
 
     epoch: int = Field(ge=0)
-    loss: float | None = Field(None, description="Mean training loss; None at epoch 0.")
-    lr: float | None = None
-    ema_momentum: float | None = Field(None, description="BYOL's current EMA momentum.")
+    loss: Annotated[
+        float | None,
+        measured(
+            "run",
+            title="loss",
+            unit="method's own units",
+            formula="Mean training loss over the epoch's steps; None at epoch 0",
+            collapsed=Level(context="collapse_loss", label="{value}"),
+            chart="loss",
+        ),
+    ] = None
+    lr: Annotated[
+        float | None,
+        measured(
+            "run",
+            title="learning rate",
+            unit="",
+            formula="Learning rate at the epoch's last step (warm-up, then cosine or constant)",
+            healthy=Level(context="base_lr", label="configured lr {value} (base × batch/256)"),
+            chart="schedule",
+        ),
+    ] = None
+    ema_momentum: Annotated[
+        float | None,
+        measured(
+            "run",
+            title="EMA momentum τ",
+            unit="",
+            formula="The momentum target's current EMA momentum (BYOL; None without one)",
+            paper="Grill et al., NeurIPS 2020",
+            chart="schedule",
+            axis="y2",
+        ),
+    ] = None
     epoch_time_s: float = 0.0
     train_time_s: float = 0.0
     diagnostics_time_s: float = 0.0
@@ -142,3 +171,12 @@ class EpochRecord(StrictModel):
     projector: EmbeddingMetrics
     verdict: Verdict | None = Field(None, description="The verdict at this epoch.")
     placement: Placement | None = None
+
+
+METRICS: tuple[MetricEntry, ...] = tuple(all_metrics(EpochRecord))
+check_registry(METRICS)
+
+
+def metric_catalogue() -> MetricCatalogue:
+    """Every metric and chart (``GET /api/metrics``), from which the pages draw."""
+    return MetricCatalogue(metrics=list(METRICS), charts=list(CHARTS))

@@ -4,7 +4,9 @@
 "seeds": [0, 1]}`` stands for 2 grid points x 2 seeds = 4 ordinary runs. A grid key is a
 run-config field (``lr``, ``batch_size``...) or an option of the base's method
 (``variance_weight``, or spelt ``options.variance_weight``); its values are a list or a range
-``{"start", "stop", "steps", "scale": "linear" | "log"}``. :func:`expand_sweep` turns the
+``{"start", "stop", "steps", "scale": "linear" | "log"}`` or text in the command line's grammar
+(``"0, 5, 25"``, ``"0.01..1 x5 log"``: :func:`parse_grid_values`, the grammar's one
+definition; the Launch form sends its text as typed). :func:`expand_sweep` turns the
 request into one run request per grid point and seed, in grid order (the first key varies
 slowest); each is validated like any launch (:data:`contract.requests.RunRequest`, as the
 base is), and :class:`SweepError` names the grid key at fault.
@@ -21,12 +23,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from contract.config import RunConfig
 from contract.labels import MAX_ALERT_RECEIVERS, WebhookUrl
 from contract.methods import METHOD_SPECS
-from contract.records import VerdictKind
+from contract.records import VERDICT_SEVERITY, VerdictKind
 from contract.requests import RunRequest, RunRequestBase, run_config
 from contract.strict import StrictModel
 
@@ -68,14 +70,18 @@ class GridRange(StrictModel):
         return [float(f"{p:.6g}") for p in points]  # 0.1 rather than 0.10000000000000002
 
 
-def _list_or_range(value: Any) -> str:
+def _list_range_or_text(value: Any) -> str:
+    if isinstance(value, str):
+        return "text"
     return "range" if isinstance(value, dict) else "list"
 
 
-# A list of values or a range object; told apart by shape, so an error names one of them.
+# A list of values, a range object or their text; told apart by shape, so an error names one.
 GridSpec = Annotated[
-    Annotated[list[GridValue], Tag("list")] | Annotated[GridRange, Tag("range")],
-    Discriminator(_list_or_range),
+    Annotated[list[GridValue], Tag("list")]
+    | Annotated[GridRange, Tag("range")]
+    | Annotated[str, Tag("text")],
+    Discriminator(_list_range_or_text),
 ]
 
 
@@ -88,7 +94,8 @@ class SweepRequest(StrictModel):
     )
     grid: dict[str, GridSpec] = Field(
         description="One or two run-config fields or method options, each with a list of "
-        "values or a range {start, stop, steps, scale: linear|log}."
+        "values, a range {start, stop, steps, scale: linear|log}, or their text: "
+        "'0, 5, 25' or '0.01..1 x5 log'."
     )
     seeds: list[int] | None = Field(
         None,
@@ -156,7 +163,14 @@ def _is_int_field(annotation: Any) -> bool:
     return annotation is int or annotation == (int | None)
 
 
-def _axis(method: str, key: str, spec: list[GridValue] | GridRange) -> GridAxis:
+def _axis(method: str, key: str, spec: list[GridValue] | GridRange | str) -> GridAxis:
+    if isinstance(spec, str):
+        try:
+            spec = parse_grid_values(spec)
+        except ValidationError as exc:
+            raise SweepError(("grid", key), exc.errors()[0]["msg"]) from None
+        except ValueError as exc:  # a range bound that is no number: "-..1 x3"
+            raise SweepError(("grid", key), f"{spec!r}: {exc}") from None
     options = METHOD_SPECS[method].options.model_fields
     name = key.removeprefix("options.")
     if key.startswith("options.") or (name not in RunConfig.model_fields and name in options):
@@ -203,6 +217,14 @@ def grid_axes(request: SweepRequest) -> list[GridAxis]:
     return axes
 
 
+def _seed(raw: dict[str, Any], loc: tuple[str, ...]) -> int:
+    """A run request's seed (0 when unset); SweepError at ``loc`` when it is no integer."""
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepError(loc, f"a seed is an integer, got {seed!r}")
+    return seed
+
+
 def expand_sweep(
     request: SweepRequest, max_runs: int | None = None
 ) -> tuple[list[GridAxis], list[SweepRun]]:
@@ -211,6 +233,7 @@ def expand_sweep(
     seeds_in_grid = any(a.field == "seed" and not a.is_option for a in axes)
     base: RunRequestBase = request.base
     seeds = [None] if seeds_in_grid else (request.seeds or [run_config(base).seed])
+    base_seed = ("base", "seed")
     if len(set(seeds)) != len(seeds):
         raise SweepError(("seeds",), "seeds repeat")
     points = list(itertools.product(*(a.values for a in axes)))
@@ -232,7 +255,8 @@ def expand_sweep(
             if request.stop_when_settled and "stop_after_settled_epochs" not in raw:
                 raw["stop_after_settled_epochs"] = SWEEP_SETTLED_EPOCHS
             point = {a.key: v for a, v in zip(axes, values, strict=True)}
-            runs.append(SweepRun(cell, point, int(raw.get("seed", 0)), raw))
+            seed_at = ("grid", "seed") if seeds_in_grid else base_seed
+            runs.append(SweepRun(cell, point, _seed(raw, seed_at), raw))
     return axes, runs
 
 
@@ -244,9 +268,6 @@ def axis_of_field(axes: list[GridAxis], loc: list[Any]) -> GridAxis | None:
         if not axis.is_option and loc[:1] == [axis.field]:
             return axis
     return None
-
-
-_SEVERITY = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
 
 
 @dataclass(frozen=True)
@@ -265,7 +286,7 @@ def aggregate_verdicts(verdicts: list[tuple[VerdictKind, int | None]]) -> CellVe
     kinds = Counter(kind for kind, _ in verdicts)
     if not kinds:
         return CellVerdict(None, True, None, {})
-    kind = max(kinds, key=lambda k: (kinds[k], _SEVERITY[k]))
+    kind = max(kinds, key=lambda k: (kinds[k], VERDICT_SEVERITY[k]))
     onsets = [onset for k, onset in verdicts if k == kind and onset is not None]
     onset = statistics.median_low(onsets) if onsets else None
     return CellVerdict(kind, len(kinds) == 1, onset, {str(k): n for k, n in kinds.items()})

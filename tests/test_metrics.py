@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
+from contract import EmbeddingMetrics
 from workers.engine import metrics
 
 
@@ -134,7 +134,7 @@ def test_cluster_entropy_extremes() -> None:
     assert metrics.cluster_entropy(uniform, 16) == pytest.approx(math.log(16))
 
 
-def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
+def test_embedding_diagnostics_fills_every_declared_field() -> None:
     z, labels = _clusters(512, 10, 64, seed=2)
     bank, bank_labels = _clusters(1024, 10, 64, seed=3)
     view1 = z + 0.1 * _gaussian(512, 64, seed=4)
@@ -150,40 +150,18 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         assignments=labels,
         num_clusters=10,
     )
-    assert set(result) == {
-        "dim",
-        "std_l2",
-        "std_l2_sqrt_d",
-        "effective_rank",
-        "spectrum",
-        "alignment",
-        "uniformity",
-        "cos_pos",
-        "cos_rand",
-        "knn_top1",
-        "cluster_entropy",
-        "cluster_entropy_max",
-        "participation_ratio",
-        "nesum",
-        "w2_uniformity",
-        "variance_shares",
-        "cluster_perplexity",
-        "distinct_prototypes",
-        "distinct_samples",
-        "num_prototypes",
-        "lidar",
-    }
-    assert json.loads(json.dumps(result)) == result
-    assert result["dim"] == 64
-    assert result["std_l2_sqrt_d"] == pytest.approx(result["std_l2"] * 8)
-    assert result["knn_top1"] == 1.0
-    assert result["cluster_entropy_max"] == pytest.approx(math.log(10))
-    assert result["cos_pos"] > result["cos_rand"]
+    # the typed record: what a JSON round trip gives back is the same record
+    assert EmbeddingMetrics.model_validate_json(result.model_dump_json()) == result
+    assert result.dim == 64
+    assert result.std_l2_sqrt_d == pytest.approx(result.std_l2 * 8)
+    assert result.knn_top1 == 1.0
+    assert result.cluster_entropy_max == pytest.approx(math.log(10))
+    assert result.cos_pos is not None and result.cos_pos > result.cos_rand
     without = metrics.embedding_diagnostics(z, view1, view2, labels, bank, bank_labels, 10)
-    assert without["cluster_entropy"] is None
-    assert without["cluster_entropy_max"] is None
+    assert without.cluster_entropy is None
+    assert without.cluster_entropy_max is None
     for key in ("cluster_perplexity", "distinct_prototypes", "distinct_samples", "lidar"):
-        assert without[key] is None
+        assert getattr(without, key) is None
     views = torch.stack([view1, view2, z])
     with_all = metrics.embedding_diagnostics(
         z,
@@ -193,16 +171,21 @@ def test_embedding_diagnostics_is_json_ready_with_exact_keys() -> None:
         bank,
         bank_labels,
         num_classes=10,
+        assignments=labels,
+        num_clusters=10,
         cluster_probabilities=torch.full((512, 10), 0.1),
         prototypes=torch.eye(10, 64),
         lidar_views=views,
     )
-    assert json.loads(json.dumps(with_all)) == with_all
-    assert with_all["cluster_perplexity"] == pytest.approx(10.0)
-    assert with_all["distinct_prototypes"] == with_all["num_prototypes"] == 10
-    assert 1 <= with_all["distinct_samples"] <= 10  # K = 10 samples of the probe
-    assert with_all["lidar"] == pytest.approx(metrics.lidar(views))
-    assert len(with_all["variance_shares"]) == metrics.TOP_DIRECTIONS
+    assert EmbeddingMetrics.model_validate(with_all.model_dump()) == with_all
+    # every declared (stored) field is measured when everything is given
+    assert all(value is not None for value in with_all.model_dump().values())
+    assert with_all.cluster_perplexity == pytest.approx(10.0)
+    assert with_all.distinct_prototypes == with_all.num_prototypes == 10
+    assert with_all.distinct_samples is not None and 1 <= with_all.distinct_samples <= 10
+    assert with_all.lidar == pytest.approx(metrics.lidar(views))
+    assert with_all.variance_shares is not None
+    assert len(with_all.variance_shares) == metrics.TOP_DIRECTIONS
 
 
 def test_extreme_scales_and_non_finite_embeddings() -> None:
@@ -407,3 +390,62 @@ def test_distinct_prototypes_groups_near_duplicates() -> None:
     assert metrics.distinct_samples(flat, 10_000) == metrics.distinct_prototypes(flat)
     # all-zero rows are one group of their own
     assert metrics.distinct_prototypes(torch.cat([torch.zeros(3, d), random[:4]])) == 5
+
+
+# -- augmentation-to-data variance ratio (Jing et al. 2022, mechanism 1) ----------------------
+
+
+def _anisotropic(n: int, d: int, seed: int, basis_seed: int = 0) -> torch.Tensor:
+    """(n, d) centred Gaussian with variances 1/k along the orthogonal directions of a fixed
+    random basis (``basis_seed``): draws with different ``seed`` share one covariance."""
+    basis, _ = torch.linalg.qr(
+        torch.randn(d, d, generator=torch.Generator().manual_seed(basis_seed))
+    )
+    scales = 1.0 / torch.arange(1, d + 1).double().sqrt()
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, d, generator=generator, dtype=torch.float64) * scales) @ basis.T.double()
+
+
+def test_augmentation_ratio_is_zero_without_augmentation_noise() -> None:
+    z = _anisotropic(2048, 32, seed=0)
+    measured = metrics.augmentation_variance_ratios(z, z[:512], z[:512].clone())
+    assert measured is not None
+    ratio, ratios = measured
+    assert ratio == 0.0 and len(ratios) == metrics.TOP_DIRECTIONS
+    assert max(ratios) == 0.0
+
+
+def test_augmentation_ratio_is_one_when_views_are_as_noisy_as_the_data() -> None:
+    z = _anisotropic(4096, 32, seed=1)
+    images = z[:2048]
+    # each view adds noise with the data's own covariance: the views vary as much as the images
+    noise1, noise2 = _anisotropic(2048, 32, seed=2), _anisotropic(2048, 32, seed=3)
+    measured = metrics.augmentation_variance_ratios(z, images + noise1, images + noise2)
+    assert measured is not None
+    ratio, ratios = measured
+    assert ratio == pytest.approx(1.0, abs=0.1)
+    assert len(ratios) == metrics.TOP_DIRECTIONS
+    assert all(r == pytest.approx(1.0, abs=0.2) for r in ratios)
+    # half that noise variance: half the ratio; the same noise along the smallest directions
+    # only: the top directions do not see it
+    half = metrics.augmentation_variance_ratios(
+        z, images + 0.5**0.5 * noise1, images + 0.5**0.5 * noise2
+    )
+    assert half is not None and half[0] == pytest.approx(0.5, abs=0.06)
+    basis, _ = torch.linalg.qr(torch.randn(32, 32, generator=torch.Generator().manual_seed(0)))
+    low = (noise1 @ basis.double())[:, -8:] @ basis.double()[:, -8:].T  # last 8 directions
+    hidden = metrics.augmentation_variance_ratios(z, images + low, images)
+    assert hidden is not None and hidden[0] < 0.02
+
+
+def test_augmentation_ratio_in_the_record_and_undefined_for_a_point() -> None:
+    z = _gaussian(512, 16, seed=4)
+    labels = torch.arange(512) % 4
+    record = metrics.embedding_diagnostics(z, z + 0.01, z - 0.01, labels, None, None, 4)
+    assert record.augmentation_variance_ratio is not None
+    assert record.augmentation_variance_ratio < 0.01
+    assert record.augmentation_variance_ratios is not None
+    without_views = metrics.embedding_diagnostics(z, None, None, labels, None, None, 4)
+    assert without_views.augmentation_variance_ratio is None
+    point = _constant(64, 16)
+    assert metrics.augmentation_variance_ratios(point, point, point) is None

@@ -8,18 +8,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract import EpochRecord
 from workers.engine.probe import ProbeError, probe_diagnostics, probe_epoch_record
 
 
 def _history(scales: list[float], **extra: Any) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     base = rng.standard_normal((256, 32)).astype(np.float32)
-    history: list[dict[str, Any]] = []
+    history: list[EpochRecord] = []
     for epoch, scale in enumerate(scales):
         z = base * scale + 3.0  # a shrinking spread around one point: collapse
-        record = probe_epoch_record(epoch, z, history=history, **extra)
-        history.append(record.model_dump(mode="json"))
-    return history
+        history.append(probe_epoch_record(epoch, z, history=history, **extra))
+    return [record.model_dump(mode="json") for record in history]
 
 
 def test_a_shrinking_embedding_is_complete_collapse_without_views_labels_or_h() -> None:
@@ -46,18 +46,19 @@ def test_knn_is_leave_one_out_over_the_probe() -> None:
     z = rng.standard_normal((400, 64)).astype(np.float32)
     labels = rng.integers(0, 4, 400)
     _, projector = probe_diagnostics(z, labels=labels)
-    assert projector["knn_top1"] < 0.45
+    assert projector.knn_top1 is not None and projector.knn_top1 < 0.45
     clustered = np.repeat(rng.standard_normal((4, 64)), 100, axis=0) + 0.01 * z
     _, separated = probe_diagnostics(clustered.astype(np.float32), labels=np.repeat(range(4), 100))
-    assert separated["knn_top1"] == 1.0
+    assert separated.knn_top1 == 1.0
 
 
 def test_views_and_h_add_alignment_and_a_backbone() -> None:
     rng = np.random.default_rng(2)
     z = rng.standard_normal((128, 16)).astype(np.float32)
     backbone, projector = probe_diagnostics(z, h=z * 2, views=(z[:64], z[:64] + 0.01))
-    assert backbone is not None and backbone["dim"] == 16
-    assert projector["alignment"] < 0.01 and projector["cos_pos"] > 0.99
+    assert backbone is not None and backbone.dim == 16
+    assert projector.alignment is not None and projector.alignment < 0.01
+    assert projector.cos_pos is not None and projector.cos_pos > 0.99
     with pytest.raises(ProbeError, match="at least 2 rows"):
         probe_diagnostics(z[:1])
     with pytest.raises(ProbeError, match="NaN"):

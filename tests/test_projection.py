@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from contract.metrics import spread_of
 from workers.engine import projection
 from workers.engine.metrics import singular_spectrum
-from workers.engine.verdict import spread
 
 
 def _clusters(n: int = 400, d: int = 16, seed: int = 0, drift: float = 0.0) -> np.ndarray:
@@ -140,6 +140,6 @@ def test_scale_needs_no_state_and_ignores_the_raw_norm() -> None:
 
 def test_normalised_spread_matches_the_verdict_spread() -> None:
     z = _collapsing(0.4)
-    record = {"spectrum": singular_spectrum(torch.from_numpy(z))}
-    assert projection.normalised_spread(z) == pytest.approx(spread(record), rel=1e-4)
+    spectrum = singular_spectrum(torch.from_numpy(z))
+    assert projection.normalised_spread(z) == pytest.approx(spread_of(spectrum), rel=1e-4)
     assert projection.normalised_spread(np.ones((10, 4))) == 0.0

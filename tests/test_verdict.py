@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from contract import EmbeddingMetrics, EpochRecord
 from workers.engine.metrics import embedding_diagnostics
-from workers.engine.verdict import THRESHOLDS, epoch_verdict, run_verdict, spread
+from workers.engine.verdict import THRESHOLDS, epoch_verdict, run_verdict
 
 N_PROBE = 1024
 NUM_CLASSES = 10
 
 
-def _record(epoch: int, z: torch.Tensor, seed: int) -> dict:
+def _record(epoch: int, z: torch.Tensor, seed: int) -> EpochRecord:
     """An epoch record whose projector and backbone are both the embedding z (N, d); the
     two views are z plus a little noise, the kNN bank is z itself."""
     generator = torch.Generator().manual_seed(seed)
@@ -20,7 +21,7 @@ def _record(epoch: int, z: torch.Tensor, seed: int) -> dict:
     view2 = z + 0.05 * z.std() * torch.randn(z.shape, generator=generator)
     diagnostics = embedding_diagnostics(z, view1, view2, labels, z, labels, NUM_CLASSES)
     loss = None if epoch == 0 else 1.0 / (epoch + 1)
-    return {"epoch": epoch, "loss": loss, "projector": diagnostics, "backbone": diagnostics}
+    return EpochRecord(epoch=epoch, loss=loss, projector=diagnostics, backbone=diagnostics)
 
 
 def _gaussian(d: int, seed: int) -> torch.Tensor:
@@ -46,33 +47,27 @@ def _to_constant(d: int, weight: float, seed: int) -> torch.Tensor:
 def test_gaussian_history_is_healthy() -> None:
     history = [_record(epoch, _gaussian(128, seed=epoch), seed=epoch) for epoch in range(4)]
     verdict = epoch_verdict(history)
-    assert verdict["kind"] == "healthy"
-    assert verdict["onset_epoch"] is None
-    assert verdict["trend"]["warning"] is None
-    assert set(verdict) == {"kind", "onset_epoch", "reason", "trend", "findings"}
-    assert verdict["findings"] == []
-    assert set(verdict["trend"]) == {
-        "effective_rank_change_per_epoch",
-        "std_change_per_epoch",
-        "warning",
-    }
-    assert abs(verdict["trend"]["effective_rank_change_per_epoch"]) < 0.05
+    assert verdict.kind == "healthy"
+    assert verdict.onset_epoch is None
+    assert verdict.trend.warning is None
+    assert verdict.findings == []
+    assert abs(verdict.trend.effective_rank_change_per_epoch) < 0.05
 
 
 def test_collapse_to_a_constant_is_complete_with_its_onset() -> None:
     weights = [1.0, 0.7, 0.45, 0.02, 0.001, 0.0001]
     history = [_record(e, _to_constant(128, w, seed=e), seed=e) for e, w in enumerate(weights)]
     verdict = run_verdict(history)
-    assert verdict["kind"] == "complete_collapse"
-    assert verdict["onset_epoch"] == 3
-    assert "std_l2·√d fell from" in verdict["reason"]
-    assert "collapsed since epoch 3" in verdict["reason"]
+    assert verdict.kind == "complete_collapse"
+    assert verdict.onset_epoch == 3
+    assert "std_l2·√d fell from" in verdict.reason
+    assert "collapsed since epoch 3" in verdict.reason
     # before the collapse the trend already warned
     early = epoch_verdict(history[:3])
-    assert early["kind"] == "healthy"
-    assert early["trend"]["std_change_per_epoch"] < -0.15
-    assert early["trend"]["warning"] is not None
-    assert any(f.startswith("collapse coming: ") for f in early["findings"])
+    assert early.kind == "healthy"
+    assert early.trend.std_change_per_epoch < -0.15
+    assert early.trend.warning is not None
+    assert any(f.startswith("collapse coming: ") for f in early.findings)
 
 
 def test_collapse_to_three_dimensions_is_dimensional_for_several_d() -> None:
@@ -82,11 +77,11 @@ def test_collapse_to_three_dimensions_is_dimensional_for_several_d() -> None:
             _record(e, _subspace_mix(d, 3, w, seed=e), seed=e) for e, w in enumerate(weights)
         ]
         verdict = run_verdict(history)
-        assert verdict["kind"] == "dimensional_collapse", d
-        assert verdict["onset_epoch"] == 3, d
-        assert f"of d={d}" in verdict["reason"]
+        assert verdict.kind == "dimensional_collapse", d
+        assert verdict.onset_epoch == 3, d
+        assert f"of d={d}" in verdict.reason
         # the points still spread out: this is not complete collapse
-        assert spread(history[-1]["projector"]) > 0.9
+        assert history[-1].projector.spread > 0.9
 
 
 def test_noisy_healthy_run_stays_healthy() -> None:
@@ -98,21 +93,21 @@ def test_noisy_healthy_run_stays_healthy() -> None:
         z = _gaussian(64, seed=epoch) * scales + 0.3 * torch.randn(1, 64, generator=generator)
         history.append(_record(epoch, z, seed=100 + epoch))
         verdict = epoch_verdict(history)
-        assert verdict["kind"] == "healthy", epoch
-    assert verdict["trend"]["warning"] is None
+        assert verdict.kind == "healthy", epoch
+    assert verdict.trend.warning is None
 
 
 def test_onset_is_the_start_of_the_final_streak() -> None:
     sequence = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]  # collapses, recovers, collapses again
     history = [_record(e, _subspace_mix(128, 3, w, seed=e), seed=e) for e, w in enumerate(sequence)]
-    assert run_verdict(history)["onset_epoch"] == 4
-    assert run_verdict(history[:4])["kind"] == "healthy"
+    assert run_verdict(history).onset_epoch == 4
+    assert run_verdict(history[:4]).kind == "healthy"
 
 
 def test_baseline_only_history_and_thresholds_in_one_place() -> None:
     verdict = epoch_verdict([_record(0, _gaussian(32, seed=0), seed=0)])
-    assert verdict["kind"] == "healthy"
-    assert verdict["trend"]["effective_rank_change_per_epoch"] == 0.0
+    assert verdict.kind == "healthy"
+    assert verdict.trend.effective_rank_change_per_epoch == 0.0
     assert 0 < THRESHOLDS.complete_spread < 1
 
 
@@ -127,15 +122,15 @@ def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
     z = feature * direction + 0.005 * _gaussian(d, seed=6)
     history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
     verdict = run_verdict(history)
-    assert history[1]["projector"]["effective_rank"] > 50
-    assert verdict["kind"] == "dimensional_collapse"
-    assert "directions" in verdict["reason"]
+    assert history[1].projector.effective_rank > 50
+    assert verdict.kind == "dimensional_collapse"
+    assert "directions" in verdict.reason
 
 
 # -- findings ----------------------------------------------------------------------------------
 
 
-def _diagnostics(z: torch.Tensor, seed: int, **extra: object) -> dict:
+def _diagnostics(z: torch.Tensor, seed: int, **extra: object) -> EmbeddingMetrics:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(z.shape[0]) % NUM_CLASSES
     view1 = z + 0.05 * z.std() * torch.randn(z.shape, generator=generator)
@@ -144,8 +139,10 @@ def _diagnostics(z: torch.Tensor, seed: int, **extra: object) -> dict:
     return embedding_diagnostics(z, view1, view2, labels, z, bank_labels, NUM_CLASSES, **extra)
 
 
-def _split_record(epoch: int, projector: dict, backbone: dict) -> dict:
-    return {"epoch": epoch, "loss": None, "projector": projector, "backbone": backbone}
+def _split_record(
+    epoch: int, projector: EmbeddingMetrics, backbone: EmbeddingMetrics
+) -> EpochRecord:
+    return EpochRecord(epoch=epoch, projector=projector, backbone=backbone)
 
 
 def _labelled_clusters(d: int, seed: int) -> torch.Tensor:
@@ -161,8 +158,8 @@ def test_projector_collapse_with_a_healthy_backbone_is_a_finding() -> None:
         _split_record(1, _diagnostics(_to_constant(128, 0.001, seed=1), 1), healthy),
     ]
     verdict = run_verdict(history)
-    assert verdict["kind"] == "complete_collapse"
-    confined = [f for f in verdict["findings"] if "confined to the projection head" in f]
+    assert verdict.kind == "complete_collapse"
+    confined = [f for f in verdict.findings if "confined to the projection head" in f]
     assert len(confined) == 1
     assert "spread 0.00" in confined[0]  # the numbers are cited
 
@@ -172,10 +169,10 @@ def test_backbone_collapse_under_a_healthy_projector_is_a_finding() -> None:
     collapsed = _diagnostics(_subspace_mix(128, 2, 0.0, seed=2), seed=2)
     history = [_split_record(0, healthy, healthy), _split_record(1, healthy, collapsed)]
     verdict = run_verdict(history)
-    assert verdict["kind"] == "healthy"
-    assert any("backbone h is in dimensional collapse" in f for f in verdict["findings"])
+    assert verdict.kind == "healthy"
+    assert any("backbone h is in dimensional collapse" in f for f in verdict.findings)
     both = [_split_record(0, healthy, healthy), _split_record(1, collapsed, collapsed)]
-    assert any("has collapsed too" in f for f in run_verdict(both)["findings"])
+    assert any("has collapsed too" in f for f in run_verdict(both).findings)
 
 
 def test_backbone_knn_below_its_epoch_0_value_is_a_finding() -> None:
@@ -184,14 +181,14 @@ def test_backbone_knn_below_its_epoch_0_value_is_a_finding() -> None:
     shuffled = torch.randperm(N_PROBE, generator=torch.Generator().manual_seed(1))
     bad_labels = (torch.arange(N_PROBE) % NUM_CLASSES)[shuffled]
     worse = _diagnostics(z, seed=1, bank_labels=bad_labels)
-    assert worse["knn_top1"] < good["knn_top1"] - 0.5
+    assert worse.knn_top1 < good.knn_top1 - 0.5
     verdict = run_verdict([_split_record(0, good, good), _split_record(1, good, worse)])
-    knn = [f for f in verdict["findings"] if f.startswith("backbone kNN")]
+    knn = [f for f in verdict.findings if f.startswith("backbone kNN")]
     assert len(knn) == 1
-    assert f"{worse['knn_top1']:.2f}" in knn[0] and f"{good['knn_top1']:.2f}" in knn[0]
+    assert f"{worse.knn_top1:.2f}" in knn[0] and f"{good.knn_top1:.2f}" in knn[0]
     # the same kNN as at epoch 0 says nothing
     same = run_verdict([_split_record(0, good, good), _split_record(1, good, good)])
-    assert not any(f.startswith("backbone kNN") for f in same["findings"])
+    assert not any(f.startswith("backbone kNN") for f in same.findings)
 
 
 def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
@@ -206,15 +203,15 @@ def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
     after = _diagnostics(z, 1, cluster_probabilities=few, prototypes=copies)
     healthy = _diagnostics(z, seed=2)
     verdict = run_verdict([_split_record(0, before, healthy), _split_record(1, after, healthy)])
-    assert verdict["kind"] == "healthy"
-    assert any("only 3 of 30 prototypes are distinct" in f for f in verdict["findings"])
-    assert any("effective 3.0 of 30 clusters" in f for f in verdict["findings"])
+    assert verdict.kind == "healthy"
+    assert any("only 3 of 30 prototypes are distinct" in f for f in verdict.findings)
+    assert any("effective 3.0 of 30 clusters" in f for f in verdict.findings)
     fine = run_verdict([_split_record(0, before, healthy), _split_record(1, before, healthy)])
-    assert fine["findings"] == []
+    assert fine.findings == []
     # prototypes as crowded as the samples of a low-dimensional embedding are no collapse
     flat = z[:, :2] @ torch.randn(2, 128, generator=torch.Generator().manual_seed(5))
     centroids = flat[torch.randperm(len(flat), generator=torch.Generator().manual_seed(6))[:k]]
     crowded = _diagnostics(flat, 1, cluster_probabilities=uniform, prototypes=centroids)
-    assert crowded["distinct_prototypes"] < 0.5 * k  # what the old rule called a collapse
+    assert crowded.distinct_prototypes < 0.5 * k  # what the old rule called a collapse
     low = run_verdict([_split_record(0, before, healthy), _split_record(1, crowded, healthy)])
-    assert not any("prototypes are distinct" in f for f in low["findings"]), low["findings"]
+    assert not any("prototypes are distinct" in f for f in low.findings), low.findings

@@ -284,11 +284,6 @@ def _cell_text(results: list[RunResult]) -> str:
     return text if verdict.seeds_agree else f"{text}*"
 
 
-def _final_spread(result: RunResult) -> float:
-    """sqrt(total variance of z/||z||) of the last epoch: the verdict's spread."""
-    return math.sqrt(sum(math.exp(v) for v in result.history[-1].projector.spectrum))
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.preset and not args.method:
         raise UsageError("give --preset NAME or --method NAME")
@@ -346,7 +341,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         knn = last.backbone.knn_top1 if last.backbone is not None else math.nan
         tqdm.write(
             f"| {values} | {config.seed} | {result.verdict.kind}{stopped} | {onset} | "
-            f"{last.epoch}/{config.epochs} | {_final_spread(result):.3f} | "
+            f"{last.epoch}/{config.epochs} | {last.projector.spread:.3f} | "
             f"{last.projector.effective_rank:.1f} | {knn:.3f} | "
             f"{time.perf_counter() - started:.0f} s |",
             file=sys.stdout,

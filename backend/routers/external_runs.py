@@ -105,6 +105,7 @@ def register_external_run(
         limits=_limits(state),
         resumed=found.resumed,
         last_epoch=found.last_epoch,
+        accepts=list(wire.ARRAY_NAMES),
     )
 
 

@@ -1,4 +1,7 @@
-"""``GET /api/methods``: the catalogue the launch form is generated from.
+"""``GET /api/methods``: the catalogue the launch form is generated from; ``GET /api/metrics``:
+the metric catalogue the charts are drawn from (:func:`contract.metric_catalogue`: every
+diagnostic with its formula, paper, reference levels, chart and sweep use; the charts in page
+order).
 
 Response::
 
@@ -10,7 +13,8 @@ Response::
      "config_defaults": the generic RunConfig defaults,
      "datasets": [...], "dataset_classes": {dataset: classes or null},
      "limits": {"epochs", "batch_size", "probe_size", "train_size"},
-     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why)}
+     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why),
+     "cause_guards": the vocabulary of a verdict's cause (contract.CAUSE_GUARDS)}
 
 Methods from plugins (``contract.plugins``) carry ``"plugin"``: its name.
 
@@ -27,13 +31,16 @@ from fastapi import APIRouter
 from backend.schemas import Catalogue
 from backend.state import StateDep
 from contract import (
+    CAUSE_GUARDS,
     DATASET_CLASSES,
     METHOD_SPECS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PRESETS,
     DatasetName,
+    MetricCatalogue,
     RunConfig,
+    metric_catalogue,
 )
 
 router = APIRouter(prefix="/api", tags=["methods"])
@@ -79,6 +86,7 @@ def catalogue() -> dict[str, Any]:
         "datasets": list(get_args(DatasetName)),
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
+        "cause_guards": list(CAUSE_GUARDS),
     }
 
 
@@ -97,3 +105,9 @@ def methods(state: StateDep) -> Catalogue:
             },
         }
     )
+
+
+@router.get("/metrics", response_model=MetricCatalogue)
+def metrics() -> MetricCatalogue:
+    """Every diagnostic (declared once, in contract/metrics.py) and every chart, in page order."""
+    return metric_catalogue()

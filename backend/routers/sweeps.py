@@ -8,6 +8,10 @@
   ``["body", "grid"]``. Needs the API token when one is set. The runs are ordinary runs
   tagged with the sweep; at most ``concurrency`` of them are sent to the workers at a time
   (policy: :mod:`backend.dispatch`).
+- ``POST /api/sweeps/preview`` (the same body) -> ``{"axes": [{key, field, is_option,
+  values}], "seeds", "runs"}``: the grid expanded as ``POST /api/sweeps`` would (a grid
+  key's text parsed, an integer field's range rounded), nothing stored; the Launch form's
+  live run count. Errors as for ``POST /api/sweeps`` (the runs' configs are not checked).
 - ``GET /api/sweeps?limit=&offset=`` -> ``{"data": [summaries], "count"}``, newest first.
 - ``GET /api/sweeps/{id}``: the sweep with one cell per grid point (values, runs with their
   status, verdict, onset and final metrics; the seeds aggregated, see
@@ -40,15 +44,18 @@ from backend.store import shares as share_store
 from backend.store import sweeps as sweep_store
 from backend.store.models import Sweep
 from backend.sweep_schemas import (
+    GridAxisOut,
     SweepCellRow,
     SweepCreated,
     SweepDetail,
     SweepList,
+    SweepPreview,
     cell_rows,
     sweep_detail,
     sweep_summary,
 )
 from backend.validation import as_sent, validate_request
+from contract import metric_catalogue
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
@@ -122,6 +129,23 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
         api_url=f"/api/sweeps/{sweep.id}",
         runs=run_ids,
         count=len(run_ids),
+    )
+
+
+@router.post("/sweeps/preview", response_model=SweepPreview)
+def preview_sweep(body: SweepRequest, state: StateDep) -> SweepPreview:
+    """The grid's axes and run count, as creating the sweep would expand them."""
+    try:
+        axes, runs = expand_sweep(body, state.settings.max_sweep_runs)
+    except SweepError as exc:
+        raise _body_error(list(exc.loc), exc.message) from None
+    return SweepPreview(
+        axes=[
+            GridAxisOut(key=a.key, field=a.field, is_option=a.is_option, values=a.values)
+            for a in axes
+        ],
+        seeds=sorted({run.seed for run in runs}),
+        runs=len(runs),
     )
 
 
@@ -207,7 +231,11 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
     """Self-contained HTML report of the sweep's map (opens offline)."""
     detail = _detail(state, _readable_sweep(state, access, sweep_id))
     title = f"Collapse Lab: sweep {sweep_id}"
-    data = {"title": title, "sweep": detail.model_dump(mode="json")}
+    data = {
+        "title": title,
+        "sweep": detail.model_dump(mode="json"),
+        "metrics": metric_catalogue().model_dump(mode="json"),
+    }
     try:
         body = render_module_page(
             state.settings.frontend_dir, title, "js/sweep-report.js", "renderSweepReport", data

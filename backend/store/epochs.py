@@ -58,6 +58,13 @@ def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[d
         return list(session.scalars(query.order_by(EpochRow.epoch)))
 
 
+def typed_epoch_records(db: Database, run_id: str) -> list[EpochRecord]:
+    """The run's epoch records as the typed model, in epoch order. Records stored by any
+    earlier release validate: every field added since has a default (None where a metric
+    was not measured yet), so old runs keep opening (tests/test_old_records.py)."""
+    return [EpochRecord.model_validate(record) for record in epoch_records(db, run_id)]
+
+
 def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> str:
     """Like :func:`epoch_records` but as one JSON array built from the stored JSON text,
     without decoding and re-encoding every record (the records of a long run weigh MBs)."""

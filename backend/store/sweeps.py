@@ -10,7 +10,6 @@ reaper's sending pass (:func:`backend.store.leases.claim_unsent`) leaves held ru
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -101,15 +100,6 @@ def final_records(db: Database, sweep_id: str) -> dict[str, dict[str, Any]]:
             .where(Run.sweep_id == sweep_id)
         )
         return {run_id: record for run_id, record in rows}
-
-
-def spread(metrics: dict[str, Any]) -> float | None:
-    """sqrt(total variance of z/||z||) from the record's spectrum: the verdict's own spread
-    (``workers.engine.verdict.spread``; 1 isotropic, 0 one point)."""
-    spectrum = metrics.get("spectrum")
-    if not spectrum:
-        return None
-    return math.sqrt(sum(math.exp(v) for v in spectrum if v is not None))
 
 
 def take_runs_to_send(db: Database, sweep_id: str) -> list[ToSend]:

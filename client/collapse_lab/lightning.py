@@ -12,6 +12,15 @@ Collapse Lab (``pip install 'collapse-lab-client[lightning]'``).
 The default ``embed`` follows lightly's and solo-learn's naming: ``h = module.backbone(x)``
 and ``z = module.projection_head(h)`` (or ``module.projector(h)``). Anything else: pass
 ``embed=lambda module, x: (h, z)``.
+
+The method internals (the mechanism panels and the cause of a collapse) are picked up by the
+same names where they exist (:func:`default_internals`): a target branch
+(``teacher_backbone``/``teacher_head``, lightly's ``backbone_momentum``/
+``projection_head_momentum``, solo-learn's ``momentum_backbone``/``momentum_projector``), a
+predictor (``prediction_head`` or ``predictor``: its outputs, and its matrix when linear), a
+``momentum`` attribute (or solo-learn's ``momentum_updater.cur_tau``), the optimiser's
+learning rate and weight decay. Anything else (DINO's teacher and student probabilities):
+pass ``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
 """
 
 from __future__ import annotations
@@ -43,6 +52,19 @@ except ImportError:  # the older standalone package
 from .monitor import CollapseLabWarning, Monitor, default_resume_key
 
 EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
+# (module, x, z) -> per-sample internals of the batch: "target", "p", "teacher", "student"
+InternalsFn = Callable[[nn.Module, Tensor, Tensor], Mapping[str, Tensor]]
+# (target backbone, target head) attribute names: DINO-style, lightly's BYOL, solo-learn's
+_TARGET_BRANCHES = (
+    ("teacher_backbone", "teacher_head"),
+    ("backbone_momentum", "projection_head_momentum"),
+    ("momentum_backbone", "momentum_projector"),
+)
+_ONLINE_BRANCHES = (
+    ("student_backbone", "student_head"),
+    ("backbone", "projection_head"),
+    ("backbone", "projector"),
+)
 # log_epoch's own parameters: a logged metric of one of these names is not forwarded.
 _RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
 
@@ -61,6 +83,80 @@ def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         )
     h = backbone(x).flatten(start_dim=1)
     return h, head(h)
+
+
+def _target_branch(module: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    for backbone, head in _TARGET_BRANCHES:
+        pair = getattr(module, backbone, None), getattr(module, head, None)
+        if isinstance(pair[0], nn.Module) and isinstance(pair[1], nn.Module):
+            return pair[0], pair[1]
+    return None
+
+
+def _predictor(module: nn.Module) -> nn.Module | None:
+    for name in ("prediction_head", "predictor"):
+        found = getattr(module, name, None)
+        if isinstance(found, nn.Module):
+            return found
+    return None
+
+
+def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+    """The per-sample internals lightly's and solo-learn's names give: ``target`` the target
+    branch's projection of x, ``p`` the predictor's output for z (the target's width)."""
+    found: dict[str, Tensor] = {}
+    branch = _target_branch(module)
+    if branch is not None:
+        backbone, head = branch
+        found["target"] = head(backbone(x).flatten(start_dim=1))
+    predictor = _predictor(module)
+    if predictor is not None:
+        found["p"] = predictor(z)
+    return found
+
+
+def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None, dict[str, float]]:
+    """The internals of the model rather than of the probe: a linear predictor's matrix,
+    and the scalars ``target_param_distance`` (||θ_target − θ_online|| / ||θ_online|| over
+    the target branch and its online counterpart, when the names pair them),
+    ``ema_momentum``, ``lr`` and ``weight_decay``."""
+    scalars: dict[str, float] = {}
+    predictor = _predictor(module)
+    weight = predictor.weight.detach() if isinstance(predictor, nn.Linear) else None
+    branch = _target_branch(module)
+    online = next(
+        (
+            (getattr(module, b), getattr(module, h))
+            for b, h in _ONLINE_BRANCHES
+            if isinstance(getattr(module, b, None), nn.Module)
+            and isinstance(getattr(module, h, None), nn.Module)
+        ),
+        None,
+    )
+    if branch is not None and online is not None:
+        target_params = [p for m in branch for p in m.parameters()]
+        online_params = [p for m in online for p in m.parameters()]
+        if [p.shape for p in target_params] == [p.shape for p in online_params]:
+            difference = sum(
+                float((t - o).double().pow(2).sum())
+                for t, o in zip(target_params, online_params, strict=True)
+            )
+            norm = sum(float(o.double().pow(2).sum()) for o in online_params)
+            if norm > 0:
+                scalars["target_param_distance"] = (difference / norm) ** 0.5
+    momentum = getattr(module, "momentum", None)
+    updater = getattr(module, "momentum_updater", None)
+    if momentum is None and updater is not None:
+        momentum = getattr(updater, "cur_tau", None)
+    if isinstance(momentum, int | float) and not isinstance(momentum, bool):
+        scalars["ema_momentum"] = float(momentum)
+    optimizers = getattr(trainer, "optimizers", None) or []
+    if optimizers:
+        group = optimizers[0].param_groups[0]
+        for name in ("lr", "weight_decay"):
+            if isinstance(group.get(name), int | float):
+                scalars[name] = float(group[name])
+    return weight, scalars
 
 
 class CollapseLabCallback(Callback):
@@ -94,6 +190,13 @@ class CollapseLabCallback(Callback):
     keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
     sizes); ``self.monitor`` is it, once fit starts. With sharded strategies (FSDP,
     DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
+
+    **Method internals**: ``internals(module, x, z)`` returns the batch's per-sample
+    internals (``target``, ``p``, ``teacher``, ``student``; :meth:`Monitor.log_epoch`);
+    :func:`default_internals` finds the target branch and the predictor by lightly's and
+    solo-learn's names; ``internals=None`` sends none. :func:`model_internals` adds the
+    linear predictor's matrix, the target's parameter distance, the EMA momentum, the
+    learning rate and the weight decay.
     """
 
     def __init__(
@@ -111,6 +214,7 @@ class CollapseLabCallback(Callback):
         finish_timeout: float = 60.0,
         stop_on_collapse: int | None = None,
         resume: str | None = None,
+        internals: InternalsFn | None = default_internals,
         **monitor_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -126,6 +230,7 @@ class CollapseLabCallback(Callback):
         self.probe = probe
         self.labels = labels
         self.embed = embed
+        self.internals = internals
         self.every_n_epochs = every_n_epochs
         self.view_transform = view_transform
         self.batch_size = batch_size
@@ -222,11 +327,15 @@ class CollapseLabCallback(Callback):
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
         assert self.monitor is not None
-        h, z, labels, views = self._embed_probe(pl_module)
+        h, z, labels, views, internals = self._embed_probe(pl_module)
+        weight, schedules = model_internals(pl_module, trainer)
         metrics = {
             name: value
             for name, value in trainer.callback_metrics.items()
-            if isinstance(value, Tensor) and value.numel() == 1 and name not in _RESERVED
+            if isinstance(value, Tensor)
+            and value.numel() == 1
+            and name not in _RESERVED
+            and name not in schedules
         }
         loss = metrics.pop(self.loss_key, None)
         self.monitor.log_epoch(
@@ -236,6 +345,9 @@ class CollapseLabCallback(Callback):
             labels=self.labels if self.labels is not None else labels,
             views=views,
             loss=loss,
+            predictor_weight=weight,
+            schedules=schedules,
+            **internals,
             **metrics,
         )
         self._last_logged = epoch
@@ -254,18 +366,24 @@ class CollapseLabCallback(Callback):
 
     def _embed_probe(
         self, module: LightningModule
-    ) -> tuple[Tensor | None, Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
-        """(h, z, labels from the loader, views) of the whole probe, on the CPU."""
+    ) -> tuple[
+        Tensor | None, Tensor, Tensor | None, tuple[Tensor, Tensor] | None, dict[str, Tensor]
+    ]:
+        """(h, z, labels from the loader, views, internals) of the whole probe, on the CPU."""
         # Restore each submodule's own mode: a frozen backbone kept in eval stays in eval.
         modes = [(m, m.training) for m in module.modules()]
         module.eval()
         hs, zs, ys, views_a, views_b = [], [], [], [], []
+        parts: dict[str, list[Tensor]] = {}
         try:
             with torch.no_grad():
                 for x, y in self._batches():
                     x = x.to(module.device)
                     h, z = self.embed(module, x)
                     zs.append(z.float().cpu())
+                    if self.internals is not None:
+                        for name, value in self.internals(module, x, z).items():
+                            parts.setdefault(name, []).append(value.float().cpu())
                     if h is not None:
                         hs.append(h.float().cpu())
                     if y is not None:
@@ -281,4 +399,5 @@ class CollapseLabCallback(Callback):
             torch.cat(zs),
             torch.cat(ys) if ys and len(ys) == len(zs) else None,
             (torch.cat(views_a), torch.cat(views_b)) if views_a else None,
+            {name: torch.cat(values) for name, values in parts.items() if len(values) == len(zs)},
         )

@@ -284,6 +284,9 @@ class Monitor:
         self.max_buffer_bytes = max_buffer_bytes
         self.max_probe_size = DEFAULT_MAX_PROBE_SIZE
         self.max_epoch_bytes = DEFAULT_MAX_EPOCH_BYTES
+        # the arrays the server reads (its registration reply's "accepts"); a server that
+        # predates the method internals lists none and reads the first protocol's arrays
+        self.accepted_arrays: frozenset[str] = frozenset(wire.ARRAY_NAMES)
         self._labels = None if labels is None else self._check_labels(labels, None)
         script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "<interactive>"
         name = name or Path(script).stem or "external run"
@@ -361,6 +364,14 @@ class Monitor:
         labels: Any = None,
         views: tuple[Any, Any] | None = None,
         loss: Any = None,
+        *,
+        target: Any = None,
+        p: Any = None,
+        predictor_weight: Any = None,
+        teacher: Any = None,
+        student: Any = None,
+        loss_terms: Mapping[str, Any] | None = None,
+        schedules: Mapping[str, Any] | None = None,
         **scalars: Any,
     ) -> None:
         """Queue one epoch for upload and return (milliseconds: validation and encoding).
@@ -377,6 +388,16 @@ class Monitor:
         first one logged (onset, trend), so a first epoch other than 0 gets a warning: the
         verdict then has no untrained baseline. Epochs must increase; gaps are fine.
 
+        Method internals on the same N probe rows give the run its mechanism panels and the
+        cause of a collapse (docs/mechanisms.md on the server): ``target`` (N, d_t) the target
+        branch's output (BYOL's EMA projection, SimSiam's other-view projection), ``p``
+        (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
+        predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) probabilities over
+        K prototypes (after centering and sharpening: rows summing to 1),
+        ``loss_terms={"loss_variance": ...}`` and ``schedules={"weight_decay": ...,
+        "ema_momentum": ..., "teacher_temperature": ...}`` (scalars under those names). A
+        server that predates the internals is sent the rest (a warning says so).
+
         Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
         order, N over the limit, a message larger than the buffer) and ``RuntimeError``
         after :meth:`finish`. Arrays with NaN or infinity (training diverged) are not sent:
@@ -390,6 +411,16 @@ class Monitor:
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ValueError(f"epochs must increase: {epoch} after {self._last_epoch}")
         arrays = self._check_arrays(z, h, labels, views)
+        arrays |= self._check_internals(
+            arrays["z"].shape[0],
+            {"target": target, "p": p, "predictor_weight": predictor_weight},
+            {"teacher": teacher, "student": student},
+        )
+        for group, values in (("loss_terms", loss_terms), ("schedules", schedules)):
+            for name, value in (values or {}).items():
+                if not isinstance(name, str) or name in scalars:
+                    raise ValueError(f"{group}: {name!r} is not a name, or given twice")
+                scalars[name] = value
         bad = [n for n, a in arrays.items() if n != "labels" and not np.isfinite(a).all()]
         if not bad:
             body = wire.encode_epoch(
@@ -585,6 +616,37 @@ class Monitor:
                     )
         return arrays
 
+    def _check_internals(
+        self, rows: int, matrices: dict[str, Any], probabilities: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """The method internals given, checked: per-sample rows as z's, p shaped as target,
+        the predictor a matrix, teacher and student probabilities of one shape."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in {**matrices, **probabilities}.items():
+            if value is None:
+                continue
+            arrays[name] = _float_matrix(value, name)
+            if name != "predictor_weight" and arrays[name].shape[0] != rows:
+                raise ValueError(f"{name} has {arrays[name].shape[0]} rows, z has {rows}")
+        if "p" in arrays and "target" in arrays and arrays["p"].shape != arrays["target"].shape:
+            raise ValueError(
+                f"p {arrays['p'].shape} and target {arrays['target'].shape} must have one "
+                "shape: p predicts the target"
+            )
+        teacher, student = arrays.get("teacher"), arrays.get("student")
+        if teacher is not None and student is not None and teacher.shape != student.shape:
+            raise ValueError("teacher and student must have one shape (N, K)")
+        for name in probabilities:
+            probs = arrays.get(name)
+            if probs is None or not np.isfinite(probs).all():
+                continue  # a diverged epoch is skipped with a warning, as for z
+            if probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+                raise ValueError(
+                    f"{name} must hold probabilities (rows of non-negative numbers summing "
+                    "to 1): apply the softmax, with its temperature and centre, first"
+                )
+        return arrays
+
     # ----------------------------------------------------------------- reporting
 
     def _warn(self, key: str, message: str) -> None:
@@ -730,6 +792,8 @@ class Monitor:
         self.run_id = run_id
         page = str(payload.get("url") or f"/runs/{self.run_id}")
         self.url = page if page.startswith(("http://", "https://")) else self.base_url + page
+        accepts = payload.get("accepts")
+        self.accepted_arrays = frozenset(accepts if isinstance(accepts, list) else wire.BASE_ARRAYS)
         limits = payload.get("limits") or {}
         self.max_probe_size = int(limits.get("max_probe_size", self.max_probe_size))
         self.max_epoch_bytes = int(limits.get("max_epoch_bytes", self.max_epoch_bytes))
@@ -864,8 +928,9 @@ class Monitor:
                 response = self._request("POST", path, json=body)
         else:
             path = f"/api/external-runs/{self.run_id}/epochs/{item.epoch}"
+            message = self._for_server(item.body)
             response = self._request(
-                "PUT", path, content=item.body, headers={"Content-Type": wire.CONTENT_TYPE}
+                "PUT", path, content=message, headers={"Content-Type": wire.CONTENT_TYPE}
             )
         if response is None:
             return False
@@ -889,6 +954,19 @@ class Monitor:
             if item.epoch is None:
                 self._finished.set()
         return False
+
+    def _for_server(self, body: bytes) -> bytes:
+        """The message less the arrays this server does not read (a server older than the
+        method internals refuses unknown arrays)."""
+        unread = set(wire.array_names(body)) - self.accepted_arrays
+        if not unread:
+            return body
+        self._warn(
+            "no-internals",
+            f"{self.base_url} predates the method internals ({', '.join(sorted(unread))}): "
+            "they are not sent, the embeddings are",
+        )
+        return wire.without_arrays(body, unread)
 
     def _note_delivered(self, epoch: int) -> None:
         with self._cond:

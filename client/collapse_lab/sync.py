@@ -99,6 +99,7 @@ class RunSync:
         self.state = self._load_state()
         self.problems = 0
         self.sent = self.already = 0
+        self.accepts: frozenset[str] = frozenset(wire.ARRAY_NAMES)  # the server's, registered
 
     # ------------------------------------------------------------------ sync.json
 
@@ -175,6 +176,8 @@ class RunSync:
         if not response.is_success:
             raise SyncAborted(f"the server refused the run (HTTP {response.status_code}: {detail})")
         payload = response.json()
+        accepts = payload.get("accepts")  # absent: a server older than the method internals
+        self.accepts = frozenset(accepts if isinstance(accepts, list) else wire.BASE_ARRAYS)
         if payload["id"] != self.state.run_id:  # a first sync, or the server lost the run
             self.state = ServerState(run_id=str(payload["id"]))
         page = str(payload.get("url") or f"/runs/{payload['id']}")
@@ -198,6 +201,8 @@ class RunSync:
             self.state.refused.add(epoch)
             self._save_state()
             return
+        if unread := set(wire.array_names(body)) - self.accepts:
+            body = wire.without_arrays(body, unread)  # an older server refuses unknown arrays
         url = f"/api/external-runs/{self.state.run_id}/epochs/{epoch}"
         headers = {"Content-Type": wire.CONTENT_TYPE}
         response = self._call("PUT", url, content=body, headers=headers)

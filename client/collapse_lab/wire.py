@@ -17,6 +17,13 @@ which is exactly what the collapse diagnostics measure, drowns in rounding noise
 the 11 bits describe the spread itself. The scale also keeps values beyond float16's range
 (65504) finite.
 
+Method internals (``PROTOCOL.md`` section 8) are further arrays on the same probe rows:
+``target`` and ``p`` (the target branch's and the predictor's outputs), ``teacher`` and
+``student`` (probabilities) and ``predictor_weight`` (a matrix); the last three travel as
+float32 (a probability of 1e-6 would not survive centred float16). A server that predates
+them refuses unknown arrays: the client sends them only where the registration reply lists
+them (``accepts``) and strips them otherwise (:func:`without_arrays`).
+
 The server may import :func:`decode_epoch` (it needs numpy only) so that both ends share
 one implementation of the format; it validates everything it reads and raises
 :class:`MessageError` on a malformed body.
@@ -39,7 +46,14 @@ ALIGNMENT = 64
 # ``precision="float32"`` option) and int32 for labels.
 FLOAT_DTYPES = ("<f2", "<f4")
 LABEL_DTYPE = "<i4"
-ARRAY_NAMES = ("z", "h", "views_a", "views_b", "labels")
+# The arrays of the first protocol (every server reads them) and the method internals.
+BASE_ARRAYS = ("z", "h", "views_a", "views_b", "labels")
+INTERNAL_ARRAYS = ("target", "p", "predictor_weight", "teacher", "student")
+ARRAY_NAMES = BASE_ARRAYS + INTERNAL_ARRAYS
+# Always float32: probabilities (entropies read their smallest values) and a small matrix.
+FLOAT32_ARRAYS = ("predictor_weight", "teacher", "student")
+# Internals with one row per probe sample (z's rows); predictor_weight is any matrix.
+ROW_ARRAYS = ("h", "labels", "target", "p", "teacher", "student")
 _PREFIX = struct.Struct("<8sI")
 
 
@@ -59,6 +73,8 @@ class EpochMessage:
     loss: float | None = None
     scalars: dict[str, float | None] = field(default_factory=dict)
     logged_at: float | None = None
+    # the method internals present, by name (INTERNAL_ARRAYS)
+    internals: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _align(n: int) -> int:
@@ -106,7 +122,9 @@ def encode_epoch(
             entry = {"dtype": LABEL_DTYPE, "shape": list(array.shape)}
             payload = np.ascontiguousarray(array, dtype=LABEL_DTYPE)
         else:
-            entry, payload = _encode_float(array, precision)
+            entry, payload = _encode_float(
+                array, "float32" if name in FLOAT32_ARRAYS else precision
+            )
         entries[name] = entry
         payloads.append(np.ascontiguousarray(payload))
     header: dict[str, Any] = {
@@ -116,6 +134,13 @@ def encode_epoch(
         "logged_at": logged_at,
         "arrays": entries,
     }
+    return _lay_out(header, [payload.tobytes() for payload in payloads])
+
+
+def _lay_out(header: dict[str, Any], payloads: list[bytes]) -> bytes:
+    """The message of ``header`` whose ``arrays`` entries (in order) hold ``payloads``:
+    fills in each entry's offset."""
+    entries = header["arrays"]
     # Offsets depend on the header's length and the header lists the offsets: lay the arrays
     # out after a header with placeholder offsets, then pad the real header to that length
     # (offsets only grow the header by a bounded number of digits, hence the spare room).
@@ -126,15 +151,15 @@ def encode_epoch(
     offset = start
     for entry, payload in zip(entries.values(), payloads, strict=True):
         entry["offset"] = offset
-        offset = _align(offset + payload.nbytes)
+        offset = _align(offset + len(payload))
     text = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
     text += b" " * (start - _PREFIX.size - len(text))  # JSON allows trailing whitespace
     parts = [_PREFIX.pack(MAGIC, len(text)), text]
     position = start
     for entry, payload in zip(entries.values(), payloads, strict=True):
         parts.append(b"\0" * (entry["offset"] - position))
-        parts.append(payload.tobytes())
-        position = entry["offset"] + payload.nbytes
+        parts.append(payload)
+        position = entry["offset"] + len(payload)
     return b"".join(parts)
 
 
@@ -186,8 +211,10 @@ def decode_epoch(body: bytes) -> EpochMessage:
 
     Checks: magic and version, header JSON, known array names only, dtypes, shapes, aligned
     non-overlapping offsets inside the body, no trailing bytes, finite values, ``z``
-    present, ``h`` and ``labels`` with as many rows as ``z``, both views or none with equal
-    shapes and ``z``'s width. Raises :class:`MessageError` naming the first problem.
+    present, ``h``, ``labels`` and the per-sample internals with as many rows as ``z``, both
+    views or none with equal shapes and ``z``'s width, ``p`` shaped as ``target``,
+    ``student`` as ``teacher``, probabilities not negative. Raises :class:`MessageError`
+    naming the first problem.
     """
     if len(body) < _PREFIX.size:
         raise MessageError("body shorter than the 12-byte prefix")
@@ -224,9 +251,18 @@ def decode_epoch(body: bytes) -> EpochMessage:
     if len(body) != floor:
         raise MessageError(f"{len(body) - floor} bytes after the last array")
     z = arrays["z"]
-    for name in ("h", "labels"):
+    for name in ROW_ARRAYS:
         if name in arrays and arrays[name].shape[0] != z.shape[0]:
             raise MessageError(f"{name} has {arrays[name].shape[0]} rows, z has {z.shape[0]}")
+    if "p" in arrays and "target" in arrays and arrays["p"].shape != arrays["target"].shape:
+        raise MessageError("p and target must have one shape (the prediction of the target)")
+    if "student" in arrays and arrays.get("teacher", arrays["student"]).shape != (
+        arrays["student"].shape
+    ):
+        raise MessageError("teacher and student must have one shape (N, K)")
+    for name in ("teacher", "student"):
+        if name in arrays and (arrays[name].min(initial=0) < -1e-6):
+            raise MessageError(f"{name} must hold probabilities (no negative values)")
     if ("views_a" in arrays) != ("views_b" in arrays):
         raise MessageError("views_a and views_b come together")
     views = None
@@ -251,7 +287,34 @@ def decode_epoch(body: bytes) -> EpochMessage:
         loss=None if loss is None else float(loss),
         scalars={k: None if v is None else float(v) for k, v in scalars.items()},
         logged_at=float(logged_at) if isinstance(logged_at, int | float) else None,
+        internals={name: arrays[name] for name in INTERNAL_ARRAYS if name in arrays},
     )
+
+
+def array_names(body: bytes) -> list[str]:
+    """The names of the arrays a valid message carries (its header only)."""
+    _, header_length = _PREFIX.unpack_from(body)
+    header = json.loads(body[_PREFIX.size : _PREFIX.size + header_length].decode())
+    return list(header["arrays"])
+
+
+def without_arrays(body: bytes, names: set[str]) -> bytes:
+    """The same message less the arrays ``names``: the kept arrays' bytes are copied as they
+    are (no re-encoding, no rounding) under a new header. For a server that does not read
+    the method internals."""
+    _, header_length = _PREFIX.unpack_from(body)
+    header = json.loads(body[_PREFIX.size : _PREFIX.size + header_length].decode())
+    kept: dict[str, dict[str, Any]] = {}
+    payloads: list[bytes] = []
+    for name, entry in sorted(header["arrays"].items(), key=lambda item: item[1]["offset"]):
+        if name in names:
+            continue
+        dtype = np.dtype(entry["dtype"])
+        size = math.prod(entry["shape"]) * dtype.itemsize
+        payloads.append(body[entry["offset"] : entry["offset"] + size])
+        kept[name] = dict(entry)
+    header["arrays"] = kept
+    return _lay_out(header, payloads)
 
 
 def same_data(first: bytes, second: bytes) -> bool:
@@ -282,4 +345,5 @@ def same_data(first: bytes, second: bytes) -> bool:
         and equal(a.h, b.h)
         and equal(a.labels, b.labels)
         and views_equal
+        and all(equal(a.internals.get(n), b.internals.get(n)) for n in INTERNAL_ARRAYS)
     )

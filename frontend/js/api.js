@@ -125,6 +125,8 @@ export const api = {
   health: () => request("GET", "/api/health"),
   /** @returns {Promise<Api.Catalogue>} */
   methods: () => request("GET", "/api/methods"),
+  /** @returns {Promise<Api.MetricCatalogue>} */
+  metrics: () => request("GET", "/api/metrics"),
   /** @param {Api.operations["list_runs_api_runs_get"]["parameters"]["query"]} params
    * @returns {Promise<Api.RunList>} */
   listRuns: (params = {}) => {
@@ -163,6 +165,8 @@ export const api = {
   getSweep: (id) => request("GET", withShare(`/api/sweeps/${encodeURIComponent(id)}`)),
   /** @param {Api.SweepRequest} body @returns {Promise<Api.SweepCreated>} */
   launchSweep: (body) => request("POST", "/api/sweeps", body),
+  /** @param {Api.SweepRequest} body @returns {Promise<Api.SweepPreview>} */
+  previewSweep: (body) => request("POST", "/api/sweeps/preview", body),
   /** @param {string} id @returns {Promise<Api.SweepDetail>} */
   cancelSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/cancel`),
   /** @param {string} id @returns {Promise<Api.ShareOut>} */

@@ -30,7 +30,7 @@ export function normaliseCatalogue(payload) {
   }));
   const configSchema = payload.config_schema;
   const configDefaults = { ...schemaDefaults(configSchema), ...payload.config_defaults };
-  return { methods, presets, configSchema, configDefaults, limits: payload.limits };
+  return { methods, presets, configSchema, configDefaults, limits: payload.limits, causeGuards: payload.cause_guards || [] };
 }
 
 /** Defaults declared in a JSON Schema's properties.

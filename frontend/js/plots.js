@@ -42,132 +42,107 @@ export function chartContext(run, records, which) {
   };
 }
 
-/**
- * The line-chart diagnostics. `traces` pull values out of an epoch record for the chosen
- * representation ("backbone" | "projector"); `refs` are horizontal reference lines.
- */
-export const LINE_METRICS = [
-  {
-    id: "std",
-    title: "Spread: std of ℓ2-normalised output × √d",
-    yTitle: "std_l2 · √d (1 = healthy)",
-    traces: [{ name: "std_l2·√d", get: (r, w) => rep(r, w).std_l2_sqrt_d }],
-    refs: () => [
-      { y: 1, label: "healthy ≈ 1", color: HEALTHY },
-      { y: 0, label: "complete collapse 0", color: COLLAPSED },
+// ---------------------------------------------------------------- the metric catalogue
+
+/** The line charts, one per line chart of the metric catalogue (GET /api/metrics, where every
+ * metric is declared once: contract/metrics.py); set by useMetricCatalogue before drawing.
+ * Each has `traces` that pull values out of an epoch record for the chosen representation
+ * ("backbone" | "projector") and `refs`, its metrics' healthy and collapsed levels. */
+export let LINE_METRICS = [];
+/** What a sweep map can be shaded by, and its line plot show, per run (its last epoch). */
+export let SWEEP_METRICS = [];
+/** Ids of every chart in page order (line charts and the spectrum, shares and plane). */
+export let CHART_IDS = [];
+
+/** Levels that depend on the run (LevelContext in contract/metrics.py): value and its text. */
+const CONTEXT_LEVELS = {
+  dim: (ctx) => (ctx.dim ? { y: ctx.dim, text: String(ctx.dim) } : null),
+  chance: (ctx) => (ctx.numClasses ? { y: 1 / ctx.numClasses, text: `1/${ctx.numClasses}` } : null),
+  collapse_loss: (ctx) => (ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, text: ctx.collapseLossLabel } : null),
+  base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
+};
+const DASHES = [undefined, "dash", "dot"];
+
+/** A metric's value in an epoch record: of the embedding shown, of the run, or of its method's logs. */
+function valueGetter(metric) {
+  if (metric.measured_on === "embedding") return (r, w) => rep(r, w)[metric.name];
+  if (metric.measured_on === "method_internals") return (r) => (r && r.logs ? r.logs[metric.name] : undefined);
+  return (r) => (r ? r[metric.name] : undefined);
+}
+
+/** A reference level as a line {y, label, color}, or null when this run does not give it. */
+function resolveLevel(level, color, ctx, records, which) {
+  let found = null;
+  if (level.value !== null && level.value !== undefined) found = { y: level.value, text: String(level.value) };
+  else if (level.context) found = CONTEXT_LEVELS[level.context](ctx);
+  else if (level.field) {
+    const y = records.map((r) => rep(r, which)[level.field]).find((v) => v !== null && v !== undefined);
+    if (y) found = { y, text: level.digits !== null && level.digits !== undefined ? y.toFixed(level.digits) : String(y) };
+  }
+  return found ? { y: found.y, label: level.label.replace("{value}", found.text), color } : null;
+}
+
+/** One line per metric of a chart: its title and what a change of it means (Metric.help). */
+function helpLines(metrics) {
+  return metrics.filter((m) => m.help).map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
+}
+
+function withAxis(ref, axis) {
+  return ref ? { ...ref, axis: axis === "y2" ? "y2" : "y" } : null;
+}
+
+function levelKey([axis, level]) {
+  return JSON.stringify([axis, level.value, level.context, level.field]);
+}
+
+/** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws. */
+function lineChart(chart, metrics) {
+  const traces = metrics.map((metric, i) => ({ name: metric.title, get: valueGetter(metric), dash: DASHES[i % DASHES.length], axis: metric.axis }));
+  const levels = (kind) => {
+    const seen = new Map();
+    for (const metric of metrics) if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]]))) seen.set(levelKey([metric.axis, metric[kind]]), { level: metric[kind], axis: metric.axis });
+    return [...seen.values()];
+  };
+  // a family's panel is shown when its own signals have values, not for a schedule on its second axis
+  const primary = traces.filter((t) => t.axis !== "y2");
+  const [healthy, collapsed] = [levels("healthy"), levels("collapsed")];
+  return {
+    id: chart.id,
+    title: chart.title,
+    yTitle: chart.y_title,
+    y2Title: chart.y2_title,
+    y2Range: chart.y2_range,
+    group: chart.group,
+    help: helpLines(metrics),
+    yRange: chart.y_range,
+    yRangeMode: chart.y_range_mode,
+    yFormat: chart.y_format,
+    traces,
+    refs: (ctx, records, which) => [
+      ...healthy.map(({ level, axis }) => withAxis(resolveLevel(level, HEALTHY, ctx, records, which), axis)),
+      ...collapsed.map(({ level, axis }) => withAxis(resolveLevel(level, COLLAPSED, ctx, records, which), axis)),
     ],
-    yRange: [-0.05, 1.2],
-  },
-  {
-    id: "rank",
-    title: "Effective rank (RankMe)",
-    yTitle: "effective rank (dimensions)",
-    traces: [{ name: "effective rank", get: (r, w) => rep(r, w).effective_rank }],
-    refs: (ctx) => [
-      ctx.dim ? { y: ctx.dim, label: `d = ${ctx.dim} (upper bound)`, color: HEALTHY } : null,
-      { y: 1, label: "complete collapse 1", color: COLLAPSED },
-    ],
-  },
-  {
-    id: "directions",
-    title: "Directions used: participation ratio, NESum, LiDAR",
-    yTitle: "directions (1 … d)",
-    // PR and NESum see a steep spectrum that RankMe misses; LiDAR is measured every few epochs
-    traces: [
-      { name: "participation ratio", get: (r, w) => rep(r, w).participation_ratio },
-      { name: "NESum", get: (r, w) => rep(r, w).nesum, dash: "dash" },
-      { name: "LiDAR", get: (r, w) => rep(r, w).lidar, dash: "dot" },
-    ],
-    onlyIf: (records, w) => records.some((r) => rep(r, w).participation_ratio != null),
-    refs: (ctx) => [
-      ctx.dim ? { y: ctx.dim, label: `isotropic: d = ${ctx.dim}`, color: HEALTHY } : null,
-      { y: 1, label: "one direction 1", color: COLLAPSED },
-    ],
-  },
-  {
-    id: "w2",
-    title: "Wasserstein-2 uniformity: distance to N(0, I/d)",
-    yTitle: "W2 distance (0 = isotropic)",
-    traces: [{ name: "W2 uniformity", get: (r, w) => rep(r, w).w2_uniformity }],
-    onlyIf: (records, w) => records.some((r) => rep(r, w).w2_uniformity != null),
-    refs: () => [
-      { y: 0, label: "isotropic 0", color: HEALTHY },
-      { y: Math.SQRT2, label: "one point √2", color: COLLAPSED },
-    ],
-    yRange: [-0.05, 1.5],
-  },
-  {
-    id: "cosine",
-    title: "Cosine similarity: positive vs random pairs",
-    yTitle: "mean cosine (−1 … 1)",
-    traces: [
-      { name: "positive pairs", get: (r, w) => rep(r, w).cos_pos },
-      { name: "random pairs", get: (r, w) => rep(r, w).cos_rand, dash: "dot" },
-    ],
-    refs: () => [
-      { y: 0, label: "healthy random pairs ≈ 0", color: HEALTHY },
-      { y: 1, label: "collapsed: both → 1", color: COLLAPSED },
-    ],
-    yRange: [-0.25, 1.1],
-  },
-  {
-    id: "knn",
-    title: "kNN top-1 accuracy on the probe set (k = 20)",
-    yTitle: "top-1 accuracy",
-    yFormat: ".0%",
-    traces: [{ name: "kNN top-1", get: (r, w) => rep(r, w).knn_top1 }],
-    refs: (ctx) => [ctx.numClasses ? { y: 1 / ctx.numClasses, label: `chance 1/${ctx.numClasses}`, color: COLLAPSED } : null],
-    yRange: [0, 1.02],
-  },
-  {
-    id: "loss",
-    title: "Training loss",
-    yTitle: "loss (method's own units)",
-    traces: [{ name: "loss", get: (r) => r.loss }],
-    refs: (ctx) => [ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, label: ctx.collapseLossLabel, color: COLLAPSED } : null],
-  },
-  {
-    id: "schedule",
-    title: "Learning rate and EMA momentum",
-    yTitle: "learning rate",
-    y2Title: "EMA momentum τ",
-    traces: [
-      { name: "learning rate", get: (r) => r.lr },
-      { name: "EMA momentum τ", get: (r) => r.ema_momentum, axis: "y2", dash: "dash" },
-    ],
-    refs: (ctx) => [ctx.baseLr ? { y: ctx.baseLr, label: `configured lr ${ctx.baseLr.toPrecision(2)} (base × batch/256)`, color: HEALTHY } : null],
-    yRangeMode: "tozero",
-  },
-  {
-    id: "clusters",
-    title: "Cluster usage: entropy of assignments",
-    yTitle: "entropy (nats)",
-    onlyIf: (records, w) => records.some((r) => rep(r, w).cluster_entropy !== null && rep(r, w).cluster_entropy !== undefined),
-    traces: [{ name: "cluster entropy", get: (r, w) => rep(r, w).cluster_entropy }],
-    refs: (ctx, records, w) => {
-      const max = records.map((r) => rep(r, w).cluster_entropy_max).find((v) => v !== null && v !== undefined);
-      return [
-        max ? { y: max, label: `log K = ${max.toFixed(2)} (balanced)`, color: HEALTHY } : null,
-        { y: 0, label: "one cluster 0", color: COLLAPSED },
-      ];
-    },
-  },
-  {
-    id: "prototypes",
-    title: "Prototype health: clusters used and distinct prototypes",
-    yTitle: "count (1 … K)",
-    // partial prototype collapse (Govindarajan et al. 2024) shows here, not in loss, std or rank
-    onlyIf: (records, w) => records.some((r) => rep(r, w).cluster_perplexity != null),
-    traces: [
-      { name: "clusters used (perplexity)", get: (r, w) => rep(r, w).cluster_perplexity },
-      { name: "distinct prototypes", get: (r, w) => rep(r, w).distinct_prototypes, dash: "dash" },
-    ],
-    refs: (ctx, records, w) => {
-      const k = records.map((r) => rep(r, w).num_prototypes).find((v) => v !== null && v !== undefined);
-      return [k ? { y: k, label: `K = ${k} prototypes`, color: HEALTHY } : null, { y: 1, label: "one prototype 1", color: COLLAPSED }];
-    },
-  },
-];
+    onlyIf: chart.hide_when_empty ? (records, w) => records.some((r) => primary.some((t) => nullable(t.get(r, w)) !== null)) : null,
+  };
+}
+
+/** A sweep-eligible metric as the sweep map and line plot read it from a run's `final`. */
+function sweepMetric(metric) {
+  return {
+    id: metric.name,
+    label: metric.sweep.label,
+    get: (f) => f[metric.name],
+    max: (sweep) => (metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name)),
+  };
+}
+
+/** Build the charts and the sweep metrics from the metric catalogue (GET /api/metrics). */
+export function useMetricCatalogue(catalogue) {
+  LINE_METRICS = catalogue.charts.filter((c) => c.kind === "line").map((chart) => lineChart(chart, catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived)));
+  SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
+  SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0)); // the verdict's own measure first
+  CHART_IDS = catalogue.charts.map((c) => c.id);
+}
 
 /** The context values every overlaid run shares: a reference level (the configured lr, the
  * loss's collapse level, d, chance) is drawn only when it holds for all of them. */
@@ -178,11 +153,13 @@ function commonContext(series) {
 }
 
 /** Reference lines as layout shapes + annotations spanning the full width. */
-function referenceLines(refs, axis = "y") {
+function referenceLines(refs, hasY2 = false) {
   const shapes = [];
   const annotations = [];
   for (const ref of refs.filter(Boolean)) {
     if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
+    if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
+    const axis = ref.axis || "y";
     shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axis, y0: ref.y, y1: ref.y, line: { color: ref.color, width: 1.5, dash: "dash" } });
     annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: axis, y: ref.y, yanchor: "bottom", text: ref.label, showarrow: false, font: { size: 10, color: ref.color } });
   }
@@ -225,7 +202,7 @@ export function lineFigure(metric, series, which) {
         x: run.records.map((r) => r.epoch),
         y: run.records.map((r) => nullable(trace.get(r, which))),
         yaxis: trace.axis === "y2" ? "y2" : "y",
-        line: { color, width: 2, dash: trace.dash },
+        line: { color, width: trace.axis === "y2" ? 1 : 2, dash: trace.dash },
         marker: { size: 5, color },
         connectgaps: false,
       });
@@ -238,11 +215,12 @@ export function lineFigure(metric, series, which) {
   const allRecords = series.flatMap((s) => s.records);
   const secondAxisUsed = metric.traces.some((t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null));
   if (metric.y2Title && secondAxisUsed) {
-    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", range: [0, 1.05], zeroline: false };
+    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", zeroline: false, showgrid: false };
+    if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
     layout.margin.r = 60;
   }
   const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
-  Object.assign(layout, referenceLines(refs));
+  Object.assign(layout, referenceLines(refs, Boolean(layout.yaxis2)));
   const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
   layout.xaxis.dtick = epochTick(maxEpoch);
@@ -444,10 +422,26 @@ export function visibleMetrics(series, which) {
  * @param epoch   the epoch the per-epoch pictures show (the slider's); null: each run's last
  */
 export function diagnosticFigures(series, which, { epoch = null } = {}) {
-  const figures = visibleMetrics(series, which).map((metric) => ({ id: metric.id, figure: lineFigure(metric, series, which) }));
-  const spectrum = series.length === 1 ? spectrumFigure(series[0].records, which, series[0].ctx) : spectrumOverlayFigure(series, which);
-  figures.push({ id: "spectrum", figure: spectrum }, { id: "shares", figure: varianceSharesFigure(series, which, epoch) }, { id: "plane", figure: alignUniformFigure(series, which) });
-  return figures;
+  const special = {
+    spectrum: () => (series.length === 1 ? spectrumFigure(series[0].records, which, series[0].ctx) : spectrumOverlayFigure(series, which)),
+    shares: () => varianceSharesFigure(series, which, epoch),
+    plane: () => alignUniformFigure(series, which),
+  };
+  const lines = new Map(visibleMetrics(series, which).map((metric) => [metric.id, metric]));
+  return CHART_IDS.filter((id) => lines.has(id) || special[id]).map((id) => ({ id, figure: lines.has(id) ? lineFigure(lines.get(id), series, which) : special[id]() }));
+}
+
+/** What a line chart's metrics mean (their Metric.help) and the mechanism family whose panel
+ * it belongs to (Chart.group), or null for a chart without help. */
+export function chartHelp(id) {
+  const chart = LINE_METRICS.find((m) => m.id === id);
+  return chart && chart.help.length ? { group: chart.group, lines: chart.help } : null;
+}
+
+/** Ids of the charts shown for these runs, in page order. */
+export function shownChartIds(series, which) {
+  const lines = new Set(visibleMetrics(series, which).map((m) => m.id));
+  return CHART_IDS.filter((id) => lines.has(id) || !LINE_METRICS.some((m) => m.id === id));
 }
 
 /** The projection payload (`{"epoch", "points": [[x, y]...], "labels"}`) as columns; a point's
@@ -543,19 +537,12 @@ export function extend(div, metric, record, which, ctx) {
 
 // ---------------------------------------------------------------- sweeps (collapse maps)
 
-/** What a sweep map can be shaded by, and the line plot can show, per run (its last epoch). */
-export const SWEEP_METRICS = [
-  { id: "spread", label: "final spread √(total variance of z/‖z‖)", get: (f) => f.spread, max: () => 1 },
-  { id: "rank", label: "final effective rank of z", get: (f) => f.effective_rank, max: (sweep) => sweepMaxRank(sweep) },
-  { id: "std", label: "final std_l2·√d of z", get: (f) => f.std_l2_sqrt_d, max: () => 1 },
-  { id: "knn", label: "final kNN top-1 of h", get: (f) => f.knn_top1, max: () => 1 },
-];
-
 const MAP_KINDS = ["pending", "healthy", "dimensional_collapse", "complete_collapse"];
 
-function sweepMaxRank(sweep) {
-  const ranks = sweep.cells.flatMap((c) => c.runs.map((r) => (r.final ? r.final.effective_rank : null))).filter((v) => v !== null);
-  return Math.max(1, ...ranks);
+/** The largest final value of a metric in the sweep (the shade's top when it has no fixed one). */
+function sweepMax(sweep, name) {
+  const values = sweep.cells.flatMap((c) => c.runs.map((r) => (r.final ? nullable(r.final[name]) : null))).filter((v) => v !== null);
+  return Math.max(1, ...values);
 }
 
 /** A cell's value of a metric: the mean over its seeds' last epochs. */

@@ -4,9 +4,9 @@
 
 import { RUN_COLORS } from "./colours.js";
 import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
-import { chartContext, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
-import { el, keyValueTable } from "./ui.js";
-import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
+import { chartContext, chartHelp, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
+import { chartHelpBlock, el, keyValueTable } from "./ui.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
 const SPACES = [
   { which: "projector", title: "Projector output z" },
@@ -26,6 +26,7 @@ function runBlock(run, records, catalogue) {
       { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title" }, verdictHeadline(verdict))),
       el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
+      causeBlock(verdict && verdict.cause),
       findingsList(verdict),
     ),
     el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`),
@@ -35,13 +36,14 @@ function runBlock(run, records, catalogue) {
 }
 
 function plotCard(id, which) {
-  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }));
+  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }), chartHelpBlock(chartHelp(id)));
 }
 
 /** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
- * catalogue} with projections [{"epoch", "points", "labels"}] (the run's first and last) and
- * the catalogue of GET /api/methods. */
+ * catalogue, metrics} with projections [{"epoch", "points", "labels"}] (the run's first and
+ * last), the catalogue of GET /api/methods and the metric catalogue of GET /api/metrics. */
 export function renderReport(data) {
+  useMetricCatalogue(data.metrics);
   const root = document.getElementById("report");
   const runs = data.runs;
   const catalogue = normaliseCatalogue(data.catalogue);

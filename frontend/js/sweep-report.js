@@ -2,25 +2,28 @@
 // plot of a one-key sweep and the cells table, drawn by the pages' own chart builder from the
 // data the API inlines (backend/report_page.py), so it opens without network.
 
-import { SWEEP_METRICS, draw, sweepLineFigure, sweepMapFigure } from "./plots.js";
+import { SWEEP_METRICS, draw, sweepLineFigure, sweepMapFigure, useMetricCatalogue } from "./plots.js";
 import { cellsTable, sweepSummary, sweepTitle } from "./sweep-view.js";
 import { el } from "./ui.js";
 
-/** `data`: {title, sweep} with the sweep as GET /api/sweeps/{id} returns it. */
+/** `data`: {title, sweep, metrics} with the sweep as GET /api/sweeps/{id} returns it and the
+ * metric catalogue of GET /api/metrics. */
 export function renderSweepReport(data) {
+  useMetricCatalogue(data.metrics);
   const sweep = data.sweep;
-  const [spread, rank] = [SWEEP_METRICS[0], SWEEP_METRICS[1]];
+  const [spread, rank] = ["spread", "effective_rank"].map((id) => SWEEP_METRICS.find((m) => m.id === id));
   const map = el("div", { id: "sweep-map", class: "plot" });
   const rankMap = el("div", { id: "sweep-map-rank", class: "plot" });
   const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
-  document.getElementById("report").replaceChildren(
+  const parts = [
     el("h1", {}, sweepTitle(sweep)),
     el("p", { class: "muted" }, sweepSummary(sweep), ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`),
     el("div", { class: "card" }, map),
     el("div", { class: "card" }, rankMap),
     line ? el("div", { class: "card" }, line) : null,
     cellsTable(sweep, null),
-  );
+  ];
+  document.getElementById("report").replaceChildren(...parts.filter(Boolean)); // a null would read "null"
   draw(map, sweepMapFigure(sweep, spread));
   draw(rankMap, sweepMapFigure(sweep, rank));
   if (line) draw(line, sweepLineFigure(sweep, spread));

@@ -195,3 +195,16 @@ export function fmt(value, digits = 3) {
 export function keyValueTable(rows, attributes = {}) {
   return el("table", { class: "config-table", ...attributes }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6))))));
 }
+
+/** A chart's help under it (plots.chartHelp): its mechanism family and one sentence per
+ * metric, folded so the plots stay in view; null when the chart has none. */
+export function chartHelpBlock(help) {
+  if (!help) return null;
+  const summary = help.group ? `Mechanism: ${help.group} — what these lines mean` : "What these lines mean";
+  return el(
+    "details",
+    { class: "chart-help muted small" },
+    el("summary", {}, summary),
+    el("ul", {}, help.lines.map((line) => el("li", {}, el("strong", {}, line.title), `: ${line.help}`, line.paper ? ` (${line.paper})` : ""))),
+  );
+}

@@ -46,8 +46,8 @@ def test_the_sweep_map_fills_in_live_and_shares_read_only(
     assert labels[0].startswith("onset ") and labels[1] == "healthy"
     line_x = page.evaluate("document.getElementById('sweep-line').data[0].x")
     assert line_x == [0, 25]
-    page.select_option("#shade-select", "rank")
-    expect(page).to_have_url(re.compile(r"shade=rank"))
+    page.select_option("#shade-select", "effective_rank")
+    expect(page).to_have_url(re.compile(r"shade=effective_rank"))
     page.screenshot(path=str(screenshots / "sweep.png"), full_page=True)
 
     # The offline report draws the same map from a file, with the network off.

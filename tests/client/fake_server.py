@@ -6,7 +6,10 @@ Its decoder is written from PROTOCOL.md, independently of ``collapse_lab.wire``,
 tests check the client against the written protocol rather than against itself. Knobs:
 ``delay_s`` (sleep before each reply), ``token`` (write protection), ``lose_replies``
 (process the next n requests, then drop the connection without replying: a reply lost on
-the way back), ``stop()``/``start()`` (the API going away and coming back on the same port).
+the way back), ``accepts`` (None: a server of the first protocol, which does not list the
+arrays it reads and refuses any but z, h, views_a, views_b and labels; a list: a server that
+reads the method internals and says so in its registration reply), ``stop()``/``start()``
+(the API going away and coming back on the same port).
 It speaks HTTP/1.1 with keep-alive, as uvicorn does, and ``stop()`` resets the open
 connections, so the client's pooled connections die with the server as they would.
 """
@@ -32,6 +35,7 @@ import numpy as np
 CONTENT_TYPE = "application/x-collapse-lab-epoch"
 EPOCH_PATH = re.compile(r"^/api/external-runs/([0-9a-f]+)/epochs/(\d+)$")
 FINISH_PATH = re.compile(r"^/api/external-runs/([0-9a-f]+)/finish$")
+FIRST_PROTOCOL_ARRAYS = ("z", "h", "views_a", "views_b", "labels")
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -68,6 +72,7 @@ class FakeCollapseLab:
     def __init__(self, token: str | None = None, max_probe_size: int = 10_000) -> None:
         self.token = token
         self.max_probe_size = max_probe_size
+        self.accepts: list[str] | None = None
         self.delay_s = 0.0
         self.lose_replies = 0
         self.runs: dict[str, Run] = {}
@@ -128,7 +133,10 @@ class FakeCollapseLab:
             if key:
                 self.by_key[key] = run.id
         limits = {"max_probe_size": self.max_probe_size, "max_epoch_bytes": 64 * 2**20}
-        return status, {"id": run.id, "url": f"/runs/{run.id}", "limits": limits}
+        reply = {"id": run.id, "url": f"/runs/{run.id}", "limits": limits}
+        if self.accepts is not None:
+            reply["accepts"] = self.accepts
+        return status, reply
 
     def _epoch(self, run_id: str, epoch: int, headers: Any, body: bytes) -> tuple[int, Any]:
         run = self.runs.get(run_id)
@@ -149,6 +157,9 @@ class FakeCollapseLab:
             return 422, {"detail": f"malformed epoch message: {error}"}
         if message["epoch"] != epoch:
             return 422, {"detail": "the header's epoch differs from the path's"}
+        unknown = set(message["arrays"]) - set(self.accepts or FIRST_PROTOCOL_ARRAYS)
+        if unknown:
+            return 422, {"detail": f"malformed epoch message: unknown arrays {sorted(unknown)}"}
         run.epochs[epoch], run.digests[epoch] = message, digest
         return 202, {"epoch": epoch, "status": "accepted"}
 

@@ -204,3 +204,38 @@ def test_a_sweep_share_link_reads_the_map_and_its_runs_and_nothing_else(
         for sweep_id in (created["id"], other["id"]):
             assert client.post(f"/api/sweeps/{sweep_id}/cancel", headers=owner).status_code == 202
         client.post(f"/api/runs/{lone_run['id']}/cancel", headers=owner)
+
+
+def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Client) -> None:
+    """The Launch form sends a grid key's text as typed; the server's one grammar reads it."""
+    body = {
+        "base": {"preset": "vicreg"},
+        "grid": {"variance_weight": "0, 5, 25", "epochs": "1..3 x5"},
+        "seeds": [0, 1],
+    }
+    preview = idle.post("/api/sweeps/preview", json=body)
+    assert preview.status_code == 200, preview.text
+    expanded = preview.json()
+    # an integer field's range is rounded (halves to even) and deduplicated: 1, 2, 3
+    assert [a["values"] for a in expanded["axes"]] == [[0, 5, 25], [1, 2, 3]]
+    assert expanded["seeds"] == [0, 1] and expanded["runs"] == 18
+    log = idle.post("/api/sweeps/preview", json={**body, "grid": {"lr": "0.01..1 x3 log"}})
+    assert log.json()["axes"][0]["values"] == [0.01, 0.1, 1.0]
+    bad = idle.post("/api/sweeps/preview", json={**body, "grid": {"lr": "0.01..1 x1"}})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "grid", "lr"]
+    for text in ("-..1 x3", "1e..2 x3"):  # the range's shape, its bounds no numbers
+        broken = idle.post("/api/sweeps/preview", json={**body, "grid": {"lr": text}})
+        assert broken.status_code == 422 and broken.json()["detail"][0]["loc"][-1] == "lr"
+    no_seed = idle.post(
+        "/api/sweeps/preview",
+        json={**body, "base": {"preset": "vicreg", "seed": "x"}, "seeds": None},
+    )
+    assert no_seed.status_code == 422
+    assert no_seed.json()["detail"][0]["loc"] == ["body", "base", "seed"]
+    before = idle.get("/api/sweeps").json()["count"]
+    assert (
+        idle.post("/api/sweeps", json={**body, "grid": {"variance_weight": "0, -1"}}).status_code
+        == 422
+    )
+    assert idle.get("/api/sweeps").json()["count"] == before  # a preview stores nothing either

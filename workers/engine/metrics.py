@@ -1,8 +1,9 @@
 """Collapse diagnostics computed on a fixed held-out probe set, once per epoch.
 
 Every function takes torch tensors on any device (CPU or CUDA) and returns plain Python
-numbers, so the result of :func:`embedding_diagnostics` can go straight into the JSON epoch
-record. Spectral quantities are computed in float64 (float32 eigen-solvers lose the small
+numbers; :func:`embedding_diagnostics` gathers them into the typed record
+(:class:`contract.EmbeddingMetrics`; each metric is declared in contract/metrics.py).
+Spectral quantities are computed in float64 (float32 eigen-solvers lose the small
 singular values that tell a collapsed embedding from a healthy one).
 
 Shapes: ``N`` probe samples, ``d`` embedding dimensions, ``M`` bank (training) samples.
@@ -13,10 +14,11 @@ in Python.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from contract import EmbeddingMetrics
 
 RANKME_EPS = 1e-7  # added to p_k inside the log, as in Garrido et al. (2023)
 SPECTRUM_FLOOR = 1e-20  # eigenvalues below this are clamped before the log (exact zeros)
@@ -26,6 +28,9 @@ KNN_QUERY_CHUNK = 512  # queries per similarity matmul, bounds memory to chunk x
 TOP_DIRECTIONS = 10  # principal directions whose variance shares the record keeps
 LIDAR_DELTA = 1e-4  # ridge on the within-class scatter (Thilak et al. 2024, Sec. 3)
 LIDAR_EPS = 1e-7  # added to p_k inside the log, as in RankMe
+# A principal direction whose data variance is below this fraction of the largest one carries
+# no variance to compare the views' with (a collapsed direction): the ratio leaves it out.
+DIRECTION_FLOOR = 1e-9
 # Two prototypes whose cosine is at least this are one "distinct prototype" (see
 # distinct_prototypes for the evidence behind the value).
 PROTOTYPE_DUPLICATE_COSINE = 0.9
@@ -441,6 +446,42 @@ def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EP
     return float(torch.exp(-(p * torch.log(p)).sum()))
 
 
+def augmentation_variance_ratios(
+    z: torch.Tensor, z_view1: torch.Tensor, z_view2: torch.Tensor, top: int = TOP_DIRECTIONS
+) -> tuple[float, list[float]] | None:
+    """Augmentation-to-data variance ratio along the embedding's top principal directions:
+    Jing, Vincent, LeCun and Tian, "Understanding Dimensional Collapse in Contrastive
+    Self-supervised Learning" (ICLR 2022), mechanism 1: where the augmentation varies an
+    embedding direction about as much as the data does, gradient descent shrinks that
+    direction until it collapses.
+
+    z: (N, d) clean probe embeddings; z_view1, z_view2: (P, d) two augmented views of P probe
+    images, row i of each the same image. With u_k the k-th eigenvector of the covariance of
+    z (raw, centred: a ratio of two variances along one direction needs no normalisation) and
+    lambda_k its eigenvalue (the data's variance along u_k), the views' within-image variance
+    along u_k is a_k = mean_i (u_k . (v1_i - v2_i))^2 / 2 (the unbiased variance of two
+    values), and r_k = a_k / lambda_k. Returns (sum_k a_k / sum_k lambda_k, [r_1 .. r_top]):
+    the scalar is the variance-weighted mean of the r_k. 0 when the views of an image embed
+    identically; about 1 when the views vary as much as the images do (the direction says
+    nothing about which image it is); above 1 when augmentation dominates. Directions with
+    no data variance (below ``DIRECTION_FLOOR`` of the largest) are left out; None when none
+    is left (complete collapse).
+    """
+    x = z.double()
+    centred = x - x.mean(dim=0, keepdim=True)
+    covariance = centred.T @ centred / max(x.shape[0] - 1, 1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0)[:top], eigenvectors.flip(1)[:, :top]
+    if eigenvalues.numel() == 0 or float(eigenvalues[0]) <= 0:
+        return None
+    kept = eigenvalues > DIRECTION_FLOOR * eigenvalues[0]
+    data_variance, directions = eigenvalues[kept], eigenvectors[:, kept]  # (k,), (d, k)
+    difference = (z_view1.double() - z_view2.double()).to(directions.device) @ directions
+    view_variance = difference.pow(2).mean(dim=0) / 2  # (k,)
+    ratios = (view_variance / data_variance).tolist()
+    return float(view_variance.sum() / data_variance.sum()), ratios
+
+
 def embedding_diagnostics(
     z: torch.Tensor,
     z_view1: torch.Tensor | None,
@@ -455,8 +496,8 @@ def embedding_diagnostics(
     cluster_probabilities: torch.Tensor | None = None,
     prototypes: torch.Tensor | None = None,
     lidar_views: torch.Tensor | None = None,
-) -> dict[str, Any]:
-    """All diagnostics of one embedding (backbone h or projector z) as a JSON-ready dict.
+) -> EmbeddingMetrics:
+    """All diagnostics of one embedding (backbone h or projector z), as its typed record.
 
     z: (N, d) clean probe embeddings; z_view1, z_view2: (P, d) embeddings of two augmented
     views of (a subset of) the probe images, row i of each a positive pair; labels: (N,)
@@ -466,17 +507,10 @@ def embedding_diagnostics(
     soft assignments and prototypes (K, d) for the cluster-health fields; lidar_views:
     optional (q, n, d) embeddings of q augmented views of n probe images for LiDAR.
 
-    Without views (None), "alignment" and "cos_pos" are None and "cos_rand" pairs probe
-    rows with each other; without a bank, kNN is leave-one-out over the probe itself; without
-    labels, "knn_top1" is None (external runs may send neither).
-
-    Returns {"dim", "std_l2", "std_l2_sqrt_d", "effective_rank", "spectrum",
-    "participation_ratio", "nesum", "w2_uniformity", "variance_shares", "alignment",
-    "uniformity", "cos_pos", "cos_rand", "knn_top1", "cluster_entropy",
-    "cluster_entropy_max", "cluster_perplexity", "distinct_prototypes", "distinct_samples",
-    "num_prototypes", "lidar"}; the cluster fields are None without assignments / prototypes,
-    "lidar" is None
-    without lidar_views.
+    Without views (None), alignment, cos_pos and the augmentation ratios are None and
+    cos_rand pairs probe rows with each other; without a bank, kNN is leave-one-out over the
+    probe itself; without labels, knn_top1 is None (external runs may send neither). The
+    cluster fields are None without assignments / prototypes, lidar without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
     for name, tensor in (("probe", z), ("view", z_view1), ("view", z_view2), ("bank", bank)):
@@ -507,30 +541,33 @@ def embedding_diagnostics(
                 raise ValueError("num_clusters is required with assignments")
             entropy = cluster_entropy(assignments, num_clusters)
             entropy_max = math.log(num_clusters)
-        return {
-            "dim": dim,
-            "std_l2": std,
-            "std_l2_sqrt_d": std * math.sqrt(dim),
-            "effective_rank": effective_rank(z),
-            "spectrum": _log_spectrum(eigenvalues),
-            "participation_ratio": participation_ratio(eigenvalues),
-            "nesum": nesum(eigenvalues),
-            "w2_uniformity": w2_uniformity(z, eigenvalues),
-            "variance_shares": variance_shares(eigenvalues),
-            "alignment": align,
-            "uniformity": uniformity(z),
-            "cos_pos": cos_pos,
-            "cos_rand": cos_rand,
-            "knn_top1": knn,
-            "cluster_entropy": entropy,
-            "cluster_entropy_max": entropy_max,
-            "cluster_perplexity": (
+        augmentation = None
+        if z_view1 is not None and z_view2 is not None:
+            augmentation = augmentation_variance_ratios(z, z_view1, z_view2)
+        return EmbeddingMetrics(
+            dim=dim,
+            std_l2=std,
+            std_l2_sqrt_d=std * math.sqrt(dim),
+            effective_rank=effective_rank(z),
+            spectrum=_log_spectrum(eigenvalues),
+            participation_ratio=participation_ratio(eigenvalues),
+            nesum=nesum(eigenvalues),
+            w2_uniformity=w2_uniformity(z, eigenvalues),
+            variance_shares=variance_shares(eigenvalues),
+            alignment=align,
+            uniformity=uniformity(z),
+            cos_pos=cos_pos,
+            cos_rand=cos_rand,
+            knn_top1=knn,
+            cluster_entropy=entropy,
+            cluster_entropy_max=entropy_max,
+            cluster_perplexity=(
                 None if cluster_probabilities is None else cluster_perplexity(cluster_probabilities)
             ),
-            "distinct_prototypes": None if prototypes is None else distinct_prototypes(prototypes),
-            "distinct_samples": None
-            if prototypes is None
-            else distinct_samples(z, len(prototypes)),
-            "num_prototypes": None if prototypes is None else int(prototypes.shape[0]),
-            "lidar": None if lidar_views is None else lidar(lidar_views),
-        }
+            distinct_prototypes=None if prototypes is None else distinct_prototypes(prototypes),
+            distinct_samples=None if prototypes is None else distinct_samples(z, len(prototypes)),
+            num_prototypes=None if prototypes is None else int(prototypes.shape[0]),
+            lidar=None if lidar_views is None else lidar(lidar_views),
+            augmentation_variance_ratio=None if augmentation is None else augmentation[0],
+            augmentation_variance_ratios=None if augmentation is None else augmentation[1],
+        )

@@ -10,17 +10,25 @@ What differs from a built-in run, because an external run sends only its probe:
 - alignment and positive cosine need the two views; without them they are absent and the
   random-pair cosine pairs probe rows;
 - no LiDAR (it needs many views of each image) and no cluster fields (no prototypes).
+
+The method internals an external loop may send on the same probe rows (``target``, ``p``,
+``predictor_weight``, ``teacher``, ``student``; loss terms and schedules as scalars) give the
+same mechanism signals as a built-in run's, from the same functions
+(:func:`mechanism_signals`, :mod:`workers.engine.mechanisms`; docs/mechanisms.md).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from contract import EpochRecord, Verdict
+from contract import EmbeddingMetrics, EpochRecord
+from workers.engine import mechanisms
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics
 from workers.engine.verdict import epoch_verdict
 
@@ -42,7 +50,7 @@ def probe_diagnostics(
     h: np.ndarray | None = None,
     views: tuple[np.ndarray, np.ndarray] | None = None,
     labels: np.ndarray | None = None,
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[EmbeddingMetrics | None, EmbeddingMetrics]:
     """(backbone metrics or None without h, projector metrics) of one epoch's probe.
 
     z: (N, d) float; h: (N, d_h); views: two (M, d) arrays, row i of each a positive pair;
@@ -69,33 +77,112 @@ def probe_diagnostics(
     return backbone, projector
 
 
+# Loss terms of the redundancy-reduction family: an external run that logs one of them gets
+# that family's geometry of z (the variance hinge's only with VICReg's variance term, whose
+# scale it assumes).
+_REDUNDANCY_TERMS = frozenset(
+    {
+        "loss_invariance",
+        "loss_variance",
+        "loss_covariance",
+        "loss_on_diagonal",
+        "loss_off_diagonal",
+        "sigreg_statistic",
+    }
+)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+
+
+def _probabilities(array: np.ndarray) -> torch.Tensor:
+    """(N, K) probabilities as sent (float32): rounding's negatives clipped, rows renormalised."""
+    probs = _tensor(array).clamp_min(0)
+    return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-300)
+
+
+def mechanism_signals(
+    z: np.ndarray, internals: dict[str, np.ndarray], logged: dict[str, float]
+) -> dict[str, float]:
+    """The mechanism signals of an external epoch, by their names in METHOD_INTERNALS.
+
+    z: (N, d) the probe's projector output (the predictor's input); internals: the arrays
+    the client sent on the same rows, ``target`` (N, d_t) the target branch's output,
+    ``p`` (N, d_t) the predictor's output, ``predictor_weight`` (d_t, d) a linear
+    predictor, ``teacher`` and ``student`` (N, K) probabilities; logged: the epoch's scalars
+    (loss terms among them). Only the signals the internals determine are returned: the
+    prototypes' usage before balancing and the centre are the loop's own business."""
+    z_tensor = _tensor(z)
+    target, p = internals.get("target"), internals.get("p")
+    weight = internals.get("predictor_weight")
+    weight_tensor = None if weight is None else _tensor(weight)
+    signals: dict[str, float] = {}
+    if target is not None and p is not None:  # p shaped as target (checked by the wire)
+        signals |= mechanisms.asymmetric_signals(
+            z_tensor, _tensor(p), _tensor(target), weight_tensor
+        )
+    elif target is not None and target.shape == z.shape:  # no predictor: z against the target
+        signals["online_target_cosine"] = mechanisms.online_target_cosine(z_tensor, _tensor(target))
+    if weight_tensor is not None and "predictor_commutator" not in signals:
+        signals |= mechanisms.predictor_signals(z_tensor, weight_tensor)
+    teacher = internals.get("teacher")
+    if teacher is not None:
+        teacher_probs = _probabilities(teacher)
+        signals["teacher_entropy"] = float(mechanisms.mean_entropy(teacher_probs))
+        signals["assignment_entropy"] = signals["teacher_entropy"]
+        signals["usage_entropy_after_balancing"] = mechanisms.usage_entropy(teacher_probs)
+        signals["log_k"] = float(np.log(teacher.shape[1]))
+        student = internals.get("student")
+        if student is not None:
+            signals["teacher_student_kl"] = float(
+                mechanisms.mean_kl(teacher_probs, _probabilities(student))
+            )
+    if _REDUNDANCY_TERMS & logged.keys():
+        signals["off_diagonal_energy"] = mechanisms.off_diagonal_energy(z_tensor)
+        if "loss_variance" in logged:
+            signals["dims_under_variance_hinge"] = mechanisms.dims_under_variance_hinge(z_tensor)
+    return signals
+
+
 def probe_epoch_record(
     epoch: int,
     z: np.ndarray,
     *,
-    history: list[dict[str, Any]],
+    history: list[EpochRecord],
     h: np.ndarray | None = None,
     views: tuple[np.ndarray, np.ndarray] | None = None,
     labels: np.ndarray | None = None,
     loss: float | None = None,
     scalars: dict[str, float | None] | None = None,
+    internals: dict[str, np.ndarray] | None = None,
+    configuration: Mapping[str, Any] | None = None,
 ) -> EpochRecord:
     """The epoch record of one external epoch, its verdict computed over ``history`` (the
-    run's earlier records, in epoch order; its first one is the baseline) plus this one."""
+    run's earlier records, in epoch order; its first one is the baseline) plus this one.
+    ``internals``: the method's arrays on the probe rows (:func:`mechanism_signals`); the
+    signals computed from them take precedence over scalars of the same names.
+    ``configuration``: the researcher's config, for the cause (see ``verdict.epoch_verdict``)."""
     started = time.perf_counter()
     backbone, projector = probe_diagnostics(z, h, views, labels)
     logs = {name: value for name, value in (scalars or {}).items() if value is not None}
-    record = EpochRecord.model_validate(
-        {
-            "epoch": epoch,
-            "loss": loss,
-            "lr": logs.get("lr"),
-            "diagnostics_time_s": time.perf_counter() - started,
-            "logs": logs,
-            "backbone": backbone,
-            "projector": projector,
-        }
+    try:
+        logs |= mechanism_signals(z, internals or {}, logs)
+    except (RuntimeError, ValueError) as exc:  # e.g. an eigen-solver that does not converge
+        raise ProbeError(f"the method internals cannot be measured: {exc}") from exc
+    # the store keeps finite numbers only (json_safe); an infinite KL (a student giving 0 to
+    # the teacher's prototype) would come back as null and stop the run's later epochs
+    logs = {name: value for name, value in logs.items() if math.isfinite(value)}
+    record = EpochRecord(
+        epoch=epoch,
+        loss=loss,
+        lr=logs.get("lr"),
+        ema_momentum=logs.get("ema_momentum"),
+        diagnostics_time_s=time.perf_counter() - started,
+        logs=logs,
+        backbone=backbone,
+        projector=projector,
     )
-    before = [r for r in history if r["epoch"] < epoch]
-    record.verdict = Verdict.model_validate(epoch_verdict([*before, record.model_dump()]))
+    before = [r for r in history if r.epoch < epoch]
+    record.verdict = epoch_verdict([*before, record], configuration=configuration)
     return record

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from contract import PLUGIN_METHODS, EpochRecord, Placement, RunConfig, Verdict
+from contract import PLUGIN_METHODS, EmbeddingMetrics, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
+from workers.engine.cause import configuration_of
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.engine.data import ImageData, load_splits
 from workers.engine.devices import describe_device
@@ -166,10 +167,12 @@ def _lidar_views(
 
 def _diagnose(
     method: Method, probe: _Probe, autocast: Any, with_lidar: bool = False
-) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor, float, dict[str, float]]:
+) -> tuple[EmbeddingMetrics, EmbeddingMetrics, torch.Tensor, float, dict[str, float]]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z, the
     seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without) and
-    the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)."""
+    the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)
+    with the schedules that move the collapse boundary (:meth:`Method.schedules`, the weight
+    decay), all for the record's ``logs``."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
@@ -180,6 +183,7 @@ def _diagnose(
     h2, z2 = _embed(method, probe.view2, autocast)
     with autocast():
         signals = method.probe_logs([probe.view1, probe.view2])
+    signals |= {**method.schedules(), "weight_decay": method.config.weight_decay}
     assignments = method.cluster_assignments(z)
     try:
         backbone = embedding_diagnostics(
@@ -208,8 +212,8 @@ def _diagnose(
         if with_lidar:
             h_extra, z_extra = _embed(method, probe.lidar_extra_views, autocast)
             n = probe.lidar_images
-            backbone["lidar"] = lidar(_lidar_views(h1, h2, h_extra, n))
-            projector["lidar"] = lidar(_lidar_views(z1, z2, z_extra, n))
+            backbone.lidar = lidar(_lidar_views(h1, h2, h_extra, n))
+            projector.lidar = lidar(_lidar_views(z1, z2, z_extra, n))
         lidar_time = time.perf_counter() - lidar_started if with_lidar else 0.0
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
@@ -223,19 +227,18 @@ def lidar_due(config: RunConfig, epoch: int) -> bool:
     return every > 0 and (epoch % every == 0 or epoch == config.epochs)
 
 
-def settled_collapse(history: list[dict[str, Any]], config: RunConfig) -> str | None:
+def settled_collapse(history: list[EpochRecord], config: RunConfig) -> str | None:
     """Why training may stop now (one sentence), or None: the last epoch's verdict has been
     complete collapse for ``config.stop_after_settled_epochs`` epochs. Checked before each
     epoch, so a resumed run whose checkpoint already satisfies it stops at once."""
     needed = config.stop_after_settled_epochs
-    if needed is None or not history or history[-1]["epoch"] >= config.epochs:
+    if needed is None or not history or history[-1].epoch >= config.epochs:
         return None
-    verdict = history[-1].get("verdict") or {}
-    onset = verdict.get("onset_epoch")
-    if verdict.get("kind") != "complete_collapse" or onset is None:
+    verdict = history[-1].verdict
+    if verdict is None or verdict.kind != "complete_collapse" or verdict.onset_epoch is None:
         return None
-    epoch = int(history[-1]["epoch"])
-    held = epoch - int(onset) + 1
+    epoch, onset = history[-1].epoch, verdict.onset_epoch
+    held = epoch - onset + 1
     if held < needed:
         return None
     return (
@@ -307,14 +310,13 @@ def train(
     hooks.on_probe_images(probe_data.images.cpu().numpy())
     train_images = train_data.images.to(device)
 
-    # The records as JSON-ready dicts: what the checkpoint keeps and the verdict reads.
-    history: list[dict[str, Any]] = []
+    history: list[EpochRecord] = []
     start_epoch = 1
     checkpoint = load_checkpoint(run_dir) if run_dir is not None else None
     if checkpoint is not None:
         method.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer)
-        history = list(checkpoint.history)
+        history = [EpochRecord.model_validate(record) for record in checkpoint.history]
         start_epoch = checkpoint.epoch + 1
 
     device_info = describe_device()
@@ -325,6 +327,8 @@ def train(
         torch=device_info["torch"],
         cuda=device_info["cuda"],
     )
+    # read by the cause diagnosis only for the guards no probe can see (stop-gradient)
+    configuration = configuration_of(config.model_dump())
 
     def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
         peak = None
@@ -332,9 +336,8 @@ def train(
             peak = torch.cuda.max_memory_allocated() / 2**20
             torch.cuda.reset_peak_memory_stats()
         record.placement = placement.model_copy(update={"peak_memory_mib": peak})
-        history.append(record.model_dump())
-        record.verdict = Verdict.model_validate(epoch_verdict(history))
-        history[-1]["verdict"] = record.verdict.model_dump()
+        history.append(record)
+        record.verdict = epoch_verdict(history, configuration=configuration)
         if run_dir is not None:
             save_checkpoint(
                 run_dir,
@@ -342,7 +345,7 @@ def train(
                     epoch=record.epoch,
                     model=method.state_dict(),
                     optimizer=optimizer.state_dict(),
-                    history=history,
+                    history=[r.model_dump() for r in history],
                 ),
             )
         hooks.on_epoch(record)
@@ -447,10 +450,10 @@ def train(
         )
         finish_epoch(record, z)
 
-    verdict = Verdict.model_validate(run_verdict(history))
+    verdict = run_verdict(history, configuration=configuration)
     verdict.stopped_early = stopped_early
     return RunResult(
-        history=[EpochRecord.model_validate(r) for r in history],
+        history=history,
         verdict=verdict,
         device=device.type,
     )

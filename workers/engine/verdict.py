@@ -1,13 +1,14 @@
 """Collapse verdict: healthy, dimensional or complete collapse, from the per-epoch diagnostics.
 
-Input is the run's history: a list of epoch records (see ``metrics.embedding_diagnostics``
-for the "projector" and "backbone" dicts); ``history[0]`` is epoch 0, measured before any
-training, and is the baseline every later epoch is compared with.
+Input is the run's history: its typed epoch records (:class:`contract.EpochRecord`, whose
+``projector`` and ``backbone`` are :class:`contract.EmbeddingMetrics`); ``history[0]`` is
+epoch 0, measured before any training, and is the baseline every later epoch is compared with.
 
 The verdict rests on the projector output z and on scale-free quantities only, so the same
 thresholds hold for any dataset, seed and embedding size d:
 
-* spread = sqrt(total variance of z/||z||) = sqrt(sum exp(spectrum)), in [0, 1]. About 1 for
+* spread (``EmbeddingMetrics.spread``, declared in contract/metrics.py) = sqrt(total
+  variance of z/||z||) = sqrt(sum exp(spectrum)), in [0, 1]. About 1 for
   an isotropic embedding, 0 when every sample maps to the same point. Unlike std_l2 x sqrt(d)
   it does not mistake an embedding that varies along few axes for a collapsed one
   (std_l2 x sqrt(d) of k axis-aligned dimensions is sqrt(k/d), 0.02 for k=1, d=2048).
@@ -21,11 +22,13 @@ The backbone h corroborates: it is cited in the reason sentence (kNN, rank).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
-_SEVERITY: dict[str, int] = {"healthy": 0, "dimensional_collapse": 1, "complete_collapse": 2}
+from contract import VERDICT_SEVERITY, EmbeddingMetrics, EpochRecord, Trend, Verdict, VerdictKind
+from contract.metrics import participation_of
+from workers.engine.cause import diagnose_cause
 
 
 @dataclass(frozen=True)
@@ -104,17 +107,17 @@ class Thresholds:
     # ...or the samples' mean assignment using an effective number below this share of K
     clusters_used_share: float = 0.25
 
-    def spread_limit(self, baseline: dict[str, Any]) -> float:
+    def spread_limit(self, baseline: EmbeddingMetrics) -> float:
         """Spread below which z counts as completely collapsed, given epoch 0."""
-        return min(self.complete_spread, self.complete_spread_of_baseline * spread(baseline))
+        return min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
 
-    def rank_limit(self, baseline: dict[str, Any]) -> float:
+    def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
         return float(
             min(
                 self.dimensional_rank,
-                self.dimensional_rank_of_dim * baseline["dim"],
-                self.dimensional_rank_of_baseline * baseline["effective_rank"],
+                self.dimensional_rank_of_dim * baseline.dim,
+                self.dimensional_rank_of_baseline * baseline.effective_rank,
             )
         )
 
@@ -122,36 +125,26 @@ class Thresholds:
 THRESHOLDS = Thresholds()
 
 
-def spread(embedding_metrics: dict[str, Any]) -> float:
-    """sqrt of the total variance of the l2-normalised embedding, from its spectrum."""
-    return math.sqrt(sum(math.exp(value) for value in embedding_metrics["spectrum"]))
-
-
-def participation_ratio(embedding_metrics: dict[str, Any]) -> float:
-    """The participation ratio of z/||z|| (``metrics.participation_ratio``): recorded with
-    the spectrum-shape metrics; records written before them carry only the spectrum, derived
-    the same way ((sum lambda)^2 / sum lambda^2, 0 for a constant embedding)."""
-    recorded = embedding_metrics.get("participation_ratio")
+def participation_ratio(embedding_metrics: EmbeddingMetrics) -> float:
+    """The participation ratio of z/||z|| (``metrics.participation_ratio``); records written
+    before it was recorded carry only the spectrum, from which it is derived the same way."""
+    recorded = embedding_metrics.participation_ratio
     if recorded is not None:
-        return float(recorded)
-    eigenvalues = [math.exp(value) for value in embedding_metrics["spectrum"]]
-    if not eigenvalues or max(eigenvalues) <= 2e-20:  # the spectrum's floor: no variance
-        return 0.0
-    squares = sum(value * value for value in eigenvalues)
-    return sum(eigenvalues) ** 2 / squares
+        return recorded
+    return participation_of(embedding_metrics.spectrum)
 
 
 def classify(
-    current: dict[str, Any], baseline: dict[str, Any], thresholds: Thresholds = THRESHOLDS
+    current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
 ) -> VerdictKind:
-    """Kind of one embedding's diagnostics (an "M" dict) compared with its epoch-0 baseline."""
-    if spread(current) < thresholds.spread_limit(baseline):
+    """Kind of one embedding's diagnostics compared with its epoch-0 baseline."""
+    if current.spread < thresholds.spread_limit(baseline):
         return "complete_collapse"
-    rank = current["effective_rank"]
+    rank = current.effective_rank
     if rank < thresholds.rank_limit(baseline):
         return "dimensional_collapse"
     if (
-        rank < thresholds.dimensional_rank_of_baseline * baseline["effective_rank"]
+        rank < thresholds.dimensional_rank_of_baseline * baseline.effective_rank
         and participation_ratio(current) < thresholds.dimensional_participation
     ):
         return "dimensional_collapse"
@@ -194,11 +187,11 @@ def _falling(values: list[float], limit: float, thresholds: Thresholds) -> float
     return rate
 
 
-def _trend(history: list[dict[str, Any]], kind: str, thresholds: Thresholds) -> dict[str, Any]:
-    projector = [record["projector"] for record in history]
-    ranks = [m["effective_rank"] for m in projector]
-    stds = [m["std_l2_sqrt_d"] for m in projector]
-    spreads = [spread(m) for m in projector]
+def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) -> Trend:
+    projector = [record.projector for record in history]
+    ranks = [m.effective_rank for m in projector]
+    stds = [m.std_l2_sqrt_d for m in projector]
+    spreads = [m.spread for m in projector]
     rank_rate = _rate_per_epoch(ranks, thresholds.trend_window)
     std_rate = _rate_per_epoch(stds, thresholds.trend_window)
     warning = None
@@ -212,71 +205,69 @@ def _trend(history: list[dict[str, Any]], kind: str, thresholds: Thresholds) -> 
             )
         elif kind == "healthy" and rank_fall is not None:
             warning = f"effective rank falling {-rank_fall:.0%}/epoch: collapsing"
-    return {
-        "effective_rank_change_per_epoch": rank_rate,
-        "std_change_per_epoch": std_rate,
-        "warning": warning,
-    }
-
-
-def _reason(history: list[dict[str, Any]], kind: str, onset: int | None) -> str:
-    first, last = history[0], history[-1]
-    z0, z = first["projector"], last["projector"]
-    h0, h = first.get("backbone"), last.get("backbone")
-    epoch = last["epoch"]
-    knn = _knn_clause(h0, h)
-    if kind == "complete_collapse":
-        return (
-            f"projector std_l2·√d fell from {z0['std_l2_sqrt_d']:.2f} to "
-            f"{z['std_l2_sqrt_d']:.3f} and effective rank from {z0['effective_rank']:.1f} to "
-            f"{z['effective_rank']:.1f} by epoch {epoch}, collapsed since epoch {onset} "
-            f"(random-pair cosine {z['cos_rand']:.3f}{knn})."
-        )
-    if kind == "dimensional_collapse":
-        return (
-            f"projector effective rank fell from {z0['effective_rank']:.1f} to "
-            f"{z['effective_rank']:.1f} of d={z['dim']} by epoch {epoch} (below threshold since "
-            f"epoch {onset}) while std_l2·√d is {z['std_l2_sqrt_d']:.2f} (was "
-            f"{z0['std_l2_sqrt_d']:.2f}) and its variance spreads over "
-            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions"
-            f"{knn.replace('; ', ' (', 1) + ')' if knn else ''}."
-        )
-    backbone = f"; backbone effective rank {h['effective_rank']:.1f}" if h else ""
-    return (
-        f"at epoch {epoch} projector std_l2·√d is {z['std_l2_sqrt_d']:.2f} "
-        f"(epoch 0: {z0['std_l2_sqrt_d']:.2f}) and effective rank {z['effective_rank']:.1f} of "
-        f"d={z['dim']} (epoch 0: {z0['effective_rank']:.1f}){backbone}{knn}."
+    return Trend(
+        effective_rank_change_per_epoch=rank_rate, std_change_per_epoch=std_rate, warning=warning
     )
 
 
-def _knn_clause(h0: dict[str, Any] | None, h: dict[str, Any] | None) -> str:
+def _reason(history: Sequence[EpochRecord], kind: str, onset: int | None) -> str:
+    first, last = history[0], history[-1]
+    z0, z = first.projector, last.projector
+    h0, h = first.backbone, last.backbone
+    epoch = last.epoch
+    knn = _knn_clause(h0, h)
+    if kind == "complete_collapse":
+        return (
+            f"projector std_l2·√d fell from {z0.std_l2_sqrt_d:.2f} to "
+            f"{z.std_l2_sqrt_d:.3f} and effective rank from {z0.effective_rank:.1f} to "
+            f"{z.effective_rank:.1f} by epoch {epoch}, collapsed since epoch {onset} "
+            f"(random-pair cosine {z.cos_rand:.3f}{knn})."
+        )
+    if kind == "dimensional_collapse":
+        return (
+            f"projector effective rank fell from {z0.effective_rank:.1f} to "
+            f"{z.effective_rank:.1f} of d={z.dim} by epoch {epoch} (below threshold since "
+            f"epoch {onset}) while std_l2·√d is {z.std_l2_sqrt_d:.2f} (was "
+            f"{z0.std_l2_sqrt_d:.2f}) and its variance spreads over "
+            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions"
+            f"{knn.replace('; ', ' (', 1) + ')' if knn else ''}."
+        )
+    backbone = f"; backbone effective rank {h.effective_rank:.1f}" if h else ""
+    return (
+        f"at epoch {epoch} projector std_l2·√d is {z.std_l2_sqrt_d:.2f} "
+        f"(epoch 0: {z0.std_l2_sqrt_d:.2f}) and effective rank {z.effective_rank:.1f} of "
+        f"d={z.dim} (epoch 0: {z0.effective_rank:.1f}){backbone}{knn}."
+    )
+
+
+def _knn_clause(h0: EmbeddingMetrics | None, h: EmbeddingMetrics | None) -> str:
     """ "; backbone kNN a → b", or "" when the run records no backbone or no labels (an
     external run may log only z)."""
-    if not h0 or not h or h0.get("knn_top1") is None or h.get("knn_top1") is None:
+    if h0 is None or h is None or h0.knn_top1 is None or h.knn_top1 is None:
         return ""
-    return f"; backbone kNN {h0['knn_top1']:.2f} → {h['knn_top1']:.2f}"
+    return f"; backbone kNN {h0.knn_top1:.2f} → {h.knn_top1:.2f}"
 
 
-def _cluster_findings(history: list[dict[str, Any]], thresholds: Thresholds) -> list[str]:
+def _cluster_findings(history: Sequence[EpochRecord], thresholds: Thresholds) -> list[str]:
     """Partial prototype collapse (Govindarajan et al., arXiv 2410.14060): duplicated
     prototypes, or samples spread over few of them; invisible in loss, std and RankMe."""
-    z0, z = history[0]["projector"], history[-1]["projector"]
-    total = z.get("num_prototypes")
+    z0, z = history[0].projector, history[-1].projector
+    total = z.num_prototypes
     if not total:
         return []
     findings = []
-    distinct = z.get("distinct_prototypes")
+    distinct = z.distinct_prototypes
     # as distinct as the data allows: K samples' own count (all K in older records)
-    allowed = min(total, z.get("distinct_samples") or total)
+    allowed = min(total, z.distinct_samples or total)
     if distinct is not None and distinct < thresholds.prototypes_distinct_share * allowed:
         findings.append(
             f"partial prototype collapse: only {distinct} of {total} prototypes are distinct "
             f"(cosine < 0.9), where {allowed} samples of the embedding are; epoch 0: "
-            f"{z0.get('distinct_prototypes')}."
+            f"{z0.distinct_prototypes}."
         )
-    used = z.get("cluster_perplexity")
+    used = z.cluster_perplexity
     if used is not None and used < thresholds.clusters_used_share * total:
-        before = z0.get("cluster_perplexity")
+        before = z0.cluster_perplexity
         was = f"; epoch 0: {before:.1f}" if before is not None else ""
         findings.append(
             f"the samples use an effective {used:.1f} of {total} clusters (perplexity of "
@@ -285,14 +276,14 @@ def _cluster_findings(history: list[dict[str, Any]], thresholds: Thresholds) -> 
     return findings
 
 
-def _space_summary(m: dict[str, Any]) -> str:
-    return f"spread {spread(m):.2f}, effective rank {m['effective_rank']:.1f} of d={m['dim']}"
+def _space_summary(m: EmbeddingMetrics) -> str:
+    return f"spread {m.spread:.2f}, effective rank {m.effective_rank:.1f} of d={m.dim}"
 
 
 def findings(
-    history: list[dict[str, Any]],
+    history: Sequence[EpochRecord],
     kind: VerdictKind,
-    trend: dict[str, Any],
+    trend: Trend,
     thresholds: Thresholds = THRESHOLDS,
 ) -> list[str]:
     """What the three kinds do not say, one sentence with its numbers each: partial
@@ -301,22 +292,22 @@ def findings(
     The backbone is judged by the same rules against its own epoch 0."""
     first, last = history[0], history[-1]
     result = _cluster_findings(history, thresholds)
-    h0, h = first.get("backbone"), last.get("backbone")
-    if trend.get("warning"):
-        result.append(f"collapse coming: {trend['warning']}.")
-    if not h0 or not h:  # an external run that logs only z
+    h0, h = first.backbone, last.backbone
+    if trend.warning:
+        result.append(f"collapse coming: {trend.warning}.")
+    if h0 is None or h is None:  # an external run that logs only z
         return result
     if (
-        h["knn_top1"] is not None
-        and h0["knn_top1"] is not None
-        and h["knn_top1"] < h0["knn_top1"] - thresholds.knn_drop
+        h.knn_top1 is not None
+        and h0.knn_top1 is not None
+        and h.knn_top1 < h0.knn_top1 - thresholds.knn_drop
     ):
         result.append(
-            f"backbone kNN {h['knn_top1']:.2f} is below the untrained network's "
-            f"{h0['knn_top1']:.2f} at epoch 0: training has made h worse for classification."
+            f"backbone kNN {h.knn_top1:.2f} is below the untrained network's "
+            f"{h0.knn_top1:.2f} at epoch 0: training has made h worse for classification."
         )
     backbone_kind = classify(h, h0, thresholds)
-    z = last["projector"]
+    z = last.projector
     if kind != "healthy" and backbone_kind == "healthy":
         result.append(
             f"the projector output z is in {kind.replace('_', ' ')} ({_space_summary(z)}) but "
@@ -338,37 +329,39 @@ def findings(
 
 
 def epoch_kinds(
-    history: list[dict[str, Any]], thresholds: Thresholds = THRESHOLDS
+    history: Sequence[EpochRecord], thresholds: Thresholds = THRESHOLDS
 ) -> list[VerdictKind]:
     """The kind of every epoch in the history, each compared with epoch 0."""
-    baseline = history[0]["projector"]
-    return [classify(record["projector"], baseline, thresholds) for record in history]
+    baseline = history[0].projector
+    return [classify(record.projector, baseline, thresholds) for record in history]
 
 
-def _onset(history: list[dict[str, Any]], kinds: list[VerdictKind]) -> int | None:
+def _onset(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> int | None:
     """First epoch of the final uninterrupted streak of epochs at least as severe as the
     last one (a run that went dimensional at 2 and complete at 4 has complete-collapse onset
     4; one that flickers between dimensional and complete at the end keeps the onset of the
     streak). None for a healthy run."""
-    final = _SEVERITY[kinds[-1]]
+    final = VERDICT_SEVERITY[kinds[-1]]
     if final == 0:
         return None
     start = len(kinds) - 1
-    while start > 0 and _SEVERITY[kinds[start - 1]] >= final:
+    while start > 0 and VERDICT_SEVERITY[kinds[start - 1]] >= final:
         start -= 1
-    return int(history[start]["epoch"])
+    return history[start].epoch
 
 
 def epoch_verdict(
-    history: list[dict[str, Any]], thresholds: Thresholds = THRESHOLDS
-) -> dict[str, Any]:
-    """Verdict at the last epoch of ``history`` (epoch records, history[0] = epoch 0).
-
-    Returns {"kind", "onset_epoch", "reason", "trend": {"effective_rank_change_per_epoch",
-    "std_change_per_epoch", "warning"}, "findings": [sentences]} (see :func:`findings`).
-    The two trend rates are relative changes per epoch
-    over the last ``trend_window`` epochs (-0.3 = falling 30% per epoch) of the projector's
-    effective rank and std_l2·√d; the warning announces a collapse before it happens.
+    history: Sequence[EpochRecord],
+    thresholds: Thresholds = THRESHOLDS,
+    configuration: Mapping[str, Any] | None = None,
+) -> Verdict:
+    """Verdict at the last epoch of ``history`` (epoch records, history[0] = epoch 0): kind,
+    onset, reason, trend, findings (see :func:`findings`) and, for a collapse, its cause
+    (:func:`workers.engine.cause.diagnose_cause`; ``configuration`` is read only for the
+    guards no probe can see). The two trend rates are
+    relative changes per epoch over the last ``trend_window`` epochs (-0.3 = falling 30% per
+    epoch) of the projector's effective rank and std_l2·√d; the warning announces a collapse
+    before it happens.
     """
     if not history:
         raise ValueError("history is empty: epoch 0 (the baseline) is needed")
@@ -376,21 +369,24 @@ def epoch_verdict(
     kind = kinds[-1]
     onset = _onset(history, kinds)
     trend = _trend(history, kind, thresholds)
-    return {
-        "kind": kind,
-        "onset_epoch": onset,
-        "reason": _reason(history, kind, onset),
-        "trend": trend,
-        "findings": findings(history, kind, trend, thresholds),
-    }
+    return Verdict(
+        kind=kind,
+        onset_epoch=onset,
+        reason=_reason(history, kind, onset),
+        trend=trend,
+        findings=findings(history, kind, trend, thresholds),
+        cause=diagnose_cause(history, kind, onset, configuration),
+    )
 
 
 def run_verdict(
-    history: list[dict[str, Any]], thresholds: Thresholds = THRESHOLDS
-) -> dict[str, Any]:
+    history: Sequence[EpochRecord],
+    thresholds: Thresholds = THRESHOLDS,
+    configuration: Mapping[str, Any] | None = None,
+) -> Verdict:
     """Verdict of a whole run: the state it ended in, with the onset of that state.
 
     Same shape as :func:`epoch_verdict` (the final epoch's verdict): a run that collapsed and
     recovered is judged by where it ended; the onset is the first epoch of the final streak.
     """
-    return epoch_verdict(history, thresholds)
+    return epoch_verdict(history, thresholds, configuration)

@@ -6,15 +6,14 @@
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
 import { isActive, keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
-import { LINE_METRICS, chartContext, diagnosticFigures, draw, plotlyReady, varianceSharesFigure } from "../plots.js";
+import { CHART_IDS, chartContext, chartHelp, diagnosticFigures, draw, plotlyReady, useMetricCatalogue, varianceSharesFigure } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, queryState, renderHeader, showState, toast } from "../ui.js";
+import { chartHelpBlock, el, queryState, renderHeader, showState, toast } from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
-import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
+import { VERDICT_LABELS, causeSentence, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
 
 const MAX_UMAPS = 6;
-const PLOT_IDS = [...LINE_METRICS.map((m) => m.id), "spectrum", "shares", "plane"]; // page order
 const root = document.getElementById("compare");
 
 const state = {
@@ -88,9 +87,10 @@ function collapseMatrix(runs) {
     const agrees = expected && kind !== "pending" ? expected === kind : null;
     return el(
       "a",
-      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? run.verdict.reason : `${label}: ${VERDICT_LABELS[kind]}` },
+      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? [run.verdict.reason, causeSentence(run.verdict.cause)].filter(Boolean).join("\n") : `${label}: ${VERDICT_LABELS[kind]}` },
       el("span", { class: "matrix-label" }, label),
       verdictBadge(run.verdict),
+      run.verdict && run.verdict.cause ? el("span", { class: "matrix-cause", "data-guard": run.verdict.cause.guard }, `cause: ${guardLabel(run.verdict.cause.guard)}`) : null,
       expected ? el("span", { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` }, agrees === null ? `expected ${VERDICT_LABELS[expected]}` : agrees ? "✓ as expected" : `✗ expected ${VERDICT_LABELS[expected]}`) : null,
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
     );
@@ -184,7 +184,7 @@ function renderLayout() {
     ),
   );
   const grid = document.getElementById("plots");
-  grid.append(...PLOT_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }))));
+  grid.append(...CHART_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }), chartHelpBlock(chartHelp(id)))));
   state.slider = new EpochSlider(document.getElementById("umap-slider"), {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     label: "Epoch (all runs)",
@@ -230,7 +230,7 @@ function renderLegend() {
 function redraw() {
   state.redrawScheduled = false;
   const figures = new Map(diagnosticFigures(seriesList(), state.which, { epoch: state.epoch }).map(({ id, figure }) => [id, figure]));
-  for (const id of PLOT_IDS) {
+  for (const id of CHART_IDS) {
     const div = document.getElementById(`plot-${id}`);
     div.closest(".plot-card").hidden = !figures.has(id);
     if (figures.has(id)) draw(div, figures.get(id));
@@ -299,8 +299,9 @@ async function resolveIds() {
 async function main() {
   renderHeader("compare");
   try {
-    const catalogue = await api.methods().catch(() => null);
+    const [catalogue, metrics] = await Promise.all([api.methods().catch(() => null), api.metrics()]);
     if (catalogue) state.catalogue = normaliseCatalogue(catalogue);
+    useMetricCatalogue(metrics);
     state.ids = [...new Set(await resolveIds())];
     if (!state.ids.length) {
       await renderPicker();

@@ -199,8 +199,9 @@ function renderForm() {
   state.sweepRuns = null;
   attachSweepToggles(root, formError, (runs) => {
     state.sweepRuns = runs;
-    submit.textContent = runs === null ? "Launch run" : `Launch sweep (${runs} run${runs === 1 ? "" : "s"})`;
-  });
+    if (runs === null) submit.textContent = "Launch run";
+    else submit.textContent = Number.isNaN(runs) ? "Launch sweep" : `Launch sweep (${runs} run${runs === 1 ? "" : "s"})`;
+  }, collectConfig);
 }
 
 /** Config to POST: method/preset plus every field that differs from its baseline. */

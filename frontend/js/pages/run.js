@@ -4,12 +4,12 @@
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
 import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, diagnosticFigures, draw, extend, plotlyReady, varianceSharesFigure, visibleMetrics } from "../plots.js";
+import { chartContext, chartHelp, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import { chartHelpBlock, el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
-import { findingsList, verdictHeadline, verdictKind } from "../verdict.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
 const root = document.getElementById("run");
 
@@ -114,7 +114,7 @@ function renderPlotCards() {
   const focused = queryState.get("metric");
   const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
-  const ids = [...metricIds, "spectrum", "shares", "plane"];
+  const ids = shownChartIds([{ records: state.records }], state.which);
   const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
   grid.replaceChildren(
     ...order.map((id) =>
@@ -123,6 +123,7 @@ function renderPlotCards() {
         { class: `card plot-card${id === focused ? " focused" : ""}`, id: `card-${id}` },
         el("button", { type: "button", class: "link-button focus-toggle", "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`, onclick: () => focusMetric(id === focused ? null : id) }, id === focused ? "shrink" : "enlarge"),
         el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
+        chartHelpBlock(chartHelp(id)),
       ),
     ),
   );
@@ -181,8 +182,9 @@ function flush() {
   const extended = appendOnly && shownMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
   if (extended) {
     // The line plots grew by one point each; the spectrum, the shares and the plane are redrawn whole.
+    const lines = new Set(state.cardIds.split(","));
     for (const { id, figure } of figures()) {
-      if (id === "spectrum" || id === "shares" || id === "plane") draw(document.getElementById(`plot-${id}`), figure);
+      if (!lines.has(id)) draw(document.getElementById(`plot-${id}`), figure);
     }
   } else {
     redrawAll();
@@ -307,6 +309,7 @@ function renderVerdict() {
     ...[
       el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
       el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
+      causeBlock(verdict && verdict.cause),
       final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
       clientStop ? el("p", { class: "verdict-reason", id: "client-stopped" }, `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`) : null,
       findingsList(verdict),
@@ -405,7 +408,8 @@ async function main() {
   try {
     state.runId = await resolveRunId();
     if (!state.runId) throw new Error("no run id in this address");
-    const [run, catalogue] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null)]);
+    const [run, catalogue, metrics] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null), api.metrics()]);
+    useMetricCatalogue(metrics);
     state.run = run;
     state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
   } catch (error) {

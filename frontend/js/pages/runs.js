@@ -6,7 +6,7 @@ import { keyOptions, normaliseCatalogue, rankHistory, runConfig, runMethod, runP
 import { sparkline } from "../sparkline.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, timeAgo } from "../ui.js";
-import { VERDICT_COLORS, verdictBadge, verdictKind } from "../verdict.js";
+import { VERDICT_COLORS, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const VERDICTS = [
@@ -14,8 +14,6 @@ const VERDICTS = [
   ["dimensional_collapse", "dimensional collapse"],
   ["complete_collapse", "complete collapse"],
 ];
-// The cause vocabulary of a collapsed run's verdict (docs/design.md, "Why a run collapses").
-const CAUSES = ["negatives", "stop_gradient", "predictor", "target_network", "balancing", "variance_term", "decorrelation", "centering", "sharpening", "weight_decay", "learning_rate", "undetermined"];
 const PAGE_SIZE = 50;
 const SPARKLINE_FETCH_LIMIT = 60;
 // Every filter is a query parameter of the page and of GET /api/runs: a filtered list is a link.
@@ -76,7 +74,8 @@ function renderFilters() {
     datasetNames().length ? select("dataset", "Dataset", datasetNames().map((d) => [d, d])) : text("dataset", "Dataset", "any"),
     select("status", "Status", STATUSES.map((s) => [s, s])),
     select("verdict", "Verdict", VERDICTS),
-    select("cause", "Cause", CAUSES.map((c) => [c, c.replace(/_/g, " ")])),
+    // the cause vocabulary (docs/causes.md) comes with the catalogue (GET /api/methods)
+    select("cause", "Cause", (state.catalogue.causeGuards || []).map((c) => [c, guardLabel(c)])),
     text("q", "Search", "name, note, id, preset...", true),
   );
   filtersForm.oninput = (event) => {

@@ -6,7 +6,7 @@
 // (from the run-list stream) re-reads the sweep, at most once a second.
 
 import { api, isReadOnly, shareToken, sweepLinks } from "../api.js";
-import { SWEEP_METRICS, draw, plotlyReady, sweepLineFigure, sweepMapFigure } from "../plots.js";
+import { SWEEP_METRICS, draw, plotlyReady, sweepLineFigure, sweepMapFigure, useMetricCatalogue } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
@@ -19,8 +19,8 @@ const state = {
   id: null,
   sweep: null,
   runIds: new Set(),
-  shade: metricById(queryState.get("shade", "spread")),
-  line: metricById(queryState.get("line", "spread")),
+  shade: null, // the sweep metric shading the map (set once the metric catalogue is here)
+  line: null,
   refreshTimer: null,
   lastRefresh: 0,
   stream: null,
@@ -132,7 +132,11 @@ async function refresh() {
   state.refreshTimer = null;
   state.lastRefresh = Date.now();
   try {
-    state.sweep = await api.getSweep(state.id);
+    const [sweep, metrics] = await Promise.all([api.getSweep(state.id), api.metrics()]);
+    state.sweep = sweep;
+    useMetricCatalogue(metrics);
+    state.shade = metricById(queryState.get("shade", "spread"));
+    state.line = metricById(queryState.get("line", "spread"));
   } catch (error) {
     toast(`Could not refresh the sweep: ${error.message}`, "error");
     return;
@@ -181,7 +185,11 @@ async function main() {
   try {
     state.id = await resolveSweepId();
     if (!state.id) throw new Error("no sweep id in this address");
-    state.sweep = await api.getSweep(state.id);
+    const [sweep, metrics] = await Promise.all([api.getSweep(state.id), api.metrics()]);
+    state.sweep = sweep;
+    useMetricCatalogue(metrics);
+    state.shade = metricById(queryState.get("shade", "spread"));
+    state.line = metricById(queryState.get("line", "spread"));
   } catch (error) {
     const missing = error.status === 404;
     showState(root, "error", missing ? (shareToken() ? "This share link is unknown or has been revoked." : "This sweep does not exist.") : `Could not load the sweep: ${error.message}`);

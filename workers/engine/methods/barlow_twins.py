@@ -11,6 +11,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.barlow_twins import BARLOW_TWINS_SPEC, BarlowTwinsOptions
+from workers.engine.mechanisms import off_diagonal_energy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
 
@@ -58,3 +59,15 @@ class BarlowTwins(Method):
         loss, on_diag, off_diag = barlow_twins_loss(z1, z2, self.options.lambda_offdiag)
         logs = {"invariance": on_diag.item(), "redundancy": off_diag.item()}
         return LossOutput(loss, logs)
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The on- and off-diagonal terms of the probe's cross-correlation matrix
+        (unweighted) and the off-diagonal correlation energy of each view, averaged."""
+        z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).float().chunk(2)
+        _, on_diag, off_diag = barlow_twins_loss(z1, z2, 1.0)
+        return {
+            "loss_on_diagonal": float(on_diag),
+            "loss_off_diagonal": float(off_diag),
+            "off_diagonal_energy": (off_diagonal_energy(z1) + off_diagonal_energy(z2)) / 2,
+        }

@@ -113,7 +113,16 @@ class Method(nn.Module):
     @torch.no_grad()
     def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
         """views: two augmented views [2 x (B, C, H, W)] of the same probe images, the
-        module in eval mode -> the method's mechanism signals measured on them (DINO's teacher
-        entropy and teacher-student KL), stored in the epoch record's ``logs``; {} by
+        module in eval mode -> the method's mechanism signals measured on them, stored in the
+        epoch record's ``logs`` under their names in ``contract.metrics.METHOD_INTERNALS``
+        (docs/mechanisms.md): each family's guard (the asymmetric branch, the negatives, the
+        balancing, the variance and decorrelation terms, DINO's centering and sharpening),
+        computed with :mod:`workers.engine.mechanisms`; {} by default."""
+        return {}
+
+    def schedules(self) -> dict[str, float]:
+        """The method's schedules that move the collapse boundary, logged every epoch under
+        their names in ``METHOD_INTERNALS`` (temperatures); the trainer adds the optimiser's
+        weight decay and the record has the learning rate and the EMA momentum. {} by
         default."""
         return {}

@@ -14,6 +14,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.byol import BYOL_SPEC, BYOLOptions
+from workers.engine.mechanisms import asymmetric_signals, parameter_distance
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import cosine_momentum, ema_update, mlp
 
@@ -74,3 +75,21 @@ class BYOL(Method):
 
     def monitor(self) -> dict[str, float]:
         return {"ema_momentum": self.current_momentum}
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The asymmetric branch's signals (:func:`mechanisms.asymmetric_signals`): each
+        view's online z and prediction p against the target's projection of the other view,
+        both directions stacked; the predictor studied through its least-squares linear map
+        (the identity without a predictor); and the target's lag behind the online network."""
+        x = torch.cat(views[:2])
+        z = self.projector(self.backbone(x)).float()  # (2B, d)
+        p = self.predictor(z).float()
+        t1, t2 = self.target_projector(self.target_backbone(x)).float().chunk(2)
+        identity = None if self.options.predictor else torch.eye(z.shape[1], device=z.device)
+        signals = asymmetric_signals(z, p, torch.cat([t2, t1]), identity)
+        signals["target_param_distance"] = parameter_distance(
+            [*self.target_backbone.parameters(), *self.target_projector.parameters()],
+            [*self.backbone.parameters(), *self.projector.parameters()],
+        )
+        return signals

@@ -17,8 +17,9 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.deepcluster import DEEPCLUSTER_SPEC, DeepClusterOptions
+from workers.engine.mechanisms import mean_entropy, one_hot_usage, usage_entropy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
-from workers.engine.parts import kmeans, mlp
+from workers.engine.parts import KMeansStats, kmeans, mlp
 
 KMEANS_ITERATIONS = 10
 
@@ -53,6 +54,8 @@ class DeepCluster(Method):
         # recomputed before every epoch, so not part of the checkpoint
         self.register_buffer("pseudo_labels", torch.zeros(0, dtype=torch.long), persistent=False)
         self.cluster_sizes = torch.zeros(k, dtype=torch.long)
+        # what this epoch's k-means and its empty-cluster reassignment did (probe_logs)
+        self.balancing: dict[str, float] = {}
 
     def on_epoch_start(self, epoch: int, encode_train_set: Callable[[], torch.Tensor]) -> None:
         """k-means over the projector outputs (N_train, d) of the clean training images.
@@ -64,14 +67,27 @@ class DeepCluster(Method):
         """
         features = encode_train_set()
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        k = self.options.num_clusters
+        fitted = bool(self.centroids_fitted)
+        stats = KMeansStats()
         centroids, labels = kmeans(
             features,
-            self.options.num_clusters,
+            k,
             KMEANS_ITERATIONS,
             generator,
             reassign_empty=self.options.reassign_empty,
-            init=self.centroids if bool(self.centroids_fitted) else None,
+            init=self.centroids if fitted else None,
+            stats=stats,
         )
+        self.balancing = {
+            "usage_entropy_after_balancing": usage_entropy(one_hot_usage(labels, k)),
+            "clusters_reassigned": float(stats.reassigned),
+        }
+        if fitted:  # where the moved features fall at last epoch's centroids, before k-means
+            previous = (F.normalize(features.float(), dim=1) @ self.centroids.t()).argmax(dim=1)
+            self.balancing["usage_entropy_before_balancing"] = usage_entropy(
+                one_hot_usage(previous, k)
+            )
         self.centroids.copy_(centroids.to(self.centroids.device))
         self.centroids_fitted.fill_(True)
         self.pseudo_labels = labels.to(self.centroids.device)
@@ -110,6 +126,17 @@ class DeepCluster(Method):
 
     def prototype_vectors(self) -> torch.Tensor | None:
         return self.centroids.detach()
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The sharpness of the classifier's softmax on the probe (assignment_entropy) and
+        what this epoch's k-means did: the training set's cluster usage at the previous
+        centroids (before) and after k-means with its empty-cluster reassignment, and how
+        many clusters were reassigned. Before the first k-means (epoch 0) only the first."""
+        z = self.projector(self.backbone(views[0]))
+        probabilities = self.cluster_probabilities(z)
+        assert probabilities is not None
+        return {"assignment_entropy": float(mean_entropy(probabilities.double())), **self.balancing}
 
     def monitor(self) -> dict[str, float]:
         """Cluster usage of the last k-means: non-empty clusters and size entropy (nats)."""

@@ -17,6 +17,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.dino import DINO_SPEC, DINOOptions
+from workers.engine.mechanisms import balancing_signals, mean_entropy, mean_kl, parameter_distance
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import cosine_momentum, ema_update
 
@@ -116,21 +117,6 @@ def updated_center(center: torch.Tensor, teacher: torch.Tensor, momentum: float)
     return center * momentum + teacher.mean(dim=(0, 1)) * (1 - momentum)
 
 
-def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Mean per-sample entropy -sum_k p_k ln p_k of (N, K) probabilities (0 ln 0 = 0): 0 for
-    one-hot rows, ln K for uniform ones. DINO Sec. 5.3's h(P_t)."""
-    entropy: torch.Tensor = -torch.special.xlogy(probs, probs).sum(dim=-1).mean()
-    return entropy
-
-
-def mean_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Mean per-sample KL(p || q) = sum_k p_k (ln p_k - ln q_k) of (N, K) probabilities.
-    DINO Sec. 5.3: the cross-entropy is H(P_t, P_s) = h(P_t) + KL(P_t || P_s), and KL -> 0
-    means the student has nothing left to learn from the teacher: collapse."""
-    kl: torch.Tensor = (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(dim=-1)
-    return kl.mean()
-
-
 class DINO(Method):
     """Student: backbone -> DINO head (``self.projector``). Teacher: a momentum (EMA) copy of
     both, never trained by gradients, sees the two global views only; the student sees every
@@ -200,7 +186,7 @@ class DINO(Method):
         )
         if opts.centering:
             self.center.copy_(updated_center(self.center, teacher_logits, opts.center_momentum))
-        return LossOutput(loss, {"teacher_temperature": self.current_teacher_temperature})
+        return LossOutput(loss, {})
 
     @torch.no_grad()
     def after_step(self, step: StepInfo) -> None:
@@ -222,7 +208,10 @@ class DINO(Method):
         sharpened softmax (-> 0 without centering: one prototype takes all; -> ln K without
         sharpening: uniform). teacher_student_kl: KL(P_t || P_s) (-> 0 in both collapses: the
         student equals the teacher). Their sum is the loss on these views. center_norm: the
-        centre's ℓ2 norm. log_k: ln K, the ceiling of the entropy."""
+        centre's ℓ2 norm. log_k: ln K, the ceiling of the entropy. The prototypes' usage
+        before and after balancing is the teacher's without and with the centre
+        (:func:`mechanisms.balancing_signals`); target_param_distance: the teacher's lag
+        behind the student (0 with momentum 0, DINO Fig. 6)."""
         opts = self.options
         center = self.center if opts.centering else torch.zeros_like(self.center)
         first, second = views[0], views[1]
@@ -232,6 +221,7 @@ class DINO(Method):
         teacher_probs = torch.cat(
             [F.softmax((t - center).double() / temperature, dim=-1) for t in teacher]
         )
+        uncentred = torch.cat([F.softmax(t.double() / temperature, dim=-1) for t in teacher])
         student_probs = torch.cat(
             [F.softmax(s.double() / opts.student_temperature, dim=-1) for s in student]
         )
@@ -240,6 +230,18 @@ class DINO(Method):
             "teacher_student_kl": float(mean_kl(teacher_probs, student_probs)),
             "center_norm": float(self.center.norm()),
             "log_k": math.log(opts.num_prototypes),
+            **balancing_signals(uncentred, teacher_probs),
+            "target_param_distance": parameter_distance(
+                [*self.teacher_backbone.parameters(), *self.teacher_head.parameters()],
+                [*self.backbone.parameters(), *self.projector.parameters()],
+            ),
+        }
+
+    def schedules(self) -> dict[str, float]:
+        """The teacher's temperature (its warm-up) and the student's, every epoch."""
+        return {
+            "teacher_temperature": self.current_teacher_temperature,
+            "student_temperature": self.options.student_temperature,
         }
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.simclr import SIMCLR_SPEC, SimCLROptions
+from workers.engine.mechanisms import infonce_split, projector_layer_alignment
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
 
@@ -61,3 +62,16 @@ class SimCLR(Method):
         with torch.no_grad():
             cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
         return LossOutput(loss, {"cos_pos": cos_pos})
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The negatives' signals on the probe's two views (:func:`mechanisms.infonce_split`,
+        also without negatives: the repulsion the loss leaves out) and the alignment of the
+        projector's adjacent linear layers (Jing et al. 2022, mechanism 2)."""
+        z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).float().chunk(2)
+        signals = infonce_split(z1, z2, self.options.temperature)
+        linear = [m.weight for m in self.projector.modules() if isinstance(m, nn.Linear)]
+        alignment = projector_layer_alignment(linear)
+        if alignment is not None:
+            signals["projector_layer_alignment"] = alignment
+        return signals

@@ -11,6 +11,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.simsiam import SIMSIAM_SPEC, SimSiamOptions
+from workers.engine.mechanisms import asymmetric_signals
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
 
@@ -54,3 +55,15 @@ class SimSiam(Method):
             z1, z2 = z1.detach(), z2.detach()
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         return LossOutput(loss, {})
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The asymmetric branch's signals (:func:`mechanisms.asymmetric_signals`): each
+        view's z and prediction p against the other view's z, the stop-gradient branch (the
+        target is the online network itself, so no target_param_distance); the predictor
+        studied through its least-squares linear map (the identity without a predictor)."""
+        z = self.projector(self.backbone(torch.cat(views[:2]))).float()  # (2B, d)
+        p = self.predictor(z).float()
+        z1, z2 = z.chunk(2)
+        identity = None if self.options.predictor else torch.eye(z.shape[1], device=z.device)
+        return asymmetric_signals(z, p, torch.cat([z2, z1]), identity)

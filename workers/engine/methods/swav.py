@@ -14,6 +14,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.swav import SWAV_SPEC, SwAVOptions
+from workers.engine.mechanisms import balancing_signals
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp, sinkhorn_knopp
 
@@ -132,3 +133,13 @@ class SwAV(Method):
 
     def prototype_vectors(self) -> torch.Tensor | None:
         return self.prototypes.weight.detach()
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """What Sinkhorn does on the probe (both global views, no queue): the codes'
+        sharpness and the prototypes' usage with it (the run's ε and iterations) and without
+        it (softmax(scores / ε)); without Sinkhorn the two are the same codes."""
+        z = F.normalize(self.projector(self.backbone(torch.cat(views[:2]))).float(), dim=1)
+        scores = self.prototypes(z).float()  # (2B, K)
+        before = F.softmax(scores / self.options.epsilon, dim=1)
+        return balancing_signals(before, self.codes(scores))

@@ -12,6 +12,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.vicreg import VICREG_SPEC, VICRegOptions
+from workers.engine.mechanisms import dims_under_variance_hinge, off_diagonal_energy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
 
@@ -78,3 +79,19 @@ class VICReg(Method):
             z1, z2, opts.invariance_weight, opts.variance_weight, opts.covariance_weight
         )
         return LossOutput(loss, terms)
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The three unweighted loss terms on the probe's two views, the fraction of
+        dimensions under the variance hinge (target std γ = TARGET_STD) and the off-diagonal
+        correlation energy, each view's averaged."""
+        z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).float().chunk(2)
+        _, terms = vicreg_loss(z1, z2, 1.0, 1.0, 1.0)
+        under_hinge = [dims_under_variance_hinge(z, TARGET_STD) for z in (z1, z2)]
+        return {
+            "loss_invariance": terms["invariance"],
+            "loss_variance": terms["variance"],
+            "loss_covariance": terms["covariance"],
+            "dims_under_variance_hinge": sum(under_hinge) / 2,
+            "off_diagonal_energy": (off_diagonal_energy(z1) + off_diagonal_energy(z2)) / 2,
+        }

@@ -4,10 +4,11 @@ Sinkhorn-Knopp equipartition, k-means and exact BatchNorm statistics for evaluat
 from workers.engine.parts.batchnorm import recompute_batchnorm_statistics
 from workers.engine.parts.ema import cosine_momentum, ema_update
 from workers.engine.parts.heads import mlp
-from workers.engine.parts.kmeans import kmeans
+from workers.engine.parts.kmeans import KMeansStats, kmeans
 from workers.engine.parts.sinkhorn import sinkhorn_knopp
 
 __all__ = [
+    "KMeansStats",
     "cosine_momentum",
     "ema_update",
     "kmeans",

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 PERTURBATION = 1e-3  # size of the nudge that splits a centroid in two (relative, unit vectors)
+
+
+@dataclass
+class KMeansStats:
+    """What a k-means run did, filled in by :func:`kmeans`: empty clusters reassigned (split
+    off a non-empty one) over all its iterations."""
+
+    reassigned: int = 0
 
 
 @torch.no_grad()
@@ -16,6 +26,7 @@ def kmeans(
     generator: torch.Generator,
     reassign_empty: bool,
     init: torch.Tensor | None = None,
+    stats: KMeansStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster ℓ2-normalised features by cosine similarity (spherical k-means, as in
     DeepCluster-v2, Caron et al. 2020).
@@ -29,7 +40,7 @@ def kmeans(
     is empty, pick a random non-empty cluster, use its centroid with a small random
     perturbation as the new centroid (the original is nudged the opposite way) and split that
     cluster's points between the two by proximity. Without it an empty cluster keeps its old
-    centroid and stays empty.
+    centroid and stays empty. ``stats``, when given, counts the reassignments.
     """
     x = F.normalize(x.float(), dim=1)
     centroids = _kmeans_plus_plus(x, k, generator) if init is None else init.float().to(x.device)
@@ -39,7 +50,9 @@ def kmeans(
         centroids = _update(x, assignments, centroids)
         assignments = _assign(x, centroids)
         if reassign_empty:
-            centroids, assignments = _reassign_empty(x, centroids, assignments, generator)
+            centroids, assignments, count = _reassign_empty(x, centroids, assignments, generator)
+            if stats is not None:
+                stats.reassigned += count
     return centroids, assignments
 
 
@@ -80,11 +93,13 @@ def _reassign_empty(
     centroids: torch.Tensor,
     assignments: torch.Tensor,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a random non-empty cluster for every empty one (see :func:`kmeans`)."""
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Split a random non-empty cluster for every empty one (see :func:`kmeans`); also
+    returns how many were split."""
     k, d = centroids.shape
     centroids, assignments = centroids.clone(), assignments.clone()
     counts = torch.bincount(assignments, minlength=k)
+    reassigned = 0
     for empty in torch.nonzero(counts == 0).flatten().tolist():
         splittable = torch.nonzero(counts > 1).flatten()
         if splittable.numel() == 0:
@@ -105,4 +120,5 @@ def _reassign_empty(
         assignments[members[closer_to_new]] = empty
         counts[empty] = int(closer_to_new.sum())
         counts[donor] -= counts[empty]
-    return centroids, assignments
+        reassigned += 1
+    return centroids, assignments, reassigned

@@ -1,0 +1,121 @@
+"""Method internals on the wire (client/PROTOCOL.md section 8): Monitor.log_epoch's
+``target``, ``p``, ``predictor_weight``, ``teacher``, ``student``, ``loss_terms`` and
+``schedules``; the negotiation with a server that reads them (its registration reply lists
+``accepts``) and with one of the first protocol (no ``accepts``: the internals are stripped,
+the rest delivered), against the stand-in server of tests/client/fake_server.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from collapse_lab import CollapseLabWarning, Monitor, wire
+
+from tests.client.fake_server import FakeCollapseLab
+
+RNG = np.random.default_rng(3)
+N, D, K = 128, 16, 32
+
+
+def _probabilities(n: int = N, k: int = K) -> np.ndarray:
+    logits = RNG.standard_normal((n, k)) * 3
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _internals() -> dict[str, object]:
+    return {
+        "target": RNG.standard_normal((N, D)).astype(np.float32),
+        "p": RNG.standard_normal((N, D)).astype(np.float32),
+        "predictor_weight": RNG.standard_normal((D, D)).astype(np.float32),
+        "teacher": _probabilities(),
+        "student": _probabilities(),
+        "loss_terms": {"loss_variance": 0.25},
+        "schedules": {"weight_decay": 1e-4, "teacher_temperature": 0.04},
+    }
+
+
+def test_the_internals_round_trip_with_probabilities_in_float32() -> None:
+    z = RNG.standard_normal((N, D))
+    teacher = _probabilities()
+    teacher[:, 0] = 1e-7  # a probability centred float16 would lose
+    teacher /= teacher.sum(axis=1, keepdims=True)
+    arrays = {"z": z, "target": z + 1, "p": z * 2, "teacher": teacher, "student": teacher}
+    message = wire.decode_epoch(wire.encode_epoch(1, arrays))
+    assert set(message.internals) == {"target", "p", "teacher", "student"}
+    np.testing.assert_array_equal(message.internals["teacher"], teacher)
+    np.testing.assert_allclose(message.internals["p"], z * 2, atol=2e-3 * np.abs(z * 2).max())
+
+
+def test_without_arrays_copies_the_rest_byte_for_byte() -> None:
+    z, h = RNG.standard_normal((N, D)), RNG.standard_normal((N, 8))
+    full = wire.encode_epoch(2, {"z": z, "h": h, "target": z, "teacher": _probabilities()})
+    plain = wire.encode_epoch(2, {"z": z, "h": h})
+    stripped = wire.without_arrays(full, {"target", "teacher"})
+    assert wire.array_names(stripped) == ["z", "h"]
+    assert wire.same_data(stripped, plain)
+    assert wire.decode_epoch(stripped).internals == {}
+
+
+@pytest.mark.parametrize(
+    ("arrays", "problem"),
+    [
+        ({"target": np.zeros((N - 1, D))}, "target has"),
+        ({"target": np.zeros((N, D)), "p": np.zeros((N, D + 1))}, "p and target"),
+        ({"teacher": np.full((N, K), 1 / K), "student": np.full((N, K + 1), 1 / (K + 1))}, "one"),
+        ({"teacher": -np.full((N, K), 1 / K)}, "probabilities"),
+    ],
+)
+def test_the_decoder_refuses_inconsistent_internals(
+    arrays: dict[str, np.ndarray], problem: str
+) -> None:
+    body = wire.encode_epoch(0, {"z": RNG.standard_normal((N, D)), **arrays})
+    with pytest.raises(wire.MessageError, match=problem):
+        wire.decode_epoch(body)
+
+
+def test_a_server_that_reads_the_internals_gets_them_all(server: FakeCollapseLab) -> None:
+    server.accepts = list(wire.ARRAY_NAMES)
+    monitor = Monitor(server.url, name="internals")
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    internals = _internals()
+    monitor.log_epoch(0, z, lr=0.1, **internals)  # type: ignore[arg-type]
+    assert monitor.finish(timeout=30)
+    message = server.only_run().epochs[0]
+    assert set(message["arrays"]) == {"z", "target", "p", "predictor_weight", "teacher", "student"}
+    assert message["arrays"]["teacher"].dtype == np.float32
+    assert message["scalars"] == {
+        "lr": 0.1,
+        "loss_variance": 0.25,
+        "weight_decay": 1e-4,
+        "teacher_temperature": 0.04,
+    }
+
+
+def test_a_first_protocol_server_gets_the_embeddings_and_scalars_without_the_arrays(
+    server: FakeCollapseLab,
+) -> None:
+    assert server.accepts is None  # answers without "accepts", refuses unknown arrays
+    monitor = Monitor(server.url, name="old server")
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    with pytest.warns(CollapseLabWarning, match="predates the method internals"):
+        for epoch in range(2):
+            monitor.log_epoch(epoch, z, **_internals())  # type: ignore[arg-type]
+        assert monitor.finish(timeout=30)
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1] and monitor.stats.dropped == []
+    assert set(run.epochs[1]["arrays"]) == {"z"}
+    assert run.epochs[1]["scalars"]["loss_variance"] == 0.25  # loss terms travel as scalars
+
+
+def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url, name="bugs")
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    with pytest.raises(ValueError, match="target has 10 rows"):
+        monitor.log_epoch(0, z, target=np.zeros((10, D)))
+    with pytest.raises(ValueError, match="must have one shape: p predicts the target"):
+        monitor.log_epoch(0, z, target=np.zeros((N, D)), p=np.zeros((N, 4)))
+    with pytest.raises(ValueError, match="apply the softmax"):
+        monitor.log_epoch(0, z, teacher=RNG.standard_normal((N, K)))
+    with pytest.raises(ValueError, match="given twice"):
+        monitor.log_epoch(0, z, lr=0.1, schedules={"lr": 0.2})
+    monitor.finish(timeout=10)

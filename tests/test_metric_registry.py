@@ -1,0 +1,124 @@
+"""The metric registry (contract/metrics.py): every metric declared once, and what is derived
+from the declaration (record field, chart, sweep metrics, export columns, README table)
+agrees with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from starlette.testclient import TestClient
+
+from backend.app import create_app
+from backend.routers.reports import _csv
+from backend.settings import Settings
+from backend.sweep_schemas import FinalMetrics
+from contract import METRICS, EmbeddingMetrics, EpochRecord, metric_catalogue
+from contract import metrics as registry
+from contract.metrics import CHARTS, Metric, all_metrics, check_registry, declared_fields
+from workers.engine.metrics import embedding_diagnostics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_record_field_is_a_declared_metric() -> None:
+    assert set(declared_fields(EmbeddingMetrics)) == set(EmbeddingMetrics.model_fields)
+    names = [m.name for m in METRICS]
+    assert len(names) == len(set(names))
+    for metric in METRICS:
+        assert metric.title and metric.unit is not None and metric.formula
+        # the OpenAPI document describes each field with its formula (and paper)
+    kinds = {m.name: m.value_type for m in METRICS}
+    assert (kinds["spectrum"], kinds["dim"], kinds["effective_rank"]) == (
+        "list",
+        "integer",
+        "number",
+    )
+    assert kinds["variance_shares"] == "list" and not registry.all_metrics(EpochRecord)[4].columns
+    schema = EmbeddingMetrics.model_json_schema()["properties"]
+    assert schema["effective_rank"]["description"].endswith("(Garrido et al., ICML 2023)")
+
+
+def test_charts_draw_declared_metrics_only() -> None:
+    chart_ids = [chart.id for chart in CHARTS]
+    assert len(chart_ids) == len(set(chart_ids))
+    charted = {m.chart for m in METRICS if m.chart is not None}
+    assert charted == set(chart_ids)  # no chart without a metric, no metric on a lost chart
+    for metric in METRICS:
+        for level in (metric.healthy, metric.collapsed):
+            if level is not None and level.field is not None:
+                assert level.field in EmbeddingMetrics.model_fields
+
+
+def test_a_misspelt_declaration_fails_at_import_time() -> None:
+    bad = Metric(measured_on="embedding", title="x", unit="", formula="x", chart="rnak")
+    entries = [*METRICS, *[e for e in all_metrics(EpochRecord) if e.name == "dim"]]
+    with pytest.raises(ValueError, match="declared twice"):
+        check_registry(entries)
+    with pytest.raises(ValueError, match="no chart 'rnak'"):
+        check_registry([METRICS[0].model_copy(update={"name": "x", **bad.model_dump()})])
+
+
+def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method's own scalar (in EpochRecord.logs) is catalogued with a logs. column and
+    charted like the others; records of methods without it simply lack it (null)."""
+    entropy = Metric(
+        measured_on="method_internals",
+        title="teacher entropy",
+        unit="nats",
+        formula="h(P_t)",
+        paper="Caron et al., ICCV 2021, Sec. 5.3",
+        chart="loss",
+    )
+    monkeypatch.setitem(registry.METHOD_INTERNALS, "teacher_entropy", entropy)
+    entries = all_metrics(EpochRecord)
+    check_registry(entries)
+    (entry,) = [e for e in entries if e.name == "teacher_entropy"]
+    assert entry.columns == ["logs.teacher_entropy"] and entry.measured_on == "method_internals"
+    with_it = EpochRecord.model_validate(
+        {"epoch": 1, "backbone": None, "projector": _probe(), "logs": {"teacher_entropy": 2.0}}
+    )
+    assert with_it.logs.get(entry.name) == 2.0
+
+
+def _probe() -> EmbeddingMetrics:
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(256, 16, generator=generator)
+    labels = torch.arange(256) % 4
+    return embedding_diagnostics(z, z + 0.1, z - 0.1, labels, None, None, 4)
+
+
+def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with TestClient(create_app(settings)) as http:
+        served = http.get("/api/metrics").json()
+    assert served == metric_catalogue().model_dump(mode="json")
+    names = {m["name"] for m in served["metrics"]}
+    assert {"effective_rank", "spread", "loss", "lr", "ema_momentum"} <= names
+    # the sweep's per-run metrics: the sweep-eligible declarations, nothing else
+    sweepable = {m.name for m in METRICS if m.sweep is not None}
+    assert set(FinalMetrics.model_fields) == {"epoch", *sweepable}
+    # every declared export column is a column of the epoch CSV
+    record = EpochRecord(epoch=0, backbone=_probe(), projector=_probe(), lr=0.1)
+    header = _csv([record.model_dump(mode="json")]).splitlines()[0].split(",")
+    for metric in METRICS:
+        for column in metric.columns:
+            assert column in header, column
+
+
+def test_the_readme_table_is_generated_from_the_registry() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/metric_table.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'client'}", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for metric in METRICS:
+        assert f"| `{metric.name}` |" in readme
