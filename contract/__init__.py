@@ -7,13 +7,12 @@ torch; the engine trains from them.
 """
 
 from contract.config import (
-    DATASET_CLASSES,
     BackboneName,
     ConfigError,
-    DatasetName,
     RunConfig,
     resolve_config,
 )
+from contract.datasets import DATASET_CLASSES, DATASET_SPECS, DatasetSpec
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS, Preset
 from contract.records import (
@@ -34,7 +33,9 @@ from contract.strict import StrictInput, StrictModel
 __all__ = [
     "ACTIVE_STATUSES",
     "DATASET_CLASSES",
+    "DATASET_SPECS",
     "METHOD_SPECS",
+    "PLUGIN_DATASETS",
     "PLUGIN_ERRORS",
     "PLUGIN_METHODS",
     "PRESETS",
@@ -43,7 +44,7 @@ __all__ = [
     "VERDICT_KINDS",
     "BackboneName",
     "ConfigError",
-    "DatasetName",
+    "DatasetSpec",
     "EmbeddingMetrics",
     "EpochRecord",
     "MethodSpec",
@@ -62,6 +63,7 @@ __all__ = [
 
 # Last: plugins extend the catalogue above, and may import these names while they load.
 from contract.plugins import (
+    PLUGIN_DATASETS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PluginError,

@@ -20,7 +20,7 @@ The model is :class:`backend.schemas.Catalogue`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -28,11 +28,11 @@ from backend.schemas import Catalogue
 from backend.state import StateDep
 from contract import (
     DATASET_CLASSES,
+    DATASET_SPECS,
     METHOD_SPECS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PRESETS,
-    DatasetName,
     RunConfig,
 )
 
@@ -76,7 +76,7 @@ def catalogue() -> dict[str, Any]:
         "presets": presets,
         "config_schema": RunConfig.model_json_schema(),
         "config_defaults": defaults,
-        "datasets": list(get_args(DatasetName)),
+        "datasets": list(DATASET_SPECS),
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
     }

@@ -34,7 +34,7 @@ MALFORMED: list[tuple[Any, list[Any], str]] = [
     ({"preset": "nope"}, ["body", "preset"], "unknown preset"),
     ({"dataset": "digits"}, ["body", "method"], "give a method or a preset"),
     ({"method": "simsiam", "bogus": 1}, ["body", "bogus"], "Extra inputs are not permitted"),
-    ({"method": "simsiam", "dataset": "mnist"}, ["body", "dataset"], "Input should be"),
+    ({"method": "simsiam", "dataset": "mnist"}, ["body", "dataset"], "unknown dataset"),
     ({"method": "simsiam", "lr": "fast"}, ["body", "lr"], "valid number"),
     (
         {"method": "simsiam", "options": {"stop_gradient": "maybe"}},
