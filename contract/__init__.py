@@ -1,9 +1,9 @@
 """The run spec: the engine's torch-free half, and the contract every layer shares.
 
 Run configs and how they resolve (:mod:`.config`), each method's options and catalogue entry
-(:mod:`.methods`), the presets (:mod:`.presets`) and the records (statuses, verdicts, the
-epoch record: :mod:`.records`). The API validates requests against these without importing
-torch; the engine trains from them.
+(:mod:`.methods`), the presets (:mod:`.presets`), the dataset registry (:mod:`.datasets`) and
+the records (statuses, verdicts, the epoch record: :mod:`.records`). The API validates
+requests against these without importing torch; the engine trains from them.
 """
 
 from contract.config import (

@@ -14,6 +14,7 @@ the folder (:func:`resolve_inside`).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -127,7 +128,7 @@ DATASET_SPECS: dict[str, DatasetSpec] = {}
 DATASET_CLASSES: dict[str, int | None] = {}
 
 
-def check_dataset_spec(spec: object, taken: set[str] | dict[str, DatasetSpec]) -> str | None:
+def check_dataset_spec(spec: object, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot join the registry, or None."""
     if not isinstance(spec, DatasetSpec):
         return f"expected a DatasetSpec, got {type(spec).__name__}"
