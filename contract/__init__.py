@@ -1,12 +1,13 @@
 """The run spec: the engine's torch-free half, and the contract every layer shares.
 
 Run configs and how they resolve (:mod:`.config`), each method's options and catalogue entry
-(:mod:`.methods`), the presets (:mod:`.presets`) and the records (statuses, verdicts, the
-epoch record: :mod:`.records`). The API validates requests against these without importing
-torch; the engine trains from them.
+(:mod:`.methods`), the presets (:mod:`.presets`), the dataset registry (:mod:`.datasets`) and
+the records (statuses, verdicts, the epoch record: :mod:`.records`). The API validates
+requests against these without importing torch; the engine trains from them.
 """
 
-from contract.config import DATASET_CLASSES, BackboneName, DatasetName, RunConfig
+from contract.config import BackboneName, RunConfig
+from contract.datasets import DATASET_CLASSES, DATASET_SPECS, DatasetSpec
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.metrics import EmbeddingMetrics, MetricCatalogue, MetricEntry
 from contract.presets import PRESETS, Preset
@@ -34,8 +35,10 @@ __all__ = [
     "ACTIVE_STATUSES",
     "CAUSE_GUARDS",
     "DATASET_CLASSES",
+    "DATASET_SPECS",
     "METHOD_SPECS",
     "METRICS",
+    "PLUGIN_DATASETS",
     "PLUGIN_ERRORS",
     "PLUGIN_METHODS",
     "PRESETS",
@@ -46,7 +49,7 @@ __all__ = [
     "BackboneName",
     "Cause",
     "CauseGuard",
-    "DatasetName",
+    "DatasetSpec",
     "EmbeddingMetrics",
     "EpochRecord",
     "MethodSpec",
@@ -68,6 +71,7 @@ __all__ = [
 
 # Last: plugins extend the catalogue above, and may import these names while they load.
 from contract.plugins import (
+    PLUGIN_DATASETS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PluginError,

@@ -24,7 +24,7 @@ The model is :class:`backend.schemas.Catalogue`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -33,11 +33,11 @@ from backend.state import StateDep
 from contract import (
     CAUSE_GUARDS,
     DATASET_CLASSES,
+    DATASET_SPECS,
     METHOD_SPECS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PRESETS,
-    DatasetName,
     MetricCatalogue,
     RunConfig,
     metric_catalogue,
@@ -83,7 +83,7 @@ def catalogue() -> dict[str, Any]:
         "presets": presets,
         "config_schema": RunConfig.model_json_schema(),
         "config_defaults": defaults,
-        "datasets": list(get_args(DatasetName)),
+        "datasets": list(DATASET_SPECS),
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
         "cause_guards": list(CAUSE_GUARDS),
