@@ -292,3 +292,36 @@ def test_an_infinite_signal_is_not_stored_and_the_next_epoch_still_opens() -> No
     assert "teacher_student_kl" not in record.logs
     assert record.logs["teacher_entropy"] == 0
     assert EpochRecord.model_validate(record.model_dump(mode="json")).logs == record.logs
+
+
+def test_a_sweep_cell_names_the_cause_its_seeds_agree_on() -> None:
+    from backend.sweep_schemas import SweepRunOut, _cell_cause
+
+    def run(seed: int, kind: str, guard: str | None) -> SweepRunOut:
+        cause = None if guard is None else {"guard": guard, "reason": "r", "advice": "a"}
+        return SweepRunOut.model_validate(
+            {
+                "id": f"r{seed}",
+                "url": f"/runs/r{seed}",
+                "seed": seed,
+                "status": "succeeded",
+                "progress": 1.0,
+                "last_epoch": 5,
+                "epochs": 5,
+                "verdict_kind": kind,
+                "onset_epoch": 2 if guard else None,
+                "cause": cause,
+                "stopped_early": None,
+                "error": None,
+                "final": None,
+            }
+        )
+
+    agree = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "centering")]
+    assert _cell_cause("complete_collapse", agree) == "centering"
+    differ = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "sharpening")]
+    assert _cell_cause("complete_collapse", differ) == "undetermined"
+    # a seed of another kind does not vote; a healthy cell has no cause
+    mixed = [run(0, "complete_collapse", "negatives"), run(1, "dimensional_collapse", "predictor")]
+    assert _cell_cause("complete_collapse", mixed) == "negatives"
+    assert _cell_cause("healthy", [run(0, "healthy", None)]) is None
