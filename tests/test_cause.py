@@ -79,7 +79,7 @@ def test_dino_without_centering_names_centering_from_the_entropy_and_kl() -> Non
     assert "0.05 nats of ln K = 4.85" in verdict.cause.reason
     assert "centre's norm is 0" in verdict.cause.reason
     assert "Caron et al." in verdict.cause.advice
-    assert verdict.cause.onset_epoch == 2  # h/ln K = 0.08 from epoch 2 on
+    assert verdict.cause.onset_epoch == 1  # h/ln K 0.21 with the centre at 0 from epoch 1
     assert {"teacher_entropy", "teacher_student_kl", "log_k"} <= set(verdict.cause.signals_checked)
 
 
@@ -325,3 +325,18 @@ def test_a_sweep_cell_names_the_cause_its_seeds_agree_on() -> None:
     mixed = [run(0, "complete_collapse", "negatives"), run(1, "dimensional_collapse", "predictor")]
     assert _cell_cause("complete_collapse", mixed) == "negatives"
     assert _cell_cause("healthy", [run(0, "healthy", None)]) is None
+
+
+def test_a_centre_measured_at_zero_stands_in_for_a_vanishing_kl() -> None:
+    """dino-no-centering at K = 1024 ends with KL/ln K 0.10 but a centre that never moved."""
+    entropy = [4.0, 1.0, 0.5, 0.4, 0.35, 0.35]
+    kl = [1.4, 0.9, 0.8, 0.75, 0.72, 0.72]
+    logs = [
+        {"teacher_entropy": h, "teacher_student_kl": k, "log_k": math.log(1024)}
+        for h, k in zip(entropy, kl, strict=True)
+    ]
+    cause = run_verdict(_history(COLLAPSING, [{**r, "center_norm": 0.0} for r in logs])).cause
+    assert cause is not None and cause.guard == "centering"
+    assert cause.onset_epoch == 1
+    unknown_centre = run_verdict(_history(COLLAPSING, logs)).cause
+    assert unknown_centre is not None and unknown_centre.guard == "undetermined"
