@@ -11,7 +11,16 @@ every ``lidar_every`` epochs (5 by default), so its cost is shown per LiDAR epoc
 amortised over 5 epochs. Target: <= 5 % on realistic epochs (the CIFAR-sized row: 50,000
 images at 32 px, batch 256, 195 steps).
 
+The mechanism signals (each method's probe_logs: docs/mechanisms.md) are part of the
+diagnostics, timed apart (``mechanisms_time_s``): "mech s" and their share of the epoch.
+Their cost is fixed per epoch (two views of 256 probe images through the method's
+branches, then d x d and N x K algebra), so ``--presets`` measures each family's on the
+short settings and "of CIFAR" divides it by the CIFAR-sized SimSiam epoch's training time
+given with ``--cifar-train-s`` (the figure the cifar row prints).
+
     python -m bench.bench_monitoring [--epochs 2] [--only cifar]
+    python -m bench.bench_monitoring --only shapes --epochs 1 --cifar-train-s 294 \
+        --presets simsiam,byol,simclr,swav,deepcluster,barlow-twins,vicreg,dino
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,10 +37,9 @@ from workers.engine.trainer import train
 
 LIDAR_EVERY = 5  # the run config's default cadence, for the amortised figure
 SETTINGS = {
-    "digits (1,347 train / 450 probe)": {"preset": "simsiam", "dataset": "digits"},
-    "shapes (8,192 train / 2,048 probe)": {"preset": "simsiam", "dataset": "shapes"},
+    "digits (1,347 train / 450 probe)": {"dataset": "digits"},
+    "shapes (8,192 train / 2,048 probe)": {"dataset": "shapes"},
     "cifar: shapes 50,000 / 2,048, 195 steps": {
-        "preset": "simsiam",
         "dataset": "shapes",
         "train_size": 50_000,
         "batch_size": 256,
@@ -42,36 +51,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--only", default="", help="run only settings whose label has this")
+    parser.add_argument(
+        "--presets", default="simsiam", help="comma-separated presets, each run on every setting"
+    )
+    parser.add_argument(
+        "--cifar-train-s",
+        type=float,
+        default=None,
+        help="a CIFAR-sized epoch's training seconds (the cifar row's), for 'of CIFAR'",
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(
-        f"{'setting':40s} {'train s':>8s} {'diag s':>7s} {'LiDAR s':>8s} "
-        f"{'share':>6s} {'LiDAR ep.':>9s} {f'1 in {LIDAR_EVERY}':>7s}"
+        f"{'setting':40s} {'preset':14s} {'train s':>8s} {'diag s':>7s} {'LiDAR s':>8s} "
+        f"{'mech s':>7s} {'share':>6s} {'mech':>6s} {'of CIFAR':>8s} {'LiDAR ep.':>9s} "
+        f"{f'1 in {LIDAR_EVERY}':>7s}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for label, raw in SETTINGS.items():
             if args.only not in label:
                 continue
-            # LiDAR on every epoch, so each trained epoch measures it
-            config = resolve_config(
-                {**raw, "epochs": args.epochs, "device": "cpu", "lidar_every": 1}
-            )
-            history = train(config, data_root=Path(tmp)).history[1:]
-            train_s = sum(r.train_time_s for r in history) / len(history)
-            lidar_s = sum(r.lidar_time_s for r in history) / len(history)
-            diag_s = sum(r.diagnostics_time_s for r in history) / len(history) - lidar_s
-            without = diag_s / (train_s + diag_s)
-            every = (diag_s + lidar_s) / (train_s + diag_s + lidar_s)
-            amortised = diag_s + lidar_s / LIDAR_EVERY
-            spread_out = amortised / (train_s + amortised)
-            print(
-                f"{label:40s} {train_s:8.2f} {diag_s:7.2f} {lidar_s:8.2f} "
-                f"{without:6.1%} {every:9.1%} {spread_out:7.1%}",
-                flush=True,
-            )
+            for preset in args.presets.split(","):
+                # LiDAR on every epoch, so each trained epoch measures it
+                config = resolve_config(
+                    {**raw, "preset": preset, "epochs": args.epochs, "device": "cpu"}
+                    | {"lidar_every": 1}
+                )
+                history = train(config, data_root=Path(tmp)).history[1:]
+                _print_row(label, preset, history, args.cifar_train_s)
     print(
-        "share: diagnostics without LiDAR / epoch; LiDAR ep.: on an epoch that measures "
-        f"LiDAR; 1 in {LIDAR_EVERY}: LiDAR every {LIDAR_EVERY} epochs (the default)"
+        "share: diagnostics without LiDAR / epoch; mech: the mechanism signals' part of the "
+        "epoch; of CIFAR: mech s / (CIFAR-sized training s + mech s); LiDAR ep.: on an epoch "
+        f"that measures LiDAR; 1 in {LIDAR_EVERY}: LiDAR every {LIDAR_EVERY} epochs (the "
+        "default)"
+    )
+
+
+def _print_row(label: str, preset: str, history: list[Any], cifar_train_s: float | None) -> None:
+    def mean(field: str) -> float:
+        return sum(getattr(r, field) for r in history) / len(history)
+
+    train_s, lidar_s, mech_s = mean("train_time_s"), mean("lidar_time_s"), mean("mechanisms_time_s")
+    diag_s = mean("diagnostics_time_s") - lidar_s
+    without = diag_s / (train_s + diag_s)
+    mech = mech_s / (train_s + diag_s)
+    of_cifar = f"{mech_s / (cifar_train_s + mech_s):8.2%}" if cifar_train_s else f"{'-':>8s}"
+    every = (diag_s + lidar_s) / (train_s + diag_s + lidar_s)
+    amortised = diag_s + lidar_s / LIDAR_EVERY
+    spread_out = amortised / (train_s + amortised)
+    print(
+        f"{label:40s} {preset:14s} {train_s:8.2f} {diag_s:7.2f} {lidar_s:8.2f} {mech_s:7.3f} "
+        f"{without:6.1%} {mech:6.1%} {of_cifar} {every:9.1%} {spread_out:7.1%}",
+        flush=True,
     )
 
 

@@ -162,6 +162,11 @@ class EpochRecord(StrictModel):
     train_time_s: float = 0.0
     diagnostics_time_s: float = 0.0
     lidar_time_s: float = Field(0.0, description="Part of diagnostics_time_s spent on LiDAR.")
+    mechanisms_time_s: float = Field(
+        0.0,
+        description="Part of diagnostics_time_s spent on the method's mechanism signals "
+        "(its probe_logs: docs/mechanisms.md).",
+    )
     images_per_s: float | None = None
     logs: dict[str, float] = Field(
         default_factory=dict, description="Method-specific scalars (loss terms...)."

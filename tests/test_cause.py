@@ -79,7 +79,7 @@ def test_dino_without_centering_names_centering_from_the_entropy_and_kl() -> Non
     assert "0.05 nats of ln K = 4.85" in verdict.cause.reason
     assert "centre's norm is 0" in verdict.cause.reason
     assert "Caron et al." in verdict.cause.advice
-    assert verdict.cause.onset_epoch == 2  # h/ln K = 0.08 from epoch 2 on
+    assert verdict.cause.onset_epoch == 1  # h/ln K 0.21 with the centre at 0 from epoch 1
     assert {"teacher_entropy", "teacher_student_kl", "log_k"} <= set(verdict.cause.signals_checked)
 
 
@@ -292,3 +292,51 @@ def test_an_infinite_signal_is_not_stored_and_the_next_epoch_still_opens() -> No
     assert "teacher_student_kl" not in record.logs
     assert record.logs["teacher_entropy"] == 0
     assert EpochRecord.model_validate(record.model_dump(mode="json")).logs == record.logs
+
+
+def test_a_sweep_cell_names_the_cause_its_seeds_agree_on() -> None:
+    from backend.sweep_schemas import SweepRunOut, _cell_cause
+
+    def run(seed: int, kind: str, guard: str | None) -> SweepRunOut:
+        cause = None if guard is None else {"guard": guard, "reason": "r", "advice": "a"}
+        return SweepRunOut.model_validate(
+            {
+                "id": f"r{seed}",
+                "url": f"/runs/r{seed}",
+                "seed": seed,
+                "status": "succeeded",
+                "progress": 1.0,
+                "last_epoch": 5,
+                "epochs": 5,
+                "verdict_kind": kind,
+                "onset_epoch": 2 if guard else None,
+                "cause": cause,
+                "stopped_early": None,
+                "error": None,
+                "final": None,
+            }
+        )
+
+    agree = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "centering")]
+    assert _cell_cause("complete_collapse", agree) == "centering"
+    differ = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "sharpening")]
+    assert _cell_cause("complete_collapse", differ) == "undetermined"
+    # a seed of another kind does not vote; a healthy cell has no cause
+    mixed = [run(0, "complete_collapse", "negatives"), run(1, "dimensional_collapse", "predictor")]
+    assert _cell_cause("complete_collapse", mixed) == "negatives"
+    assert _cell_cause("healthy", [run(0, "healthy", None)]) is None
+
+
+def test_a_centre_measured_at_zero_stands_in_for_a_vanishing_kl() -> None:
+    """dino-no-centering at K = 1024 ends with KL/ln K 0.10 but a centre that never moved."""
+    entropy = [4.0, 1.0, 0.5, 0.4, 0.35, 0.35]
+    kl = [1.4, 0.9, 0.8, 0.75, 0.72, 0.72]
+    logs = [
+        {"teacher_entropy": h, "teacher_student_kl": k, "log_k": math.log(1024)}
+        for h, k in zip(entropy, kl, strict=True)
+    ]
+    cause = run_verdict(_history(COLLAPSING, [{**r, "center_norm": 0.0} for r in logs])).cause
+    assert cause is not None and cause.guard == "centering"
+    assert cause.onset_epoch == 1
+    unknown_centre = run_verdict(_history(COLLAPSING, logs)).cause
+    assert unknown_centre is not None and unknown_centre.guard == "undetermined"

@@ -142,6 +142,19 @@ def test_projector_layer_alignment_is_one_when_singular_vectors_meet_and_small_a
     assert mech.projector_layer_alignment([first]) is None
 
 
+def test_top_singular_vectors_match_the_svd_on_either_side() -> None:
+    for shape in ((12, 40), (40, 12)):
+        matrix = _gaussian(*shape, seed=7)
+        u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+        left, right = mech.top_singular_vectors(matrix, 5)
+        assert torch.allclose(
+            (left * u[:, :5]).sum(dim=0).abs(), torch.ones(5, dtype=torch.float64)
+        )
+        assert torch.allclose(
+            (right * vh[:5].T).sum(dim=0).abs(), torch.ones(5, dtype=torch.float64)
+        )
+
+
 # ---------------------------------------------------------------- clustering
 
 

@@ -113,6 +113,7 @@ function lineChart(chart, metrics) {
     y2Title: chart.y2_title,
     y2Range: chart.y2_range,
     group: chart.group,
+    hideEmpty: chart.hide_when_empty,
     help: helpLines(metrics),
     yRange: chart.y_range,
     yRangeMode: chart.y_range_mode,
@@ -190,7 +191,8 @@ function baseLayout(title, xTitle, yTitle) {
 export function lineFigure(metric, series, which) {
   const data = [];
   const many = series.length > 1;
-  const used = (trace) => trace.axis !== "y2" || series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
+  // a second-axis schedule, or a line of a family's panel this method does not log, is left out
+  const used = (trace) => (trace.axis !== "y2" && !metric.hideEmpty) || series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
   series.forEach((run) => {
     metric.traces.forEach((trace, traceIndex) => {
       if (!used(trace)) return;

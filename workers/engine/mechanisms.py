@@ -192,6 +192,23 @@ def infonce_split(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> dic
     }
 
 
+def top_singular_vectors(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The left (m, k) and right (n, k) singular vectors of the k largest singular values of
+    an (m, n) matrix, from the eigen-decomposition of its smaller Gram matrix (a projector's
+    2048-wide layer needs a 128 x 128 or 512 x 512 one, not a full SVD). Directions with no
+    singular value are returned as zero vectors."""
+    m = matrix.detach().double()
+    small_left = m.shape[0] <= m.shape[1]
+    gram = m @ m.T if small_left else m.T @ m
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    order = torch.argsort(eigenvalues, descending=True)[:k]
+    sigma = eigenvalues[order].clamp_min(0).sqrt()
+    found = eigenvectors[:, order]
+    scale = torch.where(sigma > 0, 1 / sigma.clamp_min(1e-300), torch.zeros_like(sigma))
+    other = (m.T @ found if small_left else m @ found) * scale
+    return (found, other) if small_left else (other, found)
+
+
 def projector_layer_alignment(
     weights: list[torch.Tensor], top: int = TOP_SINGULAR_VECTORS
 ) -> float | None:
@@ -207,10 +224,10 @@ def projector_layer_alignment(
         return None
     scores = []
     for first, second in pairs:
-        u_first = torch.linalg.svd(first.detach().double(), full_matrices=False)[0]  # (h, r)
-        v_second = torch.linalg.svd(second.detach().double(), full_matrices=False)[2].T  # (h, r)
-        k = min(top, u_first.shape[1], v_second.shape[1])
-        scores.append(float((u_first[:, :k] * v_second[:, :k]).sum(dim=0).abs().mean()))
+        k = min(top, *first.shape, *second.shape)
+        u_first = top_singular_vectors(first, k)[0]  # (h, k)
+        v_second = top_singular_vectors(second, k)[1]  # (h, k)
+        scores.append(float((u_first * v_second).sum(dim=0).abs().mean()))
     return sum(scores) / len(scores)
 
 

@@ -183,12 +183,12 @@ def _lidar_views(
 
 def _diagnose(
     method: Method, probe: _Probe, autocast: Any, with_lidar: bool = False
-) -> tuple[EmbeddingMetrics, EmbeddingMetrics, torch.Tensor, float, dict[str, float]]:
+) -> tuple[EmbeddingMetrics, EmbeddingMetrics, torch.Tensor, float, dict[str, float], float]:
     """Backbone and projector diagnostics on the probe; also returns the probe's z, the
     seconds LiDAR took (its extra forward passes and its eigen-decompositions; 0 without) and
     the method's mechanism signals on the probe's positive pairs (:meth:`Method.probe_logs`)
     with the schedules that move the collapse boundary (:meth:`Method.schedules`, the weight
-    decay), all for the record's ``logs``."""
+    decay), all for the record's ``logs``, and the seconds the mechanism signals took."""
     was_training = method.training
     h_all, z_all = _embed_recomputing_batchnorm(method, probe.probe_and_bank, autocast)
     n_probe = len(probe.labels)
@@ -197,8 +197,10 @@ def _diagnose(
     method.eval()
     h1, z1 = _embed(method, probe.view1, autocast)
     h2, z2 = _embed(method, probe.view2, autocast)
+    mechanisms_started = time.perf_counter()
     with autocast():
         signals = method.probe_logs([probe.view1, probe.view2])
+    mechanisms_time = time.perf_counter() - mechanisms_started
     signals |= {**method.schedules(), "weight_decay": method.config.weight_decay}
     assignments = method.cluster_assignments(z)
     try:
@@ -234,7 +236,7 @@ def _diagnose(
     except NonFiniteEmbeddingError as exc:
         raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
     method.train(was_training)
-    return backbone, projector, z, lidar_time, signals
+    return backbone, projector, z, lidar_time, signals, mechanisms_time
 
 
 def lidar_due(config: RunConfig, epoch: int) -> bool:
@@ -368,7 +370,7 @@ def train(
         hooks.on_embeddings(record.epoch, z.cpu().numpy(), probe.labels.cpu().numpy())
 
     if not history:
-        backbone_m, projector_m, z, lidar_time, signals = _diagnose(
+        backbone_m, projector_m, z, lidar_time, signals, mechanisms_time = _diagnose(
             method, probe, autocast, lidar_due(config, 0)
         )
         baseline = EpochRecord(
@@ -376,6 +378,7 @@ def train(
             lr=lr_at(config, 0, steps_per_epoch),
             ema_momentum=method.monitor().get("ema_momentum"),
             lidar_time_s=lidar_time,
+            mechanisms_time_s=mechanisms_time,
             logs=signals,
             backbone=backbone_m,
             projector=projector_m,
@@ -445,7 +448,7 @@ def train(
             )
         train_time = time.perf_counter() - started
 
-        backbone_m, projector_m, z, lidar_time, signals = _diagnose(
+        backbone_m, projector_m, z, lidar_time, signals, mechanisms_time = _diagnose(
             method, probe, autocast, lidar_due(config, epoch)
         )
         diagnostics_time = time.perf_counter() - started - train_time
@@ -458,6 +461,7 @@ def train(
             train_time_s=train_time,
             diagnostics_time_s=diagnostics_time,
             lidar_time_s=lidar_time,
+            mechanisms_time_s=mechanisms_time,
             images_per_s=steps_per_epoch * batch_size / train_time,
             logs={**{k: v / steps_per_epoch for k, v in logs_sum.items()}, **signals},
             backbone=backbone_m,

@@ -1,0 +1,64 @@
+"""The mechanism panel of a run's family on the run page, in a real Chromium against the real
+stack (docs/mechanisms.md): its charts drawn from the metric catalogue with the registry's
+titles, the weight decay on the second axis, the help sentences under them; the panels of
+other families left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext
+
+from tests.service.stack import ServiceStack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    writer_context: BrowserContext,
+    finished_runs: list[dict[str, Any]],
+) -> None:
+    run = finished_runs[1]  # SimSiam with its stop-gradient
+    catalogue = writer.get("/api/metrics").json()
+    internals = {
+        m["name"]: m for m in catalogue["metrics"] if m["measured_on"] == "method_internals"
+    }
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
+    page.wait_for_function(
+        "() => ['asymmetric', 'predictor'].every((id) => "
+        "document.getElementById(`plot-${id}`)?.data?.length > 0)"
+    )
+    drawn = page.evaluate(
+        """() => Object.fromEntries(['asymmetric', 'predictor'].map((id) => {
+            const plot = document.getElementById(`plot-${id}`);
+            return [id, plot.data.map((t) => ({name: t.name, axis: t.yaxis, n: t.y.length}))];
+        }))"""
+    )
+    titles = {name: metric["title"] for name, metric in internals.items()}
+    assert {t["name"] for t in drawn["asymmetric"]} == {
+        titles["online_target_cosine"],
+        titles["rank_differential"],
+    }  # SimSiam has no separate target: no parameter distance
+    predictor = {t["name"]: t for t in drawn["predictor"]}
+    assert set(predictor) == {
+        titles[name]
+        for name in (
+            "predictor_commutator",
+            "predictor_eigen_alignment",
+            "predictor_symmetry",
+            "weight_decay",
+        )
+    }
+    assert predictor[titles["weight_decay"]]["axis"] == "y2"
+    assert all(t["n"] == run["epochs"] + 1 for t in drawn["predictor"])  # every epoch, 0 too
+    help_text = page.text_content("#card-predictor .chart-help", timeout=5000) or ""
+    assert "asymmetric branch" in help_text
+    assert internals["predictor_eigen_alignment"]["help"] in help_text
+    assert "least-squares" in internals["predictor_commutator"]["formula"]
+    for other in ("infonce", "negatives", "assignments", "redundancy_terms", "dino"):
+        assert page.locator(f"#card-{other}").count() == 0, other
