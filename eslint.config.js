@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  { ignores: ["node_modules/", "frontend/js/types/"] },
+  { ignores: ["node_modules/", "frontend/js/types/", ".venv*/", "build/", "data/"] },
   js.configs.recommended,
   {
     files: ["frontend/**/*.js"],

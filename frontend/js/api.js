@@ -116,7 +116,8 @@ export async function request(method, url, body, { signal } = {}) {
       parsed = { detail: text.slice(0, 300) };
     }
   }
-  if (!response.ok) throw new ApiError(response.status, parsed, describeError(response.status, parsed));
+  if (!response.ok)
+    throw new ApiError(response.status, parsed, describeError(response.status, parsed));
   return parsed;
 }
 
@@ -158,7 +159,8 @@ export const api = {
   /** @param {Api.ZooRequest["overrides"]} overrides @returns {Promise<Api.ZooResult>} */
   zoo: (overrides) => request("POST", "/api/zoo", { overrides }),
   /** @param {string} id @returns {Promise<Api.ProjectionEpochs>} */
-  projectionEpochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
+  projectionEpochs: (id) =>
+    request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
   /** @param {string} token @returns {Promise<null>} */
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
   /** @param {string} id @returns {Promise<Api.SweepDetail>} */
@@ -177,7 +179,11 @@ export const api = {
  * @param {string} id */
 export function sweepLinks(id) {
   const base = `/api/sweeps/${encodeURIComponent(id)}`;
-  return { report: withShare(`${base}/report.html`), csv: withShare(`${base}/cells.csv`), json: withShare(`${base}/cells.json`) };
+  return {
+    report: withShare(`${base}/report.html`),
+    csv: withShare(`${base}/cells.csv`),
+    json: withShare(`${base}/cells.json`),
+  };
 }
 
 /** Download/export links for one run.

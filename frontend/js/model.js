@@ -30,7 +30,14 @@ export function normaliseCatalogue(payload) {
   }));
   const configSchema = payload.config_schema;
   const configDefaults = { ...schemaDefaults(configSchema), ...payload.config_defaults };
-  return { methods, presets, configSchema, configDefaults, limits: payload.limits, causeGuards: payload.cause_guards || [] };
+  return {
+    methods,
+    presets,
+    configSchema,
+    configDefaults,
+    limits: payload.limits,
+    causeGuards: payload.cause_guards || [],
+  };
 }
 
 /** Defaults declared in a JSON Schema's properties.
@@ -113,7 +120,10 @@ export function keyOptions(run, catalogue) {
   const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
   const defaults = method ? method.optionDefaults : {};
   return Object.entries(options)
-    .filter(([key, value]) => !(key in defaults) || JSON.stringify(defaults[key]) !== JSON.stringify(value))
+    .filter(
+      ([key, value]) =>
+        !(key in defaults) || JSON.stringify(defaults[key]) !== JSON.stringify(value),
+    )
     .filter(([, value]) => method || value === false || value === 0)
     .map(([key, value]) => `${key}=${JSON.stringify(value)}`);
 }
@@ -128,7 +138,8 @@ export function runProgress(run) {
   const done = run.last_epoch ?? 0;
   const step = progress.step ?? null;
   const steps = progress.steps ?? null;
-  const training = run.status === "running" && step !== null && steps && (progress.epoch ?? done + 1) > done;
+  const training =
+    run.status === "running" && step !== null && steps && (progress.epoch ?? done + 1) > done;
   const within = training ? Math.min(1, step / steps) : 0;
   let fraction = epochs ? Math.min(1, (done + within) / epochs) : 0;
   if (run.status === "succeeded") fraction = 1;
@@ -168,8 +179,10 @@ export function collapseLoss(run) {
 /** Effective-rank history for sparklines, from the run summary or its records.
  * @param {Run} run @param {Api.EpochRecord[]} [records] @returns {number[]} */
 export function rankHistory(run, records) {
-  if (Array.isArray(run.effective_rank_history)) return run.effective_rank_history.filter((v) => typeof v === "number");
-  if (records) return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
+  if (Array.isArray(run.effective_rank_history))
+    return run.effective_rank_history.filter((v) => typeof v === "number");
+  if (records)
+    return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
   return [];
 }
 
@@ -181,16 +194,25 @@ export function placementRows(records) {
   const placed = records.map((r) => r.placement).filter((p) => p !== null && p !== undefined);
   if (!placed.length) return [];
   /** @param {(p: Api.Placement) => string | number | null | undefined} get */
-  const distinct = (get) => [...new Set(placed.map(get).filter((v) => v !== null && v !== undefined))].join(", ") || "–";
+  const distinct = (get) =>
+    [...new Set(placed.map(get).filter((v) => v !== null && v !== undefined))].join(", ") || "–";
   const peaks = placed.map((p) => p.peak_memory_mib).filter((v) => typeof v === "number");
   const speeds = records.map((r) => r.images_per_s).filter((v) => typeof v === "number");
   return [
     ["host", distinct((p) => p.host)],
     ["worker", distinct((p) => p.worker)],
-    ["device", distinct((p) => (p.device_memory_gib ? `${p.device} (${p.device_memory_gib} GiB)` : p.device))],
+    [
+      "device",
+      distinct((p) =>
+        p.device_memory_gib ? `${p.device} (${p.device_memory_gib} GiB)` : p.device,
+      ),
+    ],
     ["torch", distinct((p) => p.torch)],
     ["CUDA (of the torch build)", distinct((p) => p.cuda)],
     ["peak GPU memory", peaks.length ? `${Math.round(Math.max(...peaks))} MiB` : "– (CPU)"],
-    ["training speed", speeds.length ? `${Math.round(speeds[speeds.length - 1])} images/s (last epoch)` : "–"],
+    [
+      "training speed",
+      speeds.length ? `${Math.round(speeds[speeds.length - 1])} images/s (last epoch)` : "–",
+    ],
   ];
 }

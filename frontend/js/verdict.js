@@ -15,13 +15,16 @@ export function verdictKind(verdict) {
   return typeof kind === "string" && kind in VERDICT_LABELS ? kind : "pending";
 }
 
-/** A coloured badge element: <span class="badge verdict-complete_collapse">complete collapse</span>. */
+/** A coloured badge element:
+ * <span class="badge verdict-complete_collapse">complete collapse</span>. */
 export function verdictBadge(verdict) {
   const kind = verdictKind(verdict);
   const badge = document.createElement("span");
   badge.className = `badge verdict-${kind}`;
   badge.textContent = VERDICT_LABELS[kind];
-  const hover = [verdict && verdict.reason, causeSentence(verdict && verdict.cause)].filter(Boolean);
+  const hover = [verdict && verdict.reason, causeSentence(verdict && verdict.cause)].filter(
+    Boolean,
+  );
   if (hover.length) badge.title = hover.join("\n");
   return badge;
 }
@@ -46,8 +49,14 @@ export function causeBlock(cause) {
   block.dataset.guard = cause.guard;
   const head = document.createElement("p");
   head.className = "cause-head";
-  const since = cause.onset_epoch === null || cause.onset_epoch === undefined ? "" : ` (from epoch ${cause.onset_epoch})`;
-  head.textContent = cause.guard === "undetermined" ? `Cause undetermined${since}` : `Cause: ${guardLabel(cause.guard)}${since}`;
+  const since =
+    cause.onset_epoch === null || cause.onset_epoch === undefined
+      ? ""
+      : ` (from epoch ${cause.onset_epoch})`;
+  head.textContent =
+    cause.guard === "undetermined"
+      ? `Cause undetermined${since}`
+      : `Cause: ${guardLabel(cause.guard)}${since}`;
   const reason = document.createElement("p");
   reason.className = "cause-reason";
   reason.textContent = cause.reason;
