@@ -4,6 +4,8 @@
 #             (PyTorch; PyPI's Linux torch wheels bundle CUDA, so it trains on a GPU when the
 #             container is given one)
 # docker-compose.yml builds both (`target: api` / `target: worker`).
+# Each installs its subset of the lock (requirements/api.txt, requirements/worker.txt: exact
+# versions and hashes, written by `make lock`), then the project's packages without dependencies.
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,24 +16,27 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 # the client package: the API decodes uploaded epochs with its collapse_lab.wire
 COPY client ./client
 COPY backend ./backend
 COPY workers ./workers
 COPY contract ./contract
 COPY frontend ./frontend
-RUN pip install --upgrade pip \
-    && useradd --create-home --uid 1000 collapse \
+RUN useradd --create-home --uid 1000 collapse \
     && mkdir -p /data && chown collapse /data
 VOLUME ["/data"]
 
 FROM base AS worker
-RUN pip install ./client '.[worker]'
+RUN pip install --require-hashes -r requirements/worker.txt \
+    && pip install --no-deps --no-build-isolation ./client '.[worker]' && pip check
 USER collapse
 CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "train", "--pool", "solo", "--concurrency", "1"]
 
 FROM base AS api
-RUN pip install ./client . && python -c "import backend.app, sys; assert 'torch' not in sys.modules"
+RUN pip install --require-hashes -r requirements/api.txt \
+    && pip install --no-deps --no-build-isolation ./client . && pip check \
+    && python -c "import backend.app, sys; assert 'torch' not in sys.modules"
 USER collapse
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

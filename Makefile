@@ -1,23 +1,47 @@
 # The two commands of the README: `make up` runs the product, `make test` runs every test.
 # Both set up what they need: the virtual environment, Python packages and Debian packages.
+# Python packages come from the committed lock (requirements/lock.txt, exact versions and
+# hashes, written by `make lock`), so a new release of anything cannot change what is installed.
 
 VENV ?= .venv
 PYTHON ?= python3
-# PyTorch is installed first and on its own: the pinned pair is the one this project is
-# tested with (pip takes it from a local wheel cache when there is one). Any torch >= 2.4 works.
-TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
+LOCK := requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The project's own packages go on top of the lock without their dependencies: the lock alone
+# decides every other package (tests/test_lock.py checks it satisfies the pyproject files).
+LOCAL_PACKAGES := -e './client[lightning]' -e '.[worker,dev]'
+# The client's tests also run against the lowest versions client/pyproject.toml allows.
+LOWEST_VENV := .venv-client-lowest
+LOWEST_LOCK := requirements/client-lowest.txt
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+# The lock is resolved for CPython 3.11 on Linux x86_64.
+PYTHON_311 := $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and \
+	"requirements/ is locked for Python 3.11: run make with PYTHON=python3.11")'
+# `make check`: what needs no service, no browser, no database and no long training.
+CHECK_MARKERS := not slow and not browser and not postgres and not service
+# `make test-latest`: the newest versions pyproject allows, in a venv of their own.
+LATEST_VENV ?= .venv-latest
+LATEST_PYTEST_ARGS ?= -m "$(CHECK_MARKERS)"
 
-.PHONY: up test lint format system-deps bench zoo clean
+.PHONY: up test check test-client-lowest test-latest lock screenshots lint format \
+	system-deps bench zoo clean
 
-$(STAMP): pyproject.toml client/pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml client/pyproject.toml
+	@$(PYTHON_311)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PACKAGES)
-	$(PY) -m pip install -q -e './client[lightning]' -e '.[worker,dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation $(LOCAL_PACKAGES)
+	$(PY) -m pip check
 	touch $(STAMP)
+
+$(LOWEST_STAMP): $(LOWEST_LOCK)
+	@$(PYTHON_311)
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --require-hashes -r $(LOWEST_LOCK)
+	touch $(LOWEST_STAMP)
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -25,12 +49,46 @@ system-deps:
 up: $(STAMP) system-deps
 	$(VENV)/bin/collapse-lab up
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(LOWEST_STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-client-lowest
+
+# tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
+test-client-lowest: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/client
+
+check: $(STAMP)
+	@start=$$(date +%s); \
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports \
+	&& $(VENV)/bin/mypy && $(VENV)/bin/pytest -q -m "$(CHECK_MARKERS)" $(PYTEST_ARGS); \
+	status=$$?; echo "make check: $$(( $$(date +%s) - start )) s"; exit $$status
+
+lock:
+	@$(PYTHON_311)
+	PYTHON=$(PYTHON) scripts/lock.sh
+
+# The newest releases pyproject's ranges allow (no lock), then lint, types and `make check`'s
+# tests with them (LATEST_PYTEST_ARGS= runs the whole suite). Prints what differs from the lock.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade $(LOCAL_PACKAGES)
+	$(LATEST_VENV)/bin/python scripts/lock_diff.py
+	$(LATEST_VENV)/bin/ruff check .
+	$(LATEST_VENV)/bin/ruff format --check .
+	$(LATEST_VENV)/bin/lint-imports
+	$(LATEST_VENV)/bin/mypy
+	$(LATEST_VENV)/bin/pytest -q -p no:cacheprovider $(LATEST_PYTEST_ARGS)
+
+# Refreshes the page screenshots of docs/screenshots/ (test runs write theirs to a temporary
+# folder)
+screenshots: $(STAMP) system-deps
+	SCREENSHOT_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -42,6 +100,41 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The dashboard's JavaScript, checked like the Python: ESLint (eslint.config.js), Prettier
+# (.prettierrc.json, 100 columns) and tsc over the files with `// @ts-check` (tsconfig.json),
+# whose API types frontend/js/types/api.d.ts are generated from the OpenAPI document. The
+# tools are the exact versions of package-lock.json, installed by `npm ci` into node_modules.
+NPM_STAMP := node_modules/.installed
+NPM_BIN := node_modules/.bin
+JS_FILES := "frontend/**/*.js" "*.js"
+OPENAPI_JSON := node_modules/.cache/openapi.json
+JS_TYPES := frontend/js/types/api.d.ts
+
+.PHONY: check js-check js-format js-types
+test lint check: js-check
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+js-check: $(NPM_STAMP)
+	$(NPM_BIN)/eslint --max-warnings 0 .
+	$(NPM_BIN)/tsc --project tsconfig.json
+	$(NPM_BIN)/prettier --check $(JS_FILES)
+	$(NPM_BIN)/eslint --rule '{"max-len": ["error", {"code": 100, "ignoreUrls": true, "ignoreStrings": true, "ignoreTemplateLiterals": true, "ignoreRegExpLiterals": true}]}' .
+
+js-format: $(NPM_STAMP)
+	$(NPM_BIN)/prettier --write $(JS_FILES)
+
+# The API's types from its OpenAPI document (tests/test_js_types.py fails when they are stale):
+# one type per schema under its own name; a field is optional where the document says so.
+js-types: $(STAMP) $(NPM_STAMP)
+	mkdir -p $(dir $(OPENAPI_JSON)) $(dir $(JS_TYPES))
+	$(PY) -m backend.openapi_document $(OPENAPI_JSON) > $(OPENAPI_JSON).d.ts
+	$(NPM_BIN)/openapi-typescript $(OPENAPI_JSON) --root-types --root-types-no-schema-prefix \
+		--root-types-keep-casing --default-non-nullable false >> $(OPENAPI_JSON).d.ts
+	mv $(OPENAPI_JSON).d.ts $(JS_TYPES)
+
 zoo: $(STAMP)
 	$(VENV)/bin/collapse-lab zoo --dataset digits
 
@@ -49,4 +142,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) $(LATEST_VENV) .pytest_cache .ruff_cache

@@ -161,7 +161,8 @@ class _RunAlerts:
             self.verdict_kind = kind
         cause = verdict.get("cause")
         guard = cause.get("guard") if isinstance(cause, dict) else None
-        if isinstance(cause, dict) and guard and guard != self.cause:
+        # "undetermined" names no guard: the collapse alert already said what is known
+        if isinstance(cause, dict) and guard and guard != "undetermined" and guard != self.cause:
             self._queue(
                 AlertBody(
                     key=f"run:{self.run.id}:{seq}:cause",

@@ -24,6 +24,7 @@ from pydantic import (
 from backend.store.models import Projection, Run, Share
 from contract import (
     DATASET_CLASSES,
+    CauseGuard,
     EpochRecord,
     RunConfig,
     RunStatus,
@@ -379,6 +380,10 @@ class Catalogue(BaseModel):
     limits: Limits
     plugin_errors: list[PluginProblem] = Field(
         default_factory=list, description="Method plugins that failed to load, and why."
+    )
+    cause_guards: list[CauseGuard] = Field(
+        default_factory=list,
+        description="The guards a verdict's cause may name (docs/causes.md), in order.",
     )
 
 

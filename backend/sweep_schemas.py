@@ -7,7 +7,8 @@ A cell aggregates its seeds (:func:`contract.sweeps.aggregate_verdicts`):
 runs of that kind, and the final spread / effective rank are the means of
 the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
 measure; rank = RankMe of the projector output z). A run's final metrics are the metrics
-declared sweep-eligible in contract/metrics.py.
+declared sweep-eligible in contract/metrics.py. A cell's ``cause`` is the guard its collapsed
+seeds of the cell's kind name (``undetermined`` when they name different ones).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from contract import (
     METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
+    Cause,
+    CauseGuard,
     EmbeddingMetrics,
     EpochRecord,
     RunStatus,
@@ -85,6 +88,7 @@ class SweepRunOut(BaseModel):
     epochs: int
     verdict_kind: VerdictKind | None
     onset_epoch: int | None
+    cause: Cause | None = Field(None, description="The verdict's cause: the guard that failed.")
     stopped_early: str | None = Field(description="Why it stopped before its last epoch.")
     error: str | None
     final: FinalMetrics | None
@@ -101,6 +105,11 @@ class SweepCell(BaseModel):
     seeds_agree: bool = Field(description="False when its seeds reached different verdicts.")
     kinds: dict[str, int] = Field(description="Verdict kind -> number of seeds.")
     onset_epoch: int | None
+    cause: CauseGuard | None = Field(
+        None,
+        description="The guard the seeds of the cell's kind name as cause (undetermined when "
+        "they differ); None when healthy.",
+    )
     final_spread: float | None
     final_effective_rank: float | None
     runs: list[SweepRunOut]
@@ -162,6 +171,7 @@ def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
         epochs=run.epochs_total,
         verdict_kind=verdict.get("kind"),
         onset_epoch=verdict.get("onset_epoch"),
+        cause=verdict.get("cause"),
         stopped_early=verdict.get("stopped_early"),
         error=run.error,
         final=_final(record),
@@ -186,6 +196,14 @@ def _cell_status(statuses: list[str]) -> RunStatus:
     return "cancelled"
 
 
+def _cell_cause(kind: VerdictKind | None, runs: list[SweepRunOut]) -> CauseGuard | None:
+    """The guard the runs of the cell's kind agree on; undetermined when they do not."""
+    guards = {r.cause.guard for r in runs if r.verdict_kind == kind and r.cause is not None}
+    if not guards:
+        return None
+    return guards.pop() if len(guards) == 1 else "undetermined"
+
+
 def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepCell:
     verdict = aggregate_verdicts(
         [(r.verdict_kind, r.onset_epoch) for r in runs if r.verdict_kind is not None]
@@ -199,6 +217,7 @@ def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepC
         seeds_agree=verdict.seeds_agree,
         kinds=verdict.kinds,
         onset_epoch=verdict.onset_epoch,
+        cause=_cell_cause(verdict.kind, runs),
         final_spread=_mean([_final_value(r, "spread") for r in runs]),
         final_effective_rank=_mean([_final_value(r, "effective_rank") for r in runs]),
         runs=runs,
@@ -268,10 +287,12 @@ class SweepCellRow(BaseModel):
     status: RunStatus
     verdict: VerdictKind | None
     onset_epoch: int | None
+    cause: CauseGuard | None = Field(None, description="The guard the run's verdict names.")
     last_epoch: int | None
     epochs: int
     stopped_early: bool
     cell_verdict: VerdictKind | None = Field(description="The verdict the cell's seeds reached.")
+    cell_cause: CauseGuard | None = Field(None, description="The cell's cause (SweepCell).")
     seeds_agree: bool
 
 
@@ -290,10 +311,12 @@ def cell_rows(detail: SweepDetail) -> list[dict[str, Any]]:
                     "status": run.status,
                     "verdict": run.verdict_kind,
                     "onset_epoch": run.onset_epoch,
+                    "cause": run.cause.guard if run.cause else None,
                     "last_epoch": run.last_epoch,
                     "epochs": run.epochs,
                     "stopped_early": run.stopped_early is not None,
                     "cell_verdict": cell.verdict_kind,
+                    "cell_cause": cell.cause,
                     "seeds_agree": cell.seeds_agree,
                     **{f"final_{k}": v for k, v in final.items() if k != "epoch"},
                 }

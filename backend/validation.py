@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from backend.settings import Settings
 from contract import RunConfig
-from contract.datasets import DatasetError, resolve_inside
+from contract.datasets import DATASET_SPECS, DatasetError, resolve_inside
 from contract.requests import RUN_REQUEST, RunRequestBase, run_config
 
 
@@ -46,8 +46,9 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
                 )
             )
     if config.dataset_path is not None:
-        if config.dataset != "imagefolder":
-            errors.append(_error(["dataset_path"], "dataset_path is only for 'imagefolder'"))
+        if not DATASET_SPECS[config.dataset].takes_path:
+            takes_path = ", ".join(repr(s.name) for s in DATASET_SPECS.values() if s.takes_path)
+            errors.append(_error(["dataset_path"], f"dataset_path is only for {takes_path}"))
         else:
             try:
                 folder = resolve_inside(settings.resolved_data_dir, config.dataset_path)

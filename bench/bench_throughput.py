@@ -16,6 +16,14 @@ Setting (README, Benchmarks): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 
 (b) Engine: the digits split as uint8 tensors, :class:`BatchAugment` on whole batches,
     ``METHODS["simsiam"]`` around the same ``small_cnn``, channels_last, same optimiser.
 
+``--method ijepa`` / ``--method lejepa``: the same engine model on both sides (I-JEPA on the
+``vit`` backbone, LeJEPA on ``small_cnn``, the presets' options), fed by (a) lightly's own
+example pipeline for it, the installed ``lightly`` package's transforms per PIL image in a
+DataLoader: ``IJEPATransform`` + ``IJEPAMaskCollator`` (the paper's mask scales, masks drawn in
+the workers) for I-JEPA, ``DINOTransform`` (2 global 32 px + 2 local 16 px views, lightly's
+LeJEPA example settings) for LeJEPA; or (b) the engine's BatchAugment, masks drawn in the step.
+Images per second (I-JEPA: one view each; LeJEPA: 4 views each).
+
 Each side trains ``--warmup`` untimed then ``--steps`` timed optimiser steps per round, in
 the order recipe, engine, engine, recipe (to share out the drift of a busy machine; the recipe's
 workers are shut down between its rounds so they never run during the engine's timing). The
@@ -28,8 +36,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +51,9 @@ from contract import RunConfig, resolve_config
 from workers.engine.augment import BatchAugment
 from workers.engine.backbones import build_backbone
 from workers.engine.data import load_splits
-from workers.engine.methods import METHODS, StepInfo
+from workers.engine.methods import METHODS, Method, StepInfo
+from workers.engine.methods.ijepa import IJEPA
+from workers.engine.optim import build_optimizer
 
 IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -245,8 +256,134 @@ def cpu_work_per_step(
     return recipe_cpu, engine_cpu
 
 
+# -- I-JEPA and LeJEPA: one engine model, lightly's example pipeline vs the engine's ----------
+
+
+class LightlyViewsDataset(Dataset):
+    """PIL images through one of lightly's transforms (a view or a list of views)."""
+
+    def __init__(self, images: torch.Tensor, transform: Callable[[Image.Image], object]) -> None:
+        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> object:
+        return self.transform(self.images[index])
+
+
+def jepa_loader(name: str, images: torch.Tensor, args: argparse.Namespace) -> DataLoader:
+    """lightly's example data pipeline for ``name`` over ``images`` (uint8, 32 px)."""
+    from lightly.data.ijepa_collate import IJEPAMaskCollator
+    from lightly.transforms.dino_transform import DINOTransform
+    from lightly.transforms.ijepa_transform import IJEPATransform
+
+    if name == "ijepa":
+        dataset = LightlyViewsDataset(images, IJEPATransform(input_size=32))
+        collate: Callable[..., object] = IJEPAMaskCollator(
+            input_size=32,
+            patch_size=4,
+            pred_mask_scale=(0.15, 0.2),
+            aspect_ratio=(0.75, 1.5),
+            enc_mask_scale=(0.85, 1.0),
+            npred=4,
+        )
+    else:
+        transform = DINOTransform(
+            global_crop_size=32,
+            local_crop_size=16,
+            global_crop_scale=(0.3, 1),
+            local_crop_scale=(0.05, 0.3),
+            gaussian_blur=(0.5, 0.5, 0.5),
+            n_local_views=2,
+        )
+        dataset, collate = LightlyViewsDataset(images, transform), default_collate
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+        collate_fn=collate,
+    )
+
+
+def jepa_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, step: int) -> None:
+    """One optimiser step of the engine's model on a batch from lightly's pipeline
+    (I-JEPA: images, context masks, target masks; LeJEPA: a list of views) or, for
+    ``batch`` = ("engine", images, augment, generator), from the engine's own."""
+    info = StepInfo(epoch=1, step=step, total_steps=10**6)
+    if batch[0] == "engine":
+        _, images, augment, generator = batch
+        views = [augment(images, generator) for _ in range(2)]
+        views += [
+            augment(images, generator, out_size=16, scale=(0.05, 0.4))
+            for _ in range(method.n_local_views())
+        ]
+        out = method.training_loss(views, torch.arange(len(images)), info)
+    elif isinstance(method, IJEPA):
+        images, context, targets = batch
+        out = method.predict_targets(images, method.target_tokens(images), context[0], targets)
+    else:
+        out = method.training_loss(batch, torch.arange(len(batch[0])), info)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    method.after_step(info)
+
+
+def time_jepa(name: str, args: argparse.Namespace) -> None:
+    """Images/s of ``name``'s engine model on lightly's example pipeline and the engine's."""
+    config = resolve_config({"preset": name, "dataset": "digits", "image_size": 32})
+    train, _ = load_splits(config, Path("data"))
+    torch.manual_seed(0)
+    backbone, rep_dim = build_backbone(config.backbone, 3, 32, config.width)
+    method = METHODS[name](backbone, rep_dim, config)
+    optimizer = build_optimizer(method, config, method.excluded_from_weight_decay())
+    augment = BatchAugment(32, 3, config.augment_strength)
+    generator = torch.Generator().manual_seed(0)
+    step = 0
+
+    def run(batches: Iterator[Any]) -> float:
+        nonlocal step
+        for _ in range(args.warmup):
+            jepa_step(method, optimizer, next(batches), step := step + 1)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            jepa_step(method, optimizer, next(batches), step := step + 1)
+        return time.perf_counter() - start
+
+    def engine_batches() -> Iterator[Any]:
+        while True:
+            order = torch.randperm(len(train.images), generator=generator)
+            for i in range(len(order) // args.batch_size):
+                indices = order[i * args.batch_size : (i + 1) * args.batch_size]
+                yield ("engine", train.images[indices], augment, generator)
+
+    def recipe_seconds() -> float:
+        batches = recipe_batches(jepa_loader(name, train.images, args))
+        seconds = run(batches)
+        batches.close()
+        return seconds
+
+    recipe = recipe_seconds()
+    engine = run(engine_batches()) + run(engine_batches())
+    recipe += recipe_seconds()
+    images = 2 * args.steps * args.batch_size
+    print(
+        f"{name} ({config.backbone}, digits 32 px, batch {args.batch_size}): lightly's example "
+        f"pipeline {images / recipe:7.1f} images/s, engine {images / engine:7.1f} images/s, "
+        f"ratio {recipe / engine:5.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--method", choices=["simsiam", "ijepa", "lejepa"], default="simsiam", help="which row"
+    )
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side and round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -256,6 +393,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.method != "simsiam":
+        time_jepa(args.method, args)
+        return
 
     config = resolve_config({"method": "simsiam", "dataset": "digits", "image_size": 32})
     train, _ = load_splits(config, Path("data"))

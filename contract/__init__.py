@@ -1,22 +1,26 @@
 """The run spec: the engine's torch-free half, and the contract every layer shares.
 
 Run configs and how they resolve (:mod:`.config`), each method's options and catalogue entry
-(:mod:`.methods`), the presets (:mod:`.presets`) and the records (statuses, verdicts, the
-epoch record: :mod:`.records`). The API validates requests against these without importing
-torch; the engine trains from them.
+(:mod:`.methods`), the presets (:mod:`.presets`), the dataset registry (:mod:`.datasets`) and
+the records (statuses, verdicts, the epoch record: :mod:`.records`). The API validates
+requests against these without importing torch; the engine trains from them.
 """
 
-from contract.config import DATASET_CLASSES, BackboneName, DatasetName, RunConfig
+from contract.config import BackboneName, RunConfig
+from contract.datasets import DATASET_CLASSES, DATASET_SPECS, DatasetSpec
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.metrics import EmbeddingMetrics, MetricCatalogue, MetricEntry
 from contract.presets import PRESETS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
+    CAUSE_GUARDS,
     METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     VERDICT_KINDS,
     VERDICT_SEVERITY,
+    Cause,
+    CauseGuard,
     EpochRecord,
     Placement,
     RunStatus,
@@ -29,9 +33,12 @@ from contract.strict import StrictInput, StrictModel
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CAUSE_GUARDS",
     "DATASET_CLASSES",
+    "DATASET_SPECS",
     "METHOD_SPECS",
     "METRICS",
+    "PLUGIN_DATASETS",
     "PLUGIN_ERRORS",
     "PLUGIN_METHODS",
     "PRESETS",
@@ -40,7 +47,9 @@ __all__ = [
     "VERDICT_KINDS",
     "VERDICT_SEVERITY",
     "BackboneName",
-    "DatasetName",
+    "Cause",
+    "CauseGuard",
+    "DatasetSpec",
     "EmbeddingMetrics",
     "EpochRecord",
     "MethodSpec",
@@ -62,6 +71,7 @@ __all__ = [
 
 # Last: plugins extend the catalogue above, and may import these names while they load.
 from contract.plugins import (
+    PLUGIN_DATASETS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PluginError,

@@ -21,21 +21,17 @@ from pydantic import (
     model_validator,
 )
 
+from contract.datasets import DATASET_SPECS
 from contract.methods import METHOD_SPECS
 from contract.strict import StrictInput
 
-DatasetName = Literal["shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"]
 BackboneName = Literal["small_cnn", "resnet18", "vit_tiny"]
-# Classes per dataset (the kNN chance level is 1 / classes); an image folder has one per
-# sub-folder, known only once a worker reads it.
-DATASET_CLASSES: dict[str, int | None] = {
-    "shapes": 10,
-    "digits": 10,
-    "cifar10": 10,
-    "cifar100": 100,
-    "stl10": 10,
-    "imagefolder": None,
-}
+
+
+def _dataset_choices(schema: dict[str, Any]) -> None:
+    """The registry's datasets as the field's JSON Schema enum (the Launch form's choices),
+    read when the schema is generated: after the dataset plugins have joined."""
+    schema["enum"] = list(DATASET_SPECS)
 
 
 class RunConfig(StrictInput):
@@ -43,9 +39,15 @@ class RunConfig(StrictInput):
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
     preset: str | None = Field(None, description="Preset this config was derived from, if any.")
-    dataset: DatasetName = Field("digits", description="The images to train on.")
+    dataset: str = Field(
+        "digits",
+        description="Dataset name from the registry (contract/datasets.py), e.g. 'digits'.",
+        json_schema_extra=_dataset_choices,
+    )
     dataset_path: str | None = Field(
-        None, description="For 'imagefolder': a folder relative to the data root."
+        None,
+        description="For a dataset read from a folder ('imagefolder'): a folder relative to "
+        "the data root.",
     )
     image_size: int = Field(32, ge=16, le=224, description="Side of the square training images.")
     train_size: int | None = Field(
@@ -108,6 +110,15 @@ class RunConfig(StrictInput):
             )
         return method
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, dataset: str) -> str:
+        if dataset not in DATASET_SPECS:
+            raise ValueError(
+                f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SPECS)}"
+            )
+        return dataset
+
     @field_validator("options")
     @classmethod
     def _valid_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
@@ -124,21 +135,28 @@ class RunConfig(StrictInput):
 
     @model_validator(mode="after")
     def _dataset_path_needed(self) -> RunConfig:
-        if self.dataset == "imagefolder" and not self.dataset_path:
-            raise ValueError("dataset 'imagefolder' needs dataset_path")
+        if DATASET_SPECS[self.dataset].takes_path and not self.dataset_path:
+            raise ValueError(f"dataset {self.dataset!r} needs dataset_path")
         return self
 
     @model_validator(mode="after")
     def _vit_shape(self) -> RunConfig:
-        if self.backbone == "vit_tiny":
-            if self.vit_dim % self.vit_heads:
-                raise ValueError(
-                    f"vit_dim {self.vit_dim} must be a multiple of vit_heads {self.vit_heads}"
-                )
-            # multi-crop's local views are half the side and still need one patch
-            if self.image_size // 2 < self.patch_size:
-                raise ValueError(
-                    f"patch_size {self.patch_size} is larger than half the image_size "
-                    f"{self.image_size}"
-                )
+        problem = vit_shape_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def vit_shape_problem(config: RunConfig | Any) -> str | None:
+    """Why a vit_tiny config cannot be built (None when it can): checked by RunConfig and by
+    every method's run request (contract/requests.py)."""
+    if config.backbone != "vit_tiny":
+        return None
+    if config.vit_dim % config.vit_heads:
+        return f"vit_dim {config.vit_dim} must be a multiple of vit_heads {config.vit_heads}"
+    # multi-crop's local views are half the side and still need one patch
+    if config.image_size // 2 < config.patch_size:
+        return (
+            f"patch_size {config.patch_size} is larger than half the image_size {config.image_size}"
+        )
+    return None

@@ -1,15 +1,164 @@
-"""Dataset paths, checked without touching torch: the API refuses a bad ``dataset_path`` with
-the same rules the worker applies when it reads the folder."""
+"""The dataset registry's torch-free half, and dataset paths checked without touching torch.
+
+Every dataset is one :class:`DatasetSpec` in :data:`DATASET_SPECS`: its name, whether it is
+read from a folder (``dataset_path``), its classes where they are known before loading, how
+its probe split is drawn, and the engine function that loads it (imported by the workers
+only). The run config's ``dataset`` field, the API's class counts (:data:`DATASET_CLASSES`,
+kNN chance = 1 / classes) and the engine's loading all derive from it. Dataset plugins add
+entries (:mod:`contract.plugins`, group ``collapse_lab.datasets``).
+
+The API refuses a bad ``dataset_path`` with the same rules the worker applies when it reads
+the folder (:func:`resolve_inside`).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 # Longest dataset_path accepted: far above any real folder name, far below what makes
 # the operating system raise instead of answering "no such folder".
 MAX_DATASET_PATH_CHARS = 512
-# Top-level folders of the data root that hold the service's own files, never images.
-RESERVED_FOLDERS = frozenset({"runs"})
+# Top-level folders of the data root that hold the service's own files, never images:
+# checkpoints, and the decoded image caches (workers/engine/image_cache.py).
+RESERVED_FOLDERS = frozenset({"runs", "cache"})
+
+# How a dataset's held-out probe split is drawn (the loader returns what the rule needs;
+# workers/engine/data.py applies it):
+# - "own_stream": the loader returns (train, probe) itself, the probe drawn from a random
+#   stream of its own (procedural data: it never repeats a training image);
+# - "test_split": the loader returns (train, test); the probe is a seeded, class-stratified
+#   subset of ``probe_size`` test images and ``train_size`` caps a seeded subset of train;
+# - "held_out": the loader returns one labelled set; the probe is a seeded, class-stratified
+#   ``min(probe_size, 25% of it)``, and train is the rest.
+ProbeRule = Literal["own_stream", "test_split", "held_out"]
+DATASET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+LOADER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset's entry in the registry.
+
+    ``loader`` (``"package.module:function"``) is the engine's loading function, imported by
+    the workers only (see ``workers/engine/datasets/__init__.py`` for its signature).
+    ``class_names``: the classes, when they are fixed (the loader uses these very names);
+    ``classes``: their count, when only the count is fixed and the loader reads the names
+    (e.g. from an archive's meta file). Neither for a dataset whose classes come from its
+    files (an image folder: one per sub-folder). ``takes_path``: read from ``dataset_path``,
+    a folder inside the data root (required for it, refused for the others).
+    """
+
+    name: str
+    title: str
+    loader: str
+    probe: ProbeRule
+    takes_path: bool = False
+    class_names: tuple[str, ...] | None = None
+    classes: int | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        """The class count when known before loading (the kNN chance level is 1 / it)."""
+        return len(self.class_names) if self.class_names is not None else self.classes
+
+
+BUILTIN_DATASETS = (
+    DatasetSpec(
+        name="shapes",
+        title="Shapes (procedural, rendered from the seed)",
+        loader="workers.engine.datasets.shapes:load_shapes",
+        probe="own_stream",
+        class_names=(
+            "disk",
+            "ring",
+            "square",
+            "frame",
+            "triangle",
+            "star",
+            "cross",
+            "half_disk",
+            "crescent",
+            "ellipse",
+        ),
+    ),
+    DatasetSpec(
+        name="digits",
+        title="Digits (scikit-learn's 8x8 handwritten digits)",
+        loader="workers.engine.datasets.digits:load_digits",
+        probe="held_out",
+        class_names=tuple(str(digit) for digit in range(10)),
+    ),
+    DatasetSpec(
+        name="cifar10",
+        title="CIFAR-10",
+        loader="workers.engine.datasets.archives:load_cifar10",
+        probe="test_split",
+        classes=10,
+    ),
+    DatasetSpec(
+        name="cifar100",
+        title="CIFAR-100 (fine labels)",
+        loader="workers.engine.datasets.archives:load_cifar100",
+        probe="test_split",
+        classes=100,
+    ),
+    DatasetSpec(
+        name="stl10",
+        title="STL-10 (the 5,000 labelled training images)",
+        loader="workers.engine.datasets.archives:load_stl10",
+        probe="test_split",
+        classes=10,
+    ),
+    DatasetSpec(
+        name="imagefolder",
+        title="Image folder (one sub-folder per class)",
+        loader="workers.engine.datasets.imagefolder:load_imagefolder",
+        probe="held_out",
+        takes_path=True,
+    ),
+)
+
+# name -> entry, built-ins first, then plugins (contract/plugins.py), in registration order.
+DATASET_SPECS: dict[str, DatasetSpec] = {}
+# name -> class count or None (known only once a worker reads the files); derived.
+DATASET_CLASSES: dict[str, int | None] = {}
+
+
+def check_dataset_spec(spec: object, taken: Collection[str]) -> str | None:
+    """Why ``spec`` cannot join the registry, or None."""
+    if not isinstance(spec, DatasetSpec):
+        return f"expected a DatasetSpec, got {type(spec).__name__}"
+    if not isinstance(spec.name, str) or not DATASET_NAME_PATTERN.match(spec.name):
+        return f"dataset name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
+    if spec.name in taken:
+        return f"dataset name {spec.name!r} is already taken"
+    if not isinstance(spec.loader, str) or not LOADER_PATTERN.match(spec.loader):
+        return f"loader {spec.loader!r} must be 'package.module:function'"
+    if spec.probe not in get_args(ProbeRule):
+        return f"probe {spec.probe!r} is not one of {list(get_args(ProbeRule))}"
+    if spec.class_names is not None and (
+        not spec.class_names or not all(isinstance(n, str) for n in spec.class_names)
+    ):
+        return "class_names must be a non-empty tuple of strings (or None)"
+    if spec.classes is not None and (
+        spec.class_names is not None or not isinstance(spec.classes, int) or spec.classes < 1
+    ):
+        return "classes must be a positive count, and only without class_names"
+    return None
+
+
+def register_dataset(spec: DatasetSpec) -> None:
+    """Add ``spec`` to the registry (checked with :func:`check_dataset_spec` first)."""
+    DATASET_SPECS[spec.name] = spec
+    DATASET_CLASSES[spec.name] = spec.num_classes
+
+
+for _builtin in BUILTIN_DATASETS:
+    register_dataset(_builtin)
 
 
 class DatasetError(ValueError):

@@ -1,4 +1,4 @@
-"""Method plugins: methods that Collapse Lab does not ship, found at start-up.
+"""Method and dataset plugins: what Collapse Lab does not ship, found at start-up.
 
 Two ways to make a method known, read by every process (API, workers, command line):
 
@@ -6,7 +6,7 @@ Two ways to make a method known, read by every process (API, workers, command li
   its ``pyproject.toml``::
 
       [project.entry-points."collapse_lab.methods"]
-      dino = "dino_plugin.spec"
+      wmse = "wmse_plugin.spec"
 
 - the ``METHOD_PLUGINS`` environment variable: comma-separated importable modules
   (``METHOD_PLUGINS=my_pkg.my_method,other.module``).
@@ -17,6 +17,12 @@ The object an entry point names (or each listed module) is a module with ``METHO
 half: the API imports it, so it must not import torch; the training class its spec names in
 ``implementation`` (``"pkg.module:Class"``, a subclass of
 ``workers.engine.methods.base.Method``) is imported only by the workers.
+
+A dataset plugin is found the same way: an entry point in the group
+``collapse_lab.datasets`` or a module listed in ``DATASET_PLUGINS``, naming a module with
+``DATASET_SPEC`` (one :class:`DatasetSpec`) or ``DATASET_SPECS`` (a list), or a
+:class:`DatasetSpec` itself. Its ``loader`` (``"pkg.module:function"``) is imported by the
+workers only (``workers/engine/datasets/__init__.py`` says what it receives and returns).
 
 A broken plugin (import error, not a spec, a name that clashes, options without defaults or
 whose JSON Schema fails) never stops a process: it is left out and reported, naming the
@@ -33,6 +39,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, get_args
 
+from contract.datasets import DATASET_SPECS, DatasetSpec, check_dataset_spec, register_dataset
 from contract.methods import METHOD_SPECS
 from contract.methods.base import Family, MethodSpec
 from contract.presets import PRESETS, Preset
@@ -41,6 +48,8 @@ from contract.strict import StrictInput
 
 ENTRY_POINT_GROUP = "collapse_lab.methods"
 PLUGINS_VARIABLE = "METHOD_PLUGINS"
+DATASET_ENTRY_POINT_GROUP = "collapse_lab.datasets"
+DATASET_PLUGINS_VARIABLE = "DATASET_PLUGINS"
 # The runs table keeps method names in 32 characters; lower case keeps URLs and CLI simple.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 PRESET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -57,11 +66,12 @@ class PluginError:
 
 @dataclass
 class Plugins:
-    """What the plugins brought: method specs (name -> plugin that defines it), presets, and
-    the ones that failed."""
+    """What the plugins brought, each with the plugin that defines it: method specs,
+    presets, dataset specs, and the plugins that failed."""
 
     specs: list[tuple[str, MethodSpec]] = field(default_factory=list)
     presets: list[tuple[str, Preset]] = field(default_factory=list)
+    datasets: list[tuple[str, DatasetSpec]] = field(default_factory=list)
     errors: list[PluginError] = field(default_factory=list)
 
 
@@ -128,10 +138,27 @@ def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
     return specs, list(getattr(loaded, "PRESETS", []) or [])
 
 
-def _sources(modules: str | None) -> list[tuple[str, Any]]:
-    """(plugin name, a loader) for every entry point and every listed module."""
+def _dataset_contents(loaded: Any) -> list[Any]:
+    """The dataset specs of what a dataset plugin entry names: a module or a spec."""
+    if not isinstance(loaded, ModuleType):
+        return [loaded]
+    listed = getattr(loaded, "DATASET_SPECS", None)
+    if listed is DATASET_SPECS:  # the module imported the registry itself: not its own list
+        listed = None
+    if listed is not None and not isinstance(listed, list | tuple):
+        raise TypeError(f"{loaded.__name__}.DATASET_SPECS must be a list of DatasetSpec")
+    specs = list(listed or [])
+    if hasattr(loaded, "DATASET_SPEC"):
+        specs.insert(0, loaded.DATASET_SPEC)
+    if not specs:
+        raise LookupError(f"{loaded.__name__} defines neither DATASET_SPEC nor DATASET_SPECS")
+    return specs
+
+
+def _sources(modules: str | None, group: str = ENTRY_POINT_GROUP) -> list[tuple[str, Any]]:
+    """(plugin name, a loader) for every entry point of ``group`` and every listed module."""
     found: list[tuple[str, Any]] = []
-    for point in entry_points(group=ENTRY_POINT_GROUP):
+    for point in entry_points(group=group):
         found.append((f"{point.name} (entry point {point.value})", point.load))
     for module in (m.strip() for m in (modules or "").split(",")):
         if module:
@@ -172,15 +199,40 @@ def load_plugins(
     return result
 
 
-# name -> the plugin that defines it, for the methods that came from plugins
+def load_dataset_plugins(builtin_datasets: set[str], modules: str | None = None) -> Plugins:
+    """Load every dataset plugin; ``modules`` defaults to ``$DATASET_PLUGINS``. Never
+    raises; the result has ``datasets`` and ``errors`` only."""
+    if modules is None:
+        modules = os.environ.get(DATASET_PLUGINS_VARIABLE, "")
+    result = Plugins()
+    taken = set(builtin_datasets)
+    for plugin, load in _sources(modules, DATASET_ENTRY_POINT_GROUP):
+        try:
+            specs = _dataset_contents(load())
+        except Exception as exc:  # a plugin's import may raise anything
+            result.errors.append(PluginError(plugin, f"{exc.__class__.__name__}: {exc}"))
+            continue
+        for spec in specs:
+            problem = check_dataset_spec(spec, taken)
+            if problem:
+                result.errors.append(PluginError(plugin, problem))
+                continue
+            taken.add(spec.name)
+            result.datasets.append((plugin, spec))
+    return result
+
+
+# name -> the plugin that defines it, for the methods and datasets that came from plugins
 PLUGIN_METHODS: dict[str, str] = {}
+PLUGIN_DATASETS: dict[str, str] = {}
 PLUGIN_ERRORS: list[PluginError] = []
 
 
-def install_plugins(modules: str | None = None) -> None:
-    """Load the plugins into the catalogue (:data:`METHOD_SPECS`, :data:`PRESETS`); called
-    once when the run spec is imported, after the built-ins are defined, so that a plugin
-    may ``from contract import MethodSpec, Preset, StrictInput``."""
+def install_plugins(modules: str | None = None, dataset_modules: str | None = None) -> None:
+    """Load the plugins into the catalogue (:data:`METHOD_SPECS`, :data:`PRESETS`,
+    :data:`DATASET_SPECS`); called once when the run spec is imported, after the built-ins
+    are defined, so that a plugin may ``from contract import MethodSpec, Preset,
+    StrictInput, DatasetSpec``."""
     plugins = load_plugins(set(METHOD_SPECS), set(PRESETS), modules)
     for plugin, spec in plugins.specs:
         METHOD_SPECS[spec.name] = spec
@@ -188,3 +240,8 @@ def install_plugins(modules: str | None = None) -> None:
     for _, preset in plugins.presets:
         PRESETS[preset.name] = preset
     PLUGIN_ERRORS.extend(plugins.errors)
+    datasets = load_dataset_plugins(set(DATASET_SPECS), dataset_modules)
+    for plugin, dataset in datasets.datasets:
+        register_dataset(dataset)
+        PLUGIN_DATASETS[dataset.name] = plugin
+    PLUGIN_ERRORS.extend(datasets.errors)

@@ -7,7 +7,7 @@ API serves it (``GET /api/runs/{id}/epochs`` and the ``epoch`` events), ``collap
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -35,6 +35,42 @@ VERDICT_KINDS: tuple[VerdictKind, ...] = ("healthy", "dimensional_collapse", "co
 VERDICT_SEVERITY: dict[VerdictKind, int] = {kind: rank for rank, kind in enumerate(VERDICT_KINDS)}
 
 
+# The guards whose failure a verdict's cause names (docs/causes.md, "The vocabulary"):
+# every family's anti-collapse mechanism, the two hyperparameters that overpower them, and
+# "undetermined" when the measured signals do not single one out.
+CauseGuard = Literal[
+    "negatives",
+    "stop_gradient",
+    "predictor",
+    "target_network",
+    "balancing",
+    "variance_term",
+    "decorrelation",
+    "centering",
+    "sharpening",
+    "weight_decay",
+    "learning_rate",
+    "undetermined",
+]
+CAUSE_GUARDS: tuple[CauseGuard, ...] = get_args(CauseGuard)
+
+
+class Cause(StrictModel):
+    """Why a collapsed run collapsed: the guard that failed, read from the measured signals
+    (workers/engine/cause.py); ``undetermined`` when they do not single one out."""
+
+    guard: CauseGuard = Field(description="The guard that failed (docs/causes.md).")
+    reason: str = Field(description="One sentence citing the numbers that name the guard.")
+    onset_epoch: int | None = Field(
+        None, description="First epoch from which the guard's signal stayed past its threshold."
+    )
+    advice: str = Field(description="What to try, citing the paper.")
+    signals_checked: list[str] = Field(
+        default_factory=list,
+        description="The signals the diagnosis read (names of EpochRecord fields or logs).",
+    )
+
+
 class Trend(StrictModel):
     """Relative changes per epoch of the projector's effective rank and std_l2·√d over the
     last few epochs (-0.3 = falling 30 % per epoch), and a warning before a collapse."""
@@ -57,6 +93,11 @@ class Verdict(StrictModel):
         default_factory=list,
         description="What the kind does not say, one sentence with its numbers each: partial "
         "prototype collapse, backbone kNN below epoch 0, collapse coming, backbone vs projector.",
+    )
+    cause: Cause | None = Field(
+        None,
+        description="Why it collapsed (the guard that failed); None when healthy and in "
+        "records written before causes were diagnosed.",
     )
     stopped_early: str | None = Field(
         None,

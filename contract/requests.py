@@ -29,7 +29,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from contract.config import RunConfig
+from contract.config import RunConfig, vit_shape_problem
+from contract.datasets import DATASET_SPECS
 from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS
@@ -64,12 +65,30 @@ class RunRequestBase(RunLabels):
             request.options.__pydantic_fields_set__ = set(sent_options)  # type: ignore[attr-defined]
         return request
 
+    @model_validator(mode="after")
+    def _vit_shape(self) -> RunRequestBase:
+        problem = vit_shape_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @field_validator("dataset_path", check_fields=False)
     @classmethod
     def _dataset_path_needed(cls, path: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("dataset") == "imagefolder" and not path:
-            raise PydanticCustomError("missing", "dataset 'imagefolder' needs dataset_path")
+        dataset = info.data.get("dataset")
+        spec = DATASET_SPECS.get(dataset) if isinstance(dataset, str) else None
+        if spec is not None and spec.takes_path and not path:
+            raise PydanticCustomError("missing", f"dataset {dataset!r} needs dataset_path")
         return path
+
+    @field_validator("dataset", check_fields=False)
+    @classmethod
+    def _known_dataset(cls, dataset: str) -> str:
+        if dataset not in DATASET_SPECS:
+            raise ValueError(
+                f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SPECS)}"
+            )
+        return dataset
 
 
 def _field(name: str, default: Any) -> FieldInfo:

@@ -69,6 +69,7 @@ def test_bad_arguments_give_one_clear_line(
     assert len(stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # trains in subprocesses for more than a few seconds
 def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
     proc = run_cli(
@@ -94,6 +95,7 @@ def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
     assert "collapse-lab: error:" in proc.stderr
 
 
+@pytest.mark.slow  # trains in subprocesses for more than a few seconds
 def test_sweep_runs_each_grid_point_and_prints_the_map(tmp_path: Path) -> None:
     # VICReg on tiny digits at a large learning rate: no variance term collapses by epoch 3
     proc = run_cli(

@@ -12,15 +12,11 @@ import torch
 from PIL import Image
 
 from contract import DATASET_CLASSES, RunConfig, resolve_config
+from contract.datasets import DatasetError, resolve_inside
 from workers.engine.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, normalize
-from workers.engine.data import (
-    DatasetError,
-    ImageData,
-    load_splits,
-    render_shapes,
-    resolve_inside,
-    stratified_order,
-)
+from workers.engine.data import load_splits, stratified_order
+from workers.engine.datasets.shapes import render_shapes
+from workers.engine.images import ImageData
 
 
 def make_config(**fields: object) -> RunConfig:

@@ -239,9 +239,8 @@ def test_probe_logs_are_entropy_kl_and_log_k() -> None:
     method.eval()
     views = _views(0, seed=3)
     logs = method.probe_logs(views)
+    # DINO's own four, beside the clustering and target-network signals (docs/mechanisms.md)
     assert {"teacher_entropy", "teacher_student_kl", "center_norm", "log_k"} <= set(logs)
-    # the clustering family's view of the same teacher (docs/mechanisms.md)
-    assert logs["assignment_entropy"] == logs["teacher_entropy"]
     assert logs["log_k"] == pytest.approx(math.log(K))
     assert 0 <= logs["teacher_entropy"] <= math.log(K) and logs["teacher_student_kl"] >= 0
     # h + KL is the DINO loss on these two views (one teacher view against the other)

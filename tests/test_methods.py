@@ -15,6 +15,7 @@ from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
 from workers.engine.methods.simsiam import SimSiam
 from workers.engine.methods.swav import SwAV
+from workers.engine.vit import VisionTransformer
 
 BATCH, CHANNELS, SIZE, REP_DIM = 8, 3, 8, 16
 TINY_DIMS = {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 8}
@@ -26,7 +27,9 @@ def _config(method: str, **options: object) -> RunConfig:
 
 def _build(method: str, **options: object) -> Method:
     torch.manual_seed(0)
-    backbone = nn.Sequential(nn.Flatten(), nn.Linear(CHANNELS * SIZE * SIZE, REP_DIM))
+    backbone: nn.Module = nn.Sequential(nn.Flatten(), nn.Linear(CHANNELS * SIZE * SIZE, REP_DIM))
+    if method == "ijepa":  # predicts patch tokens: a ViT (2 x 2 patches of 4 px)
+        backbone = VisionTransformer(CHANNELS, SIZE, dim=REP_DIM, depth=1, heads=2)
     return METHODS[method](backbone, REP_DIM, _config(method, **options))
 
 
@@ -53,12 +56,14 @@ def test_every_method_trains_one_step(name: str) -> None:
     assert out.loss.ndim == 0 and math.isfinite(out.loss.item())
     assert all(math.isfinite(v) for v in out.logs.values())
     out.loss.backward()
-    backbone_grad = method.backbone[1].weight.grad
-    assert backbone_grad is not None and backbone_grad.abs().sum() > 0
+    grads = [p.grad for p in method.backbone.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)  # the backbone learns
     method.after_step(STEP)
     method.eval()
     h, z = method.embed(_views(1)[0])
-    assert h.shape == (BATCH, REP_DIM) and z.shape == (BATCH, TINY_DIMS["proj_dim"])
+    # z is the projector's output; I-JEPA has none and measures its target encoder's tokens
+    z_dim = TINY_DIMS["proj_dim"] if hasattr(method, "projector") else REP_DIM
+    assert h.shape == (BATCH, REP_DIM) and z.shape == (BATCH, z_dim)
     assigned = method.cluster_assignments(z)
     if method.num_clusters() is None:
         assert assigned is None
@@ -74,7 +79,7 @@ def test_method_catalogue_fields(name: str) -> None:
     assert spec is METHOD_SPECS[name]
     assert spec.implementation.endswith(":" + METHODS[name].__name__)
     assert spec.family in {"contrastive", "clustering", "asymmetry", "redundancy", "distillation"}
-    assert any(year in spec.paper for year in ("2018", "2020", "2021", "2022"))
+    assert any(year in spec.paper for year in ("2018", "2020", "2021", "2022", "2023", "2025"))
     schema = spec.options.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())
     RunConfig.model_validate({"method": name, **spec.defaults})  # defaults are real fields

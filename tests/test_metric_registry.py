@@ -101,10 +101,10 @@ def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> 
     # the sweep's per-run metrics: the sweep-eligible declarations, nothing else
     sweepable = {m.name for m in METRICS if m.sweep is not None}
     assert set(FinalMetrics.model_fields) == {"epoch", *sweepable}
-    # every declared export column is a column of the epoch CSV (of a record that has them:
-    # a method internal is a column where the run's method logs it)
-    logged = {m.name: 1.0 for m in METRICS if m.measured_on == "method_internals"}
-    record = EpochRecord(epoch=0, backbone=_probe(), projector=_probe(), lr=0.1, logs=logged)
+    # every declared export column is a column of the epoch CSV (a method's internals are
+    # columns of the runs that log them)
+    internals = {m.name: 0.5 for m in METRICS if m.measured_on == "method_internals"}
+    record = EpochRecord(epoch=0, backbone=_probe(), projector=_probe(), lr=0.1, logs=internals)
     header = _csv([record.model_dump(mode="json")]).splitlines()[0].split(",")
     for metric in METRICS:
         for column in metric.columns:

@@ -79,3 +79,72 @@ def test_method_plugins_is_read_from_the_environment(
     plugins = load_plugins(set(METHOD_SPECS), set(PRESETS))
     assert [spec.name for _, spec in plugins.specs] == ["toy"]
     assert plugins.specs[0][1].options().model_dump() == {"strength": 1.0}
+
+
+# -- the example plugin, examples/wmse_plugin --------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wmse_plugin"
+
+
+@pytest.fixture
+def example_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(EXAMPLE))
+    yield
+    sys.path.remove(str(EXAMPLE))
+    for name in [m for m in sys.modules if m.startswith("wmse_plugin")]:
+        sys.modules.pop(name)
+
+
+def test_the_example_plugin_loads_beside_every_built_in_method(example_on_path: None) -> None:
+    plugins = load_plugins(set(METHOD_SPECS), set(PRESETS), "wmse_plugin.spec")
+    assert plugins.errors == []
+    assert [spec.name for _, spec in plugins.specs] == ["wmse"]
+    assert [p.name for _, p in plugins.presets] == ["wmse", "wmse-no-whitening"]
+
+
+def test_the_example_whitens_and_its_loss_needs_the_whitening(
+    example_on_path: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from wmse_plugin.method import WMSE, normalised_mse, whiten, wmse_loss
+
+    from contract import RunConfig
+    from workers.engine.methods import StepInfo
+
+    # as the plugin loader registers it (RunConfig checks options against the catalogue; the
+    # request union of contract/requests.py is built at import, with METHOD_PLUGINS)
+    monkeypatch.setitem(METHOD_SPECS, "wmse", WMSE.spec)
+
+    g = torch.Generator().manual_seed(0)
+    z = (
+        torch.randn(200, 6, generator=g, dtype=torch.float64)
+        @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+        + 3.0
+    )
+    white = whiten(z)
+    assert white.mean(dim=0).abs().max() < 1e-9
+    # identity covariance, up to the 1e-4 shrinkage (felt by the smallest-variance direction)
+    torch.testing.assert_close(
+        white.T @ white / 199, torch.eye(6, dtype=torch.float64), atol=2e-2, rtol=0
+    )
+    # one point for every image: zero loss without whitening, the largest-but-one with it
+    constant = torch.ones(128, 8, dtype=torch.float64)
+    order = [torch.arange(128)]
+    assert normalised_mse(constant, constant).item() == pytest.approx(0.0, abs=1e-12)
+    assert wmse_loss(constant, constant, 64, order).item() == pytest.approx(2.0)
+    # positives identical up to noise: whitening keeps the loss near 0
+    noisy = z[:128] + 0.01 * torch.randn(128, 6, generator=g, dtype=torch.float64)
+    assert wmse_loss(z[:128], noisy, 64, order).item() < 0.05
+
+    config = RunConfig.model_validate(
+        {"method": "wmse", "proj_hidden_dim": 16, "proj_dim": 8, "options": {"whitening_size": 16}}
+    )
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 12))
+    method = WMSE(backbone, 12, config)
+    views = [torch.randn(32, 3, 8, 8, generator=g) for _ in range(2)]
+    out = method.training_loss(views, torch.arange(32), StepInfo(1, 0, 10))
+    out.loss.backward()
+    assert 0 < out.loss.item() < 4 and 0 <= out.logs["unwhitened_mse"] <= 4
+    assert backbone[1].weight.grad is not None
+    with pytest.raises(ValueError, match="must exceed proj_dim"):
+        WMSE(backbone, 12, RunConfig.model_validate({"method": "wmse", "proj_dim": 64}))

@@ -46,6 +46,7 @@ def test_records_baseline_then_every_epoch(tmp_path: Path) -> None:
     assert checkpoint is not None and checkpoint.epoch == 3
 
 
+@pytest.mark.slow  # trains twice, more than a few seconds
 def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
     config = resolve_config(TINY)
     full = train(config, data_root=tmp_path, run_dir=tmp_path / "full")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Any
 
 import numpy as np
 from collapse_lab import wire  # the client package's decoder: one implementation of the format
@@ -20,11 +21,21 @@ from sqlalchemy.exc import OperationalError
 
 from backend.store import epochs as epoch_store
 from backend.store import external as external_store
+from backend.store import runs as run_store
+from workers.engine.cause import configuration_of
 from workers.engine.probe import ProbeError, probe_epoch_record
 from workers.engine.verdict import run_verdict
 from workers.lifecycle import WorkerContext, queue_projection, with_db_retry
 
 log = logging.getLogger(__name__)
+
+
+def _configuration(context: WorkerContext, run_id: str) -> dict[str, Any]:
+    """The researcher's config as registered, read by the cause diagnosis only for the
+    guards no probe can see (``stop_gradient: false``), as a built-in run's is."""
+    run = run_store.get_run(context.db, run_id)
+    config = (run.request or {}).get("config") if run is not None else None
+    return configuration_of(config) if isinstance(config, dict) else {}
 
 
 def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None:
@@ -46,6 +57,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
             loss=message.loss,
             scalars=message.scalars,
             internals=message.internals,
+            configuration=_configuration(context, run_id),
         )
     except (wire.MessageError, ProbeError) as exc:
         return str(exc)
@@ -73,6 +85,11 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
         with_db_retry(partial(external_store.mark_processed, db, run_id, epoch, error))
         done += 1
     history = epoch_store.typed_epoch_records(db, run_id)
-    verdict = run_verdict(history).model_dump(mode="json") if history else None
+    configuration = _configuration(context, run_id)
+    verdict = (
+        run_verdict(history, configuration=configuration).model_dump(mode="json")
+        if history
+        else None
+    )
     closed = with_db_retry(lambda: external_store.close_run(db, run_id, verdict))
     return f"{done} epochs" + (", closed" if closed else "")

@@ -13,7 +13,8 @@ Response::
      "config_defaults": the generic RunConfig defaults,
      "datasets": [...], "dataset_classes": {dataset: classes or null},
      "limits": {"epochs", "batch_size", "probe_size", "train_size"},
-     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why)}
+     "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why),
+     "cause_guards": the vocabulary of a verdict's cause (contract.CAUSE_GUARDS)}
 
 Methods from plugins (``contract.plugins``) carry ``"plugin"``: its name.
 
@@ -23,19 +24,20 @@ The model is :class:`backend.schemas.Catalogue`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import APIRouter
 
 from backend.schemas import Catalogue
 from backend.state import StateDep
 from contract import (
+    CAUSE_GUARDS,
     DATASET_CLASSES,
+    DATASET_SPECS,
     METHOD_SPECS,
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PRESETS,
-    DatasetName,
     MetricCatalogue,
     RunConfig,
     metric_catalogue,
@@ -81,9 +83,10 @@ def catalogue() -> dict[str, Any]:
         "presets": presets,
         "config_schema": RunConfig.model_json_schema(),
         "config_defaults": defaults,
-        "datasets": list(get_args(DatasetName)),
+        "datasets": list(DATASET_SPECS),
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
+        "cause_guards": list(CAUSE_GUARDS),
     }
 
 

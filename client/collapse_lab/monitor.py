@@ -928,9 +928,9 @@ class Monitor:
                 response = self._request("POST", path, json=body)
         else:
             path = f"/api/external-runs/{self.run_id}/epochs/{item.epoch}"
-            body = self._for_server(item.body)
+            message = self._for_server(item.body)
             response = self._request(
-                "PUT", path, content=body, headers={"Content-Type": wire.CONTENT_TYPE}
+                "PUT", path, content=message, headers={"Content-Type": wire.CONTENT_TYPE}
             )
         if response is None:
             return False

@@ -7,6 +7,8 @@ from contract.methods.base import Family, MethodSpec
 from contract.methods.byol import BYOL_SPEC
 from contract.methods.deepcluster import DEEPCLUSTER_SPEC
 from contract.methods.dino import DINO_SPEC
+from contract.methods.ijepa import IJEPA_SPEC
+from contract.methods.lejepa import LEJEPA_SPEC
 from contract.methods.simclr import SIMCLR_SPEC
 from contract.methods.simsiam import SIMSIAM_SPEC
 from contract.methods.swav import SWAV_SPEC
@@ -23,6 +25,8 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         BARLOW_TWINS_SPEC,
         VICREG_SPEC,
         DINO_SPEC,
+        IJEPA_SPEC,
+        LEJEPA_SPEC,
     )
 }
 

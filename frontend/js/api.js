@@ -1,5 +1,7 @@
+// @ts-check
 // Thin client for the Collapse Lab HTTP API (see docs/design.md and /openapi.json).
 // Every page goes through these helpers so auth, share mode and error shapes live in one place.
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
 const TOKEN_KEY = "collapse-lab.api-token";
 
@@ -25,7 +27,8 @@ function tokenCookie() {
   return `collapse_lab_token_${port}`;
 }
 
-/** Keep the token in this browser; the cookie lets EventSource streams carry it too. */
+/** Keep the token in this browser; the cookie lets EventSource streams carry it too.
+ * @param {string} token */
 export function setApiToken(token) {
   if (token) {
     window.localStorage.setItem(TOKEN_KEY, token);
@@ -38,6 +41,7 @@ export function setApiToken(token) {
 
 /** Error carrying the HTTP status and the parsed body (FastAPI's `detail`). */
 export class ApiError extends Error {
+  /** @param {number} status @param {any} body @param {string} message */
   constructor(status, body, message) {
     super(message);
     this.status = status;
@@ -51,7 +55,9 @@ export class ApiError extends Error {
 }
 
 /** Error bodies as field + message pairs: `detail` is a sentence (ErrorResponse) or a
- * list of {loc, msg, type} (HTTPValidationError, 422). */
+ * list of {loc, msg, type} (HTTPValidationError, 422).
+ * @param {string | Api.ValidationError[] | null | undefined} detail
+ * @returns {{field: string, message: string}[]} */
 export function fieldErrorsFromDetail(detail) {
   if (!detail) return [];
   if (typeof detail === "string") return [{ field: "", message: detail }];
@@ -64,6 +70,7 @@ export function fieldErrorsFromDetail(detail) {
   }));
 }
 
+/** @param {number} status @param {any} body */
 function describeError(status, body) {
   const errors = fieldErrorsFromDetail(body && body.detail);
   if (errors.length) {
@@ -72,15 +79,22 @@ function describeError(status, body) {
   return `HTTP ${status}`;
 }
 
-/** Add the share token to an API URL so private deployments accept share-page reads. */
+/** Add the share token to an API URL so private deployments accept share-page reads.
+ * @param {string} url */
 export function withShare(url) {
   const token = shareToken();
   if (!token) return url;
   return url + (url.includes("?") ? "&" : "?") + "share=" + encodeURIComponent(token);
 }
 
-/** fetch + JSON with auth header, share token and typed errors. */
+/** fetch + JSON with auth header, share token and typed errors.
+ * @param {string} method
+ * @param {string} url
+ * @param {unknown} [body]
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<any>} the parsed body (each method of `api` says of which type) */
 export async function request(method, url, body, { signal } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
   const token = getApiToken();
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -102,49 +116,78 @@ export async function request(method, url, body, { signal } = {}) {
       parsed = { detail: text.slice(0, 300) };
     }
   }
-  if (!response.ok) throw new ApiError(response.status, parsed, describeError(response.status, parsed));
+  if (!response.ok)
+    throw new ApiError(response.status, parsed, describeError(response.status, parsed));
   return parsed;
 }
 
 export const api = {
+  /** @returns {Promise<Api.Health>} */
   health: () => request("GET", "/api/health"),
+  /** @returns {Promise<Api.Catalogue>} */
   methods: () => request("GET", "/api/methods"),
+  /** @returns {Promise<Api.MetricCatalogue>} */
   metrics: () => request("GET", "/api/metrics"),
+  /** @param {Api.operations["list_runs_api_runs_get"]["parameters"]["query"]} params
+   * @returns {Promise<Api.RunList>} */
   listRuns: (params = {}) => {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {
       if (Array.isArray(value)) for (const item of value) query.append(key, item);
-      else if (value !== undefined && value !== null && value !== "") query.set(key, value);
+      else if (value !== undefined && value !== null && value !== "") query.set(key, String(value));
     }
     const suffix = query.toString() ? `?${query}` : "";
     return request("GET", withShare(`/api/runs${suffix}`));
   },
+  /** @param {string} id @returns {Promise<Api.RunDetail>} */
   getRun: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}`)),
+  /** @param {string} id @returns {Promise<Api.EpochRecord[]>} */
   epochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/epochs`)),
+  /** @param {string} id @param {number} epoch @returns {Promise<Api.ProjectionPoints>} */
   projection: (id, epoch) =>
     request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections/${epoch}`)),
+  /** @param {Api.SweepRequest["base"]} config @returns {Promise<Api.RunDetail>} */
   launch: (config) => request("POST", "/api/runs", config),
+  /** @param {string} id @returns {Promise<Api.RunDetail>} */
   cancel: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
+  /** @param {string} id @param {Api.LabelsEdit} edit @returns {Promise<Api.RunDetail>} */
   editLabels: (id, edit) => request("PATCH", `/api/runs/${encodeURIComponent(id)}/labels`, edit),
+  /** @param {string} token @returns {Promise<Api.ShareOut>} */
   share: (token) => request("GET", `/api/shares/${encodeURIComponent(token)}`),
+  /** @param {string[]} runIds @returns {Promise<Api.ShareOut>} */
   createShare: (runIds) => request("POST", "/api/shares", { runs: runIds }),
+  /** @param {Api.ZooRequest["overrides"]} overrides @returns {Promise<Api.ZooResult>} */
   zoo: (overrides) => request("POST", "/api/zoo", { overrides }),
-  projectionEpochs: (id) => request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
+  /** @param {string} id @returns {Promise<Api.ProjectionEpochs>} */
+  projectionEpochs: (id) =>
+    request("GET", withShare(`/api/runs/${encodeURIComponent(id)}/projections`)),
+  /** @param {string} token @returns {Promise<null>} */
   revokeShare: (token) => request("DELETE", `/api/shares/${encodeURIComponent(token)}`),
+  /** @param {string} id @returns {Promise<Api.SweepDetail>} */
   getSweep: (id) => request("GET", withShare(`/api/sweeps/${encodeURIComponent(id)}`)),
+  /** @param {Api.SweepRequest} body @returns {Promise<Api.SweepCreated>} */
   launchSweep: (body) => request("POST", "/api/sweeps", body),
+  /** @param {Api.SweepRequest} body @returns {Promise<Api.SweepPreview>} */
   previewSweep: (body) => request("POST", "/api/sweeps/preview", body),
+  /** @param {string} id @returns {Promise<Api.SweepDetail>} */
   cancelSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/cancel`),
+  /** @param {string} id @returns {Promise<Api.ShareOut>} */
   shareSweep: (id) => request("POST", `/api/sweeps/${encodeURIComponent(id)}/share`),
 };
 
-/** Export links of a sweep's cells (one row per run). */
+/** Export links of a sweep's cells (one row per run).
+ * @param {string} id */
 export function sweepLinks(id) {
   const base = `/api/sweeps/${encodeURIComponent(id)}`;
-  return { report: withShare(`${base}/report.html`), csv: withShare(`${base}/cells.csv`), json: withShare(`${base}/cells.json`) };
+  return {
+    report: withShare(`${base}/report.html`),
+    csv: withShare(`${base}/cells.csv`),
+    json: withShare(`${base}/cells.json`),
+  };
 }
 
-/** Download/export links for one run. */
+/** Download/export links for one run.
+ * @param {string} id */
 export function runLinks(id) {
   const base = `/api/runs/${encodeURIComponent(id)}`;
   return {
@@ -155,12 +198,14 @@ export function runLinks(id) {
 }
 
 /** URL of probe image `index` (the index of a UMAP point) as an upscaled PNG; an <img> sends
- * the token cookie itself, and the share token rides in the query on share pages. */
+ * the token cookie itself, and the share token rides in the query on share pages.
+ * @param {string} id @param {number} index */
 export function probeImageUrl(id, index) {
   return withShare(`/api/runs/${encodeURIComponent(id)}/probe/${index}.png`);
 }
 
-/** Report and export links for a comparison of several runs. */
+/** Report and export links for a comparison of several runs.
+ * @param {string[]} ids */
 export function compareLinks(ids) {
   const runs = ids.map(encodeURIComponent).join(",");
   return {
@@ -170,7 +215,10 @@ export function compareLinks(ids) {
   };
 }
 
-/** The list payload is `{"data": [...], "count": n}`; tolerate a bare list too. */
+/** The list payload is `{"data": [...], "count": n}`; tolerate a bare list too.
+ * @template T
+ * @param {{data: T[]} | T[] | null | undefined} payload
+ * @returns {T[]} */
 export function listData(payload) {
   if (Array.isArray(payload)) return payload;
   return (payload && payload.data) || [];

@@ -19,16 +19,51 @@ export const VERDICT_TINTS = {
 };
 
 // Run colours avoid the verdict green / amber / red so a run's colour never reads as a verdict.
-export const RUN_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#393b79", "#7f7f7f", "#bcbd22", "#637939", "#3182bd"];
+export const RUN_COLORS = [
+  "#1f77b4",
+  "#9467bd",
+  "#17becf",
+  "#e377c2",
+  "#8c564b",
+  "#393b79",
+  "#7f7f7f",
+  "#bcbd22",
+  "#637939",
+  "#3182bd",
+];
 
 /** Class colours of the embedding pictures (label i gets LABEL_COLORS[i % 20]). */
 export const LABEL_COLORS = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+  "#393b79",
+  "#637939",
+  "#8c6d31",
+  "#843c39",
+  "#7b4173",
+  "#3182bd",
+  "#e6550d",
+  "#31a354",
+  "#756bb1",
+  "#636363",
 ];
 
-/** The CSS custom property of each verdict kind (app.css uses var(--healthy), var(--healthy-bg)...). */
-const CSS_NAMES = { healthy: "healthy", dimensional_collapse: "dimensional", complete_collapse: "complete", pending: "pending" };
+/** The CSS custom property of each verdict kind
+ * (app.css uses var(--healthy), var(--healthy-bg)...). */
+const CSS_NAMES = {
+  healthy: "healthy",
+  dimensional_collapse: "dimensional",
+  complete_collapse: "complete",
+  pending: "pending",
+};
 
 if (typeof document !== "undefined") {
   const style = document.documentElement.style;

@@ -7,20 +7,23 @@ import { el } from "./ui.js";
 /** Resolve `anyOf: [X, {type: "null"}]` to X and note that the field may be empty. */
 export function unwrapSchema(prop, definitions = {}) {
   let schema = prop || {};
-  if (schema.$ref) schema = { ...definitions[schema.$ref.split("/").pop()], ...schema, $ref: undefined };
+  if (schema.$ref)
+    schema = { ...definitions[schema.$ref.split("/").pop()], ...schema, $ref: undefined };
   let nullable = false;
   const variants = schema.anyOf || schema.oneOf;
   if (Array.isArray(variants)) {
     const nonNull = variants.filter((v) => v.type !== "null");
     nullable = nonNull.length < variants.length;
-    if (nonNull.length === 1) schema = { ...nonNull[0], ...schema, anyOf: undefined, oneOf: undefined };
+    if (nonNull.length === 1)
+      schema = { ...nonNull[0], ...schema, anyOf: undefined, oneOf: undefined };
   }
   if (Array.isArray(schema.type)) {
     nullable = nullable || schema.type.includes("null");
     schema = { ...schema, type: schema.type.find((t) => t !== "null") };
   }
   if (schema.const !== undefined && !schema.enum) schema = { ...schema, enum: [schema.const] };
-  if (schema.enum && !schema.type) schema = { ...schema, type: typeof schema.enum[0] === "number" ? "number" : "string" };
+  if (schema.enum && !schema.type)
+    schema = { ...schema, type: typeof schema.enum[0] === "number" ? "number" : "string" };
   return { schema, nullable };
 }
 
@@ -61,11 +64,22 @@ export function fieldFor(path, prop, defaultValue, definitions = {}, labelText =
   const name = path.split(".").pop();
   const label = labelText || schema.title || humanise(name);
   let input;
-  const common = { id, name: path, "aria-describedby": `${helpId} ${errorId}`, "data-type": schema.type, "data-nullable": nullable ? "1" : null };
+  const common = {
+    id,
+    name: path,
+    "aria-describedby": `${helpId} ${errorId}`,
+    "data-type": schema.type,
+    "data-nullable": nullable ? "1" : null,
+  };
   if (schema.type === "boolean") {
     input = el("input", { ...common, type: "checkbox" });
   } else if (schema.enum) {
-    input = el("select", common, nullable ? el("option", { value: "" }, "none") : null, schema.enum.map((value) => el("option", { value: String(value) }, String(value))));
+    input = el(
+      "select",
+      common,
+      nullable ? el("option", { value: "" }, "none") : null,
+      schema.enum.map((value) => el("option", { value: String(value) }, String(value))),
+    );
   } else if (schema.type === "integer" || schema.type === "number") {
     input = el("input", {
       ...common,
@@ -80,12 +94,20 @@ export function fieldFor(path, prop, defaultValue, definitions = {}, labelText =
     input = el("input", { ...common, type: "text", placeholder: nullable ? "none" : null });
   }
   const bounds = describeBounds(schema);
-  const help = [schema.description, bounds ? `(${bounds})` : "", `default: ${formatDefault(defaultValue)}`].filter(Boolean).join(" ");
+  const help = [
+    schema.description,
+    bounds ? `(${bounds})` : "",
+    `default: ${formatDefault(defaultValue)}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
   const field = el(
     "div",
     { class: `field${schema.type === "boolean" ? " checkbox" : ""}`, "data-field": path },
     schema.type === "boolean" ? null : el("label", { for: id }, label),
-    schema.type === "boolean" ? el("label", { for: id, class: "checkbox-label" }, input, " ", label) : input,
+    schema.type === "boolean"
+      ? el("label", { for: id, class: "checkbox-label" }, input, " ", label)
+      : input,
     el("div", { id: helpId, class: "help" }, help),
     el("div", { id: errorId, class: "error", role: "alert" }),
   );

@@ -1,8 +1,15 @@
+// @ts-check
 // Reading runs and the method catalogue: accessors over the API's JSON (the models in
 // backend/schemas.py, published at /openapi.json) so pages do not each re-implement "where
 // is the config / progress / option default". They read only fields the contract declares.
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A run as listed (RunSummary) or in full (RunDetail: config, request, placement...).
+ * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
+/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
 
 /** `/api/methods` (Catalogue) as {methods, presets, configSchema, configDefaults, limits}. */
+/** @param {Api.Catalogue} payload */
 export function normaliseCatalogue(payload) {
   const methods = payload.methods.map((m) => ({
     name: m.name,
@@ -23,11 +30,21 @@ export function normaliseCatalogue(payload) {
   }));
   const configSchema = payload.config_schema;
   const configDefaults = { ...schemaDefaults(configSchema), ...payload.config_defaults };
-  return { methods, presets, configSchema, configDefaults, limits: payload.limits };
+  return {
+    methods,
+    presets,
+    configSchema,
+    configDefaults,
+    limits: payload.limits,
+    causeGuards: payload.cause_guards || [],
+  };
 }
 
-/** Defaults declared in a JSON Schema's properties. */
+/** Defaults declared in a JSON Schema's properties.
+ * @param {Record<string, any> | null | undefined} schema
+ * @returns {Record<string, unknown>} */
 export function schemaDefaults(schema) {
+  /** @type {Record<string, unknown>} */
   const out = {};
   for (const [key, prop] of Object.entries((schema && schema.properties) || {})) {
     if (prop && "default" in prop) out[key] = prop.default;
@@ -36,30 +53,36 @@ export function schemaDefaults(schema) {
 }
 
 /** The run's resolved config (RunDetail.config); a list summary (RunSummary) carries the
- * key fields (method, dataset, backbone, proj_dim, seed, options) at the top level. */
+ * key fields (method, dataset, backbone, proj_dim, seed, options) at the top level.
+ * @param {Run | null | undefined} run @returns {Partial<Api.RunConfig> | Partial<Run>} */
 export function runConfig(run) {
   return (run && (run.config || run)) || {};
 }
 
-/** Number of epochs the run will train. */
+/** Number of epochs the run will train.
+ * @param {Run | null | undefined} run */
 export function totalEpochs(run) {
   return run ? run.epochs : null;
 }
 
+/** @param {Run} run */
 export function runMethod(run) {
   return run.method;
 }
 
+/** @param {Run} run */
 export function runPreset(run) {
   return run.preset;
 }
 
-/** Whether the run was logged from an external training loop (collapse_lab.Monitor). */
+/** Whether the run was logged from an external training loop (collapse_lab.Monitor).
+ * @param {Run | null | undefined} run */
 export function isExternal(run) {
   return Boolean(run && run.source);
 }
 
-/** "train.py on gpu-box-3 (monitor)": where an external run comes from. */
+/** "train.py on gpu-box-3 (monitor)": where an external run comes from.
+ * @param {Run} run */
 function externalOrigin(run) {
   const source = run.source || {};
   const where = [source.script, source.host].filter(Boolean).join(" on ");
@@ -67,14 +90,16 @@ function externalOrigin(run) {
 }
 
 /** One line of what the run trains: "simsiam on digits · resnet18 · seed 0", or for an
- *  external run where it comes from (it has no config of ours). */
+ *  external run where it comes from (it has no config of ours).
+ * @param {Run} run */
 export function runSetup(run) {
   if (isExternal(run)) return `external: ${externalOrigin(run)}`;
   const config = runConfig(run);
   return `${config.method} on ${config.dataset} · ${config.backbone} · seed ${config.seed}`;
 }
 
-/** A readable name: an external run's own name, the preset title when known, else the method. */
+/** A readable name: an external run's own name, the preset title when known, else the method.
+ * @param {Run} run @param {Catalogue | null} [catalogue] */
 export function runTitle(run, catalogue) {
   if (isExternal(run) && run.name) return run.name;
   const preset = runPreset(run);
@@ -88,26 +113,33 @@ export function runTitle(run, catalogue) {
   return known ? known.title : method;
 }
 
-/** Options that differ from the method's defaults, e.g. ["stop_gradient=false"]. */
+/** Options that differ from the method's defaults, e.g. ["stop_gradient=false"].
+ * @param {Run} run @param {Catalogue | null} [catalogue] */
 export function keyOptions(run, catalogue) {
   const options = runConfig(run).options || {};
   const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
   const defaults = method ? method.optionDefaults : {};
   return Object.entries(options)
-    .filter(([key, value]) => !(key in defaults) || JSON.stringify(defaults[key]) !== JSON.stringify(value))
-    .filter(([key, value]) => method || value === false || value === 0)
+    .filter(
+      ([key, value]) =>
+        !(key in defaults) || JSON.stringify(defaults[key]) !== JSON.stringify(value),
+    )
+    .filter(([, value]) => method || value === false || value === 0)
     .map(([key, value]) => `${key}=${JSON.stringify(value)}`);
 }
 
 /** {epoch, epochs, step, steps, fraction, imagesPerS}: overall fraction done, including the
- * part of the current epoch (progress events: {"epoch", "step", "steps", "images_per_s"}). */
+ * part of the current epoch (progress events: {"epoch", "step", "steps", "images_per_s"}).
+ * @param {Run} run */
 export function runProgress(run) {
+  /** @type {Partial<Api.Progress>} */
   const progress = run.progress && typeof run.progress === "object" ? run.progress : {};
   const epochs = totalEpochs(run);
   const done = run.last_epoch ?? 0;
   const step = progress.step ?? null;
   const steps = progress.steps ?? null;
-  const training = run.status === "running" && step !== null && steps && (progress.epoch ?? done + 1) > done;
+  const training =
+    run.status === "running" && step !== null && steps && (progress.epoch ?? done + 1) > done;
   const within = training ? Math.min(1, step / steps) : 0;
   let fraction = epochs ? Math.min(1, (done + within) / epochs) : 0;
   if (run.status === "succeeded") fraction = 1;
@@ -116,53 +148,71 @@ export function runProgress(run) {
 
 export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
+/** @param {Run | null | undefined} run */
 export function isActive(run) {
   return run && (run.status === "queued" || run.status === "running");
 }
 
-/** Failure / cancel reason, if the run has one. */
+/** Failure / cancel reason, if the run has one.
+ * @param {Run} run */
 export function runReason(run) {
   return run.error || null;
 }
 
 /** Number of classes for the kNN chance level: the API's, else (an image folder) the
- * number of classes among the projection's labels. */
+ * number of classes among the projection's labels.
+ * @param {Run | null | undefined} run @param {Api.ProjectionPoints | null} [projection] */
 export function numClasses(run, projection) {
   if (run && run.num_classes) return run.num_classes;
   if (projection && projection.labels) return new Set(projection.labels).size || null;
   return null;
 }
 
-/** Level of the trivial (collapsed) solution of a method's loss where it is known. */
+/** Level of the trivial (collapsed) solution of a method's loss where it is known.
+ * @param {Run} run */
 export function collapseLoss(run) {
   const method = runMethod(run);
   if (method === "simsiam") return { value: -1, label: "collapsed: −cos = −1" };
   return null;
 }
 
-/** Effective-rank history for sparklines, from the run summary or its records. */
+/** Effective-rank history for sparklines, from the run summary or its records.
+ * @param {Run} run @param {Api.EpochRecord[]} [records] @returns {number[]} */
 export function rankHistory(run, records) {
-  if (Array.isArray(run.effective_rank_history)) return run.effective_rank_history.filter((v) => typeof v === "number");
-  if (records) return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
+  if (Array.isArray(run.effective_rank_history))
+    return run.effective_rank_history.filter((v) => typeof v === "number");
+  if (records)
+    return records.map((r) => r.projector.effective_rank).filter((v) => typeof v === "number");
   return [];
 }
 
 /** Where a run trained, from its epochs' placements: [label, value] rows (host, worker,
  * device, memory, versions, peak GPU memory, speed). A value lists every distinct one when
- * the run moved (a resumed run may change worker or card). Empty before the first epoch. */
+ * the run moved (a resumed run may change worker or card). Empty before the first epoch.
+ * @param {Api.EpochRecord[]} records @returns {[string, string][]} */
 export function placementRows(records) {
-  const placed = records.map((r) => r.placement).filter(Boolean);
+  const placed = records.map((r) => r.placement).filter((p) => p !== null && p !== undefined);
   if (!placed.length) return [];
-  const distinct = (get) => [...new Set(placed.map(get).filter((v) => v !== null && v !== undefined))].join(", ") || "–";
+  /** @param {(p: Api.Placement) => string | number | null | undefined} get */
+  const distinct = (get) =>
+    [...new Set(placed.map(get).filter((v) => v !== null && v !== undefined))].join(", ") || "–";
   const peaks = placed.map((p) => p.peak_memory_mib).filter((v) => typeof v === "number");
   const speeds = records.map((r) => r.images_per_s).filter((v) => typeof v === "number");
   return [
     ["host", distinct((p) => p.host)],
     ["worker", distinct((p) => p.worker)],
-    ["device", distinct((p) => (p.device_memory_gib ? `${p.device} (${p.device_memory_gib} GiB)` : p.device))],
+    [
+      "device",
+      distinct((p) =>
+        p.device_memory_gib ? `${p.device} (${p.device_memory_gib} GiB)` : p.device,
+      ),
+    ],
     ["torch", distinct((p) => p.torch)],
     ["CUDA (of the torch build)", distinct((p) => p.cuda)],
     ["peak GPU memory", peaks.length ? `${Math.round(Math.max(...peaks))} MiB` : "– (CPU)"],
-    ["training speed", speeds.length ? `${Math.round(speeds[speeds.length - 1])} images/s (last epoch)` : "–"],
+    [
+      "training speed",
+      speeds.length ? `${Math.round(speeds[speeds.length - 1])} images/s (last epoch)` : "–",
+    ],
   ];
 }

@@ -21,7 +21,11 @@ export const plotlyReady = new Promise((resolve, reject) => {
 const HEALTHY = VERDICT_COLORS.healthy;
 const COLLAPSED = VERDICT_COLORS.complete_collapse;
 
-export const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+export const PLOT_CONFIG = {
+  responsive: true,
+  displaylogo: false,
+  modeBarButtonsToRemove: ["lasso2d", "select2d"],
+};
 
 const rep = (record, which) => (record && record[which]) || {};
 
@@ -58,33 +62,46 @@ export let CHART_IDS = [];
 const CONTEXT_LEVELS = {
   dim: (ctx) => (ctx.dim ? { y: ctx.dim, text: String(ctx.dim) } : null),
   chance: (ctx) => (ctx.numClasses ? { y: 1 / ctx.numClasses, text: `1/${ctx.numClasses}` } : null),
-  collapse_loss: (ctx) => (ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, text: ctx.collapseLossLabel } : null),
+  collapse_loss: (ctx) =>
+    ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, text: ctx.collapseLossLabel } : null,
   base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
 };
 const DASHES = [undefined, "dash", "dot"];
 
-/** A metric's value in an epoch record: of the embedding shown, of the run, or of its method's logs. */
+/** A metric's value in an epoch record: of the embedding shown, of the run, or of its
+ * method's logs. */
 function valueGetter(metric) {
   if (metric.measured_on === "embedding") return (r, w) => rep(r, w)[metric.name];
-  if (metric.measured_on === "method_internals") return (r) => (r && r.logs ? r.logs[metric.name] : undefined);
+  if (metric.measured_on === "method_internals")
+    return (r) => (r && r.logs ? r.logs[metric.name] : undefined);
   return (r) => (r ? r[metric.name] : undefined);
 }
 
 /** A reference level as a line {y, label, color}, or null when this run does not give it. */
 function resolveLevel(level, color, ctx, records, which) {
   let found = null;
-  if (level.value !== null && level.value !== undefined) found = { y: level.value, text: String(level.value) };
+  if (level.value !== null && level.value !== undefined)
+    found = { y: level.value, text: String(level.value) };
   else if (level.context) found = CONTEXT_LEVELS[level.context](ctx);
   else if (level.field) {
-    const y = records.map((r) => rep(r, which)[level.field]).find((v) => v !== null && v !== undefined);
-    if (y) found = { y, text: level.digits !== null && level.digits !== undefined ? y.toFixed(level.digits) : String(y) };
+    const y = records
+      .map((r) => rep(r, which)[level.field])
+      .find((v) => v !== null && v !== undefined);
+    if (y)
+      found = {
+        y,
+        text:
+          level.digits !== null && level.digits !== undefined ? y.toFixed(level.digits) : String(y),
+      };
   }
   return found ? { y: found.y, label: level.label.replace("{value}", found.text), color } : null;
 }
 
 /** One line per metric of a chart: its title and what a change of it means (Metric.help). */
 function helpLines(metrics) {
-  return metrics.filter((m) => m.help).map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
+  return metrics
+    .filter((m) => m.help)
+    .map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
 }
 
 function withAxis(ref, axis) {
@@ -97,13 +114,21 @@ function levelKey([axis, level]) {
 
 /** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws. */
 function lineChart(chart, metrics) {
-  const traces = metrics.map((metric, i) => ({ name: metric.title, get: valueGetter(metric), dash: DASHES[i % DASHES.length], axis: metric.axis }));
+  const traces = metrics.map((metric, i) => ({
+    name: metric.title,
+    get: valueGetter(metric),
+    dash: DASHES[i % DASHES.length],
+    axis: metric.axis,
+  }));
   const levels = (kind) => {
     const seen = new Map();
-    for (const metric of metrics) if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]]))) seen.set(levelKey([metric.axis, metric[kind]]), { level: metric[kind], axis: metric.axis });
+    for (const metric of metrics)
+      if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]])))
+        seen.set(levelKey([metric.axis, metric[kind]]), { level: metric[kind], axis: metric.axis });
     return [...seen.values()];
   };
-  // a family's panel is shown when its own signals have values, not for a schedule on its second axis
+  // a family's panel is shown when its own signals have values, not for a schedule on its
+  // second axis
   const primary = traces.filter((t) => t.axis !== "y2");
   const [healthy, collapsed] = [levels("healthy"), levels("collapsed")];
   return {
@@ -120,10 +145,16 @@ function lineChart(chart, metrics) {
     yFormat: chart.y_format,
     traces,
     refs: (ctx, records, which) => [
-      ...healthy.map(({ level, axis }) => withAxis(resolveLevel(level, HEALTHY, ctx, records, which), axis)),
-      ...collapsed.map(({ level, axis }) => withAxis(resolveLevel(level, COLLAPSED, ctx, records, which), axis)),
+      ...healthy.map(({ level, axis }) =>
+        withAxis(resolveLevel(level, HEALTHY, ctx, records, which), axis),
+      ),
+      ...collapsed.map(({ level, axis }) =>
+        withAxis(resolveLevel(level, COLLAPSED, ctx, records, which), axis),
+      ),
     ],
-    onlyIf: chart.hide_when_empty ? (records, w) => records.some((r) => primary.some((t) => nullable(t.get(r, w)) !== null)) : null,
+    onlyIf: chart.hide_when_empty
+      ? (records, w) => records.some((r) => primary.some((t) => nullable(t.get(r, w)) !== null))
+      : null,
   };
 }
 
@@ -133,13 +164,21 @@ function sweepMetric(metric) {
     id: metric.name,
     label: metric.sweep.label,
     get: (f) => f[metric.name],
-    max: (sweep) => (metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name)),
+    max: (sweep) =>
+      metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name),
   };
 }
 
 /** Build the charts and the sweep metrics from the metric catalogue (GET /api/metrics). */
 export function useMetricCatalogue(catalogue) {
-  LINE_METRICS = catalogue.charts.filter((c) => c.kind === "line").map((chart) => lineChart(chart, catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived)));
+  LINE_METRICS = catalogue.charts
+    .filter((c) => c.kind === "line")
+    .map((chart) =>
+      lineChart(
+        chart,
+        catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived),
+      ),
+    );
   SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
   SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0)); // the verdict's own measure first
   CHART_IDS = catalogue.charts.map((c) => c.id);
@@ -150,7 +189,9 @@ export function useMetricCatalogue(catalogue) {
 function commonContext(series) {
   const [first, ...rest] = series.map((s) => s.ctx || {});
   if (!first) return {};
-  return Object.fromEntries(Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)));
+  return Object.fromEntries(
+    Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)),
+  );
 }
 
 /** Reference lines as layout shapes + annotations spanning the full width. */
@@ -161,8 +202,27 @@ function referenceLines(refs, hasY2 = false) {
     if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
     if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
     const axis = ref.axis || "y";
-    shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axis, y0: ref.y, y1: ref.y, line: { color: ref.color, width: 1.5, dash: "dash" } });
-    annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: axis, y: ref.y, yanchor: "bottom", text: ref.label, showarrow: false, font: { size: 10, color: ref.color } });
+    shapes.push({
+      type: "line",
+      xref: "paper",
+      x0: 0,
+      x1: 1,
+      yref: axis,
+      y0: ref.y,
+      y1: ref.y,
+      line: { color: ref.color, width: 1.5, dash: "dash" },
+    });
+    annotations.push({
+      xref: "paper",
+      x: 1,
+      xanchor: "right",
+      yref: axis,
+      y: ref.y,
+      yanchor: "bottom",
+      text: ref.label,
+      showarrow: false,
+      font: { size: 10, color: ref.color },
+    });
   }
   return { shapes, annotations };
 }
@@ -171,7 +231,12 @@ function baseLayout(title, xTitle, yTitle) {
   return {
     title: { text: title, font: { size: 14 }, x: 0.02, xanchor: "left" },
     margin: { l: 60, r: 20, t: 40, b: 45 },
-    xaxis: { title: { text: xTitle, standoff: 4 }, zeroline: false, rangemode: "tozero", automargin: true },
+    xaxis: {
+      title: { text: xTitle, standoff: 4 },
+      zeroline: false,
+      rangemode: "tozero",
+      automargin: true,
+    },
     yaxis: { title: { text: yTitle }, zeroline: false, automargin: true },
     legend: { orientation: "h", yanchor: "top", y: -0.2, x: 0, font: { size: 11 } },
     hovermode: "x unified",
@@ -192,7 +257,9 @@ export function lineFigure(metric, series, which) {
   const data = [];
   const many = series.length > 1;
   // a second-axis schedule, or a line of a family's panel this method does not log, is left out
-  const used = (trace) => (trace.axis !== "y2" && !metric.hideEmpty) || series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
+  const used = (trace) =>
+    (trace.axis !== "y2" && !metric.hideEmpty) ||
+    series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
   series.forEach((run) => {
     metric.traces.forEach((trace, traceIndex) => {
       if (!used(trace)) return;
@@ -200,7 +267,11 @@ export function lineFigure(metric, series, which) {
       data.push({
         type: "scatter",
         mode: "lines+markers",
-        name: many ? (metric.traces.length > 1 ? `${run.name} · ${trace.name}` : run.name) : trace.name,
+        name: many
+          ? metric.traces.length > 1
+            ? `${run.name} · ${trace.name}`
+            : run.name
+          : trace.name,
         x: run.records.map((r) => r.epoch),
         y: run.records.map((r) => nullable(trace.get(r, which))),
         yaxis: trace.axis === "y2" ? "y2" : "y",
@@ -215,15 +286,27 @@ export function lineFigure(metric, series, which) {
   if (metric.yRange) layout.yaxis.range = metric.yRange;
   if (metric.yRangeMode) layout.yaxis.rangemode = metric.yRangeMode;
   const allRecords = series.flatMap((s) => s.records);
-  const secondAxisUsed = metric.traces.some((t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null));
+  const secondAxisUsed = metric.traces.some(
+    (t) => t.axis === "y2" && allRecords.some((r) => nullable(t.get(r, which)) !== null),
+  );
   if (metric.y2Title && secondAxisUsed) {
-    layout.yaxis2 = { title: { text: metric.y2Title }, overlaying: "y", side: "right", zeroline: false, showgrid: false };
+    layout.yaxis2 = {
+      title: { text: metric.y2Title },
+      overlaying: "y",
+      side: "right",
+      zeroline: false,
+      showgrid: false,
+    };
     if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
     layout.margin.r = 60;
   }
   const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
   Object.assign(layout, referenceLines(refs, Boolean(layout.yaxis2)));
-  const maxEpoch = Math.max(1, ...series.map((s) => s.ctx && s.ctx.epochs ? s.ctx.epochs : 0), ...allRecords.map((r) => r.epoch));
+  const maxEpoch = Math.max(
+    1,
+    ...series.map((s) => (s.ctx && s.ctx.epochs ? s.ctx.epochs : 0)),
+    ...allRecords.map((r) => r.epoch),
+  );
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
   layout.xaxis.dtick = epochTick(maxEpoch);
   return { data, layout };
@@ -277,13 +360,31 @@ export function spectrumFigure(records, which, ctx = {}) {
       hovertemplate: "epoch %{x}<br>effective rank %{y:.1f}<extra></extra>",
     },
   ];
-  const layout = baseLayout("Singular-value spectrum (log σ, descending) over epochs", "epoch", "singular value index (1 = largest)");
+  const layout = baseLayout(
+    "Singular-value spectrum (log σ, descending) over epochs",
+    "epoch",
+    "singular value index (1 = largest)",
+  );
   layout.hovermode = "closest";
   layout.yaxis.autorange = true;
-  layout.xaxis.range = [Math.min(0, ...epochs) - 0.5, Math.max(1, ctx.epochs || 0, ...epochs) + 0.5];
+  layout.xaxis.range = [
+    Math.min(0, ...epochs) - 0.5,
+    Math.max(1, ctx.epochs || 0, ...epochs) + 0.5,
+  ];
   layout.xaxis.dtick = epochTick(layout.xaxis.range[1]);
   const dim = ctx.dim;
-  Object.assign(layout, referenceLines([dim ? { y: Math.min(dim, length), label: `healthy: spectrum stays flat up to index ${Math.min(dim, length)}`, color: HEALTHY } : null]));
+  Object.assign(
+    layout,
+    referenceLines([
+      dim
+        ? {
+            y: Math.min(dim, length),
+            label: `healthy: spectrum stays flat up to index ${Math.min(dim, length)}`,
+            color: HEALTHY,
+          }
+        : null,
+    ]),
+  );
   return { data, layout };
 }
 
@@ -296,8 +397,10 @@ export function recordAt(records, epoch = null) {
   return before.length ? before[before.length - 1] : records[records.length - 1];
 }
 
-/** The panel's help line (the subtitle: it travels with the figure to every page and the report). */
-const SHARES_HELP = "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
+/** The panel's help line (the subtitle: it travels with the figure to every page and the
+ * report). */
+const SHARES_HELP =
+  "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
 
 /**
  * Dimensional collapse at one epoch: the top principal directions' share of the variance of
@@ -312,7 +415,10 @@ export function varianceSharesFigure(series, which, epoch = null) {
     const color = series.length > 1 ? run.color : RUN_COLORS[0];
     return {
       type: "bar",
-      name: series.length > 1 ? `${run.name}${record ? ` · epoch ${record.epoch}` : ""}` : "share of variance",
+      name:
+        series.length > 1
+          ? `${run.name}${record ? ` · epoch ${record.epoch}` : ""}`
+          : "share of variance",
       x: shares.map((_, k) => k + 1),
       y: shares,
       marker: { color },
@@ -332,10 +438,25 @@ export function varianceSharesFigure(series, which, epoch = null) {
   layout.yaxis.tickformat = ".0%";
   layout.yaxis.rangemode = "tozero";
   const dim = commonContext(series).dim;
-  Object.assign(layout, referenceLines([dim ? { y: 1 / dim, label: `isotropic 1/d = 1/${dim}`, color: HEALTHY } : null]));
+  Object.assign(
+    layout,
+    referenceLines([
+      dim ? { y: 1 / dim, label: `isotropic 1/d = 1/${dim}`, color: HEALTHY } : null,
+    ]),
+  );
   if (data.every((trace) => !trace.y.length)) {
     // variance_shares is empty for a constant embedding (and absent in older records)
-    layout.annotations.push({ xref: "paper", x: 0.5, yref: "paper", y: 0.5, text: shown.some((s) => s.record && Array.isArray(rep(s.record, which).variance_shares)) ? "no variance left: complete collapse" : "no variance shares recorded", showarrow: false, font: { size: 12, color: COLLAPSED } });
+    layout.annotations.push({
+      xref: "paper",
+      x: 0.5,
+      yref: "paper",
+      y: 0.5,
+      text: shown.some((s) => s.record && Array.isArray(rep(s.record, which).variance_shares))
+        ? "no variance left: complete collapse"
+        : "no variance shares recorded",
+      showarrow: false,
+      font: { size: 12, color: COLLAPSED },
+    });
   }
   return { data, layout };
 }
@@ -343,7 +464,9 @@ export function varianceSharesFigure(series, which, epoch = null) {
 /** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs. */
 export function alignUniformFigure(series, which) {
   const data = series.map((run, i) => {
-    const points = run.records.filter((r) => rep(r, which).alignment !== undefined && rep(r, which).alignment !== null);
+    const points = run.records.filter(
+      (r) => rep(r, which).alignment !== undefined && rep(r, which).alignment !== null,
+    );
     return {
       type: "scatter",
       mode: "lines+markers",
@@ -375,13 +498,36 @@ export function alignUniformFigure(series, which) {
     marker: { symbol: "x", size: 12, color: COLLAPSED },
     hoverinfo: "name",
   });
-  const layout = baseLayout("Alignment–uniformity plane (lower-left is better)", "uniformity  log E exp(−2‖f(x)−f(y)‖²)  (nats)", "alignment  E‖f(x)−f(x⁺)‖²");
+  const layout = baseLayout(
+    "Alignment–uniformity plane (lower-left is better)",
+    "uniformity  log E exp(−2‖f(x)−f(y)‖²)  (nats)",
+    "alignment  E‖f(x)−f(x⁺)‖²",
+  );
   layout.hovermode = "closest";
   layout.xaxis.rangemode = "normal";
   layout.yaxis.rangemode = "tozero";
   const { shapes, annotations } = referenceLines([]);
-  shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, xref: "x", x0: -4, x1: -4, line: { color: HEALTHY, width: 1.5, dash: "dash" } });
-  annotations.push({ yref: "paper", y: 1, yanchor: "top", xref: "x", x: -4, xanchor: "left", text: " uniform on the sphere ≈ −4", showarrow: false, font: { size: 10, color: HEALTHY } });
+  shapes.push({
+    type: "line",
+    yref: "paper",
+    y0: 0,
+    y1: 1,
+    xref: "x",
+    x0: -4,
+    x1: -4,
+    line: { color: HEALTHY, width: 1.5, dash: "dash" },
+  });
+  annotations.push({
+    yref: "paper",
+    y: 1,
+    yanchor: "top",
+    xref: "x",
+    x: -4,
+    xanchor: "left",
+    text: " uniform on the sphere ≈ −4",
+    showarrow: false,
+    font: { size: 10, color: HEALTHY },
+  });
   layout.shapes = shapes;
   layout.annotations = annotations;
   const xs = data.flatMap((t) => t.x).filter((v) => typeof v === "number");
@@ -394,18 +540,56 @@ export function spectrumOverlayFigure(series, which) {
   const data = series.map((s) => {
     const last = [...s.records].reverse().find((r) => Array.isArray(rep(r, which).spectrum));
     const spectrum = last ? rep(last, which).spectrum : [];
-    return { type: "scatter", mode: "lines", name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`, x: spectrum.map((_, i) => i + 1), y: spectrum, line: { color: s.color, width: 2 } };
+    return {
+      type: "scatter",
+      mode: "lines",
+      name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`,
+      x: spectrum.map((_, i) => i + 1),
+      y: spectrum,
+      line: { color: s.color, width: 2 },
+    };
   });
   const dim = commonContext(series).dim;
-  const layout = baseLayout("Singular-value spectrum at the last epoch", "singular value index (1 = largest)", "log σ");
+  const layout = baseLayout(
+    "Singular-value spectrum at the last epoch",
+    "singular value index (1 = largest)",
+    "log σ",
+  );
   layout.hovermode = "closest";
   layout.xaxis.rangemode = "normal";
   layout.legend.y = -0.22;
   if (dim) {
-    layout.shapes = [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: dim, x1: dim, line: { color: HEALTHY, dash: "dash", width: 1.5 } }];
+    layout.shapes = [
+      {
+        type: "line",
+        yref: "paper",
+        y0: 0,
+        y1: 1,
+        x0: dim,
+        x1: dim,
+        line: { color: HEALTHY, dash: "dash", width: 1.5 },
+      },
+    ];
     layout.annotations = [
-      { x: dim, yref: "paper", y: 1, xanchor: "right", text: `healthy: flat up to d = ${dim} `, showarrow: false, font: { size: 10, color: HEALTHY } },
-      { xref: "paper", x: 0.02, yref: "paper", y: 0.02, text: "collapse: sharp drop after the first few", showarrow: false, font: { size: 10, color: COLLAPSED }, xanchor: "left" },
+      {
+        x: dim,
+        yref: "paper",
+        y: 1,
+        xanchor: "right",
+        text: `healthy: flat up to d = ${dim} `,
+        showarrow: false,
+        font: { size: 10, color: HEALTHY },
+      },
+      {
+        xref: "paper",
+        x: 0.02,
+        yref: "paper",
+        y: 0.02,
+        text: "collapse: sharp drop after the first few",
+        showarrow: false,
+        font: { size: 10, color: COLLAPSED },
+        xanchor: "left",
+      },
     ];
   }
   return { data, layout };
@@ -425,12 +609,18 @@ export function visibleMetrics(series, which) {
  */
 export function diagnosticFigures(series, which, { epoch = null } = {}) {
   const special = {
-    spectrum: () => (series.length === 1 ? spectrumFigure(series[0].records, which, series[0].ctx) : spectrumOverlayFigure(series, which)),
+    spectrum: () =>
+      series.length === 1
+        ? spectrumFigure(series[0].records, which, series[0].ctx)
+        : spectrumOverlayFigure(series, which),
     shares: () => varianceSharesFigure(series, which, epoch),
     plane: () => alignUniformFigure(series, which),
   };
   const lines = new Map(visibleMetrics(series, which).map((metric) => [metric.id, metric]));
-  return CHART_IDS.filter((id) => lines.has(id) || special[id]).map((id) => ({ id, figure: lines.has(id) ? lineFigure(lines.get(id), series, which) : special[id]() }));
+  return CHART_IDS.filter((id) => lines.has(id) || special[id]).map((id) => ({
+    id,
+    figure: lines.has(id) ? lineFigure(lines.get(id), series, which) : special[id](),
+  }));
 }
 
 /** What a line chart's metrics mean (their Metric.help) and the mechanism family whose panel
@@ -530,10 +720,15 @@ export function draw(div, figure) {
 export function extend(div, metric, record, which, ctx) {
   if (!window.Plotly || !div.data || div.data.length !== metric.traces.length) return false;
   const ext = lineExtension(metric, record, which);
-  window.Plotly.extendTraces(div, { x: ext.x, y: ext.y }, metric.traces.map((_, i) => i));
+  window.Plotly.extendTraces(
+    div,
+    { x: ext.x, y: ext.y },
+    metric.traces.map((_, i) => i),
+  );
   const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
   // The axis spans the planned epochs, so it only moves past them: relayout (a second redraw) then.
-  if (div.layout.xaxis.range[1] !== maxEpoch + 0.3) window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+  if (div.layout.xaxis.range[1] !== maxEpoch + 0.3)
+    window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
 }
 
@@ -543,22 +738,29 @@ const MAP_KINDS = ["pending", "healthy", "dimensional_collapse", "complete_colla
 
 /** The largest final value of a metric in the sweep (the shade's top when it has no fixed one). */
 function sweepMax(sweep, name) {
-  const values = sweep.cells.flatMap((c) => c.runs.map((r) => (r.final ? nullable(r.final[name]) : null))).filter((v) => v !== null);
+  const values = sweep.cells
+    .flatMap((c) => c.runs.map((r) => (r.final ? nullable(r.final[name]) : null)))
+    .filter((v) => v !== null);
   return Math.max(1, ...values);
 }
 
 /** A cell's value of a metric: the mean over its seeds' last epochs. */
 export function cellMetric(cell, metric) {
-  const values = cell.runs.map((r) => (r.final ? nullable(metric.get(r.final)) : null)).filter((v) => v !== null);
+  const values = cell.runs
+    .map((r) => (r.final ? nullable(metric.get(r.final)) : null))
+    .filter((v) => v !== null);
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
 }
 
-/** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress while running. */
+/** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress
+ * while running. */
 export function cellLabel(cell) {
   const parts = [];
-  if (cell.verdict_kind && cell.verdict_kind !== "healthy" && cell.onset_epoch !== null) parts.push(`onset ${cell.onset_epoch}`);
+  if (cell.verdict_kind && cell.verdict_kind !== "healthy" && cell.onset_epoch !== null)
+    parts.push(`onset ${cell.onset_epoch}`);
   else if (cell.verdict_kind === "healthy") parts.push("healthy");
-  if (cell.status === "running" || cell.status === "queued") parts.push(`${Math.round(100 * cell.progress)}%`);
+  if (cell.status === "running" || cell.status === "queued")
+    parts.push(`${Math.round(100 * cell.progress)}%`);
   if (!cell.seeds_agree) parts.push("seeds disagree");
   return parts.join("<br>") || cell.status;
 }
@@ -577,10 +779,16 @@ export function sweepMapFigure(sweep, metric) {
   const [first, second] = sweep.axes;
   const rows = second ? first.values.length : 1;
   const cols = second ? second.values.length : first.values.length;
-  const z = [], text = [], hover = [], index = [];
+  const z = [],
+    text = [],
+    hover = [],
+    index = [];
   const max = metric.max(sweep) || 1;
   for (let row = 0; row < rows; row += 1) {
-    z.push([]); text.push([]); hover.push([]); index.push([]);
+    z.push([]);
+    text.push([]);
+    hover.push([]);
+    index.push([]);
     for (let col = 0; col < cols; col += 1) {
       const at = second ? row * cols + col : col;
       const cell = sweep.cells[at];
@@ -591,20 +799,28 @@ export function sweepMapFigure(sweep, metric) {
       z[row].push(MAP_KINDS.indexOf(kind) + shade);
       text[row].push(cellLabel(cell));
       index[row].push(at);
-      const point = Object.entries(cell.point).map(([k, v]) => `${k} = ${v}`).join(", ");
-      const seeds = cell.runs.map((r) => `seed ${r.seed}: ${r.status}, ${r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict"}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`);
-      hover[row].push([
-        `<b>${point}</b>`,
-        `${cell.verdict_kind ? cell.verdict_kind.replace("_", " ") : "no verdict yet"}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
-        `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
-        ...seeds,
-      ].join("<br>"));
+      const point = Object.entries(cell.point)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join(", ");
+      const seeds = cell.runs.map(
+        (r) =>
+          `seed ${r.seed}: ${r.status}, ${r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict"}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`,
+      );
+      hover[row].push(
+        [
+          `<b>${point}</b>`,
+          `${cell.verdict_kind ? cell.verdict_kind.replace("_", " ") : "no verdict yet"}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
+          `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
+          ...seeds,
+        ].join("<br>"),
+      );
     }
   }
   const colorscale = [];
   MAP_KINDS.forEach((kind, i) => {
     colorscale.push([i / 4, VERDICT_TINTS[kind]]);
-    colorscale.push([i === MAP_KINDS.length - 1 ? 1 : (i + 1) / 4 - 1e-6, VERDICT_COLORS[kind]]); // a scale must end at 1
+    // a scale must end at 1
+    colorscale.push([i === MAP_KINDS.length - 1 ? 1 : (i + 1) / 4 - 1e-6, VERDICT_COLORS[kind]]);
   });
   const data = [
     {
@@ -626,7 +842,11 @@ export function sweepMapFigure(sweep, metric) {
       ygap: 3,
     },
   ];
-  const layout = baseLayout(`Collapse map (shade: ${metric.label})`, second ? second.key : first.key, second ? first.key : "");
+  const layout = baseLayout(
+    `Collapse map (shade: ${metric.label})`,
+    second ? second.key : first.key,
+    second ? first.key : "",
+  );
   layout.xaxis = { ...layout.xaxis, type: "category", rangemode: undefined };
   layout.yaxis = { ...layout.yaxis, type: "category" };
   layout.hovermode = "closest";
@@ -644,7 +864,9 @@ function fmtNumber(value) {
 export function sweepLineFigure(sweep, metric) {
   const axis = sweep.axes[0];
   const numeric = axis.values.every((v) => typeof v === "number");
-  const seeds = [...new Set(sweep.cells.flatMap((c) => c.runs.map((r) => r.seed)))].sort((a, b) => a - b);
+  const seeds = [...new Set(sweep.cells.flatMap((c) => c.runs.map((r) => r.seed)))].sort(
+    (a, b) => a - b,
+  );
   const data = seeds.map((seed, i) => {
     const runs = sweep.cells.map((cell) => cell.runs.find((r) => r.seed === seed) || null);
     return {
@@ -654,8 +876,14 @@ export function sweepLineFigure(sweep, metric) {
       x: numeric ? axis.values : axisLabels(axis),
       y: runs.map((r) => (r && r.final ? nullable(metric.get(r.final)) : null)),
       line: { color: RUN_COLORS[i % RUN_COLORS.length], width: 2 },
-      marker: { size: 10, color: runs.map((r) => VERDICT_COLORS[(r && r.verdict_kind) || "pending"]), line: { width: 1, color: "#fff" } },
-      text: runs.map((r) => (r && r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict yet")),
+      marker: {
+        size: 10,
+        color: runs.map((r) => VERDICT_COLORS[(r && r.verdict_kind) || "pending"]),
+        line: { width: 1, color: "#fff" },
+      },
+      text: runs.map((r) =>
+        r && r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict yet",
+      ),
       hovertemplate: `${axis.key} = %{x}<br>%{y:.3g} (%{text})<extra>seed ${seed}</extra>`,
       connectgaps: false,
     };

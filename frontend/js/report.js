@@ -3,10 +3,27 @@
 // what it imports, plotly.js and the stylesheet, so the report opens without network).
 
 import { RUN_COLORS } from "./colours.js";
-import { normaliseCatalogue, placementRows, runConfig, runSetup, runTitle, totalEpochs } from "./model.js";
-import { chartContext, chartHelp, diagnosticFigures, draw, projectionFrame, projectionRange, umapFigure, unionRange, useMetricCatalogue } from "./plots.js";
+import {
+  normaliseCatalogue,
+  placementRows,
+  runConfig,
+  runSetup,
+  runTitle,
+  totalEpochs,
+} from "./model.js";
+import {
+  chartContext,
+  chartHelp,
+  diagnosticFigures,
+  draw,
+  projectionFrame,
+  projectionRange,
+  umapFigure,
+  unionRange,
+  useMetricCatalogue,
+} from "./plots.js";
 import { chartHelpBlock, el, keyValueTable } from "./ui.js";
-import { findingsList, verdictHeadline, verdictKind } from "./verdict.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdict.js";
 
 const SPACES = [
   { which: "projector", title: "Projector output z" },
@@ -24,18 +41,39 @@ function runBlock(run, records, catalogue) {
     el(
       "div",
       { class: `verdict-banner verdict-${kind}`, "data-kind": kind },
-      el("div", { class: "verdict-head" }, el("span", { class: "verdict-title" }, verdictHeadline(verdict))),
+      el(
+        "div",
+        { class: "verdict-head" },
+        el("span", { class: "verdict-title" }, verdictHeadline(verdict)),
+      ),
       el("p", { class: "verdict-reason" }, (verdict && verdict.reason) || run.error || ""),
+      causeBlock(verdict && verdict.cause),
       findingsList(verdict),
     ),
-    el("p", { class: "muted small" }, `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`),
-    el("details", {}, el("summary", {}, "Configuration"), el("pre", {}, JSON.stringify(config, null, 2))),
-    records.length ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records))) : null,
+    el(
+      "p",
+      { class: "muted small" },
+      `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`,
+    ),
+    el(
+      "details",
+      {},
+      el("summary", {}, "Configuration"),
+      el("pre", {}, JSON.stringify(config, null, 2)),
+    ),
+    records.length
+      ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records)))
+      : null,
   );
 }
 
 function plotCard(id, which) {
-  return el("div", { class: "card plot-card" }, el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }), chartHelpBlock(chartHelp(id)));
+  return el(
+    "div",
+    { class: "card plot-card" },
+    el("div", { class: "plot", id: `plot-${which}-${id}`, "data-metric": id, "data-space": which }),
+    chartHelpBlock(chartHelp(id)),
+  );
 }
 
 /** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
@@ -49,18 +87,39 @@ export function renderReport(data) {
   const runName = (run) => `${runTitle(run, catalogue)} (${run.id.slice(0, 6)})`;
   const drawing = [];
   const sections = SPACES.map(({ which, title }) => {
-    const series = runs.map(({ run, records }, index) => ({ name: runName(run), color: RUN_COLORS[index % RUN_COLORS.length], records, ctx: chartContext(run, records, which) }));
+    const series = runs.map(({ run, records }, index) => ({
+      name: runName(run),
+      color: RUN_COLORS[index % RUN_COLORS.length],
+      records,
+      ctx: chartContext(run, records, which),
+    }));
     const figures = diagnosticFigures(series, which);
-    const grid = el("div", { class: "plot-grid" }, figures.map(({ id }) => plotCard(id, which)));
-    drawing.push(() => figures.forEach(({ id, figure }) => draw(document.getElementById(`plot-${which}-${id}`), figure)));
+    const grid = el(
+      "div",
+      { class: "plot-grid" },
+      figures.map(({ id }) => plotCard(id, which)),
+    );
+    drawing.push(() =>
+      figures.forEach(({ id, figure }) =>
+        draw(document.getElementById(`plot-${which}-${id}`), figure),
+      ),
+    );
     return el("section", {}, el("h2", {}, title), grid);
   });
   // Every picture on one scale: the first epoch beside the last shows how far the cloud shrank.
-  const pictures = runs.flatMap(({ run, projections }) => projections.map((payload) => ({ run, frame: projectionFrame(payload) })));
+  const pictures = runs.flatMap(({ run, projections }) =>
+    projections.map((payload) => ({ run, frame: projectionFrame(payload) })),
+  );
   const range = pictures.reduce((acc, { frame }) => unionRange(acc, projectionRange(frame)), null);
   const cells = pictures.map(({ run, frame }) => {
-    const plot = el("div", { class: "plot umap-plot", "data-run-id": run.id, "data-epoch": String(frame.epoch) });
-    drawing.push(() => draw(plot, umapFigure(frame, { title: `${runName(run)} · epoch ${frame.epoch}`, range })));
+    const plot = el("div", {
+      class: "plot umap-plot",
+      "data-run-id": run.id,
+      "data-epoch": String(frame.epoch),
+    });
+    drawing.push(() =>
+      draw(plot, umapFigure(frame, { title: `${runName(run)} · epoch ${frame.epoch}`, range })),
+    );
     return el("div", { class: "umap-cell" }, plot);
   });
   root.replaceChildren(
@@ -72,9 +131,15 @@ export function renderReport(data) {
       { class: "card" },
       el("h2", {}, "Embedding pictures: first and last epoch, on one scale"),
       el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods."),
-      cells.length ? el("div", { class: "umap-grid" }, cells) : el("p", { class: "muted" }, "No projection was stored."),
+      cells.length
+        ? el("div", { class: "umap-grid" }, cells)
+        : el("p", { class: "muted" }, "No projection was stored."),
     ),
-    el("p", { class: "muted small" }, `Collapse Lab report, ${runs.length} run${runs.length === 1 ? "" : "s"}, ${runs.reduce((n, r) => n + r.records.length, 0)} epoch records; opens offline.`),
+    el(
+      "p",
+      { class: "muted small" },
+      `Collapse Lab report, ${runs.length} run${runs.length === 1 ? "" : "s"}, ${runs.reduce((n, r) => n + r.records.length, 0)} epoch records; opens offline.`,
+    ),
   );
   for (const paint of drawing) paint();
 }

@@ -10,7 +10,12 @@ function shareUrl(share) {
 }
 
 /**
- * @param {{runIds: string[], what: string, links: {label: string, href: string, download?: boolean}[], create?: () => Promise<any>}} options
+ * @param {{
+ *   runIds: string[],
+ *   what: string,
+ *   links: {label: string, href: string, download?: boolean}[],
+ *   create?: () => Promise<any>,
+ * }} options
  *        what: "run" | "comparison" | "sweep" (for the button labels); create: how a share
  *        link is made (default: a link to runIds)
  */
@@ -20,21 +25,63 @@ export function shareBar({ runIds, what, links, create = () => api.createShare(r
   const bar = el(
     "div",
     { class: "share-bar", role: "group", "aria-label": `share this ${what}` },
-    el("button", { type: "button", class: "secondary", id: "copy-link", onclick: () => copyText(window.location.href, "Link") }, `Copy link`),
-    readOnly ? null : el("button", { type: "button", class: "secondary", id: "create-share", onclick: () => createShare(create, list) }, "Read-only share link"),
-    links.map((link) => el("a", { class: "button secondary", href: link.href, download: link.download ? "" : null, target: link.download ? null : "_blank", rel: "noopener" }, link.label)),
+    el(
+      "button",
+      {
+        type: "button",
+        class: "secondary",
+        id: "copy-link",
+        onclick: () => copyText(window.location.href, "Link"),
+      },
+      `Copy link`,
+    ),
+    readOnly
+      ? null
+      : el(
+          "button",
+          {
+            type: "button",
+            class: "secondary",
+            id: "create-share",
+            onclick: () => createShare(create, list),
+          },
+          "Read-only share link",
+        ),
+    links.map((link) =>
+      el(
+        "a",
+        {
+          class: "button secondary",
+          href: link.href,
+          download: link.download ? "" : null,
+          target: link.download ? null : "_blank",
+          rel: "noopener",
+        },
+        link.label,
+      ),
+    ),
   );
   return el("div", { class: "share-box" }, bar, list);
 }
 
 function shareRow(share, list) {
   const url = shareUrl(share);
-  const input = el("input", { type: "text", readonly: true, value: url, class: "share-url", "aria-label": "read-only share link" });
+  const input = el("input", {
+    type: "text",
+    readonly: true,
+    value: url,
+    class: "share-url",
+    "aria-label": "read-only share link",
+  });
   const row = el(
     "div",
     { class: "share-row", "data-token": share.token },
     input,
-    el("button", { type: "button", class: "secondary", onclick: () => copyText(url, "Share link") }, "Copy"),
+    el(
+      "button",
+      { type: "button", class: "secondary", onclick: () => copyText(url, "Share link") },
+      "Copy",
+    ),
     el(
       "button",
       {

@@ -7,7 +7,10 @@ const SVG = "http://www.w3.org/2000/svg";
  * @param {{max?: number, color?: string, width?: number, height?: number}} options
  *        max: the healthy ceiling (d); drawn as a dashed line at the top.
  */
-export function sparkline(values, { max = null, color = "#374151", width = 110, height = 28 } = {}) {
+export function sparkline(
+  values,
+  { max = null, color = "#374151", width = 110, height = 28 } = {},
+) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
@@ -15,7 +18,12 @@ export function sparkline(values, { max = null, color = "#374151", width = 110, 
   svg.setAttribute("class", "sparkline");
   const last = values.length ? values[values.length - 1] : null;
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", values.length ? `effective rank over ${values.length} epochs, last ${last.toFixed(1)}` : "no epochs yet");
+  svg.setAttribute(
+    "aria-label",
+    values.length
+      ? `effective rank over ${values.length} epochs, last ${last.toFixed(1)}`
+      : "no epochs yet",
+  );
   if (!values.length) return svg;
   const top = Math.max(max || 0, ...values, 1);
   const pad = 2;
@@ -31,7 +39,10 @@ export function sparkline(values, { max = null, color = "#374151", width = 110, 
     svg.append(ref);
   }
   const path = document.createElementNS(SVG, "polyline");
-  path.setAttribute("points", values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "));
+  path.setAttribute(
+    "points",
+    values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+  );
   path.setAttribute("fill", "none");
   path.setAttribute("stroke", color);
   path.setAttribute("stroke-width", "1.5");

@@ -32,7 +32,13 @@ export function sweepGrid(root) {
 /** The seeds typed in the preview box, "0, 1" -> [0, 1] (null: the base's seed). */
 export function sweepSeeds(root) {
   const box = root.querySelector("#sweep-seeds");
-  const seeds = box ? box.value.split(",").map((s) => s.trim()).filter(Boolean).map(Number) : [];
+  const seeds = box
+    ? box.value
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map(Number)
+    : [];
   return seeds.length ? seeds : null;
 }
 
@@ -45,7 +51,9 @@ export function sweptPaths(root) {
 export function sweepErrorField(root, field) {
   if (field.startsWith("grid.")) {
     const key = field.slice("grid.".length);
-    const match = [...root.querySelectorAll(".field[data-field]")].find((f) => gridKey(f.dataset.field) === key.replace(/^options\./, ""));
+    const match = [...root.querySelectorAll(".field[data-field]")].find(
+      (f) => gridKey(f.dataset.field) === key.replace(/^options\./, ""),
+    );
     return match ? match.dataset.field : field;
   }
   return field.replace(/^base\./, "");
@@ -75,13 +83,19 @@ async function showPreview(root, onChange, baseConfig) {
   let text;
   let total = Number.NaN;
   try {
-    const expanded = await api.previewSweep({ base: baseConfig(), grid, seeds: "seed" in grid ? null : sweepSeeds(root) });
+    const expanded = await api.previewSweep({
+      base: baseConfig(),
+      grid,
+      seeds: "seed" in grid ? null : sweepSeeds(root),
+    });
     const described = expanded.axes.map((a) => `${a.values.length} ${a.key}`).join(" × ");
     const seeds = expanded.seeds.length;
     total = expanded.runs;
     text = `${described} × ${seeds} seed${seeds === 1 ? "" : "s"} = ${total} run${total === 1 ? "" : "s"}`;
   } catch (error) {
-    const problems = error.fieldErrors ? error.fieldErrors().map((e) => `${e.field}: ${e.message}`) : [];
+    const problems = error.fieldErrors
+      ? error.fieldErrors().map((e) => `${e.field}: ${e.message}`)
+      : [];
     text = problems.length ? problems.join("; ") : error.message;
   }
   if (seq !== previewSeq) return; // a later preview is on its way
@@ -100,7 +114,14 @@ export function attachSweepToggles(root, before, onChange, baseConfig) {
     el("strong", {}, "Sweep: "),
     el("span", { class: "sweep-count" }),
     el("label", { for: "sweep-seeds" }, " seeds "),
-    el("input", { id: "sweep-seeds", type: "text", value: "0", class: "sweep-seeds", "aria-label": "seeds of every grid point", oninput: () => updatePreview(root, onChange, baseConfig) }),
+    el("input", {
+      id: "sweep-seeds",
+      type: "text",
+      value: "0",
+      class: "sweep-seeds",
+      "aria-label": "seeds of every grid point",
+      oninput: () => updatePreview(root, onChange, baseConfig),
+    }),
   );
   before.before(preview);
   for (const field of root.querySelectorAll(".field[data-field]")) {
@@ -130,7 +151,8 @@ export function attachSweepToggles(root, before, onChange, baseConfig) {
           toggle.textContent = on ? "single value" : "sweep";
           values.hidden = !on;
           input.disabled = on;
-          if (on && !values.value) values.value = input.type === "checkbox" ? "true, false" : input.value;
+          if (on && !values.value)
+            values.value = input.type === "checkbox" ? "true, false" : input.value;
           if (on) values.focus();
           updatePreview(root, onChange, baseConfig);
         },

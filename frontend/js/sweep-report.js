@@ -2,7 +2,13 @@
 // plot of a one-key sweep and the cells table, drawn by the pages' own chart builder from the
 // data the API inlines (backend/report_page.py), so it opens without network.
 
-import { SWEEP_METRICS, draw, sweepLineFigure, sweepMapFigure, useMetricCatalogue } from "./plots.js";
+import {
+  SWEEP_METRICS,
+  draw,
+  sweepLineFigure,
+  sweepMapFigure,
+  useMetricCatalogue,
+} from "./plots.js";
 import { cellsTable, sweepSummary, sweepTitle } from "./sweep-view.js";
 import { el } from "./ui.js";
 
@@ -11,13 +17,20 @@ import { el } from "./ui.js";
 export function renderSweepReport(data) {
   useMetricCatalogue(data.metrics);
   const sweep = data.sweep;
-  const [spread, rank] = ["spread", "effective_rank"].map((id) => SWEEP_METRICS.find((m) => m.id === id));
+  const [spread, rank] = ["spread", "effective_rank"].map((id) =>
+    SWEEP_METRICS.find((m) => m.id === id),
+  );
   const map = el("div", { id: "sweep-map", class: "plot" });
   const rankMap = el("div", { id: "sweep-map-rank", class: "plot" });
   const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
   const parts = [
     el("h1", {}, sweepTitle(sweep)),
-    el("p", { class: "muted" }, sweepSummary(sweep), ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`),
+    el(
+      "p",
+      { class: "muted" },
+      sweepSummary(sweep),
+      ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`,
+    ),
     el("div", { class: "card" }, map),
     el("div", { class: "card" }, rankMap),
     line ? el("div", { class: "card" }, line) : null,

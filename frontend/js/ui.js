@@ -51,7 +51,15 @@ export function renderHeader(active) {
   const header = document.getElementById("app-header");
   const readOnly = isReadOnly();
   const link = (href, name, label) =>
-    el("a", { href, class: active === name ? "active" : "", "aria-current": active === name ? "page" : null }, label);
+    el(
+      "a",
+      {
+        href,
+        class: active === name ? "active" : "",
+        "aria-current": active === name ? "page" : null,
+      },
+      label,
+    );
   const nav = el(
     "nav",
     { "aria-label": "Main" },
@@ -62,10 +70,21 @@ export function renderHeader(active) {
     readOnly ? null : link("/compare", "compare", "Compare"),
     el("span", { class: "spacer" }),
     el("span", { id: "health-dot", class: "health-dot", title: "checking the service..." }),
-    readOnly ? null : el("button", { type: "button", id: "token-button", class: "link-button", onclick: openTokenDialog }, tokenLabel()),
+    readOnly
+      ? null
+      : el(
+          "button",
+          { type: "button", id: "token-button", class: "link-button", onclick: openTokenDialog },
+          tokenLabel(),
+        ),
   );
   header.replaceChildren(nav);
-  const banner = el("div", { id: "health-banner", class: "health-banner", role: "alert", hidden: true });
+  const banner = el("div", {
+    id: "health-banner",
+    class: "health-banner",
+    role: "alert",
+    hidden: true,
+  });
   header.after(banner);
   pollHealth();
 }
@@ -78,7 +97,12 @@ function tokenLabel() {
 export function openTokenDialog() {
   let dialog = document.getElementById("token-dialog");
   if (!dialog) {
-    const input = el("input", { id: "token-input", type: "password", autocomplete: "off", "aria-describedby": "token-help" });
+    const input = el("input", {
+      id: "token-input",
+      type: "password",
+      autocomplete: "off",
+      "aria-describedby": "token-help",
+    });
     dialog = el(
       "dialog",
       { id: "token-dialog", "aria-labelledby": "token-title" },
@@ -86,7 +110,11 @@ export function openTokenDialog() {
         "form",
         { method: "dialog" },
         el("h2", { id: "token-title" }, "API token"),
-        el("p", { id: "token-help" }, "When the server sets API_TOKEN, launching, cancelling and sharing need it. It is kept in this browser only."),
+        el(
+          "p",
+          { id: "token-help" },
+          "When the server sets API_TOKEN, launching, cancelling and sharing need it. It is kept in this browser only.",
+        ),
         el("label", { for: "token-input" }, "Token"),
         input,
         el(
@@ -125,8 +153,10 @@ export function healthProblems(health) {
   const problems = [];
   if (!health.database.ok) problems.push("The database is unreachable.");
   if (!health.redis.ok) problems.push("Redis (queue and live events) is unreachable.");
-  if (!health.workers.ok) problems.push("No training worker is running: queued runs will wait until one starts.");
-  if (!problems.length && health.status !== "ok") problems.push(`The service reports status "${health.status}".`);
+  if (!health.workers.ok)
+    problems.push("No training worker is running: queued runs will wait until one starts.");
+  if (!problems.length && health.status !== "ok")
+    problems.push(`The service reports status "${health.status}".`);
   return problems;
 }
 
@@ -152,7 +182,13 @@ async function pollHealth() {
 
 /** Replace a container's content with a state message (loading / empty / error). */
 export function showState(container, kind, message) {
-  container.replaceChildren(el("div", { class: `state state-${kind}`, role: kind === "error" ? "alert" : "status" }, message));
+  container.replaceChildren(
+    el(
+      "div",
+      { class: `state state-${kind}`, role: kind === "error" ? "alert" : "status" },
+      message,
+    ),
+  );
 }
 
 /** "3 min ago" style time. */
@@ -193,18 +229,51 @@ export function fmt(value, digits = 3) {
 
 /** A two-column table of [label, value] rows (values formatted with fmt). */
 export function keyValueTable(rows, attributes = {}) {
-  return el("table", { class: "config-table", ...attributes }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6))))));
+  return el(
+    "table",
+    { class: "config-table", ...attributes },
+    el(
+      "tbody",
+      {},
+      rows.map(([key, value]) =>
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, key),
+          el(
+            "td",
+            {},
+            typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 /** A chart's help under it (plots.chartHelp): its mechanism family and one sentence per
  * metric, folded so the plots stay in view; null when the chart has none. */
 export function chartHelpBlock(help) {
   if (!help) return null;
-  const summary = help.group ? `Mechanism: ${help.group} — what these lines mean` : "What these lines mean";
+  const summary = help.group
+    ? `Mechanism: ${help.group} — what these lines mean`
+    : "What these lines mean";
   return el(
     "details",
     { class: "chart-help muted small" },
     el("summary", {}, summary),
-    el("ul", {}, help.lines.map((line) => el("li", {}, el("strong", {}, line.title), `: ${line.help}`, line.paper ? ` (${line.paper})` : ""))),
+    el(
+      "ul",
+      {},
+      help.lines.map((line) =>
+        el(
+          "li",
+          {},
+          el("strong", {}, line.title),
+          `: ${line.help}`,
+          line.paper ? ` (${line.paper})` : "",
+        ),
+      ),
+    ),
   );
 }

@@ -22,7 +22,11 @@ export class ProjectionScale {
 
   include(frame) {
     const next = unionRange(this.range, projectionRange(frame));
-    const grew = !this.range || ["x", "y"].some((axis) => next[axis][0] !== this.range[axis][0] || next[axis][1] !== this.range[axis][1]);
+    const grew =
+      !this.range ||
+      ["x", "y"].some(
+        (axis) => next[axis][0] !== this.range[axis][0] || next[axis][1] !== this.range[axis][1],
+      );
     this.range = next;
     if (grew) for (const view of this.views) view.redraw();
   }
@@ -31,7 +35,15 @@ export class ProjectionScale {
 /** One run's embedding picture. Frames are cached; every frame the slider knows is fetched in
  * the background (the first epoch first: it is usually the widest) to fix the scale. */
 export class UmapView {
-  constructor(container, runId, { title = "UMAP of the probe embeddings", probePanel = false, scale = new ProjectionScale() } = {}) {
+  constructor(
+    container,
+    runId,
+    {
+      title = "UMAP of the probe embeddings",
+      probePanel = false,
+      scale = new ProjectionScale(),
+    } = {},
+  ) {
     this.runId = runId;
     this.title = title;
     this.frames = new Map(); // epoch -> frame
@@ -43,7 +55,11 @@ export class UmapView {
     scale.views.add(this);
     this.shown = null;
     this.plot = el("div", { class: "plot umap-plot", "data-run-id": runId });
-    this.empty = el("div", { class: "state state-empty umap-empty" }, "No projection yet: the first one appears after epoch 0 has been embedded.");
+    this.empty = el(
+      "div",
+      { class: "state state-empty umap-empty" },
+      "No projection yet: the first one appears after epoch 0 has been embedded.",
+    );
     container.append(this.empty, this.plot);
     this.plot.hidden = true;
     this.probe = probePanel ? new ProbePanel(container, runId) : null;
@@ -103,7 +119,10 @@ export class UmapView {
   redraw() {
     const frame = this.frames.get(this.shown);
     if (!frame || this.plot.hidden) return Promise.resolve();
-    return draw(this.plot, umapFigure(frame, { title: `${this.title} · epoch ${this.shown}`, range: this.scale.range }));
+    return draw(
+      this.plot,
+      umapFigure(frame, { title: `${this.title} · epoch ${this.shown}`, range: this.scale.range }),
+    );
   }
 
   async show(epoch) {
@@ -111,11 +130,15 @@ export class UmapView {
     this.requested = epoch;
     let frame;
     try {
-      if (this.final && !this.final.has(epoch)) throw Object.assign(new Error("no projection"), { status: 404 });
+      if (this.final && !this.final.has(epoch))
+        throw Object.assign(new Error("no projection"), { status: 404 });
       frame = await this.load(epoch);
     } catch (error) {
       if (this.requested !== epoch) return;
-      this.empty.textContent = error.status === 404 ? `No projection for epoch ${epoch} (yet).` : `Could not load the projection of epoch ${epoch}: ${error.message}`;
+      this.empty.textContent =
+        error.status === 404
+          ? `No projection for epoch ${epoch} (yet).`
+          : `Could not load the projection of epoch ${epoch}: ${error.message}`;
       this.empty.hidden = false;
       this.plot.hidden = true;
       return;
@@ -146,7 +169,14 @@ export class ProbePanel {
     this.runId = runId;
     this.frame = null;
     const id = `probe-index-${Math.random().toString(36).slice(2, 8)}`;
-    this.input = el("input", { type: "number", id, min: 0, step: 1, class: "probe-index-input", inputmode: "numeric" });
+    this.input = el("input", {
+      type: "number",
+      id,
+      min: 0,
+      step: 1,
+      class: "probe-index-input",
+      inputmode: "numeric",
+    });
     this.image = el("img", { class: "probe-thumb", alt: "" });
     this.caption = el("figcaption", { class: "probe-caption" });
     this.figure = el("figure", { class: "probe-figure", hidden: true }, this.image, this.caption);
@@ -165,7 +195,9 @@ export class ProbePanel {
       event.preventDefault();
       if (this.input.value !== "") this.show(Number(this.input.value));
     });
-    container.append(el("div", { class: "probe-panel", "aria-live": "polite" }, picker, this.figure));
+    container.append(
+      el("div", { class: "probe-panel", "aria-live": "polite" }, picker, this.figure),
+    );
   }
 
   /** The frame on screen: it bounds the index input and names each point's label. */
@@ -199,7 +231,10 @@ export class ProbePanel {
  * `beforePlay()` (the views' frames, so the scale does not change during the animation).
  */
 export class EpochSlider {
-  constructor(container, { onChange, beforePlay = async () => {}, initialEpoch = null, label = "Projection epoch" }) {
+  constructor(
+    container,
+    { onChange, beforePlay = async () => {}, initialEpoch = null, label = "Projection epoch" },
+  ) {
     this.epochs = [];
     this.onChange = onChange;
     this.beforePlay = beforePlay;
@@ -207,15 +242,43 @@ export class EpochSlider {
     this.follow = initialEpoch === null; // follow the newest epoch until the user moves it
     this.timer = null;
     const id = `epoch-slider-${Math.random().toString(36).slice(2, 8)}`;
-    this.input = el("input", { type: "range", id, min: 0, max: 0, step: 1, value: 0, disabled: true, class: "epoch-slider", "aria-valuetext": "no epochs" });
+    this.input = el("input", {
+      type: "range",
+      id,
+      min: 0,
+      max: 0,
+      step: 1,
+      value: 0,
+      disabled: true,
+      class: "epoch-slider",
+      "aria-valuetext": "no epochs",
+    });
     this.output = el("output", { for: id, class: "epoch-output" }, "–");
-    this.play = el("button", { type: "button", class: "secondary play-button", disabled: true, "aria-label": "play through the epochs" }, "▶ Play");
+    this.play = el(
+      "button",
+      {
+        type: "button",
+        class: "secondary play-button",
+        disabled: true,
+        "aria-label": "play through the epochs",
+      },
+      "▶ Play",
+    );
     this.input.addEventListener("input", () => {
       this.follow = Number(this.input.value) === this.epochs.length - 1;
       this.select(Number(this.input.value));
     });
     this.play.addEventListener("click", () => (this.timer ? this.stop() : this.start()));
-    container.append(el("div", { class: "slider-row" }, el("label", { for: id }, label), this.input, this.output, this.play));
+    container.append(
+      el(
+        "div",
+        { class: "slider-row" },
+        el("label", { for: id }, label),
+        this.input,
+        this.output,
+        this.play,
+      ),
+    );
   }
 
   /** Register an epoch that now has a projection. */

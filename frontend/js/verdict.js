@@ -15,14 +15,62 @@ export function verdictKind(verdict) {
   return typeof kind === "string" && kind in VERDICT_LABELS ? kind : "pending";
 }
 
-/** A coloured badge element: <span class="badge verdict-complete_collapse">complete collapse</span>. */
+/** A coloured badge element:
+ * <span class="badge verdict-complete_collapse">complete collapse</span>. */
 export function verdictBadge(verdict) {
   const kind = verdictKind(verdict);
   const badge = document.createElement("span");
   badge.className = `badge verdict-${kind}`;
   badge.textContent = VERDICT_LABELS[kind];
-  if (verdict && verdict.reason) badge.title = verdict.reason;
+  const hover = [verdict && verdict.reason, causeSentence(verdict && verdict.cause)].filter(
+    Boolean,
+  );
+  if (hover.length) badge.title = hover.join("\n");
   return badge;
+}
+
+/** A cause's guard in words: "stop gradient". */
+export function guardLabel(guard) {
+  return String(guard).replace(/_/g, " ");
+}
+
+/** "Cause: centering. <reason> Try: <advice>", or "" without a cause (healthy, old records). */
+export function causeSentence(cause) {
+  if (!cause || !cause.guard) return "";
+  return `Cause: ${guardLabel(cause.guard)}. ${cause.reason || ""} Try: ${cause.advice || ""}`.trim();
+}
+
+/** The cause under a verdict: the guard that failed, the reason with its numbers, the advice
+ * and the signals checked; null without a cause. */
+export function causeBlock(cause) {
+  if (!cause || !cause.guard) return null;
+  const block = document.createElement("div");
+  block.className = `verdict-cause cause-${cause.guard}`;
+  block.dataset.guard = cause.guard;
+  const head = document.createElement("p");
+  head.className = "cause-head";
+  const since =
+    cause.onset_epoch === null || cause.onset_epoch === undefined
+      ? ""
+      : ` (from epoch ${cause.onset_epoch})`;
+  head.textContent =
+    cause.guard === "undetermined"
+      ? `Cause undetermined${since}`
+      : `Cause: ${guardLabel(cause.guard)}${since}`;
+  const reason = document.createElement("p");
+  reason.className = "cause-reason";
+  reason.textContent = cause.reason;
+  const advice = document.createElement("p");
+  advice.className = "cause-advice";
+  advice.textContent = `Try: ${cause.advice}`;
+  block.append(head, reason, advice);
+  if (cause.signals_checked && cause.signals_checked.length) {
+    const checked = document.createElement("p");
+    checked.className = "cause-signals muted small";
+    checked.textContent = `Signals checked: ${cause.signals_checked.join(", ")}`;
+    block.append(checked);
+  }
+  return block;
 }
 
 /** One-line description: "complete collapse from epoch 3". */

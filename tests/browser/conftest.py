@@ -32,7 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 API_TOKEN = "browser-test-token"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -140,8 +139,10 @@ def visitor_context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture(scope="session")
-def screenshots() -> Path:
-    """Where the page screenshots go (test artefacts, also used by the README)."""
-    folder = Path(os.environ.get("SCREENSHOT_DIR", SCREENSHOTS))
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page screenshots go: a temporary folder, so that a test run writes nothing
+    into the repository, or SCREENSHOT_DIR (`make screenshots` refreshes those of the README)."""
+    chosen = os.environ.get("SCREENSHOT_DIR")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -1,4 +1,4 @@
-"""Bring your own method, bring your own loop, in a real Chromium: the DINO example plugin is
+"""Bring your own method, bring your own loop, in a real Chromium: the W-MSE example plugin is
 launched from the Launch page (its preset, its options rendered from its schema) and its run
 page draws its plots and verdict; an external run's page shows its epochs, where it comes
 from, and no launch-again button."""
@@ -35,8 +35,8 @@ def plugin_stack(
         redis_url=redis_server.url.rsplit("/", 1)[0] + "/6",
         database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
         extra_env={
-            "PYTHONPATH": f"{REPO}:{REPO / 'examples' / 'dino_plugin'}",
-            "METHOD_PLUGINS": "dino_plugin.spec",
+            "PYTHONPATH": f"{REPO}:{REPO / 'examples' / 'wmse_plugin'}",
+            "METHOD_PLUGINS": "wmse_plugin.spec",
         },
     )
     stack.start_api()
@@ -65,12 +65,12 @@ def test_the_plugin_launches_from_the_form_and_shows_its_plots(
     plugin_stack: ServiceStack, page: Page
 ) -> None:
     page.goto(plugin_stack.base_url + "/launch")
-    page.click('[data-preset="dino-no-centering"]')
-    expect(page.locator("#field-method")).to_have_value("dino")
-    expect(page.locator("#field-options-centering")).not_to_be_checked()
+    page.click('[data-preset="wmse-no-whitening"]')
+    expect(page.locator("#field-method")).to_have_value("wmse")
+    expect(page.locator("#field-options-whitening")).not_to_be_checked()
     while (closed := page.locator("details.form-section:not([open]) > summary")).count():
         closed.first.click()
-    expect(page.locator("#field-options-teacher_temperature")).to_have_value("0.04")
+    expect(page.locator("#field-options-whitening_size")).to_have_value("64")
     for name, value in FORM_VALUES.items():
         page.fill(f"#field-{name}", str(value))
     page.click("#launch-button")
@@ -81,7 +81,7 @@ def test_the_plugin_launches_from_the_form_and_shows_its_plots(
     )
     page.wait_for_function("document.getElementById('plot-std')?.data !== undefined")
     assert plot_epochs(page, "std") == list(range(FORM_VALUES["epochs"] + 1))
-    expect(page.locator("#run-title")).to_have_text("DINO without centering")
+    expect(page.locator("#run-title")).to_have_text("W-MSE without whitening")
 
 
 def test_an_external_run_page_shows_its_epochs_and_origin(
@@ -110,9 +110,9 @@ def test_an_external_run_page_shows_its_epochs_and_origin(
 
 
 def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, page: Page) -> None:
-    """Runs the two tests above left: the DINO run and the external one, on one set of plots."""
+    """Runs the two tests above left: the W-MSE run and the external one, on one set of plots."""
     runs = httpx.get(f"{plugin_stack.base_url}/api/runs", timeout=10).json()["data"]
-    ids = [next(r["id"] for r in runs if r["method"] == m) for m in ("dino", "external")]
+    ids = [next(r["id"] for r in runs if r["method"] == m) for m in ("wmse", "external")]
     page.goto(f"{plugin_stack.base_url}/compare?runs={','.join(ids)}")
     page.wait_for_function("document.getElementById('plot-rank')?.data?.length === 2")
     names = page.evaluate("document.getElementById('plot-std').data.map((t) => t.name)")

@@ -1,6 +1,7 @@
 """The dashboard in a real Chromium against the real stack: launch from the form and watch the
 run collapse live, server-side validation next to the field, read-only share links, the
-comparison page, and screenshots of every page (docs/screenshots/)."""
+comparison page, and screenshots of every page (to a temporary folder; `make screenshots` writes
+them to docs/screenshots/)."""
 
 from __future__ import annotations
 

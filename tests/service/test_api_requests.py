@@ -49,7 +49,11 @@ MALFORMED: list[tuple[Any, list[Any], str]] = [
         ["body", "simsiam", "bogus"],
         "Extra inputs are not permitted",
     ),
-    ({"method": "simsiam", "dataset": "mnist"}, ["body", "simsiam", "dataset"], "Input should be"),
+    (
+        {"method": "simsiam", "dataset": "mnist"},
+        ["body", "simsiam", "dataset"],
+        "unknown dataset",
+    ),
     ({"method": "simsiam", "lr": "fast"}, ["body", "simsiam", "lr"], "valid number"),
     (
         {"method": "simsiam", "options": {"stop_gradient": "maybe"}},

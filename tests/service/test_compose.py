@@ -56,7 +56,7 @@ def test_app_services_share_redis_postgres_and_the_data_volume(compose: dict[str
 
 def test_the_dockerfile_installs_the_package_and_serves_the_api() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "pip install ." in dockerfile
+    assert "pip install --no-deps --no-build-isolation ./client ." in dockerfile
     assert "COPY frontend ./frontend" in dockerfile and "FRONTEND_DIR=/app/frontend" in dockerfile
     assert '"backend.app:create_app"' in dockerfile and "EXPOSE 8000" in dockerfile
 
@@ -68,8 +68,11 @@ def test_the_api_image_is_built_without_torch(compose: dict[str, Any]) -> None:
         assert services[name]["build"]["target"] == "worker", name
     dockerfile = (REPO / "Dockerfile").read_text()
     api_stage = dockerfile.split("AS api", 1)[1]
-    assert "pip install ." in api_stage and "[worker]" not in api_stage
-    # both install the client package too: the server decodes uploads with collapse_lab.wire
-    assert "pip install ./client ." in api_stage
+    assert "[worker]" not in api_stage
+    # each installs its subset of the lock (tests/test_lock.py: the api's is torch-free), then
+    # both packages without dependencies: the server decodes uploads with collapse_lab.wire
+    assert "pip install --require-hashes -r requirements/api.txt" in api_stage
+    assert "pip install --no-deps --no-build-isolation ./client ." in api_stage
     worker_stage = dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
-    assert "pip install ./client '.[worker]'" in worker_stage
+    assert "pip install --require-hashes -r requirements/worker.txt" in worker_stage
+    assert "pip install --no-deps --no-build-isolation ./client '.[worker]'" in worker_stage

@@ -1,4 +1,4 @@
-"""Method plugins end to end: ``examples/dino_plugin`` installed with ``pip install
+"""Method plugins end to end: ``examples/wmse_plugin`` installed with ``pip install
 --no-deps --target`` (the shared environment stays as it is) is found by its entry point;
 through the real stack it appears in ``GET /api/methods`` and its collapsing preset trains on
 a worker to its verdict; a broken plugin is reported by name and takes nothing down; a run
@@ -17,14 +17,14 @@ import pytest
 
 from tests.service.stack import REPO, TINY_RUN, RedisServer, ServiceStack, wait_until
 
-EXAMPLE = REPO / "examples" / "dino_plugin"
+EXAMPLE = REPO / "examples" / "wmse_plugin"
 BROKEN = "def broken(:\n"  # a plugin module that does not even parse
 
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("plugins")
-    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("source") / "dino_plugin")
+    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("source") / "wmse_plugin")
     subprocess.run(
         [
             sys.executable,
@@ -51,7 +51,7 @@ def _finished(client: httpx.Client, run_id: str) -> dict | None:
 
 
 @pytest.mark.slow
-def test_the_dino_plugin_trains_through_the_stack(
+def test_the_wmse_plugin_trains_through_the_stack(
     plugin_path: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     env = {"PYTHONPATH": f"{REPO}:{plugin_path}", "METHOD_PLUGINS": "broken_plugin"}
@@ -64,10 +64,10 @@ def test_the_dino_plugin_trains_through_the_stack(
     try:
         service.start_api()
         catalogue = httpx.get(f"{service.base_url}/api/methods", timeout=10).json()
-        dino = next(m for m in catalogue["methods"] if m["name"] == "dino")
-        assert dino["plugin"].startswith("dino (entry point dino_plugin.spec")
-        assert "centering" in dino["options_schema"]["properties"]
-        assert {"dino", "dino-no-centering"} <= {p["name"] for p in catalogue["presets"]}
+        wmse = next(m for m in catalogue["methods"] if m["name"] == "wmse")
+        assert wmse["plugin"].startswith("wmse (entry point wmse_plugin.spec")
+        assert "whitening" in wmse["options_schema"]["properties"]
+        assert {"wmse", "wmse-no-whitening"} <= {p["name"] for p in catalogue["presets"]}
         [problem] = catalogue["plugin_errors"]
         assert problem["plugin"] == "broken_plugin" and "SyntaxError" in problem["error"]
 
@@ -77,16 +77,16 @@ def test_the_dino_plugin_trains_through_the_stack(
             # the plugin's own defaults (batch 128, heads 512/128), a small probe and images
             small = {"train_size": 512, "probe_size": 256, "image_size": 16, "width": 8}
             run = client.post(
-                "/api/runs", json={**small, "preset": "dino-no-centering", "epochs": 4}
+                "/api/runs", json={**small, "preset": "wmse-no-whitening", "epochs": 4}
             ).json()
-            done = wait_until(lambda: _finished(client, run["id"]), 240, what="the DINO run")
+            done = wait_until(lambda: _finished(client, run["id"]), 240, what="the W-MSE run")
             assert done["status"] == "succeeded", done["error"]
             epochs = client.get(f"/api/runs/{run['id']}/epochs").json()
             assert [r["epoch"] for r in epochs] == [0, 1, 2, 3, 4]
-            assert epochs[-1]["logs"]["teacher_entropy"] >= 0
+            assert 0 <= epochs[-1]["logs"]["unwhitened_mse"] <= 4
             assert done["verdict"]["kind"] == "complete_collapse", done["verdict"]
             workers = client.get("/api/health").json()["workers"]["items"]
-            assert any("dino" in (w.get("methods") or []) for w in workers)
+            assert any("wmse" in (w.get("methods") or []) for w in workers)
     finally:
         service.stop()
 
@@ -110,10 +110,10 @@ def test_a_run_goes_to_the_worker_that_has_its_plugin(
         service.wait_for_workers(train=1, timeout=180)
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
             tiny = {k: v for k, v in TINY_RUN.items() if k not in ("method", "pred_hidden_dim")}
-            run = client.post("/api/runs", json={**tiny, "method": "dino"}).json()
+            run = client.post("/api/runs", json={**tiny, "method": "wmse"}).json()
             done = wait_until(lambda: _finished(client, run["id"]), 120, what="the failure")
         assert done["status"] == "failed"
-        assert "method 'dino' is not installed on worker" in done["error"]
+        assert "method 'wmse' is not installed on worker" in done["error"]
 
         # a second worker with the plugin joins: the bare one, first in line for the
         # message, hands the run back instead of failing it, and the other one trains it
@@ -121,8 +121,8 @@ def test_a_run_goes_to_the_worker_that_has_its_plugin(
         service.start_worker("train-plugins", "train")
         service.wait_for_workers(train=2, timeout=180)
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
-            run = client.post("/api/runs", json={**tiny, "method": "dino", "epochs": 1}).json()
-            done = wait_until(lambda: _finished(client, run["id"]), 180, what="the DINO run")
+            run = client.post("/api/runs", json={**tiny, "method": "wmse", "epochs": 1}).json()
+            done = wait_until(lambda: _finished(client, run["id"]), 180, what="the W-MSE run")
         assert done["status"] == "succeeded", done["error"]
         assert done["worker_losses"] == 0
     finally:
@@ -141,14 +141,14 @@ def test_collapse_lab_train_finds_the_plugin_by_its_entry_point(
         "DATA_DIR": str(tmp_path),
     }
     jsonl = tmp_path / "run.jsonl"
-    command = [sys.executable, "-m", "workers.cli", "train", "--method", "dino"]
+    command = [sys.executable, "-m", "workers.cli", "train", "--method", "wmse"]
     command += ["--epochs", "1", "--set", "train_size=256", "--set", "probe_size=128"]
-    command += ["--set", "image_size=16", "--set", "width=8", "--set", "centering=false"]
+    command += ["--set", "image_size=16", "--set", "width=8", "--set", "whitening=false"]
     command += ["--jsonl", str(jsonl)]
     result = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "dino on digits" in result.stdout and "verdict:" in result.stdout
+    assert "wmse on digits" in result.stdout and "verdict:" in result.stdout
     records = [line for line in jsonl.read_text().splitlines() if line.strip()]
     assert len(records) == 3  # epochs 0 and 1, then the verdict

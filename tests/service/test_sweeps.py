@@ -70,6 +70,9 @@ def test_a_vicreg_variance_sweep_maps_collapse_and_health(api: httpx.Client) -> 
         ("0", "complete_collapse"),
         ("25", "healthy"),
     ]
+    # a collapsed run always has a cause (a guard, or undetermined); a healthy one none
+    assert rows[0]["cause"] and rows[0]["cell_cause"] == rows[0]["cause"]
+    assert rows[1]["cause"] == "" and rows[1]["cell_cause"] == ""
     exported = api.get(f"/api/sweeps/{created['id']}/cells.json").json()
     assert [r["run_id"] for r in exported] == created["runs"]
     report = api.get(f"/api/sweeps/{created['id']}/report.html")

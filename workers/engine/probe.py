@@ -19,7 +19,10 @@ same mechanism signals as a built-in run's, from the same functions
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,11 +156,13 @@ def probe_epoch_record(
     loss: float | None = None,
     scalars: dict[str, float | None] | None = None,
     internals: dict[str, np.ndarray] | None = None,
+    configuration: Mapping[str, Any] | None = None,
 ) -> EpochRecord:
     """The epoch record of one external epoch, its verdict computed over ``history`` (the
     run's earlier records, in epoch order; its first one is the baseline) plus this one.
     ``internals``: the method's arrays on the probe rows (:func:`mechanism_signals`); the
-    signals computed from them take precedence over scalars of the same names."""
+    signals computed from them take precedence over scalars of the same names.
+    ``configuration``: the researcher's config, for the cause (see ``verdict.epoch_verdict``)."""
     started = time.perf_counter()
     backbone, projector = probe_diagnostics(z, h, views, labels)
     logs = {name: value for name, value in (scalars or {}).items() if value is not None}
@@ -165,6 +170,9 @@ def probe_epoch_record(
         logs |= mechanism_signals(z, internals or {}, logs)
     except (RuntimeError, ValueError) as exc:  # e.g. an eigen-solver that does not converge
         raise ProbeError(f"the method internals cannot be measured: {exc}") from exc
+    # the store keeps finite numbers only (json_safe); an infinite KL (a student giving 0 to
+    # the teacher's prototype) would come back as null and stop the run's later epochs
+    logs = {name: value for name, value in logs.items() if math.isfinite(value)}
     record = EpochRecord(
         epoch=epoch,
         loss=loss,
@@ -176,5 +184,5 @@ def probe_epoch_record(
         projector=projector,
     )
     before = [r for r in history if r.epoch < epoch]
-    record.verdict = epoch_verdict([*before, record])
+    record.verdict = epoch_verdict([*before, record], configuration=configuration)
     return record

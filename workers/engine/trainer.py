@@ -27,9 +27,11 @@ import torch
 from contract import PLUGIN_METHODS, EmbeddingMetrics, EpochRecord, Placement, RunConfig, Verdict
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
+from workers.engine.cause import configuration_of
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.engine.data import ImageData, load_splits
+from workers.engine.data import load_splits
 from workers.engine.devices import describe_device
+from workers.engine.images import DeviceImages, ImageData
 from workers.engine.methods import Method, MethodUnavailableError, StepInfo, method_class
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
@@ -157,6 +159,21 @@ def _embed_recomputing_batchnorm(
     return torch.cat([h.float() for h, _ in outputs]), torch.cat([z.float() for _, z in outputs])
 
 
+def _encode_training_set(method: Method, images: DeviceImages, autocast: Any) -> torch.Tensor:
+    """The projector's z (N, d) of every training image, in order, recomputing BatchNorm
+    statistics as :func:`_embed_recomputing_batchnorm` does; the images are read and
+    normalised batch by batch, so the set need not fit in memory as floats."""
+
+    def embed_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return method.embed(normalize(images.read(rows)))
+
+    with autocast():
+        outputs = recompute_batchnorm_statistics(
+            method, embed_rows, torch.arange(len(images)), batch_size=EVAL_BATCH
+        )
+    return torch.cat([z.float() for _, z in outputs])
+
+
 def _lidar_views(
     first: torch.Tensor, second: torch.Tensor, extra: torch.Tensor, n: int
 ) -> torch.Tensor:
@@ -274,7 +291,7 @@ def train(
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     train_data, probe_data = load_splits(config, Path(data_root), download=download)
-    channels = train_data.images.shape[1]
+    channels = train_data.channels
 
     backbone, rep_dim = build_backbone(
         config.backbone,
@@ -303,13 +320,13 @@ def train(
 
     augment = BatchAugment(config.image_size, channels, config.augment_strength)
     optimizer = build_optimizer(method, config, method.excluded_from_weight_decay())
-    batch_size = min(config.batch_size, len(train_data.images))
-    steps_per_epoch = len(train_data.images) // batch_size
+    batch_size = min(config.batch_size, len(train_data))
+    steps_per_epoch = len(train_data) // batch_size
     total_steps = steps_per_epoch * config.epochs
     bank = _bank_subset(train_data, config.probe_size, config.seed)
     probe = _Probe(probe_data, bank, augment, device, config.seed)
     hooks.on_probe_images(probe_data.images.cpu().numpy())
-    train_images = train_data.images.to(device)
+    train_images = DeviceImages(train_data.store, device)
 
     history: list[EpochRecord] = []
     start_epoch = 1
@@ -328,6 +345,8 @@ def train(
         torch=device_info["torch"],
         cuda=device_info["cuda"],
     )
+    # read by the cause diagnosis only for the guards no probe can see (stop-gradient)
+    configuration = configuration_of(config.model_dump())
 
     def finish_epoch(record: EpochRecord, z: torch.Tensor) -> None:
         peak = None
@@ -336,7 +355,7 @@ def train(
             torch.cuda.reset_peak_memory_stats()
         record.placement = placement.model_copy(update={"peak_memory_mib": peak})
         history.append(record)
-        record.verdict = epoch_verdict(history)
+        record.verdict = epoch_verdict(history, configuration=configuration)
         if run_dir is not None:
             save_checkpoint(
                 run_dir,
@@ -375,7 +394,7 @@ def train(
         generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
 
         def encode_train_set() -> torch.Tensor:
-            return _embed_recomputing_batchnorm(method, normalize(train_images), autocast)[1]
+            return _encode_training_set(method, train_images, autocast)
 
         method.train()
         method.on_epoch_start(epoch, encode_train_set)
@@ -390,15 +409,14 @@ def train(
         started = time.perf_counter()
         loss_sum, logs_sum = 0.0, dict[str, float]()
         lr = 0.0
-        for step_in_epoch in range(steps_per_epoch):
+        batches = train_images.batches(order, batch_size, steps_per_epoch)
+        for step_in_epoch, (indices, images) in enumerate(batches):
             if hooks.should_stop():
                 raise RunCancelled(f"cancelled during epoch {epoch}")
             global_step = (epoch - 1) * steps_per_epoch + step_in_epoch
             lr = lr_at(config, global_step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            indices = order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]
-            images = train_images[indices]
             views = [augment(images, generator) for _ in range(2)]
             views += [
                 augment(images, generator, out_size=config.image_size // 2, scale=(0.05, 0.4))
@@ -451,7 +469,7 @@ def train(
         )
         finish_epoch(record, z)
 
-    verdict = run_verdict(history)
+    verdict = run_verdict(history, configuration=configuration)
     verdict.stopped_early = stopped_early
     return RunResult(
         history=history,

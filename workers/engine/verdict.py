@@ -22,11 +22,13 @@ The backbone h corroborates: it is cited in the reason sentence (kNN, rank).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from contract import VERDICT_SEVERITY, EmbeddingMetrics, EpochRecord, Trend, Verdict, VerdictKind
 from contract.metrics import participation_of
+from workers.engine.cause import diagnose_cause
 
 
 @dataclass(frozen=True)
@@ -348,9 +350,15 @@ def _onset(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> int | No
     return history[start].epoch
 
 
-def epoch_verdict(history: Sequence[EpochRecord], thresholds: Thresholds = THRESHOLDS) -> Verdict:
+def epoch_verdict(
+    history: Sequence[EpochRecord],
+    thresholds: Thresholds = THRESHOLDS,
+    configuration: Mapping[str, Any] | None = None,
+) -> Verdict:
     """Verdict at the last epoch of ``history`` (epoch records, history[0] = epoch 0): kind,
-    onset, reason, trend and findings (see :func:`findings`). The two trend rates are
+    onset, reason, trend, findings (see :func:`findings`) and, for a collapse, its cause
+    (:func:`workers.engine.cause.diagnose_cause`; ``configuration`` is read only for the
+    guards no probe can see). The two trend rates are
     relative changes per epoch over the last ``trend_window`` epochs (-0.3 = falling 30% per
     epoch) of the projector's effective rank and std_l2·√d; the warning announces a collapse
     before it happens.
@@ -367,13 +375,18 @@ def epoch_verdict(history: Sequence[EpochRecord], thresholds: Thresholds = THRES
         reason=_reason(history, kind, onset),
         trend=trend,
         findings=findings(history, kind, trend, thresholds),
+        cause=diagnose_cause(history, kind, onset, configuration),
     )
 
 
-def run_verdict(history: Sequence[EpochRecord], thresholds: Thresholds = THRESHOLDS) -> Verdict:
+def run_verdict(
+    history: Sequence[EpochRecord],
+    thresholds: Thresholds = THRESHOLDS,
+    configuration: Mapping[str, Any] | None = None,
+) -> Verdict:
     """Verdict of a whole run: the state it ended in, with the onset of that state.
 
     Same shape as :func:`epoch_verdict` (the final epoch's verdict): a run that collapsed and
     recovered is judged by where it ended; the onset is the first epoch of the final streak.
     """
-    return epoch_verdict(history, thresholds)
+    return epoch_verdict(history, thresholds, configuration)

@@ -30,6 +30,25 @@ VIT_DIM = 192  # ViT-Tiny's width and heads (Touvron et al. 2021), 6 of its 12 b
 VIT_DEPTH = 6
 VIT_HEADS = 3
 VIT_PATCH = 4
+HEAD_DIM = 32  # the narrow I-JEPA predictor's heads have this width
+
+
+def sincos_position_embedding(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """(grid_h * grid_w, dim) fixed 2-D sine-cosine embeddings, row-major: half the channels
+    encode the row, half the column, each as sin/cos of the position at dim/4 frequencies."""
+    if dim % 4:
+        raise ValueError(f"the width {dim} must be a multiple of 4")
+    omega = 1.0 / 10_000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float64),
+        torch.arange(grid_w, dtype=torch.float64),
+        indexing="ij",
+    )
+    parts = []
+    for position in (rows.flatten(), cols.flatten()):
+        angles = position[:, None] * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
 
 
 class Attention(nn.Module):
@@ -109,7 +128,7 @@ class VisionTransformer(nn.Module):
         self.rep_dim = dim
         for parameter in (self.cls_token, self.pos_embed, self.cls_pos_embed):
             nn.init.trunc_normal_(parameter, std=0.02)
-        self.apply(_init_vit_weights)
+        self.apply(init_transformer_weights)
 
     def num_patches(self, height: int, width: int) -> int:
         """Patch tokens of an image of height x width: (H // p) * (W // p)."""
@@ -166,7 +185,7 @@ class VisionTransformer(nn.Module):
         return out
 
 
-def _init_vit_weights(module: nn.Module) -> None:
+def init_transformer_weights(module: nn.Module) -> None:
     """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms (DINO's ViT)."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
@@ -175,3 +194,9 @@ def _init_vit_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, D), indices (B, K) long -> (B, K, D): each image's tokens at its
+    indices."""
+    return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))

@@ -5,13 +5,35 @@
 
 import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
-import { isActive, keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
-import { CHART_IDS, chartContext, chartHelp, diagnosticFigures, draw, plotlyReady, useMetricCatalogue, varianceSharesFigure } from "../plots.js";
+import {
+  isActive,
+  keyOptions,
+  normaliseCatalogue,
+  runMethod,
+  runPreset,
+  runTitle,
+} from "../model.js";
+import {
+  CHART_IDS,
+  chartContext,
+  chartHelp,
+  diagnosticFigures,
+  draw,
+  plotlyReady,
+  useMetricCatalogue,
+  varianceSharesFigure,
+} from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { chartHelpBlock, el, queryState, renderHeader, showState, toast } from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
-import { VERDICT_LABELS, verdictBadge, verdictKind } from "../verdict.js";
+import {
+  VERDICT_LABELS,
+  causeSentence,
+  guardLabel,
+  verdictBadge,
+  verdictKind,
+} from "../verdict.js";
 
 const MAX_UMAPS = 6;
 const root = document.getElementById("compare");
@@ -80,17 +102,42 @@ function collapseMatrix(runs) {
     if (!cells.has(label)) cells.set(label, run); // runs come newest first: keep the newest
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
-  const methodTitle = (name) => (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
+  const methodTitle = (name) =>
+    (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
   const cell = (label, run) => {
     const kind = verdictKind(run.verdict);
     const expected = expectedOf(run);
     const agrees = expected && kind !== "pending" ? expected === kind : null;
     return el(
       "a",
-      { class: `matrix-cell verdict-cell-${kind}`, href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`, title: run.verdict && run.verdict.reason ? run.verdict.reason : `${label}: ${VERDICT_LABELS[kind]}` },
+      {
+        class: `matrix-cell verdict-cell-${kind}`,
+        href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`,
+        title:
+          run.verdict && run.verdict.reason
+            ? [run.verdict.reason, causeSentence(run.verdict.cause)].filter(Boolean).join("\n")
+            : `${label}: ${VERDICT_LABELS[kind]}`,
+      },
       el("span", { class: "matrix-label" }, label),
       verdictBadge(run.verdict),
-      expected ? el("span", { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` }, agrees === null ? `expected ${VERDICT_LABELS[expected]}` : agrees ? "✓ as expected" : `✗ expected ${VERDICT_LABELS[expected]}`) : null,
+      run.verdict && run.verdict.cause
+        ? el(
+            "span",
+            { class: "matrix-cause", "data-guard": run.verdict.cause.guard },
+            `cause: ${guardLabel(run.verdict.cause.guard)}`,
+          )
+        : null,
+      expected
+        ? el(
+            "span",
+            { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` },
+            agrees === null
+              ? `expected ${VERDICT_LABELS[expected]}`
+              : agrees
+                ? "✓ as expected"
+                : `✗ expected ${VERDICT_LABELS[expected]}`,
+          )
+        : null,
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
     );
   };
@@ -102,14 +149,38 @@ function collapseMatrix(runs) {
       {},
       el("th", { scope: "row" }, methodTitle(method)),
       el("td", {}, standard ? cell("standard", standard) : el("span", { class: "muted" }, "–")),
-      el("td", {}, el("div", { class: "matrix-ablations" }, ablations.length ? ablations.map(([label, run]) => cell(label, run)) : el("span", { class: "muted" }, "–"))),
+      el(
+        "td",
+        {},
+        el(
+          "div",
+          { class: "matrix-ablations" },
+          ablations.length
+            ? ablations.map(([label, run]) => cell(label, run))
+            : el("span", { class: "muted" }, "–"),
+        ),
+      ),
     );
   });
   return el(
     "table",
     { class: "collapse-matrix" },
-    el("caption", {}, "Collapse matrix: each method with its anti-collapse part in place (standard) and switched off (ablations)."),
-    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Method"), el("th", { scope: "col" }, "Standard"), el("th", { scope: "col" }, "Ablations"))),
+    el(
+      "caption",
+      {},
+      "Collapse matrix: each method with its anti-collapse part in place (standard) and switched off (ablations).",
+    ),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        el("th", { scope: "col" }, "Method"),
+        el("th", { scope: "col" }, "Standard"),
+        el("th", { scope: "col" }, "Ablations"),
+      ),
+    ),
     el("tbody", {}, rows),
   );
 }
@@ -121,27 +192,63 @@ async function renderPicker() {
   const runs = listData(await api.listRuns({ limit: 500 }));
   for (const run of runs) state.runs.set(String(run.id), run);
   if (!runs.length) {
-    showState(root, "empty", "No runs to compare yet: launch some, or the collapse zoo, from the Launch page.");
+    showState(
+      root,
+      "empty",
+      "No runs to compare yet: launch some, or the collapse zoo, from the Launch page.",
+    );
     return;
   }
   const form = el(
     "form",
     { class: "picker", "aria-label": "choose runs to compare" },
-    el("fieldset", {}, el("legend", {}, "Choose runs to compare"), el("div", { class: "picker-list" }, runs.slice(0, 100).map((run) =>
-      el("label", { class: "picker-item" }, el("input", { type: "checkbox", name: "run", value: run.id }), " ", runTitle(run, state.catalogue), " ", el("span", { class: "muted small" }, `${String(run.id).slice(0, 6)} · ${run.status}`), " ", verdictBadge(run.verdict)),
-    ))),
+    el(
+      "fieldset",
+      {},
+      el("legend", {}, "Choose runs to compare"),
+      el(
+        "div",
+        { class: "picker-list" },
+        runs
+          .slice(0, 100)
+          .map((run) =>
+            el(
+              "label",
+              { class: "picker-item" },
+              el("input", { type: "checkbox", name: "run", value: run.id }),
+              " ",
+              runTitle(run, state.catalogue),
+              " ",
+              el("span", { class: "muted small" }, `${String(run.id).slice(0, 6)} · ${run.status}`),
+              " ",
+              verdictBadge(run.verdict),
+            ),
+          ),
+      ),
+    ),
     el("button", { type: "submit" }, "Compare"),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const chosen = [...form.querySelectorAll("input[name=run]:checked")].map((input) => input.value);
+    const chosen = [...form.querySelectorAll("input[name=run]:checked")].map(
+      (input) => input.value,
+    );
     if (!chosen.length) {
       toast("Choose at least one run.", "error");
       return;
     }
     window.location.href = `/compare?runs=${chosen.map(encodeURIComponent).join(",")}`;
   });
-  root.replaceChildren(el("div", { class: "page-head" }, el("h1", {}, "Compare runs")), el("section", { class: "card" }, el("h2", {}, "Collapse matrix (latest run of each configuration)"), collapseMatrix(runs)), form);
+  root.replaceChildren(
+    el("div", { class: "page-head" }, el("h1", {}, "Compare runs")),
+    el(
+      "section",
+      { class: "card" },
+      el("h2", {}, "Collapse matrix (latest run of each configuration)"),
+      collapseMatrix(runs),
+    ),
+    form,
+  );
 }
 
 // ---------------------------------------------------------------- comparison
@@ -162,28 +269,65 @@ function renderLayout() {
         { label: "Epochs JSON", href: links.json, download: true },
       ],
     }),
-    el("p", { class: "muted small", hidden: readOnly }, "This page's address: ", el("code", {}, compareUrl)),
+    el(
+      "p",
+      { class: "muted small", hidden: readOnly },
+      "This page's address: ",
+      el("code", {}, compareUrl),
+    ),
     el("section", { class: "card" }, el("h2", {}, "Collapse matrix"), el("div", { id: "matrix" })),
     el(
       "div",
       { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
       el("span", { class: "muted" }, "Diagnostics of:"),
       ["projector", "backbone"].map((which) =>
-        el("label", { class: "radio" }, el("input", { type: "radio", name: "rep", value: which, checked: state.which === which, onchange: () => { state.which = which; queryState.set({ rep: which === "projector" ? null : which }); redraw(); } }), which === "projector" ? " projector output z" : " backbone representation h"),
+        el(
+          "label",
+          { class: "radio" },
+          el("input", {
+            type: "radio",
+            name: "rep",
+            value: which,
+            checked: state.which === which,
+            onchange: () => {
+              state.which = which;
+              queryState.set({ rep: which === "projector" ? null : which });
+              redraw();
+            },
+          }),
+          which === "projector" ? " projector output z" : " backbone representation h",
+        ),
       ),
     ),
     el("div", { id: "plots", class: "plot-grid" }),
     el(
       "section",
       { id: "umap-section", class: "card", "aria-labelledby": "umap-title" },
-      el("h2", { id: "umap-title" }, "Embedding pictures side by side at the same epoch, on the same scale"),
-      el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods. Every picture shares one pair of axes, so a collapsed run's cloud is small beside a healthy one."),
+      el(
+        "h2",
+        { id: "umap-title" },
+        "Embedding pictures side by side at the same epoch, on the same scale",
+      ),
+      el(
+        "p",
+        { class: "muted small scale-note" },
+        "size = spread; shape = neighbourhoods. Every picture shares one pair of axes, so a collapsed run's cloud is small beside a healthy one.",
+      ),
       el("div", { id: "umap-slider" }),
       el("div", { id: "umap-grid", class: "umap-grid" }),
     ),
   );
   const grid = document.getElementById("plots");
-  grid.append(...CHART_IDS.map((id) => el("div", { class: "card plot-card", id: `card-${id}` }, el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }), chartHelpBlock(chartHelp(id)))));
+  grid.append(
+    ...CHART_IDS.map((id) =>
+      el(
+        "div",
+        { class: "card plot-card", id: `card-${id}` },
+        el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
+        chartHelpBlock(chartHelp(id)),
+      ),
+    ),
+  );
   state.slider = new EpochSlider(document.getElementById("umap-slider"), {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     label: "Epoch (all runs)",
@@ -191,7 +335,10 @@ function renderLayout() {
       queryState.set({ epoch });
       state.epoch = epoch;
       for (const view of state.umaps) view.show(epoch);
-      draw(document.getElementById("plot-shares"), varianceSharesFigure(seriesList(), state.which, epoch));
+      draw(
+        document.getElementById("plot-shares"),
+        varianceSharesFigure(seriesList(), state.which, epoch),
+      );
     },
     beforePlay: () => Promise.all(state.umaps.map((view) => view.ready())),
   });
@@ -215,7 +362,9 @@ function renderLegend() {
         "span",
         { class: "legend-item" },
         el("span", { class: "swatch", style: `background:${colorOf(id)}` }),
-        isReadOnly() ? runTitle(run, state.catalogue) : el("a", { href: `/runs/${encodeURIComponent(id)}` }, runTitle(run, state.catalogue)),
+        isReadOnly()
+          ? runTitle(run, state.catalogue)
+          : el("a", { href: `/runs/${encodeURIComponent(id)}` }, runTitle(run, state.catalogue)),
         " ",
         el("span", { class: "muted small" }, `${id.slice(0, 6)} · ${run.status}`),
         " ",
@@ -223,12 +372,19 @@ function renderLegend() {
       );
     }),
   );
-  document.getElementById("matrix").replaceChildren(collapseMatrix(state.ids.map((id) => state.runs.get(id)).filter(Boolean)));
+  document
+    .getElementById("matrix")
+    .replaceChildren(collapseMatrix(state.ids.map((id) => state.runs.get(id)).filter(Boolean)));
 }
 
 function redraw() {
   state.redrawScheduled = false;
-  const figures = new Map(diagnosticFigures(seriesList(), state.which, { epoch: state.epoch }).map(({ id, figure }) => [id, figure]));
+  const figures = new Map(
+    diagnosticFigures(seriesList(), state.which, { epoch: state.epoch }).map(({ id, figure }) => [
+      id,
+      figure,
+    ]),
+  );
   for (const id of CHART_IDS) {
     const div = document.getElementById(`plot-${id}`);
     div.closest(".plot-card").hidden = !figures.has(id);
@@ -242,7 +398,14 @@ function redraw() {
 async function addProjectionEpochs(ids) {
   const views = ids.map((id) => state.umaps.find((v) => v.runId === id)).filter(Boolean);
   // a run whose list cannot be read just lacks its epochs on the slider; the plots are unaffected
-  const lists = await Promise.all(views.map((view) => api.projectionEpochs(view.runId).then((payload) => payload.epochs, () => [])));
+  const lists = await Promise.all(
+    views.map((view) =>
+      api.projectionEpochs(view.runId).then(
+        (payload) => payload.epochs,
+        () => [],
+      ),
+    ),
+  );
   views.forEach((view, index) => {
     if (!isActive(state.runs.get(view.runId) || {})) view.final = new Set(lists[index]);
   });
@@ -292,13 +455,19 @@ async function resolveIds() {
     const share = await api.share(token);
     return share.runs || [];
   }
-  return (queryState.get("runs", "") || "").split(",").map((s) => s.trim()).filter(Boolean);
+  return (queryState.get("runs", "") || "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 async function main() {
   renderHeader("compare");
   try {
-    const [catalogue, metrics] = await Promise.all([api.methods().catch(() => null), api.metrics()]);
+    const [catalogue, metrics] = await Promise.all([
+      api.methods().catch(() => null),
+      api.metrics(),
+    ]);
     if (catalogue) state.catalogue = normaliseCatalogue(catalogue);
     useMetricCatalogue(metrics);
     state.ids = [...new Set(await resolveIds())];
@@ -318,7 +487,13 @@ async function main() {
       }),
     );
   } catch (error) {
-    showState(root, "error", error.status === 404 || error.status === 410 ? "This share link is unknown or has been revoked." : `Could not load the comparison: ${error.message}`);
+    showState(
+      root,
+      "error",
+      error.status === 404 || error.status === 410
+        ? "This share link is unknown or has been revoked."
+        : `Could not load the comparison: ${error.message}`,
+    );
     return;
   }
   renderLayout();
@@ -326,7 +501,11 @@ async function main() {
   try {
     await plotlyReady;
   } catch (error) {
-    showState(document.getElementById("plots"), "error", `${error.message}: the plots cannot be drawn.`);
+    showState(
+      document.getElementById("plots"),
+      "error",
+      `${error.message}: the plots cannot be drawn.`,
+    );
     return;
   }
   redraw();

@@ -6,15 +6,49 @@
 import { ApiError, api } from "../api.js";
 import { fieldFor, fieldValue, setFieldError, setFieldValue } from "../forms.js";
 import { normaliseCatalogue, runConfig, schemaDefaults } from "../model.js";
-import { attachSweepToggles, sweepErrorField, sweepGrid, sweepSeeds, sweptPaths } from "../sweep-form.js";
+import {
+  attachSweepToggles,
+  sweepErrorField,
+  sweepGrid,
+  sweepSeeds,
+  sweptPaths,
+} from "../sweep-form.js";
 import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 import { verdictBadge } from "../verdict.js";
 
 // Common config fields, grouped; anything else in the schema lands in "More".
 const GROUPS = [
   ["Data", ["dataset", "dataset_path", "train_size", "probe_size", "image_size"], true],
-  ["Training", ["epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs", "weight_decay", "momentum", "seed"], true],
-  ["Architecture", ["backbone", "width", "patch_size", "vit_dim", "vit_depth", "vit_heads", "proj_hidden_dim", "proj_dim", "pred_hidden_dim"], false],
+  [
+    "Training",
+    [
+      "epochs",
+      "batch_size",
+      "optimizer",
+      "lr",
+      "schedule",
+      "warmup_epochs",
+      "weight_decay",
+      "momentum",
+      "seed",
+    ],
+    true,
+  ],
+  [
+    "Architecture",
+    [
+      "backbone",
+      "width",
+      "patch_size",
+      "vit_dim",
+      "vit_depth",
+      "vit_heads",
+      "proj_hidden_dim",
+      "proj_dim",
+      "pred_hidden_dim",
+    ],
+    false,
+  ],
   ["More", ["augment_strength", "knn_k", "device"], false],
 ];
 // Labels clearer than the schema's auto-generated titles ("Lr", "Knn K").
@@ -38,7 +72,18 @@ const LABELS = {
 };
 const NOT_FORM_FIELDS = new Set(["method", "preset", "options"]);
 // Fields the zoo copies from the form into every preset (the rest is each preset's own).
-const ZOO_FIELDS = ["dataset", "dataset_path", "train_size", "probe_size", "image_size", "epochs", "batch_size", "seed", "backbone", "device"];
+const ZOO_FIELDS = [
+  "dataset",
+  "dataset_path",
+  "train_size",
+  "probe_size",
+  "image_size",
+  "epochs",
+  "batch_size",
+  "seed",
+  "backbone",
+  "device",
+];
 
 const state = {
   catalogue: null,
@@ -65,8 +110,16 @@ function presetInfo(name) {
 function baseline() {
   const method = methodInfo(state.method);
   const preset = state.preset ? presetInfo(state.preset) : null;
-  const general = { ...schemaDefaults(state.configSchema), ...state.catalogue.configDefaults, ...(method ? method.defaults : {}), ...(preset ? preset.config : {}) };
-  const options = { ...(method ? method.optionDefaults : {}), ...(preset && preset.config.options ? preset.config.options : {}) };
+  const general = {
+    ...schemaDefaults(state.configSchema),
+    ...state.catalogue.configDefaults,
+    ...(method ? method.defaults : {}),
+    ...(preset ? preset.config : {}),
+  };
+  const options = {
+    ...(method ? method.optionDefaults : {}),
+    ...(preset && preset.config.options ? preset.config.options : {}),
+  };
   delete general.options;
   return { general, options };
 }
@@ -85,13 +138,24 @@ function renderPresets() {
       },
       el("span", { class: "preset-title" }, preset.title),
       el("span", { class: "preset-desc" }, preset.description),
-      preset.expected ? el("span", { class: "preset-expected" }, "expected: ", verdictBadge({ kind: preset.expected })) : null,
+      preset.expected
+        ? el(
+            "span",
+            { class: "preset-expected" },
+            "expected: ",
+            verdictBadge({ kind: preset.expected }),
+          )
+        : null,
     );
   const standard = presets.filter((p) => p.expected === "healthy" || !p.expected);
   const ablations = presets.filter((p) => p.expected && p.expected !== "healthy");
   presetsBox.replaceChildren(
     el("h2", { id: "presets-title" }, "Presets"),
-    el("p", { class: "muted" }, "One click fills the form; change anything, then launch. Ablations switch off the part of a method that prevents collapse."),
+    el(
+      "p",
+      { class: "muted" },
+      "One click fills the form; change anything, then launch. Ablations switch off the part of a method that prevents collapse.",
+    ),
     el("h3", {}, "Standard methods"),
     el("div", { class: "preset-grid" }, standard.map(card)),
     el("h3", {}, "Ablations that collapse"),
@@ -113,7 +177,11 @@ function fieldsBySection() {
   const properties = (state.configSchema && state.configSchema.properties) || {};
   const names = Object.keys(properties).filter((name) => !NOT_FORM_FIELDS.has(name));
   const placed = new Set(GROUPS.flatMap(([, fields]) => fields));
-  const sections = GROUPS.map(([title, fields, open]) => [title, fields.filter((f) => names.includes(f)), open]);
+  const sections = GROUPS.map(([title, fields, open]) => [
+    title,
+    fields.filter((f) => names.includes(f)),
+    open,
+  ]);
   const extra = names.filter((n) => !placed.has(n));
   if (extra.length) sections[sections.length - 1][1].push(...extra);
   return sections.filter(([, fields]) => fields.length);
@@ -125,8 +193,14 @@ function renderForm() {
   const prefill = state.prefill || {};
   const methodSelect = el(
     "select",
-    { id: "field-method", name: "method", "aria-describedby": "field-method-help field-method-error" },
-    state.catalogue.methods.map((m) => el("option", { value: m.name, selected: m.name === state.method }, m.title)),
+    {
+      id: "field-method",
+      name: "method",
+      "aria-describedby": "field-method-help field-method-error",
+    },
+    state.catalogue.methods.map((m) =>
+      el("option", { value: m.name, selected: m.name === state.method }, m.title),
+    ),
   );
   methodSelect.addEventListener("change", () => {
     state.method = methodSelect.value;
@@ -141,11 +215,36 @@ function renderForm() {
     { class: "field", "data-field": "method" },
     el("label", { for: "field-method" }, "Method"),
     methodSelect,
-    el("div", { id: "field-method-help", class: "help" }, method ? `${method.family ? `${method.family} · ` : ""}${method.paper}` : ""),
+    el(
+      "div",
+      { id: "field-method-help", class: "help" },
+      method ? `${method.family ? `${method.family} · ` : ""}${method.paper}` : "",
+    ),
     el("div", { id: "field-method-error", class: "error", role: "alert" }),
   );
   const presetNote = state.preset
-    ? el("div", { class: "preset-note", "data-field": "preset" }, "Preset: ", el("strong", {}, presetInfo(state.preset).title), " ", el("button", { type: "button", class: "link-button", onclick: () => { state.preset = null; queryState.set({ preset: null, method: state.method }); renderPresets(); renderForm(); } }, "clear"), el("div", { class: "error", role: "alert" }))
+    ? el(
+        "div",
+        { class: "preset-note", "data-field": "preset" },
+        "Preset: ",
+        el("strong", {}, presetInfo(state.preset).title),
+        " ",
+        el(
+          "button",
+          {
+            type: "button",
+            class: "link-button",
+            onclick: () => {
+              state.preset = null;
+              queryState.set({ preset: null, method: state.method });
+              renderPresets();
+              renderForm();
+            },
+          },
+          "clear",
+        ),
+        el("div", { class: "error", role: "alert" }),
+      )
     : null;
   const optionProps = (method && method.schema.properties) || {};
   const optionDefs = (method && method.schema.$defs) || {};
@@ -157,30 +256,62 @@ function renderForm() {
   const sections = fieldsBySection().map(([title, names, open]) =>
     el(
       "details",
-      { class: "form-section", open: open || names.some((n) => n in prefill && prefill[n] !== general[n]) },
+      {
+        class: "form-section",
+        open: open || names.some((n) => n in prefill && prefill[n] !== general[n]),
+      },
       el("summary", {}, title),
       el(
         "div",
         { class: "field-grid" },
         names.map((name) => {
-          const field = fieldFor(name, state.configSchema.properties[name], general[name], state.definitions, LABELS[name]);
+          const field = fieldFor(
+            name,
+            state.configSchema.properties[name],
+            general[name],
+            state.definitions,
+            LABELS[name],
+          );
           if (name in prefill) setFieldValue(field, prefill[name]);
           const limit = state.catalogue.limits[name];
-          if (limit !== undefined) field.querySelector(".help").append(` · this server allows at most ${limit}`);
+          if (limit !== undefined)
+            field.querySelector(".help").append(` · this server allows at most ${limit}`);
           return field;
         }),
       ),
     ),
   );
-  const formError = el("div", { id: "form-error", class: "form-error", role: "alert", hidden: true });
+  const formError = el("div", {
+    id: "form-error",
+    class: "form-error",
+    role: "alert",
+    hidden: true,
+  });
   const submit = el("button", { type: "submit", id: "launch-button" }, "Launch run");
-  const zoo = el("button", { type: "button", id: "zoo-button", class: "secondary", onclick: launchZoo }, "Launch the collapse zoo");
+  const zoo = el(
+    "button",
+    { type: "button", id: "zoo-button", class: "secondary", onclick: launchZoo },
+    "Launch the collapse zoo",
+  );
   const form = el(
     "form",
     { id: "launch-form", novalidate: true, "aria-label": "Run configuration" },
-    state.prefill ? el("div", { class: "prefill-note" }, `Prefilled from run ${queryState.get("from")}: change what you want and launch.`) : null,
+    state.prefill
+      ? el(
+          "div",
+          { class: "prefill-note" },
+          `Prefilled from run ${queryState.get("from")}: change what you want and launch.`,
+        )
+      : null,
     el("fieldset", {}, el("legend", {}, "Method"), methodField, presetNote),
-    el("fieldset", { id: "options-fieldset" }, el("legend", {}, method ? `${method.title} options` : "Options"), optionFields.length ? el("div", { class: "field-grid" }, optionFields) : el("p", { class: "muted" }, "This method has no options.")),
+    el(
+      "fieldset",
+      { id: "options-fieldset" },
+      el("legend", {}, method ? `${method.title} options` : "Options"),
+      optionFields.length
+        ? el("div", { class: "field-grid" }, optionFields)
+        : el("p", { class: "muted" }, "This method has no options."),
+    ),
     sections,
     formError,
     el(
@@ -188,7 +319,11 @@ function renderForm() {
       { class: "actions" },
       submit,
       zoo,
-      el("span", { class: "muted small" }, "The zoo queues every preset with this form's data, epochs, sizes and seed."),
+      el(
+        "span",
+        { class: "muted small" },
+        "The zoo queues every preset with this form's data, epochs, sizes and seed.",
+      ),
     ),
   );
   form.addEventListener("submit", (event) => {
@@ -197,11 +332,19 @@ function renderForm() {
   });
   root.replaceChildren(form);
   state.sweepRuns = null;
-  attachSweepToggles(root, formError, (runs) => {
-    state.sweepRuns = runs;
-    if (runs === null) submit.textContent = "Launch run";
-    else submit.textContent = Number.isNaN(runs) ? "Launch sweep" : `Launch sweep (${runs} run${runs === 1 ? "" : "s"})`;
-  }, collectConfig);
+  attachSweepToggles(
+    root,
+    formError,
+    (runs) => {
+      state.sweepRuns = runs;
+      if (runs === null) submit.textContent = "Launch run";
+      else
+        submit.textContent = Number.isNaN(runs)
+          ? "Launch sweep"
+          : `Launch sweep (${runs} run${runs === 1 ? "" : "s"})`;
+    },
+    collectConfig,
+  );
 }
 
 /** Config to POST: method/preset plus every field that differs from its baseline. */
@@ -273,17 +416,26 @@ async function launch() {
     let created;
     if (sweeping) {
       const grid = sweepGrid(root);
-      created = await api.launchSweep({ base: collectConfig(), grid, seeds: "seed" in grid ? null : sweepSeeds(root) });
+      created = await api.launchSweep({
+        base: collectConfig(),
+        grid,
+        seeds: "seed" in grid ? null : sweepSeeds(root),
+      });
     } else {
       created = await api.launch(collectConfig());
     }
-    window.location.href = created.url && created.url.startsWith("/") ? created.url : `/runs/${encodeURIComponent(created.id)}`;
+    window.location.href =
+      created.url && created.url.startsWith("/")
+        ? created.url
+        : `/runs/${encodeURIComponent(created.id)}`;
   } catch (error) {
     button.disabled = false;
     button.textContent = label;
     if (error instanceof ApiError && error.status === 422) {
       const errors = error.fieldErrors();
-      showErrors(sweeping ? errors.map((e) => ({ ...e, field: sweepErrorField(root, e.field) })) : errors);
+      showErrors(
+        sweeping ? errors.map((e) => ({ ...e, field: sweepErrorField(root, e.field) })) : errors,
+      );
       toast("The server refused this config: see the highlighted field.", "error");
     } else {
       reportWriteError(error, "Launch");
@@ -294,21 +446,31 @@ async function launch() {
 async function launchZoo() {
   clearErrors();
   const config = collectConfig();
-  const overrides = Object.fromEntries(ZOO_FIELDS.filter((k) => k in config).map((k) => [k, config[k]]));
+  const overrides = Object.fromEntries(
+    ZOO_FIELDS.filter((k) => k in config).map((k) => [k, config[k]]),
+  );
   const count = state.catalogue.presets.length;
-  const described = Object.keys(overrides).length ? ` with ${Object.entries(overrides).map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
+  const described = Object.keys(overrides).length
+    ? ` with ${Object.entries(overrides)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")}`
+    : "";
   if (!window.confirm(`Queue all ${count} presets${described}?`)) return;
   const button = document.getElementById("zoo-button");
   button.disabled = true;
   button.textContent = `Queuing ${count} runs...`;
   try {
     const created = await api.zoo(overrides);
-    window.location.href = created.compare_url || `/compare?runs=${created.data.map((r) => encodeURIComponent(r.id)).join(",")}`;
+    window.location.href =
+      created.compare_url ||
+      `/compare?runs=${created.data.map((r) => encodeURIComponent(r.id)).join(",")}`;
   } catch (error) {
     button.disabled = false;
     button.textContent = "Launch the collapse zoo";
     if (error instanceof ApiError && error.status === 422) {
-      showErrors(error.fieldErrors().map((e) => ({ ...e, field: e.field.replace(/^overrides\./, "") })));
+      showErrors(
+        error.fieldErrors().map((e) => ({ ...e, field: e.field.replace(/^overrides\./, "") })),
+      );
     } else {
       reportWriteError(error, "Zoo launch");
     }
@@ -337,7 +499,8 @@ async function main() {
       const run = await api.getRun(fromRun);
       state.prefill = runConfig(run);
       state.method = state.prefill.method;
-      state.preset = state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
+      state.preset =
+        state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
     } catch (error) {
       toast(`Could not load run ${fromRun}: ${error.message}`, "error");
     }
@@ -346,10 +509,13 @@ async function main() {
     state.method = presetInfo(presetName).method;
   }
   const methodName = queryState.get("method");
-  if (!state.method) state.method = methodName && methodInfo(methodName) ? methodName : state.catalogue.methods[0].name;
+  if (!state.method)
+    state.method =
+      methodName && methodInfo(methodName) ? methodName : state.catalogue.methods[0].name;
   renderPresets();
   renderForm();
-  if (!Object.keys(state.configSchema.properties || {}).length) toast("The server did not describe the run config: only method options are shown.", "error");
+  if (!Object.keys(state.configSchema.properties || {}).length)
+    toast("The server did not describe the run config: only method options are shown.", "error");
 }
 
 main();

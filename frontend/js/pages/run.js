@@ -3,13 +3,45 @@
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
 import { api, isReadOnly, runLinks, shareToken } from "../api.js";
-import { FINISHED, isActive, isExternal, normaliseCatalogue, placementRows, runConfig, runReason, runSetup, runTitle, totalEpochs } from "../model.js";
-import { chartContext, chartHelp, diagnosticFigures, draw, extend, plotlyReady, shownChartIds, useMetricCatalogue, varianceSharesFigure, visibleMetrics } from "../plots.js";
+import {
+  FINISHED,
+  isActive,
+  isExternal,
+  normaliseCatalogue,
+  placementRows,
+  runConfig,
+  runReason,
+  runSetup,
+  runTitle,
+  totalEpochs,
+} from "../model.js";
+import {
+  chartContext,
+  chartHelp,
+  diagnosticFigures,
+  draw,
+  extend,
+  plotlyReady,
+  shownChartIds,
+  useMetricCatalogue,
+  varianceSharesFigure,
+  visibleMetrics,
+} from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { chartHelpBlock, el, keyValueTable, queryState, renderHeader, reportWriteError, showState, timeAgo, toast } from "../ui.js";
+import {
+  chartHelpBlock,
+  el,
+  keyValueTable,
+  queryState,
+  renderHeader,
+  reportWriteError,
+  showState,
+  timeAgo,
+  toast,
+} from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
-import { findingsList, verdictHeadline, verdictKind } from "../verdict.js";
+import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 
 const root = document.getElementById("run");
 
@@ -31,7 +63,13 @@ const state = {
 
 /** The run as the chart builder takes it (one series). */
 function series() {
-  return [{ name: "run", records: state.records, ctx: chartContext(state.run, state.records, state.which) }];
+  return [
+    {
+      name: "run",
+      records: state.records,
+      ctx: chartContext(state.run, state.records, state.which),
+    },
+  ];
 }
 
 // ---------------------------------------------------------------- layout
@@ -44,18 +82,58 @@ function renderSkeleton() {
     el(
       "div",
       { class: "page-head" },
-      el("div", {}, el("h1", { id: "run-title" }, runTitle(run, state.catalogue)), el("div", { class: "muted small", id: "run-subtitle" }), run.sweep_id && !readOnly ? el("a", { class: "small", id: "sweep-link", href: `/sweeps/${encodeURIComponent(run.sweep_id)}` }, "part of a sweep: its map") : null),
+      el(
+        "div",
+        {},
+        el("h1", { id: "run-title" }, runTitle(run, state.catalogue)),
+        el("div", { class: "muted small", id: "run-subtitle" }),
+        run.sweep_id && !readOnly
+          ? el(
+              "a",
+              {
+                class: "small",
+                id: "sweep-link",
+                href: `/sweeps/${encodeURIComponent(run.sweep_id)}`,
+              },
+              "part of a sweep: its map",
+            )
+          : null,
+      ),
       el(
         "div",
         { class: "page-actions" },
-        readOnly ? null : el("button", { type: "button", id: "cancel-button", class: "danger", onclick: cancelRun }, "Cancel run"),
-        readOnly || isExternal(run) ? null : el("a", { class: "button secondary", id: "relaunch", href: `/launch?from=${encodeURIComponent(state.runId)}` }, "Launch again with changes"),
+        readOnly
+          ? null
+          : el(
+              "button",
+              { type: "button", id: "cancel-button", class: "danger", onclick: cancelRun },
+              "Cancel run",
+            ),
+        readOnly || isExternal(run)
+          ? null
+          : el(
+              "a",
+              {
+                class: "button secondary",
+                id: "relaunch",
+                href: `/launch?from=${encodeURIComponent(state.runId)}`,
+              },
+              "Launch again with changes",
+            ),
       ),
     ),
-    el("section", { id: "labels", class: "run-labels-bar", "aria-label": "project, tags and note" }),
+    el("section", {
+      id: "labels",
+      class: "run-labels-bar",
+      "aria-label": "project, tags and note",
+    }),
     el("div", { id: "progress", class: "progress-box" }),
     el("div", { id: "failure", class: "failure", role: "alert", hidden: true }),
-    el("section", { id: "verdict-banner", class: "verdict-banner verdict-pending", "aria-live": "polite" }),
+    el("section", {
+      id: "verdict-banner",
+      class: "verdict-banner verdict-pending",
+      "aria-live": "polite",
+    }),
     shareBar({
       runIds: [state.runId],
       what: "run",
@@ -73,7 +151,13 @@ function renderSkeleton() {
         el(
           "label",
           { class: "radio" },
-          el("input", { type: "radio", name: "rep", value: which, checked: state.which === which, onchange: () => switchRepresentation(which) }),
+          el("input", {
+            type: "radio",
+            name: "rep",
+            value: which,
+            checked: state.which === which,
+            onchange: () => switchRepresentation(which),
+          }),
           which === "projector" ? " projector output z" : " backbone representation h",
         ),
       ),
@@ -82,11 +166,33 @@ function renderSkeleton() {
     el(
       "section",
       { id: "umap-section", class: "card umap-card", "aria-labelledby": "umap-title" },
-      el("h2", { id: "umap-title" }, "Embedding space (UMAP of the projector output, coloured by label)"),
-      el("p", { class: "muted small scale-note" }, "size = spread; shape = neighbourhoods. One scale for the whole run: a collapsing run's cloud shrinks as you play the epochs."),
+      el(
+        "h2",
+        { id: "umap-title" },
+        "Embedding space (UMAP of the projector output, coloured by label)",
+      ),
+      el(
+        "p",
+        { class: "muted small scale-note" },
+        "size = spread; shape = neighbourhoods. One scale for the whole run: a collapsing run's cloud shrinks as you play the epochs.",
+      ),
     ),
-    el("details", { id: "config", class: "card" }, el("summary", {}, "Configuration"), el("div", { id: "config-body" })),
-    el("details", { id: "placement", class: "card", open: true }, el("summary", {}, "Where it ran"), el("div", { id: "placement-body" }, el("p", { class: "muted" }, "Shown after the first epoch."))),
+    el(
+      "details",
+      { id: "config", class: "card" },
+      el("summary", {}, "Configuration"),
+      el("div", { id: "config-body" }),
+    ),
+    el(
+      "details",
+      { id: "placement", class: "card", open: true },
+      el("summary", {}, "Where it ran"),
+      el(
+        "div",
+        { id: "placement-body" },
+        el("p", { class: "muted" }, "Shown after the first epoch."),
+      ),
+    ),
   );
   renderPlotCards();
   const umapSection = document.getElementById("umap-section");
@@ -115,13 +221,23 @@ function renderPlotCards() {
   const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
   const ids = shownChartIds([{ records: state.records }], state.which);
-  const order = focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
+  const order =
+    focused && ids.includes(focused) ? [focused, ...ids.filter((id) => id !== focused)] : ids;
   grid.replaceChildren(
     ...order.map((id) =>
       el(
         "div",
         { class: `card plot-card${id === focused ? " focused" : ""}`, id: `card-${id}` },
-        el("button", { type: "button", class: "link-button focus-toggle", "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`, onclick: () => focusMetric(id === focused ? null : id) }, id === focused ? "shrink" : "enlarge"),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "link-button focus-toggle",
+            "aria-label": id === focused ? `shrink the ${id} plot` : `enlarge the ${id} plot`,
+            onclick: () => focusMetric(id === focused ? null : id),
+          },
+          id === focused ? "shrink" : "enlarge",
+        ),
         el("div", { class: "plot", id: `plot-${id}`, "data-metric": id }),
         chartHelpBlock(chartHelp(id)),
       ),
@@ -134,7 +250,8 @@ function focusMetric(id) {
   queryState.set({ metric: id });
   renderPlotCards();
   redrawAll();
-  if (id) document.getElementById(`card-${id}`).scrollIntoView({ behavior: "smooth", block: "start" });
+  if (id)
+    document.getElementById(`card-${id}`).scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function switchRepresentation(which) {
@@ -176,12 +293,25 @@ function flush() {
   state.flushScheduled = false;
   const batch = state.queue.splice(0);
   if (!batch.length) return;
-  if (shownMetrics().map((m) => m.id).join() !== state.cardIds) renderPlotCards();
-  const appendOnly = batch.length === 1 && state.drawn.size > 0 && batch[0] === state.records[state.records.length - 1];
+  if (
+    shownMetrics()
+      .map((m) => m.id)
+      .join() !== state.cardIds
+  )
+    renderPlotCards();
+  const appendOnly =
+    batch.length === 1 &&
+    state.drawn.size > 0 &&
+    batch[0] === state.records[state.records.length - 1];
   const context = chartContext(state.run, state.records, state.which);
-  const extended = appendOnly && shownMetrics().every((metric) => extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context));
+  const extended =
+    appendOnly &&
+    shownMetrics().every((metric) =>
+      extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context),
+    );
   if (extended) {
-    // The line plots grew by one point each; the spectrum, the shares and the plane are redrawn whole.
+    // The line plots grew by one point each; the spectrum, the shares and the plane are
+    // redrawn whole.
     const lines = new Set(state.cardIds.split(","));
     for (const { id, figure } of figures()) {
       if (!lines.has(id)) draw(document.getElementById(`plot-${id}`), figure);
@@ -210,24 +340,53 @@ function addRecord(record) {
 function renderLabels(editing = false) {
   const run = state.run;
   const box = document.getElementById("labels");
-  const filterLink = (key, value, text, cls) => el("a", { href: `/?${new URLSearchParams({ [key]: value })}`, class: `chip ${cls}` }, text);
+  const filterLink = (key, value, text, cls) =>
+    el("a", { href: `/?${new URLSearchParams({ [key]: value })}`, class: `chip ${cls}` }, text);
   if (!editing) {
     const tags = (run.tags || []).map((tag) => filterLink("tag", tag, `#${tag}`, "tag-chip"));
     box.replaceChildren(
       run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
       ...tags,
       run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
-      isReadOnly() ? null : el("button", { type: "button", class: "link-button small", id: "edit-labels", onclick: () => renderLabels(true) }, run.project || run.tags?.length || run.note ? "edit labels" : "add a project, tags or a note"),
+      isReadOnly()
+        ? null
+        : el(
+            "button",
+            {
+              type: "button",
+              class: "link-button small",
+              id: "edit-labels",
+              onclick: () => renderLabels(true),
+            },
+            run.project || run.tags?.length || run.note
+              ? "edit labels"
+              : "add a project, tags or a note",
+          ),
     );
     return;
   }
-  const project = el("input", { id: "labels-project", value: run.project || "", placeholder: "project" });
-  const tags = el("input", { id: "labels-tags", value: (run.tags || []).join(", "), placeholder: "tag, tag..." });
-  const note = el("textarea", { id: "labels-note", rows: 3, placeholder: "a note about this run" }, run.note || "");
+  const project = el("input", {
+    id: "labels-project",
+    value: run.project || "",
+    placeholder: "project",
+  });
+  const tags = el("input", {
+    id: "labels-tags",
+    value: (run.tags || []).join(", "),
+    placeholder: "tag, tag...",
+  });
+  const note = el(
+    "textarea",
+    { id: "labels-note", rows: 3, placeholder: "a note about this run" },
+    run.note || "",
+  );
   const save = async (event) => {
     event.preventDefault();
     const edit = {
-      tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+      tags: tags.value
+        .split(",")
+        .map((t) => t.trim())
+        .filter(Boolean),
       note: note.value,
       ...(project.value.trim() ? { project: project.value.trim() } : { clear_project: true }),
     };
@@ -249,7 +408,17 @@ function renderLabels(editing = false) {
       tags,
       el("label", { for: "labels-note" }, "Note"),
       note,
-      el("div", {}, el("button", { type: "submit", id: "save-labels" }, "Save"), " ", el("button", { type: "button", class: "secondary", onclick: () => renderLabels() }, "Cancel")),
+      el(
+        "div",
+        {},
+        el("button", { type: "submit", id: "save-labels" }, "Save"),
+        " ",
+        el(
+          "button",
+          { type: "button", class: "secondary", onclick: () => renderLabels() },
+          "Cancel",
+        ),
+      ),
     ),
   );
 }
@@ -258,13 +427,17 @@ function renderRun() {
   const run = state.run;
   document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
-  document.getElementById("run-subtitle").textContent = `run ${state.runId} · ${runSetup(run)} · created ${timeAgo(run.created_at)}`;
+  document.getElementById("run-subtitle").textContent =
+    `run ${state.runId} · ${runSetup(run)} · created ${timeAgo(run.created_at)}`;
   const cancel = document.getElementById("cancel-button");
   if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
   const failure = document.getElementById("failure");
   const reason = runReason(run);
   failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
-  failure.replaceChildren(el("strong", {}, run.status === "failed" ? "This run failed: " : "Cancelled: "), reason || "no reason was recorded.");
+  failure.replaceChildren(
+    el("strong", {}, run.status === "failed" ? "This run failed: " : "Cancelled: "),
+    reason || "no reason was recorded.",
+  );
   if (!document.querySelector("#labels form")) renderLabels(); // never under an open editor
   renderProgress();
   renderVerdict();
@@ -275,20 +448,39 @@ function renderProgress(live = null) {
   if (!box) return;
   const run = state.run;
   const total = totalEpochs(run) || 0;
-  const done = state.records.length ? state.records[state.records.length - 1].epoch : run.last_epoch ?? 0;
+  const done = state.records.length
+    ? state.records[state.records.length - 1].epoch
+    : (run.last_epoch ?? 0);
   const progress = live || run.progress || {};
   const step = progress.step ?? null;
   const steps = progress.steps ?? null;
-  const within = step !== null && steps ? Math.min(1, step / steps) : run.status === "succeeded" ? 1 : 0;
+  const within =
+    step !== null && steps ? Math.min(1, step / steps) : run.status === "succeeded" ? 1 : 0;
   const status = el("span", { class: `status status-${run.status}`, id: "run-status" }, run.status);
   const parts = [status, el("span", {}, ` epoch ${done} of ${total}`)];
-  if (progress.images_per_s) parts.push(el("span", { class: "muted" }, ` · ${Math.round(progress.images_per_s)} images/s`));
-  const overall = total ? Math.min(100, Math.round(((run.status === "succeeded" ? total : done) / total) * 100)) : 0;
+  if (progress.images_per_s)
+    parts.push(el("span", { class: "muted" }, ` · ${Math.round(progress.images_per_s)} images/s`));
+  const overall = total
+    ? Math.min(100, Math.round(((run.status === "succeeded" ? total : done) / total) * 100))
+    : 0;
   box.replaceChildren(
     el("div", { class: "progress-line" }, parts),
-    el("label", { class: "progress-label" }, "Run", el("progress", { id: "run-progress", max: 100, value: overall })),
+    el(
+      "label",
+      { class: "progress-label" },
+      "Run",
+      el("progress", { id: "run-progress", max: 100, value: overall }),
+    ),
   );
-  if (isActive(run)) box.append(el("label", { class: "progress-label" }, `Current epoch${step !== null && steps ? ` (step ${step}/${steps})` : ""}`, el("progress", { id: "epoch-progress", max: 100, value: Math.round(within * 100) })));
+  if (isActive(run))
+    box.append(
+      el(
+        "label",
+        { class: "progress-label" },
+        `Current epoch${step !== null && steps ? ` (step ${step}/${steps})` : ""}`,
+        el("progress", { id: "epoch-progress", max: 100, value: Math.round(within * 100) }),
+      ),
+    );
 }
 
 function renderVerdict() {
@@ -307,10 +499,39 @@ function renderVerdict() {
   // replaceChildren writes null as the text "null": the optional parts are filtered out
   banner.replaceChildren(
     ...[
-      el("div", { class: "verdict-head" }, el("span", { class: "verdict-title", id: "verdict-title" }, provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict))),
-      el("p", { class: "verdict-reason", id: "verdict-reason" }, verdict && verdict.reason ? verdict.reason : state.run.status === "queued" ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.` : "The verdict appears after the first epoch is measured."),
-      final && final.stopped_early ? el("p", { class: "verdict-reason", id: "stopped-early" }, `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`) : null,
-      clientStop ? el("p", { class: "verdict-reason", id: "client-stopped" }, `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`) : null,
+      el(
+        "div",
+        { class: "verdict-head" },
+        el(
+          "span",
+          { class: "verdict-title", id: "verdict-title" },
+          provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict),
+        ),
+      ),
+      el(
+        "p",
+        { class: "verdict-reason", id: "verdict-reason" },
+        verdict && verdict.reason
+          ? verdict.reason
+          : state.run.status === "queued"
+            ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.`
+            : "The verdict appears after the first epoch is measured.",
+      ),
+      causeBlock(verdict && verdict.cause),
+      final && final.stopped_early
+        ? el(
+            "p",
+            { class: "verdict-reason", id: "stopped-early" },
+            `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`,
+          )
+        : null,
+      clientStop
+        ? el(
+            "p",
+            { class: "verdict-reason", id: "client-stopped" },
+            `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`,
+          )
+        : null,
       findingsList(verdict),
     ].filter(Boolean),
   );
@@ -318,7 +539,9 @@ function renderVerdict() {
 
 function renderConfig() {
   // an external run shows the researcher's own config and where it comes from
-  const config = isExternal(state.run) ? { ...((state.run.external || {}).config || {}), source: state.run.source } : runConfig(state.run);
+  const config = isExternal(state.run)
+    ? { ...((state.run.external || {}).config || {}), source: state.run.source }
+    : runConfig(state.run);
   const rows = Object.entries(config).flatMap(([key, value]) => {
     if (key === "options" && value && typeof value === "object") {
       return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);
@@ -330,7 +553,10 @@ function renderConfig() {
 
 function renderPlacement() {
   const rows = placementRows(state.records);
-  if (rows.length) document.getElementById("placement-body").replaceChildren(keyValueTable(rows, { id: "placement-table" }));
+  if (rows.length)
+    document
+      .getElementById("placement-body")
+      .replaceChildren(keyValueTable(rows, { id: "placement-table" }));
 }
 
 async function refreshRun() {
@@ -361,7 +587,12 @@ async function cancelRun() {
 /** A `status` event: `{"status", "error", "reason", "verdict", ...}` (reason: why, e.g.
  * "cancelled before it started"); the run is then read again for the rest. */
 function onStatus(data) {
-  state.run = { ...state.run, status: data.status, verdict: data.verdict, error: data.error || data.reason || state.run.error };
+  state.run = {
+    ...state.run,
+    status: data.status,
+    verdict: data.verdict,
+    error: data.error || data.reason || state.run.error,
+  };
   renderRun();
   refreshRun();
 }
@@ -379,7 +610,11 @@ function connect() {
     epoch: afterPlotly(addRecord), // the event's data is the epoch record
     status: onStatus,
     progress: (data) => {
-      state.run = { ...state.run, progress: data, status: state.run.status === "queued" ? "running" : state.run.status };
+      state.run = {
+        ...state.run,
+        progress: data,
+        status: state.run.status === "queued" ? "running" : state.run.status,
+      };
       renderProgress(data);
     },
     projection: afterPlotly(onProjection),
@@ -407,13 +642,25 @@ async function main() {
   try {
     state.runId = await resolveRunId();
     if (!state.runId) throw new Error("no run id in this address");
-    const [run, catalogue, metrics] = await Promise.all([api.getRun(state.runId), api.methods().catch(() => null), api.metrics()]);
+    const [run, catalogue, metrics] = await Promise.all([
+      api.getRun(state.runId),
+      api.methods().catch(() => null),
+      api.metrics(),
+    ]);
     useMetricCatalogue(metrics);
     state.run = run;
     state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
   } catch (error) {
     const missing = error.status === 404 || error.status === 410;
-    showState(root, "error", missing ? (shareToken() ? "This share link is unknown or has been revoked." : "This run does not exist (it may have been deleted).") : `Could not load the run: ${error.message}`);
+    showState(
+      root,
+      "error",
+      missing
+        ? shareToken()
+          ? "This share link is unknown or has been revoked."
+          : "This run does not exist (it may have been deleted)."
+        : `Could not load the run: ${error.message}`,
+    );
     return;
   }
   renderSkeleton();
@@ -421,7 +668,11 @@ async function main() {
   try {
     await plotlyReady;
   } catch (error) {
-    showState(document.getElementById("plots"), "error", `${error.message}: the plots cannot be drawn.`);
+    showState(
+      document.getElementById("plots"),
+      "error",
+      `${error.message}: the plots cannot be drawn.`,
+    );
     return;
   }
   redrawAll(); // empty axes with their reference levels until the history arrives

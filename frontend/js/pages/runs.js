@@ -2,11 +2,20 @@
 // kept live by the run-list event stream `/api/events` (no reload, no polling).
 
 import { api, listData } from "../api.js";
-import { keyOptions, normaliseCatalogue, rankHistory, runConfig, runMethod, runPreset, runProgress, runTitle, totalEpochs } from "../model.js";
+import {
+  keyOptions,
+  normaliseCatalogue,
+  rankHistory,
+  runConfig,
+  runMethod,
+  runProgress,
+  runTitle,
+  totalEpochs,
+} from "../model.js";
 import { sparkline } from "../sparkline.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, timeAgo } from "../ui.js";
-import { VERDICT_COLORS, verdictBadge, verdictKind } from "../verdict.js";
+import { VERDICT_COLORS, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const VERDICTS = [
@@ -14,8 +23,6 @@ const VERDICTS = [
   ["dimensional_collapse", "dimensional collapse"],
   ["complete_collapse", "complete collapse"],
 ];
-// The cause vocabulary of a collapsed run's verdict (docs/design.md, "Why a run collapses").
-const CAUSES = ["negatives", "stop_gradient", "predictor", "target_network", "balancing", "variance_term", "decorrelation", "centering", "sharpening", "weight_decay", "learning_rate", "undetermined"];
 const PAGE_SIZE = 50;
 const SPARKLINE_FETCH_LIMIT = 60;
 // Every filter is a query parameter of the page and of GET /api/runs: a filtered list is a link.
@@ -58,7 +65,9 @@ function renderFilters() {
       "select",
       { id, name },
       el("option", { value: "" }, "all"),
-      options.map(([value, text]) => el("option", { value, selected: current[name] === value }, text)),
+      options.map(([value, text]) =>
+        el("option", { value, selected: current[name] === value }, text),
+      ),
     );
     return el("div", { class: "field inline" }, el("label", { for: id }, label), control);
   };
@@ -67,16 +76,41 @@ function renderFilters() {
       "div",
       { class: `field inline${grow ? " grow" : ""}` },
       el("label", { for: `filter-${name}` }, label),
-      el("input", { id: `filter-${name}`, name, type: "search", value: current[name], placeholder }),
+      el("input", {
+        id: `filter-${name}`,
+        name,
+        type: "search",
+        value: current[name],
+        placeholder,
+      }),
     );
   filtersForm.replaceChildren(
     text("project", "Project", "any"),
     text("tag", "Tags", "tag, tag..."),
-    select("method", "Method", state.catalogue.methods.map((m) => [m.name, m.title])),
-    datasetNames().length ? select("dataset", "Dataset", datasetNames().map((d) => [d, d])) : text("dataset", "Dataset", "any"),
-    select("status", "Status", STATUSES.map((s) => [s, s])),
+    select(
+      "method",
+      "Method",
+      state.catalogue.methods.map((m) => [m.name, m.title]),
+    ),
+    datasetNames().length
+      ? select(
+          "dataset",
+          "Dataset",
+          datasetNames().map((d) => [d, d]),
+        )
+      : text("dataset", "Dataset", "any"),
+    select(
+      "status",
+      "Status",
+      STATUSES.map((s) => [s, s]),
+    ),
     select("verdict", "Verdict", VERDICTS),
-    select("cause", "Cause", CAUSES.map((c) => [c, c.replace(/_/g, " ")])),
+    // the cause vocabulary (docs/causes.md) comes with the catalogue (GET /api/methods)
+    select(
+      "cause",
+      "Cause",
+      (state.catalogue.causeGuards || []).map((c) => [c, guardLabel(c)]),
+    ),
     text("q", "Search", "name, note, id, preset...", true),
   );
   filtersForm.oninput = (event) => {
@@ -90,7 +124,10 @@ function renderFilters() {
 
 function listQuery() {
   const f = filters();
-  const tags = f.tag.split(",").map((t) => t.trim()).filter(Boolean);
+  const tags = f.tag
+    .split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
   return { ...f, tag: tags, limit: PAGE_SIZE, offset: page() * PAGE_SIZE };
 }
 
@@ -105,7 +142,12 @@ async function loadPage() {
   try {
     listing = await api.listRuns(listQuery());
   } catch (error) {
-    if (ticket === state.loading) showState(container, "error", `Could not load the runs: ${error.message}. Is the API running?`);
+    if (ticket === state.loading)
+      showState(
+        container,
+        "error",
+        `Could not load the runs: ${error.message}. Is the API running?`,
+      );
     return;
   }
   if (ticket !== state.loading) return; // a newer filter's answer is on its way
@@ -122,7 +164,10 @@ function sortedRuns() {
 function progressCell(run) {
   const progress = runProgress(run);
   const pct = Math.round(progress.fraction * 100);
-  const label = run.status === "running" && progress.epochs ? `epoch ${progress.epoch}/${progress.epochs}` : run.status;
+  const label =
+    run.status === "running" && progress.epochs
+      ? `epoch ${progress.epoch}/${progress.epochs}`
+      : run.status;
   return el(
     "div",
     { class: "status-cell" },
@@ -152,7 +197,14 @@ function labels(run) {
   if (run.project) parts.push(filterLink("project", run.project, run.project, "chip project-chip"));
   for (const tag of run.tags || []) parts.push(filterLink("tag", tag, `#${tag}`, "chip tag-chip"));
   const note = (run.note || "").split("\n")[0];
-  if (note) parts.push(el("span", { class: "muted small run-note", title: run.note }, note.length > 80 ? `${note.slice(0, 80)}…` : note));
+  if (note)
+    parts.push(
+      el(
+        "span",
+        { class: "muted small run-note", title: run.note },
+        note.length > 80 ? `${note.slice(0, 80)}…` : note,
+      ),
+    );
   return parts.length ? el("div", { class: "run-labels" }, parts) : null;
 }
 
@@ -179,15 +231,47 @@ function row(run) {
     el(
       "td",
       { "data-label": "Run" },
-      el("a", { href: `/runs/${encodeURIComponent(id)}`, class: "run-link" }, runTitle(run, state.catalogue)),
-      el("div", { class: "muted small" }, `${id.slice(0, 8)} · ${runMethod(run)} · ${timeAgo(run.created_at)}`, run.sweep_id ? [" · ", el("a", { href: `/sweeps/${encodeURIComponent(run.sweep_id)}`, class: "sweep-tag" }, "sweep")] : null),
+      el(
+        "a",
+        { href: `/runs/${encodeURIComponent(id)}`, class: "run-link" },
+        runTitle(run, state.catalogue),
+      ),
+      el(
+        "div",
+        { class: "muted small" },
+        `${id.slice(0, 8)} · ${runMethod(run)} · ${timeAgo(run.created_at)}`,
+        run.sweep_id
+          ? [
+              " · ",
+              el(
+                "a",
+                { href: `/sweeps/${encodeURIComponent(run.sweep_id)}`, class: "sweep-tag" },
+                "sweep",
+              ),
+            ]
+          : null,
+      ),
       labels(run),
     ),
-    el("td", { "data-label": "Options" }, options.length ? options.map((o) => el("code", { class: "chip" }, o)) : el("span", { class: "muted" }, "defaults")),
-    el("td", { "data-label": "Dataset" }, `${config.dataset || "?"} · ${totalEpochs(run) ?? "?"} ep`),
+    el(
+      "td",
+      { "data-label": "Options" },
+      options.length
+        ? options.map((o) => el("code", { class: "chip" }, o))
+        : el("span", { class: "muted" }, "defaults"),
+    ),
+    el(
+      "td",
+      { "data-label": "Dataset" },
+      `${config.dataset || "?"} · ${totalEpochs(run) ?? "?"} ep`,
+    ),
     el("td", { "data-label": "Status" }, progressCell(run)),
     el("td", { "data-label": "Verdict", class: "verdict-cell" }, verdictBadge(run.verdict)),
-    el("td", { "data-label": "Effective rank", class: "spark-cell" }, sparkline(ranks, { max: dim, color: VERDICT_COLORS[verdictKind(run.verdict)] })),
+    el(
+      "td",
+      { "data-label": "Effective rank", class: "spark-cell" },
+      sparkline(ranks, { max: dim, color: VERDICT_COLORS[verdictKind(run.verdict)] }),
+    ),
   );
 }
 
@@ -201,8 +285,16 @@ function pager() {
     "nav",
     { class: "pager", "aria-label": "Pages of runs" },
     el("button", { type: "button", disabled: first === 0, onclick: go(page() - 1) }, "← Newer"),
-    el("span", { class: "muted", "data-testid": "run-count" }, `${first + 1}–${first + state.runs.size} of ${state.count.toLocaleString("en")}`),
-    el("button", { type: "button", disabled: first + state.runs.size >= state.count, onclick: go(page() + 1) }, "Older →"),
+    el(
+      "span",
+      { class: "muted", "data-testid": "run-count" },
+      `${first + 1}–${first + state.runs.size} of ${state.count.toLocaleString("en")}`,
+    ),
+    el(
+      "button",
+      { type: "button", disabled: first + state.runs.size >= state.count, onclick: go(page() + 1) },
+      "Older →",
+    ),
   );
 }
 
@@ -211,7 +303,17 @@ function renderTable() {
   const filtered = FILTER_KEYS.some((key) => filters()[key]);
   if (!runs.length && !filtered && page() === 0) {
     container.replaceChildren(
-      el("div", { class: "state state-empty" }, el("p", {}, "No runs yet."), el("p", {}, el("a", { href: "/launch" }, "Launch a run"), " or queue the whole collapse zoo from the launch page.")),
+      el(
+        "div",
+        { class: "state state-empty" },
+        el("p", {}, "No runs yet."),
+        el(
+          "p",
+          {},
+          el("a", { href: "/launch" }, "Launch a run"),
+          " or queue the whole collapse zoo from the launch page.",
+        ),
+      ),
     );
     return;
   }
@@ -225,7 +327,17 @@ function renderTable() {
     el(
       "thead",
       {},
-      el("tr", {}, el("th", { class: "select" }, el("span", { class: "sr-only" }, "Select")), el("th", {}, "Run"), el("th", {}, "Key options"), el("th", {}, "Data"), el("th", {}, "Status"), el("th", {}, "Verdict"), el("th", {}, "Effective rank")),
+      el(
+        "tr",
+        {},
+        el("th", { class: "select" }, el("span", { class: "sr-only" }, "Select")),
+        el("th", {}, "Run"),
+        el("th", {}, "Key options"),
+        el("th", {}, "Data"),
+        el("th", {}, "Status"),
+        el("th", {}, "Verdict"),
+        el("th", {}, "Effective rank"),
+      ),
     ),
     el("tbody", {}, runs.map(row)),
   );
@@ -244,7 +356,9 @@ function updateRow(id) {
 
 function updateCompareButton() {
   compareButton.disabled = state.selected.size < 1;
-  compareButton.textContent = state.selected.size ? `Compare selected (${state.selected.size})` : "Compare selected";
+  compareButton.textContent = state.selected.size
+    ? `Compare selected (${state.selected.size})`
+    : "Compare selected";
 }
 
 compareButton.addEventListener("click", () => {
@@ -252,7 +366,12 @@ compareButton.addEventListener("click", () => {
 });
 
 async function fetchRanks(runs) {
-  const missing = runs.filter((run) => !state.ranks.has(String(run.id)) && !rankHistory(run).length && run.status !== "queued").slice(0, SPARKLINE_FETCH_LIMIT);
+  const missing = runs
+    .filter(
+      (run) =>
+        !state.ranks.has(String(run.id)) && !rankHistory(run).length && run.status !== "queued",
+    )
+    .slice(0, SPARKLINE_FETCH_LIMIT);
   const queue = [...missing];
   const worker = async () => {
     while (queue.length) {
@@ -303,12 +422,25 @@ function onEvent(type) {
     }
     if (type === "epoch" && data.epoch !== undefined) {
       const ranks = state.ranks.get(id) || [...rankHistory(run)];
-      if (data.projector && typeof data.projector.effective_rank === "number" && ranks.length <= data.epoch) ranks.push(data.projector.effective_rank);
+      if (
+        data.projector &&
+        typeof data.projector.effective_rank === "number" &&
+        ranks.length <= data.epoch
+      )
+        ranks.push(data.projector.effective_rank);
       state.ranks.set(id, ranks);
-      state.runs.set(id, { ...run, last_epoch: Math.max(run.last_epoch ?? -1, data.epoch), verdict: run.status === "running" && data.verdict ? data.verdict : run.verdict });
+      state.runs.set(id, {
+        ...run,
+        last_epoch: Math.max(run.last_epoch ?? -1, data.epoch),
+        verdict: run.status === "running" && data.verdict ? data.verdict : run.verdict,
+      });
       updateRow(id);
     } else if (type === "progress") {
-      state.runs.set(id, { ...run, status: run.status === "queued" ? "running" : run.status, progress: data });
+      state.runs.set(id, {
+        ...run,
+        status: run.status === "queued" ? "running" : run.status,
+        progress: data,
+      });
       updateRow(id);
     } else if (FILTER_KEYS.some((key) => filters()[key])) {
       scheduleLoad(500); // its status may take it in or out of the filtered list

@@ -6,7 +6,14 @@
 // (from the run-list stream) re-reads the sweep, at most once a second.
 
 import { api, isReadOnly, shareToken, sweepLinks } from "../api.js";
-import { SWEEP_METRICS, draw, plotlyReady, sweepLineFigure, sweepMapFigure, useMetricCatalogue } from "../plots.js";
+import {
+  SWEEP_METRICS,
+  draw,
+  plotlyReady,
+  sweepLineFigure,
+  sweepMapFigure,
+  useMetricCatalogue,
+} from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
@@ -52,7 +59,13 @@ function renderSkeleton() {
       el(
         "div",
         { class: "page-actions" },
-        readOnly ? null : el("button", { type: "button", class: "danger", id: "cancel-sweep", onclick: cancelSweep }, "Cancel the sweep"),
+        readOnly
+          ? null
+          : el(
+              "button",
+              { type: "button", class: "danger", id: "cancel-sweep", onclick: cancelSweep },
+              "Cancel the sweep",
+            ),
       ),
     ),
     el("p", { class: "muted", id: "sweep-summary" }),
@@ -76,16 +89,25 @@ function renderSkeleton() {
         drawPlots();
       }),
     ),
-    el("div", { class: "card" }, el("div", { id: "sweep-map", class: "plot", role: "img", "aria-label": "collapse map" })),
+    el(
+      "div",
+      { class: "card" },
+      el("div", { id: "sweep-map", class: "plot", role: "img", "aria-label": "collapse map" }),
+    ),
     oneKey
       ? el(
           "div",
           { class: "card" },
-          el("div", { class: "view-controls" }, el("label", { for: "line-select" }, "Plot "), metricSelect("line-select", state.line, (metric) => {
-            state.line = metric;
-            queryState.set({ line: metric.id });
-            drawPlots();
-          })),
+          el(
+            "div",
+            { class: "view-controls" },
+            el("label", { for: "line-select" }, "Plot "),
+            metricSelect("line-select", state.line, (metric) => {
+              state.line = metric;
+              queryState.set({ line: metric.id });
+              drawPlots();
+            }),
+          ),
           el("div", { id: "sweep-line", class: "plot" }),
         )
       : null,
@@ -158,7 +180,12 @@ function connect() {
   const mine = (payload) => {
     if (payload && state.runIds.has(payload.run_id)) scheduleRefresh();
   };
-  state.stream = subscribe("/api/events", { status: mine, epoch: mine, progress: mine, open: scheduleRefresh });
+  state.stream = subscribe("/api/events", {
+    status: mine,
+    epoch: mine,
+    progress: mine,
+    open: scheduleRefresh,
+  });
 }
 
 async function cancelSweep() {
@@ -192,7 +219,15 @@ async function main() {
     state.line = metricById(queryState.get("line", "spread"));
   } catch (error) {
     const missing = error.status === 404;
-    showState(root, "error", missing ? (shareToken() ? "This share link is unknown or has been revoked." : "This sweep does not exist.") : `Could not load the sweep: ${error.message}`);
+    showState(
+      root,
+      "error",
+      missing
+        ? shareToken()
+          ? "This share link is unknown or has been revoked."
+          : "This sweep does not exist."
+        : `Could not load the sweep: ${error.message}`,
+    );
     return;
   }
   state.runIds = new Set(state.sweep.cells.flatMap((c) => c.runs.map((r) => r.id)));
@@ -204,7 +239,11 @@ async function main() {
   try {
     await plotlyReady;
   } catch (error) {
-    showState(document.getElementById("sweep-map"), "error", `${error.message}: the map cannot be drawn.`);
+    showState(
+      document.getElementById("sweep-map"),
+      "error",
+      `${error.message}: the map cannot be drawn.`,
+    );
     return;
   }
   drawPlots();

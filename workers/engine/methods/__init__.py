@@ -12,6 +12,8 @@ from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
 from workers.engine.methods.dino import DINO
+from workers.engine.methods.ijepa import IJEPA
+from workers.engine.methods.lejepa import LeJEPA
 from workers.engine.methods.simclr import SimCLR
 from workers.engine.methods.simsiam import SimSiam
 from workers.engine.methods.swav import SwAV
@@ -19,7 +21,7 @@ from workers.engine.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     cls.spec.name: cls
-    for cls in (SimCLR, BYOL, SimSiam, SwAV, DeepCluster, BarlowTwins, VICReg, DINO)
+    for cls in (SimCLR, BYOL, SimSiam, SwAV, DeepCluster, BarlowTwins, VICReg, DINO, IJEPA, LeJEPA)
 }
 
 

@@ -1,0 +1,356 @@
+"""The verdict's cause on real short runs: hyperparameter-induced collapses and the zoo.
+
+Trains each scenario (a preset, or a preset with one hyperparameter pushed past what its guard
+withstands) on each dataset and seed, stores each run's history and config under ``--out``
+(a stored run is judged again, not retrained: after a threshold changes; ``--stored``
+judges only those, ``--retrain`` trains everything again) and
+prints the markdown tables of docs/causes.md:
+
+1. one row per run: verdict and onset, the cause's guard (✗ when it is not the one the
+   scenario expects; ``undetermined`` is counted apart, never as right), its onset and
+   reason (the numbers behind it);
+2. early warning: for every collapsing run, how many epochs before the verdict's onset the
+   "collapse coming" finding (``Trend.warning``) and a guard's measured signal (a check of
+   workers/engine/cause.py firing on the record, configuration-read guards left out) first
+   fired; for every healthy run, whether either fired at any epoch (a false alarm).
+
+    python -m bench.causes --datasets digits,shapes --seeds 0,1          # trains, ~1 h on 2 CPUs
+    python -m bench.causes --stored                                      # re-judges
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract import PRESETS, EpochRecord, resolve_config
+from workers.engine.cause import configuration_of, guard_findings
+from workers.engine.trainer import train
+from workers.engine.verdict import epoch_verdict, run_verdict
+
+# Tiny CPU settings shared by every run (over the presets' sizes; backbone small_cnn for DINO too).
+SMALL = {
+    "epochs": 10,
+    "image_size": 16,
+    "train_size": 512,
+    "probe_size": 256,
+    "lidar_every": 0,
+    "backbone": "small_cnn",
+    "batch_size": 64,
+}
+# Guards read from the configuration, present from epoch 0: no warning.
+CONFIGURATION_GUARDS = {"stop_gradient", "predictor", "negatives"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    request: dict[str, Any]
+    guard: str | None  # the guard a collapse should be blamed on; None: should stay healthy
+    why: str
+
+
+HYPERPARAMETERS = [
+    Scenario(
+        "simsiam-wd",
+        {"preset": "simsiam", "weight_decay": 1.0},
+        "weight_decay",
+        "weight decay 1.0, 2000x SimSiam's 5e-4 (Tian et al. 2021, Sec. 4)",
+    ),
+    Scenario(
+        "byol-wd",
+        {"preset": "byol", "weight_decay": 1.0},
+        "weight_decay",
+        "weight decay 1.0, 2000x BYOL's 5e-4",
+    ),
+    Scenario(
+        "dino-teacher-temp",
+        {
+            "preset": "dino",
+            "options": {"teacher_temperature": 0.1, "warmup_teacher_temperature": 0.1},
+        },
+        "sharpening",
+        "teacher temperature raised to the student's 0.1",
+    ),
+    Scenario(
+        "swav-large-eps",
+        {"preset": "swav", "options": {"epsilon": 1.0}},
+        "balancing",
+        "Sinkhorn epsilon 1.0 (SwAV: 0.05)",
+    ),
+    Scenario(
+        "swav-1-iteration",
+        {"preset": "swav", "options": {"sinkhorn_iterations": 1, "epsilon": 0.5}},
+        "balancing",
+        "one Sinkhorn iteration with epsilon 0.5",
+    ),
+    Scenario(
+        "vicreg-small-variance",
+        {"preset": "vicreg", "options": {"variance_weight": 0.1}},
+        "variance_term",
+        "variance weight 0.1 (VICReg: 25)",
+    ),
+]
+
+# The guard each collapsing preset switches off (docs/causes.md); healthy presets: None.
+PRESET_GUARDS: dict[str, str | None] = {
+    "simsiam-no-stopgrad": "stop_gradient",
+    "simsiam-no-predictor": "predictor",
+    "byol-no-ema": "target_network",
+    "byol-no-predictor": "predictor",
+    "simclr-no-negatives": "negatives",
+    "swav-no-sinkhorn": "balancing",
+    "deepcluster-no-reassign": "balancing",
+    "barlow-no-offdiag": "decorrelation",
+    "vicreg-no-variance": "variance_term",
+    "vicreg-no-covariance": "decorrelation",
+    "dino-no-centering": "centering",
+    "dino-no-sharpening": "sharpening",
+    "dino-no-momentum": "target_network",
+}
+PRESET_SCENARIOS = [
+    Scenario(name, {"preset": name}, PRESET_GUARDS.get(name), PRESETS[name].description)
+    for name in PRESETS
+]
+
+
+@dataclass
+class Judged:
+    scenario: Scenario
+    dataset: str
+    seed: int
+    history: list[EpochRecord]
+    configuration: dict[str, Any]
+
+    @property
+    def verdict(self) -> Any:
+        return run_verdict(self.history, configuration=self.configuration)
+
+    def first_warning(self) -> int | None:
+        """First epoch whose verdict, still healthy, warned of a collapse coming."""
+        for end in range(1, len(self.history) + 1):
+            verdict = epoch_verdict(self.history[:end])
+            if verdict.kind == "healthy" and verdict.trend.warning:
+                return self.history[end - 1].epoch
+        return None
+
+    def first_signal(self) -> tuple[int, str] | None:
+        """First epoch at which a guard's measured signal fired, and the guard."""
+        for end in range(2, len(self.history) + 1):
+            prefix = self.history[:end]
+            kind = epoch_verdict(prefix).kind
+            found, _ = guard_findings(prefix, kind, None)
+            measured = [f for f in found if f.guard not in CONFIGURATION_GUARDS]
+            if measured:
+                return prefix[-1].epoch, measured[0].guard
+        return None
+
+
+def _run(scenario: Scenario, dataset: str, seed: int, out: Path, retrain: bool) -> Judged:
+    path = out / f"{dataset}-{scenario.name}-s{seed}.json"
+    if path.exists() and not retrain:
+        stored = json.loads(path.read_text())
+    else:
+        raw = {**SMALL, **scenario.request, "dataset": dataset, "seed": seed}
+        if "options" in scenario.request:
+            preset = PRESETS[scenario.request["preset"]].config.get("options", {})
+            raw["options"] = {**preset, **scenario.request["options"]}
+        config = resolve_config(raw)
+        started = time.perf_counter()
+        result = train(config, data_root=Path("data"))
+        stored = {
+            "config": config.model_dump(mode="json"),
+            "history": [r.model_dump(mode="json") for r in result.history],
+            "seconds": time.perf_counter() - started,
+        }
+        path.write_text(json.dumps(stored))
+    history = [EpochRecord.model_validate(r) for r in stored["history"]]
+    return Judged(scenario, dataset, seed, history, configuration_of(stored["config"]))
+
+
+def _cause_row(run: Judged) -> str:
+    verdict = run.verdict
+    cause = verdict.cause
+    kind = verdict.kind.replace("_collapse", "")
+    onset = f"@{verdict.onset_epoch}" if verdict.onset_epoch is not None else ""
+    if cause is None:
+        guard, mark, cause_onset, reason = "—", "", "", "—"
+    else:
+        guard, cause_onset, reason = cause.guard, cause.onset_epoch, cause.reason
+        expected = run.scenario.guard
+        mark = "" if guard in (expected, "undetermined") else " ✗"
+    reason = reason.replace("|", "/")
+    return (
+        f"| {run.scenario.name} | {run.dataset} | {run.seed} | {kind}{onset} | "
+        f"{guard}{mark} | {cause_onset if cause_onset is not None else ''} | {reason} |"
+    )
+
+
+def _name(run: Judged) -> str:
+    return f"{run.scenario.name}/{run.dataset}/s{run.seed}"
+
+
+def _lead(onset: int | None, fired: int | None) -> int | None:
+    """Epochs from a signal's first firing to the onset; None if it fired after (or never)."""
+    if onset is None or fired is None or fired > onset:
+        return None
+    return onset - fired
+
+
+def _text(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+# The signals each guard's check reads, in the calibration table (last epoch of each run).
+CALIBRATION: list[tuple[str, Callable[[EpochRecord], float | None] | None]] = [
+    ("h/lnK", lambda r: _share(r, "teacher_entropy")),
+    ("KL/lnK", lambda r: _share(r, "teacher_student_kl")),
+    ("τ EMA", lambda r: r.ema_momentum),
+    ("target dist", lambda r: r.logs.get("target_param_distance")),
+    ("online-target cos", lambda r: r.logs.get("online_target_cosine")),
+    ("eff. negatives", lambda r: r.logs.get("effective_negatives")),
+    ("usage after/lnK", lambda r: _share(r, "usage_entropy_after_balancing")),
+    ("assignment/lnK", lambda r: _share(r, "assignment_entropy")),
+    ("under hinge", lambda r: r.logs.get("dims_under_variance_hinge")),
+    ("off-diag energy", lambda r: r.logs.get("off_diagonal_energy")),
+    ("peak lr×wd", None),  # over the run: _peak_shrink
+]
+
+
+def _share(record: EpochRecord, name: str) -> float | None:
+    value = record.logs.get(name)
+    log_k = record.logs.get("log_k")
+    if log_k is None and record.projector.num_prototypes:
+        log_k = math.log(record.projector.num_prototypes)
+    return None if value is None or not log_k else value / log_k
+
+
+def _peak_shrink(run: Judged) -> float | None:
+    shrinks = [
+        r.lr * r.logs["weight_decay"]
+        for r in run.history[1:]
+        if r.lr is not None and "weight_decay" in r.logs
+    ]
+    return max(shrinks) if shrinks else None
+
+
+def signals_table(runs: list[Judged]) -> str:
+    """The signals each check reads, at the last epoch of every run (calibration)."""
+    lines = [
+        "| run | dataset | seed | verdict | " + " | ".join(n for n, _ in CALIBRATION) + " |",
+        "|---|---|---|---|" + "---|" * len(CALIBRATION),
+    ]
+    for run in runs:
+        last = run.history[-1]
+        values = [_peak_shrink(run) if read is None else read(last) for _, read in CALIBRATION]
+        cells = " | ".join("" if v is None else f"{v:.3g}" for v in values)
+        lines.append(
+            f"| {run.scenario.name} | {run.dataset} | {run.seed} | "
+            f"{run.verdict.kind.replace('_collapse', '')} | {cells} |"
+        )
+    return "\n".join(lines)
+
+
+def report(runs: list[Judged]) -> str:
+    lines = [
+        "| run | dataset | seed | verdict | cause | cause onset | reason |",
+        "|---|---|---|---|---|---|---|",
+        *(_cause_row(run) for run in runs),
+        "",
+    ]
+    collapsed = [r for r in runs if r.verdict.kind != "healthy"]
+    healthy = [r for r in runs if r.verdict.kind == "healthy"]
+    named = [r for r in collapsed if r.verdict.cause and r.verdict.cause.guard != "undetermined"]
+    right = [r for r in named if r.verdict.cause and r.verdict.cause.guard == r.scenario.guard]
+    lines += [
+        f"Collapsed runs: {len(collapsed)}; cause named: {len(named)} ({len(right)} the "
+        f"scenario's guard, {len(named) - len(right)} another); undetermined: "
+        f"{len(collapsed) - len(named)}. Healthy runs: {len(healthy)}, cause null: "
+        f"{sum(r.verdict.cause is None for r in healthy)}.",
+        "",
+        "| collapsing run | dataset | seed | onset | warning at | lead (epochs) | "
+        "signal at | guard | lead (epochs) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    warning_leads: list[int | None] = []
+    signal_leads: list[int | None] = []
+    for run in collapsed:
+        onset = run.verdict.onset_epoch
+        warning = run.first_warning()
+        signal = run.first_signal()
+        fired = signal[0] if signal else None
+        warning_leads.append(_lead(onset, warning))
+        signal_leads.append(_lead(onset, fired))
+        lines.append(
+            f"| {run.scenario.name} | {run.dataset} | {run.seed} | {onset} | "
+            f"{_text(warning)} | {_text(warning_leads[-1])} | "
+            f"{_text(fired)} | {signal[1] if signal else '—'} | {_text(signal_leads[-1])} |"
+        )
+    lines.append("")
+    for name, leads in (
+        ("collapse coming (Trend.warning)", warning_leads),
+        ("guard signal", signal_leads),
+    ):
+        by_onset = [lead for lead in leads if lead is not None]
+        ahead = [lead for lead in by_onset if lead > 0]
+        median = statistics.median(ahead) if ahead else 0
+        lines.append(
+            f"- {name}: fired by the onset in {len(by_onset)} of {len(leads)} collapsing runs, "
+            f"before it in {len(ahead)} (median lead {median} epochs, max "
+            f"{max(ahead, default=0)})."
+        )
+    warned = [_name(r) for r in healthy if r.first_warning() is not None]
+    signalled = [_name(r) for r in healthy if r.first_signal() is not None]
+    lines.append(
+        f"- false alarms on the {len(healthy)} runs that stayed healthy: collapse coming "
+        f"{len(warned)} ({', '.join(warned) or 'none'}), guard signal {len(signalled)} "
+        f"({', '.join(signalled) or 'none'})."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="digits,shapes")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument(
+        "--scenarios",
+        default="all",
+        help="comma-separated scenario names (hyperparameter ones and presets); all = every one",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/causes"))
+    parser.add_argument(
+        "--stored", action="store_true", help="re-judge the stored histories, train none"
+    )
+    parser.add_argument("--retrain", action="store_true", help="train even where stored")
+    args = parser.parse_args()
+    scenarios = [*HYPERPARAMETERS, *PRESET_SCENARIOS]
+    if args.scenarios != "all":
+        wanted = set(args.scenarios.split(","))
+        scenarios = [s for s in scenarios if s.name in wanted]
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for scenario in scenarios:
+        for dataset in args.datasets.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                stored = (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
+                if args.stored and not stored:
+                    continue
+                run = _run(scenario, dataset, seed, args.out, args.retrain)
+                runs.append(run)
+                print(_cause_row(run), flush=True)
+    print()
+    print(report(runs))
+    print()
+    print(signals_table(runs))
+
+
+if __name__ == "__main__":
+    main()

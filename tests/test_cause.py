@@ -1,0 +1,342 @@
+"""The verdict's cause on constructed histories: embeddings whose collapse is known, carrying
+the mechanism signals (EpochRecord.logs) a guard's failure leaves."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from contract import CAUSE_GUARDS, EmbeddingMetrics, EpochRecord, Verdict
+from workers.engine.cause import CAUSE_THRESHOLDS, configuration_of, diagnose_cause
+from workers.engine.metrics import embedding_diagnostics
+from workers.engine.probe import probe_epoch_record
+from workers.engine.verdict import epoch_verdict, run_verdict
+
+N_PROBE = 256
+D = 64
+LOG_K = math.log(128)
+# how spread each epoch's embedding is: healthy for two epochs, then collapsing to a point
+COLLAPSING = (1.0, 1.0, 0.9, 0.05, 0.001, 0.0001)
+HEALTHY = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def _embedding(weight: float, seed: int) -> torch.Tensor:
+    """(N, D) points shrinking towards one fixed point as weight goes from 1 to 0."""
+    centre = 3.0 * torch.randn(1, D, generator=torch.Generator().manual_seed(7))
+    noise = torch.randn(N_PROBE, D, generator=torch.Generator().manual_seed(seed))
+    return centre + 3.0 * weight * noise
+
+
+@cache
+def _metrics(weight: float, seed: int) -> EmbeddingMetrics:
+    z = _embedding(weight, seed)
+    return embedding_diagnostics(z, None, None, None, None, None, None)
+
+
+def _history(
+    weights: tuple[float, ...], logs: list[dict[str, float]], **fields: float
+) -> list[EpochRecord]:
+    """One record per epoch: the embedding of that epoch's weight and that epoch's logs."""
+    return [
+        EpochRecord(
+            epoch=epoch,
+            loss=None if epoch == 0 else -0.5,
+            projector=_metrics(weight, epoch),
+            backbone=None,
+            logs=epoch_logs,
+            **fields,
+        )
+        for epoch, (weight, epoch_logs) in enumerate(zip(weights, logs, strict=True))
+    ]
+
+
+def _dino_logs(entropy: list[float], kl: list[float], **extra: float) -> list[dict[str, float]]:
+    return [
+        {"teacher_entropy": h, "teacher_student_kl": k, "log_k": LOG_K, **extra}
+        for h, k in zip(entropy, kl, strict=True)
+    ]
+
+
+def test_a_healthy_run_has_no_cause() -> None:
+    history = _history(HEALTHY, _dino_logs([1.3] * 6, [1.5] * 6))
+    verdict = run_verdict(history)
+    assert verdict.kind == "healthy"
+    assert verdict.cause is None
+
+
+def test_dino_without_centering_names_centering_from_the_entropy_and_kl() -> None:
+    entropy = [1.3, 1.0, 0.4, 0.1, 0.05, 0.05]
+    kl = [1.6, 1.2, 0.3, 0.03, 0.02, 0.02]
+    history = _history(COLLAPSING, _dino_logs(entropy, kl, center_norm=0.0))
+    verdict = run_verdict(history)
+    assert verdict.kind == "complete_collapse"
+    assert verdict.cause is not None
+    assert verdict.cause.guard == "centering"
+    assert "0.05 nats of ln K = 4.85" in verdict.cause.reason
+    assert "centre's norm is 0" in verdict.cause.reason
+    assert "Caron et al." in verdict.cause.advice
+    assert verdict.cause.onset_epoch == 1  # h/ln K 0.21 with the centre at 0 from epoch 1
+    assert {"teacher_entropy", "teacher_student_kl", "log_k"} <= set(verdict.cause.signals_checked)
+
+
+def test_dino_without_sharpening_names_sharpening_with_its_temperatures() -> None:
+    entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
+    kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
+    logs = _dino_logs(entropy, kl, teacher_temperature=0.1, student_temperature=0.1)
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "sharpening"
+    assert "rose to 4.85 nats" in cause.reason
+    assert "teacher temperature 0.1 against the student's 0.1" in cause.reason
+    assert cause.onset_epoch == 3  # KL/ln K 0.082 at epoch 2, above 0.08
+
+
+def test_a_dino_collapse_whose_kl_stays_high_is_undetermined() -> None:
+    """The CPU dino preset collapses with h near ln K but KL about 1: neither signature."""
+    logs = _dino_logs([1.3, 3.0, 4.0, 4.2, 4.3, 4.3], [1.6, 1.4, 1.3, 1.3, 1.3, 1.3])
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "teacher_student_kl 1.3" in cause.reason
+    assert "teacher_entropy" in cause.signals_checked
+
+
+def test_a_teacher_that_is_the_student_names_the_target_network() -> None:
+    logs = _dino_logs([1.3, 2.0, 2.0, 2.0, 2.0, 2.0], [1.6, 1.2, 1.0, 1.0, 1.0, 1.0])
+    cause = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.0)).cause
+    assert cause is not None and cause.guard == "target_network"
+    assert "EMA momentum is 0" in cause.reason
+    assert cause.onset_epoch == 1
+    # the same collapse with a slow target: nothing singles out the target
+    slow = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.996)).cause
+    assert slow is not None and slow.guard == "undetermined"
+
+
+def test_the_parameter_distance_outranks_the_momentum() -> None:
+    logs = [{"target_param_distance": 0.2, "online_target_cosine": 0.99}] * 6
+    cause = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.0)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    logs = [{"target_param_distance": 0.0, "online_target_cosine": 0.999}] * 6
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "target_network"
+    assert "online-target cosine 0.999" in cause.reason
+
+
+def test_stop_gradient_comes_from_the_configuration_and_says_so() -> None:
+    history = _history(COLLAPSING, [{"online_target_cosine": 0.998}] * 6)
+    configuration = configuration_of({"method": "simsiam", "options": {"stop_gradient": False}})
+    cause = run_verdict(history, configuration=configuration).cause
+    assert cause is not None and cause.guard == "stop_gradient"
+    assert cause.reason.startswith("From the configuration (stop_gradient false")
+    assert "cosine 0.998" in cause.reason
+    assert cause.onset_epoch == run_verdict(history).onset_epoch
+    # without the configuration nothing measured tells: undetermined, not a guess
+    blind = run_verdict(history).cause
+    assert blind is not None and blind.guard == "undetermined"
+    assert "configuration.stop_gradient" in blind.signals_checked
+
+
+def test_a_removed_predictor_is_confirmed_by_the_random_pair_cosine_without_a_target() -> None:
+    history = _history(COLLAPSING, [{}] * 6)
+    cause = run_verdict(history, configuration={"predictor": False}).cause
+    assert cause is not None and cause.guard == "predictor"
+    assert "random-pair cosine" in cause.reason
+
+
+def test_weight_decay_far_above_the_survival_threshold() -> None:
+    logs = [{"weight_decay": 0.5}] * 6
+    history = _history(COLLAPSING, logs, lr=0.05)
+    cause = run_verdict(history).cause
+    assert cause is not None and cause.guard == "weight_decay"
+    assert "Weight decay 0.5 at learning rate 0.05" in cause.reason
+    assert "2.5e-02 per step" in cause.reason
+    # the default weight decay is no cause
+    default = run_verdict(_history(COLLAPSING, [{"weight_decay": 5e-4}] * 6, lr=0.05)).cause
+    assert default is not None and default.guard == "undetermined"
+
+
+def test_the_peak_shrink_counts_even_when_the_cosine_schedule_ended_near_zero() -> None:
+    history = _history(COLLAPSING, [{"weight_decay": 0.5}] * 6)
+    for record, lr in zip(history, [0.05, 0.05, 0.04, 0.02, 0.005, 0.0], strict=True):
+        record.lr = lr
+    cause = run_verdict(history).cause
+    assert cause is not None and cause.guard == "weight_decay"
+    assert "2.5e-02 per step" in cause.reason
+
+
+def test_unbalanced_codes_and_uniform_codes_both_name_balancing() -> None:
+    log_k = math.log(30)
+    unbalanced = [
+        {"usage_entropy_after_balancing": u, "log_k": log_k}
+        for u in [3.3, 3.2, 2.0, 0.5, 0.1, 0.05]
+    ]
+    cause = run_verdict(_history(COLLAPSING, unbalanced)).cause
+    assert cause is not None and cause.guard == "balancing"
+    assert "effective 1.1 of 30 prototypes" in cause.reason
+    assert cause.onset_epoch == 3
+    uniform = [{"assignment_entropy": a, "log_k": log_k} for a in [2.0, 3.0, 3.39, 3.4, 3.4, 3.4]]
+    cause = run_verdict(_history(COLLAPSING, uniform)).cause
+    assert cause is not None and cause.guard == "balancing"
+    assert "uniform over the 30 prototypes" in cause.reason
+
+
+def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
+    logs = [
+        {"loss_variance": v, "dims_under_variance_hinge": 1.0}
+        for v in [0.6, 0.62, 0.85, 0.95, 0.99, 1.0]
+    ]
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "variance_term"
+    assert "hinge term is 1.00 of its ceiling" in cause.reason
+    assert "100% of the dimensions under the hinge" in cause.reason
+    assert cause.onset_epoch == 2
+    # every dimension under the hinge is no evidence by itself: healthy VICReg has it too
+    healthy_hinge = [{"loss_variance": 0.62, "dims_under_variance_hinge": 1.0}] * 6
+    other = run_verdict(_history(COLLAPSING, healthy_hinge)).cause
+    assert other is not None and other.guard == "undetermined"
+
+
+def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collapse() -> None:
+    spread_over_three = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    history = _history(spread_over_three, [{"off_diagonal_energy": 60.0}] * 6)
+    # the same embedding squeezed into 2 directions at the last two epochs
+    squeezed = _metrics(1.0, 0).model_copy(
+        update={"effective_rank": 2.0, "participation_ratio": 1.5, "dim": D}
+    )
+    for record in history[4:]:
+        record.projector = squeezed
+    verdict = run_verdict(history)
+    assert verdict.kind == "dimensional_collapse"
+    assert verdict.cause is not None and verdict.cause.guard == "decorrelation"
+    assert f"95% of its ceiling d - 1 = {D - 1}" in verdict.cause.reason
+    # complete collapse with the same energy: not a decorrelation failure
+    complete = run_verdict(_history(COLLAPSING, [{"off_diagonal_energy": 60.0}] * 6)).cause
+    assert complete is not None and complete.guard == "undetermined"
+
+
+def test_two_guards_firing_give_undetermined_naming_both() -> None:
+    logs = [{"loss_variance": 1.0, "weight_decay": 0.5}] * 6
+    cause = run_verdict(_history(COLLAPSING, logs, lr=0.05)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "variance_term and weight_decay" in cause.reason
+
+
+def test_every_epoch_verdict_carries_its_own_cause() -> None:
+    entropy = [1.3, 1.0, 0.4, 0.1, 0.05, 0.05]
+    kl = [1.6, 1.2, 0.3, 0.03, 0.02, 0.02]
+    history = _history(COLLAPSING, _dino_logs(entropy, kl))
+    causes = [epoch_verdict(history[: i + 1]).cause for i in range(len(history))]
+    assert [c.guard if c else None for c in causes[:3]] == [None, None, None]
+    assert all(c is not None and c.guard == "centering" for c in causes[3:])
+
+
+def test_an_external_run_with_the_same_internals_gets_the_same_cause() -> None:
+    """The probe path (an external run's epochs) and a built-in run's records: same logs,
+    same cause; the method is never read."""
+    entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
+    kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
+    logs = _dino_logs(entropy, kl)
+    built_in = run_verdict(_history(COLLAPSING, logs)).cause
+    history: list[EpochRecord] = []
+    for epoch, weight in enumerate(COLLAPSING):
+        z = _embedding(weight, epoch).numpy().astype(np.float32)
+        history.append(probe_epoch_record(epoch, z, history=history, scalars=logs[epoch]))
+    external = history[-1].verdict
+    assert external is not None and external.cause is not None and built_in is not None
+    assert external.cause.guard == built_in.guard == "sharpening"
+    assert external.cause.reason == built_in.reason
+
+
+def test_records_written_before_causes_keep_opening() -> None:
+    old = {"kind": "complete_collapse", "onset_epoch": 3, "reason": "x", "findings": []}
+    assert Verdict.model_validate(old).cause is None
+    cause = run_verdict(_history(COLLAPSING, [{}] * 6)).cause
+    assert cause is not None
+    assert cause.guard in CAUSE_GUARDS
+
+
+@pytest.mark.parametrize("share", [0.0, CAUSE_THRESHOLDS.kl_share_collapsed * 0.9])
+def test_diagnose_cause_is_none_for_healthy_whatever_the_signals(share: float) -> None:
+    history = _history(HEALTHY, _dino_logs([0.0] * 6, [share * LOG_K] * 6))
+    assert diagnose_cause(history, "healthy", None) is None
+
+
+def test_a_logged_schedule_that_contradicts_the_dino_signature_leaves_it_undetermined() -> None:
+    """The CPU dino preset: h/ln K near 1 and KL near 0, but the teacher is sharper than the
+    student and the centre moves: neither guard is off, so neither is named."""
+    entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
+    kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
+    logs = _dino_logs(entropy, kl, teacher_temperature=0.04, student_temperature=0.1)
+    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "teacher_temperature 0.04" in cause.reason
+    low = _dino_logs([1.3, 1.0, 0.4, 0.1, 0.05, 0.05], [1.6, 1.2, 0.3, 0.03, 0.02, 0.02])
+    moving_centre = [{**record, "center_norm": 1.7} for record in low]
+    cause = run_verdict(_history(COLLAPSING, moving_centre)).cause
+    assert cause is not None and cause.guard == "undetermined"
+
+
+def test_an_infinite_signal_is_not_stored_and_the_next_epoch_still_opens() -> None:
+    """A student that gives 0 to the teacher's prototype makes KL(P_t‖P_s) infinite; the
+    store keeps finite numbers only, so the record leaves it out instead of storing null."""
+    z = _embedding(1.0, 0).numpy().astype(np.float32)
+    teacher = np.zeros((N_PROBE, 4), np.float32)
+    teacher[:, 0] = 1
+    student = np.zeros((N_PROBE, 4), np.float32)
+    student[:, 1] = 1
+    record = probe_epoch_record(
+        0, z, history=[], internals={"teacher": teacher, "student": student}
+    )
+    assert "teacher_student_kl" not in record.logs
+    assert record.logs["teacher_entropy"] == 0
+    assert EpochRecord.model_validate(record.model_dump(mode="json")).logs == record.logs
+
+
+def test_a_sweep_cell_names_the_cause_its_seeds_agree_on() -> None:
+    from backend.sweep_schemas import SweepRunOut, _cell_cause
+
+    def run(seed: int, kind: str, guard: str | None) -> SweepRunOut:
+        cause = None if guard is None else {"guard": guard, "reason": "r", "advice": "a"}
+        return SweepRunOut.model_validate(
+            {
+                "id": f"r{seed}",
+                "url": f"/runs/r{seed}",
+                "seed": seed,
+                "status": "succeeded",
+                "progress": 1.0,
+                "last_epoch": 5,
+                "epochs": 5,
+                "verdict_kind": kind,
+                "onset_epoch": 2 if guard else None,
+                "cause": cause,
+                "stopped_early": None,
+                "error": None,
+                "final": None,
+            }
+        )
+
+    agree = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "centering")]
+    assert _cell_cause("complete_collapse", agree) == "centering"
+    differ = [run(0, "complete_collapse", "centering"), run(1, "complete_collapse", "sharpening")]
+    assert _cell_cause("complete_collapse", differ) == "undetermined"
+    # a seed of another kind does not vote; a healthy cell has no cause
+    mixed = [run(0, "complete_collapse", "negatives"), run(1, "dimensional_collapse", "predictor")]
+    assert _cell_cause("complete_collapse", mixed) == "negatives"
+    assert _cell_cause("healthy", [run(0, "healthy", None)]) is None
+
+
+def test_a_centre_measured_at_zero_stands_in_for_a_vanishing_kl() -> None:
+    """dino-no-centering at K = 1024 ends with KL/ln K 0.10 but a centre that never moved."""
+    entropy = [4.0, 1.0, 0.5, 0.4, 0.35, 0.35]
+    kl = [1.4, 0.9, 0.8, 0.75, 0.72, 0.72]
+    logs = [
+        {"teacher_entropy": h, "teacher_student_kl": k, "log_k": math.log(1024)}
+        for h, k in zip(entropy, kl, strict=True)
+    ]
+    cause = run_verdict(_history(COLLAPSING, [{**r, "center_norm": 0.0} for r in logs])).cause
+    assert cause is not None and cause.guard == "centering"
+    assert cause.onset_epoch == 1
+    unknown_centre = run_verdict(_history(COLLAPSING, logs)).cause
+    assert unknown_centre is not None and unknown_centre.guard == "undetermined"

@@ -1,0 +1,324 @@
+"""The dataset registry (contract/datasets.py), dataset plugins, the memory-mapped image
+cache of image folders and the streamed training path (workers/engine/images.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from contract import DATASET_CLASSES, DATASET_SPECS, RunConfig, resolve_config
+from contract.datasets import DatasetError, DatasetSpec, resolve_inside
+from contract.plugins import load_dataset_plugins
+from workers.engine.data import load_splits
+from workers.engine.datasets import dataset_loader
+from workers.engine.datasets import imagefolder as imagefolder_module
+from workers.engine.images import DeviceImages, MemmapImages, TensorImages
+from workers.engine.trainer import train
+
+TINY_RUN = {
+    "method": "simsiam",
+    "train_size": 64,
+    "probe_size": 64,
+    "batch_size": 32,
+    "epochs": 1,
+    "width": 8,
+    "proj_hidden_dim": 32,
+    "proj_dim": 16,
+    "pred_hidden_dim": 8,
+    "image_size": 16,
+    "lidar_every": 0,
+}
+
+
+def write_folder(folder: Path, per_class: int = 30, classes: int = 3) -> None:
+    """Random 24 x 20 pictures, PNG and JPEG, ``classes`` sub-folders."""
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        (folder / f"c{label}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+            suffix = "png" if i % 2 else "jpg"
+            Image.fromarray(pixels).save(folder / f"c{label}" / f"{i:03d}.{suffix}")
+
+
+def folder_config(**fields: object) -> RunConfig:
+    return resolve_config(
+        {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "pics", **fields}
+    )
+
+
+def cache_files(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "cache").glob("*"))
+
+
+# -- the registry -----------------------------------------------------------------------------
+
+
+def test_every_dataset_is_declared_once_and_everything_derives_from_it() -> None:
+    assert list(DATASET_CLASSES) == list(DATASET_SPECS)
+    for name, spec in DATASET_SPECS.items():
+        assert DATASET_CLASSES[name] == spec.num_classes
+        assert callable(dataset_loader(name))  # every entry's loader imports
+    schema = RunConfig.model_json_schema()["properties"]["dataset"]
+    assert schema["enum"] == list(DATASET_SPECS)  # the Launch form's choices
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; choose one of shapes"):
+        resolve_config({"method": "simsiam", "dataset": "mnist"})
+    path_datasets = [name for name, spec in DATASET_SPECS.items() if spec.takes_path]
+    assert path_datasets == ["imagefolder"]
+    with pytest.raises(ValueError, match="dataset 'imagefolder' needs dataset_path"):
+        resolve_config({"method": "simsiam", "dataset": "imagefolder"})
+
+
+def test_a_loader_disagreeing_with_the_registry_is_refused(tmp_path: Path) -> None:
+    # CIFAR-10's entry declares 10 classes: an archive naming 3 is refused, naming both
+    from tests.test_data import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({"label_names": ["a", "b", "c"]}))
+    with pytest.raises(DatasetError, match="cifar10 files name 3 classes, the registry 10"):
+        load_splits(resolve_config({"method": "simsiam", "dataset": "cifar10"}), tmp_path, False)
+
+
+def test_the_cache_folder_is_reserved(tmp_path: Path) -> None:
+    (tmp_path / "cache" / "x").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="service's own files"):
+        resolve_inside(tmp_path, "cache/x")
+
+
+# -- the image cache --------------------------------------------------------------------------
+
+
+def test_an_image_folder_is_decoded_once_into_a_memory_mapped_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_folder(tmp_path / "pics")
+    config = folder_config(image_size=16, probe_size=64)
+    train_a, probe_a = load_splits(config, tmp_path)
+    assert isinstance(train_a.store, MemmapImages) and isinstance(probe_a.store, TensorImages)
+    assert len(train_a) + len(probe_a) == 90 and len(probe_a) == 22  # 25% of 90
+    [cached] = cache_files(tmp_path)
+    assert cached.startswith("imagefolder-") and "-16px-" in cached and cached.endswith(".npy")
+    # Pixels as decoding each file gives (RGB, shorter side to 16 px, centre crop).
+    first = int(train_a.source_indices[0])
+    files = sorted((tmp_path / "pics").glob("*/*"))
+    expected = imagefolder_module.decode_image(files[first], 16)
+    assert np.array_equal(train_a.images[0].numpy(), expected)
+
+    def no_decoding(*_: object) -> np.ndarray:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(imagefolder_module, "decode_image", no_decoding)
+    train_b, probe_b = load_splits(config, tmp_path)  # opened, not decoded
+    assert torch.equal(train_a.images, train_b.images)
+    assert torch.equal(probe_a.images, probe_b.images)
+    assert torch.equal(train_a.labels, train_b.labels)
+
+
+def test_a_changed_folder_invalidates_its_cache(tmp_path: Path) -> None:
+    write_folder(tmp_path / "pics")
+    config = folder_config(image_size=16, probe_size=64, seed=3)
+    load_splits(config, tmp_path)
+    [old] = cache_files(tmp_path)
+    # Replace one picture by a white one, with a new modification time.
+    changed = tmp_path / "pics" / "c1" / "001.png"
+    Image.fromarray(np.full((20, 24, 3), 255, np.uint8)).save(changed)
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    train, probe = load_splits(config, tmp_path)
+    [new] = cache_files(tmp_path)  # rebuilt, and the stale cache deleted
+    assert new != old
+    everything = torch.cat([train.images, probe.images])
+    assert bool((everything == 255).flatten(1).all(1).any())
+    # Another image size is another cache, beside the first.
+    load_splits(folder_config(image_size=20, probe_size=64), tmp_path)
+    assert len(cache_files(tmp_path)) == 2
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    write_folder(tmp_path / "pics")
+    (tmp_path / "pics" / "c0" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"cannot read image .*broken\.png"):
+        load_splits(folder_config(), tmp_path)
+    assert cache_files(tmp_path) == []
+
+
+def test_a_cache_of_the_wrong_shape_is_rebuilt(tmp_path: Path) -> None:
+    write_folder(tmp_path / "pics", per_class=10)
+    config = folder_config(image_size=16, probe_size=64)
+    expected = load_splits(config, tmp_path)[0].images
+    [name] = cache_files(tmp_path)
+    # A new file in its place (overwriting a mapped file in place would pull the pages
+    # from under the mapping: the cache itself only ever renames complete files there).
+    (tmp_path / "cache" / name).unlink()
+    np.save(tmp_path / "cache" / name, np.zeros((3, 3), np.uint8))
+    again, _ = load_splits(config, tmp_path)
+    assert torch.equal(expected, again.images)
+
+
+# -- the streamed training path ---------------------------------------------------------------
+
+
+def test_streamed_batches_equal_resident_ones(tmp_path: Path) -> None:
+    array = np.lib.format.open_memmap(
+        tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(50, 3, 4, 4)
+    )
+    array[:] = np.random.default_rng(0).integers(0, 256, size=array.shape, dtype=np.uint8)
+    store = MemmapImages(np.load(tmp_path / "x.npy", mmap_mode="r")).subset(torch.arange(49, 9, -1))
+    device = torch.device("cpu")
+    streamed = DeviceImages(store, device)
+    resident = DeviceImages(store, device, fits=lambda *_: True)
+    in_memory = DeviceImages(TensorImages(store.to_tensor()), device)
+    assert streamed.resident is None and resident.resident is not None
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    batches = [list(images.batches(order, 16, 2)) for images in (streamed, resident, in_memory)]
+    for (i_a, a), (i_b, b), (i_c, c) in zip(*batches, strict=True):
+        assert torch.equal(i_a, i_b) and torch.equal(i_a, i_c)
+        assert torch.equal(a, b) and torch.equal(a, c)
+        assert torch.equal(a, torch.from_numpy(array[49 - i_a.numpy()]))
+    assert torch.equal(streamed.read(torch.arange(40)), in_memory.read(torch.arange(40)))
+
+
+@pytest.fixture
+def in_memory_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Image folders loaded the way they were before the cache: held in memory."""
+    load = imagefolder_module.load_imagefolder
+    monkeypatch.setattr(imagefolder_module, "load_imagefolder", lambda r: load(r).in_memory())
+    from workers.engine import datasets
+
+    monkeypatch.setitem(datasets._LOADERS, "imagefolder", imagefolder_module.load_imagefolder)
+    yield
+
+
+def run_numbers(config: RunConfig, root: Path) -> list[dict[str, object]]:
+    result = train(config, data_root=root)
+    drop = {"epoch_time_s", "train_time_s", "diagnostics_time_s", "lidar_time_s"}
+    drop |= {"images_per_s", "placement"}
+    return [{k: v for k, v in r.model_dump().items() if k not in drop} for r in result.history]
+
+
+def test_training_streamed_from_the_cache_equals_training_in_memory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    write_folder(tmp_path / "pics", per_class=40)
+    config = folder_config(**{**TINY_RUN, "method": "deepcluster", "train_size": None})
+    streamed = run_numbers(config, tmp_path)  # CPU: read batch by batch from the memmap
+    request.getfixturevalue("in_memory_folder")
+    in_memory = run_numbers(config, tmp_path)
+    assert json.dumps(streamed, sort_keys=True) == json.dumps(in_memory, sort_keys=True)
+
+
+# -- dataset plugins --------------------------------------------------------------------------
+
+SPEC_HALF = """
+from contract import DatasetSpec
+
+DATASET_SPEC = DatasetSpec(
+    name="bars", title="Bars", loader="bars_loader:load_bars", probe="held_out",
+    class_names=("horizontal", "vertical"),
+)
+"""
+LOADER_HALF = """
+import torch
+from workers.engine.images import ImageData
+
+def load_bars(request):
+    size = request.config.image_size
+    images = torch.zeros(200, 3, size, size, dtype=torch.uint8)
+    labels = torch.arange(200) % 2
+    generator = torch.Generator().manual_seed(0)
+    for i in range(200):
+        at = int(torch.randint(0, size - 3, (1,), generator=generator))
+        if labels[i] == 0:
+            images[i, :, at : at + 3, :] = 255
+        else:
+            images[i, :, :, at : at + 3] = 255
+    return ImageData.from_tensor(images, labels, list(request.spec.class_names))
+"""
+BROKEN_PLUGINS = {
+    "bars_clash": "from contract import DATASET_SPECS\n"
+    "from contract.datasets import BUILTIN_DATASETS\nDATASET_SPEC = BUILTIN_DATASETS[0]\n",
+    "bars_badname": "from contract import DatasetSpec\n"
+    "DATASET_SPEC = DatasetSpec(name='Bad Name', title='t', loader='a:b', probe='held_out')\n",
+    "bars_badrule": "from contract import DatasetSpec\n"
+    "DATASET_SPEC = DatasetSpec(name='rule', title='t', loader='a:b', probe='sometimes')\n",
+    "bars_empty": "X = 1\n",
+    "bars_import": "import not_a_module_anywhere\n",
+}
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    sources = {"bars_spec": SPEC_HALF, "bars_loader": LOADER_HALF, **BROKEN_PLUGINS}
+    for name, text in sources.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    for name in sources:
+        sys.modules.pop(name, None)
+
+
+def test_dataset_plugins_load_and_broken_ones_are_reported_by_name(plugin_dir: Path) -> None:
+    plugins = load_dataset_plugins(set(DATASET_SPECS), ",".join(["bars_spec", *BROKEN_PLUGINS]))
+    assert [(plugin, spec.name) for plugin, spec in plugins.datasets] == [("bars_spec", "bars")]
+    assert plugins.datasets[0][1].num_classes == 2
+    errors = {e.plugin: e.error for e in plugins.errors}
+    assert "dataset name 'shapes' is already taken" in errors["bars_clash"]
+    assert "dataset name 'Bad Name' must be lower case" in errors["bars_badname"]
+    assert "probe 'sometimes' is not one of" in errors["bars_badrule"]
+    assert "neither DATASET_SPEC nor DATASET_SPECS" in errors["bars_empty"]
+    assert errors["bars_import"].startswith("ModuleNotFoundError")
+
+
+def test_a_dataset_plugin_trains_from_the_command_line(plugin_dir: Path, tmp_path: Path) -> None:
+    """DATASET_PLUGINS names the torch-free half; the run config takes the new name and
+    the worker imports the loader its entry names."""
+    here = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "DATASET_PLUGINS": "bars_spec",
+        "PYTHONPATH": os.pathsep.join([str(plugin_dir), str(here), str(here / "client")]),
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    sets = [f"{key}={value}" for key, value in TINY_RUN.items() if key != "method"]
+    command = [sys.executable, "-m", "workers.cli", "train", "--method", "simsiam"]
+    command += ["--dataset", "bars", "--jsonl", str(tmp_path / "run.jsonl")]
+    command += [arg for pair in sets for arg in ("--set", pair)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records[:-1]] == [0, 1]
+    assert records[-1]["verdict"]["kind"] in {
+        "healthy",
+        "dimensional_collapse",
+        "complete_collapse",
+    }
+    # the probe is the held-out 25% of 200 (probe_size 64 < 50), classes from the entry
+    assert records[0]["projector"]["knn_top1"] is not None
+    assert "simsiam on bars" in done.stdout
+
+
+def test_a_dataset_spec_is_checked_like_a_plugin() -> None:
+    spec = DatasetSpec(name="x", title="x", loader="no_such_module:load", probe="held_out")
+    from workers.engine import datasets
+
+    DATASET_SPECS["x"] = spec
+    try:
+        with pytest.raises(DatasetError, match="x: cannot import its loader no_such_module:load"):
+            datasets.dataset_loader("x")
+    finally:
+        del DATASET_SPECS["x"]

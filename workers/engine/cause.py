@@ -1,0 +1,604 @@
+"""Why a run collapsed: the guard that failed, read from the measured signals.
+
+Every family keeps its embedding from collapsing with a guard (docs/causes.md lists them):
+negatives (contrastive), balanced assignments (clustering), an asymmetric branch (predictor,
+stop-gradient, a momentum target), variance and decorrelation terms (redundancy reduction),
+centering and sharpening (DINO). Each guard has a signature in the mechanism signals of the
+epoch record (``EpochRecord.logs`` under the names declared in ``contract.metrics``, and the
+schedule fields ``lr`` and ``ema_momentum``); a check per guard reads it. The diagnosis never
+reads the method's name or its option flags: a built-in ablation and an external run that
+sends the same internals get the same cause. Two guards leave no trace a probe can measure
+(stop-gradient and the predictor's presence change the gradient, not the embeddings): for
+them the run's configuration is read, and the reason says so and cites the measurement that
+confirms the collapse they cause.
+
+Exactly one check firing names its guard; none, or several, give ``undetermined`` with the
+signals read: a wrong cause is worse than none. Thresholds and their evidence:
+:class:`CauseThresholds`; the runs behind them: docs/causes.md (``bench/causes.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from contract import Cause, CauseGuard, EpochRecord, VerdictKind
+
+# The signals the checks read (EpochRecord.logs keys; lr and ema_momentum are record fields).
+TEACHER_ENTROPY = "teacher_entropy"
+TEACHER_STUDENT_KL = "teacher_student_kl"
+LOG_K = "log_k"
+CENTER_NORM = "center_norm"
+TEACHER_TEMPERATURE = "teacher_temperature"
+STUDENT_TEMPERATURE = "student_temperature"
+ONLINE_TARGET_COSINE = "online_target_cosine"
+TARGET_PARAM_DISTANCE = "target_param_distance"
+PREDICTOR_SYMMETRY = "predictor_symmetry"
+EFFECTIVE_NEGATIVES = "effective_negatives"
+INFONCE_REPULSION = "infonce_repulsion"
+ASSIGNMENT_ENTROPY = "assignment_entropy"
+USAGE_AFTER_BALANCING = "usage_entropy_after_balancing"
+DIMS_UNDER_HINGE = "dims_under_variance_hinge"
+LOSS_VARIANCE = "loss_variance"
+OFF_DIAGONAL_ENERGY = "off_diagonal_energy"
+WEIGHT_DECAY = "weight_decay"
+LR = "lr"
+EMA_MOMENTUM = "ema_momentum"
+
+
+@dataclass(frozen=True)
+class CauseThresholds:
+    """Every number the diagnosis uses, and the evidence that chose it (docs/causes.md has
+    the runs: ``python -m bench.causes``).
+
+    * DINO (Caron et al., ICCV 2021, Sec. 5.3, Fig. 7): H(P_t, P_s) = h(P_t) + KL(P_t‖P_s);
+      both collapses drive KL to 0, the entropy tells them apart (0: no centering, ln K: no
+      sharpening). Measured (README, "DINO on a small ViT", digits, K = 128, ln K = 4.85):
+      KL/ln K at the last epoch 0.005 (no centering, small CNN), 0.009 (no centering, ViT),
+      0.041 (no sharpening, both backbones), against 0.18-0.33 for runs with both guards,
+      collapsed or not; the KL threshold 0.08 is their geometric middle. Entropy share h/ln K:
+      0.02 and 0.24 without centering, 0.98-1.0 without sharpening, 0.87-0.99 with both
+      guards (whose KL stays high): one third and 0.9 split the first two. At K = 1024 the
+      dino preset itself (teacher 0.04, student 0.1, centre norm > 0) collapses on the CPU
+      with h/ln K 0.96 and KL/ln K 0.04, the no-sharpening signature: where the temperatures
+      are logged, sharpening is named only with the teacher's at least 0.9 x the student's,
+      and centering only with a centre norm of 0 where it is logged. dino-no-centering at
+      K = 1024 ends with h/ln K 0.05-0.06 but KL/ln K 0.09-0.10 (seed 0): a centre measured at
+      0 stands in for the vanishing KL.
+    * the target is the online network when the logged EMA momentum is 0 or the parameter
+      distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
+      and BYOL Table 5 (tau = 0).
+    * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the
+      negatives' weights; N-1 when the embedding is collapsed with negatives present, since
+      all weigh the same); negatives left out of the loss are read from the configuration.
+    * balancing: after balancing the codes use fewer than e^(0.5 ln K) = sqrt(K) prototypes
+      (usage entropy share below 0.5; swav-no-sinkhorn: 0.000, healthy swav 0.999,
+      deepcluster 0.955, deepcluster-no-reassign 0.71), or each code is uniform over the K
+      prototypes (assignment entropy share above 0.97: Sinkhorn with epsilon 1, 1.000;
+      healthy swav 0.72, deepcluster 0.80). DINO's balancing is its centering: with DINO's
+      signals present this check is left to the DINO check.
+    * variance term: the unweighted hinge mean_j max(0, 1 - std_j) at or above 0.8 (every
+      dimension's std below about 0.2). Healthy vicreg 0.62, vicreg with variance weight 0
+      or 0.1 0.88 (digits, 10 epochs, while their spread fell 0.80 -> 0.56). The fraction of
+      dimensions under the hinge is 1.0 in every VICReg run at this scale, healthy ones too,
+      so it is cited, never used.
+    * decorrelation: a dimensional collapse whose off-diagonal correlation energy
+      sum_(i!=j) C_ij^2 / d exceeds half its ceiling d - 1: barlow-no-offdiag 0.97,
+      vicreg-no-covariance 0.86, against 0.12-0.24 for the healthy Barlow Twins and VICReg
+      runs (d = 128).
+    * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
+      1.5e-2 (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode
+      of the online network to 0 once it outweighs the predictor's alignment). SimSiam and
+      BYOL with weight decay 1.0 (peak 4.9e-2, 7.4e-2) collapsed; SimSiam with 0.1 (5e-3)
+      survived 8 epochs; the presets peak at 2.5e-5.
+
+    Calibration runs: ``python -m bench.causes`` (digits and shapes, seeds 0 and 1, small_cnn,
+    10 epochs, 512 training images at 16 px); their table is docs/causes.md.
+    """
+
+    kl_share_collapsed: float = 0.08
+    entropy_share_no_centering: float = 1 / 3
+    entropy_share_no_sharpening: float = 0.9
+    sharpening_ratio: float = 0.9
+    same_network: float = 1e-6
+    effective_negatives_none: float = 1.5
+    usage_share_unbalanced: float = 0.5
+    assignment_share_uniform: float = 0.97
+    variance_hinge: float = 0.8
+    off_diagonal_share: float = 0.5
+    shrink_per_step: float = 1.5e-2
+
+
+CAUSE_THRESHOLDS = CauseThresholds()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One guard's check that fired: the guard, why (numbers), what to do, since when."""
+
+    guard: CauseGuard
+    reason: str
+    advice: str
+    onset_epoch: int | None
+
+
+@dataclass
+class _Reader:
+    """Reads a run's signals and remembers which ones it looked at (present or not)."""
+
+    history: Sequence[EpochRecord]
+    checked: list[str] = field(default_factory=list)
+
+    def value(self, record: EpochRecord, name: str) -> float | None:
+        if name not in self.checked:
+            self.checked.append(name)
+        if name == LR and record.lr is not None:
+            return record.lr
+        if name == EMA_MOMENTUM and record.ema_momentum is not None:
+            return record.ema_momentum
+        found = record.logs.get(name)
+        return None if found is None or not math.isfinite(found) else float(found)
+
+    def last(self, name: str) -> float | None:
+        return self.value(self.history[-1], name)
+
+    def since(self, holds: Callable[[EpochRecord], bool]) -> int | None:
+        """First epoch (after 0) of the final streak in which ``holds``; None if it does
+        not hold at the last epoch."""
+        start = None
+        for record in self.history[1:]:
+            start = (start if start is not None else record.epoch) if holds(record) else None
+        return start
+
+
+def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """Centering or sharpening from the teacher's entropy and KL(P_t‖P_s) (DINO Sec. 5.3)."""
+
+    def shares(record: EpochRecord) -> tuple[float, float] | None:
+        h = reader.value(record, TEACHER_ENTROPY)
+        kl = reader.value(record, TEACHER_STUDENT_KL)
+        log_k = reader.value(record, LOG_K)
+        if h is None or kl is None or not log_k:
+            return None
+        return h / log_k, kl / log_k
+
+    now = shares(reader.history[-1])
+    if now is None:
+        return None
+    h, kl, log_k = (reader.last(n) or 0.0 for n in (TEACHER_ENTROPY, TEACHER_STUDENT_KL, LOG_K))
+    center = reader.last(CENTER_NORM)
+    teacher = reader.last(TEACHER_TEMPERATURE)
+    student = reader.last(STUDENT_TEMPERATURE)
+    # A logged schedule that contradicts the signature (a centre that moves, a teacher
+    # sharper than the student) leaves the cause undetermined: the CPU dino preset reaches
+    # h/ln K 0.96 and KL/ln K 0.04 with both guards on (docs/causes.md). A centre measured
+    # at 0 stands in for KL -> 0 (no-centering runs at K = 1024 end at KL/ln K 0.09-0.10).
+    centred = center is not None and center > t.same_network
+    uncentred = center is not None and not centred
+    sharpened = (
+        teacher is not None and student is not None and teacher < t.sharpening_ratio * student
+    )
+
+    def kl_low(share: float) -> bool:
+        return share <= t.kl_share_collapsed
+
+    if now[0] <= t.entropy_share_no_centering and (uncentred or (kl_low(now[1]) and not centred)):
+
+        def no_centering(r: EpochRecord) -> bool:
+            s = shares(r)
+            return (
+                s is not None
+                and s[0] <= t.entropy_share_no_centering
+                and (uncentred or kl_low(s[1]))
+            )
+
+        center_clause = (
+            "; the centre's norm is 0: it is never updated"
+            if center is not None and center == 0
+            else f"; centre norm {center:.2f}"
+            if center is not None
+            else ""
+        )
+        return Finding(
+            "centering",
+            f"the teacher's entropy h(P_t) fell to {h:.2f} nats of ln K = {log_k:.2f} (an "
+            f"effective {math.exp(h):.1f} of {math.exp(log_k):.0f} prototypes per sample) and "
+            f"KL(P_t‖P_s) to {kl:.3f}: the teacher piles onto a few prototypes, the signature "
+            f"of missing centering{center_clause}.",
+            "Centre the teacher's output (subtract an EMA of its batch mean, momentum 0.9) or "
+            "soften the sharpening (Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
+            reader.since(no_centering),
+        )
+    if now[0] >= t.entropy_share_no_sharpening and kl_low(now[1]) and not sharpened:
+
+        def no_sharpening(r: EpochRecord) -> bool:
+            s = shares(r)
+            return (
+                s is not None
+                and s[0] >= t.entropy_share_no_sharpening
+                and s[1] <= t.kl_share_collapsed
+            )
+
+        temperatures = ""
+        if teacher is not None and student is not None:
+            temperatures = (
+                f"; teacher temperature {teacher:.3g} against the student's {student:.3g}"
+            )
+        elif teacher is not None:
+            temperatures = f"; teacher temperature {teacher:.3g}"
+        return Finding(
+            "sharpening",
+            f"the teacher's entropy h(P_t) rose to {h:.2f} nats of ln K = {log_k:.2f} while "
+            f"KL(P_t‖P_s) fell to {kl:.3f}: the teacher's output is nearly uniform over the "
+            f"{math.exp(log_k):.0f} prototypes, the signature of missing sharpening"
+            f"{temperatures}.",
+            "Sharpen the teacher: a teacher temperature well below the student's (0.04 warmed "
+            "up to 0.07 against 0.1; Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
+            reader.since(no_sharpening),
+        )
+    return None
+
+
+def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """The target branch is the online network (EMA momentum 0, or no parameter distance)."""
+    momentum = reader.last(EMA_MOMENTUM)
+    distance = reader.last(TARGET_PARAM_DISTANCE)
+    if distance is not None:
+        same = distance <= t.same_network
+        measured = (
+            f"the target's parameters are {distance:.2g} (relative distance) from the "
+            "online network's"
+        )
+    elif momentum is not None:
+        same = momentum <= t.same_network
+        measured = f"the logged EMA momentum is {momentum:.3g}"
+    else:
+        return None
+    if not same:
+        return None
+    cosine = reader.last(ONLINE_TARGET_COSINE)
+    kl = reader.last(TEACHER_STUDENT_KL)
+    confirm = (
+        f"; online-target cosine {cosine:.3f}"
+        if cosine is not None
+        else f"; KL(P_t‖P_s) {kl:.3f}"
+        if kl is not None
+        else ""
+    )
+
+    def same_network(r: EpochRecord) -> bool:
+        d = reader.value(r, TARGET_PARAM_DISTANCE)
+        m = reader.value(r, EMA_MOMENTUM)
+        value = d if d is not None else m
+        return value is not None and value <= t.same_network
+
+    return Finding(
+        "target_network",
+        f"{measured}: the target is the online network itself, with no slow-moving "
+        f"target to anchor it{confirm}.",
+        "Use a momentum target (EMA momentum 0.99-0.996, raised towards 1 on a cosine; "
+        "Grill et al., NeurIPS 2020, Table 5; Caron et al., ICCV 2021, Fig. 6).",
+        reader.since(same_network),
+    )
+
+
+def _confirmation(reader: _Reader) -> str:
+    """The measured collapse that confirms a guard read from the configuration: the
+    projector's random-pair cosine and effective rank, and the online-target cosine."""
+    z = reader.history[-1].projector
+    cosine = reader.last(ONLINE_TARGET_COSINE)
+    target = f"; online-target cosine {cosine:.3f}" if cosine is not None else ""
+    return (
+        f"random-pair cosine {z.cos_rand:.3f}, effective rank {z.effective_rank:.1f} of "
+        f"d={z.dim}{target}"
+    )
+
+
+def _configured_off(reader: _Reader, configuration: Mapping[str, Any] | None, key: str) -> bool:
+    """Whether the run's configuration switches ``key`` off (``key: false``)."""
+    name = f"configuration.{key}"
+    if name not in reader.checked:
+        reader.checked.append(name)
+    return configuration is not None and configuration.get(key) is False
+
+
+def _stop_gradient(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
+    if not _configured_off(reader, configuration, "stop_gradient"):
+        return None
+    return Finding(
+        "stop_gradient",
+        "from the configuration (stop_gradient false; removing it changes the gradient, not "
+        f"the embeddings, so no probe can see it), confirmed by the collapse it causes "
+        f"({_confirmation(reader)}).",
+        "Put the stop-gradient back on the target branch (Chen & He, CVPR 2021, Sec. 4.1 and "
+        "Fig. 2: without it SimSiam collapses at once).",
+        None,
+    )
+
+
+def _predictor(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
+    if not _configured_off(reader, configuration, "predictor"):
+        return None
+    return Finding(
+        "predictor",
+        "from the configuration (predictor false: the two branches are the same function, "
+        f"so nothing breaks their symmetry), confirmed by the collapse it causes "
+        f"({_confirmation(reader)}).",
+        "Add a predictor on the online branch (Chen & He, CVPR 2021, Table 1; Tian, Chen & "
+        "Ganguli, ICML 2021: DirectPred shows it must align with the input correlation).",
+        None,
+    )
+
+
+def _negatives(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
+    """Negatives that carry no softmax mass (measured), or none in the loss at all: the
+    probe's InfoNCE split still measures the repulsion the loss leaves out, so their absence
+    is read from the configuration and confirmed by the collapse."""
+    negatives = reader.last(EFFECTIVE_NEGATIVES)
+    repulsion = reader.last(INFONCE_REPULSION)
+    advice = (
+        "Keep the negatives in the loss, 2N-2 per positive with a large batch (Chen et al., "
+        "ICML 2020; Wang & Isola, ICML 2020: uniformity is what the negatives give)."
+    )
+    if _configured_off(reader, configuration, "negatives"):
+        left_out = (
+            f"; the repulsion the loss leaves out measures {repulsion:.3f}"
+            if repulsion is not None
+            else ""
+        )
+        return Finding(
+            "negatives",
+            "from the configuration (negatives false: the loss only aligns the views), "
+            f"confirmed by the collapse it causes ({_confirmation(reader)}){left_out}.",
+            advice,
+            None,
+        )
+    if negatives is None or negatives >= t.effective_negatives_none:
+        return None
+
+    def none(r: EpochRecord) -> bool:
+        neg = reader.value(r, EFFECTIVE_NEGATIVES)
+        return neg is not None and neg < t.effective_negatives_none
+
+    return Finding(
+        "negatives",
+        f"the softmax mass rests on {negatives:.2f} negatives: nothing pushes different "
+        f"images apart, so aligning the views pulls everything together "
+        f"({_confirmation(reader)}).",
+        advice,
+        reader.since(none),
+    )
+
+
+def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """Clustering's balancing (Sinkhorn, empty-cluster reassignment). DINO's balancing is
+    its centering, and the sharpness of its centred teacher is h(P_t): with DINO's signals
+    present, :func:`_dino` reads them and this check stays silent (one guard, one check)."""
+    if reader.last(TEACHER_ENTROPY) is not None:
+        return None
+    log_k = reader.last(LOG_K)
+    prototypes = reader.history[-1].projector.num_prototypes
+    if not log_k and prototypes and prototypes > 1:
+        log_k = math.log(prototypes)
+    if not log_k:
+        return None
+    usage = reader.last(USAGE_AFTER_BALANCING)
+    sharpness = reader.last(ASSIGNMENT_ENTROPY)
+    k = math.exp(log_k)
+    if usage is not None and usage / log_k < t.usage_share_unbalanced:
+        share = t.usage_share_unbalanced
+
+        def unbalanced(r: EpochRecord) -> bool:
+            u = reader.value(r, USAGE_AFTER_BALANCING)
+            return u is not None and u / log_k < share
+
+        return Finding(
+            "balancing",
+            f"after balancing the codes still use an effective {math.exp(usage):.1f} of "
+            f"{k:.0f} prototypes (usage entropy {usage:.2f} of ln K = {log_k:.2f}): the "
+            "balancing step no longer spreads the samples over the clusters.",
+            "Balance the assignments: Sinkhorn-Knopp with 3 iterations and epsilon 0.05 "
+            "(Caron et al., NeurIPS 2020, Sec. 3.1; Asano et al., ICLR 2020).",
+            reader.since(unbalanced),
+        )
+    if sharpness is not None and sharpness / log_k > t.assignment_share_uniform:
+        share = t.assignment_share_uniform
+
+        def uniform(r: EpochRecord) -> bool:
+            a = reader.value(r, ASSIGNMENT_ENTROPY)
+            return a is not None and a / log_k > share
+
+        return Finding(
+            "balancing",
+            f"each sample's code is uniform over the {k:.0f} prototypes (assignment entropy "
+            f"{sharpness:.2f} of ln K = {log_k:.2f}): the balanced codes carry nothing to "
+            "predict.",
+            "Make the balanced codes sharper: a smaller Sinkhorn epsilon (0.05) with a few "
+            "iterations (Caron et al., NeurIPS 2020, Sec. 3.1 and Appendix A).",
+            reader.since(uniform),
+        )
+    return None
+
+
+def _variance_term(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """The variance hinge at its ceiling: the unweighted hinge term mean_j max(0, γ - std_j)
+    near γ = 1 means every dimension's std has shrunk towards 0 (VICReg Eq. 1)."""
+    hinge = reader.last(LOSS_VARIANCE)
+    under = reader.last(DIMS_UNDER_HINGE)
+    if hinge is None or hinge < t.variance_hinge:
+        return None
+    limit = t.variance_hinge
+
+    def shrunk(r: EpochRecord) -> bool:
+        h = reader.value(r, LOSS_VARIANCE)
+        return h is not None and h >= limit
+
+    share = f" ({under:.0%} of the dimensions under the hinge)" if under is not None else ""
+    return Finding(
+        "variance_term",
+        f"the variance hinge term is {hinge:.2f} of its ceiling 1: the dimensions' standard "
+        f"deviations have shrunk to about {1 - hinge:.2f} of the target 1{share}, and the "
+        "variance term no longer holds the embedding apart.",
+        "Strengthen the variance term (VICReg's mu = 25 with lambda = 25, nu = 1; Bardes, "
+        "Ponce & LeCun, ICLR 2022, Sec. 4.3 and Table 7).",
+        reader.since(shrunk),
+    )
+
+
+def _decorrelation(reader: _Reader, t: CauseThresholds, kind: VerdictKind) -> Finding | None:
+    """A dimensional collapse whose dimensions are correlated: the off-diagonal energy
+    sum_(i!=j) C_ij^2 / d as a share of its ceiling d - 1 (every pair fully correlated)."""
+    energy = reader.last(OFF_DIAGONAL_ENERGY)
+    d = reader.history[-1].projector.dim
+    if kind != "dimensional_collapse" or energy is None or d < 2:
+        return None
+    share = energy / (d - 1)
+    if share <= t.off_diagonal_share:
+        return None
+    limit = t.off_diagonal_share
+
+    def correlated(r: EpochRecord) -> bool:
+        e = reader.value(r, OFF_DIAGONAL_ENERGY)
+        return e is not None and e / (d - 1) > limit
+
+    return Finding(
+        "decorrelation",
+        f"the off-diagonal correlation energy of z is {energy:.1f}, {share:.0%} of its "
+        f"ceiling d - 1 = {d - 1} (every pair of dimensions fully correlated): the "
+        "dimensions carry the same information.",
+        "Weigh the decorrelation term back in (Barlow Twins lambda = 5e-3 per off-diagonal "
+        "entry, Zbontar et al., ICML 2021; VICReg nu = 1, Bardes et al., ICLR 2022).",
+        reader.since(correlated),
+    )
+
+
+def _weight_decay(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """The per-step shrink lr x wd at its peak: a cosine schedule ends near 0, but the
+    weights were already driven to 0 while the learning rate was high."""
+    shrinks = []
+    for record in reader.history[1:]:
+        wd, lr = reader.value(record, WEIGHT_DECAY), reader.value(record, LR)
+        if wd is not None and lr is not None:
+            shrinks.append((wd * lr, wd, lr, record.epoch))
+    if not shrinks:
+        return None
+    peak, wd, lr, _ = max(shrinks)
+    if peak <= t.shrink_per_step:
+        return None
+    limit = t.shrink_per_step
+    first = next(epoch for shrink, _, _, epoch in shrinks if shrink > limit)
+    return Finding(
+        "weight_decay",
+        f"weight decay {wd:.3g} at learning rate {lr:.3g} shrinks every weight by "
+        f"{peak:.1e} per step, above the {limit:.1e} past which the calibration runs "
+        "collapsed (docs/causes.md).",
+        "Lower the weight decay (1e-4 to 5e-4 for SGD; Tian, Chen & Ganguli, ICML 2021, "
+        "Sec. 4: a large weight decay makes the trivial solution the only stable one).",
+        first,
+    )
+
+
+def guard_findings(
+    history: Sequence[EpochRecord],
+    kind: VerdictKind,
+    configuration: Mapping[str, Any] | None = None,
+    thresholds: CauseThresholds = CAUSE_THRESHOLDS,
+) -> tuple[list[Finding], list[str]]:
+    """Every guard check that fires at the last epoch of ``history``, whatever the verdict
+    (the bench counts them on healthy runs as false alarms), and the signals read."""
+    reader = _Reader(history)
+    found = [
+        _dino(reader, thresholds),
+        _target_network(reader, thresholds),
+        _stop_gradient(reader, thresholds, configuration),
+        _predictor(reader, thresholds, configuration),
+        _negatives(reader, thresholds, configuration),
+        _balancing(reader, thresholds),
+        _variance_term(reader, thresholds),
+        _decorrelation(reader, thresholds, kind),
+        _weight_decay(reader, thresholds),
+    ]
+    return [f for f in found if f is not None], reader.checked
+
+
+def _signal_values(history: Sequence[EpochRecord], names: list[str]) -> str:
+    """'name value, ...' of the signals present at the last epoch."""
+    reader = _Reader(history)
+    values = []
+    for name in names:
+        if name.startswith("configuration."):
+            continue
+        value = reader.last(name)
+        if value is not None:
+            values.append(f"{name} {value:.3g}")
+    return ", ".join(values)
+
+
+def diagnose_cause(
+    history: Sequence[EpochRecord],
+    kind: VerdictKind,
+    onset_epoch: int | None,
+    configuration: Mapping[str, Any] | None = None,
+    thresholds: CauseThresholds = CAUSE_THRESHOLDS,
+) -> Cause | None:
+    """The cause of the verdict ``kind`` at the last epoch of ``history``: None when
+    healthy, the one guard whose check fired, else ``undetermined`` with the signals read.
+
+    ``configuration``: the run's configuration with the method's options at the top level
+    (``{"stop_gradient": False, ...}``), read only for the guards no probe can see."""
+    if kind == "healthy":
+        return None
+    found, checked = guard_findings(history, kind, configuration, thresholds)
+    if len(found) == 1:
+        one = found[0]
+        return Cause(
+            guard=one.guard,
+            reason=one.reason[0].upper() + one.reason[1:],
+            onset_epoch=one.onset_epoch if one.onset_epoch is not None else onset_epoch,
+            advice=one.advice,
+            signals_checked=checked,
+        )
+    values = _signal_values(history, checked)
+    if found:
+        guards = " and ".join(f.guard for f in found)
+        reason = (
+            f"Several guards' signals fired ({guards}), so none is named: "
+            + "; ".join(f.reason.rstrip(".") for f in found)
+            + "."
+        )
+        advice = "Fix one at a time, starting with the first: " + " ".join(f.advice for f in found)
+    else:
+        measured = f" (last epoch: {values})" if values else " (none of them was logged)"
+        reason = (
+            f"No guard's signal singles out a cause among the {len(checked)} signals "
+            f"checked{measured}."
+        )
+        advice = (
+            "Log the method's internals (docs/causes.md lists what each guard needs), or try "
+            "a lower learning rate and weight decay (Tian, Chen & Ganguli, ICML 2021)."
+        )
+    return Cause(
+        guard="undetermined",
+        reason=reason,
+        onset_epoch=onset_epoch,
+        advice=advice,
+        signals_checked=checked,
+    )
+
+
+def configuration_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config as the diagnosis reads it: its fields and its method's options at the
+    top level (an external run's free-form config passes through the same way)."""
+    options = config.get("options")
+    flat = {k: v for k, v in config.items() if k != "options"}
+    if isinstance(options, Mapping):
+        flat.update(options)
+    return flat
