@@ -475,7 +475,7 @@ _LN_K = Level(field="cluster_entropy_max", label="ln K = {value}: balanced", dig
 _ONE_CLUSTER = Level(value=0, label="one cluster takes all: 0")
 
 METHOD_INTERNALS: dict[str, Metric] = {
-    # -- asymmetric branch: BYOL, SimSiam (I-JEPA once built in)
+    # -- asymmetric branch: BYOL, SimSiam, I-JEPA
     "online_target_cosine": _internal(
         title="online–target cosine",
         unit="cosine",
@@ -647,7 +647,7 @@ METHOD_INTERNALS: dict[str, Metric] = {
         help="How many clusters emptied this epoch and had to be refilled; a steady stream "
         "means the features keep collapsing into fewer clusters.",
     ),
-    # -- redundancy reduction: Barlow Twins, VICReg (LeJEPA once built in)
+    # -- redundancy reduction: Barlow Twins, VICReg, LeJEPA
     "loss_invariance": _internal(
         title="VICReg invariance",
         unit="MSE",
@@ -701,7 +701,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
     "sigreg_statistic": _internal(
         title="SIGReg statistic",
         unit="",
-        formula="LeJEPA's sketched isotropic-Gaussian test statistic of the embedding",
+        formula="SIGReg: the Epps-Pulley statistic of 1-D projections of the probe's two views "
+        "against N(0, 1), on fixed random slices (it grows with the probe's N)",
         paper="Balestriero & LeCun, arXiv 2511.08544, 2025",
         healthy=Level(label="low: the embedding is isotropic Gaussian"),
         collapsed=Level(label="high: far from isotropic"),

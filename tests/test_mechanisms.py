@@ -17,6 +17,7 @@ from workers.engine import mechanisms as mech
 from workers.engine.methods import METHODS
 from workers.engine.methods.simclr import nt_xent
 from workers.engine.parts import KMeansStats, kmeans, sinkhorn_knopp
+from workers.engine.vit import VisionTransformer
 
 
 def _gaussian(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -247,6 +248,15 @@ FAMILY_SIGNALS = {
         "off_diagonal_energy",
     },
     "barlow_twins": {"loss_on_diagonal", "loss_off_diagonal", "off_diagonal_energy"},
+    "lejepa": {"sigreg_statistic", "off_diagonal_energy"},
+    "ijepa": {
+        "online_target_cosine",
+        "target_param_distance",
+        "rank_differential",
+        "predictor_commutator",
+        "predictor_eigen_alignment",
+        "predictor_symmetry",
+    },
     "dino": {
         "teacher_entropy",
         "teacher_student_kl",
@@ -264,6 +274,9 @@ def _method(name: str, **options: object) -> nn.Module:
     torch.manual_seed(0)
     raw: dict[str, object] = {"method": name, "options": options}
     raw |= {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 8}
+    if name == "ijepa":  # patch tokens: a one-block ViT on 32 px images
+        config = resolve_config({**raw, "image_size": 32})
+        return METHODS[name](VisionTransformer(3, 32, dim=32, depth=1, heads=2), 32, config)
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 24))
     return METHODS[name](backbone, 24, resolve_config(raw))
 
@@ -271,7 +284,7 @@ def _method(name: str, **options: object) -> nn.Module:
 @pytest.mark.parametrize("name", sorted(FAMILY_SIGNALS))
 def test_each_method_logs_its_familys_declared_signals_on_the_probe(name: str) -> None:
     method = _method(name)
-    size = 8
+    size = 32 if name == "ijepa" else 8
     g = torch.Generator().manual_seed(1)
     views = [torch.randn(64, 3, size, size, generator=g) for _ in range(2)]
     if name == "deepcluster":  # its before/after come from the epoch's k-means
@@ -301,6 +314,14 @@ def test_byol_without_predictor_measures_the_identity() -> None:
     logs = method.eval().probe_logs([torch.randn(32, 3, 8, 8, generator=g) for _ in range(2)])
     assert logs["predictor_eigen_alignment"] == pytest.approx(1.0)
     assert logs["predictor_symmetry"] == pytest.approx(1.0)
+
+
+def test_ijepa_without_ema_targets_the_context_encoder_itself() -> None:
+    method = _method("ijepa", target_momentum=0.0)
+    images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    first = method.eval().probe_logs([images, images])
+    assert first["target_param_distance"] == 0.0
+    assert method.probe_logs([images, images]) == first  # fixed masks: the same every epoch
 
 
 def test_swav_without_sinkhorn_has_the_same_usage_before_and_after() -> None:

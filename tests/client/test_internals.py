@@ -6,9 +6,12 @@ the rest delivered), against the stand-in server of tests/client/fake_server.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from collapse_lab import CollapseLabWarning, Monitor, wire
+from collapse_lab import CollapseLabWarning, Monitor, local, wire
+from collapse_lab.sync import sync_paths
 
 from tests.client.fake_server import FakeCollapseLab
 
@@ -119,3 +122,20 @@ def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> 
     with pytest.raises(ValueError, match="given twice"):
         monitor.log_epoch(0, z, lr=0.1, schedules={"lr": 0.2})
     monitor.finish(timeout=10)
+
+
+def test_an_offline_run_keeps_its_internals_and_syncs_without_them_to_an_older_server(
+    server: FakeCollapseLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLLAPSE_LAB_MODE", "offline")
+    monkeypatch.setenv("COLLAPSE_LAB_DIR", str(tmp_path))
+    monitor = Monitor(name="offline internals", resume=False)
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    for epoch in range(2):
+        monitor.log_epoch(epoch, z, **_internals())  # type: ignore[arg-type]
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    stored = wire.decode_epoch(local.epoch_path(monitor.run_dir, 1).read_bytes())
+    assert set(stored.internals) == set(wire.INTERNAL_ARRAYS)  # kept for a newer server
+    assert sync_paths([monitor.run_dir], server.url, None) == 0  # a first-protocol server
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1] and set(run.epochs[1]["arrays"]) == {"z"}

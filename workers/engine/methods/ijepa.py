@@ -21,6 +21,7 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.ijepa import IJEPA_SPEC, IJEPAOptions
+from workers.engine.mechanisms import asymmetric_signals, parameter_distance
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts.ema import ema_update
 from workers.engine.parts.multiblock import multiblock_masks
@@ -198,3 +199,35 @@ class IJEPA(Method):
 
     def monitor(self) -> dict[str, float]:
         return {"ema_momentum": self.current_momentum}
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """The asymmetric branch's signals on the probe images (the first view), with one
+        fixed set of multi-block masks (seed 0, the global RNG left as it was): per image
+        and target block, the predictor's output p and the layer-normed target tokens,
+        each averaged over the block's patches, against z the context encoder's mean
+        context token (the predictor's input; its linear map from z to p by least squares).
+        target_param_distance: the target encoder's lag (0 without EMA: the target is the
+        context encoder itself)."""
+        images = views[0]
+        target_tokens = self.target_tokens(images).float()
+        side = math.isqrt(target_tokens.shape[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            masks = multiblock_masks(
+                images.shape[0], (side, side), 0, num_targets=self.options.num_targets
+            )
+        context_indices = masks.context.to(images.device)
+        targets = [t.to(images.device) for t in masks.targets]
+        context = encode_tokens(self.backbone, images, context_indices)  # (B, K_c, D)
+        predicted = self.predictor(context, context_indices, targets, (side, side)).float()
+        normed = F.layer_norm(target_tokens, target_tokens.shape[-1:])
+        target = torch.cat([gather_tokens(normed, t) for t in targets]).mean(dim=1)  # (M B, D)
+        z = context.float().mean(dim=1).repeat(len(targets), 1)  # (M B, D), block-major
+        signals = asymmetric_signals(z, predicted.mean(dim=1), target)
+        signals["target_param_distance"] = (
+            0.0
+            if self.target_backbone is None
+            else parameter_distance(self.target_backbone.parameters(), self.backbone.parameters())
+        )
+        return signals

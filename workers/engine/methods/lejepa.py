@@ -14,9 +14,12 @@ from torch import nn
 
 from contract import RunConfig
 from contract.methods.lejepa import LEJEPA_SPEC, LeJEPAOptions
+from workers.engine.mechanisms import off_diagonal_energy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
 from workers.engine.parts import mlp
 
+# SIGReg's slices on the probe: one fixed set, so epochs are compared on the same directions.
+PROBE_DIRECTIONS_SEED = 0
 # The Epps-Pulley statistic integrates over frequencies t in [-T_MAX, T_MAX]; its integrand
 # is even in t, so it is evaluated on KNOTS points of [0, T_MAX] with doubled weights.
 KNOTS = 17
@@ -109,3 +112,16 @@ class LeJEPA(Method):
         directions = random_directions(stacked.shape[-1], self.options.num_projections, generator)
         loss, terms = lejepa_loss(stacked, 2, directions, self.options.sigreg_weight)
         return LossOutput(loss, terms)
+
+    @torch.no_grad()
+    def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
+        """SIGReg's statistic of the probe's two views (fixed slices, the run's number of
+        them) and the off-diagonal correlation energy of each view, averaged."""
+        z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).float().chunk(2)
+        stacked = torch.stack([z1, z2])  # (2, N, d)
+        generator = torch.Generator(device=stacked.device).manual_seed(PROBE_DIRECTIONS_SEED)
+        directions = random_directions(stacked.shape[-1], self.options.num_projections, generator)
+        return {
+            "sigreg_statistic": float(sigreg(stacked, directions)),
+            "off_diagonal_energy": (off_diagonal_energy(z1) + off_diagonal_energy(z2)) / 2,
+        }
