@@ -344,24 +344,27 @@ function renderLabels(editing = false) {
     el("a", { href: `/?${new URLSearchParams({ [key]: value })}`, class: `chip ${cls}` }, text);
   if (!editing) {
     const tags = (run.tags || []).map((tag) => filterLink("tag", tag, `#${tag}`, "tag-chip"));
+    // replaceChildren writes null as the text "null": the absent parts are filtered out
     box.replaceChildren(
-      run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
-      ...tags,
-      run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
-      isReadOnly()
-        ? null
-        : el(
-            "button",
-            {
-              type: "button",
-              class: "link-button small",
-              id: "edit-labels",
-              onclick: () => renderLabels(true),
-            },
-            run.project || run.tags?.length || run.note
-              ? "edit labels"
-              : "add a project, tags or a note",
-          ),
+      ...[
+        run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
+        ...tags,
+        run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
+        isReadOnly()
+          ? null
+          : el(
+              "button",
+              {
+                type: "button",
+                class: "link-button small",
+                id: "edit-labels",
+                onclick: () => renderLabels(true),
+              },
+              run.project || run.tags?.length || run.note
+                ? "edit labels"
+                : "add a project, tags or a note",
+            ),
+      ].filter(Boolean),
     );
     return;
   }
