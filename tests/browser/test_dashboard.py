@@ -27,7 +27,7 @@ FORM_VALUES = {
     key: value
     for key, value in COLLAPSING_RUN.items()
     if key not in ("preset", "dataset", "schedule")
-} | {"epochs": 14}  # long enough that the page sees epochs arrive, even on a fast machine
+} | {"epochs": 40}  # long enough that the page sees epochs arrive, even with a warm worker
 
 
 def plot_points(page: Page, metric: str) -> list[Any]:

@@ -110,6 +110,8 @@ def test_a_run_goes_to_the_worker_that_has_its_plugin(
         service.wait_for_workers(train=1, timeout=180)
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
             tiny = {k: v for k, v in TINY_RUN.items() if k not in ("method", "pred_hidden_dim")}
+            # W-MSE whitens groups of more than proj_dim samples, within a batch of 32
+            tiny |= {"proj_dim": 16, "options": {"whitening_size": 32}}
             run = client.post("/api/runs", json={**tiny, "method": "wmse"}).json()
             done = wait_until(lambda: _finished(client, run["id"]), 120, what="the failure")
         assert done["status"] == "failed"
