@@ -235,7 +235,8 @@ def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Clien
         json={**body, "base": {"preset": "vicreg", "seed": "x"}, "seeds": None},
     )
     assert no_seed.status_code == 422
-    assert no_seed.json()["detail"][0]["loc"] == ["body", "base", "seed"]
+    # the base is a run request: its member of the union (the method) is part of the location
+    assert no_seed.json()["detail"][0]["loc"] == ["body", "base", "vicreg", "seed"]
     before = idle.get("/api/sweeps").json()["count"]
     assert (
         idle.post("/api/sweeps", json={**body, "grid": {"variance_weight": "0, -1"}}).status_code
