@@ -11,9 +11,10 @@ are errors.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     ValidationError,
     ValidationInfo,
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from contract.datasets import DATASET_SPECS
+from contract.datasets import DATASET_SPECS, dataset_path_problem, known_dataset
 from contract.methods import METHOD_SPECS
 from contract.strict import StrictInput
 
@@ -39,7 +40,7 @@ class RunConfig(StrictInput):
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
     preset: str | None = Field(None, description="Preset this config was derived from, if any.")
-    dataset: str = Field(
+    dataset: Annotated[str, AfterValidator(known_dataset)] = Field(
         "digits",
         description="Dataset name from the registry (contract/datasets.py), e.g. 'digits'.",
         json_schema_extra=_dataset_choices,
@@ -110,15 +111,6 @@ class RunConfig(StrictInput):
             )
         return method
 
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, dataset: str) -> str:
-        if dataset not in DATASET_SPECS:
-            raise ValueError(
-                f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SPECS)}"
-            )
-        return dataset
-
     @field_validator("options")
     @classmethod
     def _valid_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
@@ -135,8 +127,9 @@ class RunConfig(StrictInput):
 
     @model_validator(mode="after")
     def _dataset_path_needed(self) -> RunConfig:
-        if DATASET_SPECS[self.dataset].takes_path and not self.dataset_path:
-            raise ValueError(f"dataset {self.dataset!r} needs dataset_path")
+        problem = dataset_path_problem(self.dataset, self.dataset_path)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

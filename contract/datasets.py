@@ -128,6 +128,23 @@ DATASET_SPECS: dict[str, DatasetSpec] = {}
 DATASET_CLASSES: dict[str, int | None] = {}
 
 
+def known_dataset(name: str) -> str:
+    """``name`` when the registry has it (plugins included); else why not, naming the choices.
+    The run config's ``dataset`` field validates with it (so does every method's request,
+    which copies the field)."""
+    if name not in DATASET_SPECS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_SPECS)}")
+    return name
+
+
+def dataset_path_problem(dataset: object, path: str | None) -> str | None:
+    """Why a dataset that reads a folder cannot run without ``path``; None when it can."""
+    spec = DATASET_SPECS.get(dataset) if isinstance(dataset, str) else None
+    if spec is not None and spec.takes_path and not path:
+        return f"dataset {dataset!r} needs dataset_path"
+    return None
+
+
 def check_dataset_spec(spec: object, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot join the registry, or None."""
     if not isinstance(spec, DatasetSpec):

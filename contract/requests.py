@@ -30,7 +30,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from contract.config import RunConfig, vit_shape_problem
-from contract.datasets import DATASET_SPECS
+from contract.datasets import dataset_path_problem
 from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS
@@ -75,20 +75,10 @@ class RunRequestBase(RunLabels):
     @field_validator("dataset_path", check_fields=False)
     @classmethod
     def _dataset_path_needed(cls, path: str | None, info: ValidationInfo) -> str | None:
-        dataset = info.data.get("dataset")
-        spec = DATASET_SPECS.get(dataset) if isinstance(dataset, str) else None
-        if spec is not None and spec.takes_path and not path:
-            raise PydanticCustomError("missing", f"dataset {dataset!r} needs dataset_path")
+        problem = dataset_path_problem(info.data.get("dataset"), path)
+        if problem:
+            raise PydanticCustomError("missing", problem)
         return path
-
-    @field_validator("dataset", check_fields=False)
-    @classmethod
-    def _known_dataset(cls, dataset: str) -> str:
-        if dataset not in DATASET_SPECS:
-            raise ValueError(
-                f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SPECS)}"
-            )
-        return dataset
 
 
 def _field(name: str, default: Any) -> FieldInfo:
