@@ -68,7 +68,9 @@ def test_launch_from_form_then_watch_it_collapse_live(
     page.click("#launch-button")
 
     page.wait_for_url(re.compile(r"/runs/[0-9a-f]+$"))
-    run_id = page.url.rsplit("/", 1)[1]
+    found = re.search(r"/runs/([0-9a-f]+)", page.url)  # the page may add ?epoch= as it plays
+    assert found is not None, page.url
+    run_id = found.group(1)
     page.evaluate("window.__sameDocument = true")  # a reload would drop this
 
     # Epochs arrive one after another on the open page.
