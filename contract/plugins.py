@@ -119,22 +119,28 @@ def _check_preset(preset: Any, methods: set[str], taken: set[str]) -> str | None
     return None
 
 
-def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
-    """(specs, presets) of what a plugin entry names: a module or a spec."""
-    if isinstance(loaded, MethodSpec):
-        return [loaded], []
-    if not isinstance(loaded, ModuleType):
-        return [loaded], []
-    listed = getattr(loaded, "METHOD_SPECS", None)
-    if listed is METHOD_SPECS:  # the module imported the catalogue itself: not its own list
+def _listed_specs(module: ModuleType, kind: str, spec_type: str, registry: object) -> list[Any]:
+    """The specs a plugin module declares: ``<KIND>_SPEC`` and the list ``<KIND>_SPECS``
+    (``kind`` is METHOD or DATASET). A module that imported the registry itself under that
+    name has no list of its own."""
+    listed = getattr(module, f"{kind}_SPECS", None)
+    if listed is registry:
         listed = None
     if listed is not None and not isinstance(listed, list | tuple):
-        raise TypeError(f"{loaded.__name__}.METHOD_SPECS must be a list of MethodSpec")
+        raise TypeError(f"{module.__name__}.{kind}_SPECS must be a list of {spec_type}")
     specs = list(listed or [])
-    if hasattr(loaded, "METHOD_SPEC"):
-        specs.insert(0, loaded.METHOD_SPEC)
+    if hasattr(module, f"{kind}_SPEC"):
+        specs.insert(0, getattr(module, f"{kind}_SPEC"))
     if not specs:
-        raise LookupError(f"{loaded.__name__} defines neither METHOD_SPEC nor METHOD_SPECS")
+        raise LookupError(f"{module.__name__} defines neither {kind}_SPEC nor {kind}_SPECS")
+    return specs
+
+
+def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
+    """(specs, presets) of what a plugin entry names: a module or a spec."""
+    if not isinstance(loaded, ModuleType):
+        return [loaded], []
+    specs = _listed_specs(loaded, "METHOD", "MethodSpec", METHOD_SPECS)
     return specs, list(getattr(loaded, "PRESETS", []) or [])
 
 
@@ -142,17 +148,7 @@ def _dataset_contents(loaded: Any) -> list[Any]:
     """The dataset specs of what a dataset plugin entry names: a module or a spec."""
     if not isinstance(loaded, ModuleType):
         return [loaded]
-    listed = getattr(loaded, "DATASET_SPECS", None)
-    if listed is DATASET_SPECS:  # the module imported the registry itself: not its own list
-        listed = None
-    if listed is not None and not isinstance(listed, list | tuple):
-        raise TypeError(f"{loaded.__name__}.DATASET_SPECS must be a list of DatasetSpec")
-    specs = list(listed or [])
-    if hasattr(loaded, "DATASET_SPEC"):
-        specs.insert(0, loaded.DATASET_SPEC)
-    if not specs:
-        raise LookupError(f"{loaded.__name__} defines neither DATASET_SPEC nor DATASET_SPECS")
-    return specs
+    return _listed_specs(loaded, "DATASET", "DatasetSpec", DATASET_SPECS)
 
 
 def _sources(modules: str | None, group: str = ENTRY_POINT_GROUP) -> list[tuple[str, Any]]:
