@@ -27,7 +27,7 @@ FORM_VALUES = {
     key: value
     for key, value in COLLAPSING_RUN.items()
     if key not in ("preset", "dataset", "schedule")
-} | {"epochs": 40}  # long enough that the page sees epochs arrive, even with a warm worker
+} | {"epochs": 40, "train_size": 1024}  # the page sees epochs arrive, even with a warm worker
 
 
 def plot_points(page: Page, metric: str) -> list[Any]:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,9 @@ def test_a_monitor_files_its_run_under_project_and_tags(idle_stack: ServiceStack
     client.close()
 
 
+EPOCH_TIME_S = 0.5
+
+
 class _PositivesOnly(lightning.pytorch.LightningModule):
     """Clusters of noisy 32-d points, an MLP trained on positive pairs only (no negatives,
     high lr): it collapses within a few epochs (as in test_external_runs.py)."""
@@ -329,6 +333,11 @@ class _PositivesOnly(lightning.pytorch.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.5, momentum=0.9)
+
+    def on_train_epoch_end(self) -> None:
+        # an epoch of real training takes a while: without it, 40 epochs of two tiny batches
+        # end before the server has measured the first, and nothing is left to stop
+        time.sleep(EPOCH_TIME_S)
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, DataLoader[Any]]:
