@@ -437,6 +437,23 @@ class EmbeddingMetrics(StrictModel):
         ),
     ] = None
 
+    scale: Annotated[
+        float | None,
+        measured(
+            title="scale: std of raw z along its top direction",
+            unit="z's own units",
+            formula="Std of the raw z (not normalised) along its top principal direction: how "
+            "far apart the embeddings lie in the units a Euclidean loss sees",
+            paper="Balestriero & LeCun, arXiv 2511.08544 (without SIGReg every embedding "
+            "shrinks to the origin)",
+            healthy=Level(label="near or above its epoch-0 value"),
+            collapsed=Level(value=0, label="every embedding at one point: 0"),
+            chart="scale",
+            help="The other measures divide z by its norm; only this one sees an embedding "
+            "shrinking to the origin, the trivial solution of a loss on raw distances.",
+        ),
+    ] = None
+
     @property
     @derived(
         measured(
@@ -845,6 +862,13 @@ CHARTS: tuple[Chart, ...] = (
         y_range=(-0.05, 1.2),
     ),
     Chart(id="rank", title="Effective rank (RankMe)", y_title="effective rank (dimensions)"),
+    Chart(
+        id="scale",
+        title="Scale of the raw output: std of z along its top direction",
+        y_title="z's own units",
+        y_range_mode="tozero",
+        hide_when_empty=True,
+    ),
     Chart(
         id="directions",
         title="Directions used: participation ratio, NESum, LiDAR",

@@ -449,3 +449,23 @@ def test_augmentation_ratio_in_the_record_and_undefined_for_a_point() -> None:
     assert without_views.augmentation_variance_ratio is None
     point = _constant(64, 16)
     assert metrics.augmentation_variance_ratios(point, point, point) is None
+
+
+def test_raw_scale_is_the_top_direction_std_and_sees_a_shrinking_embedding() -> None:
+    z = _gaussian(4096, 64, seed=3)
+    stretched = z.clone()
+    stretched[:, 0] *= 5.0
+    # the std along the top principal direction: 5 for a cloud stretched 5x along one axis
+    assert metrics.raw_scale(stretched) == pytest.approx(5.0, rel=0.05)
+    # a shift changes nothing, a shrink towards the origin scales it and nothing else sees it
+    assert metrics.raw_scale(z + 5.0) == pytest.approx(metrics.raw_scale(z), rel=1e-6)
+    shrunk = 0.01 * z
+    assert metrics.raw_scale(shrunk) == pytest.approx(0.01 * metrics.raw_scale(z), rel=1e-6)
+    assert metrics.effective_rank(shrunk) == pytest.approx(metrics.effective_rank(z), rel=1e-4)
+    # a dimensional collapse (variance leaving 60 of 64 directions) keeps it
+    confined = _random_subspace(4096, 4, 64)
+    assert metrics.raw_scale(confined) == pytest.approx(metrics.raw_scale(z), rel=0.2)
+    assert metrics.raw_scale(_constant(512, 64)) == pytest.approx(0.0, abs=1e-6)
+    labels = torch.zeros(4096, dtype=torch.long)
+    record = metrics.embedding_diagnostics(z, None, None, labels, None, None, None)
+    assert record.scale == pytest.approx(metrics.raw_scale(z))

@@ -215,3 +215,26 @@ def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
     assert crowded.distinct_prototypes < 0.5 * k  # what the old rule called a collapse
     low = run_verdict([_split_record(0, before, healthy), _split_record(1, crowded, healthy)])
     assert not any("prototypes are distinct" in f for f in low.findings), low.findings
+
+
+def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
+    """LeJEPA without SIGReg: every row shrinks towards 0 while its direction still varies,
+    so the scale-free measures stay healthy and only the raw scale sees it."""
+    weights = [1.0, 0.6, 0.35, 0.1, 0.05]
+    history = [_record(e, w * _gaussian(128, seed=e), seed=e) for e, w in enumerate(weights)]
+    assert all(record.projector.spread > 0.9 for record in history)
+    verdict = run_verdict(history)
+    assert verdict.kind == "complete_collapse"
+    assert verdict.onset_epoch == 3
+    assert "shrank towards the origin" in verdict.reason
+    assert "0.05 of epoch 0" in verdict.reason
+    # a cloud that grows, or shrinks less than the threshold, stays healthy
+    for factor in (3.0, 0.6):
+        steady = [_record(e, factor**e * _gaussian(128, seed=e), seed=e) for e in range(3)]
+        assert run_verdict(steady).kind == "healthy"
+    # records written before the scale was measured are judged as before
+    old = [
+        r.model_copy(update={"projector": r.projector.model_copy(update={"scale": None})})
+        for r in history
+    ]
+    assert run_verdict(old).kind == "healthy"

@@ -99,6 +99,21 @@ def singular_values(z: torch.Tensor) -> torch.Tensor:
     return _symmetric_eigenvalues(gram).sqrt() * scale
 
 
+def raw_scale(z: torch.Tensor) -> float:
+    """Std of the raw embedding along its top principal direction, (N, d) -> float, in z's
+    own units: sqrt of the largest eigenvalue of its covariance.
+
+    Every other measure here divides z by its norm, so an embedding whose rows all shrink
+    towards the origin keeps its spread and rank; this is the one that sees it. That is the
+    trivial solution of a loss on raw distances: LeJEPA without SIGReg (Balestriero & LeCun,
+    arXiv 2511.08544), where the prediction term alone is minimised by z = 0. The top
+    direction, not the total variance, so that a dimensional collapse (variance leaving
+    most directions while the remaining ones keep theirs) does not read as shrinking.
+    """
+    centred = z.double() - z.double().mean(dim=0, keepdim=True)
+    return float(torch.linalg.matrix_norm(centred, ord=2) / math.sqrt(z.shape[0]))
+
+
 def effective_rank(z: torch.Tensor) -> float:
     """RankMe (Garrido et al., ICML 2023): exp(-sum_k p_k log p_k) with
     p_k = sigma_k / sum(sigma) + 1e-7, sigma the singular values of the (N, d) embedding
@@ -549,6 +564,7 @@ def embedding_diagnostics(
             std_l2=std,
             std_l2_sqrt_d=std * math.sqrt(dim),
             effective_rank=effective_rank(z),
+            scale=raw_scale(z),
             spectrum=_log_spectrum(eigenvalues),
             participation_ratio=participation_ratio(eigenvalues),
             nesum=nesum(eigenvalues),

@@ -4,8 +4,8 @@ Input is the run's history: its typed epoch records (:class:`contract.EpochRecor
 ``projector`` and ``backbone`` are :class:`contract.EmbeddingMetrics`); ``history[0]`` is
 epoch 0, measured before any training, and is the baseline every later epoch is compared with.
 
-The verdict rests on the projector output z and on scale-free quantities only, so the same
-thresholds hold for any dataset, seed and embedding size d:
+The verdict rests on the projector output z and on scale-free quantities (with one exception,
+below), so the same thresholds hold for any dataset, seed and embedding size d:
 
 * spread (``EmbeddingMetrics.spread``, declared in contract/metrics.py) = sqrt(total
   variance of z/||z||) = sqrt(sum exp(spectrum)), in [0, 1]. About 1 for
@@ -15,6 +15,12 @@ thresholds hold for any dataset, seed and embedding size d:
   1 - spread^2 is about the cosine of random pairs.
 * effective rank (RankMe): the number of dimensions the embedding uses, compared with an
   absolute count and with the epoch-0 baseline.
+
+One measure is not scale-free, on purpose: ``EmbeddingMetrics.scale``, the std of the raw z
+along its top principal direction, compared with its own epoch-0 value. An embedding whose
+rows all shrink towards the origin keeps the spread and rank of its directions, but for a
+loss on raw distances it has reached the trivial solution (LeJEPA without SIGReg): that is
+complete collapse too.
 
 The backbone h corroborates: it is cited in the reason sentence (kNN, rank).
 """
@@ -77,12 +83,21 @@ class Thresholds:
     SimSiam papers) reads 1.9 / 2.2 and is called dimensional with seed 0. byol-no-predictor
     and swav-no-sinkhorn keep a spread of 0.33-0.59 there with 1.2-1.9 directions, so they
     are dimensional collapse, not complete, within 12 epochs.
+
+    Scale (2026-12-05, digits and shapes, small_cnn, 512 images, 10-15 epochs): the raw z of
+    lejepa-no-sigreg shrank to 0.118 (digits) and 0.079 (shapes) of its epoch-0 scale while
+    its spread stayed 0.46 / 0.40 and its rank 67 (backbone kNN 0.72 -> 0.46 on digits);
+    every healthy preset's z grew or held (lowest epoch: 0.95 of epoch 0, vicreg; lejepa
+    with SIGReg x2.1-2.3), and so did their backbones' h (lowest 0.85, deepcluster).
+    Threshold 0.3: the geometric middle of 0.1 and 0.95, rounded.
     """
 
     # complete collapse: sqrt(total variance of z/||z||) below this...
     complete_spread: float = 0.3
     # ...and below this fraction of its epoch-0 value
     complete_spread_of_baseline: float = 0.5
+    # or the raw z shrunk towards the origin: its scale below this fraction of epoch 0's
+    complete_scale_of_baseline: float = 0.3
     # dimensional collapse: effective rank (RankMe) below this many dimensions...
     dimensional_rank: float = 4.0
     # ...(at most this fraction of d, for small d)...
@@ -134,11 +149,21 @@ def participation_ratio(embedding_metrics: EmbeddingMetrics) -> float:
     return participation_of(embedding_metrics.spectrum)
 
 
+def shrunk(
+    current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
+) -> bool:
+    """Whether the raw embedding has shrunk towards the origin since epoch 0 (False for
+    records written before the scale was measured)."""
+    if current.scale is None or not baseline.scale:
+        return False
+    return current.scale < thresholds.complete_scale_of_baseline * baseline.scale
+
+
 def classify(
     current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
 ) -> VerdictKind:
     """Kind of one embedding's diagnostics compared with its epoch-0 baseline."""
-    if current.spread < thresholds.spread_limit(baseline):
+    if current.spread < thresholds.spread_limit(baseline) or shrunk(current, baseline, thresholds):
         return "complete_collapse"
     rank = current.effective_rank
     if rank < thresholds.rank_limit(baseline):
@@ -210,12 +235,23 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
     )
 
 
-def _reason(history: Sequence[EpochRecord], kind: str, onset: int | None) -> str:
+def _reason(
+    history: Sequence[EpochRecord], kind: str, onset: int | None, thresholds: Thresholds
+) -> str:
     first, last = history[0], history[-1]
     z0, z = first.projector, last.projector
     h0, h = first.backbone, last.backbone
     epoch = last.epoch
     knn = _knn_clause(h0, h)
+    shrinking = kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
+    if shrinking and z.scale is not None and z0.scale:
+        return (
+            f"the projector's raw output shrank towards the origin: its scale (std along its top "
+            f"direction) fell from {z0.scale:.3g} to {z.scale:.3g} ({z.scale / z0.scale:.2f} "
+            f"of epoch 0) by epoch {epoch}, collapsed since epoch {onset}, while its "
+            f"directions still vary (spread {z.spread:.2f}, effective rank "
+            f"{z.effective_rank:.1f}{knn})."
+        )
     if kind == "complete_collapse":
         return (
             f"projector std_l2·√d fell from {z0.std_l2_sqrt_d:.2f} to "
@@ -372,7 +408,7 @@ def epoch_verdict(
     return Verdict(
         kind=kind,
         onset_epoch=onset,
-        reason=_reason(history, kind, onset),
+        reason=_reason(history, kind, onset, thresholds),
         trend=trend,
         findings=findings(history, kind, trend, thresholds),
         cause=diagnose_cause(history, kind, onset, configuration),
