@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 from pydantic import BaseModel, Field
@@ -32,7 +32,7 @@ from backend.store import alerts as alert_store
 from backend.store.alerts import QueuedAlert, RunReading, ScanPass
 from backend.store.database import Database
 from backend.store.models import AlertDelivery, Run
-from contract import TERMINAL_STATUSES
+from contract import TERMINAL_STATUSES, VERDICT_LABELS, VerdictKind
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class _RunAlerts:
         if kind != self.verdict_kind:
             collapsed = kind != "healthy"
             event: AlertEvent = "collapse_onset" if collapsed else "recovery"
-            words = kind.replace("_", " ")
+            words = VERDICT_LABELS.get(cast(VerdictKind, kind), kind)
             text = (
                 f"Run {name} ({self.run.method} on {self.run.dataset}): {words} from epoch "
                 f"{verdict.get('onset_epoch')}. {verdict.get('reason', '')} {self.run.url}"

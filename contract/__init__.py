@@ -9,7 +9,7 @@ requests against these without importing torch; the engine trains from them.
 from contract.config import BackboneName, RunConfig
 from contract.datasets import DATASET_CLASSES, DATASET_SPECS, DatasetSpec
 from contract.methods import METHOD_SPECS, MethodSpec
-from contract.metrics import EmbeddingMetrics, MetricCatalogue, MetricEntry
+from contract.metrics import EmbeddingMetrics, MetricEntry
 from contract.presets import PRESETS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
@@ -18,10 +18,12 @@ from contract.records import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
     VERDICT_KINDS,
+    VERDICT_LABELS,
     VERDICT_SEVERITY,
     Cause,
     CauseGuard,
     EpochRecord,
+    MetricCatalogue,
     Placement,
     RunStatus,
     Trend,
@@ -45,6 +47,7 @@ __all__ = [
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
     "VERDICT_KINDS",
+    "VERDICT_LABELS",
     "VERDICT_SEVERITY",
     "BackboneName",
     "Cause",

@@ -11,7 +11,7 @@ are errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from contract.datasets import DATASET_SPECS, dataset_path_problem, known_dataset
 from contract.methods import METHOD_SPECS
@@ -35,7 +36,44 @@ def _dataset_choices(schema: dict[str, Any]) -> None:
     schema["enum"] = list(DATASET_SPECS)
 
 
-class RunConfig(StrictInput):
+class RunRules(StrictInput):
+    """The rules across run fields, declared once: :class:`RunConfig` and every method's run
+    request (contract/requests.py, which copies RunConfig's fields but not its validators)
+    inherit them, so a new cross-field check is written here only. A rule about one field
+    is a field validator, so that its error is located at that field (an HTTP 422's ``loc``
+    ends with it); one about several fields at once is located at the run."""
+
+    @field_validator("dataset_path", check_fields=False)
+    @classmethod
+    def _dataset_path_needed(cls, path: str | None, info: ValidationInfo) -> str | None:
+        problem = dataset_path_problem(info.data.get("dataset"), path)
+        if problem:
+            raise PydanticCustomError("missing", problem)
+        return path
+
+    @model_validator(mode="after")
+    def _vit_shape(self) -> Self:
+        problem = _vit_shape_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _vit_shape_problem(config: Any) -> str | None:
+    """Why a vit_tiny config (a RunConfig or a run request) cannot be built, or None."""
+    if config.backbone != "vit_tiny":
+        return None
+    if config.vit_dim % config.vit_heads:
+        return f"vit_dim {config.vit_dim} must be a multiple of vit_heads {config.vit_heads}"
+    # multi-crop's local views are half the side and still need one patch
+    if config.image_size // 2 < config.patch_size:
+        return (
+            f"patch_size {config.patch_size} is larger than half the image_size {config.image_size}"
+        )
+    return None
+
+
+class RunConfig(RunRules):
     """Everything needed to reproduce one training run."""
 
     method: str = Field(description="Method name from the registry, e.g. 'simsiam'.")
@@ -49,6 +87,7 @@ class RunConfig(StrictInput):
         None,
         description="For a dataset read from a folder ('imagefolder'): a folder relative to "
         "the data root.",
+        validate_default=True,  # so "imagefolder" without a path is caught (RunRules)
     )
     image_size: int = Field(32, ge=16, le=224, description="Side of the square training images.")
     train_size: int | None = Field(
@@ -124,32 +163,3 @@ class RunConfig(StrictInput):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"options.{where}: {first['msg']}") from None
-
-    @model_validator(mode="after")
-    def _dataset_path_needed(self) -> RunConfig:
-        problem = dataset_path_problem(self.dataset, self.dataset_path)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    @model_validator(mode="after")
-    def _vit_shape(self) -> RunConfig:
-        problem = vit_shape_problem(self)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-
-def vit_shape_problem(config: RunConfig | Any) -> str | None:
-    """Why a vit_tiny config cannot be built (None when it can): checked by RunConfig and by
-    every method's run request (contract/requests.py)."""
-    if config.backbone != "vit_tiny":
-        return None
-    if config.vit_dim % config.vit_heads:
-        return f"vit_dim {config.vit_dim} must be a multiple of vit_heads {config.vit_heads}"
-    # multi-crop's local views are half the side and still need one patch
-    if config.image_size // 2 < config.patch_size:
-        return (
-            f"patch_size {config.patch_size} is larger than half the image_size {config.image_size}"
-        )
-    return None

@@ -145,10 +145,8 @@ def dataset_path_problem(dataset: object, path: str | None) -> str | None:
     return None
 
 
-def check_dataset_spec(spec: object, taken: Collection[str]) -> str | None:
+def check_dataset_spec(spec: DatasetSpec, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot join the registry, or None."""
-    if not isinstance(spec, DatasetSpec):
-        return f"expected a DatasetSpec, got {type(spec).__name__}"
     if not isinstance(spec.name, str) or not DATASET_NAME_PATTERN.match(spec.name):
         return f"dataset name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
     if spec.name in taken:

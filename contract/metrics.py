@@ -1032,13 +1032,6 @@ class MetricEntry(Metric):
     )
 
 
-class MetricCatalogue(StrictModel):
-    """``GET /api/metrics``: every metric and chart, in page order."""
-
-    metrics: list[MetricEntry]
-    charts: list[Chart]
-
-
 def _value_type(annotation: Any) -> Literal["number", "integer", "list"]:
     """What a field holds, its None aside: ``list[float] | None`` -> "list"."""
     union = get_origin(annotation) is UnionType

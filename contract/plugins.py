@@ -34,10 +34,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, get_args
+from typing import Any, Generic, TypeVar, get_args
 
 from contract.datasets import DATASET_SPECS, DatasetSpec, check_dataset_spec, register_dataset
 from contract.methods import METHOD_SPECS
@@ -75,10 +76,8 @@ class Plugins:
     errors: list[PluginError] = field(default_factory=list)
 
 
-def _check_spec(spec: Any, taken: set[str]) -> str | None:
+def _check_spec(spec: MethodSpec, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot be a method, or None."""
-    if not isinstance(spec, MethodSpec):
-        return f"expected a MethodSpec, got {type(spec).__name__}"
     if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
         return f"method name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
     if spec.name in taken:
@@ -119,73 +118,117 @@ def _check_preset(preset: Any, methods: set[str], taken: set[str]) -> str | None
     return None
 
 
-def _listed_specs(module: ModuleType, kind: str, spec_type: str, registry: object) -> list[Any]:
-    """The specs a plugin module declares: ``<KIND>_SPEC`` and the list ``<KIND>_SPECS``
-    (``kind`` is METHOD or DATASET). A module that imported the registry itself under that
-    name has no list of its own."""
-    listed = getattr(module, f"{kind}_SPECS", None)
-    if listed is registry:
+Spec = TypeVar("Spec", MethodSpec, DatasetSpec)
+
+
+@dataclass(frozen=True)
+class PluginKind(Generic[Spec]):
+    """One kind of plugin, read by :func:`_load`: where it is found, how its module declares
+    its specs (``<PREFIX>_SPEC`` and the list ``<PREFIX>_SPECS``) and what else it may bring
+    (``extras``: the name of a list, read with the specs)."""
+
+    prefix: str  # METHOD or DATASET
+    spec_type: type[Spec]
+    group: str  # the entry-point group
+    variable: str  # the environment variable listing modules
+    registry: Mapping[str, Spec]  # the catalogue: a module that imported it has no list
+    check: Callable[[Spec, Collection[str]], str | None]  # why a spec cannot join, or None
+    extras: str | None = None
+
+
+_METHODS = PluginKind(
+    "METHOD", MethodSpec, ENTRY_POINT_GROUP, PLUGINS_VARIABLE, METHOD_SPECS, _check_spec, "PRESETS"
+)
+_DATASETS = PluginKind(
+    "DATASET",
+    DatasetSpec,
+    DATASET_ENTRY_POINT_GROUP,
+    DATASET_PLUGINS_VARIABLE,
+    DATASET_SPECS,
+    check_dataset_spec,
+)
+
+
+def _listed_specs(module: ModuleType, kind: PluginKind[Spec]) -> list[Any]:
+    """The specs a plugin module declares: ``<PREFIX>_SPEC`` and the list ``<PREFIX>_SPECS``.
+    A module that imported the registry itself under that name has no list of its own."""
+    listed = getattr(module, f"{kind.prefix}_SPECS", None)
+    if listed is kind.registry:
         listed = None
     if listed is not None and not isinstance(listed, list | tuple):
-        raise TypeError(f"{module.__name__}.{kind}_SPECS must be a list of {spec_type}")
+        name = kind.spec_type.__name__
+        raise TypeError(f"{module.__name__}.{kind.prefix}_SPECS must be a list of {name}")
     specs = list(listed or [])
-    if hasattr(module, f"{kind}_SPEC"):
-        specs.insert(0, getattr(module, f"{kind}_SPEC"))
+    if hasattr(module, f"{kind.prefix}_SPEC"):
+        specs.insert(0, getattr(module, f"{kind.prefix}_SPEC"))
     if not specs:
-        raise LookupError(f"{module.__name__} defines neither {kind}_SPEC nor {kind}_SPECS")
+        raise LookupError(
+            f"{module.__name__} defines neither {kind.prefix}_SPEC nor {kind.prefix}_SPECS"
+        )
     return specs
 
 
-def _contents(loaded: Any) -> tuple[list[Any], list[Any]]:
-    """(specs, presets) of what a plugin entry names: a module or a spec."""
+def _contents(loaded: Any, kind: PluginKind[Spec]) -> tuple[list[Any], list[Any]]:
+    """(specs, extras) of what a plugin entry names: a module or a spec."""
     if not isinstance(loaded, ModuleType):
         return [loaded], []
-    specs = _listed_specs(loaded, "METHOD", "MethodSpec", METHOD_SPECS)
-    return specs, list(getattr(loaded, "PRESETS", []) or [])
+    extras = getattr(loaded, kind.extras, []) if kind.extras else []
+    return _listed_specs(loaded, kind), list(extras or [])
 
 
-def _dataset_contents(loaded: Any) -> list[Any]:
-    """The dataset specs of what a dataset plugin entry names: a module or a spec."""
-    if not isinstance(loaded, ModuleType):
-        return [loaded]
-    return _listed_specs(loaded, "DATASET", "DatasetSpec", DATASET_SPECS)
-
-
-def _sources(modules: str | None, group: str = ENTRY_POINT_GROUP) -> list[tuple[str, Any]]:
+def _sources(modules: str, group: str) -> list[tuple[str, Any]]:
     """(plugin name, a loader) for every entry point of ``group`` and every listed module."""
     found: list[tuple[str, Any]] = []
     for point in entry_points(group=group):
         found.append((f"{point.name} (entry point {point.value})", point.load))
-    for module in (m.strip() for m in (modules or "").split(",")):
+    for module in (m.strip() for m in modules.split(",")):
         if module:
             # A plugin is an optional import by nature: only its name is known, at run time.
             found.append((module, lambda m=module: importlib.import_module(m)))
     return found
 
 
+def _load(
+    kind: PluginKind[Spec], taken: Collection[str], modules: str | None, errors: list[PluginError]
+) -> Iterator[tuple[str, list[Spec], list[Any]]]:
+    """For every plugin of ``kind`` (``modules`` defaults to the environment variable): its
+    name, its specs that passed the check (in order, each name then taken) and its extras.
+    A plugin that fails to load, or a spec refused, is added to ``errors``. Never raises."""
+    if modules is None:
+        modules = os.environ.get(kind.variable, "")
+    names = set(taken)
+    for plugin, load in _sources(modules, kind.group):
+        try:
+            specs, extras = _contents(load(), kind)
+        except Exception as exc:  # a plugin's import may raise anything
+            errors.append(PluginError(plugin, f"{exc.__class__.__name__}: {exc}"))
+            continue
+        accepted: list[Spec] = []
+        for spec in specs:
+            problem = (
+                kind.check(spec, names)
+                if isinstance(spec, kind.spec_type)
+                else f"expected a {kind.spec_type.__name__}, got {type(spec).__name__}"
+            )
+            if problem:
+                errors.append(PluginError(plugin, problem))
+                continue
+            names.add(spec.name)
+            accepted.append(spec)
+        yield plugin, accepted, extras
+
+
 def load_plugins(
     builtin_methods: set[str], builtin_presets: set[str], modules: str | None = None
 ) -> Plugins:
-    """Load every plugin; ``modules`` defaults to ``$METHOD_PLUGINS``. Never raises."""
-    if modules is None:
-        modules = os.environ.get(PLUGINS_VARIABLE, "")
+    """Load every method plugin; ``modules`` defaults to ``$METHOD_PLUGINS``. Never raises;
+    the result has ``specs``, ``presets`` and ``errors``."""
     result = Plugins()
-    methods, presets = set(builtin_methods), set(builtin_presets)
-    for plugin, load in _sources(modules):
-        try:
-            specs, plugin_presets = _contents(load())
-        except Exception as exc:  # a plugin's import may raise anything
-            result.errors.append(PluginError(plugin, f"{exc.__class__.__name__}: {exc}"))
-            continue
-        for spec in specs:
-            problem = _check_spec(spec, methods)
-            if problem:
-                result.errors.append(PluginError(plugin, problem))
-                continue
-            methods.add(spec.name)
-            result.specs.append((plugin, spec))
+    presets = set(builtin_presets)
+    for plugin, specs, plugin_presets in _load(_METHODS, builtin_methods, modules, result.errors):
+        result.specs.extend((plugin, spec) for spec in specs)
+        own = {spec.name for spec in specs}
         for preset in plugin_presets:
-            own = {spec.name for source, spec in result.specs if source == plugin}
             problem = _check_preset(preset, own, presets)
             if problem:
                 result.errors.append(PluginError(plugin, problem))
@@ -198,23 +241,9 @@ def load_plugins(
 def load_dataset_plugins(builtin_datasets: set[str], modules: str | None = None) -> Plugins:
     """Load every dataset plugin; ``modules`` defaults to ``$DATASET_PLUGINS``. Never
     raises; the result has ``datasets`` and ``errors`` only."""
-    if modules is None:
-        modules = os.environ.get(DATASET_PLUGINS_VARIABLE, "")
     result = Plugins()
-    taken = set(builtin_datasets)
-    for plugin, load in _sources(modules, DATASET_ENTRY_POINT_GROUP):
-        try:
-            specs = _dataset_contents(load())
-        except Exception as exc:  # a plugin's import may raise anything
-            result.errors.append(PluginError(plugin, f"{exc.__class__.__name__}: {exc}"))
-            continue
-        for spec in specs:
-            problem = check_dataset_spec(spec, taken)
-            if problem:
-                result.errors.append(PluginError(plugin, problem))
-                continue
-            taken.add(spec.name)
-            result.datasets.append((plugin, spec))
+    for plugin, specs, _ in _load(_DATASETS, builtin_datasets, modules, result.errors):
+        result.datasets.extend((plugin, spec) for spec in specs)
     return result
 
 

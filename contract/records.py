@@ -13,9 +13,9 @@ from pydantic import Field
 
 from contract.metrics import (
     CHARTS,
+    Chart,
     EmbeddingMetrics,
     Level,
-    MetricCatalogue,
     MetricEntry,
     all_metrics,
     check_registry,
@@ -33,6 +33,12 @@ VERDICT_KINDS: tuple[VerdictKind, ...] = ("healthy", "dimensional_collapse", "co
 # How bad each kind is (its place in VERDICT_KINDS): a tie between seeds goes to the worse one,
 # a collapse's onset is the start of the final streak at least this bad.
 VERDICT_SEVERITY: dict[VerdictKind, int] = {kind: rank for rank, kind in enumerate(VERDICT_KINDS)}
+# What the pages and the reports call each kind (GET /api/metrics serves them, in this order).
+VERDICT_LABELS: dict[VerdictKind, str] = {
+    "healthy": "healthy",
+    "dimensional_collapse": "dimensional collapse",
+    "complete_collapse": "complete collapse",
+}
 
 
 # The guards whose failure a verdict's cause names (docs/causes.md, "The vocabulary"):
@@ -182,6 +188,26 @@ METRICS: tuple[MetricEntry, ...] = tuple(all_metrics(EpochRecord))
 check_registry(METRICS)
 
 
+class VerdictEntry(StrictModel):
+    """A verdict kind as the pages show it."""
+
+    kind: VerdictKind
+    label: str = Field(description="Its words on the pages: 'dimensional collapse'.")
+
+
+class MetricCatalogue(StrictModel):
+    """``GET /api/metrics``: every metric and chart, in page order, and the verdict kinds
+    they lead to, from healthy to the worst."""
+
+    metrics: list[MetricEntry]
+    charts: list[Chart]
+    verdicts: list[VerdictEntry] = Field(
+        description="The verdict kinds in order of severity (VERDICT_SEVERITY), with their words."
+    )
+
+
 def metric_catalogue() -> MetricCatalogue:
-    """Every metric and chart (``GET /api/metrics``), from which the pages draw."""
-    return MetricCatalogue(metrics=list(METRICS), charts=list(CHARTS))
+    """Every metric and chart (``GET /api/metrics``), from which the pages draw, and the
+    verdict kinds with their words, from which they write badges and colour the sweep map."""
+    verdicts = [VerdictEntry(kind=kind, label=VERDICT_LABELS[kind]) for kind in VERDICT_KINDS]
+    return MetricCatalogue(metrics=list(METRICS), charts=list(CHARTS), verdicts=verdicts)

@@ -21,16 +21,12 @@ from pydantic import (
     ModelWrapValidatorHandler,
     Tag,
     TypeAdapter,
-    ValidationInfo,
     create_model,
-    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 
-from contract.config import RunConfig, vit_shape_problem
-from contract.datasets import dataset_path_problem
+from contract.config import RunConfig, RunRules
 from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.presets import PRESETS
@@ -39,10 +35,10 @@ from contract.presets import PRESETS
 _OWN_FIELDS = ("method", "preset", "options")
 
 
-class RunRequestBase(RunLabels):
+class RunRequestBase(RunLabels, RunRules):
     """What every method's request shares: the run's labels (project, tags, note, alerts:
-    kept with the run, not part of its config), the preset merge and the dataset_path
-    rule."""
+    kept with the run, not part of its config), the preset merge and the run's rules across
+    fields (:class:`~contract.config.RunRules`)."""
 
     method_name: ClassVar[str]
 
@@ -65,28 +61,11 @@ class RunRequestBase(RunLabels):
             request.options.__pydantic_fields_set__ = set(sent_options)  # type: ignore[attr-defined]
         return request
 
-    @model_validator(mode="after")
-    def _vit_shape(self) -> RunRequestBase:
-        problem = vit_shape_problem(self)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    @field_validator("dataset_path", check_fields=False)
-    @classmethod
-    def _dataset_path_needed(cls, path: str | None, info: ValidationInfo) -> str | None:
-        problem = dataset_path_problem(info.data.get("dataset"), path)
-        if problem:
-            raise PydanticCustomError("missing", problem)
-        return path
-
 
 def _field(name: str, default: Any) -> FieldInfo:
     """RunConfig's field ``name`` (type, bounds, description) with the method's default."""
     info = copy.copy(RunConfig.model_fields[name])
     info.default = default
-    if name == "dataset_path":
-        info.validate_default = True  # so "imagefolder" without a path is caught
     return info
 
 

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from contract import METHOD_SPECS, PRESETS, resolve_config
+from contract import METHOD_SPECS, PRESETS, RunConfig, resolve_config
 from contract.requests import RUN_REQUEST, run_config
 
 
@@ -80,6 +80,38 @@ def test_errors_are_located_by_pydantic(raw: dict, loc: tuple, message: str) -> 
         resolve_config(raw)
     [error] = info.value.errors()
     assert error["loc"] == loc and message in error["msg"], error
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        (
+            {"method": "vicreg", "dataset": "imagefolder"},
+            "dataset_path",
+            "dataset 'imagefolder' needs dataset_path",
+        ),
+        (
+            {"method": "simclr", "backbone": "vit_tiny", "vit_dim": 100},
+            None,
+            "vit_dim 100 must be a multiple of vit_heads 3",
+        ),
+    ],
+)
+def test_a_run_config_and_a_run_request_keep_the_same_rules(
+    raw: dict, field: str | None, message: str
+) -> None:
+    """The rules across fields are declared once (contract.config.RunRules): a RunConfig and
+    a method's request refuse alike, at the same field (or at the run)."""
+    with pytest.raises(ValidationError) as direct:
+        RunConfig.model_validate(raw)
+    with pytest.raises(ValidationError) as request:
+        resolve_config(raw)
+    [config_error] = direct.value.errors()
+    [request_error] = request.value.errors()
+    assert message in config_error["msg"] and message in request_error["msg"]
+    at = (field,) if field else ()
+    assert config_error["loc"] == at
+    assert request_error["loc"] == (raw["method"], *at)
 
 
 def test_a_preset_request_keeps_what_was_sent_apart_from_what_the_preset_set() -> None:

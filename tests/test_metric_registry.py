@@ -16,7 +16,7 @@ from backend.app import create_app
 from backend.routers.reports import _csv
 from backend.settings import Settings
 from backend.sweep_schemas import FinalMetrics
-from contract import METRICS, EmbeddingMetrics, EpochRecord, metric_catalogue
+from contract import METRICS, VERDICT_KINDS, EmbeddingMetrics, EpochRecord, metric_catalogue
 from contract import metrics as registry
 from contract.metrics import CHARTS, Metric, all_metrics, check_registry, declared_fields
 from workers.engine.metrics import embedding_diagnostics
@@ -96,6 +96,9 @@ def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> 
     with TestClient(create_app(settings)) as http:
         served = http.get("/api/metrics").json()
     assert served == metric_catalogue().model_dump(mode="json")
+    # the verdict kinds the pages write and colour, in order of severity, each with its words
+    assert [v["kind"] for v in served["verdicts"]] == list(VERDICT_KINDS)
+    assert all(v["label"] for v in served["verdicts"])
     names = {m["name"] for m in served["metrics"]}
     assert {"effective_rank", "spread", "loss", "lr", "ema_momentum"} <= names
     # the sweep's per-run metrics: the sweep-eligible declarations, nothing else

@@ -1,17 +1,21 @@
 """Method plugin loading (contract/plugins.py): good specs and presets join the
-catalogue, each broken plugin is left out with a message naming it, and nothing raises."""
+catalogue, each broken plugin is left out with a message naming it, and nothing raises. Method
+and dataset plugins are found and checked by one loader (tests/test_datasets.py has the
+dataset plugins' own checks)."""
 
 from __future__ import annotations
 
 import sys
 import textwrap
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
-from contract import METHOD_SPECS, PRESETS
-from contract.plugins import load_plugins
+from contract import DATASET_SPECS, METHOD_SPECS, PRESETS
+from contract import plugins as plugins_module
+from contract.plugins import load_dataset_plugins, load_plugins
 
 GOOD = """
 from pydantic import Field
@@ -79,6 +83,56 @@ def test_method_plugins_is_read_from_the_environment(
     plugins = load_plugins(set(METHOD_SPECS), set(PRESETS))
     assert [spec.name for _, spec in plugins.specs] == ["toy"]
     assert plugins.specs[0][1].options().model_dump() == {"strength": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec_type", "variable", "group"),
+    [
+        ("METHOD", "MethodSpec", "METHOD_PLUGINS", "collapse_lab.methods"),
+        ("DATASET", "DatasetSpec", "DATASET_PLUGINS", "collapse_lab.datasets"),
+    ],
+)
+def test_method_and_dataset_plugins_are_found_and_refused_alike(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    spec_type: str,
+    variable: str,
+    group: str,
+) -> None:
+    """Each kind reads its own entry-point group and environment variable, and the one
+    loader refuses what is not a spec of that kind, naming the plugin."""
+    prefix = f"plug_{kind.lower()}"
+    sources = {
+        f"{prefix}_pointed": f"{kind}_SPEC = 'a spec?'\n",
+        f"{prefix}_listed": f"{kind}_SPECS = [1]\n",
+        f"{prefix}_notalist": f"{kind}_SPECS = 3\n",
+    }
+    for name, text in sources.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = EntryPoint("pointed", f"{prefix}_pointed", group)
+    monkeypatch.setattr(
+        plugins_module, "entry_points", lambda group: [point] if group == point.group else []
+    )
+    monkeypatch.setenv(variable, f"{prefix}_listed,{prefix}_notalist")
+    try:
+        if kind == "METHOD":
+            loaded = load_plugins(set(METHOD_SPECS), set(PRESETS))
+        else:
+            loaded = load_dataset_plugins(set(DATASET_SPECS))
+    finally:
+        for name in sources:
+            sys.modules.pop(name, None)
+    assert loaded.specs == loaded.presets == loaded.datasets == []
+    assert [(e.plugin, e.error) for e in loaded.errors] == [
+        (f"pointed (entry point {prefix}_pointed)", f"expected a {spec_type}, got str"),
+        (f"{prefix}_listed", f"expected a {spec_type}, got int"),
+        (
+            f"{prefix}_notalist",
+            f"TypeError: {prefix}_notalist.{kind}_SPECS must be a list of {spec_type}",
+        ),
+    ]
 
 
 # -- the example plugin, examples/wmse_plugin --------------------------------------------------

@@ -5,6 +5,7 @@
 
 import { LABEL_COLORS, RUN_COLORS, VERDICT_COLORS, VERDICT_TINTS } from "./colours.js";
 import { collapseLoss, numClasses, runConfig, totalEpochs } from "./model.js";
+import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
 
 /** Resolves once Plotly.js (loaded `async` by the page, 4 MB) is ready: the rest of the page
  * renders meanwhile, so first paint never waits for it. */
@@ -169,8 +170,10 @@ function sweepMetric(metric) {
   };
 }
 
-/** Build the charts and the sweep metrics from the metric catalogue (GET /api/metrics). */
+/** Build the charts and the sweep metrics from the metric catalogue (GET /api/metrics), and
+ * take the verdict kinds and their words from it (verdict.js). */
 export function useMetricCatalogue(catalogue) {
+  useVerdicts(catalogue);
   LINE_METRICS = catalogue.charts
     .filter((c) => c.kind === "line")
     .map((chart) =>
@@ -734,8 +737,6 @@ export function extend(div, metric, record, which, ctx) {
 
 // ---------------------------------------------------------------- sweeps (collapse maps)
 
-const MAP_KINDS = ["pending", "healthy", "dimensional_collapse", "complete_collapse"];
-
 /** The largest final value of a metric in the sweep (the shade's top when it has no fixed one). */
 function sweepMax(sweep, name) {
   const values = sweep.cells
@@ -784,6 +785,8 @@ export function sweepMapFigure(sweep, metric) {
     hover = [],
     index = [];
   const max = metric.max(sweep) || 1;
+  // one hue band per kind: none yet, then the verdicts from healthy to the worst
+  const kinds = [PENDING, ...verdictKinds()];
   for (let row = 0; row < rows; row += 1) {
     z.push([]);
     text.push([]);
@@ -792,11 +795,11 @@ export function sweepMapFigure(sweep, metric) {
     for (let col = 0; col < cols; col += 1) {
       const at = second ? row * cols + col : col;
       const cell = sweep.cells[at];
-      const kind = cell.verdict_kind || "pending";
+      const kind = cell.verdict_kind || PENDING;
       const value = cellMetric(cell, metric);
       // hue band of the kind, shade within it: 0.15 (lightest) .. 0.95 of the band
       const shade = value === null ? 0.5 : 0.15 + 0.8 * Math.min(1, Math.max(0, value / max));
-      z[row].push(MAP_KINDS.indexOf(kind) + shade);
+      z[row].push(kinds.indexOf(kind) + shade);
       text[row].push(cellLabel(cell));
       index[row].push(at);
       const point = Object.entries(cell.point)
@@ -804,12 +807,12 @@ export function sweepMapFigure(sweep, metric) {
         .join(", ");
       const seeds = cell.runs.map(
         (r) =>
-          `seed ${r.seed}: ${r.status}, ${r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict"}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`,
+          `seed ${r.seed}: ${r.status}, ${verdictLabel(r.verdict_kind)}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`,
       );
       hover[row].push(
         [
           `<b>${point}</b>`,
-          `${cell.verdict_kind ? cell.verdict_kind.replace("_", " ") : "no verdict yet"}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
+          `${verdictLabel(cell.verdict_kind)}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
           `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
           ...seeds,
         ].join("<br>"),
@@ -817,10 +820,11 @@ export function sweepMapFigure(sweep, metric) {
     }
   }
   const colorscale = [];
-  MAP_KINDS.forEach((kind, i) => {
-    colorscale.push([i / 4, VERDICT_TINTS[kind]]);
+  kinds.forEach((kind, i) => {
+    colorscale.push([i / kinds.length, VERDICT_TINTS[kind]]);
     // a scale must end at 1
-    colorscale.push([i === MAP_KINDS.length - 1 ? 1 : (i + 1) / 4 - 1e-6, VERDICT_COLORS[kind]]);
+    const end = i === kinds.length - 1 ? 1 : (i + 1) / kinds.length - 1e-6;
+    colorscale.push([end, VERDICT_COLORS[kind]]);
   });
   const data = [
     {
@@ -829,7 +833,7 @@ export function sweepMapFigure(sweep, metric) {
       y: second ? axisLabels(first) : [""],
       z,
       zmin: 0,
-      zmax: 4,
+      zmax: kinds.length,
       colorscale,
       showscale: false,
       text,
@@ -878,12 +882,10 @@ export function sweepLineFigure(sweep, metric) {
       line: { color: RUN_COLORS[i % RUN_COLORS.length], width: 2 },
       marker: {
         size: 10,
-        color: runs.map((r) => VERDICT_COLORS[(r && r.verdict_kind) || "pending"]),
+        color: runs.map((r) => VERDICT_COLORS[(r && r.verdict_kind) || PENDING]),
         line: { width: 1, color: "#fff" },
       },
-      text: runs.map((r) =>
-        r && r.verdict_kind ? r.verdict_kind.replace("_", " ") : "no verdict yet",
-      ),
+      text: runs.map((r) => verdictLabel(r && r.verdict_kind)),
       hovertemplate: `${axis.key} = %{x}<br>%{y:.3g} (%{text})<extra>seed ${seed}</extra>`,
       connectgaps: false,
     };

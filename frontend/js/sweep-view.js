@@ -4,7 +4,7 @@
 
 import { cellLabel } from "./plots.js";
 import { el, fmt } from "./ui.js";
-import { causeSentence, guardLabel, verdictBadge } from "./verdict.js";
+import { PENDING, causeSentence, guardLabel, verdictBadge } from "./verdict.js";
 
 /** Each seed's cause sentence, for the hover of a cell's cause. */
 function cellCauseTitle(cell) {
@@ -37,7 +37,7 @@ export function cellsTable(sweep, runHref = (run) => run.url) {
   const rows = sweep.cells.map((cell) =>
     el(
       "tr",
-      { class: `verdict-row-${cell.verdict_kind || "pending"}`, "data-cell": String(cell.index) },
+      { class: `verdict-row-${cell.verdict_kind || PENDING}`, "data-cell": String(cell.index) },
       keys.map((key) => el("td", {}, String(cell.point[key]))),
       el(
         "td",

@@ -1,18 +1,35 @@
 // Verdict kinds and their words (their colours are in colours.js): one place so every page agrees.
+// The kinds, in order of severity, and their words are the metric catalogue's `verdicts` (GET
+// /api/metrics; contract/records.py declares them): a page hands the catalogue to useVerdicts
+// before it draws a verdict (useMetricCatalogue of plots.js does, for the pages with charts).
 
 export { VERDICT_COLORS } from "./colours.js";
 
-export const VERDICT_LABELS = {
-  healthy: "healthy",
-  dimensional_collapse: "dimensional collapse",
-  complete_collapse: "complete collapse",
-  pending: "no verdict yet",
-};
+/** The kind of a run or sweep cell with no verdict yet (its colour is in colours.js too). */
+export const PENDING = "pending";
+
+/** kind -> its words, healthy first, the worst last; set by useVerdicts. */
+let LABELS = new Map();
+
+/** Read the verdict kinds and their words from the metric catalogue (GET /api/metrics). */
+export function useVerdicts(catalogue) {
+  LABELS = new Map(catalogue.verdicts.map((v) => [v.kind, v.label]));
+}
+
+/** The verdict kinds in order of severity: healthy first, the worst last. */
+export function verdictKinds() {
+  return [...LABELS.keys()];
+}
+
+/** A verdict kind in words: "dimensional collapse"; "no verdict yet" for none. */
+export function verdictLabel(kind) {
+  return LABELS.get(kind) || "no verdict yet";
+}
 
 /** Verdict kind of a run or record, "pending" when there is none yet. */
 export function verdictKind(verdict) {
   const kind = verdict && (verdict.kind || verdict);
-  return typeof kind === "string" && kind in VERDICT_LABELS ? kind : "pending";
+  return typeof kind === "string" && LABELS.has(kind) ? kind : PENDING;
 }
 
 /** A coloured badge element:
@@ -21,7 +38,7 @@ export function verdictBadge(verdict) {
   const kind = verdictKind(verdict);
   const badge = document.createElement("span");
   badge.className = `badge verdict-${kind}`;
-  badge.textContent = VERDICT_LABELS[kind];
+  badge.textContent = verdictLabel(kind);
   const hover = [verdict && verdict.reason, causeSentence(verdict && verdict.cause)].filter(
     Boolean,
   );
@@ -76,10 +93,10 @@ export function causeBlock(cause) {
 /** One-line description: "complete collapse from epoch 3". */
 export function verdictHeadline(verdict) {
   const kind = verdictKind(verdict);
-  if (kind === "pending") return VERDICT_LABELS.pending;
+  if (kind === PENDING) return verdictLabel(kind);
   const onset = verdict.onset_epoch;
-  if (kind === "healthy" || onset === null || onset === undefined) return VERDICT_LABELS[kind];
-  return `${VERDICT_LABELS[kind]} from epoch ${onset}`;
+  if (kind === "healthy" || onset === null || onset === undefined) return verdictLabel(kind);
+  return `${verdictLabel(kind)} from epoch ${onset}`;
 }
 
 /** The verdict's findings (what the kind does not say), one sentence each, as a list element;

@@ -28,11 +28,12 @@ import { subscribe } from "../sse.js";
 import { chartHelpBlock, el, queryState, renderHeader, showState, toast } from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
 import {
-  VERDICT_LABELS,
+  PENDING,
   causeSentence,
   guardLabel,
   verdictBadge,
   verdictKind,
+  verdictLabel,
 } from "../verdict.js";
 
 const MAX_UMAPS = 6;
@@ -107,7 +108,7 @@ function collapseMatrix(runs) {
   const cell = (label, run) => {
     const kind = verdictKind(run.verdict);
     const expected = expectedOf(run);
-    const agrees = expected && kind !== "pending" ? expected === kind : null;
+    const agrees = expected && kind !== PENDING ? expected === kind : null;
     return el(
       "a",
       {
@@ -116,7 +117,7 @@ function collapseMatrix(runs) {
         title:
           run.verdict && run.verdict.reason
             ? [run.verdict.reason, causeSentence(run.verdict.cause)].filter(Boolean).join("\n")
-            : `${label}: ${VERDICT_LABELS[kind]}`,
+            : `${label}: ${verdictLabel(kind)}`,
       },
       el("span", { class: "matrix-label" }, label),
       verdictBadge(run.verdict),
@@ -132,10 +133,10 @@ function collapseMatrix(runs) {
             "span",
             { class: `matrix-expected ${agrees === false ? "mismatch" : ""}` },
             agrees === null
-              ? `expected ${VERDICT_LABELS[expected]}`
+              ? `expected ${verdictLabel(expected)}`
               : agrees
                 ? "✓ as expected"
-                : `✗ expected ${VERDICT_LABELS[expected]}`,
+                : `✗ expected ${verdictLabel(expected)}`,
           )
         : null,
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,

@@ -14,7 +14,7 @@ import {
   sweptPaths,
 } from "../sweep-form.js";
 import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
-import { verdictBadge } from "../verdict.js";
+import { useVerdicts, verdictBadge } from "../verdict.js";
 
 // Common config fields, grouped; anything else in the schema lands in "More".
 const GROUPS = [
@@ -481,7 +481,9 @@ async function main() {
   renderHeader("launch");
   showState(root, "loading", "Loading the method catalogue...");
   try {
-    state.catalogue = normaliseCatalogue(await api.methods());
+    const [methods, metrics] = await Promise.all([api.methods(), api.metrics()]);
+    state.catalogue = normaliseCatalogue(methods);
+    useVerdicts(metrics); // the presets' expected verdicts are badges
     state.configSchema = state.catalogue.configSchema || { properties: {} };
     state.definitions = state.configSchema.$defs || {};
   } catch (error) {

@@ -15,14 +15,17 @@ import {
 import { sparkline } from "../sparkline.js";
 import { subscribe } from "../sse.js";
 import { el, queryState, renderHeader, showState, timeAgo } from "../ui.js";
-import { VERDICT_COLORS, guardLabel, verdictBadge, verdictKind } from "../verdict.js";
+import {
+  VERDICT_COLORS,
+  guardLabel,
+  useVerdicts,
+  verdictBadge,
+  verdictKind,
+  verdictKinds,
+  verdictLabel,
+} from "../verdict.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-const VERDICTS = [
-  ["healthy", "healthy"],
-  ["dimensional_collapse", "dimensional collapse"],
-  ["complete_collapse", "complete collapse"],
-];
 const PAGE_SIZE = 50;
 const SPARKLINE_FETCH_LIMIT = 60;
 // Every filter is a query parameter of the page and of GET /api/runs: a filtered list is a link.
@@ -104,7 +107,11 @@ function renderFilters() {
       "Status",
       STATUSES.map((s) => [s, s]),
     ),
-    select("verdict", "Verdict", VERDICTS),
+    select(
+      "verdict",
+      "Verdict",
+      verdictKinds().map((k) => [k, verdictLabel(k)]),
+    ),
     // the cause vocabulary (docs/causes.md) comes with the catalogue (GET /api/methods)
     select(
       "cause",
@@ -471,6 +478,12 @@ async function main() {
   renderHeader("runs");
   showState(container, "loading", "Loading runs...");
   const catalogue = api.methods().catch(() => null); // titles and option defaults: not blocking
+  try {
+    useVerdicts(await api.metrics()); // the verdict kinds and their words (the filter, badges)
+  } catch (error) {
+    showState(container, "error", `Could not load the verdict kinds: ${error.message}.`);
+    return;
+  }
   renderFilters();
   await loadPage();
   connectLive();
