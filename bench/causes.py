@@ -114,6 +114,7 @@ PRESET_GUARDS: dict[str, str | None] = {
     "dino-no-centering": "centering",
     "dino-no-sharpening": "sharpening",
     "dino-no-momentum": "target_network",
+    "lejepa-no-sigreg": "sigreg",
 }
 PRESET_SCENARIOS = [
     Scenario(name, {"preset": name}, PRESET_GUARDS.get(name), PRESETS[name].description)

@@ -54,6 +54,7 @@ CauseGuard = Literal[
     "decorrelation",
     "centering",
     "sharpening",
+    "sigreg",
     "weight_decay",
     "learning_rate",
     "undetermined",

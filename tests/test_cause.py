@@ -198,6 +198,22 @@ def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
     assert other is not None and other.guard == "undetermined"
 
 
+def test_a_sigreg_statistic_that_never_fell_names_sigreg() -> None:
+    """LeJEPA without SIGReg: the probe's statistic rises from epoch 0 towards the value of
+    every embedding at the origin; with SIGReg it falls (docs/causes.md)."""
+    rising = [{"sigreg_statistic": v} for v in [73.0, 88.0, 95.0, 99.0, 101.0, 101.3]]
+    cause = run_verdict(_history(COLLAPSING, rising)).cause
+    assert cause is not None and cause.guard == "sigreg"
+    assert "SIGReg statistic on the probe is 101 against 73 at epoch 0" in cause.reason
+    assert cause.onset_epoch == 1
+    assert "sigreg_statistic" in cause.signals_checked
+    # a statistic SIGReg drove down names nothing, collapsed or not
+    falling = [{"sigreg_statistic": v} for v in [73.0, 60.0, 52.0, 48.0, 44.0, 43.0]]
+    other = run_verdict(_history(COLLAPSING, falling)).cause
+    assert other is not None and other.guard == "undetermined"
+    assert run_verdict(_history(HEALTHY, rising)).cause is None
+
+
 def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collapse() -> None:
     spread_over_three = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     history = _history(spread_over_three, [{"off_diagonal_energy": 60.0}] * 6)

@@ -3,14 +3,14 @@
 Every family keeps its embedding from collapsing with a guard (docs/causes.md lists them):
 negatives (contrastive), balanced assignments (clustering), an asymmetric branch (predictor,
 stop-gradient, a momentum target), variance and decorrelation terms (redundancy reduction),
-centering and sharpening (DINO). Each guard has a signature in the mechanism signals of the
-epoch record (``EpochRecord.logs`` under the names declared in ``contract.metrics``, and the
-schedule fields ``lr`` and ``ema_momentum``); a check per guard reads it. The diagnosis never
-reads the method's name or its option flags: a built-in ablation and an external run that
-sends the same internals get the same cause. Two guards leave no trace a probe can measure
-(stop-gradient and the predictor's presence change the gradient, not the embeddings): for
-them the run's configuration is read, and the reason says so and cites the measurement that
-confirms the collapse they cause.
+centering and sharpening (DINO), SIGReg (LeJEPA). Each guard has a signature in the
+mechanism signals of the epoch record (``EpochRecord.logs`` under the names declared in
+``contract.metrics``, and the schedule fields ``lr`` and ``ema_momentum``); a check per
+guard reads it. The diagnosis never reads the method's name or its option flags: a built-in
+ablation and an external run that sends the same internals get the same cause. Two guards
+leave no trace a probe can measure (stop-gradient and the predictor's presence change the
+gradient, not the embeddings): for them the run's configuration is read, and the reason says
+so and cites the measurement that confirms the collapse they cause.
 
 Exactly one check firing names its guard; none, or several, give ``undetermined`` with the
 signals read: a wrong cause is worse than none. Thresholds and their evidence:
@@ -43,6 +43,7 @@ USAGE_AFTER_BALANCING = "usage_entropy_after_balancing"
 DIMS_UNDER_HINGE = "dims_under_variance_hinge"
 LOSS_VARIANCE = "loss_variance"
 OFF_DIAGONAL_ENERGY = "off_diagonal_energy"
+SIGREG_STATISTIC = "sigreg_statistic"
 WEIGHT_DECAY = "weight_decay"
 LR = "lr"
 EMA_MOMENTUM = "ema_momentum"
@@ -88,6 +89,12 @@ class CauseThresholds:
       sum_(i!=j) C_ij^2 / d exceeds half its ceiling d - 1: barlow-no-offdiag 0.97,
       vicreg-no-covariance 0.86, against 0.12-0.24 for the healthy Barlow Twins and VICReg
       runs (d = 128).
+    * SIGReg (Balestriero & LeCun, arXiv 2511.08544): the probe's SIGReg statistic (fixed
+      slices, the probe's N) not reduced from its epoch-0 value, in a collapsed run. LeJEPA
+      drives it down (digits 73 -> 43, shapes 75 -> 18 in 12 epochs: 0.59 and 0.24 of
+      epoch 0); without SIGReg it rises towards the value of every embedding at the origin
+      (N x 0.41 = 105 for N = 256: 73 -> 101, 75 -> 103, 1.38-1.39 of epoch 0) while the
+      raw z shrinks to 0.05-0.16 of its epoch-0 scale. 0.9 x epoch 0 lies between them.
     * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
       1.5e-2 (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode
       of the online network to 0 once it outweighs the predictor's alignment). SimSiam and
@@ -109,6 +116,7 @@ class CauseThresholds:
     variance_hinge: float = 0.8
     off_diagonal_share: float = 0.5
     shrink_per_step: float = 1.5e-2
+    sigreg_not_reduced: float = 0.9
 
 
 CAUSE_THRESHOLDS = CauseThresholds()
@@ -480,6 +488,37 @@ def _decorrelation(reader: _Reader, t: CauseThresholds, kind: VerdictKind) -> Fi
     )
 
 
+def _sigreg(reader: _Reader, t: CauseThresholds) -> Finding | None:
+    """LeJEPA's one guard: SIGReg pulls the embedding towards an isotropic Gaussian, so its
+    statistic on the probe falls in a healthy run. Not reduced from epoch 0, the embedding
+    has gone where the prediction term alone takes it: to the origin."""
+    start = reader.value(reader.history[0], SIGREG_STATISTIC)
+    now = reader.last(SIGREG_STATISTIC)
+    if start is None or now is None or start <= 0 or now < t.sigreg_not_reduced * start:
+        return None
+    limit = t.sigreg_not_reduced * start
+
+    def not_reduced(r: EpochRecord) -> bool:
+        value = reader.value(r, SIGREG_STATISTIC)
+        return value is not None and value >= limit
+
+    z0, z = reader.history[0].projector, reader.history[-1].projector
+    scale = (
+        f"; the raw z's scale fell from {z0.scale:.3g} to {z.scale:.3g}"
+        if z0.scale is not None and z.scale is not None
+        else ""
+    )
+    return Finding(
+        "sigreg",
+        f"the SIGReg statistic on the probe is {now:.3g} against {start:.3g} at epoch 0: "
+        f"nothing pulls the embedding towards an isotropic Gaussian, so the views' prediction "
+        f"term alone shrinks it towards the origin{scale}.",
+        "Weigh SIGReg in (lambda = 0.05 with 1024 slices; Balestriero & LeCun, arXiv "
+        "2511.08544: without it the prediction term's trivial solution is a constant).",
+        reader.since(not_reduced),
+    )
+
+
 def _weight_decay(reader: _Reader, t: CauseThresholds) -> Finding | None:
     """The per-step shrink lr x wd at its peak: a cosine schedule ends near 0, but the
     weights were already driven to 0 while the learning rate was high."""
@@ -524,6 +563,7 @@ def guard_findings(
         _balancing(reader, thresholds),
         _variance_term(reader, thresholds),
         _decorrelation(reader, thresholds, kind),
+        _sigreg(reader, thresholds),
         _weight_decay(reader, thresholds),
     ]
     return [f for f in found if f is not None], reader.checked
