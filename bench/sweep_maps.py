@@ -72,8 +72,8 @@ SWEEPS: dict[str, dict[str, Any]] = {
     },
 }
 
-# The method signals of each map's table: the last epoch record's logs (engine methods'
-# training terms and probe_logs) under a column title.
+# The method signals of each map's table, under a column title: the last epoch record's logs
+# (training terms and probe_logs of workers/engine/methods/lejepa.py and dino.py).
 SIGNALS: dict[str, dict[str, str]] = {
     "lejepa": {"prediction": "prediction", "sigreg": "SIGReg", "sigreg_statistic": "SIGReg probe"},
     "dino": {"teacher_entropy": "h(P_t)", "teacher_student_kl": "KL(P_t‖P_s)"},
