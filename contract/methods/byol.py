@@ -35,8 +35,9 @@ class BYOLOptions(StrictInput):
         "mlp",
         description="The predictor's form (with predictor on): mlp, BYOL's two-layer MLP; "
         "linear, one d x d matrix W_p without bias; symmetric, W_p = (W + W^T)/2, the "
-        "symmetric linear predictor of Tian, Chen & Ganguli (ICML 2021, Table 3), which "
-        "collapses when the EMA target moves too fast.",
+        "symmetric linear predictor of Tian, Chen & Ganguli (ICML 2021, Table 3), whose "
+        "collapse they tie to a too-fast EMA target. In the 10-epoch runs of docs/causes.md "
+        "both linear forms collapsed whatever the EMA momentum.",
     )
 
     @model_validator(mode="after")
