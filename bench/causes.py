@@ -91,6 +91,69 @@ HYPERPARAMETERS = [
         "balancing",
         "one Sinkhorn iteration with epsilon 0.5",
     ),
+    # A learning rate 10-50x the preset's: `learning_rate` has no check, so a collapse here
+    # should read undetermined (docs/causes.md, "Learning rate").
+    Scenario(
+        "simsiam-lr-10x",
+        {"preset": "simsiam", "lr": 2.0},
+        "learning_rate",
+        "base learning rate 2.0, 10x SimSiam's 0.2",
+    ),
+    Scenario(
+        "simsiam-lr-50x",
+        {"preset": "simsiam", "lr": 10.0},
+        "learning_rate",
+        "base learning rate 10, 50x SimSiam's 0.2 (the config's ceiling)",
+    ),
+    Scenario(
+        "byol-lr-10x",
+        {"preset": "byol", "lr": 3.0},
+        "learning_rate",
+        "base learning rate 3.0, 10x BYOL's 0.3",
+    ),
+    Scenario(
+        "byol-lr-33x",
+        {"preset": "byol", "lr": 10.0},
+        "learning_rate",
+        "base learning rate 10, 33x BYOL's 0.3 (the config's ceiling)",
+    ),
+    # DirectPred (Tian, Chen & Ganguli, ICML 2021, Table 3): a symmetric linear predictor with a
+    # too-fast EMA target collapses. The controls (a free linear predictor, a symmetric one with
+    # BYOL's slow EMA, the MLP predictor with the fast EMA) tell which guard a collapse hinges
+    # on: at this scale every linear predictor collapsed whatever the EMA, the MLP at none, so
+    # the guard these runs point at is the predictor (docs/causes.md).
+    Scenario(
+        "byol-symmetric-fast-ema",
+        {"preset": "byol", "options": {"predictor_kind": "symmetric", "base_momentum": 0.9}},
+        "predictor",
+        "a symmetric linear predictor W_p = (W + W^T)/2 with EMA base momentum 0.9 (BYOL: an "
+        "MLP, 0.99)",
+    ),
+    Scenario(
+        "byol-symmetric-no-ema",
+        {"preset": "byol", "options": {"predictor_kind": "symmetric", "base_momentum": 0.0}},
+        "predictor",
+        "a symmetric linear predictor with no EMA (base momentum 0: the target is the online "
+        "network)",
+    ),
+    Scenario(
+        "byol-linear-fast-ema",
+        {"preset": "byol", "options": {"predictor_kind": "linear", "base_momentum": 0.9}},
+        "predictor",
+        "control: a free linear predictor (not symmetrised) with EMA base momentum 0.9",
+    ),
+    Scenario(
+        "byol-symmetric",
+        {"preset": "byol", "options": {"predictor_kind": "symmetric"}},
+        "predictor",
+        "control: a symmetric linear predictor with BYOL's EMA base momentum 0.99",
+    ),
+    Scenario(
+        "byol-fast-ema",
+        {"preset": "byol", "options": {"base_momentum": 0.9}},
+        None,
+        "control: BYOL's MLP predictor with EMA base momentum 0.9",
+    ),
     Scenario(
         "vicreg-small-variance",
         {"preset": "vicreg", "options": {"variance_weight": 0.1}},

@@ -145,6 +145,29 @@ def test_a_removed_predictor_is_confirmed_by_the_random_pair_cosine_without_a_ta
     assert "random-pair cosine" in cause.reason
 
 
+@pytest.mark.parametrize("kind", ["linear", "symmetric"])
+def test_a_linear_predictor_is_read_from_the_configuration(kind: str) -> None:
+    """A linear or symmetric predictor collapsed at every EMA momentum in docs/causes.md:
+    `predictor`, from the configuration; with a target that is the online network as well,
+    two guards fire and nothing is named."""
+    logs = [{"target_param_distance": 0.006, "online_target_cosine": 0.96}] * 6
+    options = {"predictor_kind": kind, "base_momentum": 0.9}
+    configuration = configuration_of({"method": "byol", "options": options})
+    cause = run_verdict(_history(COLLAPSING, logs), configuration=configuration).cause
+    assert cause is not None and cause.guard == "predictor"
+    assert cause.reason.startswith(f"From the configuration (predictor_kind {kind}")
+    assert "configuration.predictor_kind" in cause.signals_checked
+    same = [{"target_param_distance": 0.0, "online_target_cosine": 0.96}] * 6
+    both = run_verdict(_history(COLLAPSING, same), configuration=configuration).cause
+    assert both is not None and both.guard == "undetermined"
+    assert "(target_network and predictor)" in both.reason
+    # the MLP predictor (and a config from before predictor_kind existed) is no cause
+    for mlp in ({"predictor_kind": "mlp"}, {}):
+        config = configuration_of({"method": "byol", "options": mlp})
+        blind = run_verdict(_history(COLLAPSING, logs), configuration=config).cause
+        assert blind is not None and blind.guard == "undetermined"
+
+
 def test_weight_decay_far_above_the_survival_threshold() -> None:
     logs = [{"weight_decay": 0.5}] * 6
     history = _history(COLLAPSING, logs, lr=0.05)

@@ -316,6 +316,26 @@ def test_byol_without_predictor_measures_the_identity() -> None:
     assert logs["predictor_symmetry"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("kind", ["symmetric", "linear"])
+def test_byol_linear_predictor_is_measured_through_its_own_matrix(kind: str) -> None:
+    """The predictor signals read W_p itself, not a least-squares fit: the symmetric one
+    measures 1, the free one below 1, whatever the probe's z."""
+    from workers.engine.mechanisms import predictor_signals
+
+    method = _method("byol", predictor_kind=kind)
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(32, 3, 8, 8, generator=g) for _ in range(2)]
+    logs = method.eval().probe_logs(views)
+    w_p = method.predictor.matrix().detach()
+    z = method.projector(method.backbone(torch.cat(views))).detach()
+    for name, value in predictor_signals(z, w_p).items():
+        assert logs[name] == pytest.approx(value, rel=1e-5)
+    if kind == "symmetric":
+        assert logs["predictor_symmetry"] == pytest.approx(1.0)
+    else:
+        assert logs["predictor_symmetry"] < 0.99
+
+
 def test_ijepa_without_ema_targets_the_context_encoder_itself() -> None:
     method = _method("ijepa", target_momentum=0.0)
     images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))

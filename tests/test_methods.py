@@ -15,6 +15,7 @@ from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
 from workers.engine.methods.simsiam import SimSiam
 from workers.engine.methods.swav import SwAV
+from workers.engine.parts import LinearPredictor
 from workers.engine.vit import VisionTransformer
 
 BATCH, CHANNELS, SIZE, REP_DIM = 8, 3, 8, 16
@@ -188,6 +189,44 @@ def test_byol_frozen_target_and_ema_arithmetic() -> None:
 def test_byol_without_predictor_regresses_the_projection() -> None:
     assert isinstance(_build("byol", predictor=False).predictor, nn.Identity)
     assert not isinstance(_build("byol").predictor, nn.Identity)
+
+
+def test_byol_symmetric_predictor_stays_symmetric_through_training() -> None:
+    """W_p = (W + W^T)/2 (Tian, Chen & Ganguli 2021, Table 3): symmetric at every step, though
+    W itself is not, and linear without bias: p = z W_p^T."""
+    method = _build("byol", predictor_kind="symmetric", base_momentum=0.9)
+    assert isinstance(method, BYOL) and isinstance(method.predictor, LinearPredictor)
+    start = method.predictor.matrix().detach().clone()
+    for step in range(3):
+        _train_step(method, step)
+        w_p = method.predictor.matrix().detach()
+        assert torch.equal(w_p, w_p.T)
+    assert not torch.allclose(w_p, start)  # it trained
+    assert not torch.equal(method.predictor.weight, method.predictor.weight.T)
+    z = torch.randn(4, TINY_DIMS["proj_dim"])
+    assert torch.allclose(method.predictor(z), z @ w_p.T)
+    assert torch.allclose(method.predictor(torch.zeros_like(z)), torch.zeros_like(z))
+
+
+def test_byol_linear_predictor_is_a_free_matrix() -> None:
+    method = _build("byol", predictor_kind="linear")
+    assert isinstance(method, BYOL) and isinstance(method.predictor, LinearPredictor)
+    _train_step(method, 0)
+    w_p = method.predictor.matrix()
+    assert w_p is method.predictor.weight and not torch.allclose(w_p, w_p.T)
+
+
+def test_byol_options_of_older_configs_still_validate() -> None:
+    """A config stored before predictor_kind existed loads with the MLP predictor it ran."""
+    for stored in ({}, {"predictor": False}, {"base_momentum": 0.0, "predictor": True}):
+        config = _config("byol", **stored)
+        assert config.options["predictor_kind"] == "mlp"
+        assert isinstance(
+            METHODS["byol"](nn.Linear(4, REP_DIM), REP_DIM, config).predictor,
+            nn.Identity if stored.get("predictor") is False else nn.Sequential,
+        )
+    with pytest.raises(ValueError, match="predictor_kind 'symmetric' needs predictor true"):
+        _config("byol", predictor=False, predictor_kind="symmetric")
 
 
 # -- SimCLR ---------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ mechanism signals of the epoch record (``EpochRecord.logs`` under the names decl
 guard reads it. The diagnosis never reads the method's name or its option flags: a built-in
 ablation and an external run that sends the same internals get the same cause. Two guards
 leave no trace a probe can measure (stop-gradient and the predictor's presence change the
-gradient, not the embeddings): for them the run's configuration is read, and the reason says
-so and cites the measurement that confirms the collapse they cause.
+gradient, not the embeddings; a linear predictor's matrix is measured, but none of its
+signals told its collapses apart): for them the run's configuration is read, and the reason
+says so and cites the measurement that confirms the collapse they cause.
 
 Exactly one check firing names its guard; none, or several, give ``undetermined`` with the
 signals read: a wrong cause is worse than none. Thresholds and their evidence:
@@ -328,18 +329,45 @@ def _stop_gradient(
     )
 
 
+# The predictor kinds that collapsed in every short run whatever the EMA momentum (0, 0.9,
+# 0.99), where BYOL's MLP predictor stayed healthy at the same momenta (docs/causes.md,
+# "A linear or symmetric predictor").
+LINEAR_PREDICTOR_KINDS = ("linear", "symmetric")
+
+
 def _predictor(
     reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
 ) -> Finding | None:
-    if not _configured_off(reader, configuration, "predictor"):
+    """The predictor removed (``predictor: false``) or a linear one (``predictor_kind``
+    linear or symmetric), both read from the configuration: a linear predictor's matrix is
+    measured (its symmetry, eigen-alignment and commutator), but no value of them told its
+    collapses apart from healthy runs."""
+    off = _configured_off(reader, configuration, "predictor")
+    name = "configuration.predictor_kind"
+    if name not in reader.checked:
+        reader.checked.append(name)
+    kind = configuration.get("predictor_kind") if configuration is not None else None
+    if off:
+        why = (
+            "predictor false: the two branches are the same function, so nothing breaks "
+            "their symmetry"
+        )
+    elif kind in LINEAR_PREDICTOR_KINDS:
+        form = "W_p = (W + W^T)/2" if kind == "symmetric" else "W_p"
+        why = (
+            f"predictor_kind {kind}: one linear map {form}, which collapsed in every "
+            "calibration run whatever the EMA momentum (0, 0.9, 0.99), where the MLP "
+            "predictor kept BYOL healthy at the same momenta (docs/causes.md)"
+        )
+    else:
         return None
     return Finding(
         "predictor",
-        "from the configuration (predictor false: the two branches are the same function, "
-        f"so nothing breaks their symmetry), confirmed by the collapse it causes "
+        f"from the configuration ({why}), confirmed by the collapse it causes "
         f"({_confirmation(reader)}).",
-        "Add a predictor on the online branch (Chen & He, CVPR 2021, Table 1; Tian, Chen & "
-        "Ganguli, ICML 2021: DirectPred shows it must align with the input correlation).",
+        "Add a predictor on the online branch, an MLP (Chen & He, CVPR 2021, Table 1; Grill "
+        "et al., NeurIPS 2020); a linear one needs its eigenvalues aligned with the input "
+        "correlation (Tian, Chen & Ganguli, ICML 2021: DirectPred sets them from it).",
         None,
     )
 

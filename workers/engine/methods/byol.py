@@ -1,7 +1,8 @@
 """BYOL: an online network with a predictor regresses an EMA target network's projection.
 
 Grill et al. "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning".
-NeurIPS 2020.
+NeurIPS 2020. The linear and symmetric predictors (``predictor_kind``): Tian, Chen & Ganguli,
+"Understanding Self-Supervised Learning Dynamics without Contrastive Pairs", ICML 2021.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contract import RunConfig
 from contract.methods.byol import BYOL_SPEC, BYOLOptions
 from workers.engine.mechanisms import asymmetric_signals, parameter_distance
 from workers.engine.methods.base import LossOutput, Method, StepInfo
-from workers.engine.parts import cosine_momentum, ema_update, mlp
+from workers.engine.parts import LinearPredictor, cosine_momentum, ema_update, mlp
 
 
 def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -43,11 +44,14 @@ class BYOL(Method):
         super().__init__(backbone, rep_dim, config)
         self.options: BYOLOptions
         self.projector = mlp(rep_dim, config.proj_hidden_dim, config.proj_dim, 2)
-        self.predictor = (
-            mlp(config.proj_dim, config.pred_hidden_dim, config.proj_dim, 2)
-            if self.options.predictor
-            else nn.Identity()
-        )
+        self.predictor: nn.Module
+        if not self.options.predictor:
+            self.predictor = nn.Identity()
+        elif self.options.predictor_kind == "mlp":
+            self.predictor = mlp(config.proj_dim, config.pred_hidden_dim, config.proj_dim, 2)
+        else:
+            symmetric = self.options.predictor_kind == "symmetric"
+            self.predictor = LinearPredictor(config.proj_dim, symmetric)
         self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.current_momentum = momentum_at(self.options.base_momentum, 0, 1)
@@ -70,6 +74,15 @@ class BYOL(Method):
         ema_update(self.target_backbone, self.backbone, self.current_momentum)
         ema_update(self.target_projector, self.projector, self.current_momentum)
 
+    def predictor_matrix(self, device: torch.device) -> torch.Tensor | None:
+        """W_p (d, d) of a linear predictor (the identity without one); None for the MLP,
+        which has no single matrix."""
+        if isinstance(self.predictor, LinearPredictor):
+            return self.predictor.matrix().detach().float().to(device)
+        if isinstance(self.predictor, nn.Identity):
+            return torch.eye(self.config.proj_dim, device=device)
+        return None
+
     def excluded_from_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if n.startswith("target_")}
 
@@ -80,14 +93,14 @@ class BYOL(Method):
     def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
         """The asymmetric branch's signals (:func:`mechanisms.asymmetric_signals`): each
         view's online z and prediction p against the target's projection of the other view,
-        both directions stacked; the predictor studied through its least-squares linear map
-        (the identity without a predictor); and the target's lag behind the online network."""
+        both directions stacked; the predictor studied through its matrix W_p where it is
+        linear (the identity without a predictor), else through its least-squares linear map;
+        and the target's lag behind the online network."""
         x = torch.cat(views[:2])
         z = self.projector(self.backbone(x)).float()  # (2B, d)
         p = self.predictor(z).float()
         t1, t2 = self.target_projector(self.target_backbone(x)).float().chunk(2)
-        identity = None if self.options.predictor else torch.eye(z.shape[1], device=z.device)
-        signals = asymmetric_signals(z, p, torch.cat([t2, t1]), identity)
+        signals = asymmetric_signals(z, p, torch.cat([t2, t1]), self.predictor_matrix(z.device))
         signals["target_param_distance"] = parameter_distance(
             [*self.target_backbone.parameters(), *self.target_projector.parameters()],
             [*self.backbone.parameters(), *self.projector.parameters()],

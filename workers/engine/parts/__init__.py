@@ -1,14 +1,16 @@
-"""Small typed building blocks shared by the SSL methods: MLP heads, the EMA target update,
-Sinkhorn-Knopp equipartition, k-means and exact BatchNorm statistics for evaluation."""
+"""Small typed building blocks shared by the SSL methods: MLP heads, linear predictors, the
+EMA target update, Sinkhorn-Knopp equipartition, k-means and exact BatchNorm statistics for
+evaluation."""
 
 from workers.engine.parts.batchnorm import recompute_batchnorm_statistics
 from workers.engine.parts.ema import cosine_momentum, ema_update
-from workers.engine.parts.heads import mlp
+from workers.engine.parts.heads import LinearPredictor, mlp
 from workers.engine.parts.kmeans import KMeansStats, kmeans
 from workers.engine.parts.sinkhorn import sinkhorn_knopp
 
 __all__ = [
     "KMeansStats",
+    "LinearPredictor",
     "cosine_momentum",
     "ema_update",
     "kmeans",

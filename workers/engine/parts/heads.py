@@ -1,7 +1,10 @@
-"""MLP projector / predictor heads."""
+"""MLP projector / predictor heads, and the linear predictors of Tian, Chen & Ganguli."""
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 
@@ -27,3 +30,24 @@ def mlp(
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)
+
+
+class LinearPredictor(nn.Module):
+    """A linear predictor without bias, p = W_p z (Tian, Chen & Ganguli, "Understanding
+    Self-Supervised Learning Dynamics without Contrastive Pairs", ICML 2021, Sec. 3): W_p is
+    the free d x d matrix W, or with ``symmetric`` its symmetric part (W + W^T)/2, the paper's
+    symmetric predictor (Sec. 5, Table 3): every step's gradient reaches W through the
+    symmetrisation, so W_p stays symmetric whatever W becomes. Maps (B, d) -> (B, d)."""
+
+    def __init__(self, dim: int, symmetric: bool) -> None:
+        super().__init__()
+        self.symmetric = symmetric
+        self.weight = nn.Parameter(torch.empty(dim, dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
+
+    def matrix(self) -> torch.Tensor:
+        """W_p (d, d), the map applied: p = z W_p^T."""
+        return (self.weight + self.weight.T) / 2 if self.symmetric else self.weight
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.matrix().T
