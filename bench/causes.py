@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import PRESETS, EpochRecord, resolve_config
+from contract import METHOD_SPECS, PRESETS, EpochRecord, resolve_config
 from workers.engine.cause import configuration_of, guard_findings
 from workers.engine.trainer import train
 from workers.engine.verdict import epoch_verdict, run_verdict
@@ -179,8 +179,19 @@ PRESET_GUARDS: dict[str, str | None] = {
     "dino-no-momentum": "target_network",
     "lejepa-no-sigreg": "sigreg",
 }
+# A method that trains only on some backbones (I-JEPA: vit_tiny) gets the first, this small.
+TINY_VIT = {"vit_dim": 48, "vit_depth": 2}
+
+
+def _preset_request(name: str) -> dict[str, Any]:
+    backbones = METHOD_SPECS[PRESETS[name].config["method"]].backbones
+    if not backbones:
+        return {"preset": name}
+    return {"preset": name, "backbone": backbones[0], **TINY_VIT}
+
+
 PRESET_SCENARIOS = [
-    Scenario(name, {"preset": name}, PRESET_GUARDS.get(name), PRESETS[name].description)
+    Scenario(name, _preset_request(name), PRESET_GUARDS.get(name), PRESETS[name].description)
     for name in PRESETS
 ]
 

@@ -51,6 +51,18 @@ class RunRules(StrictInput):
             raise PydanticCustomError("missing", problem)
         return path
 
+    @field_validator("backbone", check_fields=False)
+    @classmethod
+    def _backbone_trainable(cls, backbone: str, info: ValidationInfo) -> str:
+        method = info.data.get("method") or getattr(cls, "method_name", None)
+        spec = METHOD_SPECS.get(method) if isinstance(method, str) else None
+        if spec is not None and spec.backbones and backbone not in spec.backbones:
+            raise ValueError(
+                f"{spec.title} trains only on {' or '.join(map(repr, spec.backbones))}, "
+                f"not {backbone!r}"
+            )
+        return backbone
+
     @model_validator(mode="after")
     def _vit_shape(self) -> Self:
         problem = _vit_shape_problem(self)

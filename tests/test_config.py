@@ -95,6 +95,11 @@ def test_errors_are_located_by_pydantic(raw: dict, loc: tuple, message: str) -> 
             None,
             "vit_dim 100 must be a multiple of vit_heads 3",
         ),
+        (
+            {"method": "ijepa", "backbone": "small_cnn"},
+            "backbone",
+            "I-JEPA trains only on 'vit_tiny', not 'small_cnn'",
+        ),
     ],
 )
 def test_a_run_config_and_a_run_request_keep_the_same_rules(

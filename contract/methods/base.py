@@ -28,3 +28,5 @@ class MethodSpec:
     options: type[StrictInput]
     implementation: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    # the backbones it can train (RunConfig.backbone names); empty: any of them
+    backbones: tuple[str, ...] = ()

@@ -67,4 +67,5 @@ IJEPA_SPEC = MethodSpec(
         "batch_size": 128,
     },
     implementation="workers.engine.methods.ijepa:IJEPA",
+    backbones=("vit_tiny",),  # it predicts patch tokens: forward_tokens
 )
