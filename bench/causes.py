@@ -16,6 +16,8 @@ prints the markdown tables of docs/causes.md:
 
     python -m bench.causes --datasets digits,shapes --seeds 0,1          # trains, ~1 h on 2 CPUs
     python -m bench.causes --stored                                      # re-judges
+    python -m bench.make_photo_folder --root data                        # real photos, then
+    python -m bench.causes --datasets photos --seeds 0 --scenarios ...   # on them
 """
 
 from __future__ import annotations
@@ -228,18 +230,28 @@ class Judged:
         return None
 
 
-def _run(scenario: Scenario, dataset: str, seed: int, out: Path, retrain: bool) -> Judged:
+# "photos": the folder of real photographs `python -m bench.make_photo_folder --root DATA`
+# builds under the data root (--data-root).
+DATASET_FIELDS: dict[str, dict[str, str]] = {
+    "photos": {"dataset": "imagefolder", "dataset_path": "photos"},
+}
+
+
+def _run(
+    scenario: Scenario, dataset: str, seed: int, out: Path, retrain: bool, data_root: Path
+) -> Judged:
     path = out / f"{dataset}-{scenario.name}-s{seed}.json"
     if path.exists() and not retrain:
         stored = json.loads(path.read_text())
     else:
-        raw = {**SMALL, **scenario.request, "dataset": dataset, "seed": seed}
+        fields = DATASET_FIELDS.get(dataset, {"dataset": dataset})
+        raw = {**SMALL, **scenario.request, **fields, "seed": seed}
         if "options" in scenario.request:
             preset = PRESETS[scenario.request["preset"]].config.get("options", {})
             raw["options"] = {**preset, **scenario.request["options"]}
         config = resolve_config(raw)
         started = time.perf_counter()
-        result = train(config, data_root=Path("data"))
+        result = train(config, data_root=data_root)
         stored = {
             "config": config.model_dump(mode="json"),
             "history": [r.model_dump(mode="json") for r in result.history],
@@ -405,6 +417,9 @@ def main() -> None:
         "--stored", action="store_true", help="re-judge the stored histories, train none"
     )
     parser.add_argument("--retrain", action="store_true", help="train even where stored")
+    parser.add_argument(
+        "--data-root", type=Path, default=Path("data"), help="where 'photos' is (and downloads)"
+    )
     args = parser.parse_args()
     scenarios = [*HYPERPARAMETERS, *PRESET_SCENARIOS]
     if args.scenarios != "all":
@@ -418,7 +433,7 @@ def main() -> None:
                 stored = (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
                 if args.stored and not stored:
                     continue
-                run = _run(scenario, dataset, seed, args.out, args.retrain)
+                run = _run(scenario, dataset, seed, args.out, args.retrain, args.data_root)
                 runs.append(run)
                 print(_cause_row(run), flush=True)
     print()
