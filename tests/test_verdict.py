@@ -228,6 +228,10 @@ def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
     assert verdict.onset_epoch == 3
     assert "shrank towards the origin" in verdict.reason
     assert "0.05 of epoch 0" in verdict.reason
+    # before the onset the trend already warned
+    early = epoch_verdict(history[:3])
+    assert early.kind == "healthy"
+    assert early.trend.warning is not None and "shrinking towards the origin" in early.trend.warning
     # a cloud that grows, or shrinks less than the threshold, stays healthy
     for factor in (3.0, 0.6):
         steady = [_record(e, factor**e * _gaussian(128, seed=e), seed=e) for e in range(3)]
