@@ -16,13 +16,15 @@ Setting (README, Benchmarks): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 
 (b) Engine: the digits split as uint8 tensors, :class:`BatchAugment` on whole batches,
     ``METHODS["simsiam"]`` around the same ``small_cnn``, channels_last, same optimiser.
 
-``--method ijepa`` / ``--method lejepa``: the same engine model on both sides (I-JEPA on the
-``vit`` backbone, LeJEPA on ``small_cnn``, the presets' options), fed by (a) lightly's own
+``--method ijepa`` / ``lejepa`` / ``dino``: the same engine model on both sides (I-JEPA and
+DINO on the ``vit_tiny`` backbone, LeJEPA on ``small_cnn``, the presets' options), fed by (a)
+lightly's own
 example pipeline for it, the installed ``lightly`` package's transforms per PIL image in a
 DataLoader: ``IJEPATransform`` + ``IJEPAMaskCollator`` (the paper's mask scales, masks drawn in
-the workers) for I-JEPA, ``DINOTransform`` (2 global 32 px + 2 local 16 px views, lightly's
-LeJEPA example settings) for LeJEPA; or (b) the engine's BatchAugment, masks drawn in the step.
-Images per second (I-JEPA: one view each; LeJEPA: 4 views each).
+the workers) for I-JEPA, ``DINOTransform`` (2 global 32 px + the preset's local 16 px views;
+lightly's LeJEPA and DINO examples both use it) for LeJEPA and DINO; or (b) the engine's
+BatchAugment, masks drawn in the step. Images per second (I-JEPA: one view each; LeJEPA and
+DINO: 2 global + local views each).
 
 Each side trains ``--warmup`` untimed then ``--steps`` timed optimiser steps per round, in
 the order recipe, engine, engine, recipe (to share out the drift of a busy machine; the recipe's
@@ -273,8 +275,11 @@ class LightlyViewsDataset(Dataset):
         return self.transform(self.images[index])
 
 
-def jepa_loader(name: str, images: torch.Tensor, args: argparse.Namespace) -> DataLoader:
-    """lightly's example data pipeline for ``name`` over ``images`` (uint8, 32 px)."""
+def jepa_loader(
+    name: str, images: torch.Tensor, local_views: int, args: argparse.Namespace
+) -> DataLoader:
+    """lightly's example data pipeline for ``name`` over ``images`` (uint8, 32 px), with
+    ``local_views`` small crops besides the two global views (multi-crop methods)."""
     from lightly.data.ijepa_collate import IJEPAMaskCollator
     from lightly.transforms.dino_transform import DINOTransform
     from lightly.transforms.ijepa_transform import IJEPATransform
@@ -296,7 +301,7 @@ def jepa_loader(name: str, images: torch.Tensor, args: argparse.Namespace) -> Da
             global_crop_scale=(0.3, 1),
             local_crop_scale=(0.05, 0.3),
             gaussian_blur=(0.5, 0.5, 0.5),
-            n_local_views=2,
+            n_local_views=local_views,
         )
         dataset, collate = LightlyViewsDataset(images, transform), default_collate
     return DataLoader(
@@ -363,7 +368,7 @@ def time_jepa(name: str, args: argparse.Namespace) -> None:
                 yield ("engine", train.images[indices], augment, generator)
 
     def recipe_seconds() -> float:
-        batches = recipe_batches(jepa_loader(name, train.images, args))
+        batches = recipe_batches(jepa_loader(name, train.images, method.n_local_views(), args))
         seconds = run(batches)
         batches.close()
         return seconds
@@ -382,7 +387,10 @@ def time_jepa(name: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--method", choices=["simsiam", "ijepa", "lejepa"], default="simsiam", help="which row"
+        "--method",
+        choices=["simsiam", "ijepa", "lejepa", "dino"],
+        default="simsiam",
+        help="which row",
     )
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side and round")
     parser.add_argument("--warmup", type=int, default=2)
