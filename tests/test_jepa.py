@@ -271,7 +271,11 @@ def test_ijepa_stop_gradient_switch() -> None:
 
 
 def test_ijepa_needs_a_token_backbone() -> None:
-    config = resolve_config({"method": "ijepa", "backbone": "small_cnn"})
+    # the config refuses any other backbone (tests/test_config.py); the engine still checks
+    # the module it is given
+    with pytest.raises(ValueError, match="I-JEPA trains only on 'vit_tiny'"):
+        resolve_config({"method": "ijepa", "backbone": "small_cnn"})
+    config = resolve_config({"method": "ijepa"})
     with pytest.raises(ValueError, match="needs the 'vit_tiny' backbone"):
         METHODS["ijepa"](torch.nn.Flatten(), 8, config)
 
