@@ -89,6 +89,10 @@ class Thresholds:
     its spread stayed 0.46 / 0.40 and its rank 67 (backbone kNN 0.72 -> 0.46 on digits);
     every healthy preset's z grew or held (lowest epoch: 0.95 of epoch 0, vicreg; lejepa
     with SIGReg x2.1-2.3), and so did their backbones' h (lowest 0.85, deepcluster).
+    VICReg without its variance term reaches the same trivial solution (digits: 0.11 of
+    epoch 0); with the rule, bench/causes.py's vicreg-no-variance and variance-weight-0.1
+    runs read complete collapse in 4 of 4 each (digits and shapes, seeds 0 and 1), where
+    the scale-free rules alone caught 1 of 4 within 10 epochs.
     Threshold 0.3: the geometric middle of 0.1 and 0.95, rounded.
     """
 
