@@ -166,7 +166,7 @@ _PRESET_LIST: list[Preset] = [
         "dino",
         "DINO",
         "Self-distillation from a momentum teacher, with centering and sharpening, on a small "
-        "CNN (the CPU settings of _dino below).",
+        "CNN at 16 px (CPU settings: no local crops, the head initialised with std 0.1).",
         _dino(),
         "healthy",
     ),

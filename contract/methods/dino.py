@@ -104,9 +104,9 @@ class DINOOptions(StrictInput):
         "MLP weights (biases 0). 0.02 is the authors' (sized for a ViT-S: LayerNorm'd "
         "384-d features through 2048-wide layers, a bottleneck of norm about 1.4 before "
         "its normalisation). With a small CNN and 512-wide layers it gives a bottleneck of "
-        "norm 0.04, which the first Adam steps on its bias and weights outgrow within one "
-        "epoch, so every image's z points the same way whatever the loss asks; the CPU "
-        "presets use 0.1.",
+        "norm 0.04, which the first few dozen AdamW steps on its bias and weights outgrow: "
+        "every image's z turns the same way whatever the teacher's target. The CPU presets "
+        "use 0.1.",
     )
 
 
