@@ -2,9 +2,10 @@
 the teacher entropy h(P_t), KL(P_t || P_s) and the verdict per run, and their curves as an SVG.
 
 Reads the ``--jsonl`` files that ``collapse-lab train --preset dino... --jsonl FILE`` wrote
-(named ``PRESET-DATASET-SEED.jsonl``), prints one markdown row per run (the last epoch's
-signals, ln K, the verdict) and writes ``--svg``: h(P_t) / ln K and KL per epoch, one colour
-per preset, one line per run. The paper's expectation: without centering h -> 0, without
+(named ``PRESET-DATASET-SEED.jsonl``), prints one markdown row per run (the signals at the
+first and the last epoch, ln K, the spread std·√d of z and the backbone's kNN, the verdict)
+and writes ``--svg``: h(P_t) / ln K and KL per epoch, one colour per preset, one line per
+run. The paper's expectation: without centering h -> 0, without
 sharpening h -> ln K, in both KL -> 0; a healthy run keeps h below ln K and KL above 0.
 
     python -m bench.dino_signals runs/*.jsonl --svg docs/dino-signals.svg
@@ -120,6 +121,15 @@ def write_svg(runs: list[tuple[str, list[dict[str, Any]]]], path: Path, caption:
     path.write_text("\n".join(parts) + "\n")
 
 
+def _first_last(records: list[dict[str, Any]], space: str, metric: str) -> str:
+    """``metric`` of the ``space`` embedding ("projector": z, "backbone": h) at the first and
+    the last epoch, "first → last" ("-" where not recorded)."""
+    values = [(r.get(space) or {}).get(metric) for r in (records[0], records[-1])]
+    if None in values:
+        return "-"
+    return f"{values[0]:.2f} → {values[1]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
@@ -129,9 +139,9 @@ def main() -> None:
     runs: list[tuple[str, list[dict[str, Any]]]] = []
     print(
         "| preset | dataset | seed | h(P_t) first → last | ln K | KL first → last "
-        "| centre ‖c‖ | verdict | kNN(h) |"
+        "| centre ‖c‖ | z spread first → last | kNN(h) first → last | verdict |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in sorted(args.files):
         preset, dataset, seed = path.stem.rsplit("-", 2)
         records, verdict = read_run(path)
@@ -140,13 +150,14 @@ def main() -> None:
         first, last = records[0]["logs"], records[-1]["logs"]
         onset = verdict.get("onset_epoch")
         kind = verdict.get("kind", "?") + (f" (from {onset})" if onset is not None else "")
-        knn = (records[-1].get("backbone") or {}).get("knn_top1")
         print(
             f"| {preset} | {dataset} | {seed} "
             f"| {first['teacher_entropy']:.2f} → {last['teacher_entropy']:.2f} "
             f"| {last['log_k']:.2f} "
             f"| {first['teacher_student_kl']:.3f} → {last['teacher_student_kl']:.3f} "
-            f"| {last['center_norm']:.2f} | {kind} | {'-' if knn is None else f'{knn:.2f}'} |"
+            f"| {last['center_norm']:.2f} "
+            f"| {_first_last(records, 'projector', 'std_l2_sqrt_d')} "
+            f"| {_first_last(records, 'backbone', 'knn_top1')} | {kind} |"
         )
         runs.append((preset, records))
     if args.svg and runs:

@@ -95,7 +95,8 @@ def test_dino_without_sharpening_names_sharpening_with_its_temperatures() -> Non
 
 
 def test_a_dino_collapse_whose_kl_stays_high_is_undetermined() -> None:
-    """The CPU dino preset collapses with h near ln K but KL about 1: neither signature."""
+    """dino with the paper's head init on the CPU collapsed with h near ln K but KL about 1
+    (README, "DINO on a small ViT"): neither signature."""
     logs = _dino_logs([1.3, 3.0, 4.0, 4.2, 4.3, 4.3], [1.6, 1.4, 1.3, 1.3, 1.3, 1.3])
     cause = run_verdict(_history(COLLAPSING, logs)).cause
     assert cause is not None and cause.guard == "undetermined"
@@ -303,8 +304,9 @@ def test_diagnose_cause_is_none_for_healthy_whatever_the_signals(share: float) -
 
 
 def test_a_logged_schedule_that_contradicts_the_dino_signature_leaves_it_undetermined() -> None:
-    """The CPU dino preset: h/ln K near 1 and KL near 0, but the teacher is sharper than the
-    student and the centre moves: neither guard is off, so neither is named."""
+    """dino with the paper's head init on the CPU: h/ln K near 1 and KL near 0, but the
+    teacher is sharper than the student and the centre moves: neither guard is off, so
+    neither is named."""
     entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
     kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
     logs = _dino_logs(entropy, kl, teacher_temperature=0.04, student_temperature=0.1)

@@ -175,6 +175,18 @@ def test_head_is_mlp_bottleneck_and_weight_normalised_prototypes() -> None:
     assert head(h).abs().max() <= 1 + 1e-6  # unit bottleneck, unit prototypes: cosines
 
 
+@pytest.mark.parametrize("std", [0.02, 0.1])
+def test_head_init_std_sets_the_mlp_weights_and_the_teacher_starts_as_the_student(
+    std: float,
+) -> None:
+    method = _dino(head_init_std=std)
+    weights = [m.weight for m in method.projector.mlp if isinstance(m, nn.Linear)]
+    assert torch.cat([w.flatten() for w in weights]).std().item() == pytest.approx(std, rel=0.1)
+    teacher = dict(method.teacher_head.named_parameters())
+    for name, value in method.projector.named_parameters():
+        assert torch.equal(teacher[name], value)
+
+
 def test_last_layer_is_frozen_in_the_first_epoch_only() -> None:
     method = _dino(freeze_last_layer_epochs=1)
     last = method.projector.last_layer.parametrizations.weight.original1

@@ -96,6 +96,18 @@ class DINOOptions(StrictInput):
         description="Fix the norm of each prototype of the last layer to 1 (the paper's "
         "default); off, the norms are trained too.",
     )
+    head_init_std: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="Standard deviation of the truncated normal that initialises the head's "
+        "MLP weights (biases 0). 0.02 is the authors' (sized for a ViT-S: LayerNorm'd "
+        "384-d features through 2048-wide layers, a bottleneck of norm about 1.4 before "
+        "its normalisation). With a small CNN and 512-wide layers it gives a bottleneck of "
+        "norm 0.04, which the first few dozen AdamW steps on its bias and weights outgrow: "
+        "every image's z turns the same way whatever the teacher's target. The CPU presets "
+        "use 0.1.",
+    )
 
 
 DINO_SPEC = MethodSpec(

@@ -26,10 +26,18 @@ class DINOHead(nn.Module):
     """DINO's projection head (paper Sec. 3.1 and appendix; lightly's DINOProjectionHead):
     a 3-layer MLP with GELU (no BatchNorm) to a ``bottleneck_dim`` vector, ℓ2-normalised, then
     a weight-normalised linear layer without bias to the K prototype logits.
-    (B, in_dim) -> (B, K). With ``norm_last_layer`` every prototype's norm is fixed at 1."""
+    (B, in_dim) -> (B, K). With ``norm_last_layer`` every prototype's norm is fixed at 1.
+    The MLP's weights start from a truncated normal of standard deviation ``init_std``
+    (0.02 and truncation at ±2 in the authors' ``DINOHead._init_weights``, as lightly's)."""
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, bottleneck_dim: int, num_prototypes: int, norm: bool
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        num_prototypes: int,
+        norm: bool,
+        init_std: float,
     ) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
@@ -41,7 +49,7 @@ class DINOHead(nn.Module):
         )
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
-                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.trunc_normal_(layer.weight, std=init_std)
                 nn.init.zeros_(layer.bias)
         self.last_layer = nn.utils.parametrizations.weight_norm(
             nn.Linear(bottleneck_dim, num_prototypes, bias=False)
@@ -143,6 +151,7 @@ class DINO(Method):
             config.proj_dim,
             opts.num_prototypes,
             opts.norm_last_layer,
+            opts.head_init_std,
         )
         self.teacher_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.teacher_head = copy.deepcopy(self.projector).requires_grad_(False)
