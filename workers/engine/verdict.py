@@ -84,11 +84,12 @@ class Thresholds:
     and swav-no-sinkhorn keep a spread of 0.33-0.59 there with 1.2-1.9 directions, so they
     are dimensional collapse, not complete, within 12 epochs.
 
-    Scale (2026-12-05, digits and shapes, small_cnn, 512 images, 10-15 epochs): the raw z of
-    lejepa-no-sigreg shrank to 0.118 (digits) and 0.079 (shapes) of its epoch-0 scale while
-    its spread stayed 0.46 / 0.40 and its rank 67 (backbone kNN 0.72 -> 0.46 on digits);
+    Scale (2026-12-05, digits and shapes, small_cnn, 512 images, 10-12 epochs): the raw z of
+    lejepa-no-sigreg shrank to 0.16 (digits) and 0.05 (shapes) of its epoch-0 scale while
+    its spread stayed 0.48 / 0.42 and its rank 68 (backbone kNN 0.72 -> 0.49 on digits);
     every healthy preset's z grew or held (lowest epoch: 0.95 of epoch 0, vicreg; lejepa
-    with SIGReg x2.1-2.3), and so did their backbones' h (lowest 0.85, deepcluster).
+    with SIGReg x3-4), and so did their backbones' h (lowest 0.995, vicreg); a dimensional
+    collapse keeps its top direction (barlow-no-offdiag, vicreg-no-covariance: x8-13).
     VICReg without its variance term reaches the same trivial solution (digits: 0.11 of
     epoch 0); with the rule, bench/causes.py's vicreg-no-variance and variance-weight-0.1
     runs read complete collapse in 4 of 4 each (digits and shapes, seeds 0 and 1), where
