@@ -52,9 +52,14 @@ def test_two_deployments_sharing_a_redis_never_take_each_others_tasks(
     first, second = two_deployments
     ids = {stack.redis_names().deployment_id for stack in two_deployments}
     assert len(ids) == 2, "each database created its own deployment id"
-    for stack in two_deployments:  # each sees its own workers only
-        workers = httpx.get(f"{stack.base_url}/api/health", timeout=10).json()["workers"]
-        assert workers["train"] == 1 and workers["projection"] == 1, workers
+    for stack in two_deployments:  # each sees its own workers only, once both have said hello
+
+        def own_workers(url: str = f"{stack.base_url}/api/health") -> bool:
+            workers = httpx.get(url, timeout=10).json()["workers"]
+            assert workers["train"] <= 1 and workers["projection"] <= 1, workers
+            return bool(workers["train"] == 1 and workers["projection"] == 1)
+
+        wait_until(own_workers, 60, interval=0.5, what=f"the workers of {stack.base_url}")
 
     run = {**TINY_RUN, "epochs": 1}
     launched: dict[str, list[str]] = {}
