@@ -111,7 +111,7 @@ def raw_scale(z: torch.Tensor) -> float:
     most directions while the remaining ones keep theirs) does not read as shrinking.
     """
     centred = z.double() - z.double().mean(dim=0, keepdim=True)
-    return float(torch.linalg.matrix_norm(centred, ord=2) / math.sqrt(z.shape[0]))
+    return float(singular_values(centred)[0] / math.sqrt(z.shape[0]))
 
 
 def effective_rank(z: torch.Tensor) -> float:
