@@ -14,9 +14,10 @@ sharpening h -> ln K, in both KL -> 0; a healthy run keeps h below ln K and KL a
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from bench.jsonl_runs import read_run
 
 COLOURS = {
     "dino": "#1b9e77",
@@ -25,18 +26,6 @@ COLOURS = {
     "dino-no-momentum": "#e7298a",
 }
 WIDTH, HEIGHT, MARGIN = 360, 240, 44
-
-
-def read_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(epoch records, verdict) of one ``--jsonl`` file."""
-    records, verdict = [], {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "verdict" in record and "epoch" not in record:
-            verdict = record["verdict"]
-        else:
-            records.append(record)
-    return records, verdict
 
 
 def _polyline(points: list[tuple[float, float]], colour: str) -> str:

@@ -17,24 +17,12 @@ the loss and linear-probe accuracy on ImageNet-scale runs).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from scipy.stats import spearmanr
 
-
-def read_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(epoch records, verdict) of one ``--jsonl`` file."""
-    records, verdict = [], {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "verdict" in record and "epoch" not in record:
-            verdict = record["verdict"]
-        else:
-            records.append(record)
-    return records, verdict
+from bench.jsonl_runs import read_run
 
 
 def main() -> None:
