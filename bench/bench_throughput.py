@@ -122,6 +122,21 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(p, z, dim=1).mean()
 
 
+def recipe_loader(
+    dataset: Dataset, args: argparse.Namespace, collate: Callable[..., Any] | None = None
+) -> DataLoader:
+    """A recipe's DataLoader: shuffled, full batches, ``args.num_workers`` persistent workers."""
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+        collate_fn=collate,
+    )
+
+
 def recipe_batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         yield from loader
@@ -192,14 +207,7 @@ def time_recipe(
     """Seconds for ``args.steps`` recipe steps after ``args.warmup`` untimed ones (which also
     absorb the worker start-up). The workers are shut down afterwards, so they do not compete
     with the engine's timing."""
-    loader = DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.num_workers,
-        persistent_workers=args.num_workers > 0,
-    )
+    loader = recipe_loader(dataset, args)
     batches = recipe_batches(loader)
     for _ in range(args.warmup):
         recipe_step(model, optimizer, next(batches))
@@ -304,15 +312,7 @@ def jepa_loader(
             n_local_views=local_views,
         )
         dataset, collate = LightlyViewsDataset(images, transform), default_collate
-    return DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.num_workers,
-        persistent_workers=args.num_workers > 0,
-        collate_fn=collate,
-    )
+    return recipe_loader(dataset, args, collate)
 
 
 def jepa_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, step: int) -> None:
