@@ -191,6 +191,32 @@ export function showState(container, kind, message) {
   );
 }
 
+/**
+ * The "Diagnostics of:" radio group of the run and compare pages: projector output z or
+ * backbone representation h. `onChange(which)` runs when the reader picks the other one.
+ */
+export function representationPicker(current, onChange) {
+  return el(
+    "div",
+    { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
+    el("span", { class: "muted" }, "Diagnostics of:"),
+    ["projector", "backbone"].map((which) =>
+      el(
+        "label",
+        { class: "radio" },
+        el("input", {
+          type: "radio",
+          name: "rep",
+          value: which,
+          checked: current === which,
+          onchange: () => onChange(which),
+        }),
+        which === "projector" ? " projector output z" : " backbone representation h",
+      ),
+    ),
+  );
+}
+
 /** "3 min ago" style time. */
 export function timeAgo(iso) {
   if (!iso) return "";

@@ -25,7 +25,15 @@ import {
 } from "../plots.js";
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
-import { chartHelpBlock, el, queryState, renderHeader, showState, toast } from "../ui.js";
+import {
+  chartHelpBlock,
+  el,
+  queryState,
+  renderHeader,
+  representationPicker,
+  showState,
+  toast,
+} from "../ui.js";
 import { EpochSlider, ProjectionScale, UmapView } from "../umap.js";
 import {
   PENDING,
@@ -277,29 +285,11 @@ function renderLayout() {
       el("code", {}, compareUrl),
     ),
     el("section", { class: "card" }, el("h2", {}, "Collapse matrix"), el("div", { id: "matrix" })),
-    el(
-      "div",
-      { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
-      el("span", { class: "muted" }, "Diagnostics of:"),
-      ["projector", "backbone"].map((which) =>
-        el(
-          "label",
-          { class: "radio" },
-          el("input", {
-            type: "radio",
-            name: "rep",
-            value: which,
-            checked: state.which === which,
-            onchange: () => {
-              state.which = which;
-              queryState.set({ rep: which === "projector" ? null : which });
-              redraw();
-            },
-          }),
-          which === "projector" ? " projector output z" : " backbone representation h",
-        ),
-      ),
-    ),
+    representationPicker(state.which, (which) => {
+      state.which = which;
+      queryState.set({ rep: which === "projector" ? null : which });
+      redraw();
+    }),
     el("div", { id: "plots", class: "plot-grid" }),
     el(
       "section",

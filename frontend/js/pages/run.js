@@ -36,6 +36,7 @@ import {
   queryState,
   renderHeader,
   reportWriteError,
+  representationPicker,
   showState,
   timeAgo,
   toast,
@@ -143,25 +144,7 @@ function renderSkeleton() {
         { label: "Epochs JSON", href: links.json, download: true },
       ],
     }),
-    el(
-      "div",
-      { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
-      el("span", { class: "muted" }, "Diagnostics of:"),
-      ["projector", "backbone"].map((which) =>
-        el(
-          "label",
-          { class: "radio" },
-          el("input", {
-            type: "radio",
-            name: "rep",
-            value: which,
-            checked: state.which === which,
-            onchange: () => switchRepresentation(which),
-          }),
-          which === "projector" ? " projector output z" : " backbone representation h",
-        ),
-      ),
-    ),
+    representationPicker(state.which, switchRepresentation),
     el("div", { id: "plots", class: "plot-grid" }),
     el(
       "section",
