@@ -228,11 +228,12 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
     if kind != "complete_collapse":
         spread_fall = _falling(spreads, thresholds.spread_limit(projector[0]), thresholds)
         rank_fall = _falling(ranks, thresholds.rank_limit(projector[0]), thresholds)
-        scales = [m.scale for m in projector]
+        # every epoch's scale (records written before it was measured have none)
+        scales = [m.scale for m in projector if m.scale is not None]
         scale_fall = None
-        if projector[0].scale and all(scale is not None for scale in scales):
-            scale_limit = thresholds.complete_scale_of_baseline * projector[0].scale
-            scale_fall = _falling([s or 0.0 for s in scales], scale_limit, thresholds)
+        if len(scales) == len(projector) and scales[0] > 0:
+            scale_limit = thresholds.complete_scale_of_baseline * scales[0]
+            scale_fall = _falling(scales, scale_limit, thresholds)
         if spread_fall is not None:
             warning = (
                 f"std_l2·√d falling {-std_rate:.0%}/epoch (spread {spreads[-1]:.2f}): "
@@ -241,7 +242,7 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
         elif scale_fall is not None:
             warning = (
                 f"the raw scale of z falling {-scale_fall:.0%}/epoch ({scales[-1]:.3g}, epoch "
-                f"0: {projector[0].scale:.3g}): shrinking towards the origin"
+                f"0: {scales[0]:.3g}): shrinking towards the origin"
             )
         elif kind == "healthy" and rank_fall is not None:
             warning = f"effective rank falling {-rank_fall:.0%}/epoch: collapsing"
