@@ -133,6 +133,11 @@ class _Item:
     finish: dict[str, Any] | None = None
 
 
+def _what(item: _Item) -> str:
+    """How a message names what it could not deliver."""
+    return "the finish call" if item.epoch is None else f"epoch {item.epoch}"
+
+
 def _as_array(value: Any, name: str) -> np.ndarray:
     """A numpy view of an array-like; torch tensors (any device, any dtype) without
     importing torch."""
@@ -656,6 +661,14 @@ class Monitor:
             self._warned.add(key)
             warnings.warn(f"Collapse Lab: {message}", CollapseLabWarning, stacklevel=3)
 
+    def _gave_up(self, item: _Item, error: str, key: str, message: str) -> None:
+        """One epoch or the finish call could not be delivered: remember why, warn, and,
+        for the finish call, let close() stop waiting."""
+        self._last_error = error
+        self._warn(key, message)
+        if item.epoch is None:
+            self._finished.set()
+
     def _disable(self, reason: str) -> None:
         with self._cond:
             self._disabled = reason
@@ -948,11 +961,12 @@ class Monitor:
         elif status == 404 or (status == 409 and code != "epoch_conflict"):
             self._disable(f"run {self.run_id} no longer takes uploads (HTTP {status}: {detail})")
         else:
-            what = "the finish call" if item.epoch is None else f"epoch {item.epoch}"
-            self._last_error = f"HTTP {status}: {detail}"
-            self._warn("refused", f"the server refused {what} (HTTP {status}: {detail})")
-            if item.epoch is None:
-                self._finished.set()
+            self._gave_up(
+                item,
+                f"HTTP {status}: {detail}",
+                "refused",
+                f"the server refused {_what(item)} (HTTP {status}: {detail})",
+            )
         return False
 
     def _for_server(self, body: bytes) -> bytes:
@@ -1043,11 +1057,12 @@ class Monitor:
             if not path.exists():
                 local.write_atomic(path, item.body)
         except OSError as error:
-            what = "the finish call" if item.epoch is None else f"epoch {item.epoch}"
-            self._last_error = f"{type(error).__name__}: {error}"
-            self._warn("local-write", f"could not write {what} to {self.run_dir}: {error}")
-            if item.epoch is None:
-                self._finished.set()
+            self._gave_up(
+                item,
+                f"{type(error).__name__}: {error}",
+                "local-write",
+                f"could not write {_what(item)} to {self.run_dir}: {error}",
+            )
             return False
         self._note_delivered(item.epoch)
         return True
