@@ -588,6 +588,16 @@ METHOD_INTERNALS: dict[str, Metric] = {
         help="The negatives' part of the loss, the guard of the contrastive family; "
         "rising while the alignment falls, the negatives are losing.",
     ),
+    "temperature": _internal(
+        title="InfoNCE temperature τ",
+        unit="",
+        formula="The softmax temperature of the contrastive loss",
+        paper="Chen et al., ICML 2020",
+        chart="infonce",
+        axis="y2",
+        help="Scales the alignment (−1/τ at best) and how hard the negatives push; drawn "
+        "beside the split it sets.",
+    ),
     "effective_negatives": _internal(
         title="effective negatives",
         unit="negatives",
@@ -943,6 +953,7 @@ CHARTS: tuple[Chart, ...] = (
         id="infonce",
         title="InfoNCE split: alignment and repulsion",
         y_title="nats",
+        y2_title="temperature τ",
         hide_when_empty=True,
         group="contrastive",
     ),

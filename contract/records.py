@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from contract.metrics import (
     CHARTS,
@@ -54,7 +54,6 @@ CauseGuard = Literal[
     "decorrelation",
     "centering",
     "sharpening",
-    "sigreg",
     "weight_decay",
     "learning_rate",
     "undetermined",
@@ -62,11 +61,19 @@ CauseGuard = Literal[
 CAUSE_GUARDS: tuple[CauseGuard, ...] = get_args(CauseGuard)
 
 
+def _current_guard(guard: object) -> object:
+    """Causes stored by the release that named LeJEPA's guard ``sigreg`` read as the
+    ``variance_term`` it is (workers/engine/cause.py, ``_sigreg``)."""
+    return "variance_term" if guard == "sigreg" else guard
+
+
 class Cause(StrictModel):
     """Why a collapsed run collapsed: the guard that failed, read from the measured signals
     (workers/engine/cause.py); ``undetermined`` when they do not single one out."""
 
-    guard: CauseGuard = Field(description="The guard that failed (docs/causes.md).")
+    guard: Annotated[CauseGuard, BeforeValidator(_current_guard)] = Field(
+        description="The guard that failed (docs/causes.md)."
+    )
     reason: str = Field(description="One sentence citing the numbers that name the guard.")
     onset_epoch: int | None = Field(
         None, description="First epoch from which the guard's signal stayed past its threshold."

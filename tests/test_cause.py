@@ -9,8 +9,10 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
+from collapse_lab.monitor import SCHEDULE_ALIASES
 
-from contract import CAUSE_GUARDS, EmbeddingMetrics, EpochRecord, Verdict
+from contract import CAUSE_GUARDS, Cause, EmbeddingMetrics, EpochRecord, Verdict
+from contract.metrics import METHOD_INTERNALS
 from workers.engine.cause import CAUSE_THRESHOLDS, configuration_of, diagnose_cause
 from workers.engine.metrics import embedding_diagnostics
 from workers.engine.probe import probe_epoch_record
@@ -222,13 +224,14 @@ def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
     assert other is not None and other.guard == "undetermined"
 
 
-def test_a_sigreg_statistic_that_never_fell_names_sigreg() -> None:
+def test_a_sigreg_statistic_that_never_fell_names_the_variance_term() -> None:
     """LeJEPA without SIGReg: the probe's statistic rises from epoch 0 towards the value of
-    every embedding at the origin; with SIGReg it falls (docs/causes.md)."""
+    every embedding at the origin; with SIGReg it falls (docs/causes.md). SIGReg is LeJEPA's
+    variance term in the closed vocabulary."""
     rising = [{"sigreg_statistic": v} for v in [73.0, 88.0, 95.0, 99.0, 101.0, 101.3]]
     cause = run_verdict(_history(COLLAPSING, rising)).cause
-    assert cause is not None and cause.guard == "sigreg"
-    assert "SIGReg statistic on the probe is 101 against 73 at epoch 0" in cause.reason
+    assert cause is not None and cause.guard == "variance_term"
+    assert "SIGReg, is not at work: its statistic on the probe is 101 against 73" in cause.reason
     assert cause.onset_epoch == 1
     assert "sigreg_statistic" in cause.signals_checked
     # a statistic SIGReg drove down names nothing, collapsed or not
@@ -266,7 +269,7 @@ def test_two_guards_firing_give_undetermined_naming_both() -> None:
 def test_every_epoch_verdict_carries_its_own_cause() -> None:
     entropy = [1.3, 1.0, 0.4, 0.1, 0.05, 0.05]
     kl = [1.6, 1.2, 0.3, 0.03, 0.02, 0.02]
-    history = _history(COLLAPSING, _dino_logs(entropy, kl))
+    history = _history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)
     causes = [epoch_verdict(history[: i + 1]).cause for i in range(len(history))]
     assert [c.guard if c else None for c in causes[:3]] == [None, None, None]
     assert all(c is not None and c.guard == "centering" for c in causes[3:])
@@ -277,7 +280,7 @@ def test_an_external_run_with_the_same_internals_gets_the_same_cause() -> None:
     same cause; the method is never read."""
     entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
     kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
-    logs = _dino_logs(entropy, kl)
+    logs = _dino_logs(entropy, kl, ema_momentum=0.996)
     built_in = run_verdict(_history(COLLAPSING, logs)).cause
     history: list[EpochRecord] = []
     for epoch, weight in enumerate(COLLAPSING):
@@ -287,6 +290,39 @@ def test_an_external_run_with_the_same_internals_gets_the_same_cause() -> None:
     assert external is not None and external.cause is not None and built_in is not None
     assert external.cause.guard == built_in.guard == "sharpening"
     assert external.cause.reason == built_in.reason
+
+
+@pytest.mark.parametrize(
+    ("entropy", "kl"),
+    [
+        ([1.3, 1.0, 0.4, 0.1, 0.05, 0.0], [1.6, 1.2, 0.3, 0.03, 0.02, 0.0]),  # as no centering
+        ([3.3, 4.0, 4.5, 4.8, 4.84, 4.85], [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]),  # as no sharpening
+    ],
+)
+def test_a_dino_signature_without_the_teachers_momentum_is_not_guessed(
+    entropy: list[float], kl: list[float]
+) -> None:
+    """A teacher that is the student piles onto one prototype or flattens too (an external
+    loop with momentum 0 logged nothing else: h 0, KL 0): with neither the guard's setting
+    nor the momentum logged, the cause is undetermined and says what to log."""
+    unknown = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl))).cause
+    assert unknown is not None and unknown.guard == "undetermined"
+    assert "a teacher that is the student itself" in unknown.reason
+    assert "ema_momentum" in unknown.advice
+    copy = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.0)).cause
+    assert copy is not None and copy.guard == "target_network"
+    apart = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
+    assert apart is not None and apart.guard in ("centering", "sharpening")
+
+
+def test_a_cause_stored_as_sigreg_reads_as_the_variance_term() -> None:
+    stored = {"guard": "sigreg", "reason": "x", "onset_epoch": 1, "advice": "y"}
+    assert Cause.model_validate(stored).guard == "variance_term"
+
+
+def test_schedule_aliases_name_declared_signals() -> None:
+    declared = set(METHOD_INTERNALS) | set(EpochRecord.model_fields)
+    assert set(SCHEDULE_ALIASES.values()) <= declared
 
 
 def test_records_written_before_causes_keep_opening() -> None:

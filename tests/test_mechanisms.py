@@ -401,3 +401,24 @@ def test_external_internals_give_the_engines_signals() -> None:
     assert record.ema_momentum == 0.99
     assert set(record.logs) == set(mechanism_signals(z, internals, {})) | {"ema_momentum"}
     assert set(record.logs) <= set(METHOD_INTERNALS) | {"ema_momentum"}
+
+
+def test_an_external_contrastive_loop_gets_the_infonce_split_from_its_views() -> None:
+    """Views and the loop's temperature give the split the built-in SimCLR logs; without
+    the temperature nothing is guessed."""
+    from workers.engine.probe import probe_epoch_record
+
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((128, 16)).astype(np.float32)
+    views = (z[:64] + 0.1 * rng.standard_normal((64, 16)), z[:64].copy())
+    views = (views[0].astype(np.float32), views[1].astype(np.float32))
+    record = probe_epoch_record(
+        0, z, history=[], views=views, scalars={"temperature": 0.2}, internals={}
+    )
+    expected = mech.infonce_split(
+        torch.from_numpy(views[0]).double(), torch.from_numpy(views[1]).double(), 0.2
+    )
+    for name, value in expected.items():
+        assert record.logs[name] == pytest.approx(value), name
+    bare = probe_epoch_record(0, z, history=[], views=views, internals={})
+    assert "infonce_repulsion" not in bare.logs

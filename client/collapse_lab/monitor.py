@@ -46,6 +46,19 @@ FIRST_BACKOFF_S = 0.5
 # every few seconds.
 MAX_BACKOFF_S = 10.0
 EXIT_FLUSH_TIMEOUT_S = 30.0  # what an interpreter exit without finish() waits for uploads
+# Names a training loop may give its schedules (``log_epoch(schedules=...)``), sent under
+# the server's names (client/PROTOCOL.md, section 8). Only in ``schedules``: there "momentum"
+# is the target's EMA momentum, not an optimiser's.
+SCHEDULE_ALIASES = {
+    "momentum": "ema_momentum",
+    "teacher_momentum": "ema_momentum",
+    "momentum_teacher": "ema_momentum",
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "teacher_temp": "teacher_temperature",
+    "student_temp": "student_temperature",
+    "center": "center_norm",
+}
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The sender asks the server for the verdict of the epochs it delivered (GET /api/runs/{id})
 # this soon after each, backing off to the maximum while the worker has not measured them.
@@ -399,9 +412,14 @@ class Monitor:
         (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
         predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) probabilities over
         K prototypes (after centering and sharpening: rows summing to 1),
-        ``loss_terms={"loss_variance": ...}`` and ``schedules={"weight_decay": ...,
-        "ema_momentum": ..., "teacher_temperature": ...}`` (scalars under those names). A
-        server that predates the internals is sent the rest (a warning says so).
+        ``loss_terms={"loss_variance": ...}`` and ``schedules={"lr": ..., "weight_decay":
+        ..., "ema_momentum": ..., "teacher_temperature": ..., "student_temperature": ...,
+        "center_norm": ...}`` (scalars under those names; ``SCHEDULE_ALIASES`` maps common
+        spellings such as ``momentum`` and ``wd`` onto them). A DINO-style loop that logs
+        ``teacher``/``student`` without its EMA momentum, temperatures or centre norm gets
+        ``undetermined`` rather than a guessed cause: a teacher that is the student shows the
+        same entropy signatures. A server that predates the internals is sent the rest (a
+        warning says so).
 
         Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
         order, N over the limit, a message larger than the buffer) and ``RuntimeError``
@@ -422,9 +440,10 @@ class Monitor:
             {"teacher": teacher, "student": student},
         )
         for group, values in (("loss_terms", loss_terms), ("schedules", schedules)):
-            for name, value in (values or {}).items():
+            for given, value in (values or {}).items():
+                name = SCHEDULE_ALIASES.get(given, given) if group == "schedules" else given
                 if not isinstance(name, str) or name in scalars:
-                    raise ValueError(f"{group}: {name!r} is not a name, or given twice")
+                    raise ValueError(f"{group}: {given!r} is not a name, or given twice")
                 scalars[name] = value
         bad = [n for n, a in arrays.items() if n != "labels" and not np.isfinite(a).all()]
         if not bad:

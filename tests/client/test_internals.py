@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from collapse_lab import CollapseLabWarning, Monitor, local, wire
+from collapse_lab.monitor import SCHEDULE_ALIASES
 from collapse_lab.sync import sync_paths
 
 from tests.client.fake_server import FakeCollapseLab
@@ -139,3 +140,25 @@ def test_an_offline_run_keeps_its_internals_and_syncs_without_them_to_an_older_s
     assert sync_paths([monitor.run_dir], server.url, None) == 0  # a first-protocol server
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1] and set(run.epochs[1]["arrays"]) == {"z"}
+
+
+def test_schedules_under_common_spellings_travel_under_the_servers_names(
+    server: FakeCollapseLab,
+) -> None:
+    server.accepts = list(wire.ARRAY_NAMES)
+    monitor = Monitor(server.url, name="aliases")
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    monitor.log_epoch(
+        0, z, schedules={"momentum": 0.0, "wd": 0.04, "teacher_temp": 0.04, "learning_rate": 1}
+    )
+    with pytest.raises(ValueError, match="'momentum' is not a name, or given twice"):
+        monitor.log_epoch(1, z, schedules={"ema_momentum": 0.9, "momentum": 0.9})
+    assert monitor.finish(timeout=30)
+    assert server.only_run().epochs[0]["scalars"] == {
+        "ema_momentum": 0.0,
+        "weight_decay": 0.04,
+        "teacher_temperature": 0.04,
+        "lr": 1,
+    }
+    # a free scalar called momentum stays what it is (an optimiser's, perhaps)
+    assert "momentum" not in SCHEDULE_ALIASES.values()

@@ -1,7 +1,6 @@
 """The cause of an external run's collapse, from the internals its loop logs: a plain PyTorch
 DINO-style loop (written here, not the engine's DINO) logs its probe through
-``collapse_lab.Monitor`` with ``teacher=``/``student=`` probabilities, its schedules and its
-centre's norm;
+``collapse_lab.Monitor`` with ``teacher=``/``student=`` probabilities and its schedules;
 the ingest worker measures them with the engine's code. With centering switched off the
 cause is ``centering``, with sharpening switched off ``sharpening``, with the teacher being
 the student (momentum 0, DINO Fig. 6) ``target_network``, and with every guard on the run
@@ -80,14 +79,14 @@ def _dino_loop(
                 loss=loss,
                 teacher=teacher_probs(teacher(view1)),
                 student=F.softmax(student(view2) / STUDENT_TEMPERATURE, dim=1),
+                # common spellings (collapse_lab.monitor.SCHEDULE_ALIASES); the centre's
+                # norm is not logged: the momentum tells a student-copy teacher, whose
+                # entropy falls to 0 too, from a missing centering
                 schedules={
-                    "ema_momentum": momentum,
-                    "teacher_temperature": teacher_temperature,
-                    "student_temperature": STUDENT_TEMPERATURE,
+                    "momentum": momentum,
+                    "teacher_temp": teacher_temperature,
+                    "student_temp": STUDENT_TEMPERATURE,
                 },
-                # the centre is the loop's own: without it a student-copy teacher, whose
-                # entropy also falls to 0, reads as a missing centering too (undetermined)
-                center_norm=float(center.norm()),
             )
         student.train()
 

@@ -173,8 +173,7 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
             return None
         return h / log_k, kl / log_k
 
-    now = shares(reader.history[-1])
-    if now is None:
+    if shares(reader.history[-1]) is None:
         return None
     h, kl, log_k = (reader.last(n) or 0.0 for n in (TEACHER_ENTROPY, TEACHER_STUDENT_KL, LOG_K))
     center = reader.last(CENTER_NORM)
@@ -189,23 +188,45 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     sharpened = (
         teacher is not None and student is not None and teacher < t.sharpening_ratio * student
     )
+    unsharpened = (
+        teacher is not None and student is not None and teacher >= t.sharpening_ratio * student
+    )
+    # A teacher that is the student itself (momentum 0) ends with either signature too: its
+    # entropy falls to 0 when it piles onto one prototype, rises to ln K when its logits
+    # flatten (dino-no-momentum: h/ln K 0.94-0.97, docs/causes.md). A signature is named
+    # only with the guard's own setting logged (a centre of 0, a teacher as warm as the
+    # student) or the teacher known to be apart from the student.
+    apart = _teacher_apart(reader, t)
 
     def kl_low(share: float) -> bool:
         return share <= t.kl_share_collapsed
 
-    if now[0] <= t.entropy_share_no_centering and (uncentred or (kl_low(now[1]) and not centred)):
+    def no_centering(r: EpochRecord) -> bool:
+        s = shares(r)
+        return (
+            s is not None
+            and s[0] <= t.entropy_share_no_centering
+            and (uncentred or (kl_low(s[1]) and not centred))
+        )
 
-        def no_centering(r: EpochRecord) -> bool:
-            s = shares(r)
-            return (
-                s is not None
-                and s[0] <= t.entropy_share_no_centering
-                and (uncentred or kl_low(s[1]))
+    def no_sharpening(r: EpochRecord) -> bool:
+        s = shares(r)
+        return (
+            s is not None
+            and s[0] >= t.entropy_share_no_sharpening
+            and s[1] <= t.kl_share_collapsed
+            and not sharpened
+        )
+
+    numbers = f"h(P_t) {h:.2f} nats of ln K = {log_k:.2f} and KL(P_t‖P_s) {kl:.3f}"
+    if no_centering(reader.history[-1]):
+        if not uncentred and apart is not True:
+            return _teacher_unknown(
+                "a missing centering", numbers, apart, reader.since(no_centering)
             )
-
         center_clause = (
             "; the centre's norm is 0: it is never updated"
-            if center is not None and center == 0
+            if uncentred
             else f"; centre norm {center:.2f}"
             if center is not None
             else ""
@@ -220,16 +241,11 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
             "soften the sharpening (Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
             reader.since(no_centering),
         )
-    if now[0] >= t.entropy_share_no_sharpening and kl_low(now[1]) and not sharpened:
-
-        def no_sharpening(r: EpochRecord) -> bool:
-            s = shares(r)
-            return (
-                s is not None
-                and s[0] >= t.entropy_share_no_sharpening
-                and s[1] <= t.kl_share_collapsed
+    if no_sharpening(reader.history[-1]):
+        if not unsharpened and apart is not True:
+            return _teacher_unknown(
+                "a missing sharpening", numbers, apart, reader.since(no_sharpening)
             )
-
         temperatures = ""
         if teacher is not None and student is not None:
             temperatures = (
@@ -248,6 +264,34 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
             reader.since(no_sharpening),
         )
     return None
+
+
+def _teacher_apart(reader: _Reader, t: CauseThresholds) -> bool | None:
+    """Whether the teacher is known not to be the student: a logged parameter distance of
+    the two, else a logged EMA momentum, above 0; None when neither is logged."""
+    distance = reader.last(TARGET_PARAM_DISTANCE)
+    value = distance if distance is not None else reader.last(EMA_MOMENTUM)
+    return None if value is None else value > t.same_network
+
+
+def _teacher_unknown(
+    signature: str, numbers: str, apart: bool | None, onset: int | None
+) -> Finding | None:
+    """A DINO signature the logged signals cannot tell from a teacher that is the student:
+    left to the target-network check when the teacher is known to be the student, else
+    ``undetermined`` with what to log (client/PROTOCOL.md, section 8)."""
+    if apart is False:
+        return None
+    return Finding(
+        "undetermined",
+        f"the teacher's {numbers} are the signature of {signature}, and of a teacher that is "
+        "the student itself: neither the guard's setting (the centre's norm, the two "
+        "temperatures) nor the EMA momentum was logged to tell them apart.",
+        "Log schedules={'ema_momentum': ..., 'teacher_temperature': ..., "
+        "'student_temperature': ..., 'center_norm': ...} with teacher= and student= "
+        "(client/PROTOCOL.md, section 8).",
+        onset,
+    )
 
 
 def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
@@ -536,11 +580,14 @@ def _sigreg(reader: _Reader, t: CauseThresholds) -> Finding | None:
         if z0.scale is not None and z.scale is not None
         else ""
     )
+    # The closed vocabulary (docs/causes.md) has no guard of SIGReg's own: it is LeJEPA's
+    # variance (and decorrelation) term, and what fails without it is the variance.
     return Finding(
-        "sigreg",
-        f"the SIGReg statistic on the probe is {now:.3g} against {start:.3g} at epoch 0: "
-        f"nothing pulls the embedding towards an isotropic Gaussian, so the views' prediction "
-        f"term alone shrinks it towards the origin{scale}.",
+        "variance_term",
+        f"LeJEPA's variance term, SIGReg, is not at work: its statistic on the probe is "
+        f"{now:.3g} against {start:.3g} at epoch 0: nothing pulls the embedding towards an "
+        f"isotropic Gaussian, so the views' prediction term alone shrinks it towards the "
+        f"origin{scale}.",
         "Weigh SIGReg in (lambda = 0.05 with 1024 slices; Balestriero & LeCun, arXiv "
         "2511.08544: without it the prediction term's trivial solution is a constant).",
         reader.since(not_reduced),
@@ -636,7 +683,9 @@ def diagnose_cause(
         )
     values = _signal_values(history, checked)
     if found:
-        guards = " and ".join(f.guard for f in found)
+        guards = " and ".join(
+            f.guard if f.guard != "undetermined" else "an ambiguous signature" for f in found
+        )
         reason = (
             f"Several guards' signals fired ({guards}), so none is named: "
             + "; ".join(f.reason.rstrip(".") for f in found)

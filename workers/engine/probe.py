@@ -103,7 +103,10 @@ def _probabilities(array: np.ndarray) -> torch.Tensor:
 
 
 def mechanism_signals(
-    z: np.ndarray, internals: dict[str, np.ndarray], logged: dict[str, float]
+    z: np.ndarray,
+    internals: dict[str, np.ndarray],
+    logged: dict[str, float],
+    views: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """The mechanism signals of an external epoch, by their names in METHOD_INTERNALS.
 
@@ -111,8 +114,10 @@ def mechanism_signals(
     the client sent on the same rows, ``target`` (N, d_t) the target branch's output,
     ``p`` (N, d_t) the predictor's output, ``predictor_weight`` (d_t, d) a linear
     predictor, ``teacher`` and ``student`` (N, K) probabilities; logged: the epoch's scalars
-    (loss terms among them). Only the signals the internals determine are returned: the
-    prototypes' usage before balancing and the centre are the loop's own business."""
+    (loss terms among them); views: the probe's two augmented views, split into InfoNCE's
+    alignment and repulsion when the loop logs its ``temperature``. Only the signals the
+    internals determine are returned: the prototypes' usage before balancing and the centre
+    are the loop's own business (a centre's norm travels as a scalar)."""
     z_tensor = _tensor(z)
     target, p = internals.get("target"), internals.get("p")
     weight = internals.get("predictor_weight")
@@ -138,6 +143,9 @@ def mechanism_signals(
             signals["teacher_student_kl"] = float(
                 mechanisms.mean_kl(teacher_probs, _probabilities(student))
             )
+    temperature = logged.get("temperature")
+    if views is not None and temperature is not None and temperature > 0:
+        signals |= mechanisms.infonce_split(_tensor(views[0]), _tensor(views[1]), temperature)
     if _REDUNDANCY_TERMS & logged.keys():
         signals["off_diagonal_energy"] = mechanisms.off_diagonal_energy(z_tensor)
         if "loss_variance" in logged:
@@ -167,7 +175,7 @@ def probe_epoch_record(
     backbone, projector = probe_diagnostics(z, h, views, labels)
     logs = {name: value for name, value in (scalars or {}).items() if value is not None}
     try:
-        logs |= mechanism_signals(z, internals or {}, logs)
+        logs |= mechanism_signals(z, internals or {}, logs, views)
     except (RuntimeError, ValueError) as exc:  # e.g. an eigen-solver that does not converge
         raise ProbeError(f"the method internals cannot be measured: {exc}") from exc
     # the store keeps finite numbers only (json_safe); an infinite KL (a student giving 0 to

@@ -63,6 +63,10 @@ class SimCLR(Method):
             cos_pos = F.cosine_similarity(z1, z2, dim=1).mean().item()
         return LossOutput(loss, {"cos_pos": cos_pos})
 
+    def schedules(self) -> dict[str, float]:
+        """The temperature, drawn beside the InfoNCE split it scales."""
+        return {"temperature": self.options.temperature}
+
     @torch.no_grad()
     def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
         """The negatives' signals on the probe's two views (:func:`mechanisms.infonce_split`,
