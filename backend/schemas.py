@@ -344,6 +344,9 @@ class MethodEntry(BaseModel):
     options_schema: dict[str, Any] = Field(description="JSON Schema of the method's options.")
     options_defaults: dict[str, Any]
     defaults: dict[str, Any] = Field(description="RunConfig fields the method sets (lr...).")
+    z_description: str = Field(
+        description="What the diagnostics' z (the probe's embedding) is for this method, and why."
+    )
     plugin: str | None = Field(None, description="The plugin that brings it; null: built in.")
 
 

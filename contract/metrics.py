@@ -488,6 +488,8 @@ _PAPER_DIRECTPRED = "Tian, Chen & Ganguli, ICML 2021 (arXiv 2102.06810)"
 _LEAST_SQUARES = (
     "; for a non-linear predictor W_p is the least-squares linear map from z to p on the probe"
 )
+# said on the page too: what the three predictor signals measure for an MLP predictor
+_LEAST_SQUARES_HELP = " (An MLP predictor is read through its least-squares linear map.)"
 _LN_K = Level(field="cluster_entropy_max", label="ln K = {value}: balanced", digits=2)
 _ONE_CLUSTER = Level(value=0, label="one cluster takes all: 0")
 
@@ -539,7 +541,7 @@ METHOD_INTERNALS: dict[str, Metric] = {
         collapsed=Level(label="large: W_p ignores F's eigenbasis"),
         chart="predictor",
         help="A working predictor shares the eigenbasis of its inputs' correlation "
-        "(DirectPred); a commutator that stays large means it does not.",
+        "(DirectPred); a commutator that stays large means it does not." + _LEAST_SQUARES_HELP,
     ),
     "predictor_eigen_alignment": _internal(
         title="cos(W_p u_j, u_j)",
@@ -550,7 +552,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
         collapsed=Level(label="≈ 0 random, < 0 reversed"),
         chart="predictor",
         help="1 when the predictor maps each leading direction of its inputs onto itself, as "
-        "Tian et al.'s analysis predicts for a non-collapsing BYOL or SimSiam.",
+        "Tian et al.'s analysis predicts for a non-collapsing BYOL or SimSiam."
+        + _LEAST_SQUARES_HELP,
     ),
     "predictor_symmetry": _internal(
         title="‖sym(W_p)‖ / ‖W_p‖",
@@ -561,7 +564,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
         collapsed=Level(value=0.7071, label="random: 1/√2"),
         chart="predictor",
         help="Tian et al. find the predictor grows symmetric in training; a symmetric "
-        "predictor with a too-fast EMA is one of DirectPred's collapse settings (Table 3).",
+        "predictor with a too-fast EMA is one of DirectPred's collapse settings (Table 3)."
+        + _LEAST_SQUARES_HELP,
     ),
     # -- contrastive: SimCLR and any InfoNCE
     "infonce_alignment": _internal(

@@ -210,7 +210,8 @@ _PRESET_LIST += [
         "lejepa-no-sigreg",
         "LeJEPA without SIGReg (lambda = 0)",
         "Only the prediction term is left: every embedding shrinks to the origin (SIGReg's "
-        "statistic reaches a point mass's). The verdict, scale-free, may still read healthy.",
+        "statistic reaches a point mass's); the verdict sees it in the raw scale of z "
+        "(below 0.3 of epoch 0's: complete collapse).",
         {"method": "lejepa", "options": {"sigreg_weight": 0.0}},
         "complete_collapse",
     ),

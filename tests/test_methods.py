@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contract import METHOD_SPECS, PRESETS, RunConfig, resolve_config
+from contract.methods.base import MethodSpec
 from workers.engine.methods import METHODS, Method, StepInfo
 from workers.engine.methods.byol import BYOL
 from workers.engine.methods.deepcluster import DeepCluster
@@ -84,6 +85,10 @@ def test_method_catalogue_fields(name: str) -> None:
     schema = spec.options.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())
     RunConfig.model_validate({"method": name, **spec.defaults})  # defaults are real fields
+    # a method whose embed() gives another z than the projector's output says what it is
+    default_z = MethodSpec.__dataclass_fields__["z_description"].default
+    if METHODS[name].embed is not Method.embed:
+        assert spec.z_description != default_z, name
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

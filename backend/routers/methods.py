@@ -58,6 +58,7 @@ def catalogue() -> dict[str, Any]:
             "options_schema": spec.options.model_json_schema(),
             "options_defaults": spec.options().model_dump(),
             "defaults": dict(spec.defaults),
+            "z_description": spec.z_description,
             "plugin": PLUGIN_METHODS.get(name),
         }
         for name, spec in METHOD_SPECS.items()

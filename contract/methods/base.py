@@ -30,3 +30,7 @@ class MethodSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     # the backbones it can train (RunConfig.backbone names); empty: any of them
     backbones: tuple[str, ...] = ()
+    # what the diagnostics' z (the probe's embedding) is for this method, and why
+    z_description: str = (
+        "The projector's output: the embedding the loss acts on, where collapse shows first."
+    )

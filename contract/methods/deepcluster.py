@@ -52,4 +52,8 @@ DEEPCLUSTER_SPEC = MethodSpec(
         "proj_dim": 128,
     },
     implementation="workers.engine.methods.deepcluster:DeepCluster",
+    z_description=(
+        "The projector's output, the features k-means clusters each epoch; the cluster "
+        "assignments give the assignment panel."
+    ),
 )

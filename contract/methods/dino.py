@@ -127,4 +127,9 @@ DINO_SPEC = MethodSpec(
         "proj_dim": 128,
     },
     implementation="workers.engine.methods.dino:DINO",
+    z_description=(
+        "The head's l2-normalised bottleneck, not the K prototype logits: those share the "
+        "centre's large common offset, so their normalised rows look alike in any run. The "
+        "teacher's and student's probabilities over the K prototypes give the DINO panel."
+    ),
 )

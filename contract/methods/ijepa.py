@@ -68,4 +68,9 @@ IJEPA_SPEC = MethodSpec(
     },
     implementation="workers.engine.methods.ijepa:IJEPA",
     backbones=("vit_tiny",),  # it predicts patch tokens: forward_tokens
+    z_description=(
+        "The target encoder's mean patch token (there is no projector): the features the "
+        "predictor regresses onto, trivial to predict once they are alike for every image, "
+        "and the encoder the paper evaluates; h is the context encoder's."
+    ),
 )

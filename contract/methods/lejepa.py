@@ -56,4 +56,8 @@ LEJEPA_SPEC = MethodSpec(
         "proj_dim": 128,
     },
     implementation="workers.engine.methods.lejepa:LeJEPA",
+    z_description=(
+        "The projector's output: the embedding SIGReg pulls towards an isotropic Gaussian "
+        "and the prediction term pulls together across views."
+    ),
 )

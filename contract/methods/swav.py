@@ -65,4 +65,8 @@ SWAV_SPEC = MethodSpec(
         "proj_dim": 128,
     },
     implementation="workers.engine.methods.swav:SwAV",
+    z_description=(
+        "The projector's output, the embedding the codes are computed from (l2-normalised "
+        "before the prototypes); the prototype scores give the assignment panel."
+    ),
 )
