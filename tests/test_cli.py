@@ -184,3 +184,36 @@ def test_a_bad_flag_value_gets_the_message_run_config_gives(
         RUN_REQUEST.validate_python(body)
     expected = refused.value.errors()[0]["msg"]
     assert stderr == f"collapse-lab: error: simsiam.{field}: {expected}"
+
+
+# The 2026 methods' own signals, one per method: present in the records the CLI writes.
+NEW_METHOD_SIGNALS = {
+    "dino": "teacher_entropy",
+    "ijepa": "target_param_distance",
+    "lejepa": "sigreg",
+}
+
+
+@pytest.mark.slow  # trains in subprocesses for more than a few seconds
+@pytest.mark.parametrize("preset", sorted(NEW_METHOD_SIGNALS))
+def test_the_2026_presets_train_from_the_command_line(preset: str, tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    vit = ["--set", "vit_dim=48", "--set", "vit_depth=1", "--set", "image_size=16"]
+    proc = run_cli(
+        "train", "--preset", preset, "--epochs", "1", *TINY_SETS, *vit, "--jsonl", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()][:-1]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert NEW_METHOD_SIGNALS[preset] in records[1]["logs"]
+
+
+@pytest.mark.slow  # trains in subprocesses for more than a few seconds
+def test_a_sweep_over_a_2026_method_option(tmp_path: Path) -> None:
+    proc = run_cli(
+        "sweep", "--preset", "lejepa", "--epochs", "1", *TINY_SETS, "--set", "image_size=16",
+        "--grid", "sigreg_weight=0,0.05", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0, 0.05], seeds [0]"

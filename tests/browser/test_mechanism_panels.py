@@ -11,7 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.service.stack import ServiceStack
+from tests.browser.conftest import launch_and_finish
+from tests.service.stack import TINY_RUN, ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,4 +62,35 @@ def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
     assert internals["predictor_eigen_alignment"]["help"] in help_text
     assert "least-squares" in internals["predictor_commutator"]["formula"]
     for other in ("infonce", "negatives", "assignments", "redundancy_terms", "dino"):
+        assert page.locator(f"#card-{other}").count() == 0, other
+
+
+def test_a_dino_run_shows_the_dino_panel_with_its_temperatures_against_ln_k(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    """DINO's panel (Caron et al., Sec. 5.3): the teacher's entropy, KL(P_t‖P_s) and ln K, the
+    two temperatures on the second axis; the centre's norm; the momentum target's distance on
+    the asymmetric panel; no contrastive or predictor panel."""
+    tiny = {key: value for key, value in TINY_RUN.items() if key not in ("method", "epochs")}
+    run = launch_and_finish(writer, {**tiny, "preset": "dino", "epochs": 2})
+    titles = {m["name"]: m["title"] for m in writer.get("/api/metrics").json()["metrics"]}
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
+    page.wait_for_function(
+        "() => ['dino', 'dino_center'].every((id) => "
+        "document.getElementById(`plot-${id}`)?.data?.length > 0)"
+    )
+    dino = page.evaluate(
+        """() => Object.fromEntries(document.getElementById('plot-dino').data.map(
+            (t) => [t.name, {axis: t.yaxis, n: t.y.length, last: t.y[t.y.length - 1]}]))"""
+    )
+    expected = ("teacher_entropy", "teacher_student_kl", "log_k")
+    assert {titles[n] for n in (*expected, "teacher_temperature", "student_temperature")} <= set(
+        dino
+    )
+    assert all(dino[titles[n]]["n"] == 3 for n in expected)  # epochs 0, 1, 2
+    assert dino[titles["student_temperature"]]["axis"] == "y2"
+    records = writer.get(f"/api/runs/{run['id']}/epochs").json()
+    assert dino[titles["log_k"]]["last"] == pytest.approx(records[-1]["logs"]["log_k"])
+    for other in ("infonce", "negatives", "predictor"):
         assert page.locator(f"#card-{other}").count() == 0, other
