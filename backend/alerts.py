@@ -11,17 +11,20 @@ A receiver that is down, slow or answers an error is retried with exponential ba
 ``GET /api/health``. Training and the API never wait for a receiver. Each alert carries an
 idempotency key (body ``key`` and header ``Idempotency-Key``): it is queued once per
 receiver, and a receiver sees it twice only if a sender died between posting it and
-recording the answer.
+recording the answer. Each post is sent off on its own and its answer recorded when it comes
+(:class:`Senders`): a slow receiver delays no other receiver's alerts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, Field
@@ -41,7 +44,7 @@ AlertEvent = Literal[
 ]
 ALERT_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 60.0
-SENDERS = 4  # receivers posted to at once: a slow one does not hold the others up
+SENDERS = 8  # receivers posted to at once, one post each: a slow one holds up no other
 
 
 class AlertRun(BaseModel):
@@ -261,8 +264,21 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
     return queued
 
 
+def receiver_label(url: str) -> str:
+    """A receiver as ``GET /api/health`` and the logs name it: scheme, host and a short hash
+    of the whole URL, since the path of a Slack or Mattermost webhook is its secret."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # ALERT_WEBHOOKS is not checked: a port that is no number
+        port = ""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{parts.hostname or '?'}{port} #{digest}"
+
+
 def _post(client: httpx.Client, delivery: AlertDelivery) -> str | None:
-    """Post one delivery; None when the receiver took it, else what went wrong."""
+    """Post one delivery; None when the receiver took it, else what went wrong (without the
+    receiver's URL)."""
     try:
         response = client.post(
             delivery.url,
@@ -270,35 +286,85 @@ def _post(client: httpx.Client, delivery: AlertDelivery) -> str | None:
             headers={"Idempotency-Key": delivery.key, "User-Agent": "collapse-lab-alerts"},
         )
     except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
+        return error.replace(delivery.url, receiver_label(delivery.url))
     if response.is_success:
         return None
     return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
-def deliver_once(db: Database, settings: Settings, client: httpx.Client, pool: Any) -> int:
-    """Post the due deliveries (several receivers at once); returns how many were sent."""
-    due = alert_store.claim_due(db)
-    errors = list(pool.map(lambda d: _post(client, d), due))
-    for delivery, error in zip(due, errors, strict=True):
+class Senders:
+    """Posts the due deliveries, each on its own: ``SENDERS`` threads, at most one post in
+    flight per receiver (so a slow receiver holds one thread, and one that answers hears its
+    alerts in order), each answer recorded as it comes; ``wake`` is set when a post ends, so
+    that the loop claims the next at once rather than after its interval."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        client: httpx.Client,
+        pool: ThreadPoolExecutor,
+        wake: threading.Event,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._client = client
+        self._pool = pool
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, str] = {}  # delivery id -> its receiver
+        # httpx's timeout bounds each phase of a post (connect, write, read, pool), not its
+        # whole: no other process takes a claim back before all four could have run out
+        self._stale_after_s = max(
+            alert_store.CLAIM_STALE_S, 4 * settings.alert_timeout_s + ALERT_INTERVAL_S
+        )
+
+    def submit_due(self) -> int:
+        """Claim what is due for the receivers with no post in flight, and post it without
+        waiting; returns how many were sent off."""
+        with self._lock:
+            free = SENDERS - len(self._in_flight)
+            busy = set(self._in_flight.values())
+        if free <= 0:
+            return 0
+        due = alert_store.claim_due(self._db, free, busy, self._stale_after_s)
+        with self._lock:
+            self._in_flight.update((delivery.id, delivery.url) for delivery in due)
+        for delivery in due:
+            self._pool.submit(self._send, delivery)
+        return len(due)
+
+    def _send(self, delivery: AlertDelivery) -> None:
+        try:
+            housekeeping(
+                "alert delivery", lambda: self._record(delivery, _post(self._client, delivery))
+            )
+        finally:
+            with self._lock:
+                del self._in_flight[delivery.id]
+            self._wake.set()
+
+    def _record(self, delivery: AlertDelivery, error: str | None) -> None:
         if error is None:
-            alert_store.mark_delivered(db, delivery.id)
-            continue
+            alert_store.mark_delivered(self._db, delivery.id)
+            return
         backoff = min(MAX_BACKOFF_S, 2.0 ** (delivery.attempts + 1))
         retry_at = time.time() + backoff
-        give_up = retry_at > delivery.created_at + settings.alert_retry_for_s
-        log.warning("alert %s to %s failed: %s", delivery.key, delivery.url, error)
-        alert_store.mark_attempt_failed(db, delivery.id, error, None if give_up else retry_at)
-    return len(due)
+        give_up = retry_at > delivery.created_at + self._settings.alert_retry_for_s
+        log.warning("alert %s to %s failed: %s", delivery.key, receiver_label(delivery.url), error)
+        alert_store.mark_attempt_failed(self._db, delivery.id, error, None if give_up else retry_at)
 
 
 class AlertLoop:
-    """The background thread of one API process: scan, post, sleep a second."""
+    """The background thread of one API process: scan the event log every second, and send
+    what is due whenever a sender is free."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
 
     def start(self) -> None:
@@ -306,14 +372,18 @@ class AlertLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         timeout = httpx.Timeout(self._settings.alert_timeout_s)
         with httpx.Client(timeout=timeout) as client, ThreadPoolExecutor(SENDERS) as pool:
-            while not self._stop.wait(ALERT_INTERVAL_S):
-                housekeeping("alert scan", lambda: scan_once(self._db, self._settings))
-                housekeeping(
-                    "alert delivery",
-                    lambda: deliver_once(self._db, self._settings, client, pool),
-                )
+            senders = Senders(self._db, self._settings, client, pool, self._wake)
+            next_scan = time.monotonic() + ALERT_INTERVAL_S
+            while not self._stop.is_set():
+                if time.monotonic() >= next_scan:
+                    housekeeping("alert scan", lambda: scan_once(self._db, self._settings))
+                    next_scan = time.monotonic() + ALERT_INTERVAL_S
+                housekeeping("alert delivery", senders.submit_due)
+                self._wake.wait(max(0.0, next_scan - time.monotonic()))
+                self._wake.clear()

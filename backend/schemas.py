@@ -178,7 +178,10 @@ class RunDetail(RunSummary):
     config: RunConfig | None = Field(
         description="The resolved config the run trains with; null for an external run."
     )
-    request: dict[str, Any] = Field(description="The launch request as it was sent.")
+    request: dict[str, Any] = Field(
+        description="The launch request as it was sent, less its alert receivers (webhook "
+        "URLs are secrets: kept with the run, never served)."
+    )
     attempts: int = Field(description="How many times a worker claimed it.")
     worker_losses: int = Field(description="Workers that went silent while running it.")
     worker_id: str | None
@@ -261,6 +264,13 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
     return fields
 
 
+def shown_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A stored request as readers see it: without ``alerts``, whose webhook URLs (Slack's,
+    Mattermost's) let whoever holds them post to the channel; backend/alerts.py reads them
+    from the store."""
+    return {key: value for key, value in request.items() if key != "alerts"}
+
+
 def summary_from_row(run: Run, rank_history: list[float | None]) -> RunSummary:
     return RunSummary.model_validate(_summary_fields(run, rank_history))
 
@@ -270,7 +280,7 @@ def detail_from_row(run: Run, rank_history: list[float | None]) -> RunDetail:
         {
             **_summary_fields(run, rank_history),
             "config": None if run.source is not None else run.config,
-            "request": run.request,
+            "request": shown_request(run.request),
             "attempts": run.attempts,
             "worker_losses": run.worker_losses,
             "worker_id": run.worker_id,
@@ -454,7 +464,11 @@ class AlertsHealth(BaseModel):
     delivered: int
     failed: int = Field(description="Alerts given up after ALERT_RETRY_FOR_S.")
     last_error: str | None = Field(None, description="The latest failure, e.g. 'HTTP 500: ...'.")
-    last_error_url: str | None = None
+    last_error_receiver: str | None = Field(
+        None,
+        description="Where the latest failure went: the receiver's scheme, host and a short "
+        "hash of its URL, never the URL (a webhook URL is a secret).",
+    )
 
 
 class Health(BaseModel):

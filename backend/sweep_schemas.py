@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from backend.schemas import shown_request
 from backend.store.models import Run, Sweep
 from contract import (
     METRICS,
@@ -123,7 +124,9 @@ class SweepSummary(BaseModel):
     created_at: datetime
     method: str
     preset: str | None
-    base: dict[str, Any] = Field(description="The base run config as sent.")
+    base: dict[str, Any] = Field(
+        description="The base run config as sent, less its alert receivers (as a run's request)."
+    )
     axes: list[GridAxisOut]
     seeds: list[int]
     concurrency: int = Field(description="At most this many of its runs go to workers at once.")
@@ -238,7 +241,7 @@ def _summary_fields(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
         1.0 if r.status in TERMINAL_STATUSES else (r.progress or {}).get("fraction", 0.0)
         for r in runs
     ]
-    base = sweep.request.get("base", {})
+    base = shown_request(sweep.request.get("base", {}))
     return {
         "id": sweep.id,
         "url": f"/sweeps/{sweep.id}",

@@ -22,6 +22,7 @@ import random
 import statistics
 import time
 import uuid
+from typing import Any
 
 import httpx
 from playwright.sync_api import sync_playwright
@@ -37,13 +38,16 @@ TAGS = [f"tag{i}" for i in range(50)]
 KINDS = ["healthy", "dimensional_collapse", "complete_collapse"]
 
 
-def fill(database_url: str, runs: int, seed: int = 0) -> None:
-    """``runs`` finished runs with labels, verdicts and 10 epochs each, in bulk."""
+def fill(database_url: str, runs: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``runs`` finished runs with labels, verdicts and 10 epochs each, in bulk; returns the
+    runs' rows as written (oldest first)."""
     rng = random.Random(seed)
     db = Database(database_url)
     db.migrate()
     start = time.time() - runs
-    run_rows, tag_rows, epoch_rows = [], [], []
+    run_rows: list[dict[str, Any]] = []
+    tag_rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
     for i in range(runs):
         run_id = uuid.uuid4().hex[:12]
         kind = rng.choice(KINDS)
@@ -90,6 +94,7 @@ def fill(database_url: str, runs: int, seed: int = 0) -> None:
             for chunk in range(0, len(rows), 5000):
                 session.execute(insert(model), rows[chunk : chunk + 5000])
     db.dispose()
+    return run_rows
 
 
 def api_latency(base_url: str, requests: int) -> dict[str, list[float]]:

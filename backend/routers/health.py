@@ -2,8 +2,9 @@
 
 Response: ``{"status": "ok" | "degraded", "database": {"ok", "backend", "error"},
 "redis": {"ok", "error"}, "workers": {"ok", "count", "train", "projection", "items"},
-"auth": {"write_protected", "private"}, "alerts": {"pending", "failed", "last_error"...},
-"version"}`` (:class:`backend.schemas.Health`).
+"auth": {"write_protected", "private"}, "alerts": {"pending", "failed", "last_error",
+"last_error_receiver"...}, "version"}`` (:class:`backend.schemas.Health`); a receiver is
+named by its scheme and host, never by its URL (a webhook URL is a secret).
 ``status`` is ``ok`` when the database and Redis answer and at least one train worker has
 announced itself in the last ~10 s. The dashboard shows the failing part by name. In private
 mode the workers' ``items`` (host names, pids, devices) are listed only for the token.
@@ -18,6 +19,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.alerts import receiver_label
 from backend.auth import presented_token, token_is_valid
 from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
 from backend.schemas import Health
@@ -64,7 +66,8 @@ def _health(state: ServiceState) -> dict[str, Any]:
             "delivered": summary.delivered,
             "failed": summary.failed,
             "last_error": summary.last_error,
-            "last_error_url": summary.last_error_url,
+            "last_error_receiver": summary.last_error_url
+            and receiver_label(summary.last_error_url),
         }
     except SQLAlchemyError as exc:
         database.update(ok=False, error=str(exc).splitlines()[0])

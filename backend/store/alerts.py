@@ -5,12 +5,13 @@ what it decides to announce is queued in ``alert_deliveries`` in the same transa
 moves its position forward, so a crash never loses an alert nor queues one twice. Two
 processes scanning at once cannot both move a run forward (compare-and-set on
 ``last_seq``), and ``(key, url)`` is unique. Deliveries are claimed before sending so two
-senders never post the same one at the same time.
+senders never post the same one at the same time; a process claims one per receiver at a time
+(backend/alerts.py ``Senders``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -31,7 +32,8 @@ from backend.store.models import (
     now,
 )
 
-# A claim older than this is taken to belong to a sender that died mid-post.
+# A claim older than this is taken to belong to a sender that died mid-post (longer when a
+# post may take longer: backend/alerts.py).
 CLAIM_STALE_S = 60.0
 
 
@@ -161,30 +163,60 @@ def scan_pass(db: Database) -> Iterator[ScanPass]:
         yield ScanPass(db, session)
 
 
-def claim_due(db: Database, limit: int = 16) -> list[AlertDelivery]:
-    """Deliveries due now, claimed by this process (none is handed out twice at once)."""
+def claim_due(
+    db: Database,
+    limit: int,
+    busy_urls: Collection[str] = (),
+    stale_after_s: float = CLAIM_STALE_S,
+) -> list[AlertDelivery]:
+    """Deliveries due now, claimed by this process (none is handed out twice at once): the
+    oldest of each receiver, none for the receivers in ``busy_urls`` (one post in flight per
+    receiver, so it hears its alerts in order), at most ``limit``. A claim older than
+    ``stale_after_s`` is taken to belong to a sender that died mid-post."""
     stamp = now()
+    due = (
+        AlertDelivery.delivered_at.is_(None),
+        AlertDelivery.failed_at.is_(None),
+        AlertDelivery.next_attempt_at <= stamp,
+        or_(
+            AlertDelivery.claimed_at.is_(None),
+            AlertDelivery.claimed_at < stamp - stale_after_s,
+        ),
+    )
+    ranked = (
+        select(
+            AlertDelivery.id,
+            AlertDelivery.next_attempt_at,
+            func.row_number()
+            .over(
+                partition_by=AlertDelivery.url,
+                order_by=(AlertDelivery.next_attempt_at, AlertDelivery.id),
+            )
+            .label("place"),
+        )
+        .where(*due, AlertDelivery.url.not_in(list(busy_urls)))
+        .subquery()
+    )
+    # each receiver's first, picked apart from the locking select: PostgreSQL refuses
+    # FOR UPDATE beside a window function
+    firsts = (
+        select(ranked.c.id)
+        .where(ranked.c.place == 1)
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
+        .limit(limit)
+    )
     with db.write() as session:
-        due = list(
+        claimed = list(
             session.scalars(
                 select(AlertDelivery)
-                .where(
-                    AlertDelivery.delivered_at.is_(None),
-                    AlertDelivery.failed_at.is_(None),
-                    AlertDelivery.next_attempt_at <= stamp,
-                    or_(
-                        AlertDelivery.claimed_at.is_(None),
-                        AlertDelivery.claimed_at < stamp - CLAIM_STALE_S,
-                    ),
-                )
-                .order_by(AlertDelivery.next_attempt_at)
-                .limit(limit)
+                .where(AlertDelivery.id.in_(firsts), *due)
+                .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id)
                 .with_for_update(skip_locked=True)
             )
         )
-        for delivery in due:
+        for delivery in claimed:
             delivery.claimed_at = stamp
-        return due
+        return claimed
 
 
 def mark_delivered(db: Database, delivery_id: int) -> None:
@@ -220,7 +252,7 @@ class DeliverySummary:
     failed: int
     retrying: int  # pending after at least one failed attempt
     last_error: str | None
-    last_error_url: str | None
+    last_error_url: str | None  # a secret: GET /api/health shows backend/alerts.py receiver_label
     last_error_at: float | None
 
 

@@ -116,7 +116,7 @@ export function fieldFor(path, prop, defaultValue, definitions = {}, labelText =
 }
 
 function inputOf(field) {
-  return field.querySelector("input, select");
+  return field.querySelector("input, select, textarea");
 }
 
 export function setFieldValue(field, value) {

@@ -1,15 +1,19 @@
-"""Projects, tags and notes: set at registration, edited with the token, and the runs page
-filtering by them (server-side, the filters in the page's URL)."""
+"""Projects, tags and notes: set at registration or on the Launch form, edited with the
+token, and the runs page filtering by them (server-side, the filters in the page's URL), with
+10,000 runs in the store too."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from tests.service.stack import ServiceStack
+from bench.bench_run_list import fill
+from tests.service.stack import RedisServer, ServiceStack, api_only_stack
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +26,7 @@ def _register(writer: httpx.Client, name: str, project: str, tags: list[str]) ->
     return str(response.json()["id"])
 
 
-def test_runs_page_filters_by_project_tag_and_search(
+def test_runs_pagefilters_by_project_tag_and_search(
     dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
 ) -> None:
     ids = {
@@ -86,3 +90,87 @@ def test_runs_page_filters_by_project_tag_and_search(
     stored = writer.get(f"/api/runs/{ids['vision-a']}").json()
     assert stored["tags"] == ["resnet", "best"] and stored["project"] == "labels-vision"
     assert errors == []
+
+
+def test_a_run_launched_from_the_form_with_a_project_and_tag_is_under_that_filter(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    base = dashboard_stack.base_url
+    page = writer_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/launch?preset=simsiam")
+    page.fill("#label-project", "launched-from-form")
+    page.fill("#label-tags", "form-tag, no spaces")
+    page.fill("#label-note", "typed on the Launch page")
+    page.fill("#label-alerts", "http://127.0.0.1:9/form-hook")
+    page.click('[data-preset="simsiam-no-stopgrad"]')  # another preset keeps what was typed
+    expect(page.locator("#label-project")).to_have_value("launched-from-form")
+    page.click("#launch-button")
+    # the server's refusal lands under the field it names, and nothing is stored
+    expect(page.locator(".field[data-label='tags'] .error")).to_contain_text("pattern")
+    assert writer.get("/api/runs", params={"project": "launched-from-form"}).json()["count"] == 0
+
+    page.fill("#label-tags", "form-tag, second")
+    posted = page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/runs"))
+    with posted as request:
+        page.click("#launch-button")
+    body = request.value.post_data_json
+    assert body["preset"] == "simsiam-no-stopgrad"
+    assert (body["project"], body["tags"], body["note"], body["alerts"]) == (
+        "launched-from-form",
+        ["form-tag", "second"],
+        "typed on the Launch page",
+        ["http://127.0.0.1:9/form-hook"],
+    )
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+"))
+    found = re.search(r"/runs/([0-9a-f]+)", page.url)  # the page may add ?epoch= as it plays
+    assert found is not None, page.url
+    run_id = found.group(1)
+    writer.post(f"/api/runs/{run_id}/cancel")  # nothing of it need train
+
+    page.goto(f"{base}/?project=launched-from-form&tag=form-tag")
+    rows = page.locator("tr[data-run-id]")
+    expect(rows).to_have_count(1)
+    expect(page.locator(f"tr[data-run-id='{run_id}'] .project-chip")).to_have_text(
+        "launched-from-form"
+    )
+    expect(page.locator("#filter-tag")).to_have_value("form-tag")
+    expect(page.get_by_test_id("run-count")).to_have_text("1–1 of 1")
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_the_runs_page_filters_10000_runs_by_project_and_tag(
+    redis_server: RedisServer, tmp_path: Path, visitor_context: BrowserContext
+) -> None:
+    """10,000 finished runs in 20 projects with 3 of 50 tags each, written into the store as
+    bench/bench_run_list.py does: the API's filtered page and total, and the runs page with
+    the filters in its URL, are exactly those runs, newest first."""
+    with api_only_stack(redis_server.url.rsplit("/", 1)[0] + "/7", tmp_path) as stack:
+        newest_first = fill(stack.database_url, 10_000)[::-1]
+        project, tag = "project-3", "tag7"
+        in_project = [run["id"] for run in newest_first if run["project"] == project]
+        both = [r["id"] for r in newest_first if r["project"] == project and tag in r["tags"]]
+        assert 0 < len(both) < 50 < 100 < len(in_project)  # a whole page, and a deeper one
+        with httpx.Client(base_url=stack.base_url, timeout=30) as api:
+            assert api.get("/api/runs", params={"limit": 1}).json()["count"] == 10_000
+            listed = api.get("/api/runs", params={"project": project, "tag": tag}).json()
+            assert [run["id"] for run in listed["data"]] == both and listed["count"] == len(both)
+            deeper = api.get(
+                "/api/runs", params={"project": project, "limit": 50, "offset": 50}
+            ).json()
+            assert [run["id"] for run in deeper["data"]] == in_project[50:100]
+            assert deeper["count"] == len(in_project)
+
+        page = visitor_context.new_page()
+        page.goto(f"{stack.base_url}/?project={project}&tag={tag}")
+        rows = page.locator("tr[data-run-id]")
+        expect(rows).to_have_count(len(both))
+        assert rows.evaluate_all("rows => rows.map(r => r.dataset.runId)") == both
+        expect(page.locator("#filter-project")).to_have_value(project)
+        expect(page.locator("#filter-tag")).to_have_value(tag)
+        expect(page.get_by_test_id("run-count")).to_have_text(f"1–{len(both)} of {len(both)}")
+        page.goto(f"{stack.base_url}/?project={project}&page=1")
+        expect(page.get_by_test_id("run-count")).to_have_text(f"51–100 of {len(in_project)}")
+        assert rows.evaluate_all("rows => rows.map(r => r.dataset.runId)") == in_project[50:100]

@@ -115,7 +115,16 @@ def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
     values.fill("0, 25")
     page.locator("#sweep-seeds").fill("0")
     page.locator("#field-epochs").fill("2")
-    page.click("#launch-button")
+    # labels file every run of the sweep; the webhook is the sweep's (its runs' troubles, its end)
+    page.fill("#label-project", "swept-from-form")
+    page.fill("#label-tags", "vw-map")
+    page.fill("#label-alerts", "http://127.0.0.1:9/sweep-hook")
+    posted = page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/sweeps"))
+    with posted as request:
+        page.click("#launch-button")
+    body = request.value.post_data_json
+    assert body["alerts"] == ["http://127.0.0.1:9/sweep-hook"] and "alerts" not in body["base"]
+    assert (body["base"]["project"], body["base"]["tags"]) == ("swept-from-form", ["vw-map"])
     page.wait_for_url(re.compile(r"/sweeps/[0-9a-f]+$"))
     sweep_id = page.url.rsplit("/", 1)[1]
     sweep = writer.post(f"/api/sweeps/{sweep_id}/cancel").json()  # nothing of it need train
@@ -123,5 +132,9 @@ def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
         {"variance_weight": 0},
         {"variance_weight": 25},
     ]
+    filed = writer.get("/api/runs", params={"project": "swept-from-form", "tag": "vw-map"})
+    assert sorted(run["id"] for run in filed.json()["data"]) == sorted(
+        run["id"] for cell in sweep["cells"] for run in cell["runs"]
+    )
     assert sweep["base"]["preset"] == "vicreg" and sweep["base"]["epochs"] == 2
     expect(page.locator("#cells-table tbody tr")).to_have_count(2)

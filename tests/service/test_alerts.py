@@ -1,6 +1,7 @@
-"""Alerts end to end: a real API and ingest worker, a run logged by the real client, and real
-HTTP receivers on loopback — one that answers at once, one that answers 500 twice, one too
-slow for the first post, and one that is down."""
+"""Alerts end to end: a real API and workers, runs logged by the real client, launched over
+HTTP and swept, and real HTTP receivers on loopback — one that answers at once, one that
+answers 500 twice, one too slow for the first post, one slow on every post, and one that is
+down; and the webhook URLs kept from every reader."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,43 +20,62 @@ import numpy as np
 import pytest
 from collapse_lab import Monitor
 
-from backend.alerts import scan_once
+from backend.alerts import receiver_label, scan_once
 from backend.settings import Settings
+from backend.store import alerts as alert_store
 from backend.store import runs as run_store
 from backend.store import sweeps as sweep_store
 from backend.store.database import Database
 from backend.store.eventlog import lock_run, set_status
-from backend.store.models import AlertDelivery
+from backend.store.models import AlertDelivery, Run
 from backend.store.sweeps import NewSweepRun
 from contract import RunStatus
-from tests.service.stack import RedisServer, ServiceStack, free_port, wait_until
+from tests.service.stack import TINY_RUN, RedisServer, ServiceStack, free_port, wait_until
 
 PUBLIC_URL = "http://lab.example:8000"
+SLUGGISH_S = 6.0  # /sluggish answers after this, within the sender's timeout (10 s below)
+# How soon after it was queued a receiver gets its alert while /sluggish holds a post open:
+# one scan pass and one post on loopback, with room for a loaded machine.
+PROMPT_S = 2.0
+
+
+@dataclass
+class Post:
+    path: str
+    body: dict[str, Any]
+    key: str  # the Idempotency-Key header
+    arrived: float  # UNIX seconds, as the store's created_at
+    answered: float | None = None
 
 
 class Receiver:
     """A webhook receiver: records every post; ``/flaky`` answers 500 twice, ``/slow``
-    sleeps past the sender's timeout on its first post."""
+    sleeps past the sender's timeout on its first post, ``/sluggish`` takes SLUGGISH_S over
+    every post (and then answers 200)."""
 
     def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, Any], str]] = []  # path, body, header key
+        self.posts: list[Post] = []
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                post = Post(self.path, body, self.headers["Idempotency-Key"], time.time())
                 with receiver.lock:
-                    receiver.posts.append((self.path, body, self.headers["Idempotency-Key"]))
-                    seen = sum(1 for p in receiver.posts if p[0] == self.path)
+                    receiver.posts.append(post)
+                    seen = sum(1 for p in receiver.posts if p.path == self.path)
                 if self.path == "/slow" and seen == 1:
                     time.sleep(3)
+                if self.path == "/sluggish":
+                    time.sleep(SLUGGISH_S)
                 status = 500 if self.path == "/flaky" and seen <= 2 else 200
                 with contextlib.suppress(BrokenPipeError):  # the sender gave up waiting
                     self.send_response(status)
                     self.send_header("Content-Length", "2")
                     self.end_headers()
                     self.wfile.write(b"ok")
+                post.answered = time.time()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -64,9 +85,15 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def bodies(self, path: str) -> list[dict[str, Any]]:
+    def received(self, path: str) -> list[Post]:
         with self.lock:
-            return [body for p, body, _ in self.posts if p == path]
+            return [post for post in self.posts if post.path == path]
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [post.body for post in self.received(path)]
+
+    def events(self, path: str) -> list[str]:
+        return [body["event"] for body in self.bodies(path)]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -145,7 +172,7 @@ def test_receivers_get_each_alert_once_even_when_down_slow_or_failing(
         assert len(receiver.bodies("/flaky")) == len(keys) + 2
         assert len(receiver.bodies("/slow")) == len(keys) + 1
         assert len(receiver.bodies("/ok")) == len(keys)
-        assert all(header == body["key"] for _, body, header in receiver.posts)
+        assert all(post.key == post.body["key"] for post in receiver.posts)
 
         # the down receiver is given up after ALERT_RETRY_FOR_S, and health says so
         def given_up() -> dict[str, Any] | None:
@@ -154,7 +181,11 @@ def test_receivers_get_each_alert_once_even_when_down_slow_or_failing(
 
         alerts = wait_until(given_up, 60, what="the down receiver's alerts given up")
         assert alerts["pending"] == 0 and alerts["delivered"] == 3 * len(keys)
-        assert alerts["last_error_url"] == down and "ConnectError" in alerts["last_error"]
+        assert "ConnectError" in alerts["last_error"]
+        # a webhook URL is a secret: health names the receiver by scheme and host alone
+        assert alerts["last_error_receiver"] == receiver_label(down)
+        assert alerts["last_error_receiver"].startswith(down.removesuffix("/down") + " #")
+        assert "/down" not in httpx.get(f"{stack.base_url}/api/health").text
         assert alerts["receivers"] == 4
         # nothing waited on the receivers: the client logged at its own pace
         assert logging_took < 60
@@ -188,14 +219,14 @@ def test_scanner_announces_new_runs_and_finished_sweeps_but_not_history(tmp_path
     _finish(db, run_ids[0], "succeeded")
     scan_once(db, settings)
     # one run of two finished: the server-wide receiver hears of it, the sweep's does not yet
-    assert [(key, url) for key, url, _ in _queued(db)] == [
+    assert [(key, url) for key, url, *_ in _queued(db)] == [
         (f"run:{run_ids[0]}:succeeded", "http://hooks/all")
     ]
     _finish(db, run_ids[1], "failed")
     scan_once(db, settings)
     scan_once(db, settings)  # a second pass queues nothing twice
     queued = _queued(db)
-    assert sorted((key, url) for key, url, _ in queued) == sorted(
+    assert sorted((key, url) for key, url, *_ in queued) == sorted(
         [
             (f"run:{run_ids[1]}:failed", "http://hooks/all"),
             (f"run:{run_ids[1]}:failed", "http://hooks/sweep"),
@@ -204,9 +235,236 @@ def test_scanner_announces_new_runs_and_finished_sweeps_but_not_history(tmp_path
             (f"sweep:{sweep.id}:finished", "http://hooks/sweep"),
         ]
     )
-    summary = next(body for key, _, body in queued if key.startswith("sweep:"))
+    summary = next(body for key, _, body, _ in queued if key.startswith("sweep:"))
     assert summary["sweep"]["runs"] == 2 and summary["sweep"]["url"].startswith(PUBLIC_URL)
     db.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_claim_takes_the_oldest_alert_of_each_receiver_with_no_post_in_flight(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The senders' claim on a real store (PostgreSQL locks the rows it claims: its query
+    differs): one delivery per receiver, the oldest first, none for a receiver that has a
+    post in flight, none claimed twice."""
+    if backend == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        db = Database(request.getfixturevalue("postgres_url"))
+    db.migrate()
+    with db.write() as session:
+        session.query(AlertDelivery).delete()  # this session's database: none of another test
+    stamp = time.time() - 10
+    with db.write() as session:
+        session.add_all(
+            AlertDelivery(
+                key=f"run:x:{i}:{url}",
+                url=url,
+                body={},
+                created_at=stamp,
+                attempts=0,
+                next_attempt_at=stamp + i,
+            )
+            for i, url in enumerate(
+                ["http://a/1", "http://b/1", "http://a/1", "http://c/1", "http://b/1", "http://a/1"]
+            )
+        )
+    claimed = alert_store.claim_due(db, 10)
+    assert [(d.url, d.key) for d in claimed] == [
+        ("http://a/1", "run:x:0:http://a/1"),
+        ("http://b/1", "run:x:1:http://b/1"),
+        ("http://c/1", "run:x:3:http://c/1"),
+    ]
+    # a and c are busy: b's next one; then a's next, at most one
+    assert [d.key for d in alert_store.claim_due(db, 10, {"http://a/1", "http://c/1"})] == [
+        "run:x:4:http://b/1"
+    ]
+    assert [d.key for d in alert_store.claim_due(db, 1)] == ["run:x:2:http://a/1"]
+    assert [d.key for d in alert_store.claim_due(db, 10, {"http://a/1"})] == []
+    # a claim left by a sender that died is taken back once stale, not before
+    assert [d.key for d in alert_store.claim_due(db, 10, stale_after_s=0)][:1] == [
+        "run:x:0:http://a/1"
+    ]
+    db.dispose()
+
+
+def _log_collapse_then_recovery(monitor: Monitor, receiver: Receiver) -> None:
+    """Epoch 0 spread out; epochs 1 and 2 one point, logged with an EMA momentum of 0 (the
+    target is the online network: the cause the verdict names); once the collapse was
+    announced, epochs 3 and 4 spread out again."""
+    rng = np.random.default_rng(0)
+    n, d = 256, 32
+    labels = rng.integers(0, 4, n)
+    point = rng.normal(size=d)
+    schedules = {"ema_momentum": 0.0}
+    for epoch in (0, 1, 2):
+        scale = 1.0 if epoch == 0 else 1e-4
+        z = ((point if epoch else 0) + scale * rng.normal(size=(n, d))).astype(np.float32)
+        monitor.log_epoch(epoch, z, labels=labels, loss=-epoch, schedules=schedules)
+    wait_until(lambda: "collapse_onset" in receiver.events("/monitor"), 120, what="the onset")
+    for epoch in (3, 4):
+        z = rng.normal(size=(n, d)).astype(np.float32)
+        monitor.log_epoch(epoch, z, labels=labels, loss=-1.0, schedules=schedules)
+
+
+@pytest.mark.slow
+def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_up_none(
+    redis_server: RedisServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    """No server-wide receiver: a run launched with ``alerts``, a sweep with its own and an
+    external run (``Monitor(alerts=...)``) whose receivers are /monitor and /sluggish."""
+    stack = ServiceStack(
+        workdir=tmp_path,
+        redis_url=redis_server.url.replace("/0", "/6"),
+        database_url=f"sqlite:///{tmp_path / 'collapse_lab.db'}",
+        extra_env={"ALERT_TIMEOUT_S": "10", "PUBLIC_URL": PUBLIC_URL},
+    )
+    try:
+        stack.start_api()
+        stack.start_worker("projection1", "projection")
+        stack.start_worker("train1", "train")
+        api = httpx.Client(base_url=stack.base_url, timeout=30)
+        launched = api.post(
+            "/api/runs", json={**TINY_RUN, "epochs": 2, "alerts": [f"{receiver.url}/run"]}
+        )
+        assert launched.status_code == 201, launched.text
+        run_id = launched.json()["id"]
+        swept = api.post(
+            "/api/sweeps",
+            json={
+                "base": {**TINY_RUN, "epochs": 1},
+                "grid": {"lr": [0.01, 0.02]},
+                "alerts": [f"{receiver.url}/sweep"],
+            },
+        )
+        assert swept.status_code == 201, swept.text
+        sweep = swept.json()
+
+        monitor = Monitor(
+            stack.base_url,
+            name="collapses-then-recovers",
+            alerts=[f"{receiver.url}/monitor", f"{receiver.url}/sluggish"],
+        )
+        _log_collapse_then_recovery(monitor, receiver)
+        assert monitor.finish(timeout=120)
+        every_kind = ["collapse_onset", "cause", "recovery", "succeeded"]
+        for path in ("/monitor", "/sluggish"):
+            wait_until(lambda p=path: len(receiver.events(p)) >= 4, 120, what=f"{path}'s alerts")
+        wait_until(lambda: "succeeded" in receiver.events("/run"), 300, what="the run's end")
+        wait_until(lambda: "sweep_finished" in receiver.events("/sweep"), 300, what="its end")
+        time.sleep(3)  # nothing more comes, nothing twice
+
+        # each receiver got each of its alerts once, under its idempotency key
+        for path in ("/monitor", "/sluggish", "/run", "/sweep"):
+            keys = [post.key for post in receiver.received(path)]
+            assert len(keys) == len(set(keys)), (path, keys)
+            assert all(post.key == post.body["key"] for post in receiver.received(path))
+        assert receiver.events("/monitor") == every_kind == receiver.events("/sluggish")
+        onset, cause, recovery, finished = receiver.bodies("/monitor")
+        assert {b["run"]["id"] for b in (onset, cause, recovery, finished)} == {monitor.run_id}
+        assert onset["verdict"]["kind"] == "complete_collapse"
+        assert cause["cause"]["guard"] == "target_network"
+        assert "because of its target network" in cause["text"]
+        assert recovery["verdict"]["kind"] == "healthy" and recovery["epoch"] == 3
+        assert "healthy again at epoch 3" in recovery["text"]
+        assert finished["run"]["status"] == "succeeded"
+
+        run_alerts = receiver.bodies("/run")
+        assert {b["run"]["id"] for b in run_alerts} == {run_id}
+        assert run_alerts[-1]["event"] == "succeeded"
+        # the sweep's receiver: its end once, and its runs' troubles but not their successes
+        sweep_alerts = receiver.bodies("/sweep")
+        (summary,) = [b for b in sweep_alerts if b["event"] == "sweep_finished"]
+        assert summary["sweep"]["id"] == sweep["id"] and summary["sweep"]["runs"] == 2
+        assert summary["sweep"]["url"] == f"{PUBLIC_URL}/sweeps/{sweep['id']}"
+        assert sum(summary["sweep"]["verdicts"].values()) == 2
+        troubles = [b for b in sweep_alerts if b is not summary]
+        assert all(b["event"] in ("collapse_onset", "cause", "failed") for b in troubles)
+        assert {b["run"]["id"] for b in troubles} <= set(sweep["runs"])
+
+        # /sluggish held a post open for SLUGGISH_S each time; /monitor's alerts came anyway,
+        # one that was queued while /sluggish still had that long to go among them
+        db = Database(stack.database_url)
+        queued = {(key, url): at for key, url, _, at in _queued(db)}
+        db.dispose()
+        monitor_url = f"{receiver.url}/monitor"
+        waits = {
+            p.body["event"]: p.arrived - queued[p.key, monitor_url]
+            for p in receiver.received("/monitor")
+        }
+        assert max(waits.values()) < PROMPT_S, waits
+        held = [(p.arrived, p.answered or p.arrived) for p in receiver.received("/sluggish")]
+        assert any(
+            start <= queued[p.key, monitor_url] <= end - PROMPT_S
+            for p in receiver.received("/monitor")
+            for start, end in held
+        ), (waits, held)
+        api.close()
+    finally:
+        stack.stop()
+
+
+def test_readers_never_see_the_webhook_urls_of_a_run_or_a_sweep(
+    private_stack: ServiceStack,
+) -> None:
+    """A webhook URL lets whoever holds it post to the channel: kept with the run (the alert
+    loop reads it from the store), never served, not even to the token."""
+    secret = "https://hooks.example.com/services/T000/B000/not-for-readers"
+    owner = {"Authorization": "Bearer s3cret-token"}
+    with httpx.Client(base_url=private_stack.base_url, timeout=30, headers=owner) as client:
+        run = client.post("/api/runs", json={**TINY_RUN, "alerts": [secret]}).json()
+        external = client.post(
+            "/api/external-runs", json={"name": "webhook holder", "alerts": [secret]}
+        ).json()
+        sweep = client.post(
+            "/api/sweeps",
+            json={
+                "base": {**TINY_RUN, "alerts": [secret]},
+                "grid": {"lr": [0.01, 0.02]},
+                "alerts": [secret],
+            },
+        ).json()
+        run_share = client.post("/api/shares", json={"runs": [run["id"], external["id"]]}).json()
+        sweep_share = client.post(f"/api/sweeps/{sweep['id']}/share").json()
+        try:
+            shown = client.get(f"/api/runs/{run['id']}").json()
+            assert shown["request"]["epochs"] == TINY_RUN["epochs"]  # the rest as sent
+            assert "alerts" not in shown["request"]
+            as_owner = [f"/api/runs/{run['id']}", f"/api/sweeps/{sweep['id']}", "/api/sweeps"]
+            by_link = {
+                run_share["token"]: [
+                    f"/api/runs/{run['id']}",
+                    f"/api/runs/{external['id']}",
+                    f"/api/runs/{run['id']}/epochs.json",
+                    f"/api/runs/{run['id']}/report.html",
+                    f"/api/compare/epochs.json?runs={run['id']},{external['id']}",
+                ],
+                sweep_share["token"]: [
+                    f"/api/sweeps/{sweep['id']}",
+                    "/api/sweeps",
+                    f"/api/runs/{sweep['runs'][0]}",
+                    f"/api/sweeps/{sweep['id']}/report.html",
+                ],
+            }
+            readings = [client.get(path) for path in as_owner] + [
+                httpx.get(f"{private_stack.base_url}{path}", headers={"X-Share-Token": token})
+                for token, paths in by_link.items()
+                for path in paths
+            ]
+            for reading in readings:
+                assert reading.status_code == 200, (reading.url, reading.text)
+                assert "hooks.example.com" not in reading.text, reading.url
+            db = Database(private_stack.database_url)
+            with db.read() as session:
+                for run_id in (run["id"], external["id"], sweep["runs"][0]):
+                    stored = session.get(Run, run_id)
+                    assert stored is not None and stored.request["alerts"] == [secret]
+            db.dispose()
+        finally:
+            client.post(f"/api/sweeps/{sweep['id']}/cancel")
+            client.post(f"/api/runs/{run['id']}/cancel")
 
 
 def _finish(db: Database, run_id: str, status: RunStatus) -> None:
@@ -216,6 +474,7 @@ def _finish(db: Database, run_id: str, status: RunStatus) -> None:
         set_status(session, run, status, "test")
 
 
-def _queued(db: Database) -> list[tuple[str, str, dict[str, Any]]]:
+def _queued(db: Database) -> list[tuple[str, str, dict[str, Any], float]]:
+    """(key, receiver, body, when it was queued) of every delivery."""
     with db.read() as session:
-        return [(d.key, d.url, d.body) for d in session.query(AlertDelivery).all()]
+        return [(d.key, d.url, d.body, d.created_at) for d in session.query(AlertDelivery).all()]

@@ -209,6 +209,29 @@ def test_a_sweep_share_link_reads_the_map_and_its_runs_and_nothing_else(
         client.post(f"/api/runs/{lone_run['id']}/cancel", headers=owner)
 
 
+def test_a_sweeps_labels_go_to_each_of_its_runs(idle: httpx.Client) -> None:
+    """The base's project, tags and note file every run of the sweep (the runs list finds
+    them by project and tag); nothing trains (no worker)."""
+    labels = {"project": "sweep-labels", "tags": ["lr-map", "tiny"], "note": "one of the map"}
+    body = {"base": {**TINY_RUN, **labels}, "grid": {"lr": [0.01, 0.1]}, "seeds": [0, 1]}
+    created = idle.post("/api/sweeps", json=body)
+    assert created.status_code == 201, created.text
+    sweep = created.json()
+    try:
+        listed = idle.get(
+            "/api/runs", params={"project": "sweep-labels", "tag": ["lr-map", "tiny"]}
+        ).json()
+        assert listed["count"] == 4
+        assert sorted(run["id"] for run in listed["data"]) == sorted(sweep["runs"])
+        for run in listed["data"]:
+            assert (run["project"], run["tags"], run["note"]) == tuple(labels.values())
+            assert run["sweep_id"] == sweep["id"]
+        other_tag = idle.get("/api/runs", params={"project": "sweep-labels", "tag": "nope"})
+        assert other_tag.json()["count"] == 0
+    finally:
+        idle.post(f"/api/sweeps/{sweep['id']}/cancel")
+
+
 def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Client) -> None:
     """The Launch form sends a grid key's text as typed; the server's one grammar reads it."""
     body = {

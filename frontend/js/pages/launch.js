@@ -1,7 +1,8 @@
 // Launch page (`/launch`): a form generated from `/api/methods` (method options) and the run
 // config's JSON Schema (common fields), presets one click away, server-side 422 errors shown
 // next to the field, "launch again with changes" prefill (`?from=<run id>`), the zoo, and
-// sweeps ("sweep" next to a field turns it into a list or range: sweep-form.js).
+// sweeps ("sweep" next to a field turns it into a list or range: sweep-form.js). Labels and
+// alert receivers (contract/labels.py) go with the run, or with every run of a sweep.
 
 import { ApiError, api } from "../api.js";
 import { fieldFor, fieldValue, setFieldError, setFieldValue } from "../forms.js";
@@ -85,6 +86,27 @@ const ZOO_FIELDS = [
   "device",
 ];
 
+// The labels' fields (contract/labels.py RunLabels): not config fields, so marked
+// data-label, not data-field (which collectConfig and the sweep toggles read).
+const LABEL_FIELDS = [
+  ["project", "Project", "input", "Files the run under a project; the runs list filters by it."],
+  [
+    "tags",
+    "Tags",
+    "input",
+    "Comma-separated, e.g. lr-sweep, resnet; the runs list filters by each.",
+  ],
+  ["note", "Note", "textarea", "Free text about the run, shown under its name."],
+  [
+    "alerts",
+    "Alert webhooks",
+    "textarea",
+    "One URL a line (Slack or Mattermost incoming webhooks), told when the run collapses, " +
+      "recovers, gets a cause, fails or ends; a sweep's, of its runs' collapses and failures " +
+      "and of its end. Kept secret: not shown again.",
+  ],
+];
+
 const state = {
   catalogue: null,
   configSchema: null,
@@ -92,6 +114,7 @@ const state = {
   method: null,
   preset: null,
   prefill: null, // config of the run being relaunched
+  prefillLabels: {}, // its project and tags
   sweepRuns: null, // runs the sweep in the form would queue; null = no field is swept
 };
 
@@ -313,6 +336,7 @@ function renderForm() {
         : el("p", { class: "muted" }, "This method has no options."),
     ),
     sections,
+    labelsFieldset(),
     formError,
     el(
       "div",
@@ -347,6 +371,67 @@ function renderForm() {
   );
 }
 
+/** The "Labels and alerts" fieldset: every field optional, each with its own label; prefilled
+ * from the relaunched run (its alerts are never served: backend/schemas.py shown_request). */
+function labelsFieldset() {
+  const prefill = state.prefillLabels;
+  const fields = LABEL_FIELDS.map(([name, label, tag, help]) => {
+    const id = `label-${name}`;
+    const value = name === "tags" ? (prefill.tags || []).join(", ") : prefill[name] || "";
+    const input = el(tag, {
+      id,
+      name,
+      rows: tag === "textarea" ? 2 : null,
+      "aria-describedby": `${id}-help ${id}-error`,
+      placeholder: name === "alerts" ? "https://hooks.slack.com/services/…" : null,
+    });
+    // a form drawn again (another method or preset) keeps what was typed
+    const typed = document.getElementById(id);
+    input.value = typed ? typed.value : value;
+    return el(
+      "div",
+      { class: "field", "data-label": name },
+      el("label", { for: id }, label, el("span", { class: "muted small" }, " (optional)")),
+      input,
+      el("div", { id: `${id}-help`, class: "help" }, help),
+      el("div", { id: `${id}-error`, class: "error", role: "alert" }),
+    );
+  });
+  return el(
+    "fieldset",
+    { id: "labels-fieldset" },
+    el("legend", {}, "Labels and alerts"),
+    el("div", { class: "field-grid" }, fields),
+  );
+}
+
+/** The labels typed (contract/labels.py): only those given. Tags split at commas, as the
+ * run page's editor does; webhook URLs at any space or line break. */
+function collectLabels() {
+  const text = (name) => document.getElementById(`label-${name}`).value.trim();
+  const split = (value, separator) =>
+    value
+      .split(separator)
+      .map((part) => part.trim())
+      .filter(Boolean);
+  const labels = {};
+  if (text("project")) labels.project = text("project");
+  const tags = split(text("tags"), ",");
+  if (tags.length) labels.tags = tags;
+  if (text("note")) labels.note = text("note");
+  const alerts = split(text("alerts"), /\s+/);
+  if (alerts.length) labels.alerts = alerts;
+  return labels;
+}
+
+/** The field an error path names: "epochs", "options.x", or a label's ("tags.1" is tags). */
+function fieldAt(path) {
+  if (!path) return null;
+  const config = root.querySelector(`.field[data-field="${CSS.escape(path)}"]`);
+  const label = path.split(".")[0];
+  return config || root.querySelector(`.field[data-label="${CSS.escape(label)}"]`);
+}
+
 /** Config to POST: method/preset plus every field that differs from its baseline. */
 function collectConfig() {
   const { general, options } = baseline();
@@ -371,7 +456,8 @@ function collectConfig() {
 }
 
 function clearErrors() {
-  for (const field of root.querySelectorAll(".field[data-field]")) setFieldError(field, "");
+  for (const field of root.querySelectorAll(".field[data-field], .field[data-label]"))
+    setFieldError(field, "");
   const formError = document.getElementById("form-error");
   formError.hidden = true;
   formError.textContent = "";
@@ -387,7 +473,7 @@ function showErrors(errors) {
     const [member, ...rest] = field.split(".");
     const path = methods.has(member) ? rest.join(".") : field;
     const text = message;
-    const target = path && root.querySelector(`.field[data-field="${CSS.escape(path)}"]`);
+    const target = fieldAt(path);
     if (target) {
       setFieldError(target, text);
       first = first || target;
@@ -402,7 +488,7 @@ function showErrors(errors) {
     formError.hidden = false;
     formError.textContent = leftovers.join(" · ");
   }
-  if (first) first.querySelector("input, select").focus();
+  if (first) first.querySelector("input, select, textarea").focus();
 }
 
 async function launch() {
@@ -414,15 +500,18 @@ async function launch() {
   const label = button.textContent;
   try {
     let created;
+    const { alerts, ...labels } = collectLabels();
     if (sweeping) {
       const grid = sweepGrid(root);
+      // the labels go to every run; the receivers are the sweep's (its runs' troubles, its end)
       created = await api.launchSweep({
-        base: collectConfig(),
+        base: { ...collectConfig(), ...labels },
         grid,
         seeds: "seed" in grid ? null : sweepSeeds(root),
+        ...(alerts ? { alerts } : {}),
       });
     } else {
-      created = await api.launch(collectConfig());
+      created = await api.launch({ ...collectConfig(), ...labels, ...(alerts ? { alerts } : {}) });
     }
     window.location.href =
       created.url && created.url.startsWith("/")
@@ -500,6 +589,7 @@ async function main() {
     try {
       const run = await api.getRun(fromRun);
       state.prefill = runConfig(run);
+      state.prefillLabels = { project: run.project, tags: run.tags };
       state.method = state.prefill.method;
       state.preset =
         state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
