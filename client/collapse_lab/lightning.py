@@ -10,7 +10,8 @@ Collapse Lab (``pip install 'collapse-lab-client[lightning]'``).
     trainer.fit(model, train_loader)
 
 The default ``embed`` follows lightly's and solo-learn's naming: ``h = module.backbone(x)``
-and ``z = module.projection_head(h)`` (or ``module.projector(h)``). Anything else: pass
+and ``z = module.projection_head(h)`` (or ``module.projector(h)``; a DINO-style module's
+``student_backbone`` and ``student_head``). Anything else: pass
 ``embed=lambda module, x: (h, z)``.
 
 The method internals (the mechanism panels and the cause of a collapse) are picked up by the
@@ -19,8 +20,11 @@ same names where they exist (:func:`default_internals`): a target branch
 ``projection_head_momentum``, solo-learn's ``momentum_backbone``/``momentum_projector``), a
 predictor (``prediction_head`` or ``predictor``: its outputs, and its matrix when linear), a
 ``momentum`` attribute (or solo-learn's ``momentum_updater.cur_tau``), the optimiser's
-learning rate and weight decay. Anything else (DINO's teacher and student probabilities):
-pass ``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
+learning rate and weight decay. With a teacher branch and a DINO-style criterion (lightly's
+``DINOLoss`` in ``module.criterion``, ``loss_fn`` or ``dino_loss``), the teacher's and the
+student's probabilities are sent instead of the teacher's output, with both temperatures and
+the centre's norm. Anything else: pass
+``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
 """
 
 from __future__ import annotations
@@ -65,32 +69,64 @@ _ONLINE_BRANCHES = (
     ("backbone", "projection_head"),
     ("backbone", "projector"),
 )
+# Attributes that may hold a DINO-style criterion (lightly's examples call it "criterion"):
+# an object with student_temp, teacher_temp and a tensor center, as lightly's DINOLoss.
+_DINO_CRITERIA = ("criterion", "loss_fn", "dino_loss")
 # log_epoch's own parameters: a logged metric of one of these names is not forwarded.
 _RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
 
 
-def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(h, z)`` = ``(backbone(x) flattened, projection_head(h))``, lightly's and
-    solo-learn's attribute names (``projector`` for the latter)."""
-    backbone = getattr(module, "backbone", None)
-    head = getattr(module, "projection_head", None)
-    if head is None:
-        head = getattr(module, "projector", None)
-    if backbone is None or head is None:
-        raise AttributeError(
-            f"{type(module).__name__} has no backbone and projection_head (or projector): "
-            "pass embed=callable(module, x) -> (h, z) to CollapseLabCallback"
-        )
-    h = backbone(x).flatten(start_dim=1)
-    return h, head(h)
-
-
-def _target_branch(module: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    for backbone, head in _TARGET_BRANCHES:
+def _branch(
+    module: nn.Module, names: tuple[tuple[str, str], ...]
+) -> tuple[nn.Module, nn.Module] | None:
+    """The first (backbone, head) pair of submodules the module has by these names."""
+    for backbone, head in names:
         pair = getattr(module, backbone, None), getattr(module, head, None)
         if isinstance(pair[0], nn.Module) and isinstance(pair[1], nn.Module):
             return pair[0], pair[1]
     return None
+
+
+def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(h, z)`` = ``(backbone(x) flattened, projection_head(h))`` by the first online
+    branch's names in ``_ONLINE_BRANCHES``: a DINO-style module's student, lightly's and
+    solo-learn's (``projector`` for the latter)."""
+    branch = _branch(module, _ONLINE_BRANCHES)
+    if branch is None:
+        names = ", ".join(f"{b} and {h}" for b, h in _ONLINE_BRANCHES)
+        raise AttributeError(
+            f"{type(module).__name__} has none of {names}: "
+            "pass embed=callable(module, x) -> (h, z) to CollapseLabCallback"
+        )
+    backbone, head = branch
+    h = backbone(x).flatten(start_dim=1)
+    return h, head(h)
+
+
+def _dino_criterion(module: nn.Module) -> Any:
+    """The module's DINO-style criterion when it also has a teacher branch, else None."""
+    if _branch(module, _TARGET_BRANCHES) is None:
+        return None
+    for name in _DINO_CRITERIA:
+        found = getattr(module, name, None)
+        temperatures = (getattr(found, "student_temp", None), getattr(found, "teacher_temp", None))
+        if isinstance(getattr(found, "center", None), Tensor) and all(
+            isinstance(t, int | float) for t in temperatures
+        ):
+            return found
+    return None
+
+
+def _teacher_temperature(module: nn.Module, criterion: Any) -> float:
+    """The temperature lightly's DINOLoss sharpens with when called with
+    ``epoch=module.current_epoch``: its warm-up schedule's value for the first
+    ``warmup_teacher_temp_epochs`` epochs, ``teacher_temp`` after (and without an epoch)."""
+    epoch = getattr(module, "current_epoch", None)
+    schedule = getattr(criterion, "teacher_temp_schedule", None)
+    warmup = getattr(criterion, "warmup_teacher_temp_epochs", 0)
+    if isinstance(epoch, int) and schedule is not None and epoch < warmup:
+        return float(schedule[epoch])
+    return float(criterion.teacher_temp)
 
 
 def _predictor(module: nn.Module) -> nn.Module | None:
@@ -103,12 +139,27 @@ def _predictor(module: nn.Module) -> nn.Module | None:
 
 def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tensor]:
     """The per-sample internals lightly's and solo-learn's names give: ``target`` the target
-    branch's projection of x, ``p`` the predictor's output for z (the target's width)."""
+    branch's projection of x, ``p`` the predictor's output for z (the target's width).
+
+    With a DINO-style criterion, ``teacher`` = softmax((teacher output − center) / τ_t)
+    instead of ``target``, and ``student`` = softmax(z / τ_s) when z (the student head's
+    output under :func:`default_embed`) has the teacher's width."""
     found: dict[str, Tensor] = {}
-    branch = _target_branch(module)
+    branch = _branch(module, _TARGET_BRANCHES)
     if branch is not None:
         backbone, head = branch
-        found["target"] = head(backbone(x).flatten(start_dim=1))
+        out = head(backbone(x).flatten(start_dim=1))
+        criterion = _dino_criterion(module)
+        if criterion is None:
+            found["target"] = out
+        else:
+            # Centred and sharpened as the loss does (client/PROTOCOL.md section 8): the
+            # server reads the entropies of these, not of the logits.
+            center = criterion.center.float().reshape(-1)
+            temperature = _teacher_temperature(module, criterion)
+            found["teacher"] = torch.softmax((out.float() - center) / temperature, dim=1)
+            if z.shape[1] == center.numel():
+                found["student"] = torch.softmax(z.float() / criterion.student_temp, dim=1)
     predictor = _predictor(module)
     if predictor is not None:
         found["p"] = predictor(z)
@@ -119,23 +170,17 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
     """The internals of the model rather than of the probe: a linear predictor's matrix,
     and the scalars ``target_param_distance`` (||θ_target − θ_online|| / ||θ_online|| over
     the target branch and its online counterpart, when the names pair them),
-    ``ema_momentum``, ``lr`` and ``weight_decay``."""
+    ``ema_momentum``, ``lr``, ``weight_decay``, and with a DINO-style criterion
+    ``teacher_temperature``, ``student_temperature`` and ``center_norm``."""
     scalars: dict[str, float] = {}
     predictor = _predictor(module)
     weight = predictor.weight.detach() if isinstance(predictor, nn.Linear) else None
-    branch = _target_branch(module)
-    online = next(
-        (
-            (getattr(module, b), getattr(module, h))
-            for b, h in _ONLINE_BRANCHES
-            if isinstance(getattr(module, b, None), nn.Module)
-            and isinstance(getattr(module, h, None), nn.Module)
-        ),
-        None,
-    )
+    branch = _branch(module, _TARGET_BRANCHES)
+    online = _branch(module, _ONLINE_BRANCHES)
     if branch is not None and online is not None:
-        target_params = [p for m in branch for p in m.parameters()]
-        online_params = [p for m in online for p in m.parameters()]
+        # detached: the callback runs outside the training step's no_grad
+        target_params = [p.detach() for m in branch for p in m.parameters()]
+        online_params = [p.detach() for m in online for p in m.parameters()]
         if [p.shape for p in target_params] == [p.shape for p in online_params]:
             difference = sum(
                 float((t - o).double().pow(2).sum())
@@ -150,6 +195,11 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
         momentum = getattr(updater, "cur_tau", None)
     if isinstance(momentum, int | float) and not isinstance(momentum, bool):
         scalars["ema_momentum"] = float(momentum)
+    criterion = _dino_criterion(module)
+    if criterion is not None:
+        scalars["teacher_temperature"] = _teacher_temperature(module, criterion)
+        scalars["student_temperature"] = float(criterion.student_temp)
+        scalars["center_norm"] = float(criterion.center.norm())
     optimizers = getattr(trainer, "optimizers", None) or []
     if optimizers:
         group = optimizers[0].param_groups[0]
@@ -194,9 +244,10 @@ class CollapseLabCallback(Callback):
     **Method internals**: ``internals(module, x, z)`` returns the batch's per-sample
     internals (``target``, ``p``, ``teacher``, ``student``; :meth:`Monitor.log_epoch`);
     :func:`default_internals` finds the target branch and the predictor by lightly's and
-    solo-learn's names; ``internals=None`` sends none. :func:`model_internals` adds the
+    solo-learn's names, and a DINO-style module's teacher and student probabilities;
+    ``internals=None`` sends none. :func:`model_internals` adds the
     linear predictor's matrix, the target's parameter distance, the EMA momentum, the
-    learning rate and the weight decay.
+    learning rate, the weight decay, and DINO's temperatures and centre norm.
     """
 
     def __init__(

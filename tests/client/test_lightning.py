@@ -6,12 +6,22 @@ and the project's own environment does not need it.
 
 from __future__ import annotations
 
+import copy
+from typing import TypeVar
+
 import pytest
 
 torch = pytest.importorskip("torch")
 lightning = pytest.importorskip("lightning", reason="Lightning is not installed (optional extra)")
 
-from collapse_lab.lightning import CollapseLabCallback, default_embed  # noqa: E402
+from collapse_lab import wire  # noqa: E402
+from collapse_lab.lightning import (  # noqa: E402
+    CollapseLabCallback,
+    default_embed,
+    default_internals,
+)
+from lightly.loss import DINOLoss  # noqa: E402
+from lightly.models.utils import update_momentum  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -51,9 +61,59 @@ class TinySimSiam(lightning.pytorch.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-def fit(*callbacks: lightning.pytorch.Callback, epochs: int) -> TinySimSiam:
+class TinyBYOL(TinySimSiam):
+    """TinySimSiam plus lightly's BYOL target branch, updated as an EMA of the online one,
+    and the momentum as an attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head).requires_grad_(False)
+        self.momentum = 0.9
+
+    def on_train_batch_end(self, *args: object) -> None:
+        update_momentum(self.backbone, self.backbone_momentum, self.momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, self.momentum)
+
+
+class TinyDINO(lightning.pytorch.LightningModule):
+    """DINO with lightly's names and loss: a student, its EMA teacher, and DINOLoss
+    (K = 10 prototypes) whose teacher temperature warms up over 3 epochs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.student_backbone = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+        self.student_head = nn.Linear(32, 10)
+        self.teacher_backbone = copy.deepcopy(self.student_backbone).requires_grad_(False)
+        self.teacher_head = copy.deepcopy(self.student_head).requires_grad_(False)
+        self.criterion = DINOLoss(
+            output_dim=10,
+            warmup_teacher_temp=0.04,
+            teacher_temp=0.07,
+            warmup_teacher_temp_epochs=3,
+        )
+        self.momentum = 0.99
+
+    def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+        update_momentum(self.student_backbone, self.teacher_backbone, self.momentum)
+        update_momentum(self.student_head, self.teacher_head, self.momentum)
+        views = [batch[0] + 0.1 * torch.randn_like(batch[0]) for _ in range(2)]
+        teacher = [self.teacher_head(self.teacher_backbone(v)) for v in views]
+        student = [self.student_head(self.student_backbone(v)) for v in views]
+        loss = self.criterion(teacher, student, epoch=self.current_epoch)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+Module = TypeVar("Module", bound=lightning.pytorch.LightningModule)
+
+
+def fit(module: type[Module], *callbacks: lightning.pytorch.Callback, epochs: int) -> Module:
     torch.manual_seed(0)
-    model = TinySimSiam()
+    model = module()
     trainer = lightning.pytorch.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -72,7 +132,7 @@ def test_logs_epoch_zero_then_every_epoch_and_finishes(server: FakeCollapseLab) 
     callback = CollapseLabCallback(
         server.url, probe, labels=torch.arange(96) % 4, view_transform=lambda x: x * 1.01
     )
-    model = fit(callback, epochs=3)
+    model = fit(TinySimSiam, callback, epochs=3)
     assert callback.monitor is not None and callback.monitor.url is not None
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1, 2, 3]
@@ -95,7 +155,7 @@ def test_every_n_epochs_with_a_probe_loader_keeps_the_last_epoch(
     server: FakeCollapseLab,
 ) -> None:
     loader = DataLoader(TensorDataset(torch.randn(80, 16), torch.arange(80) % 5), batch_size=32)
-    fit(CollapseLabCallback(server.url, loader, every_n_epochs=2), epochs=3)
+    fit(TinySimSiam, CollapseLabCallback(server.url, loader, every_n_epochs=2), epochs=3)
     run = server.only_run()
     assert sorted(run.epochs) == [0, 2, 3]
     assert run.epochs[2]["arrays"]["labels"].tolist()[:6] == [0, 1, 2, 3, 4, 0]
@@ -111,7 +171,7 @@ def test_a_crash_closes_the_run_as_failed(server: FakeCollapseLab) -> None:
 
     callback = CollapseLabCallback(server.url, torch.randn(64, 16), embed=embed)
     with pytest.raises(RuntimeError, match="out of memory"):
-        fit(callback, Crash(), epochs=2)
+        fit(TinySimSiam, callback, Crash(), epochs=2)
     run = server.only_run()
     assert "h" not in run.epochs[0]["arrays"]
     assert run.finish is not None and run.finish["status"] == "failed"
@@ -124,3 +184,99 @@ def test_refuses_a_shuffling_probe_and_a_module_without_heads() -> None:
         CollapseLabCallback("http://x", DataLoader(data, shuffle=True))
     with pytest.raises(AttributeError, match="pass embed="):
         default_embed(nn.Linear(2, 2), torch.randn(1, 2))
+
+
+def test_a_dino_module_sends_teacher_and_student_probabilities(
+    server: FakeCollapseLab,
+) -> None:
+    server.accepts = list(wire.ARRAY_NAMES)
+    probe = torch.randn(64, 16)
+    model = fit(TinyDINO, CollapseLabCallback(server.url, probe), epochs=2)
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1, 2]
+    criterion = model.criterion
+    # Epoch k is logged at the end of training epoch k - 1, whose loss sharpened with
+    # the warm-up schedule at index k - 1 (epoch 0, before training, with index 0).
+    temperatures = [run.epochs[e]["scalars"]["teacher_temperature"] for e in (0, 1, 2)]
+    assert temperatures == pytest.approx([0.04, 0.04, 0.055])
+    scalars = run.epochs[2]["scalars"]
+    assert scalars["student_temperature"] == pytest.approx(0.1)
+    assert scalars["ema_momentum"] == pytest.approx(0.99)
+    assert run.epochs[0]["scalars"]["center_norm"] == 0.0  # lightly's centre starts at 0
+    assert scalars["center_norm"] == pytest.approx(float(criterion.center.norm()), rel=1e-6)
+    assert scalars["center_norm"] > 0 and scalars["target_param_distance"] > 0
+    arrays = run.epochs[2]["arrays"]
+    assert "target" not in arrays  # the teacher's logits are not a target to compare with z
+    with torch.no_grad():
+        logits = model.teacher_head(model.teacher_backbone(probe))
+        student_logits = model.student_head(model.student_backbone(probe))
+        teacher = nn.functional.softmax(
+            (logits - criterion.center) / criterion.teacher_temp_schedule[1], dim=-1
+        )[0]
+        student = nn.functional.softmax(student_logits / criterion.student_temp, dim=-1)
+    for name, expected in (("teacher", teacher), ("student", student)):
+        sent = torch.from_numpy(arrays[name])
+        assert sent.dtype == torch.float32 and sent.shape == (64, 10)
+        torch.testing.assert_close(sent.sum(dim=1), torch.ones(64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(sent, expected, atol=1e-5, rtol=0)
+    assert arrays["z"].shape == (64, 10) and arrays["h"].shape == (64, 32)  # the student's
+
+
+def test_a_dino_teacher_without_a_student_of_its_width() -> None:
+    model = TinyDINO()
+    x = torch.randn(4, 16)
+    found = default_internals(model, x, torch.randn(4, 3))
+    assert set(found) == {"teacher"}
+    torch.testing.assert_close(found["teacher"].sum(dim=1), torch.ones(4))
+
+
+def test_a_byol_module_sends_its_target_predictor_and_distance(
+    server: FakeCollapseLab,
+) -> None:
+    server.accepts = list(wire.ARRAY_NAMES)
+    probe = torch.randn(64, 16)
+    model = fit(TinyBYOL, CollapseLabCallback(server.url, probe), epochs=2)
+    run = server.only_run()
+    assert run.epochs[0]["scalars"]["target_param_distance"] == 0.0  # a copy at the start
+    scalars, arrays = run.epochs[2]["scalars"], run.epochs[2]["arrays"]
+    assert scalars["ema_momentum"] == pytest.approx(0.9)
+    assert scalars["lr"] == pytest.approx(0.05)
+    with torch.no_grad():
+        online = [*model.backbone.parameters(), *model.projection_head.parameters()]
+        target = [
+            *model.backbone_momentum.parameters(),
+            *model.projection_head_momentum.parameters(),
+        ]
+        difference = sum(float((t - o).pow(2).sum()) for t, o in zip(target, online, strict=True))
+        norm = sum(float(o.pow(2).sum()) for o in online)
+        z = model.projection_head(model.backbone(probe))
+        expected = {
+            "p": model.prediction_head(z),
+            "target": model.projection_head_momentum(model.backbone_momentum(probe)),
+        }
+    assert scalars["target_param_distance"] == pytest.approx((difference / norm) ** 0.5, rel=1e-4)
+    for name, value in expected.items():
+        torch.testing.assert_close(
+            torch.from_numpy(arrays[name]), value, atol=2e-3 * value.abs().max(), rtol=0
+        )
+    torch.testing.assert_close(
+        torch.from_numpy(arrays["predictor_weight"]), model.prediction_head.weight.detach()
+    )
+
+
+def test_an_internals_callable_replaces_the_default(server: FakeCollapseLab) -> None:
+    server.accepts = list(wire.ARRAY_NAMES)
+    seen: list[tuple[int, int]] = []
+
+    def internals(module: nn.Module, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append((x.shape[1], z.shape[1]))
+        return {"p": 2 * z}
+
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16), internals=internals)
+    fit(TinySimSiam, callback, epochs=1)
+    arrays = server.only_run().epochs[1]["arrays"]
+    assert set(seen) == {(16, 8)}
+    z = torch.from_numpy(arrays["z"])  # TinySimSiam's prediction_head would give another p
+    torch.testing.assert_close(
+        torch.from_numpy(arrays["p"]), 2 * z, atol=4e-3 * z.abs().max(), rtol=0
+    )
