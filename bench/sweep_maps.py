@@ -11,6 +11,9 @@ screenshotted from the sweep page in Chromium (docs/screenshots/sweep-*.png).
 4. DINO teacher temperature x centre momentum (Caron et al. 2021, Sec. 5.3 and Fig. 7: a
    teacher as warm as the student (0.1) is not sharpened and drifts to uniform; the centre
    is what keeps one prototype from taking all).
+5. I-JEPA target momentum x stop-gradient (Assran et al. 2023 rely on the slow target;
+   without the stop-gradient a target that is the context encoder is trained towards the
+   predictions too).
 
 Every run uses the preset's defaults on digits (small_cnn, seed 0), the first two for 20
 epochs at 32 px, the new two on a smaller budget (a run of about a minute on a busy 2-core
@@ -72,6 +75,23 @@ SWEEPS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "concurrency": 2,
     },
+    "ijepa": {
+        "name": "I-JEPA: target momentum x stop-gradient (digits, 48-wide 2-block ViT)",
+        # bench/causes.py's I-JEPA budget: the smallest ViT that trains in about a minute
+        "base": {
+            "preset": "ijepa",
+            **SMALL,
+            "backbone": "vit_tiny",
+            "image_size": 16,
+            "vit_dim": 48,
+            "vit_depth": 2,
+            "epochs": 10,
+            "batch_size": 64,
+        },
+        "grid": {"target_momentum": [0, 0.9, 0.996], "stop_gradient": [True, False]},
+        "seeds": [0],
+        "concurrency": 2,
+    },
 }
 
 # The method signals of each map's table, under a column title: the last epoch record's logs
@@ -79,6 +99,11 @@ SWEEPS: dict[str, dict[str, Any]] = {
 SIGNALS: dict[str, dict[str, str]] = {
     "lejepa": {"prediction": "prediction", "sigreg": "SIGReg", "sigreg_statistic": "SIGReg probe"},
     "dino": {"teacher_entropy": "h(P_t)", "teacher_student_kl": "KL(P_t‖P_s)"},
+    "ijepa": {
+        "target_param_distance": "target distance",
+        "online_target_cosine": "online–target cos",
+        "rank_differential": "rank diff.",
+    },
 }
 
 
