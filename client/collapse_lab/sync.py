@@ -5,14 +5,22 @@ Each run directory becomes one run: registered with the Idempotency-Key (and res
 kept in its ``run.json``, each epoch file sent once with the protocol's ``PUT`` (the server
 answers a repeated epoch from its digest), then the finish call. What the server took is
 written to the directory's ``sync.json`` after every epoch, so a sync interrupted halfway
-and started again continues where it stopped. ``--follow`` keeps uploading the epochs of a
-run still being written until its ``finish.json`` appears: a login node relays a compute
-node's run live.
+and started again continues where it stopped.
+
+``--follow`` is one loop over every run of the given folders: each poll it lists the
+folders again (run directories created meanwhile join), uploads the new epochs of every
+unfinished run and sends the finish call of each run whose ``finish.json`` appeared; it
+ends once every run it found has finished. A run with no new file for ``--idle-timeout``
+seconds (a job that died without its finish call) is left, with one line, for a later
+sync. A login node relays a compute node's runs live this way, a job array's included.
 
 Bad input gets one line each and the rest is synced: a directory that is not a run, an
 epoch file that is truncated or corrupt (not uploaded, reported to the server as dropped),
-an epoch the server already holds with other data (the stored one is kept). Exit status 0
-when everything was synced, 1 when something was reported, 2 for a usage error.
+an epoch the server already holds with other data (the stored one is kept). A refused
+epoch is kept in ``sync.json`` with its file's digest: every later sync names it again, and
+sends it again once the file has changed (repaired, or replaced by the right copy). Exit
+status 0 when everything was synced, 1 when something was reported (an epoch still refused
+included), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from . import local, wire
 from .monitor import MAX_BACKOFF_S, RETRYABLE_STATUSES, _response_detail, _retry_after
 
 ATTEMPTS = 8  # per request, backing off 0.5 s doubling to 10 s: about a minute
+# --follow gives up on a run after this long without a new file: longer than an epoch of
+# most trainings; a job requeued after a longer wait is picked up by the next sync
+DEFAULT_IDLE_TIMEOUT_S = 3600.0
 
 
 class SyncAborted(Exception):
@@ -50,11 +61,12 @@ class Progress:
     def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
         self.label, self.stream = label, stream
         self.tty = stream.isatty()
-        self.done = self.total = 0
+        self.done = self.total = self.refused = 0
         self.shown = False
 
-    def update(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
+    def update(self, done: int, total: int, refused: int) -> None:
+        """``done`` of ``total`` epochs taken by the server, ``refused`` not taken."""
+        self.done, self.total, self.refused = done, total, refused
         if self.tty:
             self._draw("\r")
 
@@ -62,7 +74,9 @@ class Progress:
         width = 30
         filled = width * self.done // self.total if self.total else width
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"{prefix}{self.label} [{bar}] {self.done}/{self.total} epochs{end}")
+        refused = f", {self.refused} refused" if self.refused else ""
+        line = f"{self.label} [{bar}] {self.done}/{self.total} epochs{refused}"
+        self.stream.write(f"{prefix}{line}{end}")
         self.stream.flush()
         self.shown = True
 
@@ -80,18 +94,26 @@ class Progress:
 
 
 @dataclass
+class Refusal:
+    """An epoch the sync did not get taken, and the file it was when that happened."""
+
+    reason: str
+    digest: str | None  # the epoch file's SHA-256 then; None: unknown, so tried again
+
+
+@dataclass
 class ServerState:
     """What one server already took from a run directory (its ``sync.json`` entry)."""
 
     run_id: str | None = None
     url: str | None = None
     uploaded: set[int] = field(default_factory=set)
-    refused: set[int] = field(default_factory=set)  # conflicts and bad files: not re-sent
+    refused: dict[int, Refusal] = field(default_factory=dict)  # sent again once changed
     finished: str | None = None  # the digest of the finish.json that was sent
 
 
 class RunSync:
-    """Sync one run directory to one server."""
+    """Sync one run directory to one server, one :meth:`step` at a time."""
 
     def __init__(self, http: httpx.Client, base_url: str, run_dir: Path, progress: Progress):
         self.http, self.base_url, self.run_dir, self.progress = http, base_url, run_dir, progress
@@ -100,6 +122,11 @@ class RunSync:
         self.problems = 0
         self.sent = self.already = 0
         self.accepts: frozenset[str] = frozenset(wire.ARRAY_NAMES)  # the server's, registered
+        self.registered = False  # by this sync (registration reopens a finished resumed run)
+        self.told: set[int] = set()  # refused epochs this sync has named already
+        self.steps = 0
+        self.files: object = None  # what the directory held at the last step
+        self.changed_at = time.monotonic()  # when that last changed (--idle-timeout)
 
     # ------------------------------------------------------------------ sync.json
 
@@ -107,15 +134,21 @@ class RunSync:
         try:
             servers = json.loads((self.run_dir / local.SYNC_FILE).read_text())["servers"]
             entry = servers[self.base_url]
-        except (OSError, ValueError, KeyError, TypeError):
+            refused = entry.get("refused") or {}
+            if isinstance(refused, list):  # written before refusals kept their file's digest
+                refused = {epoch: {} for epoch in refused}
+            return ServerState(
+                run_id=entry.get("run_id"),
+                url=entry.get("url"),
+                uploaded=set(entry.get("uploaded", [])),
+                refused={
+                    int(epoch): Refusal(str(r.get("reason", "refused")), r.get("digest"))
+                    for epoch, r in refused.items()
+                },
+                finished=entry.get("finished"),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return ServerState()
-        return ServerState(
-            run_id=entry.get("run_id"),
-            url=entry.get("url"),
-            uploaded=set(entry.get("uploaded", [])),
-            refused=set(entry.get("refused", [])),
-            finished=entry.get("finished"),
-        )
 
     def _save_state(self) -> None:
         path = self.run_dir / local.SYNC_FILE
@@ -127,7 +160,10 @@ class RunSync:
             "run_id": self.state.run_id,
             "url": self.state.url,
             "uploaded": sorted(self.state.uploaded),
-            "refused": sorted(self.state.refused),
+            "refused": {
+                str(epoch): {"reason": refusal.reason, "digest": refusal.digest}
+                for epoch, refusal in sorted(self.state.refused.items())
+            },
             "finished": self.state.finished,
         }
         local.write_json(path, {"servers": servers})
@@ -182,24 +218,40 @@ class RunSync:
             self.state = ServerState(run_id=str(payload["id"]))
         page = str(payload.get("url") or f"/runs/{payload['id']}")
         self.state.url = page if page.startswith("http") else self.base_url + page
+        # a resume key reopens a run its finish call had closed: that call is sent again
+        self.state.finished = None
+        self.registered = True
         self._save_state()
 
     # ------------------------------------------------------------------ epochs
 
-    def _report(self, line: str) -> None:
+    def report(self, line: str) -> None:
         self.problems += 1
         self.progress.say(f"{self.run_dir}: {line}")
+
+    def _refuse(self, epoch: int, digest: str | None, reason: str, line: str) -> None:
+        previous = self.state.refused.get(epoch)
+        if epoch not in self.told or previous is None or previous.digest != digest:
+            self.report(line)  # once per sync, unless the file changed and is refused again
+        self.told.add(epoch)
+        self.state.refused[epoch] = Refusal(reason, digest)
+        self._save_state()
 
     def upload(self, epoch: int, path: Path) -> None:
         try:
             body = path.read_bytes()
+        except OSError as error:
+            self._refuse(epoch, None, f"unreadable ({error})", f"{path.name}: unreadable ({error})")
+            return
+        digest = hashlib.sha256(body).hexdigest()
+        try:
             message = wire.decode_epoch(body)
             if message.epoch != epoch:
                 raise wire.MessageError(f"it holds epoch {message.epoch}")
-        except (OSError, wire.MessageError) as error:
-            self._report(f"{path.name}: truncated or corrupt ({error}); not uploaded")
-            self.state.refused.add(epoch)
-            self._save_state()
+        except wire.MessageError as error:
+            reason = f"{path.name} truncated or corrupt ({error})"
+            line = f"{path.name}: truncated or corrupt ({error}); not uploaded"
+            self._refuse(epoch, digest, reason, line)
             return
         if unread := set(wire.array_names(body)) - self.accepts:
             body = wire.without_arrays(body, unread)  # an older server refuses unknown arrays
@@ -217,6 +269,7 @@ class RunSync:
             detail, code = _response_detail(response)
         if response.is_success:
             self.state.uploaded.add(epoch)
+            self.state.refused.pop(epoch, None)
             if response.json().get("status") == "duplicate":
                 self.already += 1
             else:
@@ -224,15 +277,15 @@ class RunSync:
         elif response.status_code == 409 and code == "run_closed":
             raise SyncAborted(f"the server's run {self.state.run_id} is closed: {detail}")
         else:  # epoch_conflict, 413, 422: this epoch only
-            self._report(
-                f"epoch {epoch} refused by the server (HTTP {response.status_code}: {detail})"
-            )
-            self.state.refused.add(epoch)
+            reason = f"refused by the server (HTTP {response.status_code}: {detail})"
+            self._refuse(epoch, digest, reason, f"epoch {epoch} {reason}")
+            return
         self._save_state()
 
     def finish(self, finish: dict[str, Any], digest: str) -> None:
         body = dict(finish)
-        body["epochs_dropped"] = sorted(set(body.get("epochs_dropped") or []) | self.state.refused)
+        dropped = set(body.get("epochs_dropped") or []) | set(self.state.refused)
+        body["epochs_dropped"] = sorted(dropped)
         path = f"/api/external-runs/{self.state.run_id}/finish"
         response = self._call("POST", path, json=body)
         if response.status_code == 422 and "stop_reason" in body:  # an older server
@@ -246,81 +299,197 @@ class RunSync:
         self.state.finished = digest
         self._save_state()
 
-    def run(self, follow: bool, poll_s: float) -> None:
-        finish_digest = _digest(self.run_dir / local.FINISH_FILE)
-        if finish_digest and self.state.finished == finish_digest:
+    def _still_refused(self, epoch: int, path: Path) -> bool:
+        """Refused before, and its file unchanged since: named once per sync, not re-sent."""
+        refusal = self.state.refused.get(epoch)
+        if refusal is None or refusal.digest is None or refusal.digest != _digest(path):
+            return False
+        if epoch not in self.told:
+            self.told.add(epoch)
+            self.report(
+                f"epoch {epoch} still refused, its file unchanged: {refusal.reason}; fix or "
+                f"remove {path.name} and sync again"
+            )
+        return True
+
+    def _todo(self, epochs: dict[int, Path]) -> list[int]:
+        return [
+            epoch
+            for epoch, path in epochs.items()
+            if epoch not in self.state.uploaded and not self._still_refused(epoch, path)
+        ]
+
+    def _show(self, epochs: dict[int, Path]) -> None:
+        done = len(self.state.uploaded & set(epochs))
+        self.progress.update(done, len(epochs), len(set(self.state.refused) & set(epochs)))
+
+    def step(self) -> bool:
+        """Upload the epoch files the server has not taken (a refused one again once its file
+        changed), then the finish call once ``finish.json`` is there. True when the run is
+        finished on the server."""
+        self.steps += 1
+        finish_digest = _digest(self.run_dir / local.FINISH_FILE)  # before listing epochs
+        epochs = local.stored_epochs(self.run_dir)
+        files = (finish_digest, [(epoch, _mtime(path)) for epoch, path in epochs.items()])
+        if files != self.files:
+            self.files, self.changed_at = files, time.monotonic()
+        todo = self._todo(epochs)
+        if not self.registered and (
+            todo or self.state.run_id is None or finish_digest != self.state.finished
+        ):
+            # registered only with something to send: a resume key reopens a finished run
+            self.register()
+            todo = self._todo(epochs)  # the server may have lost the run: all again
+        elif self.steps == 1 and not todo and self.state.finished is not None:
             self.progress.say(f"{self.run_dir}: already synced ({self.state.url})")
-            return
-        self.register()
-        while True:
-            finish_digest = _digest(self.run_dir / local.FINISH_FILE)  # before listing epochs
-            epochs = local.stored_epochs(self.run_dir)
-            handled = self.state.uploaded | self.state.refused
-            self.progress.update(len(handled & set(epochs)), len(epochs))
-            for epoch, path in epochs.items():
-                if epoch not in handled:
-                    self.upload(epoch, path)
-                    handled = self.state.uploaded | self.state.refused
-                    self.progress.update(len(handled & set(epochs)), len(epochs))
-            if finish_digest:
-                finish = local.read_finish(self.run_dir)
-                if finish is not None:
-                    self.finish(finish, finish_digest)
-                return
-            if not follow:
-                return
-            time.sleep(poll_s)
+        self._show(epochs)
+        for epoch in todo:
+            self.upload(epoch, epochs[epoch])
+            self._show(epochs)
+        if finish_digest and finish_digest != self.state.finished:
+            finish = local.read_finish(self.run_dir)
+            if finish is not None:
+                self.finish(finish, finish_digest)
+        return finish_digest is not None and finish_digest == self.state.finished
 
 
 def _digest(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
     except FileNotFoundError:
         return None
 
 
+class Relay:
+    """The runs found in ``paths`` synced once, or (``follow``) followed in one loop until
+    each has finished or gone idle; every pass lists the folders again."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        paths: list[Path],
+        follow: bool,
+        idle_timeout_s: float,
+    ) -> None:
+        self.http, self.base_url, self.follow = http, base_url, follow
+        self.idle_timeout_s = idle_timeout_s
+        self.active: dict[Path, RunSync] = {}
+        self.ended: set[Path] = set()
+        self.problems = 0
+        self.watched: list[Path] = []
+        self.fruitless: list[Path] = []  # watched folders that held no run so far
+        for path in paths:
+            if path.is_dir() or not follow:  # not there at all: named now, not waited for
+                self.watched.append(path)
+                self.fruitless.append(path)
+            else:
+                self._not_a_run(path)
+
+    def _not_a_run(self, path: Path) -> None:
+        print(f"{path}: not a Collapse Lab run directory (no {local.RUN_FILE})", file=sys.stderr)
+        self.problems += 1
+
+    def _scan(self) -> None:
+        for path in self.watched:
+            for run_dir in local.find_runs(path):
+                if path in self.fruitless:
+                    self.fruitless.remove(path)
+                if run_dir in self.active or run_dir in self.ended:
+                    continue
+                try:
+                    self.active[run_dir] = RunSync(
+                        self.http, self.base_url, run_dir, Progress(run_dir.name)
+                    )
+                except local.NotARunError as error:
+                    print(str(error), file=sys.stderr)
+                    self.problems += 1
+                    self.ended.add(run_dir)
+
+    def _end(self, run_dir: Path, syncer: RunSync, summary: bool = True) -> None:
+        del self.active[run_dir]
+        self.ended.add(run_dir)
+        self.problems += syncer.problems
+        if not summary:
+            return
+        if syncer.progress.shown or not syncer.progress.tty:
+            syncer.progress.close()
+        synced = "finished" if syncer.state.finished else "running"
+        refused = len(syncer.told & set(syncer.state.refused))
+        print(
+            f"{run_dir} -> {syncer.state.url}: {syncer.sent} epochs uploaded, "
+            f"{syncer.already} already there, "
+            + (f"{refused} refused, " if refused else "")
+            + f"run {synced}",
+            flush=True,
+        )
+
+    def _step(self, run_dir: Path, syncer: RunSync) -> None:
+        try:
+            finished = syncer.step()
+        except (local.NotARunError, SyncAborted) as error:  # this directory only
+            named = isinstance(error, local.NotARunError)  # its text names the file
+            syncer.progress.say(str(error) if named else f"{run_dir}: {error}")
+            self.problems += 1
+            self._end(run_dir, syncer, summary=False)
+            return
+        idle = time.monotonic() - syncer.changed_at
+        if finished or not self.follow:
+            self._end(run_dir, syncer)
+        elif self.idle_timeout_s and idle >= self.idle_timeout_s:
+            syncer.report(
+                f"no new epoch and no {local.FINISH_FILE} for {idle:.0f} s (--idle-timeout): "
+                "left running on the server; sync again to continue it"
+            )
+            self._end(run_dir, syncer)
+
+    def run(self, poll_s: float) -> int:
+        """Sync until done; the exit status (0 all synced, 1 something reported)."""
+        started = time.monotonic()
+        while True:
+            self._scan()
+            for run_dir, syncer in list(self.active.items()):
+                self._step(run_dir, syncer)
+            waited = time.monotonic() - started
+            if not self.follow or (
+                not self.active
+                and (
+                    self.ended
+                    or not self.watched
+                    or (self.idle_timeout_s and waited >= self.idle_timeout_s)
+                )
+            ):
+                break
+            time.sleep(poll_s)
+        for path in self.fruitless:
+            self._not_a_run(path)
+        return 1 if self.problems else 0
+
+
 def sync_paths(
-    paths: list[Path], base_url: str, token: str | None, follow: bool = False, poll_s: float = 1.0
+    paths: list[Path],
+    base_url: str,
+    token: str | None,
+    follow: bool = False,
+    poll_s: float = 1.0,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> int:
     """Sync every run directory in ``paths`` (each a run directory or a folder of them);
     the exit status (0 all synced, 1 something reported)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    problems = 0
-    runs: list[Path] = []
-    for path in paths:
-        found = local.find_runs(path)
-        if not found:
-            print(
-                f"{path}: not a Collapse Lab run directory (no {local.RUN_FILE})", file=sys.stderr
-            )
-            problems += 1
-        runs.extend(found)
     with httpx.Client(base_url=base_url, headers=headers, timeout=60.0) as http:
-        for run_dir in runs:
-            progress = Progress(run_dir.name)
-            try:
-                syncer = RunSync(http, base_url, run_dir, progress)
-                syncer.run(follow, poll_s)
-            except local.NotARunError as error:
-                print(str(error), file=sys.stderr)
-                problems += 1
-                continue
-            except SyncAborted as error:
-                progress.say(f"{run_dir}: {error}")
-                problems += 1
-                continue
-            except TokenRefused as error:
-                print(f"collapse_lab sync: {error}", file=sys.stderr)
-                return 1
-            problems += syncer.problems
-            if progress.shown or not progress.tty:
-                progress.close()
-            synced = "finished" if syncer.state.finished else "running"
-            print(
-                f"{run_dir} -> {syncer.state.url}: {syncer.sent} epochs uploaded, "
-                f"{syncer.already} already there, run {synced}"
-            )
-    return 1 if problems else 0
+        try:
+            return Relay(http, base_url, paths, follow, idle_timeout_s).run(poll_s)
+        except TokenRefused as error:
+            print(f"collapse_lab sync: {error}", file=sys.stderr)
+            return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,9 +515,18 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--follow",
         action="store_true",
-        help="keep uploading new epochs as they are written, until the run is finished",
+        help="keep uploading new epochs as they are written, of every run in the folders "
+        "(new ones included), until each run is finished",
     )
     sync.add_argument("--poll", type=float, default=1.0, help="--follow's rescan interval (s)")
+    sync.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="--follow leaves a run with no new file for this long (a job that died before "
+        f"its finish call; default {DEFAULT_IDLE_TIMEOUT_S:.0f}, 0: wait forever)",
+    )
     args = parser.parse_args(argv)
     paths = list(args.paths)
     url = paths.pop() if paths[-1].startswith(("http://", "https://")) else None
@@ -357,9 +535,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the server's URL after the directories, or set COLLAPSE_LAB_URL")
     if not paths:
         parser.error("give at least one run directory")
+    if args.idle_timeout < 0:
+        parser.error("--idle-timeout must be 0 (wait forever) or more")
     token = args.token or os.environ.get("COLLAPSE_LAB_TOKEN")
     try:
-        return sync_paths([Path(p) for p in paths], url.rstrip("/"), token, args.follow, args.poll)
+        return sync_paths(
+            [Path(p) for p in paths],
+            url.rstrip("/"),
+            token,
+            args.follow,
+            args.poll,
+            args.idle_timeout,
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 1

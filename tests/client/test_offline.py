@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,59 @@ def test_same_data_ignores_the_time_it_was_logged() -> None:
     assert not wire.same_data(a, wire.encode_epoch(4, {"z": _z(1)}, loss=1.0))
     assert not wire.same_data(a, wire.encode_epoch(4, {"z": _z(0)}, loss=1.5))
     assert not wire.same_data(a, a[:-8])
+
+
+def test_auto_mode_writes_the_run_to_a_directory_when_the_server_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "COLLAPSE_LAB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as closed:  # a port nothing listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.warns(CollapseLabWarning, match=r"cannot reach .* python -m collapse_lab sync"):
+        monitor = Monitor(url, name="auto", offline="auto", run_dir=tmp_path, timeout=1.0)
+    assert monitor.offline and monitor.run_id is None and monitor.run_dir is not None
+    assert monitor.run_dir.parent == tmp_path
+    for epoch in range(2):
+        monitor.log_epoch(epoch, _z(epoch))
+    assert monitor.finish(timeout=10)
+    assert sorted(local.stored_epochs(monitor.run_dir)) == [0, 1]
+    assert local.read_meta(monitor.run_dir)["registration"]["name"] == "auto"
+    assert local.read_finish(monitor.run_dir) is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"SLURM_JOB_ID": "81", "SLURM_CLUSTER_NAME": "c1"}, "slurm:c1:81:job"),
+        ({"SLURM_JOB_ID": "81", "SLURM_ARRAY_TASK_ID": "3"}, "slurm::81_3:job"),
+        ({"TORCHELASTIC_RUN_ID": "rdzv-7"}, "torchrun:rdzv-7:job"),
+        ({"TORCHELASTIC_RUN_ID": "none"}, None),  # torchrun without a rendezvous id
+        ({}, None),
+    ],
+)
+def test_the_resume_key_comes_from_the_scheduler(
+    env: dict[str, str], key: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tasks of one SLURM array, or two torchrun jobs, never share a run; the same task
+    requeued writes on into its own directory."""
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    first = Monitor(name="job", offline=True, run_dir=tmp_path)
+    assert first.resume_key == key
+    first.log_epoch(0, _z(0))
+    assert first.finish(timeout=10) and first.run_dir is not None
+    requeued = Monitor(name="job", offline=True, run_dir=tmp_path)
+    assert (requeued.run_dir == first.run_dir) is (key is not None)
+    assert requeued.resumed is (key is not None)
+    requeued.finish(timeout=10)
+    if env.get("SLURM_ARRAY_TASK_ID"):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+        other_task = Monitor(name="job", offline=True, run_dir=tmp_path)
+        assert other_task.resume_key == "slurm::81_4:job"
+        assert other_task.run_dir != first.run_dir and not other_task.resumed
+        other_task.finish(timeout=10)

@@ -73,6 +73,11 @@ def _records(api: httpx.Client, run_id: str) -> dict[int, dict[str, Any]]:
     return {r["epoch"]: r for r in api.get(f"/api/runs/{run_id}/epochs").json()}
 
 
+def _synced(run_dir: Path, base_url: str) -> dict[str, Any]:
+    """What the sync kept in the run directory about ``base_url``: run id, epochs taken."""
+    return json.loads((run_dir / local.SYNC_FILE).read_text())["servers"][base_url]
+
+
 def _offline_run(
     root: Path, name: str, epochs: range, killed: bool = False, resume: str | bool = False
 ) -> Path:
@@ -102,7 +107,7 @@ def test_an_offline_run_syncs_later_whole_and_a_second_sync_continues(
     first = _sync(str(root), stack.base_url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "6 epochs uploaded" in first.stdout and "3 epochs uploaded" in first.stdout
-    state = json.loads((run_dir / local.SYNC_FILE).read_text())["servers"][stack.base_url]
+    state = _synced(run_dir, stack.base_url)
     run = wait_until(lambda: _ended(api, state["run_id"]), 120, what="the synced run to end")
     assert run["status"] == "succeeded" and run["name"] == "offline-simsiam"
     assert sorted(_records(api, state["run_id"])) == list(range(6))
@@ -135,7 +140,7 @@ def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
     good = _offline_run(root, "conflicting", range(4), killed=True)
     first = _sync(str(good), stack.base_url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    run_id = json.loads((good / local.SYNC_FILE).read_text())["servers"][stack.base_url]["run_id"]
+    run_id = _synced(good, stack.base_url)["run_id"]
     before = wait_until(
         lambda: (r := _records(api, run_id)) and len(r) == 4 and r, 60, what="4 measured epochs"
     )
@@ -169,47 +174,166 @@ def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
     for epoch in range(4):  # nothing stored changed, epoch 2 included
         assert records[epoch] == before[epoch]
     assert after["external"]["finish"]["epochs_dropped"] == [2]
-    truncated_id = json.loads((truncated / local.SYNC_FILE).read_text())["servers"][stack.base_url][
-        "run_id"
-    ]
+    truncated_id = _synced(truncated, stack.base_url)["run_id"]
     truncated_run = wait_until(lambda: _ended(api, truncated_id), 60, what="the truncated run")
     assert sorted(_records(api, truncated_id)) == [0, 2]
     assert truncated_run["external"]["finish"]["epochs_dropped"] == [1]
 
 
-def test_sync_follow_relays_a_run_while_it_is_written(
-    stack: ServiceStack, api: httpx.Client, tmp_path: Path
-) -> None:
-    root = tmp_path / "live"
-    monitor = Monitor(name="followed", offline=True, run_dir=root, resume=False)
-    monitor.log_epoch(0, _collapsing(0))
-    assert monitor.run_dir is not None
-    wait_until(lambda: local.stored_epochs(monitor.run_dir), 10, what="epoch 0 on disk")
-    follower = subprocess.Popen(
-        [*SYNC, "--follow", "--poll", "0.2", str(monitor.run_dir), stack.base_url],
-        cwd=tmp_path,
+def _follow(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*SYNC, "--follow", "--poll", "0.2", *args],
+        cwd=cwd,
         env=_client_only_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _registered(run_dir: Path, base_url: str) -> str:
+    """The server's run id of ``run_dir``, once a sync has registered it."""
+    state_file = run_dir / local.SYNC_FILE
+    wait_until(state_file.exists, 30, what=f"the sync to register {run_dir.name}")
+    return str(_synced(run_dir, base_url)["run_id"])
+
+
+def test_sync_follow_relays_every_run_of_a_folder_new_ones_included(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """One --follow on a folder: a run finished before it started, a live run listed first
+    (the old loop stayed on it until its finish.json) and a run created after the follow
+    started; the epochs of both live runs reach the server while they train."""
+    root = tmp_path / "runs"
+    live = Monitor(name="a-live", offline=True, run_dir=root, resume=False)
+    live.log_epoch(0, _collapsing(0))
+    done = _offline_run(root, "b-done", range(3))
+    assert live.run_dir is not None
+    wait_until(lambda: local.stored_epochs(live.run_dir), 10, what="epoch 0 on disk")
+    follower = _follow(str(root), stack.base_url, cwd=tmp_path)
     try:
-        state_file = monitor.run_dir / local.SYNC_FILE
-        wait_until(state_file.exists, 30, what="the sync to register the run")
-        run_id = json.loads(state_file.read_text())["servers"][stack.base_url]["run_id"]
-        for epoch in range(1, 5):
-            monitor.log_epoch(epoch, _collapsing(epoch))
-            # each epoch reaches the server while the training is still on
-            wait_until(lambda e=epoch: e in _records(api, run_id), 60, what=f"epoch {epoch}")
-            assert _run(api, run_id)["status"] == "running"
-        assert monitor.finish(timeout=30)
-        _, err = follower.communicate(timeout=60)
+        live_id = _registered(live.run_dir, stack.base_url)
+        done_id = _registered(done, stack.base_url)
+        late = Monitor(name="c-late", offline=True, run_dir=root, resume=False)
+        late.log_epoch(0, _collapsing(0, seed=1))
+        assert late.run_dir is not None
+        late_id = _registered(late.run_dir, stack.base_url)
+        for epoch in range(1, 4):
+            live.log_epoch(epoch, _collapsing(epoch))
+            late.log_epoch(epoch, _collapsing(epoch, seed=1))
+            for run_id in (live_id, late_id):  # both relayed while both still train
+                wait_until(lambda r=run_id, e=epoch: e in _records(api, r), 60, what=f"{epoch}")
+                assert _run(api, run_id)["status"] == "running"
+        assert follower.poll() is None, "the follow ended with two runs unfinished"
+        assert live.finish(timeout=30) and late.finish(timeout=30)
+        out, err = follower.communicate(timeout=60)
     finally:
         if follower.poll() is None:
             follower.kill()
     assert follower.returncode == 0, err
-    run = wait_until(lambda: _ended(api, run_id), 60, what="the followed run to end")
-    assert run["status"] == "succeeded" and sorted(_records(api, run_id)) == list(range(5))
+    assert out.count("run finished") == 3, out
+    for run_id, epochs in ((live_id, 4), (done_id, 3), (late_id, 4)):
+        run = wait_until(lambda r=run_id: _ended(api, r), 60, what="the followed runs to end")
+        assert run["status"] == "succeeded" and sorted(_records(api, run_id)) == list(range(epochs))
+
+
+def test_sync_follow_leaves_a_dead_job_after_its_idle_timeout(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    dead = _offline_run(tmp_path / "runs", "dead-job", range(2), killed=True)
+    started = time.monotonic()
+    args = ("--follow", "--poll", "0.2", "--idle-timeout", "2")
+    result = _sync(*args, str(dead), stack.base_url, cwd=tmp_path)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "no new epoch and no finish.json for 2 s (--idle-timeout)" in result.stderr
+    assert "2 epochs uploaded, 0 already there, run running" in result.stdout, result.stdout
+    assert 2 <= took < 60, took
+    run_id = _synced(dead, stack.base_url)["run_id"]
+    wait_until(lambda: sorted(_records(api, run_id)) == [0, 1], 60, what="epochs 0 and 1")
+    assert _run(api, run_id)["status"] == "running"  # left for the sync that finds its end
+
+
+def test_a_repaired_epoch_file_is_sent_by_the_next_sync(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """A truncated epoch file is refused with its digest: named again by every sync (exit
+    1) while unchanged, sent once repaired, and the run finished again without it dropped."""
+    key = f"repair-{uuid.uuid4().hex[:8]}"
+    run_dir = _offline_run(tmp_path / "runs", "repaired", range(3), resume=key)
+    path = local.epoch_path(run_dir, 1)
+    body = path.read_bytes()
+    path.write_bytes(body[: len(body) // 2])
+
+    first = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert first.returncode == 1
+    assert "000001.clepoch: truncated or corrupt" in first.stderr, first.stderr
+    assert "[" + "#" * 20 + "-" * 10 + "] 2/3 epochs, 1 refused" in first.stderr  # not 3/3
+    assert "2 epochs uploaded, 0 already there, 1 refused, run finished" in first.stdout
+    run_id = _synced(run_dir, stack.base_url)["run_id"]
+    ended = wait_until(lambda: _ended(api, run_id), 60, what="the run to end")
+    assert ended["external"]["finish"]["epochs_dropped"] == [1]
+
+    again = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert again.returncode == 1  # still refused: said again, not silently skipped
+    assert "epoch 1 still refused, its file unchanged" in again.stderr, again.stderr
+    assert "0 epochs uploaded, 0 already there, 1 refused" in again.stdout
+
+    path.write_bytes(body)  # the file repaired (copied again from the node's disk)
+    repaired = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "1 epochs uploaded, 0 already there, run finished" in repaired.stdout
+    assert "refused" not in repaired.stderr
+
+    def refinished() -> dict[str, Any] | None:
+        run = _ended(api, run_id)
+        return run if run and run["external"]["finish"]["epochs_dropped"] == [] else None
+
+    run = wait_until(refinished, 60, what="the run finished again with every epoch")
+    assert run["status"] == "succeeded" and sorted(_records(api, run_id)) == [0, 1, 2]
+    assert _synced(run_dir, stack.base_url)["refused"] == {}
+
+
+def test_a_sync_killed_mid_run_continues_and_stores_each_epoch_once(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    epochs = 24
+    run_dir = _offline_run(tmp_path / "runs", "killed-sync", range(epochs))
+    sync = subprocess.Popen(
+        [*SYNC, str(run_dir), stack.base_url],
+        cwd=tmp_path,
+        env=_client_only_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: _synced(run_dir, stack.base_url)["uploaded"],
+            60,
+            interval=0.001,
+            what="the first epoch recorded",
+        )
+        assert sync.poll() is None, "the sync ended before it could be killed"
+        sync.kill()  # SIGKILL: no clean-up, sync.json as the last epoch left it
+        sync.wait(10)
+    finally:
+        if sync.poll() is None:
+            sync.kill()
+    taken = _synced(run_dir, stack.base_url)
+    assert 1 <= len(taken["uploaded"]) < epochs and taken["finished"] is None, taken
+
+    rerun = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    left = epochs - len(taken["uploaded"])
+    # an epoch stored just before the kill but not yet in sync.json is answered "already there"
+    assert any(
+        f"{left - n} epochs uploaded, {n} already there, run finished" in rerun.stdout
+        for n in (0, 1)
+    ), rerun.stdout
+    run = wait_until(lambda: _ended(api, taken["run_id"]), 120, what="the synced run to end")
+    assert run["status"] == "succeeded"
+    stored = [r["epoch"] for r in api.get(f"/api/runs/{taken['run_id']}/epochs").json()]
+    assert stored == list(range(epochs))  # each epoch exactly once
 
 
 def _start_job(url: str, job_id: str, *args: str) -> subprocess.Popen[str]:
