@@ -866,6 +866,11 @@ class Chart(StrictModel):
         description="The mechanism family whose panel it belongs to (asymmetric branch, "
         "contrastive, clustering, redundancy reduction, DINO): docs/mechanisms.md.",
     )
+    also: dict[str, Literal["y", "y2"]] = Field(
+        default_factory=dict,
+        description="Metrics declared on another chart drawn here too, on this axis, where a "
+        "run has them (without their levels): a schedule beside what it explains.",
+    )
 
 
 CHARTS: tuple[Chart, ...] = (
@@ -873,7 +878,9 @@ CHARTS: tuple[Chart, ...] = (
         id="std",
         title="Spread: std of ℓ2-normalised output × √d",
         y_title="std_l2 · √d (1 = healthy)",
+        y2_title="learning rate",
         y_range=(-0.05, 1.2),
+        also={"lr": "y2"},
     ),
     Chart(id="rank", title="Effective rank (RankMe)", y_title="effective rank (dimensions)"),
     Chart(
@@ -909,7 +916,12 @@ CHARTS: tuple[Chart, ...] = (
         y_format=".0%",
         y_range=(0, 1.02),
     ),
-    Chart(id="loss", title="Training loss", y_title="loss (method's own units)"),
+    Chart(
+        id="loss",
+        title="Training loss",
+        y_title="loss (method's own units)",
+        also={"log_k": "y"},  # DINO's loss against ln K, its value at a uniform teacher
+    ),
     Chart(
         id="schedule",
         title="Learning rate and EMA momentum",
@@ -940,10 +952,11 @@ CHARTS: tuple[Chart, ...] = (
     Chart(
         id="asymmetric",
         title="Asymmetric branch: online–target agreement, target lag, rank differential",
-        y_title="cosine · relative distance",
+        y_title="cosine · relative distance · EMA momentum",
         y2_title="erank(target) − erank(p)",
         hide_when_empty=True,
         group="asymmetric branch",
+        also={"ema_momentum": "y"},  # the target's lag follows its momentum
     ),
     Chart(
         id="predictor",
@@ -1137,6 +1150,10 @@ def check_registry(entries: Sequence[MetricEntry]) -> None:
                 raise ValueError(f"metric {entry.name!r}: a level names no field {level.field!r}")
         if entry.measured_on != "method_internals" and entry.name in METHOD_INTERNALS:
             raise ValueError(f"metric {entry.name!r} is declared as a method internal too")
+    declared = set(names)
+    for chart in CHARTS:
+        if unknown := set(chart.also) - declared:
+            raise ValueError(f"chart {chart.id!r} draws undeclared metrics {sorted(unknown)}")
 
 
 def sweep_metrics(entries: Sequence[MetricEntry]) -> list[MetricEntry]:

@@ -127,3 +127,12 @@ def test_the_readme_table_is_generated_from_the_registry() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for metric in METRICS:
         assert f"| `{metric.name}` |" in readme
+
+
+def test_a_chart_drawing_an_undeclared_guest_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contract.metrics as registry
+
+    guest = registry.Chart(id="std", title="x", y_title="x", also={"lr": "y2", "nope": "y"})
+    monkeypatch.setattr(registry, "CHARTS", (*registry.CHARTS[1:], guest))
+    with pytest.raises(ValueError, match=r"chart 'std' draws undeclared metrics \['nope'\]"):
+        registry.check_registry(METRICS)

@@ -113,13 +113,16 @@ function levelKey([axis, level]) {
   return JSON.stringify([axis, level.value, level.context, level.field]);
 }
 
-/** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws. */
-function lineChart(chart, metrics) {
-  const traces = metrics.map((metric, i) => ({
+/** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws;
+ * guests (Chart.also: metrics of another chart, on the axis given here) are drawn only where
+ * a run has them, without their levels or help. */
+function lineChart(chart, metrics, guests) {
+  const traces = [...metrics, ...guests].map((metric, i) => ({
     name: metric.title,
     get: valueGetter(metric),
     dash: DASHES[i % DASHES.length],
     axis: metric.axis,
+    guest: i >= metrics.length,
   }));
   const levels = (kind) => {
     const seen = new Map();
@@ -130,7 +133,7 @@ function lineChart(chart, metrics) {
   };
   // a family's panel is shown when its own signals have values, not for a schedule on its
   // second axis
-  const primary = traces.filter((t) => t.axis !== "y2");
+  const primary = traces.filter((t) => t.axis !== "y2" && !t.guest);
   const [healthy, collapsed] = [levels("healthy"), levels("collapsed")];
   return {
     id: chart.id,
@@ -174,12 +177,14 @@ function sweepMetric(metric) {
  * take the verdict kinds and their words from it (verdict.js). */
 export function useMetricCatalogue(catalogue) {
   useVerdicts(catalogue);
+  const byName = new Map(catalogue.metrics.map((m) => [m.name, m]));
   LINE_METRICS = catalogue.charts
     .filter((c) => c.kind === "line")
     .map((chart) =>
       lineChart(
         chart,
         catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived),
+        Object.entries(chart.also || {}).map(([name, axis]) => ({ ...byName.get(name), axis })),
       ),
     );
   SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
@@ -259,9 +264,10 @@ function baseLayout(title, xTitle, yTitle) {
 export function lineFigure(metric, series, which) {
   const data = [];
   const many = series.length > 1;
-  // a second-axis schedule, or a line of a family's panel this method does not log, is left out
+  // a second-axis schedule, a guest of another chart, or a line of a family's panel this
+  // method does not log, is left out where no run has it
   const used = (trace) =>
-    (trace.axis !== "y2" && !metric.hideEmpty) ||
+    (trace.axis !== "y2" && !trace.guest && !metric.hideEmpty) ||
     series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
   series.forEach((run) => {
     metric.traces.forEach((trace, traceIndex) => {

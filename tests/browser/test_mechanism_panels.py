@@ -94,3 +94,12 @@ def test_a_dino_run_shows_the_dino_panel_with_its_temperatures_against_ln_k(
     assert dino[titles["log_k"]]["last"] == pytest.approx(records[-1]["logs"]["log_k"])
     for other in ("infonce", "negatives", "predictor"):
         assert page.locator(f"#card-{other}").count() == 0, other
+    # the schedules beside what they explain (Chart.also): the loss against ln K, the EMA
+    # momentum beside the target's lag, the learning rate on the spread's second axis
+    guests = page.evaluate(
+        """() => Object.fromEntries(['loss', 'asymmetric', 'std'].map((id) => [id,
+            document.getElementById(`plot-${id}`).data.map((t) => [t.name, t.yaxis])]))"""
+    )
+    assert [titles["log_k"], "y"] in guests["loss"]
+    assert [titles["ema_momentum"], "y"] in guests["asymmetric"]
+    assert [titles["lr"], "y2"] in guests["std"]
