@@ -121,7 +121,6 @@ js-check: $(NPM_STAMP)
 	$(NPM_BIN)/eslint --max-warnings 0 .
 	$(NPM_BIN)/tsc --project tsconfig.json
 	$(NPM_BIN)/prettier --check $(JS_FILES)
-	$(NPM_BIN)/eslint --rule '{"max-len": ["error", {"code": 100, "ignoreUrls": true, "ignoreStrings": true, "ignoreTemplateLiterals": true, "ignoreRegExpLiterals": true}]}' .
 
 js-format: $(NPM_STAMP)
 	$(NPM_BIN)/prettier --write $(JS_FILES)

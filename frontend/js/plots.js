@@ -183,7 +183,8 @@ export function useMetricCatalogue(catalogue) {
       ),
     );
   SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
-  SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0)); // the verdict's own measure first
+  // the verdict's own measure first
+  SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0));
   CHART_IDS = catalogue.charts.map((c) => c.id);
 }
 
@@ -403,7 +404,9 @@ export function recordAt(records, epoch = null) {
 /** The panel's help line (the subtitle: it travels with the figure to every page and the
  * report). */
 const SHARES_HELP =
-  "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
+  "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; " +
+  "dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse " +
+  "shows in the spread and the picture).";
 
 /**
  * Dimensional collapse at one epoch: the top principal directions' share of the variance of
@@ -425,12 +428,15 @@ export function varianceSharesFigure(series, which, epoch = null) {
       x: shares.map((_, k) => k + 1),
       y: shares,
       marker: { color },
-      hovertemplate: `direction %{x}: %{y:.1%} of the variance<extra>${series.length > 1 ? run.name : ""}</extra>`,
+      hovertemplate:
+        "direction %{x}: %{y:.1%} of the variance" +
+        `<extra>${series.length > 1 ? run.name : ""}</extra>`,
       offsetgroup: String(i),
     };
   });
   const epochs = [...new Set(shown.filter((s) => s.record).map((s) => s.record.epoch))];
-  const title = `Variance per principal direction${epochs.length === 1 ? ` · epoch ${epochs[0]}` : ""}`;
+  const title =
+    "Variance per principal direction" + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
   const layout = baseLayout(title, "principal direction (1 = largest)", "share of the variance");
   layout.title.subtitle = { text: SHARES_HELP, font: { size: 10 } };
   layout.margin.t = 72;
@@ -807,13 +813,16 @@ export function sweepMapFigure(sweep, metric) {
         .join(", ");
       const seeds = cell.runs.map(
         (r) =>
-          `seed ${r.seed}: ${r.status}, ${verdictLabel(r.verdict_kind)}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`,
+          `seed ${r.seed}: ${r.status}, ${verdictLabel(r.verdict_kind)}` +
+          (r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : "") +
+          (r.stopped_early ? " (stopped early)" : ""),
       );
       hover[row].push(
         [
           `<b>${point}</b>`,
           `${verdictLabel(cell.verdict_kind)}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
-          `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
+          `final spread ${fmtNumber(cell.final_spread)}, ` +
+            `effective rank ${fmtNumber(cell.final_effective_rank)}`,
           ...seeds,
         ].join("<br>"),
       );

@@ -36,7 +36,8 @@ export function renderSweepReport(data) {
     line ? el("div", { class: "card" }, line) : null,
     cellsTable(sweep, null),
   ];
-  document.getElementById("report").replaceChildren(...parts.filter(Boolean)); // a null would read "null"
+  // a null child would read "null"
+  document.getElementById("report").replaceChildren(...parts.filter(Boolean));
   draw(map, sweepMapFigure(sweep, spread));
   draw(rankMap, sweepMapFigure(sweep, rank));
   if (line) draw(line, sweepLineFigure(sweep, spread));

@@ -58,7 +58,8 @@ export function cellsTable(sweep, runHref = (run) => run.url) {
         "td",
         {},
         cell.runs.map((run) => {
-          const text = `seed ${run.seed}: ${run.status}${run.stopped_early ? " (stopped early)" : ""}`;
+          const text =
+            `seed ${run.seed}: ${run.status}` + (run.stopped_early ? " (stopped early)" : "");
           const href = runHref ? runHref(run) : null;
           return el(
             href ? "a" : "span",
