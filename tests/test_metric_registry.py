@@ -4,6 +4,8 @@ agrees with it."""
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +15,20 @@ import torch
 from starlette.testclient import TestClient
 
 from backend.app import create_app
+from backend.routers import reports
 from backend.routers.reports import _csv
 from backend.settings import Settings
 from backend.sweep_schemas import FinalMetrics
 from contract import METRICS, VERDICT_KINDS, EmbeddingMetrics, EpochRecord, metric_catalogue
 from contract import metrics as registry
-from contract.metrics import CHARTS, Metric, all_metrics, check_registry, declared_fields
+from contract.metrics import (
+    CHARTS,
+    Metric,
+    all_metrics,
+    check_registry,
+    declared_fields,
+    metric_places,
+)
 from workers.engine.metrics import embedding_diagnostics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,14 +114,35 @@ def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> 
     # the sweep's per-run metrics: the sweep-eligible declarations, nothing else
     sweepable = {m.name for m in METRICS if m.sweep is not None}
     assert set(FinalMetrics.model_fields) == {"epoch", *sweepable}
-    # every declared export column is a column of the epoch CSV (a method's internals are
-    # columns of the runs that log them)
-    internals = {m.name: 0.5 for m in METRICS if m.measured_on == "method_internals"}
-    record = EpochRecord(epoch=0, backbone=_probe(), projector=_probe(), lr=0.1, logs=internals)
-    header = _csv([record.model_dump(mode="json")]).splitlines()[0].split(",")
-    for metric in METRICS:
-        for column in metric.columns:
-            assert column in header, column
+
+
+def test_the_epoch_csv_has_the_registrys_export_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric's place in the record is a CSV column exactly when the registry declares it
+    an export column (derived ones computed; lists and export=False ones left out), whether
+    the record holds a value there or not; the record's other scalars stay columns."""
+    hidden = registry.METHOD_INTERNALS["teacher_entropy"].model_copy(update={"export": False})
+    monkeypatch.setitem(registry.METHOD_INTERNALS, "teacher_entropy", hidden)
+    entries = tuple(all_metrics(EpochRecord))
+    monkeypatch.setattr(reports, "METRICS", entries)
+    internals = {m.name: 0.5 for m in entries if m.measured_on == "method_internals"}
+    logged = EpochRecord(
+        epoch=1, backbone=_probe(), projector=_probe(), lr=0.1, logs={**internals, "other": 2.0}
+    )
+    bare = EpochRecord(epoch=0, backbone=None, projector=_probe())
+    rows = [({}, r.model_dump(mode="json")) for r in (logged, bare)]
+    full, empty = csv.DictReader(io.StringIO(_csv(rows)))
+    for metric in entries:
+        for place in metric_places(metric.name, metric.measured_on):
+            assert (place in full) == (place in metric.columns), place
+    assert float(full["projector.spread"]) == pytest.approx(logged.projector.spread)
+    assert "logs.teacher_entropy" not in full and full["logs.other"] == "2.0"
+    assert "backbone" not in full  # the embedding's None is its columns' empty cells
+    assert (full["lr"], full["epoch"], empty["backbone.spread"], empty["lr"]) == (
+        "0.1",
+        "1",
+        "",
+        "",
+    )
 
 
 def test_the_readme_table_is_generated_from_the_registry() -> None:
