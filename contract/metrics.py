@@ -66,6 +66,11 @@ class SweepUse(StrictModel):
     scale_max: float | None = Field(
         None, description="The shade's top; None: the largest value in the sweep."
     )
+    default: bool = Field(
+        False,
+        description="Shown until another is chosen, first in the menus (one metric: the "
+        "verdict's own measure).",
+    )
 
 
 class Metric(StrictModel):
@@ -468,6 +473,7 @@ class EmbeddingMetrics(StrictModel):
                 label="final spread √(total variance of z/‖z‖)",
                 higher_is_healthier=True,
                 scale_max=1,
+                default=True,
             ),
         )
     )
@@ -1145,8 +1151,13 @@ def check_registry(entries: Sequence[MetricEntry]) -> None:
                 raise ValueError(f"metric {entry.name!r}: a level names no field {level.field!r}")
         if entry.measured_on != "method_internals" and entry.name in METHOD_INTERNALS:
             raise ValueError(f"metric {entry.name!r} is declared as a method internal too")
+    defaults = [entry.name for entry in entries if entry.sweep and entry.sweep.default]
+    if len(defaults) != 1:
+        raise ValueError(f"one sweep metric must be the default, not {defaults}")
 
 
 def sweep_metrics(entries: Sequence[MetricEntry]) -> list[MetricEntry]:
-    """The metrics a sweep offers per run (its last epoch), in declaration order."""
-    return [entry for entry in entries if entry.sweep is not None]
+    """The metrics a sweep offers per run (its last epoch): the default first, then in
+    declaration order."""
+    offered = [(entry, entry.sweep) for entry in entries if entry.sweep is not None]
+    return [entry for entry, _ in sorted(offered, key=lambda pair: not pair[1].default)]

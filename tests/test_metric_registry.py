@@ -9,6 +9,7 @@ import io
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from backend.app import create_app
 from backend.routers import reports
 from backend.routers.reports import _csv
 from backend.settings import Settings
-from backend.sweep_schemas import FinalMetrics
+from backend.sweep_schemas import FinalMeans, FinalMetrics, SweepRunOut, _cell
 from contract import METRICS, VERDICT_KINDS, EmbeddingMetrics, EpochRecord, metric_catalogue
 from contract import metrics as registry
 from contract.metrics import (
@@ -28,6 +29,7 @@ from contract.metrics import (
     check_registry,
     declared_fields,
     metric_places,
+    sweep_metrics,
 )
 from workers.engine.metrics import embedding_diagnostics
 
@@ -70,6 +72,8 @@ def test_a_misspelt_declaration_fails_at_import_time() -> None:
         check_registry(entries)
     with pytest.raises(ValueError, match="no chart 'rnak'"):
         check_registry([METRICS[0].model_copy(update={"name": "x", **bad.model_dump()})])
+    with pytest.raises(ValueError, match=r"one sweep metric must be the default, not \[\]"):
+        check_registry([m for m in METRICS if m.name != "spread"])
 
 
 def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,6 +118,28 @@ def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> 
     # the sweep's per-run metrics: the sweep-eligible declarations, nothing else
     sweepable = {m.name for m in METRICS if m.sweep is not None}
     assert set(FinalMetrics.model_fields) == {"epoch", *sweepable}
+    assert set(FinalMeans.model_fields) == sweepable
+
+
+def test_a_sweep_cell_means_each_sweep_metric_over_its_runs() -> None:
+    """A cell's ``final`` is every sweep-eligible metric's mean over its runs' last epochs,
+    leaving out a run without one (queued) and a metric a run lacks; the default is first."""
+    names = [m.name for m in sweep_metrics(METRICS)]
+    assert names[0] == "spread" and len(names) > 2
+
+    def run(seed: int, final: dict[str, Any] | None) -> SweepRunOut:
+        return SweepRunOut.model_validate(
+            {
+                **{"id": f"r{seed}", "url": "/runs/r", "seed": seed, "status": "succeeded"},
+                **{"progress": 1.0, "last_epoch": 3, "epochs": 3, "verdict_kind": "healthy"},
+                **{"onset_epoch": None, "stopped_early": None, "error": None, "final": final},
+            }
+        )
+
+    ones = {"epoch": 3, **dict.fromkeys(names, 1.0)}
+    threes = {**ones, **dict.fromkeys(names, 3.0), names[-1]: None}
+    cell = _cell(0, {"point": {"x": 1}}, [run(0, ones), run(1, threes), run(2, None)])
+    assert cell.final.model_dump() == {**dict.fromkeys(names, 2.0), names[-1]: 1.0}
 
 
 def test_the_epoch_csv_has_the_registrys_export_columns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,11 +159,14 @@ function lineChart(chart, metrics) {
   };
 }
 
-/** A sweep-eligible metric as the sweep map and line plot read it from a run's `final`. */
+/** A sweep-eligible metric as the sweep map, line plot and table read it from a run's or a
+ * cell's `final`. */
 function sweepMetric(metric) {
   return {
     id: metric.name,
+    title: metric.title,
     label: metric.sweep.label,
+    default: metric.sweep.default,
     get: (f) => f[metric.name],
     max: (sweep) =>
       metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name),
@@ -183,8 +186,7 @@ export function useMetricCatalogue(catalogue) {
       ),
     );
   SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
-  // the verdict's own measure first
-  SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0));
+  SWEEP_METRICS.sort((a, b) => Number(b.default) - Number(a.default)); // the default first
   CHART_IDS = catalogue.charts.map((c) => c.id);
 }
 
@@ -751,12 +753,9 @@ function sweepMax(sweep, name) {
   return Math.max(1, ...values);
 }
 
-/** A cell's value of a metric: the mean over its seeds' last epochs. */
+/** A cell's value of a metric: the mean over its seeds' last epochs (the API's). */
 export function cellMetric(cell, metric) {
-  const values = cell.runs
-    .map((r) => (r.final ? nullable(metric.get(r.final)) : null))
-    .filter((v) => v !== null);
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+  return nullable(metric.get(cell.final));
 }
 
 /** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress
@@ -821,8 +820,7 @@ export function sweepMapFigure(sweep, metric) {
         [
           `<b>${point}</b>`,
           `${verdictLabel(cell.verdict_kind)}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
-          `final spread ${fmtNumber(cell.final_spread)}, ` +
-            `effective rank ${fmtNumber(cell.final_effective_rank)}`,
+          ...SWEEP_METRICS.map((m) => `${m.label}: ${fmtNumber(cellMetric(cell, m))}`),
           ...seeds,
         ].join("<br>"),
       );
