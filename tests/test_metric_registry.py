@@ -31,6 +31,7 @@ from contract.metrics import (
     metric_places,
     sweep_metrics,
 )
+from workers.engine import cause
 from workers.engine.metrics import embedding_diagnostics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,20 @@ def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPa
         {"epoch": 1, "backbone": None, "projector": _probe(), "logs": {"teacher_entropy": 2.0}}
     )
     assert with_it.logs.get(entry.name) == 2.0
+
+
+def test_the_signal_names_the_cause_reads_are_declared() -> None:
+    """workers/engine/cause.py spells each signal it reads as a module constant: every one
+    must name a method internal (a logs key) or a field or metric of the epoch record, so a
+    misspelt or renamed signal fails here instead of reading None forever."""
+    spelt = {
+        name: value
+        for name, value in vars(cause).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    declared = {*registry.METHOD_INTERNALS, *EpochRecord.model_fields, *(m.name for m in METRICS)}
+    assert spelt and {"TEACHER_ENTROPY", "LR"} <= set(spelt)
+    assert {name: value for name, value in spelt.items() if value not in declared} == {}
 
 
 def _probe() -> EmbeddingMetrics:
