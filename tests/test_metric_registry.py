@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +186,34 @@ def test_the_epoch_csv_has_the_registrys_export_columns(monkeypatch: pytest.Monk
         "",
         "",
     )
+
+
+# Prints the keys of the dashboard's verdict colour tables and its name for "no verdict yet".
+_VERDICT_COLOUR_KEYS = """
+const [colours, verdict] = await Promise.all(process.argv.slice(1).map((m) => import(m)));
+const keys = (table) => Object.keys(table);
+console.log(JSON.stringify({
+  pending: verdict.PENDING,
+  tables: [keys(colours.VERDICT_COLORS), keys(colours.VERDICT_TINTS)],
+}));
+"""
+
+
+def test_the_dashboards_verdict_colours_are_those_of_the_served_kinds() -> None:
+    """frontend/js/colours.js colours each verdict kind (before the catalogue arrives, so it
+    keeps its own table): exactly the kinds GET /api/metrics serves, and "pending"."""
+    node = shutil.which("node")
+    assert node, "node (installed with npm by scripts/install-system-deps.sh) runs this test"
+    modules = [(ROOT / "frontend/js" / name).as_uri() for name in ("colours.js", "verdict.js")]
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", _VERDICT_COLOUR_KEYS, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    served = [v.kind for v in metric_catalogue().verdicts]
+    assert found["tables"] == [[*served, found["pending"]]] * 2
 
 
 def test_the_readme_table_is_generated_from_the_registry() -> None:
