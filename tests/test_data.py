@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -15,6 +16,7 @@ from contract import DATASET_CLASSES, RunConfig, resolve_config
 from contract.datasets import DatasetError, resolve_inside
 from workers.engine.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, normalize
 from workers.engine.data import load_splits, stratified_order
+from workers.engine.datasets import archives
 from workers.engine.datasets.shapes import render_shapes
 from workers.engine.images import ImageData
 
@@ -206,6 +208,25 @@ def test_fake_stl10_binary_layout_loads(tmp_path: Path) -> None:
 def test_missing_dataset_without_download_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"cifar100 is not in .*downloading is disabled"):
         load_splits(make_config(dataset="cifar100"), tmp_path, download=False)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "split"), [("cifar10", {"train": True}), ("stl10", {"split": "train"})]
+)
+def test_a_missing_archive_is_downloaded_with_its_own_split_keyword(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, split: dict[str, object]
+) -> None:
+    calls = []
+
+    def offline(root: Path, **kwargs: object) -> None:
+        calls.append(kwargs)
+        raise OSError("no network")
+
+    archive = getattr(archives, dataset.upper())
+    monkeypatch.setattr(archives, dataset.upper(), dataclasses.replace(archive, stock=offline))
+    with pytest.raises(DatasetError, match=f"could not download {dataset} into .*: no network"):
+        load_splits(make_config(dataset=dataset), tmp_path, download=True)
+    assert calls == [{**split, "download": True}]
 
 
 # -- image folder -----------------------------------------------------------------------------

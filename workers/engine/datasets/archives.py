@@ -12,6 +12,7 @@ the test split (the registry's rule ``test_split``).
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,46 @@ def _reading_local_files(reader: Any, files: int) -> Any:
     return type(f"Local{reader.__name__}", (reader,), attributes)
 
 
-CIFAR10 = _reading_local_files(torchvision.datasets.CIFAR10, 5)
-CIFAR100 = _reading_local_files(torchvision.datasets.CIFAR100, 1)
-STL10 = _reading_local_files(torchvision.datasets.STL10, 2)
+@dataclass(frozen=True)
+class _Archive:
+    """One archive as torchvision reads it: ``reader`` (the class trusting local files) and
+    ``stock`` (torchvision's own, for downloads), the keyword arguments that pick each split,
+    the attribute holding a split's labels, and the permutation of its ``data`` to
+    (N, 3, H, W)."""
+
+    reader: Any
+    stock: Any
+    train: dict[str, Any]
+    test: dict[str, Any]
+    labels: str
+    to_nchw: tuple[int, int, int, int]
+
+
+_FROM_HWC = (0, 3, 1, 2)
+CIFAR10 = _Archive(
+    _reading_local_files(torchvision.datasets.CIFAR10, 5),
+    torchvision.datasets.CIFAR10,
+    train={"train": True},
+    test={"train": False},
+    labels="targets",
+    to_nchw=_FROM_HWC,
+)
+CIFAR100 = _Archive(
+    _reading_local_files(torchvision.datasets.CIFAR100, 1),
+    torchvision.datasets.CIFAR100,
+    train={"train": True},
+    test={"train": False},
+    labels="targets",
+    to_nchw=_FROM_HWC,
+)
+STL10 = _Archive(
+    _reading_local_files(torchvision.datasets.STL10, 2),
+    torchvision.datasets.STL10,
+    train={"split": "train"},
+    test={"split": "test"},
+    labels="labels",
+    to_nchw=(0, 1, 2, 3),  # stored (N, 3, 96, 96)
+)
 
 
 def _required_files(reader: Any) -> list[str]:
@@ -49,14 +87,11 @@ def _required_files(reader: Any) -> list[str]:
     return [*files, meta["filename"] if meta else reader.class_names_file]
 
 
-def _fetch(name: str, stock: Any, root: Path) -> None:
+def _fetch(name: str, archive: _Archive, root: Path) -> None:
     """Download and extract ``name`` into ``root`` with torchvision's own class."""
     root.mkdir(parents=True, exist_ok=True)
     try:
-        if name == "stl10":
-            stock(root, split="train", download=True)
-        else:
-            stock(root, train=True, download=True)
+        archive.stock(root, download=True, **archive.train)
     except (RuntimeError, OSError) as exc:  # URLError is an OSError
         reason = str(getattr(exc, "reason", None) or exc).strip()
         raise DatasetError(
@@ -65,50 +100,45 @@ def _fetch(name: str, stock: Any, root: Path) -> None:
         ) from None
 
 
-def _read(request: LoadRequest, reader: Any, stock: Any) -> tuple[ImageData, ImageData]:
+def _read(request: LoadRequest, archive: _Archive) -> tuple[ImageData, ImageData]:
     """(train, test) of one archive, downloading it first when files are missing."""
     name, root = request.spec.name, request.data_root
-    folder = root / reader.base_folder
+    folder = root / archive.reader.base_folder
 
     def missing() -> list[str]:
-        return [f for f in _required_files(reader) if not (folder / f).is_file()]
+        return [f for f in _required_files(archive.reader) if not (folder / f).is_file()]
 
     if missing() and request.download:
-        _fetch(name, stock, root)
+        _fetch(name, archive, root)
     if missing():
         raise DatasetError(
             f"{name} is not in {folder} (missing {', '.join(missing())}) and downloading is "
             "disabled; put the files there or allow downloads"
         )
     try:
-        return _as_image_data(name, reader, root, True), _as_image_data(name, reader, root, False)
+        return _split_data(archive, root, archive.train), _split_data(archive, root, archive.test)
     except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
         raise DatasetError(f"{name} files in {folder} are unreadable: {exc!r}") from None
 
 
-def _as_image_data(name: str, reader: Any, root: Path, train: bool) -> ImageData:
+def _split_data(archive: _Archive, root: Path, split_kwargs: dict[str, Any]) -> ImageData:
     """One split as uint8 (N, 3, H, W) images and int64 labels."""
-    if name == "stl10":
-        split = reader(root, split="train" if train else "test")
-        images = torch.from_numpy(np.ascontiguousarray(split.data))  # (N, 3, 96, 96)
-        labels = np.asarray(split.labels, dtype=np.int64)
-    else:
-        split = reader(root, train=train)
-        images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # from HWC
-        labels = np.asarray(split.targets, dtype=np.int64)
-    return ImageData.from_tensor(images, torch.from_numpy(labels), list(split.classes))
+    split = archive.reader(root, **split_kwargs)
+    images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(*archive.to_nchw)
+    labels = torch.from_numpy(np.asarray(getattr(split, archive.labels), dtype=np.int64))
+    return ImageData.from_tensor(images.contiguous(), labels, list(split.classes))
 
 
 def load_cifar10(request: LoadRequest) -> tuple[ImageData, ImageData]:
     """CIFAR-10's (train, test): 50,000 and 10,000 images of 32 px."""
-    return _read(request, CIFAR10, torchvision.datasets.CIFAR10)
+    return _read(request, CIFAR10)
 
 
 def load_cifar100(request: LoadRequest) -> tuple[ImageData, ImageData]:
     """CIFAR-100's (train, test) with the 100 fine labels."""
-    return _read(request, CIFAR100, torchvision.datasets.CIFAR100)
+    return _read(request, CIFAR100)
 
 
 def load_stl10(request: LoadRequest) -> tuple[ImageData, ImageData]:
     """STL-10's labelled (train, test): 5,000 and 8,000 images of 96 px."""
-    return _read(request, STL10, torchvision.datasets.STL10)
+    return _read(request, STL10)
