@@ -4,11 +4,10 @@ its runs become one cell per grid point.
 A cell aggregates its seeds (:func:`contract.sweeps.aggregate_verdicts`):
 ``verdict_kind`` is the kind most of them reached (a tie goes to the more severe kind),
 ``seeds_agree`` says whether they all did, ``onset_epoch`` is the lower median onset of the
-runs of that kind, and the final spread / effective rank are the means of
-the runs' last recorded epochs (spread = sqrt(total variance of z/||z||), the verdict's own
-measure; rank = RankMe of the projector output z). A run's final metrics are the metrics
-declared sweep-eligible in contract/metrics.py. A cell's ``cause`` is the guard its collapsed
-seeds of the cell's kind name (``undetermined`` when they name different ones).
+runs of that kind, and ``final`` holds the means of the runs' final metrics. A run's final
+metrics are those of its last recorded epoch declared sweep-eligible in contract/metrics.py.
+A cell's ``cause`` is the guard its collapsed seeds of the cell's kind name (``undetermined``
+when they name different ones).
 """
 
 from __future__ import annotations
@@ -77,6 +76,12 @@ FinalMetrics = create_model(
     epoch=(int, ...),
     **_FINAL_FIELDS,
 )
+FinalMeans = create_model(
+    "FinalMeans",
+    __doc__="A cell's sweep-eligible metrics: the mean over its runs' last recorded epochs "
+    "(None when none has it).",
+    **_FINAL_FIELDS,
+)
 
 
 class SweepRunOut(BaseModel):
@@ -111,8 +116,7 @@ class SweepCell(BaseModel):
         description="The guard the seeds of the cell's kind name as cause (undetermined when "
         "they differ); None when healthy.",
     )
-    final_spread: float | None
-    final_effective_rank: float | None
+    final: FinalMeans
     runs: list[SweepRunOut]
 
 
@@ -181,12 +185,6 @@ def _run_out(run: Run, record: dict[str, Any] | None) -> SweepRunOut:
     )
 
 
-def _final_value(run: SweepRunOut, name: str) -> float | None:
-    """One of the run's final metrics (FinalMetrics is generated: no typed attributes)."""
-    value: float | None = getattr(run.final, name, None)
-    return value
-
-
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.fmean(present) if present else None
@@ -221,8 +219,12 @@ def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepC
         kinds=verdict.kinds,
         onset_epoch=verdict.onset_epoch,
         cause=_cell_cause(verdict.kind, runs),
-        final_spread=_mean([_final_value(r, "spread") for r in runs]),
-        final_effective_rank=_mean([_final_value(r, "effective_rank") for r in runs]),
+        final=FinalMeans(
+            **{
+                metric.name: _mean([getattr(r.final, metric.name) for r in runs if r.final])
+                for metric in SWEEP_METRICS
+            }
+        ),
         runs=runs,
     )
 

@@ -31,11 +31,11 @@ from sqlalchemy import insert
 from backend.store.database import Database
 from backend.store.models import EpochRow, Run, RunTag
 from bench.local_stack import local_stack
+from contract import VERDICT_KINDS
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP
 
 PROJECTS = [f"project-{i}" for i in range(20)]
 TAGS = [f"tag{i}" for i in range(50)]
-KINDS = ["healthy", "dimensional_collapse", "complete_collapse"]
 
 
 def fill(database_url: str, runs: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def fill(database_url: str, runs: int, seed: int = 0) -> list[dict[str, Any]]:
     epoch_rows: list[dict[str, Any]] = []
     for i in range(runs):
         run_id = uuid.uuid4().hex[:12]
-        kind = rng.choice(KINDS)
+        kind = rng.choice(VERDICT_KINDS)
         tags = rng.sample(TAGS, 3)
         stamp = start + i
         run_rows.append(

@@ -114,6 +114,13 @@ BUILTIN_DATASETS = (
         classes=10,
     ),
     DatasetSpec(
+        name="fashion_mnist",
+        title="Fashion-MNIST (28x28 grey clothing images)",
+        loader="workers.engine.datasets.archives:load_fashion_mnist",
+        probe="test_split",
+        classes=10,
+    ),
+    DatasetSpec(
         name="imagefolder",
         title="Image folder (one sub-folder per class)",
         loader="workers.engine.datasets.imagefolder:load_imagefolder",

@@ -66,6 +66,11 @@ class SweepUse(StrictModel):
     scale_max: float | None = Field(
         None, description="The shade's top; None: the largest value in the sweep."
     )
+    default: bool = Field(
+        False,
+        description="Shown until another is chosen, first in the menus (one metric: the "
+        "verdict's own measure).",
+    )
 
 
 class Metric(StrictModel):
@@ -468,6 +473,7 @@ class EmbeddingMetrics(StrictModel):
                 label="final spread √(total variance of z/‖z‖)",
                 higher_is_healthier=True,
                 scale_max=1,
+                default=True,
             ),
         )
     )
@@ -1069,14 +1075,33 @@ def _value_type(annotation: Any) -> Literal["number", "integer", "list"]:
     return "integer" if int in kinds else "number"
 
 
-def _columns(name: str, metric: Metric, value_type: str, stored: bool) -> list[str]:
-    if not metric.export or not stored or value_type == "list":
-        return []
-    if metric.measured_on == "embedding":
+def metric_places(name: str, measured_on: MeasuredOn) -> list[str]:
+    """Where an epoch record keeps a metric's values, as dotted paths (``projector.spread``
+    is ``record.projector.spread``, ``logs.x`` is ``record.logs["x"]``): the names of its
+    export columns, read by :func:`column_value`."""
+    if measured_on == "embedding":
         return [f"backbone.{name}", f"projector.{name}"]
-    if metric.measured_on == "method_internals":
+    if measured_on == "method_internals":
         return [f"logs.{name}"]
     return [name]
+
+
+def column_value(record: BaseModel, column: str) -> Any:
+    """The value at an export column's place in an epoch record, a derived metric computed;
+    None where the record lacks it (no backbone h, a method internal it did not log)."""
+    value: Any = record
+    for part in column.split("."):
+        if value is None:
+            return None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+def _columns(name: str, metric: Metric, value_type: str) -> list[str]:
+    """Its export columns: its places, for a scalar with ``export`` (lists are in the JSON)."""
+    if not metric.export or value_type == "list":
+        return []
+    return metric_places(name, metric.measured_on)
 
 
 def declared_fields(model: type[BaseModel]) -> dict[str, Metric]:
@@ -1106,13 +1131,17 @@ def _entries(model: type[BaseModel]) -> list[MetricEntry]:
                 **metric.model_dump(),
                 name=name,
                 value_type=value_type,
-                columns=_columns(name, metric, value_type, stored=True),
+                columns=_columns(name, metric, value_type),
             )
         )
     for name, metric in _derived_properties(model).items():
         entries.append(
             MetricEntry(
-                **metric.model_dump(), name=name, derived=True, value_type="number", columns=[]
+                **metric.model_dump(),
+                name=name,
+                derived=True,
+                value_type="number",
+                columns=_columns(name, metric, "number"),
             )
         )
     return entries
@@ -1126,7 +1155,7 @@ def all_metrics(epoch_record: type[BaseModel]) -> list[MetricEntry]:
             **metric.model_dump(),
             name=name,
             value_type="number",
-            columns=_columns(name, metric, "number", stored=True),
+            columns=_columns(name, metric, "number"),
         )
         for name, metric in METHOD_INTERNALS.items()
     ]
@@ -1154,8 +1183,13 @@ def check_registry(entries: Sequence[MetricEntry]) -> None:
     for chart in CHARTS:
         if unknown := set(chart.also) - declared:
             raise ValueError(f"chart {chart.id!r} draws undeclared metrics {sorted(unknown)}")
+    defaults = [entry.name for entry in entries if entry.sweep and entry.sweep.default]
+    if len(defaults) != 1:
+        raise ValueError(f"one sweep metric must be the default, not {defaults}")
 
 
 def sweep_metrics(entries: Sequence[MetricEntry]) -> list[MetricEntry]:
-    """The metrics a sweep offers per run (its last epoch), in declaration order."""
-    return [entry for entry in entries if entry.sweep is not None]
+    """The metrics a sweep offers per run (its last epoch): the default first, then in
+    declaration order."""
+    offered = [(entry, entry.sweep) for entry in entries if entry.sweep is not None]
+    return [entry for entry, _ in sorted(offered, key=lambda pair: not pair[1].default)]

@@ -29,16 +29,13 @@ TERMINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 
 VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
-VERDICT_KINDS: tuple[VerdictKind, ...] = ("healthy", "dimensional_collapse", "complete_collapse")
+VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)
 # How bad each kind is (its place in VERDICT_KINDS): a tie between seeds goes to the worse one,
 # a collapse's onset is the start of the final streak at least this bad.
 VERDICT_SEVERITY: dict[VerdictKind, int] = {kind: rank for rank, kind in enumerate(VERDICT_KINDS)}
-# What the pages and the reports call each kind (GET /api/metrics serves them, in this order).
-VERDICT_LABELS: dict[VerdictKind, str] = {
-    "healthy": "healthy",
-    "dimensional_collapse": "dimensional collapse",
-    "complete_collapse": "complete collapse",
-}
+# What the pages and the reports call each kind, its words: "dimensional collapse" (GET
+# /api/metrics serves them, in this order).
+VERDICT_LABELS: dict[VerdictKind, str] = {kind: kind.replace("_", " ") for kind in VERDICT_KINDS}
 
 
 # The guards whose failure a verdict's cause names (docs/causes.md, "The vocabulary"):

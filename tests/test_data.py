@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -15,6 +16,7 @@ from contract import DATASET_CLASSES, RunConfig, resolve_config
 from contract.datasets import DatasetError, resolve_inside
 from workers.engine.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, normalize
 from workers.engine.data import load_splits, stratified_order
+from workers.engine.datasets import archives
 from workers.engine.datasets.shapes import render_shapes
 from workers.engine.images import ImageData
 
@@ -203,9 +205,63 @@ def test_fake_stl10_binary_layout_loads(tmp_path: Path) -> None:
     assert torch.equal(train.images[0], torch.from_numpy(first_image))
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """``array`` in the IDX format of MNIST's files: a magic number (uint8, the rank), each
+    dimension as a big-endian int32, then the bytes."""
+    header = np.array([0x0800 + array.ndim, *array.shape], dtype=">i4")
+    path.write_bytes(header.tobytes() + array.astype(np.uint8).tobytes())
+
+
+def test_fake_fashion_mnist_loads_from_torchvisions_raw_files(tmp_path: Path) -> None:
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for prefix, count in (("train", 40), ("t10k", 30)):
+        pixels = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", pixels)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+        if prefix == "train":
+            first_image = pixels[0]
+    train, probe = load_splits(
+        make_config(dataset="fashion_mnist", image_size=28, probe_size=64), tmp_path, False
+    )
+    assert train.images.shape == (40, 3, 28, 28) and len(probe) == 30  # the whole test split
+    assert train.class_names[0] == "T-shirt/top" and train.num_classes == 10
+    assert DATASET_CLASSES["fashion_mnist"] == train.num_classes
+    # grey, replicated to 3 channels
+    assert torch.equal(train.images[0], torch.from_numpy(first_image).expand(3, -1, -1))
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DatasetError, match="missing t10k-labels-idx1-ubyte"):
+        load_splits(make_config(dataset="fashion_mnist"), tmp_path, download=False)
+
+
 def test_missing_dataset_without_download_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"cifar100 is not in .*downloading is disabled"):
         load_splits(make_config(dataset="cifar100"), tmp_path, download=False)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "split"),
+    [
+        ("cifar10", {"train": True}),
+        ("stl10", {"split": "train"}),
+        ("fashion_mnist", {"train": True}),
+    ],
+)
+def test_a_missing_archive_is_downloaded_with_its_own_split_keyword(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, split: dict[str, object]
+) -> None:
+    calls = []
+
+    def offline(root: Path, **kwargs: object) -> None:
+        calls.append(kwargs)
+        raise OSError("no network")
+
+    archive = getattr(archives, dataset.upper())
+    monkeypatch.setattr(archives, dataset.upper(), dataclasses.replace(archive, stock=offline))
+    with pytest.raises(DatasetError, match=f"could not download {dataset} into .*: no network"):
+        load_splits(make_config(dataset=dataset), tmp_path, download=True)
+    assert calls == [{**split, "download": True}]
 
 
 # -- image folder -----------------------------------------------------------------------------

@@ -4,21 +4,36 @@ agrees with it."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from starlette.testclient import TestClient
 
 from backend.app import create_app
+from backend.routers import reports
 from backend.routers.reports import _csv
 from backend.settings import Settings
-from backend.sweep_schemas import FinalMetrics
+from backend.sweep_schemas import FinalMeans, FinalMetrics, SweepRunOut, _cell
 from contract import METRICS, VERDICT_KINDS, EmbeddingMetrics, EpochRecord, metric_catalogue
 from contract import metrics as registry
-from contract.metrics import CHARTS, Metric, all_metrics, check_registry, declared_fields
+from contract.metrics import (
+    CHARTS,
+    Metric,
+    all_metrics,
+    check_registry,
+    declared_fields,
+    metric_places,
+    sweep_metrics,
+)
+from workers.engine import cause
 from workers.engine.metrics import embedding_diagnostics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +75,8 @@ def test_a_misspelt_declaration_fails_at_import_time() -> None:
         check_registry(entries)
     with pytest.raises(ValueError, match="no chart 'rnak'"):
         check_registry([METRICS[0].model_copy(update={"name": "x", **bad.model_dump()})])
+    with pytest.raises(ValueError, match=r"one sweep metric must be the default, not \[\]"):
+        check_registry([m for m in METRICS if m.name != "spread"])
 
 
 def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +101,20 @@ def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPa
     assert with_it.logs.get(entry.name) == 2.0
 
 
+def test_the_signal_names_the_cause_reads_are_declared() -> None:
+    """workers/engine/cause.py spells each signal it reads as a module constant: every one
+    must name a method internal (a logs key) or a field or metric of the epoch record, so a
+    misspelt or renamed signal fails here instead of reading None forever."""
+    spelt = {
+        name: value
+        for name, value in vars(cause).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    declared = {*registry.METHOD_INTERNALS, *EpochRecord.model_fields, *(m.name for m in METRICS)}
+    assert spelt and {"TEACHER_ENTROPY", "LR"} <= set(spelt)
+    assert {name: value for name, value in spelt.items() if value not in declared} == {}
+
+
 def _probe() -> EmbeddingMetrics:
     generator = torch.Generator().manual_seed(0)
     z = torch.randn(256, 16, generator=generator)
@@ -104,14 +135,85 @@ def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> 
     # the sweep's per-run metrics: the sweep-eligible declarations, nothing else
     sweepable = {m.name for m in METRICS if m.sweep is not None}
     assert set(FinalMetrics.model_fields) == {"epoch", *sweepable}
-    # every declared export column is a column of the epoch CSV (a method's internals are
-    # columns of the runs that log them)
-    internals = {m.name: 0.5 for m in METRICS if m.measured_on == "method_internals"}
-    record = EpochRecord(epoch=0, backbone=_probe(), projector=_probe(), lr=0.1, logs=internals)
-    header = _csv([record.model_dump(mode="json")]).splitlines()[0].split(",")
-    for metric in METRICS:
-        for column in metric.columns:
-            assert column in header, column
+    assert set(FinalMeans.model_fields) == sweepable
+
+
+def test_a_sweep_cell_means_each_sweep_metric_over_its_runs() -> None:
+    """A cell's ``final`` is every sweep-eligible metric's mean over its runs' last epochs,
+    leaving out a run without one (queued) and a metric a run lacks; the default is first."""
+    names = [m.name for m in sweep_metrics(METRICS)]
+    assert names[0] == "spread" and len(names) > 2
+
+    def run(seed: int, final: dict[str, Any] | None) -> SweepRunOut:
+        return SweepRunOut.model_validate(
+            {
+                **{"id": f"r{seed}", "url": "/runs/r", "seed": seed, "status": "succeeded"},
+                **{"progress": 1.0, "last_epoch": 3, "epochs": 3, "verdict_kind": "healthy"},
+                **{"onset_epoch": None, "stopped_early": None, "error": None, "final": final},
+            }
+        )
+
+    ones = {"epoch": 3, **dict.fromkeys(names, 1.0)}
+    threes = {**ones, **dict.fromkeys(names, 3.0), names[-1]: None}
+    cell = _cell(0, {"point": {"x": 1}}, [run(0, ones), run(1, threes), run(2, None)])
+    assert cell.final.model_dump() == {**dict.fromkeys(names, 2.0), names[-1]: 1.0}
+
+
+def test_the_epoch_csv_has_the_registrys_export_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric's place in the record is a CSV column exactly when the registry declares it
+    an export column (derived ones computed; lists and export=False ones left out), whether
+    the record holds a value there or not; the record's other scalars stay columns."""
+    hidden = registry.METHOD_INTERNALS["teacher_entropy"].model_copy(update={"export": False})
+    monkeypatch.setitem(registry.METHOD_INTERNALS, "teacher_entropy", hidden)
+    entries = tuple(all_metrics(EpochRecord))
+    monkeypatch.setattr(reports, "METRICS", entries)
+    internals = {m.name: 0.5 for m in entries if m.measured_on == "method_internals"}
+    logged = EpochRecord(
+        epoch=1, backbone=_probe(), projector=_probe(), lr=0.1, logs={**internals, "other": 2.0}
+    )
+    bare = EpochRecord(epoch=0, backbone=None, projector=_probe())
+    rows = [({}, r.model_dump(mode="json")) for r in (logged, bare)]
+    full, empty = csv.DictReader(io.StringIO(_csv(rows)))
+    for metric in entries:
+        for place in metric_places(metric.name, metric.measured_on):
+            assert (place in full) == (place in metric.columns), place
+    assert float(full["projector.spread"]) == pytest.approx(logged.projector.spread)
+    assert "logs.teacher_entropy" not in full and full["logs.other"] == "2.0"
+    assert "backbone" not in full  # the embedding's None is its columns' empty cells
+    assert (full["lr"], full["epoch"], empty["backbone.spread"], empty["lr"]) == (
+        "0.1",
+        "1",
+        "",
+        "",
+    )
+
+
+# Prints the keys of the dashboard's verdict colour tables and its name for "no verdict yet".
+_VERDICT_COLOUR_KEYS = """
+const [colours, verdict] = await Promise.all(process.argv.slice(1).map((m) => import(m)));
+const keys = (table) => Object.keys(table);
+console.log(JSON.stringify({
+  pending: verdict.PENDING,
+  tables: [keys(colours.VERDICT_COLORS), keys(colours.VERDICT_TINTS)],
+}));
+"""
+
+
+def test_the_dashboards_verdict_colours_are_those_of_the_served_kinds() -> None:
+    """frontend/js/colours.js colours each verdict kind (before the catalogue arrives, so it
+    keeps its own table): exactly the kinds GET /api/metrics serves, and "pending"."""
+    node = shutil.which("node")
+    assert node, "node (installed with npm by scripts/install-system-deps.sh) runs this test"
+    modules = [(ROOT / "frontend/js" / name).as_uri() for name in ("colours.js", "verdict.js")]
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", _VERDICT_COLOUR_KEYS, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    served = [v.kind for v in metric_catalogue().verdicts]
+    assert found["tables"] == [[*served, found["pending"]]] * 2
 
 
 def test_the_readme_table_is_generated_from_the_registry() -> None:

@@ -23,7 +23,14 @@ from pydantic.fields import FieldInfo
 from tqdm import tqdm
 
 from backend.settings import get_settings
-from contract import METHOD_SPECS, PRESETS, EpochRecord, RunConfig, resolve_config
+from contract import (
+    METHOD_SPECS,
+    PRESETS,
+    VERDICT_KINDS,
+    EpochRecord,
+    RunConfig,
+    resolve_config,
+)
 from contract.datasets import DatasetError
 from contract.sweeps import (
     SweepError,
@@ -266,11 +273,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-SHORT_KINDS = {
-    "healthy": "healthy",
-    "dimensional_collapse": "dimensional",
-    "complete_collapse": "complete",
-}
+# a kind's first word: "complete" (as frontend/js/colours.js names its CSS colours)
+SHORT_KINDS = {kind: kind.split("_")[0] for kind in VERDICT_KINDS}
 
 
 def _cell_text(results: list[RunResult]) -> str:

@@ -3,9 +3,12 @@
 - ``GET /api/runs/{id}/report.html``: self-contained HTML drawn by the pages' own chart code
   (data, chart modules and plotly.js inline; opens offline; see ``backend.report_page``).
   ``GET /api/compare/report.html?runs=a,b`` the same for several.
-- ``GET /api/runs/{id}/epochs.csv`` / ``.json``: the epoch records as a download (CSV has
-  one column per scalar, ``backbone.*``/``projector.*``/``logs.*``/``verdict.*``; spectra are
-  in the JSON). ``GET /api/compare/epochs.csv?runs=a,b`` / ``.json`` with a ``run_id`` column.
+- ``GET /api/runs/{id}/epochs.csv`` / ``.json``: the epoch records as a download. The CSV
+  has a column per scalar field that holds no metric (``epoch``, timings, ``verdict.*``,
+  ``placement.*``, a ``logs.*`` the registry does not declare), then the registry's export
+  columns (``MetricEntry.columns``: derived metrics such as ``projector.spread`` computed);
+  spectra are in the JSON. ``GET /api/compare/epochs.csv?runs=a,b`` / ``.json`` with a
+  ``run_id`` column.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from backend.routers.runs import readable_run as readable_run_detail
 from backend.schemas import NOT_FOUND, UNAUTHORIZED, RunEpochsExport, projection_from_row
 from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
+from contract import METRICS, EpochRecord
+from contract.metrics import column_value, metric_places
 
 router = APIRouter(prefix="/api", tags=["reports"], responses={**UNAUTHORIZED, **NOT_FOUND})
 Access = Annotated[ReadAccess, Depends(read_access)]
@@ -86,11 +91,24 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    flat = [_flatten(r) for r in rows]
-    columns: list[str] = []
-    for row in flat:
-        columns.extend(c for c in row if c not in columns)
+def _row(stored: dict[str, Any], places: set[str]) -> dict[str, Any]:
+    """A stored epoch record's CSV row: its fields at none of the metrics' ``places``, then
+    every export column of the registry with the record's value."""
+    record = EpochRecord.model_validate(stored)  # typed: derived metrics are its properties
+    other = {key: value for key, value in _flatten(stored).items() if key not in places}
+    exported = {c: column_value(record, c) for metric in METRICS for c in metric.columns}
+    return {**other, **exported}
+
+
+# A CSV row to write: its leading columns (the comparison's run_id), a stored epoch record
+CsvRow = tuple[dict[str, str], dict[str, Any]]
+
+
+def _csv(rows: list[CsvRow]) -> str:
+    places = {place for m in METRICS for place in metric_places(m.name, m.measured_on)}
+    places |= {p.rpartition(".")[0] for p in places if "." in p}  # "backbone": None without h
+    flat = [{**leading, **_row(record, places)} for leading, record in rows]
+    columns = list(dict.fromkeys(column for row in flat for column in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -110,9 +128,8 @@ def _download(body: str, media_type: str, filename: str) -> Response:
 def run_epochs_csv(run_id: str, state: StateDep, access: Access) -> Response:
     """The epoch records as CSV."""
     readable_run(state, access, run_id)
-    return _download(
-        _csv(epoch_store.epoch_records(state.db, run_id)), "text/csv", f"{run_id}-epochs.csv"
-    )
+    rows: list[CsvRow] = [({}, record) for record in epoch_store.epoch_records(state.db, run_id)]
+    return _download(_csv(rows), "text/csv", f"{run_id}-epochs.csv")
 
 
 @router.get(
@@ -131,7 +148,7 @@ def run_epochs_json(run_id: str, state: StateDep, access: Access) -> Response:
 def compare_epochs_csv(runs: RunIds, state: StateDep, access: Access) -> Response:
     """Epoch records of several runs as one CSV with a run_id column."""
     rows = [
-        {"run_id": run["id"], **record}
+        ({"run_id": run["id"]}, record)
         for run in _compared_runs(state, access, runs)
         for record in epoch_store.epoch_records(state.db, run["id"])
     ]

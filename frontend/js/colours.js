@@ -1,7 +1,9 @@
 // The one colour table of Collapse Lab: verdict colours, run palette and label palette, used
 // by every page, every chart and the offline report (which inlines this module). The
 // stylesheet reads the verdict colours as CSS custom properties set from this table below,
-// so CSS holds no copy of them.
+// so CSS holds no copy of them. The verdict tables have a key per kind of GET /api/metrics
+// and "pending" (tests/test_metric_registry.py checks them): here, not served, because the
+// header and badges are coloured before the catalogue arrives.
 
 export const VERDICT_COLORS = {
   healthy: "#1a7f37",
@@ -56,19 +58,13 @@ export const LABEL_COLORS = [
   "#636363",
 ];
 
-/** The CSS custom property of each verdict kind
- * (app.css uses var(--healthy), var(--healthy-bg)...). */
-const CSS_NAMES = {
-  healthy: "healthy",
-  dimensional_collapse: "dimensional",
-  complete_collapse: "complete",
-  pending: "pending",
-};
-
+// Each verdict kind's CSS custom properties are named by its first word (app.css uses
+// var(--healthy), var(--healthy-bg), var(--dimensional)...).
 if (typeof document !== "undefined") {
   const style = document.documentElement.style;
-  for (const [kind, name] of Object.entries(CSS_NAMES)) {
-    style.setProperty(`--${name}`, VERDICT_COLORS[kind]);
+  for (const [kind, color] of Object.entries(VERDICT_COLORS)) {
+    const name = kind.split("_")[0];
+    style.setProperty(`--${name}`, color);
     style.setProperty(`--${name}-bg`, VERDICT_TINTS[kind]);
   }
 }

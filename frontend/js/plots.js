@@ -162,11 +162,14 @@ function lineChart(chart, metrics, guests) {
   };
 }
 
-/** A sweep-eligible metric as the sweep map and line plot read it from a run's `final`. */
+/** A sweep-eligible metric as the sweep map, line plot and table read it from a run's or a
+ * cell's `final`. */
 function sweepMetric(metric) {
   return {
     id: metric.name,
+    title: metric.title,
     label: metric.sweep.label,
+    default: metric.sweep.default,
     get: (f) => f[metric.name],
     max: (sweep) =>
       metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name),
@@ -188,7 +191,7 @@ export function useMetricCatalogue(catalogue) {
       ),
     );
   SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
-  SWEEP_METRICS.sort((a, b) => (a.id === "spread" ? -1 : b.id === "spread" ? 1 : 0)); // the verdict's own measure first
+  SWEEP_METRICS.sort((a, b) => Number(b.default) - Number(a.default)); // the default first
   CHART_IDS = catalogue.charts.map((c) => c.id);
 }
 
@@ -409,7 +412,9 @@ export function recordAt(records, epoch = null) {
 /** The panel's help line (the subtitle: it travels with the figure to every page and the
  * report). */
 const SHARES_HELP =
-  "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse shows in the spread and the picture).";
+  "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; " +
+  "dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse " +
+  "shows in the spread and the picture).";
 
 /**
  * Dimensional collapse at one epoch: the top principal directions' share of the variance of
@@ -431,12 +436,15 @@ export function varianceSharesFigure(series, which, epoch = null) {
       x: shares.map((_, k) => k + 1),
       y: shares,
       marker: { color },
-      hovertemplate: `direction %{x}: %{y:.1%} of the variance<extra>${series.length > 1 ? run.name : ""}</extra>`,
+      hovertemplate:
+        "direction %{x}: %{y:.1%} of the variance" +
+        `<extra>${series.length > 1 ? run.name : ""}</extra>`,
       offsetgroup: String(i),
     };
   });
   const epochs = [...new Set(shown.filter((s) => s.record).map((s) => s.record.epoch))];
-  const title = `Variance per principal direction${epochs.length === 1 ? ` · epoch ${epochs[0]}` : ""}`;
+  const title =
+    "Variance per principal direction" + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
   const layout = baseLayout(title, "principal direction (1 = largest)", "share of the variance");
   layout.title.subtitle = { text: SHARES_HELP, font: { size: 10 } };
   layout.margin.t = 72;
@@ -751,12 +759,9 @@ function sweepMax(sweep, name) {
   return Math.max(1, ...values);
 }
 
-/** A cell's value of a metric: the mean over its seeds' last epochs. */
+/** A cell's value of a metric: the mean over its seeds' last epochs (the API's). */
 export function cellMetric(cell, metric) {
-  const values = cell.runs
-    .map((r) => (r.final ? nullable(metric.get(r.final)) : null))
-    .filter((v) => v !== null);
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+  return nullable(metric.get(cell.final));
 }
 
 /** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress
@@ -813,13 +818,15 @@ export function sweepMapFigure(sweep, metric) {
         .join(", ");
       const seeds = cell.runs.map(
         (r) =>
-          `seed ${r.seed}: ${r.status}, ${verdictLabel(r.verdict_kind)}${r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : ""}${r.stopped_early ? " (stopped early)" : ""}`,
+          `seed ${r.seed}: ${r.status}, ${verdictLabel(r.verdict_kind)}` +
+          (r.onset_epoch !== null ? ` from epoch ${r.onset_epoch}` : "") +
+          (r.stopped_early ? " (stopped early)" : ""),
       );
       hover[row].push(
         [
           `<b>${point}</b>`,
           `${verdictLabel(cell.verdict_kind)}${cell.seeds_agree ? "" : " (seeds disagree)"}`,
-          `final spread ${fmtNumber(cell.final_spread)}, effective rank ${fmtNumber(cell.final_effective_rank)}`,
+          ...SWEEP_METRICS.map((m) => `${m.label}: ${fmtNumber(cellMetric(cell, m))}`),
           ...seeds,
         ].join("<br>"),
       );

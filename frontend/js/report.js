@@ -53,7 +53,8 @@ function runBlock(run, records, catalogue) {
     el(
       "p",
       { class: "muted small" },
-      `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ${runSetup(run)}`,
+      `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ` +
+        runSetup(run),
     ),
     el(
       "details",
@@ -138,7 +139,8 @@ export function renderReport(data) {
     el(
       "p",
       { class: "muted small" },
-      `Collapse Lab report, ${runs.length} run${runs.length === 1 ? "" : "s"}, ${runs.reduce((n, r) => n + r.records.length, 0)} epoch records; opens offline.`,
+      `Collapse Lab report, ${runs.length} run${runs.length === 1 ? "" : "s"}, ` +
+        `${runs.reduce((n, r) => n + r.records.length, 0)} epoch records; opens offline.`,
     ),
   );
   for (const paint of drawing) paint();

@@ -91,7 +91,9 @@ async function showPreview(root, onChange, baseConfig) {
     const described = expanded.axes.map((a) => `${a.values.length} ${a.key}`).join(" × ");
     const seeds = expanded.seeds.length;
     total = expanded.runs;
-    text = `${described} × ${seeds} seed${seeds === 1 ? "" : "s"} = ${total} run${total === 1 ? "" : "s"}`;
+    text =
+      `${described} × ${seeds} seed${seeds === 1 ? "" : "s"} = ` +
+      `${total} run${total === 1 ? "" : "s"}`;
   } catch (error) {
     const problems = error.fieldErrors
       ? error.fieldErrors().map((e) => `${e.field}: ${e.message}`)

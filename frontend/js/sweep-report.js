@@ -17,11 +17,11 @@ import { el } from "./ui.js";
 export function renderSweepReport(data) {
   useMetricCatalogue(data.metrics);
   const sweep = data.sweep;
-  const [spread, rank] = ["spread", "effective_rank"].map((id) =>
-    SWEEP_METRICS.find((m) => m.id === id),
+  // one map per sweep metric (a report has no menu to switch the shade), the default's first,
+  // which the line plot draws
+  const maps = SWEEP_METRICS.map((metric, i) =>
+    el("div", { id: i ? `sweep-map-${metric.id}` : "sweep-map", class: "plot" }),
   );
-  const map = el("div", { id: "sweep-map", class: "plot" });
-  const rankMap = el("div", { id: "sweep-map-rank", class: "plot" });
   const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
   const parts = [
     el("h1", {}, sweepTitle(sweep)),
@@ -31,13 +31,12 @@ export function renderSweepReport(data) {
       sweepSummary(sweep),
       ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`,
     ),
-    el("div", { class: "card" }, map),
-    el("div", { class: "card" }, rankMap),
+    ...maps.map((map) => el("div", { class: "card" }, map)),
     line ? el("div", { class: "card" }, line) : null,
     cellsTable(sweep, null),
   ];
-  document.getElementById("report").replaceChildren(...parts.filter(Boolean)); // a null would read "null"
-  draw(map, sweepMapFigure(sweep, spread));
-  draw(rankMap, sweepMapFigure(sweep, rank));
-  if (line) draw(line, sweepLineFigure(sweep, spread));
+  // a null child would read "null"
+  document.getElementById("report").replaceChildren(...parts.filter(Boolean));
+  maps.forEach((map, i) => draw(map, sweepMapFigure(sweep, SWEEP_METRICS[i])));
+  if (line) draw(line, sweepLineFigure(sweep, SWEEP_METRICS[0]));
 }

@@ -2,7 +2,7 @@
 // one-line summary and the table of cells (grid values, verdict, onset, cause, final numbers,
 // runs).
 
-import { cellLabel } from "./plots.js";
+import { SWEEP_METRICS, cellLabel, cellMetric } from "./plots.js";
 import { el, fmt } from "./ui.js";
 import { PENDING, causeSentence, guardLabel, verdictBadge } from "./verdict.js";
 
@@ -51,14 +51,14 @@ export function cellsTable(sweep, runHref = (run) => run.url) {
         { class: "cell-cause", "data-guard": cell.cause || "", title: cellCauseTitle(cell) },
         cell.cause ? guardLabel(cell.cause) : "—",
       ),
-      el("td", {}, fmt(cell.final_spread)),
-      el("td", {}, fmt(cell.final_effective_rank)),
+      SWEEP_METRICS.map((metric) => el("td", {}, fmt(cellMetric(cell, metric)))),
       el("td", { class: "status-cell" }, cellLabel(cell).replaceAll("<br>", " · ")),
       el(
         "td",
         {},
         cell.runs.map((run) => {
-          const text = `seed ${run.seed}: ${run.status}${run.stopped_early ? " (stopped early)" : ""}`;
+          const text =
+            `seed ${run.seed}: ${run.status}` + (run.stopped_early ? " (stopped early)" : "");
           const href = runHref ? runHref(run) : null;
           return el(
             href ? "a" : "span",
@@ -79,15 +79,9 @@ export function cellsTable(sweep, runHref = (run) => run.url) {
         "tr",
         {},
         keys.map((k) => el("th", {}, k)),
-        [
-          "verdict",
-          "onset epoch",
-          "cause",
-          "final spread",
-          "final eff. rank",
-          "progress",
-          "runs",
-        ].map((h) => el("th", {}, h)),
+        ["verdict", "onset epoch", "cause"].map((h) => el("th", {}, h)),
+        SWEEP_METRICS.map((m) => el("th", { title: m.label }, `final ${m.title}`)),
+        ["progress", "runs"].map((h) => el("th", {}, h)),
       ),
     ),
     el("tbody", {}, rows),

@@ -113,7 +113,8 @@ export function openTokenDialog() {
         el(
           "p",
           { id: "token-help" },
-          "When the server sets API_TOKEN, launching, cancelling and sharing need it. It is kept in this browser only.",
+          "When the server sets API_TOKEN, launching, cancelling and sharing need it. " +
+            "It is kept in this browser only.",
         ),
         el("label", { for: "token-input" }, "Token"),
         input,

@@ -181,7 +181,9 @@ export class ProbePanel {
     this.caption = el("figcaption", { class: "probe-caption" });
     this.figure = el("figure", { class: "probe-figure", hidden: true }, this.image, this.caption);
     this.image.addEventListener("error", () => {
-      this.caption.textContent = `Could not load probe image ${this.index} (the run's dataset may be unavailable here).`;
+      this.caption.textContent =
+        `Could not load probe image ${this.index} ` +
+        "(the run's dataset may be unavailable here).";
     });
     const picker = el(
       "form",

@@ -54,7 +54,8 @@ export function guardLabel(guard) {
 /** "Cause: centering. <reason> Try: <advice>", or "" without a cause (healthy, old records). */
 export function causeSentence(cause) {
   if (!cause || !cause.guard) return "";
-  return `Cause: ${guardLabel(cause.guard)}. ${cause.reason || ""} Try: ${cause.advice || ""}`.trim();
+  const reason = cause.reason || "";
+  return `Cause: ${guardLabel(cause.guard)}. ${reason} Try: ${cause.advice || ""}`.trim();
 }
 
 /** The cause under a verdict: the guard that failed, the reason with its numbers, the advice

@@ -1,5 +1,6 @@
 """Method plugins end to end: ``examples/wmse_plugin`` installed with ``pip install
---no-deps --target`` (the shared environment stays as it is) is found by its entry point;
+--no-deps --target`` (the shared environment stays as it is; built offline by its locked
+setuptools, ``--no-build-isolation --no-index``) is found by its entry point;
 through the real stack it appears in ``GET /api/methods`` and its collapsing preset trains on
 a worker to its verdict; a broken plugin is reported by name and takes nothing down; a run
 of a method no connected worker has fails with that reason, and goes to the worker that has
@@ -33,6 +34,8 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "install",
             "-q",
             "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
             "--target",
             str(target),
             str(source),  # a copy: the build leaves build/ beside the sources

@@ -51,7 +51,7 @@ def test_a_vicreg_variance_sweep_maps_collapse_and_health(api: httpx.Client) -> 
     assert no_variance["verdict_kind"] == "complete_collapse"
     assert with_variance["verdict_kind"] == "healthy"
     assert no_variance["onset_epoch"] is not None and with_variance["onset_epoch"] is None
-    assert no_variance["final_spread"] < 0.3 < with_variance["final_spread"]
+    assert no_variance["final"]["spread"] < 0.3 < with_variance["final"]["spread"]
     assert no_variance["seeds_agree"] and with_variance["seeds_agree"]
     # Sweeps stop a settled collapse early, and say so; the healthy run trains every epoch.
     collapsed_run = no_variance["runs"][0]

@@ -177,7 +177,8 @@ function collapseMatrix(runs) {
     el(
       "caption",
       {},
-      "Collapse matrix: each method with its anti-collapse part in place (standard) and switched off (ablations).",
+      "Collapse matrix: each method with its anti-collapse part in place (standard) " +
+        "and switched off (ablations).",
     ),
     el(
       "thead",
@@ -302,7 +303,8 @@ function renderLayout() {
       el(
         "p",
         { class: "muted small scale-note" },
-        "size = spread; shape = neighbourhoods. Every picture shares one pair of axes, so a collapsed run's cloud is small beside a healthy one.",
+        "size = spread; shape = neighbourhoods. Every picture shares one pair of axes, " +
+          "so a collapsed run's cloud is small beside a healthy one.",
       ),
       el("div", { id: "umap-slider" }),
       el("div", { id: "umap-grid", class: "umap-grid" }),

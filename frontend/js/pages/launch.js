@@ -177,7 +177,8 @@ function renderPresets() {
     el(
       "p",
       { class: "muted" },
-      "One click fills the form; change anything, then launch. Ablations switch off the part of a method that prevents collapse.",
+      "One click fills the form; change anything, then launch. " +
+        "Ablations switch off the part of a method that prevents collapse.",
     ),
     el("h3", {}, "Standard methods"),
     el("div", { class: "preset-grid" }, standard.map(card)),

@@ -157,7 +157,8 @@ function renderSkeleton() {
       el(
         "p",
         { class: "muted small scale-note" },
-        "size = spread; shape = neighbourhoods. One scale for the whole run: a collapsing run's cloud shrinks as you play the epochs.",
+        "size = spread; shape = neighbourhoods. One scale for the whole run: " +
+          "a collapsing run's cloud shrinks as you play the epochs.",
       ),
     ),
     el(
@@ -500,7 +501,7 @@ function renderVerdict() {
         verdict && verdict.reason
           ? verdict.reason
           : state.run.status === "queued"
-            ? `Queued: ${(state.run.waiting && state.run.waiting.detail) || "waiting for a worker"}.`
+            ? `Queued: ${state.run.waiting?.detail || "waiting for a worker"}.`
             : "The verdict appears after the first epoch is measured.",
       ),
       causeBlock(verdict && verdict.cause),
@@ -515,7 +516,9 @@ function renderVerdict() {
         ? el(
             "p",
             { class: "verdict-reason", id: "client-stopped" },
-            `The client stopped the training after epoch ${clientStop.stopped_at_epoch}${clientStop.stop_reason ? `: ${clientStop.stop_reason}` : ""}.`,
+            `The client stopped the training after epoch ${clientStop.stopped_at_epoch}` +
+              (clientStop.stop_reason ? `: ${clientStop.stop_reason}` : "") +
+              ".",
           )
         : null,
       findingsList(verdict),

@@ -34,6 +34,7 @@ const state = {
   clickBound: false,
 };
 
+/** The sweep metric of that id; the default (SWEEP_METRICS[0]) for none or an unknown one. */
 function metricById(id) {
   return SWEEP_METRICS.find((m) => m.id === id) || SWEEP_METRICS[0];
 }
@@ -157,8 +158,8 @@ async function refresh() {
     const [sweep, metrics] = await Promise.all([api.getSweep(state.id), api.metrics()]);
     state.sweep = sweep;
     useMetricCatalogue(metrics);
-    state.shade = metricById(queryState.get("shade", "spread"));
-    state.line = metricById(queryState.get("line", "spread"));
+    state.shade = metricById(queryState.get("shade"));
+    state.line = metricById(queryState.get("line"));
   } catch (error) {
     toast(`Could not refresh the sweep: ${error.message}`, "error");
     return;
@@ -215,8 +216,8 @@ async function main() {
     const [sweep, metrics] = await Promise.all([api.getSweep(state.id), api.metrics()]);
     state.sweep = sweep;
     useMetricCatalogue(metrics);
-    state.shade = metricById(queryState.get("shade", "spread"));
-    state.line = metricById(queryState.get("line", "spread"));
+    state.shade = metricById(queryState.get("shade"));
+    state.line = metricById(queryState.get("line"));
   } catch (error) {
     const missing = error.status === 404;
     showState(
