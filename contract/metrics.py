@@ -495,7 +495,7 @@ _LEAST_SQUARES = (
     "; for a non-linear predictor W_p is the least-squares linear map from z to p on the probe"
 )
 # said on the page too: what the three predictor signals measure for an MLP predictor
-_LEAST_SQUARES_HELP = " (An MLP predictor is read through its least-squares linear map.)"
+_LEAST_SQUARES_HELP = " An MLP predictor is read through its least-squares linear map."
 _LN_K = Level(field="cluster_entropy_max", label="ln K = {value}: balanced", digits=2)
 _ONE_CLUSTER = Level(value=0, label="one cluster takes all: 0")
 
