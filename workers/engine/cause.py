@@ -222,7 +222,11 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     if no_centering(reader.history[-1]):
         if not uncentred and apart is not True:
             return _teacher_unknown(
-                "a missing centering", numbers, apart, reader.since(no_centering)
+                "a missing centering",
+                "the centre's norm",
+                numbers,
+                apart,
+                reader.since(no_centering),
             )
         center_clause = (
             "; the centre's norm is 0: it is never updated"
@@ -244,7 +248,11 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     if no_sharpening(reader.history[-1]):
         if not unsharpened and apart is not True:
             return _teacher_unknown(
-                "a missing sharpening", numbers, apart, reader.since(no_sharpening)
+                "a missing sharpening",
+                "both temperatures",
+                numbers,
+                apart,
+                reader.since(no_sharpening),
             )
         temperatures = ""
         if teacher is not None and student is not None:
@@ -275,7 +283,7 @@ def _teacher_apart(reader: _Reader, t: CauseThresholds) -> bool | None:
 
 
 def _teacher_unknown(
-    signature: str, numbers: str, apart: bool | None, onset: int | None
+    signature: str, setting: str, numbers: str, apart: bool | None, onset: int | None
 ) -> Finding | None:
     """A DINO signature the logged signals cannot tell from a teacher that is the student:
     left to the target-network check when the teacher is known to be the student, else
@@ -285,8 +293,8 @@ def _teacher_unknown(
     return Finding(
         "undetermined",
         f"the teacher's {numbers} are the signature of {signature}, and of a teacher that is "
-        "the student itself: neither the guard's setting (the centre's norm, the two "
-        "temperatures) nor the EMA momentum was logged to tell them apart.",
+        f"the student itself: neither {setting} nor the EMA momentum was logged to tell them "
+        "apart.",
         "Log schedules={'ema_momentum': ..., 'teacher_temperature': ..., "
         "'student_temperature': ..., 'center_norm': ...} with teacher= and student= "
         "(client/PROTOCOL.md, section 8).",
