@@ -63,8 +63,9 @@ export async function copyText(text, what = "Link") {
   }
 }
 
-/** Fill #app-header with the navigation bar; `active` is "runs" | "launch" | "compare".
- * @param {string} active */
+/** Fill #app-header with the navigation bar; `active` is "runs" | "launch" | "compare" (null:
+ * none).
+ * @param {string | null} active */
 export function renderHeader(active) {
   // every page has one (frontend/*.html)
   const header = /** @type {HTMLElement} */ (document.getElementById("app-header"));
