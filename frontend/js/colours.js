@@ -1,10 +1,16 @@
+// @ts-check
 // The one colour table of Collapse Lab: verdict colours, run palette and label palette, used
 // by every page, every chart and the offline report (which inlines this module). The
 // stylesheet reads the verdict colours as CSS custom properties set from this table below,
 // so CSS holds no copy of them. The verdict tables have a key per kind of GET /api/metrics
 // and "pending" (tests/test_metric_registry.py checks them): here, not served, because the
 // header and badges are coloured before the catalogue arrives.
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
+/** A verdict kind (Api.Verdict's) or "pending": the keys of the verdict tables.
+ * @typedef {Api.Verdict["kind"] | "pending"} VerdictColourKind */
+
+/** @type {Record<VerdictColourKind, string>} */
 export const VERDICT_COLORS = {
   healthy: "#1a7f37",
   dimensional_collapse: "#b7791f",
@@ -12,7 +18,8 @@ export const VERDICT_COLORS = {
   pending: "#6b7280",
 };
 
-/** Light backgrounds of the verdict banners and cells, one per verdict kind. */
+/** Light backgrounds of the verdict banners and cells, one per verdict kind.
+ * @type {Record<VerdictColourKind, string>} */
 export const VERDICT_TINTS = {
   healthy: "#e7f6ec",
   dimensional_collapse: "#fdf3e1",
@@ -62,9 +69,9 @@ export const LABEL_COLORS = [
 // var(--healthy), var(--healthy-bg), var(--dimensional)...).
 if (typeof document !== "undefined") {
   const style = document.documentElement.style;
-  for (const [kind, color] of Object.entries(VERDICT_COLORS)) {
+  for (const kind of /** @type {VerdictColourKind[]} */ (Object.keys(VERDICT_COLORS))) {
     const name = kind.split("_")[0];
-    style.setProperty(`--${name}`, color);
+    style.setProperty(`--${name}`, VERDICT_COLORS[kind]);
     style.setProperty(`--${name}-bg`, VERDICT_TINTS[kind]);
   }
 }

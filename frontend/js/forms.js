@@ -1,14 +1,33 @@
+// @ts-check
 // JSON Schema -> labelled, keyboard-usable form fields, and back to typed values.
 // Covers what pydantic emits for run configs: booleans, integers, numbers with bounds,
 // enums / Literals, optional (anyOf with null) values and plain strings.
 
 import { el } from "./ui.js";
 
-/** Resolve `anyOf: [X, {type: "null"}]` to X and note that the field may be empty. */
+/** What the fields read of a JSON Schema (pydantic's, in the API's config_schema and
+ * options_schema: objects the OpenAPI document does not detail).
+ * @typedef {{
+ *   type?: string | string[], title?: string, description?: string, default?: unknown,
+ *   enum?: unknown[], const?: unknown, $ref?: string, anyOf?: JsonSchema[], oneOf?: JsonSchema[],
+ *   minimum?: number, maximum?: number, exclusiveMinimum?: number, exclusiveMaximum?: number,
+ *   properties?: Record<string, JsonSchema>, $defs?: Record<string, JsonSchema>,
+ * }} JsonSchema */
+/** A property's schema once unwrapped: one type name.
+ * @typedef {Omit<JsonSchema, "type"> & {type?: string}} FieldSchema */
+/** A field's input (fieldFor makes an input or a select).
+ * @typedef {HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement} FieldInput */
+
+/** Resolve `anyOf: [X, {type: "null"}]` to X and note that the field may be empty.
+ * @param {JsonSchema | null | undefined} prop
+ * @param {Record<string, JsonSchema>} [definitions] the $defs its $ref points into
+ * @returns {{schema: FieldSchema, nullable: boolean}} */
 export function unwrapSchema(prop, definitions = {}) {
   let schema = prop || {};
-  if (schema.$ref)
-    schema = { ...definitions[schema.$ref.split("/").pop()], ...schema, $ref: undefined };
+  if (schema.$ref) {
+    const name = schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1);
+    schema = { ...definitions[name], ...schema, $ref: undefined };
+  }
   let nullable = false;
   const variants = schema.anyOf || schema.oneOf;
   if (Array.isArray(variants)) {
@@ -24,15 +43,17 @@ export function unwrapSchema(prop, definitions = {}) {
   if (schema.const !== undefined && !schema.enum) schema = { ...schema, enum: [schema.const] };
   if (schema.enum && !schema.type)
     schema = { ...schema, type: typeof schema.enum[0] === "number" ? "number" : "string" };
-  return { schema, nullable };
+  return { schema: /** @type {FieldSchema} */ (schema), nullable }; // one type name now
 }
 
-/** Label text from a field name: "proj_hidden_dim" -> "Proj hidden dim". */
+/** Label text from a field name: "proj_hidden_dim" -> "Proj hidden dim".
+ * @param {string} name */
 export function humanise(name) {
   const text = name.replace(/_/g, " ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+/** @param {FieldSchema} schema */
 function describeBounds(schema) {
   const parts = [];
   if (schema.minimum !== undefined) parts.push(`≥ ${schema.minimum}`);
@@ -42,6 +63,7 @@ function describeBounds(schema) {
   return parts.join(", ");
 }
 
+/** @param {unknown} value */
 function formatDefault(value) {
   if (value === null || value === undefined) return "none";
   return typeof value === "string" ? value : JSON.stringify(value);
@@ -50,10 +72,10 @@ function formatDefault(value) {
 /**
  * One form field.
  * @param {string} path        value path, e.g. "epochs" or "options.stop_gradient" (used as name)
- * @param {object} prop        JSON Schema of the property
- * @param {*} defaultValue     the effective default (method / preset aware), shown in the help
- * @param {object} definitions  $defs the schema's $refs point into
- * @param {string} [labelText]  label to use instead of the schema's title
+ * @param {JsonSchema | null | undefined} prop  JSON Schema of the property
+ * @param {unknown} defaultValue  the effective default (method / preset aware), shown in the help
+ * @param {Record<string, JsonSchema>} [definitions]  $defs the schema's $refs point into
+ * @param {string | null} [labelText]  label to use instead of the schema's title
  * @returns {HTMLElement}      <div class="field" data-field=path> with label, input, help, error
  */
 export function fieldFor(path, prop, defaultValue, definitions = {}, labelText = null) {
@@ -61,8 +83,9 @@ export function fieldFor(path, prop, defaultValue, definitions = {}, labelText =
   const id = `field-${path.replace(/\./g, "-")}`;
   const helpId = `${id}-help`;
   const errorId = `${id}-error`;
-  const name = path.split(".").pop();
+  const name = path.slice(path.lastIndexOf(".") + 1);
   const label = labelText || schema.title || humanise(name);
+  /** @type {FieldInput} */
   let input;
   const common = {
     id,
@@ -115,20 +138,26 @@ export function fieldFor(path, prop, defaultValue, definitions = {}, labelText =
   return field;
 }
 
+/** The input of a field of fieldFor's (each has one).
+ * @param {Element} field @returns {FieldInput} */
 function inputOf(field) {
-  return field.querySelector("input, select, textarea");
+  return /** @type {FieldInput} */ (field.querySelector("input, select, textarea"));
 }
 
+/** @param {Element} field @param {unknown} value */
 export function setFieldValue(field, value) {
   const input = inputOf(field);
-  if (input.type === "checkbox") input.checked = Boolean(value);
+  if (input instanceof HTMLInputElement && input.type === "checkbox")
+    input.checked = Boolean(value);
   else input.value = value === null || value === undefined ? "" : String(value);
 }
 
-/** Typed value of a field (number for numeric inputs, null for an empty optional one). */
+/** Typed value of a field (number for numeric inputs, null for an empty optional one).
+ * @param {Element} field
+ * @returns {boolean | number | string | null | undefined} */
 export function fieldValue(field) {
   const input = inputOf(field);
-  if (input.type === "checkbox") return input.checked;
+  if (input instanceof HTMLInputElement && input.type === "checkbox") return input.checked;
   const raw = input.value.trim();
   if (raw === "") return input.dataset.nullable ? null : undefined;
   const type = input.dataset.type;
@@ -139,8 +168,9 @@ export function fieldValue(field) {
   return raw;
 }
 
+/** @param {Element} field @param {string | null | undefined} message */
 export function setFieldError(field, message) {
-  const error = field.querySelector(".error");
+  const error = /** @type {Element} */ (field.querySelector(".error")); // fieldFor's
   const input = inputOf(field);
   error.textContent = message || "";
   field.classList.toggle("invalid", Boolean(message));

@@ -1,3 +1,4 @@
+// @ts-check
 // The offline HTML report of a run or a comparison, drawn by the same chart builder as the
 // pages (plots.js) from the data the API inlines (backend/report_page.py inlines this module,
 // what it imports, plotly.js and the stylesheet, so the report opens without network).
@@ -24,12 +25,19 @@ import {
 } from "./plots.js";
 import { chartHelpBlock, el, keyValueTable } from "./ui.js";
 import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A run of the report: its detail, its epoch records, its first and last epochs' projections.
+ * @typedef {{run: Api.RunDetail, records: Api.EpochRecord[], projections: Api.ProjectionPoints[]}}
+ *   ReportRun */
 
 const SPACES = [
   { which: "projector", title: "Projector output z" },
   { which: "backbone", title: "Backbone representation h" },
 ];
 
+/** @param {Api.RunDetail} run @param {Api.EpochRecord[]} records
+ * @param {ReturnType<typeof normaliseCatalogue>} catalogue */
 function runBlock(run, records, catalogue) {
   const verdict = run.verdict && run.verdict.kind ? run.verdict : null;
   const kind = verdictKind(verdict);
@@ -68,6 +76,7 @@ function runBlock(run, records, catalogue) {
   );
 }
 
+/** @param {string} id @param {string} which */
 function plotCard(id, which) {
   return el(
     "div",
@@ -79,13 +88,18 @@ function plotCard(id, which) {
 
 /** Draw the report into the page. `data`: {title, runs: [{run, records, projections}],
  * catalogue, metrics} with projections [{"epoch", "points", "labels"}] (the run's first and
- * last), the catalogue of GET /api/methods and the metric catalogue of GET /api/metrics. */
+ * last), the catalogue of GET /api/methods and the metric catalogue of GET /api/metrics.
+ * @param {{title: string, runs: ReportRun[], catalogue: Api.Catalogue,
+ *   metrics: Api.MetricCatalogue}} data */
 export function renderReport(data) {
   useMetricCatalogue(data.metrics);
-  const root = document.getElementById("report");
+  // the page's (backend/report_page.py)
+  const root = /** @type {HTMLElement} */ (document.getElementById("report"));
   const runs = data.runs;
   const catalogue = normaliseCatalogue(data.catalogue);
+  /** @param {Api.RunDetail} run */
   const runName = (run) => `${runTitle(run, catalogue)} (${run.id.slice(0, 6)})`;
+  /** @type {(() => void)[]} */
   const drawing = [];
   const sections = SPACES.map(({ which, title }) => {
     const series = runs.map(({ run, records }, index) => ({

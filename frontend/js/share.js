@@ -1,9 +1,12 @@
+// @ts-check
 // Share bar: copy the page link, create / revoke read-only share links (`/s/{token}`),
 // download the self-contained report and export the per-epoch records.
 
 import { api, isReadOnly } from "./api.js";
 import { copyText, el, reportWriteError, toast } from "./ui.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
+/** @param {Api.ShareOut} share */
 function shareUrl(share) {
   if (share.url) return new URL(share.url, window.location.origin).href;
   return `${window.location.origin}/s/${encodeURIComponent(share.token)}`;
@@ -14,7 +17,7 @@ function shareUrl(share) {
  *   runIds: string[],
  *   what: string,
  *   links: {label: string, href: string, download?: boolean}[],
- *   create?: () => Promise<any>,
+ *   create?: () => Promise<Api.ShareOut>,
  * }} options
  *        what: "run" | "comparison" | "sweep" (for the button labels); create: how a share
  *        link is made (default: a link to runIds)
@@ -64,6 +67,7 @@ export function shareBar({ runIds, what, links, create = () => api.createShare(r
   return el("div", { class: "share-box" }, bar, list);
 }
 
+/** @param {Api.ShareOut} share @param {HTMLElement} list */
 function shareRow(share, list) {
   const url = shareUrl(share);
   const input = el("input", {
@@ -104,6 +108,7 @@ function shareRow(share, list) {
   input.select();
 }
 
+/** @param {() => Promise<Api.ShareOut>} create @param {HTMLElement} list */
 async function createShare(create, list) {
   try {
     const share = await create();

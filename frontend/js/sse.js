@@ -1,3 +1,4 @@
+// @ts-check
 // Server-Sent Events with resume: the browser's EventSource sends Last-Event-ID on reconnect,
 // and we drop any durable event id we have already handled so nothing is applied twice.
 // The event types are the server's (backend/events.py): durable `epoch`, `status` and
@@ -5,19 +6,29 @@
 
 import { withShare } from "./api.js";
 
+/** @typedef {"epoch" | "status" | "projection" | "progress"} EventType */
+/** @type {EventType[]} */
 const EVENT_TYPES = ["epoch", "status", "projection", "progress"];
+
+/** An event's handler: `data` is the event's parsed JSON, whose fields backend/events.py says
+ * (they are not in the OpenAPI document).
+ * @typedef {(data: any, event: MessageEvent) => void} EventHandler */
+/** The handlers by event type, and the connection-state callbacks `open` and `lost` (`closed`:
+ * the browser gave up reconnecting).
+ * @typedef {Partial<Record<EventType, EventHandler>> & {
+ *   open?: () => void, lost?: (closed: boolean) => void }} Handlers */
 
 /**
  * Subscribe to an event stream.
  * @param {string} url  stream URL, e.g. `/api/runs/{id}/events`
- * @param {Record<string, (data: any, event: MessageEvent) => void>} handlers  by event type;
- *        `open`/`lost` are connection-state callbacks.
+ * @param {Handlers} handlers  by event type; `open`/`lost` are connection-state callbacks.
  * @returns {{close: () => void}}
  */
 export function subscribe(url, handlers) {
   let lastId = -Infinity;
   const source = new EventSource(withShare(url));
 
+  /** @type {(type: EventType) => (event: MessageEvent) => void} */
   const dispatch = (type) => (event) => {
     // EventSource repeats the previous id on events without one (progress): only durable
     // events move the resume point.

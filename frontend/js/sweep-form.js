@@ -1,37 +1,55 @@
+// @ts-check
 // The Launch form's sweep mode: a "sweep" toggle next to every option and config field turns
 // its input into a list ("0, 5, 25") or a range ("0.01..1 x5 log"), sent as typed: the
 // server reads that grammar (contract/sweeps.py parse_grid_values, its one definition). A
 // live preview asks the server how many runs it queues (POST /api/sweeps/preview); the page
 // then posts `{"base", "grid", "seeds"}` to /api/sweeps.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { el } from "./ui.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A field of the form (forms.js fieldFor): data-field is its path.
+ * @typedef {HTMLElement & {dataset: {field: string}}} FormField */
+/** Hears the run count of the preview: null when no field is swept, NaN when the grid has an
+ * error.
+ * @typedef {(runs: number | null) => void} RunsListener */
+/** The form's base config, for the preview.
+ * @typedef {() => Api.SweepRequest["base"]} BaseConfig */
 
 const NOT_SWEPT = new Set(["method", "preset", "dataset_path"]);
 const PREVIEW_DELAY_MS = 150;
 
-/** The grid key of a form field: an option's bare name, a config field's name. */
+/** The grid key of a form field: an option's bare name, a config field's name.
+ * @param {string} path */
 function gridKey(path) {
   return path.startsWith("options.") ? path.slice("options.".length) : path;
 }
 
+/** @param {ParentNode} root */
 function sweptFields(root) {
-  return [...root.querySelectorAll(".field[data-sweep='on']")];
+  return [
+    .../** @type {NodeListOf<FormField>} */ (root.querySelectorAll(".field[data-sweep='on']")),
+  ];
 }
 
-/** {key: the values' text} of the fields in sweep mode (the server parses it). */
+/** {key: the values' text} of the fields in sweep mode (the server parses it).
+ * @param {ParentNode} root */
 export function sweepGrid(root) {
+  /** @type {Record<string, string>} */
   const grid = {};
   for (const field of sweptFields(root)) {
-    const text = field.querySelector(".sweep-values").value.trim();
+    const values = /** @type {HTMLInputElement} */ (field.querySelector(".sweep-values"));
+    const text = values.value.trim();
     if (text) grid[gridKey(field.dataset.field)] = text;
   }
   return grid;
 }
 
-/** The seeds typed in the preview box, "0, 1" -> [0, 1] (null: the base's seed). */
+/** The seeds typed in the preview box, "0, 1" -> [0, 1] (null: the base's seed).
+ * @param {ParentNode} root */
 export function sweepSeeds(root) {
-  const box = root.querySelector("#sweep-seeds");
+  const box = /** @type {HTMLInputElement | null} */ (root.querySelector("#sweep-seeds"));
   const seeds = box
     ? box.value
         .split(",")
@@ -42,16 +60,21 @@ export function sweepSeeds(root) {
   return seeds.length ? seeds : null;
 }
 
-/** Paths of the fields in sweep mode (their single value is left out of the base config). */
+/** Paths of the fields in sweep mode (their single value is left out of the base config).
+ * @param {ParentNode} root */
 export function sweptPaths(root) {
   return new Set(sweptFields(root).map((f) => f.dataset.field));
 }
 
-/** The form field a sweep error ("grid.variance_weight", "base.epochs") belongs to. */
+/** The form field a sweep error ("grid.variance_weight", "base.epochs") belongs to.
+ * @param {ParentNode} root @param {string} field */
 export function sweepErrorField(root, field) {
   if (field.startsWith("grid.")) {
     const key = field.slice("grid.".length);
-    const match = [...root.querySelectorAll(".field[data-field]")].find(
+    const fields = /** @type {NodeListOf<FormField>} */ (
+      root.querySelectorAll(".field[data-field]")
+    );
+    const match = [...fields].find(
       (f) => gridKey(f.dataset.field) === key.replace(/^options\./, ""),
     );
     return match ? match.dataset.field : field;
@@ -59,12 +82,14 @@ export function sweepErrorField(root, field) {
   return field.replace(/^base\./, "");
 }
 
-let previewTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let previewTimer;
 let previewSeq = 0;
 
-/** Ask the server how the swept fields expand, after a short pause in typing. */
+/** Ask the server how the swept fields expand, after a short pause in typing.
+ * @param {ParentNode} root @param {RunsListener} onChange @param {BaseConfig} baseConfig */
 function updatePreview(root, onChange, baseConfig) {
-  const preview = root.querySelector("#sweep-preview");
+  const preview = /** @type {HTMLElement | null} */ (root.querySelector("#sweep-preview"));
   if (!preview) return;
   const fields = sweptFields(root);
   preview.hidden = fields.length === 0;
@@ -76,10 +101,13 @@ function updatePreview(root, onChange, baseConfig) {
   previewTimer = setTimeout(() => showPreview(root, onChange, baseConfig), PREVIEW_DELAY_MS);
 }
 
+/** @param {ParentNode} root @param {RunsListener} onChange @param {BaseConfig} baseConfig */
 async function showPreview(root, onChange, baseConfig) {
   const seq = ++previewSeq;
   const grid = sweepGrid(root);
-  const count = root.querySelector("#sweep-preview .sweep-count");
+  // attachSweepToggles made it
+  const count = /** @type {HTMLElement} */ (root.querySelector("#sweep-preview .sweep-count"));
+  /** @type {string} */
   let text;
   let total = Number.NaN;
   try {
@@ -95,20 +123,26 @@ async function showPreview(root, onChange, baseConfig) {
       `${described} × ${seeds} seed${seeds === 1 ? "" : "s"} = ` +
       `${total} run${total === 1 ? "" : "s"}`;
   } catch (error) {
-    const problems = error.fieldErrors
-      ? error.fieldErrors().map((e) => `${e.field}: ${e.message}`)
-      : [];
-    text = problems.length ? problems.join("; ") : error.message;
+    const problems =
+      error instanceof ApiError ? error.fieldErrors().map((e) => `${e.field}: ${e.message}`) : [];
+    text = problems.length
+      ? problems.join("; ")
+      : error instanceof Error
+        ? error.message
+        : String(error);
   }
   if (seq !== previewSeq) return; // a later preview is on its way
   count.textContent = text;
-  root.querySelector("#sweep-preview").dataset.runs = String(total);
+  const preview = /** @type {HTMLElement} */ (root.querySelector("#sweep-preview"));
+  preview.dataset.runs = String(total);
   onChange(total);
 }
 
 /** Add the toggles to every field of the form, and the preview box before `before`;
  * `onChange(runs)` hears the run count (null: no field swept; NaN: the grid has an error),
- * `baseConfig()` gives the form's base config for the preview. */
+ * `baseConfig()` gives the form's base config for the preview.
+ * @param {ParentNode} root @param {ChildNode} before
+ * @param {RunsListener} onChange @param {BaseConfig} baseConfig */
 export function attachSweepToggles(root, before, onChange, baseConfig) {
   const preview = el(
     "div",
@@ -126,10 +160,13 @@ export function attachSweepToggles(root, before, onChange, baseConfig) {
     }),
   );
   before.before(preview);
-  for (const field of root.querySelectorAll(".field[data-field]")) {
+  const fields = /** @type {NodeListOf<FormField>} */ (root.querySelectorAll(".field[data-field]"));
+  for (const field of fields) {
     const path = field.dataset.field;
     if (NOT_SWEPT.has(path)) continue;
-    const input = field.querySelector("input, select");
+    const input = /** @type {HTMLInputElement | HTMLSelectElement} */ (
+      field.querySelector("input, select")
+    );
     const values = el("input", {
       type: "text",
       class: "sweep-values",
@@ -161,6 +198,6 @@ export function attachSweepToggles(root, before, onChange, baseConfig) {
       },
       "sweep",
     );
-    field.querySelector(".help").before(toggle, values);
+    /** @type {Element} */ (field.querySelector(".help")).before(toggle, values);
   }
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The offline HTML report of a sweep (GET /api/sweeps/{id}/report.html): the map, the line
 // plot of a one-key sweep and the cells table, drawn by the pages' own chart builder from the
 // data the API inlines (backend/report_page.py), so it opens without network.
@@ -11,9 +12,11 @@ import {
 } from "./plots.js";
 import { cellsTable, sweepSummary, sweepTitle } from "./sweep-view.js";
 import { el } from "./ui.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
 /** `data`: {title, sweep, metrics} with the sweep as GET /api/sweeps/{id} returns it and the
- * metric catalogue of GET /api/metrics. */
+ * metric catalogue of GET /api/metrics.
+ * @param {{title: string, sweep: Api.SweepDetail, metrics: Api.MetricCatalogue}} data */
 export function renderSweepReport(data) {
   useMetricCatalogue(data.metrics);
   const sweep = data.sweep;
@@ -35,8 +38,9 @@ export function renderSweepReport(data) {
     line ? el("div", { class: "card" }, line) : null,
     cellsTable(sweep, null),
   ];
-  // a null child would read "null"
-  document.getElementById("report").replaceChildren(...parts.filter(Boolean));
+  // a null child would read "null"; #report is the page's (backend/report_page.py)
+  const root = /** @type {HTMLElement} */ (document.getElementById("report"));
+  root.replaceChildren(...parts.filter((part) => part !== null));
   maps.forEach((map, i) => draw(map, sweepMapFigure(sweep, SWEEP_METRICS[i])));
   if (line) draw(line, sweepLineFigure(sweep, SWEEP_METRICS[0]));
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // What the sweep page and the sweep's offline report both show besides the charts: the
 // one-line summary and the table of cells (grid values, verdict, onset, cause, final numbers,
 // runs).
@@ -5,8 +6,10 @@
 import { SWEEP_METRICS, cellLabel, cellMetric } from "./plots.js";
 import { el, fmt } from "./ui.js";
 import { PENDING, causeSentence, guardLabel, verdictBadge } from "./verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-/** Each seed's cause sentence, for the hover of a cell's cause. */
+/** Each seed's cause sentence, for the hover of a cell's cause.
+ * @param {Api.SweepCell} cell */
 function cellCauseTitle(cell) {
   return cell.runs
     .map((run) => (run.cause ? `seed ${run.seed}: ${causeSentence(run.cause)}` : ""))
@@ -14,12 +17,14 @@ function cellCauseTitle(cell) {
     .join("\n");
 }
 
+/** @param {Api.SweepDetail} sweep */
 export function sweepTitle(sweep) {
   return (
     sweep.name || `${sweep.preset || sweep.method}: ${sweep.axes.map((a) => a.key).join(" × ")}`
   );
 }
 
+/** @param {Api.SweepDetail} sweep */
 export function sweepSummary(sweep) {
   const counts = Object.entries(sweep.counts)
     .filter(([, n]) => n)
@@ -31,7 +36,9 @@ export function sweepSummary(sweep) {
   );
 }
 
-/** The cells as a table; `runHref(run)` links each run (null: no links, e.g. offline). */
+/** The cells as a table; `runHref(run)` links each run (null: no links, e.g. offline).
+ * @param {Api.SweepDetail} sweep
+ * @param {((run: Api.SweepRunOut) => string) | null} [runHref] */
 export function cellsTable(sweep, runHref = (run) => run.url) {
   const keys = sweep.axes.map((a) => a.key);
   const rows = sweep.cells.map((cell) =>

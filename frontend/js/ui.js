@@ -1,21 +1,36 @@
+// @ts-check
 // Shared page chrome: navigation, health banner, API-token dialog, toasts, small helpers.
 
-import { api, getApiToken, isReadOnly, setApiToken } from "./api.js";
+import { ApiError, api, getApiToken, isReadOnly, setApiToken } from "./api.js";
 import "./colours.js"; // sets the verdict colours the header's health dot and badges use
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** An attribute of el: false, null and undefined leave it out, true sets it empty; `class`,
+ * `text`, `on<event>` (a listener) and `dataset` (an object) are set as properties.
+ * @typedef {string | number | boolean | null | undefined | ((event: Event) => unknown)
+ *   | Record<string, string>} Attribute */
+/** A child of el: a node or text (numbers are written out); null, undefined and false are
+ * left out, and a list's items are children.
+ * @typedef {Node | string | number | boolean | null | undefined} Child */
 
 const HEALTH_POLL_MS = 10000;
 
-/** document.createElement with attributes and children in one call. */
+/** document.createElement with attributes and children in one call.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, Attribute>} [attrs]
+ * @param {...(Child | Child[])} children
+ * @returns {HTMLElementTagNameMap[K]} */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
+    if (key === "class") node.className = String(value);
+    else if (key === "text") node.textContent = String(value);
     else if (key.startsWith("on") && typeof value === "function") {
       node.addEventListener(key.slice(2), value);
     } else if (key === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(key, value === true ? "" : value);
+    else node.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
@@ -24,7 +39,8 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** Show a transient message at the bottom of the screen. */
+/** Show a transient message at the bottom of the screen.
+ * @param {string} message @param {string} [kind] "info" or "error" (its style) */
 export function toast(message, kind = "info") {
   let box = document.getElementById("toasts");
   if (!box) {
@@ -36,7 +52,8 @@ export function toast(message, kind = "info") {
   setTimeout(() => item.remove(), 5000);
 }
 
-/** Copy text to the clipboard, falling back to a prompt where the API is unavailable. */
+/** Copy text to the clipboard, falling back to a prompt where the API is unavailable.
+ * @param {string} text @param {string} [what] what it is, in the messages */
 export async function copyText(text, what = "Link") {
   try {
     await navigator.clipboard.writeText(text);
@@ -46,10 +63,14 @@ export async function copyText(text, what = "Link") {
   }
 }
 
-/** Fill #app-header with the navigation bar; `active` is "runs" | "launch" | "compare". */
+/** Fill #app-header with the navigation bar; `active` is "runs" | "launch" | "compare" (null:
+ * none).
+ * @param {string | null} active */
 export function renderHeader(active) {
-  const header = document.getElementById("app-header");
+  // every page has one (frontend/*.html)
+  const header = /** @type {HTMLElement} */ (document.getElementById("app-header"));
   const readOnly = isReadOnly();
+  /** @param {string} href @param {string} name @param {string} label */
   const link = (href, name, label) =>
     el(
       "a",
@@ -95,7 +116,7 @@ function tokenLabel() {
 
 /** Ask for the API token that protects writes (stored in this browser only). */
 export function openTokenDialog() {
-  let dialog = document.getElementById("token-dialog");
+  let dialog = /** @type {HTMLDialogElement | null} */ (document.getElementById("token-dialog"));
   if (!dialog) {
     const input = el("input", {
       id: "token-input",
@@ -103,7 +124,7 @@ export function openTokenDialog() {
       autocomplete: "off",
       "aria-describedby": "token-help",
     });
-    dialog = el(
+    const created = el(
       "dialog",
       { id: "token-dialog", "aria-labelledby": "token-title" },
       el(
@@ -127,29 +148,33 @@ export function openTokenDialog() {
         ),
       ),
     );
-    dialog.addEventListener("close", () => {
-      if (dialog.returnValue === "save") setApiToken(input.value.trim());
-      if (dialog.returnValue === "clear") setApiToken("");
+    created.addEventListener("close", () => {
+      if (created.returnValue === "save") setApiToken(input.value.trim());
+      if (created.returnValue === "clear") setApiToken("");
       const button = document.getElementById("token-button");
       if (button) button.textContent = tokenLabel();
     });
-    document.body.append(dialog);
+    document.body.append(created);
+    dialog = created;
   }
-  dialog.querySelector("input").value = getApiToken();
+  /** @type {HTMLInputElement} */ (dialog.querySelector("input")).value = getApiToken();
   dialog.showModal();
 }
 
-/** Explain a failed write: 401/403 means the token is missing or wrong. */
+/** Explain a failed write: 401/403 means the token is missing or wrong.
+ * @param {unknown} error what the write threw (an ApiError, or the fetch's TypeError...)
+ * @param {string} action what failed, in words: "Launch" */
 export function reportWriteError(error, action) {
-  if (error && (error.status === 401 || error.status === 403)) {
+  if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
     toast(`${action} refused: this server protects writes with an API token.`, "error");
     if (!isReadOnly()) openTokenDialog();
     return;
   }
-  toast(`${action} failed: ${error.message || error}`, "error");
+  toast(`${action} failed: ${(error instanceof Error && error.message) || error}`, "error");
 }
 
-/** Human sentences for the parts /api/health (backend/schemas.py Health) reports as down. */
+/** Human sentences for the parts /api/health (backend/schemas.py Health) reports as down.
+ * @param {Api.Health} health */
 export function healthProblems(health) {
   const problems = [];
   if (!health.database.ok) problems.push("The database is unreachable.");
@@ -164,6 +189,7 @@ export function healthProblems(health) {
 async function pollHealth() {
   const banner = document.getElementById("health-banner");
   const dot = document.getElementById("health-dot");
+  /** @type {string[]} */
   let problems;
   try {
     problems = healthProblems(await api.health());
@@ -181,7 +207,9 @@ async function pollHealth() {
   setTimeout(pollHealth, HEALTH_POLL_MS);
 }
 
-/** Replace a container's content with a state message (loading / empty / error). */
+/** Replace a container's content with a state message (loading / empty / error).
+ * @param {Element} container @param {"loading" | "empty" | "error"} kind
+ * @param {string | Node} message */
 export function showState(container, kind, message) {
   container.replaceChildren(
     el(
@@ -195,13 +223,15 @@ export function showState(container, kind, message) {
 /**
  * The "Diagnostics of:" radio group of the run and compare pages: projector output z or
  * backbone representation h. `onChange(which)` runs when the reader picks the other one.
+ * @param {string} current
+ * @param {(which: "projector" | "backbone") => void} onChange
  */
 export function representationPicker(current, onChange) {
   return el(
     "div",
     { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
     el("span", { class: "muted" }, "Diagnostics of:"),
-    ["projector", "backbone"].map((which) =>
+    /** @type {("projector" | "backbone")[]} */ (["projector", "backbone"]).map((which) =>
       el(
         "label",
         { class: "radio" },
@@ -218,7 +248,8 @@ export function representationPicker(current, onChange) {
   );
 }
 
-/** "3 min ago" style time. */
+/** "3 min ago" style time.
+ * @param {string | null | undefined} iso */
 export function timeAgo(iso) {
   if (!iso) return "";
   const seconds = (Date.now() - new Date(iso).getTime()) / 1000;
@@ -231,10 +262,23 @@ export function timeAgo(iso) {
 
 /** Read and write view state in the query string without reloading. */
 export const queryState = {
+  /**
+   * @overload
+   * @param {string} key
+   * @param {string} fallback
+   * @returns {string}
+   */
+  /**
+   * @overload
+   * @param {string} key
+   * @returns {string | null}
+   */
+  /** @param {string} key @param {string | null} [fallback] */
   get(key, fallback = null) {
     const value = new URLSearchParams(window.location.search).get(key);
     return value === null ? fallback : value;
   },
+  /** @param {Record<string, string | number | null | undefined>} updates "" and null remove */
   set(updates) {
     const params = new URLSearchParams(window.location.search);
     for (const [key, value] of Object.entries(updates)) {
@@ -246,7 +290,8 @@ export const queryState = {
   },
 };
 
-/** Format a number for tables: 3 significant digits, dash for missing. */
+/** Format a number for tables: 3 significant digits, dash for missing.
+ * @param {unknown} value @param {number} [digits] */
 export function fmt(value, digits = 3) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   if (typeof value !== "number") return String(value);
@@ -254,7 +299,8 @@ export function fmt(value, digits = 3) {
   return Number(value.toPrecision(digits)).toString();
 }
 
-/** A two-column table of [label, value] rows (values formatted with fmt). */
+/** A two-column table of [label, value] rows (values formatted with fmt).
+ * @param {[string, unknown][]} rows @param {Record<string, Attribute>} [attributes] */
 export function keyValueTable(rows, attributes = {}) {
   return el(
     "table",
@@ -279,7 +325,9 @@ export function keyValueTable(rows, attributes = {}) {
 }
 
 /** A chart's help under it (plots.chartHelp): its mechanism family and one sentence per
- * metric, folded so the plots stay in view; null when the chart has none. */
+ * metric, folded so the plots stay in view; null when the chart has none.
+ * @param {{group?: Api.Chart["group"], lines: Pick<Api.MetricEntry, "title" | "help" | "paper">[]}
+ *   | null | undefined} help */
 export function chartHelpBlock(help) {
   if (!help) return null;
   const summary = help.group

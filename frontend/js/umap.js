@@ -1,3 +1,4 @@
+// @ts-check
 // Embedding pictures: a WebGL scatter per run that fetches each epoch's projection once and
 // re-renders with Plotly.react, and an epoch slider with play that can drive several views at
 // once. The axes never follow one epoch's points: every view draws at the scale of all the
@@ -8,6 +9,18 @@
 import { api, probeImageUrl } from "./api.js";
 import { draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
 import { el } from "./ui.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A projection as columns (plots.projectionFrame): probe i at (x[i], y[i]), its class labels[i].
+ * @typedef {{epoch: number, x: number[], y: number[], labels: Api.ProjectionPoints["labels"]}}
+ *   Frame */
+/** Axis ranges (plots.projectionRange): [low, high] of each axis.
+ * @typedef {{x: number[], y: number[]}} Range */
+/** The plot's div, with Plotly's `on` once Plotly has drawn into it.
+ * @typedef {HTMLDivElement & {on?: (name: string, handler: (event: PlotlyClick) => void) => void}}
+ *   PlotDiv */
+/** The part of a plotly_click event read here: the point's customdata (its probe index).
+ * @typedef {{points?: {customdata?: unknown}[]}} PlotlyClick */
 
 const PLAY_INTERVAL_MS = 800;
 const BACKGROUND_LOADS = 2; // frames fetched at once for the scale, so the shown one is not queued
@@ -16,16 +29,21 @@ const BACKGROUND_LOADS = 2; // frames fetched at once for the scale, so the show
  * they only grow, and every view using them redraws when they do. */
 export class ProjectionScale {
   constructor() {
+    /** @type {Range | null} */
     this.range = null;
+    /** @type {Set<UmapView>} */
     this.views = new Set();
   }
 
+  /** @param {Frame} frame */
   include(frame) {
+    /** @type {Range} */
     const next = unionRange(this.range, projectionRange(frame));
+    const range = this.range;
     const grew =
-      !this.range ||
-      ["x", "y"].some(
-        (axis) => next[axis][0] !== this.range[axis][0] || next[axis][1] !== this.range[axis][1],
+      !range ||
+      /** @type {("x" | "y")[]} */ (["x", "y"]).some(
+        (axis) => next[axis][0] !== range[axis][0] || next[axis][1] !== range[axis][1],
       );
     this.range = next;
     if (grew) for (const view of this.views) view.redraw();
@@ -35,6 +53,11 @@ export class ProjectionScale {
 /** One run's embedding picture. Frames are cached; every frame the slider knows is fetched in
  * the background (the first epoch first: it is usually the widest) to fix the scale. */
 export class UmapView {
+  /**
+   * @param {Element} container
+   * @param {string} runId
+   * @param {{title?: string, probePanel?: boolean, scale?: ProjectionScale}} [options]
+   */
   constructor(
     container,
     runId,
@@ -46,14 +69,20 @@ export class UmapView {
   ) {
     this.runId = runId;
     this.title = title;
+    /** @type {Map<number, Frame>} */
     this.frames = new Map(); // epoch -> frame
+    /** @type {Map<number, Promise<Frame>>} */
     this.pending = new Map(); // epoch -> Promise
+    /** @type {number[]} */
     this.backlog = []; // epochs to fetch for the scale
+    /** @type {Set<number> | null} */
     this.final = null; // a finished run's epochs with a projection: no other is fetched
     this.loading = 0;
     this.scale = scale;
     scale.views.add(this);
+    /** @type {number | null} */
     this.shown = null;
+    /** @type {PlotDiv} */
     this.plot = el("div", { class: "plot umap-plot", "data-run-id": runId });
     this.empty = el(
       "div",
@@ -65,7 +94,8 @@ export class UmapView {
     this.probe = probePanel ? new ProbePanel(container, runId) : null;
   }
 
-  /** An epoch now has a projection: fetch it in the background so it counts in the scale. */
+  /** An epoch now has a projection: fetch it in the background so it counts in the scale.
+   * @param {number} epoch */
   add(epoch) {
     if (this.frames.has(epoch) || this.pending.has(epoch) || this.backlog.includes(epoch)) return;
     this.backlog.push(epoch);
@@ -75,8 +105,9 @@ export class UmapView {
 
   pump() {
     while (this.loading < BACKGROUND_LOADS && this.backlog.length) {
+      const epoch = /** @type {number} */ (this.backlog.shift()); // there is one
       this.loading += 1;
-      this.load(this.backlog.shift())
+      this.load(epoch)
         .catch(() => {}) // not there (yet): show() reports it when that epoch is asked for
         .finally(() => {
           this.loading -= 1;
@@ -91,40 +122,45 @@ export class UmapView {
     await Promise.allSettled(epochs.map((epoch) => this.load(epoch)));
   }
 
+  /** @param {number} epoch @returns {Promise<Frame>} */
   async load(epoch) {
-    if (this.frames.has(epoch)) return this.frames.get(epoch);
-    if (!this.pending.has(epoch)) {
+    const loaded = this.frames.get(epoch);
+    if (loaded) return loaded;
+    let pending = this.pending.get(epoch);
+    if (!pending) {
       this.backlog = this.backlog.filter((e) => e !== epoch);
-      this.pending.set(
-        epoch,
-        api.projection(this.runId, epoch).then(
-          (payload) => {
-            const frame = projectionFrame(payload);
-            this.frames.set(epoch, frame);
-            this.pending.delete(epoch);
-            this.scale.include(frame);
-            return frame;
-          },
-          (error) => {
-            this.pending.delete(epoch); // not there yet: a later call may find it
-            throw error;
-          },
-        ),
+      pending = api.projection(this.runId, epoch).then(
+        (payload) => {
+          const frame = projectionFrame(payload);
+          this.frames.set(epoch, frame);
+          this.pending.delete(epoch);
+          this.scale.include(frame);
+          return frame;
+        },
+        (error) => {
+          this.pending.delete(epoch); // not there yet: a later call may find it
+          throw error;
+        },
       );
+      this.pending.set(epoch, pending);
     }
-    return this.pending.get(epoch);
+    return pending;
   }
 
   /** Redraw the frame on screen at the current scale. */
   redraw() {
-    const frame = this.frames.get(this.shown);
+    const frame = this.shown === null ? undefined : this.frames.get(this.shown);
     if (!frame || this.plot.hidden) return Promise.resolve();
-    return draw(
-      this.plot,
-      umapFigure(frame, { title: `${this.title} · epoch ${this.shown}`, range: this.scale.range }),
-    );
+    const title = `${this.title} · epoch ${this.shown}`;
+    // plots.js is not type-checked yet: tsc reads umapFigure's `range` as its default, null
+    const options = /** @type {{title: string, range: null}} */ ({
+      title,
+      range: this.scale.range,
+    });
+    return draw(this.plot, umapFigure(frame, options));
   }
 
+  /** @param {number | null | undefined} epoch */
   async show(epoch) {
     if (epoch === null || epoch === undefined) return;
     this.requested = epoch;
@@ -135,10 +171,13 @@ export class UmapView {
       frame = await this.load(epoch);
     } catch (error) {
       if (this.requested !== epoch) return;
+      // an ApiError, or the Error with a status 404 above
+      const status = error instanceof Error && "status" in error ? error.status : undefined;
+      const why = error instanceof Error ? error.message : error;
       this.empty.textContent =
-        error.status === 404
+        status === 404
           ? `No projection for epoch ${epoch} (yet).`
-          : `Could not load the projection of epoch ${epoch}: ${error.message}`;
+          : `Could not load the projection of epoch ${epoch}: ${why}`;
       this.empty.hidden = false;
       this.plot.hidden = true;
       return;
@@ -149,13 +188,14 @@ export class UmapView {
     this.plot.hidden = false;
     this.plot.dataset.epoch = String(epoch);
     await this.redraw();
-    if (this.probe) {
-      this.probe.setFrame(frame);
+    const probe = this.probe;
+    if (probe) {
+      probe.setFrame(frame);
       if (!this.clickBound && this.plot.on) {
         // customdata is the probe index (see umapFigure)
         this.plot.on("plotly_click", (event) => {
           const point = event.points && event.points[0];
-          if (point && point.customdata !== undefined) this.probe.show(Number(point.customdata));
+          if (point && point.customdata !== undefined) probe.show(Number(point.customdata));
         });
         this.clickBound = true;
       }
@@ -165,8 +205,10 @@ export class UmapView {
 
 /** Thumbnail of one probe image, picked by clicking a UMAP point or by typing its index. */
 export class ProbePanel {
+  /** @param {Element} container @param {string} runId */
   constructor(container, runId) {
     this.runId = runId;
+    /** @type {Frame | null} */
     this.frame = null;
     const id = `probe-index-${Math.random().toString(36).slice(2, 8)}`;
     this.input = el("input", {
@@ -202,17 +244,20 @@ export class ProbePanel {
     );
   }
 
-  /** The frame on screen: it bounds the index input and names each point's label. */
+  /** The frame on screen: it bounds the index input and names each point's label.
+   * @param {Frame} frame */
   setFrame(frame) {
     this.frame = frame;
     this.input.max = String(frame.x.length - 1);
   }
 
+  /** @param {number} index */
   labelName(index) {
     const label = this.frame ? this.frame.labels[index] : undefined;
     return label === undefined ? null : String(label);
   }
 
+  /** @param {number} index */
   show(index) {
     if (!Number.isInteger(index) || index < 0) return;
     this.index = index;
@@ -233,16 +278,25 @@ export class ProbePanel {
  * `beforePlay()` (the views' frames, so the scale does not change during the animation).
  */
 export class EpochSlider {
+  /**
+   * @param {Element} container
+   * @param {{onChange: (epoch: number) => void, beforePlay?: () => Promise<unknown>,
+   *   initialEpoch?: number | null, label?: string}} options
+   */
   constructor(
     container,
     { onChange, beforePlay = async () => {}, initialEpoch = null, label = "Projection epoch" },
   ) {
+    /** @type {number[]} */
     this.epochs = [];
     this.onChange = onChange;
     this.beforePlay = beforePlay;
     this.wanted = initialEpoch;
     this.follow = initialEpoch === null; // follow the newest epoch until the user moves it
+    /** @type {ReturnType<typeof setInterval> | null} */
     this.timer = null;
+    /** @type {number | undefined} the epoch selected */
+    this.current = undefined;
     const id = `epoch-slider-${Math.random().toString(36).slice(2, 8)}`;
     this.input = el("input", {
       type: "range",
@@ -283,7 +337,8 @@ export class EpochSlider {
     );
   }
 
-  /** Register an epoch that now has a projection. */
+  /** Register an epoch that now has a projection.
+   * @param {number} epoch */
   add(epoch) {
     if (this.epochs.includes(epoch)) return;
     this.epochs.push(epoch);
@@ -298,10 +353,16 @@ export class EpochSlider {
     } else if (this.follow && !this.timer) {
       this.select(this.epochs.length - 1);
     } else {
-      this.input.value = String(this.epochs.indexOf(this.current));
+      this.input.value = String(this.currentIndex());
     }
   }
 
+  /** The selected epoch's index, -1 before one is. */
+  currentIndex() {
+    return this.current === undefined ? -1 : this.epochs.indexOf(this.current);
+  }
+
+  /** @param {number} index */
   select(index) {
     const epoch = this.epochs[index];
     if (epoch === undefined) return;
@@ -318,7 +379,7 @@ export class EpochSlider {
     await this.beforePlay();
     this.play.disabled = false;
     this.play.textContent = "⏸ Pause";
-    let index = this.epochs.indexOf(this.current);
+    let index = this.currentIndex();
     if (index < 0 || index >= this.epochs.length - 1) index = -1;
     this.timer = setInterval(() => {
       index += 1;
@@ -331,9 +392,9 @@ export class EpochSlider {
   }
 
   stop() {
-    clearInterval(this.timer);
+    clearInterval(this.timer ?? undefined);
     this.timer = null;
     this.play.textContent = "▶ Play";
-    this.follow = this.epochs.indexOf(this.current) === this.epochs.length - 1;
+    this.follow = this.currentIndex() === this.epochs.length - 1;
   }
 }

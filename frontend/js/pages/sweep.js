@@ -1,3 +1,4 @@
+// @ts-check
 // Sweep page (`/sweeps/{id}`, or `/s/{token}` read-only): the collapse map of a sweep, one
 // cell per grid point coloured by the verdict its seeds reached and shaded by a chosen final
 // diagnostic, the onset epoch written in it; a table of the cells with links to every run;
@@ -5,7 +6,7 @@
 // seed. The cells fill in live: any status, epoch or progress event of one of the sweep's runs
 // (from the run-list stream) re-reads the sweep, at most once a second.
 
-import { api, isReadOnly, shareToken, sweepLinks } from "../api.js";
+import { ApiError, api, isReadOnly, shareToken, sweepLinks } from "../api.js";
 import {
   SWEEP_METRICS,
   draw,
@@ -18,12 +19,24 @@ import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
 import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A metric a sweep map can be shaded by (plots.js SWEEP_METRICS). @typedef
+ * {(typeof SWEEP_METRICS)[number]} SweepMetric */
+/** The map's div once Plotly has drawn it: Plotly's `on`, and a click's point's customdata
+ * (the cell's index, sweepMapFigure's).
+ * @typedef {HTMLElement & {on: (name: string,
+ *   handler: (event: {points?: {customdata: number}[]}) => void) => void}} MapDiv */
 
 const REFRESH_MS = 1000;
-const root = document.getElementById("sweep");
+const root = /** @type {HTMLElement} */ (document.getElementById("sweep")); // sweep.html's
 
+/** @type {{id: string, sweep: Api.SweepDetail | null, runIds: Set<string>,
+ *   shade: SweepMetric | null, line: SweepMetric | null,
+ *   refreshTimer: ReturnType<typeof setTimeout> | null, lastRefresh: number,
+ *   stream: {close: () => void} | null, clickBound: boolean}} */
 const state = {
-  id: null,
+  id: "",
   sweep: null,
   runIds: new Set(),
   shade: null, // the sweep metric shading the map (set once the metric catalogue is here)
@@ -34,21 +47,32 @@ const state = {
   clickBound: false,
 };
 
-/** The sweep metric of that id; the default (SWEEP_METRICS[0]) for none or an unknown one. */
+/** The sweep on the page: main loads it before anything is drawn. */
+function loadedSweep() {
+  if (!state.sweep) throw new Error("the sweep is not loaded yet");
+  return state.sweep;
+}
+
+/** The sweep metric of that id; the default (SWEEP_METRICS[0]) for none or an unknown one.
+ * @param {string | null} id @returns {SweepMetric} */
 function metricById(id) {
   return SWEEP_METRICS.find((m) => m.id === id) || SWEEP_METRICS[0];
 }
 
+/** @param {string} id @param {SweepMetric} chosen
+ * @param {(metric: SweepMetric) => void} onchange */
 function metricSelect(id, chosen, onchange) {
+  /** @param {Event} event */
+  const picked = (event) => /** @type {HTMLSelectElement} */ (event.target).value;
   return el(
     "select",
-    { id, onchange: (event) => onchange(metricById(event.target.value)) },
+    { id, onchange: (event) => onchange(metricById(picked(event))) },
     SWEEP_METRICS.map((m) => el("option", { value: m.id, selected: m.id === chosen.id }, m.label)),
   );
 }
 
 function renderSkeleton() {
-  const sweep = state.sweep;
+  const sweep = loadedSweep();
   const readOnly = isReadOnly();
   const links = sweepLinks(sweep.id);
   const oneKey = sweep.axes.length === 1;
@@ -95,54 +119,60 @@ function renderSkeleton() {
       { class: "card" },
       el("div", { id: "sweep-map", class: "plot", role: "img", "aria-label": "collapse map" }),
     ),
-    oneKey
-      ? el(
-          "div",
-          { class: "card" },
+    // replaceChildren would write a null as the text "null"
+    ...(oneKey
+      ? [
           el(
             "div",
-            { class: "view-controls" },
-            el("label", { for: "line-select" }, "Plot "),
-            metricSelect("line-select", state.line, (metric) => {
-              state.line = metric;
-              queryState.set({ line: metric.id });
-              drawPlots();
-            }),
+            { class: "card" },
+            el(
+              "div",
+              { class: "view-controls" },
+              el("label", { for: "line-select" }, "Plot "),
+              metricSelect("line-select", state.line, (metric) => {
+                state.line = metric;
+                queryState.set({ line: metric.id });
+                drawPlots();
+              }),
+            ),
+            el("div", { id: "sweep-line", class: "plot" }),
           ),
-          el("div", { id: "sweep-line", class: "plot" }),
-        )
-      : null,
+        ]
+      : []),
     el("h2", {}, "Cells"),
     el("div", { id: "sweep-cells" }),
   );
 }
 
 function renderSummary() {
-  const sweep = state.sweep;
-  document.getElementById("sweep-summary").textContent = sweepSummary(sweep);
+  const sweep = loadedSweep();
+  const summary = /** @type {HTMLElement} */ (document.getElementById("sweep-summary"));
+  summary.textContent = sweepSummary(sweep);
   const cancel = document.getElementById("cancel-sweep");
   if (cancel) cancel.style.display = sweep.counts.queued || sweep.counts.running ? "" : "none";
 }
 
 function renderCells() {
-  document.getElementById("sweep-cells").replaceChildren(cellsTable(state.sweep));
+  const cells = /** @type {HTMLElement} */ (document.getElementById("sweep-cells"));
+  cells.replaceChildren(cellsTable(loadedSweep()));
 }
 
 async function drawPlots() {
-  if (!window.Plotly) return;
-  const map = document.getElementById("sweep-map");
-  await draw(map, sweepMapFigure(state.sweep, state.shade));
+  if (!(/** @type {Window & {Plotly?: unknown}} */ (window).Plotly)) return;
+  const sweep = loadedSweep();
+  const map = /** @type {MapDiv} */ (document.getElementById("sweep-map"));
+  await draw(map, sweepMapFigure(sweep, state.shade));
   if (!state.clickBound) {
     state.clickBound = true;
     map.on("plotly_click", (event) => {
       const point = event.points && event.points[0];
       if (!point) return;
-      const cell = state.sweep.cells[point.customdata];
+      const cell = loadedSweep().cells[point.customdata];
       if (cell && cell.runs.length) window.location.href = cell.runs[0].url;
     });
   }
   const line = document.getElementById("sweep-line");
-  if (line) await draw(line, sweepLineFigure(state.sweep, state.line));
+  if (line) await draw(line, sweepLineFigure(loadedSweep(), state.line));
 }
 
 function render() {
@@ -161,11 +191,15 @@ async function refresh() {
     state.shade = metricById(queryState.get("shade"));
     state.line = metricById(queryState.get("line"));
   } catch (error) {
-    toast(`Could not refresh the sweep: ${error.message}`, "error");
+    toast(
+      `Could not refresh the sweep: ${error instanceof Error ? error.message : error}`,
+      "error",
+    );
     return;
   }
   render();
-  if (!(state.sweep.counts.queued || state.sweep.counts.running) && state.stream) {
+  const counts = loadedSweep().counts;
+  if (!(counts.queued || counts.running) && state.stream) {
     state.stream.close();
     state.stream = null;
   }
@@ -178,6 +212,7 @@ function scheduleRefresh() {
 }
 
 function connect() {
+  /** @param {{run_id: string} | null} payload the run-list stream's {run_id, seq, data} */
   const mine = (payload) => {
     if (payload && state.runIds.has(payload.run_id)) scheduleRefresh();
   };
@@ -211,15 +246,16 @@ async function main() {
   renderHeader(null);
   showState(root, "loading", "Loading the sweep...");
   try {
-    state.id = await resolveSweepId();
-    if (!state.id) throw new Error("no sweep id in this address");
-    const [sweep, metrics] = await Promise.all([api.getSweep(state.id), api.metrics()]);
+    const id = await resolveSweepId();
+    if (!id) throw new Error("no sweep id in this address");
+    state.id = id;
+    const [sweep, metrics] = await Promise.all([api.getSweep(id), api.metrics()]);
     state.sweep = sweep;
     useMetricCatalogue(metrics);
     state.shade = metricById(queryState.get("shade"));
     state.line = metricById(queryState.get("line"));
   } catch (error) {
-    const missing = error.status === 404;
+    const missing = error instanceof ApiError && error.status === 404;
     showState(
       root,
       "error",
@@ -227,23 +263,24 @@ async function main() {
         ? shareToken()
           ? "This share link is unknown or has been revoked."
           : "This sweep does not exist."
-        : `Could not load the sweep: ${error.message}`,
+        : `Could not load the sweep: ${error instanceof Error ? error.message : error}`,
     );
     return;
   }
-  state.runIds = new Set(state.sweep.cells.flatMap((c) => c.runs.map((r) => r.id)));
-  document.title = `${sweepTitle(state.sweep)} · Collapse Lab`;
+  const sweep = loadedSweep();
+  state.runIds = new Set(sweep.cells.flatMap((c) => c.runs.map((r) => r.id)));
+  document.title = `${sweepTitle(sweep)} · Collapse Lab`;
   renderSkeleton();
   renderSummary();
   renderCells();
-  if (state.sweep.counts.queued || state.sweep.counts.running) connect();
+  if (sweep.counts.queued || sweep.counts.running) connect();
   try {
     await plotlyReady;
   } catch (error) {
     showState(
-      document.getElementById("sweep-map"),
+      /** @type {HTMLElement} */ (document.getElementById("sweep-map")),
       "error",
-      `${error.message}: the map cannot be drawn.`,
+      `${error instanceof Error ? error.message : error}: the map cannot be drawn.`,
     );
     return;
   }
