@@ -116,8 +116,10 @@ def failed_run(dashboard_stack: ServiceStack, writer: httpx.Client) -> dict[str,
 
 @pytest.fixture(scope="module")
 def finished_sweep(writer: httpx.Client) -> dict[str, Any]:
-    """A 2-run VICReg sweep (one cell collapses and stops early, one stays healthy)."""
-    created = writer.post("/api/sweeps", json=VICREG_SWEEP).json()
+    """A 2-run VICReg sweep (one cell collapses and stops early, one stays healthy) over two
+    keys, one of them with one value: the two-key layout (its map) with two runs."""
+    grid = {**VICREG_SWEEP["grid"], "covariance_weight": [1]}
+    created = writer.post("/api/sweeps", json={**VICREG_SWEEP, "grid": grid}).json()
 
     def finished() -> dict[str, Any] | None:
         sweep = writer.get(f"/api/sweeps/{created['id']}").json()
