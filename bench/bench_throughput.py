@@ -1,4 +1,4 @@
-"""Training throughput: this engine vs lightly's documented SimSiam recipe, same run, same model.
+"""Training throughput: this engine vs lightly's documented example recipes, in the same run.
 
 Setting (README, Benchmarks): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 px, batch 256, CPU.
 
@@ -16,15 +16,26 @@ Setting (README, Benchmarks): SimSiam, ``small_cnn`` backbone, ``digits`` at 32 
 (b) Engine: the digits split as uint8 tensors, :class:`BatchAugment` on whole batches,
     ``METHODS["simsiam"]`` around the same ``small_cnn``, channels_last, same optimiser.
 
-``--method ijepa`` / ``lejepa`` / ``dino``: the same engine model on both sides (I-JEPA and
-DINO on the ``vit_tiny`` backbone, LeJEPA on ``small_cnn``, the presets' options), fed by (a)
-lightly's own
-example pipeline for it, the installed ``lightly`` package's transforms per PIL image in a
-DataLoader: ``IJEPATransform`` + ``IJEPAMaskCollator`` (the paper's mask scales, masks drawn in
-the workers) for I-JEPA, ``DINOTransform`` (2 global 32 px + the preset's local 16 px views;
-lightly's LeJEPA and DINO examples both use it) for LeJEPA and DINO; or (b) the engine's
-BatchAugment, masks drawn in the step. Images per second (I-JEPA: one view each; LeJEPA and
-DINO: 2 global + local views each).
+``--method dino`` / ``lejepa``: (a) lightly's own example recipe for the method (lightly's
+``examples/pytorch/dino.py`` and ``lejepa.py``) from the installed ``lightly`` package: its
+model (DINO: student backbone + ``DINOProjectionHead``, a teacher without gradients moved by
+``update_momentum`` on a ``cosine_schedule``, ``cancel_last_layer_gradients``; LeJEPA: backbone
++ ``LeJEPAProjectionHead``), its loss (``DINOLoss``, ``LeJEPALoss``), its step (each view
+through the model on its own) and its pipeline (``DINOTransform`` per PIL image in a
+DataLoader: 2 global 32 px + the preset's local 16 px views); (b) the engine's
+``METHODS[name]`` fed by BatchAugment. Like for like: the same backbone module and initial
+weights (the preset's ``small_cnn``, or ``--backbone vit_tiny``), the run's head sizes (hidden,
+bottleneck / output, K prototypes), the preset's options (temperatures, momenta, SIGReg weight
+and slices), views, batch and optimiser (the engine's ``build_optimizer`` on both sides).
+
+``--method ijepa``: the same engine model (``vit_tiny``) on both sides, fed by (a) lightly's
+I-JEPA example pipeline (``IJEPATransform`` + ``IJEPAMaskCollator``, the paper's mask scales,
+masks drawn in the workers) or (b) the engine's BatchAugment, masks drawn in the step. Only the
+data pipeline is compared: lightly's I-JEPA modules (``IJEPABackbone``, ``IJEPAPredictor``) are
+built from a torchvision ViT, so its recipe cannot run on the engine's ``vit_tiny``.
+
+Images per second count source images (I-JEPA: one view each; LeJEPA and DINO: the 2 global
++ local views of each).
 
 Each side trains ``--warmup`` untimed then ``--steps`` timed optimiser steps per round, in
 the order recipe, engine, engine, recipe (to share out the drift of a busy machine; the recipe's
@@ -37,10 +48,13 @@ figure: on a shared machine the wall-clock ratio moves with what else runs).
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +64,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms
 
 from contract import RunConfig, resolve_config
+from contract.methods.dino import DINOOptions
+from contract.methods.lejepa import LeJEPAOptions
 from workers.engine.augment import BatchAugment
 from workers.engine.backbones import build_backbone
 from workers.engine.data import load_splits
@@ -266,7 +282,14 @@ def cpu_work_per_step(
     return recipe_cpu, engine_cpu
 
 
-# -- I-JEPA and LeJEPA: one engine model, lightly's example pipeline vs the engine's ----------
+# -- DINO, LeJEPA, I-JEPA: lightly's example recipe (I-JEPA: its pipeline) vs the engine -------
+
+# The step count the schedules run over (the engine's StepInfo.total_steps below): far beyond
+# the bench's steps, so the momenta stay near their base on both sides.
+TOTAL_STEPS = 10**6
+
+# A recipe's training step: (a batch from its DataLoader, the 1-based step index) -> None.
+RecipeStep = Callable[[Any, int], None]
 
 
 class LightlyViewsDataset(Dataset):
@@ -283,7 +306,7 @@ class LightlyViewsDataset(Dataset):
         return self.transform(self.images[index])
 
 
-def jepa_loader(
+def lightly_loader(
     name: str, images: torch.Tensor, local_views: int, args: argparse.Namespace
 ) -> DataLoader:
     """lightly's example data pipeline for ``name`` over ``images`` (uint8, 32 px), with
@@ -315,11 +338,131 @@ def jepa_loader(
     return recipe_loader(dataset, args, collate)
 
 
-def jepa_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, step: int) -> None:
-    """One optimiser step of the engine's model on a batch from lightly's pipeline
-    (I-JEPA: images, context masks, target masks; LeJEPA: a list of views) or, for
-    ``batch`` = ("engine", images, augment, generator), from the engine's own."""
-    info = StepInfo(epoch=1, step=step, total_steps=10**6)
+class LightlyDINO(nn.Module):
+    """lightly's DINO example model: student backbone + ``DINOProjectionHead`` (its last
+    layer's gradients cancelled for ``freeze_last_layer_epochs``), a teacher backbone (a copy)
+    and head without gradients. The heads take the run's sizes: ``proj_hidden_dim``, the
+    ``proj_dim`` bottleneck and K prototypes, as the engine's (workers/engine/methods/dino.py)."""
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        from lightly.models.modules import DINOProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        super().__init__()
+        opts = DINOOptions.model_validate(config.options)
+        sizes = (rep_dim, config.proj_hidden_dim, config.proj_dim, opts.num_prototypes)
+        self.student_backbone = backbone
+        self.student_head = DINOProjectionHead(
+            *sizes,
+            freeze_last_layer=opts.freeze_last_layer_epochs,
+            norm_last_layer=opts.norm_last_layer,
+        )
+        self.teacher_backbone = copy.deepcopy(backbone)
+        self.teacher_head = DINOProjectionHead(*sizes, norm_last_layer=opts.norm_last_layer)
+        deactivate_requires_grad(self.teacher_backbone)
+        deactivate_requires_grad(self.teacher_head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, K) the student's logits."""
+        logits: torch.Tensor = self.student_head(self.student_backbone(x).flatten(start_dim=1))
+        return logits
+
+    def forward_teacher(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, K) the teacher's logits."""
+        logits: torch.Tensor = self.teacher_head(self.teacher_backbone(x).flatten(start_dim=1))
+        return logits
+
+
+def lightly_dino(backbone: nn.Module, rep_dim: int, config: RunConfig) -> RecipeStep:
+    """lightly's DINO example step on a list of views (the 2 global first): the teacher moved
+    towards the student (``update_momentum``, rate on a ``cosine_schedule`` to 1), the teacher
+    on the global views and the student on every view, one view at a time, ``DINOLoss`` (the
+    centre updated inside), ``cancel_last_layer_gradients``, an optimiser step. The preset's
+    temperatures and momenta; the engine's optimiser."""
+    from lightly.loss import DINOLoss
+    from lightly.models.utils import update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    opts = DINOOptions.model_validate(config.options)
+    model = LightlyDINO(backbone, rep_dim, config)
+    criterion = DINOLoss(
+        output_dim=opts.num_prototypes,
+        warmup_teacher_temp=opts.warmup_teacher_temperature,
+        teacher_temp=opts.teacher_temperature,
+        warmup_teacher_temp_epochs=opts.warmup_teacher_temperature_epochs,
+        student_temp=opts.student_temperature,
+        center_momentum=opts.center_momentum,
+    )
+    optimizer = build_optimizer(model, config, set())
+
+    def step(views: list[torch.Tensor], index: int) -> None:
+        momentum = cosine_schedule(index, TOTAL_STEPS, opts.teacher_momentum, 1.0)
+        update_momentum(model.student_backbone, model.teacher_backbone, m=momentum)
+        update_momentum(model.student_head, model.teacher_head, m=momentum)
+        teacher_out = [model.forward_teacher(view) for view in views[:2]]
+        student_out = [model(view) for view in views]
+        loss = criterion(teacher_out, student_out, epoch=0)
+        loss.backward()
+        model.student_head.cancel_last_layer_gradients(current_epoch=0)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+class LightlyLeJEPA(nn.Module):
+    """lightly's LeJEPA example model: backbone + ``LeJEPAProjectionHead`` (3 layers with
+    BatchNorm and ReLU) at the run's sizes, as the engine's (workers/engine/methods/lejepa.py)."""
+
+    def __init__(self, backbone: nn.Module, rep_dim: int, config: RunConfig) -> None:
+        from lightly.models.modules import LeJEPAProjectionHead
+
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = LeJEPAProjectionHead(
+            rep_dim, config.proj_hidden_dim, config.proj_dim, num_layers=3
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, proj_dim)."""
+        proj: torch.Tensor = self.projection_head(self.backbone(x))
+        return proj
+
+
+def lightly_lejepa(backbone: nn.Module, rep_dim: int, config: RunConfig) -> RecipeStep:
+    """lightly's LeJEPA example step on a list of views (the 2 global first): every view
+    through the model one at a time, the global and the local projections stacked,
+    ``LeJEPALoss`` (the preset's SIGReg weight and number of slices), an optimiser step (the
+    engine's optimiser)."""
+    from lightly.loss import LeJEPALoss
+
+    opts = LeJEPAOptions.model_validate(config.options)
+    model = LightlyLeJEPA(backbone, rep_dim, config)
+    criterion = LeJEPALoss(lambda_param=opts.sigreg_weight, sigreg_num_vectors=opts.num_projections)
+    optimizer = build_optimizer(model, config, set())
+
+    def step(views: list[torch.Tensor], index: int) -> None:
+        global_proj = torch.stack([model(view) for view in views[:2]])
+        local_proj = torch.stack([model(view) for view in views[2:]])
+        loss = criterion(local_proj=local_proj, global_proj=global_proj)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+LIGHTLY_RECIPES: dict[str, Callable[[nn.Module, int, RunConfig], RecipeStep]] = {
+    "dino": lightly_dino,
+    "lejepa": lightly_lejepa,
+}
+
+
+def engine_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, step: int) -> None:
+    """One optimiser step of the engine's model on ``batch`` = ("engine", images, augment,
+    generator), augmented in the step, or, for I-JEPA fed by lightly's pipeline, on (images,
+    context masks, target masks)."""
+    info = StepInfo(epoch=1, step=step, total_steps=TOTAL_STEPS)
     if batch[0] == "engine":
         _, images, augment, generator = batch
         views = [augment(images, generator) for _ in range(2)]
@@ -328,20 +471,23 @@ def jepa_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, step
             for _ in range(method.n_local_views())
         ]
         out = method.training_loss(views, torch.arange(len(images)), info)
-    elif isinstance(method, IJEPA):
-        images, context, targets = batch
-        out = method.predict_targets(images, method.target_tokens(images), context[0], targets)
     else:
-        out = method.training_loss(batch, torch.arange(len(batch[0])), info)
+        images, context, targets = batch
+        ijepa = cast(IJEPA, method)
+        out = ijepa.predict_targets(images, ijepa.target_tokens(images), context[0], targets)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     optimizer.step()
     method.after_step(info)
 
 
-def time_jepa(name: str, args: argparse.Namespace) -> None:
-    """Images/s of ``name``'s engine model on lightly's example pipeline and the engine's."""
-    config = resolve_config({"preset": name, "dataset": "digits", "image_size": 32})
+def time_method(name: str, args: argparse.Namespace) -> None:
+    """Images/s of lightly's example recipe for ``name`` (I-JEPA: its pipeline into the
+    engine's model) and of the engine, on the same backbone module and initial weights."""
+    raw: dict[str, Any] = {"preset": name, "dataset": "digits", "image_size": 32}
+    if args.backbone:
+        raw["backbone"] = args.backbone
+    config = resolve_config(raw)
     train, _ = load_splits(config, Path("data"))
     torch.manual_seed(0)
     backbone, rep_dim = build_backbone(config.backbone, 3, 32, config.width)
@@ -349,15 +495,22 @@ def time_jepa(name: str, args: argparse.Namespace) -> None:
     optimizer = build_optimizer(method, config, method.excluded_from_weight_decay())
     augment = BatchAugment(32, 3, config.augment_strength)
     generator = torch.Generator().manual_seed(0)
+    if name in LIGHTLY_RECIPES:
+        torch.manual_seed(0)  # the engine's backbone weights
+        recipe_step = LIGHTLY_RECIPES[name](
+            *build_backbone(config.backbone, 3, 32, config.width), config
+        )
+    else:
+        recipe_step = partial(engine_step, method, optimizer)
     step = 0
 
-    def run(batches: Iterator[Any]) -> float:
+    def run(train_step: RecipeStep, batches: Iterator[Any]) -> float:
         nonlocal step
         for _ in range(args.warmup):
-            jepa_step(method, optimizer, next(batches), step := step + 1)
+            train_step(next(batches), step := step + 1)
         start = time.perf_counter()
         for _ in range(args.steps):
-            jepa_step(method, optimizer, next(batches), step := step + 1)
+            train_step(next(batches), step := step + 1)
         return time.perf_counter() - start
 
     def engine_batches() -> Iterator[Any]:
@@ -368,19 +521,49 @@ def time_jepa(name: str, args: argparse.Namespace) -> None:
                 yield ("engine", train.images[indices], augment, generator)
 
     def recipe_seconds() -> float:
-        batches = recipe_batches(jepa_loader(name, train.images, method.n_local_views(), args))
-        seconds = run(batches)
+        loader = lightly_loader(name, train.images, method.n_local_views(), args)
+        batches = recipe_batches(loader)
+        seconds = run(recipe_step, batches)
         batches.close()
         return seconds
 
+    def engine_seconds() -> float:
+        return run(partial(engine_step, method, optimizer), engine_batches())
+
+    def cpu_per_step(train_step: RecipeStep, batches: Iterator[Any]) -> float:
+        """CPU seconds of one step on one thread in this process, making the batch included
+        (for the recipe, its DataLoader workers' work): independent of the machine's load."""
+        nonlocal step
+        train_step(next(batches), step := step + 1)
+        start = time.process_time()
+        for _ in range(args.cpu_steps):
+            train_step(next(batches), step := step + 1)
+        return (time.process_time() - start) / args.cpu_steps
+
+    load_before = os.getloadavg()[0]
     recipe = recipe_seconds()
-    engine = run(engine_batches()) + run(engine_batches())
+    engine = engine_seconds() + engine_seconds()
     recipe += recipe_seconds()
     images = 2 * args.steps * args.batch_size
+    recipe_side = "pipeline" if name == "ijepa" else "recipe"
+    views = "1 view + masks" if name == "ijepa" else f"2 + {method.n_local_views()} views"
     print(
-        f"{name} ({config.backbone}, digits 32 px, batch {args.batch_size}): lightly's example "
-        f"pipeline {images / recipe:7.1f} images/s, engine {images / engine:7.1f} images/s, "
-        f"ratio {recipe / engine:5.2f}x"
+        f"{name} ({config.backbone}, digits 32 px, batch {args.batch_size}, {views}, "
+        f"{torch.get_num_threads()} torch threads, load average "
+        f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}): lightly's example {recipe_side} "
+        f"{images / recipe:7.1f} images/s, engine {images / engine:7.1f} images/s, "
+        f"ratio engine / lightly {recipe / engine:5.2f}x"
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    in_process = argparse.Namespace(**{**vars(args), "num_workers": 0})
+    loader = lightly_loader(name, train.images, method.n_local_views(), in_process)
+    recipe_cpu = cpu_per_step(recipe_step, recipe_batches(loader))
+    engine_cpu = cpu_per_step(partial(engine_step, method, optimizer), engine_batches())
+    torch.set_num_threads(threads)
+    print(
+        f"CPU work per step on one thread: lightly's example {recipe_side} {recipe_cpu:6.3f} s, "
+        f"engine {engine_cpu:6.3f} s, ratio engine / lightly {recipe_cpu / engine_cpu:5.2f}x"
     )
 
 
@@ -397,12 +580,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument(
+        "--backbone",
+        choices=["small_cnn", "vit_tiny"],
+        help="DINO / LeJEPA / I-JEPA rows: both sides' backbone (default: the preset's)",
+    )
     parser.add_argument("--cpu-steps", type=int, default=3, help="steps for the CPU-work figure")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.method != "simsiam":
-        time_jepa(args.method, args)
+        time_method(args.method, args)
         return
 
     config = resolve_config({"method": "simsiam", "dataset": "digits", "image_size": 32})
