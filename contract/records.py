@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, JsonValue
 
 from contract.metrics import (
     CHARTS,
+    METHOD_INTERNALS,
     Chart,
     EmbeddingMetrics,
     Level,
@@ -24,6 +25,13 @@ from contract.metrics import (
 from contract.strict import StrictModel
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+# The epoch record's logs typed by name in the OpenAPI document (and the dashboard's types):
+# each declared mechanism signal or schedule, from its one declaration.
+_INTERNAL_PROPERTIES: dict[str, JsonValue] = {
+    name: {"type": "number", "title": metric.title, "description": metric.formula}
+    for name, metric in METHOD_INTERNALS.items()
+}
 RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
@@ -180,7 +188,10 @@ class EpochRecord(StrictModel):
     )
     images_per_s: float | None = None
     logs: dict[str, float] = Field(
-        default_factory=dict, description="Method-specific scalars (loss terms...)."
+        default_factory=dict,
+        description="Method-specific scalars: the mechanism signals and schedules declared in "
+        "METHOD_INTERNALS (typed here by name), and the method's loss terms under their own.",
+        json_schema_extra={"properties": _INTERNAL_PROPERTIES},
     )
     # None for an external run that logs only z (no backbone representation h)
     backbone: EmbeddingMetrics | None

@@ -238,3 +238,16 @@ def test_a_chart_drawing_an_undeclared_guest_fails(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(registry, "CHARTS", (*registry.CHARTS[1:], guest))
     with pytest.raises(ValueError, match=r"chart 'std' draws undeclared metrics \['nope'\]"):
         registry.check_registry(METRICS)
+
+
+def test_the_epoch_records_logs_are_typed_by_name_from_the_registry() -> None:
+    """The OpenAPI document (and the dashboard's generated types) name every declared
+    mechanism signal and schedule of ``logs``; other names (loss terms) stay numbers."""
+    from contract.metrics import METHOD_INTERNALS
+
+    logs = EpochRecord.model_json_schema()["properties"]["logs"]
+    assert set(logs["properties"]) == set(METHOD_INTERNALS)
+    assert (
+        logs["properties"]["teacher_entropy"]["title"] == METHOD_INTERNALS["teacher_entropy"].title
+    )
+    assert logs["additionalProperties"] == {"type": "number"}
