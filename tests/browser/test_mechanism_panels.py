@@ -9,12 +9,28 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import BrowserContext, Page
 
 from tests.browser.conftest import launch_and_finish
 from tests.service.stack import TINY_RUN, ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def drawn_traces(page: Page, ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Once every chart of ``ids`` is drawn: per chart, its traces by name with their axis,
+    their number of points and their last value."""
+    page.wait_for_function(
+        "(ids) => ids.every((id) => document.getElementById(`plot-${id}`)?.data?.length > 0)",
+        arg=ids,
+    )
+    traces: dict[str, dict[str, dict[str, Any]]] = page.evaluate(
+        """(ids) => Object.fromEntries(ids.map((id) => [id, Object.fromEntries(
+            document.getElementById(`plot-${id}`).data.map((t) => [t.name,
+                {axis: t.yaxis, n: t.y.length, last: t.y[t.y.length - 1]}]))]))""",
+        ids,
+    )
+    return traces
 
 
 def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
@@ -30,22 +46,13 @@ def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
     }
     page = writer_context.new_page()
     page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
-    page.wait_for_function(
-        "() => ['asymmetric', 'predictor'].every((id) => "
-        "document.getElementById(`plot-${id}`)?.data?.length > 0)"
-    )
-    drawn = page.evaluate(
-        """() => Object.fromEntries(['asymmetric', 'predictor'].map((id) => {
-            const plot = document.getElementById(`plot-${id}`);
-            return [id, plot.data.map((t) => ({name: t.name, axis: t.yaxis, n: t.y.length}))];
-        }))"""
-    )
+    drawn = drawn_traces(page, ["asymmetric", "predictor"])
     titles = {name: metric["title"] for name, metric in internals.items()}
-    assert {t["name"] for t in drawn["asymmetric"]} == {
+    assert set(drawn["asymmetric"]) == {
         titles["online_target_cosine"],
         titles["rank_differential"],
     }  # SimSiam has no separate target: no parameter distance
-    predictor = {t["name"]: t for t in drawn["predictor"]}
+    predictor = drawn["predictor"]
     assert set(predictor) == {
         titles[name]
         for name in (
@@ -56,7 +63,7 @@ def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
         )
     }
     assert predictor[titles["weight_decay"]]["axis"] == "y2"
-    assert all(t["n"] == run["epochs"] + 1 for t in drawn["predictor"])  # every epoch, 0 too
+    assert all(t["n"] == run["epochs"] + 1 for t in predictor.values())  # every epoch, 0 too
     help_text = page.text_content("#card-predictor .chart-help", timeout=5000) or ""
     assert "asymmetric branch" in help_text
     assert internals["predictor_eigen_alignment"]["help"] in help_text
@@ -76,14 +83,8 @@ def test_a_dino_run_shows_the_dino_panel_with_its_temperatures_against_ln_k(
     titles = {m["name"]: m["title"] for m in writer.get("/api/metrics").json()["metrics"]}
     page = writer_context.new_page()
     page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
-    page.wait_for_function(
-        "() => ['dino', 'dino_center'].every((id) => "
-        "document.getElementById(`plot-${id}`)?.data?.length > 0)"
-    )
-    dino = page.evaluate(
-        """() => Object.fromEntries(document.getElementById('plot-dino').data.map(
-            (t) => [t.name, {axis: t.yaxis, n: t.y.length, last: t.y[t.y.length - 1]}]))"""
-    )
+    drawn = drawn_traces(page, ["dino", "dino_center", "loss", "asymmetric", "std"])
+    dino = drawn["dino"]
     expected = ("teacher_entropy", "teacher_student_kl", "log_k")
     assert {titles[n] for n in (*expected, "teacher_temperature", "student_temperature")} <= set(
         dino
@@ -96,10 +97,6 @@ def test_a_dino_run_shows_the_dino_panel_with_its_temperatures_against_ln_k(
         assert page.locator(f"#card-{other}").count() == 0, other
     # the schedules beside what they explain (Chart.also): the loss against ln K, the EMA
     # momentum beside the target's lag, the learning rate on the spread's second axis
-    guests = page.evaluate(
-        """() => Object.fromEntries(['loss', 'asymmetric', 'std'].map((id) => [id,
-            document.getElementById(`plot-${id}`).data.map((t) => [t.name, t.yaxis])]))"""
-    )
-    assert [titles["log_k"], "y"] in guests["loss"]
-    assert [titles["ema_momentum"], "y"] in guests["asymmetric"]
-    assert [titles["lr"], "y2"] in guests["std"]
+    assert drawn["loss"][titles["log_k"]]["axis"] == "y"
+    assert drawn["asymmetric"][titles["ema_momentum"]]["axis"] == "y"
+    assert drawn["std"][titles["lr"]]["axis"] == "y2"
