@@ -101,7 +101,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 # The dashboard's JavaScript, checked like the Python: ESLint (eslint.config.js), Prettier
-# (.prettierrc.json, 100 columns) and tsc over the files with `// @ts-check` (tsconfig.json),
+# (.prettierrc.json, 100 columns) and tsc over every module of frontend/js (tsconfig.json),
 # whose API types frontend/js/types/api.d.ts are generated from the OpenAPI document. The
 # tools are the exact versions of package-lock.json, installed by `npm ci` into node_modules.
 NPM_STAMP := node_modules/.installed

@@ -99,7 +99,7 @@ export function runSetup(run) {
 }
 
 /** A readable name: an external run's own name, the preset title when known, else the method.
- * @param {Run} run @param {Catalogue | null} [catalogue] */
+ * @param {Run} run @param {Pick<Catalogue, "methods" | "presets"> | null} [catalogue] */
 export function runTitle(run, catalogue) {
   if (isExternal(run) && run.name) return run.name;
   const preset = runPreset(run);
@@ -114,7 +114,7 @@ export function runTitle(run, catalogue) {
 }
 
 /** Options that differ from the method's defaults, e.g. ["stop_gradient=false"].
- * @param {Run} run @param {Catalogue | null} [catalogue] */
+ * @param {Run} run @param {Pick<Catalogue, "methods" | "presets"> | null} [catalogue] */
 export function keyOptions(run, catalogue) {
   const options = runConfig(run).options || {};
   const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
@@ -148,7 +148,7 @@ export function runProgress(run) {
 
 export const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
-/** @param {Run | null | undefined} run */
+/** @param {Partial<Run> | null | undefined} run */
 export function isActive(run) {
   return run && (run.status === "queued" || run.status === "running");
 }
@@ -177,7 +177,7 @@ export function collapseLoss(run) {
 }
 
 /** Effective-rank history for sparklines, from the run summary or its records.
- * @param {Run} run @param {Api.EpochRecord[]} [records] @returns {number[]} */
+ * @param {Partial<Run>} run @param {Api.EpochRecord[]} [records] @returns {number[]} */
 export function rankHistory(run, records) {
   if (Array.isArray(run.effective_rank_history))
     return run.effective_rank_history.filter((v) => typeof v === "number");

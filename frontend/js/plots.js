@@ -1,3 +1,4 @@
+// @ts-check
 // Plotly figures for the collapse diagnostics: the one chart builder of Collapse Lab. Pure
 // builders (data in, {data, layout} out) shared by the run page (one run, live), the compare
 // page (several runs overlaid) and the offline HTML report (report.js, inlined by the API).
@@ -6,16 +7,93 @@
 import { LABEL_COLORS, RUN_COLORS, VERDICT_COLORS, VERDICT_TINTS } from "./colours.js";
 import { collapseLoss, numClasses, runConfig, totalEpochs } from "./model.js";
 import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A run as listed or in full (model.js's Run; types are never imported by a relative path
+ * here: backend/report_page.py inlines this module).
+ * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
+/** The representation a figure shows: the projector output z or the backbone's h.
+ * @typedef {"projector" | "backbone"} Which */
+/** A Plotly trace, shape or annotation: its attributes are Plotly's, not checked here.
+ * @typedef {Record<string, unknown>} PlotlyObject */
+/** A Plotly axis, with what these figures set.
+ * @typedef {{title?: {text: string, standoff?: number}, type?: "category" | "log",
+ *   range?: number[], rangemode?: "tozero" | "normal", autorange?: boolean, dtick?: number,
+ *   tickformat?: string, zeroline?: boolean, showgrid?: boolean, automargin?: boolean,
+ *   overlaying?: "y", side?: "right", scaleanchor?: "x", scaleratio?: number}} Axis */
+/** A Plotly layout, with what these figures set (baseLayout, then each figure's own).
+ * @typedef {{title: {text: string, font: {size: number}, x: number, xanchor: "left",
+ *   subtitle?: {text: string, font: {size: number}}},
+ *   margin: {l: number, r: number, t: number, b: number}, xaxis: Axis, yaxis: Axis,
+ *   yaxis2?: Axis, legend: PlotlyObject, hovermode: "x unified" | "closest",
+ *   font: {family: string, size: number}, paper_bgcolor: string, plot_bgcolor: string,
+ *   uirevision: string, barmode?: "group", height?: number, shapes?: PlotlyObject[],
+ *   annotations?: PlotlyObject[]}} Layout */
+/** A figure for Plotly.react.
+ * @typedef {{data: PlotlyObject[], layout: Layout}} Figure */
+/** The part of Plotly.js used here: a global, set by the page's script tag (a report inlines
+ * it).
+ * @typedef {{
+ *   react: (div: HTMLElement, data: PlotlyObject[], layout: Layout, config: object) =>
+ *     Promise<HTMLElement>,
+ *   extendTraces: (div: HTMLElement, update: {x: number[][], y: unknown[][]},
+ *     indices: number[]) => Promise<HTMLElement>,
+ *   relayout: (div: HTMLElement, update: Record<string, unknown>) => Promise<HTMLElement>,
+ * }} PlotlyApi */
+/** @typedef {Window & {Plotly?: PlotlyApi}} PlotlyWindow */
+/** A div Plotly has drawn a line figure into: Plotly keeps the figure on it (`data` is absent
+ * before the first draw; a line figure's x axis always has a range).
+ * @typedef {HTMLElement & {data?: unknown[], layout: {xaxis: {range: number[]}}}} LinePlotDiv */
+
+/** What the reference lines of one run's figures need (chartContext); several runs' figures
+ * get the values they share (commonContext).
+ * @typedef {{dim?: number | null, epochs?: number | null, numClasses?: number | null,
+ *   collapseLoss?: number, collapseLossLabel?: string, baseLr?: number | null}} ChartContext */
+/** One run of a figure: its name and colour (when several are overlaid), its epoch records
+ * and its chart context.
+ * @typedef {{name?: string, color?: string, records: Api.EpochRecord[], ctx?: ChartContext}}
+ *   Series */
+/** A metric's value in an epoch record, for the representation shown.
+ * @typedef {(record: Api.EpochRecord | null | undefined, which: Which) => unknown} ValueGetter */
+/** A reference level drawn across a chart, on its first axis or its second.
+ * @typedef {{y: number, label: string, color: string, axis?: "y" | "y2"}} RefLine */
+/** A metric's help line under its chart (Metric.help).
+ * @typedef {Pick<Api.MetricEntry, "title" | "help" | "paper">} HelpLine */
+/** A line of a line chart.
+ * @typedef {{name: string, get: ValueGetter, dash: string | undefined,
+ *   axis: Api.MetricEntry["axis"], guest: boolean}} LineTrace */
+/** Whether a chart applies to a run, from its epoch records.
+ * @typedef {(records: Api.EpochRecord[], which: Which) => boolean} OnlyIf */
+/** A line chart of the metric catalogue (lineChart), as lineFigure draws it.
+ * @typedef {{id: string, title: string, yTitle: string, y2Title: Api.Chart["y2_title"],
+ *   y2Range: Api.Chart["y2_range"], group: Api.Chart["group"],
+ *   hideEmpty: Api.Chart["hide_when_empty"], help: HelpLine[], yRange: Api.Chart["y_range"],
+ *   yRangeMode: Api.Chart["y_range_mode"], yFormat: Api.Chart["y_format"], traces: LineTrace[],
+ *   refs: (ctx: ChartContext, records: Api.EpochRecord[], which: Which) => (RefLine | null)[],
+ *   onlyIf: OnlyIf | null}} LineMetric */
+/** A metric of the catalogue that sweeps use (its `sweep` set).
+ * @typedef {Api.MetricEntry & {sweep: Api.SweepUse}} SweepEntry */
+/** A metric a sweep map can be shaded by (sweepMetric), read from a run's or a cell's `final`.
+ * @typedef {{id: string, title: string, label: string, default: boolean | undefined,
+ *   get: (final: Api.FinalMeans | Api.FinalMetrics) => number | null | undefined,
+ *   max: (sweep: Api.SweepDetail) => number | undefined}} SweepMetric */
+/** A projection as columns (projectionFrame): probe i at (x[i], y[i]), its class labels[i].
+ * @typedef {{epoch: number, x: number[], y: number[], labels: number[]}} Frame */
+/** Axis ranges (projectionRange): [low, high] of each axis.
+ * @typedef {{x: number[], y: number[]}} Range */
 
 /** Resolves once Plotly.js (loaded `async` by the page, 4 MB) is ready: the rest of the page
- * renders meanwhile, so first paint never waits for it. */
+ * renders meanwhile, so first paint never waits for it.
+ * @type {Promise<PlotlyApi | undefined>} */
 export const plotlyReady = new Promise((resolve, reject) => {
-  if (window.Plotly) {
-    resolve(window.Plotly);
+  const page = /** @type {PlotlyWindow} */ (window);
+  if (page.Plotly) {
+    resolve(page.Plotly);
     return;
   }
-  const script = document.querySelector("script[data-plotly]");
-  script.addEventListener("load", () => resolve(window.Plotly));
+  // every page that imports this module loads Plotly.js with one (a report inlines it)
+  const script = /** @type {HTMLScriptElement} */ (document.querySelector("script[data-plotly]"));
+  script.addEventListener("load", () => resolve(page.Plotly));
   script.addEventListener("error", () => reject(new Error("could not load Plotly.js")));
 });
 
@@ -28,12 +106,19 @@ export const PLOT_CONFIG = {
   modeBarButtonsToRemove: ["lasso2d", "select2d"],
 };
 
+/** The record's metrics of the representation shown; {} when it has none (a backbone's may be
+ * null).
+ * @param {Api.EpochRecord | null | undefined} record @param {Which} which
+ * @returns {Partial<Api.EmbeddingMetrics>} */
 const rep = (record, which) => (record && record[which]) || {};
 
 /** What the reference lines of one run's figures need: embedding size, planned epochs, chance
- * level, the loss's collapse level and the configured learning rate. */
+ * level, the loss's collapse level and the configured learning rate.
+ * @param {Run} run @param {Api.EpochRecord[]} records @param {Which} which
+ * @returns {ChartContext} */
 export function chartContext(run, records, which) {
-  const config = runConfig(run);
+  // a list summary has no batch_size or lr: they read as undefined
+  const config = /** @type {Partial<Api.RunConfig>} */ (runConfig(run));
   const last = records[records.length - 1];
   const loss = collapseLoss(run);
   const batch = config.batch_size || 256;
@@ -53,40 +138,55 @@ export function chartContext(run, records, which) {
  * metric is declared once: contract/metrics.py); set by useMetricCatalogue before drawing.
  * Each has `traces` that pull values out of an epoch record for the chosen representation
  * ("backbone" | "projector") and `refs`, its metrics' healthy and collapsed levels. */
+/** @type {LineMetric[]} */
 export let LINE_METRICS = [];
-/** What a sweep map can be shaded by, and its line plot show, per run (its last epoch). */
+/** What a sweep map can be shaded by, and its line plot show, per run (its last epoch).
+ * @type {SweepMetric[]} */
 export let SWEEP_METRICS = [];
-/** Ids of every chart in page order (line charts and the spectrum, shares and plane). */
+/** Ids of every chart in page order (line charts and the spectrum, shares and plane).
+ * @type {string[]} */
 export let CHART_IDS = [];
 
-/** Levels that depend on the run (LevelContext in contract/metrics.py): value and its text. */
+/** Levels that depend on the run (LevelContext in contract/metrics.py): value and its text.
+ * @type {Record<NonNullable<Api.Level["context"]>,
+ *   (ctx: ChartContext) => {y: number, text: string} | null>} */
 const CONTEXT_LEVELS = {
   dim: (ctx) => (ctx.dim ? { y: ctx.dim, text: String(ctx.dim) } : null),
   chance: (ctx) => (ctx.numClasses ? { y: 1 / ctx.numClasses, text: `1/${ctx.numClasses}` } : null),
+  // chartContext sets the label with the level
   collapse_loss: (ctx) =>
-    ctx.collapseLoss !== undefined ? { y: ctx.collapseLoss, text: ctx.collapseLossLabel } : null,
+    ctx.collapseLoss !== undefined
+      ? { y: ctx.collapseLoss, text: /** @type {string} */ (ctx.collapseLossLabel) }
+      : null,
   base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
 };
 const DASHES = [undefined, "dash", "dot"];
 
 /** A metric's value in an epoch record: of the embedding shown, of the run, or of its
- * method's logs. */
+ * method's logs (a metric's name is a field of the one it is measured on).
+ * @param {Api.MetricEntry} metric @returns {ValueGetter} */
 function valueGetter(metric) {
-  if (metric.measured_on === "embedding") return (r, w) => rep(r, w)[metric.name];
+  if (metric.measured_on === "embedding")
+    return (r, w) => /** @type {Record<string, unknown>} */ (rep(r, w))[metric.name];
   if (metric.measured_on === "method_internals")
     return (r) => (r && r.logs ? r.logs[metric.name] : undefined);
-  return (r) => (r ? r[metric.name] : undefined);
+  return (r) => (r ? /** @type {Record<string, unknown>} */ (r)[metric.name] : undefined);
 }
 
-/** A reference level as a line {y, label, color}, or null when this run does not give it. */
+/** A reference level as a line {y, label, color}, or null when this run does not give it.
+ * @param {Api.Level} level @param {string} color @param {ChartContext} ctx
+ * @param {Api.EpochRecord[]} records @param {Which} which @returns {RefLine | null} */
 function resolveLevel(level, color, ctx, records, which) {
+  /** @type {{y: number, text: string} | null} */
   let found = null;
   if (level.value !== null && level.value !== undefined)
     found = { y: level.value, text: String(level.value) };
   else if (level.context) found = CONTEXT_LEVELS[level.context](ctx);
   else if (level.field) {
+    const field = level.field; // a const, so the closure keeps it narrowed
     const y = records
-      .map((r) => rep(r, which)[level.field])
+      // a level's field is a number of the embedding's (contract/metrics.py)
+      .map((r) => /** @type {Record<string, number | null>} */ (rep(r, which))[field])
       .find((v) => v !== null && v !== undefined);
     if (y)
       found = {
@@ -98,24 +198,29 @@ function resolveLevel(level, color, ctx, records, which) {
   return found ? { y: found.y, label: level.label.replace("{value}", found.text), color } : null;
 }
 
-/** One line per metric of a chart: its title and what a change of it means (Metric.help). */
+/** One line per metric of a chart: its title and what a change of it means (Metric.help).
+ * @param {Api.MetricEntry[]} metrics @returns {HelpLine[]} */
 function helpLines(metrics) {
   return metrics
     .filter((m) => m.help)
     .map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
 }
 
+/** @param {RefLine | null} ref @param {Api.MetricEntry["axis"]} axis @returns {RefLine | null} */
 function withAxis(ref, axis) {
   return ref ? { ...ref, axis: axis === "y2" ? "y2" : "y" } : null;
 }
 
+/** @param {[Api.MetricEntry["axis"], Api.Level]} entry */
 function levelKey([axis, level]) {
   return JSON.stringify([axis, level.value, level.context, level.field]);
 }
 
 /** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws;
  * guests (Chart.also: metrics of another chart, on the axis given here) are drawn only where
- * a run has them, without their levels or help. */
+ * a run has them, without their levels or help.
+ * @param {Api.Chart} chart @param {Api.MetricEntry[]} metrics @param {Api.MetricEntry[]} guests
+ * @returns {LineMetric} */
 function lineChart(chart, metrics, guests) {
   const traces = [...metrics, ...guests].map((metric, i) => ({
     name: metric.title,
@@ -124,7 +229,9 @@ function lineChart(chart, metrics, guests) {
     axis: metric.axis,
     guest: i >= metrics.length,
   }));
+  /** @param {"healthy" | "collapsed"} kind */
   const levels = (kind) => {
+    /** @type {Map<string, {level: Api.Level, axis: Api.MetricEntry["axis"]}>} */
     const seen = new Map();
     for (const metric of metrics)
       if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]])))
@@ -163,21 +270,24 @@ function lineChart(chart, metrics, guests) {
 }
 
 /** A sweep-eligible metric as the sweep map, line plot and table read it from a run's or a
- * cell's `final`. */
+ * cell's `final`.
+ * @param {SweepEntry} metric @returns {SweepMetric} */
 function sweepMetric(metric) {
   return {
     id: metric.name,
     title: metric.title,
     label: metric.sweep.label,
     default: metric.sweep.default,
-    get: (f) => f[metric.name],
+    // a sweep metric's name is a field of `final` (contract/metrics.py)
+    get: (f) => /** @type {Record<string, number | null>} */ (f)[metric.name],
     max: (sweep) =>
       metric.sweep.scale_max !== null ? metric.sweep.scale_max : sweepMax(sweep, metric.name),
   };
 }
 
 /** Build the charts and the sweep metrics from the metric catalogue (GET /api/metrics), and
- * take the verdict kinds and their words from it (verdict.js). */
+ * take the verdict kinds and their words from it (verdict.js).
+ * @param {Api.MetricCatalogue} catalogue */
 export function useMetricCatalogue(catalogue) {
   useVerdicts(catalogue);
   const byName = new Map(catalogue.metrics.map((m) => [m.name, m]));
@@ -187,29 +297,42 @@ export function useMetricCatalogue(catalogue) {
       lineChart(
         chart,
         catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived),
-        Object.entries(chart.also || {}).map(([name, axis]) => ({ ...byName.get(name), axis })),
+        // Chart.also names metrics of the catalogue (contract/metrics.py checks)
+        Object.entries(chart.also || {}).map(([name, axis]) => ({
+          .../** @type {Api.MetricEntry} */ (byName.get(name)),
+          axis,
+        })),
       ),
     );
-  SWEEP_METRICS = catalogue.metrics.filter((m) => m.sweep).map(sweepMetric);
+  SWEEP_METRICS = /** @type {SweepEntry[]} */ (catalogue.metrics.filter((m) => m.sweep)).map(
+    sweepMetric,
+  );
   SWEEP_METRICS.sort((a, b) => Number(b.default) - Number(a.default)); // the default first
   CHART_IDS = catalogue.charts.map((c) => c.id);
 }
 
 /** The context values every overlaid run shares: a reference level (the configured lr, the
- * loss's collapse level, d, chance) is drawn only when it holds for all of them. */
+ * loss's collapse level, d, chance) is drawn only when it holds for all of them.
+ * @param {Series[]} series @returns {ChartContext} */
 function commonContext(series) {
-  const [first, ...rest] = series.map((s) => s.ctx || {});
+  const [first, ...rest] = series.map((s) => /** @type {Record<string, unknown>} */ (s.ctx || {}));
   if (!first) return {};
-  return Object.fromEntries(
-    Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)),
+  // the entries the runs' contexts share: a ChartContext
+  return /** @type {ChartContext} */ (
+    Object.fromEntries(
+      Object.entries(first).filter(([key, value]) => rest.every((ctx) => ctx[key] === value)),
+    )
   );
 }
 
-/** Reference lines as layout shapes + annotations spanning the full width. */
+/** Reference lines as layout shapes + annotations spanning the full width.
+ * @param {(RefLine | null)[]} refs @param {boolean} [hasY2] */
 function referenceLines(refs, hasY2 = false) {
+  /** @type {PlotlyObject[]} */
   const shapes = [];
+  /** @type {PlotlyObject[]} */
   const annotations = [];
-  for (const ref of refs.filter(Boolean)) {
+  for (const ref of /** @type {RefLine[]} */ (refs.filter(Boolean))) {
     if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
     if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
     const axis = ref.axis || "y";
@@ -238,6 +361,7 @@ function referenceLines(refs, hasY2 = false) {
   return { shapes, annotations };
 }
 
+/** @param {string} title @param {string} xTitle @param {string} yTitle @returns {Layout} */
 function baseLayout(title, xTitle, yTitle) {
   return {
     title: { text: title, font: { size: 14 }, x: 0.02, xanchor: "left" },
@@ -260,15 +384,18 @@ function baseLayout(title, xTitle, yTitle) {
 
 /**
  * Line figure for one metric across one or more runs.
- * @param metric  one of LINE_METRICS
- * @param series  [{name, color, records, ctx}] one entry per run
- * @param which   "backbone" | "projector"
+ * @param {LineMetric} metric  one of LINE_METRICS
+ * @param {Series[]} series  [{name, color, records, ctx}] one entry per run
+ * @param {Which} which
+ * @returns {Figure}
  */
 export function lineFigure(metric, series, which) {
+  /** @type {PlotlyObject[]} */
   const data = [];
   const many = series.length > 1;
   // a second-axis schedule, a guest of another chart, or a line of a family's panel this
   // method does not log, is left out where no run has it
+  /** @param {LineTrace} trace */
   const used = (trace) =>
     (trace.axis !== "y2" && !trace.guest && !metric.hideEmpty) ||
     series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
@@ -324,16 +451,20 @@ export function lineFigure(metric, series, which) {
   return { data, layout };
 }
 
-/** Whole-epoch ticks, at most about ten of them. */
+/** Whole-epoch ticks, at most about ten of them.
+ * @param {number} maxEpoch */
 function epochTick(maxEpoch) {
   return Math.max(1, Math.ceil(maxEpoch / 10));
 }
 
+/** The value, or null for none (undefined, null, NaN).
+ * @template T @param {T} value @returns {NonNullable<T> | null} */
 function nullable(value) {
   return value === undefined || value === null || Number.isNaN(value) ? null : value;
 }
 
-/** The values one record adds to each trace of a single-run line figure (for extendTraces). */
+/** The values one record adds to each trace of a single-run line figure (for extendTraces).
+ * @param {LineMetric} metric @param {Api.EpochRecord} record @param {Which} which */
 export function lineExtension(metric, record, which) {
   return {
     x: metric.traces.map(() => [record.epoch]),
@@ -341,13 +472,21 @@ export function lineExtension(metric, record, which) {
   };
 }
 
-/** Heatmap epoch × index of log singular values, with the effective rank drawn over it. */
+/** Heatmap epoch × index of log singular values, with the effective rank drawn over it.
+ * @param {Api.EpochRecord[]} records @param {Which} which @param {ChartContext} [ctx]
+ * @returns {Figure} */
 export function spectrumFigure(records, which, ctx = {}) {
   const withSpectrum = records.filter((r) => Array.isArray(rep(r, which).spectrum));
-  const length = Math.max(0, ...withSpectrum.map((r) => rep(r, which).spectrum.length));
+  // withSpectrum's records have a spectrum
+  const length = Math.max(
+    0,
+    ...withSpectrum.map((r) => /** @type {number[]} */ (rep(r, which).spectrum).length),
+  );
   const z = [];
   for (let index = 0; index < length; index += 1) {
-    z.push(withSpectrum.map((r) => nullable(rep(r, which).spectrum[index])));
+    z.push(
+      withSpectrum.map((r) => nullable(/** @type {number[]} */ (rep(r, which).spectrum)[index])),
+    );
   }
   const epochs = withSpectrum.map((r) => r.epoch);
   const data = [
@@ -401,7 +540,8 @@ export function spectrumFigure(records, which, ctx = {}) {
 }
 
 /** The record a per-epoch picture shows: the one at `epoch` (the slider's), else the latest
- * before it, else (no epoch chosen yet, or none that early) the run's last. */
+ * before it, else (no epoch chosen yet, or none that early) the run's last.
+ * @param {Api.EpochRecord[]} records @param {number | null} [epoch] */
 export function recordAt(records, epoch = null) {
   if (!records.length) return null;
   if (epoch === null || epoch === undefined) return records[records.length - 1];
@@ -420,7 +560,10 @@ const SHARES_HELP =
  * Dimensional collapse at one epoch: the top principal directions' share of the variance of
  * z/‖z‖ (the record's variance_shares), one bar per direction, one trace per run, with the
  * isotropic share 1/d as the reference line.
- * @param epoch  the epoch shown (the slider's); null: each run's last
+ * @param {Series[]} series
+ * @param {Which} which
+ * @param {number | null} [epoch]  the epoch shown (the slider's); null: each run's last
+ * @returns {Figure}
  */
 export function varianceSharesFigure(series, which, epoch = null) {
   const shown = series.map((s) => ({ run: s, record: recordAt(s.records, epoch) }));
@@ -442,7 +585,12 @@ export function varianceSharesFigure(series, which, epoch = null) {
       offsetgroup: String(i),
     };
   });
-  const epochs = [...new Set(shown.filter((s) => s.record).map((s) => s.record.epoch))];
+  const epochs = [
+    ...new Set(
+      // the records the filter kept
+      shown.filter((s) => s.record).map((s) => /** @type {Api.EpochRecord} */ (s.record).epoch),
+    ),
+  ];
   const title =
     "Variance per principal direction" + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
   const layout = baseLayout(title, "principal direction (1 = largest)", "share of the variance");
@@ -462,8 +610,9 @@ export function varianceSharesFigure(series, which, epoch = null) {
     ]),
   );
   if (data.every((trace) => !trace.y.length)) {
-    // variance_shares is empty for a constant embedding (and absent in older records)
-    layout.annotations.push({
+    // variance_shares is empty for a constant embedding (and absent in older records); the
+    // annotations are referenceLines'
+    /** @type {PlotlyObject[]} */ (layout.annotations).push({
       xref: "paper",
       x: 0.5,
       yref: "paper",
@@ -478,8 +627,10 @@ export function varianceSharesFigure(series, which, epoch = null) {
   return { data, layout };
 }
 
-/** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs. */
+/** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs.
+ * @param {Series[]} series @param {Which} which @returns {Figure} */
 export function alignUniformFigure(series, which) {
+  /** @type {PlotlyObject[]} */
   const data = series.map((run, i) => {
     const points = run.records.filter(
       (r) => rep(r, which).alignment !== undefined && rep(r, which).alignment !== null,
@@ -552,11 +703,13 @@ export function alignUniformFigure(series, which) {
   return { data, layout };
 }
 
-/** Last-epoch spectra of several runs on one line plot (heatmaps cannot be overlaid). */
+/** Last-epoch spectra of several runs on one line plot (heatmaps cannot be overlaid).
+ * @param {Series[]} series @param {Which} which @returns {Figure} */
 export function spectrumOverlayFigure(series, which) {
   const data = series.map((s) => {
     const last = [...s.records].reverse().find((r) => Array.isArray(rep(r, which).spectrum));
-    const spectrum = last ? rep(last, which).spectrum : [];
+    // last has one (the find's)
+    const spectrum = last ? /** @type {number[]} */ (rep(last, which).spectrum) : [];
     return {
       type: "scatter",
       mode: "lines",
@@ -612,19 +765,26 @@ export function spectrumOverlayFigure(series, which) {
   return { data, layout };
 }
 
-/** The line metrics that apply to these runs (cluster usage only for clustering methods). */
+/** The line metrics that apply to these runs (cluster usage only for clustering methods).
+ * @param {Pick<Series, "records">[]} series @param {Which} which */
 export function visibleMetrics(series, which) {
-  return LINE_METRICS.filter((m) => !m.onlyIf || series.some((s) => m.onlyIf(s.records, which)));
+  // the closure does not keep m.onlyIf narrowed
+  return LINE_METRICS.filter(
+    (m) => !m.onlyIf || series.some((s) => /** @type {OnlyIf} */ (m.onlyIf)(s.records, which)),
+  );
 }
 
 /**
  * Every diagnostic figure of one run (series of length 1) or of several overlaid, in page
  * order, as [{id, figure}]: the run page, the compare page and the report all draw these.
- * @param series  [{name, color, records, ctx}] one entry per run (see chartContext)
- * @param which   "backbone" | "projector"
- * @param epoch   the epoch the per-epoch pictures show (the slider's); null: each run's last
+ * @param {Series[]} series  [{name, color, records, ctx}] one entry per run (see chartContext)
+ * @param {Which} which
+ * @param {{epoch?: number | null}} [options]  epoch: the epoch the per-epoch pictures show (the
+ *   slider's); null: each run's last
+ * @returns {{id: string, figure: Figure}[]}
  */
 export function diagnosticFigures(series, which, { epoch = null } = {}) {
+  /** @type {Record<string, () => Figure>} */
   const special = {
     spectrum: () =>
       series.length === 1
@@ -636,25 +796,30 @@ export function diagnosticFigures(series, which, { epoch = null } = {}) {
   const lines = new Map(visibleMetrics(series, which).map((metric) => [metric.id, metric]));
   return CHART_IDS.filter((id) => lines.has(id) || special[id]).map((id) => ({
     id,
-    figure: lines.has(id) ? lineFigure(lines.get(id), series, which) : special[id](),
+    figure: lines.has(id)
+      ? lineFigure(/** @type {LineMetric} */ (lines.get(id)), series, which)
+      : special[id](),
   }));
 }
 
 /** What a line chart's metrics mean (their Metric.help) and the mechanism family whose panel
- * it belongs to (Chart.group), or null for a chart without help. */
+ * it belongs to (Chart.group), or null for a chart without help.
+ * @param {string} id */
 export function chartHelp(id) {
   const chart = LINE_METRICS.find((m) => m.id === id);
   return chart && chart.help.length ? { group: chart.group, lines: chart.help } : null;
 }
 
-/** Ids of the charts shown for these runs, in page order. */
+/** Ids of the charts shown for these runs, in page order.
+ * @param {Pick<Series, "records">[]} series @param {Which} which */
 export function shownChartIds(series, which) {
   const lines = new Set(visibleMetrics(series, which).map((m) => m.id));
   return CHART_IDS.filter((id) => lines.has(id) || !LINE_METRICS.some((m) => m.id === id));
 }
 
 /** The projection payload (`{"epoch", "points": [[x, y]...], "labels"}`) as columns; a point's
- * position is its probe index. */
+ * position is its probe index.
+ * @param {Api.ProjectionPoints} payload @returns {Frame} */
 export function projectionFrame(payload) {
   return {
     epoch: payload.epoch,
@@ -664,8 +829,10 @@ export function projectionFrame(payload) {
   };
 }
 
-/** Axis ranges covering the points with a 5 % margin. */
+/** Axis ranges covering the points with a 5 % margin.
+ * @param {Frame} frame @returns {Range} */
 export function projectionRange(frame) {
+  /** @param {number[]} values */
   const extent = (values) => {
     let lo = Infinity;
     let hi = -Infinity;
@@ -680,9 +847,12 @@ export function projectionRange(frame) {
   return { x: extent(frame.x), y: extent(frame.y) };
 }
 
-/** The smallest ranges holding both (either may be null). */
+/** The smallest ranges holding both (either may be null).
+ * @template {Range | null} B
+ * @param {Range | null} a @param {B} b @returns {Range | B} */
 export function unionRange(a, b) {
   if (!a || !b) return a || b;
+  /** @param {number[]} p @param {number[]} q */
   const span = (p, q) => [Math.min(p[0], q[0]), Math.max(p[1], q[1])];
   return { x: span(a.x, b.x), y: span(a.y, b.y) };
 }
@@ -691,16 +861,20 @@ export function unionRange(a, b) {
  * Embedding picture (WebGL scatter) coloured by label, one trace per label so the legend names
  * classes. `range` is the run's (or the comparison's) fixed scale: never autoscaled per epoch,
  * so a collapsing run's cloud visibly shrinks (size = spread; shape = neighbourhoods).
+ * @param {Frame} frame
+ * @param {{title?: string, range?: Range | null}} [options]
+ * @returns {Figure}
  */
 export function umapFigure(frame, { title = "UMAP of the probe embeddings", range = null } = {}) {
+  /** @type {Map<number, number[]>} label -> its points' indices */
   const byLabel = new Map();
   frame.labels.forEach((label, i) => {
     if (!byLabel.has(label)) byLabel.set(label, []);
-    byLabel.get(label).push(i);
+    /** @type {number[]} */ (byLabel.get(label)).push(i); // set just above
   });
   const labels = [...byLabel.keys()].sort((a, b) => a - b);
   const data = labels.map((label) => {
-    const members = byLabel.get(label);
+    const members = /** @type {number[]} */ (byLabel.get(label)); // a key of byLabel
     return {
       type: "scattergl",
       mode: "markers",
@@ -726,18 +900,23 @@ export function umapFigure(frame, { title = "UMAP of the probe embeddings", rang
   return { data, layout };
 }
 
-/** Render (or re-render in place) a figure into a div. */
+/** Render (or re-render in place) a figure into a div.
+ * @param {HTMLElement} div @param {Figure} figure @returns {Promise<unknown>} */
 export function draw(div, figure) {
-  if (!window.Plotly) return Promise.resolve(); // the page draws everything once it arrives
-  return window.Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
+  const Plotly = /** @type {PlotlyWindow} */ (window).Plotly;
+  if (!Plotly) return Promise.resolve(); // the page draws everything once it arrives
+  return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
 }
 
 /** Append one record to a single-run line plot without redrawing the history.
- * Returns false when the plot's traces do not match (a trace just appeared): redraw then. */
+ * Returns false when the plot's traces do not match (a trace just appeared): redraw then.
+ * @param {LinePlotDiv} div @param {LineMetric} metric @param {Api.EpochRecord} record
+ * @param {Which} which @param {ChartContext} ctx */
 export function extend(div, metric, record, which, ctx) {
-  if (!window.Plotly || !div.data || div.data.length !== metric.traces.length) return false;
+  const Plotly = /** @type {PlotlyWindow} */ (window).Plotly;
+  if (!Plotly || !div.data || div.data.length !== metric.traces.length) return false;
   const ext = lineExtension(metric, record, which);
-  window.Plotly.extendTraces(
+  Plotly.extendTraces(
     div,
     { x: ext.x, y: ext.y },
     metric.traces.map((_, i) => i),
@@ -745,27 +924,34 @@ export function extend(div, metric, record, which, ctx) {
   const maxEpoch = Math.max(ctx.epochs || 1, record.epoch);
   // The axis spans the planned epochs, so it only moves past them: relayout (a second redraw) then.
   if (div.layout.xaxis.range[1] !== maxEpoch + 0.3)
-    window.Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
+    Plotly.relayout(div, { "xaxis.range": [-0.3, maxEpoch + 0.3] });
   return true;
 }
 
 // ---------------------------------------------------------------- sweeps (collapse maps)
 
-/** The largest final value of a metric in the sweep (the shade's top when it has no fixed one). */
+/** The largest final value of a metric in the sweep (the shade's top when it has no fixed one).
+ * @param {Api.SweepDetail} sweep @param {string} name a field of `final` */
 function sweepMax(sweep, name) {
   const values = sweep.cells
-    .flatMap((c) => c.runs.map((r) => (r.final ? nullable(r.final[name]) : null)))
+    .flatMap((c) =>
+      c.runs.map((r) =>
+        r.final ? nullable(/** @type {Record<string, number | null>} */ (r.final)[name]) : null,
+      ),
+    )
     .filter((v) => v !== null);
   return Math.max(1, ...values);
 }
 
-/** A cell's value of a metric: the mean over its seeds' last epochs (the API's). */
+/** A cell's value of a metric: the mean over its seeds' last epochs (the API's).
+ * @param {Api.SweepCell} cell @param {SweepMetric} metric */
 export function cellMetric(cell, metric) {
   return nullable(metric.get(cell.final));
 }
 
 /** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress
- * while running. */
+ * while running.
+ * @param {Api.SweepCell} cell */
 export function cellLabel(cell) {
   const parts = [];
   if (cell.verdict_kind && cell.verdict_kind !== "healthy" && cell.onset_epoch !== null)
@@ -777,6 +963,7 @@ export function cellLabel(cell) {
   return parts.join("<br>") || cell.status;
 }
 
+/** @param {Api.GridAxisOut} axis */
 function axisLabels(axis) {
   return axis.values.map((v) => String(v));
 }
@@ -786,18 +973,20 @@ function axisLabels(axis) {
  * (green healthy, amber dimensional, red complete collapse, grey none yet), its shade the
  * chosen metric (light = low), the onset epoch written in it. One-key sweeps are one row.
  * Each cell's customdata is its index in sweep.cells (for clicks).
+ * @param {Api.SweepDetail} sweep @param {SweepMetric} metric @returns {Figure}
  */
 export function sweepMapFigure(sweep, metric) {
   const [first, second] = sweep.axes;
   const rows = second ? first.values.length : 1;
   const cols = second ? second.values.length : first.values.length;
-  const z = [],
-    text = [],
-    hover = [],
-    index = [];
+  const z = /** @type {number[][]} */ ([]),
+    text = /** @type {string[][]} */ ([]),
+    hover = /** @type {string[][]} */ ([]),
+    index = /** @type {number[][]} */ ([]);
   const max = metric.max(sweep) || 1;
   // one hue band per kind: none yet, then the verdicts from healthy to the worst
-  const kinds = [PENDING, ...verdictKinds()];
+  // the catalogue's kinds are Api.Verdict's (verdict.js)
+  const kinds = /** @type {(keyof typeof VERDICT_COLORS)[]} */ ([PENDING, ...verdictKinds()]);
   for (let row = 0; row < rows; row += 1) {
     z.push([]);
     text.push([]);
@@ -832,6 +1021,7 @@ export function sweepMapFigure(sweep, metric) {
       );
     }
   }
+  /** @type {[number, string][]} */
   const colorscale = [];
   kinds.forEach((kind, i) => {
     colorscale.push([i / kinds.length, VERDICT_TINTS[kind]]);
@@ -872,12 +1062,14 @@ export function sweepMapFigure(sweep, metric) {
   return { data, layout };
 }
 
+/** @param {number | null | undefined} value */
 function fmtNumber(value) {
   return value === null || value === undefined ? "–" : Number(value.toPrecision(3)).toString();
 }
 
 /** One-key sweeps: the chosen final diagnostic against the swept value, one line per seed,
- * each marker coloured by that run's verdict. */
+ * each marker coloured by that run's verdict.
+ * @param {Api.SweepDetail} sweep @param {SweepMetric} metric @returns {Figure} */
 export function sweepLineFigure(sweep, metric) {
   const axis = sweep.axes[0];
   const numeric = axis.values.every((v) => typeof v === "number");
@@ -905,9 +1097,10 @@ export function sweepLineFigure(sweep, metric) {
   });
   const layout = baseLayout(`${metric.label} against ${axis.key}`, axis.key, metric.label);
   layout.hovermode = "closest";
+  const numbers = /** @type {number[]} */ (axis.values); // read only where numeric
   if (!numeric) layout.xaxis.type = "category";
-  else if (axis.values.length > 2 && axis.values.every((v) => v > 0)) {
-    const [lo, hi] = [Math.min(...axis.values), Math.max(...axis.values)];
+  else if (numbers.length > 2 && numbers.every((v) => v > 0)) {
+    const [lo, hi] = [Math.min(...numbers), Math.max(...numbers)];
     if (hi / lo > 50) layout.xaxis.type = "log";
   }
   return { data, layout };

@@ -31,6 +31,7 @@ import { causeBlock, findingsList, verdictHeadline, verdictKind } from "./verdic
  * @typedef {{run: Api.RunDetail, records: Api.EpochRecord[], projections: Api.ProjectionPoints[]}}
  *   ReportRun */
 
+/** @type {{which: "projector" | "backbone", title: string}[]} */
 const SPACES = [
   { which: "projector", title: "Projector output z" },
   { which: "backbone", title: "Backbone representation h" },
@@ -116,7 +117,8 @@ export function renderReport(data) {
     );
     drawing.push(() =>
       figures.forEach(({ id, figure }) =>
-        draw(document.getElementById(`plot-${which}-${id}`), figure),
+        // plotCard's, in the page by the time it is drawn
+        draw(/** @type {HTMLElement} */ (document.getElementById(`plot-${which}-${id}`)), figure),
       ),
     );
     return el("section", {}, el("h2", {}, title), grid);
@@ -125,7 +127,10 @@ export function renderReport(data) {
   const pictures = runs.flatMap(({ run, projections }) =>
     projections.map((payload) => ({ run, frame: projectionFrame(payload) })),
   );
-  const range = pictures.reduce((acc, { frame }) => unionRange(acc, projectionRange(frame)), null);
+  const range = pictures.reduce(
+    (acc, { frame }) => unionRange(acc, projectionRange(frame)),
+    /** @type {ReturnType<typeof projectionRange> | null} */ (null),
+  );
   const cells = pictures.map(({ run, frame }) => {
     const plot = el("div", {
       class: "plot umap-plot",

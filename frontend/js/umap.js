@@ -152,12 +152,7 @@ export class UmapView {
     const frame = this.shown === null ? undefined : this.frames.get(this.shown);
     if (!frame || this.plot.hidden) return Promise.resolve();
     const title = `${this.title} · epoch ${this.shown}`;
-    // plots.js is not type-checked yet: tsc reads umapFigure's `range` as its default, null
-    const options = /** @type {{title: string, range: null}} */ ({
-      title,
-      range: this.scale.range,
-    });
-    return draw(this.plot, umapFigure(frame, options));
+    return draw(this.plot, umapFigure(frame, { title, range: this.scale.range }));
   }
 
   /** @param {number | null | undefined} epoch */

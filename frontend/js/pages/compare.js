@@ -1,9 +1,10 @@
+// @ts-check
 // Compare page (`/compare?runs=a,b,...`, or a shared comparison `/s/{token}`): the chosen runs
 // overlaid on the same diagnostics, their UMAPs side by side at one epoch, and the collapse
 // matrix (methods x ablations with verdicts). Without `runs`, it offers a picker and the matrix
 // of every run.
 
-import { api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
+import { ApiError, api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
 import {
   isActive,
@@ -43,10 +44,26 @@ import {
   verdictKind,
   verdictLabel,
 } from "../verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A run as listed (the picker) or in full (a comparison): model.js's Run.
+ * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
+/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** The method catalogue, or its empty lists until it arrives (or when it cannot be read).
+ * @typedef {Pick<Catalogue, "methods" | "presets">
+ *   & {configSchema: Catalogue["configSchema"] | null}} PageCatalogue */
+/** @typedef {ReturnType<typeof diagnosticFigures>[number]["figure"]} Figure */
+/** A run-list event (`{"run_id", "seq", "data"}`): data is the run stream's event's, here an
+ * epoch record or a status (backend/events.py).
+ * @typedef {{run_id: string, seq: number, data: Partial<Api.EpochRecord> | null}} ListEvent */
 
 const MAX_UMAPS = 6;
-const root = document.getElementById("compare");
+const root = /** @type {HTMLElement} */ (document.getElementById("compare")); // compare.html's
 
+/** @type {{catalogue: PageCatalogue, ids: string[], runs: Map<string, Run>,
+ *   records: Map<string, Api.EpochRecord[]>, which: "projector" | "backbone",
+ *   umaps: UmapView[], slider: EpochSlider | null, epoch: number | null,
+ *   redrawScheduled: boolean}} */
 const state = {
   catalogue: { methods: [], presets: [], configSchema: null },
   ids: [],
@@ -59,6 +76,7 @@ const state = {
   redrawScheduled: false,
 };
 
+/** @param {string} id */
 function colorOf(id) {
   return RUN_COLORS[state.ids.indexOf(id) % RUN_COLORS.length];
 }
@@ -67,7 +85,7 @@ function seriesList() {
   return state.ids
     .filter((id) => state.runs.has(id))
     .map((id) => {
-      const run = state.runs.get(id);
+      const run = /** @type {Run} */ (state.runs.get(id)); // the filter's
       const records = state.records.get(id) || [];
       return {
         id,
@@ -81,7 +99,8 @@ function seriesList() {
 
 // ---------------------------------------------------------------- collapse matrix
 
-/** Column label for a run inside its method's row: the ablation, or "standard". */
+/** Column label for a run inside its method's row: the ablation, or "standard".
+ * @param {Run} run */
 function ablationLabel(run) {
   const preset = runPreset(run);
   const found = preset && state.catalogue.presets.find((p) => p.name === preset);
@@ -95,24 +114,29 @@ function ablationLabel(run) {
   return options.length ? options.join(", ") : "standard";
 }
 
+/** @param {Run} run */
 function expectedOf(run) {
   const preset = runPreset(run);
   const found = preset && state.catalogue.presets.find((p) => p.name === preset);
   return found ? found.expected : null;
 }
 
+/** @param {Run[]} runs newest first */
 function collapseMatrix(runs) {
+  /** @type {Map<string, Map<string, Run>>} method -> ablation label -> run */
   const byMethod = new Map();
   for (const run of runs) {
     const method = runMethod(run);
     if (!byMethod.has(method)) byMethod.set(method, new Map());
-    const cells = byMethod.get(method);
+    const cells = /** @type {Map<string, Run>} */ (byMethod.get(method)); // set just above
     const label = ablationLabel(run);
     if (!cells.has(label)) cells.set(label, run); // runs come newest first: keep the newest
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
+  /** @param {string} name */
   const methodTitle = (name) =>
     (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
+  /** @param {string} label @param {Run} run */
   const cell = (label, run) => {
     const kind = verdictKind(run.verdict);
     const expected = expectedOf(run);
@@ -240,9 +264,11 @@ async function renderPicker() {
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const chosen = [...form.querySelectorAll("input[name=run]:checked")].map(
-      (input) => input.value,
-    );
+    const chosen = [
+      .../** @type {NodeListOf<HTMLInputElement>} */ (
+        form.querySelectorAll("input[name=run]:checked")
+      ),
+    ].map((input) => input.value);
     if (!chosen.length) {
       toast("Choose at least one run.", "error");
       return;
@@ -310,7 +336,8 @@ function renderLayout() {
       el("div", { id: "umap-grid", class: "umap-grid" }),
     ),
   );
-  const grid = document.getElementById("plots");
+  // the parts just drawn: plots, umap-slider, umap-grid, and a plot per chart
+  const grid = /** @type {HTMLElement} */ (document.getElementById("plots"));
   grid.append(
     ...CHART_IDS.map((id) =>
       el(
@@ -321,21 +348,24 @@ function renderLayout() {
       ),
     ),
   );
-  state.slider = new EpochSlider(document.getElementById("umap-slider"), {
-    initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
-    label: "Epoch (all runs)",
-    onChange: (epoch) => {
-      queryState.set({ epoch });
-      state.epoch = epoch;
-      for (const view of state.umaps) view.show(epoch);
-      draw(
-        document.getElementById("plot-shares"),
-        varianceSharesFigure(seriesList(), state.which, epoch),
-      );
+  state.slider = new EpochSlider(
+    /** @type {HTMLElement} */ (document.getElementById("umap-slider")),
+    {
+      initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
+      label: "Epoch (all runs)",
+      onChange: (epoch) => {
+        queryState.set({ epoch });
+        state.epoch = epoch;
+        for (const view of state.umaps) view.show(epoch);
+        draw(
+          /** @type {HTMLElement} */ (document.getElementById("plot-shares")), // a chart's
+          varianceSharesFigure(seriesList(), state.which, epoch),
+        );
+      },
+      beforePlay: () => Promise.all(state.umaps.map((view) => view.ready())),
     },
-    beforePlay: () => Promise.all(state.umaps.map((view) => view.ready())),
-  });
-  const umapGrid = document.getElementById("umap-grid");
+  );
+  const umapGrid = /** @type {HTMLElement} */ (document.getElementById("umap-grid"));
   const scale = new ProjectionScale(); // one pair of axes for every run's picture
   state.umaps = state.ids.slice(0, MAX_UMAPS).map((id) => {
     const run = state.runs.get(id);
@@ -346,7 +376,8 @@ function renderLayout() {
 }
 
 function renderLegend() {
-  const legend = document.getElementById("legend");
+  // renderLayout's, as the matrix's box is
+  const legend = /** @type {HTMLElement} */ (document.getElementById("legend"));
   legend.replaceChildren(
     ...state.ids.map((id) => {
       const run = state.runs.get(id);
@@ -365,9 +396,11 @@ function renderLegend() {
       );
     }),
   );
-  document
-    .getElementById("matrix")
-    .replaceChildren(collapseMatrix(state.ids.map((id) => state.runs.get(id)).filter(Boolean)));
+  /** @type {HTMLElement} */ (document.getElementById("matrix")).replaceChildren(
+    collapseMatrix(
+      /** @type {Run[]} */ (state.ids.map((id) => state.runs.get(id)).filter(Boolean)),
+    ),
+  );
 }
 
 function redraw() {
@@ -379,17 +412,21 @@ function redraw() {
     ]),
   );
   for (const id of CHART_IDS) {
-    const div = document.getElementById(`plot-${id}`);
-    div.closest(".plot-card").hidden = !figures.has(id);
-    if (figures.has(id)) draw(div, figures.get(id));
+    // renderLayout made a card and plot per chart
+    const div = /** @type {HTMLElement} */ (document.getElementById(`plot-${id}`));
+    /** @type {HTMLElement} */ (div.closest(".plot-card")).hidden = !figures.has(id);
+    if (figures.has(id)) draw(div, /** @type {Figure} */ (figures.get(id)));
   }
 }
 
 /** Put every epoch that has a projection (in any shown run) on the shared slider. The lists
  * are read before any goes on the slider: a finished run's list is final, and its view then
- * asks for no epoch outside it (the slider also shows the longer runs' epochs). */
+ * asks for no epoch outside it (the slider also shows the longer runs' epochs).
+ * @param {string[]} ids */
 async function addProjectionEpochs(ids) {
-  const views = ids.map((id) => state.umaps.find((v) => v.runId === id)).filter(Boolean);
+  const views = /** @type {UmapView[]} */ (
+    ids.map((id) => state.umaps.find((v) => v.runId === id)).filter(Boolean)
+  );
   // a run whose list cannot be read just lacks its epochs on the slider; the plots are unaffected
   const lists = await Promise.all(
     views.map((view) =>
@@ -405,7 +442,7 @@ async function addProjectionEpochs(ids) {
   views.forEach((view, index) => {
     for (const epoch of lists[index]) {
       view.add(epoch);
-      state.slider.add(epoch);
+      /** @type {EpochSlider} */ (state.slider).add(epoch); // renderLayout made it
     }
   });
 }
@@ -419,6 +456,7 @@ function scheduleRedraw() {
 /** Live updates from the run-list stream (`{"run_id", "seq", "data"}`): one connection for
  * any number of compared runs. */
 function connectLive() {
+  /** @param {"epoch" | "status"} type @returns {(event: ListEvent) => void} */
   const onEvent = (type) => (event) => {
     const id = event && event.run_id !== undefined ? String(event.run_id) : "";
     if (!state.ids.includes(id)) return;
@@ -426,7 +464,7 @@ function connectLive() {
     if (type === "epoch" && data.epoch !== undefined) {
       const records = state.records.get(id) || [];
       if (!records.some((r) => r.epoch === data.epoch)) {
-        records.push(data);
+        records.push(/** @type {Api.EpochRecord} */ (data)); // an epoch event's data
         records.sort((a, b) => a.epoch - b.epoch);
         state.records.set(id, records);
         scheduleRedraw();
@@ -475,7 +513,7 @@ async function main() {
           state.runs.set(id, await api.getRun(id));
           state.records.set(id, listData(await api.epochs(id)));
         } catch (error) {
-          if (error.status !== 404) throw error;
+          if (!(error instanceof ApiError && error.status === 404)) throw error;
         }
       }),
     );
@@ -483,9 +521,9 @@ async function main() {
     showState(
       root,
       "error",
-      error.status === 404 || error.status === 410
+      error instanceof ApiError && (error.status === 404 || error.status === 410)
         ? "This share link is unknown or has been revoked."
-        : `Could not load the comparison: ${error.message}`,
+        : `Could not load the comparison: ${error instanceof Error ? error.message : error}`,
     );
     return;
   }
@@ -495,9 +533,9 @@ async function main() {
     await plotlyReady;
   } catch (error) {
     showState(
-      document.getElementById("plots"),
+      /** @type {HTMLElement} */ (document.getElementById("plots")),
       "error",
-      `${error.message}: the plots cannot be drawn.`,
+      `${error instanceof Error ? error.message : error}: the plots cannot be drawn.`,
     );
     return;
   }

@@ -1,3 +1,4 @@
+// @ts-check
 // Launch page (`/launch`): a form generated from `/api/methods` (method options) and the run
 // config's JSON Schema (common fields), presets one click away, server-side 422 errors shown
 // next to the field, "launch again with changes" prefill (`?from=<run id>`), the zoo, and
@@ -16,8 +17,23 @@ import {
 } from "../sweep-form.js";
 import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 import { useVerdicts, verdictBadge } from "../verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** A JSON Schema as the form fields read it (forms.js): the config's and a method's options'.
+ * @typedef {NonNullable<Parameters<typeof fieldFor>[1]>} JsonSchema */
+/** A run request (a sweep's base): its method, preset and config fields.
+ * @typedef {Api.SweepRequest["base"]} RunRequest */
+/** A run's labels and alert receivers (contract/labels.py), as a run request carries them.
+ * @typedef {Pick<RunRequest, "project" | "tags" | "note" | "alerts">} Labels */
+/** A relaunched run's config (RunDetail.config), read by field name.
+ * @typedef {Partial<Api.RunConfig> & Record<string, unknown>} Prefill */
+/** @typedef {Catalogue["presets"][number]} Preset */
+/** A field of the form (forms.js fieldFor): data-field is its path.
+ * @typedef {HTMLElement & {dataset: {field: string}}} FormField */
 
 // Common config fields, grouped; anything else in the schema lands in "More".
+/** @type {[title: string, fields: string[], open: boolean][]} */
 const GROUPS = [
   ["Data", ["dataset", "dataset_path", "train_size", "probe_size", "image_size"], true],
   [
@@ -53,6 +69,7 @@ const GROUPS = [
   ["More", ["augment_strength", "knn_k", "device"], false],
 ];
 // Labels clearer than the schema's auto-generated titles ("Lr", "Knn K").
+/** @type {Record<string, string>} */
 const LABELS = {
   lr: "Base learning rate",
   knn_k: "kNN neighbours k",
@@ -88,6 +105,8 @@ const ZOO_FIELDS = [
 
 // The labels' fields (contract/labels.py RunLabels): not config fields, so marked
 // data-label, not data-field (which collectConfig and the sweep toggles read).
+/** @type {[name: "project" | "tags" | "note" | "alerts", label: string,
+ *   tag: "input" | "textarea", help: string][]} */
 const LABEL_FIELDS = [
   ["project", "Project", "input", "Files the run under a project; the runs list filters by it."],
   [
@@ -107,6 +126,12 @@ const LABEL_FIELDS = [
   ],
 ];
 
+/** The page's state: main loads the catalogue and its config schema before anything is drawn.
+ * @type {{catalogue: Catalogue | null, configSchema: JsonSchema | null,
+ *   definitions: Record<string, JsonSchema>, method: string | null | undefined,
+ *   preset: string | null, prefill: Prefill | null,
+ *   prefillLabels: {project?: string | null, tags?: string[], note?: string, alerts?: string},
+ *   sweepRuns: number | null}} */
 const state = {
   catalogue: null,
   configSchema: null,
@@ -118,37 +143,52 @@ const state = {
   sweepRuns: null, // runs the sweep in the form would queue; null = no field is swept
 };
 
-const root = document.getElementById("launch");
-const presetsBox = document.getElementById("presets");
+// launch.html's
+const root = /** @type {HTMLElement} */ (document.getElementById("launch"));
+const presetsBox = /** @type {HTMLElement} */ (document.getElementById("presets"));
 
-function methodInfo(name) {
-  return state.catalogue.methods.find((m) => m.name === name);
+/** The method catalogue: main loads it before anything is drawn. */
+function loadedCatalogue() {
+  if (!state.catalogue) throw new Error("the method catalogue is not loaded yet");
+  return state.catalogue;
 }
 
+/** @param {string | null | undefined} name */
+function methodInfo(name) {
+  return loadedCatalogue().methods.find((m) => m.name === name);
+}
+
+/** @param {string} name */
 function presetInfo(name) {
-  return state.catalogue.presets.find((p) => p.name === name);
+  return loadedCatalogue().presets.find((p) => p.name === name);
 }
 
 /** Value a field takes when the user changes nothing: schema default < method < preset < run. */
 function baseline() {
   const method = methodInfo(state.method);
   const preset = state.preset ? presetInfo(state.preset) : null;
+  /** @type {Record<string, unknown>} */
   const general = {
     ...schemaDefaults(state.configSchema),
-    ...state.catalogue.configDefaults,
+    ...loadedCatalogue().configDefaults,
     ...(method ? method.defaults : {}),
     ...(preset ? preset.config : {}),
   };
+  /** @type {Record<string, unknown>} */
   const options = {
     ...(method ? method.optionDefaults : {}),
-    ...(preset && preset.config.options ? preset.config.options : {}),
+    // a preset's options are an object of option values
+    ...(preset && preset.config.options
+      ? /** @type {Record<string, unknown>} */ (preset.config.options)
+      : {}),
   };
   delete general.options;
   return { general, options };
 }
 
 function renderPresets() {
-  const presets = state.catalogue.presets;
+  const presets = loadedCatalogue().presets;
+  /** @param {Preset} preset */
   const card = (preset) =>
     el(
       "button",
@@ -187,20 +227,23 @@ function renderPresets() {
   );
 }
 
+/** @param {string} name a preset's */
 function selectPreset(name) {
   state.preset = name;
-  state.method = presetInfo(name).method;
+  state.method = /** @type {Preset} */ (presetInfo(name)).method;
   state.prefill = null;
   queryState.set({ preset: name, method: null, from: null });
   renderPresets();
   renderForm();
-  document.getElementById("field-method").focus();
+  /** @type {HTMLElement} */ (document.getElementById("field-method")).focus(); // renderForm's
 }
 
+/** The config fields by section, in GROUPS' order: [title, field names, open]. */
 function fieldsBySection() {
   const properties = (state.configSchema && state.configSchema.properties) || {};
   const names = Object.keys(properties).filter((name) => !NOT_FORM_FIELDS.has(name));
   const placed = new Set(GROUPS.flatMap(([, fields]) => fields));
+  /** @type {[title: string, fields: string[], open: boolean][]} */
   const sections = GROUPS.map(([title, fields, open]) => [
     title,
     fields.filter((f) => names.includes(f)),
@@ -214,6 +257,7 @@ function fieldsBySection() {
 function renderForm() {
   const method = methodInfo(state.method);
   const { general, options } = baseline();
+  /** @type {Prefill} */
   const prefill = state.prefill || {};
   const methodSelect = el(
     "select",
@@ -222,7 +266,7 @@ function renderForm() {
       name: "method",
       "aria-describedby": "field-method-help field-method-error",
     },
-    state.catalogue.methods.map((m) =>
+    loadedCatalogue().methods.map((m) =>
       el("option", { value: m.name, selected: m.name === state.method }, m.title),
     ),
   );
@@ -232,7 +276,7 @@ function renderForm() {
     queryState.set({ method: state.method, preset: null });
     renderPresets();
     renderForm();
-    document.getElementById("field-method").focus();
+    /** @type {HTMLElement} */ (document.getElementById("field-method")).focus(); // the new one
   });
   const methodField = el(
     "div",
@@ -251,7 +295,8 @@ function renderForm() {
         "div",
         { class: "preset-note", "data-field": "preset" },
         "Preset: ",
-        el("strong", {}, presetInfo(state.preset).title),
+        // a preset of the catalogue's (selectPreset and main see to it)
+        el("strong", {}, /** @type {Preset} */ (presetInfo(state.preset)).title),
         " ",
         el(
           "button",
@@ -270,8 +315,10 @@ function renderForm() {
         el("div", { class: "error", role: "alert" }),
       )
     : null;
-  const optionProps = (method && method.schema.properties) || {};
-  const optionDefs = (method && method.schema.$defs) || {};
+  // a method's options_schema is a JSON Schema (pydantic's)
+  /** @type {Record<string, JsonSchema>} */
+  const optionProps = (method && /** @type {JsonSchema} */ (method.schema).properties) || {};
+  const optionDefs = (method && /** @type {JsonSchema} */ (method.schema).$defs) || {};
   const optionFields = Object.entries(optionProps).map(([name, prop]) => {
     const field = fieldFor(`options.${name}`, prop, options[name], optionDefs);
     if (prefill.options && name in prefill.options) setFieldValue(field, prefill.options[name]);
@@ -291,15 +338,22 @@ function renderForm() {
         names.map((name) => {
           const field = fieldFor(
             name,
-            state.configSchema.properties[name],
+            // fieldsBySection's names are the config schema's properties
+            /** @type {{properties: Record<string, JsonSchema>}} */ (state.configSchema).properties[
+              name
+            ],
             general[name],
             state.definitions,
             LABELS[name],
           );
           if (name in prefill) setFieldValue(field, prefill[name]);
-          const limit = state.catalogue.limits[name];
+          // the limits by field name: batch_size, epochs...
+          const limit = /** @type {Record<string, number>} */ (loadedCatalogue().limits)[name];
           if (limit !== undefined)
-            field.querySelector(".help").append(` · this server allows at most ${limit}`);
+            // fieldFor's
+            /** @type {Element} */ (field.querySelector(".help")).append(
+              ` · this server allows at most ${limit}`,
+            );
           return field;
         }),
       ),
@@ -387,7 +441,9 @@ function labelsFieldset() {
       placeholder: name === "alerts" ? "https://hooks.slack.com/services/…" : null,
     });
     // a form drawn again (another method or preset) keeps what was typed
-    const typed = document.getElementById(id);
+    const typed = /** @type {HTMLInputElement | HTMLTextAreaElement | null} */ (
+      document.getElementById(id)
+    );
     input.value = typed ? typed.value : value;
     return el(
       "div",
@@ -407,14 +463,21 @@ function labelsFieldset() {
 }
 
 /** The labels typed (contract/labels.py): only those given. Tags split at commas, as the
- * run page's editor does; webhook URLs at any space or line break. */
+ * run page's editor does; webhook URLs at any space or line break.
+ * @returns {Labels} */
 function collectLabels() {
-  const text = (name) => document.getElementById(`label-${name}`).value.trim();
+  /** @param {string} name a LABEL_FIELDS' (labelsFieldset made its input) */
+  const text = (name) =>
+    /** @type {HTMLInputElement | HTMLTextAreaElement} */ (
+      document.getElementById(`label-${name}`)
+    ).value.trim();
+  /** @param {string} value @param {string | RegExp} separator */
   const split = (value, separator) =>
     value
       .split(separator)
       .map((part) => part.trim())
       .filter(Boolean);
+  /** @type {Labels} */
   const labels = {};
   if (text("project")) labels.project = text("project");
   const tags = split(text("tags"), ",");
@@ -425,7 +488,8 @@ function collectLabels() {
   return labels;
 }
 
-/** The field an error path names: "epochs", "options.x", or a label's ("tags.1" is tags). */
+/** The field an error path names: "epochs", "options.x", or a label's ("tags.1" is tags).
+ * @param {string} path */
 function fieldAt(path) {
   if (!path) return null;
   const config = root.querySelector(`.field[data-field="${CSS.escape(path)}"]`);
@@ -433,14 +497,19 @@ function fieldAt(path) {
   return config || root.querySelector(`.field[data-label="${CSS.escape(label)}"]`);
 }
 
-/** Config to POST: method/preset plus every field that differs from its baseline. */
+/** Config to POST: method/preset plus every field that differs from its baseline.
+ * @returns {RunRequest} */
 function collectConfig() {
   const { general, options } = baseline();
+  /** @type {Record<string, unknown>} */
   const config = { method: state.method };
   if (state.preset) config.preset = state.preset;
+  /** @type {Record<string, unknown>} */
   const chosenOptions = {};
   const swept = sweptPaths(root);
-  for (const field of root.querySelectorAll(".field[data-field]")) {
+  for (const field of /** @type {NodeListOf<FormField>} */ (
+    root.querySelectorAll(".field[data-field]")
+  )) {
     const path = field.dataset.field;
     if (path === "method" || path === "preset" || swept.has(path)) continue;
     const value = fieldValue(field);
@@ -453,23 +522,27 @@ function collectConfig() {
     }
   }
   if (Object.keys(chosenOptions).length) config.options = chosenOptions;
-  return config;
+  // a run request of the form's method: the server checks it (a 422 names the field)
+  return /** @type {RunRequest} */ (config);
 }
 
 function clearErrors() {
   for (const field of root.querySelectorAll(".field[data-field], .field[data-label]"))
     setFieldError(field, "");
-  const formError = document.getElementById("form-error");
+  // renderForm's
+  const formError = /** @type {HTMLElement} */ (document.getElementById("form-error"));
   formError.hidden = true;
   formError.textContent = "";
 }
 
 /** Put each server error next to its field; unknown fields go to the form-level box. A run
- * request's error is located under its method (the union member): "simsiam.options.x". */
+ * request's error is located under its method (the union member): "simsiam.options.x".
+ * @param {{field: string, message: string}[]} errors */
 function showErrors(errors) {
   const leftovers = [];
+  /** @type {Element | null} */
   let first = null;
-  const methods = new Set(state.catalogue.methods.map((m) => m.name));
+  const methods = new Set(loadedCatalogue().methods.map((m) => m.name));
   for (const { field, message } of errors) {
     const [member, ...rest] = field.split(".");
     const path = methods.has(member) ? rest.join(".") : field;
@@ -484,22 +557,25 @@ function showErrors(errors) {
       leftovers.push(path ? `${path}: ${text}` : text);
     }
   }
-  const formError = document.getElementById("form-error");
+  // renderForm's
+  const formError = /** @type {HTMLElement} */ (document.getElementById("form-error"));
   if (leftovers.length) {
     formError.hidden = false;
     formError.textContent = leftovers.join(" · ");
   }
-  if (first) first.querySelector("input, select, textarea").focus();
+  // every field has its input (forms.js fieldFor, labelsFieldset)
+  if (first) /** @type {HTMLElement} */ (first.querySelector("input, select, textarea")).focus();
 }
 
 async function launch() {
   clearErrors();
-  const button = document.getElementById("launch-button");
+  const button = /** @type {HTMLButtonElement} */ (document.getElementById("launch-button"));
   button.disabled = true;
   button.textContent = "Launching...";
   const sweeping = state.sweepRuns !== null;
   const label = button.textContent;
   try {
+    /** @type {Api.SweepCreated | Api.RunDetail} */
     let created;
     const { alerts, ...labels } = collectLabels();
     if (sweeping) {
@@ -535,18 +611,18 @@ async function launch() {
 
 async function launchZoo() {
   clearErrors();
-  const config = collectConfig();
+  const config = /** @type {Record<string, unknown>} */ (collectConfig()); // read by field name
   const overrides = Object.fromEntries(
     ZOO_FIELDS.filter((k) => k in config).map((k) => [k, config[k]]),
   );
-  const count = state.catalogue.presets.length;
+  const count = loadedCatalogue().presets.length;
   const described = Object.keys(overrides).length
     ? ` with ${Object.entries(overrides)
         .map(([k, v]) => `${k}=${v}`)
         .join(", ")}`
     : "";
   if (!window.confirm(`Queue all ${count} presets${described}?`)) return;
-  const button = document.getElementById("zoo-button");
+  const button = /** @type {HTMLButtonElement} */ (document.getElementById("zoo-button"));
   button.disabled = true;
   button.textContent = `Queuing ${count} runs...`;
   try {
@@ -574,10 +650,17 @@ async function main() {
     const [methods, metrics] = await Promise.all([api.methods(), api.metrics()]);
     state.catalogue = normaliseCatalogue(methods);
     useVerdicts(metrics); // the presets' expected verdicts are badges
-    state.configSchema = state.catalogue.configSchema || { properties: {} };
+    // the run config's JSON Schema (pydantic's)
+    state.configSchema = /** @type {JsonSchema} */ (
+      state.catalogue.configSchema || { properties: {} }
+    );
     state.definitions = state.configSchema.$defs || {};
   } catch (error) {
-    showState(root, "error", `Could not load the method catalogue: ${error.message}.`);
+    showState(
+      root,
+      "error",
+      `Could not load the method catalogue: ${error instanceof Error ? error.message : error}.`,
+    );
     return;
   }
   if (!state.catalogue.methods.length) {
@@ -589,17 +672,21 @@ async function main() {
   if (fromRun) {
     try {
       const run = await api.getRun(fromRun);
-      state.prefill = runConfig(run);
+      // its config (RunDetail.config): a launched run has one
+      state.prefill = /** @type {Prefill} */ (runConfig(run));
       state.prefillLabels = { project: run.project, tags: run.tags };
       state.method = state.prefill.method;
       state.preset =
         state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
     } catch (error) {
-      toast(`Could not load run ${fromRun}: ${error.message}`, "error");
+      toast(
+        `Could not load run ${fromRun}: ${error instanceof Error ? error.message : error}`,
+        "error",
+      );
     }
   } else if (presetName && presetInfo(presetName)) {
     state.preset = presetName;
-    state.method = presetInfo(presetName).method;
+    state.method = /** @type {Preset} */ (presetInfo(presetName)).method; // just found
   }
   const methodName = queryState.get("method");
   if (!state.method)

@@ -1,8 +1,9 @@
+// @ts-check
 // Run page (`/runs/{id}`, or `/s/{token}` read-only): verdict banner, progress, and the live
 // diagnostics. Everything arrives once through the run's event stream (history first, then
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
-import { api, isReadOnly, runLinks, shareToken } from "../api.js";
+import { ApiError, api, isReadOnly, runLinks, shareToken } from "../api.js";
 import {
   FINISHED,
   isActive,
@@ -43,11 +44,29 @@ import {
 } from "../ui.js";
 import { UmapView, EpochSlider } from "../umap.js";
 import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-const root = document.getElementById("run");
+/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** A div the plots are drawn into (plots.js extend's: Plotly keeps the figure on it).
+ * @typedef {Parameters<typeof extend>[0]} PlotDiv */
+/** A `status` event's data (backend/events.py): the new status, why, the verdict; the rest of
+ * the run is read again.
+ * @typedef {{status: Api.RunDetail["status"], error?: string | null, reason?: string | null,
+ *   verdict: Api.RunDetail["verdict"]}} StatusEvent */
+/** A `projection` event's data: the epoch whose projection is stored, and where.
+ * @typedef {{epoch: number, count: number, url: string}} ProjectionEvent */
 
+const root = /** @type {HTMLElement} */ (document.getElementById("run")); // run.html's
+
+/** The page's state: main sets the run's id, the run and the catalogue before anything is
+ * drawn, renderSkeleton the picture and its slider.
+ * @type {{runId: string, run: Api.RunDetail | null, catalogue: Catalogue | null,
+ *   records: Api.EpochRecord[], which: "projector" | "backbone", drawn: Set<string>,
+ *   cardIds: string, queue: Api.EpochRecord[], flushScheduled: boolean,
+ *   stream: {close: () => void} | null, umap: UmapView | null, slider: EpochSlider | null,
+ *   epoch: number | null}} */
 const state = {
-  runId: null,
+  runId: "",
   run: null,
   catalogue: null,
   records: [], // epoch records, sorted by epoch, each once
@@ -62,13 +81,19 @@ const state = {
   epoch: null, // the slider's epoch: the per-epoch pictures (cloud, variance shares) show it
 };
 
+/** The run on the page: main loads it before anything is drawn. */
+function loadedRun() {
+  if (!state.run) throw new Error("the run is not loaded yet");
+  return state.run;
+}
+
 /** The run as the chart builder takes it (one series). */
 function series() {
   return [
     {
       name: "run",
       records: state.records,
-      ctx: chartContext(state.run, state.records, state.which),
+      ctx: chartContext(loadedRun(), state.records, state.which),
     },
   ];
 }
@@ -76,7 +101,7 @@ function series() {
 // ---------------------------------------------------------------- layout
 
 function renderSkeleton() {
-  const run = state.run;
+  const run = loadedRun();
   const readOnly = isReadOnly();
   const links = runLinks(state.runId);
   root.replaceChildren(
@@ -179,16 +204,17 @@ function renderSkeleton() {
     ),
   );
   renderPlotCards();
-  const umapSection = document.getElementById("umap-section");
+  const umapSection = /** @type {HTMLElement} */ (document.getElementById("umap-section"));
+  // state.umap is made next, before the slider has an epoch to call these with
   state.slider = new EpochSlider(umapSection, {
     initialEpoch: queryState.get("epoch") === null ? null : Number(queryState.get("epoch")),
     onChange: (epoch) => {
       queryState.set({ epoch });
       state.epoch = epoch;
-      state.umap.show(epoch);
+      /** @type {UmapView} */ (state.umap).show(epoch);
       drawShares();
     },
-    beforePlay: () => state.umap.ready(),
+    beforePlay: () => /** @type {UmapView} */ (state.umap).ready(),
   });
   state.umap = new UmapView(umapSection, state.runId, { probePanel: true });
   renderRun();
@@ -200,7 +226,7 @@ function shownMetrics() {
 }
 
 function renderPlotCards() {
-  const grid = document.getElementById("plots");
+  const grid = /** @type {HTMLElement} */ (document.getElementById("plots")); // renderSkeleton's
   const focused = queryState.get("metric");
   const metricIds = shownMetrics().map((m) => m.id);
   state.cardIds = metricIds.join();
@@ -230,14 +256,19 @@ function renderPlotCards() {
   state.drawn.clear();
 }
 
+/** @param {string | null} id the chart to enlarge; null: none */
 function focusMetric(id) {
   queryState.set({ metric: id });
   renderPlotCards();
   redrawAll();
   if (id)
-    document.getElementById(`card-${id}`).scrollIntoView({ behavior: "smooth", block: "start" });
+    /** @type {HTMLElement} */ (document.getElementById(`card-${id}`)).scrollIntoView({
+      behavior: "smooth",
+      block: "start",
+    });
 }
 
+/** @param {"projector" | "backbone"} which */
 function switchRepresentation(which) {
   state.which = which;
   queryState.set({ rep: which === "projector" ? null : which });
@@ -287,18 +318,26 @@ function flush() {
     batch.length === 1 &&
     state.drawn.size > 0 &&
     batch[0] === state.records[state.records.length - 1];
-  const context = chartContext(state.run, state.records, state.which);
+  const context = chartContext(loadedRun(), state.records, state.which);
+  // every shown metric has its card and plot (renderPlotCards), as every figure has below
   const extended =
     appendOnly &&
     shownMetrics().every((metric) =>
-      extend(document.getElementById(`plot-${metric.id}`), metric, batch[0], state.which, context),
+      extend(
+        /** @type {PlotDiv} */ (document.getElementById(`plot-${metric.id}`)),
+        metric,
+        batch[0],
+        state.which,
+        context,
+      ),
     );
   if (extended) {
     // The line plots grew by one point each; the spectrum, the shares and the plane are
     // redrawn whole.
     const lines = new Set(state.cardIds.split(","));
     for (const { id, figure } of figures()) {
-      if (!lines.has(id)) draw(document.getElementById(`plot-${id}`), figure);
+      if (!lines.has(id))
+        draw(/** @type {HTMLElement} */ (document.getElementById(`plot-${id}`)), figure);
     }
   } else {
     redrawAll();
@@ -308,6 +347,8 @@ function flush() {
   renderPlacement();
 }
 
+/** An `epoch` event: its data is the epoch record.
+ * @param {Api.EpochRecord | null | undefined} record */
 function addRecord(record) {
   if (!record || record.epoch === undefined) return;
   if (state.records.some((r) => r.epoch === record.epoch)) return;
@@ -320,35 +361,39 @@ function addRecord(record) {
 
 // ---------------------------------------------------------------- run state
 
-/** Project, tags (links to the runs list filtered by them) and note; an editor with the token. */
+/** Project, tags (links to the runs list filtered by them) and note; an editor with the token.
+ * @param {boolean} [editing] */
 function renderLabels(editing = false) {
-  const run = state.run;
-  const box = document.getElementById("labels");
+  const run = loadedRun();
+  const box = /** @type {HTMLElement} */ (document.getElementById("labels")); // renderSkeleton's
+  /** @param {string} key @param {string} value @param {string} text @param {string} cls */
   const filterLink = (key, value, text, cls) =>
     el("a", { href: `/?${new URLSearchParams({ [key]: value })}`, class: `chip ${cls}` }, text);
   if (!editing) {
     const tags = (run.tags || []).map((tag) => filterLink("tag", tag, `#${tag}`, "tag-chip"));
     // replaceChildren writes null as the text "null": the absent parts are filtered out
     box.replaceChildren(
-      ...[
-        run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
-        ...tags,
-        run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
-        isReadOnly()
-          ? null
-          : el(
-              "button",
-              {
-                type: "button",
-                class: "link-button small",
-                id: "edit-labels",
-                onclick: () => renderLabels(true),
-              },
-              run.project || run.tags?.length || run.note
-                ? "edit labels"
-                : "add a project, tags or a note",
-            ),
-      ].filter(Boolean),
+      .../** @type {HTMLElement[]} */ (
+        [
+          run.project ? filterLink("project", run.project, run.project, "project-chip") : null,
+          ...tags,
+          run.note ? el("p", { class: "run-note-full", id: "run-note" }, run.note) : null,
+          isReadOnly()
+            ? null
+            : el(
+                "button",
+                {
+                  type: "button",
+                  class: "link-button small",
+                  id: "edit-labels",
+                  onclick: () => renderLabels(true),
+                },
+                run.project || run.tags?.length || run.note
+                  ? "edit labels"
+                  : "add a project, tags or a note",
+              ),
+        ].filter(Boolean)
+      ),
     );
     return;
   }
@@ -367,8 +412,10 @@ function renderLabels(editing = false) {
     { id: "labels-note", rows: 3, placeholder: "a note about this run" },
     run.note || "",
   );
+  /** @param {Event} event */
   const save = async (event) => {
     event.preventDefault();
+    /** @type {Api.LabelsEdit} */
     const edit = {
       tags: tags.value
         .split(",")
@@ -410,15 +457,19 @@ function renderLabels(editing = false) {
   );
 }
 
+/** The run's title, status, failure, labels, progress and verdict (renderSkeleton's parts). */
 function renderRun() {
-  const run = state.run;
-  document.getElementById("run-title").textContent = runTitle(run, state.catalogue);
+  const run = loadedRun();
+  /** @type {HTMLElement} */ (document.getElementById("run-title")).textContent = runTitle(
+    run,
+    state.catalogue,
+  );
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
-  document.getElementById("run-subtitle").textContent =
+  /** @type {HTMLElement} */ (document.getElementById("run-subtitle")).textContent =
     `run ${state.runId} · ${runSetup(run)} · created ${timeAgo(run.created_at)}`;
   const cancel = document.getElementById("cancel-button");
   if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
-  const failure = document.getElementById("failure");
+  const failure = /** @type {HTMLElement} */ (document.getElementById("failure"));
   const reason = runReason(run);
   failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
   failure.replaceChildren(
@@ -430,14 +481,16 @@ function renderRun() {
   renderVerdict();
 }
 
+/** @param {Api.Progress | null} [live] a `progress` event's data */
 function renderProgress(live = null) {
   const box = document.getElementById("progress");
   if (!box) return;
-  const run = state.run;
+  const run = loadedRun();
   const total = totalEpochs(run) || 0;
   const done = state.records.length
     ? state.records[state.records.length - 1].epoch
     : (run.last_epoch ?? 0);
+  /** @type {Partial<Api.Progress>} */
   const progress = live || run.progress || {};
   const step = progress.step ?? null;
   const steps = progress.steps ?? null;
@@ -473,79 +526,88 @@ function renderProgress(live = null) {
 function renderVerdict() {
   const banner = document.getElementById("verdict-banner");
   if (!banner) return;
+  const run = loadedRun();
   const last = state.records[state.records.length - 1];
-  const final = state.run.verdict && state.run.verdict.kind ? state.run.verdict : null;
+  const final = run.verdict && run.verdict.kind ? run.verdict : null;
   const verdict = final || (last && last.verdict) || null;
   const kind = verdictKind(verdict);
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
-  const provisional = !final && verdict && !FINISHED.has(state.run.status);
+  const provisional = !final && verdict && !FINISHED.has(run.status);
   // an external run whose training loop stopped itself (stop on collapse): say when and why
-  const finish = (state.run.external || {}).finish;
+  const finish = (run.external || {}).finish;
   const clientStop = finish && finish.stopped_at_epoch != null ? finish : null;
   // replaceChildren writes null as the text "null": the optional parts are filtered out
   banner.replaceChildren(
-    ...[
-      el(
-        "div",
-        { class: "verdict-head" },
+    .../** @type {HTMLElement[]} */ (
+      [
         el(
-          "span",
-          { class: "verdict-title", id: "verdict-title" },
-          provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict),
+          "div",
+          { class: "verdict-head" },
+          el(
+            "span",
+            { class: "verdict-title", id: "verdict-title" },
+            provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict),
+          ),
         ),
-      ),
-      el(
-        "p",
-        { class: "verdict-reason", id: "verdict-reason" },
-        verdict && verdict.reason
-          ? verdict.reason
-          : state.run.status === "queued"
-            ? `Queued: ${state.run.waiting?.detail || "waiting for a worker"}.`
-            : "The verdict appears after the first epoch is measured.",
-      ),
-      causeBlock(verdict && verdict.cause),
-      final && final.stopped_early
-        ? el(
-            "p",
-            { class: "verdict-reason", id: "stopped-early" },
-            `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`,
-          )
-        : null,
-      clientStop
-        ? el(
-            "p",
-            { class: "verdict-reason", id: "client-stopped" },
-            `The client stopped the training after epoch ${clientStop.stopped_at_epoch}` +
-              (clientStop.stop_reason ? `: ${clientStop.stop_reason}` : "") +
-              ".",
-          )
-        : null,
-      findingsList(verdict),
-    ].filter(Boolean),
+        el(
+          "p",
+          { class: "verdict-reason", id: "verdict-reason" },
+          verdict && verdict.reason
+            ? verdict.reason
+            : run.status === "queued"
+              ? `Queued: ${run.waiting?.detail || "waiting for a worker"}.`
+              : "The verdict appears after the first epoch is measured.",
+        ),
+        causeBlock(verdict && verdict.cause),
+        final && final.stopped_early
+          ? el(
+              "p",
+              { class: "verdict-reason", id: "stopped-early" },
+              `Stopped early: ${final.stopped_early.replace(/^stopped early /, "")}.`,
+            )
+          : null,
+        clientStop
+          ? el(
+              "p",
+              { class: "verdict-reason", id: "client-stopped" },
+              `The client stopped the training after epoch ${clientStop.stopped_at_epoch}` +
+                (clientStop.stop_reason ? `: ${clientStop.stop_reason}` : "") +
+                ".",
+            )
+          : null,
+        findingsList(verdict),
+      ].filter(Boolean)
+    ),
   );
 }
 
 function renderConfig() {
+  const run = loadedRun();
   // an external run shows the researcher's own config and where it comes from
-  const config = isExternal(state.run)
-    ? { ...((state.run.external || {}).config || {}), source: state.run.source }
-    : runConfig(state.run);
-  const rows = Object.entries(config).flatMap(([key, value]) => {
-    if (key === "options" && value && typeof value === "object") {
-      return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);
-    }
-    return [[key, value]];
-  });
-  document.getElementById("config-body").replaceChildren(keyValueTable(rows));
+  const config = isExternal(run)
+    ? { ...((run.external || {}).config || {}), source: run.source }
+    : runConfig(run);
+  const rows = Object.entries(config).flatMap(
+    /** @returns {[string, unknown][]} rows of keyValueTable */ ([key, value]) => {
+      if (key === "options" && value && typeof value === "object") {
+        return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);
+      }
+      return [[key, value]];
+    },
+  );
+  // renderSkeleton's, as placement-body is
+  /** @type {HTMLElement} */ (document.getElementById("config-body")).replaceChildren(
+    keyValueTable(rows),
+  );
 }
 
 function renderPlacement() {
   const rows = placementRows(state.records);
   if (rows.length)
-    document
-      .getElementById("placement-body")
-      .replaceChildren(keyValueTable(rows, { id: "placement-table" }));
+    /** @type {HTMLElement} */ (document.getElementById("placement-body")).replaceChildren(
+      keyValueTable(rows, { id: "placement-table" }),
+    );
 }
 
 async function refreshRun() {
@@ -553,12 +615,13 @@ async function refreshRun() {
     state.run = await api.getRun(state.runId);
     renderRun();
   } catch (error) {
-    toast(`Could not refresh the run: ${error.message}`, "error");
+    toast(`Could not refresh the run: ${error instanceof Error ? error.message : error}`, "error");
   }
 }
 
 async function cancelRun() {
-  const button = document.getElementById("cancel-button");
+  // its own button's (on the page whenever it can be clicked)
+  const button = /** @type {HTMLButtonElement} */ (document.getElementById("cancel-button"));
   button.disabled = true;
   try {
     await api.cancel(state.runId);
@@ -574,42 +637,49 @@ async function cancelRun() {
 // ---------------------------------------------------------------- live stream
 
 /** A `status` event: `{"status", "error", "reason", "verdict", ...}` (reason: why, e.g.
- * "cancelled before it started"); the run is then read again for the rest. */
+ * "cancelled before it started"); the run is then read again for the rest.
+ * @param {StatusEvent} data */
 function onStatus(data) {
+  const run = loadedRun();
   state.run = {
-    ...state.run,
+    ...run,
     status: data.status,
     verdict: data.verdict,
-    error: data.error || data.reason || state.run.error,
+    error: data.error || data.reason || run.error,
   };
   renderRun();
   refreshRun();
 }
 
-/** A `projection` event points at a stored frame: `{"epoch", "count", "url"}`. */
+/** A `projection` event points at a stored frame: `{"epoch", "count", "url"}`.
+ * @param {ProjectionEvent} data */
 function onProjection(data) {
-  state.umap.add(data.epoch);
-  state.slider.add(data.epoch);
+  // renderSkeleton made both before connect
+  /** @type {UmapView} */ (state.umap).add(data.epoch);
+  /** @type {EpochSlider} */ (state.slider).add(data.epoch);
 }
 
 function connect() {
   // The stream opens while Plotly.js is still loading; what needs it waits for it, in order.
+  /** @template T @param {(data: T) => void} handler @returns {(data: T) => Promise<void>} */
   const afterPlotly = (handler) => (data) => plotlyReady.then(() => handler(data));
   state.stream = subscribe(`/api/runs/${encodeURIComponent(state.runId)}/events`, {
     epoch: afterPlotly(addRecord), // the event's data is the epoch record
     status: onStatus,
+    /** @param {Api.Progress} data */
     progress: (data) => {
+      const run = loadedRun();
       state.run = {
-        ...state.run,
+        ...run,
         progress: data,
-        status: state.run.status === "queued" ? "running" : state.run.status,
+        status: run.status === "queued" ? "running" : run.status,
       };
       renderProgress(data);
     },
     projection: afterPlotly(onProjection),
     lost: (closed) => {
       // The server ends the stream of a finished run: do not reconnect forever.
-      if (FINISHED.has(state.run.status) && state.stream && !closed) state.stream.close();
+      if (FINISHED.has(loadedRun().status) && state.stream && !closed) state.stream.close();
     },
   });
 }
@@ -629,10 +699,11 @@ async function main() {
   renderHeader(null);
   showState(root, "loading", "Loading the run...");
   try {
-    state.runId = await resolveRunId();
-    if (!state.runId) throw new Error("no run id in this address");
+    const id = await resolveRunId();
+    if (!id) throw new Error("no run id in this address");
+    state.runId = id;
     const [run, catalogue, metrics] = await Promise.all([
-      api.getRun(state.runId),
+      api.getRun(id),
       api.methods().catch(() => null),
       api.metrics(),
     ]);
@@ -640,7 +711,7 @@ async function main() {
     state.run = run;
     state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
   } catch (error) {
-    const missing = error.status === 404 || error.status === 410;
+    const missing = error instanceof ApiError && (error.status === 404 || error.status === 410);
     showState(
       root,
       "error",
@@ -648,7 +719,7 @@ async function main() {
         ? shareToken()
           ? "This share link is unknown or has been revoked."
           : "This run does not exist (it may have been deleted)."
-        : `Could not load the run: ${error.message}`,
+        : `Could not load the run: ${error instanceof Error ? error.message : error}`,
     );
     return;
   }
@@ -658,9 +729,9 @@ async function main() {
     await plotlyReady;
   } catch (error) {
     showState(
-      document.getElementById("plots"),
+      /** @type {HTMLElement} */ (document.getElementById("plots")),
       "error",
-      `${error.message}: the plots cannot be drawn.`,
+      `${error instanceof Error ? error.message : error}: the plots cannot be drawn.`,
     );
     return;
   }

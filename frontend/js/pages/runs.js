@@ -1,7 +1,8 @@
+// @ts-check
 // Runs page (`/`): every run with its verdict and effective-rank sparkline, filterable,
 // kept live by the run-list event stream `/api/events` (no reload, no polling).
 
-import { api, listData } from "../api.js";
+import { ApiError, api, listData } from "../api.js";
 import {
   keyOptions,
   normaliseCatalogue,
@@ -24,6 +25,18 @@ import {
   verdictKinds,
   verdictLabel,
 } from "../verdict.js";
+/** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
+
+/** A run as listed, or in full once read again: model.js's Run.
+ * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
+/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** The method catalogue, or its empty lists until it arrives (or when it cannot be read).
+ * @typedef {Pick<Catalogue, "methods" | "presets"> & Partial<Pick<Catalogue, "causeGuards">>
+ *   & {configSchema: Catalogue["configSchema"] | null}} PageCatalogue */
+/** A run-list event (`{"run_id", "seq", "data"}`): data is the run stream's event's, here an
+ * epoch record, a status or a progress (backend/events.py).
+ * @typedef {{run_id: string, seq: number,
+ *   data: (Partial<Api.EpochRecord> & {status?: Run["status"]}) | null}} ListEvent */
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE_SIZE = 50;
@@ -31,6 +44,10 @@ const SPARKLINE_FETCH_LIMIT = 60;
 // Every filter is a query parameter of the page and of GET /api/runs: a filtered list is a link.
 const FILTER_KEYS = ["project", "tag", "method", "dataset", "status", "verdict", "cause", "q"];
 
+/** @type {{catalogue: PageCatalogue, runs: Map<string, Run>, count: number,
+ *   ranks: Map<string, number[]>, selected: Set<string>,
+ *   refetching: Map<string, ReturnType<typeof setTimeout>>, loading: number,
+ *   reloadTimer: ReturnType<typeof setTimeout> | null}} */
 const state = {
   catalogue: { methods: [], presets: [], configSchema: null },
   runs: new Map(), // id -> run, the current page in server order
@@ -42,9 +59,12 @@ const state = {
   reloadTimer: null,
 };
 
-const container = document.getElementById("runs");
-const filtersForm = document.getElementById("filters");
-const compareButton = document.getElementById("compare-selected");
+// index.html's
+const container = /** @type {HTMLElement} */ (document.getElementById("runs"));
+const filtersForm = /** @type {HTMLFormElement} */ (document.getElementById("filters"));
+const compareButton = /** @type {HTMLButtonElement} */ (
+  document.getElementById("compare-selected")
+);
 
 function filters() {
   return Object.fromEntries(FILTER_KEYS.map((key) => [key, queryState.get(key, "")]));
@@ -55,13 +75,17 @@ function page() {
 }
 
 function datasetNames() {
-  const schema = state.catalogue.configSchema;
+  // the run config's JSON Schema (pydantic's): the dataset field has its names as an enum
+  const schema = /** @type {{properties?: Record<string, {enum?: string[]}>} | null} */ (
+    state.catalogue.configSchema
+  );
   const dataset = schema && schema.properties && schema.properties.dataset;
   return (dataset && dataset.enum) || [];
 }
 
 function renderFilters() {
   const current = filters();
+  /** @param {string} name @param {string} label @param {[string, string][]} options */
   const select = (name, label, options) => {
     const id = `filter-${name}`;
     const control = el(
@@ -74,6 +98,8 @@ function renderFilters() {
     );
     return el("div", { class: "field inline" }, el("label", { for: id }, label), control);
   };
+  /** @param {string} name @param {string} label @param {string} placeholder
+   * @param {boolean} [grow] */
   const text = (name, label, placeholder, grow = false) =>
     el(
       "div",
@@ -121,30 +147,47 @@ function renderFilters() {
     text("q", "Search", "name, note, id, preset...", true),
   );
   filtersForm.oninput = (event) => {
-    const data = Object.fromEntries(new FormData(filtersForm).entries());
+    // the form has inputs and selects only: every value is a string
+    const data = /** @type {Record<string, string>} */ (
+      Object.fromEntries(new FormData(filtersForm).entries())
+    );
     queryState.set({ ...data, page: null });
     // typing waits for a pause; a choice in a list applies at once
-    scheduleLoad(event && event.target && event.target.type === "search" ? 250 : 0);
+    scheduleLoad(
+      event && event.target && /** @type {HTMLInputElement} */ (event.target).type === "search"
+        ? 250
+        : 0,
+    );
   };
   filtersForm.onsubmit = (event) => event.preventDefault();
 }
 
+/** The list's query: the filters (their "" is none: api.listRuns leaves it out) and the page.
+ * @returns {Parameters<typeof api.listRuns>[0]} */
 function listQuery() {
   const f = filters();
   const tags = f.tag
     .split(",")
     .map((t) => t.trim())
     .filter(Boolean);
-  return { ...f, tag: tags, limit: PAGE_SIZE, offset: page() * PAGE_SIZE };
+  // the filters' values are their lists' options or typed text: the server checks them
+  return /** @type {Parameters<typeof api.listRuns>[0]} */ ({
+    ...f,
+    tag: tags,
+    limit: PAGE_SIZE,
+    offset: page() * PAGE_SIZE,
+  });
 }
 
+/** @param {number} delay ms */
 function scheduleLoad(delay) {
-  clearTimeout(state.reloadTimer);
+  clearTimeout(state.reloadTimer ?? undefined);
   state.reloadTimer = setTimeout(loadPage, delay);
 }
 
 async function loadPage() {
   const ticket = ++state.loading;
+  /** @type {Api.RunList} */
   let listing;
   try {
     listing = await api.listRuns(listQuery());
@@ -153,7 +196,8 @@ async function loadPage() {
       showState(
         container,
         "error",
-        `Could not load the runs: ${error.message}. Is the API running?`,
+        `Could not load the runs: ${error instanceof Error ? error.message : error}. ` +
+          "Is the API running?",
       );
     return;
   }
@@ -168,6 +212,7 @@ function sortedRuns() {
   return [...state.runs.values()]; // newest first, as the server pages them
 }
 
+/** @param {Run} run */
 function progressCell(run) {
   const progress = runProgress(run);
   const pct = Math.round(progress.fraction * 100);
@@ -183,8 +228,10 @@ function progressCell(run) {
   );
 }
 
-/** Project and tags as links that filter the list by them; the note's first line. */
+/** Project and tags as links that filter the list by them; the note's first line.
+ * @param {Run} run */
 function labels(run) {
+  /** @param {string} key @param {string} value @param {string} text @param {string} cls */
   const filterLink = (key, value, text, cls) =>
     el(
       "a",
@@ -200,6 +247,7 @@ function labels(run) {
       },
       text,
     );
+  /** @type {HTMLElement[]} */
   const parts = [];
   if (run.project) parts.push(filterLink("project", run.project, run.project, "chip project-chip"));
   for (const tag of run.tags || []) parts.push(filterLink("tag", tag, `#${tag}`, "chip tag-chip"));
@@ -215,6 +263,7 @@ function labels(run) {
   return parts.length ? el("div", { class: "run-labels" }, parts) : null;
 }
 
+/** @param {Run} run */
 function row(run) {
   const id = String(run.id);
   const config = runConfig(run);
@@ -226,7 +275,7 @@ function row(run) {
     "aria-label": `select run ${id} for comparison`,
     checked: state.selected.has(id),
     onchange: (event) => {
-      if (event.target.checked) state.selected.add(id);
+      if (/** @type {HTMLInputElement} */ (event.target).checked) state.selected.add(id);
       else state.selected.delete(id);
       updateCompareButton();
     },
@@ -284,6 +333,7 @@ function row(run) {
 
 function pager() {
   const first = page() * PAGE_SIZE;
+  /** @param {number} to the page */
   const go = (to) => () => {
     queryState.set({ page: to || null });
     loadPage();
@@ -351,6 +401,7 @@ function renderTable() {
   container.replaceChildren(table, pager());
 }
 
+/** @param {string} id */
 function updateRow(id) {
   const run = state.runs.get(id);
   const existing = container.querySelector(`tr[data-run-id="${CSS.escape(id)}"]`);
@@ -372,6 +423,7 @@ compareButton.addEventListener("click", () => {
   window.location.href = `/compare?runs=${[...state.selected].map(encodeURIComponent).join(",")}`;
 });
 
+/** @param {Run[]} runs */
 async function fetchRanks(runs) {
   const missing = runs
     .filter(
@@ -382,7 +434,7 @@ async function fetchRanks(runs) {
   const queue = [...missing];
   const worker = async () => {
     while (queue.length) {
-      const run = queue.shift();
+      const run = /** @type {Run} */ (queue.shift()); // the queue is not empty
       try {
         const records = listData(await api.epochs(run.id));
         state.ranks.set(String(run.id), rankHistory({}, records));
@@ -395,6 +447,7 @@ async function fetchRanks(runs) {
   await Promise.all([worker(), worker(), worker()]);
 }
 
+/** @param {string} id */
 function refetchRun(id) {
   if (state.refetching.has(id)) return;
   state.refetching.set(
@@ -406,7 +459,7 @@ function refetchRun(id) {
         state.runs.set(id, run);
         updateRow(id);
       } catch (error) {
-        if (error.status === 404) {
+        if (error instanceof ApiError && error.status === 404) {
           state.runs.delete(id);
           renderTable();
         }
@@ -415,7 +468,8 @@ function refetchRun(id) {
   );
 }
 
-/** Run-list events are `{"run_id", "seq", "data"}` where data is the run stream's payload. */
+/** Run-list events are `{"run_id", "seq", "data"}` where data is the run stream's payload.
+ * @param {"epoch" | "status" | "progress"} type @returns {(event: ListEvent) => void} */
 function onEvent(type) {
   return (event) => {
     const id = event && event.run_id !== undefined ? String(event.run_id) : null;
@@ -446,7 +500,7 @@ function onEvent(type) {
       state.runs.set(id, {
         ...run,
         status: run.status === "queued" ? "running" : run.status,
-        progress: data,
+        progress: /** @type {Api.Progress} */ (data), // a progress event's
       });
       updateRow(id);
     } else if (FILTER_KEYS.some((key) => filters()[key])) {
@@ -458,7 +512,8 @@ function onEvent(type) {
 }
 
 function connectLive() {
-  const liveState = document.getElementById("live-state");
+  // index.html's
+  const liveState = /** @type {HTMLElement} */ (document.getElementById("live-state"));
   subscribe("/api/events", {
     open: () => {
       liveState.textContent = "live";
@@ -481,7 +536,11 @@ async function main() {
   try {
     useVerdicts(await api.metrics()); // the verdict kinds and their words (the filter, badges)
   } catch (error) {
-    showState(container, "error", `Could not load the verdict kinds: ${error.message}.`);
+    showState(
+      container,
+      "error",
+      `Could not load the verdict kinds: ${error instanceof Error ? error.message : error}.`,
+    );
     return;
   }
   renderFilters();

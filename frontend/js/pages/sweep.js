@@ -31,7 +31,8 @@ import { el, queryState, renderHeader, reportWriteError, showState, toast } from
 const REFRESH_MS = 1000;
 const root = /** @type {HTMLElement} */ (document.getElementById("sweep")); // sweep.html's
 
-/** @type {{id: string, sweep: Api.SweepDetail | null, runIds: Set<string>,
+/** The page's state; main sets the shade and line metrics with the sweep, before drawing.
+ * @type {{id: string, sweep: Api.SweepDetail | null, runIds: Set<string>,
  *   shade: SweepMetric | null, line: SweepMetric | null,
  *   refreshTimer: ReturnType<typeof setTimeout> | null, lastRefresh: number,
  *   stream: {close: () => void} | null, clickBound: boolean}} */
@@ -108,7 +109,7 @@ function renderSkeleton() {
       "div",
       { class: "view-controls" },
       el("label", { for: "shade-select" }, "Shade by "),
-      metricSelect("shade-select", state.shade, (metric) => {
+      metricSelect("shade-select", /** @type {SweepMetric} */ (state.shade), (metric) => {
         state.shade = metric;
         queryState.set({ shade: metric.id });
         drawPlots();
@@ -129,7 +130,7 @@ function renderSkeleton() {
               "div",
               { class: "view-controls" },
               el("label", { for: "line-select" }, "Plot "),
-              metricSelect("line-select", state.line, (metric) => {
+              metricSelect("line-select", /** @type {SweepMetric} */ (state.line), (metric) => {
                 state.line = metric;
                 queryState.set({ line: metric.id });
                 drawPlots();
@@ -161,7 +162,7 @@ async function drawPlots() {
   if (!(/** @type {Window & {Plotly?: unknown}} */ (window).Plotly)) return;
   const sweep = loadedSweep();
   const map = /** @type {MapDiv} */ (document.getElementById("sweep-map"));
-  await draw(map, sweepMapFigure(sweep, state.shade));
+  await draw(map, sweepMapFigure(sweep, /** @type {SweepMetric} */ (state.shade)));
   if (!state.clickBound) {
     state.clickBound = true;
     map.on("plotly_click", (event) => {
@@ -172,7 +173,8 @@ async function drawPlots() {
     });
   }
   const line = document.getElementById("sweep-line");
-  if (line) await draw(line, sweepLineFigure(loadedSweep(), state.line));
+  if (line)
+    await draw(line, sweepLineFigure(loadedSweep(), /** @type {SweepMetric} */ (state.line)));
 }
 
 function render() {
