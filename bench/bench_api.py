@@ -34,8 +34,7 @@ def fill(database_url: str, runs: int, epochs: int) -> str:
     db.migrate()
     run_id = ""
     for _ in range(runs):
-        run, _ = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
-        run_id = run.id
+        run_id = run_store.create_run(db, {"method": "simsiam"}, CONFIG).id
     for epoch in range(epochs):
         epoch_store.record_epoch(db, run_id, fake_record(epoch))
     db.dispose()

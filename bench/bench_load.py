@@ -52,7 +52,7 @@ def fill(database_url: str, runs: int, epochs: int) -> str:
     config = {"method": "simsiam", "dataset": "digits", "epochs": 500}
     for _ in range(runs):
         run_store.create_run(db, {"method": "simsiam"}, config)
-    run, _ = run_store.create_run(db, {"method": "simsiam"}, config)
+    run = run_store.create_run(db, {"method": "simsiam"}, config)
     leases.claim_run(db, run.id, "bench-writer")
     for epoch in range(epochs):
         epoch_store.record_epoch(db, run.id, fake_record(epoch))

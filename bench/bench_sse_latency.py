@@ -105,7 +105,7 @@ async def viewer(
 
 def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> list[float]:
     db = Database(stack.database_url)
-    run, _ = run_store.create_run(
+    run = run_store.create_run(
         db, {"method": "simsiam"}, {"method": "simsiam", "dataset": "digits", "epochs": epochs}
     )
     db.dispose()

@@ -352,7 +352,7 @@ def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
     db = context.db
     if (handed_back := _hand_back(context, run_id)) is not None:
         return handed_back
-    claim, why_not, _events = with_db_retry(lambda: leases.claim_run(db, run_id, context.worker_id))
+    claim, why_not = with_db_retry(lambda: leases.claim_run(db, run_id, context.worker_id))
     if claim is None:
         log.info("run %s not started: %s", run_id, why_not)
         return f"skipped: {why_not}"

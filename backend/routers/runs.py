@@ -90,7 +90,7 @@ def run_detail(state: ServiceState, run: Run) -> RunDetail:
 def _store_and_enqueue(
     state: ServiceState, payload: dict[str, Any], config: dict[str, Any]
 ) -> RunDetail:
-    run, _events = run_store.create_run(state.db, payload, config)
+    run = run_store.create_run(state.db, payload, config)
     state.cache.invalidate(run.id)  # at once: the hub hears of it a moment later
     state.enqueue_run(run.id)
     return detail_from_row(run, [])
@@ -368,11 +368,12 @@ def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) ->
 )
 def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     """Cooperative cancel: a queued run ends at once, a running one within seconds."""
-    run, messages = run_store.request_cancel(state.db, run_id)
+    cancel = run_store.request_cancel(state.db, run_id)
+    run = cancel.run
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.cache.invalidate(run_id)
-    if run.status not in ("queued", "running") and not messages:
+    if run.status not in ("queued", "running") and not cancel.cancelled_now:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
     return run_detail(state, run)
 

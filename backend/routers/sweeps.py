@@ -111,7 +111,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
     """Validate every run of the sweep, store them queued and send the first ones."""
     axes, runs, points = _validated_runs(body, state)
     seeds = sorted({int(r.config["seed"]) for r in runs})
-    sweep, run_ids, _events = sweep_store.create_sweep(
+    sweep, run_ids = sweep_store.create_sweep(
         state.db,
         request={**body.model_dump(mode="json"), "base": as_sent(body.base)},
         name=body.name,

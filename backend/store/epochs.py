@@ -9,25 +9,25 @@ from typing import Any
 from sqlalchemy import Text, cast, select
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage, append_event, lock_run
+from backend.store.eventlog import append_event, lock_run
 from backend.store.models import EpochRow, Projection, json_safe, now, verdict_cause_guard
 from contract import EpochRecord
 
 
-def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> list[EventMessage]:
-    """Store one epoch record exactly once (a repeat of a stored epoch is ignored) and
-    append its ``epoch`` event. Returns the new events (none for a repeat)."""
+def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> bool:
+    """Store one epoch record exactly once and append its ``epoch`` event. Returns whether
+    it was stored: False for a repeat of a stored epoch (ignored) or an unknown run."""
     record = json_safe(epoch_record.model_dump(mode="json"))
     epoch = epoch_record.epoch
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
-            return []
+            return False
         exists = session.scalar(
             select(EpochRow.id).where(EpochRow.run_id == run_id, EpochRow.epoch == epoch)
         )
         if exists is not None:
-            return []
+            return False
         rank = (record.get("projector") or {}).get("effective_rank")
         session.add(
             EpochRow(
@@ -41,7 +41,8 @@ def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> list[E
                 run.verdict = verdict
                 run.verdict_kind = verdict.get("kind")
                 run.cause = verdict_cause_guard(verdict)
-        return [append_event(session, run, "epoch", record)]
+        append_event(session, run, "epoch", record)
+        return True
 
 
 def stored_epoch_numbers(db: Database, run_id: str) -> set[int]:
@@ -98,18 +99,19 @@ def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | N
 
 def record_projection(
     db: Database, run_id: str, epoch: int, points: list[list[float]], labels: list[int]
-) -> list[EventMessage]:
+) -> bool:
     """Store an epoch's 2-D projection once and append its ``projection`` event, whose data
-    is a pointer: ``{"epoch", "count", "url"}``."""
+    is a pointer: ``{"epoch", "count", "url"}``. Returns whether it was stored: False for a
+    repeat of a stored epoch's projection (ignored) or an unknown run."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
-            return []
+            return False
         exists = session.scalar(
             select(Projection.id).where(Projection.run_id == run_id, Projection.epoch == epoch)
         )
         if exists is not None:
-            return []
+            return False
         session.add(
             Projection(
                 run_id=run_id,
@@ -124,7 +126,8 @@ def record_projection(
             "count": len(points),
             "url": f"/api/runs/{run_id}/projections/{epoch}",
         }
-        return [append_event(session, run, "projection", data)]
+        append_event(session, run, "projection", data)
+        return True
 
 
 def projection_epochs(db: Database, run_id: str) -> list[int]:

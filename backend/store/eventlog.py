@@ -2,7 +2,7 @@
 transaction as the change, as an :class:`EventMessage`, which the session publishes on Redis
 once the transaction has committed (:mod:`backend.store.database`), so a live event always
 refers to committed data and a viewer who misses it (Redis down, reconnect) finds it in the
-log by its sequence number. Store functions also return the events they logged.
+log by its sequence number.
 
 Per-run event sequence numbers are assigned under the run's row lock (``FOR UPDATE`` on
 PostgreSQL, the single writer lock on SQLite), so they are gap-free and commit in order.
@@ -92,16 +92,14 @@ def status_data(run: Run, reason: str | None = None) -> dict[str, Any]:
     }
 
 
-def set_status(
-    session: Session, run: Run, status: RunStatus, reason: str | None = None
-) -> EventMessage:
+def set_status(session: Session, run: Run, status: RunStatus, reason: str | None = None) -> None:
     """Move the (locked) run to ``status`` and log it; a terminal status drops the lease."""
     run.status = status
     if status in TERMINAL_STATUSES:
         run.finished_at = now()
         run.lease_token = None
         run.heartbeat_at = None
-    return append_event(session, run, "status", status_data(run, reason))
+    append_event(session, run, "status", status_data(run, reason))
 
 
 def events_after(db: Database, run_id: str, after_seq: int, limit: int = 500) -> list[EventMessage]:

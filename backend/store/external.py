@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.eventlog import append_event, lock_run, set_status, status_data
 from backend.store.models import ExternalUpload, Run, json_safe, now
 from backend.store.runs import labels_from_request, new_run_row
 from contract import RunStatus
@@ -44,7 +44,6 @@ class Registration:
     created: bool
     resumed: bool  # found by resume key, registered by another registration than this one
     last_epoch: int | None  # the highest uploaded epoch
-    messages: list[EventMessage]
     refused: str | None = None
 
 
@@ -70,20 +69,19 @@ def _continue_run(
                 f"the run {run.id} of resume key {resume_key!r} was cancelled: pass another "
                 "resume key (or resume=False) to start a new run"
             )
-            return Registration(run, False, resumed, last_epoch, [], refused)
-        messages = []
+            return Registration(run, False, resumed, last_epoch, refused)
         if run.external_finish is not None or run.status != "running":
             run.external_finish = None
             run.error = None
             run.finished_at = None
             run.updated_at = now()
             reason = f"reopened: continued{where} with its resume key"
-            messages.append(set_status(session, run, "running", reason))
+            set_status(session, run, "running", reason)
         elif resumed:
             run.updated_at = now()
             reason = f"continued{where} with its resume key"
-            messages.append(append_event(session, run, "status", status_data(run, reason)))
-        return Registration(run, False, resumed, last_epoch, messages)
+            append_event(session, run, "status", status_data(run, reason))
+        return Registration(run, False, resumed, last_epoch)
 
 
 def register_run(db: Database, key: str | None, registration: dict[str, Any]) -> Registration:
@@ -98,7 +96,7 @@ def register_run(db: Database, key: str | None, registration: dict[str, Any]) ->
     if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
         return known
     if key and (run := _find_by_key(db, key)) is not None:
-        return Registration(run, False, False, upload_last_epoch(db, run.id), [])
+        return Registration(run, False, False, upload_last_epoch(db, run.id))
     run = new_run_row(
         "running",
         method=EXTERNAL,
@@ -117,15 +115,15 @@ def register_run(db: Database, key: str | None, registration: dict[str, Any]) ->
             session.add(run)
             labels_from_request(session, run, registration)
             reason = f"external run registered{where}"
-            message = append_event(session, run, "status", status_data(run, reason))
+            append_event(session, run, "status", status_data(run, reason))
     except IntegrityError:  # the same key registered concurrently: that run wins
         if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
             return known
         found = _find_by_key(db, key) if key else None
         if found is None:
             raise
-        return Registration(found, False, False, upload_last_epoch(db, found.id), [])
-    return Registration(run, True, False, None, [message])
+        return Registration(found, False, False, upload_last_epoch(db, found.id))
+    return Registration(run, True, False, None)
 
 
 def upload_last_epoch(db: Database, run_id: str) -> int | None:
@@ -288,21 +286,22 @@ def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
     return "finished by the client" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list[EventMessage]:
+def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool:
     """Give a finished external run whose uploads are all processed its final status (the
-    client's) and verdict. Does nothing while uploads are pending or before finish."""
+    client's) and verdict; returns whether it did. Does nothing while uploads are pending or
+    before finish."""
     errors = upload_errors(db, run_id)
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None or run.status != "running" or run.external_finish is None:
-            return []
+            return False
         pending = session.scalar(
             select(func.count())
             .select_from(ExternalUpload)
             .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
         )
         if pending:
-            return []
+            return False
         finish = run.external_finish
         if verdict is not None:
             run.verdict = json_safe(verdict)
@@ -312,7 +311,8 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> list
         reason = _closing_reason(finish, errors)
         if run.cancel_requested:
             status, reason = "cancelled", f"cancelled on request; {reason}"
-        return [set_status(session, run, status, reason)]
+        set_status(session, run, status, reason)
+        return True
 
 
 def runs_needing_ingest(db: Database, before: float) -> list[str]:

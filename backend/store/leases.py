@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.eventlog import append_event, lock_run, set_status, status_data
 from backend.store.models import Run, json_safe, now, verdict_cause_guard
 from contract import RunStatus
 
@@ -27,20 +27,19 @@ class Claim:
     attempt: int
 
 
-def claim_run(
-    db: Database, run_id: str, worker_id: str
-) -> tuple[Claim | None, str, list[EventMessage]]:
-    """Take the run for this worker when it is ``queued``. Returns (claim or None, why not,
-    events). A run that is running elsewhere, finished or gone is left alone: the message
-    that brought the task here was a duplicate."""
+def claim_run(db: Database, run_id: str, worker_id: str) -> tuple[Claim | None, str]:
+    """Take the run for this worker when it is ``queued``. Returns (claim or None, why not).
+    A run that is running elsewhere, finished or gone is left alone: the message that
+    brought the task here was a duplicate."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
-            return None, "the run no longer exists", []
+            return None, "the run no longer exists"
         if run.status != "queued":
-            return None, f"the run is {run.status}", []
+            return None, f"the run is {run.status}"
         if run.cancel_requested:
-            return None, "cancelled", [set_status(session, run, "cancelled", "cancelled")]
+            set_status(session, run, "cancelled", "cancelled")
+            return None, "cancelled"
         run.status = "running"
         run.worker_id = worker_id
         run.lease_token = secrets.token_hex(16)
@@ -48,8 +47,8 @@ def claim_run(
         run.started_at = run.started_at or now()
         run.attempts += 1
         run.error = None
-        message = append_event(session, run, "status", status_data(run, f"started on {worker_id}"))
-        return Claim(run.id, run.lease_token, dict(run.config), run.attempts), "", [message]
+        append_event(session, run, "status", status_data(run, f"started on {worker_id}"))
+        return Claim(run.id, run.lease_token, dict(run.config), run.attempts), ""
 
 
 @dataclass(frozen=True)
@@ -82,38 +81,40 @@ def finish_run(
     verdict: dict[str, Any] | None = None,
     error: str | None = None,
     reason: str | None = None,
-) -> list[EventMessage]:
-    """End the run with a terminal status, if this worker still holds it."""
+) -> bool:
+    """End the run with a terminal status, if this worker still holds it; returns whether
+    it did."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None or run.lease_token != lease_token or run.status != "running":
-            return []
+            return False
         if verdict is not None:
             run.verdict = json_safe(verdict)
             run.verdict_kind = verdict.get("kind")
             run.cause = verdict_cause_guard(verdict)
         run.error = error
         run.progress = None
-        return [set_status(session, run, status, reason)]
+        set_status(session, run, status, reason)
+        return True
 
 
-def release_run(db: Database, run_id: str, lease_token: str, reason: str) -> list[EventMessage]:
-    """Give a running run back to the queue (its worker is shutting down cleanly)."""
+def release_run(db: Database, run_id: str, lease_token: str, reason: str) -> None:
+    """Give a running run back to the queue (its worker is shutting down cleanly), if this
+    worker still holds it."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None or run.lease_token != lease_token or run.status != "running":
-            return []
+            return
         run.lease_token = None
         run.worker_id = None
         run.heartbeat_at = None
         run.enqueued_at = None
         run.progress = None
-        return [set_status(session, run, "queued", reason)]
+        set_status(session, run, "queued", reason)
 
 
 @dataclass
 class ReapResult:
-    messages: list[EventMessage]
     requeued: list[str]  # runs given back to the queue (their task is sent by send_unsent)
 
 
@@ -133,7 +134,7 @@ def reap(
     worker has been silent for ``cancel_timeout_s`` (a few heartbeat intervals: a live worker
     sees the flag at its next beat and stops by itself), without waiting for the timeout.
     Safe to run from any number of processes at once (each run is handled under its lock)."""
-    result = ReapResult([], [])
+    result = ReapResult([])
     stamp = now()
     cancel_timeout_s = min(cancel_timeout_s or heartbeat_timeout_s, heartbeat_timeout_s)
     with db.read() as session:
@@ -160,25 +161,23 @@ def reap(
             run.heartbeat_at = None
             run.progress = None
             if run.cancel_requested:
-                result.messages.append(set_status(session, run, "cancelled", "cancelled"))
+                set_status(session, run, "cancelled", "cancelled")
             elif run.worker_losses >= max_worker_losses:
                 run.error = (
                     f"the worker running this run stopped responding {run.worker_losses} times "
                     f"(no heartbeat for {silent_for:.0f} s, last {_where(run)}); giving up "
                     "instead of retrying in a loop: the run probably exhausts the worker's memory"
                 )
-                result.messages.append(set_status(session, run, "failed", run.error))
+                set_status(session, run, "failed", run.error)
             else:
                 run.worker_id = None
                 run.enqueued_at = None
-                result.messages.append(
-                    set_status(
-                        session,
-                        run,
-                        "queued",
-                        f"its worker stopped responding ({silent_for:.0f} s without heartbeat, "
-                        f"{_where(run)}); requeued to resume from the last checkpoint",
-                    )
+                set_status(
+                    session,
+                    run,
+                    "queued",
+                    f"its worker stopped responding ({silent_for:.0f} s without heartbeat, "
+                    f"{_where(run)}); requeued to resume from the last checkpoint",
                 )
                 result.requeued.append(run_id)
     return result

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage, append_event, lock_run, set_status, status_data
+from backend.store.eventlog import append_event, lock_run, set_status, status_data
 from backend.store.models import EpochRow, Event, Projection, Run, RunTag, Sweep, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
 from contract.labels import LabelsEdit, unique_tags
@@ -66,19 +66,16 @@ def labels_from_request(session: Session, run: Run, request: dict[str, Any]) -> 
     )
 
 
-def create_run(
-    db: Database, request: dict[str, Any], config: dict[str, Any]
-) -> tuple[Run, list[EventMessage]]:
-    """Store a new ``queued`` run; returns it and its first status event."""
+def create_run(db: Database, request: dict[str, Any], config: dict[str, Any]) -> Run:
+    """Store a new ``queued`` run (and log its first status event); returns it."""
     with db.write() as session:
-        run, message = add_run(session, request, config)
-        return run, [message]
+        return add_run(session, request, config)
 
 
 def add_run(
     session: Session, request: dict[str, Any], config: dict[str, Any], sweep_id: str | None = None
-) -> tuple[Run, EventMessage]:
-    """A new ``queued`` run in this transaction, with its first status event."""
+) -> Run:
+    """A new ``queued`` run in this transaction, with its first status event logged."""
     run = new_run_row(
         "queued",
         method=config["method"],
@@ -91,7 +88,8 @@ def add_run(
     )
     session.add(run)
     labels_from_request(session, run, request)
-    return run, append_event(session, run, "status", status_data(run, "queued"))
+    append_event(session, run, "status", status_data(run, "queued"))
+    return run
 
 
 def queued_sent_before(db: Database, stamp: float) -> list[str]:
@@ -161,13 +159,13 @@ def run_device(db: Database, run_id: str) -> str | None:
         return None if config is None else str(config.get("device", "auto"))
 
 
-def note_queued_reason(db: Database, run_id: str, reason: str) -> list[EventMessage]:
+def note_queued_reason(db: Database, run_id: str, reason: str) -> None:
     """Tell the run's viewers why a queued run is still waiting (a status event, once per
     distinct reason)."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None or run.status != "queued":
-            return []
+            return
         last = session.scalar(
             select(Event.data)
             .where(Event.run_id == run_id, Event.type == "status")
@@ -175,8 +173,8 @@ def note_queued_reason(db: Database, run_id: str, reason: str) -> list[EventMess
             .limit(1)
         )
         if last and last.get("reason") == reason:
-            return []
-        return [append_event(session, run, "status", status_data(run, reason))]
+            return
+        append_event(session, run, "status", status_data(run, reason))
 
 
 def get_run(db: Database, run_id: str) -> Run | None:
@@ -267,19 +265,28 @@ def delete_run(db: Database, run_id: str) -> Literal["deleted", "missing", "acti
         return "deleted"
 
 
-def request_cancel(db: Database, run_id: str) -> tuple[Run | None, list[EventMessage]]:
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a cancel request found: the run (None when there is none) and whether the
+    request ended it now (a queued run; a running one is only flagged)."""
+
+    run: Run | None
+    cancelled_now: bool = False
+
+
+def request_cancel(db: Database, run_id: str) -> CancelOutcome:
     """Cancel a queued run at once; flag a running one (its worker stops within seconds)."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
-            return None, []
-        messages: list[EventMessage] = []
+            return CancelOutcome(None)
         if run.status == "queued":
-            messages.append(set_status(session, run, "cancelled", "cancelled before it started"))
-        elif run.status == "running":
+            set_status(session, run, "cancelled", "cancelled before it started")
+            return CancelOutcome(run, cancelled_now=True)
+        if run.status == "running":
             run.cancel_requested = True
             run.updated_at = now()
-        return run, messages
+        return CancelOutcome(run)
 
 
 def edit_labels(db: Database, run_id: str, edit: LabelsEdit) -> Run | None:

@@ -18,7 +18,6 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm.attributes import flag_modified
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage
 from backend.store.leases import ToSend
 from backend.store.models import EpochRow, Run, Sweep, json_safe, now
 from backend.store.runs import add_run, request_cancel
@@ -41,12 +40,12 @@ def create_sweep(
     points: list[dict[str, Any]],
     runs: list[NewSweepRun],
     concurrency: int,
-) -> tuple[Sweep, list[str], list[EventMessage]]:
+) -> tuple[Sweep, list[str]]:
     """Store the sweep and every run of it (``queued``, held) in one transaction; returns
-    the sweep, the run ids in order and their first status events."""
+    the sweep and the run ids in order."""
     sweep_id = uuid.uuid4().hex[:12]
     cells: list[dict[str, Any]] = [{"point": json_safe(p), "runs": []} for p in points]
-    run_ids, messages = [], []
+    run_ids = []
     with db.write() as session:
         sweep = Sweep(
             id=sweep_id,
@@ -61,12 +60,11 @@ def create_sweep(
         session.add(sweep)
         session.flush()
         for new in runs:
-            run, message = add_run(session, new.request, new.config, sweep_id=sweep_id)
+            run = add_run(session, new.request, new.config, sweep_id=sweep_id)
             cells[new.cell]["runs"].append(run.id)
             run_ids.append(run.id)
-            messages.append(message)
         flag_modified(sweep, "cells")  # filled in place: tell the session it changed
-        return sweep, run_ids, messages
+        return sweep, run_ids
 
 
 def get_sweep(db: Database, sweep_id: str) -> Sweep | None:
@@ -138,9 +136,9 @@ def sweeps_with_held_runs(db: Database) -> list[str]:
         )
 
 
-def cancel_sweep(db: Database, sweep_id: str) -> tuple[int, list[EventMessage]]:
+def cancel_sweep(db: Database, sweep_id: str) -> int:
     """Cancel every unfinished run of the sweep (queued ones at once, running ones within
-    seconds); returns how many it touched and their events."""
+    seconds); returns how many it touched."""
     with db.read() as session:
         ids = list(
             session.scalars(
@@ -149,7 +147,6 @@ def cancel_sweep(db: Database, sweep_id: str) -> tuple[int, list[EventMessage]]:
                 .order_by(Run.created_at.desc())  # held ones first: none of them starts
             )
         )
-    messages: list[EventMessage] = []
     for run_id in ids:
-        messages.extend(request_cancel(db, run_id)[1])
-    return len(ids), messages
+        request_cancel(db, run_id)
+    return len(ids)

@@ -164,8 +164,7 @@ RADII = {"collapsing": [1.0, 0.5, 0.2, 0.1, 0.06], "healthy": [1.0, 0.9, 1.15, 0
 def _constructed_run(db: Database, radii: list[float], seed: int) -> str:
     """A run that no worker trains (cancelled at once) with stored clouds of these radii."""
     config = {"method": "simsiam", "dataset": "digits", "backbone": "small_cnn", "epochs": EPOCHS}
-    run, _ = run_store.create_run(db, config, {**config, "seed": seed, "options": {}})
-    run_id = run.id
+    run_id = run_store.create_run(db, config, {**config, "seed": seed, "options": {}}).id
     run_store.request_cancel(db, run_id)
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(300, 2)) / np.sqrt(2)  # unit RMS radius

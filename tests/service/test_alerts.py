@@ -200,13 +200,13 @@ def test_scanner_announces_new_runs_and_finished_sweeps_but_not_history(tmp_path
     db.migrate()
     settings = Settings(alert_webhooks="http://hooks/all", public_url=PUBLIC_URL)
     config = {"method": "simsiam", "dataset": "digits", "epochs": 1}
-    old, _ = run_store.create_run(db, config=config, request=config)
+    old = run_store.create_run(db, config=config, request=config)
     _finish(db, old.id, "succeeded")
     time.sleep(0.01)
     assert scan_once(db, settings) == 0  # first pass: alerts start now, history is read
 
     sweep_request = {**config, "alerts": ["http://hooks/sweep"]}
-    sweep, run_ids, _ = sweep_store.create_sweep(
+    sweep, run_ids = sweep_store.create_sweep(
         db,
         name="lr map",
         request=sweep_request,

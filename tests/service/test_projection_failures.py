@@ -39,7 +39,7 @@ def test_a_failing_projection_is_given_up_after_a_few_attempts(
     )
     db = Database(settings.resolved_database_url)
     db.migrate()
-    run, _ = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
+    run = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
     assert leases.claim_run(db, run.id, "worker-a")[0] is not None  # running: re-sends look
     run_dir = settings.run_dir(run.id)
     nan = np.full((64, 8), np.nan, dtype=np.float16)  # UMAP raises "Input contains NaN"

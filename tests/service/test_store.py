@@ -68,9 +68,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 def _new_run(db: Database) -> str:
-    run, messages = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
-    assert [m.type for m in messages] == ["status"] and messages[0].seq == 1
-    return run.id
+    return run_store.create_run(db, {"method": "simsiam"}, CONFIG).id
 
 
 def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
@@ -115,9 +113,10 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_an_epoch_is_recorded_once_and_events_are_gap_free(db: Database) -> None:
     run_id = _new_run(db)
-    assert len(epoch_store.record_epoch(db, run_id, _record(0))) == 1
-    assert epoch_store.record_epoch(db, run_id, _record(0)) == []  # a repeat is ignored
-    assert len(epoch_store.record_epoch(db, run_id, _record(1))) == 1
+    assert epoch_store.record_epoch(db, run_id, _record(0)) is True
+    assert epoch_store.record_epoch(db, run_id, _record(0)) is False  # a repeat is ignored
+    assert epoch_store.record_epoch(db, run_id, _record(1)) is True
+    assert epoch_store.record_epoch(db, "missing", _record(0)) is False
     assert [r["epoch"] for r in epoch_store.epoch_records(db, run_id)] == [0, 1]
     events = eventlog.events_after(db, run_id, 0)
     assert [e.seq for e in events] == [1, 2, 3]
@@ -163,18 +162,19 @@ def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> 
 
 def test_a_run_is_claimed_by_one_worker_only(db: Database) -> None:
     run_id = _new_run(db)
-    claim, _, _ = leases.claim_run(db, run_id, "worker-a")
+    claim, _ = leases.claim_run(db, run_id, "worker-a")
     assert claim is not None
-    second, why, _ = leases.claim_run(db, run_id, "worker-b")
+    second, why = leases.claim_run(db, run_id, "worker-b")
     assert second is None and "running" in why
     assert leases.heartbeat(db, run_id, claim.lease_token, {"epoch": 1}).owned
     assert not leases.heartbeat(db, run_id, "not-the-lease", None).owned
-    assert leases.finish_run(db, run_id, "not-the-lease", "succeeded") == []
-    finished = leases.finish_run(
+    assert leases.finish_run(db, run_id, "not-the-lease", "succeeded") is False
+    assert leases.finish_run(
         db, run_id, claim.lease_token, "succeeded", verdict={"kind": "healthy"}
     )
-    assert finished[0].data["status"] == "succeeded"
-    assert run_store.get_run(db, run_id).verdict == {"kind": "healthy"}
+    run = run_store.get_run(db, run_id)
+    assert run is not None and run.status == "succeeded" and run.verdict == {"kind": "healthy"}
+    assert eventlog.events_after(db, run_id, 0)[-1].data["status"] == "succeeded"
 
 
 def _make_stale(db: Database, run_id: str) -> None:
@@ -188,14 +188,13 @@ def _make_stale(db: Database, run_id: str) -> None:
 def test_reaper_requeues_a_silent_run_and_fails_it_after_repeated_losses(db: Database) -> None:
     run_id = _new_run(db)
     for loss in (1, 2, 3):
-        claim, _, _ = leases.claim_run(db, run_id, f"worker-{loss}")
+        claim, _ = leases.claim_run(db, run_id, f"worker-{loss}")
         assert claim is not None, f"claim {loss}"
         _make_stale(db, run_id)
         result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3)
-        assert [m.data["status"] for m in result.messages] == (
-            ["queued"] if loss < 3 else ["failed"]
-        )
-        assert (run_id in result.requeued) == (loss < 3)
+        run = run_store.get_run(db, run_id)
+        assert run is not None and run.status == ("queued" if loss < 3 else "failed")
+        assert result.requeued == ([run_id] if loss < 3 else [])
         claimed = [c.run_id for c in leases.claim_unsent(db, sent_before=0.0)]
         assert claimed == ([run_id] if loss < 3 else [])
         assert not leases.heartbeat(db, run_id, claim.lease_token, None).owned
@@ -211,7 +210,8 @@ def test_reaper_leaves_live_runs_alone_and_resends_unsent_ones(db: Database) -> 
     assert [c.run_id for c in leases.claim_unsent(db, sent_before=0.0, only=[sent])] == [sent]
     unsent = _new_run(db)
     result = leases.reap(db, heartbeat_timeout_s=30, max_worker_losses=3)
-    assert result.messages == [] and result.requeued == []
+    assert result.requeued == []
+    assert [e.seq for e in eventlog.events_after(db, live, 0)] == [1, 2]  # queued, running
     assert [c.run_id for c in leases.claim_unsent(db, sent_before=now() - 600)] == [unsent]
     # each is claimed once: a second sender finds nothing left to send
     assert leases.claim_unsent(db, sent_before=now() - 600) == []
@@ -240,14 +240,15 @@ def test_concurrent_senders_claim_each_unsent_run_once(db: Database) -> None:
 
 def test_cancel_ends_a_queued_run_and_flags_a_running_one(db: Database) -> None:
     queued = _new_run(db)
-    run, messages = run_store.request_cancel(db, queued)
-    assert (
-        run is not None and run.status == "cancelled" and messages[0].data["status"] == "cancelled"
-    )
+    cancel = run_store.request_cancel(db, queued)
+    assert cancel.cancelled_now and cancel.run is not None and cancel.run.status == "cancelled"
+    assert eventlog.events_after(db, queued, 0)[-1].data["status"] == "cancelled"
+    assert not run_store.request_cancel(db, queued).cancelled_now  # it had already ended
     running = _new_run(db)
-    claim, _, _ = leases.claim_run(db, running, "worker")
-    run, messages = run_store.request_cancel(db, running)
-    assert run is not None and run.status == "running" and messages == []
+    claim, _ = leases.claim_run(db, running, "worker")
+    cancel = run_store.request_cancel(db, running)
+    assert not cancel.cancelled_now and cancel.run is not None and cancel.run.status == "running"
+    assert run_store.request_cancel(db, "missing").run is None
     assert leases.heartbeat(db, running, claim.lease_token, None).cancel_requested
 
 
@@ -264,13 +265,11 @@ def test_list_filters_and_orders_newest_first(db: Database) -> None:
 
 def test_projections_and_shares(db: Database) -> None:
     run_id = _new_run(db)
-    messages = epoch_store.record_projection(db, run_id, 0, [[0.0, 1.0], [2.0, 3.0]], [1, 2])
-    assert messages[0].data == {
-        "epoch": 0,
-        "count": 2,
-        "url": f"/api/runs/{run_id}/projections/0",
-    }
-    assert epoch_store.record_projection(db, run_id, 0, [[9.0, 9.0]], [0]) == []
+    assert epoch_store.record_projection(db, run_id, 0, [[0.0, 1.0], [2.0, 3.0]], [1, 2])
+    assert [e.data for e in eventlog.events_after(db, run_id, 1)] == [
+        {"epoch": 0, "count": 2, "url": f"/api/runs/{run_id}/projections/0"}
+    ]
+    assert epoch_store.record_projection(db, run_id, 0, [[9.0, 9.0]], [0]) is False
     assert epoch_store.get_projection(db, run_id, 0).points == [[0.0, 1.0], [2.0, 3.0]]
     assert epoch_store.previous_projection(db, run_id, 1) == [[0.0, 1.0], [2.0, 3.0]]
     share = share_store.create_share(db, [run_id])
@@ -308,24 +307,26 @@ def test_events_are_published_once_their_transaction_commits_and_dropped_on_roll
 ) -> None:
     published: list[eventlog.EventMessage] = []
     db.on_commit = published.extend
-    run, returned = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
-    assert published == returned and [m.seq for m in published] == [1]
+    run = run_store.create_run(db, {"method": "simsiam"}, CONFIG)
+    assert [(m.type, m.seq) for m in published] == [("status", 1)]
+    created = published[0]
 
     with db.write() as session:
         locked = eventlog.lock_run(session, run.id)
         assert locked is not None
         message = eventlog.append_event(session, locked, "status", {"status": "queued"})
-        assert published == returned, "nothing goes out before the commit"
-    assert published == [*returned, message]
+        assert published == [created], "nothing goes out before the commit"
+    assert published == [created, message]
 
     with pytest.raises(RuntimeError), db.write() as session:
         locked = eventlog.lock_run(session, run.id)
         assert locked is not None
         eventlog.append_event(session, locked, "status", {"status": "queued"})
         raise RuntimeError("the transaction fails after logging an event")
-    assert published == [*returned, message], "a rolled-back event is never published"
+    assert published == [created, message], "a rolled-back event is never published"
 
-    claim, _, claimed = leases.claim_run(db, run.id, "worker")
+    claim, _ = leases.claim_run(db, run.id, "worker")
     assert claim is not None
-    assert published[-1] == claimed[0] and published[-1].seq == 3  # the rolled-back seq reused
-    assert [m.seq for m in eventlog.events_after(db, run.id, 0)] == [1, 2, 3]
+    stored = eventlog.events_after(db, run.id, 0)
+    assert [m.seq for m in stored] == [1, 2, 3]  # the rolled-back seq reused
+    assert published == stored, "each committed event published once, as stored"
