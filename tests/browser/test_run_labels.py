@@ -109,6 +109,7 @@ def test_a_run_launched_from_the_form_with_a_project_and_tag_is_under_that_filte
     page.click("#launch-button")
     # the server's refusal lands under the field it names, and nothing is stored
     expect(page.locator(".field[data-label='tags'] .error")).to_contain_text("pattern")
+    expect(page.locator("#launch-button")).to_have_text("Launch run")  # its label, not "Launching"
     assert writer.get("/api/runs", params={"project": "launched-from-form"}).json()["count"] == 0
 
     page.fill("#label-tags", "form-tag, second")

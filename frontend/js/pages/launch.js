@@ -570,10 +570,10 @@ function showErrors(errors) {
 async function launch() {
   clearErrors();
   const button = /** @type {HTMLButtonElement} */ (document.getElementById("launch-button"));
+  const label = button.textContent; // "Launch run" or "Launch sweep (n)", back after an error
   button.disabled = true;
   button.textContent = "Launching...";
   const sweeping = state.sweepRuns !== null;
-  const label = button.textContent;
   try {
     /** @type {Api.SweepCreated | Api.RunDetail} */
     let created;
