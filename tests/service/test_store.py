@@ -60,11 +60,16 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database = Database(url)
     database.migrate()
     database.migrate()  # a second start-up finds the schema at head
+    _empty(database)  # the session's PostgreSQL database may hold other test files' runs
     yield database
+    _empty(database)
+    database.dispose()
+
+
+def _empty(database: Database) -> None:
     if not database.is_sqlite:
         with database.write() as session:
             session.execute(text("TRUNCATE runs, epochs, projections, events, shares CASCADE"))
-    database.dispose()
 
 
 def _new_run(db: Database) -> str:
