@@ -9,11 +9,12 @@ LOCK := requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# `make test` runs pytest on PYTEST_WORKERS processes (pytest-xdist), each test file whole on
-# one of them (its module caches and fixtures built once), each process with one PyTorch
-# thread: the service and browser tests mostly wait on their services, so two processes keep
-# both cores busy (8 min 38 s instead of 14 min 29 s for the suite here, README).
+# `make test` and `make check` run pytest on PYTEST_WORKERS processes (pytest-xdist), each
+# test file whole on one of them (its module caches and fixtures built once), each process
+# with one PyTorch thread: the service and browser tests mostly wait on their services, so two
+# processes keep both cores busy (8 min 38 s instead of 14 min 29 s for the suite here, README).
 PYTEST_WORKERS ?= 2
+PARALLEL_PYTEST = OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # The project's own packages go on top of the lock without their dependencies: the lock alone
 # decides every other package (tests/test_lock.py checks it satisfies the pyproject files).
 LOCAL_PACKAGES := -e './client[lightning]' -e '.[worker,dev]'
@@ -59,7 +60,7 @@ test: $(STAMP) $(LOWEST_STAMP) system-deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PARALLEL_PYTEST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-client-lowest
 
 # tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
@@ -69,7 +70,7 @@ test-client-lowest: $(LOWEST_STAMP)
 check: $(STAMP)
 	@start=$$(date +%s); \
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports \
-	&& $(VENV)/bin/mypy && $(VENV)/bin/pytest -q -m "$(CHECK_MARKERS)" $(PYTEST_ARGS); \
+	&& $(VENV)/bin/mypy && $(PARALLEL_PYTEST) -q -m "$(CHECK_MARKERS)" $(PYTEST_ARGS); \
 	status=$$?; echo "make check: $$(( $$(date +%s) - start )) s"; exit $$status
 
 lock:
