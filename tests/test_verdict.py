@@ -242,3 +242,18 @@ def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
         for r in history
     ]
     assert run_verdict(old).kind == "healthy"
+
+
+def test_an_epoch_0_that_is_already_collapsed_is_a_finding() -> None:
+    """A loop that measures its random network in eval mode with BatchNorm's initial
+    statistics reports one vector for every image at epoch 0: nothing later can fall below
+    it, so the verdict says so beside its kind instead of passing it over in silence."""
+    one_point = _to_constant(64, 0.001, seed=0)
+    later = [_to_constant(64, 0.02, seed=epoch) for epoch in (1, 2, 3)]
+    history = [_record(0, one_point, seed=0)]
+    history += [_record(epoch, z, seed=epoch) for epoch, z in enumerate(later, start=1)]
+    verdict = epoch_verdict(history)
+    assert history[0].projector.cos_rand > THRESHOLDS.collapsed_baseline_cos_rand
+    assert any("epoch 0 already looks completely collapsed" in f for f in verdict.findings)
+    healthy = [_record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in range(3)]
+    assert not any("epoch 0 already" in f for f in epoch_verdict(healthy).findings)

@@ -119,6 +119,11 @@ class Thresholds:
     warn_rate: float = 0.15
     warn_horizon_epochs: int = 3
     # findings (sentences beside the kind, never changing it):
+    # epoch 0 itself collapsed: z/||z|| below `complete_spread` with random pairs at least
+    # this close. Untrained networks measured 0.46-0.76 (simsiam, byol, lejepa, dino, ijepa on
+    # digits); 1.00 is what a loop measuring a random network in eval mode with BatchNorm's
+    # initial running statistics reports (all rows one vector).
+    collapsed_baseline_cos_rand: float = 0.95
     # backbone kNN this far below its epoch-0 (random network) value; about two standard
     # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
     knn_drop: float = 0.03
@@ -347,6 +352,18 @@ def findings(
     h0, h = first.backbone, last.backbone
     if trend.warning:
         result.append(f"collapse coming: {trend.warning}.")
+    z0 = first.projector
+    if (
+        z0.spread < thresholds.complete_spread
+        and z0.cos_rand >= thresholds.collapsed_baseline_cos_rand
+    ):
+        result.append(
+            f"epoch 0 already looks completely collapsed (std·√d {z0.std_l2_sqrt_d:.3f}, "
+            f"random-pair cosine {z0.cos_rand:.2f}): every later epoch is compared with it, "
+            "so a collapse present from the start cannot be seen. An untrained network "
+            "rarely looks like this; measure epoch 0 as training will (in eval mode, "
+            "BatchNorm's initial running statistics give every image the same z)."
+        )
     if h0 is None or h is None:  # an external run that logs only z
         return result
     if (
