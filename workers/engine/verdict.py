@@ -345,7 +345,8 @@ def findings(
 ) -> list[str]:
     """What the three kinds do not say, one sentence with its numbers each: partial
     prototype collapse, the backbone's kNN below its epoch-0 value, a collapse coming (the
-    trend's warning), backbone and projector disagreeing (one collapsed, the other not).
+    trend's warning), an epoch 0 that already looks collapsed (the baseline every kind is
+    judged against), backbone and projector disagreeing (one collapsed, the other not).
     The backbone is judged by the same rules against its own epoch 0."""
     first, last = history[0], history[-1]
     result = _cluster_findings(history, thresholds)
