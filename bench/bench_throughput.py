@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -246,6 +247,18 @@ def time_engine(engine: EngineLoop, args: argparse.Namespace) -> float:
     return time.perf_counter() - start
 
 
+def cpu_seconds_per_step(train_step: Callable[[], None], steps: int) -> float:
+    """CPU seconds of one ``train_step()`` in this process, after one untimed step. Run on
+    one thread with the batch made in the step (for a recipe, its DataLoader workers' work),
+    this does not depend on how busy the machine is nor on how the scheduler shares it
+    between the recipe's worker processes and others, unlike wall time."""
+    train_step()
+    start = time.process_time()
+    for _ in range(steps):
+        train_step()
+    return (time.process_time() - start) / steps
+
+
 def cpu_work_per_step(
     recipe_model: RecipeSimSiam,
     recipe_optimizer: torch.optim.Optimizer,
@@ -254,30 +267,19 @@ def cpu_work_per_step(
     args: argparse.Namespace,
 ) -> tuple[float, float]:
     """CPU seconds of one training step on one thread, in this process, for (recipe, engine).
-
-    Recipe: transforming and collating ``batch_size`` two-view items (the DataLoader workers'
-    work) + the model step. Unlike wall time, this does not depend on how busy the machine
-    is nor on how the scheduler shares it between the recipe's worker processes and others.
-    """
+    Recipe: transforming and collating ``batch_size`` two-view items + the model step."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     order = torch.randperm(len(dataset)).tolist()
+    steps = itertools.count()
 
-    def recipe_once(step: int) -> None:
-        start = (step * args.batch_size) % (len(dataset) - args.batch_size)
+    def recipe_once() -> None:
+        start = (next(steps) * args.batch_size) % (len(dataset) - args.batch_size)
         items = [dataset[i] for i in order[start : start + args.batch_size]]
         recipe_step(recipe_model, recipe_optimizer, default_collate(items))
 
-    recipe_once(0)
-    engine.step()
-    start = time.process_time()
-    for step in range(args.cpu_steps):
-        recipe_once(step + 1)
-    recipe_cpu = (time.process_time() - start) / args.cpu_steps
-    start = time.process_time()
-    for _ in range(args.cpu_steps):
-        engine.step()
-    engine_cpu = (time.process_time() - start) / args.cpu_steps
+    recipe_cpu = cpu_seconds_per_step(recipe_once, args.cpu_steps)
+    engine_cpu = cpu_seconds_per_step(engine.step, args.cpu_steps)
     torch.set_num_threads(threads)
     return recipe_cpu, engine_cpu
 
@@ -531,14 +533,11 @@ def time_method(name: str, args: argparse.Namespace) -> None:
         return run(partial(engine_step, method, optimizer), engine_batches())
 
     def cpu_per_step(train_step: RecipeStep, batches: Iterator[Any]) -> float:
-        """CPU seconds of one step on one thread in this process, making the batch included
-        (for the recipe, its DataLoader workers' work): independent of the machine's load."""
-        nonlocal step
-        train_step(next(batches), step := step + 1)
-        start = time.process_time()
-        for _ in range(args.cpu_steps):
+        def once() -> None:
+            nonlocal step
             train_step(next(batches), step := step + 1)
-        return (time.process_time() - start) / args.cpu_steps
+
+        return cpu_seconds_per_step(once, args.cpu_steps)
 
     load_before = os.getloadavg()[0]
     recipe = recipe_seconds()
