@@ -247,13 +247,26 @@ def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
 def test_an_epoch_0_that_is_already_collapsed_is_a_finding() -> None:
     """A loop that measures its random network in eval mode with BatchNorm's initial
     statistics reports one vector for every image at epoch 0: nothing later can fall below
-    it, so the verdict says so beside its kind instead of passing it over in silence."""
+    it, so the verdict says so beside its kind, and judges the trained epochs by the absolute
+    limits alone: a run that stays collapsed is complete collapse from its first trained
+    epoch, one that spreads out is healthy."""
     one_point = _to_constant(64, 0.001, seed=0)
     later = [_to_constant(64, 0.02, seed=epoch) for epoch in (1, 2, 3)]
     history = [_record(0, one_point, seed=0)]
     history += [_record(epoch, z, seed=epoch) for epoch, z in enumerate(later, start=1)]
-    verdict = epoch_verdict(history)
     assert history[0].projector.cos_rand > THRESHOLDS.collapsed_baseline_cos_rand
+    assert all(record.projector.spread < THRESHOLDS.complete_spread for record in history)
+    # epoch 0 alone: nothing trained yet, so nothing judged
+    assert epoch_verdict(history[:1]).kind == "healthy"
+    verdict = epoch_verdict(history)
+    assert verdict.kind == "complete_collapse"
+    assert verdict.onset_epoch == 1
     assert any("epoch 0 already looks completely collapsed" in f for f in verdict.findings)
+    spreading = history[:1] + [
+        _record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in (1, 2)
+    ]
+    recovered = epoch_verdict(spreading)
+    assert recovered.kind == "healthy"
+    assert any("epoch 0 already" in f for f in recovered.findings)
     healthy = [_record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in range(3)]
     assert not any("epoch 0 already" in f for f in epoch_verdict(healthy).findings)

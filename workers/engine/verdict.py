@@ -64,7 +64,10 @@ class Thresholds:
       after its first epoch (deepcluster 2.5-3.5, byol-no-ema 2.8, simclr/simsiam >= 4.0).
       Threshold 2.2 is the geometric middle of 1.7 and 2.8.
     * every rule also needs a fall from epoch 0, so an unusual initialisation is never
-      called collapsed before training has done anything.
+      called collapsed before training has done anything. Except when epoch 0 itself is
+      collapsed (random pairs at cosine >= 0.95 with spread < 0.3; untrained networks
+      measured 0.16-0.76): nothing can fall from it, so trained epochs are judged by the
+      absolute limits alone, and a run that stays collapsed is not called healthy.
     * warnings: the rank of every method falls sharply in the first epoch (simclr on
       shapes 88 -> 24, deepcluster 93 -> 16) and settles, so a warning needs two epochs of
       fall faster than 15%/epoch that would cross a threshold within 3 epochs. It fires 3
@@ -118,11 +121,13 @@ class Thresholds:
     # collapse threshold within `warn_horizon_epochs` epochs at that rate
     warn_rate: float = 0.15
     warn_horizon_epochs: int = 3
-    # findings (sentences beside the kind, never changing it):
+    # findings (sentences beside the kind, never changing it, but one):
     # epoch 0 itself collapsed: z/||z|| below `complete_spread` with random pairs at least
-    # this close. Untrained networks measured 0.46-0.76 (simsiam, byol, lejepa, dino, ijepa on
-    # digits); 1.00 is what a loop measuring a random network in eval mode with BatchNorm's
-    # initial running statistics reports (all rows one vector).
+    # this close (then trained epochs are judged by the absolute limits alone). Untrained
+    # networks measured 0.46-0.76 on digits and 0.16-0.68 on shapes (simsiam, byol, lejepa,
+    # dino, ijepa; 2026-12-05, one epoch-0 probe each); 1.00 is what a loop measuring a random
+    # network in eval mode with BatchNorm's initial running statistics reports (all rows one
+    # vector).
     collapsed_baseline_cos_rand: float = 0.95
     # backbone kNN this far below its epoch-0 (random network) value; about two standard
     # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
@@ -132,19 +137,26 @@ class Thresholds:
     # ...or the samples' mean assignment using an effective number below this share of K
     clusters_used_share: float = 0.25
 
+    def baseline_collapsed(self, baseline: EmbeddingMetrics) -> bool:
+        """Whether epoch 0 itself already looks completely collapsed: then no later epoch
+        can fall from it, and trained epochs are judged by the absolute limits alone."""
+        return (
+            baseline.spread < self.complete_spread
+            and baseline.cos_rand >= self.collapsed_baseline_cos_rand
+        )
+
     def spread_limit(self, baseline: EmbeddingMetrics) -> float:
         """Spread below which z counts as completely collapsed, given epoch 0."""
+        if self.baseline_collapsed(baseline):
+            return self.complete_spread
         return min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
 
     def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
-        return float(
-            min(
-                self.dimensional_rank,
-                self.dimensional_rank_of_dim * baseline.dim,
-                self.dimensional_rank_of_baseline * baseline.effective_rank,
-            )
-        )
+        absolute = min(self.dimensional_rank, self.dimensional_rank_of_dim * baseline.dim)
+        if self.baseline_collapsed(baseline):
+            return float(absolute)
+        return float(min(absolute, self.dimensional_rank_of_baseline * baseline.effective_rank))
 
 
 THRESHOLDS = Thresholds()
@@ -172,7 +184,8 @@ def shrunk(
 def classify(
     current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
 ) -> VerdictKind:
-    """Kind of one embedding's diagnostics compared with its epoch-0 baseline."""
+    """Kind of one trained epoch's diagnostics compared with its epoch-0 baseline (epoch 0
+    itself is never judged: training has not done anything yet)."""
     if current.spread < thresholds.spread_limit(baseline) or shrunk(current, baseline, thresholds):
         return "complete_collapse"
     rank = current.effective_rank
@@ -354,18 +367,17 @@ def findings(
     if trend.warning:
         result.append(f"collapse coming: {trend.warning}.")
     z0 = first.projector
-    if (
-        z0.spread < thresholds.complete_spread
-        and z0.cos_rand >= thresholds.collapsed_baseline_cos_rand
-    ):
+    if thresholds.baseline_collapsed(z0):
         result.append(
             f"epoch 0 already looks completely collapsed (std·√d {z0.std_l2_sqrt_d:.3f}, "
-            f"random-pair cosine {z0.cos_rand:.2f}): every later epoch is compared with it, "
-            "so a collapse present from the start cannot be seen. An untrained network "
-            "rarely looks like this; measure epoch 0 as training will (in eval mode, "
-            "BatchNorm's initial running statistics give every image the same z)."
+            f"random-pair cosine {z0.cos_rand:.2f}): no later epoch can fall from it, so "
+            f"trained epochs are judged by the absolute limits alone (spread below "
+            f"{thresholds.complete_spread}, effective rank below "
+            f"{thresholds.rank_limit(z0):.1f}). An untrained network rarely looks like this; "
+            "measure epoch 0 as training will (in eval mode, BatchNorm's initial running "
+            "statistics give every image the same z)."
         )
-    if h0 is None or h is None:  # an external run that logs only z
+    if h0 is None or h is None or len(history) < 2:  # only z logged, or nothing trained yet
         return result
     if (
         h.knn_top1 is not None
@@ -401,9 +413,11 @@ def findings(
 def epoch_kinds(
     history: Sequence[EpochRecord], thresholds: Thresholds = THRESHOLDS
 ) -> list[VerdictKind]:
-    """The kind of every epoch in the history, each compared with epoch 0."""
+    """The kind of every epoch in the history, each compared with epoch 0 (itself healthy:
+    nothing has been trained yet)."""
     baseline = history[0].projector
-    return [classify(record.projector, baseline, thresholds) for record in history]
+    untrained: VerdictKind = "healthy"
+    return [untrained, *(classify(r.projector, baseline, thresholds) for r in history[1:])]
 
 
 def _onset(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> int | None:
