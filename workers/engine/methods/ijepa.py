@@ -192,10 +192,11 @@ class IJEPA(Method):
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, H, W) -> (h, z): the context encoder's and the target encoder's mean
-        patch token, (B, D) each."""
+        patch token, (B, D) each; one pass when the target is the context encoder (no EMA)."""
         h = encode_tokens(self.backbone, x).mean(dim=1)
-        z = encode_tokens(self.target_encoder(), x).mean(dim=1)
-        return h, z
+        if self.target_backbone is None:
+            return h, h
+        return h, encode_tokens(self.target_backbone, x).mean(dim=1)
 
     def monitor(self) -> dict[str, float]:
         return {"ema_momentum": self.current_momentum}
