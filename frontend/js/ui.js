@@ -290,6 +290,14 @@ export const queryState = {
   },
 };
 
+/** What a page's main loads before drawing anything (the run, the sweep, the catalogue);
+ * throws, naming it, when read before.
+ * @template T @param {T | null} value @param {string} what @returns {T} */
+export function loaded(value, what) {
+  if (value === null) throw new Error(`${what} is not loaded yet`);
+  return value;
+}
+
 /** Format a number for tables: 3 significant digits, dash for missing.
  * @param {unknown} value @param {number} [digits] */
 export function fmt(value, digits = 3) {

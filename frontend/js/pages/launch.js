@@ -15,7 +15,7 @@ import {
   sweepSeeds,
   sweptPaths,
 } from "../sweep-form.js";
-import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
+import { el, loaded, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 import { useVerdicts, verdictBadge } from "../verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
@@ -149,8 +149,7 @@ const presetsBox = /** @type {HTMLElement} */ (document.getElementById("presets"
 
 /** The method catalogue: main loads it before anything is drawn. */
 function loadedCatalogue() {
-  if (!state.catalogue) throw new Error("the method catalogue is not loaded yet");
-  return state.catalogue;
+  return loaded(state.catalogue, "the method catalogue");
 }
 
 /** @param {string | null | undefined} name */

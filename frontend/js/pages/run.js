@@ -34,6 +34,7 @@ import {
   chartHelpBlock,
   el,
   keyValueTable,
+  loaded,
   queryState,
   renderHeader,
   reportWriteError,
@@ -83,8 +84,7 @@ const state = {
 
 /** The run on the page: main loads it before anything is drawn. */
 function loadedRun() {
-  if (!state.run) throw new Error("the run is not loaded yet");
-  return state.run;
+  return loaded(state.run, "the run");
 }
 
 /** The run as the chart builder takes it (one series). */

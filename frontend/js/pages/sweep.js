@@ -18,7 +18,7 @@ import {
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
-import { el, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
+import { el, loaded, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
 /** A metric a sweep map can be shaded by (plots.js SWEEP_METRICS). @typedef
@@ -50,8 +50,7 @@ const state = {
 
 /** The sweep on the page: main loads it before anything is drawn. */
 function loadedSweep() {
-  if (!state.sweep) throw new Error("the sweep is not loaded yet");
-  return state.sweep;
+  return loaded(state.sweep, "the sweep");
 }
 
 /** The sweep metric of that id; the default (SWEEP_METRICS[0]) for none or an unknown one.
