@@ -1,0 +1,243 @@
+"""DINO-style external loops and the cause of their collapse, beyond the one setting the
+service test runs.
+
+The loop is a plain PyTorch DINO (written here, not the engine's DINO): digits, a 3-layer
+MLP to an l2-normalised 32-d bottleneck, a linear head to K prototypes, teacher centering and
+sharpening, an EMA teacher, AdamW, 20 epochs; each epoch it logs its probe the way a
+researcher's loop does, ``log_epoch(epoch, z, labels=, loss=, teacher=, student=,
+schedules=)`` with z the student's output distribution (Caron et al., ICCV 2021, Sec. 5.3:
+where DINO's two collapses are defined). ``tests/service/test_external_causes.py`` runs it
+through ``collapse_lab.Monitor`` and the real service at seed 0; this script runs it
+in-process through the ingest worker's own code (:func:`workers.engine.probe.probe_epoch_record`,
+the schedules renamed by the client's ``SCHEDULE_ALIASES``) on other seeds, prototype counts
+and learning rates, with and without the schedules logged, and prints one row per loop:
+
+    python -m bench.external_dino_loops            # 4 loops x 6 variants, ~10 min on 2 CPUs
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from collapse_lab.monitor import SCHEDULE_ALIASES
+from sklearn.datasets import load_digits
+from torch import nn
+
+from contract import EpochRecord
+from workers.engine.probe import probe_epoch_record
+
+STUDENT_TEMPERATURE = 0.1
+NUM_PROTOTYPES = 64
+EPOCHS = 20
+
+# name -> (the loop's guards, the cause its collapse should get; None: stays healthy)
+LOOPS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "every guard on": ({"centering": True, "teacher_temperature": 0.04, "momentum": 0.99}, None),
+    "no centering": (
+        {"centering": False, "teacher_temperature": 0.04, "momentum": 0.99},
+        "centering",
+    ),
+    "no sharpening": (
+        {"centering": True, "teacher_temperature": 0.1, "momentum": 0.99},
+        "sharpening",
+    ),
+    "teacher is the student": (
+        {"centering": True, "teacher_temperature": 0.04, "momentum": 0.0},
+        "target_network",
+    ),
+}
+
+# seeds, prototype counts, learning rates and logging the service test does not run
+VARIANTS: list[dict[str, Any]] = [
+    {"seed": 1, "num_prototypes": 64, "lr": 0.05, "log_schedules": True},
+    {"seed": 2, "num_prototypes": 64, "lr": 0.05, "log_schedules": True},
+    {"seed": 3, "num_prototypes": 256, "lr": 0.05, "log_schedules": True},
+    {"seed": 1, "num_prototypes": 64, "lr": 0.01, "log_schedules": True},
+    {"seed": 2, "num_prototypes": 64, "lr": 0.05, "log_schedules": False},
+    {"seed": 3, "num_prototypes": 256, "lr": 0.01, "log_schedules": False},
+]
+
+
+class EpochLogger(Protocol):
+    """What the loop calls each epoch: ``collapse_lab.Monitor.log_epoch``'s keywords."""
+
+    def log_epoch(
+        self,
+        epoch: int,
+        z: torch.Tensor,
+        *,
+        labels: Any,
+        loss: float | None,
+        teacher: torch.Tensor,
+        student: torch.Tensor,
+        schedules: Mapping[str, float],
+    ) -> Any: ...
+
+
+class _Net(nn.Module):
+    """x (B, 64) -> logits (B, K) through an l2-normalised 32-d bottleneck."""
+
+    def __init__(self, num_prototypes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 32)
+        )
+        self.last = nn.Linear(32, num_prototypes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(F.normalize(self.body(x), dim=1))
+
+
+def dino_loop(
+    logger: EpochLogger,
+    *,
+    centering: bool,
+    teacher_temperature: float,
+    momentum: float,
+    seed: int = 0,
+    num_prototypes: int = NUM_PROTOTYPES,
+    lr: float = 0.05,
+    log_schedules: bool = True,
+) -> None:
+    """Train the loop for ``EPOCHS`` epochs, logging epoch 0 (untrained) and each epoch.
+    ``log_schedules=False`` logs no EMA momentum and no temperatures (the cause then has
+    only the probabilities to read)."""
+    torch.manual_seed(seed)
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
+    probe, probe_labels = x[:256], torch.tensor(digits.target[:256])
+    generator = torch.Generator().manual_seed(seed)
+
+    def augment(t: torch.Tensor) -> torch.Tensor:  # masked pixels and noise
+        keep = torch.rand(t.shape, generator=generator) > 0.25
+        return t * keep + 0.3 * torch.randn(t.shape, generator=generator)
+
+    student = _Net(num_prototypes)
+    teacher = copy.deepcopy(student).requires_grad_(False)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.04)
+    center = torch.zeros(num_prototypes)
+
+    def teacher_probs(logits: torch.Tensor) -> torch.Tensor:
+        shifted = logits - center if centering else logits
+        return F.softmax(shifted / teacher_temperature, dim=1)
+
+    def log(epoch: int, loss: float | None) -> None:
+        student.eval()
+        with torch.no_grad():
+            view1, view2 = augment(probe), augment(probe)
+            # common spellings (collapse_lab.monitor.SCHEDULE_ALIASES); the centre's norm is
+            # not logged: the momentum tells a student-copy teacher, whose entropy falls to
+            # 0 too, from a missing centering
+            schedules = {
+                "momentum": momentum,
+                "teacher_temp": teacher_temperature,
+                "student_temp": STUDENT_TEMPERATURE,
+            }
+            logger.log_epoch(
+                epoch,
+                F.softmax(student(probe) / STUDENT_TEMPERATURE, dim=1),
+                labels=probe_labels,
+                loss=loss,
+                teacher=teacher_probs(teacher(view1)),
+                student=F.softmax(student(view2) / STUDENT_TEMPERATURE, dim=1),
+                schedules=schedules if log_schedules else {},
+            )
+        student.train()
+
+    log(0, None)
+    for epoch in range(1, EPOCHS + 1):
+        for batch in x[torch.randperm(len(x), generator=generator)].split(128):
+            views = [augment(batch), augment(batch)]
+            student_logs = [F.log_softmax(student(v) / STUDENT_TEMPERATURE, dim=1) for v in views]
+            with torch.no_grad():
+                teacher_logits = [teacher(v) for v in views]
+                targets = [teacher_probs(t) for t in teacher_logits]
+            loss = (
+                -(
+                    (targets[0] * student_logs[1]).sum(1).mean()
+                    + (targets[1] * student_logs[0]).sum(1).mean()
+                )
+                / 2
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                if centering:
+                    center = 0.9 * center + 0.1 * torch.cat(teacher_logits).mean(0)
+                for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+                    t.mul_(momentum).add_((1 - momentum) * s)
+        log(epoch, loss.item())
+
+
+class InProcessLogger:
+    """Each epoch measured as the ingest worker measures an upload: the schedules renamed as
+    the client renames them, then :func:`probe_epoch_record` over the run's history."""
+
+    def __init__(self) -> None:
+        self.history: list[EpochRecord] = []
+
+    def log_epoch(
+        self,
+        epoch: int,
+        z: torch.Tensor,
+        *,
+        labels: Any,
+        loss: float | None,
+        teacher: torch.Tensor,
+        student: torch.Tensor,
+        schedules: Mapping[str, float],
+    ) -> None:
+        scalars: dict[str, float | None] = {
+            SCHEDULE_ALIASES.get(name, name): value for name, value in schedules.items()
+        }
+        internals = {"teacher": teacher.numpy(), "student": student.numpy()}
+        record = probe_epoch_record(
+            epoch,
+            z.numpy(),
+            history=self.history,
+            labels=np.asarray(labels),
+            loss=loss,
+            scalars=scalars,
+            internals=internals,
+        )
+        self.history.append(record)
+
+
+def main() -> None:
+    print(
+        "| seed | K | lr | schedules logged | loop | verdict | cause | expected | h(P_t)/ln K, KL |"
+    )
+    print("| ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |")
+    started = time.perf_counter()
+    for variant in VARIANTS:
+        for name, (guards, expected) in LOOPS.items():
+            logger = InProcessLogger()
+            dino_loop(logger, **guards, **variant)
+            last = logger.history[-1]
+            verdict = last.verdict
+            assert verdict is not None
+            guard = verdict.cause.guard if verdict.cause else "—"
+            log_k = last.logs.get("log_k", 1.0)
+            kl = last.logs.get("teacher_student_kl")
+            shares = f"{last.logs.get('teacher_entropy', float('nan')) / log_k:.2f}, " + (
+                f"{kl:.3f}" if kl is not None else "∞ (not stored)"
+            )
+            print(
+                f"| {variant['seed']} | {variant['num_prototypes']} | {variant['lr']} | "
+                f"{'yes' if variant['log_schedules'] else 'no'} | {name} | {verdict.kind} | "
+                f"{guard} | {expected or '—'} | {shares} |",
+                flush=True,
+            )
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
