@@ -213,7 +213,8 @@ class InProcessLogger:
 
 def main() -> None:
     print(
-        "| seed | K | lr | schedules logged | loop | verdict | cause | expected | h(P_t)/ln K, KL |"
+        "| seed | K | lr | schedules logged | loop | verdict | cause | expected | "
+        "h(P_t)/ln K, KL (nats) |"
     )
     print("| ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |")
     started = time.perf_counter()
