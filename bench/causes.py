@@ -238,14 +238,20 @@ DATASET_FIELDS: dict[str, dict[str, str]] = {
 
 
 def _run(
-    scenario: Scenario, dataset: str, seed: int, out: Path, retrain: bool, data_root: Path
+    scenario: Scenario,
+    dataset: str,
+    seed: int,
+    out: Path,
+    retrain: bool,
+    data_root: Path,
+    settings: dict[str, Any],
 ) -> Judged:
     path = out / f"{dataset}-{scenario.name}-s{seed}.json"
     if path.exists() and not retrain:
         stored = json.loads(path.read_text())
     else:
         fields = DATASET_FIELDS.get(dataset, {"dataset": dataset})
-        raw = {**SMALL, **scenario.request, **fields, "seed": seed}
+        raw = {**settings, **scenario.request, **fields, "seed": seed}
         if "options" in scenario.request:
             preset = PRESETS[scenario.request["preset"]].config.get("options", {})
             raw["options"] = {**preset, **scenario.request["options"]}
@@ -420,7 +426,13 @@ def main() -> None:
     parser.add_argument(
         "--data-root", type=Path, default=Path("data"), help="where 'photos' is (and downloads)"
     )
+    parser.add_argument(
+        "--backbone",
+        default=SMALL["backbone"],
+        help="for every method that takes it (I-JEPA keeps its ViT); store under its own --out",
+    )
     args = parser.parse_args()
+    settings = {**SMALL, "backbone": args.backbone}
     scenarios = [*HYPERPARAMETERS, *PRESET_SCENARIOS]
     if args.scenarios != "all":
         wanted = set(args.scenarios.split(","))
@@ -433,7 +445,9 @@ def main() -> None:
                 stored = (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
                 if args.stored and not stored:
                     continue
-                run = _run(scenario, dataset, seed, args.out, args.retrain, args.data_root)
+                run = _run(
+                    scenario, dataset, seed, args.out, args.retrain, args.data_root, settings
+                )
                 runs.append(run)
                 print(_cause_row(run), flush=True)
     print()

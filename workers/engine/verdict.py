@@ -121,9 +121,9 @@ class Thresholds:
     # collapse threshold within `warn_horizon_epochs` epochs at that rate
     warn_rate: float = 0.15
     warn_horizon_epochs: int = 3
-    # findings (sentences beside the kind, never changing it, but one):
+    # findings (sentences beside the kind, never changing it):
     # epoch 0 itself collapsed: z/||z|| below `complete_spread` with random pairs at least
-    # this close (then trained epochs are judged by the absolute limits alone). Untrained
+    # this close (the baseline rule above then applies: `baseline_collapsed`). Untrained
     # networks measured 0.46-0.76 on digits and 0.16-0.68 on shapes (simsiam, byol, lejepa,
     # dino, ijepa; 2026-12-05, one epoch-0 probe each); 1.00 is what a loop measuring a random
     # network in eval mode with BatchNorm's initial running statistics reports (all rows one
