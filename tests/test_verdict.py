@@ -261,6 +261,8 @@ def test_an_epoch_0_that_is_already_collapsed_is_a_finding() -> None:
     verdict = epoch_verdict(history)
     assert verdict.kind == "complete_collapse"
     assert verdict.onset_epoch == 1
+    assert "epoch 0 was already collapsed" in verdict.reason
+    assert "fell" not in verdict.reason  # it rose a little, still collapsed
     assert any("epoch 0 already looks completely collapsed" in f for f in verdict.findings)
     spreading = history[:1] + [
         _record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in (1, 2)

@@ -286,6 +286,15 @@ def _reason(
             f"directions still vary (spread {z.spread:.2f}, effective rank "
             f"{z.effective_rank:.1f}{knn})."
         )
+    if kind != "healthy" and thresholds.baseline_collapsed(z0):
+        # nothing fell: epoch 0 was already collapsed, so the absolute limits decided
+        return (
+            f"projector std_l2·√d is {z.std_l2_sqrt_d:.3f} and effective rank "
+            f"{z.effective_rank:.1f} of d={z.dim} at epoch {epoch}, under the absolute "
+            f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); epoch 0 "
+            f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
+            f"{z0.cos_rand:.2f}), so nothing could fall from it."
+        )
     if kind == "complete_collapse":
         return (
             f"projector std_l2·√d fell from {z0.std_l2_sqrt_d:.2f} to "
