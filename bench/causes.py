@@ -18,6 +18,7 @@ prints the markdown tables of docs/causes.md:
     python -m bench.causes --stored                                      # re-judges
     python -m bench.make_photo_folder --root data                        # real photos, then
     python -m bench.causes --datasets photos --seeds 0 --scenarios ...   # on them
+    python -m bench.causes --backbone resnet18 --out runs/causes-resnet18 --scenarios ...
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
     assert run_verdict(old).kind == "healthy"
 
 
-def test_an_epoch_0_that_is_already_collapsed_is_a_finding() -> None:
+def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> None:
     """A loop that measures its random network in eval mode with BatchNorm's initial
     statistics reports one vector for every image at epoch 0: nothing later can fall below
     it, so the verdict says so beside its kind, and judges the trained epochs by the absolute
