@@ -37,9 +37,9 @@ from workers.engine.trainer import train
 
 LIDAR_EVERY = 5  # the run config's default cadence, for the amortised figure
 SETTINGS = {
-    "digits (1,347 train / 450 probe)": {"dataset": "digits"},
-    "shapes (8,192 train / 2,048 probe)": {"dataset": "shapes"},
-    "cifar: shapes 50,000 / 2,048, 195 steps": {
+    "digits (1,347 train)": {"dataset": "digits"},
+    "shapes (8,192 train)": {"dataset": "shapes"},
+    "cifar: shapes 50,000, 195 steps": {
         "dataset": "shapes",
         "train_size": 50_000,
         "batch_size": 256,
@@ -63,9 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(
-        f"{'setting':40s} {'preset':14s} {'train s':>8s} {'diag s':>7s} {'LiDAR s':>8s} "
-        f"{'mech s':>7s} {'share':>6s} {'mech':>6s} {'of CIFAR':>8s} {'LiDAR ep.':>9s} "
-        f"{f'1 in {LIDAR_EVERY}':>7s}"
+        f"{'setting':40s} {'preset':14s} {'probe':>5s} {'train s':>8s} {'diag s':>7s} "
+        f"{'LiDAR s':>8s} {'mech s':>7s} {'share':>6s} {'mech':>6s} {'of CIFAR':>8s} "
+        f"{'LiDAR ep.':>9s} {f'1 in {LIDAR_EVERY}':>7s}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for label, raw in SETTINGS.items():
@@ -78,7 +78,7 @@ def main() -> None:
                     | {"lidar_every": 1}
                 )
                 history = train(config, data_root=Path(tmp)).history[1:]
-                _print_row(label, preset, history, args.cifar_train_s)
+                _print_row(label, preset, config.probe_size, history, args.cifar_train_s)
     print(
         "share: diagnostics without LiDAR / epoch; mech: the mechanism signals' part of the "
         "epoch; of CIFAR: mech s / (CIFAR-sized training s + mech s); LiDAR ep.: on an epoch "
@@ -87,7 +87,9 @@ def main() -> None:
     )
 
 
-def _print_row(label: str, preset: str, history: list[Any], cifar_train_s: float | None) -> None:
+def _print_row(
+    label: str, preset: str, probe: int, history: list[Any], cifar_train_s: float | None
+) -> None:
     def mean(field: str) -> float:
         return sum(getattr(r, field) for r in history) / len(history)
 
@@ -100,8 +102,8 @@ def _print_row(label: str, preset: str, history: list[Any], cifar_train_s: float
     amortised = diag_s + lidar_s / LIDAR_EVERY
     spread_out = amortised / (train_s + amortised)
     print(
-        f"{label:40s} {preset:14s} {train_s:8.2f} {diag_s:7.2f} {lidar_s:8.2f} {mech_s:7.3f} "
-        f"{without:6.1%} {mech:6.1%} {of_cifar} {every:9.1%} {spread_out:7.1%}",
+        f"{label:40s} {preset:14s} {probe:5d} {train_s:8.2f} {diag_s:7.2f} {lidar_s:8.2f} "
+        f"{mech_s:7.3f} {without:6.1%} {mech:6.1%} {of_cifar} {every:9.1%} {spread_out:7.1%}",
         flush=True,
     )
 

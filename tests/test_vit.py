@@ -11,6 +11,11 @@ import torch
 from contract import resolve_config
 from workers.engine.backbones import build_backbone
 from workers.engine.methods import METHODS, StepInfo
+from workers.engine.trainer import (
+    CPU_EVAL_BATCH_WITHOUT_BATCHNORM,
+    EVAL_BATCH,
+    eval_batch_size,
+)
 from workers.engine.vit import VisionTransformer
 
 SMALL = {"patch_size": 4, "vit_dim": 24, "vit_depth": 2, "vit_heads": 2}
@@ -140,3 +145,21 @@ def test_every_method_trains_a_step_on_the_vit(name: str) -> None:
     h, z = method.embed(views[0])
     # I-JEPA's z is the target encoder's pooled tokens (no projector: contract/methods/ijepa.py)
     assert h.shape == (8, 24) and z.shape == (8, 24 if name == "ijepa" else 8)
+
+
+def test_probe_passes_batch_small_only_without_batchnorm() -> None:
+    """eval_batch_size: without BatchNorm (I-JEPA's encoders) the batch changes no output,
+    so the CPU uses its faster small batches; a BatchNorm head keeps the large ones."""
+    config = resolve_config({"method": "ijepa", "image_size": 16, **SMALL})
+    backbone, rep_dim = build_backbone("vit_tiny", 3, 16, 32, **SMALL)
+    ijepa = METHODS["ijepa"](backbone, rep_dim, config).eval()
+    assert eval_batch_size(ijepa) == CPU_EVAL_BATCH_WITHOUT_BATCHNORM < EVAL_BATCH
+    images = torch.randn(2 * CPU_EVAL_BATCH_WITHOUT_BATCHNORM, 3, 16, 16)
+    with torch.no_grad():
+        whole = ijepa.embed(images)
+        batched = [ijepa.embed(part) for part in images.split(CPU_EVAL_BATCH_WITHOUT_BATCHNORM)]
+    for full, parts in zip(whole, zip(*batched, strict=True), strict=True):
+        assert torch.allclose(full, torch.cat(parts), atol=1e-5)
+    simclr_config = resolve_config({"method": "simclr", "backbone": "vit_tiny", **SMALL})
+    backbone, rep_dim = build_backbone("vit_tiny", 3, 16, 32, **SMALL)
+    assert eval_batch_size(METHODS["simclr"](backbone, rep_dim, simclr_config)) == EVAL_BATCH

@@ -65,6 +65,10 @@ IJEPA_SPEC = MethodSpec(
         "weight_decay": 0.04,
         "warmup_epochs": 1,
         "batch_size": 128,
+        # Each probe and kNN-bank image passes through two full encoders (context and
+        # target) while a training image costs about one: 1,024 keep I-JEPA's diagnostics
+        # within 5 % of a CIFAR-sized epoch (README, "Cost").
+        "probe_size": 1024,
     },
     implementation="workers.engine.methods.ijepa:IJEPA",
     backbones=("vit_tiny",),  # it predicts patch tokens: forward_tokens

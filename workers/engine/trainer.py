@@ -35,14 +35,17 @@ from workers.engine.images import DeviceImages, ImageData
 from workers.engine.methods import Method, MethodUnavailableError, StepInfo, method_class
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
 from workers.engine.optim import build_optimizer, lr_at
-from workers.engine.parts import recompute_batchnorm_statistics
+from workers.engine.parts import has_batchnorm, recompute_batchnorm_statistics
 from workers.engine.verdict import epoch_verdict, run_verdict
 
 # Positive pairs for alignment / positive cosine: two augmented views of this many probe
 # images (a fixed subset, fixed augmentations); 256 pairs put the mean cosine within about
 # 0.01 and keep the cost of monitoring small.
 POSITIVE_PAIRS = 256
+# Images per probe pass (eval_batch_size): BatchNorm's recomputed statistics need large
+# batches; a network without BatchNorm only runs faster on the CPU in small ones.
 EVAL_BATCH = 512
+CPU_EVAL_BATCH_WITHOUT_BATCHNORM = 64
 # LiDAR (Thilak et al. 2024) on q augmented views of n probe images; the first two views are
 # the positive pairs above, so it costs n (q - 2) = 768 extra forward passes on the epochs it
 # runs (``lidar_every``): the paper's 1,000 x 50 on ImageNet would cost more than an epoch
@@ -135,11 +138,24 @@ class _Probe:
 
 
 @torch.no_grad()
+def eval_batch_size(method: Method) -> int:
+    """Images per probe pass. With BatchNorm, 512: the pass that recomputes the statistics
+    normalises each batch by its own, and 512 images keep them within a few percent of the
+    whole set's. Without BatchNorm (the ViT) the batch changes no output, only the speed: on
+    the CPU a ViT's activations for 512 images overflow the caches and batches of 64 run
+    about 1.5x faster (README, "Cost"); on a GPU large batches fill the device."""
+    device = next(method.parameters()).device
+    if device.type != "cpu" or has_batchnorm(method):
+        return EVAL_BATCH
+    return CPU_EVAL_BATCH_WITHOUT_BATCHNORM
+
+
 def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.Tensor, ...]:
     hs, zs = [], []
-    for start in range(0, len(images), EVAL_BATCH):
+    batch = eval_batch_size(method)
+    for start in range(0, len(images), batch):
         with autocast():
-            h, z = method.embed(images[start : start + EVAL_BATCH])
+            h, z = method.embed(images[start : start + batch])
         hs.append(h.float())
         zs.append(z.float())
     return torch.cat(hs), torch.cat(zs)
@@ -149,12 +165,12 @@ def _embed_recomputing_batchnorm(
     method: Method, images: torch.Tensor, autocast: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """images (N, C, H, W) -> (h, z) float, from one training-mode pass that also recomputes
-    exact BatchNorm statistics (for later eval-mode passes). Each batch of 512 is normalised
-    by its own statistics, within a few percent of the whole set's: a second, eval-mode pass
-    over the same images would cost as much again."""
+    exact BatchNorm statistics (for later eval-mode passes). Each batch (512 images with
+    BatchNorm: eval_batch_size) is normalised by its own statistics, within a few percent of
+    the whole set's: a second, eval-mode pass over the same images would cost as much again."""
     with autocast():
         outputs = recompute_batchnorm_statistics(
-            method, method.embed, images, batch_size=EVAL_BATCH
+            method, method.embed, images, batch_size=eval_batch_size(method)
         )
     return torch.cat([h.float() for h, _ in outputs]), torch.cat([z.float() for _, z in outputs])
 
@@ -169,7 +185,7 @@ def _encode_training_set(method: Method, images: DeviceImages, autocast: Any) ->
 
     with autocast():
         outputs = recompute_batchnorm_statistics(
-            method, embed_rows, torch.arange(len(images)), batch_size=EVAL_BATCH
+            method, embed_rows, torch.arange(len(images)), batch_size=eval_batch_size(method)
         )
     return torch.cat([z.float() for _, z in outputs])
 

@@ -2,7 +2,7 @@
 EMA target update, Sinkhorn-Knopp equipartition, k-means and exact BatchNorm statistics for
 evaluation."""
 
-from workers.engine.parts.batchnorm import recompute_batchnorm_statistics
+from workers.engine.parts.batchnorm import has_batchnorm, recompute_batchnorm_statistics
 from workers.engine.parts.ema import cosine_momentum, ema_update
 from workers.engine.parts.heads import LinearPredictor, mlp
 from workers.engine.parts.kmeans import KMeansStats, kmeans
@@ -13,6 +13,7 @@ __all__ = [
     "LinearPredictor",
     "cosine_momentum",
     "ema_update",
+    "has_batchnorm",
     "kmeans",
     "mlp",
     "recompute_batchnorm_statistics",

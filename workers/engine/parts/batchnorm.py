@@ -11,6 +11,11 @@ from torch import nn
 Output = TypeVar("Output")
 
 
+def has_batchnorm(module: nn.Module) -> bool:
+    """Whether any submodule of ``module`` is a BatchNorm layer."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 @torch.no_grad()
 def recompute_batchnorm_statistics(
     module: nn.Module,
