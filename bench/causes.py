@@ -73,6 +73,44 @@ HYPERPARAMETERS = [
         "weight_decay",
         "weight decay 1.0, 2000x BYOL's 5e-4",
     ),
+    # Where weight decay starts to collapse at this scale (80 steps), and the optimisers on
+    # which lr x wd predicts nothing (docs/causes.md, "Weight decay and the optimiser").
+    Scenario(
+        "simsiam-wd-0.1",
+        {"preset": "simsiam", "weight_decay": 0.1},
+        "weight_decay",
+        "weight decay 0.1, 200x SimSiam's (peak lr x wd 4.9e-3)",
+    ),
+    Scenario(
+        "byol-wd-0.05",
+        {"preset": "byol", "weight_decay": 0.05},
+        "weight_decay",
+        "weight decay 0.05, 100x BYOL's (peak lr x wd 3.7e-3)",
+    ),
+    Scenario(
+        "simsiam-wd-0.05",
+        {"preset": "simsiam", "weight_decay": 0.05},
+        None,
+        "control: weight decay 0.05 (peak lr x wd 2.5e-3)",
+    ),
+    Scenario(
+        "simsiam-adamw-wd",
+        {"preset": "simsiam", "optimizer": "adamw", "lr": 0.12, "weight_decay": 1.0},
+        "learning_rate",
+        "AdamW at lr 3e-2 with weight decay 1.0 (peak lr x wd 2.9e-2): collapses as without it",
+    ),
+    Scenario(
+        "simsiam-adamw",
+        {"preset": "simsiam", "optimizer": "adamw", "lr": 0.12, "weight_decay": 0.0},
+        "learning_rate",
+        "control: AdamW at lr 3e-2 without weight decay",
+    ),
+    Scenario(
+        "simsiam-lars-wd",
+        {"preset": "simsiam", "optimizer": "lars", "weight_decay": 1.0},
+        None,
+        "LARS with weight decay 1.0 (peak lr x wd 4.9e-2): its trust ratio bounds the step",
+    ),
     Scenario(
         "dino-teacher-temp",
         {
@@ -224,7 +262,7 @@ class Judged:
         for end in range(2, len(self.history) + 1):
             prefix = self.history[:end]
             kind = epoch_verdict(prefix).kind
-            found, _ = guard_findings(prefix, kind, None)
+            found, _ = guard_findings(prefix, kind, self.configuration)
             measured = [f for f in found if f.guard not in CONFIGURATION_GUARDS]
             if measured:
                 return prefix[-1].epoch, measured[0].guard

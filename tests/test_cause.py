@@ -24,6 +24,8 @@ LOG_K = math.log(128)
 # how spread each epoch's embedding is: healthy for two epochs, then collapsing to a point
 COLLAPSING = (1.0, 1.0, 0.9, 0.05, 0.001, 0.0001)
 HEALTHY = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+# weight decay is read as a cause under plain SGD only
+SGD = configuration_of({"method": "simsiam", "optimizer": "sgd"})
 
 
 def _embedding(weight: float, seed: int) -> torch.Tensor:
@@ -174,20 +176,35 @@ def test_a_linear_predictor_is_read_from_the_configuration(kind: str) -> None:
 def test_weight_decay_far_above_the_survival_threshold() -> None:
     logs = [{"weight_decay": 0.5}] * 6
     history = _history(COLLAPSING, logs, lr=0.05)
-    cause = run_verdict(history).cause
+    cause = run_verdict(history, configuration=SGD).cause
     assert cause is not None and cause.guard == "weight_decay"
-    assert "Weight decay 0.5 at learning rate 0.05" in cause.reason
+    assert "Weight decay 0.5 at learning rate 0.05 (SGD)" in cause.reason
     assert "2.5e-02 per step" in cause.reason
+    assert "configuration.optimizer" in cause.signals_checked
     # the default weight decay is no cause
-    default = run_verdict(_history(COLLAPSING, [{"weight_decay": 5e-4}] * 6, lr=0.05)).cause
-    assert default is not None and default.guard == "undetermined"
+    default = _history(COLLAPSING, [{"weight_decay": 5e-4}] * 6, lr=0.05)
+    blind = run_verdict(default, configuration=SGD).cause
+    assert blind is not None and blind.guard == "undetermined"
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "AdamW", "lars", "LARS-SGD", None])
+def test_weight_decay_is_read_under_plain_sgd_only(optimizer: str | None) -> None:
+    """docs/causes.md: AdamW at lr 3e-2 collapsed with weight decay 1 and without it, LARS
+    with weight decay 1 stayed healthy: lr x wd names nothing there, nor where the
+    optimiser is not given."""
+    configuration = configuration_of({} if optimizer is None else {"optimizer": optimizer})
+    history = _history(COLLAPSING, [{"weight_decay": 1.0}] * 6, lr=0.03)
+    cause = run_verdict(history, configuration=configuration).cause
+    assert cause is not None and cause.guard == "undetermined"
+    named = run_verdict(history, configuration={"optimizer": "torch.optim.SGD"}).cause
+    assert named is not None and named.guard == "weight_decay"
 
 
 def test_the_peak_shrink_counts_even_when_the_cosine_schedule_ended_near_zero() -> None:
     history = _history(COLLAPSING, [{"weight_decay": 0.5}] * 6)
     for record, lr in zip(history, [0.05, 0.05, 0.04, 0.02, 0.005, 0.0], strict=True):
         record.lr = lr
-    cause = run_verdict(history).cause
+    cause = run_verdict(history, configuration=SGD).cause
     assert cause is not None and cause.guard == "weight_decay"
     assert "2.5e-02 per step" in cause.reason
 
@@ -261,7 +278,7 @@ def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collaps
 
 def test_two_guards_firing_give_undetermined_naming_both() -> None:
     logs = [{"loss_variance": 1.0, "weight_decay": 0.5}] * 6
-    cause = run_verdict(_history(COLLAPSING, logs, lr=0.05)).cause
+    cause = run_verdict(_history(COLLAPSING, logs, lr=0.05), configuration=SGD).cause
     assert cause is not None and cause.guard == "undetermined"
     assert "variance_term and weight_decay" in cause.reason
 

@@ -316,6 +316,11 @@ class CollapseLabCallback(Callback):
         if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
             self.resume_key = default_resume_key(self.monitor_kwargs.get("name") or "lightning")
             self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
+        # the optimiser's class tells the server how weight decay acts (plain SGD only is
+        # read as a cause: workers/engine/cause.py); the researcher's own key wins
+        optimizers = getattr(trainer, "optimizers", None) or []
+        if optimizers and "optimizer" not in config:
+            config = {**config, "optimizer": type(optimizers[0]).__name__}
         self.monitor = Monitor(
             self.url,
             config={**config, "max_epochs": trainer.max_epochs},

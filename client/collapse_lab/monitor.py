@@ -213,8 +213,10 @@ class Monitor:
 
     ``url`` is the dashboard's address (or ``$COLLAPSE_LAB_URL``); ``token`` its
     ``API_TOKEN`` (or ``$COLLAPSE_LAB_TOKEN``), sent as ``Authorization: Bearer``.
-    ``config`` is free-form JSON shown on the run page; ``labels`` the probe labels, (N,)
-    ints, used for every epoch that does not pass its own.
+    ``config`` is free-form JSON shown on the run page; the diagnosis reads a few of its keys
+    (``optimizer``: weight decay is named as a cause under plain SGD only, e.g.
+    ``config={"optimizer": "sgd", ...}``; docs/causes.md on the server). ``labels`` the
+    probe labels, (N,) ints, used for every epoch that does not pass its own.
 
     On creation the run is registered (one request, at most ``timeout`` seconds), so
     ``run_id`` and ``url`` are known at once. A wrong URL or token raises here, before any

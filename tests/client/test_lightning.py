@@ -136,7 +136,13 @@ def test_logs_epoch_zero_then_every_epoch_and_finishes(server: FakeCollapseLab) 
     assert callback.monitor is not None and callback.monitor.url is not None
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1, 2, 3]
-    assert run.registration["config"] == {"lr": 0.05, "method": "tiny-simsiam", "max_epochs": 3}
+    # the optimiser's class travels too: weight decay is read as a cause under SGD only
+    assert run.registration["config"] == {
+        "lr": 0.05,
+        "method": "tiny-simsiam",
+        "optimizer": "SGD",
+        "max_epochs": 3,
+    }
     assert run.registration["source"]["integration"] == "lightning"
     arrays = run.epochs[3]["arrays"]
     assert arrays["z"].shape == (96, 8) and arrays["h"].shape == (96, 32)
