@@ -19,6 +19,7 @@ prints the markdown tables of docs/causes.md:
     python -m bench.make_photo_folder --root data                        # real photos, then
     python -m bench.causes --datasets photos --seeds 0 --scenarios ...   # on them
     python -m bench.causes --backbone resnet18 --out runs/causes-resnet18 --scenarios ...
+    python -m bench.causes --epochs 150 --out runs/causes-150 --seeds 0 --scenarios ...
 """
 
 from __future__ import annotations
@@ -470,8 +471,14 @@ def main() -> None:
         default=SMALL["backbone"],
         help="for every method that takes it (I-JEPA keeps its ViT); store under its own --out",
     )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=SMALL["epochs"],
+        help="training epochs of every run (longer runs: store them under their own --out)",
+    )
     args = parser.parse_args()
-    settings = {**SMALL, "backbone": args.backbone}
+    settings = {**SMALL, "backbone": args.backbone, "epochs": args.epochs}
     scenarios = [*HYPERPARAMETERS, *PRESET_SCENARIOS]
     if args.scenarios != "all":
         wanted = set(args.scenarios.split(","))
