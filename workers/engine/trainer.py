@@ -137,7 +137,6 @@ class _Probe:
         )
 
 
-@torch.no_grad()
 def eval_batch_size(method: Method) -> int:
     """Images per probe pass. With BatchNorm, 512: the pass that recomputes the statistics
     normalises each batch by its own, and 512 images keep them within a few percent of the
@@ -150,6 +149,7 @@ def eval_batch_size(method: Method) -> int:
     return CPU_EVAL_BATCH_WITHOUT_BATCHNORM
 
 
+@torch.no_grad()
 def _embed(method: Method, images: torch.Tensor, autocast: Any) -> tuple[torch.Tensor, ...]:
     hs, zs = [], []
     batch = eval_batch_size(method)
