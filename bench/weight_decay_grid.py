@@ -1,6 +1,7 @@
-"""Weight decay against the optimiser: where lr x wd starts to collapse SimSiam and BYOL, and
-whether the product means anything under AdamW and LARS (docs/causes.md, "Weight decay and
-the optimiser").
+"""Weight decay against the optimiser: where lr x wd collapses SimSiam and BYOL under SGD.
+
+And whether the product means anything under AdamW and LARS (docs/causes.md, "Weight decay
+and the optimiser").
 
 Each row is one configuration trained with bench.causes's short settings (10 epochs of 512
 images at 16 px, batch 64: 80 steps) on digits and shapes, seeds 0 and 1, stored under
