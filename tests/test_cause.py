@@ -434,3 +434,24 @@ def test_a_centre_measured_at_zero_stands_in_for_a_vanishing_kl() -> None:
     assert cause.onset_epoch == 1
     unknown_centre = run_verdict(_history(COLLAPSING, logs)).cause
     assert unknown_centre is not None and unknown_centre.guard == "undetermined"
+
+
+def test_with_the_centre_measured_at_zero_fewer_than_sqrt_k_prototypes_name_centering() -> None:
+    """dino-no-centering on digits seed 1 ended at h/ln K 0.35 with KL/ln K 0.08: above the
+    one third the entropy alone needs, below the half (sqrt(K) prototypes) it needs with the
+    centre measured at 0; runs with both guards end at 0.87-0.99."""
+    entropy = [4.6, 3.0, 2.2, 1.9, 1.75, 1.71]
+    kl = [1.2, 0.9, 0.6, 0.5, 0.42, 0.39]
+    logs = _dino_logs(entropy, kl, teacher_temperature=0.04, student_temperature=0.1)
+    uncentred = [{**record, "center_norm": 0.0} for record in logs]
+    cause = run_verdict(_history(COLLAPSING, uncentred)).cause
+    assert cause is not None and cause.guard == "centering"
+    assert cause.onset_epoch == 2  # 3.0 / 4.85 = 0.62 at epoch 1, 0.45 at epoch 2
+    for centre in ({}, {"center_norm": 1.7}):  # not logged, or moving: entropy alone
+        logged = [{**record, **centre} for record in logs]
+        blind = run_verdict(_history(COLLAPSING, logged)).cause
+        assert blind is not None and blind.guard == "undetermined"
+    # half of ln K or more is not the dominance signature, centre or not
+    flat = _dino_logs([4.6, 3.6, 3.2, 3.0, 2.9, 2.8], kl, center_norm=0.0)
+    cause = run_verdict(_history(COLLAPSING, flat)).cause
+    assert cause is not None and cause.guard == "undetermined"
