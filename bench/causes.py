@@ -14,7 +14,7 @@ prints the markdown tables of docs/causes.md:
    workers/engine/cause.py firing on the record, configuration-read guards left out) first
    fired; for every healthy run, whether either fired at any epoch (a false alarm).
 
-    python -m bench.causes --datasets digits,shapes --seeds 0,1          # trains, ~1 h on 2 CPUs
+    python -m bench.causes --datasets digits,shapes --seeds 0,1   # trains: 10-60 min on 2 CPUs
     python -m bench.causes --stored                                      # re-judges
     python -m bench.make_photo_folder --root data                        # real photos, then
     python -m bench.causes --datasets photos --seeds 0 --scenarios ...   # on them
