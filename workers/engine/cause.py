@@ -150,9 +150,18 @@ class _Reader:
     history: Sequence[EpochRecord]
     checked: list[str] = field(default_factory=list)
 
-    def value(self, record: EpochRecord, name: str) -> float | None:
+    def note(self, name: str) -> None:
+        """Remember that ``name`` was looked at."""
         if name not in self.checked:
             self.checked.append(name)
+
+    def setting(self, configuration: Mapping[str, Any] | None, key: str) -> Any:
+        """The configuration's ``key`` (None without one), noted as ``configuration.key``."""
+        self.note(f"configuration.{key}")
+        return None if configuration is None else configuration.get(key)
+
+    def value(self, record: EpochRecord, name: str) -> float | None:
+        self.note(name)
         if name == LR and record.lr is not None:
             return record.lr
         if name == EMA_MOMENTUM and record.ema_momentum is not None:
@@ -369,10 +378,7 @@ def _confirmation(reader: _Reader) -> str:
 
 def _configured_off(reader: _Reader, configuration: Mapping[str, Any] | None, key: str) -> bool:
     """Whether the run's configuration switches ``key`` off (``key: false``)."""
-    name = f"configuration.{key}"
-    if name not in reader.checked:
-        reader.checked.append(name)
-    return configuration is not None and configuration.get(key) is False
+    return reader.setting(configuration, key) is False
 
 
 def _stop_gradient(
@@ -405,10 +411,7 @@ def _predictor(
     measured (its symmetry, eigen-alignment and commutator), but no value of them told its
     collapses apart from healthy runs."""
     off = _configured_off(reader, configuration, "predictor")
-    name = "configuration.predictor_kind"
-    if name not in reader.checked:
-        reader.checked.append(name)
-    kind = configuration.get("predictor_kind") if configuration is not None else None
+    kind = reader.setting(configuration, "predictor_kind")
     if off:
         why = (
             "predictor false: the two branches are the same function, so nothing breaks "
@@ -615,10 +618,7 @@ def _sigreg(reader: _Reader, t: CauseThresholds) -> Finding | None:
 def _plain_sgd(reader: _Reader, configuration: Mapping[str, Any] | None) -> bool:
     """Whether the configuration's ``optimizer`` is SGD without a trust ratio ("sgd",
     "SGD", "torch.optim.SGD"; not LARS or LAMB, not Adam or AdamW)."""
-    name = "configuration.optimizer"
-    if name not in reader.checked:
-        reader.checked.append(name)
-    optimizer = configuration.get("optimizer") if configuration is not None else None
+    optimizer = reader.setting(configuration, "optimizer")
     if not isinstance(optimizer, str):
         return False
     lowered = optimizer.lower()
