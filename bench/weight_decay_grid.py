@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.causes import SMALL, Judged, Scenario, _run
+from bench.causes import SMALL, Judged, Scenario, _peak_shrink, _run
 
 # (label, request), lr the base learning rate (the peak is lr x 64/256 at batch 64): SimSiam's
 # preset runs SGD with momentum 0.9, lr 0.2, weight decay 5e-4; BYOL's lr 0.3.
@@ -58,10 +58,6 @@ GRID: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _peak_shrink(run: Judged) -> float:
-    return max((r.lr or 0.0) * r.logs.get("weight_decay", 0.0) for r in run.history[1:])
-
-
 def _outcome(run: Judged) -> str:
     verdict = run.verdict
     if verdict.kind == "healthy":
@@ -81,7 +77,7 @@ def main() -> None:
     for label, request in GRID:
         name = label.lower().replace(", ", "-").replace(" ", "-").replace("(", "").replace(")", "")
         scenario = Scenario(name, request, "weight_decay", label)
-        cells, peak = [], 0.0
+        cells, peak = [], None
         for dataset in ("digits", "shapes"):
             runs = [
                 _run(scenario, dataset, seed, args.out, False, args.data_root, SMALL)
@@ -89,7 +85,8 @@ def main() -> None:
             ]
             peak = _peak_shrink(runs[0])
             cells.append(" / ".join(_outcome(run) for run in runs))
-        print(f"| {label} | {peak:.2g} | {cells[0]} | {cells[1]} |", flush=True)
+        shrink = "0" if peak is None else f"{peak:.2g}"
+        print(f"| {label} | {shrink} | {cells[0]} | {cells[1]} |", flush=True)
 
 
 if __name__ == "__main__":
