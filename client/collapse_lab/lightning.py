@@ -166,6 +166,12 @@ def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tens
     return found
 
 
+def _first_optimizer(trainer: Trainer) -> torch.optim.Optimizer | None:
+    """The trainer's first optimiser, None before they are set up."""
+    optimizers = getattr(trainer, "optimizers", None) or []
+    return optimizers[0] if optimizers else None
+
+
 def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None, dict[str, float]]:
     """The internals of the model rather than of the probe: a linear predictor's matrix,
     and the scalars ``target_param_distance`` (||θ_target − θ_online|| / ||θ_online|| over
@@ -200,9 +206,9 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
         scalars["teacher_temperature"] = _teacher_temperature(module, criterion)
         scalars["student_temperature"] = float(criterion.student_temp)
         scalars["center_norm"] = float(criterion.center.norm())
-    optimizers = getattr(trainer, "optimizers", None) or []
-    if optimizers:
-        group = optimizers[0].param_groups[0]
+    optimizer = _first_optimizer(trainer)
+    if optimizer is not None:
+        group = optimizer.param_groups[0]
         for name in ("lr", "weight_decay"):
             if isinstance(group.get(name), int | float):
                 scalars[name] = float(group[name])
@@ -318,9 +324,9 @@ class CollapseLabCallback(Callback):
             self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
         # the optimiser's class tells the server how weight decay acts (plain SGD only is
         # read as a cause: workers/engine/cause.py); the researcher's own key wins
-        optimizers = getattr(trainer, "optimizers", None) or []
-        if optimizers and "optimizer" not in config:
-            config = {**config, "optimizer": type(optimizers[0]).__name__}
+        optimizer = _first_optimizer(trainer)
+        if optimizer is not None and "optimizer" not in config:
+            config = {**config, "optimizer": type(optimizer).__name__}
         self.monitor = Monitor(
             self.url,
             config={**config, "max_epochs": trainer.max_epochs},
