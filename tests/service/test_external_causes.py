@@ -5,7 +5,8 @@ the ingest worker measures them with the engine's code. With centering switched 
 cause is ``centering``, with sharpening switched off ``sharpening``, with the teacher being
 the student (momentum 0, DINO Fig. 6) ``target_network``, and with every guard on the run
 stays healthy with no cause. ``python -m bench.external_dino_loops`` runs the same loops
-in-process on other seeds, prototype counts and learning rates (docs/causes.md)."""
+in-process on other seeds, prototype counts and learning rates (docs/causes.md). Loops of
+the other families (bench/external_loops.py: SimSiam, SimCLR, VICReg) get theirs too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import pytest
 from collapse_lab import Monitor
 
 from bench.external_dino_loops import LOOPS, NUM_PROTOTYPES, dino_loop
+from bench.external_loops import LOOPS as OTHER_LOOPS
+from bench.external_loops import loop_configuration, run_loop
 from tests.service.stack import ServiceStack, wait_until
 
 
@@ -54,3 +57,38 @@ def test_dino_style_loops_get_the_guard_they_switched_off_as_cause(
         records = api.get(f"/api/runs/{run_id}/epochs").json()
         log_k = records[-1]["logs"]["log_k"]
         assert math.isclose(log_k, math.log(NUM_PROTOTYPES), rel_tol=1e-6)
+
+
+# loops of the other families (bench/external_loops.py), each with its guard's internals
+OTHER_FAMILIES = (
+    "simsiam",
+    "simsiam: weight decay 0.2",
+    "simclr: no negatives",
+    "vicreg: covariance weight 0",
+)
+
+
+@pytest.mark.slow
+def test_loops_of_other_families_get_the_guard_they_switched_off_as_cause(
+    stack: ServiceStack, api: httpx.Client
+) -> None:
+    """SimSiam logging target= and p= and its SGD schedules, SimCLR logging two views and its
+    temperature, VICReg logging its loss terms: through the wire, the cause their loop
+    earned (the configuration's flags for what no probe sees, the measured signals else)."""
+    run_ids = {}
+    for name in OTHER_FAMILIES:
+        loop = OTHER_LOOPS[name]
+        monitor = Monitor(stack.base_url, name=name, config=loop_configuration(loop))
+        run_loop(loop, "digits", 0, monitor)
+        assert monitor.finish(timeout=120)
+        run_ids[name] = monitor.run_id
+    for name, run_id in run_ids.items():
+        run = wait_until(lambda r=run_id: _final(api, r), 180, what=f"{name}: verdict")
+        verdict, guard = run["verdict"], OTHER_LOOPS[name].guard
+        if guard is None:
+            assert verdict["kind"] == "healthy", (name, verdict)
+            assert verdict["cause"] is None
+            continue
+        assert verdict["kind"] != "healthy", (name, verdict)
+        assert verdict["cause"]["guard"] == guard, (name, verdict["cause"])
+        assert re.search(r"\d", verdict["cause"]["reason"])
