@@ -16,6 +16,7 @@ switched off. A cause other than that guard is wrong (✗); ``undetermined`` is 
 
     python -m bench.external_loops                      # 13 loops x 2 datasets x 2 seeds
     python -m bench.external_loops --seeds 2 --loops "byol: momentum 0"
+    python -m bench.external_loops --weight-decay-grid  # SimSiam's SGD weight decay, longer
 """
 
 from __future__ import annotations
@@ -342,13 +343,52 @@ def run_loop(
         log(epoch, loss.item(), sums)
 
 
+# SimSiam's SGD weight decay at lr 0.05 (momentum 0.9), 40 epochs: where the longer loops
+# collapse against the check's per-step shrink limit (docs/causes.md, "Weight decay and the
+# optimiser")
+WEIGHT_DECAY_GRID = (0.02, 0.04, 0.06, 0.08, 0.12)
+WEIGHT_DECAY_GRID_EPOCHS = 40
+
+
+def weight_decay_grid(datasets: list[str], seeds: list[int]) -> None:
+    print("| weight decay | lr × wd | dataset | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    print("| ---: | ---: | --- |" + " --- |" * len(seeds))
+    for weight_decay in WEIGHT_DECAY_GRID:
+        loop = Loop("simsiam", {"weight_decay": weight_decay}, "weight_decay")
+        for dataset in datasets:
+            cells = []
+            for seed in seeds:
+                logger = InProcessLogger(loop_configuration(loop))
+                run_loop(loop, dataset, seed, logger, WEIGHT_DECAY_GRID_EPOCHS)
+                verdict = logger.history[-1].verdict
+                assert verdict is not None
+                onset = f"@{verdict.onset_epoch}" if verdict.onset_epoch is not None else ""
+                cause = f" {verdict.cause.guard}" if verdict.cause else ""
+                cells.append(f"{verdict.kind}{onset}{cause}")
+            print(
+                f"| {weight_decay} | {weight_decay * 0.05:.0e} | {dataset} | "
+                + " | ".join(cells)
+                + " |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--loops", default=",".join(LOOPS), help="names, comma-separated")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument(
+        "--weight-decay-grid",
+        action="store_true",
+        help=f"SimSiam at weight decays {WEIGHT_DECAY_GRID}, {WEIGHT_DECAY_GRID_EPOCHS} epochs",
+    )
     args = parser.parse_args()
+    if args.weight_decay_grid:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        weight_decay_grid(args.datasets.split(","), seeds)
+        return
     print("| loop | dataset | seed | verdict | cause | expected | reason |")
     print("| --- | --- | ---: | --- | --- | --- | --- |")
     started = time.perf_counter()
