@@ -176,7 +176,8 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
     """The internals of the model rather than of the probe: a linear predictor's matrix,
     and the scalars ``target_param_distance`` (||θ_target − θ_online|| / ||θ_online|| over
     the target branch and its online counterpart, when the names pair them),
-    ``ema_momentum``, ``lr``, ``weight_decay``, and with a DINO-style criterion
+    ``ema_momentum`` (a ``momentum`` attribute, only beside a target branch, or solo-learn's
+    ``momentum_updater.cur_tau``), ``lr``, ``weight_decay``, and with a DINO-style criterion
     ``teacher_temperature``, ``student_temperature`` and ``center_norm``."""
     scalars: dict[str, float] = {}
     predictor = _predictor(module)
@@ -195,7 +196,10 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
             norm = sum(float(o.double().pow(2).sum()) for o in online_params)
             if norm > 0:
                 scalars["target_param_distance"] = (difference / norm) ** 0.5
-    momentum = getattr(module, "momentum", None)
+    # Only a module with a target branch has an EMA momentum: elsewhere an attribute named
+    # momentum is likely the optimiser's, and read as the EMA's (0: the target is the online
+    # network) it would name the wrong cause.
+    momentum = getattr(module, "momentum", None) if branch is not None else None
     updater = getattr(module, "momentum_updater", None)
     if momentum is None and updater is not None:
         momentum = getattr(updater, "cur_tau", None)

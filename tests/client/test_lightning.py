@@ -19,6 +19,7 @@ from collapse_lab.lightning import (  # noqa: E402
     CollapseLabCallback,
     default_embed,
     default_internals,
+    model_internals,
 )
 from lightly.loss import DINOLoss  # noqa: E402
 from lightly.models.utils import update_momentum  # noqa: E402
@@ -234,6 +235,26 @@ def test_a_dino_teacher_without_a_student_of_its_width() -> None:
     found = default_internals(model, x, torch.randn(4, 3))
     assert set(found) == {"teacher"}
     torch.testing.assert_close(found["teacher"].sum(dim=1), torch.ones(4))
+
+
+class SimSiamWithOptimiserMomentum(TinySimSiam):
+    """A SimSiam module keeping its SGD momentum in an attribute named ``momentum``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.momentum = 0.0
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=self.momentum)
+
+
+def test_a_momentum_attribute_without_a_target_branch_is_not_the_ema() -> None:
+    """Read as the EMA momentum, 0 would say the target is the online network and name
+    target_network for a SimSiam that collapsed for another reason."""
+    _, simsiam = model_internals(SimSiamWithOptimiserMomentum(), lightning.pytorch.Trainer())
+    assert "ema_momentum" not in simsiam
+    _, byol = model_internals(TinyBYOL(), lightning.pytorch.Trainer())
+    assert byol["ema_momentum"] == pytest.approx(0.9)
 
 
 def test_a_byol_module_sends_its_target_predictor_and_distance(
