@@ -225,6 +225,42 @@ def test_unbalanced_codes_and_uniform_codes_both_name_balancing() -> None:
     assert "uniform over the 30 prototypes" in cause.reason
 
 
+def _codes_piling_onto_one_prototype(epoch: int, k: int = 30) -> np.ndarray:
+    """(N, K) balanced codes of a clustering loop whose balancing fails: epoch by epoch more
+    samples go to prototype 0, until all of them do."""
+    rng = np.random.default_rng(epoch)
+    assigned = np.where(rng.random(N_PROBE) < epoch / 3, 0, rng.integers(0, k, N_PROBE))
+    codes = np.full((N_PROBE, k), 0.01 / (k - 1), dtype=np.float32)
+    codes[np.arange(N_PROBE), assigned] = 0.99
+    return codes
+
+
+def test_a_clustering_loop_sending_its_codes_as_teacher_gets_balancing() -> None:
+    """SwAV's codes after balancing sent as ``teacher=`` with no student and no DINO
+    schedule: the balancing check reads them; logged beside DINO's schedules, the DINO
+    check does and the balancing check stays silent."""
+
+    def external(scalars: dict[str, float]) -> Cause | None:
+        history: list[EpochRecord] = []
+        for epoch, weight in enumerate(COLLAPSING):
+            z = _embedding(weight, epoch).numpy().astype(np.float32)
+            codes = _codes_piling_onto_one_prototype(epoch)
+            history.append(
+                probe_epoch_record(
+                    epoch, z, history=history, scalars=scalars, internals={"teacher": codes}
+                )
+            )
+        verdict = history[-1].verdict
+        assert verdict is not None and verdict.kind == "complete_collapse"
+        return verdict.cause
+
+    clustering = external({})
+    assert clustering is not None and clustering.guard == "balancing", clustering
+    assert "of 30 prototypes" in clustering.reason
+    dino_like = external({"ema_momentum": 0.996})
+    assert dino_like is not None and dino_like.guard != "balancing"
+
+
 def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
     logs = [
         {"loss_variance": v, "dims_under_variance_hinge": 1.0}
@@ -238,6 +274,10 @@ def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:
     # every dimension under the hinge is no evidence by itself: healthy VICReg has it too
     healthy_hinge = [{"loss_variance": 0.62, "dims_under_variance_hinge": 1.0}] * 6
     other = run_verdict(_history(COLLAPSING, healthy_hinge)).cause
+    assert other is not None and other.guard == "undetermined"
+    # logged weighted (VICReg's mu = 25 times a healthy 0.1): not the hinge the limit is for
+    weighted = [{"loss_variance": 25 * 0.1, "dims_under_variance_hinge": 1.0}] * 6
+    other = run_verdict(_history(COLLAPSING, weighted)).cause
     assert other is not None and other.guard == "undetermined"
 
 

@@ -392,6 +392,11 @@ def test_external_internals_give_the_engines_signals() -> None:
     assert signals["dims_under_variance_hinge"] == mech.dims_under_variance_hinge(
         torch.from_numpy(z)
     )
+    # p without a target (lightly's SimSiam names): the predictor is measured all the same
+    alone = mechanism_signals(z, {"p": p}, {})
+    for name in ("predictor_commutator", "predictor_eigen_alignment", "predictor_symmetry"):
+        assert alone[name] == pytest.approx(signals[name]), name
+    assert "rank_differential" not in alone and "online_target_cosine" not in alone
     # a linear predictor's matrix given: its own signals, not the least-squares fit's
     given = mechanism_signals(z, {"target": target, "p": p, "predictor_weight": weight.T}, {})
     assert given["predictor_symmetry"] == pytest.approx(mech.predictor_symmetry(weight_t.T))

@@ -413,10 +413,11 @@ class Monitor:
         branch's output (BYOL's EMA projection, SimSiam's other-view projection), ``p``
         (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
         predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) probabilities over
-        K prototypes (after centering and sharpening: rows summing to 1),
-        ``loss_terms={"loss_variance": ...}`` and ``schedules={"lr": ..., "weight_decay":
-        ..., "ema_momentum": ..., "teacher_temperature": ..., "student_temperature": ...,
-        "center_norm": ...}`` (scalars under those names; ``SCHEDULE_ALIASES`` maps common
+        K prototypes (after centering and sharpening: rows summing to 1; a clustering loop's
+        codes after balancing as ``teacher`` alone), ``loss_terms={"loss_variance": ...}``
+        (unweighted terms) and ``schedules={"lr": ..., "weight_decay": ..., "ema_momentum":
+        ..., "teacher_temperature": ..., "student_temperature": ..., "center_norm": ...}``
+        (scalars under those names; ``SCHEDULE_ALIASES`` maps common
         spellings such as ``momentum`` and ``wd`` onto them). A DINO-style loop that logs
         ``teacher``/``student`` without its EMA momentum, temperatures or centre norm gets
         ``undetermined`` rather than a guessed cause: a teacher that is the student shows the

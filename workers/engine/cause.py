@@ -83,10 +83,12 @@ class CauseThresholds:
       deepcluster 0.955, deepcluster-no-reassign 0.71), or each code is uniform over the K
       prototypes (assignment entropy share above 0.97: Sinkhorn with epsilon 1, 1.000;
       healthy swav 0.72, deepcluster 0.80). DINO's balancing is its centering: with DINO's
-      signals present this check is left to the DINO check.
+      signals present (a student's KL, DINO's schedules) this check is left to the DINO
+      check; a teacher's probabilities alone are read as a clustering loop's codes.
     * variance term: the unweighted hinge mean_j max(0, 1 - std_j) at or above 0.8 (every
-      dimension's std below about 0.2). Healthy vicreg 0.62, vicreg with variance weight 0
-      or 0.1 0.88 (digits, 10 epochs, while their spread fell 0.80 -> 0.56). The fraction of
+      dimension's std below about 0.2; a logged value above 1 is a weighted term, not
+      read). Healthy vicreg 0.62, vicreg with variance weight 0 or 0.1 0.88 (digits, 10
+      epochs, while their spread fell 0.80 -> 0.56). The fraction of
       dimensions under the hinge is 1.0 in every VICReg run at this scale, healthy ones too,
       so it is cited, never used.
     * decorrelation: a dimensional collapse whose off-diagonal correlation energy
@@ -479,11 +481,27 @@ def _negatives(
     )
 
 
+# Logged with a teacher's probabilities, these say the loop is DINO-style (a teacher and a
+# student) rather than a clustering loop sending its codes as ``teacher``.
+DINO_SIGNALS = (
+    TEACHER_STUDENT_KL,
+    CENTER_NORM,
+    TEACHER_TEMPERATURE,
+    STUDENT_TEMPERATURE,
+    EMA_MOMENTUM,
+    TARGET_PARAM_DISTANCE,
+)
+
+
 def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
     """Clustering's balancing (Sinkhorn, empty-cluster reassignment). DINO's balancing is
     its centering, and the sharpness of its centred teacher is h(P_t): with DINO's signals
-    present, :func:`_dino` reads them and this check stays silent (one guard, one check)."""
-    if reader.last(TEACHER_ENTROPY) is not None:
+    present (a student's KL, DINO's schedules), :func:`_dino` reads them and this check
+    stays silent (one guard, one check). A clustering loop that sends its balanced codes as
+    ``teacher=`` alone (client/PROTOCOL.md, section 8) is read here."""
+    if reader.last(TEACHER_ENTROPY) is not None and any(
+        reader.last(name) is not None for name in DINO_SIGNALS
+    ):
         return None
     log_k = reader.last(LOG_K)
     prototypes = reader.history[-1].projector.num_prototypes
@@ -534,7 +552,9 @@ def _variance_term(reader: _Reader, t: CauseThresholds) -> Finding | None:
     near γ = 1 means every dimension's std has shrunk towards 0 (VICReg Eq. 1)."""
     hinge = reader.last(LOSS_VARIANCE)
     under = reader.last(DIMS_UNDER_HINGE)
-    if hinge is None or hinge < t.variance_hinge:
+    # The unweighted hinge lies in [0, 1]; above 1 the loop logged it weighted (mu x hinge),
+    # a scale the threshold was not chosen on.
+    if hinge is None or not t.variance_hinge <= hinge <= 1 + 1e-6:
         return None
     limit = t.variance_hinge
 

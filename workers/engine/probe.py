@@ -129,8 +129,14 @@ def mechanism_signals(
         )
     elif target is not None and target.shape == z.shape:  # no predictor: z against the target
         signals["online_target_cosine"] = mechanisms.online_target_cosine(z_tensor, _tensor(target))
-    if weight_tensor is not None and "predictor_commutator" not in signals:
-        signals |= mechanisms.predictor_signals(z_tensor, weight_tensor)
+    if "predictor_commutator" not in signals:
+        if weight_tensor is not None:
+            signals |= mechanisms.predictor_signals(z_tensor, weight_tensor)
+        elif p is not None and p.shape == z.shape:
+            # p without a target (lightly's SimSiam names: no target branch to send): the
+            # predictor is still measured, through the least-squares map from z to p
+            least_squares = mechanisms.least_squares_predictor(z_tensor, _tensor(p))
+            signals |= mechanisms.predictor_signals(z_tensor, least_squares)
     teacher = internals.get("teacher")
     if teacher is not None:
         teacher_probs = _probabilities(teacher)
