@@ -7,14 +7,15 @@ inputs (sklearn's digits, or ten Gaussian clusters in 64-d), masked-and-noised v
 epochs. Each epoch it logs its probe the way a researcher's loop would through
 ``collapse_lab.Monitor.log_epoch``: z, h, labels, the loss, and the internals its family
 has (``target=``/``p=`` for SimSiam and BYOL, two views and the temperature for SimCLR,
-``loss_terms`` for VICReg and Barlow Twins, the schedules and, for the guards no probe can
+its codes after balancing as ``teacher=`` for SwAV, ``loss_terms`` for VICReg and Barlow
+Twins, the schedules and, for the guards no probe can
 see, the configuration's ``stop_gradient``, ``predictor`` or ``negatives`` flag). Each
 epoch is measured in-process by the ingest worker's own code
 (:func:`workers.engine.probe.probe_epoch_record`, the schedules renamed by the client's
 ``SCHEDULE_ALIASES``), and one row per run is printed: verdict, cause, the guard the loop
 switched off. A cause other than that guard is wrong (✗); ``undetermined`` is not wrong.
 
-    python -m bench.external_loops                      # 13 loops x 2 datasets x 2 seeds
+    python -m bench.external_loops                      # 15 loops x 2 datasets x 2 seeds
     python -m bench.external_loops --seeds 2 --loops "byol: momentum 0"
     python -m bench.external_loops --weight-decay-grid  # SimSiam's SGD weight decay, longer
 """
@@ -42,6 +43,7 @@ from workers.engine.probe import probe_epoch_record
 EPOCHS = 20
 BATCH_SIZE = 128
 PROBE_SIZE = 512
+SWAV_PROTOTYPES = 30
 VIEWS_LOGGED = 256  # probe rows whose two views SimCLR logs for the InfoNCE split
 
 
@@ -168,6 +170,8 @@ LOOPS: dict[str, Loop] = {
     "vicreg": Loop("vicreg"),
     "vicreg: variance weight 0": Loop("vicreg", {"variance_weight": 0.0}, "variance_term"),
     "vicreg: covariance weight 0": Loop("vicreg", {"covariance_weight": 0.0}, "decorrelation"),
+    "swav": Loop("swav"),
+    "swav: no sinkhorn": Loop("swav", {"sinkhorn_iterations": 0}, "balancing"),
     "barlow twins": Loop("barlow"),
     "barlow twins: no off-diagonal": Loop("barlow", {"off_diagonal_weight": 0.0}, "decorrelation"),
 }
@@ -189,6 +193,16 @@ def _nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float, negatives: bo
     n = len(a)
     positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return F.cross_entropy(logits, positives)
+
+
+def _codes(scores: torch.Tensor, iterations: int, epsilon: float = 0.05) -> torch.Tensor:
+    """SwAV's codes (Caron et al., NeurIPS 2020, Sec. 3.1): Sinkhorn-Knopp on exp(scores/eps)
+    for equal prototype usage, rows summing to 1; with 0 iterations a plain softmax."""
+    q = torch.exp((scores - scores.max()) / epsilon)
+    for _ in range(iterations):
+        q = q / q.sum(0, keepdim=True) / q.shape[1]
+        q = q / q.sum(1, keepdim=True) / q.shape[0]
+    return q / q.sum(1, keepdim=True)
 
 
 def _vicreg_terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -242,12 +256,20 @@ def run_loop(
 
     encoder = Encoder()
     predictor = _mlp(64, 32, 64)
+    prototypes = nn.Linear(64, SWAV_PROTOTYPES, bias=False)
+    iterations = s.get("sinkhorn_iterations", 3)
     target = copy.deepcopy(encoder).requires_grad_(False)
     momentum = s.get("momentum", 0.99)
     with_predictor = s.get("predictor", True)
     params = [*encoder.parameters()]
     if loop.family in ("simsiam", "byol") and with_predictor:
         params += [*predictor.parameters()]
+    if loop.family == "swav":
+        params += [*prototypes.parameters()]
+
+    def scores(z: torch.Tensor) -> torch.Tensor:  # cosine to each prototype
+        return F.normalize(z, dim=1) @ F.normalize(prototypes.weight, dim=1).T
+
     optimizer: torch.optim.Optimizer
     if loop_configuration(loop)["optimizer"] == "SGD":
         lr, weight_decay = 0.05, s.get("weight_decay", 1e-4)
@@ -274,6 +296,14 @@ def run_loop(
             return loss, {}
         if loop.family == "simclr":
             return _nt_xent(za, zb, temperature, s.get("negatives", True)), {}
+        if loop.family == "swav":
+            sa, sb = scores(za), scores(zb)
+            with torch.no_grad():
+                qa, qb = _codes(sa, iterations), _codes(sb, iterations)
+            swapped = (qa * F.log_softmax(sb / temperature, dim=1)).sum(1) + (
+                qb * F.log_softmax(sa / temperature, dim=1)
+            ).sum(1)
+            return -swapped.mean() / 2, {}
         if loop.family == "vicreg":
             inv, var, cov = _vicreg_terms(za, zb)
             loss = (
@@ -302,6 +332,9 @@ def run_loop(
             elif loop.family == "byol":
                 internals = {"target": target(probe)[1], "p": predict(z)}
                 schedules["momentum"] = momentum
+            elif loop.family == "swav":
+                # the codes after balancing, sent as teacher= alone (client/PROTOCOL.md)
+                internals = {"teacher": _codes(scores(z), iterations)}
             elif loop.family == "simclr":
                 rows = probe[:VIEWS_LOGGED]
                 views = (encoder(augment(rows))[1], encoder(augment(rows))[1])

@@ -6,7 +6,7 @@ cause is ``centering``, with sharpening switched off ``sharpening``, with the te
 the student (momentum 0, DINO Fig. 6) ``target_network``, and with every guard on the run
 stays healthy with no cause. ``python -m bench.external_dino_loops`` runs the same loops
 in-process on other seeds, prototype counts and learning rates (docs/causes.md). Loops of
-the other families (bench/external_loops.py: SimSiam, SimCLR, VICReg) get theirs too."""
+the other families (bench/external_loops.py: SimSiam, SimCLR, VICReg, SwAV) get theirs too."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ OTHER_FAMILIES = (
     "simsiam: weight decay 0.2",
     "simclr: no negatives",
     "vicreg: covariance weight 0",
+    "swav: no sinkhorn",
 )
 
 
@@ -73,8 +74,9 @@ def test_loops_of_other_families_get_the_guard_they_switched_off_as_cause(
     stack: ServiceStack, api: httpx.Client
 ) -> None:
     """SimSiam logging target= and p= and its SGD schedules, SimCLR logging two views and its
-    temperature, VICReg logging its loss terms: through the wire, the cause their loop
-    earned (the configuration's flags for what no probe sees, the measured signals else)."""
+    temperature, VICReg logging its loss terms, SwAV its codes as teacher=: through the wire,
+    the cause their loop earned (the configuration's flags for what no probe sees, the
+    measured signals else)."""
     run_ids = {}
     for name in OTHER_FAMILIES:
         loop = OTHER_LOOPS[name]
