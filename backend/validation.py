@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from backend.settings import Settings
 from contract import RunConfig
-from contract.datasets import DATASET_SPECS, DatasetError, resolve_inside
+from contract.datasets import DatasetError, resolve_inside
 from contract.requests import RUN_REQUEST, RunRequestBase, run_config
 
 
@@ -45,23 +45,20 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
                     "less_than_equal",
                 )
             )
+    # a path given to a dataset that takes none is refused by the contract (RunRules)
     if config.dataset_path is not None:
-        if not DATASET_SPECS[config.dataset].takes_path:
-            takes_path = ", ".join(repr(s.name) for s in DATASET_SPECS.values() if s.takes_path)
-            errors.append(_error(["dataset_path"], f"dataset_path is only for {takes_path}"))
+        try:
+            folder = resolve_inside(settings.resolved_data_dir, config.dataset_path)
+        except DatasetError as exc:
+            errors.append(_error(["dataset_path"], str(exc)))
         else:
-            try:
-                folder = resolve_inside(settings.resolved_data_dir, config.dataset_path)
-            except DatasetError as exc:
-                errors.append(_error(["dataset_path"], str(exc)))
-            else:
-                if not folder.is_dir():
-                    errors.append(
-                        _error(
-                            ["dataset_path"],
-                            f"no folder {config.dataset_path!r} in the data directory",
-                        )
+            if not folder.is_dir():
+                errors.append(
+                    _error(
+                        ["dataset_path"],
+                        f"no folder {config.dataset_path!r} in the data directory",
                     )
+                )
     return errors
 
 

@@ -45,10 +45,10 @@ class RunRules(StrictInput):
 
     @field_validator("dataset_path", check_fields=False)
     @classmethod
-    def _dataset_path_needed(cls, path: str | None, info: ValidationInfo) -> str | None:
+    def _dataset_path_fits(cls, path: str | None, info: ValidationInfo) -> str | None:
         problem = dataset_path_problem(info.data.get("dataset"), path)
         if problem:
-            raise PydanticCustomError("missing", problem)
+            raise PydanticCustomError("missing" if path is None else "value_error", problem)
         return path
 
     @field_validator("backbone", check_fields=False)

@@ -145,10 +145,16 @@ def known_dataset(name: str) -> str:
 
 
 def dataset_path_problem(dataset: object, path: str | None) -> str | None:
-    """Why a dataset that reads a folder cannot run without ``path``; None when it can."""
+    """Why ``dataset`` cannot run with ``path``: a dataset that reads a folder needs one, the
+    others take none (it would be ignored); None when it can."""
     spec = DATASET_SPECS.get(dataset) if isinstance(dataset, str) else None
-    if spec is not None and spec.takes_path and not path:
+    if spec is None:  # an unknown dataset is reported on its own field
+        return None
+    if spec.takes_path and not path:
         return f"dataset {dataset!r} needs dataset_path"
+    if not spec.takes_path and path is not None:
+        takes_path = ", ".join(repr(s.name) for s in DATASET_SPECS.values() if s.takes_path)
+        return f"dataset_path is only for {takes_path}"
     return None
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from backend.settings import Settings, get_settings
 from contract import RunConfig
 from contract.requests import RUN_REQUEST
 from workers.cli import build_parser, parse_flag_value
 from workers.cli import main as cli_main
+from workers.launcher import DATA_DIR_HELP, service_environment
 
 TINY_SETS = [
     "--set", "train_size=256", "--set", "probe_size=128", "--set", "batch_size=64",
@@ -33,6 +35,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+GRID = ["--grid", "variance_weight=0,1"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -46,6 +51,17 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["sweep", "--preset", "vicreg", "--grid", "variance_weight=0,-1"], "variance_weight=-1"),
         (["sweep", "--preset", "vicreg", "--grid", "novalues"], "--grid expects key="),
         (["sweep", "--preset", "vicreg"], "grid: give one or two"),
+        (["sweep", "--preset", "vicreg", *GRID, "--seeds", "a"], "--seeds expects whole numbers"),
+        (["sweep", "--preset", "vicreg", *GRID, "--seeds", "0,,1"], "got '0,,1'"),
+        (
+            ["train", "--preset", "simsiam", "--dataset-path", "x"],
+            "simsiam.dataset_path: dataset_path is only for 'imagefolder'",
+        ),
+        (
+            ["zoo", "--presets", "byol", "--dataset-path", "x"],
+            "preset byol: byol.dataset_path: dataset_path is only for 'imagefolder'",
+        ),
+        (["zoo", "--presets", "simsiam", "--epochs", "0"], "preset simsiam: simsiam.epochs:"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(
@@ -132,9 +148,13 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
         shown = help_of(name, capsys)
         flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
         assert flags, name
+        assert (
+            f"--data-dir DATA_DIR {DATA_DIR_HELP} (default: {get_settings().resolved_data_dir})"
+            in shown
+        ), name
         for action in flags:
             assert action.option_strings[0] in shown, (name, action.option_strings)
-            if action.default not in (None, False):
+            if action.default not in (None, False, argparse.SUPPRESS):
                 assert f"default: {action.default}" in shown.replace("Default:", "default:"), (
                     name,
                     action.dest,
@@ -142,6 +162,30 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
     assert "--gpus" in help_of("worker", capsys) and "--cpu-workers" in help_of("worker", capsys)
     up_help = help_of("up", capsys)
     assert "--port" in up_help and "(default: all)" in up_help
+
+
+@pytest.mark.parametrize("command", ["train", "zoo", "sweep", "worker", "up"])
+def test_data_dir_is_taken_after_every_subcommand_and_before_it(command: str) -> None:
+    parser = build_parser()
+    assert parser.parse_args([command, "--data-dir", "after"]).data_dir == Path("after")
+    assert parser.parse_args(["--data-dir", "before", command]).data_dir == Path("before")
+    given_twice = ["--data-dir", "before", command, "--data-dir", "after"]
+    assert parser.parse_args(given_twice).data_dir == Path("after")
+    assert parser.parse_args([command]).data_dir == get_settings().resolved_data_dir
+
+
+def test_up_gives_the_api_the_port_it_serves_for_the_links_in_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``collapse-lab up --host --port``: the API process's settings link to that address."""
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    environment = service_environment(tmp_path, "redis://127.0.0.1:6390/0", "127.0.0.1", 8123)
+    for name in ("API_HOST", "API_PORT", "DATA_DIR", "REDIS_URL"):
+        monkeypatch.setenv(name, environment[name])
+    api_settings = Settings(_env_file=None)  # as the API process builds them
+    assert api_settings.public_base_url == "http://127.0.0.1:8123"
+    assert api_settings.redis_url == "redis://127.0.0.1:6390/0"
+    assert api_settings.resolved_data_dir == tmp_path.resolve()
 
 
 def test_every_run_config_field_is_a_train_flag_with_its_description_and_default(

@@ -109,17 +109,23 @@ def _flag_help(name: str, field: FieldInfo) -> str:
     return " ".join(p for p in parts if p).replace("%", "%%")
 
 
-def add_run_config_arguments(parser: argparse.ArgumentParser) -> None:
+# The run fields ``zoo`` sets for every preset (each preset keeps its method and options).
+ZOO_FIELDS = ("dataset", "dataset_path", "epochs", "seed")
+
+
+def add_run_config_arguments(
+    parser: argparse.ArgumentParser, fields: tuple[str, ...] | None = None
+) -> None:
     """One flag per RunConfig field (``image_size`` -> ``--image-size``) with its description,
     choices, bounds and default, so a new field appears here by itself; method options go
-    through ``--set``."""
+    through ``--set``. ``fields``: only these fields' flags, and no ``--set``."""
     group = parser.add_argument_group(
         "run config (RunConfig)",
         "A flag left out takes the preset's value, else the method's, else the default shown. "
         "Values are validated as POST /api/runs validates them.",
     )
     for name, field in RunConfig.model_fields.items():
-        if name == "options":
+        if name == "options" or (fields is not None and name not in fields):
             continue
         group.add_argument(
             f"--{name.replace('_', '-')}",
@@ -128,6 +134,8 @@ def add_run_config_arguments(parser: argparse.ArgumentParser) -> None:
             type=functools.partial(parse_flag_value, field),
             help=_flag_help(name, field),
         )
+    if fields is not None:
+        return
     group.add_argument(
         "--set",
         action="append",
@@ -145,7 +153,7 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name, None) is not None
     }
     options: dict[str, Any] = {}
-    for assignment in args.set or []:
+    for assignment in getattr(args, "set", None) or []:  # zoo has no --set
         key, value = parse_assignment(assignment)
         if key.startswith("options."):
             options[key.removeprefix("options.")] = value
@@ -241,11 +249,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     for name in names:
         if name not in PRESETS:
             raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    for name in tqdm(names, desc="zoo", unit="run", file=sys.stderr):
-        raw: dict[str, Any] = {"preset": name, "dataset": args.dataset, "seed": args.seed}
-        if args.epochs is not None:
-            raw["epochs"] = args.epochs
-        config = resolve_config(raw)
+    configs = []
+    for name in names:  # every preset is checked before any trains
+        try:
+            configs.append(resolve_config({"preset": name, **build_raw_config(args)}))
+        except ValidationError as exc:
+            raise UsageError(f"preset {name}: {describe_validation_error(exc)}") from None
+    for name, config in tqdm(
+        list(zip(names, configs, strict=True)), desc="zoo", unit="run", file=sys.stderr
+    ):
         started = time.perf_counter()
         result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
         last = result.history[-1]
@@ -288,6 +300,16 @@ def _cell_text(results: list[RunResult]) -> str:
     return text if verdict.seeds_agree else f"{text}*"
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2]; their range is the sweep request's to check."""
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"--seeds expects whole numbers separated by commas, got {text!r}"
+        ) from None
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.preset and not args.method:
         raise UsageError("give --preset NAME or --method NAME")
@@ -299,7 +321,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 f"--grid expects key=v1,v2,... or key=start..stopxN[log], got {assignment!r}"
             )
         grid[key.strip()] = parse_grid_values(values)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds else None
     request = SweepRequest.model_validate(
         {
             "base": build_raw_config(args),
@@ -388,21 +410,24 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=get_settings().resolved_data_dir,
-        help="where datasets are stored (default: $DATA_DIR or ./data)",
-    )
+    data_dir = get_settings().resolved_data_dir
+    data_dir_help = f"{launcher.DATA_DIR_HELP} (default: {data_dir})"
+    parser.add_argument("--data-dir", type=Path, default=data_dir, help=data_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
+        subparser = sub.add_parser(
             name,
             help=summary,
             description=summary,
             formatter_class=DefaultsShown,
         )
+        # accepted after the subcommand too; SUPPRESS: left out there, it keeps the value
+        # given before the subcommand, else the default (DATA_DIR, else ./data)
+        subparser.add_argument(
+            "--data-dir", type=Path, default=argparse.SUPPRESS, help=data_dir_help
+        )
+        return subparser
 
     tr = command("train", "train one run in this process")
     add_run_config_arguments(tr)
@@ -410,9 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     zoo = command("zoo", "run every preset and print the methods x verdict table")
-    zoo.add_argument("--dataset", default="digits", help="the dataset of every run")
-    zoo.add_argument("--epochs", type=int, help="override every preset's epochs")
-    zoo.add_argument("--seed", type=int, default=0, help="the seed of every run")
+    add_run_config_arguments(zoo, ZOO_FIELDS)
     zoo.add_argument("--presets", help="comma-separated subset of presets (default: all)")
     zoo.set_defaults(func=cmd_zoo)
 

@@ -2,14 +2,20 @@
 
 1. Redis: uses ``REDIS_URL`` when it answers; otherwise, for a local URL, starts
    ``redis-server`` on that port (data in ``DATA_DIR/redis``), installing Debian's package
-   first when it is missing and we are root; otherwise it says what to install.
+   first when it is missing and we are root; otherwise it says what to install. A Redis
+   that another deployment's ``up`` started stops with that ``up``, so it is not used: this
+   deployment then starts its own on a free port, and its workers and API use that one.
 2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``).
 3. Starts the workers: on a GPU host one training worker per GPU (``--gpus``, default all,
    each pinned to its card by ``CUDA_VISIBLE_DEVICES``), otherwise ``--train-workers``
    (default 1) CPU training workers; and one for the ``projection`` queue, so UMAP never
    waits for, nor delays, training.
 4. Starts the API (uvicorn) on ``--host``/``--port`` (``API_HOST``/``API_PORT``, default
-   127.0.0.1:8000) and prints the dashboard URL.
+   127.0.0.1:8000; passed on to the API, whose alerts link to that address unless
+   ``PUBLIC_URL`` is set) and prints the dashboard URL.
+
+Every process gets the data directory of ``--data-dir`` (default ``DATA_DIR``) and the Redis
+chosen in 1.
 
 Ctrl-C (or SIGTERM) stops the API and the workers (a worker puts its unfinished run back in
 the queue, to resume from its checkpoint next time), then the Redis it started.
@@ -23,9 +29,11 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlparse
@@ -78,7 +86,80 @@ def ensure_redis_server_binary() -> str:
     )
 
 
+# Where a Redis that ``collapse-lab up`` started records which deployment it belongs to: a
+# hash (data_dir, pid) in database 0, whatever database REDIS_URL names, so that any other
+# ``up`` or ``worker`` reaching that server can read it.
+STARTED_BY_KEY = "collapse-lab:started-by-up"
+
+
+@dataclass(frozen=True)
+class RedisOwner:
+    """The ``collapse-lab up`` that started a Redis: that Redis stops when it stops."""
+
+    data_dir: Path
+    pid: int
+
+
+def _database_zero(url: str) -> redis.Redis:
+    """A client of database 0 of the Redis server at ``url`` (where the marker is kept)."""
+    parsed = urlparse(url)._replace(path="/0", query="")
+    return redis.Redis.from_url(
+        parsed.geturl(), socket_connect_timeout=1, socket_timeout=1, decode_responses=True
+    )
+
+
+def redis_owner(url: str) -> RedisOwner | None:
+    """The ``up`` that started the Redis answering at ``url``; None for a Redis started in
+    any other way (a system service, a container, a head node's), which outlives us all."""
+    client = _database_zero(url)
+    try:
+        marker = client.hgetall(STARTED_BY_KEY)
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    data_dir = marker.get("data_dir")
+    if not isinstance(data_dir, str):  # no marker: not started by an `up`
+        return None
+    return RedisOwner(Path(data_dir), int(marker.get("pid") or 0))
+
+
+def free_local_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def choose_redis(url: str, data_dir: Path) -> tuple[str, bool]:
+    """The Redis URL this deployment uses, and whether ``up`` must start it.
+
+    A Redis that answers is shared (each deployment's names carry its id), unless another
+    deployment's ``up`` started it: it would vanish with that ``up``, so this deployment
+    starts its own, on a free port."""
+    if not redis_answers(url):
+        return url, True
+    owner = redis_owner(url)
+    if owner is None:
+        print(f"using Redis at {url}")
+        return url, False
+    if owner.data_dir == data_dir:
+        raise UpError(
+            f"another `collapse-lab up` (pid {owner.pid}) already runs with this data "
+            f"directory ({data_dir}) and its Redis at {url}: stop it first, or give this one "
+            "another --data-dir"
+        )
+    own = urlparse(url)._replace(netloc=f"127.0.0.1:{free_local_port()}").geturl()
+    print(
+        f"Redis at {url} was started by the `collapse-lab up` of {owner.data_dir} "
+        f"(pid {owner.pid}) and stops with it: starting this deployment's own at {own}"
+    )
+    return own, True
+
+
 def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """redis-server on the port of ``url``, its data in ``data_dir/redis``, marked as this
+    ``up``'s (:data:`STARTED_BY_KEY`)."""
     parsed = urlparse(url)
     if parsed.hostname not in LOCAL_HOSTS:
         raise UpError(f"Redis at {url} does not answer; start it or fix REDIS_URL")
@@ -97,12 +178,26 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
         preexec_fn=die_with_parent,
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while not redis_answers(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise UpError(f"redis-server did not start on port {port} (is the port taken?)")
-        time.sleep(0.2)
+    client = _database_zero(url)
+    try:
+        deadline = time.monotonic() + 15
+        # the pid tells our redis-server from one that took the port meanwhile
+        while not _served_by(client, process.pid):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise UpError(f"redis-server did not start on port {port} (is the port taken?)")
+            time.sleep(0.2)
+        client.hset(STARTED_BY_KEY, mapping={"data_dir": str(data_dir), "pid": os.getpid()})
+    finally:
+        client.close()
     return process
+
+
+def _served_by(client: redis.Redis, pid: int) -> bool:
+    """Whether the Redis ``client`` reaches is the process ``pid``."""
+    try:
+        return bool(client.info("server")["process_id"] == pid)
+    except (redis.RedisError, OSError):
+        return False
 
 
 def die_with_parent() -> None:
@@ -240,6 +335,7 @@ def watch(services: list[subprocess.Popen[bytes]]) -> NoReturn:
         time.sleep(1)
 
 
+DATA_DIR_HELP = "datasets, runs (checkpoints) and the default SQLite database (DATA_DIR)"
 GPUS_HELP = "GPUs to start one training worker on each: all (every visible one), none, or 0,1,..."
 
 
@@ -278,9 +374,22 @@ def parse_gpus(value: str) -> list[str]:
     return indices
 
 
+def service_environment(data_dir: Path, redis_url: str, host: str, port: int) -> dict[str, str]:
+    """The environment of every process ``up`` starts: the launcher's data directory and
+    Redis, and the API's address (its alerts link to API_HOST:API_PORT, unless PUBLIC_URL)."""
+    return {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "REDIS_URL": redis_url,
+        "API_HOST": host,
+        "API_PORT": str(port),
+    }
+
+
 def up(args: argparse.Namespace) -> int:
     """Run the stack until Ctrl-C; returns the exit status."""
-    settings = get_settings()
+    # --data-dir in place of DATA_DIR: the default SQLite file moves with it
+    settings = get_settings().model_copy(update={"data_dir": args.data_dir})
     data_dir = settings.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     redis_process: subprocess.Popen[bytes] | None = None
@@ -288,14 +397,13 @@ def up(args: argparse.Namespace) -> int:
     stopping = False
     stop_on_signals()
     try:
-        if redis_answers(settings.redis_url):
-            print(f"using Redis at {settings.redis_url}")
-        else:
-            redis_process = start_redis(settings.redis_url, data_dir)
+        redis_url, must_start = choose_redis(settings.redis_url, data_dir)
+        if must_start:
+            redis_process = start_redis(redis_url, data_dir)
         database = Database(settings.resolved_database_url)
         database.migrate()
         database.dispose()
-        environment = {**os.environ, "DATA_DIR": str(data_dir)}
+        environment = service_environment(data_dir, redis_url, args.host, args.port)
         for command, extra_env in training_workers(parse_gpus(args.gpus), args.train_workers):
             services.append(spawn(command, {**environment, **extra_env}))
         services.append(spawn(worker_command("projection", "projection"), environment))
@@ -334,7 +442,10 @@ def up(args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     """``collapse-lab worker``: this host's training workers (one per GPU, or CPU workers) and
     optionally a projection worker, joined to REDIS_URL and DATABASE_URL; until Ctrl-C."""
-    environment = {**os.environ, "DATA_DIR": str(get_settings().resolved_data_dir)}
+    # A worker on another machine joins the Redis of the head's `up` with a data directory
+    # of its own: whose `up` started that Redis is no reason to refuse it.
+    data_dir = args.data_dir.expanduser().resolve()
+    environment = {**os.environ, "DATA_DIR": str(data_dir)}
     services: list[subprocess.Popen[bytes]] = []
     stop_on_signals()
     try:
@@ -366,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_up_arguments(parser)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=get_settings().resolved_data_dir,
+        help=DATA_DIR_HELP,
+    )
     return up(parser.parse_args(argv))
 
 
