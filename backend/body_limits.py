@@ -12,7 +12,10 @@ body must say ``Content-Type: application/json`` (or ``+json``), else 415: nothi
 as JSON by guesswork, and a cross-site HTML form (which cannot send that type) cannot launch
 runs. A route that takes large bodies of another media type (an upload) registers it in
 ``streamed`` with its own bound: such a body is checked against that bound (``Content-Length``
-first, then as it streams) but not read here, so it never sits in memory twice.
+first, then as it streams) but not read here, so it never sits in memory twice. A streamed
+body that passes its bound while the route reads it (chunked, no ``Content-Length``) makes that
+read raise; the route's answer is dropped and the request answered 413 here, after the same
+bounded discard.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ DISCARD_MAX_BYTES = 64 * 2**20
 DISCARD_MAX_S = 10.0
 
 
+class _TooLarge(Exception):
+    """A streamed body passed its bound while the app was reading it."""
+
+
 def _is_json(media_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
@@ -71,7 +78,7 @@ class BodyLimits:
             await self._refuse(send, 413, self._too_large(limit, media_type in self.streamed))
             return
         if media_type in self.streamed:
-            await self.app(scope, self._bounded(receive, limit), send)
+            await self._streamed(scope, receive, send, limit)
             return
         body, more = b"", True
         while more:  # read it all here (bounded), so nothing downstream waits on a slow client
@@ -103,21 +110,41 @@ class BodyLimits:
 
         await self.app(scope, replay, send)
 
-    @staticmethod
-    def _bounded(receive: Receive, limit: int) -> Receive:
-        """``receive`` that ends the request as a disconnect once more than ``limit`` bytes
-        came (a chunked upload without Content-Length)."""
-        seen = 0
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Run the app on a ``receive`` that raises once more than ``limit`` bytes came, and
+        answer 413 here: whatever the app made of that (FastAPI turns it into a 400 on a route
+        that parses its body) is not sent."""
+        seen, more, over, started = 0, True, False, False
 
         async def bounded() -> Message:
-            nonlocal seen
+            nonlocal seen, more, over
+            if over:  # the rest of the body is the discard's, not the app's
+                raise _TooLarge
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                more = message.get("more_body", False)
+                over = seen > limit
+                if over:
+                    raise _TooLarge
             return message
 
-        return bounded
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, watched)
+        except _TooLarge:
+            if started:  # the app read its body while answering: too late for a 413
+                raise
+        if over and not started:
+            if more:
+                await _discard(receive)
+            await self._refuse(send, 413, self._too_large(limit, True))
 
     @staticmethod
     def _too_large(limit: int, streamed: bool) -> str:

@@ -1,8 +1,17 @@
 """BodyLimits on a stand-in app: an upload media type registered in ``streamed`` gets its
-own bound and reaches the route unread (the service tests cover the JSON routes)."""
+own bound and reaches the route unread (the service tests cover the JSON routes), and chunked
+bodies (no Content-Length) over their bound get the same 413 over a real uvicorn server."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,10 +27,52 @@ async def echo_size(request: Request) -> JSONResponse:
     return JSONResponse({"bytes": len(await request.body())})
 
 
-def client() -> TestClient:
-    app = Starlette(routes=[Route("/up", echo_size, methods=["PUT", "POST"])])
+async def parse(request: Request) -> JSONResponse:
+    """As FastAPI does on a route that parses its body: any failure to read it is a 400."""
+    try:
+        await request.body()
+    except Exception:
+        return JSONResponse({"detail": "There was an error parsing the body"}, 400)
+    return JSONResponse({})
+
+
+def stand_in() -> Starlette:
+    routes = [
+        Route("/up", echo_size, methods=["PUT", "POST"]),
+        Route("/parse", parse, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
     app.add_middleware(BodyLimits, max_bytes=1024, streamed={UPLOAD: 10_000})
-    return TestClient(app)
+    return app
+
+
+def client() -> TestClient:
+    return TestClient(stand_in())
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    """The stand-in app under uvicorn in a thread: TestClient never sends a chunked body."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(stand_in(), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def chunks(count: int, size: int = 1000, byte: bytes = b"x") -> Iterator[bytes]:
+    """A body httpx sends chunked: a generator has no length to announce."""
+    for _ in range(count):
+        yield byte * size
 
 
 def test_a_streamed_media_type_has_its_own_bound() -> None:
@@ -39,3 +90,31 @@ def test_a_streamed_media_type_has_its_own_bound() -> None:
             == 415
         )
         assert http.post("/up", json=[1, 2]).json() == {"bytes": 5}
+
+
+def test_a_chunked_upload_over_its_bound_gets_413(served: str) -> None:
+    # 200 kB, all of it sent before the client reads: the 413 still arrives (lingering close)
+    over = httpx.put(f"{served}/up", content=chunks(200), headers={"content-type": UPLOAD})
+    assert over.status_code == 413
+    assert over.json() == {
+        "detail": "the request body is larger than this server's limit of 10000 bytes"
+    }
+    sized = httpx.put(f"{served}/up", content=b"x" * 20_000, headers={"content-type": UPLOAD})
+    assert sized.status_code == 413 and sized.json() == over.json()
+    fits = httpx.put(f"{served}/up", content=chunks(5), headers={"content-type": UPLOAD})
+    assert fits.status_code == 200 and fits.json() == {"bytes": 5000}
+    # a route that answers a failed read itself: its answer gives way to the 413
+    caught = httpx.post(f"{served}/parse", content=chunks(20), headers={"content-type": UPLOAD})
+    assert caught.status_code == 413 and caught.json() == over.json()
+
+
+def test_a_chunked_json_body_over_the_bound_gets_413(served: str) -> None:
+    json_type = {"content-type": "application/json"}
+    over = httpx.post(f"{served}/up", content=chunks(200, 100, b" "), headers=json_type)
+    assert over.status_code == 413
+    assert over.json() == {
+        "detail": "the request body is larger than this server's limit of 1024 bytes "
+        "(MAX_BODY_BYTES)"
+    }
+    fits = httpx.post(f"{served}/up", content=iter([b"[1,", b" 2]"]), headers=json_type)
+    assert fits.status_code == 200 and fits.json() == {"bytes": 6}

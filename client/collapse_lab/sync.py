@@ -14,13 +14,13 @@ ends once every run it found has finished. A run with no new file for ``--idle-t
 seconds (a job that died without its finish call) is left, with one line, for a later
 sync. A login node relays a compute node's runs live this way, a job array's included.
 
-Bad input gets one line each and the rest is synced: a directory that is not a run, an
-epoch file that is truncated or corrupt (not uploaded, reported to the server as dropped),
-an epoch the server already holds with other data (the stored one is kept). A refused
-epoch is kept in ``sync.json`` with its file's digest: every later sync names it again, and
-sends it again once the file has changed (repaired, or replaced by the right copy). Exit
-status 0 when everything was synced, 1 when something was reported (an epoch still refused
-included), 2 for a usage error.
+Bad input gets one line each and the rest is synced: a path that does not exist, a
+directory that is not a run, an epoch file that is truncated or corrupt (not uploaded,
+reported to the server as dropped), an epoch the server already holds with other data (the
+stored one is kept). A refused epoch is kept in ``sync.json`` with its file's digest: every
+later sync names it again, and sends it again once the file has changed (repaired, or
+replaced by the right copy). Exit status 0 when everything was synced, 1 when something was
+reported (an epoch still refused included), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ ATTEMPTS = 8  # per request, backing off 0.5 s doubling to 10 s: about a minute
 # --follow gives up on a run after this long without a new file: longer than an epoch of
 # most trainings; a job requeued after a longer wait is picked up by the next sync
 DEFAULT_IDLE_TIMEOUT_S = 3600.0
+DEFAULT_POLL_S = 1.0
 
 
 class SyncAborted(Exception):
@@ -387,7 +388,10 @@ class Relay:
         self.watched: list[Path] = []
         self.fruitless: list[Path] = []  # watched folders that held no run so far
         for path in paths:
-            if path.is_dir() or not follow:  # not there at all: named now, not waited for
+            if not path.exists():  # named now, not waited for (a typo rarely appears later)
+                print(f"no such directory: {path}", file=sys.stderr)
+                self.problems += 1
+            elif path.is_dir():
                 self.watched.append(path)
                 self.fruitless.append(path)
             else:
@@ -478,7 +482,7 @@ def sync_paths(
     base_url: str,
     token: str | None,
     follow: bool = False,
-    poll_s: float = 1.0,
+    poll_s: float = DEFAULT_POLL_S,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> int:
     """Sync every run directory in ``paths`` (each a run directory or a folder of them);
@@ -518,7 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep uploading new epochs as they are written, of every run in the folders "
         "(new ones included), until each run is finished",
     )
-    sync.add_argument("--poll", type=float, default=1.0, help="--follow's rescan interval (s)")
+    sync.add_argument(
+        "--poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="SECONDS",
+        help=f"--follow's rescan interval (default {DEFAULT_POLL_S:g})",
+    )
     sync.add_argument(
         "--idle-timeout",
         type=float,

@@ -229,7 +229,7 @@ def test_play_shrinks_the_cloud_of_a_trained_collapsing_run_only(
     writer_context: BrowserContext,
     finished_runs: list[dict[str, Any]],
 ) -> None:
-    """The issue's check on real training: simsiam-no-stopgrad's drawn cloud ends under a
+    """Size = spread after real training: simsiam-no-stopgrad's drawn cloud ends under a
     third of its epoch-0 extent, simsiam's over half."""
     page = writer_context.new_page()
     collapsing, healthy = (

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from collapse_lab import CollapseLabWarning, Monitor, local, wire
+from collapse_lab.sync import sync_paths
+
+from tests.client.fake_server import FakeCollapseLab
 
 
 def _z(seed: int) -> np.ndarray:
@@ -55,6 +58,19 @@ def test_an_offline_monitor_writes_a_run_directory_that_a_requeued_job_continues
 def test_not_a_run_directory_is_named() -> None:
     with pytest.raises(local.NotARunError, match=r"no run\.json"):
         local.read_meta(Path(__file__).parent)
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_path_that_does_not_exist_is_named_and_the_others_synced(
+    follow: bool, server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor = Monitor(name="job", offline=True, run_dir=tmp_path / "runs", resume=False)
+    monitor.log_epoch(0, _z(0))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    missing = tmp_path / "typo"
+    assert sync_paths([missing, tmp_path / "runs"], server.url, None, follow, 0.05) == 1
+    assert capsys.readouterr().err.splitlines() == [f"no such directory: {missing}"]
+    assert sorted(server.only_run().epochs) == [0]
 
 
 def test_same_data_ignores_the_time_it_was_logged() -> None:
