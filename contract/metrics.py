@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, Field, GetJsonSchemaHandler
+from pydantic import BaseModel, Field, GetJsonSchemaHandler, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -37,24 +37,50 @@ MeasuredOn = Literal["embedding", "run", "method_internals"]
 # every_epoch: measured after every epoch; every_few_epochs: only every RunConfig.lidar_every
 # (an expensive measurement: its extra forward passes are timed apart, EpochRecord.lidar_time_s)
 CostTier = Literal["every_epoch", "every_few_epochs"]
-# Levels that depend on the run: its embedding size d, the kNN chance level 1/classes, the
-# value its method's loss takes at the trivial solution, its configured learning rate.
-LevelContext = Literal["dim", "chance", "collapse_loss", "base_lr"]
+# Levels that depend on the run: its embedding size d (of the representation shown), the
+# kNN chance level 1/classes, the value its method's loss takes at the trivial solution, its
+# configured learning rate; z_dim and z_dim_minus_one are d and d - 1 of z, the projector's
+# output, whichever representation the chart shows (the method internals are measured on z).
+LevelContext = Literal["dim", "chance", "collapse_loss", "base_lr", "z_dim", "z_dim_minus_one"]
 ChartKind = Literal["line", "spectrum", "shares", "plane"]
 SweepSpace = Literal["projector", "backbone"]
 
 
 class Level(StrictModel):
-    """A reference level (healthy or collapsed): a number, a value of the run's context, or
-    another field of the same embedding (``field``), drawn as a labelled line on the chart.
-    ``label`` may say ``{value}``, filled with the level (``digits`` decimals when given). A
-    level with none of the three is described in words only (``label``)."""
+    """A reference level (healthy or collapsed): a number, a value of the run's context,
+    another metric of the same epoch record (``field``), or the metric's own value at the
+    run's first epoch (``epoch0``), drawn as a labelled line on the chart; ``times`` scales
+    the last three (a threshold as a share of them: 1/3 of ln K, 0.9 of epoch 0). ``label``
+    may say ``{value}``, filled with the level (``digits`` decimals when given). A level with
+    none of them is described in words only (``label``). A chart draws a metric's levels only
+    for a run that has values of the metric."""
 
     value: float | None = None
     context: LevelContext | None = None
-    field: str | None = None
+    field: str | None = Field(
+        None,
+        description="Another metric of the same record: a field of the embedding shown, or a "
+        "method internal (EpochRecord.logs).",
+    )
+    epoch0: bool = Field(
+        False,
+        description="The metric's own first value in the run (epoch 0, the untrained network): "
+        "a level relative to where the run started.",
+    )
+    times: float = Field(
+        1.0, description="Multiplies the context's, the field's or the epoch-0 value."
+    )
     label: str
     digits: int | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Level:
+        sources = [self.value is not None, self.context is not None, self.field is not None]
+        if sum([*sources, self.epoch0]) > 1:
+            raise ValueError(f"level {self.label!r}: a value, a context, a field or epoch0")
+        if self.times != 1 and not any([*sources[1:], self.epoch0]):
+            raise ValueError(f"level {self.label!r}: times scales a context, field or epoch0")
+        return self
 
 
 class SweepUse(StrictModel):
@@ -615,7 +641,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
         "anchor, averaged (perplexity)",
         paper="Wang & Isola, ICML 2020 (uniformity); Chen et al., ICML 2020",
         healthy=Level(label="a large share of the 2N − 2"),
-        collapsed=Level(label="a few: a handful of hard negatives carry the repulsion"),
+        # the negatives cause's threshold (docs/causes.md)
+        collapsed=Level(value=1.5, label="under 1.5: one hard negative carries the repulsion"),
         chart="negatives",
         help="How many negatives actually push each anchor; all 2N − 2 weigh the same in a "
         "random (or a point-collapsed) embedding, a few dominate in a low-dimensional one.",
@@ -641,7 +668,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         "codes, DINO's centred teacher, DeepCluster's one-hot pseudo-labels: 0) on the probe",
         paper="Caron et al., NeurIPS 2020; Caron et al., ICCV 2021, Sec. 5.3",
         healthy=Level(label="between 0 and ln K"),
-        collapsed=_LN_K.model_copy(update={"label": "ln K = {value}: uniform, no sharpening"}),
+        # the balancing cause's uniform-codes threshold (docs/causes.md)
+        collapsed=_LN_K.model_copy(
+            update={"times": 0.97, "label": "0.97 ln K = {value}: codes uniform"}
+        ),
         chart="assignments",
         help="How sharp each image's assignment is: at ln K the targets are uniform (nothing "
         "to learn), at 0 with a low usage entropy every image goes to one cluster.",
@@ -666,7 +696,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         "teacher, k-means after empty-cluster reassignment)",
         paper="Caron et al., NeurIPS 2020, Sec. 3.1; Caron et al., ECCV 2018, Sec. 3.3",
         healthy=_LN_K,
-        collapsed=_ONE_CLUSTER,
+        # the balancing cause's threshold (docs/causes.md): e^(ln K / 2) = √K clusters
+        collapsed=_LN_K.model_copy(
+            update={"times": 0.5, "label": "½ ln K = {value}: fewer than √K clusters used"}
+        ),
         chart="assignments",
         help="The usage the balancing step achieves; falling to 0 means it no longer "
         "spreads images over the clusters (weak Sinkhorn, no centering).",
@@ -721,7 +754,7 @@ METHOD_INTERNALS: dict[str, Metric] = {
         formula="Σ_i (1 − C_ii)² of the probe's cross-correlation matrix C",
         paper="Zbontar et al., ICML 2021, Eq. 1",
         healthy=Level(value=0, label="views agree: 0"),
-        collapsed=Level(context="dim", label="d = {value}: no agreement"),
+        collapsed=Level(context="z_dim", label="d = {value}: no agreement"),
         chart="redundancy_terms",
         help="The invariance part of Barlow Twins: 0 when each dimension agrees between views.",
     ),
@@ -741,10 +774,14 @@ METHOD_INTERNALS: dict[str, Metric] = {
         formula="SIGReg: the Epps-Pulley statistic of 1-D projections of the probe's two views "
         "against N(0, 1), on fixed random slices (it grows with the probe's N)",
         paper="Balestriero & LeCun, arXiv 2511.08544, 2025",
-        healthy=Level(label="low: the embedding is isotropic Gaussian"),
-        collapsed=Level(label="high: far from isotropic"),
+        healthy=Level(label="falls from its epoch-0 value: towards an isotropic Gaussian"),
+        # the variance_term cause's SIGReg threshold (docs/causes.md)
+        collapsed=Level(
+            epoch0=True, times=0.9, label="0.9 × epoch 0 = {value}: not reduced, SIGReg idle"
+        ),
         chart="redundancy_terms",
-        help="LeJEPA's only guard: how far the embedding is from an isotropic Gaussian.",
+        help="LeJEPA's only guard: how far the embedding is from an isotropic Gaussian; a "
+        "healthy run drives it below its epoch-0 value.",
     ),
     "dims_under_variance_hinge": _internal(
         title="dimensions under the variance hinge",
@@ -763,7 +800,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         formula="Σ_{i≠j} C_ij² / d, C the correlation matrix of z over the probe",
         paper="Zbontar et al., ICML 2021; Bardes et al., ICLR 2022",
         healthy=Level(value=0, label="decorrelated: 0"),
-        collapsed=Level(label="d − 1: every dimension the same variable"),
+        # the decorrelation cause's threshold (docs/causes.md)
+        collapsed=Level(
+            context="z_dim_minus_one", times=0.5, label="half the ceiling d − 1: {value}"
+        ),
         chart="redundancy_geometry",
         axis="y2",
         help="How redundant the dimensions are; rising towards d − 1 is dimensional collapse "
@@ -777,7 +817,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         "prototypes, on the probe",
         paper="Caron et al., ICCV 2021, Sec. 5.3",
         healthy=Level(label="between 0 and ln K"),
-        collapsed=Level(value=0, label="no centering: 0"),
+        # the centering cause's entropy share (docs/causes.md), with a small KL
+        collapsed=Level(
+            field="log_k", times=1 / 3, digits=2, label="⅓ ln K = {value}: no centering"
+        ),
         chart="dino",
         help="0: one prototype takes every image (centering failed); at ln K (the line "
         "below) the teacher is uniform (sharpening failed).",
@@ -788,7 +831,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         formula="Mean KL divergence from the teacher's to the student's softmax on the probe",
         paper="Caron et al., ICCV 2021, Sec. 5.3",
         healthy=Level(label="above 0: the student still learns"),
-        collapsed=Level(value=0, label="student = teacher: 0"),
+        # both DINO causes' KL share (docs/causes.md)
+        collapsed=Level(
+            field="log_k", times=0.08, digits=2, label="0.08 ln K = {value}: student = teacher"
+        ),
         chart="dino",
         help="What the student still has to learn from the teacher; 0 in both kinds of "
         "DINO collapse.",
@@ -798,8 +844,13 @@ METHOD_INTERNALS: dict[str, Metric] = {
         unit="nats",
         formula="ln K, the entropy of a uniform teacher over the K prototypes",
         paper="Caron et al., ICCV 2021, Sec. 5.3",
+        # the sharpening cause's entropy share (docs/causes.md), with a small KL
+        collapsed=Level(
+            field="log_k", times=0.9, digits=2, label="0.9 ln K = {value}: no sharpening"
+        ),
         chart="dino",
-        help="The ceiling of the teacher's entropy: a teacher at ln K has stopped sharpening.",
+        help="The ceiling of the teacher's entropy: a teacher at 0.9 ln K or above, its KL to "
+        "the student small, has stopped sharpening.",
     ),
     "center_norm": _internal(
         title="centre norm ‖c‖",
@@ -837,10 +888,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         unit="",
         formula="The optimiser's weight decay at the epoch",
         paper=_PAPER_DIRECTPRED + ", Sec. 5 (the weight decay the predictor survives)",
-        chart="predictor",
-        axis="y2",
-        help="Tian et al. show the predictor's eigen-alignment survives only below a weight "
-        "decay threshold; drawn here beside it.",
+        chart="optimiser",
+        help="With the learning rate it sets the per-step shrink lr × wd: under plain SGD, "
+        "above 3e-3 it drove SimSiam and BYOL to collapse (the weight_decay cause); drawn "
+        "also beside the predictor, whose alignment it erodes.",
     ),
 }
 
@@ -864,8 +915,8 @@ class Chart(StrictModel):
     y_format: str | None = Field(None, description="A d3 tick format, e.g. '.0%'.")
     hide_when_empty: bool = Field(
         False,
-        description="Left out when none of its metrics on the primary axis has a value "
-        "(cluster charts, a family's mechanism panel).",
+        description="Left out when none of its own metrics (either axis; not its guests of "
+        "`also`) has a value (cluster charts, a family's mechanism panel).",
     )
     group: str | None = Field(
         None,
@@ -937,6 +988,15 @@ CHARTS: tuple[Chart, ...] = (
         y2_range=(0, 1.05),
     ),
     Chart(
+        id="optimiser",
+        title="Weight decay against the learning rate (lr × wd: the per-step shrink)",
+        y_title="weight decay",
+        y2_title="learning rate",
+        y_range_mode="tozero",
+        hide_when_empty=True,  # shown for every run that logs its weight decay
+        also={"lr": "y2"},
+    ),
+    Chart(
         id="clusters",
         title="Cluster usage: entropy of assignments",
         y_title="entropy (nats)",
@@ -971,6 +1031,7 @@ CHARTS: tuple[Chart, ...] = (
         y2_title="weight decay",
         hide_when_empty=True,
         group="asymmetric branch",
+        also={"weight_decay": "y2"},  # Tian et al.: the weight decay the predictor survives
     ),
     Chart(
         id="infonce",
@@ -1164,25 +1225,30 @@ def all_metrics(epoch_record: type[BaseModel]) -> list[MetricEntry]:
 
 def check_registry(entries: Sequence[MetricEntry]) -> None:
     """Raise ValueError when a declaration names a chart, a level field or a name twice that
-    does not exist: a misspelt metric fails at import, not silently on a page."""
+    does not exist, or a chart draws a metric twice: a misspelt metric fails at import, not
+    silently on a page."""
     charts = {chart.id for chart in CHARTS}
     names = [entry.name for entry in entries]
     repeated = {name for name in names if names.count(name) > 1}
     if repeated:
         raise ValueError(f"metrics declared twice: {sorted(repeated)}")
-    embedding = set(EmbeddingMetrics.model_fields)
+    # a level's field: a scalar of the embedding shown, or a method internal (logs)
+    fields = {*EmbeddingMetrics.model_fields, *METHOD_INTERNALS}
     for entry in entries:
         if entry.chart is not None and entry.chart not in charts:
             raise ValueError(f"metric {entry.name!r}: no chart {entry.chart!r}")
         for level in (entry.healthy, entry.collapsed):
-            if level is not None and level.field is not None and level.field not in embedding:
+            if level is not None and level.field is not None and level.field not in fields:
                 raise ValueError(f"metric {entry.name!r}: a level names no field {level.field!r}")
         if entry.measured_on != "method_internals" and entry.name in METHOD_INTERNALS:
             raise ValueError(f"metric {entry.name!r} is declared as a method internal too")
     declared = set(names)
+    chart_of = {entry.name: entry.chart for entry in entries}
     for chart in CHARTS:
         if unknown := set(chart.also) - declared:
             raise ValueError(f"chart {chart.id!r} draws undeclared metrics {sorted(unknown)}")
+        if own := sorted(name for name in chart.also if chart_of.get(name) == chart.id):
+            raise ValueError(f"chart {chart.id!r} draws its own metrics {own} as guests too")
     defaults = [entry.name for entry in entries if entry.sweep and entry.sweep.default]
     if len(defaults) != 1:
         raise ValueError(f"one sweep metric must be the default, not {defaults}")

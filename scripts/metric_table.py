@@ -26,6 +26,8 @@ CONTEXT_WORDS = {
     "chance": "chance (1/classes)",
     "collapse_loss": "the loss at the trivial solution",
     "base_lr": "the configured lr",
+    "z_dim": "d of z",
+    "z_dim_minus_one": "(d − 1) of z",
 }
 
 
@@ -34,10 +36,13 @@ def _level(level: Level | None) -> str:
         return ""
     if level.value is not None:
         return f"{level.value:.3g}"
+    scale = "" if level.times == 1 else f"{level.times:.3g} × "
     if level.context is not None:
-        return CONTEXT_WORDS[level.context]
+        return scale + CONTEXT_WORDS[level.context]
     if level.field is not None:
-        return f"`{level.field}`"
+        return f"{scale}`{level.field}`"
+    if level.epoch0:
+        return f"{scale}its epoch-0 value"
     return level.label
 
 

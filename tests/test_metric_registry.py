@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def test_charts_draw_declared_metrics_only() -> None:
     for metric in METRICS:
         for level in (metric.healthy, metric.collapsed):
             if level is not None and level.field is not None:
-                assert level.field in EmbeddingMetrics.model_fields
+                fields = {*EmbeddingMetrics.model_fields, *registry.METHOD_INTERNALS}
+                assert level.field in fields
 
 
 def test_a_misspelt_declaration_fails_at_import_time() -> None:
@@ -251,3 +253,311 @@ def test_the_epoch_records_logs_are_typed_by_name_from_the_registry() -> None:
         logs["properties"]["teacher_entropy"]["title"] == METHOD_INTERNALS["teacher_entropy"].title
     )
     assert logs["additionalProperties"] == {"type": "number"}
+
+
+# -- the mechanism panels: which charts a run shows, and the levels drawn on them ---------------
+
+
+def test_the_optimisers_schedules_are_not_on_a_familys_panel() -> None:
+    """Every SGD run logs its learning rate and weight decay (the weight_decay cause reads them
+    for any method): each is declared once on a chart of no family's panel, so no run's
+    method decides whether it is drawn, and drawn beside what it explains as a guest."""
+    charts = {chart.id: chart for chart in CHARTS}
+    by_name = {metric.name: metric for metric in METRICS}
+    for name in ("lr", "weight_decay"):
+        chart = charts[str(by_name[name].chart)]
+        assert chart.group is None, (name, chart.id)
+        assert by_name[name].axis == "y" or not chart.hide_when_empty, name
+    assert charts["predictor"].also == {"weight_decay": "y2"}  # Tian et al.'s threshold
+    assert charts["std"].also == {"lr": "y2"}
+    # every schedule is drawn on its own chart, which a run that logs it shows
+    for name in ("ema_momentum", "temperature", "teacher_temperature", "student_temperature"):
+        assert by_name[name].chart in charts, name
+
+
+def test_the_panels_collapse_levels_are_the_causes_thresholds() -> None:
+    """Where docs/causes.md gives a guard's number, the signal's collapsed level is it (the
+    contract cannot import workers.engine.cause, so the two are kept equal here)."""
+    limits = cause.CAUSE_THRESHOLDS
+    internal = {
+        name: metric.collapsed
+        for name, metric in registry.METHOD_INTERNALS.items()
+        if metric.collapsed is not None
+    }
+    negatives = internal["effective_negatives"]
+    assert negatives == registry.Level(value=limits.effective_negatives_none, label=negatives.label)
+    shares = {
+        name: (level.context or level.field, level.epoch0, level.times)
+        for name, level in internal.items()
+        if level.times != 1
+    }
+    assert shares == {
+        "teacher_entropy": ("log_k", False, limits.entropy_share_no_centering),
+        "teacher_student_kl": ("log_k", False, limits.kl_share_collapsed),
+        "log_k": ("log_k", False, limits.entropy_share_no_sharpening),
+        "assignment_entropy": ("cluster_entropy_max", False, limits.assignment_share_uniform),
+        "usage_entropy_after_balancing": (
+            "cluster_entropy_max",
+            False,
+            limits.usage_share_unbalanced,
+        ),
+        "off_diagonal_energy": ("z_dim_minus_one", False, limits.off_diagonal_share),
+        "sigreg_statistic": (None, True, limits.sigreg_not_reduced),
+    }
+    # a method internal's d is z's, whichever representation the page shows
+    assert internal["loss_on_diagonal"].context == "z_dim"
+
+
+def test_a_level_has_one_source_and_names_a_declared_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match="a value, a context, a field or epoch0"):
+        registry.Level(value=1, field="log_k", label="x")
+    with pytest.raises(ValueError, match="times scales a context, field or epoch0"):
+        registry.Level(value=1, times=0.5, label="x")
+    assert registry.Level(epoch0=True, times=0.9, label="x").epoch0
+    bad = registry.METHOD_INTERNALS["teacher_entropy"].model_copy(
+        update={"collapsed": registry.Level(field="log_kk", label="x")}
+    )
+    monkeypatch.setitem(registry.METHOD_INTERNALS, "teacher_entropy", bad)
+    with pytest.raises(ValueError, match="a level names no field 'log_kk'"):
+        check_registry(all_metrics(EpochRecord))
+
+
+def test_a_chart_drawing_its_own_metric_as_a_guest_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    twice = registry.Chart(id="predictor", title="x", y_title="x", also={"predictor_symmetry": "y"})
+    monkeypatch.setattr(registry, "CHARTS", (*registry.CHARTS, twice))
+    with pytest.raises(ValueError, match=r"'predictor' draws its own metrics \['predictor_sym"):
+        check_registry(METRICS)
+
+
+# Runs frontend/js/plots.js (the one chart builder of the run page, the compare page and the
+# reports) on constructed epoch records: per case, each chart diagnosticFigures draws with its
+# traces (name, axis) and its reference lines (label, axis, height).
+_DRAW_CASES = """
+globalThis.window = { Plotly: {} };  // plots.js waits for Plotly.js; nothing here draws
+const plots = await import(process.argv[1]);
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const { catalogue, cases } = JSON.parse(input);
+plots.useMetricCatalogue(catalogue);
+const drawn = cases.map(({ runs, which }) => {
+  const series = runs.map(({ run, records }, i) => ({
+    name: `run ${i}`, color: "#000", records, ctx: plots.chartContext(run, records, which),
+  }));
+  return Object.fromEntries(plots.diagnosticFigures(series, which).map(({ id, figure }) => [id, {
+    traces: figure.data.map((t) => [t.name, t.yaxis || "y"]),
+    refs: (figure.layout.annotations || []).filter((a) => a.xref === "paper" && a.x === 1)
+      .map((a) => [a.text, a.yref, a.y]),
+  }]));
+});
+console.log(JSON.stringify(drawn));
+"""
+
+# what each family logs on the probe (tests/test_mechanisms.py has the methods' own sets),
+# with the schedules a built-in run of it logs
+_WD = {"weight_decay": 5e-4}
+_LOGS: dict[str, dict[str, float]] = {
+    "simsiam": {
+        **_WD,
+        "online_target_cosine": 0.6,
+        "rank_differential": 2.0,
+        "predictor_commutator": 0.3,
+        "predictor_eigen_alignment": 0.8,
+        "predictor_symmetry": 0.9,
+    },
+    "simclr": {
+        **_WD,
+        "temperature": 0.5,
+        "infonce_alignment": -1.5,
+        "infonce_repulsion": 6.0,
+        "effective_negatives": 300.0,
+        "projector_layer_alignment": 0.2,
+    },
+    "swav": {
+        **_WD,
+        "assignment_entropy": 2.0,
+        "usage_entropy_before_balancing": 3.0,
+        "usage_entropy_after_balancing": 3.2,
+    },
+    "barlow_twins": {
+        **_WD,
+        "loss_on_diagonal": 3.0,
+        "loss_off_diagonal": 5.0,
+        "off_diagonal_energy": 9.0,
+    },
+    "vicreg": {
+        **_WD,
+        "loss_invariance": 0.2,
+        "loss_variance": 0.6,
+        "loss_covariance": 0.1,
+        "dims_under_variance_hinge": 1.0,
+        "off_diagonal_energy": 9.0,
+    },
+    "lejepa": {**_WD, "sigreg_statistic": 70.0, "off_diagonal_energy": 9.0},
+    "dino": {
+        "weight_decay": 0.04,
+        "teacher_entropy": 4.0,
+        "teacher_student_kl": 0.9,
+        "log_k": 4.852,
+        "teacher_temperature": 0.04,
+        "student_temperature": 0.1,
+        "center_norm": 1.0,
+        "target_param_distance": 0.02,
+        "assignment_entropy": 4.0,
+        "usage_entropy_before_balancing": 4.5,
+        "usage_entropy_after_balancing": 4.8,
+    },
+}
+_VICREG_LINES = {"every dimension spread: 0", "0 with the variance term at 1: collapsed"}
+
+
+def _embedding(dim: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(dim)
+    z = torch.randn(256, dim, generator=generator)
+    labels = torch.arange(256) % 4
+    metrics = embedding_diagnostics(z, z + 0.1, z - 0.1, labels, None, None, 4)
+    return metrics.model_dump(mode="json")
+
+
+def _constructed(
+    method: str, epochs: int = 2, start: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A run of ``method`` with ``epochs + 1`` records of its family's logs (``start``: the
+    values of epoch 0 that differ), z of 16 dimensions and h of 32; a clustering method's
+    with K = 8 prototypes (log K of z: ln 8)."""
+    z, h = _embedding(16), _embedding(32)
+    if method == "swav":
+        z["cluster_entropy_max"] = math.log(8)
+    logs = _LOGS[method]
+    ema = {"ema_momentum": 0.996} if method == "dino" else {}
+    records = [
+        EpochRecord.model_validate(
+            {
+                "epoch": epoch,
+                "backbone": h,
+                "projector": z,
+                "lr": 0.05,
+                **ema,
+                "logs": {**logs, **(start or {})} if epoch == 0 else logs,
+            }
+        ).model_dump(mode="json")
+        for epoch in range(epochs + 1)
+    ]
+    run = {"method": method, "epochs": epochs, "config": {"proj_dim": 16, "lr": 0.05}}
+    return {"run": run, "records": records}
+
+
+def _draw(*cases: tuple[list[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    assert node, "node (installed with npm by scripts/install-system-deps.sh) runs this test"
+    catalogue = metric_catalogue().model_dump(mode="json")
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", _DRAW_CASES, (ROOT / "frontend/js/plots.js").as_uri()],
+        input=json.dumps(
+            {"catalogue": catalogue, "cases": [{"runs": r, "which": w} for r, w in cases]}
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    drawn: list[dict[str, Any]] = json.loads(result.stdout)
+    return drawn
+
+
+def _draw_each_family() -> dict[str, dict[str, Any]]:
+    """The charts of one constructed run of each family, by method."""
+    methods = list(_LOGS)
+    drawn = _draw(*(([_constructed(method)], "projector") for method in methods))
+    return dict(zip(methods, drawn, strict=True))
+
+
+def _labels(chart: dict[str, Any]) -> set[str]:
+    return {label for text, _, _ in chart["refs"] for label in text.split(" · ")}
+
+
+def test_a_panel_shows_when_any_of_its_signals_has_values_with_the_runs_own_levels() -> None:
+    """The redundancy panel's geometry chart of a Barlow Twins or LeJEPA run (no variance
+    hinge, but the off-diagonal energy the decorrelation cause reads), and each panel's lines
+    of the signals the run logs only: no VICReg line on a Barlow Twins or LeJEPA chart, no
+    BYOL line on DINO's asymmetric chart; a schedule alone (weight decay, logged by every run)
+    brings no panel."""
+    drawn = _draw_each_family()
+    titles = {m.name: m.title for m in METRICS}
+    for method in ("barlow_twins", "vicreg", "lejepa"):
+        geometry = drawn[method]["redundancy_geometry"]
+        assert [titles["off_diagonal_energy"], "y2"] in geometry["traces"], method
+        # half the ceiling d - 1 of z (d = 16), the decorrelation cause's threshold
+        assert ["half the ceiling d − 1: 7.5", "y2", 7.5] in geometry["refs"], method
+    barlow, lejepa = drawn["barlow_twins"]["redundancy_terms"], drawn["lejepa"]["redundancy_terms"]
+    assert _labels(barlow) == {"views agree: 0", "decorrelated: 0", "d = 16: no agreement"}
+    assert ["views agree: 0 · decorrelated: 0", "y", 0] in barlow["refs"]  # one line, both said
+    # SIGReg's own line: 0.9 of its epoch-0 value, where the cause reads "not reduced"
+    assert lejepa["refs"] == [["0.9 × epoch 0 = 63: not reduced, SIGReg idle", "y", 63]]
+    assert _labels(drawn["vicreg"]["redundancy_terms"]) >= _VICREG_LINES
+    assert "online copies target: 1" not in _labels(drawn["dino"]["asymmetric"])
+    assert "online copies target: 1" in _labels(drawn["simsiam"]["asymmetric"])
+    family = {"predictor", "infonce", "negatives", "assignments", "redundancy_terms", "dino"}
+    shown = {method: family & set(charts) for method, charts in drawn.items()}
+    assert shown == {
+        "simsiam": {"predictor"},
+        "simclr": {"infonce", "negatives"},
+        "swav": {"assignments"},
+        "barlow_twins": {"redundancy_terms"},
+        "vicreg": {"redundancy_terms"},
+        "lejepa": {"redundancy_terms"},
+        "dino": {"assignments", "dino"},
+    }
+
+
+def test_every_run_that_logs_its_weight_decay_draws_it() -> None:
+    """Weight decay on the optimiser chart, against the learning rate, for every method that
+    logs it; beside the predictor's signals where a run has them (Tian et al.)."""
+    drawn = _draw_each_family()
+    titles = {m.name: m.title for m in METRICS}
+    for method, charts in drawn.items():
+        optimiser = charts["optimiser"]["traces"]
+        assert optimiser == [[titles["weight_decay"], "y"], [titles["lr"], "y2"]], method
+    assert [titles["weight_decay"], "y2"] in drawn["simsiam"]["predictor"]["traces"]
+    # a run that logs no weight decay (an external loop) has no optimiser chart
+    bare = _constructed("lejepa")
+    for record in bare["records"]:
+        del record["logs"]["weight_decay"]
+    (charts,) = _draw(([bare], "projector"))
+    assert "optimiser" not in charts and "redundancy_geometry" in charts
+
+
+def test_the_levels_the_docs_give_are_drawn_from_the_runs_own_values() -> None:
+    """DINO's entropy and KL shares of its ln K, the contrastive cause's 1.5 negatives, the
+    balancing shares of log K; a method internal's d is z's on the backbone's page too; a
+    level relative to epoch 0 is drawn over several runs only where they agree on it."""
+    other_start = _constructed("lejepa", start={"sigreg_statistic": 60.0})
+    dino, simclr, swav, barlow_h, two_same, two_apart = _draw(
+        ([_constructed("dino")], "projector"),
+        ([_constructed("simclr")], "projector"),
+        ([_constructed("swav")], "projector"),
+        ([_constructed("barlow_twins")], "backbone"),
+        ([_constructed("lejepa"), _constructed("lejepa")], "projector"),
+        ([_constructed("lejepa"), other_start], "projector"),
+    )
+    assert {
+        "⅓ ln K = 1.62: no centering",
+        "0.08 ln K = 0.39: student = teacher",
+        "0.9 ln K = 4.37: no sharpening",
+    } <= _labels(dino["dino"])
+    assert ["under 1.5: one hard negative carries the repulsion", "y", 1.5] in simclr["negatives"][
+        "refs"
+    ]
+    heights = {text: y for text, _, y in swav["assignments"]["refs"]}
+    ln_k = math.log(8)
+    assert heights["½ ln K = 1.04: fewer than √K clusters used"] == pytest.approx(ln_k / 2)
+    assert heights["0.97 ln K = 2.02: codes uniform"] == pytest.approx(0.97 * ln_k)
+    assert heights["ln K = 2.08: balanced"] == pytest.approx(ln_k)
+    # the backbone's h has 32 dimensions, Barlow Twins' cross-correlation is z's 16
+    assert "d = 16: no agreement" in _labels(barlow_h["redundancy_terms"])
+    assert ["half the ceiling d − 1: 7.5", "y2", 7.5] in barlow_h["redundancy_geometry"]["refs"]
+    assert two_same["redundancy_terms"]["refs"] == [
+        ["0.9 × epoch 0 = 63: not reduced, SIGReg idle", "y", 63]
+    ]
+    assert two_apart["redundancy_terms"]["refs"] == []  # each run started elsewhere

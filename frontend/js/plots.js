@@ -46,9 +46,11 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
  * @typedef {HTMLElement & {data?: unknown[], layout: {xaxis: {range: number[]}}}} LinePlotDiv */
 
 /** What the reference lines of one run's figures need (chartContext); several runs' figures
- * get the values they share (commonContext).
- * @typedef {{dim?: number | null, epochs?: number | null, numClasses?: number | null,
- *   collapseLoss?: number, collapseLossLabel?: string, baseLr?: number | null}} ChartContext */
+ * get the values they share (commonContext). `dim` is d of the representation shown, `zDim`
+ * d of z (the projector's output: what the method internals are measured on).
+ * @typedef {{dim?: number | null, zDim?: number | null, epochs?: number | null,
+ *   numClasses?: number | null, collapseLoss?: number, collapseLossLabel?: string,
+ *   baseLr?: number | null}} ChartContext */
 /** One run of a figure: its name and colour (when several are overlaid), its epoch records
  * and its chart context.
  * @typedef {{name?: string, color?: string, records: Api.EpochRecord[], ctx?: ChartContext}}
@@ -64,12 +66,13 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
  *   axis: Api.MetricEntry["axis"], guest: boolean}} LineTrace */
 /** Whether a chart applies to a run, from its epoch records.
  * @typedef {(records: Api.EpochRecord[], which: Which) => boolean} OnlyIf */
-/** A line chart of the metric catalogue (lineChart), as lineFigure draws it.
+/** A line chart of the metric catalogue (lineChart), as lineFigure draws it. `refs` are the
+ * levels of its own metrics that the runs (each run's records) have values of.
  * @typedef {{id: string, title: string, yTitle: string, y2Title: Api.Chart["y2_title"],
  *   y2Range: Api.Chart["y2_range"], group: Api.Chart["group"],
  *   hideEmpty: Api.Chart["hide_when_empty"], help: HelpLine[], yRange: Api.Chart["y_range"],
  *   yRangeMode: Api.Chart["y_range_mode"], yFormat: Api.Chart["y_format"], traces: LineTrace[],
- *   refs: (ctx: ChartContext, records: Api.EpochRecord[], which: Which) => (RefLine | null)[],
+ *   refs: (ctx: ChartContext, runs: Api.EpochRecord[][], which: Which) => RefLine[],
  *   onlyIf: OnlyIf | null}} LineMetric */
 /** A metric of the catalogue that sweeps use (its `sweep` set).
  * @typedef {Api.MetricEntry & {sweep: Api.SweepUse}} SweepEntry */
@@ -124,6 +127,7 @@ export function chartContext(run, records, which) {
   const batch = config.batch_size || 256;
   return {
     dim: last && last[which] ? last[which].dim : which === "projector" ? config.proj_dim : null,
+    zDim: last && last.projector ? last.projector.dim : config.proj_dim,
     epochs: totalEpochs(run),
     numClasses: numClasses(run),
     collapseLoss: loss ? loss.value : undefined,
@@ -159,6 +163,8 @@ const CONTEXT_LEVELS = {
       ? { y: ctx.collapseLoss, text: /** @type {string} */ (ctx.collapseLossLabel) }
       : null,
   base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
+  z_dim: (ctx) => (ctx.zDim ? { y: ctx.zDim, text: String(ctx.zDim) } : null),
+  z_dim_minus_one: (ctx) => (ctx.zDim ? { y: ctx.zDim - 1, text: String(ctx.zDim - 1) } : null),
 };
 const DASHES = [undefined, "dash", "dot"];
 
@@ -173,27 +179,52 @@ function valueGetter(metric) {
   return (r) => (r ? /** @type {Record<string, unknown>} */ (r)[metric.name] : undefined);
 }
 
-/** A reference level as a line {y, label, color}, or null when this run does not give it.
+/** The value the runs agree on: the one every run that has one has, else null (several runs
+ * overlaid with different values: no common level).
+ * @param {(number | null)[]} values @returns {number | null} */
+function agreed(values) {
+  const found = values.filter((v) => v !== null);
+  return found.length && found.every((v) => v === found[0]) ? found[0] : null;
+}
+
+/** A metric's first value in a run's records, or null.
+ * @param {ValueGetter} get @param {Api.EpochRecord[]} records @param {Which} which
+ * @returns {number | null} */
+function firstValue(get, records, which) {
+  for (const record of records) {
+    const value = nullable(get(record, which));
+    if (typeof value === "number") return value;
+  }
+  return null;
+}
+
+/** A reference level as a line {y, label, color}, or null when these runs do not give it (a
+ * field or a first value the overlaid runs disagree on gives none).
  * @param {Api.Level} level @param {string} color @param {ChartContext} ctx
- * @param {Api.EpochRecord[]} records @param {Which} which @returns {RefLine | null} */
-function resolveLevel(level, color, ctx, records, which) {
+ * @param {Api.EpochRecord[][]} runs each run's records @param {Which} which
+ * @param {ValueGetter} own the level's metric @param {(name: string) => ValueGetter} getter
+ * @returns {RefLine | null} */
+function resolveLevel(level, color, ctx, runs, which, own, getter) {
+  const times = level.times === undefined || level.times === null ? 1 : level.times;
+  const digits = level.digits;
+  /** @param {number} y */
+  const text = (y) =>
+    digits !== null && digits !== undefined
+      ? y.toFixed(digits)
+      : times === 1
+        ? String(y)
+        : String(Number(y.toPrecision(3)));
   /** @type {{y: number, text: string} | null} */
   let found = null;
   if (level.value !== null && level.value !== undefined)
     found = { y: level.value, text: String(level.value) };
-  else if (level.context) found = CONTEXT_LEVELS[level.context](ctx);
-  else if (level.field) {
-    const field = level.field; // a const, so the closure keeps it narrowed
-    const y = records
-      // a level's field is a number of the embedding's (contract/metrics.py)
-      .map((r) => /** @type {Record<string, number | null>} */ (rep(r, which))[field])
-      .find((v) => v !== null && v !== undefined);
-    if (y)
-      found = {
-        y,
-        text:
-          level.digits !== null && level.digits !== undefined ? y.toFixed(level.digits) : String(y),
-      };
+  else if (level.context) {
+    const base = CONTEXT_LEVELS[level.context](ctx);
+    found = base && times !== 1 ? { y: base.y * times, text: text(base.y * times) } : base;
+  } else if (level.field || level.epoch0) {
+    const get = level.field ? getter(level.field) : own;
+    const y = agreed(runs.map((records) => firstValue(get, records, which)));
+    if (y !== null) found = { y: y * times, text: text(y * times) };
   }
   return found ? { y: found.y, label: level.label.replace("{value}", found.text), color } : null;
 }
@@ -206,22 +237,29 @@ function helpLines(metrics) {
     .map((m) => ({ title: m.title, help: m.help, paper: m.paper }));
 }
 
-/** @param {RefLine | null} ref @param {Api.MetricEntry["axis"]} axis @returns {RefLine | null} */
-function withAxis(ref, axis) {
-  return ref ? { ...ref, axis: axis === "y2" ? "y2" : "y" } : null;
-}
-
-/** @param {[Api.MetricEntry["axis"], Api.Level]} entry */
-function levelKey([axis, level]) {
-  return JSON.stringify([axis, level.value, level.context, level.field]);
+/** Reference lines at the same height, axis and colour as one line, their labels joined
+ * (two metrics whose levels coincide: Barlow Twins' two terms at 0).
+ * @param {RefLine[]} refs @returns {RefLine[]} */
+function mergeCoinciding(refs) {
+  /** @type {Map<string, RefLine>} */
+  const merged = new Map();
+  for (const ref of refs) {
+    const key = JSON.stringify([ref.axis, ref.y, ref.color]);
+    const there = merged.get(key);
+    if (!there) merged.set(key, { ...ref });
+    else if (!there.label.split(" · ").includes(ref.label)) there.label += ` · ${ref.label}`;
+  }
+  return [...merged.values()];
 }
 
 /** A line chart of the catalogue with its metrics as traces, in the shape lineFigure draws;
  * guests (Chart.also: metrics of another chart, on the axis given here) are drawn only where
- * a run has them, without their levels or help.
+ * a run has them, without their levels or help. A metric's levels are drawn only where a run
+ * has values of it (a family's panel shows the lines of the method's own signals).
  * @param {Api.Chart} chart @param {Api.MetricEntry[]} metrics @param {Api.MetricEntry[]} guests
+ * @param {(name: string) => ValueGetter} getter a catalogue metric's value getter
  * @returns {LineMetric} */
-function lineChart(chart, metrics, guests) {
+function lineChart(chart, metrics, guests, getter) {
   const traces = [...metrics, ...guests].map((metric, i) => ({
     name: metric.title,
     get: valueGetter(metric),
@@ -229,19 +267,19 @@ function lineChart(chart, metrics, guests) {
     axis: metric.axis,
     guest: i >= metrics.length,
   }));
-  /** @param {"healthy" | "collapsed"} kind */
-  const levels = (kind) => {
-    /** @type {Map<string, {level: Api.Level, axis: Api.MetricEntry["axis"]}>} */
-    const seen = new Map();
-    for (const metric of metrics)
-      if (metric[kind] && !seen.has(levelKey([metric.axis, metric[kind]])))
-        seen.set(levelKey([metric.axis, metric[kind]]), { level: metric[kind], axis: metric.axis });
-    return [...seen.values()];
-  };
-  // a family's panel is shown when its own signals have values, not for a schedule on its
-  // second axis
-  const primary = traces.filter((t) => t.axis !== "y2" && !t.guest);
-  const [healthy, collapsed] = [levels("healthy"), levels("collapsed")];
+  const own = traces.filter((t) => !t.guest);
+  /** The own metrics' levels, healthy ones first, with the metric each belongs to. */
+  const levels = /** @type {const} */ (["healthy", "collapsed"]).flatMap((kind) =>
+    metrics.flatMap((metric, i) => {
+      const level = metric[kind];
+      return level
+        ? [{ level, color: kind === "healthy" ? HEALTHY : COLLAPSED, trace: own[i] }]
+        : [];
+    }),
+  );
+  /** @param {ValueGetter} get @param {Api.EpochRecord[][]} runs @param {Which} which */
+  const hasValues = (get, runs, which) =>
+    runs.some((records) => records.some((r) => nullable(get(r, which)) !== null));
   return {
     id: chart.id,
     title: chart.title,
@@ -255,16 +293,22 @@ function lineChart(chart, metrics, guests) {
     yRangeMode: chart.y_range_mode,
     yFormat: chart.y_format,
     traces,
-    refs: (ctx, records, which) => [
-      ...healthy.map(({ level, axis }) =>
-        withAxis(resolveLevel(level, HEALTHY, ctx, records, which), axis),
+    refs: (ctx, runs, which) =>
+      mergeCoinciding(
+        levels
+          .filter(({ trace }) => hasValues(trace.get, runs, which))
+          .map(({ level, color, trace }) => {
+            const ref = resolveLevel(level, color, ctx, runs, which, trace.get, getter);
+            /** @type {RefLine["axis"]} */
+            const axis = trace.axis === "y2" ? "y2" : "y";
+            return ref ? { ...ref, axis } : null;
+          })
+          .filter((ref) => ref !== null),
       ),
-      ...collapsed.map(({ level, axis }) =>
-        withAxis(resolveLevel(level, COLLAPSED, ctx, records, which), axis),
-      ),
-    ],
+    // a chart left out when empty is shown when any of its own metrics (either axis) has a
+    // value: a guest schedule alone does not bring it
     onlyIf: chart.hide_when_empty
-      ? (records, w) => records.some((r) => primary.some((t) => nullable(t.get(r, w)) !== null))
+      ? (records, w) => own.some((t) => hasValues(t.get, [records], w))
       : null,
   };
 }
@@ -291,17 +335,17 @@ function sweepMetric(metric) {
 export function useMetricCatalogue(catalogue) {
   useVerdicts(catalogue);
   const byName = new Map(catalogue.metrics.map((m) => [m.name, m]));
+  // Chart.also and Level.field name metrics of the catalogue (contract/metrics.py checks)
+  /** @param {string} name */
+  const entry = (name) => /** @type {Api.MetricEntry} */ (byName.get(name));
   LINE_METRICS = catalogue.charts
     .filter((c) => c.kind === "line")
     .map((chart) =>
       lineChart(
         chart,
         catalogue.metrics.filter((m) => m.chart === chart.id && !m.derived),
-        // Chart.also names metrics of the catalogue (contract/metrics.py checks)
-        Object.entries(chart.also || {}).map(([name, axis]) => ({
-          .../** @type {Api.MetricEntry} */ (byName.get(name)),
-          axis,
-        })),
+        Object.entries(chart.also || {}).map(([name, axis]) => ({ ...entry(name), axis })),
+        (name) => valueGetter(entry(name)),
       ),
     );
   SWEEP_METRICS = /** @type {SweepEntry[]} */ (catalogue.metrics.filter((m) => m.sweep)).map(
@@ -332,10 +376,16 @@ function referenceLines(refs, hasY2 = false) {
   const shapes = [];
   /** @type {PlotlyObject[]} */
   const annotations = [];
+  /** @type {Set<string>} heights with a label above the line already */
+  const labelled = new Set();
   for (const ref of /** @type {RefLine[]} */ (refs.filter(Boolean))) {
     if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
     if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
     const axis = ref.axis || "y";
+    // a second level at the same height (a healthy and a collapsed one) labels below it
+    const height = JSON.stringify([axis, ref.y]);
+    const below = labelled.has(height);
+    labelled.add(height);
     shapes.push({
       type: "line",
       xref: "paper",
@@ -352,7 +402,7 @@ function referenceLines(refs, hasY2 = false) {
       xanchor: "right",
       yref: axis,
       y: ref.y,
-      yanchor: "bottom",
+      yanchor: below ? "top" : "bottom",
       text: ref.label,
       showarrow: false,
       font: { size: 10, color: ref.color },
@@ -439,7 +489,8 @@ export function lineFigure(metric, series, which) {
     if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
     layout.margin.r = 60;
   }
-  const refs = series.length ? metric.refs(commonContext(series), allRecords, which) : [];
+  const runs = series.map((s) => s.records);
+  const refs = series.length ? metric.refs(commonContext(series), runs, which) : [];
   Object.assign(layout, referenceLines(refs, Boolean(layout.yaxis2)));
   const maxEpoch = Math.max(
     1,
@@ -916,6 +967,9 @@ export function extend(div, metric, record, which, ctx) {
   const Plotly = /** @type {PlotlyWindow} */ (window).Plotly;
   if (!Plotly || !div.data || div.data.length !== metric.traces.length) return false;
   const ext = lineExtension(metric, record, which);
+  // a trace's first value may bring its metric's levels: redraw then
+  const drawn = /** @type {{y: unknown[]}[]} */ (div.data);
+  if (ext.y.some(([v], i) => v !== null && drawn[i].y.every((old) => old === null))) return false;
   Plotly.extendTraces(
     div,
     { x: ext.x, y: ext.y },
