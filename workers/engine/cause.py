@@ -76,7 +76,7 @@ class CauseThresholds:
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).
     * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the
-      negatives' weights; N-1 when the embedding is collapsed with negatives present, since
+      negatives' weights; 2N-2 when the embedding is collapsed with negatives present, since
       all weigh the same); negatives left out of the loss are read from the configuration.
     * balancing: after balancing the codes use fewer than e^(0.5 ln K) = sqrt(K) prototypes
       (usage entropy share below 0.5; swav-no-sinkhorn: 0.000, healthy swav 0.999,
