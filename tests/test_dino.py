@@ -126,6 +126,12 @@ def test_kl_is_zero_for_equal_rows_and_decomposes_the_cross_entropy() -> None:
     assert mean_kl(torch.eye(K)[:3].double(), torch.full((3, K), 1 / K).double()).item() == (
         pytest.approx(math.log(K))
     )
+    # a student giving the teacher's prototype no mass (float32 rounded it to 0): finite,
+    # -ln of float32's smallest normal, so the store keeps it
+    nothing = torch.tensor([[0.0, 1.0]])
+    assert mean_kl(torch.tensor([[1.0, 0.0]]), nothing).item() == pytest.approx(
+        -math.log(torch.finfo(torch.float32).tiny), rel=1e-6
+    )
 
 
 # -- the method -----------------------------------------------------------------------------

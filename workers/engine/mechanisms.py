@@ -244,9 +244,15 @@ def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
 def mean_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Mean per-sample KL(p || q) = sum_k p_k (ln p_k - ln q_k) of (N, K) probabilities.
     DINO Sec. 5.3: the cross-entropy is H(P_t, P_s) = h(P_t) + KL(P_t || P_s), and KL -> 0
-    means the student has nothing left to learn from the teacher: collapse."""
-    kl: torch.Tensor = (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(dim=-1)
-    return kl.mean()
+    means the student has nothing left to learn from the teacher: collapse.
+
+    q is floored at float32's smallest normal number (a float32 softmax rounds smaller
+    probabilities to 0): a student that gives the teacher's prototype no mass has a KL of
+    about 87 nats, not an infinite one the store could not keep."""
+    floor = torch.finfo(torch.float32).tiny
+    kl = torch.special.xlogy(p, p) - torch.special.xlogy(p, q.clamp_min(floor))
+    mean: torch.Tensor = kl.sum(dim=-1).mean()
+    return mean
 
 
 def usage_entropy(probs: torch.Tensor) -> float:

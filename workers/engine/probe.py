@@ -184,8 +184,8 @@ def probe_epoch_record(
         logs |= mechanism_signals(z, internals or {}, logs, views)
     except (RuntimeError, ValueError) as exc:  # e.g. an eigen-solver that does not converge
         raise ProbeError(f"the method internals cannot be measured: {exc}") from exc
-    # the store keeps finite numbers only (json_safe); an infinite KL (a student giving 0 to
-    # the teacher's prototype) would come back as null and stop the run's later epochs
+    # the store keeps finite numbers only (json_safe): an infinite signal (a diverged loop's)
+    # would come back as null and stop the run's later epochs
     logs = {name: value for name, value in logs.items() if math.isfinite(value)}
     record = EpochRecord(
         epoch=epoch,
