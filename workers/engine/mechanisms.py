@@ -251,7 +251,7 @@ def mean_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     about 87 nats, not an infinite one the store could not keep."""
     floor = torch.finfo(torch.float32).tiny
     kl = torch.special.xlogy(p, p) - torch.special.xlogy(p, q.clamp_min(floor))
-    mean: torch.Tensor = kl.sum(dim=-1).mean()
+    mean: torch.Tensor = kl.sum(dim=-1).clamp_min(0).mean()  # >= 0 but for rounding
     return mean
 
 
