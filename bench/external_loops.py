@@ -28,11 +28,12 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from collapse_lab import Monitor
 from collapse_lab.monitor import SCHEDULE_ALIASES
 from sklearn.datasets import load_digits
 from torch import nn
@@ -45,24 +46,6 @@ BATCH_SIZE = 128
 PROBE_SIZE = 512
 SWAV_PROTOTYPES = 30
 VIEWS_LOGGED = 256  # probe rows whose two views SimCLR logs for the InfoNCE split
-
-
-class EpochLogger(Protocol):
-    """What the loop calls each epoch: ``collapse_lab.Monitor.log_epoch``'s arguments."""
-
-    def log_epoch(
-        self,
-        epoch: int,
-        z: torch.Tensor,
-        h: torch.Tensor | None = None,
-        labels: Any = None,
-        views: tuple[torch.Tensor, torch.Tensor] | None = None,
-        loss: float | None = None,
-        *,
-        loss_terms: Mapping[str, float] | None = None,
-        schedules: Mapping[str, float] | None = None,
-        **internals: torch.Tensor,
-    ) -> Any: ...
 
 
 class InProcessLogger:
@@ -238,7 +221,7 @@ def loop_configuration(loop: Loop) -> dict[str, Any]:
 
 
 def run_loop(
-    loop: Loop, dataset: str, seed: int, logger: EpochLogger, epochs: int = EPOCHS
+    loop: Loop, dataset: str, seed: int, logger: Monitor | InProcessLogger, epochs: int = EPOCHS
 ) -> None:
     """Train ``loop`` for ``epochs`` epochs, logging epoch 0 (untrained) and each epoch to
     ``logger`` (a ``collapse_lab.Monitor`` or an :class:`InProcessLogger`)."""
