@@ -539,6 +539,18 @@ METHOD_INTERNALS: dict[str, Metric] = {
         help="How closely the online branch predicts the target; pinned at 1 together with a "
         "falling spread, the two branches agree on a constant.",
     ),
+    "projection_target_cosine": _internal(
+        title="projection–target cosine",
+        unit="cosine",
+        formula="Mean cosine between the online projection z (the predictor's input) and the "
+        "target branch's projection of the other view, on the probe",
+        paper="Grill et al., NeurIPS 2020; Chen & He, CVPR 2021",
+        healthy=Level(label="below 1: the predictor has a gap to close"),
+        collapsed=Level(value=1, label="online projection = target: 1"),
+        chart="asymmetric",
+        help="The online–target gap before the predictor: at 1 the online projection already "
+        "is the target, so the predictor is the identity and the branches are symmetric.",
+    ),
     "target_param_distance": _internal(
         title="‖θ_target − θ_online‖ / ‖θ_online‖",
         unit="relative distance",

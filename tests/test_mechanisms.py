@@ -89,6 +89,19 @@ def test_rank_differential_is_the_gap_between_effective_ranks() -> None:
     assert mech.rank_differential(target, low_rank) > 12  # erank ~16 against ~2
 
 
+def test_the_projection_target_cosine_compares_z_and_the_online_cosine_p() -> None:
+    """z equal to the target gives 1 before the predictor whatever p does after it; a p
+    that undoes a rotation of z to reach the target closes the gap the z-side cosine shows."""
+    target = _gaussian(500, 8)
+    same = mech.asymmetric_signals(target, 2 * target + _gaussian(500, 8, seed=1), target)
+    assert same["projection_target_cosine"] == pytest.approx(1.0)
+    assert same["online_target_cosine"] < 0.99
+    rotation = torch.linalg.qr(_gaussian(8, 8))[0]
+    gap = mech.asymmetric_signals(target @ rotation, target, target)
+    assert gap["online_target_cosine"] == pytest.approx(1.0)
+    assert gap["projection_target_cosine"] < 0.5
+
+
 def test_asymmetric_signals_of_an_identity_predictor_are_perfectly_aligned() -> None:
     z = _gaussian(400, 8)
     signals = mech.asymmetric_signals(z, z, z, torch.eye(8, dtype=torch.float64))
@@ -210,6 +223,7 @@ def test_off_diagonal_energy_is_zero_decorrelated_and_d_minus_one_for_copies() -
 FAMILY_SIGNALS = {
     "byol": {
         "online_target_cosine",
+        "projection_target_cosine",
         "target_param_distance",
         "rank_differential",
         "predictor_commutator",
@@ -218,6 +232,7 @@ FAMILY_SIGNALS = {
     },
     "simsiam": {
         "online_target_cosine",
+        "projection_target_cosine",
         "rank_differential",
         "predictor_commutator",
         "predictor_eigen_alignment",
@@ -251,6 +266,7 @@ FAMILY_SIGNALS = {
     "lejepa": {"sigreg_statistic", "off_diagonal_energy"},
     "ijepa": {
         "online_target_cosine",
+        "projection_target_cosine",
         "target_param_distance",
         "rank_differential",
         "predictor_commutator",

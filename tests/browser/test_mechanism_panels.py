@@ -56,6 +56,7 @@ def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
     titles = {name: metric["title"] for name, metric in internals.items()}
     assert set(drawn["asymmetric"]) == {
         titles["online_target_cosine"],
+        titles["projection_target_cosine"],
         titles["rank_differential"],
     }  # SimSiam has no separate target: no parameter distance
     predictor = drawn["predictor"]

@@ -150,10 +150,17 @@ def asymmetric_signals(
     inputs (the online projection), p: (N, d) its outputs, target: (N, d) the target branch's
     projection of the other view; weight: (d, d) a linear predictor's matrix, or None to use
     the least-squares map from z to p. With no predictor pass p = z: the predictor signals
-    are then those of the identity."""
+    are then those of the identity. ``online_target_cosine`` compares p with the target,
+    ``projection_target_cosine`` z (the online projection) where it has the target's shape."""
     w = least_squares_predictor(z, p) if weight is None else weight.double()
+    gap = (
+        {"projection_target_cosine": online_target_cosine(z, target)}
+        if z.shape == target.shape
+        else {}
+    )
     return {
         "online_target_cosine": online_target_cosine(p, target),
+        **gap,
         "rank_differential": rank_differential(target, p),
         **predictor_signals(z, w),
     }
