@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, GetJsonSchemaHandler, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from contract.cause_thresholds import CAUSE_THRESHOLDS as _LIMITS
 from contract.strict import StrictModel
 
 MeasuredOn = Literal["embedding", "run", "method_internals"]
@@ -654,7 +655,11 @@ METHOD_INTERNALS: dict[str, Metric] = {
         paper="Wang & Isola, ICML 2020 (uniformity); Chen et al., ICML 2020",
         healthy=Level(label="a large share of the 2N − 2"),
         # the negatives cause's threshold (docs/causes.md)
-        collapsed=Level(value=1.5, label="under 1.5: one hard negative carries the repulsion"),
+        collapsed=Level(
+            value=_LIMITS.effective_negatives_none,
+            label=f"under {_LIMITS.effective_negatives_none:g}: one hard negative carries the "
+            "repulsion",
+        ),
         chart="negatives",
         help="How many negatives actually push each anchor; all 2N − 2 weigh the same in a "
         "random (or a point-collapsed) embedding, a few dominate in a low-dimensional one.",
@@ -682,7 +687,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=Level(label="between 0 and ln K"),
         # the balancing cause's uniform-codes threshold (docs/causes.md)
         collapsed=_LN_K.model_copy(
-            update={"times": 0.97, "label": "0.97 ln K = {value}: codes uniform"}
+            update={
+                "times": _LIMITS.assignment_share_uniform,
+                "label": f"{_LIMITS.assignment_share_uniform:g} ln K = {{value}}: codes uniform",
+            }
         ),
         chart="assignments",
         help="How sharp each image's assignment is: at ln K the targets are uniform (nothing "
@@ -710,7 +718,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=_LN_K,
         # the balancing cause's threshold (docs/causes.md): e^(ln K / 2) = √K clusters
         collapsed=_LN_K.model_copy(
-            update={"times": 0.5, "label": "½ ln K = {value}: fewer than √K clusters used"}
+            update={
+                "times": _LIMITS.usage_share_unbalanced,
+                "label": "½ ln K = {value}: fewer than √K clusters used",
+            }
         ),
         chart="assignments",
         help="The usage the balancing step achieves; falling to 0 means it no longer "
@@ -789,7 +800,9 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=Level(label="falls from its epoch-0 value: towards an isotropic Gaussian"),
         # the variance_term cause's SIGReg threshold (docs/causes.md)
         collapsed=Level(
-            epoch0=True, times=0.9, label="0.9 × epoch 0 = {value}: not reduced, SIGReg idle"
+            epoch0=True,
+            times=_LIMITS.sigreg_not_reduced,
+            label=f"{_LIMITS.sigreg_not_reduced:g} × epoch 0 = {{value}}: not reduced, SIGReg idle",
         ),
         chart="redundancy_terms",
         help="LeJEPA's only guard: how far the embedding is from an isotropic Gaussian; a "
@@ -814,7 +827,9 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=Level(value=0, label="decorrelated: 0"),
         # the decorrelation cause's threshold (docs/causes.md)
         collapsed=Level(
-            context="z_dim_minus_one", times=0.5, label="half the ceiling d − 1: {value}"
+            context="z_dim_minus_one",
+            times=_LIMITS.off_diagonal_share,
+            label="half the ceiling d − 1: {value}",
         ),
         chart="redundancy_geometry",
         axis="y2",
@@ -831,7 +846,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=Level(label="between 0 and ln K"),
         # the centering cause's entropy share (docs/causes.md), with a small KL
         collapsed=Level(
-            field="log_k", times=1 / 3, digits=2, label="⅓ ln K = {value}: no centering"
+            field="log_k",
+            times=_LIMITS.entropy_share_no_centering,
+            digits=2,
+            label="⅓ ln K = {value}: no centering",
         ),
         chart="dino",
         help="0: one prototype takes every image (centering failed); at ln K (the line "
@@ -845,7 +863,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         healthy=Level(label="above 0: the student still learns"),
         # both DINO causes' KL share (docs/causes.md)
         collapsed=Level(
-            field="log_k", times=0.08, digits=2, label="0.08 ln K = {value}: student = teacher"
+            field="log_k",
+            times=_LIMITS.kl_share_collapsed,
+            digits=2,
+            label=f"{_LIMITS.kl_share_collapsed:g} ln K = {{value}}: student = teacher",
         ),
         chart="dino",
         help="What the student still has to learn from the teacher; 0 in both kinds of "
@@ -858,7 +879,10 @@ METHOD_INTERNALS: dict[str, Metric] = {
         paper="Caron et al., ICCV 2021, Sec. 5.3",
         # the sharpening cause's entropy share (docs/causes.md), with a small KL
         collapsed=Level(
-            field="log_k", times=0.9, digits=2, label="0.9 ln K = {value}: no sharpening"
+            field="log_k",
+            times=_LIMITS.entropy_share_no_sharpening,
+            digits=2,
+            label=f"{_LIMITS.entropy_share_no_sharpening:g} ln K = {{value}}: no sharpening",
         ),
         chart="dino",
         help="The ceiling of the teacher's entropy: a teacher at 0.9 ln K or above, its KL to "
@@ -902,8 +926,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
         paper=_PAPER_DIRECTPRED + ", Sec. 5 (the weight decay the predictor survives)",
         chart="optimiser",
         help="With the learning rate it sets the per-step shrink lr × wd: under plain SGD, "
-        "above 3e-3 it drove SimSiam and BYOL to collapse (the weight_decay cause); drawn "
-        "also beside the predictor, whose alignment it erodes.",
+        f"above {_LIMITS.shrink_per_step:g} it drove SimSiam and BYOL to collapse (the "
+        "weight_decay cause); drawn also beside the predictor, whose alignment it erodes.",
     ),
 }
 

@@ -276,8 +276,8 @@ def test_the_optimisers_schedules_are_not_on_a_familys_panel() -> None:
 
 
 def test_the_panels_collapse_levels_are_the_causes_thresholds() -> None:
-    """Where docs/causes.md gives a guard's number, the signal's collapsed level is it (the
-    contract cannot import workers.engine.cause, so the two are kept equal here)."""
+    """Where a guard's check has a number, the signal's collapsed level is it: the levels
+    read contract/cause_thresholds.py, as the checks of workers/engine/cause.py do."""
     limits = cause.CAUSE_THRESHOLDS
     internal = {
         name: metric.collapsed

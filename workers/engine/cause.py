@@ -15,7 +15,8 @@ says so and cites the measurement that confirms the collapse they cause.
 
 Exactly one check firing names its guard; none, or several, give ``undetermined`` with the
 signals read: a wrong cause is worse than none. Thresholds and their evidence:
-:class:`CauseThresholds`; the runs behind them: docs/causes.md (``bench/causes.py``).
+:class:`contract.cause_thresholds.CauseThresholds` (also the collapsed levels of the charts);
+the runs behind them: docs/causes.md (``bench/causes.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract import Cause, CauseGuard, EpochRecord, VerdictKind
+from contract.cause_thresholds import CAUSE_THRESHOLDS, CauseThresholds
 
 # The signals the checks read (EpochRecord.logs keys; lr and ema_momentum are record fields).
 TEACHER_ENTROPY = "teacher_entropy"
@@ -48,91 +50,6 @@ SIGREG_STATISTIC = "sigreg_statistic"
 WEIGHT_DECAY = "weight_decay"
 LR = "lr"
 EMA_MOMENTUM = "ema_momentum"
-
-
-@dataclass(frozen=True)
-class CauseThresholds:
-    """Every number the diagnosis uses, and the evidence that chose it (docs/causes.md has
-    the runs: ``python -m bench.causes``).
-
-    * DINO (Caron et al., ICCV 2021, Sec. 5.3, Fig. 7): H(P_t, P_s) = h(P_t) + KL(P_t‖P_s);
-      both collapses drive KL to 0, the entropy tells them apart (0: no centering, ln K: no
-      sharpening). Measured (README, "DINO on a small ViT", digits, K = 128, ln K = 4.85):
-      KL/ln K at the last epoch 0.005 (no centering, small CNN), 0.009 (no centering, ViT),
-      0.041 (no sharpening, both backbones), against 0.18-0.33 for runs with both guards,
-      collapsed or not; the KL threshold 0.08 is their geometric middle. Entropy share h/ln K:
-      0.02 and 0.24 without centering, 0.98-1.0 without sharpening, 0.87-0.99 with both
-      guards (whose KL stays high): one third and 0.9 split the first two. At K = 1024 the
-      dino preset itself (teacher 0.04, student 0.1, centre norm > 0) collapses on the CPU
-      with h/ln K 0.96 and KL/ln K 0.04, the no-sharpening signature: where the temperatures
-      are logged, sharpening is named only with the teacher's at least 0.9 x the student's,
-      and centering only with a centre norm of 0 where it is logged. dino-no-centering at
-      K = 1024 ends with h/ln K 0.05-0.06 but KL/ln K 0.09-0.10 (seed 0): a centre measured at
-      0 stands in for the vanishing KL. With the centre measured at 0 the entropy share may
-      also reach one half (fewer than sqrt(K) effective prototypes per sample, the balancing
-      check's limit): runs without centering ended at 0.02-0.35 (docs/causes.md; 0.35 in
-      dino-no-centering on digits seed 1), runs with both guards at 0.87-0.99.
-    * the target is the online network when the logged EMA momentum is 0 or the parameter
-      distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
-      and BYOL Table 5 (tau = 0).
-    * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the
-      negatives' weights; 2N-2 when the embedding is collapsed with negatives present, since
-      all weigh the same); negatives left out of the loss are read from the configuration.
-    * balancing: after balancing the codes use fewer than e^(0.5 ln K) = sqrt(K) prototypes
-      (usage entropy share below 0.5; swav-no-sinkhorn: 0.000, healthy swav 0.999,
-      deepcluster 0.955, deepcluster-no-reassign 0.71), or each code is uniform over the K
-      prototypes (assignment entropy share above 0.97: Sinkhorn with epsilon 1, 1.000;
-      healthy swav 0.72, deepcluster 0.80). DINO's balancing is its centering: with DINO's
-      signals present (a student's KL, DINO's schedules) this check is left to the DINO
-      check; a teacher's probabilities alone are read as a clustering loop's codes.
-    * variance term: the unweighted hinge mean_j max(0, 1 - std_j) at or above 0.8 (every
-      dimension's std below about 0.2; a logged value above 1 is a weighted term, not
-      read). Healthy vicreg 0.62, vicreg with variance weight 0 or 0.1 0.88 (digits, 10
-      epochs, while their spread fell 0.80 -> 0.56). The fraction of
-      dimensions under the hinge is 1.0 in every VICReg run at this scale, healthy ones too,
-      so it is cited, never used.
-    * decorrelation: a dimensional collapse whose off-diagonal correlation energy
-      sum_(i!=j) C_ij^2 / d exceeds half its ceiling d - 1: barlow-no-offdiag 0.97,
-      vicreg-no-covariance 0.86, against 0.12-0.24 for the healthy Barlow Twins and VICReg
-      runs (d = 128).
-    * SIGReg (Balestriero & LeCun, arXiv 2511.08544): the probe's SIGReg statistic (fixed
-      slices, the probe's N) not reduced from its epoch-0 value, in a collapsed run. LeJEPA
-      drives it down (digits 73 -> 43, shapes 75 -> 18 in 12 epochs: 0.59 and 0.24 of
-      epoch 0); without SIGReg it rises towards the value of every embedding at the origin
-      (N x 0.41 = 105 for N = 256: 73 -> 101, 75 -> 103, 1.38-1.39 of epoch 0) while the
-      raw z shrinks to 0.05-0.16 of its epoch-0 scale. 0.9 x epoch 0 lies between them.
-    * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
-      3e-3, under plain SGD only (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives
-      every eigen-mode of the online network to 0 once it outweighs the predictor's
-      alignment). SGD runs of 80 steps (docs/causes.md, "Weight decay and the optimiser"):
-      SimSiam collapsed at 4.9e-3 and above (weight decay 0.1 at the preset's learning rate,
-      0.02 at 5x it; momentum 0, 0.5 or 0.9 alike), BYOL at 3.7e-3 and above; healthy at
-      2.5e-3 and below (SimSiam 0.05, BYOL 0.02, SimSiam 0.1 at a tenth of the learning
-      rate); the learning-rate collapses (weight decay 5e-4) peak at 1.25e-3. Under AdamW
-      (decoupled) the product predicted nothing: lr 3e-2 collapsed with weight decay 1 and
-      with 0 alike; under LARS (a trust ratio rescales the step) weight decay 1 stayed
-      healthy at lr x wd 4.9e-2. So the check reads the configuration's ``optimizer``: SGD
-      only, and an optimiser not given leaves it silent.
-    Calibration runs: ``python -m bench.causes`` (digits and shapes, seeds 0 and 1, small_cnn,
-    10 epochs, 512 training images at 16 px); their table is docs/causes.md.
-    """
-
-    kl_share_collapsed: float = 0.08
-    entropy_share_no_centering: float = 1 / 3
-    entropy_share_uncentred: float = 0.5
-    entropy_share_no_sharpening: float = 0.9
-    sharpening_ratio: float = 0.9
-    same_network: float = 1e-6
-    effective_negatives_none: float = 1.5
-    usage_share_unbalanced: float = 0.5
-    assignment_share_uniform: float = 0.97
-    variance_hinge: float = 0.8
-    off_diagonal_share: float = 0.5
-    shrink_per_step: float = 3e-3
-    sigreg_not_reduced: float = 0.9
-
-
-CAUSE_THRESHOLDS = CauseThresholds()
 
 
 @dataclass(frozen=True)
