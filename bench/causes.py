@@ -277,7 +277,7 @@ DATASET_FIELDS: dict[str, dict[str, str]] = {
 }
 
 
-def _run(
+def run_scenario(
     scenario: Scenario,
     dataset: str,
     seed: int,
@@ -353,7 +353,7 @@ CALIBRATION: list[tuple[str, Callable[[EpochRecord], float | None] | None]] = [
     ("assignment/lnK", lambda r: _share(r, "assignment_entropy")),
     ("under hinge", lambda r: r.logs.get("dims_under_variance_hinge")),
     ("off-diag energy", lambda r: r.logs.get("off_diagonal_energy")),
-    ("peak lr×wd", None),  # over the run: _peak_shrink
+    ("peak lr×wd", None),  # over the run: peak_shrink
 ]
 
 
@@ -365,7 +365,7 @@ def _share(record: EpochRecord, name: str) -> float | None:
     return None if value is None or not log_k else value / log_k
 
 
-def _peak_shrink(run: Judged) -> float | None:
+def peak_shrink(run: Judged) -> float | None:
     shrinks = [
         r.lr * r.logs["weight_decay"]
         for r in run.history[1:]
@@ -382,7 +382,7 @@ def signals_table(runs: list[Judged]) -> str:
     ]
     for run in runs:
         last = run.history[-1]
-        values = [_peak_shrink(run) if read is None else read(last) for _, read in CALIBRATION]
+        values = [peak_shrink(run) if read is None else read(last) for _, read in CALIBRATION]
         cells = " | ".join("" if v is None else f"{v:.3g}" for v in values)
         lines.append(
             f"| {run.scenario.name} | {run.dataset} | {run.seed} | "
@@ -491,7 +491,7 @@ def main() -> None:
                 stored = (args.out / f"{dataset}-{scenario.name}-s{seed}.json").exists()
                 if args.stored and not stored:
                     continue
-                run = _run(
+                run = run_scenario(
                     scenario, dataset, seed, args.out, args.retrain, args.data_root, settings
                 )
                 runs.append(run)

@@ -45,6 +45,7 @@ EPOCHS = 20
 BATCH_SIZE = 128
 PROBE_SIZE = 512
 SWAV_PROTOTYPES = 30
+SGD_LR = 0.05  # SimSiam's loops (momentum 0.9); the others run AdamW at 1e-3
 VIEWS_LOGGED = 256  # probe rows whose two views SimCLR logs for the InfoNCE split
 
 
@@ -255,7 +256,7 @@ def run_loop(
 
     optimizer: torch.optim.Optimizer
     if loop_configuration(loop)["optimizer"] == "SGD":
-        lr, weight_decay = 0.05, s.get("weight_decay", 1e-4)
+        lr, weight_decay = SGD_LR, s.get("weight_decay", 1e-4)
         optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     else:
         lr, weight_decay = 1e-3, 1e-5
@@ -359,7 +360,7 @@ def run_loop(
         log(epoch, loss.item(), sums)
 
 
-# SimSiam's SGD weight decay at lr 0.05 (momentum 0.9), 40 epochs: where the longer loops
+# SimSiam's SGD weight decay at SGD_LR, 40 epochs: where the longer loops
 # collapse against the check's per-step shrink limit (docs/causes.md, "Weight decay and the
 # optimiser")
 WEIGHT_DECAY_GRID = (0.02, 0.04, 0.06, 0.08, 0.12)
@@ -382,7 +383,7 @@ def weight_decay_grid(datasets: list[str], seeds: list[int]) -> None:
                 cause = f" {verdict.cause.guard}" if verdict.cause else ""
                 cells.append(f"{verdict.kind}{onset}{cause}")
             print(
-                f"| {weight_decay} | {weight_decay * 0.05:.0e} | {dataset} | "
+                f"| {weight_decay} | {weight_decay * SGD_LR:.0e} | {dataset} | "
                 + " | ".join(cells)
                 + " |",
                 flush=True,
@@ -401,8 +402,8 @@ def main() -> None:
         help=f"SimSiam at weight decays {WEIGHT_DECAY_GRID}, {WEIGHT_DECAY_GRID_EPOCHS} epochs",
     )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     if args.weight_decay_grid:
-        seeds = [int(s) for s in args.seeds.split(",")]
         weight_decay_grid(args.datasets.split(","), seeds)
         return
     print("| loop | dataset | seed | verdict | cause | expected | reason |")
@@ -412,7 +413,7 @@ def main() -> None:
     for name in args.loops.split(","):
         loop = LOOPS[name.strip()]
         for dataset in args.datasets.split(","):
-            for seed in (int(s) for s in args.seeds.split(",")):
+            for seed in seeds:
                 logger = InProcessLogger(loop_configuration(loop))
                 run_loop(loop, dataset, seed, logger, args.epochs)
                 last = logger.history[-1].verdict

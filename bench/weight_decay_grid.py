@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.causes import SMALL, Judged, Scenario, _peak_shrink, _run
+from bench.causes import SMALL, Judged, Scenario, peak_shrink, run_scenario
 
 # (label, request), lr the base learning rate (the peak is lr x 64/256 at batch 64): SimSiam's
 # preset runs SGD with momentum 0.9, lr 0.2, weight decay 5e-4; BYOL's lr 0.3.
@@ -80,10 +80,10 @@ def main() -> None:
         cells, peak = [], None
         for dataset in ("digits", "shapes"):
             runs = [
-                _run(scenario, dataset, seed, args.out, False, args.data_root, SMALL)
+                run_scenario(scenario, dataset, seed, args.out, False, args.data_root, SMALL)
                 for seed in (0, 1)
             ]
-            peak = _peak_shrink(runs[0])
+            peak = peak_shrink(runs[0])
             cells.append(" / ".join(_outcome(run) for run in runs))
         shrink = "0" if peak is None else f"{peak:.2g}"
         print(f"| {label} | {shrink} | {cells[0]} | {cells[1]} |", flush=True)
