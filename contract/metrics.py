@@ -740,6 +740,29 @@ METHOD_INTERNALS: dict[str, Metric] = {
         help="How many clusters emptied this epoch and had to be refilled; a steady stream "
         "means the features keep collapsing into fewer clusters.",
     ),
+    "sinkhorn_epsilon": _internal(
+        title="Sinkhorn ε",
+        unit="",
+        formula="The entropic regularisation of the codes: Sinkhorn-Knopp balances "
+        "exp(scores / ε) (softmax(scores / ε) without it)",
+        paper="Caron et al., NeurIPS 2020, Sec. 3.1; Cuturi, NeurIPS 2013",
+        chart="assignments",
+        axis="y2",
+        help="The balancing's temperature: a large ε flattens every code towards uniform "
+        "(the codes' sharpness climbs to ln K; ε = 1 did in docs/causes.md); drawn beside "
+        "the usage and sharpness it sets.",
+    ),
+    "prediction_temperature": _internal(
+        title="prediction temperature τ",
+        unit="",
+        formula="The temperature of the predicted assignment softmax(z Cᵀ / τ) the codes "
+        "are predicted from (SwAV's swapped prediction)",
+        paper="Caron et al., NeurIPS 2020, Eq. 2",
+        chart="assignments",
+        axis="y2",
+        help="How sharp the predicted assignment is that the loss pulls towards the "
+        "codes; drawn beside ε, the codes' own temperature.",
+    ),
     # -- redundancy reduction: Barlow Twins, VICReg, LeJEPA
     "loss_invariance": _internal(
         title="VICReg invariance",
@@ -1091,7 +1114,7 @@ CHARTS: tuple[Chart, ...] = (
         id="assignments",
         title="Assignments: sharpness, and usage before and after balancing",
         y_title="entropy (nats)",
-        y2_title="clusters reassigned",
+        y2_title="clusters reassigned · ε, τ",
         y_range_mode="tozero",
         hide_when_empty=True,
         group="clustering",

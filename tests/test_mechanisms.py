@@ -369,6 +369,14 @@ def test_swav_without_sinkhorn_has_the_same_usage_before_and_after() -> None:
     )
 
 
+def test_swav_draws_its_epsilon_and_temperature_as_schedules() -> None:
+    """The balancing's ε and the prediction's τ (Caron et al. 2020, Sec. 3.1, Eq. 2): logged
+    every epoch under their declared names, the settings the run was given."""
+    schedules = _method("swav", epsilon=0.5, temperature=0.2).schedules()
+    assert schedules == {"sinkhorn_epsilon": 0.5, "prediction_temperature": 0.2}
+    assert set(schedules) <= set(METHOD_INTERNALS)
+
+
 def test_every_declared_mechanism_signal_has_a_chart_and_a_help_sentence() -> None:
     for name, metric in METHOD_INTERNALS.items():
         assert metric.chart is not None, name

@@ -271,7 +271,14 @@ def test_the_optimisers_schedules_are_not_on_a_familys_panel() -> None:
     assert charts["predictor"].also == {"weight_decay": "y2"}  # Tian et al.'s threshold
     assert charts["std"].also == {"lr": "y2"}
     # every schedule is drawn on its own chart, which a run that logs it shows
-    for name in ("ema_momentum", "temperature", "teacher_temperature", "student_temperature"):
+    for name in (
+        "ema_momentum",
+        "temperature",
+        "teacher_temperature",
+        "student_temperature",
+        "sinkhorn_epsilon",
+        "prediction_temperature",
+    ):
         assert by_name[name].chart in charts, name
 
 
@@ -376,6 +383,8 @@ _LOGS: dict[str, dict[str, float]] = {
     },
     "swav": {
         **_WD,
+        "sinkhorn_epsilon": 0.05,
+        "prediction_temperature": 0.1,
         "assignment_entropy": 2.0,
         "usage_entropy_before_balancing": 3.0,
         "usage_entropy_after_balancing": 3.2,
@@ -554,6 +563,10 @@ def test_the_levels_the_docs_give_are_drawn_from_the_runs_own_values() -> None:
     assert heights["½ ln K = 1.04: fewer than √K clusters used"] == pytest.approx(ln_k / 2)
     assert heights["0.97 ln K = 2.02: codes uniform"] == pytest.approx(0.97 * ln_k)
     assert heights["ln K = 2.08: balanced"] == pytest.approx(ln_k)
+    # SwAV's ε and τ beside the sharpness and usage they set, on the second axis
+    for name in ("sinkhorn_epsilon", "prediction_temperature"):
+        title = registry.METHOD_INTERNALS[name].title
+        assert [title, "y2"] in swav["assignments"]["traces"], name
     # the backbone's h has 32 dimensions, Barlow Twins' cross-correlation is z's 16
     assert "d = 16: no agreement" in _labels(barlow_h["redundancy_terms"])
     assert ["half the ceiling d − 1: 7.5", "y2", 7.5] in barlow_h["redundancy_geometry"]["refs"]

@@ -23,7 +23,8 @@ predictor (``prediction_head`` or ``predictor``: its outputs, and its matrix whe
 learning rate and weight decay. With a teacher branch and a DINO-style criterion (lightly's
 ``DINOLoss`` in ``module.criterion``, ``loss_fn`` or ``dino_loss``), the teacher's and the
 student's probabilities are sent instead of the teacher's output, with both temperatures and
-the centre's norm. Anything else: pass
+the centre's norm; with lightly's ``SwaVLoss`` there, its Sinkhorn ε and temperature.
+Anything else: pass
 ``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
 """
 
@@ -69,9 +70,10 @@ _ONLINE_BRANCHES = (
     ("backbone", "projection_head"),
     ("backbone", "projector"),
 )
-# Attributes that may hold a DINO-style criterion (lightly's examples call it "criterion"):
-# an object with student_temp, teacher_temp and a tensor center, as lightly's DINOLoss.
-_DINO_CRITERIA = ("criterion", "loss_fn", "dino_loss")
+# Attributes that may hold the criterion (lightly's examples call it "criterion"): a
+# DINO-style one has student_temp, teacher_temp and a tensor center, as lightly's DINOLoss;
+# a SwAV-style one sinkhorn_epsilon and temperature, as lightly's SwaVLoss.
+_CRITERIA = ("criterion", "loss_fn", "dino_loss", "swav_loss")
 # log_epoch's own parameters: a logged metric of one of these names is not forwarded.
 _RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
 
@@ -107,12 +109,23 @@ def _dino_criterion(module: nn.Module) -> Any:
     """The module's DINO-style criterion when it also has a teacher branch, else None."""
     if _branch(module, _TARGET_BRANCHES) is None:
         return None
-    for name in _DINO_CRITERIA:
+    for name in _CRITERIA:
         found = getattr(module, name, None)
         temperatures = (getattr(found, "student_temp", None), getattr(found, "teacher_temp", None))
         if isinstance(getattr(found, "center", None), Tensor) and all(
             isinstance(t, int | float) for t in temperatures
         ):
+            return found
+    return None
+
+
+def _swav_criterion(module: nn.Module) -> Any:
+    """The module's SwAV-style criterion (a float ``sinkhorn_epsilon`` and ``temperature``,
+    as lightly's ``SwaVLoss``), else None."""
+    for name in _CRITERIA:
+        found = getattr(module, name, None)
+        settings = (getattr(found, "sinkhorn_epsilon", None), getattr(found, "temperature", None))
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in settings):
             return found
     return None
 
@@ -178,7 +191,8 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
     the target branch and its online counterpart, when the names pair them),
     ``ema_momentum`` (a ``momentum`` attribute, only beside a target branch, or solo-learn's
     ``momentum_updater.cur_tau``), ``lr``, ``weight_decay``, and with a DINO-style criterion
-    ``teacher_temperature``, ``student_temperature`` and ``center_norm``."""
+    ``teacher_temperature``, ``student_temperature`` and ``center_norm``, with a SwAV-style
+    criterion ``sinkhorn_epsilon`` and ``prediction_temperature``."""
     scalars: dict[str, float] = {}
     predictor = _predictor(module)
     weight = predictor.weight.detach() if isinstance(predictor, nn.Linear) else None
@@ -210,6 +224,10 @@ def model_internals(module: nn.Module, trainer: Trainer) -> tuple[Tensor | None,
         scalars["teacher_temperature"] = _teacher_temperature(module, criterion)
         scalars["student_temperature"] = float(criterion.student_temp)
         scalars["center_norm"] = float(criterion.center.norm())
+    swav = _swav_criterion(module)
+    if swav is not None:
+        scalars["sinkhorn_epsilon"] = float(swav.sinkhorn_epsilon)
+        scalars["prediction_temperature"] = float(swav.temperature)
     optimizer = _first_optimizer(trainer)
     if optimizer is not None:
         group = optimizer.param_groups[0]
@@ -257,7 +275,8 @@ class CollapseLabCallback(Callback):
     solo-learn's names, and a DINO-style module's teacher and student probabilities;
     ``internals=None`` sends none. :func:`model_internals` adds the
     linear predictor's matrix, the target's parameter distance, the EMA momentum, the
-    learning rate, the weight decay, and DINO's temperatures and centre norm.
+    learning rate, the weight decay, DINO's temperatures and centre norm, and SwAV's
+    Sinkhorn ε and temperature.
     """
 
     def __init__(

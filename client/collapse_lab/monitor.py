@@ -58,6 +58,7 @@ SCHEDULE_ALIASES = {
     "teacher_temp": "teacher_temperature",
     "student_temp": "student_temperature",
     "center": "center_norm",
+    "sk_epsilon": "sinkhorn_epsilon",
 }
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The sender asks the server for the verdict of the epochs it delivered (GET /api/runs/{id})

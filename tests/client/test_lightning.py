@@ -21,7 +21,7 @@ from collapse_lab.lightning import (  # noqa: E402
     default_internals,
     model_internals,
 )
-from lightly.loss import DINOLoss  # noqa: E402
+from lightly.loss import DINOLoss, NTXentLoss, SwaVLoss  # noqa: E402
 from lightly.models.utils import update_momentum  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -255,6 +255,27 @@ def test_a_momentum_attribute_without_a_target_branch_is_not_the_ema() -> None:
     assert "ema_momentum" not in simsiam
     _, byol = model_internals(TinyBYOL(), lightning.pytorch.Trainer())
     assert byol["ema_momentum"] == pytest.approx(0.9)
+
+
+class TinySwAV(TinySimSiam):
+    """TinySimSiam with lightly's SwaVLoss as its criterion (prototypes are not needed for
+    the settings the callback reads)."""
+
+    def __init__(self, criterion: nn.Module) -> None:
+        super().__init__()
+        self.criterion = criterion
+
+
+def test_a_swav_criterion_sends_its_sinkhorn_epsilon_and_temperature() -> None:
+    """lightly's SwaVLoss settings, drawn on the assignments panel beside what they set; a
+    contrastive criterion's temperature alone is not read as SwAV's."""
+    trainer = lightning.pytorch.Trainer()
+    swav = SwaVLoss(temperature=0.2, sinkhorn_epsilon=0.07)
+    _, scalars = model_internals(TinySwAV(swav), trainer)
+    assert scalars["sinkhorn_epsilon"] == pytest.approx(0.07)
+    assert scalars["prediction_temperature"] == pytest.approx(0.2)
+    _, contrastive = model_internals(TinySwAV(NTXentLoss(temperature=0.2)), trainer)
+    assert "sinkhorn_epsilon" not in contrastive and "prediction_temperature" not in contrastive
 
 
 def test_a_byol_module_sends_its_target_predictor_and_distance(

@@ -134,6 +134,14 @@ class SwAV(Method):
     def prototype_vectors(self) -> torch.Tensor | None:
         return self.prototypes.weight.detach()
 
+    def schedules(self) -> dict[str, float]:
+        """Sinkhorn's ε and the prediction's temperature τ, drawn beside the assignments'
+        usage and sharpness they set (a large ε is a weakened balancing)."""
+        return {
+            "sinkhorn_epsilon": self.options.epsilon,
+            "prediction_temperature": self.options.temperature,
+        }
+
     @torch.no_grad()
     def probe_logs(self, views: list[torch.Tensor]) -> dict[str, float]:
         """What Sinkhorn does on the probe (both global views, no queue): the codes'
