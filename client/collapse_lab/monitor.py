@@ -69,6 +69,17 @@ COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
 
 
+# Any of these scalars (or both temperatures) lets the server tell a DINO-style collapse
+# from a teacher that is the student itself (workers/engine/cause.py on the server).
+_TEACHER_CONTEXT = frozenset({"ema_momentum", "target_param_distance", "center_norm"})
+
+
+def _tells_teacher_apart(scalars: Mapping[str, Any]) -> bool:
+    """Whether the epoch's scalars let a DINO-style collapse be named (see _TEACHER_CONTEXT)."""
+    temperatures = {"teacher_temperature", "student_temperature"} <= scalars.keys()
+    return temperatures or not _TEACHER_CONTEXT.isdisjoint(scalars)
+
+
 class CollapseLabError(Exception):
     """The server refused the monitor when it was created; the text says why."""
 
@@ -422,8 +433,8 @@ class Monitor:
         spellings such as ``momentum`` and ``wd`` onto them). A DINO-style loop that logs
         ``teacher``/``student`` without its EMA momentum, temperatures or centre norm gets
         ``undetermined`` rather than a guessed cause: a teacher that is the student shows the
-        same entropy signatures. A server that predates the internals is sent the rest (a
-        warning says so).
+        same entropy signatures (a warning at the first such epoch says so). A server that
+        predates the internals is sent the rest (a warning says so).
 
         Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
         order, N over the limit, a message larger than the buffer) and ``RuntimeError``
@@ -478,6 +489,17 @@ class Monitor:
                     f"its onset epoch counts from {epoch}. Log the untrained network as "
                     "epoch 0 first.",
                 )
+        dino_style = teacher is not None and student is not None
+        told = "teacher_context" in self._warned  # once: it holds for the whole run
+        if dino_style and not told and not _tells_teacher_apart(scalars):
+            self._warn(
+                "teacher_context",
+                "teacher= and student= are logged without the EMA momentum, the centre's "
+                "norm or both temperatures: a collapse will get the cause 'undetermined', "
+                "since a teacher that is the student itself shows the same entropy "
+                "signatures. Log schedules={'momentum': ..., 'teacher_temp': ..., "
+                "'student_temp': ..., 'center': ...}.",
+            )
         if bad:
             self._skipped.append(epoch)
             self._warn(

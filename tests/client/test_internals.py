@@ -6,6 +6,7 @@ the rest delivered), against the stand-in server of tests/client/fake_server.py.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def _internals() -> dict[str, object]:
         "teacher": _probabilities(),
         "student": _probabilities(),
         "loss_terms": {"loss_variance": 0.25},
-        "schedules": {"weight_decay": 1e-4, "teacher_temperature": 0.04},
+        "schedules": {"weight_decay": 1e-4, "ema_momentum": 0.99},
     }
 
 
@@ -91,7 +92,7 @@ def test_a_server_that_reads_the_internals_gets_them_all(server: FakeCollapseLab
         "lr": 0.1,
         "loss_variance": 0.25,
         "weight_decay": 1e-4,
-        "teacher_temperature": 0.04,
+        "ema_momentum": 0.99,
     }
 
 
@@ -162,3 +163,32 @@ def test_schedules_under_common_spellings_travel_under_the_servers_names(
     }
     # a free scalar called momentum stays what it is (an optimiser's, perhaps)
     assert "momentum" not in SCHEDULE_ALIASES.values()
+
+
+def test_teacher_and_student_without_their_context_warn_once(server: FakeCollapseLab) -> None:
+    """Without the EMA momentum, the centre's norm or both temperatures, a DINO-style
+    collapse reads as a student-copy teacher too: the researcher is told at the first epoch
+    what to log, not when the verdict says undetermined; a clustering loop's codes (teacher
+    alone) and a loop that logs its momentum are not warned."""
+    server.accepts = list(wire.ARRAY_NAMES)
+    z = RNG.standard_normal((N, D)).astype(np.float32)
+    probabilities = {"teacher": _probabilities(), "student": _probabilities()}
+    bare = Monitor(server.url, name="bare dino")
+    with pytest.warns(CollapseLabWarning, match="cause 'undetermined'") as caught:
+        bare.log_epoch(0, z, **probabilities, schedules={"teacher_temp": 0.04})
+        bare.log_epoch(1, z, **probabilities, schedules={"teacher_temp": 0.04})
+    assert len([w for w in caught if "undetermined" in str(w.message)]) == 1
+    assert bare.finish(timeout=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseLabWarning)
+        for schedules in (
+            {"momentum": 0.996},
+            {"teacher_temp": 0.04, "student_temp": 0.1},
+            {"center": 0.0},
+        ):
+            told = Monitor(server.url, name="dino with context")
+            told.log_epoch(0, z, **probabilities, schedules=schedules)
+            assert told.finish(timeout=30)
+        codes = Monitor(server.url, name="swav codes")
+        codes.log_epoch(0, z, teacher=probabilities["teacher"])
+        assert codes.finish(timeout=30)
