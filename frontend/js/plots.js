@@ -96,8 +96,13 @@ export const plotlyReady = new Promise((resolve, reject) => {
   }
   // every page that imports this module loads Plotly.js with one (a report inlines it)
   const script = /** @type {HTMLScriptElement} */ (document.querySelector("script[data-plotly]"));
+  const failed = () => reject(new Error("could not load Plotly.js"));
+  if (script.dataset.failed) {
+    failed(); // before this module ran: the tag's own onerror marked it
+    return;
+  }
   script.addEventListener("load", () => resolve(page.Plotly));
-  script.addEventListener("error", () => reject(new Error("could not load Plotly.js")));
+  script.addEventListener("error", failed);
 });
 
 const HEALTHY = VERDICT_COLORS.healthy;

@@ -221,6 +221,25 @@ export function showState(container, kind, message) {
 }
 
 /**
+ * Waits for Plotly.js (`ready`: plots.js's plotlyReady); when it cannot load, says so in
+ * `container` instead of drawing ("the plots cannot be drawn") and resolves false.
+ * @param {Promise<unknown>} ready
+ * @param {HTMLElement} container
+ * @param {string} what
+ * @returns {Promise<boolean>}
+ */
+export async function plotlyLoaded(ready, container, what) {
+  try {
+    await ready;
+    return true;
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    showState(container, "error", `${why}: ${what} cannot be drawn.`);
+    return false;
+  }
+}
+
+/**
  * The "Diagnostics of:" radio group of the run and compare pages: projector output z or
  * backbone representation h. `onChange(which)` runs when the reader picks the other one.
  * @param {string} current

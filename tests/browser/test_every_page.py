@@ -187,3 +187,33 @@ def test_every_page_of_every_kind_of_run_shows_no_leaked_value_and_no_error(
     visit(f"{base}/api/sweeps/{finished_sweep['id']}/report.html")
     for share in (run_share, compare_share, sweep_share):
         visit(f"{base}{share['url']}", visitor=True)
+
+
+def test_without_plotly_each_plotting_page_says_it_cannot_draw(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    finished_runs: list[dict[str, Any]],
+    finished_sweep: dict[str, Any],
+) -> None:
+    """Plotly.js (4 MB, loaded apart) blocked, as a proxy or a dropped connection would: the
+    run, compare and sweep pages still render their text and say in the plots' place why
+    nothing is drawn, instead of waiting forever or throwing."""
+    base = dashboard_stack.base_url
+    run_id = finished_runs[1]["id"]
+    pages = {
+        f"{base}/runs/{run_id}": "#plots",
+        f"{base}/compare?runs={run_id}": "#plots",
+        f"{base}{finished_sweep['url']}": "#sweep-map",
+    }
+    page = writer_context.new_page()
+    page.route("**/static/vendor/plotly.min.js", lambda route: route.abort())
+    try:
+        for url, container in pages.items():
+            page.goto(url)
+            alert = page.locator(f"{container} [role=alert]")
+            alert.wait_for(timeout=30_000)
+            assert "could not load Plotly.js" in alert.inner_text(), url
+            assert "cannot be drawn" in alert.inner_text(), url
+            assert page.locator(".js-plotly-plot").count() == 0, url
+    finally:
+        page.close()

@@ -29,6 +29,7 @@ import { subscribe } from "../sse.js";
 import {
   chartHelpBlock,
   el,
+  plotlyLoaded,
   queryState,
   renderHeader,
   representationPicker,
@@ -529,16 +530,8 @@ async function main() {
   }
   renderLayout();
   renderLegend();
-  try {
-    await plotlyReady;
-  } catch (error) {
-    showState(
-      /** @type {HTMLElement} */ (document.getElementById("plots")),
-      "error",
-      `${error instanceof Error ? error.message : error}: the plots cannot be drawn.`,
-    );
-    return;
-  }
+  const container = /** @type {HTMLElement} */ (document.getElementById("plots"));
+  if (!(await plotlyLoaded(plotlyReady, container, "the plots"))) return;
   redraw();
   addProjectionEpochs(state.ids);
   connectLive();

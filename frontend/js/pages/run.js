@@ -35,6 +35,7 @@ import {
   el,
   keyValueTable,
   loaded,
+  plotlyLoaded,
   queryState,
   renderHeader,
   reportWriteError,
@@ -725,16 +726,8 @@ async function main() {
   }
   renderSkeleton();
   connect();
-  try {
-    await plotlyReady;
-  } catch (error) {
-    showState(
-      /** @type {HTMLElement} */ (document.getElementById("plots")),
-      "error",
-      `${error instanceof Error ? error.message : error}: the plots cannot be drawn.`,
-    );
-    return;
-  }
+  const container = /** @type {HTMLElement} */ (document.getElementById("plots"));
+  if (!(await plotlyLoaded(plotlyReady, container, "the plots"))) return;
   redrawAll(); // empty axes with their reference levels until the history arrives
 }
 

@@ -18,7 +18,16 @@ import {
 import { shareBar } from "../share.js";
 import { subscribe } from "../sse.js";
 import { cellsTable, sweepSummary, sweepTitle } from "../sweep-view.js";
-import { el, loaded, queryState, renderHeader, reportWriteError, showState, toast } from "../ui.js";
+import {
+  el,
+  loaded,
+  plotlyLoaded,
+  queryState,
+  renderHeader,
+  reportWriteError,
+  showState,
+  toast,
+} from "../ui.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
 /** A metric a sweep map can be shaded by (plots.js SWEEP_METRICS). @typedef
@@ -275,16 +284,8 @@ async function main() {
   renderSummary();
   renderCells();
   if (sweep.counts.queued || sweep.counts.running) connect();
-  try {
-    await plotlyReady;
-  } catch (error) {
-    showState(
-      /** @type {HTMLElement} */ (document.getElementById("sweep-map")),
-      "error",
-      `${error instanceof Error ? error.message : error}: the map cannot be drawn.`,
-    );
-    return;
-  }
+  const container = /** @type {HTMLElement} */ (document.getElementById("sweep-map"));
+  if (!(await plotlyLoaded(plotlyReady, container, "the map"))) return;
   drawPlots();
 }
 
