@@ -971,6 +971,9 @@ class Chart(StrictModel):
         None, description="The secondary axis's range; None: fitted to its values."
     )
     y_range_mode: Literal["tozero"] | None = None
+    y2_range_mode: Literal["tozero"] | None = Field(
+        None, description="'tozero': the secondary axis starts at 0 (schedules, counts)."
+    )
     y_format: str | None = Field(None, description="A d3 tick format, e.g. '.0%'.")
     hide_when_empty: bool = Field(
         False,
@@ -995,6 +998,7 @@ CHARTS: tuple[Chart, ...] = (
         title="Spread: std of ℓ2-normalised output × √d",
         y_title="std_l2 · √d (1 = healthy)",
         y2_title="learning rate",
+        y2_range_mode="tozero",
         y_range=(-0.05, 1.2),
         also={"lr": "y2"},
     ),
@@ -1051,6 +1055,7 @@ CHARTS: tuple[Chart, ...] = (
         title="Weight decay against the learning rate (lr × wd: the per-step shrink)",
         y_title="weight decay",
         y2_title="learning rate",
+        y2_range_mode="tozero",
         y_range_mode="tozero",
         hide_when_empty=True,  # shown for every run that logs its weight decay
         also={"lr": "y2"},
@@ -1088,6 +1093,7 @@ CHARTS: tuple[Chart, ...] = (
         title="Predictor against its inputs' correlation F (Tian et al.)",
         y_title="commutator · cosine · symmetry",
         y2_title="weight decay",
+        y2_range_mode="tozero",
         hide_when_empty=True,
         group="asymmetric branch",
         also={"weight_decay": "y2"},  # Tian et al.: the weight decay the predictor survives
@@ -1097,6 +1103,7 @@ CHARTS: tuple[Chart, ...] = (
         title="InfoNCE split: alignment and repulsion",
         y_title="nats",
         y2_title="temperature τ",
+        y2_range_mode="tozero",
         hide_when_empty=True,
         group="contrastive",
     ),
@@ -1115,6 +1122,7 @@ CHARTS: tuple[Chart, ...] = (
         title="Assignments: sharpness, and usage before and after balancing",
         y_title="entropy (nats)",
         y2_title="clusters reassigned · ε, τ",
+        y2_range_mode="tozero",
         y_range_mode="tozero",
         hide_when_empty=True,
         group="clustering",
@@ -1141,6 +1149,7 @@ CHARTS: tuple[Chart, ...] = (
         title="DINO: teacher entropy and teacher–student KL against ln K",
         y_title="nats",
         y2_title="temperature",
+        y2_range_mode="tozero",
         y_range_mode="tozero",
         hide_when_empty=True,
         group="DINO",

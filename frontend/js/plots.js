@@ -69,7 +69,8 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
 /** A line chart of the metric catalogue (lineChart), as lineFigure draws it. `refs` are the
  * levels of its own metrics that the runs (each run's records) have values of.
  * @typedef {{id: string, title: string, yTitle: string, y2Title: Api.Chart["y2_title"],
- *   y2Range: Api.Chart["y2_range"], group: Api.Chart["group"],
+ *   y2Range: Api.Chart["y2_range"], y2RangeMode: Api.Chart["y2_range_mode"],
+ *   group: Api.Chart["group"],
  *   hideEmpty: Api.Chart["hide_when_empty"], help: HelpLine[], yRange: Api.Chart["y_range"],
  *   yRangeMode: Api.Chart["y_range_mode"], yFormat: Api.Chart["y_format"], traces: LineTrace[],
  *   refs: (ctx: ChartContext, runs: Api.EpochRecord[][], which: Which) => RefLine[],
@@ -291,6 +292,7 @@ function lineChart(chart, metrics, guests, getter) {
     yTitle: chart.y_title,
     y2Title: chart.y2_title,
     y2Range: chart.y2_range,
+    y2RangeMode: chart.y2_range_mode,
     group: chart.group,
     hideEmpty: chart.hide_when_empty,
     help: helpLines(metrics),
@@ -374,6 +376,10 @@ function commonContext(series) {
   );
 }
 
+// Two levels of one axis this close (relative to the larger) would print their labels over
+// each other: the lower one is labelled below its line.
+const CLOSE_LEVELS = 0.05;
+
 /** Reference lines as layout shapes + annotations spanning the full width.
  * @param {(RefLine | null)[]} refs @param {boolean} [hasY2] */
 function referenceLines(refs, hasY2 = false) {
@@ -381,16 +387,20 @@ function referenceLines(refs, hasY2 = false) {
   const shapes = [];
   /** @type {PlotlyObject[]} */
   const annotations = [];
-  /** @type {Set<string>} heights with a label above the line already */
-  const labelled = new Set();
-  for (const ref of /** @type {RefLine[]} */ (refs.filter(Boolean))) {
-    if (ref.y === null || ref.y === undefined || Number.isNaN(ref.y)) continue;
-    if (ref.axis === "y2" && !hasY2) continue; // a level of a second-axis metric this run lacks
+  const drawn = /** @type {RefLine[]} */ (refs.filter(Boolean))
+    .filter((ref) => ref.y !== null && ref.y !== undefined && !Number.isNaN(ref.y))
+    .filter((ref) => ref.axis !== "y2" || hasY2) // a level of a second-axis metric this run lacks
+    .sort((a, b) => b.y - a.y); // from the top: stable, so of two equal heights the first
+  /** @type {Map<string, number>} per axis, the height of the last label put above its line */
+  const above = new Map();
+  for (const ref of drawn) {
     const axis = ref.axis || "y";
-    // a second level at the same height (a healthy and a collapsed one) labels below it
-    const height = JSON.stringify([axis, ref.y]);
-    const below = labelled.has(height);
-    labelled.add(height);
+    const last = above.get(axis);
+    // a level at or just under a labelled one (a healthy and a collapsed one) labels below it
+    const below =
+      last !== undefined &&
+      last - ref.y <= CLOSE_LEVELS * Math.max(Math.abs(last), Math.abs(ref.y));
+    if (!below) above.set(axis, ref.y);
     shapes.push({
       type: "line",
       xref: "paper",
@@ -492,6 +502,7 @@ export function lineFigure(metric, series, which) {
       showgrid: false,
     };
     if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
+    if (metric.y2RangeMode) layout.yaxis2.rangemode = metric.y2RangeMode;
     layout.margin.r = 60;
   }
   const runs = series.map((s) => s.records);
