@@ -12,20 +12,32 @@ in-process through the ingest worker's own code (:func:`workers.engine.probe.pro
 the schedules renamed by the client's ``SCHEDULE_ALIASES``) on other seeds, prototype counts
 and learning rates, with and without the schedules logged, and prints one row per loop:
 
-    python -m bench.external_dino_loops            # 4 loops x 6 variants, ~10 min on 2 CPUs
+    python -m bench.external_dino_loops            # 4 loops x 6 variants, ~1 min on 2 CPUs
+    python -m bench.external_dino_loops --lightly  # the loop built from lightly's parts
+
+``--lightly`` runs another loop, written the way lightly's DINO example is: lightly's
+``DINOProjectionHead`` (MLP, l2 bottleneck, weight-normalised prototypes, the last layer
+frozen for the first epoch) and ``DINOLoss`` (its centre, its teacher-temperature warm-up;
+centering switched off as ``center_momentum=1``, a centre that never leaves 0), teacher
+updated by ``update_momentum``, z the student's l2 bottleneck; it logs the centre's norm
+and both temperatures beside the momentum.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from collapse_lab.monitor import SCHEDULE_ALIASES
+from lightly.loss import DINOLoss
+from lightly.models.modules import DINOProjectionHead
+from lightly.models.utils import update_momentum
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -52,6 +64,16 @@ LOOPS: dict[str, tuple[dict[str, Any], str | None]] = {
         "target_network",
     ),
 }
+
+# the lightly-built loop's seeds and prototype counts (its lr: LIGHTLY_LR)
+LIGHTLY_VARIANTS: list[dict[str, Any]] = [
+    {"seed": 0, "num_prototypes": 128},
+    {"seed": 1, "num_prototypes": 128},
+    {"seed": 2, "num_prototypes": 64},
+    {"seed": 3, "num_prototypes": 256},
+]
+LIGHTLY_LR = 5e-3
+WARM_UP_EPOCHS = 5
 
 # seeds, prototype counts, learning rates and logging the service test does not run
 VARIANTS: list[dict[str, Any]] = [
@@ -177,6 +199,90 @@ def dino_loop(
         log(epoch, loss.item())
 
 
+def lightly_dino_loop(
+    logger: EpochLogger,
+    *,
+    centering: bool,
+    teacher_temperature: float,
+    momentum: float,
+    seed: int = 0,
+    num_prototypes: int = 128,
+    lr: float = LIGHTLY_LR,
+) -> None:
+    """The DINO loop of lightly's parts (the module docstring), ``EPOCHS`` epochs on digits,
+    logging epoch 0 and each epoch with the centre's norm, both temperatures and the
+    momentum. Without centering lightly's centre stays 0 (``center_momentum=1``)."""
+    torch.manual_seed(seed)
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
+    probe, probe_labels = x[:256], torch.tensor(digits.target[:256])
+    generator = torch.Generator().manual_seed(seed)
+
+    def augment(t: torch.Tensor) -> torch.Tensor:  # masked pixels and noise
+        keep = torch.rand(t.shape, generator=generator) > 0.25
+        return t * keep + 0.3 * torch.randn(t.shape, generator=generator)
+
+    def head() -> DINOProjectionHead:  # (B, 128) -> (B, K), bottleneck 32
+        return DINOProjectionHead(128, 256, 32, num_prototypes, freeze_last_layer=1)
+
+    backbone = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 128), nn.GELU())
+    student_head = head()
+    teacher_backbone = copy.deepcopy(backbone).requires_grad_(False)
+    teacher_head = head()  # weight norm cannot be deep-copied: a second head, same weights
+    teacher_head.load_state_dict(student_head.state_dict())
+    teacher_head.requires_grad_(False)
+    criterion = DINOLoss(
+        output_dim=num_prototypes,
+        warmup_teacher_temp=min(0.04, teacher_temperature),
+        teacher_temp=teacher_temperature,
+        warmup_teacher_temp_epochs=WARM_UP_EPOCHS,
+        student_temp=STUDENT_TEMPERATURE,
+        center_momentum=0.9 if centering else 1.0,
+    )
+    parameters = [*backbone.parameters(), *student_head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.04)
+
+    def log(epoch: int, loss: float | None) -> None:
+        # the temperature the loss of training epoch `epoch - 1` sharpened with
+        index = max(epoch - 1, 0)
+        warm_up = criterion.teacher_temp_schedule
+        temperature = float(warm_up[index]) if index < WARM_UP_EPOCHS else teacher_temperature
+        with torch.no_grad():
+            view1, view2 = augment(probe), augment(probe)
+            teacher_logits = teacher_head(teacher_backbone(view1))
+            logger.log_epoch(
+                epoch,
+                F.normalize(student_head.layers(backbone(probe)), dim=1),
+                labels=probe_labels,
+                loss=loss,
+                teacher=F.softmax((teacher_logits - criterion.center) / temperature, dim=1),
+                student=F.softmax(student_head(backbone(view2)) / STUDENT_TEMPERATURE, dim=1),
+                schedules={
+                    "momentum": momentum,
+                    "teacher_temp": temperature,
+                    "student_temp": STUDENT_TEMPERATURE,
+                    "center": float(criterion.center.norm()),
+                },
+            )
+
+    log(0, None)
+    for epoch in range(1, EPOCHS + 1):
+        for batch in x[torch.randperm(len(x), generator=generator)].split(128):
+            views = [augment(batch), augment(batch)]
+            with torch.no_grad():
+                teacher_out = [teacher_head(teacher_backbone(v)) for v in views]
+            student_out = [student_head(backbone(v)) for v in views]
+            loss = criterion(teacher_out, student_out, epoch=epoch - 1)
+            optimizer.zero_grad()
+            loss.backward()
+            student_head.cancel_last_layer_gradients(epoch - 1)
+            optimizer.step()
+            update_momentum(backbone, teacher_backbone, momentum)
+            update_momentum(student_head, teacher_head, momentum)
+        log(epoch, loss.item())
+
+
 class InProcessLogger:
     """Each epoch measured as the ingest worker measures an upload: the schedules renamed as
     the client renames them, then :func:`probe_epoch_record` over the run's history."""
@@ -212,16 +318,23 @@ class InProcessLogger:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--lightly", action="store_true", help="the loop built from lightly's head and loss"
+    )
+    lightly = parser.parse_args().lightly
+    loop: Callable[..., None] = lightly_dino_loop if lightly else dino_loop
+    variants = [{"lr": LIGHTLY_LR, **v} for v in LIGHTLY_VARIANTS] if lightly else VARIANTS
     print(
         "| seed | K | lr | schedules logged | loop | verdict | cause | expected | "
         "h(P_t)/ln K, KL (nats) |"
     )
     print("| ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |")
     started = time.perf_counter()
-    for variant in VARIANTS:
+    for variant in variants:
         for name, (guards, expected) in LOOPS.items():
             logger = InProcessLogger()
-            dino_loop(logger, **guards, **variant)
+            loop(logger, **guards, **variant)
             last = logger.history[-1]
             verdict = last.verdict
             assert verdict is not None
@@ -233,7 +346,8 @@ def main() -> None:
             )
             print(
                 f"| {variant['seed']} | {variant['num_prototypes']} | {variant['lr']} | "
-                f"{'yes' if variant['log_schedules'] else 'no'} | {name} | {verdict.kind} | "
+                f"{'yes' if variant.get('log_schedules', True) else 'no'} | {name} | "
+                f"{verdict.kind} | "
                 f"{guard} | {expected or '—'} | {shares} |",
                 flush=True,
             )
