@@ -251,12 +251,13 @@ def lightly_dino_loop(
         with torch.no_grad():
             view1, view2 = augment(probe), augment(probe)
             teacher_logits = teacher_head(teacher_backbone(view1))
+            centre = criterion.center.reshape(-1)  # lightly keeps it as (1, 1, K)
             logger.log_epoch(
                 epoch,
                 F.normalize(student_head.layers(backbone(probe)), dim=1),
                 labels=probe_labels,
                 loss=loss,
-                teacher=F.softmax((teacher_logits - criterion.center) / temperature, dim=1),
+                teacher=F.softmax((teacher_logits - centre) / temperature, dim=1),
                 student=F.softmax(student_head(backbone(view2)) / STUDENT_TEMPERATURE, dim=1),
                 schedules={
                     "momentum": momentum,

@@ -28,13 +28,7 @@ class CauseThresholds:
       0 stands in for the vanishing KL. With the centre measured at 0 the entropy share may
       also reach one half (fewer than sqrt(K) effective prototypes per sample, the balancing
       check's limit): runs without centering ended at 0.02-0.35 (docs/causes.md; 0.35 in
-      dino-no-centering on digits seed 1), runs with both guards at 0.87-0.99. Likewise
-      with sharpening logged off (the teacher at least 0.9 x the student's temperature)
-      while the centre moves and the teacher is apart from the student, a KL share at or
-      below 0.08 names sharpening once the entropy share is above the one third of the
-      no-centering region: a DINO loop of lightly's head and loss (K = 128, seeds 0 and 1)
-      collapses so at h/ln K 0.49 with KL 0.000 (docs/causes.md, bench.external_dino_loops
-      --lightly).
+      dino-no-centering on digits seed 1), runs with both guards at 0.87-0.99.
     * the target is the online network when the logged EMA momentum is 0 or the parameter
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).

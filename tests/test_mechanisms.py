@@ -432,6 +432,21 @@ def test_external_internals_give_the_engines_signals() -> None:
     assert set(record.logs) <= set(METHOD_INTERNALS) | {"ema_momentum"}
 
 
+def test_internals_that_are_not_matrices_are_refused_not_measured() -> None:
+    """A teacher broadcast against lightly's (1, 1, K) centre is (1, N, K): its rows would be
+    renormalised over the wrong axis and ln K read from N. The wire format cannot carry it;
+    an in-process caller gets the problem named."""
+    from workers.engine.probe import ProbeError, mechanism_signals
+
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((64, 8))
+    logits = rng.standard_normal((1, 64, 16))
+    teacher = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    with pytest.raises(ProbeError, match=r"teacher must be a matrix .* \(1, 64, 16\)"):
+        mechanism_signals(z, {"teacher": teacher}, {})
+    assert mechanism_signals(z, {"teacher": teacher[0]}, {})["log_k"] == pytest.approx(math.log(16))
+
+
 def test_an_external_contrastive_loop_gets_the_infonce_split_from_its_views() -> None:
     """Views and the loop's temperature give the split the built-in SimCLR logs; without
     the temperature nothing is guessed."""

@@ -147,20 +147,14 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
             return s[0] <= t.entropy_share_uncentred
         return s[0] <= t.entropy_share_no_centering and kl_low(s[1]) and not centred
 
-    # Sharpening logged off while both other guards are measured on (a centre that moves, a
-    # teacher apart from the student): the student copying the teacher (KL -> 0) names it
-    # even where the teacher stops short of uniform (a DINO loop of lightly's head and loss
-    # at K = 128 ends at h/ln K 0.49 with KL 0.000; docs/causes.md), as long as the entropy
-    # is above the no-centering region.
-    others_on = centred and apart is True
-
     def no_sharpening(r: EpochRecord) -> bool:
         s = shares(r)
-        if s is None or sharpened or not kl_low(s[1]):
-            return False
-        if unsharpened and others_on:
-            return s[0] > t.entropy_share_no_centering
-        return s[0] >= t.entropy_share_no_sharpening
+        return (
+            s is not None
+            and s[0] >= t.entropy_share_no_sharpening
+            and s[1] <= t.kl_share_collapsed
+            and not sharpened
+        )
 
     numbers = f"h(P_t) {h:.2f} nats of ln K = {log_k:.2f} and KL(P_t‖P_s) {kl:.3f}"
     if no_centering(reader.history[-1]):
@@ -205,25 +199,12 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
             )
         elif teacher is not None:
             temperatures = f"; teacher temperature {teacher:.3g}"
-        if h / log_k >= t.entropy_share_no_sharpening:
-            reason = (
-                f"the teacher's entropy h(P_t) rose to {h:.2f} nats of ln K = {log_k:.2f} "
-                f"while KL(P_t‖P_s) fell to {kl:.3f}: the teacher's output is nearly uniform "
-                f"over the {math.exp(log_k):.0f} prototypes, the signature of missing "
-                f"sharpening{temperatures}."
-            )
-        else:  # the relaxed rule: the temperatures, the centre and the teacher logged
-            reason = (
-                f"the logged teacher temperature {teacher:.3g} is not below the student's "
-                f"{student:.3g} (no sharpening) and KL(P_t‖P_s) fell to {kl:.3f}: the student "
-                f"copies an unsharpened teacher while the centre moves (norm {center:.2f}) "
-                f"and the teacher is apart from the student. h(P_t) is {h:.2f} nats of "
-                f"ln K = {log_k:.2f}, short of the uniform teacher of DINO's Sec. 5.3: the "
-                "cause comes from the logged temperatures, the KL confirms the collapse."
-            )
         return Finding(
             "sharpening",
-            reason,
+            f"the teacher's entropy h(P_t) rose to {h:.2f} nats of ln K = {log_k:.2f} while "
+            f"KL(P_t‖P_s) fell to {kl:.3f}: the teacher's output is nearly uniform over the "
+            f"{math.exp(log_k):.0f} prototypes, the signature of missing sharpening"
+            f"{temperatures}.",
             "Sharpen the teacher: a teacher temperature well below the student's (0.04 warmed "
             "up to 0.07 against 0.1; Caron et al., ICCV 2021, Sec. 3.1 and 5.3).",
             reader.since(no_sharpening),

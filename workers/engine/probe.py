@@ -118,6 +118,11 @@ def mechanism_signals(
     alignment and repulsion when the loop logs its ``temperature``. Only the signals the
     internals determine are returned: the prototypes' usage before balancing and the centre
     are the loop's own business (a centre's norm travels as a scalar)."""
+    # the wire format carries only matrices; an in-process caller could pass more (lightly
+    # keeps DINO's centre as (1, 1, K), which broadcasts a teacher to (1, N, K))
+    for name, array in internals.items():
+        if array.ndim != 2:
+            raise ProbeError(f"{name} must be a matrix (N, K or d), got shape {array.shape}")
     z_tensor = _tensor(z)
     target, p = internals.get("target"), internals.get("p")
     weight = internals.get("predictor_weight")
