@@ -185,7 +185,13 @@ def _float_matrix(value: Any, name: str) -> np.ndarray:
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, not {array.dtype}")
     if array.ndim != 2:
-        raise ValueError(f"{name} must be (N, d), got shape {array.shape}")
+        hint = ""
+        if array.ndim == 3 and array.shape[0] == 1:  # the trap of lightly's (1, 1, K) centre
+            hint = (
+                ": a leading 1, as logits - center gives with lightly's DINOLoss centre "
+                "(kept as (1, 1, K)); use center.reshape(-1)"
+            )
+        raise ValueError(f"{name} must be (N, d), got shape {array.shape}{hint}")
     return array
 
 

@@ -123,6 +123,9 @@ def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> 
         monitor.log_epoch(0, z, teacher=RNG.standard_normal((N, K)))
     with pytest.raises(ValueError, match="given twice"):
         monitor.log_epoch(0, z, lr=0.1, schedules={"lr": 0.2})
+    # a teacher broadcast against lightly's (1, 1, K) DINO centre
+    with pytest.raises(ValueError, match=r"\(1, 128, 32\): a leading 1.*center.reshape\(-1\)"):
+        monitor.log_epoch(0, z, teacher=_probabilities()[None], student=_probabilities())
     monitor.finish(timeout=10)
 
 
