@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -116,6 +117,22 @@ class _Net(nn.Module):
         return self.last(F.normalize(self.body(x), dim=1))
 
 
+def _seeded_digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+    """Seeds torch; returns digits standardised (1,797, 64), the probe (its first 256 rows)
+    and their labels, and the generator the loop's shuffles and views draw from."""
+    torch.manual_seed(seed)
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
+    return x, x[:256], torch.tensor(digits.target[:256]), torch.Generator().manual_seed(seed)
+
+
+def _augment(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A view of t (B, 64): a quarter of the pixels masked, Gaussian noise added."""
+    keep = torch.rand(t.shape, generator=generator) > 0.25
+    return t * keep + 0.3 * torch.randn(t.shape, generator=generator)
+
+
 def dino_loop(
     logger: EpochLogger,
     *,
@@ -130,16 +147,8 @@ def dino_loop(
     """Train the loop for ``EPOCHS`` epochs, logging epoch 0 (untrained) and each epoch.
     ``log_schedules=False`` logs no EMA momentum and no temperatures (the cause then has
     only the probabilities to read)."""
-    torch.manual_seed(seed)
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
-    probe, probe_labels = x[:256], torch.tensor(digits.target[:256])
-    generator = torch.Generator().manual_seed(seed)
-
-    def augment(t: torch.Tensor) -> torch.Tensor:  # masked pixels and noise
-        keep = torch.rand(t.shape, generator=generator) > 0.25
-        return t * keep + 0.3 * torch.randn(t.shape, generator=generator)
+    x, probe, probe_labels, generator = _seeded_digits(seed)
+    augment = functools.partial(_augment, generator=generator)
 
     student = _Net(num_prototypes)
     teacher = copy.deepcopy(student).requires_grad_(False)
@@ -212,16 +221,8 @@ def lightly_dino_loop(
     """The DINO loop of lightly's parts (the module docstring), ``EPOCHS`` epochs on digits,
     logging epoch 0 and each epoch with the centre's norm, both temperatures and the
     momentum. Without centering lightly's centre stays 0 (``center_momentum=1``)."""
-    torch.manual_seed(seed)
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
-    probe, probe_labels = x[:256], torch.tensor(digits.target[:256])
-    generator = torch.Generator().manual_seed(seed)
-
-    def augment(t: torch.Tensor) -> torch.Tensor:  # masked pixels and noise
-        keep = torch.rand(t.shape, generator=generator) > 0.25
-        return t * keep + 0.3 * torch.randn(t.shape, generator=generator)
+    x, probe, probe_labels, generator = _seeded_digits(seed)
+    augment = functools.partial(_augment, generator=generator)
 
     def head() -> DINOProjectionHead:  # (B, 128) -> (B, K), bottleneck 32
         return DINOProjectionHead(128, 256, 32, num_prototypes, freeze_last_layer=1)
