@@ -8,8 +8,8 @@ researcher's loop does, ``log_epoch(epoch, z, labels=, loss=, teacher=, student=
 schedules=)`` with z the student's output distribution (Caron et al., ICCV 2021, Sec. 5.3:
 where DINO's two collapses are defined). ``tests/service/test_external_causes.py`` runs it
 through ``collapse_lab.Monitor`` and the real service at seed 0; this script runs it
-in-process through the ingest worker's own code (:func:`workers.engine.probe.probe_epoch_record`,
-the schedules renamed by the client's ``SCHEDULE_ALIASES``) on other seeds, prototype counts
+in-process, measured as the ingest worker measures an upload
+(``bench.external_loops.InProcessLogger``), on other seeds, prototype counts
 and learning rates, with and without the schedules logged, and prints one row per loop:
 
     python -m bench.external_dino_loops            # 4 loops x 6 variants, ~1 min on 2 CPUs
@@ -32,18 +32,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from collapse_lab.monitor import SCHEDULE_ALIASES
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import update_momentum
 from sklearn.datasets import load_digits
 from torch import nn
 
-from contract import EpochRecord
-from workers.engine.probe import probe_epoch_record
+from bench.external_loops import InProcessLogger
 
 STUDENT_TEMPERATURE = 0.1
 NUM_PROTOTYPES = 64
@@ -283,40 +280,6 @@ def lightly_dino_loop(
             update_momentum(backbone, teacher_backbone, momentum)
             update_momentum(student_head, teacher_head, momentum)
         log(epoch, loss.item())
-
-
-class InProcessLogger:
-    """Each epoch measured as the ingest worker measures an upload: the schedules renamed as
-    the client renames them, then :func:`probe_epoch_record` over the run's history."""
-
-    def __init__(self) -> None:
-        self.history: list[EpochRecord] = []
-
-    def log_epoch(
-        self,
-        epoch: int,
-        z: torch.Tensor,
-        *,
-        labels: Any,
-        loss: float | None,
-        teacher: torch.Tensor,
-        student: torch.Tensor,
-        schedules: Mapping[str, float],
-    ) -> None:
-        scalars: dict[str, float | None] = {
-            SCHEDULE_ALIASES.get(name, name): value for name, value in schedules.items()
-        }
-        internals = {"teacher": teacher.numpy(), "student": student.numpy()}
-        record = probe_epoch_record(
-            epoch,
-            z.numpy(),
-            history=self.history,
-            labels=np.asarray(labels),
-            loss=loss,
-            scalars=scalars,
-            internals=internals,
-        )
-        self.history.append(record)
 
 
 def main() -> None:
