@@ -26,6 +26,7 @@ import httpx
 
 from backend.deployment import RedisNames
 from backend.store.database import Database
+from workers.launcher import free_local_port as free_port
 from workers.launcher import worker_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,12 +57,6 @@ FAST_TIMEOUTS = {
     "MKL_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.2, what: str = "") -> Any:
