@@ -105,29 +105,39 @@ def default_embed(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return h, head(h)
 
 
-def _dino_criterion(module: nn.Module) -> Any:
-    """The module's DINO-style criterion when it also has a teacher branch, else None."""
-    if _branch(module, _TARGET_BRANCHES) is None:
-        return None
+def _numbers(found: Any, *names: str) -> bool:
+    """Whether ``found`` has a real number (not a bool) in each attribute of ``names``."""
+    values = [getattr(found, name, None) for name in names]
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _criterion(module: nn.Module, fits: Callable[[Any], bool]) -> Any:
+    """The first of the module's ``_CRITERIA`` attributes that ``fits``, else None."""
     for name in _CRITERIA:
         found = getattr(module, name, None)
-        temperatures = (getattr(found, "student_temp", None), getattr(found, "teacher_temp", None))
-        if isinstance(getattr(found, "center", None), Tensor) and all(
-            isinstance(t, int | float) for t in temperatures
-        ):
+        if found is not None and fits(found):
             return found
     return None
+
+
+def _dino_criterion(module: nn.Module) -> Any:
+    """The module's DINO-style criterion (both temperatures and a tensor ``center``, as
+    lightly's ``DINOLoss``) when it also has a teacher branch, else None."""
+    if _branch(module, _TARGET_BRANCHES) is None:
+        return None
+    return _criterion(
+        module,
+        lambda c: (
+            isinstance(getattr(c, "center", None), Tensor)
+            and _numbers(c, "student_temp", "teacher_temp")
+        ),
+    )
 
 
 def _swav_criterion(module: nn.Module) -> Any:
-    """The module's SwAV-style criterion (a float ``sinkhorn_epsilon`` and ``temperature``,
-    as lightly's ``SwaVLoss``), else None."""
-    for name in _CRITERIA:
-        found = getattr(module, name, None)
-        settings = (getattr(found, "sinkhorn_epsilon", None), getattr(found, "temperature", None))
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in settings):
-            return found
-    return None
+    """The module's SwAV-style criterion (a ``sinkhorn_epsilon`` and a ``temperature``, as
+    lightly's ``SwaVLoss``), else None."""
+    return _criterion(module, lambda c: _numbers(c, "sinkhorn_epsilon", "temperature"))
 
 
 def _teacher_temperature(module: nn.Module, criterion: Any) -> float:
