@@ -4,7 +4,6 @@ bodies (no Content-Length) over their bound get the same 413 over a real uvicorn
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from backend.body_limits import BodyLimits
+from workers.launcher import free_local_port
 
 UPLOAD = "application/x-collapse-lab-epoch"
 
@@ -53,9 +53,7 @@ def client() -> TestClient:
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """The stand-in app under uvicorn in a thread: TestClient never sends a chunked body."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_local_port()
     config = uvicorn.Config(stand_in(), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
