@@ -42,6 +42,18 @@ def test_umap_layout_shape_and_determinism() -> None:
     assert projection.trustworthiness(z, first) > 0.9
 
 
+def test_umap_kernels_are_compiled_once_per_machine_not_once_per_process() -> None:
+    projection.project(_clusters(), seed=3)
+    umap = projection._umap()
+    # kernels of the graph and of the layout's optimisation that umap compiles uncached
+    kernels = [umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths]
+    kernels += [umap.layouts._nb_optimize_layout_euclidean_single_epoch]
+    for kernel in kernels:
+        stats = kernel.stats
+        assert stats.cache_path is not None, f"{kernel.__name__} is compiled without a cache"
+        assert sum(stats.cache_hits.values()) + sum(stats.cache_misses.values()) > 0
+
+
 def test_procrustes_aligned_frame_is_closer_to_the_previous_one() -> None:
     previous = projection.project(_clusters(), seed=0)
     # the same points a little later in training
