@@ -136,7 +136,10 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     ).start()
     if PROJECTION_QUEUE in queues and not any(q.startswith(TRAIN_QUEUE) for q in queues):
         os.nice(10)  # UMAP yields the CPU to training on shared machines
-        warm_up_projection()
+        # in the background: the signal handler of a warm shutdown only sets a flag, which
+        # the consumer loop reads once this handler has returned, so a worker stopped while
+        # compiling (a minute on a loaded machine with numba's cache still empty) stayed up
+        threading.Thread(target=warm_up_projection, name="projection-warm-up", daemon=True).start()
 
 
 def warm_up_projection() -> None:

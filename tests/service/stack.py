@@ -264,11 +264,15 @@ class ServiceStack:
                 self.api.wait(5)
         self.api = None
 
-    def start_worker(self, name: str, queue: str = "train") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str, queue: str = "train", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A Celery worker on ``queue``, its log in ``worker-{name}.log``; ``env`` adds to the
+        stack's environment."""
         process = subprocess.Popen(
             worker_command(queue, name),
             cwd=REPO,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=self._log(f"worker-{name}"),
             stderr=subprocess.STDOUT,
         )

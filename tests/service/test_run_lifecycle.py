@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from tests.service.stack import (
     RedisServer,
     ServiceStack,
     SseEvent,
+    api_only_stack,
     collect_until,
     is_terminal_status,
     iter_sse,
@@ -212,6 +214,22 @@ def test_a_worker_stopped_cleanly_hands_its_run_back(
     final = api.get(f"/api/runs/{run['id']}").json()
     assert final["worker_losses"] == 0 and final["attempts"] == 2
     assert _epoch_counts(stack, run["id"]) == {epoch: 1 for epoch in range(7)}
+
+
+def test_a_projection_worker_stopped_while_it_compiles_umap_does_not_wait_for_it(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # numba's cache in an empty folder: the worker's warm-up compiles UMAP's kernels (15 s
+    # alone on this machine, a minute when loaded), and a SIGTERM must not wait for it
+    with api_only_stack(redis_server.url.replace("/0", "/3"), tmp_path) as cold:
+        worker = cold.start_worker(
+            "cold-projection", "projection", env={"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+        )
+        log = tmp_path / "worker-cold-projection.log"
+        wait_until(lambda: " ready." in log.read_text(errors="replace"), 120, what="ready")
+        worker.terminate()
+        assert worker.wait(60) == 0
+        assert "projection warmed up" not in log.read_text(errors="replace")
 
 
 def test_cancel_mid_epoch_stops_within_seconds_and_keeps_the_epochs(api: httpx.Client) -> None:
