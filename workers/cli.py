@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from tqdm import tqdm
 
-from backend.settings import get_settings
 from contract import (
     METHOD_SPECS,
     PRESETS,
@@ -135,6 +134,7 @@ def add_run_config_arguments(
             help=_flag_help(name, field),
         )
     if fields is not None:
+        parser.set_defaults(set=None)
         return
     group.add_argument(
         "--set",
@@ -153,7 +153,7 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name, None) is not None
     }
     options: dict[str, Any] = {}
-    for assignment in getattr(args, "set", None) or []:  # zoo has no --set
+    for assignment in args.set or []:
         key, value = parse_assignment(assignment)
         if key.startswith("options."):
             options[key.removeprefix("options.")] = value
@@ -410,9 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    data_dir = get_settings().resolved_data_dir
-    data_dir_help = f"{launcher.DATA_DIR_HELP} (default: {data_dir})"
-    parser.add_argument("--data-dir", type=Path, default=data_dir, help=data_dir_help)
+    launcher.add_data_dir_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
@@ -422,11 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=summary,
             formatter_class=DefaultsShown,
         )
-        # accepted after the subcommand too; SUPPRESS: left out there, it keeps the value
-        # given before the subcommand, else the default (DATA_DIR, else ./data)
-        subparser.add_argument(
-            "--data-dir", type=Path, default=argparse.SUPPRESS, help=data_dir_help
-        )
+        launcher.add_data_dir_argument(subparser, after_subcommand=True)
         return subparser
 
     tr = command("train", "train one run in this process")

@@ -339,6 +339,19 @@ DATA_DIR_HELP = "datasets, runs (checkpoints) and the default SQLite database (D
 GPUS_HELP = "GPUs to start one training worker on each: all (every visible one), none, or 0,1,..."
 
 
+def add_data_dir_argument(parser: argparse.ArgumentParser, after_subcommand: bool = False) -> None:
+    """``--data-dir``, default DATA_DIR (else ./data). After a subcommand an absent flag keeps
+    the value given before the subcommand (``argparse.SUPPRESS``)."""
+    resolved = get_settings().resolved_data_dir
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS if after_subcommand else resolved,
+        # "%(default)" in the help: ArgumentDefaultsHelpFormatter adds no second default
+        help=f"{DATA_DIR_HELP} (default: {resolved if after_subcommand else '%(default)s'})",
+    )
+
+
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     """``collapse-lab up``'s options (the command line lists them in its --help)."""
     settings = get_settings()
@@ -477,12 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_up_arguments(parser)
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=get_settings().resolved_data_dir,
-        help=DATA_DIR_HELP,
-    )
+    add_data_dir_argument(parser)
     return up(parser.parse_args(argv))
 
 
