@@ -31,9 +31,9 @@ optimisation can fail; the fallback is logged and reported in ``Projector.fallba
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -215,7 +215,10 @@ def _equal_extents(layout: np.ndarray) -> np.ndarray:
     return rotated((low + high) / 2).astype(np.float32)
 
 
-@functools.cache
+_UMAP_IMPORT = threading.Lock()  # a worker's warm-up thread and its first task may race
+_UMAP: list[ModuleType] = []  # umap, once _umap() has switched its kernels' cache on
+
+
 def _umap() -> ModuleType:
     """umap-learn, imported on first use, with numba's on-disk cache switched on for every
     kernel of umap and pynndescent: most are compiled without ``cache=True``, so each new
@@ -223,18 +226,22 @@ def _umap() -> ModuleType:
     took 4.7 s, 0.13 s from the cache, the same layouts to the bit. The cache lives in each
     package's ``__pycache__``, else numba's user-wide folder; a kernel that neither can hold
     is compiled as before."""
-    import umap  # noqa: F401  (imports pynndescent, whose kernels it calls)
-    from numba.core.dispatcher import Dispatcher
+    with _UMAP_IMPORT:
+        if _UMAP:
+            return _UMAP[0]
+        import umap  # noqa: F401  (imports pynndescent, whose kernels it calls)
+        from numba.core.dispatcher import Dispatcher
 
-    for name, module in list(sys.modules.items()):
-        if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, Dispatcher):
-                # RuntimeError: numba found no writable place for this file's cache
-                with contextlib.suppress(RuntimeError):
-                    value.enable_caching()
-    return sys.modules["umap"]
+        for name, module in list(sys.modules.items()):
+            if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher):
+                    # RuntimeError: numba found no writable place for this file's cache
+                    with contextlib.suppress(RuntimeError):
+                        value.enable_caching()
+        _UMAP.append(sys.modules["umap"])
+        return _UMAP[0]
 
 
 def _umap_layout(
