@@ -28,6 +28,9 @@ RUN useradd --create-home --uid 1000 collapse \
 VOLUME ["/data"]
 
 FROM base AS worker
+# UMAP's compiled kernels (workers/engine/projection.py) on the data volume: a restarted
+# projection worker reads them instead of compiling them again
+ENV NUMBA_CACHE_DIR=/data/numba-cache
 RUN pip install --require-hashes -r requirements/worker.txt \
     && pip install --no-deps --no-build-isolation ./client '.[worker]' && pip check
 USER collapse

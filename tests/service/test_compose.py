@@ -76,3 +76,15 @@ def test_the_api_image_is_built_without_torch(compose: dict[str, Any]) -> None:
     worker_stage = dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
     assert "pip install --require-hashes -r requirements/worker.txt" in worker_stage
     assert "pip install --no-deps --no-build-isolation ./client '.[worker]'" in worker_stage
+
+
+def test_workers_keep_the_compiled_umap_kernels_on_the_data_volume(
+    compose: dict[str, Any],
+) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    worker_stage = dockerfile.split("AS worker", 1)[1].split("FROM", 1)[0]
+    cache = worker_stage.split("ENV NUMBA_CACHE_DIR=", 1)[1].split()[0]
+    data_dir = dockerfile.split('VOLUME ["', 1)[1].split('"', 1)[0]
+    assert cache.startswith(data_dir + "/")
+    # the projector mounts that volume, so its kernels outlive the container
+    assert any(v.endswith(f":{data_dir}") for v in compose["services"]["projector"]["volumes"])
