@@ -31,8 +31,8 @@ CHECK_MARKERS := not slow and not browser and not postgres and not service
 LATEST_VENV ?= .venv-latest
 LATEST_PYTEST_ARGS ?= -m "$(CHECK_MARKERS)"
 
-.PHONY: up test check test-client-lowest test-latest lock screenshots lint format \
-	system-deps bench zoo clean
+.PHONY: up test check test-client-lowest test-client-pythons test-latest lock screenshots lint \
+	format system-deps bench zoo clean
 
 $(STAMP): $(LOCK) pyproject.toml client/pyproject.toml
 	@$(PYTHON_311)
@@ -66,6 +66,14 @@ test: $(STAMP) $(LOWEST_STAMP) system-deps
 # tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
 test-client-lowest: $(LOWEST_STAMP)
 	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests/client
+
+# tests/client on the other Pythons client/pyproject.toml allows, each that runs here, with the
+# newest numpy and httpx (no lock: requirements/ is resolved for 3.11); not part of `make test`.
+# Default: pyenv's 3.10, 3.12 and 3.13 where pyenv has them, else those names on PATH.
+PYENV_PYTHONS := $(wildcard $(foreach v,3.10 3.12 3.13,$(HOME)/.pyenv/versions/$(v).*/bin/python))
+CLIENT_PYTHONS ?= $(or $(PYENV_PYTHONS),python3.10 python3.12 python3.13)
+test-client-pythons:
+	scripts/test-client-pythons.sh $(CLIENT_PYTHONS)
 
 # The time it prints covers all of `make check`: its prerequisites (the venv, system-deps, the
 # JavaScript checks) run in check-steps, under the timer.
@@ -156,4 +164,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV) $(LATEST_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) $(LATEST_VENV) .venv-client-py* .pytest_cache .ruff_cache
