@@ -30,6 +30,7 @@ Anything else: pass
 
 from __future__ import annotations
 
+import inspect
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -74,8 +75,9 @@ _ONLINE_BRANCHES = (
 # DINO-style one has student_temp, teacher_temp and a tensor center, as lightly's DINOLoss;
 # a SwAV-style one sinkhorn_epsilon and temperature, as lightly's SwaVLoss.
 _CRITERIA = ("criterion", "loss_fn", "dino_loss", "swav_loss")
-# log_epoch's own parameters: a logged metric of one of these names is not forwarded.
-_RESERVED = frozenset({"epoch", "z", "h", "labels", "views", "loss"})
+# log_epoch's own parameters (internals and schedules included): a logged metric of one of
+# these names is not forwarded, it would meet the keyword the callback passes itself
+_RESERVED = frozenset(inspect.signature(Monitor.log_epoch).parameters) - {"self", "scalars"}
 
 
 def _branch(
@@ -424,15 +426,18 @@ class CollapseLabCallback(Callback):
         assert self.monitor is not None
         h, z, labels, views, internals = self._embed_probe(pl_module)
         weight, schedules = model_internals(pl_module, trainer)
-        metrics = {
+        logged = {
             name: value
             for name, value in trainer.callback_metrics.items()
-            if isinstance(value, Tensor)
-            and value.numel() == 1
-            and name not in _RESERVED
-            and name not in schedules
+            if isinstance(value, Tensor) and value.numel() == 1
         }
-        loss = metrics.pop(self.loss_key, None)
+        loss = logged.pop(self.loss_key, None)  # before the filter: loss_key may be "loss"
+        metrics = {
+            name: value
+            for name, value in logged.items()
+            if name not in _RESERVED and name not in schedules
+        }
+        arrays_and_scalars: dict[str, Any] = {**internals, **metrics}  # no name in both
         self.monitor.log_epoch(
             epoch,
             z,
@@ -442,8 +447,7 @@ class CollapseLabCallback(Callback):
             loss=loss,
             predictor_weight=weight,
             schedules=schedules,
-            **internals,
-            **metrics,
+            **arrays_and_scalars,
         )
         self._last_logged = epoch
 

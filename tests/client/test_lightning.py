@@ -328,3 +328,30 @@ def test_an_internals_callable_replaces_the_default(server: FakeCollapseLab) -> 
     torch.testing.assert_close(
         torch.from_numpy(arrays["p"]), 2 * z, atol=4e-3 * z.abs().max(), rtol=0
     )
+
+
+class SimSiamLoggingReservedNames(TinySimSiam):
+    """Logs scalars named as log_epoch's own keywords: its loss as ``loss``, and ``target``
+    and ``schedules``."""
+
+    def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+        loss = super().training_step(batch, index)
+        for name, value in (("loss", loss), ("target", 1.0), ("schedules", 2.0)):
+            self.log(name, value, on_epoch=True, on_step=False)
+        return loss
+
+
+def test_a_metric_named_as_a_log_epoch_keyword_is_not_forwarded(
+    server: FakeCollapseLab,
+) -> None:
+    # forwarded as **scalars it would meet log_epoch's own schedules= (a TypeError that ends
+    # the fit) or be read as the target branch's embeddings
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16), loss_key="loss")
+    fit(SimSiamLoggingReservedNames, callback, epochs=1)
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1]
+    epoch = run.epochs[1]
+    assert isinstance(epoch["loss"], float)  # loss_key "loss" is log_epoch's own loss=
+    assert "target" not in epoch["scalars"] and "schedules" not in epoch["scalars"]
+    assert "target" not in epoch["arrays"]
+    assert run.finish is not None and run.finish["status"] == "succeeded"
