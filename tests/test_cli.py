@@ -1,6 +1,7 @@
 """The command line: clear one-line errors, a table per epoch and the JSONL records."""
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -15,7 +16,12 @@ from contract import RunConfig
 from contract.requests import RUN_REQUEST
 from workers.cli import build_parser, parse_flag_value
 from workers.cli import main as cli_main
-from workers.launcher import DATA_DIR_HELP, service_environment
+from workers.launcher import (
+    DATA_DIR_HELP,
+    die_with_parent,
+    dies_with_this_process,
+    service_environment,
+)
 
 TINY_SETS = [
     "--set", "train_size=256", "--set", "probe_size=128", "--set", "batch_size=64",
@@ -261,3 +267,17 @@ def test_a_sweep_over_a_2026_method_option(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0, 0.05], seeds [0]"
+
+
+def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_once() -> None:
+    # the parent the child was spawned for is gone (here: it was never its parent), so no
+    # PR_SET_PDEATHSIG signal will come: the child must not go on to exec and outlive it
+    orphan = subprocess.Popen(["sleep", "30"], preexec_fn=functools.partial(die_with_parent, 1))
+    assert orphan.wait(10) == 1
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=dies_with_this_process())
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(0.5)  # its parent is alive: it runs
+    finally:
+        child.kill()
+        child.wait(5)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -175,7 +176,7 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
             *("--appendonly", "yes", "--save", ""),
         ],
         start_new_session=True,
-        preexec_fn=die_with_parent,
+        preexec_fn=dies_with_this_process(),
         stdout=subprocess.DEVNULL,
     )
     client = _database_zero(url)
@@ -200,11 +201,21 @@ def _served_by(client: redis.Redis, pid: int) -> bool:
         return False
 
 
-def die_with_parent() -> None:
-    """In a child, before exec: on Linux, get SIGTERM when ``collapse-lab up`` itself dies,
-    even by SIGKILL, so no worker or Redis outlives it."""
+def die_with_parent(parent: int) -> None:
+    """In a child of ``parent``, before exec: on Linux, get SIGTERM when ``collapse-lab up``
+    itself dies, even by SIGKILL, so no worker or Redis outlives it. A parent that died
+    between the fork and the prctl sends no signal any more: the child then exits at once
+    (an API was found still serving an hour after a test had killed `up` while it started
+    its services)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def dies_with_this_process() -> functools.partial[None]:
+    """``preexec_fn`` for a child that must not outlive this process."""
+    return functools.partial(die_with_parent, os.getpid())
 
 
 def worker_command(role: str, name: str) -> list[str]:
@@ -321,7 +332,11 @@ def stop_on_signals() -> None:
 def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start one service in its own session (Ctrl-C reaches only us) that dies with us."""
     return subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=dies_with_this_process(),
     )
 
 
