@@ -132,6 +132,21 @@ def free_local_port() -> int:
         return port
 
 
+def check_port_free(host: str, port: int) -> None:
+    """UpError when something already listens on ``host:port``: the API would fail to bind
+    only after Redis and the workers had started, its reason lost among their messages."""
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise UpError(
+                f"{host}:{port} is in use ({exc.strerror}): stop what listens there, or give "
+                "`collapse-lab up --port` another port"
+            ) from None
+
+
 def choose_redis(url: str, data_dir: Path) -> tuple[str, bool]:
     """The Redis URL this deployment uses, and whether ``up`` must start it.
 
@@ -425,6 +440,7 @@ def up(args: argparse.Namespace) -> int:
     stopping = False
     stop_on_signals()
     try:
+        check_port_free(args.host, args.port)
         redis_url, must_start = choose_redis(settings.redis_url, data_dir)
         if must_start:
             redis_process = start_redis(redis_url, data_dir)

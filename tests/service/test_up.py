@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,3 +90,28 @@ def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
     up.kill()
     up.wait(10)
     wait_until(lambda: not any(alive(p) for p in children), 30, what="orphans to exit")
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        redis_port = free_port()
+        env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        env.pop("DATABASE_URL", None)
+        command = ["up", "--port", str(port), "--train-workers", "0", "--gpus", "none"]
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "--data-dir", str(tmp_path), *command],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "redis").exists()  # no Redis was started for it
+    with socket.socket() as probe:  # nor left listening
+        assert probe.connect_ex(("127.0.0.1", redis_port)) != 0
