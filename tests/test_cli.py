@@ -270,9 +270,9 @@ def test_a_sweep_over_a_2026_method_option(tmp_path: Path) -> None:
 
 
 def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_once() -> None:
-    # the parent the child was spawned for is gone (here: it was never its parent), so no
+    # the parent the child was spawned for is gone (here: no process has pid -1), so no
     # PR_SET_PDEATHSIG signal will come: the child must not go on to exec and outlive it
-    orphan = subprocess.Popen(["sleep", "30"], preexec_fn=functools.partial(die_with_parent, 1))
+    orphan = subprocess.Popen(["sleep", "30"], preexec_fn=functools.partial(die_with_parent, -1))
     assert orphan.wait(10) == 1
     child = subprocess.Popen(["sleep", "30"], preexec_fn=dies_with_this_process())
     try:
