@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
+import numba
+import numba.core.caching
 import numpy as np
 import pytest
 import torch
@@ -52,6 +57,41 @@ def test_umap_kernels_are_compiled_once_per_machine_not_once_per_process() -> No
         stats = kernel.stats
         assert stats.cache_path is not None, f"{kernel.__name__} is compiled without a cache"
         assert sum(stats.cache_hits.values()) + sum(stats.cache_misses.values()) > 0
+
+
+def _add_one(x: int) -> int:
+    return x + 1
+
+
+def test_a_numba_cache_that_cannot_be_written_or_read_only_costs_a_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+
+    def fresh_kernel() -> numba.core.dispatcher.Dispatcher:
+        kernel = numba.njit(_add_one)
+        projection.cache_kernel(kernel)
+        assert kernel.stats.cache_path.startswith(str(tmp_path))
+        return kernel
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(numba.core.caching.IndexDataCacheFile, "save", disk_full)
+        assert fresh_kernel()(1) == 2
+    assert not list(tmp_path.rglob("*.nbi"))
+    assert fresh_kernel()(1) == 2  # this one writes its cache
+    written = list(tmp_path.rglob("*.nb*"))
+    assert written
+    for path in written:  # a crashed writer's leftovers
+        path.write_bytes(b"\x80\x04truncated")
+    kernel = fresh_kernel()
+    assert kernel(2) == 3
+    assert sum(kernel.stats.cache_misses.values()) == 1
+    healed = fresh_kernel()  # the damaged index was replaced by this compile's
+    assert healed(2) == 3
+    assert sum(healed.stats.cache_hits.values()) == 1
 
 
 def test_procrustes_aligned_frame_is_closer_to_the_previous_one() -> None:

@@ -32,15 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
 from scipy.linalg import orthogonal_procrustes
 from sklearn.manifold import trustworthiness as sklearn_trustworthiness
 
@@ -215,6 +218,37 @@ def _equal_extents(layout: np.ndarray) -> np.ndarray:
     return rotated((low + high) / 2).astype(np.float32)
 
 
+class _TolerantCache(FunctionCache):
+    """numba's on-disk cache of a kernel, where a file that cannot be read (truncated,
+    written by a crashed process) or written (disk full, quota) is a miss: the kernel is
+    compiled as without a cache, and the projection does not fail for a cache's sake. An
+    unreadable index is removed, so that this compile writes a good one."""
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            return super().load_overload(sig, target_context)  # type: ignore[no-untyped-call]
+        except Exception as error:  # whatever unpickling a damaged file raises
+            logger.warning("numba cache of %s unreadable (%r): compiled again", self._name, error)
+            with contextlib.suppress(OSError):
+                os.remove(self._cache_file._index_path)
+            return None
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        try:
+            super().save_overload(sig, data)  # type: ignore[no-untyped-call]
+        except Exception as error:
+            logger.warning("numba cache of %s not written (%r)", self._name, error)
+
+
+def cache_kernel(kernel: Dispatcher) -> None:
+    """Give a numba kernel compiled without ``cache=True`` the on-disk cache (what
+    ``Dispatcher.enable_caching`` does, with :class:`_TolerantCache`); a kernel whose
+    file has no writable folder for its cache is left uncached."""
+    # RuntimeError: numba found no writable place for this file's cache
+    with contextlib.suppress(RuntimeError):
+        kernel._cache = _TolerantCache(kernel.py_func)  # type: ignore[attr-defined,no-untyped-call]
+
+
 _UMAP_IMPORT = threading.Lock()  # a worker's warm-up thread and its first task may race
 _UMAP: list[ModuleType] = []  # umap, once _umap() has switched its kernels' cache on
 
@@ -224,22 +258,18 @@ def _umap() -> ModuleType:
     kernel of umap and pynndescent: most are compiled without ``cache=True``, so each new
     process (every projection worker, every test) compiled them again: a worker's warm-up
     took 4.7 s, 0.13 s from the cache, the same layouts to the bit. The cache lives in each
-    package's ``__pycache__``, else numba's user-wide folder; a kernel that neither can hold
-    is compiled as before."""
+    package's ``__pycache__``, else numba's user-wide folder (``NUMBA_CACHE_DIR``)."""
     with _UMAP_IMPORT:
         if _UMAP:
             return _UMAP[0]
         import umap  # noqa: F401  (imports pynndescent, whose kernels it calls)
-        from numba.core.dispatcher import Dispatcher
 
         for name, module in list(sys.modules.items()):
             if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
                 continue
             for value in list(vars(module).values()):
                 if isinstance(value, Dispatcher):
-                    # RuntimeError: numba found no writable place for this file's cache
-                    with contextlib.suppress(RuntimeError):
-                        value.enable_caching()
+                    cache_kernel(value)
         _UMAP.append(sys.modules["umap"])
         return _UMAP[0]
 
