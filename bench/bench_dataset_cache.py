@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def phase_train(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
     }
 
 
-PHASES = {
+PHASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "decode": phase_decode,
     "startup": phase_startup,
     "old-decode": phase_old_decode,

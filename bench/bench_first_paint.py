@@ -75,9 +75,11 @@ def load(page: Page, url: str, ready: str) -> tuple[float, float]:
     return paint_ms, ready_ms
 
 
-def measure(base_url: str, ids: list[str], repeat: int) -> dict[tuple[str, str], list]:
+def measure(
+    base_url: str, ids: list[str], repeat: int
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """-> {(page, "cold" | "warm"): [(paint ms, ready ms), ...]}"""
-    results: dict[tuple[str, str], list] = {}
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         for _ in range(repeat):

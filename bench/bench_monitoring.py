@@ -36,7 +36,7 @@ from contract import resolve_config
 from workers.engine.trainer import train
 
 LIDAR_EVERY = 5  # the run config's default cadence, for the amortised figure
-SETTINGS = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "digits (1,347 train)": {"dataset": "digits"},
     "shapes (8,192 train)": {"dataset": "shapes"},
     "cifar: shapes 50,000, 195 steps": {
@@ -91,7 +91,8 @@ def _print_row(
     label: str, preset: str, probe: int, history: list[Any], cifar_train_s: float | None
 ) -> None:
     def mean(field: str) -> float:
-        return sum(getattr(r, field) for r in history) / len(history)
+        total: float = sum(getattr(r, field) for r in history)
+        return total / len(history)
 
     train_s, lidar_s, mech_s = mean("train_time_s"), mean("lidar_time_s"), mean("mechanisms_time_s")
     diag_s = mean("diagnostics_time_s") - lidar_s

@@ -68,6 +68,7 @@ def main() -> None:
     baseline_motion, ours_motion = [], []
     baseline_previous = umap.UMAP(random_state=0).fit_transform(frames[0])
     ours_previous = projector.previous
+    assert ours_previous is not None  # the warm-up frame's layout
     for epoch, z in enumerate(frames[1:], start=1):
         start = time.perf_counter()
         baseline = umap.UMAP(random_state=0).fit_transform(z)

@@ -127,7 +127,7 @@ def measure(stack: ServiceStack, viewers: int, epochs: int, interval: float) -> 
         )
         process.start()
         await asyncio.gather(*tasks)
-        times = await asyncio.to_thread(commits.get, True, 60)
+        times: dict[int, float] = await asyncio.to_thread(commits.get, True, 60)
         process.join()
         return times
 

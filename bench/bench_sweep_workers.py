@@ -42,8 +42,9 @@ def sweep_wall_time(train_workers: int) -> float:
 
             def finished() -> bool:
                 sweep = client.get(f"/api/sweeps/{sweep_id}").json()
-                assert not sweep["counts"]["failed"], sweep
-                return sweep["counts"]["succeeded"] == 4
+                counts: dict[str, int] = sweep["counts"]
+                assert not counts["failed"], sweep
+                return counts["succeeded"] == 4
 
             wait_until(finished, 3600, interval=0.5, what="the sweep")
             return time.perf_counter() - started

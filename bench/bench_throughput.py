@@ -52,7 +52,7 @@ import copy
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -80,7 +80,7 @@ IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225
 # -- (a) the recipe -----------------------------------------------------------------------------
 
 
-class TwoViewDataset(Dataset):
+class TwoViewDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """PIL images; an item is two independently transformed views (lightly's MultiViewTransform)."""
 
     def __init__(self, images: torch.Tensor, transform: transforms.Compose) -> None:
@@ -140,8 +140,8 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def recipe_loader(
-    dataset: Dataset, args: argparse.Namespace, collate: Callable[..., Any] | None = None
-) -> DataLoader:
+    dataset: Dataset[Any], args: argparse.Namespace, collate: Callable[..., Any] | None = None
+) -> DataLoader[Any]:
     """A recipe's DataLoader: shuffled, full batches, ``args.num_workers`` persistent workers."""
     return DataLoader(
         dataset,
@@ -154,18 +154,20 @@ def recipe_loader(
     )
 
 
-def recipe_batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def recipe_batches(loader: DataLoader[Any]) -> Generator[Any, None, None]:
     while True:
         yield from loader
 
 
-def recipe_step(model: RecipeSimSiam, optimizer: torch.optim.Optimizer, batch) -> float:
+def recipe_step(
+    model: RecipeSimSiam, optimizer: torch.optim.Optimizer, batch: Sequence[torch.Tensor]
+) -> float:
     x0, x1 = batch
     z0, p0 = model(x0)
     z1, p1 = model(x1)
     loss = 0.5 * (negative_cosine(p0, z1) + negative_cosine(p1, z0))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     return float(loss.detach())
 
@@ -209,7 +211,7 @@ class EngineLoop:
         info = StepInfo(epoch=1, step=self.step_index, total_steps=10**6)
         loss = self.method.training_loss(views, indices, info).loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         self.step_index += 1
         return float(loss.detach())
@@ -247,7 +249,7 @@ def time_engine(engine: EngineLoop, args: argparse.Namespace) -> float:
     return time.perf_counter() - start
 
 
-def cpu_seconds_per_step(train_step: Callable[[], None], steps: int) -> float:
+def cpu_seconds_per_step(train_step: Callable[[], object], steps: int) -> float:
     """CPU seconds of one ``train_step()`` in this process, after one untimed step. Run on
     one thread with the batch made in the step (for a recipe, its DataLoader workers' work),
     this does not depend on how busy the machine is nor on how the scheduler shares it
@@ -294,7 +296,7 @@ TOTAL_STEPS = 10**6
 RecipeStep = Callable[[Any, int], None]
 
 
-class LightlyViewsDataset(Dataset):
+class LightlyViewsDataset(Dataset[object]):
     """PIL images through one of lightly's transforms (a view or a list of views)."""
 
     def __init__(self, images: torch.Tensor, transform: Callable[[Image.Image], object]) -> None:
@@ -310,7 +312,7 @@ class LightlyViewsDataset(Dataset):
 
 def lightly_loader(
     name: str, images: torch.Tensor, local_views: int, args: argparse.Namespace
-) -> DataLoader:
+) -> DataLoader[Any]:
     """lightly's example data pipeline for ``name`` over ``images`` (uint8, 32 px), with
     ``local_views`` small crops besides the two global views (multi-crop methods)."""
     from lightly.data.ijepa_collate import IJEPAMaskCollator
@@ -478,7 +480,7 @@ def engine_step(method: Method, optimizer: torch.optim.Optimizer, batch: Any, st
         ijepa = cast(IJEPA, method)
         out = ijepa.predict_targets(images, ijepa.target_tokens(images), context[0], targets)
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
+    out.loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     method.after_step(info)
 

@@ -111,7 +111,8 @@ class _Net(nn.Module):
         self.last = nn.Linear(32, num_prototypes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(F.normalize(self.body(x), dim=1))
+        logits: torch.Tensor = self.last(F.normalize(self.body(x), dim=1))
+        return logits
 
 
 def _seeded_digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
@@ -181,7 +182,7 @@ def dino_loop(
 
     log(0, None)
     for epoch in range(1, EPOCHS + 1):
-        for batch in x[torch.randperm(len(x), generator=generator)].split(128):
+        for batch in torch.split(x[torch.randperm(len(x), generator=generator)], 128):
             views = [augment(batch), augment(batch)]
             student_logs = [F.log_softmax(student(v) / STUDENT_TEMPERATURE, dim=1) for v in views]
             with torch.no_grad():
@@ -195,7 +196,7 @@ def dino_loop(
                 / 2
             )
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             with torch.no_grad():
                 if centering:
@@ -267,7 +268,7 @@ def lightly_dino_loop(
 
     log(0, None)
     for epoch in range(1, EPOCHS + 1):
-        for batch in x[torch.randperm(len(x), generator=generator)].split(128):
+        for batch in torch.split(x[torch.randperm(len(x), generator=generator)], 128):
             views = [augment(batch), augment(batch)]
             with torch.no_grad():
                 teacher_out = [teacher_head(teacher_backbone(v)) for v in views]

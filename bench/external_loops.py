@@ -341,13 +341,13 @@ def run_loop(
     log(0, None, {})
     for epoch in range(1, epochs + 1):
         sums: dict[str, float] = {}
-        batches = x[torch.randperm(len(x), generator=generator)].split(BATCH_SIZE)
+        batches = torch.split(x[torch.randperm(len(x), generator=generator)], BATCH_SIZE)
         for batch in batches:
             if len(batch) < 2:
                 continue
             loss, terms = step(augment(batch), augment(batch))
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             if loop.family == "byol":
                 with torch.no_grad():

@@ -46,7 +46,7 @@ def _write_class(task: tuple[Path, int, int, int, int]) -> int:
         top = int(np.clip((row + rng.random()) * cell_h - side / 2, 0, height - side))
         left = int(np.clip((col + rng.random()) * cell_w - side / 2, 0, width - side))
         crop = Image.fromarray(photo[top : top + side, left : left + side])
-        image = crop.resize((size, size), Image.BILINEAR)
+        image = crop.resize((size, size), Image.Resampling.BILINEAR)
         if i % 2:
             image.save(class_dir / f"{i:06d}.jpg", quality=90)
         else:

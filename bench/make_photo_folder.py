@@ -55,7 +55,9 @@ def make_photo_folder(
                     top = int(np.clip(cy - side / 2, 0, height - side))
                     left = int(np.clip(cx - side / 2, 0, width - side))
                     crop = photo[top : top + side, left : left + side]
-                    image = Image.fromarray(crop).resize((SAVED_SIZE, SAVED_SIZE), Image.BILINEAR)
+                    image = Image.fromarray(crop).resize(
+                        (SAVED_SIZE, SAVED_SIZE), Image.Resampling.BILINEAR
+                    )
                     image.save(class_dir / f"{index:04d}.png")
     return folder
 

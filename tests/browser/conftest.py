@@ -15,7 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
 from tests.service.conftest import redis_server
 from tests.service.stack import TINY_RUN, RedisServer, ServiceStack, wait_until
@@ -32,7 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 API_TOKEN = "browser-test-token"
-DESKTOP = {"width": 1280, "height": 800}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 # A run that collapses completely within a few seconds on one CPU thread: SimSiam without
@@ -88,7 +94,7 @@ def launch_and_finish(client: httpx.Client, config: dict[str, Any]) -> dict[str,
         assert run["status"] not in ("failed", "cancelled"), run
         return run if run["status"] == "succeeded" else None
 
-    run = wait_until(finished, 300, interval=0.5, what=f"run {run_id} to succeed")
+    run: dict[str, Any] = wait_until(finished, 300, interval=0.5, what=f"run {run_id} to succeed")
     wanted = set(range(run["epochs"] + 1))
 
     def projected() -> bool:

@@ -281,7 +281,8 @@ class ServiceStack:
 
     def wait_for_workers(self, train: int = 1, timeout: float = 180) -> None:
         def ready() -> bool:
-            workers = httpx.get(f"{self.base_url}/api/health", timeout=5).json()["workers"]
+            health = httpx.get(f"{self.base_url}/api/health", timeout=5).json()
+            workers: dict[str, int] = health["workers"]
             return workers["train"] >= train
 
         wait_until(ready, timeout, what=f"{train} train worker(s)")
