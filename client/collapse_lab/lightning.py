@@ -55,7 +55,7 @@ except ImportError:  # the older standalone package
             "pip install 'collapse-lab-client[lightning]'"
         ) from error
 
-from .monitor import CollapseLabWarning, Monitor, default_resume_key
+from .monitor import CollapseLabWarning, Monitor, _claim_default_key, default_resume_key
 
 EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
 # (module, x, z) -> per-sample internals of the batch: "target", "p", "teacher", "student"
@@ -354,14 +354,15 @@ class CollapseLabCallback(Callback):
         if not trainer.is_global_zero or self.monitor is not None:
             return
         config = self.config if self.config is not None else dict(pl_module.hparams)
-        if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
-            self.resume_key = default_resume_key(self.monitor_kwargs.get("name") or "lightning")
-            self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
         # the optimiser's class tells the server how weight decay acts (plain SGD only is
         # read as a cause: workers/engine/cause.py); the researcher's own key wins
         optimizer = _first_optimizer(trainer)
         if optimizer is not None and "optimizer" not in config:
             config = {**config, "optimizer": type(optimizer).__name__}
+        if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
+            name = self.monitor_kwargs.get("name") or "lightning"
+            self.resume_key = _claim_default_key(default_resume_key(name, config))
+            self.resume_key = self.resume_key or f"lightning:{uuid.uuid4().hex}"
         self.monitor = Monitor(
             self.url,
             config={**config, "max_epochs": trainer.max_epochs},

@@ -10,6 +10,8 @@ logged on the ``collapse_lab`` logger). Exceptions are reserved for the caller's
 from __future__ import annotations
 
 import atexit
+import hashlib
+import io
 import json
 import logging
 import math
@@ -67,6 +69,10 @@ FIRST_VERDICT_POLL_S = 0.05
 MAX_VERDICT_POLL_S = 2.0
 COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
+MAX_RESUME_KEY = 200  # the server's limits
+MAX_STOP_REASON = 500
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT32_MIN, INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 
 
 # Any of these scalars (or both temperatures) lets the server tell a DINO-style collapse
@@ -123,21 +129,67 @@ class Verdict:
 OPTIONAL_REGISTRATION_FIELDS = ("resume_key", "project", "tags", "note", "alerts")
 
 
-def default_resume_key(name: str) -> str | None:
+def default_resume_key(name: str, config: Mapping[str, Any] | None = None) -> str | None:
     """The key a restarted job continues its run with, from its scheduler's environment:
     under SLURM the job id (with the array task id), under torchrun the rendezvous run id;
-    scoped by the SLURM cluster and by the run's name, so two monitors of one job (or two
-    clusters sharing a server) never continue each other's run."""
+    scoped by the SLURM cluster, the run's name and a digest of its ``config`` (when one is
+    given), so two clusters sharing a server, or two trainings of one job with other
+    settings (a loop over seeds in one ``sbatch``), never continue each other's run. A
+    requeued job repeats its command line, so its runs find their keys again; a config that
+    changes at a restart (a timestamp in it) needs an explicit ``resume=`` key."""
     env = os.environ
     if env.get("SLURM_JOB_ID"):
         job = env["SLURM_JOB_ID"]
         if env.get("SLURM_ARRAY_TASK_ID"):
             job += f"_{env['SLURM_ARRAY_TASK_ID']}"
-        return f"slurm:{env.get('SLURM_CLUSTER_NAME', '')}:{job}:{name}"
-    run_id = env.get("TORCHELASTIC_RUN_ID")
-    if run_id and run_id != "none":
-        return f"torchrun:{run_id}:{name}"
-    return None
+        key = f"slurm:{env.get('SLURM_CLUSTER_NAME', '')}:{job}:{name}"
+    elif (run_id := env.get("TORCHELASTIC_RUN_ID")) and run_id != "none":
+        key = f"torchrun:{run_id}:{name}"
+    else:
+        return None
+    if config:
+        canonical = json.dumps(_json_config(config), sort_keys=True)
+        key += ":" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    if len(key) > MAX_RESUME_KEY:  # a long name: the key keeps its scheduler part readable
+        key = key[: MAX_RESUME_KEY - 17] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return key
+
+
+# The default resume keys this process handed out (_claim_default_key), with their counts.
+_DEFAULT_KEYS_TAKEN: dict[str, int] = {}
+_DEFAULT_KEYS_LOCK = threading.Lock()
+
+
+def _claim_default_key(key: str | None) -> str | None:
+    """``key`` for the first monitor of this process that derives it, ``key#2``, ``key#3``...
+    for the next ones: two monitors of one script (two models trained side by side, a
+    loop of runs) get two runs, and a requeued job, which creates them in the same order,
+    continues each."""
+    if key is None:
+        return None
+    with _DEFAULT_KEYS_LOCK:
+        count = _DEFAULT_KEYS_TAKEN[key] = _DEFAULT_KEYS_TAKEN.get(key, 0) + 1
+    return key if count == 1 else f"{key[: MAX_RESUME_KEY - 8]}#{count}"
+
+
+def drop_refused_fields(registration: dict[str, Any], response: httpx.Response) -> list[str]:
+    """The optional registration fields a 422 names (a server older than resume keys or
+    labels, or a label value it does not take), removed from ``registration``."""
+    if response.status_code != 422:
+        return []
+    refused = [
+        field
+        for field in OPTIONAL_REGISTRATION_FIELDS
+        if field in registration and f'"{field}"' in response.text
+    ]
+    for field in refused:
+        del registration[field]
+    return refused
+
+
+def _strings(values: str | Sequence[str]) -> list[str]:
+    """A list of tags or URLs; one string is one of them (not its letters)."""
+    return [values] if isinstance(values, str) else list(values)
 
 
 def _mode(offline: bool | str | None) -> str:
@@ -180,7 +232,8 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         ) from error
 
 
-def _float_matrix(value: Any, name: str) -> np.ndarray:
+def _float_matrix(value: Any, name: str, shape: str = "(N, d)") -> np.ndarray:
+    """``value`` as a 2-D array of real numbers; ``shape`` names the expected one."""
     array = _as_array(value, name)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, not {array.dtype}")
@@ -191,8 +244,16 @@ def _float_matrix(value: Any, name: str) -> np.ndarray:
                 ": a leading 1, as logits - center gives with lightly's DINOLoss centre "
                 "(kept as (1, 1, K)); use center.reshape(-1)"
             )
-        raise ValueError(f"{name} must be (N, d), got shape {array.shape}{hint}")
+        raise ValueError(f"{name} must be {shape}, got shape {array.shape}{hint}")
     return array
+
+
+def _float32_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite as float32, the widest the wire carries (a float64
+    beyond 3.4e38 becomes infinity there)."""
+    if not np.isfinite(array).all():
+        return False
+    return array.dtype.itemsize <= 4 or not array.size or np.abs(array).max() <= FLOAT32_MAX
 
 
 def _number(value: Any, name: str) -> float | None:
@@ -206,6 +267,8 @@ def _number(value: Any, name: str) -> float | None:
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping (a dict), not {type(config).__name__}")
     # Researchers' configs hold Paths, enums, dtypes...: those travel as their str().
     try:
         text = json.dumps(dict(config or {}), default=str, allow_nan=False)
@@ -294,9 +357,9 @@ class Monitor:
         offline: bool | str | None = None,
         run_dir: str | Path | None = None,
         project: str | None = None,
-        tags: Sequence[str] = (),
+        tags: str | Sequence[str] = (),
         note: str = "",
-        alerts: Sequence[str] = (),
+        alerts: str | Sequence[str] = (),
     ) -> None:
         self.mode = _mode(offline)
         url = url or os.environ.get("COLLAPSE_LAB_URL")
@@ -308,6 +371,8 @@ class Monitor:
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', not {precision!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if max_buffer_epochs < 1 or max_buffer_bytes < 1:
             raise ValueError("max_buffer_epochs and max_buffer_bytes must be positive")
         self.base_url = (url or "").rstrip("/")
@@ -330,9 +395,12 @@ class Monitor:
         name = name or Path(script).stem or "external run"
         if resume is True or (resume is not None and not isinstance(resume, str | bool)):
             raise ValueError("resume must be a key (a string), None (the scheduler's) or False")
-        if isinstance(resume, str) and not 0 < len(resume) <= 200:
-            raise ValueError("resume must be 1 to 200 characters")
-        self.resume_key = default_resume_key(name) if resume is None else resume or None
+        if isinstance(resume, str) and not 0 < len(resume) <= MAX_RESUME_KEY:
+            raise ValueError(f"resume must be 1 to {MAX_RESUME_KEY} characters")
+        if resume is None:
+            self.resume_key = _claim_default_key(default_resume_key(name, config))
+        else:
+            self.resume_key = resume or None
         self._registration: dict[str, Any] = {
             "name": name,
             "config": _json_config(config),
@@ -348,7 +416,12 @@ class Monitor:
         if self.resume_key:  # only when set: servers before resume keys refuse the field
             self._registration["resume_key"] = self.resume_key
         # the run's labels, only those set (servers before labels refuse the fields)
-        given = {"project": project, "tags": list(tags), "note": note, "alerts": list(alerts)}
+        given = {
+            "project": project,
+            "tags": _strings(tags),
+            "note": note,
+            "alerts": _strings(alerts),
+        }
         self._registration.update({key: value for key, value in given.items() if value})
         token = token or os.environ.get("COLLAPSE_LAB_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -384,10 +457,13 @@ class Monitor:
         self._poll_verdicts = True  # False once the server showed it has no run endpoint
         self._stop: dict[str, Any] = {}  # record_stop(): sent with the finish call
 
+        self._offline_part: Path | None = None  # this run's directory, to upload first
         if self.mode == "offline":
             self._open_local()
         else:
             self._register_now(timeout)
+            if self.run_dir is None:
+                self._find_offline_part()
         self._thread = threading.Thread(target=self._run, name="collapse-lab-sender", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
@@ -456,17 +532,19 @@ class Monitor:
             raise ValueError(f"epochs must increase: {epoch} after {self._last_epoch}")
         arrays = self._check_arrays(z, h, labels, views)
         arrays |= self._check_internals(
-            arrays["z"].shape[0],
+            arrays["z"].shape,
             {"target": target, "p": p, "predictor_weight": predictor_weight},
             {"teacher": teacher, "student": student},
         )
         for group, values in (("loss_terms", loss_terms), ("schedules", schedules)):
+            if values is not None and not isinstance(values, Mapping):
+                raise TypeError(f"{group} must be a mapping of names to numbers")
             for given, value in (values or {}).items():
                 name = SCHEDULE_ALIASES.get(given, given) if group == "schedules" else given
                 if not isinstance(name, str) or name in scalars:
                     raise ValueError(f"{group}: {given!r} is not a name, or given twice")
                 scalars[name] = value
-        bad = [n for n, a in arrays.items() if n != "labels" and not np.isfinite(a).all()]
+        bad = [n for n, a in arrays.items() if n != "labels" and not _float32_finite(a)]
         if not bad:
             body = wire.encode_epoch(
                 epoch,
@@ -485,6 +563,9 @@ class Monitor:
                 )
         first = self._last_epoch is None
         self._last_epoch = epoch
+        for name in ("z", "h"):  # the probe's widths, fixed from the first accepted epoch
+            if name in arrays:
+                self._shapes.setdefault(name, arrays[name].shape)
         if first:
             self._baseline = epoch
             if epoch != 0 and self.last_stored_epoch is None:
@@ -510,8 +591,9 @@ class Monitor:
             self._skipped.append(epoch)
             self._warn(
                 "nonfinite",
-                f"epoch {epoch}: {', '.join(bad)} contain NaN or infinity (training "
-                "diverged?); such epochs are not sent (stats.skipped lists them)",
+                f"epoch {epoch}: {', '.join(bad)} contain NaN or infinity, or values beyond "
+                "float32's range (training diverged?); such epochs are not sent "
+                "(stats.skipped lists them)",
             )
             return
         with self._cond:
@@ -599,6 +681,8 @@ class Monitor:
     def record_stop(self, epoch: int, reason: str | None = None) -> None:
         """Note that the training stopped after ``epoch`` because of ``reason`` (stop on
         collapse): the finish call tells the server, and the run page shows it."""
+        if reason is not None and len(reason) > MAX_STOP_REASON:  # the page shows a sentence
+            reason = reason[: MAX_STOP_REASON - 1] + "…"
         self._stop = {"stopped_at_epoch": int(epoch), "stop_reason": reason}
 
     def __enter__(self) -> Monitor:
@@ -624,6 +708,8 @@ class Monitor:
             raise TypeError(f"labels must be integers, not {array.dtype}")
         if rows is not None and array.shape[0] != rows:
             raise ValueError(f"labels has {array.shape[0]} entries, z has {rows} rows")
+        if array.size and (array.min() < INT32_MIN or array.max() > INT32_MAX):
+            raise ValueError("labels must fit in 32 bits (class indices)")
         return array.astype(np.int32)
 
     def _check_arrays(
@@ -664,7 +750,8 @@ class Monitor:
             arrays["views_a"], arrays["views_b"] = a, b
         for name in ("z", "h"):
             if name in arrays:
-                shape, first = arrays[name].shape, self._shapes.setdefault(name, arrays[name].shape)
+                shape = arrays[name].shape
+                first = self._shapes.get(name, shape)  # recorded by log_epoch once accepted
                 if shape != first:
                     raise ValueError(
                         f"{name} is {shape} but was {first} at the first epoch: the probe set "
@@ -673,22 +760,35 @@ class Monitor:
         return arrays
 
     def _check_internals(
-        self, rows: int, matrices: dict[str, Any], probabilities: dict[str, Any]
+        self, z_shape: tuple[int, ...], matrices: dict[str, Any], probabilities: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         """The method internals given, checked: per-sample rows as z's, p shaped as target,
-        the predictor a matrix, teacher and student probabilities of one shape."""
+        the predictor a (d_t, d) matrix from z's width to the target's, teacher and student
+        probabilities of one shape."""
+        rows, width = z_shape
         arrays: dict[str, np.ndarray] = {}
         for name, value in {**matrices, **probabilities}.items():
             if value is None:
                 continue
+            if name == "predictor_weight":
+                arrays[name] = _float_matrix(value, name, "(d_t, d)")
+                continue
             arrays[name] = _float_matrix(value, name)
-            if name != "predictor_weight" and arrays[name].shape[0] != rows:
+            if arrays[name].shape[0] != rows:
                 raise ValueError(f"{name} has {arrays[name].shape[0]} rows, z has {rows}")
         if "p" in arrays and "target" in arrays and arrays["p"].shape != arrays["target"].shape:
             raise ValueError(
                 f"p {arrays['p'].shape} and target {arrays['target'].shape} must have one "
                 "shape: p predicts the target"
             )
+        if (weight := arrays.get("predictor_weight")) is not None:
+            outputs = next((arrays[n].shape[1] for n in ("p", "target") if n in arrays), None)
+            if weight.shape[1] != width or outputs not in (None, weight.shape[0]):
+                expected = f"({outputs if outputs is not None else 'd_t'}, {width})"
+                raise ValueError(
+                    f"predictor_weight is {weight.shape}, expected {expected}: the linear "
+                    "predictor maps z's width onto the target's (p = z @ W.T)"
+                )
         teacher, student = arrays.get("teacher"), arrays.get("student")
         if teacher is not None and student is not None and teacher.shape != student.shape:
             raise ValueError("teacher and student must have one shape (N, K)")
@@ -806,18 +906,56 @@ class Monitor:
             self.last_stored_epoch = max(stored) if stored else None
         logger.info("Collapse Lab run written to %s", self.run_dir)
 
+    def _find_offline_part(self) -> None:
+        """An earlier try of this job that wrote its run offline (``offline="auto"`` with
+        the server down) left the resume key's directory: the run goes on here, online, so
+        its epochs are uploaded first (by the sender, before this monitor's) and its
+        finish.json, which no longer ends the run, is removed (a later sync would close
+        the run this monitor writes). Counted as resumed from the directory's last epoch."""
+        if not self.resume_key:
+            return
+        name = str(self._registration["name"])
+        run_dir = self._local_root / local.directory_name(name, self.resume_key)
+        epochs = local.stored_epochs(run_dir) if (run_dir / local.RUN_FILE).is_file() else {}
+        if not epochs:
+            return
+        (run_dir / local.FINISH_FILE).unlink(missing_ok=True)
+        self._offline_part = run_dir
+        self.resumed = True
+        self.last_stored_epoch = max(max(epochs), self.last_stored_epoch or 0)
+
+    def _upload_offline_part(self, run_dir: Path) -> None:
+        """Upload the epochs of the directory :meth:`_find_offline_part` found that the
+        server does not hold, as ``python -m collapse_lab sync`` does (its ``sync.json``
+        updated, so a later sync has nothing left to send)."""
+        from . import sync  # sync builds on this module
+
+        self._offline_part = None
+        quiet = sync.Progress(run_dir.name, io.StringIO())
+        try:
+            syncer = sync.RunSync(self._http, self.base_url, run_dir, quiet)
+            syncer.step()
+        except (local.NotARunError, sync.SyncAborted, sync.TokenRefused) as error:
+            self._warn("offline-part", f"the run's offline part in {run_dir} not uploaded: {error}")
+            return
+        refused = sorted(syncer.state.refused)
+        logger.info(
+            "Collapse Lab: uploaded %d epochs of the run's offline part in %s%s",
+            syncer.sent,
+            run_dir,
+            f" ({len(refused)} refused: {refused})" if refused else "",
+        )
+        if refused:
+            self._warn(
+                "offline-part",
+                f"epochs {refused} of the run's offline part in {run_dir} were refused: "
+                "python -m collapse_lab sync names why",
+            )
+
     def _drop_unknown_fields(self, response: httpx.Response) -> bool:
         """A server older than resume keys or run labels refuses those fields (422 naming
         them): register without them. True when the registration should be sent again."""
-        if response.status_code != 422:
-            return False
-        refused = [
-            field
-            for field in OPTIONAL_REGISTRATION_FIELDS
-            if field in self._registration and f'"{field}"' in response.text
-        ]
-        for field in refused:
-            del self._registration[field]
+        refused = drop_refused_fields(self._registration, response)
         if "resume_key" in refused:
             self._warn(
                 "no-resume",
@@ -949,6 +1087,8 @@ class Monitor:
             delivered = self._write_local(item)
         else:
             registered = self.run_id is not None or self._register_later()
+            if registered and self._offline_part is not None:
+                self._upload_offline_part(self._offline_part)
             delivered = registered and self._deliver(item)
         with self._cond:
             self._in_flight = None

@@ -38,7 +38,13 @@ from typing import Any, TextIO
 import httpx
 
 from . import local, wire
-from .monitor import MAX_BACKOFF_S, RETRYABLE_STATUSES, _response_detail, _retry_after
+from .monitor import (
+    MAX_BACKOFF_S,
+    RETRYABLE_STATUSES,
+    _response_detail,
+    _retry_after,
+    drop_refused_fields,
+)
 
 ATTEMPTS = 8  # per request, backing off 0.5 s doubling to 10 s: about a minute
 # --follow gives up on a run after this long without a new file: longer than an epoch of
@@ -124,6 +130,7 @@ class RunSync:
         self.sent = self.already = 0
         self.accepts: frozenset[str] = frozenset(wire.ARRAY_NAMES)  # the server's, registered
         self.registered = False  # by this sync (registration reopens a finished resumed run)
+        self.server_last_epoch: int | None = None  # the run's last epoch when registered
         self.told: set[int] = set()  # refused epochs this sync has named already
         self.steps = 0
         self.files: object = None  # what the directory held at the last step
@@ -201,14 +208,13 @@ class RunSync:
         headers = {"Idempotency-Key": str(self.meta["idempotency_key"])}
         while True:
             response = self._call("POST", "/api/external-runs", json=registration, headers=headers)
-            if (
-                response.status_code == 422
-                and "resume_key" in registration
-                and "resume_key" in response.text
-            ):
-                del registration["resume_key"]  # a server older than resume keys
-                continue
-            break
+            refused = drop_refused_fields(registration, response)
+            if not refused:
+                break
+            self.report(  # as the online monitor does: the run is synced without them
+                f"the server refuses {', '.join(refused)} (an older server, or a value it "
+                "does not take): the run is registered without them"
+            )
         detail, _ = _response_detail(response)
         if not response.is_success:
             raise SyncAborted(f"the server refused the run (HTTP {response.status_code}: {detail})")
@@ -221,6 +227,8 @@ class RunSync:
         self.state.url = page if page.startswith("http") else self.base_url + page
         # a resume key reopens a run its finish call had closed: that call is sent again
         self.state.finished = None
+        last = payload.get("last_epoch")
+        self.server_last_epoch = last if isinstance(last, int) else None
         self.registered = True
         self._save_state()
 
@@ -300,6 +308,12 @@ class RunSync:
         self.state.finished = digest
         self._save_state()
 
+    def _went_on_elsewhere(self, epochs: dict[int, Path]) -> bool:
+        """Whether the run, registered by its resume key, holds epochs past this directory's
+        (a requeued try of the job logged them online): the directory's finish is stale."""
+        last_here = max(epochs, default=-1)
+        return self.server_last_epoch is not None and self.server_last_epoch > last_here
+
     def _still_refused(self, epoch: int, path: Path) -> bool:
         """Refused before, and its file unchanged since: named once per sync, not re-sent."""
         refusal = self.state.refused.get(epoch)
@@ -349,7 +363,16 @@ class RunSync:
             self._show(epochs)
         if finish_digest and finish_digest != self.state.finished:
             finish = local.read_finish(self.run_dir)
-            if finish is not None:
+            if finish is not None and self._went_on_elsewhere(epochs):
+                self.progress.say(
+                    f"{self.run_dir}: the server's run holds epochs up to "
+                    f"{self.server_last_epoch}, past this directory's last: the job went on "
+                    f"elsewhere (its resume key), so this directory's {local.FINISH_FILE} does "
+                    "not end the run"
+                )
+                self.state.finished = finish_digest
+                self._save_state()
+            elif finish is not None:
                 self.finish(finish, finish_digest)
         return finish_digest is not None and finish_digest == self.state.finished
 

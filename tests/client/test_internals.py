@@ -123,6 +123,14 @@ def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> 
         monitor.log_epoch(0, z, teacher=RNG.standard_normal((N, K)))
     with pytest.raises(ValueError, match="given twice"):
         monitor.log_epoch(0, z, lr=0.1, schedules={"lr": 0.2})
+    with pytest.raises(ValueError, match=rf"predictor_weight is \(5, 7\), expected \(d_t, {D}\)"):
+        monitor.log_epoch(0, z, predictor_weight=np.zeros((5, 7)))
+    with pytest.raises(ValueError, match=rf"predictor_weight is .*expected \({D}, {D}\)"):
+        monitor.log_epoch(0, z, p=z, target=z, predictor_weight=np.zeros((4, D)))
+    with pytest.raises(ValueError, match=r"predictor_weight must be \(d_t, d\)"):
+        monitor.log_epoch(0, z, predictor_weight=np.zeros(D))
+    with pytest.raises(TypeError, match="schedules must be a mapping"):
+        monitor.log_epoch(0, z, schedules=[("lr", 0.1)])
     # a teacher broadcast against lightly's (1, 1, K) DINO centre
     with pytest.raises(ValueError, match=r"\(1, 128, 32\): a leading 1.*center.reshape\(-1\)"):
         monitor.log_epoch(0, z, teacher=_probabilities()[None], student=_probabilities())

@@ -234,6 +234,34 @@ def test_caller_bugs_raise_at_once(server: FakeCollapseLab) -> None:
     assert sorted(server.only_run().epochs) == [0]
 
 
+def test_a_refused_first_call_does_not_fix_the_probe_shape(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url)
+    transposed = probe(n=8, d=100)
+    with pytest.raises(ValueError, match="target has 100 rows, z has 8"):
+        monitor.log_epoch(0, transposed, target=probe(n=100, d=8))
+    monitor.log_epoch(0, probe(n=100, d=8))  # the corrected call is the first epoch
+    monitor.log_epoch(1, probe(n=100, d=8))
+    assert monitor.finish(timeout=10)
+    assert sorted(server.only_run().epochs) == [0, 1]
+
+
+def test_arguments_of_the_wrong_kind_are_named(server: FakeCollapseLab) -> None:
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        Monitor(server.url, config=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        Monitor(server.url, timeout=-1)
+    monitor = Monitor(server.url, tags="baseline", note="n")
+    with pytest.raises(ValueError, match="labels must fit in 32 bits"):
+        monitor.log_epoch(0, probe(), labels=np.full(256, 2**40))
+    monitor.record_stop(0, "x" * 600)
+    monitor.log_epoch(0, probe())
+    assert monitor.finish(timeout=10)
+    run = server.only_run()
+    assert run.registration["tags"] == ["baseline"]  # one tag, not its letters
+    assert run.finish is not None and run.finish["stopped_at_epoch"] == 0
+    assert len(run.finish["stop_reason"]) == 500  # within the server's bound
+
+
 def test_diverged_epochs_and_a_late_baseline_warn_but_do_not_raise(
     server: FakeCollapseLab,
 ) -> None:
@@ -245,11 +273,12 @@ def test_diverged_epochs_and_a_late_baseline_warn_but_do_not_raise(
     with pytest.warns(CollapseLabWarning, match="NaN or infinity"):
         monitor.log_epoch(4, bad, loss=float("nan"))
     monitor.log_epoch(5, probe(), loss=float("inf"))
+    monitor.log_epoch(6, probe().astype(np.float64) * 1e300)  # finite, not in float32
     assert monitor.finish(timeout=10)
     run = server.only_run()
-    assert sorted(run.epochs) == [3, 5] and monitor.stats.skipped == [4]
+    assert sorted(run.epochs) == [3, 5] and monitor.stats.skipped == [4, 6]
     assert run.epochs[5]["loss"] is None  # JSON has no inf: null
-    assert run.finish is not None and run.finish["epochs_skipped"] == [4]
+    assert run.finish is not None and run.finish["epochs_skipped"] == [4, 6]
 
 
 def test_tensor_like_inputs_without_torch(server: FakeCollapseLab) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from collapse_lab import CollapseLabWarning, Monitor, local, wire
+from collapse_lab import monitor as monitor_module
 from collapse_lab.sync import sync_paths
 
 from tests.client.fake_server import FakeCollapseLab
@@ -33,15 +34,18 @@ def test_an_offline_monitor_writes_a_run_directory_that_a_requeued_job_continues
     assert run_dir is not None and run_dir.parent == tmp_path
     meta = local.read_meta(run_dir)
     assert meta["registration"]["config"] == {"lr": 0.1}
-    assert meta["registration"]["resume_key"] == "slurm::777:job"
+    assert meta["registration"]["resume_key"] == first.resume_key
+    assert first.resume_key is not None and first.resume_key.startswith("slurm::777:job:")
     assert sorted(local.stored_epochs(run_dir)) == [0, 1, 2]
     assert wire.decode_epoch(local.epoch_path(run_dir, 2).read_bytes()).loss == 0.5
     assert json.loads((run_dir / local.FINISH_FILE).read_text())["status"] == "succeeded"
     assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
 
-    # The requeued job: same directory, finish.json gone until it finishes; epoch 1 again
-    # with the same data is kept once, epoch 2 with other data refused, epoch 3 new.
-    second = Monitor(name="job")
+    # The requeued job (a new process, the same command line): same directory, finish.json
+    # gone until it finishes; epoch 1 again with the same data is kept once, epoch 2 with
+    # other data refused, epoch 3 new.
+    _new_process(monkeypatch)
+    second = Monitor(name="job", config={"lr": 0.1})
     assert second.run_dir == run_dir and second.resumed and second.last_stored_epoch == 2
     assert not (run_dir / local.FINISH_FILE).exists()
     before = local.epoch_path(run_dir, 2).read_bytes()
@@ -53,6 +57,43 @@ def test_an_offline_monitor_writes_a_run_directory_that_a_requeued_job_continues
     assert second.stats.delivered == [1, 3] and second.stats.dropped == [2]
     assert local.epoch_path(run_dir, 2).read_bytes() == before
     assert local.read_meta(run_dir)["idempotency_key"] == meta["idempotency_key"]
+
+
+def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the default resume keys this process handed out, as a requeued job's new
+    process has never seen them."""
+    monkeypatch.setattr(monitor_module, "_DEFAULT_KEYS_TAKEN", {})
+
+
+def test_default_keys_part_monitors_of_one_job_and_find_them_again_after_a_requeue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop over seeds in one sbatch (other configs) and two monitors of one script get
+    runs of their own; the requeued job, creating them in the same order, finds each."""
+    monkeypatch.setenv("SLURM_JOB_ID", "912")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    monkeypatch.delenv("SLURM_CLUSTER_NAME", raising=False)
+    _new_process(monkeypatch)
+
+    def job() -> list[str | None]:
+        monitors = [
+            Monitor(name="train", config={"seed": 0}, offline=True, run_dir=tmp_path),
+            Monitor(name="train", config={"seed": 1}, offline=True, run_dir=tmp_path),
+            Monitor(name="train", config={"seed": 1}, offline=True, run_dir=tmp_path),
+        ]
+        for monitor in monitors:
+            monitor.finish(timeout=10)
+        return [monitor.resume_key for monitor in monitors]
+
+    keys = job()
+    assert len(set(keys)) == 3 and all(k and k.startswith("slurm::912:train:") for k in keys)
+    assert keys[2] == f"{keys[1]}#2"
+    assert keys[0] == monitor_module.default_resume_key("train", {"seed": 0})
+    _new_process(monkeypatch)
+    assert job() == keys
+    assert len(list(tmp_path.iterdir())) == 3
+    long_key = monitor_module.default_resume_key("n" * 400, {"seed": 0})
+    assert long_key is not None and len(long_key) == monitor_module.MAX_RESUME_KEY
 
 
 def test_not_a_run_directory_is_named() -> None:
@@ -126,6 +167,7 @@ def test_the_resume_key_comes_from_the_scheduler(
     assert first.resume_key == key
     first.log_epoch(0, _z(0))
     assert first.finish(timeout=10) and first.run_dir is not None
+    _new_process(monkeypatch)
     requeued = Monitor(name="job", offline=True, run_dir=tmp_path)
     assert (requeued.run_dir == first.run_dir) is (key is not None)
     assert requeued.resumed is (key is not None)

@@ -133,6 +133,56 @@ def test_an_offline_run_syncs_later_whole_and_a_second_sync_continues(
     assert third.returncode == 0 and third.stderr.count("already synced") == 2, third.stderr
 
 
+def test_a_job_that_went_on_online_is_not_closed_by_its_offline_part(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """offline="auto" under SLURM: a try of the job that could not reach the server wrote
+    its epochs (and, preempted, a failed finish) offline; the requeued try reaches it. The
+    run goes on online, the offline part uploaded first; a sync afterwards, or of a copy the
+    online try could not see, neither closes the run nor reopens it."""
+    root = tmp_path / "collapse-lab-runs"
+    key = f"auto-{uuid.uuid4().hex[:8]}"
+    first = Monitor(name="auto", offline=True, run_dir=root, resume=key)
+    for epoch in range(4):
+        first.log_epoch(epoch, _collapsing(epoch), loss=1.0)
+    first.finish(timeout=30, error="preempted (SIGTERM)")
+    assert first.run_dir is not None and local.read_finish(first.run_dir) is not None
+
+    requeued = Monitor(stack.base_url, name="auto", run_dir=root, resume=key)
+    assert requeued.resumed and requeued.last_stored_epoch == 3
+    assert local.read_finish(first.run_dir) is None  # the run goes on: not its finish
+    for epoch in range(4, 7):
+        requeued.log_epoch(epoch, _collapsing(epoch), loss=1.0)
+    assert requeued.finish(timeout=60) and requeued.run_id is not None
+    run_id = requeued.run_id
+    run = wait_until(lambda: _ended(api, run_id), 120, what="the run to end")
+    assert run["status"] == "succeeded", run
+    wait_until(lambda: sorted(_records(api, run_id)) == list(range(7)), 120, what="0-6")
+
+    later = _sync(str(root), stack.base_url, cwd=tmp_path)
+    assert later.returncode == 0, later.stderr
+    assert _run(api, run_id)["status"] == "succeeded"
+
+    # The offline part on a disk the requeued try does not see (node-local): the sync
+    # uploads its epochs but not its stale finish, which would close the live run.
+    elsewhere = f"elsewhere-{uuid.uuid4().hex[:8]}"
+    node_local = _offline_run(tmp_path / "node-a", "auto", range(3), resume=elsewhere)
+    live = Monitor(stack.base_url, name="auto", run_dir=tmp_path / "node-b", resume=elsewhere)
+    for epoch in range(3, 6):
+        live.log_epoch(epoch, _collapsing(epoch), loss=1.0)
+    wait_until(lambda: len(live.stats.delivered) == 3, 60, what="the live epochs")
+    relayed = _sync(str(node_local), stack.base_url, cwd=tmp_path)
+    assert relayed.returncode == 0, relayed.stderr
+    assert "3 epochs uploaded" in relayed.stdout and "went on elsewhere" in relayed.stderr
+    live.log_epoch(6, _collapsing(6), loss=1.0)
+    assert live.finish(timeout=60) and live.stats.dropped == []
+    live_id = live.run_id
+    assert live_id is not None
+    run = wait_until(lambda: _ended(api, live_id), 120, what="the live run to end")
+    assert run["status"] == "succeeded", run
+    wait_until(lambda: sorted(_records(api, live_id)) == list(range(7)), 120, what="0-6")
+
+
 def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
     stack: ServiceStack, api: httpx.Client, tmp_path: Path
 ) -> None:
