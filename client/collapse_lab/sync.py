@@ -65,9 +65,9 @@ class Progress:
     """A one-line progress bar on stderr (redrawn in place on a terminal; on a log file
     only the final line), so the client needs no progress library."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
-        self.label, self.stream = label, stream
-        self.tty = stream.isatty()
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label, self.stream = label, stream or sys.stderr  # sys.stderr now, not at import
+        self.tty = self.stream.isatty()
         self.done = self.total = self.refused = 0
         self.shown = False
 
@@ -122,8 +122,16 @@ class ServerState:
 class RunSync:
     """Sync one run directory to one server, one :meth:`step` at a time."""
 
-    def __init__(self, http: httpx.Client, base_url: str, run_dir: Path, progress: Progress):
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        run_dir: Path,
+        progress: Progress,
+        patient: bool = False,
+    ) -> None:
         self.http, self.base_url, self.run_dir, self.progress = http, base_url, run_dir, progress
+        self.patient = patient  # retry an unreachable server without end (--follow)
         self.meta = local.read_meta(run_dir)
         self.state = self._load_state()
         self.problems = 0
@@ -179,9 +187,17 @@ class RunSync:
     # ------------------------------------------------------------------ requests
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request, retried over network errors and 5xx; SyncAborted after ATTEMPTS."""
-        delay, problem = 0.5, ""
-        for _ in range(ATTEMPTS):
+        """One request, retried over network errors and 5xx; SyncAborted after ATTEMPTS,
+        unless ``patient`` (``--follow``: a relay outlives a server restart, as a
+        monitor does), which says so once and keeps trying."""
+        delay, problem, attempt = 0.5, "", 0
+        while self.patient or attempt < ATTEMPTS:
+            attempt += 1
+            if attempt == ATTEMPTS + 1:
+                self.progress.say(
+                    f"{self.run_dir}: cannot reach {self.base_url} ({problem}); --follow "
+                    "keeps trying"
+                )
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.HTTPError as error:
@@ -433,7 +449,7 @@ class Relay:
                     continue
                 try:
                     self.active[run_dir] = RunSync(
-                        self.http, self.base_url, run_dir, Progress(run_dir.name)
+                        self.http, self.base_url, run_dir, Progress(run_dir.name), self.follow
                     )
                 except local.NotARunError as error:
                     print(str(error), file=sys.stderr)

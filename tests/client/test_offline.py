@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from collapse_lab import CollapseLabWarning, Monitor, local, wire
 from collapse_lab import monitor as monitor_module
+from collapse_lab import sync as sync_module
 from collapse_lab.sync import sync_paths
 
 from tests.client.fake_server import FakeCollapseLab
@@ -110,7 +112,9 @@ def test_a_path_that_does_not_exist_is_named_and_the_others_synced(
     assert monitor.finish(timeout=10) and monitor.run_dir is not None
     missing = tmp_path / "typo"
     assert sync_paths([missing, tmp_path / "runs"], server.url, None, follow, 0.05) == 1
-    assert capsys.readouterr().err.splitlines() == [f"no such directory: {missing}"]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"no such directory: {missing}"
+    assert [line.endswith("1/1 epochs") for line in lines[1:]] == [True]  # the run's bar
     assert sorted(server.only_run().epochs) == [0]
 
 
@@ -178,3 +182,29 @@ def test_the_resume_key_comes_from_the_scheduler(
         assert other_task.resume_key == "slurm::81_4:job"
         assert other_task.run_dir != first.run_dir and not other_task.resumed
         other_task.finish(timeout=10)
+
+
+def test_a_follow_relay_outlives_a_server_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain sync gives up on a server that stays down (exit 1, sync again later);
+    --follow says so once and goes on once the server is back."""
+    monkeypatch.setattr(sync_module, "ATTEMPTS", 2)  # 1.5 s of retries before giving up
+    monitor = Monitor(name="relayed", offline=True, run_dir=tmp_path, resume=False)
+    for epoch in range(3):
+        monitor.log_epoch(epoch, _z(epoch))
+    assert monitor.finish(timeout=10)
+    server = FakeCollapseLab()
+    server.stop()  # down: the same port comes back later
+    try:
+        assert sync_paths([tmp_path], server.url, None) == 1
+        assert "run the sync again" in capsys.readouterr().err
+        restart = threading.Timer(3.0, server.start)
+        restart.start()
+        assert sync_paths([tmp_path], server.url, None, follow=True, poll_s=0.1) == 0
+        restart.join()
+        assert "--follow keeps trying" in capsys.readouterr().err
+        run = server.only_run()
+        assert sorted(run.epochs) == [0, 1, 2] and run.finish is not None
+    finally:
+        server.stop()
