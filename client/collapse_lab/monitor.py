@@ -67,6 +67,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # this soon after each, backing off to the maximum while the worker has not measured them.
 FIRST_VERDICT_POLL_S = 0.05
 MAX_VERDICT_POLL_S = 2.0
+FINAL_VERDICT_WAIT_S = 10.0  # what finish() waits for the last epoch's verdict, at most
 COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
 MAX_RESUME_KEY = 200  # the server's limits
@@ -439,6 +440,7 @@ class Monitor:
         self._delivered: list[int] = []
         self._dropped: list[int] = []
         self._skipped: list[int] = []
+        self._held_with_other_data: set[int] = set()  # refused: the run holds them already
         self._disabled: str | None = None
         self._last_error: str | None = None
         self._warned: set[str] = set()
@@ -611,8 +613,11 @@ class Monitor:
 
         Returns True when every epoch that was not dropped or skipped arrived and the run
         was closed; False (with a warning listing what is left) otherwise. A second call
-        returns the first one's result.
+        returns the first one's result. Online, ``verdict`` is then the server's verdict on
+        the last delivered epoch (waited for up to ``FINAL_VERDICT_WAIT_S`` within
+        ``timeout``: the server measures an epoch within a second or so).
         """
+        deadline = time.monotonic() + timeout
         with self._cond:
             if self._closed:
                 already = True
@@ -639,8 +644,20 @@ class Monitor:
         with self._cond:
             self._cond.notify()
         self._thread.join(timeout=5.0)
+        if self._finish_ok and self.run_id is not None and not self._thread.is_alive():
+            self._await_final_verdict(min(deadline, time.monotonic() + FINAL_VERDICT_WAIT_S))
         self._http.close()
         return self._finish_ok
+
+    def _await_final_verdict(self, deadline: float) -> None:
+        """Poll the run (the sender thread has stopped) until the last delivered epoch is
+        judged or ``deadline``, so that ``verdict`` is the run's final one."""
+        with self._cond:
+            self._poll_delay = FIRST_VERDICT_POLL_S
+            self._poll_at = time.monotonic() if self._poll_verdicts and self._delivered else None
+        while self._poll_at is not None and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(self._poll_at, deadline) - time.monotonic()))
+            self._poll_verdict()
 
     @property
     def stats(self) -> MonitorStats:
@@ -1122,7 +1139,7 @@ class Monitor:
             path = f"/api/external-runs/{self.run_id}/finish"
             # Built now, not when finish() was called: epochs refused while draining count.
             with self._cond:
-                dropped, skipped = sorted(self._dropped), sorted(self._skipped)
+                dropped, skipped = self._not_on_the_server(), sorted(self._skipped)
             lists = {"epochs_dropped": dropped, "epochs_skipped": skipped}
             body = {**(item.finish or {}), **lists}
             response = self._request("POST", path, json=body)
@@ -1152,6 +1169,8 @@ class Monitor:
         elif status == 404 or (status == 409 and code != "epoch_conflict"):
             self._disable(f"run {self.run_id} no longer takes uploads (HTTP {status}: {detail})")
         else:
+            if code == "epoch_conflict" and item.epoch is not None:
+                self._held_with_other_data.add(item.epoch)
             self._gave_up(
                 item,
                 f"HTTP {status}: {detail}",
@@ -1159,6 +1178,11 @@ class Monitor:
                 f"the server refused {_what(item)} (HTTP {status}: {detail})",
             )
         return False
+
+    def _not_on_the_server(self) -> list[int]:
+        """The finish call's ``epochs_dropped``: the dropped epochs the run lacks (an epoch
+        refused because the run holds it with other data is there; caller holds the lock)."""
+        return sorted(set(self._dropped) - self._held_with_other_data)
 
     def _for_server(self, body: bytes) -> bytes:
         """The message less the arrays this server does not read (a server older than the
@@ -1229,7 +1253,7 @@ class Monitor:
         try:
             if item.epoch is None:
                 with self._cond:
-                    lists = {"epochs_dropped": sorted(self._dropped)}
+                    lists = {"epochs_dropped": self._not_on_the_server()}
                     lists["epochs_skipped"] = sorted(self._skipped)
                 finish = {**(item.finish or {}), **lists}
                 local.write_json(self.run_dir / local.FINISH_FILE, finish)
@@ -1238,6 +1262,7 @@ class Monitor:
                 return True
             path = local.epoch_path(self.run_dir, item.epoch)
             if path.exists() and not wire.same_data(path.read_bytes(), item.body):
+                self._held_with_other_data.add(item.epoch)
                 self._last_error = f"epoch {item.epoch} is already in {path} with other data"
                 self._warn(
                     "refused",

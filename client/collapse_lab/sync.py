@@ -106,6 +106,7 @@ class Refusal:
 
     reason: str
     digest: str | None  # the epoch file's SHA-256 then; None: unknown, so tried again
+    held: bool = False  # the run holds this epoch already, with other data (not dropped)
 
 
 @dataclass
@@ -158,7 +159,9 @@ class RunSync:
                 url=entry.get("url"),
                 uploaded=set(entry.get("uploaded", [])),
                 refused={
-                    int(epoch): Refusal(str(r.get("reason", "refused")), r.get("digest"))
+                    int(epoch): Refusal(
+                        str(r.get("reason", "refused")), r.get("digest"), bool(r.get("held"))
+                    )
                     for epoch, r in refused.items()
                 },
                 finished=entry.get("finished"),
@@ -177,7 +180,11 @@ class RunSync:
             "url": self.state.url,
             "uploaded": sorted(self.state.uploaded),
             "refused": {
-                str(epoch): {"reason": refusal.reason, "digest": refusal.digest}
+                str(epoch): {
+                    "reason": refusal.reason,
+                    "digest": refusal.digest,
+                    "held": refusal.held,
+                }
                 for epoch, refusal in sorted(self.state.refused.items())
             },
             "finished": self.state.finished,
@@ -254,12 +261,14 @@ class RunSync:
         self.problems += 1
         self.progress.say(f"{self.run_dir}: {line}")
 
-    def _refuse(self, epoch: int, digest: str | None, reason: str, line: str) -> None:
+    def _refuse(
+        self, epoch: int, digest: str | None, reason: str, line: str, held: bool = False
+    ) -> None:
         previous = self.state.refused.get(epoch)
         if epoch not in self.told or previous is None or previous.digest != digest:
             self.report(line)  # once per sync, unless the file changed and is refused again
         self.told.add(epoch)
-        self.state.refused[epoch] = Refusal(reason, digest)
+        self.state.refused[epoch] = Refusal(reason, digest, held)
         self._save_state()
 
     def upload(self, epoch: int, path: Path) -> None:
@@ -303,13 +312,15 @@ class RunSync:
             raise SyncAborted(f"the server's run {self.state.run_id} is closed: {detail}")
         else:  # epoch_conflict, 413, 422: this epoch only
             reason = f"refused by the server (HTTP {response.status_code}: {detail})"
-            self._refuse(epoch, digest, reason, f"epoch {epoch} {reason}")
+            held = code == "epoch_conflict"
+            self._refuse(epoch, digest, reason, f"epoch {epoch} {reason}", held)
             return
         self._save_state()
 
     def finish(self, finish: dict[str, Any], digest: str) -> None:
         body = dict(finish)
-        dropped = set(body.get("epochs_dropped") or []) | set(self.state.refused)
+        refused = {epoch for epoch, refusal in self.state.refused.items() if not refusal.held}
+        dropped = set(body.get("epochs_dropped") or []) | refused
         body["epochs_dropped"] = sorted(dropped)
         path = f"/api/external-runs/{self.state.run_id}/finish"
         response = self._call("POST", path, json=body)
