@@ -73,7 +73,8 @@ class GridRange(StrictModel):
 def _list_range_or_text(value: Any) -> str:
     if isinstance(value, str):
         return "text"
-    return "range" if isinstance(value, dict) else "list"
+    # a dict from a JSON body, or the GridRange that parse_grid_values returns
+    return "range" if isinstance(value, dict | GridRange) else "list"
 
 
 # A list of values, a range object or their text; told apart by shape, so an error names one.

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from backend.settings import Settings, get_settings
 from contract import RunConfig
 from contract.requests import RUN_REQUEST
+from workers import launcher
 from workers.cli import build_parser, parse_flag_value
 from workers.cli import main as cli_main
 from workers.launcher import (
@@ -68,6 +69,35 @@ GRID = ["--grid", "variance_weight=0,1"]
             "preset byol: byol.dataset_path: dataset_path is only for 'imagefolder'",
         ),
         (["zoo", "--presets", "simsiam", "--epochs", "0"], "preset simsiam: simsiam.epochs:"),
+        # a range reaches the runs' checks (it was refused as "grid.lr.list.0.bool")
+        (
+            ["sweep", "--preset", "vicreg", "--grid", "lr=0.01..1x5log", "--grid", "x=0"],
+            "grid.x: not a run-config field",
+        ),
+        (
+            [
+                "sweep",
+                "--preset",
+                "vicreg",
+                "--grid",
+                "lr=0.01..1x5log",
+                "--grid",
+                "variance_weight=0,-1",
+            ],
+            "at lr=0.01, variance_weight=-1: vicreg.options.variance_weight:",
+        ),
+        (["sweep", "--preset", "vicreg", "--grid", "lr=0..1x1"], "grid.lr: Input should be"),
+        (["sweep", "--preset", "vicreg", "--grid", "lr=-..1x3"], "grid.lr: '-..1x3'"),
+        (
+            ["sweep", "--preset", "vicreg", "--grid", "lr=0.1", "--grid", " lr=0.2"],
+            "--grid lr is given twice",
+        ),
+        (["zoo", "--presets", ""], "--presets '': no presets given"),
+        (["zoo", "--presets", " , "], "no presets given"),
+        (
+            ["train", "--preset", "simsiam", "--jsonl", "missing/run.jsonl"],
+            "--jsonl 'missing/run.jsonl': No such file or directory",
+        ),
     ],
 )
 def test_bad_arguments_give_one_clear_line(
@@ -261,12 +291,14 @@ def test_the_2026_presets_train_from_the_command_line(preset: str, tmp_path: Pat
 
 @pytest.mark.slow  # trains in subprocesses for more than a few seconds
 def test_a_sweep_over_a_2026_method_option(tmp_path: Path) -> None:
+    # the grid in the range form (start..stopxN), which every sweep once refused
     proc = run_cli(
         "sweep", "--preset", "lejepa", "--epochs", "1", *TINY_SETS, "--set", "image_size=16",
-        "--grid", "sigreg_weight=0,0.05", cwd=tmp_path,
+        "--grid", "sigreg_weight=0..0.05x2", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0, 0.05], seeds [0]"
+    assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0.0, 0.05], seeds [0]"
+    assert proc.stdout.splitlines()[-1].startswith("| verdict | ")
 
 
 def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_once() -> None:
@@ -281,3 +313,124 @@ def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_onc
     finally:
         child.kill()
         child.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--dataset-path", "nothere"], "no folder 'nothere' in the data directory"),
+        (["train", "--dataset-path", "/nonexistent"], "'/nonexistent' must be relative"),
+        (["zoo", "--presets", "simsiam", "--dataset-path", "nothere"], "no folder 'nothere'"),
+        (["sweep", *GRID, "--dataset-path", "nothere"], "no folder 'nothere'"),
+    ],
+)
+def test_a_missing_image_folder_is_refused_before_anything_is_drawn(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, *rest = args
+    chosen = ["--method", "vicreg"] if command != "zoo" else []
+    status = cli_main(
+        [command, "--data-dir", str(tmp_path), *chosen, "--dataset", "imagefolder", *rest]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""  # no table header, no progress bar
+    assert captured.err.startswith("collapse-lab: error: ") and needle in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def refused_by_argparse(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit:
+        cli_main(args)
+    assert exit.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    return " ".join(stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["up", "--port", "-1"], "argument --port: -1 is not a port number (1 to 65535)"),
+        (["up", "--port", "99999"], "argument --port: 99999 is not a port number"),
+        (["up", "--port", "0"], "argument --port: 0 is not a port number"),
+        (["up", "--port", "http"], "argument --port: 'http' is not a port number"),
+        (["up", "--train-workers", "-1"], "argument --train-workers: -1: give 0 or more"),
+        (["worker", "--cpu-workers", "-1"], "argument --cpu-workers: -1: give 0 or more"),
+        (["worker", "--cpu-workers", "two"], "argument --cpu-workers: 'two' is not a whole"),
+    ],
+)
+def test_bad_launcher_numbers_are_refused_by_the_parser(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert needle in refused_by_argparse(args, capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "zoo", "sweep", "worker", "up"])
+def test_a_data_dir_that_is_a_file_is_refused_before_anything_starts(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    shown = refused_by_argparse([command, "--data-dir", str(a_file), "--help"], capsys)
+    assert f"argument --data-dir: '{a_file}' exists and is not a directory" in shown
+    shown = refused_by_argparse(["--data-dir", str(a_file / "sub"), command], capsys)
+    assert f"'{a_file / 'sub'}' is inside '{a_file}', which exists and is not a directory" in shown
+
+
+def test_a_data_dir_variable_that_names_a_file_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    monkeypatch.setenv("DATA_DIR", str(a_file))
+    get_settings.cache_clear()
+    try:
+        shown = refused_by_argparse(["train", "--preset", "simsiam"], capsys)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert f"'{a_file}' exists and is not a directory" in shown
+
+
+@pytest.fixture
+def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up``/``worker`` in this process that must refuse before they start a process (or
+    touch this process's signal handlers)."""
+
+    def refused(*_: object) -> None:
+        raise AssertionError("started something before refusing")
+
+    for name in ("spawn", "start_redis", "choose_redis", "stop_on_signals"):
+        monkeypatch.setattr(launcher, name, refused)
+
+
+@pytest.mark.parametrize(
+    ("visible", "args", "needle"),
+    [
+        ("", ["worker", "--gpus", "7"], "no GPU 7 on this host, which has no GPU"),
+        ("0,1", ["worker", "--gpus", "1,2"], "no GPU 2 on this host, which has GPUs 0, 1"),
+        ("0", ["up", "--gpus", "0,3"], "no GPU 3 on this host, which has GPUs 0"),
+        ("0", ["worker", "--gpus", "0,0"], "a GPU is listed twice"),
+        ("", ["worker", "--gpus", "none", "--cpu-workers", "0"], "nothing to start"),
+        ("", ["worker", "--cpu-workers", "0"], "nothing to start"),  # --gpus all: none here
+        ("", ["up", "--gpus", "none", "--host", "999.1.1.1"], "--host '999.1.1.1' is no address"),
+    ],
+)
+def test_up_and_worker_refuse_what_they_cannot_start(
+    visible: str,
+    args: list[str],
+    needle: str,
+    nothing_starts: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # CUDA_VISIBLE_DEVICES stands for the host's GPUs (as visible_gpus reads it first)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    data_dir = tmp_path / "data"
+    assert cli_main(["--data-dir", str(data_dir), *args]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"collapse-lab {args[0]}: ") and needle in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not data_dir.exists()  # nothing made either

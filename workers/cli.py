@@ -30,14 +30,8 @@ from contract import (
     RunConfig,
     resolve_config,
 )
-from contract.datasets import DatasetError
-from contract.sweeps import (
-    SweepError,
-    SweepRequest,
-    aggregate_verdicts,
-    expand_sweep,
-    parse_grid_values,
-)
+from contract.datasets import DatasetError, resolve_inside
+from contract.sweeps import SweepError, SweepRequest, aggregate_verdicts, expand_sweep
 from workers import launcher
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
 
@@ -220,11 +214,32 @@ def run_with_progress(
         bar.close()
 
 
+def check_dataset_path(config: RunConfig, data_dir: Path) -> None:
+    """DatasetError when ``dataset_path`` names no folder inside ``data_dir``: the rules the
+    API applies before it accepts a run (backend/validation.py), before anything is drawn."""
+    if config.dataset_path is None:
+        return
+    if not resolve_inside(data_dir, config.dataset_path).is_dir():
+        raise DatasetError(
+            f"dataset_path: no folder {config.dataset_path!r} in the data directory {data_dir}"
+        )
+
+
+def open_jsonl(path: Path) -> TextIO:
+    """``--jsonl``'s file, opened for writing before training starts (UsageError if it
+    cannot be)."""
+    try:
+        return open(path, "w")  # the caller closes it
+    except OSError as exc:
+        raise UsageError(f"--jsonl {str(path)!r}: {exc.strerror or exc}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if not args.preset and not args.method:
         raise UsageError("give --preset NAME or --method NAME")
     config = resolve_config(build_raw_config(args))
-    jsonl = open(args.jsonl, "w") if args.jsonl else None  # noqa: SIM115 - closed below
+    check_dataset_path(config, args.data_dir)
+    jsonl = open_jsonl(args.jsonl) if args.jsonl else None
     try:
         print(
             f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
@@ -245,7 +260,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     rows = []
-    names = args.presets.split(",") if args.presets else list(PRESETS)
+    if args.presets is None:
+        names = list(PRESETS)
+    else:
+        names = [name.strip() for name in args.presets.split(",") if name.strip()]
+        if not names:
+            raise UsageError(f"--presets {args.presets!r}: no presets given (leave it out for all)")
     for name in names:
         if name not in PRESETS:
             raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
@@ -255,6 +275,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             configs.append(resolve_config({"preset": name, **build_raw_config(args)}))
         except ValidationError as exc:
             raise UsageError(f"preset {name}: {describe_validation_error(exc)}") from None
+    check_dataset_path(configs[0], args.data_dir)  # the same for every preset
     for name, config in tqdm(
         list(zip(names, configs, strict=True)), desc="zoo", unit="run", file=sys.stderr
     ):
@@ -313,14 +334,19 @@ def parse_seeds(text: str) -> list[int]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.preset and not args.method:
         raise UsageError("give --preset NAME or --method NAME")
-    grid: dict[str, Any] = {}
+    grid: dict[str, str] = {}
     for assignment in args.grid or []:
         key, sep, values = assignment.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise UsageError(
                 f"--grid expects key=v1,v2,... or key=start..stopxN[log], got {assignment!r}"
             )
-        grid[key.strip()] = parse_grid_values(values)
+        if key in grid:
+            raise UsageError(f"--grid {key} is given twice: give all its values in one --grid")
+        # the text as the API takes it: the sweep request parses it (parse_grid_values) and
+        # names the key at fault
+        grid[key] = values
     seeds = parse_seeds(args.seeds) if args.seeds else None
     request = SweepRequest.model_validate(
         {
@@ -338,6 +364,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             point = ", ".join(f"{k}={v}" for k, v in run.point.items())
             raise UsageError(f"at {point}: {describe_validation_error(exc)}") from None
+    for config in configs:
+        check_dataset_path(config, args.data_dir)
     print(
         f"{len(runs)} runs: "
         + " x ".join(f"{a.key} in {a.values}" for a in axes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import functools
 import os
 import shutil
@@ -133,17 +134,30 @@ def free_local_port() -> int:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """UpError when something already listens on ``host:port``: the API would fail to bind
-    only after Redis and the workers had started, its reason lost among their messages."""
-    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    """UpError when the API could not listen on ``host:port`` (something listens there, or
+    ``host`` is no address of this machine): the API would fail to bind only after Redis and
+    the workers had started, its reason lost among their messages."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise UpError(
+            f"--host {host!r} is no address to listen on ({reason}): give an address of this "
+            "machine, e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
     with socket.socket(family, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             sock.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UpError(
+                    f"{host}:{port} is in use ({exc.strerror}): stop what listens there, or "
+                    "give `collapse-lab up --port` another port"
+                ) from None
             raise UpError(
-                f"{host}:{port} is in use ({exc.strerror}): stop what listens there, or give "
-                "`collapse-lab up --port` another port"
+                f"cannot listen on {host}:{port} ({exc.strerror}): give `collapse-lab up "
+                "--host` an address of this machine and `--port` a port it may use"
             ) from None
 
 
@@ -369,27 +383,64 @@ DATA_DIR_HELP = "datasets, runs (checkpoints) and the default SQLite database (D
 GPUS_HELP = "GPUs to start one training worker on each: all (every visible one), none, or 0,1,..."
 
 
+def data_dir_path(text: str) -> Path:
+    """``--data-dir``'s value: a folder, or a path where one can be made (no part of it a
+    file); every command refuses anything else here, before it starts a thing."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+    if existing is not None and not existing.is_dir():
+        what = "exists" if existing == path else f"is inside {str(existing)!r}, which exists"
+        raise argparse.ArgumentTypeError(f"{text!r} {what} and is not a directory")
+    return path
+
+
 def add_data_dir_argument(parser: argparse.ArgumentParser, after_subcommand: bool = False) -> None:
-    """``--data-dir``, default DATA_DIR (else ./data). After a subcommand an absent flag keeps
-    the value given before the subcommand (``argparse.SUPPRESS``)."""
+    """``--data-dir``, default DATA_DIR (else ./data), a directory or none yet. After a
+    subcommand an absent flag keeps the value given before the subcommand
+    (``argparse.SUPPRESS``)."""
     resolved = get_settings().resolved_data_dir
     parser.add_argument(
         "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS if after_subcommand else resolved,
+        type=data_dir_path,
+        # a str default goes through data_dir_path too: DATA_DIR is checked like the flag
+        default=argparse.SUPPRESS if after_subcommand else str(resolved),
         # "%(default)" in the help: ArgumentDefaultsHelpFormatter adds no second default
         help=f"{DATA_DIR_HELP} (default: {resolved if after_subcommand else '%(default)s'})",
     )
+
+
+def port_number(text: str) -> int:
+    """``--port``: a TCP port, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
+    return port
+
+
+def worker_count(text: str) -> int:
+    """A number of worker processes: a whole number, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{count}: give 0 or more")
+    return count
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     """``collapse-lab up``'s options (the command line lists them in its --help)."""
     settings = get_settings()
     parser.add_argument("--host", default=settings.api_host, help="API address (API_HOST)")
-    parser.add_argument("--port", type=int, default=settings.api_port, help="API port (API_PORT)")
+    parser.add_argument(
+        "--port", type=port_number, default=settings.api_port, help="API port (API_PORT)"
+    )
     parser.add_argument(
         "--train-workers",
-        type=int,
+        type=worker_count,
         default=1,
         help="CPU training worker processes on a host without a GPU",
     )
@@ -400,13 +451,17 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """``collapse-lab worker``'s options."""
     parser.add_argument("--gpus", default="all", help=GPUS_HELP)
     parser.add_argument(
-        "--cpu-workers", type=int, default=1, help="CPU training workers on a host without a GPU"
+        "--cpu-workers",
+        type=worker_count,
+        default=1,
+        help="CPU training workers on a host without a GPU",
     )
     parser.add_argument("--projection", action="store_true", help="also a projection worker")
 
 
 def parse_gpus(value: str) -> list[str]:
-    """``--gpus``: "all" (every visible GPU), "none", or a comma-separated list of indices."""
+    """``--gpus``: "all" (every visible GPU), "none", or a comma-separated list of indices,
+    each one this host has (:func:`visible_gpus`: CUDA_VISIBLE_DEVICES when set)."""
     if value == "all":
         return visible_gpus()
     if value == "none":
@@ -414,6 +469,23 @@ def parse_gpus(value: str) -> list[str]:
     indices = [index.strip() for index in value.split(",") if index.strip()]
     if not indices or not all(index.isdigit() for index in indices):
         raise UpError(f"--gpus {value!r}: give all, none or GPU indices such as 0,1")
+    if len(set(indices)) != len(indices):
+        raise UpError(f"--gpus {value!r}: a GPU is listed twice")
+    present = visible_gpus()
+    missing = [index for index in indices if index not in present]
+    if missing:
+        has = f"GPUs {', '.join(present)}" if present else "no GPU"
+        listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if listed is not None:
+            source = f"CUDA_VISIBLE_DEVICES={listed!r}"
+        elif shutil.which("nvidia-smi") is None:
+            source = "nvidia-smi is not installed"
+        else:
+            source = "as nvidia-smi lists them"
+        raise UpError(
+            f"--gpus {value!r}: no GPU {', '.join(missing)} on this host, which has {has} "
+            f"({source})"
+        )
     return indices
 
 
@@ -434,13 +506,18 @@ def up(args: argparse.Namespace) -> int:
     # --data-dir in place of DATA_DIR: the default SQLite file moves with it
     settings = get_settings().model_copy(update={"data_dir": args.data_dir})
     data_dir = settings.resolved_data_dir
+    try:  # what the user must fix is refused before anything starts
+        gpus = parse_gpus(args.gpus)
+        check_port_free(args.host, args.port)
+    except UpError as exc:
+        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        return 1
     data_dir.mkdir(parents=True, exist_ok=True)
     redis_process: subprocess.Popen[bytes] | None = None
     services: list[subprocess.Popen[bytes]] = []
     stopping = False
     stop_on_signals()
     try:
-        check_port_free(args.host, args.port)
         redis_url, must_start = choose_redis(settings.redis_url, data_dir)
         if must_start:
             redis_process = start_redis(redis_url, data_dir)
@@ -448,7 +525,7 @@ def up(args: argparse.Namespace) -> int:
         database.migrate()
         database.dispose()
         environment = service_environment(data_dir, redis_url, args.host, args.port)
-        for command, extra_env in training_workers(parse_gpus(args.gpus), args.train_workers):
+        for command, extra_env in training_workers(gpus, args.train_workers):
             services.append(spawn(command, {**environment, **extra_env}))
         services.append(spawn(worker_command("projection", "projection"), environment))
         services.append(spawn(api_command(args.host, args.port), environment))
@@ -490,12 +567,21 @@ def worker(args: argparse.Namespace) -> int:
     # of its own: whose `up` started that Redis is no reason to refuse it.
     data_dir = args.data_dir.expanduser().resolve()
     environment = {**os.environ, "DATA_DIR": str(data_dir)}
-    services: list[subprocess.Popen[bytes]] = []
-    stop_on_signals()
-    try:
+    try:  # what the user must fix is refused before anything starts
         workers = training_workers(parse_gpus(args.gpus), args.cpu_workers)
         if args.projection:
             workers.append((worker_command("projection", "projection"), {}))
+        if not workers:
+            raise UpError(
+                "nothing to start: no GPU (--gpus), no CPU training worker (--cpu-workers 0) "
+                "and no --projection"
+            )
+    except UpError as exc:
+        print(f"collapse-lab worker: {exc}", file=sys.stderr)
+        return 1
+    services: list[subprocess.Popen[bytes]] = []
+    stop_on_signals()
+    try:
         for command, extra_env in workers:
             services.append(spawn(command, {**environment, **extra_env}))
             name = command[command.index("-n") + 1]

@@ -1,6 +1,7 @@
 """GPU workers on a CPU machine: one pinned worker per listed GPU, runs routed by device.
 
-No CUDA is needed: ``collapse-lab worker --gpus 0,1`` trusts the list, so its children
+No CUDA is needed: ``collapse-lab worker --gpus 0,1`` checks the list against
+``CUDA_VISIBLE_DEVICES`` (set to ``0,1`` here, as a scheduler sets it), so its children
 declare a GPU (they consume ``train.gpu``) and carry ``CUDA_VISIBLE_DEVICES``; a run that
 asks for ``cuda`` waits, with its reason, until such a worker joins, then is taken (and
 fails here, honestly, for want of CUDA)."""
@@ -57,7 +58,7 @@ def test_a_cuda_run_waits_for_a_gpu_worker_and_each_worker_is_pinned_to_its_card
         launcher = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "--gpus", "0,1"],
             cwd=REPO,
-            env=gpu_stack.env(),
+            env={**gpu_stack.env(), "CUDA_VISIBLE_DEVICES": "0,1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
