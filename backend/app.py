@@ -44,7 +44,7 @@ from backend.routers import (
     shares,
     sweeps,
 )
-from backend.routers.external_runs import EPOCH_MEDIA_TYPE
+from backend.routers.external_runs import EPOCH_MEDIA_TYPE, EPOCH_PATH_PATTERN
 from backend.settings import Settings, get_settings
 from backend.state import ServiceState
 from backend.store.database import Database
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         # external runs' epoch uploads: binary, up to MAX_EPOCH_BYTES, read by their route
         streamed={EPOCH_MEDIA_TYPE: settings.max_epoch_bytes},
+        typed_paths={EPOCH_PATH_PATTERN: EPOCH_MEDIA_TYPE},  # its 415 names that type
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_unreachable_handler)

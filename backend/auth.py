@@ -48,9 +48,31 @@ def presented_share(request: Request) -> str | None:
     )
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; an environment variable's undecodable bytes (surrogate escapes)
+    as they were, and any other lone surrogate as it is, so that this never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _presented_bytes(token: str) -> bytes:
+    """The bytes of a presented token: Starlette decodes header (and cookie) values as
+    Latin-1, so encoding them back gives the bytes the client sent (UTF-8 for a UTF-8 token)."""
+    try:
+        return token.encode("latin-1")
+    except UnicodeEncodeError:
+        return _utf8(token)
+
+
 def token_is_valid(state: ServiceState, token: str | None) -> bool:
+    """Whether ``token`` is the API token. Compared as bytes, since ``compare_digest`` raises
+    TypeError for ``str`` with non-ASCII characters (a 500), and a header may hold any."""
     expected = state.settings.api_token
-    return bool(expected and token and secrets.compare_digest(token, expected))
+    if not (expected and token):
+        return False
+    return secrets.compare_digest(_presented_bytes(token), _utf8(expected))
 
 
 async def require_writer(request: Request, state: StateDep) -> None:

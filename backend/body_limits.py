@@ -15,7 +15,11 @@ runs. A route that takes large bodies of another media type (an upload) register
 first, then as it streams) but not read here, so it never sits in memory twice. A streamed
 body that passes its bound while the route reads it (chunked, no ``Content-Length``) makes that
 read raise; the route's answer is dropped and the request answered 413 here, after the same
-bounded discard.
+bounded discard. Such a route's path may be listed in ``typed_paths`` with its media type: a
+body of another type sent there gets a 415 that names that type, not JSON.
+
+A 422 (:func:`validation_error_handler`) always encodes: a string sent with a lone surrogate
+(``"\\ud800"`` in the request's JSON) comes back with the surrogate written out as ``\\ud800``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -55,14 +60,26 @@ def _is_json(media_type: str) -> bool:
 
 
 class BodyLimits:
-    """413 above ``max_bytes``, 415 for a body that is not JSON (nor another listed type)."""
+    """413 above ``max_bytes``, 415 for a body that is not JSON (nor another listed type).
+    ``typed_paths``: a regular expression (searched in the request's path) -> the media type
+    its route takes, which the 415 names instead of JSON."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, streamed: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        streamed: Mapping[str, int] | None = None,
+        typed_paths: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.streamed = dict(streamed or {})
+        self.typed_paths = [(re.compile(k), v) for k, v in (typed_paths or {}).items()]
+
+    def _expected_type(self, path: str) -> str:
+        """The media type the route of ``path`` takes (JSON unless ``typed_paths`` says)."""
+        return next((t for p, t in self.typed_paths if p.search(path)), "application/json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
@@ -94,9 +111,16 @@ class BodyLimits:
                 return
         if body and not _is_json(media_type):
             shown = media_type or "none"
-            await self._refuse(
-                send, 415, f"the body must be JSON (Content-Type: application/json), not {shown}"
+            expected = self._expected_type(scope.get("path", ""))
+            detail = (
+                f"the body must be JSON (Content-Type: application/json), not {shown}"
+                if expected == "application/json"
+                else f"Content-Type must be {expected}, not {shown}"  # as the route says it
             )
+            await self._refuse(send, 415, detail)
+            return
+        if body and (where := _lone_surrogate_at(body)) is not None:
+            await self._refuse(send, 422, [_surrogate_error(where)], close=False)
             return
 
         replayed = False
@@ -152,19 +176,17 @@ class BodyLimits:
         return f"the request body is larger than this server's limit of {limit} bytes{variable}"
 
     @staticmethod
-    async def _refuse(send: Send, status: int, detail: str) -> None:
+    async def _refuse(send: Send, status: int, detail: Any, close: bool = True) -> None:
+        """Answer ``{"detail": detail}``, closing the connection unless ``close`` is False
+        (when the whole body was read)."""
         payload = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -185,6 +207,55 @@ async def _discard(receive: Receive) -> None:
             return
 
 
+# A JSON escape of a UTF-16 surrogate (U+D800 to U+DFFF): only a body with one can hold a
+# string that is not valid Unicode (raw bytes that are not UTF-8 do not parse as JSON).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate_at(body: bytes) -> list[Any] | None:
+    """Where in a JSON body (a ``loc`` after ``"body"``: keys and indices) a string or key
+    holds a lone surrogate (``"\\ud800"`` without its low half), which Python's JSON parser
+    takes but nothing can encode as UTF-8 afterwards (the database driver, the response);
+    None when there is none, or when the body is not JSON (the route answers that)."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
+    while pending:  # no recursion: the parsed body may nest as deep as the parser allowed
+        value, where = pending.pop()
+        if isinstance(value, str) and not _encodes(value):
+            return where
+        if isinstance(value, list):
+            pending.extend((item, [*where, i]) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if not _encodes(key):
+                    return [*where, key]
+                pending.append((item, [*where, key]))
+    return None
+
+
+def _surrogate_error(where: list[Any]) -> dict[str, Any]:
+    """The 422 error of :func:`_lone_surrogate_at`, in FastAPI's shape."""
+    return {
+        "type": "string_unicode",
+        "loc": _encodable(["body", *where]),
+        "msg": "Input should be a valid string: it holds a lone UTF-16 surrogate (a \\ud800 "
+        "to \\udfff escape without its pair), which is no Unicode character",
+    }
+
+
 def _short_input(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= MAX_ECHOED_INPUT_CHARS
@@ -193,9 +264,27 @@ def _short_input(value: Any) -> bool:
     return value is None or isinstance(value, bool | int)
 
 
+def _encodable(value: Any) -> Any:
+    """``value`` (JSON-ready) with every string made encodable as UTF-8: a lone surrogate
+    (which JSON's ``\\ud800`` escape can carry in, but no UTF-8 response out) is written as
+    the text ``\\ud800``."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, but ``input`` is kept only when it is a short scalar: a 422 for a
-    megabyte array does not send the megabyte back."""
+    megabyte array does not send the megabyte back. Every string in it (an input, a field
+    name in ``loc``, a message quoting a value) is made encodable (:func:`_encodable`)."""
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
@@ -203,4 +292,4 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         if "input" in error and not _short_input(error["input"]):
             del error["input"]
         errors.append(error)
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+    return JSONResponse(status_code=422, content={"detail": _encodable(jsonable_encoder(errors))})

@@ -264,15 +264,23 @@ def event_response(
     )
 
 
-def parse_last_event_id(header: str | None, query: int | None) -> int:
+# The highest event id of a run's stream (a per-run ``seq``, an INTEGER column) and of the
+# run list's stream (the global log's id); the routes' ``last_event_id`` query stops there too.
+RUN_EVENT_ID_MAX = 2**31 - 1
+GLOBAL_EVENT_ID_MAX = 2**62
+
+
+def parse_last_event_id(header: str | None, query: int | None, highest: int) -> int:
     """The resume point: the ``Last-Event-ID`` header wins over the query parameter; junk
-    counts as 0 (start from the beginning)."""
+    counts as 0 (start from the beginning), and so does a number above ``highest`` (an id
+    this stream never gave, which the database could not even compare)."""
     if header:
         try:
-            return max(0, int(header.strip()))
+            value = int(header.strip())
         except ValueError:
             return 0
-    return max(0, query or 0)
+        return value if 0 <= value <= highest else 0
+    return min(max(0, query or 0), highest)
 
 
 async def run_event_stream(

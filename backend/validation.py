@@ -7,19 +7,39 @@ at its field: FastAPI answers ``{"detail": [{"loc": ["body", "simsiam", "epochs"
 (``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``) and an
 ``imagefolder`` path must be an existing folder inside ``DATA_DIR``; their errors take the
 same shape.
+
+:data:`EpochBound` keeps an epoch in a path or query parameter within ``wire.MAX_EPOCH`` (an
+``AfterValidator``, so the published OpenAPI document, and the dashboard's types generated
+from it, stay as they are).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from collapse_lab import wire
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 
 from backend.settings import Settings
 from contract import RunConfig
 from contract.datasets import DatasetError, resolve_inside
 from contract.requests import RUN_REQUEST, RunRequestBase, run_config
+
+
+def _within_epochs(epoch: int | None) -> int | None:
+    # -1 stays a valid ``since`` ("every epoch"); an integer past 64 bits would reach the
+    # database driver, which cannot bind it (OverflowError: a 500)
+    if epoch is not None and not -1 <= epoch <= wire.MAX_EPOCH:
+        raise ValueError(
+            f"epochs go from 0 to {wire.MAX_EPOCH} (MAX_EPOCH, client/PROTOCOL.md): log "
+            "epochs, not steps"
+        )
+    return epoch
+
+
+# An epoch parameter outside -1..wire.MAX_EPOCH is a 422 naming it (no such epoch is stored).
+EpochBound = AfterValidator(_within_epochs)
 
 
 def _error(loc: list[Any], msg: str, kind: str = "value_error") -> dict[str, Any]:

@@ -4,6 +4,8 @@ bodies (no Content-Length) over their bound get the same 413 over a real uvicorn
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +13,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
+from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from backend.body_limits import BodyLimits
+from backend.body_limits import BodyLimits, validation_error_handler
 from workers.launcher import free_local_port
 
 UPLOAD = "application/x-collapse-lab-epoch"
@@ -116,3 +119,33 @@ def test_a_chunked_json_body_over_the_bound_gets_413(served: str) -> None:
     }
     fits = httpx.post(f"{served}/up", content=iter([b"[1,", b" 2]"]), headers=json_type)
     assert fits.status_code == 200 and fits.json() == {"bytes": 6}
+
+
+def test_a_lone_surrogate_in_a_json_body_is_a_422_before_the_route() -> None:
+    """Python's JSON parser takes ``"\\ud800"``; no UTF-8 encoder takes the string after."""
+    json_type = {"content-type": "application/json"}
+    with client() as http:
+        lone = http.post("/parse", content=b'{"a": [1, {"b": "x\\ud800"}]}', headers=json_type)
+        assert lone.status_code == 422
+        (error,) = lone.json()["detail"]
+        assert error["loc"] == ["body", "a", 1, "b"] and error["type"] == "string_unicode"
+        key = http.post("/parse", content=b'{"\\udfff": 1}', headers=json_type)
+        assert key.status_code == 422 and key.json()["detail"][0]["loc"] == ["body", "\\udfff"]
+        for fine in (b'{"a": "\\ud83c\\udf89"}', b'{"a": "\\\\ud800"}', b'{"a": "\\ud83c'):
+            assert http.post("/parse", content=fine, headers=json_type).status_code == 200
+
+
+def test_a_422_with_a_lone_surrogate_still_encodes() -> None:
+    """Whatever a validation error quotes (input, a key in ``loc``, the message) is sent."""
+    error = RequestValidationError(
+        [{"loc": ("body", "\ud800"), "msg": "bad \udfff", "type": "x", "input": "\ud800"}]
+    )
+    response = asyncio.run(validation_error_handler(Request({"type": "http"}), error))
+    assert response.status_code == 422
+    (detail,) = json.loads(response.body)["detail"]
+    assert detail == {
+        "loc": ["body", "\\ud800"],
+        "msg": "bad \\udfff",
+        "type": "x",
+        "input": "\\ud800",
+    }

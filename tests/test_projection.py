@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 from pathlib import Path
 
 import numba
@@ -195,3 +196,22 @@ def test_normalised_spread_matches_the_verdict_spread() -> None:
     spectrum = singular_spectrum(torch.from_numpy(z))
     assert projection.normalised_spread(z) == pytest.approx(spread_of(spectrum), rel=1e-4)
     assert projection.normalised_spread(np.ones((10, 4))) == 0.0
+
+
+def test_an_unnormalised_embedding_keeps_its_picture_in_float16() -> None:
+    """The projection keeps z as float16 (workers/lifecycle.py): a z beyond its range is
+    divided by a power of two first, and the picture, scale-free, is the same."""
+    from workers.lifecycle import in_float16_range
+
+    z16 = _clusters().astype(np.float16)
+    huge = z16.astype(np.float32) * 2.0**30  # an unnormalised projector's output, ~1e10
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(huge.astype(np.float16)).all()
+    kept = in_float16_range(huge).astype(np.float16)
+    assert np.isfinite(kept).all() and np.abs(kept).max() <= 2.0**15
+    shift = round(math.log2(float(np.abs(huge).max() / np.abs(kept).max())))
+    np.testing.assert_array_equal(kept, z16 * np.float16(2.0 ** (30 - shift)))  # exact
+    assert in_float16_range(z16) is z16  # in range: untouched
+    picture = projection.project(z16.astype(np.float32), seed=3)
+    scaled = projection.project(kept.astype(np.float32), seed=3)
+    np.testing.assert_allclose(scaled, picture, atol=1e-3 * np.abs(picture).max())

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import socket
 import threading
@@ -209,13 +210,27 @@ class ServiceHooks:
         return self.supervisor.should_stop()
 
 
+FLOAT16_HEADROOM = 2.0**15  # below float16's largest value (65504), a power of two
+
+
+def in_float16_range(z: np.ndarray) -> np.ndarray:
+    """z (N, d), divided by the power of two that brings its largest magnitude under
+    FLOAT16_HEADROOM when it is beyond (an unnormalised projector's output): the projection
+    keeps z as float16, and its picture does not depend on z's scale (size = the spread of
+    z/||z||, engine/projection.py), so the layout is the one of z itself."""
+    peak = float(np.abs(z).max()) if z.size else 0.0
+    if not np.isfinite(peak) or peak <= FLOAT16_HEADROOM:
+        return z
+    return z / 2.0 ** math.ceil(math.log2(peak / FLOAT16_HEADROOM))
+
+
 def queue_projection(
     context: WorkerContext, run_id: str, epoch: int, z: np.ndarray, labels: np.ndarray
 ) -> None:
     """Hand z (N, d) and labels (N,) to the projection queue via Redis, keeping them in the
     run directory until the projection is stored (re-sent if this send fails)."""
     settings = context.settings
-    z16 = np.ascontiguousarray(z, dtype=np.float16)
+    z16 = np.ascontiguousarray(in_float16_range(z), dtype=np.float16)
     labels32 = np.ascontiguousarray(labels, dtype=np.int32)
     keep_embeddings(settings.run_dir(run_id), epoch, z16, labels32)
     key = context.names.embeddings_key(run_id, epoch)

@@ -11,8 +11,9 @@ their probe embeddings with ``collapse_lab.Monitor``. Every call needs the API t
   (``application/x-collapse-lab-epoch``) -> 202 ``{"epoch", "status": "accepted"}`` (200
   ``duplicate`` for the same data again, even logged at another time; 409
   ``epoch_conflict`` for other data, the stored epoch kept; 409
-  ``run_closed`` after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for a malformed
-  message or a probe whose shape changed). The request only stores: a worker on the
+  ``run_closed`` after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for an epoch over
+  ``wire.MAX_EPOCH``, a malformed message, a probe whose shape changed, or arrays the
+  diagnostics could not measure: :func:`_content_problem`). The request only stores: a worker on the
   ``ingest`` queue computes the diagnostics, the verdict and the projection.
 - ``POST /api/external-runs/{id}/finish`` ``{"status", "error", "epochs_dropped",
   "epochs_skipped"}`` -> 202; the run takes that status once its uploads are processed.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
+import numpy as np
 from anyio import to_thread
 from collapse_lab import wire  # the client package's decoder: one implementation of the format
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
@@ -44,6 +46,7 @@ from backend.state import ServiceState, StateDep
 from backend.store import external as external_store
 from backend.store import runs as run_store
 from backend.store.models import Run
+from backend.validation import EpochBound
 
 router = APIRouter(
     prefix="/api/external-runs",
@@ -53,6 +56,15 @@ router = APIRouter(
 )
 
 EPOCH_MEDIA_TYPE = wire.CONTENT_TYPE  # BodyLimits lets these bodies through to the route
+# The upload's path (searched in the request path, which may carry a prefix): BodyLimits
+# names EPOCH_MEDIA_TYPE in the 415 of a body of another type sent there.
+EPOCH_PATH_PATTERN = r"/api/external-runs/[^/]+/epochs/[^/]+/?$"
+# The diagnostics square values in float32 (row norms, covariances), which overflows (or
+# rounds a spread to 0) from about 1e19; no embedding comes near 1e15. (The projection's
+# float16 copy of z is scaled into range first: workers/lifecycle.py, in_float16_range.)
+MAX_MAGNITUDE = 1e15
+# How far a row of probabilities may sum from 1 (the client checks the same, monitor.py).
+PROBABILITY_SUM_ATOL = 1e-3
 
 
 def _problem(code: int, detail: str, error_code: str | None = None) -> JSONResponse:
@@ -130,8 +142,9 @@ def _shape_problem(
         )
     if rows < 2:
         return "z needs at least 2 rows (probe samples)"
-    if baseline is None:
-        return None
+    problem = _content_problem(message)
+    if problem is not None or baseline is None:
+        return problem
     for name, array in (("z", message.z), ("h", message.h)):
         expected = baseline.get(name)
         shape = None if array is None else list(array.shape)
@@ -139,6 +152,54 @@ def _shape_problem(
             return (
                 f"{name} has shape {shape}, the run's first epoch had {expected}: the probe set "
                 "is fixed for a run"
+            )
+    return None
+
+
+def _peak(array: np.ndarray) -> float:
+    """The largest magnitude in a non-empty array (no copy: an upload weighs up to 256 MiB)."""
+    return max(float(array.max()), -float(array.min()))
+
+
+def _content_problem(message: wire.EpochMessage) -> str | None:
+    """What the decoder lets through but the diagnostics cannot measure: an empty array,
+    values too large to square, probabilities that are not, a predictor of the wrong shape.
+    Refused here, since an epoch taken (202) and then not measured is lost without a word."""
+    z, internals = message.z, message.internals
+    arrays: dict[str, np.ndarray | None] = {"z": z, "h": message.h, **internals}
+    if message.views is not None:
+        arrays |= {"views_a": message.views[0], "views_b": message.views[1]}
+    for name, array in arrays.items():
+        if array is not None and 0 in array.shape:
+            return (
+                f"{name} has shape {list(array.shape)}, no values: every array needs at least "
+                "one row and one column"
+            )
+    for name, array in arrays.items():
+        if array is not None and (peak := _peak(array)) > MAX_MAGNITUDE:
+            return (
+                f"{name} has values up to {peak:.3g} in magnitude, beyond the {MAX_MAGNITUDE:.0e} "
+                "the diagnostics can square in float32: scale it down"
+            )
+    weight = internals.get("predictor_weight")
+    if weight is not None:
+        outputs = next((internals[n].shape[1] for n in ("p", "target") if n in internals), None)
+        if weight.shape[1] != z.shape[1] or outputs not in (None, weight.shape[0]):
+            expected = f"({outputs if outputs is not None else 'd_t'}, {z.shape[1]})"
+            return (
+                f"predictor_weight has shape {list(weight.shape)}, expected {expected}: the "
+                "linear predictor maps z's width onto the target's (p = z @ W.T)"
+            )
+    for name in ("teacher", "student"):
+        probabilities = internals.get(name)
+        if probabilities is None:
+            continue
+        sums = probabilities.sum(axis=1, dtype=np.float64)
+        if not np.allclose(sums, 1, rtol=0, atol=PROBABILITY_SUM_ATOL):
+            worst = float(sums[np.argmax(np.abs(sums - 1))])
+            return (
+                f"{name} must hold probabilities, each row summing to 1 (one sums to "
+                f"{worst:.4g}): apply the softmax, with its temperature and centre, first"
             )
     return None
 
@@ -164,7 +225,7 @@ def _shape_problem(
 )
 async def upload_epoch(
     run_id: str,
-    epoch: Annotated[int, Path(ge=0)],
+    epoch: Annotated[int, Path(ge=0), EpochBound],
     request: Request,
     state: StateDep,
     response: Response,

@@ -23,8 +23,9 @@ request models are in :mod:`backend.schemas` (and ``/openapi.json``).
 - ``GET /api/runs/{id}/projections`` -> ``{"epochs": [...]}``;
   ``GET /api/runs/{id}/projections/{epoch}`` -> ``{"epoch", "points": [[x, y]...], "labels"}``.
 - ``GET /api/runs/{id}/probe/{index}.png``: probe image ``index`` (the order of the projection
-  points) as a PNG, upscaled by nearest neighbour to at least 96 px; 404 past the probe's end,
-  409 while the run's worker has not written its probe images (``DATA_DIR/runs/<id>``).
+  points) as a PNG, upscaled by nearest neighbour to at least 96 px; 404 past the probe's end
+  and for an external run (it has none), 409 while the run's worker has not written its
+  probe images (``DATA_DIR/runs/<id>``).
 - ``POST /api/runs/{id}/cancel`` -> 202 with the run (``cancelled`` at once when queued; a
   running run stops within a few seconds and then streams ``status: cancelled``).
 - ``PATCH /api/runs/{id}/labels`` ``{"project", "clear_project", "tags", "note"}`` (the fields
@@ -71,7 +72,7 @@ from backend.state import ServiceState, StateDep
 from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
-from backend.validation import accepted_config, as_sent, validate_request
+from backend.validation import EpochBound, accepted_config, as_sent, validate_request
 from contract import PRESETS, RunStatus, StrictInput, VerdictKind
 from contract.labels import LabelsEdit
 from contract.requests import RunRequest
@@ -264,7 +265,9 @@ async def get_epochs(
     run_id: str,
     state: StateDep,
     access: Access,
-    since: Annotated[int | None, Query(ge=-1, description="Only epochs after this one.")] = None,
+    since: Annotated[
+        int | None, Query(ge=-1, description="Only epochs after this one."), EpochBound
+    ] = None,
 ) -> Response:
     """Per-epoch records in epoch order (the same JSON the ``epoch`` events carry). Served
     as stored, without decoding and re-encoding (a long run's records weigh MBs); a cache
@@ -294,7 +297,9 @@ def list_projections(run_id: str, state: StateDep, access: Access) -> Projection
 @router.get(
     "/runs/{run_id}/projections/{epoch}", response_model=ProjectionPoints, responses=NOT_FOUND
 )
-def get_projection(run_id: str, epoch: int, state: StateDep, access: Access) -> ProjectionPoints:
+def get_projection(
+    run_id: str, epoch: Annotated[int, EpochBound], state: StateDep, access: Access
+) -> ProjectionPoints:
     """2-D points (aligned with the previous epoch's) with their labels."""
     readable_run_row(state, access, run_id)
     projection = epoch_store.get_projection(state.db, run_id, epoch)
@@ -338,15 +343,21 @@ def probe_thumbnail_png(image: np.ndarray) -> bytes:
 @router.get("/runs/{run_id}/probe/{index}.png", response_class=Response, responses=PNG_RESPONSE)
 def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) -> Response:
     """Probe image ``index`` (the index of a UMAP point) as an upscaled PNG."""
-    readable_run_row(state, access, run_id)
+    run = readable_run_row(state, access, run_id)
+    if run.source is not None:  # its training loop sends embeddings, never images
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "an external run has no probe images: its training loop sends the probe's "
+            "embeddings only",
+        )
     path = probe_images_path(state.settings.run_dir(run_id))
     try:
         images = _probe_images(path, path.stat().st_mtime_ns)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError):  # the reason names a path of this server: not shown
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "the run's probe images are not on this server yet (its worker writes them when "
-            f"training starts, into DATA_DIR): {exc}",
+            "training starts)",
         ) from None
     if not 0 <= index < images.shape[0]:
         raise HTTPException(

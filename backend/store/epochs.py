@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from collapse_lab import wire
 from sqlalchemy import Text, cast, select
 
 from backend.store.database import Database
@@ -79,7 +80,8 @@ def epoch_records_json(db: Database, run_id: str, since: int | None = None) -> s
 def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | None]]:
     """The projector's effective rank per epoch (index = epoch, None where not recorded) of
     each given run, for the run list's sparklines: one query for the whole page, answered
-    from an index."""
+    from an index. A history is at most ``wire.MAX_EPOCH + 1`` long: an epoch beyond it (one
+    stored before uploads were bounded) is left out, not padded up to with Nones."""
     rank = EpochRow.effective_rank
     histories: dict[str, list[float | None]] = defaultdict(list)
     if not run_ids:
@@ -87,7 +89,7 @@ def rank_histories(db: Database, run_ids: list[str]) -> dict[str, list[float | N
     with db.read() as session:
         rows = session.execute(
             select(EpochRow.run_id, EpochRow.epoch, rank)
-            .where(EpochRow.run_id.in_(run_ids))
+            .where(EpochRow.run_id.in_(run_ids), EpochRow.epoch.between(0, wire.MAX_EPOCH))
             .order_by(EpochRow.run_id, EpochRow.epoch)
         )
         for run_id, epoch, value in rows:

@@ -54,6 +54,12 @@ ARRAY_NAMES = BASE_ARRAYS + INTERNAL_ARRAYS
 FLOAT32_ARRAYS = ("predictor_weight", "teacher", "student")
 # Internals with one row per probe sample (z's rows); predictor_weight is any matrix.
 ROW_ARRAYS = ("h", "labels", "target", "p", "teacher", "student")
+# The highest epoch a message (and the upload path) may carry. The longest self-supervised
+# schedules run about 1,000 epochs (the built-in runs stop at 1,000): 100,000 leaves a
+# hundredfold margin, refuses a loop that logs its optimizer step as the epoch within hours,
+# and bounds what the server keeps per epoch index (the run list's rank sparklines).
+MAX_EPOCH = 100_000
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PREFIX = struct.Struct("<8sI")
 
 
@@ -75,6 +81,33 @@ class EpochMessage:
     logged_at: float | None = None
     # the method internals present, by name (INTERNAL_ARRAYS)
     internals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a number (``true`` is not one) or
+    has no finite float (an integer of 400 digits)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON's ``"\\ud800"`` parses to a lone surrogate,
+    which no UTF-8 encoder (the database's, a response's) takes afterwards."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _refuse_constant(name: str) -> Any:
+    """``json.loads``' hook for ``NaN``/``Infinity``, which the protocol never sends."""
+    raise MessageError(f"header holds {name}: JSON bodies of the protocol send null instead")
 
 
 def _align(n: int) -> int:
@@ -169,7 +202,7 @@ def _read_array(
     """The float32 (or int64 labels) array an entry describes, and where it ends."""
     dtype, shape, offset = entry.get("dtype"), entry.get("shape"), entry["offset"]
     allowed = (LABEL_DTYPE,) if name == "labels" else FLOAT_DTYPES
-    if dtype not in allowed:
+    if not isinstance(dtype, str) or dtype not in allowed:
         raise MessageError(f"array {name!r}: dtype must be one of {allowed}, not {dtype!r}")
     rank = 1 if name == "labels" else 2
     if (
@@ -178,6 +211,8 @@ def _read_array(
         or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     ):
         raise MessageError(f"array {name!r}: shape must be {rank} non-negative integers")
+    if any(n > len(body) for n in shape):  # (0, 2**62) holds no bytes but no array has it
+        raise MessageError(f"array {name!r}: shape {shape} is larger than the body")
     if offset < floor or offset % ALIGNMENT:
         raise MessageError(
             f"array {name!r}: offset must be a multiple of {ALIGNMENT}, after the header and "
@@ -191,17 +226,26 @@ def _read_array(
     if name == "labels":
         return data.astype(np.int64), end
     scale, shift = entry.get("scale", 1.0), entry.get("shift")
-    if not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
-        raise MessageError(f"array {name!r}: scale must be a positive finite number")
-    values = data.astype(np.float32) * np.float32(scale)
-    if shift is not None:
-        if not isinstance(shift, list) or len(shift) != shape[1]:
-            raise MessageError(f"array {name!r}: shift must list {shape[1]} numbers")
-        try:
-            values += np.asarray(shift, dtype=np.float32)
-        except (TypeError, ValueError) as error:
-            raise MessageError(f"array {name!r}: shift must list numbers") from error
-    if not np.isfinite(values).all():
+    factor = _finite_number(scale)
+    if factor is None or not 0 < factor <= _FLOAT32_MAX or np.float32(factor) == 0:
+        raise MessageError(
+            f"array {name!r}: scale must be a positive number within float32's range"
+        )
+    if shift is not None and (
+        not isinstance(shift, list)
+        or len(shift) != shape[1]
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in shift)
+    ):
+        raise MessageError(f"array {name!r}: shift must list {shape[1]} numbers")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        values = data.astype(np.float32) * np.float32(factor)
+        if shift is not None:
+            try:
+                values += np.asarray(shift, dtype=np.float64).astype(np.float32)
+            except OverflowError as error:  # an integer of 400 digits
+                raise MessageError(f"array {name!r}: shift must list finite numbers") from error
+        finite = bool(np.isfinite(values).all())
+    if not finite:
         raise MessageError(f"array {name!r} contains NaN or infinity")
     return values, end
 
@@ -209,7 +253,9 @@ def _read_array(
 def decode_epoch(body: bytes) -> EpochMessage:
     """Parse and validate one epoch message (see the module docstring and ``PROTOCOL.md``).
 
-    Checks: magic and version, header JSON, known array names only, dtypes, shapes, aligned
+    Checks: magic and version, header JSON (no ``NaN``/``Infinity``), ``epoch`` from 0 to
+    :data:`MAX_EPOCH`, ``loss`` and ``scalars`` finite numbers or null, known array names
+    only, dtypes, shapes, a positive float32 ``scale`` and numeric ``shift``, aligned
     non-overlapping offsets inside the body, no trailing bytes, finite values, ``z``
     present, ``h``, ``labels`` and the per-sample internals with as many rows as ``z``, both
     views or none with equal shapes and ``z``'s width, ``p`` shaped as ``target``,
@@ -227,14 +273,25 @@ def decode_epoch(body: bytes) -> EpochMessage:
     if header_end > len(body):
         raise MessageError("header length runs past the end of the body")
     try:
-        header = json.loads(body[_PREFIX.size : header_end].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        header = json.loads(
+            body[_PREFIX.size : header_end].decode(), parse_constant=_refuse_constant
+        )
+    except MessageError:
+        raise
+    except RecursionError as error:
+        raise MessageError(
+            "header is not a JSON object the server can read: nested too deeply"
+        ) from error
+    except ValueError as error:  # UnicodeDecodeError, JSONDecodeError, an int of 5,000 digits
         raise MessageError(f"header is not UTF-8 JSON: {error}") from error
     if not isinstance(header, dict):
         raise MessageError("header must be a JSON object")
     epoch = header.get("epoch")
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        raise MessageError("epoch must be a non-negative integer")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCH:
+        raise MessageError(
+            f"epoch must be a non-negative integer, at most {MAX_EPOCH} (MAX_EPOCH): log "
+            "epochs, not steps"
+        )
     entries = header.get("arrays")
     if not isinstance(entries, dict) or "z" not in entries:
         raise MessageError("arrays must be an object that contains z")
@@ -271,22 +328,25 @@ def decode_epoch(body: bytes) -> EpochMessage:
         if views[0].shape != views[1].shape or views[0].shape[1] != z.shape[1]:
             raise MessageError("views_a and views_b must have one shape, with z's width")
     loss, scalars = header.get("loss"), header.get("scalars", {})
-    if loss is not None and not isinstance(loss, int | float):
-        raise MessageError("loss must be a number or null")
+    if loss is not None and _finite_number(loss) is None:
+        raise MessageError("loss must be a finite number (within float64's range) or null")
     if not isinstance(scalars, dict) or not all(
-        v is None or isinstance(v, int | float) for v in scalars.values()
+        v is None or _finite_number(v) is not None for v in scalars.values()
     ):
-        raise MessageError("scalars must map names to numbers or null")
-    logged_at = header.get("logged_at")
+        raise MessageError(
+            "scalars must map names to finite numbers (within float64's range) or null"
+        )
+    if not all(_is_unicode(name) for name in scalars):
+        raise MessageError("scalar names must be valid Unicode (a lone \\ud800 escape is not)")
     return EpochMessage(
         epoch=epoch,
         z=z,
         h=arrays.get("h"),
         views=views,
         labels=arrays.get("labels"),
-        loss=None if loss is None else float(loss),
-        scalars={k: None if v is None else float(v) for k, v in scalars.items()},
-        logged_at=float(logged_at) if isinstance(logged_at, int | float) else None,
+        loss=_finite_number(loss),
+        scalars={k: _finite_number(v) for k, v in scalars.items()},
+        logged_at=_finite_number(header.get("logged_at")),  # informative: anything else is None
         internals={name: arrays[name] for name in INTERNAL_ARRAYS if name in arrays},
     )
 

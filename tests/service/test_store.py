@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
+from collapse_lab import wire
 from sqlalchemy import text
 
 from backend.store import epochs as epoch_store
@@ -141,6 +142,20 @@ def test_rank_histories_come_from_the_epoch_records_of_each_run(db: Database) ->
     assert histories[first] == [10.0, None, 12.0]
     assert histories[second] == [None, None, None, 13.0]
     assert histories.get(empty, []) == []
+
+
+def test_rank_histories_leave_out_epochs_beyond_max_epoch(db: Database) -> None:
+    """An epoch stored before uploads were bounded (wire.MAX_EPOCH) must not make the run
+    list pad its sparkline up to it (2**62 Nones: a MemoryError on every list request)."""
+    run_id = _new_run(db)
+    epoch_store.record_epoch(db, run_id, _record(0))
+    # PostgreSQL's INTEGER stops at 2**31 - 1 (whose padding would take 16 GiB: not tried)
+    beyond = 2**62 if db.is_sqlite else wire.MAX_EPOCH + 1
+    epoch_store.record_epoch(db, run_id, _record(beyond))
+    assert epoch_store.rank_histories(db, [run_id])[run_id] == [10.0]
+    epoch_store.record_epoch(db, run_id, _record(wire.MAX_EPOCH))
+    history = epoch_store.rank_histories(db, [run_id])[run_id]
+    assert len(history) == wire.MAX_EPOCH + 1 and history[-1] == 10.0 + wire.MAX_EPOCH
 
 
 def test_concurrent_reports_of_the_same_epochs_store_each_once(db: Database) -> None:
