@@ -530,6 +530,11 @@ class Monitor:
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         epoch = int(epoch)
+        if epoch > wire.MAX_EPOCH:
+            raise ValueError(
+                f"epoch {epoch} is beyond the protocol's {wire.MAX_EPOCH}: log epochs, not "
+                "optimiser steps"
+            )
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ValueError(f"epochs must increase: {epoch} after {self._last_epoch}")
         arrays = self._check_arrays(z, h, labels, views)

@@ -223,6 +223,8 @@ def test_caller_bugs_raise_at_once(server: FakeCollapseLab) -> None:
         monitor.log_epoch(0, probe(), labels=np.zeros(100, dtype=int))
     with pytest.raises(ValueError, match="views must be two"):
         monitor.log_epoch(0, probe(), views=(probe(50), probe(50, d=8)))
+    with pytest.raises(ValueError, match="log epochs, not optimiser steps"):
+        monitor.log_epoch(collapse_lab.wire.MAX_EPOCH + 1, probe())
     with pytest.raises(TypeError, match="loss must be a real number"):
         monitor.log_epoch(0, probe(), loss="low")
     monitor.log_epoch(0, probe(), h=probe(d=64))
