@@ -522,6 +522,12 @@ class ExternalRunCreated(BaseModel):
     last_epoch: int | None = Field(
         None, description="The highest epoch the run already holds (uploaded); null for none."
     )
+    reopened_finish: dict[str, Any] | None = Field(
+        None,
+        description="The finish call that had closed the run, when this registration reopened "
+        "it: a client that finds its own finish stale (the run went on elsewhere) sends this "
+        "one again to close the run as it was.",
+    )
     accepts: list[str] = Field(
         description="The arrays this server reads in an epoch message (client/PROTOCOL.md): "
         "a client sends the method internals (target, p, teacher...) only when listed; a "

@@ -117,6 +117,7 @@ def register_external_run(
         limits=_limits(state),
         resumed=found.resumed,
         last_epoch=found.last_epoch,
+        reopened_finish=found.reopened_finish,
         accepts=list(wire.ARRAY_NAMES),
     )
 

@@ -45,6 +45,7 @@ class Registration:
     resumed: bool  # found by resume key, registered by another registration than this one
     last_epoch: int | None  # the highest uploaded epoch
     refused: str | None = None
+    reopened_finish: dict[str, Any] | None = None  # the finish call this registration undid
 
 
 def _last_upload(session: Session, run_id: str) -> int | None:
@@ -70,7 +71,9 @@ def _continue_run(
                 "resume key (or resume=False) to start a new run"
             )
             return Registration(run, False, resumed, last_epoch, refused)
+        reopened_finish = None
         if run.external_finish is not None or run.status != "running":
+            reopened_finish = run.external_finish
             run.external_finish = None
             run.error = None
             run.finished_at = None
@@ -81,7 +84,7 @@ def _continue_run(
             run.updated_at = now()
             reason = f"continued{where} with its resume key"
             append_event(session, run, "status", status_data(run, reason))
-        return Registration(run, False, resumed, last_epoch)
+        return Registration(run, False, resumed, last_epoch, reopened_finish=reopened_finish)
 
 
 def register_run(db: Database, key: str | None, registration: dict[str, Any]) -> Registration:

@@ -140,6 +140,7 @@ class RunSync:
         self.accepts: frozenset[str] = frozenset(wire.ARRAY_NAMES)  # the server's, registered
         self.registered = False  # by this sync (registration reopens a finished resumed run)
         self.server_last_epoch: int | None = None  # the run's last epoch when registered
+        self.reopened_finish: dict[str, Any] | None = None  # the finish our registration undid
         self.told: set[int] = set()  # refused epochs this sync has named already
         self.steps = 0
         self.files: object = None  # what the directory held at the last step
@@ -252,6 +253,8 @@ class RunSync:
         self.state.finished = None
         last = payload.get("last_epoch")
         self.server_last_epoch = last if isinstance(last, int) else None
+        undone = payload.get("reopened_finish")  # absent: a server before it (reopens alike)
+        self.reopened_finish = undone if isinstance(undone, dict) else None
         self.registered = True
         self._save_state()
 
@@ -396,9 +399,13 @@ class RunSync:
                     f"{self.server_last_epoch}, past this directory's last: the job went on "
                     f"elsewhere (its resume key), so this directory's {local.FINISH_FILE} does "
                     "not end the run"
+                    + ("; it is closed again as it was" if self.reopened_finish else "")
                 )
-                self.state.finished = finish_digest
-                self._save_state()
+                if self.reopened_finish is not None:  # our registration reopened it
+                    self.finish(self.reopened_finish, finish_digest)
+                else:
+                    self.state.finished = finish_digest
+                    self._save_state()
             elif finish is not None:
                 self.finish(finish, finish_digest)
         return finish_digest is not None and finish_digest == self.state.finished

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,16 @@ def test_a_job_that_went_on_online_is_not_closed_by_its_offline_part(
     run = wait_until(lambda: _ended(api, live_id), 120, what="the live run to end")
     assert run["status"] == "succeeded", run
     wait_until(lambda: sorted(_records(api, live_id)) == list(range(7)), 120, what="0-6")
+
+    # Another copy of that directory synced after the run ended: its registration reopens
+    # the run, and the sync closes it again as it was, not with its stale finish.
+    copy = tmp_path / "node-c" / node_local.name
+    shutil.copytree(node_local, copy, ignore=shutil.ignore_patterns(local.SYNC_FILE))
+    late = _sync(str(copy), stack.base_url, cwd=tmp_path)
+    assert late.returncode == 0, late.stderr
+    assert "closed again as it was" in late.stderr, late.stderr
+    ended = _run(api, live_id)
+    assert ended["status"] == "succeeded" and ended["error"] is None, ended
 
 
 def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
