@@ -485,6 +485,24 @@ class EmbeddingMetrics(StrictModel):
             "shrinking to the origin, the trivial solution of a loss on raw distances.",
         ),
     ] = None
+    total_scale: Annotated[
+        float | None,
+        measured(
+            title="total scale: RMS distance of raw z from its mean",
+            unit="z's own units",
+            formula="sqrt of the total variance of the raw z (the trace of its covariance): "
+            "the whole cloud's size, which, unlike the top direction's std, holds when "
+            "variance spreads out of one direction into many",
+            paper="Balestriero & LeCun, arXiv 2511.08544 (without SIGReg every embedding "
+            "shrinks to the origin)",
+            healthy=Level(label="near or above its epoch-0 value"),
+            collapsed=Level(value=0, label="every embedding at one point: 0"),
+            chart="scale",
+            help="The verdict calls the raw z shrunk only when this and the top direction's "
+            "std both fell: an untrained network's anisotropic output that training spreads "
+            "over many directions loses top-direction std, not size.",
+        ),
+    ] = None
 
     @property
     @derived(
@@ -1005,7 +1023,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart(id="rank", title="Effective rank (RankMe)", y_title="effective rank (dimensions)"),
     Chart(
         id="scale",
-        title="Scale of the raw output: std of z along its top direction",
+        title="Scale of the raw output: std along its top direction, RMS size",
         y_title="z's own units",
         y_range_mode="tozero",
         hide_when_empty=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from contract import EmbeddingMetrics, EpochRecord
@@ -226,22 +228,55 @@ def test_embedding_shrinking_to_the_origin_is_complete_collapse() -> None:
     verdict = run_verdict(history)
     assert verdict.kind == "complete_collapse"
     assert verdict.onset_epoch == 3
-    assert "shrank towards the origin" in verdict.reason
-    assert "0.05 of epoch 0" in verdict.reason
+    assert "shrank towards a single point" in verdict.reason
+    assert "0.05 of epoch 0" in verdict.reason and "its size" in verdict.reason
     # before the onset the trend already warned
     early = epoch_verdict(history[:3])
     assert early.kind == "healthy"
-    assert early.trend.warning is not None and "shrinking towards the origin" in early.trend.warning
+    assert (
+        early.trend.warning is not None
+        and "shrinking towards a single point" in early.trend.warning
+    )
     # a cloud that grows, or shrinks less than the threshold, stays healthy
     for factor in (3.0, 0.6):
         steady = [_record(e, factor**e * _gaussian(128, seed=e), seed=e) for e in range(3)]
         assert run_verdict(steady).kind == "healthy"
+    # a guard read from the configuration is not named for a shrink its directions survive:
+    # its collapses fold the directions; configured as plain SGD, weight decay still can be
+    for setting in ({"predictor": False}, {"stop_gradient": False}, {"negatives": False}):
+        cause = run_verdict(history, configuration=setting).cause
+        assert cause is not None and cause.guard == "undetermined", (setting, cause)
+    folded = [_record(e, _to_constant(128, w, seed=e), seed=e) for e, w in enumerate(weights)]
+    cause = run_verdict(folded, configuration={"predictor": False}).cause
+    assert cause is not None and cause.guard == "predictor"  # spread collapse: confirmed
     # records written before the scale was measured are judged as before
     old = [
         r.model_copy(update={"projector": r.projector.model_copy(update={"scale": None})})
         for r in history
     ]
     assert run_verdict(old).kind == "healthy"
+
+
+def test_variance_spreading_out_of_one_direction_is_not_shrinking() -> None:
+    """An untrained network's output is anisotropic; training spreads it over many
+    directions, which lowers the top direction's std while the cloud keeps its size. So does
+    one outlier row at epoch 0. Neither is the cloud shrinking to a point."""
+    d = 256
+    anisotropic = _gaussian(d, seed=0)
+    anisotropic[:, 0] *= math.sqrt(0.15 * d / 0.85)  # the top direction: 15% of the variance
+    anisotropic *= math.sqrt(d / anisotropic.pow(2).sum(dim=1).mean())  # size as isotropic
+    history = [_record(0, anisotropic, seed=0)]
+    history += [_record(e, _gaussian(d, seed=e), seed=e) for e in range(1, 4)]
+    assert history[-1].projector.scale < 0.3 * history[0].projector.scale  # top direction
+    verdict = run_verdict(history)
+    assert verdict.kind == "healthy", verdict.reason
+    assert verdict.trend.warning is None
+
+    outlier = _gaussian(128, seed=0)
+    outlier[0] *= 20.0  # one probe row far out at epoch 0
+    history = [_record(0, outlier, seed=0)]
+    history += [_record(e, _gaussian(128, seed=e), seed=e) for e in range(1, 4)]
+    assert run_verdict(history).kind == "healthy"
 
 
 def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> None:

@@ -67,6 +67,9 @@ class _Reader:
     """Reads a run's signals and remembers which ones it looked at (present or not)."""
 
     history: Sequence[EpochRecord]
+    # the collapse shows in the raw scale only, its directions intact: no configuration-read
+    # guard is named (their collapses fold the directions: spread or rank)
+    scale_only: bool = False
     checked: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> None:
@@ -296,8 +299,11 @@ def _confirmation(reader: _Reader) -> str:
 
 
 def _configured_off(reader: _Reader, configuration: Mapping[str, Any] | None, key: str) -> bool:
-    """Whether the run's configuration switches ``key`` off (``key: false``)."""
-    return reader.setting(configuration, key) is False
+    """Whether the run's configuration switches ``key`` off (``key: false``) and the
+    collapse confirms it: a guard read from the configuration is named only for a collapse of
+    the directions (spread or rank), the kind every run without it showed (docs/causes.md),
+    never for a raw scale that shrank with its directions intact."""
+    return reader.setting(configuration, key) is False and not reader.scale_only
 
 
 def _stop_gradient(
@@ -331,6 +337,8 @@ def _predictor(
     collapses apart from healthy runs."""
     off = _configured_off(reader, configuration, "predictor")
     kind = reader.setting(configuration, "predictor_kind")
+    if reader.scale_only:
+        return None
     if off:
         why = (
             "predictor false: the two branches are the same function, so nothing breaks "
@@ -596,10 +604,12 @@ def guard_findings(
     kind: VerdictKind,
     configuration: Mapping[str, Any] | None = None,
     thresholds: CauseThresholds = CAUSE_THRESHOLDS,
+    scale_only: bool = False,
 ) -> tuple[list[Finding], list[str]]:
     """Every guard check that fires at the last epoch of ``history``, whatever the verdict
-    (the bench counts them on healthy runs as false alarms), and the signals read."""
-    reader = _Reader(history)
+    (the bench counts them on healthy runs as false alarms), and the signals read.
+    ``scale_only``: the collapse is the raw z shrinking with its directions intact."""
+    reader = _Reader(history, scale_only)
     found = [
         _dino(reader, thresholds),
         _target_network(reader, thresholds),
@@ -634,15 +644,17 @@ def diagnose_cause(
     onset_epoch: int | None,
     configuration: Mapping[str, Any] | None = None,
     thresholds: CauseThresholds = CAUSE_THRESHOLDS,
+    scale_only: bool = False,
 ) -> Cause | None:
     """The cause of the verdict ``kind`` at the last epoch of ``history``: None when
     healthy, the one guard whose check fired, else ``undetermined`` with the signals read.
 
     ``configuration``: the run's configuration with the method's options at the top level
-    (``{"stop_gradient": False, ...}``), read only for the guards no probe can see."""
+    (``{"stop_gradient": False, ...}``), read only for the guards no probe can see, and not
+    when ``scale_only`` (the verdict saw the raw z shrink, its directions intact)."""
     if kind == "healthy":
         return None
-    found, checked = guard_findings(history, kind, configuration, thresholds)
+    found, checked = guard_findings(history, kind, configuration, thresholds, scale_only)
     if len(found) == 1:
         one = found[0]
         return Cause(

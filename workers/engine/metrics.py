@@ -114,6 +114,14 @@ def raw_scale(z: torch.Tensor) -> float:
     return float(singular_values(centred)[0] / math.sqrt(z.shape[0]))
 
 
+def raw_total_scale(z: torch.Tensor) -> float:
+    """RMS distance of the raw embedding from its mean, (N, d) -> float, in z's own units:
+    sqrt of the trace of its covariance. With :func:`raw_scale` it tells a cloud shrinking
+    to a point (both fall) from variance spreading out of the top direction (this holds)."""
+    centred = z.double() - z.double().mean(dim=0, keepdim=True)
+    return float(centred.pow(2).sum(dim=1).mean().sqrt())
+
+
 def effective_rank(z: torch.Tensor) -> float:
     """RankMe (Garrido et al., ICML 2023): exp(-sum_k p_k log p_k) with
     p_k = sigma_k / sum(sigma) + 1e-7, sigma the singular values of the (N, d) embedding
@@ -565,6 +573,7 @@ def embedding_diagnostics(
             std_l2_sqrt_d=std * math.sqrt(dim),
             effective_rank=effective_rank(z),
             scale=raw_scale(z),
+            total_scale=raw_total_scale(z),
             spectrum=_log_spectrum(eigenvalues),
             participation_ratio=participation_ratio(eigenvalues),
             nesum=nesum(eigenvalues),

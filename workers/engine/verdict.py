@@ -16,11 +16,12 @@ below), so the same thresholds hold for any dataset, seed and embedding size d:
 * effective rank (RankMe): the number of dimensions the embedding uses, compared with an
   absolute count and with the epoch-0 baseline.
 
-One measure is not scale-free, on purpose: ``EmbeddingMetrics.scale``, the std of the raw z
-along its top principal direction, compared with its own epoch-0 value. An embedding whose
-rows all shrink towards the origin keeps the spread and rank of its directions, but for a
-loss on raw distances it has reached the trivial solution (LeJEPA without SIGReg): that is
-complete collapse too.
+One measure is not scale-free, on purpose: the size of the raw z, its std along its top
+principal direction (``EmbeddingMetrics.scale``) and its RMS distance from the mean
+(``total_scale``), both compared with their epoch-0 values. An embedding whose rows all
+shrink towards one point keeps the spread and rank of its directions, but for a loss on
+raw distances it has reached the trivial solution (LeJEPA without SIGReg): that is complete
+collapse too.
 
 The backbone h corroborates: it is cited in the reason sentence (kNN, rank).
 """
@@ -174,11 +175,31 @@ def participation_ratio(embedding_metrics: EmbeddingMetrics) -> float:
 def shrunk(
     current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
 ) -> bool:
-    """Whether the raw embedding has shrunk towards the origin since epoch 0 (False for
-    records written before the scale was measured)."""
-    if current.scale is None or not baseline.scale:
+    """Whether the raw embedding has shrunk towards the origin since epoch 0: the std along
+    its top direction and its total size (RMS distance from the mean) both below
+    ``complete_scale_of_baseline`` of epoch 0's. The top direction alone also falls when
+    variance spreads out of it: an untrained network whose output is anisotropic (a top
+    share of 0.1-0.2 at d = 128-256) trained into an isotropic one, or one outlier row at
+    epoch 0, read as complete collapse with the same size. False for records written
+    before the scale was measured; the top direction alone for those before the total."""
+    limit = thresholds.complete_scale_of_baseline
+    if current.scale is None or not baseline.scale or current.scale >= limit * baseline.scale:
         return False
-    return current.scale < thresholds.complete_scale_of_baseline * baseline.scale
+    if current.total_scale is None or not baseline.total_scale:
+        return True
+    return current.total_scale < limit * baseline.total_scale
+
+
+def _relative_size(current: EmbeddingMetrics, baseline: EmbeddingMetrics) -> float | None:
+    """How much of its epoch-0 size the raw z keeps, as :func:`shrunk` reads it: the larger
+    of the top direction's and the total scale's ratios (both must fall); None before the
+    scale was measured."""
+    if current.scale is None or not baseline.scale:
+        return None
+    ratio = current.scale / baseline.scale
+    if current.total_scale is not None and baseline.total_scale:
+        ratio = max(ratio, current.total_scale / baseline.total_scale)
+    return ratio
 
 
 def classify(
@@ -246,12 +267,13 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
     if kind != "complete_collapse":
         spread_fall = _falling(spreads, thresholds.spread_limit(projector[0]), thresholds)
         rank_fall = _falling(ranks, thresholds.rank_limit(projector[0]), thresholds)
-        # every epoch's scale (records written before it was measured have none)
-        scales = [m.scale for m in projector if m.scale is not None]
+        # every epoch's size relative to epoch 0, as `shrunk` reads it (records written
+        # before the scale was measured have none)
+        sizes = [_relative_size(m, projector[0]) for m in projector]
         scale_fall = None
-        if len(scales) == len(projector) and scales[0] > 0:
-            scale_limit = thresholds.complete_scale_of_baseline * scales[0]
-            scale_fall = _falling(scales, scale_limit, thresholds)
+        if all(size is not None for size in sizes):
+            known = [size for size in sizes if size is not None]
+            scale_fall = _falling(known, thresholds.complete_scale_of_baseline, thresholds)
         if spread_fall is not None:
             warning = (
                 f"std_l2·√d falling {-std_rate:.0%}/epoch (spread {spreads[-1]:.2f}): "
@@ -259,8 +281,8 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
             )
         elif scale_fall is not None:
             warning = (
-                f"the raw scale of z falling {-scale_fall:.0%}/epoch ({scales[-1]:.3g}, epoch "
-                f"0: {scales[0]:.3g}): shrinking towards the origin"
+                f"the raw scale of z falling {-scale_fall:.0%}/epoch ({sizes[-1]:.2f} of epoch "
+                "0): shrinking towards a single point"
             )
         elif kind == "healthy" and rank_fall is not None:
             warning = f"effective rank falling {-rank_fall:.0%}/epoch: collapsing"
@@ -279,12 +301,16 @@ def _reason(
     knn = _knn_clause(h0, h)
     shrinking = kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
     if shrinking and z.scale is not None and z0.scale:
+        total = ""
+        if z.total_scale is not None and z0.total_scale:
+            size = z.total_scale / z0.total_scale
+            total = f" and its size (RMS distance from the mean) to {size:.2f}"
         return (
-            f"the projector's raw output shrank towards the origin: its scale (std along its top "
-            f"direction) fell from {z0.scale:.3g} to {z.scale:.3g} ({z.scale / z0.scale:.2f} "
-            f"of epoch 0) by epoch {epoch}, collapsed since epoch {onset}, while its "
-            f"directions still vary (spread {z.spread:.2f}, effective rank "
-            f"{z.effective_rank:.1f}{knn})."
+            f"the projector's raw output shrank towards a single point: its scale (std along "
+            f"its top direction) fell from {z0.scale:.3g} to {z.scale:.3g} "
+            f"({z.scale / z0.scale:.2f} of epoch 0){total} by epoch {epoch}, collapsed since "
+            f"epoch {onset}, while its directions still vary (spread {z.spread:.2f}, "
+            f"effective rank {z.effective_rank:.1f}{knn})."
         )
     if kind != "healthy" and thresholds.baseline_collapsed(z0):
         # nothing fell: epoch 0 was already collapsed, so the absolute limits decided
@@ -462,13 +488,15 @@ def epoch_verdict(
     kind = kinds[-1]
     onset = _onset(history, kinds)
     trend = _trend(history, kind, thresholds)
+    z0, z = history[0].projector, history[-1].projector
+    scale_only = kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
     return Verdict(
         kind=kind,
         onset_epoch=onset,
         reason=_reason(history, kind, onset, thresholds),
         trend=trend,
         findings=findings(history, kind, trend, thresholds),
-        cause=diagnose_cause(history, kind, onset, configuration),
+        cause=diagnose_cause(history, kind, onset, configuration, scale_only=scale_only),
     )
 
 
