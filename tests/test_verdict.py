@@ -279,6 +279,32 @@ def test_variance_spreading_out_of_one_direction_is_not_shrinking() -> None:
     assert run_verdict(history).kind == "healthy"
 
 
+def test_an_epoch_0_of_zero_rows_does_not_hide_a_later_collapse() -> None:
+    """A zero-initialised last layer gives z = 0 at epoch 0: spread 0, random-pair cosine 0
+    (zero rows stay zero when normalised), so limits taken from it would all be 0."""
+    zero = _record(0, torch.zeros(N_PROBE, 64), seed=0)
+    assert zero.projector.spread < THRESHOLDS.degenerate_baseline_spread
+    constant = [_record(e, _to_constant(64, 1e-4, seed=e), seed=e) for e in (1, 2)]
+    verdict = run_verdict([zero, *constant])
+    assert verdict.kind == "complete_collapse" and verdict.onset_epoch == 1
+    assert any("epoch 0 already looks completely collapsed" in f for f in verdict.findings)
+    healthy = [_record(e, _gaussian(64, seed=e), seed=e) for e in (1, 2)]
+    assert run_verdict([zero, *healthy]).kind == "healthy"
+
+
+def test_an_epoch_0_close_to_collapsed_still_lets_a_collapse_be_seen() -> None:
+    """Random pairs at cosine 0.93 at epoch 0 (not yet the collapsed-baseline rule's 0.95)
+    and 0.97 later: below the spread floor, complete collapse (half of epoch 0's spread,
+    0.12, the limit before the floor, was never reached)."""
+    near = _record(0, _to_constant(64, 0.25, seed=0), seed=0)
+    assert 0.90 < near.projector.cos_rand < THRESHOLDS.collapsed_baseline_cos_rand
+    tighter = [_record(e, _to_constant(64, 0.14, seed=e), seed=e) for e in (1, 2)]
+    spread = tighter[-1].projector.spread
+    assert THRESHOLDS.complete_spread_of_baseline * near.projector.spread < spread
+    assert spread < THRESHOLDS.complete_spread_floor
+    assert run_verdict([near, *tighter]).kind == "complete_collapse"
+
+
 def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> None:
     """A loop that measures its random network in eval mode with BatchNorm's initial
     statistics reports one vector for every image at epoch 0: nothing later can fall below

@@ -103,8 +103,12 @@ class Thresholds:
 
     # complete collapse: sqrt(total variance of z/||z||) below this...
     complete_spread: float = 0.3
-    # ...and below this fraction of its epoch-0 value
+    # ...and below this fraction of its epoch-0 value, or below this floor whatever epoch 0
+    # (random pairs at cosine >= 0.98): an epoch 0 just short of the collapsed-baseline rule
+    # below (random pairs at 0.94, spread 0.24) halved the limit to 0.12, under which a run
+    # that collapsed to cosine 0.98 (spread 0.14) never fell
     complete_spread_of_baseline: float = 0.5
+    complete_spread_floor: float = 0.15
     # or the raw z shrunk towards the origin: its scale below this fraction of epoch 0's
     complete_scale_of_baseline: float = 0.3
     # dimensional collapse: effective rank (RankMe) below this many dimensions...
@@ -130,6 +134,10 @@ class Thresholds:
     # network in eval mode with BatchNorm's initial running statistics reports (all rows one
     # vector).
     collapsed_baseline_cos_rand: float = 0.95
+    # ...or z/||z|| with next to no variance at all, whatever its random pairs: an epoch 0
+    # of zero rows (a zero-initialised last layer, dead ReLUs) has spread 0 and random-pair
+    # cosine 0 (zero rows stay zero when normalised), and every limit taken from it is 0
+    degenerate_baseline_spread: float = 0.01
     # backbone kNN this far below its epoch-0 (random network) value; about two standard
     # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
     knn_drop: float = 0.03
@@ -141,7 +149,7 @@ class Thresholds:
     def baseline_collapsed(self, baseline: EmbeddingMetrics) -> bool:
         """Whether epoch 0 itself already looks completely collapsed: then no later epoch
         can fall from it, and trained epochs are judged by the absolute limits alone."""
-        return (
+        return baseline.spread < self.degenerate_baseline_spread or (
             baseline.spread < self.complete_spread
             and baseline.cos_rand >= self.collapsed_baseline_cos_rand
         )
@@ -150,7 +158,8 @@ class Thresholds:
         """Spread below which z counts as completely collapsed, given epoch 0."""
         if self.baseline_collapsed(baseline):
             return self.complete_spread
-        return min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
+        relative = min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
+        return max(self.complete_spread_floor, relative)
 
     def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
