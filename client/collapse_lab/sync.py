@@ -312,7 +312,10 @@ class RunSync:
             else:
                 self.sent += 1
         elif response.status_code == 409 and code == "run_closed":
-            raise SyncAborted(f"the server's run {self.state.run_id} is closed: {detail}")
+            raise SyncAborted(  # the server's text speaks to a monitor: say it for a sync
+                f"the server's run {self.state.run_id} is finished and this directory has no "
+                f"resume key to reopen it, so epoch {epoch} cannot be added to it"
+            )
         else:  # epoch_conflict, 413, 422: this epoch only
             reason = f"refused by the server (HTTP {response.status_code}: {detail})"
             held = code == "epoch_conflict"

@@ -208,3 +208,18 @@ def test_a_follow_relay_outlives_a_server_restart(
         assert sorted(run.epochs) == [0, 1, 2] and run.finish is not None
     finally:
         server.stop()
+
+
+def test_an_epoch_added_to_a_finished_run_without_a_resume_key_is_named(
+    server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor = Monitor(name="done", offline=True, run_dir=tmp_path, resume=False)
+    monitor.log_epoch(0, _z(0))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    assert sync_paths([tmp_path], server.url, None) == 0
+    late = wire.encode_epoch(1, {"z": _z(1)})  # written into the directory afterwards
+    local.write_atomic(local.epoch_path(monitor.run_dir, 1), late)
+    capsys.readouterr()
+    assert sync_paths([tmp_path], server.url, None) == 1
+    assert "no resume key to reopen it, so epoch 1 cannot be added" in capsys.readouterr().err
+    assert sorted(server.only_run().epochs) == [0]
