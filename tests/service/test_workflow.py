@@ -192,7 +192,8 @@ def test_a_job_that_went_on_online_is_not_closed_by_its_offline_part(
     late = _sync(str(copy), stack.base_url, cwd=tmp_path)
     assert late.returncode == 0, late.stderr
     assert "closed again as it was" in late.stderr, late.stderr
-    ended = _run(api, live_id)
+    # the finish is applied by the ingest worker, as any finish call
+    ended = wait_until(lambda: _ended(api, live_id), 120, what="the run closed again")
     assert ended["status"] == "succeeded" and ended["error"] is None, ended
 
 
