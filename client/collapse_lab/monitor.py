@@ -662,7 +662,8 @@ class Monitor:
             self._poll_at = time.monotonic() if self._poll_verdicts and self._delivered else None
         while self._poll_at is not None and time.monotonic() < deadline:
             time.sleep(max(0.0, min(self._poll_at, deadline) - time.monotonic()))
-            self._poll_verdict()
+            if not self._poll_verdict():
+                return  # no run to read (an error, a server without the endpoint): no wait
 
     @property
     def stats(self) -> MonitorStats:
@@ -1211,9 +1212,10 @@ class Monitor:
                 self._poll_delay = FIRST_VERDICT_POLL_S
                 self._poll_at = time.monotonic() + self._poll_delay
 
-    def _poll_verdict(self) -> None:
+    def _poll_verdict(self) -> bool:
         """One GET of the run (any server version has it): take its latest verdict, and
-        ask again later while the last delivered epoch is not judged yet."""
+        ask again later while the last delivered epoch is not judged yet. Whether the
+        server answered with the run."""
         try:
             response = self._http.get(f"/api/runs/{self.run_id}", timeout=10.0)
             run = response.json() if response.is_success else None
@@ -1224,7 +1226,7 @@ class Monitor:
             logger.info("no verdict from %s (HTTP %d)", self.base_url, response.status_code)
             with self._cond:
                 self._poll_at, self._poll_verdicts = None, False
-            return
+            return False
         judged = run.get("last_epoch") if isinstance(run, dict) else None
         verdict = run.get("verdict") if isinstance(run, dict) else None
         if isinstance(judged, int) and isinstance(verdict, dict) and verdict.get("kind"):
@@ -1235,6 +1237,7 @@ class Monitor:
                 self._poll_at = time.monotonic() + self._poll_delay
             else:
                 self._poll_at = None
+        return isinstance(run, dict)
 
     def _take_verdict(self, epoch: int, details: dict[str, Any]) -> None:
         onset = details.get("onset_epoch")
