@@ -134,17 +134,12 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
 
 @router.post("/sweeps/preview", response_model=SweepPreview)
 def preview_sweep(body: SweepRequest, state: StateDep) -> SweepPreview:
-    """The grid's axes and run count, as creating the sweep would expand them."""
-    try:
-        axes, runs = expand_sweep(body, state.settings.max_sweep_runs)
-    except SweepError as exc:
-        raise _body_error(list(exc.loc), exc.message) from None
+    """The grid's axes and run count, as creating the sweep would expand them, every run
+    validated as creating it would: a preview counts no run the launch would refuse."""
+    axes, runs, _ = _validated_runs(body, state)
     return SweepPreview(
-        axes=[
-            GridAxisOut(key=a.key, field=a.field, is_option=a.is_option, values=a.values)
-            for a in axes
-        ],
-        seeds=sorted({run.seed for run in runs}),
+        axes=[GridAxisOut.model_validate(axis) for axis in axes],
+        seeds=sorted({int(run.config["seed"]) for run in runs}),
         runs=len(runs),
     )
 

@@ -260,6 +260,10 @@ def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Clien
     assert no_seed.status_code == 422
     # the base is a run request: its member of the union (the method) is part of the location
     assert no_seed.json()["detail"][0]["loc"] == ["body", "base", "vicreg", "seed"]
+    # the preview validates each run as the launch does: it counts none it would refuse
+    refused = idle.post("/api/sweeps/preview", json={**body, "grid": {"variance_weight": "0, -1"}})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["loc"] == ["body", "grid", "variance_weight"]
     before = idle.get("/api/sweeps").json()["count"]
     assert (
         idle.post("/api/sweeps", json={**body, "grid": {"variance_weight": "0, -1"}}).status_code
