@@ -126,6 +126,7 @@ class _RunAlerts:
         self.quiet_receivers = list(dict.fromkeys([*settings.alert_webhook_urls, *own]))
         self.verdict_kind = reading.verdict_kind
         self.cause = reading.cause
+        self.last_epoch = reading.last_epoch
         self.alerts: list[QueuedAlert] = []
 
     def _queue(self, body: AlertBody, receivers: list[str]) -> None:
@@ -181,6 +182,18 @@ class _RunAlerts:
                 self.receivers,
             )
         self.cause = guard
+
+    def on_epoch(self, seq: int, record: dict[str, Any]) -> None:
+        """An epoch record's verdict, unless the record is older than one already read: an
+        epoch uploaded after later ones (a sync of an offline part) was judged over the
+        epochs before it, and the run's own verdict is its last epoch's (revised records of
+        that epoch come again: backend/store/epochs.py ``revise_verdicts``)."""
+        epoch = record.get("epoch")
+        if isinstance(epoch, int):
+            if self.last_epoch is not None and epoch < self.last_epoch:
+                return
+            self.last_epoch = epoch
+        self.on_verdict(seq, record["verdict"], record)
 
     def on_status(self, seq: int, data: dict[str, Any]) -> None:
         status = data.get("status")
@@ -246,20 +259,29 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
             last_seq = reading.events[-1].seq if reading.events else run.last_event_seq
             if reading.last_seq is None and run.created_at < started_at:
                 # history from before alerts were on: read silently
-                scan.advance(reading, run.last_event_seq, run.verdict_kind or "healthy", None, [])
+                scan.advance(
+                    reading,
+                    run.last_event_seq,
+                    run.verdict_kind or "healthy",
+                    None,
+                    run.last_epoch,
+                    [],
+                )
                 continue
             walk = _RunAlerts(reading, settings)
             finished = False
             for event in reading.events:
                 if event.type == "epoch" and event.data.get("verdict"):
-                    walk.on_verdict(event.seq, event.data["verdict"], event.data)
+                    walk.on_epoch(event.seq, event.data)
                 elif event.type == "status":
                     walk.on_status(event.seq, event.data)
                     finished = finished or event.data.get("status") in TERMINAL_STATUSES
             alerts = walk.alerts
             if finished:
                 alerts += _sweep_finished(scan, reading, settings)
-            if scan.advance(reading, last_seq, walk.verdict_kind, walk.cause, alerts):
+            if scan.advance(
+                reading, last_seq, walk.verdict_kind, walk.cause, walk.last_epoch, alerts
+            ):
                 queued += len(alerts)
     return queued
 

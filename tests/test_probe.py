@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from contract import EpochRecord
-from workers.engine.probe import ProbeError, probe_diagnostics, probe_epoch_record
+from workers.engine.probe import (
+    ProbeError,
+    probe_diagnostics,
+    probe_epoch_record,
+    verdicts_revised_by,
+)
 
 
 def _history(scales: list[float], **extra: Any) -> list[dict[str, Any]]:
@@ -37,6 +42,31 @@ def test_a_steady_embedding_stays_healthy_and_its_verdict_needs_no_backbone() ->
     history = _history([1.0, 1.0, 1.0], labels=np.arange(256) % 4)
     assert history[-1]["verdict"]["kind"] == "healthy"
     assert "backbone" not in history[-1]["verdict"]["reason"]
+
+
+def test_an_epoch_arriving_late_revises_the_verdicts_judged_without_it() -> None:
+    """Epochs 3-5 of a run whose raw z shrank to a tenth of epoch 0's, uploaded before
+    epoch 0 (a sync of the offline part): judged over themselves they look healthy (epoch 3
+    is their baseline); once epoch 0 is in, every later verdict is complete collapse from
+    epoch 3, and a record whose verdict stays the same is not returned."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((256, 32)).astype(np.float32)
+    history: list[EpochRecord] = []
+    for epoch in (3, 4, 5):
+        history.append(probe_epoch_record(epoch, base * 0.1, history=history))
+    assert [r.verdict.kind for r in history if r.verdict] == ["healthy"] * 3
+    first = probe_epoch_record(0, base, history=history)
+    assert first.verdict is not None and first.verdict.kind == "healthy"
+    revised = verdicts_revised_by([*history, first], 0)
+    assert [r.epoch for r in revised] == [3, 4, 5]
+    for record in revised:
+        assert record.verdict is not None and record.verdict.kind == "complete_collapse"
+        assert record.verdict.onset_epoch == 3
+        assert "shrank towards a single point" in record.verdict.reason
+    assert history[0].verdict is not None and history[0].verdict.kind == "healthy"  # copies
+    # with every epoch in, nothing later than the last changes
+    assert verdicts_revised_by([first, *revised], 5) == []
+    assert verdicts_revised_by([first, *revised], 4) == []
 
 
 def test_knn_is_leave_one_out_over_the_probe() -> None:

@@ -23,7 +23,7 @@ from backend.store import epochs as epoch_store
 from backend.store import external as external_store
 from backend.store import runs as run_store
 from workers.engine.cause import configuration_of
-from workers.engine.probe import ProbeError, probe_epoch_record
+from workers.engine.probe import ProbeError, probe_epoch_record, verdicts_revised_by
 from workers.engine.verdict import run_verdict
 from workers.lifecycle import WorkerContext, queue_projection, with_db_retry
 
@@ -47,6 +47,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
     try:
         message = wire.decode_epoch(body)
         history = epoch_store.typed_epoch_records(db, run_id)
+        configuration = _configuration(context, run_id)
         record = probe_epoch_record(
             epoch,
             message.z,
@@ -57,7 +58,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
             loss=message.loss,
             scalars=message.scalars,
             internals=message.internals,
-            configuration=_configuration(context, run_id),
+            configuration=configuration,
         )
     except (wire.MessageError, ProbeError) as exc:
         return str(exc)
@@ -66,7 +67,10 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
     except Exception as exc:  # anything else would fail the task, and the next pass, forever
         log.exception("external run %s, epoch %d could not be measured", run_id, epoch)
         return f"{exc.__class__.__name__}: {exc}"[:1000]
-    with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record))
+    stored = with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record))
+    if stored and any(earlier.epoch > epoch for earlier in history):
+        revised = verdicts_revised_by([*history, record], epoch, configuration)
+        with_db_retry(lambda: epoch_store.revise_verdicts(db, run_id, revised))
     labels = message.labels if message.labels is not None else np.zeros(len(message.z))
     queue_projection(context, run_id, epoch, message.z, labels)
     return None

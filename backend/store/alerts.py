@@ -53,6 +53,7 @@ class RunReading:
     last_seq: int | None  # None: never read
     verdict_kind: str
     cause: str | None
+    last_epoch: int | None  # the highest epoch whose verdict was read
     events: list[Event]
 
 
@@ -98,6 +99,7 @@ class ScanPass:
                 last_seq=last_seq,
                 verdict_kind=state.verdict_kind if state is not None else "healthy",
                 cause=state.cause if state is not None else None,
+                last_epoch=state.last_epoch if state is not None else None,
                 events=events,
             )
 
@@ -114,11 +116,17 @@ class ScanPass:
         last_seq: int,
         verdict_kind: str,
         cause: str | None,
+        last_epoch: int | None,
         alerts: list[QueuedAlert],
     ) -> bool:
         """Move the run's position to ``last_seq`` and queue ``alerts``, unless another
         process moved it first (then nothing is queued: that process queued them)."""
-        values = {"last_seq": last_seq, "verdict_kind": verdict_kind, "cause": cause}
+        values = {
+            "last_seq": last_seq,
+            "verdict_kind": verdict_kind,
+            "cause": cause,
+            "last_epoch": last_epoch,
+        }
         if reading.last_seq is None:
             won = self._insert_ignoring_conflict(
                 AlertRunState, [{"run_id": reading.run.id, **values}]

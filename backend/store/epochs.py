@@ -11,7 +11,7 @@ from sqlalchemy import Text, cast, select
 
 from backend.store.database import Database
 from backend.store.eventlog import append_event, lock_run
-from backend.store.models import EpochRow, Projection, json_safe, now, verdict_cause_guard
+from backend.store.models import EpochRow, Projection, json_safe, now, take_verdict
 from contract import EpochRecord
 
 
@@ -39,11 +39,33 @@ def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> bool:
             run.last_epoch = epoch
             verdict = record.get("verdict")
             if verdict:
-                run.verdict = verdict
-                run.verdict_kind = verdict.get("kind")
-                run.cause = verdict_cause_guard(verdict)
+                take_verdict(run, verdict)
         append_event(session, run, "epoch", record)
         return True
+
+
+def revise_verdicts(db: Database, run_id: str, records: list[EpochRecord]) -> None:
+    """Store the new verdicts of already stored epoch records (``records``: whole records,
+    as :func:`workers.engine.probe.verdicts_revised_by` returns them). When the run's last
+    epoch is among them its verdict becomes the run's, announced by an ``epoch`` event
+    carrying the revised record (the run page replaces the record it holds, the alert scanner
+    reads the run's new verdict)."""
+    if not records:
+        return
+    by_epoch = {record.epoch: json_safe(record.model_dump(mode="json")) for record in records}
+    with db.write() as session:
+        run = lock_run(session, run_id)
+        if run is None:
+            return
+        rows = session.scalars(
+            select(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch.in_(by_epoch))
+        )
+        for row in rows:
+            row.record = by_epoch[row.epoch]
+        last = by_epoch.get(run.last_epoch) if run.last_epoch is not None else None
+        if last is not None and last.get("verdict"):
+            take_verdict(run, last["verdict"])
+            append_event(session, run, "epoch", last)
 
 
 def stored_epoch_numbers(db: Database, run_id: str) -> set[int]:

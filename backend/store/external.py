@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from backend.store.database import Database
 from backend.store.eventlog import append_event, lock_run, set_status, status_data
-from backend.store.models import ExternalUpload, Run, json_safe, now
+from backend.store.models import ExternalUpload, Run, json_safe, now, take_verdict
 from backend.store.runs import labels_from_request, new_run_row
 from contract import RunStatus
 
@@ -307,8 +307,7 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool
             return False
         finish = run.external_finish
         if verdict is not None:
-            run.verdict = json_safe(verdict)
-            run.verdict_kind = verdict.get("kind")
+            take_verdict(run, verdict)
         run.error = finish.get("error")
         status: RunStatus = "failed" if finish.get("status") == "failed" else "succeeded"
         reason = _closing_reason(finish, errors)

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from backend.store.database import Database
 from backend.store.eventlog import append_event, lock_run, set_status, status_data
-from backend.store.models import Run, json_safe, now, verdict_cause_guard
+from backend.store.models import Run, json_safe, now, take_verdict
 from contract import RunStatus
 
 
@@ -89,9 +89,7 @@ def finish_run(
         if run is None or run.lease_token != lease_token or run.status != "running":
             return False
         if verdict is not None:
-            run.verdict = json_safe(verdict)
-            run.verdict_kind = verdict.get("kind")
-            run.cause = verdict_cause_guard(verdict)
+            take_verdict(run, verdict)
         run.error = error
         run.progress = None
         set_status(session, run, status, reason)

@@ -68,6 +68,14 @@ def verdict_cause_guard(verdict: dict[str, Any]) -> str | None:
     return str(cause["guard"]) if isinstance(cause, dict) and cause.get("guard") else None
 
 
+def take_verdict(run: Run, verdict: dict[str, Any]) -> None:
+    """Make ``verdict`` (a verdict's JSON) the run's current one, its kind and cause guard
+    copied into the columns the run list filters on."""
+    run.verdict = json_safe(verdict)
+    run.verdict_kind = verdict.get("kind")
+    run.cause = verdict_cause_guard(verdict)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -260,6 +268,8 @@ class AlertRunState(Base):
     last_seq: Mapped[int] = mapped_column(Integer)
     verdict_kind: Mapped[str] = mapped_column(String(32))
     cause: Mapped[str | None] = mapped_column(String(32))
+    # the highest epoch whose verdict was read (None: none yet, or read before it was kept)
+    last_epoch: Mapped[int | None] = mapped_column(Integer)
 
 
 class AlertScanner(Base):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from collapse_lab import Monitor
+from collapse_lab import Monitor, wire
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import DESKTOP
@@ -117,3 +117,36 @@ def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, 
     page.wait_for_function("document.getElementById('plot-rank')?.data?.length === 2")
     names = page.evaluate("document.getElementById('plot-std').data.map((t) => t.name)")
     assert all(any(run_id[:6] in name for name in names) for run_id in ids), names
+
+
+def test_a_running_external_runs_verdict_follows_its_epochs_late_ones_included(
+    plugin_stack: ServiceStack, page: Page
+) -> None:
+    """The page opens on a running external run that holds epochs 3 and 4 only (the part a
+    requeued job uploaded): healthy so far. Epoch 0 arrives late (the synced offline part),
+    where z was ten times larger: the revised verdict turns the open page's banner to
+    complete collapse, and a later epoch at the old size turns it back, live."""
+    api = httpx.Client(base_url=plugin_stack.base_url, timeout=30)
+    run_id = api.post("/api/external-runs", json={"name": "requeued"}).json()["id"]
+    z = np.random.default_rng(4).standard_normal((128, 16)).astype(np.float32)
+
+    def upload(epoch: int, scale: float) -> None:
+        body = wire.encode_epoch(epoch, {"z": z * scale})
+        response = api.put(
+            f"/api/external-runs/{run_id}/epochs/{epoch}",
+            content=body,
+            headers={"Content-Type": wire.CONTENT_TYPE},
+        )
+        assert response.status_code == 202
+
+    upload(3, 0.1)
+    upload(4, 0.1)
+    page.goto(f"{plugin_stack.base_url}/runs/{run_id}")
+    banner = page.locator("#verdict-banner")
+    expect(banner).to_have_attribute("data-kind", "healthy", timeout=120_000)
+    upload(0, 1.0)
+    expect(banner).to_have_attribute("data-kind", "complete_collapse", timeout=120_000)
+    expect(page.locator("#verdict-title")).to_contain_text("so far")
+    upload(5, 1.0)
+    expect(banner).to_have_attribute("data-kind", "healthy", timeout=120_000)
+    api.close()

@@ -23,14 +23,16 @@ from collapse_lab import Monitor
 from backend.alerts import receiver_label, scan_once
 from backend.settings import Settings
 from backend.store import alerts as alert_store
+from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store import sweeps as sweep_store
 from backend.store.database import Database
 from backend.store.eventlog import lock_run, set_status
 from backend.store.models import AlertDelivery, Run
 from backend.store.sweeps import NewSweepRun
-from contract import RunStatus
+from contract import EpochRecord, RunStatus
 from tests.service.stack import TINY_RUN, RedisServer, ServiceStack, free_port, wait_until
+from workers.engine.probe import probe_epoch_record, verdicts_revised_by
 
 PUBLIC_URL = "http://lab.example:8000"
 SLUGGISH_S = 6.0  # /sluggish answers after this, within the sender's timeout (10 s below)
@@ -237,6 +239,46 @@ def test_scanner_announces_new_runs_and_finished_sweeps_but_not_history(tmp_path
     )
     summary = next(body for key, _, body, _ in queued if key.startswith("sweep:"))
     assert summary["sweep"]["runs"] == 2 and summary["sweep"]["url"].startswith(PUBLIC_URL)
+    db.dispose()
+
+
+def test_an_epoch_uploaded_after_later_ones_announces_nothing_of_the_past(
+    tmp_path: Path,
+) -> None:
+    """Epochs 3-5 of a run collapsed to a point arrive first (the part trained online after
+    a requeue), epoch 0 last (the offline part, synced later). Epoch 0 judged alone is
+    healthy: its record must not announce a recovery, and the run's verdict, revised over the
+    whole history as the ingest worker revises it, stays complete collapse: one alert."""
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    settings = Settings(alert_webhooks="http://hooks/all", public_url=PUBLIC_URL)
+    scan_once(db, settings)  # alerts start before the run exists
+    config = {"method": "simsiam", "dataset": "digits", "epochs": 6}
+    run = run_store.create_run(db, config=config, request=config)
+    rng = np.random.default_rng(0)
+    spread, point = rng.normal(size=(256, 32)), rng.normal(size=32)
+    history: list[EpochRecord] = []
+    for epoch in (3, 4, 5):
+        z = point + 1e-4 * rng.normal(size=(256, 32))
+        history.append(probe_epoch_record(epoch, z, history=history))
+        assert epoch_store.record_epoch(db, run.id, history[-1])
+    scan_once(db, settings)
+    assert [body["event"] for _, _, body, _ in _queued(db)] == ["collapse_onset"]
+
+    late = probe_epoch_record(0, spread, history=history)
+    assert late.verdict is not None and late.verdict.kind == "healthy"  # judged alone
+    assert epoch_store.record_epoch(db, run.id, late)
+    revised = verdicts_revised_by([*history, late], 0)
+    assert [r.epoch for r in revised] == [3, 4, 5]  # the baseline changed: so did the reason
+    epoch_store.revise_verdicts(db, run.id, revised)
+    scan_once(db, settings)
+    assert [body["event"] for _, _, body, _ in _queued(db)] == ["collapse_onset"]
+    stored = run_store.get_run(db, run.id)
+    assert stored is not None and stored.verdict_kind == "complete_collapse"
+    assert stored.verdict == revised[-1].model_dump(mode="json")["verdict"]
+    records = epoch_store.typed_epoch_records(db, run.id)
+    assert [r.verdict.kind for r in records if r.verdict] == ["healthy"] + ["complete_collapse"] * 3
+    assert records[1].verdict == revised[0].verdict
     db.dispose()
 
 

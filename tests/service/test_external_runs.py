@@ -180,3 +180,49 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     refused = client.put(f"/api/external-runs/{cancelled}/epochs/0", content=body, headers=binary)
     assert refused.status_code == 409 and refused.json()["code"] == "run_closed"
     client.close()
+
+
+@pytest.mark.slow
+def test_an_epoch_uploaded_after_later_ones_revises_their_verdicts(
+    stack: ServiceStack, api: httpx.Client
+) -> None:
+    """A job requeued on a node that reaches the server uploads epochs 3-5 (its raw z a tenth
+    of the size it had when untrained); the offline part with epoch 0 is synced afterwards.
+    Before epoch 0 the run looks healthy (epoch 3 is its only baseline); once the ingest
+    worker has it, the stored verdicts of epochs 3-5 and the run's live verdict are complete
+    collapse from epoch 3, and the run closes with the same verdict and cause."""
+    registered = api.post("/api/external-runs", json={"name": "synced late"}).json()
+    run_id = registered["id"]
+    url = f"/api/external-runs/{run_id}/epochs"
+    binary = {"Content-Type": wire.CONTENT_TYPE}
+    z = np.random.default_rng(3).standard_normal((256, 32)).astype(np.float32)
+
+    def upload(epoch: int, scale: float) -> None:
+        body = wire.encode_epoch(epoch, {"z": z * scale})
+        assert api.put(f"{url}/{epoch}", content=body, headers=binary).status_code == 202
+
+    def kinds() -> list[tuple[int, str]]:
+        records = api.get(f"/api/runs/{run_id}/epochs").json()
+        return [(r["epoch"], r["verdict"]["kind"]) for r in records]
+
+    for epoch in (3, 4, 5):
+        upload(epoch, 0.1)
+    wait_until(lambda: len(kinds()) == 3 or None, 120, what="epochs 3-5 measured")
+    assert kinds() == [(3, "healthy"), (4, "healthy"), (5, "healthy")]
+    upload(0, 1.0)
+    collapsed = [(0, "healthy")] + [(e, "complete_collapse") for e in (3, 4, 5)]
+    wait_until(lambda: kinds() == collapsed or None, 120, what="verdicts revised")
+    live = api.get(f"/api/runs/{run_id}").json()
+    assert live["status"] == "running" and live["verdict"]["kind"] == "complete_collapse"
+    assert live["verdict"]["onset_epoch"] == 3
+
+    finish = {"status": "succeeded", "error": None, "epochs_dropped": [], "epochs_skipped": []}
+    assert api.post(f"/api/external-runs/{run_id}/finish", json=finish).status_code == 202
+    run = wait_until(
+        lambda: (r := api.get(f"/api/runs/{run_id}").json())["status"] == "succeeded" and r,
+        120,
+        what="the run closed",
+    )
+    assert run["verdict"] == api.get(f"/api/runs/{run_id}/epochs").json()[-1]["verdict"]
+    listed = api.get("/api/runs", params={"verdict": "complete_collapse"}).json()["data"]
+    assert run_id in [r["id"] for r in listed]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -205,3 +205,22 @@ def probe_epoch_record(
     before = [r for r in history if r.epoch < epoch]
     record.verdict = epoch_verdict([*before, record], configuration=configuration)
     return record
+
+
+def verdicts_revised_by(
+    history: Sequence[EpochRecord], epoch: int, configuration: Mapping[str, Any] | None = None
+) -> list[EpochRecord]:
+    """The records after ``epoch`` whose verdict changes now that ``epoch`` is in
+    ``history`` (the run's records, this one included), each a copy with its new verdict, in
+    epoch order. An epoch that arrives after later ones (a sync of the offline part a job
+    wrote before it was requeued on a node that reached the server) changes the history each
+    later verdict was computed over, its baseline above all when it is epoch 0."""
+    ordered = sorted(history, key=lambda record: record.epoch)
+    revised = []
+    for index, record in enumerate(ordered):
+        if record.epoch <= epoch:
+            continue
+        verdict = epoch_verdict(ordered[: index + 1], configuration=configuration)
+        if verdict != record.verdict:
+            revised.append(record.model_copy(update={"verdict": verdict}))
+    return revised

@@ -348,11 +348,19 @@ function flush() {
   renderPlacement();
 }
 
-/** An `epoch` event: its data is the epoch record.
+/** An `epoch` event: its data is the epoch record. A record the page holds comes again when
+ * its verdict was revised (an earlier epoch arrived late): the new one replaces it.
  * @param {Api.EpochRecord | null | undefined} record */
 function addRecord(record) {
   if (!record || record.epoch === undefined) return;
-  if (state.records.some((r) => r.epoch === record.epoch)) return;
+  const held = state.records.findIndex((r) => r.epoch === record.epoch);
+  if (held >= 0) {
+    if (JSON.stringify(state.records[held].verdict) !== JSON.stringify(record.verdict)) {
+      state.records[held] = record;
+      renderVerdict();
+    }
+    return;
+  }
   const last = state.records[state.records.length - 1];
   state.records.push(record);
   if (last && record.epoch < last.epoch) state.records.sort((a, b) => a.epoch - b.epoch);
@@ -529,8 +537,11 @@ function renderVerdict() {
   if (!banner) return;
   const run = loadedRun();
   const last = state.records[state.records.length - 1];
-  const final = run.verdict && run.verdict.kind ? run.verdict : null;
-  const verdict = final || (last && last.verdict) || null;
+  const stored = run.verdict && run.verdict.kind ? run.verdict : null;
+  // the run's verdict is its last epoch's while it runs: the records that came since the
+  // page read the run are newer than its copy
+  const final = FINISHED.has(run.status) ? stored : null;
+  const verdict = final || (last && last.verdict) || stored;
   const kind = verdictKind(verdict);
   banner.className = `verdict-banner verdict-${kind}`;
   banner.dataset.kind = kind;
