@@ -29,6 +29,16 @@ class CauseThresholds:
       also reach one half (fewer than sqrt(K) effective prototypes per sample, the balancing
       check's limit): runs without centering ended at 0.02-0.35 (docs/causes.md; 0.35 in
       dino-no-centering on digits seed 1), runs with both guards at 0.87-0.99.
+      Where the loop does not log the guard's own setting (an external loop logging its
+      momentum, not its centre or temperatures), the signature alone must be starker:
+      DINO-style loops with every guard on that collapse for other reasons (LayerNorm or no
+      normalisation, photo patches and wine; 2026-12-06, 54 external loops: three
+      normalisations x three datasets x two seeds x three guard settings) ended with h/ln K
+      0.19-0.33 and KL/ln K 0.02-0.07 (the no-centering signature at one third) and up to
+      0.93 (the no-sharpening one at 0.9), against 0.00-0.14 without centering and
+      0.977-0.998 without sharpening. Without a logged centre the entropy share must be at
+      most 0.1 (three of 13 no-centering loops, at 0.08-0.14, are then undetermined), without
+      logged temperatures at least 0.96 (1 - h/ln K: the geometric middle of 0.07 and 0.023).
     * the target is the online network when the logged EMA momentum is 0 or the parameter
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).
@@ -59,9 +69,11 @@ class CauseThresholds:
       (N x 0.41 = 105 for N = 256: 73 -> 101, 75 -> 103, 1.38-1.39 of epoch 0) while the
       raw z shrinks to 0.05-0.16 of its epoch-0 scale. 0.9 x epoch 0 lies between them.
     * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
-      3e-3, under plain SGD only (Tian, Chen & Ganguli, ICML 2021, Sec. 4: weight decay drives
-      every eigen-mode of the online network to 0 once it outweighs the predictor's
-      alignment). SGD runs of 80 steps (docs/causes.md, "Weight decay and the optimiser"):
+      3e-3, under plain SGD only, in a run with an asymmetric branch measured (Tian, Chen &
+      Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode of the online network
+      to 0 once it outweighs the predictor's alignment; a SimCLR loop at lr x wd 4e-3 stayed
+      healthy, and without its negatives collapsed for want of them, 2026-12-06). SGD runs
+      of 80 steps (docs/causes.md, "Weight decay and the optimiser"):
       SimSiam collapsed at 4.9e-3 and above (weight decay 0.1 at the preset's learning rate,
       0.02 at 5x it; momentum 0, 0.5 or 0.9 alike), BYOL at 3.7e-3 and above; healthy at
       2.5e-3 and below (SimSiam 0.05, BYOL 0.02, SimSiam 0.1 at a tenth of the learning
@@ -75,9 +87,10 @@ class CauseThresholds:
     """
 
     kl_share_collapsed: float = 0.08
-    entropy_share_no_centering: float = 1 / 3
+    entropy_share_no_centering: float = 0.1
     entropy_share_uncentred: float = 0.5
     entropy_share_no_sharpening: float = 0.9
+    entropy_share_unsharpened_unlogged: float = 0.96
     sharpening_ratio: float = 0.9
     same_network: float = 1e-6
     effective_negatives_none: float = 1.5

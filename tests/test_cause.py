@@ -173,8 +173,13 @@ def test_a_linear_predictor_is_read_from_the_configuration(kind: str) -> None:
         assert blind is not None and blind.guard == "undetermined"
 
 
+# what a predictor against a target branch measures (SimSiam: the prediction's cosine to
+# the stop-gradient target), without which weight decay is never named
+BRANCH = {"online_target_cosine": 0.99}
+
+
 def test_weight_decay_far_above_the_survival_threshold() -> None:
-    logs = [{"weight_decay": 0.5}] * 6
+    logs = [{"weight_decay": 0.5, **BRANCH}] * 6
     history = _history(COLLAPSING, logs, lr=0.05)
     cause = run_verdict(history, configuration=SGD).cause
     assert cause is not None and cause.guard == "weight_decay"
@@ -182,9 +187,19 @@ def test_weight_decay_far_above_the_survival_threshold() -> None:
     assert "2.5e-02 per step" in cause.reason
     assert "configuration.optimizer" in cause.signals_checked
     # the default weight decay is no cause
-    default = _history(COLLAPSING, [{"weight_decay": 5e-4}] * 6, lr=0.05)
+    default = _history(COLLAPSING, [{"weight_decay": 5e-4, **BRANCH}] * 6, lr=0.05)
     blind = run_verdict(default, configuration=SGD).cause
     assert blind is not None and blind.guard == "undetermined"
+
+
+def test_weight_decay_is_not_named_without_an_asymmetric_branch() -> None:
+    """A contrastive loop (no target branch measured) at the same shrink: SimCLR at lr x wd
+    4e-3 stayed healthy where SimSiam collapsed (contract/cause_thresholds.py), so its
+    collapse is not put on the weight decay."""
+    contrastive = _history(COLLAPSING, [{"weight_decay": 0.5}] * 6, lr=0.05)
+    cause = run_verdict(contrastive, configuration=SGD).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "online_target_cosine" in cause.signals_checked
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "AdamW", "lars", "LARS-SGD", None])
@@ -193,7 +208,7 @@ def test_weight_decay_is_read_under_plain_sgd_only(optimizer: str | None) -> Non
     with weight decay 1 stayed healthy: lr x wd names nothing there, nor where the
     optimiser is not given."""
     configuration = configuration_of({} if optimizer is None else {"optimizer": optimizer})
-    history = _history(COLLAPSING, [{"weight_decay": 1.0}] * 6, lr=0.03)
+    history = _history(COLLAPSING, [{"weight_decay": 1.0, **BRANCH}] * 6, lr=0.03)
     cause = run_verdict(history, configuration=configuration).cause
     assert cause is not None and cause.guard == "undetermined"
     named = run_verdict(history, configuration={"optimizer": "torch.optim.SGD"}).cause
@@ -201,7 +216,7 @@ def test_weight_decay_is_read_under_plain_sgd_only(optimizer: str | None) -> Non
 
 
 def test_the_peak_shrink_counts_even_when_the_cosine_schedule_ended_near_zero() -> None:
-    history = _history(COLLAPSING, [{"weight_decay": 0.5}] * 6)
+    history = _history(COLLAPSING, [{"weight_decay": 0.5, **BRANCH}] * 6)
     for record, lr in zip(history, [0.05, 0.05, 0.04, 0.02, 0.005, 0.0], strict=True):
         record.lr = lr
     cause = run_verdict(history, configuration=SGD).cause
@@ -317,7 +332,7 @@ def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collaps
 
 
 def test_two_guards_firing_give_undetermined_naming_both() -> None:
-    logs = [{"loss_variance": 1.0, "weight_decay": 0.5}] * 6
+    logs = [{"loss_variance": 1.0, "weight_decay": 0.5, **BRANCH}] * 6
     cause = run_verdict(_history(COLLAPSING, logs, lr=0.05), configuration=SGD).cause
     assert cause is not None and cause.guard == "undetermined"
     assert "variance_term and weight_decay" in cause.reason
@@ -498,3 +513,37 @@ def test_with_the_centre_measured_at_zero_fewer_than_sqrt_k_prototypes_name_cent
     flat = _dino_logs([4.6, 3.6, 3.2, 3.0, 2.9, 2.8], kl, center_norm=0.0)
     cause = run_verdict(_history(COLLAPSING, flat)).cause
     assert cause is not None and cause.guard == "undetermined"
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"), [(0.05, "centering"), (0.22, "undetermined"), (0.30, "undetermined")]
+)
+def test_without_a_logged_centre_only_a_teacher_on_one_prototype_names_centering(
+    share: float, expected: str
+) -> None:
+    """A loop logging its momentum but not its centre: loops with every guard on that
+    collapsed for other reasons ended with the teacher on a fifth to a third of ln K with a
+    low KL, loops without centering at 0.00-0.14 (contract/cause_thresholds.py)."""
+    kl = [1.6, 1.0, 0.5, 0.1, 0.1, 0.1]
+    entropy = [LOG_K * 0.9, LOG_K * 0.6, LOG_K * 0.4, *[LOG_K * share] * 3]
+    cause = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
+    assert cause is not None and cause.guard == expected
+    if expected == "undetermined":  # the same teacher with its centre measured at 0: named
+        uncentred = _dino_logs(entropy, kl, center_norm=0.0)
+        named = run_verdict(_history(COLLAPSING, uncentred, ema_momentum=0.99)).cause
+        assert named is not None and named.guard == "centering"
+
+
+@pytest.mark.parametrize(("share", "expected"), [(0.98, "sharpening"), (0.93, "undetermined")])
+def test_without_logged_temperatures_only_a_nearly_uniform_teacher_names_sharpening(
+    share: float, expected: str
+) -> None:
+    """Loops with every guard on reached 0.93 of ln K, loops without sharpening 0.977-0.998;
+    with the temperatures logged equal, 0.93 is the no-sharpening signature."""
+    kl = [1.6, 1.0, 0.5, 0.1, 0.1, 0.1]
+    entropy = [LOG_K * 0.5, LOG_K * 0.7, LOG_K * 0.8, *[LOG_K * share] * 3]
+    cause = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
+    assert cause is not None and cause.guard == expected
+    equal = _dino_logs(entropy, kl, teacher_temperature=0.1, student_temperature=0.1)
+    logged = run_verdict(_history(COLLAPSING, equal, ema_momentum=0.99)).cause
+    assert logged is not None and logged.guard == "sharpening"

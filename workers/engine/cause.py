@@ -144,17 +144,24 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
 
     def no_centering(r: EpochRecord) -> bool:
         s = shares(r)
-        if s is None:
+        if s is None or centred:
             return False
         if uncentred:  # the guard's own setting is measured off
             return s[0] <= t.entropy_share_uncentred
-        return s[0] <= t.entropy_share_no_centering and kl_low(s[1]) and not centred
+        # the centre not logged: only a teacher on about one prototype tells (runs with
+        # both guards that collapse for other reasons fall to a fifth of ln K)
+        return s[0] <= t.entropy_share_no_centering and kl_low(s[1])
+
+    # the temperatures not logged: only a teacher closer to uniform than any with both guards
+    entropy_floor = (
+        t.entropy_share_no_sharpening if unsharpened else t.entropy_share_unsharpened_unlogged
+    )
 
     def no_sharpening(r: EpochRecord) -> bool:
         s = shares(r)
         return (
             s is not None
-            and s[0] >= t.entropy_share_no_sharpening
+            and s[0] >= entropy_floor
             and s[1] <= t.kl_share_collapsed
             and not sharpened
         )
@@ -337,14 +344,12 @@ def _predictor(
     collapses apart from healthy runs."""
     off = _configured_off(reader, configuration, "predictor")
     kind = reader.setting(configuration, "predictor_kind")
-    if reader.scale_only:
-        return None
     if off:
         why = (
             "predictor false: the two branches are the same function, so nothing breaks "
             "their symmetry"
         )
-    elif kind in LINEAR_PREDICTOR_KINDS:
+    elif kind in LINEAR_PREDICTOR_KINDS and not reader.scale_only:  # as _configured_off
         form = "W_p = (W + W^T)/2" if kind == "symmetric" else "W_p"
         why = (
             f"predictor_kind {kind}: one linear map {form}, which collapsed in every "
@@ -416,6 +421,9 @@ DINO_SIGNALS = (
     EMA_MOMENTUM,
     TARGET_PARAM_DISTANCE,
 )
+
+# Measured only where a predictor works against a target branch (BYOL, SimSiam, I-JEPA).
+ASYMMETRIC_SIGNALS = (ONLINE_TARGET_COSINE, TARGET_PARAM_DISTANCE, PREDICTOR_SYMMETRY)
 
 
 def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
@@ -575,7 +583,12 @@ def _weight_decay(
 ) -> Finding | None:
     """The per-step shrink lr x wd at its peak (a cosine schedule ends near 0, but the
     weights were already driven to 0 while the learning rate was high), under plain SGD:
-    AdamW and LARS decay by other rules, on which the product predicted nothing."""
+    AdamW and LARS decay by other rules, on which the product predicted nothing. Read only
+    where an asymmetric branch is measured (Tian et al.'s analysis is of a predictor
+    against a target; SimCLR with SGD at lr x wd 4e-3 stayed healthy where SimSiam
+    collapsed, docs/causes.md)."""
+    if all(reader.last(name) is None for name in ASYMMETRIC_SIGNALS):
+        return None
     shrinks = []
     for record in reader.history[1:]:
         wd, lr = reader.value(record, WEIGHT_DECAY), reader.value(record, LR)
