@@ -12,7 +12,9 @@ Protocol of ``GET /api/runs/{id}/events`` (``text/event-stream``)::
   assigned by the database, so they survive API restarts). Types:
   ``status`` (data ``{"status", "error", "reason", "verdict", "last_epoch", "epochs",
   "attempts", "worker_losses"}``), ``epoch`` (data = the epoch record, identical to the
-  matching element of ``GET /api/runs/{id}/epochs``), ``projection`` (data
+  matching element of ``GET /api/runs/{id}/epochs``; the run's last epoch comes again when
+  its verdict was revised because an earlier epoch arrived late: the newer record replaces
+  the older), ``projection`` (data
   ``{"epoch", "count", "url"}``: fetch the points from ``url``).
 - ``progress`` events are live only and carry no ``id:`` (so they never move the resume
   point): data ``{"epoch", "step", "steps", "images_per_s", "fraction"}``.
