@@ -890,7 +890,7 @@ METHOD_INTERNALS: dict[str, Metric] = {
             field="log_k",
             times=_LIMITS.entropy_share_no_centering,
             digits=2,
-            label="⅓ ln K = {value}: no centering",
+            label="0.1 ln K = {value}: no centering",
         ),
         chart="dino",
         help="0: one prototype takes every image (centering failed); at ln K (the line "

@@ -553,7 +553,7 @@ def test_the_levels_the_docs_give_are_drawn_from_the_runs_own_values() -> None:
         ([_constructed("lejepa"), other_start], "projector"),
     )
     assert {
-        "⅓ ln K = 1.62: no centering",
+        "0.1 ln K = 0.49: no centering",
         "0.08 ln K = 0.39: student = teacher",
         "0.9 ln K = 4.37: no sharpening",
     } <= _labels(dino["dino"])
