@@ -305,6 +305,27 @@ def test_an_epoch_0_close_to_collapsed_still_lets_a_collapse_be_seen() -> None:
     assert run_verdict([near, *tighter]).kind == "complete_collapse"
 
 
+def test_a_slow_collapse_from_a_low_epoch_0_spread_is_complete_collapse() -> None:
+    """External loops whose untrained BatchNorm network in eval mode gave an epoch-0 spread
+    of 0.28-0.39 collapsed slowly to random pairs at 0.96-0.98 (spread 0.16-0.20), over
+    the floor of 0.15 such a baseline leaves: below 0.2 after falling under three quarters
+    of epoch 0's spread is complete collapse. A spread held at epoch 0's level is not, nor
+    is I-JEPA's pooled target drifting from 0.21 to 0.17 (contract: Thresholds.spread_limit)."""
+    low = _record(0, _to_constant(64, 0.34, seed=0), seed=0)
+    assert 0.3 < low.projector.spread < 0.4
+    assert low.projector.cos_rand < THRESHOLDS.collapsed_baseline_cos_rand
+    slow = [_record(e, _to_constant(64, w, seed=e), seed=e) for e, w in ((1, 0.26), (2, 0.18))]
+    assert THRESHOLDS.complete_spread_floor < slow[-1].projector.spread < 0.2
+    verdict = run_verdict([low, *slow])
+    assert verdict.kind == "complete_collapse" and verdict.onset_epoch == 2
+    held = [_record(e, _to_constant(64, 0.34, seed=e), seed=e) for e in (1, 2)]
+    assert run_verdict([low, *held]).kind == "healthy"
+    pooled = _record(0, _to_constant(64, 0.22, seed=0), seed=0)  # spread 0.21
+    drifting = [_record(e, _to_constant(64, 0.18, seed=e), seed=e) for e in (1, 2)]
+    assert drifting[-1].projector.spread > 0.75 * pooled.projector.spread
+    assert run_verdict([pooled, *drifting]).kind == "healthy"
+
+
 def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> None:
     """A loop that measures its random network in eval mode with BatchNorm's initial
     statistics reports one vector for every image at epoch 0: nothing later can fall below

@@ -106,13 +106,21 @@ class Thresholds:
     # ...and below this fraction of its epoch-0 value, or below this floor whatever epoch 0
     # (random pairs at cosine >= 0.98): an epoch 0 just short of the collapsed-baseline rule
     # below (random pairs at 0.94, spread 0.24) halved the limit to 0.12, under which a run
-    # that collapsed to cosine 0.98 (spread 0.14) never fell. Not higher: I-JEPA's pooled
-    # target features on digits sit at a spread of 0.20 from epoch 0 on, healthy (a floor of
-    # 0.2 made ijepa-no-ema, at 0.17-0.19 with its kNN rising, complete collapse on
-    # 2026-12-06), so external loops that collapse slowly from a spread of 0.28-0.39 (an
-    # untrained BatchNorm network in eval mode) to 0.17-0.21 read healthy (docs/causes.md)
+    # that collapsed to cosine 0.98 (spread 0.14) never fell
     complete_spread_of_baseline: float = 0.5
     complete_spread_floor: float = 0.15
+    # ...or below this spread (random pairs at cosine >= 0.96) after falling under this
+    # fraction of epoch 0's: a slow collapse from a low epoch 0. External loops whose
+    # untrained BatchNorm network in eval mode gives a spread of 0.28-0.39 (2026-12-06, two
+    # audits of about 950 loops the calibration never saw: SimCLR without negatives, SimSiam
+    # without predictor or stop-gradient, VICReg without variance, on wine, breast cancer,
+    # Gaussian mixtures, photo patches) collapsed slowly to 0.16-0.20 (random pairs at
+    # 0.96-0.98, 0.51-0.71 of epoch 0) and read healthy under the floor alone; the lowest
+    # healthy loop ended at 0.23. Not a plain floor of 0.2: I-JEPA's pooled target features
+    # on digits sit at 0.20 from epoch 0 on in a healthy run, and drift to 0.17-0.19 (0.86
+    # of epoch 0, kNN rising) without EMA
+    slow_collapse_spread: float = 0.2
+    slow_collapse_of_baseline: float = 0.75
     # or the raw z shrunk towards the origin: its scale below this fraction of epoch 0's
     complete_scale_of_baseline: float = 0.3
     # dimensional collapse: effective rank (RankMe) below this many dimensions...
@@ -163,7 +171,8 @@ class Thresholds:
         if self.baseline_collapsed(baseline):
             return self.complete_spread
         relative = min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
-        return max(self.complete_spread_floor, relative)
+        slow = min(self.slow_collapse_spread, self.slow_collapse_of_baseline * baseline.spread)
+        return max(self.complete_spread_floor, relative, slow)
 
     def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
