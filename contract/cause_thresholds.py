@@ -30,15 +30,16 @@ class CauseThresholds:
       check's limit): runs without centering ended at 0.02-0.35 (docs/causes.md; 0.35 in
       dino-no-centering on digits seed 1), runs with both guards at 0.87-0.99.
       Where the loop does not log the guard's own setting (an external loop logging its
-      momentum, not its centre or temperatures), the signature alone must be starker:
-      DINO-style loops with every guard on that collapse for other reasons (LayerNorm or no
-      normalisation, photo patches and wine; 2026-12-06, 54 external loops: three
-      normalisations x three datasets x two seeds x three guard settings) ended with h/ln K
-      0.19-0.33 and KL/ln K 0.02-0.07 (the no-centering signature at one third) and up to
-      0.93 (the no-sharpening one at 0.9), against 0.00-0.14 without centering and
-      0.977-0.998 without sharpening. Without a logged centre the entropy share must be at
-      most 0.1 (three of 13 no-centering loops, at 0.08-0.14, are then undetermined), without
-      logged temperatures at least 0.96 (1 - h/ln K: the geometric middle of 0.07 and 0.023).
+      momentum, not its centre or temperatures), the signature alone is not enough: DINO-style
+      loops with every guard on that collapse for other reasons (LayerNorm or no
+      normalisation; photo patches, wine, breast cancer; 2026-12-06, 400 external loops,
+      K = 16, 64, 256, seeds 0-3) ended with h/ln K 0.11-0.33 and a low KL (the no-centering
+      signature at one third) or as uniform, up to 0.994 (no-sharpening loops: 0.977-0.999).
+      Without a logged centre, centering is named only with the teacher at most 0.1 of ln K
+      (no-centering loops: 0.00-0.20) and its samples on fewer than sqrt(K) prototypes
+      together (the entropy of the mean assignment under half ln K: no-centering loops
+      0.00-0.43, loops with every guard on 0.42-0.97, a centred teacher spreading its samples
+      over the prototypes); without logged temperatures sharpening is never named.
     * the target is the online network when the logged EMA momentum is 0 or the parameter
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).
@@ -90,7 +91,6 @@ class CauseThresholds:
     entropy_share_no_centering: float = 0.1
     entropy_share_uncentred: float = 0.5
     entropy_share_no_sharpening: float = 0.9
-    entropy_share_unsharpened_unlogged: float = 0.96
     sharpening_ratio: float = 0.9
     same_network: float = 1e-6
     effective_negatives_none: float = 1.5

@@ -341,7 +341,8 @@ def test_two_guards_firing_give_undetermined_naming_both() -> None:
 def test_every_epoch_verdict_carries_its_own_cause() -> None:
     entropy = [1.3, 1.0, 0.4, 0.1, 0.05, 0.05]
     kl = [1.6, 1.2, 0.3, 0.03, 0.02, 0.02]
-    history = _history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)
+    logs = _dino_logs(entropy, kl, usage_entropy_after_balancing=0.5)
+    history = _history(COLLAPSING, logs, ema_momentum=0.99)
     causes = [epoch_verdict(history[: i + 1]).cause for i in range(len(history))]
     assert [c.guard if c else None for c in causes[:3]] == [None, None, None]
     assert all(c is not None and c.guard == "centering" for c in causes[3:])
@@ -352,7 +353,8 @@ def test_an_external_run_with_the_same_internals_gets_the_same_cause() -> None:
     same cause; the method is never read."""
     entropy = [3.3, 4.0, 4.5, 4.8, 4.84, 4.85]
     kl = [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]
-    logs = _dino_logs(entropy, kl, ema_momentum=0.996)
+    temperatures = {"teacher_temperature": 0.1, "student_temperature": 0.1}
+    logs = _dino_logs(entropy, kl, ema_momentum=0.996, **temperatures)
     built_in = run_verdict(_history(COLLAPSING, logs)).cause
     history: list[EpochRecord] = []
     for epoch, weight in enumerate(COLLAPSING):
@@ -365,25 +367,33 @@ def test_an_external_run_with_the_same_internals_gets_the_same_cause() -> None:
 
 
 @pytest.mark.parametrize(
-    ("entropy", "kl"),
-    [
-        ([1.3, 1.0, 0.4, 0.1, 0.05, 0.0], [1.6, 1.2, 0.3, 0.03, 0.02, 0.0]),  # as no centering
-        ([3.3, 4.0, 4.5, 4.8, 4.84, 4.85], [0.9, 0.6, 0.4, 0.2, 0.2, 0.2]),  # as no sharpening
+    ("entropy", "kl", "usage", "settings"),
+    [  # as no centering: every sample on one prototype; as no sharpening: uniform
+        ([1.3, 1.0, 0.4, 0.1, 0.05, 0.0], [1.6, 1.2, 0.3, 0.03, 0.02, 0.0], 0.0, {}),
+        (
+            [3.3, 4.0, 4.5, 4.8, 4.84, 4.85],
+            [0.9, 0.6, 0.4, 0.2, 0.2, 0.2],
+            LOG_K,
+            {"teacher_temperature": 0.1, "student_temperature": 0.1},
+        ),
     ],
 )
 def test_a_dino_signature_without_the_teachers_momentum_is_not_guessed(
-    entropy: list[float], kl: list[float]
+    entropy: list[float], kl: list[float], usage: float, settings: dict[str, float]
 ) -> None:
     """A teacher that is the student piles onto one prototype or flattens too (an external
     loop with momentum 0 logged nothing else: h 0, KL 0): with neither the guard's setting
     nor the momentum logged, the cause is undetermined and says what to log."""
-    unknown = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl))).cause
+    logs = _dino_logs(entropy, kl, usage_entropy_after_balancing=usage)
+    unknown = run_verdict(_history(COLLAPSING, logs)).cause
     assert unknown is not None and unknown.guard == "undetermined"
     assert "a teacher that is the student itself" in unknown.reason
     assert "ema_momentum" in unknown.advice
-    copy = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.0)).cause
+    copy = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.0)).cause
     assert copy is not None and copy.guard == "target_network"
-    apart = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
+    # the teacher apart from the student, and the guard's setting where it must be logged
+    logged = [{**record, **settings} for record in logs]
+    apart = run_verdict(_history(COLLAPSING, logged, ema_momentum=0.99)).cause
     assert apart is not None and apart.guard in ("centering", "sharpening")
 
 
@@ -523,27 +533,34 @@ def test_without_a_logged_centre_only_a_teacher_on_one_prototype_names_centering
 ) -> None:
     """A loop logging its momentum but not its centre: loops with every guard on that
     collapsed for other reasons ended with the teacher on a fifth to a third of ln K with a
-    low KL, loops without centering at 0.00-0.14 (contract/cause_thresholds.py)."""
+    low KL, loops without centering at 0.00-0.14 (contract/cause_thresholds.py), their
+    samples on the same few prototypes (the mean assignment's entropy under half ln K)."""
     kl = [1.6, 1.0, 0.5, 0.1, 0.1, 0.1]
     entropy = [LOG_K * 0.9, LOG_K * 0.6, LOG_K * 0.4, *[LOG_K * share] * 3]
-    cause = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
+    piled = _dino_logs(entropy, kl, usage_entropy_after_balancing=LOG_K * 0.3)
+    cause = run_verdict(_history(COLLAPSING, piled, ema_momentum=0.99)).cause
     assert cause is not None and cause.guard == expected
     if expected == "undetermined":  # the same teacher with its centre measured at 0: named
         uncentred = _dino_logs(entropy, kl, center_norm=0.0)
         named = run_verdict(_history(COLLAPSING, uncentred, ema_momentum=0.99)).cause
         assert named is not None and named.guard == "centering"
+    else:  # a sharp teacher spreading the samples over the prototypes: a centred one
+        spread = _dino_logs(entropy, kl, usage_entropy_after_balancing=LOG_K * 0.85)
+        centred = run_verdict(_history(COLLAPSING, spread, ema_momentum=0.99)).cause
+        assert centred is not None and centred.guard == "undetermined"
 
 
-@pytest.mark.parametrize(("share", "expected"), [(0.98, "sharpening"), (0.93, "undetermined")])
-def test_without_logged_temperatures_only_a_nearly_uniform_teacher_names_sharpening(
-    share: float, expected: str
-) -> None:
-    """Loops with every guard on reached 0.93 of ln K, loops without sharpening 0.977-0.998;
-    with the temperatures logged equal, 0.93 is the no-sharpening signature."""
+@pytest.mark.parametrize("share", [0.99, 0.93])
+def test_without_logged_temperatures_a_uniform_teacher_names_no_sharpening(share: float) -> None:
+    """Loops with every guard on that collapsed otherwise ended as uniform too (up to 0.994
+    of ln K, no-sharpening loops 0.977-0.999): without the temperatures the cause is
+    undetermined and says what to log; with them logged equal, sharpening."""
     kl = [1.6, 1.0, 0.5, 0.1, 0.1, 0.1]
     entropy = [LOG_K * 0.5, LOG_K * 0.7, LOG_K * 0.8, *[LOG_K * share] * 3]
     cause = run_verdict(_history(COLLAPSING, _dino_logs(entropy, kl), ema_momentum=0.99)).cause
-    assert cause is not None and cause.guard == expected
+    assert cause is not None and cause.guard == "undetermined"
+    assert "the temperatures were not logged" in cause.reason
+    assert "teacher_temperature" in cause.advice
     equal = _dino_logs(entropy, kl, teacher_temperature=0.1, student_temperature=0.1)
     logged = run_verdict(_history(COLLAPSING, equal, ema_momentum=0.99)).cause
     assert logged is not None and logged.guard == "sharpening"

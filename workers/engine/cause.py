@@ -149,19 +149,25 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
         if uncentred:  # the guard's own setting is measured off
             return s[0] <= t.entropy_share_uncentred
         # the centre not logged: only a teacher on about one prototype tells (runs with
-        # both guards that collapse for other reasons fall to a fifth of ln K)
-        return s[0] <= t.entropy_share_no_centering and kl_low(s[1])
-
-    # the temperatures not logged: only a teacher closer to uniform than any with both guards
-    entropy_floor = (
-        t.entropy_share_no_sharpening if unsharpened else t.entropy_share_unsharpened_unlogged
-    )
+        # both guards that collapse for other reasons fall to a fifth of ln K), the same
+        # few for every sample: a centred teacher, however sharp, spreads the samples over
+        # the prototypes (what centering is for), so their mean assignment uses many
+        usage = reader.value(r, USAGE_AFTER_BALANCING)
+        log_k = reader.value(r, LOG_K)
+        return (
+            s[0] <= t.entropy_share_no_centering
+            and kl_low(s[1])
+            and usage is not None
+            and log_k is not None
+            and log_k > 0
+            and usage / log_k < t.usage_share_unbalanced
+        )
 
     def no_sharpening(r: EpochRecord) -> bool:
         s = shares(r)
         return (
             s is not None
-            and s[0] >= entropy_floor
+            and s[0] >= t.entropy_share_no_sharpening
             and s[1] <= t.kl_share_collapsed
             and not sharpened
         )
@@ -200,6 +206,18 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
                 "both temperatures",
                 numbers,
                 apart,
+                reader.since(no_sharpening),
+            )
+        if not unsharpened:
+            # loops with every guard on that collapsed otherwise ended as uniform (h/ln K up
+            # to 0.994, contract/cause_thresholds.py): only the temperatures tell
+            return Finding(
+                "undetermined",
+                f"the teacher's {numbers} are the signature of a missing sharpening, and of a "
+                "collapse with the teacher sharpened (loops with every guard on ended as "
+                "uniform too): the temperatures were not logged to tell them apart.",
+                "Log schedules={'teacher_temperature': ..., 'student_temperature': ...} with "
+                "teacher= and student= (client/PROTOCOL.md, section 8).",
                 reader.since(no_sharpening),
             )
         temperatures = ""
