@@ -134,9 +134,11 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     )
     # A teacher that is the student itself (momentum 0) ends with either signature too: its
     # entropy falls to 0 when it piles onto one prototype, rises to ln K when its logits
-    # flatten (dino-no-momentum: h/ln K 0.94-0.97, docs/causes.md). A signature is named
-    # only with the guard's own setting logged (a centre of 0, a teacher as warm as the
-    # student) or the teacher known to be apart from the student.
+    # flatten (dino-no-momentum: h/ln K 0.94-0.97, docs/causes.md). So is a teacher with
+    # every guard on that collapsed for another reason. Sharpening is named only with both
+    # temperatures logged (the teacher as warm as the student); centering with the centre
+    # logged at 0, or with the teacher known to be apart from the student and on the same
+    # few prototypes for every sample (contract/cause_thresholds.py).
     apart = _teacher_apart(reader, t)
 
     def kl_low(share: float) -> bool:
