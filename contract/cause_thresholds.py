@@ -19,7 +19,8 @@ class CauseThresholds:
       0.041 (no sharpening, both backbones), against 0.18-0.33 for runs with both guards,
       collapsed or not; the KL threshold 0.08 is their geometric middle. Entropy share h/ln K:
       0.02 and 0.24 without centering, 0.98-1.0 without sharpening, 0.87-0.99 with both
-      guards (whose KL stays high): one third and 0.9 split the first two. At K = 1024 the
+      guards (whose KL stays high): 0.9 splits the last two (one third, the first two, until
+      the external loops below). At K = 1024 the
       dino preset itself (teacher 0.04, student 0.1, centre norm > 0) collapses on the CPU
       with h/ln K 0.96 and KL/ln K 0.04, the no-sharpening signature: where the temperatures
       are logged, sharpening is named only with the teacher's at least 0.9 x the student's,
@@ -32,7 +33,7 @@ class CauseThresholds:
       Where the loop does not log the guard's own setting (an external loop logging its
       momentum, not its centre or temperatures), the signature alone is not enough: DINO-style
       loops with every guard on that collapse for other reasons (LayerNorm or no
-      normalisation; photo patches, wine, breast cancer; 2026-12-06, 400 external loops,
+      normalisation; photo patches, wine, breast cancer; 2026-12-06, 354 external loops,
       K = 16, 64, 256, seeds 0-3) ended with h/ln K 0.11-0.33 and a low KL (the no-centering
       signature at one third) or as uniform, up to 0.994 (no-sharpening loops: 0.977-0.999).
       Without a logged centre, centering is named only with the teacher at most 0.1 of ln K
