@@ -204,12 +204,8 @@ def shrunk(
     share of 0.1-0.2 at d = 128-256) trained into an isotropic one, or one outlier row at
     epoch 0, read as complete collapse with the same size. False for records written
     before the scale was measured; the top direction alone for those before the total."""
-    limit = thresholds.complete_scale_of_baseline
-    if current.scale is None or not baseline.scale or current.scale >= limit * baseline.scale:
-        return False
-    if current.total_scale is None or not baseline.total_scale:
-        return True
-    return current.total_scale < limit * baseline.total_scale
+    size = _relative_size(current, baseline)
+    return size is not None and size < thresholds.complete_scale_of_baseline
 
 
 def _relative_size(current: EmbeddingMetrics, baseline: EmbeddingMetrics) -> float | None:
@@ -313,6 +309,13 @@ def _trend(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) ->
     )
 
 
+def _scale_only(history: Sequence[EpochRecord], kind: str, thresholds: Thresholds) -> bool:
+    """Whether a complete collapse shows in the raw scale only (:func:`shrunk`), the
+    directions of z/||z|| still spread above the limit."""
+    z0, z = history[0].projector, history[-1].projector
+    return kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
+
+
 def _reason(
     history: Sequence[EpochRecord], kind: str, onset: int | None, thresholds: Thresholds
 ) -> str:
@@ -321,8 +324,7 @@ def _reason(
     h0, h = first.backbone, last.backbone
     epoch = last.epoch
     knn = _knn_clause(h0, h)
-    shrinking = kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
-    if shrinking and z.scale is not None and z0.scale:
+    if _scale_only(history, kind, thresholds) and z.scale is not None and z0.scale:
         total = ""
         if z.total_scale is not None and z0.total_scale:
             size = z.total_scale / z0.total_scale
@@ -510,8 +512,7 @@ def epoch_verdict(
     kind = kinds[-1]
     onset = _onset(history, kinds)
     trend = _trend(history, kind, thresholds)
-    z0, z = history[0].projector, history[-1].projector
-    scale_only = kind == "complete_collapse" and z.spread >= thresholds.spread_limit(z0)
+    scale_only = _scale_only(history, kind, thresholds)
     return Verdict(
         kind=kind,
         onset_epoch=onset,
