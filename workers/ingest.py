@@ -74,17 +74,6 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> tuple[str 
     return None, stored and any(later.epoch > epoch for later in history)
 
 
-def _revise_after(context: WorkerContext, run_id: str, epoch: int) -> None:
-    """Judge again every stored epoch after ``epoch``, which arrived after them, over the
-    run's whole history (:func:`verdicts_revised_by`), and store the verdicts that changed.
-    Once per pass, from its earliest late epoch: a sync of an offline part uploads faster
-    than its epochs are measured, so a pass holds many, and each revision judges every
-    later epoch again."""
-    history = epoch_store.typed_epoch_records(context.db, run_id)
-    revised = verdicts_revised_by(history, epoch, _configuration(context, run_id))
-    with_db_retry(lambda: epoch_store.revise_verdicts(context.db, run_id, revised))
-
-
 def execute_ingest(context: WorkerContext, run_id: str) -> str:
     """Process the run's pending uploads, then close it if the client finished."""
     db = context.db
@@ -100,10 +89,14 @@ def execute_ingest(context: WorkerContext, run_id: str) -> str:
             earliest_late = epoch
         with_db_retry(partial(external_store.mark_processed, db, run_id, epoch, error))
         done += 1
-    if earliest_late is not None:
-        _revise_after(context, run_id, earliest_late)
     history = epoch_store.typed_epoch_records(db, run_id)
     configuration = _configuration(context, run_id)
+    if earliest_late is not None:
+        # once per pass, from its earliest late epoch: a sync of an offline part uploads
+        # faster than its epochs are measured, so a pass holds many, and each revision
+        # judges every later epoch again (verdicts_revised_by)
+        revised = verdicts_revised_by(history, earliest_late, configuration)
+        with_db_retry(lambda: epoch_store.revise_verdicts(db, run_id, revised))
     verdict = (
         run_verdict(history, configuration=configuration).model_dump(mode="json")
         if history
