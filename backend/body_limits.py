@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from collapse_lab import wire  # the protocol's definition of a string it can carry
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -212,14 +213,6 @@ async def _discard(receive: Receive) -> None:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _lone_surrogate_at(body: bytes) -> list[Any] | None:
     """Where in a JSON body (a ``loc`` after ``"body"``: keys and indices) a string or key
     holds a lone surrogate (``"\\ud800"`` without its low half), which Python's JSON parser
@@ -234,13 +227,13 @@ def _lone_surrogate_at(body: bytes) -> list[Any] | None:
     pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
     while pending:  # no recursion: the parsed body may nest as deep as the parser allowed
         value, where = pending.pop()
-        if isinstance(value, str) and not _encodes(value):
+        if isinstance(value, str) and not wire.is_unicode(value):
             return where
         if isinstance(value, list):
             pending.extend((item, [*where, i]) for i, item in reversed(list(enumerate(value))))
         elif isinstance(value, dict):
             for key, item in reversed(list(value.items())):
-                if not _encodes(key):
+                if not wire.is_unicode(key):
                     return [*where, key]
                 pending.append((item, [*where, key]))
     return None
@@ -269,11 +262,9 @@ def _encodable(value: Any) -> Any:
     (which JSON's ``\\ud800`` escape can carry in, but no UTF-8 response out) is written as
     the text ``\\ud800``."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value
+        if wire.is_unicode(value):
+            return value
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, list):
         return [_encodable(item) for item in value]
     if isinstance(value, dict):

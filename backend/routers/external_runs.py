@@ -63,8 +63,6 @@ EPOCH_PATH_PATTERN = r"/api/external-runs/[^/]+/epochs/[^/]+/?$"
 # rounds a spread to 0) from about 1e19; no embedding comes near 1e15. (The projection's
 # float16 copy of z is scaled into range first: workers/lifecycle.py, in_float16_range.)
 MAX_MAGNITUDE = 1e15
-# How far a row of probabilities may sum from 1 (the client checks the same, monitor.py).
-PROBABILITY_SUM_ATOL = 1e-3
 
 
 def _problem(code: int, detail: str, error_code: str | None = None) -> JSONResponse:
@@ -196,7 +194,7 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
         if probabilities is None:
             continue
         sums = probabilities.sum(axis=1, dtype=np.float64)
-        if not np.allclose(sums, 1, rtol=0, atol=PROBABILITY_SUM_ATOL):
+        if not np.allclose(sums, 1, rtol=0, atol=wire.PROBABILITY_SUM_ATOL):
             worst = float(sums[np.argmax(np.abs(sums - 1))])
             return (
                 f"{name} must hold probabilities, each row summing to 1 (one sums to "

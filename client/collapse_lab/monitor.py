@@ -819,7 +819,8 @@ class Monitor:
             probs = arrays.get(name)
             if probs is None or not np.isfinite(probs).all():
                 continue  # a diverged epoch is skipped with a warning, as for z
-            if probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+            sums = probs.sum(axis=1)
+            if probs.min() < 0 or not np.allclose(sums, 1, atol=wire.PROBABILITY_SUM_ATOL):
                 raise ValueError(
                     f"{name} must hold probabilities (rows of non-negative numbers summing "
                     "to 1): apply the softmax, with its temperature and centre, first"

@@ -60,6 +60,9 @@ ROW_ARRAYS = ("h", "labels", "target", "p", "teacher", "student")
 # and bounds what the server keeps per epoch index (the run list's rank sparklines).
 MAX_EPOCH = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# How far a row of ``teacher`` or ``student`` probabilities may sum from 1 (the client checks
+# it in log_epoch, the server again on upload).
+PROBABILITY_SUM_ATOL = 1e-3
 _PREFIX = struct.Struct("<8sI")
 
 
@@ -95,7 +98,7 @@ def _finite_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
     """Whether ``text`` is valid Unicode: JSON's ``"\\ud800"`` parses to a lone surrogate,
     which no UTF-8 encoder (the database's, a response's) takes afterwards."""
     try:
@@ -336,7 +339,7 @@ def decode_epoch(body: bytes) -> EpochMessage:
         raise MessageError(
             "scalars must map names to finite numbers (within float64's range) or null"
         )
-    if not all(_is_unicode(name) for name in scalars):
+    if not all(is_unicode(name) for name in scalars):
         raise MessageError("scalar names must be valid Unicode (a lone \\ud800 escape is not)")
     return EpochMessage(
         epoch=epoch,
