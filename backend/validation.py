@@ -23,7 +23,7 @@ from pydantic import AfterValidator, ValidationError
 
 from backend.settings import Settings
 from contract import RunConfig
-from contract.datasets import DatasetError, resolve_inside
+from contract.datasets import DatasetError, existing_folder
 from contract.requests import RUN_REQUEST, RunRequestBase, run_config
 
 
@@ -68,17 +68,9 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
     # a path given to a dataset that takes none is refused by the contract (RunRules)
     if config.dataset_path is not None:
         try:
-            folder = resolve_inside(settings.resolved_data_dir, config.dataset_path)
+            existing_folder(settings.resolved_data_dir, config.dataset_path)
         except DatasetError as exc:
             errors.append(_error(["dataset_path"], str(exc)))
-        else:
-            if not folder.is_dir():
-                errors.append(
-                    _error(
-                        ["dataset_path"],
-                        f"no folder {config.dataset_path!r} in the data directory",
-                    )
-                )
     return errors
 
 

@@ -225,3 +225,13 @@ def resolve_inside(data_root: Path, relative: str) -> Path:
     if resolved == root or resolved.relative_to(root).parts[0] in RESERVED_FOLDERS:
         raise DatasetError(f"dataset_path {relative!r} leads to the data root or a reserved folder")
     return resolved
+
+
+def existing_folder(data_root: Path, relative: str, root_name: str = "the data directory") -> Path:
+    """:func:`resolve_inside`, and a folder there: the rule the API and the command line apply
+    to ``dataset_path`` before they accept a run. ``root_name``: how the message names the
+    data root (the API does not show its path)."""
+    folder = resolve_inside(data_root, relative)
+    if not folder.is_dir():
+        raise DatasetError(f"no folder {relative!r} in {root_name}")
+    return folder

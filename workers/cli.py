@@ -30,7 +30,7 @@ from contract import (
     RunConfig,
     resolve_config,
 )
-from contract.datasets import DatasetError, resolve_inside
+from contract.datasets import DatasetError, existing_folder
 from contract.sweeps import SweepError, SweepRequest, aggregate_verdicts, expand_sweep
 from workers import launcher
 from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
@@ -217,12 +217,8 @@ def run_with_progress(
 def check_dataset_path(config: RunConfig, data_dir: Path) -> None:
     """DatasetError when ``dataset_path`` names no folder inside ``data_dir``: the rules the
     API applies before it accepts a run (backend/validation.py), before anything is drawn."""
-    if config.dataset_path is None:
-        return
-    if not resolve_inside(data_dir, config.dataset_path).is_dir():
-        raise DatasetError(
-            f"dataset_path: no folder {config.dataset_path!r} in the data directory {data_dir}"
-        )
+    if config.dataset_path is not None:
+        existing_folder(data_dir, config.dataset_path, f"the data directory {data_dir}")
 
 
 def open_jsonl(path: Path) -> TextIO:
