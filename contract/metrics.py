@@ -207,6 +207,14 @@ _HEALTHY_D = Level(context="dim", label="isotropic: d = {value}")
 _ONE_DIRECTION = Level(value=1, label="one direction 1")
 
 
+# The raw z's two sizes (scale, total_scale): their paper and reference levels.
+_RAW_SIZE_PAPER = (
+    "Balestriero & LeCun, arXiv 2511.08544 (without SIGReg every embedding shrinks to the origin)"
+)
+_RAW_SIZE_HELD = Level(label="near or above its epoch-0 value")
+_AT_ONE_POINT = Level(value=0, label="every embedding at one point: 0")
+
+
 class EmbeddingMetrics(StrictModel):
     """The diagnostics of one embedding (backbone h or projector z) on the probe set; see
     :func:`workers.engine.metrics.embedding_diagnostics` for each formula's code. Every field
@@ -476,10 +484,9 @@ class EmbeddingMetrics(StrictModel):
             unit="z's own units",
             formula="Std of the raw z (not normalised) along its top principal direction: how "
             "far apart the embeddings lie in the units a Euclidean loss sees",
-            paper="Balestriero & LeCun, arXiv 2511.08544 (without SIGReg every embedding "
-            "shrinks to the origin)",
-            healthy=Level(label="near or above its epoch-0 value"),
-            collapsed=Level(value=0, label="every embedding at one point: 0"),
+            paper=_RAW_SIZE_PAPER,
+            healthy=_RAW_SIZE_HELD,
+            collapsed=_AT_ONE_POINT,
             chart="scale",
             help="The other measures divide z by its norm; only this one sees an embedding "
             "shrinking to the origin, the trivial solution of a loss on raw distances.",
@@ -493,10 +500,9 @@ class EmbeddingMetrics(StrictModel):
             formula="sqrt of the total variance of the raw z (the trace of its covariance): "
             "the whole cloud's size, which, unlike the top direction's std, holds when "
             "variance spreads out of one direction into many",
-            paper="Balestriero & LeCun, arXiv 2511.08544 (without SIGReg every embedding "
-            "shrinks to the origin)",
-            healthy=Level(label="near or above its epoch-0 value"),
-            collapsed=Level(value=0, label="every embedding at one point: 0"),
+            paper=_RAW_SIZE_PAPER,
+            healthy=_RAW_SIZE_HELD,
+            collapsed=_AT_ONE_POINT,
             chart="scale",
             help="The verdict calls the raw z shrunk only when this and the top direction's "
             "std both fell: an untrained network's anisotropic output that training spreads "
