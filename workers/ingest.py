@@ -38,13 +38,13 @@ def _configuration(context: WorkerContext, run_id: str) -> dict[str, Any]:
     return configuration_of(config) if isinstance(config, dict) else {}
 
 
-def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> tuple[str | None, bool]:
+def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None:
     """Measure one upload and record it; returns why it could not be measured (None when
-    it was) and whether the run already held a later epoch (this one arrived late)."""
+    it was)."""
     db = context.db
     body = external_store.upload_body(db, run_id, epoch)
     if body is None:
-        return "the upload is gone", False
+        return "the upload is gone"
     try:
         message = wire.decode_epoch(body)
         history = epoch_store.typed_epoch_records(db, run_id)
@@ -62,41 +62,40 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> tuple[str 
             configuration=configuration,
         )
     except (wire.MessageError, ProbeError) as exc:
-        return str(exc), False
+        return str(exc)
     except OperationalError:
         raise  # the database is away: the upload stays pending for the next pass
     except Exception as exc:  # anything else would fail the task, and the next pass, forever
         log.exception("external run %s, epoch %d could not be measured", run_id, epoch)
-        return f"{exc.__class__.__name__}: {exc}"[:1000], False
-    stored = with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record))
+        return f"{exc.__class__.__name__}: {exc}"[:1000]
+    with_db_retry(lambda: epoch_store.record_epoch(db, run_id, record))
     labels = message.labels if message.labels is not None else np.zeros(len(message.z))
     queue_projection(context, run_id, epoch, message.z, labels)
-    return None, stored and any(later.epoch > epoch for later in history)
+    return None
 
 
 def execute_ingest(context: WorkerContext, run_id: str) -> str:
     """Process the run's pending uploads, then close it if the client finished."""
     db = context.db
     done = 0
-    earliest_late: int | None = None
     while (
         epoch := with_db_retry(partial(external_store.claim_next_upload, db, run_id))
     ) is not None:
-        error, late = _ingest_epoch(context, run_id, epoch)
+        error = _ingest_epoch(context, run_id, epoch)
         if error:
             log.warning("external run %s, epoch %d not measured: %s", run_id, epoch, error)
-        if late and (earliest_late is None or epoch < earliest_late):
-            earliest_late = epoch
         with_db_retry(partial(external_store.mark_processed, db, run_id, epoch, error))
         done += 1
-    history = epoch_store.typed_epoch_records(db, run_id)
     configuration = _configuration(context, run_id)
-    if earliest_late is not None:
-        # once per pass, from its earliest late epoch: a sync of an offline part uploads
-        # faster than its epochs are measured, so a pass holds many, and each revision
-        # judges every later epoch again (verdicts_revised_by)
-        revised = verdicts_revised_by(history, earliest_late, configuration)
-        with_db_retry(lambda: epoch_store.revise_verdicts(db, run_id, revised))
+    stale = with_db_retry(partial(epoch_store.stale_verdicts, db, run_id))
+    if stale is not None:
+        # once per pass, from the earliest late epoch stored (by this pass, or by one whose
+        # worker was lost before it revised): a sync of an offline part uploads faster than
+        # its epochs are measured, so a pass holds many, and each revision judges every
+        # later epoch again (verdicts_revised_by)
+        revised = verdicts_revised_by(stale.history, stale.since, configuration)
+        with_db_retry(lambda: epoch_store.revise_verdicts(db, run_id, stale, revised))
+    history = stale.history if stale is not None else epoch_store.typed_epoch_records(db, run_id)
     verdict = (
         run_verdict(history, configuration=configuration).model_dump(mode="json")
         if history

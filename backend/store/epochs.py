@@ -4,14 +4,15 @@ announced by an event in the run's log."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from collapse_lab import wire
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, func, select
 
 from backend.store.database import Database
 from backend.store.eventlog import append_event, lock_run
-from backend.store.models import EpochRow, Projection, json_safe, now, take_verdict
+from backend.store.models import EpochRow, Projection, Run, json_safe, now, take_verdict
 from contract import EpochRecord
 
 
@@ -40,22 +41,51 @@ def record_epoch(db: Database, run_id: str, epoch_record: EpochRecord) -> bool:
             verdict = record.get("verdict")
             if verdict:
                 take_verdict(run, verdict)
+        else:  # a late epoch: the later verdicts were judged without it
+            stale = run.verdicts_stale_from
+            run.verdicts_stale_from = epoch if stale is None else min(stale, epoch)
         append_event(session, run, "epoch", record)
         return True
 
 
-def revise_verdicts(db: Database, run_id: str, records: list[EpochRecord]) -> None:
+@dataclass(frozen=True)
+class StaleVerdicts:
+    """The run's records when some of their verdicts were judged without a late epoch."""
+
+    since: int  # the earliest late epoch: every later verdict is to be judged again
+    history: list[EpochRecord]  # every stored record, in epoch order
+
+
+def stale_verdicts(db: Database, run_id: str) -> StaleVerdicts | None:
+    """What :func:`revise_verdicts` needs when an epoch was stored after later ones and the
+    later verdicts were not judged again since; None otherwise."""
+    with db.read() as session:
+        since = session.scalar(select(Run.verdicts_stale_from).where(Run.id == run_id))
+    if since is None:
+        return None
+    return StaleVerdicts(since, typed_epoch_records(db, run_id))
+
+
+def revise_verdicts(
+    db: Database, run_id: str, stale: StaleVerdicts, records: list[EpochRecord]
+) -> None:
     """Store the new verdicts of already stored epoch records (``records``: whole records,
-    as :func:`workers.engine.probe.verdicts_revised_by` returns them). When the run's last
-    epoch is among them its verdict becomes the run's, announced by an ``epoch`` event
-    carrying the revised record (the run page replaces the record it holds, the alert scanner
-    reads the run's new verdict)."""
-    if not records:
-        return
+    as :func:`workers.engine.probe.verdicts_revised_by` returns them for ``stale``). When the
+    run's last epoch is among them its verdict becomes the run's, announced by an ``epoch``
+    event carrying the revised record (the run page replaces the record it holds, the alert
+    scanner reads the run's new verdict). The run stops counting as stale unless another
+    epoch was stored since ``stale`` was read: the pass that stored it revises again."""
     by_epoch = {record.epoch: json_safe(record.model_dump(mode="json")) for record in records}
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
+            return
+        stored = session.scalar(
+            select(func.count()).select_from(EpochRow).where(EpochRow.run_id == run_id)
+        )
+        if run.verdicts_stale_from == stale.since and stored == len(stale.history):
+            run.verdicts_stale_from = None
+        if not by_epoch:
             return
         rows = session.scalars(
             select(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch.in_(by_epoch))

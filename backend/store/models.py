@@ -98,6 +98,10 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the resolved RunConfig
     epochs_total: Mapped[int] = mapped_column(Integer)
     last_epoch: Mapped[int | None] = mapped_column(Integer)  # last recorded epoch (0 = baseline)
+    # the earliest epoch stored after later ones whose verdicts are not yet judged again
+    # with it (backend/store/epochs.py): kept in the row so a worker lost mid-pass leaves the
+    # revision to the next pass
+    verdicts_stale_from: Mapped[int | None] = mapped_column(Integer, default=None)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     verdict_kind: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -268,9 +268,12 @@ def test_an_epoch_uploaded_after_later_ones_announces_nothing_of_the_past(
     late = probe_epoch_record(0, spread, history=history)
     assert late.verdict is not None and late.verdict.kind == "healthy"  # judged alone
     assert epoch_store.record_epoch(db, run.id, late)
-    revised = verdicts_revised_by([*history, late], 0)
+    stale = epoch_store.stale_verdicts(db, run.id)
+    assert stale is not None and stale.since == 0
+    revised = verdicts_revised_by(stale.history, stale.since)
     assert [r.epoch for r in revised] == [3, 4, 5]  # the baseline changed: so did the reason
-    epoch_store.revise_verdicts(db, run.id, revised)
+    epoch_store.revise_verdicts(db, run.id, stale, revised)
+    assert epoch_store.stale_verdicts(db, run.id) is None
     scan_once(db, settings)
     assert [body["event"] for _, _, body, _ in _queued(db)] == ["collapse_onset"]
     stored = run_store.get_run(db, run.id)

@@ -17,7 +17,11 @@ import torch.nn.functional as F
 from collapse_lab import AuthenticationError, Monitor, wire
 from torch import nn
 
+from backend.store import epochs as epoch_store
+from backend.store.database import Database
+from contract import EpochRecord
 from tests.service.stack import ServiceStack, collect_until, is_terminal_status, wait_until
+from workers.engine.probe import probe_epoch_record
 
 TOKEN = "s3cret-token"  # the private_stack's
 
@@ -226,3 +230,46 @@ def test_an_epoch_uploaded_after_later_ones_revises_their_verdicts(
     assert run["verdict"] == api.get(f"/api/runs/{run_id}/epochs").json()[-1]["verdict"]
     listed = api.get("/api/runs", params={"verdict": "complete_collapse"}).json()["data"]
     assert run_id in [r["id"] for r in listed]
+
+
+@pytest.mark.slow
+def test_a_pass_lost_before_it_revised_leaves_the_revision_to_the_next(
+    stack: ServiceStack, api: httpx.Client
+) -> None:
+    """As above, but the worker that stored the late epoch 0 is lost before it revised the
+    later verdicts (epoch 0 is stored here as that worker stored it, and nothing else). The
+    run keeps the mark of its stale verdicts, and the next pass (the finish call's) revises
+    epochs 3-5 to complete collapse before it closes the run."""
+    registered = api.post("/api/external-runs", json={"name": "lost pass"}).json()
+    run_id = registered["id"]
+    binary = {"Content-Type": wire.CONTENT_TYPE}
+    z = np.random.default_rng(4).standard_normal((256, 32)).astype(np.float32)
+    history: list[EpochRecord] = []
+    for epoch in (3, 4, 5):
+        body = wire.encode_epoch(epoch, {"z": z * 0.1})
+        put = api.put(f"/api/external-runs/{run_id}/epochs/{epoch}", content=body, headers=binary)
+        assert put.status_code == 202
+        history.append(probe_epoch_record(epoch, z * 0.1, history=history))
+
+    def kinds() -> list[tuple[int, str]]:
+        records = api.get(f"/api/runs/{run_id}/epochs").json()
+        return [(r["epoch"], r["verdict"]["kind"]) for r in records]
+
+    wait_until(lambda: len(kinds()) == 3 or None, 120, what="epochs 3-5 measured")
+    db = Database(stack.database_url)
+    try:
+        assert epoch_store.record_epoch(db, run_id, probe_epoch_record(0, z, history=history))
+        stored = epoch_store.typed_epoch_records(db, run_id)
+    finally:
+        db.dispose()
+    assert [r.verdict.kind for r in stored if r.verdict] == ["healthy"] * 4
+
+    finish = {"status": "succeeded", "error": None, "epochs_dropped": [], "epochs_skipped": []}
+    assert api.post(f"/api/external-runs/{run_id}/finish", json=finish).status_code == 202
+    wait_until(
+        lambda: api.get(f"/api/runs/{run_id}").json()["status"] == "succeeded",
+        120,
+        what="the run closed",
+    )
+    assert kinds() == [(0, "healthy")] + [(e, "complete_collapse") for e in (3, 4, 5)]
+    assert api.get(f"/api/runs/{run_id}").json()["verdict"]["onset_epoch"] == 3

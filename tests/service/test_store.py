@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from collapse_lab import wire
 from sqlalchemy import text
 
@@ -19,7 +21,7 @@ from backend.store import eventlog, leases
 from backend.store import runs as run_store
 from backend.store import shares as share_store
 from backend.store.database import BACKEND_DIR, Database
-from backend.store.models import now
+from backend.store.models import Base, now
 from contract import EpochRecord
 
 CONFIG = {"method": "simsiam", "dataset": "digits", "epochs": 3, "seed": 0, "options": {}}
@@ -111,6 +113,19 @@ def test_migration_0002_keeps_the_runs_and_fills_the_ranks_from_their_records(
     database.dispose()
 
 
+def test_the_migrations_build_the_schema_the_models_declare(db: Database) -> None:
+    """Every column, index and table of backend/store/models.py comes from a migration (a
+    column added to a model without one breaks every store an earlier release made). The
+    ``deployment`` table is the one the store reads with SQL alone (migration 0009)."""
+    with db.read_engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    outside_the_models = [
+        d for d in differences if d[0] == "remove_table" and d[1].name == "deployment"
+    ]
+    assert len(outside_the_models) == 1
+    assert [d for d in differences if d not in outside_the_models] == []
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'wal.db'}")
     with database.read() as session:
@@ -131,6 +146,32 @@ def test_an_epoch_is_recorded_once_and_events_are_gap_free(db: Database) -> None
     run = run_store.get_run(db, run_id)
     assert run is not None and run.last_epoch == 1
     assert epoch_store.rank_histories(db, [run_id])[run_id] == [10.0, 11.0]
+
+
+def test_a_late_epoch_marks_the_later_verdicts_stale_until_a_revision_saw_it(
+    db: Database,
+) -> None:
+    """Epochs stored in order leave nothing stale; a late one marks the run from its epoch
+    (the earliest of several); a revision read before another epoch was stored does not
+    clear the mark (the pass that stored that epoch revises again), one read after does."""
+    run_id = _new_run(db)
+    for epoch in (3, 4):
+        assert epoch_store.record_epoch(db, run_id, _record(epoch))
+    assert epoch_store.stale_verdicts(db, run_id) is None
+    assert epoch_store.record_epoch(db, run_id, _record(2))
+    assert epoch_store.record_epoch(db, run_id, _record(1))
+    before = epoch_store.stale_verdicts(db, run_id)
+    assert before is not None and before.since == 1
+    assert [r.epoch for r in before.history] == [1, 2, 3, 4]
+    assert epoch_store.record_epoch(db, run_id, _record(0))  # while a pass revises
+    epoch_store.revise_verdicts(db, run_id, before, [])
+    after = epoch_store.stale_verdicts(db, run_id)
+    assert after is not None and after.since == 0 and len(after.history) == 5
+    revised = _record(4, verdict={"kind": "complete_collapse", "onset_epoch": 4, "reason": "x"})
+    epoch_store.revise_verdicts(db, run_id, after, [revised])
+    assert epoch_store.stale_verdicts(db, run_id) is None
+    run = run_store.get_run(db, run_id)
+    assert run is not None and run.verdict_kind == "complete_collapse"
 
 
 def test_rank_histories_come_from_the_epoch_records_of_each_run(db: Database) -> None:
