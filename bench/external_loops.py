@@ -2,8 +2,8 @@
 calibration never saw.
 
 Each loop is a plain PyTorch training loop written here, not the engine's methods: an MLP
-encoder with BatchNorm (64 -> 256 -> 128 = h) and projector (128 -> 128 -> 64 = z) on 64-d
-inputs (sklearn's digits, or ten Gaussian clusters in 64-d), masked-and-noised views, 20
+encoder with BatchNorm (64 -> 256 -> 128 = h) and projector (128 -> 128 -> 64 = z; other
+widths and probe sizes with ``--z-dim`` and ``--probe-size``) on 64-d inputs (sklearn's digits, or ten Gaussian clusters in 64-d), masked-and-noised views, 20
 epochs. Each epoch it logs its probe the way a researcher's loop would through
 ``collapse_lab.Monitor.log_epoch``: z, h, labels, the loss, and the internals its family
 has (``target=``/``p=`` for SimSiam and BYOL, two views and the temperature for SimCLR,
@@ -17,6 +17,8 @@ switched off. A cause other than that guard is wrong (✗); ``undetermined`` is 
 
     python -m bench.external_loops                      # 15 loops x 2 datasets x 2 seeds
     python -m bench.external_loops --seeds 2 --loops "byol: momentum 0"
+    python -m bench.external_loops --z-dim 512 --probe-size 128  # fewer rows than dimensions
+    python -m bench.external_loops --minimal            # z alone, no configuration
     python -m bench.external_loops --weight-decay-grid  # SimSiam's SGD weight decay, longer
 """
 
@@ -120,13 +122,26 @@ def _mlp(*widths: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Encoder(nn.Module):
-    """x (B, 64) -> (h (B, 128), z (B, 64))."""
+@dataclass(frozen=True)
+class Shape:
+    """The width of z (the projector's hidden layer is max(128, z_dim), the predictor's
+    bottleneck z_dim / 2) and the probe's rows."""
 
-    def __init__(self) -> None:
+    z_dim: int = 64
+    probe_size: int = PROBE_SIZE
+
+    @property
+    def name(self) -> str:
+        return f"z{self.z_dim}, probe {self.probe_size}"
+
+
+class Encoder(nn.Module):
+    """x (B, 64) -> (h (B, 128), z (B, z_dim))."""
+
+    def __init__(self, z_dim: int = 64) -> None:
         super().__init__()
         self.backbone = nn.Sequential(_mlp(64, 256, 128), nn.BatchNorm1d(128), nn.ReLU())
-        self.projector = _mlp(128, 128, 64)
+        self.projector = _mlp(128, max(128, z_dim), z_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.backbone(x)
@@ -222,25 +237,32 @@ def loop_configuration(loop: Loop) -> dict[str, Any]:
 
 
 def run_loop(
-    loop: Loop, dataset: str, seed: int, logger: Monitor | InProcessLogger, epochs: int = EPOCHS
+    loop: Loop,
+    dataset: str,
+    seed: int,
+    logger: Monitor | InProcessLogger,
+    epochs: int = EPOCHS,
+    shape: Shape = Shape(),
+    minimal: bool = False,
 ) -> None:
     """Train ``loop`` for ``epochs`` epochs, logging epoch 0 (untrained) and each epoch to
-    ``logger`` (a ``collapse_lab.Monitor`` or an :class:`InProcessLogger`)."""
+    ``logger`` (a ``collapse_lab.Monitor`` or an :class:`InProcessLogger`); ``minimal``: z
+    alone, as the least a researcher logs (no h, labels, loss, internals or schedules)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x, y = DATASETS[dataset]()
     x = (x - x.mean(0)) / (x.std(0) + 1e-3)
     order = torch.randperm(len(x), generator=generator)
-    probe, probe_labels = x[order[:PROBE_SIZE]], y[order[:PROBE_SIZE]]
+    probe, probe_labels = x[order[: shape.probe_size]], y[order[: shape.probe_size]]
     s = loop.settings
 
     def augment(t: torch.Tensor) -> torch.Tensor:  # masked inputs and noise
         keep = torch.rand(t.shape, generator=generator) > 0.3
         return t * keep + 0.4 * torch.randn(t.shape, generator=generator)
 
-    encoder = Encoder()
-    predictor = _mlp(64, 32, 64)
-    prototypes = nn.Linear(64, SWAV_PROTOTYPES, bias=False)
+    encoder = Encoder(shape.z_dim)
+    predictor = _mlp(shape.z_dim, shape.z_dim // 2, shape.z_dim)
+    prototypes = nn.Linear(shape.z_dim, SWAV_PROTOTYPES, bias=False)
     iterations = s.get("sinkhorn_iterations", 3)
     target = copy.deepcopy(encoder).requires_grad_(False)
     momentum = s.get("momentum", 0.99)
@@ -323,17 +345,20 @@ def run_loop(
                 rows = probe[:VIEWS_LOGGED]
                 views = (encoder(augment(rows))[1], encoder(augment(rows))[1])
                 schedules["temperature"] = temperature
-            logger.log_epoch(
-                epoch,
-                z,
-                h,
-                labels=probe_labels,
-                views=views,
-                loss=loss,
-                loss_terms=terms,
-                schedules=schedules,
-                **internals,
-            )
+            if minimal:  # the rest measured all the same: the random stream is unchanged
+                logger.log_epoch(epoch, z)
+            else:
+                logger.log_epoch(
+                    epoch,
+                    z,
+                    h,
+                    labels=probe_labels,
+                    views=views,
+                    loss=loss,
+                    loss_terms=terms,
+                    schedules=schedules,
+                    **internals,
+                )
         encoder.train()
         predictor.train()
         target.train()
@@ -396,6 +421,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--loops", default=",".join(LOOPS), help="names, comma-separated")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--z-dim", type=int, default=Shape.z_dim, help="width of z")
+    parser.add_argument("--probe-size", type=int, default=Shape.probe_size, help="probe rows")
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="log z alone, with no configuration (the guard can then only be undetermined)",
+    )
     parser.add_argument(
         "--weight-decay-grid",
         action="store_true",
@@ -406,16 +438,23 @@ def main() -> None:
     if args.weight_decay_grid:
         weight_decay_grid(args.datasets.split(","), seeds)
         return
+    shape = Shape(args.z_dim, args.probe_size)
+    print(f"{shape.name}" + (", z logged alone" if args.minimal else "") + "\n")
     print("| loop | dataset | seed | verdict | cause | expected | reason |")
     print("| --- | --- | ---: | --- | --- | --- | --- |")
     started = time.perf_counter()
     counts = {"right": 0, "undetermined": 0, "wrong": 0, "healthy": 0, "healthy, cause": 0}
+    counts["control with an epoch not healthy"] = 0  # a false alarm, even if it passed
     for name in args.loops.split(","):
         loop = LOOPS[name.strip()]
         for dataset in args.datasets.split(","):
             for seed in seeds:
-                logger = InProcessLogger(loop_configuration(loop))
-                run_loop(loop, dataset, seed, logger, args.epochs)
+                logger = InProcessLogger({} if args.minimal else loop_configuration(loop))
+                run_loop(loop, dataset, seed, logger, args.epochs, shape, args.minimal)
+                if loop.guard is None and any(
+                    r.verdict is not None and r.verdict.kind != "healthy" for r in logger.history
+                ):
+                    counts["control with an epoch not healthy"] += 1
                 last = logger.history[-1].verdict
                 assert last is not None
                 cause = last.cause
