@@ -3,13 +3,13 @@ calibration never saw.
 
 Each loop is a plain PyTorch training loop written here, not the engine's methods: an MLP
 encoder with BatchNorm (64 -> 256 -> 128 = h) and projector (128 -> 128 -> 64 = z; other
-widths and probe sizes with ``--z-dim`` and ``--probe-size``) on 64-d inputs (sklearn's digits, or ten Gaussian clusters in 64-d), masked-and-noised views, 20
-epochs. Each epoch it logs its probe the way a researcher's loop would through
-``collapse_lab.Monitor.log_epoch``: z, h, labels, the loss, and the internals its family
-has (``target=``/``p=`` for SimSiam and BYOL, two views and the temperature for SimCLR,
-its codes after balancing as ``teacher=`` for SwAV, ``loss_terms`` for VICReg and Barlow
-Twins, the schedules and, for the guards no probe can
-see, the configuration's ``stop_gradient``, ``predictor`` or ``negatives`` flag). Each
+widths and probe sizes with ``--z-dim`` and ``--probe-size``) on 64-d inputs (sklearn's
+digits, or ten Gaussian clusters in 64-d), masked-and-noised views, 20 epochs. Each epoch it
+logs its probe the way a researcher's loop would through ``collapse_lab.Monitor.log_epoch``:
+z, h, labels, the loss, and the internals its family has (``target=``/``p=`` for SimSiam and
+BYOL, two views and the temperature for SimCLR, its codes after balancing as ``codes=`` for
+SwAV, ``loss_terms`` for VICReg and Barlow Twins, the schedules and, for the guards no probe
+can see, the configuration's ``stop_gradient``, ``predictor`` or ``negatives`` flag). Each
 epoch is measured in-process by the ingest worker's own code
 (:func:`workers.engine.probe.probe_epoch_record`, the schedules renamed by the client's
 ``SCHEDULE_ALIASES``), and one row per run is printed: verdict, cause, the guard the loop
@@ -339,8 +339,7 @@ def run_loop(
                 internals = {"target": target(probe)[1], "p": predict(z)}
                 schedules["momentum"] = momentum
             elif loop.family == "swav":
-                # the codes after balancing, sent as teacher= alone (client/PROTOCOL.md)
-                internals = {"teacher": _codes(scores(z), iterations)}
+                internals = {"codes": _codes(scores(z), iterations)}  # after balancing
             elif loop.family == "simclr":
                 rows = probe[:VIEWS_LOGGED]
                 views = (encoder(augment(rows))[1], encoder(augment(rows))[1])

@@ -189,7 +189,7 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
                 f"predictor_weight has shape {list(weight.shape)}, expected {expected}: the "
                 "linear predictor maps z's width onto the target's (p = z @ W.T)"
             )
-    for name in ("teacher", "student"):
+    for name in wire.PROBABILITY_ARRAYS:
         probabilities = internals.get(name)
         if probabilities is None:
             continue

@@ -58,7 +58,8 @@ except ImportError:  # the older standalone package
 from .monitor import CollapseLabWarning, Monitor, _claim_default_key, default_resume_key
 
 EmbedFn = Callable[[nn.Module, Tensor], tuple[Tensor | None, Tensor]]
-# (module, x, z) -> per-sample internals of the batch: "target", "p", "teacher", "student"
+# (module, x, z) -> per-sample internals of the batch: "target", "p", "teacher", "student",
+# "codes"
 InternalsFn = Callable[[nn.Module, Tensor, Tensor], Mapping[str, Tensor]]
 # (target backbone, target head) attribute names: DINO-style, lightly's BYOL, solo-learn's
 _TARGET_BRANCHES = (
@@ -282,7 +283,7 @@ class CollapseLabCallback(Callback):
     DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
 
     **Method internals**: ``internals(module, x, z)`` returns the batch's per-sample
-    internals (``target``, ``p``, ``teacher``, ``student``; :meth:`Monitor.log_epoch`);
+    internals (``target``, ``p``, ``teacher``, ``student``, ``codes``; :meth:`Monitor.log_epoch`);
     :func:`default_internals` finds the target branch and the predictor by lightly's and
     solo-learn's names, and a DINO-style module's teacher and student probabilities;
     ``internals=None`` sends none. :func:`model_internals` adds the

@@ -486,6 +486,7 @@ class Monitor:
         predictor_weight: Any = None,
         teacher: Any = None,
         student: Any = None,
+        codes: Any = None,
         loss_terms: Mapping[str, Any] | None = None,
         schedules: Mapping[str, Any] | None = None,
         **scalars: Any,
@@ -505,20 +506,22 @@ class Monitor:
         verdict then has no untrained baseline. Epochs must increase; gaps are fine.
 
         Method internals on the same N probe rows give the run its mechanism panels and the
-        cause of a collapse (docs/mechanisms.md on the server): ``target`` (N, d_t) the target
-        branch's output (BYOL's EMA projection, SimSiam's other-view projection), ``p``
-        (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
-        predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) probabilities over
-        K prototypes (after centering and sharpening: rows summing to 1; a clustering loop's
-        codes after balancing as ``teacher`` alone), ``loss_terms={"loss_variance": ...}``
-        (unweighted terms) and ``schedules={"lr": ..., "weight_decay": ..., "ema_momentum":
-        ..., "teacher_temperature": ..., "student_temperature": ..., "center_norm": ...}``
-        (scalars under those names; ``SCHEDULE_ALIASES`` maps common
-        spellings such as ``momentum`` and ``wd`` onto them). A DINO-style loop that logs
-        ``teacher``/``student`` without its EMA momentum, temperatures or centre norm gets
-        ``undetermined`` rather than a guessed cause: a teacher that is the student shows the
-        same entropy signatures (a warning at the first such epoch says so). A server that
-        predates the internals is sent the rest (a warning says so).
+        cause of a collapse (docs/mechanisms.md on the server): ``target`` (N, d_t) the
+        target branch's output (BYOL's EMA projection, SimSiam's other-view projection),
+        ``p`` (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
+        predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) a DINO-style loop's
+        probabilities over K prototypes (after centering and sharpening: rows summing to 1),
+        ``codes`` (N, K) a clustering loop's assignments after balancing (SwAV's Sinkhorn
+        codes, DeepCluster's one-hot pseudo-labels; not with ``teacher``),
+        ``loss_terms={"loss_variance": ...}`` (unweighted terms) and ``schedules={"lr": ...,
+        "weight_decay": ..., "ema_momentum": ..., "teacher_temperature": ...,
+        "student_temperature": ..., "center_norm": ...}`` (scalars under those names;
+        ``SCHEDULE_ALIASES`` maps common spellings such as ``momentum`` and ``wd`` onto
+        them). A DINO-style loop that logs ``teacher``/``student`` without its EMA momentum,
+        temperatures or centre norm gets ``undetermined`` rather than a guessed cause: a
+        teacher that is the student shows the same entropy signatures (a warning at the
+        first such epoch says so). A server that predates the internals is sent the rest (a
+        warning says so).
 
         Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
         order, N over the limit, a message larger than the buffer) and ``RuntimeError``
@@ -541,7 +544,7 @@ class Monitor:
         arrays |= self._check_internals(
             arrays["z"].shape,
             {"target": target, "p": p, "predictor_weight": predictor_weight},
-            {"teacher": teacher, "student": student},
+            {"teacher": teacher, "student": student, "codes": codes},
         )
         for group, values in (("loss_terms", loss_terms), ("schedules", schedules)):
             if values is not None and not isinstance(values, Mapping):
@@ -585,6 +588,14 @@ class Monitor:
                 )
         dino_style = teacher is not None and student is not None
         told = "teacher_context" in self._warned  # once: it holds for the whole run
+        if teacher is not None and student is None and "teacher_alone" not in self._warned:
+            self._warn(
+                "teacher_alone",
+                "teacher= is logged without student=: a collapse will get no cause from it "
+                "(a DINO teacher piled onto one prototype looks like a clustering loop's "
+                "unbalanced codes, and the two need different fixes). A DINO-style loop logs "
+                "student= too; a clustering loop (SwAV, DeepCluster) logs its codes as codes=.",
+            )
         if dino_style and not told and not _tells_teacher_apart(scalars):
             self._warn(
                 "teacher_context",
@@ -787,7 +798,7 @@ class Monitor:
     ) -> dict[str, np.ndarray]:
         """The method internals given, checked: per-sample rows as z's, p shaped as target,
         the predictor a (d_t, d) matrix from z's width to the target's, teacher and student
-        probabilities of one shape."""
+        probabilities of one shape, codes probabilities without them."""
         rows, width = z_shape
         arrays: dict[str, np.ndarray] = {}
         for name, value in {**matrices, **probabilities}.items():
@@ -815,6 +826,8 @@ class Monitor:
         teacher, student = arrays.get("teacher"), arrays.get("student")
         if teacher is not None and student is not None and teacher.shape != student.shape:
             raise ValueError("teacher and student must have one shape (N, K)")
+        if "codes" in arrays and (teacher is not None or student is not None):
+            raise ValueError(wire.CODES_OR_TEACHER)
         for name in probabilities:
             probs = arrays.get(name)
             if probs is None or not np.isfinite(probs).all():

@@ -19,8 +19,9 @@ the 11 bits describe the spread itself. The scale also keeps values beyond float
 
 Method internals (``PROTOCOL.md`` section 8) are further arrays on the same probe rows:
 ``target`` and ``p`` (the target branch's and the predictor's outputs), ``teacher`` and
-``student`` (probabilities) and ``predictor_weight`` (a matrix); the last three travel as
-float32 (a probability of 1e-6 would not survive centred float16). A server that predates
+``student`` (a DINO-style loop's probabilities), ``codes`` (a clustering loop's assignments
+after balancing) and ``predictor_weight`` (a matrix); the last four travel as float32 (a
+probability of 1e-6 would not survive centred float16). A server that predates
 them refuses unknown arrays: the client sends them only where the registration reply lists
 them (``accepts``) and strips them otherwise (:func:`without_arrays`).
 
@@ -48,22 +49,30 @@ FLOAT_DTYPES = ("<f2", "<f4")
 LABEL_DTYPE = "<i4"
 # The arrays of the first protocol (every server reads them) and the method internals.
 BASE_ARRAYS = ("z", "h", "views_a", "views_b", "labels")
-INTERNAL_ARRAYS = ("target", "p", "predictor_weight", "teacher", "student")
+INTERNAL_ARRAYS = ("target", "p", "predictor_weight", "teacher", "student", "codes")
 ARRAY_NAMES = BASE_ARRAYS + INTERNAL_ARRAYS
 # Always float32: probabilities (entropies read their smallest values) and a small matrix.
-FLOAT32_ARRAYS = ("predictor_weight", "teacher", "student")
+FLOAT32_ARRAYS = ("predictor_weight", "teacher", "student", "codes")
 # Internals with one row per probe sample (z's rows); predictor_weight is any matrix.
-ROW_ARRAYS = ("h", "labels", "target", "p", "teacher", "student")
+ROW_ARRAYS = ("h", "labels", "target", "p", "teacher", "student", "codes")
+# Internals holding probabilities over K prototypes, one row per sample summing to 1: DINO's
+# teacher and student, or a clustering loop's codes (never both: one is read as DINO's,
+# the other as balancing's, workers/engine/cause.py).
+PROBABILITY_ARRAYS = ("teacher", "student", "codes")
 # The highest epoch a message (and the upload path) may carry. The longest self-supervised
 # schedules run about 1,000 epochs (the built-in runs stop at 1,000): 100,000 leaves a
 # hundredfold margin, refuses a loop that logs its optimizer step as the epoch within hours,
 # and bounds what the server keeps per epoch index (the run list's rank sparklines).
 MAX_EPOCH = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-# How far a row of ``teacher`` or ``student`` probabilities may sum from 1 (the client checks
+# How far a row of PROBABILITY_ARRAYS may sum from 1 (the client checks
 # it in log_epoch, the server again on upload).
 PROBABILITY_SUM_ATOL = 1e-3
 _PREFIX = struct.Struct("<8sI")
+CODES_OR_TEACHER = (
+    "codes (a clustering loop's assignments) and teacher/student (a DINO-style loop's "
+    "probabilities) are two readings of one thing: send one of them"
+)
 
 
 class MessageError(ValueError):
@@ -262,8 +271,8 @@ def decode_epoch(body: bytes) -> EpochMessage:
     non-overlapping offsets inside the body, no trailing bytes, finite values, ``z``
     present, ``h``, ``labels`` and the per-sample internals with as many rows as ``z``, both
     views or none with equal shapes and ``z``'s width, ``p`` shaped as ``target``,
-    ``student`` as ``teacher``, probabilities not negative. Raises :class:`MessageError`
-    naming the first problem.
+    ``student`` as ``teacher``, ``codes`` not with them, probabilities not negative. Raises
+    :class:`MessageError` naming the first problem.
     """
     if len(body) < _PREFIX.size:
         raise MessageError("body shorter than the 12-byte prefix")
@@ -320,7 +329,9 @@ def decode_epoch(body: bytes) -> EpochMessage:
         arrays["student"].shape
     ):
         raise MessageError("teacher and student must have one shape (N, K)")
-    for name in ("teacher", "student"):
+    if "codes" in arrays and ("teacher" in arrays or "student" in arrays):
+        raise MessageError(CODES_OR_TEACHER)
+    for name in PROBABILITY_ARRAYS:
         if name in arrays and (arrays[name].min(initial=0) < -1e-6):
             raise MessageError(f"{name} must hold probabilities (no negative values)")
     if ("views_a" in arrays) != ("views_b" in arrays):

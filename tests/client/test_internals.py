@@ -48,6 +48,10 @@ def test_the_internals_round_trip_with_probabilities_in_float32() -> None:
     message = wire.decode_epoch(wire.encode_epoch(1, arrays))
     assert set(message.internals) == {"target", "p", "teacher", "student"}
     np.testing.assert_array_equal(message.internals["teacher"], teacher)
+    codes = wire.decode_epoch(wire.encode_epoch(1, {"z": z, "codes": teacher}))
+    np.testing.assert_array_equal(codes.internals["codes"], teacher)
+    with pytest.raises(wire.MessageError, match="send one of them"):
+        wire.decode_epoch(wire.encode_epoch(1, {"z": z, "codes": teacher, "teacher": teacher}))
     np.testing.assert_allclose(message.internals["p"], z * 2, atol=2e-3 * np.abs(z * 2).max())
 
 
@@ -121,6 +125,8 @@ def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> 
         monitor.log_epoch(0, z, target=np.zeros((N, D)), p=np.zeros((N, 4)))
     with pytest.raises(ValueError, match="apply the softmax"):
         monitor.log_epoch(0, z, teacher=RNG.standard_normal((N, K)))
+    with pytest.raises(ValueError, match="apply the softmax"):
+        monitor.log_epoch(0, z, codes=RNG.standard_normal((N, K)))
     with pytest.raises(ValueError, match="given twice"):
         monitor.log_epoch(0, z, lr=0.1, schedules={"lr": 0.2})
     with pytest.raises(ValueError, match=rf"predictor_weight is \(5, 7\), expected \(d_t, {D}\)"):
@@ -148,7 +154,8 @@ def test_an_offline_run_keeps_its_internals_and_syncs_without_them_to_an_older_s
         monitor.log_epoch(epoch, z, **_internals())  # type: ignore[arg-type]
     assert monitor.finish(timeout=10) and monitor.run_dir is not None
     stored = wire.decode_epoch(local.epoch_path(monitor.run_dir, 1).read_bytes())
-    assert set(stored.internals) == set(wire.INTERNAL_ARRAYS)  # kept for a newer server
+    # kept for a newer server (all but codes, which come without a teacher)
+    assert set(stored.internals) == set(wire.INTERNAL_ARRAYS) - {"codes"}
     assert sync_paths([monitor.run_dir], server.url, None) == 0  # a first-protocol server
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1] and set(run.epochs[1]["arrays"]) == {"z"}
@@ -179,8 +186,9 @@ def test_schedules_under_common_spellings_travel_under_the_servers_names(
 def test_teacher_and_student_without_their_context_warn_once(server: FakeCollapseLab) -> None:
     """Without the EMA momentum, the centre's norm or both temperatures, a DINO-style
     collapse reads as a student-copy teacher too: the researcher is told at the first epoch
-    what to log, not when the verdict says undetermined; a clustering loop's codes (teacher
-    alone) and a loop that logs its momentum are not warned."""
+    what to log, not when the verdict says undetermined; a teacher without its student is
+    told what to log instead; a clustering loop's codes and a loop that logs its momentum are
+    not warned."""
     server.accepts = list(wire.ARRAY_NAMES)
     z = RNG.standard_normal((N, D)).astype(np.float32)
     probabilities = {"teacher": _probabilities(), "student": _probabilities()}
@@ -201,5 +209,15 @@ def test_teacher_and_student_without_their_context_warn_once(server: FakeCollaps
             told.log_epoch(0, z, **probabilities, schedules=schedules)
             assert told.finish(timeout=30)
         codes = Monitor(server.url, name="swav codes")
-        codes.log_epoch(0, z, teacher=probabilities["teacher"])
+        codes.log_epoch(0, z, codes=probabilities["teacher"])
         assert codes.finish(timeout=30)
+    alone = Monitor(server.url, name="teacher alone")
+    with pytest.warns(CollapseLabWarning, match="logs its codes as codes=") as caught:
+        alone.log_epoch(0, z, teacher=probabilities["teacher"])
+        alone.log_epoch(1, z, teacher=probabilities["teacher"])
+    assert len([w for w in caught if "codes=" in str(w.message)]) == 1
+    assert alone.finish(timeout=30)
+    both = Monitor(server.url, name="codes and teacher")
+    with pytest.raises(ValueError, match="send one of them"):
+        both.log_epoch(0, z, codes=probabilities["teacher"], **probabilities)
+    assert both.finish(timeout=30)

@@ -74,7 +74,7 @@ def test_loops_of_other_families_get_the_guard_they_switched_off_as_cause(
     stack: ServiceStack, api: httpx.Client
 ) -> None:
     """SimSiam logging target= and p= and its SGD schedules, SimCLR logging two views and its
-    temperature, VICReg logging its loss terms, SwAV its codes as teacher=: through the wire,
+    temperature, VICReg logging its loss terms, SwAV its codes as codes=: through the wire,
     the cause their loop earned (the configuration's flags for what no probe sees, the
     measured signals else)."""
     run_ids = {}

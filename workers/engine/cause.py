@@ -431,30 +431,19 @@ def _negatives(
     )
 
 
-# Logged with a teacher's probabilities, these say the loop is DINO-style (a teacher and a
-# student) rather than a clustering loop sending its codes as ``teacher``.
-DINO_SIGNALS = (
-    TEACHER_STUDENT_KL,
-    CENTER_NORM,
-    TEACHER_TEMPERATURE,
-    STUDENT_TEMPERATURE,
-    EMA_MOMENTUM,
-    TARGET_PARAM_DISTANCE,
-)
-
 # Measured only where a predictor works against a target branch (BYOL, SimSiam, I-JEPA).
 ASYMMETRIC_SIGNALS = (ONLINE_TARGET_COSINE, TARGET_PARAM_DISTANCE, PREDICTOR_SYMMETRY)
 
 
 def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    """Clustering's balancing (Sinkhorn, empty-cluster reassignment). DINO's balancing is
-    its centering, and the sharpness of its centred teacher is h(P_t): with DINO's signals
-    present (a student's KL, DINO's schedules), :func:`_dino` reads them and this check
-    stays silent (one guard, one check). A clustering loop that sends its balanced codes as
-    ``teacher=`` alone (client/PROTOCOL.md, section 8) is read here."""
-    if reader.last(TEACHER_ENTROPY) is not None and any(
-        reader.last(name) is not None for name in DINO_SIGNALS
-    ):
+    """Clustering's balancing (Sinkhorn, empty-cluster reassignment), read from the codes'
+    usage and sharpness (the built-in SwAV and DeepCluster, an external loop's ``codes=``).
+    DINO's balancing is its centering: a teacher's probabilities (h(P_t) measured) are read
+    by :func:`_dino` alone, and with no student there they name nothing. A teacher piled
+    onto one prototype looks like unbalanced codes, but a DINO loop without centering and a
+    SwAV loop without Sinkhorn need different fixes: only the array's name tells them apart
+    (client/PROTOCOL.md, section 8)."""
+    if reader.last(TEACHER_ENTROPY) is not None:
         return None
     log_k = reader.last(LOG_K)
     prototypes = reader.history[-1].projector.num_prototypes

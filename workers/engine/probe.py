@@ -113,7 +113,8 @@ def mechanism_signals(
     z: (N, d) the probe's projector output (the predictor's input); internals: the arrays
     the client sent on the same rows, ``target`` (N, d_t) the target branch's output,
     ``p`` (N, d_t) the predictor's output, ``predictor_weight`` (d_t, d) a linear
-    predictor, ``teacher`` and ``student`` (N, K) probabilities; logged: the epoch's scalars
+    predictor, ``teacher`` and ``student`` (N, K) a DINO-style loop's probabilities, ``codes``
+    (N, K) a clustering loop's assignments after balancing; logged: the epoch's scalars
     (loss terms among them); views: the probe's two augmented views, split into InfoNCE's
     alignment and repulsion when the loop logs its ``temperature``. Only the signals the
     internals determine are returned: the prototypes' usage before balancing and the centre
@@ -154,6 +155,12 @@ def mechanism_signals(
             signals["teacher_student_kl"] = float(
                 mechanisms.mean_kl(teacher_probs, _probabilities(student))
             )
+    codes = internals.get("codes")
+    if codes is not None:  # never with teacher= (the wire refuses both)
+        code_probs = _probabilities(codes)
+        signals["assignment_entropy"] = float(mechanisms.mean_entropy(code_probs))
+        signals["usage_entropy_after_balancing"] = mechanisms.usage_entropy(code_probs)
+        signals["log_k"] = float(np.log(codes.shape[1]))
     temperature = logged.get("temperature")
     if views is not None and temperature is not None and temperature > 0:
         signals |= mechanisms.infonce_split(_tensor(views[0]), _tensor(views[1]), temperature)
