@@ -23,7 +23,8 @@ predictor (``prediction_head`` or ``predictor``: its outputs, and its matrix whe
 learning rate and weight decay. With a teacher branch and a DINO-style criterion (lightly's
 ``DINOLoss`` in ``module.criterion``, ``loss_fn`` or ``dino_loss``), the teacher's and the
 student's probabilities are sent instead of the teacher's output, with both temperatures and
-the centre's norm; with lightly's ``SwaVLoss`` there, its Sinkhorn ε and temperature.
+the centre's norm; with lightly's ``SwaVLoss`` there, its Sinkhorn ε and temperature, and
+with ``module.prototypes`` (lightly's ``SwaVPrototypes``) the codes the loss balances.
 Anything else: pass
 ``internals=lambda module, x, z: {"teacher": ..., "student": ...}``.
 """
@@ -169,7 +170,8 @@ def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tens
 
     With a DINO-style criterion, ``teacher`` = softmax((teacher output − center) / τ_t)
     instead of ``target``, and ``student`` = softmax(z / τ_s) when z (the student head's
-    output under :func:`default_embed`) has the teacher's width."""
+    output under :func:`default_embed`) has the teacher's width. With a SwAV-style criterion
+    and ``module.prototypes`` taking z's width, ``codes`` (:func:`swav_codes`)."""
     found: dict[str, Tensor] = {}
     branch = _branch(module, _TARGET_BRANCHES)
     if branch is not None:
@@ -189,7 +191,33 @@ def default_internals(module: nn.Module, x: Tensor, z: Tensor) -> dict[str, Tens
     predictor = _predictor(module)
     if predictor is not None:
         found["p"] = predictor(z)
+    swav, prototypes = _swav_criterion(module), getattr(module, "prototypes", None)
+    if swav is not None and isinstance(prototypes, nn.Module) and "teacher" not in found:
+        layer = next((m for m in prototypes.modules() if isinstance(m, nn.Linear)), None)
+        if layer is not None and layer.in_features == z.shape[1]:
+            scores = prototypes(nn.functional.normalize(z.float(), dim=1))
+            first = scores[0] if isinstance(scores, list | tuple) else scores  # heads: first
+            found["codes"] = swav_codes(
+                first, int(getattr(swav, "sinkhorn_iterations", 3)), swav.sinkhorn_epsilon
+            )
     return found
+
+
+def swav_codes(scores: Tensor, iterations: int, epsilon: float) -> Tensor:
+    """SwAV's codes for a batch (Caron et al., NeurIPS 2020, Sec. 3.1 and Algorithm 1):
+    Sinkhorn-Knopp on exp(scores / ε), ``iterations`` alternate normalisations towards equal
+    prototype usage, as lightly's ``sinkhorn`` (non-distributed); each row then sums to 1
+    (with 0 iterations, a softmax of scores / ε).
+
+    scores: (B, K) cosine similarities of the normalised embeddings to the prototypes.
+    Returns (B, K) probabilities."""
+    q = torch.exp((scores.float() - scores.max()) / epsilon).T  # (K, B); the max cancels
+    q = q / q.sum()
+    for _ in range(iterations):
+        q = q / q.sum(dim=1, keepdim=True)  # each prototype used equally
+        q = q / q.sum(dim=0, keepdim=True) / q.shape[1]  # each sample one unit of mass
+    codes = q.T
+    return codes / codes.sum(dim=1, keepdim=True)
 
 
 def _first_optimizer(trainer: Trainer) -> torch.optim.Optimizer | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import TypeVar
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -20,8 +21,11 @@ from collapse_lab.lightning import (  # noqa: E402
     default_embed,
     default_internals,
     model_internals,
+    swav_codes,
 )
 from lightly.loss import DINOLoss, NTXentLoss, SwaVLoss  # noqa: E402
+from lightly.loss.swav_loss import sinkhorn  # noqa: E402
+from lightly.models.modules import SwaVPrototypes  # noqa: E402
 from lightly.models.utils import update_momentum  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -276,6 +280,55 @@ def test_a_swav_criterion_sends_its_sinkhorn_epsilon_and_temperature() -> None:
     assert scalars["prediction_temperature"] == pytest.approx(0.2)
     _, contrastive = model_internals(TinySwAV(NTXentLoss(temperature=0.2)), trainer)
     assert "sinkhorn_epsilon" not in contrastive and "prediction_temperature" not in contrastive
+
+
+@pytest.mark.parametrize("iterations", [1, 3, 10])
+def test_swav_codes_match_lightlys_sinkhorn(iterations: int) -> None:
+    """The codes the callback sends are lightly's (values to 1e-5), each row summing to 1;
+    with 0 iterations, a softmax of scores / epsilon (lightly's rows would not sum to 1)."""
+    scores = (
+        nn.functional.normalize(torch.randn(48, 8), dim=1)
+        @ nn.functional.normalize(torch.randn(20, 8), dim=1).T
+    )
+    codes = swav_codes(scores, iterations, 0.05)
+    torch.testing.assert_close(codes, sinkhorn(scores, iterations, 0.05), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(48))
+    softmax = torch.softmax(scores / 0.05, dim=1)
+    torch.testing.assert_close(swav_codes(scores, 0, 0.05), softmax, atol=1e-6, rtol=1e-5)
+
+
+class TinySwAVWithPrototypes(TinySimSiam):
+    """SwAV with lightly's names: prototypes over the normalised projection, SwaVLoss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prototypes = SwaVPrototypes(8, n_prototypes=6)
+        self.criterion = SwaVLoss(sinkhorn_iterations=3, sinkhorn_epsilon=0.05)
+
+    def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+        self.prototypes.normalize()
+        views = [batch[0] + 0.1 * torch.randn_like(batch[0]) for _ in range(2)]
+        scores = [
+            self.prototypes(nn.functional.normalize(self.projection_head(self.backbone(v))))
+            for v in views
+        ]
+        return self.criterion(scores, [])
+
+
+def test_a_swav_module_sends_the_codes_its_loss_balances(server: FakeCollapseLab) -> None:
+    """The probe's codes as the loss computes them (Sinkhorn over each probe batch), sent
+    as ``codes=``."""
+    server.accepts = list(wire.ARRAY_NAMES)
+    probe = torch.randn(64, 16)
+    model = fit(TinySwAVWithPrototypes, CollapseLabCallback(server.url, probe), epochs=1)
+    arrays = server.only_run().epochs[1]["arrays"]
+    assert arrays["codes"].shape == (64, 6) and "teacher" not in arrays
+    np.testing.assert_allclose(arrays["codes"].sum(axis=1), 1, atol=1e-5)
+    with torch.no_grad():  # the probe is one batch here
+        z = model.projection_head(model.backbone(probe))
+        scores = model.prototypes(nn.functional.normalize(z))
+        expected = sinkhorn(scores, 3, 0.05)
+    np.testing.assert_allclose(arrays["codes"], expected.numpy(), atol=1e-4)
 
 
 def test_a_byol_module_sends_its_target_predictor_and_distance(
