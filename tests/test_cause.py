@@ -277,6 +277,7 @@ def test_codes_piled_onto_one_prototype_name_balancing_a_teacher_alone_nothing()
         teacher_alone = external("teacher", scalars)
         assert teacher_alone is not None and teacher_alone.guard == "undetermined"
         assert "teacher_entropy" in teacher_alone.signals_checked
+        assert "logs student= too" in teacher_alone.advice
 
 
 def test_the_variance_hinge_at_its_ceiling_names_the_variance_term() -> None:

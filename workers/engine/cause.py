@@ -707,6 +707,13 @@ def diagnose_cause(
             "Log the method's internals (docs/causes.md lists what each guard needs), or try "
             "a lower learning rate and weight decay (Tian, Chen & Ganguli, ICML 2021)."
         )
+        last = history[-1].logs
+        if TEACHER_ENTROPY in last and TEACHER_STUDENT_KL not in last:
+            advice += (
+                " A teacher's probabilities came without the student's: a DINO-style loop "
+                "logs student= too, a clustering loop sends its codes as codes= "
+                "(client/PROTOCOL.md, section 8)."
+            )
     return Cause(
         guard="undetermined",
         reason=reason,
