@@ -14,6 +14,7 @@ and learning rates, with and without the schedules logged, and prints one row pe
 
     python -m bench.external_dino_loops            # 4 loops x 6 variants, ~1 min on 2 CPUs
     python -m bench.external_dino_loops --lightly  # the loop built from lightly's parts
+    python -m bench.external_dino_loops --teacher-only  # teacher= alone: no student, no schedules
 
 ``--lightly`` runs another loop, written the way lightly's DINO example is: lightly's
 ``DINOProjectionHead`` (MLP, l2 bottleneck, weight-normalised prototypes, the last layer
@@ -283,12 +284,39 @@ def lightly_dino_loop(
         log(epoch, loss.item())
 
 
+class TeacherOnly:
+    """Logs the teacher's probabilities alone (no student, no schedules) to an
+    :class:`InProcessLogger`: what a DINO loop sends when it mistakes them for a clustering
+    loop's codes (client/PROTOCOL.md, section 8). No cause can be named from them."""
+
+    def __init__(self) -> None:
+        self.measured = InProcessLogger()
+        self.history = self.measured.history
+
+    def log_epoch(
+        self,
+        epoch: int,
+        z: torch.Tensor,
+        *,
+        labels: Any,
+        loss: float | None,
+        teacher: torch.Tensor,
+        student: torch.Tensor,
+        schedules: Mapping[str, float],
+    ) -> None:
+        self.measured.log_epoch(epoch, z, labels=labels, loss=loss, teacher=teacher)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--lightly", action="store_true", help="the loop built from lightly's head and loss"
     )
-    lightly = parser.parse_args().lightly
+    parser.add_argument(
+        "--teacher-only", action="store_true", help="log teacher= alone (no student, schedules)"
+    )
+    args = parser.parse_args()
+    lightly = args.lightly
     loop: Callable[..., None] = lightly_dino_loop if lightly else dino_loop
     variants = [{"lr": LIGHTLY_LR, **v} for v in LIGHTLY_VARIANTS] if lightly else VARIANTS
     print(
@@ -299,7 +327,9 @@ def main() -> None:
     started = time.perf_counter()
     for variant in variants:
         for name, (guards, expected) in LOOPS.items():
-            logger = InProcessLogger()
+            logger: TeacherOnly | InProcessLogger = (
+                TeacherOnly() if args.teacher_only else InProcessLogger()
+            )
             loop(logger, **guards, **variant)
             last = logger.history[-1]
             verdict = last.verdict
