@@ -215,7 +215,7 @@ def swav_codes(scores: Tensor, iterations: int, epsilon: float) -> Tensor:
     q = q / q.sum()
     for _ in range(iterations):
         q = q / q.sum(dim=1, keepdim=True)  # each prototype used equally
-        q = q / q.sum(dim=0, keepdim=True) / q.shape[1]  # each sample one unit of mass
+        q = q / q.sum(dim=0, keepdim=True) / q.shape[1]  # each sample the same mass, 1/B
     codes = q.T
     return codes / codes.sum(dim=1, keepdim=True)
 
