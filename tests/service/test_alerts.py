@@ -430,7 +430,9 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
         assert {b["run"]["id"] for b in troubles} <= set(sweep["runs"])
 
         # /sluggish held a post open for SLUGGISH_S each time; /monitor's alerts came anyway,
-        # one that was queued while /sluggish still had that long to go among them
+        # one of them while /sluggish still had PROMPT_S to go (the cause is queued with the
+        # onset: /monitor gets it while /sluggish holds the onset; when the recovery is
+        # queued depends on how busy the ingest worker is, so it may miss every hold)
         db = Database(stack.database_url)
         queued = {(key, url): at for key, url, _, at in _queued(db)}
         db.dispose()
@@ -442,7 +444,7 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
         assert max(waits.values()) < PROMPT_S, waits
         held = [(p.arrived, p.answered or p.arrived) for p in receiver.received("/sluggish")]
         assert any(
-            start <= queued[p.key, monitor_url] <= end - PROMPT_S
+            start <= p.arrived <= end - PROMPT_S
             for p in receiver.received("/monitor")
             for start, end in held
         ), (waits, held)
