@@ -102,6 +102,16 @@ def _probabilities(array: np.ndarray) -> torch.Tensor:
     return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-300)
 
 
+def _assignment_signals(probs: torch.Tensor) -> dict[str, float]:
+    """The sharpness and usage of (N, K) assignment probabilities (a DINO teacher's, or a
+    clustering loop's codes) and ln K, by their names in METHOD_INTERNALS."""
+    return {
+        "assignment_entropy": float(mechanisms.mean_entropy(probs)),
+        "usage_entropy_after_balancing": mechanisms.usage_entropy(probs),
+        "log_k": float(np.log(probs.shape[1])),
+    }
+
+
 def mechanism_signals(
     z: np.ndarray,
     internals: dict[str, np.ndarray],
@@ -146,10 +156,8 @@ def mechanism_signals(
     teacher = internals.get("teacher")
     if teacher is not None:
         teacher_probs = _probabilities(teacher)
-        signals["teacher_entropy"] = float(mechanisms.mean_entropy(teacher_probs))
-        signals["assignment_entropy"] = signals["teacher_entropy"]
-        signals["usage_entropy_after_balancing"] = mechanisms.usage_entropy(teacher_probs)
-        signals["log_k"] = float(np.log(teacher.shape[1]))
+        signals |= _assignment_signals(teacher_probs)
+        signals["teacher_entropy"] = signals["assignment_entropy"]
         student = internals.get("student")
         if student is not None:
             signals["teacher_student_kl"] = float(
@@ -157,10 +165,7 @@ def mechanism_signals(
             )
     codes = internals.get("codes")
     if codes is not None:  # never with teacher= (the wire refuses both)
-        code_probs = _probabilities(codes)
-        signals["assignment_entropy"] = float(mechanisms.mean_entropy(code_probs))
-        signals["usage_entropy_after_balancing"] = mechanisms.usage_entropy(code_probs)
-        signals["log_k"] = float(np.log(codes.shape[1]))
+        signals |= _assignment_signals(_probabilities(codes))
     temperature = logged.get("temperature")
     if views is not None and temperature is not None and temperature > 0:
         signals |= mechanisms.infonce_split(_tensor(views[0]), _tensor(views[1]), temperature)
