@@ -301,8 +301,7 @@ class TeacherOnly:
         labels: Any,
         loss: float | None,
         teacher: torch.Tensor,
-        student: torch.Tensor,
-        schedules: Mapping[str, float],
+        **left_out: Any,  # student, schedules
     ) -> None:
         self.measured.log_epoch(epoch, z, labels=labels, loss=loss, teacher=teacher)
 

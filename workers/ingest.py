@@ -39,8 +39,7 @@ def _configuration(context: WorkerContext, run_id: str) -> dict[str, Any]:
 
 
 def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None:
-    """Measure one upload and record it; returns why it could not be measured (None when
-    it was)."""
+    """Measure one upload and record it; returns why it could not be measured, or None."""
     db = context.db
     body = external_store.upload_body(db, run_id, epoch)
     if body is None:
@@ -48,7 +47,6 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
     try:
         message = wire.decode_epoch(body)
         history = epoch_store.typed_epoch_records(db, run_id)
-        configuration = _configuration(context, run_id)
         record = probe_epoch_record(
             epoch,
             message.z,
@@ -59,7 +57,7 @@ def _ingest_epoch(context: WorkerContext, run_id: str, epoch: int) -> str | None
             loss=message.loss,
             scalars=message.scalars,
             internals=message.internals,
-            configuration=configuration,
+            configuration=_configuration(context, run_id),
         )
     except (wire.MessageError, ProbeError) as exc:
         return str(exc)
