@@ -291,8 +291,9 @@ def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
 
 def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool:
     """Give a finished external run whose uploads are all processed its final status (the
-    client's) and verdict; returns whether it did. Does nothing while uploads are pending or
-    before finish."""
+    client's) and verdict; returns whether it did. Does nothing while uploads are pending,
+    while later verdicts wait to be judged again with a late epoch (the pass that revises
+    them closes it: backend/store/epochs.py ``stale_verdicts``), or before finish."""
     errors = upload_errors(db, run_id)
     with db.write() as session:
         run = lock_run(session, run_id)
@@ -303,7 +304,7 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool
             .select_from(ExternalUpload)
             .where(ExternalUpload.run_id == run_id, ExternalUpload.processed_at.is_(None))
         )
-        if pending:
+        if pending or run.verdicts_stale_from is not None:
             return False
         finish = run.external_finish
         if verdict is not None:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from backend.store import epochs as epoch_store
 from backend.store import eventlog, leases
+from backend.store import external as external_store
 from backend.store import runs as run_store
 from backend.store import shares as share_store
 from backend.store.database import BACKEND_DIR, Database
@@ -172,6 +173,26 @@ def test_a_late_epoch_marks_the_later_verdicts_stale_until_a_revision_saw_it(
     assert epoch_store.stale_verdicts(db, run_id) is None
     run = run_store.get_run(db, run_id)
     assert run is not None and run.verdict_kind == "complete_collapse"
+
+
+def test_a_finished_external_run_closes_only_once_its_stale_verdicts_are_revised(
+    db: Database,
+) -> None:
+    """A pass that read the run before a late epoch was stored must not close it with the
+    verdicts judged without that epoch: the pass that revises them closes it."""
+    run_id = external_store.register_run(db, None, {"name": "synced late"}).run.id
+    for epoch in (3, 4, 0):
+        assert epoch_store.record_epoch(db, run_id, _record(epoch))
+    finish = {"status": "succeeded", "error": None, "epochs_dropped": [], "epochs_skipped": []}
+    external_store.request_finish(db, run_id, finish)
+    verdict = {"kind": "healthy", "onset_epoch": None, "reason": "fine"}
+    assert not external_store.close_run(db, run_id, verdict)
+    stale = epoch_store.stale_verdicts(db, run_id)
+    assert stale is not None
+    epoch_store.revise_verdicts(db, run_id, stale, [])
+    assert external_store.close_run(db, run_id, verdict)
+    run = run_store.get_run(db, run_id)
+    assert run is not None and run.status == "succeeded"
 
 
 def test_rank_histories_come_from_the_epoch_records_of_each_run(db: Database) -> None:
