@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from backend.body_limits import BodyLimits, validation_error_handler
-from workers.launcher import free_local_port
+from tests.serving import serving
 
 UPLOAD = "application/x-collapse-lab-epoch"
 
@@ -50,25 +46,11 @@ def stand_in() -> Starlette:
     return app
 
 
-def client() -> TestClient:
-    return TestClient(stand_in())
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
-    """The stand-in app under uvicorn in a thread: TestClient never sends a chunked body."""
-    port = free_local_port()
-    config = uvicorn.Config(stand_in(), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    """The stand-in app under uvicorn in a thread."""
+    with serving(stand_in()) as url:
+        yield url
 
 
 def chunks(count: int, size: int = 1000, byte: bytes = b"x") -> Iterator[bytes]:
@@ -77,8 +59,8 @@ def chunks(count: int, size: int = 1000, byte: bytes = b"x") -> Iterator[bytes]:
         yield byte * size
 
 
-def test_a_streamed_media_type_has_its_own_bound() -> None:
-    with client() as http:
+def test_a_streamed_media_type_has_its_own_bound(served: str) -> None:
+    with httpx.Client(base_url=served) as http:
         fits = http.put("/up", content=b"x" * 5000, headers={"content-type": UPLOAD})
         assert fits.status_code == 200 and fits.json() == {"bytes": 5000}
         over = http.put("/up", content=b"x" * 20_000, headers={"content-type": UPLOAD})
@@ -122,10 +104,10 @@ def test_a_chunked_json_body_over_the_bound_gets_413(served: str) -> None:
     assert fits.status_code == 200 and fits.json() == {"bytes": 6}
 
 
-def test_a_lone_surrogate_in_a_json_body_is_a_422_before_the_route() -> None:
+def test_a_lone_surrogate_in_a_json_body_is_a_422_before_the_route(served: str) -> None:
     """Python's JSON parser takes ``"\\ud800"``; no UTF-8 encoder takes the string after."""
     json_type = {"content-type": "application/json"}
-    with client() as http:
+    with httpx.Client(base_url=served) as http:
         lone = http.post("/parse", content=b'{"a": [1, {"b": "x\\ud800"}]}', headers=json_type)
         assert lone.status_code == 422
         (error,) = lone.json()["detail"]

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
-from starlette.testclient import TestClient
 
 from backend.app import create_app
 from backend.routers import reports
@@ -34,6 +34,7 @@ from contract.metrics import (
     metric_places,
     sweep_metrics,
 )
+from tests.serving import serving
 from workers.engine import cause
 from workers.engine.metrics import embedding_diagnostics
 
@@ -126,8 +127,8 @@ def _probe() -> EmbeddingMetrics:
 
 def test_the_catalogue_is_served_and_the_derived_views_agree(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with TestClient(create_app(settings)) as http:
-        served = http.get("/api/metrics").json()
+    with serving(create_app(settings)) as url:
+        served = httpx.get(f"{url}/api/metrics").json()
     assert served == metric_catalogue().model_dump(mode="json")
     # the verdict kinds the pages write and colour, in order of severity, each with its words
     assert [v["kind"] for v in served["verdicts"]] == list(VERDICT_KINDS)
