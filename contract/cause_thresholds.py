@@ -44,6 +44,8 @@ class CauseThresholds:
     * the target is the online network when the logged EMA momentum is 0 or the parameter
       distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy")
       and BYOL Table 5 (tau = 0).
+    * a fast EMA: a base momentum below 0.99, faster than BYOL's 0.996 and than the 0.99 of
+      the symmetric-predictor control of docs/causes.md (its fast-EMA runs used 0.9).
     * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the
       negatives' weights; 2N-2 when the embedding is collapsed with negatives present, since
       all weigh the same); negatives left out of the loss are read from the configuration.
@@ -51,7 +53,11 @@ class CauseThresholds:
       (usage entropy share below 0.5; swav-no-sinkhorn: 0.000, healthy swav 0.999,
       deepcluster 0.955, deepcluster-no-reassign 0.71), or each code is uniform over the K
       prototypes (assignment entropy share above 0.97: Sinkhorn with epsilon 1, 1.000;
-      healthy swav 0.72, deepcluster 0.80). DINO's balancing is its centering: with DINO's
+      healthy swav 0.72, deepcluster 0.80) with Sinkhorn's epsilon logged at 0.2 or more:
+      Sinkhorn makes every code uniform for an embedding collapsed for any reason (equal
+      scores, whatever the epsilon: 1.000 at SwAV's 0.05), so the codes alone cannot tell.
+      0.2 lies between the presets' 0.03-0.05 and the weakened runs' 0.5-1.0 (geometric
+      middle of 0.05 and 1.0: 0.22). DINO's balancing is its centering: with DINO's
       signals present (a student's KL, DINO's schedules) this check is left to the DINO
       check; a teacher's probabilities alone are read as a clustering loop's codes.
     * variance term: the unweighted hinge mean_j max(0, 1 - std_j) at or above 0.8 (every
@@ -59,7 +65,9 @@ class CauseThresholds:
       read). Healthy vicreg 0.62, vicreg with variance weight 0 or 0.1 0.88 (digits, 10
       epochs, while their spread fell 0.80 -> 0.56). The fraction of
       dimensions under the hinge is 1.0 in every VICReg run at this scale, healthy ones too,
-      so it is cited, never used.
+      so it is cited, never used. A configuration weighing the variance term at least as
+      much as the invariance (VICReg's mu = lambda = 25) leaves it unnamed: every collapse to
+      a point saturates the hinge, so with the guard at full weight the hinge is a symptom.
     * decorrelation: a dimensional collapse whose off-diagonal correlation energy
       sum_(i!=j) C_ij^2 / d exceeds half its ceiling d - 1: barlow-no-offdiag 0.97,
       vicreg-no-covariance 0.86, against 0.12-0.24 for the healthy Barlow Twins and VICReg
@@ -70,6 +78,8 @@ class CauseThresholds:
       epoch 0); without SIGReg it rises towards the value of every embedding at the origin
       (N x 0.41 = 105 for N = 256: 73 -> 101, 75 -> 103, 1.38-1.39 of epoch 0) while the
       raw z shrinks to 0.05-0.16 of its epoch-0 scale. 0.9 x epoch 0 lies between them.
+      Not named with SIGReg weighted at the paper's lambda = 0.05 or more (a shrinking z
+      raises the statistic whatever shrank it).
     * weight decay: the per-step shrink lr x wd of the logged schedules, at its peak, above
       3e-3, under plain SGD only, in a run with an asymmetric branch measured (Tian, Chen &
       Ganguli, ICML 2021, Sec. 4: weight decay drives every eigen-mode of the online network
@@ -94,13 +104,16 @@ class CauseThresholds:
     entropy_share_no_sharpening: float = 0.9
     sharpening_ratio: float = 0.9
     same_network: float = 1e-6
+    fast_ema: float = 0.99
     effective_negatives_none: float = 1.5
     usage_share_unbalanced: float = 0.5
     assignment_share_uniform: float = 0.97
+    sinkhorn_epsilon_weak: float = 0.2
     variance_hinge: float = 0.8
     off_diagonal_share: float = 0.5
     shrink_per_step: float = 3e-3
     sigreg_not_reduced: float = 0.9
+    sigreg_weight_full: float = 0.05
 
 
 CAUSE_THRESHOLDS = CauseThresholds()

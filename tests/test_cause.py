@@ -119,6 +119,19 @@ def test_a_teacher_that_is_the_student_names_the_target_network() -> None:
     assert slow is not None and slow.guard == "undetermined"
 
 
+def test_a_momentum_without_a_target_branch_names_no_target() -> None:
+    """An optimiser's momentum logged as ``momentum`` (0 for plain SGD or Adam) by a loop with
+    no target branch reaches the server as ``ema_momentum``: with neither ``target=`` nor
+    ``teacher=`` measured there is no target whose speed could be the cause."""
+    contrastive = [{"infonce_repulsion": 0.1, "effective_negatives": 400.0}] * 6
+    cause = run_verdict(_history(COLLAPSING, contrastive, ema_momentum=0.0)).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "ema_momentum" in cause.signals_checked
+    with_target = [{"online_target_cosine": 0.999}] * 6
+    cause = run_verdict(_history(COLLAPSING, with_target, ema_momentum=0.0)).cause
+    assert cause is not None and cause.guard == "target_network"
+
+
 def test_the_parameter_distance_outranks_the_momentum() -> None:
     logs = [{"target_param_distance": 0.2, "online_target_cosine": 0.99}] * 6
     cause = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.0)).cause
@@ -143,6 +156,19 @@ def test_stop_gradient_comes_from_the_configuration_and_says_so() -> None:
     assert "configuration.stop_gradient" in blind.signals_checked
 
 
+def test_stop_gradient_is_not_read_where_the_target_is_a_network_of_its_own() -> None:
+    """An EMA copy's weights are never trained by gradients (I-JEPA's target encoder), so
+    ``stop_gradient: false`` has nothing to act on there."""
+    configuration = configuration_of({"method": "ijepa", "options": {"stop_gradient": False}})
+    apart = [{"target_param_distance": 0.05, "online_target_cosine": 0.99}] * 6
+    cause = run_verdict(_history(COLLAPSING, apart), configuration=configuration).cause
+    assert cause is not None and cause.guard == "undetermined"
+    momentum = [{"online_target_cosine": 0.99}] * 6
+    history = _history(COLLAPSING, momentum, ema_momentum=0.996)
+    cause = run_verdict(history, configuration=configuration).cause
+    assert cause is not None and cause.guard == "undetermined"
+
+
 def test_a_removed_predictor_is_confirmed_by_the_random_pair_cosine_without_a_target() -> None:
     history = _history(COLLAPSING, [{}] * 6)
     cause = run_verdict(history, configuration={"predictor": False}).cause
@@ -154,14 +180,20 @@ def test_a_removed_predictor_is_confirmed_by_the_random_pair_cosine_without_a_ta
 def test_a_linear_predictor_is_read_from_the_configuration(kind: str) -> None:
     """A linear or symmetric predictor collapsed at every EMA momentum in docs/causes.md:
     `predictor`, from the configuration; with a target that is the online network as well,
-    two guards fire and nothing is named."""
+    two guards fire and nothing is named; with a fast EMA, DirectPred's answer (the EMA)
+    and the calibration's (the predictor) both fit, and nothing is named either."""
     logs = [{"target_param_distance": 0.006, "online_target_cosine": 0.96}] * 6
-    options = {"predictor_kind": kind, "base_momentum": 0.9}
+    options = {"predictor_kind": kind, "base_momentum": 0.99}
     configuration = configuration_of({"method": "byol", "options": options})
-    cause = run_verdict(_history(COLLAPSING, logs), configuration=configuration).cause
+    history = _history(COLLAPSING, logs, ema_momentum=0.99)
+    cause = run_verdict(history, configuration=configuration).cause
     assert cause is not None and cause.guard == "predictor"
     assert cause.reason.startswith(f"From the configuration (predictor_kind {kind}")
     assert "configuration.predictor_kind" in cause.signals_checked
+    fast = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.9), configuration=configuration)
+    assert fast.cause is not None and fast.cause.guard == "undetermined"
+    assert "fast EMA target (momentum 0.9 at epoch 1)" in fast.cause.reason
+    assert "Table 3" in fast.cause.reason
     same = [{"target_param_distance": 0.0, "online_target_cosine": 0.96}] * 6
     both = run_verdict(_history(COLLAPSING, same), configuration=configuration).cause
     assert both is not None and both.guard == "undetermined"
@@ -215,6 +247,25 @@ def test_weight_decay_is_read_under_plain_sgd_only(optimizer: str | None) -> Non
     assert named is not None and named.guard == "weight_decay"
 
 
+def test_weight_decay_names_only_a_complete_collapse_against_a_predictor() -> None:
+    """Weight decay drives every eigen-mode to 0 (Tian et al., Sec. 4): a dimensional
+    collapse at a high lr x wd is a learning rate's (docs/causes.md: every learning-rate
+    collapse was dimensional); a DINO teacher is no predictor against a target."""
+    history = _history(HEALTHY, [{"weight_decay": 1e-3, **BRANCH}] * 6, lr=4.0)
+    squeezed = _metrics(1.0, 0).model_copy(
+        update={"effective_rank": 2.0, "participation_ratio": 1.5, "dim": D}
+    )
+    for record in history[4:]:
+        record.projector = squeezed
+    verdict = run_verdict(history, configuration=SGD)
+    assert verdict.kind == "dimensional_collapse"
+    assert verdict.cause is not None and verdict.cause.guard == "undetermined"
+    dino = _dino_logs([1.3, 2.0, 2.0, 2.0, 2.0, 2.0], [1.6, 1.2, 1.0, 1.0, 1.0, 1.0])
+    with_decay = [{**logs, "weight_decay": 0.4, **BRANCH} for logs in dino]
+    cause = run_verdict(_history(COLLAPSING, with_decay, lr=0.03), configuration=SGD).cause
+    assert cause is not None and cause.guard == "undetermined"
+
+
 def test_the_peak_shrink_counts_even_when_the_cosine_schedule_ended_near_zero() -> None:
     history = _history(COLLAPSING, [{"weight_decay": 0.5, **BRANCH}] * 6)
     for record, lr in zip(history, [0.05, 0.05, 0.04, 0.02, 0.005, 0.0], strict=True):
@@ -235,9 +286,22 @@ def test_unbalanced_codes_and_uniform_codes_both_name_balancing() -> None:
     assert "effective 1.1 of 30 prototypes" in cause.reason
     assert cause.onset_epoch == 3
     uniform = [{"assignment_entropy": a, "log_k": log_k} for a in [2.0, 3.0, 3.39, 3.4, 3.4, 3.4]]
-    cause = run_verdict(_history(COLLAPSING, uniform)).cause
+    weakened = [{**logs, "sinkhorn_epsilon": 1.0} for logs in uniform]
+    cause = run_verdict(_history(COLLAPSING, weakened)).cause
     assert cause is not None and cause.guard == "balancing"
     assert "uniform over the 30 prototypes" in cause.reason
+    assert "epsilon at 1" in cause.reason
+
+
+def test_uniform_codes_at_sinkhorns_usual_epsilon_name_nothing() -> None:
+    """Sinkhorn makes every code uniform for an embedding collapsed for any reason (its scores
+    all equal), so uniform codes name balancing only with epsilon logged as weakened."""
+    log_k = math.log(30)
+    uniform = [{"assignment_entropy": a, "log_k": log_k} for a in [2.0, 3.0, 3.39, 3.4, 3.4, 3.4]]
+    for logs in (uniform, [{**logs, "sinkhorn_epsilon": 0.05} for logs in uniform]):
+        cause = run_verdict(_history(COLLAPSING, logs)).cause
+        assert cause is not None and cause.guard == "undetermined"
+        assert "sinkhorn_epsilon" in cause.signals_checked
 
 
 def _codes_piling_onto_one_prototype(epoch: int, k: int = 30) -> np.ndarray:
@@ -333,6 +397,27 @@ def test_correlated_dimensions_name_decorrelation_only_for_a_dimensional_collaps
     # complete collapse with the same energy: not a decorrelation failure
     complete = run_verdict(_history(COLLAPSING, [{"off_diagonal_energy": 60.0}] * 6)).cause
     assert complete is not None and complete.guard == "undetermined"
+
+
+def test_a_guard_at_full_weight_is_not_named_for_its_symptom() -> None:
+    """Every collapse to a point saturates VICReg's variance hinge and raises SIGReg's
+    statistic: with the term weighted as the papers do, the signature is a symptom."""
+    hinge = [{"loss_variance": v} for v in [0.3, 0.5, 0.7, 0.9, 0.99, 0.99]]
+    history = _history(COLLAPSING, hinge)
+    for weights, guard in (
+        ({"variance_weight": 0.1, "invariance_weight": 25.0}, "variance_term"),
+        ({"variance_weight": 25.0, "invariance_weight": 25.0}, "undetermined"),
+        ({}, "variance_term"),  # an external loop that does not say: the signature decides
+    ):
+        configuration = configuration_of({"method": "vicreg", "options": weights})
+        cause = run_verdict(history, configuration=configuration).cause
+        assert cause is not None and cause.guard == guard, weights
+    rising = [{"sigreg_statistic": v} for v in [73.0, 88.0, 95.0, 99.0, 101.0, 101.3]]
+    for weight, guard in ((0.0, "variance_term"), (0.05, "undetermined")):
+        configuration = configuration_of({"method": "lejepa", "options": {"sigreg_weight": weight}})
+        cause = run_verdict(_history(COLLAPSING, rising), configuration=configuration).cause
+        assert cause is not None and cause.guard == guard, weight
+        assert "configuration.sigreg_weight" in cause.signals_checked
 
 
 def test_two_guards_firing_give_undetermined_naming_both() -> None:

@@ -43,6 +43,7 @@ EFFECTIVE_NEGATIVES = "effective_negatives"
 INFONCE_REPULSION = "infonce_repulsion"
 ASSIGNMENT_ENTROPY = "assignment_entropy"
 USAGE_AFTER_BALANCING = "usage_entropy_after_balancing"
+SINKHORN_EPSILON = "sinkhorn_epsilon"
 DIMS_UNDER_HINGE = "dims_under_variance_hinge"
 LOSS_VARIANCE = "loss_variance"
 OFF_DIAGONAL_ENERGY = "off_diagonal_energy"
@@ -139,7 +140,7 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     # temperatures logged (the teacher as warm as the student); centering with the centre
     # logged at 0, or with the teacher known to be apart from the student and on the same
     # few prototypes for every sample (contract/cause_thresholds.py).
-    apart = _teacher_apart(reader, t)
+    apart = _target_apart(reader, t)
 
     def kl_low(share: float) -> bool:
         return share <= t.kl_share_collapsed
@@ -242,12 +243,23 @@ def _dino(reader: _Reader, t: CauseThresholds) -> Finding | None:
     return None
 
 
-def _teacher_apart(reader: _Reader, t: CauseThresholds) -> bool | None:
-    """Whether the teacher is known not to be the student: a logged parameter distance of
-    the two, else a logged EMA momentum, above 0; None when neither is logged."""
+def _target_branch_measured(reader: _Reader) -> bool:
+    """Whether the run sends a target branch to measure (``target=`` or ``teacher=``): only
+    then is a logged momentum the target's EMA, not an optimiser's (0 for plain SGD)."""
+    return any(reader.last(name) is not None for name in (ONLINE_TARGET_COSINE, TEACHER_ENTROPY))
+
+
+def _target_apart(reader: _Reader, t: CauseThresholds) -> bool | None:
+    """Whether the target (a teacher) is known not to be the online network (the student): a
+    logged parameter distance of the two above 0, else a logged EMA momentum above 0 beside
+    a measured target branch; None when neither tells."""
     distance = reader.last(TARGET_PARAM_DISTANCE)
-    value = distance if distance is not None else reader.last(EMA_MOMENTUM)
-    return None if value is None else value > t.same_network
+    if distance is not None:
+        return distance > t.same_network
+    momentum = reader.last(EMA_MOMENTUM)
+    if momentum is None or not _target_branch_measured(reader):
+        return None
+    return momentum > t.same_network
 
 
 def _teacher_unknown(
@@ -271,7 +283,10 @@ def _teacher_unknown(
 
 
 def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    """The target branch is the online network (EMA momentum 0, or no parameter distance)."""
+    """The target branch is the online network (EMA momentum 0, or no parameter distance).
+    A logged momentum alone is read only beside a measured target branch (``target=`` or
+    ``teacher=``): a loop without one that logs its optimiser's momentum under that name (0
+    for plain SGD or Adam) has no target whose speed could be the cause."""
     momentum = reader.last(EMA_MOMENTUM)
     distance = reader.last(TARGET_PARAM_DISTANCE)
     if distance is not None:
@@ -280,7 +295,7 @@ def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
             f"the target's parameters are {distance:.2g} (relative distance) from the "
             "online network's"
         )
-    elif momentum is not None:
+    elif momentum is not None and _target_branch_measured(reader):
         same = momentum <= t.same_network
         measured = f"the logged EMA momentum is {momentum:.3g}"
     else:
@@ -336,7 +351,12 @@ def _configured_off(reader: _Reader, configuration: Mapping[str, Any] | None, ke
 def _stop_gradient(
     reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
 ) -> Finding | None:
+    """The stop-gradient switched off, read from the configuration; not where the target is
+    known to be a network of its own (a momentum copy's weights are never trained by
+    gradients, so the switch has nothing to act on: contract/methods/ijepa.py)."""
     if not _configured_off(reader, configuration, "stop_gradient"):
+        return None
+    if _target_apart(reader, t):
         return None
     return Finding(
         "stop_gradient",
@@ -371,6 +391,21 @@ def _predictor(
         )
     elif kind in LINEAR_PREDICTOR_KINDS and not reader.scale_only:  # as _configured_off
         form = "W_p = (W + W^T)/2" if kind == "symmetric" else "W_p"
+        base = reader.value(reader.history[1], EMA_MOMENTUM) if len(reader.history) > 1 else None
+        if base is not None and t.same_network < base < t.fast_ema:
+            # DirectPred's Table 3 puts this collapse on the EMA's speed, the calibration
+            # runs on the predictor's form (docs/causes.md): both fit, so neither is named
+            return Finding(
+                "undetermined",
+                f"a linear predictor (predictor_kind {kind}, {form}) against a fast EMA "
+                f"target (momentum {base:.3g} at epoch {reader.history[1].epoch}): Tian, Chen "
+                "& Ganguli (ICML 2021, Table 3) put such a collapse on the EMA's speed, the "
+                "calibration runs here on the predictor's form (it collapsed at momentum "
+                f"0.99 too), so the two are not told apart ({_confirmation(reader)})",
+                "Try a slower EMA (0.99-0.996) and an MLP predictor, one at a time (Grill et "
+                "al., NeurIPS 2020; Tian, Chen & Ganguli, ICML 2021).",
+                None,
+            )
         why = (
             f"predictor_kind {kind}: one linear map {form}, which collapsed in every "
             "calibration run whatever the EMA momentum (0, 0.9, 0.99), where the MLP "
@@ -432,7 +467,7 @@ def _negatives(
 
 
 # Measured only where a predictor works against a target branch (BYOL, SimSiam, I-JEPA).
-ASYMMETRIC_SIGNALS = (ONLINE_TARGET_COSINE, TARGET_PARAM_DISTANCE, PREDICTOR_SYMMETRY)
+PREDICTOR_SIGNALS = (ONLINE_TARGET_COSINE, PREDICTOR_SYMMETRY)
 
 
 def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
@@ -470,7 +505,11 @@ def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
             "(Caron et al., NeurIPS 2020, Sec. 3.1; Asano et al., ICLR 2020).",
             reader.since(unbalanced),
         )
-    if sharpness is not None and sharpness / log_k > t.assignment_share_uniform:
+    # Uniform codes are also what Sinkhorn makes of an embedding collapsed for any other
+    # reason (equal scores): named only with the balancing logged as weakened.
+    epsilon = reader.last(SINKHORN_EPSILON)
+    weakened = epsilon is not None and epsilon >= t.sinkhorn_epsilon_weak
+    if sharpness is not None and sharpness / log_k > t.assignment_share_uniform and weakened:
         share = t.assignment_share_uniform
 
         def uniform(r: EpochRecord) -> bool:
@@ -480,8 +519,8 @@ def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
         return Finding(
             "balancing",
             f"each sample's code is uniform over the {k:.0f} prototypes (assignment entropy "
-            f"{sharpness:.2f} of ln K = {log_k:.2f}): the balanced codes carry nothing to "
-            "predict.",
+            f"{sharpness:.2f} of ln K = {log_k:.2f}) with Sinkhorn's epsilon at {epsilon:.3g}: "
+            "the balanced codes carry nothing to predict.",
             "Make the balanced codes sharper: a smaller Sinkhorn epsilon (0.05) with a few "
             "iterations (Caron et al., NeurIPS 2020, Sec. 3.1 and Appendix A).",
             reader.since(uniform),
@@ -489,9 +528,28 @@ def _balancing(reader: _Reader, t: CauseThresholds) -> Finding | None:
     return None
 
 
-def _variance_term(reader: _Reader, t: CauseThresholds) -> Finding | None:
+def _guard_at_full_weight(
+    reader: _Reader, configuration: Mapping[str, Any] | None, key: str, full: float
+) -> bool:
+    """Whether the configuration weighs a guard's term ``key`` at ``full`` or more. Its
+    signature (a variance hinge at its ceiling, a SIGReg statistic not reduced) is also what
+    any collapse to a point shows, so a guard at full weight is not named: something else
+    overpowered it (the same rule as a logged schedule contradicting a DINO signature)."""
+    weight = reader.setting(configuration, key)
+    return isinstance(weight, int | float) and not isinstance(weight, bool) and weight >= full
+
+
+def _variance_term(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
     """The variance hinge at its ceiling: the unweighted hinge term mean_j max(0, γ - std_j)
-    near γ = 1 means every dimension's std has shrunk towards 0 (VICReg Eq. 1)."""
+    near γ = 1 means every dimension's std has shrunk towards 0 (VICReg Eq. 1). Not named
+    with the variance term weighted at least as much as the invariance (VICReg's μ = λ)."""
+    invariance = reader.setting(configuration, "invariance_weight")
+    if isinstance(invariance, int | float) and _guard_at_full_weight(
+        reader, configuration, "variance_weight", max(float(invariance), 1e-12)
+    ):
+        return None
     hinge = reader.last(LOSS_VARIANCE)
     under = reader.last(DIMS_UNDER_HINGE)
     # The unweighted hinge lies in [0, 1]; above 1 the loop logged it weighted (mu x hinge),
@@ -543,10 +601,15 @@ def _decorrelation(reader: _Reader, t: CauseThresholds, kind: VerdictKind) -> Fi
     )
 
 
-def _sigreg(reader: _Reader, t: CauseThresholds) -> Finding | None:
+def _sigreg(
+    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+) -> Finding | None:
     """LeJEPA's one guard: SIGReg pulls the embedding towards an isotropic Gaussian, so its
     statistic on the probe falls in a healthy run. Not reduced from epoch 0, the embedding
-    has gone where the prediction term alone takes it: to the origin."""
+    has gone where the prediction term alone takes it: to the origin. Not named with SIGReg
+    at the paper's weight or more."""
+    if _guard_at_full_weight(reader, configuration, "sigreg_weight", t.sigreg_weight_full):
+        return None
     start = reader.value(reader.history[0], SIGREG_STATISTIC)
     now = reader.last(SIGREG_STATISTIC)
     if start is None or now is None or start <= 0 or now < t.sigreg_not_reduced * start:
@@ -588,15 +651,23 @@ def _plain_sgd(reader: _Reader, configuration: Mapping[str, Any] | None) -> bool
 
 
 def _weight_decay(
-    reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
+    reader: _Reader,
+    t: CauseThresholds,
+    configuration: Mapping[str, Any] | None,
+    kind: VerdictKind,
 ) -> Finding | None:
     """The per-step shrink lr x wd at its peak (a cosine schedule ends near 0, but the
     weights were already driven to 0 while the learning rate was high), under plain SGD:
     AdamW and LARS decay by other rules, on which the product predicted nothing. Read only
-    where an asymmetric branch is measured (Tian et al.'s analysis is of a predictor
-    against a target; SimCLR with SGD at lr x wd 4e-3 stayed healthy where SimSiam
-    collapsed, docs/causes.md)."""
-    if all(reader.last(name) is None for name in ASYMMETRIC_SIGNALS):
+    where a predictor works against a target branch (Tian et al.'s analysis; SimCLR with
+    SGD at lr x wd 4e-3 stayed healthy where SimSiam collapsed, and a DINO teacher's
+    probabilities are no predictor's: docs/causes.md), and only for a complete collapse:
+    weight decay drives every eigen-mode to 0 (Tian et al., Sec. 4), and every
+    weight-decay collapse of the calibration was complete where every learning-rate
+    collapse, whose lr x wd can pass the limit too, was dimensional."""
+    if kind != "complete_collapse" or reader.last(TEACHER_ENTROPY) is not None:
+        return None
+    if all(reader.last(name) is None for name in PREDICTOR_SIGNALS):
         return None
     shrinks = []
     for record in reader.history[1:]:
@@ -639,10 +710,10 @@ def guard_findings(
         _predictor(reader, thresholds, configuration),
         _negatives(reader, thresholds, configuration),
         _balancing(reader, thresholds),
-        _variance_term(reader, thresholds),
+        _variance_term(reader, thresholds, configuration),
         _decorrelation(reader, thresholds, kind),
-        _sigreg(reader, thresholds),
-        _weight_decay(reader, thresholds, configuration),
+        _sigreg(reader, thresholds, configuration),
+        _weight_decay(reader, thresholds, configuration, kind),
     ]
     return [f for f in found if f is not None], reader.checked
 
