@@ -357,6 +357,10 @@ class MethodEntry(BaseModel):
     z_description: str = Field(
         description="What the diagnostics' z (the probe's embedding) is for this method, and why."
     )
+    collapsed_loss: float | None = Field(
+        description="The loss at the trivial solution (every image the same embedding), drawn "
+        "on the loss chart; null: none is known."
+    )
     plugin: str | None = Field(None, description="The plugin that brings it; null: built in.")
 
 
@@ -397,6 +401,10 @@ class Catalogue(BaseModel):
     cause_guards: list[CauseGuard] = Field(
         default_factory=list,
         description="The guards a verdict's cause may name (docs/causes.md), in order.",
+    )
+    zoo_fields: list[str] = Field(
+        description="The run-config fields the zoo sets for every preset (what it trains on, "
+        "for how long, the seed, the device); the rest is each preset's own."
     )
 
 

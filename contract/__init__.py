@@ -10,7 +10,7 @@ from contract.config import BackboneName, RunConfig
 from contract.datasets import DATASET_CLASSES, DATASET_SPECS, DatasetSpec
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.metrics import EmbeddingMetrics, MetricEntry
-from contract.presets import PRESETS, Preset
+from contract.presets import PRESETS, ZOO_FIELDS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
     CAUSE_GUARDS,
@@ -49,6 +49,7 @@ __all__ = [
     "VERDICT_KINDS",
     "VERDICT_LABELS",
     "VERDICT_SEVERITY",
+    "ZOO_FIELDS",
     "BackboneName",
     "Cause",
     "CauseGuard",

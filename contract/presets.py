@@ -218,3 +218,16 @@ _PRESET_LIST += [
 ]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
+
+# The run fields a zoo (``collapse-lab zoo``, the Launch page's zoo button) sets for every
+# preset: what it trains on, for how long, with which seed and where. No preset sets them, so
+# each keeps its method, options and the settings it collapses (or stays healthy) under.
+ZOO_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "dataset_path",
+    "train_size",
+    "probe_size",
+    "epochs",
+    "seed",
+    "device",
+)

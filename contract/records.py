@@ -150,7 +150,7 @@ class EpochRecord(StrictModel):
             title="loss",
             unit="method's own units",
             formula="Mean training loss over the epoch's steps; None at epoch 0",
-            collapsed=Level(context="collapse_loss", label="{value}"),
+            collapsed=Level(context="collapse_loss", label="trivial solution {value}"),
             chart="loss",
         ),
     ] = None

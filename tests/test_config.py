@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from contract import METHOD_SPECS, PRESETS, RunConfig, resolve_config
+from contract import METHOD_SPECS, PRESETS, ZOO_FIELDS, RunConfig, resolve_config
 from contract.requests import RUN_REQUEST, run_config
 
 
@@ -34,6 +34,13 @@ def test_every_preset_resolves() -> None:
     for name, preset in PRESETS.items():
         config = resolve_config({"preset": name})
         assert config.method == preset.config["method"]
+
+
+def test_the_zoo_fields_are_run_fields_no_preset_sets() -> None:
+    """A zoo sets them for every preset: one a preset set would override its recipe."""
+    assert set(ZOO_FIELDS) <= set(RunConfig.model_fields)
+    for name, preset in PRESETS.items():
+        assert not set(ZOO_FIELDS) & set(preset.config), name
 
 
 @pytest.mark.parametrize(

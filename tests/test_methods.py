@@ -91,6 +91,26 @@ def test_method_catalogue_fields(name: str) -> None:
         assert spec.z_description != default_z, name
 
 
+@pytest.mark.parametrize(
+    "name", sorted(n for n, spec in METHOD_SPECS.items() if spec.collapsed_loss is not None)
+)
+def test_collapsed_loss_is_the_loss_of_one_embedding_for_every_image(name: str) -> None:
+    """The level the loss chart draws (MethodSpec.collapsed_loss) is what the loss becomes
+    when every image has the same embedding and the predictor passes it through."""
+    level = METHOD_SPECS[name].collapsed_loss
+    assert level is not None
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(CHANNELS * SIZE * SIZE, REP_DIM))
+    nn.init.zeros_(backbone[1].weight)  # every image maps to the layer's bias
+    method = METHODS[name](backbone, REP_DIM, _config(name, predictor=False))
+    method.train()
+    out = method.training_loss(_views(), torch.arange(BATCH), STEP)
+    assert out.loss.item() == pytest.approx(level, abs=1e-5)
+    # a network that tells images apart is off that level
+    healthy = _build(name, predictor=False).training_loss(_views(), torch.arange(BATCH), STEP)
+    assert abs(healthy.loss.item() - level) > 1e-2
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_resolves(name: str) -> None:
     preset = PRESETS[name]

@@ -26,6 +26,7 @@ from contract import (
     METHOD_SPECS,
     PRESETS,
     VERDICT_KINDS,
+    ZOO_FIELDS,
     EpochRecord,
     RunConfig,
     resolve_config,
@@ -100,10 +101,6 @@ def _flag_help(name: str, field: FieldInfo) -> str:
         default = field.get_default(call_default_factory=True)
         parts.append(f"Default: {'null' if default is None else default}.")
     return " ".join(p for p in parts if p).replace("%", "%%")
-
-
-# The run fields ``zoo`` sets for every preset (each preset keeps its method and options).
-ZOO_FIELDS = ("dataset", "dataset_path", "epochs", "seed")
 
 
 def add_run_config_arguments(

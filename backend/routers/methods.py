@@ -7,14 +7,16 @@ Response::
 
     {"methods": [{"name", "title", "paper", "family", "options_schema" (JSON Schema of the
                   method's options, with descriptions), "options_defaults", "defaults"
-                  (RunConfig fields the method sets, e.g. lr)}],
+                  (RunConfig fields the method sets, e.g. lr), "z_description",
+                  "collapsed_loss" (the loss at the trivial solution, or null)}],
      "presets": [{"name", "title", "description", "method", "config", "expected"}],
      "config_schema": JSON Schema of a run config (POST /api/runs body),
      "config_defaults": the generic RunConfig defaults,
      "datasets": [...], "dataset_classes": {dataset: classes or null},
      "limits": {"epochs", "batch_size", "probe_size", "train_size"},
      "plugin_errors": [{"plugin", "error"}] (method plugins left out, and why),
-     "cause_guards": the vocabulary of a verdict's cause (contract.CAUSE_GUARDS)}
+     "cause_guards": the vocabulary of a verdict's cause (contract.CAUSE_GUARDS),
+     "zoo_fields": the run-config fields the zoo sets for every preset (contract.ZOO_FIELDS)}
 
 Methods from plugins (``contract.plugins``) carry ``"plugin"``: its name.
 
@@ -38,6 +40,7 @@ from contract import (
     PLUGIN_ERRORS,
     PLUGIN_METHODS,
     PRESETS,
+    ZOO_FIELDS,
     MetricCatalogue,
     RunConfig,
     metric_catalogue,
@@ -59,6 +62,7 @@ def catalogue() -> dict[str, Any]:
             "options_defaults": spec.options().model_dump(),
             "defaults": dict(spec.defaults),
             "z_description": spec.z_description,
+            "collapsed_loss": spec.collapsed_loss,
             "plugin": PLUGIN_METHODS.get(name),
         }
         for name, spec in METHOD_SPECS.items()
@@ -88,6 +92,7 @@ def catalogue() -> dict[str, Any]:
         "dataset_classes": DATASET_CLASSES,
         "plugin_errors": [{"plugin": e.plugin, "error": e.error} for e in PLUGIN_ERRORS],
         "cause_guards": list(CAUSE_GUARDS),
+        "zoo_fields": list(ZOO_FIELDS),
     }
 
 

@@ -34,3 +34,6 @@ class MethodSpec:
     z_description: str = (
         "The projector's output: the embedding the loss acts on, where collapse shows first."
     )
+    # the loss at the trivial solution (every image the same embedding), drawn on the loss
+    # chart (the loss metric's collapse_loss level, contract/records.py); None: none is known
+    collapsed_loss: float | None = None

@@ -69,4 +69,5 @@ BYOL_SPEC = MethodSpec(
         "pred_hidden_dim": 512,
     },
     implementation="workers.engine.methods.byol:BYOL",
+    collapsed_loss=0.0,  # 2 - 2 cos(p, z) with p = z
 )

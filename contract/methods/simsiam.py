@@ -41,4 +41,5 @@ SIMSIAM_SPEC = MethodSpec(
         "pred_hidden_dim": 64,
     },
     implementation="workers.engine.methods.simsiam:SimSiam",
+    collapsed_loss=-1.0,  # -cos(p, z) with p = z
 )

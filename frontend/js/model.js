@@ -18,6 +18,7 @@ export function normaliseCatalogue(payload) {
     family: m.family,
     schema: m.options_schema,
     defaults: m.defaults,
+    collapsedLoss: m.collapsed_loss,
     optionDefaults: { ...schemaDefaults(m.options_schema), ...m.options_defaults },
   }));
   const presets = payload.presets.map((p) => ({
@@ -37,6 +38,7 @@ export function normaliseCatalogue(payload) {
     configDefaults,
     limits: payload.limits,
     causeGuards: payload.cause_guards || [],
+    zooFields: payload.zoo_fields,
   };
 }
 
@@ -168,12 +170,13 @@ export function numClasses(run, projection) {
   return null;
 }
 
-/** Level of the trivial (collapsed) solution of a method's loss where it is known.
- * @param {Run} run */
-export function collapseLoss(run) {
-  const method = runMethod(run);
-  if (method === "simsiam") return { value: -1, label: "collapsed: −cos = −1" };
-  return null;
+/** The run's method's loss at the trivial (collapsed) solution, where the catalogue knows it
+ * (MethodSpec.collapsed_loss, contract/methods/base.py).
+ * @param {Run} run @param {{methods: {name: string, collapsedLoss: number | null}[]} | null}
+ *   catalogue (normaliseCatalogue's) @returns {number | null} */
+export function collapseLoss(run, catalogue) {
+  const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+  return method ? method.collapsedLoss : null;
 }
 
 /** Effective-rank history for sparklines, from the run summary or its records.

@@ -49,7 +49,7 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
  * get the values they share (commonContext). `dim` is d of the representation shown, `zDim`
  * d of z (the projector's output: what the method internals are measured on).
  * @typedef {{dim?: number | null, zDim?: number | null, epochs?: number | null,
- *   numClasses?: number | null, collapseLoss?: number, collapseLossLabel?: string,
+ *   numClasses?: number | null, collapseLoss?: number | null,
  *   baseLr?: number | null}} ChartContext */
 /** One run of a figure: its name and colour (when several are overlaid), its epoch records
  * and its chart context.
@@ -122,22 +122,22 @@ export const PLOT_CONFIG = {
 const rep = (record, which) => (record && record[which]) || {};
 
 /** What the reference lines of one run's figures need: embedding size, planned epochs, chance
- * level, the loss's collapse level and the configured learning rate.
+ * level, the loss's collapse level (from the method catalogue, when loaded) and the
+ * configured learning rate.
  * @param {Run} run @param {Api.EpochRecord[]} records @param {Which} which
- * @returns {ChartContext} */
-export function chartContext(run, records, which) {
+ * @param {{methods: {name: string, collapsedLoss: number | null}[]} | null} catalogue the
+ *   method catalogue (model.js's normaliseCatalogue) @returns {ChartContext} */
+export function chartContext(run, records, which, catalogue) {
   // a list summary has no batch_size or lr: they read as undefined
   const config = /** @type {Partial<Api.RunConfig>} */ (runConfig(run));
   const last = records[records.length - 1];
-  const loss = collapseLoss(run);
   const batch = config.batch_size || 256;
   return {
     dim: last && last[which] ? last[which].dim : which === "projector" ? config.proj_dim : null,
     zDim: last && last.projector ? last.projector.dim : config.proj_dim,
     epochs: totalEpochs(run),
     numClasses: numClasses(run),
-    collapseLoss: loss ? loss.value : undefined,
-    collapseLossLabel: loss ? loss.label : undefined,
+    collapseLoss: collapseLoss(run, catalogue),
     baseLr: config.lr ? (config.lr * batch) / 256 : null,
   };
 }
@@ -163,10 +163,9 @@ export let CHART_IDS = [];
 const CONTEXT_LEVELS = {
   dim: (ctx) => (ctx.dim ? { y: ctx.dim, text: String(ctx.dim) } : null),
   chance: (ctx) => (ctx.numClasses ? { y: 1 / ctx.numClasses, text: `1/${ctx.numClasses}` } : null),
-  // chartContext sets the label with the level
   collapse_loss: (ctx) =>
-    ctx.collapseLoss !== undefined
-      ? { y: ctx.collapseLoss, text: /** @type {string} */ (ctx.collapseLossLabel) }
+    typeof ctx.collapseLoss === "number"
+      ? { y: ctx.collapseLoss, text: String(ctx.collapseLoss).replace("-", "−") }
       : null,
   base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
   z_dim: (ctx) => (ctx.zDim ? { y: ctx.zDim, text: String(ctx.zDim) } : null),

@@ -107,7 +107,7 @@ export function renderReport(data) {
       name: runName(run),
       color: RUN_COLORS[index % RUN_COLORS.length],
       records,
-      ctx: chartContext(run, records, which),
+      ctx: chartContext(run, records, which, catalogue),
     }));
     const figures = diagnosticFigures(series, which);
     const grid = el(

@@ -52,7 +52,9 @@ def test_a_simsiam_run_shows_the_asymmetric_branch_panel_only(
     }
     page = writer_context.new_page()
     page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
-    drawn = drawn_traces(page, ["asymmetric", "predictor"])
+    drawn = drawn_traces(page, ["asymmetric", "predictor", "loss"])
+    # the loss at SimSiam's trivial solution (MethodSpec.collapsed_loss), from the catalogue
+    assert "trivial solution −1" in drawn_lines(page, ["loss"])["loss"]
     titles = {name: metric["title"] for name, metric in internals.items()}
     assert set(drawn["asymmetric"]) == {
         titles["online_target_cosine"],
@@ -91,6 +93,8 @@ def test_a_dino_run_shows_the_dino_panel_with_its_temperatures_against_ln_k(
     page = writer_context.new_page()
     page.goto(f"{dashboard_stack.base_url}/runs/{run['id']}")
     drawn = drawn_traces(page, ["dino", "dino_center", "loss", "asymmetric", "std"])
+    # DINO declares no loss at a trivial solution: its loss chart has no such line
+    assert not any("trivial" in line for line in drawn_lines(page, ["loss"])["loss"])
     dino = drawn["dino"]
     expected = ("teacher_entropy", "teacher_student_kl", "log_k")
     assert {titles[n] for n in (*expected, "teacher_temperature", "student_temperature")} <= set(

@@ -93,7 +93,7 @@ function seriesList() {
         name: `${runTitle(run, state.catalogue)} (${id.slice(0, 6)})`,
         color: colorOf(id),
         records,
-        ctx: chartContext(run, records, state.which),
+        ctx: chartContext(run, records, state.which, state.catalogue),
       };
     });
 }

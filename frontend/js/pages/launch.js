@@ -89,19 +89,6 @@ const LABELS = {
   vit_heads: "ViT heads",
 };
 const NOT_FORM_FIELDS = new Set(["method", "preset", "options"]);
-// Fields the zoo copies from the form into every preset (the rest is each preset's own).
-const ZOO_FIELDS = [
-  "dataset",
-  "dataset_path",
-  "train_size",
-  "probe_size",
-  "image_size",
-  "epochs",
-  "batch_size",
-  "seed",
-  "backbone",
-  "device",
-];
 
 // The labels' fields (contract/labels.py RunLabels): not config fields, so marked
 // data-label, not data-field (which collectConfig and the sweep toggles read).
@@ -400,7 +387,7 @@ function renderForm() {
       el(
         "span",
         { class: "muted small" },
-        "The zoo queues every preset with this form's data, epochs, sizes and seed.",
+        "The zoo queues every preset with this form's data, sizes, epochs, seed and device.",
       ),
     ),
   );
@@ -612,7 +599,10 @@ async function launchZoo() {
   clearErrors();
   const config = /** @type {Record<string, unknown>} */ (collectConfig()); // read by field name
   const overrides = Object.fromEntries(
-    ZOO_FIELDS.filter((k) => k in config).map((k) => [k, config[k]]),
+    // the fields the zoo sets for every preset (the catalogue's): the rest is each preset's own
+    loadedCatalogue()
+      .zooFields.filter((k) => k in config)
+      .map((k) => [k, config[k]]),
   );
   const count = loadedCatalogue().presets.length;
   const described = Object.keys(overrides).length

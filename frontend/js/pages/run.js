@@ -94,7 +94,7 @@ function series() {
     {
       name: "run",
       records: state.records,
-      ctx: chartContext(loadedRun(), state.records, state.which),
+      ctx: chartContext(loadedRun(), state.records, state.which, state.catalogue),
     },
   ];
 }
@@ -319,7 +319,7 @@ function flush() {
     batch.length === 1 &&
     state.drawn.size > 0 &&
     batch[0] === state.records[state.records.length - 1];
-  const context = chartContext(loadedRun(), state.records, state.which);
+  const context = chartContext(loadedRun(), state.records, state.which, state.catalogue);
   // every shown metric has its card and plot (renderPlotCards), as every figure has below
   const extended =
     appendOnly &&
