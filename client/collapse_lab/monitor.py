@@ -133,11 +133,13 @@ OPTIONAL_REGISTRATION_FIELDS = ("resume_key", "project", "tags", "note", "alerts
 def default_resume_key(name: str, config: Mapping[str, Any] | None = None) -> str | None:
     """The key a restarted job continues its run with, from its scheduler's environment:
     under SLURM the job id (with the array task id), under torchrun the rendezvous run id;
-    scoped by the SLURM cluster, the run's name and a digest of its ``config`` (when one is
-    given), so two clusters sharing a server, or two trainings of one job with other
-    settings (a loop over seeds in one ``sbatch``), never continue each other's run. A
-    requeued job repeats its command line, so its runs find their keys again; a config that
-    changes at a restart (a timestamp in it) needs an explicit ``resume=`` key."""
+    scoped by the SLURM cluster, the run's name and a digest of the process's command line
+    (``sys.argv``) and ``config``, so two clusters sharing a server, or two trainings of one
+    job (a loop over seeds in one ``sbatch``, commands typed one after the other in an
+    ``salloc`` session) never continue each other's run. A requeued job repeats its command
+    line, so its runs find their keys again; a command line or config that changes at a
+    restart (a timestamp in it) needs an explicit ``resume=`` key, and so does a second
+    training that repeats the first one's command line and config in the same job."""
     env = os.environ
     if env.get("SLURM_JOB_ID"):
         job = env["SLURM_JOB_ID"]
@@ -148,9 +150,9 @@ def default_resume_key(name: str, config: Mapping[str, Any] | None = None) -> st
         key = f"torchrun:{run_id}:{name}"
     else:
         return None
-    if config:
-        canonical = json.dumps(_json_config(config), sort_keys=True)
-        key += ":" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    training = {"argv": list(sys.argv), "config": _json_config(config)}
+    canonical = json.dumps(training, sort_keys=True)
+    key += ":" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
     if len(key) > MAX_RESUME_KEY:  # a long name: the key keeps its scheduler part readable
         key = key[: MAX_RESUME_KEY - 17] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return key
@@ -1189,15 +1191,28 @@ class Monitor:
         elif status == 404 or (status == 409 and code != "epoch_conflict"):
             self._disable(f"run {self.run_id} no longer takes uploads (HTTP {status}: {detail})")
         else:
+            hint = ""
             if code == "epoch_conflict" and item.epoch is not None:
                 self._held_with_other_data.add(item.epoch)
+                hint = self._other_training_hint(item.epoch)
             self._gave_up(
                 item,
                 f"HTTP {status}: {detail}",
                 "refused",
-                f"the server refused {_what(item)} (HTTP {status}: {detail})",
+                f"the server refused {_what(item)} (HTTP {status}: {detail}){hint}",
             )
         return False
+
+    def _other_training_hint(self, epoch: int) -> str:
+        """What a refused epoch 0 of a resumed run means: a restart continues from a
+        checkpoint, a new training starts from epoch 0 with other weights."""
+        if epoch != 0 or not self.resumed:
+            return ""
+        return (
+            f"; an epoch 0 with other data is another training under the resume key "
+            f"{self.resume_key!r} (same job, command line and config), not a restart of the "
+            "run: give it its own resume= key, or resume=False"
+        )
 
     def _not_on_the_server(self) -> list[int]:
         """The finish call's ``epochs_dropped``: the dropped epochs the run lacks (an epoch
@@ -1289,7 +1304,8 @@ class Monitor:
                 self._warn(
                     "refused",
                     f"epoch {item.epoch} is already in {path} with other data (a job restarted "
-                    "from an older checkpoint logs it again?): the stored epoch is kept",
+                    "from an older checkpoint logs it again?): the stored epoch is kept"
+                    + self._other_training_hint(item.epoch),
                 )
                 return False
             if not path.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -98,6 +99,40 @@ def test_default_keys_part_monitors_of_one_job_and_find_them_again_after_a_reque
     assert long_key is not None and len(long_key) == monitor_module.MAX_RESUME_KEY
 
 
+def test_a_loop_of_trainings_in_one_job_gets_a_run_each_found_again_after_a_requeue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`for s in 1 2; do python train.py --seed $s; done` in one sbatch, config not given:
+    each command line its own run; the requeued job, repeating them, finds each. A second
+    training with the same command line continues the first one's run: its epoch 0 with
+    other data is refused, and the warning says what to do."""
+    monkeypatch.setenv("SLURM_JOB_ID", "913")
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+    def train(seed: int, data: int | None = None) -> Monitor:
+        _new_process(monkeypatch)
+        monkeypatch.setattr(sys, "argv", ["train.py", "--seed", str(seed)])
+        monitor = Monitor(offline=True, run_dir=tmp_path)
+        monitor.log_epoch(0, _z(seed if data is None else data))
+        monitor.finish(timeout=10)
+        return monitor
+
+    first, second = train(1), train(2)
+    assert first.resume_key != second.resume_key and not second.resumed
+    assert first.run_dir != second.run_dir and first.stats.delivered == [0]
+    assert second.stats.delivered == [0]
+    requeued = train(2)
+    assert requeued.resume_key == second.resume_key and requeued.run_dir == second.run_dir
+    assert requeued.resumed and requeued.stats.delivered == [0]  # the same data: kept once
+    with pytest.warns(CollapseLabWarning, match=r"another training under the resume key"):
+        again = train(2, data=99)  # the same command line, other weights
+    assert again.run_dir == second.run_dir and again.stats.dropped == [0]
+    assert second.run_dir is not None
+    stored = wire.decode_epoch(local.epoch_path(second.run_dir, 0).read_bytes())
+    assert np.allclose(stored.z, _z(2), atol=1e-3)  # the stored epoch kept
+
+
 def test_not_a_run_directory_is_named() -> None:
     with pytest.raises(local.NotARunError, match=r"no run\.json"):
         local.read_meta(Path(__file__).parent)
@@ -168,7 +203,10 @@ def test_the_resume_key_comes_from_the_scheduler(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     first = Monitor(name="job", offline=True, run_dir=tmp_path)
-    assert first.resume_key == key
+    if key is None:
+        assert first.resume_key is None
+    else:  # and the digest of the command line and config
+        assert first.resume_key is not None and first.resume_key.startswith(f"{key}:")
     first.log_epoch(0, _z(0))
     assert first.finish(timeout=10) and first.run_dir is not None
     _new_process(monkeypatch)
@@ -179,7 +217,8 @@ def test_the_resume_key_comes_from_the_scheduler(
     if env.get("SLURM_ARRAY_TASK_ID"):
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
         other_task = Monitor(name="job", offline=True, run_dir=tmp_path)
-        assert other_task.resume_key == "slurm::81_4:job"
+        assert other_task.resume_key is not None
+        assert other_task.resume_key.startswith("slurm::81_4:job:")
         assert other_task.run_dir != first.run_dir and not other_task.resumed
         other_task.finish(timeout=10)
 
