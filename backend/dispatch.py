@@ -62,11 +62,23 @@ log = logging.getLogger(__name__)
 WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and none is connected"
 
 
+def able_workers(
+    workers: list[dict[str, Any]], method: str, device: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Of the connected ``workers`` (as they describe themselves in Redis), those that take
+    the train queue of a run on ``device``, and those of them that have ``method`` (each
+    training worker lists the methods it can train, plugins included: workers/tasks.py)."""
+    queue = train_queue_for(device)
+    takers = [w for w in workers if queue in (w.get("queues") or [])]
+    return takers, [w for w in takers if method in (w.get("methods") or [])]
+
+
 def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]) -> Waiting | None:
     """Why the queued ``run`` has not started, given where it stands in the queue and the
     deployment's connected ``workers`` (as they describe themselves in Redis); None when a
     free worker that can train it is about to take it. The one definition of the reasons:
-    ``GET /api/runs/{id}`` shows it and the run's status events say it."""
+    ``GET /api/runs/{id}`` shows it and the run's status events say it (a worker that hands
+    back a run whose method it lacks too: workers/lifecycle.py)."""
     ahead = position.ahead
     if run.sweep_id is not None and run.enqueued_at is None and position.sweep_concurrency:
         detail = (
@@ -75,15 +87,13 @@ def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]
         )
         return Waiting(reason="sweep_concurrency", detail=detail, ahead=ahead)
     device = str((run.config or {}).get("device", "auto"))
-    queue = train_queue_for(device)
-    takers = [w for w in workers if queue in (w.get("queues") or [])]
+    takers, able = able_workers(workers, run.method, device)
     if not takers and device == "cuda":
         return Waiting(reason="no_gpu_worker", detail=WAITING_FOR_GPU, ahead=ahead)
     if not takers:
         kind = "CPU training worker" if device == "cpu" else "training worker"
         detail = f"waiting for a {kind}: none is connected"
         return Waiting(reason="no_worker", detail=detail, ahead=ahead)
-    able = [w for w in takers if run.method in (w.get("methods") or [run.method])]
     if not able:
         detail = (
             f"waiting for a worker with method {run.method!r}: none of the {len(takers)} "

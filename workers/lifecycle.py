@@ -51,9 +51,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from backend.broker import registered_workers, send_train, train_queue_for
+from backend.broker import registered_workers, send_train
 from backend.deployment import RedisNames
-from backend.dispatch import advance_sweep, enqueue_run
+from backend.dispatch import able_workers, advance_sweep, enqueue_run, why_waiting
 from backend.events import Publisher
 from backend.projections import (
     EMBEDDING_TTL_S,
@@ -320,41 +320,31 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
 HAND_BACK_DELAY_S = 2.0
 
 
-def _workers_with_method(context: WorkerContext, method: str, device: str) -> list[str]:
-    """The other connected workers that list ``method`` (plugins included) and consume the
-    queue of a run on ``device``; none when Redis cannot tell."""
-    queue = train_queue_for(device)
-    try:
-        workers = registered_workers(context.redis, context.names)
-    except (redis.RedisError, OSError):
-        return []
-    return [
-        str(w.get("id"))
-        for w in workers
-        if w.get("id") != context.worker_id
-        and method in (w.get("methods") or [])
-        and queue in (w.get("queues") or [])
-    ]
-
-
 def _hand_back(context: WorkerContext, run_id: str) -> str | None:
-    """When this worker lacks the queued run's method and another connected worker has it,
-    send the run's task again (for that worker) without claiming it: no attempt, no worker
-    loss, no status change. Returns the outcome, or None to go on with the claim (which
-    fails the run with the reason when no connected worker has the method)."""
+    """When this worker lacks the queued run's method and another connected worker has it
+    (:func:`backend.dispatch.able_workers`), send the run's task again (for that worker)
+    without claiming it: no attempt, no worker loss, no status change; the run's viewers are
+    told why it still waits (:func:`backend.dispatch.why_waiting`: its workers are busy) unless
+    one of them is about to take it. Returns the outcome, or None to go on with the claim
+    (which fails the run with the reason when no connected worker has the method, or when
+    Redis cannot tell)."""
     run = run_store.get_run(context.db, run_id)
     if run is None or run.status != "queued" or run.cancel_requested:
         return None
     method = str(run.config.get("method"))
     device = str(run.config.get("device", "auto"))
-    if method in METHOD_SPECS or not (others := _workers_with_method(context, method, device)):
+    if method in METHOD_SPECS:
         return None
-    run_store.note_queued_reason(
-        context.db,
-        run_id,
-        f"waiting for a worker with method {method!r} ({', '.join(sorted(others))}); "
-        f"{context.worker_id} does not have it",
-    )
+    try:
+        workers = registered_workers(context.redis, context.names)
+    except (redis.RedisError, OSError):
+        return None
+    others = [str(w.get("id")) for w in able_workers(workers, method, device)[1]]
+    if not others:
+        return None
+    waiting = why_waiting(run, run_store.queue_position(context.db, run), workers)
+    if waiting is not None:
+        run_store.note_queued_reason(context.db, run_id, waiting.detail)
     SHUTTING_DOWN.wait(HAND_BACK_DELAY_S)
     if not send_train(context.celery, run_id, device):
         leases.mark_unsent(context.db, [run_id])  # the reaper sends it once Redis is back
