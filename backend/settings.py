@@ -2,38 +2,9 @@
 
 Every process of the service (API, train worker, projection worker, ``collapse-lab up``)
 builds the same :class:`Settings`, so they agree on the database, Redis, the data directory
-and the limits. Variables (all optional):
-
-``DATABASE_URL``  SQLAlchemy URL; default ``sqlite:///$DATA_DIR/collapse_lab.db`` (WAL mode).
-                  PostgreSQL: ``postgresql+psycopg://user:pass@host:5432/db``.
-``REDIS_URL``     broker and live event channel; default ``redis://127.0.0.1:6379/0``.
-``DATA_DIR``      datasets, run directories (checkpoints) and the SQLite file; default ``./data``.
-``API_TOKEN``     when set, launching, cancelling, deleting and sharing need
-                  ``Authorization: Bearer <token>`` (or the ``collapse_lab_token_<port>`` cookie).
-``PRIVATE``       ``true``: reading needs the token too (or a share link for that run).
-``API_HOST`` / ``API_PORT``  where ``collapse-lab up`` serves the API (default 127.0.0.1:8000).
-``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_PROBE_SIZE``, ``MAX_TRAIN_SIZE``  launch limits.
-``MAX_EPOCH_BYTES``  the largest epoch upload of an external run (default 256 MiB).
-``MAX_SWEEP_RUNS``  most runs one sweep may have (grid points x seeds; default 100).
-``SWEEP_CONCURRENCY``  default for how many of a sweep's runs are sent to the workers at once
-                  (2; see :mod:`backend.dispatch`).
-``HEARTBEAT_INTERVAL_S``, ``HEARTBEAT_TIMEOUT_S``, ``REAPER_INTERVAL_S``, ``MAX_WORKER_LOSSES``
-                  worker-death detection (a run whose heartbeat is older than the timeout is
-                  requeued; after ``MAX_WORKER_LOSSES`` losses it ends ``failed``).
-``REQUEUE_QUEUED_AFTER_S`` a queued run whose task a worker received this long ago (600)
-                  without taking the run (it died first) is sent again by the broker
-                  check; a task still waiting in its queue is never sent twice.
-``BROKER_CHECK_INTERVAL_S`` how often (30) every process compares the tasks in Redis (train,
-                  ingest, projection) with the store and re-sends the missing ones (at once, too,
-                  when Redis comes back after an outage or a restart).
-``MAX_BODY_BYTES`` largest request body (default 1 MiB); a larger one gets 413 before parsing.
-``ALERT_WEBHOOKS`` comma-separated URLs told of every run's collapse, recovery, cause, failure
-                  and end, and of every sweep's end (backend/alerts.py); runs and sweeps add
-                  their own with ``alerts`` in their request.
-``ALERT_RETRY_FOR_S`` how long an alert is retried before it is given up (3600).
-``ALERT_TIMEOUT_S`` how long one post to a receiver may take (5).
-``PUBLIC_URL``    the dashboard's address as people reach it, for links in alerts; default
-                  ``http://API_HOST:API_PORT`` (the host name when API_HOST is 0.0.0.0).
+and the limits. Each field is an (optional) environment variable of its name in capitals,
+with its description; README.md's configuration table is generated from them
+(scripts/settings_table.py).
 """
 
 from __future__ import annotations
@@ -53,37 +24,138 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite file by default.")
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    data_dir: Path = Path("data")
-    frontend_dir: Path = REPO_ROOT / "frontend"
-    api_token: str | None = None
-    private: bool = False
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=1, le=65535)
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; unset: the SQLite file `$DATA_DIR/collapse_lab.db` (WAL "
+        "mode). PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="broker and live event channel (`make up` starts a local redis-server if "
+        "none answers, or one on a free port when the one that answers was started by another "
+        'deployment\'s `make up`: see "Several machines, GPUs")',
+    )
+    data_dir: Path = Field(
+        Path("data"),
+        description="datasets, decoded image folders (`cache/`), run checkpoints (`runs/`), "
+        "the SQLite file",
+    )
+    frontend_dir: Path = Field(
+        REPO_ROOT / "frontend",
+        description="where the pages, scripts and styles of the dashboard are served from",
+    )
+    api_token: str | None = Field(
+        None,
+        description="when set, launching, cancelling, deleting and sharing need "
+        "`Authorization: Bearer <token>` (the dashboard keeps it in the "
+        "`collapse_lab_token_<port>` cookie: cookies ignore ports, so the name carries it)",
+    )
+    private: bool = Field(
+        False,
+        description="`true`: reading needs the token too (or a share link `/s/{token}`)",
+    )
+    api_host: str = Field(
+        "127.0.0.1",
+        description="the address `make up` serves the dashboard on (`collapse-lab up --host` "
+        "overrides it, for the API's process too)",
+    )
+    api_port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        description="the port `make up` serves the dashboard on (`collapse-lab up --port` "
+        "overrides it, for the API's process too)",
+    )
 
-    max_epochs: int = Field(500, ge=1)
-    max_batch_size: int = Field(4096, ge=8)
-    max_probe_size: int = Field(10_000, ge=64)
-    max_train_size: int = Field(200_000, ge=64)
-    max_epoch_bytes: int = Field(256 * 2**20, ge=2**16)  # one external run's epoch upload
-    max_sweep_runs: int = Field(100, ge=1)
-    sweep_concurrency: int = Field(2, ge=1)
+    max_epochs: int = Field(500, ge=1, description="launch limit: most epochs of a run")
+    max_batch_size: int = Field(4096, ge=8, description="launch limit: largest batch size")
+    max_probe_size: int = Field(
+        10_000,
+        ge=64,
+        description="launch limit: largest probe (also bounds an external run's probe)",
+    )
+    max_train_size: int = Field(
+        200_000, ge=64, description="launch limit: most training images of a run"
+    )
+    max_epoch_bytes: int = Field(
+        256 * 2**20,
+        ge=2**16,
+        description="the largest epoch upload of an external run (256 MiB)",
+    )
+    max_sweep_runs: int = Field(
+        100, ge=1, description="most runs one sweep may have (grid points × seeds)"
+    )
+    sweep_concurrency: int = Field(
+        2,
+        ge=1,
+        description="default number of a sweep's runs sent to the workers at once "
+        "(backend/dispatch.py)",
+    )
 
-    heartbeat_interval_s: float = Field(2.0, gt=0)
-    heartbeat_timeout_s: float = Field(45.0, gt=0)
-    reaper_interval_s: float = Field(10.0, gt=0)
-    max_worker_losses: int = Field(3, ge=1)
-    requeue_queued_after_s: float = Field(600.0, gt=0)
-    broker_check_interval_s: float = Field(30.0, gt=0)
-    sse_keepalive_s: float = Field(15.0, gt=0)
-    max_body_bytes: int = Field(1 << 20, ge=1024)
-    progress_interval_s: float = Field(0.25, ge=0)
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, description="how often a training worker writes its run's heartbeat"
+    )
+    heartbeat_timeout_s: float = Field(
+        45.0,
+        gt=0,
+        description="a running run whose heartbeat is older than this is requeued (its "
+        "worker died)",
+    )
+    reaper_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="how often every process looks for such runs, sends the queued runs not "
+        "sent yet and tops up the sweeps",
+    )
+    max_worker_losses: int = Field(
+        3, ge=1, description="a run that kills its worker this many times ends `failed`"
+    )
+    requeue_queued_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="a queued run whose task a worker received this long ago without taking "
+        "the run (it died first) is sent again by the broker check; a run merely waiting in "
+        "the queue is never sent twice",
+    )
+    broker_check_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="how often every process compares the tasks in Redis (train, projection "
+        "and ingest queues) with the store and re-sends what is missing (also at once when "
+        "Redis comes back after an outage or a restart)",
+    )
+    sse_keepalive_s: float = Field(
+        15.0, gt=0, description="keep-alive comment interval on event streams"
+    )
+    max_body_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="largest request body (1 MiB); a larger one gets 413 before anything parses it",
+    )
+    progress_interval_s: float = Field(
+        0.25,
+        ge=0,
+        description="shortest time between two progress events of a training run (its "
+        "progress bar; the last step of an epoch always sends one); 0: every step",
+    )
 
-    alert_webhooks: str = Field("", description="Comma-separated webhook URLs (server-wide).")
-    alert_retry_for_s: float = Field(3600.0, gt=0)
-    alert_timeout_s: float = Field(5.0, gt=0)
-    public_url: str | None = None
+    alert_webhooks: str = Field(
+        "",
+        description="comma-separated webhook URLs told of every run's collapse, recovery, "
+        'cause, failure and end, and of every sweep\'s end (see "Alerts"; runs and sweeps '
+        "add their own with `alerts` in their request)",
+    )
+    alert_retry_for_s: float = Field(
+        3600.0, gt=0, description="how long an alert is retried before it is given up"
+    )
+    alert_timeout_s: float = Field(
+        5.0, gt=0, description="how long one post to a receiver may take"
+    )
+    public_url: str | None = Field(
+        None,
+        description="the dashboard's address as people reach it, for the links in alerts; "
+        "unset: `http://API_HOST:API_PORT` (this host's name when `API_HOST` is 0.0.0.0)",
+    )
 
     @property
     def alert_webhook_urls(self) -> list[str]:
