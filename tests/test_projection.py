@@ -166,7 +166,7 @@ def test_cloud_radius_follows_the_spread_so_collapse_shows(method: str) -> None:
         layout = projector.project(z)
         assert np.abs(layout.mean(axis=0)).max() < 1e-4  # centred on the origin
         radii.append(projection.rms_radius(layout))
-        spreads.append(projection.normalised_spread(z))
+        spreads.append(spread_of(singular_spectrum(torch.from_numpy(z))))
     ratios = np.array(radii) / radii[0]
     np.testing.assert_allclose(ratios, np.array(spreads) / spreads[0], rtol=1e-4)
     assert ratios[-1] < 0.3  # the collapsed frame is a small dot
@@ -189,13 +189,6 @@ def test_scale_needs_no_state_and_ignores_the_raw_norm() -> None:
     # spread is measured on z/||z||: scaling every vector changes nothing
     scaled = projection.project(100.0 * z, method="pca")
     assert projection.rms_radius(scaled) == pytest.approx(projection.rms_radius(alone), rel=1e-4)
-
-
-def test_normalised_spread_matches_the_verdict_spread() -> None:
-    z = _collapsing(0.4)
-    spectrum = singular_spectrum(torch.from_numpy(z))
-    assert projection.normalised_spread(z) == pytest.approx(spread_of(spectrum), rel=1e-4)
-    assert projection.normalised_spread(np.ones((10, 4))) == 0.0
 
 
 def test_an_unnormalised_embedding_keeps_its_picture_in_float16() -> None:

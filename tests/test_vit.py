@@ -45,7 +45,6 @@ def test_one_vector_per_image_and_one_token_per_patch(
     x = torch.randn(2, channels, image_size, image_size)
     assert model(x).shape == (2, 24)
     patches = (image_size // patch_size) ** 2
-    assert model.num_patches(image_size, image_size) == patches
     assert model.forward_tokens(x).shape == (2, patches, 24)
 
 

@@ -152,13 +152,6 @@ def recently_trained(db: Database, since: float) -> list[str]:
         )
 
 
-def run_device(db: Database, run_id: str) -> str | None:
-    """The device the run asked for ("auto" | "cpu" | "cuda"), None for an unknown run."""
-    with db.read() as session:
-        config = session.scalar(select(Run.config).where(Run.id == run_id))
-        return None if config is None else str(config.get("device", "auto"))
-
-
 def note_queued_reason(db: Database, run_id: str, reason: str) -> None:
     """Tell the run's viewers why a queued run is still waiting (a status event, once per
     distinct reason)."""

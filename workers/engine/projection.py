@@ -16,8 +16,9 @@ UMAP (McInnes et al. 2018, umap-learn) with three savings over calling it from s
 One scale for the whole run (size = spread, see docs/design.md): UMAP keeps neighbourhoods,
 not scale, so the tiny differences left in a collapsed embedding would still fill the
 picture. Every layout is therefore centred on the origin and scaled so that its RMS radius is
-``RADIUS_PER_SPREAD x spread(z)``, spread = sqrt of the total variance of z/||z|| (as in
-``verdict.spread``): size = spread, shape = neighbourhoods. The factor is an absolute
+``RADIUS_PER_SPREAD x spread(z)``, spread = sqrt of the total variance of z/||z||
+(``contract.metrics.spread_of``, the epoch record's ``EmbeddingMetrics.spread``): size =
+spread, shape = neighbourhoods. The factor is an absolute
 constant, so no state is needed to keep it (a frame projected again, out of order or on
 another worker, gets the same scale), and pictures of different runs compare directly: a
 run whose spread falls to a tenth shows a cloud a tenth of its epoch-0 size. Spread is at
@@ -46,6 +47,9 @@ from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 from scipy.linalg import orthogonal_procrustes
 from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+from contract.metrics import spread_of
+from workers.engine.metrics import singular_spectrum
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +136,6 @@ def procrustes_align(
     return np.asarray(scale * source_centred @ rotation + target_mean, dtype=np.float32)
 
 
-def normalised_spread(z: np.ndarray) -> float:
-    """sqrt of the total variance of the l2-normalised rows of z (N, d): 0 when every sample
-    points the same way, about 1 when isotropic; ``verdict.spread`` of the same z (which
-    sums the covariance eigenvalues, i.e. the per-dimension variances, ddof 1)."""
-    x = np.asarray(z, dtype=np.float64)
-    if x.shape[0] < 2:
-        return 0.0
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = x / np.where(norms > 0, norms, 1.0)
-    return float(np.sqrt(unit.var(axis=0, ddof=1).sum()))
-
-
 def rms_radius(points: np.ndarray) -> float:
     """RMS distance of 2-D points (N, 2) from their centroid."""
     x = np.asarray(points, dtype=np.float64)
@@ -152,15 +144,15 @@ def rms_radius(points: np.ndarray) -> float:
 
 def to_run_scale(layout: np.ndarray, z: np.ndarray) -> np.ndarray:
     """The layout (N, 2) centred on the origin and scaled to RMS radius
-    ``RADIUS_PER_SPREAD * normalised_spread(z)`` (its shape unchanged)."""
+    ``RADIUS_PER_SPREAD * spread(z)`` (its shape unchanged), the spread of the epoch record
+    (``contract.metrics.spread_of`` of z's spectrum)."""
+    spread = spread_of(singular_spectrum(torch.from_numpy(np.ascontiguousarray(z))))
     centred = np.asarray(layout, dtype=np.float64)
     centred = centred - centred.mean(axis=0)
     radius = rms_radius(centred)
     if radius == 0:
         return np.asarray(centred, dtype=np.float32)
-    return np.asarray(
-        centred * (RADIUS_PER_SPREAD * normalised_spread(z) / radius), dtype=np.float32
-    )
+    return np.asarray(centred * (RADIUS_PER_SPREAD * spread / radius), dtype=np.float32)
 
 
 def trustworthiness(z: np.ndarray, layout: np.ndarray, n_neighbors: int = 5) -> float:
@@ -337,7 +329,7 @@ def project(
     metric: KnnMetric = "cosine",
 ) -> np.ndarray:
     """2-D layout of the embeddings z (N, d) -> (N, 2) float32, centred on the origin with
-    RMS radius ``RADIUS_PER_SPREAD * normalised_spread(z)`` (one scale for every run).
+    RMS radius ``RADIUS_PER_SPREAD * spread(z)`` (one scale for every run: :func:`to_run_scale`).
 
     ``previous`` (N, 2): last epoch's layout of the same N samples in the same order; UMAP is
     warm-started from it and the result aligned to it (Procrustes). Same inputs and seed give

@@ -130,10 +130,6 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(parameter, std=0.02)
         self.apply(init_transformer_weights)
 
-    def num_patches(self, height: int, width: int) -> int:
-        """Patch tokens of an image of height x width: (H // p) * (W // p)."""
-        return (height // self.patch_size) * (width // self.patch_size)
-
     def position_embeddings(self, rows: int, cols: int) -> torch.Tensor:
         """(1, rows * cols, dim) patch position embeddings for a rows x cols grid."""
         if rows == cols == self.grid:
