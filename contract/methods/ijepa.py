@@ -67,7 +67,8 @@ IJEPA_SPEC = MethodSpec(
         "batch_size": 128,
         # Each probe and kNN-bank image passes through two full encoders (context and
         # target) while a training image costs about one: 1,024 keep I-JEPA's diagnostics
-        # within 5 % of a CIFAR-sized epoch (README, "Cost").
+        # within 5 % of a CIFAR-sized epoch (README, "Mechanism panels: why it collapses",
+        # its cost paragraph).
         "probe_size": 1024,
     },
     implementation="workers.engine.methods.ijepa:IJEPA",

@@ -1,6 +1,7 @@
 """The sweep page in a real Chromium against the real stack: a 2 x 1 VICReg map fills in live
 with one collapsed and one healthy cell, clicking a cell opens its run, and a read-only share
-link shows the map and offers no writes. Writes docs/screenshots/sweep.png."""
+link shows the map and offers no writes. Takes sweep.png into the screenshots folder (a
+temporary one, or SCREENSHOT_DIR: `make screenshots` writes docs/screenshots/sweep.png)."""
 
 from __future__ import annotations
 

@@ -142,7 +142,8 @@ def eval_batch_size(method: Method) -> int:
     normalises each batch by its own, and 512 images keep them within a few percent of the
     whole set's. Without BatchNorm (the ViT) the batch changes no output, only the speed: on
     the CPU a ViT's activations for 512 images overflow the caches and batches of 64 run
-    about 1.5x faster (README, "Cost"); on a GPU large batches fill the device."""
+    about 1.5x faster (README, "Mechanism panels: why it collapses", its cost paragraph); on
+    a GPU large batches fill the device."""
     device = next(method.parameters()).device
     if device.type != "cpu" or has_batchnorm(method):
         return EVAL_BATCH
