@@ -340,7 +340,9 @@ class Monitor:
 
     **Verdict**: online, the sender thread keeps ``verdict`` (the server's latest
     :class:`Verdict`), ``collapsed`` and ``collapse_streak`` fresh, polling the run after each
-    delivered epoch until the worker has measured it; the training thread only reads them.
+    delivered epoch until the worker has measured it (between uploads too, when epochs wait);
+    a resumed run's verdict is read when the monitor is created. The training thread only
+    reads them.
     """
 
     def __init__(
@@ -458,6 +460,7 @@ class Monitor:
         self._collapse_streak = 0
         self._poll_at: float | None = None  # when the sender next asks for the verdict
         self._poll_delay = FIRST_VERDICT_POLL_S
+        self._judged = -1  # the run's highest measured epoch a poll saw
         self._poll_verdicts = True  # False once the server showed it has no run endpoint
         self._stop: dict[str, Any] = {}  # record_stop(): sent with the finish call
 
@@ -710,8 +713,9 @@ class Monitor:
 
     @property
     def collapse_streak(self) -> int:
-        """How many of the epochs this monitor delivered lie in the current complete
-        collapse (from its onset to the latest verdict); 0 when not collapsed."""
+        """How many logged epochs of the run lie in the current complete collapse (from its
+        onset to the latest verdict): this monitor's and, for a resumed run, those of the
+        processes before it; 0 when not collapsed."""
         return self._collapse_streak
 
     def record_stop(self, epoch: int, reason: str | None = None) -> None:
@@ -913,6 +917,8 @@ class Monitor:
             self._unreachable_at_start(f"HTTP {response.status_code}")
             return
         problem = self._registered(response)
+        if not problem and self.resumed:  # the run's verdict so far, before any epoch
+            self._poll_verdict()
         if problem:
             self._http.close()
             error_type = (
@@ -1042,6 +1048,8 @@ class Monitor:
         last = payload.get("last_epoch")
         self.last_stored_epoch = last if isinstance(last, int) else None
         if self.resumed:
+            with self._cond:  # its verdict so far: collapsed already, and since when
+                self._poll_at = time.monotonic() if self._poll_verdicts else None
             logger.info(
                 "Collapse Lab run %s continues (last stored epoch %s): %s",
                 self.run_id,
@@ -1105,20 +1113,22 @@ class Monitor:
             self._disable(f"internal error in the upload thread: {error!r}")
 
     def _send_next(self) -> bool:
-        """Send the queue's head; False when the thread should stop. While the queue is
-        empty, ask for the verdict of the epochs delivered and not yet judged."""
+        """Send the queue's head; False when the thread should stop. First ask for the
+        verdict when a poll is due, epochs waiting or not: a training that logs faster than
+        it uploads still learns of its collapse."""
         with self._cond:
-            while not self._queue and not self._abort.is_set():
-                if self._poll_at is None:
-                    self._cond.wait()
-                elif (wait := self._poll_at - time.monotonic()) > 0:
-                    self._cond.wait(wait)
-                else:
+            while not self._abort.is_set():
+                wait = None if self._poll_at is None else self._poll_at - time.monotonic()
+                if wait is not None and wait <= 0:
                     self._cond.release()
                     try:
                         self._poll_verdict()
                     finally:
                         self._cond.acquire()
+                elif self._queue:
+                    break
+                else:
+                    self._cond.wait(wait)
             if self._abort.is_set() or self._disabled:
                 return False
             item = self._in_flight = self._queue.popleft()
@@ -1237,14 +1247,17 @@ class Monitor:
             self._delivered.append(epoch)
             if epoch == self._baseline:
                 self._baseline = None  # delivered: it may no longer block shedding
-            if self.run_dir is None and self._poll_verdicts:
+            # a poll already planned keeps its time: epochs delivered back to back would
+            # otherwise push it back for as long as they come
+            if self.run_dir is None and self._poll_verdicts and self._poll_at is None:
                 self._poll_delay = FIRST_VERDICT_POLL_S
                 self._poll_at = time.monotonic() + self._poll_delay
 
     def _poll_verdict(self) -> bool:
         """One GET of the run (any server version has it): take its latest verdict, and
-        ask again later while the last delivered epoch is not judged yet. Whether the
-        server answered with the run."""
+        ask again while the last delivered epoch is not judged yet, soon after a poll that
+        brought a newer verdict, backing off after one that did not. Whether the server
+        answered with the run."""
         try:
             response = self._http.get(f"/api/runs/{self.run_id}", timeout=10.0)
             run = response.json() if response.is_success else None
@@ -1258,17 +1271,24 @@ class Monitor:
             return False
         judged = run.get("last_epoch") if isinstance(run, dict) else None
         verdict = run.get("verdict") if isinstance(run, dict) else None
+        newer = isinstance(judged, int) and judged > self._judged
+        self._judged = max(self._judged, judged if isinstance(judged, int) else -1)
         if isinstance(judged, int) and isinstance(verdict, dict) and verdict.get("kind"):
-            self._take_verdict(judged, verdict)
+            history = run.get("effective_rank_history") if isinstance(run, dict) else None
+            self._take_verdict(judged, verdict, history if isinstance(history, list) else [])
         with self._cond:
             if self._delivered and (judged is None or judged < max(self._delivered)):
-                self._poll_delay = min(self._poll_delay * 2, MAX_VERDICT_POLL_S)
+                delay = FIRST_VERDICT_POLL_S if newer else self._poll_delay * 2
+                self._poll_delay = min(delay, MAX_VERDICT_POLL_S)
                 self._poll_at = time.monotonic() + self._poll_delay
             else:
                 self._poll_at = None
         return isinstance(run, dict)
 
-    def _take_verdict(self, epoch: int, details: dict[str, Any]) -> None:
+    def _take_verdict(self, epoch: int, details: dict[str, Any], history: list[Any]) -> None:
+        """The verdict of the run's last measured ``epoch``; ``history`` is the run's
+        ``effective_rank_history`` (a value at each epoch the server measured), so that the
+        collapse streak of a resumed run counts the epochs earlier processes logged."""
         onset = details.get("onset_epoch")
         verdict = Verdict(
             epoch=epoch,
@@ -1280,8 +1300,9 @@ class Monitor:
         streak = 0
         if verdict.kind == COMPLETE_COLLAPSE:
             start = epoch if verdict.onset_epoch is None else verdict.onset_epoch
+            measured = {e for e, rank in enumerate(history) if rank is not None}
             with self._cond:
-                streak = sum(start <= e <= epoch for e in self._delivered)
+                streak = sum(start <= e <= epoch for e in measured.union(self._delivered))
         self._verdict, self._collapse_streak = verdict, streak
 
     def _write_local(self, item: _Item) -> bool:

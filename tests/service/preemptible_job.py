@@ -5,17 +5,21 @@ at preemption, ends it through ``SystemExit`` (as Lightning's and most training 
 handlers do), so the monitor closes its run as failed on the way out; the requeued job, with
 the same ``SLURM_JOB_ID``, continues that run.
 
-    python preemptible_job.py URL --start 2 --last 8 --other-data-from 5
+    PREEMPTIBLE_JOB="--start 2 --last 8 --other-data-from 5" python preemptible_job.py URL
 
-``--start``: the first epoch logged (a restart from the checkpoint of that epoch);
-``--other-data-from``: epochs from there on get other data (training after a restart is not
-bit-identical). Prints one JSON line when the run is registered and one with its stats.
+The options come from ``$PREEMPTIBLE_JOB``, not the command line, which a requeue repeats
+(the default resume key digests it): they stand for what a requeued job reads from its
+checkpoint. ``--start``: the first epoch logged (a restart from the checkpoint of that
+epoch); ``--other-data-from``: epochs from there on get other data (training after a restart
+is not bit-identical). Prints one JSON line when the run is registered and one with its
+stats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -37,7 +41,7 @@ def main() -> None:
     parser.add_argument("--last", type=int, default=6)
     parser.add_argument("--other-data-from", type=int, default=None)
     parser.add_argument("--pause", type=float, default=0.0)
-    args = parser.parse_args()
+    args = parser.parse_args([*sys.argv[1:], *os.environ.get("PREEMPTIBLE_JOB", "").split()])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with collapse_lab.Monitor(args.url, name="preemptible", config={"lr": 0.1}) as monitor:
         started = {

@@ -402,9 +402,13 @@ def test_a_sync_killed_mid_run_continues_and_stores_each_epoch_once(
 
 
 def _start_job(url: str, job_id: str, *args: str) -> subprocess.Popen[str]:
-    env = _client_only_env(SLURM_JOB_ID=job_id, SLURM_CLUSTER_NAME="testcluster")
+    """The job, each try with the same command line (as SLURM requeues it); ``args`` stand
+    for what a try reads from its checkpoint."""
+    env = _client_only_env(
+        SLURM_JOB_ID=job_id, SLURM_CLUSTER_NAME="testcluster", PREEMPTIBLE_JOB=" ".join(args)
+    )
     return subprocess.Popen(
-        [sys.executable, str(JOB), url, *args],
+        [sys.executable, str(JOB), url],
         cwd=JOB.parent.parent.parent.parent,  # outside the repository: its packages unseen
         env=env,
         stdout=subprocess.PIPE,
@@ -454,6 +458,60 @@ def test_a_requeued_slurm_job_continues_its_run(stack: ServiceStack, api: httpx.
         assert records[epoch] == before[epoch]  # the baseline and the refused epoch kept
     reasons = _status_reasons(api, run_id)
     assert any("reopened" in reason for reason in reasons), reasons
+
+
+def test_a_loop_logging_faster_than_the_verdict_poll_still_stops_on_collapse(
+    stack: ServiceStack, api: httpx.Client
+) -> None:
+    """Epochs every 30 ms, each uploaded before the next: the sender polls the verdict when
+    it is due, epochs delivered or waiting (each delivery used to put the poll off by 50 ms,
+    and a busy queue held it off), so the loop learns of the collapse and breaks."""
+    monitor = Monitor(stack.base_url, name="fast-loop", resume=False)
+    first_verdict = stopped = None
+    for epoch in range(300):
+        monitor.log_epoch(epoch, _collapsing(epoch), loss=1.0)
+        if first_verdict is None and monitor.verdict is not None:
+            first_verdict = epoch
+        if monitor.collapse_streak >= 2:
+            monitor.record_stop(epoch, "complete collapse for 2 epochs")
+            stopped = epoch
+            break
+        time.sleep(0.03)
+    assert monitor.finish(timeout=60) and monitor.run_id is not None
+    assert first_verdict is not None and first_verdict < 20, first_verdict
+    assert stopped is not None, "the loop never saw the collapse"
+    records = _records(api, monitor.run_id)
+    onset = records[stopped]["verdict"]["onset_epoch"]
+    assert records[stopped]["verdict"]["kind"] == "complete_collapse"
+    assert stopped - onset < 40, (onset, stopped)  # 40 epochs: 1.2 s of a loaded machine
+    run = wait_until(lambda: _ended(api, monitor.run_id), 60, what="the run to end")
+    assert run["external"]["finish"]["stopped_at_epoch"] == stopped
+
+
+def test_a_resumed_monitor_knows_its_run_collapsed_and_counts_the_streak_on(
+    stack: ServiceStack,
+) -> None:
+    """A requeued job's monitor reads the run's verdict when it is created: collapsed
+    already, its streak counting the epochs the first try logged."""
+    key = f"collapsed-{uuid.uuid4().hex[:8]}"
+    first = Monitor(stack.base_url, name="requeued-collapse", resume=key)
+    for epoch in range(10):
+        first.log_epoch(epoch, _collapsing(epoch), loss=1.0)
+    first.finish(timeout=60, error="preempted (SIGTERM)")
+    assert first.verdict is not None and first.verdict.epoch == 9 and first.collapsed
+    streak = first.collapse_streak
+    assert streak >= 2
+
+    second = Monitor(stack.base_url, name="requeued-collapse", resume=key)
+    assert second.resumed and second.run_id == first.run_id
+    assert second.collapsed and second.verdict is not None and second.verdict.epoch == 9
+    assert second.collapse_streak == streak  # before it logged anything
+    second.log_epoch(10, _collapsing(10), loss=1.0)
+    wait_until(
+        lambda: second.verdict is not None and second.verdict.epoch == 10, 60, what="epoch 10"
+    )
+    assert second.collapsed and second.collapse_streak == streak + 1
+    assert second.finish(timeout=60)
 
 
 def _status_reasons(api: httpx.Client, run_id: str) -> list[str]:
