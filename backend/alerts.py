@@ -6,11 +6,15 @@ launch request and of its sweep's request. One background thread per API process
 event log (the same log the live pages read, :mod:`backend.store.eventlog`), queues one
 delivery per alert and receiver (:mod:`backend.store.alerts`) and posts them: JSON
 (:class:`AlertBody`) whose ``text`` Slack's and Mattermost's incoming webhooks show as it is.
-A receiver that is down, slow or answers an error is retried with exponential backoff
-(2, 4, 8 ... 60 s) for ``ALERT_RETRY_FOR_S`` seconds, then given up; failures show in
-``GET /api/health``. Training and the API never wait for a receiver. Each alert carries an
-idempotency key (body ``key`` and header ``Idempotency-Key``): it is queued once per
-receiver, and a receiver sees it twice only if a sender died between posting it and
+Each alert is delivered at most once per receiver. A post that surely did not arrive (the
+connection was refused or never made) or that the receiver answered with 5xx, 408, 425 or
+429 is retried with exponential backoff (2, 4, 8 ... 60 s) for ``ALERT_RETRY_FOR_S``
+seconds, then given up. A post that was sent and got no answer within ``ALERT_TIMEOUT_S``
+(a slow receiver, a connection dropped mid-answer) may have arrived: it is not sent again
+but given up at once, its error saying so, as is one the receiver refused with another 4xx.
+Failures show in ``GET /api/health``. Training and the API never wait for a receiver. Each
+alert carries an idempotency key (body ``key`` and header ``Idempotency-Key``): it is queued
+once per receiver, and a receiver sees it twice only if a sender died between posting it and
 recording the answer. Each post is sent off on its own and its answer recorded when it comes
 (:class:`Senders`): a slow receiver delays no other receiver's alerts.
 """
@@ -23,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -45,6 +50,10 @@ AlertEvent = Literal[
 ALERT_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 60.0
 SENDERS = 8  # receivers posted to at once, one post each: a slow one holds up no other
+# a receiver's answers that say it did not take the alert and may take it later
+RETRY_STATUSES = frozenset({408, 425, 429})
+# errors raised before the request left: the receiver surely has nothing
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class AlertRun(BaseModel):
@@ -214,7 +223,8 @@ class _RunAlerts:
                 f"{self.run.url}"
             )
         body = AlertBody(
-            key=f"run:{self.run.id}:{status}",
+            # the event's seq: a reopened run that fails or finishes again is told again
+            key=f"run:{self.run.id}:{seq}:{status}",
             event=status,
             text=text,
             run=self.run.model_copy(update={"status": status}),
@@ -298,9 +308,17 @@ def receiver_label(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{port} #{digest}"
 
 
-def _post(client: httpx.Client, delivery: AlertDelivery) -> str | None:
-    """Post one delivery; None when the receiver took it, else what went wrong (without the
-    receiver's URL)."""
+@dataclass(frozen=True)
+class PostFailure:
+    """What went wrong with a post (without the receiver's URL); ``retry``: the receiver
+    surely did not take the alert, so it may be sent again."""
+
+    error: str
+    retry: bool
+
+
+def _post(client: httpx.Client, delivery: AlertDelivery) -> PostFailure | None:
+    """Post one delivery; None when the receiver took it."""
     try:
         response = client.post(
             delivery.url,
@@ -308,11 +326,21 @@ def _post(client: httpx.Client, delivery: AlertDelivery) -> str | None:
             headers={"Idempotency-Key": delivery.key, "User-Agent": "collapse-lab-alerts"},
         )
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        return error.replace(delivery.url, receiver_label(delivery.url))
+        error = f"{type(exc).__name__}: {exc}".replace(delivery.url, receiver_label(delivery.url))
+        if isinstance(exc, NOT_SENT):
+            return PostFailure(error, retry=True)
+        return PostFailure(
+            f"{error}: sent without an answer, so not sent again (at most once); the "
+            "receiver may have it",
+            retry=False,
+        )
     if response.is_success:
         return None
-    return f"HTTP {response.status_code}: {response.text[:200]}"
+    status = response.status_code
+    error = f"HTTP {status}: {response.text[:200]}"
+    if status >= 500 or status in RETRY_STATUSES:
+        return PostFailure(error, retry=True)
+    return PostFailure(f"{error} (refused by the receiver: not sent again)", retry=False)
 
 
 class Senders:
@@ -367,15 +395,17 @@ class Senders:
                 del self._in_flight[delivery.id]
             self._wake.set()
 
-    def _record(self, delivery: AlertDelivery, error: str | None) -> None:
-        if error is None:
+    def _record(self, delivery: AlertDelivery, failure: PostFailure | None) -> None:
+        if failure is None:
             alert_store.mark_delivered(self._db, delivery.id)
             return
         backoff = min(MAX_BACKOFF_S, 2.0 ** (delivery.attempts + 1))
         retry_at = time.time() + backoff
         give_up = retry_at > delivery.created_at + self._settings.alert_retry_for_s
-        log.warning("alert %s to %s failed: %s", delivery.key, receiver_label(delivery.url), error)
-        alert_store.mark_attempt_failed(self._db, delivery.id, error, None if give_up else retry_at)
+        label = receiver_label(delivery.url)
+        log.warning("alert %s to %s failed: %s", delivery.key, label, failure.error)
+        next_attempt = retry_at if failure.retry and not give_up else None
+        alert_store.mark_attempt_failed(self._db, delivery.id, failure.error, next_attempt)
 
 
 class AlertLoop:

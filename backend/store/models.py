@@ -240,9 +240,10 @@ class Sweep(Base):
 
 class AlertDelivery(Base):
     """One alert for one receiver (backend/alerts.py): sent until the receiver answers 2xx or
-    its retry time runs out. ``(key, url)`` is unique, so an alert is queued at most once per
-    receiver however many processes scan the event log; ``claimed_at`` marks the process
-    sending it now."""
+    its retry time runs out, and never again after a post that may have arrived (no answer
+    within the timeout, or refused). ``(key, url)`` is unique, so an alert is queued at most
+    once per receiver however many processes scan the event log; ``claimed_at`` marks the
+    process sending it now."""
 
     __tablename__ = "alert_deliveries"
     __table_args__ = (
@@ -259,7 +260,7 @@ class AlertDelivery(Base):
     next_attempt_at: Mapped[float] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float)
     delivered_at: Mapped[float | None] = mapped_column(Float)
-    failed_at: Mapped[float | None] = mapped_column(Float)  # gave up: retry time ran out
+    failed_at: Mapped[float | None] = mapped_column(Float)  # gave up (last_error says why)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
