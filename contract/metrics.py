@@ -600,6 +600,19 @@ METHOD_INTERNALS: dict[str, Metric] = {
         help="The asymmetric branch learns while the target's effective rank stays above the "
         "prediction's; at 0 it no longer pulls the embedding towards more directions.",
     ),
+    # I-JEPA's targets on its training batches
+    "target_std_l2_sqrt_d": _internal(
+        title="target std_l2·√d (training batches)",
+        unit="",
+        formula="std_l2 * sqrt(d) of the target encoder's mean patch token over each training "
+        "batch, averaged over the epoch's steps (I-JEPA)",
+        paper="Chen & He, CVPR 2021, Sec. 4.1",
+        healthy=Level(value=1, label="healthy ≈ 1"),
+        collapsed=Level(value=0, label="target collapsed: 0"),
+        chart="asymmetric",
+        help="The probe's std_l2·√d of z (the same token) on the images the loss regresses "
+        "onto as it trains; near 0, the targets are one point and the prediction is trivial.",
+    ),
     "predictor_commutator": _internal(
         title="‖[F, W_p]‖ / ‖F‖‖W_p‖",
         unit="",
@@ -1106,7 +1119,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart(
         id="asymmetric",
         title="Asymmetric branch: online–target agreement, target lag, rank differential",
-        y_title="cosine · relative distance · EMA momentum",
+        y_title="cosine · relative distance · EMA momentum · std·√d",
         y2_title="erank(target) − erank(p)",
         hide_when_empty=True,
         group="asymmetric branch",

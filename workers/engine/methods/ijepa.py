@@ -23,6 +23,7 @@ from contract import RunConfig
 from contract.methods.ijepa import IJEPA_SPEC, IJEPAOptions
 from workers.engine.mechanisms import asymmetric_signals, parameter_distance
 from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.metrics import std_l2
 from workers.engine.parts.ema import ema_update
 from workers.engine.parts.multiblock import multiblock_masks
 from workers.engine.vit import (
@@ -167,12 +168,10 @@ class IJEPA(Method):
         context = encode_tokens(self.backbone, images, context_indices)  # (B, K_c, D)
         predicted = self.predictor(context, context_indices, targets, (side, side))
         loss = ijepa_loss(predicted.float(), target_tokens.float(), targets, self.options.loss)
-        with torch.no_grad():
-            # spread of the targets across images: near 0 when the target encoder collapsed
-            pooled = target_tokens.float().mean(dim=1)
-            spread = F.normalize(pooled, dim=1).std(dim=0).mean() * math.sqrt(pooled.shape[1])
+        # the targets' std_l2·√d across the batch's images: near 0 when the target collapsed
+        pooled = target_tokens.detach().mean(dim=1)
         logs = {
-            "target_spread": spread.item(),
+            "target_std_l2_sqrt_d": std_l2(pooled) * math.sqrt(pooled.shape[1]),
             "context_patches": float(context_indices.shape[1]),
             "target_patches": float(targets[0].shape[1]),
         }
