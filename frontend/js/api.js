@@ -21,7 +21,8 @@ export function getApiToken() {
 }
 
 /** The token cookie's name: cookies ignore ports, so the port is part of the name (another
- * app on this host never receives it). The server reads the same name (backend/auth.py). */
+ * app on this host never receives it). The server reads the same name (backend/auth.py,
+ * TOKEN_COOKIE_PREFIX and token_cookie_name). */
 function tokenCookie() {
   const port = window.location.port || (window.location.protocol === "https:" ? "443" : "80");
   return `collapse_lab_token_${port}`;

@@ -32,8 +32,9 @@ import { useVerdicts, verdictBadge } from "../verdict.js";
 /** A field of the form (forms.js fieldFor): data-field is its path.
  * @typedef {HTMLElement & {dataset: {field: string}}} FormField */
 
-// Common config fields, grouped; anything else in the schema lands in "More".
-/** @type {[title: string, fields: string[], open: boolean][]} */
+// Common config fields, grouped; anything else in the schema lands in "More". Typed by the
+// API's RunConfig, so a renamed or removed field fails tsc.
+/** @type {[title: string, fields: (keyof Api.RunConfig)[], open: boolean][]} */
 const GROUPS = [
   ["Data", ["dataset", "dataset_path", "train_size", "probe_size", "image_size"], true],
   [
@@ -68,8 +69,8 @@ const GROUPS = [
   ],
   ["More", ["augment_strength", "knn_k", "device"], false],
 ];
-// Labels clearer than the schema's auto-generated titles ("Lr", "Knn K").
-/** @type {Record<string, string>} */
+// Labels clearer than the schema's auto-generated titles ("Lr", "Knn K"), by RunConfig field.
+/** @type {Partial<Record<keyof Api.RunConfig, string>>} */
 const LABELS = {
   lr: "Base learning rate",
   knn_k: "kNN neighbours k",
@@ -228,6 +229,7 @@ function selectPreset(name) {
 function fieldsBySection() {
   const properties = (state.configSchema && state.configSchema.properties) || {};
   const names = Object.keys(properties).filter((name) => !NOT_FORM_FIELDS.has(name));
+  /** @type {Set<string>} */
   const placed = new Set(GROUPS.flatMap(([, fields]) => fields));
   /** @type {[title: string, fields: string[], open: boolean][]} */
   const sections = GROUPS.map(([title, fields, open]) => [
@@ -330,7 +332,7 @@ function renderForm() {
             ],
             general[name],
             state.definitions,
-            LABELS[name],
+            /** @type {Record<string, string>} */ (LABELS)[name],
           );
           if (name in prefill) setFieldValue(field, prefill[name]);
           // the limits by field name: batch_size, epochs...
