@@ -7,7 +7,8 @@ config is merged under the fields sent (``{"preset": "simsiam-no-stopgrad", "epo
 needs no method: the preset names it). Pydantic validates it in one pass, so every error
 carries its location: ``("simsiam", "epochs")`` is the field ``epochs`` of a SimSiam request
 (the first part is the union member, the method). A body with no known method nor preset
-fails at the root with :data:`UNKNOWN_METHOD`.
+fails at the root with :data:`UNKNOWN_METHOD`, after the name it gave when it gave one
+(``unknown method 'x': ...``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import copy
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    BeforeValidator,
     Discriminator,
     Field,
     ModelWrapValidatorHandler,
@@ -25,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from contract.config import RunConfig, RunRules
 from contract.labels import RunLabels
@@ -124,6 +127,26 @@ UNKNOWN_METHOD = (
     f"give a JSON object with a method ({', '.join(sorted(METHOD_SPECS))}) "
     f"or a preset ({', '.join(PRESETS)})"
 )
+# the longest name an unknown-method error repeats (a 422 echoes back only short inputs)
+_NAME_SHOWN = 60
+
+
+def _named_unknown_method(data: Any) -> Any:
+    """A request whose method (or, without one, preset) names none there is: refused with
+    that name and the known ones; any other request goes on to the union."""
+    if not isinstance(data, dict) or _method_of(data) is not None:
+        return data
+    key, known = ("method", METHOD_SPECS) if data.get("method") is not None else ("preset", PRESETS)
+    name = data.get(key)
+    if isinstance(name, str) and name not in known:
+        shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
+        raise PydanticCustomError(
+            "unknown_method",
+            "unknown {key} {name}: " + UNKNOWN_METHOD,
+            {"key": key, "name": repr(shown)},
+        )
+    return data
+
 
 METHOD_REQUESTS: dict[str, type[RunRequestBase]] = {
     name: _method_request(spec) for name, spec in METHOD_SPECS.items()
@@ -136,6 +159,7 @@ RunRequest: Any = Annotated[
     Discriminator(
         _method_of, custom_error_type="unknown_method", custom_error_message=UNKNOWN_METHOD
     ),
+    BeforeValidator(_named_unknown_method),
     Field(
         description="A run config: a method with any fields to override its defaults, or a "
         "preset with overrides. Unknown fields are errors."
