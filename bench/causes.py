@@ -266,9 +266,7 @@ class Judged:
             prefix = self.history[:end]
             kind = epoch_verdict(prefix).kind
             found, _ = guard_findings(prefix, kind, self.configuration)
-            measured = [
-                f for f in found if f.guard not in (*CONFIGURATION_GUARDS, "undetermined")
-            ]
+            measured = [f for f in found if f.guard not in (*CONFIGURATION_GUARDS, "undetermined")]
             if measured:
                 return prefix[-1].epoch, measured[0].guard
         return None
