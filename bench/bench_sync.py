@@ -89,8 +89,11 @@ def follow_lag(url: str, root: Path, args: argparse.Namespace) -> None:
     assert run_dir is not None
     while not local.stored_epochs(run_dir):
         time.sleep(0.001)
+    # --idle-timeout: the relay ends 5 s after the run finished (no epoch comes 5 s apart)
     follower = subprocess.Popen(
-        [*SYNC, "--follow", str(run_dir), url], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*SYNC, "--follow", "--idle-timeout", "5", str(run_dir), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     lags = []
     try:

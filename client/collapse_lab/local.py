@@ -71,20 +71,23 @@ def epoch_path(run_dir: Path, epoch: int) -> Path:
 
 def create(run_dir: Path, registration: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
     """A new run directory, or the one a resumed run left (its run.json kept, its
-    finish.json removed: the run goes on). Returns the run.json content."""
-    (run_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
+    finish.json removed: the run goes on). Returns the run.json content. run.json comes
+    before the epochs folder, so a directory with epochs and no run.json is never one being
+    created (:func:`find_orphans`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / RUN_FILE).exists():
         meta = read_meta(run_dir)
         (run_dir / FINISH_FILE).unlink(missing_ok=True)
-        return meta
-    meta = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "created_at": time.time(),
-        "idempotency_key": idempotency_key,
-        "registration": registration,
-    }
-    write_json(run_dir / RUN_FILE, meta)
+    else:
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "created_at": time.time(),
+            "idempotency_key": idempotency_key,
+            "registration": registration,
+        }
+        write_json(run_dir / RUN_FILE, meta)
+    (run_dir / EPOCHS_DIR).mkdir(exist_ok=True)
     return meta
 
 
@@ -129,6 +132,16 @@ def read_finish(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as error:
         raise NotARunError(f"{path}: unreadable ({error})") from error
     return finish if isinstance(finish, dict) else None
+
+
+def find_orphans(path: Path) -> list[Path]:
+    """The directories right below the folder ``path`` that hold an epochs folder but no
+    run.json (a run directory copied without it): they cannot be synced, and are named."""
+    if (path / RUN_FILE).exists() or not path.is_dir():
+        return []
+    return sorted(
+        p for p in path.iterdir() if (p / EPOCHS_DIR).is_dir() and not (p / RUN_FILE).exists()
+    )
 
 
 def find_runs(path: Path) -> list[Path]:

@@ -281,15 +281,21 @@ def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"config must be JSON-serialisable without NaN: {error}") from error
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (a proxy's HTML error page spans many), at most ``limit`` long."""
+    return " ".join(text.split())[:limit]
+
+
 def _response_detail(response: httpx.Response) -> tuple[str, str | None]:
-    """The server's error text and code (FastAPI ``{"detail": ...}``, or the raw text)."""
+    """The server's error text and code (FastAPI ``{"detail": ...}``, or the raw text), on
+    one line."""
     try:
         payload = response.json()
     except ValueError:
-        return response.text[:300] or response.reason_phrase, None
+        return _one_line(response.text) or response.reason_phrase, None
     if isinstance(payload, dict):
-        return str(payload.get("detail", payload))[:300], payload.get("code")
-    return str(payload)[:300], None
+        return _one_line(str(payload.get("detail", payload))), payload.get("code")
+    return _one_line(str(payload)), None
 
 
 class Monitor:
@@ -1034,7 +1040,8 @@ class Monitor:
             run_id = str(payload["id"])
         except (ValueError, KeyError, TypeError):
             return (
-                f"{self.base_url} answered the registration without a run id: {response.text[:200]}"
+                f"{self.base_url} answered the registration without a run id: "
+                f"{_one_line(response.text, 200)}"
             )
         self.run_id = run_id
         page = str(payload.get("url") or f"/runs/{self.run_id}")

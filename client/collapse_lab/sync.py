@@ -9,18 +9,25 @@ and started again continues where it stopped.
 
 ``--follow`` is one loop over every run of the given folders: each poll it lists the
 folders again (run directories created meanwhile join), uploads the new epochs of every
-unfinished run and sends the finish call of each run whose ``finish.json`` appeared; it
-ends once every run it found has finished. A run with no new file for ``--idle-timeout``
-seconds (a job that died without its finish call) is left, with one line, for a later
-sync. A login node relays a compute node's runs live this way, a job array's included.
+unfinished run and sends the finish call of each run whose ``finish.json`` appeared. A run
+it saw end joins again when its files change (a requeued job writing on into its
+directory). A run with no new file for ``--idle-timeout`` seconds (a job that died without
+its finish call) is left, with one line, for a later sync; the relay ends once no run has
+been active for ``--idle-timeout`` seconds (0: it runs until interrupted). A login node
+relays a compute node's runs live this way, a job array's and a requeued job's included.
+
+A plain sync gives up on a server it cannot reach after about a minute of retries, and then
+syncs no further directory (one line says how many were left for the next sync).
 
 Bad input gets one line each and the rest is synced: a path that does not exist, a
-directory that is not a run, an epoch file that is truncated or corrupt (not uploaded,
+directory that is not a run (a folder's sub-directory with epoch files but no ``run.json``
+included), an epoch file that is truncated or corrupt (not uploaded,
 reported to the server as dropped), an epoch the server already holds with other data (the
 stored one is kept). A refused epoch is kept in ``sync.json`` with its file's digest: every
 later sync names it again, and sends it again once the file has changed (repaired, or
 replaced by the right copy). Exit status 0 when everything was synced, 1 when something was
-reported (an epoch still refused included), 2 for a usage error.
+reported (an epoch still refused included), 2 for a usage error (a URL that is not one,
+a negative or non-finite number of seconds).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -55,6 +63,10 @@ DEFAULT_POLL_S = 1.0
 
 class SyncAborted(Exception):
     """This directory cannot go on now (the text says why); the others still sync."""
+
+
+class ServerUnreachable(SyncAborted):
+    """The server did not answer through every retry: no other directory is tried."""
 
 
 class TokenRefused(Exception):
@@ -145,6 +157,7 @@ class RunSync:
         self.steps = 0
         self.files: object = None  # what the directory held at the last step
         self.changed_at = time.monotonic()  # when that last changed (--idle-timeout)
+        self.marks = _marks(run_dir)  # its stats when the last step began (a relay's rejoin)
 
     # ------------------------------------------------------------------ sync.json
 
@@ -222,7 +235,7 @@ class RunSync:
                 problem, wait = f"HTTP {response.status_code}", _retry_after(response)
             time.sleep(wait if wait is not None else delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
-        raise SyncAborted(
+        raise ServerUnreachable(
             f"cannot reach {self.base_url} ({problem}); run the sync again to continue where "
             "it stopped"
         )
@@ -242,12 +255,19 @@ class RunSync:
         detail, _ = _response_detail(response)
         if not response.is_success:
             raise SyncAborted(f"the server refused the run (HTTP {response.status_code}: {detail})")
-        payload = response.json()
+        payload = _json_object(response)
+        run_id = payload.get("id")
+        if not isinstance(run_id, str | int) or isinstance(run_id, bool):
+            raise SyncAborted(
+                f"{self.base_url} answered the registration without a run id (HTTP "
+                f"{response.status_code}: {detail}); is it a Collapse Lab server's address?"
+            )
+        run_id = str(run_id)
         accepts = payload.get("accepts")  # absent: a server older than the method internals
         self.accepts = frozenset(accepts if isinstance(accepts, list) else wire.BASE_ARRAYS)
-        if payload["id"] != self.state.run_id:  # a first sync, or the server lost the run
-            self.state = ServerState(run_id=str(payload["id"]))
-        page = str(payload.get("url") or f"/runs/{payload['id']}")
+        if run_id != self.state.run_id:  # a first sync, or the server lost the run
+            self.state = ServerState(run_id=run_id)
+        page = str(payload.get("url") or f"/runs/{run_id}")
         self.state.url = page if page.startswith("http") else self.base_url + page
         # a resume key reopens a run its finish call had closed: that call is sent again
         self.state.finished = None
@@ -307,7 +327,7 @@ class RunSync:
         if response.is_success:
             self.state.uploaded.add(epoch)
             self.state.refused.pop(epoch, None)
-            if response.json().get("status") == "duplicate":
+            if _json_object(response).get("status") == "duplicate":
                 self.already += 1
             else:
                 self.sent += 1
@@ -376,15 +396,15 @@ class RunSync:
         changed), then the finish call once ``finish.json`` is there. True when the run is
         finished on the server."""
         self.steps += 1
+        self.marks = _marks(self.run_dir)
         finish_digest = _digest(self.run_dir / local.FINISH_FILE)  # before listing epochs
         epochs = local.stored_epochs(self.run_dir)
         files = (finish_digest, [(epoch, _mtime(path)) for epoch, path in epochs.items()])
         if files != self.files:
             self.files, self.changed_at = files, time.monotonic()
         todo = self._todo(epochs)
-        if not self.registered and (
-            todo or self.state.run_id is None or finish_digest != self.state.finished
-        ):
+        unsent_finish = finish_digest is not None and finish_digest != self.state.finished
+        if not self.registered and (todo or self.state.run_id is None or unsent_finish):
             # registered only with something to send: a resume key reopens a finished run
             self.register()
             todo = self._todo(epochs)  # the server may have lost the run: all again
@@ -414,6 +434,29 @@ class RunSync:
         return finish_digest is not None and finish_digest == self.state.finished
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The reply's JSON object; empty when it is none (a proxy's HTML page)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _marks(run_dir: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """What changes when a run directory gets an epoch, a finish or a new ``run.json``
+    (``sync.json``, which the sync writes, left out): their files' and folder's stats."""
+    marks: list[tuple[int, int, int] | None] = []
+    for path in (run_dir / local.RUN_FILE, run_dir / local.FINISH_FILE, run_dir / local.EPOCHS_DIR):
+        try:
+            stat = path.stat()
+        except OSError:
+            marks.append(None)
+        else:
+            marks.append((stat.st_mtime_ns, stat.st_ino, stat.st_size))
+    return tuple(marks)
+
+
 def _digest(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -430,7 +473,8 @@ def _mtime(path: Path) -> int | None:
 
 class Relay:
     """The runs found in ``paths`` synced once, or (``follow``) followed in one loop until
-    each has finished or gone idle; every pass lists the folders again."""
+    no run has been active for ``idle_timeout_s``; every pass lists the folders again, and a
+    run that ended joins again once its files change."""
 
     def __init__(
         self,
@@ -443,10 +487,12 @@ class Relay:
         self.http, self.base_url, self.follow = http, base_url, follow
         self.idle_timeout_s = idle_timeout_s
         self.active: dict[Path, RunSync] = {}
-        self.ended: set[Path] = set()
+        self.ended: dict[Path, object] = {}  # each ended run's _marks when last looked at
         self.problems = 0
+        self.unreachable = False  # a plain sync stops at the first directory that found it so
         self.watched: list[Path] = []
         self.fruitless: list[Path] = []  # watched folders that held no run so far
+        self.orphans: set[Path] = set()  # epoch files without run.json, named at the end
         for path in paths:
             if not path.exists():  # named now, not waited for (a typo rarely appears later)
                 print(f"no such directory: {path}", file=sys.stderr)
@@ -463,11 +509,16 @@ class Relay:
 
     def _scan(self) -> None:
         for path in self.watched:
-            for run_dir in local.find_runs(path):
-                if path in self.fruitless:
-                    self.fruitless.remove(path)
-                if run_dir in self.active or run_dir in self.ended:
+            runs, orphans = local.find_runs(path), local.find_orphans(path)
+            self.orphans.update(orphans)
+            if runs or orphans:
+                self.fruitless = [p for p in self.fruitless if p != path]
+            for run_dir in runs:
+                if run_dir in self.active:
                     continue
+                if run_dir in self.ended and self.ended[run_dir] == _marks(run_dir):
+                    continue  # ended, and unchanged since
+                self.ended.pop(run_dir, None)
                 try:
                     self.active[run_dir] = RunSync(
                         self.http, self.base_url, run_dir, Progress(run_dir.name), self.follow
@@ -475,11 +526,11 @@ class Relay:
                 except local.NotARunError as error:
                     print(str(error), file=sys.stderr)
                     self.problems += 1
-                    self.ended.add(run_dir)
+                    self.ended[run_dir] = _marks(run_dir)
 
     def _end(self, run_dir: Path, syncer: RunSync, summary: bool = True) -> None:
         del self.active[run_dir]
-        self.ended.add(run_dir)
+        self.ended[run_dir] = syncer.marks  # a change since its last step brings it back
         self.problems += syncer.problems
         if not summary:
             return
@@ -502,6 +553,7 @@ class Relay:
             named = isinstance(error, local.NotARunError)  # its text names the file
             syncer.progress.say(str(error) if named else f"{run_dir}: {error}")
             self.problems += 1
+            self.unreachable = isinstance(error, ServerUnreachable)
             self._end(run_dir, syncer, summary=False)
             return
         idle = time.monotonic() - syncer.changed_at
@@ -516,22 +568,37 @@ class Relay:
 
     def run(self, poll_s: float) -> int:
         """Sync until done; the exit status (0 all synced, 1 something reported)."""
-        started = time.monotonic()
+        busy_at = time.monotonic()  # when a run was last active (--follow's idle timeout)
         while True:
             self._scan()
             for run_dir, syncer in list(self.active.items()):
+                if self.unreachable:
+                    break
                 self._step(run_dir, syncer)
-            waited = time.monotonic() - started
-            if not self.follow or (
-                not self.active
-                and (
-                    self.ended
-                    or not self.watched
-                    or (self.idle_timeout_s and waited >= self.idle_timeout_s)
-                )
+            if self.active:
+                busy_at = time.monotonic()
+            quiet = time.monotonic() - busy_at
+            if (
+                not self.follow
+                or not self.watched
+                or (not self.active and self.idle_timeout_s and quiet >= self.idle_timeout_s)
             ):
                 break
             time.sleep(poll_s)
+        if self.unreachable and self.active:
+            print(
+                f"{len(self.active)} more run directories not synced: {self.base_url} is "
+                "unreachable; run the sync again once it is back",
+                file=sys.stderr,
+            )
+            self.problems += 1
+        for path in sorted(p for p in self.orphans if not (p / local.RUN_FILE).exists()):
+            print(
+                f"{path}: not a Collapse Lab run directory (an {local.EPOCHS_DIR} folder but no "
+                f"{local.RUN_FILE}: copied without it?); not synced",
+                file=sys.stderr,
+            )
+            self.problems += 1
         for path in self.fruitless:
             self._not_a_run(path)
         return 1 if self.problems else 0
@@ -554,6 +621,29 @@ def sync_paths(
         except TokenRefused as error:
             print(f"collapse_lab sync: {error}", file=sys.stderr)
             return 1
+
+
+def _seconds(text: str, above_zero: bool = False) -> float:
+    """An argparse type: a finite number of seconds, at least 0 (above 0 when asked)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+        bound = "above 0" if above_zero else "0 or more"
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, {bound}, not {text!r}")
+    return value
+
+
+def _server_url(text: str) -> str | None:
+    """Why ``text`` is no http(s) address of a server; None when it is one."""
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError) as error:  # an unclosed [, a bad port...
+        return f"{text!r} is not a valid URL ({error})"
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"{text!r} is not an http:// or https:// address with a host"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -580,33 +670,39 @@ def main(argv: list[str] | None = None) -> int:
         "--follow",
         action="store_true",
         help="keep uploading new epochs as they are written, of every run in the folders "
-        "(new ones included), until each run is finished",
+        "(new ones, and ended ones whose files change, included), until no run has been "
+        "active for --idle-timeout seconds",
     )
     sync.add_argument(
         "--poll",
-        type=float,
+        type=lambda text: _seconds(text, above_zero=True),
         default=DEFAULT_POLL_S,
         metavar="SECONDS",
         help=f"--follow's rescan interval (default {DEFAULT_POLL_S:g})",
     )
     sync.add_argument(
         "--idle-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_IDLE_TIMEOUT_S,
         metavar="SECONDS",
         help="--follow leaves a run with no new file for this long (a job that died before "
-        f"its finish call; default {DEFAULT_IDLE_TIMEOUT_S:.0f}, 0: wait forever)",
+        "its finish call), and ends once no run has been active for this long (default "
+        f"{DEFAULT_IDLE_TIMEOUT_S:.0f}; 0: follow until interrupted)",
     )
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "sync":
+        parser.parse_args(argv)  # help, or the usage error that names the commands: exits
+    # options anywhere among the paths (``sync DIR --follow URL``): the subcommand's own parser
+    args = sync.parse_intermixed_args(argv[1:])
     paths = list(args.paths)
     url = paths.pop() if paths[-1].startswith(("http://", "https://")) else None
     url = url or os.environ.get("COLLAPSE_LAB_URL")
     if not url:
-        parser.error("give the server's URL after the directories, or set COLLAPSE_LAB_URL")
+        sync.error("give the server's URL after the directories, or set COLLAPSE_LAB_URL")
+    if problem := _server_url(url):
+        sync.error(f"the server's URL: {problem}")
     if not paths:
-        parser.error("give at least one run directory")
-    if args.idle_timeout < 0:
-        parser.error("--idle-timeout must be 0 (wait forever) or more")
+        sync.error("give at least one run directory")
     token = args.token or os.environ.get("COLLAPSE_LAB_TOKEN")
     try:
         return sync_paths(

@@ -146,7 +146,8 @@ def test_a_path_that_does_not_exist_is_named_and_the_others_synced(
     monitor.log_epoch(0, _z(0))
     assert monitor.finish(timeout=10) and monitor.run_dir is not None
     missing = tmp_path / "typo"
-    assert sync_paths([missing, tmp_path / "runs"], server.url, None, follow, 0.05) == 1
+    synced = sync_paths([missing, tmp_path / "runs"], server.url, None, follow, 0.05, 0.3)
+    assert synced == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"no such directory: {missing}"
     assert [line.endswith("1/1 epochs") for line in lines[1:]] == [True]  # the run's bar
@@ -240,7 +241,8 @@ def test_a_follow_relay_outlives_a_server_restart(
         assert "run the sync again" in capsys.readouterr().err
         restart = threading.Timer(3.0, server.start)
         restart.start()
-        assert sync_paths([tmp_path], server.url, None, follow=True, poll_s=0.1) == 0
+        followed = sync_paths([tmp_path], server.url, None, True, 0.1, idle_timeout_s=0.5)
+        assert followed == 0
         restart.join()
         assert "--follow keeps trying" in capsys.readouterr().err
         run = server.only_run()

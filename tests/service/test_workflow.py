@@ -275,7 +275,8 @@ def test_sync_follow_relays_every_run_of_a_folder_new_ones_included(
     done = _offline_run(root, "b-done", range(3))
     assert live.run_dir is not None
     wait_until(lambda: local.stored_epochs(live.run_dir), 10, what="epoch 0 on disk")
-    follower = _follow(str(root), stack.base_url, cwd=tmp_path)
+    # it ends once no run has been active for 10 s; none is idle that long before
+    follower = _follow("--idle-timeout", "10", str(root), stack.base_url, cwd=tmp_path)
     try:
         live_id = _registered(live.run_dir, stack.base_url)
         done_id = _registered(done, stack.base_url)
@@ -317,6 +318,39 @@ def test_sync_follow_leaves_a_dead_job_after_its_idle_timeout(
     run_id = _synced(dead, stack.base_url)["run_id"]
     wait_until(lambda: sorted(_records(api, run_id)) == [0, 1], 60, what="epochs 0 and 1")
     assert _run(api, run_id)["status"] == "running"  # left for the sync that finds its end
+
+
+def test_sync_follow_waits_for_a_later_array_task_and_a_requeued_directory(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """Every run the relay found has finished, and it goes on watching: the next task of a
+    job array creates its directory later, and the first task's job, requeued, writes on
+    into its finished directory (its resume key reopens the run). Both are synced; the
+    relay ends once no run has been active for --idle-timeout."""
+    root = tmp_path / "runs"
+    key = f"array-{uuid.uuid4().hex[:8]}"
+    first = _offline_run(root, "array-task-1", range(2), resume=key)
+    follower = _follow("--idle-timeout", "8", str(root), stack.base_url, cwd=tmp_path)
+    try:
+        first_id = _registered(first, stack.base_url)
+        wait_until(lambda: _ended(api, first_id), 60, what="the first task's run to end")
+        time.sleep(1.5)  # several polls with every run found finished
+        assert follower.poll() is None, "the relay ended before the array's next task"
+        second = _offline_run(root, "array-task-2", range(3))
+        second_id = _registered(second, stack.base_url)
+        assert _offline_run(root, "array-task-1", range(2, 4), resume=key) == first
+        wait_until(
+            lambda: sorted(_records(api, first_id)) == [0, 1, 2, 3], 60, what="the requeued epochs"
+        )
+        out, err = follower.communicate(timeout=90)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert out.count("run finished") == 3, out  # the first run twice
+    for run_id, epochs in ((first_id, 4), (second_id, 3)):
+        run = wait_until(lambda r=run_id: _ended(api, r), 60, what="the runs to end")
+        assert run["status"] == "succeeded" and sorted(_records(api, run_id)) == list(range(epochs))
 
 
 def test_a_repaired_epoch_file_is_sent_by_the_next_sync(
