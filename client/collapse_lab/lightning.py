@@ -307,7 +307,9 @@ class CollapseLabCallback(Callback):
     names the logged metric sent as the loss; the other scalar ``trainer.callback_metrics``
     go along as scalars. ``config`` defaults to the module's hyperparameters. Further
     keyword arguments go to :class:`Monitor` (``token``, ``name``, ``precision``, buffer
-    sizes); ``self.monitor`` is it, once fit starts. With sharded strategies (FSDP,
+    sizes); ``self.monitor`` is it, once fit starts (a later fit with this callback that
+    starts from epoch 0 again gets a run of its own; one that goes on from the last logged
+    epoch continues the run). With sharded strategies (FSDP,
     DeepSpeed stage 3) rank 0 cannot run the model alone: pass an ``embed`` that gathers.
 
     **Method internals**: ``internals(module, x, z)`` returns the batch's per-sample
@@ -361,6 +363,7 @@ class CollapseLabCallback(Callback):
         self.monitor_kwargs = monitor_kwargs
         self.stop_on_collapse = stop_on_collapse
         self.resume_key = resume
+        self._resume_given = resume  # what a later fit that starts over begins from
         self.run_id: str | None = None  # of the run this fit logs to (saved in checkpoints)
         self.monitor: Monitor | None = None
         self._last_logged: int | None = None
@@ -380,8 +383,12 @@ class CollapseLabCallback(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Not on_fit_start: a resumed fit restores the epoch counter (and, with some
         # strategies, the callback state) after it.
-        if not trainer.is_global_zero or self.monitor is not None:
+        if not trainer.is_global_zero or (self.monitor is not None and not self.monitor.closed):
             return
+        if self.monitor is not None and trainer.current_epoch <= (self._last_logged or 0):
+            # a later fit with this callback that starts over (epoch 0 again): a new training,
+            # so a run of its own; one that goes on from the last epoch continues the run
+            self.resume_key, self.run_id, self._last_logged = self._resume_given, None, None
         config = self.config if self.config is not None else dict(pl_module.hparams)
         # the optimiser's class tells the server how weight decay acts (plain SGD only is
         # read as a cause: workers/engine/cause.py); the researcher's own key wins

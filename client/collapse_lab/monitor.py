@@ -317,7 +317,8 @@ class Monitor:
     delivered (the one being sent included). When full, the oldest waiting epoch is dropped (never
     the first one logged, the verdict's baseline) with a warning; ``stats.dropped`` lists
     them. A 2,048 x 128 probe is 0.5 MiB per epoch in float16, so the defaults keep 100
-    epochs of an outage.
+    epochs of an outage. Offline nothing is dropped: ``log_epoch`` waits for the disk
+    instead.
 
     ``precision="float32"`` sends exact float32 instead of float16 (twice the bytes); see
     ``collapse_lab.wire`` for why the float16 encoding keeps nearly collapsed embeddings.
@@ -412,6 +413,7 @@ class Monitor:
             self.resume_key = _claim_default_key(default_resume_key(name, config))
         else:
             self.resume_key = resume or None
+        self._resume_given = isinstance(resume, str)
         self._registration: dict[str, Any] = {
             "name": name,
             "config": _json_config(config),
@@ -514,7 +516,9 @@ class Monitor:
 
         Epoch 0 is the untrained network. The server's verdict compares every epoch with the
         first one logged (onset, trend), so a first epoch other than 0 gets a warning: the
-        verdict then has no untrained baseline. Epochs must increase; gaps are fine.
+        verdict then has no untrained baseline (unless the run may hold earlier epochs this
+        monitor cannot see: offline, or the server unreachable, under a ``resume=`` key or
+        in a requeued job). Epochs must increase; gaps are fine.
 
         Method internals on the same N probe rows give the run its mechanism panels and the
         cause of a collapse (docs/mechanisms.md on the server): ``target`` (N, d_t) the
@@ -589,7 +593,7 @@ class Monitor:
                 self._shapes.setdefault(name, arrays[name].shape)
         if first:
             self._baseline = epoch
-            if epoch != 0 and self.last_stored_epoch is None:
+            if epoch != 0 and self.last_stored_epoch is None and not self._may_continue():
                 self._warn(
                     "baseline",
                     f"the first logged epoch is {epoch}, not 0: the verdict compares every "
@@ -626,13 +630,16 @@ class Monitor:
             )
             return
         with self._cond:
+            # offline, nothing is dropped: wait for the disk to take what is queued instead
+            while self.run_dir is not None and self._full(len(body)) and self._busy():
+                self._cond.wait()
             if self._disabled:
                 self._dropped.append(epoch)
                 return
             self._queue.append(_Item(epoch, body))
             self._buffered_bytes += len(body)
             self._shed_overflow()
-            self._cond.notify()
+            self._cond.notify_all()
 
     def finish(self, timeout: float = 60.0, error: str | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the buffered epochs, then close the run
@@ -700,6 +707,11 @@ class Monitor:
                 disabled=self._disabled,
                 last_error=self._last_error,
             )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`finish` was called: the run takes no more epochs."""
+        return self._closed
 
     @property
     def offline(self) -> bool:
@@ -854,6 +866,14 @@ class Monitor:
 
     # ----------------------------------------------------------------- reporting
 
+    def _may_continue(self) -> bool:
+        """Whether the run may hold epochs this monitor cannot see: not registered (offline,
+        or the server unreachable) under a resume key the caller gave, or one derived in a
+        job its scheduler restarted (whose earlier try may have logged online)."""
+        if self.run_id is not None or not self.resume_key:
+            return False
+        return self._resume_given or _restarted()
+
     def _warn(self, key: str, message: str) -> None:
         """Log every time; show a warning once per kind of problem."""
         logger.warning("%s", message)
@@ -880,14 +900,23 @@ class Monitor:
         self._warn("disabled", f"{reason}; no further epochs are sent for this run")
         self._finished.set()
 
+    def _busy(self) -> bool:
+        """Whether an epoch is queued or being sent (caller holds the lock)."""
+        return bool(self._queue) or self._in_flight is not None
+
+    def _full(self, adding: int = 0) -> bool:
+        """Whether the buffer is over its bounds with ``adding`` more bytes (caller holds the
+        lock); the epoch being sent counts too."""
+        epochs = len(self._queue) + (self._in_flight is not None) + (adding > 0)
+        return (
+            epochs > self.max_buffer_epochs or self._buffered_bytes + adding > self.max_buffer_bytes
+        )
+
     def _shed_overflow(self) -> None:
         """Drop the oldest waiting epochs beyond the buffer bounds (caller holds the lock),
         keeping the first epoch logged: without it the verdict has no baseline. The epoch
         being sent counts too, so the bound does not depend on the sender's timing."""
-        while (
-            len(self._queue) + (self._in_flight is not None) > self.max_buffer_epochs
-            or self._buffered_bytes > self.max_buffer_bytes
-        ):
+        while self._full():
             victim = next(
                 (i for i in self._queue if i.epoch is not None and i.epoch != self._baseline),
                 None,
@@ -1148,6 +1177,7 @@ class Monitor:
             delivered = registered and self._deliver(item)
         with self._cond:
             self._in_flight = None
+            self._cond.notify_all()  # an offline log_epoch may wait for room
             if self._abort.is_set() and not delivered:  # finish() gave up: still pending
                 self._queue.appendleft(item)
                 return False
@@ -1355,6 +1385,15 @@ class Monitor:
                 timeout=EXIT_FLUSH_TIMEOUT_S,
                 error="the process exited without calling Monitor.finish()",
             )
+
+
+def _restarted() -> bool:
+    """Whether the scheduler restarted this job: SLURM's requeue count, torchrun's restarts."""
+    for name in ("SLURM_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"):
+        count = os.environ.get(name, "")
+        if count.isdigit() and int(count) > 0:
+            return True
+    return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:

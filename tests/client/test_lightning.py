@@ -162,6 +162,19 @@ def test_logs_epoch_zero_then_every_epoch_and_finishes(server: FakeCollapseLab) 
     )
 
 
+def test_a_callback_fits_again_as_a_new_run(server: FakeCollapseLab) -> None:
+    """One callback in two fits that each start from epoch 0 (a new Trainer): the second
+    is a run of its own, not "log_epoch() after finish()"."""
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16))
+    fit(TinySimSiam, callback, epochs=2)
+    first = callback.run_id
+    fit(TinySimSiam, callback, epochs=2)
+    assert callback.run_id not in (None, first) and len(server.runs) == 2
+    for run in server.runs.values():
+        assert sorted(run.epochs) == [0, 1, 2] and run.finish is not None
+        assert run.finish["status"] == "succeeded"
+
+
 def test_every_n_epochs_with_a_probe_loader_keeps_the_last_epoch(
     server: FakeCollapseLab,
 ) -> None:

@@ -6,6 +6,8 @@ import json
 import socket
 import sys
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +133,50 @@ def test_a_loop_of_trainings_in_one_job_gets_a_run_each_found_again_after_a_requ
     assert second.run_dir is not None
     stored = wire.decode_epoch(local.epoch_path(second.run_dir, 0).read_bytes())
     assert np.allclose(stored.z, _z(2), atol=1e-3)  # the stored epoch kept
+
+
+def test_an_offline_monitor_waits_for_the_disk_rather_than_drop_an_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffer of 2 epochs and a disk that takes 20 ms a file: online the oldest waiting
+    epochs would be dropped; offline log_epoch waits, and every epoch is written."""
+    write = local.write_atomic
+
+    def slow_write(path: Path, data: bytes) -> None:
+        time.sleep(0.02)
+        write(path, data)
+
+    monkeypatch.setattr(local, "write_atomic", slow_write)
+    monitor = Monitor(name="slow-disk", offline=True, run_dir=tmp_path, resume=False)
+    monitor.max_buffer_epochs = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseLabWarning)  # "dropped" would raise here
+        for epoch in range(20):
+            monitor.log_epoch(epoch, _z(epoch))
+    assert monitor.finish(timeout=30) and monitor.run_dir is not None
+    assert monitor.stats.dropped == [] and monitor.stats.delivered == list(range(20))
+    assert sorted(local.stored_epochs(monitor.run_dir)) == list(range(20))
+
+
+@pytest.mark.parametrize("resume", ["job-7", False])
+def test_a_requeued_auto_run_gone_offline_is_not_warned_about_its_baseline(
+    resume: str | bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first try logged epochs 0-4 online; the requeued try finds the server down and
+    writes epochs 5... offline under the run's resume key: the server holds epoch 0, so
+    no "no untrained baseline" warning. Without a resume key it is a new run: warned."""
+    for name in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monitor = Monitor(url, offline="auto", run_dir=tmp_path, resume=resume, timeout=1.0)
+        monitor.log_epoch(5, _z(5))
+        assert monitor.finish(timeout=10) and monitor.offline
+    baseline = [w for w in caught if "no untrained baseline" in str(w.message)]
+    assert len(baseline) == (0 if resume else 1), [str(w.message) for w in caught]
 
 
 def test_not_a_run_directory_is_named() -> None:
