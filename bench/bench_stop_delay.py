@@ -12,7 +12,13 @@ the delay to the decision; the training loop reads them at its next epoch end. O
 at a time (the next is logged once the previous one's projection is stored), so no backlog
 counts, as in ``bench/bench_ingest.py``.
 
-Run from the repository root: ``python -m bench.bench_stop_delay [--epochs 20] [--stop 3]``.
+Then a training loop that does not wait: epochs logged back to back every ``--interval-ms``
+(uploads queue in the sender thread), the loop stopping once ``collapse_streak`` reaches N,
+as ``if monitor.collapsed: break`` does; printed: the epoch it stopped at against the
+earliest it could have (the verdict's onset + N - 1), and how many epochs later that was.
+
+Run from the repository root: ``python -m bench.bench_stop_delay [--epochs 20] [--stop 3]
+[--interval-ms 30]``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--stop", type=int, default=3, help="stop_on_collapse's N")
+    parser.add_argument(
+        "--interval-ms",
+        type=float,
+        default=30,
+        help="between epochs of the loop that does not wait",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     shared = rng.standard_normal(args.dim).astype(np.float32)
@@ -67,6 +79,7 @@ def main() -> None:
             while epoch not in client.get(url).json()["epochs"]:
                 time.sleep(0.005)
         monitor.finish()
+        unwaited = _back_to_back(stack.base_url, labels, shared, args)
     ms = [1000 * d for d in delays]
     print(
         f"upload -> stop decision (monitor.verdict of that epoch), {args.rows} x {args.dim} "
@@ -80,6 +93,38 @@ def main() -> None:
             f"stop_on_collapse={args.stop}: decided at epoch {stop[0]}, "
             f"{1000 * stop[1]:.0f} ms after its upload"
         )
+    print(unwaited)
+
+
+def _back_to_back(
+    base_url: str, labels: np.ndarray, shared: np.ndarray, args: argparse.Namespace
+) -> str:
+    """A loop logging an epoch every ``interval_ms`` without waiting for anything, stopping
+    once complete collapse has held ``stop`` epochs: where it stopped, against the earliest
+    epoch the verdict allowed."""
+    rng = np.random.default_rng(1)
+    monitor = Monitor(base_url, name="bench-stop-back-to-back", labels=labels, resume=False)
+    stopped = None
+    logged_at: list[float] = []
+    for epoch in range(200):
+        spread = 0.5**epoch * rng.standard_normal((args.rows, args.dim))
+        logged_at.append(time.perf_counter())
+        monitor.log_epoch(epoch, (shared + spread).astype(np.float32))
+        if monitor.collapse_streak >= args.stop:
+            stopped = epoch
+            break
+        time.sleep(args.interval_ms / 1000)
+    verdict = monitor.verdict
+    monitor.finish()
+    if stopped is None or verdict is None or verdict.onset_epoch is None:
+        return f"back to back every {args.interval_ms:g} ms: no stop within 200 epochs"
+    earliest = verdict.onset_epoch + args.stop - 1
+    late_s = logged_at[stopped] - logged_at[earliest]
+    return (
+        f"back to back every {args.interval_ms:g} ms: stopped after logging epoch {stopped}, "
+        f"{stopped - earliest} epochs ({late_s:.2f} s) after the earliest the verdict allowed "
+        f"({earliest}: onset {verdict.onset_epoch}, N = {args.stop})"
+    )
 
 
 if __name__ == "__main__":
