@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from contract import EmbeddingMetrics, EpochRecord
@@ -127,6 +128,55 @@ def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
     assert history[1].projector.effective_rank > 50
     assert verdict.kind == "dimensional_collapse"
     assert "directions" in verdict.reason
+
+
+def test_one_direction_under_a_larger_noise_floor_is_dimensional_by_its_participation() -> None:
+    """Isotropic noise of 5% of the variance keeps RankMe's count above half of epoch 0's, so
+    only the participation ratio's own fall tells: it halved, and is under the limit."""
+    d = 512
+    generator = torch.Generator().manual_seed(5)
+    feature = torch.randn(N_PROBE, 1, generator=generator)
+    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
+    z = feature * direction + 0.01 * _gaussian(d, seed=6)
+    history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
+    z0, z1 = history[0].projector, history[1].projector
+    assert z1.effective_rank > 0.5 * z0.effective_rank  # RankMe alone sees no fall
+    assert run_verdict(history).kind == "dimensional_collapse"
+
+
+def test_an_epoch_0_already_on_few_directions_is_judged_by_the_limit_alone() -> None:
+    """A run logged from a trained checkpoint on, already on one direction: nothing falls
+    from epoch 0, yet it is not healthy; it is once it spreads out."""
+    d = 128
+    generator = torch.Generator().manual_seed(3)
+    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
+
+    def line(seed: int) -> torch.Tensor:
+        feature = torch.randn(N_PROBE, 1, generator=torch.Generator().manual_seed(seed))
+        return feature * direction + 0.01 * _gaussian(d, seed=seed + 50)
+
+    stuck = [_record(epoch, line(epoch), seed=epoch) for epoch in range(3)]
+    verdict = run_verdict(stuck)
+    assert verdict.kind == "dimensional_collapse" and verdict.onset_epoch == 1
+    assert any("epoch 0 already spreads its variance" in f for f in verdict.findings)
+    spread_out = [*stuck, _record(3, _gaussian(d, seed=3), seed=3)]
+    recovered = run_verdict(spread_out)
+    assert recovered.kind == "healthy"
+    assert any(
+        "dimensional collapse at epochs 1-2, healthy again since epoch 3" in f
+        for f in recovered.findings
+    )
+
+
+def test_the_directions_do_not_depend_on_the_embeddings_magnitude() -> None:
+    """The same healthy embedding at 1e-20 or 1e20 (float32 squares overflow above about
+    1e19; F.normalize leaves rows under 1e-12 unscaled) reads as it does at 1."""
+    base = _gaussian(64, seed=0)
+    for magnitude in (1e-20, 1.0, 1e20):
+        metrics = embedding_diagnostics(base * magnitude, None, None, None, None, None, None)
+        assert metrics.spread == pytest.approx(
+            embedding_diagnostics(base, None, None, None, None, None, None).spread, rel=1e-4
+        ), magnitude
 
 
 # -- findings ----------------------------------------------------------------------------------

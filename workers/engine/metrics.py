@@ -38,8 +38,13 @@ _FIXED_SEED = 0  # the random-pair permutation and the uniformity subsample neve
 
 
 def _unit_rows(z: torch.Tensor) -> torch.Tensor:
-    """(N, d) -> (N, d) float32 rows scaled to unit l2 norm (all-zero rows stay zero)."""
-    return F.normalize(z.float(), dim=1, eps=1e-12)
+    """(N, d) -> (N, d) float32 rows scaled to unit l2 norm (all-zero rows stay zero). The
+    rows are first divided by the largest entry, in float64, so that an embedding of any
+    magnitude gets the same directions: in float32 the squares of entries above about 1e19
+    overflow, and rows below F.normalize's eps (1e-12) would not be scaled up."""
+    rows = z.double()
+    rows = rows / rows.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+    return F.normalize(rows, dim=1, eps=1e-300).float()
 
 
 def _fixed_generator() -> torch.Generator:

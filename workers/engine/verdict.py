@@ -88,6 +88,15 @@ class Thresholds:
     and swav-no-sinkhorn keep a spread of 0.33-0.59 there with 1.2-1.9 directions, so they
     are dimensional collapse, not complete, within 12 epochs.
 
+    Audit on constructed embeddings (2026-12-06): one direction under isotropic noise of
+    5-9% of the variance kept RankMe above half of epoch 0's (it counts the noise) while its
+    participation ratio fell to 1.9-2.0, and read healthy; a run logged from a trained
+    checkpoint on, on one direction from its first record, read healthy because nothing
+    fell. Now a participation ratio that halved counts as a fall too, and an epoch 0
+    already under the participation limit is judged by that limit alone (a finding says
+    so). Re-judged at every epoch of the 276 stored runs of bench/causes.py (seeds 0-2):
+    no kind changed.
+
     Scale (2026-12-05, digits and shapes, small_cnn, 512 images, 10-12 epochs): the raw z of
     lejepa-no-sigreg shrank to 0.16 (digits) and 0.05 (shapes) of its epoch-0 scale while
     its spread stayed 0.48 / 0.42 and its rank 68 (backbone kNN 0.72 -> 0.49 on digits);
@@ -174,6 +183,21 @@ class Thresholds:
         slow = min(self.slow_collapse_spread, self.slow_collapse_of_baseline * baseline.spread)
         return max(self.complete_spread_floor, relative, slow)
 
+    def participation_limit(self, baseline: EmbeddingMetrics) -> float:
+        """Participation ratio below which z counts as dimensionally collapsed (capped at
+        d/4 for small d, as the rank limit is)."""
+        return min(self.dimensional_participation, self.dimensional_rank_of_dim * baseline.dim)
+
+    def baseline_dimensional(self, baseline: EmbeddingMetrics) -> bool:
+        """Whether epoch 0 already spreads its variance over fewer directions than the limit
+        (and is not completely collapsed): then no fall from it can be asked for, and trained
+        epochs are judged by that limit alone, as a collapsed epoch 0 is by the absolute
+        limits. Every untrained network of the calibration was above it (the lowest epoch
+        0: I-JEPA's pooled features on digits, 3.4)."""
+        return not self.baseline_collapsed(baseline) and participation_ratio(
+            baseline
+        ) < self.participation_limit(baseline)
+
     def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
         absolute = min(self.dimensional_rank, self.dimensional_rank_of_dim * baseline.dim)
@@ -230,9 +254,18 @@ def classify(
     rank = current.effective_rank
     if rank < thresholds.rank_limit(baseline):
         return "dimensional_collapse"
-    if (
-        rank < thresholds.dimensional_rank_of_baseline * baseline.effective_rank
-        and participation_ratio(current) < thresholds.dimensional_participation
+    participation = participation_ratio(current)
+    # few directions: collapsed once either count has halved since epoch 0 (RankMe counts a
+    # noise floor the participation ratio weighs little: one direction under 9% isotropic
+    # noise keeps RankMe's count)...
+    fell = rank < thresholds.dimensional_rank_of_baseline * baseline.effective_rank or (
+        participation < thresholds.dimensional_rank_of_baseline * participation_ratio(baseline)
+    )
+    if fell and participation < thresholds.dimensional_participation:
+        return "dimensional_collapse"
+    # ...or whatever epoch 0 was, when it already had few
+    if thresholds.baseline_dimensional(baseline) and participation < (
+        thresholds.participation_limit(baseline)
     ):
         return "dimensional_collapse"
     return "healthy"
@@ -436,6 +469,17 @@ def findings(
             "measure epoch 0 as training will (in eval mode, BatchNorm's initial running "
             "statistics give every image the same z)."
         )
+    elif thresholds.baseline_dimensional(z0):
+        result.append(
+            f"epoch 0 already spreads its variance over {participation_ratio(z0):.1f} "
+            f"directions (participation ratio, below {thresholds.participation_limit(z0):.1f}):"
+            " no fall from it can be measured, so trained epochs are dimensional collapse "
+            "while they stay under that limit. An untrained network rarely looks like this; a "
+            "run logged from a trained checkpoint on may."
+        )
+    recovery = _recovery(history, thresholds)
+    if kind == "healthy" and recovery:
+        result.append(recovery)
     if h0 is None or h is None or len(history) < 2:  # only z logged, or nothing trained yet
         return result
     if (
@@ -467,6 +511,26 @@ def findings(
             f"{_space_summary(h)}; epoch 0: {_space_summary(h0)})."
         )
     return result
+
+
+def _recovery(history: Sequence[EpochRecord], thresholds: Thresholds) -> str | None:
+    """A collapse the run came back from: the last streak of collapsed epochs before the
+    final healthy one, its most severe kind and its epochs; None if there was none."""
+    kinds = epoch_kinds(history, thresholds)
+    collapsed = [i for i, kind in enumerate(kinds) if kind != "healthy"]
+    if not collapsed or kinds[-1] != "healthy":
+        return None
+    end = collapsed[-1]
+    start = end
+    while start > 1 and kinds[start - 1] != "healthy":
+        start -= 1
+    worst = max(kinds[start : end + 1], key=lambda kind: VERDICT_SEVERITY[kind])
+    first, last = history[start].epoch, history[end].epoch
+    epochs = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+    return (
+        f"{worst.replace('_', ' ')} at {epochs}, healthy again since epoch "
+        f"{history[end + 1].epoch}: a recovery, or a run on the boundary."
+    )
 
 
 def epoch_kinds(
