@@ -253,9 +253,16 @@ def _read_array(
         values = data.astype(np.float32) * np.float32(factor)
         if shift is not None:
             try:
-                values += np.asarray(shift, dtype=np.float64).astype(np.float32)
+                columns = np.asarray(shift, dtype=np.float64).astype(np.float32)
             except OverflowError as error:  # an integer of 400 digits
                 raise MessageError(f"array {name!r}: shift must list finite numbers") from error
+            values += columns
+            if data.dtype == np.float16:
+                # An exact 0 (a dead ReLU's row) comes back as its rounding error, a tiny
+                # vector whose direction the metrics would read: the payload that encodes
+                # 0 in each column decodes to 0 again, within the same rounding.
+                zero_codes = (-columns / np.float32(factor)).astype(np.float16)
+                values[data == zero_codes] = 0.0
         finite = bool(np.isfinite(values).all())
     if not finite:
         raise MessageError(f"array {name!r} contains NaN or infinity")

@@ -50,9 +50,12 @@ def decode(body: bytes) -> dict[str, Any]:
         data = np.frombuffer(body, dtype=entry["dtype"], count=count, offset=entry["offset"])
         data = data.reshape(entry["shape"])
         if entry["dtype"] != "<i4":
-            data = data.astype(np.float32) * entry.get("scale", 1.0) + np.asarray(
-                entry.get("shift", 0.0), dtype=np.float32
-            )
+            shift = np.asarray(entry.get("shift", 0.0), dtype=np.float32)
+            decoded = data.astype(np.float32) * entry.get("scale", 1.0) + shift
+            if entry["dtype"] == "<f2":  # the code of 0 in each column decodes to 0
+                zero = (-shift / np.float32(entry.get("scale", 1.0))).astype(np.float16)
+                decoded[data == zero] = 0.0
+            data = decoded
         arrays[name] = data
     return {**header, "arrays": arrays}
 

@@ -53,6 +53,20 @@ def test_round_trip_of_every_field() -> None:
     assert all(entry["offset"] % wire.ALIGNMENT == 0 for entry in entries.values())
 
 
+def test_exact_zero_rows_decode_to_zero() -> None:
+    """A dead ReLU's all-zero rows come back as 0, not as a rounding vector with a direction
+    of its own; the other rows as before."""
+    z = np.maximum(RNG.standard_normal((512, 32)), 0).astype(np.float32)
+    z[RNG.random(512) < 0.9] = 0.0
+    message = wire.decode_epoch(wire.encode_epoch(0, {"z": z}))
+    dead = ~z.any(axis=1)
+    assert dead.sum() > 400
+    assert not message.z[dead].any()
+    np.testing.assert_allclose(message.z, z, atol=1e-3 * np.abs(z - z.mean(0)).max())
+    body = wire.encode_epoch(0, {"z": z})
+    np.testing.assert_array_equal(protocol_decode(body)["arrays"]["z"], message.z)
+
+
 def test_nearly_collapsed_embeddings_stay_measurable() -> None:
     """Every row the same vector plus a 1e-4 spread in 8 of 128 dimensions: plain float16
     spends its bits on the shared vector, the centred encoding on the spread."""
