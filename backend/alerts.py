@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -308,6 +309,18 @@ def receiver_label(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{port} #{digest}"
 
 
+_OLD_HTTP_ERROR = re.compile(r"^HTTP (\d{3}): ")
+
+
+def public_error(error: str | None) -> str | None:
+    """A stored error as ``GET /api/health`` shows it: earlier releases kept the start of
+    the receiver's reply (``HTTP 403: <body>``), shown now as its status only."""
+    if error is None:
+        return None
+    old = _OLD_HTTP_ERROR.match(error)
+    return f"HTTP {old.group(1)}" if old else error
+
+
 @dataclass(frozen=True)
 class PostFailure:
     """What went wrong with a post (without the receiver's URL); ``retry``: the receiver
@@ -337,7 +350,9 @@ def _post(client: httpx.Client, delivery: AlertDelivery) -> PostFailure | None:
     if response.is_success:
         return None
     status = response.status_code
-    error = f"HTTP {status}: {response.text[:200]}"
+    # the status only, never the reply's body: a receiver's answer is no business of the
+    # readers of GET /api/health (a webhook pointed at an internal service would show it)
+    error = f"HTTP {status} {response.reason_phrase}".rstrip()
     if status >= 500 or status in RETRY_STATUSES:
         return PostFailure(error, retry=True)
     return PostFailure(f"{error} (refused by the receiver: not sent again)", retry=False)

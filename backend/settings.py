@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         'cause, failure and end, and of every sweep\'s end (see "Alerts"; runs and sweeps '
         "add their own with `alerts` in their request)",
     )
+    alert_allow_private: bool = Field(
+        False,
+        description="`true`: the `alerts` of a request may name a loopback, private, "
+        "link-local or unspecified IP address or `localhost` (refused with a 422 otherwise, "
+        "so that a request cannot make the server post to its own network); host names are "
+        "not resolved, so a DNS name is trusted. `ALERT_WEBHOOKS` is never checked",
+    )
     alert_retry_for_s: float = Field(
         3600.0, gt=0, description="how long an alert is retried before it is given up"
     )

@@ -15,7 +15,11 @@ from it, stay as they are).
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from collapse_lab import wire
 from fastapi.exceptions import RequestValidationError
@@ -74,13 +78,63 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
     return errors
 
 
+def _internal_host(host: str) -> str | None:
+    """What is internal about a URL's host (None: nothing): ``localhost`` or a literal IP
+    address that is loopback, private, link-local, unspecified, multicast or reserved. Names
+    are not resolved (a DNS name is trusted)."""
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "localhost"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the forms the resolver takes too: 127.1, 2130706433, 0x7f.0.0.1
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for kind in ("loopback", "private", "link_local", "unspecified", "multicast", "reserved"):
+        if getattr(address, f"is_{kind}"):
+            return f"a {kind.replace('_', '-')} address"
+    return None
+
+
+def receiver_errors(
+    urls: Sequence[str], settings: Settings, loc: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """A request's webhook URLs (``alerts``) that name this server's own network, refused
+    unless ``ALERT_ALLOW_PRIVATE`` (``loc``: where the list is)."""
+    if settings.alert_allow_private:
+        return []
+    errors = []
+    for index, url in enumerate(urls):
+        problem = _internal_host(urlsplit(url).hostname or "")
+        if problem is not None:
+            errors.append(
+                _error(
+                    [*loc, index],
+                    f"the webhook's host is {problem}: alerts are not sent to this server's "
+                    "own network unless ALERT_ALLOW_PRIVATE=true",
+                )
+            )
+    return errors
+
+
+def check_receivers(urls: Sequence[str], settings: Settings, loc: Sequence[Any]) -> None:
+    """Raise :func:`receiver_errors` as a 422."""
+    errors = receiver_errors(urls, settings, loc)
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def accepted_config(
     request: RunRequestBase, settings: Settings, where: tuple[Any, ...] = ("body",)
 ) -> RunConfig:
     """The RunConfig of a valid request, if this server accepts it; otherwise raises
     RequestValidationError at ``where`` + the method + the field."""
     config = run_config(request)
-    errors = check_limits(config, settings)
+    errors = check_limits(config, settings) + receiver_errors(request.alerts, settings, ["alerts"])
     if errors:
         located = [{**e, "loc": [*where, request.method_name, *e["loc"]]} for e in errors]
         raise RequestValidationError(located)

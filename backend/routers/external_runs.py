@@ -46,7 +46,7 @@ from backend.state import ServiceState, StateDep
 from backend.store import external as external_store
 from backend.store import runs as run_store
 from backend.store.models import Run
-from backend.validation import EpochBound
+from backend.validation import EpochBound, check_receivers
 
 router = APIRouter(
     prefix="/api/external-runs",
@@ -99,6 +99,7 @@ def register_external_run(
 ) -> Any:
     """Register a run logged from an external training loop; it is ``running`` at once. With
     a ``resume_key`` already known, continue that run instead (reopened if finished)."""
+    check_receivers(body.alerts, state.settings, ["body", "alerts"])
     registration = body.model_dump(mode="json")
     if registration["resume_key"] is None:  # stored as the request: as before resume keys
         del registration["resume_key"]

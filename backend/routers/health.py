@@ -19,7 +19,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.alerts import receiver_label
+from backend.alerts import public_error, receiver_label
 from backend.auth import presented_token, token_is_valid
 from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
 from backend.schemas import Health
@@ -65,7 +65,7 @@ def _health(state: ServiceState) -> dict[str, Any]:
             "retrying": summary.retrying,
             "delivered": summary.delivered,
             "failed": summary.failed,
-            "last_error": summary.last_error,
+            "last_error": public_error(summary.last_error),
             "last_error_receiver": summary.last_error_url
             and receiver_label(summary.last_error_url),
         }

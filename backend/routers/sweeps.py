@@ -54,7 +54,7 @@ from backend.sweep_schemas import (
     sweep_detail,
     sweep_summary,
 )
-from backend.validation import as_sent, validate_request
+from backend.validation import as_sent, check_receivers, validate_request
 from contract import metric_catalogue
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
@@ -109,6 +109,7 @@ def _validated_runs(
 )
 def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> SweepCreated:
     """Validate every run of the sweep, store them queued and send the first ones."""
+    check_receivers(body.alerts, state.settings, ["body", "alerts"])
     axes, runs, points = _validated_runs(body, state)
     seeds = sorted({int(r.config["seed"]) for r in runs})
     sweep, run_ids = sweep_store.create_sweep(
@@ -136,6 +137,7 @@ def create_sweep(body: SweepRequest, state: StateDep, response: Response) -> Swe
 def preview_sweep(body: SweepRequest, state: StateDep) -> SweepPreview:
     """The grid's axes and run count, as creating the sweep would expand them, every run
     validated as creating it would: a preview counts no run the launch would refuse."""
+    check_receivers(body.alerts, state.settings, ["body", "alerts"])
     axes, runs, _ = _validated_runs(body, state)
     return SweepPreview(
         axes=[GridAxisOut.model_validate(axis) for axis in axes],

@@ -215,6 +215,8 @@ class ServiceStack:
             "REDIS_URL": self.redis_url,
             "DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
+            # the tests' webhook receivers listen on loopback
+            "ALERT_ALLOW_PRIVATE": "true",
             **self.extra_env,
         }
         for name in ("API_TOKEN", "PRIVATE"):
