@@ -300,12 +300,15 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
 def receiver_label(url: str) -> str:
     """A receiver as ``GET /api/health`` and the logs name it: scheme, host and a short hash
     of the whole URL, since the path of a Slack or Mattermost webhook is its secret."""
-    parts = urlsplit(url)
+    digest = hashlib.sha256(url.encode(errors="replace")).hexdigest()[:8]
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # ALERT_WEBHOOKS is not checked (nor were earlier releases' requests)
+        return f"{url.partition(':')[0][:10] or '?'}://? #{digest}"
     try:
         port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # ALERT_WEBHOOKS is not checked: a port that is no number
+    except ValueError:  # a port that is no number
         port = ""
-    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
     return f"{parts.scheme}://{parts.hostname or '?'}{port} #{digest}"
 
 
@@ -347,6 +350,10 @@ def _post(client: httpx.Client, delivery: AlertDelivery) -> PostFailure | None:
             "receiver may have it",
             retry=False,
         )
+    except Exception as exc:  # a URL httpx cannot post to (InvalidURL...): never retried
+        label = receiver_label(delivery.url)
+        error = f"{type(exc).__name__}: {exc}".replace(delivery.url, label)
+        return PostFailure(f"{error} (cannot be sent: not sent again)", retry=False)
     if response.is_success:
         return None
     status = response.status_code

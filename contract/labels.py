@@ -5,8 +5,10 @@ external-run requests), edited later on the run page (``PATCH /api/runs/{id}/lab
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, StringConstraints
+import httpx
+from pydantic import AfterValidator, Field, StringConstraints
 
 from contract.strict import StrictInput
 
@@ -20,7 +22,28 @@ TagName = Annotated[
         strip_whitespace=True, min_length=1, max_length=50, pattern=r"^[\w.\-:=+/]+$"
     ),
 ]
-WebhookUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
+
+
+def _webhook_url(url: str) -> str:
+    """An http(s) URL that the sender can post to (httpx parses it, and so does urllib when
+    the receiver is named in the logs): else a ValueError that names the problem."""
+    if any(char.isspace() for char in url):
+        raise ValueError("a webhook URL has no spaces")
+    try:
+        urlsplit(url).port  # noqa: B018 -- raises for an unclosed [ or a port out of range
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError("a webhook URL starts with http:// or https://")
+    if not parsed.host:
+        raise ValueError("the webhook URL names no host")
+    if "%" in parsed.host:  # httpx escaped characters no host name may hold
+        raise ValueError(f"the host {urlsplit(url).hostname!r} is no valid host name")
+    return url
+
+
+WebhookUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_webhook_url)]
 
 MAX_TAGS = 20
 MAX_NOTE_CHARS = 10_000

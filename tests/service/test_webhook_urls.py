@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from backend.alerts import _post, public_error
+from backend.alerts import _post, public_error, receiver_label
 from backend.settings import Settings
 from backend.store.models import AlertDelivery
 from backend.validation import receiver_errors
+from contract.labels import RunLabels
 from tests.service.stack import TINY_RUN, RedisServer, ServiceStack
 
 INTERNAL = [
@@ -117,3 +119,36 @@ def test_a_receivers_reply_body_is_never_kept_in_the_error() -> None:
     # what an earlier release stored is shown by its status only
     assert public_error("HTTP 403: internal secret (refused by the receiver)") == "HTTP 403"
     assert public_error("ConnectError: refused") == "ConnectError: refused"
+
+
+MALFORMED = {
+    "http://[::1": "Invalid IPv6 URL",
+    "http://a\u200b.example/": "Invalid IDNA hostname",
+    "http://a]/": "Invalid IPv6 URL",
+    "http://h:99999/": "Port out of range",
+    "ftp://files.example/": "starts with http:// or https://",
+    "http:///path": "names no host",
+    "http://a b/": "no spaces",
+}
+
+
+@pytest.mark.parametrize(("url", "words"), MALFORMED.items())
+def test_a_malformed_webhook_url_is_refused_naming_the_problem(url: str, words: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        RunLabels(alerts=["https://hooks.example.com/x", url])
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("alerts", 1) and words in error["msg"], error
+    assert "pattern" not in error["msg"]
+
+
+def test_a_stored_url_httpx_cannot_post_to_fails_once_and_is_labelled() -> None:
+    """Rows from earlier releases (and ALERT_WEBHOOKS) are not checked: the post is given up
+    at once, never left claimed, and the receiver's label never raises."""
+    for url in MALFORMED:
+        assert receiver_label(url).rpartition(" #")[2].isalnum()
+    for url in ["http://[::1", "http://a\u200b.example/", "nonsense"]:
+        delivery = AlertDelivery(id=1, key="k", url=url, body={}, attempts=0, created_at=0.0)
+        with httpx.Client(timeout=1) as client:
+            failure = _post(client, delivery)
+        assert failure is not None and not failure.retry, (url, failure)
+        assert url not in failure.error
