@@ -92,7 +92,8 @@ class Thresholds:
     5-9% of the variance kept RankMe above half of epoch 0's (it counts the noise) while its
     participation ratio fell to 1.9-2.0, and read healthy; a run logged from a trained
     checkpoint on, on one direction from its first record, read healthy because nothing
-    fell. Now a participation ratio that halved counts as a fall too, and an epoch 0
+    fell. Now a participation ratio fallen tenfold counts as a fall too (halved, it called
+    healthy z = 8 loops collapsed: `dimensional_participation_of_baseline`), and an epoch 0
     already under the participation limit is judged by that limit alone (a finding says
     so). Re-judged at every epoch of the 276 stored runs of bench/causes.py (seeds 0-2):
     no kind changed.
@@ -141,6 +142,11 @@ class Thresholds:
     # or (same fall from epoch 0) the variance concentrated in fewer than this many
     # directions (participation ratio of the spectrum; RankMe's noise floor grows with d)
     dimensional_participation: float = 2.2
+    # ...a fall being RankMe under `dimensional_rank_of_baseline` of epoch 0's, or the
+    # participation ratio under this fraction of epoch 0's. Not half: at d = 8 healthy
+    # SimSiam and BYOL loops (bench/external_loops.py --z-dim 8) go from 4.2-5.5 at epoch 0
+    # to 1.7-2.4, RankMe 4-5 of 8; the noise-floor collapse it is for falls from hundreds
+    dimensional_participation_of_baseline: float = 0.1
     # trend: relative change per epoch measured over this many most recent epochs
     trend_window: int = 3
     # warn when rank or spread falls faster than this per epoch and would cross its
@@ -255,11 +261,12 @@ def classify(
     if rank < thresholds.rank_limit(baseline):
         return "dimensional_collapse"
     participation = participation_ratio(current)
-    # few directions: collapsed once either count has halved since epoch 0 (RankMe counts a
-    # noise floor the participation ratio weighs little: one direction under 9% isotropic
-    # noise keeps RankMe's count)...
+    # few directions: collapsed once RankMe has halved since epoch 0, or the participation
+    # ratio fell tenfold (RankMe counts a noise floor the participation ratio weighs little:
+    # one direction under 5-9% isotropic noise keeps RankMe's count)...
     fell = rank < thresholds.dimensional_rank_of_baseline * baseline.effective_rank or (
-        participation < thresholds.dimensional_rank_of_baseline * participation_ratio(baseline)
+        participation
+        < thresholds.dimensional_participation_of_baseline * participation_ratio(baseline)
     )
     if fell and participation < thresholds.dimensional_participation:
         return "dimensional_collapse"
