@@ -88,7 +88,10 @@ def _limits(state: ServiceState) -> ExternalLimits:
             "description": "Known Idempotency-Key (the run registered before) or resume_key "
             "(the run continues: resumed, last_epoch)."
         },
-        409: {"description": "run_cancelled: the resume key's run was cancelled."},
+        409: {
+            "description": "run_cancelled: the resume key's run was cancelled; "
+            "idempotency_key_reused: the Idempotency-Key was sent before with another body."
+        },
     },
 )
 def register_external_run(
@@ -105,7 +108,8 @@ def register_external_run(
         del registration["resume_key"]
     found = external_store.register_run(state.db, idempotency_key, registration)
     if found.refused:
-        return _problem(409, found.refused, "run_cancelled")
+        code = "idempotency_key_reused" if found.key_reused else "run_cancelled"
+        return _problem(409, found.refused, code)
     if not found.created:
         response.status_code = status.HTTP_200_OK
     run = found.run

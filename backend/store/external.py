@@ -12,6 +12,8 @@ stream treat it alike) with ``source`` set, ``method``/``dataset`` "external", a
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,6 +47,7 @@ class Registration:
     resumed: bool  # found by resume key, registered by another registration than this one
     last_epoch: int | None  # the highest uploaded epoch
     refused: str | None = None
+    key_reused: bool = False  # ``refused``: the key was registered with another body
     reopened_finish: dict[str, Any] | None = None  # the finish call this registration undid
 
 
@@ -87,6 +90,25 @@ def _continue_run(
         return Registration(run, False, resumed, last_epoch, reopened_finish=reopened_finish)
 
 
+def registration_digest(registration: dict[str, Any]) -> str:
+    """The sha256 of a registration, whatever the order of its keys."""
+    text = json.dumps(registration, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _by_key(db: Database, run: Run, key: str, digest: str) -> Registration:
+    """The run registered with ``key`` before: refused when that registration's body
+    differs (a run registered by an earlier release has no digest: any body is that run)."""
+    last_epoch = upload_last_epoch(db, run.id)
+    if run.idempotency_digest is not None and run.idempotency_digest != digest:
+        refused = (
+            f"the Idempotency-Key {key!r} was sent before with another body (run {run.id}): "
+            "a retried registration sends the same body, another registration another key"
+        )
+        return Registration(run, False, False, last_epoch, refused, key_reused=True)
+    return Registration(run, False, False, last_epoch)
+
+
 def register_run(db: Database, key: str | None, registration: dict[str, Any]) -> Registration:
     """Store a new ``running`` external run, or find the one registered with ``key`` (the
     Idempotency-Key of a retried registration) or with ``registration["resume_key"]`` (a
@@ -98,8 +120,9 @@ def register_run(db: Database, key: str | None, registration: dict[str, Any]) ->
     where = f" from {where}" if where else ""
     if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
         return known
+    digest = registration_digest(registration)
     if key and (run := _find_by_key(db, key)) is not None:
-        return Registration(run, False, False, upload_last_epoch(db, run.id))
+        return _by_key(db, run, key, digest)
     run = new_run_row(
         "running",
         method=EXTERNAL,
@@ -110,6 +133,7 @@ def register_run(db: Database, key: str | None, registration: dict[str, Any]) ->
         attempts=1,
         source=source,
         idempotency_key=key,
+        idempotency_digest=digest if key else None,
         resume_key=resume_key,
     )
     run.started_at = run.created_at  # running from its registration
@@ -123,9 +147,9 @@ def register_run(db: Database, key: str | None, registration: dict[str, Any]) ->
         if resume_key and (known := _continue_run(db, resume_key, key, where)) is not None:
             return known
         found = _find_by_key(db, key) if key else None
-        if found is None:
+        if found is None or key is None:
             raise
-        return Registration(found, False, False, upload_last_epoch(db, found.id))
+        return _by_key(db, found, key, digest)
     return Registration(run, True, False, None)
 
 

@@ -118,10 +118,13 @@ class Run(Base):
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # External runs (logged by collapse_lab.Monitor, backend/store/external.py): where they
     # come from (host, script, integration...), None for a run trained here; the
-    # registration's Idempotency-Key; the finish call's body once the client closed it; the
-    # key a restarted job continues the run with (its SLURM job id...).
+    # registration's Idempotency-Key (and its body's digest); the finish call's body once
+    # the client closed it; the key a restarted job continues the run with (its SLURM job
+    # id...).
     source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of the registration first sent with the key (None: stored by an earlier release)
+    idempotency_digest: Mapped[str | None] = mapped_column(String(64))
     resume_key: Mapped[str | None] = mapped_column(String(200))
     external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
