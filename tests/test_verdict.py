@@ -144,6 +144,19 @@ def test_one_direction_under_a_larger_noise_floor_is_dimensional_by_its_particip
     assert run_verdict(history).kind == "dimensional_collapse"
 
 
+def test_a_narrow_z_on_two_of_its_eight_directions_is_not_collapsed() -> None:
+    """Healthy loops with z of width 8 go from a participation ratio of 4-5 to about 2,
+    RankMe 4-5 of 8 (bench/external_loops.py --z-dim 8): a fall, but not the tenfold one of
+    a collapse under a noise floor."""
+    generator = torch.Generator().manual_seed(1)
+    scales = torch.tensor([4, 1.5, 1, 0.8, 0.6, 0.5, 0.4, 0.3])
+    narrow = torch.randn(N_PROBE, 8, generator=generator) * scales + 2.0
+    history = [_record(0, _gaussian(8, seed=0), seed=0), _record(1, narrow, seed=1)]
+    assert history[1].projector.participation_ratio is not None
+    assert history[1].projector.participation_ratio < THRESHOLDS.dimensional_participation
+    assert run_verdict(history).kind == "healthy"
+
+
 def test_an_epoch_0_already_on_few_directions_is_judged_by_the_limit_alone() -> None:
     """A run logged from a trained checkpoint on, already on one direction: nothing falls
     from epoch 0, yet it is not healthy; it is once it spreads out."""
