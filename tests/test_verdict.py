@@ -181,6 +181,21 @@ def test_an_epoch_0_already_on_few_directions_is_judged_by_the_limit_alone() -> 
     )
 
 
+def test_a_common_offset_that_dominates_is_said_beside_the_collapse() -> None:
+    """An isotropic cloud pushed far from the origin: its directions collapse, its centred
+    spread is intact; a cloud shrunk to a point gets no such finding."""
+    d = 64
+    offset = 20.0 * torch.nn.functional.normalize(torch.ones(1, d), dim=1) * math.sqrt(d)
+    history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, _gaussian(d, 1) + offset, 1)]
+    verdict = run_verdict(history)
+    assert verdict.kind == "complete_collapse"
+    assert any("a common offset dominates" in f for f in verdict.findings)
+    point = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, 0.01 * _gaussian(d, 1) + 3, 1)]
+    collapsed = run_verdict(point)
+    assert collapsed.kind == "complete_collapse"
+    assert not any("common offset" in f for f in collapsed.findings)
+
+
 def test_the_directions_do_not_depend_on_the_embeddings_magnitude() -> None:
     """The same healthy embedding at 1e-20 or 1e20 (float32 squares overflow above about
     1e19; F.normalize leaves rows under 1e-12 unscaled) reads as it does at 1."""

@@ -165,6 +165,9 @@ class Thresholds:
     # of zero rows (a zero-initialised last layer, dead ReLUs) has spread 0 and random-pair
     # cosine 0 (zero rows stay zero when normalised), and every limit taken from it is 0
     degenerate_baseline_spread: float = 0.01
+    # a complete collapse of the directions whose raw z keeps at least this fraction of its
+    # epoch-0 size around its mean gets the common-offset finding (a shrink is below 0.3)
+    offset_size_of_baseline: float = 0.5
     # backbone kNN this far below its epoch-0 (random network) value; about two standard
     # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
     knn_drop: float = 0.03
@@ -487,6 +490,9 @@ def findings(
     recovery = _recovery(history, thresholds)
     if kind == "healthy" and recovery:
         result.append(recovery)
+    offset = _offset_finding(history, kind, thresholds)
+    if offset:
+        result.append(offset)
     if h0 is None or h is None or len(history) < 2:  # only z logged, or nothing trained yet
         return result
     if (
@@ -518,6 +524,29 @@ def findings(
             f"{_space_summary(h)}; epoch 0: {_space_summary(h0)})."
         )
     return result
+
+
+def _offset_finding(
+    history: Sequence[EpochRecord], kind: VerdictKind, thresholds: Thresholds
+) -> str | None:
+    """A complete collapse of the directions (z/||z||) while the raw z keeps its size around
+    its mean: a common offset has come to dominate every row. That is the collapse for a
+    loss on cosines; a loss on the raw z (VICReg, Barlow Twins, LeJEPA) centres it away."""
+    z0, z = history[0].projector, history[-1].projector
+    if kind != "complete_collapse" or _scale_only(history, kind, thresholds):
+        return None
+    if z.total_scale is None or not z0.total_scale:
+        return None
+    size = z.total_scale / z0.total_scale
+    if size < thresholds.offset_size_of_baseline:
+        return None
+    return (
+        f"z/||z|| has collapsed (random pairs at cosine {z.cos_rand:.3f}) while the raw z "
+        f"keeps {size:.2f} of its epoch-0 size around its mean: a common offset dominates "
+        "every row. For a loss on cosines (SimCLR, BYOL, SimSiam, DINO) that is the collapse; "
+        "for one on the raw z (VICReg, Barlow Twins, LeJEPA), whose terms centre z, look at "
+        "the centred spread."
+    )
 
 
 def _recovery(history: Sequence[EpochRecord], thresholds: Thresholds) -> str | None:
