@@ -11,8 +11,9 @@ records, verdicts and statuses.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from collapse_lab import wire
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -551,19 +552,23 @@ class ExternalEpochReply(BaseModel):
     )
 
 
+# An epoch a finish call names: within 0..wire.MAX_EPOCH, as an uploaded epoch is.
+FinishEpoch = Annotated[int, Field(ge=0, le=wire.MAX_EPOCH)]
+
+
 class ExternalRunFinish(StrictInput):
     """The client's last call: how the training ended and what it did not deliver."""
 
     status: Literal["succeeded", "failed"]
     error: str | None = Field(None, max_length=2000, description="ExceptionType: message.")
-    epochs_dropped: list[int] = Field(
+    epochs_dropped: list[FinishEpoch] = Field(
         default_factory=list, description="Logged but not delivered (buffer full, refused)."
     )
-    epochs_skipped: list[int] = Field(
+    epochs_skipped: list[FinishEpoch] = Field(
         default_factory=list, description="Not sent: the arrays held NaN or infinity."
     )
-    stopped_at_epoch: int | None = Field(
-        None, ge=0, description="The client stopped training after this epoch (stop on collapse)."
+    stopped_at_epoch: FinishEpoch | None = Field(
+        None, description="The client stopped training after this epoch (stop on collapse)."
     )
     stop_reason: str | None = Field(
         None, max_length=500, description="Why the client stopped, shown on the run page."

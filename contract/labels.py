@@ -8,7 +8,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from contract.strict import StrictInput
 
@@ -75,6 +75,12 @@ class LabelsEdit(StrictInput):
     clear_project: bool = Field(False, description="Remove the run from its project.")
     tags: list[TagName] | None = Field(None, max_length=MAX_TAGS)
     note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+    @model_validator(mode="after")
+    def _one_project_change(self) -> LabelsEdit:
+        if self.clear_project and self.project is not None:
+            raise ValueError("project and clear_project contradict each other: send one of them")
+        return self
 
 
 def unique_tags(tags: list[str]) -> list[str]:

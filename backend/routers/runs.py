@@ -73,8 +73,8 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import EpochBound, accepted_config, as_sent, validate_request
-from contract import PRESETS, RunStatus, StrictInput, VerdictKind
-from contract.labels import LabelsEdit
+from contract import PRESETS, ZOO_FIELDS, RunStatus, StrictInput, VerdictKind
+from contract.labels import LabelsEdit, RunLabels
 from contract.requests import RunRequest
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
@@ -113,6 +113,9 @@ def create_run(
     return run
 
 
+# What a zoo's overrides may set: the fields no preset sets, and the labels.
+ZOO_OVERRIDES = frozenset(ZOO_FIELDS) | frozenset(RunLabels.model_fields)
+
 # One zoo request launches at most this many runs (a preset may be listed more than once).
 MAX_ZOO_PRESETS = 2 * len(PRESETS)
 
@@ -124,7 +127,9 @@ class ZooRequest(StrictInput):
         description=f"Preset names (at most {MAX_ZOO_PRESETS}); null = every preset.",
     )
     overrides: dict[str, Any] = Field(
-        default_factory=dict, description="Run-config fields applied to every preset."
+        default_factory=dict,
+        description="Run-config fields applied to every preset: those of contract.ZOO_FIELDS "
+        "(dataset, epochs, seed...; the rest is each preset's own) and the run labels.",
     )
 
 
@@ -144,6 +149,13 @@ def launch_zoo(body: ZooRequest, state: StateDep) -> ZooResult:
     names = body.presets if body.presets is not None else list(PRESETS)
     if not names:
         raise _body_error(["presets"], "no presets given")
+    for field in body.overrides:
+        if field not in ZOO_OVERRIDES:
+            raise _body_error(
+                ["overrides", field],
+                f"the zoo does not set {field!r}: each preset keeps its own; a zoo sets "
+                f"{', '.join(ZOO_FIELDS)} and the labels",
+            )
     payloads, configs = [], []
     for index, name in enumerate(names):
         if name not in PRESETS:
