@@ -114,16 +114,21 @@ def test_baseline_only_history_and_thresholds_in_one_place() -> None:
     assert 0 < THRESHOLDS.complete_spread < 1
 
 
+def _one_direction_under_noise(noise: float, d: int = 512) -> list[EpochRecord]:
+    """Epoch 0 isotropic; epoch 1 every dimension a copy of one feature, plus isotropic noise
+    of std ``noise`` per dimension."""
+    generator = torch.Generator().manual_seed(5)
+    feature = torch.randn(N_PROBE, 1, generator=generator)
+    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
+    z = feature * direction + noise * _gaussian(d, seed=6)
+    return [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
+
+
 def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
     # BT-without-off-diagonal-like: every dimension a copy of one feature, plus a small noise
     # floor over all 512 dimensions. RankMe counts the noise (hundreds), the participation
     # ratio of the spectrum does not (about 1.4).
-    d = 512
-    generator = torch.Generator().manual_seed(5)
-    feature = torch.randn(N_PROBE, 1, generator=generator)
-    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
-    z = feature * direction + 0.005 * _gaussian(d, seed=6)
-    history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
+    history = _one_direction_under_noise(0.005)
     verdict = run_verdict(history)
     assert history[1].projector.effective_rank > 50
     assert verdict.kind == "dimensional_collapse"
@@ -132,13 +137,8 @@ def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
 
 def test_one_direction_under_a_larger_noise_floor_is_dimensional_by_its_participation() -> None:
     """Isotropic noise of 5% of the variance keeps RankMe's count above half of epoch 0's, so
-    only the participation ratio's own fall tells: it halved, and is under the limit."""
-    d = 512
-    generator = torch.Generator().manual_seed(5)
-    feature = torch.randn(N_PROBE, 1, generator=generator)
-    direction = torch.nn.functional.normalize(torch.randn(1, d, generator=generator), dim=1)
-    z = feature * direction + 0.01 * _gaussian(d, seed=6)
-    history = [_record(0, _gaussian(d, seed=0), seed=0), _record(1, z, seed=1)]
+    only the participation ratio's own fall tells: tenfold, and under the limit."""
+    history = _one_direction_under_noise(0.01)
     z0, z1 = history[0].projector, history[1].projector
     assert z1.effective_rank > 0.5 * z0.effective_rank  # RankMe alone sees no fall
     assert run_verdict(history).kind == "dimensional_collapse"
