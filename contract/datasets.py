@@ -193,10 +193,11 @@ class DatasetError(ValueError):
     """A dataset that cannot be loaded; the message says why and what to do."""
 
 
-def resolve_inside(data_root: Path, relative: str) -> Path:
+def resolve_inside(data_root: Path, relative: str, root_name: str = "the data directory") -> Path:
     """``data_root / relative`` resolved, refusing NUL bytes, over-long paths, absolute paths,
     ``..``, the data root itself, its reserved folders (``runs``: checkpoints) and symlinks
-    that lead outside ``data_root``. Raises :class:`DatasetError` naming the problem."""
+    that lead outside ``data_root``. Raises :class:`DatasetError` naming the problem, and the
+    data root as ``root_name`` (never its path: the API's messages do not show it)."""
     if "\x00" in relative:
         raise DatasetError("dataset_path may not contain a NUL byte")
     if len(relative) > MAX_DATASET_PATH_CHARS:
@@ -205,11 +206,11 @@ def resolve_inside(data_root: Path, relative: str) -> Path:
         )
     candidate = Path(relative)
     if candidate.is_absolute() or candidate.drive:
-        raise DatasetError(f"dataset_path {relative!r} must be relative to the data root")
+        raise DatasetError(f"dataset_path {relative!r} must be relative to {root_name}")
     if ".." in candidate.parts:
         raise DatasetError(f"dataset_path {relative!r} may not contain '..'")
     if not candidate.parts:
-        raise DatasetError("dataset_path must name a folder inside the data root, not the root")
+        raise DatasetError(f"dataset_path must name a folder inside {root_name}, not its root")
     if candidate.parts[0] in RESERVED_FOLDERS:
         raise DatasetError(
             f"dataset_path {relative!r} is inside {candidate.parts[0]!r}, "
@@ -218,12 +219,15 @@ def resolve_inside(data_root: Path, relative: str) -> Path:
     root = data_root.resolve()
     try:
         resolved = (root / candidate).resolve()
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"dataset_path {relative!r} cannot be resolved: {exc}") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        problem = getattr(exc, "strerror", None) or "a symlink loop or an invalid path"
+        raise DatasetError(f"dataset_path {relative!r} cannot be resolved: {problem}") from None
     if not resolved.is_relative_to(root):
-        raise DatasetError(f"dataset_path {relative!r} leads outside the data root {root}")
+        raise DatasetError(f"dataset_path {relative!r} leads outside {root_name}")
     if resolved == root or resolved.relative_to(root).parts[0] in RESERVED_FOLDERS:
-        raise DatasetError(f"dataset_path {relative!r} leads to the data root or a reserved folder")
+        raise DatasetError(
+            f"dataset_path {relative!r} leads to {root_name} itself or a reserved folder"
+        )
     return resolved
 
 
@@ -231,7 +235,7 @@ def existing_folder(data_root: Path, relative: str, root_name: str = "the data d
     """:func:`resolve_inside`, and a folder there: the rule the API and the command line apply
     to ``dataset_path`` before they accept a run. ``root_name``: how the message names the
     data root (the API does not show its path)."""
-    folder = resolve_inside(data_root, relative)
+    folder = resolve_inside(data_root, relative, root_name)
     if not folder.is_dir():
         raise DatasetError(f"no folder {relative!r} in {root_name}")
     return folder

@@ -306,7 +306,7 @@ def test_image_folder_refuses_symlinks_escaping_the_data_root(tmp_path: Path) ->
     root.mkdir()
     write_image_folder(tmp_path / "outside")
     os.symlink(tmp_path / "outside", root / "sneaky")
-    with pytest.raises(DatasetError, match="outside the data root"):
+    with pytest.raises(DatasetError, match="outside the data directory"):
         load_splits(make_config(dataset="imagefolder", dataset_path="sneaky"), root)
     # A link to one outside file inside an otherwise legal folder is refused too.
     write_image_folder(root / "pets")

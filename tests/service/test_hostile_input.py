@@ -57,6 +57,29 @@ def test_dataset_paths_that_are_no_image_folder_get_a_422(
     assert _count(idle) == before
 
 
+def test_a_dataset_path_error_never_shows_the_data_directorys_path(
+    idle_stack: ServiceStack, idle: httpx.Client, tmp_path: Path
+) -> None:
+    idle_stack.data_dir.mkdir(parents=True, exist_ok=True)
+    link = idle_stack.data_dir / "sneaky-link"
+    if not link.is_symlink():
+        link.symlink_to(tmp_path)
+    loop = idle_stack.data_dir / "loop-link"
+    if not loop.is_symlink():
+        loop.symlink_to(loop)
+    root = str(idle_stack.data_dir.resolve())
+    for path, message in (
+        ("sneaky-link", "leads outside the data directory"),
+        ("loop-link", "cannot be resolved"),
+        ("/etc", "relative to the data directory"),
+        (".", "inside the data directory, not its root"),
+    ):
+        body = {"method": "simsiam", "dataset": "imagefolder", "dataset_path": path}
+        response = idle.post("/api/runs", json=body)
+        assert response.status_code == 422, response.text
+        assert message in response.text and root not in response.text, response.text
+
+
 STRICT: list[tuple[dict[str, Any], list[Any], str]] = [
     ({"epochs": True}, ["body", "simsiam", "epochs"], "valid integer"),
     ({"epochs": "3"}, ["body", "simsiam", "epochs"], "valid integer"),
