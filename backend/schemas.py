@@ -10,11 +10,13 @@ records, verdicts and statuses.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from collapse_lab import wire
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -494,13 +496,29 @@ class Health(BaseModel):
 # external runs (client/PROTOCOL.md)
 
 
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON without NaN or infinity (JSON has neither: they would be stored as
+    null), refused as a run request's numbers are, naming where the first one is."""
+    stack: list[tuple[str, Any]] = [("config", value)]
+    while stack:  # not recursive: a deeply nested config is no RecursionError
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"Input should be a finite number: {where} is {item}")
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{key}", child) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+    return value
+
+
 class ExternalRunCreate(RunLabels):
     """Registration of a run logged from the researcher's own training loop, with its labels
     (project, tags, note, alerts)."""
 
     name: str = Field(min_length=1, max_length=200, description="Shown as the run's name.")
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="The researcher's hyperparameters, free-form JSON."
+    config: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(
+        default_factory=dict,
+        description="The researcher's hyperparameters, free-form JSON (its numbers finite).",
     )
     source: ExternalSource = Field(
         default_factory=ExternalSource, description="Where the run comes from."

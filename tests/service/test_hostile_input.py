@@ -262,3 +262,27 @@ def test_every_common_client_reads_the_413_of_an_oversized_body(
     )
     assert chunked_curl == "413"
     assert httpx.get(f"{idle_stack.base_url}/api/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ('{"lr": NaN}', "config.lr is nan"),
+        ('{"sched": {"warmup": [0.1, Infinity]}}', "config.sched.warmup[1] is inf"),
+        ('{"floor": -Infinity}', "config.floor is -inf"),
+    ],
+)
+def test_nan_or_infinity_in_an_external_runs_config_is_a_422(
+    idle: httpx.Client, config: str, where: str
+) -> None:
+    """Free-form JSON cannot hold them (they would be stored as null): refused as a run
+    request's numbers are."""
+    body = '{"name": "nan-config", "config": ' + config + "}"
+    headers = {"content-type": "application/json"}
+    response = idle.post("/api/external-runs", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(
+        d["loc"] == ["body", "config"] and "finite number" in d["msg"] and where in d["msg"]
+        for d in detail
+    ), detail
