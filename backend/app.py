@@ -26,9 +26,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.alerts import AlertLoop
-from backend.body_limits import BodyLimits, validation_error_handler
+from backend.body_limits import BodyLimits, http_error_handler, validation_error_handler
 from backend.broker import make_celery
 from backend.deployment import RedisNames
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         typed_paths={EPOCH_PATH_PATTERN: EPOCH_MEDIA_TYPE},  # its 415 names that type
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(OperationalError, database_unreachable_handler)
     for module in (health, methods, runs, external_runs, sweeps, events, shares, reports, pages):
         app.include_router(module.router)

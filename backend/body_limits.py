@@ -35,8 +35,10 @@ from typing import Any
 from collapse_lab import wire  # the protocol's definition of a string it can carry
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -284,3 +286,32 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
             del error["input"]
         errors.append(error)
     return JSONResponse(status_code=422, content={"detail": _encodable(jsonable_encoder(errors))})
+
+
+def _unparsed_body_error(exc: BaseException) -> dict[str, Any] | None:
+    """The 422 error of a JSON body FastAPI could not parse for a reason other than its JSON
+    syntax (which it answers 422 ``json_invalid`` itself): bytes that are not UTF-8, or
+    nesting deeper than the parser goes (its 400 "There was an error parsing the body" says
+    neither)."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        msg = (
+            f"the body is not valid {cause.encoding.upper()} (byte {cause.start}): JSON is "
+            "sent as UTF-8"
+        )
+        return {"type": "json_invalid", "loc": ["body"], "msg": msg}
+    if isinstance(cause, RecursionError):
+        msg = (
+            "the body's JSON is nested too deep for the parser (arrays and objects in one another)"
+        )
+        return {"type": "json_invalid", "loc": ["body"], "msg": msg}
+    return None
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an HTTPException, but a body it could not parse as UTF-8 or for
+    its nesting is a 422 at ``["body"]`` that names the problem (:func:`_unparsed_body_error`)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and (error := _unparsed_body_error(exc)) is not None:
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)

@@ -286,3 +286,26 @@ def test_nan_or_infinity_in_an_external_runs_config_is_a_422(
         d["loc"] == ["body", "config"] and "finite number" in d["msg"] and where in d["msg"]
         for d in detail
     ), detail
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"method": "simsiam", "note": "caf\xe9"}', "not valid UTF-8 (byte 34)"),
+        (b'{"method": "simsiam", "note": "\xff\xfe"}', "not valid UTF-8"),
+        (b'{"name": "x", "config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deep"),
+        (b'{"name": "x", "config": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001, "nested too deep"),
+    ],
+)
+def test_a_body_not_utf8_or_nested_too_deep_is_a_422_naming_it(
+    idle: httpx.Client, body: bytes, words: str
+) -> None:
+    path = "/api/runs" if b"method" in body[:20] else "/api/external-runs"
+    before = _count(idle)
+    response = idle.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body"] and words in error["msg"], error
+    assert _count(idle) == before
+    # other HTTP errors keep FastAPI's answer
+    assert idle.get("/api/runs/nope").status_code == 404
