@@ -323,3 +323,21 @@ def test_a_dataset_spec_is_checked_like_a_plugin() -> None:
             datasets.dataset_loader("x")
     finally:
         del DATASET_SPECS["x"]
+
+
+def test_an_image_folder_error_names_paths_inside_the_data_root_only(tmp_path: Path) -> None:
+    """A run's error is shown on its page: a link leading out of the data root, or a folder
+    without classes, is named by its path in the root, never by the server's folders."""
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (root / "photos" / "cats").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "cat.png")
+    os.symlink(outside / "cat.png", root / "photos" / "cats" / "cat.png")
+    with pytest.raises(DatasetError) as leaving:
+        imagefolder_module.list_images(root / "photos", root)
+    assert "'photos/cats/cat.png' is a link leading outside the data root" in str(leaving.value)
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError) as empty:
+        imagefolder_module.list_images(root / "empty", root)
+    assert str(empty.value) == "image folder 'empty' has no class subfolders"
+    assert str(tmp_path) not in str(leaving.value) + str(empty.value)

@@ -33,28 +33,35 @@ def list_images(
     without classes or images, or a link leading outside ``root``. Plain strings: a folder
     of 200,000 images is listed in about a second (pathlib objects would take ten)."""
     root = root.resolve()
+
+    def shown(path: str | Path) -> str:
+        """``path`` as the data root's own (a run's error is on its page: the server's
+        folders are not shown)."""
+        return repr(os.path.relpath(path, root))
+
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
     if not class_dirs:
-        raise DatasetError(f"image folder {folder} has no class subfolders")
+        raise DatasetError(f"image folder {shown(folder)} has no class subfolders")
     files: list[str] = []
     labels: list[int] = []
     stats: list[os.stat_result] = []
     for label, class_dir in enumerate(class_dirs):
         if not class_dir.resolve().is_relative_to(root):
-            raise DatasetError(f"{class_dir} is a link leading outside the data root {root}")
+            raise DatasetError(f"{shown(class_dir)} is a link leading outside the data root")
         entries = sorted(os.scandir(class_dir), key=lambda entry: entry.name)
         for entry in entries:
             if not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
                 continue
             # Only links can lead elsewhere: the folder itself was resolved inside the root.
             if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(root):
-                raise DatasetError(f"{entry.path} is a link leading outside the data root {root}")
+                raise DatasetError(f"{shown(entry.path)} is a link leading outside the data root")
             files.append(f"{class_dir.name}/{entry.name}")
             labels.append(label)
             stats.append(entry.stat())
     if not files:
         raise DatasetError(
-            f"image folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}) in its subfolders"
+            f"image folder {shown(folder)} has no images ({', '.join(IMAGE_SUFFIXES)}) in its "
+            "subfolders"
         )
     return [p.name for p in class_dirs], files, labels, stats
 
