@@ -352,11 +352,14 @@ def _stop_gradient(
     reader: _Reader, t: CauseThresholds, configuration: Mapping[str, Any] | None
 ) -> Finding | None:
     """The stop-gradient switched off, read from the configuration; not where the target is
-    known to be a network of its own (a momentum copy's weights are never trained by
-    gradients, so the switch has nothing to act on: contract/methods/ijepa.py)."""
+    measured apart from the online network (a momentum copy's weights are never trained by
+    gradients, so the switch has nothing to act on: contract/methods/ijepa.py). Only the
+    parameter distance tells: a SimSiam loop logging its SGD momentum as ``momentum`` has
+    no momentum target."""
     if not _configured_off(reader, configuration, "stop_gradient"):
         return None
-    if _target_apart(reader, t):
+    distance = reader.last(TARGET_PARAM_DISTANCE)
+    if distance is not None and distance > t.same_network:
         return None
     return Finding(
         "stop_gradient",
