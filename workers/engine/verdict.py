@@ -454,15 +454,18 @@ def _space_summary(m: EmbeddingMetrics) -> str:
 
 def findings(
     history: Sequence[EpochRecord],
-    kind: VerdictKind,
+    kinds: list[VerdictKind],
     trend: Trend,
     thresholds: Thresholds = THRESHOLDS,
 ) -> list[str]:
     """What the three kinds do not say, one sentence with its numbers each: partial
     prototype collapse, the backbone's kNN below its epoch-0 value, a collapse coming (the
-    trend's warning), an epoch 0 that already looks collapsed (the baseline every kind is
-    judged against), backbone and projector disagreeing (one collapsed, the other not).
-    The backbone is judged by the same rules against its own epoch 0."""
+    trend's warning), an epoch 0 that already looks collapsed or on few directions (the
+    baseline every kind is judged against), a collapse the run came back from, a common
+    offset dominating a complete collapse, backbone and projector disagreeing (one
+    collapsed, the other not). ``kinds``: every epoch's (:func:`epoch_kinds`). The backbone
+    is judged by the same rules against its own epoch 0."""
+    kind = kinds[-1]
     first, last = history[0], history[-1]
     result = _cluster_findings(history, thresholds)
     h0, h = first.backbone, last.backbone
@@ -487,12 +490,9 @@ def findings(
             "while they stay under that limit. An untrained network rarely looks like this; a "
             "run logged from a trained checkpoint on may."
         )
-    recovery = _recovery(history, thresholds)
-    if kind == "healthy" and recovery:
-        result.append(recovery)
-    offset = _offset_finding(history, kind, thresholds)
-    if offset:
-        result.append(offset)
+    result += [
+        f for f in (_recovery(history, kinds), _offset_finding(history, kind, thresholds)) if f
+    ]
     if h0 is None or h is None or len(history) < 2:  # only z logged, or nothing trained yet
         return result
     if (
@@ -549,10 +549,10 @@ def _offset_finding(
     )
 
 
-def _recovery(history: Sequence[EpochRecord], thresholds: Thresholds) -> str | None:
-    """A collapse the run came back from: the last streak of collapsed epochs before the
-    final healthy one, its most severe kind and its epochs; None if there was none."""
-    kinds = epoch_kinds(history, thresholds)
+def _recovery(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> str | None:
+    """A collapse the run came back from: the last streak of collapsed epochs (``kinds``,
+    every epoch's) before the final healthy one, its most severe kind and its epochs; None
+    if there was none."""
     collapsed = [i for i, kind in enumerate(kinds) if kind != "healthy"]
     if not collapsed or kinds[-1] != "healthy":
         return None
@@ -618,7 +618,7 @@ def epoch_verdict(
         onset_epoch=onset,
         reason=_reason(history, kind, onset, thresholds),
         trend=trend,
-        findings=findings(history, kind, trend, thresholds),
+        findings=findings(history, kinds, trend, thresholds),
         cause=diagnose_cause(history, kind, onset, configuration, scale_only=scale_only),
     )
 
