@@ -220,6 +220,7 @@ PRESET_GUARDS: dict[str, str | None] = {
     "dino-no-centering": "centering",
     "dino-no-sharpening": "sharpening",
     "dino-no-momentum": "target_network",
+    "ijepa-no-ema": "target_network",
     "lejepa-no-sigreg": "variance_term",
 }
 # A method that trains only on some backbones (I-JEPA: vit_tiny) gets the first, this small.

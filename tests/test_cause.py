@@ -142,6 +142,23 @@ def test_the_parameter_distance_outranks_the_momentum() -> None:
     assert "online-target cosine 0.999" in cause.reason
 
 
+def test_a_target_that_is_the_online_network_beside_a_predictor_is_simsiam() -> None:
+    """SimSiam is BYOL with momentum 0: a loop logging ``ema_momentum: 0`` with ``p=`` that
+    collapsed because its stop-gradient was removed got ``target_network`` (an audit's loops,
+    docs/causes.md). With a predictor measured the target's sameness names nothing, and the
+    guard that was switched off is named."""
+    simsiam = [{"online_target_cosine": 0.96, "predictor_symmetry": 0.7}] * 6
+    blind = run_verdict(_history(COLLAPSING, simsiam, ema_momentum=0.0)).cause
+    assert blind is not None and blind.guard == "undetermined"
+    configuration = configuration_of({"method": "simsiam", "options": {"stop_gradient": False}})
+    history = _history(COLLAPSING, simsiam, ema_momentum=0.0)
+    cause = run_verdict(history, configuration=configuration).cause
+    assert cause is not None and cause.guard == "stop_gradient"
+    distance = [{**record, "target_param_distance": 0.0} for record in simsiam]
+    byol_no_ema = run_verdict(_history(COLLAPSING, distance)).cause
+    assert byol_no_ema is not None and byol_no_ema.guard == "undetermined"
+
+
 def test_stop_gradient_comes_from_the_configuration_and_says_so() -> None:
     history = _history(COLLAPSING, [{"online_target_cosine": 0.998}] * 6)
     configuration = configuration_of({"method": "simsiam", "options": {"stop_gradient": False}})

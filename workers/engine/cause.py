@@ -283,8 +283,9 @@ def _teacher_unknown(
 
 
 def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    """The target branch is the online network (EMA momentum 0, or no parameter distance).
-    A logged momentum alone is read only beside a measured target branch (``target=`` or
+    """The target branch is the online network (EMA momentum 0, or no parameter distance),
+    with no predictor measured (``p=`` or a predictor's matrix: then it is SimSiam). A logged
+    momentum alone is read only beside a measured target branch (``target=`` or
     ``teacher=``): a loop without one that logs its optimiser's momentum under that name (0
     for plain SGD or Adam) has no target whose speed could be the cause."""
     momentum = reader.last(EMA_MOMENTUM)
@@ -301,6 +302,13 @@ def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
     else:
         return None
     if not same:
+        return None
+    # A predictor beside a target that is the online network is SimSiam's design, which
+    # trains (Chen & He, CVPR 2021); BYOL's Table 5 has tau = 0 collapse on ImageNet, but here
+    # byol-no-ema trains on digits and shapes, and loops logging momentum 0 with p= collapsed
+    # only with their stop-gradient or predictor removed (docs/causes.md): with a predictor
+    # measured, the target's sameness names nothing.
+    if reader.last(PREDICTOR_SYMMETRY) is not None:
         return None
     cosine = reader.last(ONLINE_TARGET_COSINE)
     kl = reader.last(TEACHER_STUDENT_KL)
@@ -773,7 +781,14 @@ def diagnose_cause(
         )
         advice = "Fix one at a time, starting with the first: " + " ".join(f.advice for f in found)
     else:
-        measured = f" (last epoch: {values})" if values else " (none of them was logged)"
+        others = _signal_values(history, sorted(history[-1].logs))
+        measured = (
+            f" (last epoch: {values})"
+            if values
+            else f" (none of them was logged; the run's other signals at the last epoch: {others})"
+            if others
+            else " (none of them was logged)"
+        )
         reason = (
             f"No guard's signal singles out a cause among the {len(checked)} signals "
             f"checked{measured}."

@@ -96,7 +96,10 @@ class Thresholds:
     healthy z = 8 loops collapsed: `dimensional_participation_of_baseline`), and an epoch 0
     already under the participation limit is judged by that limit alone (a finding says
     so). Re-judged at every epoch of the 276 stored runs of bench/causes.py (seeds 0-2):
-    no kind changed.
+    no kind changed. On the photos (bench/causes.py, seeds 0 and 1, evening of 2026-12-06)
+    that rule called the healthy I-JEPA preset dimensional from epoch 1: its untrained
+    pooled features sit on 1.6-1.8 directions and had not moved. It now starts below every
+    untrained network measured (`dimensional_participation_at_baseline`).
 
     Scale (2026-12-05, digits and shapes, small_cnn, 512 images, 10-12 epochs): the raw z of
     lejepa-no-sigreg shrank to 0.16 (digits) and 0.05 (shapes) of its epoch-0 scale while
@@ -147,6 +150,13 @@ class Thresholds:
     # SimSiam and BYOL loops (bench/external_loops.py --z-dim 8) go from 4.2-5.5 at epoch 0
     # to 1.7-2.4, RankMe 4-5 of 8; the noise-floor collapse it is for falls from hundreds
     dimensional_participation_of_baseline: float = 0.1
+    # An epoch 0 under this participation ratio is judged by the limit alone, with no fall
+    # asked for: below every untrained network measured (epoch 0, 2026-12-06: I-JEPA's pooled
+    # ViT features on the photos 1.62-1.77, on digits and shapes 3.1-3.9; DINO's ViT 2.2-6.4;
+    # LeJEPA's ViT, small_cnn and resnet18 5.0-61), above one direction under a noise floor of
+    # 1% (1.31: the record of a run logged from a collapsed checkpoint on). The geometric
+    # middle of 1.31 and 1.62.
+    dimensional_participation_at_baseline: float = 1.45
     # trend: relative change per epoch measured over this many most recent epochs
     trend_window: int = 3
     # warn when rank or spread falls faster than this per epoch and would cross its
@@ -198,14 +208,15 @@ class Thresholds:
         return min(self.dimensional_participation, self.dimensional_rank_of_dim * baseline.dim)
 
     def baseline_dimensional(self, baseline: EmbeddingMetrics) -> bool:
-        """Whether epoch 0 already spreads its variance over fewer directions than the limit
-        (and is not completely collapsed): then no fall from it can be asked for, and trained
-        epochs are judged by that limit alone, as a collapsed epoch 0 is by the absolute
-        limits. Every untrained network of the calibration was above it (the lowest epoch
-        0: I-JEPA's pooled features on digits, 3.4)."""
-        return not self.baseline_collapsed(baseline) and participation_ratio(
-            baseline
-        ) < self.participation_limit(baseline)
+        """Whether epoch 0 already spreads its variance over so few directions that no
+        untrained network measured did (``dimensional_participation_at_baseline``; and is not
+        completely collapsed): then no fall from it can be asked for, and trained epochs are
+        judged by the participation limit alone, as a collapsed epoch 0 is by the absolute
+        limits. An epoch 0 between the two (I-JEPA's untrained pooled features on photographs,
+        1.6-1.8) gets a finding and the usual rules: a fall is asked for."""
+        return not self.baseline_collapsed(baseline) and participation_ratio(baseline) < min(
+            self.dimensional_participation_at_baseline, self.participation_limit(baseline)
+        )
 
     def rank_limit(self, baseline: EmbeddingMetrics) -> float:
         """Effective rank below which z counts as dimensionally collapsed, given epoch 0."""
@@ -489,6 +500,13 @@ def findings(
             " no fall from it can be measured, so trained epochs are dimensional collapse "
             "while they stay under that limit. An untrained network rarely looks like this; a "
             "run logged from a trained checkpoint on may."
+        )
+    elif participation_ratio(z0) < thresholds.participation_limit(z0):
+        result.append(
+            f"epoch 0 spreads its variance over {participation_ratio(z0):.1f} directions "
+            f"(participation ratio, below {thresholds.participation_limit(z0):.1f}), as "
+            "untrained networks can (I-JEPA's pooled ViT features on photographs: 1.6-1.8): "
+            "few directions count as dimensional collapse only after a fall from it."
         )
     result += [
         f for f in (_recovery(history, kinds), _offset_finding(history, kind, thresholds)) if f
