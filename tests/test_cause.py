@@ -127,25 +127,26 @@ def test_a_momentum_without_a_target_branch_names_no_target() -> None:
     cause = run_verdict(_history(COLLAPSING, contrastive, ema_momentum=0.0)).cause
     assert cause is not None and cause.guard == "undetermined"
     assert "ema_momentum" in cause.signals_checked
-    with_target = [{"online_target_cosine": 0.999}] * 6
-    cause = run_verdict(_history(COLLAPSING, with_target, ema_momentum=0.0)).cause
+    teacher = _dino_logs([1.3, 2.0, 2.0, 2.0, 2.0, 2.0], [1.6, 1.2, 1.0, 1.0, 1.0, 1.0])
+    cause = run_verdict(_history(COLLAPSING, teacher, ema_momentum=0.0)).cause
     assert cause is not None and cause.guard == "target_network"
 
 
 def test_the_parameter_distance_outranks_the_momentum() -> None:
-    logs = [{"target_param_distance": 0.2, "online_target_cosine": 0.99}] * 6
-    cause = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.0)).cause
+    teacher = _dino_logs([1.3, 2.0, 2.0, 2.0, 2.0, 2.0], [1.6, 1.2, 1.0, 1.0, 1.0, 1.0])
+    apart = [{**record, "target_param_distance": 0.2} for record in teacher]
+    cause = run_verdict(_history(COLLAPSING, apart, ema_momentum=0.0)).cause
     assert cause is not None and cause.guard == "undetermined"
-    logs = [{"target_param_distance": 0.0, "online_target_cosine": 0.999}] * 6
-    cause = run_verdict(_history(COLLAPSING, logs)).cause
+    same = [{**record, "target_param_distance": 0.0} for record in teacher]
+    cause = run_verdict(_history(COLLAPSING, same)).cause
     assert cause is not None and cause.guard == "target_network"
-    assert "online-target cosine 0.999" in cause.reason
+    assert "KL(P_t‖P_s) 1.000" in cause.reason
 
 
 def test_a_target_that_is_the_online_network_beside_a_predictor_is_simsiam() -> None:
-    """SimSiam is BYOL with momentum 0: a loop logging ``ema_momentum: 0`` with ``p=`` that
-    collapsed because its stop-gradient was removed got ``target_network`` (an audit's loops,
-    docs/causes.md). With a predictor measured the target's sameness names nothing, and the
+    """SimSiam is BYOL with momentum 0: a loop logging ``ema_momentum: 0`` with ``target=``
+    that collapsed because its stop-gradient or predictor was removed got ``target_network``
+    (an audit's loops, docs/causes.md). A target branch's sameness names nothing, and the
     guard that was switched off is named."""
     simsiam = [{"online_target_cosine": 0.96, "predictor_symmetry": 0.7}] * 6
     blind = run_verdict(_history(COLLAPSING, simsiam, ema_momentum=0.0)).cause
@@ -157,6 +158,12 @@ def test_a_target_that_is_the_online_network_beside_a_predictor_is_simsiam() -> 
     distance = [{**record, "target_param_distance": 0.0} for record in simsiam]
     byol_no_ema = run_verdict(_history(COLLAPSING, distance)).cause
     assert byol_no_ema is not None and byol_no_ema.guard == "undetermined"
+    # without a predictor measured (SimSiam with its predictor removed): the predictor
+    no_predictor = [{"online_target_cosine": 0.96}] * 6
+    removed = run_verdict(
+        _history(COLLAPSING, no_predictor, ema_momentum=0.0), configuration={"predictor": False}
+    ).cause
+    assert removed is not None and removed.guard == "predictor"
 
 
 def test_stop_gradient_comes_from_the_configuration_and_says_so() -> None:
@@ -213,10 +220,11 @@ def test_a_linear_predictor_is_read_from_the_configuration(kind: str) -> None:
     assert fast.cause is not None and fast.cause.guard == "undetermined"
     assert "fast EMA target (momentum 0.9 at epoch 1)" in fast.cause.reason
     assert "Table 3" in fast.cause.reason
+    # a target that is the online network (momentum 0): DirectPred's answer is the EMA too
     same = [{"target_param_distance": 0.0, "online_target_cosine": 0.96}] * 6
-    both = run_verdict(_history(COLLAPSING, same), configuration=configuration).cause
-    assert both is not None and both.guard == "undetermined"
-    assert "(target_network and predictor)" in both.reason
+    none = run_verdict(_history(COLLAPSING, same, ema_momentum=0.0), configuration=configuration)
+    assert none.cause is not None and none.cause.guard == "undetermined"
+    assert "fast EMA target (momentum 0 at epoch 1)" in none.cause.reason
     # the MLP predictor (and a config from before predictor_kind existed) is no cause
     for mlp in ({"predictor_kind": "mlp"}, {}):
         config = configuration_of({"method": "byol", "options": mlp})

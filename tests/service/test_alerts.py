@@ -378,22 +378,29 @@ def test_a_claim_takes_the_oldest_alert_of_each_receiver_with_no_post_in_flight(
 
 
 def _log_collapse_then_recovery(monitor: Monitor, receiver: Receiver) -> None:
-    """Epoch 0 spread out; epochs 1 and 2 one point, logged with their target branch and an
-    EMA momentum of 0 (the target is the online network: the cause the verdict names); once
-    the collapse was announced, epochs 3 and 4 spread out again."""
+    """Epoch 0 spread out; epochs 1 and 2 one point, logged with a DINO-style teacher and
+    student (neither entropy signature) and an EMA momentum of 0 (the teacher is the student:
+    the cause the verdict names); once the collapse was announced, epochs 3 and 4 spread out
+    again."""
     rng = np.random.default_rng(0)
-    n, d = 256, 32
+    n, d, k = 256, 32, 16
     labels = rng.integers(0, 4, n)
     point = rng.normal(size=d)
-    schedules = {"ema_momentum": 0.0}
+    logits = 2.0 * rng.normal(size=(n, k))
+    probabilities = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    internals = {
+        "schedules": {"ema_momentum": 0.0},
+        "teacher": probabilities,
+        "student": probabilities,
+    }
     for epoch in (0, 1, 2):
         scale = 1.0 if epoch == 0 else 1e-4
         z = ((point if epoch else 0) + scale * rng.normal(size=(n, d))).astype(np.float32)
-        monitor.log_epoch(epoch, z, labels=labels, loss=-epoch, schedules=schedules, target=z)
+        monitor.log_epoch(epoch, z, labels=labels, loss=-epoch, **internals)
     wait_until(lambda: "collapse_onset" in receiver.events("/monitor"), 120, what="the onset")
     for epoch in (3, 4):
         z = rng.normal(size=(n, d)).astype(np.float32)
-        monitor.log_epoch(epoch, z, labels=labels, loss=-1.0, schedules=schedules, target=z)
+        monitor.log_epoch(epoch, z, labels=labels, loss=-1.0, **internals)
 
 
 @pytest.mark.slow

@@ -283,11 +283,12 @@ def _teacher_unknown(
 
 
 def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    """The target branch is the online network (EMA momentum 0, or no parameter distance),
-    with no predictor measured (``p=`` or a predictor's matrix: then it is SimSiam). A logged
-    momentum alone is read only beside a measured target branch (``target=`` or
-    ``teacher=``): a loop without one that logs its optimiser's momentum under that name (0
-    for plain SGD or Adam) has no target whose speed could be the cause."""
+    """A teacher (``teacher=``: DINO's family) that is the student (EMA momentum 0, or no
+    parameter distance). A target branch of the BYOL family is never named so: with its
+    predictor it is SimSiam, which trains; without, the predictor is missing. A logged
+    momentum alone is read only beside a measured target branch: a loop without one that
+    logs its optimiser's momentum under that name (0 for plain SGD or Adam) has no target
+    whose speed could be the cause."""
     momentum = reader.last(EMA_MOMENTUM)
     distance = reader.last(TARGET_PARAM_DISTANCE)
     if distance is not None:
@@ -303,12 +304,14 @@ def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
         return None
     if not same:
         return None
-    # A predictor beside a target that is the online network is SimSiam's design, which
-    # trains (Chen & He, CVPR 2021); BYOL's Table 5 has tau = 0 collapse on ImageNet, but here
-    # byol-no-ema trains on digits and shapes, and loops logging momentum 0 with p= collapsed
-    # only with their stop-gradient or predictor removed (docs/causes.md): with a predictor
-    # measured, the target's sameness names nothing.
-    if reader.last(PREDICTOR_SYMMETRY) is not None:
+    # Only a teacher's sameness is a cause (DINO, Fig. 6: a teacher that is the student
+    # collapses with centering and sharpening on). A target branch (target=) that is the
+    # online network is SimSiam's design, which trains with a predictor (Chen & He, CVPR
+    # 2021, Sec. 5; byol-no-ema trains on digits and shapes) and collapses without one
+    # whatever the target (Sec. 4.2): its sameness never tells, and loops logging momentum 0
+    # that collapsed with their stop-gradient or predictor removed got it wrong
+    # (docs/causes.md, "A blind audit").
+    if reader.last(TEACHER_ENTROPY) is None:
         return None
     cosine = reader.last(ONLINE_TARGET_COSINE)
     kl = reader.last(TEACHER_STUDENT_KL)
@@ -403,9 +406,10 @@ def _predictor(
     elif kind in LINEAR_PREDICTOR_KINDS and not reader.scale_only:  # as _configured_off
         form = "W_p = (W + W^T)/2" if kind == "symmetric" else "W_p"
         base = reader.value(reader.history[1], EMA_MOMENTUM) if len(reader.history) > 1 else None
-        if base is not None and t.same_network < base < t.fast_ema:
-            # DirectPred's Table 3 puts this collapse on the EMA's speed, the calibration
-            # runs on the predictor's form (docs/causes.md): both fit, so neither is named
+        if base is not None and base < t.fast_ema:
+            # DirectPred's Table 3 puts this collapse on the EMA's speed (momentum 0: none),
+            # the calibration runs on the predictor's form (docs/causes.md): both fit, so
+            # neither is named
             return Finding(
                 "undetermined",
                 f"a linear predictor (predictor_kind {kind}, {form}) against a fast EMA "
