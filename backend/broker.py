@@ -31,7 +31,7 @@ TRAIN_QUEUE = "train"
 TRAIN_GPU_QUEUE = "train.gpu"
 TRAIN_CPU_QUEUE = "train.cpu"
 PROJECTION_QUEUE = "projection"
-INGEST_QUEUE = "ingest"  # external runs' uploaded epochs -> diagnostics (projection workers)
+INGEST_QUEUE = "ingest"  # external runs' uploads -> diagnostics (ingest, projection workers)
 WORKER_KEY_TTL_S = 10  # a worker's registry entry outlives it by at most this
 
 

@@ -457,6 +457,10 @@ class WorkersHealth(BaseModel):
     train: int
     gpu: int = Field(description="Workers that take GPU runs (queue train.gpu).")
     projection: int
+    ingest: int = Field(
+        description="Workers that measure external runs' uploads (queue ingest; the "
+        "projection workers take it too)."
+    )
     items: list[WorkerInfo]
     error: str | None = None
 

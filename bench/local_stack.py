@@ -15,8 +15,8 @@ def local_stack(
     *, workers: bool, extra_env: dict[str, str] | None = None
 ) -> Iterator[ServiceStack]:
     """Its own redis-server and uvicorn API on a SQLite file in a temporary folder (the
-    stack's ``workdir``) and, with ``workers``, one train and one projection worker; all
-    stopped and removed on exit."""
+    stack's ``workdir``) and, with ``workers``, one train, one projection and one ingest
+    worker, as ``collapse-lab up`` starts them; all stopped and removed on exit."""
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         stack = None
@@ -29,6 +29,7 @@ def local_stack(
             if workers:
                 stack.start_worker("bench-train", "train")
                 stack.start_worker("bench-projection", "projection")
+                stack.start_worker("bench-ingest", "ingest")
                 stack.wait_for_workers(train=1)
             yield stack
         finally:

@@ -8,8 +8,10 @@
 2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``).
 3. Starts the workers: on a GPU host one training worker per GPU (``--gpus``, default all,
    each pinned to its card by ``CUDA_VISIBLE_DEVICES``), otherwise ``--train-workers``
-   (default 1) CPU training workers; and one for the ``projection`` queue, so UMAP never
-   waits for, nor delays, training.
+   (default 1) CPU training workers; one for the ``projection`` queue, so UMAP never waits
+   for, nor delays, training; and one for the ``ingest`` queue alone, so an external run's
+   epoch is measured (its verdict, a client's stop on collapse) without waiting for the
+   projections queued before it (the projection worker takes ingest tasks too).
 4. Starts the API (uvicorn) on ``--host``/``--port`` (``API_HOST``/``API_PORT``, default
    127.0.0.1:8000; passed on to the API, whose alerts link to that address unless
    ``PUBLIC_URL`` is set) and prints the dashboard URL.
@@ -249,11 +251,13 @@ def dies_with_this_process() -> functools.partial[None]:
 
 def worker_command(role: str, name: str) -> list[str]:
     """The Celery worker of ``role``: "train" (a CPU training worker), "train-gpu" (a
-    training worker on the one GPU its CUDA_VISIBLE_DEVICES shows) or "projection"."""
+    training worker on the one GPU its CUDA_VISIBLE_DEVICES shows), "projection" (UMAP, and
+    external runs' uploads when no ingest worker is free) or "ingest" (uploads alone)."""
     queues = {
         "train": training_queues(has_gpu=False),
         "train-gpu": training_queues(has_gpu=True),
         "projection": [PROJECTION_QUEUE, INGEST_QUEUE],
+        "ingest": [INGEST_QUEUE],
     }[role]
     return [
         sys.executable,
@@ -528,6 +532,7 @@ def up(args: argparse.Namespace) -> int:
         for command, extra_env in training_workers(gpus, args.train_workers):
             services.append(spawn(command, {**environment, **extra_env}))
         services.append(spawn(worker_command("projection", "projection"), environment))
+        services.append(spawn(worker_command("ingest", "ingest"), environment))
         services.append(spawn(api_command(args.host, args.port), environment))
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"http://{shown_host}:{args.port}/"

@@ -21,7 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from backend.alerts import public_error, receiver_label
 from backend.auth import presented_token, token_is_valid
-from backend.broker import TRAIN_GPU_QUEUE, TRAIN_QUEUE, registered_workers
+from backend.broker import (
+    INGEST_QUEUE,
+    PROJECTION_QUEUE,
+    TRAIN_GPU_QUEUE,
+    TRAIN_QUEUE,
+    registered_workers,
+)
 from backend.schemas import Health
 from backend.state import ServiceState, StateDep
 from backend.store.alerts import delivery_summary
@@ -39,13 +45,15 @@ def _workers(state: ServiceState) -> dict[str, Any]:
         client.close()
     train = sum(1 for w in items if TRAIN_QUEUE in w.get("queues", []))
     gpu = sum(1 for w in items if TRAIN_GPU_QUEUE in w.get("queues", []))
-    projection = sum(1 for w in items if "projection" in w.get("queues", []))
+    projection = sum(1 for w in items if PROJECTION_QUEUE in w.get("queues", []))
+    ingest = sum(1 for w in items if INGEST_QUEUE in w.get("queues", []))
     return {
         "ok": train > 0,
         "count": len(items),
         "train": train,
         "gpu": gpu,
         "projection": projection,
+        "ingest": ingest,
         "items": items,
     }
 

@@ -46,14 +46,18 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 
         def workers_ready() -> bool:
             health = httpx.get(f"{base}/api/health", timeout=2).json()
-            return health["status"] == "ok" and health["workers"]["projection"] == 1
+            workers = health["workers"]
+            # the projection worker and one for external runs' uploads alone
+            return (
+                health["status"] == "ok" and workers["projection"] == 1 and workers["ingest"] == 2
+            )
 
         wait_until(workers_ready, 120, what="collapse-lab up")
         banner = f"Collapse Lab is up: {base}/"
         wait_until(lambda: banner in (tmp_path / "up.log").read_text(), 10, what="the banner")
         assert (tmp_path / "data" / "collapse_lab.db").exists(), "SQLite file in DATA_DIR"
         children = descendants(up.pid)
-        assert len(children) >= 4  # redis-server, 2 workers, uvicorn
+        assert len(children) >= 5  # redis-server, 3 workers, uvicorn
 
         started = time.monotonic()
         up.send_signal(signal.SIGINT)
