@@ -297,6 +297,27 @@ def _method(name: str, **options: object) -> nn.Module:
     return METHODS[name](backbone, 24, resolve_config(raw))
 
 
+def test_signals_at_the_edges_of_floating_point() -> None:
+    """An independent float64 reference (an audit, docs/causes.md) found these reading wrong:
+    rows of size 1e-10 read nearly orthogonal by F.cosine_similarity's norm floor, a
+    collapsed z's least-squares map fitted to rounding noise, constant columns at 1e6
+    correlating perfectly through their rounding noise, and no negatives at N = 1."""
+    a, b = _gaussian(64, 8, seed=1), _gaussian(64, 8, seed=2)
+    mixed = a + 0.1 * b
+    expected = mech.online_target_cosine(a, mixed)
+    assert mech.online_target_cosine(1e-10 * a, 1e-10 * mixed) == pytest.approx(expected, rel=1e-9)
+    point = torch.full((64, 8), 5.0, dtype=torch.float64) + 1e-17 * a
+    weight = mech.least_squares_predictor(point, _gaussian(64, 8, seed=4))
+    assert float(weight.abs().max()) == 0.0
+    constant = torch.full((64, 3), 1e6, dtype=torch.float64) + 0.1
+    assert mech.off_diagonal_energy(constant) == 0.0
+    assert mech.off_diagonal_energy(constant + _gaussian(64, 3, seed=5)) < 0.2
+    assert mech.infonce_split(a[:1], mixed[:1], 0.5) == {}
+    tiny_predictor = 1e-9 * torch.eye(8, dtype=torch.float64)
+    alignment = mech.predictor_eigen_alignment(mech.input_correlation(a), tiny_predictor)
+    assert alignment == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("name", sorted(FAMILY_SIGNALS))
 def test_each_method_logs_its_familys_declared_signals_on_the_probe(name: str) -> None:
     method = _method(name)

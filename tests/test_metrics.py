@@ -469,3 +469,17 @@ def test_raw_scale_is_the_top_direction_std_and_sees_a_shrinking_embedding() -> 
     labels = torch.zeros(4096, dtype=torch.long)
     record = metrics.embedding_diagnostics(z, None, None, labels, None, None, None)
     assert record.scale == pytest.approx(metrics.raw_scale(z))
+
+
+def test_metrics_of_rows_near_one_point_keep_their_small_variances() -> None:
+    """z = 5 + 1e-4 noise: the unit rows differ by about 1e-5, whose variances float32 rounds
+    away (an audit found the spectrum's tail off 6,500-fold); the metrics are float64."""
+    noise = torch.randn(256, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = (5.0 + 1e-4 * noise).float()
+    unit = z.double() / z.double().norm(dim=1, keepdim=True)
+    expected = float(unit.std(dim=0).mean())
+    assert metrics.std_l2(z) == pytest.approx(expected, rel=1e-6)
+    eigenvalues = torch.linalg.eigvalsh(torch.cov(unit.T))
+    ratio = float(eigenvalues.sum() ** 2 / eigenvalues.pow(2).sum())
+    measured = metrics.participation_ratio(metrics.covariance_eigenvalues(z))
+    assert measured == pytest.approx(ratio, rel=1e-6)

@@ -38,13 +38,26 @@ VARIANCE_EPS = 1e-4  # VICReg's epsilon inside the standard deviation (Bardes et
 # ---------------------------------------------------------------- asymmetric branch
 
 
+def _cosines(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """Cosine of a and b along ``dim`` in float64, each scaled by its largest entry first:
+    F.cosine_similarity floors each norm at 1e-8, which reads rows of size 1e-10 (an
+    embedding shrunk towards the origin) as nearly orthogonal. A zero vector gives 0."""
+
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        x = x / x.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+        return F.normalize(x, dim=dim, eps=1e-300)
+
+    return (unit(a) * unit(b)).sum(dim=dim)
+
+
 def online_target_cosine(online: torch.Tensor, target: torch.Tensor) -> float:
     """Mean cosine between the online branch's output (the predictor's p, or the projection
     where there is no predictor) and the target branch's projection of the same image.
     online, target: (N, d). 1: the online branch reproduces the target (nothing left to
     learn: collapsed or converged); a healthy BYOL / SimSiam stays below it while it learns
     (Grill et al., NeurIPS 2020; Chen & He, CVPR 2021)."""
-    return float(F.cosine_similarity(online.double(), target.double(), dim=1).mean())
+    return float(_cosines(online, target, dim=1).mean())
 
 
 def parameter_distance(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor]) -> float:
@@ -63,10 +76,13 @@ def least_squares_predictor(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """The linear map W (d_p, d_z) that best predicts p from z on the probe, both centred:
     argmin_W ||(p - p̄) - (z - z̄) W^T||_F (minimum-norm where z is rank-deficient). A
     non-linear predictor is studied through this map, as Tian et al.'s analysis is of a
-    linear one. z: (N, d_z), p: (N, d_p)."""
+    linear one. Singular values of the centred z under 1e-9 of z's own norm are no direction
+    (a collapsed z centres to rounding noise, which a tolerance relative to the noise would
+    fit): a z without variance gives the zero map. z: (N, d_z), p: (N, d_p)."""
     zc = z.double() - z.double().mean(dim=0)
     pc = p.double() - p.double().mean(dim=0)
-    weight: torch.Tensor = (torch.linalg.pinv(zc, rtol=1e-9) @ pc).T
+    tolerance = 1e-9 * float(torch.linalg.matrix_norm(z.double(), ord=2))
+    weight: torch.Tensor = (torch.linalg.pinv(zc, atol=tolerance, rtol=0.0) @ pc).T
     return weight
 
 
@@ -105,7 +121,7 @@ def predictor_eigen_alignment(
         return 0.0
     u = eigenvectors[:, kept]  # (d, k)
     mapped = weight.double() @ u
-    return float(F.cosine_similarity(mapped, u, dim=0).mean())
+    return float(_cosines(mapped, u, dim=0).mean())
 
 
 def predictor_symmetry(weight: torch.Tensor) -> float:
@@ -179,7 +195,9 @@ def infonce_split(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> dic
     effective_negatives: the perplexity exp(H(w_i)) of the softmax weights w_ik over the
     2N − 2 negatives of anchor i (positive and self left out), averaged over anchors: 2N − 2
     when every negative pushes equally (a random or a collapsed embedding), a handful when a
-    few hard negatives carry all the repulsion."""
+    few hard negatives carry all the repulsion. {} for N < 2 (no negatives)."""
+    if z1.shape[0] < 2:
+        return {}
     z = F.normalize(torch.cat([z1, z2]).double(), dim=1)
     n = z1.shape[0]
     logits = z @ z.T / temperature
@@ -307,10 +325,12 @@ def off_diagonal_energy(z: torch.Tensor) -> float:
     al., ICML 2021, the redundancy-reduction term; Bardes et al., ICLR 2022, the covariance
     term on standardised dimensions). 0: decorrelated dimensions; d − 1 when every dimension
     is the same variable (dimensional collapse onto one direction). Dimensions without
-    variance count as uncorrelated. z: (N, d)."""
-    x = z.double() - z.double().mean(dim=0)
+    variance (under 1e-12 of their own mean's size: a constant column at 1e6 keeps rounding
+    noise that would correlate perfectly) count as uncorrelated. z: (N, d)."""
+    mean = z.double().mean(dim=0)
+    x = z.double() - mean
     std = x.pow(2).mean(dim=0).sqrt()
-    live = std > 1e-12
+    live = std > 1e-12 * torch.maximum(mean.abs(), torch.ones_like(mean))
     x = x[:, live] / std[live]
     correlation = x.T @ x / x.shape[0]
     off = correlation.pow(2).sum() - torch.diagonal(correlation).pow(2).sum()

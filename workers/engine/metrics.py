@@ -3,8 +3,8 @@
 Every function takes torch tensors on any device (CPU or CUDA) and returns plain Python
 numbers; :func:`embedding_diagnostics` gathers them into the typed record
 (:class:`contract.EmbeddingMetrics`; each metric is declared in contract/metrics.py).
-Spectral quantities are computed in float64 (float32 eigen-solvers lose the small
-singular values that tell a collapsed embedding from a healthy one).
+Everything but the kNN vote is computed in float64 (float32 loses the small singular values
+and variances that tell a collapsed embedding from a healthy one).
 
 Shapes: ``N`` probe samples, ``d`` embedding dimensions, ``M`` bank (training) samples.
 Definitions follow ``docs/design.md`` (Collapse diagnostics); none of them loops over samples
@@ -38,13 +38,15 @@ _FIXED_SEED = 0  # the random-pair permutation and the uniformity subsample neve
 
 
 def _unit_rows(z: torch.Tensor) -> torch.Tensor:
-    """(N, d) -> (N, d) float32 rows scaled to unit l2 norm (all-zero rows stay zero). The
-    rows are first divided by the largest entry, in float64, so that an embedding of any
-    magnitude gets the same directions: in float32 the squares of entries above about 1e19
-    overflow, and rows below F.normalize's eps (1e-12) would not be scaled up."""
+    """(N, d) -> (N, d) float64 rows scaled to unit l2 norm (all-zero rows stay zero). The
+    rows are first divided by the largest entry, so that an embedding of any magnitude gets
+    the same directions: in float32 the squares of entries above about 1e19 overflow, rows
+    below F.normalize's eps (1e-12) would not be scaled up, and the small variances of rows
+    near one point (z = 5 + 1e-4 noise) round away. The kNN vote alone goes back to float32
+    (a large bank)."""
     rows = z.double()
     rows = rows / rows.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
-    return F.normalize(rows, dim=1, eps=1e-300).float()
+    return F.normalize(rows, dim=1, eps=1e-300)
 
 
 def _fixed_generator() -> torch.Generator:
@@ -61,7 +63,7 @@ def std_l2(z: torch.Tensor) -> float:
     """
     if z.shape[0] < 2:
         return 0.0
-    return float(_unit_rows(z).double().std(dim=0).mean())
+    return float(_unit_rows(z).std(dim=0).mean())
 
 
 class NonFiniteEmbeddingError(ValueError):
@@ -153,7 +155,7 @@ def covariance_eigenvalues(z: torch.Tensor) -> torch.Tensor:
     the N/(N-1) factor): 0 for complete collapse.
     """
     n = z.shape[0]
-    unit = _unit_rows(z).double()
+    unit = _unit_rows(z)
     centred = unit - unit.mean(dim=0, keepdim=True)
     covariance = centred.T @ centred / max(n - 1, 1)
     return _symmetric_eigenvalues(covariance)
@@ -229,7 +231,7 @@ def w2_uniformity(z: torch.Tensor, eigenvalues: torch.Tensor | None = None) -> f
     W2 0.09 -> 1.22 of its range [0, 1.41], uniformity only -3.9 -> -3.1 of [-4, 0]).
     ``eigenvalues``: :func:`covariance_eigenvalues` of z, if already computed.
     """
-    unit = _unit_rows(z).double()
+    unit = _unit_rows(z)
     if eigenvalues is None:
         eigenvalues = covariance_eigenvalues(z)
     d = unit.shape[1]
@@ -282,7 +284,7 @@ def uniformity(z: torch.Tensor, max_samples: int = UNIFORMITY_MAX_SAMPLES) -> fl
     norms = gram.diagonal()
     squared = (norms[:, None] + norms[None, :] - 2.0 * gram).clamp_min(0.0)
     off_diagonal = ~torch.eye(len(unit), dtype=torch.bool, device=unit.device)
-    values = squared[off_diagonal].double()
+    values = squared[off_diagonal]
     return float(torch.logsumexp(-2.0 * values, dim=0) - math.log(values.numel()))
 
 
@@ -336,14 +338,14 @@ def knn_top1(
     ignores itself: leave-one-out kNN, for runs that have no separate training bank
     (external runs send only their probe).
     """
-    bank_unit = _unit_rows(bank)
+    bank_unit = _unit_rows(bank).float()
     bank_labels = bank_labels.to(bank_unit.device).long()
     k = min(k, bank_unit.shape[0] - int(exclude_self))
     if k < 1:
         return 0.0
     correct = 0
     for start in range(0, query.shape[0], KNN_QUERY_CHUNK):
-        chunk = _unit_rows(query[start : start + KNN_QUERY_CHUNK].to(bank_unit.device))
+        chunk = _unit_rows(query[start : start + KNN_QUERY_CHUNK].to(bank_unit.device)).float()
         similarity = chunk @ bank_unit.T  # (n, M)
         if exclude_self:
             rows = torch.arange(chunk.shape[0], device=chunk.device)
@@ -410,7 +412,7 @@ def distinct_prototypes(
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    unit = _unit_rows(prototypes.detach()).double().cpu()
+    unit = _unit_rows(prototypes.detach()).cpu()
     zero = unit.abs().sum(dim=1) == 0
     nonzero = unit[~zero]
     groups = int(zero.any())
@@ -457,7 +459,7 @@ def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EP
     q, n, d = views.shape
     if q < 2 or n < 2:
         raise ValueError(f"LiDAR needs at least 2 views of 2 images, got {q} of {n}")
-    e = _unit_rows(views.reshape(q * n, d)).double().reshape(q, n, d)
+    e = _unit_rows(views.reshape(q * n, d)).reshape(q, n, d)
     class_means = e.mean(dim=0)  # (n, d)
     between = class_means - class_means.mean(dim=0, keepdim=True)
     sigma_b = between.T @ between / (n - 1)
@@ -468,7 +470,9 @@ def lidar(views: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EP
     inverse_sqrt = (w_vectors * w_values.clamp_min(delta).rsqrt()) @ w_vectors.T
     eigenvalues = _symmetric_eigenvalues(inverse_sqrt @ sigma_b @ inverse_sqrt)
     total = eigenvalues.sum()
-    if total <= 0:
+    # identical class means differ by float64 rounding of unit rows (about eps per entry):
+    # a between-class scatter at that level is none
+    if total <= 100 * d * torch.finfo(torch.float64).eps ** 2 / delta:
         return 1.0
     p = eigenvalues / total + eps
     return float(torch.exp(-(p * torch.log(p)).sum()))
