@@ -1,6 +1,6 @@
 """External runs, server side: from an epoch's upload to its record (diagnostics and
 verdict) being stored and served, through the real stack (uvicorn API, Redis, the ingest
-queue on a projection worker, SQLite).
+worker and a projection worker, as ``collapse-lab up`` starts them, SQLite).
 
 A ``collapse_lab.Monitor`` logs ``--epochs`` epochs of a 2,048 x 128 float32 probe (with
 labels and 512 positive pairs); for each epoch the time is measured from the ``log_epoch``
@@ -10,6 +10,11 @@ measuring it with the engine's code, the commit. One epoch at a time (the next i
 the previous one's projection is stored), so no backlog counts; the projection's own time
 after the record is printed too.
 The cost of ``log_epoch`` itself in the training loop is ``bench/bench_client.py``.
+
+``--back-to-back``: then a run logging its epochs without waiting (each epoch's UMAP
+projection queued behind the previous ones), on this stack and on one whose projection
+worker takes the uploads alone (the arrangement before 2026-12-06): the same latency per
+epoch, and the ratio of the two medians.
 
 Run from the repository root: ``python -m bench.bench_ingest [--epochs 10]``.
 """
@@ -27,11 +32,49 @@ from collapse_lab import Monitor
 from bench.local_stack import local_stack
 
 
+def _back_to_back(ingest_worker: bool, epochs: int, rows: int, dim: int) -> list[float]:
+    """Seconds from each ``log_epoch`` to its record being served, epochs logged back to back
+    after a first one awaited with its projection (the worker warmed up)."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, rows)
+    with (
+        local_stack(workers=True, ingest_worker=ingest_worker) as stack,
+        httpx.Client(base_url=stack.base_url) as client,
+    ):
+        monitor = Monitor(stack.base_url, name="bench-ingest-back-to-back", labels=labels)
+        url = ""
+        started: dict[int, float] = {}
+        for epoch in range(epochs + 1):
+            z = rng.standard_normal((rows, dim)).astype(np.float32) * (0.8**epoch)
+            started[epoch] = time.perf_counter()
+            monitor.log_epoch(epoch, z)
+            url = f"/api/runs/{monitor.run_id}"
+            if epoch == 0:
+                while 0 not in client.get(f"{url}/projections").json()["epochs"]:
+                    time.sleep(0.005)
+        stored: dict[int, float] = {}
+        while len(stored) < epochs:
+            for record in client.get(f"{url}/epochs", params={"since": 0}).json():
+                stored.setdefault(record["epoch"], time.perf_counter())
+            time.sleep(0.005)
+        monitor.finish()
+    return [stored[e] - started[e] for e in range(1, epochs + 1)]
+
+
+def _summary(values: list[float]) -> str:
+    ms = sorted(1000 * t for t in values)
+    return (
+        f"median {statistics.median(ms):.0f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.0f} ms, "
+        f"max {ms[-1]:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--back-to-back", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, args.rows)
@@ -56,12 +99,17 @@ def main() -> None:
                 projections.append(time.perf_counter() - recorded)
         monitor.finish()
     for what, values in (("upload -> verdict stored", latencies), ("-> projection", projections)):
-        ms = sorted(1000 * t for t in values)
-        print(
-            f"{what}, {args.rows} x {args.dim} float32, {len(ms)} epochs: median "
-            f"{statistics.median(ms):.0f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.0f} ms, "
-            f"max {ms[-1]:.0f} ms"
-        )
+        print(f"{what}, {args.rows} x {args.dim} float32, {len(values)} epochs: {_summary(values)}")
+    if not args.back_to_back:
+        return
+    shared = _back_to_back(False, args.epochs, args.rows, args.dim)
+    own = _back_to_back(True, args.epochs, args.rows, args.dim)
+    print(f"back to back, the projection worker taking the uploads alone: {_summary(shared)}")
+    print(f"back to back, with the ingest worker: {_summary(own)}")
+    print(
+        f"median ratio (ingest worker / projection worker alone): "
+        f"{statistics.median(own) / statistics.median(shared):.2f}x"
+    )
 
 
 if __name__ == "__main__":

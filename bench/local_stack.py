@@ -12,11 +12,12 @@ from tests.service.stack import RedisServer, ServiceStack
 
 @contextmanager
 def local_stack(
-    *, workers: bool, extra_env: dict[str, str] | None = None
+    *, workers: bool, extra_env: dict[str, str] | None = None, ingest_worker: bool = True
 ) -> Iterator[ServiceStack]:
     """Its own redis-server and uvicorn API on a SQLite file in a temporary folder (the
     stack's ``workdir``) and, with ``workers``, one train, one projection and one ingest
-    worker, as ``collapse-lab up`` starts them; all stopped and removed on exit."""
+    worker, as ``collapse-lab up`` starts them (``ingest_worker=False``: the projection worker
+    takes the uploads alone, as before 2026-12-06); all stopped and removed on exit."""
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         stack = None
@@ -29,7 +30,8 @@ def local_stack(
             if workers:
                 stack.start_worker("bench-train", "train")
                 stack.start_worker("bench-projection", "projection")
-                stack.start_worker("bench-ingest", "ingest")
+                if ingest_worker:
+                    stack.start_worker("bench-ingest", "ingest")
                 stack.wait_for_workers(train=1)
             yield stack
         finally:
