@@ -586,7 +586,8 @@ METHOD_INTERNALS: dict[str, Metric] = {
         collapsed=Level(value=0, label="target = online network: 0"),
         chart="asymmetric",
         help="How far the momentum target lags the online network; 0 means the EMA does "
-        "nothing (momentum 0), where BYOL and DINO collapse.",
+        "nothing (momentum 0), where DINO's teacher collapses (BYOL keeps its predictor "
+        "and becomes SimSiam, which trains).",
     ),
     "rank_differential": _internal(
         title="rank differential",
