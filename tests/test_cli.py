@@ -139,6 +139,31 @@ def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
     assert {"backbone", "projector", "loss", "lr", "verdict"} <= set(lines[1])
 
 
+@pytest.mark.slow  # trains in subprocesses for more than a few seconds
+def test_zoo_and_train_print_the_cause(tmp_path: Path) -> None:
+    """The guard a collapse is put on, beside the verdict: the zoo's table (none for a
+    healthy preset) and train's last lines."""
+    proc = run_cli(
+        "zoo", "--presets", "simclr,simclr-no-negatives", "--epochs", "2",
+        "--train-size", "256", "--probe-size", "128", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {
+        cells[0]: cells
+        for line in proc.stdout.splitlines()
+        if line.startswith("| simclr")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    assert rows["simclr"][2:4] == ["healthy", "—"]
+    assert rows["simclr-no-negatives"][2:4] == ["complete_collapse", "negatives"]
+    proc = run_cli(
+        "train", "--preset", "simclr-no-negatives", "--epochs", "2", *TINY_SETS, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\ncause: negatives (from epoch " in proc.stdout
+    assert "\ntry: " in proc.stdout
+
+
 def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_cli(
         "train", "--method", "simsiam", "--dataset", "imagefolder",

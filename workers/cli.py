@@ -248,6 +248,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     verdict = result.verdict
     onset = "" if verdict.onset_epoch is None else f" (from epoch {verdict.onset_epoch})"
     print(f"verdict: {verdict.kind}{onset}: {verdict.reason}")
+    if verdict.cause is not None:
+        cause = verdict.cause
+        since = "" if cause.onset_epoch is None else f" (from epoch {cause.onset_epoch})"
+        print(f"cause: {cause.guard}{since}: {cause.reason}")
+        print(f"try: {cause.advice}")
     return 0
 
 
@@ -281,6 +286,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
                 name,
                 PRESETS[name].expected,
                 result.verdict.kind,
+                result.verdict.cause.guard if result.verdict.cause else "—",
                 config.epochs,
                 last.projector.std_l2_sqrt_d,
                 last.projector.effective_rank,
@@ -288,13 +294,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
                 time.perf_counter() - started,
             )
         )
-    print("| preset | expected | verdict | epochs | std·√d (z) | eff. rank (z) | kNN (h) | time |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, expected, kind, epochs, std, rank, knn, seconds in rows:
+    print(
+        "| preset | expected | verdict | cause | epochs | std·√d (z) | eff. rank (z) | kNN (h) "
+        "| time |"
+    )
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, expected, kind, guard, epochs, std, rank, knn, seconds in rows:
         mark = "" if kind == expected else " ✗"
         print(
-            f"| {name} | {expected} | {kind}{mark} | {epochs} | {std:.3f} | {rank:.1f} | "
-            f"{knn:.3f} | {seconds:.0f} s |"
+            f"| {name} | {expected} | {kind}{mark} | {guard} | {epochs} | {std:.3f} | "
+            f"{rank:.1f} | {knn:.3f} | {seconds:.0f} s |"
         )
     return 0
 
