@@ -42,8 +42,9 @@ class CauseThresholds:
       0.00-0.43, loops with every guard on 0.42-0.97, a centred teacher spreading its samples
       over the prototypes); without logged temperatures sharpening is never named.
     * the target is the online network when the logged EMA momentum is 0 or the parameter
-      distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy");
-      named for a teacher only (BYOL with tau = 0 keeps its predictor: SimSiam, which trains).
+      distance of the two branches is 0 (up to float rounding): DINO Fig. 6 ("student copy"),
+      BYOL Table 5 (tau = 0); the momentum is read beside a teacher only (a SimSiam loop logs
+      momentum 0 by convention and has no target network to measure).
     * a fast EMA: a base momentum below 0.99, faster than BYOL's 0.996 and than the 0.99 of
       the symmetric-predictor control of docs/causes.md (its fast-EMA runs used 0.9).
     * negatives: the softmax mass rests on fewer than 1.5 negatives (the perplexity of the

@@ -586,8 +586,7 @@ METHOD_INTERNALS: dict[str, Metric] = {
         collapsed=Level(value=0, label="target = online network: 0"),
         chart="asymmetric",
         help="How far the momentum target lags the online network; 0 means the EMA does "
-        "nothing (momentum 0), where DINO's teacher collapses (BYOL keeps its predictor "
-        "and becomes SimSiam, which trains).",
+        "nothing (momentum 0), where BYOL, DINO and I-JEPA report collapse.",
     ),
     "rank_differential": _internal(
         title="rank differential",

@@ -146,8 +146,9 @@ def test_the_parameter_distance_outranks_the_momentum() -> None:
 def test_a_target_that_is_the_online_network_beside_a_predictor_is_simsiam() -> None:
     """SimSiam is BYOL with momentum 0: a loop logging ``ema_momentum: 0`` with ``target=``
     that collapsed because its stop-gradient or predictor was removed got ``target_network``
-    (an audit's loops, docs/causes.md). A target branch's sameness names nothing, and the
-    guard that was switched off is named."""
+    (an audit's loops, docs/causes.md). A logged momentum beside a target branch names
+    nothing, and the guard that was switched off is named; a target network of its own
+    measured at distance 0 (BYOL or I-JEPA without their EMA) is the target's fault."""
     simsiam = [{"online_target_cosine": 0.96, "predictor_symmetry": 0.7}] * 6
     blind = run_verdict(_history(COLLAPSING, simsiam, ema_momentum=0.0)).cause
     assert blind is not None and blind.guard == "undetermined"
@@ -157,7 +158,7 @@ def test_a_target_that_is_the_online_network_beside_a_predictor_is_simsiam() -> 
     assert cause is not None and cause.guard == "stop_gradient"
     distance = [{**record, "target_param_distance": 0.0} for record in simsiam]
     byol_no_ema = run_verdict(_history(COLLAPSING, distance)).cause
-    assert byol_no_ema is not None and byol_no_ema.guard == "undetermined"
+    assert byol_no_ema is not None and byol_no_ema.guard == "target_network"
     # without a predictor measured (SimSiam with its predictor removed): the predictor
     no_predictor = [{"online_target_cosine": 0.96}] * 6
     removed = run_verdict(

@@ -283,12 +283,16 @@ def _teacher_unknown(
 
 
 def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
-    """A teacher (``teacher=``: DINO's family) that is the student (EMA momentum 0, or no
-    parameter distance). A target branch of the BYOL family is never named so: with its
-    predictor it is SimSiam, which trains; without, the predictor is missing. A logged
-    momentum alone is read only beside a measured target branch: a loop without one that
-    logs its optimiser's momentum under that name (0 for plain SGD or Adam) has no target
-    whose speed could be the cause."""
+    """A momentum target switched off: a target network of its own whose parameters are the
+    online network's (a measured distance of 0: BYOL Table 5, DINO Fig. 6 and I-JEPA report
+    collapse there), or a DINO-style teacher (``teacher=``) logged with EMA momentum 0.
+
+    A logged momentum is not read beside a target branch of the BYOL family (``target=``):
+    a SimSiam loop, which has no target network, logs momentum 0 by convention (BYOL with
+    tau = 0) and trains; the blind audit's SimSiam loops that collapsed with their
+    stop-gradient or predictor removed were named ``target_network`` so (docs/causes.md, "A
+    blind audit"). Nor is it read without a target branch: a loop that logs its optimiser's
+    momentum under that name (0 for plain SGD or Adam) has no target to blame."""
     momentum = reader.last(EMA_MOMENTUM)
     distance = reader.last(TARGET_PARAM_DISTANCE)
     if distance is not None:
@@ -297,21 +301,12 @@ def _target_network(reader: _Reader, t: CauseThresholds) -> Finding | None:
             f"the target's parameters are {distance:.2g} (relative distance) from the "
             "online network's"
         )
-    elif momentum is not None and _target_branch_measured(reader):
+    elif momentum is not None and reader.last(TEACHER_ENTROPY) is not None:
         same = momentum <= t.same_network
         measured = f"the logged EMA momentum is {momentum:.3g}"
     else:
         return None
     if not same:
-        return None
-    # Only a teacher's sameness is a cause (DINO, Fig. 6: a teacher that is the student
-    # collapses with centering and sharpening on). A target branch (target=) that is the
-    # online network is SimSiam's design, which trains with a predictor (Chen & He, CVPR
-    # 2021, Sec. 5; byol-no-ema trains on digits and shapes) and collapses without one
-    # whatever the target (Sec. 4.2): its sameness never tells, and loops logging momentum 0
-    # that collapsed with their stop-gradient or predictor removed got it wrong
-    # (docs/causes.md, "A blind audit").
-    if reader.last(TEACHER_ENTROPY) is None:
         return None
     cosine = reader.last(ONLINE_TARGET_COSINE)
     kl = reader.last(TEACHER_STUDENT_KL)
