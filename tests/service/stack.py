@@ -409,12 +409,16 @@ def descendants(pid: int) -> set[int]:
 
 
 @contextmanager
-def api_only_stack(redis_url: str, workdir: Path) -> Iterator[ServiceStack]:
-    """An open API without workers on its own SQLite file (tests add workers themselves)."""
+def api_only_stack(
+    redis_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ServiceStack]:
+    """An open API without workers on its own SQLite file (tests add workers themselves);
+    ``extra_env`` adds to its environment."""
     service = ServiceStack(
         workdir=workdir,
         redis_url=redis_url,
         database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+        extra_env=extra_env or {},
     )
     service.start_api()
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from backend.settings import Settings
 from backend.store.models import AlertDelivery
 from backend.validation import receiver_errors
 from contract.labels import RunLabels
-from tests.service.stack import TINY_RUN, RedisServer, ServiceStack
+from tests.service.stack import TINY_RUN, RedisServer, ServiceStack, api_only_stack
 
 INTERNAL = [
     "http://127.0.0.1:6379/x",
@@ -49,16 +48,12 @@ def test_internal_hosts_are_refused_unless_allowed() -> None:
 def strict_stack(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceStack]:
-    workdir: Path = tmp_path_factory.mktemp("strict-alerts")
-    service = ServiceStack(
-        workdir=workdir,
-        redis_url=redis_server.url.replace("/0", "/8"),
-        database_url=f"sqlite:///{workdir / 'collapse_lab.db'}",
+    with api_only_stack(
+        redis_server.url.replace("/0", "/8"),
+        tmp_path_factory.mktemp("strict-alerts"),
         extra_env={"ALERT_ALLOW_PRIVATE": "false"},
-    )
-    service.start_api()
-    yield service
-    service.stop()
+    ) as service:
+        yield service
 
 
 def _refused(response: httpx.Response, loc: list[Any]) -> None:
