@@ -493,21 +493,22 @@ def findings(
             "measure epoch 0 as training will (in eval mode, BatchNorm's initial running "
             "statistics give every image the same z)."
         )
-    elif thresholds.baseline_dimensional(z0):
-        result.append(
-            f"epoch 0 already spreads its variance over {participation_ratio(z0):.1f} "
-            f"directions (participation ratio, below {thresholds.participation_limit(z0):.1f}):"
-            " no fall from it can be measured, so trained epochs are dimensional collapse "
-            "while they stay under that limit. An untrained network rarely looks like this; a "
-            "run logged from a trained checkpoint on may."
-        )
-    elif participation_ratio(z0) < thresholds.participation_limit(z0):
-        result.append(
-            f"epoch 0 spreads its variance over {participation_ratio(z0):.1f} directions "
-            f"(participation ratio, below {thresholds.participation_limit(z0):.1f}), as "
-            "untrained networks can (I-JEPA's pooled ViT features on photographs: 1.6-1.8): "
-            "few directions count as dimensional collapse only after a fall from it."
-        )
+    else:
+        directions, limit = participation_ratio(z0), thresholds.participation_limit(z0)
+        few = f"{directions:.1f} directions (participation ratio, below {limit:.1f})"
+        if thresholds.baseline_dimensional(z0):
+            result.append(
+                f"epoch 0 already spreads its variance over {few}: no fall from it can be "
+                "measured, so trained epochs are dimensional collapse while they stay under "
+                "that limit. An untrained network rarely looks like this; a run logged from a "
+                "trained checkpoint on may."
+            )
+        elif directions < limit:
+            result.append(
+                f"epoch 0 spreads its variance over {few}, as untrained networks can (I-JEPA's "
+                "pooled ViT features on photographs: 1.6-1.8): few directions count as "
+                "dimensional collapse only after a fall from it."
+            )
     result += [
         f for f in (_recovery(history, kinds), _offset_finding(history, kind, thresholds)) if f
     ]
