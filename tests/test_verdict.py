@@ -271,6 +271,39 @@ def test_backbone_knn_below_its_epoch_0_value_is_a_finding() -> None:
     assert not any(f.startswith("backbone kNN") for f in same.findings)
 
 
+def test_a_healthy_run_that_lost_half_its_spread_gets_a_finding() -> None:
+    """Above the complete-collapse limit but under half of epoch 0's spread: still healthy,
+    and the verdict says how far the spread fell; a spread kept says nothing."""
+    start = _record(0, _gaussian(128, seed=0), seed=0)
+    halved = _record(1, _to_constant(128, 0.4, seed=1), seed=1)
+    assert 0.3 < halved.projector.spread < 0.5 * start.projector.spread
+    verdict = epoch_verdict([start, halved])
+    assert verdict.kind == "healthy"
+    fallen = [f for f in verdict.findings if f.startswith("the spread has fallen")]
+    assert len(fallen) == 1
+    assert (
+        f"{start.projector.spread:.2f}" in fallen[0]
+        and f"{halved.projector.spread:.2f}" in fallen[0]
+    )
+    kept = epoch_verdict([start, _record(1, _gaussian(128, seed=1), seed=1)])
+    assert not any(f.startswith("the spread has fallen") for f in kept.findings)
+
+
+def test_a_backbone_whose_knn_fell_is_not_called_the_whole_story() -> None:
+    """z collapsed, h kept its geometry but lost its labels: the head is not the only place
+    the collapse shows, so the verdict does not say it is confined there."""
+    z = _labelled_clusters(64, seed=0)
+    good = _diagnostics(z, seed=0)
+    shuffled = torch.randperm(N_PROBE, generator=torch.Generator().manual_seed(1))
+    worse = _diagnostics(z, seed=1, bank_labels=(torch.arange(N_PROBE) % NUM_CLASSES)[shuffled])
+    collapsed = _diagnostics(_to_constant(64, 0.001, seed=1), 1)
+    verdict = run_verdict([_split_record(0, good, good), _split_record(1, collapsed, worse)])
+    assert verdict.kind == "complete_collapse"
+    assert not any("confined to the projection head" in f for f in verdict.findings)
+    held = [f for f in verdict.findings if "backbone h is healthy" in f]
+    assert len(held) == 1 and "its kNN fell" in held[0]
+
+
 def test_partial_prototype_collapse_is_a_finding_even_when_healthy() -> None:
     z = _gaussian(128, seed=0)
     k = 30
