@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from backend.settings import Settings, get_settings
 from contract import RunConfig
+from contract.datasets import DATASET_SPECS
 from contract.requests import RUN_REQUEST
 from workers import launcher
 from workers.cli import build_parser, parse_flag_value
@@ -21,6 +22,8 @@ from workers.launcher import (
     DATA_DIR_HELP,
     die_with_parent,
     dies_with_this_process,
+    free_local_port,
+    hold_data_dir,
     service_environment,
 )
 
@@ -225,6 +228,9 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
     assert "--gpus" in help_of("worker", capsys) and "--cpu-workers" in help_of("worker", capsys)
     up_help = help_of("up", capsys)
     assert "--port" in up_help and "(default: all)" in up_help
+    # the dataset registry's names, as the Launch form's choices
+    train_help = " ".join(help_of("train", capsys).split())
+    assert f"One of: {', '.join(DATASET_SPECS)}." in train_help
 
 
 @pytest.mark.parametrize("command", ["train", "zoo", "sweep", "worker", "up"])
@@ -461,3 +467,52 @@ def test_up_and_worker_refuse_what_they_cannot_start(
     assert stderr.startswith(f"collapse-lab {args[0]}: ") and needle in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not data_dir.exists()  # nothing made either
+
+
+def test_up_refuses_a_data_directory_another_up_holds(
+    nothing_starts: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whichever Redis the two would use (a shared one tells nothing of its users), the
+    lock in the data directory refuses the second ``up`` before it starts anything."""
+    data_dir = tmp_path / "data"
+    held = hold_data_dir(data_dir)  # what the running `up` holds
+    try:
+        port = str(free_local_port())
+        assert cli_main(["--data-dir", str(data_dir), "up", "--gpus", "none", "--port", port]) == 1
+        stderr = capsys.readouterr().err
+        assert "already runs with this data directory" in stderr
+        assert f"(pid {os.getpid()})" in stderr and len(stderr.strip().splitlines()) == 1
+    finally:
+        os.close(held)
+    os.close(hold_data_dir(data_dir))  # free again once its holder is gone
+
+
+@pytest.mark.parametrize(
+    ("database_url", "needle"),
+    [
+        ("postgresql+psycopg://lab:secret@127.0.0.1:1/lab", "Connection refused"),
+        ("not a url", "DATABASE_URL is not a database URL"),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "worker"])
+def test_up_and_worker_name_a_database_they_cannot_use(
+    command: str,
+    database_url: str,
+    needle: str,
+    nothing_starts: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    get_settings.cache_clear()
+    try:
+        port = ["--port", str(free_local_port())] if command == "up" else []
+        assert cli_main(["--data-dir", str(tmp_path / "data"), command, *port]) == 1
+    finally:
+        get_settings.cache_clear()
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"collapse-lab {command}: ") and needle in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert "secret" not in stderr  # the password stays out of the logs

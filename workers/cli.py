@@ -34,7 +34,7 @@ from contract import (
 from contract.datasets import DatasetError, existing_folder
 from contract.sweeps import SweepError, SweepRequest, aggregate_verdicts, expand_sweep
 from workers import launcher
-from workers.engine.trainer import RunResult, TrainHooks, TrainingError, train
+from workers.engine.trainer import RunResult, TrainHooks, TrainingError, select_device, train
 
 
 class UsageError(Exception):
@@ -89,6 +89,11 @@ def _flag_help(name: str, field: FieldInfo) -> str:
         parts.append(f"One of: {', '.join(PRESETS)}.")
     elif literals:
         parts.append(f"One of: {', '.join(str(v) for v in get_args(literals[0]))}.")
+    elif callable(field.json_schema_extra):  # choices known at run time (the dataset registry)
+        schema: dict[str, Any] = {}
+        field.json_schema_extra(schema)
+        if "enum" in schema:
+            parts.append(f"One of: {', '.join(str(v) for v in schema['enum'])}.")
     bounds = [
         f"{symbol} {getattr(rule, attribute)}"
         for rule in field.metadata
@@ -232,6 +237,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("give --preset NAME or --method NAME")
     config = resolve_config(build_raw_config(args))
     check_dataset_path(config, args.data_dir)
+    select_device(config.device)  # a device this host lacks is refused before --jsonl is opened
     jsonl = open_jsonl(args.jsonl) if args.jsonl else None
     try:
         print(

@@ -5,7 +5,8 @@
    first when it is missing and we are root; otherwise it says what to install. A Redis
    that another deployment's ``up`` started stops with that ``up``, so it is not used: this
    deployment then starts its own on a free port, and its workers and API use that one.
-2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``).
+2. Migrates the database (``DATABASE_URL``, default SQLite file in ``DATA_DIR``), before
+   anything starts: a database it cannot use is refused in one line.
 3. Starts the workers: on a GPU host one training worker per GPU (``--gpus``, default all,
    each pinned to its card by ``CUDA_VISIBLE_DEVICES``), otherwise ``--train-workers``
    (default 1) CPU training workers; one for the ``projection`` queue, so UMAP never waits
@@ -17,7 +18,8 @@
    ``PUBLIC_URL`` is set) and prints the dashboard URL.
 
 Every process gets the data directory of ``--data-dir`` (default ``DATA_DIR``) and the Redis
-chosen in 1.
+chosen in 1. One ``up`` holds a data directory at a time (a lock file in it): a second is
+refused, whichever Redis either uses.
 
 Ctrl-C (or SIGTERM) stops the API and the workers (a worker puts its unfinished run back in
 the queue, to resume from its checkpoint next time), then the Redis it started.
@@ -29,6 +31,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import os
 import shutil
@@ -44,6 +47,8 @@ from urllib.parse import urlparse
 
 import httpx
 import redis
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
 
 from backend.broker import INGEST_QUEUE, PROJECTION_QUEUE, training_queues
 from backend.settings import get_settings
@@ -55,6 +60,60 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class UpError(Exception):
     """Something the user must fix; printed as one message."""
+
+
+UP_LOCK = ".collapse-lab-up.lock"  # in the data directory, held while its `up` runs
+
+
+def hold_data_dir(data_dir: Path) -> int:
+    """Create ``data_dir`` and lock it for this ``up`` (the lock goes with the process,
+    however it ends); UpError when it cannot be created or another ``up`` holds it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(data_dir / UP_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UpError(
+            f"cannot use the data directory {data_dir} ({exc.strerror}): give --data-dir "
+            "(or DATA_DIR) a folder this user may write"
+        ) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(descriptor)
+        raise UpError(
+            f"another `collapse-lab up` (pid {holder}) already runs with this data directory "
+            f"({data_dir}): stop it first, or give this one another --data-dir"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+    return descriptor
+
+
+def check_database(url: str, *, migrate: bool) -> None:
+    """Reach the database (and bring its schema up to date where ``migrate``); UpError
+    naming the database (without its password) and what went wrong otherwise."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        raise UpError(
+            "DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user@host/db)"
+        ) from None
+    try:
+        database = Database(url)
+        try:
+            if migrate:
+                database.migrate()
+            else:
+                database.ping()
+        finally:
+            database.dispose()
+    except (sqlalchemy.exc.SQLAlchemyError, OSError, ImportError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise UpError(
+            f"cannot use the database {shown}: {reason}: start or create it, or fix DATABASE_URL"
+        ) from None
 
 
 def redis_answers(url: str) -> bool:
@@ -513,10 +572,16 @@ def up(args: argparse.Namespace) -> int:
     try:  # what the user must fix is refused before anything starts
         gpus = parse_gpus(args.gpus)
         check_port_free(args.host, args.port)
+        lock = hold_data_dir(data_dir)
     except UpError as exc:
         print(f"collapse-lab up: {exc}", file=sys.stderr)
         return 1
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_database(settings.resolved_database_url, migrate=True)
+    except UpError as exc:
+        os.close(lock)
+        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        return 1
     redis_process: subprocess.Popen[bytes] | None = None
     services: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -525,9 +590,6 @@ def up(args: argparse.Namespace) -> int:
         redis_url, must_start = choose_redis(settings.redis_url, data_dir)
         if must_start:
             redis_process = start_redis(redis_url, data_dir)
-        database = Database(settings.resolved_database_url)
-        database.migrate()
-        database.dispose()
         environment = service_environment(data_dir, redis_url, args.host, args.port)
         for command, extra_env in training_workers(gpus, args.train_workers):
             services.append(spawn(command, {**environment, **extra_env}))
@@ -561,6 +623,7 @@ def up(args: argparse.Namespace) -> int:
         stop_all(services)
         if redis_process is not None:
             stop_all([redis_process], timeout=10)
+        os.close(lock)  # the data directory is free for the next `up`
         if stopping:
             print("stopped.")
 
@@ -581,6 +644,9 @@ def worker(args: argparse.Namespace) -> int:
                 "nothing to start: no GPU (--gpus), no CPU training worker (--cpu-workers 0) "
                 "and no --projection"
             )
+        # the workers store every epoch there: an unreachable one is said now, in one line
+        settings = get_settings().model_copy(update={"data_dir": data_dir})
+        check_database(settings.resolved_database_url, migrate=False)
     except UpError as exc:
         print(f"collapse-lab worker: {exc}", file=sys.stderr)
         return 1
@@ -589,7 +655,8 @@ def worker(args: argparse.Namespace) -> int:
     try:
         for command, extra_env in workers:
             services.append(spawn(command, {**environment, **extra_env}))
-            name = command[command.index("-n") + 1]
+            # Celery expands %h to this host's name; so does the line printed here
+            name = command[command.index("-n") + 1].replace("%h", socket.gethostname())
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
             print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")
         sys.stdout.flush()
