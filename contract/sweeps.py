@@ -168,8 +168,11 @@ def _axis(method: str, key: str, spec: list[GridValue] | GridRange | str) -> Gri
     if isinstance(spec, str):
         try:
             spec = parse_grid_values(spec)
-        except ValidationError as exc:
-            raise SweepError(("grid", key), exc.errors()[0]["msg"]) from None
+        except ValidationError as exc:  # the range's field is named: "steps: ... <= 50"
+            error = exc.errors()[0]
+            field = "".join(f"{part}: " for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise SweepError(("grid", key), f"{spec!r}: {field}{message}") from None
         except ValueError as exc:  # a range bound that is no number: "-..1 x3"
             raise SweepError(("grid", key), f"{spec!r}: {exc}") from None
     options = METHOD_SPECS[method].options.model_fields

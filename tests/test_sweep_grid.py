@@ -1,7 +1,9 @@
 """The grid grammar (``contract.sweeps.parse_grid_values``) and the sweep request's three
 spellings of a key's values: a list, a range and their text."""
 
-from contract.sweeps import GridRange, SweepRequest, expand_sweep, parse_grid_values
+import pytest
+
+from contract.sweeps import GridRange, SweepError, SweepRequest, expand_sweep, parse_grid_values
 
 BASE = {"preset": "vicreg", "epochs": 1}
 
@@ -20,3 +22,11 @@ def test_a_range_is_the_same_parsed_as_sent_as_a_dict_or_as_text() -> None:
     assert values_of(parsed.model_dump()) == expected  # a JSON body's object
     assert values_of("0.01..1x5log") == expected  # the text, as the Launch form sends it
     assert values_of(parse_grid_values("0.1, 0.2")) == [0.1, 0.2]
+
+
+def test_a_text_range_out_of_bounds_names_its_steps() -> None:
+    """ "Input should be less than or equal to 50" under grid.lr read as a limit on lr."""
+    with pytest.raises(SweepError) as refused:
+        values_of("0.01..1x500")
+    assert refused.value.loc == ("grid", "lr")
+    assert "'0.01..1x500': steps: " in str(refused.value) and "50" in str(refused.value)

@@ -622,17 +622,26 @@ def epoch_kinds(
     return [untrained, *(classify(r.projector, baseline, thresholds) for r in history[1:])]
 
 
-def _onset(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> int | None:
+def _onset(
+    history: Sequence[EpochRecord], kinds: list[VerdictKind], thresholds: Thresholds
+) -> int | None:
     """First epoch of the final uninterrupted streak of epochs at least as severe as the
     last one (a run that went dimensional at 2 and complete at 4 has complete-collapse onset
     4; one that flickers between dimensional and complete at the end keeps the onset of the
-    streak). None for a healthy run."""
+    streak). None for a healthy run. A streak back to epoch 1 starts at epoch 0 when epoch 0
+    itself was that collapsed by the limits trained epochs are then judged by (a run logged
+    from a collapsed checkpoint on): its kind stays healthy, as nothing was trained yet, so
+    that a loop whose untrained network reads collapsed and then trains is no recovery."""
     final = VERDICT_SEVERITY[kinds[-1]]
     if final == 0:
         return None
     start = len(kinds) - 1
     while start > 0 and VERDICT_SEVERITY[kinds[start - 1]] >= final:
         start -= 1
+    z0 = history[0].projector
+    judged_alone = thresholds.baseline_collapsed(z0) or thresholds.baseline_dimensional(z0)
+    if start == 1 and judged_alone and VERDICT_SEVERITY[classify(z0, z0, thresholds)] >= final:
+        start = 0
     return history[start].epoch
 
 
@@ -653,7 +662,7 @@ def epoch_verdict(
         raise ValueError("history is empty: epoch 0 (the baseline) is needed")
     kinds = epoch_kinds(history, thresholds)
     kind = kinds[-1]
-    onset = _onset(history, kinds)
+    onset = _onset(history, kinds, thresholds)
     trend = _trend(history, kind, thresholds)
     scale_only = _scale_only(history, kind, thresholds)
     return Verdict(
