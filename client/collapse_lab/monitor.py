@@ -289,6 +289,31 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is no http(s) address of a server; None when it is one. Checked where
+    the URL is given (``Monitor``, the sync command): httpx would raise its own
+    ``InvalidURL`` later (a bad port) or look up a host named "http:" (``http://``)."""
+    if "://" not in url:  # ``localhost:8000`` parses as the scheme "localhost"
+        return f"{url!r} must start with http:// or https:// (http://{url}?)"
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as error:  # an unclosed [, a bad port...
+        return f"{url!r} is not a valid URL ({error})"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"{url!r} is not an http:// or https:// address with a host"
+    return None
+
+
+def _token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be sent; None when it can. It goes in the Authorization header,
+    which httpx encodes as ASCII (anything else raised UnicodeEncodeError) and h11 refuses
+    with a control character or a space at its end (a token read from a file with its
+    newline: every request failed as if the server were down). The token is not named."""
+    if token.isascii() and token.isprintable() and not token.endswith(" "):
+        return None
+    return "the API token must be printable ASCII with no space at its end (an HTTP header)"
+
+
 def _response_detail(response: httpx.Response) -> tuple[str, str | None]:
     """The server's error text and code (FastAPI ``{"detail": ...}``, or the raw text), on
     one line."""
@@ -382,8 +407,11 @@ class Monitor:
             raise ValueError(
                 "pass url= (the Collapse Lab address) or set COLLAPSE_LAB_URL, or offline=True"
             )
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        if url and (problem := _url_problem(url)):
+            raise ValueError(f"url: {problem}")
+        token = token or os.environ.get("COLLAPSE_LAB_TOKEN")
+        if token and (problem := _token_problem(token)):
+            raise ValueError(f"{problem}: check token= or $COLLAPSE_LAB_TOKEN")
         if precision not in ("float16", "float32"):
             raise ValueError(f"precision must be 'float16' or 'float32', not {precision!r}")
         if not timeout > 0:
@@ -439,7 +467,6 @@ class Monitor:
             "alerts": _strings(alerts),
         }
         self._registration.update({key: value for key, value in given.items() if value})
-        token = token or os.environ.get("COLLAPSE_LAB_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # One key per Monitor: a registration retried after a lost reply finds the same run.
         self._idempotency = {"Idempotency-Key": uuid.uuid4().hex}

@@ -27,6 +27,7 @@ stored one is kept). A refused epoch is kept in ``sync.json`` with its file's di
 later sync names it again, and sends it again once the file has changed (repaired, or
 replaced by the right copy). Exit status 0 when everything was synced, 1 when something was
 reported (an epoch still refused included), 2 for a usage error (a URL that is not one,
+``localhost:8000`` without its scheme included, a token that cannot go in an HTTP header,
 a negative or non-finite number of seconds).
 """
 
@@ -37,6 +38,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,6 +53,8 @@ from .monitor import (
     RETRYABLE_STATUSES,
     _response_detail,
     _retry_after,
+    _token_problem,
+    _url_problem,
     drop_refused_fields,
 )
 
@@ -59,6 +63,9 @@ ATTEMPTS = 8  # per request, backing off 0.5 s doubling to 10 s: about a minute
 # most trainings; a job requeued after a longer wait is picked up by the next sync
 DEFAULT_IDLE_TIMEOUT_S = 3600.0
 DEFAULT_POLL_S = 1.0
+# host:port[/path]: a server's address without its scheme, taken for the URL (a usage error)
+# when no such path exists, rather than for a missing directory synced to $COLLAPSE_LAB_URL
+_BARE_ADDRESS = re.compile(r"[\w.-]+:\d+(/.*)?")
 
 
 class SyncAborted(Exception):
@@ -635,17 +642,6 @@ def _seconds(text: str, above_zero: bool = False) -> float:
     return value
 
 
-def _server_url(text: str) -> str | None:
-    """Why ``text`` is no http(s) address of a server; None when it is one."""
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, ValueError) as error:  # an unclosed [, a bad port...
-        return f"{text!r} is not a valid URL ({error})"
-    if url.scheme not in ("http", "https") or not url.host:
-        return f"{text!r} is not an http:// or https:// address with a host"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m collapse_lab",
@@ -695,15 +691,19 @@ def main(argv: list[str] | None = None) -> int:
     # options anywhere among the paths (``sync DIR --follow URL``): the subcommand's own parser
     args = sync.parse_intermixed_args(argv[1:])
     paths = list(args.paths)
-    url = paths.pop() if paths[-1].startswith(("http://", "https://")) else None
+    last = paths[-1]
+    address = "://" in last or bool(_BARE_ADDRESS.fullmatch(last))
+    url = paths.pop() if address and not Path(last).exists() else None
     url = url or os.environ.get("COLLAPSE_LAB_URL")
     if not url:
         sync.error("give the server's URL after the directories, or set COLLAPSE_LAB_URL")
-    if problem := _server_url(url):
+    if problem := _url_problem(url):
         sync.error(f"the server's URL: {problem}")
     if not paths:
         sync.error("give at least one run directory")
     token = args.token or os.environ.get("COLLAPSE_LAB_TOKEN")
+    if token and (problem := _token_problem(token)):
+        sync.error(f"{problem}: check --token or $COLLAPSE_LAB_TOKEN")
     try:
         return sync_paths(
             [Path(p) for p in paths],

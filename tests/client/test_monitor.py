@@ -175,6 +175,36 @@ def test_wrong_token_is_refused_and_nothing_is_stored(
     assert len(server.log) == 5  # 2 refused registrations, registration, epoch 0, epoch 1
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:abc", "url: 'http://127.0.0.1:abc' is not a valid URL"),
+        ("http://[::1", "url: 'http://[::1' is not a valid URL"),
+        ("http://", "url: 'http://' is not an http:// or https:// address with a host"),
+        ("localhost:8000", "url: 'localhost:8000' must start with http:// or https://"),
+    ],
+)
+def test_a_url_that_is_not_one_raises_value_error(url: str, says: str) -> None:
+    """A bad port raised httpx.InvalidURL, and ``http://`` looked up a host named "http:"
+    until finish() gave up."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Monitor(url, resume=False)
+
+
+@pytest.mark.parametrize("token", ["ünï", "secret\n", "secret "])
+def test_a_token_that_cannot_be_sent_raises_value_error_without_showing_it(
+    token: str, server: FakeCollapseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-ASCII token raised UnicodeEncodeError; one with a newline or a space at its
+    end failed every request as if the server were down."""
+    monkeypatch.setenv("COLLAPSE_LAB_TOKEN", token)
+    for given in (token, None):  # token=, or $COLLAPSE_LAB_TOKEN
+        with pytest.raises(ValueError, match="the API token must be printable ASCII") as raised:
+            Monitor(server.url, given, name="x", resume=False)
+        assert token.strip() not in str(raised.value)
+    assert server.runs == {}
+
+
 def test_finish_waits_for_the_buffer_then_closes(server: FakeCollapseLab) -> None:
     server.delay_s = 0.2
     monitor = Monitor(server.url)

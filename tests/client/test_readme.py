@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from collapse_lab import CollapseLabWarning, Monitor
 
 from tests.client.fake_server import FakeCollapseLab
 
@@ -59,3 +61,18 @@ def test_lightning_example(
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1, 2, 3]
     assert run.finish is not None and run.finish["status"] == "succeeded"
+
+
+def test_finish_returns_what_the_readme_says(server: FakeCollapseLab) -> None:
+    """After an epoch refused with 409 epoch_conflict, finish() is True and stats.dropped
+    names the epoch: the README said it returned "whether everything arrived"."""
+    monitor = Monitor(server.url, name="x", resume=False)
+    server.only_run().digests[1] = "another training's epoch 1"  # held with other data
+    with pytest.warns(CollapseLabWarning, match="epoch_conflict|differs"):
+        for epoch in range(3):
+            monitor.log_epoch(epoch, np.full((16, 4), epoch, np.float32))
+        assert monitor.finish(timeout=10)
+    assert monitor.stats.dropped == [1] and monitor.stats.delivered == [0, 2]
+    readme = " ".join(README.read_text().split())
+    assert "returns True when the run was closed with every epoch that was not dropped" in readme
+    assert "`409 epoch_conflict` included) and skipped ones (NaN/inf) do not make it" in readme

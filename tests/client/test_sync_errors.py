@@ -113,6 +113,13 @@ def test_a_server_that_is_not_collapse_lab_gets_one_line_per_run(
     [
         (["runs", "http://[::1"], "the server's URL: 'http://[::1' is not a valid URL"),
         (["runs", "http://"], "is not an http:// or https:// address with a host"),
+        (["runs", "http://127.0.0.1:abc"], "'http://127.0.0.1:abc' is not a valid URL"),
+        (["runs", "ftp://lab:21"], "is not an http:// or https:// address with a host"),
+        (
+            ["runs", "localhost:18731"],
+            "'localhost:18731' must start with http:// or https:// (http://localhost:18731?)",
+        ),
+        (["runs", "lab.example.org:443/collapse"], "must start with http:// or https://"),
         (["--poll", "-1", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
         (["--poll", "nan", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
         (["--poll", "0", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
@@ -131,6 +138,46 @@ def test_a_usage_error_is_one_line_and_exit_status_2(
     *usage, error = capsys.readouterr().err.splitlines()  # argparse's usage, then why
     assert usage[0].startswith("usage: python -m collapse_lab sync"), usage
     assert error.startswith("python -m collapse_lab sync: error: ") and says in error, error
+
+
+def test_an_address_without_its_scheme_is_a_usage_error_with_a_url_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sync DIR localhost:18731`` with $COLLAPSE_LAB_URL set synced to that URL and named
+    the address a missing directory (exit 1)."""
+    monkeypatch.setenv("COLLAPSE_LAB_URL", "http://127.0.0.1:9")
+    with pytest.raises(SystemExit) as exited:
+        main(["sync", "runs", "localhost:18731"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "'localhost:18731' must start with http:// or https://" in error, error
+
+
+def test_a_directory_named_like_an_address_is_synced(
+    runs: Path, server: FakeCollapseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run folder whose name has a colon is a directory while it exists, not an address."""
+    monkeypatch.chdir(runs.parent)
+    runs.rename("lab:2")
+    monkeypatch.setenv("COLLAPSE_LAB_URL", server.url)
+    assert main(["sync", "lab:2"]) == 0
+    assert len(server.runs) == 3
+
+
+@pytest.mark.parametrize("token", ["ünï", "secret\n", "secret "])
+def test_a_token_that_cannot_be_sent_is_a_usage_error_that_does_not_show_it(
+    token: str, runs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-ASCII token raised UnicodeEncodeError (a traceback); one with a newline or a
+    space at its end failed every request as if the server were down."""
+    monkeypatch.setenv("COLLAPSE_LAB_TOKEN", token)
+    with pytest.raises(SystemExit) as exited:
+        main(["sync", str(runs), "http://127.0.0.1:9"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    error = err.splitlines()[-1]
+    assert error.startswith("python -m collapse_lab sync: error: the API token must be "), error
+    assert "printable ASCII" in error and token.strip() not in err
 
 
 def test_options_may_follow_the_directories(
