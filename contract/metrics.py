@@ -1119,7 +1119,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart(
         id="asymmetric",
         title="Asymmetric branch: online–target agreement, target lag, rank differential",
-        y_title="cosine · relative distance · EMA momentum · std·√d",
+        y_title="cosine · distance · τ · std·√d",
         y2_title="erank(target) − erank(p)",
         hide_when_empty=True,
         group="asymmetric branch",

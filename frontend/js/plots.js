@@ -20,7 +20,8 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
  * @typedef {{title?: {text: string, standoff?: number}, type?: "category" | "log",
  *   range?: number[], rangemode?: "tozero" | "normal", autorange?: boolean, dtick?: number,
  *   tickformat?: string, zeroline?: boolean, showgrid?: boolean, automargin?: boolean,
- *   overlaying?: "y", side?: "right", scaleanchor?: "x", scaleratio?: number}} Axis */
+ *   overlaying?: "y", side?: "right", scaleanchor?: "x", scaleratio?: number,
+ *   tickmode?: "auto", nticks?: number}} Axis */
 /** A Plotly layout, with what these figures set (baseLayout, then each figure's own).
  * @typedef {{title: {text: string, font: {size: number}, x: number, xanchor: "left",
  *   subtitle?: {text: string, font: {size: number}}},
@@ -43,7 +44,8 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
 /** @typedef {Window & {Plotly?: PlotlyApi}} PlotlyWindow */
 /** A div Plotly has drawn a line figure into: Plotly keeps the figure on it (`data` is absent
  * before the first draw; a line figure's x axis always has a range).
- * @typedef {HTMLElement & {data?: unknown[], layout: {xaxis: {range: number[]}}}} LinePlotDiv */
+ * @typedef {{xaxis: {range: number[]}, yaxis2?: {range?: number[]}}} LinePlotLayout
+ * @typedef {HTMLElement & {data?: unknown[], layout: LinePlotLayout}} LinePlotDiv */
 
 /** What the reference lines of one run's figures need (chartContext); several runs' figures
  * get the values they share (commonContext). `dim` is d of the representation shown, `zDim`
@@ -167,11 +169,13 @@ const CONTEXT_LEVELS = {
     typeof ctx.collapseLoss === "number"
       ? { y: ctx.collapseLoss, text: String(ctx.collapseLoss).replace("-", "−") }
       : null,
-  base_lr: (ctx) => (ctx.baseLr ? { y: ctx.baseLr, text: ctx.baseLr.toPrecision(2) } : null),
+  base_lr: (ctx) =>
+    ctx.baseLr ? { y: ctx.baseLr, text: String(Number(ctx.baseLr.toPrecision(4))) } : null,
   z_dim: (ctx) => (ctx.zDim ? { y: ctx.zDim, text: String(ctx.zDim) } : null),
   z_dim_minus_one: (ctx) => (ctx.zDim ? { y: ctx.zDim - 1, text: String(ctx.zDim - 1) } : null),
 };
 const DASHES = [undefined, "dash", "dot"];
+const GUEST_COLOR = "#8a8f98"; // a schedule or a reference value drawn beside the metrics
 
 /** A metric's value in an epoch record: of the embedding shown, of the run, or of its
  * method's logs (a metric's name is a field of the one it is measured on).
@@ -375,13 +379,15 @@ function commonContext(series) {
   );
 }
 
-// Two levels of one axis this close (relative to the larger) would print their labels over
+// Two levels of one axis this close (relative to the larger, or to the axis's span where it
+// is known: a label is about this share of a chart's height) would print their labels over
 // each other: the lower one is labelled below its line.
 const CLOSE_LEVELS = 0.05;
 
 /** Reference lines as layout shapes + annotations spanning the full width.
- * @param {(RefLine | null)[]} refs @param {boolean} [hasY2] */
-function referenceLines(refs, hasY2 = false) {
+ * @param {(RefLine | null)[]} refs @param {boolean} [hasY2]
+ * @param {{y?: number, y2?: number}} [spans] each axis's span of values, where known */
+function referenceLines(refs, hasY2 = false, spans = {}) {
   /** @type {PlotlyObject[]} */
   const shapes = [];
   /** @type {PlotlyObject[]} */
@@ -398,7 +404,9 @@ function referenceLines(refs, hasY2 = false) {
     // a level at or just under a labelled one (a healthy and a collapsed one) labels below it
     const below =
       last !== undefined &&
-      last - ref.y <= CLOSE_LEVELS * Math.max(Math.abs(last), Math.abs(ref.y));
+      last - ref.y <=
+        CLOSE_LEVELS *
+          Math.max(Math.abs(last), Math.abs(ref.y), spans[axis === "y2" ? "y2" : "y"] || 0);
     if (!below) above.set(axis, ref.y);
     shapes.push({
       type: "line",
@@ -425,11 +433,35 @@ function referenceLines(refs, hasY2 = false) {
   return { shapes, annotations };
 }
 
+// The page's phone layout below this width (app.css's media query), and the characters of a
+// chart title that fit on one line of a card at 14 px, on a phone and wider
+const PHONE_WIDTH = 760;
+const TITLE_CHARS_PHONE = 44;
+const TITLE_CHARS = 80;
+
+/** A chart title broken at a space where it is longer than a card is wide (Plotly does not
+ * wrap titles: a long one is cut at the card's edge).
+ * @param {string} title @returns {string[]} its lines */
+function titleLines(title) {
+  const phone = typeof window !== "undefined" && window.innerWidth < PHONE_WIDTH;
+  const room = phone ? TITLE_CHARS_PHONE : TITLE_CHARS;
+  const lines = [];
+  let rest = title;
+  while (rest.length > room) {
+    const cut = rest.lastIndexOf(" ", room);
+    if (cut <= 0) break;
+    lines.push(rest.slice(0, cut));
+    rest = rest.slice(cut + 1);
+  }
+  return [...lines, rest];
+}
+
 /** @param {string} title @param {string} xTitle @param {string} yTitle @returns {Layout} */
 function baseLayout(title, xTitle, yTitle) {
+  const lines = titleLines(title);
   return {
-    title: { text: title, font: { size: 14 }, x: 0.02, xanchor: "left" },
-    margin: { l: 60, r: 20, t: 40, b: 45 },
+    title: { text: lines.join("<br>"), font: { size: 14 }, x: 0.02, xanchor: "left" },
+    margin: { l: 60, r: 20, t: 40 + 18 * (lines.length - 1), b: 45 },
     xaxis: {
       title: { text: xTitle, standoff: 4 },
       zeroline: false,
@@ -466,10 +498,13 @@ export function lineFigure(metric, series, which) {
   series.forEach((run) => {
     metric.traces.forEach((trace, traceIndex) => {
       if (!used(trace)) return;
-      const color = many ? run.color : RUN_COLORS[traceIndex];
+      // a guest (a schedule, ln K) is context, not a measurement: grey, thin, dotted, faded
+      // and without markers, so a learning rate decaying to 0 never reads as the chart's
+      // metric collapsing onto its collapsed level
+      const color = many ? run.color : trace.guest ? GUEST_COLOR : RUN_COLORS[traceIndex];
       data.push({
         type: "scatter",
-        mode: "lines+markers",
+        mode: trace.guest ? "lines" : "lines+markers",
         name: many
           ? metric.traces.length > 1
             ? `${run.name} · ${trace.name}`
@@ -478,7 +513,10 @@ export function lineFigure(metric, series, which) {
         x: run.records.map((r) => r.epoch),
         y: run.records.map((r) => nullable(trace.get(r, which))),
         yaxis: trace.axis === "y2" ? "y2" : "y",
-        line: { color, width: trace.axis === "y2" ? 1 : 2, dash: trace.dash },
+        line: trace.guest
+          ? { color, width: 1.5, dash: "dot" }
+          : { color, width: trace.axis === "y2" ? 1 : 2, dash: trace.dash },
+        opacity: trace.guest ? 0.7 : 1,
         marker: { size: 5, color },
         connectgaps: false,
       });
@@ -499,14 +537,26 @@ export function lineFigure(metric, series, which) {
       side: "right",
       zeroline: false,
       showgrid: false,
+      // its own round ticks: Plotly's default for an overlaying axis puts them at the left
+      // axis's gridlines, at values such as 0.02188
+      tickmode: "auto",
+      nticks: 6,
     };
     if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
+    else if (metric.y2RangeMode === "tozero" && metric.yRange && metric.yRange[0] < 0) {
+      // the left axis starts just under 0: so does the right one, their zeros level
+      const top = 1.05 * Math.max(0, ...secondAxisValues(metric, allRecords, which));
+      if (top > 0) layout.yaxis2.range = [(top * metric.yRange[0]) / metric.yRange[1], top];
+    }
     if (metric.y2RangeMode) layout.yaxis2.rangemode = metric.y2RangeMode;
     layout.margin.r = 60;
   }
   const runs = series.map((s) => s.records);
   const refs = series.length ? metric.refs(commonContext(series), runs, which) : [];
-  Object.assign(layout, referenceLines(refs, Boolean(layout.yaxis2)));
+  Object.assign(
+    layout,
+    referenceLines(refs, Boolean(layout.yaxis2), axisSpans(metric, allRecords, which, refs)),
+  );
   const maxEpoch = Math.max(
     1,
     ...series.map((s) => (s.ctx && s.ctx.epochs ? s.ctx.epochs : 0)),
@@ -515,6 +565,37 @@ export function lineFigure(metric, series, which) {
   layout.xaxis.range = [-0.3, maxEpoch + 0.3];
   layout.xaxis.dtick = epochTick(maxEpoch);
   return { data, layout };
+}
+
+/** How far each axis of a line chart reaches: its fixed range, else its values and levels.
+ * @param {LineMetric} metric @param {Api.EpochRecord[]} records @param {Which} which
+ * @param {(RefLine | null)[]} refs @returns {{y: number, y2: number}} */
+function axisSpans(metric, records, which, refs) {
+  /** @param {"y" | "y2"} axis */
+  const span = (axis) => {
+    const values = [
+      ...metric.traces
+        .filter((t) => (t.axis === "y2" ? "y2" : "y") === axis)
+        .flatMap((t) => records.map((r) => nullable(t.get(r, which)))),
+      ...refs.map((ref) => (ref && (ref.axis || "y") === axis ? ref.y : null)),
+    ]
+      .filter((v) => v !== null && v !== undefined && Number.isFinite(v))
+      .map(Number);
+    return values.length ? Math.max(...values) - Math.min(...values) : 0;
+  };
+  const fixed = metric.yRange ? metric.yRange[1] - metric.yRange[0] : null;
+  return { y: fixed ?? span("y"), y2: span("y2") };
+}
+
+/** The finite values of a line chart's second-axis traces over these records.
+ * @param {LineMetric} metric @param {Api.EpochRecord[]} records @param {Which} which
+ * @returns {number[]} */
+function secondAxisValues(metric, records, which) {
+  return metric.traces
+    .filter((t) => t.axis === "y2")
+    .flatMap((t) => records.map((r) => nullable(t.get(r, which))))
+    .filter((v) => v !== null && Number.isFinite(v))
+    .map(Number);
 }
 
 /** Whole-epoch ticks, at most about ten of them.
@@ -739,7 +820,10 @@ export function alignUniformFigure(series, which) {
   );
   layout.hovermode = "closest";
   layout.xaxis.rangemode = "normal";
-  layout.yaxis.rangemode = "tozero";
+  // from just under 0: the collapse mark at (0, 0) is drawn whole
+  const ys = data.flatMap((t) => t.y).filter((v) => typeof v === "number");
+  const top = Math.max(0.1, ...ys);
+  layout.yaxis.range = [-0.08 * top, 1.08 * top];
   const { shapes, annotations } = referenceLines([]);
   shapes.push({
     type: "line",
@@ -971,6 +1055,12 @@ export function umapFigure(frame, { title = "UMAP of the probe embeddings", rang
 export function draw(div, figure) {
   const Plotly = /** @type {PlotlyWindow} */ (window).Plotly;
   if (!Plotly) return Promise.resolve(); // the page draws everything once it arrives
+  // on a phone the legend under a chart takes a line per trace: the chart grows with it
+  // rather than leaving the lines a sliver (the compare page draws a trace per run)
+  if (window.innerWidth < PHONE_WIDTH && div.classList.contains("plot")) {
+    const entries = figure.data.filter((trace) => trace.name && trace.showlegend !== false);
+    div.style.height = entries.length > 2 ? `${300 + 19 * (entries.length - 2)}px` : "";
+  }
   return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
 }
 
@@ -985,6 +1075,10 @@ export function extend(div, metric, record, which, ctx) {
   // a trace's first value may bring its metric's levels: redraw then
   const drawn = /** @type {{y: unknown[]}[]} */ (div.data);
   if (ext.y.some(([v], i) => v !== null && drawn[i].y.every((old) => old === null))) return false;
+  // a second axis levelled with the first (lineFigure) has a fixed top: past it, redraw
+  const top = div.layout.yaxis2 && div.layout.yaxis2.range ? div.layout.yaxis2.range[1] : null;
+  const y2 = metric.traces.map((t) => t.axis === "y2");
+  if (top !== null && ext.y.some(([v], i) => y2[i] && v !== null && Number(v) > top)) return false;
   Plotly.extendTraces(
     div,
     { x: ext.x, y: ext.y },
@@ -1040,7 +1134,8 @@ function axisLabels(axis) {
 /**
  * The collapse map: one heatmap cell per grid point, its hue the verdict its seeds reached
  * (green healthy, amber dimensional, red complete collapse, grey none yet), its shade the
- * chosen metric (light = low), the onset epoch written in it. One-key sweeps are one row.
+ * chosen metric (light = low), the onset epoch and that value written in it. One-key sweeps
+ * are one row.
  * Each cell's customdata is its index in sweep.cells (for clicks).
  * @param {Api.SweepDetail} sweep @param {SweepMetric} metric @returns {Figure}
  */
@@ -1069,7 +1164,8 @@ export function sweepMapFigure(sweep, metric) {
       // hue band of the kind, shade within it: 0.15 (lightest) .. 0.95 of the band
       const shade = value === null ? 0.5 : 0.15 + 0.8 * Math.min(1, Math.max(0, value / max));
       z[row].push(kinds.indexOf(kind) + shade);
-      text[row].push(cellLabel(cell));
+      // the shade's value is written too: shades of different hues cannot be compared
+      text[row].push([cellLabel(cell), value === null ? "" : fmtNumber(value)].join("<br>"));
       index[row].push(at);
       const point = Object.entries(cell.point)
         .map(([k, v]) => `${k} = ${v}`)
@@ -1119,7 +1215,7 @@ export function sweepMapFigure(sweep, metric) {
     },
   ];
   const layout = baseLayout(
-    `Collapse map (shade: ${metric.label})`,
+    `Collapse map (hue: verdict; shade and number: ${metric.label}, darker = higher)`,
     second ? second.key : first.key,
     second ? first.key : "",
   );

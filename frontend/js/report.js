@@ -69,7 +69,7 @@ function runBlock(run, records, catalogue) {
       "details",
       {},
       el("summary", {}, "Configuration"),
-      el("pre", {}, JSON.stringify(config, null, 2)),
+      el("pre", { class: "wrap" }, JSON.stringify(config, null, 2)),
     ),
     records.length
       ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records)))

@@ -28,15 +28,16 @@ export function renderSweepReport(data) {
   const line = sweep.axes.length === 1 ? el("div", { id: "sweep-line", class: "plot" }) : null;
   const parts = [
     el("h1", {}, sweepTitle(sweep)),
-    el(
-      "p",
-      { class: "muted" },
-      sweepSummary(sweep),
-      ` Sweep ${sweep.id}, base config: ${JSON.stringify(sweep.base)}.`,
-    ),
+    el("p", { class: "muted" }, sweepSummary(sweep), ` Sweep ${sweep.id}.`),
     ...maps.map((map) => el("div", { class: "card" }, map)),
     line ? el("div", { class: "card" }, line) : null,
-    cellsTable(sweep, null),
+    el("div", { class: "table-scroll" }, cellsTable(sweep, null)),
+    el(
+      "section",
+      { class: "card" },
+      el("h2", {}, "Base configuration"),
+      el("pre", { class: "wrap" }, JSON.stringify(sweep.base, null, 2)),
+    ),
   ];
   // a null child would read "null"; #report is the page's (backend/report_page.py)
   const root = /** @type {HTMLElement} */ (document.getElementById("report"));

@@ -3,7 +3,7 @@
 // one-line summary and the table of cells (grid values, verdict, onset, cause, final numbers,
 // runs).
 
-import { SWEEP_METRICS, cellLabel, cellMetric } from "./plots.js";
+import { SWEEP_METRICS, cellMetric } from "./plots.js";
 import { el, fmt } from "./ui.js";
 import { PENDING, causeSentence, guardLabel, verdictBadge } from "./verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
@@ -59,7 +59,14 @@ export function cellsTable(sweep, runHref = (run) => run.url) {
         cell.cause ? guardLabel(cell.cause) : "—",
       ),
       SWEEP_METRICS.map((metric) => el("td", {}, fmt(cellMetric(cell, metric)))),
-      el("td", { class: "status-cell" }, cellLabel(cell).replaceAll("<br>", " · ")),
+      el(
+        "td",
+        { class: "cell-progress" },
+        // the verdict has its column: this one says how far the cell's seeds are
+        cell.status === "running" || cell.status === "queued"
+          ? `${cell.status} · ${Math.round(100 * cell.progress)}%`
+          : cell.status,
+      ),
       el(
         "td",
         {},

@@ -248,7 +248,12 @@ export async function plotlyLoaded(ready, container, what) {
 export function representationPicker(current, onChange) {
   return el(
     "div",
-    { class: "view-controls", role: "radiogroup", "aria-label": "representation" },
+    {
+      id: "rep-picker",
+      class: "view-controls",
+      role: "radiogroup",
+      "aria-label": "representation",
+    },
     el("span", { class: "muted" }, "Diagnostics of:"),
     /** @type {("projector" | "backbone")[]} */ (["projector", "backbone"]).map((which) =>
       el(
@@ -265,6 +270,22 @@ export function representationPicker(current, onChange) {
       ),
     ),
   );
+}
+
+/** The representation to draw: h is offered only where a record carries it (an external run
+ * may log z alone, and h's charts would stand empty), so the picker is hidden and the page
+ * falls back to z until one does.
+ * @param {"projector" | "backbone"} which @param {Api.EpochRecord[]} records
+ * @returns {"projector" | "backbone"} */
+export function offeredRepresentation(which, records) {
+  const hasBackbone = records.some((r) => Boolean(r.backbone));
+  const picker = document.getElementById("rep-picker");
+  if (picker) picker.hidden = !hasBackbone;
+  const shown = hasBackbone || !records.length ? which : "projector";
+  for (const input of document.querySelectorAll('#rep-picker input[name="rep"]'))
+    /** @type {HTMLInputElement} */ (input).checked =
+      /** @type {HTMLInputElement} */ (input).value === shown;
+  return shown;
 }
 
 /** "3 min ago" style time.

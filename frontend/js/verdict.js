@@ -29,10 +29,11 @@ export function verdictKinds() {
   return [...LABELS.keys()];
 }
 
-/** A verdict kind in words: "dimensional collapse"; "no verdict yet" for none.
- * @param {string | null | undefined} kind */
-export function verdictLabel(kind) {
-  return (kind && LABELS.get(kind)) || "no verdict yet";
+/** A verdict kind in words: "dimensional collapse"; for none, "no verdict yet", or "no
+ * verdict" for a run that has ended (failed or cancelled before an epoch was measured).
+ * @param {string | null | undefined} kind @param {boolean} [ended] */
+export function verdictLabel(kind, ended = false) {
+  return (kind && LABELS.get(kind)) || (ended ? "no verdict" : "no verdict yet");
 }
 
 /** Verdict kind of a run or record, "pending" when there is none yet.
@@ -48,12 +49,12 @@ export function verdictKind(verdict) {
 
 /** A coloured badge element:
  * <span class="badge verdict-complete_collapse">complete collapse</span>.
- * @param {VerdictLike} verdict */
-export function verdictBadge(verdict) {
+ * @param {VerdictLike} verdict @param {boolean} [ended] the run has ended (verdictLabel) */
+export function verdictBadge(verdict, ended = false) {
   const kind = verdictKind(verdict);
   const badge = document.createElement("span");
   badge.className = `badge verdict-${kind}`;
-  badge.textContent = verdictLabel(kind);
+  badge.textContent = verdictLabel(kind, ended);
   const full = typeof verdict === "object" ? verdict : null;
   const hover = [full && full.reason, causeSentence(full && full.cause)].filter(Boolean);
   if (hover.length) badge.title = hover.join("\n");
@@ -109,10 +110,11 @@ export function causeBlock(cause) {
 }
 
 /** One-line description: "complete collapse from epoch 3".
- * @param {Partial<Api.Verdict> | null | undefined} verdict */
-export function verdictHeadline(verdict) {
+ * @param {Partial<Api.Verdict> | null | undefined} verdict
+ * @param {boolean} [ended] the run has ended (verdictLabel) */
+export function verdictHeadline(verdict, ended = false) {
   const kind = verdictKind(verdict);
-  if (kind === PENDING) return verdictLabel(kind);
+  if (kind === PENDING) return verdictLabel(kind, ended);
   const onset = verdict?.onset_epoch;
   if (kind === "healthy" || onset === null || onset === undefined) return verdictLabel(kind);
   return `${verdictLabel(kind)} from epoch ${onset}`;

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from collapse_lab import Monitor
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
 from tests.browser.conftest import API_TOKEN, COLLAPSING_RUN
 from tests.service.stack import ServiceStack, wait_until
@@ -215,5 +215,27 @@ def test_without_plotly_each_plotting_page_says_it_cannot_draw(
             assert "could not load Plotly.js" in alert.inner_text(), url
             assert "cannot be drawn" in alert.inner_text(), url
             assert page.locator(".js-plotly-plot").count() == 0, url
+    finally:
+        page.close()
+
+
+def test_a_run_that_failed_before_its_first_epoch_promises_nothing(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    failed_run: dict[str, Any],
+) -> None:
+    """No "the verdict appears after the first epoch" nor empty charts waiting for data on a
+    run that will never have any: one line says nothing was measured, and the list agrees."""
+    page = writer_context.new_page()
+    try:
+        page.goto(f"{dashboard_stack.base_url}/runs/{failed_run['id']}")
+        expect(page.locator("#nothing-measured")).to_contain_text("No epoch was measured")
+        expect(page.locator("#verdict-reason")).to_contain_text("failed before an epoch")
+        expect(page.locator("#verdict-title")).to_have_text("no verdict")
+        for hidden in ("#plots", "#umap-section", "#rep-picker"):
+            expect(page.locator(hidden)).to_be_hidden()
+        page.goto(f"{dashboard_stack.base_url}/?status=failed")
+        row = page.locator(f"tr:has(a[href*='{failed_run['id']}'])")
+        expect(row.locator(".badge")).to_have_text("no verdict")
     finally:
         page.close()

@@ -44,7 +44,12 @@ def test_the_sweep_map_fills_in_live_and_shares_read_only(
         "document.getElementById('sweep-map')?.data?.[0]?.text?.[0]?.length === 2"
     )
     labels = page.evaluate("document.getElementById('sweep-map').data[0].text[0]")
-    assert labels[0].startswith("onset ") and labels[1] == "healthy"
+    assert labels[0].startswith("onset ") and labels[1].startswith("healthy<br>")
+    # under the verdict, the value the shade stands for (hues alone cannot be compared)
+    shade = page.evaluate("document.getElementById('shade-select').value")
+    cells = writer.get(f"/api/sweeps/{created['id']}").json()["cells"]
+    written = [float(label.split("<br>")[-1]) for label in labels]
+    assert written == pytest.approx([cell["final"][shade] for cell in cells], rel=5e-3)
     line_x = page.evaluate("document.getElementById('sweep-line').data[0].x")
     assert line_x == [0, 25]
     page.select_option("#shade-select", "effective_rank")

@@ -498,7 +498,8 @@ def findings(
         and z.spread < thresholds.spread_fallen_of_baseline * z0.spread
     ):
         result.append(
-            f"the spread has fallen from {z0.spread:.2f} at epoch 0 to {z.spread:.2f} "
+            f"the spread (the square root of z/‖z‖'s total variance) has fallen from "
+            f"{z0.spread:.2f} at epoch 0 to {z.spread:.2f} "
             f"(random pairs at cosine {z.cos_rand:.2f}): short of complete collapse (below "
             f"{thresholds.spread_limit(z0):.2f} for this run), it has lost more than half of it."
         )

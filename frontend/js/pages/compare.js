@@ -32,6 +32,7 @@ import {
   plotlyLoaded,
   queryState,
   renderHeader,
+  offeredRepresentation,
   representationPicker,
   showState,
   toast,
@@ -406,6 +407,7 @@ function renderLegend() {
 
 function redraw() {
   state.redrawScheduled = false;
+  state.which = offeredRepresentation(state.which, [...state.records.values()].flat());
   const figures = new Map(
     diagnosticFigures(seriesList(), state.which, { epoch: state.epoch }).map(({ id, figure }) => [
       id,

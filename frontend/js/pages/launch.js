@@ -197,8 +197,12 @@ function renderPresets() {
           )
         : null,
     );
-  const standard = presets.filter((p) => p.expected === "healthy" || !p.expected);
-  const ablations = presets.filter((p) => p.expected && p.expected !== "healthy");
+  // a method's own preset bears its name (barlow-twins: barlow_twins); the others switch a
+  // guard off or weaken it, and some do not collapse (BYOL without its EMA): their badge says
+  /** @param {Preset} p */
+  const own = (p) => p.name.replaceAll("-", "_") === p.method;
+  const standard = presets.filter(own);
+  const ablations = presets.filter((p) => !own(p));
   presetsBox.replaceChildren(
     el("h2", { id: "presets-title" }, "Presets"),
     el(
@@ -209,7 +213,7 @@ function renderPresets() {
     ),
     el("h3", {}, "Standard methods"),
     el("div", { class: "preset-grid" }, standard.map(card)),
-    el("h3", {}, "Ablations that collapse"),
+    el("h3", {}, "Ablations"),
     el("div", { class: "preset-grid" }, ablations.map(card)),
   );
 }

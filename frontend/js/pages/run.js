@@ -39,6 +39,7 @@ import {
   queryState,
   renderHeader,
   reportWriteError,
+  offeredRepresentation,
   representationPicker,
   showState,
   timeAgo,
@@ -309,6 +310,7 @@ function flush() {
   state.flushScheduled = false;
   const batch = state.queue.splice(0);
   if (!batch.length) return;
+  state.which = offeredRepresentation(state.which, state.records);
   if (
     shownMetrics()
       .map((m) => m.id)
@@ -559,7 +561,9 @@ function renderVerdict() {
           el(
             "span",
             { class: "verdict-title", id: "verdict-title" },
-            provisional ? `so far: ${verdictHeadline(verdict)}` : verdictHeadline(verdict),
+            provisional
+              ? `so far: ${verdictHeadline(verdict)}`
+              : verdictHeadline(verdict, FINISHED.has(run.status)),
           ),
         ),
         el(
@@ -569,7 +573,9 @@ function renderVerdict() {
             ? verdict.reason
             : run.status === "queued"
               ? `Queued: ${run.waiting?.detail || "waiting for a worker"}.`
-              : "The verdict appears after the first epoch is measured.",
+              : FINISHED.has(run.status)
+                ? `The run ${run.status} before an epoch was measured: there is nothing to judge.`
+                : "The verdict appears after the first epoch is measured.",
         ),
         causeBlock(verdict && verdict.cause),
         final && final.stopped_early
@@ -666,6 +672,8 @@ function onStatus(data) {
 /** A `projection` event points at a stored frame: `{"epoch", "count", "url"}`.
  * @param {ProjectionEvent} data */
 function onProjection(data) {
+  // a run without epoch records may still hold projections (nothingMeasured hid them)
+  /** @type {HTMLElement} */ (document.getElementById("umap-section")).hidden = false;
   // renderSkeleton made both before connect
   /** @type {UmapView} */ (state.umap).add(data.epoch);
   /** @type {EpochSlider} */ (state.slider).add(data.epoch);
@@ -694,6 +702,21 @@ function connect() {
       if (FINISHED.has(loadedRun().status) && state.stream && !closed) state.stream.close();
     },
   });
+}
+
+/** A run that ended before its first epoch was measured has nothing to draw: one line in
+ * place of the empty charts, the projection and the placement, which would promise data. */
+function nothingMeasured() {
+  for (const id of ["rep-picker", "plots", "umap-section", "placement"])
+    /** @type {HTMLElement} */ (document.getElementById(id)).hidden = true;
+  /** @type {HTMLElement} */ (document.getElementById("plots")).after(
+    el(
+      "p",
+      { id: "nothing-measured", class: "card muted" },
+      `No epoch was measured before the run ${loadedRun().status}: there are no diagnostics ` +
+        "to draw. Its configuration is below; “Launch again with changes” starts it anew.",
+    ),
+  );
 }
 
 async function resolveRunId() {
@@ -736,6 +759,7 @@ async function main() {
     return;
   }
   renderSkeleton();
+  if (FINISHED.has(state.run.status) && state.run.last_epoch === null) nothingMeasured();
   connect();
   const container = /** @type {HTMLElement} */ (document.getElementById("plots"));
   if (!(await plotlyLoaded(plotlyReady, container, "the plots"))) return;

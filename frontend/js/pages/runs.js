@@ -4,6 +4,7 @@
 
 import { ApiError, api, listData } from "../api.js";
 import {
+  FINISHED,
   keyOptions,
   normaliseCatalogue,
   rankHistory,
@@ -327,7 +328,11 @@ function row(run) {
       `${config.dataset || "?"} · ${totalEpochs(run) ?? "?"} ep`,
     ),
     el("td", { "data-label": "Status" }, progressCell(run)),
-    el("td", { "data-label": "Verdict", class: "verdict-cell" }, verdictBadge(run.verdict)),
+    el(
+      "td",
+      { "data-label": "Verdict", class: "verdict-cell" },
+      verdictBadge(run.verdict, FINISHED.has(run.status)),
+    ),
     el(
       "td",
       { "data-label": "Effective rank", class: "spark-cell" },

@@ -149,7 +149,7 @@ function renderSkeleton() {
         ]
       : []),
     el("h2", {}, "Cells"),
-    el("div", { id: "sweep-cells" }),
+    el("div", { id: "sweep-cells", class: "table-scroll" }),
   );
 }
 
