@@ -91,7 +91,10 @@ GRID = ["--grid", "variance_weight=0,1"]
             ],
             "at lr=0.01, variance_weight=-1: vicreg.options.variance_weight:",
         ),
-        (["sweep", "--preset", "vicreg", "--grid", "lr=0..1x1"], "grid.lr: Input should be"),
+        (
+            ["sweep", "--preset", "vicreg", "--grid", "lr=0..1x1"],
+            "grid.lr: '0..1x1': steps: Input should be",
+        ),
         (["sweep", "--preset", "vicreg", "--grid", "lr=-..1x3"], "grid.lr: '-..1x3'"),
         (
             ["sweep", "--preset", "vicreg", "--grid", "lr=0.1", "--grid", " lr=0.2"],

@@ -9,7 +9,7 @@ import torch
 
 from contract import EmbeddingMetrics, EpochRecord
 from workers.engine.metrics import embedding_diagnostics
-from workers.engine.verdict import THRESHOLDS, epoch_kinds, epoch_verdict, run_verdict
+from workers.engine.verdict import THRESHOLDS, epoch_verdict, run_verdict
 
 N_PROBE = 1024
 NUM_CLASSES = 10
@@ -279,14 +279,14 @@ def test_a_healthy_run_that_lost_half_its_spread_gets_a_finding() -> None:
     assert 0.3 < halved.projector.spread < 0.5 * start.projector.spread
     verdict = epoch_verdict([start, halved])
     assert verdict.kind == "healthy"
-    fallen = [f for f in verdict.findings if f.startswith("the spread has fallen")]
+    fallen = [f for f in verdict.findings if f.startswith("the spread (")]
     assert len(fallen) == 1
     assert (
         f"{start.projector.spread:.2f}" in fallen[0]
         and f"{halved.projector.spread:.2f}" in fallen[0]
     )
     kept = epoch_verdict([start, _record(1, _gaussian(128, seed=1), seed=1)])
-    assert not any(f.startswith("the spread has fallen") for f in kept.findings)
+    assert not any(f.startswith("the spread (") for f in kept.findings)
 
 
 def test_a_backbone_whose_knn_fell_is_not_called_the_whole_story() -> None:
@@ -465,18 +465,3 @@ def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> Non
     assert any("epoch 0 already" in f for f in recovered.findings)
     healthy = [_record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in range(3)]
     assert not any("epoch 0 already" in f for f in epoch_verdict(healthy).findings)
-
-
-def test_a_run_collapsed_from_its_first_record_has_onset_0() -> None:
-    """Logged from a collapsed checkpoint on: epoch 0 already reads collapsed by the limits
-    trained epochs are judged by, so the collapse started there, not at epoch 1; an epoch 0
-    that reads collapsed and a run that then trains is no collapse and no recovery."""
-    collapsed = _to_constant(128, 0.001, seed=1)
-    stays = [_record(epoch, collapsed, seed=epoch) for epoch in range(3)]
-    verdict = epoch_verdict(stays)
-    assert verdict.kind == "complete_collapse" and verdict.onset_epoch == 0
-    assert epoch_kinds(stays)[0] == "healthy"  # nothing was trained at epoch 0
-    trains = [stays[0], *(_record(e, _gaussian(128, seed=e), seed=e) for e in (1, 2))]
-    assert epoch_verdict(trains).kind == "healthy"
-    healthy_start = [_record(0, _gaussian(128, seed=0), seed=0), *stays[1:]]
-    assert epoch_verdict(healthy_start).onset_epoch == 1

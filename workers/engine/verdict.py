@@ -404,7 +404,9 @@ def _reason(
             f"{z.effective_rank:.1f} of d={z.dim} at epoch {epoch}, under the absolute "
             f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); epoch 0 "
             f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
-            f"{z0.cos_rand:.2f}), so nothing could fall from it."
+            f"{z0.cos_rand:.2f}), so nothing could fall from it. The onset is the first "
+            "trained epoch: epoch 0 is not judged (an untrained network measured in eval mode "
+            "reads collapsed too)."
         )
     if kind == "complete_collapse":
         return (
@@ -623,26 +625,20 @@ def epoch_kinds(
     return [untrained, *(classify(r.projector, baseline, thresholds) for r in history[1:])]
 
 
-def _onset(
-    history: Sequence[EpochRecord], kinds: list[VerdictKind], thresholds: Thresholds
-) -> int | None:
+def _onset(history: Sequence[EpochRecord], kinds: list[VerdictKind]) -> int | None:
     """First epoch of the final uninterrupted streak of epochs at least as severe as the
     last one (a run that went dimensional at 2 and complete at 4 has complete-collapse onset
     4; one that flickers between dimensional and complete at the end keeps the onset of the
-    streak). None for a healthy run. A streak back to epoch 1 starts at epoch 0 when epoch 0
-    itself was that collapsed by the limits trained epochs are then judged by (a run logged
-    from a collapsed checkpoint on): its kind stays healthy, as nothing was trained yet, so
-    that a loop whose untrained network reads collapsed and then trains is no recovery."""
+    streak). None for a healthy run. Never epoch 0, which is not judged even where it reads
+    collapsed: a loop measuring its untrained network in eval mode reads one vector there
+    (Thresholds.collapsed_baseline_cos_rand), so a streak from epoch 1 starts at the first
+    trained epoch, and the reason says what epoch 0 read."""
     final = VERDICT_SEVERITY[kinds[-1]]
     if final == 0:
         return None
     start = len(kinds) - 1
     while start > 0 and VERDICT_SEVERITY[kinds[start - 1]] >= final:
         start -= 1
-    z0 = history[0].projector
-    judged_alone = thresholds.baseline_collapsed(z0) or thresholds.baseline_dimensional(z0)
-    if start == 1 and judged_alone and VERDICT_SEVERITY[classify(z0, z0, thresholds)] >= final:
-        start = 0
     return history[start].epoch
 
 
@@ -663,7 +659,7 @@ def epoch_verdict(
         raise ValueError("history is empty: epoch 0 (the baseline) is needed")
     kinds = epoch_kinds(history, thresholds)
     kind = kinds[-1]
-    onset = _onset(history, kinds, thresholds)
+    onset = _onset(history, kinds)
     trend = _trend(history, kind, thresholds)
     scale_only = _scale_only(history, kind, thresholds)
     return Verdict(
