@@ -436,6 +436,8 @@ function referenceLines(refs, hasY2 = false, spans = {}) {
 // The page's phone layout below this width (app.css's media query), and the characters of a
 // chart title that fit on one line of a card at 14 px, on a phone and wider
 const PHONE_WIDTH = 760;
+const LEGEND_SHORT_NAME = 35; // characters: two such legend entries share a line of a card
+const LEGEND_LINE = 19; // pixels: a legend line at font size 11
 const TITLE_CHARS_PHONE = 44;
 const TITLE_CHARS = 80;
 
@@ -1055,13 +1057,27 @@ export function umapFigure(frame, { title = "UMAP of the probe embeddings", rang
 export function draw(div, figure) {
   const Plotly = /** @type {PlotlyWindow} */ (window).Plotly;
   if (!Plotly) return Promise.resolve(); // the page draws everything once it arrives
-  // on a phone the legend under a chart takes a line per trace: the chart grows with it
-  // rather than leaving the lines a sliver (the compare page draws a trace per run)
-  if (window.innerWidth < PHONE_WIDTH && div.classList.contains("plot")) {
-    const entries = figure.data.filter((trace) => trace.name && trace.showlegend !== false);
-    div.style.height = entries.length > 2 ? `${300 + 19 * (entries.length - 2)}px` : "";
+  // the cloud keeps its square-ish card: its legend (the classes) sits beside it
+  if (div.classList.contains("plot") && !div.classList.contains("umap-plot")) {
+    div.style.minHeight = ""; // the stylesheet's height, then room for the legend's lines
+    const lines = legendLines(figure);
+    if (lines > 2) div.style.minHeight = `${div.clientHeight + LEGEND_LINE * (lines - 2)}px`;
   }
   return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
+}
+
+/** The lines the legend under a chart takes: one per entry, two per line on a wide card
+ * where the names are short. With a trace per run and metric (the compare page) they would
+ * leave the chart's lines a sliver of a fixed-height card: draw gives the card room for them.
+ * @param {Figure} figure */
+function legendLines(figure) {
+  const names = figure.data
+    .filter((trace) => trace.showlegend !== false)
+    .map((trace) => trace.name)
+    .filter((name) => typeof name === "string" && name);
+  const wide = window.innerWidth >= PHONE_WIDTH;
+  const short = names.every((name) => String(name).length <= LEGEND_SHORT_NAME);
+  return wide && short ? Math.ceil(names.length / 2) : names.length;
 }
 
 /** Append one record to a single-run line plot without redrawing the history.
