@@ -239,3 +239,19 @@ def test_a_run_that_failed_before_its_first_epoch_promises_nothing(
         expect(row.locator(".badge")).to_have_text("no verdict")
     finally:
         page.close()
+
+
+def test_the_keyboard_reaches_the_launch_form_past_the_presets(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext
+) -> None:
+    """Tab walked through every preset button before the first field of the form."""
+    page = writer_context.new_page()
+    try:
+        page.goto(f"{dashboard_stack.base_url}/launch")
+        page.locator("#skip-presets").focus()
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.closest('#launch-form') !== null")
+        assert page.evaluate("document.activeElement.matches('input, select, textarea, button')")
+    finally:
+        page.close()

@@ -209,7 +209,9 @@ function renderPresets() {
       "p",
       { class: "muted" },
       "One click fills the form; change anything, then launch. " +
-        "Ablations switch off the part of a method that prevents collapse.",
+        "Ablations switch off the part of a method that prevents collapse. ",
+      // the keyboard's way past the 25 preset buttons
+      el("a", { href: "#launch-form", id: "skip-presets" }, "Skip to the form"),
     ),
     el("h3", {}, "Standard methods"),
     el("div", { class: "preset-grid" }, standard.map(card)),
@@ -365,7 +367,8 @@ function renderForm() {
   );
   const form = el(
     "form",
-    { id: "launch-form", novalidate: true, "aria-label": "Run configuration" },
+    // focusable from "Skip to the form", so that Tab goes on inside it
+    { id: "launch-form", novalidate: true, "aria-label": "Run configuration", tabindex: "-1" },
     state.prefill
       ? el(
           "div",
