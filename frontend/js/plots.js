@@ -676,7 +676,7 @@ export function spectrumFigure(records, which, ctx = {}) {
   Object.assign(
     layout,
     referenceLines([
-      dim
+      dim && length // no spectrum yet: no index to name
         ? {
             y: Math.min(dim, length),
             label: `healthy: spectrum stays flat up to index ${Math.min(dim, length)}`,
@@ -751,6 +751,12 @@ export function varianceSharesFigure(series, which, epoch = null) {
   layout.xaxis.rangemode = "normal";
   layout.yaxis.tickformat = ".0%";
   layout.yaxis.rangemode = "tozero";
+  // before the first epoch: the whole 0-100 % scale and the first directions, rather than
+  // Plotly's default span of a few percent rounded to repeating ticks
+  if (!shown.some((s) => s.record)) {
+    layout.yaxis.range = [0, 1];
+    layout.xaxis.range = [0.5, 10.5];
+  }
   const dim = commonContext(series).dim;
   Object.assign(
     layout,
