@@ -350,7 +350,9 @@ class RunSync:
             return
         self._save_state()
 
-    def finish(self, finish: dict[str, Any], digest: str) -> None:
+    def finish(self, finish: dict[str, Any], digest: str | None) -> None:
+        """Send a finish call; ``digest``: that of this directory's ``finish.json`` it came
+        from (None: the finish our registration undid, sent back)."""
         body = dict(finish)
         refused = {epoch for epoch, refusal in self.state.refused.items() if not refusal.held}
         dropped = set(body.get("epochs_dropped") or []) | refused
@@ -438,6 +440,17 @@ class RunSync:
                     self._save_state()
             elif finish is not None:
                 self.finish(finish, finish_digest)
+        elif self.reopened_finish is not None and self._went_on_elsewhere(epochs):
+            # a try cut off before its finish (SIGKILL, preemption): the job went on and
+            # ended elsewhere, and our registration reopened that ended run; it ends again as
+            # it was, or it would stay running for good
+            self.progress.say(
+                f"{self.run_dir}: the server's run holds epochs up to {self.server_last_epoch}, "
+                "past this directory's last, and had finished: the job went on elsewhere "
+                "(its resume key), so the run is closed again as it was"
+            )
+            self.finish(self.reopened_finish, None)
+            self.reopened_finish = None
         return finish_digest is not None and finish_digest == self.state.finished
 
 

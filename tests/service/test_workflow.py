@@ -196,6 +196,18 @@ def test_a_job_that_went_on_online_is_not_closed_by_its_offline_part(
     ended = wait_until(lambda: _ended(api, live_id), 120, what="the run closed again")
     assert ended["status"] == "succeeded" and ended["error"] is None, ended
 
+    # A copy from the try killed before its finish (no finish.json, the usual preemption):
+    # its registration reopens the ended run too, which is closed again as it was rather
+    # than left running for good.
+    cut_off = tmp_path / "node-d" / node_local.name
+    left_out = shutil.ignore_patterns(local.SYNC_FILE, local.FINISH_FILE)
+    shutil.copytree(node_local, cut_off, ignore=left_out)
+    cut = _sync(str(cut_off), stack.base_url, cwd=tmp_path)
+    assert cut.returncode == 0, cut.stderr
+    assert "closed again as it was" in cut.stderr, cut.stderr
+    ended = wait_until(lambda: _ended(api, live_id), 120, what="the run closed again")
+    assert ended["status"] == "succeeded" and ended["error"] is None, ended
+
 
 def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
     stack: ServiceStack, api: httpx.Client, tmp_path: Path
