@@ -465,3 +465,14 @@ def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> Non
     assert any("epoch 0 already" in f for f in recovered.findings)
     healthy = [_record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in range(3)]
     assert not any("epoch 0 already" in f for f in epoch_verdict(healthy).findings)
+
+
+def test_a_run_logged_from_a_later_epoch_names_that_epoch_as_its_baseline() -> None:
+    """A synced part of a preempted job, or a loop logged from a checkpoint on, starts at
+    epoch 4: the texts compare with epoch 4, not with an "epoch 0" the run never had."""
+    history = [_record(epoch, _gaussian(128, seed=epoch), seed=epoch) for epoch in (4, 5, 6)]
+    verdict = epoch_verdict(history)
+    assert verdict.kind == "healthy"
+    assert "(epoch 4: " in verdict.reason and "epoch 0" not in verdict.reason
+    shrinking = [*history, _record(7, _to_constant(128, 0.4, seed=7), seed=7)]
+    assert any(" at epoch 4 to " in f for f in epoch_verdict(shrinking).findings)

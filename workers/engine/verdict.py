@@ -383,7 +383,7 @@ def _reason(
     first, last = history[0], history[-1]
     z0, z = first.projector, last.projector
     h0, h = first.backbone, last.backbone
-    epoch = last.epoch
+    epoch, base = last.epoch, _baseline(history)
     knn = _knn_clause(h0, h)
     if _scale_only(history, kind, thresholds) and z.scale is not None and z0.scale:
         total = ""
@@ -393,7 +393,7 @@ def _reason(
         return (
             f"the projector's raw output shrank towards a single point: its scale (std along "
             f"its top direction) fell from {z0.scale:.3g} to {z.scale:.3g} "
-            f"({z.scale / z0.scale:.2f} of epoch 0){total} by epoch {epoch}, collapsed since "
+            f"({z.scale / z0.scale:.2f} of {base}){total} by epoch {epoch}, collapsed since "
             f"epoch {onset}, while its directions still vary (spread {z.spread:.2f}, "
             f"effective rank {z.effective_rank:.1f}{knn})."
         )
@@ -402,10 +402,10 @@ def _reason(
         return (
             f"projector std_l2·√d is {z.std_l2_sqrt_d:.3f} and effective rank "
             f"{z.effective_rank:.1f} of d={z.dim} at epoch {epoch}, under the absolute "
-            f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); epoch 0 "
+            f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); {base} "
             f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
-            f"{z0.cos_rand:.2f}), so nothing could fall from it. The onset is the first "
-            "trained epoch: epoch 0 is not judged (an untrained network measured in eval mode "
+            f"{z0.cos_rand:.2f}), so nothing could fall from it. The onset is the next epoch: "
+            f"{base}, the baseline, is not judged (an untrained network measured in eval mode "
             "reads collapsed too)."
         )
     if kind == "complete_collapse":
@@ -427,9 +427,15 @@ def _reason(
     backbone = f"; backbone effective rank {h.effective_rank:.1f}" if h else ""
     return (
         f"at epoch {epoch} projector std_l2·√d is {z.std_l2_sqrt_d:.2f} "
-        f"(epoch 0: {z0.std_l2_sqrt_d:.2f}) and effective rank {z.effective_rank:.1f} of "
-        f"d={z.dim} (epoch 0: {z0.effective_rank:.1f}){backbone}{knn}."
+        f"({base}: {z0.std_l2_sqrt_d:.2f}) and effective rank {z.effective_rank:.1f} of "
+        f"d={z.dim} ({base}: {z0.effective_rank:.1f}){backbone}{knn}."
     )
+
+
+def _baseline(history: Sequence[EpochRecord]) -> str:
+    """What the texts call the baseline: "epoch 0", or the first epoch a run logged where it
+    started later (an external run logged from a checkpoint on, a synced part of a job)."""
+    return f"epoch {history[0].epoch}"
 
 
 def _knn_clause(h0: EmbeddingMetrics | None, h: EmbeddingMetrics | None) -> str:
@@ -444,6 +450,7 @@ def _cluster_findings(history: Sequence[EpochRecord], thresholds: Thresholds) ->
     """Partial prototype collapse (Govindarajan et al., arXiv 2410.14060): duplicated
     prototypes, or samples spread over few of them; invisible in loss, std and RankMe."""
     z0, z = history[0].projector, history[-1].projector
+    base = _baseline(history)
     total = z.num_prototypes
     if not total:
         return []
@@ -454,13 +461,13 @@ def _cluster_findings(history: Sequence[EpochRecord], thresholds: Thresholds) ->
     if distinct is not None and distinct < thresholds.prototypes_distinct_share * allowed:
         findings.append(
             f"partial prototype collapse: only {distinct} of {total} prototypes are distinct "
-            f"(cosine < 0.9), where {allowed} samples of the embedding are; epoch 0: "
+            f"(cosine < 0.9), where {allowed} samples of the embedding are; {base}: "
             f"{z0.distinct_prototypes}."
         )
     used = z.cluster_perplexity
     if used is not None and used < thresholds.clusters_used_share * total:
         before = z0.cluster_perplexity
-        was = f"; epoch 0: {before:.1f}" if before is not None else ""
+        was = f"; {base}: {before:.1f}" if before is not None else ""
         findings.append(
             f"the samples use an effective {used:.1f} of {total} clusters (perplexity of "
             f"the mean assignment{was}): most prototypes are idle."
@@ -488,6 +495,7 @@ def findings(
     its own epoch 0."""
     kind = kinds[-1]
     first, last = history[0], history[-1]
+    base = _baseline(history)
     result = _cluster_findings(history, thresholds)
     h0, h = first.backbone, last.backbone
     if trend.warning:
@@ -501,13 +509,13 @@ def findings(
     ):
         result.append(
             f"the spread (the square root of z/‖z‖'s total variance) has fallen from "
-            f"{z0.spread:.2f} at epoch 0 to {z.spread:.2f} "
+            f"{z0.spread:.2f} at {base} to {z.spread:.2f} "
             f"(random pairs at cosine {z.cos_rand:.2f}): short of complete collapse (below "
             f"{thresholds.spread_limit(z0):.2f} for this run), it has lost more than half of it."
         )
     if thresholds.baseline_collapsed(z0):
         result.append(
-            f"epoch 0 already looks completely collapsed (std·√d {z0.std_l2_sqrt_d:.3f}, "
+            f"{base} already looks completely collapsed (std·√d {z0.std_l2_sqrt_d:.3f}, "
             f"random-pair cosine {z0.cos_rand:.2f}): no later epoch can fall from it, so "
             f"trained epochs are judged by the absolute limits alone (spread below "
             f"{thresholds.complete_spread}, effective rank below "
@@ -520,14 +528,14 @@ def findings(
         few = f"{directions:.1f} directions (participation ratio, below {limit:.1f})"
         if thresholds.baseline_dimensional(z0):
             result.append(
-                f"epoch 0 already spreads its variance over {few}: no fall from it can be "
+                f"{base} already spreads its variance over {few}: no fall from it can be "
                 "measured, so trained epochs are dimensional collapse while they stay under "
                 "that limit. An untrained network rarely looks like this; a run logged from a "
                 "trained checkpoint on may."
             )
         elif directions < limit:
             result.append(
-                f"epoch 0 spreads its variance over {few}, as untrained networks can (I-JEPA's "
+                f"{base} spreads its variance over {few}, as untrained networks can (I-JEPA's "
                 "pooled ViT features on photographs: 1.6-1.8): few directions count as "
                 "dimensional collapse only after a fall from it."
             )
@@ -542,15 +550,16 @@ def findings(
         and h.knn_top1 < h0.knn_top1 - thresholds.knn_drop
     )
     if h_knn_fell:
+        owner = "the untrained network's" if first.epoch == 0 else "its"
         result.append(
-            f"backbone kNN {h.knn_top1:.2f} is below the untrained network's "
-            f"{h0.knn_top1:.2f} at epoch 0: training has made h worse for classification."
+            f"backbone kNN {h.knn_top1:.2f} is below {owner} {h0.knn_top1:.2f} at {base}: "
+            "training has made h worse for classification."
         )
     backbone_kind = classify(h, h0, thresholds)
     if kind != "healthy" and backbone_kind == "healthy":
         result.append(
             f"the projector output z is in {kind.replace('_', ' ')} ({_space_summary(z)}) but "
-            f"the backbone h is healthy ({_space_summary(h)}; epoch 0: {_space_summary(h0)}): "
+            f"the backbone h is healthy ({_space_summary(h)}; {base}: {_space_summary(h0)}): "
             + (
                 # its geometry held but what it encodes did not: the head is not the whole story
                 "its geometry held, though its kNN fell (above)."
@@ -561,13 +570,13 @@ def findings(
     elif kind == "healthy" and backbone_kind != "healthy":
         result.append(
             f"the backbone h is in {backbone_kind.replace('_', ' ')} ({_space_summary(h)}; "
-            f"epoch 0: {_space_summary(h0)}) while the projector output z looks healthy "
+            f"{base}: {_space_summary(h0)}) while the projector output z looks healthy "
             f"({_space_summary(z)})."
         )
     elif kind != "healthy" and backbone_kind != "healthy":
         result.append(
             f"the backbone h has collapsed too ({backbone_kind.replace('_', ' ')}: "
-            f"{_space_summary(h)}; epoch 0: {_space_summary(h0)})."
+            f"{_space_summary(h)}; {base}: {_space_summary(h0)})."
         )
     return result
 
