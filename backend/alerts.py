@@ -138,6 +138,9 @@ class _RunAlerts:
         self.cause = reading.cause
         self.last_epoch = reading.last_epoch
         self.alerts: list[QueuedAlert] = []
+        # "(simsiam on digits)"; an external run (a source) has no method or dataset of ours
+        external = reading.run.source is not None
+        self.what = "" if external else f" ({self.run.method} on {self.run.dataset})"
 
     def _queue(self, body: AlertBody, receivers: list[str]) -> None:
         self.alerts += [
@@ -153,10 +156,10 @@ class _RunAlerts:
             event: AlertEvent = "collapse_onset" if collapsed else "recovery"
             words = VERDICT_LABELS.get(cast(VerdictKind, kind), kind)
             text = (
-                f"Run {name} ({self.run.method} on {self.run.dataset}): {words} from epoch "
+                f"Run {name}{self.what}: {words} from epoch "
                 f"{verdict.get('onset_epoch')}. {verdict.get('reason', '')} {self.run.url}"
                 if collapsed
-                else f"Run {name} ({self.run.method} on {self.run.dataset}) is healthy again "
+                else f"Run {name}{self.what} is healthy again "
                 f"at epoch {epoch}. {verdict.get('reason', '')} {self.run.url}"
             )
             self._queue(
@@ -219,7 +222,7 @@ class _RunAlerts:
             text = f"Run {self.run.name} was cancelled. {self.run.url}"
         else:
             text = (
-                f"Run {self.run.name} ({self.run.method} on {self.run.dataset}) finished: "
+                f"Run {self.run.name}{self.what} finished: "
                 f"{str(kind).replace('_', ' ')}. {(verdict or {}).get('reason', '')} "
                 f"{self.run.url}"
             )

@@ -464,10 +464,14 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
         assert recovery["verdict"]["kind"] == "healthy" and recovery["epoch"] == 3
         assert "healthy again at epoch 3" in recovery["text"]
         assert finished["run"]["status"] == "succeeded"
+        # an external run has no method or dataset of the server's: none is named
+        assert onset["text"].startswith("Run collapses-then-recovers: complete collapse")
+        assert "external on external" not in finished["text"]
 
         run_alerts = receiver.bodies("/run")
         assert {b["run"]["id"] for b in run_alerts} == {run_id}
         assert run_alerts[-1]["event"] == "succeeded"
+        assert "(simsiam on digits) finished: " in run_alerts[-1]["text"]
         # the sweep's receiver: its end once, and its runs' troubles but not their successes
         sweep_alerts = receiver.bodies("/sweep")
         (summary,) = [b for b in sweep_alerts if b["event"] == "sweep_finished"]
