@@ -547,7 +547,7 @@ export function lineFigure(metric, series, which) {
     if (metric.y2Range) layout.yaxis2.range = metric.y2Range;
     else if (metric.y2RangeMode === "tozero" && metric.yRange && metric.yRange[0] < 0) {
       // the left axis starts just under 0: so does the right one, their zeros level
-      const top = 1.05 * Math.max(0, ...secondAxisValues(metric, allRecords, which));
+      const top = 1.05 * Math.max(0, ...axisValues(metric, allRecords, which, "y2"));
       if (top > 0) layout.yaxis2.range = [(top * metric.yRange[0]) / metric.yRange[1], top];
     }
     if (metric.y2RangeMode) layout.yaxis2.rangemode = metric.y2RangeMode;
@@ -575,26 +575,20 @@ export function lineFigure(metric, series, which) {
 function axisSpans(metric, records, which, refs) {
   /** @param {"y" | "y2"} axis */
   const span = (axis) => {
-    const values = [
-      ...metric.traces
-        .filter((t) => (t.axis === "y2" ? "y2" : "y") === axis)
-        .flatMap((t) => records.map((r) => nullable(t.get(r, which)))),
-      ...refs.map((ref) => (ref && (ref.axis || "y") === axis ? ref.y : null)),
-    ]
-      .filter((v) => v !== null && v !== undefined && Number.isFinite(v))
-      .map(Number);
+    const levels = refs.flatMap((ref) => (ref && (ref.axis || "y") === axis ? [ref.y] : []));
+    const values = [...axisValues(metric, records, which, axis), ...levels];
     return values.length ? Math.max(...values) - Math.min(...values) : 0;
   };
   const fixed = metric.yRange ? metric.yRange[1] - metric.yRange[0] : null;
   return { y: fixed ?? span("y"), y2: span("y2") };
 }
 
-/** The finite values of a line chart's second-axis traces over these records.
+/** The finite values a line chart's traces on one axis take over these records.
  * @param {LineMetric} metric @param {Api.EpochRecord[]} records @param {Which} which
- * @returns {number[]} */
-function secondAxisValues(metric, records, which) {
+ * @param {"y" | "y2"} axis @returns {number[]} */
+function axisValues(metric, records, which, axis) {
   return metric.traces
-    .filter((t) => t.axis === "y2")
+    .filter((t) => (t.axis === "y2" ? "y2" : "y") === axis)
     .flatMap((t) => records.map((r) => nullable(t.get(r, which))))
     .filter((v) => v !== null && Number.isFinite(v))
     .map(Number);
