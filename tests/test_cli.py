@@ -441,6 +441,17 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(launcher, name, refused)
 
 
+def refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``collapse-lab ARGS`` run in this process: exit status 1 and one line on stderr,
+    which is returned."""
+    assert cli_main(args) == 1
+    stderr = capsys.readouterr().err
+    command = next(arg for arg in args if arg in ("up", "worker"))
+    assert stderr.startswith(f"collapse-lab {command}: ")
+    assert len(stderr.strip().splitlines()) == 1
+    return stderr
+
+
 @pytest.mark.parametrize(
     ("visible", "args", "needle"),
     [
@@ -465,10 +476,7 @@ def test_up_and_worker_refuse_what_they_cannot_start(
     # CUDA_VISIBLE_DEVICES stands for the host's GPUs (as visible_gpus reads it first)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     data_dir = tmp_path / "data"
-    assert cli_main(["--data-dir", str(data_dir), *args]) == 1
-    stderr = capsys.readouterr().err
-    assert stderr.startswith(f"collapse-lab {args[0]}: ") and needle in stderr
-    assert len(stderr.strip().splitlines()) == 1
+    assert needle in refusal(["--data-dir", str(data_dir), *args], capsys)
     assert not data_dir.exists()  # nothing made either
 
 
@@ -481,10 +489,11 @@ def test_up_refuses_a_data_directory_another_up_holds(
     held = hold_data_dir(data_dir)  # what the running `up` holds
     try:
         port = str(free_local_port())
-        assert cli_main(["--data-dir", str(data_dir), "up", "--gpus", "none", "--port", port]) == 1
-        stderr = capsys.readouterr().err
+        stderr = refusal(
+            ["--data-dir", str(data_dir), "up", "--gpus", "none", "--port", port], capsys
+        )
         assert "already runs with this data directory" in stderr
-        assert f"(pid {os.getpid()})" in stderr and len(stderr.strip().splitlines()) == 1
+        assert f"(pid {os.getpid()})" in stderr
     finally:
         os.close(held)
     os.close(hold_data_dir(data_dir))  # free again once its holder is gone
@@ -512,10 +521,8 @@ def test_up_and_worker_name_a_database_they_cannot_use(
     get_settings.cache_clear()
     try:
         port = ["--port", str(free_local_port())] if command == "up" else []
-        assert cli_main(["--data-dir", str(tmp_path / "data"), command, *port]) == 1
+        stderr = refusal(["--data-dir", str(tmp_path / "data"), command, *port], capsys)
     finally:
         get_settings.cache_clear()
-    stderr = capsys.readouterr().err
-    assert stderr.startswith(f"collapse-lab {command}: ") and needle in stderr
-    assert len(stderr.strip().splitlines()) == 1
+    assert needle in stderr
     assert "secret" not in stderr  # the password stays out of the logs
