@@ -574,7 +574,7 @@ function renderVerdict() {
             : run.status === "queued"
               ? `Queued: ${run.waiting?.detail || "waiting for a worker"}.`
               : FINISHED.has(run.status)
-                ? `The run ${run.status} before an epoch was measured: there is nothing to judge.`
+                ? `The run ${ended(run)} before an epoch was measured: there is nothing to judge.`
                 : "The verdict appears after the first epoch is measured.",
         ),
         causeBlock(verdict && verdict.cause),
@@ -704,6 +704,16 @@ function connect() {
   });
 }
 
+/** How a finished run ended, in words: "failed", "was cancelled", "ended".
+ * @param {Api.RunDetail} run */
+function ended(run) {
+  return run.status === "cancelled"
+    ? "was cancelled"
+    : run.status === "failed"
+      ? "failed"
+      : "ended";
+}
+
 /** A run that ended before its first epoch was measured has nothing to draw: one line in
  * place of the empty charts, the projection and the placement, which would promise data. */
 function nothingMeasured() {
@@ -713,8 +723,8 @@ function nothingMeasured() {
     el(
       "p",
       { id: "nothing-measured", class: "card muted" },
-      `No epoch was measured before the run ${loadedRun().status}: there are no diagnostics ` +
-        "to draw. Its configuration is below; “Launch again with changes” starts it anew.",
+      `No epoch was measured before the run ${ended(loadedRun())}: there are no ` +
+        "diagnostics to draw.",
     ),
   );
 }
