@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from functools import lru_cache, partial
@@ -139,7 +140,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         # in the background: the signal handler of a warm shutdown only sets a flag, which
         # the consumer loop reads once this handler has returned, so a worker stopped while
         # compiling (a minute on a loaded machine with numba's cache still empty) stayed up
-        threading.Thread(target=warm_up_projection, name="projection-warm-up", daemon=True).start()
+        WARM_UP.start()
 
 
 def warm_up_projection() -> None:
@@ -150,6 +151,25 @@ def warm_up_projection() -> None:
     log.info("projection warmed up in %.1f s", time.monotonic() - started)
 
 
+WARM_UP = threading.Thread(target=warm_up_projection, name="projection-warm-up", daemon=True)
+
+
 @signals.worker_shutting_down.connect
 def _on_worker_shutting_down(**_: Any) -> None:
     SHUTTING_DOWN.set()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    """Once the worker has stopped consuming and handed its tasks back: if UMAP's kernels are
+    still compiling, leave without finalizing the interpreter. Finalizing under a daemon
+    thread that is inside LLVM (which numba calls with the GIL released) or that holds the
+    log's lock can abort the process: a CI run saw such a worker die of SIGABRT."""
+    if not WARM_UP.is_alive():
+        return
+    log.info("projection warm-up still compiling: exiting without waiting for it")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(0)
