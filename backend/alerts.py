@@ -27,6 +27,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -110,6 +111,9 @@ def _alert_run(run: Run, settings: Settings) -> AlertRun:
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float | None]:
+    """The projector's numbers of an epoch record; none for a run that has no epoch."""
+    if "projector" not in record:
+        return {}
     projector = record.get("projector") or {}
     return {
         "effective_rank": projector.get("effective_rank"),
@@ -126,8 +130,14 @@ def _receivers(request: dict[str, Any] | None) -> list[str]:
 class _RunAlerts:
     """Walks one run's unread events and collects what to announce."""
 
-    def __init__(self, reading: RunReading, settings: Settings) -> None:
+    def __init__(
+        self,
+        reading: RunReading,
+        settings: Settings,
+        epoch_record: Callable[[str, int], dict[str, Any] | None],
+    ) -> None:
         self.reading = reading
+        self.epoch_record = epoch_record
         self.run = _alert_run(reading.run, settings)
         own = _receivers(reading.run.request)
         from_sweep = _receivers(reading.sweep.request) if reading.sweep else []
@@ -213,8 +223,12 @@ class _RunAlerts:
         if status not in TERMINAL_STATUSES:
             return
         verdict = data.get("verdict") or None
+        last_epoch = data.get("last_epoch")
+        # the end is told with the numbers of the run's last epoch
+        stored = self.epoch_record(self.run.id, last_epoch) if isinstance(last_epoch, int) else None
+        record = stored or {"epoch": last_epoch}
         if verdict:  # the run's final verdict may differ from its last epoch's
-            self.on_verdict(seq, verdict, {"epoch": data.get("last_epoch")})
+            self.on_verdict(seq, verdict, record)
         kind = (verdict or {}).get("kind")
         if status == "failed":
             text = f"Run {self.run.name} failed: {data.get('error')} {self.run.url}"
@@ -232,9 +246,10 @@ class _RunAlerts:
             event=status,
             text=text,
             run=self.run.model_copy(update={"status": status}),
-            epoch=data.get("last_epoch"),
+            epoch=last_epoch,
             verdict=verdict,
             cause=(verdict or {}).get("cause"),
+            numbers=_numbers(record),
             error=data.get("error"),
         )
         # a sweep's receivers hear of a failure; its successes come as the sweep's summary
@@ -282,7 +297,7 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
                     [],
                 )
                 continue
-            walk = _RunAlerts(reading, settings)
+            walk = _RunAlerts(reading, settings, scan.epoch_record)
             finished = False
             for event in reading.events:
                 if event.type == "epoch" and event.data.get("verdict"):

@@ -25,6 +25,7 @@ from backend.store.models import (
     AlertDelivery,
     AlertRunState,
     AlertScanner,
+    EpochRow,
     Event,
     Run,
     Sweep,
@@ -102,6 +103,12 @@ class ScanPass:
                 last_epoch=state.last_epoch if state is not None else None,
                 events=events,
             )
+
+    def epoch_record(self, run_id: str, epoch: int) -> dict[str, Any] | None:
+        """The run's stored record of ``epoch`` (None when it has none)."""
+        return self._session.scalar(
+            select(EpochRow.record).where(EpochRow.run_id == run_id, EpochRow.epoch == epoch)
+        )
 
     def sweep_statuses(self, sweep_id: str) -> list[tuple[str, str | None]]:
         """(status, verdict kind) of each run of the sweep."""

@@ -160,6 +160,8 @@ def test_receivers_get_each_alert_once_even_when_down_slow_or_failing(
         assert "complete collapse" in onset["text"] and onset["run"]["url"] in onset["text"]
         assert onset["numbers"]["effective_rank"] < 3
         assert finished["run"]["status"] == "succeeded"
+        # the end carries the numbers of the run's last epoch (collapsed to a point)
+        assert finished["epoch"] == 3 and finished["numbers"]["effective_rank"] < 3
         keys = {b["key"] for b in bodies}
         assert len(keys) == 2
 
@@ -464,6 +466,8 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
         assert recovery["verdict"]["kind"] == "healthy" and recovery["epoch"] == 3
         assert "healthy again at epoch 3" in recovery["text"]
         assert finished["run"]["status"] == "succeeded"
+        # the end carries the numbers of the run's last epoch, spread out again
+        assert finished["epoch"] == 4 and finished["numbers"]["effective_rank"] > 3
         # an external run has no method or dataset of the server's: none is named
         assert onset["text"].startswith("Run collapses-then-recovers: complete collapse")
         assert "external on external" not in finished["text"]
