@@ -22,6 +22,7 @@ recording the answer. Each post is sent off on its own and its answer recorded w
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -39,7 +40,7 @@ from pydantic import BaseModel, Field
 from backend.dispatch import housekeeping
 from backend.settings import Settings
 from backend.store import alerts as alert_store
-from backend.store.alerts import QueuedAlert, RunReading, ScanPass
+from backend.store.alerts import Announced, QueuedAlert, RunReading, ScanPass
 from backend.store.database import Database
 from backend.store.models import AlertDelivery, Run
 from contract import TERMINAL_STATUSES, VERDICT_LABELS, VerdictKind
@@ -144,9 +145,10 @@ class _RunAlerts:
         self.receivers = list(dict.fromkeys([*settings.alert_webhook_urls, *own, *from_sweep]))
         # the sweep's receivers hear of its runs' troubles, and of the sweep's end
         self.quiet_receivers = list(dict.fromkeys([*settings.alert_webhook_urls, *own]))
-        self.verdict_kind = reading.verdict_kind
-        self.cause = reading.cause
-        self.last_epoch = reading.last_epoch
+        self.verdict_kind = reading.announced.verdict_kind
+        self.cause = reading.announced.cause
+        self.last_epoch = reading.announced.last_epoch
+        self.last_end = reading.announced.last_end
         self.alerts: list[QueuedAlert] = []
         # "(simsiam on digits)"; an external run (a source) has no method or dataset of ours
         external = reading.run.source is not None
@@ -252,8 +254,17 @@ class _RunAlerts:
             numbers=_numbers(record),
             error=data.get("error"),
         )
-        # a sweep's receivers hear of a failure; its successes come as the sweep's summary
-        self._queue(body, self.receivers if status == "failed" else self.quiet_receivers)
+        # a run reopened and closed again as it was (a late sync of an offline copy) has
+        # nothing new to tell; one that trained on or ended otherwise is told again
+        end = json.dumps([status, kind, last_epoch, data.get("error")])
+        end_digest = hashlib.sha256(end.encode()).hexdigest()
+        if end_digest != self.last_end:
+            # a sweep's receivers hear of a failure; its successes come as the sweep's summary
+            self._queue(body, self.receivers if status == "failed" else self.quiet_receivers)
+        self.last_end = end_digest
+
+    def announced(self) -> Announced:
+        return Announced(self.verdict_kind, self.cause, self.last_epoch, self.last_end)
 
 
 def _sweep_finished(scan: ScanPass, reading: RunReading, settings: Settings) -> list[QueuedAlert]:
@@ -288,14 +299,8 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
             last_seq = reading.events[-1].seq if reading.events else run.last_event_seq
             if reading.last_seq is None and run.created_at < started_at:
                 # history from before alerts were on: read silently
-                scan.advance(
-                    reading,
-                    run.last_event_seq,
-                    run.verdict_kind or "healthy",
-                    None,
-                    run.last_epoch,
-                    [],
-                )
+                silently = Announced(run.verdict_kind or "healthy", last_epoch=run.last_epoch)
+                scan.advance(reading, run.last_event_seq, silently, [])
                 continue
             walk = _RunAlerts(reading, settings, scan.epoch_record)
             finished = False
@@ -308,9 +313,7 @@ def scan_once(db: Database, settings: Settings, limit: int = 200) -> int:
             alerts = walk.alerts
             if finished:
                 alerts += _sweep_finished(scan, reading, settings)
-            if scan.advance(
-                reading, last_seq, walk.verdict_kind, walk.cause, walk.last_epoch, alerts
-            ):
+            if scan.advance(reading, last_seq, walk.announced(), alerts):
                 queued += len(alerts)
     return queued
 

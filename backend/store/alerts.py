@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, or_, select, update
@@ -46,15 +46,23 @@ class QueuedAlert:
 
 
 @dataclass(frozen=True)
+class Announced:
+    """What the scanner has said of a run so far."""
+
+    verdict_kind: str = "healthy"
+    cause: str | None = None
+    last_epoch: int | None = None  # the highest epoch whose verdict was read
+    last_end: str | None = None  # the digest of the last end told (backend/alerts.py)
+
+
+@dataclass(frozen=True)
 class RunReading:
     """A run with events the scanner has not read: where it stopped and what it had said."""
 
     run: Run
     sweep: Sweep | None
     last_seq: int | None  # None: never read
-    verdict_kind: str
-    cause: str | None
-    last_epoch: int | None  # the highest epoch whose verdict was read
+    announced: Announced
     events: list[Event]
 
 
@@ -98,9 +106,9 @@ class ScanPass:
                 run=run,
                 sweep=sweep,
                 last_seq=last_seq,
-                verdict_kind=state.verdict_kind if state is not None else "healthy",
-                cause=state.cause if state is not None else None,
-                last_epoch=state.last_epoch if state is not None else None,
+                announced=Announced()
+                if state is None
+                else Announced(state.verdict_kind, state.cause, state.last_epoch, state.last_end),
                 events=events,
             )
 
@@ -121,19 +129,12 @@ class ScanPass:
         self,
         reading: RunReading,
         last_seq: int,
-        verdict_kind: str,
-        cause: str | None,
-        last_epoch: int | None,
+        announced: Announced,
         alerts: list[QueuedAlert],
     ) -> bool:
         """Move the run's position to ``last_seq`` and queue ``alerts``, unless another
         process moved it first (then nothing is queued: that process queued them)."""
-        values = {
-            "last_seq": last_seq,
-            "verdict_kind": verdict_kind,
-            "cause": cause,
-            "last_epoch": last_epoch,
-        }
+        values = {"last_seq": last_seq, **asdict(announced)}
         if reading.last_seq is None:
             won = self._insert_ignoring_conflict(
                 AlertRunState, [{"run_id": reading.run.id, **values}]

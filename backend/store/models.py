@@ -278,6 +278,9 @@ class AlertRunState(Base):
     cause: Mapped[str | None] = mapped_column(String(32))
     # the highest epoch whose verdict was read (None: none yet, or read before it was kept)
     last_epoch: Mapped[int | None] = mapped_column(Integer)
+    # the sha256 of the last end announced (status, verdict, last epoch, error): a run
+    # reopened and closed again as it was is not announced twice (None: none yet)
+    last_end: Mapped[str | None] = mapped_column(String(64))
 
 
 class AlertScanner(Base):

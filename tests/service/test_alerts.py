@@ -265,24 +265,39 @@ def _unseq(key: str) -> str:
 def test_a_reopened_run_that_fails_or_finishes_again_is_announced_again(
     tmp_path: Path,
 ) -> None:
-    """A preempted job's run failed, reopened by its requeued job (resume key), failed at
-    the next preemption, reopened again and finished: each end is an alert of its own."""
+    """A preempted job's run failed, reopened by its requeued job (resume key), trained an
+    epoch and failed at the next preemption, reopened again and finished: each end is an
+    alert of its own, with the numbers of its last epoch. Reopened by a late sync of an
+    offline copy and closed again as it was, the run has nothing new to tell: no alert."""
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")
     db.migrate()
     settings = Settings(alert_webhooks="http://hooks/all", public_url=PUBLIC_URL)
     scan_once(db, settings)  # alerts start before the run exists
     registration = {"name": "preempted", "resume_key": "slurm::81:preempted:abc"}
     run = external_store.register_run(db, "first-try", registration).run
-    for try_, status in (("second-try", "failed"), ("third-try", "failed"), (None, "succeeded")):
+    rng = np.random.default_rng(0)
+    history: list[EpochRecord] = []
+    tries = (("second-try", "failed"), ("third-try", "failed"), ("late-sync", "succeeded"))
+    for epoch, (try_, status) in enumerate(tries):
+        history.append(probe_epoch_record(epoch, rng.normal(size=(256, 32)), history=history))
+        assert epoch_store.record_epoch(db, run.id, history[-1])
         _finish(db, run.id, cast(RunStatus, status))
         scan_once(db, settings)
-        if try_ is not None:
-            again = external_store.register_run(db, try_, registration)
-            assert again.resumed and again.run.id == run.id and again.run.status == "running"
+        again = external_store.register_run(db, try_, registration)
+        assert again.resumed and again.run.id == run.id and again.run.status == "running"
         scan_once(db, settings)
+    _finish(db, run.id, "succeeded")  # the late sync closes it as it was
+    scan_once(db, settings)
     queued = _queued(db)
     assert [body["event"] for _, _, body, _ in queued] == ["failed", "failed", "succeeded"]
+    assert [body["epoch"] for _, _, body, _ in queued] == [0, 1, 2]
+    assert all(body["numbers"]["effective_rank"] > 10 for _, _, body, _ in queued)
     assert len({key for key, *_ in queued}) == 3
+    # an ending that differs from the last one told is told: here, cancelled
+    external_store.register_run(db, "fourth-try", registration)
+    _finish(db, run.id, "cancelled")
+    scan_once(db, settings)
+    assert [body["event"] for _, _, body, _ in _queued(db)][-1] == "cancelled"
     db.dispose()
 
 
