@@ -433,20 +433,25 @@ function referenceLines(refs, hasY2 = false, spans = {}) {
   return { shapes, annotations };
 }
 
-// The page's phone layout below this width (app.css's media query), and the characters of a
-// chart title that fit on one line of a card at 14 px, on a phone and wider
-const PHONE_WIDTH = 760;
 const LEGEND_SHORT_NAME = 35; // characters: two such legend entries share a line of a card
 const LEGEND_LINE = 19; // pixels: a legend line at font size 11
+// The characters of a chart title that fit on one line of a card at 14 px, on a phone and wider
 const TITLE_CHARS_PHONE = 44;
 const TITLE_CHARS = 80;
+
+/** Whether the page shows its phone layout: app.css declares the width, in the media query
+ * that sets `--layout`. @returns {boolean} */
+function phoneLayout() {
+  if (typeof document === "undefined") return false;
+  const layout = getComputedStyle(document.documentElement).getPropertyValue("--layout");
+  return layout.trim() === "phone";
+}
 
 /** A chart title broken at a space where it is longer than a card is wide (Plotly does not
  * wrap titles: a long one is cut at the card's edge).
  * @param {string} title @returns {string[]} its lines */
 function titleLines(title) {
-  const phone = typeof window !== "undefined" && window.innerWidth < PHONE_WIDTH;
-  const room = phone ? TITLE_CHARS_PHONE : TITLE_CHARS;
+  const room = phoneLayout() ? TITLE_CHARS_PHONE : TITLE_CHARS;
   const lines = [];
   let rest = title;
   while (rest.length > room) {
@@ -1075,9 +1080,8 @@ function legendLines(figure) {
     .filter((trace) => trace.showlegend !== false)
     .map((trace) => trace.name)
     .filter((name) => typeof name === "string" && name);
-  const wide = window.innerWidth >= PHONE_WIDTH;
   const short = names.every((name) => String(name).length <= LEGEND_SHORT_NAME);
-  return wide && short ? Math.ceil(names.length / 2) : names.length;
+  return !phoneLayout() && short ? Math.ceil(names.length / 2) : names.length;
 }
 
 /** Append one record to a single-run line plot without redrawing the history.

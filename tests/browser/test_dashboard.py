@@ -147,6 +147,13 @@ def test_launch_from_form_then_watch_it_collapse_live(
     phone.goto(f"{base}/runs/{run_id}")
     expect(phone.locator("#verdict-banner")).to_have_attribute("data-kind", "complete_collapse")
     phone.wait_for_function("document.querySelector('.umap-plot').dataset.epoch !== undefined")
+    # the charts take the phone layout app.css declares: titles wrapped to a phone's card
+    titles = phone.eval_on_selector_all(
+        ".plot .gtitle",
+        "els => els.map(e => [...e.querySelectorAll('tspan.line')].map(t => t.textContent))",
+    )
+    assert titles and max(len(line) for lines in titles for line in lines) <= 44, titles
+    assert any(len(lines) > 1 for lines in titles), titles
     phone.screenshot(path=screenshots / "run-phone.png", full_page=True)
 
 
