@@ -125,6 +125,10 @@ def _housekeeping(queues: list[str]) -> None:
         ctx.redis.delete(key)
 
 
+HOUSEKEEPERS: list[threading.Thread] = []  # this process's housekeeping thread, once ready
+HOUSEKEEPING_STOP_S = 10.0  # a reaper pass or broker check under way, then the key's removal
+
+
 @signals.worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     try:
@@ -132,9 +136,11 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     except AttributeError:
         queues = [TRAIN_QUEUE, PROJECTION_QUEUE]
     context()
-    threading.Thread(
+    housekeeper = threading.Thread(
         target=_housekeeping, args=(queues,), name="worker-housekeeping", daemon=True
-    ).start()
+    )
+    HOUSEKEEPERS.append(housekeeper)
+    housekeeper.start()
     if PROJECTION_QUEUE in queues and not any(q.startswith(TRAIN_QUEUE) for q in queues):
         os.nice(10)  # UMAP yields the CPU to training on shared machines
         # in the background: the signal handler of a warm shutdown only sets a flag, which
@@ -164,7 +170,12 @@ def _on_worker_shutdown(**_: Any) -> None:
     """Once the worker has stopped consuming and handed its tasks back: if UMAP's kernels are
     still compiling, leave without finalizing the interpreter. Finalizing under a daemon
     thread that is inside LLVM (which numba calls with the GIL released) or that holds the
-    log's lock can abort the process: a CI run saw such a worker die of SIGABRT."""
+    log's lock can abort the process: a CI run saw such a worker die of SIGABRT.
+
+    The housekeeping thread is waited for first: it stops at SHUTTING_DOWN and removes the
+    worker's key, so ``GET /api/health`` stops counting the worker at once."""
+    for housekeeper in HOUSEKEEPERS:
+        housekeeper.join(HOUSEKEEPING_STOP_S)
     if not WARM_UP.is_alive():
         return
     log.info("projection warm-up still compiling: exiting without waiting for it")

@@ -78,7 +78,10 @@ def test_log_epoch_returns_in_milliseconds_while_the_server_is_slow(
         start = time.perf_counter()
         monitor.log_epoch(epoch, z, loss=0.5)
         durations.append(time.perf_counter() - start)
-    assert statistics.median(durations) < 0.010, durations
+    # the CPU work alone (checking and encoding the array) takes 2-11 ms on a loaded
+    # 2-core machine; waiting for the server would take a second
+    assert statistics.median(durations) < server.delay_s / 10, durations
+    assert max(durations) < server.delay_s / 2, durations
     assert monitor.stats.dropped == []
     server.delay_s = 0.0
     assert monitor.finish(timeout=30)

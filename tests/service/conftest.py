@@ -35,6 +35,8 @@ def stack(
     service.start_api()
     service.start_worker("train1", "train")
     service.start_worker("projection1", "projection")
+    # as `collapse-lab up` does: external runs' verdicts do not wait behind the UMAPs
+    service.start_worker("ingest1", "ingest")
     service.wait_for_workers(train=1)
     yield service
     service.stop()

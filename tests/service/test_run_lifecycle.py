@@ -208,6 +208,8 @@ def test_a_worker_stopped_cleanly_hands_its_run_back(
     stack.kill_training_workers(signal.SIGTERM)  # warm shutdown, as on Ctrl-C
     requeued = api.get(f"/api/runs/{run['id']}").json()
     assert requeued["status"] == "queued", requeued
+    # it took its key out of Redis on the way: health does not count it until the key expires
+    assert api.get("/api/health").json()["workers"]["train"] == 0
     stack.start_worker("train-after-stop", "train")
     events = collect_until(api, url, stop=is_terminal_status, timeout=240)
     assert events[-1].data["status"] == "succeeded"
