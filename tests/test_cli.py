@@ -526,3 +526,21 @@ def test_up_and_worker_name_a_database_they_cannot_use(
         get_settings.cache_clear()
     assert needle in stderr
     assert "secret" not in stderr  # the password stays out of the logs
+
+
+def test_worker_names_a_redis_it_cannot_reach(
+    nothing_starts: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://:secret@127.0.0.1:{free_local_port()}/0")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'lab.db'}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    get_settings.cache_clear()
+    try:
+        stderr = refusal(["--data-dir", str(tmp_path / "data"), "worker"], capsys)
+    finally:
+        get_settings.cache_clear()
+    assert "cannot reach Redis at redis://:***@127.0.0.1:" in stderr
+    assert "secret" not in stderr

@@ -116,6 +116,14 @@ def check_database(url: str, *, migrate: bool) -> None:
         ) from None
 
 
+def shown_url(url: str) -> str:
+    """``url`` as printed: its password hidden."""
+    parts = urlparse(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def redis_answers(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
@@ -232,7 +240,7 @@ def choose_redis(url: str, data_dir: Path) -> tuple[str, bool]:
         return url, True
     owner = redis_owner(url)
     if owner is None:
-        print(f"using Redis at {url}")
+        print(f"using Redis at {shown_url(url)}")
         return url, False
     if owner.data_dir == data_dir:
         raise UpError(
@@ -647,6 +655,11 @@ def worker(args: argparse.Namespace) -> int:
         # the workers store every epoch there: an unreachable one is said now, in one line
         settings = get_settings().model_copy(update={"data_dir": data_dir})
         check_database(settings.resolved_database_url, migrate=False)
+        if not redis_answers(settings.redis_url):  # else Celery retries it for minutes
+            raise UpError(
+                f"cannot reach Redis at {shown_url(settings.redis_url)}: start it (on the "
+                "head node `collapse-lab up` does), or fix REDIS_URL"
+            )
     except UpError as exc:
         print(f"collapse-lab worker: {exc}", file=sys.stderr)
         return 1
