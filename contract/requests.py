@@ -8,7 +8,7 @@ needs no method: the preset names it). Pydantic validates it in one pass, so eve
 carries its location: ``("simsiam", "epochs")`` is the field ``epochs`` of a SimSiam request
 (the first part is the union member, the method). A body with no known method nor preset
 fails at the root with :data:`UNKNOWN_METHOD`, after the name it gave when it gave one
-(``unknown method 'x': ...``).
+(``unknown method 'x': choose ...``).
 """
 
 from __future__ import annotations
@@ -123,10 +123,8 @@ def _method_of(data: Any) -> str | None:
     return method if isinstance(method, str) and method in METHOD_SPECS else None
 
 
-UNKNOWN_METHOD = (
-    f"give a JSON object with a method ({', '.join(sorted(METHOD_SPECS))}) "
-    f"or a preset ({', '.join(PRESETS)})"
-)
+_KNOWN = f"a method ({', '.join(sorted(METHOD_SPECS))}) or a preset ({', '.join(PRESETS)})"
+UNKNOWN_METHOD = f"give a JSON object with {_KNOWN}"
 # the longest name an unknown-method error repeats (a 422 echoes back only short inputs)
 _NAME_SHOWN = 60
 
@@ -142,7 +140,7 @@ def _named_unknown_method(data: Any) -> Any:
         shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
         raise PydanticCustomError(
             "unknown_method",
-            "unknown {key} {name}: " + UNKNOWN_METHOD,
+            "unknown {key} {name}: choose " + _KNOWN,  # the command line's words too
             {"key": key, "name": repr(shown)},
         )
     return data

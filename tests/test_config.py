@@ -63,10 +63,10 @@ def test_invalid_fields_are_named(raw: dict, field: str) -> None:
 @pytest.mark.parametrize(
     ("raw", "loc", "message"),
     [
-        ({"preset": "nope"}, (), "unknown preset 'nope': give a JSON object with a method"),
+        ({"preset": "nope"}, (), "unknown preset 'nope': choose a method"),
         ({"preset": "nope"}, (), "or a preset (simclr, byol"),
-        ({"method": "nope"}, (), "unknown method 'nope': give a JSON object with a method"),
-        ({"method": "nope"}, (), "with a method (barlow_twins, byol"),
+        ({"method": "nope"}, (), "unknown method 'nope': choose a method"),
+        ({"method": "nope"}, (), "choose a method (barlow_twins, byol"),
         ({"method": "nope", "preset": "simsiam"}, (), "unknown method 'nope'"),
         ({"method": "n" * 100}, (), f"unknown method '{'n' * 60}…'"),
         ({}, (), "give a JSON object with a method"),
