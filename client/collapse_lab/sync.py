@@ -139,6 +139,10 @@ class ServerState:
     finished: str | None = None  # the digest of the finish.json that was sent
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 class RunSync:
     """Sync one run directory to one server, one :meth:`step` at a time."""
 
@@ -558,13 +562,13 @@ class Relay:
             syncer.progress.close()
         synced = "finished" if syncer.state.finished else "running"
         refused = len(syncer.told & set(syncer.state.refused))
-        print(
-            f"{run_dir} -> {syncer.state.url}: {syncer.sent} epochs uploaded, "
-            f"{syncer.already} already there, "
-            + (f"{refused} refused, " if refused else "")
-            + f"run {synced}",
-            flush=True,
-        )
+        if syncer.sent or syncer.already or refused:
+            counts = f"{_epochs(syncer.sent)} uploaded, {syncer.already} already there, " + (
+                f"{refused} refused, " if refused else ""
+            )
+        else:  # an earlier sync took them all
+            counts = f"nothing new ({_epochs(len(syncer.state.uploaded))} synced before), "
+        print(f"{run_dir} -> {syncer.state.url}: {counts}run {synced}", flush=True)
 
     def _step(self, run_dir: Path, syncer: RunSync) -> None:
         try:

@@ -241,7 +241,7 @@ def test_sync_reports_bad_input_line_by_line_and_changes_nothing_stored(
     assert any("000001.clepoch: truncated or corrupt" in line for line in lines), lines
     assert any("epoch 2 refused by the server (HTTP 409" in line for line in lines), lines
     assert "Traceback" not in result.stderr
-    assert "1 epochs uploaded, 3 already there" in result.stdout, result.stdout
+    assert "1 epoch uploaded, 3 already there" in result.stdout, result.stdout
     assert "2 epochs uploaded" in result.stdout  # the truncated run: its other epochs
 
     after = wait_until(lambda: _ended(api, run_id), 60, what="the run to end")
@@ -393,8 +393,11 @@ def test_a_repaired_epoch_file_is_sent_by_the_next_sync(
     path.write_bytes(body)  # the file repaired (copied again from the node's disk)
     repaired = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
     assert repaired.returncode == 0, repaired.stderr
-    assert "1 epochs uploaded, 0 already there, run finished" in repaired.stdout
+    assert "1 epoch uploaded, 0 already there, run finished" in repaired.stdout
     assert "refused" not in repaired.stderr
+    once_more = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert once_more.returncode == 0, once_more.stderr
+    assert "nothing new (3 epochs synced before), run finished" in once_more.stdout
 
     def refinished() -> dict[str, Any] | None:
         run = _ended(api, run_id)
@@ -438,7 +441,8 @@ def test_a_sync_killed_mid_run_continues_and_stores_each_epoch_once(
     left = epochs - len(taken["uploaded"])
     # an epoch stored just before the kill but not yet in sync.json is answered "already there"
     assert any(
-        f"{left - n} epochs uploaded, {n} already there, run finished" in rerun.stdout
+        f"{left - n} epoch{'' if left - n == 1 else 's'} uploaded, {n} already there, "
+        "run finished" in rerun.stdout
         for n in (0, 1)
     ), rerun.stdout
     run = wait_until(lambda: _ended(api, taken["run_id"]), 120, what="the synced run to end")
