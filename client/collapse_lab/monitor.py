@@ -37,6 +37,9 @@ import numpy as np
 from . import local, wire
 
 logger = logging.getLogger("collapse_lab")
+# A library's logger: its records go where the application's logging sends them, and are
+# not printed by Python's last-resort handler beside the warning that says the same.
+logger.addHandler(logging.NullHandler())
 
 DEFAULT_MAX_PROBE_SIZE = 10_000  # the server's MAX_PROBE_SIZE default, until it says otherwise
 DEFAULT_MAX_EPOCH_BYTES = 256 * 2**20  # likewise for one epoch message
@@ -993,7 +996,7 @@ class Monitor:
 
     def _unreachable_at_start(self, problem: str) -> None:
         if self.mode != "auto":
-            self._note_outage(problem)
+            self._note_outage(problem, at_start=True)
             return
         self._open_local()
         self._warn(
@@ -1126,15 +1129,22 @@ class Monitor:
             logger.info("Collapse Lab run %s: %s", self.run_id, self.url)
         return None
 
-    def _note_outage(self, problem: str) -> None:
+    def _note_outage(self, problem: str, at_start: bool = False) -> None:
         self._last_error = problem
         if self._outage_since is None:
             self._outage_since = time.monotonic()
+            # a server never reached may be a wrong address: say where else epochs can go
+            memory_only = (
+                "; they are in this process's memory only: Monitor(..., offline='auto') "
+                "writes them to disk when the server cannot be reached"
+                if at_start
+                else ""
+            )
             self._warn(
                 "unreachable",
                 f"cannot reach {self.base_url} ({problem}); training goes on, epochs are "
                 f"buffered (up to {self.max_buffer_epochs} epochs / "
-                f"{self.max_buffer_bytes / 2**20:.0f} MiB) and sent when it is back",
+                f"{self.max_buffer_bytes / 2**20:.0f} MiB) and sent when it is back" + memory_only,
             )
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:

@@ -8,7 +8,10 @@ stack belongs with the server side.
 from __future__ import annotations
 
 import re
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -352,3 +355,26 @@ def test_torch_tensors_of_any_dtype(server: FakeCollapseLab) -> None:
     epochs = server.only_run().epochs
     np.testing.assert_allclose(epochs[1]["arrays"]["z"], z.numpy(), atol=0.01)
     assert epochs[1]["loss"] == 0.25
+
+
+def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> None:
+    """A script whose URL answers nothing (a wrong address, a server not started): one
+    warning on stderr, not a log line beside it, saying that the epochs are in memory and
+    how to keep them on disk."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "import numpy as np\n"
+        "from collapse_lab import Monitor\n"
+        f"monitor = Monitor('http://127.0.0.1:{port}', name='nowhere')\n"
+        "monitor.log_epoch(0, np.ones((8, 4), dtype=np.float32))\n"
+        "monitor.finish(timeout=1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("cannot reach") == 1, done.stderr
+    assert "memory only: Monitor(..., offline='auto') writes them to disk" in done.stderr
+    assert "epochs [0] were not delivered" in done.stderr
