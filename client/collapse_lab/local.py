@@ -73,8 +73,14 @@ def create(run_dir: Path, registration: dict[str, Any], idempotency_key: str) ->
     """A new run directory, or the one a resumed run left (its run.json kept, its
     finish.json removed: the run goes on). Returns the run.json content. run.json comes
     before the epochs folder, so a directory with epochs and no run.json is never one being
-    created (:func:`find_orphans`)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created (:func:`find_orphans`). A directory that cannot be made is a ValueError naming it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"cannot make the run's directory {run_dir} ({error.strerror or error}): give "
+            "run_dir (or COLLAPSE_LAB_DIR) a folder you can write"
+        ) from None
     if (run_dir / RUN_FILE).exists():
         meta = read_meta(run_dir)
         (run_dir / FINISH_FILE).unlink(missing_ok=True)

@@ -310,3 +310,10 @@ def test_an_epoch_added_to_a_finished_run_without_a_resume_key_is_named(
     assert sync_paths([tmp_path], server.url, None) == 1
     assert "no resume key to reopen it, so epoch 1 cannot be added" in capsys.readouterr().err
     assert sorted(server.only_run().epochs) == [0]
+
+
+def test_a_run_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"cannot make the run's directory .*a-file/"):
+        Monitor(offline=True, run_dir=a_file, name="nowhere")
