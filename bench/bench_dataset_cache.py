@@ -171,7 +171,8 @@ def phase_read(args: argparse.Namespace) -> dict[str, Any]:
 def phase_train(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
     from contract import DatasetSpec
     from contract.datasets import DATASET_SPECS, register_dataset
-    from workers.engine.trainer import RunCancelled, TrainHooks, train
+    from workers.engine.errors import RunCancelled
+    from workers.engine.trainer import TrainHooks, train
 
     dataset = "imagefolder"
     if in_memory:

@@ -544,3 +544,18 @@ def test_worker_names_a_redis_it_cannot_reach(
         get_settings.cache_clear()
     assert "cannot reach Redis at redis://:***@127.0.0.1:" in stderr
     assert "secret" not in stderr
+
+
+def test_help_up_and_worker_do_not_load_torch() -> None:
+    """torch takes seconds to import: the command line loads it only to train."""
+    script = (
+        "import sys\n"
+        "from workers.cli import build_parser\n"
+        "build_parser()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

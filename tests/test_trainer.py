@@ -7,7 +7,8 @@ import torch
 
 from contract import resolve_config
 from workers.engine.checkpoint import load_checkpoint
-from workers.engine.trainer import RunCancelled, TrainHooks, train
+from workers.engine.errors import RunCancelled
+from workers.engine.trainer import TrainHooks, train
 
 TINY = {
     "method": "simsiam",

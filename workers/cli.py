@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, TextIO, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -34,7 +34,10 @@ from contract import (
 from contract.datasets import DatasetError, existing_folder
 from contract.sweeps import SweepError, SweepRequest, aggregate_verdicts, expand_sweep
 from workers import launcher
-from workers.engine.trainer import RunResult, TrainHooks, TrainingError, select_device, train
+from workers.engine.errors import TrainingError
+
+if TYPE_CHECKING:
+    from workers.engine.trainer import RunResult
 
 
 class UsageError(Exception):
@@ -208,6 +211,8 @@ def run_with_progress(
     def on_progress(epoch: int, step: int, steps: int, images_per_s: float) -> None:
         bar.set_postfix_str(f"step {step}/{steps}, {images_per_s:.0f} img/s")
 
+    from workers.engine.trainer import TrainHooks, train  # torch: seconds, for trainings only
+
     try:
         return train(
             config, data_root=data_dir, hooks=TrainHooks(on_epoch=on_epoch, on_progress=on_progress)
@@ -237,6 +242,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("give --preset NAME or --method NAME")
     config = resolve_config(build_raw_config(args))
     check_dataset_path(config, args.data_dir)
+    from workers.engine.trainer import select_device  # torch: seconds, for trainings only
+
     select_device(config.device)  # a device this host lacks is refused before --jsonl is opened
     jsonl = open_jsonl(args.jsonl) if args.jsonl else None
     try:

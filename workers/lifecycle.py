@@ -73,8 +73,9 @@ from contract import METHOD_SPECS, PLUGIN_ERRORS, EpochRecord, RunConfig
 from contract.datasets import DatasetError
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
+from workers.engine.errors import RunCancelled, TrainingError
 from workers.engine.projection import project
-from workers.engine.trainer import RunCancelled, TrainHooks, TrainingError, train
+from workers.engine.trainer import TrainHooks, train
 
 log = logging.getLogger(__name__)
 

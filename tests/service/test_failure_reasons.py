@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from contract.datasets import DatasetError
-from workers.engine.trainer import TrainingError
+from workers.engine.errors import TrainingError
 from workers.lifecycle import describe_failure
 
 

@@ -31,6 +31,7 @@ from workers.engine.cause import configuration_of
 from workers.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.engine.data import load_splits
 from workers.engine.devices import describe_device
+from workers.engine.errors import RunCancelled, TrainingError
 from workers.engine.images import DeviceImages, ImageData
 from workers.engine.methods import Method, MethodUnavailableError, StepInfo, method_class
 from workers.engine.metrics import NonFiniteEmbeddingError, embedding_diagnostics, lidar
@@ -53,14 +54,6 @@ CPU_EVAL_BATCH_WITHOUT_BATCHNORM = 64
 # conditioned.
 LIDAR_IMAGES = 128
 LIDAR_VIEWS = 8
-
-
-class RunCancelled(Exception):
-    """Raised by :func:`train` when ``hooks.should_stop()`` asked it to stop."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN); the message says why."""
 
 
 def _ignore(*_: Any) -> None:
