@@ -265,7 +265,14 @@ class RunSync:
             )
         detail, _ = _response_detail(response)
         if not response.is_success:
-            raise SyncAborted(f"the server refused the run (HTTP {response.status_code}: {detail})")
+            hint = (  # a wrong path or port answers 404 or 405, as the Monitor says too
+                "; is this the address of a Collapse Lab server with external runs?"
+                if response.status_code in (404, 405)
+                else ""
+            )
+            raise SyncAborted(
+                f"the server refused the run (HTTP {response.status_code}: {detail}){hint}"
+            )
         payload = _json_object(response)
         run_id = payload.get("id")
         if not isinstance(run_id, str | int) or isinstance(run_id, bool):
@@ -528,7 +535,15 @@ class Relay:
                 self._not_a_run(path)
 
     def _not_a_run(self, path: Path) -> None:
-        print(f"{path}: not a Collapse Lab run directory (no {local.RUN_FILE})", file=sys.stderr)
+        if path.name == local.RUN_FILE and path.is_file():
+            problem = f"a run's {local.RUN_FILE}: give its directory, {path.parent}"
+        elif path.is_file():
+            problem = "a file, not a Collapse Lab run directory"
+        else:  # a folder of runs (COLLAPSE_LAB_DIR) is fine too: this one holds none
+            problem = (
+                f"not a Collapse Lab run directory (no {local.RUN_FILE}), nor a folder of them"
+            )
+        print(f"{path}: {problem}", file=sys.stderr)
         self.problems += 1
 
     def _scan(self) -> None:
@@ -712,6 +727,11 @@ def main(argv: list[str] | None = None) -> int:
     address = "://" in last or bool(_BARE_ADDRESS.fullmatch(last))
     url = paths.pop() if address and not Path(last).exists() else None
     url = url or os.environ.get("COLLAPSE_LAB_URL")
+    if not url and not Path(last).exists():
+        sync.error(
+            f"{last!r} is neither a directory nor a server's URL (http://host:port): give "
+            "the server's URL after the directories, or set COLLAPSE_LAB_URL"
+        )
     if not url:
         sync.error("give the server's URL after the directories, or set COLLAPSE_LAB_URL")
     if problem := _url_problem(url):

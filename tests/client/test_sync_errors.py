@@ -89,6 +89,7 @@ def canned() -> Iterator[list[Canned]]:
         (200, b"{}", "application/json", "answered the registration without a run id"),
         (201, b'{"id": null}', "application/json", "without a run id"),
         (501, HTML, "text/html", "the server refused the run (HTTP 501: <html> <head>"),
+        (404, b'{"detail": "Not Found"}', "application/json", "a Collapse Lab server with"),
     ],
 )
 def test_a_server_that_is_not_collapse_lab_gets_one_line_per_run(
@@ -126,6 +127,7 @@ def test_a_server_that_is_not_collapse_lab_gets_one_line_per_run(
         (["--idle-timeout", "inf", "runs", "http://x"], "--idle-timeout: must be a number"),
         (["--idle-timeout", "-5", "runs", "http://x"], "0 or more, not '-5'"),
         (["runs"], "give the server's URL after the directories"),
+        (["runs", "notaurl"], "'notaurl' is neither a directory nor a server's URL"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_status_2(
@@ -222,3 +224,21 @@ def test_a_run_directory_without_run_json_is_named(
         "copied without it?); not synced"
     ]
     assert len(server.runs) == 2
+
+
+def test_what_is_no_run_directory_is_named_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = tmp_path / "a-run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"not a run")
+    paths = [empty, run / "run.json", photo]
+    assert main(["sync", *map(str, paths), "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert f"{empty}: not a Collapse Lab run directory (no run.json), nor a folder of them" in err
+    assert f"{run / 'run.json'}: a run's run.json: give its directory, {run}" in err
+    assert f"{photo}: a file, not a Collapse Lab run directory" in err
