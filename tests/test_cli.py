@@ -504,6 +504,7 @@ def test_up_refuses_a_data_directory_another_up_holds(
     [
         ("postgresql+psycopg://lab:secret@127.0.0.1:1/lab", "Connection refused"),
         ("not a url", "DATABASE_URL is not a database URL"),
+        ("mysql://lab:secret@127.0.0.1/lab", "its driver is not installed (No module named"),
     ],
 )
 @pytest.mark.parametrize("command", ["up", "worker"])

@@ -108,7 +108,12 @@ def check_database(url: str, *, migrate: bool) -> None:
                 database.ping()
         finally:
             database.dispose()
-    except (sqlalchemy.exc.SQLAlchemyError, OSError, ImportError) as exc:
+    except ImportError as exc:  # a database whose driver is not installed (mysql://...)
+        raise UpError(
+            f"cannot use the database {shown}: its driver is not installed ({exc}): give "
+            "DATABASE_URL a PostgreSQL (postgresql+psycopg://...) or SQLite (sqlite:///...) URL"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         cause = getattr(exc, "orig", None) or exc
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise UpError(
