@@ -466,7 +466,9 @@ def data_dir_path(text: str) -> Path:
     existing = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
     if existing is not None and not existing.is_dir():
         what = "exists" if existing == path else f"is inside {str(existing)!r}, which exists"
-        raise argparse.ArgumentTypeError(f"{text!r} {what} and is not a directory")
+        raise argparse.ArgumentTypeError(  # DATA_DIR, when the flag is absent, is its value
+            f"{text!r} {what} and is not a directory: give --data-dir (or DATA_DIR) a folder"
+        )
     return path
 
 
