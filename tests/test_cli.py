@@ -65,6 +65,7 @@ GRID = ["--grid", "variance_weight=0,1"]
         (["sweep", "--preset", "vicreg"], "grid: give one or two"),
         (["sweep", "--preset", "vicreg", *GRID, "--seeds", "a"], "--seeds expects whole numbers"),
         (["sweep", "--preset", "vicreg", *GRID, "--seeds", "0,,1"], "got '0,,1'"),
+        (["sweep", "--preset", "vicreg", *GRID, "--seeds", ""], "got ''"),
         (
             ["train", "--preset", "simsiam", "--dataset-path", "x"],
             "simsiam.dataset_path: dataset_path is only for 'imagefolder'",

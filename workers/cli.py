@@ -362,7 +362,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         # the text as the API takes it: the sweep request parses it (parse_grid_values) and
         # names the key at fault
         grid[key] = values
-    seeds = parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None  # '' is refused
     request = SweepRequest.model_validate(
         {
             "base": build_raw_config(args),

@@ -657,7 +657,8 @@ class Monitor:
             self._skipped.append(epoch)
             self._warn(
                 "nonfinite",
-                f"epoch {epoch}: {', '.join(bad)} contain NaN or infinity, or values beyond "
+                f"epoch {epoch}: {', '.join(bad)} {'contains' if len(bad) == 1 else 'contain'} "
+                "NaN or infinity, or values beyond "
                 "float32's range (training diverged?); such epochs are not sent "
                 "(stats.skipped lists them)",
             )
