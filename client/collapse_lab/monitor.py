@@ -72,6 +72,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The sender asks the server for the verdict of the epochs it delivered (GET /api/runs/{id})
 # this soon after each, backing off to the maximum while the worker has not measured them.
 FIRST_VERDICT_POLL_S = 0.05
+FINISH_QUIET_S = 2.0  # finish() says what it waits for once a wait passes this
 MAX_VERDICT_POLL_S = 2.0
 FINAL_VERDICT_WAIT_S = 10.0  # what finish() waits for the last epoch's verdict, at most
 COMPLETE_COLLAPSE = "complete_collapse"
@@ -700,7 +701,16 @@ class Monitor:
             self._finished.wait(timeout)
             return self._finish_ok
         atexit.unregister(self._at_exit)
-        if not self._finished.wait(timeout) and not self._disabled:
+        finished = self._finished.wait(min(timeout, FINISH_QUIET_S))
+        if not finished and self._outage_since is not None and not self._disabled:
+            # a wait the length of the timeout would look like a hang: say what it waits for
+            self._warn(
+                "finish-waiting",
+                f"finish() waits up to {timeout:g} s for {self.base_url} to take epochs "
+                f"{self.stats.pending} and close the run (last error: {self._last_error})",
+            )
+        finished = finished or self._finished.wait(max(0.0, deadline - time.monotonic()))
+        if not finished and not self._disabled:
             left = self.stats.pending
             self._warn(
                 "finish-timeout",

@@ -360,7 +360,7 @@ def test_torch_tensors_of_any_dtype(server: FakeCollapseLab) -> None:
 def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> None:
     """A script whose URL answers nothing (a wrong address, a server not started): one
     warning on stderr, not a log line beside it, saying that the epochs are in memory and
-    how to keep them on disk."""
+    how to keep them on disk; finish() says what it waits for before it gives up."""
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -369,7 +369,7 @@ def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> 
         "from collapse_lab import Monitor\n"
         f"monitor = Monitor('http://127.0.0.1:{port}', name='nowhere')\n"
         "monitor.log_epoch(0, np.ones((8, 4), dtype=np.float32))\n"
-        "monitor.finish(timeout=1)\n"
+        "monitor.finish(timeout=3)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
@@ -377,4 +377,5 @@ def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> 
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("cannot reach") == 1, done.stderr
     assert "memory only: Monitor(..., offline='auto') writes them to disk" in done.stderr
+    assert "finish() waits up to 3 s for http://127.0.0.1:" in done.stderr  # not a mute hang
     assert "epochs [0] were not delivered" in done.stderr
