@@ -207,10 +207,14 @@ def run_with_progress(
             jsonl.flush()
         if record.epoch > 0:
             bar.update(1)
+        else:
+            bar.set_postfix_str("training")
 
     def on_progress(epoch: int, step: int, steps: int, images_per_s: float) -> None:
         bar.set_postfix_str(f"step {step}/{steps}, {images_per_s:.0f} img/s")
 
+    # seconds pass before the first step: say what they go to
+    bar.set_postfix_str("loading the data, measuring the untrained network")
     from workers.engine.trainer import TrainHooks, train  # torch: seconds, for trainings only
 
     try:
@@ -249,7 +253,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         print(
             f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
-            f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}"
+            f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}, "
+            f"batch {config.batch_size}, seed {config.seed}"
         )
         print(TABLE_HEADER)
         result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
