@@ -575,7 +575,7 @@ class Relay:
             return
         if syncer.progress.shown or not syncer.progress.tty:
             syncer.progress.close()
-        synced = "finished" if syncer.state.finished else "running"
+        synced = "finished" if syncer.state.finished else "still running"
         refused = len(syncer.told & set(syncer.state.refused))
         if syncer.sent or syncer.already or refused:
             counts = f"{_epochs(syncer.sent)} uploaded, {syncer.already} already there, " + (

@@ -325,7 +325,7 @@ def test_sync_follow_leaves_a_dead_job_after_its_idle_timeout(
     took = time.monotonic() - started
     assert result.returncode == 1, result.stderr
     assert "no new epoch and no finish.json for 2 s (--idle-timeout)" in result.stderr
-    assert "2 epochs uploaded, 0 already there, run running" in result.stdout, result.stdout
+    assert "2 epochs uploaded, 0 already there, run still running" in result.stdout, result.stdout
     assert 2 <= took < 60, took
     run_id = _synced(dead, stack.base_url)["run_id"]
     wait_until(lambda: sorted(_records(api, run_id)) == [0, 1], 60, what="epochs 0 and 1")
