@@ -40,7 +40,7 @@ MALFORMED: list[tuple[Any, list[Any], str]] = [
         ["body", "simsiam", "probe_size"],
         "MAX_PROBE_SIZE",
     ),
-    ({"method": "nope"}, ["body"], "with a method (barlow_twins, byol"),
+    ({"method": "nope"}, ["body"], "choose a method (barlow_twins, byol"),
     ({"preset": "nope"}, ["body"], "or a preset (simclr, byol"),
     ({"dataset": "digits"}, ["body"], "give a JSON object with a method"),
     ({"preset": "simsiam", "method": "byol"}, ["body", "byol", "preset"], "'byol-no-ema'"),
