@@ -7,6 +7,7 @@ stack belongs with the server side.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import statistics
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import collapse_lab
 import numpy as np
@@ -371,8 +373,11 @@ def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> 
         "monitor.log_epoch(0, np.ones((8, 4), dtype=np.float32))\n"
         "monitor.finish(timeout=3)\n"
     )
+    # the package as this test imported it (installed, or the checkout's client/ folder)
+    package_root = str(Path(collapse_lab.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": package_root}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("cannot reach") == 1, done.stderr
