@@ -94,7 +94,7 @@ def check_database(url: str, *, migrate: bool) -> None:
     """Reach the database (and bring its schema up to date where ``migrate``); UpError
     naming the database (without its password) and what went wrong otherwise."""
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        shown = shown_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise UpError(
             "DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user@host/db)"
@@ -122,11 +122,9 @@ def check_database(url: str, *, migrate: bool) -> None:
 
 
 def shown_url(url: str) -> str:
-    """``url`` as printed: its password hidden."""
-    parts = urlparse(url)
-    if not parts.password:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+    """``url`` as printed: its password hidden (SQLAlchemy's URL parser reads any
+    ``scheme://user:password@host`` URL, Redis's included); ArgumentError if it is none."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def redis_answers(url: str) -> bool:
