@@ -196,6 +196,8 @@ def test_sweep_runs_each_grid_point_and_prints_the_map(tmp_path: Path) -> None:
     assert "complete_collapse (stopped early)" in rows[0] and "| healthy |" in rows[1]
     map_row = lines[-1]
     assert map_row.startswith("| verdict | complete@") and map_row.endswith("| healthy |")
+    # stderr is a file here, as in a cluster job's log: the sweep's bar, no cursor movements
+    assert "sweep:" in proc.stderr and "\x1b[" not in proc.stderr
 
 
 def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -213,8 +215,10 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
         for action in build_parser()._actions
         if isinstance(action, argparse._SubParsersAction)
     )
-    assert set(subcommands.choices) == {"train", "zoo", "sweep", "worker", "up"}
+    assert set(subcommands.choices) == {"train", "zoo", "sweep", "worker", "up", "sync"}
     for name, parser in subcommands.choices.items():
+        if name == "sync":  # the client's command, its own parser (below)
+            continue
         shown = help_of(name, capsys)
         flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
         assert flags, name
@@ -235,6 +239,10 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
     # the dataset registry's names, as the Launch form's choices
     train_help = " ".join(help_of("train", capsys).split())
     assert f"One of: {', '.join(DATASET_SPECS)}." in train_help
+    sync_help = help_of("sync", capsys)  # the client's python -m collapse_lab sync
+    assert sync_help.startswith("usage: collapse-lab sync [options] DIR [DIR ...] [URL]")
+    for flag in ("--token", "--follow", "--poll SECONDS", "--idle-timeout SECONDS"):
+        assert flag in sync_help, flag
 
 
 @pytest.mark.parametrize("command", ["train", "zoo", "sweep", "worker", "up"])
@@ -395,6 +403,9 @@ def refused_by_argparse(args: list[str], capsys: pytest.CaptureFixture[str]) -> 
         (["up", "--train-workers", "-1"], "argument --train-workers: -1: give 0 or more"),
         (["worker", "--cpu-workers", "-1"], "argument --cpu-workers: -1: give 0 or more"),
         (["worker", "--cpu-workers", "two"], "argument --cpu-workers: 'two' is not a whole"),
+        (["worker", "--gpus", "0,0"], "argument --gpus: '0,0': a GPU is listed twice"),
+        (["up", "--gpus", "first"], "argument --gpus: 'first': give all, none or GPU indices"),
+        (["worker", "--gpus", ","], "argument --gpus: ',': give all, none or GPU indices"),
     ],
 )
 def test_bad_launcher_numbers_are_refused_by_the_parser(
@@ -459,7 +470,6 @@ def refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("", ["worker", "--gpus", "7"], "no GPU 7 on this host, which has no GPU"),
         ("0,1", ["worker", "--gpus", "1,2"], "no GPU 2 on this host, which has GPUs 0, 1"),
         ("0", ["up", "--gpus", "0,3"], "no GPU 3 on this host, which has GPUs 0"),
-        ("0", ["worker", "--gpus", "0,0"], "a GPU is listed twice"),
         ("", ["worker", "--gpus", "none", "--cpu-workers", "0"], "nothing to start"),
         ("", ["worker", "--cpu-workers", "0"], "nothing to start"),  # --gpus all: none here
         ("", ["up", "--gpus", "none", "--host", "999.1.1.1"], "--host '999.1.1.1' is no address"),

@@ -5,6 +5,7 @@ collapse-lab train --method vicreg --set variance_weight=0 --set proj_dim=64
 collapse-lab zoo --dataset digits
 collapse-lab sweep --preset vicreg --grid variance_weight=0,5,25 --grid covariance_weight=0,1
 collapse-lab up
+collapse-lab sync ./collapse-lab-runs http://head:8000
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args, get_origin
 
+from collapse_lab import sync as client_sync
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from tqdm import tqdm
@@ -188,8 +190,10 @@ TABLE_HEADER = "epoch    loss  std·√d(z)  rank(z)  rank(h)  kNN(h)   time  ve
 
 
 def run_with_progress(
-    config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None, show_rows: bool = True
+    config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None, one_of_many: bool = False
 ) -> RunResult:
+    """Train ``config`` under a progress bar, each epoch's row on ``out`` unless it is
+    ``one_of_many`` (a zoo's or a sweep's run, whose caller prints one row per run)."""
     bar = tqdm(
         total=config.epochs,
         desc=config.preset or config.method,
@@ -197,10 +201,12 @@ def run_with_progress(
         file=sys.stderr,
         leave=False,
         dynamic_ncols=True,
+        # a bar under the zoo's or sweep's bar moves the cursor up: in a log file, only codes
+        disable=one_of_many and not sys.stderr.isatty(),
     )
 
     def on_epoch(record: EpochRecord) -> None:
-        if show_rows:
+        if not one_of_many:
             tqdm.write(format_row(record), file=out)
         if jsonl is not None:
             jsonl.write(record.model_dump_json() + "\n")
@@ -296,7 +302,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         list(zip(names, configs, strict=True)), desc="zoo", unit="run", file=sys.stderr
     ):
         started = time.perf_counter()
-        result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
+        result = run_with_progress(config, args.data_dir, sys.stdout, None, one_of_many=True)
         last = result.history[-1]
         assert last.backbone is not None  # the trainer always measures h
         rows.append(
@@ -406,7 +412,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         list(zip(runs, configs, strict=True)), desc="sweep", unit="run", file=sys.stderr
     ):
         started = time.perf_counter()
-        result = run_with_progress(config, args.data_dir, sys.stdout, None, show_rows=False)
+        result = run_with_progress(config, args.data_dir, sys.stdout, None, one_of_many=True)
         results.setdefault(run.cell, []).append(result)
         last = result.history[-1]
         values = " | ".join(str(v) for v in run.point.values())
@@ -505,10 +511,27 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", "start Redis (if needed), the workers and the API")
     launcher.add_up_arguments(up)
     up.set_defaults(func=launcher.up)
+
+    # listed here for --help; main() hands `collapse-lab sync ...` to the client's own parser
+    sync = sub.add_parser(
+        "sync",
+        help="upload runs a Monitor wrote offline to a server (the client's "
+        "python -m collapse_lab sync; collapse-lab sync --help)",
+        add_help=False,
+    )
+    sync.set_defaults(func=sync_after_options)
     return parser
 
 
+def sync_after_options(_args: argparse.Namespace) -> int:
+    """``collapse-lab --data-dir D sync``: sync reads no data directory, only its own flags."""
+    raise UsageError("sync takes no --data-dir: collapse-lab sync [options] DIR [DIR ...] [URL]")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sync"]:  # the same command as in a client-only install, its flags its own
+        return client_sync.main(argv, prog="collapse-lab")
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)

@@ -520,12 +520,12 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="CPU training worker processes on a host without a GPU",
     )
-    parser.add_argument("--gpus", default="all", help=GPUS_HELP)
+    parser.add_argument("--gpus", type=gpu_list, default="all", help=GPUS_HELP)
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """``collapse-lab worker``'s options."""
-    parser.add_argument("--gpus", default="all", help=GPUS_HELP)
+    parser.add_argument("--gpus", type=gpu_list, default="all", help=GPUS_HELP)
     parser.add_argument(
         "--cpu-workers",
         type=worker_count,
@@ -535,20 +535,28 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projection", action="store_true", help="also a projection worker")
 
 
-def parse_gpus(value: str) -> list[str]:
-    """``--gpus``: "all" (every visible GPU), "none", or a comma-separated list of indices,
-    each one this host has (:func:`visible_gpus`: CUDA_VISIBLE_DEVICES when set)."""
+def gpu_list(value: str) -> list[str] | None:
+    """argparse type of ``--gpus``: None for "all" (every visible GPU), [] for "none", else
+    the comma-separated indices; a value of another shape is a usage error (exit status 2)."""
     if value == "all":
-        return visible_gpus()
+        return None
     if value == "none":
         return []
     indices = [index.strip() for index in value.split(",") if index.strip()]
     if not indices or not all(index.isdigit() for index in indices):
-        raise UpError(f"--gpus {value!r}: give all, none or GPU indices such as 0,1")
+        raise argparse.ArgumentTypeError(f"{value!r}: give all, none or GPU indices such as 0,1")
     if len(set(indices)) != len(indices):
-        raise UpError(f"--gpus {value!r}: a GPU is listed twice")
+        raise argparse.ArgumentTypeError(f"{value!r}: a GPU is listed twice")
+    return indices
+
+
+def resolve_gpus(requested: list[str] | None) -> list[str]:
+    """The GPUs to start a worker on: ``requested`` (:func:`gpu_list`), each one this host
+    has (:func:`visible_gpus`: CUDA_VISIBLE_DEVICES when set), or every visible one."""
+    if requested is None:
+        return visible_gpus()
     present = visible_gpus()
-    missing = [index for index in indices if index not in present]
+    missing = [index for index in requested if index not in present]
     if missing:
         has = f"GPUs {', '.join(present)}" if present else "no GPU"
         listed = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -559,10 +567,10 @@ def parse_gpus(value: str) -> list[str]:
         else:
             source = "as nvidia-smi lists them"
         raise UpError(
-            f"--gpus {value!r}: no GPU {', '.join(missing)} on this host, which has {has} "
-            f"({source})"
+            f"--gpus {','.join(requested)}: no GPU {', '.join(missing)} on this host, which has "
+            f"{has} ({source})"
         )
-    return indices
+    return requested
 
 
 def service_environment(data_dir: Path, redis_url: str, host: str, port: int) -> dict[str, str]:
@@ -583,7 +591,7 @@ def up(args: argparse.Namespace) -> int:
     settings = get_settings().model_copy(update={"data_dir": args.data_dir})
     data_dir = settings.resolved_data_dir
     try:  # what the user must fix is refused before anything starts
-        gpus = parse_gpus(args.gpus)
+        gpus = resolve_gpus(args.gpus)
         check_port_free(args.host, args.port)
         lock = hold_data_dir(data_dir)
     except UpError as exc:
@@ -649,7 +657,7 @@ def worker(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.expanduser().resolve()
     environment = {**os.environ, "DATA_DIR": str(data_dir)}
     try:  # what the user must fix is refused before anything starts
-        workers = training_workers(parse_gpus(args.gpus), args.cpu_workers)
+        workers = training_workers(resolve_gpus(args.gpus), args.cpu_workers)
         if args.projection:
             workers.append((worker_command("projection", "projection"), {}))
         if not workers:

@@ -674,15 +674,17 @@ def _seconds(text: str, above_zero: bool = False) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m collapse_lab") -> int:
+    """The command line (``prog``: how the user called it, as its messages name it)."""
     parser = argparse.ArgumentParser(
-        prog="python -m collapse_lab",
+        prog=prog,
         description="Collapse Lab client tools (the library itself is collapse_lab.Monitor).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser(
         "sync",
         help="upload offline runs (Monitor(offline=True)) to a server",
+        usage="%(prog)s [options] DIR [DIR ...] [URL]",
         description="Upload run directories written offline. Each becomes one run, each "
         "epoch stored once; an interrupted sync continues where it stopped.",
     )

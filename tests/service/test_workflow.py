@@ -36,6 +36,8 @@ from tests.service.stack import (
 
 JOB = Path(__file__).with_name("preemptible_job.py")
 SYNC = [sys.executable, "-m", "collapse_lab", "sync"]
+# the same command where the whole product is installed (the head node): `collapse-lab sync`
+PRODUCT_SYNC = [str(Path(sys.executable).with_name("collapse-lab")), "sync"]
 
 
 def _client_only_env(**extra: str) -> dict[str, str]:
@@ -45,11 +47,11 @@ def _client_only_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO / "client"), **extra}
 
 
-def _sync(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _sync(*args: str, cwd: Path, command: list[str] = SYNC) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SYNC, *args],
+        [*command, *args],
         cwd=cwd,
-        env=_client_only_env(),
+        env=_client_only_env() if command == SYNC else None,
         capture_output=True,
         text=True,
         timeout=180,
@@ -129,8 +131,8 @@ def test_an_offline_run_syncs_later_whole_and_a_second_sync_continues(
     assert run["status"] == "succeeded"
     assert sorted(_records(api, partial_id)) == list(range(6))  # each epoch once
 
-    # Synced again: nothing to do, nothing changes.
-    third = _sync(str(root), stack.base_url, cwd=tmp_path)
+    # Synced again, by the product's command line: nothing to do, nothing changes.
+    third = _sync(str(root), stack.base_url, cwd=tmp_path, command=PRODUCT_SYNC)
     assert third.returncode == 0 and third.stderr.count("already synced") == 2, third.stderr
 
 
