@@ -46,7 +46,6 @@ import torch
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 from scipy.linalg import orthogonal_procrustes
-from sklearn.manifold import trustworthiness as sklearn_trustworthiness
 
 from contract.metrics import spread_of
 from workers.engine.metrics import singular_spectrum
@@ -158,6 +157,10 @@ def to_run_scale(layout: np.ndarray, z: np.ndarray) -> np.ndarray:
 def trustworthiness(z: np.ndarray, layout: np.ndarray, n_neighbors: int = 5) -> float:
     """scikit-learn's trustworthiness of a layout (N, 2) of z (N, d): 1 = every 2-D neighbour
     is a true neighbour (Venna & Kaski 2001)."""
+    # imported here: scikit-learn costs every worker process a second at start, and only
+    # the projection's quality checks use it
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
     return float(sklearn_trustworthiness(z, layout, n_neighbors=n_neighbors))
 
 
