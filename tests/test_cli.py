@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,23 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         env=env,
         timeout=300,
     )
+
+
+@pytest.fixture
+def cli_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``collapse-lab ARGS`` in this process, as :func:`run_cli` runs it in a new one (whose
+    start, torch's import included, costs seconds): the exit status and what it printed."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()  # what came before is not this command's
+        status = cli_main(["--data-dir", str(tmp_path / "data"), *args])
+        printed = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), status, printed.out, printed.err)
+
+    return run
 
 
 GRID = ["--grid", "variance_weight=0,1"]
@@ -146,13 +164,15 @@ def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
     assert {"backbone", "projector", "loss", "lr", "verdict"} <= set(lines[1])
 
 
-@pytest.mark.slow  # trains in subprocesses for more than a few seconds
-def test_zoo_and_train_print_the_cause(tmp_path: Path) -> None:
+@pytest.mark.slow  # trains for more than a few seconds
+def test_zoo_and_train_print_the_cause(
+    cli_here: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     """The guard a collapse is put on, beside the verdict: the zoo's table (none for a
     healthy preset) and train's last lines."""
-    proc = run_cli(
+    proc = cli_here(
         "zoo", "--presets", "simclr,simclr-no-negatives", "--epochs", "2",
-        "--train-size", "256", "--probe-size", "128", cwd=tmp_path,
+        "--train-size", "256", "--probe-size", "128",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = {
@@ -163,9 +183,7 @@ def test_zoo_and_train_print_the_cause(tmp_path: Path) -> None:
     }
     assert rows["simclr"][2:4] == ["healthy", "—"]
     assert rows["simclr-no-negatives"][2:4] == ["complete_collapse", "negatives"]
-    proc = run_cli(
-        "train", "--preset", "simclr-no-negatives", "--epochs", "2", *TINY_SETS, cwd=tmp_path
-    )
+    proc = cli_here("train", "--preset", "simclr-no-negatives", "--epochs", "2", *TINY_SETS)
     assert proc.returncode == 0, proc.stderr
     assert "\ncause: negatives (from epoch " in proc.stdout
     assert "\ntry: " in proc.stdout
@@ -319,27 +337,30 @@ NEW_METHOD_SIGNALS = {
 }
 
 
-@pytest.mark.slow  # trains in subprocesses for more than a few seconds
+@pytest.mark.slow  # trains for more than a few seconds
 @pytest.mark.parametrize("preset", sorted(NEW_METHOD_SIGNALS))
-def test_the_2026_presets_train_from_the_command_line(preset: str, tmp_path: Path) -> None:
+def test_the_2026_presets_train_from_the_command_line(
+    preset: str, tmp_path: Path, cli_here: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "run.jsonl"
     vit = ["--set", "vit_dim=48", "--set", "vit_depth=1", "--set", "image_size=16"]
-    proc = run_cli(
-        "train", "--preset", preset, "--epochs", "1", *TINY_SETS, *vit, "--jsonl", str(out),
-        cwd=tmp_path,
-    )  # fmt: skip
+    proc = cli_here(
+        "train", "--preset", preset, "--epochs", "1", *TINY_SETS, *vit, "--jsonl", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()][:-1]
     assert [r["epoch"] for r in records] == [0, 1]
     assert NEW_METHOD_SIGNALS[preset] in records[1]["logs"]
 
 
-@pytest.mark.slow  # trains in subprocesses for more than a few seconds
-def test_a_sweep_over_a_2026_method_option(tmp_path: Path) -> None:
+@pytest.mark.slow  # trains for more than a few seconds
+def test_a_sweep_over_a_2026_method_option(
+    cli_here: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     # the grid in the range form (start..stopxN), which every sweep once refused
-    proc = run_cli(
+    proc = cli_here(
         "sweep", "--preset", "lejepa", "--epochs", "1", *TINY_SETS, "--set", "image_size=16",
-        "--grid", "sigreg_weight=0..0.05x2", cwd=tmp_path,
+        "--grid", "sigreg_weight=0..0.05x2",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0.0, 0.05], seeds [0]"
