@@ -10,12 +10,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # `make test` and `make check` run pytest on PYTEST_WORKERS processes (pytest-xdist), each
-# group of tests whole on one of them, in the order tests/conftest.py gives (a file, or the
-# files sharing a session's service stack: one process starts it; longest first), each process
-# with one PyTorch thread: the service and browser tests mostly wait on their services, so two
-# processes keep both cores busy (8 min 38 s instead of 14 min 29 s for the suite here, README).
+# test file whole on one of them (its module caches and fixtures built once), in the order
+# tests/conftest.py collects them (longest first), each process with one PyTorch thread: the
+# service and browser tests mostly wait on their services, so two processes keep both cores
+# busy (8 min 38 s instead of 14 min 29 s for the suite here, README).
 PYTEST_WORKERS ?= 2
-PARALLEL_PYTEST = OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+PARALLEL_PYTEST = OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile \
 	--no-loadscope-reorder
 # The project's own packages go on top of the lock without their dependencies: the lock alone
 # decides every other package (tests/test_lock.py checks it satisfies the pyproject files).
