@@ -248,12 +248,12 @@ def choose_redis(url: str, data_dir: Path) -> tuple[str, bool]:
     if owner.data_dir == data_dir:
         raise UpError(
             f"another `collapse-lab up` (pid {owner.pid}) already runs with this data "
-            f"directory ({data_dir}) and its Redis at {url}: stop it first, or give this one "
-            "another --data-dir"
+            f"directory ({data_dir}) and its Redis at {shown_url(url)}: stop it first, or give "
+            "this one another --data-dir"
         )
     own = urlparse(url)._replace(netloc=f"127.0.0.1:{free_local_port()}").geturl()
     print(
-        f"Redis at {url} was started by the `collapse-lab up` of {owner.data_dir} "
+        f"Redis at {shown_url(url)} was started by the `collapse-lab up` of {owner.data_dir} "
         f"(pid {owner.pid}) and stops with it: starting this deployment's own at {own}"
     )
     return own, True
@@ -264,7 +264,7 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     ``up``'s (:data:`STARTED_BY_KEY`)."""
     parsed = urlparse(url)
     if parsed.hostname not in LOCAL_HOSTS:
-        raise UpError(f"Redis at {url} does not answer; start it or fix REDIS_URL")
+        raise UpError(f"Redis at {shown_url(url)} does not answer; start it or fix REDIS_URL")
     binary = ensure_redis_server_binary()
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
