@@ -592,3 +592,12 @@ def test_help_up_and_worker_do_not_load_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_up_names_a_remote_redis_that_does_not_answer_without_its_password() -> None:
+    """``up`` starts only a local Redis; for any other the message shows the URL it read,
+    the password hidden."""
+    with pytest.raises(launcher.UpError) as refused:
+        launcher.start_redis("redis://lab:secret@10.0.0.1:6380/2", Path("/nonexistent"))
+    assert "Redis at redis://lab:***@10.0.0.1:6380/2 does not answer" in str(refused.value)
+    assert "secret" not in str(refused.value)
