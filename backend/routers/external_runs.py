@@ -9,9 +9,9 @@ their probe embeddings with ``collapse_lab.Monitor``. Every call needs the API t
   over ``MAX_BODY_BYTES`` (1 MiB).
 - ``PUT /api/external-runs/{id}/epochs/{epoch}`` body one binary epoch message
   (``application/x-collapse-lab-epoch``) -> 202 ``{"epoch", "status": "accepted"}`` (200
-  ``duplicate`` for the same data again, even logged at another time; 409
-  ``epoch_conflict`` for other data, the stored epoch kept; 409
-  ``run_closed`` after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for an epoch over
+  ``duplicate`` for the same data again, even logged at another time or after finish; 409
+  ``epoch_conflict`` for other data, the stored epoch kept; 409 ``run_closed`` for
+  anything else after finish; 413 over ``MAX_EPOCH_BYTES``; 415; 422 for an epoch over
   ``wire.MAX_EPOCH``, a malformed message, a probe whose shape changed, or arrays the
   diagnostics could not measure: :func:`_content_problem`). The request only stores: a worker on the
   ``ingest`` queue computes the diagnostics, the verdict and the projection.
@@ -59,10 +59,6 @@ EPOCH_MEDIA_TYPE = wire.CONTENT_TYPE  # BodyLimits lets these bodies through to 
 # The upload's path (searched in the request path, which may carry a prefix): BodyLimits
 # names EPOCH_MEDIA_TYPE in the 415 of a body of another type sent there.
 EPOCH_PATH_PATTERN = r"/api/external-runs/[^/]+/epochs/[^/]+/?$"
-# The diagnostics square values in float32 (row norms, covariances), which overflows (or
-# rounds a spread to 0) from about 1e19; no embedding comes near 1e15. (The projection's
-# float16 copy of z is scaled into range first: workers/lifecycle.py, in_float16_range.)
-MAX_MAGNITUDE = 1e15
 
 
 def _problem(code: int, detail: str, error_code: str | None = None) -> JSONResponse:
@@ -160,11 +156,6 @@ def _shape_problem(
     return None
 
 
-def _peak(array: np.ndarray) -> float:
-    """The largest magnitude in a non-empty array (no copy: an upload weighs up to 256 MiB)."""
-    return max(float(array.max()), -float(array.min()))
-
-
 def _content_problem(message: wire.EpochMessage) -> str | None:
     """What the decoder lets through but the diagnostics cannot measure: an empty array,
     values too large to square, probabilities that are not, a predictor of the wrong shape.
@@ -174,16 +165,13 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
     if message.views is not None:
         arrays |= {"views_a": message.views[0], "views_b": message.views[1]}
     for name, array in arrays.items():
-        if array is not None and 0 in array.shape:
-            return (
-                f"{name} has shape {list(array.shape)}, no values: every array needs at least "
-                "one row and one column"
-            )
+        if array is not None and (empty := wire.empty_problem(name, array.shape)):
+            return empty
     for name, array in arrays.items():
-        if array is not None and (peak := _peak(array)) > MAX_MAGNITUDE:
+        if array is not None and (peak := wire.peak(array)) > wire.MAX_MAGNITUDE:
             return (
-                f"{name} has values up to {peak:.3g} in magnitude, beyond the {MAX_MAGNITUDE:.0e} "
-                "the diagnostics can square in float32: scale it down"
+                f"{name} has values up to {peak:.3g} in magnitude, beyond the "
+                f"{wire.MAX_MAGNITUDE:.0e} the diagnostics can square in float32: scale it down"
             )
     weight = internals.get("predictor_weight")
     if weight is not None:
@@ -215,7 +203,10 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
     responses={
         200: {"description": "The same epoch again, byte for byte: nothing changes."},
         **NOT_FOUND,
-        409: {"description": "run_closed (after finish) or epoch_conflict (other bytes)."},
+        409: {
+            "description": "run_closed (after finish, unless the same data again) or "
+            "epoch_conflict (other data)."
+        },
         413: {"description": "Over MAX_EPOCH_BYTES."},
         415: {"description": "Not application/x-collapse-lab-epoch."},
         422: {"description": "A malformed epoch message, or the probe's shape changed."},
@@ -236,30 +227,34 @@ async def upload_epoch(
 ) -> Any:
     """Store one epoch message and queue its diagnostics (the request never measures)."""
     run = await to_thread.run_sync(_external_run, state, run_id)
-    if external_store.is_closed(run):
-        return _problem(409, CLOSED, "run_closed")
     media_type = request.headers.get("content-type", "").split(";")[0].strip()
     if media_type != wire.CONTENT_TYPE:
         return _problem(415, f"Content-Type must be {wire.CONTENT_TYPE}, not {media_type!r}")
     body = await request.body()  # bounded by MAX_EPOCH_BYTES in BodyLimits (backend/app.py)
-    return await to_thread.run_sync(_store_epoch, state, run_id, epoch, body, response)
+    closed = external_store.is_closed(run)
+    return await to_thread.run_sync(_store_epoch, state, run_id, epoch, body, response, closed)
 
 
 def _store_epoch(
-    state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response
+    state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response, closed: bool
 ) -> Any:
+    """A stored epoch sent again with the same data is a duplicate even once the run is
+    closed (a sync started again without its sync.json sends every epoch again); anything
+    else a closed run refuses."""
     digest = hashlib.sha256(body).hexdigest()
+    known = external_store.upload_digest(state.db, run_id, epoch)
+    if known is not None and (known == digest or _same_data(state, run_id, epoch, body)):
+        response.status_code = status.HTTP_200_OK
+        return ExternalEpochReply(epoch=epoch, status="duplicate")
+    if closed:
+        return _problem(409, CLOSED, "run_closed")
     conflict = (
         f"epoch {epoch} is already stored with other data (a job restarted from an older "
         "checkpoint logs it again?): the stored epoch is kept and this one refused; epochs "
         "after the last stored one are taken"
     )
-    known = external_store.upload_digest(state.db, run_id, epoch)
     if known is not None:
-        if known != digest and not _same_data(state, run_id, epoch, body):
-            return _problem(409, conflict, "epoch_conflict")
-        response.status_code = status.HTTP_200_OK
-        return ExternalEpochReply(epoch=epoch, status="duplicate")
+        return _problem(409, conflict, "epoch_conflict")
     try:
         message = wire.decode_epoch(body)
     except wire.MessageError as exc:

@@ -18,6 +18,7 @@ never sees half a file and a job killed mid-write leaves no truncated epoch behi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -43,11 +44,15 @@ class NotARunError(ValueError):
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file renamed into place."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk: no half-written temporary file left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -58,11 +63,38 @@ def default_root() -> Path:
     return Path(os.environ.get("COLLAPSE_LAB_DIR") or DEFAULT_ROOT)
 
 
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+
+
 def directory_name(name: str, resume_key: str | None) -> str:
-    """A run's directory: its resume key when it has one (a requeued job writes on into
-    the same directory), else the name, the time and a random suffix."""
-    base = resume_key or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "run"
+    """A run's directory name: its resume key when it has one (a requeued job writes on
+    into the same directory), else the name, the time and a random suffix. A key that is
+    not a safe file name as it is gets a digest of itself after its safe form, so keys
+    that read alike once made safe ("slurm:1:教师", "slurm:1:学生") get directories of
+    their own."""
+    if not resume_key:
+        return _safe_name(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+    safe = _safe_name(resume_key)
+    if safe == resume_key:
+        return safe
+    return f"{safe}-{hashlib.sha256(resume_key.encode()).hexdigest()[:12]}"
+
+
+def run_directory(root: Path, name: str, resume_key: str | None) -> Path:
+    """Where a run of ``name`` under ``resume_key`` is written below ``root``: the
+    :func:`directory_name`, or the directory an earlier client release wrote for the same
+    key (the key's safe form alone, without the digest), so a job requeued across an
+    upgrade continues its run."""
+    path = root / directory_name(name, resume_key)
+    if not resume_key or (path / RUN_FILE).exists():
+        return path
+    earlier = root / _safe_name(resume_key)
+    try:
+        registration = read_meta(earlier)["registration"]
+    except NotARunError:
+        return path
+    return earlier if registration.get("resume_key") == resume_key else path
 
 
 def epoch_path(run_dir: Path, epoch: int) -> Path:

@@ -72,6 +72,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The sender asks the server for the verdict of the epochs it delivered (GET /api/runs/{id})
 # this soon after each, backing off to the maximum while the worker has not measured them.
 FIRST_VERDICT_POLL_S = 0.05
+THREAD_EXIT_S = 0.5  # what finish() gives the sender thread to stop, past its timeout
 FINISH_QUIET_S = 2.0  # finish() says what it waits for once a wait passes this
 MAX_VERDICT_POLL_S = 2.0
 FINAL_VERDICT_WAIT_S = 10.0  # what finish() waits for the last epoch's verdict, at most
@@ -79,7 +80,10 @@ COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
 MAX_RESUME_KEY = 200  # the server's limits
 MAX_STOP_REASON = 500
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+# How far a row of float16 or bfloat16 probabilities may sum from 1: bfloat16 keeps 8
+# significant bits, so a softmax computed in it sums to 1 within about 4e-3. Such rows are
+# renormalised in float32 before they are sent (the server checks PROBABILITY_SUM_ATOL).
+LOW_PRECISION_SUM_ATOL = 1e-2
 INT32_MIN, INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 
 
@@ -242,6 +246,14 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         ) from error
 
 
+def _itemsize(value: Any) -> int:
+    """Bytes per value of an array or tensor as the caller holds it (bfloat16: 2)."""
+    element_size = getattr(value, "element_size", None)  # a torch tensor's
+    if callable(element_size):
+        return int(element_size())
+    return int(np.asarray(value).dtype.itemsize)
+
+
 def _float_matrix(value: Any, name: str, shape: str = "(N, d)") -> np.ndarray:
     """``value`` as a 2-D array of real numbers; ``shape`` names the expected one."""
     array = _as_array(value, name)
@@ -255,24 +267,35 @@ def _float_matrix(value: Any, name: str, shape: str = "(N, d)") -> np.ndarray:
                 "(kept as (1, 1, K)); use center.reshape(-1)"
             )
         raise ValueError(f"{name} must be {shape}, got shape {array.shape}{hint}")
+    if problem := wire.empty_problem(name, array.shape):
+        raise ValueError(problem)
     return array
 
 
-def _float32_finite(array: np.ndarray) -> bool:
-    """Whether every value is finite as float32, the widest the wire carries (a float64
-    beyond 3.4e38 becomes infinity there)."""
+def _measurable(array: np.ndarray) -> bool:
+    """Whether the diagnostics can measure ``array``: finite, within
+    :data:`wire.MAX_MAGNITUDE` (beyond it the server refuses the epoch: training diverged)."""
     if not np.isfinite(array).all():
         return False
-    return array.dtype.itemsize <= 4 or not array.size or np.abs(array).max() <= FLOAT32_MAX
+    return not array.size or wire.peak(array) <= wire.MAX_MAGNITUDE
 
 
 def _number(value: Any, name: str) -> float | None:
-    """A JSON-safe float (None for NaN/inf, which JSON cannot carry)."""
+    """A JSON-safe float (None for None, NaN, infinity and what overflows a float, which
+    JSON cannot carry)."""
+    if value is None:
+        return None
     if hasattr(value, "item"):  # numpy scalar, 0-d tensor
+        shape = tuple(getattr(value, "shape", ()))
+        if math.prod(shape) != 1:
+            raise ValueError(f"{name} must be one number, not an array of shape {shape}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of 400 digits
+        return None
     return number if math.isfinite(number) else None
 
 
@@ -471,6 +494,12 @@ class Monitor:
             "alerts": _strings(alerts),
         }
         self._registration.update({key: value for key, value in given.items() if value})
+        for field_name, value in self._registration.items():
+            if not wire.is_unicode(json.dumps(value, ensure_ascii=False)):
+                raise ValueError(
+                    f"{field_name} holds text that is not valid Unicode (a lone surrogate such "
+                    "as '\\ud800'), which no server can store"
+                )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # One key per Monitor: a registration retried after a lost reply finds the same run.
         self._idempotency = {"Idempotency-Key": uuid.uuid4().hex}
@@ -559,7 +588,9 @@ class Monitor:
         target branch's output (BYOL's EMA projection, SimSiam's other-view projection),
         ``p`` (N, d_t) the predictor's output for the row's z, ``predictor_weight`` a linear
         predictor's (d_t, d) matrix, ``teacher`` and ``student`` (N, K) a DINO-style loop's
-        probabilities over K prototypes (after centering and sharpening: rows summing to 1),
+        probabilities over K prototypes (after centering and sharpening: rows summing to 1;
+        float16 and bfloat16 rows, which sum to 1 only within their rounding, are
+        renormalised),
         ``codes`` (N, K) a clustering loop's assignments after balancing (SwAV's Sinkhorn
         codes, DeepCluster's one-hot pseudo-labels; not with ``teacher``),
         ``loss_terms={"loss_variance": ...}`` (unweighted terms) and ``schedules={"lr": ...,
@@ -572,10 +603,11 @@ class Monitor:
         first such epoch says so). A server that predates the internals is sent the rest (a
         warning says so).
 
-        Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, epoch
-        order, N over the limit, a message larger than the buffer) and ``RuntimeError``
-        after :meth:`finish`. Arrays with NaN or infinity (training diverged) are not sent:
-        a warning, and ``stats.skipped`` lists the epoch.
+        Raises ``ValueError``/``TypeError`` for the caller's bugs (shapes, types, an array
+        without values, epoch order, N over the limit, a message larger than the buffer)
+        and ``RuntimeError`` after :meth:`finish`. Arrays with NaN, infinity or values
+        beyond 1e15 in magnitude (training diverged) are not sent: a warning, and
+        ``stats.skipped`` lists the epoch.
         """
         if self._closed:
             raise RuntimeError("log_epoch() after finish(): create a new Monitor for a new run")
@@ -603,7 +635,10 @@ class Monitor:
                 if not isinstance(name, str) or name in scalars:
                     raise ValueError(f"{group}: {given!r} is not a name, or given twice")
                 scalars[name] = value
-        bad = [n for n, a in arrays.items() if n != "labels" and not _float32_finite(a)]
+        for name in scalars:
+            if not wire.is_unicode(name):
+                raise ValueError(f"the scalar name {name!r} is not valid Unicode")
+        bad = [n for n, a in arrays.items() if n != "labels" and not _measurable(a)]
         if not bad:
             body = wire.encode_epoch(
                 epoch,
@@ -659,8 +694,8 @@ class Monitor:
             self._warn(
                 "nonfinite",
                 f"epoch {epoch}: {', '.join(bad)} {'contains' if len(bad) == 1 else 'contain'} "
-                "NaN or infinity, or values beyond "
-                "float32's range (training diverged?); such epochs are not sent "
+                f"NaN or infinity, or values beyond {wire.MAX_MAGNITUDE:.0e} in magnitude "
+                "(training diverged?); such epochs are not sent "
                 "(stats.skipped lists them)",
             )
             return
@@ -707,7 +742,7 @@ class Monitor:
             self._warn(
                 "finish-waiting",
                 f"finish() waits up to {timeout:g} s for {self.base_url} to take epochs "
-                f"{self.stats.pending} and close the run (last error: {self._last_error})",
+                f"{self.stats.pending} and close the run ({self._waiting_on()})",
             )
         finished = finished or self._finished.wait(max(0.0, deadline - time.monotonic()))
         if not finished and not self._disabled:
@@ -716,16 +751,23 @@ class Monitor:
                 "finish-timeout",
                 f"finish() timed out after {timeout:g} s: "
                 + (f"epochs {left} were not delivered and " if left else "")
-                + f"the run was not closed (last error: {self._last_error})",
+                + f"the run was not closed ({self._waiting_on()})",
             )
         self._abort.set()
         with self._cond:
             self._cond.notify()
-        self._thread.join(timeout=5.0)
+        # a request still waiting on a hung server is cut by closing the client below
+        self._thread.join(timeout=max(THREAD_EXIT_S, deadline - time.monotonic()))
         if self._finish_ok and self.run_id is not None and not self._thread.is_alive():
             self._await_final_verdict(min(deadline, time.monotonic() + FINAL_VERDICT_WAIT_S))
         self._http.close()
         return self._finish_ok
+
+    def _waiting_on(self) -> str:
+        """What finish() waits for, for its warnings."""
+        if self._last_error is None:
+            return f"{self.base_url} has not answered the last request yet"
+        return f"last error: {self._last_error}"
 
     def _await_final_verdict(self, deadline: float) -> None:
         """Poll the run (the sender thread has stopped) until the last delivered epoch is
@@ -896,16 +938,21 @@ class Monitor:
             raise ValueError("teacher and student must have one shape (N, K)")
         if "codes" in arrays and (teacher is not None or student is not None):
             raise ValueError(wire.CODES_OR_TEACHER)
-        for name in probabilities:
+        for name, value in probabilities.items():
             probs = arrays.get(name)
             if probs is None or not np.isfinite(probs).all():
                 continue  # a diverged epoch is skipped with a warning, as for z
-            sums = probs.sum(axis=1)
-            if probs.min() < 0 or not np.allclose(sums, 1, atol=wire.PROBABILITY_SUM_ATOL):
+            low_precision = _itemsize(value) <= 2
+            atol = LOW_PRECISION_SUM_ATOL if low_precision else wire.PROBABILITY_SUM_ATOL
+            sums = probs.sum(axis=1, dtype=np.float64)
+            if probs.min() < 0 or not np.allclose(sums, 1, rtol=0, atol=atol):
                 raise ValueError(
                     f"{name} must hold probabilities (rows of non-negative numbers summing "
-                    "to 1): apply the softmax, with its temperature and centre, first"
+                    f"to 1 within {atol:g}): apply the softmax, with its temperature and "
+                    "centre, first"
                 )
+            if low_precision:  # the server checks the sums against PROBABILITY_SUM_ATOL
+                arrays[name] = (probs / sums[:, None]).astype(np.float32)
         return arrays
 
     # ----------------------------------------------------------------- reporting
@@ -1020,7 +1067,7 @@ class Monitor:
         """Write this run to a local directory (offline mode); a resume key's directory
         that exists already is continued, with the Idempotency-Key it was created with."""
         name = str(self._registration["name"])
-        self.run_dir = self._local_root / local.directory_name(name, self.resume_key)
+        self.run_dir = local.run_directory(self._local_root, name, self.resume_key)
         existed = (self.run_dir / local.RUN_FILE).exists()
         meta = local.create(self.run_dir, self._registration, self._idempotency["Idempotency-Key"])
         if existed:
@@ -1039,7 +1086,7 @@ class Monitor:
         if not self.resume_key:
             return
         name = str(self._registration["name"])
-        run_dir = self._local_root / local.directory_name(name, self.resume_key)
+        run_dir = local.run_directory(self._local_root, name, self.resume_key)
         epochs = local.stored_epochs(run_dir) if (run_dir / local.RUN_FILE).is_file() else {}
         if not epochs:
             return
@@ -1059,7 +1106,8 @@ class Monitor:
         try:
             syncer = sync.RunSync(self._http, self.base_url, run_dir, quiet)
             syncer.step()
-        except (local.NotARunError, sync.SyncAborted, sync.TokenRefused) as error:
+        except (local.NotARunError, sync.SyncAborted, sync.TokenRefused, OSError) as error:
+            # the run goes on online whatever the directory's trouble (a full disk, say)
             self._warn("offline-part", f"the run's offline part in {run_dir} not uploaded: {error}")
             return
         refused = sorted(syncer.state.refused)
@@ -1110,20 +1158,24 @@ class Monitor:
             )
         try:
             payload = response.json()
-            run_id = str(payload["id"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, RecursionError):
+            payload = None
+        payload = payload if isinstance(payload, dict) else {}
+        run_id = payload.get("id")
+        if not isinstance(run_id, str | int) or isinstance(run_id, bool) or run_id == "":
             return (
                 f"{self.base_url} answered the registration without a run id: "
                 f"{_one_line(response.text, 200)}"
             )
-        self.run_id = run_id
+        self.run_id = str(run_id)
         page = str(payload.get("url") or f"/runs/{self.run_id}")
         self.url = page if page.startswith(("http://", "https://")) else self.base_url + page
         accepts = payload.get("accepts")
         self.accepted_arrays = frozenset(accepts if isinstance(accepts, list) else wire.BASE_ARRAYS)
-        limits = payload.get("limits") or {}
-        self.max_probe_size = int(limits.get("max_probe_size", self.max_probe_size))
-        self.max_epoch_bytes = int(limits.get("max_epoch_bytes", self.max_epoch_bytes))
+        limits = payload.get("limits")
+        limits = limits if isinstance(limits, dict) else {}
+        self.max_probe_size = _positive_int(limits.get("max_probe_size"), self.max_probe_size)
+        self.max_epoch_bytes = _positive_int(limits.get("max_epoch_bytes"), self.max_epoch_bytes)
         self.resumed = bool(payload.get("resumed"))
         last = payload.get("last_epoch")
         self.last_stored_epoch = last if isinstance(last, int) else None
@@ -1349,7 +1401,7 @@ class Monitor:
         try:
             response = self._http.get(f"/api/runs/{self.run_id}", timeout=10.0)
             run = response.json() if response.is_success else None
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, ValueError, RecursionError) as error:  # no run: no verdict
             run, response = None, None
             logger.debug("verdict poll failed: %s", error)
         if response is not None and response.status_code in (401, 403, 404, 405):
@@ -1445,6 +1497,13 @@ def _restarted() -> bool:
         if count.isdigit() and int(count) > 0:
             return True
     return False
+
+
+def _positive_int(value: Any, default: int) -> int:
+    """A limit from the server's reply, or ``default`` where the reply holds no such number."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return default
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -200,6 +200,8 @@ class RunSync:
             servers = json.loads(path.read_text())["servers"]
         except (OSError, ValueError, KeyError, TypeError):
             servers = {}
+        if not isinstance(servers, dict):  # a sync.json edited by hand: rewritten whole
+            servers = {}
         servers[self.base_url] = {
             "run_id": self.state.run_id,
             "url": self.state.url,
@@ -214,7 +216,13 @@ class RunSync:
             },
             "finished": self.state.finished,
         }
-        local.write_json(path, {"servers": servers})
+        try:
+            local.write_json(path, {"servers": servers})
+        except OSError as error:  # a full disk: the server keeps what it took
+            raise SyncAborted(
+                f"cannot write {path} ({error.strerror or error}): free some room and run "
+                "the sync again (the server keeps the epochs it took)"
+            ) from None
 
     # ------------------------------------------------------------------ requests
 

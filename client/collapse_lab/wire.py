@@ -65,6 +65,11 @@ PROBABILITY_ARRAYS = ("teacher", "student", "codes")
 # and bounds what the server keeps per epoch index (the run list's rank sparklines).
 MAX_EPOCH = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The diagnostics square values in float32 (row norms, covariances), which overflows (or
+# rounds a spread to 0) from about 1e19; no embedding comes near 1e15. The server refuses
+# an array beyond it (the projection's float16 copy of z is scaled into range first:
+# workers/lifecycle.py, in_float16_range); the client skips such an epoch as diverged.
+MAX_MAGNITUDE = 1e15
 # How far a row of PROBABILITY_ARRAYS may sum from 1 (the client checks
 # it in log_epoch, the server again on upload).
 PROBABILITY_SUM_ATOL = 1e-3
@@ -105,6 +110,22 @@ def _finite_number(value: Any) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def peak(array: np.ndarray) -> float:
+    """The largest magnitude in a non-empty array (no copy: an upload weighs up to 256 MiB)."""
+    return max(float(array.max()), -float(array.min()))
+
+
+def empty_problem(name: str, shape: tuple[int, ...]) -> str | None:
+    """Why an array of ``shape`` cannot be measured although it decodes: it holds no
+    values. Both ends say it: the client in ``log_epoch``, the server on upload."""
+    if 0 not in shape:
+        return None
+    return (
+        f"{name} has shape {list(shape)}, no values: every array needs at least one row and "
+        "one column"
+    )
 
 
 def is_unicode(text: str) -> bool:

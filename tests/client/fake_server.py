@@ -76,6 +76,8 @@ class FakeCollapseLab:
         self.token = token
         self.max_probe_size = max_probe_size
         self.accepts: list[str] | None = None
+        self.registration_extra: dict[str, Any] = {}  # fields added to (or over) the reply
+        self.run_reply: bytes | None = None  # GET /api/runs/{id}'s body, when set
         self.delay_s = 0.0
         self.lose_replies = 0
         self.runs: dict[str, Run] = {}
@@ -123,6 +125,8 @@ class FakeCollapseLab:
             return self._epoch(match[1], int(match[2]), headers, body)
         if method == "POST" and (match := FINISH_PATH.match(path)):
             return self._finish(match[1], json.loads(body))
+        if method == "GET" and path.startswith("/api/runs/") and self.run_reply is not None:
+            return 200, self.run_reply
         return 404, {"detail": "not found"}
 
     def _register(self, payload: dict[str, Any], headers: Any) -> tuple[int, Any]:
@@ -139,7 +143,7 @@ class FakeCollapseLab:
         reply = {"id": run.id, "url": f"/runs/{run.id}", "limits": limits}
         if self.accepts is not None:
             reply["accepts"] = self.accepts
-        return status, reply
+        return status, {**reply, **self.registration_extra}
 
     def _epoch(self, run_id: str, epoch: int, headers: Any, body: bytes) -> tuple[int, Any]:
         run = self.runs.get(run_id)
@@ -201,7 +205,7 @@ def _handler(server: FakeCollapseLab) -> type[BaseHTTPRequestHandler]:
             if lose:  # processed, but the client never hears back
                 self.close_connection = True
                 return
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -209,6 +213,12 @@ def _handler(server: FakeCollapseLab) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         do_POST = do_PUT = _serve
+
+        def do_GET(self) -> None:
+            if server.run_reply is None:  # no run endpoint: the monitor gets no verdict
+                self.send_error(501)
+            else:
+                self._serve()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             pass

@@ -384,3 +384,116 @@ def test_a_server_never_reached_is_said_once_with_where_else_epochs_can_go() -> 
     assert "memory only: Monitor(..., offline='auto') writes them to disk" in done.stderr
     assert "finish() waits up to 3 s for http://127.0.0.1:" in done.stderr  # not a mute hang
     assert "epochs [0] were not delivered" in done.stderr
+
+
+def test_what_the_server_would_refuse_is_refused_or_skipped_in_log_epoch(
+    server: FakeCollapseLab,
+) -> None:
+    """The server's content rules (backend/routers/external_runs.py) hold in log_epoch
+    too: an epoch taken locally and refused later would be lost with the run's baseline."""
+    monitor = Monitor(server.url)
+    z = probe(n=64, d=8)
+    for kwargs, needle in [
+        ({"h": np.zeros((64, 0))}, r"h has shape \[64, 0\], no values"),
+        ({"target": np.zeros((64, 0))}, r"target has shape \[64, 0\], no values"),
+        ({"predictor_weight": np.zeros((0, 8))}, r"predictor_weight has shape \[0, 8\]"),
+        ({"loss": np.array([1.0, 2.0])}, r"loss must be one number, not an array of shape"),
+        ({"schedules": {"lr": np.ones(3)}}, r"lr must be one number"),
+        ({"**": {"\ud800": 1.0}}, "not valid Unicode"),
+    ]:
+        scalars = kwargs.pop("**", {})
+        with pytest.raises(ValueError, match=needle):
+            monitor.log_epoch(0, z, **kwargs, **scalars)
+    monitor.log_epoch(0, z, loss=None, lr=None, wd=10**400)  # null scalars: no value
+    with pytest.warns(CollapseLabWarning, match="values beyond 1e\\+15"):
+        monitor.log_epoch(1, z * 1e16)  # diverged: skipped, as NaN is
+    monitor.log_epoch(2, np.full((64, 8), 2**62, dtype=np.int64))
+    monitor.log_epoch(3, z)
+    assert monitor.finish(timeout=10)
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 3] and monitor.stats.skipped == [1, 2]
+    assert run.epochs[0]["scalars"] == {"lr": None, "wd": None}
+
+
+def test_a_name_that_is_not_unicode_is_refused_before_anything_is_sent(
+    server: FakeCollapseLab,
+) -> None:
+    for kwargs in ({"name": "run \ud800"}, {"resume": "key\udfff"}, {"config": {"x": "\ud800"}}):
+        with pytest.raises(ValueError, match="not valid Unicode"):
+            Monitor(server.url, **kwargs)  # type: ignore[arg-type]
+    assert server.runs == {}
+
+
+def test_low_precision_probabilities_are_taken_and_renormalised(server: FakeCollapseLab) -> None:
+    """bfloat16 keeps 8 significant bits: a softmax computed in it sums to 1 within about
+    4e-3, over the server's 1e-3. Such rows are renormalised; the same sums in float32 are
+    the caller's bug."""
+    rows = np.full((64, 4), 0.251, dtype=np.float16)  # rows summing to about 1.004
+    server.accepts = list(collapse_lab.wire.ARRAY_NAMES)
+    monitor = Monitor(server.url)
+    with pytest.raises(ValueError, match=r"summing to 1 within 0\.001"):
+        monitor.log_epoch(0, probe(n=64), codes=rows.astype(np.float32))
+    monitor.log_epoch(0, probe(n=64), codes=rows)
+    assert monitor.finish(timeout=10)
+    sent = server.only_run().epochs[0]["arrays"]["codes"]
+    np.testing.assert_allclose(sent.sum(axis=1), 1, atol=1e-6)
+
+
+def test_torch_bfloat16_softmax_is_a_probability(server: FakeCollapseLab) -> None:
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(64, 4096, generator=generator) * 3).to(torch.bfloat16)
+    teacher = torch.softmax(logits / 0.04, dim=-1)
+    student = torch.softmax(logits / 0.1, dim=-1)
+    assert (teacher.float().sum(dim=1) - 1).abs().max() > 1e-3  # what the server would refuse
+    server.accepts = list(collapse_lab.wire.ARRAY_NAMES)
+    monitor = Monitor(server.url)
+    schedules = {"momentum": 0.996}
+    monitor.log_epoch(0, probe(n=64), teacher=teacher, student=student, schedules=schedules)
+    assert monitor.finish(timeout=10)
+    sent = server.only_run().epochs[0]["arrays"]
+    np.testing.assert_allclose(sent["teacher"].sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(sent["student"], student.float().numpy(), atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [{"limits": [1, 2]}, {"limits": {"max_probe_size": None, "max_epoch_bytes": "big"}}],
+)
+def test_a_registration_reply_with_odd_limits_keeps_the_defaults(
+    server: FakeCollapseLab, reply: dict[str, object]
+) -> None:
+    server.registration_extra = reply
+    monitor = Monitor(server.url)
+    assert monitor.max_probe_size == collapse_lab.monitor.DEFAULT_MAX_PROBE_SIZE
+    monitor.log_epoch(0, probe())
+    assert monitor.finish(timeout=10)
+
+
+@pytest.mark.parametrize("run_id", [None, "", True, {"id": 1}])
+def test_a_registration_reply_without_a_run_id_is_said(
+    server: FakeCollapseLab, run_id: object
+) -> None:
+    server.registration_extra = {"id": run_id}
+    with pytest.raises(collapse_lab.CollapseLabError, match="without a run id"):
+        Monitor(server.url)
+
+
+def test_a_garbled_verdict_reply_stops_no_upload(server: FakeCollapseLab) -> None:
+    server.run_reply = b"[" * 100_000 + b"]" * 100_000  # json.loads: RecursionError
+    monitor = Monitor(server.url)
+    for epoch in range(3):
+        monitor.log_epoch(epoch, probe())
+        time.sleep(0.3)  # a verdict poll between uploads
+    assert monitor.finish(timeout=10)
+    assert sorted(server.only_run().epochs) == [0, 1, 2] and monitor.verdict is None
+
+
+def test_finish_keeps_its_timeout_while_the_server_hangs(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url)
+    server.delay_s = 30  # every request hangs, as under a stopped server
+    monitor.log_epoch(0, probe())
+    start = time.monotonic()
+    with pytest.warns(CollapseLabWarning, match="has not answered the last request yet"):
+        assert not monitor.finish(timeout=2.0)
+    assert time.monotonic() - start < 3.0

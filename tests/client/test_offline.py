@@ -317,3 +317,80 @@ def test_a_run_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     a_file.write_text("not a folder")
     with pytest.raises(ValueError, match=r"cannot make the run's directory .*a-file/"):
         Monitor(offline=True, run_dir=a_file, name="nowhere")
+
+
+def test_keys_that_read_alike_once_made_safe_get_a_directory_each(tmp_path: Path) -> None:
+    """Two monitors of one job named in another script: their keys differ only in
+    characters a file name cannot hold."""
+    first = Monitor(offline=True, run_dir=tmp_path, name="t", resume="slurm:c:42:教师")
+    second = Monitor(offline=True, run_dir=tmp_path, name="s", resume="slurm:c:42:学生")
+    assert first.run_dir != second.run_dir and not second.resumed
+    for epoch in range(2):
+        first.log_epoch(epoch, _z(epoch))
+        second.log_epoch(epoch, _z(10 + epoch))
+    assert first.finish(timeout=10) and second.finish(timeout=10)
+    assert second.stats.delivered == [0, 1] and second.stats.dropped == []
+    assert first.run_dir is not None and second.run_dir is not None
+    assert local.read_meta(second.run_dir)["registration"]["resume_key"] == "slurm:c:42:学生"
+
+
+def test_a_job_requeued_across_a_client_upgrade_continues_its_directory(tmp_path: Path) -> None:
+    """A release before the digest named a key's directory by the key's safe form alone."""
+    key = "slurm:c:7:job"
+    earlier = tmp_path / "slurm_c_7_job"
+    local.create(earlier, {"name": "job", "resume_key": key}, "0" * 32)
+    local.write_atomic(local.epoch_path(earlier, 0), wire.encode_epoch(0, {"z": _z(0)}))
+    monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=key)
+    assert monitor.run_dir == earlier and monitor.resumed and monitor.last_stored_epoch == 0
+    monitor.log_epoch(1, _z(1))
+    assert monitor.finish(timeout=10)
+    assert sorted(local.stored_epochs(earlier)) == [0, 1]
+    other = Monitor(offline=True, run_dir=tmp_path, name="job", resume="slurm:c:8:job")
+    assert other.run_dir != earlier and not other.resumed  # another key's: not taken
+
+
+def test_an_offline_part_that_cannot_be_synced_does_not_stop_the_run_online(
+    server: FakeCollapseLab, tmp_path: Path
+) -> None:
+    """The first try wrote its run offline; the requeued try finds the server and uploads
+    that part first. A directory it cannot write its sync.json into (a full disk, here a
+    folder in its way) is warned about, and the online epochs still go."""
+    first = Monitor(offline=True, run_dir=tmp_path, name="job", resume="job-9")
+    first.log_epoch(0, _z(0))
+    assert first.finish(timeout=10) and first.run_dir is not None
+    (first.run_dir / local.SYNC_FILE).mkdir()
+    with pytest.warns(CollapseLabWarning, match="offline part .* not uploaded"):
+        second = Monitor(server.url, run_dir=tmp_path, name="job", resume="job-9")
+        for epoch in (1, 2):
+            second.log_epoch(epoch, _z(epoch))
+        assert second.finish(timeout=10)
+    assert second.run_id is not None and sorted(server.runs[second.run_id].epochs) == [1, 2]
+
+
+def test_a_sync_json_of_another_shape_is_rewritten(server: FakeCollapseLab, tmp_path: Path) -> None:
+    monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=False)
+    monitor.log_epoch(0, _z(0))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    (monitor.run_dir / local.SYNC_FILE).write_text('{"servers": []}')
+    assert sync_paths([tmp_path], server.url, None) == 0
+    assert sorted(server.only_run().epochs) == [0]
+
+
+def test_a_sync_that_cannot_write_its_state_says_so_in_one_line(
+    server: FakeCollapseLab,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=False)
+    monitor.log_epoch(0, _z(0))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+
+    def disk_full(path: Path, value: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local, "write_json", disk_full)
+    assert sync_paths([tmp_path], server.url, None) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {monitor.run_dir / local.SYNC_FILE} (No space left on device)" in err
+    assert "Traceback" not in err

@@ -173,6 +173,11 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     late_body = wire.encode_epoch(1, {"z": np.ones((16, 4))})
     late = client.put(f"{url}/1", content=late_body, headers=binary)
     assert late.status_code == 409 and late.json()["code"] == "run_closed"
+    # a sync started again without its sync.json sends the stored epochs again
+    resent = client.put(f"{url}/0", content=body, headers=binary)
+    assert resent.status_code == 200 and resent.json()["status"] == "duplicate"
+    resent_other = client.put(f"{url}/0", content=other, headers=binary)
+    assert resent_other.status_code == 409 and resent_other.json()["code"] == "run_closed"
     run = client.get(f"/api/runs/{run_id}").json()
     assert run["name"] == "raw" and run["source"] == registration["source"]
     assert run["external"]["finish"]["status"] == "succeeded"
