@@ -78,7 +78,7 @@ MAX_VERDICT_POLL_S = 2.0
 FINAL_VERDICT_WAIT_S = 10.0  # what finish() waits for the last epoch's verdict, at most
 COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
-MAX_RESUME_KEY = 200  # the server's limits
+MAX_RESUME_KEY = MAX_NAME = 200  # the server's limits
 MAX_STOP_REASON = 500
 # How far a row of float16 or bfloat16 probabilities may sum from 1: bfloat16 keeps 8
 # significant bits, so a softmax computed in it sums to 1 within about 4e-3. Such rows are
@@ -346,11 +346,27 @@ def _response_detail(response: httpx.Response) -> tuple[str, str | None]:
     one line."""
     try:
         payload = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return _one_line(response.text) or response.reason_phrase, None
-    if isinstance(payload, dict):
-        return _one_line(str(payload.get("detail", payload))), payload.get("code")
-    return _one_line(str(payload)), None
+    if not isinstance(payload, dict):
+        return _one_line(json.dumps(payload)), None
+    detail = payload.get("detail", payload)
+    if isinstance(detail, list):  # a 422's validation errors
+        detail = "; ".join(_validation_error(error) for error in detail)
+    elif not isinstance(detail, str):
+        detail = json.dumps(detail)
+    code = payload.get("code")
+    return _one_line(detail), code if isinstance(code, str) else None
+
+
+def _validation_error(error: Any) -> str:
+    """One error of a 422's list as ``field: message`` (``{"loc": ["body", "name"], "msg":
+    ...}`` reads ``name: ...``)."""
+    if not isinstance(error, dict):
+        return json.dumps(error)
+    where = [str(part) for part in error.get("loc") or [] if part != "body"]
+    message = str(error.get("msg", "invalid"))
+    return f"{'.'.join(where)}: {message}" if where else message
 
 
 class Monitor:
@@ -463,6 +479,10 @@ class Monitor:
         self._labels = None if labels is None else self._check_labels(labels, None)
         script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "<interactive>"
         name = name or Path(script).stem or "external run"
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {type(name).__name__}")
+        if len(name) > MAX_NAME:
+            raise ValueError(f"name must be at most {MAX_NAME} characters, not {len(name)}")
         if resume is True or (resume is not None and not isinstance(resume, str | bool)):
             raise ValueError("resume must be a key (a string), None (the scheduler's) or False")
         if isinstance(resume, str) and not 0 < len(resume) <= MAX_RESUME_KEY:
@@ -723,10 +743,10 @@ class Monitor:
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            if self._closed:
-                already = True
-            else:
-                already = False
+            already = self._closed
+            # never registered, nothing logged, the server unreachable: nothing to wait for
+            empty = self.run_id is None and self._last_epoch is None and self._outage_since
+            if not already:
                 self._closed = True
                 status = "failed" if error else "succeeded"
                 finish = {"status": status, "error": error, **self._stop}
@@ -736,6 +756,12 @@ class Monitor:
             self._finished.wait(timeout)
             return self._finish_ok
         atexit.unregister(self._at_exit)
+        if empty and self.run_dir is None:
+            logger.info("Collapse Lab: no epoch logged and %s never reached", self.base_url)
+            self._abort.set()
+            self._finished.set()  # a second finish() returns at once too
+            self._http.close()
+            return False
         finished = self._finished.wait(min(timeout, FINISH_QUIET_S))
         if not finished and self._outage_since is not None and not self._disabled:
             # a wait the length of the timeout would look like a hang: say what it waits for
@@ -1152,9 +1178,14 @@ class Monitor:
             )
         if not response.is_success:
             detail, _ = _response_detail(response)
+            hint = (  # a wrong path or port answers 404 or 405, as the sync says too
+                "; is this the address of a Collapse Lab server with external runs?"
+                if response.status_code in (404, 405)
+                else ""
+            )
             return (
                 f"{self.base_url} refused to register the run (HTTP {response.status_code}: "
-                f"{detail}); is this the address of a Collapse Lab server with external runs?"
+                f"{detail}){hint}"
             )
         try:
             payload = response.json()

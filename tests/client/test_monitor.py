@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import collapse_lab
+import httpx
 import numpy as np
 import pytest
 from collapse_lab import AuthenticationError, CollapseLabWarning, Monitor
@@ -497,3 +498,32 @@ def test_finish_keeps_its_timeout_while_the_server_hangs(server: FakeCollapseLab
     with pytest.warns(CollapseLabWarning, match="has not answered the last request yet"):
         assert not monitor.finish(timeout=2.0)
     assert time.monotonic() - start < 3.0
+
+
+def test_a_name_the_server_would_refuse_is_refused_here() -> None:
+    with pytest.raises(TypeError, match="name must be a string, not int"):
+        Monitor("http://127.0.0.1:9", name=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name must be at most 200 characters, not 201"):
+        Monitor("http://127.0.0.1:9", name="a" * 201)
+
+
+def test_a_validation_error_reads_as_field_and_message() -> None:
+    errors = [
+        {"type": "string_type", "loc": ["body", "name"], "msg": "Input should be a valid string"},
+        {"type": "missing", "loc": ["body", "source", "host"], "msg": "Field required"},
+    ]
+    reply = httpx.Response(422, json={"detail": errors})
+    detail, code = collapse_lab.monitor._response_detail(reply)
+    assert detail == "name: Input should be a valid string; source.host: Field required"
+    assert code is None
+
+
+def test_a_monitor_that_never_reached_its_server_and_logged_nothing_closes_at_once() -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.warns(CollapseLabWarning, match="cannot reach"):
+        monitor = Monitor(url, name="idle", timeout=1.0)
+    start = time.monotonic()
+    assert monitor.finish(timeout=30) is False and monitor.finish() is False
+    assert time.monotonic() - start < 2
