@@ -7,7 +7,7 @@ import torch
 
 from contract import resolve_config
 from workers.engine.checkpoint import load_checkpoint
-from workers.engine.errors import RunCancelled
+from workers.engine.errors import RunCancelled, TrainingError
 from workers.engine.trainer import TrainHooks, train
 
 TINY = {
@@ -144,3 +144,17 @@ def test_a_settled_complete_collapse_stops_the_run_early_and_says_why(tmp_path: 
     again = train(config, data_root=tmp_path, run_dir=tmp_path / "run")
     assert again.history[-1].epoch == last.epoch
     assert again.verdict.stopped_early == result.verdict.stopped_early
+
+
+def test_a_diverged_loss_names_the_option_set_away_from_its_default(tmp_path: Path) -> None:
+    """A temperature of 1e-300 overflows NT-Xent's softmax at the first step: the message
+    names it rather than only the learning rate."""
+    config = resolve_config(
+        {**TINY, "method": "simclr", "epochs": 1, "options": {"temperature": 1e-300}}
+    )
+    with pytest.raises(TrainingError) as failed:
+        train(config, data_root=tmp_path, run_dir=tmp_path / "run")
+    message = str(failed.value)
+    assert "became NaN at epoch 1, step 1" in message or "became infinite" in message
+    assert "temperature=1e-300 (default 0.5)" in message
+    assert "nan" not in message

@@ -16,10 +16,10 @@ from workers.lifecycle import describe_failure
         (DatasetError("no folder 'cats' in the data root"), "dataset error: no folder 'cats'"),
         (
             TrainingError(
-                "the loss of method 'wmse' (plugin wmse) became nan at epoch 3, step 2; "
-                "try a lower learning rate"
+                "the loss of method 'wmse' (plugin wmse) became NaN at epoch 3, step 2; "
+                "try a learning rate lower than 0.05"
             ),
-            "the loss of method 'wmse' (plugin wmse) became nan at epoch 3",
+            "the loss of method 'wmse' (plugin wmse) became NaN at epoch 3",
         ),
         (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "out of GPU"),
         (MemoryError(), "out of memory on the worker"),

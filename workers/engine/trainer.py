@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from contract import PLUGIN_METHODS, EmbeddingMetrics, EpochRecord, Placement, RunConfig, Verdict
+from contract.methods import METHOD_SPECS
 from workers.engine.augment import BatchAugment, normalize
 from workers.engine.backbones import build_backbone
 from workers.engine.cause import configuration_of
@@ -244,9 +245,28 @@ def _diagnose(
             projector.lidar = lidar(_lidar_views(z1, z2, z_extra, n))
         lidar_time = time.perf_counter() - lidar_started if with_lidar else 0.0
     except NonFiniteEmbeddingError as exc:
-        raise TrainingError(f"training diverged: {exc}; try a lower learning rate") from exc
+        hint = divergence_hint(method.config)
+        raise TrainingError(f"training diverged: {exc}; {hint}") from exc
     method.train(was_training)
     return backbone, projector, z, lidar_time, signals, mechanisms_time
+
+
+def divergence_hint(config: RunConfig) -> str:
+    """What to try after a non-finite loss: a lower learning rate, and first the method's
+    options set away from their defaults (a temperature of 1e-300 overflows the softmax)."""
+    hint = f"try a learning rate lower than {config.lr:g}"
+    spec = METHOD_SPECS.get(config.method)
+    if spec is None:
+        return hint
+    defaults = spec.options().model_dump()
+    changed = [
+        f"{name}={value!r} (default {defaults[name]!r})"
+        for name, value in config.options.items()
+        if name in defaults and value != defaults[name]
+    ]
+    if not changed:
+        return hint
+    return f"check the options set away from their defaults: {', '.join(changed)}; or {hint}"
 
 
 def lidar_due(config: RunConfig, epoch: int) -> bool:
@@ -438,9 +458,10 @@ def train(
                 out = method.training_loss(views, indices, info)
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):
+                became = "NaN" if math.isnan(loss_value) else "infinite"
                 raise TrainingError(
-                    f"the loss of method {config.method!r}{plugin_note} became {loss_value} "
-                    f"at epoch {epoch}, step {step_in_epoch + 1}; try a lower learning rate"
+                    f"the loss of method {config.method!r}{plugin_note} became {became} at "
+                    f"epoch {epoch}, step {step_in_epoch + 1}; {divergence_hint(config)}"
                 )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()  # type: ignore[no-untyped-call]
