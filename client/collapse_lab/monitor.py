@@ -745,7 +745,9 @@ class Monitor:
         with self._cond:
             already = self._closed
             # never registered, nothing logged, the server unreachable: nothing to wait for
-            empty = self.run_id is None and self._last_epoch is None and self._outage_since
+            empty = (
+                self.run_id is None and self._last_epoch is None and self._outage_since is not None
+            )
             if not already:
                 self._closed = True
                 status = "failed" if error else "succeeded"
