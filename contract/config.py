@@ -149,7 +149,7 @@ class RunConfig(RunRules):
         ge=1,
         le=1000,
         description="Stop early once the verdict has been complete_collapse for this many "
-        "epochs (the run ends succeeded, saying so); null = train every epoch.",
+        "epochs (the run ends succeeded, saying so); unset = train every epoch.",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
 

@@ -47,8 +47,9 @@ class GridRange(StrictModel):
     """``steps`` values from ``start`` to ``stop`` (both included), evenly spaced or, with
     ``scale: "log"``, geometrically (start and stop must then be positive)."""
 
-    start: float
-    stop: float
+    # 1e400 reads as infinity: refused here, not as the "values repeat" of inf, inf, ...
+    start: float = Field(allow_inf_nan=False)
+    stop: float = Field(allow_inf_nan=False)
     steps: int = Field(ge=2, le=MAX_VALUES_PER_KEY)
     scale: Literal["linear", "log"] = "linear"
 
@@ -65,8 +66,9 @@ class GridRange(StrictModel):
                 math.exp(low + (high - low) * i / (self.steps - 1)) for i in range(self.steps)
             ]
         else:
-            span = self.stop - self.start
-            points = [self.start + span * i / (self.steps - 1) for i in range(self.steps)]
+            # weighted, not start + (stop - start) * t: -1e308..1e308 does not overflow
+            weights = [i / (self.steps - 1) for i in range(self.steps)]
+            points = [self.start * (1 - w) + self.stop * w for w in weights]
         return [float(f"{p:.6g}") for p in points]  # 0.1 rather than 0.10000000000000002
 
 

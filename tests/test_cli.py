@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from backend.settings import Settings, get_settings
 from contract import RunConfig
-from contract.datasets import DATASET_SPECS
+from contract.datasets import DATASET_SPECS, DatasetError
 from contract.requests import RUN_REQUEST
 from workers import launcher
-from workers.cli import build_parser, parse_flag_value
+from workers.cli import UNSET, JsonlFile, build_parser, parse_flag_value
 from workers.cli import main as cli_main
 from workers.launcher import (
     DATA_DIR_HELP,
@@ -125,6 +125,27 @@ GRID = ["--grid", "variance_weight=0,1"]
             ["train", "--preset", "simsiam", "--jsonl", "missing/run.jsonl"],
             "--jsonl 'missing/run.jsonl': No such file or directory",
         ),
+        # nan and inf spelt as Python spells them, not only as JSON does (NaN, 1e400)
+        (["train", "--method", "simsiam", "--lr", "nan"], "simsiam.lr: Input should be a finite"),
+        (["train", "--method", "simsiam", "--lr", "inf"], "simsiam.lr: Input should be a finite"),
+        (["train", "--method", "simsiam", "--lr=-Infinity"], "simsiam.lr: Input should be a fin"),
+        (["train", "--method", "simsiam", "--lr", "1e400"], "simsiam.lr: Input should be a fin"),
+        # a dataset_path rule is a validation error at the field, as the API's 422
+        (
+            ["train", "--method", "simsiam", "--dataset", "imagefolder", "--dataset-path", "../x"],
+            "simsiam.dataset_path: dataset_path '../x' may not contain '..'",
+        ),
+        # a range's endpoint past a float's range: not "values repeat" (inf, inf)
+        (
+            ["sweep", "--method", "vicreg", "--grid", "variance_weight=0..1e400x3"],
+            "grid.variance_weight: '0..1e400x3': stop: Input should be a finite number",
+        ),
+        # a grid value as JSON spells it (null), not as Python does (None)
+        (["sweep", "--method", "vicreg", "--grid", "lr=0.1,null"], "at lr=null: vicreg.lr:"),
+        # sync reads no data directory: --data-dir after it or before it
+        (["sync", "--data-dir", "d", "runs", "http://head:8000"], "sync reads no data directory"),
+        (["--data-dir", "d", "sync", "runs", "http://head:8000"], "sync reads no data directory"),
+        (["sync", "--data-dir=d", "runs"], "only the folders it is given: drop --data-dir"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(
@@ -194,9 +215,46 @@ def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
         "train", "--method", "simsiam", "--dataset", "imagefolder",
         "--set", "dataset_path=../../etc", "--epochs", "1", cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "collapse-lab: error:" in proc.stderr
+    assert "collapse-lab: error: simsiam.dataset_path: " in proc.stderr
+
+
+@pytest.fixture
+def training_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training that fails before its first record, as a dataset that cannot be
+    downloaded or an image folder too small to split does."""
+
+    def fail(*_: object, **__: object) -> None:
+        raise DatasetError("could not download cifar10: no network")
+
+    monkeypatch.setattr("workers.engine.trainer.train", fail)
+
+
+def test_a_failing_train_leaves_an_existing_jsonl_as_it_was(
+    training_fails: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "keep.jsonl"
+    kept.write_bytes(b'{"epoch": 0}\n{"verdict": {}}\n')  # an earlier run's records
+    before = kept.read_bytes()
+    new = tmp_path / "new.jsonl"
+    for jsonl in (kept, new):
+        args = ["train", "--method", "simsiam", "--device", "cpu", "--jsonl", str(jsonl)]
+        assert cli_main(["--data-dir", str(tmp_path / "data"), *args]) == 1
+        assert "could not download cifar10" in capsys.readouterr().err
+    assert kept.read_bytes() == before
+    assert not new.exists()  # nor is an empty one made
+
+
+def test_the_jsonl_is_replaced_by_the_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"epoch": 0, "of": "an earlier run"}\n')
+    jsonl = JsonlFile(path)  # checked, not yet opened
+    assert "an earlier run" in path.read_text()
+    jsonl.write('{"epoch": 0}')
+    jsonl.write('{"epoch": 1}')
+    jsonl.close()
+    assert path.read_text() == '{"epoch": 0}\n{"epoch": 1}\n'
 
 
 @pytest.mark.slow  # trains in subprocesses for more than a few seconds
@@ -302,7 +360,10 @@ def test_every_run_config_field_is_a_train_flag_with_its_description_and_default
         assert " ".join(field.description.split())[:30] in text, name
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
-            assert f"Default: {'null' if default is None else default}." in text, name
+            assert f"Default: {UNSET if default is None else default}." in text, name
+    # a flag's text reads as the command line is typed, not as JSON (null)
+    for command in ("train", "sweep"):
+        assert "null" not in help_of(command, capsys).lower(), command
 
 
 @pytest.mark.parametrize(
@@ -384,10 +445,13 @@ def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_onc
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["train", "--dataset-path", "nothere"], "no folder 'nothere' in the data directory"),
+        (["train", "--dataset-path", "nothere"], "vicreg.dataset_path: no folder 'nothere' in"),
         (["train", "--dataset-path", "/nonexistent"], "'/nonexistent' must be relative"),
-        (["zoo", "--presets", "simsiam", "--dataset-path", "nothere"], "no folder 'nothere'"),
-        (["sweep", *GRID, "--dataset-path", "nothere"], "no folder 'nothere'"),
+        (
+            ["zoo", "--presets", "simsiam", "--dataset-path", "nothere"],
+            "simsiam.dataset_path: no folder 'nothere'",
+        ),
+        (["sweep", *GRID, "--dataset-path", "nothere"], "vicreg.dataset_path: no folder"),
     ],
 )
 def test_a_missing_image_folder_is_refused_before_anything_is_drawn(
@@ -399,7 +463,7 @@ def test_a_missing_image_folder_is_refused_before_anything_is_drawn(
         [command, "--data-dir", str(tmp_path), *chosen, "--dataset", "imagefolder", *rest]
     )
     captured = capsys.readouterr()
-    assert status == 1
+    assert status == 2  # a validation error, as the API's 422
     assert captured.out == ""  # no table header, no progress bar
     assert captured.err.startswith("collapse-lab: error: ") and needle in captured.err
     assert len(captured.err.strip().splitlines()) == 1
@@ -427,6 +491,8 @@ def refused_by_argparse(args: list[str], capsys: pytest.CaptureFixture[str]) -> 
         (["worker", "--gpus", "0,0"], "argument --gpus: '0,0': a GPU is listed twice"),
         (["up", "--gpus", "first"], "argument --gpus: 'first': give all, none or GPU indices"),
         (["worker", "--gpus", ","], "argument --gpus: ',': give all, none or GPU indices"),
+        (["up", "--gpus", "0,,1"], "argument --gpus: '0,,1': give all, none or GPU indices"),
+        (["worker", "--gpus", "0,"], "argument --gpus: '0,': give all, none or GPU indices"),
     ],
 )
 def test_bad_launcher_numbers_are_refused_by_the_parser(

@@ -1,8 +1,14 @@
 """The grid grammar (``contract.sweeps.parse_grid_values``) and the sweep request's three
-spellings of a key's values: a list, a range and their text."""
+spellings of a key's values: a list, a range and their text; the messages of refused values."""
+
+from types import SimpleNamespace
 
 import pytest
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
+from backend.routers.sweeps import _validated_runs
+from backend.settings import Settings
 from contract.sweeps import GridRange, SweepError, SweepRequest, expand_sweep, parse_grid_values
 
 BASE = {"preset": "vicreg", "epochs": 1}
@@ -30,3 +36,27 @@ def test_a_text_range_out_of_bounds_names_its_steps() -> None:
         values_of("0.01..1x500")
     assert refused.value.loc == ("grid", "lr")
     assert "'0.01..1x500': steps: " in str(refused.value) and "50" in str(refused.value)
+
+
+@pytest.mark.parametrize("spec", ["0.1..1e400x3", {"start": 0.1, "stop": float("inf"), "steps": 3}])
+def test_a_range_endpoint_past_a_float_is_no_finite_number(spec: object) -> None:
+    """1e400 reads as infinity: once refused as "values repeat" (inf, inf)."""
+    with pytest.raises((SweepError, ValidationError)) as refused:
+        values_of(spec)
+    assert "stop: Input should be a finite number" in str(refused.value).replace("\n  ", ": ")
+
+
+def test_a_wide_linear_range_does_not_overflow() -> None:
+    assert values_of("-1e308..1e308x3") == [-1e308, 0.0, 1e308]
+
+
+@pytest.mark.parametrize(("values", "spelt"), [([0.1, None], "null"), ([True, False], "true")])
+def test_the_preview_spells_a_refused_grid_value_as_json(values: list[object], spelt: str) -> None:
+    """As the request sent it, not as Python writes it (None, True)."""
+    request = SweepRequest.model_validate({"base": BASE, "grid": {"lr": values}})
+    state = SimpleNamespace(settings=Settings(_env_file=None))
+    with pytest.raises(RequestValidationError) as refused:
+        _validated_runs(request, state)  # only its settings are read
+    error = refused.value.errors()[0]
+    assert error["loc"] == ["body", "grid", "lr"]
+    assert error["msg"].startswith(f"value {spelt}: Input should be a valid number")

@@ -14,6 +14,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,8 +79,23 @@ def parse_flag_value(field: FieldInfo, text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError:
-            return text
+            number = _non_finite_number(text)
+            return text if number is None else number
     return text
+
+
+def _non_finite_number(text: str) -> float | None:
+    """'nan', 'inf', '-infinity'... as the float they spell (JSON spells only NaN and
+    Infinity), so that RunConfig says they are not finite numbers, as for 1e400; else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return None if math.isfinite(number) else number
+
+
+# how a default of None reads in --help (as in the README's settings table), not JSON's null
+UNSET = "unset"
 
 
 def _flag_help(name: str, field: FieldInfo) -> str:
@@ -109,7 +125,7 @@ def _flag_help(name: str, field: FieldInfo) -> str:
         parts.append(f"Allowed: {', '.join(bounds)}.")
     if not field.is_required():
         default = field.get_default(call_default_factory=True)
-        parts.append(f"Default: {'null' if default is None else default}.")
+        parts.append(f"Default: {UNSET if default is None else default}.")
     return " ".join(p for p in parts if p).replace("%", "%%")
 
 
@@ -190,7 +206,11 @@ TABLE_HEADER = "epoch    loss  std·√d(z)  rank(z)  rank(h)  kNN(h)   time  ve
 
 
 def run_with_progress(
-    config: RunConfig, data_dir: Path, out: TextIO, jsonl: TextIO | None, one_of_many: bool = False
+    config: RunConfig,
+    data_dir: Path,
+    out: TextIO,
+    jsonl: JsonlFile | None,
+    one_of_many: bool = False,
 ) -> RunResult:
     """Train ``config`` under a progress bar, each epoch's row on ``out`` unless it is
     ``one_of_many`` (a zoo's or a sweep's run, whose caller prints one row per run)."""
@@ -209,8 +229,7 @@ def run_with_progress(
         if not one_of_many:
             tqdm.write(format_row(record), file=out)
         if jsonl is not None:
-            jsonl.write(record.model_dump_json() + "\n")
-            jsonl.flush()
+            jsonl.write(record.model_dump_json())
         if record.epoch > 0:
             bar.update(1)
         else:
@@ -232,19 +251,49 @@ def run_with_progress(
 
 
 def check_dataset_path(config: RunConfig, data_dir: Path) -> None:
-    """DatasetError when ``dataset_path`` names no folder inside ``data_dir``: the rules the
-    API applies before it accepts a run (backend/validation.py), before anything is drawn."""
-    if config.dataset_path is not None:
+    """UsageError when ``dataset_path`` names no folder inside ``data_dir``: the rules the
+    API applies before it accepts a run (backend/validation.py), before anything is drawn,
+    located at the field as the API's 422 locates them."""
+    if config.dataset_path is None:
+        return
+    try:
         existing_folder(data_dir, config.dataset_path, f"the data directory {data_dir}")
+    except DatasetError as exc:
+        raise UsageError(f"{config.method}.dataset_path: {exc}") from None
 
 
 def open_jsonl(path: Path) -> TextIO:
-    """``--jsonl``'s file, opened for writing before training starts (UsageError if it
-    cannot be)."""
+    """``--jsonl``'s file, opened without truncating it (JsonlFile empties it at its first
+    record); UsageError if it cannot be opened."""
     try:
-        return open(path, "w")  # the caller closes it
+        return open(path, "a")  # the caller closes it
     except OSError as exc:
         raise UsageError(f"--jsonl {str(path)!r}: {exc.strerror or exc}") from None
+
+
+class JsonlFile:
+    """``--jsonl``'s file, opened before training (UsageError when it cannot be), but an
+    existing file is replaced only once the run's first record is ready: a run that fails
+    before it (a dataset that cannot be downloaded) leaves the file as it was, or none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.made_here = not os.path.lexists(path)  # a dangling symlink is not ours to remove
+        self.written = False
+        self.file = open_jsonl(path)
+
+    def write(self, line: str) -> None:
+        # the earlier run's records go now (a pipe, a terminal or /dev/null has none)
+        if not self.written and self.path.is_file():
+            self.file.truncate(0)  # appends then start at 0
+        self.written = True
+        self.file.write(line + "\n")
+        self.file.flush()  # a reader (tail -f) sees each epoch as it ends
+
+    def close(self) -> None:
+        self.file.close()
+        if self.made_here and not self.written:
+            self.path.unlink(missing_ok=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -255,7 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from workers.engine.trainer import select_device  # torch: seconds, for trainings only
 
     select_device(config.device)  # a device this host lacks is refused before --jsonl is opened
-    jsonl = open_jsonl(args.jsonl) if args.jsonl else None
+    jsonl = JsonlFile(args.jsonl) if args.jsonl else None
     try:
         print(
             f"{config.preset or config.method} on {config.dataset}, {config.backbone}, "
@@ -265,7 +314,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(TABLE_HEADER)
         result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
         if jsonl is not None:
-            jsonl.write(json.dumps({"verdict": result.verdict.model_dump(mode="json")}) + "\n")
+            jsonl.write(json.dumps({"verdict": result.verdict.model_dump(mode="json")}))
     finally:
         if jsonl is not None:
             jsonl.close()
@@ -388,7 +437,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             configs.append(resolve_config(run.request))
         except ValidationError as exc:
-            point = ", ".join(f"{k}={v}" for k, v in run.point.items())
+            point = ", ".join(f"{k}={json.dumps(v)}" for k, v in run.point.items())
             raise UsageError(f"at {point}: {describe_validation_error(exc)}") from None
     for config in configs:
         check_dataset_path(config, args.data_dir)
@@ -479,7 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = command("train", "train one run in this process")
     add_run_config_arguments(tr)
-    tr.add_argument("--jsonl", type=Path, help="write one JSON record per epoch here")
+    tr.add_argument(
+        "--jsonl",
+        type=Path,
+        help="write one JSON record per epoch here, and the verdict last; an existing file is "
+        "replaced once the first record is ready (a run that fails before it leaves it as it "
+        "was)",
+    )
     tr.set_defaults(func=cmd_train)
 
     zoo = command("zoo", "run every preset and print the methods x verdict table")
@@ -523,17 +578,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SYNC_TAKES_NO_DATA_DIR = (
+    "sync reads no data directory, only the folders it is given: drop --data-dir "
+    "(collapse-lab sync [options] DIR [DIR ...] [URL])"
+)
+
+
 def sync_after_options(_args: argparse.Namespace) -> int:
-    """``collapse-lab --data-dir D sync``: sync reads no data directory, only its own flags."""
-    raise UsageError("sync takes no --data-dir: collapse-lab sync [options] DIR [DIR ...] [URL]")
+    """``collapse-lab --data-dir D sync ...``: sync reads no data directory."""
+    raise UsageError(SYNC_TAKES_NO_DATA_DIR)
+
+
+def run_sync(argv: list[str]) -> int:
+    """``collapse-lab sync ...``: the same command as in a client-only install, its flags its
+    own; a --data-dir among them is refused as before the subcommand, not as an unknown flag."""
+    if any(arg == "--data-dir" or arg.startswith("--data-dir=") for arg in argv):
+        raise UsageError(SYNC_TAKES_NO_DATA_DIR)
+    return client_sync.main(argv, prog="collapse-lab")
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; what follows ``sync`` is the client's, not this parser's to refuse
+    (``--data-dir D sync DIR URL`` gets sync_after_options' message, not "unrecognized
+    arguments: DIR URL")."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "sync":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sync"]:  # the same command as in a client-only install, its flags its own
-        return client_sync.main(argv, prog="collapse-lab")
-    args = build_parser().parse_args(argv)
     try:
+        if argv[:1] == ["sync"]:
+            return run_sync(argv)
+        args = parse_arguments(argv)
         status: int = args.func(args)
         return status
     except UsageError as exc:

@@ -542,8 +542,8 @@ def gpu_list(value: str) -> list[str] | None:
         return None
     if value == "none":
         return []
-    indices = [index.strip() for index in value.split(",") if index.strip()]
-    if not indices or not all(index.isdigit() for index in indices):
+    indices = [index.strip() for index in value.split(",")]  # '0,,1': refused, not read as 0,1
+    if not all(index.isdigit() for index in indices):
         raise argparse.ArgumentTypeError(f"{value!r}: give all, none or GPU indices such as 0,1")
     if len(set(indices)) != len(indices):
         raise argparse.ArgumentTypeError(f"{value!r}: a GPU is listed twice")

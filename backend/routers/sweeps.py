@@ -86,7 +86,7 @@ def _validated_runs(
                 axis = axis_of_field(axes, loc)
                 if axis is not None:
                     value = run.point[axis.key]
-                    where, msg = ["grid", axis.key], f"value {value!r}: {error['msg']}"
+                    where, msg = ["grid", axis.key], f"value {json.dumps(value)}: {error['msg']}"
                 elif loc[:1] == ["seed"] and body.seeds is not None:
                     where, msg = ["seeds"], f"seed {run.seed}: {error['msg']}"
                 else:

@@ -28,3 +28,21 @@ def test_the_api_and_the_command_line_refuse_a_dataset_path_for_digits_alike(
     assert cli_main(["train", *flags]) == 2
     refused = capsys.readouterr().err.strip()
     assert refused == f"collapse-lab: error: simsiam.dataset_path: {error['msg']}"
+
+
+def test_the_api_and_the_command_line_refuse_a_path_out_of_the_data_directory_alike(
+    idle_stack: ServiceStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule the server checks after the contract (backend/validation.py): the command line
+    refuses it as a validation error too (exit status 2 at the field, once exit 1 unlocated)."""
+    body = {"method": "simsiam", "dataset": "imagefolder", "dataset_path": "../../etc"}
+    with httpx.Client(base_url=idle_stack.base_url, timeout=30) as api:
+        response = api.post("/api/runs", json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "simsiam", "dataset_path"]
+
+    flags = ["--method", "simsiam", "--dataset", "imagefolder", "--dataset-path", "../../etc"]
+    assert cli_main(["train", *flags]) == 2
+    refused = capsys.readouterr().err.strip()
+    assert refused == f"collapse-lab: error: simsiam.dataset_path: {error['msg']}"

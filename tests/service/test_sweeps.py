@@ -270,3 +270,30 @@ def test_the_preview_expands_the_grids_text_as_the_sweep_would(idle: httpx.Clien
         == 422
     )
     assert idle.get("/api/sweeps").json()["count"] == before  # a preview stores nothing either
+
+
+def test_the_preview_names_a_range_past_a_float_and_spells_values_as_json(
+    idle: httpx.Client,
+) -> None:
+    """1e400 (infinity) was refused as "values repeat"; null and true were spelt None and
+    True, as Python writes them, not as the request sent them."""
+    cases = [
+        ({"lr": "0.1..1e400x3"}, "'0.1..1e400x3': stop: Input should be a finite number"),
+        ({"lr": [0.1, None]}, "value null: Input should be a valid number"),
+        ({"lr": [True, False]}, "value true: Input should be a valid number"),
+    ]
+    for grid, message in cases:
+        refused = idle.post(
+            "/api/sweeps/preview", json={"base": {"preset": "vicreg"}, "grid": grid}
+        )
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["detail"][0]
+        assert error["loc"] == ["body", "grid", "lr"] and error["msg"] == message, error
+    as_number = (
+        '{"base": {"preset": "vicreg"}, "grid": {"lr": {"start": 0.1, "stop": 1e400, "steps": 3}}}'
+    )
+    refused = idle.post(
+        "/api/sweeps/preview", content=as_number, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert "finite number" in refused.json()["detail"][0]["msg"]
