@@ -103,11 +103,23 @@ def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]
     busy = sum(1 for w in able if w.get("running"))
     if ahead == 0 and busy < len(able):
         return None
-    detail = (
-        f"behind {ahead} queued run{'' if ahead == 1 else 's'}; "
-        f"{busy} of the {len(able)} workers that can train it {'is' if busy == 1 else 'are'} busy"
-    )
+    workers_busy = _busy_workers(busy, len(able))
+    detail = f"behind {_runs(ahead)}; {workers_busy}" if ahead else workers_busy
     return Waiting(reason="behind_queue", detail=detail, ahead=ahead)
+
+
+def _runs(count: int) -> str:
+    return f"{count} queued run{'' if count == 1 else 's'}"
+
+
+def _busy_workers(busy: int, able: int) -> str:
+    """How busy the ``able`` workers that can train a run are, in words: "the 1 worker that
+    can train it is busy", "all 3 workers...", "1 of the 2 workers... is busy"."""
+    if able == 1:
+        return f"the 1 worker that can train it is {'busy' if busy else 'free'}"
+    if busy == able:
+        return f"all {able} workers that can train it are busy"
+    return f"{busy} of the {able} workers that can train it {'is' if busy == 1 else 'are'} busy"
 
 
 def waiting_of(db: Database, settings: Settings, run: Run) -> Waiting | None:

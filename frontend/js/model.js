@@ -61,6 +61,22 @@ export function runConfig(run) {
   return (run && (run.config || run)) || {};
 }
 
+/** The run's Configuration as [key, value] rows (ui.keyValueTable's), options one row each.
+ * An external run shows the researcher's own config (what Monitor got as `config=`) and
+ * where it comes from: it has no config of ours.
+ * @param {Run} run @returns {[string, unknown][]} */
+export function configRows(run) {
+  const config = isExternal(run)
+    ? { ...((run.external || {}).config || {}), source: run.source }
+    : runConfig(run);
+  return Object.entries(config).flatMap(
+    /** @returns {[string, unknown][]} */ ([key, value]) =>
+      key === "options" && value && typeof value === "object"
+        ? Object.entries(value).map(([name, v]) => [`options.${name}`, v])
+        : [[key, value]],
+  );
+}
+
 /** Number of epochs the run will train.
  * @param {Run | null | undefined} run */
 export function totalEpochs(run) {

@@ -5,9 +5,9 @@
 
 import { RUN_COLORS } from "./colours.js";
 import {
+  configRows,
   normaliseCatalogue,
   placementRows,
-  runConfig,
   runSetup,
   runTitle,
   totalEpochs,
@@ -42,7 +42,6 @@ const SPACES = [
 function runBlock(run, records, catalogue) {
   const verdict = run.verdict && run.verdict.kind ? run.verdict : null;
   const kind = verdictKind(verdict);
-  const config = runConfig(run);
   return el(
     "section",
     { class: "card report-run", "data-run-id": run.id },
@@ -65,12 +64,7 @@ function runBlock(run, records, catalogue) {
       `status ${run.status}, ${run.last_epoch ?? 0} of ${totalEpochs(run)} epochs · ` +
         runSetup(run),
     ),
-    el(
-      "details",
-      {},
-      el("summary", {}, "Configuration"),
-      el("pre", { class: "wrap" }, JSON.stringify(config, null, 2)),
-    ),
+    el("details", {}, el("summary", {}, "Configuration"), keyValueTable(configRows(run))),
     records.length
       ? el("details", {}, el("summary", {}, "Where it ran"), keyValueTable(placementRows(records)))
       : null,

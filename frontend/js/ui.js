@@ -347,7 +347,25 @@ export function fmt(value, digits = 3) {
   return Number(value.toPrecision(digits)).toString();
 }
 
-/** A two-column table of [label, value] rows (values formatted with fmt).
+/** A value as a table shows it: numbers with fmt, a missing one as "–" at any depth (a
+ * config's nested null too), lists as [1, –, {z: 2}], nested strings quoted.
+ * @param {unknown} value @returns {string} */
+function displayValue(value) {
+  if (Array.isArray(value)) return `[${value.map(nestedValue).join(", ")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).map(([key, v]) => `${key}: ${nestedValue(v)}`);
+    return `{${entries.join(", ")}}`;
+  }
+  return fmt(value, 6);
+}
+
+/** @param {unknown} value */
+function nestedValue(value) {
+  // quoted inside a list or object, so ["a, b"] is not read as two strings
+  return typeof value === "string" ? JSON.stringify(value) : displayValue(value);
+}
+
+/** A two-column table of [label, value] rows (values formatted with displayValue).
  * @param {[string, unknown][]} rows @param {Record<string, Attribute>} [attributes] */
 export function keyValueTable(rows, attributes = {}) {
   return el(
@@ -357,16 +375,7 @@ export function keyValueTable(rows, attributes = {}) {
       "tbody",
       {},
       rows.map(([key, value]) =>
-        el(
-          "tr",
-          {},
-          el("th", { scope: "row" }, key),
-          el(
-            "td",
-            {},
-            typeof value === "object" && value !== null ? JSON.stringify(value) : fmt(value, 6),
-          ),
-        ),
+        el("tr", {}, el("th", { scope: "row" }, key), el("td", {}, displayValue(value))),
       ),
     ),
   );

@@ -75,8 +75,10 @@ export class UmapView {
     this.pending = new Map(); // epoch -> Promise
     /** @type {number[]} */
     this.backlog = []; // epochs to fetch for the scale
-    /** @type {Set<number> | null} */
-    this.final = null; // a finished run's epochs with a projection: no other is fetched
+    /** @type {Set<number>} */
+    this.known = new Set(); // the epochs added: only these are fetched (any other is a 404)
+    /** @type {number | undefined} */
+    this.requested = undefined; // the epoch last asked for by show()
     this.loading = 0;
     this.scale = scale;
     scale.views.add(this);
@@ -97,6 +99,9 @@ export class UmapView {
   /** An epoch now has a projection: fetch it in the background so it counts in the scale.
    * @param {number} epoch */
   add(epoch) {
+    this.known.add(epoch);
+    // show() asked for it before it was known (another run's epoch on a shared slider)
+    if (this.requested === epoch && this.shown !== epoch) this.show(epoch);
     if (this.frames.has(epoch) || this.pending.has(epoch) || this.backlog.includes(epoch)) return;
     this.backlog.push(epoch);
     this.backlog.sort((a, b) => a - b);
@@ -161,8 +166,7 @@ export class UmapView {
     this.requested = epoch;
     let frame;
     try {
-      if (this.final && !this.final.has(epoch))
-        throw Object.assign(new Error("no projection"), { status: 404 });
+      if (!this.known.has(epoch)) throw Object.assign(new Error("no projection"), { status: 404 });
       frame = await this.load(epoch);
     } catch (error) {
       if (this.requested !== epoch) return;

@@ -1,9 +1,10 @@
 """Every page of the dashboard, opened for every kind of run a first hour produces: a finished
 healthy run, a collapsed run, an external run (logged through the collapse_lab client) and a
 failed run, with the runs list, the launch form, the run pages, the comparison, a sweep, the
-share views and the three offline reports. A page fails when it shows a value the code never
-meant to show (``null``, ``undefined``, ``NaN``, ``[object Object]``) or when the browser
-reports an error (an uncaught exception, a console error, a failed request).
+share views and the three offline reports, and a comparison with an external run still waiting
+for its first epoch. A page fails when it shows a value the code never meant to show
+(``null``, ``undefined``, ``NaN``, ``[object Object]``), in a folded section too, or when the
+browser reports an error (an uncaught exception, a console error, a failed request).
 
 The healthy and collapsed runs are the session's trained ones (``finished_runs``)."""
 
@@ -31,6 +32,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # "nullnull" is two nulls side by side: no word boundary between them, so none is asked for
 # after a leaked value, only before it (a word ending in "null" is not English)
 LEAKED_VALUE = re.compile(r"\b(null|undefined|NaN)|\[object Object\]")
+# A researcher's config with nulls at the top and inside a list: none may show as "null".
+EXTERNAL_CONFIG: dict[str, Any] = {"lr": 0.3, "warmup": None, "milestones": [1, None, {"z": 2}]}
 SETTLE_S = 1.0  # a page is drawn when its text and its plots stopped changing for this long
 PAGE_TIMEOUT_S = 60.0
 
@@ -51,19 +54,22 @@ class PageProblems:
 
 
 def settled_text(page: Page) -> str:
-    """The page's visible text once it and its plots stopped changing."""
+    """The page's visible text once it and its plots stopped changing, every folded section
+    (``<details>``) unfolded: a user opens them."""
     deadline = time.monotonic() + PAGE_TIMEOUT_S
     last, stable_since = None, time.monotonic()
     while time.monotonic() < deadline:
         state = page.evaluate(
-            """() => [document.body.innerText,
+            """() => [document.querySelectorAll('details:not([open])').forEach(
+                        (details) => { details.open = true; }),
+                      document.body.innerText,
                       document.querySelectorAll('.js-plotly-plot').length,
                       document.querySelectorAll('.state-loading').length]"""
         )
         if state != last:
             last, stable_since = state, time.monotonic()
-        elif time.monotonic() - stable_since >= SETTLE_S and not state[2]:
-            return str(state[0])
+        elif time.monotonic() - stable_since >= SETTLE_S and not state[3]:
+            return str(state[1])
         time.sleep(0.2)
     raise AssertionError(f"{page.url} never settled")
 
@@ -79,7 +85,7 @@ def external_run(dashboard_stack: ServiceStack) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     base = rng.standard_normal((128, 16))
     with Monitor(
-        dashboard_stack.base_url, token=API_TOKEN, name="first-hour-loop", config={"lr": 0.3}
+        dashboard_stack.base_url, token=API_TOKEN, name="first-hour-loop", config=EXTERNAL_CONFIG
     ) as monitor:
         for epoch in range(3):
             monitor.log_epoch(epoch, base * 0.1**epoch + 1.0, labels=np.arange(128) % 4)
@@ -90,6 +96,17 @@ def external_run(dashboard_stack: ServiceStack) -> dict[str, Any]:
 
     run: dict[str, Any] = wait_until(finished, 120, interval=0.5, what="its verdict")
     return run
+
+
+@pytest.fixture(scope="module")
+def starting_external_run(writer: httpx.Client) -> Iterator[dict[str, Any]]:
+    """An external run registered by a loop that has not logged its first epoch yet."""
+    response = writer.post("/api/external-runs", json={"name": "starting-loop", "config": {}})
+    assert response.status_code == 201, response.text
+    run: dict[str, Any] = writer.get(f"/api/runs/{response.json()['id']}").json()
+    assert run["status"] == "running" and run["last_epoch"] is None, run
+    yield run
+    writer.post(f"/api/external-runs/{run['id']}/finish", json={"status": "succeeded"})
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +178,7 @@ def test_every_page_of_every_kind_of_run_shows_no_leaked_value_and_no_error(
     finished_runs: list[dict[str, Any]],
     external_run: dict[str, Any],
     failed_run: dict[str, Any],
+    starting_external_run: dict[str, Any],
     finished_sweep: dict[str, Any],
     visit: Any,
 ) -> None:
@@ -183,10 +201,36 @@ def test_every_page_of_every_kind_of_run_shows_no_leaked_value_and_no_error(
     visit(f"{base}/compare")
     visit(f"{base}/compare?runs={','.join(ids)}")
     visit(f"{base}/api/compare/report.html?runs={','.join(ids)}")
+    # the shared slider holds the healthy run's epochs: the starting run asks for none of them
+    visit(f"{base}/compare?runs={starting_external_run['id']},{healthy['id']}")
     visit(f"{base}{finished_sweep['url']}")
     visit(f"{base}/api/sweeps/{finished_sweep['id']}/report.html")
     for share in (run_share, compare_share, sweep_share):
         visit(f"{base}{share['url']}", visitor=True)
+
+
+def test_an_external_runs_configuration_is_the_config_it_was_given(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, external_run: dict[str, Any]
+) -> None:
+    """Its run page and its report show the researcher's config (and where the run comes
+    from) as one table, a missing value as "–" at any depth; not the run record."""
+    base = dashboard_stack.base_url
+    page = writer_context.new_page()
+    try:
+        for url in (
+            f"{base}/runs/{external_run['id']}",
+            f"{base}/api/runs/{external_run['id']}/report.html",
+        ):
+            page.goto(url)
+            table = page.locator("details:has(> summary:text-is('Configuration')) table")
+            expect(table.locator("th")).to_have_text(["lr", "warmup", "milestones", "source"])
+            values = table.locator("td")
+            expect(values.nth(0)).to_have_text("0.3")
+            expect(values.nth(1)).to_have_text("–")
+            expect(values.nth(2)).to_have_text("[1, –, {z: 2}]")
+            expect(values.nth(3)).to_contain_text('integration: "monitor"')
+    finally:
+        page.close()
 
 
 def test_without_plotly_each_plotting_page_says_it_cannot_draw(

@@ -8,8 +8,12 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
+from backend.dispatch import why_waiting
+from backend.store.models import Run
+from backend.store.runs import QueuePosition
 from tests.service.stack import TINY_RUN, ServiceStack, collect_until, wait_until
 from tests.service.test_sweeps import VICREG_SWEEP
 
@@ -108,9 +112,45 @@ def test_behind_a_busy_worker_a_run_counts_the_runs_ahead(api: httpx.Client) -> 
             120,
             what="the first run to start",
         )
+        # the worker says it is busy in its description, rewritten every 2 s
+        wait_until(
+            lambda: (
+                (_waiting(api, runs[2]) or {})
+                .get("detail", "")
+                .endswith("; the 1 worker that can train it is busy")
+            ),
+            30,
+            what="the last run to wait for the busy worker",
+        )
         last = _waiting(api, runs[2])
         assert last is not None and last["reason"] == "behind_queue", last
-        assert last["ahead"] >= 1 and "busy" in last["detail"]
+        assert last["ahead"] >= 1 and last["detail"].startswith(f"behind {last['ahead']} "), last
         assert api.get(f"/api/runs/{runs[0]}").json()["waiting"] is None  # it runs
     finally:
         _cancel(api, runs)
+
+
+def _worker(running: bool) -> dict[str, Any]:
+    return {"queues": ["train"], "methods": ["simsiam"], "running": "a-run" if running else None}
+
+
+@pytest.mark.parametrize(
+    ("ahead", "busy", "idle", "detail"),
+    [
+        (0, 1, 0, "the 1 worker that can train it is busy"),
+        (1, 1, 0, "behind 1 queued run; the 1 worker that can train it is busy"),
+        (2, 0, 1, "behind 2 queued runs; the 1 worker that can train it is free"),
+        (0, 3, 0, "all 3 workers that can train it are busy"),
+        (4, 1, 1, "behind 4 queued runs; 1 of the 2 workers that can train it is busy"),
+        (1, 2, 1, "behind 1 queued run; 2 of the 3 workers that can train it are busy"),
+    ],
+)
+def test_the_queue_sentence_reads_naturally_for_any_count(
+    ahead: int, busy: int, idle: int, detail: str
+) -> None:
+    """No "behind 0 queued runs" nor "1 of the 1 workers": the sentence the run page shows."""
+    run = Run(method="simsiam", config={"device": "auto"}, sweep_id=None, enqueued_at=1.0)
+    workers = [_worker(True)] * busy + [_worker(False)] * idle
+    waiting = why_waiting(run, QueuePosition(ahead=ahead), workers)
+    assert waiting is not None and waiting.reason == "behind_queue", waiting
+    assert (waiting.detail, waiting.ahead) == (detail, ahead)

@@ -6,14 +6,7 @@
 
 import { ApiError, api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
-import {
-  isActive,
-  keyOptions,
-  normaliseCatalogue,
-  runMethod,
-  runPreset,
-  runTitle,
-} from "../model.js";
+import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
 import {
   CHART_IDS,
   chartContext,
@@ -422,9 +415,9 @@ function redraw() {
   }
 }
 
-/** Put every epoch that has a projection (in any shown run) on the shared slider. The lists
- * are read before any goes on the slider: a finished run's list is final, and its view then
- * asks for no epoch outside it (the slider also shows the longer runs' epochs).
+/** Put every epoch that has a projection (in any shown run) on the shared slider. Each view
+ * learns its own run's epochs before any goes on the slider: a view asks only for the epochs
+ * its run has (the slider also shows the other runs' epochs).
  * @param {string[]} ids */
 async function addProjectionEpochs(ids) {
   const views = /** @type {UmapView[]} */ (
@@ -439,15 +432,9 @@ async function addProjectionEpochs(ids) {
       ),
     ),
   );
-  views.forEach((view, index) => {
-    if (!isActive(state.runs.get(view.runId) || {})) view.final = new Set(lists[index]);
-  });
-  views.forEach((view, index) => {
-    for (const epoch of lists[index]) {
-      view.add(epoch);
-      /** @type {EpochSlider} */ (state.slider).add(epoch); // renderLayout made it
-    }
-  });
+  views.forEach((view, index) => lists[index].forEach((epoch) => view.add(epoch)));
+  const slider = /** @type {EpochSlider} */ (state.slider); // renderLayout made it
+  for (const epoch of lists.flat()) slider.add(epoch);
 }
 
 function scheduleRedraw() {

@@ -6,11 +6,11 @@
 import { ApiError, api, isReadOnly, runLinks, shareToken } from "../api.js";
 import {
   FINISHED,
+  configRows,
   isActive,
   isExternal,
   normaliseCatalogue,
   placementRows,
-  runConfig,
   runReason,
   runSetup,
   runTitle,
@@ -601,22 +601,9 @@ function renderVerdict() {
 }
 
 function renderConfig() {
-  const run = loadedRun();
-  // an external run shows the researcher's own config and where it comes from
-  const config = isExternal(run)
-    ? { ...((run.external || {}).config || {}), source: run.source }
-    : runConfig(run);
-  const rows = Object.entries(config).flatMap(
-    /** @returns {[string, unknown][]} rows of keyValueTable */ ([key, value]) => {
-      if (key === "options" && value && typeof value === "object") {
-        return Object.entries(value).map(([name, v]) => [`options.${name}`, v]);
-      }
-      return [[key, value]];
-    },
-  );
   // renderSkeleton's, as placement-body is
   /** @type {HTMLElement} */ (document.getElementById("config-body")).replaceChildren(
-    keyValueTable(rows),
+    keyValueTable(configRows(loadedRun())),
   );
 }
 
