@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import METHOD_SPECS, PRESETS, EpochRecord, resolve_config
-from workers.engine.cause import configuration_of, guard_findings
+from workers.engine.cause import CONFIGURATION_GUARDS, configuration_of, guard_findings
 from workers.engine.trainer import train
 from workers.engine.verdict import epoch_verdict, run_verdict
 
@@ -49,8 +49,6 @@ SMALL = {
     "backbone": "small_cnn",
     "batch_size": 64,
 }
-# Guards read from the configuration, present from epoch 0: no warning.
-CONFIGURATION_GUARDS = {"stop_gradient", "predictor", "negatives"}
 
 
 @dataclass(frozen=True)

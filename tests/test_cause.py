@@ -681,3 +681,20 @@ def test_without_logged_temperatures_a_uniform_teacher_names_no_sharpening(share
     equal = _dino_logs(entropy, kl, teacher_temperature=0.1, student_temperature=0.1)
     logged = run_verdict(_history(COLLAPSING, equal, ema_momentum=0.99)).cause
     assert logged is not None and logged.guard == "sharpening"
+
+
+def test_a_guard_failing_while_the_embedding_is_healthy_is_a_finding_not_a_cause() -> None:
+    """A DINO-style loop without centering whose teacher piles onto a few prototypes while
+    z keeps its directions: healthy, no cause, and the teacher's signature said. A centred
+    teacher as sharp says nothing, nor does a guard read from the configuration."""
+    entropy = [1.3, 1.0, 0.4, 0.1, 0.05, 0.05]
+    kl = [1.6, 1.2, 0.3, 0.2, 0.2, 0.2]
+    uncentred = run_verdict(_history(HEALTHY, _dino_logs(entropy, kl, center_norm=0.0)))
+    assert uncentred.kind == "healthy" and uncentred.cause is None
+    warned = [f for f in uncentred.findings if f.startswith("a guard's signal fires")]
+    assert len(warned) == 1 and "(centering): the teacher's entropy h(P_t) fell" in warned[0]
+    centred = run_verdict(_history(HEALTHY, _dino_logs(entropy, kl, center_norm=0.8)))
+    assert not any(f.startswith("a guard's signal") for f in centred.findings)
+    no_stop_gradient = configuration_of({"method": "simsiam", "stop_gradient": False})
+    configured = run_verdict(_history(HEALTHY, [{}] * 6), configuration=no_stop_gradient)
+    assert not any(f.startswith("a guard's signal") for f in configured.findings)

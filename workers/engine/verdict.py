@@ -35,7 +35,7 @@ from typing import Any
 
 from contract import VERDICT_SEVERITY, EmbeddingMetrics, EpochRecord, Trend, Verdict, VerdictKind
 from contract.metrics import participation_of
-from workers.engine.cause import diagnose_cause
+from workers.engine.cause import diagnose_cause, guard_warnings
 
 
 @dataclass(frozen=True)
@@ -660,7 +660,9 @@ def epoch_verdict(
     configuration: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Verdict at the last epoch of ``history`` (epoch records, history[0] = epoch 0): kind,
-    onset, reason, trend, findings (see :func:`findings`) and, for a collapse, its cause
+    onset, reason, trend, findings (see :func:`findings`; while healthy, also the guards
+    whose measured signal fires: :func:`workers.engine.cause.guard_warnings`) and, for a
+    collapse, its cause
     (:func:`workers.engine.cause.diagnose_cause`; ``configuration`` is read only for the
     guards no probe can see). The two trend rates are
     relative changes per epoch over the last ``trend_window`` epochs (-0.3 = falling 30% per
@@ -674,12 +676,13 @@ def epoch_verdict(
     onset = _onset(history, kinds)
     trend = _trend(history, kind, thresholds)
     scale_only = _scale_only(history, kind, thresholds)
+    warnings = guard_warnings(history, configuration) if kind == "healthy" else []
     return Verdict(
         kind=kind,
         onset_epoch=onset,
         reason=_reason(history, kind, onset, thresholds),
         trend=trend,
-        findings=findings(history, kinds, trend, thresholds),
+        findings=findings(history, kinds, trend, thresholds) + warnings,
         cause=diagnose_cause(history, kind, onset, configuration, scale_only=scale_only),
     )
 
