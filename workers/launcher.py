@@ -40,7 +40,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlparse
@@ -443,13 +443,54 @@ def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def watch(services: list[subprocess.Popen[bytes]]) -> NoReturn:
-    """Wait until one of ``services`` exits (raises UpError) or Ctrl-C."""
+# A service that exits more often than this within the window is in a crash loop (a broken
+# install, a database it cannot reach): shown and stopped, not restarted for ever.
+RESTARTS_PER_WINDOW = 3
+RESTART_WINDOW_S = 60.0
+
+
+@dataclass
+class Service:
+    """A process ``up`` or ``worker`` keeps running: one that exits (an OOM kill, a worker
+    stopped by hand) is started again, its run requeued by the worker's own shutdown or by
+    the reaper, and the rest of the stack, the API included, goes on serving."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    exits: list[float] = field(default_factory=list)  # when it exited (time.monotonic)
+
+    @classmethod
+    def start(cls, command: list[str], env: dict[str, str]) -> Service:
+        name = command[command.index("-n") + 1].split("@")[0] if "-n" in command else "api"
+        return cls(name, command, env, spawn(command, env))
+
+    def restart_if_exited(self) -> None:
+        """Start the process again if it exited; UpError when it keeps exiting."""
+        status = self.process.poll()
+        if status is None:
+            return
+        now = time.monotonic()
+        self.exits = [t for t in self.exits if now - t < RESTART_WINDOW_S] + [now]
+        if len(self.exits) > RESTARTS_PER_WINDOW:
+            raise UpError(
+                f"{self.name} exited {len(self.exits)} times within {RESTART_WINDOW_S:.0f} s "
+                f"(last with status {status}): see its messages above"
+            )
+        print(f"{self.name} exited with status {status}: starting it again", file=sys.stderr)
+        self.process = spawn(self.command, self.env)
+
+
+def processes(services: list[Service]) -> list[subprocess.Popen[bytes]]:
+    return [service.process for service in services]
+
+
+def watch(services: list[Service]) -> NoReturn:
+    """Keep ``services`` running until Ctrl-C (or UpError: one is in a crash loop)."""
     while True:
-        for process in services:
-            if process.poll() is not None:
-                command = [str(part) for part in process.args]  # type: ignore[union-attr]
-                raise UpError(f"a service exited with status {process.returncode}: {command[2:5]}")
+        for service in services:
+            service.restart_if_exited()
         time.sleep(1)
 
 
@@ -604,7 +645,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"collapse-lab up: {exc}", file=sys.stderr)
         return 1
     redis_process: subprocess.Popen[bytes] | None = None
-    services: list[subprocess.Popen[bytes]] = []
+    services: list[Service] = []
     stopping = False
     stop_on_signals()
     try:
@@ -613,10 +654,10 @@ def up(args: argparse.Namespace) -> int:
             redis_process = start_redis(redis_url, data_dir)
         environment = service_environment(data_dir, redis_url, args.host, args.port)
         for command, extra_env in training_workers(gpus, args.train_workers):
-            services.append(spawn(command, {**environment, **extra_env}))
-        services.append(spawn(worker_command("projection", "projection"), environment))
-        services.append(spawn(worker_command("ingest", "ingest"), environment))
-        services.append(spawn(api_command(args.host, args.port), environment))
+            services.append(Service.start(command, {**environment, **extra_env}))
+        services.append(Service.start(worker_command("projection", "projection"), environment))
+        services.append(Service.start(worker_command("ingest", "ingest"), environment))
+        services.append(Service.start(api_command(args.host, args.port), environment))
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"http://{shown_host}:{args.port}/"
         deadline = time.monotonic() + 120
@@ -626,7 +667,8 @@ def up(args: argparse.Namespace) -> int:
                     break
             except httpx.HTTPError:
                 pass
-            if any(p.poll() is not None for p in services) or time.monotonic() > deadline:
+            started = processes(services)
+            if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
                 raise UpError("the API did not come up; see the messages above")
             time.sleep(0.5)
         print(f"\nCollapse Lab is up: {url}  (API docs: {url}docs). Press Ctrl-C to stop.\n")
@@ -641,7 +683,7 @@ def up(args: argparse.Namespace) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_all(services)
+        stop_all(processes(services))
         if redis_process is not None:
             stop_all([redis_process], timeout=10)
         os.close(lock)  # the data directory is free for the next `up`
@@ -676,11 +718,11 @@ def worker(args: argparse.Namespace) -> int:
     except UpError as exc:
         print(f"collapse-lab worker: {exc}", file=sys.stderr)
         return 1
-    services: list[subprocess.Popen[bytes]] = []
+    services: list[Service] = []
     stop_on_signals()
     try:
         for command, extra_env in workers:
-            services.append(spawn(command, {**environment, **extra_env}))
+            services.append(Service.start(command, {**environment, **extra_env}))
             # Celery expands %h to this host's name; so does the line printed here
             name = command[command.index("-n") + 1].replace("%h", socket.gethostname())
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
@@ -694,7 +736,7 @@ def worker(args: argparse.Namespace) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_all(services)
+        stop_all(processes(services))
 
 
 def main(argv: list[str] | None = None) -> int:

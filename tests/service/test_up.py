@@ -27,6 +27,18 @@ def alive(pid: int) -> bool:
     )
 
 
+def worker_pid(pids: set[int], name: str) -> int | None:
+    """The pid among ``pids`` of the Celery worker named ``name`` (``-n train1@%h``)."""
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.decode(errors="replace").startswith(name) for part in command):
+            return pid
+    return None
+
+
 def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     redis_port, api_port = free_port(), free_port()
     env = {
@@ -58,6 +70,20 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "collapse_lab.db").exists(), "SQLite file in DATA_DIR"
         children = descendants(up.pid)
         assert len(children) >= 5  # redis-server, 3 workers, uvicorn
+
+        # a training worker killed (the OOM killer, a kill by hand) is started again, and
+        # the API goes on serving meanwhile
+        killed = worker_pid(children, "train1@")
+        os.kill(killed, signal.SIGKILL)
+        restarted = "train1 exited with status -9: starting it again"
+        wait_until(lambda: restarted in (tmp_path / "up.log").read_text(), 10, what="a restart")
+        assert httpx.get(f"{base}/api/health", timeout=5).status_code == 200
+        wait_until(
+            lambda: worker_pid(descendants(up.pid), "train1@") not in (None, killed),
+            30,
+            what="the new training worker",
+        )
+        children = descendants(up.pid)
 
         started = time.monotonic()
         up.send_signal(signal.SIGINT)
