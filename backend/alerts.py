@@ -267,6 +267,13 @@ class _RunAlerts:
         return Announced(self.verdict_kind, self.cause, self.last_epoch, self.last_end)
 
 
+def sweep_outcomes(statuses: list[tuple[str, str | None]]) -> Counter[str]:
+    """How a finished sweep's runs ended, from each run's (status, verdict kind): a
+    succeeded run by its verdict, one cancelled or failed partway by its status (its
+    verdict is that of its last epoch, not of its schedule)."""
+    return Counter(kind if status == "succeeded" and kind else status for status, kind in statuses)
+
+
 def _sweep_finished(scan: ScanPass, reading: RunReading, settings: Settings) -> list[QueuedAlert]:
     sweep = reading.sweep
     if sweep is None:
@@ -274,7 +281,7 @@ def _sweep_finished(scan: ScanPass, reading: RunReading, settings: Settings) -> 
     statuses = scan.sweep_statuses(sweep.id)
     if any(status not in TERMINAL_STATUSES for status, _ in statuses):
         return []
-    kinds = Counter(kind or status for status, kind in statuses)
+    kinds = sweep_outcomes(statuses)
     url = f"{settings.public_base_url}/sweeps/{sweep.id}"
     summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
     body = AlertBody(

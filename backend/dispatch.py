@@ -83,7 +83,8 @@ def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]
     if run.sweep_id is not None and run.enqueued_at is None and position.sweep_concurrency:
         detail = (
             f"held by its sweep, which sends {position.sweep_concurrency} of its runs to the "
-            f"workers at a time; {position.sweep_out} of them are queued or running"
+            f"workers at a time; {position.sweep_out} of them "
+            f"{'is' if position.sweep_out == 1 else 'are'} queued or running"
         )
         return Waiting(reason="sweep_concurrency", detail=detail, ahead=ahead)
     device = str((run.config or {}).get("device", "auto"))

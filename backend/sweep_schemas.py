@@ -104,7 +104,8 @@ class SweepCell(BaseModel):
     index: int
     point: dict[str, bool | int | float | str | None] = Field(description="Grid key -> value.")
     status: RunStatus = Field(
-        description="running/queued while any seed is; else succeeded when any did."
+        description="running/queued while any seed is; else failed or cancelled when any "
+        "seed was (its verdict rests on the others); else succeeded."
     )
     progress: float = Field(description="Mean fraction done of its runs.")
     verdict_kind: VerdictKind | None = Field(description="What most seeds reached so far.")
@@ -191,10 +192,12 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _cell_status(statuses: list[str]) -> RunStatus:
-    for status in ("running", "queued", "succeeded", "failed"):
+    """A cell is succeeded once every run of it succeeded; a failed or cancelled run says
+    so, since the cell's verdict then rests on fewer seeds."""
+    for status in ("running", "queued", "failed", "cancelled"):
         if status in statuses:
             return status
-    return "cancelled"
+    return "succeeded"
 
 
 def _cell_cause(kind: VerdictKind | None, runs: list[SweepRunOut]) -> CauseGuard | None:
@@ -206,8 +209,14 @@ def _cell_cause(kind: VerdictKind | None, runs: list[SweepRunOut]) -> CauseGuard
 
 
 def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepCell:
+    # a run cancelled or failed partway keeps the verdict of its last epoch, not one of the
+    # schedule the grid point stands for: left out (a running one's counts "so far")
     verdict = aggregate_verdicts(
-        [(r.verdict_kind, r.onset_epoch) for r in runs if r.verdict_kind is not None]
+        [
+            (r.verdict_kind, r.onset_epoch)
+            for r in runs
+            if r.verdict_kind is not None and r.status not in ("cancelled", "failed")
+        ]
     )
     return SweepCell(
         index=index,

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from backend.routers.sweeps import _validated_runs
 from backend.settings import Settings
+from backend.sweep_schemas import SweepRunOut, _cell
 from contract.sweeps import GridRange, SweepError, SweepRequest, expand_sweep, parse_grid_values
 
 BASE = {"preset": "vicreg", "epochs": 1}
@@ -60,3 +61,31 @@ def test_the_preview_spells_a_refused_grid_value_as_json(values: list[object], s
     error = refused.value.errors()[0]
     assert error["loc"] == ["body", "grid", "lr"]
     assert error["msg"].startswith(f"value {spelt}: Input should be a valid number")
+
+
+def _seed(status: str, kind: str | None, seed: int) -> SweepRunOut:
+    return SweepRunOut(
+        id=f"r{seed}",
+        url=f"/runs/r{seed}",
+        seed=seed,
+        status=status,  # type: ignore[arg-type]
+        progress=1.0,
+        last_epoch=2,
+        epochs=6,
+        verdict_kind=kind,  # type: ignore[arg-type]
+        onset_epoch=None,
+        stopped_early=None,
+        error=None,
+        final=None,
+    )
+
+
+def test_a_run_cancelled_partway_leaves_the_cells_verdict_and_says_so() -> None:
+    """Its verdict is its last epoch's, not the schedule's: the cell's verdict rests on the
+    seeds that ran (or run) on, and the cell reads cancelled, not succeeded."""
+    runs = [_seed("succeeded", "complete_collapse", 0), _seed("cancelled", "healthy", 1)]
+    cell = _cell(0, {"point": {"lr": 0.05}}, runs)
+    assert cell.status == "cancelled"
+    assert cell.kinds == {"complete_collapse": 1} and cell.seeds_agree
+    live = _cell(0, {"point": {"lr": 0.05}}, [_seed("running", "healthy", 0)])
+    assert live.status == "running" and live.kinds == {"healthy": 1}  # "so far"

@@ -73,7 +73,7 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import EpochBound, accepted_config, as_sent, validate_request
-from contract import PRESETS, ZOO_FIELDS, RunStatus, StrictInput, VerdictKind
+from contract import PRESETS, ZOO_FIELDS, CauseGuard, RunStatus, StrictInput, VerdictKind
 from contract.labels import LabelsEdit, RunLabels
 from contract.requests import RunRequest
 
@@ -192,7 +192,7 @@ async def list_runs(
         list[str] | None, Query(max_length=50, description="Runs with every tag given.")
     ] = None,
     cause: Annotated[
-        str | None, Query(max_length=32, description="The guard the verdict names as cause.")
+        CauseGuard | None, Query(description="The guard the verdict names as cause.")
     ] = None,
     q: Annotated[
         str | None, Query(max_length=200, description="Text in the name, note, id or preset.")
@@ -397,7 +397,7 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.cache.invalidate(run_id)
     if run.status not in ("queued", "running") and not cancel.cancelled_now:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the run has already {run.status}")
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the run is already {run.status}")
     return run_detail(state, run)
 
 

@@ -185,14 +185,15 @@ def claim_due(
     busy_urls: Collection[str] = (),
     stale_after_s: float = CLAIM_STALE_S,
 ) -> list[AlertDelivery]:
-    """Deliveries due now, claimed by this process (none is handed out twice at once): the
-    oldest of each receiver, none for the receivers in ``busy_urls`` (one post in flight per
-    receiver, so it hears its alerts in order), at most ``limit``. A claim older than
-    ``stale_after_s`` is taken to belong to a sender that died mid-post."""
+    """Deliveries due now, claimed by this process (none is handed out twice at once): each
+    receiver's oldest pending one, if it is due, none for the receivers in ``busy_urls``
+    (one post in flight per receiver, and a later alert never overtakes one waiting out its
+    retry backoff: a receiver hears its alerts in order), at most ``limit``. A claim older
+    than ``stale_after_s`` is taken to belong to a sender that died mid-post."""
     stamp = now()
+    pending = (AlertDelivery.delivered_at.is_(None), AlertDelivery.failed_at.is_(None))
     due = (
-        AlertDelivery.delivered_at.is_(None),
-        AlertDelivery.failed_at.is_(None),
+        *pending,
         AlertDelivery.next_attempt_at <= stamp,
         or_(
             AlertDelivery.claimed_at.is_(None),
@@ -203,21 +204,23 @@ def claim_due(
         select(
             AlertDelivery.id,
             AlertDelivery.next_attempt_at,
+            AlertDelivery.claimed_at,
             func.row_number()
-            .over(
-                partition_by=AlertDelivery.url,
-                order_by=(AlertDelivery.next_attempt_at, AlertDelivery.id),
-            )
+            .over(partition_by=AlertDelivery.url, order_by=AlertDelivery.id)
             .label("place"),
         )
-        .where(*due, AlertDelivery.url.not_in(list(busy_urls)))
+        .where(*pending, AlertDelivery.url.not_in(list(busy_urls)))
         .subquery()
     )
     # each receiver's first, picked apart from the locking select: PostgreSQL refuses
     # FOR UPDATE beside a window function
     firsts = (
         select(ranked.c.id)
-        .where(ranked.c.place == 1)
+        .where(
+            ranked.c.place == 1,
+            ranked.c.next_attempt_at <= stamp,
+            or_(ranked.c.claimed_at.is_(None), ranked.c.claimed_at < stamp - stale_after_s),
+        )
         .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
     )

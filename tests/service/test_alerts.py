@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from collapse_lab import Monitor
 
-from backend.alerts import receiver_label, scan_once
+from backend.alerts import receiver_label, scan_once, sweep_outcomes
 from backend.settings import Settings
 from backend.store import alerts as alert_store
 from backend.store import epochs as epoch_store
@@ -352,7 +352,7 @@ def test_a_claim_takes_the_oldest_alert_of_each_receiver_with_no_post_in_flight(
 ) -> None:
     """The senders' claim on a real store (PostgreSQL locks the rows it claims: its query
     differs): one delivery per receiver, the oldest first, none for a receiver that has a
-    post in flight, none claimed twice."""
+    post in flight or whose oldest waits out a retry, none claimed twice."""
     if backend == "sqlite":
         db = Database(f"sqlite:///{tmp_path / 'store.db'}")
     else:
@@ -381,16 +381,18 @@ def test_a_claim_takes_the_oldest_alert_of_each_receiver_with_no_post_in_flight(
         ("http://b/1", "run:x:1:http://b/1"),
         ("http://c/1", "run:x:3:http://c/1"),
     ]
-    # a and c are busy: b's next one; then a's next, at most one
-    assert [d.key for d in alert_store.claim_due(db, 10, {"http://a/1", "http://c/1"})] == [
-        "run:x:4:http://b/1"
-    ]
+    # while each receiver's oldest is claimed (a post in flight, in any process): nothing
+    assert alert_store.claim_due(db, 10) == []
+    first = {d.url: d for d in claimed}
+    alert_store.mark_delivered(db, first["http://a/1"].id)  # a's next, at most one
     assert [d.key for d in alert_store.claim_due(db, 1)] == ["run:x:2:http://a/1"]
-    assert [d.key for d in alert_store.claim_due(db, 10, {"http://a/1"})] == []
-    # a claim left by a sender that died is taken back once stale, not before
-    assert [d.key for d in alert_store.claim_due(db, 10, stale_after_s=0)][:1] == [
-        "run:x:0:http://a/1"
-    ]
+    # b's first failed and waits out its backoff: b's next, due, does not overtake it
+    alert_store.mark_attempt_failed(db, first["http://b/1"].id, "HTTP 500", time.time() + 60)
+    assert alert_store.claim_due(db, 10) == []
+    # a claim left by a sender that died is taken back once stale, not before; none for a
+    # receiver with a post in flight in this process
+    stale = alert_store.claim_due(db, 10, {"http://c/1"}, stale_after_s=0)
+    assert [d.key for d in stale] == ["run:x:2:http://a/1"]
     db.dispose()
 
 
@@ -597,3 +599,15 @@ def _queued(db: Database) -> list[tuple[str, str, dict[str, Any], float]]:
     """(key, receiver, body, when it was queued) of every delivery."""
     with db.read() as session:
         return [(d.key, d.url, d.body, d.created_at) for d in session.query(AlertDelivery).all()]
+
+
+def test_a_sweeps_summary_counts_a_run_cancelled_partway_as_cancelled() -> None:
+    outcomes = sweep_outcomes(
+        [
+            ("succeeded", "complete_collapse"),
+            ("cancelled", "healthy"),  # its verdict at epoch 2 of 6
+            ("failed", None),
+            ("succeeded", "healthy"),
+        ]
+    )
+    assert outcomes == {"complete_collapse": 1, "cancelled": 1, "failed": 1, "healthy": 1}

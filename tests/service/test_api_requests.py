@@ -170,6 +170,10 @@ def test_health_reports_each_part(idle: httpx.Client) -> None:
 def test_list_pagination_and_filters_are_validated(idle: httpx.Client) -> None:
     assert idle.get("/api/runs", params={"limit": 0}).status_code == 422
     assert idle.get("/api/runs", params={"status": "exploded"}).status_code == 422
+    bogus_cause = idle.get("/api/runs", params={"cause": "bogus"})
+    assert bogus_cause.status_code == 422
+    assert bogus_cause.json()["detail"][0]["loc"] == ["query", "cause"]
+    assert idle.get("/api/runs", params={"cause": "centering"}).status_code == 200
     assert idle.get("/api/runs/doesnotexist").status_code == 404
     assert idle.get("/api/runs/doesnotexist/events").status_code == 404
 
