@@ -429,6 +429,12 @@ def delete_run(run_id: str, state: StateDep) -> Response:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     if outcome == "active":
         raise HTTPException(status.HTTP_409_CONFLICT, "the run is queued or running: cancel it")
+    if outcome == "in_sweep":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "the run is one of a sweep's (its map, counts and shared links hold it): it is "
+            "kept with its sweep",
+        )
     state.cache.invalidate(run_id)
     shutil.rmtree(state.settings.run_dir(run_id), ignore_errors=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -244,14 +244,17 @@ def list_runs(db: Database, filters: RunFilter, limit: int, offset: int) -> tupl
         return list(rows), total
 
 
-def delete_run(db: Database, run_id: str) -> Literal["deleted", "missing", "active"]:
-    """'deleted', 'missing' or 'active' (a queued or running run must be cancelled first)."""
+def delete_run(db: Database, run_id: str) -> Literal["deleted", "missing", "active", "in_sweep"]:
+    """'deleted', 'missing', 'active' (a queued or running run must be cancelled first) or
+    'in_sweep' (a sweep's run is a cell of its map, its counts and its shared links)."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:
             return "missing"
         if run.status not in TERMINAL_STATUSES:
             return "active"
+        if run.sweep_id is not None:
+            return "in_sweep"
         for model in (Event, EpochRow, Projection):
             session.execute(delete(model).where(model.run_id == run_id))
         session.delete(run)

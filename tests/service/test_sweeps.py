@@ -166,6 +166,10 @@ def test_a_sweep_sends_only_its_concurrency_and_cancel_ends_every_run(
     assert cancelled.json()["status"] == "cancelled"
     for run_id in created["runs"]:
         assert idle.get(f"/api/runs/{run_id}").json()["status"] == "cancelled"
+    # a sweep's run stays with its sweep: its map and counts would lose a cell
+    kept = idle.delete(f"/api/runs/{created['runs'][0]}")
+    assert kept.status_code == 409 and "one of a sweep's" in kept.json()["detail"]
+    assert idle.get(f"/api/sweeps/{created['id']}").json()["counts"]["cancelled"] == 4
     time.sleep(1.5)
     assert broker.llen(train_queue) - sent_before == 2, "nothing more is sent once cancelled"
     assert idle.post("/api/sweeps/nope/cancel").status_code == 404
