@@ -367,6 +367,13 @@ class CollapseLabCallback(Callback):
         self.run_id: str | None = None  # of the run this fit logs to (saved in checkpoints)
         self.monitor: Monitor | None = None
         self._last_logged: int | None = None
+        self._stop_reason: str | None = None  # stop_on_collapse's decision, recorded at fit end
+        # the metrics the last validation logged and the epoch it ran in: Lightning keeps
+        # them in callback_metrics until the next one, so an epoch without validation
+        # would send them again as its own
+        self._validation_metrics: set[str] = set()
+        self._validated_epoch: int | None = None
+        self._before_validation: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- checkpoint state
 
@@ -385,10 +392,13 @@ class CollapseLabCallback(Callback):
         # strategies, the callback state) after it.
         if not trainer.is_global_zero or (self.monitor is not None and not self.monitor.closed):
             return
-        if self.monitor is not None and trainer.current_epoch <= (self._last_logged or 0):
+        if getattr(trainer, "fast_dev_run", False):  # a smoke test, as Lightning's loggers skip
+            return
+        if self.monitor is not None and trainer.current_epoch == 0:
             # a later fit with this callback that starts over (epoch 0 again): a new training,
-            # so a run of its own; one that goes on from the last epoch continues the run
+            # so a run of its own; one that goes on from a checkpoint continues the run
             self.resume_key, self.run_id, self._last_logged = self._resume_given, None, None
+        self._stop_reason = None
         config = self.config if self.config is not None else dict(pl_module.hparams)
         # the optimiser's class tells the server how weight decay acts (plain SGD only is
         # read as a cause: workers/engine/cause.py); the researcher's own key wins
@@ -436,18 +446,36 @@ class CollapseLabCallback(Callback):
         if self.monitor is not None:
             verdict = self.monitor.verdict
             onset = verdict.onset_epoch if verdict is not None else None
-            reason = (
-                f"complete collapse held {streak} logged epochs (since epoch {onset}); "
-                f"stop_on_collapse={self.stop_on_collapse}"
+            # recorded at fit end, at the epoch training really stopped (min_epochs may
+            # keep it going after should_stop)
+            self._stop_reason = (
+                f"complete collapse held {streak} logged epochs (since epoch {onset}) at "
+                f"epoch {epoch}; stop_on_collapse={self.stop_on_collapse}"
             )
-            self.monitor.record_stop(epoch, reason)
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._before_validation = dict(trainer.callback_metrics)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        before = self._before_validation
+        self._validation_metrics = {
+            name
+            for name, value in trainer.callback_metrics.items()
+            if name not in before or not torch.equal(before[name], value)
+        }
+        self._validated_epoch = trainer.current_epoch
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.monitor is None:
+        if self.monitor is None or self.monitor.closed:
             return
         last = max(self._last_logged or -1, self.monitor.last_stored_epoch or -1)
         if trainer.current_epoch > last:
             self._log(trainer, pl_module, trainer.current_epoch)
+        if self._stop_reason is not None and trainer.should_stop:
+            self.monitor.record_stop(trainer.current_epoch, self._stop_reason)
         self.monitor.finish(timeout=self.finish_timeout)
 
     def on_exception(
@@ -463,10 +491,11 @@ class CollapseLabCallback(Callback):
         assert self.monitor is not None
         h, z, labels, views, internals = self._embed_probe(pl_module)
         weight, schedules = model_internals(pl_module, trainer)
+        stale = self._validation_metrics if self._validated_epoch != epoch - 1 else set()
         logged = {
             name: value
             for name, value in trainer.callback_metrics.items()
-            if isinstance(value, Tensor) and value.numel() == 1
+            if isinstance(value, Tensor) and value.numel() == 1 and name not in stale
         }
         loss = logged.pop(self.loss_key, None)  # before the filter: loss_key may be "loss"
         metrics = {

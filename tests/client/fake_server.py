@@ -82,6 +82,7 @@ class FakeCollapseLab:
         self.lose_replies = 0
         self.runs: dict[str, Run] = {}
         self.by_key: dict[str, str] = {}
+        self.by_resume_key: dict[str, str] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every reply
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
@@ -131,7 +132,12 @@ class FakeCollapseLab:
 
     def _register(self, payload: dict[str, Any], headers: Any) -> tuple[int, Any]:
         key = headers.get("Idempotency-Key")
-        if key in self.by_key:
+        resume_key = payload.get("resume_key")
+        resumed = resume_key in self.by_resume_key
+        if resumed:  # the run goes on, reopened if its monitor had finished it
+            status, run = 200, self.runs[self.by_resume_key[resume_key]]
+            run.finish = None
+        elif key in self.by_key:
             status, run = 200, self.runs[self.by_key[key]]
         else:
             status = 201
@@ -139,8 +145,12 @@ class FakeCollapseLab:
             self.runs[run.id] = run
             if key:
                 self.by_key[key] = run.id
+            if resume_key:
+                self.by_resume_key[resume_key] = run.id
         limits = {"max_probe_size": self.max_probe_size, "max_epoch_bytes": 64 * 2**20}
-        reply = {"id": run.id, "url": f"/runs/{run.id}", "limits": limits}
+        reply = {"id": run.id, "url": f"/runs/{run.id}", "limits": limits, "resumed": resumed}
+        if resumed:
+            reply["last_epoch"] = max(run.epochs, default=None)
         if self.accepts is not None:
             reply["accepts"] = self.accepts
         return status, {**reply, **self.registration_extra}

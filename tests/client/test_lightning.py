@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 lightning = pytest.importorskip("lightning", reason="Lightning is not installed (optional extra)")
 
-from collapse_lab import wire  # noqa: E402
+from collapse_lab import Monitor, wire  # noqa: E402
 from collapse_lab.lightning import (  # noqa: E402
     CollapseLabCallback,
     default_embed,
@@ -421,3 +421,70 @@ def test_a_metric_named_as_a_log_epoch_keyword_is_not_forwarded(
     assert "target" not in epoch["scalars"] and "schedules" not in epoch["scalars"]
     assert "target" not in epoch["arrays"]
     assert run.finish is not None and run.finish["status"] == "succeeded"
+
+
+def _trainer(epochs: int, **options: object) -> lightning.pytorch.Trainer:
+    defaults: dict[str, object] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return lightning.pytorch.Trainer(max_epochs=epochs, **{**defaults, **options})
+
+
+def _data() -> DataLoader:
+    return DataLoader(TensorDataset(torch.randn(128, 16)), batch_size=32)
+
+
+def test_a_fit_resumed_from_a_checkpoint_by_the_same_callback_continues_the_run(
+    server: FakeCollapseLab, tmp_path: object
+) -> None:
+    """In the same process too: the checkpoint's epoch equals the last one logged, which is
+    no fit starting over."""
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16))
+    checkpoints = lightning.pytorch.callbacks.ModelCheckpoint(dirpath=str(tmp_path), save_last=True)
+    torch.manual_seed(0)
+    model = TinySimSiam()
+    options = {"enable_checkpointing": True, "callbacks": [callback, checkpoints]}
+    _trainer(3, **options).fit(model, _data())
+    _trainer(5, **options).fit(model, _data(), ckpt_path=f"{tmp_path}/last.ckpt")
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1, 2, 3, 4, 5]
+    assert run.finish is not None and run.finish["status"] == "succeeded"
+
+
+def test_fast_dev_run_registers_no_run(server: FakeCollapseLab) -> None:
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16))
+    _trainer(3, fast_dev_run=True, callbacks=[callback]).fit(TinySimSiam(), _data())
+    assert server.runs == {}
+
+
+class Validated(TinySimSiam):
+    def validation_step(self, batch: list[torch.Tensor], index: int) -> None:
+        self.log("val_std", self.projection_head(self.backbone(batch[0])).std())
+
+
+def test_a_validation_metric_is_sent_only_with_the_epoch_it_was_measured_in(
+    server: FakeCollapseLab,
+) -> None:
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16))
+    trainer = _trainer(4, check_val_every_n_epoch=2, callbacks=[callback])
+    trainer.fit(Validated(), _data(), _data())
+    epochs = server.only_run().epochs
+    assert [e for e in sorted(epochs) if "val_std" in epochs[e]["scalars"]] == [2, 4]
+
+
+def test_a_stop_held_back_by_min_epochs_is_recorded_where_training_stopped(
+    server: FakeCollapseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake server gives no verdict: the monitor's streak stands in for a collapse
+    already held. should_stop is set after epoch 1, min_epochs keeps training to 3."""
+    monkeypatch.setattr(Monitor, "collapse_streak", property(lambda _: 5))
+    callback = CollapseLabCallback(server.url, torch.randn(64, 16), stop_on_collapse=2)
+    _trainer(10, min_epochs=3, callbacks=[callback]).fit(TinySimSiam(), _data())
+    run = server.only_run()
+    assert sorted(run.epochs) == [0, 1, 2, 3]
+    assert run.finish is not None and run.finish["stopped_at_epoch"] == 3
+    assert "at epoch 1; stop_on_collapse=2" in run.finish["stop_reason"]
