@@ -175,3 +175,27 @@ def test_the_runs_page_filters_10000_runs_by_project_and_tag(
         page.goto(f"{stack.base_url}/?project={project}&page=1")
         expect(page.get_by_test_id("run-count")).to_have_text(f"51–100 of {len(in_project)}")
         assert rows.evaluate_all("rows => rows.map(r => r.dataset.runId)") == in_project[50:100]
+
+
+def test_a_form_that_undoes_its_presets_ablation_launches_the_plain_method(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    """SimSiam without stop-gradient with stop-gradient ticked back on is SimSiam: named
+    so, and the compare page's expectations do not read it as the ablation."""
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/launch?preset=simsiam-no-stopgrad")
+    departed = page.locator("#preset-departed")
+    expect(departed).to_have_text("")
+    page.check(".field[data-field='options.stop_gradient'] input")
+    expect(departed).to_contain_text("stop_gradient differs from this preset's")
+    posted = page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/runs"))
+    with posted as request:
+        page.click("#launch-button")
+    body = request.value.post_data_json
+    assert "preset" not in body
+    assert body["method"] == "simsiam" and "options" not in body  # the method's defaults
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+"))
+    found = re.search(r"/runs/([0-9a-f]+)", page.url)
+    assert found is not None, page.url
+    run = writer.post(f"/api/runs/{found.group(1)}/cancel").json()
+    assert run["config"]["preset"] is None and run["config"]["options"]["stop_gradient"]

@@ -150,10 +150,11 @@ function presetInfo(name) {
   return loadedCatalogue().presets.find((p) => p.name === name);
 }
 
-/** Value a field takes when the user changes nothing: schema default < method < preset < run. */
-function baseline() {
+/** Value a field takes when the user changes nothing: schema default < method < preset < run.
+ * @param {boolean} [withPreset] false: the method's alone (a preset the form departs from) */
+function baseline(withPreset = true) {
   const method = methodInfo(state.method);
-  const preset = state.preset ? presetInfo(state.preset) : null;
+  const preset = withPreset && state.preset ? presetInfo(state.preset) : null;
   /** @type {Record<string, unknown>} */
   const general = {
     ...schemaDefaults(state.configSchema),
@@ -306,6 +307,7 @@ function renderForm() {
           },
           "clear",
         ),
+        el("div", { id: "preset-departed", class: "help", "aria-live": "polite" }),
         el("div", { class: "error", role: "alert" }),
       )
     : null;
@@ -404,7 +406,10 @@ function renderForm() {
     event.preventDefault();
     launch();
   });
+  form.addEventListener("input", showDepartures);
+  form.addEventListener("change", showDepartures);
   root.replaceChildren(form);
+  showDepartures();
   state.sweepRuns = null;
   attachSweepToggles(
     root,
@@ -492,23 +497,64 @@ function fieldAt(path) {
   return config || root.querySelector(`.field[data-label="${CSS.escape(label)}"]`);
 }
 
-/** Config to POST: method/preset plus every field that differs from its baseline.
- * @returns {RunRequest} */
-function collectConfig() {
-  const { general, options } = baseline();
-  /** @type {Record<string, unknown>} */
-  const config = { method: state.method };
-  if (state.preset) config.preset = state.preset;
-  /** @type {Record<string, unknown>} */
-  const chosenOptions = {};
+/** The form's values by field path, the swept fields left out.
+ * @returns {Map<string, unknown>} */
+function formValues() {
   const swept = sweptPaths(root);
+  /** @type {Map<string, unknown>} */
+  const values = new Map();
   for (const field of /** @type {NodeListOf<FormField>} */ (
     root.querySelectorAll(".field[data-field]")
   )) {
     const path = field.dataset.field;
     if (path === "method" || path === "preset" || swept.has(path)) continue;
     const value = fieldValue(field);
-    if (value === undefined) continue;
+    if (value !== undefined) values.set(path, value);
+  }
+  return values;
+}
+
+/** The preset options the form sets otherwise than the preset does (its stop_gradient
+ * ticked back on): the run is then not that preset, whose name would say what it is not.
+ * @param {Map<string, unknown>} values @returns {string[]} */
+function departures(values) {
+  const preset = state.preset ? presetInfo(state.preset) : null;
+  const options = /** @type {Record<string, unknown>} */ (preset?.config.options || {});
+  return Object.entries(options)
+    .filter(([name, value]) => {
+      const path = `options.${name}`;
+      return values.has(path) && JSON.stringify(values.get(path)) !== JSON.stringify(value);
+    })
+    .map(([name]) => name);
+}
+
+/** Say under the preset when the form departs from its own options (collectConfig then
+ * launches a run of the method). */
+function showDepartures() {
+  const note = document.getElementById("preset-departed");
+  if (!note) return;
+  const changed = departures(formValues());
+  const method = methodInfo(state.method);
+  note.textContent = changed.length
+    ? `${changed.join(", ")} ${changed.length === 1 ? "differs" : "differ"} from this ` +
+      `preset's: launched as a ${method ? method.title : state.method} run with these settings.`
+    : "";
+}
+
+/** Config to POST: method/preset plus every field that differs from its baseline; a form
+ * that departs from its preset's own options is a run of the method, every field the
+ * preset set sent as such.
+ * @returns {RunRequest} */
+function collectConfig() {
+  const values = formValues();
+  const keepsPreset = Boolean(state.preset) && !departures(values).length;
+  const { general, options } = baseline(keepsPreset);
+  /** @type {Record<string, unknown>} */
+  const config = { method: state.method };
+  if (keepsPreset) config.preset = state.preset;
+  /** @type {Record<string, unknown>} */
+  const chosenOptions = {};
+  for (const [path, value] of values) {
     if (path.startsWith("options.")) {
       const name = path.slice("options.".length);
       if (JSON.stringify(value) !== JSON.stringify(options[name])) chosenOptions[name] = value;
