@@ -199,3 +199,15 @@ def test_a_form_that_undoes_its_presets_ablation_launches_the_plain_method(
     assert found is not None, page.url
     run = writer.post(f"/api/runs/{found.group(1)}/cancel").json()
     assert run["config"]["preset"] is None and run["config"]["options"]["stop_gradient"]
+
+
+def test_a_page_past_the_end_of_the_runs_offers_the_way_back(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    run = writer.post("/api/runs", json={"preset": "simsiam", "epochs": 1}).json()
+    writer.post(f"/api/runs/{run['id']}/cancel")  # a run to page through, nothing trained
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/?page=50")
+    expect(page.locator(".state-empty")).to_contain_text("This page is past the last of the")
+    page.get_by_role("button", name="Go to the last page").click()
+    expect(page.locator("tr[data-run-id]").first).to_be_visible()

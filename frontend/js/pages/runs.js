@@ -384,6 +384,29 @@ function renderTable() {
     );
     return;
   }
+  if (!runs.length && page() > 0 && state.count > 0) {
+    // a page past the end (a link kept while runs were deleted): say so, with the way back
+    const last = Math.ceil(state.count / PAGE_SIZE) - 1;
+    container.replaceChildren(
+      el(
+        "div",
+        { class: "state state-empty" },
+        el("p", {}, `This page is past the last of the ${state.count.toLocaleString("en")} runs.`),
+        el(
+          "button",
+          {
+            type: "button",
+            onclick: () => {
+              queryState.set({ page: last || null });
+              loadPage();
+            },
+          },
+          "Go to the last page",
+        ),
+      ),
+    );
+    return;
+  }
   if (!runs.length) {
     showState(container, "empty", "No run matches these filters.");
     return;
