@@ -123,6 +123,7 @@ def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
     assert writer.get("/api/sweeps").json()["count"] == before
 
     values.fill("0, 25")
+    expect(error).to_have_text("")  # the refused value's error goes as the field is edited
     page.locator("#sweep-seeds").fill("0")
     page.locator("#field-epochs").fill("2")
     # labels file every run of the sweep; the webhook is the sweep's (its runs' troubles, its end)

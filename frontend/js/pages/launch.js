@@ -407,6 +407,11 @@ function renderForm() {
     launch();
   });
   form.addEventListener("input", showDepartures);
+  // an error the server gave stays under its field until the field is edited, not after
+  form.addEventListener("input", (event) => {
+    const field = event.target instanceof Element ? event.target.closest(".field") : null;
+    if (field && field.querySelector(".error")) setFieldError(field, "");
+  });
   form.addEventListener("change", showDepartures);
   root.replaceChildren(form);
   showDepartures();
