@@ -148,7 +148,8 @@ class Settings(BaseSettings):
     alert_allow_private: bool = Field(
         False,
         description="`true`: the `alerts` of a request may name a loopback, private, "
-        "link-local or unspecified IP address or `localhost` (refused with a 422 otherwise, "
+        "link-local, unspecified or otherwise not globally routable IP address (a carrier's "
+        "100.64.0.0/10 too) or `localhost` (refused with a 422 otherwise, "
         "so that a request cannot make the server post to its own network); host names are "
         "not resolved, so a DNS name is trusted. `ALERT_WEBHOOKS` is never checked",
     )

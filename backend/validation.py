@@ -80,8 +80,8 @@ def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:
 
 def _internal_host(host: str) -> str | None:
     """What is internal about a URL's host (None: nothing): ``localhost`` or a literal IP
-    address that is loopback, private, link-local, unspecified, multicast or reserved. Names
-    are not resolved (a DNS name is trusted)."""
+    address that is loopback, private, link-local, unspecified, multicast, reserved or
+    otherwise not globally routable. Names are not resolved (a DNS name is trusted)."""
     host = host.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return "localhost"
@@ -97,6 +97,8 @@ def _internal_host(host: str) -> str | None:
     for kind in ("loopback", "private", "link_local", "unspecified", "multicast", "reserved"):
         if getattr(address, f"is_{kind}"):
             return f"a {kind.replace('_', '-')} address"
+    if not address.is_global:  # a carrier's shared space (100.64.0.0/10), and the like
+        return "an address that is not globally routable"
     return None
 
 

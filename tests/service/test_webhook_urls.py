@@ -31,6 +31,7 @@ INTERNAL = [
     "http://[::ffff:127.0.0.1]/",
     "http://2130706433/",
     "http://127.1/",
+    "http://100.64.0.1/x",  # a carrier's shared address space
 ]
 EXTERNAL = ["https://hooks.example.com/services/T/B/x", "http://93.184.216.34/hook"]
 
