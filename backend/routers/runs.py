@@ -203,7 +203,8 @@ async def list_runs(
     """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
     once and served from a cache for up to a second, dropped at the next change (a cache hit
     is answered on the event loop; the query and encoding run in a worker thread)."""
-    tags = tuple(sorted(set(tag or [])))
+    # an empty ?tag= filters nothing, as an empty ?project= does
+    tags = tuple(sorted({t for t in tag or [] if t}))
     query: tuple[object, ...] = (status_filter, method, dataset, preset, verdict, ids, project)
     query += (tags, cause, q, limit, offset)
     key = ("runs", *map(str, query))

@@ -174,6 +174,10 @@ def test_list_pagination_and_filters_are_validated(idle: httpx.Client) -> None:
     assert bogus_cause.status_code == 422
     assert bogus_cause.json()["detail"][0]["loc"] == ["query", "cause"]
     assert idle.get("/api/runs", params={"cause": "centering"}).status_code == 200
+    run = idle.post("/api/runs", json=TINY_RUN).json()
+    idle.post(f"/api/runs/{run['id']}/cancel")  # a run to list, nothing trained
+    every = idle.get("/api/runs").json()["count"]
+    assert idle.get("/api/runs", params={"tag": "", "project": ""}).json()["count"] == every
     assert idle.get("/api/runs/doesnotexist").status_code == 404
     assert idle.get("/api/runs/doesnotexist/events").status_code == 404
 
