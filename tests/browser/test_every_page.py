@@ -299,3 +299,21 @@ def test_the_keyboard_reaches_the_launch_form_past_the_presets(
         assert page.evaluate("document.activeElement.matches('input, select, textarea, button')")
     finally:
         page.close()
+
+
+def test_a_run_page_left_open_says_how_old_the_run_is_as_time_goes_on(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, external_run: dict[str, Any]
+) -> None:
+    """Its age is redrawn every half minute (Playwright's clock stands in for the wait)."""
+    page = writer_context.new_page()
+    try:
+        page.clock.install()
+        page.goto(f"{dashboard_stack.base_url}/runs/{external_run['id']}")
+        subtitle = page.locator("#run-subtitle")
+        expect(subtitle).to_contain_text("created ")
+        before = subtitle.inner_text()
+        page.clock.fast_forward("02:00:00")
+        expect(subtitle).to_contain_text("h ago")
+        assert subtitle.inner_text() != before
+    finally:
+        page.close()

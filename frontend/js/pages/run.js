@@ -221,6 +221,7 @@ function renderSkeleton() {
   state.umap = new UmapView(umapSection, state.runId, { probePanel: true });
   renderRun();
   renderConfig();
+  window.setInterval(renderSubtitle, 30_000);
 }
 
 function shownMetrics() {
@@ -468,6 +469,16 @@ function renderLabels(editing = false) {
   );
 }
 
+/** Id, setup and age ("created 3 min ago"): redrawn every half minute, so a page left
+ * open does not say "just now" for good. */
+function renderSubtitle() {
+  const subtitle = document.getElementById("run-subtitle");
+  const run = state.run;
+  if (!subtitle || !run) return;
+  const age = timeAgo(run.created_at);
+  subtitle.textContent = `run ${state.runId} · ${runSetup(run)} · created ${age}`;
+}
+
 /** The run's title, status, failure, labels, progress and verdict (renderSkeleton's parts). */
 function renderRun() {
   const run = loadedRun();
@@ -476,8 +487,7 @@ function renderRun() {
     state.catalogue,
   );
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
-  /** @type {HTMLElement} */ (document.getElementById("run-subtitle")).textContent =
-    `run ${state.runId} · ${runSetup(run)} · created ${timeAgo(run.created_at)}`;
+  renderSubtitle();
   const cancel = document.getElementById("cancel-button");
   if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
   const failure = /** @type {HTMLElement} */ (document.getElementById("failure"));
