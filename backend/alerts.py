@@ -43,7 +43,7 @@ from backend.store import alerts as alert_store
 from backend.store.alerts import Announced, QueuedAlert, RunReading, ScanPass
 from backend.store.database import Database
 from backend.store.models import AlertDelivery, Run
-from contract import TERMINAL_STATUSES, VERDICT_LABELS, VerdictKind
+from contract import ENDED_EARLY_STATUSES, TERMINAL_STATUSES, VERDICT_LABELS, VerdictKind
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ def sweep_outcomes(statuses: list[tuple[str, str | None]]) -> Counter[str]:
     """How a finished sweep's runs ended, from each run's (status, verdict kind): a
     succeeded run by its verdict, one cancelled or failed partway by its status (its
     verdict is that of its last epoch, not of its schedule)."""
-    return Counter(kind if status == "succeeded" and kind else status for status, kind in statuses)
+    return Counter(
+        status if status in ENDED_EARLY_STATUSES or not kind else kind for status, kind in statuses
+    )
 
 
 def _sweep_finished(scan: ScanPass, reading: RunReading, settings: Settings) -> list[QueuedAlert]:

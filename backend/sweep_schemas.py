@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from backend.schemas import shown_request
 from backend.store.models import Run, Sweep
 from contract import (
+    ENDED_EARLY_STATUSES,
     METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -194,7 +195,7 @@ def _mean(values: list[float | None]) -> float | None:
 def _cell_status(statuses: list[str]) -> RunStatus:
     """A cell is succeeded once every run of it succeeded; a failed or cancelled run says
     so, since the cell's verdict then rests on fewer seeds."""
-    for status in ("running", "queued", "failed", "cancelled"):
+    for status in ("running", "queued", *ENDED_EARLY_STATUSES):
         if status in statuses:
             return status
     return "succeeded"
@@ -215,7 +216,7 @@ def _cell(index: int, stored: dict[str, Any], runs: list[SweepRunOut]) -> SweepC
         [
             (r.verdict_kind, r.onset_epoch)
             for r in runs
-            if r.verdict_kind is not None and r.status not in ("cancelled", "failed")
+            if r.verdict_kind is not None and r.status not in ENDED_EARLY_STATUSES
         ]
     )
     return SweepCell(

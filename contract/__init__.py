@@ -14,6 +14,7 @@ from contract.presets import PRESETS, ZOO_FIELDS, Preset
 from contract.records import (
     ACTIVE_STATUSES,
     CAUSE_GUARDS,
+    ENDED_EARLY_STATUSES,
     METRICS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -38,6 +39,7 @@ __all__ = [
     "CAUSE_GUARDS",
     "DATASET_CLASSES",
     "DATASET_SPECS",
+    "ENDED_EARLY_STATUSES",
     "METHOD_SPECS",
     "METRICS",
     "PLUGIN_DATASETS",

@@ -35,6 +35,9 @@ _INTERNAL_PROPERTIES: dict[str, JsonValue] = {
 RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+# Runs that ended before their last epoch: their verdict is their last epoch's, not one of the
+# schedule they stand for (a sweep's cell and summary count them by status).
+ENDED_EARLY_STATUSES: tuple[RunStatus, ...] = ("failed", "cancelled")
 
 VerdictKind = Literal["healthy", "dimensional_collapse", "complete_collapse"]
 VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)

@@ -722,9 +722,10 @@ def worker(args: argparse.Namespace) -> int:
     stop_on_signals()
     try:
         for command, extra_env in workers:
-            services.append(Service.start(command, {**environment, **extra_env}))
-            # Celery expands %h to this host's name; so does the line printed here
-            name = command[command.index("-n") + 1].replace("%h", socket.gethostname())
+            service = Service.start(command, {**environment, **extra_env})
+            services.append(service)
+            # Celery names it name@%h, %h this host's name
+            name = f"{service.name}@{socket.gethostname()}"
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
             print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")
         sys.stdout.flush()

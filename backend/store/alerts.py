@@ -191,15 +191,14 @@ def claim_due(
     retry backoff: a receiver hears its alerts in order), at most ``limit``. A claim older
     than ``stale_after_s`` is taken to belong to a sender that died mid-post."""
     stamp = now()
+
+    def due_now(next_attempt_at: Any, claimed_at: Any) -> tuple[Any, ...]:
+        """Its attempt is due and no live sender holds it (of the table or the ranking)."""
+        unclaimed = or_(claimed_at.is_(None), claimed_at < stamp - stale_after_s)
+        return next_attempt_at <= stamp, unclaimed
+
     pending = (AlertDelivery.delivered_at.is_(None), AlertDelivery.failed_at.is_(None))
-    due = (
-        *pending,
-        AlertDelivery.next_attempt_at <= stamp,
-        or_(
-            AlertDelivery.claimed_at.is_(None),
-            AlertDelivery.claimed_at < stamp - stale_after_s,
-        ),
-    )
+    due = (*pending, *due_now(AlertDelivery.next_attempt_at, AlertDelivery.claimed_at))
     ranked = (
         select(
             AlertDelivery.id,
@@ -216,11 +215,7 @@ def claim_due(
     # FOR UPDATE beside a window function
     firsts = (
         select(ranked.c.id)
-        .where(
-            ranked.c.place == 1,
-            ranked.c.next_attempt_at <= stamp,
-            or_(ranked.c.claimed_at.is_(None), ranked.c.claimed_at < stamp - stale_after_s),
-        )
+        .where(ranked.c.place == 1, *due_now(ranked.c.next_attempt_at, ranked.c.claimed_at))
         .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
     )
