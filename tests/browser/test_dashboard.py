@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -344,7 +345,9 @@ def test_zoo_button_queues_every_preset_and_opens_their_matrix(
     page.click("#zoo-button")
 
     page.wait_for_url(re.compile(r"/compare\?runs="))
-    ids = page.url.split("runs=", 1)[1].split(",")
+    # parsed, not split: the page may already have rewritten its address (commas encoded,
+    # the epoch it shows added)
+    ids = parse_qs(urlsplit(page.url).query)["runs"][0].split(",")
     try:
         assert len(ids) == len(presets)
         matrix = page.locator(".collapse-matrix")
