@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -49,6 +49,7 @@ from backend.routers.external_runs import EPOCH_MEDIA_TYPE, EPOCH_PATH_PATTERN
 from backend.settings import Settings, get_settings
 from backend.state import ServiceState
 from backend.store.database import Database
+from backend.validation import reject_unknown_query
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(OperationalError, database_unreachable_handler)
-    for module in (health, methods, runs, external_runs, sweeps, events, shares, reports, pages):
-        app.include_router(module.router)
+    for module in (health, methods, runs, external_runs, sweeps, events, shares, reports):
+        app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
+    app.include_router(pages.router)  # a page keeps its own state in its query (filters, page)
     app.mount(
         "/static", StaticFiles(directory=settings.frontend_dir, check_dir=False), name="static"
     )

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
+from backend.validation import SHARE_PARAMETER
 
 TOKEN_COOKIE_PREFIX = "collapse_lab_token_"
 SHARE_COOKIE = "collapse_lab_share"
@@ -43,7 +44,7 @@ def token_cookie_name(request: Request) -> str:
 def presented_share(request: Request) -> str | None:
     return (
         request.headers.get("x-share-token")
-        or request.query_params.get("share")
+        or request.query_params.get(SHARE_PARAMETER)
         or request.cookies.get(SHARE_COOKIE)
     )
 

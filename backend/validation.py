@@ -22,7 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collapse_lab import wire
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, ValidationError
 
 from backend.settings import Settings
@@ -48,6 +51,46 @@ EpochBound = AfterValidator(_within_epochs)
 
 def _error(loc: list[Any], msg: str, kind: str = "value_error") -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
+
+
+# read by backend/auth.py on every route, declared by none
+SHARE_PARAMETER = "share"
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+_declared_query_names: dict[str, frozenset[str]] = {}  # by the route's unique_id
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """Unknown fields are errors in the query too: ``GET /api/runs?stauts=failed`` would
+    otherwise answer every run as if it were filtered. A 422 names each unknown parameter
+    and the ones the route takes."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _declared_query_names.get(route.unique_id)
+    if known is None:
+        known = frozenset(_query_names(route.dependant) | {SHARE_PARAMETER})
+        _declared_query_names[route.unique_id] = known
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        takes = ", ".join(sorted(known))
+        raise RequestValidationError(
+            [
+                _error(
+                    ["query", name],
+                    f"unknown query parameter; this takes {takes}",
+                    "extra_forbidden",
+                )
+                for name in unknown
+            ]
+        )
 
 
 def check_limits(config: RunConfig, settings: Settings) -> list[dict[str, Any]]:

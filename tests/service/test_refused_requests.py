@@ -303,3 +303,18 @@ def test_an_external_run_has_no_probe_images(idle: httpx.Client, idle_stack: Ser
     built_in = idle.post("/api/runs", json=TINY_RUN).json()["id"]
     waiting = idle.get(f"/api/runs/{built_in}/probe/0.png")
     assert waiting.status_code == 409 and "/" not in waiting.json()["detail"]  # no path shown
+
+
+# -- 7. unknown query parameters: a 422 naming them, never an unfiltered answer ----------------
+
+
+def test_a_misspelt_filter_is_a_422_not_every_run(idle: httpx.Client) -> None:
+    run_id = _external_run(idle)
+    response = idle.get("/api/runs", params={"stauts": "failed", "limit": 5})
+    _refused_at(response, ["query", "stauts"], "unknown query parameter")
+    assert "status" in response.json()["detail"][0]["msg"]  # names what the route takes
+    # the real filter and a share token (read by every route, declared by none) are taken
+    assert idle.get("/api/runs", params={"status": "failed", "share": "x"}).status_code == 200
+    _refused_at(idle.get(f"/api/runs/{run_id}", params={"verbose": "1"}), ["query", "verbose"], "")
+    # the pages keep their own state in the query: a page is never refused for it
+    assert idle.get("/", params={"page": "2", "whatever": "x"}).status_code == 200
