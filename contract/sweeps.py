@@ -311,12 +311,20 @@ def parse_grid_values(text: str) -> list[GridValue] | GridRange:
         return GridRange(
             start=float(start), stop=float(stop), steps=int(steps), scale=scale or "linear"
         )
-    values: list[GridValue] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            values.append(json.loads(part))
-        except json.JSONDecodeError:
-            values.append(part)
-    return values
+    return [read_typed(part) for part in (p.strip() for p in text.split(",")) if part]
+
+
+def read_typed(text: str) -> Any:
+    """A value typed as text (a grid value, the command line's ``--set`` and flags): JSON
+    when it parses (``0.5``, ``true``, ``null``); ``nan``, ``inf``, ``-infinity``... as the
+    float they spell (JSON spells only NaN and Infinity), so that the config says they are
+    not finite numbers, as for 1e400; else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if math.isfinite(number) else number

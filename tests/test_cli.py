@@ -130,6 +130,8 @@ GRID = ["--grid", "variance_weight=0,1"]
         (["train", "--method", "simsiam", "--lr", "inf"], "simsiam.lr: Input should be a finite"),
         (["train", "--method", "simsiam", "--lr=-Infinity"], "simsiam.lr: Input should be a fin"),
         (["train", "--method", "simsiam", "--lr", "1e400"], "simsiam.lr: Input should be a fin"),
+        (["train", "--method", "simsiam", "--set", "lr=nan"], "simsiam.lr: Input should be a fin"),
+        (["sweep", "--method", "vicreg", "--grid", "lr=0.1,inf"], "at lr=Infinity: vicreg.lr: In"),
         # a dataset_path rule is a validation error at the field, as the API's 422
         (
             ["train", "--method", "simsiam", "--dataset", "imagefolder", "--dataset-path", "../x"],

@@ -35,7 +35,13 @@ from contract import (
     resolve_config,
 )
 from contract.datasets import DatasetError, existing_folder
-from contract.sweeps import SweepError, SweepRequest, aggregate_verdicts, expand_sweep
+from contract.sweeps import (
+    SweepError,
+    SweepRequest,
+    aggregate_verdicts,
+    expand_sweep,
+    read_typed,
+)
 from workers import launcher
 from workers.engine.errors import TrainingError
 
@@ -52,10 +58,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise UsageError(f"--set expects key=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
+    value = read_typed(raw)
     return key.strip(), value
 
 
@@ -76,22 +79,8 @@ def parse_flag_value(field: FieldInfo, text: str) -> Any:
     """A run-config flag's value as the API would receive it: JSON when it parses ('0.5',
     '5', 'null'), else the text; RunConfig then validates it, with the API's messages."""
     if text == "null" or not _is_text(field):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            number = _non_finite_number(text)
-            return text if number is None else number
+        return read_typed(text)
     return text
-
-
-def _non_finite_number(text: str) -> float | None:
-    """'nan', 'inf', '-infinity'... as the float they spell (JSON spells only NaN and
-    Infinity), so that RunConfig says they are not finite numbers, as for 1e400; else None."""
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return None if math.isfinite(number) else number
 
 
 # how a default of None reads in --help (as in the README's settings table), not JSON's null
