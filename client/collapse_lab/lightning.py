@@ -35,7 +35,7 @@ import inspect
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -218,6 +218,16 @@ def swav_codes(scores: Tensor, iterations: int, epsilon: float) -> Tensor:
         q = q / q.sum(dim=0, keepdim=True) / q.shape[1]  # each sample the same mass, 1/B
     codes = q.T
     return codes / codes.sum(dim=1, keepdim=True)
+
+
+class _Measured(NamedTuple):
+    h: Tensor | None
+    z: Tensor
+    labels: Tensor | None
+    views: tuple[Tensor, Tensor] | None
+    internals: dict[str, Tensor]
+    predictor_weight: Tensor | None
+    schedules: dict[str, float]
 
 
 def _first_optimizer(trainer: Trainer) -> torch.optim.Optimizer | None:
@@ -405,6 +415,10 @@ class CollapseLabCallback(Callback):
         optimizer = _first_optimizer(trainer)
         if optimizer is not None and "optimizer" not in config:
             config = {**config, "optimizer": type(optimizer).__name__}
+        # measured before the run is opened: a module the probe cannot be embedded with (no
+        # heads by the expected names, an embed that raises) fails the fit with its error
+        # and leaves no empty failed run behind
+        first = self._measure(trainer, pl_module)
         if self.resume_key is None:  # the scheduler's key, else one this fit's checkpoints keep
             name = self.monitor_kwargs.get("name") or "lightning"
             self.resume_key = _claim_default_key(default_resume_key(name, config))
@@ -426,7 +440,7 @@ class CollapseLabCallback(Callback):
         self.run_id = self.monitor.run_id or self.run_id
         stored = self.monitor.last_stored_epoch
         if stored is None or trainer.current_epoch > stored:  # resumed: the run has it
-            self._log(trainer, pl_module, trainer.current_epoch)
+            self._send(trainer, trainer.current_epoch, first)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch + 1  # current_epoch still counts the one just trained
@@ -488,9 +502,16 @@ class CollapseLabCallback(Callback):
     # ----------------------------------------------------------------- embedding
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
+        self._send(trainer, epoch, self._measure(trainer, pl_module))
+
+    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> _Measured:
+        """What one epoch sends that the module itself gives: the probe's embedding and
+        internals, the predictor's weight and the schedules."""
+        return _Measured(*self._embed_probe(pl_module), *model_internals(pl_module, trainer))
+
+    def _send(self, trainer: Trainer, epoch: int, measured: _Measured) -> None:
         assert self.monitor is not None
-        h, z, labels, views, internals = self._embed_probe(pl_module)
-        weight, schedules = model_internals(pl_module, trainer)
+        h, z, labels, views, internals, weight, schedules = measured
         stale = self._validation_metrics if self._validated_epoch != epoch - 1 else set()
         logged = {
             name: value

@@ -210,6 +210,23 @@ def test_refuses_a_shuffling_probe_and_a_module_without_heads() -> None:
         default_embed(nn.Linear(2, 2), torch.randn(1, 2))
 
 
+def test_a_module_the_probe_cannot_be_embedded_with_opens_no_run(
+    server: FakeCollapseLab,
+) -> None:
+    class Renamed(TinySimSiam):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = self.backbone  # not a name the default embedding looks for
+            del self.backbone
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            return self.projection_head(self.encoder(batch[0])).square().mean()
+
+    with pytest.raises(AttributeError, match="pass embed="):
+        fit(Renamed, CollapseLabCallback(server.url, torch.randn(64, 16)), epochs=1)
+    assert server.runs == {}  # the fit failed with the reason and left no empty run
+
+
 def test_a_dino_module_sends_teacher_and_student_probabilities(
     server: FakeCollapseLab,
 ) -> None:
