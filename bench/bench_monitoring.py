@@ -18,6 +18,10 @@ branches, then d x d and N x K algebra), so ``--presets`` measures each family's
 short settings and "of CIFAR" divides it by the CIFAR-sized SimSiam epoch's training time
 given with ``--cifar-train-s`` (the figure the cifar row prints).
 
+The verdict (kind, onset, trend, findings, the guards' early warnings, the cause) is
+computed after every epoch from the whole history: the last lines time it on histories of
+10, 100 and 1,000 epochs made of the last run's records.
+
     python -m bench.bench_monitoring [--epochs 2] [--only cifar]
     python -m bench.bench_monitoring --only shapes --epochs 1 --cifar-train-s 294 \
         --presets simsiam,byol,simclr,swav,deepcluster,barlow-twins,vicreg,dino
@@ -27,13 +31,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from contract import resolve_config
+from workers.engine.cause import guard_warnings
 from workers.engine.trainer import train
+from workers.engine.verdict import epoch_verdict
 
 LIDAR_EVERY = 5  # the run config's default cadence, for the amortised figure
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -67,6 +74,7 @@ def main() -> None:
         f"{'LiDAR s':>8s} {'mech s':>7s} {'share':>6s} {'mech':>6s} {'of CIFAR':>8s} "
         f"{'LiDAR ep.':>9s} {f'1 in {LIDAR_EVERY}':>7s}"
     )
+    history: list[Any] = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, raw in SETTINGS.items():
             if args.only not in label:
@@ -77,14 +85,16 @@ def main() -> None:
                     {**raw, "preset": preset, "epochs": args.epochs, "device": "cpu"}
                     | {"lidar_every": 1}
                 )
-                history = train(config, data_root=Path(tmp)).history[1:]
-                _print_row(label, preset, config.probe_size, history, args.cifar_train_s)
+                history = train(config, data_root=Path(tmp)).history
+                _print_row(label, preset, config.probe_size, history[1:], args.cifar_train_s)
     print(
         "share: diagnostics without LiDAR / epoch; mech: the mechanism signals' part of the "
         "epoch; of CIFAR: mech s / (CIFAR-sized training s + mech s); LiDAR ep.: on an epoch "
         f"that measures LiDAR; 1 in {LIDAR_EVERY}: LiDAR every {LIDAR_EVERY} epochs (the "
         "default)"
     )
+    if history:
+        _print_verdict_cost(history)
 
 
 def _print_row(
@@ -107,6 +117,29 @@ def _print_row(
         f"{mech_s:7.3f} {without:6.1%} {mech:6.1%} {of_cifar} {every:9.1%} {spread_out:7.1%}",
         flush=True,
     )
+
+
+def _print_verdict_cost(history: list[Any]) -> None:
+    """The verdict after one epoch, on histories of growing length (epoch 0, then the run's
+    trained epochs over and over)."""
+    trained = history[1:]
+    for length in (10, 100, 1_000):
+        records = [history[0]] + [
+            trained[i % len(trained)].model_copy(update={"epoch": i + 1}) for i in range(length - 1)
+        ]
+        repeats = max(3, 300 // length)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            epoch_verdict(records)
+        verdict_ms = (time.perf_counter() - start) / repeats * 1000
+        start = time.perf_counter()
+        for _ in range(repeats):
+            guard_warnings(records)
+        warnings_ms = (time.perf_counter() - start) / repeats * 1000
+        print(
+            f"verdict after epoch {length - 1:5d}: {verdict_ms:7.2f} ms "
+            f"(the guards' early warnings {warnings_ms:.2f} ms of it)"
+        )
 
 
 if __name__ == "__main__":
