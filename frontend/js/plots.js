@@ -438,6 +438,10 @@ const LEGEND_LINE = 19; // pixels: a legend line at font size 11
 // The characters of a chart title that fit on one line of a card at 14 px, on a phone and wider
 const TITLE_CHARS_PHONE = 44;
 const TITLE_CHARS = 80;
+// The characters of a y-axis title (12 px) that fit along a chart's plotting height, on a
+// phone's 300 px card and a wider screen's 360 px one (app.css's .plot)
+const AXIS_TITLE_CHARS_PHONE = 26;
+const AXIS_TITLE_CHARS = 40;
 
 /** Whether the page shows its phone layout: app.css declares the width, in the media query
  * that sets `--layout`. @returns {boolean} */
@@ -447,11 +451,11 @@ function phoneLayout() {
   return layout.trim() === "phone";
 }
 
-/** A chart title broken at a space where it is longer than a card is wide (Plotly does not
- * wrap titles: a long one is cut at the card's edge).
- * @param {string} title @returns {string[]} its lines */
-function titleLines(title) {
-  const room = phoneLayout() ? TITLE_CHARS_PHONE : TITLE_CHARS;
+/** A title broken at a space where it is longer than ``room`` characters (Plotly does not
+ * wrap titles: a long chart title is cut at the card's edge, a long axis title runs past the
+ * plot into the chart's title).
+ * @param {string} title @param {number} room @returns {string[]} its lines */
+function titleLines(title, room) {
   const lines = [];
   let rest = title;
   while (rest.length > room) {
@@ -463,9 +467,15 @@ function titleLines(title) {
   return [...lines, rest];
 }
 
+/** A y-axis title, in lines that fit along the plot's height. @param {string} title */
+function axisTitle(title) {
+  const room = phoneLayout() ? AXIS_TITLE_CHARS_PHONE : AXIS_TITLE_CHARS;
+  return titleLines(title, room).join("<br>");
+}
+
 /** @param {string} title @param {string} xTitle @param {string} yTitle @returns {Layout} */
 function baseLayout(title, xTitle, yTitle) {
-  const lines = titleLines(title);
+  const lines = titleLines(title, phoneLayout() ? TITLE_CHARS_PHONE : TITLE_CHARS);
   return {
     title: { text: lines.join("<br>"), font: { size: 14 }, x: 0.02, xanchor: "left" },
     margin: { l: 60, r: 20, t: 40 + 18 * (lines.length - 1), b: 45 },
@@ -475,7 +485,7 @@ function baseLayout(title, xTitle, yTitle) {
       rangemode: "tozero",
       automargin: true,
     },
-    yaxis: { title: { text: yTitle }, zeroline: false, automargin: true },
+    yaxis: { title: { text: axisTitle(yTitle) }, zeroline: false, automargin: true },
     legend: { orientation: "h", yanchor: "top", y: -0.2, x: 0, font: { size: 11 } },
     hovermode: "x unified",
     font: { family: "system-ui, sans-serif", size: 12 },
@@ -539,7 +549,7 @@ export function lineFigure(metric, series, which) {
   );
   if (metric.y2Title && secondAxisUsed) {
     layout.yaxis2 = {
-      title: { text: metric.y2Title },
+      title: { text: axisTitle(metric.y2Title || "") },
       overlaying: "y",
       side: "right",
       zeroline: false,

@@ -155,6 +155,13 @@ def test_launch_from_form_then_watch_it_collapse_live(
     )
     assert titles and max(len(line) for lines in titles for line in lines) <= 44, titles
     assert any(len(lines) > 1 for lines in titles), titles
+    # and the y axes' titles to the plot's height: none runs up into the chart's title
+    axis_titles = phone.eval_on_selector_all(
+        ".plot .ytitle, .plot .y2title",
+        "els => els.map(e => [...e.querySelectorAll('tspan.line')].map(t => t.textContent)"
+        " .concat(e.querySelector('tspan.line') ? [] : [e.textContent]))",
+    )
+    assert axis_titles and max(len(x) for lines in axis_titles for x in lines) <= 26, axis_titles
     phone.screenshot(path=screenshots / "run-phone.png", full_page=True)
 
 
