@@ -59,7 +59,7 @@ export class ApiError extends Error {
  * list of {loc, msg, type} (HTTPValidationError, 422).
  * @param {string | Api.ValidationError[] | null | undefined} detail
  * @returns {{field: string, message: string}[]} */
-export function fieldErrorsFromDetail(detail) {
+function fieldErrorsFromDetail(detail) {
   if (!detail) return [];
   if (typeof detail === "string") return [{ field: "", message: detail }];
   return detail.map((item) => ({

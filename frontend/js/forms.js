@@ -22,7 +22,7 @@ import { el } from "./ui.js";
  * @param {JsonSchema | null | undefined} prop
  * @param {Record<string, JsonSchema>} [definitions] the $defs its $ref points into
  * @returns {{schema: FieldSchema, nullable: boolean}} */
-export function unwrapSchema(prop, definitions = {}) {
+function unwrapSchema(prop, definitions = {}) {
   let schema = prop || {};
   if (schema.$ref) {
     const name = schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1);
@@ -48,7 +48,7 @@ export function unwrapSchema(prop, definitions = {}) {
 
 /** Label text from a field name: "proj_hidden_dim" -> "Proj hidden dim".
  * @param {string} name */
-export function humanise(name) {
+function humanise(name) {
   const text = name.replace(/_/g, " ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }

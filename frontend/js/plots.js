@@ -111,7 +111,7 @@ export const plotlyReady = new Promise((resolve, reject) => {
 const HEALTHY = VERDICT_COLORS.healthy;
 const COLLAPSED = VERDICT_COLORS.complete_collapse;
 
-export const PLOT_CONFIG = {
+const PLOT_CONFIG = {
   responsive: true,
   displaylogo: false,
   modeBarButtonsToRemove: ["lasso2d", "select2d"],
@@ -151,13 +151,23 @@ export function chartContext(run, records, which, catalogue) {
  * Each has `traces` that pull values out of an epoch record for the chosen representation
  * ("backbone" | "projector") and `refs`, its metrics' healthy and collapsed levels. */
 /** @type {LineMetric[]} */
-export let LINE_METRICS = [];
+let LINE_METRICS = [];
 /** What a sweep map can be shaded by, and its line plot show, per run (its last epoch).
  * @type {SweepMetric[]} */
 export let SWEEP_METRICS = [];
 /** Ids of every chart in page order (line charts and the spectrum, shares and plane).
  * @type {string[]} */
 export let CHART_IDS = [];
+/** The spectrum, shares and plane charts' declarations (title, y-axis title), by id.
+ * @type {Map<string, Api.Chart>} */
+let SPECIAL_CHARTS = new Map();
+
+/** A special chart's title and y-axis title as the catalogue declares them.
+ * @param {"spectrum" | "shares" | "plane"} id @returns {{title: string, yTitle: string}} */
+function declared(id) {
+  const chart = SPECIAL_CHARTS.get(id);
+  return { title: chart ? chart.title : id, yTitle: (chart && chart.y_title) || "" };
+}
 
 /** Levels that depend on the run (LevelContext in contract/metrics.py): value and its text.
  * @type {Record<NonNullable<Api.Level["context"]>,
@@ -363,6 +373,7 @@ export function useMetricCatalogue(catalogue) {
   );
   SWEEP_METRICS.sort((a, b) => Number(b.default) - Number(a.default)); // the default first
   CHART_IDS = catalogue.charts.map((c) => c.id);
+  SPECIAL_CHARTS = new Map(catalogue.charts.filter((c) => c.kind !== "line").map((c) => [c.id, c]));
 }
 
 /** The context values every overlaid run shares: a reference level (the configured lr, the
@@ -502,7 +513,7 @@ function baseLayout(title, xTitle, yTitle) {
  * @param {Which} which
  * @returns {Figure}
  */
-export function lineFigure(metric, series, which) {
+function lineFigure(metric, series, which) {
   /** @type {PlotlyObject[]} */
   const data = [];
   const many = series.length > 1;
@@ -623,7 +634,7 @@ function nullable(value) {
 
 /** The values one record adds to each trace of a single-run line figure (for extendTraces).
  * @param {LineMetric} metric @param {Api.EpochRecord} record @param {Which} which */
-export function lineExtension(metric, record, which) {
+function lineExtension(metric, record, which) {
   return {
     x: metric.traces.map(() => [record.epoch]),
     y: metric.traces.map((trace) => [nullable(trace.get(record, which))]),
@@ -633,7 +644,7 @@ export function lineExtension(metric, record, which) {
 /** Heatmap epoch × index of log singular values, with the effective rank drawn over it.
  * @param {Api.EpochRecord[]} records @param {Which} which @param {ChartContext} [ctx]
  * @returns {Figure} */
-export function spectrumFigure(records, which, ctx = {}) {
+function spectrumFigure(records, which, ctx = {}) {
   const withSpectrum = records.filter((r) => Array.isArray(rep(r, which).spectrum));
   // withSpectrum's records have a spectrum
   const length = Math.max(
@@ -669,11 +680,8 @@ export function spectrumFigure(records, which, ctx = {}) {
       hovertemplate: "epoch %{x}<br>effective rank %{y:.1f}<extra></extra>",
     },
   ];
-  const layout = baseLayout(
-    "Singular-value spectrum (log σ, descending) over epochs",
-    "epoch",
-    "singular value index (1 = largest)",
-  );
+  const spectrum = declared("spectrum");
+  const layout = baseLayout(spectrum.title, "epoch", spectrum.yTitle);
   layout.hovermode = "closest";
   layout.yaxis.autorange = true;
   layout.xaxis.range = [
@@ -700,7 +708,7 @@ export function spectrumFigure(records, which, ctx = {}) {
 /** The record a per-epoch picture shows: the one at `epoch` (the slider's), else the latest
  * before it, else (no epoch chosen yet, or none that early) the run's last.
  * @param {Api.EpochRecord[]} records @param {number | null} [epoch] */
-export function recordAt(records, epoch = null) {
+function recordAt(records, epoch = null) {
   if (!records.length) return null;
   if (epoch === null || epoch === undefined) return records[records.length - 1];
   const before = records.filter((r) => r.epoch <= epoch);
@@ -749,9 +757,9 @@ export function varianceSharesFigure(series, which, epoch = null) {
       shown.filter((s) => s.record).map((s) => /** @type {Api.EpochRecord} */ (s.record).epoch),
     ),
   ];
-  const title =
-    "Variance per principal direction" + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
-  const layout = baseLayout(title, "principal direction (1 = largest)", "share of the variance");
+  const shares = declared("shares");
+  const title = shares.title + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
+  const layout = baseLayout(title, "principal direction (1 = largest)", shares.yTitle);
   layout.title.subtitle = { text: SHARES_HELP, font: { size: 10 } };
   layout.margin.t = 72;
   layout.hovermode = "closest";
@@ -793,7 +801,7 @@ export function varianceSharesFigure(series, which, epoch = null) {
 
 /** Alignment–uniformity plane (Wang & Isola 2020) with each run's trajectory over epochs.
  * @param {Series[]} series @param {Which} which @returns {Figure} */
-export function alignUniformFigure(series, which) {
+function alignUniformFigure(series, which) {
   /** @type {PlotlyObject[]} */
   const data = series.map((run, i) => {
     const points = run.records.filter(
@@ -830,10 +838,11 @@ export function alignUniformFigure(series, which) {
     marker: { symbol: "x", size: 12, color: COLLAPSED },
     hoverinfo: "name",
   });
+  const plane = declared("plane");
   const layout = baseLayout(
-    "Alignment–uniformity plane (lower-left is better)",
+    plane.title,
     "uniformity  log E exp(−2‖f(x)−f(y)‖²)  (nats)",
-    "alignment  E‖f(x)−f(x⁺)‖²",
+    plane.yTitle,
   );
   layout.hovermode = "closest";
   layout.xaxis.rangemode = "normal";
@@ -872,7 +881,7 @@ export function alignUniformFigure(series, which) {
 
 /** Last-epoch spectra of several runs on one line plot (heatmaps cannot be overlaid).
  * @param {Series[]} series @param {Which} which @returns {Figure} */
-export function spectrumOverlayFigure(series, which) {
+function spectrumOverlayFigure(series, which) {
   const data = series.map((s) => {
     const last = [...s.records].reverse().find((r) => Array.isArray(rep(r, which).spectrum));
     // last has one (the find's)
@@ -1145,7 +1154,7 @@ export function cellMetric(cell, metric) {
 /** The text written in a map cell: the onset epoch (collapsed), "ok" (healthy), progress
  * while running.
  * @param {Api.SweepCell} cell */
-export function cellLabel(cell) {
+function cellLabel(cell) {
   const parts = [];
   if (cell.verdict_kind && cell.verdict_kind !== "healthy" && cell.onset_epoch !== null)
     parts.push(`onset ${cell.onset_epoch}`);

@@ -115,7 +115,7 @@ function tokenLabel() {
 }
 
 /** Ask for the API token that protects writes (stored in this browser only). */
-export function openTokenDialog() {
+function openTokenDialog() {
   let dialog = /** @type {HTMLDialogElement | null} */ (document.getElementById("token-dialog"));
   if (!dialog) {
     const input = el("input", {
@@ -175,7 +175,7 @@ export function reportWriteError(error, action) {
 
 /** Human sentences for the parts /api/health (backend/schemas.py Health) reports as down.
  * @param {Api.Health} health */
-export function healthProblems(health) {
+function healthProblems(health) {
   const problems = [];
   if (!health.database.ok) problems.push("The database is unreachable.");
   if (!health.redis.ok) problems.push("Redis (queue and live events) is unreachable.");

@@ -203,7 +203,7 @@ export class UmapView {
 }
 
 /** Thumbnail of one probe image, picked by clicking a UMAP point or by typing its index. */
-export class ProbePanel {
+class ProbePanel {
   /** @param {Element} container @param {string} runId */
   constructor(container, runId) {
     this.runId = runId;
