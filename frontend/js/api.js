@@ -55,6 +55,15 @@ export class ApiError extends Error {
   }
 }
 
+/** Whether an error says the server does not have what was asked (404: a revoked share link
+ * is unknown to it too). @param {unknown} error @returns {boolean} */
+export function isMissing(error) {
+  return error instanceof ApiError && error.status === 404;
+}
+
+/** What a page says when its share link is missing (isMissing). */
+export const SHARE_MISSING = "This share link is unknown or has been revoked.";
+
 /** Error bodies as field + message pairs: `detail` is a sentence (ErrorResponse) or a
  * list of {loc, msg, type} (HTTPValidationError, 422).
  * @param {string | Api.ValidationError[] | null | undefined} detail

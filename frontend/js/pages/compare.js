@@ -4,7 +4,16 @@
 // matrix (methods x ablations with verdicts). Without `runs`, it offers a picker and the matrix
 // of every run.
 
-import { ApiError, api, compareLinks, isReadOnly, listData, shareToken } from "../api.js";
+import {
+  ApiError,
+  SHARE_MISSING,
+  api,
+  compareLinks,
+  isMissing,
+  isReadOnly,
+  listData,
+  shareToken,
+} from "../api.js";
 import { RUN_COLORS } from "../colours.js";
 import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
 import {
@@ -511,8 +520,8 @@ async function main() {
     showState(
       root,
       "error",
-      error instanceof ApiError && (error.status === 404 || error.status === 410)
-        ? "This share link is unknown or has been revoked."
+      isMissing(error) // only the share is fetched unguarded: a run's 404 is skipped
+        ? SHARE_MISSING
         : `Could not load the comparison: ${error instanceof Error ? error.message : error}`,
     );
     return;

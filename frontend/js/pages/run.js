@@ -3,7 +3,7 @@
 // diagnostics. Everything arrives once through the run's event stream (history first, then
 // live); plots grow with Plotly.extendTraces, and a re-render uses only data already here.
 
-import { ApiError, api, isReadOnly, runLinks, shareToken } from "../api.js";
+import { SHARE_MISSING, api, isMissing, isReadOnly, runLinks, shareToken } from "../api.js";
 import {
   FINISHED,
   configRows,
@@ -753,13 +753,13 @@ async function main() {
     state.run = run;
     state.catalogue = catalogue ? normaliseCatalogue(catalogue) : null;
   } catch (error) {
-    const missing = error instanceof ApiError && (error.status === 404 || error.status === 410);
+    const missing = isMissing(error);
     showState(
       root,
       "error",
       missing
         ? shareToken()
-          ? "This share link is unknown or has been revoked."
+          ? SHARE_MISSING
           : "This run does not exist (it may have been deleted)."
         : `Could not load the run: ${error instanceof Error ? error.message : error}`,
     );

@@ -6,7 +6,7 @@
 // seed. The cells fill in live: any status, epoch or progress event of one of the sweep's runs
 // (from the run-list stream) re-reads the sweep, at most once a second.
 
-import { ApiError, api, isReadOnly, shareToken, sweepLinks } from "../api.js";
+import { SHARE_MISSING, api, isMissing, isReadOnly, shareToken, sweepLinks } from "../api.js";
 import {
   SWEEP_METRICS,
   draw,
@@ -265,13 +265,13 @@ async function main() {
     state.shade = metricById(queryState.get("shade"));
     state.line = metricById(queryState.get("line"));
   } catch (error) {
-    const missing = error instanceof ApiError && error.status === 404;
+    const missing = isMissing(error);
     showState(
       root,
       "error",
       missing
         ? shareToken()
-          ? "This share link is unknown or has been revoked."
+          ? SHARE_MISSING
           : "This sweep does not exist."
         : `Could not load the sweep: ${error instanceof Error ? error.message : error}`,
     );
