@@ -7,6 +7,13 @@
 /** A run as listed (RunSummary) or in full (RunDetail: config, request, placement...).
  * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
 /** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** The method catalogue, or its empty lists until it arrives (or when it cannot be read).
+ * @typedef {Pick<Catalogue, "methods" | "presets"> & Partial<Pick<Catalogue, "causeGuards">>
+ *   & {configSchema: Catalogue["configSchema"] | null}} PageCatalogue */
+/** A run-list event (`{"run_id", "seq", "data"}`): data is the run stream's event's, an epoch
+ * record, a status or a progress (backend/events.py).
+ * @typedef {{run_id: string, seq: number,
+ *   data: (Partial<Api.EpochRecord> & {status?: Run["status"]}) | null}} ListEvent */
 
 /** `/api/methods` (Catalogue) as {methods, presets, configSchema, configDefaults, limits}. */
 /** @param {Api.Catalogue} payload */

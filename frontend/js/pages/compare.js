@@ -50,16 +50,8 @@ import {
 } from "../verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-/** A run as listed (the picker) or in full (a comparison): model.js's Run.
- * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
-/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
-/** The method catalogue, or its empty lists until it arrives (or when it cannot be read).
- * @typedef {Pick<Catalogue, "methods" | "presets">
- *   & {configSchema: Catalogue["configSchema"] | null}} PageCatalogue */
+/** @import {ListEvent, PageCatalogue, Run} from "../model.js" */
 /** @typedef {ReturnType<typeof diagnosticFigures>[number]["figure"]} Figure */
-/** A run-list event (`{"run_id", "seq", "data"}`): data is the run stream's event's, here an
- * epoch record or a status (backend/events.py).
- * @typedef {{run_id: string, seq: number, data: Partial<Api.EpochRecord> | null}} ListEvent */
 
 const MAX_UMAPS = 6;
 const root = /** @type {HTMLElement} */ (document.getElementById("compare")); // compare.html's

@@ -19,7 +19,7 @@ import { el, loaded, queryState, renderHeader, reportWriteError, showState, toas
 import { useVerdicts, verdictBadge } from "../verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** @import {Catalogue} from "../model.js" */
 /** A JSON Schema as the form fields read it (forms.js): the config's and a method's options'.
  * @typedef {NonNullable<Parameters<typeof fieldFor>[1]>} JsonSchema */
 /** A run request (a sweep's base): its method, preset and config fields.

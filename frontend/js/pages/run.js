@@ -49,7 +49,7 @@ import { UmapView, EpochSlider } from "../umap.js";
 import { causeBlock, findingsList, verdictHeadline, verdictKind } from "../verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
+/** @import {Catalogue} from "../model.js" */
 /** A div the plots are drawn into (plots.js extend's: Plotly keeps the figure on it).
  * @typedef {Parameters<typeof extend>[0]} PlotDiv */
 /** A `status` event's data (backend/events.py): the new status, why, the verdict; the rest of

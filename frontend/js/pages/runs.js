@@ -28,16 +28,7 @@ import {
 } from "../verdict.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
 
-/** A run as listed, or in full once read again: model.js's Run.
- * @typedef {Api.RunSummary & Partial<Api.RunDetail>} Run */
-/** @typedef {ReturnType<typeof normaliseCatalogue>} Catalogue */
-/** The method catalogue, or its empty lists until it arrives (or when it cannot be read).
- * @typedef {Pick<Catalogue, "methods" | "presets"> & Partial<Pick<Catalogue, "causeGuards">>
- *   & {configSchema: Catalogue["configSchema"] | null}} PageCatalogue */
-/** A run-list event (`{"run_id", "seq", "data"}`): data is the run stream's event's, here an
- * epoch record, a status or a progress (backend/events.py).
- * @typedef {{run_id: string, seq: number,
- *   data: (Partial<Api.EpochRecord> & {status?: Run["status"]}) | null}} ListEvent */
+/** @import {ListEvent, PageCatalogue, Run} from "../model.js" */
 
 // The status filter's choices, one for each status of the API's (contract/records.py
 // RUN_STATUSES): tsc fails when the contract gains or loses one.
