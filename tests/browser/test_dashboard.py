@@ -300,6 +300,28 @@ def test_compare_two_runs_on_the_same_plots(
     page.screenshot(path=screenshots / "compare.png", full_page=True)
 
 
+def test_the_collapse_matrix_hides_no_run_of_a_configuration(
+    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+) -> None:
+    # three runs of one configuration (external runs, no method options): the newest is the
+    # cell, the two others a link each beside it
+    ids = [
+        writer.post("/api/external-runs", json={"name": f"seed {seed}"}).json()["id"]
+        for seed in range(3)
+    ]
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/compare?runs={','.join(ids)}")
+    matrix = page.locator("#matrix .collapse-matrix")
+    expect(matrix.locator(".matrix-cell")).to_have_count(1)
+    expect(matrix.locator(".matrix-more")).to_contain_text("and 2 more")
+    links = matrix.locator(".matrix-more-run")
+    expect(links).to_have_count(2)
+    hrefs = {links.nth(i).get_attribute("href") for i in range(2)}
+    newest = matrix.locator(".matrix-cell").get_attribute("href")
+    assert newest == f"/runs/{ids[-1]}"
+    assert hrefs == {f"/runs/{run_id}" for run_id in ids[:-1]}
+
+
 def test_banner_says_which_part_of_the_service_is_down(
     dashboard_stack: ServiceStack, visitor_context: BrowserContext
 ) -> None:

@@ -117,16 +117,19 @@ function expectedOf(run) {
   return found ? found.expected : null;
 }
 
-/** @param {Run[]} runs newest first */
-function collapseMatrix(runs) {
-  /** @type {Map<string, Map<string, Run>>} method -> ablation label -> run */
+/** @param {Run[]} runs
+ * @param {boolean} [linkEach] every run of a cell gets a link (a comparison's few runs), or
+ *   only the newest, the others counted (the picker's latest 500) */
+function collapseMatrix(runs, linkEach = true) {
+  /** @type {Map<string, Map<string, Run[]>>} method -> ablation label -> its runs */
   const byMethod = new Map();
-  for (const run of runs) {
+  const newestFirst = [...runs].sort((a, b) => String(b.created_at).localeCompare(a.created_at));
+  for (const run of newestFirst) {
     const method = runMethod(run);
     if (!byMethod.has(method)) byMethod.set(method, new Map());
-    const cells = /** @type {Map<string, Run>} */ (byMethod.get(method)); // set just above
+    const cells = /** @type {Map<string, Run[]>} */ (byMethod.get(method)); // set just above
     const label = ablationLabel(run);
-    if (!cells.has(label)) cells.set(label, run); // runs come newest first: keep the newest
+    cells.set(label, [...(cells.get(label) || []), run]);
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
   /** @param {string} name */
@@ -170,6 +173,42 @@ function collapseMatrix(runs) {
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
     );
   };
+  /** A configuration's runs: the newest as its cell, and every other one (another seed or
+   * dataset, an older run) as a small link beside it, so a run that disagrees is never hidden
+   * behind the newest. @param {string} label @param {Run[]} cellRuns newest first */
+  const group = (label, cellRuns) => {
+    const [newest, ...others] = cellRuns;
+    if (!others.length) return cell(label, newest);
+    if (!linkEach)
+      return el(
+        "div",
+        { class: "matrix-group" },
+        cell(label, newest),
+        el("span", { class: "matrix-more muted small" }, `and ${others.length} older`),
+      );
+    return el(
+      "div",
+      { class: "matrix-group" },
+      cell(label, newest),
+      el(
+        "span",
+        { class: "matrix-more small" },
+        `and ${others.length} more: `,
+        others.map((run) => {
+          const kind = verdictKind(run.verdict);
+          return el(
+            "a",
+            {
+              class: `matrix-more-run verdict-cell-${kind}`,
+              href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`,
+              title: `${runTitle(run, state.catalogue)} · ${run.dataset} · seed ${run.seed ?? "–"}`,
+            },
+            verdictLabel(kind),
+          );
+        }),
+      ),
+    );
+  };
   const rows = [...byMethod.entries()].map(([method, cells]) => {
     const standard = cells.get("standard");
     const ablations = [...cells.entries()].filter(([label]) => label !== "standard");
@@ -177,7 +216,7 @@ function collapseMatrix(runs) {
       "tr",
       {},
       el("th", { scope: "row" }, methodTitle(method)),
-      el("td", {}, standard ? cell("standard", standard) : el("span", { class: "muted" }, "–")),
+      el("td", {}, standard ? group("standard", standard) : el("span", { class: "muted" }, "–")),
       el(
         "td",
         {},
@@ -185,7 +224,7 @@ function collapseMatrix(runs) {
           "div",
           { class: "matrix-ablations" },
           ablations.length
-            ? ablations.map(([label, run]) => cell(label, run))
+            ? ablations.map(([label, cellRuns]) => group(label, cellRuns))
             : el("span", { class: "muted" }, "–"),
         ),
       ),
@@ -277,7 +316,7 @@ async function renderPicker() {
       "section",
       { class: "card" },
       el("h2", {}, "Collapse matrix (latest run of each configuration)"),
-      collapseMatrix(runs),
+      collapseMatrix(runs, false),
     ),
     form,
   );
