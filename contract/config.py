@@ -97,43 +97,98 @@ class RunConfig(RunRules):
     )
     dataset_path: str | None = Field(
         None,
+        title="Dataset folder",
         description="For a dataset read from a folder ('imagefolder'): a folder relative to "
         "the data root.",
         validate_default=True,  # so "imagefolder" without a path is caught (RunRules)
     )
-    image_size: int = Field(32, ge=16, le=224, description="Side of the square training images.")
+    image_size: int = Field(
+        32,
+        title="Image size (px)",
+        ge=16,
+        le=224,
+        description="Side of the square training images.",
+    )
     train_size: int | None = Field(
-        None, ge=64, le=1_000_000, description="Use at most this many training images."
+        None,
+        title="Training images",
+        ge=64,
+        le=1_000_000,
+        description="Use at most this many training images.",
     )
     probe_size: int = Field(
-        2048, ge=64, le=20_000, description="Held-out images the diagnostics are computed on."
+        2048,
+        title="Probe images",
+        ge=64,
+        le=20_000,
+        description="Held-out images the diagnostics are computed on.",
     )
     backbone: BackboneName = Field("small_cnn", description="The encoder whose output is h.")
-    width: int = Field(32, ge=8, le=256, description="Base channel count of small_cnn.")
-    patch_size: int = Field(
-        4, ge=2, le=32, description="vit_tiny: side of the square patches (4: 8x8 at 32 px)."
+    width: int = Field(
+        32, title="Backbone width", ge=8, le=256, description="Base channel count of small_cnn."
     )
-    vit_dim: int = Field(192, ge=16, le=1024, description="vit_tiny: token width (rep_dim).")
-    vit_depth: int = Field(6, ge=1, le=24, description="vit_tiny: transformer blocks.")
-    vit_heads: int = Field(3, ge=1, le=16, description="vit_tiny: attention heads.")
-    proj_hidden_dim: int = Field(512, ge=8, le=8192, description="Projector hidden width.")
-    proj_dim: int = Field(128, ge=2, le=8192, description="Projector output dimension d.")
-    pred_hidden_dim: int = Field(128, ge=8, le=8192, description="Predictor bottleneck width.")
+    patch_size: int = Field(
+        4,
+        title="ViT patch size (px)",
+        ge=2,
+        le=32,
+        description="vit_tiny: side of the square patches (4: 8x8 at 32 px).",
+    )
+    vit_dim: int = Field(
+        192, title="ViT width", ge=16, le=1024, description="vit_tiny: token width (rep_dim)."
+    )
+    vit_depth: int = Field(
+        6, title="ViT blocks", ge=1, le=24, description="vit_tiny: transformer blocks."
+    )
+    vit_heads: int = Field(
+        3, title="ViT heads", ge=1, le=16, description="vit_tiny: attention heads."
+    )
+    proj_hidden_dim: int = Field(
+        512, title="Projector hidden dim", ge=8, le=8192, description="Projector hidden width."
+    )
+    proj_dim: int = Field(
+        128,
+        title="Projector output dim d",
+        ge=2,
+        le=8192,
+        description="Projector output dimension d.",
+    )
+    pred_hidden_dim: int = Field(
+        128, title="Predictor hidden dim", ge=8, le=8192, description="Predictor bottleneck width."
+    )
     epochs: int = Field(20, ge=1, le=1000, description="Training epochs after epoch 0.")
     batch_size: int = Field(256, ge=8, le=4096, description="Images per step (two views each).")
     optimizer: Literal["sgd", "adamw", "lars"] = Field("sgd", description="The optimiser.")
-    lr: float = Field(0.06, gt=0, le=10, description="Base learning rate (scaled by batch/256).")
+    lr: float = Field(
+        0.06,
+        title="Base learning rate",
+        gt=0,
+        le=10,
+        description="Base learning rate (scaled by batch/256).",
+    )
     weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="Learning-rate schedule after the warm-up."
     )
-    warmup_epochs: int = Field(0, ge=0, le=100, description="Epochs of linear lr warm-up.")
+    warmup_epochs: int = Field(
+        0, title="Warm-up epochs", ge=0, le=100, description="Epochs of linear lr warm-up."
+    )
     augment_strength: float = Field(
-        1.0, ge=0, le=2, description="Scales colour jitter and crop range (0 = no augmentation)."
+        1.0,
+        title="Augmentation strength",
+        ge=0,
+        le=2,
+        description="Scales colour jitter and crop range (0 = no augmentation).",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed: weights, data order, views.")
-    knn_k: int = Field(20, ge=1, le=200, description="Neighbours of the kNN accuracy probe.")
+    knn_k: int = Field(
+        20,
+        title="kNN neighbours k",
+        ge=1,
+        le=200,
+        description="Neighbours of the kNN accuracy probe.",
+    )
     lidar_every: int = Field(
         5,
         ge=0,

@@ -75,16 +75,15 @@ function formatDefault(value) {
  * @param {JsonSchema | null | undefined} prop  JSON Schema of the property
  * @param {unknown} defaultValue  the effective default (method / preset aware), shown in the help
  * @param {Record<string, JsonSchema>} [definitions]  $defs the schema's $refs point into
- * @param {string | null} [labelText]  label to use instead of the schema's title
  * @returns {HTMLElement}      <div class="field" data-field=path> with label, input, help, error
  */
-export function fieldFor(path, prop, defaultValue, definitions = {}, labelText = null) {
+export function fieldFor(path, prop, defaultValue, definitions = {}) {
   const { schema, nullable } = unwrapSchema(prop, definitions);
   const id = `field-${path.replace(/\./g, "-")}`;
   const helpId = `${id}-help`;
   const errorId = `${id}-error`;
   const name = path.slice(path.lastIndexOf(".") + 1);
-  const label = labelText || schema.title || humanise(name);
+  const label = schema.title || humanise(name);
   /** @type {FieldInput} */
   let input;
   const common = {

@@ -62,6 +62,9 @@ def test_launch_from_form_then_watch_it_collapse_live(
     expect(page.locator("#field-options-stop_gradient")).not_to_be_checked()
     while (closed := page.locator("details.form-section:not([open]) > summary")).count():
         closed.first.click()
+    # the labels are the run config's field titles (contract/config.py)
+    expect(page.locator("label[for=field-lr]")).to_have_text("Base learning rate")
+    expect(page.locator("label[for=field-train_size]")).to_have_text("Training images")
     for name, value in FORM_VALUES.items():
         page.fill(f"#field-{name}", str(value))
     page.select_option("#field-schedule", "constant")

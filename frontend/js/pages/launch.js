@@ -69,26 +69,6 @@ const GROUPS = [
   ],
   ["More", ["augment_strength", "knn_k", "device"], false],
 ];
-// Labels clearer than the schema's auto-generated titles ("Lr", "Knn K"), by RunConfig field.
-/** @type {Partial<Record<keyof Api.RunConfig, string>>} */
-const LABELS = {
-  lr: "Base learning rate",
-  knn_k: "kNN neighbours k",
-  proj_dim: "Projector output dim d",
-  proj_hidden_dim: "Projector hidden dim",
-  pred_hidden_dim: "Predictor hidden dim",
-  image_size: "Image size (px)",
-  train_size: "Training images",
-  probe_size: "Probe images",
-  warmup_epochs: "Warm-up epochs",
-  augment_strength: "Augmentation strength",
-  dataset_path: "Dataset folder",
-  width: "Backbone width",
-  patch_size: "ViT patch size (px)",
-  vit_dim: "ViT width",
-  vit_depth: "ViT blocks",
-  vit_heads: "ViT heads",
-};
 const NOT_FORM_FIELDS = new Set(["method", "preset", "options"]);
 
 // The labels' fields (contract/labels.py RunLabels): not config fields, so marked
@@ -340,7 +320,6 @@ function renderForm() {
             ],
             general[name],
             state.definitions,
-            /** @type {Record<string, string>} */ (LABELS)[name],
           );
           if (name in prefill) setFieldValue(field, prefill[name]);
           // the limits by field name: batch_size, epochs...
