@@ -62,7 +62,7 @@ from sqlalchemy.exc import OperationalError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage, events_after, global_events_after
+from backend.store.eventlog import EVENT_BATCH, EventMessage, events_after, global_events_after
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +218,12 @@ class EventHub:
 
 
 RECONNECT_MS = 2000  # how long EventSource waits before reconnecting (its "retry")
+DOWN_POLL_S = 1.0  # how often a stream re-reads the log while Redis or the database is down
 
 
 class LogReader:
     """A stream's reads of the event log, surviving a database restart: a read that finds the
-    database unreachable returns None and the stream polls every ``poll_s`` until it answers.
+    database unreachable returns None and the stream polls every DOWN_POLL_S until it answers.
     Ending the stream instead would not do: the viewer's EventSource reconnects, gets the 500
     of a request that cannot reach the database, and gives up for good (as it does on any
     error status), so a page stopped updating after a PostgreSQL restart."""
@@ -291,10 +292,9 @@ async def run_event_stream(
     run_id: str,
     after_seq: int,
     keepalive_s: float,
-    poll_s: float = 1.0,
 ) -> AsyncIterator[ServerSentEvent]:
     """The events of one run: stored history after ``after_seq``, then live events. Every
-    ``keepalive_s`` without news (``poll_s`` while Redis or the database is down) it re-reads
+    ``keepalive_s`` without news (DOWN_POLL_S while Redis or the database is down) it re-reads
     the log."""
     subscription = hub.subscribe(run_id)
     last = after_seq
@@ -304,13 +304,13 @@ async def run_event_stream(
         nonlocal last
         events: list[ServerSentEvent] = []
         while True:
-            batch = await reader.read(events_after, db, run_id, last, 500)
+            batch = await reader.read(events_after, db, run_id, last)
             if batch is None:
                 return events  # what was read so far; the rest at the next poll
             for message in batch:
                 events.append(sse_event(message.type, message.data, message.seq))
                 last = message.seq or last
-            if len(batch) < 500:
+            if len(batch) < EVENT_BATCH:
                 return events
 
     try:
@@ -318,7 +318,7 @@ async def run_event_stream(
         for event in await catch_up():
             yield event
         while True:
-            timeout = keepalive_s if hub.connected and not reader.down else poll_s
+            timeout = keepalive_s if hub.connected and not reader.down else DOWN_POLL_S
             try:
                 item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
             except TimeoutError:
@@ -344,7 +344,6 @@ async def list_event_stream(
     after_gid: int,
     keepalive_s: float,
     allowed: Callable[[str], bool],
-    poll_s: float = 1.0,
 ) -> AsyncIterator[ServerSentEvent]:
     """The events of the run list: every run's status/epoch events (id = global event id)
     and live progress, limited to the runs ``allowed`` accepts."""
@@ -354,7 +353,7 @@ async def list_event_stream(
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         while True:
-            timeout = keepalive_s if hub.connected and not reader.down else poll_s
+            timeout = keepalive_s if hub.connected and not reader.down else DOWN_POLL_S
             try:
                 item: Any = await asyncio.wait_for(subscription.queue.get(), timeout)
             except TimeoutError:
@@ -366,7 +365,7 @@ async def list_event_stream(
             if item is not RESYNC and (item.type not in LIST_EVENT_TYPES or item.gid <= last):
                 continue
             while True:
-                batch = await reader.read(global_events_after, db, last, LIST_EVENT_TYPES, 500)
+                batch = await reader.read(global_events_after, db, last, LIST_EVENT_TYPES)
                 if batch is None:
                     break  # the rest at the next poll
                 for message in batch:
@@ -378,7 +377,7 @@ async def list_event_stream(
                             "data": message.data,
                         }
                         yield sse_event(message.type, payload, message.gid)
-                if len(batch) < 500:
+                if len(batch) < EVENT_BATCH:
                     break
     finally:
         hub.unsubscribe(subscription)

@@ -35,7 +35,7 @@ from contract import (
     Verdict,
     VerdictKind,
 )
-from contract.labels import RunLabels
+from contract.labels import MAX_NAME_CHARS, RunLabels
 
 __all__ = ["EpochRecord"]  # re-exported: GET /api/runs/{id}/epochs is a list of them
 
@@ -519,7 +519,9 @@ class ExternalRunCreate(RunLabels):
     """Registration of a run logged from the researcher's own training loop, with its labels
     (project, tags, note, alerts)."""
 
-    name: str = Field(min_length=1, max_length=200, description="Shown as the run's name.")
+    name: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="Shown as the run's name."
+    )
     config: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(
         default_factory=dict,
         description="The researcher's hyperparameters, free-form JSON (its numbers finite).",
@@ -530,7 +532,7 @@ class ExternalRunCreate(RunLabels):
     resume_key: str | None = Field(
         None,
         min_length=1,
-        max_length=200,
+        max_length=wire.MAX_RESUME_KEY,
         description="Continue the run registered with this key, if any (a restarted job: its "
         "SLURM job id, torchrun run id, or the key a Lightning checkpoint kept); a run the "
         "client had finished is reopened, a cancelled one refused (409 run_cancelled).",
@@ -593,7 +595,9 @@ class ExternalRunFinish(StrictInput):
         None, description="The client stopped training after this epoch (stop on collapse)."
     )
     stop_reason: str | None = Field(
-        None, max_length=500, description="Why the client stopped, shown on the run page."
+        None,
+        max_length=wire.MAX_STOP_REASON,
+        description="Why the client stopped, shown on the run page.",
     )
 
 

@@ -35,8 +35,12 @@ RESERVED_FOLDERS = frozenset({"runs", "cache"})
 # - "held_out": the loader returns one labelled set; the probe is a seeded, class-stratified
 #   ``min(probe_size, 25% of it)``, and train is the rest.
 ProbeRule = Literal["own_stream", "test_split", "held_out"]
-DATASET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-LOADER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# A dataset's or a method's name (contract/plugins.py checks a plugin's method by these
+# too): the runs table keeps both in 32 characters; lower case keeps URLs and CLI simple.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+NAME_RULE = "must be lower case letters, digits, - or _ (<= 32)"
+# What the workers import: a dataset's loader, a method's implementation.
+IMPORT_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
@@ -160,11 +164,11 @@ def dataset_path_problem(dataset: object, path: str | None) -> str | None:
 
 def check_dataset_spec(spec: DatasetSpec, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot join the registry, or None."""
-    if not isinstance(spec.name, str) or not DATASET_NAME_PATTERN.match(spec.name):
-        return f"dataset name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
+    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+        return f"dataset name {spec.name!r} {NAME_RULE}"
     if spec.name in taken:
         return f"dataset name {spec.name!r} is already taken"
-    if not isinstance(spec.loader, str) or not LOADER_PATTERN.match(spec.loader):
+    if not isinstance(spec.loader, str) or not IMPORT_PATH_PATTERN.match(spec.loader):
         return f"loader {spec.loader!r} must be 'package.module:function'"
     if spec.probe not in get_args(ProbeRule):
         return f"probe {spec.probe!r} is not one of {list(get_args(ProbeRule))}"

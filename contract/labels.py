@@ -12,14 +12,27 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from contract.strict import StrictInput
 
+# The longest name of a run or a sweep, project and tag (the database columns are as wide:
+# backend/store/models.py). The client checks a run's name against its own copy, MAX_NAME
+# in client/collapse_lab/wire.py (the client imports nothing of the server, the contract no
+# numpy); tests/test_layers.py checks the two agree.
+MAX_NAME_CHARS = 200
+MAX_PROJECT_CHARS = 100
+MAX_TAG_CHARS = 50
+
 ProjectName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[\w.\- /]+$"),
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=MAX_PROJECT_CHARS,
+        pattern=r"^[\w.\- /]+$",
+    ),
 ]
 TagName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=50, pattern=r"^[\w.\-:=+/]+$"
+        strip_whitespace=True, min_length=1, max_length=MAX_TAG_CHARS, pattern=r"^[\w.\-:=+/]+$"
     ),
 ]
 

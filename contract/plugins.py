@@ -40,7 +40,15 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, Generic, TypeVar, get_args
 
-from contract.datasets import DATASET_SPECS, DatasetSpec, check_dataset_spec, register_dataset
+from contract.datasets import (
+    DATASET_SPECS,
+    IMPORT_PATH_PATTERN,
+    NAME_PATTERN,
+    NAME_RULE,
+    DatasetSpec,
+    check_dataset_spec,
+    register_dataset,
+)
 from contract.methods import METHOD_SPECS
 from contract.methods.base import Family, MethodSpec
 from contract.presets import PRESETS, Preset
@@ -51,10 +59,7 @@ ENTRY_POINT_GROUP = "collapse_lab.methods"
 PLUGINS_VARIABLE = "METHOD_PLUGINS"
 DATASET_ENTRY_POINT_GROUP = "collapse_lab.datasets"
 DATASET_PLUGINS_VARIABLE = "DATASET_PLUGINS"
-# The runs table keeps method names in 32 characters; lower case keeps URLs and CLI simple.
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 PRESET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-IMPLEMENTATION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,12 @@ class Plugins:
 def _check_spec(spec: MethodSpec, taken: Collection[str]) -> str | None:
     """Why ``spec`` cannot be a method, or None."""
     if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
-        return f"method name {spec.name!r} must be lower case letters, digits, - or _ (<= 32)"
+        return f"method name {spec.name!r} {NAME_RULE}"
     if spec.name in taken:
         return f"method name {spec.name!r} is already taken"
     if spec.family not in get_args(Family):
         return f"family {spec.family!r} is not one of {list(get_args(Family))}"
-    if not isinstance(spec.implementation, str) or not IMPLEMENTATION_PATTERN.match(
+    if not isinstance(spec.implementation, str) or not IMPORT_PATH_PATTERN.match(
         spec.implementation
     ):
         return f"implementation {spec.implementation!r} must be 'package.module:ClassName'"
@@ -253,19 +258,20 @@ PLUGIN_DATASETS: dict[str, str] = {}
 PLUGIN_ERRORS: list[PluginError] = []
 
 
-def install_plugins(modules: str | None = None, dataset_modules: str | None = None) -> None:
+def install_plugins() -> None:
     """Load the plugins into the catalogue (:data:`METHOD_SPECS`, :data:`PRESETS`,
     :data:`DATASET_SPECS`); called once when the run spec is imported, after the built-ins
     are defined, so that a plugin may ``from contract import MethodSpec, Preset,
-    StrictInput, DatasetSpec``."""
-    plugins = load_plugins(set(METHOD_SPECS), set(PRESETS), modules)
+    StrictInput, DatasetSpec``. The plugins are those ``$METHOD_PLUGINS`` and
+    ``$DATASET_PLUGINS`` name, and the installed packages' entry points."""
+    plugins = load_plugins(set(METHOD_SPECS), set(PRESETS))
     for plugin, spec in plugins.specs:
         METHOD_SPECS[spec.name] = spec
         PLUGIN_METHODS[spec.name] = plugin
     for _, preset in plugins.presets:
         PRESETS[preset.name] = preset
     PLUGIN_ERRORS.extend(plugins.errors)
-    datasets = load_dataset_plugins(set(DATASET_SPECS), dataset_modules)
+    datasets = load_dataset_plugins(set(DATASET_SPECS))
     for plugin, dataset in datasets.datasets:
         register_dataset(dataset)
         PLUGIN_DATASETS[dataset.name] = plugin

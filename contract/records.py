@@ -32,9 +32,12 @@ _INTERNAL_PROPERTIES: dict[str, JsonValue] = {
     name: {"type": "number", "title": metric.title, "description": metric.formula}
     for name, metric in METHOD_INTERNALS.items()
 }
-RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled")
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+# Runs not yet ended (a cancel still reaches them); every other status is final.
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+TERMINAL_STATUSES: tuple[RunStatus, ...] = tuple(
+    s for s in RUN_STATUSES if s not in ACTIVE_STATUSES
+)
 # Runs that ended before their last epoch: their verdict is their last epoch's, not one of the
 # schedule they stand for (a sweep's cell and summary count them by status).
 ENDED_EARLY_STATUSES: tuple[RunStatus, ...] = ("failed", "cancelled")

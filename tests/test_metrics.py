@@ -473,7 +473,7 @@ def test_raw_scale_is_the_top_direction_std_and_sees_a_shrinking_embedding() -> 
 
 def test_metrics_of_rows_near_one_point_keep_their_small_variances() -> None:
     """z = 5 + 1e-4 noise: the unit rows differ by about 1e-5, whose variances float32 rounds
-    away (an audit found the spectrum's tail off 6,500-fold); the metrics are float64."""
+    away (in float32 the spectrum's tail comes out 6,500-fold off); the metrics are float64."""
     noise = torch.randn(256, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     z = (5.0 + 1e-4 * noise).float()
     unit = z.double() / z.double().norm(dim=1, keepdim=True)

@@ -69,7 +69,7 @@ from backend.store import leases
 from backend.store import runs as run_store
 from backend.store.database import Database
 from backend.store.eventlog import EventMessage
-from contract import METHOD_SPECS, PLUGIN_ERRORS, EpochRecord, RunConfig
+from contract import METHOD_SPECS, PLUGIN_ERRORS, TERMINAL_STATUSES, EpochRecord, RunConfig
 from contract.datasets import DatasetError
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
@@ -308,7 +308,7 @@ def execute_run(context: WorkerContext, run_id: str) -> str:
     """Claim and train one run to its end; returns a short outcome for the task result log.
     When it ended and belongs to a sweep, the sweep's next held run is sent."""
     outcome = _execute_claimed_run(context, run_id)
-    if outcome in ("succeeded", "failed", "cancelled"):
+    if outcome in TERMINAL_STATUSES:
         run = run_store.get_run(context.db, run_id)
         if run is not None and run.sweep_id is not None:
             advance_sweep(context.db, context.celery, context.settings, run.sweep_id)

@@ -173,15 +173,8 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
                 f"{name} has values up to {peak:.3g} in magnitude, beyond the "
                 f"{wire.MAX_MAGNITUDE:.0e} the diagnostics can square in float32: scale it down"
             )
-    weight = internals.get("predictor_weight")
-    if weight is not None:
-        outputs = next((internals[n].shape[1] for n in ("p", "target") if n in internals), None)
-        if weight.shape[1] != z.shape[1] or outputs not in (None, weight.shape[0]):
-            expected = f"({outputs if outputs is not None else 'd_t'}, {z.shape[1]})"
-            return (
-                f"predictor_weight has shape {list(weight.shape)}, expected {expected}: the "
-                "linear predictor maps z's width onto the target's (p = z @ W.T)"
-            )
+    if predictor := wire.predictor_weight_problem(internals, z.shape[1]):
+        return predictor
     for name in wire.PROBABILITY_ARRAYS:
         probabilities = internals.get(name)
         if probabilities is None:
@@ -191,7 +184,7 @@ def _content_problem(message: wire.EpochMessage) -> str | None:
             worst = float(sums[np.argmax(np.abs(sums - 1))])
             return (
                 f"{name} must hold probabilities, each row summing to 1 (one sums to "
-                f"{worst:.4g}): apply the softmax, with its temperature and centre, first"
+                f"{worst:.4g}): {wire.APPLY_SOFTMAX}"
             )
     return None
 

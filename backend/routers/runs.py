@@ -73,8 +73,16 @@ from backend.store import epochs as epoch_store
 from backend.store import runs as run_store
 from backend.store.models import Run
 from backend.validation import EpochBound, accepted_config, as_sent, validate_request
-from contract import PRESETS, ZOO_FIELDS, CauseGuard, RunStatus, StrictInput, VerdictKind
-from contract.labels import LabelsEdit, RunLabels
+from contract import (
+    ACTIVE_STATUSES,
+    PRESETS,
+    ZOO_FIELDS,
+    CauseGuard,
+    RunStatus,
+    StrictInput,
+    VerdictKind,
+)
+from contract.labels import MAX_PROJECT_CHARS, LabelsEdit, RunLabels
 from contract.requests import RunRequest
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=UNAUTHORIZED)
@@ -187,7 +195,7 @@ async def list_runs(
     preset: str | None = None,
     verdict: VerdictKind | None = None,
     ids: Annotated[str | None, Query(description="Comma-separated run ids.")] = None,
-    project: Annotated[str | None, Query(max_length=100)] = None,
+    project: Annotated[str | None, Query(max_length=MAX_PROJECT_CHARS)] = None,
     tag: Annotated[
         list[str] | None, Query(max_length=50, description="Runs with every tag given.")
     ] = None,
@@ -397,7 +405,7 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
     state.cache.invalidate(run_id)
-    if run.status not in ("queued", "running") and not cancel.cancelled_now:
+    if run.status not in ACTIVE_STATUSES and not cancel.cancelled_now:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run is already {run.status}")
     return run_detail(state, run)
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
+from backend.store.eventlog import EVENT_BATCH
 from backend.store.models import (
     AlertDelivery,
     AlertRunState,
@@ -82,8 +83,9 @@ class ScanPass:
             self._session.flush()
         return row.started_at
 
-    def unread(self, limit: int, event_limit: int = 500) -> Iterator[RunReading]:
-        """Runs whose log has events the scanner has not read, oldest activity first."""
+    def unread(self, limit: int) -> Iterator[RunReading]:
+        """Runs whose log has events the scanner has not read, oldest activity first (each
+        with EVENT_BATCH of them at most)."""
         rows = self._session.execute(
             select(Run, AlertRunState)
             .outerjoin(AlertRunState, AlertRunState.run_id == Run.id)
@@ -98,7 +100,7 @@ class ScanPass:
                     select(Event)
                     .where(Event.run_id == run.id, Event.seq > (last_seq or 0))
                     .order_by(Event.seq)
-                    .limit(event_limit)
+                    .limit(EVENT_BATCH)
                 )
             )
             sweep = self._session.get(Sweep, run.sweep_id) if run.sweep_id else None

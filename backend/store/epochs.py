@@ -103,11 +103,9 @@ def stored_epoch_numbers(db: Database, run_id: str) -> set[int]:
         return set(session.scalars(select(EpochRow.epoch).where(EpochRow.run_id == run_id)))
 
 
-def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[dict[str, Any]]:
-    """The run's epoch records in epoch order; only epochs > ``since`` when given."""
+def epoch_records(db: Database, run_id: str) -> list[dict[str, Any]]:
+    """The run's epoch records in epoch order."""
     query = select(EpochRow.record).where(EpochRow.run_id == run_id)
-    if since is not None:
-        query = query.where(EpochRow.epoch > since)
     with db.read() as session:
         return list(session.scalars(query.order_by(EpochRow.epoch)))
 
@@ -115,7 +113,7 @@ def epoch_records(db: Database, run_id: str, since: int | None = None) -> list[d
 def typed_epoch_records(db: Database, run_id: str) -> list[EpochRecord]:
     """The run's epoch records as the typed model, in epoch order. Records stored by any
     earlier release validate: every field added since has a default (None where a metric
-    was not measured yet), so old runs keep opening (tests/test_old_records.py)."""
+    was not measured yet), so old runs keep opening (tests/service/test_old_records.py)."""
     return [EpochRecord.model_validate(record) for record in epoch_records(db, run_id)]
 
 

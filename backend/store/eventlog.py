@@ -20,6 +20,10 @@ from backend.store.database import Database, queue_event
 from backend.store.models import Event, Run, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
 
+# The most stored events one read returns (an event stream's catch-up, the alert scanner's
+# look at a run): a reader that gets a full batch reads on from its last event.
+EVENT_BATCH = 500
+
 
 @dataclass(frozen=True)
 class EventMessage:
@@ -102,28 +106,27 @@ def set_status(session: Session, run: Run, status: RunStatus, reason: str | None
     append_event(session, run, "status", status_data(run, reason))
 
 
-def events_after(db: Database, run_id: str, after_seq: int, limit: int = 500) -> list[EventMessage]:
-    """The run's stored events with ``seq`` > ``after_seq``, in order."""
+def events_after(db: Database, run_id: str, after_seq: int) -> list[EventMessage]:
+    """The run's stored events with ``seq`` > ``after_seq``, in order (EVENT_BATCH at most)."""
     with db.read() as session:
         rows = session.scalars(
             select(Event)
             .where(Event.run_id == run_id, Event.seq > after_seq)
             .order_by(Event.seq)
-            .limit(limit)
+            .limit(EVENT_BATCH)
         )
         return [_message(e) for e in rows]
 
 
-def global_events_after(
-    db: Database, after_gid: int, kinds: tuple[str, ...], limit: int = 500
-) -> list[EventMessage]:
-    """Stored events of every run with global id > ``after_gid`` and a type in ``kinds``."""
+def global_events_after(db: Database, after_gid: int, kinds: tuple[str, ...]) -> list[EventMessage]:
+    """Stored events of every run with global id > ``after_gid`` and a type in ``kinds``
+    (EVENT_BATCH at most)."""
     with db.read() as session:
         rows = session.scalars(
             select(Event)
             .where(Event.id > after_gid, Event.type.in_(kinds))
             .order_by(Event.id)
-            .limit(limit)
+            .limit(EVENT_BATCH)
         )
         return [_message(e) for e in rows]
 

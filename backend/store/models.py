@@ -21,6 +21,7 @@ import math
 import time
 from typing import Any
 
+from collapse_lab import wire
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -36,6 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from contract.labels import MAX_NAME_CHARS, MAX_PROJECT_CHARS, MAX_TAG_CHARS
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -125,15 +128,15 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
     # sha256 of the registration first sent with the key (None: stored by an earlier release)
     idempotency_digest: Mapped[str | None] = mapped_column(String(64))
-    resume_key: Mapped[str | None] = mapped_column(String(200))
+    resume_key: Mapped[str | None] = mapped_column(String(wire.MAX_RESUME_KEY))
     external_finish: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     ingest_sent_at: Mapped[float | None] = mapped_column(Float)  # last ingest re-send claim
     # the sweep this run belongs to (None for a single run); see backend.store.sweeps
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     # labels (contract/labels.py): its name as listed and searched, project, tags (also one
     # RunTag row each, for the filter), a note; the verdict's cause guard, for the filter
-    name: Mapped[str | None] = mapped_column(String(200), default=None)
-    project: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
+    name: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS), default=None)
+    project: Mapped[str | None] = mapped_column(String(MAX_PROJECT_CHARS), index=True, default=None)
     tags: Mapped[list[str] | None] = mapped_column(JSONType, default=list)
     note: Mapped[str | None] = mapped_column(Text, default="")
     cause: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
@@ -145,7 +148,7 @@ class RunTag(Base):
     __tablename__ = "run_tags"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+    tag: Mapped[str] = mapped_column(String(MAX_TAG_CHARS), primary_key=True, index=True)
 
 
 class EpochRow(Base):
@@ -233,7 +236,7 @@ class Sweep(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
-    name: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS))
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)  # what the user sent
     axes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     seeds: Mapped[list[int]] = mapped_column(JSONType)

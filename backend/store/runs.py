@@ -14,7 +14,7 @@ from backend.store.database import Database
 from backend.store.eventlog import append_event, lock_run, set_status, status_data
 from backend.store.models import EpochRow, Event, Projection, Run, RunTag, Sweep, json_safe, now
 from contract import TERMINAL_STATUSES, RunStatus
-from contract.labels import LabelsEdit, unique_tags
+from contract.labels import MAX_NAME_CHARS, LabelsEdit, unique_tags
 
 
 def new_run_id() -> str:
@@ -55,7 +55,7 @@ def apply_labels(
 
 def labels_from_request(session: Session, run: Run, request: dict[str, Any]) -> None:
     """A new run's name and labels, as its request gave them."""
-    run.name = str(request.get("name") or run.preset or run.method)[:200]
+    run.name = str(request.get("name") or run.preset or run.method)[:MAX_NAME_CHARS]
     session.flush()  # the run row exists before its tag rows
     apply_labels(
         session,

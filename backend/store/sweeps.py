@@ -21,6 +21,7 @@ from backend.store.database import Database
 from backend.store.leases import ToSend
 from backend.store.models import EpochRow, Run, Sweep, json_safe, now
 from backend.store.runs import add_run, request_cancel
+from contract import ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def take_runs_to_send(db: Database, sweep_id: str) -> list[ToSend]:
             return []
         rows = session.execute(
             select(Run.id, Run.status, Run.enqueued_at, Run.config)
-            .where(Run.sweep_id == sweep_id, Run.status.in_(("queued", "running")))
+            .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE_STATUSES))
             .order_by(Run.created_at, Run.id)
         ).all()
         in_flight = sum(1 for r in rows if r.status == "running" or r.enqueued_at is not None)
@@ -143,7 +144,7 @@ def cancel_sweep(db: Database, sweep_id: str) -> int:
         ids = list(
             session.scalars(
                 select(Run.id)
-                .where(Run.sweep_id == sweep_id, Run.status.in_(("queued", "running")))
+                .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE_STATUSES))
                 .order_by(Run.created_at.desc())  # held ones first: none of them starts
             )
         )

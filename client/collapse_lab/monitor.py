@@ -78,8 +78,6 @@ MAX_VERDICT_POLL_S = 2.0
 FINAL_VERDICT_WAIT_S = 10.0  # what finish() waits for the last epoch's verdict, at most
 COMPLETE_COLLAPSE = "complete_collapse"
 MODES = ("online", "offline", "auto")
-MAX_RESUME_KEY = MAX_NAME = 200  # the server's limits
-MAX_STOP_REASON = 500
 # How far a row of float16 or bfloat16 probabilities may sum from 1: bfloat16 keeps 8
 # significant bits, so a softmax computed in it sums to 1 within about 4e-3. Such rows are
 # renormalised in float32 before they are sent (the server checks PROBABILITY_SUM_ATOL).
@@ -164,8 +162,8 @@ def default_resume_key(name: str, config: Mapping[str, Any] | None = None) -> st
     training = {"argv": list(sys.argv), "config": _json_config(config)}
     canonical = json.dumps(training, sort_keys=True)
     key += ":" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    if len(key) > MAX_RESUME_KEY:  # a long name: the key keeps its scheduler part readable
-        key = key[: MAX_RESUME_KEY - 17] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    if len(key) > wire.MAX_RESUME_KEY:  # a long name: the key keeps its scheduler part readable
+        key = key[: wire.MAX_RESUME_KEY - 17] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return key
 
 
@@ -183,7 +181,7 @@ def _claim_default_key(key: str | None) -> str | None:
         return None
     with _DEFAULT_KEYS_LOCK:
         count = _DEFAULT_KEYS_TAKEN[key] = _DEFAULT_KEYS_TAKEN.get(key, 0) + 1
-    return key if count == 1 else f"{key[: MAX_RESUME_KEY - 8]}#{count}"
+    return key if count == 1 else f"{key[: wire.MAX_RESUME_KEY - 8]}#{count}"
 
 
 def drop_refused_fields(registration: dict[str, Any], response: httpx.Response) -> list[str]:
@@ -481,12 +479,12 @@ class Monitor:
         name = name or Path(script).stem or "external run"
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, not {type(name).__name__}")
-        if len(name) > MAX_NAME:
-            raise ValueError(f"name must be at most {MAX_NAME} characters, not {len(name)}")
+        if len(name) > wire.MAX_NAME:
+            raise ValueError(f"name must be at most {wire.MAX_NAME} characters, not {len(name)}")
         if resume is True or (resume is not None and not isinstance(resume, str | bool)):
             raise ValueError("resume must be a key (a string), None (the scheduler's) or False")
-        if isinstance(resume, str) and not 0 < len(resume) <= MAX_RESUME_KEY:
-            raise ValueError(f"resume must be 1 to {MAX_RESUME_KEY} characters")
+        if isinstance(resume, str) and not 0 < len(resume) <= wire.MAX_RESUME_KEY:
+            raise ValueError(f"resume must be 1 to {wire.MAX_RESUME_KEY} characters")
         if resume is None:
             self.resume_key = _claim_default_key(default_resume_key(name, config))
         else:
@@ -853,8 +851,8 @@ class Monitor:
     def record_stop(self, epoch: int, reason: str | None = None) -> None:
         """Note that the training stopped after ``epoch`` because of ``reason`` (stop on
         collapse): the finish call tells the server, and the run page shows it."""
-        if reason is not None and len(reason) > MAX_STOP_REASON:  # the page shows a sentence
-            reason = reason[: MAX_STOP_REASON - 1] + "…"
+        if reason is not None and len(reason) > wire.MAX_STOP_REASON:  # the page shows a sentence
+            reason = reason[: wire.MAX_STOP_REASON - 1] + "…"
         self._stop = {"stopped_at_epoch": int(epoch), "stop_reason": reason}
 
     def __enter__(self) -> Monitor:
@@ -953,17 +951,11 @@ class Monitor:
                 f"p {arrays['p'].shape} and target {arrays['target'].shape} must have one "
                 "shape: p predicts the target"
             )
-        if (weight := arrays.get("predictor_weight")) is not None:
-            outputs = next((arrays[n].shape[1] for n in ("p", "target") if n in arrays), None)
-            if weight.shape[1] != width or outputs not in (None, weight.shape[0]):
-                expected = f"({outputs if outputs is not None else 'd_t'}, {width})"
-                raise ValueError(
-                    f"predictor_weight is {weight.shape}, expected {expected}: the linear "
-                    "predictor maps z's width onto the target's (p = z @ W.T)"
-                )
+        if problem := wire.predictor_weight_problem(arrays, width):
+            raise ValueError(problem)
         teacher, student = arrays.get("teacher"), arrays.get("student")
         if teacher is not None and student is not None and teacher.shape != student.shape:
-            raise ValueError("teacher and student must have one shape (N, K)")
+            raise ValueError(wire.TEACHER_STUDENT_SHAPE)
         if "codes" in arrays and (teacher is not None or student is not None):
             raise ValueError(wire.CODES_OR_TEACHER)
         for name, value in probabilities.items():
@@ -976,8 +968,7 @@ class Monitor:
             if probs.min() < 0 or not np.allclose(sums, 1, rtol=0, atol=atol):
                 raise ValueError(
                     f"{name} must hold probabilities (rows of non-negative numbers summing "
-                    f"to 1 within {atol:g}): apply the softmax, with its temperature and "
-                    "centre, first"
+                    f"to 1 within {atol:g}): {wire.APPLY_SOFTMAX}"
                 )
             if low_precision:  # the server checks the sums against PROBABILITY_SUM_ATOL
                 arrays[name] = (probs / sums[:, None]).astype(np.float32)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +74,20 @@ MAX_MAGNITUDE = 1e15
 # How far a row of PROBABILITY_ARRAYS may sum from 1 (the client checks
 # it in log_epoch, the server again on upload).
 PROBABILITY_SUM_ATOL = 1e-3
+# The registration's and the finish call's text limits: a run's name (a copy of the server's
+# MAX_NAME_CHARS, contract/labels.py: tests/test_layers.py checks they agree), its resume
+# key, and why the client stopped it.
+MAX_NAME = 200
+MAX_RESUME_KEY = 200
+MAX_STOP_REASON = 500
 _PREFIX = struct.Struct("<8sI")
 CODES_OR_TEACHER = (
     "codes (a clustering loop's assignments) and teacher/student (a DINO-style loop's "
     "probabilities) are two readings of one thing: send one of them"
 )
+TEACHER_STUDENT_SHAPE = "teacher and student must have one shape (N, K)"
+# What a loop that sends PROBABILITY_ARRAYS that are not should do (both ends say it).
+APPLY_SOFTMAX = "apply the softmax, with its temperature and centre, first"
 
 
 class MessageError(ValueError):
@@ -125,6 +135,23 @@ def empty_problem(name: str, shape: tuple[int, ...]) -> str | None:
     return (
         f"{name} has shape {list(shape)}, no values: every array needs at least one row and "
         "one column"
+    )
+
+
+def predictor_weight_problem(internals: Mapping[str, np.ndarray], width: int) -> str | None:
+    """Why the internals' ``predictor_weight`` cannot be the linear predictor from z's
+    ``width`` onto the target's (p's or target's width, when one is sent), or None (also
+    when there is none). Both ends say it: the client in ``log_epoch``, the server on upload."""
+    weight = internals.get("predictor_weight")
+    if weight is None:
+        return None
+    outputs = next((internals[n].shape[1] for n in ("p", "target") if n in internals), None)
+    if weight.shape[1] == width and outputs in (None, weight.shape[0]):
+        return None
+    expected = f"({outputs if outputs is not None else 'd_t'}, {width})"
+    return (
+        f"predictor_weight is {weight.shape}, expected {expected}: the linear predictor maps "
+        "z's width onto the target's (p = z @ W.T)"
     )
 
 
@@ -356,7 +383,7 @@ def decode_epoch(body: bytes) -> EpochMessage:
     if "student" in arrays and arrays.get("teacher", arrays["student"]).shape != (
         arrays["student"].shape
     ):
-        raise MessageError("teacher and student must have one shape (N, K)")
+        raise MessageError(TEACHER_STUDENT_SHAPE)
     if "codes" in arrays and ("teacher" in arrays or "student" in arrays):
         raise MessageError(CODES_OR_TEACHER)
     for name in PROBABILITY_ARRAYS:

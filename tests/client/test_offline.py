@@ -98,7 +98,7 @@ def test_default_keys_part_monitors_of_one_job_and_find_them_again_after_a_reque
     assert job() == keys
     assert len(list(tmp_path.iterdir())) == 3
     long_key = monitor_module.default_resume_key("n" * 400, {"seed": 0})
-    assert long_key is not None and len(long_key) == monitor_module.MAX_RESUME_KEY
+    assert long_key is not None and len(long_key) == wire.MAX_RESUME_KEY
 
 
 def test_a_loop_of_trainings_in_one_job_gets_a_run_each_found_again_after_a_requeue(

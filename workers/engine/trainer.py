@@ -309,7 +309,6 @@ def train(
     data_root: Path,
     run_dir: Path | None = None,
     hooks: TrainHooks | None = None,
-    download: bool = True,
 ) -> RunResult:
     """Train ``config`` to the end (or until cancelled) and return the history and verdict.
 
@@ -320,7 +319,7 @@ def train(
     hooks = hooks or TrainHooks()
     device = select_device(config.device)
     torch.manual_seed(config.seed)
-    train_data, probe_data = load_splits(config, Path(data_root), download=download)
+    train_data, probe_data = load_splits(config, Path(data_root))
     channels = train_data.channels
 
     backbone, rep_dim = build_backbone(

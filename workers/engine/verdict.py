@@ -184,9 +184,9 @@ class Thresholds:
     # lowest epoch 0.56 of epoch 0 (swav), 0.67 (deepcluster), 0.69 (dino), the others never
     # under it; shapes, nine presets, lowest 0.87 (swav): the finding fired on none of their
     # 377 epochs (lejepa on shapes stopped at 19). Photos end >= 0.58 in 0.8; I-JEPA's pooled
-    # features sit at their epoch-0 0.17-0.20. simsiam-no-predictor on digits (the browser
-    # audit's 4 short epochs) read healthy at 0.36 of 0.91 on its way to complete collapse
-    # (0.07 at the zoo's 20 epochs)
+    # features sit at their epoch-0 0.17-0.20. simsiam-no-predictor on digits, in a run of 4
+    # short epochs, read healthy at 0.36 of 0.91 on its way to complete collapse (0.07 at the
+    # zoo's 20 epochs)
     spread_fallen_of_baseline: float = 0.5
     # backbone kNN this far below its epoch-0 (random network) value; about two standard
     # errors of a 450-image probe at 85% accuracy (sqrt(0.85 * 0.15 / 450) = 0.017)
