@@ -15,12 +15,12 @@ telling anyone.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from celery import Celery
+from pydantic import BaseModel, Field, ValidationError
 
 from backend.deployment import RedisNames
 from backend.settings import Settings
@@ -45,11 +45,46 @@ def training_queues(has_gpu: bool) -> list[str]:
     return [TRAIN_GPU_QUEUE if has_gpu else TRAIN_CPU_QUEUE, TRAIN_QUEUE]
 
 
-def registered_workers(client: redis.Redis, names: RedisNames) -> list[dict[str, Any]]:
-    """The deployment's workers alive now, as they describe themselves (id, queues, pid,
-    device...)."""
+# What a worker announces is read by servers of other releases too: fields they do not know
+# are ignored (pydantic's default), not refused.
+class WorkerDevice(BaseModel):
+    """What a training worker trains on."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str = Field(description="The card's name, or the CPU's.")
+    memory_gib: float | None = Field(description="The card's memory; None on the CPU.")
+    torch: str
+    cuda: str | None
+    visible_devices: str | None = Field(None, description="Its CUDA_VISIBLE_DEVICES.")
+
+
+class WorkerInfo(BaseModel):
+    """What a worker announces in Redis every few seconds (workers/tasks.py)."""
+
+    id: str = Field(description="host:pid")
+    queues: list[str]
+    pid: int
+    started_at: float = Field(description="UNIX seconds.")
+    device: WorkerDevice | None = Field(None, description="None for a projection worker.")
+    running: str | None = Field(None, description="The run it trains now.")
+    methods: list[str] | None = Field(
+        None, description="The methods it can train, plugins included."
+    )
+
+
+def registered_workers(client: redis.Redis, names: RedisNames) -> list[WorkerInfo]:
+    """The deployment's workers alive now, as they describe themselves (an entry that is not
+    a WorkerInfo is left out, with a log line)."""
     keys = list(client.scan_iter(match=names.worker_key("*"), count=200))
-    return [json.loads(value) for value in client.mget(keys) if value] if keys else []
+    workers = []
+    for value in client.mget(keys) if keys else []:
+        if not value:
+            continue
+        try:
+            workers.append(WorkerInfo.model_validate_json(value))
+        except ValidationError as exc:
+            log.warning("a worker's announcement is not readable, left out: %s", exc)
+    return workers
 
 
 TRAIN_TASK = "collapse_lab.train_run"

@@ -41,6 +41,7 @@ from backend.broker import (
     TRAIN_GPU_QUEUE,
     TRAIN_QUEUE,
     TRAIN_TASK,
+    WorkerInfo,
     registered_workers,
     send_ingest,
     send_train,
@@ -63,17 +64,17 @@ WAITING_FOR_GPU = "waiting for a GPU worker: the run asks for device 'cuda' and 
 
 
 def able_workers(
-    workers: list[dict[str, Any]], method: str, device: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    workers: list[WorkerInfo], method: str, device: str
+) -> tuple[list[WorkerInfo], list[WorkerInfo]]:
     """Of the connected ``workers`` (as they describe themselves in Redis), those that take
     the train queue of a run on ``device``, and those of them that have ``method`` (each
     training worker lists the methods it can train, plugins included: workers/tasks.py)."""
     queue = train_queue_for(device)
-    takers = [w for w in workers if queue in (w.get("queues") or [])]
-    return takers, [w for w in takers if method in (w.get("methods") or [])]
+    takers = [w for w in workers if queue in w.queues]
+    return takers, [w for w in takers if method in (w.methods or [])]
 
 
-def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]) -> Waiting | None:
+def why_waiting(run: Run, position: QueuePosition, workers: list[WorkerInfo]) -> Waiting | None:
     """Why the queued ``run`` has not started, given where it stands in the queue and the
     deployment's connected ``workers`` (as they describe themselves in Redis); None when a
     free worker that can train it is about to take it. The one definition of the reasons:
@@ -101,7 +102,7 @@ def why_waiting(run: Run, position: QueuePosition, workers: list[dict[str, Any]]
             "connected training workers has it (install its plugin on one)"
         )
         return Waiting(reason="no_worker_with_plugin", detail=detail, ahead=ahead)
-    busy = sum(1 for w in able if w.get("running"))
+    busy = sum(1 for w in able if w.running)
     if ahead == 0 and busy < len(able):
         return None
     workers_busy = _busy_workers(busy, len(able))

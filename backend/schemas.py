@@ -24,6 +24,7 @@ from pydantic import (
     model_serializer,
 )
 
+from backend.broker import WorkerInfo
 from backend.store.models import Projection, Run, Share
 from contract import (
     DATASET_CLASSES,
@@ -424,31 +425,6 @@ class DatabaseHealth(BaseModel):
 class RedisHealth(BaseModel):
     ok: bool
     error: str | None = None
-
-
-class WorkerDevice(BaseModel):
-    """What a training worker trains on."""
-
-    kind: Literal["cuda", "cpu"]
-    name: str = Field(description="The card's name, or the CPU's.")
-    memory_gib: float | None = Field(description="The card's memory; None on the CPU.")
-    torch: str
-    cuda: str | None
-    visible_devices: str | None = Field(None, description="Its CUDA_VISIBLE_DEVICES.")
-
-
-class WorkerInfo(BaseModel):
-    """What a worker announces in Redis every few seconds."""
-
-    id: str = Field(description="host:pid")
-    queues: list[str]
-    pid: int
-    started_at: float = Field(description="UNIX seconds.")
-    device: WorkerDevice | None = Field(None, description="None for a projection worker.")
-    running: str | None = Field(None, description="The run it trains now.")
-    methods: list[str] | None = Field(
-        None, description="The methods it can train, plugins included."
-    )
 
 
 class WorkersHealth(BaseModel):

@@ -340,7 +340,7 @@ def _hand_back(context: WorkerContext, run_id: str) -> str | None:
         workers = registered_workers(context.redis, context.names)
     except (redis.RedisError, OSError):
         return None
-    others = [str(w.get("id")) for w in able_workers(workers, method, device)[1]]
+    others = [w.id for w in able_workers(workers, method, device)[1]]
     if not others:
         return None
     waiting = why_waiting(run, run_store.queue_position(context.db, run), workers)

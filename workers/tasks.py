@@ -10,7 +10,6 @@ API process is up.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -30,6 +29,8 @@ from backend.broker import (
     TRAIN_QUEUE,
     TRAIN_TASK,
     WORKER_KEY_TTL_S,
+    WorkerDevice,
+    WorkerInfo,
 )
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import Publisher
@@ -97,21 +98,22 @@ def _housekeeping(queues: list[str]) -> None:
     # only training workers describe their device: reading it initialises CUDA
     device = None
     if any(q.startswith(TRAIN_QUEUE) for q in queues):
-        device = {**describe_device(), "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        device = WorkerDevice(**describe_device(), visible_devices=visible)
     next_reap = 0.0
     watch = BrokerWatch(ctx.db, ctx.celery, ctx.settings)
     while not SHUTTING_DOWN.is_set():
-        info = {
-            "id": ctx.worker_id,
-            "queues": queues,
-            "pid": os.getpid(),
-            "started_at": started_at,
-            "device": device,
-            "running": ctx.running,
-            "methods": sorted(METHOD_SPECS),  # plugins included: what this worker can train
-        }
+        info = WorkerInfo(
+            id=ctx.worker_id,
+            queues=queues,
+            pid=os.getpid(),
+            started_at=started_at,
+            device=device,
+            running=ctx.running,
+            methods=sorted(METHOD_SPECS),  # plugins included: what this worker can train
+        )
         try:
-            ctx.redis.set(key, json.dumps(info), ex=WORKER_KEY_TTL_S)
+            ctx.redis.set(key, info.model_dump_json(), ex=WORKER_KEY_TTL_S)
         except (redis.RedisError, OSError) as exc:
             log.debug("worker registration failed: %s", exc)
         if time.monotonic() >= next_reap:

@@ -43,10 +43,10 @@ def _workers(state: ServiceState) -> dict[str, Any]:
         items = registered_workers(client, state.names)
     finally:
         client.close()
-    train = sum(1 for w in items if TRAIN_QUEUE in w.get("queues", []))
-    gpu = sum(1 for w in items if TRAIN_GPU_QUEUE in w.get("queues", []))
-    projection = sum(1 for w in items if PROJECTION_QUEUE in w.get("queues", []))
-    ingest = sum(1 for w in items if INGEST_QUEUE in w.get("queues", []))
+    train = sum(1 for w in items if TRAIN_QUEUE in w.queues)
+    gpu = sum(1 for w in items if TRAIN_GPU_QUEUE in w.queues)
+    projection = sum(1 for w in items if PROJECTION_QUEUE in w.queues)
+    ingest = sum(1 for w in items if INGEST_QUEUE in w.queues)
     return {
         "ok": train > 0,
         "count": len(items),

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from backend.broker import WorkerInfo
 from backend.dispatch import why_waiting
 from backend.store.models import Run
 from backend.store.runs import QueuePosition
@@ -75,9 +76,18 @@ def test_a_worker_without_the_runs_method_does_not_count(idle_stack: ServiceStac
     """A connected worker (as it describes itself in Redis) that lacks the run's method."""
     names = idle_stack.redis_names()
     key = names.worker_key("plugin-less:1")
-    info = {"id": "plugin-less:1", "queues": ["train.cpu", "train"], "methods": ["simclr"]}
+    info = WorkerInfo(
+        id="plugin-less:1",
+        queues=["train.cpu", "train"],
+        pid=1,
+        started_at=0.0,
+        methods=["simclr"],
+    )
     redis_client = redis.Redis.from_url(idle_stack.redis_url)
-    redis_client.set(key, json.dumps(info), ex=30)
+    redis_client.set(key, info.model_dump_json(), ex=30)
+    # an announcement of another shape (an older worker's, a foreign key) is left out
+    garbage = names.worker_key("garbage:2")
+    redis_client.set(garbage, json.dumps({"queues": "train"}), ex=30)
     with httpx.Client(base_url=idle_stack.base_url, timeout=30) as client:
         run_id = _launch(client)
         try:
@@ -86,7 +96,7 @@ def test_a_worker_without_the_runs_method_does_not_count(idle_stack: ServiceStac
             assert "'simsiam'" in waiting["detail"]
         finally:
             _cancel(client, [run_id])
-            redis_client.delete(key)
+            redis_client.delete(key, garbage)
             redis_client.close()
 
 
@@ -130,8 +140,15 @@ def test_behind_a_busy_worker_a_run_counts_the_runs_ahead(api: httpx.Client) -> 
         _cancel(api, runs)
 
 
-def _worker(running: bool) -> dict[str, Any]:
-    return {"queues": ["train"], "methods": ["simsiam"], "running": "a-run" if running else None}
+def _worker(running: bool) -> WorkerInfo:
+    return WorkerInfo(
+        id="w:1",
+        queues=["train"],
+        pid=1,
+        started_at=0.0,
+        methods=["simsiam"],
+        running="a-run" if running else None,
+    )
 
 
 @pytest.mark.parametrize(
