@@ -285,9 +285,14 @@ class JsonlFile:
             self.path.unlink(missing_ok=True)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def require_method(args: argparse.Namespace) -> None:
+    """What train and sweep need to know first: the preset or the method."""
     if not args.preset and not args.method:
         raise UsageError("give --preset NAME or --method NAME")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    require_method(args)
     config = resolve_config(build_raw_config(args))
     check_dataset_path(config, args.data_dir)
     from workers.engine.trainer import select_device  # torch: seconds, for trainings only
@@ -396,8 +401,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    if not args.preset and not args.method:
-        raise UsageError("give --preset NAME or --method NAME")
+    require_method(args)
     grid: dict[str, str] = {}
     for assignment in args.grid or []:
         key, sep, values = assignment.partition("=")
