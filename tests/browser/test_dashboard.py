@@ -304,7 +304,10 @@ def test_compare_two_runs_on_the_same_plots(
 
 
 def test_the_collapse_matrix_hides_no_run_of_a_configuration(
-    dashboard_stack: ServiceStack, writer: httpx.Client, writer_context: BrowserContext
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    writer_context: BrowserContext,
+    screenshots: Path,
 ) -> None:
     # three runs of one configuration (external runs, no method options): the newest is the
     # cell, the two others a link each beside it
@@ -323,6 +326,7 @@ def test_the_collapse_matrix_hides_no_run_of_a_configuration(
     newest = matrix.locator(".matrix-cell").get_attribute("href")
     assert newest == f"/runs/{ids[-1]}"
     assert hrefs == {f"/runs/{run_id}" for run_id in ids[:-1]}
+    matrix.screenshot(path=screenshots / "compare-matrix-seeds.png")
 
 
 def test_banner_says_which_part_of_the_service_is_down(
