@@ -8,6 +8,9 @@ at its field: FastAPI answers ``{"detail": [{"loc": ["body", "simsiam", "epochs"
 ``imagefolder`` path must be an existing folder inside ``DATA_DIR``; their errors take the
 same shape.
 
+:func:`reject_unknown_query` answers a query parameter an ``/api`` route does not take with a
+422 at ``["query", name]``, as a body's unknown field is.
+
 :data:`EpochBound` keeps an epoch in a path or query parameter within ``wire.MAX_EPOCH`` (an
 ``AfterValidator``, so the published OpenAPI document, and the dashboard's types generated
 from it, stay as they are).
