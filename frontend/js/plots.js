@@ -24,7 +24,8 @@ import { PENDING, useVerdicts, verdictKinds, verdictLabel } from "./verdict.js";
  *   tickmode?: "auto", nticks?: number}} Axis */
 /** A Plotly layout, with what these figures set (baseLayout, then each figure's own).
  * @typedef {{title: {text: string, font: {size: number}, x: number, xanchor: "left",
- *   subtitle?: {text: string, font: {size: number}}},
+ *   subtitle?: {text: string, font: {size: number}}, yref?: "container", y?: number,
+ *   yanchor?: "top", pad?: {t: number}},
  *   margin: {l: number, r: number, t: number, b: number}, xaxis: Axis, yaxis: Axis,
  *   yaxis2?: Axis, legend: PlotlyObject, hovermode: "x unified" | "closest",
  *   font: {family: string, size: number}, paper_bgcolor: string, plot_bgcolor: string,
@@ -453,6 +454,9 @@ const TITLE_CHARS = 80;
 // phone's 300 px card and a wider screen's 360 px one (app.css's .plot)
 const AXIS_TITLE_CHARS_PHONE = 26;
 const AXIS_TITLE_CHARS = 40;
+// ... and of a chart's subtitle (10 px) along a card's width
+const SUBTITLE_CHARS_PHONE = 62;
+const SUBTITLE_CHARS = 100;
 
 /** Whether the page shows its phone layout: app.css declares the width, in the media query
  * that sets `--layout`. @returns {boolean} */
@@ -719,7 +723,7 @@ function recordAt(records, epoch = null) {
  * report). */
 const SHARES_HELP =
   "Each bar: one principal direction's share of the variance of z/‖z‖, near 1/d when healthy; " +
-  "dimensional<br>collapse piles it onto a few bars (shares ignore scale: complete collapse " +
+  "dimensional collapse piles it onto a few bars (shares ignore scale: complete collapse " +
   "shows in the spread and the picture).";
 
 /**
@@ -760,8 +764,12 @@ export function varianceSharesFigure(series, which, epoch = null) {
   const shares = declared("shares");
   const title = shares.title + (epochs.length === 1 ? ` · epoch ${epochs[0]}` : "");
   const layout = baseLayout(title, "principal direction (1 = largest)", shares.yTitle);
-  layout.title.subtitle = { text: SHARES_HELP, font: { size: 10 } };
-  layout.margin.t = 72;
+  const help = titleLines(SHARES_HELP, phoneLayout() ? SUBTITLE_CHARS_PHONE : SUBTITLE_CHARS);
+  layout.title.subtitle = { text: help.join("<br>"), font: { size: 10 } };
+  // the title held at the top, its lines and the help's above the plot (Plotly centres a
+  // title in the top margin: a margin grown for the help would push the help onto the bars)
+  Object.assign(layout.title, { yref: "container", y: 1, yanchor: "top", pad: { t: 10 } });
+  layout.margin.t += 14 * help.length + 4;
   layout.hovermode = "closest";
   layout.barmode = "group";
   layout.xaxis.dtick = 1;

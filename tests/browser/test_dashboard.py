@@ -165,6 +165,11 @@ def test_launch_from_form_then_watch_it_collapse_live(
         " .concat(e.querySelector('tspan.line') ? [] : [e.textContent]))",
     )
     assert axis_titles and max(len(x) for lines in axis_titles for x in lines) <= 26, axis_titles
+    subtitles = phone.eval_on_selector_all(
+        ".plot .gtitle-subtitle",
+        "els => els.map(e => [...e.querySelectorAll('tspan.line')].map(t => t.textContent))",
+    )
+    assert subtitles and max(len(x) for lines in subtitles for x in lines) <= 62, subtitles
     phone.screenshot(path=screenshots / "run-phone.png", full_page=True)
 
 
