@@ -393,7 +393,8 @@ function commonContext(series) {
 
 // Two levels of one axis this close (relative to the larger, or to the axis's span where it
 // is known: a label is about this share of a chart's height) would print their labels over
-// each other: the lower one is labelled below its line.
+// each other: the lower one is labelled at the left end of its line (below it, the label of
+// a level at the foot of the axis would print over the epoch numbers).
 const CLOSE_LEVELS = 0.05;
 
 /** Reference lines as layout shapes + annotations spanning the full width.
@@ -408,18 +409,19 @@ function referenceLines(refs, hasY2 = false, spans = {}) {
     .filter((ref) => ref.y !== null && ref.y !== undefined && !Number.isNaN(ref.y))
     .filter((ref) => ref.axis !== "y2" || hasY2) // a level of a second-axis metric this run lacks
     .sort((a, b) => b.y - a.y); // from the top: stable, so of two equal heights the first
-  /** @type {Map<string, number>} per axis, the height of the last label put above its line */
+  /** @type {Map<string, number>} per axis, the height of the last label at the right end */
   const above = new Map();
   for (const ref of drawn) {
     const axis = ref.axis || "y";
     const last = above.get(axis);
-    // a level at or just under a labelled one (a healthy and a collapsed one) labels below it
-    const below =
+    // a level at or just under one labelled at the right (a healthy and a collapsed one) is
+    // labelled at the left
+    const left =
       last !== undefined &&
       last - ref.y <=
         CLOSE_LEVELS *
           Math.max(Math.abs(last), Math.abs(ref.y), spans[axis === "y2" ? "y2" : "y"] || 0);
-    if (!below) above.set(axis, ref.y);
+    if (!left) above.set(axis, ref.y);
     shapes.push({
       type: "line",
       xref: "paper",
@@ -432,11 +434,11 @@ function referenceLines(refs, hasY2 = false, spans = {}) {
     });
     annotations.push({
       xref: "paper",
-      x: 1,
-      xanchor: "right",
+      x: left ? 0 : 1,
+      xanchor: left ? "left" : "right",
       yref: axis,
       y: ref.y,
-      yanchor: below ? "top" : "bottom",
+      yanchor: "bottom",
       text: ref.label,
       showarrow: false,
       font: { size: 10, color: ref.color },

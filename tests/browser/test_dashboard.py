@@ -170,6 +170,14 @@ def test_launch_from_form_then_watch_it_collapse_live(
         "els => els.map(e => [...e.querySelectorAll('tspan.line')].map(t => t.textContent))",
     )
     assert subtitles and max(len(x) for lines in subtitles for x in lines) <= 62, subtitles
+    # two close levels (0 and 1 on a chart reaching ~90): the lower one's label at the left
+    # end of its line, above it, not below it over the epoch numbers
+    placed = phone.evaluate(
+        """() => Object.fromEntries(document.getElementById('plot-augmentation').layout
+            .annotations.map((a) => [a.text, [a.x, a.yanchor]]))"""
+    )
+    assert placed["views vary as much as the images: 1"] == [1, "bottom"], placed
+    assert placed["views of an image agree: 0"] == [0, "bottom"], placed
     phone.screenshot(path=screenshots / "run-phone.png", full_page=True)
 
 
