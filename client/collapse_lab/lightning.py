@@ -220,6 +220,31 @@ def swav_codes(scores: Tensor, iterations: int, epsilon: float) -> Tensor:
     return codes / codes.sum(dim=1, keepdim=True)
 
 
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # SyncBatchNorm would all-reduce
+_BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d
+
+
+def _initial_batchnorms(
+    module: nn.Module,
+) -> list[tuple[_BatchNorm, tuple[dict[str, Tensor], float | None]]]:
+    """The module's BatchNorm layers that train (in training mode now) but never ran in it,
+    with their buffers and momentum: their running statistics are still the initial mean 0
+    and variance 1, not the data's, and in eval mode they give every image nearly the same z
+    (an untrained CNN's probe at random-pair cosine 1.00), an epoch 0 that reads collapsed.
+    The probe measures them with its own statistics, as Collapse Lab's own runs do
+    (workers/engine/trainer.py), and they are put back afterwards. A layer frozen in eval
+    mode normalises by its running statistics in training too: it is left as it is."""
+    return [
+        (m, ({name: b.clone() for name, b in m.named_buffers(recurse=False)}, m.momentum))
+        for m in module.modules()
+        if isinstance(m, _BATCHNORMS)
+        and m.training
+        and m.track_running_stats
+        and m.num_batches_tracked is not None
+        and int(m.num_batches_tracked) == 0
+    ]
+
+
 class _Measured(NamedTuple):
     h: Tensor | None
     z: Tensor
@@ -550,6 +575,21 @@ class CollapseLabCallback(Callback):
             else:
                 yield batch, None
 
+    def _probe_statistics(self, module: LightningModule, norms: list[_BatchNorm]) -> None:
+        """The probe's own mean and variance in each of ``norms`` (exact averages over its
+        batches), for the eval-mode passes that follow; the rest of the module stays in eval."""
+        if not norms:
+            return
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the batches
+            norm.train()
+        for x, _ in self._batches():
+            if len(x) > 1:  # one row has no variance to measure
+                self.embed(module, x.to(module.device))
+        for norm in norms:
+            norm.eval()
+
     def _embed_probe(
         self, module: LightningModule
     ) -> tuple[
@@ -558,11 +598,13 @@ class CollapseLabCallback(Callback):
         """(h, z, labels from the loader, views, internals) of the whole probe, on the CPU."""
         # Restore each submodule's own mode: a frozen backbone kept in eval stays in eval.
         modes = [(m, m.training) for m in module.modules()]
+        initial = _initial_batchnorms(module)
         module.eval()
         hs, zs, ys, views_a, views_b = [], [], [], [], []
         parts: dict[str, list[Tensor]] = {}
         try:
             with torch.no_grad():
+                self._probe_statistics(module, [norm for norm, _ in initial])
                 for x, y in self._batches():
                     x = x.to(module.device)
                     h, z = self.embed(module, x)
@@ -580,6 +622,10 @@ class CollapseLabCallback(Callback):
         finally:
             for submodule, training in modes:
                 submodule.training = training
+            for norm, (buffers, momentum) in initial:  # training starts from its own state
+                for name, value in buffers.items():
+                    getattr(norm, name).copy_(value)
+                norm.momentum = momentum
         return (
             torch.cat(hs) if len(hs) == len(zs) else None,
             torch.cat(zs),

@@ -210,6 +210,33 @@ def test_refuses_a_shuffling_probe_and_a_module_without_heads() -> None:
         default_embed(nn.Linear(2, 2), torch.randn(1, 2))
 
 
+class TinyBatchNormSimSiam(TinySimSiam):
+    """TinySimSiam whose backbone and head normalise with BatchNorm (a CNN's usual layers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU())
+        self.projection_head = nn.Sequential(nn.Linear(32, 8), nn.BatchNorm1d(8))
+
+
+def test_epoch_0_measures_untrained_batchnorm_with_the_probes_statistics(
+    server: FakeCollapseLab,
+) -> None:
+    # inputs far from 0: with BatchNorm's initial statistics (mean 0, variance 1) in eval
+    # mode every row comes out nearly the same z, an epoch 0 that reads collapsed
+    probe = 5 + 0.5 * torch.rand(64, 16)
+    model = fit(TinyBatchNormSimSiam, CollapseLabCallback(server.url, probe), epochs=1)
+    z0 = torch.from_numpy(server.only_run().epochs[0]["arrays"]["z"])
+    unit = nn.functional.normalize(z0, dim=1)
+    random_pairs = (unit * unit.roll(1, 0)).sum(1).mean()
+    assert random_pairs < 0.5, random_pairs  # nearly 1.0 with the initial statistics
+    # the layers were put back: training counted its own passes only (4 steps of two views),
+    # from momentum 0.1
+    norm = model.backbone[1]
+    assert int(norm.num_batches_tracked) == 8 and norm.momentum == 0.1
+    assert int(model.stem.num_batches_tracked) == 0  # frozen in eval: never touched
+
+
 def test_a_module_the_probe_cannot_be_embedded_with_opens_no_run(
     server: FakeCollapseLab,
 ) -> None:

@@ -409,7 +409,7 @@ def _reason(
             f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
             f"{z0.cos_rand:.2f}), so nothing could fall from it. The onset is the next epoch: "
             f"{base}, the baseline, is not judged (an untrained network measured in eval mode "
-            "reads collapsed too)."
+            "with BatchNorm's initial statistics reads collapsed too)."
         )
     if kind == "complete_collapse":
         return (
@@ -522,9 +522,11 @@ def findings(
             f"random-pair cosine {z0.cos_rand:.2f}): no later epoch can fall from it, so "
             f"trained epochs are judged by the absolute limits alone (spread below "
             f"{thresholds.complete_spread}, effective rank below "
-            f"{thresholds.rank_limit(z0):.1f}). An untrained network rarely looks like this; "
-            "measure epoch 0 as training will (in eval mode, BatchNorm's initial running "
-            "statistics give every image the same z)."
+            f"{thresholds.rank_limit(z0):.1f}). An untrained network measured in eval mode "
+            "reads like this when its BatchNorm layers still hold their initial statistics "
+            "(mean 0, variance 1, not the data's): give them the data's before epoch 0 "
+            "(torch.optim.swa_utils.update_bn over a few training batches, as client/README.md "
+            "shows; the Lightning callback does it on the probe)."
         )
     else:
         directions, limit = participation_ratio(z0), thresholds.participation_limit(z0)
