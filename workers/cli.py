@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # listed here for --help; main() hands `collapse-lab sync ...` to the client's own parser
     sync = sub.add_parser(
-        "sync",
+        SYNC,
         help="upload runs a Monitor wrote offline to a server (the client's "
         "python -m collapse_lab sync; collapse-lab sync --help)",
         add_help=False,
@@ -571,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SYNC = "sync"  # the client's command (collapse_lab/sync.py), handed over whole
 SYNC_TAKES_NO_DATA_DIR = (
     "sync reads no data directory, only the folders it is given: drop --data-dir "
     "(collapse-lab sync [options] DIR [DIR ...] [URL])"
@@ -596,7 +597,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     arguments: DIR URL")."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command != "sync":
+    if unknown and args.command != SYNC:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
@@ -604,7 +605,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["sync"]:
+        if argv[:1] == [SYNC]:
             return run_sync(argv)
         args = parse_arguments(argv)
         status: int = args.func(args)
