@@ -182,6 +182,20 @@ def test_stop_gradient_comes_from_the_configuration_and_says_so() -> None:
     assert "configuration.stop_gradient" in blind.signals_checked
 
 
+def test_an_undetermined_cause_says_what_the_configuration_gave() -> None:
+    """The configuration's fields are among the signals checked: the reason lists what the
+    run gave of them (stop-gradient on), not that none of them was logged, and names the
+    epoch it read, then the signals no check reads."""
+    history = _history(COLLAPSING, [{"online_target_cosine": 0.998, "my_signal": 1.5}] * 6)
+    configuration = configuration_of({"method": "simsiam", "options": {"stop_gradient": True}})
+    cause = run_verdict(history, configuration=configuration).cause
+    assert cause is not None and cause.guard == "undetermined"
+    assert "(at epoch 5: " in cause.reason and "none of them was logged" not in cause.reason
+    assert "configuration.stop_gradient True" in cause.reason
+    assert "online_target_cosine 0.998" in cause.reason
+    assert cause.reason.endswith("the run's other signals: my_signal 1.5).")
+
+
 def test_stop_gradient_is_not_read_where_the_target_is_a_network_of_its_own() -> None:
     """An EMA copy's weights are never trained by gradients (I-JEPA's target encoder), so
     ``stop_gradient: false`` has nothing to act on there."""

@@ -53,6 +53,11 @@ LR = "lr"
 EMA_MOMENTUM = "ema_momentum"
 
 
+def configuration_signal(field: str) -> str:
+    """How a configuration field is named among the signals checked."""
+    return f"configuration.{field}"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One guard's check that fired: the guard, why (numbers), what to do, since when."""
@@ -80,7 +85,7 @@ class _Reader:
 
     def setting(self, configuration: Mapping[str, Any] | None, key: str) -> Any:
         """The configuration's ``key`` (None without one), noted as ``configuration.key``."""
-        self.note(f"configuration.{key}")
+        self.note(configuration_signal(key))
         return None if configuration is None else configuration.get(key)
 
     def value(self, record: EpochRecord, name: str) -> float | None:
@@ -754,12 +759,19 @@ def guard_warnings(
     ]
 
 
-def _signal_values(history: Sequence[EpochRecord], names: list[str]) -> str:
-    """'name value, ...' of the signals present at the last epoch."""
+def _signal_values(
+    history: Sequence[EpochRecord], names: list[str], configuration: Mapping[str, Any] | None
+) -> str:
+    """'name value, ...' of the signals present at the last epoch, and of the configuration's
+    fields among ``names`` that the run gave ("configuration.stop_gradient True")."""
     reader = _Reader(history)
     values = []
+    given = configuration or {}
     for name in names:
-        if name.startswith("configuration."):
+        if name.startswith(configuration_signal("")):
+            field = name.removeprefix(configuration_signal(""))
+            if field in given:
+                values.append(f"{name} {given[field]}")
             continue
         value = reader.last(name)
         if value is not None:
@@ -793,7 +805,8 @@ def diagnose_cause(
             advice=one.advice,
             signals_checked=checked,
         )
-    values = _signal_values(history, checked)
+    values = _signal_values(history, checked, configuration)
+    epoch = history[-1].epoch
     if found:
         guards = " and ".join(
             f.guard if f.guard != "undetermined" else "an ambiguous signature" for f in found
@@ -805,14 +818,10 @@ def diagnose_cause(
         )
         advice = "Fix one at a time, starting with the first: " + " ".join(f.advice for f in found)
     else:
-        others = _signal_values(history, sorted(history[-1].logs))
-        measured = (
-            f" (last epoch: {values})"
-            if values
-            else f" (none of them was logged; the run's other signals at the last epoch: {others})"
-            if others
-            else " (none of them was logged)"
-        )
+        unchecked = sorted(set(history[-1].logs) - set(checked))
+        others = _signal_values(history, unchecked, None)
+        read = f"at epoch {epoch}: {values}" if values else "none of them was logged"
+        measured = f" ({read}; the run's other signals: {others})" if others else f" ({read})"
         reason = (
             f"No guard's signal singles out a cause among the {len(checked)} signals "
             f"checked{measured}."
