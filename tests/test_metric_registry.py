@@ -356,8 +356,9 @@ const drawn = cases.map(({ runs, which }) => {
   return Object.fromEntries(plots.diagnosticFigures(series, which).map(({ id, figure }) => [id, {
     traces: figure.data.map((t) => [t.name, t.yaxis || "y"]),
     y2: figure.layout.yaxis2 ? { rangemode: figure.layout.yaxis2.rangemode ?? null } : null,
-    below: (figure.layout.annotations || []).filter((a) => a.yanchor === "top").map((a) => a.text),
-    refs: (figure.layout.annotations || []).filter((a) => a.xref === "paper" && a.x === 1)
+    left: (figure.layout.annotations || []).filter((a) => a.xref === "paper" && a.x === 0)
+      .map((a) => a.text),
+    refs: (figure.layout.annotations || []).filter((a) => a.xref === "paper" && a.yref !== "paper")
       .map((a) => [a.text, a.yref, a.y]),
   }]));
 });
@@ -566,8 +567,8 @@ def test_the_levels_the_docs_give_are_drawn_from_the_runs_own_values() -> None:
     assert heights["½ ln K = 1.04: fewer than √K clusters used"] == pytest.approx(ln_k / 2)
     assert heights["0.97 ln K = 2.02: codes uniform"] == pytest.approx(0.97 * ln_k)
     assert heights["ln K = 2.08: balanced"] == pytest.approx(ln_k)
-    # the two levels near ln K would overprint: the lower one is labelled under its line
-    assert swav["assignments"]["below"] == ["0.97 ln K = 2.02: codes uniform"]
+    # the two levels near ln K would overprint: the lower one is labelled at its line's left end
+    assert swav["assignments"]["left"] == ["0.97 ln K = 2.02: codes uniform"]
     # SwAV's ε and τ beside the sharpness and usage they set, on a second axis from 0
     for name in ("sinkhorn_epsilon", "prediction_temperature"):
         title = registry.METHOD_INTERNALS[name].title
