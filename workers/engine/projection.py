@@ -292,6 +292,9 @@ def _umap_layout(
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         # random_state makes the layout reproducible, at the price of numba parallelism
         warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
+        # a near-collapsed embedding can make umap divide by zero: its NaN layout is caught
+        # by _project, which draws PCA instead and says so with the projection
+        warnings.filterwarnings("ignore", category=RuntimeWarning, message="invalid value")
         return np.asarray(reducer.fit_transform(np.asarray(z, dtype=np.float32)), dtype=np.float32)
 
 
@@ -316,7 +319,8 @@ def _project(
     if method == "pca" or fallback_reason is not None:
         layout = _jitter(pca_2d(z), seed)
         if fallback_reason is not None:
-            logger.warning("projection: PCA instead of UMAP (%s)", fallback_reason)
+            # expected of a collapsing run, and recorded with the projection: not a warning
+            logger.info("projection: PCA instead of UMAP (%s)", fallback_reason)
     if previous is not None:
         # rotation/reflection only: the scale comes from the embedding's spread below
         layout = procrustes_align(layout, previous, allow_scaling=False)
