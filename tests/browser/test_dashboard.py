@@ -340,6 +340,15 @@ def test_the_collapse_matrix_hides_no_run_of_a_configuration(
     assert newest == f"/runs/{ids[-1]}"
     assert hrefs == {f"/runs/{run_id}" for run_id in ids[:-1]}
     matrix.screenshot(path=screenshots / "compare-matrix-seeds.png")
+    # on a phone the matrix stacks its cells: nothing to scroll sideways
+    phone = writer_context.new_page()
+    phone.set_viewport_size(PHONE)
+    phone.goto(page.url)
+    expect(phone.locator("#matrix .matrix-cell")).to_have_count(1)
+    overflow = phone.evaluate(
+        "(e => e.scrollWidth - e.clientWidth)(document.getElementById('matrix'))"
+    )
+    assert overflow <= 0, overflow
 
 
 def test_banner_says_which_part_of_the_service_is_down(
