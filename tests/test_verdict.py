@@ -83,6 +83,7 @@ def test_collapse_to_three_dimensions_is_dimensional_for_several_d() -> None:
         assert verdict.kind == "dimensional_collapse", d
         assert verdict.onset_epoch == 3, d
         assert f"of d={d}" in verdict.reason
+        assert "collapsed since epoch 3: effective rank below 4.0)" in verdict.reason
         # the points still spread out: this is not complete collapse
         assert history[-1].projector.spread > 0.9
 
@@ -133,6 +134,8 @@ def test_one_dominant_direction_under_a_noise_floor_is_dimensional() -> None:
     assert history[1].projector.effective_rank > 50
     assert verdict.kind == "dimensional_collapse"
     assert "directions" in verdict.reason
+    # the reason says which limit decided: not RankMe's, which counts the noise
+    assert "participation ratio under 2.2, the effective rank above its limit" in verdict.reason
 
 
 def test_one_direction_under_a_larger_noise_floor_is_dimensional_by_its_participation() -> None:

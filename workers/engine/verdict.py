@@ -419,12 +419,27 @@ def _reason(
             f"(random-pair cosine {z.cos_rand:.3f}{knn})."
         )
     if kind == "dimensional_collapse":
+        rank_limit = thresholds.rank_limit(z0)
+        participation_limit = (
+            thresholds.participation_limit(z0)
+            if thresholds.baseline_dimensional(z0)
+            else thresholds.dimensional_participation
+        )
+        # which limit decided: RankMe's, or the participation ratio's alone (the variance in
+        # few directions while RankMe still counts many: a run near that limit can read
+        # healthy again at its next epoch)
+        limit = (
+            f"effective rank below {rank_limit:.1f}"
+            if z.effective_rank < rank_limit
+            else f"participation ratio under {participation_limit:.1f}, the "
+            f"effective rank above its limit {rank_limit:.1f}"
+        )
         return (
             f"projector effective rank fell from {z0.effective_rank:.1f} to "
-            f"{z.effective_rank:.1f} of d={z.dim} by epoch {epoch} (below threshold since "
-            f"epoch {onset}) while std_l2·√d is {z.std_l2_sqrt_d:.2f} (was "
+            f"{z.effective_rank:.1f} of d={z.dim} by epoch {epoch} (collapsed since epoch "
+            f"{onset}: {limit}) while std_l2·√d is {z.std_l2_sqrt_d:.2f} (was "
             f"{z0.std_l2_sqrt_d:.2f}) and its variance spreads over "
-            f"{participation_ratio(z):.1f} directions: the embedding uses few dimensions"
+            f"{participation_ratio(z):.2f} directions: the embedding uses few dimensions"
             f"{knn.replace('; ', ' (', 1) + ')' if knn else ''}."
         )
     backbone = f"; backbone effective rank {h.effective_rank:.1f}" if h else ""
