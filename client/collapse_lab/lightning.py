@@ -577,7 +577,9 @@ class CollapseLabCallback(Callback):
 
     def _probe_statistics(self, module: LightningModule, norms: list[_BatchNorm]) -> None:
         """The probe's own mean and variance in each of ``norms`` (exact averages over its
-        batches), for the eval-mode passes that follow; the rest of the module stays in eval."""
+        batches), for the eval-mode passes that follow: the passes that measure the probe
+        (the online branch, and the internals' target or teacher branch) run once with them
+        in training mode; the rest of the module stays in eval."""
         if not norms:
             return
         for norm in norms:
@@ -585,8 +587,12 @@ class CollapseLabCallback(Callback):
             norm.momentum = None  # a cumulative average over the batches
             norm.train()
         for x, _ in self._batches():
-            if len(x) > 1:  # one row has no variance to measure
-                self.embed(module, x.to(module.device))
+            if len(x) < 2:  # one row has no variance to measure
+                continue
+            x = x.to(module.device)
+            _, z = self.embed(module, x)
+            if self.internals is not None:
+                self.internals(module, x, z)
         for norm in norms:
             norm.eval()
 

@@ -219,17 +219,32 @@ class TinyBatchNormSimSiam(TinySimSiam):
         self.projection_head = nn.Sequential(nn.Linear(32, 8), nn.BatchNorm1d(8))
 
 
+class TinyBatchNormBYOL(TinyBatchNormSimSiam):
+    """With a BYOL target branch copied from the online one: BatchNorm there too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head).requires_grad_(False)
+
+
+def _random_pair_cosine(rows: np.ndarray) -> float:
+    unit = nn.functional.normalize(torch.from_numpy(rows), dim=1)
+    return float((unit * unit.roll(1, 0)).sum(1).mean())
+
+
 def test_epoch_0_measures_untrained_batchnorm_with_the_probes_statistics(
     server: FakeCollapseLab,
 ) -> None:
     # inputs far from 0: with BatchNorm's initial statistics (mean 0, variance 1) in eval
     # mode every row comes out nearly the same z, an epoch 0 that reads collapsed
+    server.accepts = list(wire.ARRAY_NAMES)
     probe = 5 + 0.5 * torch.rand(64, 16)
-    model = fit(TinyBatchNormSimSiam, CollapseLabCallback(server.url, probe), epochs=1)
-    z0 = torch.from_numpy(server.only_run().epochs[0]["arrays"]["z"])
-    unit = nn.functional.normalize(z0, dim=1)
-    random_pairs = (unit * unit.roll(1, 0)).sum(1).mean()
-    assert random_pairs < 0.5, random_pairs  # nearly 1.0 with the initial statistics
+    model = fit(TinyBatchNormBYOL, CollapseLabCallback(server.url, probe), epochs=1)
+    arrays = server.only_run().epochs[0]["arrays"]
+    # nearly 1.0 with the initial statistics, in the online branch and the target's
+    assert _random_pair_cosine(arrays["z"]) < 0.5
+    assert _random_pair_cosine(arrays["target"]) < 0.5
     # the layers were put back: training counted its own passes only (4 steps of two views),
     # from momentum 0.1
     norm = model.backbone[1]
