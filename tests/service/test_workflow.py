@@ -627,7 +627,7 @@ class _PositivesOnly(lightning.pytorch.LightningModule):
         super().__init__()
         self.save_hyperparameters({"lr": 0.5})
         self.backbone = nn.Sequential(nn.Linear(32, 128), nn.ReLU())
-        self.projection_head = nn.Linear(128, 32)
+        self.projection_head: nn.Module = nn.Linear(128, 32)
 
     def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
         x = batch[0]
@@ -700,3 +700,35 @@ def test_lightning_continues_its_run_from_a_checkpoint_and_stops_on_collapse(
     assert records[finish["stopped_at_epoch"]]["verdict"]["kind"] == "complete_collapse"
     reasons = _status_reasons(api, first.run_id)
     assert any(f"stopped training after epoch {trainer.current_epoch}" in r for r in reasons)
+
+
+class _BatchNormPositives(_PositivesOnly):
+    """_PositivesOnly with BatchNorm in the backbone and the head, a CNN's usual layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(32, 128), nn.BatchNorm1d(128), nn.ReLU())
+        self.projection_head = nn.Sequential(nn.Linear(128, 32), nn.BatchNorm1d(32))
+
+    def on_train_epoch_end(self) -> None:
+        pass  # nothing to stop: two epochs, no waiting
+
+
+def test_an_untrained_batchnorm_module_has_a_real_epoch_0_on_the_server(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Inputs far from 0 and BatchNorm at its initial mean 0 and variance 1: measured in
+    eval mode as they stand, every probe row is nearly one z, and the server would judge the
+    run against a collapsed epoch 0. The callback measures them with the probe's statistics."""
+    for name in [n for n in os.environ if n.startswith(("SLURM_", "TORCHELASTIC_"))]:
+        monkeypatch.delenv(name)
+    probe, labels, _ = _data()
+    shifted = DataLoader(TensorDataset(5 + 0.1 * probe), batch_size=128)
+    callback = CollapseLabCallback(stack.base_url, 5 + 0.1 * probe, labels=labels, name="bn")
+    _trainer(tmp_path, 2, callback).fit(_BatchNormPositives(), shifted)
+    assert callback.run_id is not None
+    wait_until(lambda: _ended(api, callback.run_id), 60, what="the run")
+    epoch_0 = _records(api, callback.run_id)[0]
+    assert epoch_0["projector"]["cos_rand"] < 0.9, epoch_0["projector"]
+    findings = " ".join(_records(api, callback.run_id)[2]["verdict"]["findings"])
+    assert "already looks completely collapsed" not in findings, findings
