@@ -281,10 +281,24 @@ def classify(
     itself is never judged: training has not done anything yet)."""
     if current.spread < thresholds.spread_limit(baseline) or shrunk(current, baseline, thresholds):
         return "complete_collapse"
-    rank = current.effective_rank
-    if rank < thresholds.rank_limit(baseline):
+    if dimensional_limit(current, baseline, thresholds) is not None:
         return "dimensional_collapse"
+    return "healthy"
+
+
+def dimensional_limit(
+    current: EmbeddingMetrics, baseline: EmbeddingMetrics, thresholds: Thresholds = THRESHOLDS
+) -> str | None:
+    """The limit under which ``current`` counts as dimensionally collapsed, in words for the
+    reason sentence ("effective rank below 4.0"), or None while it uses enough dimensions.
+    The one place the dimensional rules are decided (:func:`classify` reads it too)."""
+    rank, rank_limit = current.effective_rank, thresholds.rank_limit(baseline)
+    if rank < rank_limit:
+        return f"effective rank below {rank_limit:.1f}"
     participation = participation_ratio(current)
+    # the participation ratio's limit alone: the variance in few directions while RankMe
+    # still counts many (a run near that limit can read healthy again at its next epoch)
+    beside_rank = f", the effective rank above its limit {rank_limit:.1f}"
     # few directions: collapsed once RankMe has halved since epoch 0, or the participation
     # ratio fell tenfold (RankMe counts a noise floor the participation ratio weighs little:
     # one direction under 5-9% isotropic noise keeps RankMe's count)...
@@ -293,13 +307,12 @@ def classify(
         < thresholds.dimensional_participation_of_baseline * participation_ratio(baseline)
     )
     if fell and participation < thresholds.dimensional_participation:
-        return "dimensional_collapse"
+        return f"participation ratio under {thresholds.dimensional_participation:.1f}{beside_rank}"
     # ...or whatever epoch 0 was, when it already had few
-    if thresholds.baseline_dimensional(baseline) and participation < (
-        thresholds.participation_limit(baseline)
-    ):
-        return "dimensional_collapse"
-    return "healthy"
+    limit = thresholds.participation_limit(baseline)
+    if thresholds.baseline_dimensional(baseline) and participation < limit:
+        return f"participation ratio under {limit:.1f}{beside_rank}"
+    return None
 
 
 def _rate_per_epoch(values: list[float], window: int) -> float:
@@ -419,21 +432,7 @@ def _reason(
             f"(random-pair cosine {z.cos_rand:.3f}{knn})."
         )
     if kind == "dimensional_collapse":
-        rank_limit = thresholds.rank_limit(z0)
-        participation_limit = (
-            thresholds.participation_limit(z0)
-            if thresholds.baseline_dimensional(z0)
-            else thresholds.dimensional_participation
-        )
-        # which limit decided: RankMe's, or the participation ratio's alone (the variance in
-        # few directions while RankMe still counts many: a run near that limit can read
-        # healthy again at its next epoch)
-        limit = (
-            f"effective rank below {rank_limit:.1f}"
-            if z.effective_rank < rank_limit
-            else f"participation ratio under {participation_limit:.1f}, the "
-            f"effective rank above its limit {rank_limit:.1f}"
-        )
+        limit = dimensional_limit(z, z0, thresholds)
         return (
             f"projector effective rank fell from {z0.effective_rank:.1f} to "
             f"{z.effective_rank:.1f} of d={z.dim} by epoch {epoch} (collapsed since epoch "
