@@ -388,18 +388,30 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in output.splitlines() if line.strip()]
 
 
-def training_workers(gpus: list[str], cpu_workers: int) -> list[tuple[list[str], dict[str, str]]]:
-    """(command, extra environment) of each training worker: one per GPU, pinned to it with
-    CUDA_VISIBLE_DEVICES, each taking one run at a time; or ``cpu_workers`` CPU workers."""
+WorkerLaunch = tuple[str, list[str], dict[str, str]]
+
+
+def training_workers(gpus: list[str], cpu_workers: int) -> list[WorkerLaunch]:
+    """(name, command, extra environment) of each training worker: one per GPU, pinned to it
+    with CUDA_VISIBLE_DEVICES, each taking one run at a time; or ``cpu_workers`` CPU workers."""
     if gpus:
         return [
-            (worker_command("train-gpu", f"gpu{index}"), {"CUDA_VISIBLE_DEVICES": index})
+            (
+                f"gpu{index}",
+                worker_command("train-gpu", f"gpu{index}"),
+                {"CUDA_VISIBLE_DEVICES": index},
+            )
             for index in gpus
         ]
     return [
-        (worker_command("train", f"train{n + 1}"), {"CUDA_VISIBLE_DEVICES": ""})
-        for n in range(cpu_workers)
+        (f"train{n}", worker_command("train", f"train{n}"), {"CUDA_VISIBLE_DEVICES": ""})
+        for n in range(1, cpu_workers + 1)
     ]
+
+
+def helper_worker(role: str) -> WorkerLaunch:
+    """The projection or ingest worker, named after its role."""
+    return (role, worker_command(role, role), {})
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
@@ -462,8 +474,7 @@ class Service:
     exits: list[float] = field(default_factory=list)  # when it exited (time.monotonic)
 
     @classmethod
-    def start(cls, command: list[str], env: dict[str, str]) -> Service:
-        name = command[command.index("-n") + 1].split("@")[0] if "-n" in command else "api"
+    def start(cls, name: str, command: list[str], env: dict[str, str]) -> Service:
         return cls(name, command, env, spawn(command, env))
 
     def restart_if_exited(self) -> None:
@@ -653,11 +664,13 @@ def up(args: argparse.Namespace) -> int:
         if must_start:
             redis_process = start_redis(redis_url, data_dir)
         environment = service_environment(data_dir, redis_url, args.host, args.port)
-        for command, extra_env in training_workers(gpus, args.train_workers):
-            services.append(Service.start(command, {**environment, **extra_env}))
-        services.append(Service.start(worker_command("projection", "projection"), environment))
-        services.append(Service.start(worker_command("ingest", "ingest"), environment))
-        services.append(Service.start(api_command(args.host, args.port), environment))
+        launches = [
+            *training_workers(gpus, args.train_workers),
+            *(helper_worker(role) for role in ("projection", "ingest")),
+            ("api", api_command(args.host, args.port), {}),
+        ]
+        for name, command, extra_env in launches:
+            services.append(Service.start(name, command, {**environment, **extra_env}))
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"http://{shown_host}:{args.port}/"
         deadline = time.monotonic() + 120
@@ -701,7 +714,7 @@ def worker(args: argparse.Namespace) -> int:
     try:  # what the user must fix is refused before anything starts
         workers = training_workers(resolve_gpus(args.gpus), args.cpu_workers)
         if args.projection:
-            workers.append((worker_command("projection", "projection"), {}))
+            workers.append(helper_worker("projection"))
         if not workers:
             raise UpError(
                 "nothing to start: no GPU (--gpus), no CPU training worker (--cpu-workers 0) "
@@ -721,13 +734,12 @@ def worker(args: argparse.Namespace) -> int:
     services: list[Service] = []
     stop_on_signals()
     try:
-        for command, extra_env in workers:
-            service = Service.start(command, {**environment, **extra_env})
-            services.append(service)
+        for name, command, extra_env in workers:
+            services.append(Service.start(name, command, {**environment, **extra_env}))
             # Celery names it name@%h, %h this host's name
-            name = f"{service.name}@{socket.gethostname()}"
+            shown = f"{name}@{socket.gethostname()}"
             pinned = extra_env.get("CUDA_VISIBLE_DEVICES")
-            print(f"started {name} on GPU {pinned}" if pinned else f"started {name}")
+            print(f"started {shown} on GPU {pinned}" if pinned else f"started {shown}")
         sys.stdout.flush()
         watch(services)
     except KeyboardInterrupt:
