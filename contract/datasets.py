@@ -33,7 +33,7 @@ RESERVED_FOLDERS = frozenset({"runs", "cache"})
 # - "test_split": the loader returns (train, test); the probe is a seeded, class-stratified
 #   subset of ``probe_size`` test images and ``train_size`` caps a seeded subset of train;
 # - "held_out": the loader returns one labelled set; the probe is a seeded, class-stratified
-#   ``min(probe_size, 25% of it)``, and train is the rest.
+#   ``min(probe_size, 25% of it)`` (at least 16 images), and train is the rest.
 ProbeRule = Literal["own_stream", "test_split", "held_out"]
 # A dataset's or a method's name (contract/plugins.py checks a plugin's method by these
 # too): the runs table keeps both in 32 characters; lower case keeps URLs and CLI simple.

@@ -149,13 +149,156 @@ def test_a_changed_folder_invalidates_its_cache(tmp_path: Path) -> None:
 def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     write_folder(tmp_path / "pics")
     (tmp_path / "pics" / "c0" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match=r"cannot read image .*broken\.png"):
+    with pytest.raises(DatasetError, match=r"cannot read image 'pics/c0/broken\.png'") as error:
         load_splits(folder_config(), tmp_path)
+    assert str(tmp_path) not in str(error.value)  # the run's page shows no server folder
     assert cache_files(tmp_path) == []
 
 
+def test_a_file_replaced_with_its_old_size_and_time_invalidates_the_cache(tmp_path: Path) -> None:
+    """``cp -p``, ``rsync -t`` or ``touch -r`` carry the modification time over: the change
+    time still tells the new file from the old."""
+    write_folder(tmp_path / "pics")
+    config = folder_config(image_size=16, probe_size=64)
+    load_splits(config, tmp_path)
+    changed = tmp_path / "pics" / "c0" / "000.jpg"
+    before = changed.stat()
+    replacement = tmp_path / "replacement.jpg"
+    Image.fromarray(np.full((20, 24, 3), 255, np.uint8)).save(replacement)
+    data = replacement.read_bytes()
+    changed.write_bytes(data[: before.st_size].ljust(before.st_size, b"\0"))  # same size
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))  # same time
+    assert changed.stat().st_mtime_ns == before.st_mtime_ns
+    [old] = cache_files(tmp_path)
+    train, probe = load_splits(config, tmp_path)
+    [new] = cache_files(tmp_path)
+    assert new != old
+    everything = torch.cat([train.images, probe.images])
+    assert bool((everything > 240).flatten(1).all(1).any())  # the white picture was decoded
+
+
+def test_an_image_folder_is_read_as_torchvision_reads_it(tmp_path: Path) -> None:
+    """Images at any depth below their class folder, every suffix torchvision reads, names
+    with a leading dot passed over (.ipynb_checkpoints, macOS's ._ files)."""
+    root = tmp_path
+    pixels = np.random.default_rng(0).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
+    layout = {
+        "cat/a.png": 1,
+        "cat/2024/b.tif": 1,
+        "cat/2024/deep/c.bmp": 1,
+        "cat/.hidden.png": 0,
+        "cat/._a.png": 0,
+        "dog/d.JPG": 1,
+        "dog/e.webp": 1,
+        "dog/notes.txt": 0,
+        ".ipynb_checkpoints/x.png": 0,
+    }
+    for name in layout:
+        path = root / "pics" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt") or "._" in name:
+            path.write_bytes(b"not an image")
+        else:
+            Image.fromarray(pixels).save(path, format="JPEG" if name.endswith("JPG") else None)
+    classes, files, labels, _ = imagefolder_module.list_images(root / "pics", root)
+    assert classes == ["cat", "dog"]
+    assert files == [
+        "cat/2024/b.tif",
+        "cat/2024/deep/c.bmp",
+        "cat/a.png",
+        "dog/d.JPG",
+        "dog/e.webp",
+    ]
+    assert labels == [0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda pics: pics / "loose.png",
+            "image folder 'pics' has images beside its class folders \\(1, e.g. 'loose.png'\\)",
+        ),
+        (lambda pics: pics / "tif" / "readme.txt", "class folder 'pics/tif' has no images"),
+    ],
+)
+def test_images_that_would_not_be_trained_on_are_refused_by_name(
+    tmp_path: Path, make: object, message: str
+) -> None:
+    write_folder(tmp_path / "pics", per_class=2)
+    path = make(tmp_path / "pics")  # type: ignore[operator]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8)).save(path, format="PNG")
+    with pytest.raises(DatasetError, match=message):
+        imagefolder_module.list_images(tmp_path / "pics", tmp_path)
+
+
+def test_a_folder_it_cannot_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_folder(tmp_path / "pics", per_class=2)
+    scandir = os.scandir
+
+    def refuse_c1(path: object) -> object:
+        if str(path).endswith("c1"):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imagefolder_module.os, "scandir", refuse_c1)
+    with pytest.raises(DatasetError) as error:
+        imagefolder_module.list_images(tmp_path / "pics", tmp_path)
+    assert str(error.value) == "cannot read folder 'pics/c1': Permission denied"
+
+
+def test_images_decode_as_a_viewer_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 16-bit greyscale: scaled to 8 bits, not clipped to white
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "wide.png")
+    with Image.open(tmp_path / "wide.png") as opened:
+        assert opened.mode in imagefolder_module.WIDE_GREYSCALE
+    decoded = imagefolder_module.decode_image(tmp_path / "wide.png", 8)
+    assert np.abs(decoded[0].astype(int) - np.rint(ramp / 257).astype(int)).max() <= 1
+    assert decoded.min() == 0 and 240 < decoded.max() < 255
+    # EXIF orientation 6 (rotate 90 degrees clockwise to view): red on the left when stored
+    # red on top
+    stored = np.zeros((16, 16, 3), np.uint8)
+    stored[:8, :, 0] = 255
+    stored[8:, :, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    viewed = imagefolder_module.decode_image(tmp_path / "turned.jpg", 16)
+    assert viewed[0, :, 12:].mean() > 200 and viewed[0, :, :4].mean() < 50  # red on the right
+    # a palette image with transparency decodes without PIL's warning (in the CLI's bar)
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0])
+    palette.save(tmp_path / "palette.png", transparency=bytes([0, 128, 255]))  # per entry
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imagefolder_module.decode_image(tmp_path / "palette.png", 8)
+    # an image past PIL's decompression-bomb limit is a dataset error naming it
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(DatasetError, match=r"cannot read image 'big\.png': Image size"):
+        imagefolder_module.decode_image(tmp_path / "wide.png", 8, shown="big.png")
+
+
+def test_a_folder_too_small_for_a_probe_is_refused(tmp_path: Path) -> None:
+    """A probe of n images has at most n - 1 directions: 4 images gave a probe of one, which
+    read complete collapse from epoch 1."""
+    write_folder(tmp_path / "pics", per_class=5, classes=3)
+    with pytest.raises(DatasetError, match="imagefolder has only 15 images: too few to split"):
+        load_splits(folder_config(image_size=16), tmp_path)
+    write_folder(tmp_path / "pics", per_class=11, classes=3)
+    train, probe = load_splits(folder_config(image_size=16), tmp_path)
+    assert (len(train), len(probe)) == (17, 16)  # 25% would be 8
+
+
 def test_a_cache_of_the_wrong_shape_is_rebuilt(tmp_path: Path) -> None:
-    write_folder(tmp_path / "pics", per_class=10)
+    write_folder(tmp_path / "pics", per_class=11)
     config = folder_config(image_size=16, probe_size=64)
     expected = load_splits(config, tmp_path)[0].images
     [name] = cache_files(tmp_path)

@@ -10,7 +10,7 @@ train, both seeded:
 - ``test_split`` (CIFAR-10/100, STL-10): train from the train split (a seeded subset of
   ``train_size``), probe a seeded, stratified ``probe_size`` subset of the test split;
 - ``held_out`` (digits, image folders): a seeded, stratified held-out part of
-  ``min(probe_size, 25% of N)`` images; train is the rest.
+  ``min(probe_size, 25% of N)`` images, at least ``MIN_HELD_OUT_PROBE``; train is the rest.
 
 The probe is always held in memory; the training set may be memory-mapped (an image folder:
 workers/engine/images.py says how the trainer reads it). Splits held in memory up to 512
@@ -30,6 +30,11 @@ from workers.engine.datasets import LoadRequest, dataset_loader, stream_generato
 from workers.engine.images import ImageData, TensorImages, resize_square
 
 HELD_OUT_FRACTION = 0.25  # largest probe share of datasets without a test split
+# Fewest images held out as the probe, however small the set: a probe of n images has at most
+# n - 1 directions, so a tiny one reads collapsed whatever the network does (4 images gave a
+# probe of 1, spread 0: complete collapse from epoch 1). 16 leaves the dimensional limit of 4
+# directions (workers/engine/verdict.py) well inside what the probe can show.
+MIN_HELD_OUT_PROBE = 16
 
 _CACHE: dict[tuple[object, ...], tuple[ImageData, ImageData]] = {}
 _CACHE_MAX_ENTRIES = 4
@@ -83,7 +88,8 @@ def _folder(spec: DatasetSpec, config: RunConfig, data_root: Path) -> Path | Non
         raise DatasetError(f"dataset {spec.name!r} needs dataset_path")
     folder = resolve_inside(data_root, config.dataset_path)
     if not folder.is_dir():
-        raise DatasetError(f"folder {folder} does not exist")
+        # named as the request did: the server's own folders are not shown on the run's page
+        raise DatasetError(f"folder {config.dataset_path!r} does not exist in the data directory")
     return folder
 
 
@@ -159,10 +165,17 @@ def stratified_order(labels: torch.Tensor, generator: torch.Generator) -> torch.
 
 
 def _held_out_split(full: ImageData, config: RunConfig) -> tuple[ImageData, ImageData]:
-    """Seeded stratified probe of min(probe_size, 25% of N) images; train = the rest."""
-    probe_count = min(config.probe_size, int(len(full) * HELD_OUT_FRACTION))
-    if probe_count < 1 or len(full) - probe_count < 1:
-        raise DatasetError(f"{config.dataset} has only {len(full)} images: too few to split")
+    """Seeded stratified probe of min(probe_size, 25% of N) images, at least
+    ``MIN_HELD_OUT_PROBE``; train = the rest."""
+    probe_count = min(
+        config.probe_size, max(MIN_HELD_OUT_PROBE, int(len(full) * HELD_OUT_FRACTION))
+    )
+    if len(full) - probe_count < MIN_HELD_OUT_PROBE:
+        raise DatasetError(
+            f"{config.dataset} has only {len(full)} images: too few to split (at least "
+            f"{2 * MIN_HELD_OUT_PROBE}: {MIN_HELD_OUT_PROBE} held out for the diagnostics, "
+            "the rest to train on)"
+        )
     order = stratified_order(full.labels, stream_generator(config.seed, 2))
     probe_indices = torch.sort(order[:probe_count]).values
     train_indices = order[probe_count:]

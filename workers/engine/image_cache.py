@@ -5,8 +5,8 @@ bar, into ``cache/<family>-<signature>.npy``: a NumPy ``.npy`` file (its header 
 shape) of uint8 (N, C, S, S), opened memory-mapped by every later run, so start-up costs a
 listing of the files instead of decoding them, and training reads only the pages of the
 batches it takes. ``family`` names the set and its image size (e.g. a folder at 64 px);
-``signature`` is a digest of its file list with each file's size and modification time
-(:func:`file_signature`): a file added, removed, replaced or touched gives a new signature,
+``signature`` is a digest of its file list with each file's size, modification and change
+time (:func:`file_signature`): a file added, removed, replaced or touched gives a new signature,
 hence a new cache, and the stale ones of the family are deleted once it is built.
 
 Builds are atomic: the file is written under a temporary name and renamed when complete
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 CACHE_FOLDER = "cache"  # inside the data root; reserved (contract/datasets.py)
 # Bumped when decoding changes, so caches written by an older decoder are rebuilt.
-DECODER_VERSION = 1
+DECODER_VERSION = 2
 # Decoding threads: PIL's decoders and torch's resize release the GIL.
 DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
 # Images decoded per block (bounds the decoded images and futures held at a time).
@@ -40,10 +40,13 @@ STALE_BUILD_S = 3600.0
 
 
 def file_signature(files: Iterable[tuple[str, os.stat_result]]) -> str:
-    """A digest of (name, size, modification time) of every file, in order: 16 hex digits."""
+    """A digest of (name, size, modification and change time) of every file, in order: 16 hex
+    digits. The change time catches a file replaced by one of the same size whose
+    modification time was carried over (``cp -p``, ``rsync -t``, ``touch -r``, ``tar x``):
+    no one can set it."""
     digest = hashlib.sha256(f"decoder {DECODER_VERSION}\n".encode())
     for name, stat in files:
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
