@@ -326,6 +326,8 @@ def _url_problem(url: str) -> str | None:
         return f"{url!r} is not a valid URL ({error})"
     if parsed.scheme not in ("http", "https") or not parsed.host:
         return f"{url!r} is not an http:// or https:// address with a host"
+    if parsed.query or parsed.fragment:  # the run links would be built on it
+        return f"{url!r} has a query or a fragment: give the server's address alone"
     return None
 
 
@@ -1109,7 +1111,15 @@ class Monitor:
         epochs = local.stored_epochs(run_dir) if (run_dir / local.RUN_FILE).is_file() else {}
         if not epochs:
             return
-        (run_dir / local.FINISH_FILE).unlink(missing_ok=True)
+        try:
+            (run_dir / local.FINISH_FILE).unlink(missing_ok=True)
+        except OSError as error:  # a read-only directory: the run goes on online all the same
+            self._warn(
+                "offline-part",
+                f"cannot remove {local.FINISH_FILE} of the run's offline part in {run_dir} "
+                f"({error.strerror or error}): a later sync of that directory would close this "
+                "run; remove the file by hand",
+            )
         self._offline_part = run_dir
         self.resumed = True
         self.last_stored_epoch = max(max(epochs), self.last_stored_epoch or 0)
@@ -1125,6 +1135,9 @@ class Monitor:
         try:
             syncer = sync.RunSync(self._http, self.base_url, run_dir, quiet)
             syncer.step()
+            # the run goes on here: a later sync of the directory has nothing left to do
+            syncer.state.continued_online = True
+            syncer.save_state()
         except (local.NotARunError, sync.SyncAborted, sync.TokenRefused, OSError) as error:
             # the run goes on online whatever the directory's trouble (a full disk, say)
             self._warn("offline-part", f"the run's offline part in {run_dir} not uploaded: {error}")
@@ -1147,6 +1160,7 @@ class Monitor:
         """A server older than resume keys or run labels refuses those fields (422 naming
         them): register without them. True when the registration should be sent again."""
         refused = drop_refused_fields(self._registration, response)
+        why = _response_detail(response)[0][:300]
         if "resume_key" in refused:
             self._warn(
                 "no-resume",
@@ -1157,7 +1171,7 @@ class Monitor:
             self._warn(
                 "no-labels",
                 f"{self.base_url} refuses the run labels {', '.join(dropped)} (an older server, "
-                "or a value it does not take): the run is registered without them",
+                f"or a value it does not take: {why}): the run is registered without them",
             )
         return bool(refused)
 

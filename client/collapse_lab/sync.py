@@ -23,7 +23,8 @@ Bad input gets one line each and the rest is synced: a path that does not exist,
 directory that is not a run (a folder's sub-directory with epoch files but no ``run.json``
 included), an epoch file that is truncated or corrupt (not uploaded,
 reported to the server as dropped), an epoch the server already holds with other data (the
-stored one is kept). A refused epoch is kept in ``sync.json`` with its file's digest: every
+stored one is kept; an epoch file changed after its upload is sent again for the server to
+judge). A refused epoch is kept in ``sync.json`` with its file's digest: every
 later sync names it again, and sends it again once the file has changed (repaired, or
 replaced by the right copy). Exit status 0 when everything was synced, 1 when something was
 reported (an epoch still refused included), 2 for a usage error (a URL that is not one,
@@ -34,6 +35,7 @@ a negative or non-finite number of seconds).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import math
@@ -129,14 +131,28 @@ class Refusal:
 
 
 @dataclass
+class SentFile:
+    """An epoch file the server took, as it was then: a file changed since is sent again
+    (the server answers the same data as a duplicate, other data as a conflict)."""
+
+    stamp: tuple[int, int]  # (modification time in ns, size): unchanged means not re-read
+    digest: str  # its SHA-256
+
+
+@dataclass
 class ServerState:
     """What one server already took from a run directory (its ``sync.json`` entry)."""
 
     run_id: str | None = None
     url: str | None = None
     uploaded: set[int] = field(default_factory=set)
+    # the files of ``uploaded`` as they were sent (absent for those a sync before it sent)
+    sent: dict[int, SentFile] = field(default_factory=dict)
     refused: dict[int, Refusal] = field(default_factory=dict)  # sent again once changed
     finished: str | None = None  # the digest of the finish.json that was sent
+    # a resumed monitor uploaded this directory and went on online (its finish.json, which
+    # no longer ended the run, removed): nothing is left for a sync unless it changes
+    continued_online: bool = False
 
 
 def _epochs(n: int) -> str:
@@ -183,6 +199,10 @@ class RunSync:
                 run_id=entry.get("run_id"),
                 url=entry.get("url"),
                 uploaded=set(entry.get("uploaded", [])),
+                sent={
+                    int(epoch): SentFile((int(f["mtime_ns"]), int(f["size"])), str(f["digest"]))
+                    for epoch, f in (entry.get("sent") or {}).items()
+                },
                 refused={
                     int(epoch): Refusal(
                         str(r.get("reason", "refused")), r.get("digest"), bool(r.get("held"))
@@ -190,11 +210,12 @@ class RunSync:
                     for epoch, r in refused.items()
                 },
                 finished=entry.get("finished"),
+                continued_online=bool(entry.get("continued_online")),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return ServerState()
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
         path = self.run_dir / local.SYNC_FILE
         try:
             servers = json.loads(path.read_text())["servers"]
@@ -206,6 +227,10 @@ class RunSync:
             "run_id": self.state.run_id,
             "url": self.state.url,
             "uploaded": sorted(self.state.uploaded),
+            "sent": {
+                str(epoch): {"mtime_ns": f.stamp[0], "size": f.stamp[1], "digest": f.digest}
+                for epoch, f in sorted(self.state.sent.items())
+            },
             "refused": {
                 str(epoch): {
                     "reason": refusal.reason,
@@ -215,13 +240,19 @@ class RunSync:
                 for epoch, refusal in sorted(self.state.refused.items())
             },
             "finished": self.state.finished,
+            "continued_online": self.state.continued_online,
         }
         try:
             local.write_json(path, {"servers": servers})
-        except OSError as error:  # a full disk: the server keeps what it took
+        except OSError as error:  # a full disk, a read-only directory
+            fix = (
+                "free some room"
+                if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "make the directory writable (the sync keeps its progress there)"
+            )
             raise SyncAborted(
-                f"cannot write {path} ({error.strerror or error}): free some room and run "
-                "the sync again (the server keeps the epochs it took)"
+                f"cannot write {path} ({error.strerror or error}): {fix} and run the sync "
+                "again (the server keeps the epochs it took)"
             ) from None
 
     # ------------------------------------------------------------------ requests
@@ -267,9 +298,10 @@ class RunSync:
             refused = drop_refused_fields(registration, response)
             if not refused:
                 break
+            why = _response_detail(response)[0][:300]
             self.report(  # as the online monitor does: the run is synced without them
                 f"the server refuses {', '.join(refused)} (an older server, or a value it "
-                "does not take): the run is registered without them"
+                f"does not take: {why}): the run is registered without them"
             )
         detail, _ = _response_detail(response)
         if not response.is_success:
@@ -302,7 +334,7 @@ class RunSync:
         undone = payload.get("reopened_finish")  # absent: a server before it (reopens alike)
         self.reopened_finish = undone if isinstance(undone, dict) else None
         self.registered = True
-        self._save_state()
+        self.save_state()
 
     # ------------------------------------------------------------------ epochs
 
@@ -318,10 +350,11 @@ class RunSync:
             self.report(line)  # once per sync, unless the file changed and is refused again
         self.told.add(epoch)
         self.state.refused[epoch] = Refusal(reason, digest, held)
-        self._save_state()
+        self.save_state()
 
     def upload(self, epoch: int, path: Path) -> None:
         try:
+            stamp = _stamp(path)
             body = path.read_bytes()
         except OSError as error:
             self._refuse(epoch, None, f"unreadable ({error})", f"{path.name}: unreadable ({error})")
@@ -352,7 +385,9 @@ class RunSync:
             detail, code = _response_detail(response)
         if response.is_success:
             self.state.uploaded.add(epoch)
+            self.state.sent[epoch] = SentFile(stamp, digest)
             self.state.refused.pop(epoch, None)
+            self.state.continued_online = False
             if _json_object(response).get("status") == "duplicate":
                 self.already += 1
             else:
@@ -367,7 +402,7 @@ class RunSync:
             held = code == "epoch_conflict"
             self._refuse(epoch, digest, reason, f"epoch {epoch} {reason}", held)
             return
-        self._save_state()
+        self.save_state()
 
     def finish(self, finish: dict[str, Any], digest: str | None) -> None:
         """Send a finish call; ``digest``: that of this directory's ``finish.json`` it came
@@ -387,7 +422,7 @@ class RunSync:
                 f"the server refused the finish call (HTTP {response.status_code}: {detail})"
             )
         self.state.finished = digest
-        self._save_state()
+        self.save_state()
 
     def _went_on_elsewhere(self, epochs: dict[int, Path]) -> bool:
         """Whether the run, registered by its resume key, holds epochs past this directory's
@@ -408,11 +443,32 @@ class RunSync:
             )
         return True
 
+    def _unsent(self, epoch: int, path: Path) -> bool:
+        """Not taken by the server yet, or taken but its file changed since (edited, or
+        replaced by a restarted job's): sent again, for the server to judge."""
+        if epoch not in self.state.uploaded:
+            return True
+        sent = self.state.sent.get(epoch)
+        if sent is None:  # sent by a sync that did not keep its files' stamps
+            return False
+        try:
+            stamp = _stamp(path)
+        except OSError:
+            return False  # vanished since the listing: nothing to send
+        if stamp == sent.stamp:
+            return False
+        digest = _digest(path)
+        if digest == sent.digest or digest is None:  # touched, the same bytes
+            if digest is not None:
+                self.state.sent[epoch] = SentFile(stamp, digest)
+            return False
+        return True
+
     def _todo(self, epochs: dict[int, Path]) -> list[int]:
         return [
             epoch
             for epoch, path in epochs.items()
-            if epoch not in self.state.uploaded and not self._still_refused(epoch, path)
+            if self._unsent(epoch, path) and not self._still_refused(epoch, path)
         ]
 
     def _show(self, epochs: dict[int, Path]) -> None:
@@ -433,10 +489,12 @@ class RunSync:
         todo = self._todo(epochs)
         unsent_finish = finish_digest is not None and finish_digest != self.state.finished
         if not self.registered and (todo or self.state.run_id is None or unsent_finish):
+            if self.state.run_id is None:
+                self.save_state()  # a directory it cannot write to is said before registering
             # registered only with something to send: a resume key reopens a finished run
             self.register()
             todo = self._todo(epochs)  # the server may have lost the run: all again
-        elif self.steps == 1 and not todo and self.state.finished is not None:
+        elif self.steps == 1 and not todo and self._done(finish_digest):
             self.progress.say(f"{self.run_dir}: already synced ({self.state.url})")
         self._show(epochs)
         for epoch in todo:
@@ -456,7 +514,7 @@ class RunSync:
                     self.finish(self.reopened_finish, finish_digest)
                 else:
                     self.state.finished = finish_digest
-                    self._save_state()
+                    self.save_state()
             elif finish is not None:
                 self.finish(finish, finish_digest)
         elif self.reopened_finish is not None and self._went_on_elsewhere(epochs):
@@ -470,7 +528,16 @@ class RunSync:
             )
             self.finish(self.reopened_finish, None)
             self.reopened_finish = None
-        return finish_digest is not None and finish_digest == self.state.finished
+        if todo:  # uploading takes time (a backlog, a server restart): it is not idleness
+            self.changed_at = time.monotonic()
+        return self._done(finish_digest)
+
+    def _done(self, finish_digest: str | None) -> bool:
+        """Whether nothing is left: the directory's finish call sent, or the run continued
+        online by a resumed monitor (:attr:`ServerState.continued_online`)."""
+        if finish_digest is None:
+            return self.state.continued_online
+        return finish_digest == self.state.finished
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
@@ -501,6 +568,12 @@ def _digest(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size) of a file; OSError when it cannot be read."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _mtime(path: Path) -> int | None:
@@ -583,7 +656,13 @@ class Relay:
             return
         if syncer.progress.shown or not syncer.progress.tty:
             syncer.progress.close()
-        synced = "finished" if syncer.state.finished else "still running"
+        synced = (
+            "finished"
+            if syncer.state.finished
+            else "continued online by a resumed monitor"
+            if syncer.state.continued_online
+            else "still running"
+        )
         refused = len(syncer.told & set(syncer.state.refused))
         if syncer.sent or syncer.already or refused:
             counts = f"{_epochs(syncer.sent)} uploaded, {syncer.already} already there, " + (
@@ -618,11 +697,12 @@ class Relay:
         busy_at = time.monotonic()  # when a run was last active (--follow's idle timeout)
         while True:
             self._scan()
+            stepped = bool(self.active)
             for run_dir, syncer in list(self.active.items()):
                 if self.unreachable:
                     break
                 self._step(run_dir, syncer)
-            if self.active:
+            if stepped:  # measured after the pass: a long upload is not idleness
                 busy_at = time.monotonic()
             quiet = time.monotonic() - busy_at
             if (

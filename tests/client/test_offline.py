@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -394,3 +396,110 @@ def test_a_sync_that_cannot_write_its_state_says_so_in_one_line(
     err = capsys.readouterr().err
     assert f"cannot write {monitor.run_dir / local.SYNC_FILE} (No space left on device)" in err
     assert "Traceback" not in err
+
+
+def test_a_follow_pass_slower_than_the_idle_timeout_does_not_leave_its_run(
+    server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Uploading a backlog is not idleness: a pass over six epochs at 0.3 s each outlasted
+    an idle timeout of 0.5 s and the relay left the run, whose finish.json came meanwhile."""
+    monitor = Monitor(name="backlog", offline=True, run_dir=tmp_path, resume=False)
+    for epoch in range(6):
+        monitor.log_epoch(epoch, _z(epoch))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    finish = monitor.run_dir / local.FINISH_FILE
+    finished = finish.read_bytes()
+    finish.unlink()  # the job still running when the relay starts...
+    server.delay_s = 0.3
+    later = threading.Timer(1.0, lambda: local.write_atomic(finish, finished))  # ...then ends
+    later.start()
+    try:
+        assert sync_paths([tmp_path], server.url, None, True, 0.1, idle_timeout_s=0.5) == 0
+    finally:
+        later.join()
+    assert "--idle-timeout" not in capsys.readouterr().err
+    run = server.only_run()
+    assert sorted(run.epochs) == list(range(6)) and run.finish is not None
+
+
+def test_an_epoch_file_changed_after_its_upload_is_sent_again_for_the_server_to_judge(
+    server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server answers the same data as a duplicate and other data as a conflict, which
+    is named (exit 1) and kept in sync.json; a file only touched is not read again."""
+    monitor = Monitor(name="edited", offline=True, run_dir=tmp_path, resume="edited-1")
+    for epoch in range(3):
+        monitor.log_epoch(epoch, _z(epoch))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+    assert sync_paths([tmp_path], server.url, None) == 0
+    path = local.epoch_path(monitor.run_dir, 1)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: same bytes
+    capsys.readouterr()
+    assert sync_paths([tmp_path], server.url, None) == 0
+    assert "nothing new (3 epochs synced before)" in capsys.readouterr().out
+    local.write_atomic(path, wire.encode_epoch(1, {"z": _z(99)}))  # other data for epoch 1
+    assert sync_paths([tmp_path], server.url, None) == 1
+    captured = capsys.readouterr()
+    assert "epoch 1 refused by the server (HTTP 409: epoch 1 differs)" in captured.err
+    assert server.only_run().digests[1] != hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sync_paths([tmp_path], server.url, None) == 1  # named again while unchanged
+    assert "epoch 1 still refused, its file unchanged" in capsys.readouterr().err
+
+
+def test_a_directory_the_sync_cannot_write_to_registers_no_run(
+    server: FakeCollapseLab,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=False)
+    monitor.log_epoch(0, _z(0))
+    assert monitor.finish(timeout=10) and monitor.run_dir is not None
+
+    def read_only(path: Path, value: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(local, "write_json", read_only)
+    assert sync_paths([tmp_path], server.url, None) == 1
+    err = capsys.readouterr().err
+    assert "(Permission denied): make the directory writable" in err and "Traceback" not in err
+    assert server.runs == {}  # no empty run left running on the server
+
+
+def test_a_directory_continued_online_is_done_for_a_later_sync(
+    server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The requeued try uploaded the offline part and finished the run online: a sync of
+    the directory afterwards has nothing to do and says so (it said "still running", exit
+    1 under --follow)."""
+    first = Monitor(offline=True, run_dir=tmp_path, name="job", resume="job-11")
+    first.log_epoch(0, _z(0))
+    assert first.finish(timeout=10)
+    second = Monitor(server.url, run_dir=tmp_path, name="job", resume="job-11")
+    second.log_epoch(1, _z(1))
+    assert second.finish(timeout=10)
+    capsys.readouterr()
+    assert sync_paths([tmp_path], server.url, None, True, 0.1, idle_timeout_s=0.5) == 0
+    captured = capsys.readouterr()
+    assert "run continued online by a resumed monitor" in captured.out, captured
+    assert "--idle-timeout" not in captured.err
+    assert sorted(server.only_run().epochs) == [0, 1]
+
+
+def test_an_offline_part_whose_finish_cannot_be_removed_is_warned_about(
+    server: FakeCollapseLab, tmp_path: Path
+) -> None:
+    """A read-only directory (here a folder in the finish file's place): the run goes on
+    online and the warning says what a later sync of it would do."""
+    first = Monitor(offline=True, run_dir=tmp_path, name="job", resume="job-12")
+    first.log_epoch(0, _z(0))
+    assert first.finish(timeout=10) and first.run_dir is not None
+    finish = first.run_dir / local.FINISH_FILE
+    finish.unlink()
+    (finish / "in-the-way").mkdir(parents=True)
+    with pytest.warns(CollapseLabWarning, match="cannot remove finish.json .* remove the file"):
+        second = Monitor(server.url, run_dir=tmp_path, name="job", resume="job-12")
+    second.log_epoch(1, _z(1))
+    assert second.finish(timeout=10)
+    assert sorted(server.only_run().epochs) == [0, 1]

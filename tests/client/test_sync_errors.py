@@ -121,6 +121,7 @@ def test_a_server_that_is_not_collapse_lab_gets_one_line_per_run(
             "'localhost:18731' must start with http:// or https:// (http://localhost:18731?)",
         ),
         (["runs", "lab.example.org:443/collapse"], "must start with http:// or https://"),
+        (["runs", "http://lab:8000/#runs"], "has a query or a fragment: give the server's"),
         (["--poll", "-1", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
         (["--poll", "nan", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
         (["--poll", "0", "runs", "http://x"], "--poll: must be a number of seconds, above 0"),
