@@ -461,3 +461,38 @@ def test_image_folder_unreadable_image_is_named(tmp_path: Path) -> None:
     (tmp_path / "pets" / "dog" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"cannot read image .*broken\.png"):
         load_splits(make_config(dataset="imagefolder", dataset_path="pets"), tmp_path)
+
+
+def test_crop_only_views_keep_colours_and_orientation() -> None:
+    """I-JEPA's views (photometric=False): no flip, jitter, grayscale or blur, only the
+    crop; a dark-left, red-right picture keeps its sides and its colours."""
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    image[:, 0, :, 16:] = 255  # red on the right
+    batch = image.expand(200, -1, -1, -1).contiguous()
+    crop_only = BatchAugment(64, 3, 1.0, photometric=False)
+    out = crop_only(batch, torch.Generator().manual_seed(0), scale=(0.9, 1.0), out_size=64)
+    unit = out * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(
+        1, 3, 1, 1
+    )
+    assert bool((unit[:, 0, :, -4:] > 0.99).all())  # every view red on the right: unflipped
+    assert float(unit[:, 1:].abs().max()) < 1e-4  # no green or blue: no jitter, no grayscale
+    full = BatchAugment(64, 3, 1.0)(batch, torch.Generator().manual_seed(0), scale=(0.9, 1.0))
+    assert not torch.allclose(full, out[..., ::2, ::2], atol=0.1)  # the default recipe does
+
+
+def test_local_crops_stay_local_at_any_strength() -> None:
+    """A local crop covers 5-40% of the image whatever the strength above 0 (at 0.5 the
+    range had moved to 52-70%): the span of a horizontal ramp measures the crop's width."""
+    ramp = torch.linspace(0, 255, 64).round().to(torch.uint8)
+    batch = ramp.view(1, 1, 1, 64).expand(400, 3, 64, 64).contiguous()
+
+    def widths(strength: float, fixed: bool) -> torch.Tensor:
+        augment = BatchAugment(64, 3, strength, photometric=False)
+        out = augment(batch, torch.Generator().manual_seed(0), 32, (0.05, 0.4), scale_fixed=fixed)
+        unit = out[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        return (unit[..., -1] - unit[..., 0]).mean(dim=1)  # fraction of the side spanned
+
+    fixed, moving = widths(0.5, True), widths(0.5, False)
+    assert float(fixed.max()) < 0.8  # sqrt(0.4 x 4/3) = 0.73 of the side at the most
+    assert torch.allclose(fixed, widths(1.0, True))  # the strength no longer moves it
+    assert float(moving.min()) > 0.55  # the area range 0.52-0.70 of before

@@ -158,3 +158,47 @@ def test_a_diverged_loss_names_the_option_set_away_from_its_default(tmp_path: Pa
     assert "became NaN at epoch 1, step 1" in message or "became infinite" in message
     assert "temperature=1e-300 (default 0.5)" in message
     assert "nan" not in message
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "expected"),
+    [
+        # I-JEPA: one view, its crop alone (Assran et al. 2023); nothing else to draw
+        ("ijepa", {"predictor_width": 32, "predictor_depth": 1}, (1, (0.3, 1.0), False)),
+        # DINO with local crops: global crops of 0.4-1, larger than any local one
+        ("dino", {"local_views": 2, "num_prototypes": 32}, (2, (0.4, 1.0), True)),
+        ("simsiam", {}, (2, (0.2, 1.0), True)),
+    ],
+)
+def test_each_method_gets_the_views_its_paper_draws(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    options: dict[str, object],
+    expected: tuple[int, tuple[float, float], bool],
+) -> None:
+    from workers.engine.augment import BatchAugment
+
+    calls: list[tuple[bool, object]] = []  # (photometric, scale) of every training view
+    original = BatchAugment.__call__
+
+    def spy(self: BatchAugment, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if "scale" in kwargs or "scale_fixed" in kwargs:  # training's views, not the probe's
+            scale = kwargs.get("scale", args[2] if len(args) > 2 else None)
+            calls.append((self.flip_probability > 0, scale))
+        return original(self, x, *args, **kwargs)  # type: ignore[arg-type]
+
+    config = {**TINY, "method": method, "epochs": 1, "train_size": 128, "probe_size": 64}
+    config |= {"lidar_every": 0, "image_size": 16}
+    config["options"] = options
+    if method == "ijepa":
+        config |= {"image_size": 32, "vit_dim": 48, "vit_depth": 1}
+    monkeypatch.setattr(BatchAugment, "__call__", spy)
+    train(resolve_config(config), data_root=tmp_path)
+    count, scale, photometric = expected
+    steps = 128 // 64
+    local_views = int(options.get("local_views", 0))  # type: ignore[call-overload]
+    assert sorted(calls, key=str) == sorted(
+        [(photometric, scale)] * steps * count + [(True, (0.05, 0.4))] * steps * local_views,
+        key=str,
+    )

@@ -88,6 +88,10 @@ class BatchAugment:
     image_size: side of the input images (chooses the blur default); channels: 1 or 3;
     strength: >= 0, 1 = the standard recipe, 0 = identity.
     blur_probability: None = 0.5 for outputs of 64 px and more, 0 below.
+    photometric: False keeps the random resized crop alone (no flip, colour jitter,
+    grayscale or blur): I-JEPA's views (Assran et al. 2023, Sec. 3: no hand-crafted
+    augmentations besides the crop; the reference's ``color_jitter``, ``horizontal_flip``
+    and ``gaussian_blur`` are off).
     """
 
     def __init__(
@@ -96,20 +100,21 @@ class BatchAugment:
         channels: int,
         strength: float = 1.0,
         blur_probability: float | None = None,
+        photometric: bool = True,
     ) -> None:
         if strength < 0:
             raise ValueError(f"strength must be >= 0, got {strength}")
         self.image_size = image_size
         self.channels = channels
         self.strength = strength
-        self.blur_probability = blur_probability
+        self.blur_probability = blur_probability if photometric else 0.0
         self.brightness = 0.4 * strength
         self.contrast = 0.4 * strength
         self.saturation = 0.4 * strength
         self.hue = min(0.1 * strength, 0.5)
-        self.jitter_probability = 0.8
-        self.gray_probability = 0.2
-        self.flip_probability = 0.5
+        self.jitter_probability = 0.8 if photometric else 0.0
+        self.gray_probability = 0.2 if photometric else 0.0
+        self.flip_probability = 0.5 if photometric else 0.0
 
     def __call__(
         self,
@@ -117,9 +122,12 @@ class BatchAugment:
         generator: torch.Generator,
         out_size: int | None = None,
         scale: tuple[float, float] = (0.2, 1.0),
+        scale_fixed: bool = False,
     ) -> torch.Tensor:
         """x: uint8 (B, C, H, W) on any device -> float32 (B, C, S, S) normalised, S =
-        ``out_size`` or the input side. ``scale``: crop area range at strength 1."""
+        ``out_size`` or the input side. ``scale``: crop area range at strength 1, or at any
+        strength above 0 with ``scale_fixed``, the aspect ratios too (local crops: small by
+        definition; at strength 0.5 they covered 52-70% of the image)."""
         size = out_size or x.shape[-1]
         if self.strength == 0:
             out = normalize(x)
@@ -134,7 +142,7 @@ class BatchAugment:
         blur_p = self.blur_probability
         if blur_p is None:
             blur_p = 0.5 if size >= 64 else 0.0
-        rows, cols = self._resampling_matrices(u, size, height, width, scale, blur_p)
+        rows, cols = self._resampling_matrices(u, size, height, width, scale, scale_fixed, blur_p)
         # rows @ image @ cols per sample and channel: crop, flip and blur at once.
         out = torch.matmul(rows.unsqueeze(1).expand(-1, channels, -1, -1), x.float())
         out = torch.bmm(out.view(batch, channels * size, width), cols)  # (B, C*S, S)
@@ -151,6 +159,7 @@ class BatchAugment:
         height: int,
         width: int,
         scale: tuple[float, float],
+        scale_fixed: bool,
         blur_probability: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample separable resampling: rows (B, S, H) and cols (B, W, S), such that
@@ -161,10 +170,11 @@ class BatchAugment:
         is larger than the output (antialiasing), edges clamped (border padding).
         """
         # Both ends of the area range move towards 1 (the full image) as strength -> 0.
-        high = min(1.0, max(0.02, 1 - self.strength * (1 - scale[1])))
-        low = min(high, max(0.02, 1 - self.strength * (1 - scale[0])))
+        strength = 1.0 if scale_fixed else self.strength
+        high = min(1.0, max(0.02, 1 - strength * (1 - scale[1])))
+        low = min(high, max(0.02, 1 - strength * (1 - scale[0])))
         area = low + (high - low) * u[:, _AREA]
-        log_ratio_max = math.log(4 / 3) * min(self.strength, 1.0)
+        log_ratio_max = math.log(4 / 3) * min(strength, 1.0)
         ratio = torch.exp((2 * u[:, _RATIO] - 1) * log_ratio_max)
         # Box width / height as fractions of the side; clamped to the image.
         box_w = torch.sqrt(area * ratio).clamp(max=1.0)

@@ -55,6 +55,9 @@ CPU_EVAL_BATCH_WITHOUT_BATCHNORM = 64
 # conditioned.
 LIDAR_IMAGES = 128
 LIDAR_VIEWS = 8
+# Local views (multi-crop: SwAV, DINO, LeJEPA): crops of 5-40% of the image at half its side,
+# at any augmentation strength above 0 (DINO's ``local_crops_scale``, main_dino.py).
+LOCAL_CROP_SCALE = (0.05, 0.4)
 
 
 def _ignore(*_: Any) -> None:
@@ -348,6 +351,12 @@ def train(
         return nullcontext()
 
     augment = BatchAugment(config.image_size, channels, config.augment_strength)
+    plan = method.views()
+    augment_global = (
+        augment
+        if plan.photometric
+        else BatchAugment(config.image_size, channels, config.augment_strength, photometric=False)
+    )
     optimizer = build_optimizer(method, config, method.excluded_from_weight_decay())
     batch_size = min(config.batch_size, len(train_data))
     steps_per_epoch = len(train_data) // batch_size
@@ -446,9 +455,14 @@ def train(
             lr = lr_at(config, global_step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            views = [augment(images, generator) for _ in range(2)]
+            views = [
+                augment_global(images, generator, scale=plan.global_scale)
+                for _ in range(plan.count)
+            ]
             views += [
-                augment(images, generator, out_size=config.image_size // 2, scale=(0.05, 0.4))
+                augment(
+                    images, generator, config.image_size // 2, LOCAL_CROP_SCALE, scale_fixed=True
+                )
                 for _ in range(method.n_local_views())
             ]
             views = [_channels_last(v) for v in views]

@@ -18,6 +18,18 @@ from torch import nn
 from contract import MethodSpec, RunConfig
 
 
+@dataclass(frozen=True)
+class Views:
+    """How the trainer draws a method's global views from each batch
+    (workers/engine/trainer.py); its local views are ``Method.n_local_views`` small crops.
+    ``global_scale``: their crop area range (at augmentation strength 1); ``photometric``:
+    flip, colour jitter, grayscale and blur besides the crop (workers/engine/augment.py)."""
+
+    count: int = 2
+    global_scale: tuple[float, float] = (0.2, 1.0)
+    photometric: bool = True
+
+
 @dataclass
 class StepInfo:
     """Where training is: used for schedules such as BYOL's cosine EMA momentum."""
@@ -51,6 +63,10 @@ class Method(nn.Module):
         self.options: BaseModel = self.spec.options.model_validate(config.options)
 
     # -- training -------------------------------------------------------------------------
+    def views(self) -> Views:
+        """The global views :meth:`training_loss` gets: two SimCLR-style views by default."""
+        return Views()
+
     def n_local_views(self) -> int:
         """Extra small crops per image (SwAV multi-crop); 0 for everyone else."""
         return 0
@@ -58,8 +74,9 @@ class Method(nn.Module):
     def training_loss(
         self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
     ) -> LossOutput:
-        """views: [V x (B, C, H, W)] float, the two global views first; indices: (B,) dataset
-        indices of the images (DeepCluster looks up pseudo-labels with them)."""
+        """views: [V x (B, C, H, W)] float, the global views first (:meth:`views`), then the
+        local ones; indices: (B,) dataset indices of the images (DeepCluster looks up
+        pseudo-labels with them)."""
         raise NotImplementedError
 
     def after_step(self, step: StepInfo) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from contract import RunConfig
 from contract.methods.dino import DINO_SPEC, DINOOptions
 from workers.engine.mechanisms import balancing_signals, mean_entropy, mean_kl, parameter_distance
-from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.methods.base import LossOutput, Method, StepInfo, Views
 from workers.engine.parts import cosine_momentum, ema_update
 
 
@@ -161,6 +161,13 @@ class DINO(Method):
 
     def n_local_views(self) -> int:
         return self.options.local_views
+
+    def views(self) -> Views:
+        """Two global views; with local views, crops of 0.4-1 of the image (the reference's
+        ``global_crops_scale``, main_dino.py), so that no global crop is smaller than a local
+        one (0.05-0.4); without, the SimCLR range 0.2-1 (the reference advises 0.14-1 for two
+        crops alone)."""
+        return Views(global_scale=(0.4, 1.0) if self.n_local_views() else (0.2, 1.0))
 
     def momentum_at(self, step: int, total_steps: int) -> float:
         """The teacher's EMA rate: a cosine from the base to 1 (DINO Sec. 3.1, as BYOL);

@@ -22,7 +22,7 @@ from torch import nn
 from contract import RunConfig
 from contract.methods.ijepa import IJEPA_SPEC, IJEPAOptions
 from workers.engine.mechanisms import asymmetric_signals, parameter_distance
-from workers.engine.methods.base import LossOutput, Method, StepInfo
+from workers.engine.methods.base import LossOutput, Method, StepInfo, Views
 from workers.engine.metrics import std_l2
 from workers.engine.parts.ema import ema_update
 from workers.engine.parts.multiblock import multiblock_masks
@@ -132,13 +132,20 @@ class IJEPA(Method):
         )
         self.current_momentum = linear_momentum(opts.target_momentum, 0, 1)
 
+    def views(self) -> Views:
+        """One view, cropped and nothing else: I-JEPA's only augmentation is a random resized
+        crop of 0.3-1 of the image (Assran et al. 2023, Sec. 3; the reference's
+        ``crop_scale: [0.3, 1.0]``, colour jitter, flip and blur off); its context and
+        targets are blocks of that one view."""
+        return Views(count=1, global_scale=(0.3, 1.0), photometric=False)
+
     def target_encoder(self) -> nn.Module:
         return self.backbone if self.target_backbone is None else self.target_backbone
 
     def training_loss(
         self, views: list[torch.Tensor], indices: torch.Tensor, step: StepInfo
     ) -> LossOutput:
-        images = views[0]  # one view: I-JEPA's only augmentation is its crop
+        images = views[0]  # its one view (:meth:`views`)
         target_tokens = self.target_tokens(images)
         side = math.isqrt(target_tokens.shape[1])  # square images: a side x side grid
         masks = multiblock_masks(
