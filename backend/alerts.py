@@ -65,7 +65,10 @@ class AlertRun(BaseModel):
     name: str
     method: str
     dataset: str
-    status: str
+    status: str = Field(
+        description="The run's status when the alert was posted: an epoch synced later, or an "
+        "alert that waited for its receiver, may raise its onset after the run ended."
+    )
     sweep_id: str | None
 
 

@@ -378,26 +378,6 @@ def test_a_sync_json_of_another_shape_is_rewritten(server: FakeCollapseLab, tmp_
     assert sorted(server.only_run().epochs) == [0]
 
 
-def test_a_sync_that_cannot_write_its_state_says_so_in_one_line(
-    server: FakeCollapseLab,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=False)
-    monitor.log_epoch(0, _z(0))
-    assert monitor.finish(timeout=10) and monitor.run_dir is not None
-
-    def disk_full(path: Path, value: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(local, "write_json", disk_full)
-    assert sync_paths([tmp_path], server.url, None) == 1
-    err = capsys.readouterr().err
-    assert f"cannot write {monitor.run_dir / local.SYNC_FILE} (No space left on device)" in err
-    assert "Traceback" not in err
-
-
 def test_a_follow_pass_slower_than_the_idle_timeout_does_not_leave_its_run(
     server: FakeCollapseLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -447,24 +427,35 @@ def test_an_epoch_file_changed_after_its_upload_is_sent_again_for_the_server_to_
     assert "epoch 1 still refused, its file unchanged" in capsys.readouterr().err
 
 
-def test_a_directory_the_sync_cannot_write_to_registers_no_run(
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        (OSError(28, "No space left on device"), "free some room"),
+        (PermissionError(13, "Permission denied"), "make the directory writable"),
+    ],
+    ids=["disk full", "read-only"],
+)
+def test_a_sync_that_cannot_write_its_state_says_so_in_one_line_and_registers_no_run(
     server: FakeCollapseLab,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    error: OSError,
+    advice: str,
 ) -> None:
     monitor = Monitor(offline=True, run_dir=tmp_path, name="job", resume=False)
     monitor.log_epoch(0, _z(0))
     assert monitor.finish(timeout=10) and monitor.run_dir is not None
 
-    def read_only(path: Path, value: object) -> None:
-        raise PermissionError(13, "Permission denied")
+    def cannot_write(path: Path, value: object) -> None:
+        raise error
 
-    monkeypatch.setattr(local, "write_json", read_only)
+    monkeypatch.setattr(local, "write_json", cannot_write)
     assert sync_paths([tmp_path], server.url, None) == 1
     err = capsys.readouterr().err
-    assert "(Permission denied): make the directory writable" in err and "Traceback" not in err
-    assert server.runs == {}  # no empty run left running on the server
+    assert f"cannot write {monitor.run_dir / local.SYNC_FILE} ({error.strerror}): {advice}" in err
+    assert "Traceback" not in err
+    assert server.runs == {}  # said before registering: no empty run left running
 
 
 def test_a_directory_continued_online_is_done_for_a_later_sync(
