@@ -200,6 +200,7 @@ def test_an_image_folder_is_read_as_torchvision_reads_it(tmp_path: Path) -> None
             path.write_bytes(b"not an image")
         else:
             Image.fromarray(pixels).save(path, format="JPEG" if name.endswith("JPG") else None)
+    os.symlink(root / "pics" / "cat", root / "pics" / "cat" / "2024" / "loop")  # a link loop
     classes, files, labels, _ = imagefolder_module.list_images(root / "pics", root)
     assert classes == ["cat", "dog"]
     assert files == [

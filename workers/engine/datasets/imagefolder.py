@@ -62,11 +62,17 @@ def list_images(
         if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(root):
             raise DatasetError(f"{shown(entry.path)} is a link leading outside the data root")
 
+    walked: set[str] = set()  # real paths of a class's folders listed: a link loop once
+
     def images_below(
         directory: os.DirEntry[str], prefix: str
     ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """(path relative to ``folder``, entry) of every image below ``directory``."""
         inside(directory)
+        real = os.path.realpath(directory.path)
+        if real in walked:
+            return
+        walked.add(real)
         for entry in entries(directory.path):
             if entry.is_dir():
                 yield from images_below(entry, f"{prefix}{entry.name}/")
@@ -90,6 +96,7 @@ def list_images(
     stats: list[os.stat_result] = []
     for label, class_dir in enumerate(class_dirs):
         count = len(files)
+        walked.clear()  # a class may link to another's folder: its images are its own too
         for name, entry in images_below(class_dir, f"{class_dir.name}/"):
             files.append(name)
             labels.append(label)
