@@ -163,8 +163,9 @@ def test_a_diverged_loss_names_the_option_set_away_from_its_default(tmp_path: Pa
 @pytest.mark.parametrize(
     ("method", "options", "expected"),
     [
-        # I-JEPA: one view, its crop alone (Assran et al. 2023); nothing else to draw
-        ("ijepa", {"predictor_width": 32, "predictor_depth": 1}, (1, (0.3, 1.0), False)),
+        # I-JEPA: one view; the paper's crop alone, or (its default) the SimCLR recipe
+        ("ijepa", {"predictor_width": 32, "augmentation": "crop"}, (1, (0.3, 1.0), False)),
+        ("ijepa", {"predictor_width": 32}, (1, (0.2, 1.0), True)),
         # DINO with local crops: global crops of 0.4-1, larger than any local one
         ("dino", {"local_views": 2, "num_prototypes": 32}, (2, (0.4, 1.0), True)),
         ("simsiam", {}, (2, (0.2, 1.0), True)),

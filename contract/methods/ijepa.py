@@ -42,6 +42,13 @@ class IJEPAOptions(StrictInput):
         "384 for ViT encoders of 1024-1280.",
     )
     num_targets: int = Field(4, ge=1, le=8, description="Target blocks per image (the paper: 4).")
+    augmentation: Literal["simclr", "crop"] = Field(
+        "simclr",
+        description="Its one view per image: 'crop' is the paper's (a random resized crop "
+        "of 0.3-1 of the image, nothing else); 'simclr' adds flips, colour jitter and "
+        "grayscale, which keep the ijepa preset's pooled target features apart on small "
+        "images (with the crop alone their std·√d fell to 0.10 in 20 epochs on digits).",
+    )
     loss: Literal["smooth_l1", "l2"] = Field(
         "smooth_l1",
         description="Distance between predicted and (layer-normed) target patch features: "

@@ -133,11 +133,13 @@ class IJEPA(Method):
         self.current_momentum = linear_momentum(opts.target_momentum, 0, 1)
 
     def views(self) -> Views:
-        """One view, cropped and nothing else: I-JEPA's only augmentation is a random resized
-        crop of 0.3-1 of the image (Assran et al. 2023, Sec. 3; the reference's
-        ``crop_scale: [0.3, 1.0]``, colour jitter, flip and blur off); its context and
-        targets are blocks of that one view."""
-        return Views(count=1, global_scale=(0.3, 1.0), photometric=False)
+        """One view: the paper's random resized crop of 0.3-1 of the image alone (Assran et
+        al. 2023, Sec. 3; the reference's ``crop_scale: [0.3, 1.0]``, colour jitter, flip and
+        blur off) with ``augmentation: crop``; by default the SimCLR recipe (README, "I-JEPA
+        and LeJEPA" says why). Its context and targets are blocks of that one view."""
+        if self.options.augmentation == "crop":
+            return Views(count=1, global_scale=(0.3, 1.0), photometric=False)
+        return Views(count=1)
 
     def target_encoder(self) -> nn.Module:
         return self.backbone if self.target_backbone is None else self.target_backbone
