@@ -260,6 +260,9 @@ def test_images_decode_as_a_viewer_shows_them(
     decoded = imagefolder_module.decode_image(tmp_path / "wide.png", 8)
     assert np.abs(decoded[0].astype(int) - np.rint(ramp / 257).astype(int)).max() <= 1
     assert decoded.min() == 0 and 240 < decoded.max() < 255
+    # float greyscale (a 32-bit TIFF) in [0, 1]: to 0..255, not black
+    Image.fromarray(np.full((8, 8), 0.7, np.float32)).save(tmp_path / "float.tif")
+    assert int(imagefolder_module.decode_image(tmp_path / "float.tif", 8)[0, 0, 0]) == 178
     # EXIF orientation 6 (rotate 90 degrees clockwise to view): red on the left when stored
     # red on top
     stored = np.zeros((16, 16, 3), np.uint8)
@@ -291,7 +294,7 @@ def test_a_folder_too_small_for_a_probe_is_refused(tmp_path: Path) -> None:
     """A probe of n images has at most n - 1 directions: 4 images gave a probe of one, which
     read complete collapse from epoch 1."""
     write_folder(tmp_path / "pics", per_class=5, classes=3)
-    with pytest.raises(DatasetError, match="imagefolder has only 15 images: too few to split"):
+    with pytest.raises(DatasetError, match="image folder 'pics' has only 15 images: too few"):
         load_splits(folder_config(image_size=16), tmp_path)
     write_folder(tmp_path / "pics", per_class=11, classes=3)
     train, probe = load_splits(folder_config(image_size=16), tmp_path)
@@ -485,3 +488,13 @@ def test_an_image_folder_error_names_paths_inside_the_data_root_only(tmp_path: P
         imagefolder_module.list_images(root / "empty", root)
     assert str(empty.value) == "image folder 'empty' has no class subfolders"
     assert str(tmp_path) not in str(leaving.value) + str(empty.value)
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path) -> None:
+    """Names are bytes on Linux: one that is no UTF-8 (a copy from an old Windows share)
+    reaches Python with surrogates, which the cache signature encoded as UTF-8 and failed."""
+    write_folder(tmp_path / "pics", per_class=11)
+    raw = os.fsencode(tmp_path / "pics" / "c0") + b"/\xff\xfe.png"
+    Image.new("RGB", (20, 24), (255, 0, 0)).save(os.fsdecode(raw), format="PNG")
+    train, probe = load_splits(folder_config(image_size=16, probe_size=64), tmp_path)
+    assert len(train) + len(probe) == 34

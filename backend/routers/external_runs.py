@@ -232,22 +232,23 @@ def _store_epoch(
     state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response, closed: bool
 ) -> Any:
     """A stored epoch sent again with the same data is a duplicate even once the run is
-    closed (a sync started again without its sync.json sends every epoch again); anything
-    else a closed run refuses."""
+    closed (a sync started again without its sync.json sends every epoch again), with other
+    data a conflict, open or closed (an epoch file edited after its sync); a new epoch a
+    closed run refuses."""
     digest = hashlib.sha256(body).hexdigest()
     known = external_store.upload_digest(state.db, run_id, epoch)
     if known is not None and (known == digest or _same_data(state, run_id, epoch, body)):
         response.status_code = status.HTTP_200_OK
         return ExternalEpochReply(epoch=epoch, status="duplicate")
-    if closed:
-        return _problem(409, CLOSED, "run_closed")
     conflict = (
         f"epoch {epoch} is already stored with other data (a job restarted from an older "
         "checkpoint logs it again?): the stored epoch is kept and this one refused; epochs "
         "after the last stored one are taken"
     )
-    if known is not None:
+    if known is not None:  # before the closed check: what the sender must hear is the clash
         return _problem(409, conflict, "epoch_conflict")
+    if closed:
+        return _problem(409, CLOSED, "run_closed")
     try:
         message = wire.decode_epoch(body)
     except wire.MessageError as exc:

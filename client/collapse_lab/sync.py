@@ -487,6 +487,7 @@ class RunSync:
         if files != self.files:
             self.files, self.changed_at = files, time.monotonic()
         todo = self._todo(epochs)
+        refused_here = set(self.state.refused) & set(epochs)  # named below: not "synced"
         unsent_finish = finish_digest is not None and finish_digest != self.state.finished
         if not self.registered and (todo or self.state.run_id is None or unsent_finish):
             if self.state.run_id is None:
@@ -494,7 +495,7 @@ class RunSync:
             # registered only with something to send: a resume key reopens a finished run
             self.register()
             todo = self._todo(epochs)  # the server may have lost the run: all again
-        elif self.steps == 1 and not todo and self._done(finish_digest):
+        elif self.steps == 1 and not todo and self._done(finish_digest) and not refused_here:
             self.progress.say(f"{self.run_dir}: already synced ({self.state.url})")
         self._show(epochs)
         for epoch in todo:

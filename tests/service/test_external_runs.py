@@ -176,8 +176,9 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     # a sync started again without its sync.json sends the stored epochs again
     resent = client.put(f"{url}/0", content=body, headers=binary)
     assert resent.status_code == 200 and resent.json()["status"] == "duplicate"
+    # ...and an epoch file edited after its sync is told the clash, not that the run ended
     resent_other = client.put(f"{url}/0", content=other, headers=binary)
-    assert resent_other.status_code == 409 and resent_other.json()["code"] == "run_closed"
+    assert resent_other.status_code == 409 and resent_other.json()["code"] == "epoch_conflict"
     run = client.get(f"/api/runs/{run_id}").json()
     assert run["name"] == "raw" and run["source"] == registration["source"]
     assert run["external"]["finish"]["status"] == "succeeded"

@@ -172,7 +172,7 @@ def _held_out_split(full: ImageData, config: RunConfig) -> tuple[ImageData, Imag
     )
     if len(full) - probe_count < MIN_HELD_OUT_PROBE:
         raise DatasetError(
-            f"{config.dataset} has only {len(full)} images: too few to split (at least "
+            f"{_named(config)} has only {len(full)} images: too few to split (at least "
             f"{2 * MIN_HELD_OUT_PROBE}: {MIN_HELD_OUT_PROBE} held out for the diagnostics, "
             "the rest to train on)"
         )
@@ -183,6 +183,13 @@ def _held_out_split(full: ImageData, config: RunConfig) -> tuple[ImageData, Imag
         train_indices = train_indices[: config.train_size]
     train_indices = torch.sort(train_indices).values
     return full.subset(train_indices), full.subset(probe_indices)
+
+
+def _named(config: RunConfig) -> str:
+    """The dataset as a message names it: an image folder by its path in the data root."""
+    if config.dataset_path:
+        return f"image folder {config.dataset_path!r}"
+    return config.dataset
 
 
 def _random_subset(data: ImageData, size: int | None, generator: torch.Generator) -> ImageData:

@@ -46,7 +46,8 @@ def file_signature(files: Iterable[tuple[str, os.stat_result]]) -> str:
     no one can set it."""
     digest = hashlib.sha256(f"decoder {DECODER_VERSION}\n".encode())
     for name, stat in files:
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\n".encode())
+        line = f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))  # names as the disk has them
     return digest.hexdigest()[:16]
 
 

@@ -5,11 +5,12 @@ its images every file below it, at any depth, ending in one of ``IMAGE_SUFFIXES`
 (torchvision's ``IMG_EXTENSIONS``; sorted by path). Names starting with a dot (.git,
 .ipynb_checkpoints, macOS's ._ files) are passed over; images beside the class folders, a
 class folder without images, an unreadable folder or a link resolving outside the data root
-are refused, naming the path in the data root. Images are decoded (EXIF orientation applied,
-16-bit greyscale scaled to 8 bits, RGB, shorter side resized to ``image_size``,
-centre-cropped) once into a memory-mapped cache (workers/engine/image_cache.py) that later
-runs open at once and that a change to the folder's files invalidates. One labelled set: the
-probe is a held-out part of it (the registry's rule ``held_out``).
+are refused, naming the path in the data root. Images are decoded (EXIF orientation
+applied, 16-bit greyscale scaled to 8 bits, float greyscale in [0, 1] to 0..255, RGB, shorter
+side resized to ``image_size``, centre-cropped) once into a memory-mapped cache
+(workers/engine/image_cache.py) that later runs open at once and that a change to the
+folder's files invalidates. One labelled set: the probe is a held-out part of it (the
+registry's rule ``held_out``).
 """
 
 from __future__ import annotations
@@ -117,9 +118,13 @@ def decode_image(file: Path, size: int, shown: str | None = None) -> np.ndarray:
     try:
         with Image.open(file) as opened:
             image = ImageOps.exif_transpose(opened)
-            if image.mode in WIDE_GREYSCALE:  # 0..65535 to 0..255, not clipped
-                wide = np.asarray(image, dtype=np.float64) / 257.0
-                grey = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
+            if image.mode in WIDE_GREYSCALE or image.mode == "F":
+                values = np.asarray(image, dtype=np.float64)
+                if image.mode == "F":  # floats: in [0, 1] as most tools write them, else 0..255
+                    scale = 255.0 if np.nanmax(values, initial=0.0) <= 1.0 else 1.0
+                else:  # 0..65535 to 0..255, not clipped at 255
+                    scale = 1 / 257.0
+                grey = np.clip(np.rint(np.nan_to_num(values * scale)), 0, 255).astype(np.uint8)
                 pixels = np.repeat(grey[:, :, None], 3, axis=2)
             else:
                 if image.mode == "P" and "transparency" in image.info:
