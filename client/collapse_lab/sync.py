@@ -242,8 +242,20 @@ class RunSync:
             "finished": self.state.finished,
             "continued_online": self.state.continued_online,
         }
+        self._write(path, {"servers": servers})
+
+    def _check_writable(self) -> None:
+        """Write and remove a probe beside ``sync.json``: a directory the sync cannot keep
+        its progress in is said before registering, which would leave an empty run on the
+        server (``sync.json`` itself still appears only with a run id)."""
+        probe = self.run_dir / f"{local.SYNC_FILE}.probe"
+        self._write(probe, {}, shown=self.run_dir / local.SYNC_FILE)
+        probe.unlink(missing_ok=True)
+
+    @staticmethod
+    def _write(path: Path, value: dict[str, Any], shown: Path | None = None) -> None:
         try:
-            local.write_json(path, {"servers": servers})
+            local.write_json(path, value)
         except OSError as error:  # a full disk, a read-only directory
             fix = (
                 "free some room"
@@ -251,8 +263,8 @@ class RunSync:
                 else "make the directory writable (the sync keeps its progress there)"
             )
             raise SyncAborted(
-                f"cannot write {path} ({error.strerror or error}): {fix} and run the sync "
-                "again (the server keeps the epochs it took)"
+                f"cannot write {shown or path} ({error.strerror or error}): {fix} and run the "
+                "sync again (the server keeps the epochs it took)"
             ) from None
 
     # ------------------------------------------------------------------ requests
@@ -491,7 +503,7 @@ class RunSync:
         unsent_finish = finish_digest is not None and finish_digest != self.state.finished
         if not self.registered and (todo or self.state.run_id is None or unsent_finish):
             if self.state.run_id is None:
-                self.save_state()  # a directory it cannot write to is said before registering
+                self._check_writable()
             # registered only with something to send: a resume key reopens a finished run
             self.register()
             todo = self._todo(epochs)  # the server may have lost the run: all again
