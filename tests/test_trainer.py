@@ -171,7 +171,7 @@ def test_a_diverged_loss_names_the_option_set_away_from_its_default(tmp_path: Pa
         ("simsiam", {}, (2, (0.2, 1.0), True)),
     ],
 )
-def test_each_method_gets_the_views_its_paper_draws(
+def test_each_method_gets_the_views_it_declares(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     method: str,
