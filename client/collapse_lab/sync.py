@@ -455,19 +455,16 @@ class RunSync:
             )
         return True
 
-    def _unsent(self, epoch: int, path: Path) -> bool:
-        """Not taken by the server yet, or taken but its file changed since (edited, or
-        replaced by a restarted job's): sent again, for the server to judge."""
+    def _unsent(self, epoch: int, path: Path, stamp: tuple[int, int] | None) -> bool:
+        """Not taken by the server yet, or taken but its file (``stamp``: as this step
+        listed it) changed since (edited, or replaced by a restarted job's): sent again, for
+        the server to judge."""
         if epoch not in self.state.uploaded:
             return True
         sent = self.state.sent.get(epoch)
         if sent is None:  # sent by a sync that did not keep its files' stamps
             return False
-        try:
-            stamp = _stamp(path)
-        except OSError:
-            return False  # vanished since the listing: nothing to send
-        if stamp == sent.stamp:
+        if stamp is None or stamp == sent.stamp:  # vanished since the listing, or unchanged
             return False
         digest = _digest(path)
         if digest == sent.digest or digest is None:  # touched, the same bytes
@@ -476,11 +473,13 @@ class RunSync:
             return False
         return True
 
-    def _todo(self, epochs: dict[int, Path]) -> list[int]:
+    def _todo(
+        self, epochs: dict[int, Path], stamps: dict[int, tuple[int, int] | None]
+    ) -> list[int]:
         return [
             epoch
             for epoch, path in epochs.items()
-            if self._unsent(epoch, path) and not self._still_refused(epoch, path)
+            if self._unsent(epoch, path, stamps[epoch]) and not self._still_refused(epoch, path)
         ]
 
     def _show(self, epochs: dict[int, Path]) -> None:
@@ -495,10 +494,11 @@ class RunSync:
         self.marks = _marks(self.run_dir)
         finish_digest = _digest(self.run_dir / local.FINISH_FILE)  # before listing epochs
         epochs = local.stored_epochs(self.run_dir)
-        files = (finish_digest, [(epoch, _mtime(path)) for epoch, path in epochs.items()])
+        stamps = {epoch: _stamp_if_there(path) for epoch, path in epochs.items()}  # one stat each
+        files = (finish_digest, stamps)
         if files != self.files:
             self.files, self.changed_at = files, time.monotonic()
-        todo = self._todo(epochs)
+        todo = self._todo(epochs, stamps)
         refused_here = set(self.state.refused) & set(epochs)  # named below: not "synced"
         unsent_finish = finish_digest is not None and finish_digest != self.state.finished
         if not self.registered and (todo or self.state.run_id is None or unsent_finish):
@@ -506,7 +506,7 @@ class RunSync:
                 self._check_writable()
             # registered only with something to send: a resume key reopens a finished run
             self.register()
-            todo = self._todo(epochs)  # the server may have lost the run: all again
+            todo = self._todo(epochs, stamps)  # the server may have lost the run: all again
         elif self.steps == 1 and not todo and self._done(finish_digest) and not refused_here:
             self.progress.say(f"{self.run_dir}: already synced ({self.state.url})")
         self._show(epochs)
@@ -589,10 +589,11 @@ def _stamp(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _mtime(path: Path) -> int | None:
+def _stamp_if_there(path: Path) -> tuple[int, int] | None:
+    """:func:`_stamp`, or None for a file gone since the listing (or unreadable)."""
     try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
+        return _stamp(path)
+    except OSError:
         return None
 
 
