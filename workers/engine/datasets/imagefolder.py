@@ -146,13 +146,14 @@ def load_imagefolder(request: LoadRequest) -> ImageData:
     root = request.data_root.resolve()
     class_names, files, labels, stats = list_images(folder, root)
     folder_id = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    shown_folder = os.path.relpath(folder, root)  # errors name files inside the data root
     array = cached_images(
         request.data_root / CACHE_FOLDER,
         family=f"imagefolder-{folder_id}-{size}px",
         signature=file_signature(zip(files, stats, strict=True)),
         shape=(len(files), 3, size, size),
         decode=lambda index: decode_image(
-            folder / files[index], size, shown=os.path.relpath(folder / files[index], root)
+            folder / files[index], size, shown=f"{shown_folder}/{files[index]}"
         ),
         description=f"decoding {folder.name} ({size} px, once)",
     )
