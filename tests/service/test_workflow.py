@@ -410,6 +410,29 @@ def test_a_repaired_epoch_file_is_sent_by_the_next_sync(
     assert _synced(run_dir, stack.base_url)["refused"] == {}
 
 
+def test_an_epoch_file_edited_after_its_sync_is_refused_and_the_stored_one_kept(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The sync sends an uploaded epoch again once its file changed; the real server (the
+    run finished, no resume key) answers the clash, which the sync names (exit 1) while
+    the stored epoch stays as it was. A file only touched is not sent again."""
+    run_dir = _offline_run(tmp_path / "runs", "edited", range(3))
+    first = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_id = _synced(run_dir, stack.base_url)["run_id"]
+    wait_until(lambda: _ended(api, run_id), 120, what="the run to end")
+    stored = _records(api, run_id)[1]["loss"]
+    path = local.epoch_path(run_dir, 1)
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))  # touched, the same bytes
+    touched = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert touched.returncode == 0 and "nothing new" in touched.stdout, touched
+    local.write_atomic(path, wire.encode_epoch(1, {"z": _collapsing(1, seed=9)}, loss=7.0))
+    edited = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert edited.returncode == 1
+    assert "epoch 1 refused by the server (HTTP 409" in edited.stderr, edited.stderr
+    assert _records(api, run_id)[1]["loss"] == stored
+
+
 def test_a_sync_killed_mid_run_continues_and_stores_each_epoch_once(
     stack: ServiceStack, api: httpx.Client, tmp_path: Path
 ) -> None:
