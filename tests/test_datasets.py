@@ -213,6 +213,28 @@ def test_an_image_folder_is_read_as_torchvision_reads_it(tmp_path: Path) -> None
     assert labels == [0, 0, 0, 1, 1]
 
 
+@pytest.mark.parametrize("linked", ["folder", "subfolder", "file"])
+def test_an_image_reached_from_two_classes_is_refused(tmp_path: Path, linked: str) -> None:
+    """A class linking to another's images would give them two labels (torchvision's
+    ImageFolder lists them twice): the probe is scored against both labels and a held-out
+    image is also trained on. A link inside its own class is no clash."""
+    write_folder(tmp_path / "pics", per_class=2, classes=2)
+    pics = tmp_path / "pics"
+    os.symlink(pics / "c0" / "000.jpg", pics / "c0" / "again.jpg")  # same class: listed
+    target, link = {
+        "folder": (pics / "c0", pics / "c2"),
+        "subfolder": (pics / "c0", pics / "c1" / "borrowed"),
+        "file": (pics / "c0" / "001.png", pics / "c1" / "stray.png"),
+    }[linked]
+    os.symlink(target, link)
+    with pytest.raises(DatasetError, match="of another class \\(a link\\)") as clash:
+        imagefolder_module.list_images(pics, tmp_path)
+    assert "'pics/c0/" in str(clash.value)
+    link.unlink()
+    _, files, labels, _ = imagefolder_module.list_images(pics, tmp_path)
+    assert files.count("c0/again.jpg") == 1 and labels == [0, 0, 0, 1, 1]
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -4,13 +4,13 @@ The layout torchvision's ``ImageFolder`` reads: each sub-folder is a class (sort
 its images every file below it, at any depth, ending in one of ``IMAGE_SUFFIXES``
 (torchvision's ``IMG_EXTENSIONS``; sorted by path). Names starting with a dot (.git,
 .ipynb_checkpoints, macOS's ._ files) are passed over; images beside the class folders, a
-class folder without images, an unreadable folder or a link resolving outside the data root
-are refused, naming the path in the data root. Images are decoded (EXIF orientation
-applied, 16-bit greyscale scaled to 8 bits, float greyscale in [0, 1] to 0..255, RGB, shorter
-side resized to ``image_size``, centre-cropped) once into a memory-mapped cache
-(workers/engine/image_cache.py) that later runs open at once and that a change to the
-folder's files invalidates. One labelled set: the probe is a held-out part of it (the
-registry's rule ``held_out``).
+class folder without images, an unreadable folder, a link resolving outside the data root
+or an image reached from two classes (through a link) are refused, naming the path in the
+data root. Images are decoded (EXIF orientation applied, 16-bit greyscale scaled to 8 bits,
+float greyscale in [0, 1] to 0..255, RGB, shorter side resized to ``image_size``,
+centre-cropped) once into a memory-mapped cache (workers/engine/image_cache.py) that later
+runs open at once and that a change to the folder's files invalidates. One labelled set:
+the probe is a held-out part of it (the registry's rule ``held_out``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def list_images(
     """(class names, image paths relative to ``folder`` ("class/file.png",
     "class/sub/file.png"), their labels, their stat results) of an image folder. Raises
     :class:`DatasetError` for a folder without classes, images beside its class folders, a
-    class without images, a folder it cannot read or a link leading outside ``root``. Plain
+    class without images, a folder it cannot read, a link leading outside ``root`` or an
+    image reached from two classes. Plain
     strings: a folder of 200,000 images is listed in about a second (pathlib objects would
     take ten)."""
     root = root.resolve()
@@ -64,11 +65,13 @@ def list_images(
             raise DatasetError(f"{shown(entry.path)} is a link leading outside the data root")
 
     walked: set[str] = set()  # real paths of a class's folders listed: a link loop once
+    owner: dict[str, tuple[int, str]] = {}  # real path of each image -> (label, path listed)
 
     def images_below(
         directory: os.DirEntry[str], prefix: str
-    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
-        """(path relative to ``folder``, entry) of every image below ``directory``."""
+    ) -> Iterator[tuple[str, os.DirEntry[str], str]]:
+        """(path relative to ``folder``, entry, real path) of every image below
+        ``directory``."""
         inside(directory)
         real = os.path.realpath(directory.path)
         if real in walked:
@@ -79,7 +82,10 @@ def list_images(
                 yield from images_below(entry, f"{prefix}{entry.name}/")
             elif entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES):
                 inside(entry)
-                yield f"{prefix}{entry.name}", entry
+                # A plain file's real path is its folder's: only links need resolving.
+                linked = entry.is_symlink()
+                real_file = os.path.realpath(entry.path) if linked else f"{real}/{entry.name}"
+                yield f"{prefix}{entry.name}", entry, real_file
 
     top = entries(folder)
     class_dirs = [entry for entry in top if entry.is_dir()]
@@ -97,8 +103,16 @@ def list_images(
     stats: list[os.stat_result] = []
     for label, class_dir in enumerate(class_dirs):
         count = len(files)
-        walked.clear()  # a class may link to another's folder: its images are its own too
-        for name, entry in images_below(class_dir, f"{class_dir.name}/"):
+        walked.clear()
+        for name, entry, real in images_below(class_dir, f"{class_dir.name}/"):
+            # A link to another class's images gives them two labels: the probe would be
+            # scored against both, and a held-out image would also be trained on.
+            first_label, first_name = owner.setdefault(real, (label, name))
+            if first_label != label:
+                raise DatasetError(
+                    f"{shown(Path(folder, name))} is the image {shown(Path(folder, first_name))} "
+                    f"of another class (a link): an image must belong to one class"
+                )
             files.append(name)
             labels.append(label)
             stats.append(entry.stat())
