@@ -105,13 +105,13 @@ def test_a_method_internal_is_declared_the_same_way(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_signal_names_the_cause_reads_are_declared() -> None:
-    """workers/engine/cause.py spells each signal it reads as a module constant: every one
-    must name a method internal (a logs key) or a field or metric of the epoch record, so a
+    """workers/engine/cause.py spells each signal it reads as a public module constant: every
+    one must name a method internal (a logs key) or a field or metric of the epoch record, so a
     misspelt or renamed signal fails here instead of reading None forever."""
     spelt = {
         name: value
         for name, value in vars(cause).items()
-        if name.isupper() and isinstance(value, str)
+        if name.isupper() and not name.startswith("_") and isinstance(value, str)
     }
     declared = {*registry.METHOD_INTERNALS, *EpochRecord.model_fields, *(m.name for m in METRICS)}
     assert spelt and {"TEACHER_ENTROPY", "LR"} <= set(spelt)

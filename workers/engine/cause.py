@@ -53,9 +53,14 @@ LR = "lr"
 EMA_MOMENTUM = "ema_momentum"
 
 
+# How the configuration's fields are named among the signals checked (private: the module's
+# public upper-case strings are the measured signals, tests/test_metric_registry.py)
+_CONFIGURATION = "configuration."
+
+
 def configuration_signal(field: str) -> str:
     """How a configuration field is named among the signals checked."""
-    return f"configuration.{field}"
+    return _CONFIGURATION + field
 
 
 @dataclass(frozen=True)
@@ -768,8 +773,8 @@ def _signal_values(
     values = []
     given = configuration or {}
     for name in names:
-        if name.startswith(configuration_signal("")):
-            field = name.removeprefix(configuration_signal(""))
+        if name.startswith(_CONFIGURATION):
+            field = name.removeprefix(_CONFIGURATION)
             if field in given:
                 values.append(f"{name} {given[field]}")
             continue
