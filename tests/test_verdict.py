@@ -468,6 +468,21 @@ def test_a_collapsed_epoch_0_is_a_finding_and_the_absolute_limits_judge() -> Non
     assert any("epoch 0 already" in f for f in recovered.findings)
     healthy = [_record(epoch, _gaussian(64, seed=epoch), seed=epoch) for epoch in range(3)]
     assert not any("epoch 0 already" in f for f in epoch_verdict(healthy).findings)
+    assert "BatchNorm" in verdict.reason and any("update_bn" in f for f in verdict.findings)
+
+
+def test_a_collapsed_baseline_logged_after_training_began_is_not_blamed_on_batchnorm() -> None:
+    """A run first logged at epoch 5 (resumed from a checkpoint) and already collapsed there:
+    its baseline is a trained network, so the texts say the collapse may predate the first
+    measurement and ask for epoch 0, not for BatchNorm's statistics."""
+    history = [_record(epoch, _to_constant(64, 0.001, seed=epoch), seed=epoch) for epoch in (5, 6)]
+    verdict = epoch_verdict(history)
+    assert verdict.kind == "complete_collapse" and verdict.onset_epoch == 6
+    texts = [verdict.reason, *verdict.findings]
+    assert not any("BatchNorm" in text for text in texts), texts
+    assert "first logged at epoch 5, after training had begun" in verdict.reason
+    [finding] = [f for f in verdict.findings if "epoch 5 already looks completely" in f]
+    assert "Log epoch 0 (before the first training step)" in finding
 
 
 def test_a_run_logged_from_a_later_epoch_names_that_epoch_as_its_baseline() -> None:

@@ -421,8 +421,7 @@ def _reason(
             f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); {base} "
             f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
             f"{z0.cos_rand:.2f}), so nothing could fall from it. The onset is the next epoch: "
-            f"{base}, the baseline, is not judged (an untrained network measured in eval mode "
-            "with BatchNorm's initial statistics reads collapsed too)."
+            f"{base}, the baseline, is not judged ({_baseline_note(first.epoch)})."
         )
     if kind == "complete_collapse":
         return (
@@ -453,6 +452,40 @@ def _baseline(history: Sequence[EpochRecord]) -> str:
     """What the texts call the baseline: "epoch 0", or the first epoch a run logged where it
     started later (an external run logged from a checkpoint on, a synced part of a job)."""
     return f"epoch {history[0].epoch}"
+
+
+def _baseline_note(first_epoch: int) -> str:
+    """Why a collapsed baseline need not be the training's doing, a clause: see
+    :func:`_why_baseline_collapsed`."""
+    if first_epoch == 0:
+        return (
+            "an untrained network measured in eval mode with BatchNorm's initial statistics "
+            "reads collapsed too"
+        )
+    return (
+        f"first logged at epoch {first_epoch}, after training had begun: it may have "
+        "collapsed earlier"
+    )
+
+
+def _why_baseline_collapsed(history: Sequence[EpochRecord]) -> str:
+    """Why the baseline could read collapsed, a sentence: an untrained network's BatchNorm
+    statistics at epoch 0; where the run was first logged later, a run already trained (when
+    it collapsed is then unknown)."""
+    first = history[0].epoch
+    if first == 0:
+        return (
+            "An untrained network measured in eval mode reads like this when its BatchNorm "
+            "layers still hold their initial statistics (mean 0, variance 1, not the data's): "
+            "give them the data's before epoch 0 (torch.optim.swa_utils.update_bn over a few "
+            "training batches, as client/README.md shows; the Lightning callback does it on "
+            "the probe)."
+        )
+    return (
+        f"The run was first logged at epoch {first}, after training had begun: it may have "
+        "collapsed before it was first measured. Log epoch 0 (before the first training "
+        "step) for a baseline that trained epochs can fall from."
+    )
 
 
 def _knn_clause(h0: EmbeddingMetrics | None, h: EmbeddingMetrics | None) -> str:
@@ -536,11 +569,7 @@ def findings(
             f"random-pair cosine {z0.cos_rand:.2f}): no later epoch can fall from it, so "
             f"trained epochs are judged by the absolute limits alone (spread below "
             f"{thresholds.complete_spread}, effective rank below "
-            f"{thresholds.rank_limit(z0):.1f}). An untrained network measured in eval mode "
-            "reads like this when its BatchNorm layers still hold their initial statistics "
-            "(mean 0, variance 1, not the data's): give them the data's before epoch 0 "
-            "(torch.optim.swa_utils.update_bn over a few training batches, as client/README.md "
-            "shows; the Lightning callback does it on the probe)."
+            f"{thresholds.rank_limit(z0):.1f}). {_why_baseline_collapsed(history)}"
         )
     else:
         directions, limit = participation_ratio(z0), thresholds.participation_limit(z0)
