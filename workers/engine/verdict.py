@@ -116,12 +116,8 @@ class Thresholds:
 
     # complete collapse: sqrt(total variance of z/||z||) below this...
     complete_spread: float = 0.3
-    # ...and below this fraction of its epoch-0 value, or below this floor whatever epoch 0
-    # (random pairs at cosine >= 0.98): an epoch 0 just short of the collapsed-baseline rule
-    # below (random pairs at 0.94, spread 0.24) halved the limit to 0.12, under which a run
-    # that collapsed to cosine 0.98 (spread 0.14) never fell
+    # ...and below this fraction of its epoch-0 value...
     complete_spread_of_baseline: float = 0.5
-    complete_spread_floor: float = 0.15
     # ...or below this spread (random pairs at cosine >= 0.96) after falling under this
     # fraction of epoch 0's: a slow collapse from a low epoch 0. External loops whose
     # untrained BatchNorm network in eval mode gives a spread of 0.28-0.39 (2026-12-06, two
@@ -131,7 +127,12 @@ class Thresholds:
     # 0.96-0.98, 0.51-0.71 of epoch 0) and read healthy under the floor alone; the lowest
     # healthy loop ended at 0.23. Not a plain floor of 0.2: I-JEPA's pooled target features
     # on digits sit at 0.20 from epoch 0 on in a healthy run, and drift to 0.17-0.19 (0.86
-    # of epoch 0, kNN rising) without EMA
+    # of epoch 0, kNN rising) without EMA. This rule also sees an epoch 0 just short of the
+    # collapsed-baseline rule below (random pairs at 0.94, spread 0.24) fall to cosine 0.98
+    # (spread 0.14), which halving missed. Every rule asks for a fall: an absolute floor of
+    # 0.15 did not, and read a 3-epoch I-JEPA run on digits whose pooled features never
+    # moved (spread 0.138 from epoch 0, its variance on 2.2 directions with random pairs at
+    # cosine 0.58, not one point) as complete collapse from epoch 1 (2026-12-07 audit)
     slow_collapse_spread: float = 0.2
     slow_collapse_of_baseline: float = 0.75
     # or the raw z shrunk towards the origin: its scale below this fraction of epoch 0's
@@ -210,7 +211,7 @@ class Thresholds:
             return self.complete_spread
         relative = min(self.complete_spread, self.complete_spread_of_baseline * baseline.spread)
         slow = min(self.slow_collapse_spread, self.slow_collapse_of_baseline * baseline.spread)
-        return max(self.complete_spread_floor, relative, slow)
+        return max(relative, slow)
 
     def participation_limit(self, baseline: EmbeddingMetrics) -> float:
         """Participation ratio below which z counts as dimensionally collapsed (capped at
