@@ -20,6 +20,8 @@ body of another type sent there gets a 415 that names that type, not JSON.
 
 A 422 (:func:`validation_error_handler`) always encodes: a string sent with a lone surrogate
 (``"\\ud800"`` in the request's JSON) comes back with the surrogate written out as ``\\ud800``.
+A string no database can store (a lone surrogate, a NUL) is refused here, in a JSON body or a
+query parameter, with a 422 that names where it is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from collapse_lab import wire  # the protocol's definition of a string it can carry
 from fastapi import Request
@@ -85,6 +88,9 @@ class BodyLimits:
         return next((t for p, t in self.typed_paths if p.search(path)), "application/json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (name := _nul_query_parameter(scope)) is not None:
+            await self._refuse(send, 422, [_nul_error(["query", name])], close=False)
+            return
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
@@ -122,8 +128,8 @@ class BodyLimits:
             )
             await self._refuse(send, 415, detail)
             return
-        if body and (where := _lone_surrogate_at(body)) is not None:
-            await self._refuse(send, 422, [_surrogate_error(where)], close=False)
+        if body and (found := _unstorable_string_at(body)) is not None:
+            await self._refuse(send, 422, [_unstorable_error(*found)], close=False)
             return
 
         replayed = False
@@ -210,17 +216,24 @@ async def _discard(receive: Receive) -> None:
             return
 
 
-# A JSON escape of a UTF-16 surrogate (U+D800 to U+DFFF): only a body with one can hold a
-# string that is not valid Unicode (raw bytes that are not UTF-8 do not parse as JSON).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A JSON escape of a UTF-16 surrogate (U+D800 to U+DFFF) or of NUL: only a body with one can
+# hold a string that is not valid Unicode (raw bytes that are not UTF-8 do not parse as JSON)
+# or one that PostgreSQL's text and JSON types refuse (JSON escapes every control character).
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
-def _lone_surrogate_at(body: bytes) -> list[Any] | None:
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be stored and sent back: valid Unicode, without NUL."""
+    return "\x00" not in text and wire.is_unicode(text)
+
+
+def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
     """Where in a JSON body (a ``loc`` after ``"body"``: keys and indices) a string or key
-    holds a lone surrogate (``"\\ud800"`` without its low half), which Python's JSON parser
-    takes but nothing can encode as UTF-8 afterwards (the database driver, the response);
-    None when there is none, or when the body is not JSON (the route answers that)."""
-    if not _SURROGATE_ESCAPE.search(body):
+    cannot be stored, and that string: a lone surrogate (``"\\ud800"`` without its low half),
+    which Python's JSON parser takes but nothing can encode as UTF-8 afterwards (the database
+    driver, the response), or a NUL (``"\\u0000"``), which PostgreSQL's text and JSON types
+    refuse; None when there is none, or when the body is not JSON (the route answers that)."""
+    if not _UNSTORABLE_ESCAPE.search(body):
         return None
     try:
         parsed = json.loads(body)
@@ -229,25 +242,49 @@ def _lone_surrogate_at(body: bytes) -> list[Any] | None:
     pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
     while pending:  # no recursion: the parsed body may nest as deep as the parser allowed
         value, where = pending.pop()
-        if isinstance(value, str) and not wire.is_unicode(value):
-            return where
+        if isinstance(value, str) and not _storable(value):
+            return where, value
         if isinstance(value, list):
             pending.extend((item, [*where, i]) for i, item in reversed(list(enumerate(value))))
         elif isinstance(value, dict):
             for key, item in reversed(list(value.items())):
-                if not wire.is_unicode(key):
-                    return [*where, key]
+                if not _storable(key):
+                    return [*where, key], key
                 pending.append((item, [*where, key]))
     return None
 
 
-def _surrogate_error(where: list[Any]) -> dict[str, Any]:
-    """The 422 error of :func:`_lone_surrogate_at`, in FastAPI's shape."""
+def _unstorable_error(where: list[Any], text: str) -> dict[str, Any]:
+    """The 422 error of :func:`_unstorable_string_at`, in FastAPI's shape."""
+    if wire.is_unicode(text):
+        return _nul_error(["body", *where])
     return {
         "type": "string_unicode",
         "loc": _encodable(["body", *where]),
         "msg": "Input should be a valid string: it holds a lone UTF-16 surrogate (a \\ud800 "
         "to \\udfff escape without its pair), which is no Unicode character",
+    }
+
+
+def _nul_query_parameter(scope: Scope) -> str | None:
+    """The name of the first query parameter whose name or value holds a NUL (``%00``), which
+    no text column can hold: a search for it would fail in PostgreSQL and match everything in
+    SQLite."""
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name
+    return None
+
+
+def _nul_error(loc: list[Any]) -> dict[str, Any]:
+    return {
+        "type": "string_nul",
+        "loc": _encodable(loc),
+        "msg": "Input should be a string without NUL characters (\\u0000), which no stored "
+        "text can hold",
     }
 
 

@@ -476,18 +476,34 @@ class Health(BaseModel):
 # external runs (client/PROTOCOL.md)
 
 
+# Levels of arrays and objects a free-form config may nest: a hydra config nests a dozen;
+# pydantic's serialisation stops between 200 and 300 (a 500 before this bound, found by an
+# audit), the JSON parser itself near 3,000.
+MAX_CONFIG_DEPTH = 64
+
+
 def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
     """Free-form JSON without NaN or infinity (JSON has neither: they would be stored as
-    null), refused as a run request's numbers are, naming where the first one is."""
-    stack: list[tuple[str, Any]] = [("config", value)]
+    null), refused as a run request's numbers are, naming where the first one is; nested at
+    most ``MAX_CONFIG_DEPTH`` levels."""
+    stack: list[tuple[str, Any, int]] = [("config", value, 1)]
     while stack:  # not recursive: a deeply nested config is no RecursionError
-        where, item = stack.pop()
+        where, item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError(f"Input should be a finite number: {where} is {item}")
+        if isinstance(item, dict | list) and depth > MAX_CONFIG_DEPTH:
+            raise ValueError(
+                f"Input should nest at most {MAX_CONFIG_DEPTH} levels of arrays and objects: "
+                f"config nests deeper at {where[:60]}{'...' if len(where) > 60 else ''}"
+            )
         if isinstance(item, dict):
-            stack.extend((f"{where}.{key}", child) for key, child in reversed(item.items()))
+            stack.extend(
+                (f"{where}.{key}", child, depth + 1) for key, child in reversed(item.items())
+            )
         elif isinstance(item, list):
-            stack.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+            stack.extend(
+                (f"{where}[{i}]", child, depth + 1) for i, child in reversed(list(enumerate(item)))
+            )
     return value
 
 

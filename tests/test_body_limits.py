@@ -38,7 +38,7 @@ async def parse(request: Request) -> JSONResponse:
 
 def stand_in() -> Starlette:
     routes = [
-        Route("/up", echo_size, methods=["PUT", "POST"]),
+        Route("/up", echo_size, methods=["GET", "PUT", "POST"]),
         Route("/parse", parse, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
@@ -116,6 +116,27 @@ def test_a_lone_surrogate_in_a_json_body_is_a_422_before_the_route(served: str) 
         assert key.status_code == 422 and key.json()["detail"][0]["loc"] == ["body", "\\udfff"]
         for fine in (b'{"a": "\\ud83c\\udf89"}', b'{"a": "\\\\ud800"}', b'{"a": "\\ud83c'):
             assert http.post("/parse", content=fine, headers=json_type).status_code == 200
+
+
+def test_a_nul_in_a_json_body_or_a_query_is_a_422_before_the_route(served: str) -> None:
+    """PostgreSQL's text and JSON types refuse NUL (a 500 from the driver, found by an
+    audit); SQLite stored it and a search for it matched every run. Refused wherever it is,
+    by name; an escaped backslash before 0000 is no NUL."""
+    json_type = {"content-type": "application/json"}
+    with httpx.Client(base_url=served) as http:
+        value = http.post("/parse", content=b'{"note": "a\\u0000b"}', headers=json_type)
+        assert value.status_code == 422
+        (error,) = value.json()["detail"]
+        assert error["loc"] == ["body", "note"] and error["type"] == "string_nul"
+        assert "NUL" in error["msg"]
+        nested = http.post("/parse", content=b'{"config": {"k\\u0000": [1]}}', headers=json_type)
+        assert nested.json()["detail"][0]["loc"] == ["body", "config", "k\x00"]
+        query = http.get("/up", params={"project": "x", "q": "a\x00"})
+        assert query.status_code == 422
+        assert query.json()["detail"][0]["loc"] == ["query", "q"]
+        for fine in (b'{"a": "\\\\u0000"}', b'{"a": "u0000 %00"}'):
+            assert http.post("/parse", content=fine, headers=json_type).status_code == 200
+        assert http.get("/up", params={"q": "%00 as text"}).status_code != 422
 
 
 def test_a_422_with_a_lone_surrogate_still_encodes() -> None:
