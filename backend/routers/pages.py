@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from backend.auth import SHARE_COOKIE
@@ -25,6 +25,10 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 MISSING_PAGE = """<!doctype html><meta charset="utf-8"><title>Collapse Lab</title>
 <p>The dashboard page <code>{name}</code> is not in <code>{folder}</code>. The API is up:
 see <a href="/docs">/docs</a>.</p>"""
+# a share link is opened in a browser: its 404 is a page, not the API's JSON
+SHARE_MISSING_PAGE = """<!doctype html><meta charset="utf-8"><title>Collapse Lab</title>
+<h1>No such share link</h1><p>This link does not exist, or whoever made it has revoked it: ask
+them for a new one.</p>"""
 
 
 def page(state: StateDep, name: str) -> Response:
@@ -74,7 +78,7 @@ def compare_page(state: StateDep) -> Response:
 def share_page(token: str, state: StateDep) -> Response:
     share = share_store.get_share(state.db, token)
     if share is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such share link (or it was revoked)")
+        return HTMLResponse(SHARE_MISSING_PAGE, status_code=status.HTTP_404_NOT_FOUND)
     pages = {"run": "run.html", "compare": "compare.html", "sweep": "sweep.html"}
     response = page(state, pages[share.kind])
     response.set_cookie(SHARE_COOKIE, token, httponly=True, samesite="lax", path="/")

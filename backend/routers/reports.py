@@ -108,9 +108,12 @@ def _csv(rows: list[CsvRow]) -> str:
     places = {place for m in METRICS for place in metric_places(m.name, m.measured_on)}
     places |= {p.rpartition(".")[0] for p in places if "." in p}  # "backbone": None without h
     flat = [{**leading, **_row(record, places)} for leading, record in rows]
-    columns = list(dict.fromkeys(column for row in flat for column in row))
+    named = list(dict.fromkeys(column for row in flat for column in row))
+    # a field that is an object in some records and null in others (a verdict's cause) is
+    # its members' columns alone: its own column could only ever be empty
+    columns = [c for c in named if not any(other.startswith(f"{c}.") for other in named)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(flat)
     return buffer.getvalue()

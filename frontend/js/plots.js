@@ -524,14 +524,15 @@ function lineFigure(metric, series, which) {
   const data = [];
   const many = series.length > 1;
   // a second-axis schedule, a guest of another chart, or a line of a family's panel this
-  // method does not log, is left out where no run has it
+  // method does not log, is left out for each run that does not have it (a comparison's
+  // DINO teacher chart lists no I-JEPA run)
   /** @param {LineTrace} trace */
-  const used = (trace) =>
-    (trace.axis !== "y2" && !trace.guest && !metric.hideEmpty) ||
-    series.some((run) => run.records.some((r) => nullable(trace.get(r, which)) !== null));
+  const optional = (trace) => trace.axis === "y2" || Boolean(trace.guest) || metric.hideEmpty;
+  /** @param {{records: Api.EpochRecord[]}} run @param {LineTrace} trace */
+  const has = (run, trace) => run.records.some((r) => nullable(trace.get(r, which)) !== null);
   series.forEach((run) => {
     metric.traces.forEach((trace, traceIndex) => {
-      if (!used(trace)) return;
+      if (optional(trace) && !has(run, trace)) return;
       // a guest (a schedule, ln K) is context, not a measurement: grey, thin, dotted, faded
       // and without markers, so a learning rate decaying to 0 never reads as the chart's
       // metric collapsing onto its collapsed level

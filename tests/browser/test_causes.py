@@ -63,6 +63,7 @@ def test_the_cause_is_shown_under_the_verdict_in_the_list_matrix_export_and_repo
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert rows[-1]["verdict.cause.guard"] == "stop_gradient"
     assert rows[0]["verdict.cause.guard"] == ""  # epoch 0: healthy, no cause
+    assert "verdict.cause" not in rows[0]  # null in healthy epochs: no column of its own
 
     # the offline report draws the same block
     report = writer_context.new_page()

@@ -209,6 +209,48 @@ def test_every_page_of_every_kind_of_run_shows_no_leaked_value_and_no_error(
         visit(f"{base}{share['url']}", visitor=True)
 
 
+def test_a_comparison_shows_what_it_found_and_the_verdict_a_failed_run_cannot_hide(
+    dashboard_stack: ServiceStack,
+    writer_context: BrowserContext,
+    finished_runs: list[dict[str, Any]],
+    failed_run: dict[str, Any],
+    starting_external_run: dict[str, Any],
+) -> None:
+    """The failed run is a SimSiam-without-stop-gradient run too, newer than the collapsed
+    one: their cell shows the collapsed run's verdict, the failed run beside it as "no
+    verdict" (not "yet"). An id that names no run is counted apart and kept out of the
+    exports' links (they were a 404). An external run with no epoch says so, not "epoch 0
+    of 0"."""
+    base = dashboard_stack.base_url
+    collapsed = finished_runs[0]
+    page = writer_context.new_page()
+    try:
+        page.goto(f"{base}/compare?runs={collapsed['id']},{failed_run['id']},nosuchrun")
+        expect(page.locator(".page-head")).to_have_text("Compare 2 runs (1 not found)")
+        csv = page.locator("a", has_text="Epochs CSV")
+        assert "nosuchrun" not in str(csv.get_attribute("href"))
+        assert collapsed["id"] in str(csv.get_attribute("href"))
+        group = page.locator("#matrix .matrix-group", has_text="without stop-gradient")
+        expect(group.locator(".matrix-cell .badge")).to_have_text("complete collapse")
+        expect(group.locator(".matrix-more")).to_have_text("and 1 more: no verdict")
+        # a second-axis schedule is drawn for the run that logged it, none for the other
+        page.wait_for_function(
+            "document.querySelectorAll('#plots .js-plotly-plot').length > 0"
+            " && [...document.querySelectorAll('#plots .js-plotly-plot')]"
+            ".every((p) => p.data && p.data.length > 0)"
+        )
+        second_axis = page.evaluate(
+            """() => [...document.querySelectorAll('#plots .js-plotly-plot')].flatMap(
+                (plot) => plot.data.filter((t) => t.yaxis === 'y2').map((t) => t.name))"""
+        )
+        assert any(collapsed["id"][:6] in name for name in second_axis), second_axis
+        assert not any(failed_run["id"][:6] in name for name in second_axis), second_axis
+        page.goto(f"{base}/runs/{starting_external_run['id']}")
+        expect(page.locator("#progress .progress-line")).to_have_text("running no epoch yet")
+    finally:
+        page.close()
+
+
 def test_an_external_runs_configuration_is_the_config_it_was_given(
     dashboard_stack: ServiceStack, writer_context: BrowserContext, external_run: dict[str, Any]
 ) -> None:

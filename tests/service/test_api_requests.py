@@ -375,7 +375,9 @@ def test_a_share_link_reads_its_run_only_and_can_be_revoked(private: httpx.Clien
 
         assert private.delete(f"/api/shares/{share['token']}", headers=TOKEN).status_code == 204
         assert visitor.get(f"/api/runs/{shared}").status_code == 401
-        assert visitor.get(share["url"]).status_code == 404
+        gone = visitor.get(share["url"])  # a page for the browser that opened the link
+        assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")
+        assert "No such share link" in gone.text
 
 
 def test_probe_thumbnail_waits_for_the_worker_that_trains_the_run(idle: httpx.Client) -> None:

@@ -15,7 +15,14 @@ import {
   shareToken,
 } from "../api.js";
 import { RUN_COLORS } from "../colours.js";
-import { keyOptions, normaliseCatalogue, runMethod, runPreset, runTitle } from "../model.js";
+import {
+  FINISHED,
+  keyOptions,
+  normaliseCatalogue,
+  runMethod,
+  runPreset,
+  runTitle,
+} from "../model.js";
 import {
   CHART_IDS,
   chartContext,
@@ -151,7 +158,7 @@ function collapseMatrix(runs, linkEach = true) {
             : `${label}: ${verdictLabel(kind)}`,
       },
       el("span", { class: "matrix-label" }, label),
-      verdictBadge(run.verdict),
+      verdictBadge(run.verdict, FINISHED.has(run.status)),
       run.verdict && run.verdict.cause
         ? el(
             "span",
@@ -177,7 +184,10 @@ function collapseMatrix(runs, linkEach = true) {
    * dataset, an older run) as a small link beside it, so a run that disagrees is never hidden
    * behind the newest. @param {string} label @param {Run[]} cellRuns newest first */
   const group = (label, cellRuns) => {
-    const [newest, ...others] = cellRuns;
+    // the cell is the newest run that has a verdict or may still get one: a run cancelled
+    // or failed before its first epoch does not hide a finished one behind "no verdict"
+    const shown = cellRuns.find((run) => run.verdict || !FINISHED.has(run.status)) || cellRuns[0];
+    const [newest, ...others] = [shown, ...cellRuns.filter((run) => run !== shown)];
     if (!others.length) return cell(label, newest);
     if (!linkEach)
       return el(
@@ -203,7 +213,7 @@ function collapseMatrix(runs, linkEach = true) {
               href: isReadOnly() ? null : `/runs/${encodeURIComponent(run.id)}`,
               title: `${runTitle(run, state.catalogue)} · ${run.dataset} · seed ${run.seed ?? "–"}`,
             },
-            verdictLabel(kind),
+            verdictLabel(kind, FINISHED.has(run.status)),
           );
         }),
       ),
@@ -290,7 +300,7 @@ async function renderPicker() {
               " ",
               el("span", { class: "muted small" }, `${String(run.id).slice(0, 6)} · ${run.status}`),
               " ",
-              verdictBadge(run.verdict),
+              verdictBadge(run.verdict, FINISHED.has(run.status)),
             ),
           ),
       ),
@@ -326,13 +336,23 @@ async function renderPicker() {
 
 function renderLayout() {
   const readOnly = isReadOnly();
-  const compareUrl = `/compare?runs=${state.ids.map(encodeURIComponent).join(",")}`;
-  const links = compareLinks(state.ids);
+  // an id that names no run stays in the legend ("not found"), out of the links: the
+  // exports and the share of the runs that exist would be a 404 with it
+  const found = state.ids.filter((id) => state.runs.has(id));
+  const missing = state.ids.length - found.length;
+  const compareUrl = `/compare?runs=${found.map(encodeURIComponent).join(",")}`;
+  const links = compareLinks(found);
+  const title = `Compare ${found.length} run${found.length === 1 ? "" : "s"}`;
   root.replaceChildren(
-    el("div", { class: "page-head" }, el("h1", {}, `Compare ${state.ids.length} runs`)),
+    el(
+      "div",
+      { class: "page-head" },
+      el("h1", {}, title),
+      missing ? el("span", { class: "muted" }, ` (${missing} not found)`) : null,
+    ),
     el("div", { id: "legend", class: "run-legend" }),
     shareBar({
-      runIds: state.ids,
+      runIds: found,
       what: "comparison",
       links: [
         { label: "Report (HTML)", href: links.report },
@@ -427,7 +447,7 @@ function renderLegend() {
         " ",
         el("span", { class: "muted small" }, `${id.slice(0, 6)} · ${run.status}`),
         " ",
-        verdictBadge(run.verdict),
+        verdictBadge(run.verdict, FINISHED.has(run.status)),
       );
     }),
   );

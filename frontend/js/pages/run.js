@@ -518,7 +518,10 @@ function renderProgress(live = null) {
   const within =
     step !== null && steps ? Math.min(1, step / steps) : run.status === "succeeded" ? 1 : 0;
   const status = el("span", { class: `status status-${run.status}`, id: "run-status" }, run.status);
-  const parts = [status, el("span", {}, ` epoch ${done} of ${total}`)];
+  // an external run may not say how many epochs it will log, nor have logged one yet
+  const logged = state.records.length > 0 || run.last_epoch != null;
+  const where = total ? ` epoch ${done} of ${total}` : logged ? ` epoch ${done}` : " no epoch yet";
+  const parts = [status, el("span", {}, where)];
   if (progress.images_per_s)
     parts.push(el("span", { class: "muted" }, ` · ${Math.round(progress.images_per_s)} images/s`));
   const overall = total
