@@ -26,6 +26,7 @@ export function normaliseCatalogue(payload) {
     schema: m.options_schema,
     defaults: m.defaults,
     collapsedLoss: m.collapsed_loss,
+    zDescription: m.z_description,
     optionDefaults: { ...schemaDefaults(m.options_schema), ...m.options_defaults },
   }));
   const presets = payload.presets.map((p) => ({
@@ -200,6 +201,16 @@ export function numClasses(run, projection) {
 export function collapseLoss(run, catalogue) {
   const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
   return method ? method.collapsedLoss : null;
+}
+
+/** What the run's z is, in the catalogue's words (MethodSpec.z_description: the projector's
+ * output for most methods, I-JEPA's target encoder's mean patch token), or null for a method
+ * the catalogue does not know (an external run).
+ * @param {Run} run @param {{methods: {name: string, zDescription: string}[]} | null} catalogue
+ * @returns {string | null} */
+export function embeddingDescription(run, catalogue) {
+  const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+  return method ? method.zDescription : null;
 }
 
 /** Effective-rank history for sparklines, from the run summary or its records.

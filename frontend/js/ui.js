@@ -240,12 +240,15 @@ export async function plotlyLoaded(ready, container, what) {
 }
 
 /**
- * The "Diagnostics of:" radio group of the run and compare pages: projector output z or
- * backbone representation h. `onChange(which)` runs when the reader picks the other one.
+ * The "Diagnostics of:" radio group of the run and compare pages: the embedding z (the
+ * projector's output for most methods; what it is for the run's method in `zHelp`, shown on
+ * hover) or the backbone representation h. `onChange(which)` runs when the reader picks the
+ * other one.
  * @param {string} current
  * @param {(which: "projector" | "backbone") => void} onChange
+ * @param {string | null} [zHelp]
  */
-export function representationPicker(current, onChange) {
+export function representationPicker(current, onChange, zHelp = null) {
   return el(
     "div",
     {
@@ -258,7 +261,7 @@ export function representationPicker(current, onChange) {
     /** @type {("projector" | "backbone")[]} */ (["projector", "backbone"]).map((which) =>
       el(
         "label",
-        { class: "radio" },
+        { class: "radio", title: which === "projector" ? zHelp : null },
         el("input", {
           type: "radio",
           name: "rep",
@@ -266,7 +269,7 @@ export function representationPicker(current, onChange) {
           checked: current === which,
           onchange: () => onChange(which),
         }),
-        which === "projector" ? " projector output z" : " backbone representation h",
+        which === "projector" ? " embedding z" : " backbone representation h",
       ),
     ),
   );

@@ -245,6 +245,10 @@ def test_a_comparison_shows_what_it_found_and_the_verdict_a_failed_run_cannot_hi
         )
         assert any(collapsed["id"][:6] in name for name in second_axis), second_axis
         assert not any(failed_run["id"][:6] in name for name in second_axis), second_axis
+        # the run page's z is named for every method, what it is on hover (the catalogue's)
+        page.goto(f"{base}/runs/{collapsed['id']}")
+        z_label = page.locator("#rep-picker label", has_text="embedding z")
+        assert "projector" in str(z_label.get_attribute("title"))
         page.goto(f"{base}/runs/{starting_external_run['id']}")
         expect(page.locator("#progress .progress-line")).to_have_text("running no epoch yet")
     finally:

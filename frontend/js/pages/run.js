@@ -7,6 +7,7 @@ import { SHARE_MISSING, api, isMissing, isReadOnly, runLinks, shareToken } from 
 import {
   FINISHED,
   configRows,
+  embeddingDescription,
   isActive,
   isExternal,
   normaliseCatalogue,
@@ -171,7 +172,11 @@ function renderSkeleton() {
         { label: "Epochs JSON", href: links.json, download: true },
       ],
     }),
-    representationPicker(state.which, switchRepresentation),
+    representationPicker(
+      state.which,
+      switchRepresentation,
+      embeddingDescription(loadedRun(), state.catalogue),
+    ),
     el("div", { id: "plots", class: "plot-grid" }),
     el(
       "section",
