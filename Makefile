@@ -9,11 +9,12 @@ LOCK := requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# `make test` and `make check` run pytest on PYTEST_WORKERS processes (pytest-xdist), each
-# test file whole on one of them (its module caches and fixtures built once), in the order
-# tests/conftest.py collects them (longest first), each process with one PyTorch thread: the
-# service and browser tests mostly wait on their services, so two processes keep both cores
-# busy (8 min 38 s instead of 14 min 29 s for the suite here, README).
+# `make test` runs pytest on PYTEST_WORKERS processes (pytest-xdist; `make check` on
+# CHECK_WORKERS, below), each test file whole on one of them (its module caches and fixtures
+# built once), in the order tests/conftest.py collects them (longest first), each process
+# with one PyTorch thread: the service and browser tests mostly wait on their services, so
+# two processes keep both cores busy (8 min 38 s instead of 14 min 29 s for the suite here,
+# README).
 PYTEST_WORKERS ?= 2
 # `make check`'s tests wait more than they compute (the client's against its stand-in
 # server): a third process fills the idle time (89 s instead of 101 s here, README).

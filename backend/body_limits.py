@@ -20,8 +20,9 @@ body of another type sent there gets a 415 that names that type, not JSON.
 
 A 422 (:func:`validation_error_handler`) always encodes: a string sent with a lone surrogate
 (``"\\ud800"`` in the request's JSON) comes back with the surrogate written out as ``\\ud800``.
-A string no database can store (a lone surrogate, a NUL) is refused here, in a JSON body or a
-query parameter, with a 422 that names where it is.
+A string no database can store (a lone surrogate, a NUL) is refused here, in a JSON body (in
+whichever of UTF-8, -16 or -32 it comes), a query parameter or the path, with a 422 that names
+where it is.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class BodyLimits:
         return next((t for p, t in self.typed_paths if p.search(path)), "application/json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (name := _nul_query_parameter(scope)) is not None:
-            await self._refuse(send, 422, [_nul_error(["query", name])], close=False)
+        if scope["type"] == "http" and (loc := _nul_in_address(scope)) is not None:
+            await self._refuse(send, 422, [_nul_error(loc)])  # before any body is read
             return
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
@@ -219,7 +220,7 @@ async def _discard(receive: Receive) -> None:
 # A JSON escape of a UTF-16 surrogate (U+D800 to U+DFFF) or of NUL: only a body with one can
 # hold a string that is not valid Unicode (raw bytes that are not UTF-8 do not parse as JSON)
 # or one that PostgreSQL's text and JSON types refuse (JSON escapes every control character).
-_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _storable(text: str) -> bool:
@@ -233,10 +234,14 @@ def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
     which Python's JSON parser takes but nothing can encode as UTF-8 afterwards (the database
     driver, the response), or a NUL (``"\\u0000"``), which PostgreSQL's text and JSON types
     refuse; None when there is none, or when the body is not JSON (the route answers that)."""
-    if not _UNSTORABLE_ESCAPE.search(body):
+    try:  # as the route's parser reads it: JSON may come in UTF-16 or UTF-32 too
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError:
+        return None
+    if not _UNSTORABLE_ESCAPE.search(text):
         return None
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(text)
     except (ValueError, RecursionError):
         return None
     pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
@@ -266,16 +271,19 @@ def _unstorable_error(where: list[Any], text: str) -> dict[str, Any]:
     }
 
 
-def _nul_query_parameter(scope: Scope) -> str | None:
-    """The name of the first query parameter whose name or value holds a NUL (``%00``), which
-    no text column can hold: a search for it would fail in PostgreSQL and match everything in
-    SQLite."""
+def _nul_in_address(scope: Scope) -> list[Any] | None:
+    """Where a request's path (``["path"]``: a run id, a share token) or query parameter
+    (``["query", name]``) holds a NUL (``%00``), which no text column can hold: a lookup or
+    a search for it would fail in PostgreSQL and match everything in SQLite; None without."""
+    path: str = scope.get("path", "")
+    if "\x00" in path:
+        return ["path"]
     query: bytes = scope.get("query_string", b"")
     if b"%00" not in query:
         return None
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if "\x00" in name or "\x00" in value:
-            return name
+            return ["query", name]
     return None
 
 

@@ -191,6 +191,24 @@ def test_the_epoch_csv_has_the_registrys_export_columns(monkeypatch: pytest.Monk
     )
 
 
+def test_a_field_null_in_some_epochs_and_an_object_in_others_is_its_members_columns() -> None:
+    """A verdict's cause is null while healthy and an object once collapsed: its members are
+    columns and the field itself none (it would be empty in every row); a logged name that
+    is also the start of another ("other" and "other.ema") keeps its values."""
+    cause_of = {"guard": "centering", "reason": "r", "onset_epoch": 1, "advice": "a"}
+    rows = []
+    for epoch, cause_value in ((0, None), (1, cause_of)):
+        record = EpochRecord(
+            epoch=epoch, backbone=None, projector=_probe(), logs={"other": 2.0, "other.ema": 1.0}
+        ).model_dump(mode="json")
+        record["verdict"] = {"kind": "healthy", "reason": "r", "cause": cause_value}
+        rows.append(({}, record))
+    healthy, collapsed = csv.DictReader(io.StringIO(_csv(rows)))
+    assert "verdict.cause" not in healthy and collapsed["verdict.cause.guard"] == "centering"
+    assert healthy["verdict.cause.guard"] == ""
+    assert (healthy["logs.other"], healthy["logs.other.ema"]) == ("2.0", "1.0")
+
+
 # Prints the keys of the dashboard's verdict colour tables and its name for "no verdict yet".
 _VERDICT_COLOUR_KEYS = """
 const [colours, verdict] = await Promise.all(process.argv.slice(1).map((m) => import(m)));

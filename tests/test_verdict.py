@@ -508,7 +508,7 @@ def test_a_collapsed_baseline_logged_after_training_began_is_not_blamed_on_batch
     assert not any("BatchNorm" in text for text in texts), texts
     assert "first logged at epoch 5, after training had begun" in verdict.reason
     [finding] = [f for f in verdict.findings if "epoch 5 already looks completely" in f]
-    assert "Log epoch 0 (before the first training step)" in finding
+    assert "log epoch 0 (before the first training step)" in finding
 
 
 def test_a_run_logged_from_a_later_epoch_names_that_epoch_as_its_baseline() -> None:

@@ -109,13 +109,16 @@ def _csv(rows: list[CsvRow]) -> str:
     places |= {p.rpartition(".")[0] for p in places if "." in p}  # "backbone": None without h
     flat = [{**leading, **_row(record, places)} for leading, record in rows]
     named = list(dict.fromkeys(column for row in flat for column in row))
-    # a field that is an object in some records and null in others (a verdict's cause) is
-    # its members' columns alone: its own column could only ever be empty
-    columns = [c for c in named if not any(other.startswith(f"{c}.") for other in named)]
+    # a field that is an object in some records and null in the others (a verdict's cause)
+    # is its members' columns alone: its own column would be empty in every row (a logged
+    # name such as "loss" beside "loss.ema" keeps its values)
+    parents = {c for c in named if any(other.startswith(f"{c}.") for other in named)}
+    empty = {c for c in parents if all(row.get(c) is None for row in flat)}
+    columns = [c for c in named if c not in empty]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(flat)
+    writer.writerows({k: v for k, v in row.items() if k not in empty} for row in flat)
     return buffer.getvalue()
 
 

@@ -515,10 +515,10 @@ class Monitor:
         }
         self._registration.update({key: value for key, value in given.items() if value})
         for field_name, value in self._registration.items():
-            if not wire.is_unicode(json.dumps(value, ensure_ascii=False)):
+            if wire.unstorable_text(value) is not None:
                 raise ValueError(
                     f"{field_name} holds text that is not valid Unicode (a lone surrogate such "
-                    "as '\\ud800'), which no server can store"
+                    "as '\\ud800') or holds a NUL ('\\x00'), which no server can store"
                 )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # One key per Monitor: a registration retried after a lost reply finds the same run.
@@ -656,8 +656,11 @@ class Monitor:
                     raise ValueError(f"{group}: {given!r} is not a name, or given twice")
                 scalars[name] = value
         for name in scalars:
-            if not wire.is_unicode(name):
-                raise ValueError(f"the scalar name {name!r} is not valid Unicode")
+            if not wire.is_storable(name):
+                raise ValueError(
+                    f"the scalar name {name!r} is not valid Unicode or holds a NUL, which no "
+                    "server can store"
+                )
         bad = [n for n, a in arrays.items() if n != "labels" and not _measurable(a)]
         if not bad:
             body = wire.encode_epoch(

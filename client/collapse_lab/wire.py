@@ -165,6 +165,28 @@ def is_unicode(text: str) -> bool:
     return True
 
 
+def is_storable(text: str) -> bool:
+    """Whether a server can store ``text``: valid Unicode (:func:`is_unicode`) without NUL,
+    which PostgreSQL's text and JSON types refuse (the server answers 422)."""
+    return "\x00" not in text and is_unicode(text)
+
+
+def unstorable_text(value: Any) -> str | None:
+    """The first string or key in a JSON-like ``value`` that :func:`is_storable` refuses,
+    or None."""
+    pending = [value]
+    while pending:  # not recursive: a config may nest deep
+        item = pending.pop()
+        if isinstance(item, str) and not is_storable(item):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return None
+
+
 def _refuse_constant(name: str) -> Any:
     """``json.loads``' hook for ``NaN``/``Infinity``, which the protocol never sends."""
     raise MessageError(f"header holds {name}: JSON bodies of the protocol send null instead")
@@ -405,8 +427,11 @@ def decode_epoch(body: bytes) -> EpochMessage:
         raise MessageError(
             "scalars must map names to finite numbers (within float64's range) or null"
         )
-    if not all(is_unicode(name) for name in scalars):
-        raise MessageError("scalar names must be valid Unicode (a lone \\ud800 escape is not)")
+    if not all(is_storable(name) for name in scalars):
+        raise MessageError(
+            "scalar names must be valid Unicode without NUL (a lone \\ud800 escape is not "
+            "Unicode; a \\u0000 no database stores)"
+        )
     return EpochMessage(
         epoch=epoch,
         z=z,

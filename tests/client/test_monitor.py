@@ -401,6 +401,7 @@ def test_what_the_server_would_refuse_is_refused_or_skipped_in_log_epoch(
         ({"loss": np.array([1.0, 2.0])}, r"loss must be one number, not an array of shape"),
         ({"schedules": {"lr": np.ones(3)}}, r"lr must be one number"),
         ({"**": {"\ud800": 1.0}}, "not valid Unicode"),
+        ({"loss_terms": {"inv\x00": 1.0}}, "holds a NUL"),
     ]:
         scalars = kwargs.pop("**", {})
         with pytest.raises(ValueError, match=needle):
@@ -419,8 +420,17 @@ def test_what_the_server_would_refuse_is_refused_or_skipped_in_log_epoch(
 def test_a_name_that_is_not_unicode_is_refused_before_anything_is_sent(
     server: FakeCollapseLab,
 ) -> None:
-    for kwargs in ({"name": "run \ud800"}, {"resume": "key\udfff"}, {"config": {"x": "\ud800"}}):
-        with pytest.raises(ValueError, match="not valid Unicode"):
+    """The server refuses them too (422): a lone surrogate, or a NUL (PostgreSQL's text and
+    JSON types cannot hold one), at any depth of the config, in a key too."""
+    for kwargs in (
+        {"name": "run \ud800"},
+        {"resume": "key\udfff"},
+        {"config": {"x": "\ud800"}},
+        {"name": "run\x00"},
+        {"config": {"a": [{"b\x00": 1}]}},
+        {"note": "\x00"},
+    ):
+        with pytest.raises(ValueError, match=r"not valid Unicode .*or holds a NUL"):
             Monitor(server.url, **kwargs)  # type: ignore[arg-type]
     assert server.runs == {}
 

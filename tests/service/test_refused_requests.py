@@ -201,6 +201,7 @@ def _mutated(epoch: int, change: dict[str, Any], array: dict[str, Any] | None = 
         (_mutated(1, {"loss": True}), "loss must be a finite number"),
         (_mutated(1, {"loss": 10**400}), "loss must be a finite number"),  # beyond float64
         (_mutated(1, {"scalars": {"a": 10**400}}), "scalars"),
+        (_mutated(1, {"scalars": {"a\x00b": 1.0}}), "without NUL"),
         (_mutated(1, {}, {"scale": True}), "scale"),
         (_mutated(1, {}, {"shape": [0, 2**62]}), "larger than the body"),
     ],

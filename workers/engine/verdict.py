@@ -131,8 +131,8 @@ class Thresholds:
     # collapsed-baseline rule below (random pairs at 0.94, spread 0.24) fall to cosine 0.98
     # (spread 0.14), which halving missed. Every rule asks for a fall: an absolute floor of
     # 0.15 did not, and read a 3-epoch I-JEPA run on digits whose pooled features never
-    # moved (spread 0.138 from epoch 0, its variance on 2.2 directions with random pairs at
-    # cosine 0.58, not one point) as complete collapse from epoch 1 (2026-12-07 audit)
+    # moved (spread 0.1505 at epoch 0, 0.1499 at epoch 2, random pairs of its views at
+    # cosine 0.58) as complete collapse from epoch 2 (2026-12-07 audit)
     slow_collapse_spread: float = 0.2
     slow_collapse_of_baseline: float = 0.75
     # or the raw z shrunk towards the origin: its scale below this fraction of epoch 0's
@@ -456,12 +456,13 @@ def _baseline(history: Sequence[EpochRecord]) -> str:
 
 
 def _baseline_note(first_epoch: int) -> str:
-    """Why a collapsed baseline need not be the training's doing, a clause: see
-    :func:`_why_baseline_collapsed`."""
+    """Why a collapsed baseline need not be the training's doing, a clause: an untrained
+    network's BatchNorm statistics at epoch 0; where the run was first logged later, a run
+    already trained (when it collapsed is then unknown)."""
     if first_epoch == 0:
         return (
             "an untrained network measured in eval mode with BatchNorm's initial statistics "
-            "reads collapsed too"
+            "(mean 0, variance 1, not the data's) reads collapsed too"
         )
     return (
         f"first logged at epoch {first_epoch}, after training had begun: it may have "
@@ -470,23 +471,18 @@ def _baseline_note(first_epoch: int) -> str:
 
 
 def _why_baseline_collapsed(history: Sequence[EpochRecord]) -> str:
-    """Why the baseline could read collapsed, a sentence: an untrained network's BatchNorm
-    statistics at epoch 0; where the run was first logged later, a run already trained (when
-    it collapsed is then unknown)."""
+    """:func:`_baseline_note` as a sentence, with what to do about it."""
     first = history[0].epoch
-    if first == 0:
-        return (
-            "An untrained network measured in eval mode reads like this when its BatchNorm "
-            "layers still hold their initial statistics (mean 0, variance 1, not the data's): "
-            "give them the data's before epoch 0 (torch.optim.swa_utils.update_bn over a few "
-            "training batches, as client/README.md shows; the Lightning callback does it on "
-            "the probe)."
-        )
-    return (
-        f"The run was first logged at epoch {first}, after training had begun: it may have "
-        "collapsed before it was first measured. Log epoch 0 (before the first training "
-        "step) for a baseline that trained epochs can fall from."
+    advice = (
+        "give the BatchNorm layers the data's statistics before epoch 0 "
+        "(torch.optim.swa_utils.update_bn over a few training batches, as client/README.md "
+        "shows; the Lightning callback does it on the probe)"
+        if first == 0
+        else "log epoch 0 (before the first training step) for a baseline that trained epochs "
+        "can fall from"
     )
+    note = _baseline_note(first)
+    return f"{note[0].upper()}{note[1:]}: {advice}."
 
 
 def _knn_clause(h0: EmbeddingMetrics | None, h: EmbeddingMetrics | None) -> str:

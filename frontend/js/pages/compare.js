@@ -126,7 +126,7 @@ function expectedOf(run) {
 
 /** @param {Run[]} runs
  * @param {boolean} [linkEach] every run of a cell gets a link (a comparison's few runs), or
- *   only the newest, the others counted (the picker's latest 500) */
+ *   only the one shown, the others counted (the picker's latest 500) */
 function collapseMatrix(runs, linkEach = true) {
   /** @type {Map<string, Map<string, Run[]>>} method -> ablation label -> its runs */
   const byMethod = new Map();
@@ -155,7 +155,7 @@ function collapseMatrix(runs, linkEach = true) {
         title:
           run.verdict && run.verdict.reason
             ? [run.verdict.reason, causeSentence(run.verdict.cause)].filter(Boolean).join("\n")
-            : `${label}: ${verdictLabel(kind)}`,
+            : `${label}: ${verdictLabel(kind, FINISHED.has(run.status))}`,
       },
       el("span", { class: "matrix-label" }, label),
       verdictBadge(run.verdict, FINISHED.has(run.status)),
@@ -180,26 +180,26 @@ function collapseMatrix(runs, linkEach = true) {
       run.status !== "succeeded" ? el("span", { class: "muted small" }, run.status) : null,
     );
   };
-  /** A configuration's runs: the newest as its cell, and every other one (another seed or
-   * dataset, an older run) as a small link beside it, so a run that disagrees is never hidden
-   * behind the newest. @param {string} label @param {Run[]} cellRuns newest first */
+  /** A configuration's runs: the newest that has a verdict or may still get one as its cell
+   * (a run cancelled or failed before its first epoch does not hide a finished one behind "no
+   * verdict"), and every other one (another seed or dataset, an older run, a run that ended
+   * without a verdict) as a small link beside it, so a run that disagrees is never hidden.
+   * @param {string} label @param {Run[]} cellRuns newest first */
   const group = (label, cellRuns) => {
-    // the cell is the newest run that has a verdict or may still get one: a run cancelled
-    // or failed before its first epoch does not hide a finished one behind "no verdict"
     const shown = cellRuns.find((run) => run.verdict || !FINISHED.has(run.status)) || cellRuns[0];
-    const [newest, ...others] = [shown, ...cellRuns.filter((run) => run !== shown)];
-    if (!others.length) return cell(label, newest);
+    const others = cellRuns.filter((run) => run !== shown);
+    if (!others.length) return cell(label, shown);
     if (!linkEach)
       return el(
         "div",
         { class: "matrix-group" },
-        cell(label, newest),
-        el("span", { class: "matrix-more muted small" }, `and ${others.length} older`),
+        cell(label, shown),
+        el("span", { class: "matrix-more muted small" }, `and ${others.length} more`),
       );
     return el(
       "div",
       { class: "matrix-group" },
-      cell(label, newest),
+      cell(label, shown),
       el(
         "span",
         { class: "matrix-more small" },
@@ -351,15 +351,20 @@ function renderLayout() {
       missing ? el("span", { class: "muted" }, ` (${missing} not found)`) : null,
     ),
     el("div", { id: "legend", class: "run-legend" }),
-    shareBar({
-      runIds: found,
-      what: "comparison",
-      links: [
-        { label: "Report (HTML)", href: links.report },
-        { label: "Epochs CSV", href: links.csv, download: true },
-        { label: "Epochs JSON", href: links.json, download: true },
-      ],
-    }),
+    // none found: nothing to export or share
+    ...(found.length
+      ? [
+          shareBar({
+            runIds: found,
+            what: "comparison",
+            links: [
+              { label: "Report (HTML)", href: links.report },
+              { label: "Epochs CSV", href: links.csv, download: true },
+              { label: "Epochs JSON", href: links.json, download: true },
+            ],
+          }),
+        ]
+      : []),
     el(
       "p",
       { class: "muted small", hidden: readOnly },

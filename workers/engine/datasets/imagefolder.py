@@ -103,10 +103,10 @@ def list_images(
     stats: list[os.stat_result] = []
     for label, class_dir in enumerate(class_dirs):
         count = len(files)
-        walked.clear()
+        walked.clear()  # a class linking to another's folder is walked, so the clash is seen
         for name, entry, real in images_below(class_dir, f"{class_dir.name}/"):
-            # A link to another class's images gives them two labels: the probe would be
-            # scored against both, and a held-out image would also be trained on.
+            # A link to another class's images gives them two labels: the kNN probe would
+            # score a neighbour that is the image itself under the other label.
             first_label, first_name = owner.setdefault(real, (label, name))
             if first_label != label:
                 raise DatasetError(
