@@ -223,11 +223,6 @@ async def _discard(receive: Receive) -> None:
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
-def _storable(text: str) -> bool:
-    """Whether ``text`` can be stored and sent back: valid Unicode, without NUL."""
-    return "\x00" not in text and wire.is_unicode(text)
-
-
 def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
     """Where in a JSON body (a ``loc`` after ``"body"``: keys and indices) a string or key
     cannot be stored, and that string: a lone surrogate (``"\\ud800"`` without its low half),
@@ -247,13 +242,13 @@ def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
     pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
     while pending:  # no recursion: the parsed body may nest as deep as the parser allowed
         value, where = pending.pop()
-        if isinstance(value, str) and not _storable(value):
+        if isinstance(value, str) and not wire.is_storable(value):
             return where, value
         if isinstance(value, list):
             pending.extend((item, [*where, i]) for i, item in reversed(list(enumerate(value))))
         elif isinstance(value, dict):
             for key, item in reversed(list(value.items())):
-                if not _storable(key):
+                if not wire.is_storable(key):
                     return [*where, key], key
                 pending.append((item, [*where, key]))
     return None
