@@ -139,11 +139,20 @@ export function runTitle(run, catalogue) {
   return known ? known.title : method;
 }
 
+/** The catalogue's entry of the run's method (undefined for a method it does not know: an
+ * external run, a plugin not installed here).
+ * @template {{name: string}} M
+ * @param {Run} run @param {{methods: M[]} | null | undefined} catalogue
+ * @returns {M | null | undefined} */
+function catalogueMethod(run, catalogue) {
+  return catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+}
+
 /** Options that differ from the method's defaults, e.g. ["stop_gradient=false"].
  * @param {Run} run @param {Pick<Catalogue, "methods" | "presets"> | null} [catalogue] */
 export function keyOptions(run, catalogue) {
   const options = runConfig(run).options || {};
-  const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+  const method = catalogueMethod(run, catalogue);
   const defaults = method ? method.optionDefaults : {};
   return Object.entries(options)
     .filter(
@@ -199,7 +208,7 @@ export function numClasses(run, projection) {
  * @param {Run} run @param {{methods: {name: string, collapsedLoss: number | null}[]} | null}
  *   catalogue (normaliseCatalogue's) @returns {number | null} */
 export function collapseLoss(run, catalogue) {
-  const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+  const method = catalogueMethod(run, catalogue);
   return method ? method.collapsedLoss : null;
 }
 
@@ -209,7 +218,7 @@ export function collapseLoss(run, catalogue) {
  * @param {Run} run @param {{methods: {name: string, zDescription: string}[]} | null} catalogue
  * @returns {string | null} */
 export function embeddingDescription(run, catalogue) {
-  const method = catalogue && catalogue.methods.find((m) => m.name === runMethod(run));
+  const method = catalogueMethod(run, catalogue);
   return method ? method.zDescription : null;
 }
 
