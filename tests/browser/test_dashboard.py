@@ -215,6 +215,22 @@ def test_invalid_config_shows_the_field_error_and_queues_nothing(
         page.screenshot(path=screenshots / "launch-error.png")
 
 
+def test_the_launch_form_states_this_servers_limits(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, writer: httpx.Client
+) -> None:
+    # the run config allows 1000 epochs; this server (MAX_EPOCHS...) allows fewer
+    limits = writer.get("/api/methods").json()["limits"]
+    page = writer_context.new_page()
+    page.goto(f"{dashboard_stack.base_url}/launch")
+    for field in ("epochs", "train_size"):
+        expect(page.locator(f"#field-{field}")).to_have_attribute("max", str(limits[field]))
+        expect(page.locator(f"#field-{field}-help")).to_contain_text(f"≤ {limits[field]}")
+    page.fill("#field-epochs", str(limits["epochs"] + 1))
+    page.click("#launch-button")
+    error = page.locator('.field[data-field="epochs"] .error')
+    expect(error).to_contain_text(f"this server's limit of {limits['epochs']} (MAX_EPOCHS)")
+
+
 def test_share_link_shows_the_plots_read_only_and_can_be_revoked(
     dashboard_stack: ServiceStack,
     writer_context: BrowserContext,

@@ -115,6 +115,26 @@ const state = {
 const root = /** @type {HTMLElement} */ (document.getElementById("launch"));
 const presetsBox = /** @type {HTMLElement} */ (document.getElementById("presets"));
 
+/** The run config's JSON Schema with each field this server limits (MAX_EPOCHS...: the
+ * catalogue's limits, by field name) bounded by the lower of the two maxima, so its field
+ * states the one limit a launch meets.
+ * @param {Record<string, any>} schema @param {Record<string, number>} limits
+ * @returns {JsonSchema} */
+function withServerLimits(schema, limits) {
+  /** @param {Record<string, any>} prop @param {number} limit @returns {Record<string, any>} */
+  const bounded = (prop, limit) =>
+    prop.anyOf // nullable: its integer branch
+      ? { ...prop, anyOf: prop.anyOf.map((/** @type {any} */ branch) => bounded(branch, limit)) }
+      : prop.type === "integer"
+        ? { ...prop, maximum: Math.min(prop.maximum ?? limit, limit) }
+        : prop;
+  const properties = { ...schema.properties };
+  for (const [name, limit] of Object.entries(limits)) {
+    if (properties[name]) properties[name] = bounded(properties[name], limit);
+  }
+  return { ...schema, properties };
+}
+
 /** The method catalogue: main loads it before anything is drawn. */
 function loadedCatalogue() {
   return loaded(state.catalogue, "the method catalogue");
@@ -322,13 +342,6 @@ function renderForm() {
             state.definitions,
           );
           if (name in prefill) setFieldValue(field, prefill[name]);
-          // the limits by field name: batch_size, epochs...
-          const limit = /** @type {Record<string, number>} */ (loadedCatalogue().limits)[name];
-          if (limit !== undefined)
-            // fieldFor's
-            /** @type {Element} */ (field.querySelector(".help")).append(
-              ` · this server allows at most ${limit}`,
-            );
           return field;
         }),
       ),
@@ -679,9 +692,7 @@ async function main() {
     state.catalogue = normaliseCatalogue(methods);
     useVerdicts(metrics); // the presets' expected verdicts are badges
     // the run config's JSON Schema (pydantic's)
-    state.configSchema = /** @type {JsonSchema} */ (
-      state.catalogue.configSchema || { properties: {} }
-    );
+    state.configSchema = withServerLimits(state.catalogue.configSchema, state.catalogue.limits);
     state.definitions = state.configSchema.$defs || {};
   } catch (error) {
     showState(
