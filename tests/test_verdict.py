@@ -242,7 +242,7 @@ def test_projector_collapse_with_a_healthy_backbone_is_a_finding() -> None:
     ]
     verdict = run_verdict(history)
     assert verdict.kind == "complete_collapse"
-    confined = [f for f in verdict.findings if "confined to the projection head" in f]
+    confined = [f for f in verdict.findings if "confined to z" in f]
     assert len(confined) == 1
     assert "spread 0.00" in confined[0]  # the numbers are cited
 
@@ -302,7 +302,7 @@ def test_a_backbone_whose_knn_fell_is_not_called_the_whole_story() -> None:
     collapsed = _diagnostics(_to_constant(64, 0.001, seed=1), 1)
     verdict = run_verdict([_split_record(0, good, good), _split_record(1, collapsed, worse)])
     assert verdict.kind == "complete_collapse"
-    assert not any("confined to the projection head" in f for f in verdict.findings)
+    assert not any("confined to z" in f for f in verdict.findings)
     held = [f for f in verdict.findings if "backbone h is healthy" in f]
     assert len(held) == 1 and "its kNN fell" in held[0]
 

@@ -408,7 +408,7 @@ def _reason(
             size = z.total_scale / z0.total_scale
             total = f" and its size (RMS distance from the mean) to {size:.2f}"
         return (
-            f"the projector's raw output shrank towards a single point: its scale (std along "
+            f"z's raw values shrank towards a single point: its scale (std along "
             f"its top direction) fell from {z0.scale:.3g} to {z.scale:.3g} "
             f"({z.scale / z0.scale:.2f} of {base}){total} by epoch {epoch}, collapsed since "
             f"epoch {onset}, while its directions still vary (spread {z.spread:.2f}, "
@@ -417,7 +417,7 @@ def _reason(
     if kind != "healthy" and thresholds.baseline_collapsed(z0):
         # nothing fell: epoch 0 was already collapsed, so the absolute limits decided
         return (
-            f"projector std_l2·√d is {z.std_l2_sqrt_d:.3f} and effective rank "
+            f"z std_l2·√d is {z.std_l2_sqrt_d:.3f} and effective rank "
             f"{z.effective_rank:.1f} of d={z.dim} at epoch {epoch}, under the absolute "
             f"limits since epoch {onset} (random-pair cosine {z.cos_rand:.3f}{knn}); {base} "
             f"was already collapsed (std_l2·√d {z0.std_l2_sqrt_d:.3f}, random-pair cosine "
@@ -426,7 +426,7 @@ def _reason(
         )
     if kind == "complete_collapse":
         return (
-            f"projector std_l2·√d fell from {z0.std_l2_sqrt_d:.2f} to "
+            f"z std_l2·√d fell from {z0.std_l2_sqrt_d:.2f} to "
             f"{z.std_l2_sqrt_d:.3f} and effective rank from {z0.effective_rank:.1f} to "
             f"{z.effective_rank:.1f} by epoch {epoch}, collapsed since epoch {onset} "
             f"(random-pair cosine {z.cos_rand:.3f}{knn})."
@@ -434,7 +434,7 @@ def _reason(
     if kind == "dimensional_collapse":
         limit = dimensional_limit(z, z0, thresholds)
         return (
-            f"projector effective rank fell from {z0.effective_rank:.1f} to "
+            f"z effective rank fell from {z0.effective_rank:.1f} to "
             f"{z.effective_rank:.1f} of d={z.dim} by epoch {epoch} (collapsed since epoch "
             f"{onset}: {limit}) while std_l2·√d is {z.std_l2_sqrt_d:.2f} (was "
             f"{z0.std_l2_sqrt_d:.2f}) and its variance spreads over "
@@ -443,7 +443,7 @@ def _reason(
         )
     backbone = f"; backbone effective rank {h.effective_rank:.1f}" if h else ""
     return (
-        f"at epoch {epoch} projector std_l2·√d is {z.std_l2_sqrt_d:.2f} "
+        f"at epoch {epoch} z std_l2·√d is {z.std_l2_sqrt_d:.2f} "
         f"({base}: {z0.std_l2_sqrt_d:.2f}) and effective rank {z.effective_rank:.1f} of "
         f"d={z.dim} ({base}: {z0.effective_rank:.1f}){backbone}{knn}."
     )
@@ -603,19 +603,19 @@ def findings(
     backbone_kind = classify(h, h0, thresholds)
     if kind != "healthy" and backbone_kind == "healthy":
         result.append(
-            f"the projector output z is in {kind.replace('_', ' ')} ({_space_summary(z)}) but "
+            f"z is in {kind.replace('_', ' ')} ({_space_summary(z)}) but "
             f"the backbone h is healthy ({_space_summary(h)}; {base}: {_space_summary(h0)}): "
             + (
                 # its geometry held but what it encodes did not: the head is not the whole story
                 "its geometry held, though its kNN fell (above)."
                 if h_knn_fell
-                else "the collapse is confined to the projection head."
+                else "the collapse is confined to z."
             )
         )
     elif kind == "healthy" and backbone_kind != "healthy":
         result.append(
             f"the backbone h is in {backbone_kind.replace('_', ' ')} ({_space_summary(h)}; "
-            f"{base}: {_space_summary(h0)}) while the projector output z looks healthy "
+            f"{base}: {_space_summary(h0)}) while z looks healthy "
             f"({_space_summary(z)})."
         )
     elif kind != "healthy" and backbone_kind != "healthy":
