@@ -223,7 +223,7 @@ async def _discard(receive: Receive) -> None:
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
-def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
+def _unstorable_string_at(body: bytes) -> tuple[list[str | int], str] | None:
     """Where in a JSON body (a ``loc`` after ``"body"``: keys and indices) a string or key
     cannot be stored, and that string: a lone surrogate (``"\\ud800"`` without its low half),
     which Python's JSON parser takes but nothing can encode as UTF-8 afterwards (the database
@@ -239,19 +239,7 @@ def _unstorable_string_at(body: bytes) -> tuple[list[Any], str] | None:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    pending: list[tuple[Any, list[Any]]] = [(parsed, [])]
-    while pending:  # no recursion: the parsed body may nest as deep as the parser allowed
-        value, where = pending.pop()
-        if isinstance(value, str) and not wire.is_storable(value):
-            return where, value
-        if isinstance(value, list):
-            pending.extend((item, [*where, i]) for i, item in reversed(list(enumerate(value))))
-        elif isinstance(value, dict):
-            for key, item in reversed(list(value.items())):
-                if not wire.is_storable(key):
-                    return [*where, key], key
-                pending.append((item, [*where, key]))
-    return None
+    return wire.unstorable_text(parsed)
 
 
 def _unstorable_error(where: list[Any], text: str) -> dict[str, Any]:

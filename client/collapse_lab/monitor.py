@@ -515,10 +515,12 @@ class Monitor:
         }
         self._registration.update({key: value for key, value in given.items() if value})
         for field_name, value in self._registration.items():
-            if wire.unstorable_text(value) is not None:
+            if (found := wire.unstorable_text(value)) is not None:
+                where = "".join(f"[{step!r}]" for step in found[0])
                 raise ValueError(
-                    f"{field_name} holds text that is not valid Unicode (a lone surrogate such "
-                    "as '\\ud800') or holds a NUL ('\\x00'), which no server can store"
+                    f"{field_name}{where} holds text that is not valid Unicode (a lone "
+                    "surrogate such as '\\ud800') or holds a NUL ('\\x00'), which no server "
+                    "can store"
                 )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # One key per Monitor: a registration retried after a lost reply finds the same run.

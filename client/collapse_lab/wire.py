@@ -171,19 +171,22 @@ def is_storable(text: str) -> bool:
     return "\x00" not in text and is_unicode(text)
 
 
-def unstorable_text(value: Any) -> str | None:
+def unstorable_text(value: Any) -> tuple[list[str | int], str] | None:
     """The first string or key in a JSON-like ``value`` that :func:`is_storable` refuses,
-    or None."""
-    pending = [value]
-    while pending:  # not recursive: a config may nest deep
-        item = pending.pop()
+    with where it is (the keys and indices leading to it, a key's own path ending in that
+    key), or None."""
+    pending: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while pending:  # not recursive: a config may nest as deep as its parser allowed
+        item, where = pending.pop()
         if isinstance(item, str) and not is_storable(item):
-            return item
+            return where, item
         if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            for key, child in reversed(list(item.items())):
+                if isinstance(key, str) and not is_storable(key):
+                    return [*where, key], key
+                pending.append((child, [*where, key]))
         elif isinstance(item, list | tuple):
-            pending.extend(item)
+            pending.extend((child, [*where, i]) for i, child in reversed(list(enumerate(item))))
     return None
 
 

@@ -432,6 +432,9 @@ def test_a_name_that_is_not_unicode_is_refused_before_anything_is_sent(
     ):
         with pytest.raises(ValueError, match=r"not valid Unicode .*or holds a NUL"):
             Monitor(server.url, **kwargs)  # type: ignore[arg-type]
+    # the message says where in the config: keys and indices, a key's path ending in it
+    with pytest.raises(ValueError, match=r"^config\['a'\]\[1\]\['b\\x00'\] holds"):
+        Monitor(server.url, config={"a": [{"ok": "x"}, {"b\x00": 1}]})
     assert server.runs == {}
 
 
