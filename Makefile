@@ -51,7 +51,7 @@ ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += --jobs=3
 endif
 
-.PHONY: up test check test-client-lowest test-client-pythons test-latest lock screenshots lint \
+.PHONY: up test check python-checks test-client-lowest test-client-pythons test-latest lock screenshots lint \
 	format system-deps bench zoo clean
 
 # pip byte-compiles what it installs (45 s of the lock's 115 s here): without it, under
@@ -78,13 +78,12 @@ system-deps:
 up: $(STAMP) system-deps
 	$(VENV)/bin/collapse-lab up
 
+# pytest in front, its progress live; the Python checks and the client's lowest-versions run
+# beside it (pytest leaves about a third of the two cores idle while its services start and
+# its pages settle), each printed whole when it ends (--output-sync). make fails when any fails.
 test: $(STAMP) $(LOWEST_STAMP) system-deps
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy
-	$(PARALLEL_PYTEST) $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-client-lowest
+	$(MAKE) --no-print-directory --output-sync=target python-checks test-client-lowest & \
+	$(PARALLEL_PYTEST) $(PYTEST_ARGS); tests=$$?; wait $$!; side=$$?; exit $$((tests || side))
 
 # tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
 test-client-lowest: $(LOWEST_STAMP)
@@ -104,11 +103,7 @@ check:
 	@start=$$(date +%s); $(MAKE) --no-print-directory check-steps; \
 	status=$$?; echo "make check: $$(( $$(date +%s) - start )) s"; exit $$status
 
-check-steps: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy
+check-steps: $(STAMP) python-checks
 	$(PYTEST) -n $(CHECK_WORKERS) -q -m "$(CHECK_MARKERS)" $(CHECK_IGNORES) $(PYTEST_ARGS)
 
 lock:
@@ -134,11 +129,14 @@ test-latest:
 screenshots: $(STAMP) system-deps
 	SCREENSHOT_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/browser
 
-lint: $(STAMP)
+# lint (ruff), formatting, import contracts (lint-imports) and types (mypy)
+python-checks: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+
+lint: python-checks
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
