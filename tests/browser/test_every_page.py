@@ -36,6 +36,9 @@ LEAKED_VALUE = re.compile(r"\b(null|undefined|NaN)|\[object Object\]")
 EXTERNAL_CONFIG: dict[str, Any] = {"lr": 0.3, "warmup": None, "milestones": [1, None, {"z": 2}]}
 SETTLE_S = 1.0  # a page is drawn when its text and its plots stopped changing for this long
 PAGE_TIMEOUT_S = 60.0
+# Pages open at once: each run page holds a stream open, and Chromium keeps at most six
+# connections to one server
+PAGES_AT_ONCE = 4
 
 
 @dataclass
@@ -53,25 +56,33 @@ class PageProblems:
             self.errors.append(f"console error: {message.text} ({message.location})")
 
 
-def settled_text(page: Page) -> str:
-    """The page's visible text once it and its plots stopped changing, every folded section
-    (``<details>``) unfolded: a user opens them."""
+def settled_texts(pages: list[Page]) -> list[str]:
+    """Each page's visible text once it and its plots stopped changing, every folded section
+    (``<details>``) unfolded: a user opens them. The pages settle side by side: each mostly
+    waits (its requests, its timers), so one at a time left the cores idle."""
     deadline = time.monotonic() + PAGE_TIMEOUT_S
-    last, stable_since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        state = page.evaluate(
-            """() => [document.querySelectorAll('details:not([open])').forEach(
-                        (details) => { details.open = true; }),
-                      document.body.innerText,
-                      document.querySelectorAll('.js-plotly-plot').length,
-                      document.querySelectorAll('.state-loading').length]"""
-        )
-        if state != last:
-            last, stable_since = state, time.monotonic()
-        elif time.monotonic() - stable_since >= SETTLE_S and not state[3]:
-            return str(state[1])
+    last: list[Any] = [None] * len(pages)
+    stable_since = [time.monotonic()] * len(pages)
+    texts: dict[int, str] = {}
+    while len(texts) < len(pages) and time.monotonic() < deadline:
+        for index, page in enumerate(pages):
+            if index in texts:
+                continue
+            state = page.evaluate(
+                """() => [document.querySelectorAll('details:not([open])').forEach(
+                            (details) => { details.open = true; }),
+                          document.body.innerText,
+                          document.querySelectorAll('.js-plotly-plot').length,
+                          document.querySelectorAll('.state-loading').length]"""
+            )
+            if state != last[index]:
+                last[index], stable_since[index] = state, time.monotonic()
+            elif time.monotonic() - stable_since[index] >= SETTLE_S and not state[3]:
+                texts[index] = str(state[1])
         time.sleep(0.2)
-    raise AssertionError(f"{page.url} never settled")
+    unsettled = [page.url for index, page in enumerate(pages) if index not in texts]
+    assert not unsettled, f"never settled: {unsettled}"
+    return [texts[index] for index in range(len(pages))]
 
 
 def leaked_values(text: str) -> list[str]:
@@ -148,9 +159,23 @@ def finished_sweep(writer: httpx.Client) -> dict[str, Any]:
 
 @pytest.fixture
 def visit(writer_context: BrowserContext, visitor_context: BrowserContext) -> Iterator[Any]:
-    """``visit(url, visitor=False)``: open the page, wait until it is drawn, and collect what
-    it shows wrong; the test fails at the end with every problem of every page."""
+    """``visit(url, visitor=False)``: open the page and collect what it shows wrong once it
+    is drawn, :data:`PAGES_AT_ONCE` pages settling side by side; the test fails at the end
+    with every problem of every page."""
     problems: dict[str, list[str]] = {}
+    opened: list[tuple[str, Page, PageProblems, list[str]]] = []
+
+    def settle_opened() -> None:
+        loaded = [(url, page) for url, page, _, found in opened if not found]  # HTTP 200
+        drawn = settled_texts([page for _, page in loaded])
+        texts = dict(zip([url for url, _ in loaded], drawn, strict=True))
+        for url, page, seen, found in opened:
+            found += [f"shows {line!r}" for line in leaked_values(texts.get(url, ""))]
+            found += seen.errors
+            if found:
+                problems[url] = found
+            page.close()
+        opened.clear()
 
     def open_page(url: str, visitor: bool = False) -> None:
         page = (visitor_context if visitor else writer_context).new_page()
@@ -160,14 +185,12 @@ def visit(writer_context: BrowserContext, visitor_context: BrowserContext) -> It
         found = []
         if response is None or response.status != 200:
             found.append(f"HTTP {response.status if response else 'no response'}")
-        else:
-            found += [f"shows {line!r}" for line in leaked_values(settled_text(page))]
-        found += seen.errors
-        if found:
-            problems[url] = found
-        page.close()
+        opened.append((url, page, seen, found))
+        if len(opened) == PAGES_AT_ONCE:
+            settle_opened()
 
     yield open_page
+    settle_opened()
     report = "\n".join(f"{url}:\n  " + "\n  ".join(found) for url, found in problems.items())
     assert not problems, f"pages that show what they should not:\n{report}"
 
