@@ -51,8 +51,8 @@ ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += --jobs=3
 endif
 
-.PHONY: up test check python-checks test-client-lowest test-client-pythons test-latest lock screenshots lint \
-	format system-deps bench zoo clean
+.PHONY: up test check python-checks test-client-lowest test-client-pythons test-latest lock \
+	screenshots lint format system-deps bench zoo clean
 
 # pip byte-compiles what it installs (45 s of the lock's 115 s here): without it, under
 # PYTHONDONTWRITEBYTECODE (set on this machine) every process compiled every module it
