@@ -128,9 +128,6 @@ def _external_run(state: ServiceState, run_id: str) -> Run:
     return run
 
 
-CLOSED = "the run is finished and takes no more epochs: create a new Monitor for a new run"
-
-
 def _shape_problem(
     message: wire.EpochMessage, baseline: dict[str, list[int]] | None, max_probe: int
 ) -> str | None:
@@ -224,17 +221,22 @@ async def upload_epoch(
     if media_type != wire.CONTENT_TYPE:
         return _problem(415, f"Content-Type must be {wire.CONTENT_TYPE}, not {media_type!r}")
     body = await request.body()  # bounded by MAX_EPOCH_BYTES in BodyLimits (backend/app.py)
-    closed = external_store.is_closed(run)
+    closed = external_store.closed_reason(run) if external_store.is_closed(run) else None
     return await to_thread.run_sync(_store_epoch, state, run_id, epoch, body, response, closed)
 
 
 def _store_epoch(
-    state: ServiceState, run_id: str, epoch: int, body: bytes, response: Response, closed: bool
+    state: ServiceState,
+    run_id: str,
+    epoch: int,
+    body: bytes,
+    response: Response,
+    closed: str | None,
 ) -> Any:
     """A stored epoch sent again with the same data is a duplicate even once the run is
     closed (a sync started again without its sync.json sends every epoch again), with other
     data a conflict, open or closed (an epoch file edited after its sync); a new epoch a
-    closed run refuses."""
+    closed run refuses (``closed``: why it is closed; None while it is open)."""
     digest = hashlib.sha256(body).hexdigest()
     known = external_store.upload_digest(state.db, run_id, epoch)
     if known is not None and (known == digest or _same_data(state, run_id, epoch, body)):
@@ -247,8 +249,8 @@ def _store_epoch(
     )
     if known is not None:  # before the closed check: what the sender must hear is the clash
         return _problem(409, conflict, "epoch_conflict")
-    if closed:
-        return _problem(409, CLOSED, "run_closed")
+    if closed is not None:
+        return _problem(409, closed, "run_closed")
     try:
         message = wire.decode_epoch(body)
     except wire.MessageError as exc:
@@ -264,7 +266,9 @@ def _store_epoch(
         shapes["h"] = list(message.h.shape)
     outcome = external_store.store_upload(state.db, run_id, epoch, digest, body, shapes)
     if outcome == "closed":
-        return _problem(409, CLOSED, "run_closed")
+        closing = run_store.get_run(state.db, run_id)
+        reason = external_store.closed_reason(closing) if closing else "the run is closed"
+        return _problem(409, reason, "run_closed")
     if outcome == "conflict" and not _same_data(state, run_id, epoch, body):
         return _problem(409, conflict, "epoch_conflict")
     if outcome == "missing":

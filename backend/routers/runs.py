@@ -51,6 +51,7 @@ from PIL import Image
 from pydantic import Field
 
 from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.broker import send_ingest
 from backend.dispatch import waiting_of
 from backend.read_cache import LIST
 from backend.schemas import (
@@ -399,7 +400,8 @@ def get_probe_image(run_id: str, index: int, state: StateDep, access: Access) ->
     responses={**NOT_FOUND, **CONFLICT},
 )
 def cancel_run(run_id: str, state: StateDep) -> RunDetail:
-    """Cooperative cancel: a queued run ends at once, a running one within seconds."""
+    """Cooperative cancel: a queued run ends at once, a running one within seconds (an
+    external run once the uploads that arrived are measured: its ingest pass ends it)."""
     cancel = run_store.request_cancel(state.db, run_id)
     run = cancel.run
     if run is None:
@@ -407,6 +409,8 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     state.cache.invalidate(run_id)
     if run.status not in ACTIVE_STATUSES and not cancel.cancelled_now:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run is already {run.status}")
+    if run.source is not None and run.status == "running":
+        send_ingest(state.celery, run_id)  # when Redis is down the reaper sends it later
     return run_detail(state, run)
 
 

@@ -160,9 +160,18 @@ def upload_last_epoch(db: Database, run_id: str) -> int | None:
 
 
 def is_closed(run: Run) -> bool:
-    """Whether the run takes no more uploads (finished by the client, cancelled, or ended).
-    A cancelled external run ends ``cancelled`` when the client, refused, calls finish."""
+    """Whether the run takes no more uploads (finished by the client, cancelled, or ended)."""
     return run.external_finish is not None or run.cancel_requested or run.status != "running"
+
+
+def closed_reason(run: Run) -> str:
+    """Why a closed run refuses an upload, for the client's error."""
+    if run.cancel_requested or run.status == "cancelled":
+        return (
+            "the run was cancelled on its page and takes no more epochs: create a new Monitor "
+            "(with another resume key) for a new run"
+        )
+    return "the run is finished and takes no more epochs: create a new Monitor for a new run"
 
 
 def upload_digest(db: Database, run_id: str, epoch: int) -> str | None:
@@ -314,14 +323,17 @@ def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
 
 
 def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool:
-    """Give a finished external run whose uploads are all processed its final status (the
-    client's) and verdict; returns whether it did. Does nothing while uploads are pending,
-    while later verdicts wait to be judged again with a late epoch (the pass that revises
-    them closes it: backend/store/epochs.py ``stale_verdicts``), or before finish."""
+    """Give a finished or cancelled external run whose uploads are all processed its final
+    status (the client's, or ``cancelled``) and verdict; returns whether it did. Does nothing
+    while uploads are pending, while later verdicts wait to be judged again with a late epoch
+    (the pass that revises them closes it: backend/store/epochs.py ``stale_verdicts``), or
+    before the client's finish or a cancel."""
     errors = upload_errors(db, run_id)
     with db.write() as session:
         run = lock_run(session, run_id)
-        if run is None or run.status != "running" or run.external_finish is None:
+        if run is None or run.status != "running":
+            return False
+        if run.external_finish is None and not run.cancel_requested:
             return False
         pending = session.scalar(
             select(func.count())
@@ -330,23 +342,27 @@ def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool
         )
         if pending or run.verdicts_stale_from is not None:
             return False
-        finish = run.external_finish
         if verdict is not None:
             take_verdict(run, verdict)
-        run.error = finish.get("error")
-        status: RunStatus = "failed" if finish.get("status") == "failed" else "succeeded"
-        reason = _closing_reason(finish, errors)
-        if run.cancel_requested:
-            status, reason = "cancelled", f"cancelled on request; {reason}"
+        finish = run.external_finish
+        if finish is None:  # cancelled, the client silent (gone, or not told yet)
+            status: RunStatus = "cancelled"
+            reason = "cancelled on request: its training loop's later uploads are refused"
+        else:
+            run.error = finish.get("error")
+            status = "failed" if finish.get("status") == "failed" else "succeeded"
+            reason = _closing_reason(finish, errors)
+            if run.cancel_requested:
+                status, reason = "cancelled", f"cancelled on request; {reason}"
         set_status(session, run, status, reason)
         return True
 
 
 def runs_needing_ingest(db: Database, before: float) -> list[str]:
     """Runs with an upload that arrived before ``before`` and is still unprocessed, or that
-    the client finished before ``before`` and are still ``running`` (the pass that closes
-    them may have been lost): the broker check re-sends their ingest task when it is not in
-    Redis (:func:`backend.dispatch.resend_lost`)."""
+    the client finished (or a cancel flagged) before ``before`` and are still ``running``
+    (the pass that closes them may have been lost): the broker check re-sends their ingest
+    task when it is not in Redis (:func:`backend.dispatch.resend_lost`)."""
     with db.read() as session:
         waiting = session.scalars(
             select(ExternalUpload.run_id)
@@ -357,7 +373,7 @@ def runs_needing_ingest(db: Database, before: float) -> list[str]:
             select(Run.id).where(
                 Run.status == "running",
                 Run.source.is_not(None),
-                Run.external_finish.is_not(None),
+                Run.external_finish.is_not(None) | Run.cancel_requested.is_(True),
                 Run.updated_at < before,
             )
         )

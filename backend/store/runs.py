@@ -271,7 +271,10 @@ class CancelOutcome:
 
 
 def request_cancel(db: Database, run_id: str) -> CancelOutcome:
-    """Cancel a queued run at once; flag a running one (its worker stops within seconds)."""
+    """Cancel a queued run at once; flag a running one: its worker stops within seconds, or,
+    for an external run, its uploads are refused from now on and the ingest pass ends it
+    once what arrived is measured (its loop may be gone: a killed job never finishes;
+    backend/store/external.py ``close_run``)."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None:

@@ -274,6 +274,8 @@ def test_a_comparison_shows_what_it_found_and_the_verdict_a_failed_run_cannot_hi
         assert "projector" in str(z_label.get_attribute("title"))
         page.goto(f"{base}/runs/{starting_external_run['id']}")
         expect(page.locator("#progress .progress-line")).to_have_text("running no epoch yet")
+        # its job may die before it finishes the run: the page can end it
+        expect(page.locator("#cancel-button")).to_be_visible()
     finally:
         page.close()
 

@@ -189,7 +189,50 @@ def test_the_protocol_is_idempotent_and_refuses_what_it_must(idle_stack: Service
     assert client.post(f"/api/runs/{cancelled}/cancel").status_code == 202
     refused = client.put(f"/api/external-runs/{cancelled}/epochs/0", content=body, headers=binary)
     assert refused.status_code == 409 and refused.json()["code"] == "run_closed"
+    assert "cancelled on its page" in refused.json()["detail"]
     client.close()
+
+
+def test_a_run_whose_job_was_killed_is_cancelled_and_can_then_be_deleted(
+    stack: ServiceStack, api: httpx.Client
+) -> None:
+    """A job killed after two epochs never finishes its run. A cancel on its page ends it
+    (cancelled, with the verdict of what arrived, within seconds: no loop has to answer),
+    a loop still alive is told it was cancelled, and the run can then be deleted."""
+    run_id = api.post("/api/external-runs", json={"name": "killed job"}).json()["id"]
+    url = f"/api/external-runs/{run_id}/epochs"
+    binary = {"Content-Type": wire.CONTENT_TYPE}
+    z = np.random.default_rng(5).standard_normal((128, 16)).astype(np.float32)
+    for epoch in (0, 1):
+        body = wire.encode_epoch(epoch, {"z": z})
+        assert api.put(f"{url}/{epoch}", content=body, headers=binary).status_code == 202
+    wait_until(
+        lambda: api.get(f"/api/runs/{run_id}").json()["last_epoch"] == 1 or None,
+        120,
+        what="both epochs measured",
+    )
+    deleted_early = api.delete(f"/api/runs/{run_id}")
+    assert deleted_early.status_code == 409 and "cancel it" in deleted_early.json()["detail"]
+
+    assert api.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    run = wait_until(
+        lambda: (r := api.get(f"/api/runs/{run_id}").json())["status"] == "cancelled" and r,
+        60,
+        what="the run cancelled",
+    )
+    assert run["verdict"]["kind"] == "healthy" and run["last_epoch"] == 1
+    reasons = [
+        event.data.get("reason")
+        for event in collect_until(
+            api, f"/api/runs/{run_id}/events", stop=lambda e: e.id == run["last_event_id"]
+        )
+        if event.event == "status"
+    ]
+    assert reasons[-1] == "cancelled on request: its training loop's later uploads are refused"
+    late = api.put(f"{url}/2", content=wire.encode_epoch(2, {"z": z}), headers=binary)
+    assert late.status_code == 409 and "cancelled on its page" in late.json()["detail"]
+    assert api.delete(f"/api/runs/{run_id}").status_code == 204
+    assert api.get(f"/api/runs/{run_id}").status_code == 404
 
 
 @pytest.mark.slow

@@ -494,7 +494,7 @@ function renderRun() {
   document.title = `${runTitle(run, state.catalogue)} · Collapse Lab`;
   renderSubtitle();
   const cancel = document.getElementById("cancel-button");
-  if (cancel) cancel.hidden = !isActive(run) || isExternal(run); // the researcher's loop owns it
+  if (cancel) cancel.hidden = !isActive(run); // an external run's too: its job may be gone
   const failure = /** @type {HTMLElement} */ (document.getElementById("failure"));
   const reason = runReason(run);
   failure.hidden = !(run.status === "failed" || (run.status === "cancelled" && reason));
@@ -647,8 +647,12 @@ async function cancelRun() {
   const button = /** @type {HTMLButtonElement} */ (document.getElementById("cancel-button"));
   button.disabled = true;
   try {
-    await api.cancel(state.runId);
-    toast("Cancel requested: the worker stops within a few seconds.");
+    const run = await api.cancel(state.runId);
+    toast(
+      isExternal(run)
+        ? "Cancel requested: the run takes no more uploads and ends within seconds."
+        : "Cancel requested: the worker stops within a few seconds.",
+    );
     await refreshRun();
   } catch (error) {
     reportWriteError(error, "Cancel");
