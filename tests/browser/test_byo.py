@@ -109,6 +109,36 @@ def test_an_external_run_page_shows_its_epochs_and_origin(
     expect(page.locator(".report-run")).not_to_contain_text("external on external")
 
 
+def test_an_external_run_page_names_the_epochs_it_lacks_and_shows_no_probe_images(
+    plugin_stack: ServiceStack, page: Page
+) -> None:
+    """The client's finish names epochs it logged but could not deliver, and epochs it did
+    not send (NaN): the page says so beside the verdict. A loop sends embeddings, never
+    images, and its host is its Configuration's source: no probe picker, no placement."""
+    api = httpx.Client(base_url=plugin_stack.base_url, timeout=30)
+    run_id = api.post("/api/external-runs", json={"name": "gappy"}).json()["id"]
+    z = np.random.default_rng(6).standard_normal((128, 16)).astype(np.float32)
+    for epoch in (0, 2):
+        response = api.put(
+            f"/api/external-runs/{run_id}/epochs/{epoch}",
+            content=wire.encode_epoch(epoch, {"z": z}),
+            headers={"Content-Type": wire.CONTENT_TYPE},
+        )
+        assert response.status_code == 202
+    finish = {"status": "succeeded", "epochs_dropped": [1], "epochs_skipped": [3]}
+    assert api.post(f"/api/external-runs/{run_id}/finish", json=finish).status_code == 202
+    api.close()
+    page.goto(f"{plugin_stack.base_url}/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#epochs-missing")).to_have_text(
+        "Logged but missing here, not delivered by the client (its buffer was full, or the "
+        "server refused them): epochs 1; not sent, as they held NaN or infinity: epochs 3."
+    )
+    page.wait_for_function("document.querySelector('.umap-plot')?.data !== undefined")
+    expect(page.locator(".probe-index-input")).to_have_count(0)
+    expect(page.locator("#placement")).to_be_hidden()
+
+
 def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, page: Page) -> None:
     """Runs the two tests above left: the W-MSE run and the external one, on one set of plots."""
     runs = httpx.get(f"{plugin_stack.base_url}/api/runs", timeout=10).json()["data"]

@@ -201,7 +201,8 @@ function renderSkeleton() {
     ),
     el(
       "details",
-      { id: "placement", class: "card", open: true },
+      // an external run's host and script are its Configuration's source
+      { id: "placement", class: "card", open: true, hidden: isExternal(run) },
       el("summary", {}, "Where it ran"),
       el(
         "div",
@@ -223,7 +224,8 @@ function renderSkeleton() {
     },
     beforePlay: () => /** @type {UmapView} */ (state.umap).ready(),
   });
-  state.umap = new UmapView(umapSection, state.runId, { probePanel: true });
+  // an external run's loop sends the probe's embeddings, never its images
+  state.umap = new UmapView(umapSection, state.runId, { probePanel: !isExternal(run) });
   renderRun();
   renderConfig();
   window.setInterval(renderSubtitle, 30_000);
@@ -612,9 +614,31 @@ function renderVerdict() {
                 ".",
             )
           : null,
+        undelivered(finish),
         findingsList(verdict),
       ].filter(Boolean)
     ),
+  );
+}
+
+/** The epochs an external run's client logged but the run lacks, one line (client/PROTOCOL.md,
+ * the finish body), or null when it lacks none.
+ * @param {Record<string, any> | null | undefined} finish */
+function undelivered(finish) {
+  const dropped = (finish && finish.epochs_dropped) || [];
+  const skipped = (finish && finish.epochs_skipped) || [];
+  if (!dropped.length && !skipped.length) return null;
+  const parts = [
+    dropped.length
+      ? `not delivered by the client (its buffer was full, or the server refused them): ` +
+        `epochs ${dropped.join(", ")}`
+      : "",
+    skipped.length ? `not sent, as they held NaN or infinity: epochs ${skipped.join(", ")}` : "",
+  ];
+  return el(
+    "p",
+    { class: "verdict-reason", id: "epochs-missing" },
+    `Logged but missing here, ${parts.filter(Boolean).join("; ")}.`,
   );
 }
 
