@@ -205,11 +205,15 @@ def _strings(values: str | Sequence[str]) -> list[str]:
 
 
 def _mode(offline: bool | str | None) -> str:
+    """ "online", "offline" or "auto", from ``offline=`` or else ``$COLLAPSE_LAB_MODE``."""
     if offline is None:
-        offline = os.environ.get("COLLAPSE_LAB_MODE") or "online"
+        mode = os.environ.get("COLLAPSE_LAB_MODE") or "online"
+        if mode not in MODES:
+            raise ValueError(f"COLLAPSE_LAB_MODE={mode!r} is not one of {', '.join(MODES)}")
+        return mode
     mode = ("offline" if offline else "online") if isinstance(offline, bool) else offline
     if mode not in MODES:
-        raise ValueError(f"offline must be True, False or 'auto' (COLLAPSE_LAB_MODE: {MODES})")
+        raise ValueError(f"offline={offline!r}: give True, False or 'auto'")
     return str(mode)
 
 
@@ -339,6 +343,14 @@ def _token_problem(token: str) -> str | None:
     if token.isascii() and token.isprintable() and not token.endswith(" "):
         return None
     return "the API token must be printable ASCII with no space at its end (an HTTP header)"
+
+
+def _auth_refusal(base_url: str, response: httpx.Response) -> str:
+    """A 401/403 in words: the token refused, or none sent where the server needs one."""
+    detail, _ = _response_detail(response)
+    sent = "authorization" in response.request.headers
+    what = "refused the token" if sent else "needs a token, and none was sent"
+    return f"{base_url} {what} (HTTP {response.status_code}: {detail})"
 
 
 def _response_detail(response: httpx.Response) -> tuple[str, str | None]:
@@ -1183,9 +1195,8 @@ class Monitor:
     def _registered(self, response: httpx.Response) -> str | None:
         """Take the run from a registration reply; the problem, if it is a refusal."""
         if response.status_code in (401, 403):
-            detail, _ = _response_detail(response)
             return (
-                f"{self.base_url} refused the token (HTTP {response.status_code}: {detail}); "
+                f"{_auth_refusal(self.base_url, response)}; "
                 "pass token= or set COLLAPSE_LAB_TOKEN to the server's API_TOKEN"
             )
         if not response.is_success:
@@ -1380,7 +1391,7 @@ class Monitor:
         detail, code = _response_detail(response)
         status = response.status_code
         if status in (401, 403):
-            self._disable(f"{self.base_url} refused the token (HTTP {status}: {detail})")
+            self._disable(_auth_refusal(self.base_url, response))
         elif status == 404 or (status == 409 and code != "epoch_conflict"):
             self._disable(f"run {self.run_id} no longer takes uploads (HTTP {status}: {detail})")
         else:

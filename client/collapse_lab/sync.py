@@ -53,6 +53,8 @@ from . import local, wire
 from .monitor import (
     MAX_BACKOFF_S,
     RETRYABLE_STATUSES,
+    _auth_refusal,
+    _client_version,
     _response_detail,
     _retry_after,
     _token_problem,
@@ -287,10 +289,9 @@ class RunSync:
                 problem, wait = f"{type(error).__name__}: {error}", None
             else:
                 if response.status_code in (401, 403):
-                    detail, _ = _response_detail(response)
                     raise TokenRefused(
-                        f"{self.base_url} refused the token (HTTP {response.status_code}: "
-                        f"{detail}); pass --token or set COLLAPSE_LAB_TOKEN"
+                        f"{_auth_refusal(self.base_url, response)}; "
+                        "pass --token or set COLLAPSE_LAB_TOKEN"
                     )
                 if response.status_code not in RETRYABLE_STATUSES:
                     return response
@@ -467,9 +468,11 @@ class RunSync:
         if stamp is None or stamp == sent.stamp:  # vanished since the listing, or unchanged
             return False
         digest = _digest(path)
-        if digest == sent.digest or digest is None:  # touched, the same bytes
+        if digest == sent.digest or digest is None:  # touched, or put back: the same bytes
             if digest is not None:
                 self.state.sent[epoch] = SentFile(stamp, digest)
+                if self.state.refused.pop(epoch, None) is not None:
+                    self.save_state()  # the server holds this file's data: nothing refused
             return False
         return True
 
@@ -782,7 +785,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m collapse_lab") ->
         prog=prog,
         description="Collapse Lab client tools (the library itself is collapse_lab.Monitor).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_client_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sync = commands.add_parser(
         "sync",
         help="upload offline runs (Monitor(offline=True)) to a server",
@@ -842,6 +846,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m collapse_lab") ->
         sync.error(f"the server's URL: {problem}")
     if not paths:
         sync.error("give at least one run directory")
+    if addresses := [path for path in paths if "://" in path and not Path(path).exists()]:
+        sync.error(f"{addresses[0]!r} is a URL among the directories: give one server, last")
     token = args.token or os.environ.get("COLLAPSE_LAB_TOKEN")
     if token and (problem := _token_problem(token)):
         sync.error(f"{problem}: check --token or $COLLAPSE_LAB_TOKEN")

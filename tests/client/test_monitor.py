@@ -162,7 +162,7 @@ def test_wrong_token_is_refused_and_nothing_is_stored(
     server.token = "secret"
     with pytest.raises(AuthenticationError, match=r"refused the token.*COLLAPSE_LAB_TOKEN"):
         Monitor(server.url, token="wrong")
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(AuthenticationError, match=r"needs a token, and none was sent"):
         Monitor(server.url)
     assert server.runs == {}
     assert [status for _, _, status in server.log] == [401, 401]  # tried once each

@@ -66,6 +66,14 @@ def test_an_offline_monitor_writes_a_run_directory_that_a_requeued_job_continues
     assert local.read_meta(run_dir)["idempotency_key"] == meta["idempotency_key"]
 
 
+def test_a_mode_misspelt_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLAPSE_LAB_MODE", "ofline")
+    with pytest.raises(ValueError, match=r"COLLAPSE_LAB_MODE='ofline' is not one of online"):
+        Monitor("http://127.0.0.1:9", name="typo")
+    with pytest.raises(ValueError, match=r"offline='sometimes': give True, False or 'auto'"):
+        Monitor("http://127.0.0.1:9", name="typo", offline="sometimes")
+
+
 def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the default resume keys this process handed out, as a requeued job's new
     process has never seen them."""
@@ -418,6 +426,7 @@ def test_an_epoch_file_changed_after_its_upload_is_sent_again_for_the_server_to_
     capsys.readouterr()
     assert sync_paths([tmp_path], server.url, None) == 0
     assert "nothing new (3 epochs synced before)" in capsys.readouterr().out
+    original = path.read_bytes()
     local.write_atomic(path, wire.encode_epoch(1, {"z": _z(99)}))  # other data for epoch 1
     assert sync_paths([tmp_path], server.url, None) == 1
     captured = capsys.readouterr()
@@ -427,6 +436,11 @@ def test_an_epoch_file_changed_after_its_upload_is_sent_again_for_the_server_to_
     err = capsys.readouterr().err
     assert "epoch 1 still refused, its file unchanged" in err
     assert "already synced" not in err  # not beside a refusal
+    local.write_atomic(path, original)  # put back: what the server holds, nothing refused
+    assert sync_paths([tmp_path], server.url, None) == 0
+    assert "refused" not in capsys.readouterr().err
+    state = json.loads((monitor.run_dir / local.SYNC_FILE).read_text())["servers"]
+    assert state[server.url]["refused"] == {}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import collapse_lab
 import numpy as np
 import pytest
 from collapse_lab import Monitor, local
@@ -129,6 +130,7 @@ def test_a_server_that_is_not_collapse_lab_gets_one_line_per_run(
         (["--idle-timeout", "-5", "runs", "http://x"], "0 or more, not '-5'"),
         (["runs"], "give the server's URL after the directories"),
         (["runs", "notaurl"], "'notaurl' is neither a directory nor a server's URL"),
+        (["runs", "http://a:1", "http://b:2"], "'http://a:1' is a URL among the directories"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_status_2(
@@ -243,3 +245,16 @@ def test_what_is_no_run_directory_is_named_for_what_it_is(
     assert f"{empty}: not a Collapse Lab run directory (no run.json), nor a folder of them" in err
     assert f"{run / 'run.json'}: a run's run.json: give its directory, {run}" in err
     assert f"{photo}: a file, not a Collapse Lab run directory" in err
+
+
+def test_the_version_is_printed_and_a_missing_command_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"python -m collapse_lab {collapse_lab.__version__}"
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("required: COMMAND")
