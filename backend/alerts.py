@@ -114,6 +114,17 @@ def _alert_run(run: Run, settings: Settings) -> AlertRun:
     )
 
 
+# how a run ends when nothing more is to be said (workers/lifecycle.py, backend/store/external.py)
+_PLAIN_ENDS = ("finished", "finished by the client")
+
+
+def _sentence(text: object) -> str:
+    """``text`` as a sentence of an alert: its first letter a capital (a verdict's reason
+    starts lower-case, as it follows a colon on the page); "" for none."""
+    words = str(text or "").strip()
+    return words[:1].upper() + words[1:]
+
+
 def _numbers(record: dict[str, Any]) -> dict[str, float | None]:
     """The projector's numbers of an epoch record; none for a run that has no epoch."""
     if "projector" not in record:
@@ -170,12 +181,13 @@ class _RunAlerts:
             collapsed = kind != "healthy"
             event: AlertEvent = "collapse_onset" if collapsed else "recovery"
             words = VERDICT_LABELS.get(cast(VerdictKind, kind), kind)
+            reason = _sentence(verdict.get("reason"))
             text = (
                 f"Run {name}{self.what}: {words} from epoch "
-                f"{verdict.get('onset_epoch')}. {verdict.get('reason', '')} {self.run.url}"
+                f"{verdict.get('onset_epoch')}. {reason} {self.run.url}"
                 if collapsed
-                else f"Run {name}{self.what} is healthy again "
-                f"at epoch {epoch}. {verdict.get('reason', '')} {self.run.url}"
+                else f"Run {name}{self.what} is healthy again at epoch {epoch}. {reason} "
+                f"{self.run.url}"
             )
             self._queue(
                 AlertBody(
@@ -240,10 +252,12 @@ class _RunAlerts:
         elif status == "cancelled":
             text = f"Run {self.run.name} was cancelled. {self.run.url}"
         else:
+            words = VERDICT_LABELS.get(cast(VerdictKind, kind), "no verdict")
+            ending = data.get("reason")  # a stop on collapse, epochs the client lacked...
+            how = f"{_sentence(ending)}. " if ending and ending not in _PLAIN_ENDS else ""
             text = (
-                f"Run {self.run.name}{self.what} finished: "
-                f"{str(kind).replace('_', ' ')}. {(verdict or {}).get('reason', '')} "
-                f"{self.run.url}"
+                f"Run {self.run.name}{self.what} finished: {words}. {how}"
+                f"{_sentence((verdict or {}).get('reason'))} {self.run.url}"
             )
         body = AlertBody(
             # the event's seq: a reopened run that fails or finishes again is told again

@@ -250,7 +250,7 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "proj_dim": config.get("proj_dim"),
         "seed": config.get("seed"),
         "options": config.get("options", {}),
-        "epochs": run.epochs_total,
+        "epochs": run.epochs_shown,
         "last_epoch": run.last_epoch,
         "progress": run.progress,
         "verdict": run.verdict,
@@ -263,8 +263,6 @@ def _summary_fields(run: Run, rank_history: list[float | None]) -> dict[str, Any
         "source": _shown_source(run.source),
         "sweep_id": run.sweep_id,
     }
-    if run.source is not None:  # an external run plans no number of epochs
-        fields["epochs"] = run.last_epoch or 0
     return fields
 
 

@@ -117,6 +117,9 @@ def test_a_teacher_that_is_the_student_names_the_target_network() -> None:
     # the same collapse with a slow target: nothing singles out the target
     slow = run_verdict(_history(COLLAPSING, logs, ema_momentum=0.996)).cause
     assert slow is not None and slow.guard == "undetermined"
+    # what it read, among what it looked for (the page lists those as looked for)
+    looked_for = f"among the {len(slow.signals_checked)} signals the guards look for (at epoch"
+    assert looked_for in slow.reason, slow.reason
 
 
 def test_a_momentum_without_a_target_branch_names_no_target() -> None:

@@ -90,7 +90,7 @@ def status_data(run: Run, reason: str | None = None) -> dict[str, Any]:
         "reason": reason,
         "verdict": run.verdict,
         "last_epoch": run.last_epoch,
-        "epochs": run.epochs_total,
+        "epochs": run.epochs_shown,
         "attempts": run.attempts,
         "worker_losses": run.worker_losses,
     }

@@ -141,6 +141,12 @@ class Run(Base):
     note: Mapped[str | None] = mapped_column(Text, default="")
     cause: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
+    @property
+    def epochs_shown(self) -> int:
+        """The run's number of epochs as readers get it (the run resource, status events):
+        its config's, or for an external run, which plans none, its last logged epoch."""
+        return (self.last_epoch or 0) if self.source is not None else self.epochs_total
+
 
 class RunTag(Base):
     """One tag of one run: ``GET /api/runs?tag=`` finds runs through this table's index."""

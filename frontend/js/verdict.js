@@ -103,7 +103,7 @@ export function causeBlock(cause) {
   if (cause.signals_checked && cause.signals_checked.length) {
     const checked = document.createElement("p");
     checked.className = "cause-signals muted small";
-    checked.textContent = `Signals checked: ${cause.signals_checked.join(", ")}`;
+    checked.textContent = `Signals the guards look for: ${cause.signals_checked.join(", ")}`;
     block.append(checked);
   }
   return block;

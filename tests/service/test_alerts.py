@@ -461,6 +461,7 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
             alerts=[f"{receiver.url}/monitor", f"{receiver.url}/sluggish"],
         )
         _log_collapse_then_recovery(monitor, receiver)
+        monitor.record_stop(4, "the budget ran out")  # how the run ended, in its end alert
         assert monitor.finish(timeout=120)
         every_kind = ["collapse_onset", "cause", "recovery", "succeeded"]
         for path in ("/monitor", "/sluggish"):
@@ -481,13 +482,18 @@ def test_runs_sweeps_and_monitors_tell_their_own_receivers_and_a_slow_one_holds_
         assert cause["cause"]["guard"] == "target_network"
         assert "because of its target network" in cause["text"]
         assert recovery["verdict"]["kind"] == "healthy" and recovery["epoch"] == 3
-        assert "healthy again at epoch 3" in recovery["text"]
+        # the verdict's reason, a sentence of its own
+        assert "is healthy again at epoch 3. At epoch 3 z " in recovery["text"]
         assert finished["run"]["status"] == "succeeded"
         # the end carries the numbers of the run's last epoch, spread out again
         assert finished["epoch"] == 4 and finished["numbers"]["effective_rank"] > 3
         # an external run has no method or dataset of the server's: none is named
         assert onset["text"].startswith("Run collapses-then-recovers: complete collapse")
         assert "external on external" not in finished["text"]
+        assert finished["text"].startswith(
+            "Run collapses-then-recovers finished: healthy. Finished by the client (the "
+            "client stopped training after epoch 4: the budget ran out). At epoch 4 z "
+        ), finished["text"]
 
         run_alerts = receiver.bodies("/run")
         assert {b["run"]["id"] for b in run_alerts} == {run_id}

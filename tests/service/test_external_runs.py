@@ -221,14 +221,14 @@ def test_a_run_whose_job_was_killed_is_cancelled_and_can_then_be_deleted(
         what="the run cancelled",
     )
     assert run["verdict"]["kind"] == "healthy" and run["last_epoch"] == 1
-    reasons = [
-        event.data.get("reason")
-        for event in collect_until(
-            api, f"/api/runs/{run_id}/events", stop=lambda e: e.id == run["last_event_id"]
-        )
-        if event.event == "status"
-    ]
-    assert reasons[-1] == "cancelled on request: its training loop's later uploads are refused"
+    events = collect_until(
+        api, f"/api/runs/{run_id}/events", stop=lambda e: e.id == run["last_event_id"]
+    )
+    closing = [event.data for event in events if event.event == "status"][-1]
+    assert (
+        closing["reason"] == "cancelled on request: its training loop's later uploads are refused"
+    )
+    assert closing["epochs"] == run["epochs"] == 1  # as the run resource counts them
     late = api.put(f"{url}/2", content=wire.encode_epoch(2, {"z": z}), headers=binary)
     assert late.status_code == 409 and "cancelled on its page" in late.json()["detail"]
     assert api.delete(f"/api/runs/{run_id}").status_code == 204

@@ -828,8 +828,8 @@ def diagnose_cause(
         read = f"at epoch {epoch}: {values}" if values else "none of them was logged"
         measured = f" ({read}; the run's other signals: {others})" if others else f" ({read})"
         reason = (
-            f"No guard's signal singles out a cause among the {len(checked)} signals "
-            f"checked{measured}."
+            f"No guard's signal singles out a cause among the {len(checked)} signals the "
+            f"guards look for{measured}."
         )
         advice = (
             "Log the method's internals (docs/causes.md lists what each guard needs), or try "
