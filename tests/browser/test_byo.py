@@ -137,16 +137,24 @@ def test_an_external_run_page_names_the_epochs_it_lacks_and_shows_no_probe_image
     page.wait_for_function("document.querySelector('.umap-plot')?.data !== undefined")
     expect(page.locator(".probe-index-input")).to_have_count(0)
     expect(page.locator("#placement")).to_be_hidden()
+    # listed, it has no options of ours to call defaults
+    page.goto(f"{plugin_stack.base_url}/?q=gappy")
+    row = page.locator(f"tr:has(a[href*='{run_id}'])")
+    expect(row.locator("td[data-label=Options]")).to_have_text("–")
 
 
 def test_an_external_run_compares_with_a_plugin_run(plugin_stack: ServiceStack, page: Page) -> None:
     """Runs the two tests above left: the W-MSE run and the external one, on one set of plots."""
     runs = httpx.get(f"{plugin_stack.base_url}/api/runs", timeout=10).json()["data"]
-    ids = [next(r["id"] for r in runs if r["method"] == m) for m in ("wmse", "external")]
+    wmse, external = [next(r for r in runs if r["method"] == m) for m in ("wmse", "external")]
+    ids = [wmse["id"], external["id"]]
     page.goto(f"{plugin_stack.base_url}/compare?runs={','.join(ids)}")
     page.wait_for_function("document.getElementById('plot-rank')?.data?.length === 2")
     names = page.evaluate("document.getElementById('plot-std').data.map((t) => t.name)")
     assert all(any(run_id[:6] in name for name in names) for run_id in ids), names
+    # the matrix files the loop under its own name, not as a method "external" as published
+    loops = page.locator("#matrix tr", has=page.locator("th", has_text="Own training loops"))
+    expect(loops.locator(".matrix-label")).to_have_text([external["name"]])
 
 
 def test_a_running_external_runs_verdict_follows_its_epochs_late_ones_included(

@@ -17,6 +17,7 @@ import {
 import { RUN_COLORS } from "../colours.js";
 import {
   FINISHED,
+  isExternal,
   keyOptions,
   normaliseCatalogue,
   runMethod,
@@ -105,6 +106,7 @@ function seriesList() {
 /** Column label for a run inside its method's row: the ablation, or "standard".
  * @param {Run} run */
 function ablationLabel(run) {
+  if (isExternal(run)) return runTitle(run, state.catalogue); // a loop of its own: its name
   const preset = runPreset(run);
   const found = preset && state.catalogue.presets.find((p) => p.name === preset);
   if (found) {
@@ -139,9 +141,11 @@ function collapseMatrix(runs, linkEach = true) {
     cells.set(label, [...(cells.get(label) || []), run]);
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
-  /** @param {string} name */
-  const methodTitle = (name) =>
-    (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
+  /** @param {string} name @param {Map<string, Run[]>} cells its runs, by label */
+  const methodTitle = (name, cells) =>
+    [...cells.values()].flat().some(isExternal) // logged by collapse_lab.Monitor
+      ? "Own training loops"
+      : (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
   /** @param {string} label @param {Run} run */
   const cell = (label, run) => {
     const kind = verdictKind(run.verdict);
@@ -225,7 +229,7 @@ function collapseMatrix(runs, linkEach = true) {
     return el(
       "tr",
       {},
-      el("th", { scope: "row" }, methodTitle(method)),
+      el("th", { scope: "row" }, methodTitle(method, cells)),
       el("td", {}, standard ? group("standard", standard) : el("span", { class: "muted" }, "–")),
       el(
         "td",

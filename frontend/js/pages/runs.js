@@ -5,6 +5,7 @@
 import { ApiError, api, listData } from "../api.js";
 import {
   FINISHED,
+  isExternal,
   keyOptions,
   normaliseCatalogue,
   rankHistory,
@@ -311,7 +312,9 @@ function row(run) {
       { "data-label": "Options" },
       options.length
         ? options.map((o) => el("code", { class: "chip" }, o))
-        : el("span", { class: "muted" }, "defaults"),
+        : isExternal(run)
+          ? el("span", { class: "muted", title: "its own loop's: its config is on its page" }, "–")
+          : el("span", { class: "muted" }, "defaults"),
     ),
     el(
       "td",
