@@ -183,6 +183,7 @@ class RunSync:
         self.server_last_epoch: int | None = None  # the run's last epoch when registered
         self.reopened_finish: dict[str, Any] | None = None  # the finish our registration undid
         self.told: set[int] = set()  # refused epochs this sync has named already
+        self.said_retrying = False  # that the server is being tried again, once
         self.steps = 0
         self.files: object = None  # what the directory held at the last step
         self.changed_at = time.monotonic()  # when that last changed (--idle-timeout)
@@ -278,6 +279,12 @@ class RunSync:
         delay, problem, attempt = 0.5, "", 0
         while self.patient or attempt < ATTEMPTS:
             attempt += 1
+            if attempt == 2 and not self.patient and not self.said_retrying:
+                self.said_retrying = True  # a minute of retries, once: not in silence
+                self.progress.say(
+                    f"{self.run_dir}: cannot reach {self.base_url} ({problem}); trying again "
+                    f"for about a minute"
+                )
             if attempt == ATTEMPTS + 1:
                 self.progress.say(
                     f"{self.run_dir}: cannot reach {self.base_url} ({problem}); --follow "
