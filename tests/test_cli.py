@@ -9,7 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from backend.settings import Settings, get_settings
@@ -206,10 +208,17 @@ def test_zoo_and_train_print_the_cause(
     }
     assert rows["simclr"][2:4] == ["healthy", "—"]
     assert rows["simclr-no-negatives"][2:4] == ["complete_collapse", "negatives"]
-    proc = cli_here("train", "--preset", "simclr-no-negatives", "--epochs", "2", *TINY_SETS)
+    proc = cli_here(
+        "train", "--preset", "simclr-no-negatives", "--epochs", "2", *TINY_SETS,
+        "--jsonl", "run.jsonl",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "\ncause: negatives (from epoch " in proc.stdout
     assert "\ntry: " in proc.stdout
+    # and what the kind does not say, each finding under the verdict (the backbone's...)
+    verdict = json.loads(Path(proc.args[-1]).read_text().splitlines()[-1])["verdict"]
+    printed = [line[4:] for line in proc.stdout.splitlines() if line.startswith("  - ")]
+    assert printed == verdict["findings"] and printed, proc.stdout
 
 
 def test_missing_imagefolder_is_a_clear_error(tmp_path: Path) -> None:
@@ -669,3 +678,26 @@ def test_up_names_a_remote_redis_that_does_not_answer_without_its_password() -> 
         launcher.start_redis("redis://lab:secret@10.0.0.1:6380/2", Path("/nonexistent"))
     assert "Redis at redis://lab:***@10.0.0.1:6380/2 does not answer" in str(refused.value)
     assert "secret" not in str(refused.value)
+
+
+def test_a_one_class_image_folder_trains_without_a_knn_that_means_nothing(
+    cli_here: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """Unlabelled photos in one class folder are an image folder SSL trains on; a kNN over
+    one label would read 1.000 whatever the embedding, so none is shown."""
+    folder = tmp_path / "data" / "photos" / "all"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(40):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"{index}.png"
+        )
+    proc = cli_here(
+        "train", "--method", "simsiam", "--dataset", "imagefolder", "--dataset-path", "photos",
+        "--epochs", "1", "--image-size", "16", *TINY_SETS, "--jsonl", "run.jsonl",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line[:5].strip() in ("0", "1")]
+    assert [row[5] for row in rows] == ["—", "—"], proc.stdout  # the kNN(h) column
+    records = [json.loads(line) for line in Path("run.jsonl").read_text().splitlines()[:-1]]
+    assert [r["backbone"]["knn_top1"] for r in records] == [None, None]

@@ -128,6 +128,19 @@ def test_knn_separates_clusters_and_is_chance_on_random_labels() -> None:
     assert accuracy == pytest.approx(0.1, abs=0.04)
 
 
+def test_knn_is_not_measured_on_a_probe_of_one_class() -> None:
+    """An image folder with one class folder: every neighbour votes for the one label, so
+    the accuracy would read 1.0 whatever the embedding (a collapsed one included)."""
+    z = _gaussian(256, 16, seed=6)
+    one_class = torch.zeros(256, dtype=torch.long)
+    alone = metrics.embedding_diagnostics(z, None, None, one_class, None, None, num_classes=1)
+    assert alone.knn_top1 is None
+    collapsed = torch.ones(256, 16)
+    assert metrics.knn_top1(collapsed, one_class, collapsed, one_class, num_classes=1) == 1.0
+    two = metrics.embedding_diagnostics(z, None, None, torch.arange(256) % 2, None, None, 2)
+    assert two.knn_top1 is not None
+
+
 def test_cluster_entropy_extremes() -> None:
     assert metrics.cluster_entropy(torch.zeros(100, dtype=torch.long), 16) == 0.0
     uniform = torch.arange(1600) % 16

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import sys
 import time
@@ -180,6 +179,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
+def _knn_text(value: float | None) -> str:
+    """A kNN accuracy as the tables print it; "—" where none is measured (one class)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 def format_row(record: EpochRecord) -> str:
     p, b = record.projector, record.backbone
     assert b is not None  # the trainer always measures h (only external runs lack it)
@@ -187,7 +191,7 @@ def format_row(record: EpochRecord) -> str:
     kind = record.verdict.kind if record.verdict else "-"
     return (
         f"{record.epoch:5d} {loss} {p.std_l2_sqrt_d:9.3f} {p.effective_rank:8.1f} "
-        f"{b.effective_rank:8.1f} {b.knn_top1:6.3f} {record.epoch_time_s:6.1f}s  {kind}"
+        f"{b.effective_rank:8.1f} {_knn_text(b.knn_top1):>6} {record.epoch_time_s:6.1f}s  {kind}"
     )
 
 
@@ -315,6 +319,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     verdict = result.verdict
     onset = "" if verdict.onset_epoch is None else f" (from epoch {verdict.onset_epoch})"
     print(f"verdict: {verdict.kind}{onset}: {verdict.reason}")
+    for finding in verdict.findings:  # what the kind does not say: a collapse coming...
+        print(f"  - {finding}")
     if verdict.cause is not None:
         cause = verdict.cause
         since = "" if cause.onset_epoch is None else f" (from epoch {cause.onset_epoch})"
@@ -370,7 +376,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         mark = "" if kind == expected else " ✗"
         print(
             f"| {name} | {expected} | {kind}{mark} | {guard} | {epochs} | {std:.3f} | "
-            f"{rank:.1f} | {knn:.3f} | {seconds:.0f} s |"
+            f"{rank:.1f} | {_knn_text(knn)} | {seconds:.0f} s |"
         )
     return 0
 
@@ -460,11 +466,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         values = " | ".join(str(v) for v in run.point.values())
         onset = "-" if result.verdict.onset_epoch is None else str(result.verdict.onset_epoch)
         stopped = " (stopped early)" if result.verdict.stopped_early else ""
-        knn = last.backbone.knn_top1 if last.backbone is not None else math.nan
+        knn = _knn_text(last.backbone.knn_top1 if last.backbone is not None else None)
         tqdm.write(
             f"| {values} | {config.seed} | {result.verdict.kind}{stopped} | {onset} | "
             f"{last.epoch}/{config.epochs} | {last.projector.spread:.3f} | "
-            f"{last.projector.effective_rank:.1f} | {knn:.3f} | "
+            f"{last.projector.effective_rank:.1f} | {knn} | "
             f"{time.perf_counter() - started:.0f} s |",
             file=sys.stdout,
         )

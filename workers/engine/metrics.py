@@ -541,7 +541,8 @@ def embedding_diagnostics(
 
     Without views (None), alignment, cos_pos and the augmentation ratios are None and
     cos_rand pairs probe rows with each other; without a bank, kNN is leave-one-out over the
-    probe itself; without labels, knn_top1 is None (external runs may send neither). The
+    probe itself; without labels, or with one class only (an image folder of one class
+    folder: every vote is right), knn_top1 is None (external runs may send neither). The
     cluster fields are None without assignments / prototypes, lidar without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
@@ -560,7 +561,7 @@ def embedding_diagnostics(
             cos_rand = cosine_stats(z, z)[1]
             cos_pos, align = None, None
         knn: float | None = None
-        if labels is not None and num_classes:
+        if labels is not None and num_classes and bool((labels != labels[0]).any()):
             if bank is None or bank_labels is None:
                 knn = knn_top1(z, labels, z, labels, num_classes, k=k, exclude_self=True)
             else:
