@@ -15,7 +15,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from backend.settings import Settings, get_settings
-from contract import RunConfig
+from contract import METHOD_SPECS, RunConfig
 from contract.datasets import DATASET_SPECS, DatasetError
 from contract.requests import RUN_REQUEST
 from workers import launcher
@@ -133,6 +133,45 @@ GRID = ["--grid", "variance_weight=0,1"]
         (["train", "--method", "simsiam", "--lr=-Infinity"], "simsiam.lr: Input should be a fin"),
         (["train", "--method", "simsiam", "--lr", "1e400"], "simsiam.lr: Input should be a fin"),
         (["train", "--method", "simsiam", "--set", "lr=nan"], "simsiam.lr: Input should be a fin"),
+        (
+            [
+                "sweep",
+                "--method",
+                "simsiam",
+                "--grid",
+                "lr=0.1,0.2",
+                "--full",
+                "--stop-after-settled-epochs",
+                "1",
+            ],
+            "--full trains every epoch, --stop-after-settled-epochs stops early: give one",
+        ),
+        (
+            ["train", "--method", "simsiam", "--set", "stop_gradnt=false"],
+            "simsiam.options.stop_gradnt: Extra inputs are not permitted; simsiam's options: "
+            "stop_gradient, predictor",
+        ),
+        # one value each: a flag and a --set of one field, or one option set twice
+        (
+            ["train", "--method", "simsiam", "--lr", "0.2", "--set", "lr=0.3"],
+            "lr is given twice (--lr and --set lr=0.3)",
+        ),
+        (
+            ["train", "--method", "simsiam", "--set", "method=byol"],
+            "method is given twice (--method and --set method=byol)",
+        ),
+        (
+            [
+                "train",
+                "--method",
+                "simsiam",
+                "--set",
+                "stop_gradient=true",
+                "--set",
+                "options.stop_gradient=false",
+            ],
+            "stop_gradient is given twice (--set and --set options.stop_gradient=false)",
+        ),
         (["sweep", "--method", "vicreg", "--grid", "lr=0.1,inf"], "at lr=Infinity: vicreg.lr: In"),
         # a dataset_path rule is a validation error at the field, as the API's 422
         (
@@ -326,6 +365,11 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
     # the dataset registry's names, as the Launch form's choices
     train_help = " ".join(help_of("train", capsys).split())
     assert f"One of: {', '.join(DATASET_SPECS)}." in train_help
+    # each method's options (--set, --grid), from its spec
+    for command in ("train", "sweep"):
+        shown = " ".join(help_of(command, capsys).split())
+        for method, spec in METHOD_SPECS.items():
+            assert f"{method}: {', '.join(spec.options.model_fields)}" in shown, method
     sync_help = help_of("sync", capsys)  # the client's python -m collapse_lab sync
     assert sync_help.startswith("usage: collapse-lab sync [options] DIR [DIR ...] [URL]")
     for flag in ("--token", "--follow", "--poll SECONDS", "--idle-timeout SECONDS"):

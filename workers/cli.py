@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args, get_origin
@@ -160,12 +161,14 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for assignment in args.set or []:
         key, value = parse_assignment(assignment)
+        into, name = (raw, key) if key in RunConfig.model_fields else (options, key)
         if key.startswith("options."):
-            options[key.removeprefix("options.")] = value
-        elif key in RunConfig.model_fields:
-            raw[key] = value
-        else:
-            options[key] = value
+            into, name = options, key.removeprefix("options.")
+        if name in into:  # one value each: which of two would win is not for a flag to decide
+            flag = f"--{name.replace('_', '-')}" if into is raw else None
+            given = flag if flag and getattr(args, name, None) is not None else "--set"
+            raise UsageError(f"{name} is given twice ({given} and --set {assignment})")
+        into[name] = value
     if options:
         raw["options"] = options
     return raw
@@ -176,7 +179,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     request's starts with its method) and pydantic's message."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    method, *rest = [str(part) for part in first["loc"]] + ["", ""]
+    if first["type"] == "extra_forbidden" and rest[0] == "options" and method in METHOD_SPECS:
+        names = ", ".join(METHOD_SPECS[method].options.model_fields) or "none"
+        message += f"; {method}'s options: {names}"
+    return message
 
 
 def _knn_text(value: float | None) -> str:
@@ -422,9 +430,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         # names the key at fault
         grid[key] = values
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None  # '' is refused
+    base = build_raw_config(args)
+    if args.full and base.get("stop_after_settled_epochs") is not None:
+        raise UsageError(
+            "--full trains every epoch, --stop-after-settled-epochs stops early: give one"
+        )
     request = SweepRequest.model_validate(
         {
-            "base": build_raw_config(args),
+            "base": base,
             "grid": grid,
             "seeds": seeds,
             "stop_when_settled": not args.full,
@@ -495,13 +508,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Appends "(default: X)" to the flags that have one (not to unset flags or switches)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+def _method_options_help() -> str:
+    """Each method's options, for --set and --grid (their flags are not RunConfig's)."""
+    lines = ["method options (--set NAME=VALUE, --grid NAME=VALUES):"]
+    for name, spec in sorted(METHOD_SPECS.items()):
+        options = ", ".join(spec.options.model_fields) or "(none)"
+        lines += textwrap.wrap(
+            f"{name}: {options}", width=88, initial_indent="  ", subsequent_indent="    "
+        )
+    return "\n".join(lines)
+
+
+METHOD_OPTIONS_HELP = _method_options_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -515,17 +542,18 @@ def build_parser() -> argparse.ArgumentParser:
     launcher.add_data_dir_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
         subparser = sub.add_parser(
             name,
             help=summary,
             description=summary,
+            epilog=epilog,
             formatter_class=DefaultsShown,
         )
         launcher.add_data_dir_argument(subparser, after_subcommand=True)
         return subparser
 
-    tr = command("train", "train one run in this process")
+    tr = command("train", "train one run in this process", METHOD_OPTIONS_HELP)
     add_run_config_arguments(tr)
     tr.add_argument(
         "--jsonl",
@@ -541,7 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--presets", help="comma-separated subset of presets (default: all)")
     zoo.set_defaults(func=cmd_zoo)
 
-    sw = command("sweep", "a grid of one or two fields or options, one run after another, as a map")
+    sw = command(
+        "sweep",
+        "a grid of one or two fields or options, one run after another, as a map",
+        METHOD_OPTIONS_HELP,
+    )
     add_run_config_arguments(sw)
     sw.add_argument(
         "--grid",
