@@ -132,7 +132,10 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in sorted(args.files):
-        preset, dataset, seed = path.stem.rsplit("-", 2)
+        named = path.stem.rsplit("-", 2)  # how the README's loop names them: PRESET-DATASET-SEED
+        if len(named) != 3:
+            parser.error(f"{path}: name it PRESET-DATASET-SEED.jsonl (dino-digits-0.jsonl)")
+        preset, dataset, seed = named
         records, verdict = read_run(path)
         if len(records) < 2 or "teacher_entropy" not in records[-1]["logs"]:
             continue
