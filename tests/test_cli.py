@@ -212,6 +212,15 @@ def test_bad_arguments_give_one_clear_line(
     assert len(stderr.strip().splitlines()) == 1
 
 
+def test_an_unknown_flag_gets_its_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["train", "--method", "simsiam", "--foo"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: collapse-lab train "), err
+    assert err.splitlines()[-1] == "collapse-lab train: error: unrecognized arguments: --foo"
+
+
 @pytest.mark.slow  # trains in subprocesses for more than a few seconds
 def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"

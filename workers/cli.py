@@ -636,7 +636,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != SYNC:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # the subcommand's usage, whose flags the user meant, not the command's
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
 
