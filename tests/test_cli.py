@@ -30,10 +30,20 @@ from workers.launcher import (
     service_environment,
 )
 
-TINY_SETS = [
-    "--set", "train_size=256", "--set", "probe_size=128", "--set", "batch_size=64",
-    "--set", "width=8", "--set", "proj_dim=32", "--set", "proj_hidden_dim=64",
-]  # fmt: skip
+TINY = {
+    "train_size": 256, "probe_size": 128, "batch_size": 64, "width": 8, "proj_dim": 32,
+    "proj_hidden_dim": 64,
+}  # fmt: skip
+
+
+def tiny_sets(**changed: object) -> list[str]:
+    """``--set`` flags of a tiny run, ``changed`` laid over it (a field set twice is refused)."""
+    return [
+        arg for key, value in {**TINY, **changed}.items() for arg in ("--set", f"{key}={value}")
+    ]
+
+
+TINY_SETS = tiny_sets()
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -320,7 +330,7 @@ def test_the_jsonl_is_replaced_by_the_first_record(tmp_path: Path) -> None:
 def test_sweep_runs_each_grid_point_and_prints_the_map(tmp_path: Path) -> None:
     # VICReg on tiny digits at a large learning rate: no variance term collapses by epoch 3
     proc = run_cli(
-        "sweep", "--preset", "vicreg", "--epochs", "6", *TINY_SETS, "--set", "batch_size=32",
+        "sweep", "--preset", "vicreg", "--epochs", "6", *tiny_sets(batch_size=32),
         "--set", "image_size=16", "--set", "lr=3.0", "--grid", "variance_weight=0,25",
         cwd=tmp_path,
     )  # fmt: skip

@@ -187,6 +187,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     return message
 
 
+def _grid_value(value: Any) -> str:
+    """A grid value as it is typed (JSON: true, null), a name as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _knn_text(value: float | None) -> str:
     """A kNN accuracy as the tables print it; "—" where none is measured (one class)."""
     return "—" if value is None else f"{value:.3f}"
@@ -454,8 +459,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for config in configs:
         check_dataset_path(config, args.data_dir)
     print(
-        f"{len(runs)} runs: "
-        + " x ".join(f"{a.key} in {a.values}" for a in axes)
+        f"{len(runs)} run{'' if len(runs) == 1 else 's'}: "
+        + " x ".join(f"{a.key} in {json.dumps(a.values)}" for a in axes)
         + f", seeds {sorted({c.seed for c in configs})}"
     )
     results: dict[int, list[RunResult]] = {}
@@ -476,7 +481,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         result = run_with_progress(config, args.data_dir, sys.stdout, None, one_of_many=True)
         results.setdefault(run.cell, []).append(result)
         last = result.history[-1]
-        values = " | ".join(str(v) for v in run.point.values())
+        values = " | ".join(_grid_value(v) for v in run.point.values())
         onset = "-" if result.verdict.onset_epoch is None else str(result.verdict.onset_epoch)
         stopped = " (stopped early)" if result.verdict.stopped_early else ""
         knn = _knn_text(last.backbone.knn_top1 if last.backbone is not None else None)
@@ -491,20 +496,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print("collapse map (verdict@onset epoch; * = seeds disagree):")
     first = axes[0]
     if len(axes) == 1:
-        print(f"| {first.key} | " + " | ".join(str(v) for v in first.values) + " |")
+        print(f"| {first.key} | " + " | ".join(_grid_value(v) for v in first.values) + " |")
         print("| --- | " + " | ".join("---" for _ in first.values) + " |")
         cells = [_cell_text(results.get(i, [])) for i in range(len(first.values))]
         print("| verdict | " + " | ".join(cells) + " |")
     else:
         second = axes[1]
         print(
-            f"| {first.key} \\ {second.key} | " + " | ".join(str(v) for v in second.values) + " |"
+            f"| {first.key} \\ {second.key} | "
+            + " | ".join(_grid_value(v) for v in second.values)
+            + " |"
         )
         print("| --- | " + " | ".join("---" for _ in second.values) + " |")
         for row, value in enumerate(first.values):
             start = row * len(second.values)
             cells = [_cell_text(results.get(start + col, [])) for col in range(len(second.values))]
-            print(f"| {value} | " + " | ".join(cells) + " |")
+            print(f"| {_grid_value(value)} | " + " | ".join(cells) + " |")
     return 0
 
 
