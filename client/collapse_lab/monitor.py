@@ -205,7 +205,7 @@ def _strings(values: str | Sequence[str]) -> list[str]:
 
 
 def _mode(offline: bool | str | None) -> str:
-    """ "online", "offline" or "auto", from ``offline=`` or else ``$COLLAPSE_LAB_MODE``."""
+    """The mode ("online", "offline" or "auto"): ``offline=``, else ``$COLLAPSE_LAB_MODE``."""
     if offline is None:
         mode = os.environ.get("COLLAPSE_LAB_MODE") or "online"
         if mode not in MODES:

@@ -338,10 +338,12 @@ def test_the_collapse_matrix_hides_no_run_of_a_configuration(
     writer_context: BrowserContext,
     screenshots: Path,
 ) -> None:
-    # three runs of one configuration (external runs, no method options): the newest is the
-    # cell, the two others a link each beside it
+    # three runs of one configuration (one loop of one name, three seeds: the matrix files an
+    # external run under its name): the newest is the cell, the two others a link each
     ids = [
-        writer.post("/api/external-runs", json={"name": f"seed {seed}"}).json()["id"]
+        writer.post(
+            "/api/external-runs", json={"name": "my loop", "config": {"seed": seed}}
+        ).json()["id"]
         for seed in range(3)
     ]
     page = writer_context.new_page()
