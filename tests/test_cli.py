@@ -620,7 +620,7 @@ def refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert cli_main(args) == 1
     stderr = capsys.readouterr().err
     command = next(arg for arg in args if arg in ("up", "worker"))
-    assert stderr.startswith(f"collapse-lab {command}: ")
+    assert stderr.startswith(f"collapse-lab {command}: error: ")
     assert len(stderr.strip().splitlines()) == 1
     return stderr
 

@@ -647,13 +647,13 @@ def up(args: argparse.Namespace) -> int:
         check_port_free(args.host, args.port)
         lock = hold_data_dir(data_dir)
     except UpError as exc:
-        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        print(f"collapse-lab up: error: {exc}", file=sys.stderr)
         return 1
     try:
         check_database(settings.resolved_database_url, migrate=True)
     except UpError as exc:
         os.close(lock)
-        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        print(f"collapse-lab up: error: {exc}", file=sys.stderr)
         return 1
     redis_process: subprocess.Popen[bytes] | None = None
     services: list[Service] = []
@@ -692,7 +692,7 @@ def up(args: argparse.Namespace) -> int:
         print("\nstopping Collapse Lab...")
         return 0
     except UpError as exc:
-        print(f"collapse-lab up: {exc}", file=sys.stderr)
+        print(f"collapse-lab up: error: {exc}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -729,7 +729,7 @@ def worker(args: argparse.Namespace) -> int:
                 "head node `collapse-lab up` does), or fix REDIS_URL"
             )
     except UpError as exc:
-        print(f"collapse-lab worker: {exc}", file=sys.stderr)
+        print(f"collapse-lab worker: error: {exc}", file=sys.stderr)
         return 1
     services: list[Service] = []
     stop_on_signals()
@@ -745,7 +745,7 @@ def worker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except UpError as exc:
-        print(f"collapse-lab worker: {exc}", file=sys.stderr)
+        print(f"collapse-lab worker: error: {exc}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

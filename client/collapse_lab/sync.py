@@ -631,7 +631,7 @@ class Relay:
         self.orphans: set[Path] = set()  # epoch files without run.json, named at the end
         for path in paths:
             if not path.exists():  # named now, not waited for (a typo rarely appears later)
-                print(f"no such directory: {path}", file=sys.stderr)
+                print(f"{path}: no such directory", file=sys.stderr)
                 self.problems += 1
             elif path.is_dir():
                 self.watched.append(path)

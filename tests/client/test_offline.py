@@ -205,7 +205,7 @@ def test_a_path_that_does_not_exist_is_named_and_the_others_synced(
     synced = sync_paths([missing, tmp_path / "runs"], server.url, None, follow, 0.05, 0.3)
     assert synced == 1
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == f"no such directory: {missing}"
+    assert lines[0] == f"{missing}: no such directory"
     assert [line.endswith("1/1 epochs") for line in lines[1:]] == [True]  # the run's bar
     assert sorted(server.only_run().epochs) == [0]
 
