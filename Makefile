@@ -51,8 +51,8 @@ ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += --jobs=3
 endif
 
-.PHONY: up test check python-checks test-client-lowest test-client-pythons test-latest lock \
-	screenshots lint format system-deps bench zoo clean
+.PHONY: up test test-pytest test-beside check python-checks test-client-lowest \
+	test-client-pythons test-latest lock screenshots lint format system-deps bench zoo clean
 
 # pip byte-compiles what it installs (45 s of the lock's 115 s here): without it, under
 # PYTHONDONTWRITEBYTECODE (set on this machine) every process compiled every module it
@@ -80,10 +80,15 @@ up: $(STAMP) system-deps
 
 # pytest in front, its progress live; the Python checks and the client's lowest-versions run
 # beside it (pytest leaves about a third of the two cores idle while its services start and
-# its pages settle), each printed whole when it ends (--output-sync). make fails when any fails.
-test: $(STAMP) $(LOWEST_STAMP) system-deps
-	$(MAKE) --no-print-directory --output-sync=target python-checks test-client-lowest & \
-	$(PARALLEL_PYTEST) $(PYTEST_ARGS); tests=$$?; wait $$!; side=$$?; exit $$((tests || side))
+# its pages settle), in a make of their own that prints each whole when it ends
+# (--output-sync). make runs the two side by side and fails when either fails.
+test: test-pytest test-beside
+
+test-pytest: $(STAMP) system-deps
+	$(PARALLEL_PYTEST) $(PYTEST_ARGS)
+
+test-beside: $(STAMP) $(LOWEST_STAMP)
+	$(MAKE) --no-print-directory --output-sync=target python-checks test-client-lowest
 
 # tests/client from the source folder, with numpy, httpx and pytest only (no torch, no server)
 test-client-lowest: $(LOWEST_STAMP)
@@ -153,7 +158,7 @@ OPENAPI_JSON := node_modules/.cache/openapi.json
 JS_TYPES := frontend/js/types/api.d.ts
 
 .PHONY: check-steps js-check js-format js-types
-test lint check-steps: js-check
+test-pytest lint check-steps: js-check
 
 # npm itself is a Debian package (scripts/install-system-deps.sh): order-only, so that
 # checking for it does not make the stamp out of date

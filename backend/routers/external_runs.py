@@ -291,14 +291,17 @@ def _same_data(state: ServiceState, run_id: str, epoch: int, body: bytes) -> boo
     "/{run_id}/finish",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ExternalFinishReply,
-    responses=NOT_FOUND,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "run_closed: the run was cancelled before the client finished it."},
+    },
 )
-def finish_external_run(
-    run_id: str, body: ExternalRunFinish, state: StateDep
-) -> ExternalFinishReply:
+def finish_external_run(run_id: str, body: ExternalRunFinish, state: StateDep) -> Any:
     """Close the run to uploads; it takes ``status`` once its uploads are processed."""
     outcome = external_store.request_finish(state.db, run_id, body.model_dump(mode="json"))
-    if outcome.run is None or outcome.finish is None:
+    if outcome.run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no external run {run_id!r}")
+    if outcome.finish is None:
+        return _problem(409, external_store.closed_reason(outcome.run), "run_closed")
     send_ingest(state.celery, run_id)
     return ExternalFinishReply(id=run_id, status=outcome.finish["status"])

@@ -295,16 +295,18 @@ class FinishOutcome:
 
 
 def request_finish(db: Database, run_id: str, finish: dict[str, Any]) -> FinishOutcome:
-    """Close the run to uploads with the client's final status (the first call wins; a run
-    that already ended keeps its status)."""
+    """Close the run to uploads with the client's final status (the first call wins). A run
+    that ended without one (cancelled while its loop was silent) keeps its status and takes
+    none: ``finish`` is then None."""
     with db.write() as session:
         run = lock_run(session, run_id)
         if run is None or run.source is None:
             return FinishOutcome(None, None)
-        if run.external_finish is None:
+        if run.external_finish is None and run.status == "running":
             run.external_finish = json_safe(finish)
             run.updated_at = now()
-        return FinishOutcome(run, dict(run.external_finish))
+        kept = run.external_finish
+        return FinishOutcome(run, dict(kept) if kept is not None else None)
 
 
 def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:

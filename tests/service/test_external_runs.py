@@ -231,6 +231,11 @@ def test_a_run_whose_job_was_killed_is_cancelled_and_can_then_be_deleted(
     assert closing["epochs"] == run["epochs"] == 1  # as the run resource counts them
     late = api.put(f"{url}/2", content=wire.encode_epoch(2, {"z": z}), headers=binary)
     assert late.status_code == 409 and "cancelled on its page" in late.json()["detail"]
+    # the loop's finish, if it comes, is told the same: the run keeps its end and its reason
+    finish = {"status": "succeeded", "error": None, "epochs_dropped": [], "epochs_skipped": []}
+    refused = api.post(f"/api/external-runs/{run_id}/finish", json=finish)
+    assert refused.status_code == 409 and refused.json()["code"] == "run_closed"
+    assert api.get(f"/api/runs/{run_id}").json()["external"]["finish"] is None
     assert api.delete(f"/api/runs/{run_id}").status_code == 204
     assert api.get(f"/api/runs/{run_id}").status_code == 404
 
