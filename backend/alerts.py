@@ -252,7 +252,11 @@ class _RunAlerts:
         elif status == "cancelled":
             text = f"Run {self.run.name} was cancelled. {self.run.url}"
         else:
-            words = VERDICT_LABELS.get(cast(VerdictKind, kind), "no verdict")
+            words = (
+                VERDICT_LABELS.get(cast(VerdictKind, kind), str(kind).replace("_", " "))
+                if kind
+                else "no verdict"
+            )
             ending = data.get("reason")  # a stop on collapse, epochs the client lacked...
             how = f"{_sentence(ending)}. " if ending and ending not in _PLAIN_ENDS else ""
             text = (

@@ -125,6 +125,9 @@ def main() -> None:
     parser.add_argument("--svg", type=Path, help="write the curves here")
     parser.add_argument("--caption", default="", help="a line under the figure")
     args = parser.parse_args()
+    for path in args.files:  # how the README's loop names them: PRESET-DATASET-SEED
+        if len(path.stem.rsplit("-", 2)) != 3:
+            parser.error(f"{path}: name it PRESET-DATASET-SEED.jsonl (dino-digits-0.jsonl)")
     runs: list[tuple[str, list[dict[str, Any]]]] = []
     print(
         "| preset | dataset | seed | h(P_t) first → last | ln K | KL first → last "
@@ -132,10 +135,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in sorted(args.files):
-        named = path.stem.rsplit("-", 2)  # how the README's loop names them: PRESET-DATASET-SEED
-        if len(named) != 3:
-            parser.error(f"{path}: name it PRESET-DATASET-SEED.jsonl (dino-digits-0.jsonl)")
-        preset, dataset, seed = named
+        preset, dataset, seed = path.stem.rsplit("-", 2)
         records, verdict = read_run(path)
         if len(records) < 2 or "teacher_entropy" not in records[-1]["logs"]:
             continue

@@ -154,7 +154,15 @@ GRID = ["--grid", "variance_weight=0,1"]
                 "--stop-after-settled-epochs",
                 "1",
             ],
-            "--full trains every epoch, --stop-after-settled-epochs stops early: give one",
+            "--full trains every epoch, stop_after_settled_epochs stops early: give one",
+        ),
+        (
+            ["sweep", "--method", "simsiam", "--full", "--grid", "stop_after_settled_epochs=1,2"],
+            "--full trains every epoch, stop_after_settled_epochs stops early: give one",
+        ),
+        (
+            ["train", "--method", "simsiam", "--set", 'options={"predictor": false}'],
+            "set method options one by one: --set NAME=VALUE",
         ),
         (
             ["train", "--method", "simsiam", "--set", "stop_gradnt=false"],
@@ -388,7 +396,8 @@ def test_every_subcommand_help_lists_its_own_flags_with_their_defaults(
     for command in ("train", "sweep"):
         shown = " ".join(help_of(command, capsys).split())
         for method, spec in METHOD_SPECS.items():
-            assert f"{method}: {', '.join(spec.options.model_fields)}" in shown, method
+            names = ", ".join(spec.options.model_fields) or "(none)"
+            assert f"{method}: {names}" in shown, method
     sync_help = help_of("sync", capsys)  # the client's python -m collapse_lab sync
     assert sync_help.startswith("usage: collapse-lab sync [options] DIR [DIR ...] [URL]")
     for flag in ("--token", "--follow", "--poll SECONDS", "--idle-timeout SECONDS"):

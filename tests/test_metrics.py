@@ -139,6 +139,16 @@ def test_knn_is_not_measured_on_a_probe_of_one_class() -> None:
     assert metrics.knn_top1(collapsed, one_class, collapsed, one_class, num_classes=1) == 1.0
     two = metrics.embedding_diagnostics(z, None, None, torch.arange(256) % 2, None, None, 2)
     assert two.knn_top1 is not None
+    # with a bank, the votes are the bank's: a bank of two classes decides, one of one not
+    bank = _gaussian(512, 16, seed=7)
+    mixed = metrics.embedding_diagnostics(
+        z, None, None, one_class, bank, torch.arange(512) % 2, num_classes=2
+    )
+    assert mixed.knn_top1 is not None
+    single = metrics.embedding_diagnostics(
+        z, None, None, torch.arange(256) % 2, bank, torch.zeros(512, dtype=torch.long), 2
+    )
+    assert single.knn_top1 is None
 
 
 def test_cluster_entropy_extremes() -> None:

@@ -161,6 +161,8 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for assignment in args.set or []:
         key, value = parse_assignment(assignment)
+        if key == "options":  # its keys would merge with, or be lost to, the others'
+            raise UsageError("set method options one by one: --set NAME=VALUE")
         into, name = (raw, key) if key in RunConfig.model_fields else (options, key)
         if key.startswith("options."):
             into, name = options, key.removeprefix("options.")
@@ -436,9 +438,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid[key] = values
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None  # '' is refused
     base = build_raw_config(args)
-    if args.full and base.get("stop_after_settled_epochs") is not None:
+    if args.full and ("stop_after_settled_epochs" in base or "stop_after_settled_epochs" in grid):
         raise UsageError(
-            "--full trains every epoch, --stop-after-settled-epochs stops early: give one"
+            "--full trains every epoch, stop_after_settled_epochs stops early: give one"
         )
     request = SweepRequest.model_validate(
         {

@@ -166,16 +166,20 @@ def visit(writer_context: BrowserContext, visitor_context: BrowserContext) -> It
     opened: list[tuple[str, Page, PageProblems, list[str]]] = []
 
     def settle_opened() -> None:
-        loaded = [(url, page) for url, page, _, found in opened if not found]  # HTTP 200
-        drawn = settled_texts([page for _, page in loaded])
-        texts = dict(zip([url for url, _ in loaded], drawn, strict=True))
-        for url, page, seen, found in opened:
-            found += [f"shows {line!r}" for line in leaked_values(texts.get(url, ""))]
-            found += seen.errors
-            if found:
-                problems[url] = found
-            page.close()
-        opened.clear()
+        batch = opened.copy()
+        opened.clear()  # settled once, even when settling fails
+        try:
+            loaded = [index for index, (*_, found) in enumerate(batch) if not found]  # HTTP 200
+            drawn = settled_texts([batch[index][1] for index in loaded])
+            texts = dict(zip(loaded, drawn, strict=True))
+            for index, (url, _, seen, found) in enumerate(batch):
+                found += [f"shows {line!r}" for line in leaked_values(texts.get(index, ""))]
+                found += seen.errors
+                if found:
+                    problems[url] = found
+        finally:
+            for _, page, _, _ in batch:
+                page.close()
 
     def open_page(url: str, visitor: bool = False) -> None:
         page = (visitor_context if visitor else writer_context).new_page()

@@ -514,6 +514,11 @@ def augmentation_variance_ratios(
     return float(view_variance.sum() / data_variance.sum()), ratios
 
 
+def _several_classes(labels: torch.Tensor | None) -> bool:
+    """Whether ``labels`` hold two classes or more: over one, every kNN vote is right."""
+    return labels is not None and labels.numel() > 0 and bool((labels != labels[0]).any())
+
+
 def embedding_diagnostics(
     z: torch.Tensor,
     z_view1: torch.Tensor | None,
@@ -541,8 +546,8 @@ def embedding_diagnostics(
 
     Without views (None), alignment, cos_pos and the augmentation ratios are None and
     cos_rand pairs probe rows with each other; without a bank, kNN is leave-one-out over the
-    probe itself; without labels, or with one class only (an image folder of one class
-    folder: every vote is right), knn_top1 is None (external runs may send neither). The
+    probe itself; without labels, or with voters of one class only (an image folder of one
+    class folder: every vote is right), knn_top1 is None (external runs may send neither). The
     cluster fields are None without assignments / prototypes, lidar without lidar_views.
     Raises :class:`NonFiniteEmbeddingError` when an embedding holds NaN or infinity.
     """
@@ -561,7 +566,9 @@ def embedding_diagnostics(
             cos_rand = cosine_stats(z, z)[1]
             cos_pos, align = None, None
         knn: float | None = None
-        if labels is not None and num_classes and bool((labels != labels[0]).any()):
+        # the labels the votes come from: a bank's, else the probe's (leave-one-out)
+        voters = labels if bank is None or bank_labels is None else bank_labels
+        if labels is not None and num_classes and _several_classes(voters):
             if bank is None or bank_labels is None:
                 knn = knn_top1(z, labels, z, labels, num_classes, k=k, exclude_self=True)
             else:

@@ -141,9 +141,11 @@ function collapseMatrix(runs, linkEach = true) {
     cells.set(label, [...(cells.get(label) || []), run]);
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
+  /** @param {Map<string, Run[]>} cells a row's runs, by label */
+  const ownLoops = (cells) => [...cells.values()].flat().some(isExternal); // Monitor's
   /** @param {string} name @param {Map<string, Run[]>} cells its runs, by label */
   const methodTitle = (name, cells) =>
-    [...cells.values()].flat().some(isExternal) // logged by collapse_lab.Monitor
+    ownLoops(cells)
       ? "Own training loops"
       : (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
   /** @param {string} label @param {Run} run */
@@ -224,8 +226,9 @@ function collapseMatrix(runs, linkEach = true) {
     );
   };
   const rows = [...byMethod.entries()].map(([method, cells]) => {
-    const standard = cells.get("standard");
-    const ablations = [...cells.entries()].filter(([label]) => label !== "standard");
+    // a loop's cells are its names: none is "standard" (one named so included)
+    const standard = ownLoops(cells) ? undefined : cells.get("standard");
+    const ablations = [...cells.entries()].filter(([label]) => !standard || label !== "standard");
     return el(
       "tr",
       {},

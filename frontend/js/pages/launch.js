@@ -692,7 +692,10 @@ async function main() {
     state.catalogue = normaliseCatalogue(methods);
     useVerdicts(metrics); // the presets' expected verdicts are badges
     // the run config's JSON Schema (pydantic's)
-    state.configSchema = withServerLimits(state.catalogue.configSchema, state.catalogue.limits);
+    state.configSchema = withServerLimits(
+      state.catalogue.configSchema || { properties: {} },
+      state.catalogue.limits || {},
+    );
     state.definitions = state.configSchema.$defs || {};
   } catch (error) {
     showState(
