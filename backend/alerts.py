@@ -42,6 +42,7 @@ from backend.settings import Settings
 from backend.store import alerts as alert_store
 from backend.store.alerts import Announced, QueuedAlert, RunReading, ScanPass
 from backend.store.database import Database
+from backend.store.eventlog import FINISHED, FINISHED_BY_CLIENT
 from backend.store.models import AlertDelivery, Run
 from contract import ENDED_EARLY_STATUSES, TERMINAL_STATUSES, VERDICT_LABELS, VerdictKind
 
@@ -112,10 +113,6 @@ def _alert_run(run: Run, settings: Settings) -> AlertRun:
         status=run.status,
         sweep_id=run.sweep_id,
     )
-
-
-# how a run ends when nothing more is to be said (workers/lifecycle.py, backend/store/external.py)
-_PLAIN_ENDS = ("finished", "finished by the client")
 
 
 def _sentence(text: object) -> str:
@@ -258,7 +255,8 @@ class _RunAlerts:
                 else "no verdict"
             )
             ending = data.get("reason")  # a stop on collapse, epochs the client lacked...
-            how = f"{_sentence(ending)}. " if ending and ending not in _PLAIN_ENDS else ""
+            plain = ending in (FINISHED, FINISHED_BY_CLIENT)
+            how = f"{_sentence(ending)}. " if ending and not plain else ""
             text = (
                 f"Run {self.run.name}{self.what} finished: {words}. {how}"
                 f"{_sentence((verdict or {}).get('reason'))} {self.run.url}"

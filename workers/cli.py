@@ -167,8 +167,8 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
         if key.startswith("options."):
             into, name = options, key.removeprefix("options.")
         if name in into:  # one value each: which of two would win is not for a flag to decide
-            flag = f"--{name.replace('_', '-')}" if into is raw else None
-            given = flag if flag and getattr(args, name, None) is not None else "--set"
+            flagged = into is raw and getattr(args, name, None) is not None
+            given = f"--{name.replace('_', '-')}" if flagged else "--set"
             raise UsageError(f"{name} is given twice ({given} and --set {assignment})")
         into[name] = value
     if options:
@@ -537,9 +537,6 @@ def _method_options_help() -> str:
     return "\n".join(lines)
 
 
-METHOD_OPTIONS_HELP = _method_options_help()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command and its subcommands; each subcommand's --help lists its flags, defaults
     included."""
@@ -550,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     launcher.add_data_dir_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
+    options_help = _method_options_help()
 
     def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
         subparser = sub.add_parser(
@@ -562,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         launcher.add_data_dir_argument(subparser, after_subcommand=True)
         return subparser
 
-    tr = command("train", "train one run in this process", METHOD_OPTIONS_HELP)
+    tr = command("train", "train one run in this process", options_help)
     add_run_config_arguments(tr)
     tr.add_argument(
         "--jsonl",
@@ -581,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw = command(
         "sweep",
         "a grid of one or two fields or options, one run after another, as a map",
-        METHOD_OPTIONS_HELP,
+        options_help,
     )
     add_run_config_arguments(sw)
     sw.add_argument(

@@ -68,7 +68,7 @@ from backend.store import epochs as epoch_store
 from backend.store import leases
 from backend.store import runs as run_store
 from backend.store.database import Database
-from backend.store.eventlog import EventMessage
+from backend.store.eventlog import FINISHED, EventMessage
 from contract import METHOD_SPECS, PLUGIN_ERRORS, TERMINAL_STATUSES, EpochRecord, RunConfig
 from contract.datasets import DatasetError
 from workers.engine.checkpoint import load_checkpoint
@@ -428,7 +428,7 @@ def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
             lease,
             "succeeded",
             verdict=result.verdict.model_dump(mode="json"),
-            reason=result.verdict.stopped_early or "finished",
+            reason=result.verdict.stopped_early or FINISHED,
         )
     )
     return "succeeded"

@@ -82,6 +82,12 @@ def append_event(session: Session, run: Run, kind: str, data: dict[str, Any]) ->
     return message
 
 
+# The reasons of a run's end when nothing more is to be said: a run trained here that ran
+# every epoch, an external run its client finished (backend/store/external.py adds notes)
+FINISHED = "finished"
+FINISHED_BY_CLIENT = "finished by the client"
+
+
 def status_data(run: Run, reason: str | None = None) -> dict[str, Any]:
     """The data of a ``status`` event."""
     return {

@@ -22,7 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.store.database import Database
-from backend.store.eventlog import append_event, lock_run, set_status, status_data
+from backend.store.eventlog import (
+    FINISHED_BY_CLIENT,
+    append_event,
+    lock_run,
+    set_status,
+    status_data,
+)
 from backend.store.models import ExternalUpload, Run, json_safe, now, take_verdict
 from backend.store.runs import labels_from_request, new_run_row
 from contract import RunStatus
@@ -321,7 +327,7 @@ def _closing_reason(finish: dict[str, Any], errors: dict[int, str]) -> str:
         why = f": {finish['stop_reason']}" if finish.get("stop_reason") else ""
         epoch = finish["stopped_at_epoch"]
         notes.insert(0, f"the client stopped training after epoch {epoch}{why}")
-    return "finished by the client" + (f" ({'; '.join(notes)})" if notes else "")
+    return FINISHED_BY_CLIENT + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def close_run(db: Database, run_id: str, verdict: dict[str, Any] | None) -> bool:

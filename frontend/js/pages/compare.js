@@ -141,13 +141,9 @@ function collapseMatrix(runs, linkEach = true) {
     cells.set(label, [...(cells.get(label) || []), run]);
   }
   if (!byMethod.size) return el("p", { class: "muted" }, "No runs to tabulate yet.");
-  /** @param {Map<string, Run[]>} cells a row's runs, by label */
-  const ownLoops = (cells) => [...cells.values()].flat().some(isExternal); // Monitor's
-  /** @param {string} name @param {Map<string, Run[]>} cells its runs, by label */
-  const methodTitle = (name, cells) =>
-    ownLoops(cells)
-      ? "Own training loops"
-      : (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
+  /** @param {string} name */
+  const methodTitle = (name) =>
+    (state.catalogue.methods.find((m) => m.name === name) || { title: name }).title;
   /** @param {string} label @param {Run} run */
   const cell = (label, run) => {
     const kind = verdictKind(run.verdict);
@@ -226,13 +222,14 @@ function collapseMatrix(runs, linkEach = true) {
     );
   };
   const rows = [...byMethod.entries()].map(([method, cells]) => {
-    // a loop's cells are its names: none is "standard" (one named so included)
-    const standard = ownLoops(cells) ? undefined : cells.get("standard");
-    const ablations = [...cells.entries()].filter(([label]) => !standard || label !== "standard");
+    // logged by collapse_lab.Monitor: its cells are its loops' names, "standard" included
+    const loops = [...cells.values()].flat().some(isExternal);
+    const standard = loops ? undefined : cells.get("standard");
+    const ablations = [...cells.entries()].filter(([label]) => loops || label !== "standard");
     return el(
       "tr",
       {},
-      el("th", { scope: "row" }, methodTitle(method, cells)),
+      el("th", { scope: "row" }, loops ? "Own training loops" : methodTitle(method)),
       el("td", {}, standard ? group("standard", standard) : el("span", { class: "muted" }, "–")),
       el(
         "td",
