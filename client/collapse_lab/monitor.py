@@ -345,6 +345,14 @@ def _token_problem(token: str) -> str | None:
     return "the API token must be printable ASCII with no space at its end (an HTTP header)"
 
 
+def _no_answer(base_url: str, problem: str) -> str:
+    """What went wrong with a request worth retrying: the server was not reached, or it
+    answered with a retryable status (``HTTP 503``: it is up but cannot serve now)."""
+    if problem.startswith("HTTP "):
+        return f"{base_url} cannot serve requests now ({problem})"
+    return f"cannot reach {base_url} ({problem})"
+
+
 def _auth_refusal(base_url: str, response: httpx.Response) -> str:
     """A 401/403 in words: the token refused, or none sent where the server needs one."""
     detail, _ = _response_detail(response)
@@ -1097,7 +1105,7 @@ class Monitor:
         self._open_local()
         self._warn(
             "offline",
-            f"cannot reach {self.base_url} ({problem}): the run is written to {self.run_dir}; "
+            f"{_no_answer(self.base_url, problem)}: the run is written to {self.run_dir}; "
             f"upload it later with: python -m collapse_lab sync {self.run_dir} {self.base_url}",
         )
 
@@ -1259,7 +1267,7 @@ class Monitor:
             )
             self._warn(
                 "unreachable",
-                f"cannot reach {self.base_url} ({problem}); training goes on, epochs are "
+                f"{_no_answer(self.base_url, problem)}; training goes on, epochs are "
                 f"buffered (up to {self.max_buffer_epochs} epochs / "
                 f"{self.max_buffer_bytes / 2**20:.0f} MiB) and sent when it is back" + memory_only,
             )

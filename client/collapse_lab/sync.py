@@ -55,6 +55,7 @@ from .monitor import (
     RETRYABLE_STATUSES,
     _auth_refusal,
     _client_version,
+    _no_answer,
     _response_detail,
     _retry_after,
     _token_problem,
@@ -184,7 +185,6 @@ class RunSync:
         self.reopened_finish: dict[str, Any] | None = None  # the finish our registration undid
         self.told: set[int] = set()  # refused epochs this sync has named already
         self.said_retrying = False  # that the server is being tried again, once
-        self.steps = 0
         self.files: object = None  # what the directory held at the last step
         self.changed_at = time.monotonic()  # when that last changed (--idle-timeout)
         self.marks = _marks(run_dir)  # its stats when the last step began (a relay's rejoin)
@@ -282,13 +282,12 @@ class RunSync:
             if attempt == 2 and not self.patient and not self.said_retrying:
                 self.said_retrying = True  # a minute of retries, once: not in silence
                 self.progress.say(
-                    f"{self.run_dir}: cannot reach {self.base_url} ({problem}); trying again "
+                    f"{self.run_dir}: {_no_answer(self.base_url, problem)}; trying again "
                     f"for about a minute"
                 )
             if attempt == ATTEMPTS + 1:
                 self.progress.say(
-                    f"{self.run_dir}: cannot reach {self.base_url} ({problem}); --follow "
-                    "keeps trying"
+                    f"{self.run_dir}: {_no_answer(self.base_url, problem)}; --follow keeps trying"
                 )
             try:
                 response = self.http.request(method, path, **kwargs)
@@ -306,8 +305,7 @@ class RunSync:
             time.sleep(wait if wait is not None else delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
         raise ServerUnreachable(
-            f"cannot reach {self.base_url} ({problem}); run the sync again to continue where "
-            "it stopped"
+            f"{_no_answer(self.base_url, problem)}; run the sync again to continue where it stopped"
         )
 
     def register(self) -> None:
@@ -500,7 +498,6 @@ class RunSync:
         """Upload the epoch files the server has not taken (a refused one again once its file
         changed), then the finish call once ``finish.json`` is there. True when the run is
         finished on the server."""
-        self.steps += 1
         self.marks = _marks(self.run_dir)
         finish_digest = _digest(self.run_dir / local.FINISH_FILE)  # before listing epochs
         epochs = local.stored_epochs(self.run_dir)
@@ -509,7 +506,6 @@ class RunSync:
         if files != self.files:
             self.files, self.changed_at = files, time.monotonic()
         todo = self._todo(epochs, stamps)
-        refused_here = set(self.state.refused) & set(epochs)  # named below: not "synced"
         unsent_finish = finish_digest is not None and finish_digest != self.state.finished
         if not self.registered and (todo or self.state.run_id is None or unsent_finish):
             if self.state.run_id is None:
@@ -517,8 +513,6 @@ class RunSync:
             # registered only with something to send: a resume key reopens a finished run
             self.register()
             todo = self._todo(epochs, stamps)  # the server may have lost the run: all again
-        elif self.steps == 1 and not todo and self._done(finish_digest) and not refused_here:
-            self.progress.say(f"{self.run_dir}: already synced ({self.state.url})")
         self._show(epochs)
         for epoch in todo:
             self.upload(epoch, epochs[epoch])

@@ -433,9 +433,9 @@ def test_an_epoch_file_changed_after_its_upload_is_sent_again_for_the_server_to_
     assert "epoch 1 refused by the server (HTTP 409: epoch 1 differs)" in captured.err
     assert server.only_run().digests[1] != hashlib.sha256(path.read_bytes()).hexdigest()
     assert sync_paths([tmp_path], server.url, None) == 1  # named again while unchanged
-    err = capsys.readouterr().err
-    assert "epoch 1 still refused, its file unchanged" in err
-    assert "already synced" not in err  # not beside a refusal
+    again = capsys.readouterr()
+    assert "epoch 1 still refused, its file unchanged" in again.err
+    assert "nothing new" not in again.out and "1 refused" in again.out  # not "synced"
     local.write_atomic(path, original)  # put back: what the server holds, nothing refused
     assert sync_paths([tmp_path], server.url, None) == 0
     assert "refused" not in capsys.readouterr().err

@@ -216,6 +216,25 @@ def test_an_unreachable_server_is_tried_once_not_once_per_directory(
     assert took < 3.5 * 2, took  # one directory's retries (3.5 s), not three
 
 
+def test_a_server_that_answers_503_is_not_called_unreachable(
+    runs: Path,
+    canned: list[Canned],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A proxy in front of a restarting server answers 503: the server was reached and
+    said it cannot serve now; "cannot reach" would send the researcher to check the URL."""
+    monkeypatch.setattr(sync_module, "ATTEMPTS", 2)
+    server = Canned(503, b"upstream restarting", "text/plain")
+    canned.append(server)
+    assert main(["sync", str(runs), server.url]) == 1
+    lines = _errors(capsys)
+    says = f"{server.url} cannot serve requests now (HTTP 503)"
+    assert says in lines[0] and says in lines[1], lines
+    assert not any("cannot reach" in line for line in lines), lines
+    assert server.requests == 2  # retried, then given up: one directory's attempts
+
+
 def test_a_run_directory_without_run_json_is_named(
     runs: Path, server: FakeCollapseLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
