@@ -44,6 +44,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contract.strict import error_message
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -303,13 +305,14 @@ def _encodable(value: Any) -> Any:
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, but ``input`` is kept only when it is a short scalar: a 422 for a
-    megabyte array does not send the megabyte back. Every string in it (an input, a field
-    name in ``loc``, a message quoting a value) is made encodable (:func:`_encodable`)."""
+    """FastAPI's 422, with each message as :func:`error_message` words it (no "Value
+    error, " before a rule's sentence), and ``input`` kept only when it is a short scalar: a
+    422 for a megabyte array does not send the megabyte back. Every string in it (an input, a
+    field name in ``loc``, a message quoting a value) is made encodable (:func:`_encodable`)."""
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
-        error = {k: v for k, v in error.items() if k != "url"}
+        error = {k: v for k, v in error.items() if k != "url"} | {"msg": error_message(error)}
         if "input" in error and not _short_input(error["input"]):
             del error["input"]
         errors.append(error)

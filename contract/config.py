@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from contract.datasets import DATASET_SPECS, dataset_path_problem, known_dataset
 from contract.methods import METHOD_SPECS
-from contract.strict import StrictInput
+from contract.strict import StrictInput, error_message
 
 BackboneName = Literal["small_cnn", "resnet18", "vit_tiny"]
 
@@ -229,4 +229,4 @@ class RunConfig(RunRules):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"options.{where}: {first['msg']}") from None
+            raise ValueError(f"options.{where}: {error_message(first)}") from None

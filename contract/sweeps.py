@@ -30,7 +30,7 @@ from contract.labels import MAX_ALERT_RECEIVERS, MAX_NAME_CHARS, WebhookUrl
 from contract.methods import METHOD_SPECS
 from contract.records import VERDICT_SEVERITY, VerdictKind
 from contract.requests import RunRequest, RunRequestBase, run_config
-from contract.strict import StrictModel
+from contract.strict import StrictModel, error_message
 
 MAX_GRID_KEYS = 2
 MAX_VALUES_PER_KEY = 50
@@ -175,7 +175,7 @@ def _axis(method: str, key: str, spec: list[GridValue] | GridRange | str) -> Gri
         except ValidationError as exc:  # the range's field is named: "steps: ... <= 50"
             error = exc.errors()[0]
             field = "".join(f"{part}: " for part in error["loc"])
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = error_message(error)
             raise SweepError(("grid", key), f"{spec!r}: {field}{message}") from None
         except ValueError as exc:  # a range bound that is no number: "-..1 x3"
             raise SweepError(("grid", key), f"{spec!r}: {exc}") from None

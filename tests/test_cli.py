@@ -18,6 +18,7 @@ from backend.settings import Settings, get_settings
 from contract import METHOD_SPECS, RunConfig
 from contract.datasets import DATASET_SPECS, DatasetError
 from contract.requests import RUN_REQUEST
+from contract.strict import error_message
 from workers import launcher
 from workers.cli import UNSET, JsonlFile, build_parser, parse_flag_value
 from workers.cli import main as cli_main
@@ -469,8 +470,19 @@ def test_a_bad_flag_value_gets_the_message_run_config_gives(
     body = {"method": "simsiam", field: parse_flag_value(RunConfig.model_fields[field], value)}
     with pytest.raises(ValidationError) as refused:
         RUN_REQUEST.validate_python(body)
-    expected = refused.value.errors()[0]["msg"]
+    expected = error_message(refused.value.errors()[0])
     assert stderr == f"collapse-lab: error: simsiam.{field}: {expected}"
+
+
+def test_a_rule_across_flags_is_said_as_its_own_sentence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """pydantic words a validator's ValueError "Value error, <text>": the rule's text alone."""
+    assert cli_main(["train", "--method", "simsiam", "--dataset", "imagefolder"]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr == (
+        "collapse-lab: error: simsiam.dataset_path: dataset 'imagefolder' needs dataset_path"
+    ), stderr
 
 
 # The 2026 methods' own signals, one per method: present in the records the CLI writes.

@@ -35,6 +35,7 @@ from contract import (
     resolve_config,
 )
 from contract.datasets import DatasetError, existing_folder
+from contract.strict import error_message
 from contract.sweeps import (
     SweepError,
     SweepRequest,
@@ -181,7 +182,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     request's starts with its method) and pydantic's message."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    message = f"{where}: {first['msg']}" if where else first["msg"]
+    message = f"{where}: {error_message(first)}" if where else error_message(first)
     method, *rest = [str(part) for part in first["loc"]] + ["", ""]
     if first["type"] == "extra_forbidden" and rest[0] == "options" and method in METHOD_SPECS:
         names = ", ".join(METHOD_SPECS[method].options.model_fields) or "none"

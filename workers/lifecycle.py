@@ -71,6 +71,7 @@ from backend.store.database import Database
 from backend.store.eventlog import FINISHED, EventMessage
 from contract import METHOD_SPECS, PLUGIN_ERRORS, TERMINAL_STATUSES, EpochRecord, RunConfig
 from contract.datasets import DatasetError
+from contract.strict import error_message
 from workers.engine.checkpoint import load_checkpoint
 from workers.engine.devices import describe_device
 from workers.engine.errors import RunCancelled, TrainingError
@@ -380,7 +381,7 @@ def _execute_claimed_run(context: WorkerContext, run_id: str) -> str:
         leases.finish_run(db, run_id, claim.lease_token, "failed", error=str(exc))
         return "failed"
     except ValidationError as exc:
-        error = f"the stored config no longer validates: {exc.errors()[0]['msg']}"
+        error = f"the stored config no longer validates: {error_message(exc.errors()[0])}"
         leases.finish_run(db, run_id, claim.lease_token, "failed", error=error)
         return "failed"
     run_dir = context.settings.run_dir(run_id)

@@ -56,6 +56,7 @@ from backend.sweep_schemas import (
 )
 from backend.validation import as_sent, check_receivers, validate_request
 from contract import metric_catalogue
+from contract.strict import error_message
 from contract.sweeps import SweepError, SweepRequest, axis_of_field, expand_sweep
 
 router = APIRouter(prefix="/api", tags=["sweeps"], responses=UNAUTHORIZED)
@@ -83,14 +84,15 @@ def _validated_runs(
             errors = []
             for error in exc.errors():
                 loc = list(error["loc"])[1:]  # after the union member (the method)
+                said = error_message(error)
                 axis = axis_of_field(axes, loc)
                 if axis is not None:
                     value = run.point[axis.key]
-                    where, msg = ["grid", axis.key], f"value {json.dumps(value)}: {error['msg']}"
+                    where, msg = ["grid", axis.key], f"value {json.dumps(value)}: {said}"
                 elif loc[:1] == ["seed"] and body.seeds is not None:
-                    where, msg = ["seeds"], f"seed {run.seed}: {error['msg']}"
+                    where, msg = ["seeds"], f"seed {run.seed}: {said}"
                 else:
-                    where, msg = ["base", *error["loc"]], error["msg"]
+                    where, msg = ["base", *error["loc"]], said
                 errors.append({**error, "loc": ["body", *where], "msg": msg})
             raise RequestValidationError(errors) from None
         new_runs.append(sweep_store.NewSweepRun(run.cell, run.request, config.model_dump()))

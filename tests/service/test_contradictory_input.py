@@ -24,6 +24,7 @@ def _refused(response: httpx.Response, loc: list[Any], words: str) -> None:
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert any(d["loc"] == loc and words in d["msg"] for d in detail), detail
+    assert not any("Value error" in d["msg"] for d in detail), detail  # the rule's own words
 
 
 def _external_run(client: httpx.Client) -> str:
