@@ -20,6 +20,7 @@ from playwright.sync_api import (
     BrowserContext,
     Playwright,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -40,6 +41,9 @@ CHROMIUM_ARGS = [
 API_TOKEN = "browser-test-token"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+# How long an expect() waits for what a page shows: Playwright's 5 s is short for a page
+# that loads Plotly and asks the API on two cores busy training; what never shows still fails
+EXPECT_TIMEOUT_MS = 20_000
 
 # A run that collapses completely within a few seconds on one CPU thread: SimSiam without
 # stop-gradient with a large constant learning rate (checked with `collapse-lab train`).
@@ -114,6 +118,7 @@ def finished_runs(writer: httpx.Client) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def playwright_instance() -> Iterator[Playwright]:
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         yield playwright
 

@@ -54,6 +54,10 @@ def restart_stack(
         workdir=workdir,
         redis_url=redis_server.url.replace("/0", "/6"),
         database_url=own_postgres.url,
+        # the outage (OUTAGE_S plus stopping and starting the server) silences heartbeats for
+        # about 4 s: a reaper with the stack's 5 s would call a loaded worker lost; a
+        # heartbeat that never resumes still fails the test (`heartbeat_resumed`)
+        extra_env={"HEARTBEAT_TIMEOUT_S": "30"},
     )
     # the projection worker first: its UMAP warm-up (the slowest start) overlaps the others'
     service.start_worker("pgr-projection", "projection")

@@ -346,7 +346,8 @@ def test_sync_follow_waits_for_a_later_array_task_and_a_requeued_directory(
     root = tmp_path / "runs"
     key = f"array-{uuid.uuid4().hex[:8]}"
     first = _offline_run(root, "array-task-1", range(2), resume=key)
-    follower = _follow("--idle-timeout", "8", str(root), stack.base_url, cwd=tmp_path)
+    # idle 30 s: the first run's end, the pause and the next directory fit in it under load
+    follower = _follow("--idle-timeout", "30", str(root), stack.base_url, cwd=tmp_path)
     try:
         first_id = _registered(first, stack.base_url)
         wait_until(lambda: _ended(api, first_id), 60, what="the first task's run to end")
@@ -358,7 +359,7 @@ def test_sync_follow_waits_for_a_later_array_task_and_a_requeued_directory(
         wait_until(
             lambda: sorted(_records(api, first_id)) == [0, 1, 2, 3], 60, what="the requeued epochs"
         )
-        out, err = follower.communicate(timeout=90)
+        out, err = follower.communicate(timeout=120)
     finally:
         if follower.poll() is None:
             follower.kill()
