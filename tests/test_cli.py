@@ -19,8 +19,9 @@ from contract import METHOD_SPECS, RunConfig
 from contract.datasets import DATASET_SPECS, DatasetError
 from contract.requests import RUN_REQUEST
 from contract.strict import error_message
+from contract.sweeps import parse_grid_values
 from workers import launcher
-from workers.cli import UNSET, JsonlFile, build_parser, parse_flag_value
+from workers.cli import UNSET, JsonlFile, _grid_value, build_parser, parse_flag_value
 from workers.cli import main as cli_main
 from workers.launcher import (
     DATA_DIR_HELP,
@@ -521,6 +522,17 @@ def test_a_sweep_over_a_2026_method_option(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "2 runs: sigreg_weight in [0.0, 0.05], seeds [0]"
     assert proc.stdout.splitlines()[-1].startswith("| verdict | ")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(True, "true"), (False, "false"), (None, "null"), (0.05, "0.05"), (3, "3"), ("adam", "adam")],
+)
+def test_a_grid_value_is_shown_as_the_grid_takes_it(value: object, shown: str) -> None:
+    """The sweep's table and map write each value as `--grid` takes it back (JSON for
+    booleans, null and numbers; a name as it is, without quotes)."""
+    assert _grid_value(value) == shown
+    assert parse_grid_values(shown) == [value]
 
 
 def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_once() -> None:
