@@ -10,19 +10,25 @@ with its description; README.md's configuration table is generated from them
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Read from the working directory of each process, beside its environment variables.
+ENV_FILE = Path(".env")
+
+
 class Settings(BaseSettings):
     """All configuration of the service; field names are the environment variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", case_sensitive=False)
 
     database_url: str | None = Field(
         None,
@@ -201,3 +207,12 @@ def probe_images_path(run_dir: Path) -> Path:
     """The run's probe images (uint8 (N, C, S, S), in projection order), written by the
     worker that trains it and read by the API for the thumbnails."""
     return run_dir / "probe_images.npy"
+
+
+def with_env_file(environment: Mapping[str, str]) -> dict[str, str]:
+    """``environment`` with the variables of this process's ``.env`` beneath it (a variable
+    set in both keeps its environment value, as :class:`Settings` reads them): the services
+    `collapse-lab up` and `collapse-lab worker` start run in the repository, where the .env
+    beside the command is not, and must read the settings the command read."""
+    from_file = dotenv_values(ENV_FILE) if ENV_FILE.is_file() else {}
+    return {**{k: v for k, v in from_file.items() if v is not None}, **environment}

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backend.settings import Settings
+import pytest
+
+from backend.settings import Settings, with_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,3 +28,18 @@ def test_the_readme_table_is_generated_from_the_settings() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"the setting {name} has no description"
         assert f"| `{name.upper()}` |" in readme
+
+
+def test_the_services_get_the_dot_env_beneath_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `collapse-lab up` hands the processes it starts in the repository: the .env of
+    its own directory, where a variable of the environment wins, as Settings reads them."""
+    (tmp_path / ".env").write_text("API_TOKEN=from-file\nMAX_EPOCHS=5\n# a comment\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAX_EPOCHS", raising=False)
+    handed = with_env_file({"MAX_EPOCHS": "7", "PATH": "/usr/bin"})
+    assert handed == {"API_TOKEN": "from-file", "MAX_EPOCHS": "7", "PATH": "/usr/bin"}
+    assert Settings().max_epochs == 5  # what the launcher itself read (no env variable)
+    (tmp_path / ".env").unlink()
+    assert with_env_file({"PATH": "/usr/bin"}) == {"PATH": "/usr/bin"}

@@ -51,7 +51,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from backend.broker import INGEST_QUEUE, PROJECTION_QUEUE, training_queues
-from backend.settings import get_settings
+from backend.settings import get_settings, with_env_file
 from backend.store.database import Database
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
@@ -626,10 +626,11 @@ def resolve_gpus(requested: list[str] | None) -> list[str]:
 
 
 def service_environment(data_dir: Path, redis_url: str, host: str, port: int) -> dict[str, str]:
-    """The environment of every process ``up`` starts: the launcher's data directory and
-    Redis, and the API's address (its alerts link to API_HOST:API_PORT, unless PUBLIC_URL)."""
+    """The environment of every process ``up`` starts: the launcher's settings (its .env
+    included: :func:`with_env_file`), data directory and Redis, and the API's address (its
+    alerts link to API_HOST:API_PORT, unless PUBLIC_URL)."""
     return {
-        **os.environ,
+        **with_env_file(os.environ),
         "DATA_DIR": str(data_dir),
         "REDIS_URL": redis_url,
         "API_HOST": host,
@@ -710,7 +711,7 @@ def worker(args: argparse.Namespace) -> int:
     # A worker on another machine joins the Redis of the head's `up` with a data directory
     # of its own: whose `up` started that Redis is no reason to refuse it.
     data_dir = args.data_dir.expanduser().resolve()
-    environment = {**os.environ, "DATA_DIR": str(data_dir)}
+    environment = {**with_env_file(os.environ), "DATA_DIR": str(data_dir)}
     try:  # what the user must fix is refused before anything starts
         workers = training_workers(resolve_gpus(args.gpus), args.cpu_workers)
         if args.projection:

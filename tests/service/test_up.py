@@ -15,6 +15,8 @@ import pytest
 
 from tests.service.stack import FAST_TIMEOUTS, REPO, descendants, free_port, wait_until
 
+API_TOKEN = "from-the-dot-env"
+
 
 def alive(pid: int) -> bool:
     try:
@@ -40,18 +42,21 @@ def worker_pid(pids: set[int], name: str) -> int | None:
 
 
 def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    """Configured by a .env beside the command, as the README allows: the API and the
+    workers it starts (in the repository) read the same settings, the token included."""
     redis_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        **FAST_TIMEOUTS,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "DATA_DIR": str(tmp_path / "data"),
-        "API_PORT": str(api_port),
-    }
-    env.pop("DATABASE_URL", None)
+    (tmp_path / ".env").write_text(
+        f"REDIS_URL=redis://127.0.0.1:{redis_port}/0\n"
+        f"DATA_DIR={tmp_path / 'data'}\n"
+        f"API_PORT={api_port}\n"
+        f"API_TOKEN={API_TOKEN}\n"
+    )
+    env = {**os.environ, **FAST_TIMEOUTS}
+    for configured in ("DATABASE_URL", "REDIS_URL", "DATA_DIR", "API_PORT", "API_TOKEN"):
+        env.pop(configured, None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "workers.launcher"], cwd=REPO, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "workers.launcher"], cwd=tmp_path, env=env, stdout=log, stderr=log
     )
     try:
         base = f"http://127.0.0.1:{api_port}"
@@ -65,6 +70,9 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             )
 
         wait_until(workers_ready, 120, what="collapse-lab up")
+        assert httpx.get(f"{base}/api/health", timeout=5).json()["auth"]["write_protected"]
+        refused = httpx.post(f"{base}/api/runs", json={"method": "simsiam"}, timeout=5)
+        assert refused.status_code == 401, refused.text
         banner = f"Collapse Lab is up: {base}/"
         wait_until(lambda: banner in (tmp_path / "up.log").read_text(), 10, what="the banner")
         assert (tmp_path / "data" / "collapse_lab.db").exists(), "SQLite file in DATA_DIR"
