@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 from contract.config import RunConfig, RunRules
 from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
+from contract.plugins import PLUGIN_ERRORS
 from contract.presets import PRESETS
 
 # Set by the server when it builds the request, never sent: fields a request does not carry.
@@ -129,9 +130,16 @@ UNKNOWN_METHOD = f"give a JSON object with {_KNOWN}"
 _NAME_SHOWN = 60
 
 
+def unloaded_plugins() -> str:
+    """The plugins that failed to load, said beside a name that is not known: it may be one
+    of theirs (``GET /api/methods`` lists them too)."""
+    return "".join(f"; plugin {e.plugin} not loaded ({e.error})" for e in PLUGIN_ERRORS)
+
+
 def _named_unknown_method(data: Any) -> Any:
     """A request whose method (or, without one, preset) names none there is: refused with
-    that name and the known ones; any other request goes on to the union."""
+    that name, the known ones and the plugins that did not load; any other request goes on
+    to the union."""
     if not isinstance(data, dict) or _method_of(data) is not None:
         return data
     key, known = ("method", METHOD_SPECS) if data.get("method") is not None else ("preset", PRESETS)
@@ -140,8 +148,8 @@ def _named_unknown_method(data: Any) -> Any:
         shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
         raise PydanticCustomError(
             "unknown_method",
-            "unknown {key} {name}: choose " + _KNOWN,  # the command line's words too
-            {"key": key, "name": repr(shown)},
+            "unknown {key} {name}: choose " + _KNOWN + "{unloaded}",  # the CLI's words too
+            {"key": key, "name": repr(shown), "unloaded": unloaded_plugins()},
         )
     return data
 

@@ -535,6 +535,28 @@ def test_a_grid_value_is_shown_as_the_grid_takes_it(value: object, shown: str) -
     assert parse_grid_values(shown) == [value]
 
 
+@pytest.mark.parametrize(
+    "args", [["train", "--preset", "nope-of-the-plugin"], ["zoo", "--presets", "nope"]]
+)
+def test_an_unknown_name_is_said_beside_the_plugin_that_did_not_load(
+    args: list[str], tmp_path: Path
+) -> None:
+    """A misspelt METHOD_PLUGINS module leaves its presets out: the refusal says why."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "DATA_DIR": str(tmp_path / "data"), "METHOD_PLUGINS": "no_such_mod"},
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.endswith(
+        "; plugin no_such_mod not loaded (ModuleNotFoundError: No module named 'no_such_mod')"
+    ), line
+
+
 def test_a_child_whose_launcher_died_before_it_asked_for_the_signal_exits_at_once() -> None:
     # the parent the child was spawned for is gone (here: no process has pid -1), so no
     # PR_SET_PDEATHSIG signal will come: the child must not go on to exec and outlive it

@@ -35,6 +35,7 @@ from contract import (
     resolve_config,
 )
 from contract.datasets import DatasetError, existing_folder
+from contract.requests import unloaded_plugins
 from contract.strict import error_message
 from contract.sweeps import (
     SweepError,
@@ -355,7 +356,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             raise UsageError(f"--presets {args.presets!r}: no presets given (leave it out for all)")
     for name in names:
         if name not in PRESETS:
-            raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+            raise UsageError(
+                f"unknown preset {name!r}; choose from {', '.join(PRESETS)}{unloaded_plugins()}"
+            )
     configs = []
     for name in names:  # every preset is checked before any trains
         try:

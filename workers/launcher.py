@@ -638,6 +638,21 @@ def service_environment(data_dir: Path, redis_url: str, host: str, port: int) ->
     }
 
 
+def unloaded_plugins(url: str, token: str | None) -> list[str]:
+    """The plugins the API could not load, as it lists them (it read METHOD_PLUGINS and the
+    entry points in its own environment); none when it cannot be asked."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        catalogue = httpx.get(f"{url}api/methods", headers=headers, timeout=10).json()
+    except (httpx.HTTPError, ValueError):  # the banner comes anyway
+        return []
+    return [
+        f"plugin {problem['plugin']} not loaded ({problem['error']}): its methods, presets "
+        "and datasets are left out"
+        for problem in catalogue.get("plugin_errors", [])
+    ]
+
+
 def up(args: argparse.Namespace) -> int:
     """Run the stack until Ctrl-C; returns the exit status."""
     # --data-dir in place of DATA_DIR: the default SQLite file moves with it
@@ -685,6 +700,8 @@ def up(args: argparse.Namespace) -> int:
             if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
                 raise UpError("the API did not come up; see the messages above")
             time.sleep(0.5)
+        for problem in unloaded_plugins(url, settings.api_token):
+            print(f"collapse-lab up: warning: {problem}", file=sys.stderr)
         print(f"\nCollapse Lab is up: {url}  (API docs: {url}docs). Press Ctrl-C to stop.\n")
         sys.stdout.flush()
         watch(services)

@@ -73,6 +73,11 @@ def test_the_wmse_plugin_trains_through_the_stack(
         assert {"wmse", "wmse-no-whitening"} <= {p["name"] for p in catalogue["presets"]}
         [problem] = catalogue["plugin_errors"]
         assert problem["plugin"] == "broken_plugin" and "SyntaxError" in problem["error"]
+        # a name that is not known may be the broken plugin's: the refusal names it
+        unknown = httpx.post(f"{service.base_url}/api/runs", json={"preset": "bp"}, timeout=10)
+        assert unknown.status_code == 422, unknown.text
+        said = unknown.json()["detail"][0]["msg"]
+        assert said.endswith("; plugin broken_plugin not loaded (" + problem["error"] + ")"), said
 
         service.start_worker("train-plugins", "train")
         service.wait_for_workers(train=1, timeout=180)

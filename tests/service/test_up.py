@@ -50,9 +50,18 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         f"DATA_DIR={tmp_path / 'data'}\n"
         f"API_PORT={api_port}\n"
         f"API_TOKEN={API_TOKEN}\n"
+        "METHOD_PLUGINS=no_such_plugin_module\n"
     )
     env = {**os.environ, **FAST_TIMEOUTS}
-    for configured in ("DATABASE_URL", "REDIS_URL", "DATA_DIR", "API_PORT", "API_TOKEN"):
+    configured_here = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "DATA_DIR",
+        "API_PORT",
+        "API_TOKEN",
+        "METHOD_PLUGINS",
+    )
+    for configured in configured_here:
         env.pop(configured, None)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
@@ -75,6 +84,10 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert refused.status_code == 401, refused.text
         banner = f"Collapse Lab is up: {base}/"
         wait_until(lambda: banner in (tmp_path / "up.log").read_text(), 10, what="the banner")
+        # the .env's plugin reached the API, which could not load it: said before the banner
+        said = "collapse-lab up: warning: plugin no_such_plugin_module not loaded ("
+        up_log = (tmp_path / "up.log").read_text()
+        assert said in up_log and up_log.index(said) < up_log.index(banner), up_log[-2000:]
         assert (tmp_path / "data" / "collapse_lab.db").exists(), "SQLite file in DATA_DIR"
         children = descendants(up.pid)
         assert len(children) >= 5  # redis-server, 3 workers, uvicorn
