@@ -485,11 +485,14 @@ class CollapseLabCallback(Callback):
         if self.monitor is not None:
             verdict = self.monitor.verdict
             onset = verdict.onset_epoch if verdict is not None else None
+            # The verdict may be of an earlier epoch than this one: epochs faster than the
+            # server's measuring run ahead of it
+            judged = f", in the server's verdict of epoch {verdict.epoch}" if verdict else ""
             # recorded at fit end, at the epoch training really stopped (min_epochs may
             # keep it going after should_stop)
             self._stop_reason = (
-                f"complete collapse held {streak} logged epochs (since epoch {onset}) at "
-                f"epoch {epoch}; stop_on_collapse={self.stop_on_collapse}"
+                f"complete collapse held {streak} logged epochs (since epoch {onset}{judged}, "
+                f"read after epoch {epoch}); stop_on_collapse={self.stop_on_collapse}"
             )
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

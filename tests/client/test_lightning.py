@@ -546,4 +546,4 @@ def test_a_stop_held_back_by_min_epochs_is_recorded_where_training_stopped(
     run = server.only_run()
     assert sorted(run.epochs) == [0, 1, 2, 3]
     assert run.finish is not None and run.finish["stopped_at_epoch"] == 3
-    assert "at epoch 1; stop_on_collapse=2" in run.finish["stop_reason"]
+    assert "read after epoch 1); stop_on_collapse=2" in run.finish["stop_reason"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -724,7 +725,14 @@ def test_lightning_continues_its_run_from_a_checkpoint_and_stops_on_collapse(
     assert sorted(records) == list(range(trainer.current_epoch + 1))  # one run, each once
     finish = run["external"]["finish"]
     assert finish["stopped_at_epoch"] == trainer.current_epoch
-    assert "complete collapse held" in finish["stop_reason"]
+    said = re.fullmatch(
+        r"complete collapse held (\d+) logged epochs \(since epoch (\d+), in the server's "
+        r"verdict of epoch (\d+), read after epoch (\d+)\); stop_on_collapse=2",
+        finish["stop_reason"],
+    )
+    assert said, finish["stop_reason"]
+    streak, onset, judged, read_after = map(int, said.groups())
+    assert streak >= 2 and onset <= judged <= read_after
     assert records[finish["stopped_at_epoch"]]["verdict"]["kind"] == "complete_collapse"
     reasons = _status_reasons(api, first.run_id)
     assert any(f"stopped training after epoch {trainer.current_epoch}" in r for r in reasons)
