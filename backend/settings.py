@@ -17,6 +17,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,9 +190,20 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        if self.database_url:
+        """The database URL, a relative SQLite path made absolute from this process's
+        working directory (the services `collapse-lab up` starts work elsewhere)."""
+        if not self.database_url:
+            return f"sqlite:///{self.resolved_data_dir / 'collapse_lab.db'}"
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError:  # not a URL: said where the database is opened
             return self.database_url
-        return f"sqlite:///{self.resolved_data_dir / 'collapse_lab.db'}"
+        path = url.database
+        if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+            return self.database_url
+        if path.startswith("file:") or Path(path).is_absolute():
+            return self.database_url
+        return url.set(database=str(Path(path).resolve())).render_as_string(hide_password=False)
 
     def run_dir(self, run_id: str) -> Path:
         """Where the run's checkpoint lives (shared storage when workers span machines)."""
@@ -210,9 +223,17 @@ def probe_images_path(run_dir: Path) -> Path:
 
 
 def with_env_file(environment: Mapping[str, str]) -> dict[str, str]:
-    """``environment`` with the variables of this process's ``.env`` beneath it (a variable
+    """``environment`` with the settings of this process's ``.env`` beneath it (a variable
     set in both keeps its environment value, as :class:`Settings` reads them): the services
     `collapse-lab up` and `collapse-lab worker` start run in the repository, where the .env
-    beside the command is not, and must read the settings the command read."""
+    beside the command is not, and must read the settings the command read. Only settings:
+    what else the file holds, Settings ignores too (README, "Configuration")."""
     from_file = dotenv_values(ENV_FILE) if ENV_FILE.is_file() else {}
-    return {**{k: v for k, v in from_file.items() if v is not None}, **environment}
+    return {
+        **{
+            name: value
+            for name, value in from_file.items()
+            if value is not None and name.lower() in Settings.model_fields
+        },
+        **environment,
+    }

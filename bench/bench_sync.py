@@ -67,17 +67,17 @@ def sync_rate(url: str, root: Path, args: argparse.Namespace) -> None:
         took.append(time.perf_counter() - started)
         if result.returncode or f"{args.epochs} epochs uploaded" not in result.stdout:
             raise RuntimeError(f"sync failed: {result.stdout}{result.stderr}")
-        started = time.perf_counter()  # again: "already synced", the command's own cost
+        started = time.perf_counter()  # again: "nothing new", the command's own cost
         result = subprocess.run([*SYNC, str(monitor.run_dir), url], capture_output=True, text=True)
         idle.append(time.perf_counter() - started)
-        if result.returncode or "already synced" not in result.stderr:
+        if result.returncode or "nothing new" not in result.stdout:
             raise RuntimeError(f"second sync: {result.stdout}{result.stderr}")
     wall = statistics.median(took)
     print(
         f"sync of a finished {args.epochs}-epoch offline run, {args.rows} x {args.dim}: "
         f"median {wall:.2f} s over {args.repeats} runs ({min(took):.2f}-{max(took):.2f} s), "
         f"{args.epochs / wall:.0f} epochs/s, the command's start included; the same "
-        f"command with nothing to send (already synced): {statistics.median(idle):.2f} s"
+        f"command with nothing to send (nothing new): {statistics.median(idle):.2f} s"
     )
 
 

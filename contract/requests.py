@@ -128,12 +128,21 @@ _KNOWN = f"a method ({', '.join(sorted(METHOD_SPECS))}) or a preset ({', '.join(
 UNKNOWN_METHOD = f"give a JSON object with {_KNOWN}"
 # the longest name an unknown-method error repeats (a 422 echoes back only short inputs)
 _NAME_SHOWN = 60
+# the longest plugin error it repeats (GET /api/methods has it whole)
+_ERROR_SHOWN = 200
 
 
 def unloaded_plugins() -> str:
     """The plugins that failed to load, said beside a name that is not known: it may be one
-    of theirs (``GET /api/methods`` lists them too)."""
-    return "".join(f"; plugin {e.plugin} not loaded ({e.error})" for e in PLUGIN_ERRORS)
+    of theirs (``GET /api/methods`` lists them whole). Each error on one line, cut short."""
+    return "".join(
+        f"; plugin {e.plugin} not loaded ({_shortened(' '.join(e.error.split()), _ERROR_SHOWN)})"
+        for e in PLUGIN_ERRORS
+    )
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _named_unknown_method(data: Any) -> Any:
@@ -145,11 +154,11 @@ def _named_unknown_method(data: Any) -> Any:
     key, known = ("method", METHOD_SPECS) if data.get("method") is not None else ("preset", PRESETS)
     name = data.get(key)
     if isinstance(name, str) and name not in known:
-        shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
+        shown = _shortened(name, _NAME_SHOWN)
+        # the whole text and no context: pydantic would fill "{...}" inside the name
         raise PydanticCustomError(
             "unknown_method",
-            "unknown {key} {name}: choose " + _KNOWN + "{unloaded}",  # the CLI's words too
-            {"key": key, "name": repr(shown), "unloaded": unloaded_plugins()},
+            f"unknown {key} {shown!r}: choose {_KNOWN}{unloaded_plugins()}",  # the CLI's too
         )
     return data
 

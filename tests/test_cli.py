@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from backend.settings import Settings, get_settings
+from backend.settings import REPO_ROOT, Settings, get_settings
 from contract import METHOD_SPECS, RunConfig
 from contract.datasets import DATASET_SPECS, DatasetError
 from contract.requests import RUN_REQUEST
@@ -416,18 +416,33 @@ def test_data_dir_is_taken_after_every_subcommand_and_before_it(command: str) ->
     assert parser.parse_args([command]).data_dir == get_settings().resolved_data_dir
 
 
-def test_up_gives_the_api_the_port_it_serves_for_the_links_in_alerts(
+def test_up_hands_its_services_its_address_and_absolute_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``collapse-lab up --host --port``: the API process's settings link to that address."""
+    """The settings ``up`` and ``worker`` hand the processes they start in the repository:
+    the API's address (``up --host --port``: the links in alerts), Redis, and the paths,
+    given relative to the launcher's directory, made absolute."""
     monkeypatch.delenv("PUBLIC_URL", raising=False)
-    environment = service_environment(tmp_path, "redis://127.0.0.1:6390/0", "127.0.0.1", 8123)
-    for name in ("API_HOST", "API_PORT", "DATA_DIR", "REDIS_URL"):
+    monkeypatch.chdir(tmp_path)
+    launcher = Settings(
+        _env_file=None,
+        data_dir=Path("data"),
+        database_url="sqlite:///lab.db",
+        frontend_dir=Path("ui"),
+        redis_url="redis://127.0.0.1:6390/0",
+        api_host="127.0.0.1",
+        api_port=8123,
+    )
+    environment = service_environment(launcher)
+    for name in ("DATA_DIR", "DATABASE_URL", "FRONTEND_DIR", "REDIS_URL", "API_HOST", "API_PORT"):
         monkeypatch.setenv(name, environment[name])
-    api_settings = Settings(_env_file=None)  # as the API process builds them
-    assert api_settings.public_base_url == "http://127.0.0.1:8123"
-    assert api_settings.redis_url == "redis://127.0.0.1:6390/0"
-    assert api_settings.resolved_data_dir == tmp_path.resolve()
+    monkeypatch.chdir(REPO_ROOT)  # where the services run
+    service = Settings(_env_file=None)  # as the API process builds them
+    assert service.resolved_data_dir == tmp_path.resolve() / "data"
+    assert service.resolved_database_url == f"sqlite:///{tmp_path.resolve() / 'lab.db'}"
+    assert service.frontend_dir == tmp_path.resolve() / "ui"
+    assert service.public_base_url == "http://127.0.0.1:8123"
+    assert service.redis_url == "redis://127.0.0.1:6390/0"
 
 
 def test_every_run_config_field_is_a_train_flag_with_its_description_and_default(

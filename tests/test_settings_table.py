@@ -33,13 +33,16 @@ def test_the_readme_table_is_generated_from_the_settings() -> None:
 def test_the_services_get_the_dot_env_beneath_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What `collapse-lab up` hands the processes it starts in the repository: the .env of
-    its own directory, where a variable of the environment wins, as Settings reads them."""
-    (tmp_path / ".env").write_text("API_TOKEN=from-file\nMAX_EPOCHS=5\n# a comment\n")
+    """What `collapse-lab up` hands the processes it starts in the repository: the settings
+    of the .env of its own directory (in any case, as Settings reads them; nothing else of
+    the file), where a variable of the environment wins."""
+    (tmp_path / ".env").write_text(
+        "api_token=from-file\nMAX_EPOCHS=5\n# a comment\nPYTHONPATH=/elsewhere\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MAX_EPOCHS", raising=False)
     handed = with_env_file({"MAX_EPOCHS": "7", "PATH": "/usr/bin"})
-    assert handed == {"API_TOKEN": "from-file", "MAX_EPOCHS": "7", "PATH": "/usr/bin"}
+    assert handed == {"api_token": "from-file", "MAX_EPOCHS": "7", "PATH": "/usr/bin"}
     assert Settings().max_epochs == 5  # what the launcher itself read (no env variable)
     (tmp_path / ".env").unlink()
     assert with_env_file({"PATH": "/usr/bin"}) == {"PATH": "/usr/bin"}

@@ -180,7 +180,7 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """The first error as the API's 422 gives it: its location (after ``body``; a run
-    request's starts with its method) and pydantic's message."""
+    request's starts with its method) and its message (:func:`error_message`)."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     message = f"{where}: {error_message(first)}" if where else error_message(first)

@@ -51,7 +51,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from backend.broker import INGEST_QUEUE, PROJECTION_QUEUE, training_queues
-from backend.settings import get_settings, with_env_file
+from backend.settings import Settings, get_settings, with_env_file
 from backend.store.database import Database
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
@@ -625,31 +625,37 @@ def resolve_gpus(requested: list[str] | None) -> list[str]:
     return requested
 
 
-def service_environment(data_dir: Path, redis_url: str, host: str, port: int) -> dict[str, str]:
-    """The environment of every process ``up`` starts: the launcher's settings (its .env
-    included: :func:`with_env_file`), data directory and Redis, and the API's address (its
-    alerts link to API_HOST:API_PORT, unless PUBLIC_URL)."""
+def service_environment(settings: Settings) -> dict[str, str]:
+    """The environment of the processes ``up`` and ``worker`` start, in the repository: the
+    launcher's settings (its .env included: :func:`with_env_file`) with the paths it read
+    relative to its own directory made absolute, its Redis, and the API's address (alerts
+    link to API_HOST:API_PORT, unless PUBLIC_URL)."""
     return {
         **with_env_file(os.environ),
-        "DATA_DIR": str(data_dir),
-        "REDIS_URL": redis_url,
-        "API_HOST": host,
-        "API_PORT": str(port),
+        "DATA_DIR": str(settings.resolved_data_dir),
+        "DATABASE_URL": settings.resolved_database_url,
+        "FRONTEND_DIR": str(settings.frontend_dir.expanduser().resolve()),
+        "REDIS_URL": settings.redis_url,
+        "API_HOST": settings.api_host,
+        "API_PORT": str(settings.api_port),
     }
 
 
-def unloaded_plugins(url: str, token: str | None) -> list[str]:
-    """The plugins the API could not load, as it lists them (it read METHOD_PLUGINS and the
-    entry points in its own environment); none when it cannot be asked."""
+def api_plugin_errors(url: str, token: str | None) -> list[str]:
+    """The plugins the API could not load, as ``GET /api/methods`` lists them (it read
+    METHOD_PLUGINS and the entry points in its own environment); none when it cannot be
+    asked or answers otherwise (the banner comes anyway)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         catalogue = httpx.get(f"{url}api/methods", headers=headers, timeout=10).json()
-    except (httpx.HTTPError, ValueError):  # the banner comes anyway
+    except (httpx.HTTPError, ValueError):
         return []
+    problems = catalogue.get("plugin_errors") if isinstance(catalogue, dict) else None
     return [
-        f"plugin {problem['plugin']} not loaded ({problem['error']}): its methods, presets "
-        "and datasets are left out"
-        for problem in catalogue.get("plugin_errors", [])
+        f"plugin {problem.get('plugin')} not loaded ({problem.get('error')}): its methods, "
+        "presets and datasets are left out"
+        for problem in (problems if isinstance(problems, list) else [])
+        if isinstance(problem, dict)
     ]
 
 
@@ -679,7 +685,8 @@ def up(args: argparse.Namespace) -> int:
         redis_url, must_start = choose_redis(settings.redis_url, data_dir)
         if must_start:
             redis_process = start_redis(redis_url, data_dir)
-        environment = service_environment(data_dir, redis_url, args.host, args.port)
+        serving = {"redis_url": redis_url, "api_host": args.host, "api_port": args.port}
+        environment = service_environment(settings.model_copy(update=serving))
         launches = [
             *training_workers(gpus, args.train_workers),
             *(helper_worker(role) for role in ("projection", "ingest")),
@@ -700,7 +707,7 @@ def up(args: argparse.Namespace) -> int:
             if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
                 raise UpError("the API did not come up; see the messages above")
             time.sleep(0.5)
-        for problem in unloaded_plugins(url, settings.api_token):
+        for problem in api_plugin_errors(url, settings.api_token):
             print(f"collapse-lab up: warning: {problem}", file=sys.stderr)
         print(f"\nCollapse Lab is up: {url}  (API docs: {url}docs). Press Ctrl-C to stop.\n")
         sys.stdout.flush()
@@ -728,7 +735,8 @@ def worker(args: argparse.Namespace) -> int:
     # A worker on another machine joins the Redis of the head's `up` with a data directory
     # of its own: whose `up` started that Redis is no reason to refuse it.
     data_dir = args.data_dir.expanduser().resolve()
-    environment = {**with_env_file(os.environ), "DATA_DIR": str(data_dir)}
+    settings = get_settings().model_copy(update={"data_dir": data_dir})
+    environment = service_environment(settings)
     try:  # what the user must fix is refused before anything starts
         workers = training_workers(resolve_gpus(args.gpus), args.cpu_workers)
         if args.projection:
@@ -739,7 +747,6 @@ def worker(args: argparse.Namespace) -> int:
                 "and no --projection"
             )
         # the workers store every epoch there: an unreachable one is said now, in one line
-        settings = get_settings().model_copy(update={"data_dir": data_dir})
         check_database(settings.resolved_database_url, migrate=False)
         if not redis_answers(settings.redis_url):  # else Celery retries it for minutes
             raise UpError(

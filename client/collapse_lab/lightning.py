@@ -476,6 +476,8 @@ class CollapseLabCallback(Callback):
 
     def _stop_if_collapsed(self, trainer: Trainer, epoch: int) -> None:
         """Rank 0 decides from the server's verdict; every rank stops together."""
+        # one snapshot: the sender thread replaces the verdict and its streak meanwhile
+        verdict = self.monitor.verdict if self.monitor is not None else None
         streak = self.monitor.collapse_streak if self.monitor is not None else 0
         assert self.stop_on_collapse is not None
         decision = trainer.strategy.broadcast(streak >= self.stop_on_collapse, src=0)
@@ -483,11 +485,12 @@ class CollapseLabCallback(Callback):
             return
         trainer.should_stop = True
         if self.monitor is not None:
-            verdict = self.monitor.verdict
             onset = verdict.onset_epoch if verdict is not None else None
             # The verdict may be of an earlier epoch than this one: epochs faster than the
             # server's measuring run ahead of it
-            judged = f", in the server's verdict of epoch {verdict.epoch}" if verdict else ""
+            judged = (
+                f", in the server's verdict of epoch {verdict.epoch}" if verdict is not None else ""
+            )
             # recorded at fit end, at the epoch training really stopped (min_epochs may
             # keep it going after should_stop)
             self._stop_reason = (

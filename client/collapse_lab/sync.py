@@ -16,7 +16,8 @@ its finish call) is left, with one line, for a later sync; the relay ends once n
 been active for ``--idle-timeout`` seconds (0: it runs until interrupted). A login node
 relays a compute node's runs live this way, a job array's and a requeued job's included.
 
-A plain sync gives up on a server it cannot reach after about a minute of retries, and then
+A plain sync gives up on a server it cannot reach (or that keeps answering 5xx) after about
+a minute of retries, and then
 syncs no further directory (one line says how many were left for the next sync).
 
 Bad input gets one line each and the rest is synced: a path that does not exist, a
@@ -732,8 +733,8 @@ class Relay:
             time.sleep(poll_s)
         if self.unreachable and self.active:
             print(
-                f"{len(self.active)} more run directories not synced: {self.base_url} is "
-                "unreachable; run the sync again once it is back",
+                f"{len(self.active)} more run directories not synced: {self.base_url} did not "
+                "answer through the retries (said above); run the sync again once it is back",
                 file=sys.stderr,
             )
             self.problems += 1
