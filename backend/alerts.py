@@ -115,6 +115,13 @@ def _alert_run(run: Run, settings: Settings) -> AlertRun:
     )
 
 
+def _verdict_words(kind: object) -> str:
+    """A verdict kind as the alerts say it ("complete collapse"); "no verdict" for none."""
+    if not kind:
+        return "no verdict"
+    return VERDICT_LABELS.get(cast(VerdictKind, kind), str(kind).replace("_", " "))
+
+
 def _sentence(text: object) -> str:
     """``text`` as a sentence of an alert: its first letter a capital (a verdict's reason
     starts lower-case, as it follows a colon on the page); "" for none."""
@@ -177,7 +184,7 @@ class _RunAlerts:
         if kind != self.verdict_kind:
             collapsed = kind != "healthy"
             event: AlertEvent = "collapse_onset" if collapsed else "recovery"
-            words = VERDICT_LABELS.get(cast(VerdictKind, kind), kind)
+            words = _verdict_words(kind)
             reason = _sentence(verdict.get("reason"))
             text = (
                 f"Run {name}{self.what}: {words} from epoch "
@@ -249,11 +256,7 @@ class _RunAlerts:
         elif status == "cancelled":
             text = f"Run {self.run.name} was cancelled. {self.run.url}"
         else:
-            words = (
-                VERDICT_LABELS.get(cast(VerdictKind, kind), str(kind).replace("_", " "))
-                if kind
-                else "no verdict"
-            )
+            words = _verdict_words(kind)
             ending = data.get("reason")  # a stop on collapse, epochs the client lacked...
             plain = ending in (FINISHED, FINISHED_BY_CLIENT)
             how = f"{_sentence(ending)}. " if ending and not plain else ""

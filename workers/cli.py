@@ -165,9 +165,10 @@ def build_raw_config(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_assignment(assignment)
         if key == "options":  # its keys would merge with, or be lost to, the others'
             raise UsageError("set method options one by one: --set NAME=VALUE")
-        into, name = (raw, key) if key in RunConfig.model_fields else (options, key)
         if key.startswith("options."):
             into, name = options, key.removeprefix("options.")
+        else:
+            into, name = (raw if key in RunConfig.model_fields else options), key
         if name in into:  # one value each: which of two would win is not for a flag to decide
             flagged = into is raw and getattr(args, name, None) is not None
             given = f"--{name.replace('_', '-')}" if flagged else "--set"
@@ -562,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=DefaultsShown,
         )
         launcher.add_data_dir_argument(subparser, after_subcommand=True)
+        subparser.set_defaults(subcommand_parser=subparser)  # its usage in its errors
         return subparser
 
     tr = command("train", "train one run in this process", options_help)
@@ -648,8 +650,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != SYNC:
         # the subcommand's usage, whose flags the user meant, not the command's
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.subcommand_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
 

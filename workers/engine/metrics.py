@@ -14,6 +14,7 @@ in Python.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -514,7 +515,7 @@ def augmentation_variance_ratios(
     return float(view_variance.sum() / data_variance.sum()), ratios
 
 
-def _several_classes(labels: torch.Tensor | None) -> bool:
+def _several_classes(labels: torch.Tensor | None) -> TypeGuard[torch.Tensor]:
     """Whether ``labels`` hold two classes or more: over one, every kNN vote is right."""
     return labels is not None and labels.numel() > 0 and bool((labels != labels[0]).any())
 
@@ -566,13 +567,14 @@ def embedding_diagnostics(
             cos_rand = cosine_stats(z, z)[1]
             cos_pos, align = None, None
         knn: float | None = None
-        # the labels the votes come from: a bank's, else the probe's (leave-one-out)
-        voters = labels if bank is None or bank_labels is None else bank_labels
-        if labels is not None and num_classes and _several_classes(voters):
-            if bank is None or bank_labels is None:
-                knn = knn_top1(z, labels, z, labels, num_classes, k=k, exclude_self=True)
-            else:
-                knn = knn_top1(bank, bank_labels, z, labels, num_classes, k=k)
+        if bank is None or bank_labels is None:  # the probe votes for itself, leave-one-out
+            voters, voter_labels, leave_one_out = z, labels, True
+        else:
+            voters, voter_labels, leave_one_out = bank, bank_labels, False
+        if labels is not None and num_classes and _several_classes(voter_labels):
+            knn = knn_top1(
+                voters, voter_labels, z, labels, num_classes, k=k, exclude_self=leave_one_out
+            )
         eigenvalues = covariance_eigenvalues(z)
         entropy: float | None = None
         entropy_max: float | None = None
