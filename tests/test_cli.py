@@ -21,7 +21,14 @@ from contract.requests import RUN_REQUEST
 from contract.strict import error_message
 from contract.sweeps import parse_grid_values
 from workers import launcher
-from workers.cli import UNSET, JsonlFile, _grid_value, build_parser, parse_flag_value
+from workers.cli import (
+    TABLE_HEADER,
+    UNSET,
+    JsonlFile,
+    _grid_value,
+    build_parser,
+    parse_flag_value,
+)
 from workers.cli import main as cli_main
 from workers.launcher import (
     DATA_DIR_HELP,
@@ -250,6 +257,9 @@ def test_train_prints_table_and_writes_jsonl(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "verdict:" in proc.stdout
+    title, header, first_row = proc.stdout.splitlines()[:3]
+    assert title.startswith("simsiam on ") and header == TABLE_HEADER
+    assert first_row.split()[0] == "0"
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["epoch"] for r in lines[:-1]] == [0, 1, 2]
     assert set(lines[-1]) == {"verdict"}
@@ -320,7 +330,9 @@ def test_a_failing_train_leaves_an_existing_jsonl_as_it_was(
     for jsonl in (kept, new):
         args = ["train", "--method", "simsiam", "--device", "cpu", "--jsonl", str(jsonl)]
         assert cli_main(["--data-dir", str(tmp_path / "data"), *args]) == 1
-        assert "could not download cifar10" in capsys.readouterr().err
+        printed = capsys.readouterr()
+        assert "could not download cifar10" in printed.err
+        assert TABLE_HEADER not in printed.out  # no table above the error, only its title
     assert kept.read_bytes() == before
     assert not new.exists()  # nor is an empty one made
 

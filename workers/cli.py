@@ -236,7 +236,13 @@ def run_with_progress(
         disable=one_of_many and not sys.stderr.isatty(),
     )
 
+    header_due = not one_of_many  # printed above the first row: not above a data error
+
     def on_epoch(record: EpochRecord) -> None:
+        nonlocal header_due
+        if header_due:
+            tqdm.write(TABLE_HEADER, file=out)
+            header_due = False
         if not one_of_many:
             tqdm.write(format_row(record), file=out)
         if jsonl is not None:
@@ -327,7 +333,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}, "
             f"batch {config.batch_size}, seed {config.seed}"
         )
-        print(TABLE_HEADER)
         result = run_with_progress(config, args.data_dir, sys.stdout, jsonl)
         if jsonl is not None:
             jsonl.write(json.dumps({"verdict": result.verdict.model_dump(mode="json")}))

@@ -476,9 +476,8 @@ class CollapseLabCallback(Callback):
 
     def _stop_if_collapsed(self, trainer: Trainer, epoch: int) -> None:
         """Rank 0 decides from the server's verdict; every rank stops together."""
-        # one snapshot: the sender thread replaces the verdict and its streak meanwhile
-        verdict = self.monitor.verdict if self.monitor is not None else None
-        streak = self.monitor.collapse_streak if self.monitor is not None else 0
+        # one snapshot: the sender thread may replace the verdict meanwhile
+        verdict, streak = self.monitor.judgement if self.monitor is not None else (None, 0)
         assert self.stop_on_collapse is not None
         decision = trainer.strategy.broadcast(streak >= self.stop_on_collapse, src=0)
         if not decision or trainer.should_stop:

@@ -569,8 +569,9 @@ class Monitor:
         self._finish_ok = False
         self._abort = threading.Event()
         self._outage_since: float | None = None
-        self._verdict: Verdict | None = None
-        self._collapse_streak = 0
+        # one attribute, replaced whole by the sender thread: a reader never sees a verdict
+        # beside another verdict's streak
+        self._judgement: tuple[Verdict | None, int] = (None, 0)
         self._poll_at: float | None = None  # when the sender next asks for the verdict
         self._poll_delay = FIRST_VERDICT_POLL_S
         self._judged = -1  # the run's highest measured epoch a poll saw
@@ -860,12 +861,12 @@ class Monitor:
     @property
     def verdict(self) -> Verdict | None:
         """The server's latest verdict on this run (None offline, or before the first)."""
-        return self._verdict
+        return self._judgement[0]
 
     @property
     def collapsed(self) -> bool:
         """Whether the server's latest verdict is complete collapse."""
-        verdict = self._verdict
+        verdict = self._judgement[0]
         return verdict is not None and verdict.kind == COMPLETE_COLLAPSE
 
     @property
@@ -873,7 +874,12 @@ class Monitor:
         """How many logged epochs of the run lie in the current complete collapse (from its
         onset to the latest verdict): this monitor's and, for a resumed run, those of the
         processes before it; 0 when not collapsed."""
-        return self._collapse_streak
+        return self._judgement[1]
+
+    @property
+    def judgement(self) -> tuple[Verdict | None, int]:
+        """``(verdict, collapse_streak)`` read together: the streak is that verdict's."""
+        return self._judgement
 
     def record_stop(self, epoch: int, reason: str | None = None) -> None:
         """Note that the training stopped after ``epoch`` because of ``reason`` (stop on
@@ -1505,7 +1511,7 @@ class Monitor:
             measured = {e for e, rank in enumerate(history) if rank is not None}
             with self._cond:
                 streak = sum(start <= e <= epoch for e in measured.union(self._delivered))
-        self._verdict, self._collapse_streak = verdict, streak
+        self._judgement = (verdict, streak)
 
     def _write_local(self, item: _Item) -> bool:
         """Offline: the epoch (or the finish call) into the run directory, atomically."""

@@ -540,7 +540,7 @@ def test_a_stop_held_back_by_min_epochs_is_recorded_where_training_stopped(
 ) -> None:
     """The fake server gives no verdict: the monitor's streak stands in for a collapse
     already held. should_stop is set after epoch 1, min_epochs keeps training to 3."""
-    monkeypatch.setattr(Monitor, "collapse_streak", property(lambda _: 5))
+    monkeypatch.setattr(Monitor, "judgement", property(lambda _: (None, 5)))
     callback = CollapseLabCallback(server.url, torch.randn(64, 16), stop_on_collapse=2)
     _trainer(10, min_epochs=3, callbacks=[callback]).fit(TinySimSiam(), _data())
     run = server.only_run()

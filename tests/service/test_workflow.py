@@ -596,6 +596,7 @@ def test_a_resumed_monitor_knows_its_run_collapsed_and_counts_the_streak_on(
         lambda: second.verdict is not None and second.verdict.epoch == 10, 60, what="epoch 10"
     )
     assert second.collapsed and second.collapse_streak == streak + 1
+    assert second.judgement == (second.verdict, streak + 1)
     assert second.finish(timeout=60)
 
 
