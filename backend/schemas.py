@@ -574,7 +574,9 @@ class ExternalRunFinish(StrictInput):
     """The client's last call: how the training ended and what it did not deliver."""
 
     status: Literal["succeeded", "failed"]
-    error: str | None = Field(None, max_length=2000, description="ExceptionType: message.")
+    error: str | None = Field(
+        None, max_length=wire.MAX_ERROR, description="ExceptionType: message."
+    )
     epochs_dropped: list[FinishEpoch] = Field(
         default_factory=list, description="Logged but not delivered (buffer full, refused)."
     )

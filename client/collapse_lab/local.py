@@ -41,18 +41,46 @@ class NotARunError(ValueError):
     """A directory that is not a readable run directory; the text says why."""
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a new temporary file beside ``path``, on disk."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temporary, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
     except BaseException:  # a full disk: no half-written temporary file left behind
         temporary.unlink(missing_ok=True)
         raise
+    return temporary
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place."""
+    temporary = _write_temporary(path, data)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_new(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` whole unless ``path`` exists; False when it does. Two
+    processes writing one run (a job and its requeued try, at once) cannot replace each
+    other's file: the hard link that puts the file in place fails if another is there."""
+    temporary = _write_temporary(path, data)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: checked, then renamed
+        if path.exists():
+            return False
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:

@@ -41,6 +41,9 @@ logger = logging.getLogger("collapse_lab")
 # not printed by Python's last-resort handler beside the warning that says the same.
 logger.addHandler(logging.NullHandler())
 
+# Fewer probe rows than the smallest probe a built-in run takes (contract/config.py
+# probe_size) get a warning: two rows of noise read as complete collapse.
+SMALL_PROBE = 64
 DEFAULT_MAX_PROBE_SIZE = 10_000  # the server's MAX_PROBE_SIZE default, until it says otherwise
 DEFAULT_MAX_EPOCH_BYTES = 256 * 2**20  # likewise for one epoch message
 DEFAULT_BUFFER_EPOCHS = 100
@@ -106,7 +109,7 @@ class AuthenticationError(CollapseLabError):
 
 class CollapseLabWarning(UserWarning):
     """A problem that does not stop training: the server is unreachable, epochs were dropped,
-    the token was refused after the start, or the first logged epoch is not 0."""
+    the token was refused after the start, or the first epoch sent is not 0."""
 
 
 @dataclass(frozen=True)
@@ -184,18 +187,41 @@ def _claim_default_key(key: str | None) -> str | None:
     return key if count == 1 else f"{key[: wire.MAX_RESUME_KEY - 8]}#{count}"
 
 
+def _refused_locations(response: httpx.Response) -> list[tuple[Any, ...]]:
+    """Where a 422's errors point in the body: ``("tags", 1)``, ``("note",)``..."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("detail") if isinstance(body, dict) else None
+    return [
+        tuple(error["loc"][1:3])
+        for error in (errors if isinstance(errors, list) else [])
+        if isinstance(error, dict)
+        and isinstance(error.get("loc"), list)
+        and error["loc"][:1] == ["body"]
+    ]
+
+
 def drop_refused_fields(registration: dict[str, Any], response: httpx.Response) -> list[str]:
     """The optional registration fields a 422 names (a server older than resume keys or
-    labels, or a label value it does not take), removed from ``registration``."""
+    labels, or a label value it does not take), removed from ``registration``; of a list
+    (tags), only the entries the 422 locates. What was removed, as the warnings name it."""
     if response.status_code != 422:
         return []
-    refused = [
-        field
-        for field in OPTIONAL_REGISTRATION_FIELDS
-        if field in registration and f'"{field}"' in response.text
-    ]
-    for field in refused:
-        del registration[field]
+    locations = _refused_locations(response)
+    refused: list[str] = []
+    for field in OPTIONAL_REGISTRATION_FIELDS:
+        if field not in registration:
+            continue
+        value = registration[field]
+        entries = {loc[1] for loc in locations if len(loc) == 2 and loc[0] == field}
+        if (field,) not in locations and entries and isinstance(value, list):
+            refused.extend(f"{field}[{i}] {value[i]!r}" for i in sorted(entries) if i < len(value))
+            registration[field] = [item for i, item in enumerate(value) if i not in entries]
+        elif entries or (field,) in locations or (not locations and f'"{field}"' in response.text):
+            refused.append(field)
+            del registration[field]
     return refused
 
 
@@ -562,7 +588,8 @@ class Monitor:
         self._last_error: str | None = None
         self._warned: set[str] = set()
         self._last_epoch: int | None = None
-        self._baseline: int | None = None  # the first epoch logged, kept until delivered
+        self._baseline: int | None = None  # the first epoch queued, kept until delivered
+        self._queued_any = False  # an epoch skipped (NaN) is not the verdict's baseline
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._closed = False
         self._finished = threading.Event()
@@ -701,18 +728,19 @@ class Monitor:
                     f"{limit / 2**20:.1f} MiB limit (the server's max_epoch_bytes or "
                     "max_buffer_bytes): log fewer probe samples or a narrower h"
                 )
-        first = self._last_epoch is None
         self._last_epoch = epoch
         for name in ("z", "h"):  # the probe's widths, fixed from the first accepted epoch
             if name in arrays:
                 self._shapes.setdefault(name, arrays[name].shape)
-        if first:
+        if not bad and not self._queued_any:
+            self._queued_any = True
             self._baseline = epoch
             if epoch != 0 and self.last_stored_epoch is None and not self._may_continue():
+                skipped = f" (epochs {self._skipped} were skipped)" if self._skipped else ""
                 self._warn(
                     "baseline",
-                    f"the first logged epoch is {epoch}, not 0: the verdict compares every "
-                    f"epoch with the first one logged, so it has no untrained baseline and "
+                    f"the first epoch sent is {epoch}, not 0{skipped}: the verdict compares "
+                    f"every epoch with the first one sent, so it has no untrained baseline and "
                     f"its onset epoch counts from {epoch}. Log the untrained network as "
                     "epoch 0 first.",
                 )
@@ -777,6 +805,8 @@ class Monitor:
             if not already:
                 self._closed = True
                 status = "failed" if error else "succeeded"
+                if error:  # refused whole by the server otherwise: the run left running
+                    error = wire.storable_text(error, wire.MAX_ERROR)
                 finish = {"status": status, "error": error, **self._stop}
                 self._queue.append(_Item(None, finish=finish))
                 self._cond.notify()
@@ -884,8 +914,8 @@ class Monitor:
     def record_stop(self, epoch: int, reason: str | None = None) -> None:
         """Note that the training stopped after ``epoch`` because of ``reason`` (stop on
         collapse): the finish call tells the server, and the run page shows it."""
-        if reason is not None and len(reason) > wire.MAX_STOP_REASON:  # the page shows a sentence
-            reason = reason[: wire.MAX_STOP_REASON - 1] + "…"
+        if reason is not None:  # the page shows a sentence
+            reason = wire.storable_text(reason, wire.MAX_STOP_REASON)
         self._stop = {"stopped_at_epoch": int(epoch), "stop_reason": reason}
 
     def __enter__(self) -> Monitor:
@@ -932,6 +962,13 @@ class Monitor:
                 f"the probe has N={rows} samples for d={width} dimensions: the effective "
                 "rank cannot exceed N, and RankMe needs N much larger than d",
             )
+        elif rows < SMALL_PROBE:
+            self._warn(
+                "small-probe",
+                f"the probe has N={rows} samples: statistics of so few rows (random-pair "
+                f"cosine, rank, kNN) are mostly noise, and so is a verdict read from them; "
+                f"log a fixed probe of {SMALL_PROBE} samples or more (built-in runs: 2,048)",
+            )
         if h is not None:
             arrays["h"] = _float_matrix(h, "h")
             if arrays["h"].shape[0] != rows:
@@ -976,7 +1013,8 @@ class Monitor:
             if name == "predictor_weight":
                 arrays[name] = _float_matrix(value, name, "(d_t, d)")
                 continue
-            arrays[name] = _float_matrix(value, name)
+            shape = "(N, K)" if name in probabilities else "(N, d)"  # K classes or prototypes
+            arrays[name] = _float_matrix(value, name, shape)
             if arrays[name].shape[0] != rows:
                 raise ValueError(f"{name} has {arrays[name].shape[0]} rows, z has {rows}")
         if "p" in arrays and "target" in arrays and arrays["p"].shape != arrays["target"].shape:
@@ -1527,7 +1565,9 @@ class Monitor:
                 self._finished.set()
                 return True
             path = local.epoch_path(self.run_dir, item.epoch)
-            if path.exists() and not wire.same_data(path.read_bytes(), item.body):
+            # the file another process with this resume key wrote first, or an older try's
+            written = local.write_new(path, item.body)
+            if not written and not wire.same_data(path.read_bytes(), item.body):
                 self._held_with_other_data.add(item.epoch)
                 self._last_error = f"epoch {item.epoch} is already in {path} with other data"
                 self._warn(
@@ -1537,8 +1577,6 @@ class Monitor:
                     + self._other_training_hint(item.epoch),
                 )
                 return False
-            if not path.exists():
-                local.write_atomic(path, item.body)
         except OSError as error:
             self._gave_up(
                 item,

@@ -427,6 +427,10 @@ class RunSync:
         """Send a finish call; ``digest``: that of this directory's ``finish.json`` it came
         from (None: the finish our registration undid, sent back)."""
         body = dict(finish)
+        # a directory written by a client that sent its texts as they came
+        for text, limit in (("error", wire.MAX_ERROR), ("stop_reason", wire.MAX_STOP_REASON)):
+            if isinstance(body.get(text), str):
+                body[text] = wire.storable_text(body[text], limit)
         refused = {epoch for epoch, refusal in self.state.refused.items() if not refusal.held}
         dropped = set(body.get("epochs_dropped") or []) | refused
         body["epochs_dropped"] = sorted(dropped)

@@ -80,6 +80,7 @@ PROBABILITY_SUM_ATOL = 1e-3
 MAX_NAME = 200
 MAX_RESUME_KEY = 200
 MAX_STOP_REASON = 500
+MAX_ERROR = 2000  # the finish call's error: a training's exception, traceback and all
 _PREFIX = struct.Struct("<8sI")
 CODES_OR_TEACHER = (
     "codes (a clustering loop's assignments) and teacher/student (a DINO-style loop's "
@@ -169,6 +170,19 @@ def is_storable(text: str) -> bool:
     """Whether a server can store ``text``: valid Unicode (:func:`is_unicode`) without NUL,
     which PostgreSQL's text and JSON types refuse (the server answers 422)."""
     return "\x00" not in text and is_unicode(text)
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as a server stores it (:func:`is_storable`) within ``limit`` characters:
+    NULs dropped, lone surrogates (an ``OSError``'s undecodable file name) escaped, and a
+    longer text cut in its middle, where a traceback's first line names the failure and
+    its last the cause (a DataLoader worker's error carries the worker's traceback)."""
+    text = text.replace("\x00", "").encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) <= limit:
+        return text
+    cut = " … "
+    head = (limit - len(cut)) // 2
+    return text[:head] + cut + text[len(text) - (limit - len(cut) - head) :]
 
 
 def unstorable_text(value: Any) -> tuple[list[str | int], str] | None:

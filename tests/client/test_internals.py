@@ -135,6 +135,8 @@ def test_caller_bugs_in_the_internals_raise_at_once(server: FakeCollapseLab) -> 
         monitor.log_epoch(0, z, p=z, target=z, predictor_weight=np.zeros((4, D)))
     with pytest.raises(ValueError, match=r"predictor_weight must be \(d_t, d\)"):
         monitor.log_epoch(0, z, predictor_weight=np.zeros(D))
+    with pytest.raises(ValueError, match=r"codes must be \(N, K\)"):
+        monitor.log_epoch(0, z, codes=np.full(N, 0.5))
     with pytest.raises(TypeError, match="schedules must be a mapping"):
         monitor.log_epoch(0, z, schedules=[("lr", 0.1)])
     # a teacher broadcast against lightly's (1, 1, K) DINO centre

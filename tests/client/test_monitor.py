@@ -308,7 +308,7 @@ def test_diverged_epochs_and_a_late_baseline_warn_but_do_not_raise(
     server: FakeCollapseLab,
 ) -> None:
     monitor = Monitor(server.url)
-    with pytest.warns(CollapseLabWarning, match="first logged epoch is 3, not 0"):
+    with pytest.warns(CollapseLabWarning, match="first epoch sent is 3, not 0: "):
         monitor.log_epoch(3, probe())
     bad = probe()
     bad[5, 1] = np.nan
@@ -321,6 +321,28 @@ def test_diverged_epochs_and_a_late_baseline_warn_but_do_not_raise(
     assert sorted(run.epochs) == [3, 5] and monitor.stats.skipped == [4, 6]
     assert run.epochs[5]["loss"] is None  # JSON has no inf: null
     assert run.finish is not None and run.finish["epochs_skipped"] == [4, 6]
+
+
+def test_a_skipped_epoch_0_leaves_the_run_without_baseline_and_says_so(
+    server: FakeCollapseLab,
+) -> None:
+    monitor = Monitor(server.url)
+    diverged = probe()
+    diverged[0, 0] = np.inf
+    with pytest.warns(CollapseLabWarning, match="NaN or infinity"):
+        monitor.log_epoch(0, diverged)
+    late = r"first epoch sent is 1, not 0 \(epochs \[0\] were skipped\)"
+    with pytest.warns(CollapseLabWarning, match=late):
+        monitor.log_epoch(1, probe())
+    assert monitor.finish(timeout=10)
+    assert sorted(server.only_run().epochs) == [1]
+
+
+def test_a_probe_of_a_few_rows_is_warned_about(server: FakeCollapseLab) -> None:
+    monitor = Monitor(server.url)
+    with pytest.warns(CollapseLabWarning, match="N=3 samples: statistics of so few rows"):
+        monitor.log_epoch(0, probe()[:3, :2])
+    assert monitor.finish(timeout=10)
 
 
 def test_tensor_like_inputs_without_torch(server: FakeCollapseLab) -> None:

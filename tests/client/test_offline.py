@@ -23,7 +23,7 @@ from tests.client.fake_server import FakeCollapseLab
 
 
 def _z(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((32, 4))
+    return np.random.default_rng(seed).standard_normal((64, 4))
 
 
 def test_an_offline_monitor_writes_a_run_directory_that_a_requeued_job_continues(
@@ -150,13 +150,13 @@ def test_an_offline_monitor_waits_for_the_disk_rather_than_drop_an_epoch(
 ) -> None:
     """A buffer of 2 epochs and a disk that takes 20 ms a file: online the oldest waiting
     epochs would be dropped; offline log_epoch waits, and every epoch is written."""
-    write = local.write_atomic
+    write = local.write_new
 
-    def slow_write(path: Path, data: bytes) -> None:
+    def slow_write(path: Path, data: bytes) -> bool:
         time.sleep(0.02)
-        write(path, data)
+        return write(path, data)
 
-    monkeypatch.setattr(local, "write_atomic", slow_write)
+    monkeypatch.setattr(local, "write_new", slow_write)
     monitor = Monitor(name="slow-disk", offline=True, run_dir=tmp_path, resume=False)
     monitor.max_buffer_epochs = 2
     with warnings.catch_warnings():
@@ -510,3 +510,41 @@ def test_an_offline_part_whose_finish_cannot_be_removed_is_warned_about(
     second.log_epoch(1, _z(1))
     assert second.finish(timeout=10)
     assert sorted(server.only_run().epochs) == [0, 1]
+
+
+def test_processes_writing_one_epoch_at_once_never_replace_each_others_file(
+    tmp_path: Path,
+) -> None:
+    """A job and its requeued try running at once (one resume key): of many writers of one
+    epoch file, one puts its data in place, every other is told the file is there."""
+    path = tmp_path / "epoch-000000.cle"
+    bodies = [bytes([i]) * 4096 for i in range(16)]
+    start = threading.Barrier(len(bodies))
+    won: list[bytes] = []
+
+    def write(body: bytes) -> None:
+        start.wait()
+        if local.write_new(path, body):
+            won.append(body)
+
+    threads = [threading.Thread(target=write, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and path.read_bytes() == won[0]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_second_monitor_on_one_resume_key_keeps_the_first_ones_epochs(tmp_path: Path) -> None:
+    first = Monitor(name="job", offline=True, run_dir=tmp_path, resume="k")
+    second = Monitor(name="job", offline=True, run_dir=tmp_path, resume="k")
+    first.log_epoch(0, _z(0))
+    assert first.finish(timeout=10)
+    with pytest.warns(CollapseLabWarning, match="epoch 0 is already in .* with other data"):
+        second.log_epoch(0, _z(1))
+        second.finish(timeout=10)
+    assert first.run_dir == second.run_dir and first.run_dir is not None
+    stored = local.epoch_path(first.run_dir, 0).read_bytes()
+    assert wire.same_data(stored, wire.encode_epoch(0, {"z": _z(0)}))
+    assert second.stats.dropped == [0]

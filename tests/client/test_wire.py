@@ -125,3 +125,12 @@ Z = {"dtype": "<f4", "shape": [2, 2], "offset": 256}
 def test_decoder_refuses_malformed_bodies(body: bytes, problem: str) -> None:
     with pytest.raises(wire.MessageError, match=problem):
         wire.decode_epoch(body)
+
+
+def test_storable_text_keeps_a_traceback_s_ends_within_the_limit() -> None:
+    assert wire.storable_text("short", 10) == "short"
+    assert wire.storable_text("a\x00b\udcff", 10) == "ab\\udcff"
+    assert wire.is_storable(wire.storable_text("a\x00b\udcff", 10))
+    text = "first line\n" + "frame\n" * 1000 + "last line"
+    kept = wire.storable_text(text, 100)
+    assert len(kept) == 100 and kept.startswith("first line") and kept.endswith("last line")

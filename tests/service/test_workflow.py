@@ -623,6 +623,40 @@ def test_a_cancelled_run_is_not_continued(idle_stack: ServiceStack) -> None:
     client.close()
 
 
+def test_a_training_error_of_any_text_closes_its_run_online_and_by_sync(
+    stack: ServiceStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """A DataLoader worker's error carries the worker's traceback (2,000 characters and
+    more), an OSError an undecodable file name (a lone surrogate), and any text a NUL: the
+    run still ends failed, with the error's first and last lines, online and through a
+    sync of a directory an older client wrote with the text as it came."""
+    error = "RuntimeError: Caught FileNotFoundError in DataLoader worker process 0.\n"
+    error += "  File 'loader.py', line 9\n" * 150 + "FileNotFoundError: 'img-\udcff\x00.png'"
+
+    def stored_error(run_id: str) -> str:
+        run = wait_until(lambda: _ended(api, run_id), 120, what="the run to end")
+        assert run["status"] == "failed"
+        return str(run["external"]["finish"]["error"])
+
+    with pytest.raises(RuntimeError), Monitor(stack.base_url, name="long-error") as online:
+        online.log_epoch(0, _collapsing(0))
+        raise RuntimeError(error.removeprefix("RuntimeError: "))
+    assert online.stats.disabled is None  # the upload thread did not die on the text
+    assert online.run_id is not None
+    shown = stored_error(online.run_id)
+    assert len(shown) <= wire.MAX_ERROR
+    assert shown.startswith("RuntimeError: Caught FileNotFoundError in DataLoader worker")
+    assert shown.endswith("FileNotFoundError: 'img-\\udcff.png'")
+
+    run_dir = _offline_run(tmp_path / "runs", "old-client-error", range(2))
+    (run_dir / local.FINISH_FILE).write_text(
+        json.dumps({"status": "failed", "error": error, "epochs_dropped": []})
+    )
+    synced = _sync(str(run_dir), stack.base_url, cwd=tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    assert stored_error(_synced(run_dir, stack.base_url)["run_id"]) == shown
+
+
 def test_a_monitor_files_its_run_under_project_and_tags(idle_stack: ServiceStack) -> None:
     """Monitor(project=, tags=, note=) registers the labels; the run list finds the run by
     them. A server that refuses a label (an older release names an unknown field in its 422
@@ -636,12 +670,22 @@ def test_a_monitor_files_its_run_under_project_and_tags(idle_stack: ServiceStack
     assert [run["id"] for run in found["data"]] == [monitor.run_id]
     assert found["data"][0]["note"] == "n" and found["data"][0]["name"] == "labelled"
     # the warning carries the server's reason, so the researcher knows what to change
-    why = r"refuses the run labels tags \(an older server, or a value it does not take: .*tags"
+    why = (
+        r"refuses the run labels tags\[1\] 'no spaces' \(an older server, or a value it does "
+        r"not take: .*tags"
+    )
     with pytest.warns(UserWarning, match=why):
-        unlabelled = Monitor(idle_stack.base_url, name="x", project=project, tags=["no spaces"])
+        unlabelled = Monitor(
+            idle_stack.base_url, name="x", project=project, tags=["a", "no spaces", "b"]
+        )
     assert unlabelled.run_id is not None
     run = client.get(f"/api/runs/{unlabelled.run_id}").json()
-    assert run["project"] == project and run["tags"] == []
+    assert run["project"] == project and run["tags"] == ["a", "b"]  # only the bad tag left out
+    with pytest.warns(UserWarning, match=r"refuses the run labels project \("):
+        no_project = Monitor(idle_stack.base_url, name="y", project="team:vision", tags=["a"])
+    run = client.get(f"/api/runs/{no_project.run_id}").json()
+    assert run["project"] is None and run["tags"] == ["a"]
+    no_project.finish(timeout=10)
     monitor.finish(timeout=10)
     unlabelled.finish(timeout=10)
     client.close()
