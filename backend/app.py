@@ -34,6 +34,7 @@ from backend.broker import make_celery
 from backend.deployment import RedisNames
 from backend.dispatch import BrokerWatch, housekeeping, reap_once
 from backend.events import EventHub, Publisher
+from backend.http_methods import HeadAndAllow
 from backend.routers import (
     events,
     external_runs,
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed={EPOCH_MEDIA_TYPE: settings.max_epoch_bytes},
         typed_paths={EPOCH_PATH_PATTERN: EPOCH_MEDIA_TYPE},  # its 415 names that type
     )
+    app.add_middleware(HeadAndAllow, routes=app.routes)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(OperationalError, database_unreachable_handler)

@@ -120,7 +120,16 @@ async def read_access(request: Request, state: StateDep) -> ReadAccess:
     )
 
 
+NAMED_ID_CHARS = 40  # ids are 12 characters: a longer one is named by its start
+
+
+def not_found(kind: str, ident: str) -> HTTPException:
+    """404 naming the ``kind`` ("run", "sweep") and the id asked for, shortened."""
+    shown = ident if len(ident) <= NAMED_ID_CHARS else f"{ident[:NAMED_ID_CHARS]}…"
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {shown!r}")
+
+
 def check_readable(access: ReadAccess, run_id: str) -> None:
     """404 (not 403: do not reveal which ids exist) for a run outside the caller's share."""
     if not access.can_read(run_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+        raise not_found("run", run_id)

@@ -36,7 +36,7 @@ from contract import (
     Verdict,
     VerdictKind,
 )
-from contract.labels import MAX_NAME_CHARS, RunLabels
+from contract.labels import RunLabels, RunName
 
 __all__ = ["EpochRecord"]  # re-exported: GET /api/runs/{id}/epochs is a list of them
 
@@ -509,9 +509,7 @@ class ExternalRunCreate(RunLabels):
     """Registration of a run logged from the researcher's own training loop, with its labels
     (project, tags, note, alerts)."""
 
-    name: str = Field(
-        min_length=1, max_length=MAX_NAME_CHARS, description="Shown as the run's name."
-    )
+    name: RunName = Field(description="Shown as the run's name.")
     config: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(
         default_factory=dict,
         description="The researcher's hyperparameters, free-form JSON (its numbers finite).",

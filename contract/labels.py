@@ -20,6 +20,11 @@ MAX_NAME_CHARS = 200
 MAX_PROJECT_CHARS = 100
 MAX_TAG_CHARS = 50
 
+# A run's or a sweep's name: spaces around it are dropped, and one of spaces only refused
+# (the pages would show an empty title, with nothing to click in the runs list)
+RunName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)
+]
 ProjectName = Annotated[
     str,
     StringConstraints(

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from contract.config import RunConfig
-from contract.labels import MAX_ALERT_RECEIVERS, MAX_NAME_CHARS, WebhookUrl
+from contract.labels import MAX_ALERT_RECEIVERS, RunName, WebhookUrl
 from contract.methods import METHOD_SPECS
 from contract.records import VERDICT_SEVERITY, VerdictKind
 from contract.requests import RunRequest, RunRequestBase, run_config
@@ -91,9 +91,7 @@ GridSpec = Annotated[
 class SweepRequest(StrictModel):
     """The body of ``POST /api/sweeps``."""
 
-    name: str | None = Field(
-        None, max_length=MAX_NAME_CHARS, description="A label for the sweep's page."
-    )
+    name: RunName | None = Field(None, description="A label for the sweep's page.")
     base: RunRequest = Field(
         description="A run config (method or preset, with overrides), as for POST /api/runs."
     )

@@ -50,7 +50,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import Field
 
-from backend.auth import ReadAccess, check_readable, read_access, require_writer
+from backend.auth import ReadAccess, check_readable, not_found, read_access, require_writer
 from backend.broker import send_ingest
 from backend.dispatch import waiting_of
 from backend.read_cache import LIST
@@ -212,8 +212,10 @@ async def list_runs(
     """Runs, newest first, filtered; ``count`` is the number matching the filters. Encoded
     once and served from a cache for up to a second, dropped at the next change (a cache hit
     is answered on the event loop; the query and encoding run in a worker thread)."""
-    # an empty ?tag= filters nothing, as an empty ?project= does
-    tags = tuple(sorted({t for t in tag or [] if t}))
+    # labels are stored without the spaces around them (contract/labels.py): so are the
+    # filters read; an empty ?tag= filters nothing, as an empty ?project= does
+    tags = tuple(sorted({t.strip() for t in tag or [] if t.strip()}))
+    project = project.strip() if project is not None else None
     query: tuple[object, ...] = (status_filter, method, dataset, preset, verdict, ids, project)
     query += (tags, cause, q, limit, offset)
     key = ("runs", *map(str, query))
@@ -259,7 +261,7 @@ def readable_run_row(state: ServiceState, access: ReadAccess, run_id: str) -> Ru
     check_readable(access, run_id)
     run = run_store.get_run(state.db, run_id)
     if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+        raise not_found("run", run_id)
     return run
 
 
@@ -405,7 +407,7 @@ def cancel_run(run_id: str, state: StateDep) -> RunDetail:
     cancel = run_store.request_cancel(state.db, run_id)
     run = cancel.run
     if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+        raise not_found("run", run_id)
     state.cache.invalidate(run_id)
     if run.status not in ACTIVE_STATUSES and not cancel.cancelled_now:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run is already {run.status}")
@@ -424,7 +426,7 @@ def edit_labels(run_id: str, edit: LabelsEdit, state: StateDep) -> RunDetail:
     """Change a run's project, tags or note (the fields given; the others stay)."""
     run = run_store.edit_labels(state.db, run_id, edit)
     if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+        raise not_found("run", run_id)
     state.cache.invalidate(run_id)
     return run_detail(state, run)
 
@@ -439,7 +441,7 @@ def delete_run(run_id: str, state: StateDep) -> Response:
     """Delete a finished run with its records and checkpoint."""
     outcome = run_store.delete_run(state.db, run_id)
     if outcome == "missing":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r}")
+        raise not_found("run", run_id)
     if outcome == "active":
         raise HTTPException(status.HTTP_409_CONFLICT, "the run is queued or running: cancel it")
     if outcome == "in_sweep":

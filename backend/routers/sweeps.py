@@ -35,10 +35,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from backend.auth import ReadAccess, read_access, require_writer
+from backend.auth import ReadAccess, not_found, read_access, require_writer
 from backend.dispatch import advance_sweep
 from backend.report_page import ReportAssetsMissing, render_module_page
-from backend.schemas import NOT_FOUND, UNAUTHORIZED, ShareOut, share_from_row
+from backend.schemas import CONFLICT, NOT_FOUND, UNAUTHORIZED, ShareOut, share_from_row
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
 from backend.store import sweeps as sweep_store
@@ -171,14 +171,14 @@ def _existing_sweep(state: ServiceState, sweep_id: str) -> Sweep:
     """The sweep, for a writer (who may act on any sweep); 404 when there is none."""
     sweep = sweep_store.get_sweep(state.db, sweep_id)
     if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+        raise not_found("sweep", sweep_id)
     return sweep
 
 
 def _readable_sweep(state: ServiceState, access: ReadAccess, sweep_id: str) -> Sweep:
     """The sweep if this caller may read it (a share link covers one sweep); else 404."""
     if not access.can_read_sweep(sweep_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}")
+        raise not_found("sweep", sweep_id)
     return _existing_sweep(state, sweep_id)
 
 
@@ -251,12 +251,14 @@ def sweep_report(sweep_id: str, state: StateDep, access: Access) -> HTMLResponse
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Depends(require_writer)],
     response_model=SweepDetail,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **CONFLICT},
 )
 def cancel_sweep(sweep_id: str, state: StateDep) -> SweepDetail:
-    """Cancel every unfinished run: queued ones at once, running ones within seconds."""
+    """Cancel every unfinished run: queued ones at once, running ones within seconds; 409
+    when none is left (as for a run that has ended)."""
     sweep = _existing_sweep(state, sweep_id)
-    sweep_store.cancel_sweep(state.db, sweep_id)
+    if sweep_store.cancel_sweep(state.db, sweep_id) == 0:
+        raise HTTPException(status.HTTP_409_CONFLICT, "every run of the sweep has ended already")
     return _detail(state, sweep)
 
 

@@ -524,9 +524,10 @@ class Monitor:
         self.accepted_arrays: frozenset[str] = frozenset(wire.ARRAY_NAMES)
         self._labels = None if labels is None else self._check_labels(labels, None)
         script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "<interactive>"
-        name = name or Path(script).stem or "external run"
-        if not isinstance(name, str):
+        if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, not {type(name).__name__}")
+        # as the server stores it: without the spaces around it, and never blank
+        name = (name or "").strip() or Path(script).stem or "external run"
         if len(name) > wire.MAX_NAME:
             raise ValueError(f"name must be at most {wire.MAX_NAME} characters, not {len(name)}")
         if resume is True or (resume is not None and not isinstance(resume, str | bool)):

@@ -338,6 +338,14 @@ def test_a_skipped_epoch_0_leaves_the_run_without_baseline_and_says_so(
     assert sorted(server.only_run().epochs) == [1]
 
 
+def test_a_name_is_sent_without_spaces_around_it_and_never_blank(server: FakeCollapseLab) -> None:
+    for given in ("  spaced ", " \t"):
+        monitor = Monitor(server.url, name=given)
+        assert monitor.finish(timeout=10)
+    names = [run.registration["name"] for run in server.runs.values()]
+    assert names[0] == "spaced" and names[1].strip() and names[1] == names[1].strip()
+
+
 def test_a_probe_of_a_few_rows_is_warned_about(server: FakeCollapseLab) -> None:
     monitor = Monitor(server.url)
     with pytest.warns(CollapseLabWarning, match="N=3 samples: statistics of so few rows"):

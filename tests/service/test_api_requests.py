@@ -191,6 +191,24 @@ def test_queued_run_cancels_at_once_and_can_be_deleted(idle: httpx.Client) -> No
     assert idle.get(f"/api/runs/{run['id']}").status_code == 404
 
 
+def test_head_answers_as_get_without_a_body_and_405_names_every_method(
+    idle: httpx.Client,
+) -> None:
+    run_id = idle.post("/api/runs", json=TINY_RUN).json()["id"]
+    for path in ("/", f"/runs/{run_id}", "/api/health", f"/api/runs/{run_id}", "/api/runs"):
+        got, head = idle.get(path), idle.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    assert idle.head("/api/runs/nope").status_code == 404
+    # an event stream answers its headers and ends (a GET would stay open)
+    stream = idle.head(f"/api/runs/{run_id}/events", timeout=10)
+    assert stream.status_code == 200 and "text/event-stream" in stream.headers["content-type"]
+    for path, allowed in (("/api/runs", "GET, HEAD, POST"), ("/api/health", "GET, HEAD")):
+        refused = idle.request("PUT", path)
+        assert refused.status_code == 405 and refused.headers["allow"] == allowed, path
+    assert idle.options("/api/runs").headers["allow"] == "GET, HEAD, POST"
+
+
 def test_run_list_stream_announces_new_runs(idle: httpx.Client) -> None:
     stream = iter_sse(idle, "/api/events", timeout=30)
     assert next(stream) == "keep-alive", "the stream is open (and idle) before the launch"

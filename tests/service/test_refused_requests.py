@@ -309,6 +309,17 @@ def test_an_external_run_has_no_probe_images(idle: httpx.Client, idle_stack: Ser
 # -- 7. unknown query parameters: a 422 naming them, never an unfiltered answer ----------------
 
 
+def test_a_blank_name_is_refused_and_spaces_around_one_dropped(idle: httpx.Client) -> None:
+    for blank in ("   ", "\n\t"):
+        response = idle.post("/api/external-runs", json={"name": blank})
+        _refused_at(response, ["body", "name"], "at least 1 character")
+    spaced = idle.post("/api/external-runs", json={"name": "  spaced  "})
+    assert spaced.status_code == 201, spaced.text
+    assert idle.get(f"/api/runs/{spaced.json()['id']}").json()["name"] == "spaced"
+    long_id = idle.get(f"/api/runs/{'x' * 5000}")
+    assert long_id.status_code == 404 and long_id.json()["detail"] == f"no run '{'x' * 40}…'"
+
+
 def test_a_misspelt_filter_is_a_422_not_every_run(idle: httpx.Client) -> None:
     run_id = _external_run(idle)
     response = idle.get("/api/runs", params={"stauts": "failed", "limit": 5})

@@ -117,6 +117,7 @@ def test_a_vicreg_variance_sweep_maps_collapse_and_health(api: httpx.Client) -> 
         ({"grid": {"variance_weight": [1]}, "seeds": []}, ["body", "seeds"], "at least 1"),
         ({"seeds": [0, 0]}, ["body", "seeds"], "seeds repeat"),
         ({"seeds": [-1]}, ["body", "seeds"], "seed -1"),
+        ({"name": "  \t "}, ["body", "name"], "at least 1 character"),
     ],
 )
 def test_bad_sweeps_get_422_naming_the_field_and_store_nothing(
@@ -172,7 +173,11 @@ def test_a_sweep_sends_only_its_concurrency_and_cancel_ends_every_run(
     assert idle.get(f"/api/sweeps/{created['id']}").json()["counts"]["cancelled"] == 4
     time.sleep(1.5)
     assert broker.llen(train_queue) - sent_before == 2, "nothing more is sent once cancelled"
+    again = idle.post(f"/api/sweeps/{created['id']}/cancel")
+    assert again.status_code == 409 and "ended already" in again.json()["detail"]
     assert idle.post("/api/sweeps/nope/cancel").status_code == 404
+    long_id = idle.get(f"/api/sweeps/{'x' * 5000}")
+    assert long_id.status_code == 404 and len(long_id.json()["detail"]) < 80
     broker.close()
 
 
@@ -230,6 +235,8 @@ def test_a_sweeps_labels_go_to_each_of_its_runs(idle: httpx.Client) -> None:
         for run in listed["data"]:
             assert (run["project"], run["tags"], run["note"]) == tuple(labels.values())
             assert run["sweep_id"] == sweep["id"]
+        spaced = {"project": " sweep-labels ", "tag": [" lr-map", "tiny "]}  # as typed
+        assert idle.get("/api/runs", params=spaced).json()["count"] == 4
         other_tag = idle.get("/api/runs", params={"project": "sweep-labels", "tag": "nope"})
         assert other_tag.json()["count"] == 0
     finally:
