@@ -127,7 +127,8 @@ export function runSetup(run) {
 /** A readable name: an external run's own name, the preset title when known, else the method.
  * @param {Run} run @param {Pick<Catalogue, "methods" | "presets"> | null} [catalogue] */
 export function runTitle(run, catalogue) {
-  if (isExternal(run) && run.name) return run.name;
+  // a stored name of only whitespace (the API refuses new ones) names nothing
+  if (isExternal(run) && run.name && run.name.trim()) return run.name;
   const preset = runPreset(run);
   if (preset && catalogue) {
     const found = catalogue.presets.find((p) => p.name === preset);

@@ -109,6 +109,15 @@ export const plotlyReady = new Promise((resolve, reject) => {
   script.addEventListener("error", failed);
 });
 
+/** User text (a run's or a sweep's name, a grid key or value) as Plotly shows it literally:
+ * Plotly renders a subset of HTML in trace names, legends, titles, axis labels and hover text
+ * (a run named `<a href=...>` was a link in the legend), so `&`, `<` and `>` become entities
+ * (which Plotly shows as the characters). Every user string reaches Plotly through this.
+ * @param {unknown} text @returns {string} */
+export function plotlyText(text) {
+  return String(text).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
 const HEALTHY = VERDICT_COLORS.healthy;
 const COLLAPSED = VERDICT_COLORS.complete_collapse;
 
@@ -542,8 +551,8 @@ function lineFigure(metric, series, which) {
         mode: trace.guest ? "lines" : "lines+markers",
         name: many
           ? metric.traces.length > 1
-            ? `${run.name} · ${trace.name}`
-            : run.name
+            ? `${plotlyText(run.name)} · ${trace.name}`
+            : plotlyText(run.name)
           : trace.name,
         x: run.records.map((r) => r.epoch),
         y: run.records.map((r) => nullable(trace.get(r, which))),
@@ -747,14 +756,14 @@ export function varianceSharesFigure(series, which, epoch = null) {
       type: "bar",
       name:
         series.length > 1
-          ? `${run.name}${record ? ` · epoch ${record.epoch}` : ""}`
+          ? `${plotlyText(run.name)}${record ? ` · epoch ${record.epoch}` : ""}`
           : "share of variance",
       x: shares.map((_, k) => k + 1),
       y: shares,
       marker: { color },
       hovertemplate:
         "direction %{x}: %{y:.1%} of the variance" +
-        `<extra>${series.length > 1 ? run.name : ""}</extra>`,
+        `<extra>${series.length > 1 ? plotlyText(run.name) : ""}</extra>`,
       offsetgroup: String(i),
     };
   });
@@ -821,7 +830,7 @@ function alignUniformFigure(series, which) {
     return {
       type: "scatter",
       mode: "lines+markers",
-      name: series.length > 1 ? run.name : "trajectory",
+      name: series.length > 1 ? plotlyText(run.name) : "trajectory",
       x: points.map((r) => rep(r, which).uniformity),
       y: points.map((r) => rep(r, which).alignment),
       text: points.map((r) => `epoch ${r.epoch}`),
@@ -900,7 +909,7 @@ function spectrumOverlayFigure(series, which) {
     return {
       type: "scatter",
       mode: "lines",
-      name: `${s.name}${last ? ` · epoch ${last.epoch}` : ""}`,
+      name: `${plotlyText(s.name)}${last ? ` · epoch ${last.epoch}` : ""}`,
       x: spectrum.map((_, i) => i + 1),
       y: spectrum,
       line: { color: s.color, width: 2 },
@@ -1073,7 +1082,12 @@ export function umapFigure(frame, { title = "UMAP of the probe embeddings", rang
       marker: { size: 5, opacity: 0.8, color: LABEL_COLORS[Number(label) % LABEL_COLORS.length] },
     };
   });
-  const layout = baseLayout(title, "UMAP 1 (scaled by spread)", "UMAP 2 (scaled by spread)");
+  // the title names the run (its user-given name on the compare page and in reports)
+  const layout = baseLayout(
+    plotlyText(title),
+    "UMAP 1 (scaled by spread)",
+    "UMAP 2 (scaled by spread)",
+  );
   layout.hovermode = "closest";
   layout.legend = { title: { text: "label" }, itemsizing: "constant" };
   layout.xaxis.rangemode = "normal";
@@ -1178,7 +1192,7 @@ function cellLabel(cell) {
 
 /** @param {Api.GridAxisOut} axis */
 function axisLabels(axis) {
-  return axis.values.map((v) => String(v));
+  return axis.values.map((v) => plotlyText(v));
 }
 
 /**
@@ -1218,7 +1232,7 @@ export function sweepMapFigure(sweep, metric) {
       text[row].push([cellLabel(cell), value === null ? "" : fmtNumber(value)].join("<br>"));
       index[row].push(at);
       const point = Object.entries(cell.point)
-        .map(([k, v]) => `${k} = ${v}`)
+        .map(([k, v]) => `${plotlyText(k)} = ${plotlyText(v)}`)
         .join(", ");
       const seeds = cell.runs.map(
         (r) =>
@@ -1266,8 +1280,8 @@ export function sweepMapFigure(sweep, metric) {
   ];
   const layout = baseLayout(
     `Collapse map (hue: verdict; shade and number: ${metric.label}, darker = higher)`,
-    second ? second.key : first.key,
-    second ? first.key : "",
+    plotlyText(second ? second.key : first.key),
+    plotlyText(second ? first.key : ""),
   );
   layout.xaxis = { ...layout.xaxis, type: "category", rangemode: undefined };
   layout.yaxis = { ...layout.yaxis, type: "category" };
@@ -1287,6 +1301,7 @@ function fmtNumber(value) {
  * @param {Api.SweepDetail} sweep @param {SweepMetric} metric @returns {Figure} */
 export function sweepLineFigure(sweep, metric) {
   const axis = sweep.axes[0];
+  const key = plotlyText(axis.key);
   const numeric = axis.values.every((v) => typeof v === "number");
   const seeds = [...new Set(sweep.cells.flatMap((c) => c.runs.map((r) => r.seed)))].sort(
     (a, b) => a - b,
@@ -1306,11 +1321,11 @@ export function sweepLineFigure(sweep, metric) {
         line: { width: 1, color: "#fff" },
       },
       text: runs.map((r) => verdictLabel(r && r.verdict_kind)),
-      hovertemplate: `${axis.key} = %{x}<br>%{y:.3g} (%{text})<extra>seed ${seed}</extra>`,
+      hovertemplate: `${key} = %{x}<br>%{y:.3g} (%{text})<extra>seed ${seed}</extra>`,
       connectgaps: false,
     };
   });
-  const layout = baseLayout(`${metric.label} against ${axis.key}`, axis.key, metric.label);
+  const layout = baseLayout(`${metric.label} against ${key}`, key, metric.label);
   layout.hovermode = "closest";
   const numbers = /** @type {number[]} */ (axis.values); // read only where numeric
   if (!numeric) layout.xaxis.type = "category";

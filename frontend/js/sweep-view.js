@@ -19,9 +19,9 @@ function cellCauseTitle(cell) {
 
 /** @param {Api.SweepDetail} sweep */
 export function sweepTitle(sweep) {
-  return (
-    sweep.name || `${sweep.preset || sweep.method}: ${sweep.axes.map((a) => a.key).join(" × ")}`
-  );
+  // a stored name of only whitespace (the API refuses new ones) names nothing
+  if (sweep.name && sweep.name.trim()) return sweep.name;
+  return `${sweep.preset || sweep.method}: ${sweep.axes.map((a) => a.key).join(" × ")}`;
 }
 
 /** @param {Api.SweepDetail} sweep */

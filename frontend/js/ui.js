@@ -321,12 +321,20 @@ export const queryState = {
     const value = new URLSearchParams(window.location.search).get(key);
     return value === null ? fallback : value;
   },
-  /** @param {Record<string, string | number | null | undefined>} updates "" and null remove */
+  /** Every value of a repeated parameter (`?tag=a&tag=b`), in order.
+   * @param {string} key @returns {string[]} */
+  getAll(key) {
+    return new URLSearchParams(window.location.search).getAll(key);
+  },
+  /** @param {Record<string, string | number | string[] | null | undefined>} updates "", null
+   * and [] remove; a list is written as the parameter repeated, each of its values once */
   set(updates) {
     const params = new URLSearchParams(window.location.search);
     for (const [key, value] of Object.entries(updates)) {
-      if (value === null || value === undefined || value === "") params.delete(key);
-      else params.set(key, String(value));
+      params.delete(key);
+      if (Array.isArray(value)) for (const item of value) params.append(key, item);
+      else if (value !== null && value !== undefined && value !== "")
+        params.set(key, String(value));
     }
     const query = params.toString();
     window.history.replaceState(null, "", `${window.location.pathname}${query ? `?${query}` : ""}`);

@@ -7,6 +7,7 @@
 // that probe image.
 
 import { api, probeImageUrl } from "./api.js";
+import { FINISHED } from "./model.js";
 import { draw, projectionFrame, projectionRange, umapFigure, unionRange } from "./plots.js";
 import { el } from "./ui.js";
 /** @import * as Api from "api-types" (the API's models: frontend/js/types/api.d.ts) */
@@ -21,6 +22,9 @@ import { el } from "./ui.js";
  *   PlotDiv */
 /** The part of a plotly_click event read here: the point's customdata (its probe index).
  * @typedef {{points?: {customdata?: unknown}[]}} PlotlyClick */
+/** What a view knows of its run (read when an epoch has no projection): its status and the
+ * last epoch it measured.
+ * @typedef {{status: Api.RunSummary["status"], last_epoch?: number | null}} RunState */
 
 const PLAY_INTERVAL_MS = 800;
 const BACKGROUND_LOADS = 2; // frames fetched at once for the scale, so the shown one is not queued
@@ -56,7 +60,9 @@ export class UmapView {
   /**
    * @param {Element} container
    * @param {string} runId
-   * @param {{title?: string, probePanel?: boolean, scale?: ProjectionScale}} [options]
+   * @param {{title?: string, probePanel?: boolean, scale?: ProjectionScale,
+   *   run?: () => RunState | null | undefined}} [options] `run`: the run as the page holds it
+   *   now (a finished run's missing epoch is one it never reached, not one still to come)
    */
   constructor(
     container,
@@ -65,10 +71,12 @@ export class UmapView {
       title = "UMAP of the probe embeddings",
       probePanel = false,
       scale = new ProjectionScale(),
+      run = () => null,
     } = {},
   ) {
     this.runId = runId;
     this.title = title;
+    this.run = run;
     /** @type {Map<number, Frame>} */
     this.frames = new Map(); // epoch -> frame
     /** @type {Map<number, Promise<Frame>>} */
@@ -160,6 +168,21 @@ export class UmapView {
     return draw(this.plot, umapFigure(frame, { title, range: this.scale.range }));
   }
 
+  /** Why an epoch has no projection: still to come while the run is queued or running; a
+   * finished run that stopped before it never reaches it.
+   * @param {number} epoch */
+  missingText(epoch) {
+    const run = this.run();
+    const last = run ? run.last_epoch : null;
+    if (!run || !FINISHED.has(run.status) || (last != null && epoch <= last))
+      return `No projection for epoch ${epoch} (yet).`;
+    const ended = { succeeded: "ended", failed: "failed", cancelled: "was cancelled" }[
+      /** @type {"succeeded" | "failed" | "cancelled"} */ (run.status) // one of FINISHED
+    ];
+    const when = last == null ? "before any epoch" : `at epoch ${last}`;
+    return `No projection for epoch ${epoch}: the run ${ended} ${when}.`;
+  }
+
   /** @param {number | null | undefined} epoch */
   async show(epoch) {
     if (epoch === null || epoch === undefined) return;
@@ -175,7 +198,7 @@ export class UmapView {
       const why = error instanceof Error ? error.message : error;
       this.empty.textContent =
         status === 404
-          ? `No projection for epoch ${epoch} (yet).`
+          ? this.missingText(epoch)
           : `Could not load the projection of epoch ${epoch}: ${why}`;
       this.empty.hidden = false;
       this.plot.hidden = true;

@@ -349,6 +349,8 @@ def test_a_run_that_failed_before_its_first_epoch_promises_nothing(
     try:
         page.goto(f"{dashboard_stack.base_url}/runs/{failed_run['id']}")
         expect(page.locator("#nothing-measured")).to_contain_text("No epoch was measured")
+        # not "failed epoch 0 of 5": epoch 0 is one it never measured
+        expect(page.locator("#progress .progress-line")).to_have_text("failed before any epoch")
         expect(page.locator("#verdict-reason")).to_contain_text("failed before an epoch")
         expect(page.locator("#verdict-title")).to_have_text("no verdict")
         for hidden in ("#plots", "#umap-section", "#rep-picker"):
@@ -390,5 +392,69 @@ def test_a_run_page_left_open_says_how_old_the_run_is_as_time_goes_on(
         page.clock.fast_forward("02:00:00")
         expect(subtitle).to_contain_text("h ago")
         assert subtitle.inner_text() != before
+    finally:
+        page.close()
+
+
+def test_a_finished_runs_missing_projection_is_one_it_never_reached(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    writer_context: BrowserContext,
+    external_run: dict[str, Any],
+    starting_external_run: dict[str, Any],
+) -> None:
+    """On the compare page's shared slider, a later epoch than a finished run's last has no
+    projection because the run ended before it, not "(yet)"; a run still running waits for
+    it. A run that ended without measuring an epoch says so on its own page too."""
+    base = dashboard_stack.base_url
+    rng = np.random.default_rng(2)
+    with Monitor(base, token=API_TOKEN, name="one-epoch-loop") as monitor:
+        monitor.log_epoch(0, rng.standard_normal((64, 8)), labels=np.arange(64) % 4)
+    short = str(monitor.run_id)
+    wait_until(
+        lambda: writer.get(f"/api/runs/{short}").json()["status"] == "succeeded",
+        60,
+        interval=0.5,
+        what="the one-epoch run to finish",
+    )
+    page = writer_context.new_page()
+    try:
+        page.goto(f"{base}/compare?runs={short},{starting_external_run['id']},{external_run['id']}")
+        # the slider follows the newest epoch: the external run's last, 2
+        expect(page.locator(f".umap-cell:has([data-run-id='{short}']) .umap-empty")).to_have_text(
+            "No projection for epoch 2: the run ended at epoch 0."
+        )
+        starting = page.locator(
+            f".umap-cell:has([data-run-id='{starting_external_run['id']}']) .umap-empty"
+        )
+        expect(starting).to_have_text("No projection for epoch 2 (yet).")
+
+        # an external run that finished without logging an epoch
+        response = writer.post("/api/external-runs", json={"name": "empty-loop", "config": {}})
+        empty = response.json()["id"]
+        writer.post(f"/api/external-runs/{empty}/finish", json={"status": "succeeded"})
+        page.goto(f"{base}/runs/{empty}")
+        expect(page.locator("#progress .progress-line")).to_have_text(
+            "succeeded with no epoch measured"
+        )
+    finally:
+        page.close()
+
+
+def test_launching_again_from_an_external_run_prefills_nothing(
+    dashboard_stack: ServiceStack, writer_context: BrowserContext, external_run: dict[str, Any]
+) -> None:
+    """An external run's config is the researcher's own (lr, warmup, ...), no launch config:
+    the form says so and keeps its defaults instead of a form filled with stray values."""
+    page = writer_context.new_page()
+    try:
+        page.goto(f"{dashboard_stack.base_url}/launch?from={external_run['id']}")
+        expect(page.locator("#external-from-note")).to_contain_text(
+            "was trained outside Collapse Lab"
+        )
+        expect(page.locator("#launch-form")).not_to_contain_text("Prefilled from run")
+        # the form's defaults, not the external config's blanks
+        expect(page.locator("#field-seed")).not_to_have_value("")
+        expect(page.locator("#field-dataset")).not_to_have_value("")
     finally:
         page.close()

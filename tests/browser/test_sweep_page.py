@@ -149,3 +149,30 @@ def test_the_launch_form_sweeps_a_field_with_a_live_run_count(
     )
     assert sweep["base"]["preset"] == "vicreg" and sweep["base"]["epochs"] == 2
     expect(page.locator("#cells-table tbody tr")).to_have_count(2)
+
+
+def test_a_sweep_share_link_opens_no_run_page(
+    dashboard_stack: ServiceStack,
+    writer: httpx.Client,
+    visitor_context: BrowserContext,
+) -> None:
+    """The read-only view of a sweep (`/s/<token>`) links none of its runs to their writer
+    pages, from the cells table or from a click on the map, as the comparison's share view
+    does not (a cancelled sweep: nothing of it need train)."""
+    created = writer.post("/api/sweeps", json=VICREG_SWEEP).json()
+    writer.post(f"/api/sweeps/{created['id']}/cancel")
+    share = writer.post(f"/api/sweeps/{created['id']}/share").json()
+    page = visitor_context.new_page()
+    try:
+        url = f"{dashboard_stack.base_url}{share['url']}"
+        page.goto(url)
+        rows = page.locator("#cells-table tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator(".run-link")).to_contain_text("seed 0")
+        assert page.locator("#cells-table a").count() == 0
+        page.wait_for_function("document.getElementById('sweep-map')?.data !== undefined")
+        page.locator("#sweep-map .nsewdrag").first.click(position={"x": 60, "y": 40})
+        page.wait_for_timeout(1000)
+        assert page.url == url
+    finally:
+        page.close()

@@ -435,7 +435,11 @@ function renderLayout() {
     const run = state.runs.get(id);
     const cell = el("div", { class: "umap-cell" });
     umapGrid.append(cell);
-    return new UmapView(cell, id, { title: run ? runTitle(run, state.catalogue) : id, scale });
+    return new UmapView(cell, id, {
+      title: run ? runTitle(run, state.catalogue) : id,
+      scale,
+      run: () => state.runs.get(id), // kept current by the status events (connectLive)
+    });
   });
 }
 

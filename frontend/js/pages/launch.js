@@ -7,7 +7,7 @@
 
 import { ApiError, api } from "../api.js";
 import { fieldFor, fieldValue, setFieldError, setFieldValue } from "../forms.js";
-import { normaliseCatalogue, runConfig, schemaDefaults } from "../model.js";
+import { isExternal, normaliseCatalogue, runConfig, schemaDefaults } from "../model.js";
 import {
   attachSweepToggles,
   sweepErrorField,
@@ -97,7 +97,7 @@ const LABEL_FIELDS = [
 /** The page's state: main loads the catalogue and its config schema before anything is drawn.
  * @type {{catalogue: Catalogue | null, configSchema: JsonSchema | null,
  *   definitions: Record<string, JsonSchema>, method: string | null | undefined,
- *   preset: string | null, prefill: Prefill | null,
+ *   preset: string | null, prefill: Prefill | null, externalFrom: string | null,
  *   prefillLabels: {project?: string | null, tags?: string[], note?: string, alerts?: string},
  *   sweepRuns: number | null}} */
 const state = {
@@ -107,6 +107,8 @@ const state = {
   method: null,
   preset: null,
   prefill: null, // config of the run being relaunched
+  // `?from=` named a run trained outside Collapse Lab: it has no launch config to prefill
+  externalFrom: null,
   prefillLabels: {}, // its project and tags
   sweepRuns: null, // runs the sweep in the form would queue; null = no field is swept
 };
@@ -226,6 +228,7 @@ function selectPreset(name) {
   state.preset = name;
   state.method = /** @type {Preset} */ (presetInfo(name)).method;
   state.prefill = null;
+  state.externalFrom = null;
   queryState.set({ preset: name, method: null, from: null });
   renderPresets();
   renderForm();
@@ -369,7 +372,14 @@ function renderForm() {
           { class: "prefill-note" },
           `Prefilled from run ${queryState.get("from")}: change what you want and launch.`,
         )
-      : null,
+      : state.externalFrom
+        ? el(
+            "div",
+            { class: "prefill-note", id: "external-from-note" },
+            `Run ${state.externalFrom} was trained outside Collapse Lab (its own training ` +
+              "loop): it has no launch config, so nothing is prefilled.",
+          )
+        : null,
     el("fieldset", {}, el("legend", {}, "Method"), methodField, presetNote),
     el(
       "fieldset",
@@ -714,12 +724,17 @@ async function main() {
   if (fromRun) {
     try {
       const run = await api.getRun(fromRun);
-      // its config (RunDetail.config): a launched run has one
-      state.prefill = /** @type {Prefill} */ (runConfig(run));
-      state.prefillLabels = { project: run.project, tags: run.tags };
-      state.method = state.prefill.method;
-      state.preset =
-        state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
+      if (isExternal(run)) {
+        // its config is the researcher's own, free-form: no launch config to start from
+        state.externalFrom = fromRun;
+      } else {
+        // its config (RunDetail.config): a launched run has one
+        state.prefill = /** @type {Prefill} */ (runConfig(run));
+        state.prefillLabels = { project: run.project, tags: run.tags };
+        state.method = state.prefill.method;
+        state.preset =
+          state.prefill.preset && presetInfo(state.prefill.preset) ? state.prefill.preset : null;
+      }
     } catch (error) {
       toast(
         `Could not load run ${fromRun}: ${error instanceof Error ? error.message : error}`,

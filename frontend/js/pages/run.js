@@ -225,7 +225,10 @@ function renderSkeleton() {
     beforePlay: () => /** @type {UmapView} */ (state.umap).ready(),
   });
   // an external run's loop sends the probe's embeddings, never its images
-  state.umap = new UmapView(umapSection, state.runId, { probePanel: !isExternal(run) });
+  state.umap = new UmapView(umapSection, state.runId, {
+    probePanel: !isExternal(run),
+    run: () => state.run,
+  });
   renderRun();
   renderConfig();
   window.setInterval(renderSubtitle, 30_000);
@@ -525,9 +528,18 @@ function renderProgress(live = null) {
   const within =
     step !== null && steps ? Math.min(1, step / steps) : run.status === "succeeded" ? 1 : 0;
   const status = el("span", { class: `status status-${run.status}`, id: "run-status" }, run.status);
-  // an external run may not say how many epochs it will log, nor have logged one yet
+  // an external run may not say how many epochs it will log, nor have logged one yet; a run
+  // that ended before its first epoch never measured one (not "epoch 0": epoch 0 is measured)
   const logged = state.records.length > 0 || run.last_epoch != null;
-  const where = total ? ` epoch ${done} of ${total}` : logged ? ` epoch ${done}` : " no epoch yet";
+  const where = logged
+    ? total
+      ? ` epoch ${done} of ${total}`
+      : ` epoch ${done}`
+    : !FINISHED.has(run.status)
+      ? " no epoch yet"
+      : run.status === "succeeded"
+        ? " with no epoch measured"
+        : " before any epoch";
   const parts = [status, el("span", {}, where)];
   if (progress.images_per_s)
     parts.push(el("span", { class: "muted" }, ` · ${Math.round(progress.images_per_s)} images/s`));

@@ -47,13 +47,16 @@ const SPARKLINE_FETCH_LIMIT = 60;
 const FILTER_KEYS = ["project", "tag", "method", "dataset", "status", "verdict", "cause", "q"];
 
 /** @type {{catalogue: PageCatalogue, runs: Map<string, Run>, count: number,
- *   ranks: Map<string, number[]>, selected: Set<string>,
+ *   error: string | null, ranks: Map<string, number[]>, selected: Set<string>,
  *   refetching: Map<string, ReturnType<typeof setTimeout>>, loading: number,
  *   reloadTimer: ReturnType<typeof setTimeout> | null}} */
 const state = {
   catalogue: { methods: [], presets: [], configSchema: null },
   runs: new Map(), // id -> run, the current page in server order
   count: 0, // runs matching the filters, all pages
+  // why the latest list request failed (the server's refusal): shown in the table's place
+  // until a request succeeds, not drawn over as an empty list
+  error: null,
   ranks: new Map(), // id -> [effective rank per epoch]
   selected: new Set(),
   refetching: new Map(),
@@ -68,8 +71,25 @@ const compareButton = /** @type {HTMLButtonElement} */ (
   document.getElementById("compare-selected")
 );
 
+/** The tags filtered by: every `tag` of the page's URL (`?tag=a&tag=b`, the API's form; a
+ * value may also list several, comma-separated, as the Tags field is typed).
+ * @returns {string[]} */
+function tagFilter() {
+  return queryState
+    .getAll("tag")
+    .flatMap((value) => value.split(","))
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
+/** @returns {Record<string, string>} each filter's value, "" for none (the tags as typed) */
 function filters() {
-  return Object.fromEntries(FILTER_KEYS.map((key) => [key, queryState.get(key, "")]));
+  return Object.fromEntries(
+    FILTER_KEYS.map((key) => [
+      key,
+      key === "tag" ? tagFilter().join(", ") : queryState.get(key, ""),
+    ]),
+  );
 }
 
 function page() {
@@ -97,6 +117,15 @@ function renderFilters() {
       options.map(([value, text]) =>
         el("option", { value, selected: current[name] === value }, text),
       ),
+      // a value of the URL that is none of the choices is shown as it is, not as "all" (the
+      // server says why it refuses it); before the catalogue came, its choices are unknown
+      current[name] && !options.some(([value]) => value === current[name])
+        ? el(
+            "option",
+            { value: current[name], selected: true },
+            options.length ? `${current[name]} (unknown)` : current[name],
+          )
+        : null,
     );
     return el("div", { class: "field inline" }, el("label", { for: id }, label), control);
   };
@@ -149,7 +178,12 @@ function renderFilters() {
     const data = /** @type {Record<string, string>} */ (
       Object.fromEntries(new FormData(filtersForm).entries())
     );
-    queryState.set({ ...data, page: null });
+    // the tags as the API takes them, and as a shared link means them: `tag` repeated
+    const tags = (data.tag || "")
+      .split(",")
+      .map((t) => t.trim())
+      .filter(Boolean);
+    queryState.set({ ...data, tag: tags, page: null });
     // typing waits for a pause; a choice in a list applies at once
     scheduleLoad(
       event && event.target && /** @type {HTMLInputElement} */ (event.target).type === "search"
@@ -163,15 +197,10 @@ function renderFilters() {
 /** The list's query: the filters (their "" is none: api.listRuns leaves it out) and the page.
  * @returns {Parameters<typeof api.listRuns>[0]} */
 function listQuery() {
-  const f = filters();
-  const tags = f.tag
-    .split(",")
-    .map((t) => t.trim())
-    .filter(Boolean);
   // the filters' values are their lists' options or typed text: the server checks them
   return /** @type {Parameters<typeof api.listRuns>[0]} */ ({
-    ...f,
-    tag: tags,
+    ...filters(),
+    tag: tagFilter(),
     limit: PAGE_SIZE,
     offset: page() * PAGE_SIZE,
   });
@@ -190,16 +219,21 @@ async function loadPage() {
   try {
     listing = await api.listRuns(listQuery());
   } catch (error) {
-    if (ticket === state.loading)
-      showState(
-        container,
-        "error",
-        `Could not load the runs: ${error instanceof Error ? error.message : error}. ` +
-          "Is the API running?",
-      );
+    if (ticket !== state.loading) return;
+    // the server's refusal (a filter it does not know, a missing token) is its own words;
+    // only a request that got no answer asks whether the API runs
+    state.error =
+      error instanceof ApiError
+        ? `Could not load the runs: ${error.message} (HTTP ${error.status}).`
+        : `Could not load the runs: ${error instanceof Error ? error.message : error}. ` +
+          "Is the API running?";
+    state.runs = new Map();
+    state.count = 0;
+    renderTable();
     return;
   }
   if (ticket !== state.loading) return; // a newer filter's answer is on its way
+  state.error = null;
   state.runs = new Map(listData(listing).map((run) => [String(run.id), run]));
   state.count = listing.count ?? state.runs.size;
   renderTable();
@@ -360,6 +394,10 @@ function pager() {
 }
 
 function renderTable() {
+  if (state.error) {
+    showState(container, "error", state.error);
+    return;
+  }
   const runs = sortedRuns();
   const filtered = FILTER_KEYS.some((key) => filters()[key]);
   if (!runs.length && !filtered && page() === 0) {

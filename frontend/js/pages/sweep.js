@@ -163,7 +163,9 @@ function renderSummary() {
 
 function renderCells() {
   const cells = /** @type {HTMLElement} */ (document.getElementById("sweep-cells"));
-  cells.replaceChildren(cellsTable(loadedSweep()));
+  // a share link stays read-only: its runs are not linked to their pages (which write and ask
+  // for the token), as on the compare page's share view
+  cells.replaceChildren(cellsTable(loadedSweep(), isReadOnly() ? null : (run) => run.url));
 }
 
 async function drawPlots() {
@@ -171,7 +173,8 @@ async function drawPlots() {
   const sweep = loadedSweep();
   const map = /** @type {MapDiv} */ (document.getElementById("sweep-map"));
   await draw(map, sweepMapFigure(sweep, /** @type {SweepMetric} */ (state.shade)));
-  if (!state.clickBound) {
+  if (!state.clickBound && !isReadOnly()) {
+    // a click opens the cell's first run: not from a share link (see renderCells)
     state.clickBound = true;
     map.on("plotly_click", (event) => {
       const point = event.points && event.points[0];
