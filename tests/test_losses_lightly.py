@@ -133,3 +133,40 @@ def test_swav_loss_with_sinkhorn_codes_matches_lightly(
         torch.autograd.grad(ours, scores), torch.autograd.grad(reference, scores), strict=True
     ):
         torch.testing.assert_close(ours_grad, reference_grad, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sinkhorn_stays_finite_where_exp_over_epsilon_does_not(dtype: torch.dtype) -> None:
+    """Cosine scores near 1 at epsilon 0.005: exp(score / epsilon) overflows float32 (lightly
+    gives NaN there), and a sample far from every prototype underflows to a zero column. The
+    codes stay distributions, in the scores' precision (three iterations at so small an
+    epsilon do not balance the prototypes: that is Sinkhorn's, not a failure)."""
+    generator = torch.Generator().manual_seed(0)
+    prototypes = torch.nn.functional.normalize(torch.randn(30, 16, generator=generator), dim=1)
+    samples = torch.nn.functional.normalize(torch.randn(64, 16, generator=generator), dim=1)
+    scores = (samples @ prototypes.T).to(dtype)
+    scores[0] = -1.0  # a sample far from every prototype
+    assert sinkhorn(scores.float(), iterations=3, epsilon=0.005).isnan().any()
+    codes = sinkhorn_knopp(scores, epsilon=0.005, iterations=3)
+    assert codes.dtype == dtype and codes.isfinite().all()
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(64, dtype=dtype))
+
+
+def test_the_off_diagonal_terms_keep_their_digits_beside_a_large_diagonal() -> None:
+    """A few wide dimensions (n 2048, d 2, norm 1e3) in float32: the covariance and the
+    redundancy terms summed off the diagonal agree with their float64 values to 1e-5, where
+    the whole matrix minus its diagonal lost them (1e-3)."""
+    generator = torch.Generator().manual_seed(0)
+    a = 1e3 * torch.randn(2048, 2, generator=generator)
+    b = a + 0.3 * 1e3 * torch.randn(2048, 2, generator=generator)
+    for low, exact in (
+        (
+            vicreg_loss(a, b, 0.0, 0.0, 1.0)[1]["covariance"],
+            vicreg_loss(a.double(), b.double(), 0.0, 0.0, 1.0)[1]["covariance"],
+        ),
+        (
+            barlow_twins_loss(a, b, 1.0)[2].item(),
+            barlow_twins_loss(a.double(), b.double(), 1.0)[2].item(),
+        ),
+    ):
+        assert low == pytest.approx(exact, rel=1e-5)

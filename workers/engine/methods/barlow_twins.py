@@ -13,7 +13,7 @@ from contract import RunConfig
 from contract.methods.barlow_twins import BARLOW_TWINS_SPEC, BarlowTwinsOptions
 from workers.engine.mechanisms import off_diagonal_energy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
-from workers.engine.parts import mlp
+from workers.engine.parts import mlp, off_diagonal
 
 STANDARDIZE_EPS = 1e-5  # as BatchNorm1d(affine=False) in the reference implementation
 
@@ -37,7 +37,7 @@ def barlow_twins_loss(
     c = cross_correlation(z1, z2)
     diagonal = torch.diagonal(c)
     on_diag = (1 - diagonal).pow(2).sum()
-    off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
+    off_diag = off_diagonal(c).pow(2).sum()
     return on_diag + lambda_offdiag * off_diag, on_diag, off_diag
 
 

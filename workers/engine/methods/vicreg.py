@@ -14,7 +14,7 @@ from contract import RunConfig
 from contract.methods.vicreg import VICREG_SPEC, VICRegOptions
 from workers.engine.mechanisms import dims_under_variance_hinge, off_diagonal_energy
 from workers.engine.methods.base import LossOutput, Method, StepInfo
-from workers.engine.parts import mlp
+from workers.engine.parts import mlp, off_diagonal
 
 VARIANCE_EPS = 1e-4  # epsilon inside the square root of the variance term (paper: 1e-4)
 TARGET_STD = 1.0  # gamma, the hinge's target standard deviation
@@ -33,7 +33,7 @@ def covariance_term(z: torch.Tensor) -> torch.Tensor:
     b, d = z.shape
     centred = z - z.mean(dim=0)
     cov = centred.t() @ centred / (b - 1)
-    return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+    return off_diagonal(cov).pow(2).sum() / d
 
 
 def vicreg_loss(

@@ -6,6 +6,7 @@ from workers.engine.parts.batchnorm import has_batchnorm, recompute_batchnorm_st
 from workers.engine.parts.ema import cosine_momentum, ema_update
 from workers.engine.parts.heads import LinearPredictor, mlp
 from workers.engine.parts.kmeans import KMeansStats, kmeans
+from workers.engine.parts.off_diagonal import off_diagonal
 from workers.engine.parts.sinkhorn import sinkhorn_knopp
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "has_batchnorm",
     "kmeans",
     "mlp",
+    "off_diagonal",
     "recompute_batchnorm_statistics",
     "sinkhorn_knopp",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -14,14 +16,15 @@ def sinkhorn_knopp(scores: torch.Tensor, epsilon: float, iterations: int) -> tor
     enough iterations, each column sums to B / K (every prototype used equally). Computes
     Q = exp(scores / epsilon), then alternately normalises prototype (row of Q^T) and
     sample marginals ``iterations`` times, ending with the sample marginal so rows are exact.
+    Computed in the log domain (at float32 or the scores' wider precision): exp(scores /
+    epsilon) neither overflows at a small epsilon nor underflows to a row or column of
+    zeros (0 / 0), where the plain iteration gives NaN; the codes are the same where it
+    does not.
     """
-    logits = scores.float() / epsilon
-    q = torch.exp(logits - logits.max()).t()  # (K, B)
-    num_prototypes, batch = q.shape
-    q /= q.sum()
+    logits = scores.to(torch.promote_types(scores.dtype, torch.float32)).t() / epsilon
+    num_prototypes, batch = logits.shape  # (K, B)
+    log_q = logits - torch.logsumexp(logits.flatten(), dim=0)
     for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True)
-        q /= num_prototypes
-        q /= q.sum(dim=0, keepdim=True)
-        q /= batch
-    return (q * batch).t()
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(num_prototypes)
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(batch)
+    return (log_q + math.log(batch)).exp().t()
