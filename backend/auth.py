@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from backend.state import ServiceState, StateDep
 from backend.store import shares as share_store
 from backend.validation import SHARE_PARAMETER
+from contract.strict import shortened
 
 TOKEN_COOKIE_PREFIX = "collapse_lab_token_"
 SHARE_COOKIE = "collapse_lab_share"
@@ -125,8 +126,9 @@ NAMED_ID_CHARS = 40  # ids are 12 characters: a longer one is named by its start
 
 def not_found(kind: str, ident: str) -> HTTPException:
     """404 naming the ``kind`` ("run", "sweep") and the id asked for, shortened."""
-    shown = ident if len(ident) <= NAMED_ID_CHARS else f"{ident[:NAMED_ID_CHARS]}…"
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} {shown!r}")
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, f"no {kind} {shortened(ident, NAMED_ID_CHARS)!r}"
+    )
 
 
 def check_readable(access: ReadAccess, run_id: str) -> None:

@@ -34,6 +34,7 @@ from contract.labels import RunLabels
 from contract.methods import METHOD_SPECS, MethodSpec
 from contract.plugins import PLUGIN_ERRORS
 from contract.presets import PRESETS
+from contract.strict import shortened
 
 # Set by the server when it builds the request, never sent: fields a request does not carry.
 _OWN_FIELDS = ("method", "preset", "options")
@@ -136,13 +137,9 @@ def unloaded_plugins() -> str:
     """The plugins that failed to load, said beside a name that is not known: it may be one
     of theirs (``GET /api/methods`` lists them whole). Each error on one line, cut short."""
     return "".join(
-        f"; plugin {e.plugin} not loaded ({_shortened(' '.join(e.error.split()), _ERROR_SHOWN)})"
+        f"; plugin {e.plugin} not loaded ({shortened(' '.join(e.error.split()), _ERROR_SHOWN)})"
         for e in PLUGIN_ERRORS
     )
-
-
-def _shortened(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _named_unknown_method(data: Any) -> Any:
@@ -154,7 +151,7 @@ def _named_unknown_method(data: Any) -> Any:
     key, known = ("method", METHOD_SPECS) if data.get("method") is not None else ("preset", PRESETS)
     name = data.get(key)
     if isinstance(name, str) and name not in known:
-        shown = _shortened(name, _NAME_SHOWN)
+        shown = shortened(name, _NAME_SHOWN)
         # the whole text and no context: pydantic would fill "{...}" inside the name
         raise PydanticCustomError(
             "unknown_method",

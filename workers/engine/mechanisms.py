@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.engine.metrics import effective_rank
+from workers.engine.parts import off_diagonal
 
 # How many of the leading eigenvectors of F the predictor's alignment averages over (Tian et
 # al. plot the leading ones; past the top few the eigenvalues of a small probe are noise).
@@ -333,5 +334,4 @@ def off_diagonal_energy(z: torch.Tensor) -> float:
     live = std > 1e-12 * torch.maximum(mean.abs(), torch.ones_like(mean))
     x = x[:, live] / std[live]
     correlation = x.T @ x / x.shape[0]
-    off = correlation.pow(2).sum() - torch.diagonal(correlation).pow(2).sum()
-    return float(off) / z.shape[1]
+    return float(off_diagonal(correlation).pow(2).sum()) / z.shape[1]

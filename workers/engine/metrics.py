@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from contract import EmbeddingMetrics
+from workers.engine.parts import off_diagonal
 
 RANKME_EPS = 1e-7  # added to p_k inside the log, as in Garrido et al. (2023)
 SPECTRUM_FLOOR = 1e-20  # eigenvalues below this are clamped before the log (exact zeros)
@@ -284,8 +285,7 @@ def uniformity(z: torch.Tensor, max_samples: int = UNIFORMITY_MAX_SAMPLES) -> fl
     gram = unit @ unit.T
     norms = gram.diagonal()
     squared = (norms[:, None] + norms[None, :] - 2.0 * gram).clamp_min(0.0)
-    off_diagonal = ~torch.eye(len(unit), dtype=torch.bool, device=unit.device)
-    values = squared[off_diagonal]
+    values = off_diagonal(squared)
     return float(torch.logsumexp(-2.0 * values, dim=0) - math.log(values.numel()))
 
 
